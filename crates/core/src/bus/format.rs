@@ -1,0 +1,136 @@
+//! Frames as subscribers receive them, and the per-stream cache of derived
+//! outputs (RTMP chunks, TS packets, RTP packets, …) built once per frame.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+
+use super::{Block, Entry};
+use crate::catalog::Catalog;
+use crate::error::Error;
+use crate::frame::Frame;
+
+/// How many derived output formats one process can register.
+pub const MAX_OUTPUT_FORMATS: usize = 8;
+
+static FORMATS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+/// A derived output format: a protocol's per-frame encoding (for example
+/// "RTMP chunks of this frame"), computed once per frame by whichever consumer
+/// asks first and shared by every other consumer of the same stream.
+///
+/// Register each format once, at start-up (typically in a `static LazyLock`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OutputFormat {
+    index: u8,
+    name: &'static str,
+}
+
+impl OutputFormat {
+    /// Registers (or finds) the format of this name.
+    pub fn register(name: &'static str) -> Result<OutputFormat, Error> {
+        let mut formats = FORMATS.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = formats.iter().position(|n| *n == name) {
+            return Ok(OutputFormat { index: i as u8, name });
+        }
+        if formats.len() >= MAX_OUTPUT_FORMATS {
+            return Err(Error::TooManyFormats(MAX_OUTPUT_FORMATS));
+        }
+        formats.push(name);
+        Ok(OutputFormat { index: (formats.len() - 1) as u8, name })
+    }
+
+    /// The name it was registered with.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl fmt::Debug for OutputFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OutputFormat({})", self.name)
+    }
+}
+
+/// A published frame as a subscriber receives it: cloning it is one
+/// reference-count increment; the payload is never copied.
+#[derive(Clone)]
+pub struct SharedFrame {
+    block: Arc<Block>,
+    index: u32,
+}
+
+impl SharedFrame {
+    pub(crate) fn new(block: Arc<Block>, index: usize) -> Self {
+        debug_assert!(block.slots[index].get().is_some());
+        SharedFrame { block, index: index as u32 }
+    }
+
+    fn entry(&self) -> &Entry {
+        // A SharedFrame is only made for a slot that is already written, and a
+        // OnceLock never becomes unset.
+        self.block.slots[self.index as usize].get().expect("SharedFrame of a written slot")
+    }
+
+    /// The frame.
+    pub fn frame(&self) -> &Frame {
+        &self.entry().frame
+    }
+
+    /// Its position in the publish generation (0, 1, 2, …).
+    pub fn seq(&self) -> u64 {
+        self.block.first_seq + u64::from(self.index)
+    }
+
+    /// The catalog it was published under.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.entry().catalog
+    }
+
+    /// Ingest time, microseconds since its generation started.
+    pub fn ingest_us(&self) -> u64 {
+        self.entry().ingest_us
+    }
+
+    /// Whether decoding can start here for the whole stream: the GOP's keyframe.
+    pub fn is_gop_start(&self) -> bool {
+        self.entry().anchor
+    }
+
+    /// The frame's output in `format`, computed by `encode` on first use for
+    /// this frame and shared with every other consumer of the stream. Its
+    /// bytes count against the stream's ring byte bound while it is retained.
+    pub fn derived(&self, format: OutputFormat, encode: impl FnOnce(&Frame, &Catalog) -> Bytes) -> Bytes {
+        let entry = self.entry();
+        let slots = entry.derived.get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
+        let slot = &slots[usize::from(format.index)];
+        if let Some(b) = slot.get() {
+            return b.clone();
+        }
+        let mut charged = 0;
+        let bytes = slot.get_or_init(|| {
+            let b = encode(&entry.frame, &entry.catalog);
+            charged = b.len();
+            b
+        });
+        if charged > 0 {
+            self.block.charge_derived(charged);
+        }
+        bytes.clone()
+    }
+}
+
+impl Deref for SharedFrame {
+    type Target = Frame;
+    fn deref(&self) -> &Frame {
+        self.frame()
+    }
+}
+
+impl fmt::Debug for SharedFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedFrame").field("seq", &self.seq()).field("frame", self.frame()).finish()
+    }
+}

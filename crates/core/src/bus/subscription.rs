@@ -1,0 +1,359 @@
+//! A subscriber's cursor over one generation's log.
+
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{self, Relaxed};
+use std::task::{Context, Poll};
+
+use super::{Anchor, BLOCK_LEN, Block, Bus, SharedFrame, Waiter};
+use crate::catalog::Catalog;
+use crate::error::EndReason;
+use crate::events::StreamEventKind;
+use crate::frame::MediaKind;
+use crate::qos::SubscriberStats;
+use crate::time::{rescale, timescale};
+
+/// What a subscription yields, in order.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// The catalog that the following frames were published under. Always
+    /// the first event, and again before the first frame of every new version.
+    Catalog(Arc<Catalog>),
+    /// A frame.
+    Frame(SharedFrame),
+    /// The subscriber fell behind; this many frames were skipped and delivery
+    /// resumes at the keyframe that follows.
+    Skipped {
+        /// Frames skipped.
+        frames: u64,
+    },
+    /// (Followers only.) The stream was published anew: timestamps restart and
+    /// a catalog follows. `generation` is the new publish's number.
+    Discontinuity {
+        /// The new generation.
+        generation: u64,
+    },
+}
+
+/// Why a subscription stopped yielding events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// The publish it belonged to ended (after every frame of it was delivered).
+    #[error("stream ended: {0}")]
+    Ended(EndReason),
+    /// It stayed behind live past the policy and was evicted.
+    #[error("subscriber evicted for falling behind")]
+    Evicted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Deliver every frame.
+    Live,
+    /// Discard until the next GOP start; `lag_from` is where skipping began
+    /// when it is a lag (counted), `None` when the subscriber just joined.
+    AwaitKeyframe { lag_from: Option<u64> },
+}
+
+/// A live view of one publish generation of a stream: the cached GOP, then
+/// every later frame, until the publish ends.
+///
+/// A subscription that keeps up receives every frame exactly once, in
+/// publish order. One that falls behind (its position left the ring, or it is
+/// more than the policy's `max_lag` behind) resumes at the newest keyframe,
+/// or the next one, never mid-GOP; the skip is reported as
+/// [`Event::Skipped`], counted, and after `max_skips` within `skip_window`
+/// the subscription is evicted.
+#[derive(Debug)]
+pub struct Subscription {
+    bus: Arc<Bus>,
+    block: Arc<Block>,
+    seq: u64,
+    mode: Mode,
+    catalog_version: u64,
+    pending: Option<SharedFrame>,
+    audio_floor_us: Option<i64>,
+    waiter: Arc<Waiter>,
+    stats: Arc<SubscriberStats>,
+    skips: VecDeque<tokio::time::Instant>,
+    joined: tokio::time::Instant,
+    first_delivered: bool,
+    delivered: u64,
+    evicted: bool,
+}
+
+impl Subscription {
+    pub(crate) fn attach(bus: Arc<Bus>, id: u64, protocol: &'static str, peer: Option<std::net::SocketAddr>) -> Self {
+        let stats = Arc::new(SubscriberStats {
+            id,
+            protocol,
+            peer,
+            joined_unix_ms: crate::engine::unix_ms(std::time::SystemTime::now()),
+            join_time_us: Default::default(),
+            delivered: Default::default(),
+            skipped: Default::default(),
+            lag_events: Default::default(),
+            lag_us: Default::default(),
+            evicted: Default::default(),
+        });
+        {
+            let mut subs = bus.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+            subs.retain(|w| w.strong_count() > 0);
+            subs.push(Arc::downgrade(&stats));
+        }
+        bus.live_subscribers.fetch_add(1, Relaxed);
+        bus.stats.subscribers.store(bus.live_subscribers.load(Relaxed), Relaxed);
+        bus.stats.subscribers_total.fetch_add(1, Relaxed);
+        bus.emitter.emit(&bus.key, StreamEventKind::SubscriberJoined { id, protocol });
+
+        let (block, seq, mode) = match bus.anchor.load_full() {
+            Some(anchor) => (Arc::clone(&anchor.block), anchor.seq, Mode::Live),
+            None => {
+                let head = bus.head_block.load_full();
+                // A keyframe may have landed between the two loads.
+                match bus.anchor.load_full() {
+                    Some(anchor) => (Arc::clone(&anchor.block), anchor.seq, Mode::Live),
+                    None => {
+                        let seq = head.first_seq;
+                        (head, seq, Mode::AwaitKeyframe { lag_from: None })
+                    }
+                }
+            }
+        };
+        Subscription {
+            bus,
+            block,
+            seq,
+            mode,
+            catalog_version: 0,
+            pending: None,
+            audio_floor_us: None,
+            waiter: Arc::new(Waiter::default()),
+            stats,
+            skips: VecDeque::new(),
+            joined: tokio::time::Instant::now(),
+            first_delivered: false,
+            delivered: 0,
+            evicted: false,
+        }
+    }
+
+    /// This subscriber's id (unique within the engine).
+    pub fn id(&self) -> u64 {
+        self.stats.id
+    }
+
+    /// The publish generation this subscription reads.
+    pub fn generation(&self) -> u64 {
+        self.bus.generation
+    }
+
+    /// The next event; `Err` once the publish ended (after its last frame) or
+    /// the subscriber was evicted.
+    pub async fn recv(&mut self) -> Result<Event, RecvError> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next event if one is ready now, without waiting.
+    pub fn try_recv(&mut self) -> Option<Result<Event, RecvError>> {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        match self.poll_recv(&mut cx) {
+            Poll::Ready(r) => Some(r),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Polls for the next event.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, RecvError>> {
+        if self.evicted {
+            return Poll::Ready(Err(RecvError::Evicted));
+        }
+        if let Some(frame) = self.pending.take() {
+            return Poll::Ready(Ok(self.yield_frame(frame)));
+        }
+        if let Some(event) = self.step() {
+            return Poll::Ready(event);
+        }
+        self.bus.waiters.register(&self.waiter, cx.waker());
+        if let Some(event) = self.step() {
+            return Poll::Ready(event);
+        }
+        if let Some(reason) = self.bus.end_reason() {
+            // Everything published before the end is visible now.
+            if let Some(event) = self.step() {
+                return Poll::Ready(event);
+            }
+            self.flush_stats();
+            return Poll::Ready(Err(RecvError::Ended(reason)));
+        }
+        Poll::Pending
+    }
+
+    /// Advances over the log until there is something to yield, or nothing yet.
+    fn step(&mut self) -> Option<Result<Event, RecvError>> {
+        loop {
+            let index = (self.seq - self.block.first_seq) as usize;
+            if index >= BLOCK_LEN {
+                let next = self.block.next.load_full();
+                match next {
+                    Some(next) => {
+                        self.block = next;
+                        self.flush_stats();
+                        if self.mode == Mode::Live && self.is_behind() {
+                            self.fall_behind();
+                        }
+                        continue;
+                    }
+                    None if self.block.expired.load(Ordering::Acquire) => {
+                        self.fall_behind();
+                        continue;
+                    }
+                    None => return None,
+                }
+            }
+            let entry = self.block.slots[index].get()?;
+            self.seq += 1;
+            if let Mode::AwaitKeyframe { lag_from } = self.mode {
+                if !entry.anchor {
+                    continue;
+                }
+                self.mode = Mode::Live;
+                if let Some(from) = lag_from {
+                    let frame = SharedFrame::new(Arc::clone(&self.block), index);
+                    let skipped = frame.seq() - from;
+                    self.start_gop(&frame);
+                    self.pending = Some(frame);
+                    if self.record_skip(skipped) {
+                        return Some(Err(RecvError::Evicted));
+                    }
+                    return Some(Ok(Event::Skipped { frames: skipped }));
+                }
+            }
+            let frame = SharedFrame::new(Arc::clone(&self.block), index);
+            if entry.anchor && !self.first_delivered {
+                self.start_gop(&frame);
+            }
+            if let Some(floor) = self.audio_floor_us {
+                if frame.kind() == MediaKind::Audio {
+                    let ts = track_time_us(&frame);
+                    if ts < floor {
+                        continue;
+                    }
+                    self.audio_floor_us = None;
+                }
+            }
+            return Some(Ok(self.yield_frame(frame)));
+        }
+    }
+
+    /// The frame, preceded by its catalog if that is new to this subscriber.
+    fn yield_frame(&mut self, frame: SharedFrame) -> Event {
+        if frame.catalog().version() != self.catalog_version {
+            self.catalog_version = frame.catalog().version();
+            let catalog = Arc::clone(frame.catalog());
+            self.pending = Some(frame);
+            return Event::Catalog(catalog);
+        }
+        self.deliver(frame)
+    }
+
+    fn deliver(&mut self, frame: SharedFrame) -> Event {
+        if !self.first_delivered {
+            self.first_delivered = true;
+            let waited = tokio::time::Instant::now().saturating_duration_since(self.joined);
+            self.stats.join_time_us.store(waited.as_micros().max(1) as u64, Relaxed);
+        }
+        self.delivered += 1;
+        Event::Frame(frame)
+    }
+
+    /// A subscription (re)starts at a GOP's keyframe: audio from before the
+    /// keyframe's presentation time is not delivered.
+    fn start_gop(&mut self, keyframe: &SharedFrame) {
+        self.audio_floor_us = (keyframe.kind() == MediaKind::Video).then(|| track_time_us(keyframe));
+    }
+
+    /// Whether the cursor has left the ring or is further behind live than the policy allows.
+    fn is_behind(&self) -> bool {
+        if self.seq < self.bus.tail_seq.load(Ordering::Acquire) {
+            return true;
+        }
+        let index = (self.seq - self.block.first_seq) as usize;
+        let Some(entry) = self.block.slots.get(index).and_then(|s| s.get()) else { return false };
+        let head = self.bus.head_time_us.load(Relaxed);
+        let lag = head.saturating_sub(entry.ingest_us);
+        self.stats.lag_us.store(lag, Relaxed);
+        lag > self.bus.policy.max_lag.as_micros() as u64
+    }
+
+    /// Jumps to the newest cached keyframe if it is ahead, else discards until the next one.
+    fn fall_behind(&mut self) {
+        let from = self.seq;
+        let anchor: Option<Arc<Anchor>> = self.bus.anchor.load_full();
+        match anchor {
+            Some(a) if a.seq > self.seq => {
+                self.block = Arc::clone(&a.block);
+                self.seq = a.seq;
+            }
+            _ if self.block.expired.load(Ordering::Acquire) => {
+                let head = self.bus.head_block.load_full();
+                if head.first_seq > self.seq {
+                    self.seq = head.first_seq;
+                    self.block = head;
+                }
+            }
+            _ => {}
+        }
+        let lag_from = match self.mode {
+            Mode::AwaitKeyframe { lag_from: Some(f) } => f,
+            _ => from,
+        };
+        self.mode = Mode::AwaitKeyframe { lag_from: Some(lag_from) };
+    }
+
+    /// Counts a skip; returns whether the subscriber is now evicted.
+    fn record_skip(&mut self, skipped: u64) -> bool {
+        let id = self.stats.id;
+        self.stats.skipped.fetch_add(skipped, Relaxed);
+        self.stats.lag_events.fetch_add(1, Relaxed);
+        self.bus.stats.lag_events.fetch_add(1, Relaxed);
+        self.bus.stats.skipped_frames.fetch_add(skipped, Relaxed);
+        self.bus.emitter.emit(&self.bus.key, StreamEventKind::SubscriberLagged { id, skipped });
+        let now = tokio::time::Instant::now();
+        let window = self.bus.policy.skip_window;
+        while self.skips.front().is_some_and(|t| now.saturating_duration_since(*t) > window) {
+            self.skips.pop_front();
+        }
+        self.skips.push_back(now);
+        if self.skips.len() > self.bus.policy.max_skips as usize {
+            self.evicted = true;
+            self.pending = None;
+            self.stats.evicted.store(true, Relaxed);
+            self.bus.stats.evictions.fetch_add(1, Relaxed);
+            self.bus.emitter.emit(&self.bus.key, StreamEventKind::SubscriberEvicted { id });
+            tracing::info!(stream = %self.bus.key, subscriber = id, "subscriber evicted: fell behind {} times within {:?}", self.skips.len(), window);
+        }
+        self.evicted
+    }
+
+    fn flush_stats(&self) {
+        self.stats.delivered.store(self.delivered, Relaxed);
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.flush_stats();
+        let left = self.bus.live_subscribers.fetch_sub(1, Relaxed) - 1;
+        self.bus.stats.subscribers.store(left, Relaxed);
+        self.bus.emitter.emit(&self.bus.key, StreamEventKind::SubscriberLeft { id: self.stats.id });
+    }
+}
+
+/// A frame's presentation time in microseconds, by its own track's timescale.
+fn track_time_us(frame: &SharedFrame) -> i64 {
+    let scale = frame.catalog().track(frame.track).map_or(timescale::MICROS, |t| t.timescale);
+    rescale(frame.pts, scale, timescale::MICROS)
+}

@@ -1,0 +1,191 @@
+//! The engine: applications and their streams, publish generations, the
+//! idle reaper, and the concrete registry behind the seam traits.
+
+mod builder;
+mod reaper;
+mod request;
+mod slot;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+pub use builder::EngineBuilder;
+pub use request::Request;
+pub(crate) use slot::StreamSlot;
+
+use crate::auth::{Action, AuthRequest, Authorizer};
+use crate::bus::{Bus, Emitter, PublishMeta, Subscription};
+use crate::error::{EndReason, Error, Result};
+use crate::events::{StreamEvent, StreamEventKind};
+use crate::follow::Follower;
+use crate::key::StreamKey;
+use crate::policy::{AppSpec, DuplicatePublish};
+use crate::session::PublishSession;
+use crate::snapshot::StreamSnapshot;
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The kernel: every stream of every application. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+pub(crate) struct EngineInner {
+    apps: HashMap<String, AppSpec>,
+    default_app: Option<AppSpec>,
+    streams: Mutex<HashMap<StreamKey, Arc<StreamSlot>>>,
+    pub(crate) emitter: Arc<Emitter>,
+    auth: Arc<dyn Authorizer>,
+    next_subscriber: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("apps", &self.inner.apps.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts configuring an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    fn app(&self, key: &StreamKey) -> Result<&AppSpec> {
+        self.inner
+            .apps
+            .get(key.app())
+            .or(self.inner.default_app.as_ref())
+            .ok_or_else(|| Error::UnknownApp { app: key.app().to_string(), key: key.clone() })
+    }
+
+    async fn authorize(&self, action: Action, req: &Request) -> Result<()> {
+        let auth = AuthRequest {
+            action,
+            key: req.key.clone(),
+            peer: req.peer,
+            protocol: req.protocol,
+            credentials: req.credentials.clone(),
+            query: req.query.clone(),
+        };
+        self.inner.auth.authorize(&auth).await.map_err(|reason| Error::Unauthorized {
+            action,
+            key: req.key.clone(),
+            peer: req.peer,
+            reason,
+        })
+    }
+
+    /// Claims a stream for publishing, after asking the authorizer.
+    pub async fn open_publish(&self, req: Request) -> Result<PublishSession> {
+        let app = self.app(&req.key)?.clone();
+        self.authorize(Action::Publish, &req).await?;
+        let policy = Arc::new(app.policy_for(req.key.stream()).clone());
+        let (bus, slot, superseded) = {
+            let mut streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
+            let live_in_app = streams
+                .values()
+                .filter(|s| s.key.app() == req.key.app() && s.live().is_some() && s.key != req.key)
+                .count();
+            let slot = Arc::clone(
+                streams.entry(req.key.clone()).or_insert_with(|| Arc::new(StreamSlot::new(req.key.clone()))),
+            );
+            let current = slot.live();
+            if current.is_some() && app.duplicate == DuplicatePublish::Reject {
+                return Err(Error::AlreadyPublishing { key: req.key.clone(), peer: req.peer });
+            }
+            if current.is_none() && app.max_publishers > 0 && live_in_app >= app.max_publishers {
+                return Err(Error::PublisherLimit {
+                    app: req.key.app().to_string(),
+                    limit: app.max_publishers,
+                    key: req.key.clone(),
+                });
+            }
+            let generation = slot.next_generation();
+            let meta = PublishMeta { protocol: req.protocol, peer: req.peer, started_wall: SystemTime::now() };
+            let bus = Bus::new(
+                req.key.clone(),
+                generation,
+                policy,
+                meta,
+                Arc::clone(&self.inner.emitter),
+            );
+            let superseded = current.filter(|old| old.close(EndReason::Superseded));
+            slot.set_live(Arc::clone(&bus));
+            (bus, slot, superseded)
+        };
+        if let Some(old) = superseded {
+            tracing::info!(stream = %req.key, generation = old.generation, "publish taken over by {:?}", req.peer);
+            self.emit(&req.key, StreamEventKind::PublishEnded { generation: old.generation, reason: EndReason::Superseded });
+        }
+        tracing::info!(stream = %req.key, generation = bus.generation, protocol = req.protocol, peer = ?req.peer, "publish started");
+        self.emit(
+            &req.key,
+            StreamEventKind::PublishStarted { generation: bus.generation, protocol: req.protocol, peer: req.peer },
+        );
+        Ok(PublishSession::new(bus, slot, Arc::clone(&self.inner.emitter)))
+    }
+
+    fn live_slot(&self, key: &StreamKey) -> Option<Arc<StreamSlot>> {
+        self.inner.streams.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    /// Subscribes to the live publish of a stream, after asking the authorizer.
+    /// The subscription ends with that publish.
+    pub async fn subscribe(&self, req: Request) -> Result<Subscription> {
+        self.app(&req.key)?;
+        self.authorize(Action::Read, &req).await?;
+        let bus = self.live_slot(&req.key).and_then(|s| s.live()).ok_or_else(|| Error::NotFound { key: req.key.clone() })?;
+        let id = self.inner.next_subscriber.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        Ok(Subscription::attach(bus, id, req.protocol, req.peer))
+    }
+
+    /// Follows a stream across republishes (for packagers, recorders and
+    /// relays): it must be live now or have ended less than its grace period ago.
+    pub async fn follow(&self, req: Request) -> Result<Follower> {
+        let grace = self.app(&req.key)?.policy_for(req.key.stream()).follow_grace;
+        self.authorize(Action::Read, &req).await?;
+        let slot = self.live_slot(&req.key).ok_or_else(|| Error::NotFound { key: req.key.clone() })?;
+        let id = self.inner.next_subscriber.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        Ok(Follower::new(slot, id, req.protocol, req.peer, grace))
+    }
+
+    /// Snapshots of every stream that is live now.
+    pub fn streams(&self) -> Vec<StreamSnapshot> {
+        let slots: Vec<_> = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let mut out: Vec<_> = slots.iter().filter_map(|s| s.live()).map(|b| StreamSnapshot::of(&b)).collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// A snapshot of one live stream.
+    pub fn stream(&self, key: &StreamKey) -> Option<StreamSnapshot> {
+        self.live_slot(key).and_then(|s| s.live()).map(|b| StreamSnapshot::of(&b))
+    }
+
+    /// Lifecycle events of every stream.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<StreamEvent> {
+        self.inner.emitter.events.subscribe()
+    }
+
+    pub(crate) fn emit(&self, key: &StreamKey, kind: StreamEventKind) {
+        self.inner.emitter.emit(key, kind);
+    }
+
+    /// Ends every live publish (followers and subscribers see
+    /// [`EndReason::Shutdown`]). Publishing sessions get errors from then on.
+    pub fn shutdown(&self) {
+        let slots: Vec<_> = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for slot in slots {
+            if let Some(bus) = slot.live() {
+                slot.end(&bus, EndReason::Shutdown, &self.inner.emitter);
+            }
+        }
+    }
+}

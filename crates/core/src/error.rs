@@ -1,0 +1,140 @@
+//! The kernel's one error type.
+
+use std::net::SocketAddr;
+
+use crate::auth::Action;
+use crate::frame::TrackId;
+use crate::key::StreamKey;
+
+/// Why a publish generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "snake_case"))]
+pub enum EndReason {
+    /// The publisher finished or disconnected.
+    Finished,
+    /// Another publisher took the stream over.
+    Superseded,
+    /// The idle reaper ended it: no frame within the idle timeout.
+    Idle,
+    /// The engine is shutting down.
+    Shutdown,
+}
+
+impl std::fmt::Display for EndReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EndReason::Finished => "publisher finished",
+            EndReason::Superseded => "taken over by a new publisher",
+            EndReason::Idle => "idle timeout",
+            EndReason::Shutdown => "shutdown",
+        })
+    }
+}
+
+/// Errors of the kernel, each with the stream (and peer, where known) it concerns.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A stream name failed validation.
+    #[error("invalid stream key {key:?}: {reason}")]
+    InvalidKey {
+        /// The offending text, escaped and truncated.
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No application of that name is configured.
+    #[error("unknown application {app:?} (stream {key})")]
+    UnknownApp {
+        /// The application.
+        app: String,
+        /// The stream asked for.
+        key: StreamKey,
+    },
+    /// The stream already has a live publisher and the application rejects duplicates.
+    #[error("stream {key} is already being published (peer {peer:?} refused)")]
+    AlreadyPublishing {
+        /// The stream.
+        key: StreamKey,
+        /// The refused peer.
+        peer: Option<SocketAddr>,
+    },
+    /// The application has as many publishers as it allows.
+    #[error("application {app} allows {limit} publishers; stream {key} refused")]
+    PublisherLimit {
+        /// The application.
+        app: String,
+        /// Its limit.
+        limit: usize,
+        /// The refused stream.
+        key: StreamKey,
+    },
+    /// Nothing is published under that name.
+    #[error("stream {key} is not being published")]
+    NotFound {
+        /// The stream.
+        key: StreamKey,
+    },
+    /// The authorizer refused.
+    #[error("{action} of {key} refused for peer {peer:?}: {reason}")]
+    Unauthorized {
+        /// Publish or read.
+        action: Action,
+        /// The stream.
+        key: StreamKey,
+        /// The peer.
+        peer: Option<SocketAddr>,
+        /// The authorizer's reason.
+        reason: String,
+    },
+    /// This publish generation has ended; publishing into it is refused.
+    #[error("publish of {key} (generation {generation}) has ended: {reason}")]
+    PublishEnded {
+        /// The stream.
+        key: StreamKey,
+        /// The ended generation.
+        generation: u64,
+        /// Why it ended.
+        reason: EndReason,
+    },
+    /// A frame was published before any catalog.
+    #[error("stream {key}: frame published before a catalog")]
+    NoCatalog {
+        /// The stream.
+        key: StreamKey,
+    },
+    /// A frame names a track its catalog does not have.
+    #[error("stream {key}: frame for track {track:?}, which the catalog does not have")]
+    UnknownTrack {
+        /// The stream.
+        key: StreamKey,
+        /// The track.
+        track: TrackId,
+    },
+    /// A catalog failed validation.
+    #[error("stream {key}: invalid catalog: {reason}")]
+    InvalidCatalog {
+        /// The stream.
+        key: StreamKey,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A policy or engine configuration is inconsistent.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Too many derived output formats were registered.
+    #[error("at most {0} derived output formats can be registered")]
+    TooManyFormats(usize),
+    /// A protocol worker failed.
+    #[error("{protocol}: {source}")]
+    Protocol {
+        /// The protocol's name.
+        protocol: &'static str,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The kernel's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

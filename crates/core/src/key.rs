@@ -1,0 +1,145 @@
+//! Stream names: `app/stream`, validated once at the edge so nothing downstream
+//! (file paths of recorders, URLs of packagers, log lines) has to re-check them.
+
+use std::fmt;
+
+use crate::error::Error;
+
+/// Longest accepted application or stream name, in bytes.
+pub const MAX_PART_LEN: usize = 128;
+
+/// A validated stream name, `app/stream`.
+///
+/// Both parts are non-empty, at most [`MAX_PART_LEN`] bytes, contain no `/`,
+/// no control characters and no whitespace, and are neither `.` nor `..`:
+/// a key is safe to use as a path component and inside a URL path.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    full: Box<str>,
+    split: usize,
+}
+
+impl StreamKey {
+    /// Builds a key from its two parts.
+    pub fn new(app: &str, stream: &str) -> Result<Self, Error> {
+        validate_part(app, "app")?;
+        validate_part(stream, "stream")?;
+        let mut full = String::with_capacity(app.len() + 1 + stream.len());
+        full.push_str(app);
+        full.push('/');
+        full.push_str(stream);
+        Ok(Self { full: full.into_boxed_str(), split: app.len() })
+    }
+
+    /// Parses `app/stream` (exactly one `/`).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let (app, stream) = text.split_once('/').ok_or_else(|| Error::InvalidKey {
+            key: printable(text),
+            reason: "expected app/stream",
+        })?;
+        if stream.contains('/') {
+            return Err(Error::InvalidKey { key: printable(text), reason: "more than one '/'" });
+        }
+        Self::new(app, stream)
+    }
+
+    /// The application part.
+    pub fn app(&self) -> &str {
+        &self.full[..self.split]
+    }
+
+    /// The stream part.
+    pub fn stream(&self) -> &str {
+        &self.full[self.split + 1..]
+    }
+
+    /// `app/stream`.
+    pub fn as_str(&self) -> &str {
+        &self.full
+    }
+}
+
+fn validate_part(part: &str, which: &'static str) -> Result<(), Error> {
+    let reason = if part.is_empty() {
+        Some(if which == "app" { "empty app name" } else { "empty stream name" })
+    } else if part.len() > MAX_PART_LEN {
+        Some("name longer than 128 bytes")
+    } else if part == "." || part == ".." {
+        Some("'.' and '..' are not names")
+    } else if part.contains('/') {
+        Some("'/' inside a name")
+    } else if part.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some("control character or whitespace in name")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(Error::InvalidKey { key: printable(part), reason }),
+        None => Ok(()),
+    }
+}
+
+/// A log-safe rendering of untrusted text: bounded and escaped.
+fn printable(text: &str) -> String {
+    let mut out: String = text.chars().take(64).flat_map(char::escape_debug).collect();
+    if text.chars().count() > 64 {
+        out.push('…');
+    }
+    out
+}
+
+impl fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.full)
+    }
+}
+
+impl fmt::Debug for StreamKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamKey({})", self.full)
+    }
+}
+
+impl std::str::FromStr for StreamKey {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::parse(s)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for StreamKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.full)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_names() {
+        let key = StreamKey::parse("live/cam-1_main.hd").expect("valid");
+        assert_eq!(key.app(), "live");
+        assert_eq!(key.stream(), "cam-1_main.hd");
+        assert_eq!(key.to_string(), "live/cam-1_main.hd");
+    }
+
+    #[test]
+    fn rejects_traversal_separators_and_controls() {
+        for bad in ["live/..", "../x", "live/a/b", "live/", "/x", "live/a\u{0}b", "live/a b", "nokey", "live/."] {
+            assert!(StreamKey::parse(bad).is_err(), "{bad:?} must be rejected");
+        }
+        assert!(StreamKey::new("live", &"x".repeat(129)).is_err());
+        assert!(StreamKey::new("live", &"x".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn error_text_is_bounded_and_escaped() {
+        let err = StreamKey::parse(&format!("live/{}\n", "y".repeat(500))).expect_err("too long");
+        let text = err.to_string();
+        assert!(text.len() < 200, "{text}");
+        assert!(!text.contains('\n'));
+    }
+}

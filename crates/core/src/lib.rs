@@ -1,0 +1,82 @@
+//! The tidewater kernel: a live stream's frames fanned out, zero-copy and
+//! without locks on the publish path, from one publisher to any number of
+//! subscribers, with instant start from the cached GOP, a slow subscriber
+//! only ever hurting itself, and the stream's catalog, clock and QoS kept once
+//! for every protocol.
+//!
+//! This crate knows no protocol and no container. Protocol crates depend on
+//! the seam ([`InboundProtocol`], [`IngestContext`], [`PublishRegistry`],
+//! [`PlaybackRegistry`], [`EventBus`]) and convert frames to and from the
+//! canonical payload forms documented in [`frame`].
+//!
+//! ```
+//! use bytes::Bytes;
+//! use tidewater_core::{AppSpec, Codec, Engine, Event, Frame, Request, StreamKey, TrackId, TrackInfo};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tidewater_core::Error> {
+//! let engine = Engine::builder().app("live", AppSpec::default()).build()?;
+//! let key = StreamKey::parse("live/cam1")?;
+//!
+//! // Publish: announce the tracks, then frames.
+//! let mut session = engine.open_publish(Request::new(key.clone(), "example")).await?;
+//! session.set_catalog(vec![TrackInfo::video(TrackId(1), Codec::H264, 1280, 720)])?;
+//! session.publish(Frame::video(TrackId(1), Codec::H264, 0, 0, true, Bytes::from_static(b"idr")))?;
+//!
+//! // A late joiner starts at once from the cached GOP: catalog, then keyframe.
+//! let mut viewer = engine.subscribe(Request::new(key, "example")).await?;
+//! assert!(matches!(viewer.recv().await, Ok(Event::Catalog(_))));
+//! match viewer.recv().await {
+//!     Ok(Event::Frame(f)) => assert!(f.is_keyframe()),
+//!     other => panic!("{other:?}"),
+//! }
+//! session.finish().await;
+//! assert!(viewer.recv().await.is_err());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `serde`: `Serialize` for snapshots, events and policies (the server's API uses it).
+
+#![deny(missing_docs)]
+
+mod auth;
+pub mod bus;
+mod catalog;
+mod engine;
+mod error;
+mod events;
+mod follow;
+pub mod frame;
+mod key;
+mod policy;
+mod protocol;
+mod qos;
+mod registry;
+mod session;
+mod snapshot;
+pub mod time;
+
+pub use auth::{Action, AuthRequest, Authorizer, Credentials, PermitAll};
+pub use bus::{Event, OutputFormat, RecvError, SharedFrame, Subscription};
+pub use catalog::{AudioParams, Catalog, TrackInfo, VideoParams};
+pub use engine::{Engine, EngineBuilder, Request};
+pub use error::{EndReason, Error, Result};
+pub use events::{NoopObserver, Observer, StreamEvent, StreamEventKind};
+pub use follow::Follower;
+pub use frame::{Codec, Frame, FrameFlags, MediaKind, TrackId};
+pub use key::StreamKey;
+pub use policy::{AppSpec, DuplicatePublish, StreamPolicy};
+pub use protocol::{InboundProtocol, IngestContext};
+pub use qos::{QosSnapshot, SubscriberSnapshot};
+pub use registry::{EventBus, PlaybackRegistry, PublishRegistry, Registry};
+pub use session::PublishSession;
+pub use snapshot::{CatalogSnapshot, StreamSnapshot, TrackSnapshot};
+pub use time::{ClockAnchor, TimestampWrap, TrackClock, rescale};
+
+/// Re-exported so embedders and protocol crates share one version.
+pub use bytes;
+/// Re-exported for [`InboundProtocol::serve`].
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,123 @@
+//! The protocol seam: long-lived workers that own their listeners.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Subscription;
+use crate::engine::{Engine, Request};
+use crate::error::{Error, Result};
+use crate::events::StreamEvent;
+use crate::follow::Follower;
+use crate::key::StreamKey;
+use crate::registry::Registry;
+use crate::session::PublishSession;
+use crate::snapshot::StreamSnapshot;
+
+/// A protocol worker (RTMP, RTSP, SRT, WHIP, …): binds its listener(s),
+/// accepts connections, and bridges them to the kernel through its
+/// [`IngestContext`].
+#[async_trait]
+pub trait InboundProtocol: Send + Sync + 'static {
+    /// A short stable name (`rtmp`, `srt`, …) for logs.
+    fn name(&self) -> &'static str;
+
+    /// Runs until `shutdown` is cancelled, then returns promptly. An `Err`
+    /// (a listener that cannot bind, say) is fatal: it stops every sibling.
+    async fn serve(&self, ctx: IngestContext, shutdown: CancellationToken) -> Result<()>;
+}
+
+/// What a protocol worker reaches the kernel through. Cheap to clone.
+#[derive(Clone)]
+pub struct IngestContext {
+    registry: Arc<dyn Registry>,
+}
+
+impl std::fmt::Debug for IngestContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestContext").finish_non_exhaustive()
+    }
+}
+
+impl IngestContext {
+    /// A context over any registry.
+    pub fn new(registry: Arc<dyn Registry>) -> Self {
+        IngestContext { registry }
+    }
+
+    /// Claims a stream for publishing.
+    pub async fn open_publish(&self, req: Request) -> Result<PublishSession> {
+        self.registry.open_publish(req).await
+    }
+
+    /// Subscribes to a live stream.
+    pub async fn subscribe(&self, req: Request) -> Result<Subscription> {
+        self.registry.subscribe(req).await
+    }
+
+    /// Follows a stream across republishes.
+    pub async fn follow(&self, req: Request) -> Result<Follower> {
+        self.registry.follow(req).await
+    }
+
+    /// Snapshots of live streams.
+    pub fn streams(&self) -> Vec<StreamSnapshot> {
+        self.registry.streams()
+    }
+
+    /// A snapshot of one live stream.
+    pub fn stream(&self, key: &StreamKey) -> Option<StreamSnapshot> {
+        self.registry.stream(key)
+    }
+
+    /// Lifecycle events.
+    pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<StreamEvent> {
+        self.registry.subscribe_events()
+    }
+
+    /// The registry itself.
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.registry
+    }
+}
+
+impl Engine {
+    /// A context for protocol workers backed by this engine.
+    pub fn context(&self) -> IngestContext {
+        IngestContext::new(Arc::new(self.clone()))
+    }
+
+    /// Runs protocol workers until `shutdown` is cancelled or one fails; then
+    /// cancels the rest, waits for every one of them, ends every publish and
+    /// returns the first failure.
+    pub async fn serve(&self, protocols: Vec<Arc<dyn InboundProtocol>>, shutdown: CancellationToken) -> Result<()> {
+        let mut workers = JoinSet::new();
+        for protocol in protocols {
+            let (ctx, token) = (self.context(), shutdown.clone());
+            workers.spawn(async move {
+                let name = protocol.name();
+                tracing::debug!(protocol = name, "worker starting");
+                let result = protocol.serve(ctx, token.clone()).await;
+                if let Err(e) = &result {
+                    tracing::error!(protocol = name, "worker failed: {e}");
+                    token.cancel();
+                }
+                result
+            });
+        }
+        let mut first_error = None;
+        while let Some(joined) = workers.join_next().await {
+            let result = joined.unwrap_or_else(|e| {
+                shutdown.cancel();
+                Err(Error::Protocol { protocol: "worker", source: Box::new(e) })
+            });
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        self.shutdown();
+        first_error.map_or(Ok(()), Err)
+    }
+}

@@ -1,0 +1,41 @@
+//! tidewater: a live-media streaming kernel and the protocols built on it.
+//!
+//! This umbrella crate re-exports the kernel ([`tidewater_core`]) and, behind
+//! feature flags, each protocol crate as it lands. Embedders depend on this
+//! crate and pick features; protocol crates depend only on the kernel.
+//!
+//! ```
+//! use tidewater::bytes::Bytes;
+//! use tidewater::{AppSpec, Codec, Engine, Event, Frame, Request, StreamKey, TrackId, TrackInfo};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tidewater::Error> {
+//! let engine = Engine::builder().default_app(AppSpec::default()).build()?;
+//! let key = StreamKey::parse("live/demo")?;
+//! let mut publisher = engine.open_publish(Request::new(key.clone(), "embedded")).await?;
+//! publisher.set_catalog(vec![TrackInfo::video(TrackId(1), Codec::H264, 640, 360)])?;
+//! let mut viewer = engine.subscribe(Request::new(key, "embedded")).await?;
+//! publisher.publish(Frame::video(TrackId(1), Codec::H264, 0, 0, true, Bytes::from_static(b"idr")))?;
+//! let mut frames = 0;
+//! while let Ok(event) = viewer.try_recv().unwrap_or(Err(tidewater::RecvError::Evicted)) {
+//!     if let Event::Frame(frame) = event {
+//!         assert_eq!(&frame.payload[..], b"idr");
+//!         frames += 1;
+//!     }
+//! }
+//! assert_eq!(frames, 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | (none) | the kernel: bus, GOP cache, catalog, clock, QoS, registries, protocol seam |
+//! | `serde` | `Serialize` for snapshots and events |
+//! | `full` | every implemented protocol (none yet beyond the kernel) |
+
+#![deny(missing_docs)]
+
+pub use tidewater_core::*;
