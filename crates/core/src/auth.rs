@@ -9,7 +9,11 @@ use crate::key::StreamKey;
 
 /// What a peer asks to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "lowercase"))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Action {
     /// Push a stream in.
     Publish,
@@ -128,7 +132,13 @@ mod tests {
         assert_eq!(req.token(), Some("s3cret"));
         assert_eq!(req.query_param("flag"), Some(""));
         assert_eq!(req.query_param("zzz"), None);
-        let shown = format!("{:?}", Credentials::UserPass { user: "u".into(), pass: "p".into() });
+        let shown = format!(
+            "{:?}",
+            Credentials::UserPass {
+                user: "u".into(),
+                pass: "p".into()
+            }
+        );
         assert!(!shown.contains('p') || shown.contains("***"));
     }
 }

@@ -65,7 +65,11 @@ impl TrackInfo {
             timescale: crate::time::timescale::MPEG_90K,
             wrap: TimestampWrap::None,
             config: None,
-            video: Some(VideoParams { width, height, frame_rate: None }),
+            video: Some(VideoParams {
+                width,
+                height,
+                frame_rate: None,
+            }),
             audio: None,
             bitrate: None,
         }
@@ -80,7 +84,10 @@ impl TrackInfo {
             wrap: TimestampWrap::None,
             config: None,
             video: None,
-            audio: Some(AudioParams { sample_rate, channels }),
+            audio: Some(AudioParams {
+                sample_rate,
+                channels,
+            }),
             bitrate: None,
         }
     }
@@ -134,8 +141,12 @@ impl Catalog {
                 return Err("duplicate track id");
             }
             match t.kind() {
-                MediaKind::Video if t.audio.is_some() => return Err("audio parameters on a video track"),
-                MediaKind::Audio if t.video.is_some() => return Err("video parameters on an audio track"),
+                MediaKind::Video if t.audio.is_some() => {
+                    return Err("audio parameters on a video track");
+                }
+                MediaKind::Audio if t.video.is_some() => {
+                    return Err("video parameters on an audio track");
+                }
                 _ => {}
             }
         }

@@ -8,7 +8,11 @@ use crate::key::StreamKey;
 
 /// Why a publish generation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "snake_case"))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum EndReason {
     /// The publisher finished or disconnected.
     Finished,

@@ -36,9 +36,20 @@ impl Follower {
         grace: Duration,
     ) -> Self {
         let changes = slot.watch();
-        let current = slot.live().map(|bus| Subscription::attach(bus, id, protocol, peer));
+        let current = slot
+            .live()
+            .map(|bus| Subscription::attach(bus, id, protocol, peer));
         let last_generation = current.as_ref().map_or(0, |s| s.generation());
-        Follower { slot, changes, current, last_generation, id, protocol, peer, grace }
+        Follower {
+            slot,
+            changes,
+            current,
+            last_generation,
+            id,
+            protocol,
+            peer,
+            grace,
+        }
     }
 
     /// The generation being read (0 before the first).
@@ -64,13 +75,16 @@ impl Follower {
             }
             let deadline = tokio::time::Instant::now() + self.grace;
             loop {
-                if let Some(bus) = self.slot.live() {
-                    if bus.generation != self.last_generation {
+                if let Some(bus) = self.slot.latest() {
+                    if bus.generation > self.last_generation {
                         let had_previous = self.last_generation != 0;
                         self.last_generation = bus.generation;
-                        self.current = Some(Subscription::attach(bus, self.id, self.protocol, self.peer));
+                        self.current =
+                            Some(Subscription::attach(bus, self.id, self.protocol, self.peer));
                         if had_previous {
-                            return Ok(Event::Discontinuity { generation: self.last_generation });
+                            return Ok(Event::Discontinuity {
+                                generation: self.last_generation,
+                            });
                         }
                         break;
                     }

@@ -28,7 +28,11 @@ pub struct TrackId(pub u32);
 
 /// What kind of media a track carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "lowercase"))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum MediaKind {
     /// Pictures.
     Video,
@@ -140,14 +144,39 @@ pub struct Frame {
 
 impl Frame {
     /// A video access unit.
-    pub fn video(track: TrackId, codec: Codec, dts: i64, pts: i64, keyframe: bool, payload: Bytes) -> Self {
-        let flags = if keyframe { FrameFlags::KEYFRAME } else { FrameFlags::empty() };
-        Frame { track, codec, flags, pts, dts, payload }
+    pub fn video(
+        track: TrackId,
+        codec: Codec,
+        dts: i64,
+        pts: i64,
+        keyframe: bool,
+        payload: Bytes,
+    ) -> Self {
+        let flags = if keyframe {
+            FrameFlags::KEYFRAME
+        } else {
+            FrameFlags::empty()
+        };
+        Frame {
+            track,
+            codec,
+            flags,
+            pts,
+            dts,
+            payload,
+        }
     }
 
     /// An audio access unit (always a random-access point).
     pub fn audio(track: TrackId, codec: Codec, pts: i64, payload: Bytes) -> Self {
-        Frame { track, codec, flags: FrameFlags::KEYFRAME, pts, dts: pts, payload }
+        Frame {
+            track,
+            codec,
+            flags: FrameFlags::KEYFRAME,
+            pts,
+            dts: pts,
+            payload,
+        }
     }
 
     /// Whether decoding can start at this frame.

@@ -28,7 +28,10 @@ impl StreamKey {
         full.push_str(app);
         full.push('/');
         full.push_str(stream);
-        Ok(Self { full: full.into_boxed_str(), split: app.len() })
+        Ok(Self {
+            full: full.into_boxed_str(),
+            split: app.len(),
+        })
     }
 
     /// Parses `app/stream` (exactly one `/`).
@@ -38,7 +41,10 @@ impl StreamKey {
             reason: "expected app/stream",
         })?;
         if stream.contains('/') {
-            return Err(Error::InvalidKey { key: printable(text), reason: "more than one '/'" });
+            return Err(Error::InvalidKey {
+                key: printable(text),
+                reason: "more than one '/'",
+            });
         }
         Self::new(app, stream)
     }
@@ -61,7 +67,11 @@ impl StreamKey {
 
 fn validate_part(part: &str, which: &'static str) -> Result<(), Error> {
     let reason = if part.is_empty() {
-        Some(if which == "app" { "empty app name" } else { "empty stream name" })
+        Some(if which == "app" {
+            "empty app name"
+        } else {
+            "empty stream name"
+        })
     } else if part.len() > MAX_PART_LEN {
         Some("name longer than 128 bytes")
     } else if part == "." || part == ".." {
@@ -74,7 +84,10 @@ fn validate_part(part: &str, which: &'static str) -> Result<(), Error> {
         None
     };
     match reason {
-        Some(reason) => Err(Error::InvalidKey { key: printable(part), reason }),
+        Some(reason) => Err(Error::InvalidKey {
+            key: printable(part),
+            reason,
+        }),
         None => Ok(()),
     }
 }
@@ -128,7 +141,17 @@ mod tests {
 
     #[test]
     fn rejects_traversal_separators_and_controls() {
-        for bad in ["live/..", "../x", "live/a/b", "live/", "/x", "live/a\u{0}b", "live/a b", "nokey", "live/."] {
+        for bad in [
+            "live/..",
+            "../x",
+            "live/a/b",
+            "live/",
+            "/x",
+            "live/a\u{0}b",
+            "live/a b",
+            "nokey",
+            "live/.",
+        ] {
             assert!(StreamKey::parse(bad).is_err(), "{bad:?} must be rejected");
         }
         assert!(StreamKey::new("live", &"x".repeat(129)).is_err());

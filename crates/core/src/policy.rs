@@ -7,7 +7,11 @@ use crate::error::Error;
 
 /// What happens when a second publisher claims a live stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "snake_case"))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum DuplicatePublish {
     /// Refuse the newcomer (the default).
     #[default]
@@ -71,13 +75,19 @@ impl StreamPolicy {
             return Err(Error::Config(format!("ring_frames must be at least {min}")));
         }
         if self.gop_frames > self.ring_frames || self.gop_bytes > self.ring_bytes {
-            return Err(Error::Config("the GOP cache bounds must not exceed the ring bounds".into()));
+            return Err(Error::Config(
+                "the GOP cache bounds must not exceed the ring bounds".into(),
+            ));
         }
         if self.gop_frames == 0 || self.gop_bytes == 0 {
-            return Err(Error::Config("gop_frames and gop_bytes must be positive".into()));
+            return Err(Error::Config(
+                "gop_frames and gop_bytes must be positive".into(),
+            ));
         }
         if self.max_lag.is_zero() || self.idle_timeout.is_zero() {
-            return Err(Error::Config("max_lag and idle_timeout must be positive".into()));
+            return Err(Error::Config(
+                "max_lag and idle_timeout must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -106,7 +116,8 @@ impl AppSpec {
     pub fn validate(&self) -> Result<(), Error> {
         self.policy.validate()?;
         for (name, p) in &self.streams {
-            p.validate().map_err(|e| Error::Config(format!("stream {name}: {e}")))?;
+            p.validate()
+                .map_err(|e| Error::Config(format!("stream {name}: {e}")))?;
         }
         Ok(())
     }
@@ -114,7 +125,10 @@ impl AppSpec {
 
 #[cfg(feature = "serde")]
 mod duration_ms {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 }

@@ -92,7 +92,11 @@ impl Engine {
     /// Runs protocol workers until `shutdown` is cancelled or one fails; then
     /// cancels the rest, waits for every one of them, ends every publish and
     /// returns the first failure.
-    pub async fn serve(&self, protocols: Vec<Arc<dyn InboundProtocol>>, shutdown: CancellationToken) -> Result<()> {
+    pub async fn serve(
+        &self,
+        protocols: Vec<Arc<dyn InboundProtocol>>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
         let mut workers = JoinSet::new();
         for protocol in protocols {
             let (ctx, token) = (self.context(), shutdown.clone());
@@ -111,7 +115,10 @@ impl Engine {
         while let Some(joined) = workers.join_next().await {
             let result = joined.unwrap_or_else(|e| {
                 shutdown.cancel();
-                Err(Error::Protocol { protocol: "worker", source: Box::new(e) })
+                Err(Error::Protocol {
+                    protocol: "worker",
+                    source: Box::new(e),
+                })
             });
             if let Err(e) = result {
                 first_error.get_or_insert(e);

@@ -85,7 +85,14 @@ pub(crate) struct PublishCounters {
 }
 
 impl PublishCounters {
-    pub fn record(&mut self, stats: &StreamStats, now_us: u64, bytes: usize, video: bool, keyframe: bool) {
+    pub fn record(
+        &mut self,
+        stats: &StreamStats,
+        now_us: u64,
+        bytes: usize,
+        video: bool,
+        keyframe: bool,
+    ) {
         self.frames += 1;
         self.bytes += bytes as u64;
         stats.frames.store(self.frames, Relaxed);

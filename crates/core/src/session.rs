@@ -71,7 +71,11 @@ impl PublishSession {
     fn check_open(&self) -> Result<()> {
         match self.bus().end_reason() {
             None => Ok(()),
-            Some(reason) => Err(Error::PublishEnded { key: self.key().clone(), generation: self.generation(), reason }),
+            Some(reason) => Err(Error::PublishEnded {
+                key: self.key().clone(),
+                generation: self.generation(),
+                reason,
+            }),
         }
     }
 
@@ -81,7 +85,10 @@ impl PublishSession {
     /// Timestamps of tracks that stay continue unwrapping where they were.
     pub fn set_catalog(&mut self, tracks: Vec<TrackInfo>) -> Result<Arc<Catalog>> {
         self.check_open()?;
-        Catalog::validate(&tracks).map_err(|reason| Error::InvalidCatalog { key: self.key().clone(), reason })?;
+        Catalog::validate(&tracks).map_err(|reason| Error::InvalidCatalog {
+            key: self.key().clone(),
+            reason,
+        })?;
         if let Some(current) = &self.catalog {
             if current.tracks() == tracks.as_slice() {
                 return Ok(Arc::clone(current));
@@ -95,9 +102,14 @@ impl PublishSession {
                     .clocks
                     .iter()
                     .zip(self.catalog.iter().flat_map(|c| c.tracks()))
-                    .find(|((id, _), old)| *id == t.id && old.timescale == t.timescale && old.wrap == t.wrap)
+                    .find(|((id, _), old)| {
+                        *id == t.id && old.timescale == t.timescale && old.wrap == t.wrap
+                    })
                     .map(|((_, clock), _)| clock.clone());
-                (t.id, kept.unwrap_or_else(|| TrackClock::new(t.wrap, t.timescale)))
+                (
+                    t.id,
+                    kept.unwrap_or_else(|| TrackClock::new(t.wrap, t.timescale)),
+                )
             })
             .collect();
         self.has_video = tracks.iter().any(|t| t.kind() == MediaKind::Video);
@@ -106,7 +118,13 @@ impl PublishSession {
         self.catalog = Some(Arc::clone(&catalog));
         self.bus().catalog.store(Some(Arc::clone(&catalog)));
         let (key, generation) = (self.key().clone(), self.generation());
-        self.emitter.emit(&key, StreamEventKind::CatalogChanged { generation, version });
+        self.emitter.emit(
+            &key,
+            StreamEventKind::CatalogChanged {
+                generation,
+                version,
+            },
+        );
         Ok(catalog)
     }
 
@@ -119,10 +137,15 @@ impl PublishSession {
     pub fn publish(&mut self, mut frame: Frame) -> Result<()> {
         self.check_open()?;
         let Some(catalog) = &self.catalog else {
-            return Err(Error::NoCatalog { key: self.key().clone() });
+            return Err(Error::NoCatalog {
+                key: self.key().clone(),
+            });
         };
         let Some(pos) = self.clocks.iter().position(|(id, _)| *id == frame.track) else {
-            return Err(Error::UnknownTrack { key: self.key().clone(), track: frame.track });
+            return Err(Error::UnknownTrack {
+                key: self.key().clone(),
+                track: frame.track,
+            });
         };
         let track_scale = catalog.tracks()[pos].timescale;
         match self.clocks[pos].1.apply(&mut frame.dts, &mut frame.pts) {
@@ -142,7 +165,8 @@ impl PublishSession {
         let video = frame.kind() == MediaKind::Video;
         let keyframe = frame.is_keyframe();
         let anchor = keyframe && (video || !self.has_video);
-        self.counters.record(&bus.stats, now_us, frame.payload.len(), video, keyframe);
+        self.counters
+            .record(&bus.stats, now_us, frame.payload.len(), video, keyframe);
         let catalog = Arc::clone(catalog);
         self.writer.push(frame, catalog, now_us, anchor);
         Ok(())
@@ -150,7 +174,11 @@ impl PublishSession {
 
     /// Sets a metadata entry shown in snapshots (encoder name, title, …).
     pub fn set_metadata(&self, key: impl Into<String>, value: impl Into<String>) {
-        let mut meta = self.bus().metadata.lock().unwrap_or_else(|p| p.into_inner());
+        let mut meta = self
+            .bus()
+            .metadata
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if meta.len() < 64 {
             meta.insert(key.into(), value.into());
         }
@@ -158,7 +186,11 @@ impl PublishSession {
 
     /// A copy of the metadata.
     pub fn metadata(&self) -> BTreeMap<String, String> {
-        self.bus().metadata.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.bus()
+            .metadata
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The media-time ↔ wall-clock anchor, set by the first frame.

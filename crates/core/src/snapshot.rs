@@ -104,7 +104,11 @@ impl StreamSnapshot {
             protocol: bus.meta.protocol,
             peer: bus.meta.peer,
             started_unix_ms: crate::engine::unix_ms(bus.meta.started_wall),
-            metadata: bus.metadata.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            metadata: bus
+                .metadata
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
             catalog: bus.catalog.load_full().map(|c| CatalogSnapshot::of(&c)),
             qos: bus.stats.snapshot(),
             subscribers,

@@ -33,13 +33,19 @@ impl OutputFormat {
     pub fn register(name: &'static str) -> Result<OutputFormat, Error> {
         let mut formats = FORMATS.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = formats.iter().position(|n| *n == name) {
-            return Ok(OutputFormat { index: i as u8, name });
+            return Ok(OutputFormat {
+                index: i as u8,
+                name,
+            });
         }
         if formats.len() >= MAX_OUTPUT_FORMATS {
             return Err(Error::TooManyFormats(MAX_OUTPUT_FORMATS));
         }
         formats.push(name);
-        Ok(OutputFormat { index: (formats.len() - 1) as u8, name })
+        Ok(OutputFormat {
+            index: (formats.len() - 1) as u8,
+            name,
+        })
     }
 
     /// The name it was registered with.
@@ -65,13 +71,18 @@ pub struct SharedFrame {
 impl SharedFrame {
     pub(crate) fn new(block: Arc<Block>, index: usize) -> Self {
         debug_assert!(block.slots[index].get().is_some());
-        SharedFrame { block, index: index as u32 }
+        SharedFrame {
+            block,
+            index: index as u32,
+        }
     }
 
     fn entry(&self) -> &Entry {
         // A SharedFrame is only made for a slot that is already written, and a
         // OnceLock never becomes unset.
-        self.block.slots[self.index as usize].get().expect("SharedFrame of a written slot")
+        self.block.slots[self.index as usize]
+            .get()
+            .expect("SharedFrame of a written slot")
     }
 
     /// The frame.
@@ -102,9 +113,15 @@ impl SharedFrame {
     /// The frame's output in `format`, computed by `encode` on first use for
     /// this frame and shared with every other consumer of the stream. Its
     /// bytes count against the stream's ring byte bound while it is retained.
-    pub fn derived(&self, format: OutputFormat, encode: impl FnOnce(&Frame, &Catalog) -> Bytes) -> Bytes {
+    pub fn derived(
+        &self,
+        format: OutputFormat,
+        encode: impl FnOnce(&Frame, &Catalog) -> Bytes,
+    ) -> Bytes {
         let entry = self.entry();
-        let slots = entry.derived.get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
+        let slots = entry
+            .derived
+            .get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
         let slot = &slots[usize::from(format.index)];
         if let Some(b) = slot.get() {
             return b.clone();
@@ -131,6 +148,9 @@ impl Deref for SharedFrame {
 
 impl fmt::Debug for SharedFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedFrame").field("seq", &self.seq()).field("frame", self.frame()).finish()
+        f.debug_struct("SharedFrame")
+            .field("seq", &self.seq())
+            .field("frame", self.frame())
+            .finish()
     }
 }

@@ -139,7 +139,10 @@ impl std::fmt::Debug for Emitter {
 
 impl Emitter {
     pub fn emit(&self, key: &StreamKey, kind: StreamEventKind) {
-        let event = StreamEvent { key: key.clone(), kind };
+        let event = StreamEvent {
+            key: key.clone(),
+            kind,
+        };
         self.observer.on_event(&event);
         // No receiver is fine: events are best-effort notifications.
         let _ = self.events.send(event);
@@ -220,13 +223,18 @@ impl Bus {
 
     /// Microseconds of ingest time since this generation started.
     pub fn now_us(&self) -> u64 {
-        tokio::time::Instant::now().saturating_duration_since(self.started).as_micros() as u64
+        tokio::time::Instant::now()
+            .saturating_duration_since(self.started)
+            .as_micros() as u64
     }
 
     /// Ends the generation. Returns whether this call ended it.
     pub fn close(&self, reason: EndReason) -> bool {
         let code = 1 + reason as u8;
-        let ended = self.closed.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        let ended = self
+            .closed
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
         if ended {
             self.waiters.notify_all();
         }

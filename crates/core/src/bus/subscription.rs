@@ -84,7 +84,12 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub(crate) fn attach(bus: Arc<Bus>, id: u64, protocol: &'static str, peer: Option<std::net::SocketAddr>) -> Self {
+    pub(crate) fn attach(
+        bus: Arc<Bus>,
+        id: u64,
+        protocol: &'static str,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Self {
         let stats = Arc::new(SubscriberStats {
             id,
             protocol,
@@ -103,9 +108,12 @@ impl Subscription {
             subs.push(Arc::downgrade(&stats));
         }
         bus.live_subscribers.fetch_add(1, Relaxed);
-        bus.stats.subscribers.store(bus.live_subscribers.load(Relaxed), Relaxed);
+        bus.stats
+            .subscribers
+            .store(bus.live_subscribers.load(Relaxed), Relaxed);
         bus.stats.subscribers_total.fetch_add(1, Relaxed);
-        bus.emitter.emit(&bus.key, StreamEventKind::SubscriberJoined { id, protocol });
+        bus.emitter
+            .emit(&bus.key, StreamEventKind::SubscriberJoined { id, protocol });
 
         let (block, seq, mode) = match bus.anchor.load_full() {
             Some(anchor) => (Arc::clone(&anchor.block), anchor.seq, Mode::Live),
@@ -194,6 +202,12 @@ impl Subscription {
     /// Advances over the log until there is something to yield, or nothing yet.
     fn step(&mut self) -> Option<Result<Event, RecvError>> {
         loop {
+            // The block left the ring while we were in it: its frames are
+            // still readable, but the subscriber is behind by a whole ring.
+            if self.mode == Mode::Live && self.block.expired.load(Ordering::Acquire) {
+                self.fall_behind();
+                continue;
+            }
             let index = (self.seq - self.block.first_seq) as usize;
             if index >= BLOCK_LEN {
                 let next = self.block.next.load_full();
@@ -263,7 +277,9 @@ impl Subscription {
         if !self.first_delivered {
             self.first_delivered = true;
             let waited = tokio::time::Instant::now().saturating_duration_since(self.joined);
-            self.stats.join_time_us.store(waited.as_micros().max(1) as u64, Relaxed);
+            self.stats
+                .join_time_us
+                .store(waited.as_micros().max(1) as u64, Relaxed);
         }
         self.delivered += 1;
         Event::Frame(frame)
@@ -272,7 +288,8 @@ impl Subscription {
     /// A subscription (re)starts at a GOP's keyframe: audio from before the
     /// keyframe's presentation time is not delivered.
     fn start_gop(&mut self, keyframe: &SharedFrame) {
-        self.audio_floor_us = (keyframe.kind() == MediaKind::Video).then(|| track_time_us(keyframe));
+        self.audio_floor_us =
+            (keyframe.kind() == MediaKind::Video).then(|| track_time_us(keyframe));
     }
 
     /// Whether the cursor has left the ring or is further behind live than the policy allows.
@@ -281,7 +298,9 @@ impl Subscription {
             return true;
         }
         let index = (self.seq - self.block.first_seq) as usize;
-        let Some(entry) = self.block.slots.get(index).and_then(|s| s.get()) else { return false };
+        let Some(entry) = self.block.slots.get(index).and_then(|s| s.get()) else {
+            return false;
+        };
         let head = self.bus.head_time_us.load(Relaxed);
         let lag = head.saturating_sub(entry.ingest_us);
         self.stats.lag_us.store(lag, Relaxed);
@@ -310,7 +329,9 @@ impl Subscription {
             Mode::AwaitKeyframe { lag_from: Some(f) } => f,
             _ => from,
         };
-        self.mode = Mode::AwaitKeyframe { lag_from: Some(lag_from) };
+        self.mode = Mode::AwaitKeyframe {
+            lag_from: Some(lag_from),
+        };
     }
 
     /// Counts a skip; returns whether the subscriber is now evicted.
@@ -320,10 +341,17 @@ impl Subscription {
         self.stats.lag_events.fetch_add(1, Relaxed);
         self.bus.stats.lag_events.fetch_add(1, Relaxed);
         self.bus.stats.skipped_frames.fetch_add(skipped, Relaxed);
-        self.bus.emitter.emit(&self.bus.key, StreamEventKind::SubscriberLagged { id, skipped });
+        self.bus.emitter.emit(
+            &self.bus.key,
+            StreamEventKind::SubscriberLagged { id, skipped },
+        );
         let now = tokio::time::Instant::now();
         let window = self.bus.policy.skip_window;
-        while self.skips.front().is_some_and(|t| now.saturating_duration_since(*t) > window) {
+        while self
+            .skips
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > window)
+        {
             self.skips.pop_front();
         }
         self.skips.push_back(now);
@@ -332,7 +360,9 @@ impl Subscription {
             self.pending = None;
             self.stats.evicted.store(true, Relaxed);
             self.bus.stats.evictions.fetch_add(1, Relaxed);
-            self.bus.emitter.emit(&self.bus.key, StreamEventKind::SubscriberEvicted { id });
+            self.bus
+                .emitter
+                .emit(&self.bus.key, StreamEventKind::SubscriberEvicted { id });
             tracing::info!(stream = %self.bus.key, subscriber = id, "subscriber evicted: fell behind {} times within {:?}", self.skips.len(), window);
         }
         self.evicted
@@ -348,12 +378,18 @@ impl Drop for Subscription {
         self.flush_stats();
         let left = self.bus.live_subscribers.fetch_sub(1, Relaxed) - 1;
         self.bus.stats.subscribers.store(left, Relaxed);
-        self.bus.emitter.emit(&self.bus.key, StreamEventKind::SubscriberLeft { id: self.stats.id });
+        self.bus.emitter.emit(
+            &self.bus.key,
+            StreamEventKind::SubscriberLeft { id: self.stats.id },
+        );
     }
 }
 
 /// A frame's presentation time in microseconds, by its own track's timescale.
 fn track_time_us(frame: &SharedFrame) -> i64 {
-    let scale = frame.catalog().track(frame.track).map_or(timescale::MICROS, |t| t.timescale);
+    let scale = frame
+        .catalog()
+        .track(frame.track)
+        .map_or(timescale::MICROS, |t| t.timescale);
     rescale(frame.pts, scale, timescale::MICROS)
 }

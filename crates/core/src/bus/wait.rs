@@ -51,7 +51,9 @@ impl WaitList {
         // drain cannot keep the publisher here.
         let mut n = self.queue.len();
         while n > 0 {
-            let Some(waiter) = self.queue.pop() else { break };
+            let Some(waiter) = self.queue.pop() else {
+                break;
+            };
             waiter.queued.store(false, Ordering::Release);
             waiter.waker.wake();
             n -= 1;

@@ -40,8 +40,21 @@ pub(crate) struct Writer {
 impl Writer {
     pub fn new(bus: Arc<Bus>) -> Self {
         let current = bus.head_block.load_full();
-        let retained = VecDeque::from([Retained { block: Arc::clone(&current), frames: 0, bytes: 0 }]);
-        Writer { bus, current, index: 0, next_seq: 0, retained, retained_frames: 0, retained_bytes: 0, gop: None }
+        let retained = VecDeque::from([Retained {
+            block: Arc::clone(&current),
+            frames: 0,
+            bytes: 0,
+        }]);
+        Writer {
+            bus,
+            current,
+            index: 0,
+            next_seq: 0,
+            retained,
+            retained_frames: 0,
+            retained_bytes: 0,
+            gop: None,
+        }
     }
 
     pub fn bus(&self) -> &Arc<Bus> {
@@ -54,13 +67,23 @@ impl Writer {
             let block = Arc::new(Block::new(self.next_seq, Arc::clone(&self.bus.meter)));
             self.current.next.store(Some(Arc::clone(&block)));
             self.bus.head_block.store(Arc::clone(&block));
-            self.retained.push_back(Retained { block: Arc::clone(&block), frames: 0, bytes: 0 });
+            self.retained.push_back(Retained {
+                block: Arc::clone(&block),
+                frames: 0,
+                bytes: 0,
+            });
             self.current = block;
             self.index = 0;
         }
         let seq = self.next_seq;
         let bytes = frame.payload.len() + ENTRY_OVERHEAD;
-        let entry = Entry { frame, catalog, ingest_us, anchor, derived: Default::default() };
+        let entry = Entry {
+            frame,
+            catalog,
+            ingest_us,
+            anchor,
+            derived: Default::default(),
+        };
         // The only writer of this slot: it is empty.
         let _ = self.current.slots[self.index].set(entry);
         self.index += 1;
@@ -75,8 +98,15 @@ impl Writer {
 
         let policy = &self.bus.policy;
         if anchor {
-            self.gop = Some(Gop { seq, frames: 1, bytes });
-            self.bus.anchor.store(Some(Arc::new(Anchor { block: Arc::clone(&self.current), seq })));
+            self.gop = Some(Gop {
+                seq,
+                frames: 1,
+                bytes,
+            });
+            self.bus.anchor.store(Some(Arc::new(Anchor {
+                block: Arc::clone(&self.current),
+                seq,
+            })));
         } else if let Some(gop) = &mut self.gop {
             gop.frames += 1;
             gop.bytes += bytes;
@@ -102,7 +132,9 @@ impl Writer {
             if self.retained_frames <= policy.ring_frames && bytes <= policy.ring_bytes {
                 break;
             }
-            let Some(front) = self.retained.pop_front() else { break };
+            let Some(front) = self.retained.pop_front() else {
+                break;
+            };
             let front_end = front.block.first_seq + front.frames as u64;
             if self.gop.is_some_and(|g| g.seq < front_end) {
                 // The ring cannot hold the whole GOP: stop offering it.
@@ -113,7 +145,9 @@ impl Writer {
             self.retained_bytes -= front.bytes;
             front.block.expire();
             if let Some(new_front) = self.retained.front() {
-                self.bus.tail_seq.store(new_front.block.first_seq, Ordering::Release);
+                self.bus
+                    .tail_seq
+                    .store(new_front.block.first_seq, Ordering::Release);
             }
         }
     }
@@ -121,6 +155,143 @@ impl Writer {
     /// Frames and bytes (payloads plus derived outputs) retained now.
     #[cfg(test)]
     pub fn retained(&self) -> (usize, usize) {
-        (self.retained_frames, self.retained_bytes + self.bus.derived_bytes())
+        (
+            self.retained_frames,
+            self.retained_bytes + self.bus.derived_bytes(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::bus::{Emitter, OutputFormat, PublishMeta, Subscription};
+    use crate::catalog::TrackInfo;
+    use crate::events::NoopObserver;
+    use crate::frame::{Codec, TrackId};
+    use crate::key::StreamKey;
+    use crate::policy::StreamPolicy;
+
+    fn bus(policy: StreamPolicy) -> Arc<Bus> {
+        let (events, _) = tokio::sync::broadcast::channel(16);
+        let emitter = Arc::new(Emitter {
+            events,
+            observer: Arc::new(NoopObserver),
+        });
+        let meta = PublishMeta {
+            protocol: "test",
+            peer: None,
+            started_wall: std::time::SystemTime::now(),
+        };
+        let key = StreamKey::parse("live/bytes").expect("key");
+        Bus::new(key, 1, Arc::new(policy), meta, emitter)
+    }
+
+    fn catalog() -> Arc<Catalog> {
+        Arc::new(Catalog::new_version(
+            1,
+            vec![TrackInfo::video(TrackId(1), Codec::H264, 64, 64)],
+        ))
+    }
+
+    fn frame(i: u64, size: usize, gop: u64) -> (Frame, bool) {
+        let key = i % gop == 0;
+        (
+            Frame::video(
+                TrackId(1),
+                Codec::H264,
+                i as i64,
+                i as i64,
+                key,
+                Bytes::from(vec![0u8; size]),
+            ),
+            key,
+        )
+    }
+
+    #[tokio::test]
+    async fn ring_stays_within_its_byte_bound() {
+        let policy = StreamPolicy {
+            ring_bytes: 256 << 10,
+            gop_bytes: 128 << 10,
+            ..StreamPolicy::default()
+        };
+        let bound = policy.ring_bytes;
+        let bus = bus(policy);
+        let mut w = Writer::new(Arc::clone(&bus));
+        let cat = catalog();
+        for i in 0..2_000 {
+            let (f, key) = frame(i, 4_096, 25);
+            w.push(f, Arc::clone(&cat), i, key);
+            let (_, bytes) = w.retained();
+            assert!(bytes <= bound, "frame {i}: {bytes} retained > {bound}");
+        }
+        let (frames, bytes) = w.retained();
+        // Bounded by bytes long before the 4096-frame bound.
+        assert!(frames < 64 + bound / 4_096, "{frames} frames");
+        assert!(bytes > bound / 2, "the window is used: {bytes}");
+        assert!(bus.tail_seq.load(Ordering::Relaxed) > 1_500);
+    }
+
+    #[tokio::test]
+    async fn derived_outputs_count_against_the_byte_bound_and_are_released() {
+        let policy = StreamPolicy {
+            ring_bytes: 256 << 10,
+            gop_bytes: 64 << 10,
+            ..StreamPolicy::default()
+        };
+        let bound = policy.ring_bytes;
+        let bus = bus(policy);
+        let format = OutputFormat::register("test-double").expect("format");
+        let mut w = Writer::new(Arc::clone(&bus));
+        let mut sub = Subscription::attach(Arc::clone(&bus), 1, "test", None);
+        let cat = catalog();
+        for i in 0..1_000 {
+            let (f, key) = frame(i, 2_048, 10);
+            w.push(f, Arc::clone(&cat), i, key);
+            while let Some(Ok(ev)) = sub.try_recv() {
+                if let crate::bus::Event::Frame(f) = ev {
+                    // A derived output as large as the payload doubles the footprint.
+                    let out = f.derived(format, |fr, _| fr.payload.clone());
+                    assert_eq!(out.len(), 2_048);
+                }
+            }
+            let (_, bytes) = w.retained();
+            assert!(
+                bytes <= bound + BLOCK_LEN * (2_048 + ENTRY_OVERHEAD),
+                "frame {i}: {bytes}"
+            );
+        }
+        let (frames, _) = w.retained();
+        assert!(
+            frames * (2 * 2_048 + ENTRY_OVERHEAD) <= bound + BLOCK_LEN * 4_096,
+            "{frames} frames retained"
+        );
+        assert!(bus.derived_bytes() <= bound);
+    }
+
+    #[tokio::test]
+    async fn a_gop_larger_than_its_bound_is_not_offered() {
+        let policy = StreamPolicy {
+            gop_bytes: 40 << 10,
+            ..StreamPolicy::default()
+        };
+        let bus = bus(policy);
+        let mut w = Writer::new(Arc::clone(&bus));
+        let cat = catalog();
+        for i in 0..9 {
+            let (f, key) = frame(i, 4_096, 100);
+            w.push(f, Arc::clone(&cat), i, key);
+        }
+        assert!(bus.anchor.load().is_some(), "9 × 4 KiB fits");
+        for i in 9..12 {
+            let (f, key) = frame(i, 4_096, 100);
+            w.push(f, Arc::clone(&cat), i, key);
+        }
+        assert!(bus.anchor.load().is_none(), "12 × 4 KiB does not");
     }
 }

@@ -34,7 +34,9 @@ impl Default for EngineBuilder {
 
 impl std::fmt::Debug for EngineBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineBuilder").field("apps", &self.apps.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("EngineBuilder")
+            .field("apps", &self.apps.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -73,8 +75,10 @@ impl EngineBuilder {
     /// Validates the configuration and builds the engine.
     pub fn build(self) -> Result<Engine> {
         for (name, spec) in &self.apps {
-            crate::key::StreamKey::new(name, "x").map_err(|e| Error::Config(format!("app {name:?}: {e}")))?;
-            spec.validate().map_err(|e| Error::Config(format!("app {name}: {e}")))?;
+            crate::key::StreamKey::new(name, "x")
+                .map_err(|e| Error::Config(format!("app {name:?}: {e}")))?;
+            spec.validate()
+                .map_err(|e| Error::Config(format!("app {name}: {e}")))?;
         }
         if let Some(spec) = &self.default_app {
             spec.validate()?;
@@ -88,7 +92,10 @@ impl EngineBuilder {
                 apps: self.apps,
                 default_app: self.default_app,
                 streams: Default::default(),
-                emitter: Arc::new(Emitter { events, observer: self.observer }),
+                emitter: Arc::new(Emitter {
+                    events,
+                    observer: self.observer,
+                }),
                 auth: self.auth,
                 next_subscriber: Arc::new(AtomicU64::new(0)),
             }),

@@ -27,7 +27,8 @@ use crate::snapshot::StreamSnapshot;
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The kernel: every stream of every application. Cheap to clone.
@@ -47,7 +48,9 @@ pub(crate) struct EngineInner {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("apps", &self.inner.apps.keys().collect::<Vec<_>>()).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("apps", &self.inner.apps.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,7 +65,10 @@ impl Engine {
             .apps
             .get(key.app())
             .or(self.inner.default_app.as_ref())
-            .ok_or_else(|| Error::UnknownApp { app: key.app().to_string(), key: key.clone() })
+            .ok_or_else(|| Error::UnknownApp {
+                app: key.app().to_string(),
+                key: key.clone(),
+            })
     }
 
     async fn authorize(&self, action: Action, req: &Request) -> Result<()> {
@@ -74,12 +80,16 @@ impl Engine {
             credentials: req.credentials.clone(),
             query: req.query.clone(),
         };
-        self.inner.auth.authorize(&auth).await.map_err(|reason| Error::Unauthorized {
-            action,
-            key: req.key.clone(),
-            peer: req.peer,
-            reason,
-        })
+        self.inner
+            .auth
+            .authorize(&auth)
+            .await
+            .map_err(|reason| Error::Unauthorized {
+                action,
+                key: req.key.clone(),
+                peer: req.peer,
+                reason,
+            })
     }
 
     /// Claims a stream for publishing, after asking the authorizer.
@@ -94,11 +104,16 @@ impl Engine {
                 .filter(|s| s.key.app() == req.key.app() && s.live().is_some() && s.key != req.key)
                 .count();
             let slot = Arc::clone(
-                streams.entry(req.key.clone()).or_insert_with(|| Arc::new(StreamSlot::new(req.key.clone()))),
+                streams
+                    .entry(req.key.clone())
+                    .or_insert_with(|| Arc::new(StreamSlot::new(req.key.clone()))),
             );
             let current = slot.live();
             if current.is_some() && app.duplicate == DuplicatePublish::Reject {
-                return Err(Error::AlreadyPublishing { key: req.key.clone(), peer: req.peer });
+                return Err(Error::AlreadyPublishing {
+                    key: req.key.clone(),
+                    peer: req.peer,
+                });
             }
             if current.is_none() && app.max_publishers > 0 && live_in_app >= app.max_publishers {
                 return Err(Error::PublisherLimit {
@@ -108,7 +123,11 @@ impl Engine {
                 });
             }
             let generation = slot.next_generation();
-            let meta = PublishMeta { protocol: req.protocol, peer: req.peer, started_wall: SystemTime::now() };
+            let meta = PublishMeta {
+                protocol: req.protocol,
+                peer: req.peer,
+                started_wall: SystemTime::now(),
+            };
             let bus = Bus::new(
                 req.key.clone(),
                 generation,
@@ -122,18 +141,37 @@ impl Engine {
         };
         if let Some(old) = superseded {
             tracing::info!(stream = %req.key, generation = old.generation, "publish taken over by {:?}", req.peer);
-            self.emit(&req.key, StreamEventKind::PublishEnded { generation: old.generation, reason: EndReason::Superseded });
+            self.emit(
+                &req.key,
+                StreamEventKind::PublishEnded {
+                    generation: old.generation,
+                    reason: EndReason::Superseded,
+                },
+            );
         }
         tracing::info!(stream = %req.key, generation = bus.generation, protocol = req.protocol, peer = ?req.peer, "publish started");
         self.emit(
             &req.key,
-            StreamEventKind::PublishStarted { generation: bus.generation, protocol: req.protocol, peer: req.peer },
+            StreamEventKind::PublishStarted {
+                generation: bus.generation,
+                protocol: req.protocol,
+                peer: req.peer,
+            },
         );
-        Ok(PublishSession::new(bus, slot, Arc::clone(&self.inner.emitter)))
+        Ok(PublishSession::new(
+            bus,
+            slot,
+            Arc::clone(&self.inner.emitter),
+        ))
     }
 
     fn live_slot(&self, key: &StreamKey) -> Option<Arc<StreamSlot>> {
-        self.inner.streams.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+        self.inner
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// Subscribes to the live publish of a stream, after asking the authorizer.
@@ -141,32 +179,63 @@ impl Engine {
     pub async fn subscribe(&self, req: Request) -> Result<Subscription> {
         self.app(&req.key)?;
         self.authorize(Action::Read, &req).await?;
-        let bus = self.live_slot(&req.key).and_then(|s| s.live()).ok_or_else(|| Error::NotFound { key: req.key.clone() })?;
-        let id = self.inner.next_subscriber.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let bus = self
+            .live_slot(&req.key)
+            .and_then(|s| s.live())
+            .ok_or_else(|| Error::NotFound {
+                key: req.key.clone(),
+            })?;
+        let id = self
+            .inner
+            .next_subscriber
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         Ok(Subscription::attach(bus, id, req.protocol, req.peer))
     }
 
     /// Follows a stream across republishes (for packagers, recorders and
     /// relays): it must be live now or have ended less than its grace period ago.
     pub async fn follow(&self, req: Request) -> Result<Follower> {
-        let grace = self.app(&req.key)?.policy_for(req.key.stream()).follow_grace;
+        let grace = self
+            .app(&req.key)?
+            .policy_for(req.key.stream())
+            .follow_grace;
         self.authorize(Action::Read, &req).await?;
-        let slot = self.live_slot(&req.key).ok_or_else(|| Error::NotFound { key: req.key.clone() })?;
-        let id = self.inner.next_subscriber.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let slot = self.live_slot(&req.key).ok_or_else(|| Error::NotFound {
+            key: req.key.clone(),
+        })?;
+        let id = self
+            .inner
+            .next_subscriber
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         Ok(Follower::new(slot, id, req.protocol, req.peer, grace))
     }
 
     /// Snapshots of every stream that is live now.
     pub fn streams(&self) -> Vec<StreamSnapshot> {
-        let slots: Vec<_> = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-        let mut out: Vec<_> = slots.iter().filter_map(|s| s.live()).map(|b| StreamSnapshot::of(&b)).collect();
+        let slots: Vec<_> = self
+            .inner
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut out: Vec<_> = slots
+            .iter()
+            .filter_map(|s| s.live())
+            .map(|b| StreamSnapshot::of(&b))
+            .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
         out
     }
 
     /// A snapshot of one live stream.
     pub fn stream(&self, key: &StreamKey) -> Option<StreamSnapshot> {
-        self.live_slot(key).and_then(|s| s.live()).map(|b| StreamSnapshot::of(&b))
+        self.live_slot(key)
+            .and_then(|s| s.live())
+            .map(|b| StreamSnapshot::of(&b))
     }
 
     /// Lifecycle events of every stream.
@@ -181,7 +250,14 @@ impl Engine {
     /// Ends every live publish (followers and subscribers see
     /// [`EndReason::Shutdown`]). Publishing sessions get errors from then on.
     pub fn shutdown(&self) {
-        let slots: Vec<_> = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let slots: Vec<_> = self
+            .inner
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
         for slot in slots {
             if let Some(bus) = slot.live() {
                 slot.end(&bus, EndReason::Shutdown, &self.inner.emitter);

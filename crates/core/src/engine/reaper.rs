@@ -33,14 +33,21 @@ impl Engine {
             if slot.live().is_some() || Arc::strong_count(slot) > 1 {
                 return true;
             }
-            let grace = self.app(key).map_or(Duration::ZERO, |a| a.policy_for(key.stream()).follow_grace);
-            slot.ended_at().is_none_or(|t| now.saturating_duration_since(t) <= grace)
+            let grace = self
+                .app(key)
+                .map_or(Duration::ZERO, |a| a.policy_for(key.stream()).follow_grace);
+            slot.ended_at()
+                .is_none_or(|t| now.saturating_duration_since(t) <= grace)
         });
         reaped
     }
 
     /// Runs [`reap_idle`](Self::reap_idle) every `every` until `shutdown`.
-    pub fn spawn_reaper(&self, every: Duration, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_reaper(
+        &self,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let engine = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);

@@ -23,7 +23,13 @@ pub struct Request {
 impl Request {
     /// A request with no peer, credentials or query.
     pub fn new(key: StreamKey, protocol: &'static str) -> Self {
-        Request { key, protocol, peer: None, credentials: Credentials::None, query: None }
+        Request {
+            key,
+            protocol,
+            peer: None,
+            credentials: Credentials::None,
+            query: None,
+        }
     }
 
     /// Sets the peer address.

@@ -16,6 +16,9 @@ use crate::key::StreamKey;
 pub(crate) struct StreamSlot {
     pub key: StreamKey,
     live: ArcSwapOption<Bus>,
+    /// The newest generation, ended or not: a follower that was parked while a
+    /// short publish came and went still reads what it retained.
+    latest: ArcSwapOption<Bus>,
     generations: AtomicU64,
     /// The live generation's number, 0 while none; followers wait on it.
     changes: watch::Sender<u64>,
@@ -28,6 +31,7 @@ impl StreamSlot {
         StreamSlot {
             key,
             live: ArcSwapOption::empty(),
+            latest: ArcSwapOption::empty(),
             generations: AtomicU64::new(0),
             changes: watch::channel(0).0,
             ended_at: std::sync::Mutex::new(None),
@@ -37,6 +41,11 @@ impl StreamSlot {
     /// The live, not yet ended generation.
     pub fn live(&self) -> Option<Arc<Bus>> {
         self.live.load_full().filter(|b| b.end_reason().is_none())
+    }
+
+    /// The newest generation, even if it has ended.
+    pub fn latest(&self) -> Option<Arc<Bus>> {
+        self.latest.load_full()
     }
 
     pub fn next_generation(&self) -> u64 {
@@ -49,6 +58,7 @@ impl StreamSlot {
     pub fn set_live(&self, bus: Arc<Bus>) {
         let _guard = self.ended_at.lock().unwrap_or_else(|p| p.into_inner());
         let generation = bus.generation;
+        self.latest.store(Some(Arc::clone(&bus)));
         self.live.store(Some(bus));
         self.changes.send_replace(generation);
     }
@@ -67,7 +77,12 @@ impl StreamSlot {
         let ended = bus.close(reason);
         {
             let mut ended_at = self.ended_at.lock().unwrap_or_else(|p| p.into_inner());
-            if self.live.load().as_ref().is_some_and(|c| Arc::ptr_eq(c, bus)) {
+            if self
+                .live
+                .load()
+                .as_ref()
+                .is_some_and(|c| Arc::ptr_eq(c, bus))
+            {
                 self.live.store(None);
                 *ended_at = Some(tokio::time::Instant::now());
                 self.changes.send_replace(0);
@@ -75,7 +90,13 @@ impl StreamSlot {
         }
         if ended {
             tracing::info!(stream = %self.key, generation = bus.generation, "publish ended: {reason}");
-            emitter.emit(&self.key, StreamEventKind::PublishEnded { generation: bus.generation, reason });
+            emitter.emit(
+                &self.key,
+                StreamEventKind::PublishEnded {
+                    generation: bus.generation,
+                    reason,
+                },
+            );
         }
         ended
     }
