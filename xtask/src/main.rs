@@ -20,8 +20,9 @@ use std::collections::BTreeSet;
 use std::env;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -167,8 +168,12 @@ fn no_args(command: &str, rest: &[OsString]) -> Result<()> {
 
 fn test(ws: &Workspace) -> Result<()> {
     let mut steps = Steps::new("test");
+    let target = ws.target_dir()?;
+    // A missing cargo-deny takes minutes to compile: start that now, so it
+    // overlaps with apt-get and the checks before the step that needs it.
+    let deny_install = Install::start_if_missing(ws, &target, "deny", "cargo-deny")?;
     steps.run("clients", || ensure_clients(ws))?;
-    tidy_steps(ws, &mut steps)?;
+    tidy_steps(ws, &mut steps, deny_install)?;
 
     // One build for the binary and the tests: `--workspace --tests` resolves
     // features exactly as `cargo test --workspace` does (dev-dependencies
@@ -181,7 +186,7 @@ fn test(ws: &Workspace) -> Result<()> {
                 .args(["build", "--workspace", "--bins", "--tests"]),
         )
     })?;
-    let bin = ws.target_dir()?.join("debug").join(exe("tidewater"));
+    let bin = target.join("debug").join(exe("tidewater"));
     steps.run("test", || {
         if !bin.is_file() {
             bail!("the server binary is missing at {}", bin.display());
@@ -193,34 +198,65 @@ fn test(ws: &Workspace) -> Result<()> {
         )
     })?;
 
-    let loom_test = ws.root.join("crates/core/tests/loom_wait.rs");
-    if loom_test.is_file() {
-        let loom_target = ws.target_dir()?.join("loom");
-        steps.run("loom", || {
-            ws.run(
-                ws.cargo()
-                    .args(["test", "-p", "tidewater-core", "--test", "loom_wait"])
-                    .arg("--release")
-                    .env("RUSTFLAGS", "--cfg loom")
-                    .env_remove("CARGO_ENCODED_RUSTFLAGS")
-                    .env("CARGO_TARGET_DIR", &loom_target),
-            )
-        })?;
-    } else {
-        steps.skip("loom", "crates/core/tests/loom_wait.rs does not exist yet");
+    match loom_suite(ws) {
+        Some(suite) => {
+            let loom_target = target.join("loom");
+            steps.run("loom", || {
+                ws.run(
+                    ws.cargo()
+                        .args(["test", "-p", "tidewater-core", "--release"])
+                        .args(suite.args)
+                        .env("RUSTFLAGS", format!("--cfg {}", suite.cfg))
+                        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                        .env("CARGO_TARGET_DIR", &loom_target),
+                )
+            })?;
+        }
+        None => steps.skip("loom", "tidewater-core has no loom models yet"),
     }
     steps.finish();
     Ok(())
 }
 
+/// How to run the kernel's loom models: a `--cfg` that swaps in loom's
+/// atomics, and the `cargo test -p tidewater-core` arguments selecting them.
+#[derive(Debug)]
+struct LoomSuite {
+    cfg: &'static str,
+    args: &'static [&'static str],
+}
+
+/// Finds the kernel's loom models. They are built under a cfg of the kernel's
+/// own (`tidewater_loom`, so that tokio, bytes and the rest do not switch to
+/// their own loom builds) and live next to the code they model, named
+/// `loom_*`; an integration test `tests/loom_wait.rs` under the common `loom`
+/// cfg is run too if that is where they are.
+fn loom_suite(ws: &Workspace) -> Option<LoomSuite> {
+    let core = ws.root.join("crates/core");
+    let manifest = std::fs::read_to_string(core.join("Cargo.toml")).unwrap_or_default();
+    if manifest.contains("cfg(tidewater_loom)") {
+        Some(LoomSuite {
+            cfg: "tidewater_loom",
+            args: &["--lib", "loom"],
+        })
+    } else if core.join("tests/loom_wait.rs").is_file() {
+        Some(LoomSuite {
+            cfg: "loom",
+            args: &["--test", "loom_wait"],
+        })
+    } else {
+        None
+    }
+}
+
 fn tidy(ws: &Workspace) -> Result<()> {
     let mut steps = Steps::new("tidy");
-    tidy_steps(ws, &mut steps)?;
+    tidy_steps(ws, &mut steps, None)?;
     steps.finish();
     Ok(())
 }
 
-fn tidy_steps(ws: &Workspace, steps: &mut Steps) -> Result<()> {
+fn tidy_steps(ws: &Workspace, steps: &mut Steps, deny_install: Option<Install>) -> Result<()> {
     steps.run("fmt", || {
         ensure_component(ws, "fmt", "rustfmt")?;
         ws.run(ws.cargo().args(["fmt", "--all", "--", "--check"]))
@@ -237,7 +273,10 @@ fn tidy_steps(ws: &Workspace, steps: &mut Steps) -> Result<()> {
         ]))
     })?;
     steps.run("deny", || {
-        ensure_cargo_tool(ws, "deny", "cargo-deny")?;
+        match deny_install {
+            Some(install) => install.wait()?,
+            None => ensure_cargo_tool(ws, "deny", "cargo-deny")?,
+        }
         ws.run(
             ws.cargo()
                 .args(["deny", "check", "licenses", "bans", "sources"]),
@@ -327,6 +366,81 @@ fn ensure_cargo_tool(ws: &Workspace, subcommand: &str, krate: &str) -> Result<()
     }
     eprintln!("xtask: `cargo {subcommand}` not found; installing {krate} (takes minutes)");
     ws.run(ws.cargo().args(["install", "--locked", krate]))
+}
+
+/// A `cargo install` running in the background, its output in a log file.
+/// Dropped without `wait` (an earlier step failed), it is stopped.
+#[derive(Debug)]
+struct Install {
+    child: Option<Child>,
+    krate: &'static str,
+    log: PathBuf,
+}
+
+impl Install {
+    fn start_if_missing(
+        ws: &Workspace,
+        target: &Path,
+        subcommand: &str,
+        krate: &'static str,
+    ) -> Result<Option<Self>> {
+        if ws.quiet_ok(ws.cargo().args([subcommand, "--version"])) {
+            return Ok(None);
+        }
+        let dir = target.join("xtask");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let log = dir.join(format!("install-{krate}.log"));
+        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        eprintln!(
+            "xtask: `cargo {subcommand}` not found; installing {krate} in the background (log: {})",
+            log.display()
+        );
+        let child = ws
+            .cargo()
+            .args(["install", "--locked", krate])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("could not start `cargo install --locked {krate}`"))?;
+        Ok(Some(Self {
+            child: Some(child),
+            krate,
+            log,
+        }))
+    }
+
+    fn wait(mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        eprintln!("xtask: waiting for the {} install to finish", self.krate);
+        let status = child.wait().context("waiting for cargo install")?;
+        if status.success() {
+            eprintln!("xtask: {} installed", self.krate);
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("xtask: the end of {}:", self.log.display());
+        for line in &lines[lines.len().saturating_sub(40)..] {
+            eprintln!("{line}");
+        }
+        Err(Failed {
+            command: format!("cargo install --locked {}", self.krate),
+            code: exit_code(status),
+        }
+        .into())
+    }
+}
+
+impl Drop for Install {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -436,7 +550,18 @@ fn parse_seconds(value: &OsStr) -> Result<u64> {
 struct Workspace {
     root: PathBuf,
     cargo: OsString,
+    /// Environment for every cargo command, see [`CI_ENV`].
+    cargo_env: Vec<(&'static str, &'static str)>,
 }
+
+/// Build settings for CI machines (`CI` set), which build everything once
+/// from scratch: incremental compilation only costs there, and full debug
+/// info makes the debug build and its links much larger for no use (line
+/// tables keep backtraces readable). A variable already set wins.
+const CI_ENV: &[(&str, &str)] = &[
+    ("CARGO_INCREMENTAL", "0"),
+    ("CARGO_PROFILE_DEV_DEBUG", "line-tables-only"),
+];
 
 impl Workspace {
     fn locate() -> Result<Self> {
@@ -447,13 +572,32 @@ impl Workspace {
         // The cargo that runs us (`cargo xtask`), so nested builds use the
         // same toolchain; plain `cargo` when run some other way.
         let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        Ok(Self { root, cargo })
+        let ci = env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+        let cargo_env: Vec<_> = if ci {
+            CI_ENV
+                .iter()
+                .copied()
+                .filter(|(key, _)| env::var_os(key).is_none())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !cargo_env.is_empty() {
+            let shown: Vec<String> = cargo_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            eprintln!("xtask: CI build settings: {}", shown.join(" "));
+        }
+        Ok(Self {
+            root,
+            cargo,
+            cargo_env,
+        })
     }
 
     /// A cargo command in the workspace root.
     fn cargo(&self) -> Command {
         let mut cmd = Command::new(&self.cargo);
-        cmd.current_dir(&self.root);
+        cmd.current_dir(&self.root)
+            .envs(self.cargo_env.iter().copied());
         cmd
     }
 
@@ -462,7 +606,7 @@ impl Workspace {
         if cmd.get_current_dir().is_none() {
             cmd.current_dir(&self.root);
         }
-        let shown = show(cmd);
+        let shown = show(cmd, &self.cargo_env);
         eprintln!("xtask: $ {shown}");
         let status = cmd
             .status()
@@ -604,10 +748,12 @@ impl Steps {
     }
 }
 
-/// The command line as a shell would show it, environment overrides first.
-fn show(cmd: &Command) -> String {
+/// The command line as a shell would show it, environment overrides first
+/// (except the common ones in `hidden`, announced once).
+fn show(cmd: &Command, hidden: &[(&str, &str)]) -> String {
     let mut parts: Vec<String> = cmd
         .get_envs()
+        .filter(|(k, _)| !hidden.iter().any(|(h, _)| OsStr::new(h) == *k))
         .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), quote(v?))))
         .collect();
     let program = Path::new(cmd.get_program());
@@ -704,8 +850,12 @@ mod tests {
     fn commands_are_shown_quoted() {
         let mut cmd = Command::new("/somewhere/bin/cargo");
         cmd.args(["test", "--cfg loom"])
-            .env("RUSTFLAGS", "--cfg loom");
-        assert_eq!(show(&cmd), "RUSTFLAGS='--cfg loom' cargo test '--cfg loom'");
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("CARGO_INCREMENTAL", "0");
+        assert_eq!(
+            show(&cmd, &[("CARGO_INCREMENTAL", "0")]),
+            "RUSTFLAGS='--cfg loom' cargo test '--cfg loom'"
+        );
     }
 
     #[test]
