@@ -50,6 +50,8 @@ mod error;
 mod events;
 mod follow;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 mod key;
 mod policy;
 mod protocol;

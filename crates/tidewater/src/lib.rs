@@ -17,7 +17,7 @@
 //! let mut viewer = engine.subscribe(Request::new(key, "embedded")).await?;
 //! publisher.publish(Frame::video(TrackId(1), Codec::H264, 0, 0, true, Bytes::from_static(b"idr")))?;
 //! let mut frames = 0;
-//! while let Ok(event) = viewer.try_recv().unwrap_or(Err(tidewater::RecvError::Evicted)) {
+//! while let Some(Ok(event)) = viewer.try_recv() {
 //!     if let Event::Frame(frame) = event {
 //!         assert_eq!(&frame.payload[..], b"idr");
 //!         frames += 1;
