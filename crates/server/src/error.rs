@@ -1,0 +1,73 @@
+//! The server library's one error type.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything that can stop the server from starting or running.
+///
+/// Every variant displays as one line that says what to fix: a configuration
+/// error names the key (`apps.live.max_publishers`) and where its value came
+/// from (the file or the environment variable).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    ReadConfig {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML.
+    #[error("config file {}: {message}", path.display())]
+    ParseConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and where (line and column).
+        message: String,
+    },
+    /// An environment variable with the `TIDEWATER_` prefix is not a valid override.
+    #[error("environment variable {var}: {message}")]
+    Env {
+        /// The variable's name.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A setting is unknown, has the wrong type or an invalid value.
+    #[error("invalid configuration: {key}: {message}{}", origin.as_ref().map(|o| format!(" ({o})")).unwrap_or_default())]
+    Setting {
+        /// The key, as a dotted path (`apps.live.streams.cam1.ring_frames`).
+        key: String,
+        /// What is wrong with it.
+        message: String,
+        /// Where its value came from (`in FILE`, `set by VAR`), when known.
+        origin: Option<String>,
+    },
+    /// Logging could not be set up.
+    #[error("logging: {0}")]
+    Logging(String),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on {addr} (http.listen): {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP server failed while running.
+    #[error("http server: {0}")]
+    Http(#[source] std::io::Error),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signal(#[source] std::io::Error),
+    /// The kernel refused something.
+    #[error(transparent)]
+    Kernel(#[from] tidewater::Error),
+}
+
+/// The server library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,31 @@
+//! The HTTP listener's routes.
+//!
+//! One port serves everything HTTP. Today that is:
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /healthz` | `200 ok` while the server runs |
+//! | `/api/v1/…` | the REST API ([`api`]) |
+//!
+//! Protocol and packager crates that serve HTTP expose an `axum::Router`;
+//! [`router`] nests each under its prefix as it lands: `/hls/`, `/llhls/`,
+//! `/dash/`, `/flv/`, `/ts/`, `/whip/`, `/whep/`, and `/metrics` next to the
+//! API. Until then those paths answer 404 like any unknown path.
+
+pub mod api;
+
+use axum::Router;
+use axum::routing::get;
+use tidewater::Engine;
+
+/// Every HTTP route of the server, over `engine`.
+pub fn router(engine: Engine) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/api/v1", api::router(engine))
+}
+
+/// `GET /healthz`: the process is up and serving HTTP.
+async fn healthz() -> &'static str {
+    "ok\n"
+}

@@ -1,0 +1,238 @@
+//! The tidewater server: the [`tidewater`] kernel behind one binary,
+//! `tidewater`, that an operator runs with no arguments.
+//!
+//! Today it runs the kernel's engine (with its idle reaper) and one HTTP
+//! listener, by default on `0.0.0.0:8888`, serving
+//!
+//! - `GET /healthz`: `ok` while the server runs;
+//! - `GET /api/v1/streams`: every live stream with its catalog, metadata,
+//!   QoS and subscribers, as JSON;
+//! - `GET /api/v1/streams/{app}/{stream}`: one live stream (404 with a JSON
+//!   error when it is not live).
+//!
+//! Ingest listeners (RTMP 1935, RTSP 8554, SRT 8890/udp, WHIP) and the HTTP
+//! outputs (`/hls/`, `/llhls/`, `/dash/`, `/flv/`, `/ts/`, `/whep/`,
+//! `/metrics`) are mounted here as their crates land; see [`http`] and
+//! [`config`].
+//!
+//! The configuration is built in, and a TOML file (`--config FILE`) and
+//! `TIDEWATER_…` environment variables override any key: see [`config`] for
+//! the schema and the environment mapping. SIGINT or SIGTERM stops the
+//! server gracefully: it stops accepting, ends every live publish (so viewers
+//! see the end of their streams), lets open HTTP requests finish for up to
+//! [`DRAIN_TIMEOUT`], and exits 0.
+//!
+//! # Example
+//!
+//! Embedding the server in a test or another program: bind on a free port,
+//! publish into its engine in-process, and stop it with a token.
+//!
+//! ```
+//! use tidewater::{CancellationToken, Codec, Request, StreamKey, TrackId, TrackInfo};
+//! use tidewater_server::{Config, Server};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tidewater_server::Error> {
+//! let config = Config::from_toml_str("[http]\nlisten = \"127.0.0.1:0\"")?;
+//! let server = Server::bind(&config).await?;
+//! println!("API on http://{}/api/v1/streams", server.local_addr());
+//!
+//! let key = StreamKey::parse("live/cam1")?;
+//! let mut publisher = server.engine().open_publish(Request::new(key.clone(), "example")).await?;
+//! publisher.set_catalog(vec![TrackInfo::video(TrackId(1), Codec::H264, 1280, 720)])?;
+//! assert_eq!(server.engine().stream(&key).map(|s| s.catalog.is_some()), Some(true));
+//!
+//! let shutdown = CancellationToken::new();
+//! let running = tokio::spawn(server.serve(shutdown.clone()));
+//! shutdown.cancel();
+//! running.await.expect("the server task")?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The binary is this plus a command line, logging and signal handling:
+//!
+//! ```text
+//! cargo run --release -p tidewater-server                     # defaults, HTTP on :8888
+//! tidewater --config tidewater.toml                           # a file
+//! TIDEWATER_HTTP__LISTEN=127.0.0.1:9000 tidewater             # any key from the environment
+//! ```
+//!
+//! # Feature flags
+//!
+//! None yet. Each protocol will come behind a feature of the same name as in
+//! the `tidewater` umbrella crate (`rtmp`, `rtsp`, `srt`, `whip`, `hls`,
+//! `dash`), enabled by default in the server.
+
+#![deny(missing_docs)]
+
+pub mod config;
+mod error;
+pub mod http;
+pub mod logging;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tidewater::{CancellationToken, Engine};
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use error::{Error, Result};
+
+/// How often the idle reaper looks for publishes that stopped sending.
+pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long a shutdown waits for open HTTP requests before closing them.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A server whose listeners are bound, ready to [`serve`](Self::serve).
+#[derive(Debug)]
+pub struct Server {
+    engine: Engine,
+    http: TcpListener,
+    http_addr: SocketAddr,
+}
+
+impl Server {
+    /// Builds the engine and binds the listeners; logs each bound address
+    /// (`http listening on 127.0.0.1:8888`).
+    pub async fn bind(config: &Config) -> Result<Server> {
+        let engine = config.build_engine()?;
+        let addr = config.http.listen;
+        let http = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let http_addr = http
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        tracing::info!("http listening on {http_addr}");
+        Ok(Server {
+            engine,
+            http,
+            http_addr,
+        })
+    }
+
+    /// The bound HTTP address (with the actual port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The engine, to publish or subscribe in-process.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops gracefully: stop
+    /// accepting, end every live publish ([`Engine::shutdown`], so streaming
+    /// responses reach their end), wait up to [`DRAIN_TIMEOUT`] for open
+    /// requests, stop the reaper.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<()> {
+        let Server {
+            engine,
+            http,
+            http_addr,
+        } = self;
+        let reaper = engine.spawn_reaper(REAP_INTERVAL, shutdown.child_token());
+        let app = http::router(engine.clone());
+        let stop_accepting = shutdown.clone().cancelled_owned();
+        let mut server = tokio::spawn(
+            axum::serve(http, app)
+                .with_graceful_shutdown(stop_accepting)
+                .into_future(),
+        );
+
+        let early = tokio::select! {
+            result = &mut server => Some(result),
+            () = shutdown.cancelled() => None,
+        };
+        tracing::info!("shutting down");
+        engine.shutdown();
+        let outcome = match early {
+            // The HTTP server never returns on its own.
+            Some(result) => Err(flatten(result)
+                .err()
+                .unwrap_or_else(|| Error::Http(std::io::Error::other("stopped unexpectedly")))),
+            None => match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+                Ok(result) => flatten(result),
+                Err(_) => {
+                    tracing::warn!(
+                        "http requests still open after {DRAIN_TIMEOUT:?}: closing them"
+                    );
+                    server.abort();
+                    Ok(())
+                }
+            },
+        };
+        shutdown.cancel();
+        if let Err(e) = reaper.await {
+            tracing::warn!("idle reaper: {e}");
+        }
+        if outcome.is_ok() {
+            tracing::info!("http on {http_addr} closed; stopped");
+        }
+        outcome
+    }
+}
+
+fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<()> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Error::Http(e)),
+        Err(e) => Err(Error::Http(std::io::Error::other(e))),
+    }
+}
+
+/// Binds and serves `config` until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
+    Server::bind(&config).await?.serve(shutdown).await
+}
+
+/// SIGINT and SIGTERM (Ctrl-C only, off Unix), installed at once so that a
+/// signal arriving before anyone waits is not lost.
+#[derive(Debug)]
+pub struct ShutdownSignals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers; from then on these signals no longer kill the
+    /// process. Must be called inside a Tokio runtime.
+    pub fn install() -> Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(ShutdownSignals {
+                interrupt: signal(SignalKind::interrupt()).map_err(Error::Signal)?,
+                terminate: signal(SignalKind::terminate()).map_err(Error::Signal)?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
+    }
+
+    /// Waits for the next signal; returns its name.
+    pub async fn recv(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            match tokio::signal::ctrl_c().await {
+                Ok(()) => "Ctrl-C",
+                Err(_) => std::future::pending().await,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
