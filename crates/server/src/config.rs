@@ -59,7 +59,7 @@
 //! on 8554, `[srt]` on 8890/udp, `[webrtc]`); until they exist those sections
 //! are rejected like any unknown key.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -350,24 +350,32 @@ fn segment(name: &str) -> String {
 #[derive(Debug, Default)]
 struct Origins {
     file: Option<String>,
+    /// Dotted paths of every key and section the file has.
+    file_keys: HashSet<String>,
     /// Dotted key path → the variable that set it.
     env: HashMap<String, String>,
 }
 
 impl Origins {
     fn of(&self, key: &str) -> Option<String> {
+        let env = |var: &String| format!("set by {var}");
+        let file = || self.file.as_ref().map(|f| format!("in {f}"));
         if let Some(var) = self.env.get(key) {
-            return Some(format!("set by {var}"));
+            return Some(env(var));
         }
-        let mut under: Vec<_> = self
+        if self.file_keys.contains(key) {
+            return file();
+        }
+        // A section the environment created by setting a key inside it.
+        let inside = format!("{key}.");
+        let mut vars: Vec<_> = self
             .env
             .iter()
-            .filter(|(k, _)| k.starts_with(&format!("{key}.")))
+            .filter(|(k, _)| k.starts_with(&inside))
+            .map(|(_, v)| v)
             .collect();
-        if under.len() == 1 && self.file.is_none() {
-            return under.pop().map(|(_, var)| format!("set by {var}"));
-        }
-        self.file.as_ref().map(|f| format!("in {f}"))
+        vars.sort();
+        vars.first().map(|var| env(var))
     }
 
     fn annotate(&self, err: Error) -> Error {
@@ -424,7 +432,9 @@ impl Config {
         let mut table = match file {
             Some((text, path)) => {
                 origins.file = Some(path.display().to_string());
-                parse_file(text, path)?
+                let table = parse_file(text, path)?;
+                collect_keys(&table, "", &mut origins.file_keys);
+                table
             }
             None => toml::Table::new(),
         };
@@ -540,6 +550,17 @@ impl Config {
             }
             _ => Error::Kernel(e),
         })
+    }
+}
+
+/// Records the dotted path of every key and section of `table`.
+fn collect_keys(table: &toml::Table, prefix: &str, out: &mut HashSet<String>) {
+    for (name, value) in table {
+        let path = format!("{prefix}{}", segment(name));
+        if let Some(inner) = value.as_table() {
+            collect_keys(inner, &format!("{path}."), out);
+        }
+        out.insert(path);
     }
 }
 

@@ -1,1 +1,558 @@
+use std::ffi::OsString;
+use std::time::Duration;
+
+use tidewater::{Request, StreamKey};
+
 use super::*;
+
+fn env(vars: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+    vars.iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect()
+}
+
+fn parse(file: &str, vars: &[(&str, &str)]) -> Result<Config> {
+    Config::layered(Some((file, Path::new("test.toml"))), env(vars))
+}
+
+fn parse_ok(file: &str, vars: &[(&str, &str)]) -> Config {
+    match parse(file, vars) {
+        Ok(config) => config,
+        Err(e) => panic!("config refused: {e}"),
+    }
+}
+
+/// The error's one-line text; panics if the configuration was accepted.
+fn refused(file: &str, vars: &[(&str, &str)]) -> String {
+    match parse(file, vars) {
+        Ok(config) => panic!("accepted: {config:?}"),
+        Err(e) => {
+            let text = e.to_string();
+            assert!(!text.contains('\n'), "not one line: {text}");
+            text
+        }
+    }
+}
+
+fn key(text: &str) -> StreamKey {
+    StreamKey::parse(text).expect("valid key")
+}
+
+#[test]
+fn defaults_need_no_file() {
+    let config = Config::load(None, env(&[("PATH", "/bin"), ("HOME", "/root")])).expect("defaults");
+    assert_eq!(config, Config::default());
+    assert_eq!(config.http.listen, "0.0.0.0:8888".parse().expect("addr"));
+    assert_eq!(config.log.level, "info");
+    assert!(config.defaults.allows_unknown_apps());
+    assert!(config.apps.is_empty());
+    let spec = config.default_spec().expect("valid");
+    assert_eq!(spec.policy, StreamPolicy::default());
+    assert_eq!(spec.max_publishers, 0);
+    assert_eq!(spec.duplicate, DuplicatePublish::Reject);
+}
+
+#[test]
+fn example_file_matches_the_built_in_defaults() {
+    let example = include_str!("../../tidewater.toml");
+    let config = Config::from_toml_str(example).expect("the example parses");
+    let (ours, builtin) = (
+        config.default_spec().expect("valid"),
+        Config::default().default_spec().expect("valid"),
+    );
+    assert_eq!(config.http, Config::default().http);
+    assert_eq!(config.log, Config::default().log);
+    assert_eq!(
+        config.defaults.allows_unknown_apps(),
+        Config::default().defaults.allows_unknown_apps()
+    );
+    assert_eq!(ours.policy, builtin.policy);
+    assert_eq!(ours.max_publishers, builtin.max_publishers);
+    assert_eq!(ours.duplicate, builtin.duplicate);
+    assert!(config.apps.is_empty(), "the example's apps are comments");
+    // Every policy key is spelled out in the example.
+    assert_eq!(config.defaults.policy().set_keys().len(), 9);
+    assert!(config.defaults.max_publishers.is_some() && config.defaults.duplicate.is_some());
+}
+
+#[test]
+fn the_example_apps_parse_when_uncommented() {
+    let example = include_str!("../../tidewater.toml");
+    // From the first commented-out [apps.…] section on, uncomment the lines
+    // that are TOML (a `[section]` or a `key = value`), not the prose.
+    let start = example.find("# [apps.").expect("an example app section");
+    let is_toml = |line: &str| {
+        line.starts_with('[')
+            || line.split_once(" = ").is_some_and(|(k, _)| {
+                !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            })
+    };
+    let uncommented: String = example[start..]
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if is_toml(rest) => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let config = Config::from_toml_str(&uncommented).expect("the commented examples are valid");
+    let live = &config.app_specs().expect("valid")["live"];
+    assert_eq!(live.max_publishers, 10);
+    assert_eq!(live.duplicate, DuplicatePublish::TakeOver);
+    assert_eq!(live.policy_for("lobby").gop_frames, 4096);
+}
+
+#[test]
+fn apps_inherit_defaults_and_streams_inherit_their_app() {
+    let config = parse_ok(
+        r#"
+        [defaults]
+        max_lag_ms = 2000
+        max_publishers = 4
+        duplicate = "take_over"
+
+        [apps.live]
+        ring_frames = 8192
+        max_publishers = 2
+
+        [apps.live.streams.lobby]
+        gop_frames = 4000
+        idle_timeout_ms = 1500
+
+        [apps.vod]
+        "#,
+        &[],
+    );
+    let specs = config.app_specs().expect("valid");
+    let kernel = StreamPolicy::default();
+
+    let live = &specs["live"];
+    assert_eq!(live.max_publishers, 2);
+    assert_eq!(
+        live.duplicate,
+        DuplicatePublish::TakeOver,
+        "inherited from [defaults]"
+    );
+    assert_eq!(live.policy.ring_frames, 8192);
+    assert_eq!(
+        live.policy.max_lag,
+        Duration::from_secs(2),
+        "inherited from [defaults]"
+    );
+    assert_eq!(live.policy.gop_frames, kernel.gop_frames);
+
+    let lobby = live.policy_for("lobby");
+    assert_eq!(lobby.gop_frames, 4000);
+    assert_eq!(lobby.idle_timeout, Duration::from_millis(1500));
+    assert_eq!(lobby.ring_frames, 8192, "inherited from [apps.live]");
+    assert_eq!(
+        lobby.max_lag,
+        Duration::from_secs(2),
+        "inherited from [defaults]"
+    );
+    assert_eq!(live.policy_for("other"), &live.policy);
+
+    let vod = &specs["vod"];
+    assert_eq!(vod.max_publishers, 4);
+    assert_eq!(vod.policy.ring_frames, kernel.ring_frames);
+
+    let unknown = config.default_spec().expect("valid");
+    assert_eq!(unknown.max_publishers, 4);
+    assert_eq!(unknown.policy.max_lag, Duration::from_secs(2));
+}
+
+#[test]
+fn env_values_are_toml_scalars_with_a_string_fallback() {
+    use toml::Value;
+    assert_eq!(env_value("3"), Value::Integer(3));
+    assert_eq!(env_value("true"), Value::Boolean(true));
+    assert_eq!(env_value("1.5"), Value::Float(1.5));
+    assert_eq!(env_value("\"123\""), Value::String("123".into()));
+    assert_eq!(
+        env_value("127.0.0.1:9000"),
+        Value::String("127.0.0.1:9000".into())
+    );
+    assert_eq!(env_value("take_over"), Value::String("take_over".into()));
+    assert_eq!(
+        env_value("info,tidewater_core=debug"),
+        Value::String("info,tidewater_core=debug".into())
+    );
+    assert_eq!(env_value(""), Value::String(String::new()));
+    // No smuggling of extra keys or sections through a value.
+    assert_eq!(
+        env_value("1\nother = 2"),
+        Value::String("1\nother = 2".into())
+    );
+    assert_eq!(env_value("{ a = 1 }"), Value::String("{ a = 1 }".into()));
+}
+
+#[test]
+fn env_overrides_any_key_and_beats_the_file() {
+    let file = r#"
+        [http]
+        listen = "127.0.0.2:7000"
+        [log]
+        level = "warn"
+        [apps.live]
+        max_publishers = 1
+    "#;
+    let config = parse_ok(
+        file,
+        &[
+            ("TIDEWATER_HTTP__LISTEN", "127.0.0.1:9000"),
+            ("TIDEWATER_LOG__LEVEL", "info,tidewater_core=debug"),
+            ("TIDEWATER_APPS__LIVE__MAX_PUBLISHERS", "3"),
+            ("TIDEWATER_APPS__LIVE__STREAMS__CAM1__GOP_FRAMES", "512"),
+            ("TIDEWATER_APPS__NEWS__DUPLICATE", "take_over"),
+            ("TIDEWATER_DEFAULTS__ALLOW_UNKNOWN_APPS", "false"),
+            ("TIDEWATER_DEFAULTS__IDLE_TIMEOUT_MS", "2500"),
+            ("TIDEWATER_CONFIG", "/elsewhere.toml"),
+            ("TIDEWATERISH", "not ours"),
+            ("PATH", "/usr/bin"),
+        ],
+    );
+    assert_eq!(config.http.listen, "127.0.0.1:9000".parse().expect("addr"));
+    assert_eq!(config.log.level, "info,tidewater_core=debug");
+    assert!(!config.defaults.allows_unknown_apps());
+    let specs = config.app_specs().expect("valid");
+    assert_eq!(specs["live"].max_publishers, 3);
+    assert_eq!(specs["live"].policy_for("cam1").gop_frames, 512);
+    assert_eq!(
+        specs["live"].policy.idle_timeout,
+        Duration::from_millis(2500)
+    );
+    assert_eq!(
+        specs["news"].duplicate,
+        DuplicatePublish::TakeOver,
+        "an app created by the environment alone"
+    );
+}
+
+#[test]
+fn env_without_a_file_applies_over_the_defaults() {
+    let config = Config::load(None, env(&[("TIDEWATER_HTTP__LISTEN", "[::1]:0")])).expect("valid");
+    assert_eq!(config.http.listen, "[::1]:0".parse().expect("addr"));
+    assert_eq!(config.log, LogConfig::default());
+}
+
+/// A file, environment variables, and what the error must mention.
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+#[test]
+fn errors_name_the_key_and_where_it_came_from() {
+    let cases: &[Case] = &[
+        (
+            "[http]\nlistne = \"127.0.0.1:1\"",
+            &[],
+            &[
+                "http.listne",
+                "unknown key",
+                "expected `listen`",
+                "in test.toml",
+            ],
+        ),
+        (
+            "[rtmp]\nlisten = \"0.0.0.0:1935\"",
+            &[],
+            &["rtmp", "unknown key"],
+        ),
+        (
+            "[http]\nlisten = 8888",
+            &[],
+            &[
+                "http.listen",
+                "invalid type: integer `8888`",
+                "in test.toml",
+            ],
+        ),
+        (
+            "[http]\nlisten = \"localhost\"",
+            &[],
+            &["http.listen", "in test.toml"],
+        ),
+        (
+            "[log]\nlevel = \"verbose\"",
+            &[],
+            &["log.level", "\"verbose\" is not a level"],
+        ),
+        (
+            "[log]\nlevel = \"info,x=loud\"",
+            &[],
+            &["log.level", "invalid filter"],
+        ),
+        (
+            "[defaults]\nring_frames = 10",
+            &[],
+            &[
+                "defaults.ring_frames",
+                "invalid value 10",
+                "ring_frames must be at least",
+            ],
+        ),
+        (
+            "[defaults]\nmax_publishers = -1",
+            &[],
+            &["defaults.max_publishers", "invalid value: integer `-1`"],
+        ),
+        (
+            "[defaults]\nduplicate = \"maybe\"",
+            &[],
+            &[
+                "defaults.duplicate",
+                "unknown variant `maybe`",
+                "`take_over`",
+            ],
+        ),
+        (
+            "[defaults]\nallow_unknown_apps = false",
+            &[],
+            &["defaults.allow_unknown_apps", "no [apps.NAME] section"],
+        ),
+        (
+            "[defaults]\nallow_unknown_apps = \"yes\"",
+            &[],
+            &["defaults.allow_unknown_apps", "expected a boolean"],
+        ),
+        (
+            "[apps.live]\nmax_lag_ms = 0",
+            &[],
+            &["apps.live.max_lag_ms", "invalid value 0", "positive"],
+        ),
+        (
+            "[apps.live]\nallow_unknown_apps = true",
+            &[],
+            &["apps.live.allow_unknown_apps", "unknown key"],
+        ),
+        (
+            "[apps.live]\nmax_skips = 5000000000",
+            &[],
+            &["apps.live.max_skips", "expected u32"],
+        ),
+        (
+            "[apps.\"a b\"]",
+            &[],
+            &["apps.\"a b\"", "invalid application name"],
+        ),
+        (
+            "[apps.live.streams.cam]\ngop_frames = 100000",
+            &[],
+            &[
+                "apps.live.streams.cam.gop_frames",
+                "invalid value 100000",
+                "must not exceed the ring",
+            ],
+        ),
+        (
+            "[apps.live.streams.cam]\nduplicate = \"reject\"",
+            &[],
+            &["apps.live.streams.cam.duplicate", "unknown key"],
+        ),
+        (
+            "[apps.live.streams.\"..\"]",
+            &[],
+            &["apps.live.streams.\"..\"", "invalid stream name"],
+        ),
+        ("apps = []", &[], &["apps", "invalid type: sequence"]),
+        (
+            "",
+            &[("TIDEWATER_APPS__LIVE__MAX_PUBLISHERS", "lots")],
+            &[
+                "apps.live.max_publishers",
+                "invalid type: string \"lots\"",
+                "set by TIDEWATER_APPS__LIVE__MAX_PUBLISHERS",
+            ],
+        ),
+        (
+            "[apps.live]\nmax_publishers = 2",
+            &[("TIDEWATER_APPS__LIVE__RING_FRAMES", "1")],
+            &[
+                "apps.live.ring_frames",
+                "invalid value 1",
+                "set by TIDEWATER_APPS__LIVE__RING_FRAMES",
+            ],
+        ),
+        (
+            "",
+            &[("TIDEWATER_HTTP__LISTNE", "x")],
+            &[
+                "http.listne",
+                "unknown key",
+                "set by TIDEWATER_HTTP__LISTNE",
+            ],
+        ),
+        (
+            "",
+            &[("TIDEWATER_HTTP_LISTEN", "127.0.0.1:1")],
+            &["TIDEWATER_HTTP_LISTEN", "double underscore"],
+        ),
+        (
+            "",
+            &[("TIDEWATER_HTTP__", "x")],
+            &["TIDEWATER_HTTP__", "not a setting"],
+        ),
+        (
+            "",
+            &[("TIDEWATER_BIN", "/x")],
+            &["TIDEWATER_BIN", "not a setting"],
+        ),
+        (
+            "",
+            &[("TIDEWATER_HTTP__LISTEN__PORT", "1")],
+            &["http.listen", "set by TIDEWATER_HTTP__LISTEN__PORT"],
+        ),
+        (
+            "[http]\nlisten = \"127.0.0.1:1\"",
+            &[("TIDEWATER_HTTP__LISTEN__PORT", "1")],
+            &[
+                "TIDEWATER_HTTP__LISTEN__PORT",
+                "http.listen is a value, not a section",
+            ],
+        ),
+        ("[apps.live\n", &[], &["test.toml", "line 1", "column"]),
+        (
+            "[http]\nlisten = \"a\"\nlisten = \"b\"",
+            &[],
+            &["test.toml", "line 3", "duplicate key"],
+        ),
+    ];
+    for (file, vars, expected) in cases {
+        let text = refused(file, vars);
+        for part in *expected {
+            assert!(
+                text.contains(part),
+                "{file:?} {vars:?}: {text:?} does not mention {part:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let path = std::env::temp_dir().join(format!("tidewater-missing-{}.toml", std::process::id()));
+    let err = Config::load(Some(&path), env(&[])).expect_err("missing file");
+    assert!(matches!(err, Error::ReadConfig { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
+}
+
+#[test]
+fn loads_a_file_from_disk() {
+    let dir = std::env::temp_dir().join(format!("tidewater-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("tidewater.toml");
+    std::fs::write(
+        &path,
+        "[http]\nlisten = \"127.0.0.1:0\"\n[apps.live]\nmax_publishers = 7\n",
+    )
+    .expect("write");
+    let loaded = Config::load(Some(&path), env(&[("TIDEWATER_LOG__LEVEL", "debug")]));
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    let config = loaded.expect("valid");
+    assert_eq!(config.http.listen.port(), 0);
+    assert_eq!(config.apps["live"].max_publishers, Some(7));
+    assert_eq!(config.log.level, "debug");
+}
+
+#[tokio::test(start_paused = true)]
+async fn per_stream_overrides_reach_the_engine() {
+    let config = parse_ok(
+        "[apps.live]\nidle_timeout_ms = 60000\n[apps.live.streams.quick]\nidle_timeout_ms = 1000\n",
+        &[],
+    );
+    let engine = config.build_engine().expect("engine");
+    let quick = engine
+        .open_publish(Request::new(key("live/quick"), "test"))
+        .await
+        .expect("publish quick");
+    let slow = engine
+        .open_publish(Request::new(key("live/slow"), "test"))
+        .await
+        .expect("publish slow");
+    let other = engine
+        .open_publish(Request::new(key("other/slow"), "test"))
+        .await
+        .expect("publish other");
+
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(
+        engine.reap_idle(),
+        1,
+        "only live/quick has a 1 s idle timeout"
+    );
+    assert!(engine.stream(&key("live/quick")).is_none());
+    assert!(engine.stream(&key("live/slow")).is_some());
+    assert!(engine.stream(&key("other/slow")).is_some());
+
+    // The app's 60 s against the kernel default (30 s) of unnamed apps.
+    tokio::time::advance(Duration::from_secs(40)).await;
+    assert_eq!(engine.reap_idle(), 1, "other/slow has the default 30 s");
+    assert!(engine.stream(&key("live/slow")).is_some());
+    assert!(engine.stream(&key("other/slow")).is_none());
+    drop((quick, slow, other));
+}
+
+#[tokio::test]
+async fn app_settings_from_the_environment_reach_the_engine() {
+    let config = parse_ok(
+        "[defaults]\nallow_unknown_apps = false\n[apps.news]\n",
+        &[
+            ("TIDEWATER_APPS__LIVE__MAX_PUBLISHERS", "1"),
+            ("TIDEWATER_APPS__NEWS__DUPLICATE", "take_over"),
+        ],
+    );
+    let engine = config.build_engine().expect("engine");
+
+    let _first = engine
+        .open_publish(Request::new(key("live/a"), "test"))
+        .await
+        .expect("first publisher");
+    let second = engine
+        .open_publish(Request::new(key("live/b"), "test"))
+        .await;
+    assert!(
+        matches!(
+            second,
+            Err(tidewater::Error::PublisherLimit { limit: 1, .. })
+        ),
+        "{second:?}"
+    );
+
+    let _news = engine
+        .open_publish(Request::new(key("news/x"), "test"))
+        .await
+        .expect("news");
+    let taken = engine
+        .open_publish(Request::new(key("news/x"), "test"))
+        .await;
+    assert!(taken.is_ok(), "duplicate = take_over: {taken:?}");
+    let dup = engine
+        .open_publish(Request::new(key("live/a"), "test"))
+        .await;
+    assert!(
+        matches!(dup, Err(tidewater::Error::AlreadyPublishing { .. })),
+        "live rejects duplicates: {dup:?}"
+    );
+
+    let unknown = engine
+        .open_publish(Request::new(key("elsewhere/x"), "test"))
+        .await;
+    assert!(
+        matches!(unknown, Err(tidewater::Error::UnknownApp { .. })),
+        "allow_unknown_apps = false: {unknown:?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_apps_are_accepted_by_default() {
+    let engine = Config::default().build_engine().expect("engine");
+    let session = engine
+        .open_publish(Request::new(key("anything/x"), "test"))
+        .await;
+    assert!(session.is_ok(), "{session:?}");
+}
