@@ -1,1 +1,417 @@
-//! End-to-end test support.
+//! End-to-end test support: run the real `tidewater` binary as a child
+//! process, with a configuration written to a temporary directory, and talk
+//! to it with real clients (`curl` today; ffmpeg, GStreamer and browsers as
+//! the protocols land).
+//!
+//! The binary is `$TIDEWATER_BIN` when set, else
+//! `<workspace>/target/debug/tidewater` (`cargo xtask test` builds it first;
+//! by hand: `cargo build -p tidewater-server`). A missing binary or a
+//! missing client fails the test with a message saying how to get it: these
+//! tests never skip.
+//!
+//! Every server these helpers start listens on 127.0.0.1 only, and is killed
+//! when its [`ServerProcess`] drops.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// How long a server may take to report that it is listening.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The text of the log line that reports the HTTP address.
+pub const HTTP_LISTENING: &str = "http listening on ";
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The `tidewater` binary under test; panics with instructions when it is missing.
+pub fn server_binary() -> PathBuf {
+    let path = match std::env::var_os("TIDEWATER_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .filter(|dir| dir.is_absolute())
+                .unwrap_or_else(|| workspace_root().join("target"));
+            target
+                .join("debug")
+                .join(format!("tidewater{}", std::env::consts::EXE_SUFFIX))
+        }
+    };
+    assert!(
+        path.is_file(),
+        "the tidewater binary is not at {}: build it with `cargo build -p tidewater-server` \
+         (`cargo xtask test` does) or set TIDEWATER_BIN to its path",
+        path.display()
+    );
+    path
+}
+
+/// A directory under the system's temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    /// Creates a fresh directory whose name starts with `label`.
+    pub fn new(label: &str) -> TempDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!(
+            "tidewater-{label}-{}-{}-{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = std::env::temp_dir().join(name);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes a file in it; returns the file's path.
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path.join(name);
+        std::fs::write(&path, contents)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// How to start the server: its configuration file, environment and arguments.
+#[derive(Debug, Default, Clone)]
+pub struct ServerCommand {
+    config: Option<String>,
+    env: Vec<(String, String)>,
+    args: Vec<String>,
+}
+
+impl ServerCommand {
+    /// No file, no overrides: the built-in defaults. Remember those listen on
+    /// every interface: give a loopback `http.listen` before spawning.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A command whose configuration file is `toml`.
+    pub fn with_config(toml: &str) -> Self {
+        Self::new().config(toml)
+    }
+
+    /// Writes `toml` as the configuration file and passes `--config FILE`.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = Some(toml.to_string());
+        self
+    }
+
+    /// Sets an environment variable for the server.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds a command-line argument.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.args.push(arg.to_string());
+        self
+    }
+
+    /// Starts the server without waiting for it to listen.
+    pub fn spawn(self) -> ServerProcess {
+        let binary = server_binary();
+        let dir = TempDir::new("server");
+        let mut command = Command::new(&binary);
+        command
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // The server reads every TIDEWATER_ variable (and RUST_LOG): give it
+        // only the ones this test chose, not the test runner's.
+        for (name, _) in std::env::vars_os() {
+            if name
+                .to_str()
+                .is_none_or(|n| n.starts_with("TIDEWATER") || n == "RUST_LOG")
+            {
+                command.env_remove(&name);
+            }
+        }
+        if let Some(toml) = &self.config {
+            let path = dir.write("tidewater.toml", toml);
+            command.arg("--config").arg(path);
+        }
+        command.args(&self.args);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", binary.display()));
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            child.stdout.take().map(box_read),
+            child.stderr.take().map(box_read),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        ServerProcess {
+            child,
+            lines,
+            seen: Vec::new(),
+            _dir: dir,
+        }
+    }
+
+    /// Starts the server and waits until it reports its HTTP address.
+    pub fn start(self) -> (ServerProcess, SocketAddr) {
+        let mut server = self.spawn();
+        let addr = server.http_addr();
+        (server, addr)
+    }
+}
+
+fn box_read(r: impl Read + Send + 'static) -> Box<dyn Read + Send> {
+    Box::new(r)
+}
+
+/// A running `tidewater` process; killed when dropped.
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    _dir: TempDir,
+}
+
+impl ServerProcess {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Every line it has printed so far (standard output and error).
+    pub fn output(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+
+    /// Waits until it prints a line containing `text`; returns that line, or
+    /// `None` if the timeout passes or the process closes its output first.
+    /// Lines printed earlier count too.
+    pub fn wait_for_line(&mut self, text: &str, timeout: Duration) -> Option<String> {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(text)) {
+            return Some(line.clone());
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(text);
+                    self.seen.push(line);
+                    if found {
+                        return self.seen.last().cloned();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Waits for the `http listening on ADDR` line and returns ADDR; panics
+    /// with the server's output if it does not come.
+    pub fn http_addr(&mut self) -> SocketAddr {
+        let Some(line) = self.wait_for_line(HTTP_LISTENING, START_TIMEOUT) else {
+            let status = self.wait_exit(Duration::from_millis(200));
+            panic!(
+                "the server did not report its HTTP address within {START_TIMEOUT:?} (exit status {status:?}); output:\n{}",
+                self.output()
+            );
+        };
+        let addr = line
+            .split(HTTP_LISTENING)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next());
+        addr.and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in the log line {line:?}"))
+    }
+
+    /// Sends a signal (`TERM`, `INT`, …) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+        assert!(
+            status.success(),
+            "kill -{name} {} failed: {status}",
+            self.pid()
+        );
+    }
+
+    /// Waits for the process to exit; `None` if it is still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => return None,
+                Err(e) => panic!("cannot wait for the server: {e}"),
+            }
+        }
+    }
+
+    /// Waits for the process to exit and for its output to close; panics
+    /// with the output if it takes longer than `timeout`.
+    pub fn expect_exit(&mut self, timeout: Duration) -> (ExitStatus, String) {
+        let Some(status) = self.wait_exit(timeout) else {
+            panic!(
+                "the server still runs after {timeout:?}; output:\n{}",
+                self.output()
+            );
+        };
+        // Collect what it printed up to its exit.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+            self.seen.push(line);
+        }
+        (status, self.seen.join("\n"))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The `curl` client; panics with instructions when it is missing.
+pub fn curl_command() -> Command {
+    static FOUND: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let found = *FOUND.get_or_init(|| {
+        let status = Command::new("curl")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        status.is_ok_and(|s| s.success())
+    });
+    assert!(
+        found,
+        "curl is not installed: install it (Debian/Ubuntu: apt-get install curl)"
+    );
+    let mut command = Command::new("curl");
+    // Loopback only: never through a proxy the environment may name.
+    command.args([
+        "--silent",
+        "--show-error",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "10",
+    ]);
+    command
+}
+
+/// An HTTP response as curl received it.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type` header, empty if none.
+    pub content_type: String,
+    /// The body.
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The body parsed as JSON; panics naming the body when it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// Fetches `url` with curl (GET); panics if curl cannot connect.
+pub fn http_get(url: &str) -> HttpResponse {
+    try_http_get(url).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Fetches `url` with curl (GET); `Err` with curl's complaint if it fails
+/// (cannot connect, timeout).
+pub fn try_http_get(url: &str) -> Result<HttpResponse, String> {
+    const MARK: &str = "\n--tidewater-test--\n";
+    let output = curl_command()
+        .args([
+            "--write-out",
+            &format!("{MARK}%{{http_code}}\n%{{content_type}}"),
+            url,
+        ])
+        .output()
+        .map_err(|e| format!("cannot run curl: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "curl {url} failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let text =
+        String::from_utf8(output.stdout).map_err(|e| format!("curl {url}: not UTF-8: {e}"))?;
+    let (body, trailer) = text
+        .rsplit_once(MARK)
+        .ok_or_else(|| format!("curl {url}: no status in {text:?}"))?;
+    let (status, content_type) = trailer.split_once('\n').unwrap_or((trailer, ""));
+    let status = status
+        .trim()
+        .parse()
+        .map_err(|e| format!("curl {url}: status {status:?}: {e}"))?;
+    Ok(HttpResponse {
+        status,
+        content_type: content_type.trim().to_string(),
+        body: body.to_string(),
+    })
+}
+
+/// A minimal configuration that listens on a free loopback port.
+pub fn loopback_config() -> String {
+    "[http]\nlisten = \"127.0.0.1:0\"\n".to_string()
+}

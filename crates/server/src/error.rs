@@ -5,14 +5,16 @@ use std::path::PathBuf;
 
 /// Everything that can stop the server from starting or running.
 ///
-/// Every variant displays as one line that says what to fix: a configuration
+/// Every variant displays as one line that says what to fix (with the
+/// underlying I/O error, if any, as its [`source`](std::error::Error::source)):
+/// a configuration
 /// error names the key (`apps.live.max_publishers`) and where its value came
 /// from (the file or the environment variable).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The configuration file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file {}", path.display())]
     ReadConfig {
         /// The file.
         path: PathBuf,
@@ -50,7 +52,7 @@ pub enum Error {
     #[error("logging: {0}")]
     Logging(String),
     /// The HTTP listener could not be bound.
-    #[error("cannot listen on {addr} (http.listen): {source}")]
+    #[error("cannot listen on {addr} (http.listen)")]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -59,10 +61,10 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The HTTP server failed while running.
-    #[error("http server: {0}")]
+    #[error("http server failed")]
     Http(#[source] std::io::Error),
     /// Signal handlers could not be installed.
-    #[error("cannot install signal handlers: {0}")]
+    #[error("cannot install signal handlers")]
     Signal(#[source] std::io::Error),
     /// The kernel refused something.
     #[error(transparent)]

@@ -143,14 +143,18 @@ impl Server {
                 .into_future(),
         );
 
+        // The HTTP server stops on the same token: when both are ready, the
+        // token is what happened.
         let early = tokio::select! {
-            result = &mut server => Some(result),
+            biased;
             () = shutdown.cancelled() => None,
+            result = &mut server => Some(result),
         };
         tracing::info!("shutting down");
         engine.shutdown();
         let outcome = match early {
-            // The HTTP server never returns on its own.
+            Some(result) if shutdown.is_cancelled() => flatten(result),
+            // Otherwise the HTTP server never returns on its own.
             Some(result) => Err(flatten(result)
                 .err()
                 .unwrap_or_else(|| Error::Http(std::io::Error::other("stopped unexpectedly")))),

@@ -27,12 +27,12 @@ fn main() -> ExitCode {
     let config = match Config::load(cli.config.as_deref(), std::env::vars_os()) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("tidewater: {e}");
+            eprintln!("tidewater: {:#}", anyhow::Error::from(e));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     if let Err(e) = logging::init(&config.log) {
-        eprintln!("tidewater: {e}");
+        eprintln!("tidewater: {:#}", anyhow::Error::from(e));
         return ExitCode::from(EXIT_CONFIG);
     }
     match run(config) {
@@ -55,6 +55,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         // server reports it is listening always means a graceful stop.
         let mut signals = ShutdownSignals::install()?;
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "tidewater starting");
+        tracing::debug!("effective configuration: {config:?}");
         let server = Server::bind(&config).await?;
         let shutdown = CancellationToken::new();
         let trigger = shutdown.clone();

@@ -338,3 +338,12 @@ async fn the_reaper_runs_while_serving() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_cleanly_every_time() {
+    for _ in 0..20 {
+        let server = start("").await;
+        assert_eq!(get(server.addr, "/healthz").await.0, 200);
+        server.stop().await;
+    }
+}
