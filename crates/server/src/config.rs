@@ -23,7 +23,7 @@
 //!    upper-case letters, dots or dashes can only be configured in the file.
 //!    A value is read as a TOML value when it is one (`3`, `true`, `"text"`,
 //!    `1.5`) and as a plain string otherwise (`127.0.0.1:9000`, `take_over`);
-//!    quote it to force a string (`TIDEWATER_APPS__X__TITLE='"123"'`).
+//!    quote it to force a string (`'"123"'`).
 //!    Every other `TIDEWATER_` variable is an error (a single underscore where
 //!    a double one was meant must not be silently ignored), except
 //!    `TIDEWATER_CONFIG`, which names the file.
@@ -456,9 +456,15 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks every setting the way the kernel will (policies, names) and
-    /// the log filter; the error names the offending key.
+    /// Checks every setting: the log filter, then the policies and names
+    /// key by key the way the kernel checks them, then the kernel itself
+    /// ([`EngineBuilder::build`]). The error names the offending key.
     pub fn validate(&self) -> Result<()> {
+        self.build_engine().map(drop)
+    }
+
+    /// The checks of [`validate`](Self::validate) that can name a key.
+    fn check(&self) -> Result<()> {
         crate::logging::parse_filter(&self.log.level)
             .map_err(|m| setting_error("log.level".into(), m))?;
         self.app_specs()?;
@@ -522,7 +528,7 @@ impl Config {
 
     /// An [`EngineBuilder`] with every application configured.
     pub fn engine_builder(&self) -> Result<EngineBuilder> {
-        self.validate()?;
+        self.check()?;
         let mut builder = Engine::builder();
         for (name, spec) in self.app_specs()? {
             builder = builder.app(name, spec);
