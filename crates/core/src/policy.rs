@@ -35,18 +35,27 @@ pub struct StreamPolicy {
     pub gop_bytes: usize,
     /// How far (in ingest time) a subscriber may fall behind live before it
     /// skips ahead to a keyframe.
-    #[cfg_attr(feature = "serde", serde(with = "duration_ms"))]
+    #[cfg_attr(feature = "serde", serde(with = "duration_ms", rename = "max_lag_ms"))]
     pub max_lag: Duration,
     /// Skips tolerated within `skip_window` before a subscriber is evicted.
     pub max_skips: u32,
     /// The window `max_skips` is counted over.
-    #[cfg_attr(feature = "serde", serde(with = "duration_ms"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "duration_ms", rename = "skip_window_ms")
+    )]
     pub skip_window: Duration,
     /// A publish with no frame for this long is ended by the reaper.
-    #[cfg_attr(feature = "serde", serde(with = "duration_ms"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "duration_ms", rename = "idle_timeout_ms")
+    )]
     pub idle_timeout: Duration,
     /// How long followers (packagers, recorders, relays) wait for a republish.
-    #[cfg_attr(feature = "serde", serde(with = "duration_ms"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(with = "duration_ms", rename = "follow_grace_ms")
+    )]
     pub follow_grace: Duration,
 }
 
@@ -116,6 +125,8 @@ impl AppSpec {
     pub fn validate(&self) -> Result<(), Error> {
         self.policy.validate()?;
         for (name, p) in &self.streams {
+            crate::key::StreamKey::new("app", name)
+                .map_err(|e| Error::Config(format!("stream override {name:?}: {e}")))?;
             p.validate()
                 .map_err(|e| Error::Config(format!("stream {name}: {e}")))?;
         }

@@ -140,8 +140,7 @@ impl RateWindow {
             // Seconds in the window that have completed: (current - WINDOW, current].
             let end = second;
             let start = end.saturating_sub(WINDOW_SECS as u64).max(first);
-            let span = end - start;
-            if span > 0 {
+            if let Some(span) = end.checked_sub(start).filter(|s| *s > 0) {
                 let (mut frames, mut total) = (0, 0);
                 for &(s, f, b) in &self.slots {
                     if s >= start && s < end {

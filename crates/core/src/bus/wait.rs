@@ -141,7 +141,13 @@ mod loom_tests {
     }
 
     /// A subscriber's poll: look, park, look again (what `poll_recv` does).
-    fn poll(list: &WaitList, waiter: &Arc<Waiter>, waker: &Waker, head: &AtomicU64, seen: u64) -> Option<u64> {
+    fn poll(
+        list: &WaitList,
+        waiter: &Arc<Waiter>,
+        waker: &Waker,
+        head: &AtomicU64,
+        seen: u64,
+    ) -> Option<u64> {
         let now = head.load(SeqCst);
         if now > seen {
             return Some(now);
@@ -203,7 +209,10 @@ mod loom_tests {
             publisher.join().expect("publisher");
             if let Some(flag) = last_pending_flag {
                 // The last poll parked: unless it already saw everything, it must have been woken.
-                assert!(seen == 2 || flag.0.load(SeqCst), "parked at {seen} and never woken");
+                assert!(
+                    seen == 2 || flag.0.load(SeqCst),
+                    "parked at {seen} and never woken"
+                );
             }
             // The queue never holds a waiter twice.
             assert!(list.len() <= 1);
