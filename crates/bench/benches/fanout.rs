@@ -27,6 +27,7 @@
 //!   --idle-streams 10000    streams created by the memory probe
 //!   --idle-subscribers 100000  subscriptions created by the memory probe
 //!   --no-memory             skip the memory probes
+//!   --only tidewater|arcly  fan-out of one system only, no table (for profiling)
 //! ```
 
 use std::hint::black_box;
@@ -38,7 +39,9 @@ use std::time::{Duration, Instant};
 use arcly_stream as arcly;
 use arcly_stream::prelude::PublishRegistry as _;
 use bytes::Bytes;
-use tidewater_bench::{format_rate, group_thousands, machine, median, rss_bytes, today_utc};
+use tidewater_bench::{
+    format_rate, group_thousands, machine, median, process_cpu_ns, rss_bytes, today_utc,
+};
 use tidewater_core as tw;
 use tokio::sync::Notify;
 use tokio::sync::broadcast::error::{RecvError as BroadcastRecvError, TryRecvError};
@@ -89,6 +92,7 @@ struct Options {
     idle_subscribers: usize,
     memory: bool,
     quick: bool,
+    only: Option<System>,
     probe: Option<(String, usize)>,
 }
 
@@ -106,6 +110,7 @@ impl Options {
                 idle_subscribers: 10_000,
                 memory: true,
                 quick,
+                only: None,
                 probe: None,
             }
         } else {
@@ -119,6 +124,7 @@ impl Options {
                 idle_subscribers: 100_000,
                 memory: true,
                 quick,
+                only: None,
                 probe: None,
             }
         };
@@ -156,6 +162,13 @@ impl Options {
                     o.idle_subscribers = parse_num(&value("--idle-subscribers")?)?
                 }
                 "--no-memory" => o.memory = false,
+                "--only" => {
+                    o.only = Some(match value("--only")?.as_str() {
+                        "tidewater" => System::Tidewater,
+                        "arcly" | "arcly-stream" => System::Arcly,
+                        other => return Err(format!("--only {other:?}: tidewater or arcly")),
+                    });
+                }
                 "--probe" => {
                     let kind = value("--probe")?;
                     let count = parse_num(&value("--probe")?)?;
@@ -192,8 +205,14 @@ where
 
 fn usage() -> String {
     "usage: fanout [--quick] [--sizes 1,100,1000,10000] [--reps 3] [--batch 256] [--secs 1.5] \
-     [--publishes 1000000] [--idle-streams 10000] [--idle-subscribers 100000] [--no-memory]"
+     [--publishes 1000000] [--idle-streams 10000] [--idle-subscribers 100000] [--no-memory] \
+     [--only tidewater|arcly]"
         .to_string()
+}
+
+/// CPU time of every thread of this process so far (0 where unknown).
+fn cpu_ns() -> u64 {
+    process_cpu_ns().unwrap_or(0)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -371,31 +390,34 @@ struct Tally {
     pace: Arc<Pace>,
     frames: u64,
     sum: u64,
+    /// Frames left in the current batch.
+    left: u64,
 }
 
 impl Tally {
     fn new(pace: Arc<Pace>) -> Self {
+        let left = pace.batch;
         Tally {
             pace,
             frames: 0,
             sum: 0,
+            left,
         }
     }
 
-    fn frame(&mut self, seq: Option<u64>, dts: i64, payload: &[u8]) -> Result<(), String> {
-        let expected = self.frames;
-        if dts != dts_of(expected) || seq.is_some_and(|s| s != expected) {
-            return Err(format!(
-                "frame {expected}: got dts {dts} (seq {seq:?}), expected dts {}",
-                dts_of(expected)
-            ));
+    #[inline]
+    fn frame(&mut self, dts: i64, payload: &[u8]) -> Result<(), String> {
+        if dts != dts_of(self.frames) {
+            return Err(out_of_order(self.frames, dts));
         }
         // Touch the payload so nothing is optimized away.
         self.sum = self
             .sum
             .wrapping_add(payload.len() as u64 + u64::from(payload.first().copied().unwrap_or(0)));
         self.frames += 1;
-        if self.frames % self.pace.batch == 0 {
+        self.left -= 1;
+        if self.left == 0 {
+            self.left = self.pace.batch;
             self.pace.batch_done(self.frames / self.pace.batch);
         }
         Ok(())
@@ -407,12 +429,20 @@ impl Tally {
     }
 }
 
+#[cold]
+fn out_of_order(expected: u64, dts: i64) -> String {
+    format!(
+        "frame {expected}: got dts {dts}, expected {} (lost, repeated or reordered)",
+        dts_of(expected)
+    )
+}
+
 async fn tw_subscriber(mut sub: tw::Subscription, pace: Arc<Pace>) -> (u64, u64) {
     let mut tally = Tally::new(pace);
     loop {
         match sub.recv().await {
             Ok(tw::Event::Frame(f)) => {
-                if let Err(e) = tally.frame(Some(f.seq()), f.dts, &f.payload) {
+                if let Err(e) = tally.frame(f.dts, &f.payload) {
                     return tally.fail(format!("tidewater subscriber {}: {e}", sub.id()));
                 }
             }
@@ -444,7 +474,7 @@ async fn arcly_subscriber(
     loop {
         match rx.recv().await {
             Ok(f) => {
-                if let Err(e) = tally.frame(None, f.dts, &f.data) {
+                if let Err(e) = tally.frame(f.dts, &f.data) {
                     return tally.fail(format!("arcly-stream subscriber {index}: {e}"));
                 }
             }
@@ -465,11 +495,17 @@ async fn arcly_subscriber(
 struct FanoutRun {
     delivered: u64,
     elapsed: Duration,
+    /// CPU time all threads of the process used in the timed phase.
+    cpu: Duration,
 }
 
 impl FanoutRun {
     fn rate(&self) -> f64 {
         self.delivered as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn cpu_ns_per_delivery(&self) -> f64 {
+        self.cpu.as_nanos() as f64 / self.delivered as f64
     }
 }
 
@@ -520,7 +556,7 @@ async fn paced<P: Publisher>(
     let payload = payload();
     let mut published = 0u64;
     let mut batches = 0u64;
-    let mut timed: Option<(Instant, u64)> = None;
+    let mut timed: Option<(Instant, u64, u64)> = None;
     loop {
         for _ in 0..pace.batch {
             publisher.publish(published, &payload)?;
@@ -529,12 +565,20 @@ async fn paced<P: Publisher>(
         batches += 1;
         pace.wait(batches).await?;
         match timed {
-            None if batches == WARM_BATCHES => timed = Some((Instant::now(), published)),
-            Some((start, from)) => {
+            None if batches == WARM_BATCHES => timed = Some((Instant::now(), cpu_ns(), published)),
+            Some((start, cpu_start, from)) => {
                 let elapsed = start.elapsed();
                 if elapsed.as_secs_f64() >= secs && batches - WARM_BATCHES >= MIN_TIMED_BATCHES {
                     let delivered = (published - from) * subscribers as u64;
-                    return Ok((published, FanoutRun { delivered, elapsed }));
+                    let cpu = Duration::from_nanos(cpu_ns().saturating_sub(cpu_start));
+                    return Ok((
+                        published,
+                        FanoutRun {
+                            delivered,
+                            elapsed,
+                            cpu,
+                        },
+                    ));
                 }
             }
             None => {}
@@ -936,6 +980,24 @@ fn main() -> ExitCode {
 }
 
 fn run(o: &Options) -> Result<(), String> {
+    if let Some(system) = o.only {
+        for _ in 0..o.reps {
+            for &n in &o.sizes {
+                let run = fanout(system, n, o)
+                    .map_err(|e| format!("{} fan-out to {n}: {e}", system.name()))?;
+                println!(
+                    "N={n:>6} {:<19} {:>12} frames/s ({} delivered in {:.2} s, {:.0} ns CPU per delivery)",
+                    system.name(),
+                    format_rate(run.rate()),
+                    run.delivered,
+                    run.elapsed.as_secs_f64(),
+                    run.cpu_ns_per_delivery()
+                );
+            }
+        }
+        return Ok(());
+    }
+
     println!("## Fan-out (issue: kernel)\n");
     println!(
         "Command: `cargo xtask bench fanout{}` · machine: {} · date: {}\n",
@@ -1015,24 +1077,32 @@ fn run(o: &Options) -> Result<(), String> {
     println!();
 
     if o.memory {
-        let mut rows = Vec::new();
-        for (label, count, kinds) in [
+        type ArclyReceiver = tokio::sync::broadcast::Receiver<Arc<arcly::MediaFrame>>;
+        let rows = [
             (
-                "idle stream (published, no frames)",
+                "idle stream (published, no frame yet)",
                 o.idle_streams,
                 [PROBES[0], PROBES[1]],
+                Some((
+                    size_of::<tw::PublishSession>(),
+                    size_of::<arcly::StreamHandle>(),
+                )),
             ),
             (
-                "idle subscription (object only)",
+                "idle subscription (the object, kept in a Vec)",
                 o.idle_subscribers,
                 [PROBES[2], PROBES[3]],
+                Some((size_of::<tw::Subscription>(), size_of::<ArclyReceiver>())),
             ),
             (
                 "idle subscriber task (parked in recv)",
                 o.idle_subscribers,
                 [PROBES[4], PROBES[5]],
+                None,
             ),
-        ] {
+        ];
+        let mut results = Vec::new();
+        for (label, count, kinds, inline) in rows {
             let t = probe(kinds[0], count)?;
             let a = probe(kinds[1], count)?;
             eprintln!(
@@ -1042,15 +1112,20 @@ fn run(o: &Options) -> Result<(), String> {
                 a.bytes_each,
                 a.setup.as_secs_f64()
             );
-            rows.push((label, count, t, a));
+            results.push((label, count, t, a, inline));
         }
         println!(
-            "| memory, bytes each (RSS growth over N) | N | tidewater | arcly-stream 0.8.3 | tidewater set-up | arcly set-up |"
+            "| memory, bytes each (RSS growth / N) | N | tidewater | arcly-stream 0.8.3 \
+             | set-up of N: tidewater | set-up of N: arcly |"
         );
         println!("|---|---:|---:|---:|---:|---:|");
-        for (label, count, t, a) in rows {
+        for (label, count, t, a, inline) in results {
+            let (ti, ai) = match inline {
+                Some((ti, ai)) => (format!(" (inline {ti})"), format!(" (inline {ai})")),
+                None => (String::new(), String::new()),
+            };
             println!(
-                "| {label} | {} | {:.0} | {:.0} | {:.3} s | {:.3} s |",
+                "| {label} | {} | {:.0}{ti} | {:.0}{ai} | {:.3} s | {:.3} s |",
                 group_thousands(count as u64),
                 t.bytes_each,
                 a.bytes_each,

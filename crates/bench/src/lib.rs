@@ -15,6 +15,25 @@ pub fn rss_bytes() -> Option<u64> {
     parse_vm_rss(&status)
 }
 
+/// CPU time used so far by every live thread of this process, in
+/// nanoseconds (the first field of each `/proc/self/task/*/schedstat`), or
+/// `None` where those files do not exist.
+pub fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(task) = task else { continue };
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        total += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
+}
+
 /// The `VmRSS` line of a `/proc/<pid>/status` text, in bytes.
 pub fn parse_vm_rss(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -122,6 +141,18 @@ mod tests {
     fn rss_of_this_process_is_known_on_linux() {
         if cfg!(target_os = "linux") {
             assert!(rss_bytes().is_some_and(|b| b > 0));
+        }
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_grows_on_linux() {
+        if cfg!(target_os = "linux") {
+            let before = process_cpu_ns().unwrap_or(0);
+            let mut x = 0u64;
+            for i in 0..2_000_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            assert!(process_cpu_ns().unwrap_or(0) > before, "{x}");
         }
     }
 
