@@ -27,7 +27,8 @@
 //!   --idle-streams 10000    streams created by the memory probe
 //!   --idle-subscribers 100000  subscriptions created by the memory probe
 //!   --no-memory             skip the memory probes
-//!   --only tidewater|arcly  fan-out of one system only, no table (for profiling)
+//!   --what fanout,publish,memory  which parts to run (default: all)
+//!   --only tidewater|arcly  one system only, raw lines, no table (for profiling)
 //! ```
 
 use std::hint::black_box;
@@ -91,6 +92,8 @@ struct Options {
     idle_streams: usize,
     idle_subscribers: usize,
     memory: bool,
+    fanout: bool,
+    publish: bool,
     quick: bool,
     only: Option<System>,
     probe: Option<(String, usize)>,
@@ -109,6 +112,8 @@ impl Options {
                 idle_streams: 1_000,
                 idle_subscribers: 10_000,
                 memory: true,
+                fanout: true,
+                publish: true,
                 quick,
                 only: None,
                 probe: None,
@@ -123,6 +128,8 @@ impl Options {
                 idle_streams: 10_000,
                 idle_subscribers: 100_000,
                 memory: true,
+                fanout: true,
+                publish: true,
                 quick,
                 only: None,
                 probe: None,
@@ -162,6 +169,22 @@ impl Options {
                     o.idle_subscribers = parse_num(&value("--idle-subscribers")?)?
                 }
                 "--no-memory" => o.memory = false,
+                "--what" => {
+                    let what = value("--what")?;
+                    o.fanout = false;
+                    o.publish = false;
+                    o.memory = false;
+                    for part in what.split(',') {
+                        match part.trim() {
+                            "fanout" => o.fanout = true,
+                            "publish" => o.publish = true,
+                            "memory" => o.memory = true,
+                            other => {
+                                return Err(format!("--what {other:?}: fanout, publish or memory"));
+                            }
+                        }
+                    }
+                }
                 "--only" => {
                     o.only = Some(match value("--only")?.as_str() {
                         "tidewater" => System::Tidewater,
@@ -206,6 +229,7 @@ where
 fn usage() -> String {
     "usage: fanout [--quick] [--sizes 1,100,1000,10000] [--reps 3] [--batch 256] [--secs 1.5] \
      [--publishes 1000000] [--idle-streams 10000] [--idle-subscribers 100000] [--no-memory] \
+     [--what fanout,publish,memory] \
      [--only tidewater|arcly]"
         .to_string()
 }
@@ -979,23 +1003,41 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(o: &Options) -> Result<(), String> {
-    if let Some(system) = o.only {
-        for _ in 0..o.reps {
+fn describe(system: System, n: usize, run: &FanoutRun) -> String {
+    format!(
+        "N={n:>6} {:<19} {:>12} frames/s ({} delivered in {:.2} s, {:.0} ns CPU per delivery)",
+        system.name(),
+        format_rate(run.rate()),
+        group_thousands(run.delivered),
+        run.elapsed.as_secs_f64(),
+        run.cpu_ns_per_delivery()
+    )
+}
+
+/// One system alone, raw lines, no table (for profiling).
+fn run_one(system: System, o: &Options) -> Result<(), String> {
+    for _ in 0..o.reps {
+        if o.fanout {
             for &n in &o.sizes {
                 let run = fanout(system, n, o)
                     .map_err(|e| format!("{} fan-out to {n}: {e}", system.name()))?;
-                println!(
-                    "N={n:>6} {:<19} {:>12} frames/s ({} delivered in {:.2} s, {:.0} ns CPU per delivery)",
-                    system.name(),
-                    format_rate(run.rate()),
-                    run.delivered,
-                    run.elapsed.as_secs_f64(),
-                    run.cpu_ns_per_delivery()
-                );
+                println!("{}", describe(system, n, &run));
             }
         }
-        return Ok(());
+        if o.publish {
+            println!(
+                "{:<19} {:.1} ns per publish, no subscriber",
+                system.name(),
+                publish_cost(system, o.publishes)?
+            );
+        }
+    }
+    Ok(())
+}
+
+fn run(o: &Options) -> Result<(), String> {
+    if let Some(system) = o.only {
+        return run_one(system, o);
     }
 
     println!("## Fan-out (issue: kernel)\n");
@@ -1005,76 +1047,94 @@ fn run(o: &Options) -> Result<(), String> {
         machine(),
         today_utc()
     );
-    println!(
-        "One publisher, N subscriber tasks, 2-worker tokio runtime, {PAYLOAD_LEN} B payloads, keyframe every {GOP} \
-         frames, drain barrier every {} frames (rings: {RING_FRAMES} frames), ≥ {:.1} s timed per measurement, \
-         median of {} interleaved runs; lossless and in order for both (checked).\n",
-        o.batch, o.secs, o.reps
-    );
 
-    // Fan-out, interleaved: each repetition runs every size on both systems,
-    // alternating which system goes first.
-    let mut rates: Vec<[Vec<f64>; 2]> = o.sizes.iter().map(|_| [Vec::new(), Vec::new()]).collect();
-    for rep in 0..o.reps {
+    if o.fanout {
+        println!(
+            "One publisher, N subscriber tasks, 2-worker tokio runtime, {PAYLOAD_LEN} B payloads, keyframe \
+             every {GOP} frames, drain barrier every {} frames (rings: {RING_FRAMES} frames), ≥ {:.1} s timed \
+             per measurement, median of {} interleaved runs; lossless and in order for both (checked).\n",
+            o.batch, o.secs, o.reps
+        );
+        // Interleaved: each repetition runs every size on both systems,
+        // alternating which system goes first.
+        let mut runs: Vec<[Vec<FanoutRun>; 2]> =
+            o.sizes.iter().map(|_| [Vec::new(), Vec::new()]).collect();
+        for rep in 0..o.reps {
+            for (i, &n) in o.sizes.iter().enumerate() {
+                let order = if (rep + i) % 2 == 0 {
+                    [System::Tidewater, System::Arcly]
+                } else {
+                    [System::Arcly, System::Tidewater]
+                };
+                for system in order {
+                    let run = fanout(system, n, o)
+                        .map_err(|e| format!("{} fan-out to {n}: {e}", system.name()))?;
+                    eprintln!("  rep {} {}", rep + 1, describe(system, n, &run));
+                    runs[i][system as usize].push(run);
+                }
+            }
+        }
+        println!(
+            "| subscribers N | tidewater frames/s | arcly-stream 0.8.3 frames/s | ratio \
+             | CPU ns per delivery: tidewater | arcly |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|");
         for (i, &n) in o.sizes.iter().enumerate() {
-            let order = if (rep + i) % 2 == 0 {
+            let rate = |s: System| {
+                median(
+                    &runs[i][s as usize]
+                        .iter()
+                        .map(FanoutRun::rate)
+                        .collect::<Vec<_>>(),
+                )
+            };
+            let cpu = |s: System| {
+                median(
+                    &runs[i][s as usize]
+                        .iter()
+                        .map(FanoutRun::cpu_ns_per_delivery)
+                        .collect::<Vec<_>>(),
+                )
+            };
+            let (t, a) = (rate(System::Tidewater), rate(System::Arcly));
+            println!(
+                "| {} | {} | {} | **{:.2}×** | {:.0} | {:.0} |",
+                group_thousands(n as u64),
+                format_rate(t),
+                format_rate(a),
+                t / a,
+                cpu(System::Tidewater),
+                cpu(System::Arcly)
+            );
+        }
+        println!();
+    }
+
+    if o.publish {
+        let mut cost = [Vec::new(), Vec::new()];
+        for rep in 0..o.reps {
+            let order = if rep % 2 == 0 {
                 [System::Tidewater, System::Arcly]
             } else {
                 [System::Arcly, System::Tidewater]
             };
             for system in order {
-                let run = fanout(system, n, o)
-                    .map_err(|e| format!("{} fan-out to {n}: {e}", system.name()))?;
-                eprintln!(
-                    "  rep {} N={n:>6} {:<19} {:>12} frames/s ({} frames delivered in {:.2} s)",
-                    rep + 1,
-                    system.name(),
-                    format_rate(run.rate()),
-                    group_thousands(run.delivered),
-                    run.elapsed.as_secs_f64()
-                );
-                rates[i][system as usize].push(run.rate());
+                cost[system as usize].push(publish_cost(system, o.publishes)?);
             }
         }
-    }
-    println!("| subscribers N | tidewater frames/s | arcly-stream 0.8.3 frames/s | ratio |");
-    println!("|---:|---:|---:|---:|");
-    for (i, &n) in o.sizes.iter().enumerate() {
-        let tw_rate = median(&rates[i][System::Tidewater as usize]);
-        let ar_rate = median(&rates[i][System::Arcly as usize]);
+        let (tw_cost, ar_cost) = (median(&cost[0]), median(&cost[1]));
         println!(
-            "| {} | {} | {} | {:.2}× |",
-            group_thousands(n as u64),
-            format_rate(tw_rate),
-            format_rate(ar_rate),
-            tw_rate / ar_rate
+            "| publish with no subscriber ({} × 4 KiB frames, median of {}) | tidewater | arcly-stream 0.8.3 | ratio |",
+            group_thousands(o.publishes),
+            o.reps
         );
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| ns per publish | {tw_cost:.0} | {ar_cost:.0} | {:.2}× |",
+            ar_cost / tw_cost
+        );
+        println!();
     }
-    println!();
-
-    // Publish cost with no subscriber.
-    let mut cost = [Vec::new(), Vec::new()];
-    for rep in 0..o.reps {
-        let order = if rep % 2 == 0 {
-            [System::Tidewater, System::Arcly]
-        } else {
-            [System::Arcly, System::Tidewater]
-        };
-        for system in order {
-            cost[system as usize].push(publish_cost(system, o.publishes)?);
-        }
-    }
-    let (tw_cost, ar_cost) = (median(&cost[0]), median(&cost[1]));
-    println!(
-        "| publish, no subscriber ({} × 4 KiB frames) | tidewater | arcly-stream 0.8.3 | ratio |",
-        group_thousands(o.publishes)
-    );
-    println!("|---|---:|---:|---:|");
-    println!(
-        "| ns per publish | {tw_cost:.0} | {ar_cost:.0} | {:.2}× |",
-        ar_cost / tw_cost
-    );
-    println!();
 
     if o.memory {
         type ArclyReceiver = tokio::sync::broadcast::Receiver<Arc<arcly::MediaFrame>>;
