@@ -15,12 +15,12 @@
 //! growth of a fresh child process while it creates many of them).
 //!
 //! ```text
-//! cargo xtask bench fanout [-- OPTIONS]
+//! cargo xtask bench fanout [OPTIONS]
 //! cargo bench -p tidewater-bench --bench fanout -- [OPTIONS]
 //!
 //!   --quick                 smoke run: small sizes and totals (for CI)
 //!   --sizes 1,100,1000      subscriber counts (default 1,100,1000,10000)
-//!   --reps 3                repetitions of each measurement; the median is reported
+//!   --reps 5                repetitions of each measurement; the median is reported
 //!   --batch 256             frames per drain batch
 //!   --secs 1.5              length of each timed fan-out phase
 //!   --publishes 1000000     publishes per no-subscriber cost measurement
@@ -121,7 +121,7 @@ impl Options {
         } else {
             Options {
                 sizes: vec![1, 100, 1_000, 10_000],
-                reps: 3,
+                reps: 5,
                 batch: 256,
                 secs: 1.5,
                 publishes: 1_000_000,
@@ -227,7 +227,7 @@ where
 }
 
 fn usage() -> String {
-    "usage: fanout [--quick] [--sizes 1,100,1000,10000] [--reps 3] [--batch 256] [--secs 1.5] \
+    "usage: fanout [--quick] [--sizes 1,100,1000,10000] [--reps 5] [--batch 256] [--secs 1.5] \
      [--publishes 1000000] [--idle-streams 10000] [--idle-subscribers 100000] [--no-memory] \
      [--what fanout,publish,memory] \
      [--only tidewater|arcly]"
@@ -1043,7 +1043,7 @@ fn run(o: &Options) -> Result<(), String> {
     println!("## Fan-out (issue: kernel)\n");
     println!(
         "Command: `cargo xtask bench fanout{}` · machine: {} · date: {}\n",
-        if o.quick { " -- --quick" } else { "" },
+        if o.quick { " --quick" } else { "" },
         machine(),
         today_utc()
     );

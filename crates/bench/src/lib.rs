@@ -91,16 +91,25 @@ pub fn group_thousands(n: u64) -> String {
 /// The CPU model (from `/proc/cpuinfo`) and the number of CPUs this process may use.
 pub fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_string());
-    format!("{cpus} CPUs, {model}")
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    };
+    let model = field("model name").unwrap_or_else(|| "unknown CPU".to_string());
+    let mhz = field("cpu MHz").and_then(|m| m.parse::<f64>().ok());
+    let virtual_machine =
+        field("flags").is_some_and(|f| f.split_whitespace().any(|x| x == "hypervisor"));
+    let mut out = format!("{cpus} CPUs, {model}");
+    if let Some(mhz) = mhz {
+        out.push_str(&format!(" @ {:.1} GHz", mhz / 1000.0));
+    }
+    if virtual_machine {
+        out.push_str(", virtual machine");
+    }
+    out
 }
 
 /// Today's date (UTC) as `YYYY-MM-DD`.
