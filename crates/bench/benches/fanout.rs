@@ -699,6 +699,7 @@ fn fanout(system: System, subscribers: usize, o: &Options) -> Result<FanoutRun, 
 
 fn publish_cost(system: System, count: u64) -> Result<f64, String> {
     let rt = runtime()?;
+    let warm = (count / 10).clamp(RING_FRAMES as u64 * 2, 100_000);
     let result = rt.block_on(async move {
         let task = tokio::spawn(async move {
             let payload = payload();
@@ -707,8 +708,14 @@ fn publish_cost(system: System, count: u64) -> Result<f64, String> {
                     let engine = tw_engine()?;
                     let key = tw_key("cost")?;
                     let mut session = tw_open(&engine, &key).await?;
+                    // Untimed warm-up: the ring fills and starts recycling blocks.
+                    for i in 0..warm {
+                        session
+                            .publish(tw_frame(i, &payload))
+                            .map_err(|e| e.to_string())?;
+                    }
                     let start = Instant::now();
-                    for i in 0..count {
+                    for i in warm..warm + count {
                         black_box(session.publish(black_box(tw_frame(i, &payload))))
                             .map_err(|e| e.to_string())?;
                     }
@@ -723,8 +730,13 @@ fn publish_cost(system: System, count: u64) -> Result<f64, String> {
                         .start_publish(&key)
                         .await
                         .map_err(|e| e.to_string())?;
+                    for i in 0..warm {
+                        handle
+                            .publish_frame(arcly_frame(i, &payload))
+                            .map_err(|e| e.to_string())?;
+                    }
                     let start = Instant::now();
-                    for i in 0..count {
+                    for i in warm..warm + count {
                         black_box(handle.publish_frame(black_box(arcly_frame(i, &payload))))
                             .map_err(|e| e.to_string())?;
                     }
