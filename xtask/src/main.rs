@@ -13,6 +13,15 @@
 //! failing child ends the task with the child's exit code and a message
 //! naming the step.
 //!
+//! `test` runs, in order: `clients` (install missing real clients, see
+//! [`CLIENTS`]), `fmt`, `clippy`, `deny` (`cargo deny check licenses bans
+//! sources`), `build` (the `tidewater` binary and every test target, in one
+//! feature resolution), `test` (`cargo test --workspace`, with `TIDEWATER_BIN`
+//! pointing at the binary) and `loom` (the kernel's loom models, release, in
+//! `target/loom`), then prints each step's time. When cargo-deny is missing it
+//! is compiled in the background from the start. With `CI` set, cargo runs with
+//! the settings in [`CI_ENV`].
+//!
 //! Dependencies are kept to `anyhow` and the standard library on purpose: CI
 //! compiles this crate cold before anything else can start.
 
