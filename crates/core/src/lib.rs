@@ -62,7 +62,7 @@ mod snapshot;
 pub mod time;
 
 pub use auth::{Action, AuthRequest, Authorizer, Credentials, PermitAll};
-pub use bus::{Event, OutputFormat, RecvError, SharedFrame, Subscription};
+pub use bus::{Event, EventRef, FrameRef, OutputFormat, RecvError, SharedFrame, Subscription};
 pub use catalog::{AudioParams, Catalog, TrackInfo, VideoParams};
 pub use engine::{Engine, EngineBuilder, Request};
 pub use error::{EndReason, Error, Result};

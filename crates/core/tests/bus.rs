@@ -31,7 +31,7 @@ async fn keeping_up_subscriber_gets_every_frame_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_publisher_and_subscribers_lose_and_repeat_nothing() {
-    let engine = engine();
+    let engine = engine_with(roomy());
     let mut publisher = publisher(&engine, "live/a").await;
     let mut tasks = vec![];
     for _ in 0..8 {
@@ -63,6 +63,17 @@ async fn concurrent_publisher_and_subscribers_lose_and_repeat_nothing() {
     for t in tasks {
         let got = t.await.expect("subscriber");
         assert_eq!(got, (0..n).collect::<Vec<_>>());
+    }
+}
+
+/// A ring larger than anything these tests publish, so no subscriber can
+/// legitimately fall out of it however the threads are scheduled.
+fn roomy() -> StreamPolicy {
+    StreamPolicy {
+        ring_frames: 32_768,
+        ring_bytes: 1 << 30,
+        max_lag: Duration::from_secs(3_600),
+        ..StreamPolicy::default()
     }
 }
 
@@ -718,4 +729,109 @@ async fn snapshot_reports_catalog_metadata_and_qos() {
     assert_eq!(snap.qos.keyframes, 2);
     assert_eq!(snap.qos.subscribers, 1);
     assert_eq!(engine.streams().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lending_receive_delivers_the_same_sequence_as_owned_receive() {
+    use tidewater_core::EventRef;
+    let engine = engine_with(roomy());
+    let mut publisher = publisher(&engine, "live/lend").await;
+    let mut lender = viewer(&engine, "live/lend").await;
+    let task = tokio::spawn(async move {
+        let mut got = vec![];
+        let mut kept = None;
+        let mut catalogs = 0;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), lender.recv_ref())
+                .await
+                .expect("event")
+            {
+                Ok(EventRef::Frame(f)) => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&f.payload[..8]);
+                    let i = u64::from_be_bytes(b);
+                    assert_eq!(f.seq(), i);
+                    if i == 7 {
+                        kept = Some(f.to_shared());
+                    }
+                    got.push(i);
+                }
+                Ok(EventRef::Catalog(_)) => catalogs += 1,
+                Ok(EventRef::Skipped { .. }) => panic!("no skip expected"),
+                Err(RecvError::Ended(_)) => return (got, kept, catalogs),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    for i in 0..5_000 {
+        publisher.publish(vframe(i, 30)).expect("publish");
+        if i % 100 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    publisher.finish().await;
+    let (got, kept, catalogs) = task.await.expect("lender");
+    assert_eq!(got, (0..5_000).collect::<Vec<_>>());
+    assert_eq!(catalogs, 1);
+    assert_eq!(
+        index_of(&kept.expect("kept")),
+        7,
+        "a frame kept with to_shared outlives later receives"
+    );
+}
+
+#[tokio::test]
+async fn mixing_owned_and_lending_receives_across_a_skip() {
+    use tidewater_core::EventRef;
+    let policy = StreamPolicy {
+        ring_frames: 128,
+        gop_frames: 64,
+        max_skips: 100,
+        ..StreamPolicy::default()
+    };
+    let engine = engine_with(policy);
+    let mut publisher = publisher(&engine, "live/mix").await;
+    let mut sub = viewer(&engine, "live/mix").await;
+    for i in 0..40 {
+        publisher.publish(vframe(i, 20)).expect("publish");
+    }
+    let mut got = vec![];
+    let mut skipped = 0;
+    let mut turn = 0;
+    let mut read =
+        |sub: &mut tidewater_core::Subscription, got: &mut Vec<u64>, skipped: &mut u64| loop {
+            turn += 1;
+            if turn % 2 == 0 {
+                match sub.try_recv() {
+                    Some(Ok(Event::Frame(f))) => got.push(index_of(&f)),
+                    Some(Ok(Event::Skipped { frames })) => *skipped += frames,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => panic!("{e}"),
+                    None => return,
+                }
+            } else {
+                let waker = std::task::Waker::noop();
+                let mut cx = std::task::Context::from_waker(waker);
+                let fut = std::pin::pin!(sub.recv_ref());
+                match std::future::Future::poll(fut, &mut cx) {
+                    std::task::Poll::Ready(Ok(EventRef::Frame(f))) => {
+                        let mut b = [0u8; 8];
+                        b.copy_from_slice(&f.payload[..8]);
+                        got.push(u64::from_be_bytes(b));
+                    }
+                    std::task::Poll::Ready(Ok(EventRef::Skipped { frames })) => *skipped += frames,
+                    std::task::Poll::Ready(Ok(_)) => {}
+                    std::task::Poll::Ready(Err(e)) => panic!("{e}"),
+                    std::task::Poll::Pending => return,
+                }
+            }
+        };
+    read(&mut sub, &mut got, &mut skipped);
+    assert_eq!(got, (0..40).collect::<Vec<_>>());
+    for i in 40..400 {
+        publisher.publish(vframe(i, 20)).expect("publish");
+    }
+    read(&mut sub, &mut got, &mut skipped);
+    assert_eq!(&got[40..], &(380..400).collect::<Vec<_>>()[..]);
+    assert_eq!(skipped, 380 - 40);
 }

@@ -36,8 +36,8 @@ use std::time::SystemTime;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
 
-pub use format::{MAX_OUTPUT_FORMATS, OutputFormat, SharedFrame};
-pub use subscription::{Event, RecvError, Subscription};
+pub use format::{FrameRef, MAX_OUTPUT_FORMATS, OutputFormat, SharedFrame};
+pub use subscription::{Event, EventRef, RecvError, Subscription};
 pub(crate) use wait::{WaitList, Waiter};
 pub(crate) use writer::Writer;
 
@@ -60,8 +60,10 @@ pub(crate) const ENTRY_OVERHEAD: usize = 160;
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub frame: Frame,
-    /// The catalog this frame was published under.
+    /// The catalog this frame was published under, and its version (kept
+    /// inline so the receive fast path need not follow the pointer).
     pub catalog: Arc<Catalog>,
+    pub catalog_version: u64,
     /// Ingest time, microseconds since the generation started.
     pub ingest_us: u64,
     /// Whether a subscription may start here (the GOP's keyframe).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{self, Relaxed};
 use std::task::{Context, Poll};
 
-use super::{Anchor, BLOCK_LEN, Block, Bus, SharedFrame, Waiter};
+use super::{Anchor, BLOCK_LEN, Block, Bus, FrameRef, SharedFrame, Waiter};
 use crate::catalog::Catalog;
 use crate::error::EndReason;
 use crate::events::StreamEventKind;
@@ -65,14 +65,25 @@ enum Mode {
 /// or the next one, never mid-GOP; the skip is reported as
 /// [`Event::Skipped`], counted, and after `max_skips` within `skip_window`
 /// the subscription is evicted.
+///
+/// Two ways to receive: [`recv`](Self::recv) yields owned events (a
+/// [`SharedFrame`] costs one reference-count increment), and
+/// [`recv_ref`](Self::recv_ref) lends the frame straight out of the log,
+/// touching no shared counter at all — the cheapest way for a consumer that
+/// serializes the frame (or its [derived output](FrameRef::derived)) before
+/// asking for the next one.
 #[derive(Debug)]
 pub struct Subscription {
     bus: Arc<Bus>,
     block: Arc<Block>,
     seq: u64,
+    /// Every condition of the fast path holds: live mode, nothing pending,
+    /// no audio floor, first frame delivered, not evicted.
+    fast: bool,
     mode: Mode,
     catalog_version: u64,
-    pending: Option<SharedFrame>,
+    /// A frame of `block` held back while its catalog or a skip is yielded first.
+    pending: Option<usize>,
     audio_floor_us: Option<i64>,
     waiter: Arc<Waiter>,
     stats: Arc<SubscriberStats>,
@@ -82,6 +93,36 @@ pub struct Subscription {
     delivered: u64,
     evicted: bool,
 }
+
+/// What the receive machinery produces before it is turned into an owned or
+/// a borrowed event.
+enum Raw {
+    Catalog(Arc<Catalog>),
+    /// A frame at this index of the subscription's current block.
+    Frame(usize),
+    Skipped(u64),
+}
+
+/// An event lent by [`Subscription::recv_ref`].
+#[derive(Debug)]
+pub enum EventRef<'a> {
+    /// The catalog of the frames that follow (see [`Event::Catalog`]).
+    Catalog(Arc<Catalog>),
+    /// A frame, borrowed from the log.
+    Frame(FrameRef<'a>),
+    /// Frames were skipped (see [`Event::Skipped`]).
+    Skipped {
+        /// Frames skipped.
+        frames: u64,
+    },
+}
+
+/// Prunes dead entries from a stream's subscriber list once it is this many
+/// times larger than the live count, so attaching stays O(1) amortized.
+const PRUNE_FACTOR: usize = 2;
+
+/// The delivered-frames counter is published every this many frames.
+const STATS_EVERY: u64 = 8 * BLOCK_LEN as u64;
 
 impl Subscription {
     pub(crate) fn attach(
@@ -102,15 +143,15 @@ impl Subscription {
             lag_us: Default::default(),
             evicted: Default::default(),
         });
+        let live = bus.live_subscribers.fetch_add(1, Relaxed) + 1;
         {
             let mut subs = bus.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-            subs.retain(|w| w.strong_count() > 0);
+            if subs.len() >= PRUNE_FACTOR * live.max(16) {
+                subs.retain(|w| w.strong_count() > 0);
+            }
             subs.push(Arc::downgrade(&stats));
         }
-        bus.live_subscribers.fetch_add(1, Relaxed);
-        bus.stats
-            .subscribers
-            .store(bus.live_subscribers.load(Relaxed), Relaxed);
+        bus.stats.subscribers.store(live, Relaxed);
         bus.stats.subscribers_total.fetch_add(1, Relaxed);
         bus.emitter
             .emit(&bus.key, StreamEventKind::SubscriberJoined { id, protocol });
@@ -133,6 +174,7 @@ impl Subscription {
             bus,
             block,
             seq,
+            fast: false,
             mode,
             catalog_version: 0,
             pending: None,
@@ -159,8 +201,21 @@ impl Subscription {
 
     /// The next event; `Err` once the publish ended (after its last frame) or
     /// the subscriber was evicted.
+    #[inline]
     pub async fn recv(&mut self) -> Result<Event, RecvError> {
         poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next event, lending the frame out of the log: no reference count
+    /// is touched. Call [`FrameRef::to_shared`] to keep a frame past the next receive.
+    #[inline]
+    pub async fn recv_ref(&mut self) -> Result<EventRef<'_>, RecvError> {
+        let raw = poll_fn(|cx| self.poll_raw(cx)).await?;
+        Ok(match raw {
+            Raw::Frame(index) => EventRef::Frame(FrameRef::new(&self.block, index)),
+            Raw::Catalog(catalog) => EventRef::Catalog(catalog),
+            Raw::Skipped(frames) => EventRef::Skipped { frames },
+        })
     }
 
     /// The next event if one is ready now, without waiting.
@@ -174,12 +229,52 @@ impl Subscription {
     }
 
     /// Polls for the next event.
+    #[inline]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, RecvError>> {
+        self.poll_raw(cx).map(|r| {
+            r.map(|raw| match raw {
+                Raw::Frame(index) => Event::Frame(SharedFrame::new(Arc::clone(&self.block), index)),
+                Raw::Catalog(catalog) => Event::Catalog(catalog),
+                Raw::Skipped(frames) => Event::Skipped { frames },
+            })
+        })
+    }
+
+    /// The next frame of the current block when nothing special applies;
+    /// everything else goes to [`poll_slow`](Self::poll_slow).
+    #[inline]
+    fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<Result<Raw, RecvError>> {
+        if self.fast {
+            let index = self.seq.wrapping_sub(self.block.first_seq) as usize;
+            if index < BLOCK_LEN && !self.block.expired.load(Ordering::Acquire) {
+                if let Some(entry) = self.block.slots[index].get() {
+                    if entry.catalog_version == self.catalog_version {
+                        self.seq += 1;
+                        self.delivered += 1;
+                        return Poll::Ready(Ok(Raw::Frame(index)));
+                    }
+                }
+            }
+        }
+        self.poll_slow(cx)
+    }
+
+    fn poll_slow(&mut self, cx: &mut Context<'_>) -> Poll<Result<Raw, RecvError>> {
+        let result = self.poll_events(cx);
+        self.fast = self.mode == Mode::Live
+            && self.pending.is_none()
+            && self.audio_floor_us.is_none()
+            && self.first_delivered
+            && !self.evicted;
+        result
+    }
+
+    fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<Result<Raw, RecvError>> {
         if self.evicted {
             return Poll::Ready(Err(RecvError::Evicted));
         }
-        if let Some(frame) = self.pending.take() {
-            return Poll::Ready(Ok(self.yield_frame(frame)));
+        if let Some(index) = self.pending.take() {
+            return Poll::Ready(Ok(self.yield_frame(index)));
         }
         if let Some(event) = self.step() {
             return Poll::Ready(event);
@@ -200,7 +295,7 @@ impl Subscription {
     }
 
     /// Advances over the log until there is something to yield, or nothing yet.
-    fn step(&mut self) -> Option<Result<Event, RecvError>> {
+    fn step(&mut self) -> Option<Result<Raw, RecvError>> {
         loop {
             // The block left the ring while we were in it: its frames are
             // still readable, but the subscriber is behind by a whole ring.
@@ -214,7 +309,9 @@ impl Subscription {
                 match next {
                     Some(next) => {
                         self.block = next;
-                        self.flush_stats();
+                        if self.block.first_seq % STATS_EVERY == 0 {
+                            self.flush_stats();
+                        }
                         if self.mode == Mode::Live && self.is_behind() {
                             self.fall_behind();
                         }
@@ -235,45 +332,40 @@ impl Subscription {
                 }
                 self.mode = Mode::Live;
                 if let Some(from) = lag_from {
-                    let frame = SharedFrame::new(Arc::clone(&self.block), index);
-                    let skipped = frame.seq() - from;
-                    self.start_gop(&frame);
-                    self.pending = Some(frame);
+                    let skipped = self.seq - 1 - from;
+                    self.start_gop(index);
+                    self.pending = Some(index);
                     if self.record_skip(skipped) {
                         return Some(Err(RecvError::Evicted));
                     }
-                    return Some(Ok(Event::Skipped { frames: skipped }));
+                    return Some(Ok(Raw::Skipped(skipped)));
                 }
             }
-            let frame = SharedFrame::new(Arc::clone(&self.block), index);
             if entry.anchor && !self.first_delivered {
-                self.start_gop(&frame);
+                self.start_gop(index);
             }
             if let Some(floor) = self.audio_floor_us {
+                let frame = FrameRef::new(&self.block, index);
                 if frame.kind() == MediaKind::Audio {
-                    let ts = track_time_us(&frame);
-                    if ts < floor {
+                    if track_time_us(&frame) < floor {
                         continue;
                     }
                     self.audio_floor_us = None;
                 }
             }
-            return Some(Ok(self.yield_frame(frame)));
+            return Some(Ok(self.yield_frame(index)));
         }
     }
 
     /// The frame, preceded by its catalog if that is new to this subscriber.
-    fn yield_frame(&mut self, frame: SharedFrame) -> Event {
-        if frame.catalog().version() != self.catalog_version {
-            self.catalog_version = frame.catalog().version();
+    fn yield_frame(&mut self, index: usize) -> Raw {
+        let frame = FrameRef::new(&self.block, index);
+        if frame.entry().catalog_version != self.catalog_version {
+            self.catalog_version = frame.entry().catalog_version;
             let catalog = Arc::clone(frame.catalog());
-            self.pending = Some(frame);
-            return Event::Catalog(catalog);
+            self.pending = Some(index);
+            return Raw::Catalog(catalog);
         }
-        self.deliver(frame)
-    }
-
-    fn deliver(&mut self, frame: SharedFrame) -> Event {
         if !self.first_delivered {
             self.first_delivered = true;
             let waited = tokio::time::Instant::now().saturating_duration_since(self.joined);
@@ -282,14 +374,15 @@ impl Subscription {
                 .store(waited.as_micros().max(1) as u64, Relaxed);
         }
         self.delivered += 1;
-        Event::Frame(frame)
+        Raw::Frame(index)
     }
 
     /// A subscription (re)starts at a GOP's keyframe: audio from before the
     /// keyframe's presentation time is not delivered.
-    fn start_gop(&mut self, keyframe: &SharedFrame) {
+    fn start_gop(&mut self, index: usize) {
+        let keyframe = FrameRef::new(&self.block, index);
         self.audio_floor_us =
-            (keyframe.kind() == MediaKind::Video).then(|| track_time_us(keyframe));
+            (keyframe.kind() == MediaKind::Video).then(|| track_time_us(&keyframe));
     }
 
     /// Whether the cursor has left the ring or is further behind live than the policy allows.
@@ -386,7 +479,7 @@ impl Drop for Subscription {
 }
 
 /// A frame's presentation time in microseconds, by its own track's timescale.
-fn track_time_us(frame: &SharedFrame) -> i64 {
+fn track_time_us(frame: &FrameRef<'_>) -> i64 {
     let scale = frame
         .catalog()
         .track(frame.track)

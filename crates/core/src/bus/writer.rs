@@ -35,11 +35,28 @@ pub(crate) struct Writer {
     retained_frames: usize,
     retained_bytes: usize,
     gop: Option<Gop>,
+    bounds: Bounds,
+}
+
+/// The policy's bounds, copied out of it once.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    ring_frames: usize,
+    ring_bytes: usize,
+    gop_frames: usize,
+    gop_bytes: usize,
 }
 
 impl Writer {
     pub fn new(bus: Arc<Bus>) -> Self {
         let current = bus.head_block.load_full();
+        let p = &bus.policy;
+        let bounds = Bounds {
+            ring_frames: p.ring_frames,
+            ring_bytes: p.ring_bytes,
+            gop_frames: p.gop_frames,
+            gop_bytes: p.gop_bytes,
+        };
         let retained = VecDeque::from([Retained {
             block: Arc::clone(&current),
             frames: 0,
@@ -54,6 +71,7 @@ impl Writer {
             retained_frames: 0,
             retained_bytes: 0,
             gop: None,
+            bounds,
         }
     }
 
@@ -77,9 +95,11 @@ impl Writer {
         }
         let seq = self.next_seq;
         let bytes = frame.payload.len() + ENTRY_OVERHEAD;
+        let catalog_version = catalog.version();
         let entry = Entry {
             frame,
             catalog,
+            catalog_version,
             ingest_us,
             anchor,
             derived: Default::default(),
@@ -96,7 +116,6 @@ impl Writer {
         self.retained_frames += 1;
         self.retained_bytes += bytes;
 
-        let policy = &self.bus.policy;
         if anchor {
             self.gop = Some(Gop {
                 seq,
@@ -110,7 +129,7 @@ impl Writer {
         } else if let Some(gop) = &mut self.gop {
             gop.frames += 1;
             gop.bytes += bytes;
-            if gop.frames > policy.gop_frames || gop.bytes > policy.gop_bytes {
+            if gop.frames > self.bounds.gop_frames || gop.bytes > self.bounds.gop_bytes {
                 // Too long to cache: late joiners wait for the next keyframe.
                 self.gop = None;
                 self.bus.anchor.store(None);
@@ -126,10 +145,9 @@ impl Writer {
     /// Expires whole blocks from the front until the window fits its bounds.
     /// The block being written is never expired.
     fn enforce_bounds(&mut self) {
-        let policy = Arc::clone(&self.bus.policy);
         while self.retained.len() > 1 {
             let bytes = self.retained_bytes + self.bus.derived_bytes();
-            if self.retained_frames <= policy.ring_frames && bytes <= policy.ring_bytes {
+            if self.retained_frames <= self.bounds.ring_frames && bytes <= self.bounds.ring_bytes {
                 break;
             }
             let Some(front) = self.retained.pop_front() else {

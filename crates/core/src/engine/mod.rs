@@ -99,10 +99,17 @@ impl Engine {
         let policy = Arc::new(app.policy_for(req.key.stream()).clone());
         let (bus, slot, superseded) = {
             let mut streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
-            let live_in_app = streams
-                .values()
-                .filter(|s| s.key.app() == req.key.app() && s.live().is_some() && s.key != req.key)
-                .count();
+            // Counted only when limited: opening stays O(1) otherwise.
+            let live_in_app = if app.max_publishers > 0 {
+                streams
+                    .values()
+                    .filter(|s| {
+                        s.key.app() == req.key.app() && s.live().is_some() && s.key != req.key
+                    })
+                    .count()
+            } else {
+                0
+            };
             let slot = Arc::clone(
                 streams
                     .entry(req.key.clone())
