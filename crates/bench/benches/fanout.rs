@@ -28,7 +28,7 @@
 //!   --idle-subscribers 100000  subscriptions created by the memory probe
 //!   --no-memory             skip the memory probes
 //!   --what fanout,publish,memory  which parts to run (default: all)
-//!   --only tidewater|arcly  one system only, raw lines, no table (for profiling)
+//!   --only tidewater|tidewater-owned|arcly  one system only, raw lines, no table (profiling)
 //! ```
 
 use std::hint::black_box;
@@ -67,16 +67,23 @@ const MIN_TIMED_BATCHES: u64 = 4;
 /// How long the publisher waits for a batch to drain before declaring the run stuck.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What is measured. tidewater's subscribers receive with the lending
+/// `Subscription::recv_ref` (no reference count touched) and, separately,
+/// with the owned `Subscription::recv` (one `SharedFrame` per frame).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum System {
     Tidewater,
+    TidewaterOwned,
     Arcly,
 }
 
 impl System {
+    const FANOUT: [System; 3] = [System::Tidewater, System::TidewaterOwned, System::Arcly];
+
     fn name(self) -> &'static str {
         match self {
             System::Tidewater => "tidewater",
+            System::TidewaterOwned => "tidewater (recv)",
             System::Arcly => "arcly-stream 0.8.3",
         }
     }
@@ -188,8 +195,13 @@ impl Options {
                 "--only" => {
                     o.only = Some(match value("--only")?.as_str() {
                         "tidewater" => System::Tidewater,
+                        "tidewater-owned" => System::TidewaterOwned,
                         "arcly" | "arcly-stream" => System::Arcly,
-                        other => return Err(format!("--only {other:?}: tidewater or arcly")),
+                        other => {
+                            return Err(format!(
+                                "--only {other:?}: tidewater, tidewater-owned or arcly"
+                            ));
+                        }
                     });
                 }
                 "--probe" => {
@@ -230,7 +242,7 @@ fn usage() -> String {
     "usage: fanout [--quick] [--sizes 1,100,1000,10000] [--reps 5] [--batch 256] [--secs 1.5] \
      [--publishes 1000000] [--idle-streams 10000] [--idle-subscribers 100000] [--no-memory] \
      [--what fanout,publish,memory] \
-     [--only tidewater|arcly]"
+     [--only tidewater|tidewater-owned|arcly]"
         .to_string()
 }
 
@@ -489,6 +501,26 @@ async fn tw_subscriber(mut sub: tw::Subscription, pace: Arc<Pace>) -> (u64, u64)
     }
 }
 
+async fn tw_subscriber_ref(mut sub: tw::Subscription, pace: Arc<Pace>) -> (u64, u64) {
+    let mut tally = Tally::new(pace);
+    let id = sub.id();
+    loop {
+        match sub.recv_ref().await {
+            Ok(tw::EventRef::Frame(f)) => {
+                if let Err(e) = tally.frame(f.dts, &f.payload) {
+                    return tally.fail(format!("tidewater subscriber {id}: {e}"));
+                }
+            }
+            Ok(tw::EventRef::Catalog(_)) => {}
+            Ok(tw::EventRef::Skipped { frames }) => {
+                return tally.fail(format!("tidewater subscriber {id} skipped {frames} frames"));
+            }
+            Err(tw::RecvError::Ended(_)) => return (tally.frames, tally.sum),
+            Err(e) => return tally.fail(format!("tidewater subscriber {id}: {e}")),
+        }
+    }
+}
+
 async fn arcly_subscriber(
     mut rx: tokio::sync::broadcast::Receiver<Arc<arcly::MediaFrame>>,
     pace: Arc<Pace>,
@@ -635,7 +667,12 @@ async fn collect(
     Ok(())
 }
 
-async fn fanout_tidewater(subscribers: usize, batch: u64, secs: f64) -> Result<FanoutRun, String> {
+async fn fanout_tidewater(
+    system: System,
+    subscribers: usize,
+    batch: u64,
+    secs: f64,
+) -> Result<FanoutRun, String> {
     let engine = tw_engine()?;
     let key = tw_key("fanout")?;
     let session = tw_open(&engine, &key).await?;
@@ -646,12 +683,17 @@ async fn fanout_tidewater(subscribers: usize, batch: u64, secs: f64) -> Result<F
             .subscribe(tw::Request::new(key.clone(), "bench"))
             .await
             .map_err(|e| e.to_string())?;
-        tasks.push(tokio::spawn(tw_subscriber(sub, Arc::clone(&pace))));
+        let pace = Arc::clone(&pace);
+        tasks.push(if system == System::TidewaterOwned {
+            tokio::spawn(tw_subscriber(sub, pace))
+        } else {
+            tokio::spawn(tw_subscriber_ref(sub, pace))
+        });
     }
     let mut publisher = TwPublisher(session);
     let (published, run) = paced(&mut publisher, &pace, subscribers, secs).await?;
     publisher.0.finish().await;
-    collect(System::Tidewater, tasks, &pace, published).await?;
+    collect(system, tasks, &pace, published).await?;
     Ok(run)
 }
 
@@ -685,7 +727,9 @@ fn fanout(system: System, subscribers: usize, o: &Options) -> Result<FanoutRun, 
     let (batch, secs) = (o.batch, o.secs);
     let result = rt.block_on(async move {
         let task = match system {
-            System::Tidewater => tokio::spawn(fanout_tidewater(subscribers, batch, secs)),
+            System::Tidewater | System::TidewaterOwned => {
+                tokio::spawn(fanout_tidewater(system, subscribers, batch, secs))
+            }
             System::Arcly => tokio::spawn(fanout_arcly(subscribers, batch, secs)),
         };
         task.await.map_err(|e| format!("publisher task: {e}"))?
@@ -704,7 +748,7 @@ fn publish_cost(system: System, count: u64) -> Result<f64, String> {
         let task = tokio::spawn(async move {
             let payload = payload();
             match system {
-                System::Tidewater => {
+                System::Tidewater | System::TidewaterOwned => {
                     let engine = tw_engine()?;
                     let key = tw_key("cost")?;
                     let mut session = tw_open(&engine, &key).await?;
@@ -1064,20 +1108,22 @@ fn run(o: &Options) -> Result<(), String> {
         println!(
             "One publisher, N subscriber tasks, 2-worker tokio runtime, {PAYLOAD_LEN} B payloads, keyframe \
              every {GOP} frames, drain barrier every {} frames (rings: {RING_FRAMES} frames), ≥ {:.1} s timed \
-             per measurement, median of {} interleaved runs; lossless and in order for both (checked).\n",
+             per measurement, median of {} interleaved runs; lossless and in order for every system \
+             (checked). tidewater subscribers use `recv_ref` (lent frames); the `recv` columns use owned \
+             `SharedFrame`s.\n",
             o.batch, o.secs, o.reps
         );
-        // Interleaved: each repetition runs every size on both systems,
-        // alternating which system goes first.
-        let mut runs: Vec<[Vec<FanoutRun>; 2]> =
-            o.sizes.iter().map(|_| [Vec::new(), Vec::new()]).collect();
+        // Interleaved: each repetition runs every size on every system,
+        // rotating which goes first.
+        let mut runs: Vec<[Vec<FanoutRun>; 3]> = o
+            .sizes
+            .iter()
+            .map(|_| [Vec::new(), Vec::new(), Vec::new()])
+            .collect();
         for rep in 0..o.reps {
             for (i, &n) in o.sizes.iter().enumerate() {
-                let order = if (rep + i) % 2 == 0 {
-                    [System::Tidewater, System::Arcly]
-                } else {
-                    [System::Arcly, System::Tidewater]
-                };
+                let mut order = System::FANOUT;
+                order.rotate_left((rep + i) % System::FANOUT.len());
                 for system in order {
                     let run = fanout(system, n, o)
                         .map_err(|e| format!("{} fan-out to {n}: {e}", system.name()))?;
@@ -1088,34 +1134,31 @@ fn run(o: &Options) -> Result<(), String> {
         }
         println!(
             "| subscribers N | tidewater frames/s | arcly-stream 0.8.3 frames/s | ratio \
-             | CPU ns per delivery: tidewater | arcly |"
+             | tidewater `recv` (owned) frames/s | ratio \
+             | CPU ns per delivery: tidewater | `recv` | arcly |"
         );
-        println!("|---:|---:|---:|---:|---:|---:|");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for (i, &n) in o.sizes.iter().enumerate() {
-            let rate = |s: System| {
-                median(
-                    &runs[i][s as usize]
-                        .iter()
-                        .map(FanoutRun::rate)
-                        .collect::<Vec<_>>(),
-                )
+            let of = |s: System, f: fn(&FanoutRun) -> f64| {
+                median(&runs[i][s as usize].iter().map(f).collect::<Vec<_>>())
             };
-            let cpu = |s: System| {
-                median(
-                    &runs[i][s as usize]
-                        .iter()
-                        .map(FanoutRun::cpu_ns_per_delivery)
-                        .collect::<Vec<_>>(),
-                )
-            };
-            let (t, a) = (rate(System::Tidewater), rate(System::Arcly));
+            let rate = |s: System| of(s, FanoutRun::rate);
+            let cpu = |s: System| of(s, FanoutRun::cpu_ns_per_delivery);
+            let (t, owned, a) = (
+                rate(System::Tidewater),
+                rate(System::TidewaterOwned),
+                rate(System::Arcly),
+            );
             println!(
-                "| {} | {} | {} | **{:.2}×** | {:.0} | {:.0} |",
+                "| {} | {} | {} | **{:.2}×** | {} | {:.2}× | {:.0} | {:.0} | {:.0} |",
                 group_thousands(n as u64),
                 format_rate(t),
                 format_rate(a),
                 t / a,
+                format_rate(owned),
+                owned / a,
                 cpu(System::Tidewater),
+                cpu(System::TidewaterOwned),
                 cpu(System::Arcly)
             );
         }
@@ -1123,7 +1166,7 @@ fn run(o: &Options) -> Result<(), String> {
     }
 
     if o.publish {
-        let mut cost = [Vec::new(), Vec::new()];
+        let mut cost = [Vec::new(), Vec::new(), Vec::new()];
         for rep in 0..o.reps {
             let order = if rep % 2 == 0 {
                 [System::Tidewater, System::Arcly]
@@ -1134,7 +1177,10 @@ fn run(o: &Options) -> Result<(), String> {
                 cost[system as usize].push(publish_cost(system, o.publishes)?);
             }
         }
-        let (tw_cost, ar_cost) = (median(&cost[0]), median(&cost[1]));
+        let (tw_cost, ar_cost) = (
+            median(&cost[System::Tidewater as usize]),
+            median(&cost[System::Arcly as usize]),
+        );
         println!(
             "| publish with no subscriber ({} × 4 KiB frames, median of {}) | tidewater | arcly-stream 0.8.3 | ratio |",
             group_thousands(o.publishes),
