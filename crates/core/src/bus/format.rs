@@ -112,11 +112,12 @@ impl<'a> FrameRef<'a> {
         self.entry().anchor
     }
 
-    /// An owned handle to the same frame (one reference-count increment).
-    #[inline]
+    /// An owned handle to the same frame. It allocates a small handle; a
+    /// consumer that keeps every frame should receive with
+    /// [`Subscription::recv`](crate::Subscription::recv) instead.
     pub fn to_shared(&self) -> SharedFrame {
         SharedFrame {
-            block: Arc::clone(self.block),
+            block: Arc::new(Arc::clone(self.block)),
             index: self.index as u32,
         }
     }
@@ -169,15 +170,18 @@ impl fmt::Debug for FrameRef<'_> {
 
 /// A published frame as a subscriber receives it: cloning it is one
 /// reference-count increment; the payload is never copied.
+///
+/// It holds its block of the log through a handle owned by the subscriber
+/// that received it, so the count it touches is that subscriber's alone.
 #[derive(Clone)]
 pub struct SharedFrame {
-    block: Arc<Block>,
+    block: Arc<Arc<Block>>,
     index: u32,
 }
 
 impl SharedFrame {
     #[inline]
-    pub(crate) fn new(block: Arc<Block>, index: usize) -> Self {
+    pub(crate) fn new(block: Arc<Arc<Block>>, index: usize) -> Self {
         debug_assert!(block.slots[index].get().is_some());
         SharedFrame {
             block,

@@ -78,12 +78,17 @@ pub struct Subscription {
     block: Arc<Block>,
     seq: u64,
     /// Every condition of the fast path holds: live mode, nothing pending,
-    /// no audio floor, first frame delivered, not evicted.
+    /// first frame delivered, not evicted. (Audio held back by the start
+    /// floor is checked per frame.)
     fast: bool,
     mode: Mode,
     catalog_version: u64,
     /// A frame of `block` held back while its catalog or a skip is yielded first.
     pending: Option<usize>,
+    /// This subscriber's own reference to `block`, cloned into each owned
+    /// [`SharedFrame`]: its count lives on a line no other subscriber writes,
+    /// so owned receives do not contend on the block's shared count.
+    handle: Option<Arc<Arc<Block>>>,
     audio_floor_us: Option<i64>,
     waiter: Arc<Waiter>,
     stats: Arc<SubscriberStats>,
@@ -178,6 +183,7 @@ impl Subscription {
             mode,
             catalog_version: 0,
             pending: None,
+            handle: None,
             audio_floor_us: None,
             waiter: Arc::new(Waiter::default()),
             stats,
@@ -231,13 +237,29 @@ impl Subscription {
     /// Polls for the next event.
     #[inline]
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Event, RecvError>> {
-        self.poll_raw(cx).map(|r| {
-            r.map(|raw| match raw {
-                Raw::Frame(index) => Event::Frame(SharedFrame::new(Arc::clone(&self.block), index)),
-                Raw::Catalog(catalog) => Event::Catalog(catalog),
-                Raw::Skipped(frames) => Event::Skipped { frames },
-            })
-        })
+        let raw = match self.poll_raw(cx) {
+            Poll::Ready(Ok(raw)) => raw,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        Poll::Ready(Ok(match raw {
+            Raw::Frame(index) => Event::Frame(SharedFrame::new(self.handle(), index)),
+            Raw::Catalog(catalog) => Event::Catalog(catalog),
+            Raw::Skipped(frames) => Event::Skipped { frames },
+        }))
+    }
+
+    /// This subscriber's handle to its current block, made anew when the block changed.
+    #[inline]
+    fn handle(&mut self) -> Arc<Arc<Block>> {
+        match &self.handle {
+            Some(h) if Arc::ptr_eq(h.as_ref(), &self.block) => Arc::clone(h),
+            _ => {
+                let h = Arc::new(Arc::clone(&self.block));
+                self.handle = Some(Arc::clone(&h));
+                h
+            }
+        }
     }
 
     /// The next frame of the current block when nothing special applies;
@@ -248,7 +270,9 @@ impl Subscription {
             let index = self.seq.wrapping_sub(self.block.first_seq) as usize;
             if index < BLOCK_LEN && !self.block.expired.load(Ordering::Acquire) {
                 if let Some(entry) = self.block.slots[index].get() {
-                    if entry.catalog_version == self.catalog_version {
+                    let held_back =
+                        self.audio_floor_us.is_some() && entry.frame.kind() == MediaKind::Audio;
+                    if entry.catalog_version == self.catalog_version && !held_back {
                         self.seq += 1;
                         self.delivered += 1;
                         return Poll::Ready(Ok(Raw::Frame(index)));
@@ -263,7 +287,6 @@ impl Subscription {
         let result = self.poll_events(cx);
         self.fast = self.mode == Mode::Live
             && self.pending.is_none()
-            && self.audio_floor_us.is_none()
             && self.first_delivered
             && !self.evicted;
         result
@@ -381,8 +404,10 @@ impl Subscription {
     /// keyframe's presentation time is not delivered.
     fn start_gop(&mut self, index: usize) {
         let keyframe = FrameRef::new(&self.block, index);
-        self.audio_floor_us =
-            (keyframe.kind() == MediaKind::Video).then(|| track_time_us(&keyframe));
+        // Only a stream with audio has audio to hold back.
+        self.audio_floor_us = (keyframe.kind() == MediaKind::Video
+            && keyframe.catalog().audio().is_some())
+        .then(|| track_time_us(&keyframe));
     }
 
     /// Whether the cursor has left the ring or is further behind live than the policy allows.
