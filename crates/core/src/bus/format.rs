@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 
-use super::{Block, Entry};
+use super::{Block, BlockHandle, Entry};
 use crate::catalog::Catalog;
 use crate::error::Error;
 use crate::frame::Frame;
@@ -117,7 +117,7 @@ impl<'a> FrameRef<'a> {
     /// [`Subscription::recv`](crate::Subscription::recv) instead.
     pub fn to_shared(&self) -> SharedFrame {
         SharedFrame {
-            block: Arc::new(Arc::clone(self.block)),
+            block: Arc::new(BlockHandle(Arc::clone(self.block))),
             index: self.index as u32,
         }
     }
@@ -175,14 +175,14 @@ impl fmt::Debug for FrameRef<'_> {
 /// that received it, so the count it touches is that subscriber's alone.
 #[derive(Clone)]
 pub struct SharedFrame {
-    block: Arc<Arc<Block>>,
+    block: Arc<BlockHandle>,
     index: u32,
 }
 
 impl SharedFrame {
     #[inline]
-    pub(crate) fn new(block: Arc<Arc<Block>>, index: usize) -> Self {
-        debug_assert!(block.slots[index].get().is_some());
+    pub(crate) fn new(block: Arc<BlockHandle>, index: usize) -> Self {
+        debug_assert!(block.0.slots[index].get().is_some());
         SharedFrame {
             block,
             index: index as u32,
@@ -193,7 +193,7 @@ impl SharedFrame {
     #[inline]
     pub fn as_ref(&self) -> FrameRef<'_> {
         FrameRef {
-            block: &self.block,
+            block: &self.block.0,
             index: self.index as usize,
         }
     }

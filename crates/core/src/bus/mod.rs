@@ -120,6 +120,12 @@ impl Block {
     }
 }
 
+/// One subscriber's own reference to a block: owned frames clone this
+/// handle's count, which only that subscriber's thread writes, rather than
+/// the block's count, which every subscriber of the stream would write.
+#[derive(Debug)]
+pub(crate) struct BlockHandle(pub Arc<Block>);
+
 /// Where a subscription may start: the newest cached GOP's keyframe.
 #[derive(Debug)]
 pub(crate) struct Anchor {

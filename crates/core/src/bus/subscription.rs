@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::{self, Relaxed};
 use std::task::{Context, Poll};
 
-use super::{Anchor, BLOCK_LEN, Block, Bus, FrameRef, SharedFrame, Waiter};
+use super::{Anchor, BLOCK_LEN, Block, BlockHandle, Bus, FrameRef, SharedFrame, Waiter};
 use crate::catalog::Catalog;
 use crate::error::EndReason;
 use crate::events::StreamEventKind;
@@ -88,7 +88,7 @@ pub struct Subscription {
     /// This subscriber's own reference to `block`, cloned into each owned
     /// [`SharedFrame`]: its count lives on a line no other subscriber writes,
     /// so owned receives do not contend on the block's shared count.
-    handle: Option<Arc<Arc<Block>>>,
+    handle: Option<Arc<BlockHandle>>,
     audio_floor_us: Option<i64>,
     waiter: Arc<Waiter>,
     stats: Arc<SubscriberStats>,
@@ -251,11 +251,11 @@ impl Subscription {
 
     /// This subscriber's handle to its current block, made anew when the block changed.
     #[inline]
-    fn handle(&mut self) -> Arc<Arc<Block>> {
+    fn handle(&mut self) -> Arc<BlockHandle> {
         match &self.handle {
-            Some(h) if Arc::ptr_eq(h.as_ref(), &self.block) => Arc::clone(h),
+            Some(h) if Arc::ptr_eq(&h.0, &self.block) => Arc::clone(h),
             _ => {
-                let h = Arc::new(Arc::clone(&self.block));
+                let h = Arc::new(BlockHandle(Arc::clone(&self.block)));
                 self.handle = Some(Arc::clone(&h));
                 h
             }
