@@ -175,13 +175,7 @@ async fn joiners_racing_the_publisher_get_a_gapless_run_from_a_keyframe() {
 
 #[tokio::test(start_paused = true)]
 async fn lagging_subscriber_resumes_at_a_keyframe_with_drops_counted() {
-    let policy = StreamPolicy {
-        ring_frames: 128,
-        gop_frames: 64,
-        max_skips: 100,
-        ..StreamPolicy::default()
-    };
-    let engine = engine_with(policy);
+    let engine = engine_with(small_ring());
     let mut publisher = publisher(&engine, "live/a").await;
     let mut sub = viewer(&engine, "live/a").await;
     for i in 0..10 {
@@ -747,9 +741,7 @@ async fn lending_receive_delivers_the_same_sequence_as_owned_receive() {
                 .expect("event")
             {
                 Ok(EventRef::Frame(f)) => {
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&f.payload[..8]);
-                    let i = u64::from_be_bytes(b);
+                    let i = index_of(&f);
                     assert_eq!(f.seq(), i);
                     if i == 7 {
                         kept = Some(f.to_shared());
@@ -783,13 +775,7 @@ async fn lending_receive_delivers_the_same_sequence_as_owned_receive() {
 #[tokio::test]
 async fn mixing_owned_and_lending_receives_across_a_skip() {
     use tidewater_core::EventRef;
-    let policy = StreamPolicy {
-        ring_frames: 128,
-        gop_frames: 64,
-        max_skips: 100,
-        ..StreamPolicy::default()
-    };
-    let engine = engine_with(policy);
+    let engine = engine_with(small_ring());
     let mut publisher = publisher(&engine, "live/mix").await;
     let mut sub = viewer(&engine, "live/mix").await;
     for i in 0..40 {

@@ -219,17 +219,16 @@ impl Engine {
         Ok(Follower::new(slot, id, req.protocol, req.peer, grace))
     }
 
+    /// Every stream slot, copied out so the table's lock is not held while using them.
+    fn slots(&self) -> Vec<Arc<StreamSlot>> {
+        let streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
+        streams.values().cloned().collect()
+    }
+
     /// Snapshots of every stream that is live now.
     pub fn streams(&self) -> Vec<StreamSnapshot> {
-        let slots: Vec<_> = self
-            .inner
-            .streams
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        let mut out: Vec<_> = slots
+        let mut out: Vec<_> = self
+            .slots()
             .iter()
             .filter_map(|s| s.live())
             .map(|b| StreamSnapshot::of(&b))
@@ -257,15 +256,7 @@ impl Engine {
     /// Ends every live publish (followers and subscribers see
     /// [`EndReason::Shutdown`]). Publishing sessions get errors from then on.
     pub fn shutdown(&self) {
-        let slots: Vec<_> = self
-            .inner
-            .streams
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for slot in slots {
+        for slot in self.slots() {
             if let Some(bus) = slot.live() {
                 slot.end(&bus, EndReason::Shutdown, &self.inner.emitter);
             }

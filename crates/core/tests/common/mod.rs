@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tidewater_core::{
-    AppSpec, Codec, Engine, Event, Frame, PublishSession, RecvError, Request, SharedFrame,
-    StreamKey, StreamPolicy, Subscription, TrackId, TrackInfo,
+    AppSpec, Codec, Engine, Event, Frame, PublishSession, RecvError, Request, StreamKey,
+    StreamPolicy, Subscription, TrackId, TrackInfo,
 };
 
 pub const VIDEO: TrackId = TrackId(1);
@@ -14,6 +14,17 @@ pub const AUDIO: TrackId = TrackId(2);
 
 pub fn key(s: &str) -> StreamKey {
     StreamKey::parse(s).expect("valid key")
+}
+
+/// A ring of 128 frames (4 blocks) and a 64-frame GOP cache, tolerant of skips:
+/// for tests that make a subscriber fall out of the ring.
+pub fn small_ring() -> StreamPolicy {
+    StreamPolicy {
+        ring_frames: 128,
+        gop_frames: 64,
+        max_skips: 100,
+        ..StreamPolicy::default()
+    }
 }
 
 pub fn policy() -> StreamPolicy {
@@ -78,7 +89,8 @@ pub fn vframe(i: u64, gop: u64) -> Frame {
     )
 }
 
-pub fn index_of(f: &SharedFrame) -> u64 {
+/// The frame index `vframe` wrote into the payload.
+pub fn index_of(f: &Frame) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&f.payload[..8]);
     u64::from_be_bytes(b)
