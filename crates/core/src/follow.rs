@@ -52,6 +52,11 @@ impl Follower {
         }
     }
 
+    /// The media-time ↔ wall-clock anchor of the generation being read.
+    pub fn clock_anchor(&self) -> Option<crate::time::ClockAnchor> {
+        self.current.as_ref().and_then(Subscription::clock_anchor)
+    }
+
     /// The generation being read (0 before the first).
     pub fn generation(&self) -> u64 {
         self.last_generation

@@ -589,7 +589,18 @@ async fn rtmp_timestamps_wrapping_at_32_bits_reach_subscribers_unwrapped() {
         })
         .collect();
     assert_eq!(dts, (0..10).map(|i| start + i * 33).collect::<Vec<_>>());
-    assert!(s.clock_anchor().is_some());
+    let anchor = s.clock_anchor().expect("anchor after the first frame");
+    assert_eq!(
+        sub.clock_anchor(),
+        Some(anchor),
+        "subscribers see the publish's anchor"
+    );
+    // The first frame maps to the anchor's wall time; 33 ms later maps 33 ms later.
+    assert_eq!(anchor.wall_clock_of(start, 1_000), anchor.wall);
+    assert_eq!(
+        anchor.wall_clock_of(start + 33, 1_000),
+        anchor.wall + Duration::from_millis(33)
+    );
 }
 
 #[tokio::test]

@@ -205,6 +205,12 @@ impl Subscription {
         self.bus.generation
     }
 
+    /// The publish's media-time ↔ wall-clock anchor, once its first frame arrived
+    /// (for `PROGRAM-DATE-TIME`, `availabilityStartTime`, latency figures).
+    pub fn clock_anchor(&self) -> Option<crate::time::ClockAnchor> {
+        self.bus.clock_anchor.get().copied()
+    }
+
     /// The next event; `Err` once the publish ended (after its last frame) or
     /// the subscriber was evicted.
     #[inline]
