@@ -1,0 +1,542 @@
+//! The thin tokio driver: one task per connection, moving bytes between the
+//! socket, the sans-IO [`Session`] and the kernel.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tidewater_core::{
+    Catalog, EventRef, IngestContext, PublishSession, RecvError, Request, StreamKey, Subscription,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::RtmpConfig;
+use crate::egress;
+use crate::error::{Context, Error, Result};
+use crate::flv;
+use crate::ingest::{FlvIngest, IngestEvent};
+use crate::session::{Session, SessionConfig, SessionEvent, StreamRequest};
+
+/// Bytes read from the socket at a time.
+const READ_SIZE: usize = 64 * 1024;
+/// Most messages and bytes gathered for one vectored write.
+const BATCH_MESSAGES: usize = 64;
+const BATCH_BYTES: usize = 512 * 1024;
+/// How long a refused or ended peer is given to read our last words.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Polls a future once, without waiting.
+fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    match fut
+        .as_mut()
+        .poll(&mut TaskContext::from_waker(Waker::noop()))
+    {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
+    }
+}
+
+pub(crate) struct Connection {
+    rd: OwnedReadHalf,
+    wr: OwnedWriteHalf,
+    session: Session,
+    ctx: Context,
+    ingest: IngestContext,
+    config: Arc<RtmpConfig>,
+    inbuf: BytesMut,
+}
+
+/// Runs one accepted connection to its end and logs how it ended.
+pub(crate) async fn run_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ingest: IngestContext,
+    config: Arc<RtmpConfig>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (rd, wr) = stream.into_split();
+    let session = Session::new(SessionConfig {
+        chunk_size: config.chunk_size,
+        max_message_len: config.max_message_len,
+        ..SessionConfig::default()
+    });
+    let mut conn = Connection {
+        rd,
+        wr,
+        session,
+        ctx: Context {
+            peer: Some(peer),
+            stream: None,
+        },
+        ingest,
+        config,
+        inbuf: BytesMut::with_capacity(READ_SIZE),
+    };
+    match conn.run(&shutdown).await {
+        Ok(()) => {}
+        Err(e) => {
+            let e = e.in_context(&conn.ctx);
+            match &e {
+                e if e.is_bad_input() => warn!("rtmp connection closed on bad input: {e}"),
+                Error::WriteTimeout { .. } => warn!("rtmp viewer disconnected: {e}"),
+                Error::Kernel { .. } => info!("rtmp request refused: {e}"),
+                _ => info!("rtmp connection closed: {e}"),
+            }
+        }
+    }
+}
+
+impl Connection {
+    async fn run(&mut self, shutdown: &CancellationToken) -> Result<()> {
+        let limit = self.config.handshake_timeout;
+        let request = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            r = tokio::time::timeout(limit, self.negotiate()) => match r {
+                Ok(r) => r?,
+                Err(_) => return Err(Error::NegotiationTimeout { ctx: self.ctx.clone(), after: limit }),
+            },
+        };
+        match request {
+            None => {
+                info!(peer = %self.peer(), "rtmp peer disconnected before publishing or playing");
+                Ok(())
+            }
+            Some((true, r)) => self.publish(r, shutdown).await,
+            Some((false, r)) => self.play(r, shutdown).await,
+        }
+    }
+
+    fn peer(&self) -> String {
+        self.ctx.peer.map_or_else(|| "?".into(), |p| p.to_string())
+    }
+
+    fn stream_name(&self) -> &str {
+        self.ctx.stream.as_deref().unwrap_or("?")
+    }
+
+    /// Reads into `inbuf`; `Ok(false)` on end of stream.
+    async fn read_some(
+        rd: &mut OwnedReadHalf,
+        inbuf: &mut BytesMut,
+        ctx: &Context,
+    ) -> Result<bool> {
+        inbuf.clear();
+        inbuf.reserve(READ_SIZE);
+        match rd.read_buf(inbuf).await {
+            Ok(0) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(source) => Err(Error::Io {
+                ctx: ctx.clone(),
+                source,
+            }),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        while let Some(bytes) = self.session.take_output() {
+            let mut q = VecDeque::from([bytes]);
+            write_queue(&mut self.wr, &mut q, self.config.write_timeout, &self.ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// Handshake and commands up to a publish or play request.
+    async fn negotiate(&mut self) -> Result<Option<(bool, StreamRequest)>> {
+        loop {
+            if !Self::read_some(&mut self.rd, &mut self.inbuf, &self.ctx).await? {
+                return Ok(None);
+            }
+            self.session.handle_input(&self.inbuf)?;
+            self.flush().await?;
+            while let Some(event) = self.session.poll_event() {
+                match event {
+                    SessionEvent::Connected { app } => {
+                        debug!(peer = %self.peer(), app, "rtmp connect")
+                    }
+                    SessionEvent::PublishRequested(r) => return Ok(Some((true, r))),
+                    SessionEvent::PlayRequested(r) => return Ok(Some((false, r))),
+                    SessionEvent::UnknownCommand { name } => {
+                        info!(peer = %self.peer(), "rtmp: ignoring unknown command {name:?}")
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Refuses the pending request with an RTMP status, then closes politely.
+    async fn refuse(&mut self, code: &str, error: Error) -> Result<()> {
+        let description = error.to_string();
+        self.session.reject(code, &description)?;
+        self.flush().await?;
+        self.linger().await;
+        Err(error)
+    }
+
+    /// Half-closes and waits (briefly) for the peer to close, so that our
+    /// last messages are read rather than reset.
+    async fn linger(&mut self) {
+        let _ = self.wr.shutdown().await;
+        let _ = tokio::time::timeout(LINGER, async {
+            let mut sink = [0u8; 4096];
+            while matches!(self.rd.read(&mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
+    }
+
+    fn key(&mut self, r: &StreamRequest) -> std::result::Result<(StreamKey, Request), Error> {
+        self.ctx.stream = Some(r.name());
+        let key = StreamKey::new(&r.app, &r.stream).map_err(|source| Error::Kernel {
+            ctx: self.ctx.clone(),
+            source,
+        })?;
+        let mut req = Request::new(key.clone(), "rtmp");
+        if let Some(peer) = self.ctx.peer {
+            req = req.peer(peer);
+        }
+        if let Some(q) = &r.query {
+            req = req.query(q.clone());
+        }
+        Ok((key, req))
+    }
+
+    async fn publish(&mut self, r: StreamRequest, shutdown: &CancellationToken) -> Result<()> {
+        let req = match self.key(&r) {
+            Ok((_, req)) => req,
+            Err(e) => return self.refuse("NetStream.Publish.BadName", e).await,
+        };
+        let mut publish = match self.ingest.open_publish(req).await {
+            Ok(p) => p,
+            Err(source) => {
+                let code = match &source {
+                    tidewater_core::Error::Unauthorized { .. }
+                    | tidewater_core::Error::PublisherLimit { .. } => "NetStream.Publish.Denied",
+                    _ => "NetStream.Publish.BadName",
+                };
+                let e = Error::Kernel {
+                    ctx: self.ctx.clone(),
+                    source,
+                };
+                return self.refuse(code, e).await;
+            }
+        };
+        self.session.accept_publish()?;
+        self.flush().await?;
+        info!(peer = %self.peer(), stream = self.stream_name(), "rtmp publish started");
+        let result = self.publish_loop(&mut publish, shutdown).await;
+        publish.finish().await;
+        if result.is_ok() {
+            info!(peer = %self.peer(), stream = self.stream_name(), "rtmp publish ended");
+        }
+        result
+    }
+
+    async fn publish_loop(
+        &mut self,
+        publish: &mut PublishSession,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        let mut flv = FlvIngest::new();
+        let mut out = Vec::new();
+        let idle = self.config.read_timeout;
+        loop {
+            let more = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                r = tokio::time::timeout(idle, Self::read_some(&mut self.rd, &mut self.inbuf, &self.ctx)) => match r {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        warn!(peer = %self.peer(), stream = self.stream_name(), "rtmp publisher sent nothing for {idle:?}: closing");
+                        return Ok(());
+                    }
+                },
+            };
+            if !more {
+                return Ok(());
+            }
+            self.session.handle_input(&self.inbuf)?;
+            self.flush().await?;
+            while let Some(event) = self.session.poll_event() {
+                match event {
+                    SessionEvent::Metadata(props) => flv.push_metadata(&props, &mut out),
+                    SessionEvent::Video { timestamp, data } => {
+                        flv.push_video(timestamp, &data, &mut out)
+                    }
+                    SessionEvent::Audio { timestamp, data } => {
+                        flv.push_audio(timestamp, &data, &mut out)
+                    }
+                    SessionEvent::PublishFinished => return Ok(()),
+                    SessionEvent::UnknownCommand { name } => {
+                        info!(peer = %self.peer(), stream = self.stream_name(), "rtmp: ignoring unknown command {name:?}")
+                    }
+                    _ => {}
+                }
+                for e in out.drain(..) {
+                    let r = match e {
+                        IngestEvent::Catalog(tracks) => {
+                            let summary: Vec<_> = tracks.iter().map(|t| t.codec.name()).collect();
+                            debug!(peer = %self.peer(), stream = self.stream_name(), "rtmp catalog: {summary:?}");
+                            publish.set_catalog(tracks).map(drop)
+                        }
+                        IngestEvent::Frame(frame) => publish.publish(frame),
+                        IngestEvent::Metadata(entries) => {
+                            for (k, v) in entries {
+                                publish.set_metadata(k, v);
+                            }
+                            Ok(())
+                        }
+                        IngestEvent::Dropped(reason) => {
+                            warn!(peer = %self.peer(), stream = self.stream_name(), "rtmp publish: dropping media: {reason}");
+                            Ok(())
+                        }
+                    };
+                    if let Err(source) = r {
+                        return match source {
+                            tidewater_core::Error::PublishEnded { reason, .. } => {
+                                info!(peer = %self.peer(), stream = self.stream_name(), "rtmp publish ended by the server: {reason}");
+                                Ok(())
+                            }
+                            source => Err(Error::Kernel {
+                                ctx: self.ctx.clone(),
+                                source,
+                            }),
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    async fn play(&mut self, r: StreamRequest, shutdown: &CancellationToken) -> Result<()> {
+        let req = match self.key(&r) {
+            Ok((_, req)) => req,
+            Err(e) => return self.refuse("NetStream.Play.StreamNotFound", e).await,
+        };
+        let sub = match self.ingest.subscribe(req).await {
+            Ok(s) => s,
+            Err(source) => {
+                let code = match &source {
+                    tidewater_core::Error::Unauthorized { .. } => "NetStream.Play.Failed",
+                    _ => "NetStream.Play.StreamNotFound",
+                };
+                let e = Error::Kernel {
+                    ctx: self.ctx.clone(),
+                    source,
+                };
+                return self.refuse(code, e).await;
+            }
+        };
+        self.session.accept_play()?;
+        self.flush().await?;
+        info!(peer = %self.peer(), stream = self.stream_name(), "rtmp play started");
+        self.play_loop(sub, shutdown).await
+    }
+
+    async fn play_loop(
+        &mut self,
+        mut sub: Subscription,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        let stream_id = self
+            .session
+            .play_stream_id()
+            .unwrap_or(crate::session::SHARED_STREAM_ID);
+        let chunk_size = self.session.chunk_size();
+        let mut viewer = Viewer {
+            queue: VecDeque::new(),
+            queued: 0,
+            pending_catalog: None,
+            chunk_size,
+            stream_id,
+        };
+        let ended = loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break Some("server shutting down"),
+                r = Self::read_some(&mut self.rd, &mut self.inbuf, &self.ctx) => {
+                    if !r? {
+                        info!(peer = %self.peer(), stream = self.stream_name(), "rtmp viewer left");
+                        return Ok(());
+                    }
+                    self.session.handle_input(&self.inbuf)?;
+                    if let Some(b) = self.session.take_output() {
+                        viewer.push(b);
+                    }
+                    while let Some(event) = self.session.poll_event() {
+                        if event == SessionEvent::PlayFinished {
+                            info!(peer = %self.peer(), stream = self.stream_name(), "rtmp viewer stopped playing");
+                            return Ok(());
+                        }
+                    }
+                }
+                ev = sub.recv_ref() => {
+                    if let Some(reason) = viewer.on_event(ev, &self.ctx) {
+                        break Some(reason);
+                    }
+                }
+            }
+            // Gather what else is ready, for one vectored write.
+            let mut ended = None;
+            while viewer.queue.len() < BATCH_MESSAGES && viewer.queued < BATCH_BYTES {
+                match now_or_never(sub.recv_ref()) {
+                    Some(ev) => {
+                        if let Some(reason) = viewer.on_event(ev, &self.ctx) {
+                            ended = Some(reason);
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            if let Err(e) = write_queue(
+                &mut self.wr,
+                &mut viewer.queue,
+                self.config.write_timeout,
+                &self.ctx,
+            )
+            .await
+            {
+                return Err(e);
+            }
+            viewer.queued = 0;
+            if ended.is_some() {
+                break ended;
+            }
+        };
+        let reason = ended.unwrap_or("stream ended");
+        write_queue(
+            &mut self.wr,
+            &mut viewer.queue,
+            self.config.write_timeout,
+            &self.ctx,
+        )
+        .await?;
+        self.session.end_play(reason)?;
+        self.flush().await?;
+        info!(peer = %self.peer(), stream = self.stream_name(), "rtmp play ended: {reason}");
+        self.linger().await;
+        Ok(())
+    }
+}
+
+/// Per-viewer state of the play loop: the write queue of shared chunk bytes.
+struct Viewer {
+    queue: VecDeque<Bytes>,
+    queued: usize,
+    pending_catalog: Option<Arc<Catalog>>,
+    chunk_size: u32,
+    stream_id: u32,
+}
+
+impl Viewer {
+    fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.queued += b.len();
+            self.queue.push_back(b);
+        }
+    }
+
+    /// Queues what an event needs sent; `Some(reason)` when the play is over.
+    fn on_event(
+        &mut self,
+        ev: std::result::Result<EventRef<'_>, RecvError>,
+        ctx: &Context,
+    ) -> Option<&'static str> {
+        match ev {
+            Ok(EventRef::Catalog(c)) => self.pending_catalog = Some(c),
+            Ok(EventRef::Frame(f)) => {
+                if !flv::is_carried(&f, f.catalog()) {
+                    return None;
+                }
+                if let Some(c) = self.pending_catalog.take() {
+                    let (ts, _) = flv::frame_time(&f, &c);
+                    self.push(egress::catalog_chunks(
+                        &c,
+                        self.chunk_size,
+                        self.stream_id,
+                        ts,
+                    ));
+                }
+                self.push(egress::shared_chunks(&f, self.chunk_size, self.stream_id));
+            }
+            Ok(EventRef::Skipped { frames }) => {
+                debug!(
+                    "rtmp viewer {ctx}: fell behind, skipped {frames} frames to the next keyframe"
+                );
+            }
+            Err(RecvError::Ended(reason)) => {
+                debug!("rtmp viewer {ctx}: publish ended ({reason})");
+                return Some("publisher ended the stream");
+            }
+            Err(RecvError::Evicted) => {
+                warn!("rtmp viewer {ctx}: evicted for falling behind repeatedly");
+                return Some("viewer too slow");
+            }
+        }
+        None
+    }
+}
+
+/// Writes the queue out with vectored writes (up to 64 messages a call); a
+/// write that makes no progress within `timeout` fails the connection.
+pub(crate) async fn write_queue<W: AsyncWriteExt + Unpin>(
+    wr: &mut W,
+    queue: &mut VecDeque<Bytes>,
+    timeout: Duration,
+    ctx: &Context,
+) -> Result<()> {
+    while !queue.is_empty() {
+        let mut slices = [IoSlice::new(&[]); BATCH_MESSAGES];
+        let mut n = 0;
+        for (slot, b) in slices.iter_mut().zip(queue.iter()) {
+            *slot = IoSlice::new(b);
+            n += 1;
+        }
+        let written = match tokio::time::timeout(timeout, wr.write_vectored(&slices[..n])).await {
+            Err(_) => {
+                return Err(Error::WriteTimeout {
+                    ctx: ctx.clone(),
+                    after: timeout,
+                });
+            }
+            Ok(Ok(0)) => {
+                return Err(Error::Io {
+                    ctx: ctx.clone(),
+                    source: std::io::ErrorKind::WriteZero.into(),
+                });
+            }
+            Ok(Ok(w)) => w,
+            Ok(Err(source)) => {
+                return Err(Error::Io {
+                    ctx: ctx.clone(),
+                    source,
+                });
+            }
+        };
+        let mut left = written;
+        while left > 0 {
+            let Some(front) = queue.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                queue.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+    }
+    Ok(())
+}

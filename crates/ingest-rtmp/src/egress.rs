@@ -1,0 +1,298 @@
+//! Frames to RTMP chunks and FLV tags, built once per frame per stream.
+//!
+//! Each frame's RTMP chunk bytes (for [`SHARED_STREAM_ID`](crate::session::SHARED_STREAM_ID)
+//! and the configured chunk size) and its FLV tag bytes are kept in the
+//! kernel's per-stream derived-output cache ([`FrameRef::derived`]): the first
+//! viewer that needs them builds them, every other viewer of the stream
+//! writes the same `Bytes`.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use tidewater_core::{Catalog, Frame, FrameRef, OutputFormat};
+
+use crate::chunk::{self, CSID_AUDIO, CSID_VIDEO};
+use crate::flv::{self, TYPE_VIDEO};
+
+/// The derived format of RTMP chunks at the default chunk size.
+static RTMP_CHUNKS: LazyLock<Option<OutputFormat>> =
+    LazyLock::new(|| OutputFormat::register("rtmp-chunks").ok());
+/// The derived format of FLV tags.
+static FLV_TAGS: LazyLock<Option<OutputFormat>> =
+    LazyLock::new(|| OutputFormat::register("flv-tags").ok());
+/// Formats of other chunk sizes (a process rarely has more than one).
+static OTHER_SIZES: LazyLock<Mutex<HashMap<u32, Option<OutputFormat>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The derived format holding chunks built for `chunk_size`, if one could be
+/// registered (the kernel allows a handful of formats per process).
+pub(crate) fn rtmp_format(chunk_size: u32) -> Option<OutputFormat> {
+    if chunk_size == crate::DEFAULT_CHUNK_SIZE {
+        return *RTMP_CHUNKS;
+    }
+    let mut others = OTHER_SIZES.lock().unwrap_or_else(|p| p.into_inner());
+    *others.entry(chunk_size).or_insert_with(|| {
+        let name: &'static str = Box::leak(format!("rtmp-chunks-{chunk_size}").into_boxed_str());
+        OutputFormat::register(name).ok()
+    })
+}
+
+/// The frame as RTMP chunks for `stream_id`, or empty if RTMP cannot carry it.
+pub fn frame_chunks(frame: &Frame, catalog: &Catalog, chunk_size: u32, stream_id: u32) -> Bytes {
+    if !flv::is_carried(frame, catalog) {
+        return Bytes::new();
+    }
+    let (ts, cto) = flv::frame_time(frame, catalog);
+    let Some(prefix) = flv::frame_prefix(frame, cto) else {
+        return Bytes::new();
+    };
+    let csid = if prefix.type_id == TYPE_VIDEO {
+        CSID_VIDEO
+    } else {
+        CSID_AUDIO
+    };
+    let mut out = BytesMut::new();
+    if !chunk::write_message(
+        &mut out,
+        csid,
+        prefix.type_id,
+        stream_id,
+        ts,
+        prefix.as_slice(),
+        &frame.payload,
+        chunk_size as usize,
+    ) {
+        return Bytes::new();
+    }
+    out.freeze()
+}
+
+/// The frame as one FLV tag, or empty if FLV cannot carry it.
+pub fn frame_tag(frame: &Frame, catalog: &Catalog) -> Bytes {
+    if !flv::is_carried(frame, catalog) {
+        return Bytes::new();
+    }
+    let (ts, cto) = flv::frame_time(frame, catalog);
+    let Some(prefix) = flv::frame_prefix(frame, cto) else {
+        return Bytes::new();
+    };
+    let mut out = BytesMut::new();
+    if !flv::write_tag(
+        &mut out,
+        prefix.type_id,
+        ts,
+        prefix.as_slice(),
+        &frame.payload,
+    ) {
+        return Bytes::new();
+    }
+    out.freeze()
+}
+
+/// The frame's RTMP chunks, from the stream's derived-output cache when the
+/// player uses the shared stream id.
+pub(crate) fn shared_chunks(frame: &FrameRef<'_>, chunk_size: u32, stream_id: u32) -> Bytes {
+    match rtmp_format(chunk_size) {
+        Some(format) if stream_id == crate::session::SHARED_STREAM_ID => {
+            frame.derived(format, |f, c| frame_chunks(f, c, chunk_size, stream_id))
+        }
+        _ => frame_chunks(frame, frame.catalog(), chunk_size, stream_id),
+    }
+}
+
+/// The frame's FLV tag, from the stream's derived-output cache.
+pub(crate) fn shared_tag(frame: &FrameRef<'_>) -> Bytes {
+    match *FLV_TAGS {
+        Some(format) => frame.derived(format, frame_tag),
+        None => frame_tag(frame, frame.catalog()),
+    }
+}
+
+/// What a player needs before the frames of a catalog: `onMetaData` and the
+/// sequence headers, as RTMP chunks at `timestamp`.
+pub fn catalog_chunks(catalog: &Catalog, chunk_size: u32, stream_id: u32, timestamp: u32) -> Bytes {
+    let mut out = BytesMut::new();
+    crate::session::data_message(
+        &mut out,
+        stream_id,
+        &flv::metadata_body(catalog),
+        chunk_size,
+    );
+    let (video, audio) = flv::carried_tracks(catalog);
+    for (track, csid) in [(video, CSID_VIDEO), (audio, CSID_AUDIO)] {
+        if let Some((type_id, body)) = track.and_then(flv::config_body) {
+            chunk::write_message(
+                &mut out,
+                csid,
+                type_id,
+                stream_id,
+                timestamp,
+                &[],
+                &body,
+                chunk_size as usize,
+            );
+        }
+    }
+    out.freeze()
+}
+
+/// The same as FLV tags: script data, then sequence headers.
+pub fn catalog_tags(catalog: &Catalog, timestamp: u32) -> Bytes {
+    let mut out = BytesMut::new();
+    flv::write_tag(
+        &mut out,
+        flv::TYPE_DATA,
+        timestamp,
+        &[],
+        &flv::metadata_body(catalog),
+    );
+    let (video, audio) = flv::carried_tracks(catalog);
+    for track in [video, audio].into_iter().flatten() {
+        if let Some((type_id, body)) = flv::config_body(track) {
+            flv::write_tag(&mut out, type_id, timestamp, &[], &body);
+        }
+    }
+    out.freeze()
+}
+
+/// The FLV file header for a catalog.
+pub fn file_header(catalog: &Catalog) -> Bytes {
+    let (video, audio) = flv::carried_tracks(catalog);
+    Bytes::copy_from_slice(&flv::file_header(audio.is_some(), video.is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rml_rtmp::chunk_io::ChunkDeserializer;
+    use tidewater_core::{
+        AppSpec, Codec, Engine, Event, Request, StreamKey, TimestampWrap, TrackId, TrackInfo,
+    };
+
+    fn tracks() -> Vec<TrackInfo> {
+        vec![
+            TrackInfo::video(TrackId(1), Codec::H264, 320, 240)
+                .with_timescale(1000)
+                .with_wrap(TimestampWrap::RTMP)
+                .with_config(Bytes::from_static(&[1, 0x64, 0, 0x0d, 0xff, 0xe0, 0])),
+            TrackInfo::audio(TrackId(2), Codec::Aac, 44100, 2)
+                .with_timescale(1000)
+                .with_wrap(TimestampWrap::RTMP)
+                .with_config(Bytes::from_static(&[0x12, 0x10])),
+        ]
+    }
+
+    #[tokio::test]
+    async fn chunks_are_built_once_and_parse_back_with_rml_rtmp() {
+        let engine = Engine::builder()
+            .app("live", AppSpec::default())
+            .build()
+            .expect("engine");
+        let key = StreamKey::parse("live/a").expect("key");
+        let mut publisher = engine
+            .open_publish(Request::new(key.clone(), "test"))
+            .await
+            .expect("publish");
+        publisher.set_catalog(tracks()).expect("catalog");
+        let payload = Bytes::from(vec![0xab; 10_000]);
+        publisher
+            .publish(Frame::video(
+                TrackId(1),
+                Codec::H264,
+                0x0100_0000,
+                0x0100_0050,
+                true,
+                payload.clone(),
+            ))
+            .expect("frame");
+        let mut viewers = Vec::new();
+        for _ in 0..2 {
+            viewers.push(
+                engine
+                    .subscribe(Request::new(key.clone(), "test"))
+                    .await
+                    .expect("sub"),
+            );
+        }
+        let mut built = Vec::new();
+        for v in &mut viewers {
+            let Ok(Event::Catalog(c)) = v.recv().await else {
+                panic!("catalog first")
+            };
+            let Ok(Event::Frame(f)) = v.recv().await else {
+                panic!("frame")
+            };
+            let chunks = shared_chunks(&f.as_ref(), crate::DEFAULT_CHUNK_SIZE, 1);
+            built.push((c, chunks));
+        }
+        // The same bytes, not two builds.
+        assert_eq!(built[0].1.as_ptr(), built[1].1.as_ptr());
+        let mut de = ChunkDeserializer::new();
+        de.set_max_chunk_size(crate::DEFAULT_CHUNK_SIZE as usize)
+            .expect("size");
+        let head = catalog_chunks(&built[0].0, crate::DEFAULT_CHUNK_SIZE, 1, 0x0100_0000);
+        let mut input = &head[..];
+        let mut types = Vec::new();
+        while let Some(m) = de.get_next_message(input).expect("catalog chunks") {
+            input = &[];
+            types.push((m.type_id, m.timestamp.value, m.message_stream_id));
+        }
+        assert_eq!(
+            types,
+            vec![(18, 0, 1), (9, 0x0100_0000, 1), (8, 0x0100_0000, 1)]
+        );
+        let m = de
+            .get_next_message(&built[0].1)
+            .expect("frame chunks")
+            .expect("message");
+        assert_eq!(
+            (m.type_id, m.timestamp.value, m.message_stream_id),
+            (9, 0x0100_0000, 1)
+        );
+        assert_eq!(&m.data[..5], &[0x17, 1, 0, 0, 0x50]);
+        assert_eq!(&m.data[5..], &payload[..]);
+    }
+
+    #[tokio::test]
+    async fn ninety_khz_frames_are_rescaled_to_milliseconds() {
+        let engine = Engine::builder()
+            .app("live", AppSpec::default())
+            .build()
+            .expect("engine");
+        let key = StreamKey::parse("live/b").expect("key");
+        let mut publisher = engine
+            .open_publish(Request::new(key.clone(), "test"))
+            .await
+            .expect("publish");
+        let track =
+            TrackInfo::video(TrackId(1), Codec::H264, 0, 0).with_config(Bytes::from_static(&[1]));
+        assert_eq!(track.timescale, 90_000);
+        publisher.set_catalog(vec![track]).expect("catalog");
+        publisher
+            .publish(Frame::video(
+                TrackId(1),
+                Codec::H264,
+                90_000,
+                93_600,
+                true,
+                Bytes::from_static(&[0, 0, 0, 1, 5]),
+            ))
+            .expect("frame");
+        let mut v = engine
+            .subscribe(Request::new(key, "test"))
+            .await
+            .expect("sub");
+        let Ok(Event::Catalog(_)) = v.recv().await else {
+            panic!("catalog")
+        };
+        let Ok(Event::Frame(f)) = v.recv().await else {
+            panic!("frame")
+        };
+        assert_eq!(flv::frame_time(&f, f.catalog()), (1000, 40));
+        let tag = frame_tag(&f, f.catalog());
+        // Tag header: type 9, 10 bytes of body, timestamp 1000 (0x0003e8).
+        assert_eq!(&tag[..8], &[9, 0, 0, 10, 0, 0x03, 0xe8, 0]);
+        assert_eq!(&tag[11..16], &[0x17, 1, 0, 0, 40]);
+    }
+}

@@ -1,0 +1,204 @@
+//! The crate's one error type, carrying the peer and stream it concerns.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Who an error concerns: the peer and, once known, the stream (`app/stream`).
+///
+/// The sans-IO [`Session`](crate::session::Session) knows neither; the driver
+/// fills both in before it logs or returns an error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The remote address.
+    pub peer: Option<SocketAddr>,
+    /// The stream (`app/stream`, without the query), once the peer named one.
+    pub stream: Option<String>,
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.peer {
+            Some(peer) => write!(f, "peer {peer}")?,
+            None => f.write_str("peer ?")?,
+        }
+        if let Some(stream) = &self.stream {
+            write!(f, " stream {stream}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything that can go wrong on an RTMP or HTTP-FLV connection, or with the listener.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The RTMP handshake failed (bad version byte, malformed packets).
+    #[error("{ctx}: handshake failed: {reason}")]
+    Handshake {
+        /// Peer and stream.
+        ctx: Context,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A chunk could not be parsed (unknown chunk stream, bad chunk size, …).
+    #[error("{ctx}: malformed chunk: {reason}")]
+    Chunk {
+        /// Peer and stream.
+        ctx: Context,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A message longer than the configured limit was announced.
+    #[error("{ctx}: message of {len} bytes exceeds the limit of {max} bytes")]
+    MessageTooLong {
+        /// Peer and stream.
+        ctx: Context,
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A complete message could not be decoded (AMF0, control messages).
+    #[error("{ctx}: malformed message: {reason}")]
+    Message {
+        /// Peer and stream.
+        ctx: Context,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The peer broke the command sequence (publish before connect, …).
+    #[error("{ctx}: protocol violation: {reason}")]
+    Protocol {
+        /// Peer and stream.
+        ctx: Context,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The kernel refused or ended something (stream taken, not live, auth, …).
+    #[error("{ctx}: {source}")]
+    Kernel {
+        /// Peer and stream.
+        ctx: Context,
+        /// The kernel's error.
+        #[source]
+        source: tidewater_core::Error,
+    },
+    /// Reading from or writing to the socket failed.
+    #[error("{ctx}: i/o error: {source}")]
+    Io {
+        /// Peer and stream.
+        ctx: Context,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A socket write made no progress for longer than the write timeout.
+    #[error("{ctx}: socket write blocked for more than {after:?}")]
+    WriteTimeout {
+        /// Peer and stream.
+        ctx: Context,
+        /// The write timeout.
+        after: Duration,
+    },
+    /// The peer did not get as far as publishing or playing in time.
+    #[error("{ctx}: no publish or play within {after:?}")]
+    NegotiationTimeout {
+        /// Peer and stream.
+        ctx: Context,
+        /// The allowed time.
+        after: Duration,
+    },
+    /// The listener could not be bound.
+    #[error("rtmp: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The peer and stream this error concerns (none for [`Error::Bind`]).
+    pub fn context(&self) -> Option<&Context> {
+        match self {
+            Error::Handshake { ctx, .. }
+            | Error::Chunk { ctx, .. }
+            | Error::MessageTooLong { ctx, .. }
+            | Error::Message { ctx, .. }
+            | Error::Protocol { ctx, .. }
+            | Error::Kernel { ctx, .. }
+            | Error::Io { ctx, .. }
+            | Error::WriteTimeout { ctx, .. }
+            | Error::NegotiationTimeout { ctx, .. } => Some(ctx),
+            Error::Bind { .. } => None,
+        }
+    }
+
+    fn context_mut(&mut self) -> Option<&mut Context> {
+        match self {
+            Error::Handshake { ctx, .. }
+            | Error::Chunk { ctx, .. }
+            | Error::MessageTooLong { ctx, .. }
+            | Error::Message { ctx, .. }
+            | Error::Protocol { ctx, .. }
+            | Error::Kernel { ctx, .. }
+            | Error::Io { ctx, .. }
+            | Error::WriteTimeout { ctx, .. }
+            | Error::NegotiationTimeout { ctx, .. } => Some(ctx),
+            Error::Bind { .. } => None,
+        }
+    }
+
+    /// The same error with the peer and stream of `ctx` filled in where unknown.
+    pub fn in_context(mut self, ctx: &Context) -> Self {
+        if let Some(own) = self.context_mut() {
+            if own.peer.is_none() {
+                own.peer = ctx.peer;
+            }
+            if own.stream.is_none() {
+                own.stream.clone_from(&ctx.stream);
+            }
+        }
+        self
+    }
+
+    /// Whether the error is the peer's fault (bad input or protocol misuse)
+    /// rather than an I/O condition or a refusal.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            Error::Handshake { .. }
+                | Error::Chunk { .. }
+                | Error::MessageTooLong { .. }
+                | Error::Message { .. }
+                | Error::Protocol { .. }
+        )
+    }
+
+    pub(crate) fn chunk(reason: impl Into<String>) -> Self {
+        Error::Chunk {
+            ctx: Context::default(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn message(reason: impl Into<String>) -> Self {
+        Error::Message {
+            ctx: Context::default(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn protocol(reason: impl Into<String>) -> Self {
+        Error::Protocol {
+            ctx: Context::default(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,236 @@
+//! RTMP for the tidewater kernel: publish and play on one port, and HTTP-FLV.
+//!
+//! - **Publish** `rtmp://host:1935/{app}/{stream}` (the stream name may carry
+//!   a query, `…/{stream}?token=…`, handed with the peer address to the
+//!   kernel's auth seam). FLV tag bodies become kernel frames and a catalog:
+//!   H.264 and AAC, Enhanced RTMP `hvc1` / `av01` / `vp09`, `onMetaData` into
+//!   the stream's metadata (see [`flv`] and [`ingest`] for the mapping and
+//!   for when the catalog is announced).
+//! - **Play** on the same port: a viewer gets `onMetaData`, the sequence
+//!   headers and the cached GOP at once, then live frames. Each frame's RTMP
+//!   chunks are built **once per stream** in the kernel's derived-output cache
+//!   and the same bytes are written to every viewer, several messages per
+//!   vectored write (see [`egress`]). A viewer that falls behind is skipped to
+//!   the next keyframe by the kernel; one whose socket stays blocked longer
+//!   than [`RtmpConfig::write_timeout`] is disconnected. When the publisher
+//!   leaves, viewers get `NetStream.Play.UnpublishNotify` and Stream EOF.
+//! - **HTTP-FLV**: [`http_flv_router`] serves `GET /flv/{app}/{stream}.flv`
+//!   with the same instant start, streamed with chunked transfer.
+//! - A refused publish or play (unknown application, taken stream, refused by
+//!   the authorizer, stream not live) gets an `onStatus` error
+//!   (`NetStream.Publish.BadName`, `NetStream.Publish.Denied`,
+//!   `NetStream.Play.StreamNotFound`, `NetStream.Play.Failed`) and a log line
+//!   with the peer and the stream. Bad input closes only its own connection,
+//!   with a log line naming the peer (and the stream, once known).
+//!
+//! The protocol logic is sans-IO ([`session::Session`]: bytes in, events
+//! and bytes out, no socket, no clock) over `rml_rtmp`'s handshake, message
+//! types and chunk serializer; a thin tokio driver runs one task per
+//! connection.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tidewater_core::{AppSpec, CancellationToken, Engine, InboundProtocol};
+//! use tidewater_ingest_rtmp::{Rtmp, RtmpConfig, http_flv_router};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::builder().app("live", AppSpec::default()).build()?;
+//! let rtmp = Arc::new(Rtmp::new(RtmpConfig {
+//!     listen: "127.0.0.1:0".parse()?,
+//!     ..RtmpConfig::default()
+//! }));
+//! let shutdown = CancellationToken::new();
+//! let workers: Vec<Arc<dyn InboundProtocol>> = vec![rtmp.clone()];
+//! let server = tokio::spawn({
+//!     let (engine, shutdown) = (engine.clone(), shutdown.clone());
+//!     async move { engine.serve(workers, shutdown).await }
+//! });
+//! let addr = rtmp.listening().await;
+//! println!("publish to rtmp://{addr}/live/STREAM");
+//!
+//! // HTTP-FLV routes, to merge into the application's HTTP router.
+//! let _http: axum::Router = http_flv_router(engine.context());
+//!
+//! shutdown.cancel();
+//! server.await??;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! None: RTMP publish and play and HTTP-FLV are always built.
+
+#![deny(missing_docs)]
+
+mod amf;
+pub mod chunk;
+mod codec;
+mod driver;
+pub mod egress;
+mod error;
+pub mod flv;
+mod http_flv;
+pub mod ingest;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tidewater_core::{CancellationToken, InboundProtocol, IngestContext};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+pub use error::{Context, Error, Result};
+pub use http_flv::{HttpFlvConfig, http_flv_router, http_flv_router_with};
+
+/// The outbound chunk size announced to every peer by default.
+pub const DEFAULT_CHUNK_SIZE: u32 = 4096;
+/// How long a socket write may make no progress before the peer is dropped, by default.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings of the RTMP listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtmpConfig {
+    /// Where to listen (port 0 picks a free port; see [`Rtmp::listening`]).
+    pub listen: SocketAddr,
+    /// The outbound chunk size, announced (Set Chunk Size) to every peer.
+    /// Every viewer shares chunks built at this size.
+    pub chunk_size: u32,
+    /// A viewer whose socket accepts no bytes for this long is disconnected.
+    pub write_timeout: Duration,
+    /// Time from accepting a connection to its publish or play request.
+    pub handshake_timeout: Duration,
+    /// A publisher that sends nothing for this long is disconnected.
+    pub read_timeout: Duration,
+    /// Longest message accepted from a peer, in bytes (at most 16 MiB − 1).
+    pub max_message_len: usize,
+    /// Most simultaneous connections; more are closed on accept with a log line.
+    pub max_connections: usize,
+}
+
+impl Default for RtmpConfig {
+    fn default() -> Self {
+        RtmpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            handshake_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(30),
+            max_message_len: 8 << 20,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// The RTMP worker: publish and play on one listener.
+#[derive(Debug)]
+pub struct Rtmp {
+    config: Arc<RtmpConfig>,
+    bound: watch::Sender<Option<SocketAddr>>,
+}
+
+impl Rtmp {
+    /// A worker with these settings; it binds when served.
+    pub fn new(config: RtmpConfig) -> Rtmp {
+        let config = RtmpConfig {
+            chunk_size: config.chunk_size.clamp(128, 0x00ff_ffff),
+            max_message_len: config.max_message_len.clamp(1024, chunk::MAX_RTMP_MESSAGE),
+            ..config
+        };
+        Rtmp {
+            config: Arc::new(config),
+            bound: watch::Sender::new(None),
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &RtmpConfig {
+        &self.config
+    }
+
+    /// The address the listener is bound to, while serving.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        *self.bound.borrow()
+    }
+
+    /// Waits until the listener is bound and returns its address.
+    pub async fn listening(&self) -> SocketAddr {
+        let mut rx = self.bound.subscribe();
+        loop {
+            if let Some(addr) = *rx.borrow_and_update() {
+                return addr;
+            }
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl InboundProtocol for Rtmp {
+    fn name(&self) -> &'static str {
+        "rtmp"
+    }
+
+    async fn serve(
+        &self,
+        ctx: IngestContext,
+        shutdown: CancellationToken,
+    ) -> tidewater_core::Result<()> {
+        let addr = self.config.listen;
+        let listener =
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| tidewater_core::Error::Protocol {
+                    protocol: "rtmp",
+                    source: Box::new(Error::Bind { addr, source }),
+                })?;
+        let local = listener.local_addr().unwrap_or(addr);
+        info!("rtmp listening on {local}");
+        self.bound.send_replace(Some(local));
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        if connections.len() >= self.config.max_connections {
+                            warn!(peer = %peer, "rtmp: {} connections open, refusing another", connections.len());
+                            continue;
+                        }
+                        connections.spawn(driver::run_connection(
+                            stream,
+                            peer,
+                            ctx.clone(),
+                            Arc::clone(&self.config),
+                            shutdown.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        // Out of descriptors and the like: pause rather than spin.
+                        warn!("rtmp accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        // Connections saw the same token; give them a moment, then stop the rest.
+        let _ = tokio::time::timeout(Duration::from_millis(250), async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        connections.shutdown().await;
+        self.bound.send_replace(None);
+        info!("rtmp listener on {local} stopped");
+        Ok(())
+    }
+}

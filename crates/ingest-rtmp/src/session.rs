@@ -1,0 +1,1243 @@
+//! The sans-IO RTMP server session: bytes in, events and bytes out.
+//!
+//! [`Session`] owns no socket and no clock. The driver feeds it what the peer
+//! sent ([`Session::handle_input`]), writes out what it produced
+//! ([`Session::take_output`]), and reacts to its [`SessionEvent`]s:
+//! publish and play requests (answered with [`Session::accept_publish`],
+//! [`Session::accept_play`] or [`Session::reject`]), metadata, and media.
+//!
+//! It is built on `rml_rtmp`: its handshake, its message types and its chunk
+//! serializer (for commands and control, on chunk streams 2 to 6). The input
+//! side uses this crate's bounded [`ChunkReader`](crate::chunk::ChunkReader)
+//! and AMF0 decoder instead of `rml_rtmp`'s `ServerSession`, whose input path
+//! panics on some malformed messages (a short `@setDataFrame`), recurses
+//! without bound on nested AMF0, cannot hold two partial messages at once,
+//! numbers streams per connection and refuses requests only with `_error`
+//! results — a viewer sharing prebuilt chunks needs one stream id for every
+//! player, and a refused publish or play needs an `onStatus` with the
+//! standard code.
+//!
+//! # Stream ids
+//!
+//! `createStream` hands out ids from 1 on every connection ([`SHARED_STREAM_ID`]
+//! for the first one, which is the one every common client plays on), so the
+//! media chunks built once per frame carry that id for every player.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+use rml_rtmp::chunk_io::ChunkSerializer;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::messages::{
+    MessagePayload, PeerBandwidthLimitType, RtmpMessage, UserControlEventType,
+};
+use rml_rtmp::rml_amf0::Amf0Value;
+use rml_rtmp::time::RtmpTimestamp;
+
+use crate::amf;
+use crate::chunk::{self, ChunkReader, Message};
+use crate::error::{Error, Result};
+
+/// The message stream id of the first stream a connection creates: the one
+/// shared media chunks are built for.
+pub const SHARED_STREAM_ID: u32 = 1;
+
+/// Most streams one connection may create.
+const MAX_STREAMS: usize = 8;
+
+/// Session settings.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Outbound chunk size, announced with Set Chunk Size at `connect`.
+    pub chunk_size: u32,
+    /// The acknowledgement window announced to the peer.
+    pub window_ack_size: u32,
+    /// The peer bandwidth announced to the peer.
+    pub peer_bandwidth: u32,
+    /// Longest message accepted from the peer, in bytes.
+    pub max_message_len: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            chunk_size: 4096,
+            window_ack_size: 2_500_000,
+            peer_bandwidth: 2_500_000,
+            max_message_len: 8 << 20,
+        }
+    }
+}
+
+/// A publish or play request: `rtmp://host/{app}/{stream}?{query}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamRequest {
+    /// The message stream the request came on.
+    pub stream_id: u32,
+    /// The application (from `connect`), without a query.
+    pub app: String,
+    /// The stream name, without a query.
+    pub stream: String,
+    /// The query that came with the stream name (or, failing that, with the
+    /// application name), without the `?`.
+    pub query: Option<String>,
+}
+
+impl StreamRequest {
+    /// `app/stream`, for logs (not validated).
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.app, self.stream)
+    }
+}
+
+/// What happened on the session.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionEvent {
+    /// The peer connected to an application (answered already).
+    Connected {
+        /// The application.
+        app: String,
+    },
+    /// The peer asks to publish: answer with [`Session::accept_publish`] or [`Session::reject`].
+    PublishRequested(StreamRequest),
+    /// The peer asks to play: answer with [`Session::accept_play`] or [`Session::reject`].
+    PlayRequested(StreamRequest),
+    /// `onMetaData` of the publish (via `@setDataFrame` or directly).
+    Metadata(HashMap<String, Amf0Value>),
+    /// An audio message of the publish (an FLV audio tag body).
+    Audio {
+        /// RTMP timestamp, milliseconds.
+        timestamp: u32,
+        /// The tag body.
+        data: Bytes,
+    },
+    /// A video message of the publish (an FLV video tag body).
+    Video {
+        /// RTMP timestamp, milliseconds.
+        timestamp: u32,
+        /// The tag body.
+        data: Bytes,
+    },
+    /// The publisher stopped (`FCUnpublish`, `deleteStream`, `closeStream`).
+    PublishFinished,
+    /// The player stopped (`deleteStream`, `closeStream`).
+    PlayFinished,
+    /// A command this server does not implement (answered with `_error`
+    /// when it expected an answer); the session goes on.
+    UnknownCommand {
+        /// The command name (truncated).
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Idle,
+    PublishPending(u32),
+    Publishing(u32),
+    PlayPending(u32),
+    Playing(u32),
+    Refused,
+}
+
+enum Phase {
+    Handshake(Box<Handshake>),
+    Messages,
+    Failed,
+}
+
+/// The server side of one RTMP connection.
+pub struct Session {
+    config: SessionConfig,
+    phase: Phase,
+    reader: ChunkReader,
+    writer: ChunkSerializer,
+    out: BytesMut,
+    events: VecDeque<SessionEvent>,
+    app: Option<String>,
+    app_query: Option<String>,
+    streams: Vec<u32>,
+    next_stream_id: u32,
+    role: Role,
+    peer_window: Option<u32>,
+    received: u64,
+    acked: u64,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("app", &self.app)
+            .field("role", &self.role)
+            .field("streams", &self.streams)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most events queued before the driver takes them; a peer that makes more
+/// per read is sending garbage.
+const MAX_EVENTS: usize = 4096;
+
+impl Session {
+    /// A session for a freshly accepted connection (handshake first).
+    pub fn new(config: SessionConfig) -> Self {
+        Session {
+            reader: ChunkReader::new(config.max_message_len),
+            config,
+            phase: Phase::Handshake(Box::new(Handshake::new(PeerType::Server))),
+            writer: ChunkSerializer::new(),
+            out: BytesMut::new(),
+            events: VecDeque::new(),
+            app: None,
+            app_query: None,
+            streams: Vec::new(),
+            next_stream_id: SHARED_STREAM_ID,
+            role: Role::Idle,
+            peer_window: None,
+            received: 0,
+            acked: 0,
+        }
+    }
+
+    /// The outbound chunk size every message to this peer uses.
+    pub fn chunk_size(&self) -> u32 {
+        self.config.chunk_size
+    }
+
+    /// Whether the handshake completed.
+    pub fn handshake_done(&self) -> bool {
+        matches!(self.phase, Phase::Messages)
+    }
+
+    /// The application the peer connected to.
+    pub fn app(&self) -> Option<&str> {
+        self.app.as_deref()
+    }
+
+    /// The message stream id of the accepted play, if playing.
+    pub fn play_stream_id(&self) -> Option<u32> {
+        match self.role {
+            Role::Playing(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether a publish was accepted and is going on.
+    pub fn is_publishing(&self) -> bool {
+        matches!(self.role, Role::Publishing(_))
+    }
+
+    /// Bytes received but not yet returned as whole messages.
+    pub fn buffered(&self) -> usize {
+        self.reader.buffered()
+    }
+
+    /// Feeds bytes received from the peer. On an error the session is
+    /// unusable: close the connection.
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<()> {
+        let result = self.input(data);
+        if result.is_err() {
+            self.phase = Phase::Failed;
+        }
+        result
+    }
+
+    fn input(&mut self, data: &[u8]) -> Result<()> {
+        match &mut self.phase {
+            Phase::Failed => return Err(Error::protocol("input after a failure")),
+            Phase::Messages => {
+                self.received += data.len() as u64;
+                self.reader.push(data);
+            }
+            Phase::Handshake(hs) => match hs.process_bytes(data) {
+                Err(e) => {
+                    return Err(Error::Handshake {
+                        ctx: Default::default(),
+                        reason: format!("{e:?}"),
+                    });
+                }
+                Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
+                    self.out.extend_from_slice(&response_bytes);
+                    return Ok(());
+                }
+                Ok(HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                }) => {
+                    self.out.extend_from_slice(&response_bytes);
+                    self.phase = Phase::Messages;
+                    self.received += remaining_bytes.len() as u64;
+                    self.reader.push(&remaining_bytes);
+                }
+            },
+        }
+        while let Some(message) = self.reader.next_message()? {
+            self.handle_message(message)?;
+            if self.events.len() > MAX_EVENTS {
+                return Err(Error::protocol("too many events in one read"));
+            }
+        }
+        if let Some(window) = self.peer_window {
+            if self.received - self.acked >= u64::from(window) {
+                self.acked = self.received;
+                self.send(
+                    RtmpMessage::Acknowledgement {
+                        sequence_number: self.received as u32,
+                    },
+                    0,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// Everything to send to the peer so far, in order.
+    pub fn take_output(&mut self) -> Option<Bytes> {
+        (!self.out.is_empty()).then(|| self.out.split().freeze())
+    }
+
+    fn send(&mut self, message: RtmpMessage, stream_id: u32) -> Result<()> {
+        let payload = MessagePayload::from_rtmp_message(message, RtmpTimestamp::new(0), stream_id)
+            .map_err(|e| Error::protocol(format!("cannot encode a message: {e:?}")))?;
+        let packet = self
+            .writer
+            .serialize(&payload, false, false)
+            .map_err(|e| Error::protocol(format!("cannot serialize a message: {e:?}")))?;
+        self.out.extend_from_slice(&packet.bytes);
+        Ok(())
+    }
+
+    fn command(
+        &mut self,
+        name: &str,
+        transaction: f64,
+        object: Amf0Value,
+        args: Vec<Amf0Value>,
+        stream_id: u32,
+    ) -> Result<()> {
+        self.send(
+            RtmpMessage::Amf0Command {
+                command_name: name.to_string(),
+                transaction_id: transaction,
+                command_object: object,
+                additional_arguments: args,
+            },
+            stream_id,
+        )
+    }
+
+    fn status(&mut self, stream_id: u32, level: &str, code: &str, description: &str) -> Result<()> {
+        self.command(
+            "onStatus",
+            0.0,
+            Amf0Value::Null,
+            vec![status_object(level, code, description)],
+            stream_id,
+        )
+    }
+
+    fn user_control(&mut self, event_type: UserControlEventType, stream_id: u32) -> Result<()> {
+        self.send(
+            RtmpMessage::UserControl {
+                event_type,
+                stream_id: Some(stream_id),
+                buffer_length: None,
+                timestamp: None,
+            },
+            0,
+        )
+    }
+
+    /// Accepts the pending publish request.
+    pub fn accept_publish(&mut self) -> Result<()> {
+        let Role::PublishPending(id) = self.role else {
+            return Err(Error::protocol("no publish request to accept"));
+        };
+        self.role = Role::Publishing(id);
+        self.user_control(UserControlEventType::StreamBegin, id)?;
+        self.status(id, "status", "NetStream.Publish.Start", "publishing")
+    }
+
+    /// Accepts the pending play request: the status messages that open a
+    /// play. Media follows, built by the caller for [`play_stream_id`](Self::play_stream_id).
+    pub fn accept_play(&mut self) -> Result<()> {
+        let Role::PlayPending(id) = self.role else {
+            return Err(Error::protocol("no play request to accept"));
+        };
+        self.role = Role::Playing(id);
+        self.user_control(UserControlEventType::StreamIsRecorded, id)?;
+        self.user_control(UserControlEventType::StreamBegin, id)?;
+        self.status(id, "status", "NetStream.Play.Reset", "reset")?;
+        self.status(id, "status", "NetStream.Play.Start", "playing")?;
+        self.send(
+            RtmpMessage::Amf0Data {
+                values: vec![
+                    Amf0Value::Utf8String("|RtmpSampleAccess".into()),
+                    Amf0Value::Boolean(true),
+                    Amf0Value::Boolean(true),
+                ],
+            },
+            id,
+        )?;
+        let mut data_start = HashMap::new();
+        data_start.insert(
+            "code".to_string(),
+            Amf0Value::Utf8String("NetStream.Data.Start".into()),
+        );
+        self.send(
+            RtmpMessage::Amf0Data {
+                values: vec![
+                    Amf0Value::Utf8String("onStatus".into()),
+                    Amf0Value::Object(data_start),
+                ],
+            },
+            id,
+        )
+    }
+
+    /// Refuses the pending publish or play with an `onStatus` error
+    /// (`NetStream.Publish.BadName`, `NetStream.Play.StreamNotFound`, …).
+    /// The peer should be disconnected after the output is written.
+    pub fn reject(&mut self, code: &str, description: &str) -> Result<()> {
+        let id = match self.role {
+            Role::PublishPending(id) | Role::PlayPending(id) => id,
+            _ => return Err(Error::protocol("no request to refuse")),
+        };
+        self.role = Role::Refused;
+        self.status(id, "error", code, description)
+    }
+
+    /// Ends an accepted play because the publish ended: `onStatus`
+    /// `NetStream.Play.UnpublishNotify`, then Stream EOF.
+    pub fn end_play(&mut self, description: &str) -> Result<()> {
+        let Role::Playing(id) = self.role else {
+            return Ok(());
+        };
+        self.role = Role::Idle;
+        self.status(id, "status", "NetStream.Play.UnpublishNotify", description)?;
+        self.status(id, "status", "NetStream.Play.Stop", description)?;
+        self.user_control(UserControlEventType::StreamEof, id)
+    }
+
+    fn handle_message(&mut self, m: Message) -> Result<()> {
+        match m.type_id {
+            1 => match decode_control(&m)? {
+                RtmpMessage::SetChunkSize { size } => self.reader.set_chunk_size(size)?,
+                _ => return Err(Error::message("bad Set Chunk Size")),
+            },
+            2 => {
+                if let RtmpMessage::Abort { stream_id } = decode_control(&m)? {
+                    self.reader.abort(stream_id);
+                }
+            }
+            3 | 6 => {
+                decode_control(&m)?;
+            }
+            4 => {
+                if let RtmpMessage::UserControl {
+                    event_type: UserControlEventType::PingRequest,
+                    timestamp,
+                    ..
+                } = decode_control(&m)?
+                {
+                    self.send(
+                        RtmpMessage::UserControl {
+                            event_type: UserControlEventType::PingResponse,
+                            stream_id: None,
+                            buffer_length: None,
+                            timestamp,
+                        },
+                        0,
+                    )?;
+                }
+            }
+            5 => {
+                if let RtmpMessage::WindowAcknowledgement { size } = decode_control(&m)? {
+                    self.peer_window = (size > 0).then_some(size);
+                }
+            }
+            8 | 9 => {
+                if self.role == Role::Publishing(m.stream_id) {
+                    let (timestamp, data) = (m.timestamp, m.payload);
+                    self.events.push_back(if m.type_id == 8 {
+                        SessionEvent::Audio { timestamp, data }
+                    } else {
+                        SessionEvent::Video { timestamp, data }
+                    });
+                }
+            }
+            15 | 18 => {
+                let body = if m.type_id == 15 {
+                    strip_amf3_marker(&m.payload)
+                } else {
+                    &m.payload[..]
+                };
+                let values = amf::decode_all(body).map_err(Error::message)?;
+                self.handle_data(m.stream_id, values);
+            }
+            17 | 20 => {
+                let body = if m.type_id == 17 {
+                    strip_amf3_marker(&m.payload)
+                } else {
+                    &m.payload[..]
+                };
+                let values = amf::decode_all(body).map_err(Error::message)?;
+                self.handle_command(m.stream_id, values)?;
+            }
+            22 => self.handle_aggregate(&m)?,
+            // Shared objects, AMF3 shared objects, unknown types: ignored.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_data(&mut self, stream_id: u32, values: Vec<Amf0Value>) {
+        if self.role != Role::Publishing(stream_id) {
+            return;
+        }
+        let mut it = values.into_iter();
+        let mut first = it.next();
+        if matches!(&first, Some(Amf0Value::Utf8String(s)) if s == "@setDataFrame") {
+            first = it.next();
+        }
+        if !matches!(&first, Some(Amf0Value::Utf8String(s)) if s == "onMetaData") {
+            return;
+        }
+        if let Some(Amf0Value::Object(props)) = it.next() {
+            self.events.push_back(SessionEvent::Metadata(props));
+        }
+    }
+
+    /// An aggregate message: FLV tags (header, body, back pointer) back to back,
+    /// their timestamps relative to the first tag's and offset to the message's.
+    fn handle_aggregate(&mut self, m: &Message) -> Result<()> {
+        if self.role != Role::Publishing(m.stream_id) {
+            return Ok(());
+        }
+        let p = &m.payload;
+        let mut pos = 0;
+        let mut base = None;
+        while pos + 11 <= p.len() {
+            let h = &p[pos..pos + 11];
+            let len = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
+            let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
+            let start = pos + 11;
+            let end = start
+                .checked_add(len)
+                .filter(|&e| e <= p.len())
+                .ok_or_else(|| Error::message("truncated tag in an aggregate message"))?;
+            let base = *base.get_or_insert(ts);
+            let timestamp = m.timestamp.wrapping_add(ts.wrapping_sub(base));
+            let data = p.slice(start..end);
+            match h[0] {
+                8 => self
+                    .events
+                    .push_back(SessionEvent::Audio { timestamp, data }),
+                9 => self
+                    .events
+                    .push_back(SessionEvent::Video { timestamp, data }),
+                _ => {}
+            }
+            pos = end + 4;
+        }
+        Ok(())
+    }
+
+    fn handle_command(&mut self, stream_id: u32, values: Vec<Amf0Value>) -> Result<()> {
+        let mut it = values.into_iter();
+        let name = match it.next() {
+            Some(Amf0Value::Utf8String(s)) => s,
+            _ => return Err(Error::message("command without a name")),
+        };
+        let transaction = match it.next() {
+            Some(Amf0Value::Number(n)) if n.is_finite() => n,
+            _ => 0.0,
+        };
+        let object = it.next().unwrap_or(Amf0Value::Null);
+        let args: Vec<Amf0Value> = it.collect();
+        match name.as_str() {
+            "connect" => self.on_connect(transaction, object),
+            "createStream" => self.on_create_stream(transaction),
+            "publish" => self.on_publish(stream_id, transaction, args),
+            "play" => self.on_play(stream_id, transaction, args),
+            "deleteStream" => {
+                let id = match args.first() {
+                    Some(Amf0Value::Number(n)) if *n >= 0.0 && *n <= f64::from(u32::MAX) => {
+                        *n as u32
+                    }
+                    _ => stream_id,
+                };
+                self.streams.retain(|s| *s != id);
+                self.close_stream(id);
+                Ok(())
+            }
+            "closeStream" => {
+                self.close_stream(stream_id);
+                Ok(())
+            }
+            "FCUnpublish" => {
+                if let Role::Publishing(id) = self.role {
+                    self.close_stream(id);
+                }
+                self.result_if_asked(transaction)
+            }
+            "releaseStream" | "FCPublish" | "FCSubscribe" | "getStreamLength" | "_checkbw" => {
+                self.result_if_asked(transaction)
+            }
+            // Flow control of a play that this server does not pause: ignored.
+            "receiveAudio" | "receiveVideo" | "pause" | "pauseRaw" | "seek" | "_result"
+            | "_error" | "onBWDone" => Ok(()),
+            _ => {
+                let name: String = name.chars().take(64).collect();
+                if transaction != 0.0 {
+                    self.command(
+                        "_error",
+                        transaction,
+                        Amf0Value::Null,
+                        vec![status_object(
+                            "error",
+                            "NetConnection.Call.Failed",
+                            "unknown command",
+                        )],
+                        0,
+                    )?;
+                }
+                self.events.push_back(SessionEvent::UnknownCommand { name });
+                Ok(())
+            }
+        }
+    }
+
+    fn result_if_asked(&mut self, transaction: f64) -> Result<()> {
+        if transaction == 0.0 {
+            return Ok(());
+        }
+        self.command(
+            "_result",
+            transaction,
+            Amf0Value::Null,
+            vec![Amf0Value::Undefined],
+            0,
+        )
+    }
+
+    fn close_stream(&mut self, id: u32) {
+        match self.role {
+            Role::Publishing(s) | Role::PublishPending(s) if s == id => {
+                self.role = Role::Idle;
+                self.events.push_back(SessionEvent::PublishFinished);
+            }
+            Role::Playing(s) | Role::PlayPending(s) if s == id => {
+                self.role = Role::Idle;
+                self.events.push_back(SessionEvent::PlayFinished);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_connect(&mut self, transaction: f64, object: Amf0Value) -> Result<()> {
+        if self.app.is_some() {
+            return Err(Error::protocol("second connect on one connection"));
+        }
+        let Amf0Value::Object(props) = object else {
+            return Err(Error::protocol("connect without a command object"));
+        };
+        let raw = amf::string(&props, "app")
+            .ok_or_else(|| Error::protocol("connect without an app name"))?;
+        let (app, query) = split_query(raw.trim_end_matches('/'));
+        self.app = Some(app.to_string());
+        self.app_query = query.map(str::to_string);
+        let object_encoding = amf::number(&props, "objectEncoding").unwrap_or(0.0);
+
+        self.send(
+            RtmpMessage::WindowAcknowledgement {
+                size: self.config.window_ack_size,
+            },
+            0,
+        )?;
+        self.send(
+            RtmpMessage::SetPeerBandwidth {
+                size: self.config.peer_bandwidth,
+                limit_type: PeerBandwidthLimitType::Dynamic,
+            },
+            0,
+        )?;
+        let packet = self
+            .writer
+            .set_max_chunk_size(self.config.chunk_size, RtmpTimestamp::new(0))
+            .map_err(|e| Error::protocol(format!("chunk size: {e:?}")))?;
+        self.out.extend_from_slice(&packet.bytes);
+        self.user_control(UserControlEventType::StreamBegin, 0)?;
+        let mut server = HashMap::new();
+        server.insert(
+            "fmsVer".to_string(),
+            Amf0Value::Utf8String("FMS/3,0,1,123".into()),
+        );
+        server.insert("capabilities".to_string(), Amf0Value::Number(31.0));
+        let Amf0Value::Object(mut info) =
+            status_object("status", "NetConnection.Connect.Success", "connected")
+        else {
+            return Ok(());
+        };
+        info.insert(
+            "objectEncoding".to_string(),
+            Amf0Value::Number(object_encoding),
+        );
+        self.command(
+            "_result",
+            transaction,
+            Amf0Value::Object(server),
+            vec![Amf0Value::Object(info)],
+            0,
+        )?;
+        self.events.push_back(SessionEvent::Connected {
+            app: app.to_string(),
+        });
+        Ok(())
+    }
+
+    fn on_create_stream(&mut self, transaction: f64) -> Result<()> {
+        if self.app.is_none() {
+            return Err(Error::protocol("createStream before connect"));
+        }
+        if self.streams.len() >= MAX_STREAMS {
+            return self.command(
+                "_error",
+                transaction,
+                Amf0Value::Null,
+                vec![status_object(
+                    "error",
+                    "NetConnection.Call.Failed",
+                    "too many streams",
+                )],
+                0,
+            );
+        }
+        let id = self.next_stream_id;
+        self.next_stream_id = self.next_stream_id.wrapping_add(1).max(1);
+        self.streams.push(id);
+        self.command(
+            "_result",
+            transaction,
+            Amf0Value::Null,
+            vec![Amf0Value::Number(f64::from(id))],
+            0,
+        )
+    }
+
+    fn stream_request(
+        &self,
+        stream_id: u32,
+        args: &[Amf0Value],
+        what: &str,
+    ) -> Result<StreamRequest> {
+        let Some(app) = self.app.clone() else {
+            return Err(Error::protocol(format!("{what} before connect")));
+        };
+        if !self.streams.contains(&stream_id) {
+            return Err(Error::protocol(format!(
+                "{what} on stream {stream_id}, which was not created"
+            )));
+        }
+        if self.role != Role::Idle {
+            return Err(Error::protocol(format!(
+                "{what} while already publishing or playing"
+            )));
+        }
+        let Some(Amf0Value::Utf8String(raw)) = args.first() else {
+            return Err(Error::protocol(format!("{what} without a stream name")));
+        };
+        let (stream, query) = split_query(raw);
+        Ok(StreamRequest {
+            stream_id,
+            app,
+            stream: stream.to_string(),
+            query: query.map(str::to_string).or_else(|| self.app_query.clone()),
+        })
+    }
+
+    fn on_publish(
+        &mut self,
+        stream_id: u32,
+        _transaction: f64,
+        args: Vec<Amf0Value>,
+    ) -> Result<()> {
+        let request = self.stream_request(stream_id, &args, "publish")?;
+        self.role = Role::PublishPending(stream_id);
+        self.events
+            .push_back(SessionEvent::PublishRequested(request));
+        Ok(())
+    }
+
+    fn on_play(&mut self, stream_id: u32, _transaction: f64, args: Vec<Amf0Value>) -> Result<()> {
+        let request = self.stream_request(stream_id, &args, "play")?;
+        self.role = Role::PlayPending(stream_id);
+        self.events.push_back(SessionEvent::PlayRequested(request));
+        Ok(())
+    }
+}
+
+fn decode_control(m: &Message) -> Result<RtmpMessage> {
+    let payload = MessagePayload {
+        timestamp: RtmpTimestamp::new(m.timestamp),
+        message_stream_id: m.stream_id,
+        type_id: m.type_id,
+        data: m.payload.clone(),
+    };
+    payload
+        .to_rtmp_message()
+        .map_err(|e| Error::message(format!("control message type {}: {e:?}", m.type_id)))
+}
+
+/// AMF3-typed commands and data from Flash-era clients carry AMF0 after a zero byte.
+fn strip_amf3_marker(payload: &[u8]) -> &[u8] {
+    match payload.first() {
+        Some(0) => &payload[1..],
+        _ => payload,
+    }
+}
+
+fn split_query(s: &str) -> (&str, Option<&str>) {
+    match s.split_once('?') {
+        Some((name, query)) => (name, Some(query)),
+        None => (s, None),
+    }
+}
+
+fn status_object(level: &str, code: &str, description: &str) -> Amf0Value {
+    let mut m = HashMap::new();
+    m.insert("level".to_string(), Amf0Value::Utf8String(level.into()));
+    m.insert("code".to_string(), Amf0Value::Utf8String(code.into()));
+    m.insert(
+        "description".to_string(),
+        Amf0Value::Utf8String(description.into()),
+    );
+    Amf0Value::Object(m)
+}
+
+/// Builds a data message (`onMetaData`) for a player on the crate's data chunk stream.
+pub(crate) fn data_message(
+    out: &mut BytesMut,
+    stream_id: u32,
+    body: &[u8],
+    chunk_size: u32,
+) -> bool {
+    chunk::write_message(
+        out,
+        chunk::CSID_DATA,
+        18,
+        stream_id,
+        0,
+        &[],
+        body,
+        chunk_size as usize,
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use rml_rtmp::chunk_io::ChunkDeserializer;
+    use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+
+    /// A scripted client: handshake, then messages serialized by rml_rtmp.
+    pub(crate) struct Client {
+        pub hs: Handshake,
+        pub ser: ChunkSerializer,
+        pub de: ChunkDeserializer,
+    }
+
+    impl Client {
+        pub fn new() -> Self {
+            Client {
+                hs: Handshake::new(PeerType::Client),
+                ser: ChunkSerializer::new(),
+                de: ChunkDeserializer::new(),
+            }
+        }
+
+        /// Runs the handshake against the session.
+        pub fn handshake(&mut self, s: &mut Session) {
+            let c0c1 = self.hs.generate_outbound_p0_and_p1().expect("c0c1");
+            s.handle_input(&c0c1).expect("c0c1 in");
+            let s012 = s.take_output().expect("s0s1s2");
+            let c2 = match self.hs.process_bytes(&s012).expect("s012") {
+                HandshakeProcessResult::Completed { response_bytes, .. } => response_bytes,
+                other => panic!("{other:?}"),
+            };
+            s.handle_input(&c2).expect("c2 in");
+            assert!(s.handshake_done());
+        }
+
+        pub fn bytes(&mut self, stream_id: u32, ts: u32, msg: RtmpMessage) -> Vec<u8> {
+            let p = MessagePayload::from_rtmp_message(msg, RtmpTimestamp::new(ts), stream_id)
+                .expect("payload");
+            self.ser.serialize(&p, false, false).expect("ser").bytes
+        }
+
+        pub fn command(
+            &mut self,
+            stream_id: u32,
+            name: &str,
+            txn: f64,
+            obj: Amf0Value,
+            args: Vec<Amf0Value>,
+        ) -> Vec<u8> {
+            self.bytes(
+                stream_id,
+                0,
+                RtmpMessage::Amf0Command {
+                    command_name: name.into(),
+                    transaction_id: txn,
+                    command_object: obj,
+                    additional_arguments: args,
+                },
+            )
+        }
+
+        pub fn connect(&mut self, app: &str) -> Vec<u8> {
+            let mut o = HashMap::new();
+            o.insert("app".to_string(), Amf0Value::Utf8String(app.into()));
+            o.insert(
+                "tcUrl".to_string(),
+                Amf0Value::Utf8String(format!("rtmp://127.0.0.1/{app}")),
+            );
+            self.command(0, "connect", 1.0, Amf0Value::Object(o), vec![])
+        }
+
+        /// Every message the session sent, decoded.
+        pub fn read(&mut self, s: &mut Session) -> Vec<RtmpMessage> {
+            let mut msgs = Vec::new();
+            let Some(bytes) = s.take_output() else {
+                return msgs;
+            };
+            let mut input = &bytes[..];
+            while let Some(p) = self.de.get_next_message(input).expect("deserialize") {
+                input = &[];
+                let m = p.to_rtmp_message().expect("message");
+                if let RtmpMessage::SetChunkSize { size } = m {
+                    self.de.set_max_chunk_size(size as usize).expect("size");
+                }
+                msgs.push(m);
+            }
+            msgs
+        }
+    }
+
+    pub(crate) fn status_codes(msgs: &[RtmpMessage]) -> Vec<String> {
+        msgs.iter()
+            .filter_map(|m| match m {
+                RtmpMessage::Amf0Command {
+                    command_name,
+                    additional_arguments,
+                    ..
+                } if command_name == "onStatus" || command_name == "_error" => {
+                    match additional_arguments.first() {
+                        Some(Amf0Value::Object(o)) => match o.get("code") {
+                            Some(Amf0Value::Utf8String(c)) => Some(c.clone()),
+                            _ => None,
+                        },
+                        _ => None,
+                    }
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(s: &mut Session) -> Vec<SessionEvent> {
+        std::iter::from_fn(|| s.poll_event()).collect()
+    }
+
+    fn connected(app: &str) -> (Session, Client) {
+        let mut s = Session::new(SessionConfig::default());
+        let mut c = Client::new();
+        c.handshake(&mut s);
+        let b = c.connect(app);
+        s.handle_input(&b).expect("connect");
+        let msgs = c.read(&mut s);
+        assert!(
+            msgs.contains(&RtmpMessage::SetChunkSize { size: 4096 }),
+            "{msgs:?}"
+        );
+        assert!(msgs.iter().any(|m| matches!(m, RtmpMessage::Amf0Command { command_name, .. } if command_name == "_result")));
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::Connected {
+                app: app.split('?').next().unwrap_or_default().into()
+            }]
+        );
+        let b = c.command(0, "createStream", 2.0, Amf0Value::Null, vec![]);
+        s.handle_input(&b).expect("createStream");
+        let msgs = c.read(&mut s);
+        assert!(
+            msgs.iter().any(|m| matches!(m, RtmpMessage::Amf0Command { command_name, additional_arguments, .. }
+                if command_name == "_result" && additional_arguments == &vec![Amf0Value::Number(1.0)])),
+            "{msgs:?}"
+        );
+        (s, c)
+    }
+
+    #[test]
+    fn publish_flow_with_query_metadata_and_media() {
+        let (mut s, mut c) = connected("live");
+        let b = c.command(
+            1,
+            "publish",
+            3.0,
+            Amf0Value::Null,
+            vec![
+                Amf0Value::Utf8String("cam?token=s3cret".into()),
+                Amf0Value::Utf8String("live".into()),
+            ],
+        );
+        s.handle_input(&b).expect("publish");
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::PublishRequested(StreamRequest {
+                stream_id: 1,
+                app: "live".into(),
+                stream: "cam".into(),
+                query: Some("token=s3cret".into())
+            })]
+        );
+        // Media before the accept is ignored.
+        let b = c.bytes(
+            1,
+            0,
+            RtmpMessage::VideoData {
+                data: Bytes::from_static(&[0x17, 0]),
+            },
+        );
+        s.handle_input(&b).expect("early video");
+        assert!(s.poll_event().is_none());
+        s.accept_publish().expect("accept");
+        assert_eq!(
+            status_codes(&c.read(&mut s)),
+            vec!["NetStream.Publish.Start"]
+        );
+
+        let mut meta = HashMap::new();
+        meta.insert("width".to_string(), Amf0Value::Number(320.0));
+        let b = c.bytes(
+            1,
+            0,
+            RtmpMessage::Amf0Data {
+                values: vec![
+                    Amf0Value::Utf8String("@setDataFrame".into()),
+                    Amf0Value::Utf8String("onMetaData".into()),
+                    Amf0Value::Object(meta.clone()),
+                ],
+            },
+        );
+        s.handle_input(&b).expect("metadata");
+        let mut wire = c.bytes(
+            1,
+            40,
+            RtmpMessage::VideoData {
+                data: Bytes::from(vec![0x27; 9000]),
+            },
+        );
+        wire.extend(c.bytes(
+            1,
+            46,
+            RtmpMessage::AudioData {
+                data: Bytes::from_static(&[0xaf, 1, 5]),
+            },
+        ));
+        // Split at an awkward place.
+        s.handle_input(&wire[..100]).expect("part 1");
+        s.handle_input(&wire[100..]).expect("part 2");
+        let ev = events(&mut s);
+        assert_eq!(ev[0], SessionEvent::Metadata(meta));
+        assert!(
+            matches!(&ev[1], SessionEvent::Video { timestamp: 40, data } if data.len() == 9000)
+        );
+        assert_eq!(
+            ev[2],
+            SessionEvent::Audio {
+                timestamp: 46,
+                data: Bytes::from_static(&[0xaf, 1, 5])
+            }
+        );
+
+        let b = c.command(
+            0,
+            "FCUnpublish",
+            5.0,
+            Amf0Value::Null,
+            vec![Amf0Value::Utf8String("cam".into())],
+        );
+        s.handle_input(&b).expect("unpublish");
+        assert_eq!(events(&mut s), vec![SessionEvent::PublishFinished]);
+    }
+
+    #[test]
+    fn refused_requests_get_an_error_status() {
+        let (mut s, mut c) = connected("live");
+        let b = c.command(
+            1,
+            "play",
+            4.0,
+            Amf0Value::Null,
+            vec![Amf0Value::Utf8String("nope".into())],
+        );
+        s.handle_input(&b).expect("play");
+        assert!(matches!(
+            events(&mut s)[..],
+            [SessionEvent::PlayRequested(_)]
+        ));
+        s.reject("NetStream.Play.StreamNotFound", "live/nope is not live")
+            .expect("reject");
+        let msgs = c.read(&mut s);
+        assert_eq!(status_codes(&msgs), vec!["NetStream.Play.StreamNotFound"]);
+        let RtmpMessage::Amf0Command {
+            additional_arguments,
+            ..
+        } = &msgs[0]
+        else {
+            panic!()
+        };
+        let Some(Amf0Value::Object(o)) = additional_arguments.first() else {
+            panic!()
+        };
+        assert_eq!(o.get("level"), Some(&Amf0Value::Utf8String("error".into())));
+    }
+
+    #[test]
+    fn play_flow_and_end() {
+        let (mut s, mut c) = connected("live?key=1");
+        let b = c.command(
+            1,
+            "play",
+            4.0,
+            Amf0Value::Null,
+            vec![Amf0Value::Utf8String("cam".into()), Amf0Value::Number(-2.0)],
+        );
+        s.handle_input(&b).expect("play");
+        let ev = events(&mut s);
+        assert!(
+            matches!(&ev[..], [SessionEvent::PlayRequested(r)] if r.query.as_deref() == Some("key=1")),
+            "{ev:?}"
+        );
+        s.accept_play().expect("accept");
+        assert_eq!(s.play_stream_id(), Some(SHARED_STREAM_ID));
+        assert_eq!(
+            status_codes(&c.read(&mut s)),
+            vec!["NetStream.Play.Reset", "NetStream.Play.Start"]
+        );
+        s.end_play("publisher left").expect("end");
+        let msgs = c.read(&mut s);
+        assert_eq!(
+            status_codes(&msgs),
+            vec!["NetStream.Play.UnpublishNotify", "NetStream.Play.Stop"]
+        );
+        assert!(msgs.iter().any(|m| matches!(
+            m,
+            RtmpMessage::UserControl {
+                event_type: UserControlEventType::StreamEof,
+                stream_id: Some(1),
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn pings_acks_and_unknown_commands() {
+        let (mut s, mut c) = connected("live");
+        let b = c.bytes(
+            0,
+            0,
+            RtmpMessage::UserControl {
+                event_type: UserControlEventType::PingRequest,
+                stream_id: None,
+                buffer_length: None,
+                timestamp: Some(RtmpTimestamp::new(77)),
+            },
+        );
+        s.handle_input(&b).expect("ping");
+        assert!(c.read(&mut s).iter().any(|m| matches!(m, RtmpMessage::UserControl { event_type: UserControlEventType::PingResponse, timestamp: Some(t), .. } if t.value == 77)));
+
+        let b = c.command(0, "frobnicate", 9.0, Amf0Value::Null, vec![]);
+        s.handle_input(&b)
+            .expect("unknown command keeps the session");
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::UnknownCommand {
+                name: "frobnicate".into()
+            }]
+        );
+        assert_eq!(
+            status_codes(&c.read(&mut s)),
+            vec!["NetConnection.Call.Failed"]
+        );
+
+        let b = c.bytes(0, 0, RtmpMessage::WindowAcknowledgement { size: 1000 });
+        s.handle_input(&b).expect("window");
+        let b = c.command(
+            0,
+            "releaseStream",
+            3.0,
+            Amf0Value::Null,
+            vec![Amf0Value::Utf8String("x".repeat(1000))],
+        );
+        s.handle_input(&b).expect("release");
+        assert!(
+            c.read(&mut s)
+                .iter()
+                .any(|m| matches!(m, RtmpMessage::Acknowledgement { .. }))
+        );
+    }
+
+    #[test]
+    fn protocol_violations_are_errors() {
+        let (mut s, mut c) = connected("live");
+        // Publish on a stream that was never created.
+        let b = c.command(
+            5,
+            "publish",
+            3.0,
+            Amf0Value::Null,
+            vec![Amf0Value::Utf8String("x".into())],
+        );
+        assert!(matches!(s.handle_input(&b), Err(Error::Protocol { .. })));
+        assert!(
+            s.handle_input(&[]).is_err(),
+            "a failed session stays failed"
+        );
+
+        let mut s = Session::new(SessionConfig::default());
+        assert!(matches!(
+            s.handle_input(&[6; 1537]),
+            Err(Error::Handshake { .. })
+        ));
+
+        // A short @setDataFrame (which makes rml_rtmp's ServerSession panic) is harmless.
+        let (mut s, mut c) = connected("live");
+        let b = c.command(
+            1,
+            "publish",
+            3.0,
+            Amf0Value::Null,
+            vec![Amf0Value::Utf8String("x".into())],
+        );
+        s.handle_input(&b).expect("publish");
+        s.accept_publish().expect("accept");
+        for values in [
+            vec![],
+            vec![Amf0Value::Utf8String("@setDataFrame".into())],
+            vec![
+                Amf0Value::Utf8String("@setDataFrame".into()),
+                Amf0Value::Utf8String("onMetaData".into()),
+            ],
+        ] {
+            let b = c.bytes(1, 0, RtmpMessage::Amf0Data { values });
+            s.handle_input(&b).expect("short data");
+        }
+    }
+}
