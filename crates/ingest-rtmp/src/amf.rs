@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn deep_nesting_and_truncation_are_errors_not_crashes() {
-        let deep = vec![STRICT_ARRAY, 0, 0, 0, 1].repeat(100_000);
+        let deep = [STRICT_ARRAY, 0, 0, 0, 1].repeat(100_000);
         assert!(decode_all(&deep).is_err());
         assert!(decode_all(&[STRING, 0, 10, b'a']).is_err());
         assert!(decode_all(&[STRICT_ARRAY, 0xff, 0xff, 0xff, 0xff]).is_err());

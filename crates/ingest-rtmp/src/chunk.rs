@@ -282,22 +282,40 @@ enum Step {
     Message(Message),
 }
 
+/// Where and when a built message goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MessageHeader {
+    /// Chunk stream id, 2 to 63.
+    pub csid: u32,
+    /// Message type id.
+    pub type_id: u8,
+    /// Message stream id.
+    pub stream_id: u32,
+    /// Timestamp, milliseconds.
+    pub timestamp: u32,
+}
+
 /// Appends one message as RTMP chunks with a full (type 0) header and type 3
 /// continuation headers, the body being `prefix` followed by `payload`.
 ///
 /// Returns `false` (and appends nothing) if the body is longer than a message
-/// can be. `csid` must be between 2 and 63.
+/// can be or the chunk stream id is outside 2 to 63.
 pub fn write_message(
     out: &mut BytesMut,
-    csid: u32,
-    type_id: u8,
-    stream_id: u32,
-    timestamp: u32,
+    header: MessageHeader,
     prefix: &[u8],
     payload: &[u8],
     chunk_size: usize,
 ) -> bool {
-    debug_assert!((2..64).contains(&csid));
+    let MessageHeader {
+        csid,
+        type_id,
+        stream_id,
+        timestamp,
+    } = header;
+    if !(2..64).contains(&csid) {
+        return false;
+    }
     let len = prefix.len() + payload.len();
     if len > MAX_RTMP_MESSAGE {
         return false;
@@ -349,10 +367,12 @@ mod tests {
         let mut out = BytesMut::new();
         assert!(write_message(
             &mut out,
-            CSID_VIDEO,
-            9,
-            1,
-            ts,
+            MessageHeader {
+                csid: CSID_VIDEO,
+                type_id: 9,
+                stream_id: 1,
+                timestamp: ts
+            },
             &body[..5.min(body_len)],
             &body[5.min(body_len)..],
             chunk_size
@@ -430,8 +450,30 @@ mod tests {
     fn interleaved_chunk_streams_are_assembled_separately() {
         let mut a = BytesMut::new();
         let mut b = BytesMut::new();
-        write_message(&mut a, 7, 9, 1, 10, &[], &[1u8; 300], 128);
-        write_message(&mut b, 8, 8, 1, 20, &[], &[2u8; 200], 128);
+        write_message(
+            &mut a,
+            MessageHeader {
+                csid: 7,
+                type_id: 9,
+                stream_id: 1,
+                timestamp: 10,
+            },
+            &[],
+            &[1u8; 300],
+            128,
+        );
+        write_message(
+            &mut b,
+            MessageHeader {
+                csid: 8,
+                type_id: 8,
+                stream_id: 1,
+                timestamp: 20,
+            },
+            &[],
+            &[2u8; 200],
+            128,
+        );
         // a: 12+128, 1+128, 1+44 ; b: 12+128, 1+72
         let mut wire = Vec::new();
         wire.extend_from_slice(&a[..140]);
@@ -455,7 +497,18 @@ mod tests {
 
         let mut r = ChunkReader::new(1000);
         let mut big = BytesMut::new();
-        write_message(&mut big, 5, 9, 1, 0, &[], &[0u8; 2000], 4096);
+        write_message(
+            &mut big,
+            MessageHeader {
+                csid: 5,
+                type_id: 9,
+                stream_id: 1,
+                timestamp: 0,
+            },
+            &[],
+            &[0u8; 2000],
+            4096,
+        );
         r.push(&big[..12]);
         assert!(matches!(
             r.next_message(),

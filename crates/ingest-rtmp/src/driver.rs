@@ -200,7 +200,7 @@ impl Connection {
         self.ctx.stream = Some(r.name());
         let key = StreamKey::new(&r.app, &r.stream).map_err(|source| Error::Kernel {
             ctx: self.ctx.clone(),
-            source,
+            source: Box::new(source),
         })?;
         let mut req = Request::new(key.clone(), "rtmp");
         if let Some(peer) = self.ctx.peer {
@@ -227,7 +227,7 @@ impl Connection {
                 };
                 let e = Error::Kernel {
                     ctx: self.ctx.clone(),
-                    source,
+                    source: Box::new(source),
                 };
                 return self.refuse(code, e).await;
             }
@@ -309,7 +309,7 @@ impl Connection {
                             }
                             source => Err(Error::Kernel {
                                 ctx: self.ctx.clone(),
-                                source,
+                                source: Box::new(source),
                             }),
                         };
                     }
@@ -332,7 +332,7 @@ impl Connection {
                 };
                 let e = Error::Kernel {
                     ctx: self.ctx.clone(),
-                    source,
+                    source: Box::new(source),
                 };
                 return self.refuse(code, e).await;
             }
@@ -399,16 +399,13 @@ impl Connection {
                     None => break,
                 }
             }
-            if let Err(e) = write_queue(
+            write_queue(
                 &mut self.wr,
                 &mut viewer.queue,
                 self.config.write_timeout,
                 &self.ctx,
             )
-            .await
-            {
-                return Err(e);
-            }
+            .await?;
             viewer.queued = 0;
             if ended.is_some() {
                 break ended;

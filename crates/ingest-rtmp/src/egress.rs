@@ -55,10 +55,12 @@ pub fn frame_chunks(frame: &Frame, catalog: &Catalog, chunk_size: u32, stream_id
     let mut out = BytesMut::new();
     if !chunk::write_message(
         &mut out,
-        csid,
-        prefix.type_id,
-        stream_id,
-        ts,
+        chunk::MessageHeader {
+            csid,
+            type_id: prefix.type_id,
+            stream_id,
+            timestamp: ts,
+        },
         prefix.as_slice(),
         &frame.payload,
         chunk_size as usize,
@@ -124,10 +126,12 @@ pub fn catalog_chunks(catalog: &Catalog, chunk_size: u32, stream_id: u32, timest
         if let Some((type_id, body)) = track.and_then(flv::config_body) {
             chunk::write_message(
                 &mut out,
-                csid,
-                type_id,
-                stream_id,
-                timestamp,
+                chunk::MessageHeader {
+                    csid,
+                    type_id,
+                    stream_id,
+                    timestamp,
+                },
                 &[],
                 &body,
                 chunk_size as usize,

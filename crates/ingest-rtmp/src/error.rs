@@ -82,7 +82,7 @@ pub enum Error {
         ctx: Context,
         /// The kernel's error.
         #[source]
-        source: tidewater_core::Error,
+        source: Box<tidewater_core::Error>,
     },
     /// Reading from or writing to the socket failed.
     #[error("{ctx}: i/o error: {source}")]

@@ -461,15 +461,13 @@ impl Session {
                     self.peer_window = (size > 0).then_some(size);
                 }
             }
-            8 | 9 => {
-                if self.role == Role::Publishing(m.stream_id) {
-                    let (timestamp, data) = (m.timestamp, m.payload);
-                    self.events.push_back(if m.type_id == 8 {
-                        SessionEvent::Audio { timestamp, data }
-                    } else {
-                        SessionEvent::Video { timestamp, data }
-                    });
-                }
+            8 | 9 if self.role == Role::Publishing(m.stream_id) => {
+                let (timestamp, data) = (m.timestamp, m.payload);
+                self.events.push_back(if m.type_id == 8 {
+                    SessionEvent::Audio { timestamp, data }
+                } else {
+                    SessionEvent::Video { timestamp, data }
+                });
             }
             15 | 18 => {
                 let body = if m.type_id == 15 {
@@ -829,10 +827,12 @@ pub(crate) fn data_message(
 ) -> bool {
     chunk::write_message(
         out,
-        chunk::CSID_DATA,
-        18,
-        stream_id,
-        0,
+        chunk::MessageHeader {
+            csid: chunk::CSID_DATA,
+            type_id: 18,
+            stream_id,
+            timestamp: 0,
+        },
         &[],
         body,
         chunk_size as usize,
