@@ -106,6 +106,7 @@ impl FlvIngest {
     pub fn push_video(&mut self, timestamp: u32, body: &Bytes, out: &mut Vec<IngestEvent>) {
         match parse_video_tag(body) {
             Err(_) => self.report("malformed video message", out),
+            Ok(VideoTag::Skip("end of sequence" | "video command frame")) => {}
             Ok(VideoTag::Skip(reason)) => self.report(reason, out),
             Ok(VideoTag::Config { codec, record }) => {
                 let (length_size, size, record) = match codec {
@@ -174,6 +175,7 @@ impl FlvIngest {
     pub fn push_audio(&mut self, timestamp: u32, body: &Bytes, out: &mut Vec<IngestEvent>) {
         match parse_audio_tag(body) {
             Err(_) => self.report("malformed audio message", out),
+            Ok(AudioTag::Skip("end of sequence")) => {}
             Ok(AudioTag::Skip(reason)) => self.report(reason, out),
             Ok(AudioTag::Config { codec, record }) => {
                 let (sample_rate, channels) = match codec {
