@@ -71,6 +71,8 @@ mod driver;
 pub mod egress;
 mod error;
 pub mod flv;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http_flv;
 pub mod ingest;
 pub mod session;

@@ -271,11 +271,32 @@ impl Session {
                 }
             },
         }
-        while let Some(message) = self.reader.next_message()? {
+        self.process()
+    }
+
+    /// Whether a publish or play request awaits its answer: input is held
+    /// (not parsed) until then, so that what the peer sent after the request
+    /// is handled in the state the answer creates.
+    fn request_pending(&self) -> bool {
+        matches!(self.role, Role::PublishPending(_) | Role::PlayPending(_))
+    }
+
+    fn process(&mut self) -> Result<()> {
+        while !self.request_pending() {
+            let Some(message) = self.reader.next_message()? else {
+                break;
+            };
             self.handle_message(message)?;
             if self.events.len() > MAX_EVENTS {
                 return Err(Error::protocol("too many events in one read"));
             }
+        }
+        if self.request_pending()
+            && self.reader.buffered() > self.config.max_message_len.saturating_mul(3)
+        {
+            return Err(Error::protocol(
+                "too much input while a request awaits its answer",
+            ));
         }
         if let Some(window) = self.peer_window {
             if self.received - self.acked >= u64::from(window) {
@@ -289,6 +310,15 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Goes on with held input after a request was answered.
+    fn resume(&mut self) -> Result<()> {
+        let result = self.process();
+        if result.is_err() {
+            self.phase = Phase::Failed;
+        }
+        result
     }
 
     /// The next event, if any.
@@ -360,7 +390,8 @@ impl Session {
         };
         self.role = Role::Publishing(id);
         self.user_control(UserControlEventType::StreamBegin, id)?;
-        self.status(id, "status", "NetStream.Publish.Start", "publishing")
+        self.status(id, "status", "NetStream.Publish.Start", "publishing")?;
+        self.resume()
     }
 
     /// Accepts the pending play request: the status messages that open a
@@ -397,7 +428,8 @@ impl Session {
                 ],
             },
             id,
-        )
+        )?;
+        self.resume()
     }
 
     /// Refuses the pending publish or play with an `onStatus` error
@@ -409,7 +441,8 @@ impl Session {
             _ => return Err(Error::protocol("no request to refuse")),
         };
         self.role = Role::Refused;
-        self.status(id, "error", code, description)
+        self.status(id, "error", code, description)?;
+        self.resume()
     }
 
     /// Ends an accepted play because the publish ended: `onStatus`
@@ -1006,7 +1039,7 @@ pub(crate) mod tests {
                 query: Some("token=s3cret".into())
             })]
         );
-        // Media before the accept is ignored.
+        // Media sent before the answer is held, then delivered once publishing.
         let b = c.bytes(
             1,
             0,
@@ -1020,6 +1053,13 @@ pub(crate) mod tests {
         assert_eq!(
             status_codes(&c.read(&mut s)),
             vec!["NetStream.Publish.Start"]
+        );
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::Video {
+                timestamp: 0,
+                data: Bytes::from_static(&[0x17, 0])
+            }]
         );
 
         let mut meta = HashMap::new();

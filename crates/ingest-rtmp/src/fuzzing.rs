@@ -1,0 +1,62 @@
+//! Entry points shared by the fuzz targets (`fuzz/`) and their stable
+//! property-test twins. Not a stable API.
+
+use crate::error::Result;
+use crate::ingest::FlvIngest;
+use crate::session::{Session, SessionConfig, SessionEvent};
+
+/// The largest message the fuzzed session accepts (small, so that the
+/// fuzzer reaches the limits).
+pub const MAX_MESSAGE: usize = 1 << 16;
+
+/// Feeds `data` to a fresh server session as a peer would: the first byte
+/// picks the read size (so every split point gets exercised), the rest is the
+/// byte stream (handshake first). Publish requests are accepted, play
+/// requests accepted or refused, media goes through the FLV mapping.
+///
+/// Never panics; returns the session's error if the input was bad. Asserts
+/// that what the session holds stays bounded.
+pub fn session(data: &[u8]) -> Result<()> {
+    let Some((&first, stream)) = data.split_first() else {
+        return Ok(());
+    };
+    let step = usize::from(first) * 13 + 1;
+    let mut s = Session::new(SessionConfig {
+        max_message_len: MAX_MESSAGE,
+        ..SessionConfig::default()
+    });
+    let mut ingest = FlvIngest::new();
+    let mut out = Vec::new();
+    for piece in stream.chunks(step) {
+        s.handle_input(piece)?;
+        while let Some(event) = s.poll_event() {
+            match event {
+                SessionEvent::PublishRequested(_) => s.accept_publish()?,
+                SessionEvent::PlayRequested(r) if r.stream.len() % 2 == 0 => s.accept_play()?,
+                SessionEvent::PlayRequested(_) => {
+                    s.reject("NetStream.Play.StreamNotFound", "not live")?
+                }
+                SessionEvent::Metadata(props) => ingest.push_metadata(&props, &mut out),
+                SessionEvent::Video { timestamp, data } => {
+                    ingest.push_video(timestamp, &data, &mut out)
+                }
+                SessionEvent::Audio { timestamp, data } => {
+                    ingest.push_audio(timestamp, &data, &mut out)
+                }
+                SessionEvent::PublishFinished => ingest = FlvIngest::new(),
+                _ => {}
+            }
+        }
+        out.clear();
+        let _ = s.take_output();
+        // One partial chunk plus incomplete messages, never more.
+        assert!(
+            s.buffered() <= 3 * MAX_MESSAGE + piece.len() + 64,
+            "unbounded buffering"
+        );
+    }
+    if s.play_stream_id().is_some() {
+        s.end_play("end")?;
+    }
+    Ok(())
+}
