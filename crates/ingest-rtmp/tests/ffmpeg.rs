@@ -473,6 +473,23 @@ async fn refused_publish_and_play_get_an_rtmp_error_status() {
     assert!(!out.status.success());
     assert!(err.contains("unknown application"), "{err}");
 
+    // HTTP-FLV of a stream that is not live: 404, not a hang.
+    let mut http = tokio::net::TcpStream::connect(h.http)
+        .await
+        .expect("http connect");
+    http.write_all(
+        b"GET /flv/live/nothing.flv HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("request");
+    let mut response = Vec::new();
+    timeout(Duration::from_secs(5), http.read_to_end(&mut response))
+        .await
+        .expect("response in time")
+        .expect("response");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+
     // Publish to a taken stream.
     let first = publish(h.rtmp, "live/taken", 6, 50);
     wait_live(&h.engine, "live/taken", 2).await;
@@ -572,4 +589,128 @@ async fn bad_input_closes_only_its_own_connection() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Sends `connect`, `createStream` and `play` for `live/{stream}` on a raw client.
+async fn raw_play(s: &mut tokio::net::TcpStream, stream: &str) {
+    use rml_rtmp::chunk_io::ChunkSerializer;
+    use rml_rtmp::messages::{MessagePayload, RtmpMessage};
+    use rml_rtmp::rml_amf0::Amf0Value;
+    use rml_rtmp::time::RtmpTimestamp;
+    let mut ser = ChunkSerializer::new();
+    let mut app = HashMap::new();
+    app.insert("app".to_string(), Amf0Value::Utf8String("live".into()));
+    let commands = [
+        (0, "connect", 1.0, Amf0Value::Object(app), vec![]),
+        (0, "createStream", 2.0, Amf0Value::Null, vec![]),
+        (
+            1,
+            "play",
+            3.0,
+            Amf0Value::Null,
+            vec![Amf0Value::Utf8String(stream.into())],
+        ),
+    ];
+    for (stream_id, name, txn, obj, args) in commands {
+        let m = RtmpMessage::Amf0Command {
+            command_name: name.into(),
+            transaction_id: txn,
+            command_object: obj,
+            additional_arguments: args,
+        };
+        let p = MessagePayload::from_rtmp_message(m, RtmpTimestamp::new(0), stream_id)
+            .expect("payload");
+        let bytes = ser.serialize(&p, false, false).expect("serialize").bytes;
+        s.write_all(&bytes).await.expect("command");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_that_stops_reading_is_disconnected_after_the_write_timeout() {
+    use bytes::Bytes;
+    use tidewater_core::{Frame, Request, TimestampWrap, TrackId, TrackInfo};
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let engine = Engine::builder()
+        .app("live", AppSpec::default())
+        .build()
+        .expect("engine");
+    let rtmp = Arc::new(Rtmp::new(RtmpConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        write_timeout: Duration::from_millis(800),
+        ..RtmpConfig::default()
+    }));
+    let shutdown = CancellationToken::new();
+    let _stop = CancelOnDrop(shutdown.clone());
+    let workers: Vec<Arc<dyn InboundProtocol>> = vec![rtmp.clone()];
+    tokio::spawn({
+        let (engine, shutdown) = (engine.clone(), shutdown.clone());
+        async move { engine.serve(workers, shutdown).await }
+    });
+    let addr = timeout(Duration::from_secs(5), rtmp.listening())
+        .await
+        .expect("bound");
+
+    // A fast publisher straight into the kernel: 256 KiB keyframes, 100 a second.
+    let key = StreamKey::parse("live/fast").expect("key");
+    let mut publisher = engine
+        .open_publish(Request::new(key.clone(), "test"))
+        .await
+        .expect("publish");
+    publisher
+        .set_catalog(vec![
+            TrackInfo::video(TrackId(1), Codec::H264, 320, 240)
+                .with_timescale(1000)
+                .with_wrap(TimestampWrap::RTMP)
+                .with_config(Bytes::from_static(&[1, 0x64, 0, 0x0d, 0xff, 0xe0, 0])),
+        ])
+        .expect("catalog");
+    let payload = Bytes::from(vec![0u8; 256 * 1024]);
+    let feeding = tokio::spawn(async move {
+        for i in 0..1500i64 {
+            let frame = Frame::video(
+                TrackId(1),
+                Codec::H264,
+                i * 10,
+                i * 10,
+                true,
+                payload.clone(),
+            );
+            publisher
+                .publish(frame)
+                .expect("publishing never fails for a slow viewer");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        publisher.finish().await;
+    });
+
+    let mut viewer = raw_client(addr).await;
+    raw_play(&mut viewer, "fast").await;
+    // Joined, then never reads again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while engine.stream(&key).is_none_or(|s| s.subscribers.is_empty()) {
+        assert!(Instant::now() < deadline, "the viewer never subscribed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while engine
+        .stream(&key)
+        .is_some_and(|s| !s.subscribers.is_empty())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a viewer blocked for 10 s was not disconnected"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!feeding.is_finished(), "the publisher was not held up");
+    feeding.abort();
+    drop(viewer);
+}
+
+struct CancelOnDrop(CancellationToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
