@@ -70,11 +70,18 @@ const CLIENTS: &[Client] = &[
 ];
 
 /// Benchmarks reachable as `cargo xtask bench <name>`.
-const BENCHES: &[Bench] = &[Bench {
-    name: "fanout",
-    about: "stream bus fan-out against the arcly-stream anchor (criterion)",
-    run: |ws, args| criterion(ws, "tidewater-bench", "fanout", args),
-}];
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "fanout",
+        about: "stream bus fan-out against the arcly-stream anchor (criterion)",
+        run: |ws, args| criterion(ws, "tidewater-bench", "fanout", args),
+    },
+    Bench {
+        name: "rtmp",
+        about: "RTMP viewers per core: the tidewater server against nginx-rtmp (rtmp-load)",
+        run: |ws, args| criterion(ws, "tidewater-bench", "rtmp", args),
+    },
+];
 
 /// Default fuzzing time for `cargo xtask fuzz` without `--seconds`.
 const DEFAULT_FUZZ_SECONDS: u64 = 60;

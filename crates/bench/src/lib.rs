@@ -5,6 +5,12 @@
 //! `cargo xtask bench fanout`, or `cargo bench -p tidewater-bench --bench fanout`);
 //! each reports its figures as ratios against an anchor measured in the same
 //! process run. See `BENCHMARKS.md` at the repository root for results.
+//!
+//! The RTMP viewer benchmark (`cargo xtask bench rtmp`, `benches/rtmp.rs`)
+//! drives servers with the `rtmp-load` binary (`src/bin/rtmp-load.rs`), whose
+//! protocol side is [`rtmp`].
+
+pub mod rtmp;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

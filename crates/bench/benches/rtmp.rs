@@ -1,0 +1,950 @@
+//! RTMP viewers: the `tidewater` server against nginx-rtmp, side by side in
+//! one run.
+//!
+//! For each viewer count N and each server: start the server pinned to CPU 0
+//! (nginx-rtmp from Debian's `nginx` + `libnginx-mod-rtmp` with a generated
+//! config, one process; or `target/release/tidewater` with its RTMP listener
+//! set from the environment), feed it one stream with an ffmpeg
+//! copy-publisher (`-re -stream_loop -1 -c copy -f flv`) of a pre-encoded
+//! clip, and run the `rtmp-load` tool (N play sessions from one thread) pinned
+//! to CPU 1 next to the publisher. The load tool ramps the viewers up, lets
+//! them settle, then measures a window: the server's CPU (utime + stime of the
+//! server process and its descendants, all threads), Mbit/s delivered to the
+//! viewers, how many stayed within 1 s of live, and connect → first keyframe
+//! byte (p50/p99). Every server gets a fresh process and a fresh publisher
+//! for every N; the order of the servers alternates from one N to the next.
+//!
+//! ```text
+//! cargo xtask bench rtmp [OPTIONS]
+//! cargo bench -p tidewater-bench --bench rtmp -- [OPTIONS]
+//!
+//!   --quick                  smoke run: 20 and 100 viewers, 4 s window
+//!   --sizes 200,1000,2000    viewer counts (default 200,1000,2000)
+//!   --only nginx|tidewater   one server only
+//!   --window 15              seconds measured after ramp-up and settling
+//!   --settle 6               seconds between the last viewer's connect and the window
+//!                            (above the clip's 4 s GOP, so every nginx viewer has its
+//!                            first keyframe before the window)
+//!   --ramp-rate 400          viewers connected per second
+//!   --read-interval-ms 100   the load tool's read tick after a viewer's first keyframe
+//! ```
+//!
+//! The clip (30 s of testsrc2 + sine, 1280×720 at 30 fps, H.264 Main with
+//! filler to a constant 1.9 Mbit/s, AAC 96 kbit/s, a keyframe every 4 s) is
+//! generated once into `target/bench-media/`. Everything listens on and
+//! connects to 127.0.0.1 only. Every process started here is stopped on the
+//! way out, on errors too. When the `tidewater` binary has no RTMP listener
+//! yet (it refuses the `rtmp` configuration key, or does not listen), its
+//! column reads "not available" and the nginx-rtmp figures are still reported.
+
+use std::collections::HashMap;
+use std::env;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Read as _;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use tidewater_bench::{group_thousands, machine, today_utc};
+
+/// The load tool, built by cargo next to this bench.
+const LOAD_TOOL: &str = env!("CARGO_BIN_EXE_rtmp-load");
+/// Application and stream name every server is published and played on.
+const APP: &str = "live";
+const STREAM: &str = "bench";
+/// The clip, generated once (its name records what it is).
+const CLIP_NAME: &str = "rtmp-testsrc2-720p30-h264-1900k-aac96k-gop4s-30s.mp4";
+/// How long a server may take to listen.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a stopped process gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// Open files wanted for the server and the load tool (capped at the hard limit).
+const WANT_NOFILE: u64 = 65_536;
+/// Debian's nginx-rtmp module, where packages put it.
+const NGINX_MODULE_PATHS: &[&str] = &[
+    "/usr/lib/nginx/modules/ngx_rtmp_module.so",
+    "/usr/lib64/nginx/modules/ngx_rtmp_module.so",
+    "/usr/share/nginx/modules/ngx_rtmp_module.so",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Server {
+    Tidewater,
+    Nginx,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Tidewater => "tidewater",
+            Server::Nginx => "nginx-rtmp",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Options {
+    sizes: Vec<usize>,
+    servers: Vec<Server>,
+    window: f64,
+    settle: f64,
+    ramp_rate: f64,
+    read_interval_ms: u64,
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let quick = args.iter().any(|a| a == "--quick");
+        let mut o = Options {
+            sizes: if quick {
+                vec![20, 100]
+            } else {
+                vec![200, 1_000, 2_000]
+            },
+            servers: vec![Server::Tidewater, Server::Nginx],
+            window: if quick { 4.0 } else { 15.0 },
+            settle: 6.0,
+            ramp_rate: 400.0,
+            read_interval_ms: 100,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{arg} needs a value"))
+            };
+            let num = |s: String| -> Result<f64, String> {
+                s.replace('_', "")
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v > 0.0)
+                    .ok_or_else(|| format!("{arg}: not a positive number: {s}"))
+            };
+            match arg.as_str() {
+                // `cargo bench` passes `--bench` to every harness-less bench.
+                "--bench" | "--quick" => {}
+                "--sizes" => {
+                    o.sizes = value()?
+                        .split(',')
+                        .map(|s| {
+                            s.trim()
+                                .replace('_', "")
+                                .parse::<usize>()
+                                .ok()
+                                .filter(|&n| n > 0)
+                                .ok_or_else(|| format!("--sizes: not a viewer count: {s}"))
+                        })
+                        .collect::<Result<_, _>>()?;
+                }
+                "--only" => {
+                    o.servers = vec![match value()?.as_str() {
+                        "tidewater" => Server::Tidewater,
+                        "nginx" | "nginx-rtmp" => Server::Nginx,
+                        other => return Err(format!("--only {other:?}: nginx or tidewater")),
+                    }];
+                }
+                "--window" => o.window = num(value()?)?,
+                "--settle" => o.settle = num(value()?)?,
+                "--ramp-rate" => o.ramp_rate = num(value()?)?,
+                "--read-interval-ms" => o.read_interval_ms = num(value()?)? as u64,
+                "-h" | "--help" => return Err(usage().into()),
+                other => return Err(format!("unknown argument {other:?}\n{}", usage())),
+            }
+        }
+        if o.sizes.is_empty() {
+            return Err("--sizes needs at least one viewer count".into());
+        }
+        Ok(o)
+    }
+}
+
+fn usage() -> &'static str {
+    "usage: rtmp [--quick] [--sizes 200,1000,2000] [--only nginx|tidewater] [--window 15] \
+     [--settle 6] [--ramp-rate 400] [--read-interval-ms 100]"
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let opts = match Options::parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("rtmp bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rtmp bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where things are.
+#[derive(Debug)]
+struct Paths {
+    workspace: PathBuf,
+    target: PathBuf,
+}
+
+impl Paths {
+    fn locate() -> Result<Self, String> {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .ok_or("the bench crate must live two levels below the workspace root")?
+            .to_path_buf();
+        // `target/<profile>/rtmp-load` → `target`.
+        let target = Path::new(LOAD_TOOL)
+            .ancestors()
+            .nth(2)
+            .ok_or("cannot tell the target directory from the load tool's path")?
+            .to_path_buf();
+        Ok(Self { workspace, target })
+    }
+}
+
+/// How each run starts its processes.
+#[derive(Debug)]
+struct Setup {
+    clip: PathBuf,
+    nofile: u64,
+    server_cpu: usize,
+    client_cpu: usize,
+    nginx: Result<Nginx, String>,
+    tidewater: Result<PathBuf, String>,
+}
+
+#[derive(Debug, Clone)]
+struct Nginx {
+    binary: PathBuf,
+    module: PathBuf,
+}
+
+fn run(opts: &Options) -> Result<(), String> {
+    let paths = Paths::locate()?;
+    let wants_nginx = opts.servers.contains(&Server::Nginx);
+    let wants_tidewater = opts.servers.contains(&Server::Tidewater);
+    ensure_tools(wants_nginx)?;
+    let clip = ensure_clip(&paths)?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        eprintln!("rtmp bench: warning: one CPU only; server and load share it");
+    }
+    let setup = Setup {
+        clip,
+        nofile: nofile_limit(),
+        server_cpu: 0,
+        client_cpu: 1 % cpus,
+        nginx: if wants_nginx {
+            find_nginx()
+        } else {
+            Err("not selected".into())
+        },
+        tidewater: if wants_tidewater {
+            build_tidewater(&paths)
+        } else {
+            Err("not selected".into())
+        },
+    };
+    if let Err(e) = &setup.nginx {
+        if wants_nginx {
+            eprintln!("rtmp bench: nginx-rtmp not available: {e}");
+        }
+    }
+    if let Err(e) = &setup.tidewater {
+        if wants_tidewater {
+            eprintln!("rtmp bench: tidewater not available: {e}");
+        }
+    }
+    eprintln!(
+        "rtmp bench: clip {}, open-file limit {}, server on CPU {}, load tool and publisher on CPU {}",
+        setup.clip.display(),
+        setup.nofile,
+        setup.server_cpu,
+        setup.client_cpu
+    );
+
+    // results[(server, n)]
+    let mut results: HashMap<(Server, usize), Result<Fields, String>> = HashMap::new();
+    let mut unavailable: HashMap<Server, String> = HashMap::new();
+    for (i, &n) in opts.sizes.iter().enumerate() {
+        let mut order = opts.servers.clone();
+        if i % 2 == 1 {
+            order.reverse();
+        }
+        for server in order {
+            if let Some(why) = unavailable.get(&server) {
+                results.insert((server, n), Err(why.clone()));
+                continue;
+            }
+            eprintln!("\nrtmp bench: {} with {n} viewers", server.name());
+            match run_one(&setup, opts, server, n) {
+                Ok(fields) => {
+                    results.insert((server, n), Ok(fields));
+                }
+                Err(RunError::Unavailable(why)) => {
+                    eprintln!("rtmp bench: {} not available: {why}", server.name());
+                    unavailable.insert(server, why.clone());
+                    results.insert((server, n), Err(why));
+                }
+                Err(RunError::Failed(why)) => {
+                    eprintln!(
+                        "rtmp bench: {} with {n} viewers failed: {why}",
+                        server.name()
+                    );
+                    results.insert((server, n), Err(why));
+                }
+            }
+        }
+    }
+    report(opts, &setup, &results);
+    if results.values().all(|r| r.is_err()) {
+        return Err("no server could be measured".into());
+    }
+    Ok(())
+}
+
+#[derive(Debug)]
+enum RunError {
+    /// The server cannot be measured at all (missing, no RTMP support).
+    Unavailable(String),
+    /// This run failed.
+    Failed(String),
+}
+
+/// One server, one viewer count: fresh server, fresh publisher, one load run.
+fn run_one(setup: &Setup, opts: &Options, server: Server, n: usize) -> Result<Fields, RunError> {
+    let tmp = TempDir::new(&format!("{}-{n}", server.name())).map_err(RunError::Failed)?;
+    let port = free_port().map_err(RunError::Failed)?;
+    let mut server_proc = match server {
+        Server::Nginx => {
+            let nginx = setup
+                .nginx
+                .as_ref()
+                .map_err(|e| RunError::Unavailable(e.clone()))?;
+            start_nginx(nginx, setup, &tmp.0, port).map_err(RunError::Unavailable)?
+        }
+        Server::Tidewater => {
+            let bin = setup
+                .tidewater
+                .as_ref()
+                .map_err(|e| RunError::Unavailable(e.clone()))?;
+            start_tidewater(bin, setup, &tmp.0, port).map_err(RunError::Unavailable)?
+        }
+    };
+    wait_listening(&mut server_proc, port).map_err(|e| match server {
+        Server::Tidewater => RunError::Unavailable(e),
+        Server::Nginx => RunError::Failed(e),
+    })?;
+    let url = format!("rtmp://127.0.0.1:{port}/{APP}/{STREAM}");
+    let mut publisher = start_publisher(setup, &tmp.0, &url).map_err(RunError::Failed)?;
+
+    let load_log = tmp.0.join("rtmp-load.out");
+    let fields = run_load(setup, opts, &url, n, server_proc.pid(), &load_log);
+    // Both must have lasted the whole run for the figures to count.
+    let publisher_alive = publisher.alive();
+    let server_alive = server_proc.alive();
+    drop(publisher);
+    drop(server_proc);
+    let fields = fields.map_err(RunError::Failed)?;
+    if !server_alive {
+        return Err(RunError::Failed(format!(
+            "{} exited during the run{}",
+            server.name(),
+            tail_of(&tmp.0.join("server.log"))
+        )));
+    }
+    if !publisher_alive {
+        return Err(RunError::Failed(format!(
+            "the publisher exited during the run{}",
+            tail_of(&tmp.0.join("publisher.log"))
+        )));
+    }
+    Ok(fields)
+}
+
+/// The `key=value` fields of the load tool's `RESULT` line.
+#[derive(Debug, Clone)]
+struct Fields(HashMap<String, String>);
+
+impl Fields {
+    fn parse(line: &str) -> Option<Self> {
+        let rest = line.strip_prefix("RESULT ")?;
+        Some(Fields(
+            rest.split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ))
+    }
+
+    fn num(&self, key: &str) -> Option<f64> {
+        self.0.get(key)?.parse().ok()
+    }
+
+    fn text(&self, key: &str) -> &str {
+        self.0.get(key).map_or("?", String::as_str)
+    }
+}
+
+fn run_load(
+    setup: &Setup,
+    opts: &Options,
+    url: &str,
+    n: usize,
+    server_pid: u32,
+    log: &Path,
+) -> Result<Fields, String> {
+    let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut cmd = pinned(setup.client_cpu, Some(setup.nofile), LOAD_TOOL);
+    cmd.args(["--url", url])
+        .args(["--viewers", &n.to_string()])
+        .args(["--ramp-rate", &opts.ramp_rate.to_string()])
+        .args(["--settle", &opts.settle.to_string()])
+        .args(["--window", &opts.window.to_string()])
+        .args(["--read-interval-ms", &opts.read_interval_ms.to_string()])
+        .args(["--server-pid", &server_pid.to_string()])
+        .args(["--wait-live", "20"])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(Stdio::inherit());
+    let mut child = Guard::spawn("rtmp-load", &mut cmd)?;
+    let budget = Duration::from_secs_f64(
+        20.0 + n as f64 / opts.ramp_rate + opts.settle + opts.window + 60.0,
+    );
+    let status = child.wait_timeout(budget)?;
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let Some(status) = status else {
+        return Err(format!("the load tool did not finish within {budget:?}"));
+    };
+    if !status.success() {
+        return Err(format!("the load tool failed ({status})"));
+    }
+    text.lines()
+        .find_map(Fields::parse)
+        .ok_or_else(|| "the load tool printed no RESULT line".to_string())
+}
+
+// ---------------------------------------------------------------------------
+// servers and publisher
+
+fn start_nginx(nginx: &Nginx, setup: &Setup, dir: &Path, port: u16) -> Result<Guard, String> {
+    let conf = dir.join("nginx.conf");
+    // One process (no master): it is the worker, so its CPU is the server's.
+    // Logs at `warn`, like the tidewater run.
+    let text = format!(
+        "load_module {module};\n\
+         daemon off;\n\
+         master_process off;\n\
+         worker_processes 1;\n\
+         worker_rlimit_nofile {nofile};\n\
+         pid {dir}/nginx.pid;\n\
+         error_log {dir}/error.log warn;\n\
+         events {{ worker_connections {conns}; }}\n\
+         rtmp {{\n\
+         \x20 server {{\n\
+         \x20   listen 127.0.0.1:{port};\n\
+         \x20   application {APP} {{ live on; }}\n\
+         \x20 }}\n\
+         }}\n",
+        module = nginx.module.display(),
+        nofile = setup.nofile,
+        conns = (setup.nofile / 2).clamp(1024, 32_768),
+        dir = dir.display(),
+    );
+    std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
+    let log = File::create(dir.join("server.log")).map_err(|e| format!("server log: {e}"))?;
+    let mut cmd = pinned(setup.server_cpu, None, &nginx.binary);
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    Guard::spawn("nginx", &mut cmd).map(|g| g.with_log(dir.join("server.log")))
+}
+
+fn start_tidewater(bin: &Path, setup: &Setup, dir: &Path, port: u16) -> Result<Guard, String> {
+    let log = File::create(dir.join("server.log")).map_err(|e| format!("server log: {e}"))?;
+    let mut cmd = pinned(setup.server_cpu, Some(setup.nofile), bin);
+    cmd.env("TIDEWATER_RTMP__LISTEN", format!("127.0.0.1:{port}"))
+        .env("TIDEWATER_HTTP__LISTEN", "127.0.0.1:0")
+        .env("TIDEWATER_LOG__LEVEL", "warn")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    Guard::spawn("tidewater", &mut cmd).map(|g| g.with_log(dir.join("server.log")))
+}
+
+fn start_publisher(setup: &Setup, dir: &Path, url: &str) -> Result<Guard, String> {
+    let log = File::create(dir.join("publisher.log")).map_err(|e| format!("publisher log: {e}"))?;
+    let mut cmd = pinned(setup.client_cpu, None, "ffmpeg");
+    cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
+        .args(["-re", "-stream_loop", "-1", "-i"])
+        .arg(&setup.clip)
+        .args(["-c", "copy", "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    Guard::spawn("ffmpeg publisher", &mut cmd)
+}
+
+/// Waits until something accepts TCP on `port`, or the process exits.
+fn wait_listening(server: &mut Guard, port: u16) -> Result<(), String> {
+    let deadline = Instant::now() + LISTEN_TIMEOUT;
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    loop {
+        if !server.alive() {
+            return Err(format!(
+                "{} exited at start{}",
+                server.name,
+                tail_of(&server.log_hint())
+            ));
+        }
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{} does not listen on 127.0.0.1:{port} after {LISTEN_TIMEOUT:?}",
+                server.name
+            ));
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
+/// `taskset -c CPU [prlimit --nofile=N:N] program`: both exec the program,
+/// so the child's pid is the program's.
+fn pinned(cpu: usize, nofile: Option<u64>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.args(["-c", &cpu.to_string()]);
+    if let Some(n) = nofile {
+        cmd.arg("prlimit").arg(format!("--nofile={n}:{n}"));
+    }
+    cmd.arg(program);
+    cmd
+}
+
+/// The open-file limit to give children: what we want, capped at the hard
+/// limit (raising that needs privileges a sandbox may not have).
+fn nofile_limit() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let hard = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|h| h.parse::<u64>().ok());
+    match hard {
+        Some(h) => h.min(WANT_NOFILE),
+        None => WANT_NOFILE,
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("bind: {e}"))?;
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("local_addr: {e}"))
+}
+
+// ---------------------------------------------------------------------------
+// tools, clip, binaries
+
+fn have(cmd: &str) -> bool {
+    env::var_os("PATH").is_some_and(|path| {
+        env::split_paths(&path).any(|dir| {
+            let p = dir.join(cmd);
+            p.is_file()
+        })
+    })
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Installs missing Debian packages when root with apt-get; else names them.
+fn ensure_tools(nginx: bool) -> Result<(), String> {
+    let mut missing: Vec<&str> = Vec::new();
+    if !have("ffmpeg") {
+        missing.push("ffmpeg");
+    }
+    if !have("taskset") || !have("prlimit") {
+        missing.push("util-linux");
+    }
+    if nginx {
+        if !have("nginx") && !Path::new("/usr/sbin/nginx").is_file() {
+            missing.push("nginx");
+        }
+        if !NGINX_MODULE_PATHS.iter().any(|p| Path::new(p).is_file()) {
+            missing.push("libnginx-mod-rtmp");
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    if !is_root() || !have("apt-get") {
+        // ffmpeg and util-linux are needed by every run; nginx only by its column.
+        if missing.iter().any(|p| *p == "ffmpeg" || *p == "util-linux") {
+            return Err(format!(
+                "missing tools; install these Debian packages: {list}"
+            ));
+        }
+        return Ok(());
+    }
+    eprintln!("rtmp bench: installing {list}");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let mut install = vec!["install", "-y", "--no-install-recommends"];
+    install.extend(missing.iter().copied());
+    // Try the package lists as they are first; refresh them only if needed.
+    let installed = apt(&install) || (apt(&["update"]) && apt(&install));
+    if !installed {
+        return Err(format!("apt-get could not install: {list}"));
+    }
+    Ok(())
+}
+
+fn find_nginx() -> Result<Nginx, String> {
+    let binary = if Path::new("/usr/sbin/nginx").is_file() {
+        PathBuf::from("/usr/sbin/nginx")
+    } else if have("nginx") {
+        PathBuf::from("nginx")
+    } else {
+        return Err("no nginx binary (Debian package `nginx`)".into());
+    };
+    let module = NGINX_MODULE_PATHS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or("no ngx_rtmp_module.so (Debian package `libnginx-mod-rtmp`)")?;
+    Ok(Nginx { binary, module })
+}
+
+/// Generates the clip once; later runs reuse it.
+fn ensure_clip(paths: &Paths) -> Result<PathBuf, String> {
+    let dir = paths.target.join("bench-media");
+    let clip = dir.join(CLIP_NAME);
+    if clip.is_file() {
+        return Ok(clip);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let partial = dir.join(format!("{CLIP_NAME}.partial.mp4"));
+    eprintln!("rtmp bench: generating {}", clip.display());
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", "30"])
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-profile:v", "main"])
+        .args(["-b:v", "1900k", "-minrate", "1900k", "-maxrate", "1900k"])
+        .args(["-bufsize", "1900k"])
+        .args([
+            "-x264-params",
+            "nal-hrd=cbr:keyint=120:min-keyint=120:scenecut=0",
+        ])
+        .args(["-c:a", "aac", "-b:a", "96k", "-ac", "2"])
+        .args(["-movflags", "+faststart"])
+        .arg(&partial)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("ffmpeg: {e}"))?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&partial);
+        return Err(format!("ffmpeg could not generate the clip ({status})"));
+    }
+    std::fs::rename(&partial, &clip).map_err(|e| format!("{}: {e}", clip.display()))?;
+    Ok(clip)
+}
+
+/// `cargo build --release -p tidewater-server` into this target directory.
+fn build_tidewater(paths: &Paths) -> Result<PathBuf, String> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    eprintln!("rtmp bench: building the tidewater server (release)");
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "-p", "tidewater-server"])
+        .env("CARGO_TARGET_DIR", &paths.target)
+        .current_dir(&paths.workspace)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "`cargo build --release -p tidewater-server` failed ({status})"
+        ));
+    }
+    let bin = paths.target.join("release").join("tidewater");
+    if !bin.is_file() {
+        return Err(format!("no binary at {}", bin.display()));
+    }
+    Ok(bin)
+}
+
+// ---------------------------------------------------------------------------
+// process and directory guards
+
+/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
+#[derive(Debug)]
+struct Guard {
+    name: &'static str,
+    child: Child,
+    log: Option<PathBuf>,
+}
+
+impl Guard {
+    fn spawn(name: &'static str, cmd: &mut Command) -> Result<Self, String> {
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("could not start {name}: {e}"))?;
+        Ok(Self {
+            name,
+            child,
+            log: None,
+        })
+    }
+
+    fn with_log(mut self, log: PathBuf) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn log_hint(&self) -> PathBuf {
+        self.log.clone().unwrap_or_default()
+    }
+
+    /// Waits up to `limit`; `None` if still running then (it is then stopped).
+    fn wait_timeout(
+        &mut self,
+        limit: Duration,
+    ) -> Result<Option<std::process::ExitStatus>, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(Some(status)),
+                Ok(None) if Instant::now() >= deadline => {
+                    self.stop();
+                    return Ok(None);
+                }
+                Ok(None) => sleep(Duration::from_millis(100)),
+                Err(e) => return Err(format!("waiting for {}: {e}", self.name)),
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        if !self.alive() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if !self.alive() {
+                return;
+            }
+            sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A scratch directory removed when dropped.
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Result<Self, String> {
+        let dir =
+            env::temp_dir().join(format!("tidewater-rtmp-bench-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The last lines of a log file, as `": …"` for an error message.
+fn tail_of(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.read_to_string(&mut text);
+    }
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+    format!(": {tail}")
+}
+
+// ---------------------------------------------------------------------------
+// report
+
+fn report(
+    opts: &Options,
+    setup: &Setup,
+    results: &HashMap<(Server, usize), Result<Fields, String>>,
+) {
+    let (tw, ng) = (Server::Tidewater, Server::Nginx);
+    let get = |s: Server, n: usize| results.get(&(s, n));
+    let cell = |s: Server, n: usize, f: &dyn Fn(&Fields) -> String| match get(s, n) {
+        Some(Ok(fields)) => f(fields),
+        Some(Err(_)) => "n/a".to_string(),
+        None => "—".to_string(),
+    };
+    let cpu = |f: &Fields| {
+        f.num("server_cpu")
+            .map_or("?".into(), |c| format!("{c:.3}"))
+    };
+    let mbps = |f: &Fields| {
+        f.num("mbps")
+            .map_or("?".into(), |m| group_thousands(m.round() as u64))
+    };
+    let within = |f: &Fields| format!("{} / {}", f.text("within"), f.text("viewers"));
+    let ms = |v: Option<f64>| v.map_or("?".into(), |v| group_thousands(v.round() as u64));
+    let keyframe = |f: &Fields| format!("{} / {}", ms(f.num("kf_p50_ms")), ms(f.num("kf_p99_ms")));
+
+    println!();
+    println!(
+        "RTMP viewers, {} s window after ramp-up ({} viewers/s) and {} s settling; {}; {}",
+        opts.window,
+        opts.ramp_rate,
+        opts.settle,
+        machine(),
+        today_utc()
+    );
+    println!(
+        "server pinned to CPU {}, load tool and ffmpeg publisher to CPU {}; clip {}",
+        setup.server_cpu,
+        setup.client_cpu,
+        setup
+            .clip
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    );
+    println!();
+    println!(
+        "| viewers N | server CPU (cores): {tw} | {ng} | ratio ({tw} / {ng}) \
+         | delivered Mbit/s: {tw} | {ng} | within 1 s of live: {tw} | {ng} \
+         | first keyframe byte p50 / p99 (ms): {tw} | {ng} |",
+        tw = tw.name(),
+        ng = ng.name()
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in &opts.sizes {
+        let ratio = match (get(tw, n), get(ng, n)) {
+            (Some(Ok(a)), Some(Ok(b))) => match (a.num("server_cpu"), b.num("server_cpu")) {
+                (Some(a), Some(b)) if b > 0.0 => format!("**{:.2}×**", a / b),
+                _ => "?".into(),
+            },
+            _ => "—".into(),
+        };
+        println!(
+            "| {} | {} | {} | {ratio} | {} | {} | {} | {} | {} | {} |",
+            group_thousands(n as u64),
+            cell(tw, n, &cpu),
+            cell(ng, n, &cpu),
+            cell(tw, n, &mbps),
+            cell(ng, n, &mbps),
+            cell(tw, n, &within),
+            cell(ng, n, &within),
+            cell(tw, n, &keyframe),
+            cell(ng, n, &keyframe),
+        );
+    }
+    println!();
+    println!(
+        "| viewers N | server | load tool CPU (cores) | failed / ended early | lag p50 / p99 (ms) | first keyframe max (ms) |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|");
+    for &n in &opts.sizes {
+        for &s in &opts.servers {
+            if let Some(Ok(f)) = get(s, n) {
+                println!(
+                    "| {} | {} | {} | {} / {} | {} / {} | {} |",
+                    group_thousands(n as u64),
+                    s.name(),
+                    f.text("load_cpu"),
+                    f.text("failed"),
+                    f.text("ended"),
+                    ms(f.num("lag_p50_ms")),
+                    ms(f.num("lag_p99_ms")),
+                    ms(f.num("kf_max_ms")),
+                );
+            }
+        }
+    }
+    let mut notes: Vec<String> = Vec::new();
+    for &s in &opts.servers {
+        let mut seen = Vec::new();
+        for &n in &opts.sizes {
+            if let Some(Err(why)) = get(s, n) {
+                if !seen.contains(why) {
+                    seen.push(why.clone());
+                    notes.push(format!(
+                        "{} (N = {n}…): not available / failed: {why}",
+                        s.name()
+                    ));
+                }
+            }
+        }
+    }
+    if !notes.is_empty() {
+        println!();
+        for note in notes {
+            println!("- {note}");
+        }
+    }
+}

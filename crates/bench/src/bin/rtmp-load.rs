@@ -1,0 +1,717 @@
+//! `rtmp-load`: N RTMP viewers of one live stream, from one thread.
+//!
+//! Opens N play sessions to `rtmp://127.0.0.1:PORT/APP/STREAM` on a
+//! current-thread tokio runtime, ramped at a fixed rate, lets them settle,
+//! then measures a window and prints one `RESULT key=value …` line on stdout
+//! (progress and a readable summary go to stderr). It is the load generator
+//! of `cargo xtask bench rtmp` (`benches/rtmp.rs`), usable on its own.
+//!
+//! Per viewer it parses only chunk headers, message timestamps and the first
+//! bytes of each audio/video message ([`tidewater_bench::rtmp`]); all viewers
+//! read into one shared buffer (they run on one thread and never hold it
+//! across an await).
+//!
+//! **Reading is eager until a viewer's first keyframe, then paced**: from then on
+//! each viewer reads whatever has arrived on a tick shared by all viewers
+//! (`--read-interval-ms`, 100 ms by default; 0 reads eagerly throughout), as a
+//! player's render loop would. On loopback most of a reader's cost is the kernel
+//! sending and processing one TCP acknowledgement per `recv` (measured with
+//! `perf`: ≈ 65 % of this tool's time when it read every message as it came,
+//! against ≈ 3 % parsing); one read per tick instead of one per message cuts that
+//! several-fold and keeps the tool well below one core at 2 000 viewers. The
+//! price is resolution: lag is measured at read time, so up to one tick late;
+//! the first-keyframe figure is exact because it is taken in the eager phase.
+//!
+//! Each viewer socket gets a fixed 1 MiB receive buffer (`--rcvbuf`; 0 keeps
+//! the kernel's autotuning): several seconds of a 2 Mbit/s stream, so the
+//! server's sends are never held back by a closed TCP window between two
+//! reads. Otherwise the kernel transmits the held-back data when the reader's
+//! acknowledgement opens the window, in the reader's context, and part of the
+//! server's sending cost would be booked to this tool.
+//!
+//! Figures:
+//!
+//! - **first keyframe**: time from the start of the TCP connect to the read
+//!   that delivered the first byte of the first video message that is a
+//!   keyframe with picture data (FLV frame type 1 and not a sequence header).
+//! - **lag to live**: each media message's `arrival - timestamp` is its
+//!   offset against the publisher's clock (`ffmpeg -re` sends timestamp t at
+//!   publish start + t). A viewer's smallest offset is where it was closest to
+//!   live; its lag at any moment is the offset of what it receives (or, when
+//!   nothing arrives, the age of the newest timestamp it has) minus that
+//!   minimum. Anchoring per viewer makes the figure independent of whether the
+//!   server rewrites timestamps per viewer or passes the publisher's through. A viewer is **within 1 s of live**
+//!   when it received media in the window and its lag stayed ≤ `--max-lag`
+//!   throughout the window, including at its end.
+//! - **delivered Mbit/s**: bytes read from all viewer sockets during the window.
+//! - **server CPU**: utime + stime (`/proc/PID/stat`, all threads, living or
+//!   exited) of the `--server-pid` processes and all their descendants over
+//!   the window, in cores; the tool's own CPU the same way, so a saturated
+//!   load tool shows.
+//!
+//! ```text
+//! rtmp-load --url rtmp://127.0.0.1:1935/live/bench --viewers 1000
+//!   [--ramp-rate 400] [--settle 6] [--window 15] [--max-lag 1.0]
+//!   [--server-pid PID[,PID…]] [--wait-live 20] [--connect-timeout 10]
+//!   [--read-interval-ms 100] [--rcvbuf 1048576]
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::process::{Command, ExitCode};
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tidewater_bench::rtmp::{Error as RtmpError, Media, Notice, PlaySession};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpSocket;
+use tokio::time::{sleep_until, timeout};
+
+/// Bytes read per `recv` (one buffer shared by all viewers).
+const READ_BUF: usize = 256 * 1024;
+/// How long one probe attempt waits for a keyframe before reconnecting.
+const PROBE_ATTEMPT: Duration = Duration::from_secs(6);
+/// Different errors listed in the summary.
+const ERROR_SAMPLES: usize = 4;
+
+#[derive(Debug, Clone)]
+struct Options {
+    addr: SocketAddr,
+    app: String,
+    stream: String,
+    viewers: usize,
+    ramp_rate: f64,
+    settle: f64,
+    window: f64,
+    max_lag: f64,
+    server_pids: Vec<u32>,
+    wait_live: f64,
+    connect_timeout: f64,
+    read_interval_ms: u64,
+    rcvbuf: u32,
+}
+
+fn usage() -> &'static str {
+    "usage: rtmp-load --url rtmp://127.0.0.1:PORT/APP/STREAM --viewers N [--ramp-rate 400] \
+     [--settle 6] [--window 15] [--max-lag 1.0] [--server-pid PID[,PID…]] [--wait-live 20] \
+     [--connect-timeout 10] [--read-interval-ms 100] [--rcvbuf 1048576]"
+}
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut url = None;
+        let mut o = Options {
+            addr: SocketAddr::from(([127, 0, 0, 1], 1935)),
+            app: String::new(),
+            stream: String::new(),
+            viewers: 0,
+            ramp_rate: 400.0,
+            settle: 6.0,
+            window: 15.0,
+            max_lag: 1.0,
+            server_pids: Vec::new(),
+            wait_live: 20.0,
+            connect_timeout: 10.0,
+            read_interval_ms: 100,
+            rcvbuf: 1 << 20,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{arg} needs a value"))
+            };
+            let num = |s: String| -> Result<f64, String> {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .ok_or_else(|| format!("{arg}: not a number ≥ 0: {s}"))
+            };
+            match arg.as_str() {
+                "--url" => url = Some(value()?),
+                "--viewers" => o.viewers = num(value()?)? as usize,
+                "--ramp-rate" => o.ramp_rate = num(value()?)?,
+                "--settle" => o.settle = num(value()?)?,
+                "--window" => o.window = num(value()?)?,
+                "--max-lag" => o.max_lag = num(value()?)?,
+                "--wait-live" => o.wait_live = num(value()?)?,
+                "--connect-timeout" => o.connect_timeout = num(value()?)?,
+                "--read-interval-ms" => o.read_interval_ms = num(value()?)? as u64,
+                "--rcvbuf" => o.rcvbuf = num(value()?)? as u32,
+                "--server-pid" => {
+                    for pid in value()?.split(',').filter(|s| !s.is_empty()) {
+                        o.server_pids.push(
+                            pid.trim()
+                                .parse()
+                                .map_err(|_| format!("--server-pid: not a pid: {pid}"))?,
+                        );
+                    }
+                }
+                "-h" | "--help" => return Err(usage().to_string()),
+                other => return Err(format!("unknown argument {other:?}\n{}", usage())),
+            }
+        }
+        let url = url.ok_or_else(|| format!("--url is required\n{}", usage()))?;
+        let rest = url
+            .strip_prefix("rtmp://")
+            .ok_or_else(|| format!("--url must start with rtmp://: {url}"))?;
+        let mut parts = rest.splitn(3, '/');
+        let host = parts.next().unwrap_or_default();
+        o.app = parts.next().unwrap_or_default().to_string();
+        o.stream = parts.next().unwrap_or_default().to_string();
+        if o.app.is_empty() || o.stream.is_empty() {
+            return Err(format!("--url needs an application and a stream: {url}"));
+        }
+        o.addr = host
+            .parse()
+            .map_err(|_| format!("--url needs a numeric IP:PORT host: {host}"))?;
+        if !o.addr.ip().is_loopback() {
+            return Err(format!(
+                "refusing {}: this load tool only targets loopback addresses",
+                o.addr
+            ));
+        }
+        if o.viewers == 0 || o.ramp_rate <= 0.0 || o.window <= 0.0 {
+            return Err("--viewers, --ramp-rate and --window must be positive".into());
+        }
+        Ok(o)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Handshaking,
+    Playing,
+    Ended,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct Viewer {
+    phase: Phase,
+    connect_at: Option<Instant>,
+    first_keyframe: Option<Duration>,
+    /// Smallest `arrival - timestamp` seen, seconds since `base`.
+    anchor: f64,
+    /// Newest timestamp received, unwrapped, in ms.
+    newest_ts: Option<i64>,
+    /// The previous message's raw and unwrapped timestamps, for unwrapping.
+    last_raw: u32,
+    last_ts: i64,
+    /// Largest lag seen while the window was open, seconds.
+    max_lag: f64,
+    media_in_window: u64,
+    error: Option<String>,
+}
+
+impl Viewer {
+    fn new() -> Self {
+        Self {
+            phase: Phase::Connecting,
+            connect_at: None,
+            first_keyframe: None,
+            anchor: f64::INFINITY,
+            newest_ts: None,
+            last_raw: 0,
+            last_ts: 0,
+            max_lag: 0.0,
+            media_in_window: 0,
+            error: None,
+        }
+    }
+
+    fn on_media(&mut self, m: Media, now: Instant, base: Instant, window_open: bool) {
+        // Unwrap around the previous message's timestamp: messages may step
+        // back a little between audio and video, and 2³² ms wraps.
+        let ts = match self.newest_ts {
+            None => i64::from(m.timestamp),
+            Some(_) => self.last_ts + i64::from(m.timestamp.wrapping_sub(self.last_raw) as i32),
+        };
+        self.last_raw = m.timestamp;
+        self.last_ts = ts;
+        self.newest_ts = Some(self.newest_ts.map_or(ts, |n| n.max(ts)));
+        let arrival = now.duration_since(base).as_secs_f64();
+        let offset = arrival - ts as f64 / 1000.0;
+        if offset < self.anchor {
+            self.anchor = offset;
+        }
+        if window_open {
+            self.media_in_window += 1;
+            let lag = offset - self.anchor;
+            if lag > self.max_lag {
+                self.max_lag = lag;
+            }
+        }
+        if m.keyframe && self.first_keyframe.is_none() {
+            if let Some(at) = self.connect_at {
+                self.first_keyframe = Some(now.duration_since(at));
+            }
+        }
+    }
+
+    /// Lag of the newest data at `now` (stalls count), seconds.
+    fn lag_at(&self, now: Instant, base: Instant) -> f64 {
+        match self.newest_ts {
+            Some(ts) if self.anchor.is_finite() => {
+                now.duration_since(base).as_secs_f64() - ts as f64 / 1000.0 - self.anchor
+            }
+            _ => f64::INFINITY,
+        }
+    }
+}
+
+struct Shared {
+    base: Instant,
+    viewers: RefCell<Vec<Viewer>>,
+    window_open: Cell<bool>,
+    buf: RefCell<Box<[u8]>>,
+    bytes: Cell<u64>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match Options::parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("rtmp-load: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rtmp-load: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    match local.block_on(&runtime, run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rtmp-load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(opts: Options) -> Result<(), String> {
+    let clk_tck = clock_ticks_per_second();
+    let shared = Rc::new(Shared {
+        base: Instant::now(),
+        viewers: RefCell::new(vec![Viewer::new(); opts.viewers + 1]),
+        window_open: Cell::new(false),
+        buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
+        bytes: Cell::new(0),
+    });
+    let opts = Rc::new(opts);
+
+    // Wait until the stream is live: one probe viewer (slot `viewers`) that
+    // reconnects until it has seen a keyframe.
+    if opts.wait_live > 0.0 {
+        let deadline = Instant::now() + Duration::from_secs_f64(opts.wait_live);
+        let probe = opts.viewers;
+        loop {
+            shared.viewers.borrow_mut()[probe] = Viewer::new();
+            let attempt = timeout(
+                PROBE_ATTEMPT,
+                viewer(probe, Rc::clone(&shared), Rc::clone(&opts), true),
+            )
+            .await;
+            let last_error = match attempt {
+                Ok(Ok(())) if shared.viewers.borrow()[probe].first_keyframe.is_some() => break,
+                Ok(Ok(())) => "ended before a keyframe".to_string(),
+                Ok(Err(e)) => e,
+                Err(_) => "no keyframe within the attempt".to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "stream not live after {:.0} s: {last_error}",
+                    opts.wait_live
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let kf = shared.viewers.borrow()[probe].first_keyframe;
+        eprintln!(
+            "rtmp-load: stream is live (probe viewer's first keyframe after {:.0} ms)",
+            kf.map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        );
+    }
+
+    // Ramp up.
+    let ramp_start = Instant::now();
+    let mut tasks = Vec::with_capacity(opts.viewers);
+    for i in 0..opts.viewers {
+        tasks.push(tokio::task::spawn_local({
+            let shared = Rc::clone(&shared);
+            let opts = Rc::clone(&opts);
+            async move {
+                if let Err(e) = viewer(i, Rc::clone(&shared), opts, false).await {
+                    let mut viewers = shared.viewers.borrow_mut();
+                    viewers[i].phase = Phase::Failed;
+                    viewers[i].error = Some(e);
+                }
+            }
+        }));
+        let due = ramp_start + Duration::from_secs_f64((i + 1) as f64 / opts.ramp_rate);
+        sleep_until(due.into()).await;
+    }
+    let ramp = ramp_start.elapsed().as_secs_f64();
+    eprintln!(
+        "rtmp-load: {} viewers started in {ramp:.1} s; settling {:.0} s",
+        opts.viewers, opts.settle
+    );
+    tokio::time::sleep(Duration::from_secs_f64(opts.settle)).await;
+
+    // The window.
+    let start = Instant::now();
+    let server_start = tree_cpu_ticks(&opts.server_pids);
+    let self_start = tree_cpu_ticks(&[std::process::id()]);
+    let bytes_start = shared.bytes.get();
+    shared.window_open.set(true);
+    tokio::time::sleep(Duration::from_secs_f64(opts.window)).await;
+    shared.window_open.set(false);
+    let end = Instant::now();
+    let bytes = shared.bytes.get() - bytes_start;
+    let server_end = tree_cpu_ticks(&opts.server_pids);
+    let self_end = tree_cpu_ticks(&[std::process::id()]);
+    let secs = end.duration_since(start).as_secs_f64();
+    for task in &tasks {
+        task.abort();
+    }
+
+    let cores = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / clk_tck / secs),
+        _ => None,
+    };
+    let server_cpu = if opts.server_pids.is_empty() {
+        None
+    } else {
+        cores(server_start, server_end)
+    };
+    let load_cpu = cores(self_start, self_end);
+
+    let viewers = shared.viewers.borrow();
+    let viewers = &viewers[..opts.viewers];
+    let count = |p: Phase| viewers.iter().filter(|v| v.phase == p).count();
+    let mut keyframe_ms: Vec<f64> = viewers
+        .iter()
+        .filter_map(|v| v.first_keyframe)
+        .map(|d| d.as_secs_f64() * 1e3)
+        .collect();
+    keyframe_ms.sort_by(f64::total_cmp);
+    let mut lags: Vec<f64> = viewers
+        .iter()
+        .map(|v| {
+            if v.first_keyframe.is_none() || v.media_in_window == 0 {
+                f64::INFINITY
+            } else {
+                v.max_lag.max(v.lag_at(end, shared.base))
+            }
+        })
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    let within = lags.iter().filter(|&&l| l <= opts.max_lag).count();
+    let mut errors: Vec<String> = Vec::new();
+    for e in viewers.iter().filter_map(|v| v.error.as_ref()) {
+        if errors.len() < ERROR_SAMPLES && !errors.contains(e) {
+            errors.push(e.clone());
+        }
+    }
+    let mbps = bytes as f64 * 8.0 / secs / 1e6;
+    let fmt_opt = |v: Option<f64>| v.map_or("na".to_string(), |v| format!("{v:.3}"));
+    let ms = |v: f64| {
+        if v.is_finite() {
+            format!("{v:.1}")
+        } else {
+            "na".into()
+        }
+    };
+    let result = format!(
+        "RESULT viewers={} connected={} playing={} failed={} ended={} keyframe={} within={} \
+         mbps={mbps:.1} server_cpu={} load_cpu={} kf_p50_ms={} kf_p99_ms={} kf_max_ms={} \
+         lag_p50_ms={} lag_p99_ms={} window_s={secs:.2} ramp_s={ramp:.2}",
+        opts.viewers,
+        opts.viewers - count(Phase::Connecting) - count(Phase::Failed),
+        count(Phase::Playing),
+        count(Phase::Failed),
+        count(Phase::Ended),
+        keyframe_ms.len(),
+        within,
+        fmt_opt(server_cpu),
+        fmt_opt(load_cpu),
+        ms(percentile(&keyframe_ms, 0.50)),
+        ms(percentile(&keyframe_ms, 0.99)),
+        ms(keyframe_ms.last().copied().unwrap_or(f64::NAN)),
+        ms(percentile(&lags, 0.50) * 1e3),
+        ms(percentile(&lags, 0.99) * 1e3),
+    );
+    eprintln!(
+        "rtmp-load: {} viewers: {} got a keyframe, {within} within {:.1} s of live, \
+         {mbps:.1} Mbit/s delivered, server CPU {} cores, load tool CPU {} cores",
+        opts.viewers,
+        keyframe_ms.len(),
+        opts.max_lag,
+        fmt_opt(server_cpu),
+        fmt_opt(load_cpu)
+    );
+    for e in &errors {
+        eprintln!("rtmp-load: viewer error: {e}");
+    }
+    println!("{result}");
+    Ok(())
+}
+
+/// Nearest-rank percentile of sorted values (`NaN` for none).
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// One viewer: connect, handshake, play, then read until the task is
+/// aborted, the server ends the stream or (`probe`) the first keyframe.
+async fn viewer(
+    idx: usize,
+    shared: Rc<Shared>,
+    opts: Rc<Options>,
+    probe: bool,
+) -> Result<(), String> {
+    let connect_at = Instant::now();
+    shared.viewers.borrow_mut()[idx].connect_at = Some(connect_at);
+    let socket = if opts.addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|e| format!("socket: {e}"))?;
+    if opts.rcvbuf > 0 {
+        socket
+            .set_recv_buffer_size(opts.rcvbuf)
+            .map_err(|e| format!("SO_RCVBUF: {e}"))?;
+    }
+    let mut stream = timeout(
+        Duration::from_secs_f64(opts.connect_timeout),
+        socket.connect(opts.addr),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("nodelay: {e}"))?;
+    shared.viewers.borrow_mut()[idx].phase = Phase::Handshaking;
+
+    let host_port = opts.addr.to_string();
+    let mut session = PlaySession::new(&host_port, &opts.app, &opts.stream);
+    let mut out = Vec::with_capacity(4096);
+    session.start(&mut out);
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    out.clear();
+
+    let interval = Duration::from_millis(opts.read_interval_ms);
+    loop {
+        let paced = !interval.is_zero() && shared.viewers.borrow()[idx].first_keyframe.is_some();
+        let news = if paced {
+            // Paced: wake on a tick shared by all viewers, read what is there.
+            let since = shared.base.elapsed().as_nanos() / interval.as_nanos() + 1;
+            let tick = shared.base + interval * u32::try_from(since).unwrap_or(u32::MAX);
+            sleep_until(tick.into()).await;
+            let mut news = News::default();
+            loop {
+                let mut buf = shared.buf.borrow_mut();
+                match stream.try_read(&mut buf[..]) {
+                    Ok(0) => {
+                        news.closed = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        news.merge(consume(&shared, idx, &mut session, &mut out, &buf[..n])?);
+                        // A short read emptied the socket; the next tick reads again.
+                        if n < buf.len() || news.ended {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(format!("read: {e}")),
+                }
+            }
+            news
+        } else {
+            // Eager: read as soon as anything arrives (until the first keyframe,
+            // so that its arrival time is exact).
+            poll_fn(|cx| {
+                let mut buf = shared.buf.borrow_mut();
+                let mut rb = ReadBuf::new(&mut buf[..]);
+                match Pin::new(&mut stream).poll_read(cx, &mut rb) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(format!("read: {e}"))),
+                    Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(Ok(News {
+                        closed: true,
+                        ..News::default()
+                    })),
+                    Poll::Ready(Ok(())) => {
+                        Poll::Ready(consume(&shared, idx, &mut session, &mut out, rb.filled()))
+                    }
+                }
+            })
+            .await?
+        };
+        {
+            let mut viewers = shared.viewers.borrow_mut();
+            let v = &mut viewers[idx];
+            if news.playing {
+                v.phase = Phase::Playing;
+            }
+            if news.ended || news.closed {
+                v.phase = Phase::Ended;
+            }
+            if probe && v.first_keyframe.is_some() {
+                return Ok(());
+            }
+        }
+        if news.ended {
+            return Err("server ended the stream".into());
+        }
+        if news.closed {
+            return Err("server closed the connection".into());
+        }
+        if !out.is_empty() {
+            stream
+                .write_all(&out)
+                .await
+                .map_err(|e| format!("write: {e}"))?;
+            out.clear();
+        }
+    }
+}
+
+/// What one read told a viewer's loop.
+#[derive(Debug, Default, Clone, Copy)]
+struct News {
+    playing: bool,
+    ended: bool,
+    closed: bool,
+}
+
+impl News {
+    fn merge(&mut self, other: News) {
+        self.playing |= other.playing;
+        self.ended |= other.ended;
+        self.closed |= other.closed;
+    }
+}
+
+/// Feeds received bytes to a viewer's session and records what they carried.
+fn consume(
+    shared: &Shared,
+    idx: usize,
+    session: &mut PlaySession,
+    out: &mut Vec<u8>,
+    data: &[u8],
+) -> Result<News, String> {
+    let now = Instant::now();
+    shared.bytes.set(shared.bytes.get() + data.len() as u64);
+    let window_open = shared.window_open.get();
+    let mut viewers = shared.viewers.borrow_mut();
+    let v = &mut viewers[idx];
+    let mut news = News::default();
+    session
+        .feed(
+            data,
+            out,
+            &mut |m| v.on_media(m, now, shared.base, window_open),
+            &mut |notice| match notice {
+                Notice::Playing { .. } => news.playing = true,
+                Notice::StreamEnd => news.ended = true,
+                Notice::Status(_) => {}
+            },
+        )
+        .map_err(|e: RtmpError| e.to_string())?;
+    Ok(news)
+}
+
+/// `getconf CLK_TCK` (the unit of `/proc/PID/stat` times), 100 if unknown.
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// utime + stime, in clock ticks, of the given processes and all their
+/// descendants (each process's figure covers all its threads); `None` when
+/// none of them exists.
+fn tree_cpu_ticks(roots: &[u32]) -> Option<u64> {
+    let mut procs: Vec<(u32, u32, u64)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()? {
+        let Ok(entry) = entry else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if let Some((ppid, ticks)) = parse_stat(&stat) {
+            procs.push((pid, ppid, ticks));
+        }
+    }
+    let mut members: Vec<u32> = roots
+        .iter()
+        .copied()
+        .filter(|r| procs.iter().any(|p| p.0 == *r))
+        .collect();
+    if members.is_empty() {
+        return None;
+    }
+    let mut i = 0;
+    while i < members.len() {
+        let parent = members[i];
+        for p in &procs {
+            if p.1 == parent && !members.contains(&p.0) {
+                members.push(p.0);
+            }
+        }
+        i += 1;
+    }
+    Some(
+        procs
+            .iter()
+            .filter(|p| members.contains(&p.0))
+            .map(|p| p.2)
+            .sum(),
+    )
+}
+
+/// `(ppid, utime + stime)` from a `/proc/PID/stat` line.
+fn parse_stat(stat: &str) -> Option<(u32, u64)> {
+    // The command name is in parentheses and may contain anything.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state(0) ppid(1) … utime(11) stime(12).
+    let ppid = fields.get(1)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((ppid, utime + stime))
+}
