@@ -447,6 +447,34 @@ mod tests {
     }
 
     #[test]
+    fn extended_timestamps_from_rml_rtmps_serializer() {
+        let mut ser = ChunkSerializer::new();
+        let mut bytes = Vec::new();
+        let stamps = [
+            0x00ff_fff0u32,
+            0x0100_0011,
+            0x0100_0032,
+            0xffff_fff0,
+            0x0000_0010,
+        ];
+        for (i, ts) in stamps.iter().enumerate() {
+            let payload = MessagePayload {
+                timestamp: RtmpTimestamp::new(*ts),
+                message_stream_id: 1,
+                type_id: 9,
+                data: Bytes::from(vec![i as u8; 300]),
+            };
+            bytes.extend(ser.serialize(&payload, false, false).expect("ser").bytes);
+        }
+        let mut r = ChunkReader::new(1 << 20);
+        r.push(&bytes);
+        let got: Vec<u32> = std::iter::from_fn(|| r.next_message().expect("parse"))
+            .map(|m| m.timestamp)
+            .collect();
+        assert_eq!(got, stamps);
+    }
+
+    #[test]
     fn interleaved_chunk_streams_are_assembled_separately() {
         let mut a = BytesMut::new();
         let mut b = BytesMut::new();

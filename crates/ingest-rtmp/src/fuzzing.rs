@@ -10,9 +10,11 @@ use crate::session::{Session, SessionConfig, SessionEvent};
 pub const MAX_MESSAGE: usize = 1 << 16;
 
 /// Feeds `data` to a fresh server session as a peer would: the first byte
-/// picks the read size (so every split point gets exercised), the rest is the
-/// byte stream (handshake first). Publish requests are accepted, play
-/// requests accepted or refused, media goes through the FLV mapping.
+/// picks the read size (its low 7 bits, so every split point gets exercised)
+/// and, with its high bit set, has a plain handshake done first (so that the
+/// rest reaches the chunk and AMF0 layers directly); the rest is the byte
+/// stream. Publish requests are accepted, play requests accepted or refused,
+/// media goes through the FLV mapping.
 ///
 /// Never panics; returns the session's error if the input was bad. Asserts
 /// that what the session holds stays bounded.
@@ -20,11 +22,18 @@ pub fn session(data: &[u8]) -> Result<()> {
     let Some((&first, stream)) = data.split_first() else {
         return Ok(());
     };
-    let step = usize::from(first) * 13 + 1;
+    let step = usize::from(first & 0x7f) * 13 + 1;
     let mut s = Session::new(SessionConfig {
         max_message_len: MAX_MESSAGE,
         ..SessionConfig::default()
     });
+    if first & 0x80 != 0 {
+        // C0, an all-zero C1 (no digest: the plain handshake) and a C2.
+        let mut handshake = vec![3u8];
+        handshake.resize(1 + 2 * 1536, 0);
+        s.handle_input(&handshake)?;
+        let _ = s.take_output();
+    }
     let mut ingest = FlvIngest::new();
     let mut out = Vec::new();
     for piece in stream.chunks(step) {
