@@ -9,10 +9,15 @@
 //! of state and the parse cost at a few nanoseconds per chunk, so one thread
 //! can drive thousands of viewers.
 //!
-//! Why not `rml_rtmp`'s `ClientSession`: it reassembles and copies every media
-//! message into its own `Bytes` and raises an event per message, which is the
-//! cost profile of a player, not of a load generator; a load tool that spends
-//! more per byte than the server under test measures itself.
+//! Why not `rml_rtmp`'s `ClientSession`: it copies all input into its chunk
+//! deserializer's buffer, reassembles every media message into its own
+//! `Bytes` and raises an event per message (the cost profile of a player, not
+//! of a load generator). Measured on 15 s of one viewer's recorded traffic
+//! (4.2 MB, fed in 4–64 KiB reads, 2026-11-21): `rml_rtmp` 0.8's
+//! `ChunkDeserializer` plus message decoding alone, a lower bound of
+//! `ClientSession`, took 120–190 ns per KB; this reader 13–22 ns per KB. At
+//! 2 000 viewers of a 2 Mbit/s stream (500 MB/s) that is 0.06–0.1 core
+//! against 0.01 core, on the core that also runs the publisher.
 //!
 //! Use: [`PlaySession::new`], send [`PlaySession::start`]'s bytes (C0 + C1),
 //! then hand every received byte range to [`PlaySession::feed`] and send what

@@ -715,3 +715,91 @@ fn parse_stat(stat: &str) -> Option<(u32, u64)> {
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some((ppid, utime + stime))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn options_from_a_url() {
+        let o = Options::parse(&args(
+            "--url rtmp://127.0.0.1:19350/live/cam1 --viewers 10 --server-pid 5,6",
+        ))
+        .expect("valid");
+        assert_eq!(o.addr, SocketAddr::from(([127, 0, 0, 1], 19350)));
+        assert_eq!((o.app.as_str(), o.stream.as_str()), ("live", "cam1"));
+        assert_eq!(o.viewers, 10);
+        assert_eq!(o.server_pids, vec![5, 6]);
+        for bad in [
+            "--url rtmp://192.0.2.1:1935/live/x --viewers 1",
+            "--url rtmp://127.0.0.1:1935/live --viewers 1",
+            "--url http://127.0.0.1:1935/live/x --viewers 1",
+            "--url rtmp://127.0.0.1:1935/live/x",
+            "--url rtmp://127.0.0.1:1935/live/x --viewers 1 --bogus",
+        ] {
+            assert!(Options::parse(&args(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn stat_lines_with_odd_names() {
+        let line = "1234 (a (b) c) S 77 1234 1234 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 3 0 \
+                    5000 1000000 500 18446744073709551615";
+        assert_eq!(parse_stat(line), Some((77, 280)));
+        assert_eq!(parse_stat("garbage"), None);
+        // This process is found, and counts at least as much as before.
+        let me = std::process::id();
+        let a = tree_cpu_ticks(&[me]).expect("own stat");
+        assert!(tree_cpu_ticks(&[me]).expect("own stat") >= a);
+        assert_eq!(tree_cpu_ticks(&[u32::MAX]), None);
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 100.0);
+        assert_eq!(percentile(&v, 0.99), 198.0);
+        assert_eq!(percentile(&[7.0], 0.99), 7.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn lag_is_anchored_per_viewer_and_unwraps() {
+        let base = Instant::now();
+        let mut v = Viewer::new();
+        v.connect_at = Some(base);
+        let media = |timestamp: u32, keyframe: bool| Media {
+            video: true,
+            timestamp,
+            length: 100,
+            keyframe,
+            config: false,
+        };
+        // Timestamps near the 2³² ms wrap, arriving in real time 1 s apart.
+        v.on_media(
+            media(u32::MAX - 499, true),
+            base + Duration::from_secs(1),
+            base,
+            true,
+        );
+        v.on_media(media(500, false), base + Duration::from_secs(2), base, true);
+        assert_eq!(v.first_keyframe, Some(Duration::from_secs(1)));
+        assert!(v.max_lag.abs() < 1e-9, "{}", v.max_lag);
+        // A message that arrives 1.5 s late against the same timeline.
+        v.on_media(
+            media(1_500, false),
+            base + Duration::from_millis(4_500),
+            base,
+            true,
+        );
+        assert!((v.max_lag - 1.5).abs() < 1e-9, "{}", v.max_lag);
+        // With nothing more arriving, the newest data keeps ageing.
+        let lag = v.lag_at(base + Duration::from_secs(6), base);
+        assert!((lag - 3.0).abs() < 1e-9, "{lag}");
+        assert_eq!(Viewer::new().lag_at(base, base), f64::INFINITY);
+    }
+}
