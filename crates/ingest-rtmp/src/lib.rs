@@ -58,6 +58,38 @@
 //! # }
 //! ```
 //!
+//! # Decisions
+//!
+//! - **Why not `rml_rtmp`'s `ServerSession`.** Its input path panics on a
+//!   short `@setDataFrame`, its AMF0 decoder recurses without bound, its chunk
+//!   deserializer keeps one partial message for all chunk streams (and
+//!   underflows when a header changes mid-message), it numbers play streams
+//!   per connection and it refuses requests with `_error` results only. The
+//!   session here keeps `rml_rtmp`'s handshake, message types and chunk
+//!   serializer and replaces the input path with bounded code
+//!   ([`chunk::ChunkReader`], a depth-limited AMF0 decoder).
+//! - **One chunk size, one stream id.** Every connection is told the same
+//!   outbound chunk size ([`RtmpConfig::chunk_size`]) at `connect`, and the
+//!   first stream a connection creates is stream 1
+//!   ([`session::SHARED_STREAM_ID`]), as with `ServerSession`. Shared media
+//!   chunks use full (type 0) headers on chunk streams 7 and 8, which the
+//!   command serializer (2 to 6) never touches. A player on another stream id
+//!   (a client that created several streams) gets chunks built for it alone.
+//! - **Input held while a request is answered.** After a publish or play
+//!   request the session parses nothing more until the kernel answered, so
+//!   media a client pipelines behind `publish` is not lost and a
+//!   `deleteStream` behind `play` is not applied before the play exists.
+//! - **Refusals close politely.** A refused peer gets its `onStatus` error,
+//!   then a half-close and a short wait for it to hang up.
+//! - **Unknown commands do not close.** Encoders send vendor commands; an
+//!   unknown one is logged and, if it expects an answer, answered with
+//!   `_error` (`NetConnection.Call.Failed`). Malformed chunks, messages and
+//!   AMF0, over-long messages and command-order violations do close the
+//!   connection, with one log line naming the peer and stream.
+//! - **Silent publishers** are closed after [`RtmpConfig::read_timeout`];
+//!   connections that neither publish nor play within
+//!   [`RtmpConfig::handshake_timeout`] likewise.
+//!
 //! # Feature flags
 //!
 //! None: RTMP publish and play and HTTP-FLV are always built.
@@ -161,7 +193,8 @@ impl Rtmp {
         *self.bound.borrow()
     }
 
-    /// Waits until the listener is bound and returns its address.
+    /// Waits until the listener is bound and returns its address (never
+    /// returns if binding fails: bound the wait).
     pub async fn listening(&self) -> SocketAddr {
         let mut rx = self.bound.subscribe();
         loop {

@@ -8,7 +8,7 @@
 //!
 //! It is built on `rml_rtmp`: its handshake, its message types and its chunk
 //! serializer (for commands and control, on chunk streams 2 to 6). The input
-//! side uses this crate's bounded [`ChunkReader`](crate::chunk::ChunkReader)
+//! side uses this crate's bounded [`ChunkReader`]
 //! and AMF0 decoder instead of `rml_rtmp`'s `ServerSession`, whose input path
 //! panics on some malformed messages (a short `@setDataFrame`), recurses
 //! without bound on nested AMF0, cannot hold two partial messages at once,
