@@ -28,6 +28,8 @@
 //!   --ramp-rate 400          viewers connected per second at most (the ramp lasts at
 //!                            least one GOP, 4 s, so connects spread over the GOP)
 //!   --read-interval-ms 100   the load tool's read tick after a viewer's first keyframe
+//!   --tidewater-bin PATH     measure this binary (configured the same way, from the
+//!                            environment) instead of building `tidewater-server`
 //! ```
 //!
 //! The clip (30 s of testsrc2 + sine, 1280×720 at 30 fps, H.264 Main with
@@ -99,6 +101,8 @@ struct Options {
     settle: f64,
     ramp_rate: f64,
     read_interval_ms: u64,
+    /// A tidewater binary to measure instead of building `tidewater-server`.
+    tidewater_bin: Option<PathBuf>,
 }
 
 impl Options {
@@ -115,6 +119,7 @@ impl Options {
             settle: 6.0,
             ramp_rate: 400.0,
             read_interval_ms: 100,
+            tidewater_bin: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -157,6 +162,7 @@ impl Options {
                 "--settle" => o.settle = num(value()?)?,
                 "--ramp-rate" => o.ramp_rate = num(value()?)?,
                 "--read-interval-ms" => o.read_interval_ms = num(value()?)? as u64,
+                "--tidewater-bin" => o.tidewater_bin = Some(PathBuf::from(value()?)),
                 "-h" | "--help" => return Err(usage().into()),
                 other => return Err(format!("unknown argument {other:?}\n{}", usage())),
             }
@@ -170,7 +176,7 @@ impl Options {
 
 fn usage() -> &'static str {
     "usage: rtmp [--quick] [--sizes 200,1000,2000] [--only nginx|tidewater] [--window 15] \
-     [--settle 6] [--ramp-rate 400] [--read-interval-ms 100]"
+     [--settle 6] [--ramp-rate 400] [--read-interval-ms 100] [--tidewater-bin PATH]"
 }
 
 fn main() -> ExitCode {
@@ -252,10 +258,16 @@ fn run(opts: &Options) -> Result<(), String> {
         } else {
             Err("not selected".into())
         },
-        tidewater: if wants_tidewater {
-            build_tidewater(&paths)
-        } else {
+        tidewater: if !wants_tidewater {
             Err("not selected".into())
+        } else if let Some(bin) = &opts.tidewater_bin {
+            if bin.is_file() {
+                Ok(bin.clone())
+            } else {
+                Err(format!("no binary at {}", bin.display()))
+            }
+        } else {
+            build_tidewater(&paths)
         },
     };
     if let Err(e) = &setup.nginx {
