@@ -109,7 +109,9 @@ pub struct ServerCommand {
 
 impl ServerCommand {
     /// No file, no overrides: the built-in defaults. Remember those listen on
-    /// every interface: give a loopback `http.listen` before spawning.
+    /// every interface: give a loopback `http.listen` before spawning. (RTMP
+    /// is always moved to a free loopback port unless the test sets
+    /// `TIDEWATER_RTMP__LISTEN` itself.)
     pub fn new() -> Self {
         Self::default()
     }
@@ -162,6 +164,11 @@ impl ServerCommand {
             command.arg("--config").arg(path);
         }
         command.args(&self.args);
+        // Tests never listen beyond loopback, and parallel servers must not
+        // fight over the default RTMP port: a test that cares sets its own.
+        if !self.env.iter().any(|(k, _)| k == "TIDEWATER_RTMP__LISTEN") {
+            command.env("TIDEWATER_RTMP__LISTEN", "127.0.0.1:0");
+        }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command
             .spawn()

@@ -55,9 +55,9 @@
 //!
 #![doc = concat!("```toml\n", include_str!("../tidewater.toml"), "```")]
 //!
-//! Listeners still to come get their own sections (`[rtmp]` on 1935, `[rtsp]`
-//! on 8554, `[srt]` on 8890/udp, `[webrtc]`); until they exist those sections
-//! are rejected like any unknown key.
+//! Listeners still to come get their own sections (`[rtsp]` on 8554, `[srt]`
+//! on 8890/udp, `[webrtc]`); until they exist those sections are rejected like
+//! any unknown key.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
@@ -90,6 +90,60 @@ pub struct Config {
     pub defaults: Defaults,
     /// `[apps.NAME]`: named applications.
     pub apps: BTreeMap<String, AppConfig>,
+    /// `[rtmp]`: the RTMP listener (publish and play on one port).
+    pub rtmp: RtmpSection,
+}
+
+/// `[rtmp]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpSection {
+    /// Whether to listen for RTMP at all (default true).
+    pub enabled: bool,
+    /// Address and port (default `0.0.0.0:1935`; port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The chunk size announced to every player (bytes, 128 to 65536; default 4096).
+    pub chunk_size: u32,
+    /// A viewer whose socket accepts nothing for this long is disconnected (default 5000).
+    pub write_timeout_ms: u64,
+}
+
+/// The RTMP port when none is configured.
+pub const DEFAULT_RTMP_PORT: u16 = 1935;
+
+impl Default for RtmpSection {
+    fn default() -> Self {
+        RtmpSection {
+            enabled: true,
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_RTMP_PORT)),
+            chunk_size: tidewater::rtmp::DEFAULT_CHUNK_SIZE,
+            write_timeout_ms: tidewater::rtmp::DEFAULT_WRITE_TIMEOUT.as_millis() as u64,
+        }
+    }
+}
+
+impl RtmpSection {
+    /// The RTMP worker's configuration, or a message naming the bad key.
+    pub fn worker_config(&self) -> Result<tidewater::rtmp::RtmpConfig> {
+        if !(128..=65_536).contains(&self.chunk_size) {
+            return Err(setting_error(
+                "rtmp.chunk_size".into(),
+                format!("invalid value {}: must be 128 to 65536", self.chunk_size),
+            ));
+        }
+        if self.write_timeout_ms == 0 {
+            return Err(setting_error(
+                "rtmp.write_timeout_ms".into(),
+                "invalid value 0: must be positive".into(),
+            ));
+        }
+        Ok(tidewater::rtmp::RtmpConfig {
+            listen: self.listen,
+            chunk_size: self.chunk_size,
+            write_timeout: Duration::from_millis(self.write_timeout_ms),
+            ..tidewater::rtmp::RtmpConfig::default()
+        })
+    }
 }
 
 /// `[http]`.
@@ -467,6 +521,7 @@ impl Config {
     fn check(&self) -> Result<()> {
         crate::logging::parse_filter(&self.log.level)
             .map_err(|m| setting_error("log.level".into(), m))?;
+        self.rtmp.worker_config()?;
         self.app_specs()?;
         if self.apps.is_empty() && !self.defaults.allows_unknown_apps() {
             return Err(setting_error(

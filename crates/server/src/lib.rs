@@ -1,7 +1,8 @@
 //! The tidewater server: the [`tidewater`] kernel behind one binary,
 //! `tidewater`, that an operator runs with no arguments.
 //!
-//! Today it runs the kernel's engine (with its idle reaper) and one HTTP
+//! Today it runs the kernel's engine (with its idle reaper), the RTMP
+//! listener (publish and play, by default on `0.0.0.0:1935`) and one HTTP
 //! listener, by default on `0.0.0.0:8888`, serving
 //!
 //! - `GET /healthz`: `ok` while the server runs;
@@ -33,7 +34,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tidewater_server::Error> {
-//! let config = Config::from_toml_str("[http]\nlisten = \"127.0.0.1:0\"")?;
+//! let config = Config::from_toml_str("[http]\nlisten = \"127.0.0.1:0\"\n[rtmp]\nlisten = \"127.0.0.1:0\"")?;
 //! let server = Server::bind(&config).await?;
 //! println!("API on http://{}/api/v1/streams", server.local_addr());
 //!
@@ -72,9 +73,11 @@ pub mod http;
 pub mod logging;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tidewater::{CancellationToken, Engine};
+use tidewater::rtmp::Rtmp;
+use tidewater::{CancellationToken, Engine, InboundProtocol};
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -92,6 +95,7 @@ pub struct Server {
     engine: Engine,
     http: TcpListener,
     http_addr: SocketAddr,
+    rtmp: Option<Arc<Rtmp>>,
 }
 
 impl Server {
@@ -107,11 +111,25 @@ impl Server {
             .local_addr()
             .map_err(|source| Error::Bind { addr, source })?;
         tracing::info!("http listening on {http_addr}");
+        let rtmp = match config.rtmp.enabled {
+            true => Some(Arc::new(Rtmp::new(config.rtmp.worker_config()?))),
+            false => None,
+        };
         Ok(Server {
             engine,
             http,
             http_addr,
+            rtmp,
         })
+    }
+
+    /// The bound RTMP address, once its listener is up (`None` when RTMP is
+    /// disabled). The listener binds when [`serve`](Self::serve) starts.
+    pub async fn rtmp_addr(&self) -> Option<SocketAddr> {
+        match &self.rtmp {
+            Some(rtmp) => Some(rtmp.listening().await),
+            None => None,
+        }
     }
 
     /// The bound HTTP address (with the actual port when 0 was asked for).
@@ -133,8 +151,19 @@ impl Server {
             engine,
             http,
             http_addr,
+            rtmp,
         } = self;
         let reaper = engine.spawn_reaper(REAP_INTERVAL, shutdown.child_token());
+        // Protocol workers bind their own listeners; one that fails (a port
+        // in use) stops the whole server, as a bad HTTP bind does.
+        let protocols: Vec<Arc<dyn InboundProtocol>> = rtmp
+            .into_iter()
+            .map(|r| r as Arc<dyn InboundProtocol>)
+            .collect();
+        let mut workers = tokio::spawn({
+            let (engine, token) = (engine.clone(), shutdown.child_token());
+            async move { engine.serve(protocols, token).await }
+        });
         let app = http::router(engine.clone());
         let stop_accepting = shutdown.clone().cancelled_owned();
         let mut server = tokio::spawn(
@@ -149,6 +178,21 @@ impl Server {
             biased;
             () = shutdown.cancelled() => None,
             result = &mut server => Some(result),
+            result = &mut workers => {
+                // A worker failed (a clean return needs the token, which is
+                // not cancelled): stop everything and report it.
+                let error = match result {
+                    Ok(Err(e)) => Error::Kernel(e),
+                    Ok(Ok(())) => Error::Http(std::io::Error::other("protocol workers stopped unexpectedly")),
+                    Err(e) => Error::Http(std::io::Error::other(e)),
+                };
+                tracing::error!("{error}");
+                shutdown.cancel();
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await;
+                engine.shutdown();
+                let _ = reaper.await;
+                return Err(error);
+            }
         };
         tracing::info!("shutting down");
         engine.shutdown();
@@ -170,6 +214,17 @@ impl Server {
             },
         };
         shutdown.cancel();
+        match tokio::time::timeout(DRAIN_TIMEOUT, &mut workers).await {
+            Ok(Ok(Err(e))) => tracing::warn!("protocol worker: {e}"),
+            Ok(Err(e)) => tracing::warn!("protocol workers: {e}"),
+            Ok(Ok(Ok(()))) => {}
+            Err(_) => {
+                tracing::warn!(
+                    "protocol workers still running after {DRAIN_TIMEOUT:?}: stopping them"
+                );
+                workers.abort();
+            }
+        }
         if let Err(e) = reaper.await {
             tracing::warn!("idle reaper: {e}");
         }

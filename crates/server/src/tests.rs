@@ -17,9 +17,10 @@ struct Running {
 }
 
 async fn start(extra_config: &str) -> Running {
-    let config =
-        Config::from_toml_str(&format!("[http]\nlisten = \"127.0.0.1:0\"\n{extra_config}"))
-            .expect("config");
+    let config = Config::from_toml_str(&format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[rtmp]\nlisten = \"127.0.0.1:0\"\n{extra_config}"
+    ))
+    .expect("config");
     let server = Server::bind(&config).await.expect("bind");
     let (addr, engine) = (server.local_addr(), server.engine().clone());
     assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
@@ -307,7 +308,10 @@ async fn a_taken_port_is_a_bind_error_naming_the_key() {
         .await
         .expect("bind");
     let addr = taken.local_addr().expect("addr");
-    let config = Config::from_toml_str(&format!("[http]\nlisten = \"{addr}\"")).expect("config");
+    let config = Config::from_toml_str(&format!(
+        "[http]\nlisten = \"{addr}\"\n[rtmp]\nenabled = false"
+    ))
+    .expect("config");
     let err = Server::bind(&config).await.expect_err("port in use");
     assert!(matches!(err, Error::Bind { .. }), "{err:?}");
     let text = err.to_string();

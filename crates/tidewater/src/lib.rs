@@ -34,8 +34,13 @@
 //! |---|---|
 //! | (none) | the kernel: bus, GOP cache, catalog, clock, QoS, registries, protocol seam |
 //! | `serde` | `Serialize` for snapshots and events |
-//! | `full` | every implemented protocol (none yet beyond the kernel) |
+//! | `rtmp` | [`rtmp`]: RTMP publish and play on one port, HTTP-FLV |
+//! | `full` | every implemented protocol: `rtmp` |
 
 #![deny(missing_docs)]
 
 pub use tidewater_core::*;
+
+/// RTMP publish and play, and HTTP-FLV (feature `rtmp`).
+#[cfg(feature = "rtmp")]
+pub use tidewater_ingest_rtmp as rtmp;

@@ -61,6 +61,7 @@ fn example_file_matches_the_built_in_defaults() {
         Config::default().default_spec().expect("valid"),
     );
     assert_eq!(config.http, Config::default().http);
+    assert_eq!(config.rtmp, Config::default().rtmp);
     assert_eq!(config.log, Config::default().log);
     assert_eq!(
         config.defaults.allows_unknown_apps(),
@@ -256,9 +257,14 @@ fn errors_name_the_key_and_where_it_came_from() {
             ],
         ),
         (
-            "[rtmp]\nlisten = \"0.0.0.0:1935\"",
+            "[rtmp]\nchunk_size = 64",
             &[],
-            &["rtmp", "unknown key"],
+            &["rtmp.chunk_size", "invalid value 64", "128 to 65536"],
+        ),
+        (
+            "[rtmp]\nlistne = \"0.0.0.0:1935\"",
+            &[],
+            &["rtmp.listne", "unknown key"],
         ),
         (
             "[http]\nlisten = 8888",

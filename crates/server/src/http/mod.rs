@@ -5,6 +5,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /healthz` | `200 ok` while the server runs |
+//! | `GET /flv/{app}/{stream}.flv` | HTTP-FLV: the live stream from its cached GOP on |
 //! | `/api/v1/…` | the REST API ([`api`]) |
 //!
 //! Protocol and packager crates that serve HTTP expose an `axum::Router`;
@@ -22,6 +23,7 @@ use tidewater::Engine;
 pub fn router(engine: Engine) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(tidewater::rtmp::http_flv_router(engine.context()))
         .nest("/api/v1", api::router(engine))
 }
 
