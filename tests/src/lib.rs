@@ -25,6 +25,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The text of the log line that reports the HTTP address.
 pub const HTTP_LISTENING: &str = "http listening on ";
+/// The log line prefix that gives the RTMP listener's address.
+pub const RTMP_LISTENING: &str = "rtmp listening on ";
 
 /// The workspace's root directory.
 pub fn workspace_root() -> PathBuf {
@@ -260,15 +262,24 @@ impl ServerProcess {
     /// Waits for the `http listening on ADDR` line and returns ADDR; panics
     /// with the server's output if it does not come.
     pub fn http_addr(&mut self) -> SocketAddr {
-        let Some(line) = self.wait_for_line(HTTP_LISTENING, START_TIMEOUT) else {
+        self.listening_addr(HTTP_LISTENING)
+    }
+
+    /// Waits for the `rtmp listening on ADDR` line and returns ADDR.
+    pub fn rtmp_addr(&mut self) -> SocketAddr {
+        self.listening_addr(RTMP_LISTENING)
+    }
+
+    fn listening_addr(&mut self, prefix: &str) -> SocketAddr {
+        let Some(line) = self.wait_for_line(prefix, START_TIMEOUT) else {
             let status = self.wait_exit(Duration::from_millis(200));
             panic!(
-                "the server did not report its HTTP address within {START_TIMEOUT:?} (exit status {status:?}); output:\n{}",
+                "the server did not log {prefix:?} within {START_TIMEOUT:?} (exit status {status:?}); output:\n{}",
                 self.output()
             );
         };
         let addr = line
-            .split(HTTP_LISTENING)
+            .split(prefix)
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next());
         addr.and_then(|a| a.parse().ok())
@@ -421,4 +432,173 @@ pub fn try_http_get(url: &str) -> Result<HttpResponse, String> {
 /// A minimal configuration that listens on a free loopback port.
 pub fn loopback_config() -> String {
     "[http]\nlisten = \"127.0.0.1:0\"\n".to_string()
+}
+
+/// A child process (ffmpeg, ffprobe, …) killed when dropped.
+#[derive(Debug)]
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts ffmpeg publishing a generated clip (testsrc2 320x240 at 25 fps with
+/// a keyframe every `gop` frames, and a 440 Hz sine; H.264 + AAC) in real
+/// time to `url` as FLV, for `seconds`.
+pub fn ffmpeg_publish(url: &str, seconds: u32, gop: u32) -> ChildGuard {
+    let child = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+        ])
+        .args([
+            "-g",
+            &gop.to_string(),
+            "-keyint_min",
+            &gop.to_string(),
+            "-sc_threshold",
+            "0",
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k"])
+        .args(["-t", &seconds.to_string(), "-f", "flv", url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ffmpeg (install the ffmpeg package): {e}"));
+    ChildGuard(child)
+}
+
+/// Polls the API until `app/stream` is live with a catalog; panics after `timeout`.
+pub fn wait_live(http: SocketAddr, key: &str, timeout: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(r) = try_http_get(&format!("http://{http}/api/v1/streams/{key}")) {
+            if r.status == 200 {
+                let v = r.json();
+                if !v["catalog"].is_null() {
+                    return v;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key} not live within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One packet or frame line of ffmpeg's `framecrc` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrcLine {
+    /// Stream index.
+    pub stream: u32,
+    /// Decode timestamp in the stream's time base.
+    pub dts: i64,
+    /// Presentation timestamp.
+    pub pts: i64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Checksum of the data.
+    pub crc: String,
+}
+
+/// What ffmpeg's `framecrc` muxer printed: each stream's codec, and the lines.
+#[derive(Debug, Default)]
+pub struct FrameCrc {
+    /// `#codec_id N: NAME` per stream.
+    pub codecs: Vec<String>,
+    /// Every packet or frame.
+    pub lines: Vec<CrcLine>,
+}
+
+impl FrameCrc {
+    /// Parses framecrc text.
+    pub fn parse(text: &str) -> FrameCrc {
+        let mut out = FrameCrc::default();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("#codec_id ") {
+                if let Some((_, name)) = rest.split_once(": ") {
+                    out.codecs.push(name.trim().to_string());
+                }
+                continue;
+            }
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            if f.len() >= 6 {
+                let num = |s: &str| {
+                    s.parse::<i64>()
+                        .unwrap_or_else(|e| panic!("framecrc {line:?}: {e}"))
+                };
+                out.lines.push(CrcLine {
+                    stream: num(f[0]) as u32,
+                    dts: num(f[1]),
+                    pts: num(f[2]),
+                    size: num(f[4]) as u64,
+                    crc: f[5].to_string(),
+                });
+            }
+        }
+        out
+    }
+
+    /// The lines of one stream.
+    pub fn stream(&self, index: u32) -> Vec<&CrcLine> {
+        self.lines.iter().filter(|l| l.stream == index).collect()
+    }
+
+    /// Whether each stream's decode timestamps strictly increase.
+    pub fn monotonic(&self) -> bool {
+        (0..self.codecs.len() as u32)
+            .all(|i| self.stream(i).windows(2).all(|w| w[1].dts > w[0].dts))
+    }
+}
+
+/// Runs ffmpeg reading `url` into framecrc on standard output, with `args`
+/// before the output (e.g. `-c copy` for packets instead of decoded frames),
+/// killing it after `timeout`; returns the parsed output and whether it ended
+/// by itself.
+pub fn ffmpeg_framecrc(url: &str, args: &[&str], timeout: Duration) -> (FrameCrc, bool) {
+    let mut child = ChildGuard(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i", url])
+            .args(args)
+            .args(["-f", "framecrc", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run ffmpeg: {e}")),
+    );
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stdout).read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let mut ended = false;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.0.try_wait() {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(child);
+    let text = reader.join().unwrap_or_default();
+    (FrameCrc::parse(&text), ended)
 }
