@@ -28,16 +28,22 @@ impl Drop for Harness {
 }
 
 async fn start() -> Harness {
+    start_with(
+        Engine::builder()
+            .app("live", AppSpec::default())
+            .build()
+            .expect("engine"),
+    )
+    .await
+}
+
+async fn start_with(engine: Engine) -> Harness {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_test_writer()
         .try_init();
-    let engine = Engine::builder()
-        .app("live", AppSpec::default())
-        .build()
-        .expect("engine");
     let rtmp = Arc::new(Rtmp::new(RtmpConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         ..RtmpConfig::default()
@@ -712,5 +718,69 @@ struct CancelOnDrop(CancellationToken);
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.0.cancel();
+    }
+}
+
+/// Allows publishing only with `?token=s3cret`, and remembers what it was asked.
+struct TokenAuth(Arc<std::sync::Mutex<Vec<tidewater_core::AuthRequest>>>);
+
+#[async_trait::async_trait]
+impl tidewater_core::Authorizer for TokenAuth {
+    async fn authorize(&self, request: &tidewater_core::AuthRequest) -> Result<(), String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request.clone());
+        match request.token() {
+            Some("s3cret") => Ok(()),
+            _ => Err("bad token".into()),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_query_and_peer_reach_the_authorizer() {
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let engine = Engine::builder()
+        .app("live", AppSpec::default())
+        .authorizer(TokenAuth(Arc::clone(&asked)))
+        .build()
+        .expect("engine");
+    let h = start_with(engine).await;
+    let out = finish(
+        publish(h.rtmp, "live/cam?token=wrong", 2, 50),
+        Duration::from_secs(20),
+        "publisher with a wrong token",
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Server error") && err.contains("bad token"),
+        "{err}"
+    );
+    let out = finish(
+        publish(h.rtmp, "live/cam?token=s3cret", 2, 50),
+        Duration::from_secs(20),
+        "publisher with the right token",
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let asked = asked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    for (req, query) in asked.iter().zip(["token=wrong", "token=s3cret"]) {
+        assert_eq!(req.action, tidewater_core::Action::Publish);
+        assert_eq!(req.protocol, "rtmp");
+        assert_eq!(req.key.as_str(), "live/cam");
+        assert_eq!(req.query.as_deref(), Some(query));
+        assert!(
+            req.peer.is_some_and(|p| p.ip().is_loopback()),
+            "{:?}",
+            req.peer
+        );
     }
 }
