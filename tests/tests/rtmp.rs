@@ -210,5 +210,8 @@ fn a_second_publisher_of_a_live_stream_is_refused_and_the_first_continues() {
     );
     let log = server.wait_for_line("rtmp request refused", Duration::from_secs(5));
     let log = log.unwrap_or_else(|| panic!("a log line says why: {}", server.output()));
-    assert!(log.contains("live/taken") && log.contains("already being published"), "{log}");
+    assert!(
+        log.contains("live/taken") && log.contains("already being published"),
+        "{log}"
+    );
 }
