@@ -29,18 +29,21 @@ pub struct OutputFormat {
 }
 
 impl OutputFormat {
-    /// Registers (or finds) the format of this name.
-    pub fn register(name: &'static str) -> Result<OutputFormat, Error> {
+    /// Registers (or finds) the format of this name. Names are interned
+    /// once: at most [`MAX_OUTPUT_FORMATS`] exist per process, so a name
+    /// built at run time (`rtmp-chunks-8192`) costs a few bytes once.
+    pub fn register(name: &str) -> Result<OutputFormat, Error> {
         let mut formats = FORMATS.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(i) = formats.iter().position(|n| *n == name) {
             return Ok(OutputFormat {
                 index: i as u8,
-                name,
+                name: formats[i],
             });
         }
         if formats.len() >= MAX_OUTPUT_FORMATS {
             return Err(Error::TooManyFormats(MAX_OUTPUT_FORMATS));
         }
+        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
         formats.push(name);
         Ok(OutputFormat {
             index: (formats.len() - 1) as u8,

@@ -223,11 +223,27 @@ impl Subscription {
     #[inline]
     pub async fn recv_ref(&mut self) -> Result<EventRef<'_>, RecvError> {
         let raw = poll_fn(|cx| self.poll_raw(cx)).await?;
-        Ok(match raw {
+        Ok(self.lend(raw))
+    }
+
+    /// A raw event as a borrowed one.
+    #[inline]
+    fn lend(&self, raw: Raw) -> EventRef<'_> {
+        match raw {
             Raw::Frame(index) => EventRef::Frame(FrameRef::new(&self.block, index)),
             Raw::Catalog(catalog) => EventRef::Catalog(catalog),
             Raw::Skipped(frames) => EventRef::Skipped { frames },
-        })
+        }
+    }
+
+    /// The next event if one is ready now, lending the frame (see [`recv_ref`](Self::recv_ref)).
+    pub fn try_recv_ref(&mut self) -> Option<Result<EventRef<'_>, RecvError>> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.poll_raw(&mut cx) {
+            Poll::Ready(Ok(raw)) => Some(Ok(self.lend(raw))),
+            Poll::Ready(Err(e)) => Some(Err(e)),
+            Poll::Pending => None,
+        }
     }
 
     /// The next event if one is ready now, without waiting.
