@@ -142,12 +142,16 @@ pub fn catalog_chunks(catalog: &Catalog, chunk_size: u32, stream_id: u32, timest
 }
 
 /// The same as FLV tags: script data, then sequence headers.
+///
+/// The script tag (`onMetaData`) is stamped 0 whatever `timestamp` is, as
+/// RTMP's data message is: ffmpeg's FLV demuxer applies `onMetaData` only at
+/// time 0 and makes a later one a subtitle stream.
 pub fn catalog_tags(catalog: &Catalog, timestamp: u32) -> Bytes {
     let mut out = BytesMut::new();
     flv::write_tag(
         &mut out,
         flv::TYPE_DATA,
-        timestamp,
+        0,
         &[],
         &flv::metadata_body(catalog),
     );

@@ -396,6 +396,11 @@ impl Session {
 
     /// Accepts the pending play request: the status messages that open a
     /// play. Media follows, built by the caller for [`play_stream_id`](Self::play_stream_id).
+    ///
+    /// No `onStatus` *data* message (`NetStream.Data.Start`, which some
+    /// servers send) goes out: ffmpeg's FLV demuxer turns any script data
+    /// other than `onMetaData`, `onCuePoint` and `|RtmpSampleAccess` into a
+    /// data stream of unknown codec, which players list as a third stream.
     pub fn accept_play(&mut self) -> Result<()> {
         let Role::PlayPending(id) = self.role else {
             return Err(Error::protocol("no play request to accept"));
@@ -411,20 +416,6 @@ impl Session {
                     Amf0Value::Utf8String("|RtmpSampleAccess".into()),
                     Amf0Value::Boolean(true),
                     Amf0Value::Boolean(true),
-                ],
-            },
-            id,
-        )?;
-        let mut data_start = HashMap::new();
-        data_start.insert(
-            "code".to_string(),
-            Amf0Value::Utf8String("NetStream.Data.Start".into()),
-        );
-        self.send(
-            RtmpMessage::Amf0Data {
-                values: vec![
-                    Amf0Value::Utf8String("onStatus".into()),
-                    Amf0Value::Object(data_start),
                 ],
             },
             id,

@@ -201,6 +201,20 @@ fn parse_probe(out: &Output, what: &str) -> Probe {
 /// Codecs, counts, and timestamps of a viewer that joined `joined` seconds
 /// into a `seconds`-long 25 fps clip with `gop`-frame GOPs.
 fn check_viewer(p: &Probe, what: &str, joined: f64, seconds: f64, gop: f64) {
+    // Exactly the two media streams: no data or subtitle stream made of
+    // script tags the demuxer did not take as metadata.
+    let kinds: Vec<_> = p
+        .streams
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s.get("codec_type").map_or("?", String::as_str),
+                s.get("codec_name").map_or("?", String::as_str)
+            )
+        })
+        .collect();
+    assert_eq!(kinds, ["video:h264", "audio:aac"], "{what}: streams");
     let codec = |t: &str| {
         p.streams
             .iter()
