@@ -71,6 +71,11 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
 const STOP_GRACE: Duration = Duration::from_secs(3);
 /// Open files wanted for the server and the load tool (capped at the hard limit).
 const WANT_NOFILE: u64 = 65_536;
+/// Load tool CPU (cores) above which the report warns that the client side
+/// may be the bottleneck.
+const LOAD_TOOL_BUSY: f64 = 0.8;
+/// Other work on the server's CPU (cores) above which a run is flagged.
+const OTHER_WORK: f64 = 0.05;
 /// Debian's nginx-rtmp module, where packages put it.
 const NGINX_MODULE_PATHS: &[&str] = &[
     "/usr/lib/nginx/modules/ngx_rtmp_module.so",
@@ -413,6 +418,11 @@ impl Fields {
 
     fn num(&self, key: &str) -> Option<f64> {
         self.0.get(key)?.parse().ok()
+    }
+
+    /// Element `i` of a comma-separated list field.
+    fn nth(&self, key: &str, i: usize) -> Option<f64> {
+        self.0.get(key)?.split(',').nth(i)?.parse().ok()
     }
 
     fn text(&self, key: &str) -> &str {
@@ -932,18 +942,32 @@ fn report(
             cell(ng, n, &keyframe),
         );
     }
+    // Busy time on the server's CPU beyond the server's own (which includes
+    // the softirq work run in its context) is someone else's: other
+    // processes, timers. More than a little means the figures are disturbed.
+    let core = setup.server_cpu;
+    let softirq = move |f: &Fields| f.nth("cpu_softirq", core);
+    let other = move |f: &Fields| match (f.nth("cpu_busy", core), f.num("server_cpu")) {
+        (Some(busy), Some(own)) => Some((busy - own).max(0.0)),
+        _ => None,
+    };
+    let cores = |v: Option<f64>| v.map_or("?".into(), |c| format!("{c:.3}"));
     println!();
     println!(
-        "| viewers N | server | load tool CPU (cores) | failed / ended early | lag p50 / p99 (ms) | first keyframe max (ms) |"
+        "| viewers N | server | server CPU | softirq on CPU {core} | other work on CPU {core} \
+         | load tool CPU (cores) | failed / ended early | lag p50 / p99 (ms) | first keyframe max (ms) |"
     );
-    println!("|---:|---|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &opts.sizes {
         for &s in &opts.servers {
             if let Some(Ok(f)) = get(s, n) {
                 println!(
-                    "| {} | {} | {} | {} / {} | {} / {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} |",
                     group_thousands(n as u64),
                     s.name(),
+                    cores(f.num("server_cpu")),
+                    cores(softirq(f)),
+                    cores(other(f)),
                     f.text("load_cpu"),
                     f.text("failed"),
                     f.text("ended"),
@@ -955,6 +979,27 @@ fn report(
         }
     }
     let mut notes: Vec<String> = Vec::new();
+    for &n in &opts.sizes {
+        for &s in &opts.servers {
+            if let Some(Ok(f)) = get(s, n) {
+                if let Some(o) = other(f).filter(|&o| o > OTHER_WORK) {
+                    notes.push(format!(
+                        "{} (N = {n}): CPU {core} also ran {o:.3} cores of other work during the \
+                         window; the server competed for its CPU (measure on a quiet machine)",
+                        s.name()
+                    ));
+                }
+                if f.num("load_cpu").is_some_and(|c| c > LOAD_TOOL_BUSY) {
+                    notes.push(format!(
+                        "{} (N = {n}): the load tool used {} cores; its CPU, shared with the \
+                         publisher, may have limited delivery and lag figures",
+                        s.name(),
+                        f.text("load_cpu")
+                    ));
+                }
+            }
+        }
+    }
     for &s in &opts.servers {
         let mut seen = Vec::new();
         for &n in &opts.sizes {

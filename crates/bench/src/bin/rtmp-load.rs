@@ -47,7 +47,12 @@
 //! - **server CPU**: utime + stime (`/proc/PID/stat`, all threads, living or
 //!   exited) of the `--server-pid` processes and all their descendants over
 //!   the window, in cores; the tool's own CPU the same way, so a saturated
-//!   load tool shows.
+//!   load tool shows. (utime + stime add up to the scheduler's run time,
+//!   which includes the softirq work done in the process's context; on
+//!   loopback that is the receiving half of every segment it sends.) Also
+//!   every CPU's busy time (user, nice, system, irq, softirq) and softirq time
+//!   over the window, from `/proc/stat`: busy time on the server's CPU beyond
+//!   the server's own shows whether anything else ran there.
 //!
 //! ```text
 //! rtmp-load --url rtmp://127.0.0.1:1935/live/bench --viewers 1000
@@ -375,6 +380,7 @@ async fn run(opts: Options) -> Result<(), String> {
     let start = Instant::now();
     let server_start = tree_cpu_ticks(&opts.server_pids);
     let self_start = tree_cpu_ticks(&[std::process::id()]);
+    let cpus_start = cpu_ticks();
     let bytes_start = shared.bytes.get();
     shared.window_open.set(true);
     tokio::time::sleep(Duration::from_secs_f64(opts.window)).await;
@@ -383,6 +389,7 @@ async fn run(opts: Options) -> Result<(), String> {
     let bytes = shared.bytes.get() - bytes_start;
     let server_end = tree_cpu_ticks(&opts.server_pids);
     let self_end = tree_cpu_ticks(&[std::process::id()]);
+    let cpus_end = cpu_ticks();
     let secs = end.duration_since(start).as_secs_f64();
     for task in &tasks {
         task.abort();
@@ -398,6 +405,22 @@ async fn run(opts: Options) -> Result<(), String> {
         cores(server_start, server_end)
     };
     let load_cpu = cores(self_start, self_end);
+    // Per CPU: busy (user, nice, system, irq, softirq) and softirq alone, in cores.
+    let per_cpu = |pick: fn(&CpuTicks) -> u64| -> String {
+        cpus_start
+            .iter()
+            .zip(&cpus_end)
+            .map(|(a, b)| {
+                format!(
+                    "{:.3}",
+                    pick(b).saturating_sub(pick(a)) as f64 / clk_tck / secs
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let cpu_busy = per_cpu(|c| c.busy);
+    let cpu_softirq = per_cpu(|c| c.softirq);
 
     let viewers = shared.viewers.borrow();
     let viewers = &viewers[..opts.viewers];
@@ -438,7 +461,8 @@ async fn run(opts: Options) -> Result<(), String> {
     let result = format!(
         "RESULT viewers={} connected={} playing={} failed={} ended={} keyframe={} within={} \
          mbps={mbps:.1} server_cpu={} load_cpu={} kf_p50_ms={} kf_p99_ms={} kf_max_ms={} \
-         lag_p50_ms={} lag_p99_ms={} window_s={secs:.2} ramp_s={ramp:.2}",
+         lag_p50_ms={} lag_p99_ms={} window_s={secs:.2} ramp_s={ramp:.2} \
+         cpu_busy={cpu_busy} cpu_softirq={cpu_softirq}",
         opts.viewers,
         opts.viewers - count(Phase::Connecting) - count(Phase::Failed),
         count(Phase::Playing),
@@ -704,6 +728,47 @@ fn tree_cpu_ticks(roots: &[u32]) -> Option<u64> {
     )
 }
 
+/// One CPU's counters from `/proc/stat`, in clock ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CpuTicks {
+    /// user + nice + system + irq + softirq (not idle, iowait or steal).
+    busy: u64,
+    softirq: u64,
+}
+
+/// Every CPU's counters (`cpu0`, `cpu1`, … in order), empty where unknown.
+///
+/// A process's utime + stime add up to its scheduler run time, which (without
+/// IRQ time accounting, as on the kernels measured) includes softirq work run
+/// in its context: on loopback, the receiving half of every TCP segment it
+/// sends. The pinned CPU's busy time beyond the server's own CPU is work the
+/// server did not do (other processes, timers): a check that the server had
+/// its CPU to itself.
+fn cpu_ticks() -> Vec<CpuTicks> {
+    std::fs::read_to_string("/proc/stat")
+        .map(|s| parse_proc_stat(&s))
+        .unwrap_or_default()
+}
+
+fn parse_proc_stat(text: &str) -> Vec<CpuTicks> {
+    text.lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .filter_map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .skip(1)
+                .map(|v| v.parse().unwrap_or(0))
+                .collect();
+            // user nice system idle iowait irq softirq steal …
+            let at = |i: usize| f.get(i).copied().unwrap_or(0);
+            (f.len() >= 7).then(|| CpuTicks {
+                busy: at(0) + at(1) + at(2) + at(5) + at(6),
+                softirq: at(6),
+            })
+        })
+        .collect()
+}
+
 /// `(ppid, utime + stime)` from a `/proc/PID/stat` line.
 fn parse_stat(stat: &str) -> Option<(u32, u64)> {
     // The command name is in parentheses and may contain anything.
@@ -756,6 +821,26 @@ mod tests {
         let a = tree_cpu_ticks(&[me]).expect("own stat");
         assert!(tree_cpu_ticks(&[me]).expect("own stat") >= a);
         assert_eq!(tree_cpu_ticks(&[u32::MAX]), None);
+    }
+
+    #[test]
+    fn proc_stat_cpus() {
+        let text = "cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 10 1 5 100 7 2 3 4 0 0\n\
+                    cpu1 20 0 6 90 1 0 1 0 0 0\nintr 5 5\n";
+        assert_eq!(
+            parse_proc_stat(text),
+            vec![
+                CpuTicks {
+                    busy: 21,
+                    softirq: 3
+                },
+                CpuTicks {
+                    busy: 27,
+                    softirq: 1
+                }
+            ]
+        );
+        assert!(!cpu_ticks().is_empty() || !cfg!(target_os = "linux"));
     }
 
     #[test]
