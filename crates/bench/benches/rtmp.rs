@@ -28,6 +28,8 @@
 //!   --ramp-rate 400          viewers connected per second at most (the ramp lasts at
 //!                            least one GOP, 4 s, so connects spread over the GOP)
 //!   --read-interval-ms 100   the load tool's read tick after a viewer's first keyframe
+//!   --retries 2              runs again (at most this often) when other work shared the
+//!                            server's CPU during the window; keeps the least disturbed run
 //!   --tidewater-bin PATH     measure this binary (configured the same way, from the
 //!                            environment) instead of building `tidewater-server`
 //! ```
@@ -106,6 +108,8 @@ struct Options {
     settle: f64,
     ramp_rate: f64,
     read_interval_ms: u64,
+    /// Runs again when other work shared the server's CPU, at most.
+    retries: usize,
     /// A tidewater binary to measure instead of building `tidewater-server`.
     tidewater_bin: Option<PathBuf>,
 }
@@ -124,6 +128,7 @@ impl Options {
             settle: 6.0,
             ramp_rate: 400.0,
             read_interval_ms: 100,
+            retries: if quick { 0 } else { 2 },
             tidewater_bin: None,
         };
         let mut it = args.iter();
@@ -168,6 +173,11 @@ impl Options {
                 "--ramp-rate" => o.ramp_rate = num(value()?)?,
                 "--read-interval-ms" => o.read_interval_ms = num(value()?)? as u64,
                 "--tidewater-bin" => o.tidewater_bin = Some(PathBuf::from(value()?)),
+                "--retries" => {
+                    o.retries = value()?
+                        .parse()
+                        .map_err(|_| "--retries wants a whole number".to_string())?
+                }
                 "-h" | "--help" => return Err(usage().into()),
                 other => return Err(format!("unknown argument {other:?}\n{}", usage())),
             }
@@ -181,7 +191,7 @@ impl Options {
 
 fn usage() -> &'static str {
     "usage: rtmp [--quick] [--sizes 200,1000,2000] [--only nginx|tidewater] [--window 15] \
-     [--settle 6] [--ramp-rate 400] [--read-interval-ms 100] [--tidewater-bin PATH]"
+     [--settle 6] [--ramp-rate 400] [--read-interval-ms 100] [--retries 2] [--tidewater-bin PATH]"
 }
 
 fn main() -> ExitCode {
@@ -307,7 +317,30 @@ fn run(opts: &Options) -> Result<(), String> {
                 continue;
             }
             eprintln!("\nrtmp bench: {} with {n} viewers", server.name());
-            match run_one(&setup, opts, server, n) {
+            let mut outcome = run_one(&setup, opts, server, n);
+            // A run during which other work shared the server's CPU is done
+            // again (a few times at most); the least disturbed one is kept.
+            for retry in 1..=opts.retries {
+                let Ok(fields) = &outcome else { break };
+                let disturbed = other_work(fields, setup.server_cpu);
+                if disturbed.is_none_or(|o| o <= OTHER_WORK) {
+                    break;
+                }
+                eprintln!(
+                    "rtmp bench: CPU {} also ran {:.3} cores of other work; again ({retry}/{})",
+                    setup.server_cpu,
+                    disturbed.unwrap_or(0.0),
+                    opts.retries
+                );
+                sleep(Duration::from_secs(5));
+                let again = run_one(&setup, opts, server, n);
+                if let Ok(new) = &again {
+                    if other_work(new, setup.server_cpu) < disturbed {
+                        outcome = again;
+                    }
+                }
+            }
+            match outcome {
                 Ok(fields) => {
                     results.insert((server, n), Ok(fields));
                 }
@@ -869,6 +902,16 @@ fn tail_of(path: &Path) -> String {
 // ---------------------------------------------------------------------------
 // report
 
+/// Busy time on the server's CPU beyond the server's own CPU time (which
+/// includes the softirq work run in its context), in cores: other processes,
+/// timers. More than a little means the run was disturbed.
+fn other_work(f: &Fields, core: usize) -> Option<f64> {
+    match (f.nth("cpu_busy", core), f.num("server_cpu")) {
+        (Some(busy), Some(own)) => Some((busy - own).max(0.0)),
+        _ => None,
+    }
+}
+
 fn report(
     opts: &Options,
     setup: &Setup,
@@ -942,15 +985,9 @@ fn report(
             cell(ng, n, &keyframe),
         );
     }
-    // Busy time on the server's CPU beyond the server's own (which includes
-    // the softirq work run in its context) is someone else's: other
-    // processes, timers. More than a little means the figures are disturbed.
     let core = setup.server_cpu;
     let softirq = move |f: &Fields| f.nth("cpu_softirq", core);
-    let other = move |f: &Fields| match (f.nth("cpu_busy", core), f.num("server_cpu")) {
-        (Some(busy), Some(own)) => Some((busy - own).max(0.0)),
-        _ => None,
-    };
+    let other = move |f: &Fields| other_work(f, core);
     let cores = |v: Option<f64>| v.map_or("?".into(), |c| format!("{c:.3}"));
     println!();
     println!(
