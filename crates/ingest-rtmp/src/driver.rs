@@ -14,9 +14,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use tidewater_core::{
     Catalog, EventRef, IngestContext, PublishSession, RecvError, Request, StreamKey, Subscription,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -36,7 +35,7 @@ const BATCH_BYTES: usize = 512 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 
 /// Polls a future once, without waiting.
-fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
+pub(crate) fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
     let mut fut = pin!(fut);
     match fut
         .as_mut()
@@ -47,9 +46,11 @@ fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
     }
 }
 
-pub(crate) struct Connection {
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+/// One connection, over any byte stream: a TCP socket's halves, or a TLS
+/// stream's (RTMPS).
+pub(crate) struct Connection<R, W> {
+    rd: R,
+    wr: W,
     session: Session,
     ctx: Context,
     ingest: IngestContext,
@@ -57,7 +58,7 @@ pub(crate) struct Connection {
     inbuf: BytesMut,
 }
 
-/// Runs one accepted connection to its end and logs how it ended.
+/// Runs one accepted TCP connection to its end and logs how it ended.
 pub(crate) async fn run_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -67,6 +68,46 @@ pub(crate) async fn run_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
+    run_halves(rd, wr, peer, ingest, config, shutdown).await;
+}
+
+/// Runs one accepted RTMPS connection: the TLS handshake (within the
+/// handshake timeout), then the same as [`run_connection`].
+pub(crate) async fn run_tls_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    ingest: IngestContext,
+    config: Arc<RtmpConfig>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let limit = config.handshake_timeout;
+    let tls = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        r = tokio::time::timeout(limit, acceptor.accept(stream)) => r,
+    };
+    match tls {
+        Ok(Ok(tls)) => {
+            let (rd, wr) = tokio::io::split(tls);
+            run_halves(rd, wr, peer, ingest, config, shutdown).await;
+        }
+        Ok(Err(e)) => info!(peer = %peer, "rtmps connection closed: tls handshake failed: {e}"),
+        Err(_) => info!(peer = %peer, "rtmps connection closed: no tls handshake within {limit:?}"),
+    }
+}
+
+async fn run_halves<R, W>(
+    rd: R,
+    wr: W,
+    peer: SocketAddr,
+    ingest: IngestContext,
+    config: Arc<RtmpConfig>,
+    shutdown: CancellationToken,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let session = Session::new(SessionConfig {
         chunk_size: config.chunk_size,
         max_message_len: config.max_message_len,
@@ -98,7 +139,11 @@ pub(crate) async fn run_connection(
     }
 }
 
-impl Connection {
+impl<R, W> Connection<R, W>
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<()> {
         let limit = self.config.handshake_timeout;
         let request = tokio::select! {
@@ -127,11 +172,7 @@ impl Connection {
     }
 
     /// Reads into `inbuf`; `Ok(false)` on end of stream.
-    async fn read_some(
-        rd: &mut OwnedReadHalf,
-        inbuf: &mut BytesMut,
-        ctx: &Context,
-    ) -> Result<bool> {
+    async fn read_some(rd: &mut R, inbuf: &mut BytesMut, ctx: &Context) -> Result<bool> {
         inbuf.clear();
         inbuf.reserve(READ_SIZE);
         match rd.read_buf(inbuf).await {

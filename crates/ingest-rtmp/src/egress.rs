@@ -40,6 +40,18 @@ pub(crate) fn rtmp_format(chunk_size: u32) -> Option<OutputFormat> {
 
 /// The frame as RTMP chunks for `stream_id`, or empty if RTMP cannot carry it.
 pub fn frame_chunks(frame: &Frame, catalog: &Catalog, chunk_size: u32, stream_id: u32) -> Bytes {
+    frame_chunks_shifted(frame, catalog, chunk_size, stream_id, 0)
+}
+
+/// [`frame_chunks`] with `shift` milliseconds added (wrapping) to the
+/// frame's RTMP timestamp: what a push sends after rebasing a republish.
+pub fn frame_chunks_shifted(
+    frame: &Frame,
+    catalog: &Catalog,
+    chunk_size: u32,
+    stream_id: u32,
+    shift: u32,
+) -> Bytes {
     if !flv::is_carried(frame, catalog) {
         return Bytes::new();
     }
@@ -59,7 +71,7 @@ pub fn frame_chunks(frame: &Frame, catalog: &Catalog, chunk_size: u32, stream_id
             csid,
             type_id: prefix.type_id,
             stream_id,
-            timestamp: ts,
+            timestamp: ts.wrapping_add(shift),
         },
         prefix.as_slice(),
         &frame.payload,
@@ -121,6 +133,20 @@ pub fn catalog_chunks(catalog: &Catalog, chunk_size: u32, stream_id: u32, timest
         &flv::metadata_body(catalog),
         chunk_size,
     );
+    out.extend_from_slice(&sequence_header_chunks(
+        catalog, chunk_size, stream_id, timestamp,
+    ));
+    out.freeze()
+}
+
+/// The sequence headers of a catalog's carried tracks, as RTMP chunks at `timestamp`.
+pub fn sequence_header_chunks(
+    catalog: &Catalog,
+    chunk_size: u32,
+    stream_id: u32,
+    timestamp: u32,
+) -> Bytes {
+    let mut out = BytesMut::new();
     let (video, audio) = flv::carried_tracks(catalog);
     for (track, csid) in [(video, CSID_VIDEO), (audio, CSID_AUDIO)] {
         if let Some((type_id, body)) = track.and_then(flv::config_body) {

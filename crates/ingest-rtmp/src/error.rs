@@ -18,14 +18,13 @@ pub struct Context {
 
 impl fmt::Display for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.peer {
-            Some(peer) => write!(f, "peer {peer}")?,
-            None => f.write_str("peer ?")?,
+        match (&self.peer, &self.stream) {
+            (Some(peer), Some(stream)) => write!(f, "peer {peer} stream {stream}"),
+            (Some(peer), None) => write!(f, "peer {peer}"),
+            // A push that did not get as far as a connection: its URL says where.
+            (None, Some(stream)) => write!(f, "stream {stream}"),
+            (None, None) => f.write_str("peer ?"),
         }
-        if let Some(stream) = &self.stream {
-            write!(f, " stream {stream}")?;
-        }
-        Ok(())
     }
 }
 
@@ -109,6 +108,45 @@ pub enum Error {
         /// The allowed time.
         after: Duration,
     },
+    /// A push destination refused the connection or the publish (an `_error`
+    /// result or an `onStatus` error).
+    #[error("{ctx}: refused by the destination: {code} ({description})")]
+    Refused {
+        /// Destination address and URL.
+        ctx: Context,
+        /// The status code (`NetStream.Publish.BadName`, `NetConnection.Connect.Rejected`, …).
+        code: String,
+        /// The destination's description.
+        description: String,
+    },
+    /// A TLS handshake failed, or TLS could not be set up (certificate or
+    /// key files, roots).
+    #[error("{ctx}: tls: {reason}")]
+    Tls {
+        /// Peer and stream (the file names, when setting up).
+        ctx: Context,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A step with a deadline did not finish in time (connecting to a push
+    /// destination, its handshake and publish).
+    #[error("{ctx}: {what} did not finish within {after:?}")]
+    Timeout {
+        /// Peer and stream.
+        ctx: Context,
+        /// The step.
+        what: &'static str,
+        /// The allowed time.
+        after: Duration,
+    },
+    /// A push destination URL is not usable.
+    #[error("invalid push url {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL (with its query removed).
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The listener could not be bound.
     #[error("rtmp: cannot listen on {addr}: {source}")]
     Bind {
@@ -121,7 +159,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// The peer and stream this error concerns (none for [`Error::Bind`]).
+    /// The peer and stream this error concerns (none for [`Error::Bind`] and
+    /// [`Error::InvalidUrl`]).
     pub fn context(&self) -> Option<&Context> {
         match self {
             Error::Handshake { ctx, .. }
@@ -132,8 +171,11 @@ impl Error {
             | Error::Kernel { ctx, .. }
             | Error::Io { ctx, .. }
             | Error::WriteTimeout { ctx, .. }
-            | Error::NegotiationTimeout { ctx, .. } => Some(ctx),
-            Error::Bind { .. } => None,
+            | Error::NegotiationTimeout { ctx, .. }
+            | Error::Refused { ctx, .. }
+            | Error::Tls { ctx, .. }
+            | Error::Timeout { ctx, .. } => Some(ctx),
+            Error::Bind { .. } | Error::InvalidUrl { .. } => None,
         }
     }
 
@@ -147,8 +189,11 @@ impl Error {
             | Error::Kernel { ctx, .. }
             | Error::Io { ctx, .. }
             | Error::WriteTimeout { ctx, .. }
-            | Error::NegotiationTimeout { ctx, .. } => Some(ctx),
-            Error::Bind { .. } => None,
+            | Error::NegotiationTimeout { ctx, .. }
+            | Error::Refused { ctx, .. }
+            | Error::Tls { ctx, .. }
+            | Error::Timeout { ctx, .. } => Some(ctx),
+            Error::Bind { .. } | Error::InvalidUrl { .. } => None,
         }
     }
 
@@ -187,6 +232,13 @@ impl Error {
 
     pub(crate) fn message(reason: impl Into<String>) -> Self {
         Error::Message {
+            ctx: Context::default(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn tls(reason: impl Into<String>) -> Self {
+        Error::Tls {
             ctx: Context::default(),
             reason: reason.into(),
         }

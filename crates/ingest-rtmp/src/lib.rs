@@ -98,6 +98,7 @@
 
 mod amf;
 pub mod chunk;
+pub mod client;
 mod codec;
 mod driver;
 pub mod egress;
@@ -107,7 +108,9 @@ pub mod flv;
 pub mod fuzzing;
 mod http_flv;
 pub mod ingest;
+pub mod push;
 pub mod session;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -122,6 +125,10 @@ use tracing::{info, warn};
 
 pub use error::{Context, Error, Result};
 pub use http_flv::{HttpFlvConfig, http_flv_router, http_flv_router_with};
+pub use push::{
+    Backoff, PushConfig, PushRoutes, PushSnapshot, PushState, PushStatuses, PushTarget, RtmpPush,
+};
+pub use tls::{ClientTls, ServerTls};
 
 /// The outbound chunk size announced to every peer by default.
 pub const DEFAULT_CHUNK_SIZE: u32 = 4096;
@@ -162,10 +169,12 @@ impl Default for RtmpConfig {
     }
 }
 
-/// The RTMP worker: publish and play on one listener.
+/// The RTMP worker: publish and play on one listener (RTMPS with
+/// [`Rtmp::with_tls`]).
 #[derive(Debug)]
 pub struct Rtmp {
     config: Arc<RtmpConfig>,
+    tls: Option<ServerTls>,
     bound: watch::Sender<Option<SocketAddr>>,
 }
 
@@ -179,7 +188,18 @@ impl Rtmp {
         };
         Rtmp {
             config: Arc::new(config),
+            tls: None,
             bound: watch::Sender::new(None),
+        }
+    }
+
+    /// An RTMPS worker: the same service, each connection inside TLS with
+    /// this certificate (the TLS handshake counts against
+    /// [`RtmpConfig::handshake_timeout`]).
+    pub fn with_tls(config: RtmpConfig, tls: ServerTls) -> Rtmp {
+        Rtmp {
+            tls: Some(tls),
+            ..Rtmp::new(config)
         }
     }
 
@@ -211,7 +231,7 @@ impl Rtmp {
 #[async_trait]
 impl InboundProtocol for Rtmp {
     fn name(&self) -> &'static str {
-        "rtmp"
+        if self.tls.is_some() { "rtmps" } else { "rtmp" }
     }
 
     async fn serve(
@@ -220,15 +240,17 @@ impl InboundProtocol for Rtmp {
         shutdown: CancellationToken,
     ) -> tidewater_core::Result<()> {
         let addr = self.config.listen;
+        let name = self.name();
         let listener =
             TcpListener::bind(addr)
                 .await
                 .map_err(|source| tidewater_core::Error::Protocol {
-                    protocol: "rtmp",
+                    protocol: name,
                     source: Box::new(Error::Bind { addr, source }),
                 })?;
         let local = listener.local_addr().unwrap_or(addr);
-        info!("rtmp listening on {local}");
+        info!("{name} listening on {local}");
+        let acceptor = self.tls.as_ref().map(ServerTls::acceptor);
         self.bound.send_replace(Some(local));
         let mut connections = JoinSet::new();
         loop {
@@ -238,20 +260,30 @@ impl InboundProtocol for Rtmp {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         if connections.len() >= self.config.max_connections {
-                            warn!(peer = %peer, "rtmp: {} connections open, refusing another", connections.len());
+                            warn!(peer = %peer, "{name}: {} connections open, refusing another", connections.len());
                             continue;
                         }
-                        connections.spawn(driver::run_connection(
-                            stream,
-                            peer,
-                            ctx.clone(),
-                            Arc::clone(&self.config),
-                            shutdown.clone(),
-                        ));
+                        match &acceptor {
+                            None => connections.spawn(driver::run_connection(
+                                stream,
+                                peer,
+                                ctx.clone(),
+                                Arc::clone(&self.config),
+                                shutdown.clone(),
+                            )),
+                            Some(acceptor) => connections.spawn(driver::run_tls_connection(
+                                stream,
+                                peer,
+                                acceptor.clone(),
+                                ctx.clone(),
+                                Arc::clone(&self.config),
+                                shutdown.clone(),
+                            )),
+                        };
                     }
                     Err(e) => {
                         // Out of descriptors and the like: pause rather than spin.
-                        warn!("rtmp accept failed: {e}");
+                        warn!("{name} accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -265,7 +297,7 @@ impl InboundProtocol for Rtmp {
         .await;
         connections.shutdown().await;
         self.bound.send_replace(None);
-        info!("rtmp listener on {local} stopped");
+        info!("{name} listener on {local} stopped");
         Ok(())
     }
 }

@@ -1,0 +1,631 @@
+//! The sans-IO RTMP publishing client (what a push runs): bytes in, events
+//! and bytes out.
+//!
+//! [`PublishClient`] owns no socket and no clock, like the server
+//! [`Session`](crate::session::Session). The driver writes what
+//! [`take_output`](PublishClient::take_output) returns, feeds what the
+//! destination sends to [`handle_input`](PublishClient::handle_input), and
+//! once [`ClientEvent::Publishing`] came, writes media chunks for
+//! [`stream_id`](PublishClient::stream_id) itself (built with
+//! [`egress`](crate::egress), from the stream's derived-output cache when the
+//! id and chunk size are the shared ones).
+//!
+//! The exchange is the one encoders (ffmpeg, OBS) use: handshake, Set Chunk
+//! Size, `connect`, `releaseStream` + `FCPublish` + `createStream`, then
+//! `publish` on the new stream until `onStatus NetStream.Publish.Start`.
+//! Any `_error` to `connect` or `createStream`, and any `onStatus` of level
+//! `error` before the publish started, is [`Error::Refused`].
+//!
+//! **Why not `rml_rtmp`'s `ClientSession`.** The destination is a remote
+//! peer like any other: its input goes through this crate's bounded
+//! [`ChunkReader`] and depth-limited AMF0
+//! decoder, not `rml_rtmp`'s deserializer (see the crate docs). And media is
+//! written as prebuilt chunks (shared with the stream's RTMP viewers when the
+//! destination hands out stream id 1), which `ClientSession`'s
+//! `publish_video_data` would serialize into a fresh buffer per frame. The
+//! handshake and the command serializer are `rml_rtmp`'s.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use rml_rtmp::chunk_io::ChunkSerializer;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::messages::{MessagePayload, RtmpMessage, UserControlEventType};
+use rml_rtmp::rml_amf0::Amf0Value;
+use rml_rtmp::time::RtmpTimestamp;
+
+use crate::amf;
+use crate::chunk::{self, ChunkReader, Message};
+use crate::error::{Context, Error, Result};
+
+/// What the client announces itself as (`flashVer` of `connect`).
+pub const FLASH_VER: &str = "FMLE/3.0 (compatible; tidewater)";
+
+const TXN_CONNECT: f64 = 1.0;
+const TXN_RELEASE: f64 = 2.0;
+const TXN_FCPUBLISH: f64 = 3.0;
+const TXN_CREATE: f64 = 4.0;
+const TXN_PUBLISH: f64 = 5.0;
+
+/// Most events queued before the driver takes them.
+const MAX_EVENTS: usize = 1024;
+
+/// What to publish where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// The application (`connect`'s `app`), e.g. `live`.
+    pub app: String,
+    /// `connect`'s `tcUrl`, e.g. `rtmp://host:1935/live`.
+    pub tc_url: String,
+    /// The stream name to publish, with its query if any (`cam1?token=…`).
+    pub stream: String,
+    /// The outbound chunk size, announced right after the handshake.
+    pub chunk_size: u32,
+    /// Longest message accepted from the destination, in bytes.
+    pub max_message_len: usize,
+}
+
+/// What happened on the client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// `connect` succeeded.
+    Connected,
+    /// The destination accepted the publish: media may be sent on `stream_id`.
+    Publishing {
+        /// The message stream id to send media on.
+        stream_id: u32,
+    },
+    /// An `onStatus` after the publish started (`level`, `code`).
+    Status {
+        /// `status`, `warning` or `error`.
+        level: String,
+        /// The code.
+        code: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Handshake,
+    Connecting,
+    CreatingStream,
+    PublishPending(u32),
+    Publishing(u32),
+    Closed,
+}
+
+/// The client side of one publishing RTMP connection.
+pub struct PublishClient {
+    config: ClientConfig,
+    handshake: Option<Box<Handshake>>,
+    state: State,
+    failed: bool,
+    reader: ChunkReader,
+    writer: ChunkSerializer,
+    out: BytesMut,
+    events: VecDeque<ClientEvent>,
+    peer_window: Option<u32>,
+    received: u64,
+    acked: u64,
+}
+
+impl std::fmt::Debug for PublishClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishClient")
+            .field("app", &self.config.app)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PublishClient {
+    /// A client for a fresh connection; its first output is the handshake's
+    /// C0 and C1.
+    pub fn new(config: ClientConfig) -> Result<Self> {
+        let mut handshake = Box::new(Handshake::new(PeerType::Client));
+        let c0c1 = handshake
+            .generate_outbound_p0_and_p1()
+            .map_err(|e| Error::Handshake {
+                ctx: Context::default(),
+                reason: format!("{e:?}"),
+            })?;
+        let mut out = BytesMut::new();
+        out.extend_from_slice(&c0c1);
+        Ok(PublishClient {
+            reader: ChunkReader::new(config.max_message_len),
+            config: ClientConfig {
+                chunk_size: config.chunk_size.clamp(128, 0x00ff_ffff),
+                ..config
+            },
+            handshake: Some(handshake),
+            state: State::Handshake,
+            failed: false,
+            writer: ChunkSerializer::new(),
+            out,
+            events: VecDeque::new(),
+            peer_window: None,
+            received: 0,
+            acked: 0,
+        })
+    }
+
+    /// The outbound chunk size (every message this client sends uses it).
+    pub fn chunk_size(&self) -> u32 {
+        self.config.chunk_size
+    }
+
+    /// The stream to send media on, once publishing.
+    pub fn stream_id(&self) -> Option<u32> {
+        match self.state {
+            State::Publishing(id) => Some(id),
+            _ => None,
+        }
+    }
+
+    /// Whether the destination accepted the publish.
+    pub fn is_publishing(&self) -> bool {
+        self.stream_id().is_some()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// Everything to send so far, in order.
+    pub fn take_output(&mut self) -> Option<Bytes> {
+        (!self.out.is_empty()).then(|| self.out.split().freeze())
+    }
+
+    /// Feeds bytes received from the destination. On an error the client is
+    /// unusable: close the connection.
+    pub fn handle_input(&mut self, data: &[u8]) -> Result<()> {
+        let result = self.input(data);
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    /// Ends the publish politely (`FCUnpublish`, `deleteStream`); the
+    /// connection may be closed once the output is written.
+    pub fn unpublish(&mut self) -> Result<()> {
+        let State::Publishing(id) = self.state else {
+            self.state = State::Closed;
+            return Ok(());
+        };
+        self.state = State::Closed;
+        self.command(
+            "FCUnpublish",
+            0.0,
+            vec![Amf0Value::Utf8String(self.config.stream.clone())],
+            0,
+        )?;
+        self.command(
+            "deleteStream",
+            0.0,
+            vec![Amf0Value::Number(f64::from(id))],
+            0,
+        )
+    }
+
+    fn input(&mut self, data: &[u8]) -> Result<()> {
+        if self.failed {
+            return Err(Error::protocol("input after a failure"));
+        }
+        if let Some(hs) = &mut self.handshake {
+            match hs.process_bytes(data) {
+                Err(e) => {
+                    return Err(Error::Handshake {
+                        ctx: Context::default(),
+                        reason: format!("{e:?}"),
+                    });
+                }
+                Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
+                    self.out.extend_from_slice(&response_bytes);
+                    return Ok(());
+                }
+                Ok(HandshakeProcessResult::Completed {
+                    response_bytes,
+                    remaining_bytes,
+                }) => {
+                    self.out.extend_from_slice(&response_bytes);
+                    self.handshake = None;
+                    self.start_connect()?;
+                    self.received += remaining_bytes.len() as u64;
+                    self.reader.push(&remaining_bytes);
+                }
+            }
+        } else {
+            self.received += data.len() as u64;
+            self.reader.push(data);
+        }
+        while let Some(message) = self.reader.next_message()? {
+            self.handle_message(message)?;
+            if self.events.len() > MAX_EVENTS {
+                return Err(Error::protocol("too many events in one read"));
+            }
+        }
+        if let Some(window) = self.peer_window {
+            if self.received - self.acked >= u64::from(window) {
+                self.acked = self.received;
+                self.send(
+                    RtmpMessage::Acknowledgement {
+                        sequence_number: self.received as u32,
+                    },
+                    0,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, message: RtmpMessage, stream_id: u32) -> Result<()> {
+        let payload = MessagePayload::from_rtmp_message(message, RtmpTimestamp::new(0), stream_id)
+            .map_err(|e| Error::protocol(format!("cannot encode a message: {e:?}")))?;
+        let packet = self
+            .writer
+            .serialize(&payload, false, false)
+            .map_err(|e| Error::protocol(format!("cannot serialize a message: {e:?}")))?;
+        self.out.extend_from_slice(&packet.bytes);
+        Ok(())
+    }
+
+    fn command(
+        &mut self,
+        name: &str,
+        transaction: f64,
+        args: Vec<Amf0Value>,
+        stream_id: u32,
+    ) -> Result<()> {
+        self.command_with(name, transaction, Amf0Value::Null, args, stream_id)
+    }
+
+    fn command_with(
+        &mut self,
+        name: &str,
+        transaction: f64,
+        object: Amf0Value,
+        args: Vec<Amf0Value>,
+        stream_id: u32,
+    ) -> Result<()> {
+        self.send(
+            RtmpMessage::Amf0Command {
+                command_name: name.to_string(),
+                transaction_id: transaction,
+                command_object: object,
+                additional_arguments: args,
+            },
+            stream_id,
+        )
+    }
+
+    fn start_connect(&mut self) -> Result<()> {
+        let packet = self
+            .writer
+            .set_max_chunk_size(self.config.chunk_size, RtmpTimestamp::new(0))
+            .map_err(|e| Error::protocol(format!("chunk size: {e:?}")))?;
+        self.out.extend_from_slice(&packet.bytes);
+        let mut object = HashMap::new();
+        let s = |v: &str| Amf0Value::Utf8String(v.to_string());
+        object.insert("app".to_string(), s(&self.config.app));
+        object.insert("type".to_string(), s("nonprivate"));
+        object.insert("flashVer".to_string(), s(FLASH_VER));
+        object.insert("tcUrl".to_string(), s(&self.config.tc_url));
+        self.command_with("connect", TXN_CONNECT, Amf0Value::Object(object), vec![], 0)?;
+        self.state = State::Connecting;
+        Ok(())
+    }
+
+    fn handle_message(&mut self, m: Message) -> Result<()> {
+        match m.type_id {
+            1 => match decode_control(&m)? {
+                RtmpMessage::SetChunkSize { size } => self.reader.set_chunk_size(size)?,
+                _ => return Err(Error::message("bad Set Chunk Size")),
+            },
+            2 => {
+                if let RtmpMessage::Abort { stream_id } = decode_control(&m)? {
+                    self.reader.abort(stream_id);
+                }
+            }
+            3 | 6 => {
+                decode_control(&m)?;
+            }
+            4 => {
+                if let RtmpMessage::UserControl {
+                    event_type: UserControlEventType::PingRequest,
+                    timestamp,
+                    ..
+                } = decode_control(&m)?
+                {
+                    self.send(
+                        RtmpMessage::UserControl {
+                            event_type: UserControlEventType::PingResponse,
+                            stream_id: None,
+                            buffer_length: None,
+                            timestamp,
+                        },
+                        0,
+                    )?;
+                }
+            }
+            5 => {
+                if let RtmpMessage::WindowAcknowledgement { size } = decode_control(&m)? {
+                    self.peer_window = (size > 0).then_some(size);
+                }
+            }
+            17 | 20 => {
+                let body = match (m.type_id, m.payload.first()) {
+                    (17, Some(0)) => &m.payload[1..],
+                    _ => &m.payload[..],
+                };
+                let values = amf::decode_all(body).map_err(Error::message)?;
+                self.handle_command(values)?;
+            }
+            // Media, data and anything else a destination might send: ignored.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_command(&mut self, values: Vec<Amf0Value>) -> Result<()> {
+        let mut it = values.into_iter();
+        let name = match it.next() {
+            Some(Amf0Value::Utf8String(s)) => s,
+            _ => return Err(Error::message("command without a name")),
+        };
+        let transaction = match it.next() {
+            Some(Amf0Value::Number(n)) if n.is_finite() => n,
+            _ => 0.0,
+        };
+        let _object = it.next();
+        let args: Vec<Amf0Value> = it.collect();
+        let info = args.iter().find_map(|a| match a {
+            Amf0Value::Object(o) => Some(o),
+            _ => None,
+        });
+        let field = |key: &str| {
+            info.and_then(|o| amf::string(o, key))
+                .unwrap_or_default()
+                .chars()
+                .take(256)
+                .collect::<String>()
+        };
+        match name.as_str() {
+            "_result" if transaction == TXN_CONNECT && self.state == State::Connecting => {
+                self.events.push_back(ClientEvent::Connected);
+                let name = Amf0Value::Utf8String(self.config.stream.clone());
+                self.command("releaseStream", TXN_RELEASE, vec![name.clone()], 0)?;
+                self.command("FCPublish", TXN_FCPUBLISH, vec![name], 0)?;
+                self.command("createStream", TXN_CREATE, vec![], 0)?;
+                self.state = State::CreatingStream;
+            }
+            "_result" if transaction == TXN_CREATE && self.state == State::CreatingStream => {
+                let id = args.iter().find_map(|a| match a {
+                    Amf0Value::Number(n) if *n >= 0.0 && *n <= f64::from(u32::MAX) => {
+                        Some(*n as u32)
+                    }
+                    _ => None,
+                });
+                let Some(id) = id else {
+                    return Err(Error::protocol("createStream result without a stream id"));
+                };
+                self.command(
+                    "publish",
+                    TXN_PUBLISH,
+                    vec![
+                        Amf0Value::Utf8String(self.config.stream.clone()),
+                        Amf0Value::Utf8String("live".into()),
+                    ],
+                    id,
+                )?;
+                self.state = State::PublishPending(id);
+            }
+            "_error"
+                if (transaction == TXN_CONNECT && self.state == State::Connecting)
+                    || (transaction == TXN_CREATE && self.state == State::CreatingStream)
+                    || matches!(self.state, State::PublishPending(_))
+                        && transaction == TXN_PUBLISH =>
+            {
+                return Err(refused(field("code"), field("description")));
+            }
+            "onStatus" => {
+                let (level, code) = (field("level"), field("code"));
+                match self.state {
+                    State::PublishPending(id) if code == "NetStream.Publish.Start" => {
+                        self.state = State::Publishing(id);
+                        self.events
+                            .push_back(ClientEvent::Publishing { stream_id: id });
+                    }
+                    State::Publishing(_) | State::Closed => {
+                        self.events.push_back(ClientEvent::Status { level, code });
+                    }
+                    _ if level == "error" => {
+                        return Err(refused(code, field("description")));
+                    }
+                    _ => {}
+                }
+            }
+            // Answers to releaseStream / FCPublish, bandwidth checks,
+            // onFCPublish and vendor calls: nothing to do.
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn refused(code: String, description: String) -> Error {
+    Error::Refused {
+        ctx: Context::default(),
+        code: if code.is_empty() {
+            "(no code)".into()
+        } else {
+            code
+        },
+        description,
+    }
+}
+
+fn decode_control(m: &Message) -> Result<RtmpMessage> {
+    let payload = MessagePayload {
+        timestamp: RtmpTimestamp::new(m.timestamp),
+        message_stream_id: m.stream_id,
+        type_id: m.type_id,
+        data: m.payload.clone(),
+    };
+    payload
+        .to_rtmp_message()
+        .map_err(|e| Error::message(format!("control message type {}: {e:?}", m.type_id)))
+}
+
+/// The `@setDataFrame onMetaData` data message a publisher sends before its
+/// media, as chunks on the crate's data chunk stream.
+pub fn set_data_frame(catalog: &tidewater_core::Catalog, chunk_size: u32, stream_id: u32) -> Bytes {
+    let meta = crate::flv::metadata_body(catalog);
+    let mut body = BytesMut::with_capacity(16 + meta.len());
+    body.put_u8(0x02);
+    body.put_u16(13);
+    body.put_slice(b"@setDataFrame");
+    body.put_slice(&meta);
+    let mut out = BytesMut::new();
+    chunk::write_message(
+        &mut out,
+        chunk::MessageHeader {
+            csid: chunk::CSID_DATA,
+            type_id: crate::flv::TYPE_DATA,
+            stream_id,
+            timestamp: 0,
+        },
+        &[],
+        &body,
+        chunk_size as usize,
+    );
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::{Session, SessionConfig, SessionEvent};
+
+    fn config() -> ClientConfig {
+        ClientConfig {
+            app: "live".into(),
+            tc_url: "rtmp://127.0.0.1/live".into(),
+            stream: "cam?token=t".into(),
+            chunk_size: 4096,
+            max_message_len: 1 << 20,
+        }
+    }
+
+    /// Moves bytes both ways until neither side has anything to say.
+    fn pump(c: &mut PublishClient, s: &mut Session) -> Vec<SessionEvent> {
+        let mut server_events = Vec::new();
+        for _ in 0..32 {
+            let mut moved = false;
+            if let Some(b) = c.take_output() {
+                s.handle_input(&b).expect("server input");
+                moved = true;
+            }
+            while let Some(e) = s.poll_event() {
+                server_events.push(e);
+            }
+            if let Some(b) = s.take_output() {
+                c.handle_input(&b).expect("client input");
+                moved = true;
+            }
+            if !moved {
+                break;
+            }
+        }
+        server_events
+    }
+
+    #[test]
+    fn publishes_to_this_crates_server_session_and_media_arrives() {
+        let mut c = PublishClient::new(config()).expect("client");
+        let mut s = Session::new(SessionConfig::default());
+        let events = pump(&mut c, &mut s);
+        let Some(SessionEvent::PublishRequested(r)) = events.last() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(
+            (r.app.as_str(), r.stream.as_str(), r.query.as_deref()),
+            ("live", "cam", Some("token=t"))
+        );
+        assert!(!c.is_publishing());
+        s.accept_publish().expect("accept");
+        pump(&mut c, &mut s);
+        assert_eq!(c.poll_event(), Some(ClientEvent::Connected));
+        assert_eq!(
+            c.poll_event(),
+            Some(ClientEvent::Publishing { stream_id: 1 })
+        );
+        assert_eq!(c.stream_id(), Some(1));
+
+        // Media chunks built by the crate's chunk builder reach the server.
+        let mut media = BytesMut::new();
+        chunk::write_message(
+            &mut media,
+            chunk::MessageHeader {
+                csid: chunk::CSID_VIDEO,
+                type_id: 9,
+                stream_id: 1,
+                timestamp: 40,
+            },
+            &[0x17, 1, 0, 0, 0],
+            &[9; 9000],
+            c.chunk_size() as usize,
+        );
+        s.handle_input(&media).expect("media");
+        let ev = s.poll_event();
+        assert!(
+            matches!(&ev, Some(SessionEvent::Video { timestamp: 40, data }) if data.len() == 9005),
+            "{ev:?}"
+        );
+        c.unpublish().expect("unpublish");
+        pump(&mut c, &mut s);
+        assert_eq!(s.poll_event(), None);
+        assert!(!s.is_publishing(), "the server saw the publish end");
+    }
+
+    #[test]
+    fn a_refused_publish_is_an_error_with_the_code() {
+        let mut c = PublishClient::new(config()).expect("client");
+        let mut s = Session::new(SessionConfig::default());
+        pump(&mut c, &mut s);
+        s.reject("NetStream.Publish.BadName", "taken")
+            .expect("reject");
+        let out = s.take_output().expect("status");
+        match c.handle_input(&out) {
+            Err(Error::Refused {
+                code, description, ..
+            }) => {
+                assert_eq!(
+                    (code.as_str(), description.as_str()),
+                    ("NetStream.Publish.BadName", "taken")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(c.handle_input(&[]).is_err(), "a failed client stays failed");
+    }
+
+    #[test]
+    fn garbage_from_the_destination_is_an_error_not_a_panic() {
+        let mut c = PublishClient::new(config()).expect("client");
+        let _ = c.take_output();
+        // Not a handshake.
+        assert!(c.handle_input(&[9; 3073]).is_err());
+        // After a good handshake, an absurd message length.
+        let mut c = PublishClient::new(config()).expect("client");
+        let mut s = Session::new(SessionConfig::default());
+        pump(&mut c, &mut s);
+        let mut bad = vec![0x03, 0, 0, 0, 0xff, 0xff, 0xff, 20, 0, 0, 0, 0];
+        bad.extend_from_slice(&[0; 64]);
+        assert!(matches!(
+            c.handle_input(&bad),
+            Err(Error::MessageTooLong { .. })
+        ));
+    }
+}

@@ -1,0 +1,847 @@
+//! Push: republishing live streams to other RTMP / RTMPS servers.
+//!
+//! [`RtmpPush`] is a long-lived worker (run like the listener, through the
+//! kernel's [`InboundProtocol`] seam). It watches the kernel's lifecycle
+//! events; when a publish of a stream with destinations in its
+//! [`PushRoutes`] starts, it starts one push per destination. Each push:
+//!
+//! - **follows** the stream with a kernel [`Follower`], so it survives a
+//!   republish within the stream's `follow_grace`: it goes on on the same
+//!   connection, sends the new sequence headers and shifts the new
+//!   publish's timestamps to continue after the last ones sent (the
+//!   destination's viewers see one continuous stream). It stops, with
+//!   `FCUnpublish` / `deleteStream`, when the stream ends for good;
+//! - publishes as an RTMP client ([`crate::client::PublishClient`], sans-IO),
+//!   over TCP or TLS (`rtmps://`, see [`crate::tls`]). Media chunks come from
+//!   the stream's derived-output cache, the very bytes its RTMP viewers get,
+//!   when the destination hands out stream id 1 (nginx-rtmp and tidewater
+//!   do) and no republish shifted the timestamps; otherwise they are built
+//!   for the push alone;
+//! - starts from the cached GOP on every (re)connection: a new kernel
+//!   follower is opened once the destination accepted the publish, so the
+//!   destination gets a keyframe first and no backlog;
+//! - reconnects after any failure with capped exponential backoff
+//!   ([`Backoff`]: 0.5 s doubling to 30 s by default, starting over once a
+//!   connection stayed up [`status::STABLE_AFTER`]), and keeps a status
+//!   ([`PushState`]: `starting`, `active`, `reconnecting`, `failed`) with the
+//!   attempt count, since when it is connected and the last
+//!   [`status::KEPT_ERRORS`] errors. With [`Backoff::max_attempts`] set, a
+//!   push gives up after that many failures in a row (`failed`) until the
+//!   stream is published anew.
+//!
+//! [`PushStatuses`] is the read side for an API: every push of every stream,
+//! listed while the push lives (from the publish to the end of the stream).
+
+pub mod status;
+pub mod target;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use tidewater_core::{
+    CancellationToken, Catalog, Event, Follower, InboundProtocol, IngestContext, RecvError,
+    Request, SharedFrame, StreamEvent, StreamEventKind, StreamKey,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::client::{ClientConfig, ClientEvent, PublishClient};
+use crate::driver::{now_or_never, write_queue};
+use crate::error::{Context, Error, Result};
+use crate::tls::ClientTls;
+use crate::{egress, flv};
+
+pub use status::{Backoff, PushError, PushMachine, PushSnapshotStatus, PushState};
+pub use target::PushUrl;
+
+/// The gap (milliseconds) left between the last timestamp sent and the first
+/// one of a republish.
+pub const REBASE_GAP_MS: u32 = 40;
+
+const READ_SIZE: usize = 16 * 1024;
+const BATCH_MESSAGES: usize = 64;
+const BATCH_BYTES: usize = 512 * 1024;
+
+/// One destination: where, and (for `rtmps://`) whom to trust.
+#[derive(Clone, Debug)]
+pub struct PushTarget {
+    /// The destination.
+    pub url: PushUrl,
+    /// The roots for an `rtmps://` destination; `None` uses the platform's.
+    pub tls: Option<ClientTls>,
+}
+
+impl PushTarget {
+    /// Parses `url`; `tls` is used for `rtmps://` (the platform roots when `None`).
+    pub fn parse(url: &str, tls: Option<ClientTls>) -> Result<PushTarget> {
+        Ok(PushTarget {
+            url: PushUrl::parse(url)?,
+            tls,
+        })
+    }
+}
+
+/// Which streams are pushed where: per stream, else per application, else
+/// the default list. The most specific list that is set wins (an empty list
+/// set for a stream turns its application's pushes off).
+#[derive(Clone, Debug, Default)]
+pub struct PushRoutes {
+    default: Vec<PushTarget>,
+    apps: HashMap<String, Vec<PushTarget>>,
+    streams: HashMap<StreamKey, Vec<PushTarget>>,
+}
+
+impl PushRoutes {
+    /// No pushes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Destinations of every stream whose application and stream set none.
+    pub fn set_default(&mut self, targets: Vec<PushTarget>) {
+        self.default = targets;
+    }
+
+    /// Destinations of every stream of `app` (unless the stream sets its own).
+    pub fn set_app(&mut self, app: impl Into<String>, targets: Vec<PushTarget>) {
+        self.apps.insert(app.into(), targets);
+    }
+
+    /// Destinations of one stream.
+    pub fn set_stream(&mut self, key: StreamKey, targets: Vec<PushTarget>) {
+        self.streams.insert(key, targets);
+    }
+
+    /// The destinations of a stream.
+    pub fn targets(&self, key: &StreamKey) -> &[PushTarget] {
+        self.streams
+            .get(key)
+            .or_else(|| self.apps.get(key.app()))
+            .unwrap_or(&self.default)
+    }
+
+    /// Whether no stream is pushed anywhere.
+    pub fn is_empty(&self) -> bool {
+        self.default.is_empty()
+            && self.apps.values().all(Vec::is_empty)
+            && self.streams.values().all(Vec::is_empty)
+    }
+}
+
+/// Settings shared by every push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushConfig {
+    /// The outbound chunk size (the listener's, so chunks are shared).
+    pub chunk_size: u32,
+    /// Reconnection schedule.
+    pub backoff: Backoff,
+    /// Time to connect, handshake and get the publish accepted.
+    pub connect_timeout: Duration,
+    /// A destination whose socket accepts nothing this long is dropped (and reconnected).
+    pub write_timeout: Duration,
+    /// Longest message accepted from a destination.
+    pub max_message_len: usize,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            chunk_size: crate::DEFAULT_CHUNK_SIZE,
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(10),
+            write_timeout: crate::DEFAULT_WRITE_TIMEOUT,
+            max_message_len: 1 << 20,
+        }
+    }
+}
+
+/// One push as an API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushSnapshot {
+    /// The destination, without its query.
+    pub url: String,
+    /// State and counters.
+    pub status: PushSnapshotStatus,
+}
+
+struct PushEntry {
+    url: String,
+    machine: Mutex<PushMachine<Instant>>,
+}
+
+impl PushEntry {
+    fn with<T>(&self, f: impl FnOnce(&mut PushMachine<Instant>) -> T) -> T {
+        f(&mut self.machine.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+type Table = BTreeMap<StreamKey, Vec<Arc<PushEntry>>>;
+
+/// The pushes of every stream, for an API. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct PushStatuses {
+    inner: Arc<Mutex<Table>>,
+}
+
+impl std::fmt::Debug for PushStatuses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushStatuses").finish_non_exhaustive()
+    }
+}
+
+impl PushStatuses {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pushes of a stream, in configuration order; `None` when it has none running.
+    pub fn of(&self, key: &StreamKey) -> Option<Vec<PushSnapshot>> {
+        self.lock()
+            .get(key)
+            .filter(|l| !l.is_empty())
+            .map(|l| l.iter().map(|e| snapshot(e)).collect())
+    }
+
+    /// Every stream's pushes.
+    pub fn all(&self) -> BTreeMap<StreamKey, Vec<PushSnapshot>> {
+        self.lock()
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(k, l)| (k.clone(), l.iter().map(|e| snapshot(e)).collect()))
+            .collect()
+    }
+}
+
+fn snapshot(e: &PushEntry) -> PushSnapshot {
+    PushSnapshot {
+        url: e.url.clone(),
+        status: e.with(|m| m.snapshot()),
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The push worker: starts and runs every configured push.
+#[derive(Debug)]
+pub struct RtmpPush {
+    routes: Arc<PushRoutes>,
+    config: Arc<PushConfig>,
+    statuses: PushStatuses,
+}
+
+impl RtmpPush {
+    /// A worker for these routes.
+    pub fn new(routes: PushRoutes, config: PushConfig) -> RtmpPush {
+        RtmpPush {
+            routes: Arc::new(routes),
+            config: Arc::new(config),
+            statuses: PushStatuses::default(),
+        }
+    }
+
+    /// The read side of every push's status.
+    pub fn statuses(&self) -> PushStatuses {
+        self.statuses.clone()
+    }
+
+    fn start(
+        &self,
+        ctx: &IngestContext,
+        key: &StreamKey,
+        tasks: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+    ) {
+        let targets = self.routes.targets(key);
+        if targets.is_empty() {
+            return;
+        }
+        let mut table = self.statuses.lock();
+        let list = table.entry(key.clone()).or_default();
+        for target in targets {
+            let url = target.url.display_for(key);
+            if list.iter().any(|e| e.url == url) {
+                continue;
+            }
+            let entry = Arc::new(PushEntry {
+                url: url.clone(),
+                machine: Mutex::new(PushMachine::new(self.config.backoff)),
+            });
+            list.push(Arc::clone(&entry));
+            info!(stream = %key, "rtmp push to {url} starting");
+            tasks.spawn(
+                Push {
+                    ctx: ctx.clone(),
+                    key: key.clone(),
+                    target: target.clone(),
+                    entry,
+                    config: Arc::clone(&self.config),
+                    statuses: self.statuses.clone(),
+                }
+                .run(shutdown.clone()),
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl InboundProtocol for RtmpPush {
+    fn name(&self) -> &'static str {
+        "rtmp-push"
+    }
+
+    async fn serve(
+        &self,
+        ctx: IngestContext,
+        shutdown: CancellationToken,
+    ) -> tidewater_core::Result<()> {
+        use tokio::sync::broadcast::error::RecvError as Lag;
+        let mut events = ctx.subscribe_events();
+        let mut tasks = JoinSet::new();
+        // Streams live before the worker subscribed.
+        for s in ctx.streams() {
+            self.start(&ctx, &s.key, &mut tasks, &shutdown);
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                ev = events.recv() => match ev {
+                    Ok(StreamEvent { key, kind: StreamEventKind::PublishStarted { .. } }) => {
+                        self.start(&ctx, &key, &mut tasks, &shutdown);
+                    }
+                    Ok(_) => {}
+                    Err(Lag::Lagged(_)) => {
+                        for s in ctx.streams() {
+                            self.start(&ctx, &s.key, &mut tasks, &shutdown);
+                        }
+                    }
+                    Err(Lag::Closed) => {
+                        shutdown.cancelled().await;
+                        break;
+                    }
+                },
+            }
+        }
+        // Pushes saw the token: they unpublish and close. Give them a moment.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        tasks.shutdown().await;
+        Ok(())
+    }
+}
+
+/// How a drain of the follower ended.
+enum Drained {
+    /// The stream ended for good (or the follower was evicted).
+    Ended,
+    /// A new publish began.
+    Republished,
+}
+
+/// Reads and drops the follower's events (while not connected), so that the
+/// end of the stream is noticed.
+async fn drain(follower: &mut Follower, stop_on_republish: bool) -> Drained {
+    loop {
+        match follower.recv().await {
+            Err(_) => return Drained::Ended,
+            Ok(Event::Discontinuity { .. }) if stop_on_republish => return Drained::Republished,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// How an active connection ended without an error.
+enum Finished {
+    /// The stream ended for good.
+    Ended,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// One push's task.
+struct Push {
+    ctx: IngestContext,
+    key: StreamKey,
+    target: PushTarget,
+    entry: Arc<PushEntry>,
+    config: Arc<PushConfig>,
+    statuses: PushStatuses,
+}
+
+impl Push {
+    fn request(&self) -> Request {
+        Request::new(self.key.clone(), "rtmp-push")
+    }
+
+    async fn run(self, shutdown: CancellationToken) {
+        let url = self.entry.url.clone();
+        let mut follower = match self.ctx.follow(self.request()).await {
+            Ok(f) => f,
+            Err(e) => {
+                info!(stream = %self.key, "rtmp push to {url} not started: {e}");
+                self.remove();
+                return;
+            }
+        };
+        loop {
+            self.entry.with(|m| m.on_attempt());
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Drained::Ended = drain(&mut follower, false) => {
+                    match self.finish_or_follow().await {
+                        Some(f) => { follower = f; continue }
+                        None => break,
+                    }
+                }
+                r = connect(&self.target, &self.key, &self.config) => r,
+            };
+            let outcome = match attempt {
+                Ok(mut conn) => {
+                    self.entry
+                        .with(|m| m.on_connected(Instant::now(), unix_ms()));
+                    info!(stream = %self.key, "rtmp push to {url} active");
+                    // From the cached GOP: a keyframe first, no backlog.
+                    match self.ctx.follow(self.request()).await {
+                        Ok(f) => follower = f,
+                        Err(_) => {
+                            conn.close().await;
+                            match self.finish_or_follow().await {
+                                Some(f) => {
+                                    follower = f;
+                                    continue;
+                                }
+                                None => break,
+                            }
+                        }
+                    }
+                    conn.stream(&mut follower, &shutdown).await
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(Finished::Shutdown) => break,
+                Ok(Finished::Ended) => {
+                    info!(stream = %self.key, "rtmp push to {url}: the stream ended");
+                    match self.finish_or_follow().await {
+                        Some(f) => {
+                            follower = f;
+                            continue;
+                        }
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    let next = self
+                        .entry
+                        .with(|m| m.on_failure(Instant::now(), unix_ms(), message.clone()));
+                    let republish = match next {
+                        status::Next::RetryAfter(delay) => {
+                            warn!(stream = %self.key, "rtmp push to {url} failed, retrying in {delay:?}: {message}");
+                            tokio::select! {
+                                _ = shutdown.cancelled() => break,
+                                _ = tokio::time::sleep(delay) => continue,
+                                Drained::Ended = drain(&mut follower, false) => None,
+                            }
+                        }
+                        status::Next::GiveUp => {
+                            warn!(stream = %self.key, "rtmp push to {url} failed, giving up until the stream is published again: {message}");
+                            tokio::select! {
+                                _ = shutdown.cancelled() => break,
+                                d = drain(&mut follower, true) => Some(d),
+                            }
+                        }
+                    };
+                    match republish {
+                        Some(Drained::Republished) => {
+                            self.entry.with(|m| m.restart());
+                            continue;
+                        }
+                        Some(Drained::Ended) | None => match self.finish_or_follow().await {
+                            Some(f) => {
+                                follower = f;
+                                continue;
+                            }
+                            None => break,
+                        },
+                    }
+                }
+            }
+        }
+        self.remove();
+        debug!(stream = %self.key, "rtmp push to {url} stopped");
+    }
+
+    /// The stream ended for good: removes the push's entry, unless the
+    /// stream is live again (a publish that started as the grace expired);
+    /// then a new follower is returned and the push goes on.
+    async fn finish_or_follow(&self) -> Option<Follower> {
+        {
+            let mut table = self.statuses.lock();
+            if self.ctx.stream(&self.key).is_none() {
+                remove_entry(&mut table, &self.key, &self.entry);
+                return None;
+            }
+        }
+        self.ctx.follow(self.request()).await.ok()
+    }
+
+    fn remove(&self) {
+        remove_entry(&mut self.statuses.lock(), &self.key, &self.entry);
+    }
+}
+
+fn remove_entry(table: &mut Table, key: &StreamKey, entry: &Arc<PushEntry>) {
+    if let Some(list) = table.get_mut(key) {
+        list.retain(|e| !Arc::ptr_eq(e, entry));
+        if list.is_empty() {
+            table.remove(key);
+        }
+    }
+}
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The platform roots, loaded once for every `rtmps://` push without a CA.
+fn platform_tls() -> Result<ClientTls> {
+    static ROOTS: OnceLock<std::result::Result<ClientTls, String>> = OnceLock::new();
+    ROOTS
+        .get_or_init(|| ClientTls::platform_roots().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(Error::tls)
+}
+
+/// A connection publishing to a destination.
+struct PushConn {
+    rd: Reader,
+    wr: Writer,
+    client: PublishClient,
+    ctx: Context,
+    write_timeout: Duration,
+    inbuf: BytesMut,
+}
+
+/// Connects, handshakes (TLS, then RTMP) and gets the publish accepted.
+async fn connect(target: &PushTarget, key: &StreamKey, config: &PushConfig) -> Result<PushConn> {
+    let mut ctx = Context {
+        peer: None,
+        stream: Some(target.url.display_for(key)),
+    };
+    let limit = config.connect_timeout;
+    let result = tokio::time::timeout(limit, connect_inner(target, key, config, &mut ctx)).await;
+    match result {
+        Ok(r) => r.map_err(|e| e.in_context(&ctx)),
+        Err(_) => Err(Error::Timeout {
+            ctx,
+            what: "connecting and publishing",
+            after: limit,
+        }),
+    }
+}
+
+async fn connect_inner(
+    target: &PushTarget,
+    key: &StreamKey,
+    config: &PushConfig,
+    ctx: &mut Context,
+) -> Result<PushConn> {
+    let url = &target.url;
+    let io = |source| Error::Io {
+        ctx: Context::default(),
+        source,
+    };
+    let tcp = TcpStream::connect((url.host.as_str(), url.port))
+        .await
+        .map_err(io)?;
+    ctx.peer = tcp.peer_addr().ok();
+    let _ = tcp.set_nodelay(true);
+    let (rd, wr): (Reader, Writer) = if url.secure {
+        let tls = match &target.tls {
+            Some(t) => t.clone(),
+            None => platform_tls()?,
+        };
+        let name = rustls::pki_types::ServerName::try_from(url.host.clone())
+            .map_err(|e| Error::tls(format!("bad server name {:?}: {e}", url.host)))?;
+        let stream = tls
+            .connector()
+            .connect(name, tcp)
+            .await
+            .map_err(|e| Error::tls(format!("handshake: {e}")))?;
+        let (r, w) = tokio::io::split(stream);
+        (Box::new(r), Box::new(w))
+    } else {
+        let (r, w) = tcp.into_split();
+        (Box::new(r), Box::new(w))
+    };
+    let client = PublishClient::new(ClientConfig {
+        app: url.app.clone(),
+        tc_url: url.tc_url(),
+        stream: url.stream_for(key),
+        chunk_size: config.chunk_size,
+        max_message_len: config.max_message_len,
+    })?;
+    let mut conn = PushConn {
+        rd,
+        wr,
+        client,
+        ctx: ctx.clone(),
+        write_timeout: config.write_timeout,
+        inbuf: BytesMut::with_capacity(READ_SIZE),
+    };
+    conn.flush().await?;
+    while !conn.client.is_publishing() {
+        conn.read().await?;
+        conn.flush().await?;
+    }
+    while conn.client.poll_event().is_some() {}
+    Ok(conn)
+}
+
+/// The RTMP timestamps a push sends: the stream's own, shifted after a
+/// republish so that they go on from the last one sent.
+#[derive(Debug, Default)]
+struct Timeline {
+    shift: u32,
+    last: Option<u32>,
+    rebase: bool,
+}
+
+impl Timeline {
+    /// The shift for a frame at RTMP time `ts`.
+    fn shift_for(&mut self, ts: u32) -> u32 {
+        if std::mem::take(&mut self.rebase) {
+            if let Some(last) = self.last {
+                self.shift = last.wrapping_add(REBASE_GAP_MS).wrapping_sub(ts);
+            }
+        }
+        let out = ts.wrapping_add(self.shift);
+        // Later in the 32-bit circle: the newest timestamp sent.
+        if self.last.is_none_or(|l| out.wrapping_sub(l) < 0x8000_0000) {
+            self.last = Some(out);
+        }
+        self.shift
+    }
+}
+
+impl PushConn {
+    async fn flush(&mut self) -> Result<()> {
+        while let Some(b) = self.client.take_output() {
+            let mut q = std::collections::VecDeque::from([b]);
+            write_queue(&mut self.wr, &mut q, self.write_timeout, &self.ctx).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads what the destination sent and feeds it to the client.
+    async fn read(&mut self) -> Result<()> {
+        self.inbuf.clear();
+        self.inbuf.reserve(READ_SIZE);
+        let n = self
+            .rd
+            .read_buf(&mut self.inbuf)
+            .await
+            .map_err(|source| Error::Io {
+                ctx: self.ctx.clone(),
+                source,
+            })?;
+        if n == 0 {
+            return Err(Error::Io {
+                ctx: self.ctx.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the destination closed the connection",
+                ),
+            });
+        }
+        self.client
+            .handle_input(&self.inbuf)
+            .map_err(|e| e.in_context(&self.ctx))
+    }
+
+    /// Ends the publish politely and closes.
+    async fn close(&mut self) {
+        if self.client.unpublish().is_ok() {
+            let _ = self.flush().await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.wr.shutdown()).await;
+    }
+
+    /// Sends the followed stream until it ends, the server stops, or the
+    /// connection fails.
+    async fn stream(
+        &mut self,
+        follower: &mut Follower,
+        shutdown: &CancellationToken,
+    ) -> Result<Finished> {
+        let stream_id = self
+            .client
+            .stream_id()
+            .unwrap_or(crate::session::SHARED_STREAM_ID);
+        let chunk_size = self.client.chunk_size();
+        let mut out = Outgoing {
+            queue: std::collections::VecDeque::new(),
+            queued: 0,
+            pending_catalog: None,
+            timeline: Timeline::default(),
+            chunk_size,
+            stream_id,
+        };
+        loop {
+            let mut ended = None;
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => ended = Some(Finished::Shutdown),
+                r = self.read() => {
+                    r?;
+                    if let Some(b) = self.client.take_output() {
+                        out.push(b);
+                    }
+                    while let Some(ev) = self.client.poll_event() {
+                        if let ClientEvent::Status { level, code } = ev {
+                            if level == "error" {
+                                return Err(Error::Refused { ctx: self.ctx.clone(), code, description: "after the publish started".into() });
+                            }
+                            debug!("rtmp push {}: status {code}", self.ctx);
+                        }
+                    }
+                }
+                ev = follower.recv() => ended = out.on_event(ev, &self.ctx)?,
+            }
+            while ended.is_none() && out.queue.len() < BATCH_MESSAGES && out.queued < BATCH_BYTES {
+                match now_or_never(follower.recv()) {
+                    Some(ev) => ended = out.on_event(ev, &self.ctx)?,
+                    None => break,
+                }
+            }
+            write_queue(&mut self.wr, &mut out.queue, self.write_timeout, &self.ctx).await?;
+            out.queued = 0;
+            if let Some(finished) = ended {
+                self.close().await;
+                return Ok(finished);
+            }
+        }
+    }
+}
+
+/// What a push connection queues to write.
+struct Outgoing {
+    queue: std::collections::VecDeque<Bytes>,
+    queued: usize,
+    pending_catalog: Option<Arc<Catalog>>,
+    timeline: Timeline,
+    chunk_size: u32,
+    stream_id: u32,
+}
+
+impl Outgoing {
+    fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.queued += b.len();
+            self.queue.push_back(b);
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        ev: std::result::Result<Event, RecvError>,
+        ctx: &Context,
+    ) -> Result<Option<Finished>> {
+        match ev {
+            Ok(Event::Catalog(c)) => self.pending_catalog = Some(c),
+            Ok(Event::Frame(f)) => self.frame(&f),
+            Ok(Event::Skipped { frames }) => {
+                debug!("rtmp push {ctx}: fell behind, skipped {frames} frames to the next keyframe")
+            }
+            Ok(Event::Discontinuity { generation }) => {
+                debug!("rtmp push {ctx}: the stream was published anew (generation {generation})");
+                self.timeline.rebase = true;
+            }
+            Err(RecvError::Ended(_)) => return Ok(Some(Finished::Ended)),
+            Err(RecvError::Evicted) => {
+                return Err(Error::Protocol {
+                    ctx: ctx.clone(),
+                    reason: "the push fell behind the stream repeatedly (evicted)".into(),
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    fn frame(&mut self, f: &SharedFrame) {
+        let catalog = f.catalog();
+        if !flv::is_carried(f.frame(), catalog) {
+            return;
+        }
+        let (ts, _) = flv::frame_time(f.frame(), catalog);
+        let shift = self.timeline.shift_for(ts);
+        if let Some(c) = self.pending_catalog.take() {
+            let (cts, _) = flv::frame_time(f.frame(), &c);
+            self.push(crate::client::set_data_frame(
+                &c,
+                self.chunk_size,
+                self.stream_id,
+            ));
+            self.push(egress::sequence_header_chunks(
+                &c,
+                self.chunk_size,
+                self.stream_id,
+                cts.wrapping_add(shift),
+            ));
+        }
+        let chunks = if shift == 0 {
+            egress::shared_chunks(&f.as_ref(), self.chunk_size, self.stream_id)
+        } else {
+            egress::frame_chunks_shifted(f.frame(), catalog, self.chunk_size, self.stream_id, shift)
+        };
+        self.push(chunks);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_republish_continues_after_the_last_timestamp_sent() {
+        let mut t = Timeline::default();
+        assert_eq!(t.shift_for(1_000), 0);
+        assert_eq!(t.shift_for(5_000), 0);
+        assert_eq!(t.shift_for(4_990), 0, "an earlier audio frame");
+        t.rebase = true;
+        // The new publish starts at 0: it goes on 40 ms after 5 000.
+        assert_eq!(t.shift_for(0), 5_040);
+        assert_eq!(t.shift_for(40), 5_040);
+        // Across the 32-bit wrap.
+        let mut t = Timeline::default();
+        t.shift_for(u32::MAX - 10);
+        t.rebase = true;
+        let shift = t.shift_for(100);
+        assert_eq!(100u32.wrapping_add(shift), (u32::MAX - 10).wrapping_add(40));
+    }
+
+    #[test]
+    fn the_most_specific_route_wins() {
+        let t = |u: &str| PushTarget::parse(u, None).expect("url");
+        let mut r = PushRoutes::new();
+        assert!(r.is_empty());
+        r.set_default(vec![t("rtmp://d/all")]);
+        r.set_app("live", vec![t("rtmp://a/live"), t("rtmp://b/live")]);
+        r.set_stream(StreamKey::parse("live/quiet").expect("key"), vec![]);
+        let n = |k: &str| r.targets(&StreamKey::parse(k).expect("key")).len();
+        assert_eq!((n("other/x"), n("live/x"), n("live/quiet")), (1, 2, 0));
+        assert!(!r.is_empty());
+    }
+}

@@ -1,0 +1,307 @@
+//! Push between two in-process engines, over RTMP and RTMPS, with ffmpeg
+//! publishing to the first and ffprobe reading from the second.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tidewater_core::{AppSpec, CancellationToken, Engine, InboundProtocol, StreamKey};
+use tidewater_ingest_rtmp::{
+    Backoff, ClientTls, PushConfig, PushRoutes, PushState, PushStatuses, PushTarget, Rtmp,
+    RtmpConfig, RtmpPush, ServerTls,
+};
+use tokio::process::{Child, Command};
+use tokio::time::timeout;
+
+struct Node {
+    engine: Engine,
+    rtmp: SocketAddr,
+    shutdown: CancellationToken,
+    pushes: Option<PushStatuses>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn config() -> RtmpConfig {
+    RtmpConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ..RtmpConfig::default()
+    }
+}
+
+async fn node(tls: Option<ServerTls>, routes: Option<PushRoutes>) -> Node {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let engine = Engine::builder()
+        .app("live", AppSpec::default())
+        .build()
+        .expect("engine");
+    let rtmp = Arc::new(match tls {
+        Some(tls) => Rtmp::with_tls(config(), tls),
+        None => Rtmp::new(config()),
+    });
+    let mut workers: Vec<Arc<dyn InboundProtocol>> = vec![rtmp.clone()];
+    let mut pushes = None;
+    if let Some(routes) = routes {
+        let push = Arc::new(RtmpPush::new(
+            routes,
+            PushConfig {
+                backoff: Backoff {
+                    initial: Duration::from_millis(200),
+                    max: Duration::from_millis(800),
+                    max_attempts: 0,
+                },
+                ..PushConfig::default()
+            },
+        ));
+        pushes = Some(push.statuses());
+        workers.push(push);
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let (engine, shutdown) = (engine.clone(), shutdown.clone());
+        async move { engine.serve(workers, shutdown).await }
+    });
+    let rtmp_addr = timeout(Duration::from_secs(5), rtmp.listening())
+        .await
+        .expect("listener bound");
+    Node {
+        engine,
+        rtmp: rtmp_addr,
+        shutdown,
+        pushes,
+    }
+}
+
+fn tool(name: &str) -> Command {
+    let mut c = Command::new(name);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+fn publish(url: &str, seconds: u32) -> Child {
+    tool("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
+        .args(["-c:a", "aac", "-t", &seconds.to_string(), "-f", "flv", url])
+        .spawn()
+        .expect("ffmpeg (install the ffmpeg package)")
+}
+
+async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn live(engine: &Engine, key: &str) -> bool {
+    engine
+        .stream(&StreamKey::parse(key).expect("key"))
+        .is_some_and(|s| s.catalog.is_some_and(|c| c.tracks.len() == 2))
+}
+
+/// ffprobe's streams and video packet count of a URL read for a while.
+async fn probe(url: &str) -> (Vec<String>, usize) {
+    let child = tool("ffprobe")
+        .args(["-v", "error", "-rw_timeout", "10000000"])
+        .args(["-read_intervals", "%+3"])
+        .args(["-show_entries", "stream=codec_name:packet=codec_type"])
+        .args(["-of", "csv=p=0"])
+        .arg(url)
+        .spawn()
+        .expect("ffprobe");
+    let out = timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("ffprobe finishes")
+        .expect("ffprobe output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut streams = Vec::new();
+    let mut video = 0;
+    for line in text.lines().map(str::trim) {
+        match line {
+            "video" => video += 1,
+            "audio" | "" => {}
+            codec => streams.push(codec.to_string()),
+        }
+    }
+    (streams, video)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pushed_stream_is_readable_at_the_destination_and_survives_its_restart() {
+    let dest = node(None, None).await;
+    let dest_addr = dest.rtmp;
+    let mut routes = PushRoutes::new();
+    routes.set_app(
+        "live",
+        vec![PushTarget::parse(&format!("rtmp://{dest_addr}/live/copy"), None).expect("url")],
+    );
+    let src = node(None, Some(routes)).await;
+    let statuses = src.pushes.clone().expect("push statuses");
+    let _publisher = publish(&format!("rtmp://{}/live/cam", src.rtmp), 30);
+    let key = StreamKey::parse("live/cam").expect("key");
+    wait_until(
+        "pushed stream live at the destination",
+        Duration::from_secs(20),
+        || live(&dest.engine, "live/copy"),
+    )
+    .await;
+    let s = statuses.of(&key).expect("a push");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].status.state, PushState::Active, "{s:?}");
+    assert!(s[0].status.connected_since_unix_ms.is_some());
+    assert_eq!(s[0].url, format!("rtmp://{dest_addr}/live/copy"));
+    let (streams, video) = probe(&format!("rtmp://{dest_addr}/live/copy")).await;
+    assert_eq!(streams, ["h264", "aac"]);
+    assert!(video >= 50, "{video} video packets in 3 s");
+
+    // The destination goes away: the push reconnects with backoff ...
+    drop(dest);
+    wait_until("push reconnecting", Duration::from_secs(10), || {
+        statuses
+            .of(&key)
+            .is_some_and(|s| s[0].status.state == PushState::Reconnecting)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = statuses.of(&key).expect("a push");
+    assert!(s[0].status.attempts >= 2, "{s:?}");
+    assert!(!s[0].status.last_errors.is_empty());
+
+    // ... and a destination back on the same port gets the stream again.
+    let engine = Engine::builder()
+        .app("live", AppSpec::default())
+        .build()
+        .expect("engine");
+    let rtmp = Arc::new(Rtmp::new(RtmpConfig {
+        listen: dest_addr,
+        ..config()
+    }));
+    let shutdown = CancellationToken::new();
+    let workers: Vec<Arc<dyn InboundProtocol>> = vec![rtmp.clone()];
+    tokio::spawn({
+        let (engine, shutdown) = (engine.clone(), shutdown.clone());
+        async move { engine.serve(workers, shutdown).await }
+    });
+    let _dest2 = Node {
+        engine: engine.clone(),
+        rtmp: dest_addr,
+        shutdown,
+        pushes: None,
+    };
+    wait_until(
+        "pushed again after the restart",
+        Duration::from_secs(10),
+        || live(&engine, "live/copy"),
+    )
+    .await;
+    assert_eq!(
+        statuses.of(&key).expect("a push")[0].status.state,
+        PushState::Active
+    );
+    let (streams, video) = probe(&format!("rtmp://{dest_addr}/live/copy")).await;
+    assert_eq!(streams, ["h264", "aac"]);
+    assert!(video >= 50, "{video} video packets in 3 s");
+}
+
+fn certificate(dir: &std::path::Path) -> (std::path::PathBuf, ServerTls) {
+    let ca_key = rcgen::KeyPair::generate().expect("ca key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("leaf params")
+        .signed_by(&key, &ca_cert, &ca_key)
+        .expect("leaf");
+    std::fs::create_dir_all(dir).expect("dir");
+    let (ca_path, cert_path, key_path) = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&ca_path, ca_cert.pem()).expect("write");
+    std::fs::write(&cert_path, leaf.pem()).expect("write");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write");
+    (
+        ca_path,
+        ServerTls::from_pem_files(&cert_path, &key_path).expect("server tls"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmps_push_with_a_configured_ca_and_ffmpeg_over_rtmps() {
+    let dir = std::env::temp_dir().join(format!("tidewater-push-tls-{}", std::process::id()));
+    let (ca, server_tls) = certificate(&dir);
+    let dest = node(Some(server_tls), None).await;
+
+    // ffmpeg publishes over RTMPS (it does not verify by default).
+    let _direct = publish(&format!("rtmps://{}/live/direct", dest.rtmp), 20);
+    wait_until("ffmpeg over rtmps", Duration::from_secs(20), || {
+        live(&dest.engine, "live/direct")
+    })
+    .await;
+
+    // A push trusting the test CA gets through; one trusting only the
+    // platform roots is refused in the TLS handshake.
+    let mut routes = PushRoutes::new();
+    routes.set_app(
+        "live",
+        vec![
+            PushTarget::parse(
+                &format!("rtmps://{}/live/secure", dest.rtmp),
+                Some(ClientTls::with_ca_file(&ca).expect("ca")),
+            )
+            .expect("url"),
+            PushTarget::parse(
+                &format!("rtmps://{}/live/untrusted", dest.rtmp),
+                Some(ClientTls::with_roots(rustls::RootCertStore::empty()).expect("roots")),
+            )
+            .expect("url"),
+        ],
+    );
+    let src = node(None, Some(routes)).await;
+    let statuses = src.pushes.clone().expect("statuses");
+    let _publisher = publish(&format!("rtmp://{}/live/cam", src.rtmp), 20);
+    wait_until("rtmps push live", Duration::from_secs(20), || {
+        live(&dest.engine, "live/secure")
+    })
+    .await;
+    let key = StreamKey::parse("live/cam").expect("key");
+    wait_until("untrusted push failing", Duration::from_secs(10), || {
+        statuses.of(&key).is_some_and(|s| {
+            s.len() == 2
+                && s[1]
+                    .status
+                    .last_errors
+                    .iter()
+                    .any(|e| e.message.contains("tls"))
+        })
+    })
+    .await;
+    let s = statuses.of(&key).expect("pushes");
+    assert_eq!(s[0].status.state, PushState::Active, "{s:?}");
+    assert_eq!(s[1].status.state, PushState::Reconnecting, "{s:?}");
+    assert!(
+        dest.engine
+            .stream(&StreamKey::parse("live/untrusted").expect("key"))
+            .is_none()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
