@@ -62,7 +62,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -90,8 +90,72 @@ pub struct Config {
     pub defaults: Defaults,
     /// `[apps.NAME]`: named applications.
     pub apps: BTreeMap<String, AppConfig>,
-    /// `[rtmp]`: the RTMP listener (publish and play on one port).
+    /// `[rtmp]`: the RTMP listener (publish and play on one port), and pushes.
     pub rtmp: RtmpSection,
+    /// `[rtmps]`: the RTMPS listener (RTMP inside TLS), when a certificate is configured.
+    pub rtmps: RtmpsSection,
+}
+
+/// `[rtmps]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpsSection {
+    /// Address and port (default `0.0.0.0:1936`).
+    pub listen: SocketAddr,
+    /// The certificate chain, PEM, leaf first. Without `cert` and `key` there
+    /// is no RTMPS listener.
+    pub cert: Option<PathBuf>,
+    /// The private key of `cert`, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+/// The RTMPS port when none is configured.
+pub const DEFAULT_RTMPS_PORT: u16 = 1936;
+
+impl Default for RtmpsSection {
+    fn default() -> Self {
+        RtmpsSection {
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_RTMPS_PORT)),
+            cert: None,
+            key: None,
+        }
+    }
+}
+
+impl RtmpsSection {
+    /// The listener's certificate and key, when both are configured; an
+    /// error names the key whose file is wrong.
+    pub fn server_tls(&self) -> Result<Option<tidewater::rtmp::ServerTls>> {
+        match (&self.cert, &self.key) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(setting_error(
+                "rtmps.key".into(),
+                "missing: rtmps.cert is set, the listener needs its key too".into(),
+            )),
+            (None, Some(_)) => Err(setting_error(
+                "rtmps.cert".into(),
+                "missing: rtmps.key is set, the listener needs its certificate too".into(),
+            )),
+            (Some(cert), Some(key)) => tidewater::rtmp::ServerTls::from_pem_files(cert, key)
+                .map(Some)
+                .map_err(|e| {
+                    let which = if e.to_string().contains("private key") {
+                        "rtmps.key"
+                    } else {
+                        "rtmps.cert"
+                    };
+                    setting_error(which.into(), tls_reason(&e))
+                }),
+        }
+    }
+}
+
+/// The reason of a TLS setup error, without its empty context.
+fn tls_reason(e: &tidewater::rtmp::Error) -> String {
+    match e {
+        tidewater::rtmp::Error::Tls { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// `[rtmp]`.
@@ -106,6 +170,16 @@ pub struct RtmpSection {
     pub chunk_size: u32,
     /// A viewer whose socket accepts nothing for this long is disconnected (default 5000).
     pub write_timeout_ms: u64,
+    /// The wait before a push's first reconnection (default 500); it doubles
+    /// with each failure in a row, up to `push_retry_max_ms`.
+    pub push_retry_initial_ms: u64,
+    /// The longest wait between a push's reconnections (default 30000).
+    pub push_retry_max_ms: u64,
+    /// Failures in a row after which a push gives up until the stream is
+    /// published again (default 0: never).
+    pub push_max_attempts: u32,
+    /// Time for a push to connect and get its publish accepted (default 10000).
+    pub push_connect_timeout_ms: u64,
 }
 
 /// The RTMP port when none is configured.
@@ -118,6 +192,10 @@ impl Default for RtmpSection {
             listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_RTMP_PORT)),
             chunk_size: tidewater::rtmp::DEFAULT_CHUNK_SIZE,
             write_timeout_ms: tidewater::rtmp::DEFAULT_WRITE_TIMEOUT.as_millis() as u64,
+            push_retry_initial_ms: 500,
+            push_retry_max_ms: 30_000,
+            push_max_attempts: 0,
+            push_connect_timeout_ms: 10_000,
         }
     }
 }
@@ -142,6 +220,43 @@ impl RtmpSection {
             chunk_size: self.chunk_size,
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             ..tidewater::rtmp::RtmpConfig::default()
+        })
+    }
+
+    /// The settings every push shares, or a message naming the bad key.
+    pub fn push_config(&self) -> Result<tidewater::rtmp::PushConfig> {
+        let worker = self.worker_config()?;
+        for (key, value) in [
+            ("push_retry_initial_ms", self.push_retry_initial_ms),
+            ("push_retry_max_ms", self.push_retry_max_ms),
+            ("push_connect_timeout_ms", self.push_connect_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(setting_error(
+                    format!("rtmp.{key}"),
+                    "invalid value 0: must be positive".into(),
+                ));
+            }
+        }
+        if self.push_retry_max_ms < self.push_retry_initial_ms {
+            return Err(setting_error(
+                "rtmp.push_retry_max_ms".into(),
+                format!(
+                    "invalid value {}: less than push_retry_initial_ms ({})",
+                    self.push_retry_max_ms, self.push_retry_initial_ms
+                ),
+            ));
+        }
+        Ok(tidewater::rtmp::PushConfig {
+            chunk_size: worker.chunk_size,
+            backoff: tidewater::rtmp::Backoff {
+                initial: Duration::from_millis(self.push_retry_initial_ms),
+                max: Duration::from_millis(self.push_retry_max_ms),
+                max_attempts: self.push_max_attempts,
+            },
+            connect_timeout: Duration::from_millis(self.push_connect_timeout_ms),
+            write_timeout: worker.write_timeout,
+            ..tidewater::rtmp::PushConfig::default()
         })
     }
 }
@@ -224,6 +339,12 @@ macro_rules! policy_settings {
             pub idle_timeout_ms: Option<u64>,
             /// How long packagers, recorders and relays wait for a republish (milliseconds).
             pub follow_grace_ms: Option<u64>,
+            /// Push destinations (`rtmp://` / `rtmps://` URLs). The most
+            /// specific list set wins: stream, then application, then `[defaults]`.
+            pub push: Option<Vec<String>>,
+            /// A PEM file of the CA certificates `rtmps://` pushes trust,
+            /// instead of the platform's roots; inherited like `push`.
+            pub push_ca_file: Option<PathBuf>,
             $($(#[$fmeta])* pub $field: $ty,)*
         }
 
@@ -240,6 +361,8 @@ macro_rules! policy_settings {
                     skip_window_ms: self.skip_window_ms,
                     idle_timeout_ms: self.idle_timeout_ms,
                     follow_grace_ms: self.follow_grace_ms,
+                    push: None,
+                    push_ca_file: None,
                 }
             }
         }
@@ -412,6 +535,10 @@ struct Origins {
 
 impl Origins {
     fn of(&self, key: &str) -> Option<String> {
+        // An element of a list (`apps.live.push[1]`) comes from where the list came from.
+        if let Some((list, _)) = key.strip_suffix(']').and_then(|k| k.rsplit_once('[')) {
+            return self.of(list);
+        }
         let env = |var: &String| format!("set by {var}");
         let file = || self.file.as_ref().map(|f| format!("in {f}"));
         if let Some(var) = self.env.get(key) {
@@ -522,6 +649,9 @@ impl Config {
         crate::logging::parse_filter(&self.log.level)
             .map_err(|m| setting_error("log.level".into(), m))?;
         self.rtmp.worker_config()?;
+        self.rtmp.push_config()?;
+        self.rtmps.server_tls()?;
+        self.push_routes()?;
         self.app_specs()?;
         if self.apps.is_empty() && !self.defaults.allows_unknown_apps() {
             return Err(setting_error(
@@ -579,6 +709,91 @@ impl Config {
             specs.insert(name.clone(), spec);
         }
         Ok(specs)
+    }
+
+    /// Where streams are pushed: `push` and `push_ca_file` of `[defaults]`,
+    /// `[apps.NAME]` and `[apps.NAME.streams.STREAM]`, each level inheriting
+    /// what it does not set. Every URL is checked and every CA file read.
+    pub fn push_routes(&self) -> Result<tidewater::rtmp::PushRoutes> {
+        let mut cas: HashMap<PathBuf, tidewater::rtmp::ClientTls> = HashMap::new();
+        let mut targets = |urls: &[String],
+                           ca: Option<(&PathBuf, String)>,
+                           section: &str|
+         -> Result<Vec<tidewater::rtmp::PushTarget>> {
+            let tls = match ca {
+                None => None,
+                Some((path, ca_section)) => Some(match cas.get(path) {
+                    Some(tls) => tls.clone(),
+                    None => {
+                        let tls = tidewater::rtmp::ClientTls::with_ca_file(path).map_err(|e| {
+                            setting_error(format!("{ca_section}.push_ca_file"), tls_reason(&e))
+                        })?;
+                        cas.insert(path.clone(), tls.clone());
+                        tls
+                    }
+                }),
+            };
+            urls.iter()
+                .enumerate()
+                .map(|(i, url)| {
+                    tidewater::rtmp::PushTarget::parse(url, tls.clone()).map_err(|e| {
+                        let reason = match e {
+                            tidewater::rtmp::Error::InvalidUrl { url, reason } => {
+                                format!("invalid push url {url:?}: {reason}")
+                            }
+                            other => other.to_string(),
+                        };
+                        setting_error(format!("{section}.push[{i}]"), reason)
+                    })
+                })
+                .collect()
+        };
+        let mut routes = tidewater::rtmp::PushRoutes::new();
+        let d = &self.defaults;
+        let default_ca = d.push_ca_file.as_ref().map(|p| (p, "defaults".to_string()));
+        let default_push = d.push.as_ref().map(|p| (p, "defaults".to_string()));
+        if let Some((urls, section)) = &default_push {
+            routes.set_default(targets(urls, default_ca.clone(), section)?);
+        }
+        for (name, app) in &self.apps {
+            let section = format!("apps.{}", segment(name));
+            let app_ca = app
+                .push_ca_file
+                .as_ref()
+                .map(|p| (p, section.clone()))
+                .or_else(|| default_ca.clone());
+            let app_push = app
+                .push
+                .as_ref()
+                .map(|p| (p, section.clone()))
+                .or_else(|| default_push.clone());
+            if let Some((urls, from)) = &app_push {
+                routes.set_app(name.clone(), targets(urls, app_ca.clone(), from)?);
+            }
+            for (stream, overrides) in &app.streams {
+                if overrides.push.is_none() && overrides.push_ca_file.is_none() {
+                    continue;
+                }
+                let stream_section = format!("{section}.streams.{}", segment(stream));
+                let key = StreamKey::new(name, stream).map_err(|e| {
+                    setting_error(stream_section.clone(), format!("invalid stream name: {e}"))
+                })?;
+                let ca = overrides
+                    .push_ca_file
+                    .as_ref()
+                    .map(|p| (p, stream_section.clone()))
+                    .or_else(|| app_ca.clone());
+                let push = overrides
+                    .push
+                    .as_ref()
+                    .map(|p| (p, stream_section.clone()))
+                    .or_else(|| app_push.clone());
+                if let Some((urls, from)) = &push {
+                    routes.set_stream(key, targets(urls, ca, from)?);
+                }
+            }
+        }
+        Ok(routes)
     }
 
     /// An [`EngineBuilder`] with every application configured.

@@ -76,7 +76,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidewater::rtmp::Rtmp;
+use tidewater::rtmp::{PushStatuses, Rtmp, RtmpPush};
 use tidewater::{CancellationToken, Engine, InboundProtocol};
 use tokio::net::TcpListener;
 
@@ -96,6 +96,8 @@ pub struct Server {
     http: TcpListener,
     http_addr: SocketAddr,
     rtmp: Option<Arc<Rtmp>>,
+    rtmps: Option<Arc<Rtmp>>,
+    push: Option<Arc<RtmpPush>>,
 }
 
 impl Server {
@@ -115,12 +117,45 @@ impl Server {
             true => Some(Arc::new(Rtmp::new(config.rtmp.worker_config()?))),
             false => None,
         };
+        let rtmps = match config.rtmps.server_tls()? {
+            Some(tls) => {
+                let worker = tidewater::rtmp::RtmpConfig {
+                    listen: config.rtmps.listen,
+                    ..config.rtmp.worker_config()?
+                };
+                Some(Arc::new(Rtmp::with_tls(worker, tls)))
+            }
+            None => None,
+        };
+        let routes = config.push_routes()?;
+        let push = match routes.is_empty() {
+            true => None,
+            false => Some(Arc::new(RtmpPush::new(routes, config.rtmp.push_config()?))),
+        };
         Ok(Server {
             engine,
             http,
             http_addr,
             rtmp,
+            rtmps,
+            push,
         })
+    }
+
+    /// The bound RTMPS address, once its listener is up (`None` without a
+    /// certificate). The listener binds when [`serve`](Self::serve) starts.
+    pub async fn rtmps_addr(&self) -> Option<SocketAddr> {
+        match &self.rtmps {
+            Some(rtmps) => Some(rtmps.listening().await),
+            None => None,
+        }
+    }
+
+    /// The status of every push (empty when no push is configured).
+    pub fn pushes(&self) -> PushStatuses {
+        self.push
+            .as_ref()
+            .map_or_else(PushStatuses::default, |p| p.statuses())
     }
 
     /// The bound RTMP address, once its listener is up (`None` when RTMP is
@@ -147,24 +182,29 @@ impl Server {
     /// responses reach their end), wait up to [`DRAIN_TIMEOUT`] for open
     /// requests, stop the reaper.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<()> {
+        let pushes = self.pushes();
         let Server {
             engine,
             http,
             http_addr,
             rtmp,
+            rtmps,
+            push,
         } = self;
         let reaper = engine.spawn_reaper(REAP_INTERVAL, shutdown.child_token());
         // Protocol workers bind their own listeners; one that fails (a port
         // in use) stops the whole server, as a bad HTTP bind does.
         let protocols: Vec<Arc<dyn InboundProtocol>> = rtmp
             .into_iter()
+            .chain(rtmps)
             .map(|r| r as Arc<dyn InboundProtocol>)
+            .chain(push.map(|p| p as Arc<dyn InboundProtocol>))
             .collect();
         let mut workers = tokio::spawn({
             let (engine, token) = (engine.clone(), shutdown.child_token());
             async move { engine.serve(protocols, token).await }
         });
-        let app = http::router(engine.clone());
+        let app = http::router_with_pushes(engine.clone(), pushes);
         let stop_accepting = shutdown.clone().cancelled_owned();
         let mut server = tokio::spawn(
             axum::serve(http, app)

@@ -351,3 +351,76 @@ async fn stops_cleanly_every_time() {
         server.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_lists_pushes_with_their_status() {
+    // A destination that refuses connections: a port that was free a moment ago.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let server = start(&format!(
+        // (start() ends in the [rtmp] section: these keys continue it.)
+        "push_retry_initial_ms = 100\npush_retry_max_ms = 200\n\
+         [apps.live]\npush = [\"rtmp://{closed}/backup/copy?token=s3cret\"]\n\
+         [apps.live.streams.quiet]\npush = []\n"
+    ))
+    .await;
+    let missing = get_json(server.addr, "/api/v1/streams/live/nope/pushes", 404).await;
+    assert_eq!(missing["error"]["code"], "not_found");
+
+    let mut publishers = Vec::new();
+    for name in ["live/cam1", "live/quiet"] {
+        let mut p = server
+            .engine
+            .open_publish(Request::new(key(name), "test"))
+            .await
+            .expect("publish");
+        p.set_catalog(vec![TrackInfo::video(TrackId(1), Codec::H264, 640, 360)])
+            .expect("catalog");
+        publishers.push(p);
+    }
+    // Wait until a few attempts failed.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let pushes = loop {
+        let v = get_json(server.addr, "/api/v1/streams/live/cam1/pushes", 200).await;
+        if v["pushes"][0]["attempts"].as_u64().unwrap_or(0) >= 3 {
+            break v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no retries: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let push = &pushes["pushes"][0];
+    assert_eq!(push["url"], format!("rtmp://{closed}/backup/copy"));
+    assert!(
+        ["reconnecting", "starting"].contains(&push["state"].as_str().unwrap_or("")),
+        "{push}"
+    );
+    assert!(push["connected_since_unix_ms"].is_null());
+    let errors = push["last_errors"].as_array().expect("errors");
+    assert!(!errors.is_empty() && errors.len() <= 5, "{push}");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("refused")),
+        "{push}"
+    );
+    assert!(!pushes.to_string().contains("s3cret"), "{pushes}");
+
+    // The stream list carries each stream's pushes.
+    let list = get_json(server.addr, "/api/v1/streams", 200).await;
+    let streams = list["streams"].as_array().expect("streams");
+    assert_eq!(streams.len(), 2);
+    assert_eq!(streams[0]["key"], "live/cam1");
+    assert_eq!(streams[0]["pushes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(streams[1]["pushes"], serde_json::json!([]));
+    let quiet = get_json(server.addr, "/api/v1/streams/live/quiet/pushes", 200).await;
+    assert_eq!(quiet, serde_json::json!({ "pushes": [] }));
+
+    // The stream ends: its push stops and is gone.
+    for p in publishers {
+        p.finish().await;
+    }
+    server.stop().await;
+}

@@ -62,7 +62,12 @@ fn example_file_matches_the_built_in_defaults() {
     );
     assert_eq!(config.http, Config::default().http);
     assert_eq!(config.rtmp, Config::default().rtmp);
+    assert_eq!(config.rtmps, Config::default().rtmps);
     assert_eq!(config.log, Config::default().log);
+    // `push = []` in [defaults] is the built-in "no pushes".
+    assert!(config.push_routes().expect("valid").is_empty());
+    assert!(Config::default().push_routes().expect("valid").is_empty());
+    assert!(config.rtmps.server_tls().expect("valid").is_none());
     assert_eq!(
         config.defaults.allows_unknown_apps(),
         Config::default().defaults.allows_unknown_apps()
@@ -101,6 +106,70 @@ fn the_example_apps_parse_when_uncommented() {
     assert_eq!(live.max_publishers, 10);
     assert_eq!(live.duplicate, DuplicatePublish::TakeOver);
     assert_eq!(live.policy_for("lobby").gop_frames, 4096);
+    let routes = config.push_routes().expect("valid");
+    let targets = |k: &str| routes.targets(&key(k)).to_vec();
+    assert_eq!(targets("live/cam1")[0].url.host, "backup.example");
+    assert_eq!(targets("live/cam1")[0].url.stream, None);
+    assert!(targets("live/lobby")[0].url.secure);
+    assert!(targets("other/x").is_empty());
+}
+
+#[test]
+fn push_lists_inherit_and_errors_name_the_key() {
+    let config = parse_ok(
+        r#"
+        [defaults]
+        push = ["rtmp://everything.example/all"]
+        [apps.live]
+        push = ["rtmp://a.example/live", "rtmps://b.example/live/x?key=1"]
+        [apps.live.streams.quiet]
+        push = []
+        [apps.other]
+        "#,
+        &[],
+    );
+    let routes = config.push_routes().expect("valid");
+    let hosts = |k: &str| {
+        routes
+            .targets(&key(k))
+            .iter()
+            .map(|t| t.url.host.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hosts("live/cam"), ["a.example", "b.example"]);
+    assert!(hosts("live/quiet").is_empty());
+    assert_eq!(hosts("other/cam"), ["everything.example"]);
+    assert_eq!(hosts("unnamed/cam"), ["everything.example"]);
+
+    let e = refused(
+        "[apps.live]\npush = [\"rtmp://ok/live\", \"http://x/live?token=s3cret\"]\n",
+        &[],
+    );
+    assert!(e.contains("apps.live.push[1]"), "{e}");
+    assert!(e.contains("rtmp:// or rtmps://"), "{e}");
+    assert!(!e.contains("s3cret"), "{e}");
+    let e = refused(
+        "[defaults]\npush = [\"rtmps://x/live\"]\npush_ca_file = \"/nonexistent/ca.pem\"\n",
+        &[],
+    );
+    assert!(e.contains("defaults.push_ca_file"), "{e}");
+    let e = refused("", &[("TIDEWATER_APPS__LIVE__PUSH", "[\"rtmp://\"]")]);
+    assert!(
+        e.contains("apps.live.push[0]") && e.contains("TIDEWATER_APPS__LIVE__PUSH"),
+        "{e}"
+    );
+    let e = refused("[rtmps]\ncert = \"/nonexistent/cert.pem\"\n", &[]);
+    assert!(e.contains("rtmps.key"), "{e}");
+    let e = refused(
+        "[rtmps]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"\n",
+        &[],
+    );
+    assert!(
+        e.contains("rtmps.cert") && e.contains("/nonexistent/cert.pem"),
+        "{e}"
+    );
+    let e = refused("[rtmp]\npush_retry_max_ms = 100\n", &[]);
+    assert!(e.contains("rtmp.push_retry_max_ms"), "{e}");
 }
 
 #[test]

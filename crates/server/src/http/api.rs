@@ -2,15 +2,33 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /api/v1/streams` | `{"streams": [StreamSnapshot, …]}`: every live stream, sorted by key |
-//! | `GET /api/v1/streams/{app}/{stream}` | one [`StreamSnapshot`], or 404 when it is not live |
+//! | `GET /api/v1/streams` | `{"streams": [StreamView, …]}`: every live stream, sorted by key |
+//! | `GET /api/v1/streams/{app}/{stream}` | one [`StreamView`], or 404 when it is not live |
+//! | `GET /api/v1/streams/{app}/{stream}/pushes` | `{"pushes": [PushView, …]}`, or 404 when the stream is neither live nor pushed |
 //!
-//! A snapshot is the kernel's [`StreamSnapshot`] serialized as is: `key`,
+//! A [`StreamView`] is the kernel's [`StreamSnapshot`] serialized as is plus
+//! `pushes`, the stream's pushes in configuration order. A snapshot has `key`,
 //! `generation`, `protocol`, `peer`, `started_unix_ms`, `metadata`, `catalog`
 //! (`version` and `tracks` with codec, timescale and video/audio parameters;
 //! `null` until the publisher announces one), `qos` (frames, bytes,
 //! keyframes, fps, bitrate, subscriber and lag counters), `subscribers` (each
 //! with its own lag and drop counters) and `derived_bytes`.
+//!
+//! A push ([`PushView`]) is listed from the start of the publish until the
+//! stream ends for good (so also while it waits for a republish):
+//!
+//! ```json
+//! {"url": "rtmp://backup:1935/live/cam1", "state": "reconnecting", "attempts": 4,
+//!  "failures_in_row": 2, "connected_since_unix_ms": null, "next_attempt_unix_ms": 1790000001500,
+//!  "last_errors": [{"at_unix_ms": 1790000000500, "message": "stream rtmp://backup:1935/live/cam1: i/o error: Connection refused (os error 111)"}]}
+//! ```
+//!
+//! `state` is `starting` (first connection), `active` (publishing; then
+//! `connected_since_unix_ms` is set), `reconnecting` (waiting or trying
+//! again, with capped exponential backoff) or `failed` (gave up after
+//! `rtmp.push_max_attempts` failures in a row, until the next publish).
+//! `attempts` counts every connection attempt; `last_errors` keeps the last
+//! five, oldest first. URLs are shown without their query.
 //!
 //! Errors are JSON too, with a stable `code` and a human `message`:
 //!
@@ -27,22 +45,108 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use tidewater::rtmp::{PushSnapshot, PushStatuses};
 use tidewater::{Engine, StreamKey, StreamSnapshot};
 
-/// The API's routes, with their state.
+#[derive(Clone)]
+struct ApiState {
+    engine: Engine,
+    pushes: PushStatuses,
+}
+
+/// The API's routes, with their state (no pushes).
 pub fn router(engine: Engine) -> Router {
+    router_with_pushes(engine, PushStatuses::default())
+}
+
+/// The API's routes over `engine`, showing `pushes`.
+pub fn router_with_pushes(engine: Engine, pushes: PushStatuses) -> Router {
     Router::new()
         .route("/streams", get(list_streams))
         .route("/streams/{app}/{stream}", get(get_stream))
+        .route("/streams/{app}/{stream}/pushes", get(get_pushes))
         .fallback(unknown_route)
-        .with_state(engine)
+        .with_state(ApiState { engine, pushes })
 }
 
 /// The body of `GET /api/v1/streams`.
 #[derive(Debug, Serialize)]
 pub struct StreamList {
     /// Every live stream, sorted by key.
-    pub streams: Vec<StreamSnapshot>,
+    pub streams: Vec<StreamView>,
+}
+
+/// A live stream: the kernel's snapshot and the stream's pushes.
+#[derive(Debug, Serialize)]
+pub struct StreamView {
+    /// The kernel's snapshot, flattened.
+    #[serde(flatten)]
+    pub snapshot: StreamSnapshot,
+    /// The stream's pushes.
+    pub pushes: Vec<PushView>,
+}
+
+/// The body of `GET /api/v1/streams/{app}/{stream}/pushes`.
+#[derive(Debug, Serialize)]
+pub struct PushList {
+    /// The stream's pushes.
+    pub pushes: Vec<PushView>,
+}
+
+/// One push.
+#[derive(Debug, Serialize)]
+pub struct PushView {
+    /// The destination, without its query.
+    pub url: String,
+    /// `starting`, `active`, `reconnecting` or `failed`.
+    pub state: &'static str,
+    /// Connection attempts so far.
+    pub attempts: u64,
+    /// Failures since the last stable connection.
+    pub failures_in_row: u32,
+    /// Since when it publishes (Unix ms), while active.
+    pub connected_since_unix_ms: Option<u64>,
+    /// When the next attempt is due (Unix ms), while waiting to reconnect.
+    pub next_attempt_unix_ms: Option<u64>,
+    /// The last errors, oldest first.
+    pub last_errors: Vec<PushErrorView>,
+}
+
+/// One recorded push error.
+#[derive(Debug, Serialize)]
+pub struct PushErrorView {
+    /// When (Unix ms).
+    pub at_unix_ms: u64,
+    /// What happened.
+    pub message: String,
+}
+
+impl From<PushSnapshot> for PushView {
+    fn from(p: PushSnapshot) -> Self {
+        let s = p.status;
+        PushView {
+            url: p.url,
+            state: s.state.as_str(),
+            attempts: s.attempts,
+            failures_in_row: s.failures_in_row,
+            connected_since_unix_ms: s.connected_since_unix_ms,
+            next_attempt_unix_ms: s.next_attempt_unix_ms,
+            last_errors: s
+                .last_errors
+                .into_iter()
+                .map(|e| PushErrorView {
+                    at_unix_ms: e.at_unix_ms,
+                    message: e.message,
+                })
+                .collect(),
+        }
+    }
+}
+
+fn push_views(pushes: &PushStatuses, key: &StreamKey) -> Option<Vec<PushView>> {
+    pushes
+        .of(key)
+        .map(|l| l.into_iter().map(PushView::from).collect())
 }
 
 /// An API error: an HTTP status and a JSON body.
@@ -86,25 +190,61 @@ impl IntoResponse for ApiError {
     }
 }
 
-async fn list_streams(State(engine): State<Engine>) -> Json<StreamList> {
+async fn list_streams(State(state): State<ApiState>) -> Json<StreamList> {
+    let mut pushes = state.pushes.all();
     Json(StreamList {
-        streams: engine.streams(),
+        streams: state
+            .engine
+            .streams()
+            .into_iter()
+            .map(|snapshot| StreamView {
+                pushes: pushes
+                    .remove(&snapshot.key)
+                    .map(|l| l.into_iter().map(PushView::from).collect())
+                    .unwrap_or_default(),
+                snapshot,
+            })
+            .collect(),
     })
 }
 
+fn parse_key(app: &str, stream: &str) -> Result<StreamKey, ApiError> {
+    StreamKey::new(app, stream)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()))
+}
+
 async fn get_stream(
-    State(engine): State<Engine>,
+    State(state): State<ApiState>,
     Path((app, stream)): Path<(String, String)>,
-) -> Result<Json<StreamSnapshot>, ApiError> {
-    let key = StreamKey::new(&app, &stream)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()))?;
-    engine.stream(&key).map(Json).ok_or_else(|| {
+) -> Result<Json<StreamView>, ApiError> {
+    let key = parse_key(&app, &stream)?;
+    let snapshot = state.engine.stream(&key).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("stream {key} is not being published"),
         )
-    })
+    })?;
+    Ok(Json(StreamView {
+        pushes: push_views(&state.pushes, &key).unwrap_or_default(),
+        snapshot,
+    }))
+}
+
+async fn get_pushes(
+    State(state): State<ApiState>,
+    Path((app, stream)): Path<(String, String)>,
+) -> Result<Json<PushList>, ApiError> {
+    let key = parse_key(&app, &stream)?;
+    match push_views(&state.pushes, &key) {
+        Some(pushes) => Ok(Json(PushList { pushes })),
+        None if state.engine.stream(&key).is_some() => Ok(Json(PushList { pushes: vec![] })),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("stream {key} is not being published"),
+        )),
+    }
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {

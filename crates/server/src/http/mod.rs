@@ -18,13 +18,19 @@ pub mod api;
 use axum::Router;
 use axum::routing::get;
 use tidewater::Engine;
+use tidewater::rtmp::PushStatuses;
 
-/// Every HTTP route of the server, over `engine`.
+/// Every HTTP route of the server, over `engine`, without pushes.
 pub fn router(engine: Engine) -> Router {
+    router_with_pushes(engine, PushStatuses::default())
+}
+
+/// Every HTTP route of the server, over `engine`, with the status of its pushes.
+pub fn router_with_pushes(engine: Engine, pushes: PushStatuses) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .merge(tidewater::rtmp::http_flv_router(engine.context()))
-        .nest("/api/v1", api::router(engine))
+        .nest("/api/v1", api::router_with_pushes(engine, pushes))
 }
 
 /// `GET /healthz`: the process is up and serving HTTP.
