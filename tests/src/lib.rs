@@ -27,6 +27,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const HTTP_LISTENING: &str = "http listening on ";
 /// The log line prefix that gives the RTMP listener's address.
 pub const RTMP_LISTENING: &str = "rtmp listening on ";
+/// The log line prefix that gives the RTMPS listener's address.
+pub const RTMPS_LISTENING: &str = "rtmps listening on ";
 
 /// The workspace's root directory.
 pub fn workspace_root() -> PathBuf {
@@ -268,6 +270,11 @@ impl ServerProcess {
     /// Waits for the `rtmp listening on ADDR` line and returns ADDR.
     pub fn rtmp_addr(&mut self) -> SocketAddr {
         self.listening_addr(RTMP_LISTENING)
+    }
+
+    /// Waits for the `rtmps listening on ADDR` line and returns ADDR.
+    pub fn rtmps_addr(&mut self) -> SocketAddr {
+        self.listening_addr(RTMPS_LISTENING)
     }
 
     fn listening_addr(&mut self, prefix: &str) -> SocketAddr {
@@ -601,4 +608,137 @@ pub fn ffmpeg_framecrc(url: &str, args: &[&str], timeout: Duration) -> (FrameCrc
     drop(child);
     let text = reader.join().unwrap_or_default();
     (FrameCrc::parse(&text), ended)
+}
+
+/// What ffprobe saw of a live URL in a few seconds of reading: its streams
+/// (`codec_type:codec_name`, in index order) and each stream's packet decode
+/// timestamps (seconds).
+#[derive(Debug, Default)]
+pub struct ProbedPackets {
+    /// `video:h264`, `audio:aac`, …
+    pub streams: Vec<String>,
+    /// Decode timestamps per stream index.
+    pub dts: Vec<Vec<f64>>,
+}
+
+impl ProbedPackets {
+    /// The packets of the first stream of `kind` (`video`, `audio`).
+    pub fn packets(&self, kind: &str) -> &[f64] {
+        self.streams
+            .iter()
+            .position(|s| s.starts_with(&format!("{kind}:")))
+            .and_then(|i| self.dts.get(i))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether every stream's decode timestamps strictly increase.
+    pub fn monotonic(&self) -> bool {
+        self.dts.iter().all(|d| d.windows(2).all(|w| w[1] > w[0]))
+    }
+}
+
+/// Runs ffprobe on `url` for `seconds` of packets (`-read_intervals`),
+/// killing it after `timeout`; panics if it fails or does not finish.
+pub fn ffprobe_packets(url: &str, seconds: u32, timeout: Duration) -> ProbedPackets {
+    let mut child = ChildGuard(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-rw_timeout", "10000000"])
+            .args(["-read_intervals", &format!("%+{seconds}")])
+            .args([
+                "-show_entries",
+                "stream=index,codec_type,codec_name:packet=stream_index,dts_time",
+            ])
+            .args(["-of", "compact=p=0", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run ffprobe (install the ffmpeg package): {e}")),
+    );
+    let mut stdout = child.0.stdout.take().expect("piped stdout");
+    let mut stderr = child.0.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(child);
+    let text = reader.join().unwrap_or_default();
+    let errors = errors.join().unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("ffprobe {url} still runs after {timeout:?}"));
+    assert!(
+        status.success(),
+        "ffprobe {url} failed ({status}): {errors}"
+    );
+    // Packets come first, the streams at the end: index both.
+    let mut streams = Vec::new();
+    let mut dts: Vec<Vec<f64>> = Vec::new();
+    for line in text.lines() {
+        let kv: std::collections::HashMap<&str, &str> =
+            line.split('|').filter_map(|f| f.split_once('=')).collect();
+        if let (Some(index), Some(kind)) = (kv.get("index"), kv.get("codec_type")) {
+            let codec = kv.get("codec_name").copied().unwrap_or("?");
+            if let Ok(i) = index.parse::<usize>() {
+                streams.push((i, format!("{kind}:{codec}")));
+            }
+        } else if let (Some(index), Some(t)) = (kv.get("stream_index"), kv.get("dts_time")) {
+            if let (Ok(i), Ok(t)) = (index.parse::<usize>(), t.parse::<f64>()) {
+                if i < 16 {
+                    if dts.len() <= i {
+                        dts.resize(i + 1, Vec::new());
+                    }
+                    dts[i].push(t);
+                }
+            }
+        }
+    }
+    streams.sort();
+    if dts.len() < streams.len() {
+        dts.resize(streams.len(), Vec::new());
+    }
+    ProbedPackets {
+        streams: streams.into_iter().map(|(_, s)| s).collect(),
+        dts,
+    }
+}
+
+/// Polls `GET url` until `check` accepts the JSON body; returns it, or
+/// panics with the last body after `timeout`.
+pub fn wait_json(
+    url: &str,
+    timeout: Duration,
+    mut check: impl FnMut(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        if let Ok(r) = try_http_get(url) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) {
+                if check(&v) {
+                    return v;
+                }
+                last = Some(v);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "GET {url}: not as expected within {timeout:?}; last: {last:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
