@@ -305,3 +305,153 @@ async fn rtmps_push_with_a_configured_ca_and_ffmpeg_over_rtmps() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Publishes `frames` 25 fps video frames in-process, from `dts` 0, paced.
+async fn publish_frames(
+    engine: &Engine,
+    key: &StreamKey,
+    frames: i64,
+) -> tidewater_core::PublishSession {
+    use tidewater_core::bytes::Bytes;
+    use tidewater_core::{Codec, Frame, Request, TimestampWrap, TrackId, TrackInfo};
+    let mut p = engine
+        .open_publish(Request::new(key.clone(), "test"))
+        .await
+        .expect("publish");
+    p.set_catalog(vec![
+        TrackInfo::video(TrackId(1), Codec::H264, 320, 240)
+            .with_timescale(1000)
+            .with_wrap(TimestampWrap::RTMP)
+            .with_config(Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff, 0xe0, 0])),
+    ])
+    .expect("catalog");
+    for i in 0..frames {
+        let t = i * 40;
+        p.publish(Frame::video(
+            TrackId(1),
+            Codec::H264,
+            t,
+            t,
+            i % 25 == 0,
+            Bytes::from(vec![0, 0, 0, 1, if i % 25 == 0 { 0x65 } else { 0x41 }]),
+        ))
+        .expect("frame");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_follows_a_republish_on_one_connection_and_stops_when_the_stream_ends() {
+    use tidewater_core::{Event, Request, StreamPolicy};
+    let dest = node(None, None).await;
+    let mut routes = PushRoutes::new();
+    routes.set_stream(
+        StreamKey::parse("live/cam").expect("key"),
+        vec![PushTarget::parse(&format!("rtmp://{}/live", dest.rtmp), None).expect("url")],
+    );
+    // The source: a short follow grace, so that the end comes soon.
+    let engine = Engine::builder()
+        .app(
+            "live",
+            AppSpec {
+                policy: StreamPolicy {
+                    follow_grace: Duration::from_secs(1),
+                    ..StreamPolicy::default()
+                },
+                ..AppSpec::default()
+            },
+        )
+        .build()
+        .expect("engine");
+    let push = Arc::new(RtmpPush::new(routes, PushConfig::default()));
+    let statuses = push.statuses();
+    let shutdown = CancellationToken::new();
+    let _guard = Node {
+        engine: engine.clone(),
+        rtmp: dest.rtmp,
+        shutdown: shutdown.clone(),
+        pushes: None,
+    };
+    tokio::spawn({
+        let (engine, shutdown) = (engine.clone(), shutdown.clone());
+        let workers: Vec<Arc<dyn InboundProtocol>> = vec![push];
+        async move { engine.serve(workers, shutdown).await }
+    });
+    // Give the worker a moment to subscribe to the kernel's events.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let key = StreamKey::parse("live/cam").expect("key");
+    let first = publish_frames(&engine, &key, 50).await;
+    // Without a stream name in the URL, the stream keeps its own.
+    let copy = StreamKey::parse("live/cam").expect("key");
+    wait_until("pushed", Duration::from_secs(10), || {
+        dest.engine
+            .stream(&copy)
+            .is_some_and(|s| s.catalog.is_some())
+    })
+    .await;
+    let generation = dest.engine.stream(&copy).expect("live").generation;
+    let mut viewer = dest
+        .engine
+        .subscribe(Request::new(copy.clone(), "test"))
+        .await
+        .expect("viewer");
+    // The republish restarts its timestamps at 0.
+    first.finish().await;
+    let second = publish_frames(&engine, &key, 50).await;
+    let mut dts = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dts.len() < 75 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} frames at the destination",
+            dts.len()
+        );
+        match timeout(Duration::from_secs(5), viewer.recv()).await {
+            Ok(Ok(Event::Frame(f))) => dts.push(f.frame().dts),
+            Ok(Ok(_)) => {}
+            other => panic!("the destination's viewer ended: {other:?}"),
+        }
+    }
+    assert!(
+        dts.windows(2).all(|w| w[1] > w[0]),
+        "timestamps at the destination go back: {dts:?}"
+    );
+    let snap = dest.engine.stream(&copy).expect("still live");
+    assert_eq!(
+        snap.generation, generation,
+        "one publish at the destination across the republish"
+    );
+    // The push itself kept the timestamps going on (the destination's
+    // kernel would otherwise have had to repair or rebase them).
+    assert_eq!(
+        (snap.qos.timestamps_repaired, snap.qos.timestamps_rebased),
+        (0, 0),
+        "{:?}",
+        snap.qos
+    );
+    let step = dts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    assert!(step <= 100, "a gap of {step} ms at the republish");
+    assert_eq!(
+        statuses.of(&key).expect("push")[0].status.attempts,
+        1,
+        "no reconnection"
+    );
+
+    // The stream ends for good: the push unpublishes and is gone.
+    second.finish().await;
+    let ended = timeout(Duration::from_secs(10), async {
+        loop {
+            if viewer.recv().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the destination's stream ended");
+    wait_until("push gone", Duration::from_secs(5), || {
+        statuses.of(&key).is_none()
+    })
+    .await;
+}
