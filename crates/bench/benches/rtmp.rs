@@ -903,11 +903,14 @@ fn tail_of(path: &Path) -> String {
 // report
 
 /// Busy time on the server's CPU beyond the server's own CPU time (which
-/// includes the softirq work run in its context), in cores: other processes,
-/// timers. More than a little means the run was disturbed.
+/// includes the softirq work run in its context) and that CPU's kernel
+/// threads (`ksoftirqd` taking over the server's softirqs when there are
+/// many, TCP timers), in cores: other processes. More than a little means
+/// the run was disturbed.
 fn other_work(f: &Fields, core: usize) -> Option<f64> {
+    let kthreads = f.nth("cpu_kthreads", core).unwrap_or(0.0);
     match (f.nth("cpu_busy", core), f.num("server_cpu")) {
-        (Some(busy), Some(own)) => Some((busy - own).max(0.0)),
+        (Some(busy), Some(own)) => Some((busy - own - kthreads).max(0.0)),
         _ => None,
     }
 }
@@ -991,19 +994,21 @@ fn report(
     let cores = |v: Option<f64>| v.map_or("?".into(), |c| format!("{c:.3}"));
     println!();
     println!(
-        "| viewers N | server | server CPU | softirq on CPU {core} | other work on CPU {core} \
+        "| viewers N | server | server CPU | softirq on CPU {core} | CPU {core} kernel threads \
+         | other work on CPU {core} \
          | load tool CPU (cores) | failed / ended early | lag p50 / p99 (ms) | first keyframe max (ms) |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &opts.sizes {
         for &s in &opts.servers {
             if let Some(Ok(f)) = get(s, n) {
                 println!(
-                    "| {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} |",
                     group_thousands(n as u64),
                     s.name(),
                     cores(f.num("server_cpu")),
                     cores(softirq(f)),
+                    cores(f.nth("cpu_kthreads", core)),
                     cores(other(f)),
                     f.text("load_cpu"),
                     f.text("failed"),

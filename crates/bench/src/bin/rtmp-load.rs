@@ -381,6 +381,7 @@ async fn run(opts: Options) -> Result<(), String> {
     let server_start = tree_cpu_ticks(&opts.server_pids);
     let self_start = tree_cpu_ticks(&[std::process::id()]);
     let cpus_start = cpu_ticks();
+    let kthreads_start = kthread_ticks();
     let bytes_start = shared.bytes.get();
     shared.window_open.set(true);
     tokio::time::sleep(Duration::from_secs_f64(opts.window)).await;
@@ -390,6 +391,7 @@ async fn run(opts: Options) -> Result<(), String> {
     let server_end = tree_cpu_ticks(&opts.server_pids);
     let self_end = tree_cpu_ticks(&[std::process::id()]);
     let cpus_end = cpu_ticks();
+    let kthreads_end = kthread_ticks();
     let secs = end.duration_since(start).as_secs_f64();
     for task in &tasks {
         task.abort();
@@ -421,6 +423,14 @@ async fn run(opts: Options) -> Result<(), String> {
     };
     let cpu_busy = per_cpu(|c| c.busy);
     let cpu_softirq = per_cpu(|c| c.softirq);
+    let cpu_kthreads = (0..cpus_end.len())
+        .map(|i| {
+            let at = |v: &[u64]| v.get(i).copied().unwrap_or(0);
+            let d = at(&kthreads_end).saturating_sub(at(&kthreads_start));
+            format!("{:.3}", d as f64 / clk_tck / secs)
+        })
+        .collect::<Vec<_>>()
+        .join(",");
 
     let viewers = shared.viewers.borrow();
     let viewers = &viewers[..opts.viewers];
@@ -462,7 +472,7 @@ async fn run(opts: Options) -> Result<(), String> {
         "RESULT viewers={} connected={} playing={} failed={} ended={} keyframe={} within={} \
          mbps={mbps:.1} server_cpu={} load_cpu={} kf_p50_ms={} kf_p99_ms={} kf_max_ms={} \
          lag_p50_ms={} lag_p99_ms={} window_s={secs:.2} ramp_s={ramp:.2} \
-         cpu_busy={cpu_busy} cpu_softirq={cpu_softirq}",
+         cpu_busy={cpu_busy} cpu_softirq={cpu_softirq} cpu_kthreads={cpu_kthreads}",
         opts.viewers,
         opts.viewers - count(Phase::Connecting) - count(Phase::Failed),
         count(Phase::Playing),
@@ -769,6 +779,53 @@ fn parse_proc_stat(text: &str) -> Vec<CpuTicks> {
         .collect()
 }
 
+/// CPU time (clock ticks) of the per-CPU kernel threads (`ksoftirqd/N`,
+/// `kworker/N:…`, …), indexed by their CPU. On a CPU that runs only the
+/// server they mostly do its network work: softirqs deferred to
+/// `ksoftirqd` when there are many, TCP timers.
+fn kthread_ticks() -> Vec<u64> {
+    let mut per_cpu: Vec<u64> = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return per_cpu;
+    };
+    for entry in dir.flatten() {
+        if !entry
+            .file_name()
+            .to_str()
+            .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((ppid, ticks)) = parse_stat(&stat) else {
+            continue;
+        };
+        // Kernel threads are children of kthreadd (pid 2).
+        if ppid != 2 {
+            continue;
+        }
+        if let Some(cpu) = kthread_cpu(&stat) {
+            if per_cpu.len() <= cpu {
+                per_cpu.resize(cpu + 1, 0);
+            }
+            per_cpu[cpu] += ticks;
+        }
+    }
+    per_cpu
+}
+
+/// The CPU a per-CPU kernel thread is bound to, from its name in a
+/// `/proc/PID/stat` line: `ksoftirqd/3` → 3, `kworker/1:2H-events` → 1;
+/// `None` for unbound ones (`kworker/u8:0`).
+fn kthread_cpu(stat: &str) -> Option<usize> {
+    let name = &stat[stat.find('(')? + 1..stat.rfind(')')?];
+    let after = &name[name.find('/')? + 1..];
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
 /// `(ppid, utime + stime)` from a `/proc/PID/stat` line.
 fn parse_stat(stat: &str) -> Option<(u32, u64)> {
     // The command name is in parentheses and may contain anything.
@@ -841,6 +898,14 @@ mod tests {
             ]
         );
         assert!(!cpu_ticks().is_empty() || !cfg!(target_os = "linux"));
+    }
+
+    #[test]
+    fn kernel_thread_cpus() {
+        assert_eq!(kthread_cpu("14 (ksoftirqd/0) S 2 0 0"), Some(0));
+        assert_eq!(kthread_cpu("10 (kworker/13:0H-events) I 2 0"), Some(13));
+        assert_eq!(kthread_cpu("12 (kworker/u8:0-kv) I 2 0"), None);
+        assert_eq!(kthread_cpu("2 (kthreadd) S 0 0"), None);
     }
 
     #[test]
