@@ -1,4 +1,5 @@
-//! RTMP for the tidewater kernel: publish and play on one port, and HTTP-FLV.
+//! RTMP for the tidewater kernel: publish and play on one port (RTMP and
+//! RTMPS), push to other RTMP/RTMPS servers, and HTTP-FLV.
 //!
 //! - **Publish** `rtmp://host:1935/{app}/{stream}` (the stream name may carry
 //!   a query, `…/{stream}?token=…`, handed with the peer address to the
@@ -16,6 +17,18 @@
 //!   leaves, viewers get `NetStream.Play.UnpublishNotify` and Stream EOF.
 //! - **HTTP-FLV**: [`http_flv_router`] serves `GET /flv/{app}/{stream}.flv`
 //!   with the same instant start, streamed with chunked transfer.
+//! - **RTMPS**: [`Rtmp::with_tls`] serves exactly the same inside TLS
+//!   (rustls; certificate and key from PEM files with
+//!   [`ServerTls::from_pem_files`]). The connection driver is generic over
+//!   the byte stream: a TCP socket's halves or a TLS stream's.
+//! - **Push**: [`RtmpPush`] republishes streams to `rtmp://` and `rtmps://`
+//!   destinations ([`PushRoutes`]: per stream, per application or for every
+//!   stream), following each stream across republishes, reconnecting with
+//!   capped exponential backoff and keeping a status per push
+//!   ([`PushStatuses`]: `starting | active | reconnecting | failed`, attempts,
+//!   connected-since, last errors). See [`push`] for the behaviour, [`client`]
+//!   for the publishing state machine and [`tls`] for how destinations are
+//!   verified (platform roots via `rustls-native-certs`, or a CA file).
 //! - A refused publish or play (unknown application, taken stream, refused by
 //!   the authorizer, stream not live) gets an `onStatus` error
 //!   (`NetStream.Publish.BadName`, `NetStream.Publish.Denied`,
@@ -23,10 +36,12 @@
 //!   with the peer and the stream. Bad input closes only its own connection,
 //!   with a log line naming the peer (and the stream, once known).
 //!
-//! The protocol logic is sans-IO ([`session::Session`]: bytes in, events
-//! and bytes out, no socket, no clock) over `rml_rtmp`'s handshake, message
-//! types and chunk serializer; a thin tokio driver runs one task per
-//! connection.
+//! The protocol logic is sans-IO ([`session::Session`] for the server side,
+//! [`client::PublishClient`] for pushes, [`push::status::PushMachine`] for
+//! a push's state and backoff: bytes, events and times in, bytes and events
+//! out, no socket, no clock) over `rml_rtmp`'s handshake, message types and
+//! chunk serializer; thin tokio drivers run one task per connection and per
+//! push.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -48,6 +63,13 @@
 //! });
 //! let addr = rtmp.listening().await;
 //! println!("publish to rtmp://{addr}/live/STREAM");
+//!
+//! // Pushing every stream of `live` elsewhere is one more worker:
+//! use tidewater_ingest_rtmp::{PushConfig, PushRoutes, PushTarget, RtmpPush};
+//! let mut routes = PushRoutes::new();
+//! routes.set_app("live", vec![PushTarget::parse("rtmp://backup.example/live", None)?]);
+//! let _push = Arc::new(RtmpPush::new(routes, PushConfig::default()));
+//! // … served like `rtmp`; `_push.statuses()` is the read side for an API.
 //!
 //! // HTTP-FLV routes, to merge into the application's HTTP router.
 //! let _http: axum::Router = http_flv_router(engine.context());
@@ -88,11 +110,32 @@
 //!   connection, with one log line naming the peer and stream.
 //! - **Silent publishers** are closed after [`RtmpConfig::read_timeout`];
 //!   connections that neither publish nor play within
-//!   [`RtmpConfig::handshake_timeout`] likewise.
+//!   [`RtmpConfig::handshake_timeout`] likewise (for RTMPS the TLS handshake
+//!   counts against the same limit).
+//! - **Players get no `onStatus` data message.** Some servers send
+//!   `NetStream.Data.Start` as a data message after `play`; ffmpeg's FLV
+//!   demuxer lists any script data other than `onMetaData`, `onCuePoint`
+//!   and `|RtmpSampleAccess` as a data stream of unknown codec, and an
+//!   `onMetaData` at a non-zero time as a subtitle stream. So players get
+//!   `|RtmpSampleAccess` and `onMetaData`, always at time 0, and ffprobe
+//!   lists exactly the media streams.
+//! - **Our own push client, not `rml_rtmp`'s `ClientSession`**: the
+//!   destination's input goes through the same bounded reader and AMF0
+//!   decoder as any peer's, and media goes out as the prebuilt chunks RTMP
+//!   viewers share (see [`client`]).
+//! - **A push survives a republish on the same connection**: it sends the
+//!   new sequence headers and shifts the new publish's timestamps to go on
+//!   [`push::REBASE_GAP_MS`] after the last one sent, so the destination
+//!   sees one stream with increasing timestamps. Every (re)connection starts
+//!   from the cached GOP.
+//! - **Pushes are a worker of the protocol seam** ([`InboundProtocol`]):
+//!   long-lived, started and stopped with the listeners, reaching the kernel
+//!   through [`IngestContext`] (lifecycle events to start, followers to read).
 //!
 //! # Feature flags
 //!
-//! None: RTMP publish and play and HTTP-FLV are always built.
+//! None: RTMP and RTMPS publish and play, push and HTTP-FLV are always
+//! built (TLS is rustls with the `ring` provider).
 
 #![deny(missing_docs)]
 

@@ -18,6 +18,8 @@
 //!    | `TIDEWATER_DEFAULTS__DUPLICATE=take_over` | `[defaults] duplicate = "take_over"` |
 //!    | `TIDEWATER_APPS__LIVE__MAX_PUBLISHERS=3` | `[apps.live] max_publishers = 3` |
 //!    | `TIDEWATER_APPS__LIVE__STREAMS__CAM1__GOP_FRAMES=512` | `[apps.live.streams.cam1] gop_frames = 512` |
+//!    | `TIDEWATER_APPS__LIVE__PUSH='["rtmp://backup/live"]'` | `[apps.live] push = ["rtmp://backup/live"]` |
+//!    | `TIDEWATER_RTMPS__CERT=/etc/tls/cert.pem` | `[rtmps] cert = "/etc/tls/cert.pem"` |
 //!
 //!    Path segments are lowercased, so application and stream names that have
 //!    upper-case letters, dots or dashes can only be configured in the file.
@@ -45,7 +47,25 @@
 //!
 //! Policies are checked by the kernel ([`StreamPolicy::validate`],
 //! [`EngineBuilder::build`]); the server maps each refusal back to the key
-//! that caused it.
+//! that caused it. Push URLs are parsed (`apps.live.push[1]: invalid push
+//! url …`, never showing the URL's query), CA files and the RTMPS
+//! certificate and key are read, all before any port is opened.
+//!
+//! # Push and RTMPS
+//!
+//! `push` (a list of `rtmp://` / `rtmps://` URLs) and `push_ca_file` can be
+//! set in `[defaults]`, `[apps.NAME]` and `[apps.NAME.streams.STREAM]`; the
+//! most specific level that sets a key wins, so a stream's `push = []` turns
+//! its application's pushes off. An `rtmps://` push verifies the destination
+//! against the platform's roots, or against only the certificates of
+//! `push_ca_file` when one applies. The reconnection schedule is global, in
+//! `[rtmp]` (`push_retry_initial_ms`, `push_retry_max_ms`,
+//! `push_max_attempts`, `push_connect_timeout_ms`). See
+//! [`tidewater::rtmp::push`] for how a push behaves.
+//!
+//! `[rtmps]` runs a second listener with exactly the RTMP service inside TLS
+//! once both `cert` and `key` are set; its chunk size and timeouts are
+//! `[rtmp]`'s.
 //!
 //! # Schema
 //!

@@ -2,14 +2,19 @@
 //! `tidewater`, that an operator runs with no arguments.
 //!
 //! Today it runs the kernel's engine (with its idle reaper), the RTMP
-//! listener (publish and play, by default on `0.0.0.0:1935`) and one HTTP
-//! listener, by default on `0.0.0.0:8888`, serving
+//! listener (publish and play, by default on `0.0.0.0:1935`), the RTMPS
+//! listener when `[rtmps]` has a certificate and key (by default on
+//! `0.0.0.0:1936`), the push worker when any `push` destination is
+//! configured, and one HTTP listener, by default on `0.0.0.0:8888`, serving
 //!
 //! - `GET /healthz`: `ok` while the server runs;
+//! - `GET /flv/{app}/{stream}.flv`: HTTP-FLV;
 //! - `GET /api/v1/streams`: every live stream with its catalog, metadata,
-//!   QoS and subscribers, as JSON;
+//!   QoS, subscribers and pushes, as JSON;
 //! - `GET /api/v1/streams/{app}/{stream}`: one live stream (404 with a JSON
-//!   error when it is not live).
+//!   error when it is not live);
+//! - `GET /api/v1/streams/{app}/{stream}/pushes`: the stream's pushes with
+//!   their status (see [`http::api`]).
 //!
 //! Ingest listeners (RTMP 1935, RTSP 8554, SRT 8890/udp, WHIP) and the HTTP
 //! outputs (`/hls/`, `/llhls/`, `/dash/`, `/flv/`, `/ts/`, `/whep/`,
