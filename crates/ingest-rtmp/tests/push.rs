@@ -167,6 +167,12 @@ async fn a_pushed_stream_is_readable_at_the_destination_and_survives_its_restart
     assert_eq!(s[0].status.state, PushState::Active, "{s:?}");
     assert!(s[0].status.connected_since_unix_ms.is_some());
     assert_eq!(s[0].url, format!("rtmp://{dest_addr}/live/copy"));
+    // The destination handed out stream id 1: the push writes the chunks
+    // built once per frame in the stream's derived-output cache (it is the
+    // stream's only reader here).
+    let snap = src.engine.stream(&key).expect("live");
+    assert_eq!(snap.subscribers.len(), 1, "the push");
+    assert!(snap.derived_bytes > 0, "shared chunks built");
     let (streams, video) = probe(&format!("rtmp://{dest_addr}/live/copy")).await;
     assert_eq!(streams, ["h264", "aac"]);
     assert!(video >= 50, "{video} video packets in 3 s");
@@ -454,4 +460,75 @@ async fn a_push_follows_a_republish_on_one_connection_and_stops_when_the_stream_
         statuses.of(&key).is_none()
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_to_a_destination_that_is_down_stops_when_the_stream_ends() {
+    use tidewater_core::StreamPolicy;
+    // Nothing listens there: every attempt fails at once, retried every 100 ms.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let mut routes = PushRoutes::new();
+    routes.set_app(
+        "live",
+        vec![PushTarget::parse(&format!("rtmp://{closed}/live/x"), None).expect("url")],
+    );
+    let engine = Engine::builder()
+        .app(
+            "live",
+            AppSpec {
+                policy: StreamPolicy {
+                    follow_grace: Duration::from_secs(1),
+                    ..StreamPolicy::default()
+                },
+                ..AppSpec::default()
+            },
+        )
+        .build()
+        .expect("engine");
+    let push = Arc::new(RtmpPush::new(
+        routes,
+        PushConfig {
+            backoff: Backoff {
+                initial: Duration::from_millis(100),
+                max: Duration::from_millis(100),
+                max_attempts: 0,
+            },
+            ..PushConfig::default()
+        },
+    ));
+    let statuses = push.statuses();
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let (engine, shutdown) = (engine.clone(), shutdown.clone());
+        let workers: Vec<Arc<dyn InboundProtocol>> = vec![push];
+        async move { engine.serve(workers, shutdown).await }
+    });
+    let _guard = Node {
+        engine: engine.clone(),
+        rtmp: closed,
+        shutdown,
+        pushes: None,
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let key = StreamKey::parse("live/cam").expect("key");
+    let publisher = publish_frames(&engine, &key, 10).await;
+    wait_until("a few failed attempts", Duration::from_secs(5), || {
+        statuses.of(&key).is_some_and(|s| s[0].status.attempts >= 3)
+    })
+    .await;
+    publisher.finish().await;
+    let ended = Instant::now();
+    // The grace is 1 s; attempts every 100 ms must not keep it from expiring.
+    wait_until("push gone after the grace", Duration::from_secs(5), || {
+        statuses.of(&key).is_none()
+    })
+    .await;
+    assert!(
+        ended.elapsed() >= Duration::from_millis(900),
+        "gone before the grace expired"
+    );
 }

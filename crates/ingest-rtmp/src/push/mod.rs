@@ -350,13 +350,19 @@ enum Drained {
     Republished,
 }
 
-/// Reads and drops the follower's events (while not connected), so that the
-/// end of the stream is noticed.
-async fn drain(follower: &mut Follower, stop_on_republish: bool) -> Drained {
+/// Reads and drops the follower's events while not connected, so that the
+/// end of the stream (or a republish) is noticed.
+///
+/// The future is kept across every connection attempt and wait of a
+/// disconnected spell rather than re-created for each: a follower waiting
+/// for a republish starts its grace period anew on every call, and a
+/// destination that fails fast would otherwise keep a push of an ended
+/// stream alive for ever.
+async fn drain(follower: &mut Follower) -> Drained {
     loop {
         match follower.recv().await {
             Err(_) => return Drained::Ended,
-            Ok(Event::Discontinuity { .. }) if stop_on_republish => return Drained::Republished,
+            Ok(Event::Discontinuity { .. }) => return Drained::Republished,
             Ok(_) => {}
         }
     }
@@ -368,6 +374,24 @@ enum Finished {
     Ended,
     /// The server is shutting down.
     Shutdown,
+}
+
+/// What a disconnected push does next.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// Connect now.
+    Connect,
+    /// Connect at this time.
+    Wait(Instant),
+    /// Gave up: wait for a republish.
+    Failed,
+}
+
+/// How a disconnected spell ended.
+enum Disconnected {
+    Shutdown,
+    Drained(Drained),
+    Connected(Box<PushConn>),
 }
 
 /// One push's task.
@@ -395,93 +419,116 @@ impl Push {
                 return;
             }
         };
+        let mut phase = Phase::Connect;
         loop {
-            self.entry.with(|m| m.on_attempt());
-            let attempt = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                Drained::Ended = drain(&mut follower, false) => {
-                    match self.finish_or_follow().await {
-                        Some(f) => { follower = f; continue }
-                        None => break,
-                    }
-                }
-                r = connect(&self.target, &self.key, &self.config) => r,
+            let spell = {
+                let drained = drain(&mut follower);
+                tokio::pin!(drained);
+                self.disconnected(&mut phase, drained.as_mut(), &shutdown)
+                    .await
             };
-            let outcome = match attempt {
-                Ok(mut conn) => {
+            let ended = match spell {
+                Disconnected::Shutdown => break,
+                Disconnected::Drained(Drained::Republished) => {
+                    if matches!(phase, Phase::Failed) {
+                        self.entry.with(|m| m.restart());
+                        phase = Phase::Connect;
+                    }
+                    continue;
+                }
+                Disconnected::Drained(Drained::Ended) => true,
+                Disconnected::Connected(mut conn) => {
                     self.entry
                         .with(|m| m.on_connected(Instant::now(), unix_ms()));
                     info!(stream = %self.key, "rtmp push to {url} active");
                     // From the cached GOP: a keyframe first, no backlog.
                     match self.ctx.follow(self.request()).await {
-                        Ok(f) => follower = f,
                         Err(_) => {
                             conn.close().await;
-                            match self.finish_or_follow().await {
-                                Some(f) => {
-                                    follower = f;
-                                    continue;
-                                }
-                                None => break,
-                            }
+                            true
                         }
-                    }
-                    conn.stream(&mut follower, &shutdown).await
-                }
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(Finished::Shutdown) => break,
-                Ok(Finished::Ended) => {
-                    info!(stream = %self.key, "rtmp push to {url}: the stream ended");
-                    match self.finish_or_follow().await {
-                        Some(f) => {
+                        Ok(f) => {
                             follower = f;
-                            continue;
+                            match conn.stream(&mut follower, &shutdown).await {
+                                Ok(Finished::Shutdown) => break,
+                                Ok(Finished::Ended) => {
+                                    info!(stream = %self.key, "rtmp push to {url}: the stream ended");
+                                    true
+                                }
+                                Err(e) => {
+                                    phase = self.fail(e);
+                                    false
+                                }
+                            }
                         }
-                        None => break,
                     }
                 }
-                Err(e) => {
-                    let message = e.to_string();
-                    let next = self
-                        .entry
-                        .with(|m| m.on_failure(Instant::now(), unix_ms(), message.clone()));
-                    let republish = match next {
-                        status::Next::RetryAfter(delay) => {
-                            warn!(stream = %self.key, "rtmp push to {url} failed, retrying in {delay:?}: {message}");
-                            tokio::select! {
-                                _ = shutdown.cancelled() => break,
-                                _ = tokio::time::sleep(delay) => continue,
-                                Drained::Ended = drain(&mut follower, false) => None,
-                            }
-                        }
-                        status::Next::GiveUp => {
-                            warn!(stream = %self.key, "rtmp push to {url} failed, giving up until the stream is published again: {message}");
-                            tokio::select! {
-                                _ = shutdown.cancelled() => break,
-                                d = drain(&mut follower, true) => Some(d),
-                            }
-                        }
-                    };
-                    match republish {
-                        Some(Drained::Republished) => {
-                            self.entry.with(|m| m.restart());
-                            continue;
-                        }
-                        Some(Drained::Ended) | None => match self.finish_or_follow().await {
-                            Some(f) => {
-                                follower = f;
-                                continue;
-                            }
-                            None => break,
-                        },
+            };
+            if ended {
+                match self.finish_or_follow().await {
+                    Some(f) => {
+                        follower = f;
+                        phase = Phase::Connect;
                     }
+                    None => break,
                 }
             }
         }
         self.remove();
         debug!(stream = %self.key, "rtmp push to {url} stopped");
+    }
+
+    /// Connects, waits and retries per `phase` until connected, the stream
+    /// ends or is republished (`drained`), or shutdown.
+    async fn disconnected(
+        &self,
+        phase: &mut Phase,
+        mut drained: std::pin::Pin<&mut impl std::future::Future<Output = Drained>>,
+        shutdown: &CancellationToken,
+    ) -> Disconnected {
+        loop {
+            match *phase {
+                Phase::Connect => {
+                    self.entry.with(|m| m.on_attempt());
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return Disconnected::Shutdown,
+                        d = &mut drained => return Disconnected::Drained(d),
+                        r = connect(&self.target, &self.key, &self.config) => match r {
+                            Ok(conn) => return Disconnected::Connected(Box::new(conn)),
+                            Err(e) => *phase = self.fail(e),
+                        },
+                    }
+                }
+                Phase::Wait(at) => tokio::select! {
+                    _ = shutdown.cancelled() => return Disconnected::Shutdown,
+                    d = &mut drained => return Disconnected::Drained(d),
+                    _ = tokio::time::sleep_until(at) => *phase = Phase::Connect,
+                },
+                Phase::Failed => tokio::select! {
+                    _ = shutdown.cancelled() => return Disconnected::Shutdown,
+                    d = &mut drained => return Disconnected::Drained(d),
+                },
+            }
+        }
+    }
+
+    /// Records a failure; the phase that follows.
+    fn fail(&self, e: Error) -> Phase {
+        let url = &self.entry.url;
+        let message = e.to_string();
+        let next = self
+            .entry
+            .with(|m| m.on_failure(Instant::now(), unix_ms(), message.clone()));
+        match next {
+            status::Next::RetryAfter(delay) => {
+                warn!(stream = %self.key, "rtmp push to {url} failed, retrying in {delay:?}: {message}");
+                Phase::Wait(Instant::now() + delay)
+            }
+            status::Next::GiveUp => {
+                warn!(stream = %self.key, "rtmp push to {url} failed, giving up until the stream is published again: {message}");
+                Phase::Failed
+            }
+        }
     }
 
     /// The stream ended for good: removes the push's entry, unless the
@@ -671,6 +718,27 @@ impl PushConn {
             .map_err(|e| e.in_context(&self.ctx))
     }
 
+    /// Queues what the client answers (acknowledgements, pongs); fails on an
+    /// error status from the destination.
+    fn after_read(&mut self, out: &mut Outgoing) -> Result<()> {
+        if let Some(b) = self.client.take_output() {
+            out.push(b);
+        }
+        while let Some(ev) = self.client.poll_event() {
+            if let ClientEvent::Status { level, code } = ev {
+                if level == "error" {
+                    return Err(Error::Refused {
+                        ctx: self.ctx.clone(),
+                        code,
+                        description: "after the publish started".into(),
+                    });
+                }
+                debug!("rtmp push {}: status {code}", self.ctx);
+            }
+        }
+        Ok(())
+    }
+
     /// Ends the publish politely and closes.
     async fn close(&mut self) {
         if self.client.unpublish().is_ok() {
@@ -700,25 +768,34 @@ impl PushConn {
             stream_id,
         };
         loop {
-            let mut ended = None;
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => ended = Some(Finished::Shutdown),
-                r = self.read() => {
-                    r?;
-                    if let Some(b) = self.client.take_output() {
-                        out.push(b);
-                    }
-                    while let Some(ev) = self.client.poll_event() {
-                        if let ClientEvent::Status { level, code } = ev {
-                            if level == "error" {
-                                return Err(Error::Refused { ctx: self.ctx.clone(), code, description: "after the publish started".into() });
-                            }
-                            debug!("rtmp push {}: status {code}", self.ctx);
+            let mut ended;
+            {
+                // One receive, kept while the destination's input is read:
+                // dropping it mid-wait would restart a republish grace period.
+                let next = follower.recv();
+                tokio::pin!(next);
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => {
+                            ended = Some(Finished::Shutdown);
+                            break;
+                        }
+                        r = self.read() => {
+                            r?;
+                            self.after_read(&mut out)?;
+                        }
+                        ev = &mut next => {
+                            ended = out.on_event(ev, &self.ctx)?;
+                            break;
                         }
                     }
+                    if !out.queue.is_empty() {
+                        write_queue(&mut self.wr, &mut out.queue, self.write_timeout, &self.ctx)
+                            .await?;
+                        out.queued = 0;
+                    }
                 }
-                ev = follower.recv() => ended = out.on_event(ev, &self.ctx)?,
             }
             while ended.is_none() && out.queue.len() < BATCH_MESSAGES && out.queued < BATCH_BYTES {
                 match now_or_never(follower.recv()) {
