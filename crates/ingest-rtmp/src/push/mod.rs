@@ -31,6 +31,11 @@
 //!
 //! [`PushStatuses`] is the read side for an API: every push of every stream,
 //! listed while the push lives (from the publish to the end of the stream).
+//!
+//! A push reads the stream like any reader: the kernel's authorizer is asked
+//! (action read, protocol `rtmp-push`, no peer address), and the push shows
+//! among the stream's subscribers. Destination URLs are shown and logged
+//! without their query, which often carries a stream key.
 
 pub mod status;
 pub mod target;
