@@ -25,6 +25,15 @@ pub struct Follower {
     protocol: &'static str,
     peer: Option<SocketAddr>,
     grace: Duration,
+    /// Set while between generations: why the last one ended and until when
+    /// a republish is waited for.
+    gap: Option<Gap>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Gap {
+    reason: EndReason,
+    deadline: tokio::time::Instant,
 }
 
 impl Follower {
@@ -49,6 +58,7 @@ impl Follower {
             protocol,
             peer,
             grace,
+            gap: None,
         }
     }
 
@@ -66,24 +76,35 @@ impl Follower {
     /// within the grace period, at shutdown, or on eviction.
     pub async fn recv(&mut self) -> Result<Event, RecvError> {
         loop {
-            let ended = match &mut self.current {
-                Some(sub) => match sub.recv().await {
+            if let Some(sub) = &mut self.current {
+                match sub.recv().await {
                     Ok(event) => return Ok(event),
                     Err(RecvError::Evicted) => return Err(RecvError::Evicted),
-                    Err(RecvError::Ended(reason)) => reason,
-                },
-                None => EndReason::Finished,
-            };
-            self.current = None;
-            if ended == EndReason::Shutdown {
-                return Err(RecvError::Ended(ended));
+                    Err(RecvError::Ended(reason)) => {
+                        self.current = None;
+                        self.gap = Some(Gap {
+                            reason,
+                            deadline: tokio::time::Instant::now() + self.grace,
+                        });
+                    }
+                }
             }
-            let deadline = tokio::time::Instant::now() + self.grace;
+            // Between generations. The gap (and its deadline) lives in the
+            // follower, not in this future, so a `recv` dropped while waiting
+            // (in a `select!`, under a timeout) does not restart the grace.
+            let gap = *self.gap.get_or_insert(Gap {
+                reason: EndReason::Finished,
+                deadline: tokio::time::Instant::now() + self.grace,
+            });
+            if gap.reason == EndReason::Shutdown {
+                return Err(RecvError::Ended(gap.reason));
+            }
             loop {
                 if let Some(bus) = self.slot.latest() {
                     if bus.generation > self.last_generation {
                         let had_previous = self.last_generation != 0;
                         self.last_generation = bus.generation;
+                        self.gap = None;
                         self.current =
                             Some(Subscription::attach(bus, self.id, self.protocol, self.peer));
                         if had_previous {
@@ -94,9 +115,9 @@ impl Follower {
                         break;
                     }
                 }
-                match tokio::time::timeout_at(deadline, self.changes.changed()).await {
+                match tokio::time::timeout_at(gap.deadline, self.changes.changed()).await {
                     Ok(Ok(())) => continue,
-                    Ok(Err(_)) | Err(_) => return Err(RecvError::Ended(ended)),
+                    Ok(Err(_)) | Err(_) => return Err(RecvError::Ended(gap.reason)),
                 }
             }
         }

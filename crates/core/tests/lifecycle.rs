@@ -193,3 +193,37 @@ async fn serve_runs_workers_and_stops_them_all_when_one_fails() {
     assert!(token.is_cancelled());
     assert!(engine.streams().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn cancelled_receives_do_not_restart_the_grace_period() {
+    let engine = engine_with(StreamPolicy {
+        follow_grace: Duration::from_secs(10),
+        ..StreamPolicy::default()
+    });
+    let mut p = publisher(&engine, "live/c").await;
+    let mut follower = engine
+        .follow(Request::new(key("live/c"), "push"))
+        .await
+        .expect("follow");
+    p.publish(vframe(0, 5)).expect("publish");
+    drop(p);
+    let start = tokio::time::Instant::now();
+    // A consumer that gives up on each receive after a second (a select!
+    // with a timer, say) and tries again.
+    let mut tries = 0;
+    let end = loop {
+        tries += 1;
+        assert!(tries < 30, "still waiting after {:?}", start.elapsed());
+        match tokio::time::timeout(Duration::from_secs(1), follower.recv()).await {
+            Err(_) => continue,
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => break e,
+        }
+    };
+    assert_eq!(end, RecvError::Ended(EndReason::Finished));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+        "the grace ended after {waited:?}"
+    );
+}
