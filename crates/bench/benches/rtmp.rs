@@ -11,8 +11,13 @@
 //! them settle, then measures a window: the server's CPU (utime + stime of the
 //! server process and its descendants, all threads), Mbit/s delivered to the
 //! viewers, how many stayed within 1 s of live, and connect → first keyframe
-//! byte (p50/p99). Every server gets a fresh process and a fresh publisher
-//! for every N; the order of the servers alternates from one N to the next.
+//! byte (p50/p99). Every run gets a fresh server process and a fresh
+//! publisher; each server and N is run `--reps` times (3), the servers
+//! alternating which goes first, and the run with the median server CPU is
+//! reported (with the range over all runs). The server's CPU is also checked
+//! for other work during the window (its busy time in `/proc/stat` beyond the
+//! server's own and its kernel threads'); a run shared with other work is
+//! flagged in the notes.
 //!
 //! ```text
 //! cargo xtask bench rtmp [OPTIONS]
@@ -28,8 +33,8 @@
 //!   --ramp-rate 400          viewers connected per second at most (the ramp lasts at
 //!                            least one GOP, 4 s, so connects spread over the GOP)
 //!   --read-interval-ms 100   the load tool's read tick after a viewer's first keyframe
-//!   --retries 2              runs again (at most this often) when other work shared the
-//!                            server's CPU during the window; keeps the least disturbed run
+//!   --reps 3                 runs of every server and N (servers alternating which goes
+//!                            first); the run with the median server CPU is reported
 //!   --tidewater-bin PATH     measure this binary (configured the same way, from the
 //!                            environment) instead of building `tidewater-server`
 //! ```
@@ -77,7 +82,7 @@ const WANT_NOFILE: u64 = 65_536;
 /// may be the bottleneck.
 const LOAD_TOOL_BUSY: f64 = 0.8;
 /// Other work on the server's CPU (cores) above which a run is flagged.
-const OTHER_WORK: f64 = 0.05;
+const OTHER_WORK: f64 = 0.1;
 /// Debian's nginx-rtmp module, where packages put it.
 const NGINX_MODULE_PATHS: &[&str] = &[
     "/usr/lib/nginx/modules/ngx_rtmp_module.so",
@@ -108,8 +113,8 @@ struct Options {
     settle: f64,
     ramp_rate: f64,
     read_interval_ms: u64,
-    /// Runs again when other work shared the server's CPU, at most.
-    retries: usize,
+    /// Runs of every (server, N); the median is reported.
+    reps: usize,
     /// A tidewater binary to measure instead of building `tidewater-server`.
     tidewater_bin: Option<PathBuf>,
 }
@@ -128,7 +133,7 @@ impl Options {
             settle: 6.0,
             ramp_rate: 400.0,
             read_interval_ms: 100,
-            retries: if quick { 0 } else { 2 },
+            reps: if quick { 1 } else { 3 },
             tidewater_bin: None,
         };
         let mut it = args.iter();
@@ -173,10 +178,12 @@ impl Options {
                 "--ramp-rate" => o.ramp_rate = num(value()?)?,
                 "--read-interval-ms" => o.read_interval_ms = num(value()?)? as u64,
                 "--tidewater-bin" => o.tidewater_bin = Some(PathBuf::from(value()?)),
-                "--retries" => {
-                    o.retries = value()?
+                "--reps" => {
+                    o.reps = value()?
                         .parse()
-                        .map_err(|_| "--retries wants a whole number".to_string())?
+                        .ok()
+                        .filter(|&r: &usize| r > 0)
+                        .ok_or_else(|| "--reps wants a positive whole number".to_string())?
                 }
                 "-h" | "--help" => return Err(usage().into()),
                 other => return Err(format!("unknown argument {other:?}\n{}", usage())),
@@ -191,7 +198,7 @@ impl Options {
 
 fn usage() -> &'static str {
     "usage: rtmp [--quick] [--sizes 200,1000,2000] [--only nginx|tidewater] [--window 15] \
-     [--settle 6] [--ramp-rate 400] [--read-interval-ms 100] [--retries 2] [--tidewater-bin PATH]"
+     [--settle 6] [--ramp-rate 400] [--read-interval-ms 100] [--reps 3] [--tidewater-bin PATH]"
 }
 
 fn main() -> ExitCode {
@@ -303,69 +310,64 @@ fn run(opts: &Options) -> Result<(), String> {
         setup.client_cpu
     );
 
-    // results[(server, n)]
-    let mut results: HashMap<(Server, usize), Result<Fields, RunError>> = HashMap::new();
+    // Every (server, N) runs `reps` times, servers alternating which goes
+    // first; the run with the median server CPU represents it.
+    let mut runs: HashMap<(Server, usize), Vec<Fields>> = HashMap::new();
+    let mut failures: HashMap<(Server, usize), String> = HashMap::new();
+    let mut failed = 0;
     let mut unavailable: HashMap<Server, String> = HashMap::new();
     for (i, &n) in opts.sizes.iter().enumerate() {
-        let mut order = opts.servers.clone();
-        if i % 2 == 1 {
-            order.reverse();
-        }
-        for server in order {
-            if let Some(why) = unavailable.get(&server) {
-                results.insert((server, n), Err(RunError::Unavailable(why.clone())));
-                continue;
+        for rep in 0..opts.reps {
+            let mut order = opts.servers.clone();
+            if (i + rep) % 2 == 1 {
+                order.reverse();
             }
-            eprintln!("\nrtmp bench: {} with {n} viewers", server.name());
-            let mut outcome = run_one(&setup, opts, server, n);
-            // A run during which other work shared the server's CPU is done
-            // again (a few times at most); the least disturbed one is kept.
-            for retry in 1..=opts.retries {
-                let Ok(fields) = &outcome else { break };
-                let disturbed = other_work(fields, setup.server_cpu);
-                if disturbed.is_none_or(|o| o <= OTHER_WORK) {
-                    break;
+            for server in order {
+                if unavailable.contains_key(&server) {
+                    continue;
                 }
                 eprintln!(
-                    "rtmp bench: CPU {} also ran {:.3} cores of other work; again ({retry}/{})",
-                    setup.server_cpu,
-                    disturbed.unwrap_or(0.0),
-                    opts.retries
+                    "\nrtmp bench: {} with {n} viewers (run {}/{})",
+                    server.name(),
+                    rep + 1,
+                    opts.reps
                 );
-                sleep(Duration::from_secs(5));
-                let again = run_one(&setup, opts, server, n);
-                if let Ok(new) = &again {
-                    if other_work(new, setup.server_cpu) < disturbed {
-                        outcome = again;
+                match run_one(&setup, opts, server, n) {
+                    Ok(fields) => runs.entry((server, n)).or_default().push(fields),
+                    Err(RunError::Unavailable(why)) => {
+                        eprintln!("rtmp bench: {} not available: {why}", server.name());
+                        unavailable.insert(server, why);
+                    }
+                    Err(RunError::Failed(why)) => {
+                        eprintln!(
+                            "rtmp bench: {} with {n} viewers failed: {why}",
+                            server.name()
+                        );
+                        failed += 1;
+                        failures.entry((server, n)).or_insert(why);
                     }
                 }
             }
-            match outcome {
-                Ok(fields) => {
-                    results.insert((server, n), Ok(fields));
-                }
-                Err(RunError::Unavailable(why)) => {
-                    eprintln!("rtmp bench: {} not available: {why}", server.name());
-                    unavailable.insert(server, why.clone());
-                    results.insert((server, n), Err(RunError::Unavailable(why)));
-                }
-                Err(RunError::Failed(why)) => {
-                    eprintln!(
-                        "rtmp bench: {} with {n} viewers failed: {why}",
-                        server.name()
-                    );
-                    results.insert((server, n), Err(RunError::Failed(why)));
-                }
-            }
+        }
+    }
+    let mut results: HashMap<(Server, usize), Result<Fields, RunError>> = HashMap::new();
+    for &server in &opts.servers {
+        for &n in &opts.sizes {
+            let result = if let Some(list) = runs.get_mut(&(server, n)) {
+                Ok(representative(list))
+            } else if let Some(why) = failures.get(&(server, n)) {
+                Err(RunError::Failed(why.clone()))
+            } else if let Some(why) = unavailable.get(&server) {
+                Err(RunError::Unavailable(why.clone()))
+            } else {
+                continue;
+            };
+            results.insert((server, n), result);
         }
     }
     report(opts, &setup, &results);
     // tidewater without RTMP yet is a note in the table; a failed run, or no
     // anchor to compare with, fails the benchmark.
-    let failed = results
-        .values()
-        .filter(|r| matches!(r, Err(RunError::Failed(_))))
-        .count();
     if failed > 0 {
         return Err(format!("{failed} run(s) failed (see above)"));
     }
@@ -432,6 +434,22 @@ fn run_one(setup: &Setup, opts: &Options, server: Server, n: usize) -> Result<Fi
         )));
     }
     Ok(fields)
+}
+
+/// The run with the median server CPU, with the spread of all runs added
+/// (`runs`, `cpu_min`, `cpu_max`).
+fn representative(list: &mut [Fields]) -> Fields {
+    list.sort_by(|a, b| {
+        let cpu = |f: &Fields| f.num("server_cpu").unwrap_or(f64::NAN);
+        cpu(a).total_cmp(&cpu(b))
+    });
+    let cpus: Vec<f64> = list.iter().filter_map(|f| f.num("server_cpu")).collect();
+    let mut chosen = list[list.len() / 2].clone();
+    let spread = |v: Option<&f64>| v.map_or("na".to_string(), |c| format!("{c:.3}"));
+    chosen.0.insert("runs".into(), list.len().to_string());
+    chosen.0.insert("cpu_min".into(), spread(cpus.first()));
+    chosen.0.insert("cpu_max".into(), spread(cpus.last()));
+    chosen
 }
 
 /// The `key=value` fields of the load tool's `RESULT` line.
@@ -942,7 +960,9 @@ fn report(
 
     println!();
     println!(
-        "RTMP viewers, {} s window after ramp-up (≤ {} viewers/s, ≥ {GOP_SECS} s) and {} s settling; {}; {}",
+        "RTMP viewers, median of {} run(s), {} s window after ramp-up (≤ {} viewers/s, ≥ {GOP_SECS} s) \
+         and {} s settling; {}; {}",
+        opts.reps,
         opts.window,
         opts.ramp_rate,
         opts.settle,
@@ -994,8 +1014,8 @@ fn report(
     let cores = |v: Option<f64>| v.map_or("?".into(), |c| format!("{c:.3}"));
     println!();
     println!(
-        "| viewers N | server | server CPU | softirq on CPU {core} | CPU {core} kernel threads \
-         | other work on CPU {core} \
+        "| viewers N | server | server CPU (min–max of runs) | softirq on CPU {core} \
+         | CPU {core} kernel threads | other work on CPU {core} \
          | load tool CPU (cores) | failed / ended early | lag p50 / p99 (ms) | first keyframe max (ms) |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -1003,10 +1023,13 @@ fn report(
         for &s in &opts.servers {
             if let Some(Ok(f)) = get(s, n) {
                 println!(
-                    "| {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} |",
+                    "| {} | {} | {} ({}–{}, {} runs) | {} | {} | {} | {} | {} / {} | {} / {} | {} |",
                     group_thousands(n as u64),
                     s.name(),
                     cores(f.num("server_cpu")),
+                    f.text("cpu_min"),
+                    f.text("cpu_max"),
+                    f.text("runs"),
                     cores(softirq(f)),
                     cores(f.nth("cpu_kthreads", core)),
                     cores(other(f)),
@@ -1027,7 +1050,8 @@ fn report(
                 if let Some(o) = other(f).filter(|&o| o > OTHER_WORK) {
                     notes.push(format!(
                         "{} (N = {n}): CPU {core} also ran {o:.3} cores of other work during the \
-                         window; the server competed for its CPU (measure on a quiet machine)",
+                         reported run's window; the server competed for its CPU (measure on a \
+                         quiet machine)",
                         s.name()
                     ));
                 }
