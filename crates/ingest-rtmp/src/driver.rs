@@ -401,10 +401,14 @@ where
             chunk_size,
             stream_id,
         };
+        // Made once: a `cancelled()` future registers with the token's
+        // shared waiter list, which is not something to do per message.
+        let mut cancelled = std::pin::pin!(shutdown.cancelled());
+        let coalesce = self.config.coalesce;
         let ended = loop {
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => break Some("server shutting down"),
+                _ = &mut cancelled => break Some("server shutting down"),
                 r = Self::read_some(&mut self.rd, &mut self.inbuf, &self.ctx) => {
                     if !r? {
                         info!(peer = %self.peer(), stream = self.stream_name(), "rtmp viewer left");
@@ -450,6 +454,16 @@ where
             viewer.queued = 0;
             if ended.is_some() {
                 break ended;
+            }
+            if !coalesce.is_zero() {
+                // Let a few messages accumulate: the viewer is not parked on
+                // the stream meanwhile, so the publisher does not wake it per
+                // message. What the peer sends waits in the socket until then.
+                tokio::select! {
+                    biased;
+                    _ = &mut cancelled => break Some("server shutting down"),
+                    () = tokio::time::sleep(coalesce) => {}
+                }
             }
         };
         let reason = ended.unwrap_or("stream ended");

@@ -177,6 +177,8 @@ pub use tls::{ClientTls, ServerTls};
 pub const DEFAULT_CHUNK_SIZE: u32 = 4096;
 /// How long a socket write may make no progress before the peer is dropped, by default.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a viewer gathers messages before writing them, by default.
+pub const DEFAULT_COALESCE: Duration = Duration::from_millis(50);
 
 /// Settings of the RTMP listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +198,11 @@ pub struct RtmpConfig {
     pub max_message_len: usize,
     /// Most simultaneous connections; more are closed on accept with a log line.
     pub max_connections: usize,
+    /// After each write a viewer waits this long before gathering what has
+    /// been published meanwhile, so a live viewer is woken and makes a
+    /// syscall a few times per window rather than once per message. It adds
+    /// at most this much latency; zero writes every message as it comes.
+    pub coalesce: Duration,
 }
 
 impl Default for RtmpConfig {
@@ -208,6 +215,7 @@ impl Default for RtmpConfig {
             read_timeout: Duration::from_secs(30),
             max_message_len: 8 << 20,
             max_connections: 10_000,
+            coalesce: DEFAULT_COALESCE,
         }
     }
 }

@@ -190,6 +190,8 @@ pub struct RtmpSection {
     pub chunk_size: u32,
     /// A viewer whose socket accepts nothing for this long is disconnected (default 5000).
     pub write_timeout_ms: u64,
+    /// How long a viewer gathers messages between writes (default 50; 0 writes each at once).
+    pub coalesce_ms: u64,
     /// The wait before a push's first reconnection (default 500); it doubles
     /// with each failure in a row, up to `push_retry_max_ms`.
     pub push_retry_initial_ms: u64,
@@ -212,6 +214,7 @@ impl Default for RtmpSection {
             listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_RTMP_PORT)),
             chunk_size: tidewater::rtmp::DEFAULT_CHUNK_SIZE,
             write_timeout_ms: tidewater::rtmp::DEFAULT_WRITE_TIMEOUT.as_millis() as u64,
+            coalesce_ms: tidewater::rtmp::DEFAULT_COALESCE.as_millis() as u64,
             push_retry_initial_ms: 500,
             push_retry_max_ms: 30_000,
             push_max_attempts: 0,
@@ -235,10 +238,20 @@ impl RtmpSection {
                 "invalid value 0: must be positive".into(),
             ));
         }
+        if self.coalesce_ms > 1_000 {
+            return Err(setting_error(
+                "rtmp.coalesce_ms".into(),
+                format!(
+                    "invalid value {}: at most 1000 (it adds that much latency)",
+                    self.coalesce_ms
+                ),
+            ));
+        }
         Ok(tidewater::rtmp::RtmpConfig {
             listen: self.listen,
             chunk_size: self.chunk_size,
             write_timeout: Duration::from_millis(self.write_timeout_ms),
+            coalesce: Duration::from_millis(self.coalesce_ms),
             ..tidewater::rtmp::RtmpConfig::default()
         })
     }
