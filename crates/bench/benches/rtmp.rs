@@ -1012,6 +1012,39 @@ fn report(
     let softirq = move |f: &Fields| f.nth("cpu_softirq", core);
     let other = move |f: &Fields| other_work(f, core);
     let cores = |v: Option<f64>| v.map_or("?".into(), |c| format!("{c:.3}"));
+    // The whole machine: both CPUs' busy time (server, load tool, publisher,
+    // kernel). Load tool and publisher do the same work for both servers, so
+    // the difference is the servers', wherever the kernel booked it (a server
+    // without TCP_NODELAY has part of its sending done in the reader's
+    // acknowledgement processing, on the other CPU).
+    let machine = |f: &Fields| -> Option<f64> {
+        let list = f.0.get("cpu_busy")?;
+        list.split(',')
+            .map(|c| c.parse::<f64>().ok())
+            .sum::<Option<f64>>()
+    };
+    println!();
+    println!(
+        "| viewers N | whole machine busy, both CPUs (cores): {tw} | {ng} | difference ({tw} − {ng}) |",
+        tw = tw.name(),
+        ng = ng.name()
+    );
+    println!("|---:|---:|---:|---:|");
+    for &n in &opts.sizes {
+        let diff = match (get(tw, n), get(ng, n)) {
+            (Some(Ok(a)), Some(Ok(b))) => match (machine(a), machine(b)) {
+                (Some(a), Some(b)) => format!("{:+.3}", a - b),
+                _ => "?".into(),
+            },
+            _ => "—".into(),
+        };
+        println!(
+            "| {} | {} | {} | {diff} |",
+            group_thousands(n as u64),
+            cell(tw, n, &|f| cores(machine(f))),
+            cell(ng, n, &|f| cores(machine(f))),
+        );
+    }
     println!();
     println!(
         "| viewers N | server | server CPU (min–max of runs) | softirq on CPU {core} \

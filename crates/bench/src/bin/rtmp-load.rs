@@ -11,23 +11,37 @@
 //! read into one shared buffer (they run on one thread and never hold it
 //! across an await).
 //!
-//! **Reading is eager until a viewer's first keyframe, then paced**: from then on
-//! each viewer reads whatever has arrived on a tick shared by all viewers
-//! (`--read-interval-ms`, 100 ms by default; 0 reads eagerly throughout), as a
-//! player's render loop would. On loopback most of a reader's cost is the kernel
-//! sending and processing one TCP acknowledgement per `recv` (measured with
-//! `perf`: ≈ 65 % of this tool's time when it read every message as it came,
-//! against ≈ 3 % parsing); one read per tick instead of one per message cuts that
-//! several-fold and keeps the tool well below one core at 2 000 viewers. The
-//! price is resolution: lag is measured at read time, so up to one tick late;
-//! the first-keyframe figure is exact because it is taken in the eager phase.
+//! **Reading is eager until a viewer's first keyframe, then paced**: from then
+//! on each viewer's socket leaves the event loop and is read, whatever has
+//! arrived, on a tick shared by all viewers (`--read-interval-ms`, 100 ms by
+//! default; 0 reads eagerly throughout), as a player's render loop would. Why:
 //!
-//! Each viewer socket gets a fixed 1 MiB receive buffer (`--rcvbuf`; 0 keeps
-//! the kernel's autotuning): several seconds of a 2 Mbit/s stream, so the
-//! server's sends are never held back by a closed TCP window between two
-//! reads. Otherwise the kernel transmits the held-back data when the reader's
-//! acknowledgement opens the window, in the reader's context, and part of the
-//! server's sending cost would be booked to this tool.
+//! - On loopback the sender's `send` does the receiving half of TCP for the
+//!   reader (queueing the segment, waking whoever waits on the socket), so how
+//!   the reader waits shows up in the *server's* CPU. With every socket in the
+//!   reader's epoll set, each segment a server sends wakes this tool's thread on
+//!   the other CPU (an inter-processor wake-up, costly in a virtual machine):
+//!   measured with `perf`, ≈ 19 % of a NODELAY server's samples were that
+//!   wake-up, and its CPU at 1 000 viewers fell from 0.76 to 0.33 cores when the
+//!   paced sockets left the epoll set. A remote viewer's wake-up costs the
+//!   server nothing, so the paced sockets wait on nothing.
+//! - Each `recv` makes the reader send a TCP acknowledgement whose processing
+//!   it pays (≈ 65 % of this tool's time when it read every message as it came,
+//!   against ≈ 3 % parsing). One read per tick keeps the tool at ≈ 0.15 core
+//!   for 1 000 viewers.
+//!
+//! The price is resolution: lag is measured at read time, so up to one tick
+//! late; the first-keyframe figure is exact because it is taken in the eager
+//! phase.
+//!
+//! Servers also differ in where the rest of the delivery cost lands: a server
+//! that sets TCP_NODELAY (tidewater) transmits each write at once, in its own
+//! context; one that leaves Nagle on (nginx-rtmp) holds small writes back while
+//! earlier data is unacknowledged and transmits them when the reader's
+//! acknowledgement (or its delayed-acknowledgement timer) comes, in the reader's
+//! context or a timer's on the reader's CPU. So the server's own CPU is not the
+//! whole story: every CPU's busy time is reported too (`cpu_busy`), and the
+//! harness compares the whole machine's.
 //!
 //! Figures:
 //!
@@ -63,6 +77,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
+use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::process::{Command, ExitCode};
@@ -557,71 +572,30 @@ async fn viewer(
     out.clear();
 
     let interval = Duration::from_millis(opts.read_interval_ms);
+    // Eager: read as soon as anything arrives, until the first keyframe (so
+    // that its arrival time is exact), or throughout with no read interval.
     loop {
-        let paced = !interval.is_zero() && shared.viewers.borrow()[idx].first_keyframe.is_some();
-        let news = if paced {
-            // Paced: wake on a tick shared by all viewers, read what is there.
-            let since = shared.base.elapsed().as_nanos() / interval.as_nanos() + 1;
-            let tick = shared.base + interval * u32::try_from(since).unwrap_or(u32::MAX);
-            sleep_until(tick.into()).await;
-            let mut news = News::default();
-            loop {
-                let mut buf = shared.buf.borrow_mut();
-                match stream.try_read(&mut buf[..]) {
-                    Ok(0) => {
-                        news.closed = true;
-                        break;
-                    }
-                    Ok(n) => {
-                        news.merge(consume(&shared, idx, &mut session, &mut out, &buf[..n])?);
-                        // A short read emptied the socket; the next tick reads again.
-                        if n < buf.len() || news.ended {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(format!("read: {e}")),
+        if !interval.is_zero() && shared.viewers.borrow()[idx].first_keyframe.is_some() {
+            break;
+        }
+        let news = poll_fn(|cx| {
+            let mut buf = shared.buf.borrow_mut();
+            let mut rb = ReadBuf::new(&mut buf[..]);
+            match Pin::new(&mut stream).poll_read(cx, &mut rb) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(format!("read: {e}"))),
+                Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(Ok(News {
+                    closed: true,
+                    ..News::default()
+                })),
+                Poll::Ready(Ok(())) => {
+                    Poll::Ready(consume(&shared, idx, &mut session, &mut out, rb.filled()))
                 }
             }
-            news
-        } else {
-            // Eager: read as soon as anything arrives (until the first keyframe,
-            // so that its arrival time is exact).
-            poll_fn(|cx| {
-                let mut buf = shared.buf.borrow_mut();
-                let mut rb = ReadBuf::new(&mut buf[..]);
-                match Pin::new(&mut stream).poll_read(cx, &mut rb) {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(format!("read: {e}"))),
-                    Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(Ok(News {
-                        closed: true,
-                        ..News::default()
-                    })),
-                    Poll::Ready(Ok(())) => {
-                        Poll::Ready(consume(&shared, idx, &mut session, &mut out, rb.filled()))
-                    }
-                }
-            })
-            .await?
-        };
-        {
-            let mut viewers = shared.viewers.borrow_mut();
-            let v = &mut viewers[idx];
-            if news.playing {
-                v.phase = Phase::Playing;
-            }
-            if news.ended || news.closed {
-                v.phase = Phase::Ended;
-            }
-            if probe && v.first_keyframe.is_some() {
-                return Ok(());
-            }
-        }
-        if news.ended {
-            return Err("server ended the stream".into());
-        }
-        if news.closed {
-            return Err("server closed the connection".into());
+        })
+        .await?;
+        if apply(&shared, idx, news, probe)? {
+            return Ok(());
         }
         if !out.is_empty() {
             stream
@@ -631,6 +605,74 @@ async fn viewer(
             out.clear();
         }
     }
+
+    // Paced: the socket leaves the event loop (a plain non-blocking socket
+    // that nothing waits on, so arriving segments wake no one), and is read on
+    // a tick shared by all viewers.
+    let mut stream = stream
+        .into_std()
+        .map_err(|e| format!("leaving the event loop: {e}"))?;
+    loop {
+        let since = shared.base.elapsed().as_nanos() / interval.as_nanos() + 1;
+        let tick = shared.base + interval * u32::try_from(since).unwrap_or(u32::MAX);
+        sleep_until(tick.into()).await;
+        let mut news = News::default();
+        loop {
+            let mut buf = shared.buf.borrow_mut();
+            match stream.read(&mut buf[..]) {
+                Ok(0) => {
+                    news.closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    news.merge(consume(&shared, idx, &mut session, &mut out, &buf[..n])?);
+                    // A short read emptied the socket; the next tick reads again.
+                    if n < buf.len() || news.ended {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+        apply(&shared, idx, news, false)?;
+        // Acknowledgements and pongs are a few bytes; whatever the socket does
+        // not take now goes on the next tick.
+        while !out.is_empty() {
+            match stream.write(&out) {
+                Ok(n) => {
+                    out.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("write: {e}")),
+            }
+        }
+    }
+}
+
+/// Records what a read told; `Ok(true)` when a probe viewer is done, an
+/// error when the server ended the stream or closed the connection.
+fn apply(shared: &Shared, idx: usize, news: News, probe: bool) -> Result<bool, String> {
+    let mut viewers = shared.viewers.borrow_mut();
+    let v = &mut viewers[idx];
+    if news.playing {
+        v.phase = Phase::Playing;
+    }
+    if news.ended || news.closed {
+        v.phase = Phase::Ended;
+    }
+    if probe && v.first_keyframe.is_some() {
+        return Ok(true);
+    }
+    if news.ended {
+        return Err("server ended the stream".into());
+    }
+    if news.closed {
+        return Err("server closed the connection".into());
+    }
+    Ok(false)
 }
 
 /// What one read told a viewer's loop.
