@@ -190,7 +190,7 @@ pub struct RtmpSection {
     pub chunk_size: u32,
     /// A viewer whose socket accepts nothing for this long is disconnected (default 5000).
     pub write_timeout_ms: u64,
-    /// How long a viewer gathers messages between writes (default 50; 0 writes each at once).
+    /// How long a viewer gathers messages between writes (default 100; 0 writes each at once).
     pub coalesce_ms: u64,
     /// The wait before a push's first reconnection (default 500); it doubles
     /// with each failure in a row, up to `push_retry_max_ms`.
