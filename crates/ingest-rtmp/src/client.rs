@@ -30,12 +30,13 @@ use std::collections::{HashMap, VecDeque};
 use bytes::{BufMut, Bytes, BytesMut};
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
-use rml_rtmp::messages::{MessagePayload, RtmpMessage, UserControlEventType};
+use rml_rtmp::messages::{MessagePayload, RtmpMessage};
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 
 use crate::amf;
 use crate::chunk::{self, ChunkReader, Message};
+use crate::control;
 use crate::error::{Context, Error, Result};
 
 /// What the client announces itself as (`flashVer` of `connect`).
@@ -319,39 +320,9 @@ impl PublishClient {
 
     fn handle_message(&mut self, m: Message) -> Result<()> {
         match m.type_id {
-            1 => match decode_control(&m)? {
-                RtmpMessage::SetChunkSize { size } => self.reader.set_chunk_size(size)?,
-                _ => return Err(Error::message("bad Set Chunk Size")),
-            },
-            2 => {
-                if let RtmpMessage::Abort { stream_id } = decode_control(&m)? {
-                    self.reader.abort(stream_id);
-                }
-            }
-            3 | 6 => {
-                decode_control(&m)?;
-            }
-            4 => {
-                if let RtmpMessage::UserControl {
-                    event_type: UserControlEventType::PingRequest,
-                    timestamp,
-                    ..
-                } = decode_control(&m)?
-                {
-                    self.send(
-                        RtmpMessage::UserControl {
-                            event_type: UserControlEventType::PingResponse,
-                            stream_id: None,
-                            buffer_length: None,
-                            timestamp,
-                        },
-                        0,
-                    )?;
-                }
-            }
-            5 => {
-                if let RtmpMessage::WindowAcknowledgement { size } = decode_control(&m)? {
-                    self.peer_window = (size > 0).then_some(size);
+            1..=6 => {
+                if let Some(reply) = control::apply(&m, &mut self.reader, &mut self.peer_window)? {
+                    self.send(reply, 0)?;
                 }
             }
             17 | 20 => {
@@ -464,18 +435,6 @@ fn refused(code: String, description: String) -> Error {
         },
         description,
     }
-}
-
-fn decode_control(m: &Message) -> Result<RtmpMessage> {
-    let payload = MessagePayload {
-        timestamp: RtmpTimestamp::new(m.timestamp),
-        message_stream_id: m.stream_id,
-        type_id: m.type_id,
-        data: m.payload.clone(),
-    };
-    payload
-        .to_rtmp_message()
-        .map_err(|e| Error::message(format!("control message type {}: {e:?}", m.type_id)))
 }
 
 /// The `@setDataFrame onMetaData` data message a publisher sends before its

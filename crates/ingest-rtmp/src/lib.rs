@@ -143,6 +143,7 @@ mod amf;
 pub mod chunk;
 pub mod client;
 mod codec;
+mod control;
 mod driver;
 pub mod egress;
 mod error;

@@ -36,6 +36,7 @@ use rml_rtmp::time::RtmpTimestamp;
 
 use crate::amf;
 use crate::chunk::{self, ChunkReader, Message};
+use crate::control;
 use crate::error::{Error, Result};
 
 /// The message stream id of the first stream a connection creates: the one
@@ -450,39 +451,9 @@ impl Session {
 
     fn handle_message(&mut self, m: Message) -> Result<()> {
         match m.type_id {
-            1 => match decode_control(&m)? {
-                RtmpMessage::SetChunkSize { size } => self.reader.set_chunk_size(size)?,
-                _ => return Err(Error::message("bad Set Chunk Size")),
-            },
-            2 => {
-                if let RtmpMessage::Abort { stream_id } = decode_control(&m)? {
-                    self.reader.abort(stream_id);
-                }
-            }
-            3 | 6 => {
-                decode_control(&m)?;
-            }
-            4 => {
-                if let RtmpMessage::UserControl {
-                    event_type: UserControlEventType::PingRequest,
-                    timestamp,
-                    ..
-                } = decode_control(&m)?
-                {
-                    self.send(
-                        RtmpMessage::UserControl {
-                            event_type: UserControlEventType::PingResponse,
-                            stream_id: None,
-                            buffer_length: None,
-                            timestamp,
-                        },
-                        0,
-                    )?;
-                }
-            }
-            5 => {
-                if let RtmpMessage::WindowAcknowledgement { size } = decode_control(&m)? {
-                    self.peer_window = (size > 0).then_some(size);
+            1..=6 => {
+                if let Some(reply) = control::apply(&m, &mut self.reader, &mut self.peer_window)? {
+                    self.send(reply, 0)?;
                 }
             }
             8 | 9 if self.role == Role::Publishing(m.stream_id) => {
@@ -802,18 +773,6 @@ impl Session {
         self.events.push_back(SessionEvent::PlayRequested(request));
         Ok(())
     }
-}
-
-fn decode_control(m: &Message) -> Result<RtmpMessage> {
-    let payload = MessagePayload {
-        timestamp: RtmpTimestamp::new(m.timestamp),
-        message_stream_id: m.stream_id,
-        type_id: m.type_id,
-        data: m.payload.clone(),
-    };
-    payload
-        .to_rtmp_message()
-        .map_err(|e| Error::message(format!("control message type {}: {e:?}", m.type_id)))
 }
 
 /// AMF3-typed commands and data from Flash-era clients carry AMF0 after a zero byte.
