@@ -395,8 +395,7 @@ where
             .unwrap_or(crate::session::SHARED_STREAM_ID);
         let chunk_size = self.session.chunk_size();
         let mut viewer = Viewer {
-            queue: VecDeque::new(),
-            queued: 0,
+            out: WriteQueue::default(),
             pending_catalog: None,
             chunk_size,
             stream_id,
@@ -433,7 +432,7 @@ where
             }
             // Gather what else is ready, for one vectored write.
             let mut ended = None;
-            while viewer.queue.len() < BATCH_MESSAGES && viewer.queued < BATCH_BYTES {
+            while viewer.out.has_room() {
                 match now_or_never(sub.recv_ref()) {
                     Some(ev) => {
                         if let Some(reason) = viewer.on_event(ev, &self.ctx) {
@@ -444,14 +443,10 @@ where
                     None => break,
                 }
             }
-            write_queue(
-                &mut self.wr,
-                &mut viewer.queue,
-                self.config.write_timeout,
-                &self.ctx,
-            )
-            .await?;
-            viewer.queued = 0;
+            viewer
+                .out
+                .write_to(&mut self.wr, self.config.write_timeout, &self.ctx)
+                .await?;
             if ended.is_some() {
                 break ended;
             }
@@ -467,13 +462,10 @@ where
             }
         };
         let reason = ended.unwrap_or("stream ended");
-        write_queue(
-            &mut self.wr,
-            &mut viewer.queue,
-            self.config.write_timeout,
-            &self.ctx,
-        )
-        .await?;
+        viewer
+            .out
+            .write_to(&mut self.wr, self.config.write_timeout, &self.ctx)
+            .await?;
         self.session.end_play(reason)?;
         self.flush().await?;
         info!(peer = %self.peer(), stream = self.stream_name(), "rtmp play ended: {reason}");
@@ -482,10 +474,49 @@ where
     }
 }
 
+/// Shared chunk bytes waiting for one vectored write; the batch is bounded
+/// in messages and bytes. Viewers and pushes both write through it.
+#[derive(Debug, Default)]
+pub(crate) struct WriteQueue {
+    queue: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl WriteQueue {
+    /// Queues a message (nothing for an empty one).
+    pub(crate) fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.bytes += b.len();
+            self.queue.push_back(b);
+        }
+    }
+
+    /// Whether another message may still join this batch.
+    pub(crate) fn has_room(&self) -> bool {
+        self.queue.len() < BATCH_MESSAGES && self.bytes < BATCH_BYTES
+    }
+
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Writes everything queued (see [`write_queue`]).
+    pub(crate) async fn write_to<W: AsyncWriteExt + Unpin>(
+        &mut self,
+        wr: &mut W,
+        timeout: Duration,
+        ctx: &Context,
+    ) -> Result<()> {
+        write_queue(wr, &mut self.queue, timeout, ctx).await?;
+        self.bytes = 0;
+        Ok(())
+    }
+}
+
 /// Per-viewer state of the play loop: the write queue of shared chunk bytes.
 struct Viewer {
-    queue: VecDeque<Bytes>,
-    queued: usize,
+    out: WriteQueue,
     pending_catalog: Option<Arc<Catalog>>,
     chunk_size: u32,
     stream_id: u32,
@@ -493,10 +524,7 @@ struct Viewer {
 
 impl Viewer {
     fn push(&mut self, b: Bytes) {
-        if !b.is_empty() {
-            self.queued += b.len();
-            self.queue.push_back(b);
-        }
+        self.out.push(b);
     }
 
     /// Queues what an event needs sent; `Some(reason)` when the play is over.

@@ -57,7 +57,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::client::{ClientConfig, ClientEvent, PublishClient};
-use crate::driver::{now_or_never, write_queue};
+use crate::driver::{WriteQueue, now_or_never, write_queue};
 use crate::error::{Context, Error, Result};
 use crate::tls::ClientTls;
 use crate::{egress, flv};
@@ -70,8 +70,6 @@ pub use target::PushUrl;
 pub const REBASE_GAP_MS: u32 = 40;
 
 const READ_SIZE: usize = 16 * 1024;
-const BATCH_MESSAGES: usize = 64;
-const BATCH_BYTES: usize = 512 * 1024;
 
 /// One destination: where, and (for `rtmps://`) whom to trust.
 #[derive(Clone, Debug)]
@@ -765,8 +763,7 @@ impl PushConn {
             .unwrap_or(crate::session::SHARED_STREAM_ID);
         let chunk_size = self.client.chunk_size();
         let mut out = Outgoing {
-            queue: std::collections::VecDeque::new(),
-            queued: 0,
+            out: WriteQueue::default(),
             pending_catalog: None,
             timeline: Timeline::default(),
             chunk_size,
@@ -795,21 +792,22 @@ impl PushConn {
                             break;
                         }
                     }
-                    if !out.queue.is_empty() {
-                        write_queue(&mut self.wr, &mut out.queue, self.write_timeout, &self.ctx)
+                    if !out.out.is_empty() {
+                        out.out
+                            .write_to(&mut self.wr, self.write_timeout, &self.ctx)
                             .await?;
-                        out.queued = 0;
                     }
                 }
             }
-            while ended.is_none() && out.queue.len() < BATCH_MESSAGES && out.queued < BATCH_BYTES {
+            while ended.is_none() && out.out.has_room() {
                 match now_or_never(follower.recv()) {
                     Some(ev) => ended = out.on_event(ev, &self.ctx)?,
                     None => break,
                 }
             }
-            write_queue(&mut self.wr, &mut out.queue, self.write_timeout, &self.ctx).await?;
-            out.queued = 0;
+            out.out
+                .write_to(&mut self.wr, self.write_timeout, &self.ctx)
+                .await?;
             if let Some(finished) = ended {
                 self.close().await;
                 return Ok(finished);
@@ -820,8 +818,7 @@ impl PushConn {
 
 /// What a push connection queues to write.
 struct Outgoing {
-    queue: std::collections::VecDeque<Bytes>,
-    queued: usize,
+    out: WriteQueue,
     pending_catalog: Option<Arc<Catalog>>,
     timeline: Timeline,
     chunk_size: u32,
@@ -830,10 +827,7 @@ struct Outgoing {
 
 impl Outgoing {
     fn push(&mut self, b: Bytes) {
-        if !b.is_empty() {
-            self.queued += b.len();
-            self.queue.push_back(b);
-        }
+        self.out.push(b);
     }
 
     fn on_event(
