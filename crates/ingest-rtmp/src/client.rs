@@ -29,7 +29,7 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use rml_rtmp::chunk_io::ChunkSerializer;
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::handshake::{Handshake, PeerType};
 use rml_rtmp::messages::{MessagePayload, RtmpMessage};
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
@@ -215,28 +215,13 @@ impl PublishClient {
             return Err(Error::protocol("input after a failure"));
         }
         if let Some(hs) = &mut self.handshake {
-            match hs.process_bytes(data) {
-                Err(e) => {
-                    return Err(Error::Handshake {
-                        ctx: Context::default(),
-                        reason: format!("{e:?}"),
-                    });
-                }
-                Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
-                    self.out.extend_from_slice(&response_bytes);
-                    return Ok(());
-                }
-                Ok(HandshakeProcessResult::Completed {
-                    response_bytes,
-                    remaining_bytes,
-                }) => {
-                    self.out.extend_from_slice(&response_bytes);
-                    self.handshake = None;
-                    self.start_connect()?;
-                    self.received += remaining_bytes.len() as u64;
-                    self.reader.push(&remaining_bytes);
-                }
-            }
+            let Some(rest) = control::handshake_input(hs, data, &mut self.out)? else {
+                return Ok(());
+            };
+            self.handshake = None;
+            self.start_connect()?;
+            self.received += rest.len() as u64;
+            self.reader.push(&rest);
         } else {
             self.received += data.len() as u64;
             self.reader.push(data);

@@ -1,11 +1,40 @@
-//! Protocol control messages (types 1 to 6): handled the same way by the
-//! server session and the push client.
+//! The wire-level steps the server session and the push client share: the
+//! handshake, and protocol control messages (types 1 to 6).
 
+use bytes::BytesMut;
+use rml_rtmp::handshake::{Handshake, HandshakeProcessResult};
 use rml_rtmp::messages::{MessagePayload, RtmpMessage, UserControlEventType};
 use rml_rtmp::time::RtmpTimestamp;
 
 use crate::chunk::{ChunkReader, Message};
 use crate::error::{Error, Result};
+
+/// Feeds bytes to the handshake and queues its response in `out`. Returns
+/// the bytes that followed a completed handshake, or `None` while it is
+/// still in progress.
+pub(crate) fn handshake_input(
+    hs: &mut Handshake,
+    data: &[u8],
+    out: &mut BytesMut,
+) -> Result<Option<Vec<u8>>> {
+    match hs.process_bytes(data) {
+        Err(e) => Err(Error::Handshake {
+            ctx: Default::default(),
+            reason: format!("{e:?}"),
+        }),
+        Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
+            out.extend_from_slice(&response_bytes);
+            Ok(None)
+        }
+        Ok(HandshakeProcessResult::Completed {
+            response_bytes,
+            remaining_bytes,
+        }) => {
+            out.extend_from_slice(&response_bytes);
+            Ok(Some(remaining_bytes))
+        }
+    }
+}
 
 /// Decodes a control or command message with `rml_rtmp`'s message types.
 pub(crate) fn decode(m: &Message) -> Result<RtmpMessage> {

@@ -27,7 +27,7 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use rml_rtmp::chunk_io::ChunkSerializer;
-use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::handshake::{Handshake, PeerType};
 use rml_rtmp::messages::{
     MessagePayload, PeerBandwidthLimitType, RtmpMessage, UserControlEventType,
 };
@@ -250,27 +250,14 @@ impl Session {
                 self.received += data.len() as u64;
                 self.reader.push(data);
             }
-            Phase::Handshake(hs) => match hs.process_bytes(data) {
-                Err(e) => {
-                    return Err(Error::Handshake {
-                        ctx: Default::default(),
-                        reason: format!("{e:?}"),
-                    });
-                }
-                Ok(HandshakeProcessResult::InProgress { response_bytes }) => {
-                    self.out.extend_from_slice(&response_bytes);
+            Phase::Handshake(hs) => {
+                let Some(rest) = control::handshake_input(hs, data, &mut self.out)? else {
                     return Ok(());
-                }
-                Ok(HandshakeProcessResult::Completed {
-                    response_bytes,
-                    remaining_bytes,
-                }) => {
-                    self.out.extend_from_slice(&response_bytes);
-                    self.phase = Phase::Messages;
-                    self.received += remaining_bytes.len() as u64;
-                    self.reader.push(&remaining_bytes);
-                }
-            },
+                };
+                self.phase = Phase::Messages;
+                self.received += rest.len() as u64;
+                self.reader.push(&rest);
+            }
         }
         self.process()
     }
