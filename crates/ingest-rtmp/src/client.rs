@@ -30,7 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::{BufMut, Bytes, BytesMut};
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::handshake::{Handshake, PeerType};
-use rml_rtmp::messages::{MessagePayload, RtmpMessage};
+use rml_rtmp::messages::RtmpMessage;
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 
@@ -247,14 +247,7 @@ impl PublishClient {
     }
 
     fn send(&mut self, message: RtmpMessage, stream_id: u32) -> Result<()> {
-        let payload = MessagePayload::from_rtmp_message(message, RtmpTimestamp::new(0), stream_id)
-            .map_err(|e| Error::protocol(format!("cannot encode a message: {e:?}")))?;
-        let packet = self
-            .writer
-            .serialize(&payload, false, false)
-            .map_err(|e| Error::protocol(format!("cannot serialize a message: {e:?}")))?;
-        self.out.extend_from_slice(&packet.bytes);
-        Ok(())
+        control::send(&mut self.writer, &mut self.out, message, stream_id)
     }
 
     fn command(

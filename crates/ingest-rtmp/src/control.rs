@@ -2,6 +2,7 @@
 //! handshake, and protocol control messages (types 1 to 6).
 
 use bytes::BytesMut;
+use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult};
 use rml_rtmp::messages::{MessagePayload, RtmpMessage, UserControlEventType};
 use rml_rtmp::time::RtmpTimestamp;
@@ -34,6 +35,23 @@ pub(crate) fn handshake_input(
             Ok(Some(remaining_bytes))
         }
     }
+}
+
+/// Serializes a control or command message with `rml_rtmp`'s chunk
+/// serializer (its own chunk streams and header compression) into `out`.
+pub(crate) fn send(
+    writer: &mut ChunkSerializer,
+    out: &mut BytesMut,
+    message: RtmpMessage,
+    stream_id: u32,
+) -> Result<()> {
+    let payload = MessagePayload::from_rtmp_message(message, RtmpTimestamp::new(0), stream_id)
+        .map_err(|e| Error::protocol(format!("cannot encode a message: {e:?}")))?;
+    let packet = writer
+        .serialize(&payload, false, false)
+        .map_err(|e| Error::protocol(format!("cannot serialize a message: {e:?}")))?;
+    out.extend_from_slice(&packet.bytes);
+    Ok(())
 }
 
 /// Decodes a control or command message with `rml_rtmp`'s message types.

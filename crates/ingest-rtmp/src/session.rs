@@ -28,9 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::{Bytes, BytesMut};
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::handshake::{Handshake, PeerType};
-use rml_rtmp::messages::{
-    MessagePayload, PeerBandwidthLimitType, RtmpMessage, UserControlEventType,
-};
+use rml_rtmp::messages::{PeerBandwidthLimitType, RtmpMessage, UserControlEventType};
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 
@@ -320,14 +318,7 @@ impl Session {
     }
 
     fn send(&mut self, message: RtmpMessage, stream_id: u32) -> Result<()> {
-        let payload = MessagePayload::from_rtmp_message(message, RtmpTimestamp::new(0), stream_id)
-            .map_err(|e| Error::protocol(format!("cannot encode a message: {e:?}")))?;
-        let packet = self
-            .writer
-            .serialize(&payload, false, false)
-            .map_err(|e| Error::protocol(format!("cannot serialize a message: {e:?}")))?;
-        self.out.extend_from_slice(&packet.bytes);
-        Ok(())
+        control::send(&mut self.writer, &mut self.out, message, stream_id)
     }
 
     fn command(
@@ -814,6 +805,7 @@ pub(crate) mod tests {
     use super::*;
     use rml_rtmp::chunk_io::ChunkDeserializer;
     use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+    use rml_rtmp::messages::MessagePayload;
 
     /// A scripted client: handshake, then messages serialized by rml_rtmp.
     pub(crate) struct Client {
