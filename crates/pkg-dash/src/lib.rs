@@ -1,0 +1,3 @@
+//! DASH and low-latency DASH packaging of tidewater live streams.
+
+#![deny(missing_docs)]
