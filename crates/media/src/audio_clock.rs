@@ -1,0 +1,1 @@
+//! AAC/Opus presentation times rebuilt from sample counts.

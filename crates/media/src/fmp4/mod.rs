@@ -1,0 +1,1 @@
+//! fMP4 / CMAF: init segments and moof+mdat fragments.
