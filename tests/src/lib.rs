@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod browser;
+
 /// How long a server may take to report that it is listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 
