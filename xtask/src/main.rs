@@ -14,7 +14,9 @@
 //! naming the step.
 //!
 //! `test` runs, in order: `clients` (install missing real clients, see
-//! [`CLIENTS`]), `fmt`, `clippy`, `deny` (`cargo deny check licenses bans
+//! [`CLIENTS`]), `players` (`npm ci` in `tests/web`: the hls.js and dash.js
+//! builds the Chromium tests load, skipped when the lockfile's set is
+//! installed), `fmt`, `clippy`, `deny` (`cargo deny check licenses bans
 //! sources`), `build` (the `tidewater` binary and every test target, in one
 //! feature resolution), `test` (`cargo test --workspace`, with `TIDEWATER_BIN`
 //! pointing at the binary) and `loom` (the kernel's loom models, release, in
@@ -66,6 +68,18 @@ const CLIENTS: &[Client] = &[
     Client {
         package: "ffmpeg",
         probe: Probe::Command("ffprobe"),
+    },
+    Client {
+        package: "chromium",
+        probe: Probe::Command("chromium"),
+    },
+    Client {
+        package: "nodejs",
+        probe: Probe::Command("node"),
+    },
+    Client {
+        package: "npm",
+        probe: Probe::Command("npm"),
     },
 ];
 
@@ -189,6 +203,7 @@ fn test(ws: &Workspace) -> Result<()> {
     // overlaps with apt-get and the checks before the step that needs it.
     let deny_install = Install::start_if_missing(ws, &target, "deny", "cargo-deny")?;
     steps.run("clients", || ensure_clients(ws))?;
+    steps.run("players", || ensure_players(ws))?;
     tidy_steps(ws, &mut steps, deny_install)?;
 
     // One build for the binary and the tests: `--workspace --tests` resolves
@@ -336,6 +351,44 @@ fn ensure_clients(ws: &Workspace) -> Result<()> {
         bail!("real clients still missing after apt-get install: {list}");
     }
     Ok(())
+}
+
+/// Installs the browser players the Chromium tests load (`tests/web`, pinned
+/// by its lockfile) unless the installed set already matches the lockfile.
+fn ensure_players(ws: &Workspace) -> Result<()> {
+    let web = ws.root.join("tests/web");
+    let lock = web.join("package-lock.json");
+    // npm copies the lockfile into node_modules on every install: equal
+    // contents mean this exact set is installed.
+    let installed = web.join("node_modules/.package-lock.json");
+    let wanted = std::fs::read(&lock).with_context(|| format!("reading {}", lock.display()))?;
+    if let Ok(have) = std::fs::read(&installed) {
+        if lockfile_packages(&have) == lockfile_packages(&wanted) {
+            eprintln!("xtask: browser players present");
+            return Ok(());
+        }
+    }
+    ws.run(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&web)
+            .stdin(Stdio::null()),
+    )
+}
+
+/// The package entries of an npm lockfile, ignoring its root entry (which
+/// `node_modules/.package-lock.json` does not carry).
+fn lockfile_packages(lock: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(lock)
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.starts_with("\"node_modules/")
+                || l.starts_with("\"version\"")
+                || l.starts_with("\"integrity\"")
+        })
+        .map(str::to_owned)
+        .collect()
 }
 
 fn missing_packages() -> BTreeSet<&'static str> {
