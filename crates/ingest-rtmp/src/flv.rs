@@ -396,7 +396,7 @@ pub fn config_body(track: &TrackInfo) -> Option<(u8, Bytes)> {
             match (&track.config, track.audio) {
                 (Some(c), _) => out.put_slice(c),
                 (None, Some(a)) => {
-                    out.put_slice(&crate::codec::make_asc(a.sample_rate, a.channels)?)
+                    out.put_slice(&tidewater_media::codec::make_asc(a.sample_rate, a.channels)?)
                 }
                 (None, None) => return None,
             }

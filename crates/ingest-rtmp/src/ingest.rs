@@ -21,7 +21,7 @@ use rml_rtmp::rml_amf0::Amf0Value;
 use tidewater_core::{Codec, Frame, TimestampWrap, TrackInfo, VideoParams};
 
 use crate::amf;
-use crate::codec;
+use tidewater_media::codec;
 use crate::flv::{AUDIO_TRACK, AudioTag, VIDEO_TRACK, VideoTag, parse_audio_tag, parse_video_tag};
 
 /// Longest span of media (milliseconds) held back while waiting for a

@@ -142,7 +142,6 @@
 mod amf;
 pub mod chunk;
 pub mod client;
-mod codec;
 mod control;
 mod driver;
 pub mod egress;
