@@ -1,0 +1,605 @@
+//! The DASH routes and the per-stream packager tasks behind them.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /dash/{app}/{stream}/manifest.mpd` | the dynamic MPD (`application/dash+xml`) |
+//! | `GET /dash/{app}/{stream}/p{period}-{rep}-init.mp4` | a representation's init segment |
+//! | `GET /dash/{app}/{stream}/p{period}-{rep}-{number}.m4s` | a media segment; in progress: streamed chunk by chunk |
+//! | `GET /dash/time` | the server's clock, ISO-8601 (the MPD's `UTCTiming`) |
+//!
+//! The first request for a live stream starts its packager (a kernel
+//! [`Follower`](tidewater_core::Follower), so a republish becomes a new
+//! period); it stops after `idle_timeout` without requests, or when the
+//! stream ends and is not published again within the follow grace.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request as HttpRequest, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use tidewater_core::{
+    Event, Follower, IngestContext, RecvError, Request, StreamKey, time::ClockAnchor,
+};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::DashConfig;
+use crate::mpd::{self, MpdOptions};
+use crate::packager::{Packager, PackagerConfig};
+use crate::timefmt::iso8601;
+
+/// The DASH routes (`/dash/…`), relative to where the router is mounted.
+pub fn dash_router(ctx: IngestContext, config: DashConfig) -> Router {
+    let shared = Arc::new(Shared {
+        ctx,
+        config,
+        streams: Mutex::new(HashMap::new()),
+    });
+    Router::new()
+        .route("/dash/time", get(serve_time).options(preflight))
+        .route(
+            "/dash/{app}/{stream}/manifest.mpd",
+            get(serve_mpd).options(preflight),
+        )
+        .route(
+            "/dash/{app}/{stream}/{file}",
+            get(serve_file).options(preflight),
+        )
+        .with_state(shared)
+}
+
+struct Shared {
+    ctx: IngestContext,
+    config: DashConfig,
+    streams: Mutex<HashMap<StreamKey, Arc<Entry>>>,
+}
+
+/// One stream's packager, shared by its driver task and the requests.
+struct Entry {
+    packager: Mutex<Packager>,
+    /// The packager's change count, for waiting readers; closed when the
+    /// driver stops.
+    changes: watch::Sender<u64>,
+    last_access: Mutex<Instant>,
+}
+
+impl Entry {
+    fn touch(&self) {
+        *lock(&self.last_access) = Instant::now();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+type Refusal = Box<Response>;
+
+impl Shared {
+    /// The stream's packager, started on first use.
+    async fn entry(
+        self: &Arc<Self>,
+        key: &StreamKey,
+        peer: Option<SocketAddr>,
+        query: Option<&str>,
+    ) -> Result<Arc<Entry>, Refusal> {
+        if let Some(e) = lock(&self.streams).get(key) {
+            e.touch();
+            return Ok(Arc::clone(e));
+        }
+        let mut req = Request::new(key.clone(), "dash");
+        if let Some(p) = peer {
+            req = req.peer(p);
+        }
+        if let Some(q) = query {
+            req = req.query(q);
+        }
+        let follower = self.ctx.follow(req).await.map_err(|e| {
+            let who = peer.map_or_else(|| "?".into(), |p| p.to_string());
+            info!(peer = %who, stream = %key, "dash request refused: {e}");
+            let status = match e {
+                tidewater_core::Error::Unauthorized { .. } => StatusCode::FORBIDDEN,
+                _ => StatusCode::NOT_FOUND,
+            };
+            Box::new(text(status, format!("{e}\n")))
+        })?;
+        let mut streams = lock(&self.streams);
+        if let Some(e) = streams.get(key) {
+            // Another request started it meanwhile; this follower is dropped.
+            return Ok(Arc::clone(e));
+        }
+        let (changes, _) = watch::channel(0);
+        let entry = Arc::new(Entry {
+            packager: Mutex::new(Packager::new(PackagerConfig {
+                target: self.config.segment_target,
+                window: self.config.window,
+                low_latency: self.config.low_latency,
+            })),
+            changes,
+            last_access: Mutex::new(Instant::now()),
+        });
+        streams.insert(key.clone(), Arc::clone(&entry));
+        info!(stream = %key, low_latency = self.config.low_latency, "dash packager started");
+        tokio::spawn(drive(
+            Arc::clone(self),
+            key.clone(),
+            Arc::clone(&entry),
+            follower,
+        ));
+        Ok(entry)
+    }
+}
+
+/// Feeds the packager from the follower until the stream ends for good or
+/// nobody asked for it for `idle_timeout`.
+async fn drive(shared: Arc<Shared>, key: StreamKey, entry: Arc<Entry>, mut follower: Follower) {
+    let idle = shared.config.idle_timeout;
+    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
+    let mut warned = false;
+    let mut anchor: Option<ClockAnchor> = None;
+    loop {
+        tokio::select! {
+            ev = follower.recv() => {
+                let mut p = lock(&entry.packager);
+                match ev {
+                    Ok(Event::Catalog(c)) => p.on_tracks(c.tracks()),
+                    Ok(Event::Frame(f)) => {
+                        if anchor.is_none() {
+                            anchor = follower.clock_anchor();
+                        }
+                        let timescale = f.catalog().track(f.track).map_or(1_000, |t| t.timescale);
+                        let wall = anchor.map_or_else(SystemTime::now, |a| a.wall_clock_of(f.dts, timescale));
+                        if let Err(e) = p.on_frame(&f, wall) {
+                            if !warned {
+                                warn!(stream = %key, "dash: {e}");
+                                warned = true;
+                            }
+                        }
+                    }
+                    Ok(Event::Skipped { frames }) => {
+                        debug!(stream = %key, "dash packager fell behind, {frames} frames skipped");
+                    }
+                    Ok(Event::Discontinuity { generation }) => {
+                        info!(stream = %key, generation, "dash: republished, new period");
+                        anchor = None;
+                        p.on_discontinuity();
+                    }
+                    Err(RecvError::Ended(reason)) => {
+                        info!(stream = %key, "dash packager stopped: stream ended ({reason})");
+                        break;
+                    }
+                    Err(RecvError::Evicted) => {
+                        warn!(stream = %key, "dash packager stopped: evicted for falling behind");
+                        break;
+                    }
+                }
+                entry.changes.send_replace(p.changes());
+            }
+            _ = tick.tick() => {
+                let since = lock(&entry.last_access).elapsed();
+                if since >= idle {
+                    info!(stream = %key, "dash packager stopped: no request for {since:?}");
+                    break;
+                }
+            }
+        }
+    }
+    let mut streams = lock(&shared.streams);
+    if streams.get(&key).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+        streams.remove(&key);
+    }
+    // Dropping the last sender wakes every waiting reader.
+}
+
+fn peer_of(request: &HttpRequest) -> Option<SocketAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+}
+
+fn key_of(app: &str, stream: &str) -> Result<StreamKey, Refusal> {
+    StreamKey::new(app, stream)
+        .map_err(|e| Box::new(text(StatusCode::BAD_REQUEST, format!("{e}\n"))))
+}
+
+async fn serve_time() -> Response {
+    let mut r = (StatusCode::OK, iso8601(SystemTime::now())).into_response();
+    headers(r.headers_mut(), "text/plain; charset=utf-8", "no-store");
+    r
+}
+
+async fn preflight() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    r
+}
+
+async fn serve_mpd(
+    State(shared): State<Arc<Shared>>,
+    Path((app, stream)): Path<(String, String)>,
+    request: HttpRequest,
+) -> Response {
+    let key = match key_of(&app, &stream) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let entry = match shared
+        .entry(&key, peer_of(&request), request.uri().query())
+        .await
+    {
+        Ok(e) => e,
+        Err(r) => return *r,
+    };
+    let opts = MpdOptions {
+        time_url: time_url(&request, &app, &stream),
+        latency_target: shared.config.latency_target,
+    };
+    // The first request waits for the first segment.
+    let deadline = tokio::time::Instant::now() + shared.config.ready_timeout;
+    let mut changes = entry.changes.subscribe();
+    loop {
+        let written = mpd::write(&lock(&entry.packager), SystemTime::now(), &opts);
+        if let Some(xml) = written {
+            let mut r = (StatusCode::OK, xml).into_response();
+            headers(r.headers_mut(), "application/dash+xml", "no-cache");
+            return r;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return text(StatusCode::NOT_FOUND, "stream ended\n"),
+            Err(_) => {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no segment yet (no keyframe received)\n",
+                );
+            }
+        }
+    }
+}
+
+/// The absolute URL of `/dash/time` next to this MPD (players resolve
+/// `UTCTiming` against their page, not the MPD, so it must be absolute).
+fn time_url(request: &HttpRequest, app: &str, stream: &str) -> String {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .unwrap_or("127.0.0.1");
+    let scheme = request
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https")
+        .unwrap_or("http");
+    let path = request.uri().path();
+    let base = path
+        .strip_suffix("/manifest.mpd")
+        .and_then(|p| p.strip_suffix(stream))
+        .and_then(|p| p.strip_suffix('/'))
+        .and_then(|p| p.strip_suffix(app))
+        .and_then(|p| p.strip_suffix('/'))
+        .unwrap_or("/dash");
+    format!("{scheme}://{host}{base}/time")
+}
+
+/// A segment file name: `p{period}-{rep}-init.mp4` or `p{period}-{rep}-{number}.m4s`.
+#[derive(Debug, PartialEq, Eq)]
+enum FileName<'a> {
+    Init {
+        period: u32,
+        rep: &'a str,
+    },
+    Media {
+        period: u32,
+        rep: &'a str,
+        number: u64,
+    },
+}
+
+fn parse_file(name: &str) -> Option<FileName<'_>> {
+    let rest = name.strip_prefix('p')?;
+    let (period, rest) = rest.split_once('-')?;
+    let period: u32 = period.parse().ok()?;
+    let (rep, tail) = rest.split_once('-')?;
+    if rep.is_empty() || rep.len() > 16 || !rep.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    if tail == "init.mp4" {
+        return Some(FileName::Init { period, rep });
+    }
+    let number: u64 = tail.strip_suffix(".m4s")?.parse().ok()?;
+    Some(FileName::Media {
+        period,
+        rep,
+        number,
+    })
+}
+
+/// Where a requested media segment stands.
+enum Lookup {
+    /// Complete: its chunks.
+    Complete(Vec<Bytes>),
+    /// Being produced.
+    InProgress,
+    /// Not started yet but next: worth waiting for.
+    Upcoming,
+    /// Not in the window (or never will be).
+    Missing,
+}
+
+async fn serve_file(
+    State(shared): State<Arc<Shared>>,
+    Path((app, stream, file)): Path<(String, String, String)>,
+    request: HttpRequest,
+) -> Response {
+    let key = match key_of(&app, &stream) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let Some(name) = parse_file(&file) else {
+        return text(StatusCode::NOT_FOUND, "no such DASH file\n");
+    };
+    let entry = match shared
+        .entry(&key, peer_of(&request), request.uri().query())
+        .await
+    {
+        Ok(e) => e,
+        Err(r) => return *r,
+    };
+    match name {
+        FileName::Init { period, rep } => {
+            let init = lock(&entry.packager)
+                .period(period)
+                .and_then(|p| p.track(rep))
+                .map(|t| (t.init.clone(), t.info.kind()));
+            match init {
+                Some((bytes, kind)) => {
+                    let mut r = (StatusCode::OK, bytes).into_response();
+                    headers(r.headers_mut(), mime(kind), "max-age=3600");
+                    r
+                }
+                None => text(StatusCode::NOT_FOUND, "no such period or representation\n"),
+            }
+        }
+        FileName::Media {
+            period,
+            rep,
+            number,
+        } => serve_segment(&shared, entry, period, rep.to_string(), number).await,
+    }
+}
+
+fn mime(kind: tidewater_core::MediaKind) -> &'static str {
+    match kind {
+        tidewater_core::MediaKind::Video => "video/mp4",
+        tidewater_core::MediaKind::Audio => "audio/mp4",
+    }
+}
+
+fn lookup(entry: &Entry, period: u32, rep: &str, number: u64) -> (Lookup, &'static str) {
+    let p = lock(&entry.packager);
+    let active = p.periods().back().map(|x| x.id);
+    let Some(per) = p.period(period) else {
+        return (Lookup::Missing, "video/mp4");
+    };
+    let Some(track) = per.track(rep) else {
+        return (Lookup::Missing, "video/mp4");
+    };
+    let kind = mime(track.info.kind());
+    if let Some(s) = track.segment(number) {
+        return match s.duration {
+            Some(_) => (Lookup::Complete(s.chunks.clone()), kind),
+            None => (Lookup::InProgress, kind),
+        };
+    }
+    let newest = track.segments.back().map_or(0, |s| s.number);
+    // In low-latency mode a player asks for the next segment as it starts
+    // (its first keyframe may be a few milliseconds late): worth a wait.
+    let upcoming =
+        Some(period) == active && per.duration.is_none() && number > newest && number <= newest + 2;
+    (
+        if upcoming {
+            Lookup::Upcoming
+        } else {
+            Lookup::Missing
+        },
+        kind,
+    )
+}
+
+async fn serve_segment(
+    shared: &Shared,
+    entry: Arc<Entry>,
+    period: u32,
+    rep: String,
+    number: u64,
+) -> Response {
+    let deadline =
+        tokio::time::Instant::now() + shared.config.segment_target + Duration::from_secs(1);
+    let mut changes = entry.changes.subscribe();
+    loop {
+        let (found, kind) = lookup(&entry, period, &rep, number);
+        match found {
+            Lookup::Complete(chunks) => {
+                let len: usize = chunks.iter().map(Bytes::len).sum();
+                let mut r = Response::new(Body::from_stream(ChunkStream(chunks.into())));
+                headers(r.headers_mut(), kind, "max-age=60");
+                r.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                return r;
+            }
+            Lookup::InProgress => {
+                let (tx, rx) = mpsc::channel(64);
+                tokio::spawn(stream_segment(
+                    entry,
+                    period,
+                    rep,
+                    number,
+                    tx,
+                    shared.config.segment_target * 4,
+                ));
+                let mut r = Response::new(Body::from_stream(ReceiverStream(rx)));
+                headers(r.headers_mut(), kind, "no-cache");
+                return r;
+            }
+            Lookup::Upcoming => match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) | Err(_) => {
+                    return text(StatusCode::NOT_FOUND, "segment not available\n");
+                }
+            },
+            Lookup::Missing => return text(StatusCode::NOT_FOUND, "segment not in the window\n"),
+        }
+    }
+}
+
+/// Sends a segment's chunks as they are produced, until it completes, leaves
+/// the window, the packager stops, or the client stops reading for `timeout`.
+async fn stream_segment(
+    entry: Arc<Entry>,
+    period: u32,
+    rep: String,
+    number: u64,
+    tx: mpsc::Sender<Bytes>,
+    timeout: Duration,
+) {
+    let mut changes = entry.changes.subscribe();
+    let mut sent = 0usize;
+    loop {
+        changes.mark_unchanged();
+        let (new, done) = {
+            let p = lock(&entry.packager);
+            match p
+                .period(period)
+                .and_then(|x| x.track(&rep))
+                .and_then(|t| t.segment(number))
+            {
+                Some(s) => (
+                    s.chunks.get(sent..).unwrap_or(&[]).to_vec(),
+                    s.is_complete(),
+                ),
+                None => (Vec::new(), true),
+            }
+        };
+        for chunk in new {
+            sent += 1;
+            match tokio::time::timeout(timeout, tx.send(chunk)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+        entry.touch();
+        if done {
+            return;
+        }
+        match tokio::time::timeout(timeout, changes.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
+        }
+    }
+}
+
+/// A response body of chunks known up front.
+struct ChunkStream(std::collections::VecDeque<Bytes>);
+
+impl futures_core::Stream for ChunkStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
+/// A response body fed by a task.
+struct ReceiverStream(mpsc::Receiver<Bytes>);
+
+impl futures_core::Stream for ReceiverStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|b| b.map(Ok))
+    }
+}
+
+fn headers(h: &mut HeaderMap, content_type: &'static str, cache: &'static str) {
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut r = (status, body.into()).into_response();
+    headers(r.headers_mut(), "text/plain; charset=utf-8", "no-cache");
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names() {
+        assert_eq!(
+            parse_file("p1-v1-init.mp4"),
+            Some(FileName::Init {
+                period: 1,
+                rep: "v1"
+            })
+        );
+        assert_eq!(
+            parse_file("p12-a2-345.m4s"),
+            Some(FileName::Media {
+                period: 12,
+                rep: "a2",
+                number: 345
+            })
+        );
+        for bad in [
+            "",
+            "p",
+            "p1",
+            "p1-",
+            "p1-v1",
+            "px-v1-init.mp4",
+            "p1--init.mp4",
+            "p1-v1-1.mp4",
+            "p1-v1--1.m4s",
+            "p1-v/1-1.m4s",
+            "q1-v1-1.m4s",
+            "p99999999999-v1-1.m4s",
+            "p1-v1-99999999999999999999999.m4s",
+        ] {
+            assert_eq!(parse_file(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The MPD writer: a dynamic MPD of the packager's periods.
+//!
+//! Default mode: `SegmentTemplate` with a `SegmentTimeline` of the complete
+//! segments in the window (exact durations in the track timescale, runs of
+//! equal durations folded with `@r`), `$Number$` names.
+//!
+//! Low-latency mode: `SegmentTemplate@duration` (the target) with
+//! `$Number$` on the target grid from the period start, `availabilityTimeOffset`
+//! equal to the target (a segment is announced from its first chunk) and
+//! `availabilityTimeComplete="false"`, and a `ServiceDescription` latency
+//! target. See the crate docs for why.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use tidewater_core::MediaKind;
+
+use crate::packager::{Packager, Period, Track};
+use crate::timefmt::{duration, iso8601};
+
+/// What the MPD says beyond the packager's state.
+#[derive(Clone, Debug)]
+pub struct MpdOptions {
+    /// Absolute URL of the time endpoint (`UTCTiming`).
+    pub time_url: String,
+    /// Latency target announced in low-latency mode.
+    pub latency_target: Duration,
+}
+
+/// The MPD at `now`, or `None` before the packager has anything to announce.
+pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<String> {
+    let ast = packager.availability_start()?;
+    if !packager.ready() {
+        return None;
+    }
+    let config = packager.config();
+    let target = config.target;
+    let ll = config.low_latency;
+    let window = target * u32::try_from(config.window.max(1)).unwrap_or(u32::MAX);
+    let max_segment = packager
+        .periods()
+        .iter()
+        .flat_map(|p| p.tracks.iter())
+        .flat_map(|t| {
+            t.segments
+                .iter()
+                .filter_map(|s| s.duration)
+                .map(|d| Duration::from_micros(d * 1_000_000 / u64::from(t.timescale)))
+        })
+        .max()
+        .unwrap_or(target)
+        .max(target);
+    let (update, delay) = if ll {
+        (Duration::from_secs(2), opts.latency_target)
+    } else {
+        ((target / 2).max(Duration::from_millis(500)), target * 2)
+    };
+
+    let mut x = String::with_capacity(2048);
+    x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        x,
+        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+         profiles=\"urn:mpeg:dash:profile:isoff-live:2011{}\" type=\"dynamic\" \
+         availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"{}\" \
+         timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\" minBufferTime=\"{}\" \
+         maxSegmentDuration=\"{}\">",
+        if ll {
+            ",http://www.dashif.org/guidelines/low-latency-live-v5"
+        } else {
+            ""
+        },
+        iso8601(ast),
+        iso8601(now),
+        duration(update),
+        duration(window),
+        duration(delay),
+        duration(if ll {
+            Duration::from_millis(500)
+        } else {
+            target
+        }),
+        duration(max_segment),
+    );
+    if ll {
+        let t = opts.latency_target.as_millis();
+        let _ = write!(
+            x,
+            "  <ServiceDescription id=\"0\">\n    <Latency target=\"{t}\" min=\"{}\" max=\"{}\"/>\n    \
+             <PlaybackRate min=\"0.96\" max=\"1.04\"/>\n  </ServiceDescription>\n",
+            t / 2,
+            t * 2
+        );
+    }
+    for period in packager.periods() {
+        write_period(&mut x, packager, period);
+    }
+    let _ = writeln!(
+        x,
+        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
+        escape(&opts.time_url)
+    );
+    x.push_str("</MPD>\n");
+    Some(x)
+}
+
+fn write_period(x: &mut String, packager: &Packager, period: &Period) {
+    let ll = packager.config().low_latency;
+    // A period is listed once every track has something a client can fetch
+    // (an ended one as long as any track has: the others are left out).
+    let listed = if ll {
+        period.has_segments()
+    } else {
+        period.has_complete_segments()
+            || (period.duration.is_some()
+                && period
+                    .tracks
+                    .iter()
+                    .any(|t| t.segments.iter().any(|s| s.is_complete())))
+    };
+    if !listed {
+        return;
+    }
+    let _ = write!(
+        x,
+        "  <Period id=\"{}\" start=\"{}\"",
+        period.id,
+        duration(period.start)
+    );
+    if let Some(d) = period.duration {
+        let _ = write!(x, " duration=\"{}\"", duration(d));
+    }
+    x.push_str(">\n");
+    for (i, track) in period.tracks.iter().enumerate() {
+        if ll || track.segments.iter().any(|s| s.is_complete()) {
+            write_adaptation_set(x, packager, period, track, i + 1);
+        }
+    }
+    x.push_str("  </Period>\n");
+}
+
+fn write_adaptation_set(
+    x: &mut String,
+    packager: &Packager,
+    period: &Period,
+    track: &Track,
+    id: usize,
+) {
+    let config = packager.config();
+    let video = track.info.kind() == MediaKind::Video;
+    let (kind, mime) = if video {
+        ("video", "video/mp4")
+    } else {
+        ("audio", "audio/mp4")
+    };
+    let _ = writeln!(
+        x,
+        "    <AdaptationSet id=\"{id}\" contentType=\"{kind}\" mimeType=\"{mime}\" \
+         segmentAlignment=\"true\" startWithSAP=\"1\">"
+    );
+    let _ = write!(
+        x,
+        "      <Representation id=\"{}\" bandwidth=\"{}\"",
+        track.rep_id,
+        track.bandwidth()
+    );
+    if let Some(c) = &track.codecs {
+        let _ = write!(x, " codecs=\"{}\"", escape(c));
+    }
+    if let Some(v) = track.info.video.filter(|v| v.width > 0 && v.height > 0) {
+        let _ = write!(x, " width=\"{}\" height=\"{}\"", v.width, v.height);
+    }
+    if let Some((n, d)) = track.frame_rate() {
+        if d == 1 {
+            let _ = write!(x, " frameRate=\"{n}\"");
+        } else {
+            let _ = write!(x, " frameRate=\"{n}/{d}\"");
+        }
+    }
+    if let Some(a) = track.info.audio.filter(|a| a.sample_rate > 0) {
+        let _ = write!(x, " audioSamplingRate=\"{}\"", a.sample_rate);
+    }
+    x.push_str(">\n");
+    if let Some(a) = track.info.audio.filter(|a| a.channels > 0) {
+        let _ = writeln!(
+            x,
+            "        <AudioChannelConfiguration \
+             schemeIdUri=\"urn:mpeg:dash:23003:3:audio_channel_configuration:2011\" value=\"{}\"/>",
+            a.channels
+        );
+    }
+    let _ = write!(
+        x,
+        "        <SegmentTemplate timescale=\"{}\" initialization=\"p{p}-$RepresentationID$-init.mp4\" \
+         media=\"p{p}-$RepresentationID$-$Number$.m4s\"",
+        track.timescale,
+        p = period.id
+    );
+    if config.low_latency {
+        let d = config.target.as_micros() * u128::from(track.timescale) / 1_000_000;
+        let _ = writeln!(
+            x,
+            " duration=\"{d}\" startNumber=\"1\" availabilityTimeOffset=\"{}\" \
+             availabilityTimeComplete=\"false\"/>",
+            seconds(config.target)
+        );
+    } else {
+        let complete: Vec<_> = track.segments.iter().filter(|s| s.is_complete()).collect();
+        let start_number = complete.first().map_or(1, |s| s.number);
+        let _ = writeln!(x, " startNumber=\"{start_number}\">");
+        x.push_str("          <SegmentTimeline>\n");
+        let mut i = 0;
+        let mut expected: Option<u64> = None;
+        while i < complete.len() {
+            let s = complete[i];
+            let d = s.duration.unwrap_or(0);
+            let mut r = 0;
+            while i + r + 1 < complete.len()
+                && complete[i + r + 1].duration == Some(d)
+                && complete[i + r + 1].start == s.start + d * (r as u64 + 1)
+            {
+                r += 1;
+            }
+            x.push_str("            <S");
+            if expected != Some(s.start) {
+                let _ = write!(x, " t=\"{}\"", s.start);
+            }
+            let _ = write!(x, " d=\"{d}\"");
+            if r > 0 {
+                let _ = write!(x, " r=\"{r}\"");
+            }
+            x.push_str("/>\n");
+            expected = Some(s.start + d * (r as u64 + 1));
+            i += r + 1;
+        }
+        x.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n");
+    }
+    x.push_str("      </Representation>\n    </AdaptationSet>\n");
+}
+
+/// Seconds with up to millisecond precision, for attributes of type double.
+fn seconds(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms % 1_000 == 0 {
+        format!("{}", ms / 1_000)
+    } else {
+        format!("{}.{:03}", ms / 1_000, ms % 1_000)
+    }
+}
+
+/// XML attribute escaping.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}

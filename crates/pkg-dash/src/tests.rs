@@ -1,0 +1,505 @@
+//! The packager and MPD writer on synthetic frames, every MPD parsed back
+//! with an XML parser and checked structurally: required attributes, codecs,
+//! timeline continuity, and every announced segment present in the store.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tidewater_core::{AudioParams, Codec, Frame, TrackId, TrackInfo, VideoParams};
+
+use crate::mpd::{self, MpdOptions};
+use crate::packager::{Packager, PackagerConfig};
+
+const AVCC: &str = "0164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
+
+fn hex(s: &str) -> Bytes {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or(0))
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+fn video_track() -> TrackInfo {
+    let mut t = TrackInfo::video(TrackId(1), Codec::H264, 1280, 720)
+        .with_timescale(1_000)
+        .with_config(hex(AVCC));
+    t.video = Some(VideoParams {
+        width: 1280,
+        height: 720,
+        frame_rate: Some((25, 1)),
+    });
+    t
+}
+
+fn audio_track() -> TrackInfo {
+    let mut t = TrackInfo::audio(TrackId(2), Codec::Aac, 44_100, 2)
+        .with_timescale(1_000)
+        .with_config(Bytes::from_static(&[0x12, 0x10]));
+    t.audio = Some(AudioParams {
+        sample_rate: 44_100,
+        channels: 2,
+    });
+    t
+}
+
+fn base() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_795_000_000)
+}
+
+fn opts() -> MpdOptions {
+    MpdOptions {
+        time_url: "http://127.0.0.1:8888/dash/time".into(),
+        latency_target: Duration::from_millis(1500),
+    }
+}
+
+/// RTMP-like frames: 25 fps video (a keyframe every `gop` frames) and
+/// 44.1 kHz AAC, millisecond times truncated as encoders send them, in
+/// time order from `from_ms` for `seconds`.
+fn frames(from_ms: i64, seconds: i64, gop: i64, video: bool, audio: bool) -> Vec<Frame> {
+    let mut out = Vec::new();
+    let end = from_ms + seconds * 1_000;
+    let mut v = 0i64;
+    let mut a = 0i64;
+    loop {
+        let vt = from_ms + v * 40;
+        let at = from_ms + a * 1024 * 1_000 / 44_100;
+        if (!video || vt >= end) && (!audio || at >= end) {
+            break;
+        }
+        if video && (vt <= at || !audio || at >= end) && vt < end {
+            let key = v % gop == 0;
+            let nal: &'static [u8] = if key {
+                &[0, 0, 0, 3, 0x65, 0x88, 0x80]
+            } else {
+                &[0, 0, 0, 3, 0x41, 0x9a, 0x00]
+            };
+            out.push(Frame::video(
+                TrackId(1),
+                Codec::H264,
+                vt,
+                vt + 80,
+                key,
+                Bytes::from_static(nal),
+            ));
+            v += 1;
+        } else {
+            out.push(Frame::audio(
+                TrackId(2),
+                Codec::Aac,
+                at,
+                Bytes::from_static(&[0x21, 0x10, 0x04, 0x60]),
+            ));
+            a += 1;
+        }
+    }
+    out
+}
+
+fn wall(ms: i64) -> SystemTime {
+    base() + Duration::from_millis(ms as u64)
+}
+
+/// What the checker found in one MPD.
+#[derive(Debug, Default)]
+struct Checked {
+    periods: Vec<CheckedPeriod>,
+}
+
+type CheckedRep = (String, u64, Vec<(u64, u64, u64)>);
+
+#[derive(Debug, Default)]
+struct CheckedPeriod {
+    id: String,
+    start_ms: u64,
+    /// Per representation: (id, timescale, [(number, t, d)]).
+    reps: Vec<CheckedRep>,
+}
+
+fn attr<'a>(n: roxmltree::Node<'a, 'a>, name: &str) -> &'a str {
+    n.attribute(name)
+        .unwrap_or_else(|| panic!("<{}> lacks @{name}", n.tag_name().name()))
+}
+
+fn parse_duration_ms(s: &str) -> u64 {
+    let secs = s
+        .strip_prefix("PT")
+        .and_then(|s| s.strip_suffix('S'))
+        .unwrap_or_else(|| panic!("unsupported duration {s}"));
+    (secs.parse::<f64>().expect("seconds") * 1000.0).round() as u64
+}
+
+/// Parses the MPD and checks it against the packager it came from.
+fn check(xml: &str, packager: &Packager) -> Checked {
+    let doc = roxmltree::Document::parse(xml).expect("the MPD is well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "MPD");
+    assert_eq!(
+        root.tag_name().namespace(),
+        Some("urn:mpeg:dash:schema:mpd:2011")
+    );
+    assert_eq!(attr(root, "type"), "dynamic");
+    for a in [
+        "availabilityStartTime",
+        "publishTime",
+        "profiles",
+        "maxSegmentDuration",
+    ] {
+        assert!(!attr(root, a).is_empty());
+    }
+    for a in [
+        "minimumUpdatePeriod",
+        "timeShiftBufferDepth",
+        "suggestedPresentationDelay",
+        "minBufferTime",
+    ] {
+        parse_duration_ms(attr(root, a));
+    }
+    let ll = packager.config().low_latency;
+    let utc: Vec<_> = root
+        .children()
+        .filter(|n| n.has_tag_name("UTCTiming"))
+        .collect();
+    assert_eq!(utc.len(), 1);
+    assert_eq!(
+        attr(utc[0], "schemeIdUri"),
+        "urn:mpeg:dash:utc:http-iso:2014"
+    );
+    assert!(attr(utc[0], "value").ends_with("/dash/time"));
+    let service = root
+        .children()
+        .find(|n| n.has_tag_name("ServiceDescription"));
+    assert_eq!(
+        service.is_some(),
+        ll,
+        "ServiceDescription only in low-latency mode"
+    );
+    if let Some(s) = service {
+        let lat = s
+            .children()
+            .find(|n| n.has_tag_name("Latency"))
+            .expect("Latency");
+        assert!(attr(lat, "target").parse::<u64>().expect("ms") > 0);
+    }
+
+    let mut out = Checked::default();
+    let mut prev_end_ms: Option<u64> = None;
+    for period in root.children().filter(|n| n.has_tag_name("Period")) {
+        let id = attr(period, "id").to_string();
+        let start_ms = parse_duration_ms(attr(period, "start"));
+        if let Some(end) = prev_end_ms {
+            assert!(
+                start_ms >= end,
+                "period {id} starts before the previous one ends"
+            );
+        }
+        prev_end_ms = period
+            .attribute("duration")
+            .map(|d| start_ms + parse_duration_ms(d));
+        let pid: u32 = id.parse().expect("numeric period id");
+        let store = packager.period(pid).expect("announced period in the store");
+        let mut cp = CheckedPeriod {
+            id: id.clone(),
+            start_ms,
+            reps: Vec::new(),
+        };
+        for set in period
+            .children()
+            .filter(|n| n.has_tag_name("AdaptationSet"))
+        {
+            let kind = attr(set, "contentType");
+            let mime = attr(set, "mimeType");
+            assert_eq!(mime, format!("{kind}/mp4"));
+            for rep in set.children().filter(|n| n.has_tag_name("Representation")) {
+                let rid = attr(rep, "id").to_string();
+                let codecs = attr(rep, "codecs");
+                assert!(attr(rep, "bandwidth").parse::<u64>().expect("bandwidth") > 0);
+                let track = store.track(&rid).expect("representation in the store");
+                match kind {
+                    "video" => {
+                        assert!(codecs.starts_with("avc1.") || codecs.starts_with("hvc1."));
+                        assert!(attr(rep, "width").parse::<u32>().expect("width") > 0);
+                        assert!(attr(rep, "height").parse::<u32>().expect("height") > 0);
+                        assert!(!attr(rep, "frameRate").is_empty());
+                    }
+                    "audio" => {
+                        assert!(codecs.starts_with("mp4a.40.") || codecs == "opus");
+                        assert!(attr(rep, "audioSamplingRate").parse::<u32>().expect("rate") > 0);
+                        assert!(
+                            rep.children()
+                                .any(|n| n.has_tag_name("AudioChannelConfiguration"))
+                        );
+                    }
+                    other => panic!("contentType {other}"),
+                }
+                let tpl = rep
+                    .children()
+                    .find(|n| n.has_tag_name("SegmentTemplate"))
+                    .expect("SegmentTemplate");
+                let timescale: u64 = attr(tpl, "timescale").parse().expect("timescale");
+                assert_eq!(timescale, u64::from(track.timescale));
+                assert_eq!(
+                    attr(tpl, "initialization"),
+                    format!("p{id}-$RepresentationID$-init.mp4")
+                );
+                assert_eq!(
+                    attr(tpl, "media"),
+                    format!("p{id}-$RepresentationID$-$Number$.m4s")
+                );
+                let start_number: u64 = attr(tpl, "startNumber").parse().expect("startNumber");
+                let mut segs = Vec::new();
+                if ll {
+                    let d: u64 = attr(tpl, "duration").parse().expect("duration");
+                    assert_eq!(d, timescale * 2);
+                    assert_eq!(attr(tpl, "availabilityTimeComplete"), "false");
+                    assert!(
+                        attr(tpl, "availabilityTimeOffset")
+                            .parse::<f64>()
+                            .expect("ato")
+                            > 0.0
+                    );
+                    assert_eq!(start_number, 1);
+                    assert!(tpl.children().all(|n| !n.has_tag_name("SegmentTimeline")));
+                    // Every stored segment sits on its nominal grid cell
+                    // (audio follows video's cut: never before its cell).
+                    for s in &track.segments {
+                        let nominal = (s.number - 1) * d;
+                        assert!(
+                            s.start + d / 4 >= nominal
+                                && (kind == "audio" || s.start < nominal + d),
+                            "segment {} starts at {} off its cell {nominal}",
+                            s.number,
+                            s.start
+                        );
+                    }
+                } else {
+                    let timeline = tpl
+                        .children()
+                        .find(|n| n.has_tag_name("SegmentTimeline"))
+                        .expect("SegmentTimeline");
+                    let mut number = start_number;
+                    let mut next_t: Option<u64> = None;
+                    for s in timeline.children().filter(|n| n.has_tag_name("S")) {
+                        let t = match s.attribute("t") {
+                            Some(t) => t.parse().expect("t"),
+                            None => next_t.expect("the first S has @t"),
+                        };
+                        if let Some(n) = next_t {
+                            assert_eq!(t, n, "timeline continuity in {rid}");
+                        }
+                        let d: u64 = attr(s, "d").parse().expect("d");
+                        assert!(d > 0);
+                        let r: u64 = s.attribute("r").map_or(0, |r| r.parse().expect("r"));
+                        let mut tt = t;
+                        for _ in 0..=r {
+                            let seg = track.segment(number).unwrap_or_else(|| {
+                                panic!("{rid} segment {number} not in the store")
+                            });
+                            assert!(seg.is_complete());
+                            assert_eq!((seg.start, seg.duration), (tt, Some(d)));
+                            assert!(!seg.chunks.is_empty());
+                            segs.push((number, tt, d));
+                            number += 1;
+                            tt += d;
+                        }
+                        next_t = Some(tt);
+                    }
+                    assert!(!segs.is_empty(), "an empty timeline for {rid}");
+                }
+                cp.reps.push((rid, timescale, segs));
+            }
+        }
+        out.periods.push(cp);
+    }
+    assert!(!out.periods.is_empty());
+    out
+}
+
+fn run(packager: &mut Packager, frames: &[Frame], offset_ms: i64, check_every: usize) -> Checked {
+    let mut last = Checked::default();
+    for (i, f) in frames.iter().enumerate() {
+        packager
+            .on_frame(f, wall(f.dts + offset_ms))
+            .expect("packaged");
+        if check_every > 0 && i % check_every == 0 {
+            if let Some(xml) = mpd::write(packager, wall(f.dts + offset_ms), &opts()) {
+                last = check(&xml, packager);
+            }
+        }
+    }
+    let xml = mpd::write(packager, SystemTime::now(), &opts()).expect("an MPD");
+    let _ = last;
+    check(&xml, packager)
+}
+
+#[test]
+fn timeline_mode_checks_out_on_every_update() {
+    let mut p = Packager::new(PackagerConfig::default());
+    p.on_tracks(&[video_track(), audio_track()]);
+    let checked = run(&mut p, &frames(5_000, 30, 50, true, true), 0, 1);
+    assert_eq!(checked.periods.len(), 1);
+    let period = &checked.periods[0];
+    assert_eq!(period.start_ms, 0);
+    let (vid, vts, vsegs) = &period.reps[0];
+    assert_eq!((vid.as_str(), *vts), ("v1", 90_000));
+    // A 6-segment window of exact 2 s video segments.
+    assert_eq!(vsegs.len(), 6);
+    assert!(vsegs.iter().all(|s| s.2 == 180_000));
+    let (aid, ats, asegs) = &period.reps[1];
+    assert_eq!((aid.as_str(), *ats), ("a2", 44_100));
+    // Audio segments are whole frames, starting within a frame of video's.
+    for (n, t, d) in asegs {
+        assert_eq!(t % 1024, 0, "audio segment {n}");
+        assert_eq!(d % 1024, 0);
+        let video = vsegs
+            .iter()
+            .find(|s| s.0 == *n)
+            .map(|s| s.1 as f64 / 90_000.0);
+        if let Some(v) = video {
+            let a = *t as f64 / 44_100.0;
+            assert!(
+                a >= v && a - v < 1024.0 / 44_100.0 + 1e-9,
+                "audio {a} video {v}"
+            );
+        }
+    }
+}
+
+#[test]
+fn no_drift_over_an_hour() {
+    let mut p = Packager::new(PackagerConfig::default());
+    p.on_tracks(&[video_track(), audio_track()]);
+    let checked = run(&mut p, &frames(0, 3_600, 50, true, true), 0, 0);
+    let period = &checked.periods[0];
+    let (_, _, vsegs) = &period.reps[0];
+    let last = vsegs.last().expect("segments");
+    // Segment n starts exactly at (n - 1) * 2 s after an hour.
+    assert_eq!(last.0, 1_799);
+    assert_eq!(last.1, (last.0 - 1) * 180_000);
+    let (_, _, asegs) = &period.reps[1];
+    let a = asegs.last().expect("audio segments");
+    let video_start = (a.0 - 1) as f64 * 2.0;
+    let audio_start = a.1 as f64 / 44_100.0;
+    assert!(
+        audio_start >= video_start && audio_start - video_start < 0.024,
+        "audio {audio_start} video {video_start}"
+    );
+}
+
+#[test]
+fn low_latency_mode_numbers_segments_on_the_grid() {
+    let mut p = Packager::new(PackagerConfig {
+        low_latency: true,
+        ..PackagerConfig::default()
+    });
+    p.on_tracks(&[video_track(), audio_track()]);
+    // A 1 s GOP: every second keyframe starts a segment.
+    let fr = frames(1_000, 9, 25, true, true);
+    let mut seen_in_progress = false;
+    for f in &fr {
+        p.on_frame(f, wall(f.dts)).expect("packaged");
+        let xml = mpd::write(&p, wall(f.dts), &opts()).expect("LL MPD once a segment started");
+        check(&xml, &p);
+        let v = p.periods()[0].track("v1").expect("video");
+        let cur = v.segments.back().expect("a segment");
+        if !cur.is_complete() && cur.chunks.len() > 3 {
+            seen_in_progress = true;
+        }
+    }
+    assert!(seen_in_progress);
+    let v = p.periods()[0].track("v1").expect("video");
+    let numbers: Vec<u64> = v.segments.iter().map(|s| s.number).collect();
+    assert_eq!(numbers, [1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn republish_starts_a_new_period() {
+    let mut p = Packager::new(PackagerConfig::default());
+    p.on_tracks(&[video_track(), audio_track()]);
+    run(&mut p, &frames(0, 7, 50, true, true), 0, 7);
+    p.on_discontinuity();
+    // The new publish restarts its clock at 0, ten seconds later.
+    p.on_tracks(&[video_track(), audio_track()]);
+    let checked = run(&mut p, &frames(0, 7, 50, true, true), 10_000, 7);
+    assert_eq!(checked.periods.len(), 2);
+    assert_eq!(checked.periods[0].id, "1");
+    assert_eq!(checked.periods[1].id, "2");
+    assert_eq!(checked.periods[1].start_ms, 10_000);
+    // The new period's timeline starts at 0 again.
+    assert_eq!(checked.periods[1].reps[0].2[0].1, 0);
+}
+
+#[test]
+fn audio_only_and_video_only() {
+    let mut p = Packager::new(PackagerConfig::default());
+    p.on_tracks(&[audio_track()]);
+    let checked = run(&mut p, &frames(0, 9, 50, false, true), 0, 5);
+    let (id, _, segs) = &checked.periods[0].reps[0];
+    assert_eq!(id, "a2");
+    assert!(segs.len() >= 3);
+
+    let mut p = Packager::new(PackagerConfig::default());
+    p.on_tracks(&[video_track()]);
+    let checked = run(&mut p, &frames(0, 9, 50, true, false), 0, 5);
+    assert_eq!(checked.periods[0].reps.len(), 1);
+    assert_eq!(checked.periods[0].reps[0].2.len(), 4);
+}
+
+#[test]
+fn nothing_is_announced_before_a_keyframe() {
+    let mut p = Packager::new(PackagerConfig::default());
+    p.on_tracks(&[video_track(), audio_track()]);
+    let fr = frames(0, 3, 50, true, true);
+    // Drop the first keyframe: nothing may start until the next one.
+    for f in fr.iter().skip(1).filter(|f| f.dts < 1_900) {
+        p.on_frame(f, wall(f.dts)).expect("packaged");
+    }
+    assert!(p.periods().is_empty());
+    assert!(mpd::write(&p, wall(2_000), &opts()).is_none());
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever frames arrive (keyframes anywhere, times jumping either
+        /// way, unknown tracks, republishes), the packager never panics and
+        /// every MPD it writes checks out.
+        #[test]
+        fn arbitrary_frames(
+            steps in prop::collection::vec(
+                (0u8..4, -3_000i64..3_000, any::<bool>(), 0u8..40),
+                1..300,
+            ),
+            ll in any::<bool>(),
+        ) {
+            let mut p = Packager::new(PackagerConfig { low_latency: ll, ..PackagerConfig::default() });
+            p.on_tracks(&[video_track(), audio_track()]);
+            let mut t = 0i64;
+            for (what, step, key, extra) in steps {
+                t = (t + step).max(0);
+                let frame = match what {
+                    0 => Frame::video(TrackId(1), Codec::H264, t, t + i64::from(extra), key, Bytes::from_static(&[0, 0, 0, 1, 0x65])),
+                    1 => Frame::audio(TrackId(2), Codec::Aac, t, Bytes::from_static(&[1, 2])),
+                    2 => Frame::audio(TrackId(9), Codec::Aac, t, Bytes::new()),
+                    _ => {
+                        if extra == 0 {
+                            p.on_discontinuity();
+                            p.on_tracks(&[video_track(), audio_track()]);
+                        }
+                        continue;
+                    }
+                };
+                p.on_frame(&frame, wall(t)).expect("packaged");
+                if let Some(xml) = mpd::write(&p, wall(t), &opts()) {
+                    check(&xml, &p);
+                }
+            }
+        }
+    }
+}
