@@ -1,0 +1,141 @@
+//! Packaging settings.
+
+use std::time::Duration;
+
+use tidewater_core::StreamKey;
+
+/// Settings of the HLS and LL-HLS packagers and routes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HlsConfig {
+    /// Segments are cut on the first keyframe at least this long after the
+    /// segment's start (default 2 s).
+    pub segment_target: Duration,
+    /// Complete segments listed in a playlist (default 6).
+    pub window: usize,
+    /// LL-HLS partial segment target (default 200 ms). The playlist's
+    /// `PART-TARGET` is 5 % above it, so parts cut on frame boundaries fit
+    /// under it (see [`part_target_declared`](Self::part_target_declared)).
+    pub part_target: Duration,
+    /// The longest a first segment may run without a keyframe before it is
+    /// cut anyway (default 10 s): the target duration never exceeds this.
+    pub max_segment: Duration,
+    /// A stream whose playlists and segments nobody requested for this long
+    /// stops being packaged (default 30 s), unless it is always-on.
+    pub idle_timeout: Duration,
+    /// Streams packaged from their publish on, whether requested or not.
+    pub always_on: Vec<StreamKey>,
+    /// Package every stream from its publish on (default false).
+    pub always_on_all: bool,
+    /// How long the first playlist request waits for the first segment
+    /// before answering 503 (default 15 s).
+    pub first_segment_timeout: Duration,
+    /// After the stream ends, how long the final playlist (with
+    /// `EXT-X-ENDLIST`) stays served (default 10 s).
+    pub linger: Duration,
+}
+
+impl Default for HlsConfig {
+    fn default() -> Self {
+        HlsConfig {
+            segment_target: Duration::from_secs(2),
+            window: 6,
+            part_target: Duration::from_millis(200),
+            max_segment: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            always_on: Vec::new(),
+            always_on_all: false,
+            first_segment_timeout: Duration::from_secs(15),
+            linger: Duration::from_secs(10),
+        }
+    }
+}
+
+impl HlsConfig {
+    /// `PART-TARGET` as written in LL-HLS playlists: the configured part
+    /// target plus 5 %, in 90 kHz ticks. Parts are closed before the next
+    /// frame would take them past it, and the 5 % absorbs the millisecond
+    /// jitter of RTMP timestamps (six 30 fps frames are 200 or 201 ms), so
+    /// parts stay whole-frame and above 85 % of the target.
+    pub fn part_target_declared(&self) -> i64 {
+        let ticks = duration_ticks(self.part_target).max(90);
+        ticks + ticks / 20
+    }
+
+    /// Checks the settings: non-zero durations, a window of at least 3
+    /// segments, a part target under the segment target.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.segment_target < Duration::from_millis(500) {
+            return Err("segment target must be at least 500 ms".into());
+        }
+        if self.max_segment < self.segment_target {
+            return Err("max segment must be at least the segment target".into());
+        }
+        if self.max_segment > Duration::from_secs(60) {
+            return Err("max segment must be at most 60 s".into());
+        }
+        if self.window < 3 {
+            return Err("window must hold at least 3 segments".into());
+        }
+        if self.window > 100 {
+            return Err("window must hold at most 100 segments".into());
+        }
+        if self.part_target < Duration::from_millis(50)
+            || self.part_target * 2 > self.segment_target
+        {
+            return Err(
+                "part target must be at least 50 ms and at most half the segment target".into(),
+            );
+        }
+        if self.idle_timeout.is_zero() || self.first_segment_timeout.is_zero() {
+            return Err("timeouts must be non-zero".into());
+        }
+        Ok(())
+    }
+
+    /// Whether `key` is packaged from its publish on.
+    pub fn is_always_on(&self, key: &StreamKey) -> bool {
+        self.always_on_all || self.always_on.contains(key)
+    }
+}
+
+/// A duration in 90 kHz ticks.
+pub(crate) fn duration_ticks(d: Duration) -> i64 {
+    i64::try_from(d.as_micros() * 9 / 100).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_declared_part_target_is_five_percent_up() {
+        let c = HlsConfig::default();
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(c.part_target_declared(), 18_900);
+    }
+
+    #[test]
+    fn invalid_settings_are_refused() {
+        let bad = [
+            HlsConfig {
+                window: 2,
+                ..HlsConfig::default()
+            },
+            HlsConfig {
+                part_target: Duration::from_millis(1500),
+                ..HlsConfig::default()
+            },
+            HlsConfig {
+                segment_target: Duration::from_millis(100),
+                ..HlsConfig::default()
+            },
+            HlsConfig {
+                max_segment: Duration::from_secs(1),
+                ..HlsConfig::default()
+            },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+    }
+}
