@@ -8,6 +8,8 @@ pub mod audio_clock;
 pub mod codec;
 mod error;
 pub mod fmp4;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod rfc6381;
 pub mod ts;
 

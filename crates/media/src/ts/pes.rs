@@ -1,0 +1,54 @@
+//! The PES packet header.
+
+/// What a PES header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PesHeader {
+    pub(crate) pts: Option<u64>,
+    pub(crate) dts: Option<u64>,
+    /// PES_packet_length: bytes after the length field (0 = unbounded).
+    pub(crate) packet_len: usize,
+    /// Where the elementary stream data starts.
+    pub(crate) data_offset: usize,
+}
+
+fn timestamp(b: &[u8]) -> u64 {
+    (u64::from((b[0] >> 1) & 7) << 30)
+        | (u64::from(b[1]) << 22)
+        | (u64::from(b[2] >> 1) << 15)
+        | (u64::from(b[3]) << 7)
+        | u64::from(b[4] >> 1)
+}
+
+/// Reads the PES header at the start of `data`.
+pub(crate) fn parse(data: &[u8]) -> Result<PesHeader, &'static str> {
+    let h = data.get(..9).ok_or("PES header split across packets")?;
+    if h[..3] != [0, 0, 1] {
+        return Err("no PES start code");
+    }
+    let packet_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    if h[6] & 0xc0 != 0x80 {
+        return Err("PES without the optional header");
+    }
+    let flags = h[7] >> 6;
+    let data_offset = 9 + usize::from(h[8]);
+    let ts = data
+        .get(9..data_offset)
+        .ok_or("PES header longer than the packet")?;
+    let (pts, dts) = match flags {
+        2 => (Some(timestamp(ts.get(..5).ok_or("short PTS")?)), None),
+        3 => (
+            Some(timestamp(ts.get(..5).ok_or("short PTS")?)),
+            Some(timestamp(ts.get(5..10).ok_or("short DTS")?)),
+        ),
+        _ => (None, None),
+    };
+    if packet_len != 0 && packet_len + 6 < data_offset {
+        return Err("PES_packet_length shorter than its header");
+    }
+    Ok(PesHeader {
+        pts,
+        dts,
+        packet_len,
+        data_offset,
+    })
+}

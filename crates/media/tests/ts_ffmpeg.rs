@@ -1,0 +1,260 @@
+//! MPEG-TS against ffmpeg/ffprobe 5.1: streams ffmpeg muxes (x264 and x265
+//! with B-frames, AAC) demux to the frames ffprobe counts, and the same
+//! frames muxed again by `TsMuxer` decode in ffprobe with the same codecs,
+//! counts and monotonic timestamps.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use bytes::BytesMut;
+use tidewater_core::{Codec, Frame, TrackInfo};
+use tidewater_media::ts::{DemuxEvent, TsDemuxer, TsMuxer};
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("tidewater-ts-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Scratch(dir)
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(tool: &str, args: &[&str]) -> String {
+    let out = Command::new(tool)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} runs (install ffmpeg 5.1): {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A 2 s TS from ffmpeg: 50 pictures (GOP 25, B-frames) and AAC at 48 kHz.
+fn source(dir: &Scratch, vcodec: &str) -> Vec<u8> {
+    let path = dir.file("in.ts");
+    let mut args = vec![
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "2",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        vcodec,
+        "-g",
+        "25",
+        "-bf",
+        "2",
+    ];
+    if vcodec == "libx265" {
+        args.extend([
+            "-x265-params",
+            "log-level=none:keyint=25:min-keyint=25:scenecut=0",
+        ]);
+    }
+    args.extend(["-c:a", "aac", "-f", "mpegts"]);
+    let p = path.to_str().expect("utf-8 path");
+    args.push(p);
+    run("ffmpeg", &args);
+    std::fs::read(&path).expect("read ts")
+}
+
+fn demux(data: &[u8]) -> (Vec<TrackInfo>, Vec<Frame>) {
+    let mut d = TsDemuxer::new();
+    let mut tracks = Vec::new();
+    let mut frames = Vec::new();
+    for chunk in data.chunks(1316) {
+        d.push(chunk).expect("ffmpeg's TS demuxes");
+        while let Some(ev) = d.poll() {
+            match ev {
+                DemuxEvent::Tracks(t) => tracks.push(t),
+                DemuxEvent::Frame(f) => frames.push(f),
+            }
+        }
+    }
+    d.flush();
+    while let Some(ev) = d.poll() {
+        if let DemuxEvent::Frame(f) = ev {
+            frames.push(f);
+        }
+    }
+    assert_eq!(tracks.len(), 1, "one catalog: {tracks:?}");
+    (tracks.remove(0), frames)
+}
+
+/// (codec name, frames decoded) of each stream, and (media type, pts) of each frame.
+type Probe = (Vec<(String, u64)>, Vec<(String, i64)>);
+
+fn probe(path: &str) -> Probe {
+    let streams = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "csv=p=0",
+            path,
+        ],
+    );
+    // ffprobe lists a TS's streams twice: under the program and on their own.
+    let mut list: Vec<(String, u64)> = Vec::new();
+    for l in streams.lines() {
+        if let Some((c, n)) = l.split_once(',')
+            && let Ok(n) = n.trim().parse()
+            && !list.iter().any(|(k, _)| k == c)
+        {
+            list.push((c.to_owned(), n));
+        }
+    }
+    let streams = list;
+    let frames = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "frame=media_type,pts",
+            "-of",
+            "csv=p=0",
+            path,
+        ],
+    );
+    let frames = frames
+        .lines()
+        .filter_map(|l| {
+            // The first frame's line may carry a trailing side-data field.
+            let mut f = l.split(',');
+            let (k, p) = (f.next()?, f.next()?);
+            Some((k.to_owned(), p.trim().parse().ok()?))
+        })
+        .collect();
+    (streams, frames)
+}
+
+fn check(vcodec: &str, codec: Codec, name: &str) {
+    let dir = Scratch::new(name);
+    let input = source(&dir, vcodec);
+    let (tracks, frames) = demux(&input);
+    assert_eq!(tracks[0].codec, codec);
+    assert_eq!(
+        tracks[0].video.map(|v| (v.width, v.height)),
+        Some((320, 240))
+    );
+    assert_eq!(tracks[1].codec, Codec::Aac);
+    assert_eq!(
+        tracks[1].audio.map(|a| (a.sample_rate, a.channels)),
+        Some((48_000, 1))
+    );
+    let video: Vec<&Frame> = frames.iter().filter(|f| f.codec == codec).collect();
+    let audio = frames.iter().filter(|f| f.codec == Codec::Aac).count();
+    let (in_streams, _) = probe(dir.file("in.ts").to_str().expect("path"));
+    assert_eq!(
+        video.len() as u64,
+        in_streams[0].1,
+        "video frames as ffprobe counts them"
+    );
+    assert_eq!(
+        audio as u64, in_streams[1].1,
+        "audio frames as ffprobe counts them"
+    );
+    let keys: Vec<usize> = video
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.is_keyframe())
+        .map(|(i, _)| i)
+        .collect();
+    // Two GOPs (x265's open GOP puts the second CRA before its leading pictures in decode order).
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], 0);
+    assert!(
+        video.windows(2).all(|w| w[0].dts < w[1].dts),
+        "dts increase"
+    );
+    assert!(video.iter().any(|f| f.pts != f.dts), "B-frames reordered");
+
+    // Mux them again and let ffprobe decode our output.
+    let mut mux = TsMuxer::new(&tracks).expect("muxer");
+    let mut out = BytesMut::new();
+    for (i, f) in frames.iter().enumerate() {
+        if i % 40 == 0 {
+            mux.write_psi(&mut out);
+        }
+        mux.write_frame(f, &mut out).expect("mux");
+    }
+    let path = dir.file("out.ts");
+    std::fs::write(&path, &out).expect("write");
+    let (streams, decoded) = probe(path.to_str().expect("path"));
+    let want_name = if codec == Codec::H264 { "h264" } else { "hevc" };
+    assert_eq!(
+        streams,
+        vec![
+            (want_name.to_owned(), video.len() as u64),
+            ("aac".to_owned(), audio as u64)
+        ]
+    );
+    let audio_pts: Vec<i64> = decoded
+        .iter()
+        .filter(|(k, _)| k == "audio")
+        .map(|(_, p)| *p)
+        .collect();
+    assert!(
+        audio_pts.windows(2).all(|w| w[0] < w[1]),
+        "audio pts increase"
+    );
+    let mut video_pts: Vec<i64> = decoded
+        .iter()
+        .filter(|(k, _)| k == "video")
+        .map(|(_, p)| *p)
+        .collect();
+    let mut sent: Vec<i64> = video.iter().map(|f| f.pts).collect();
+    video_pts.sort_unstable();
+    sent.sort_unstable();
+    assert_eq!(video_pts, sent, "every picture decoded at the pts we wrote");
+
+    // And our output demuxes back to the same frames.
+    let (tracks2, frames2) = demux(&out);
+    assert_eq!(tracks2, tracks);
+    assert_eq!(frames2.len(), frames.len());
+    for (a, b) in frames.iter().zip(&frames2) {
+        assert_eq!(
+            (a.track, a.pts, a.dts, a.is_keyframe(), &a.payload),
+            (b.track, b.pts, b.dts, b.is_keyframe(), &b.payload)
+        );
+    }
+}
+
+#[test]
+fn h264_and_aac_from_ffmpeg_round_trip() {
+    check("libx264", Codec::H264, "h264");
+}
+
+#[test]
+fn h265_and_aac_from_ffmpeg_round_trip() {
+    check("libx265", Codec::H265, "h265");
+}
