@@ -178,7 +178,7 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 4096;
 /// How long a socket write may make no progress before the peer is dropped, by default.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a viewer gathers messages before writing them, by default.
-pub const DEFAULT_COALESCE: Duration = Duration::from_millis(100);
+pub const DEFAULT_COALESCE: Duration = Duration::from_millis(200);
 
 /// Settings of the RTMP listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
