@@ -21,8 +21,8 @@ use rml_rtmp::rml_amf0::Amf0Value;
 use tidewater_core::{Codec, Frame, TimestampWrap, TrackInfo, VideoParams};
 
 use crate::amf;
-use tidewater_media::codec;
 use crate::flv::{AUDIO_TRACK, AudioTag, VIDEO_TRACK, VideoTag, parse_audio_tag, parse_video_tag};
+use tidewater_media::codec;
 
 /// Longest span of media (milliseconds) held back while waiting for a
 /// sequence header that `onMetaData` announced.
@@ -119,9 +119,13 @@ impl FlvIngest {
                         ),
                         None => return self.report("malformed AVC sequence header", out),
                     },
-                    Codec::H265 => match codec::hvcc_length_size(&record) {
-                        Some(4) => (4, None, record),
-                        Some(n) => (n, None, codec::with_four_byte_lengths(&record, 21)),
+                    Codec::H265 => match codec::parse_hvcc(&record) {
+                        Some(c) if c.length_size == 4 => (4, c.size, record),
+                        Some(c) => (
+                            c.length_size,
+                            c.size,
+                            codec::with_four_byte_lengths(&record, codec::HVCC_LENGTH_SIZE_INDEX),
+                        ),
                         None => return self.report("malformed HEVC sequence header", out),
                     },
                     _ => (0, None, record),
@@ -576,9 +580,11 @@ mod tests {
             ing.push_metadata(&meta, &mut out);
             let mut seq = vec![0x90];
             seq.extend_from_slice(fourcc);
-            // hvcC-like record: 23 bytes with lengthSizeMinusOne = 3 at byte 21.
+            // A minimal record: 23 bytes with lengthSizeMinusOne = 3 at byte
+            // 21 and no parameter-set arrays, so the size comes from onMetaData.
             let mut record = vec![1u8; 23];
             record[21] = 0x0f;
+            record[22] = 0;
             seq.extend_from_slice(&record);
             ing.push_video(0, &Bytes::from(seq), &mut out);
             let mut coded = vec![0x91];
@@ -604,6 +610,46 @@ mod tests {
                 (codec, 100, 100 + cto, true)
             );
         }
+    }
+
+    #[test]
+    fn hevc_picture_size_comes_from_the_sequence_header() {
+        // libx265's parameter sets for 320x240, as ffmpeg writes them.
+        const VPS: &[u8] = &[
+            0x40, 0x01, 0x0c, 0x01, 0xff, 0xff, 0x04, 0x08, 0x00, 0x00, 0x03, 0x00, 0x9e, 0x08,
+            0x00, 0x00, 0x03, 0x00, 0x00, 0x3c, 0x95, 0x98, 0x09,
+        ];
+        const SPS: &[u8] = &[
+            0x42, 0x01, 0x01, 0x04, 0x08, 0x00, 0x00, 0x03, 0x00, 0x9e, 0x08, 0x00, 0x00, 0x03,
+            0x00, 0x00, 0x3c, 0x90, 0x01, 0x41, 0x01, 0xe2, 0xcb, 0x2b, 0x34, 0x92, 0x65, 0x78,
+            0x0b, 0x70, 0x20, 0x20, 0x00, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x06,
+            0x42,
+        ];
+        const PPS: &[u8] = &[0x44, 0x01, 0xc1, 0x72, 0x86, 0x0c, 0x46, 0x24];
+        let record = codec::build_hvcc(&[VPS], &[SPS], &[PPS]).expect("hvcC");
+        let mut ing = FlvIngest::new();
+        let mut out = Vec::new();
+        // No onMetaData at all: the size must come from the SPS.
+        let mut seq = vec![0x90];
+        seq.extend_from_slice(b"hvc1");
+        seq.extend_from_slice(&record);
+        ing.push_video(0, &Bytes::from(seq), &mut out);
+        let mut coded = vec![0x91];
+        coded.extend_from_slice(b"hvc1");
+        coded.extend_from_slice(&[0, 0, 0, 0, 0, 0, 3, 0x26, 0x01, 0xaf]);
+        ing.push_video(0, &Bytes::from(coded), &mut out);
+        ing.push_video(
+            1000,
+            &Bytes::from_static(&[0x93, b'h', b'v', b'c', b'1']),
+            &mut out,
+        );
+        let cats = catalogs(&out);
+        assert_eq!(cats.len(), 1, "{out:?}");
+        assert_eq!(cats[0][0].codec, Codec::H265);
+        assert_eq!(
+            cats[0][0].video.map(|p| (p.width, p.height)),
+            Some((320, 240))
+        );
     }
 
     #[test]
