@@ -395,9 +395,10 @@ pub fn config_body(track: &TrackInfo) -> Option<(u8, Bytes)> {
             out.put_slice(&[AAC_FLAGS, 0]);
             match (&track.config, track.audio) {
                 (Some(c), _) => out.put_slice(c),
-                (None, Some(a)) => {
-                    out.put_slice(&tidewater_media::codec::make_asc(a.sample_rate, a.channels)?)
-                }
+                (None, Some(a)) => out.put_slice(&tidewater_media::codec::make_asc(
+                    a.sample_rate,
+                    a.channels,
+                )?),
                 (None, None) => return None,
             }
         }
