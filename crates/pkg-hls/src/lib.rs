@@ -4,10 +4,14 @@
 
 mod config;
 mod error;
+mod http;
 pub mod ll;
+pub mod master;
 pub mod normalize;
 pub mod playlist;
 pub mod segmenter;
+mod service;
+pub mod ts;
 pub mod validate;
 
 #[cfg(test)]
@@ -15,3 +19,5 @@ mod sim_tests;
 
 pub use config::HlsConfig;
 pub use error::Error;
+pub use http::router;
+pub use service::Hls;

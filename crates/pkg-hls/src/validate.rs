@@ -204,6 +204,10 @@ pub fn check(text: &str) -> Result<Summary, String> {
         return Err("EXTINF without a URI".into());
     }
     s.trailing_parts = pending_parts;
+    s.part_hold_back = server_control
+        .as_ref()
+        .and_then(|sc| sc.get("PART-HOLD-BACK"))
+        .and_then(|v| v.parse().ok());
     let td = target.ok_or("no EXT-X-TARGETDURATION")?;
     s.target_duration = td;
     if !seen_media_sequence && !s.segments.is_empty() {

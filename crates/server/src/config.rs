@@ -114,6 +114,8 @@ pub struct Config {
     pub rtmp: RtmpSection,
     /// `[rtmps]`: the RTMPS listener (RTMP inside TLS), when a certificate is configured.
     pub rtmps: RtmpsSection,
+    /// `[hls]`: HLS under `/hls/` and LL-HLS under `/llhls/` on the HTTP port.
+    pub hls: HlsSection,
 }
 
 /// `[rtmps]`.
@@ -291,6 +293,75 @@ impl RtmpSection {
             write_timeout: worker.write_timeout,
             ..tidewater::rtmp::PushConfig::default()
         })
+    }
+}
+
+/// `[hls]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsSection {
+    /// Whether to serve `/hls/` and `/llhls/` at all (default true).
+    pub enabled: bool,
+    /// Segment target (default 2000): segments end on the first keyframe after it.
+    pub segment_ms: u64,
+    /// Complete segments listed in a playlist (default 6).
+    pub window: usize,
+    /// LL-HLS part target (default 200).
+    pub part_ms: u64,
+    /// Longest first segment without a keyframe (default 10000).
+    pub max_segment_ms: u64,
+    /// A stream's packager stops after this long without a request (default 30000).
+    pub idle_timeout_ms: u64,
+    /// Streams (`"app/stream"`) packaged from their publish on.
+    pub always_on: Vec<String>,
+    /// Package every stream from its publish on (default false).
+    pub always_on_all: bool,
+}
+
+impl Default for HlsSection {
+    fn default() -> Self {
+        let d = tidewater::hls::HlsConfig::default();
+        HlsSection {
+            enabled: true,
+            segment_ms: d.segment_target.as_millis() as u64,
+            window: d.window,
+            part_ms: d.part_target.as_millis() as u64,
+            max_segment_ms: d.max_segment.as_millis() as u64,
+            idle_timeout_ms: d.idle_timeout.as_millis() as u64,
+            always_on: Vec::new(),
+            always_on_all: d.always_on_all,
+        }
+    }
+}
+
+impl HlsSection {
+    /// The HLS routes' configuration (`None` when disabled), or a message
+    /// naming the bad key.
+    pub fn hls_config(&self) -> Result<Option<tidewater::hls::HlsConfig>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let mut always_on = Vec::with_capacity(self.always_on.len());
+        for (i, key) in self.always_on.iter().enumerate() {
+            let key = StreamKey::parse(key).map_err(|e| {
+                setting_error(format!("hls.always_on[{i}]"), format!("invalid stream key: {e}"))
+            })?;
+            always_on.push(key);
+        }
+        let config = tidewater::hls::HlsConfig {
+            segment_target: Duration::from_millis(self.segment_ms),
+            window: self.window,
+            part_target: Duration::from_millis(self.part_ms),
+            max_segment: Duration::from_millis(self.max_segment_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            always_on,
+            always_on_all: self.always_on_all,
+            ..tidewater::hls::HlsConfig::default()
+        };
+        config
+            .validate()
+            .map_err(|m| setting_error("hls".into(), format!("invalid settings: {m}")))?;
+        Ok(Some(config))
     }
 }
 

@@ -103,6 +103,7 @@ pub struct Server {
     rtmp: Option<Arc<Rtmp>>,
     rtmps: Option<Arc<Rtmp>>,
     push: Option<Arc<RtmpPush>>,
+    hls: Option<tidewater::hls::Hls>,
 }
 
 impl Server {
@@ -137,6 +138,16 @@ impl Server {
             true => None,
             false => Some(Arc::new(RtmpPush::new(routes, config.rtmp.push_config()?))),
         };
+        let hls = match config.hls.hls_config()? {
+            Some(c) => Some(tidewater::hls::Hls::new(engine.context(), c).map_err(|e| {
+                Error::Setting {
+                    key: "hls".into(),
+                    message: e.to_string(),
+                    origin: None,
+                }
+            })?),
+            None => None,
+        };
         Ok(Server {
             engine,
             http,
@@ -144,6 +155,7 @@ impl Server {
             rtmp,
             rtmps,
             push,
+            hls,
         })
     }
 
@@ -195,6 +207,7 @@ impl Server {
             rtmp,
             rtmps,
             push,
+            hls,
         } = self;
         let reaper = engine.spawn_reaper(REAP_INTERVAL, shutdown.child_token());
         // Protocol workers bind their own listeners; one that fails (a port
@@ -209,7 +222,11 @@ impl Server {
             let (engine, token) = (engine.clone(), shutdown.child_token());
             async move { engine.serve(protocols, token).await }
         });
-        let app = http::router_with_pushes(engine.clone(), pushes);
+        let mut app = http::router_with_pushes(engine.clone(), pushes);
+        if let Some(hls) = hls {
+            tokio::spawn(hls.clone().run_always_on(shutdown.child_token()));
+            app = app.merge(tidewater::hls::router(hls));
+        }
         let stop_accepting = shutdown.clone().cancelled_owned();
         let mut server = tokio::spawn(
             axum::serve(http, app)

@@ -35,7 +35,8 @@
 //! | (none) | the kernel: bus, GOP cache, catalog, clock, QoS, registries, protocol seam |
 //! | `serde` | `Serialize` for snapshots and events |
 //! | `rtmp` | [`rtmp`]: RTMP publish and play on one port, HTTP-FLV |
-//! | `full` | every implemented protocol: `rtmp` |
+//! | `hls` | [`hls`]: HLS (MPEG-TS) and LL-HLS (fMP4 parts) packaging |
+//! | `full` | every implemented protocol: `rtmp`, `hls` |
 
 #![deny(missing_docs)]
 
@@ -44,3 +45,7 @@ pub use tidewater_core::*;
 /// RTMP publish and play, and HTTP-FLV (feature `rtmp`).
 #[cfg(feature = "rtmp")]
 pub use tidewater_ingest_rtmp as rtmp;
+
+/// HLS and LL-HLS packaging (feature `hls`).
+#[cfg(feature = "hls")]
+pub use tidewater_pkg_hls as hls;

@@ -1,0 +1,339 @@
+//! The HTTP routes.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /hls/{app}/{stream}/index.m3u8` | classic HLS media playlist (MPEG-TS segments) |
+//! | `GET /hls/{app}/{stream}/master.m3u8` | its multivariant playlist |
+//! | `GET /hls/{app}/{stream}/seg-{epoch}-{msn}.ts` | a segment |
+//! | `GET /llhls/{app}/{stream}/index.m3u8[?_HLS_msn=M[&_HLS_part=P]]` | LL-HLS media playlist, blocking reload |
+//! | `GET /llhls/{app}/{stream}/master.m3u8` | its multivariant playlist |
+//! | `GET /llhls/{app}/{stream}/init-{epoch}-{id}.mp4` | an init segment |
+//! | `GET /llhls/{app}/{stream}/seg-{epoch}-{msn}.m4s` | a segment |
+//! | `GET /llhls/{app}/{stream}/part-{epoch}-{msn}.{i}.m4s` | a part; the next one (the preload hint) waits until complete |
+//!
+//! Every answer carries `Access-Control-Allow-Origin: *` (players on other
+//! origins), and `OPTIONS` answers preflights. Playlists are `no-cache`;
+//! segments, parts and init segments are `immutable` (their URIs carry the
+//! packager's epoch, so a URI never names other bytes). A stream that is not
+//! live is a `404` saying so; a malformed name or query a `400`; a blocking
+//! request not satisfied within three target durations a `503`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request as HttpRequest, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use tidewater_core::StreamKey;
+use tracing::info;
+
+use crate::Hls;
+use crate::playlist::{FileName, Flavour, Lookup, PlaylistState};
+use crate::service::{Package, Refusal};
+
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+
+/// The HLS and LL-HLS routes, to merge into the application's router.
+pub fn router(hls: Hls) -> Router {
+    Router::new()
+        .route(
+            "/hls/{app}/{stream}/{file}",
+            get(serve_ts).options(preflight),
+        )
+        .route(
+            "/llhls/{app}/{stream}/{file}",
+            get(serve_ll).options(preflight),
+        )
+        .with_state(hls)
+}
+
+async fn serve_ts(
+    State(hls): State<Hls>,
+    Path((app, stream, file)): Path<(String, String, String)>,
+    request: HttpRequest,
+) -> Response {
+    let (peer, query) = peer_and_query(&request);
+    serve(hls, Flavour::Ts, &app, &stream, &file, peer, query).await
+}
+
+async fn serve_ll(
+    State(hls): State<Hls>,
+    Path((app, stream, file)): Path<(String, String, String)>,
+    request: HttpRequest,
+) -> Response {
+    let (peer, query) = peer_and_query(&request);
+    serve(hls, Flavour::Fmp4, &app, &stream, &file, peer, query).await
+}
+
+async fn preflight() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    r
+}
+
+/// A response with the headers every answer carries.
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    cache: &'static str,
+    body: Bytes,
+) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    r
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    reply(
+        status,
+        "text/plain; charset=utf-8",
+        "no-cache",
+        Bytes::from(message + "\n"),
+    )
+}
+
+/// `_HLS_msn`, `_HLS_part` of a playlist request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Blocking {
+    /// `_HLS_msn`.
+    pub msn: Option<u64>,
+    /// `_HLS_part`.
+    pub part: Option<u64>,
+}
+
+/// Parses the query of a playlist request. Unknown parameters are ignored;
+/// `_HLS_skip` is accepted and ignored (no `CAN-SKIP-UNTIL` is offered).
+pub fn parse_query(query: Option<&str>) -> Result<Blocking, String> {
+    let mut b = Blocking::default();
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match k {
+            "_HLS_msn" => &mut b.msn,
+            "_HLS_part" => &mut b.part,
+            _ => continue,
+        };
+        let n = (!v.is_empty() && v.len() <= 19 && v.bytes().all(|c| c.is_ascii_digit()))
+            .then(|| v.parse::<u64>().ok())
+            .flatten()
+            .ok_or_else(|| format!("{k} must be a non-negative integer"))?;
+        *slot = Some(n);
+    }
+    if b.part.is_some() && b.msn.is_none() {
+        return Err("_HLS_part needs _HLS_msn".into());
+    }
+    Ok(b)
+}
+
+fn peer_and_query(request: &HttpRequest) -> (Option<SocketAddr>, Option<String>) {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    (peer, request.uri().query().map(str::to_owned))
+}
+
+async fn serve(
+    hls: Hls,
+    flavour: Flavour,
+    app: &str,
+    stream: &str,
+    file: &str,
+    peer: Option<SocketAddr>,
+    query: Option<String>,
+) -> Response {
+    let key = match StreamKey::new(app, stream) {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let Some(name) = FileName::parse(flavour, file) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no file {file:?} here: expected index.m3u8, master.m3u8 or a segment of the playlist"
+            ),
+        );
+    };
+    let blocking = match parse_query(query.as_deref()) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let pkg = match hls.package(&key, flavour, peer).await {
+        Ok(p) => p,
+        Err(Refusal::NotLive(m)) => return error(StatusCode::NOT_FOUND, m),
+        Err(Refusal::Forbidden(m)) => {
+            info!(stream = %key, peer = ?peer, "{}: request refused: {m}", flavour.prefix());
+            return error(StatusCode::FORBIDDEN, m);
+        }
+    };
+    let first = hls.config().first_segment_timeout;
+    if pkg
+        .wait_for(first, |s| s.ready().then_some(()))
+        .await
+        .is_none()
+    {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stream {key} has no complete segment yet; retry"),
+        );
+    }
+    let td = pkg.with(|s| s.target_duration()).unwrap_or(1);
+    let hold = Duration::from_secs(u64::from(td) * 3);
+    match name {
+        FileName::Media => media(&pkg, flavour, blocking, hold).await,
+        FileName::Master => match pkg.master_playlist() {
+            Some(text) => reply(StatusCode::OK, PLAYLIST, "no-cache", Bytes::from(text)),
+            None => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no tracks yet; retry".into(),
+            ),
+        },
+        FileName::Segment { epoch, msn } => {
+            media_file(&pkg, &epoch, hold, flavour, move |s| s.segment(msn)).await
+        }
+        FileName::Part { epoch, msn, index } => {
+            media_file(&pkg, &epoch, hold, flavour, move |s| s.part(msn, index)).await
+        }
+        FileName::Init { epoch, id } => {
+            media_file(&pkg, &epoch, hold, flavour, move |s| match s.init(id) {
+                Some(b) => Lookup::Ready(b),
+                None => Lookup::Missing,
+            })
+            .await
+        }
+    }
+}
+
+async fn media(pkg: &Package, flavour: Flavour, blocking: Blocking, hold: Duration) -> Response {
+    if let (Flavour::Fmp4, Some(msn)) = (flavour, blocking.msn) {
+        let pos = pkg.with(PlaylistState::position);
+        if msn > pos.msn + 1 {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "_HLS_msn={msn} is more than two segments past the playlist's last ({})",
+                    pos.msn.saturating_sub(1)
+                ),
+            );
+        }
+        let part = blocking.part;
+        if pkg
+            .wait_for(hold, |s| s.satisfies(msn, part).then_some(()))
+            .await
+            .is_none()
+        {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("segment {msn} part {part:?} not available within {hold:?}"),
+            );
+        }
+    }
+    match pkg.media_playlist() {
+        Some(text) => reply(StatusCode::OK, PLAYLIST, "no-cache", text),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no playlist yet; retry".into(),
+        ),
+    }
+}
+
+async fn media_file(
+    pkg: &Package,
+    epoch: &str,
+    hold: Duration,
+    flavour: Flavour,
+    lookup: impl Fn(&PlaylistState) -> Lookup,
+) -> Response {
+    if pkg.with(|s| s.epoch() != epoch) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no such segment: it belongs to an earlier packaging of this stream".into(),
+        );
+    }
+    let found = pkg
+        .wait_for(hold, |s| match lookup(s) {
+            Lookup::Ready(b) => Some(Some(b)),
+            Lookup::Missing => Some(None),
+            Lookup::Pending => None,
+        })
+        .await;
+    let content_type = match flavour {
+        Flavour::Ts => "video/mp2t",
+        Flavour::Fmp4 => "video/mp4",
+    };
+    match found {
+        Some(Some(bytes)) => reply(
+            StatusCode::OK,
+            content_type,
+            "public, max-age=3600, immutable",
+            bytes,
+        ),
+        Some(None) => error(
+            StatusCode::NOT_FOUND,
+            "no such segment: not in the playlist's window".into(),
+        ),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not complete within {hold:?}; retry"),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries() {
+        assert_eq!(parse_query(None), Ok(Blocking::default()));
+        assert_eq!(
+            parse_query(Some("_HLS_msn=12&_HLS_part=3&_HLS_skip=YES")),
+            Ok(Blocking {
+                msn: Some(12),
+                part: Some(3)
+            })
+        );
+        assert_eq!(parse_query(Some("x=1&&y")), Ok(Blocking::default()));
+        for bad in [
+            "_HLS_msn=abc",
+            "_HLS_msn=-1",
+            "_HLS_msn=",
+            "_HLS_msn=+3",
+            "_HLS_msn=99999999999999999999999",
+            "_HLS_part=1",
+            "_HLS_msn=1&_HLS_part=x",
+        ] {
+            assert!(parse_query(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}
