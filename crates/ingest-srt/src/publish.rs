@@ -1,0 +1,87 @@
+//! An SRT publisher: datagrams of MPEG-TS → demuxer → the kernel.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use srt_tokio::SrtSocket;
+use tidewater_core::{CancellationToken, PublishSession};
+use tidewater_media::ts::{DemuxEvent, TsDemuxer};
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+
+pub(crate) async fn run(
+    mut socket: SrtSocket,
+    mut session: PublishSession,
+    peer: SocketAddr,
+    read_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let key = session.key().clone();
+    let mut demux = TsDemuxer::new();
+    let result: Result<()> = loop {
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            m = tokio::time::timeout(read_timeout, socket.next()) => m,
+        };
+        let data = match msg {
+            Err(_) => {
+                warn!(%peer, stream = %key, "srt publisher sent nothing for {read_timeout:?}; closing");
+                break Ok(());
+            }
+            Ok(None) => {
+                info!(%peer, stream = %key, "srt publish ended: the peer closed");
+                break Ok(());
+            }
+            Ok(Some(Err(e))) => {
+                info!(%peer, stream = %key, "srt publish ended: {e}");
+                break Ok(());
+            }
+            Ok(Some(Ok((_, data)))) => data,
+        };
+        if let Err(source) = demux.push(&data) {
+            break Err(Error::Demux {
+                peer,
+                stream: key.to_string(),
+                source,
+            });
+        }
+        if let Err(e) = deliver(&mut demux, &mut session, peer) {
+            break Err(e);
+        }
+    };
+    if let Err(e) = result {
+        warn!(%peer, stream = %key, "srt publish refused and closed: {e}");
+    } else {
+        demux.flush();
+        let _ = deliver(&mut demux, &mut session, peer);
+    }
+    let stats = demux.stats();
+    info!(
+        %peer, stream = %key,
+        packets = stats.packets, lost = stats.discontinuities, dropped_frames = stats.dropped_frames,
+        "srt publish finished"
+    );
+    session.finish().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close_and_finish()).await;
+}
+
+fn deliver(demux: &mut TsDemuxer, session: &mut PublishSession, peer: SocketAddr) -> Result<()> {
+    let kernel = |source, session: &PublishSession| Error::Kernel {
+        peer,
+        stream: session.key().to_string(),
+        source: Box::new(source),
+    };
+    while let Some(ev) = demux.poll() {
+        match ev {
+            DemuxEvent::Tracks(tracks) => {
+                session
+                    .set_catalog(tracks)
+                    .map_err(|e| kernel(e, session))?;
+            }
+            DemuxEvent::Frame(frame) => session.publish(frame).map_err(|e| kernel(e, session))?,
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! An SRT reader: the stream's shared TS bytes sent in 1316-byte messages.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use srt_tokio::SrtSocket;
+use tidewater_core::{
+    CancellationToken, EventRef, IngestContext, RecvError, StreamKey, Subscription,
+};
+use tracing::{debug, info, warn};
+
+use crate::output::{self, TsOutput};
+
+/// Seven TS packets: the SRT live-mode payload libsrt and ffmpeg use.
+pub(crate) const MESSAGE: usize = 7 * 188;
+
+pub(crate) async fn run(
+    mut socket: SrtSocket,
+    mut sub: Subscription,
+    ctx: IngestContext,
+    key: StreamKey,
+    peer: SocketAddr,
+    write_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let generation = sub.generation();
+    let ts = TsOutput::of(&ctx, &key, generation);
+    let (mut incoming, mut outgoing) = socket.split_mut();
+    let mut sent = 0u64;
+    loop {
+        let bytes: Bytes = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            msg = incoming.next() => match msg {
+                Some(_) => continue, // a reader has nothing to say; ignore it
+                None => {
+                    info!(%peer, stream = %key, "srt read ended: the peer closed ({sent} bytes sent)");
+                    break;
+                }
+            },
+            ev = sub.recv_ref() => match ev {
+                Ok(EventRef::Catalog(_)) => continue,
+                Ok(EventRef::Skipped { frames }) => {
+                    debug!(%peer, stream = %key, "srt reader fell behind: skipped {frames} frames to a keyframe");
+                    continue;
+                }
+                Ok(EventRef::Frame(f)) => ts.bytes(&f),
+                Err(RecvError::Ended(reason)) => {
+                    info!(%peer, stream = %key, "srt read ended: stream ended ({reason})");
+                    output::forget(&key, generation);
+                    break;
+                }
+                Err(RecvError::Evicted) => {
+                    warn!(%peer, stream = %key, "srt reader evicted for falling behind repeatedly");
+                    break;
+                }
+            },
+        };
+        if bytes.is_empty() {
+            continue;
+        }
+        let now = Instant::now();
+        let send = async {
+            let mut at = 0;
+            while at < bytes.len() {
+                let end = (at + MESSAGE).min(bytes.len());
+                outgoing.feed((now, bytes.slice(at..end))).await?;
+                at = end;
+            }
+            outgoing.flush().await
+        };
+        match tokio::time::timeout(write_timeout, send).await {
+            Ok(Ok(())) => sent += bytes.len() as u64,
+            Ok(Err(e)) => {
+                info!(%peer, stream = %key, "srt read ended: {e:?}");
+                break;
+            }
+            Err(_) => {
+                warn!(%peer, stream = %key, "srt reader accepted nothing for {write_timeout:?}; closing");
+                break;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close_and_finish()).await;
+}

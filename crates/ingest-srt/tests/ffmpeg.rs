@@ -1,0 +1,261 @@
+//! SRT publish and read, and HTTP-TS, against ffmpeg 5.1 and
+//! srt-live-transmit (libsrt 1.5) on loopback: what the clients got is
+//! checked with ffprobe (codecs, decoded frame counts, timestamps).
+//!
+//! Every wait is bounded; every child process is killed when its handle drops.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidewater_core::{AppSpec, CancellationToken, Engine, InboundProtocol, StreamKey};
+use tidewater_ingest_srt::{PathEncryption, Srt, SrtConfig, http_ts_router};
+use tokio::process::{Child, Command};
+use tokio::time::timeout;
+
+struct Harness {
+    engine: Engine,
+    srt: SocketAddr,
+    http: SocketAddr,
+    shutdown: CancellationToken,
+    dir: PathBuf,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const PASSPHRASE: &str = "correct horse battery";
+
+async fn start(name: &str) -> Harness {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let engine = Engine::builder()
+        .app("live", AppSpec::default())
+        .app("secure", AppSpec::default())
+        .build()
+        .expect("engine");
+    let srt = Arc::new(
+        Srt::new(SrtConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            encryption: vec![PathEncryption {
+                path: "secure".into(),
+                passphrase: PASSPHRASE.into(),
+                key_length: 16,
+            }],
+            ..SrtConfig::default()
+        })
+        .expect("config"),
+    );
+    let shutdown = CancellationToken::new();
+    let workers: Vec<Arc<dyn InboundProtocol>> = vec![srt.clone()];
+    tokio::spawn({
+        let (engine, shutdown) = (engine.clone(), shutdown.clone());
+        async move { engine.serve(workers, shutdown).await }
+    });
+    let srt_addr = timeout(Duration::from_secs(5), srt.listening())
+        .await
+        .expect("srt listener bound");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("http bind");
+    let http = listener.local_addr().expect("http addr");
+    let app = http_ts_router(engine.context(), Duration::from_secs(5));
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+    });
+    let dir = std::env::temp_dir().join(format!("tidewater-srt-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    Harness {
+        engine,
+        srt: srt_addr,
+        http,
+        shutdown,
+        dir,
+    }
+}
+
+fn ffmpeg() -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
+
+/// Publishes `seconds` of 25 fps H.264 (GOP 25) + AAC in real time to `url`.
+fn publish(url: &str, seconds: u32, vcodec: &str) -> Child {
+    let mut c = ffmpeg();
+    c.args(["-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t",
+            &seconds.to_string(),
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            vcodec,
+            "-g",
+            "25",
+        ]);
+    if vcodec == "libx264" {
+        c.args(["-preset", "ultrafast", "-tune", "zerolatency"]);
+    } else {
+        c.args(["-preset", "ultrafast", "-x265-params", "log-level=none"]);
+    }
+    c.args(["-c:a", "aac", "-f", "mpegts", url])
+        .stdout(Stdio::null());
+    c.spawn().expect("ffmpeg runs (install ffmpeg 5.1)")
+}
+
+fn srt_url(h: &Harness, streamid: &str, extra: &str) -> String {
+    // ffmpeg's latency is in microseconds.
+    format!("srt://{}?streamid={streamid}&latency=120000{extra}", h.srt)
+}
+
+async fn wait_live(h: &Harness, key: &str) {
+    let key = StreamKey::parse(key).expect("key");
+    timeout(Duration::from_secs(15), async {
+        while h.engine.stream(&key).and_then(|s| s.catalog).is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("stream live with a catalog");
+}
+
+/// Runs a reading client to completion (bounded) and returns its exit success.
+async fn finish(mut child: Child, secs: u64) -> bool {
+    match timeout(Duration::from_secs(secs), child.wait()).await {
+        Ok(Ok(s)) => s.success(),
+        _ => {
+            let _ = child.kill().await;
+            false
+        }
+    }
+}
+
+struct Probe {
+    /// (codec, frames decoded) per stream.
+    streams: Vec<(String, u64)>,
+    /// pts of each decoded video frame, in decode output order.
+    video_pts: Vec<i64>,
+}
+
+async fn probe(path: &Path) -> Probe {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .await
+        .expect("ffprobe runs");
+    let mut streams: Vec<(String, u64)> = Vec::new();
+    for l in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((c, n)) = l.split_once(',')
+            && let Ok(n) = n.trim().parse()
+            && !streams.iter().any(|(k, _)| k == c)
+        {
+            streams.push((c.to_owned(), n));
+        }
+    }
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "frame=pts",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .await
+        .expect("ffprobe runs");
+    let video_pts = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
+        .collect();
+    Probe { streams, video_pts }
+}
+
+fn frames(p: &Probe, codec: &str) -> u64 {
+    p.streams
+        .iter()
+        .find(|(c, _)| c == codec)
+        .map_or(0, |(_, n)| *n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_publishes_and_reads_h264_aac_over_srt_and_http_ts() {
+    let h = start("h264").await;
+    let _publisher = publish(&srt_url(&h, "publish:live/x", ""), 6, "libx264");
+    wait_live(&h, "live/x").await;
+
+    let srt_out = h.dir.join("srt.ts");
+    let mut reader = ffmpeg();
+    reader
+        .args([
+            "-i",
+            &srt_url(&h, "read:live/x", ""),
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+        ])
+        .arg(&srt_out);
+    let reader = reader.spawn().expect("ffmpeg reads");
+    let http_out = h.dir.join("http.ts");
+    let mut http = ffmpeg();
+    http.args([
+        "-i",
+        &format!("http://{}/ts/live/x.ts", h.http),
+        "-c",
+        "copy",
+        "-f",
+        "mpegts",
+    ])
+    .arg(&http_out);
+    let http = http.spawn().expect("ffmpeg reads http");
+    let (a, b) = tokio::join!(finish(reader, 30), finish(http, 30));
+    assert!(a, "the SRT reader ends cleanly when the publish ends");
+    assert!(b, "the HTTP-TS reader ends cleanly when the publish ends");
+    for out in [&srt_out, &http_out] {
+        let p = probe(out).await;
+        let v = frames(&p, "h264");
+        assert!(
+            v >= 75,
+            "{out:?}: {v} video frames decoded of 150 ({:?})",
+            p.streams
+        );
+        assert!(frames(&p, "aac") >= 100, "{out:?}: {:?}", p.streams);
+        assert!(
+            p.video_pts.windows(2).all(|w| w[0] < w[1]),
+            "{out:?}: video pts increase"
+        );
+    }
+}
