@@ -1,4 +1,87 @@
-//! HLS (MPEG-TS) and LL-HLS (fMP4 parts) packaging of tidewater live streams.
+//! HLS (MPEG-TS) and LL-HLS (fMP4 parts) packaging of tidewater live
+//! streams, whatever protocol they came in on, served over HTTP from memory.
+//!
+//! - **Classic HLS**: `GET /hls/{app}/{stream}/index.m3u8`: MPEG-TS segments
+//!   cut on keyframes near [`HlsConfig::segment_target`] (2 s), a sliding
+//!   window of [`HlsConfig::window`] (6) segments.
+//! - **LL-HLS** (draft-pantos-hls-rfc8216bis): `GET /llhls/{app}/{stream}/index.m3u8`:
+//!   an fMP4 init segment (`EXT-X-MAP`), segments made of ~200 ms parts
+//!   (`EXT-X-PART`, `INDEPENDENT=YES` on parts that start with a keyframe),
+//!   `EXT-X-PART-INF`, `EXT-X-PRELOAD-HINT`, `EXT-X-SERVER-CONTROL` with
+//!   `CAN-BLOCK-RELOAD=YES` and `PART-HOLD-BACK` = 3 × `PART-TARGET`;
+//!   blocking playlist reload (`_HLS_msn`, `_HLS_part`) and a request for the
+//!   hinted part wait for it (three target durations at most, then `503`).
+//! - `master.m3u8` next to each: `BANDWIDTH` (measured peak segment rate),
+//!   `CODECS` (RFC 6381, from the decoder configurations), `RESOLUTION`,
+//!   `FRAME-RATE`.
+//!
+//! See [`router`] for every route and the headers (CORS, cache control,
+//! content types) and status codes.
+//!
+//! ```
+//! use tidewater_core::{AppSpec, Engine};
+//! use tidewater_pkg_hls::{Hls, HlsConfig, router};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::builder().app("live", AppSpec::default()).build()?;
+//! let hls = Hls::new(engine.context(), HlsConfig::default())?;
+//! // Always-on streams (none by default) are packaged from their publish on:
+//! let shutdown = tidewater_core::CancellationToken::new();
+//! tokio::spawn(hls.clone().run_always_on(shutdown.clone()));
+//! // The routes, to merge into the application's HTTP router.
+//! let _app: axum::Router = router(hls);
+//! shutdown.cancel();
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How
+//!
+//! Packaging happens **once per stream**, however many viewers: the first
+//! request for a stream starts one packager task per flavour, which follows
+//! the stream with a kernel [`Follower`](tidewater_core::Follower) and keeps
+//! the playlist, segments and parts in a bounded in-memory window; every
+//! request reads from it. A stream nobody requested for
+//! [`HlsConfig::idle_timeout`] stops being packaged (unless always-on) and
+//! starts again on the next request. The first playlist is answered as soon
+//! as the first segment is complete (the kernel hands the packager the
+//! cached GOP, so that is one keyframe interval at most).
+//!
+//! The packaging logic is sans-IO and tested on synthetic streams:
+//! [`normalize`] (one continuous timeline: video at 90 kHz, audio times
+//! rebuilt from sample counts, continuing across a republish),
+//! [`segmenter`] (where segments and parts are cut, and how the target
+//! duration is chosen and kept), [`ll`] and [`ts`] (the two packers),
+//! [`playlist`] (the window and the playlist writer). [`validate`] checks
+//! playlists against RFC 8216 and the LL-HLS rules; the unit tests run it on
+//! every update, the end-to-end tests on what the server serves.
+//!
+//! # Decisions
+//!
+//! - **Target duration.** Fixed when the first segment closes: the larger
+//!   of the configured target and the first segment (so the keyframe
+//!   interval). A later, longer GOP is cut without a keyframe rather than
+//!   let an `EXTINF` round above it (see [`segmenter`]).
+//! - **`PART-TARGET` 5 % above the configured part target.** Parts are whole
+//!   frames; RTMP's millisecond times make six 30 fps frames 200 or 201 ms.
+//! - **Republish.** A publisher that comes back within the application's
+//!   follow grace continues the same playlist after `EXT-X-DISCONTINUITY`
+//!   (the discontinuity sequence counts them as they leave the window); the
+//!   timeline continues where it stopped, so PTS and `tfdt` keep increasing.
+//! - **Epoch in every URI.** Segment, part and init URIs carry a token of
+//!   the packager instance, so they can be cached as `immutable`: a later
+//!   packaging of the same stream never reuses a URI.
+//! - **Own playlist writer.** `m3u8-rs` 6 cannot write the LL-HLS tags (see
+//!   [`playlist`]); it parses every playlist back in the tests.
+//! - **No delta updates.** `_HLS_skip` is accepted and ignored and
+//!   `CAN-SKIP-UNTIL` is not offered: with a 6-segment window a delta
+//!   update would skip nothing.
+//!
+//! # Feature flags
+//!
+//! None. The umbrella crate `tidewater` exposes this crate as `tidewater::hls`
+//! behind its `hls` feature.
 
 #![deny(missing_docs)]
 
@@ -14,6 +97,8 @@ mod service;
 pub mod ts;
 pub mod validate;
 
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod sim_tests;
 

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tidewater_core::{
@@ -40,7 +40,8 @@ struct Inner {
     ctx: IngestContext,
     config: HlsConfig,
     packages: Mutex<HashMap<(StreamKey, Flavour), Arc<Package>>>,
-    started: Instant,
+    /// Request times are counted from here (tokio's clock, so tests can pause it).
+    started: tokio::time::Instant,
     next_epoch: AtomicU64,
 }
 
@@ -79,7 +80,7 @@ impl Hls {
                 ctx,
                 config,
                 packages: Mutex::new(HashMap::new()),
-                started: Instant::now(),
+                started: tokio::time::Instant::now(),
                 next_epoch: AtomicU64::new(seed << 12),
             }),
         })
