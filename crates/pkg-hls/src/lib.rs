@@ -87,6 +87,8 @@
 
 mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod ll;
 pub mod master;

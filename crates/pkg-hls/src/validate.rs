@@ -425,3 +425,107 @@ fn compare(prev: &Summary, s: &Summary) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LL: &str = "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n\
+#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.630\n\
+#EXT-X-PART-INF:PART-TARGET=0.210\n#EXT-X-MEDIA-SEQUENCE:4\n#EXT-X-DISCONTINUITY-SEQUENCE:1\n\
+#EXT-X-MAP:URI=\"init.mp4\"\n#EXTINF:2.0,\ns4.m4s\n\
+#EXT-X-PART:DURATION=0.2,URI=\"p5.0.m4s\",INDEPENDENT=YES\n#EXT-X-PART:DURATION=0.2,URI=\"p5.1.m4s\"\n\
+#EXT-X-PART:DURATION=0.1,URI=\"p5.2.m4s\"\n#EXTINF:0.5,\ns5.m4s\n\
+#EXT-X-PART:DURATION=0.2,URI=\"p6.0.m4s\",INDEPENDENT=YES\n\
+#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p6.1.m4s\"\n";
+
+    #[test]
+    fn a_good_ll_playlist() {
+        let s = check(LL).expect("valid");
+        assert_eq!((s.media_sequence, s.discontinuity_sequence), (4, 1));
+        assert_eq!(s.segments[1].parts.len(), 3);
+        assert_eq!(s.trailing_parts.len(), 1);
+        assert_eq!(s.part_hold_back, Some(0.63));
+        assert_eq!(s.preload_hint.as_deref(), Some("p6.1.m4s"));
+    }
+
+    #[test]
+    fn each_rule_is_checked() {
+        let cases = [
+            ("#EXTINF:2.0,", "#EXTINF:2.6,"),
+            ("DURATION=0.2,URI=\"p5.1", "DURATION=0.25,URI=\"p5.1"),
+            ("DURATION=0.2,URI=\"p5.1", "DURATION=0.1,URI=\"p5.1"),
+            ("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"p6.1.m4s\"\n", ""),
+            ("URI=\"p6.1.m4s\"", "URI=\"p6.0.m4s\""),
+            ("CAN-BLOCK-RELOAD=YES,", ""),
+            ("PART-HOLD-BACK=0.630", "PART-HOLD-BACK=0.3"),
+            ("#EXT-X-VERSION:6", "#EXT-X-VERSION:3"),
+            ("#EXT-X-MAP:URI=\"init.mp4\"\n", ""),
+            ("#EXTINF:0.5,", "#EXTINF:0.6,"),
+            ("#EXTM3U\n", ""),
+            ("s5.m4s\n", ""),
+        ];
+        for (from, to) in cases {
+            assert!(LL.contains(from), "{from}");
+            let bad = LL.replacen(from, to, 1);
+            assert!(
+                check(&bad).is_err(),
+                "accepted with {from:?} -> {to:?}:\n{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn updates_are_checked_against_each_other() {
+        let ts = |seq: u64, dseq: u64, td: u32, segs: &[(&str, f64, bool)]| {
+            let mut t = format!(
+                "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{td}\n#EXT-X-MEDIA-SEQUENCE:{seq}\n#EXT-X-DISCONTINUITY-SEQUENCE:{dseq}\n"
+            );
+            for (uri, d, disc) in segs {
+                if *disc {
+                    t.push_str("#EXT-X-DISCONTINUITY\n");
+                }
+                t.push_str(&format!("#EXTINF:{d},\n{uri}\n"));
+            }
+            t
+        };
+        let first = ts(
+            0,
+            0,
+            2,
+            &[("a", 2.0, false), ("b", 2.0, true), ("c", 2.0, false)],
+        );
+        let good = [
+            ts(
+                1,
+                0,
+                2,
+                &[("b", 2.0, true), ("c", 2.0, false), ("d", 2.0, false)],
+            ),
+            ts(2, 1, 2, &[("c", 2.0, false), ("d", 2.0, false)]),
+        ];
+        let mut t = Tracker::new();
+        t.update(&first).expect("first");
+        for g in &good {
+            t.update(g).expect("good update");
+        }
+        let bad = [
+            ts(
+                0,
+                0,
+                3,
+                &[("a", 2.0, false), ("b", 2.0, true), ("c", 2.0, false)],
+            ),
+            ts(1, 1, 2, &[("b", 2.0, true), ("c", 2.0, false)]),
+            ts(1, 0, 2, &[("b", 2.0, false), ("c", 2.0, false)]),
+            ts(1, 0, 2, &[("b", 2.0, true), ("x", 2.0, false)]),
+            ts(1, 0, 2, &[("b", 2.0, true), ("c", 1.5, false)]),
+            ts(1, 0, 2, &[("b", 2.0, true)]),
+        ];
+        for b in &bad {
+            let mut t = Tracker::new();
+            t.update(&first).expect("first");
+            assert!(t.update(b).is_err(), "accepted:\n{b}");
+        }
+    }
+}
