@@ -4,7 +4,8 @@
 //! |---|---|
 //! | `GET /dash/{app}/{stream}/manifest.mpd` | the dynamic MPD (`application/dash+xml`) |
 //! | `GET /dash/{app}/{stream}/p{period}-{rep}-init.mp4` | a representation's init segment |
-//! | `GET /dash/{app}/{stream}/p{period}-{rep}-{number}.m4s` | a media segment; in progress: streamed chunk by chunk |
+//! | `GET /dash/{app}/{stream}/p{period}-{rep}-t{time}.m4s` | a media segment by `$Time$` (timeline mode) |
+//! | `GET /dash/{app}/{stream}/p{period}-{rep}-{number}.m4s` | a media segment by `$Number$` (low-latency mode); in progress: streamed chunk by chunk as produced |
 //! | `GET /dash/time` | the server's clock, ISO-8601 (the MPD's `UTCTiming`) |
 //!
 //! The first request for a live stream starts its packager (a kernel
@@ -256,29 +257,43 @@ async fn serve_mpd(
         Ok(e) => e,
         Err(r) => return *r,
     };
+    debug!(stream = %key, "dash MPD request");
     let opts = MpdOptions {
         time_url: time_url(&request, &app, &stream),
         latency_target: shared.config.latency_target,
     };
-    // The first request waits for the first segment.
+    // The first requests wait until a player can start with a buffer: the
+    // suggested presentation delay (two segments) of complete segments, or
+    // in low-latency mode a segment in progress. A player given a single
+    // segment starts at its beginning, a segment behind live, and stalls at
+    // every segment boundary.
     let deadline = tokio::time::Instant::now() + shared.config.ready_timeout;
     let mut changes = entry.changes.subscribe();
+    let warm = shared.config.segment_target * 2 - shared.config.segment_target / 8;
+    let mut late = false;
     loop {
-        let written = mpd::write(&lock(&entry.packager), SystemTime::now(), &opts);
+        let written = {
+            let p = lock(&entry.packager);
+            let enough = p.config().low_latency || p.buffered() >= warm;
+            (enough || late)
+                .then(|| mpd::write(&p, SystemTime::now(), &opts))
+                .flatten()
+        };
         if let Some(xml) = written {
             let mut r = (StatusCode::OK, xml).into_response();
             headers(r.headers_mut(), "application/dash+xml", "no-cache");
             return r;
         }
+        if late {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no segment yet (no keyframe received)\n",
+            );
+        }
         match tokio::time::timeout_at(deadline, changes.changed()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return text(StatusCode::NOT_FOUND, "stream ended\n"),
-            Err(_) => {
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "no segment yet (no keyframe received)\n",
-                );
-            }
+            Err(_) => late = true,
         }
     }
 }
@@ -309,7 +324,8 @@ fn time_url(request: &HttpRequest, app: &str, stream: &str) -> String {
     format!("{scheme}://{host}{base}/time")
 }
 
-/// A segment file name: `p{period}-{rep}-init.mp4` or `p{period}-{rep}-{number}.m4s`.
+/// A segment file name: `p{period}-{rep}-init.mp4`, `p{period}-{rep}-{number}.m4s`
+/// or `p{period}-{rep}-t{time}.m4s`.
 #[derive(Debug, PartialEq, Eq)]
 enum FileName<'a> {
     Init {
@@ -319,8 +335,15 @@ enum FileName<'a> {
     Media {
         period: u32,
         rep: &'a str,
-        number: u64,
+        at: SegmentId,
     },
+}
+
+/// How a media segment is named: by `$Number$` or by `$Time$`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SegmentId {
+    Number(u64),
+    Time(u64),
 }
 
 fn parse_file(name: &str) -> Option<FileName<'_>> {
@@ -334,12 +357,19 @@ fn parse_file(name: &str) -> Option<FileName<'_>> {
     if tail == "init.mp4" {
         return Some(FileName::Init { period, rep });
     }
-    let number: u64 = tail.strip_suffix(".m4s")?.parse().ok()?;
-    Some(FileName::Media {
-        period,
-        rep,
-        number,
-    })
+    let id = tail.strip_suffix(".m4s")?;
+    let at = match id.strip_prefix('t') {
+        Some(t) => SegmentId::Time(digits(t)?),
+        None => SegmentId::Number(digits(id)?),
+    };
+    Some(FileName::Media { period, rep, at })
+}
+
+fn digits(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// Where a requested media segment stands.
@@ -363,6 +393,7 @@ async fn serve_file(
         Ok(k) => k,
         Err(r) => return *r,
     };
+    debug!(stream = %key, file = %file, "dash request");
     let Some(name) = parse_file(&file) else {
         return text(StatusCode::NOT_FOUND, "no such DASH file\n");
     };
@@ -388,11 +419,9 @@ async fn serve_file(
                 None => text(StatusCode::NOT_FOUND, "no such period or representation\n"),
             }
         }
-        FileName::Media {
-            period,
-            rep,
-            number,
-        } => serve_segment(&shared, entry, period, rep.to_string(), number).await,
+        FileName::Media { period, rep, at } => {
+            serve_segment(&shared, entry, period, rep.to_string(), at).await
+        }
     }
 }
 
@@ -403,7 +432,14 @@ fn mime(kind: tidewater_core::MediaKind) -> &'static str {
     }
 }
 
-fn lookup(entry: &Entry, period: u32, rep: &str, number: u64) -> (Lookup, &'static str) {
+fn find(track: &crate::packager::Track, at: SegmentId) -> Option<&crate::packager::Segment> {
+    match at {
+        SegmentId::Number(n) => track.segment(n),
+        SegmentId::Time(t) => track.segments.iter().find(|s| s.start == t),
+    }
+}
+
+fn lookup(entry: &Entry, period: u32, rep: &str, at: SegmentId) -> (Lookup, &'static str) {
     let p = lock(&entry.packager);
     let active = p.periods().back().map(|x| x.id);
     let Some(per) = p.period(period) else {
@@ -413,7 +449,7 @@ fn lookup(entry: &Entry, period: u32, rep: &str, number: u64) -> (Lookup, &'stat
         return (Lookup::Missing, "video/mp4");
     };
     let kind = mime(track.info.kind());
-    if let Some(s) = track.segment(number) {
+    if let Some(s) = find(track, at) {
         return match s.duration {
             Some(_) => (Lookup::Complete(s.chunks.clone()), kind),
             None => (Lookup::InProgress, kind),
@@ -422,8 +458,12 @@ fn lookup(entry: &Entry, period: u32, rep: &str, number: u64) -> (Lookup, &'stat
     let newest = track.segments.back().map_or(0, |s| s.number);
     // In low-latency mode a player asks for the next segment as it starts
     // (its first keyframe may be a few milliseconds late): worth a wait.
-    let upcoming =
-        Some(period) == active && per.duration.is_none() && number > newest && number <= newest + 2;
+    let upcoming = match at {
+        SegmentId::Number(n) => {
+            Some(period) == active && per.duration.is_none() && n > newest && n <= newest + 2
+        }
+        SegmentId::Time(_) => false,
+    };
     (
         if upcoming {
             Lookup::Upcoming
@@ -439,13 +479,13 @@ async fn serve_segment(
     entry: Arc<Entry>,
     period: u32,
     rep: String,
-    number: u64,
+    at: SegmentId,
 ) -> Response {
     let deadline =
         tokio::time::Instant::now() + shared.config.segment_target + Duration::from_secs(1);
     let mut changes = entry.changes.subscribe();
     loop {
-        let (found, kind) = lookup(&entry, period, &rep, number);
+        let (found, kind) = lookup(&entry, period, &rep, at);
         match found {
             Lookup::Complete(chunks) => {
                 let len: usize = chunks.iter().map(Bytes::len).sum();
@@ -461,7 +501,7 @@ async fn serve_segment(
                     entry,
                     period,
                     rep,
-                    number,
+                    at,
                     tx,
                     shared.config.segment_target * 4,
                 ));
@@ -486,7 +526,7 @@ async fn stream_segment(
     entry: Arc<Entry>,
     period: u32,
     rep: String,
-    number: u64,
+    at: SegmentId,
     tx: mpsc::Sender<Bytes>,
     timeout: Duration,
 ) {
@@ -499,7 +539,7 @@ async fn stream_segment(
             match p
                 .period(period)
                 .and_then(|x| x.track(&rep))
-                .and_then(|t| t.segment(number))
+                .and_then(|t| find(t, at))
             {
                 Some(s) => (
                     s.chunks.get(sent..).unwrap_or(&[]).to_vec(),
@@ -581,7 +621,15 @@ mod tests {
             Some(FileName::Media {
                 period: 12,
                 rep: "a2",
-                number: 345
+                at: SegmentId::Number(345)
+            })
+        );
+        assert_eq!(
+            parse_file("p1-v1-t180000.m4s"),
+            Some(FileName::Media {
+                period: 1,
+                rep: "v1",
+                at: SegmentId::Time(180_000)
             })
         );
         for bad in [
@@ -598,6 +646,9 @@ mod tests {
             "q1-v1-1.m4s",
             "p99999999999-v1-1.m4s",
             "p1-v1-99999999999999999999999.m4s",
+            "p1-v1-t.m4s",
+            "p1-v1-+5.m4s",
+            "p1-v1-t+5.m4s",
         ] {
             assert_eq!(parse_file(bad), None, "{bad}");
         }

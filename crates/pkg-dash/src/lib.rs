@@ -42,8 +42,10 @@
 //! # The MPD, and the low-latency choice
 //!
 //! Default mode writes a `SegmentTimeline` of the complete segments with
-//! their exact durations in the track timescale; a segment appears when the
-//! keyframe after it arrives.
+//! their exact durations in the track timescale, named by `$Time$`; a
+//! segment appears when the keyframe after it arrives. The first MPD
+//! request of a stream waits until two segments are complete, so the first
+//! player starts with a buffer instead of a segment behind live.
 //!
 //! Low-latency mode ([`DashConfig::low_latency`]) writes
 //! `SegmentTemplate@duration` with `$Number$` instead, with

@@ -2,7 +2,10 @@
 //!
 //! Default mode: `SegmentTemplate` with a `SegmentTimeline` of the complete
 //! segments in the window (exact durations in the track timescale, runs of
-//! equal durations folded with `@r`), `$Number$` names.
+//! equal durations folded with `@r`), named by `$Time$`. Not `$Number$`:
+//! ffmpeg's DASH demuxer (5.1) confuses a segment's number with its index
+//! in the current timeline when it reloads a sliding window, and jumps
+//! back; names by time mean the same thing to every client.
 //!
 //! Low-latency mode: `SegmentTemplate@duration` (the target) with
 //! `$Number$` on the target grid from the period start, `availabilityTimeOffset`
@@ -192,8 +195,13 @@ fn write_adaptation_set(
     let _ = write!(
         x,
         "        <SegmentTemplate timescale=\"{}\" initialization=\"p{p}-$RepresentationID$-init.mp4\" \
-         media=\"p{p}-$RepresentationID$-$Number$.m4s\"",
+         media=\"p{p}-$RepresentationID$-{}.m4s\"",
         track.timescale,
+        if config.low_latency {
+            "$Number$"
+        } else {
+            "t$Time$"
+        },
         p = period.id
     );
     if config.low_latency {
@@ -206,8 +214,7 @@ fn write_adaptation_set(
         );
     } else {
         let complete: Vec<_> = track.segments.iter().filter(|s| s.is_complete()).collect();
-        let start_number = complete.first().map_or(1, |s| s.number);
-        let _ = writeln!(x, " startNumber=\"{start_number}\">");
+        x.push_str(">\n");
         x.push_str("          <SegmentTimeline>\n");
         let mut i = 0;
         let mut expected: Option<u64> = None;

@@ -108,6 +108,9 @@ impl Track {
 
     /// Frame rate as the catalog says, else measured from decode steps.
     pub fn frame_rate(&self) -> Option<(u32, u32)> {
+        if self.info.kind() != MediaKind::Video {
+            return None;
+        }
         if let Some(fr) = self.info.video.and_then(|v| v.frame_rate) {
             if fr.0 > 0 && fr.1 > 0 {
                 return Some(fr);
@@ -269,6 +272,18 @@ impl Packager {
                 p.has_complete_segments()
             }
         })
+    }
+
+    /// Media a player can buffer right away: the complete segments of the
+    /// newest period's first track.
+    pub fn buffered(&self) -> Duration {
+        self.periods
+            .back()
+            .and_then(|p| p.tracks.first())
+            .map_or(Duration::ZERO, |t| {
+                let ticks: u64 = t.segments.iter().filter_map(|s| s.duration).sum();
+                Duration::from_micros(ticks * 1_000_000 / u64::from(t.timescale.max(1)))
+            })
     }
 
     /// A catalog (version): a period under a different track set ends, and

@@ -114,6 +114,8 @@ pub struct Config {
     pub rtmp: RtmpSection,
     /// `[rtmps]`: the RTMPS listener (RTMP inside TLS), when a certificate is configured.
     pub rtmps: RtmpsSection,
+    /// `[dash]`: DASH and low-latency DASH under `/dash/` on the HTTP port.
+    pub dash: DashSection,
     /// `[hls]`: HLS under `/hls/` and LL-HLS under `/llhls/` on the HTTP port.
     pub hls: HlsSection,
 }
@@ -293,6 +295,79 @@ impl RtmpSection {
             write_timeout: worker.write_timeout,
             ..tidewater::rtmp::PushConfig::default()
         })
+    }
+}
+
+/// `[dash]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashSection {
+    /// Whether to serve `/dash/` at all (default true).
+    pub enabled: bool,
+    /// Target segment duration (default 2000; segments start at keyframes).
+    pub segment_ms: u64,
+    /// Complete segments kept per track (default 6).
+    pub window: usize,
+    /// Low-latency mode: chunked CMAF and a latency target (default false).
+    pub low_latency: bool,
+    /// The latency target announced in low-latency mode (default 1500).
+    pub latency_target_ms: u64,
+    /// A stream's packager stops after this long without a request (default 30000).
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for DashSection {
+    fn default() -> Self {
+        let d = tidewater::dash::DashConfig::default();
+        DashSection {
+            enabled: true,
+            segment_ms: d.segment_target.as_millis() as u64,
+            window: d.window,
+            low_latency: d.low_latency,
+            latency_target_ms: d.latency_target.as_millis() as u64,
+            idle_timeout_ms: d.idle_timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl DashSection {
+    /// The DASH routes' configuration (`None` when disabled), or a message
+    /// naming the bad key.
+    pub fn dash_config(&self) -> Result<Option<tidewater::dash::DashConfig>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        if !(200..=20_000).contains(&self.segment_ms) {
+            return Err(setting_error(
+                "dash.segment_ms".into(),
+                format!("invalid value {}: must be 200 to 20000", self.segment_ms),
+            ));
+        }
+        if !(2..=1_000).contains(&self.window) {
+            return Err(setting_error(
+                "dash.window".into(),
+                format!("invalid value {}: must be 2 to 1000", self.window),
+            ));
+        }
+        for (key, value) in [
+            ("latency_target_ms", self.latency_target_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(setting_error(
+                    format!("dash.{key}"),
+                    "invalid value 0: must be positive".into(),
+                ));
+            }
+        }
+        Ok(Some(tidewater::dash::DashConfig {
+            segment_target: Duration::from_millis(self.segment_ms),
+            window: self.window,
+            low_latency: self.low_latency,
+            latency_target: Duration::from_millis(self.latency_target_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            ..tidewater::dash::DashConfig::default()
+        }))
     }
 }
 

@@ -103,6 +103,7 @@ pub struct Server {
     rtmp: Option<Arc<Rtmp>>,
     rtmps: Option<Arc<Rtmp>>,
     push: Option<Arc<RtmpPush>>,
+    dash: Option<tidewater::dash::DashConfig>,
     hls: Option<tidewater::hls::Hls>,
 }
 
@@ -138,6 +139,7 @@ impl Server {
             true => None,
             false => Some(Arc::new(RtmpPush::new(routes, config.rtmp.push_config()?))),
         };
+        let dash = config.dash.dash_config()?;
         let hls = match config.hls.hls_config()? {
             Some(c) => Some(tidewater::hls::Hls::new(engine.context(), c).map_err(|e| {
                 Error::Setting {
@@ -155,6 +157,7 @@ impl Server {
             rtmp,
             rtmps,
             push,
+            dash,
             hls,
         })
     }
@@ -207,6 +210,7 @@ impl Server {
             rtmp,
             rtmps,
             push,
+            dash,
             hls,
         } = self;
         let reaper = engine.spawn_reaper(REAP_INTERVAL, shutdown.child_token());
@@ -223,6 +227,9 @@ impl Server {
             async move { engine.serve(protocols, token).await }
         });
         let mut app = http::router_with_pushes(engine.clone(), pushes);
+        if let Some(dash) = dash {
+            app = app.merge(tidewater::dash::dash_router(engine.context(), dash));
+        }
         if let Some(hls) = hls {
             tokio::spawn(hls.clone().run_always_on(shutdown.child_token()));
             app = app.merge(tidewater::hls::router(hls));

@@ -35,8 +35,9 @@
 //! | (none) | the kernel: bus, GOP cache, catalog, clock, QoS, registries, protocol seam |
 //! | `serde` | `Serialize` for snapshots and events |
 //! | `rtmp` | [`rtmp`]: RTMP publish and play on one port, HTTP-FLV |
+//! | `dash` | [`dash`]: DASH and low-latency DASH packaging (dynamic MPD, CMAF segments) |
 //! | `hls` | [`hls`]: HLS (MPEG-TS) and LL-HLS (fMP4 parts) packaging |
-//! | `full` | every implemented protocol: `rtmp`, `hls` |
+//! | `full` | every implemented protocol: `rtmp`, `dash`, `hls` |
 
 #![deny(missing_docs)]
 
@@ -45,6 +46,10 @@ pub use tidewater_core::*;
 /// RTMP publish and play, and HTTP-FLV (feature `rtmp`).
 #[cfg(feature = "rtmp")]
 pub use tidewater_ingest_rtmp as rtmp;
+
+/// DASH and low-latency DASH packaging (feature `dash`).
+#[cfg(feature = "dash")]
+pub use tidewater_pkg_dash as dash;
 
 /// HLS and LL-HLS packaging (feature `hls`).
 #[cfg(feature = "hls")]

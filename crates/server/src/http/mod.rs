@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `GET /healthz` | `200 ok` while the server runs |
 //! | `GET /flv/{app}/{stream}.flv` | HTTP-FLV: the live stream from its cached GOP on |
+//! | `GET /dash/{app}/{stream}/manifest.mpd`, `/dash/time` | DASH (`[dash]`, mounted by the server): see [`tidewater::dash`] |
 //! | `/api/v1/…` | the REST API ([`api`]) |
 //!
 //! Protocol and packager crates that serve HTTP expose an `axum::Router`;
