@@ -95,6 +95,11 @@ const BENCHES: &[Bench] = &[
         about: "RTMP viewers per core: the tidewater server against nginx-rtmp (rtmp-load)",
         run: |ws, args| criterion(ws, "tidewater-bench", "rtmp", args),
     },
+    Bench {
+        name: "dash",
+        about: "DASH packaging CPU against ffmpeg's DASH muxer; low-latency chunk-out time",
+        run: |ws, args| criterion(ws, "tidewater-pkg-dash", "dash", args),
+    },
 ];
 
 /// Default fuzzing time for `cargo xtask fuzz` without `--seconds`.

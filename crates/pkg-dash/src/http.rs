@@ -301,19 +301,35 @@ async fn serve_mpd(
 /// The absolute URL of `/dash/time` next to this MPD (players resolve
 /// `UTCTiming` against their page, not the MPD, so it must be absolute).
 fn time_url(request: &HttpRequest, app: &str, stream: &str) -> String {
-    let host = request
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+    let header = |name| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|h: &HeaderValue| h.to_str().ok())
+    };
+    time_url_for(
+        header(header::HOST.as_str()),
+        header("x-forwarded-proto"),
+        request.uri().path(),
+        app,
+        stream,
+    )
+}
+
+/// [`time_url`] from the request's parts: `Host` (anything but visible
+/// ASCII falls back to loopback), `X-Forwarded-Proto`, the path and the
+/// decoded app and stream names.
+pub(crate) fn time_url_for(
+    host: Option<&str>,
+    proto: Option<&str>,
+    path: &str,
+    app: &str,
+    stream: &str,
+) -> String {
+    let host = host
+        .filter(|h| !h.is_empty() && h.len() <= 255 && h.chars().all(|c| c.is_ascii_graphic()))
         .unwrap_or("127.0.0.1");
-    let scheme = request
-        .headers()
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|p| *p == "https")
-        .unwrap_or("http");
-    let path = request.uri().path();
+    let scheme = proto.filter(|p| *p == "https").unwrap_or("http");
     let base = path
         .strip_suffix("/manifest.mpd")
         .and_then(|p| p.strip_suffix(stream))
@@ -327,7 +343,7 @@ fn time_url(request: &HttpRequest, app: &str, stream: &str) -> String {
 /// A segment file name: `p{period}-{rep}-init.mp4`, `p{period}-{rep}-{number}.m4s`
 /// or `p{period}-{rep}-t{time}.m4s`.
 #[derive(Debug, PartialEq, Eq)]
-enum FileName<'a> {
+pub(crate) enum FileName<'a> {
     Init {
         period: u32,
         rep: &'a str,
@@ -341,12 +357,12 @@ enum FileName<'a> {
 
 /// How a media segment is named: by `$Number$` or by `$Time$`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SegmentId {
+pub(crate) enum SegmentId {
     Number(u64),
     Time(u64),
 }
 
-fn parse_file(name: &str) -> Option<FileName<'_>> {
+pub(crate) fn parse_file(name: &str) -> Option<FileName<'_>> {
     let rest = name.strip_prefix('p')?;
     let (period, rest) = rest.split_once('-')?;
     let period: u32 = period.parse().ok()?;
@@ -432,7 +448,10 @@ fn mime(kind: tidewater_core::MediaKind) -> &'static str {
     }
 }
 
-fn find(track: &crate::packager::Track, at: SegmentId) -> Option<&crate::packager::Segment> {
+pub(crate) fn find(
+    track: &crate::packager::Track,
+    at: SegmentId,
+) -> Option<&crate::packager::Segment> {
     match at {
         SegmentId::Number(n) => track.segment(n),
         SegmentId::Time(t) => track.segments.iter().find(|s| s.start == t),

@@ -70,6 +70,8 @@
 
 #![deny(missing_docs)]
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 pub mod mpd;
 pub mod packager;
