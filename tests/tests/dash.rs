@@ -136,3 +136,81 @@ fn dashjs_low_latency_sits_under_two_seconds_behind_live() {
     assert!(latency < 2.0, "latency {latency:.2}s\n{}", report.summary());
     eprintln!("dash.js latency (low-latency mode): {latency:.2}s");
 }
+
+/// The segment's bytes (curl to a file: they are binary).
+fn fetch_to(url: &str, path: &std::path::Path) -> bool {
+    curl_command()
+        .args(["-f", "-o"])
+        .arg(path)
+        .arg(url)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_republish_starts_a_new_period_whose_segments_decode() {
+    let (_server, http, rtmp) = dash_server("");
+    let url = format!("rtmp://{rtmp}/live/dash4");
+    let mpd_url = format!("http://{http}/dash/live/dash4/manifest.mpd");
+    {
+        let mut first = ffmpeg_publish(&url, 7, 50);
+        wait_live(http, "live/dash4", LIVE_TIMEOUT);
+        // Start the packager, then let the first publish end.
+        assert_eq!(http_get(&mpd_url).status, 200);
+        let _ = first.0.wait();
+    }
+    // Published again within the follow grace (10 s by default).
+    let _second = ffmpeg_publish(&url, 30, 50);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mpd = loop {
+        let mpd = http_get(&mpd_url);
+        let second = mpd.body.split("<Period id=\"2\"").nth(1);
+        if mpd.body.matches("<Period ").count() == 2
+            && second.is_some_and(|p| p.contains("d=\"180000\""))
+        {
+            break mpd.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second period with a complete segment:\n{}",
+            mpd.body
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let p1 = mpd.split("<Period id=\"1\"").nth(1).expect("period 1");
+    assert!(
+        p1.contains("duration=\"PT"),
+        "the first period ended:\n{mpd}"
+    );
+    let start = |p: &str| {
+        p.split("start=\"PT")
+            .nth(1)
+            .and_then(|s| s.split('S').next())
+            .and_then(|s| s.parse::<f64>().ok())
+            .expect("Period@start")
+    };
+    let p2 = mpd.split("<Period id=\"2\"").nth(1).expect("period 2");
+    assert!(
+        start(p2) >= 6.0,
+        "the second period starts after the first:\n{mpd}"
+    );
+
+    // The new period's first segments decode with its own init segment.
+    let dir = tidewater_tests::TempDir::new("dash-republish");
+    let mut joined = Vec::new();
+    for file in ["p2-v1-init.mp4", "p2-v1-t0.m4s"] {
+        let path = dir.path().join(file);
+        assert!(
+            fetch_to(&format!("http://{http}/dash/live/dash4/{file}"), &path),
+            "{file}"
+        );
+        joined.extend(std::fs::read(&path).expect("segment"));
+    }
+    let video = dir.path().join("p2-video.mp4");
+    std::fs::write(&video, joined).expect("write");
+    let (crc, _) = ffmpeg_framecrc(&video.to_string_lossy(), &[], Duration::from_secs(30));
+    assert_eq!(crc.codecs, vec!["rawvideo"], "{:?}", crc.codecs);
+    // One 2 s segment at 25 fps.
+    assert_eq!(crc.stream(0).len(), 50);
+    assert!(crc.monotonic());
+}
