@@ -141,6 +141,12 @@ impl Srt {
         let mut socket = SocketOptions::default();
         socket.receiver.latency = self.config.latency;
         socket.sender.peer_latency = self.config.latency;
+        // srt-tokio's default send buffer is 46592 bytes (32 packets): a reader
+        // starting from the cached GOP overflows it, srt-tokio then drops the
+        // oldest packets without being able to retransmit them, and a libsrt
+        // receiver stalls on the gap until its too-late drop. libsrt's own
+        // default is 8192 packets.
+        socket.sender.buffer_size = srt_tokio::options::ByteCount(8192 * 1456);
         let options = ListenerOptions::with(local, socket).map_err(|e| {
             bind_err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,

@@ -20,6 +20,7 @@ pub(crate) async fn run(
 ) {
     let key = session.key().clone();
     let mut demux = TsDemuxer::new();
+    let mut frames = 0u64;
     let result: Result<()> = loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
@@ -47,7 +48,7 @@ pub(crate) async fn run(
                 source,
             });
         }
-        if let Err(e) = deliver(&mut demux, &mut session, peer) {
+        if let Err(e) = deliver(&mut demux, &mut session, peer, &mut frames) {
             break Err(e);
         }
     };
@@ -55,19 +56,24 @@ pub(crate) async fn run(
         warn!(%peer, stream = %key, "srt publish refused and closed: {e}");
     } else {
         demux.flush();
-        let _ = deliver(&mut demux, &mut session, peer);
+        let _ = deliver(&mut demux, &mut session, peer, &mut frames);
     }
     let stats = demux.stats();
     info!(
         %peer, stream = %key,
-        packets = stats.packets, lost = stats.discontinuities, dropped_frames = stats.dropped_frames,
+        frames, packets = stats.packets, lost = stats.discontinuities, dropped_frames = stats.dropped_frames,
         "srt publish finished"
     );
     session.finish().await;
     let _ = tokio::time::timeout(Duration::from_secs(1), socket.close_and_finish()).await;
 }
 
-fn deliver(demux: &mut TsDemuxer, session: &mut PublishSession, peer: SocketAddr) -> Result<()> {
+fn deliver(
+    demux: &mut TsDemuxer,
+    session: &mut PublishSession,
+    peer: SocketAddr,
+    frames: &mut u64,
+) -> Result<()> {
     let kernel = |source, session: &PublishSession| Error::Kernel {
         peer,
         stream: session.key().to_string(),
@@ -80,7 +86,10 @@ fn deliver(demux: &mut TsDemuxer, session: &mut PublishSession, peer: SocketAddr
                     .set_catalog(tracks)
                     .map_err(|e| kernel(e, session))?;
             }
-            DemuxEvent::Frame(frame) => session.publish(frame).map_err(|e| kernel(e, session))?,
+            DemuxEvent::Frame(frame) => {
+                session.publish(frame).map_err(|e| kernel(e, session))?;
+                *frames += 1;
+            }
         }
     }
     Ok(())

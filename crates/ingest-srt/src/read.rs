@@ -47,7 +47,7 @@ pub(crate) async fn run(
                 }
                 Ok(EventRef::Frame(f)) => ts.bytes(&f),
                 Err(RecvError::Ended(reason)) => {
-                    info!(%peer, stream = %key, "srt read ended: stream ended ({reason})");
+                    info!(%peer, stream = %key, "srt read ended: stream ended ({reason}; {sent} bytes sent)");
                     output::forget(&key, generation);
                     break;
                 }
@@ -71,7 +71,10 @@ pub(crate) async fn run(
             outgoing.flush().await
         };
         match tokio::time::timeout(write_timeout, send).await {
-            Ok(Ok(())) => sent += bytes.len() as u64,
+            Ok(Ok(())) => {
+                sent += bytes.len() as u64;
+                tracing::trace!(%peer, stream = %key, "sent {} bytes", bytes.len());
+            }
             Ok(Err(e)) => {
                 info!(%peer, stream = %key, "srt read ended: {e:?}");
                 break;

@@ -30,7 +30,7 @@ impl Drop for Harness {
     }
 }
 
-const PASSPHRASE: &str = "correct horse battery";
+const PASSPHRASE: &str = "correct-horse-battery";
 
 async fn start(name: &str) -> Harness {
     let _ = tracing_subscriber::fmt()
@@ -248,7 +248,7 @@ async fn ffmpeg_publishes_and_reads_h264_aac_over_srt_and_http_ts() {
         let p = probe(out).await;
         let v = frames(&p, "h264");
         assert!(
-            v >= 75,
+            v >= 125,
             "{out:?}: {v} video frames decoded of 150 ({:?})",
             p.streams
         );
@@ -258,4 +258,219 @@ async fn ffmpeg_publishes_and_reads_h264_aac_over_srt_and_http_ts() {
             "{out:?}: video pts increase"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_over_srt_in_and_out() {
+    let h = start("h265").await;
+    let _publisher = publish(&srt_url(&h, "publish:live/hevc", ""), 5, "libx265");
+    wait_live(&h, "live/hevc").await;
+    let out = h.dir.join("hevc.ts");
+    let mut reader = ffmpeg();
+    reader
+        .args([
+            "-i",
+            &srt_url(&h, "read:live/hevc", ""),
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+        ])
+        .arg(&out);
+    assert!(finish(reader.spawn().expect("ffmpeg reads"), 30).await);
+    let p = probe(&out).await;
+    assert!(frames(&p, "hevc") >= 50, "{:?}", p.streams);
+    assert!(frames(&p, "aac") >= 50, "{:?}", p.streams);
+    assert!(
+        p.video_pts.windows(2).all(|w| w[0] < w[1]),
+        "video pts increase"
+    );
+}
+
+/// ffmpeg generating TS on its stdout, piped into srt-live-transmit.
+fn slt_publish(url: &str, seconds: u32) -> (Child, Child) {
+    let mut src = ffmpeg();
+    src.args(["-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-t",
+            &seconds.to_string(),
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+        ])
+        .args([
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+        ])
+        .args(["-f", "mpegts", "pipe:1"])
+        .stdout(Stdio::piped());
+    let mut src = src.spawn().expect("ffmpeg runs");
+    let stdout: Stdio = src.stdout.take().expect("piped").try_into().expect("stdio");
+    let slt = Command::new("srt-live-transmit")
+        .args(["-a:no", "-q", "-t:40", "-chunk:1316", "file://con", url])
+        .stdin(stdout)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("srt-live-transmit runs (install srt-tools)");
+    (src, slt)
+}
+
+/// srt-live-transmit reading `url` into `out`.
+fn slt_read(url: &str, out: &Path) -> Child {
+    let file = std::fs::File::create(out).expect("output file");
+    Command::new("srt-live-transmit")
+        .args(["-a:no", "-q", "-t:30", url, "file://con"])
+        .stdout(file)
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("srt-live-transmit runs (install srt-tools)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srt_live_transmit_with_access_control_ids_and_a_passphrase() {
+    let h = start("slt").await;
+    let pass = format!("&passphrase={PASSPHRASE}&pbkeylen=16");
+    let base = format!("srt://{}?latency=120", h.srt);
+    let (_src, _slt) = slt_publish(
+        &format!("{base}&streamid=#!::r=secure/y,m=publish{pass}"),
+        6,
+    );
+    wait_live(&h, "secure/y").await;
+
+    let good = h.dir.join("good.ts");
+    let wrong = h.dir.join("wrong.ts");
+    let none = h.dir.join("none.ts");
+    let r_good = slt_read(
+        &format!("{base}&streamid=#!::r=secure/y,m=request{pass}"),
+        &good,
+    );
+    let r_wrong = slt_read(
+        &format!(
+            "{base}&streamid=#!::r=secure/y,m=request&passphrase=not-the-passphrase&pbkeylen=16"
+        ),
+        &wrong,
+    );
+    let r_none = slt_read(&format!("{base}&streamid=#!::r=secure/y,m=request"), &none);
+    let (_, _, _) = tokio::join!(finish(r_good, 40), finish(r_wrong, 40), finish(r_none, 40));
+    let p = probe(&good).await;
+    assert!(
+        frames(&p, "h264") >= 100,
+        "right passphrase: {:?}",
+        p.streams
+    );
+    assert!(frames(&p, "aac") >= 50, "right passphrase: {:?}", p.streams);
+    for refused in [&wrong, &none] {
+        let len = std::fs::metadata(refused).map_or(0, |m| m.len());
+        assert_eq!(len, 0, "{refused:?}: a refused reader gets nothing");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_missing_or_malformed_ids_and_passphrases_are_refused() {
+    let h = start("refused").await;
+    let attempts = [
+        ("publish:secure/z", "&passphrase=not%20the%20passphrase"),
+        ("publish:secure/z", ""),
+        ("publish:live/z", "&passphrase=a%20needless%20passphrase"),
+        ("bogus", ""),
+        ("publish:live", ""),
+        ("read:live/nothing-here", ""),
+    ];
+    for (id, extra) in attempts {
+        let mut c = ffmpeg();
+        c.args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=25",
+            "-t",
+            "3",
+        ])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-f", "mpegts"]);
+        let url = srt_url(&h, id, extra);
+        let child = if id.starts_with("read:") {
+            let mut r = ffmpeg();
+            r.args(["-i", &url, "-c", "copy", "-f", "mpegts", "-"])
+                .stdout(Stdio::null());
+            r.spawn().expect("ffmpeg")
+        } else {
+            c.arg(&url).spawn().expect("ffmpeg")
+        };
+        let ok = finish(child, 20).await;
+        assert!(!ok, "{id}{extra}: refused");
+    }
+    for key in ["secure/z", "live/z"] {
+        let key = StreamKey::parse(key).expect("key");
+        assert!(h.engine.stream(&key).is_none(), "{key} never went live");
+    }
+    // The right passphrase gets in.
+    let _ok = publish(
+        &srt_url(
+            &h,
+            "publish:secure/z",
+            &format!("&passphrase={PASSPHRASE}&pbkeylen=16"),
+        ),
+        4,
+        "libx264",
+    );
+    wait_live(&h, "secure/z").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_of_garbage_is_dropped_and_others_are_undisturbed() {
+    let h = start("garbage").await;
+    let _good = publish(&srt_url(&h, "publish:live/good", ""), 8, "libx264");
+    wait_live(&h, "live/good").await;
+    // Random bytes published through libsrt.
+    let noise = h.dir.join("noise.bin");
+    let data: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&noise, data).expect("noise");
+    let slt = Command::new("srt-live-transmit")
+        .args(["-a:no", "-q", "-t:20", "file://con"])
+        .arg(format!("srt://{}?streamid=publish:live/noise", h.srt))
+        .stdin(std::fs::File::open(&noise).expect("noise"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("srt-live-transmit");
+    let _ = finish(slt, 25).await;
+    let noise_key = StreamKey::parse("live/noise").expect("key");
+    assert!(
+        h.engine
+            .stream(&noise_key)
+            .and_then(|s| s.catalog)
+            .is_none(),
+        "garbage never makes a catalog"
+    );
+    // The good stream still plays.
+    let out = h.dir.join("good.ts");
+    let mut reader = ffmpeg();
+    reader
+        .args([
+            "-i",
+            &srt_url(&h, "read:live/good", ""),
+            "-t",
+            "2",
+            "-c",
+            "copy",
+            "-f",
+            "mpegts",
+        ])
+        .arg(&out);
+    assert!(finish(reader.spawn().expect("ffmpeg"), 30).await);
+    let p = probe(&out).await;
+    assert!(frames(&p, "h264") >= 25, "{:?}", p.streams);
 }
