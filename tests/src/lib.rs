@@ -31,6 +31,8 @@ pub const HTTP_LISTENING: &str = "http listening on ";
 pub const RTMP_LISTENING: &str = "rtmp listening on ";
 /// The log line prefix that gives the RTMPS listener's address.
 pub const RTMPS_LISTENING: &str = "rtmps listening on ";
+/// The log line prefix that gives the SRT listener's (UDP) address.
+pub const SRT_LISTENING: &str = "srt listening on ";
 
 /// The workspace's root directory.
 pub fn workspace_root() -> PathBuf {
@@ -175,6 +177,10 @@ impl ServerCommand {
         if !self.env.iter().any(|(k, _)| k == "TIDEWATER_RTMP__LISTEN") {
             command.env("TIDEWATER_RTMP__LISTEN", "127.0.0.1:0");
         }
+        // The same for SRT's UDP port.
+        if !self.env.iter().any(|(k, _)| k == "TIDEWATER_SRT__LISTEN") {
+            command.env("TIDEWATER_SRT__LISTEN", "127.0.0.1:0");
+        }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command
             .spawn()
@@ -277,6 +283,11 @@ impl ServerProcess {
     /// Waits for the `rtmps listening on ADDR` line and returns ADDR.
     pub fn rtmps_addr(&mut self) -> SocketAddr {
         self.listening_addr(RTMPS_LISTENING)
+    }
+
+    /// Waits for the `srt listening on ADDR` line and returns ADDR (UDP).
+    pub fn srt_addr(&mut self) -> SocketAddr {
+        self.listening_addr(SRT_LISTENING)
     }
 
     fn listening_addr(&mut self, prefix: &str) -> SocketAddr {

@@ -51,6 +51,12 @@
 //!   encrypts (`hsv5.rs`, `gen_access_control_response`). Those callers are
 //!   rejected here before the handshake goes on; and if its listener task
 //!   dies anyway (a crafted handshake), the worker logs it and binds again.
+//! - srt-tokio's default send buffer is 46592 bytes, 32 packets: a reader
+//!   that starts from the cached GOP overflows it at once, srt-tokio drops
+//!   the oldest packets without being able to retransmit them, and a libsrt
+//!   receiver waits on the gap until its too-late drop discards everything
+//!   behind it (srt-live-transmit logs `RCV-DROPPED`). The listener is set to
+//!   libsrt's default of 8192 packets.
 //! - A stream id that is not UTF-8 or longer than 512 bytes arrives as none
 //!   (`listen.rs`, "TODO: handle StreamId parsing error"): such callers are
 //!   rejected as having no stream id.

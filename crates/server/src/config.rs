@@ -75,9 +75,9 @@
 //!
 #![doc = concat!("```toml\n", include_str!("../tidewater.toml"), "```")]
 //!
-//! Listeners still to come get their own sections (`[rtsp]` on 8554, `[srt]`
-//! on 8890/udp, `[webrtc]`); until they exist those sections are rejected like
-//! any unknown key.
+//! Listeners still to come get their own sections (`[rtsp]` on 8554,
+//! `[webrtc]`); until they exist those sections are rejected like any unknown
+//! key.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsString;
@@ -118,6 +118,8 @@ pub struct Config {
     pub dash: DashSection,
     /// `[hls]`: HLS under `/hls/` and LL-HLS under `/llhls/` on the HTTP port.
     pub hls: HlsSection,
+    /// `[srt]`: the SRT listener (publish and read by stream id), and HTTP-TS.
+    pub srt: SrtSection,
 }
 
 /// `[rtmps]`.
@@ -436,6 +438,112 @@ impl HlsSection {
         config
             .validate()
             .map_err(|m| setting_error("hls".into(), format!("invalid settings: {m}")))?;
+        Ok(Some(config))
+    }
+}
+
+/// `[srt]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SrtSection {
+    /// Whether to run the SRT listener and serve `/ts/` (default true).
+    pub enabled: bool,
+    /// UDP address and port (default `0.0.0.0:8890`).
+    pub listen: SocketAddr,
+    /// TSBPD latency of every connection (default 120).
+    pub latency_ms: u64,
+    /// A publisher that sends nothing for this long is closed (default 10000).
+    pub read_timeout_ms: u64,
+    /// A reader (SRT or HTTP-TS) that accepts nothing for this long is closed (default 5000).
+    pub write_timeout_ms: u64,
+    /// Encryption per application or stream (`[[srt.encryption]]`).
+    pub encryption: Vec<SrtEncryption>,
+}
+
+/// `[[srt.encryption]]`: one application's or stream's passphrase.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SrtEncryption {
+    /// `app` or `app/stream` (the most specific entry wins).
+    pub path: String,
+    /// 10 to 79 characters.
+    pub passphrase: String,
+    /// AES key length in bytes: 16 (default), 24 or 32.
+    #[serde(default = "default_key_length")]
+    pub key_length: u16,
+}
+
+fn default_key_length() -> u16 {
+    16
+}
+
+impl std::fmt::Debug for SrtEncryption {
+    // The passphrase never reaches a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SrtEncryption")
+            .field("path", &self.path)
+            .field("key_length", &self.key_length)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for SrtSection {
+    fn default() -> Self {
+        let d = tidewater::srt::SrtConfig::default();
+        SrtSection {
+            enabled: true,
+            listen: d.listen,
+            latency_ms: d.latency.as_millis() as u64,
+            read_timeout_ms: d.read_timeout.as_millis() as u64,
+            write_timeout_ms: d.write_timeout.as_millis() as u64,
+            encryption: Vec::new(),
+        }
+    }
+}
+
+impl SrtSection {
+    /// The SRT worker's configuration (`None` when disabled), or a message
+    /// naming the bad key.
+    pub fn worker_config(&self) -> Result<Option<tidewater::srt::SrtConfig>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        for (key, v) in [
+            ("srt.read_timeout_ms", self.read_timeout_ms),
+            ("srt.write_timeout_ms", self.write_timeout_ms),
+        ] {
+            if v == 0 {
+                return Err(setting_error(
+                    key.into(),
+                    "invalid value 0: must be positive".into(),
+                ));
+            }
+        }
+        if self.latency_ms > 60_000 {
+            return Err(setting_error(
+                "srt.latency_ms".into(),
+                format!("invalid value {}: at most 60000", self.latency_ms),
+            ));
+        }
+        let config = tidewater::srt::SrtConfig {
+            listen: self.listen,
+            latency: Duration::from_millis(self.latency_ms),
+            read_timeout: Duration::from_millis(self.read_timeout_ms),
+            write_timeout: Duration::from_millis(self.write_timeout_ms),
+            encryption: self
+                .encryption
+                .iter()
+                .map(|e| tidewater::srt::PathEncryption {
+                    path: e.path.clone(),
+                    passphrase: e.passphrase.clone(),
+                    key_length: e.key_length,
+                })
+                .collect(),
+            ..tidewater::srt::SrtConfig::default()
+        };
+        config
+            .validate()
+            .map_err(|e| setting_error("srt.encryption".into(), e.to_string()))?;
         Ok(Some(config))
     }
 }

@@ -105,6 +105,7 @@ pub struct Server {
     push: Option<Arc<RtmpPush>>,
     dash: Option<tidewater::dash::DashConfig>,
     hls: Option<tidewater::hls::Hls>,
+    srt: Option<Arc<tidewater::srt::Srt>>,
 }
 
 impl Server {
@@ -150,6 +151,16 @@ impl Server {
             })?),
             None => None,
         };
+        let srt = match config.srt.worker_config()? {
+            Some(c) => Some(Arc::new(tidewater::srt::Srt::new(c).map_err(|e| {
+                Error::Setting {
+                    key: "srt".into(),
+                    message: e.to_string(),
+                    origin: None,
+                }
+            })?)),
+            None => None,
+        };
         Ok(Server {
             engine,
             http,
@@ -159,6 +170,7 @@ impl Server {
             push,
             dash,
             hls,
+            srt,
         })
     }
 
@@ -183,6 +195,15 @@ impl Server {
     pub async fn rtmp_addr(&self) -> Option<SocketAddr> {
         match &self.rtmp {
             Some(rtmp) => Some(rtmp.listening().await),
+            None => None,
+        }
+    }
+
+    /// The bound SRT (UDP) address, once its listener is up (`None` when SRT
+    /// is disabled). The listener binds when [`serve`](Self::serve) starts.
+    pub async fn srt_addr(&self) -> Option<SocketAddr> {
+        match &self.srt {
+            Some(srt) => Some(srt.listening().await),
             None => None,
         }
     }
@@ -212,6 +233,7 @@ impl Server {
             push,
             dash,
             hls,
+            srt,
         } = self;
         let reaper = engine.spawn_reaper(REAP_INTERVAL, shutdown.child_token());
         // Protocol workers bind their own listeners; one that fails (a port
@@ -221,6 +243,7 @@ impl Server {
             .chain(rtmps)
             .map(|r| r as Arc<dyn InboundProtocol>)
             .chain(push.map(|p| p as Arc<dyn InboundProtocol>))
+            .chain(srt.clone().map(|s| s as Arc<dyn InboundProtocol>))
             .collect();
         let mut workers = tokio::spawn({
             let (engine, token) = (engine.clone(), shutdown.child_token());
@@ -229,6 +252,10 @@ impl Server {
         let mut app = http::router_with_pushes(engine.clone(), pushes);
         if let Some(dash) = dash {
             app = app.merge(tidewater::dash::dash_router(engine.context(), dash));
+        }
+        if let Some(srt) = &srt {
+            let timeout = srt.config().write_timeout;
+            app = app.merge(tidewater::srt::http_ts_router(engine.context(), timeout));
         }
         if let Some(hls) = hls {
             tokio::spawn(hls.clone().run_always_on(shutdown.child_token()));

@@ -35,9 +35,10 @@
 //! | (none) | the kernel: bus, GOP cache, catalog, clock, QoS, registries, protocol seam |
 //! | `serde` | `Serialize` for snapshots and events |
 //! | `rtmp` | [`rtmp`]: RTMP publish and play on one port, HTTP-FLV |
+//! | `srt` | [`srt`]: SRT publish and read by stream id (MPEG-TS), HTTP-TS |
 //! | `dash` | [`dash`]: DASH and low-latency DASH packaging (dynamic MPD, CMAF segments) |
 //! | `hls` | [`hls`]: HLS (MPEG-TS) and LL-HLS (fMP4 parts) packaging |
-//! | `full` | every implemented protocol: `rtmp`, `dash`, `hls` |
+//! | `full` | every implemented protocol: `rtmp`, `srt`, `dash`, `hls` |
 
 #![deny(missing_docs)]
 
@@ -46,6 +47,10 @@ pub use tidewater_core::*;
 /// RTMP publish and play, and HTTP-FLV (feature `rtmp`).
 #[cfg(feature = "rtmp")]
 pub use tidewater_ingest_rtmp as rtmp;
+
+/// SRT publish and read by stream id, and HTTP-TS (feature `srt`).
+#[cfg(feature = "srt")]
+pub use tidewater_ingest_srt as srt;
 
 /// DASH and low-latency DASH packaging (feature `dash`).
 #[cfg(feature = "dash")]

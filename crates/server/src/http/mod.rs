@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `GET /healthz` | `200 ok` while the server runs |
 //! | `GET /flv/{app}/{stream}.flv` | HTTP-FLV: the live stream from its cached GOP on |
+//! | `GET /ts/{app}/{stream}.ts` | HTTP-TS (`[srt]`, mounted by the server): the same MPEG-TS SRT readers get, see [`tidewater::srt`] |
 //! | `GET /dash/{app}/{stream}/manifest.mpd`, `/dash/time` | DASH (`[dash]`, mounted by the server): see [`tidewater::dash`] |
 //! | `/api/v1/…` | the REST API ([`api`]) |
 //!
