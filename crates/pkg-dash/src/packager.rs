@@ -488,6 +488,19 @@ impl Packager {
         if track.segments.is_empty() && cut.is_none() {
             return Ok(());
         }
+        // No keyframe for ten targets: a segment cannot grow without bound
+        // in memory, so the period ends here and the next keyframe opens a
+        // new one (the frames in between are not packaged).
+        let overlong = cut.is_none()
+            && (Some(ti) == leader || leader.is_none())
+            && track.segments.back().is_some_and(|s| {
+                !s.is_complete()
+                    && dts.saturating_sub(s.start) > 10 * target_ticks(&config, track.timescale)
+            });
+        if overlong {
+            self.end_period();
+            return Ok(());
+        }
 
         // The newest sample's duration is a guess (the last step) until the
         // next one arrives; segment durations are always exact.
@@ -606,10 +619,15 @@ impl Packager {
     }
 }
 
+/// The target duration in `timescale` ticks.
+fn target_ticks(config: &PackagerConfig, timescale: u32) -> u64 {
+    rescale(config.target.as_millis() as i64, 1_000, timescale).max(1) as u64
+}
+
 /// The cell of the target-duration grid a period time falls in, from 1 (a
 /// quarter of a target early counts as the next cell, absorbing keyframe
 /// jitter).
 fn grid_number(config: &PackagerConfig, t: u64, timescale: u32) -> u64 {
-    let target = rescale(config.target.as_millis() as i64, 1_000, timescale).max(1) as u64;
+    let target = target_ticks(config, timescale);
     1 + (t + target / 4) / target
 }

@@ -462,6 +462,30 @@ fn nothing_is_announced_before_a_keyframe() {
     assert!(mpd::write(&p, wall(2_000), &opts()).is_none());
 }
 
+#[test]
+fn a_gop_without_end_closes_the_period_instead_of_growing() {
+    let mut p = Packager::new(PackagerConfig::default());
+    p.on_tracks(&[video_track()]);
+    // One keyframe, then 30 s of frames without another, then a keyframe.
+    let mut fr = frames(0, 30, 10_000, true, false);
+    fr.extend(frames(30_000, 5, 50, true, false));
+    for f in &fr {
+        p.on_frame(f, wall(f.dts)).expect("packaged");
+    }
+    let periods = p.periods();
+    assert_eq!(periods.len(), 2);
+    let first = &periods[0].tracks[0].segments;
+    assert_eq!(first.len(), 1);
+    // Closed at 20 s (ten targets), not 30.
+    assert!(first[0].duration.is_some_and(|d| d <= 20 * 90_000 + 3_600));
+    assert_eq!(
+        periods[1].tracks[0].segments.front().map(|s| s.start),
+        Some(0)
+    );
+    let xml = mpd::write(&p, wall(35_000), &opts()).expect("MPD");
+    check(&xml, &p);
+}
+
 mod properties {
     use proptest::prelude::*;
 
