@@ -21,6 +21,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod browser;
+pub mod srt;
 
 /// How long a server may take to report that it is listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
