@@ -1,6 +1,6 @@
 //! DASH through the `tidewater` binary: ffmpeg publishes RTMP, and ffmpeg's
-//! DASH demuxer and dash.js in headless Chromium (low-latency mode) play
-//! the MPD. The tests check what the clients got: decoded frames,
+//! DASH demuxer and dash.js in headless Chromium (plain and low-latency)
+//! play the MPD. The tests check what the clients got: decoded frames,
 //! codecs, audio, monotonic timestamps, `currentTime` advancing and the
 //! latency dash.js measures.
 
@@ -108,6 +108,27 @@ fn bad_paths_and_streams_that_are_not_live() {
         let r = try_http_get(&format!("http://{http}{path}")).expect("the server answers");
         assert_eq!(r.status, status, "{path}: {}", r.body);
     }
+}
+
+#[test]
+fn dashjs_plays_the_timeline_in_chromium() {
+    let (_server, http, rtmp) = dash_server("");
+    let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/dash2"), 45, 50);
+    wait_live(http, "live/dash2", LIVE_TIMEOUT);
+    let run = PlayerRun::new(
+        Player::DashJs,
+        format!("http://{http}/dash/live/dash2/manifest.mpd"),
+        Duration::from_secs(20),
+    );
+    let report = play_in_chromium(&run);
+    assert!(report.errors.is_empty(), "{}", report.summary());
+    assert!(report.progressed() > 12.0, "{}", report.summary());
+    assert!(report.monotonic(), "{}", report.summary());
+    let latency = report.settled_latency().expect("dash.js reports its latency");
+    // A segment is announced once complete (2 s) and dash.js starts the
+    // suggested presentation delay (4 s) behind live.
+    assert!(latency < 8.0, "latency {latency:.2}s\n{}", report.summary());
+    eprintln!("dash.js latency (timeline mode): {latency:.2}s");
 }
 
 #[test]

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::DashConfig;
+use crate::emsg;
 use crate::mpd::{self, MpdOptions};
 use crate::packager::{Packager, PackagerConfig};
 use crate::timefmt::iso8601;
@@ -392,8 +393,8 @@ fn digits(s: &str) -> Option<u64> {
 enum Lookup {
     /// Complete: its chunks.
     Complete(Vec<Bytes>),
-    /// Being produced.
-    InProgress,
+    /// Being produced; what goes before its chunks.
+    InProgress(Option<Bytes>),
     /// Not started yet but next: worth waiting for.
     Upcoming,
     /// Not in the window (or never will be).
@@ -469,9 +470,15 @@ fn lookup(entry: &Entry, period: u32, rep: &str, at: SegmentId) -> (Lookup, &'st
     };
     let kind = mime(track.info.kind());
     if let Some(s) = find(track, at) {
+        // The first representation's segments start with an MPD update event.
+        let first = per.tracks.first().is_some_and(|t| t.rep_id == track.rep_id);
+        let event = first.then(|| emsg::mpd_update(track.timescale, s.number as u32));
         return match s.duration {
-            Some(_) => (Lookup::Complete(s.chunks.clone()), kind),
-            None => (Lookup::InProgress, kind),
+            Some(_) => {
+                let chunks = event.into_iter().chain(s.chunks.iter().cloned()).collect();
+                (Lookup::Complete(chunks), kind)
+            }
+            None => (Lookup::InProgress(event), kind),
         };
     }
     let newest = track.segments.back().map_or(0, |s| s.number);
@@ -514,8 +521,12 @@ async fn serve_segment(
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 return r;
             }
-            Lookup::InProgress => {
+            Lookup::InProgress(prefix) => {
                 let (tx, rx) = mpsc::channel(64);
+                if let Some(event) = prefix {
+                    // The channel is new and empty: this cannot fail.
+                    let _ = tx.try_send(event);
+                }
                 tokio::spawn(stream_segment(
                     entry,
                     period,

@@ -47,6 +47,12 @@
 //! request of a stream waits until two segments are complete, so the first
 //! player starts with a buffer instead of a segment behind live.
 //!
+//! The first representation's segments start with an in-band MPD update
+//! event (`emsg`, `urn:mpeg:dash:event:2012`), so a player reloads the MPD
+//! at each segment even when its own reload timer never started (dash.js
+//! starts it on a `play` event, which a page that called `play()` early
+//! never delivers to it).
+//!
 //! Low-latency mode ([`DashConfig::low_latency`]) writes
 //! `SegmentTemplate@duration` with `$Number$` instead, with
 //! `availabilityTimeOffset` equal to the segment duration and
@@ -70,6 +76,7 @@
 
 #![deny(missing_docs)]
 
+mod emsg;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;

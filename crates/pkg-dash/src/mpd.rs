@@ -192,6 +192,19 @@ fn write_adaptation_set(
             a.channels
         );
     }
+    if period
+        .tracks
+        .first()
+        .is_some_and(|t| t.rep_id == track.rep_id)
+    {
+        // Its segments carry an MPD update event (see the emsg module).
+        let _ = writeln!(
+            x,
+            "        <InbandEventStream schemeIdUri=\"{}\" value=\"{}\"/>",
+            crate::emsg::SCHEME,
+            crate::emsg::VALUE
+        );
+    }
     let _ = write!(
         x,
         "        <SegmentTemplate timescale=\"{}\" initialization=\"p{p}-$RepresentationID$-init.mp4\" \

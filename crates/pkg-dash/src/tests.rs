@@ -233,6 +233,16 @@ fn check(xml: &str, packager: &Packager) -> Checked {
                     }
                     other => panic!("contentType {other}"),
                 }
+                let events: Vec<_> = rep
+                    .children()
+                    .filter(|n| n.has_tag_name("InbandEventStream"))
+                    .collect();
+                let first = store.tracks.first().is_some_and(|t| t.rep_id == rid);
+                assert_eq!(events.len(), usize::from(first), "{rid}: MPD update events");
+                if let Some(e) = events.first() {
+                    assert_eq!(attr(*e, "schemeIdUri"), "urn:mpeg:dash:event:2012");
+                    assert_eq!(attr(*e, "value"), "1");
+                }
                 let tpl = rep
                     .children()
                     .find(|n| n.has_tag_name("SegmentTemplate"))
