@@ -124,7 +124,9 @@ fn dashjs_plays_the_timeline_in_chromium() {
     assert!(report.errors.is_empty(), "{}", report.summary());
     assert!(report.progressed() > 12.0, "{}", report.summary());
     assert!(report.monotonic(), "{}", report.summary());
-    let latency = report.settled_latency().expect("dash.js reports its latency");
+    let latency = report
+        .settled_latency()
+        .expect("dash.js reports its latency");
     // A segment is announced once complete (2 s) and dash.js starts the
     // suggested presentation delay (4 s) behind live.
     assert!(latency < 8.0, "latency {latency:.2}s\n{}", report.summary());
@@ -234,4 +236,67 @@ fn a_republish_starts_a_new_period_whose_segments_decode() {
     // One 2 s segment at 25 fps.
     assert_eq!(crc.stream(0).len(), 50);
     assert!(crc.monotonic());
+}
+
+/// ffmpeg publishing one track only (`-vn` or `-an` inputs), for `seconds`.
+fn publish_one_track(url: &str, video: bool, seconds: u32) -> tidewater_tests::ChildGuard {
+    let mut cmd = std::process::Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"]);
+    if video {
+        cmd.args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0"]);
+    } else {
+        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-c:a", "aac", "-b:a", "64k"]);
+    }
+    let child = cmd
+        .args(["-t", &seconds.to_string(), "-f", "flv", url])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    tidewater_tests::ChildGuard(child)
+}
+
+#[test]
+fn audio_only_and_video_only_streams() {
+    let (_server, http, rtmp) = dash_server("");
+    for (name, video) in [("audioonly", false), ("videoonly", true)] {
+        let _publisher = publish_one_track(&format!("rtmp://{rtmp}/live/{name}"), video, 30);
+        wait_live(http, &format!("live/{name}"), LIVE_TIMEOUT);
+        let mpd_url = format!("http://{http}/dash/live/{name}/manifest.mpd");
+        let mpd = http_get(&mpd_url);
+        assert_eq!(mpd.status, 200, "{}", mpd.body);
+        assert_eq!(
+            mpd.body.matches("<AdaptationSet").count(),
+            1,
+            "{}",
+            mpd.body
+        );
+        let kind = if video { "video" } else { "audio" };
+        assert!(
+            mpd.body.contains(&format!("contentType=\"{kind}\"")),
+            "{}",
+            mpd.body
+        );
+        let (crc, _) = ffmpeg_framecrc(&mpd_url, &["-t", "6"], Duration::from_secs(60));
+        let want = if video { "rawvideo" } else { "pcm_s16le" };
+        assert_eq!(crc.codecs, vec![want.to_string()], "{name}");
+        let frames = crc.stream(0).len();
+        // 6 s: 150 frames of video at 25 fps, or 258 AAC frames at 44.1 kHz.
+        let expected = if video { 150 } else { 258 };
+        assert!(
+            frames.abs_diff(expected) <= 6,
+            "{name}: {frames} frames for 6 s"
+        );
+        assert!(crc.monotonic(), "{name}");
+    }
 }
