@@ -299,3 +299,54 @@ fn hls_js_plays_ll_hls_in_chromium() {
     );
     server.signal("TERM");
 }
+
+#[test]
+fn a_republish_continues_both_playlists_after_a_discontinuity() {
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let url = format!("rtmp://{rtmp}/live/again");
+    let mut publisher = ffmpeg_publish(&url, 6, 50);
+    wait_live(http, "live/again", LIVE_TIMEOUT);
+    let mut trackers = [
+        (base(http, "llhls", "live/again"), Tracker::new()),
+        (base(http, "hls", "live/again"), Tracker::new()),
+    ];
+    let poll = |trackers: &mut [(String, Tracker); 2]| {
+        for (url, tracker) in trackers.iter_mut() {
+            let got = get(&format!("{url}/index.m3u8"));
+            assert_eq!(got.status, 200, "{url}: {}", got.text());
+            let text = got.text();
+            tracker
+                .update(&text)
+                .unwrap_or_else(|e| panic!("{url}: {e}\n{text}"));
+        }
+    };
+    poll(&mut trackers);
+    // The first publisher stops; a second one comes back within the grace period.
+    let _ = publisher.0.wait();
+    publisher = ffmpeg_publish(&url, 10, 50);
+    let deadline = Instant::now() + Duration::from_secs(9);
+    while Instant::now() < deadline {
+        poll(&mut trackers);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for (url, _) in &trackers {
+        let text = get(&format!("{url}/index.m3u8")).text();
+        let s = validate::check(&text).expect("valid");
+        let at = s
+            .segments
+            .iter()
+            .position(|x| x.discontinuity)
+            .unwrap_or_else(|| panic!("{url}: no discontinuity\n{text}"));
+        assert!(
+            at > 0 && at + 1 < s.segments.len(),
+            "{url}: segments on both sides\n{text}"
+        );
+        // The segment after the discontinuity is served and starts with what a decoder needs.
+        let seg = get(&format!("{url}/{}", s.segments[at].uri));
+        assert_eq!(seg.status, 200);
+        assert!(!seg.body.is_empty());
+    }
+    drop(publisher);
+    server.signal("TERM");
+}

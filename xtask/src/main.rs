@@ -100,6 +100,11 @@ const BENCHES: &[Bench] = &[
         about: "DASH packaging CPU against ffmpeg's DASH muxer; low-latency chunk-out time",
         run: |ws, args| criterion(ws, "tidewater-pkg-dash", "dash", args),
     },
+    Bench {
+        name: "hls",
+        about: "HLS/LL-HLS packaging CPU against ffmpeg's segmenter, LL-HLS part latency",
+        run: |ws, args| criterion(ws, "tidewater-bench", "hls", args),
+    },
 ];
 
 /// Default fuzzing time for `cargo xtask fuzz` without `--seconds`.

@@ -145,8 +145,20 @@ impl Normalizer {
 
     /// A catalog (first, new version, or after a republish).
     pub fn catalog(&mut self, catalog: &Catalog) -> Option<Normalized> {
-        let video = catalog.video().cloned();
-        let audio = catalog.audio().cloned();
+        self.set_tracks(catalog.tracks()).map(Normalized::Tracks)
+    }
+
+    /// The tracks of a catalog (its first video and first audio track are
+    /// packaged); the new track set when it differs from the current one.
+    pub fn set_tracks(&mut self, tracks: &[TrackInfo]) -> Option<Arc<TrackSet>> {
+        let video = tracks
+            .iter()
+            .find(|t| t.kind() == MediaKind::Video)
+            .cloned();
+        let audio = tracks
+            .iter()
+            .find(|t| t.kind() == MediaKind::Audio)
+            .cloned();
         let set = TrackSet {
             video: video
                 .as_ref()
@@ -173,7 +185,7 @@ impl Normalizer {
         }
         let set = Arc::new(set);
         self.tracks = Some(set.clone());
-        Some(Normalized::Tracks(set))
+        Some(set)
     }
 
     /// A new publish follows: its timeline is rebased onto the end of this one.

@@ -217,3 +217,29 @@ async fn republish_continues_the_playlist_and_the_end_is_listed() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(hls.packaging().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn always_on_streams_are_packaged_from_their_publish() {
+    let engine = engine();
+    let hls = Hls::new(
+        engine.context(),
+        HlsConfig {
+            always_on: vec![key()],
+            ..config()
+        },
+    )
+    .expect("hls");
+    let shutdown = tidewater_core::CancellationToken::new();
+    let task = tokio::spawn(hls.clone().run_always_on(shutdown.clone()));
+    tokio::task::yield_now().await;
+    assert!(hls.packaging().is_empty());
+    let mut s = publisher(&engine).await;
+    feed(&mut s, 0, 3 * FPS).await;
+    assert_eq!(hls.packaging().len(), 2, "both flavours, without a request");
+    // Nobody asks, yet it keeps packaging past the idle timeout.
+    feed(&mut s, 3 * FPS, 8 * FPS).await;
+    assert_eq!(hls.packaging().len(), 2);
+    shutdown.cancel();
+    task.await.expect("always-on task");
+    s.finish().await;
+}
