@@ -350,3 +350,81 @@ fn a_republish_continues_both_playlists_after_a_discontinuity() {
     drop(publisher);
     server.signal("TERM");
 }
+
+/// ffmpeg publishing only audio (AAC) or only video (H.264, 2 s GOP) in real time.
+fn publish_one_kind(url: &str, audio: bool, seconds: u32) -> tidewater_tests::ChildGuard {
+    let mut cmd = std::process::Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"]);
+    if audio {
+        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args(["-c:a", "aac", "-b:a", "64k"]);
+    } else {
+        cmd.args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0"]);
+    }
+    let child = cmd
+        .args(["-t", &seconds.to_string(), "-f", "flv", url])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    tidewater_tests::ChildGuard(child)
+}
+
+#[test]
+fn audio_only_and_video_only_streams_play() {
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let _audio = publish_one_kind(&format!("rtmp://{rtmp}/live/ao"), true, 14);
+    let _video = publish_one_kind(&format!("rtmp://{rtmp}/live/vo"), false, 14);
+    wait_live(http, "live/ao", LIVE_TIMEOUT);
+    wait_live(http, "live/vo", LIVE_TIMEOUT);
+    let mut readers = Vec::new();
+    for (key, kind) in [("live/ao", "audio"), ("live/vo", "video")] {
+        for prefix in ["hls", "llhls"] {
+            let url = format!("{}/index.m3u8", base(http, prefix, key));
+            let text = get(&url).text();
+            validate::check(&text).unwrap_or_else(|e| panic!("{url}: {e}\n{text}"));
+            let master = get(&format!("{}/master.m3u8", base(http, prefix, key))).text();
+            let codecs = attr(&master, "#EXT-X-STREAM-INF", "CODECS").unwrap_or_default();
+            match kind {
+                "audio" => assert_eq!(codecs, "mp4a.40.2", "{master}"),
+                _ => assert!(
+                    codecs.starts_with("avc1.") && !codecs.contains(','),
+                    "{master}"
+                ),
+            }
+            readers.push((
+                url.clone(),
+                kind,
+                std::thread::spawn(move || {
+                    ffmpeg_framecrc(&url, &["-t", "4"], Duration::from_secs(30))
+                }),
+            ));
+        }
+    }
+    for (url, kind, reader) in readers {
+        let (crc, ended) = reader.join().expect("reader");
+        assert!(ended, "{url}: ffmpeg did not finish 4 s");
+        let want = if kind == "audio" {
+            "pcm_s16le"
+        } else {
+            "rawvideo"
+        };
+        assert_eq!(crc.codecs, [want], "{url}");
+        let n = crc.stream(0).len();
+        let min = if kind == "audio" { 150 } else { 95 };
+        assert!(n >= min, "{url}: {n} {kind} frames in 4 s");
+        assert!(crc.monotonic(), "{url}: timestamps go backwards");
+    }
+    server.signal("TERM");
+}

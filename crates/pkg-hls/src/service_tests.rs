@@ -105,6 +105,12 @@ async fn packages_on_request_stops_when_idle_and_restarts() {
         .await
         .expect("package");
     assert_eq!(hls.packaging().len(), 2);
+    // However many requests: one packager per stream and flavour.
+    for _ in 0..10 {
+        let again = hls.package(&key(), Flavour::Fmp4, None).await.expect("package");
+        assert!(std::sync::Arc::ptr_eq(&again, &pkg));
+    }
+    assert_eq!(hls.packaging().len(), 2);
     feed(&mut s, 10, 4 * FPS).await;
     for p in [&pkg, &ts] {
         let text = p.media_playlist().expect("a segment is complete");
