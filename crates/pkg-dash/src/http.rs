@@ -98,6 +98,14 @@ impl Shared {
             e.touch();
             return Ok(Arc::clone(e));
         }
+        // A stream that ended stays followable until the kernel reaps it;
+        // starting a packager then would replay its last GOP as if live.
+        if self.ctx.stream(key).is_none() {
+            return Err(Box::new(text(
+                StatusCode::NOT_FOUND,
+                format!("stream {key} is not live\n"),
+            )));
+        }
         let mut req = Request::new(key.clone(), "dash");
         if let Some(p) = peer {
             req = req.peer(p);
@@ -472,7 +480,15 @@ fn lookup(entry: &Entry, period: u32, rep: &str, at: SegmentId) -> (Lookup, &'st
     if let Some(s) = find(track, at) {
         // The first representation's segments start with an MPD update event.
         let first = per.tracks.first().is_some_and(|t| t.rep_id == track.rep_id);
-        let event = first.then(|| emsg::mpd_update(track.timescale, s.number as u32));
+        let event = first.then(|| {
+            let target = p.config().target.as_micros() * u128::from(track.timescale) / 1_000_000;
+            let half = s.duration.map_or(target, u128::from) / 2;
+            emsg::mpd_update(
+                track.timescale,
+                u32::try_from(half).unwrap_or(u32::MAX),
+                s.number as u32,
+            )
+        });
         return match s.duration {
             Some(_) => {
                 let chunks = event.into_iter().chain(s.chunks.iter().cloned()).collect();
