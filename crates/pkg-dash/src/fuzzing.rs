@@ -8,7 +8,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use tidewater_core::{Codec, Frame, StreamKey, TrackId, TrackInfo};
 
-use crate::http::{FileName, find, parse_file, time_url_for};
+use crate::http::time_url_for;
+use crate::names::{FileName, find, parse_file};
 use crate::packager::{Packager, PackagerConfig};
 
 /// Treats `data` as what a client controls in a request: the first byte

@@ -1,4 +1,4 @@
-//! The DASH routes and the per-stream packager tasks behind them.
+//! The DASH routes (the packagers behind them live in the service module).
 //!
 //! | route | what |
 //! |---|---|
@@ -7,18 +7,13 @@
 //! | `GET /dash/{app}/{stream}/p{period}-{rep}-t{time}.m4s` | a media segment by `$Time$` (timeline mode) |
 //! | `GET /dash/{app}/{stream}/p{period}-{rep}-{number}.m4s` | a media segment by `$Number$` (low-latency mode); in progress: streamed chunk by chunk as produced |
 //! | `GET /dash/time` | the server's clock, ISO-8601 (the MPD's `UTCTiming`) |
-//!
-//! The first request for a live stream starts its packager (a kernel
-//! [`Follower`](tidewater_core::Follower), so a republish becomes a new
-//! period); it stops after `idle_timeout` without requests, or when the
-//! stream ends and is not published again within the follow grace.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
@@ -27,16 +22,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use tidewater_core::{
-    Event, Follower, IngestContext, RecvError, Request, StreamKey, time::ClockAnchor,
-};
-use tokio::sync::{mpsc, watch};
-use tracing::{debug, info, warn};
+use tidewater_core::{IngestContext, StreamKey};
+use tokio::sync::mpsc;
+use tracing::debug;
 
 use crate::DashConfig;
 use crate::emsg;
 use crate::mpd::{self, MpdOptions};
-use crate::packager::{Packager, PackagerConfig};
+use crate::names::{FileName, SegmentId, find, parse_file};
+use crate::service::{Entry, Refusal, Shared, lock};
 use crate::timefmt::iso8601;
 
 /// The DASH routes (`/dash/…`), relative to where the router is mounted.
@@ -57,157 +51,6 @@ pub fn dash_router(ctx: IngestContext, config: DashConfig) -> Router {
             get(serve_file).options(preflight),
         )
         .with_state(shared)
-}
-
-struct Shared {
-    ctx: IngestContext,
-    config: DashConfig,
-    streams: Mutex<HashMap<StreamKey, Arc<Entry>>>,
-}
-
-/// One stream's packager, shared by its driver task and the requests.
-struct Entry {
-    packager: Mutex<Packager>,
-    /// The packager's change count, for waiting readers; closed when the
-    /// driver stops.
-    changes: watch::Sender<u64>,
-    last_access: Mutex<Instant>,
-}
-
-impl Entry {
-    fn touch(&self) {
-        *lock(&self.last_access) = Instant::now();
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-type Refusal = Box<Response>;
-
-impl Shared {
-    /// The stream's packager, started on first use.
-    async fn entry(
-        self: &Arc<Self>,
-        key: &StreamKey,
-        peer: Option<SocketAddr>,
-        query: Option<&str>,
-    ) -> Result<Arc<Entry>, Refusal> {
-        if let Some(e) = lock(&self.streams).get(key) {
-            e.touch();
-            return Ok(Arc::clone(e));
-        }
-        // A stream that ended stays followable until the kernel reaps it;
-        // starting a packager then would replay its last GOP as if live.
-        if self.ctx.stream(key).is_none() {
-            return Err(Box::new(text(
-                StatusCode::NOT_FOUND,
-                format!("stream {key} is not live\n"),
-            )));
-        }
-        let mut req = Request::new(key.clone(), "dash");
-        if let Some(p) = peer {
-            req = req.peer(p);
-        }
-        if let Some(q) = query {
-            req = req.query(q);
-        }
-        let follower = self.ctx.follow(req).await.map_err(|e| {
-            let who = peer.map_or_else(|| "?".into(), |p| p.to_string());
-            info!(peer = %who, stream = %key, "dash request refused: {e}");
-            let status = match e {
-                tidewater_core::Error::Unauthorized { .. } => StatusCode::FORBIDDEN,
-                _ => StatusCode::NOT_FOUND,
-            };
-            Box::new(text(status, format!("{e}\n")))
-        })?;
-        let mut streams = lock(&self.streams);
-        if let Some(e) = streams.get(key) {
-            // Another request started it meanwhile; this follower is dropped.
-            return Ok(Arc::clone(e));
-        }
-        let (changes, _) = watch::channel(0);
-        let entry = Arc::new(Entry {
-            packager: Mutex::new(Packager::new(PackagerConfig {
-                target: self.config.segment_target,
-                window: self.config.window,
-                low_latency: self.config.low_latency,
-            })),
-            changes,
-            last_access: Mutex::new(Instant::now()),
-        });
-        streams.insert(key.clone(), Arc::clone(&entry));
-        info!(stream = %key, low_latency = self.config.low_latency, "dash packager started");
-        tokio::spawn(drive(
-            Arc::clone(self),
-            key.clone(),
-            Arc::clone(&entry),
-            follower,
-        ));
-        Ok(entry)
-    }
-}
-
-/// Feeds the packager from the follower until the stream ends for good or
-/// nobody asked for it for `idle_timeout`.
-async fn drive(shared: Arc<Shared>, key: StreamKey, entry: Arc<Entry>, mut follower: Follower) {
-    let idle = shared.config.idle_timeout;
-    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
-    let mut warned = false;
-    let mut anchor: Option<ClockAnchor> = None;
-    loop {
-        tokio::select! {
-            ev = follower.recv() => {
-                let mut p = lock(&entry.packager);
-                match ev {
-                    Ok(Event::Catalog(c)) => p.on_tracks(c.tracks()),
-                    Ok(Event::Frame(f)) => {
-                        if anchor.is_none() {
-                            anchor = follower.clock_anchor();
-                        }
-                        let timescale = f.catalog().track(f.track).map_or(1_000, |t| t.timescale);
-                        let wall = anchor.map_or_else(SystemTime::now, |a| a.wall_clock_of(f.dts, timescale));
-                        if let Err(e) = p.on_frame(&f, wall) {
-                            if !warned {
-                                warn!(stream = %key, "dash: {e}");
-                                warned = true;
-                            }
-                        }
-                    }
-                    Ok(Event::Skipped { frames }) => {
-                        debug!(stream = %key, "dash packager fell behind, {frames} frames skipped");
-                    }
-                    Ok(Event::Discontinuity { generation }) => {
-                        info!(stream = %key, generation, "dash: republished, new period");
-                        anchor = None;
-                        p.on_discontinuity();
-                    }
-                    Err(RecvError::Ended(reason)) => {
-                        info!(stream = %key, "dash packager stopped: stream ended ({reason})");
-                        break;
-                    }
-                    Err(RecvError::Evicted) => {
-                        warn!(stream = %key, "dash packager stopped: evicted for falling behind");
-                        break;
-                    }
-                }
-                entry.changes.send_replace(p.changes());
-            }
-            _ = tick.tick() => {
-                let since = lock(&entry.last_access).elapsed();
-                if since >= idle {
-                    info!(stream = %key, "dash packager stopped: no request for {since:?}");
-                    break;
-                }
-            }
-        }
-    }
-    let mut streams = lock(&shared.streams);
-    if streams.get(&key).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
-        streams.remove(&key);
-    }
-    // Dropping the last sender wakes every waiting reader.
 }
 
 fn peer_of(request: &HttpRequest) -> Option<SocketAddr> {
@@ -349,54 +192,6 @@ pub(crate) fn time_url_for(
     format!("{scheme}://{host}{base}/time")
 }
 
-/// A segment file name: `p{period}-{rep}-init.mp4`, `p{period}-{rep}-{number}.m4s`
-/// or `p{period}-{rep}-t{time}.m4s`.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum FileName<'a> {
-    Init {
-        period: u32,
-        rep: &'a str,
-    },
-    Media {
-        period: u32,
-        rep: &'a str,
-        at: SegmentId,
-    },
-}
-
-/// How a media segment is named: by `$Number$` or by `$Time$`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum SegmentId {
-    Number(u64),
-    Time(u64),
-}
-
-pub(crate) fn parse_file(name: &str) -> Option<FileName<'_>> {
-    let rest = name.strip_prefix('p')?;
-    let (period, rest) = rest.split_once('-')?;
-    let period: u32 = period.parse().ok()?;
-    let (rep, tail) = rest.split_once('-')?;
-    if rep.is_empty() || rep.len() > 16 || !rep.chars().all(|c| c.is_ascii_alphanumeric()) {
-        return None;
-    }
-    if tail == "init.mp4" {
-        return Some(FileName::Init { period, rep });
-    }
-    let id = tail.strip_suffix(".m4s")?;
-    let at = match id.strip_prefix('t') {
-        Some(t) => SegmentId::Time(digits(t)?),
-        None => SegmentId::Number(digits(id)?),
-    };
-    Some(FileName::Media { period, rep, at })
-}
-
-fn digits(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
-}
-
 /// Where a requested media segment stands.
 enum Lookup {
     /// Complete: its chunks.
@@ -454,16 +249,6 @@ fn mime(kind: tidewater_core::MediaKind) -> &'static str {
     match kind {
         tidewater_core::MediaKind::Video => "video/mp4",
         tidewater_core::MediaKind::Audio => "audio/mp4",
-    }
-}
-
-pub(crate) fn find(
-    track: &crate::packager::Track,
-    at: SegmentId,
-) -> Option<&crate::packager::Segment> {
-    match at {
-        SegmentId::Number(n) => track.segment(n),
-        SegmentId::Time(t) => track.segments.iter().find(|s| s.start == t),
     }
 }
 
@@ -643,60 +428,8 @@ fn headers(h: &mut HeaderMap, content_type: &'static str, cache: &'static str) {
     );
 }
 
-fn text(status: StatusCode, body: impl Into<String>) -> Response {
+pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response {
     let mut r = (status, body.into()).into_response();
     headers(r.headers_mut(), "text/plain; charset=utf-8", "no-cache");
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_names() {
-        assert_eq!(
-            parse_file("p1-v1-init.mp4"),
-            Some(FileName::Init {
-                period: 1,
-                rep: "v1"
-            })
-        );
-        assert_eq!(
-            parse_file("p12-a2-345.m4s"),
-            Some(FileName::Media {
-                period: 12,
-                rep: "a2",
-                at: SegmentId::Number(345)
-            })
-        );
-        assert_eq!(
-            parse_file("p1-v1-t180000.m4s"),
-            Some(FileName::Media {
-                period: 1,
-                rep: "v1",
-                at: SegmentId::Time(180_000)
-            })
-        );
-        for bad in [
-            "",
-            "p",
-            "p1",
-            "p1-",
-            "p1-v1",
-            "px-v1-init.mp4",
-            "p1--init.mp4",
-            "p1-v1-1.mp4",
-            "p1-v1--1.m4s",
-            "p1-v/1-1.m4s",
-            "q1-v1-1.m4s",
-            "p99999999999-v1-1.m4s",
-            "p1-v1-99999999999999999999999.m4s",
-            "p1-v1-t.m4s",
-            "p1-v1-+5.m4s",
-            "p1-v1-t+5.m4s",
-        ] {
-            assert_eq!(parse_file(bad), None, "{bad}");
-        }
-    }
 }

@@ -81,7 +81,9 @@ mod emsg;
 pub mod fuzzing;
 mod http;
 pub mod mpd;
+mod names;
 pub mod packager;
+mod service;
 mod timefmt;
 
 #[cfg(test)]

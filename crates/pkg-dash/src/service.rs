@@ -1,0 +1,174 @@
+//! The per-stream packagers behind the routes: one per live stream, started
+//! by the first request, fed by a kernel [`Follower`] (so a republish becomes
+//! a new period), stopped after `idle_timeout` without requests or when the
+//! stream ends and is not published again within the follow grace.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use tidewater_core::{
+    Event, Follower, IngestContext, RecvError, Request, StreamKey, time::ClockAnchor,
+};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::DashConfig;
+use crate::http::text;
+use crate::packager::{Packager, PackagerConfig};
+
+/// What every route shares: the kernel, the settings, the live packagers.
+pub(crate) struct Shared {
+    pub(crate) ctx: IngestContext,
+    pub(crate) config: DashConfig,
+    pub(crate) streams: Mutex<HashMap<StreamKey, Arc<Entry>>>,
+}
+
+/// One stream's packager, shared by its driver task and the requests.
+pub(crate) struct Entry {
+    pub(crate) packager: Mutex<Packager>,
+    /// The packager's change count, for waiting readers; closed when the
+    /// driver stops.
+    pub(crate) changes: watch::Sender<u64>,
+    last_access: Mutex<Instant>,
+}
+
+impl Entry {
+    pub(crate) fn touch(&self) {
+        *lock(&self.last_access) = Instant::now();
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A response refusing the request.
+pub(crate) type Refusal = Box<Response>;
+
+impl Shared {
+    /// The stream's packager, started on first use.
+    pub(crate) async fn entry(
+        self: &Arc<Self>,
+        key: &StreamKey,
+        peer: Option<SocketAddr>,
+        query: Option<&str>,
+    ) -> Result<Arc<Entry>, Refusal> {
+        if let Some(e) = lock(&self.streams).get(key) {
+            e.touch();
+            return Ok(Arc::clone(e));
+        }
+        // A stream that ended stays followable until the kernel reaps it;
+        // starting a packager then would replay its last GOP as if live.
+        if self.ctx.stream(key).is_none() {
+            return Err(Box::new(text(
+                StatusCode::NOT_FOUND,
+                format!("stream {key} is not live\n"),
+            )));
+        }
+        let mut req = Request::new(key.clone(), "dash");
+        if let Some(p) = peer {
+            req = req.peer(p);
+        }
+        if let Some(q) = query {
+            req = req.query(q);
+        }
+        let follower = self.ctx.follow(req).await.map_err(|e| {
+            let who = peer.map_or_else(|| "?".into(), |p| p.to_string());
+            info!(peer = %who, stream = %key, "dash request refused: {e}");
+            let status = match e {
+                tidewater_core::Error::Unauthorized { .. } => StatusCode::FORBIDDEN,
+                _ => StatusCode::NOT_FOUND,
+            };
+            Box::new(text(status, format!("{e}\n")))
+        })?;
+        let mut streams = lock(&self.streams);
+        if let Some(e) = streams.get(key) {
+            // Another request started it meanwhile; this follower is dropped.
+            return Ok(Arc::clone(e));
+        }
+        let (changes, _) = watch::channel(0);
+        let entry = Arc::new(Entry {
+            packager: Mutex::new(Packager::new(PackagerConfig {
+                target: self.config.segment_target,
+                window: self.config.window,
+                low_latency: self.config.low_latency,
+            })),
+            changes,
+            last_access: Mutex::new(Instant::now()),
+        });
+        streams.insert(key.clone(), Arc::clone(&entry));
+        info!(stream = %key, low_latency = self.config.low_latency, "dash packager started");
+        tokio::spawn(drive(
+            Arc::clone(self),
+            key.clone(),
+            Arc::clone(&entry),
+            follower,
+        ));
+        Ok(entry)
+    }
+}
+
+/// Feeds the packager from the follower until the stream ends for good or
+/// nobody asked for it for `idle_timeout`.
+async fn drive(shared: Arc<Shared>, key: StreamKey, entry: Arc<Entry>, mut follower: Follower) {
+    let idle = shared.config.idle_timeout;
+    let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
+    let mut warned = false;
+    let mut anchor: Option<ClockAnchor> = None;
+    loop {
+        tokio::select! {
+            ev = follower.recv() => {
+                let mut p = lock(&entry.packager);
+                match ev {
+                    Ok(Event::Catalog(c)) => p.on_tracks(c.tracks()),
+                    Ok(Event::Frame(f)) => {
+                        if anchor.is_none() {
+                            anchor = follower.clock_anchor();
+                        }
+                        let timescale = f.catalog().track(f.track).map_or(1_000, |t| t.timescale);
+                        let wall = anchor.map_or_else(SystemTime::now, |a| a.wall_clock_of(f.dts, timescale));
+                        if let Err(e) = p.on_frame(&f, wall) {
+                            if !warned {
+                                warn!(stream = %key, "dash: {e}");
+                                warned = true;
+                            }
+                        }
+                    }
+                    Ok(Event::Skipped { frames }) => {
+                        debug!(stream = %key, "dash packager fell behind, {frames} frames skipped");
+                    }
+                    Ok(Event::Discontinuity { generation }) => {
+                        info!(stream = %key, generation, "dash: republished, new period");
+                        anchor = None;
+                        p.on_discontinuity();
+                    }
+                    Err(RecvError::Ended(reason)) => {
+                        info!(stream = %key, "dash packager stopped: stream ended ({reason})");
+                        break;
+                    }
+                    Err(RecvError::Evicted) => {
+                        warn!(stream = %key, "dash packager stopped: evicted for falling behind");
+                        break;
+                    }
+                }
+                entry.changes.send_replace(p.changes());
+            }
+            _ = tick.tick() => {
+                let since = lock(&entry.last_access).elapsed();
+                if since >= idle {
+                    info!(stream = %key, "dash packager stopped: no request for {since:?}");
+                    break;
+                }
+            }
+        }
+    }
+    let mut streams = lock(&shared.streams);
+    if streams.get(&key).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
+        streams.remove(&key);
+    }
+    // Dropping the last sender wakes every waiting reader.
+}
