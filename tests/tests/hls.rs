@@ -428,3 +428,48 @@ fn audio_only_and_video_only_streams_play() {
     }
     server.signal("TERM");
 }
+
+#[test]
+fn h265_over_srt_plays_as_hls_and_ll_hls() {
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, srt) = (server.http_addr(), server.srt_addr());
+    let _publisher = tidewater_tests::srt::ffmpeg_publish_ts(
+        &tidewater_tests::srt::ffmpeg_srt_url(srt, "publish:live/hevc"),
+        14,
+        50,
+        "libx265",
+    );
+    let live = wait_live(http, "live/hevc", LIVE_TIMEOUT);
+    assert_eq!(live["catalog"]["tracks"][0]["codec"], "H265");
+    let mut readers = Vec::new();
+    for prefix in ["hls", "llhls"] {
+        let url = format!("{}/index.m3u8", base(http, prefix, "live/hevc"));
+        let text = get(&url).text();
+        validate::check(&text).unwrap_or_else(|e| panic!("{url}: {e}\n{text}"));
+        let master = get(&format!("{}/master.m3u8", base(http, prefix, "live/hevc"))).text();
+        let codecs = attr(&master, "#EXT-X-STREAM-INF", "CODECS").unwrap_or_default();
+        assert!(
+            codecs.starts_with("hvc1.") && codecs.ends_with(",mp4a.40.2"),
+            "{master}"
+        );
+        readers.push((
+            url.clone(),
+            std::thread::spawn(move || {
+                ffmpeg_framecrc(&url, &["-t", "5"], Duration::from_secs(40))
+            }),
+        ));
+    }
+    for (url, reader) in readers {
+        let (crc, ended) = reader.join().expect("reader");
+        assert!(ended, "{url}: ffmpeg did not finish 5 s");
+        assert_eq!(crc.codecs, ["rawvideo", "pcm_s16le"], "{url}");
+        let frames = crc.stream(0).len();
+        assert!(
+            (115..=135).contains(&frames),
+            "{url}: {frames} video frames in 5 s"
+        );
+        assert!(crc.stream(1).len() > 150, "{url}: audio");
+        assert!(crc.monotonic(), "{url}: timestamps go backwards");
+    }
+    server.signal("TERM");
+}
