@@ -8,6 +8,7 @@
 //! | `GET /flv/{app}/{stream}.flv` | HTTP-FLV: the live stream from its cached GOP on |
 //! | `GET /ts/{app}/{stream}.ts` | HTTP-TS (`[srt]`, mounted by the server): the same MPEG-TS SRT readers get, see [`tidewater::srt`] |
 //! | `GET /dash/{app}/{stream}/manifest.mpd`, `/dash/time` | DASH (`[dash]`, mounted by the server): see [`tidewater::dash`] |
+//! | `GET /hls/{app}/{stream}/index.m3u8`, `/llhls/{app}/{stream}/index.m3u8` (and `master.m3u8`, segments, parts) | HLS and LL-HLS (`[hls]`, mounted by the server): see [`tidewater::hls`] |
 //! | `/api/v1/…` | the REST API ([`api`]) |
 //!
 //! Protocol and packager crates that serve HTTP expose an `axum::Router`;
