@@ -444,6 +444,37 @@ fn republish_starts_a_new_period() {
 }
 
 #[test]
+fn a_new_decoder_configuration_starts_a_new_period() {
+    let mut p = Packager::new(PackagerConfig::default());
+    p.on_tracks(&[video_track(), audio_track()]);
+    run(&mut p, &frames(0, 7, 50, true, true), 0, 0);
+    // The same catalog again changes nothing.
+    p.on_tracks(&[video_track(), audio_track()]);
+    assert_eq!(p.periods().len(), 1);
+    // A new resolution (a new catalog version) mid-stream, timestamps going on.
+    let mut bigger = video_track();
+    bigger.video = bigger.video.map(|v| VideoParams {
+        width: 1920,
+        height: 1080,
+        ..v
+    });
+    p.on_tracks(&[bigger, audio_track()]);
+    let checked = run(&mut p, &frames(8_000, 7, 50, true, true), 0, 0);
+    assert_eq!(checked.periods.len(), 2);
+    let first = p.period(1).expect("period 1");
+    assert!(first.duration.is_some());
+    assert!(
+        first
+            .tracks
+            .iter()
+            .all(|t| t.segments.iter().all(|s| s.is_complete()))
+    );
+    let second = p.period(2).expect("period 2");
+    assert_eq!(second.tracks[0].info.video.map(|v| v.width), Some(1920));
+    assert!(checked.periods[1].start_ms >= 7_000);
+}
+
+#[test]
 fn audio_only_and_video_only() {
     let mut p = Packager::new(PackagerConfig::default());
     p.on_tracks(&[audio_track()]);
