@@ -175,6 +175,11 @@ fn ll_hls_playlists_stay_valid_through_a_stream_and_a_republish() {
         .update(&pl.render().expect("playlist"))
         .expect("valid");
     assert!(s.ended && s.preload_hint.is_none());
+    // What is held is exactly the window and its init segment: bounded.
+    let held: usize = pl.segments().map(|x| x.data.len()).sum::<usize>()
+        + pl.init(0).map_or(0, |b| b.len());
+    assert_eq!(pl.bytes(), held);
+    assert_eq!(pl.segments().count(), 6);
 }
 
 #[test]
