@@ -107,7 +107,10 @@ async fn packages_on_request_stops_when_idle_and_restarts() {
     assert_eq!(hls.packaging().len(), 2);
     // However many requests: one packager per stream and flavour.
     for _ in 0..10 {
-        let again = hls.package(&key(), Flavour::Fmp4, None).await.expect("package");
+        let again = hls
+            .package(&key(), Flavour::Fmp4, None)
+            .await
+            .expect("package");
         assert!(std::sync::Arc::ptr_eq(&again, &pkg));
     }
     assert_eq!(hls.packaging().len(), 2);

@@ -176,8 +176,8 @@ fn ll_hls_playlists_stay_valid_through_a_stream_and_a_republish() {
         .expect("valid");
     assert!(s.ended && s.preload_hint.is_none());
     // What is held is exactly the window and its init segment: bounded.
-    let held: usize = pl.segments().map(|x| x.data.len()).sum::<usize>()
-        + pl.init(0).map_or(0, |b| b.len());
+    let held: usize =
+        pl.segments().map(|x| x.data.len()).sum::<usize>() + pl.init(0).map_or(0, |b| b.len());
     assert_eq!(pl.bytes(), held);
     assert_eq!(pl.segments().count(), 6);
 }
