@@ -165,6 +165,12 @@ impl Hls {
                 packages.remove(&id);
             }
         }
+        // A stream that ended is still followable during its grace period,
+        // and a follower would replay its last GOP: only a live stream gets a
+        // new packager (one already running keeps serving through the grace).
+        if self.inner.ctx.stream(key).is_none() {
+            return Err(Refusal::NotLive(format!("stream {key} is not live")));
+        }
         let mut req = Request::new(key.clone(), "hls");
         if let Some(p) = peer {
             req = req.peer(p);

@@ -209,6 +209,13 @@ async fn republish_continues_the_playlist_and_the_end_is_listed() {
     }
     s.finish().await;
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // Ended: no new packaging starts (the other flavour was never asked for),
+    // the running one keeps its playlist through the grace period.
+    assert!(matches!(
+        hls.package(&key(), Flavour::Ts, None).await,
+        Err(Refusal::NotLive(_))
+    ));
+    assert!(hls.package(&key(), Flavour::Fmp4, None).await.is_ok());
     // Back within the grace period, times from 0 again.
     let mut s = publisher(&engine).await;
     for k in 0..8 {
