@@ -300,3 +300,38 @@ fn audio_only_and_video_only_streams() {
         assert!(crc.monotonic(), "{name}");
     }
 }
+
+#[test]
+fn h265_over_srt_plays_as_dash() {
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, srt) = (server.http_addr(), server.srt_addr());
+    let _publisher = tidewater_tests::srt::ffmpeg_publish_ts(
+        &tidewater_tests::srt::ffmpeg_srt_url(srt, "publish:live/hevcdash"),
+        30,
+        50,
+        "libx265",
+    );
+    let live = wait_live(http, "live/hevcdash", LIVE_TIMEOUT);
+    assert_eq!(live["catalog"]["tracks"][0]["codec"], "H265");
+    let mpd_url = format!("http://{http}/dash/live/hevcdash/manifest.mpd");
+    let mpd = http_get(&mpd_url);
+    assert_eq!(mpd.status, 200, "{}", mpd.body);
+    for needle in [
+        "codecs=\"hvc1.1.",
+        "codecs=\"mp4a.40.2\"",
+        "audioSamplingRate=\"48000\"",
+    ] {
+        assert!(mpd.body.contains(needle), "no {needle} in\n{}", mpd.body);
+    }
+    let (crc, _) = ffmpeg_framecrc(&mpd_url, &["-t", "5"], Duration::from_secs(60));
+    assert_eq!(crc.codecs, ["rawvideo", "pcm_s16le"]);
+    let frames = crc.stream(0).len();
+    assert!(
+        (120..=130).contains(&frames),
+        "{frames} video frames in 5 s"
+    );
+    // 5 s of 48 kHz AAC: 234 frames of 1024 samples.
+    let audio = crc.stream(1).len();
+    assert!((228..=240).contains(&audio), "{audio} audio frames in 5 s");
+    assert!(crc.monotonic(), "timestamps go backwards");
+}
