@@ -81,6 +81,10 @@ const CLIENTS: &[Client] = &[
         package: "npm",
         probe: Probe::Command("npm"),
     },
+    Client {
+        package: "srt-tools",
+        probe: Probe::Command("srt-live-transmit"),
+    },
 ];
 
 /// Benchmarks reachable as `cargo xtask bench <name>`.
@@ -104,6 +108,11 @@ const BENCHES: &[Bench] = &[
         name: "hls",
         about: "HLS/LL-HLS packaging CPU against ffmpeg's segmenter, LL-HLS part latency",
         run: |ws, args| criterion(ws, "tidewater-bench", "hls", args),
+    },
+    Bench {
+        name: "srt",
+        about: "SRT readers per core for one 4 Mbit/s stream; SRT in -> SRT out latency p50/p99",
+        run: |ws, args| criterion(ws, "tidewater-ingest-srt", "srt", args),
     },
 ];
 

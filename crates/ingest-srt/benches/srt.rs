@@ -1,0 +1,526 @@
+//! SRT readers per core and SRT in → SRT out latency of the `tidewater`
+//! server.
+//!
+//! ```text
+//! cargo xtask bench srt [OPTIONS]
+//! cargo bench -p tidewater-ingest-srt --bench srt -- [OPTIONS]
+//!
+//!   --quick                smoke run: 20 and 50 readers, 4 s window
+//!   --sizes 50,100,200     reader counts (default 50,100,200)
+//!   --window 10            seconds measured after the readers settle
+//!   --tidewater-bin PATH   measure this binary instead of building `tidewater-server`
+//! ```
+//!
+//! **Readers per core.** For each reader count N: a fresh server pinned to
+//! CPU 0 (SRT latency 120 ms), one 4 Mbit/s stream published by ffmpeg
+//! (`-re -stream_loop -1 -c copy -f mpegts srt://…`) from a pre-encoded clip,
+//! and N SRT readers (srt-tokio callers in this process, one thread, pinned to
+//! CPU 1 with the publisher). After the readers connect and settle, a window
+//! measures the server's CPU (utime + stime of its process, all threads), the
+//! bytes each reader received, and how many kept up (at least 95 % of the
+//! stream's rate). Readers per core is N divided by the cores the server used.
+//!
+//! **Latency.** One publisher and one reader, both srt-tokio callers here,
+//! with 120 ms TSBPD latency on every leg. The publisher sends the clip in
+//! 1316-byte messages paced by its decode timestamps; the time at which each
+//! video frame became complete at the publisher (the demuxer's own view of
+//! what it sent) is compared with when the reader's demuxer completed the
+//! same frame. Reported: p50/p99 over the frames sent after the reader
+//! joined (its cached-GOP burst excluded).
+//!
+//! The clip (30 s of testsrc2 + sine, 1280×720 at 30 fps, H.264 at a
+//! constant 3.9 Mbit/s with filler, AAC 96 kbit/s, a keyframe every 2 s, in
+//! MPEG-TS) is generated once into `target/bench-media/`. Everything runs on
+//! 127.0.0.1; every process started here is stopped on the way out.
+
+use std::collections::HashMap;
+use std::env;
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use srt_tokio::SrtSocket;
+use tidewater_media::ts::{DemuxEvent, TsDemuxer, VIDEO_TRACK};
+
+const CLIP_NAME: &str = "srt-testsrc2-720p30-h264-3900k-aac96k-gop2s-30s.ts";
+const LATENCY: Duration = Duration::from_millis(120);
+const MESSAGE: usize = 1316;
+
+struct Options {
+    sizes: Vec<usize>,
+    window: Duration,
+    settle: Duration,
+    bin: Option<PathBuf>,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        sizes: vec![50, 100, 200],
+        window: Duration::from_secs(10),
+        settle: Duration::from_secs(5),
+        bin: None,
+    };
+    let mut args = env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--bench" => {}
+            "--quick" => {
+                o.sizes = vec![20, 50];
+                o.window = Duration::from_secs(4);
+                o.settle = Duration::from_secs(3);
+            }
+            "--sizes" => {
+                let v = args.next().ok_or("--sizes needs a value")?;
+                o.sizes = v
+                    .split(',')
+                    .map(|s| s.trim().parse().map_err(|e| format!("--sizes {s}: {e}")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--window" => {
+                let v = args.next().ok_or("--window needs a value")?;
+                o.window = Duration::from_secs(v.parse().map_err(|e| format!("--window: {e}"))?);
+            }
+            "--tidewater-bin" => o.bin = Some(args.next().ok_or("--tidewater-bin needs a path")?.into()),
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(o)
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+fn clip() -> Result<PathBuf, String> {
+    let dir = target_dir().join("bench-media");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let clip = dir.join(CLIP_NAME);
+    if clip.is_file() {
+        return Ok(clip);
+    }
+    eprintln!("srt bench: generating {}", clip.display());
+    let partial = dir.join(format!("{CLIP_NAME}.partial"));
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args(["-t", "30", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast"])
+        .args(["-b:v", "3900k", "-minrate", "3900k", "-maxrate", "3900k", "-bufsize", "3900k"])
+        .args(["-x264-params", "nal-hrd=cbr:force-cfr=1", "-g", "60", "-keyint_min", "60"])
+        .args(["-sc_threshold", "0", "-c:a", "aac", "-b:a", "96k", "-f", "mpegts"])
+        .arg(&partial)
+        .status()
+        .map_err(|e| format!("ffmpeg: {e}"))?;
+    if !status.success() {
+        return Err(format!("ffmpeg could not generate the clip ({status})"));
+    }
+    std::fs::rename(&partial, &clip).map_err(|e| format!("{}: {e}", clip.display()))?;
+    Ok(clip)
+}
+
+fn build_tidewater() -> Result<PathBuf, String> {
+    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    eprintln!("srt bench: building the tidewater server (release)");
+    let status = Command::new(&cargo)
+        .args(["build", "--release", "-p", "tidewater-server"])
+        .current_dir(workspace())
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("`cargo build --release -p tidewater-server` failed ({status})"));
+    }
+    let bin = target_dir().join("release").join("tidewater");
+    bin.is_file()
+        .then_some(bin.clone())
+        .ok_or_else(|| format!("no binary at {}", bin.display()))
+}
+
+/// A child process killed on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// CPUs of the machine, read before this process pins itself.
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Starts the server (pinned to CPU 0 on a machine with two or more) and
+/// returns it with its SRT address.
+fn start_server(bin: &Path) -> Result<(Guard, SocketAddr), String> {
+    let mut cmd = if cpus() >= 2 {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    for (name, _) in env::vars_os() {
+        if name.to_str().is_none_or(|n| n.starts_with("TIDEWATER") || n == "RUST_LOG") {
+            cmd.env_remove(&name);
+        }
+    }
+    let mut child = cmd
+        .env("TIDEWATER_HTTP__LISTEN", "127.0.0.1:0")
+        .env("TIDEWATER_RTMP__LISTEN", "127.0.0.1:0")
+        .env("TIDEWATER_SRT__LISTEN", "127.0.0.1:0")
+        .env("TIDEWATER_LOG__LEVEL", "warn,tidewater_ingest_srt=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let (tx, rx) = mpsc::channel();
+    for out in [
+        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    let guard = Guard(child);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if let Some(rest) = line.split("srt listening on ").nth(1)
+            && let Some(addr) = rest.split_whitespace().next().and_then(|a| a.parse().ok())
+        {
+            // Keep draining so the server never blocks on a full pipe.
+            std::thread::spawn(move || {
+                while let Ok(line) = rx.recv() {
+                    if line.contains("WARN") || line.contains("ERROR") {
+                        eprintln!("server: {line}");
+                    }
+                }
+            });
+            return Ok((guard, addr));
+        }
+    }
+    Err("the server did not log its SRT address".into())
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// The server's process id under `taskset` (which execs it: the same pid).
+fn server_pid(g: &Guard) -> u32 {
+    g.0.id()
+}
+
+fn pin_self_to_cpu1() {
+    if cpus() >= 2 {
+        let _ = Command::new("taskset")
+            .args(["-a", "-cp", "1", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+fn publish_ffmpeg(clip: &Path, addr: SocketAddr, key: &str) -> Result<Guard, String> {
+    let mut c = if cpus() >= 2 {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1", "ffmpeg"]);
+        c
+    } else {
+        Command::new("ffmpeg")
+    };
+    let child = c
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "-1"])
+        .arg("-i")
+        .arg(clip)
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(format!("srt://{addr}?streamid=publish:{key}&latency=120000&pkt_size=1316"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("ffmpeg: {e}"))?;
+    Ok(Guard(child))
+}
+
+async fn reader(addr: SocketAddr, key: String, count: Arc<AtomicU64>) {
+    let Ok(mut s) = SrtSocket::builder()
+        .latency(LATENCY)
+        .call(addr, Some(&format!("read:{key}")))
+        .await
+    else {
+        return;
+    };
+    while let Some(Ok((_, data))) = s.next().await {
+        count.fetch_add(data.len() as u64, Ordering::Relaxed);
+    }
+}
+
+struct LoadResult {
+    readers: usize,
+    cores: f64,
+    /// CPU this process (the readers) used, in cores.
+    load_cores: f64,
+    kept_up: usize,
+    mbps: f64,
+}
+
+fn load(bin: &Path, clip: &Path, n: usize, o: &Options, stream_bps: f64) -> Result<LoadResult, String> {
+    let (server, addr) = start_server(bin)?;
+    let key = "live/bench";
+    let _publisher = publish_ffmpeg(clip, addr, key)?;
+    std::thread::sleep(Duration::from_secs(3));
+    // srt-tokio's socket tasks need a worker thread besides the one driving this.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let counts: Vec<Arc<AtomicU64>> = (0..n).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let pid = server_pid(&server);
+    let (window, settle) = (o.window, o.settle);
+    let result = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for (i, c) in counts.iter().enumerate() {
+            tasks.push(tokio::spawn(reader(addr, key.to_string(), Arc::clone(c))));
+            if i % 20 == 19 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        tokio::time::sleep(settle).await;
+        let before: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let cpu0 = cpu_seconds(pid);
+        let own0 = cpu_seconds(std::process::id());
+        let t0 = Instant::now();
+        tokio::time::sleep(window).await;
+        let cpu1 = cpu_seconds(pid);
+        let own1 = cpu_seconds(std::process::id());
+        let secs = t0.elapsed().as_secs_f64();
+        let after: Vec<u64> = counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        for t in tasks {
+            t.abort();
+        }
+        let rates: Vec<f64> = before
+            .iter()
+            .zip(&after)
+            .map(|(b, a)| (a - b) as f64 * 8.0 / secs)
+            .collect();
+        let cores = match (cpu0, cpu1) {
+            (Some(a), Some(b)) => (b - a) / secs,
+            _ => f64::NAN,
+        };
+        LoadResult {
+            readers: n,
+            cores,
+            load_cores: match (own0, own1) {
+                (Some(a), Some(b)) => (b - a) / secs,
+                _ => f64::NAN,
+            },
+            kept_up: rates.iter().filter(|r| **r >= 0.95 * stream_bps).count(),
+            mbps: rates.iter().sum::<f64>() / 1e6,
+        }
+    });
+    drop(rt);
+    Ok(result)
+}
+
+/// When each video frame (by pts) became complete, for a demuxer fed `chunks` in order.
+fn completions(chunks: &[&[u8]]) -> Vec<Vec<i64>> {
+    let mut d = TsDemuxer::new();
+    chunks
+        .iter()
+        .map(|c| {
+            let _ = d.push(c);
+            let mut done = Vec::new();
+            while let Some(ev) = d.poll() {
+                if let DemuxEvent::Frame(f) = ev
+                    && f.track == VIDEO_TRACK
+                {
+                    done.push(f.pts);
+                }
+            }
+            done
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn latency(bin: &Path, clip: &Path) -> Result<(f64, f64, usize), String> {
+    let (_server, addr) = start_server(bin)?;
+    let data = std::fs::read(clip).map_err(|e| e.to_string())?;
+    let chunks: Vec<&[u8]> = data.chunks(MESSAGE).collect();
+    let done = completions(&chunks);
+    // Pace by the frames' timestamps: chunk i goes out when the clock reaches
+    // the last frame it completes.
+    let first = done.iter().flatten().copied().min().unwrap_or(0);
+    let mut due = Vec::with_capacity(chunks.len());
+    let mut last = 0i64;
+    for d in &done {
+        if let Some(m) = d.iter().max() {
+            last = last.max(m - first);
+        }
+        due.push(Duration::from_micros((last.max(0) as u64) * 1000 / 90));
+    }
+    // srt-tokio's socket tasks need a worker thread besides the one driving this.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        // srt-tokio's default send buffer (32 packets) cannot hold a keyframe.
+        let mut publisher = SrtSocket::builder()
+            .latency(LATENCY)
+            .set(|o| o.sender.buffer_size = srt_tokio::options::ByteCount(8192 * 1456))
+            .call(addr, Some("publish:live/latency"))
+            .await
+            .map_err(|e| format!("publish: {e}"))?;
+        let t0 = Instant::now();
+        let sent: Arc<std::sync::Mutex<HashMap<i64, Instant>>> = Arc::default();
+        let joined = Arc::new(std::sync::Mutex::new(None::<Instant>));
+        let received: Arc<std::sync::Mutex<Vec<(i64, Instant)>>> = Arc::default();
+        let reader = {
+            let (received, joined) = (Arc::clone(&received), Arc::clone(&joined));
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                let Ok(mut s) = SrtSocket::builder()
+                    .latency(LATENCY)
+                    .call(addr, Some("read:live/latency"))
+                    .await
+                else {
+                    return;
+                };
+                *joined.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                let mut d = TsDemuxer::new();
+                while let Some(Ok((_, bytes))) = s.next().await {
+                    if d.push(&bytes).is_err() {
+                        return;
+                    }
+                    let now = Instant::now();
+                    while let Some(ev) = d.poll() {
+                        if let DemuxEvent::Frame(f) = ev
+                            && f.track == VIDEO_TRACK
+                        {
+                            received.lock().unwrap_or_else(|p| p.into_inner()).push((f.pts, now));
+                        }
+                    }
+                }
+            })
+        };
+        for (i, chunk) in chunks.iter().enumerate() {
+            tokio::time::sleep_until((t0 + due[i]).into()).await;
+            publisher
+                .send((Instant::now(), bytes::Bytes::copy_from_slice(chunk)))
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            let now = Instant::now();
+            let mut s = sent.lock().unwrap_or_else(|p| p.into_inner());
+            for pts in &done[i] {
+                s.insert(*pts, now);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = publisher.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), reader).await;
+        let joined = joined
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .ok_or("the reader never joined")?;
+        let sent = sent.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ms: Vec<f64> = received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(pts, at)| {
+                let s = sent.get(pts)?;
+                (*s > joined + Duration::from_secs(1)).then(|| at.duration_since(*s).as_secs_f64() * 1000.0)
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        Ok((percentile(&ms, 0.5), percentile(&ms, 0.99), ms.len()))
+    })
+}
+
+fn run() -> Result<(), String> {
+    let o = options()?;
+    let _ = cpus();
+    let clip = clip()?;
+    let bin = match &o.bin {
+        Some(b) => b.clone(),
+        None => build_tidewater()?,
+    };
+    pin_self_to_cpu1();
+    let size = std::fs::metadata(&clip).map_err(|e| e.to_string())?.len();
+    let stream_bps = size as f64 * 8.0 / 30.0;
+    println!(
+        "SRT bench: {} CPUs, clip {:.2} Mbit/s (TS), latency 120 ms on every leg",
+        cpus(),
+        stream_bps / 1e6
+    );
+    let (p50, p99, frames) = latency(&bin, &clip)?;
+    println!("\nSRT in -> SRT out, video frame complete at the publisher -> complete at the reader ({frames} frames): p50 {p50:.0} ms, p99 {p99:.0} ms\n");
+    println!("| readers | server CPU (cores) | readers per core | readers keeping up (>= 95 % of the stream rate) | delivered Mbit/s | readers' CPU (cores) |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for &n in &o.sizes {
+        let r = load(&bin, &clip, n, &o, stream_bps)?;
+        println!(
+            "| {} | {:.3} | {:.0} | {}/{} | {:.1} | {:.2} |",
+            r.readers,
+            r.cores,
+            r.readers as f64 / r.cores,
+            r.kept_up,
+            r.readers,
+            r.mbps,
+            r.load_cores
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("srt bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
