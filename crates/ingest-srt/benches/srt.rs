@@ -87,7 +87,9 @@ fn options() -> Result<Options, String> {
                 let v = args.next().ok_or("--window needs a value")?;
                 o.window = Duration::from_secs(v.parse().map_err(|e| format!("--window: {e}"))?);
             }
-            "--tidewater-bin" => o.bin = Some(args.next().ok_or("--tidewater-bin needs a path")?.into()),
+            "--tidewater-bin" => {
+                o.bin = Some(args.next().ok_or("--tidewater-bin needs a path")?.into())
+            }
             other => return Err(format!("unknown option {other}")),
         }
     }
@@ -121,10 +123,30 @@ fn clip() -> Result<PathBuf, String> {
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30"])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "30", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast"])
-        .args(["-b:v", "3900k", "-minrate", "3900k", "-maxrate", "3900k", "-bufsize", "3900k"])
-        .args(["-x264-params", "nal-hrd=cbr:force-cfr=1", "-g", "60", "-keyint_min", "60"])
-        .args(["-sc_threshold", "0", "-c:a", "aac", "-b:a", "96k", "-f", "mpegts"])
+        .args([
+            "-t", "30", "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast",
+        ])
+        .args([
+            "-b:v", "3900k", "-minrate", "3900k", "-maxrate", "3900k", "-bufsize", "3900k",
+        ])
+        .args([
+            "-x264-params",
+            "nal-hrd=cbr:force-cfr=1",
+            "-g",
+            "60",
+            "-keyint_min",
+            "60",
+        ])
+        .args([
+            "-sc_threshold",
+            "0",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-f",
+            "mpegts",
+        ])
         .arg(&partial)
         .status()
         .map_err(|e| format!("ffmpeg: {e}"))?;
@@ -145,7 +167,9 @@ fn build_tidewater() -> Result<PathBuf, String> {
         .status()
         .map_err(|e| format!("cargo: {e}"))?;
     if !status.success() {
-        return Err(format!("`cargo build --release -p tidewater-server` failed ({status})"));
+        return Err(format!(
+            "`cargo build --release -p tidewater-server` failed ({status})"
+        ));
     }
     let bin = target_dir().join("release").join("tidewater");
     bin.is_file()
@@ -180,7 +204,10 @@ fn start_server(bin: &Path) -> Result<(Guard, SocketAddr), String> {
         Command::new(bin)
     };
     for (name, _) in env::vars_os() {
-        if name.to_str().is_none_or(|n| n.starts_with("TIDEWATER") || n == "RUST_LOG") {
+        if name
+            .to_str()
+            .is_none_or(|n| n.starts_with("TIDEWATER") || n == "RUST_LOG")
+        {
             cmd.env_remove(&name);
         }
     }
@@ -196,8 +223,14 @@ fn start_server(bin: &Path) -> Result<(Guard, SocketAddr), String> {
         .map_err(|e| format!("{}: {e}", bin.display()))?;
     let (tx, rx) = mpsc::channel();
     for out in [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -261,11 +294,21 @@ fn publish_ffmpeg(clip: &Path, addr: SocketAddr, key: &str) -> Result<Guard, Str
         Command::new("ffmpeg")
     };
     let child = c
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-stream_loop", "-1"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-re",
+            "-stream_loop",
+            "-1",
+        ])
         .arg("-i")
         .arg(clip)
         .args(["-c", "copy", "-f", "mpegts"])
-        .arg(format!("srt://{addr}?streamid=publish:{key}&latency=120000&pkt_size=1316"))
+        .arg(format!(
+            "srt://{addr}?streamid=publish:{key}&latency=120000&pkt_size=1316"
+        ))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -296,7 +339,13 @@ struct LoadResult {
     mbps: f64,
 }
 
-fn load(bin: &Path, clip: &Path, n: usize, o: &Options, stream_bps: f64) -> Result<LoadResult, String> {
+fn load(
+    bin: &Path,
+    clip: &Path,
+    n: usize,
+    o: &Options,
+    stream_bps: f64,
+) -> Result<LoadResult, String> {
     let (server, addr) = start_server(bin)?;
     let key = "live/bench";
     let _publisher = publish_ffmpeg(clip, addr, key)?;
@@ -439,7 +488,10 @@ fn latency(bin: &Path, clip: &Path) -> Result<(f64, f64, usize), String> {
                         if let DemuxEvent::Frame(f) = ev
                             && f.track == VIDEO_TRACK
                         {
-                            received.lock().unwrap_or_else(|p| p.into_inner()).push((f.pts, now));
+                            received
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .push((f.pts, now));
                         }
                     }
                 }
@@ -471,7 +523,8 @@ fn latency(bin: &Path, clip: &Path) -> Result<(f64, f64, usize), String> {
             .iter()
             .filter_map(|(pts, at)| {
                 let s = sent.get(pts)?;
-                (*s > joined + Duration::from_secs(1)).then(|| at.duration_since(*s).as_secs_f64() * 1000.0)
+                (*s > joined + Duration::from_secs(1))
+                    .then(|| at.duration_since(*s).as_secs_f64() * 1000.0)
             })
             .collect();
         ms.sort_by(f64::total_cmp);
@@ -496,8 +549,12 @@ fn run() -> Result<(), String> {
         stream_bps / 1e6
     );
     let (p50, p99, frames) = latency(&bin, &clip)?;
-    println!("\nSRT in -> SRT out, video frame complete at the publisher -> complete at the reader ({frames} frames): p50 {p50:.0} ms, p99 {p99:.0} ms\n");
-    println!("| readers | server CPU (cores) | readers per core | readers keeping up (>= 95 % of the stream rate) | delivered Mbit/s | readers' CPU (cores) |");
+    println!(
+        "\nSRT in -> SRT out, video frame complete at the publisher -> complete at the reader ({frames} frames): p50 {p50:.0} ms, p99 {p99:.0} ms\n"
+    );
+    println!(
+        "| readers | server CPU (cores) | readers per core | readers keeping up (>= 95 % of the stream rate) | delivered Mbit/s | readers' CPU (cores) |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|");
     for &n in &o.sizes {
         let r = load(&bin, &clip, n, &o, stream_bps)?;

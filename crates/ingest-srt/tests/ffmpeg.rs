@@ -474,4 +474,3 @@ async fn a_publisher_of_garbage_is_dropped_and_others_are_undisturbed() {
     let p = probe(&out).await;
     assert!(frames(&p, "h264") >= 25, "{:?}", p.streams);
 }
-
