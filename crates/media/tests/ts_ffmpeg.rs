@@ -258,3 +258,58 @@ fn h264_and_aac_from_ffmpeg_round_trip() {
 fn h265_and_aac_from_ffmpeg_round_trip() {
     check("libx265", Codec::H265, "h265");
 }
+
+#[test]
+fn opus_from_ffmpeg_round_trips() {
+    let dir = Scratch::new("opus");
+    let input = dir.file("in.ts");
+    let p = input.to_str().expect("path");
+    run(
+        "ffmpeg",
+        &[
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000",
+            "-t",
+            "2",
+            "-ac",
+            "2",
+            "-c:a",
+            "libopus",
+            "-f",
+            "mpegts",
+            p,
+        ],
+    );
+    let data = std::fs::read(&input).expect("read");
+    let (tracks, frames) = demux(&data);
+    assert_eq!(tracks.len(), 1);
+    assert_eq!(tracks[0].codec, Codec::Opus);
+    assert_eq!(
+        tracks[0].audio.map(|a| (a.sample_rate, a.channels)),
+        Some((48_000, 2))
+    );
+    let (streams, _) = probe(p);
+    assert_eq!(streams, vec![("opus".to_owned(), frames.len() as u64)]);
+    assert!(
+        frames.windows(2).all(|w| w[0].pts < w[1].pts),
+        "pts increase"
+    );
+
+    let mut mux = TsMuxer::new(&tracks).expect("muxer");
+    let mut out = BytesMut::new();
+    mux.write_psi(&mut out);
+    for f in &frames {
+        mux.write_frame(f, &mut out).expect("mux");
+    }
+    let path = dir.file("out.ts");
+    std::fs::write(&path, &out).expect("write");
+    let (streams, decoded) = probe(path.to_str().expect("path"));
+    assert_eq!(streams, vec![("opus".to_owned(), frames.len() as u64)]);
+    assert_eq!(decoded.len(), frames.len());
+}
