@@ -11,8 +11,13 @@
 //!   `m=request`) receives the stream as MPEG-TS, starting at once from the
 //!   cached GOP. The TS bytes are made once per frame per stream through the
 //!   kernel's derived-output cache and shared by every SRT reader and HTTP-TS
-//!   response (see the `output` module's notes on continuity counters and
-//!   readers that skip).
+//!   response. Continuity counters run on across frames, so the muxer is
+//!   state kept per stream behind a mutex; each frame's bytes are made once,
+//!   in publish order, by the first reader to reach it (the leading reader).
+//!   A reader that falls behind is skipped by the kernel to the next keyframe
+//!   and sees the counters jump there: its demuxer counts a loss and resumes
+//!   at that keyframe, whose bytes start with a PAT and PMT and whose first
+//!   packet carries `random_access_indicator`.
 //! - **Stream ids** may carry credentials for the authorizer
 //!   (`publish:live/cam1:user:pass`, `read:live/cam1?token=…`). A missing or
 //!   malformed stream id, or a refusal, rejects the handshake with a reason
