@@ -299,7 +299,13 @@ try {
       return (Number.isFinite(l) && l > 0) ? l : null;
     };
   }
-  v.play().then(() => post({event: 'play() resolved'}), e => post({event: 'play() rejected: ' + e}));
+  // dash.js starts playback itself (autoplay) and starts its manifest
+  // reload timer only on a `play` event that follows its own attach: an
+  // early play() here would leave a dynamic MPD never reloaded.
+  if (CONFIG.player === 'hlsjs') {
+    v.play().then(() => post({event: 'play() resolved'}), e => post({event: 'play() rejected: ' + e}));
+  }
+  v.addEventListener('playing', () => post({event: 'playing'}), {once: true});
 } catch (e) {
   post({error: 'page: ' + e});
 }

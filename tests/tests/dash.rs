@@ -160,6 +160,31 @@ fn dashjs_low_latency_sits_under_two_seconds_behind_live() {
     eprintln!("dash.js latency (low-latency mode): {latency:.2}s");
 }
 
+#[test]
+fn dashjs_follows_a_republish_into_the_next_period() {
+    let (_server, http, rtmp) = dash_server("");
+    let url = format!("rtmp://{rtmp}/live/dash5");
+    let mut first = ffmpeg_publish(&url, 14, 50);
+    wait_live(http, "live/dash5", LIVE_TIMEOUT);
+    let run = PlayerRun::new(
+        Player::DashJs,
+        format!("http://{http}/dash/live/dash5/manifest.mpd"),
+        Duration::from_secs(34),
+    );
+    let player = std::thread::spawn(move || play_in_chromium(&run));
+    let _ = first.0.wait();
+    // Published again within the follow grace (10 s by default): the
+    // packager opens a second Period.
+    let _second = ffmpeg_publish(&url, 40, 50);
+    let report = player.join().expect("the player thread");
+    assert!(report.errors.is_empty(), "{}", report.summary());
+    assert!(report.monotonic(), "{}", report.summary());
+    // The first publish alone gives at most about 10 s of playback from
+    // where dash.js joins: going well past it means the player crossed into
+    // the second period and kept playing there.
+    assert!(report.progressed() > 20.0, "{}", report.summary());
+}
+
 /// The segment's bytes (curl to a file: they are binary).
 fn fetch_to(url: &str, path: &std::path::Path) -> bool {
     curl_command()
