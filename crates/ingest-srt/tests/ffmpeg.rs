@@ -427,8 +427,17 @@ async fn wrong_missing_or_malformed_ids_and_passphrases_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_publisher_of_garbage_is_dropped_and_others_are_undisturbed() {
+async fn garbage_datagrams_and_a_publisher_of_garbage_are_dropped_and_others_are_undisturbed() {
     let h = start("garbage").await;
+    // Garbage datagrams at the listener first: it must keep serving.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp");
+    for i in 0..2000u32 {
+        let len = (i as usize * 37) % 1500;
+        let datagram: Vec<u8> = (0..len).map(|j| (i as usize * 31 + j * 7) as u8).collect();
+        let _ = udp.send_to(&datagram, h.srt).await;
+    }
     let _good = publish(&srt_url(&h, "publish:live/good", ""), 8, "libx264");
     wait_live(&h, "live/good").await;
     // Random bytes published through libsrt.
