@@ -104,12 +104,17 @@ pub(crate) fn key_size(length: u16) -> KeySize {
     }
 }
 
-/// The key settings a listener accepts a caller of this path with.
-pub(crate) fn key_settings(e: &PathEncryption) -> Result<KeySettings> {
+/// The key settings a listener accepts a caller of this path with:
+/// `announced` is the key size the caller's handshake announced
+/// (`Unspecified` when it said none; srt-protocol then works with 16-byte keys).
+pub(crate) fn key_settings(e: &PathEncryption, announced: KeySize) -> Result<KeySettings> {
     let passphrase = Passphrase::try_from(e.passphrase.clone())
         .map_err(|err| Error::Config(format!("[srt] passphrase for {:?}: {err}", e.path)))?;
     Ok(KeySettings {
-        key_size: key_size(e.key_length),
+        key_size: match announced {
+            KeySize::Unspecified => KeySize::Unspecified,
+            _ => key_size(e.key_length),
+        },
         passphrase,
     })
 }

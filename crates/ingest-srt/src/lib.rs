@@ -24,8 +24,8 @@
 //!   code and one log line naming the peer.
 //! - **Encryption** per application or stream ([`PathEncryption`]): the
 //!   listener reads the stream id first, then accepts with that path's key; a
-//!   caller with a wrong passphrase fails the handshake, one with none (or
-//!   with a different key length) is rejected before it.
+//!   caller with a wrong or no passphrase fails the handshake, one announcing
+//!   a different key length is rejected before it.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -51,11 +51,21 @@
 //! both directions, stream id intact, AES encryption included. Where it
 //! does not behave, this crate works around it:
 //!
-//! - srt-protocol 0.4.4 panics (`unimplemented!`) in the handshake when the
-//!   caller's key length differs from the listener's, or when only one side
-//!   encrypts (`hsv5.rs`, `gen_access_control_response`). Those callers are
-//!   rejected here before the handshake goes on; and if its listener task
-//!   dies anyway (a crafted handshake), the worker logs it and binds again.
+//! - srt-protocol 0.4.4 panics (`unimplemented!`) in its listener task
+//!   (`protocol/pending_connection/hsv5.rs`, `gen_access_control_response`)
+//!   when the key length a caller announces differs from the one it is
+//!   accepted with, and when a caller encrypts on a path accepted without a
+//!   key. The listener sees the announced key length (`pbkeylen`) before it
+//!   answers, so those callers are rejected first (a clean `BadSecret` /
+//!   `Unsecure` rejection and a log line). A caller that encrypts *without*
+//!   announcing a key length cannot be told from one that does not encrypt:
+//!   on a path with a passphrase that is fine (it is accepted with
+//!   16-byte keys and srt-protocol rejects a wrong or missing passphrase
+//!   itself; a path with 24- or 32-byte keys asks the caller to set
+//!   `pbkeylen`), but on a path without one srt-protocol panics. The worker
+//!   then logs `srt listener … stopped unexpectedly; binding again` and binds
+//!   again within 100 ms; connections open at that moment are lost with the
+//!   listener's socket (tested: `the_listener_comes_back_after_srt_protocol_panics`).
 //! - srt-tokio's default send buffer is 46592 bytes, 32 packets: a reader
 //!   that starts from the cached GOP overflows it at once, srt-tokio drops
 //!   the oldest packets without being able to retransmit them, and a libsrt

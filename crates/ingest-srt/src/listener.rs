@@ -60,22 +60,30 @@ pub(crate) async fn handle(
         Mode::Publish => "publish",
         Mode::Read => "read",
     };
-    // srt-protocol 0.4.4 panics (unimplemented!) when a caller's key size
-    // differs from the listener's, or when one side encrypts and the other
-    // does not: those cases are refused here, before the handshake goes on.
+    // srt-protocol 0.4.4 panics (unimplemented!) when the key size the caller
+    // announces differs from the one accepted with, or when the caller
+    // encrypts and the path does not: what can be told from the handshake
+    // is refused here. A caller that encrypts without announcing its key
+    // length (no pbkeylen) looks like one that does not encrypt; on an
+    // encrypted path srt-protocol then sorts them out itself (a wrong or no
+    // passphrase is rejected in the handshake).
     let key_settings = match (config.encryption_for(&key), req.key_size()) {
-        (Some(_), KeySize::Unspecified) => {
-            let why =
-                format!("{mode} {key}: the path needs a passphrase and the caller offered none");
+        (Some(e), KeySize::Unspecified) if e.key_length != 16 => {
+            let why = format!(
+                "{mode} {key}: the path uses {}-byte keys and the caller did not announce its key length (pbkeylen)",
+                e.key_length
+            );
             return reject(
                 req,
-                RejectReason::Core(CoreRejectReason::Unsecure),
+                RejectReason::Core(CoreRejectReason::BadSecret),
                 peer,
                 &why,
             )
             .await;
         }
-        (Some(e), size) if size != config::key_size(e.key_length) => {
+        (Some(e), size)
+            if size != KeySize::Unspecified && size != config::key_size(e.key_length) =>
+        {
             let why = format!(
                 "{mode} {key}: key length {size:?} offered, {} bytes configured",
                 e.key_length
@@ -88,7 +96,7 @@ pub(crate) async fn handle(
             )
             .await;
         }
-        (Some(e), _) => match config::key_settings(e) {
+        (Some(e), size) => match config::key_settings(e, size) {
             Ok(k) => Some(k),
             Err(err) => {
                 return reject(
@@ -131,7 +139,7 @@ pub(crate) async fn handle(
             let socket = match req.accept(key_settings).await {
                 Ok(s) => s,
                 Err(e) => {
-                    info!(%peer, stream = %key, "srt read handshake failed (wrong passphrase?): {e}");
+                    info!(%peer, stream = %key, "srt read handshake failed (a wrong or no passphrase): {e}");
                     return;
                 }
             };
@@ -146,7 +154,7 @@ pub(crate) async fn handle(
             let socket = match req.accept(key_settings).await {
                 Ok(s) => s,
                 Err(e) => {
-                    info!(%peer, stream = %key, "srt publish handshake failed (wrong passphrase?): {e}");
+                    info!(%peer, stream = %key, "srt publish handshake failed (a wrong or no passphrase): {e}");
                     return;
                 }
             };
