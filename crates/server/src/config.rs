@@ -421,7 +421,10 @@ impl HlsSection {
         let mut always_on = Vec::with_capacity(self.always_on.len());
         for (i, key) in self.always_on.iter().enumerate() {
             let key = StreamKey::parse(key).map_err(|e| {
-                setting_error(format!("hls.always_on[{i}]"), format!("invalid stream key: {e}"))
+                setting_error(
+                    format!("hls.always_on[{i}]"),
+                    format!("invalid stream key: {e}"),
+                )
             })?;
             always_on.push(key);
         }

@@ -142,23 +142,16 @@ impl Server {
         };
         let dash = config.dash.dash_config()?;
         let hls = match config.hls.hls_config()? {
-            Some(c) => Some(tidewater::hls::Hls::new(engine.context(), c).map_err(|e| {
-                Error::Setting {
-                    key: "hls".into(),
-                    message: e.to_string(),
-                    origin: None,
-                }
-            })?),
+            Some(c) => Some(
+                tidewater::hls::Hls::new(engine.context(), c)
+                    .map_err(|e| setting_error("hls", e))?,
+            ),
             None => None,
         };
         let srt = match config.srt.worker_config()? {
-            Some(c) => Some(Arc::new(tidewater::srt::Srt::new(c).map_err(|e| {
-                Error::Setting {
-                    key: "srt".into(),
-                    message: e.to_string(),
-                    origin: None,
-                }
-            })?)),
+            Some(c) => Some(Arc::new(
+                tidewater::srt::Srt::new(c).map_err(|e| setting_error("srt", e))?,
+            )),
             None => None,
         };
         Ok(Server {
@@ -328,6 +321,16 @@ impl Server {
             tracing::info!("http on {http_addr} closed; stopped");
         }
         outcome
+    }
+}
+
+/// A section whose values passed the configuration checks but that its
+/// protocol crate still refused.
+fn setting_error(section: &str, e: impl std::fmt::Display) -> Error {
+    Error::Setting {
+        key: section.into(),
+        message: e.to_string(),
+        origin: None,
     }
 }
 
