@@ -17,8 +17,11 @@ const MAX_RESYNC: usize = 4 * PACKET;
 const MAX_BEFORE_PMT: usize = 4 << 20;
 /// Largest PES kept (a 4K intra frame is a few MB).
 const MAX_PES: usize = 16 << 20;
-/// Frames held while waiting for every track's configuration.
+/// Frames held while waiting for every track's configuration ...
 const MAX_HELD: usize = 512;
+/// ... or media time (90 kHz): a PMT stream that carries nothing (an audio
+/// PID of a silent encoder) delays the catalog by at most this much.
+const MAX_HELD_SPAN: i64 = 2 * 90_000;
 /// A PCR step larger than this (either way) is a discontinuity: 10 s at 90 kHz.
 const PCR_JUMP: i64 = 10 * 90_000;
 
@@ -592,7 +595,7 @@ impl TsDemuxer {
             return;
         }
         self.held.push_back(frame);
-        if self.held.len() >= MAX_HELD {
+        if self.held.len() >= MAX_HELD || self.held_span() > MAX_HELD_SPAN {
             self.maybe_announce(true);
         } else {
             self.maybe_announce(false);
@@ -601,6 +604,18 @@ impl TsDemuxer {
             self.held.pop_front();
             self.stats.dropped_frames += 1;
         }
+    }
+
+    /// How much media time the held frames of one track span (90 kHz).
+    fn held_span(&self) -> i64 {
+        let Some(first) = self.held.front() else {
+            return 0;
+        };
+        self.held
+            .iter()
+            .rev()
+            .find(|f| f.track == first.track)
+            .map_or(0, |f| f.dts - first.dts)
     }
 
     /// Announces the ready tracks when every stream is ready (or `force`

@@ -336,3 +336,49 @@ fn muxer_rejects_what_it_cannot_carry() {
     assert!(mux.write_frame(&bad, &mut out).is_err());
     assert!(out.is_empty());
 }
+
+#[test]
+fn a_pmt_stream_that_never_carries_anything_delays_the_catalog_two_seconds_at_most() {
+    let mut mux = TsMuxer::new(&tracks()).expect("muxer");
+    let mut out = BytesMut::new();
+    mux.write_psi(&mut out);
+    // Video only, though the PMT lists audio too: 4 s at 25 fps.
+    for i in 0..100 {
+        let dts = i as i64 * 3600;
+        let key = i % 25 == 0;
+        let v = Frame::video(VIDEO_TRACK, Codec::H264, dts, dts, key, picture(i, 80, key));
+        mux.write_frame(&v, &mut out).expect("video");
+    }
+    let mut d = TsDemuxer::new();
+    d.push(&out).expect("demuxes");
+    let events: Vec<DemuxEvent> = std::iter::from_fn(|| d.poll()).collect();
+    let DemuxEvent::Tracks(catalog) = &events[0] else {
+        panic!("the catalog comes first: {:?}", events[0]);
+    };
+    assert_eq!(catalog.len(), 1, "announced without the silent audio track");
+    assert_eq!(catalog[0].codec, Codec::H264);
+    // Every frame is delivered, and the catalog did not wait for 512 frames:
+    // it was made once 2 s of video were held (the 51st frame), all in order.
+    let frames: Vec<&Frame> = events[1..]
+        .iter()
+        .map(|e| match e {
+            DemuxEvent::Frame(f) => f,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(frames.len(), 100);
+    assert!(frames.windows(2).all(|w| w[0].dts < w[1].dts));
+    let mut d = TsDemuxer::new();
+    let first_catalog_after = out
+        .chunks(PACKET_SIZE)
+        .position(|p| {
+            d.push(p).expect("demuxes");
+            std::iter::from_fn(|| d.poll()).any(|e| matches!(e, DemuxEvent::Tracks(_)))
+        })
+        .expect("a catalog");
+    // 2 PSI packets, then one packet per frame: about 52 packets in.
+    assert!(
+        (50..=56).contains(&first_catalog_after),
+        "{first_catalog_after}"
+    );
+}
