@@ -317,12 +317,28 @@ fn publish_ffmpeg(clip: &Path, addr: SocketAddr, key: &str) -> Result<Guard, Str
     Ok(Guard(child))
 }
 
+/// Waits until `key` is live: a reader is accepted (bounded).
+async fn wait_live(addr: SocketAddr, key: &str) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let id = format!("read:{key}");
+    while Instant::now() < deadline {
+        let call = SrtSocket::builder().latency(LATENCY).call(addr, Some(&id));
+        if let Ok(Ok(mut s)) = tokio::time::timeout(Duration::from_secs(2), call).await {
+            let _ = s.close().await;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("{key} did not go live within 20 s"))
+}
+
 async fn reader(addr: SocketAddr, key: String, count: Arc<AtomicU64>) {
     let Ok(mut s) = SrtSocket::builder()
         .latency(LATENCY)
         .call(addr, Some(&format!("read:{key}")))
         .await
     else {
+        eprintln!("srt bench: a reader could not connect");
         return;
     };
     while let Some(Ok((_, data))) = s.next().await {
@@ -349,7 +365,6 @@ fn load(
     let (server, addr) = start_server(bin)?;
     let key = "live/bench";
     let _publisher = publish_ffmpeg(clip, addr, key)?;
-    std::thread::sleep(Duration::from_secs(3));
     // srt-tokio's socket tasks need a worker thread besides the one driving this.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -359,6 +374,7 @@ fn load(
     let counts: Vec<Arc<AtomicU64>> = (0..n).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let pid = server_pid(&server);
     let (window, settle) = (o.window, o.settle);
+    rt.block_on(wait_live(addr, key))?;
     let result = rt.block_on(async {
         let mut tasks = Vec::new();
         for (i, c) in counts.iter().enumerate() {
