@@ -566,6 +566,7 @@ fn start_tidewater(bin: &Path, setup: &Setup, dir: &Path, port: u16) -> Result<G
     let mut cmd = pinned(setup.server_cpu, Some(setup.nofile), bin);
     cmd.env("TIDEWATER_RTMP__LISTEN", format!("127.0.0.1:{port}"))
         .env("TIDEWATER_HTTP__LISTEN", "127.0.0.1:0")
+        .env("TIDEWATER_SRT__LISTEN", "127.0.0.1:0")
         .env("TIDEWATER_LOG__LEVEL", "warn")
         .current_dir(dir)
         .stdin(Stdio::null())
