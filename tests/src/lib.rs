@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod browser;
 pub mod srt;
+pub mod tools;
 
 /// How long a server may take to report that it is listening.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -91,6 +92,11 @@ impl TempDir {
     /// Its path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The path of `name` in it.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
     }
 
     /// Writes a file in it; returns the file's path.

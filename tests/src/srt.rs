@@ -102,29 +102,3 @@ pub fn slt_read(url: &str, out: &Path, timeout: Duration) -> bool {
     }
     false
 }
-
-/// ffprobe's count of decoded frames per stream of a file: `(codec, frames)`.
-pub fn count_frames(path: &Path) -> Vec<(String, u64)> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames"])
-        .args([
-            "-show_entries",
-            "stream=codec_name,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run ffprobe: {e}"));
-    let mut streams: Vec<(String, u64)> = Vec::new();
-    // A TS's streams are listed twice: under the program and on their own.
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some((codec, n)) = line.split_once(',')
-            && let Ok(n) = n.trim().parse()
-            && !streams.iter().any(|(c, _)| c == codec)
-        {
-            streams.push((codec.to_string(), n));
-        }
-    }
-    streams
-}

@@ -5,9 +5,8 @@
 
 use std::time::Duration;
 
-use tidewater_tests::srt::{
-    count_frames, ffmpeg_publish_ts, ffmpeg_srt_url, slt_publish, slt_read,
-};
+use tidewater_tests::srt::{ffmpeg_publish_ts, ffmpeg_srt_url, slt_publish, slt_read};
+use tidewater_tests::tools::count_frames;
 use tidewater_tests::{
     FrameCrc, ServerCommand, TempDir, ffmpeg_framecrc, ffmpeg_publish, loopback_config, wait_live,
 };

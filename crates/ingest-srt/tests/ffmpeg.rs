@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use tidewater_core::{AppSpec, CancellationToken, Engine, InboundProtocol, StreamKey};
 use tidewater_ingest_srt::{PathEncryption, Srt, SrtConfig, http_ts_router};
+use tidewater_tests::srt::slt_publish;
+use tidewater_tests::tools::count_frames;
 use tokio::process::{Child, Command};
 use tokio::time::timeout;
 
@@ -158,29 +160,7 @@ struct Probe {
 }
 
 async fn probe(path: &Path) -> Probe {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_name,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .await
-        .expect("ffprobe runs");
-    let mut streams: Vec<(String, u64)> = Vec::new();
-    for l in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some((c, n)) = l.split_once(',')
-            && let Ok(n) = n.trim().parse()
-            && !streams.iter().any(|(k, _)| k == c)
-        {
-            streams.push((c.to_owned(), n));
-        }
-    }
+    let streams = count_frames(path);
     let out = Command::new("ffprobe")
         .args([
             "-v",
@@ -285,43 +265,6 @@ async fn h265_over_srt_in_and_out() {
         p.video_pts.windows(2).all(|w| w[0] < w[1]),
         "video pts increase"
     );
-}
-
-/// ffmpeg generating TS on its stdout, piped into srt-live-transmit.
-fn slt_publish(url: &str, seconds: u32) -> (Child, Child) {
-    let mut src = ffmpeg();
-    src.args(["-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t",
-            &seconds.to_string(),
-            "-pix_fmt",
-            "yuv420p",
-            "-c:v",
-            "libx264",
-        ])
-        .args([
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "25",
-            "-c:a",
-            "aac",
-        ])
-        .args(["-f", "mpegts", "pipe:1"])
-        .stdout(Stdio::piped());
-    let mut src = src.spawn().expect("ffmpeg runs");
-    let stdout: Stdio = src.stdout.take().expect("piped").try_into().expect("stdio");
-    let slt = Command::new("srt-live-transmit")
-        .args(["-a:no", "-q", "-t:40", "-chunk:1316", "file://con", url])
-        .stdin(stdout)
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("srt-live-transmit runs (install srt-tools)");
-    (src, slt)
 }
 
 /// srt-live-transmit reading `url` into `out`.

@@ -6,50 +6,16 @@
 //! turned into the kernel's canonical forms here.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use bytes::Bytes;
 use tidewater_core::{Codec, TrackId, TrackInfo};
 use tidewater_media::fmp4::{self, Sample, TrackRun};
+use tidewater_tests::TempDir;
+use tidewater_tests::tools::{ffmpeg, ffprobe_clean};
 
 const FPS: u64 = 25;
 const SECONDS: u64 = 2;
 const VIDEO_TICKS: u32 = 90_000 / FPS as u32;
-
-/// A directory removed when the test ends.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("tidewater-fmp4-{}-{test}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs (install ffmpeg 5.1)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Annex B NAL units (start codes removed).
 fn nal_units(data: &[u8]) -> Vec<&[u8]> {
@@ -193,27 +159,9 @@ fn aac(path: &Path) -> Elementary {
 }
 
 fn probe(file: &Path, entries: &str, count: bool) -> String {
-    let mut cmd = Command::new("ffprobe");
-    cmd.args(["-v", "error"]);
-    if count {
-        cmd.arg("-count_frames");
-    }
-    let out = cmd
-        .args(["-show_entries", entries, "-of", "csv=p=0"])
-        .arg(file)
-        .output()
-        .expect("ffprobe runs");
-    assert!(
-        out.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "ffprobe complained: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    let count: &[&str] = if count { &["-count_frames"] } else { &[] };
+    let args: Vec<&str> = [count, &["-show_entries", entries, "-of", "csv=p=0"]].concat();
+    ffprobe_clean(&args, file)
 }
 
 /// Writes init + one fragment per second (video run then audio run) and
@@ -286,7 +234,7 @@ fn package(
 
 #[test]
 fn h264_and_aac_play_in_ffprobe() {
-    let dir = Scratch::new("h264");
+    let dir = TempDir::new("fmp4-h264");
     let es = dir.file("v.h264");
     let adts = dir.file("a.aac");
     let d = SECONDS.to_string();
@@ -388,7 +336,7 @@ fn h264_and_aac_play_in_ffprobe() {
 
 #[test]
 fn h265_plays_in_ffprobe() {
-    let dir = Scratch::new("h265");
+    let dir = TempDir::new("fmp4-h265");
     let es = dir.file("v.h265");
     let d = SECONDS.to_string();
     ffmpeg(&[

@@ -3,53 +3,18 @@
 //! frames muxed again by `TsMuxer` decode in ffprobe with the same codecs,
 //! counts and monotonic timestamps.
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::path::Path;
 
 use bytes::BytesMut;
 use tidewater_core::{Codec, Frame, TrackInfo};
 use tidewater_media::ts::{DemuxEvent, TsDemuxer, TsMuxer};
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("tidewater-ts-{}-{test}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Scratch(dir)
-    }
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn run(tool: &str, args: &[&str]) -> String {
-    let out = Command::new(tool)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{tool} runs (install ffmpeg 5.1): {e}"));
-    assert!(
-        out.status.success(),
-        "{tool} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use tidewater_tests::TempDir;
+use tidewater_tests::tools::{count_frames, ffmpeg, run_tool};
 
 /// A 2 s TS from ffmpeg: 50 pictures (GOP 25, B-frames) and AAC at 48 kHz.
-fn source(dir: &Scratch, vcodec: &str) -> Vec<u8> {
+fn source(dir: &TempDir, vcodec: &str) -> Vec<u8> {
     let path = dir.file("in.ts");
     let mut args = vec![
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
         "-f",
         "lavfi",
         "-i",
@@ -78,7 +43,7 @@ fn source(dir: &Scratch, vcodec: &str) -> Vec<u8> {
     args.extend(["-c:a", "aac", "-f", "mpegts"]);
     let p = path.to_str().expect("utf-8 path");
     args.push(p);
-    run("ffmpeg", &args);
+    ffmpeg(&args);
     std::fs::read(&path).expect("read ts")
 }
 
@@ -108,44 +73,21 @@ fn demux(data: &[u8]) -> (Vec<TrackInfo>, Vec<Frame>) {
 /// (codec name, frames decoded) of each stream, and (media type, pts) of each frame.
 type Probe = (Vec<(String, u64)>, Vec<(String, i64)>);
 
-fn probe(path: &str) -> Probe {
-    let streams = run(
+fn probe(path: &Path) -> Probe {
+    let streams = count_frames(path);
+    let out = run_tool(
         "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-count_frames",
-            "-show_entries",
-            "stream=codec_name,nb_read_frames",
-            "-of",
-            "csv=p=0",
-            path,
-        ],
-    );
-    // ffprobe lists a TS's streams twice: under the program and on their own.
-    let mut list: Vec<(String, u64)> = Vec::new();
-    for l in streams.lines() {
-        if let Some((c, n)) = l.split_once(',')
-            && let Ok(n) = n.trim().parse()
-            && !list.iter().any(|(k, _)| k == c)
-        {
-            list.push((c.to_owned(), n));
-        }
-    }
-    let streams = list;
-    let frames = run(
-        "ffprobe",
-        &[
+        [
             "-v",
             "error",
             "-show_entries",
             "frame=media_type,pts",
             "-of",
             "csv=p=0",
-            path,
+            path.to_str().expect("utf-8 path"),
         ],
     );
-    let frames = frames
+    let frames = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
             // The first frame's line may carry a trailing side-data field.
@@ -158,7 +100,7 @@ fn probe(path: &str) -> Probe {
 }
 
 fn check(vcodec: &str, codec: Codec, name: &str) {
-    let dir = Scratch::new(name);
+    let dir = TempDir::new(&format!("ts-{name}"));
     let input = source(&dir, vcodec);
     let (tracks, frames) = demux(&input);
     assert_eq!(tracks[0].codec, codec);
@@ -173,7 +115,7 @@ fn check(vcodec: &str, codec: Codec, name: &str) {
     );
     let video: Vec<&Frame> = frames.iter().filter(|f| f.codec == codec).collect();
     let audio = frames.iter().filter(|f| f.codec == Codec::Aac).count();
-    let (in_streams, _) = probe(dir.file("in.ts").to_str().expect("path"));
+    let (in_streams, _) = probe(&dir.file("in.ts"));
     assert_eq!(
         video.len() as u64,
         in_streams[0].1,
@@ -209,7 +151,7 @@ fn check(vcodec: &str, codec: Codec, name: &str) {
     }
     let path = dir.file("out.ts");
     std::fs::write(&path, &out).expect("write");
-    let (streams, decoded) = probe(path.to_str().expect("path"));
+    let (streams, decoded) = probe(&path);
     let want_name = if codec == Codec::H264 { "h264" } else { "hevc" };
     assert_eq!(
         streams,
@@ -261,31 +203,24 @@ fn h265_and_aac_from_ffmpeg_round_trip() {
 
 #[test]
 fn opus_from_ffmpeg_round_trips() {
-    let dir = Scratch::new("opus");
+    let dir = TempDir::new("ts-opus");
     let input = dir.file("in.ts");
     let p = input.to_str().expect("path");
-    run(
-        "ffmpeg",
-        &[
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:sample_rate=48000",
-            "-t",
-            "2",
-            "-ac",
-            "2",
-            "-c:a",
-            "libopus",
-            "-f",
-            "mpegts",
-            p,
-        ],
-    );
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        "2",
+        "-ac",
+        "2",
+        "-c:a",
+        "libopus",
+        "-f",
+        "mpegts",
+        p,
+    ]);
     let data = std::fs::read(&input).expect("read");
     let (tracks, frames) = demux(&data);
     assert_eq!(tracks.len(), 1);
@@ -294,7 +229,7 @@ fn opus_from_ffmpeg_round_trips() {
         tracks[0].audio.map(|a| (a.sample_rate, a.channels)),
         Some((48_000, 2))
     );
-    let (streams, _) = probe(p);
+    let (streams, _) = probe(&input);
     assert_eq!(streams, vec![("opus".to_owned(), frames.len() as u64)]);
     assert!(
         frames.windows(2).all(|w| w[0].pts < w[1].pts),
@@ -309,7 +244,7 @@ fn opus_from_ffmpeg_round_trips() {
     }
     let path = dir.file("out.ts");
     std::fs::write(&path, &out).expect("write");
-    let (streams, decoded) = probe(path.to_str().expect("path"));
+    let (streams, decoded) = probe(&path);
     assert_eq!(streams, vec![("opus".to_owned(), frames.len() as u64)]);
     assert_eq!(decoded.len(), frames.len());
 }

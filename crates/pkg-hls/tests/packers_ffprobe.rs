@@ -3,8 +3,7 @@
 //! that went in come out, with the codecs, in order. H.265 is proven here:
 //! ffmpeg 5.1 cannot publish it over RTMP.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -16,42 +15,11 @@ use tidewater_pkg_hls::playlist::{Flavour, PlaylistState};
 use tidewater_pkg_hls::segmenter::Targets;
 use tidewater_pkg_hls::ts::TsPacker;
 use tidewater_pkg_hls::validate::Tracker;
+use tidewater_tests::TempDir;
+use tidewater_tests::tools::{ffmpeg, ffprobe_clean};
 
 const FPS: i64 = 25;
 const SECONDS: i64 = 7;
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("tidewater-hls-{}-{test}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Scratch(dir)
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg runs (install ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Access units (canonical form, keyframe flag) and the decoder configuration.
 fn video(path: &Path, h265: bool) -> (Bytes, Vec<(Bytes, bool)>) {
@@ -154,29 +122,16 @@ fn units(v: &[(Bytes, bool)], a: &[Bytes]) -> Vec<Unit> {
 }
 
 fn probe(file: &Path) -> (Vec<String>, Vec<usize>) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
+    let text = ffprobe_clean(
+        &[
             "-count_frames",
             "-show_entries",
             "stream=index,codec_name,nb_read_frames",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(file)
-        .output()
-        .expect("ffprobe runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+            "-of",
+            "csv=p=0",
+        ],
+        file,
     );
-    assert!(
-        out.stderr.is_empty(),
-        "ffprobe complained: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("utf-8");
     // MPEG-TS lists its streams under the program too: one entry per index.
     let streams: std::collections::BTreeMap<usize, (String, usize)> = text
         .lines()
@@ -247,7 +202,7 @@ fn package(flavour: Flavour, tracks: Arc<TrackSet>, input: Vec<Unit>, out: &Path
 }
 
 fn run(h265: bool) {
-    let dir = Scratch::new(if h265 { "h265" } else { "h264" });
+    let dir = TempDir::new(if h265 { "hls-h265" } else { "hls-h264" });
     let es = dir.file("v.es");
     let adts = dir.file("a.aac");
     let d = SECONDS.to_string();

@@ -1,0 +1,85 @@
+//! Running command-line clients to completion: ffmpeg making clips and
+//! ffprobe reading what a test wrote. Shared by the end-to-end tests and the
+//! crates' integration tests (a dev-dependency there), so each client is
+//! driven, and its failure reported, one way.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs `tool` with `args` to completion; panics with its standard error
+/// unless it starts and exits successfully.
+pub fn run_tool<I, S>(tool: &str, args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(tool);
+    cmd.args(args);
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {tool} (install ffmpeg 5.1): {e}"));
+    assert!(
+        out.status.success(),
+        "{tool} {:?}: {}",
+        cmd.get_args().collect::<Vec<_>>(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs ffmpeg quietly (`-hide_banner -loglevel error -y`, overwriting its
+/// output) with `args`; panics unless it succeeds.
+pub fn ffmpeg(args: &[&str]) {
+    run_tool(
+        "ffmpeg",
+        ["-hide_banner", "-loglevel", "error", "-y"]
+            .iter()
+            .chain(args),
+    );
+}
+
+/// Runs `ffprobe -v error` with `args` on `file`; panics unless it succeeds
+/// without a complaint on its standard error. Returns its standard output.
+pub fn ffprobe_clean(args: &[&str], file: &Path) -> String {
+    let mut all: Vec<&OsStr> = vec!["-v".as_ref(), "error".as_ref()];
+    all.extend(args.iter().map(OsStr::new));
+    all.push(file.as_os_str());
+    let out = run_tool("ffprobe", all);
+    assert!(
+        out.stderr.is_empty(),
+        "ffprobe complained: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("ffprobe writes utf-8")
+}
+
+/// ffprobe's count of decoded frames per stream of a file: `(codec, frames)`,
+/// one entry per codec in the order ffprobe lists them.
+pub fn count_frames(path: &Path) -> Vec<(String, u64)> {
+    let mut args: Vec<&OsStr> = [
+        "-v",
+        "error",
+        "-count_frames",
+        "-show_entries",
+        "stream=codec_name,nb_read_frames",
+        "-of",
+        "csv=p=0",
+    ]
+    .iter()
+    .map(OsStr::new)
+    .collect();
+    args.push(path.as_os_str());
+    let out = run_tool("ffprobe", args);
+    let mut streams: Vec<(String, u64)> = Vec::new();
+    // A TS's streams are listed twice: under the program and on their own.
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some((codec, n)) = line.split_once(',')
+            && let Ok(n) = n.trim().parse()
+            && !streams.iter().any(|(c, _)| c == codec)
+        {
+            streams.push((codec.to_string(), n));
+        }
+    }
+    streams
+}
