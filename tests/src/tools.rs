@@ -83,3 +83,54 @@ pub fn count_frames(path: &Path) -> Vec<(String, u64)> {
     }
     streams
 }
+
+/// Encodes `seconds` of the generated picture (testsrc 320x240 at `fps`) to
+/// a raw Annex B elementary stream at `out`: H.265 (x265) when `h265`, else
+/// H.264 (x264), with access unit delimiters, no B-frames and a keyframe
+/// every `gop` frames.
+pub fn encode_annexb(out: &Path, h265: bool, fps: u32, seconds: u32, gop: u32) {
+    let src = format!("testsrc=size=320x240:rate={fps}");
+    let seconds = seconds.to_string();
+    let (gop, x265) = (
+        gop.to_string(),
+        format!("bframes=0:keyint={gop}:aud=1:log-level=error"),
+    );
+    let codec: &[&str] = if h265 {
+        &["-c:v", "libx265", "-x265-params", &x265]
+    } else {
+        &[
+            "-c:v",
+            "libx264",
+            "-bf",
+            "0",
+            "-g",
+            &gop,
+            "-x264-params",
+            "aud=1",
+        ]
+    };
+    let format = if h265 { "hevc" } else { "h264" };
+    let out = out.to_str().expect("utf-8 path");
+    let head = ["-f", "lavfi", "-i", &src, "-t", &seconds];
+    let tail = ["-pix_fmt", "yuv420p", "-f", format, out];
+    ffmpeg(&[&head[..], codec, &tail[..]].concat());
+}
+
+/// Encodes `seconds` of a 440 Hz sine, stereo at 48 kHz, to AAC in ADTS at `out`.
+pub fn encode_adts(out: &Path, seconds: u32) {
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &seconds.to_string(),
+        "-ac",
+        "2",
+        "-c:a",
+        "aac",
+        "-f",
+        "adts",
+        out.to_str().expect("utf-8 path"),
+    ]);
+}

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tidewater_core::{Codec, TrackId, TrackInfo};
 use tidewater_media::fmp4::{self, Sample, TrackRun};
 use tidewater_tests::TempDir;
-use tidewater_tests::tools::{ffmpeg, ffprobe_clean};
+use tidewater_tests::tools::{encode_adts, encode_annexb, ffprobe_clean};
 
 const FPS: u64 = 25;
 const SECONDS: u64 = 2;
@@ -237,43 +237,8 @@ fn h264_and_aac_play_in_ffprobe() {
     let dir = TempDir::new("fmp4-h264");
     let es = dir.file("v.h264");
     let adts = dir.file("a.aac");
-    let d = SECONDS.to_string();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc=size=320x240:rate={FPS}"),
-        "-t",
-        &d,
-        "-c:v",
-        "libx264",
-        "-bf",
-        "0",
-        "-g",
-        "25",
-        "-x264-params",
-        "aud=1",
-        "-pix_fmt",
-        "yuv420p",
-        "-f",
-        "h264",
-        es.to_str().expect("path"),
-    ]);
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        &d,
-        "-ac",
-        "2",
-        "-c:a",
-        "aac",
-        "-f",
-        "adts",
-        adts.to_str().expect("path"),
-    ]);
+    encode_annexb(&es, false, FPS as u32, SECONDS as u32, 25);
+    encode_adts(&adts, SECONDS as u32);
     let v = h264(&es);
     let a = aac(&adts);
     assert_eq!(v.frames.len() as u64, FPS * SECONDS);
@@ -338,24 +303,7 @@ fn h264_and_aac_play_in_ffprobe() {
 fn h265_plays_in_ffprobe() {
     let dir = TempDir::new("fmp4-h265");
     let es = dir.file("v.h265");
-    let d = SECONDS.to_string();
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &format!("testsrc=size=320x240:rate={FPS}"),
-        "-t",
-        &d,
-        "-c:v",
-        "libx265",
-        "-x265-params",
-        "bframes=0:keyint=25:aud=1:log-level=error",
-        "-pix_fmt",
-        "yuv420p",
-        "-f",
-        "hevc",
-        es.to_str().expect("path"),
-    ]);
+    encode_annexb(&es, true, FPS as u32, SECONDS as u32, 25);
     let v = h265(&es);
     assert_eq!(v.frames.len() as u64, FPS * SECONDS);
     let video = TrackInfo::video(TrackId(1), Codec::H265, 320, 240).with_config(v.config.clone());

@@ -16,7 +16,7 @@ use tidewater_pkg_hls::segmenter::Targets;
 use tidewater_pkg_hls::ts::TsPacker;
 use tidewater_pkg_hls::validate::Tracker;
 use tidewater_tests::TempDir;
-use tidewater_tests::tools::{ffmpeg, ffprobe_clean};
+use tidewater_tests::tools::{encode_adts, encode_annexb, ffprobe_clean};
 
 const FPS: i64 = 25;
 const SECONDS: i64 = 7;
@@ -205,64 +205,8 @@ fn run(h265: bool) {
     let dir = TempDir::new(if h265 { "hls-h265" } else { "hls-h264" });
     let es = dir.file("v.es");
     let adts = dir.file("a.aac");
-    let d = SECONDS.to_string();
-    let src = format!("testsrc=size=320x240:rate={FPS}");
-    if h265 {
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            &src,
-            "-t",
-            &d,
-            "-c:v",
-            "libx265",
-            "-x265-params",
-            "bframes=0:keyint=50:aud=1:log-level=error",
-            "-pix_fmt",
-            "yuv420p",
-            "-f",
-            "hevc",
-            es.to_str().expect("path"),
-        ]);
-    } else {
-        ffmpeg(&[
-            "-f",
-            "lavfi",
-            "-i",
-            &src,
-            "-t",
-            &d,
-            "-c:v",
-            "libx264",
-            "-bf",
-            "0",
-            "-g",
-            "50",
-            "-x264-params",
-            "aud=1",
-            "-pix_fmt",
-            "yuv420p",
-            "-f",
-            "h264",
-            es.to_str().expect("path"),
-        ]);
-    }
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        &d,
-        "-ac",
-        "2",
-        "-c:a",
-        "aac",
-        "-f",
-        "adts",
-        adts.to_str().expect("path"),
-    ]);
+    encode_annexb(&es, h265, FPS as u32, SECONDS as u32, 50);
+    encode_adts(&adts, SECONDS as u32);
     let (vconfig, vframes) = video(&es, h265);
     let (aconfig, aframes) = aac(&adts);
     assert_eq!(vframes.len() as i64, FPS * SECONDS);
