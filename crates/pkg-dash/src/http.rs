@@ -10,19 +10,19 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request as HttpRequest, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::{Path, Request as HttpRequest, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
 use bytes::Bytes;
 use tidewater_core::{IngestContext, StreamKey};
+use tidewater_http::{
+    CHANNEL_DEPTH, Refusal, channel_body, chunks_body, get_with_preflight, peer_and_query, reply,
+    stream_key, text,
+};
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -30,7 +30,7 @@ use crate::DashConfig;
 use crate::emsg;
 use crate::mpd::{self, MpdOptions};
 use crate::names::{FileName, SegmentId, find, parse_file};
-use crate::service::{Entry, Refusal, Shared, lock};
+use crate::service::{Entry, Shared, lock};
 use crate::timefmt::iso8601;
 
 /// The DASH routes (`/dash/…`), relative to where the router is mounted.
@@ -41,56 +41,38 @@ pub fn dash_router(ctx: IngestContext, config: DashConfig) -> Router {
         streams: Mutex::new(HashMap::new()),
     });
     Router::new()
-        .route("/dash/time", get(serve_time).options(preflight))
+        .route("/dash/time", get_with_preflight(serve_time))
         .route(
             "/dash/{app}/{stream}/manifest.mpd",
-            get(serve_mpd).options(preflight),
+            get_with_preflight(serve_mpd),
         )
         .route(
             "/dash/{app}/{stream}/{file}",
-            get(serve_file).options(preflight),
+            get_with_preflight(serve_file),
         )
         .with_state(shared)
 }
 
-fn peer_of(request: &HttpRequest) -> Option<SocketAddr> {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0)
-}
-
-fn key_of(app: &str, stream: &str) -> Result<StreamKey, Refusal> {
-    StreamKey::new(app, stream)
-        .map_err(|e| Box::new(text(StatusCode::BAD_REQUEST, format!("{e}\n"))))
+/// The stream a request (its peer and query) names, and its packager (started for a reader the
+/// kernel admits).
+async fn admit(
+    shared: &Arc<Shared>,
+    (peer, query): (Option<SocketAddr>, Option<String>),
+    app: &str,
+    stream: &str,
+) -> Result<(StreamKey, Arc<Entry>), Refusal> {
+    let key = stream_key("dash", peer, app, stream)?;
+    let entry = shared.entry(&key, peer, query.as_deref()).await?;
+    Ok((key, entry))
 }
 
 async fn serve_time() -> Response {
-    let mut r = (StatusCode::OK, iso8601(SystemTime::now())).into_response();
-    headers(r.headers_mut(), "text/plain; charset=utf-8", "no-store");
-    r
-}
-
-async fn preflight() -> Response {
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("600"),
-    );
-    r
+    reply(
+        StatusCode::OK,
+        "text/plain; charset=utf-8",
+        "no-store",
+        iso8601(SystemTime::now()),
+    )
 }
 
 async fn serve_mpd(
@@ -98,15 +80,8 @@ async fn serve_mpd(
     Path((app, stream)): Path<(String, String)>,
     request: HttpRequest,
 ) -> Response {
-    let key = match key_of(&app, &stream) {
-        Ok(k) => k,
-        Err(r) => return *r,
-    };
-    let entry = match shared
-        .entry(&key, peer_of(&request), request.uri().query())
-        .await
-    {
-        Ok(e) => e,
+    let (key, entry) = match admit(&shared, peer_and_query(&request), &app, &stream).await {
+        Ok(admitted) => admitted,
         Err(r) => return *r,
     };
     debug!(stream = %key, "dash MPD request");
@@ -132,9 +107,7 @@ async fn serve_mpd(
                 .flatten()
         };
         if let Some(xml) = written {
-            let mut r = (StatusCode::OK, xml).into_response();
-            headers(r.headers_mut(), "application/dash+xml", "no-cache");
-            return r;
+            return reply(StatusCode::OK, "application/dash+xml", "no-cache", xml);
         }
         if late {
             return text(
@@ -209,21 +182,15 @@ async fn serve_file(
     Path((app, stream, file)): Path<(String, String, String)>,
     request: HttpRequest,
 ) -> Response {
-    let key = match key_of(&app, &stream) {
-        Ok(k) => k,
-        Err(r) => return *r,
-    };
-    debug!(stream = %key, file = %file, "dash request");
+    // Checked first: a name that is no DASH file never starts a packager.
     let Some(name) = parse_file(&file) else {
         return text(StatusCode::NOT_FOUND, "no such DASH file\n");
     };
-    let entry = match shared
-        .entry(&key, peer_of(&request), request.uri().query())
-        .await
-    {
-        Ok(e) => e,
+    let (key, entry) = match admit(&shared, peer_and_query(&request), &app, &stream).await {
+        Ok(admitted) => admitted,
         Err(r) => return *r,
     };
+    debug!(stream = %key, file = %file, "dash request");
     match name {
         FileName::Init { period, rep } => {
             let init = lock(&entry.packager)
@@ -231,11 +198,7 @@ async fn serve_file(
                 .and_then(|p| p.track(rep))
                 .map(|t| (t.init.clone(), t.info.kind()));
             match init {
-                Some((bytes, kind)) => {
-                    let mut r = (StatusCode::OK, bytes).into_response();
-                    headers(r.headers_mut(), mime(kind), "max-age=3600");
-                    r
-                }
+                Some((bytes, kind)) => reply(StatusCode::OK, mime(kind), "max-age=3600", bytes),
                 None => text(StatusCode::NOT_FOUND, "no such period or representation\n"),
             }
         }
@@ -316,14 +279,13 @@ async fn serve_segment(
         match found {
             Lookup::Complete(chunks) => {
                 let len: usize = chunks.iter().map(Bytes::len).sum();
-                let mut r = Response::new(Body::from_stream(ChunkStream(chunks.into())));
-                headers(r.headers_mut(), kind, "max-age=60");
+                let mut r = reply(StatusCode::OK, kind, "max-age=60", chunks_body(chunks));
                 r.headers_mut()
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 return r;
             }
             Lookup::InProgress(prefix) => {
-                let (tx, rx) = mpsc::channel(64);
+                let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
                 if let Some(event) = prefix {
                     // The channel is new and empty: this cannot fail.
                     let _ = tx.try_send(event);
@@ -336,9 +298,7 @@ async fn serve_segment(
                     tx,
                     shared.config.segment_target * 4,
                 ));
-                let mut r = Response::new(Body::from_stream(ReceiverStream(rx)));
-                headers(r.headers_mut(), kind, "no-cache");
-                return r;
+                return reply(StatusCode::OK, kind, "no-cache", channel_body(rx));
             }
             Lookup::Upcoming => match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => continue,
@@ -395,41 +355,4 @@ async fn stream_segment(
             Ok(Err(_)) | Err(_) => return,
         }
     }
-}
-
-/// A response body of chunks known up front.
-struct ChunkStream(std::collections::VecDeque<Bytes>);
-
-impl futures_core::Stream for ChunkStream {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Poll::Ready(self.0.pop_front().map(Ok))
-    }
-}
-
-/// A response body fed by a task.
-struct ReceiverStream(mpsc::Receiver<Bytes>);
-
-impl futures_core::Stream for ReceiverStream {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx).map(|b| b.map(Ok))
-    }
-}
-
-fn headers(h: &mut HeaderMap, content_type: &'static str, cache: &'static str) {
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-}
-
-pub(crate) fn text(status: StatusCode, body: impl Into<String>) -> Response {
-    let mut r = (status, body.into()).into_response();
-    headers(r.headers_mut(), "text/plain; charset=utf-8", "no-cache");
-    r
 }

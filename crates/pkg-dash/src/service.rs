@@ -9,15 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
-use axum::response::Response;
-use tidewater_core::{
-    Event, Follower, IngestContext, RecvError, Request, StreamKey, time::ClockAnchor,
-};
+use tidewater_core::{Event, Follower, IngestContext, RecvError, StreamKey, time::ClockAnchor};
+use tidewater_http::{Refusal, reader_request, refused, text};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::DashConfig;
-use crate::http::text;
 use crate::packager::{Packager, PackagerConfig};
 
 /// What every route shares: the kernel, the settings, the live packagers.
@@ -46,9 +43,6 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A response refusing the request.
-pub(crate) type Refusal = Box<Response>;
-
 impl Shared {
     /// The stream's packager, started on first use.
     pub(crate) async fn entry(
@@ -69,22 +63,12 @@ impl Shared {
                 format!("stream {key} is not live\n"),
             )));
         }
-        let mut req = Request::new(key.clone(), "dash");
-        if let Some(p) = peer {
-            req = req.peer(p);
-        }
-        if let Some(q) = query {
-            req = req.query(q);
-        }
-        let follower = self.ctx.follow(req).await.map_err(|e| {
-            let who = peer.map_or_else(|| "?".into(), |p| p.to_string());
-            info!(peer = %who, stream = %key, "dash request refused: {e}");
-            let status = match e {
-                tidewater_core::Error::Unauthorized { .. } => StatusCode::FORBIDDEN,
-                _ => StatusCode::NOT_FOUND,
-            };
-            Box::new(text(status, format!("{e}\n")))
-        })?;
+        let req = reader_request(key, "dash", peer, query);
+        let follower = self
+            .ctx
+            .follow(req)
+            .await
+            .map_err(|e| Box::new(refused("dash", peer, key, &e)))?;
         let mut streams = lock(&self.streams);
         if let Some(e) = streams.get(key) {
             // Another request started it meanwhile; this follower is dropped.

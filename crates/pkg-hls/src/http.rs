@@ -12,7 +12,8 @@
 //! | `GET /llhls/{app}/{stream}/part-{epoch}-{msn}.{i}.m4s` | a part; the next one (the preload hint) waits until complete |
 //!
 //! Every answer carries `Access-Control-Allow-Origin: *` (players on other
-//! origins), and `OPTIONS` answers preflights. Playlists are `no-cache`;
+//! origins), and `OPTIONS` answers preflights (the policy is
+//! [`tidewater_http`]'s). Playlists are `no-cache`;
 //! segments, parts and init segments are `immutable` (their URIs carry the
 //! packager's epoch, so a URI never names other bytes). A stream that is not
 //! live is a `404` saying so; a malformed name or query a `400`; a blocking
@@ -22,13 +23,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request as HttpRequest, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::{Path, Request as HttpRequest, State};
+use axum::http::StatusCode;
+use axum::response::Response;
 use bytes::Bytes;
 use tidewater_core::StreamKey;
+use tidewater_http::{get_with_preflight, peer_and_query, reply, text};
 use tracing::info;
 
 use crate::Hls;
@@ -40,14 +40,8 @@ const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 /// The HLS and LL-HLS routes, to merge into the application's router.
 pub fn router(hls: Hls) -> Router {
     Router::new()
-        .route(
-            "/hls/{app}/{stream}/{file}",
-            get(serve_ts).options(preflight),
-        )
-        .route(
-            "/llhls/{app}/{stream}/{file}",
-            get(serve_ll).options(preflight),
-        )
+        .route("/hls/{app}/{stream}/{file}", get_with_preflight(serve_ts))
+        .route("/llhls/{app}/{stream}/{file}", get_with_preflight(serve_ll))
         .with_state(hls)
 }
 
@@ -67,56 +61,6 @@ async fn serve_ll(
 ) -> Response {
     let (peer, query) = peer_and_query(&request);
     serve(hls, Flavour::Fmp4, &app, &stream, &file, peer, query).await
-}
-
-async fn preflight() -> Response {
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET, HEAD, OPTIONS"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        HeaderValue::from_static("86400"),
-    );
-    r
-}
-
-/// A response with the headers every answer carries.
-fn reply(
-    status: StatusCode,
-    content_type: &'static str,
-    cache: &'static str,
-    body: Bytes,
-) -> Response {
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    r
-}
-
-fn error(status: StatusCode, message: String) -> Response {
-    reply(
-        status,
-        "text/plain; charset=utf-8",
-        "no-cache",
-        Bytes::from(message + "\n"),
-    )
 }
 
 /// `_HLS_msn`, `_HLS_part` of a playlist request.
@@ -155,14 +99,6 @@ pub fn parse_query(query: Option<&str>) -> Result<Blocking, String> {
     Ok(b)
 }
 
-fn peer_and_query(request: &HttpRequest) -> (Option<SocketAddr>, Option<String>) {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    (peer, request.uri().query().map(str::to_owned))
-}
-
 async fn serve(
     hls: Hls,
     flavour: Flavour,
@@ -174,10 +110,10 @@ async fn serve(
 ) -> Response {
     let key = match StreamKey::new(app, stream) {
         Ok(k) => k,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let Some(name) = FileName::parse(flavour, file) else {
-        return error(
+        return text(
             StatusCode::NOT_FOUND,
             format!(
                 "no file {file:?} here: expected index.m3u8, master.m3u8 or a segment of the playlist"
@@ -186,14 +122,14 @@ async fn serve(
     };
     let blocking = match parse_query(query.as_deref()) {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };
     let pkg = match hls.package(&key, flavour, peer).await {
         Ok(p) => p,
-        Err(Refusal::NotLive(m)) => return error(StatusCode::NOT_FOUND, m),
+        Err(Refusal::NotLive(m)) => return text(StatusCode::NOT_FOUND, m),
         Err(Refusal::Forbidden(m)) => {
             info!(stream = %key, peer = ?peer, "{}: request refused: {m}", flavour.prefix());
-            return error(StatusCode::FORBIDDEN, m);
+            return text(StatusCode::FORBIDDEN, m);
         }
     };
     let first = hls.config().first_segment_timeout;
@@ -202,7 +138,7 @@ async fn serve(
         .await
         .is_none()
     {
-        return error(
+        return text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("stream {key} has no complete segment yet; retry"),
         );
@@ -212,11 +148,8 @@ async fn serve(
     match name {
         FileName::Media => media(&pkg, flavour, blocking, hold).await,
         FileName::Master => match pkg.master_playlist() {
-            Some(text) => reply(StatusCode::OK, PLAYLIST, "no-cache", Bytes::from(text)),
-            None => error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no tracks yet; retry".into(),
-            ),
+            Some(playlist) => reply(StatusCode::OK, PLAYLIST, "no-cache", Bytes::from(playlist)),
+            None => text(StatusCode::SERVICE_UNAVAILABLE, "no tracks yet; retry"),
         },
         FileName::Segment { epoch, msn } => {
             media_file(&pkg, &epoch, hold, flavour, move |s| s.segment(msn)).await
@@ -238,7 +171,7 @@ async fn media(pkg: &Package, flavour: Flavour, blocking: Blocking, hold: Durati
     if let (Flavour::Fmp4, Some(msn)) = (flavour, blocking.msn) {
         let pos = pkg.with(PlaylistState::position);
         if msn > pos.msn + 1 {
-            return error(
+            return text(
                 StatusCode::BAD_REQUEST,
                 format!(
                     "_HLS_msn={msn} is more than two segments past the playlist's last ({})",
@@ -252,18 +185,15 @@ async fn media(pkg: &Package, flavour: Flavour, blocking: Blocking, hold: Durati
             .await
             .is_none()
         {
-            return error(
+            return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("segment {msn} part {part:?} not available within {hold:?}"),
             );
         }
     }
     match pkg.media_playlist() {
-        Some(text) => reply(StatusCode::OK, PLAYLIST, "no-cache", text),
-        None => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no playlist yet; retry".into(),
-        ),
+        Some(playlist) => reply(StatusCode::OK, PLAYLIST, "no-cache", playlist),
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "no playlist yet; retry"),
     }
 }
 
@@ -275,9 +205,9 @@ async fn media_file(
     lookup: impl Fn(&PlaylistState) -> Lookup,
 ) -> Response {
     if pkg.with(|s| s.epoch() != epoch) {
-        return error(
+        return text(
             StatusCode::NOT_FOUND,
-            "no such segment: it belongs to an earlier packaging of this stream".into(),
+            "no such segment: it belongs to an earlier packaging of this stream",
         );
     }
     let found = pkg
@@ -298,11 +228,11 @@ async fn media_file(
             "public, max-age=3600, immutable",
             bytes,
         ),
-        Some(None) => error(
+        Some(None) => text(
             StatusCode::NOT_FOUND,
-            "no such segment: not in the playlist's window".into(),
+            "no such segment: not in the playlist's window",
         ),
-        None => error(
+        None => text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not complete within {hold:?}; retry"),
         ),
