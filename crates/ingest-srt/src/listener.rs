@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use srt_protocol::options::KeySize;
 use srt_protocol::packet::{CoreRejectReason, RejectReason, ServerRejectReason};
+use srt_protocol::settings::KeySettings;
 use srt_tokio::ConnectionRequest;
 use tidewater_core::{CancellationToken, IngestContext, Request};
 use tracing::{info, warn};
 
 use crate::config::{self, SrtConfig};
-use crate::streamid::{self, Mode};
+use crate::streamid::{self, Mode, StreamRequest};
 use crate::{publish, read};
 
 fn reject_reason(e: &tidewater_core::Error) -> RejectReason {
@@ -33,6 +34,73 @@ async fn reject(req: ConnectionRequest, reason: RejectReason, peer: SocketAddr, 
     }
 }
 
+/// A refusal of a handshake: the reason sent and the log line.
+type Refusal = (RejectReason, String);
+
+/// What a handshake asks for, and the key to accept it with, or why it is
+/// refused before the kernel is asked.
+fn check_handshake(
+    req: &ConnectionRequest,
+    config: &SrtConfig,
+) -> Result<(StreamRequest, Option<KeySettings>), Refusal> {
+    let id = req.stream_id().map(|s| s.as_str());
+    let parsed = streamid::parse(id).map_err(|e| {
+        (
+            RejectReason::Server(ServerRejectReason::BadRequest),
+            format!("stream id {:?}: {e}", id.unwrap_or("")),
+        )
+    })?;
+    let key = &parsed.key;
+    let mode = match parsed.mode {
+        Mode::Publish => "publish",
+        Mode::Read => "read",
+    };
+    let bad_secret = RejectReason::Core(CoreRejectReason::BadSecret);
+    // srt-protocol 0.4.4 panics (unimplemented!) when the key size the caller
+    // announces differs from the one accepted with, or when the caller
+    // encrypts and the path does not: what can be told from the handshake
+    // is refused here. A caller that encrypts without announcing its key
+    // length (no pbkeylen) looks like one that does not encrypt; on an
+    // encrypted path srt-protocol then sorts them out itself (a wrong or no
+    // passphrase is rejected in the handshake).
+    let key_settings = match (config.encryption_for(key), req.key_size()) {
+        (Some(e), KeySize::Unspecified) if e.key_length != 16 => {
+            return Err((
+                bad_secret,
+                format!(
+                    "{mode} {key}: the path uses {}-byte keys and the caller did not announce its key length (pbkeylen)",
+                    e.key_length
+                ),
+            ));
+        }
+        (Some(e), size)
+            if size != KeySize::Unspecified && size != config::key_size(e.key_length) =>
+        {
+            return Err((
+                bad_secret,
+                format!(
+                    "{mode} {key}: key length {size:?} offered, {} bytes configured",
+                    e.key_length
+                ),
+            ));
+        }
+        (Some(e), size) => Some(config::key_settings(e, size).map_err(|err| {
+            (
+                RejectReason::Server(ServerRejectReason::InternalServerError),
+                err.to_string(),
+            )
+        })?),
+        (None, KeySize::Unspecified) => None,
+        (None, _) => {
+            return Err((
+                RejectReason::Core(CoreRejectReason::Unsecure),
+                format!("{mode} {key}: the caller encrypts but the path has no passphrase"),
+            ));
+        }
+    };
+    Ok((parsed, key_settings))
+}
+
 /// Answers one handshake, then serves the connection until it ends.
 pub(crate) async fn handle(
     req: ConnectionRequest,
@@ -41,85 +109,11 @@ pub(crate) async fn handle(
     shutdown: CancellationToken,
 ) {
     let peer = req.remote();
-    let id = req.stream_id().map(|s| s.as_str().to_owned());
-    let parsed = match streamid::parse(id.as_deref()) {
-        Ok(p) => p,
-        Err(e) => {
-            let why = format!("stream id {:?}: {e}", id.as_deref().unwrap_or(""));
-            return reject(
-                req,
-                RejectReason::Server(ServerRejectReason::BadRequest),
-                peer,
-                &why,
-            )
-            .await;
-        }
+    let (parsed, key_settings) = match check_handshake(&req, &config) {
+        Ok(checked) => checked,
+        Err((reason, why)) => return reject(req, reason, peer, &why).await,
     };
     let key = parsed.key.clone();
-    let mode = match parsed.mode {
-        Mode::Publish => "publish",
-        Mode::Read => "read",
-    };
-    // srt-protocol 0.4.4 panics (unimplemented!) when the key size the caller
-    // announces differs from the one accepted with, or when the caller
-    // encrypts and the path does not: what can be told from the handshake
-    // is refused here. A caller that encrypts without announcing its key
-    // length (no pbkeylen) looks like one that does not encrypt; on an
-    // encrypted path srt-protocol then sorts them out itself (a wrong or no
-    // passphrase is rejected in the handshake).
-    let key_settings = match (config.encryption_for(&key), req.key_size()) {
-        (Some(e), KeySize::Unspecified) if e.key_length != 16 => {
-            let why = format!(
-                "{mode} {key}: the path uses {}-byte keys and the caller did not announce its key length (pbkeylen)",
-                e.key_length
-            );
-            return reject(
-                req,
-                RejectReason::Core(CoreRejectReason::BadSecret),
-                peer,
-                &why,
-            )
-            .await;
-        }
-        (Some(e), size)
-            if size != KeySize::Unspecified && size != config::key_size(e.key_length) =>
-        {
-            let why = format!(
-                "{mode} {key}: key length {size:?} offered, {} bytes configured",
-                e.key_length
-            );
-            return reject(
-                req,
-                RejectReason::Core(CoreRejectReason::BadSecret),
-                peer,
-                &why,
-            )
-            .await;
-        }
-        (Some(e), size) => match config::key_settings(e, size) {
-            Ok(k) => Some(k),
-            Err(err) => {
-                return reject(
-                    req,
-                    RejectReason::Server(ServerRejectReason::InternalServerError),
-                    peer,
-                    &err.to_string(),
-                )
-                .await;
-            }
-        },
-        (None, KeySize::Unspecified) => None,
-        (None, _) => {
-            let why = format!("{mode} {key}: the caller encrypts but the path has no passphrase");
-            return reject(
-                req,
-                RejectReason::Core(CoreRejectReason::Unsecure),
-                peer,
-                &why,
-            )
-            .await;
-        }
-    };
     let encrypted = key_settings.is_some();
     let mut request = Request::new(key.clone(), "srt")
         .peer(peer)
