@@ -85,6 +85,24 @@
 
 #![deny(missing_docs)]
 
+/// The end-of-publish methods both packers share, built on their own
+/// `close` (which ends the segment in progress).
+macro_rules! packer_endings {
+    () => {
+        /// The publish ended and another follows: close the segment in progress.
+        pub fn discontinuity(&mut self, pl: &mut PlaylistState) {
+            self.close(pl);
+            pl.mark_discontinuity();
+        }
+
+        /// The stream ended for good.
+        pub fn finish(&mut self, pl: &mut PlaylistState) {
+            self.close(pl);
+            pl.end();
+        }
+    };
+}
+
 mod config;
 mod error;
 #[doc(hidden)]

@@ -50,25 +50,14 @@ impl LlPacker {
     pub fn tracks(&mut self, set: Arc<TrackSet>, pl: &mut PlaylistState) -> Result<(), Error> {
         let init = fmp4::init_segment(&set.tracks()).map_err(|e| Error::Package(e.to_string()))?;
         if self.tracks.is_some() {
-            self.close(pl);
-            pl.mark_discontinuity();
+            self.discontinuity(pl);
         }
         pl.set_init(init);
         self.tracks = Some(set);
         Ok(())
     }
 
-    /// The publish ended and another follows: close the segment in progress.
-    pub fn discontinuity(&mut self, pl: &mut PlaylistState) {
-        self.close(pl);
-        pl.mark_discontinuity();
-    }
-
-    /// The stream ended for good.
-    pub fn finish(&mut self, pl: &mut PlaylistState) {
-        self.close(pl);
-        pl.end();
-    }
+    packer_endings!();
 
     /// One unit.
     pub fn unit(&mut self, u: Unit, pl: &mut PlaylistState) -> Result<(), Error> {

@@ -53,8 +53,7 @@ impl TsPacker {
             Some(mux) => {
                 mux.set_tracks(&infos)
                     .map_err(|e| Error::Package(e.to_string()))?;
-                self.close(pl);
-                pl.mark_discontinuity();
+                self.discontinuity(pl);
             }
             None => {
                 self.mux = Some(TsMuxer::new(&infos).map_err(|e| Error::Package(e.to_string()))?);
@@ -64,17 +63,7 @@ impl TsPacker {
         Ok(())
     }
 
-    /// The publish ended and another follows: close the segment in progress.
-    pub fn discontinuity(&mut self, pl: &mut PlaylistState) {
-        self.close(pl);
-        pl.mark_discontinuity();
-    }
-
-    /// The stream ended for good.
-    pub fn finish(&mut self, pl: &mut PlaylistState) {
-        self.close(pl);
-        pl.end();
-    }
+    packer_endings!();
 
     /// One unit.
     pub fn unit(&mut self, u: Unit, pl: &mut PlaylistState) -> Result<(), Error> {
