@@ -268,14 +268,13 @@ impl Rtmp {
     /// returns if binding fails: bound the wait).
     pub async fn listening(&self) -> SocketAddr {
         let mut rx = self.bound.subscribe();
-        loop {
-            if let Some(addr) = *rx.borrow_and_update() {
+        // The sender lives as long as `self`: the wait ends with an address.
+        if let Ok(bound) = rx.wait_for(Option::is_some).await {
+            if let Some(addr) = *bound {
                 return addr;
             }
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
         }
+        std::future::pending().await
     }
 }
 

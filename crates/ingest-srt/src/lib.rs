@@ -141,14 +141,13 @@ impl Srt {
     /// Waits until the listener is bound and returns its address.
     pub async fn listening(&self) -> SocketAddr {
         let mut rx = self.bound.subscribe();
-        loop {
-            if let Some(addr) = *rx.borrow_and_update() {
+        // The sender lives as long as `self`: the wait ends with an address.
+        if let Ok(bound) = rx.wait_for(Option::is_some).await {
+            if let Some(addr) = *bound {
                 return addr;
             }
-            if rx.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
         }
+        std::future::pending().await
     }
 
     async fn bind(
