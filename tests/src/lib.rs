@@ -472,38 +472,117 @@ impl Drop for ChildGuard {
     }
 }
 
+impl ChildGuard {
+    /// Waits up to `timeout` for the process to end by itself: its exit
+    /// status, or `None` if it still runs.
+    pub fn wait_for(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The generated picture as ffmpeg input: testsrc2 320x240 at 25 fps.
+pub const CLIP_VIDEO: [&str; 4] = ["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"];
+
+/// The generated sound as ffmpeg input: a 440 Hz sine at `sample_rate`.
+pub fn clip_audio(sample_rate: u32) -> [String; 4] {
+    [
+        "-f".into(),
+        "lavfi".into(),
+        "-i".into(),
+        format!("sine=frequency=440:sample_rate={sample_rate}"),
+    ]
+}
+
+/// x264 tuned for live: the fastest preset, no frame delay.
+pub const X264_LIVE: [&str; 6] = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "ultrafast",
+    "-tune",
+    "zerolatency",
+];
+
+/// A keyframe every `gop` frames exactly (no scene-cut keyframes).
+pub fn fixed_gop(gop: u32) -> [String; 6] {
+    [
+        "-g".into(),
+        gop.to_string(),
+        "-keyint_min".into(),
+        gop.to_string(),
+        "-sc_threshold".into(),
+        "0".into(),
+    ]
+}
+
+/// ffmpeg, quiet, without standard input, reading its inputs in real time.
+pub fn ffmpeg_realtime() -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Spawns `cmd` (an ffmpeg), its standard output discarded; panics with
+/// instructions when ffmpeg is missing.
+pub(crate) fn spawn_ffmpeg(cmd: &mut Command) -> ChildGuard {
+    let child = cmd
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ffmpeg (install the ffmpeg package): {e}"));
+    ChildGuard(child)
+}
+
 /// Starts ffmpeg publishing a generated clip (testsrc2 320x240 at 25 fps with
 /// a keyframe every `gop` frames, and a 440 Hz sine; H.264 + AAC) in real
 /// time to `url` as FLV, for `seconds`.
 pub fn ffmpeg_publish(url: &str, seconds: u32, gop: u32) -> ChildGuard {
-    let child = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
-        .args([
-            "-g",
-            &gop.to_string(),
-            "-keyint_min",
-            &gop.to_string(),
-            "-sc_threshold",
-            "0",
-        ])
-        .args(["-c:a", "aac", "-b:a", "64k"])
-        .args(["-t", &seconds.to_string(), "-f", "flv", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run ffmpeg (install the ffmpeg package): {e}"));
-    ChildGuard(child)
+    spawn_ffmpeg(
+        ffmpeg_realtime()
+            .args(CLIP_VIDEO)
+            .args(clip_audio(44_100))
+            .args(X264_LIVE)
+            .args(fixed_gop(gop))
+            .args(["-c:a", "aac", "-b:a", "64k"])
+            .args(["-t", &seconds.to_string(), "-f", "flv", url])
+            .stderr(Stdio::piped()),
+    )
+}
+
+/// Starts ffmpeg publishing one track of the generated clip in real time to
+/// `url` as FLV, for `seconds`: the picture (H.264, 2 s GOP) when `video`,
+/// else the sound (AAC).
+pub fn ffmpeg_publish_one_track(url: &str, video: bool, seconds: u32) -> ChildGuard {
+    let mut cmd = ffmpeg_realtime();
+    if video {
+        cmd.args(CLIP_VIDEO).args(X264_LIVE).args(fixed_gop(50));
+    } else {
+        cmd.args(clip_audio(44_100))
+            .args(["-c:a", "aac", "-b:a", "64k"]);
+    }
+    spawn_ffmpeg(
+        cmd.args(["-t", &seconds.to_string(), "-f", "flv", url])
+            .stderr(Stdio::null()),
+    )
+}
+
+/// The codecs of a live stream's catalog (as [`wait_live`] returns it), in track order.
+pub fn catalog_codecs(live: &serde_json::Value) -> Vec<serde_json::Value> {
+    live["catalog"]["tracks"]
+        .as_array()
+        .expect("tracks")
+        .iter()
+        .map(|t| t["codec"].clone())
+        .collect()
 }
 
 /// Polls the API until `app/stream` is live with a catalog; panics after `timeout`.
@@ -616,18 +695,19 @@ pub fn ffmpeg_framecrc(url: &str, args: &[&str], timeout: Duration) -> (FrameCrc
         let _ = BufReader::new(stdout).read_to_string(&mut text);
         text
     });
-    let deadline = Instant::now() + timeout;
-    let mut ended = false;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.0.try_wait() {
-            ended = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let ended = child.wait_for(timeout).is_some();
     drop(child);
     let text = reader.join().unwrap_or_default();
     (FrameCrc::parse(&text), ended)
+}
+
+/// [`ffmpeg_framecrc`] on a thread of its own, for readers in parallel.
+pub fn spawn_framecrc(
+    url: String,
+    args: &'static [&'static str],
+    timeout: Duration,
+) -> std::thread::JoinHandle<(FrameCrc, bool)> {
+    std::thread::spawn(move || ffmpeg_framecrc(&url, args, timeout))
 }
 
 /// What ffprobe saw of a live URL in a few seconds of reading: its streams
@@ -687,16 +767,7 @@ pub fn ffprobe_packets(url: &str, seconds: u32, timeout: Duration) -> ProbedPack
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Ok(Some(status)) = child.0.try_wait() {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = child.wait_for(timeout);
     drop(child);
     let text = reader.join().unwrap_or_default();
     let errors = errors.join().unwrap_or_default();

@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::ChildGuard;
+use crate::{
+    CLIP_VIDEO, ChildGuard, X264_LIVE, clip_audio, ffmpeg_realtime, spawn_ffmpeg, wait_live,
+};
 
 /// An `srt://` URL for ffmpeg (its `latency` is in microseconds: 120 ms here).
 pub fn ffmpeg_srt_url(addr: SocketAddr, streamid: &str) -> String {
@@ -17,10 +19,9 @@ pub fn ffmpeg_srt_url(addr: SocketAddr, streamid: &str) -> String {
 /// a keyframe every `gop` frames, a 440 Hz sine) in real time as MPEG-TS to
 /// `url`, for `seconds`; `vcodec` is `libx264` or `libx265`.
 pub fn ffmpeg_publish_ts(url: &str, seconds: u32, gop: u32, vcodec: &str) -> ChildGuard {
-    let mut c = Command::new("ffmpeg");
-    c.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+    let mut c = ffmpeg_realtime();
+    c.args(CLIP_VIDEO)
+        .args(clip_audio(48_000))
         .args([
             "-pix_fmt",
             "yuv420p",
@@ -35,36 +36,44 @@ pub fn ffmpeg_publish_ts(url: &str, seconds: u32, gop: u32, vcodec: &str) -> Chi
     } else {
         c.args(["-tune", "zerolatency", "-sc_threshold", "0"]);
     }
-    let child = c
-        .args(["-c:a", "aac", "-b:a", "64k"])
-        .args(["-t", &seconds.to_string(), "-f", "mpegts", url])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run ffmpeg (install the ffmpeg package): {e}"));
-    ChildGuard(child)
+    spawn_ffmpeg(
+        c.args(["-c:a", "aac", "-b:a", "64k"])
+            .args(["-t", &seconds.to_string(), "-f", "mpegts", url])
+            .stderr(Stdio::null()),
+    )
+}
+
+/// Starts ffmpeg publishing `seconds` of H.265 (2 s GOP) + AAC over SRT to
+/// `srt` as `key` (`app/stream`), and waits until the server at `http`
+/// reports it live with H.265 as its first track.
+pub fn publish_h265_live(
+    http: SocketAddr,
+    srt: SocketAddr,
+    key: &str,
+    seconds: u32,
+    timeout: Duration,
+) -> ChildGuard {
+    let publisher = ffmpeg_publish_ts(
+        &ffmpeg_srt_url(srt, &format!("publish:{key}")),
+        seconds,
+        50,
+        "libx265",
+    );
+    let live = wait_live(http, key, timeout);
+    assert_eq!(live["catalog"]["tracks"][0]["codec"], "H265", "{live}");
+    publisher
 }
 
 /// ffmpeg writing a clip as MPEG-TS to its standard output, piped into
 /// srt-live-transmit sending to `url` (libsrt's own URL syntax: `latency`
 /// in milliseconds). Returns both processes.
 pub fn slt_publish(url: &str, seconds: u32) -> (ChildGuard, ChildGuard) {
-    let mut src = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-        ])
+    let mut src = ffmpeg_realtime()
+        .args(CLIP_VIDEO)
+        .args(clip_audio(48_000))
+        .args(X264_LIVE)
         .args(["-g", "25", "-c:a", "aac", "-t", &seconds.to_string()])
         .args(["-f", "mpegts", "pipe:1"])
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -93,12 +102,5 @@ pub fn slt_read(url: &str, out: &Path, timeout: Duration) -> bool {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run srt-live-transmit (install srt-tools): {e}")),
     );
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.0.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
+    child.wait_for(timeout).is_some()
 }

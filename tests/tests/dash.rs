@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tidewater_tests::browser::{Player, PlayerRun, play_in_chromium};
+use tidewater_tests::browser::{Player, PlayerReport, PlayerRun, play_in_chromium};
 use tidewater_tests::{
     ServerCommand, curl_command, ffmpeg_framecrc, ffmpeg_publish, http_get, loopback_config,
     try_http_get, wait_live,
@@ -110,6 +110,17 @@ fn bad_paths_and_streams_that_are_not_live() {
     }
 }
 
+/// Checks dash.js played without errors, moving forward by more than 12 s;
+/// returns the latency it settled at.
+fn played_latency(report: &PlayerReport) -> f64 {
+    assert!(report.errors.is_empty(), "{}", report.summary());
+    assert!(report.progressed() > 12.0, "{}", report.summary());
+    assert!(report.monotonic(), "{}", report.summary());
+    report
+        .settled_latency()
+        .expect("dash.js reports its latency")
+}
+
 #[test]
 fn dashjs_plays_the_timeline_in_chromium() {
     let (_server, http, rtmp) = dash_server("");
@@ -121,12 +132,7 @@ fn dashjs_plays_the_timeline_in_chromium() {
         Duration::from_secs(20),
     );
     let report = play_in_chromium(&run);
-    assert!(report.errors.is_empty(), "{}", report.summary());
-    assert!(report.progressed() > 12.0, "{}", report.summary());
-    assert!(report.monotonic(), "{}", report.summary());
-    let latency = report
-        .settled_latency()
-        .expect("dash.js reports its latency");
+    let latency = played_latency(&report);
     // A segment is announced once complete (2 s) and dash.js starts the
     // suggested presentation delay (4 s) behind live.
     assert!(latency < 8.0, "latency {latency:.2}s\n{}", report.summary());
@@ -150,12 +156,7 @@ fn dashjs_low_latency_sits_under_two_seconds_behind_live() {
     }
     let run = PlayerRun::new(Player::DashJs, mpd_url, Duration::from_secs(24)).low_latency();
     let report = play_in_chromium(&run);
-    assert!(report.errors.is_empty(), "{}", report.summary());
-    assert!(report.progressed() > 12.0, "{}", report.summary());
-    assert!(report.monotonic(), "{}", report.summary());
-    let latency = report
-        .settled_latency()
-        .expect("dash.js reports its latency");
+    let latency = played_latency(&report);
     assert!(latency < 2.0, "latency {latency:.2}s\n{}", report.summary());
     eprintln!("dash.js latency (low-latency mode): {latency:.2}s");
 }
@@ -263,39 +264,15 @@ fn a_republish_starts_a_new_period_whose_segments_decode() {
     assert!(crc.monotonic());
 }
 
-/// ffmpeg publishing one track only (`-vn` or `-an` inputs), for `seconds`.
-fn publish_one_track(url: &str, video: bool, seconds: u32) -> tidewater_tests::ChildGuard {
-    let mut cmd = std::process::Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"]);
-    if video {
-        cmd.args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-            ])
-            .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0"]);
-    } else {
-        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-            .args(["-c:a", "aac", "-b:a", "64k"]);
-    }
-    let child = cmd
-        .args(["-t", &seconds.to_string(), "-f", "flv", url])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("ffmpeg runs");
-    tidewater_tests::ChildGuard(child)
-}
-
 #[test]
 fn audio_only_and_video_only_streams() {
     let (_server, http, rtmp) = dash_server("");
     for (name, video) in [("audioonly", false), ("videoonly", true)] {
-        let _publisher = publish_one_track(&format!("rtmp://{rtmp}/live/{name}"), video, 30);
+        let _publisher = tidewater_tests::ffmpeg_publish_one_track(
+            &format!("rtmp://{rtmp}/live/{name}"),
+            video,
+            30,
+        );
         wait_live(http, &format!("live/{name}"), LIVE_TIMEOUT);
         let mpd_url = format!("http://{http}/dash/live/{name}/manifest.mpd");
         let mpd = http_get(&mpd_url);
@@ -330,14 +307,8 @@ fn audio_only_and_video_only_streams() {
 fn h265_over_srt_plays_as_dash() {
     let mut server = ServerCommand::with_config(&loopback_config()).spawn();
     let (http, srt) = (server.http_addr(), server.srt_addr());
-    let _publisher = tidewater_tests::srt::ffmpeg_publish_ts(
-        &tidewater_tests::srt::ffmpeg_srt_url(srt, "publish:live/hevcdash"),
-        30,
-        50,
-        "libx265",
-    );
-    let live = wait_live(http, "live/hevcdash", LIVE_TIMEOUT);
-    assert_eq!(live["catalog"]["tracks"][0]["codec"], "H265");
+    let _publisher =
+        tidewater_tests::srt::publish_h265_live(http, srt, "live/hevcdash", 30, LIVE_TIMEOUT);
     let mpd_url = format!("http://{http}/dash/live/hevcdash/manifest.mpd");
     let mpd = http_get(&mpd_url);
     assert_eq!(mpd.status, 200, "{}", mpd.body);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tidewater_pkg_hls::validate::{self, Tracker};
 use tidewater_tests::browser::{Player, PlayerRun, play_in_chromium};
 use tidewater_tests::{
-    ServerCommand, curl_command, ffmpeg_framecrc, ffmpeg_publish, loopback_config, wait_live,
+    ServerCommand, curl_command, ffmpeg_publish, loopback_config, spawn_framecrc, wait_live,
 };
 
 const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -109,9 +109,7 @@ fn ffmpeg_plays_hls_and_ll_hls_of_an_rtmp_publish() {
     assert_eq!(first.header("access-control-allow-origin"), "*");
 
     // Players decode both, in parallel, while the playlists are polled.
-    let reader = |url: String| {
-        std::thread::spawn(move || ffmpeg_framecrc(&url, &["-t", "6"], Duration::from_secs(30)))
-    };
+    let reader = |url: String| spawn_framecrc(url, &["-t", "6"], Duration::from_secs(30));
     let over_ll = reader(format!("{ll}/index.m3u8"));
     let over_ts = reader(format!("{ts}/index.m3u8"));
 
@@ -351,51 +349,31 @@ fn a_republish_continues_both_playlists_after_a_discontinuity() {
     server.signal("TERM");
 }
 
-/// ffmpeg publishing only audio (AAC) or only video (H.264, 2 s GOP) in real time.
-fn publish_one_kind(url: &str, audio: bool, seconds: u32) -> tidewater_tests::ChildGuard {
-    let mut cmd = std::process::Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"]);
-    if audio {
-        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-            .args(["-c:a", "aac", "-b:a", "64k"]);
-    } else {
-        cmd.args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-            ])
-            .args(["-g", "50", "-keyint_min", "50", "-sc_threshold", "0"]);
-    }
-    let child = cmd
-        .args(["-t", &seconds.to_string(), "-f", "flv", url])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("ffmpeg runs");
-    tidewater_tests::ChildGuard(child)
+/// The media playlist URL of `key` under `prefix` once the playlist passes
+/// the checker, its master playlist and the CODECS the master announces.
+fn checked_variant(http: SocketAddr, prefix: &str, key: &str) -> (String, String, String) {
+    let url = format!("{}/index.m3u8", base(http, prefix, key));
+    let text = get(&url).text();
+    validate::check(&text).unwrap_or_else(|e| panic!("{url}: {e}\n{text}"));
+    let master = get(&format!("{}/master.m3u8", base(http, prefix, key))).text();
+    let codecs = attr(&master, "#EXT-X-STREAM-INF", "CODECS").unwrap_or_default();
+    (url, master, codecs)
 }
 
 #[test]
 fn audio_only_and_video_only_streams_play() {
     let mut server = ServerCommand::with_config(&loopback_config()).spawn();
     let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
-    let _audio = publish_one_kind(&format!("rtmp://{rtmp}/live/ao"), true, 14);
-    let _video = publish_one_kind(&format!("rtmp://{rtmp}/live/vo"), false, 14);
+    let _audio =
+        tidewater_tests::ffmpeg_publish_one_track(&format!("rtmp://{rtmp}/live/ao"), false, 14);
+    let _video =
+        tidewater_tests::ffmpeg_publish_one_track(&format!("rtmp://{rtmp}/live/vo"), true, 14);
     wait_live(http, "live/ao", LIVE_TIMEOUT);
     wait_live(http, "live/vo", LIVE_TIMEOUT);
     let mut readers = Vec::new();
     for (key, kind) in [("live/ao", "audio"), ("live/vo", "video")] {
         for prefix in ["hls", "llhls"] {
-            let url = format!("{}/index.m3u8", base(http, prefix, key));
-            let text = get(&url).text();
-            validate::check(&text).unwrap_or_else(|e| panic!("{url}: {e}\n{text}"));
-            let master = get(&format!("{}/master.m3u8", base(http, prefix, key))).text();
-            let codecs = attr(&master, "#EXT-X-STREAM-INF", "CODECS").unwrap_or_default();
+            let (url, master, codecs) = checked_variant(http, prefix, key);
             match kind {
                 "audio" => assert_eq!(codecs, "mp4a.40.2", "{master}"),
                 _ => assert!(
@@ -406,9 +384,7 @@ fn audio_only_and_video_only_streams_play() {
             readers.push((
                 url.clone(),
                 kind,
-                std::thread::spawn(move || {
-                    ffmpeg_framecrc(&url, &["-t", "4"], Duration::from_secs(30))
-                }),
+                spawn_framecrc(url, &["-t", "4"], Duration::from_secs(30)),
             ));
         }
     }
@@ -433,30 +409,18 @@ fn audio_only_and_video_only_streams_play() {
 fn h265_over_srt_plays_as_hls_and_ll_hls() {
     let mut server = ServerCommand::with_config(&loopback_config()).spawn();
     let (http, srt) = (server.http_addr(), server.srt_addr());
-    let _publisher = tidewater_tests::srt::ffmpeg_publish_ts(
-        &tidewater_tests::srt::ffmpeg_srt_url(srt, "publish:live/hevc"),
-        14,
-        50,
-        "libx265",
-    );
-    let live = wait_live(http, "live/hevc", LIVE_TIMEOUT);
-    assert_eq!(live["catalog"]["tracks"][0]["codec"], "H265");
+    let _publisher =
+        tidewater_tests::srt::publish_h265_live(http, srt, "live/hevc", 14, LIVE_TIMEOUT);
     let mut readers = Vec::new();
     for prefix in ["hls", "llhls"] {
-        let url = format!("{}/index.m3u8", base(http, prefix, "live/hevc"));
-        let text = get(&url).text();
-        validate::check(&text).unwrap_or_else(|e| panic!("{url}: {e}\n{text}"));
-        let master = get(&format!("{}/master.m3u8", base(http, prefix, "live/hevc"))).text();
-        let codecs = attr(&master, "#EXT-X-STREAM-INF", "CODECS").unwrap_or_default();
+        let (url, master, codecs) = checked_variant(http, prefix, "live/hevc");
         assert!(
             codecs.starts_with("hvc1.") && codecs.ends_with(",mp4a.40.2"),
             "{master}"
         );
         readers.push((
             url.clone(),
-            std::thread::spawn(move || {
-                ffmpeg_framecrc(&url, &["-t", "5"], Duration::from_secs(40))
-            }),
+            spawn_framecrc(url, &["-t", "5"], Duration::from_secs(40)),
         ));
     }
     for (url, reader) in readers {

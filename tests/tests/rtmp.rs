@@ -4,7 +4,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tidewater_tests::{ServerCommand, ffmpeg_framecrc, ffmpeg_publish, loopback_config, wait_live};
+use tidewater_tests::{
+    ServerCommand, catalog_codecs, ffmpeg_publish, loopback_config, spawn_framecrc, wait_live,
+};
 
 const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -15,21 +17,13 @@ fn ffmpeg_publish_is_decoded_back_over_rtmp_and_http_flv_and_ends_with_the_publi
     let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/e2e"), 8, 50);
     let live = wait_live(http, "live/e2e", LIVE_TIMEOUT);
     assert_eq!(live["protocol"], "rtmp");
-    let codecs: Vec<_> = live["catalog"]["tracks"]
-        .as_array()
-        .expect("tracks")
-        .iter()
-        .map(|t| t["codec"].clone())
-        .collect();
-    assert_eq!(codecs, vec!["H264", "Aac"]);
+    assert_eq!(catalog_codecs(&live), vec!["H264", "Aac"]);
 
     // Two readers in parallel, one per protocol, decoding until the stream ends.
     let rtmp_url = format!("rtmp://{rtmp}/live/e2e");
     let flv_url = format!("http://{http}/flv/live/e2e.flv");
-    let over_rtmp =
-        std::thread::spawn(move || ffmpeg_framecrc(&rtmp_url, &[], Duration::from_secs(30)));
-    let over_flv =
-        std::thread::spawn(move || ffmpeg_framecrc(&flv_url, &[], Duration::from_secs(30)));
+    let over_rtmp = spawn_framecrc(rtmp_url, &[], Duration::from_secs(30));
+    let over_flv = spawn_framecrc(flv_url, &[], Duration::from_secs(30));
     for (name, reader) in [("rtmp", over_rtmp), ("http-flv", over_flv)] {
         let (crc, ended) = reader.join().expect("reader");
         assert!(
@@ -89,12 +83,7 @@ fn two_viewers_in_parallel_receive_the_same_packets() {
     wait_live(http, "live/pair", LIVE_TIMEOUT);
     let url = format!("rtmp://{rtmp}/live/pair");
     let readers: Vec<_> = (0..2)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                ffmpeg_framecrc(&url, &["-c", "copy"], Duration::from_secs(30))
-            })
-        })
+        .map(|_| spawn_framecrc(url.clone(), &["-c", "copy"], Duration::from_secs(30)))
         .collect();
     let results: Vec<_> = readers
         .into_iter()

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tidewater_tests::srt::{ffmpeg_publish_ts, ffmpeg_srt_url, slt_publish, slt_read};
 use tidewater_tests::tools::count_frames;
 use tidewater_tests::{
-    FrameCrc, ServerCommand, TempDir, ffmpeg_framecrc, ffmpeg_publish, loopback_config, wait_live,
+    FrameCrc, ServerCommand, TempDir, catalog_codecs, ffmpeg_framecrc, ffmpeg_publish,
+    loopback_config, spawn_framecrc, wait_live,
 };
 
 const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -33,13 +34,7 @@ fn ffmpeg_publishes_over_srt_and_reads_over_srt_rtmp_and_http_ts() {
     let _publisher = ffmpeg_publish_ts(&ffmpeg_srt_url(srt, "publish:live/s1"), 8, 50, "libx264");
     let live = wait_live(http, "live/s1", LIVE_TIMEOUT);
     assert_eq!(live["protocol"], "srt");
-    let codecs: Vec<_> = live["catalog"]["tracks"]
-        .as_array()
-        .expect("tracks")
-        .iter()
-        .map(|t| t["codec"].clone())
-        .collect();
-    assert_eq!(codecs, vec!["H264", "Aac"]);
+    assert_eq!(catalog_codecs(&live), vec!["H264", "Aac"]);
 
     let urls = [
         ("srt", ffmpeg_srt_url(srt, "read:live/s1")),
@@ -48,12 +43,7 @@ fn ffmpeg_publishes_over_srt_and_reads_over_srt_rtmp_and_http_ts() {
     ];
     let readers: Vec<_> = urls
         .into_iter()
-        .map(|(name, url)| {
-            (
-                name,
-                std::thread::spawn(move || ffmpeg_framecrc(&url, &[], READ_TIMEOUT)),
-            )
-        })
+        .map(|(name, url)| (name, spawn_framecrc(url, &[], READ_TIMEOUT)))
         .collect();
     for (name, reader) in readers {
         let (crc, ended) = reader.join().expect("reader");
