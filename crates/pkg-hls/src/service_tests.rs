@@ -1,5 +1,6 @@
 //! The packager tasks on virtual time, fed by a real kernel.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,7 +9,7 @@ use tidewater_core::{
 };
 
 use crate::playlist::Flavour;
-use crate::service::Refusal;
+use crate::service::{Package, Refusal};
 use crate::sim_tests::AVCC;
 use crate::validate::{self, Tracker};
 use crate::{Hls, HlsConfig};
@@ -78,6 +79,11 @@ async fn feed(s: &mut PublishSession, from: i64, frames: i64) {
     }
 }
 
+/// The packager of `live/cam` in `flavour`, started on request.
+async fn packaging(hls: &Hls, flavour: Flavour) -> Arc<Package> {
+    hls.package(&key(), flavour, None).await.expect("package")
+}
+
 fn config() -> HlsConfig {
     HlsConfig {
         idle_timeout: Duration::from_secs(5),
@@ -96,22 +102,13 @@ async fn packages_on_request_stops_when_idle_and_restarts() {
     ));
     let mut s = publisher(&engine).await;
     feed(&mut s, 0, 10).await;
-    let pkg = hls
-        .package(&key(), Flavour::Fmp4, None)
-        .await
-        .expect("package");
-    let ts = hls
-        .package(&key(), Flavour::Ts, None)
-        .await
-        .expect("package");
+    let pkg = packaging(&hls, Flavour::Fmp4).await;
+    let ts = packaging(&hls, Flavour::Ts).await;
     assert_eq!(hls.packaging().len(), 2);
     // However many requests: one packager per stream and flavour.
     for _ in 0..10 {
-        let again = hls
-            .package(&key(), Flavour::Fmp4, None)
-            .await
-            .expect("package");
-        assert!(std::sync::Arc::ptr_eq(&again, &pkg));
+        let again = packaging(&hls, Flavour::Fmp4).await;
+        assert!(Arc::ptr_eq(&again, &pkg));
     }
     assert_eq!(hls.packaging().len(), 2);
     feed(&mut s, 10, 4 * FPS).await;
@@ -124,10 +121,7 @@ async fn packages_on_request_stops_when_idle_and_restarts() {
     assert!(hls.packaging().is_empty(), "{:?}", hls.packaging());
     assert!(pkg.stopped());
     // And starts again, with a new epoch.
-    let again = hls
-        .package(&key(), Flavour::Fmp4, None)
-        .await
-        .expect("package");
+    let again = packaging(&hls, Flavour::Fmp4).await;
     assert_ne!(
         again.with(|s| s.epoch().to_owned()),
         pkg.with(|s| s.epoch().to_owned())
@@ -141,10 +135,7 @@ async fn blocking_reload_waits_for_the_part_and_times_out_beyond() {
     let hls = Hls::new(engine.context(), config()).expect("hls");
     let mut s = publisher(&engine).await;
     feed(&mut s, 0, 5).await;
-    let pkg = hls
-        .package(&key(), Flavour::Fmp4, None)
-        .await
-        .expect("package");
+    let pkg = packaging(&hls, Flavour::Fmp4).await;
     let feeder = tokio::spawn(async move {
         feed(&mut s, 5, 6 * FPS).await;
         s
@@ -188,10 +179,7 @@ async fn republish_continues_the_playlist_and_the_end_is_listed() {
     .expect("hls");
     let mut s = publisher(&engine).await;
     feed(&mut s, 0, 5).await;
-    let pkg = hls
-        .package(&key(), Flavour::Fmp4, None)
-        .await
-        .expect("package");
+    let pkg = packaging(&hls, Flavour::Fmp4).await;
     let mut tracker = Tracker::new();
     let mut check = |pkg: &crate::service::Package| {
         if let Some(text) = pkg.media_playlist() {
