@@ -53,8 +53,8 @@ pub fn dash_router(ctx: IngestContext, config: DashConfig) -> Router {
         .with_state(shared)
 }
 
-/// The stream a request (its peer and query) names, and its packager (started for a reader the
-/// kernel admits).
+/// The stream a request (its peer and query) names, and its packager
+/// (started for a reader the kernel admits).
 async fn admit(
     shared: &Arc<Shared>,
     (peer, query): (Option<SocketAddr>, Option<String>),
