@@ -7,11 +7,13 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::Request as HttpRequest;
 use axum::http::StatusCode;
+use axum::response::Response;
 use bytes::Bytes;
 use tidewater_core::{
-    AppSpec, Codec, Engine, EventRef, Frame, IngestContext, Request, StreamKey, TrackId, TrackInfo,
+    AppSpec, Codec, Engine, EventRef, Frame, IngestContext, Request, StreamKey, Subscription,
+    TrackId, TrackInfo,
 };
-use tidewater_http::{Ending, subscribe_file};
+use tidewater_http::{Ending, Feed, subscribe_file};
 
 const AVCC: &[u8] = &[
     0x01, 0x64, 0x00, 0x1f, 0xff, 0xe1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1f, 0x01, 0x00, 0x02, 0x68,
@@ -91,14 +93,19 @@ async fn refusals_map_to_statuses() {
     assert_eq!(status_of(&ctx, "live", "cam.raw").await, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn a_reader_gets_the_frames_until_the_publish_ends() {
-    let engine = engine();
-    let ctx = engine.context();
-    let session = live_stream(&engine).await;
-    let play = subscribe_file(&ctx, "test", "live", "cam.raw", ".raw", &get("/raw/x?t=1"))
-        .await
-        .expect("admitted");
+/// A live stream and a live response of it with its feed and subscription.
+async fn play(engine: &Engine) -> (tidewater_core::PublishSession, Response, Feed, Subscription) {
+    let session = live_stream(engine).await;
+    let play = subscribe_file(
+        &engine.context(),
+        "test",
+        "live",
+        "cam.raw",
+        ".raw",
+        &get("/raw/x?t=1"),
+    )
+    .await
+    .expect("admitted");
     let (response, feed) = tidewater_http::live(
         "test",
         "application/octet-stream",
@@ -106,9 +113,16 @@ async fn a_reader_gets_the_frames_until_the_publish_ends() {
         play.peer,
         Duration::from_secs(10),
     );
+    (session, response, feed, play.subscription)
+}
+
+#[tokio::test]
+async fn a_reader_gets_the_frames_until_the_publish_ends() {
+    let engine = engine();
+    let (session, response, feed, sub) = play(&engine).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
-    let task = tokio::spawn(feed.run(play.subscription, payloads));
+    let task = tokio::spawn(feed.run(sub, payloads));
     session.finish().await;
     let body = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
@@ -120,21 +134,7 @@ async fn a_reader_gets_the_frames_until_the_publish_ends() {
 #[tokio::test]
 async fn a_feed_stops_when_the_client_goes_away() {
     let engine = engine();
-    let ctx = engine.context();
-    let _session = live_stream(&engine).await;
-    let play = subscribe_file(&ctx, "test", "live", "cam.raw", ".raw", &get("/raw/x"))
-        .await
-        .expect("admitted");
-    let (response, feed) = tidewater_http::live(
-        "test",
-        "application/octet-stream",
-        play.key,
-        play.peer,
-        Duration::from_secs(10),
-    );
+    let (_session, response, feed, sub) = play(&engine).await;
     drop(response);
-    assert_eq!(
-        feed.run(play.subscription, payloads).await,
-        Ending::ClientGone
-    );
+    assert_eq!(feed.run(sub, payloads).await, Ending::ClientGone);
 }
