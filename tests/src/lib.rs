@@ -585,6 +585,19 @@ pub fn catalog_codecs(live: &serde_json::Value) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The bytes a hex string spells (a test vector); panics on anything else.
+pub fn hex_bytes(s: &str) -> Vec<u8> {
+    assert!(s.len() % 2 == 0, "odd-length hex: {s}");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            s.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+                .unwrap_or_else(|| panic!("not hex at {i}: {s}"))
+        })
+        .collect()
+}
+
 /// Polls the API until `app/stream` is live with a catalog; panics after `timeout`.
 pub fn wait_live(http: SocketAddr, key: &str, timeout: Duration) -> serde_json::Value {
     let deadline = Instant::now() + timeout;

@@ -144,11 +144,7 @@ mod tests {
     use super::codec_string;
 
     fn hex(s: &str) -> Bytes {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or(0))
-            .collect::<Vec<u8>>()
-            .into()
+        tidewater_tests::hex_bytes(s).into()
     }
 
     fn video(codec: Codec, config: &str) -> Option<String> {

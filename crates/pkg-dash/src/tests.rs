@@ -13,11 +13,7 @@ use crate::packager::{Packager, PackagerConfig};
 const AVCC: &str = "0164001fffe1001a6764001facd9405005bb0110000003001000000303c0f183196001000668ebe3cb22c0fdf8f800";
 
 fn hex(s: &str) -> Bytes {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or(0))
-        .collect::<Vec<u8>>()
-        .into()
+    tidewater_tests::hex_bytes(s).into()
 }
 
 fn video_track() -> TrackInfo {
