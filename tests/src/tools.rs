@@ -118,6 +118,12 @@ pub fn encode_annexb(out: &Path, h265: bool, fps: u32, seconds: u32, gop: u32) {
 
 /// Encodes `seconds` of a 440 Hz sine, stereo at 48 kHz, to AAC in ADTS at `out`.
 pub fn encode_adts(out: &Path, seconds: u32) {
+    encode_sine(out, seconds, "aac", "adts");
+}
+
+/// Encodes `seconds` of a 440 Hz sine, stereo at 48 kHz, with the encoder
+/// `codec` into the container `format` at `out`.
+pub fn encode_sine(out: &Path, seconds: u32, codec: &str, format: &str) {
     ffmpeg(&[
         "-f",
         "lavfi",
@@ -128,9 +134,9 @@ pub fn encode_adts(out: &Path, seconds: u32) {
         "-ac",
         "2",
         "-c:a",
-        "aac",
+        codec,
         "-f",
-        "adts",
+        format,
         out.to_str().expect("utf-8 path"),
     ]);
 }

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use tidewater_core::{Codec, Frame, TrackInfo};
 use tidewater_media::ts::{DemuxEvent, TsDemuxer, TsMuxer};
 use tidewater_tests::TempDir;
-use tidewater_tests::tools::{count_frames, ffmpeg, run_tool};
+use tidewater_tests::tools::{count_frames, encode_sine, ffmpeg, run_tool};
 
 /// A 2 s TS from ffmpeg: 50 pictures (GOP 25, B-frames) and AAC at 48 kHz.
 fn source(dir: &TempDir, vcodec: &str) -> Vec<u8> {
@@ -205,22 +205,7 @@ fn h265_and_aac_from_ffmpeg_round_trip() {
 fn opus_from_ffmpeg_round_trips() {
     let dir = TempDir::new("ts-opus");
     let input = dir.file("in.ts");
-    let p = input.to_str().expect("path");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "2",
-        "-ac",
-        "2",
-        "-c:a",
-        "libopus",
-        "-f",
-        "mpegts",
-        p,
-    ]);
+    encode_sine(&input, 2, "libopus", "mpegts");
     let data = std::fs::read(&input).expect("read");
     let (tracks, frames) = demux(&data);
     assert_eq!(tracks.len(), 1);
