@@ -1,8 +1,10 @@
 //! The protocol seam: long-lived workers that own their listeners.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +17,48 @@ use crate::key::StreamKey;
 use crate::registry::Registry;
 use crate::session::PublishSession;
 use crate::snapshot::StreamSnapshot;
+
+/// The address a protocol worker's listener is bound to: set when it binds
+/// (port 0 resolved), cleared when it stops, awaited by whoever needs to
+/// connect (the server's startup log, tests).
+#[derive(Debug)]
+pub struct BoundAddr(watch::Sender<Option<SocketAddr>>);
+
+impl Default for BoundAddr {
+    fn default() -> Self {
+        BoundAddr(watch::Sender::new(None))
+    }
+}
+
+impl BoundAddr {
+    /// Not bound yet.
+    pub fn new() -> BoundAddr {
+        BoundAddr::default()
+    }
+
+    /// The listener is bound to `addr` (or, with `None`, no longer is).
+    pub fn set(&self, addr: Option<SocketAddr>) {
+        self.0.send_replace(addr);
+    }
+
+    /// The bound address, while bound.
+    pub fn get(&self) -> Option<SocketAddr> {
+        *self.0.borrow()
+    }
+
+    /// Waits until the listener is bound and returns its address (never
+    /// returns if it never binds).
+    pub async fn wait(&self) -> SocketAddr {
+        let mut rx = self.0.subscribe();
+        // The sender lives as long as `self`: the wait ends with an address.
+        if let Ok(bound) = rx.wait_for(Option::is_some).await {
+            if let Some(addr) = *bound {
+                return addr;
+            }
+        }
+        std::future::pending().await
+    }
+}
 
 /// A protocol worker (RTMP, RTSP, SRT, WHIP, …): binds its listener(s),
 /// accepts connections, and bridges them to the kernel through its
@@ -126,5 +170,29 @@ impl Engine {
         }
         self.shutdown();
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod bound_addr_tests {
+    use super::BoundAddr;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_waiter_gets_the_address_once_it_is_set() {
+        let bound = Arc::new(BoundAddr::new());
+        assert_eq!(bound.get(), None);
+        let waiter = tokio::spawn({
+            let bound = Arc::clone(&bound);
+            async move { bound.wait().await }
+        });
+        tokio::task::yield_now().await;
+        let addr: SocketAddr = "127.0.0.1:1935".parse().expect("address");
+        bound.set(Some(addr));
+        assert_eq!(waiter.await.expect("waiter"), addr);
+        assert_eq!(bound.get(), Some(addr));
+        bound.set(None);
+        assert_eq!(bound.get(), None);
     }
 }

@@ -160,9 +160,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tidewater_core::{CancellationToken, InboundProtocol, IngestContext};
+use tidewater_core::{BoundAddr, CancellationToken, InboundProtocol, IngestContext};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -226,7 +225,7 @@ impl Default for RtmpConfig {
 pub struct Rtmp {
     config: Arc<RtmpConfig>,
     tls: Option<ServerTls>,
-    bound: watch::Sender<Option<SocketAddr>>,
+    bound: BoundAddr,
 }
 
 impl Rtmp {
@@ -240,7 +239,7 @@ impl Rtmp {
         Rtmp {
             config: Arc::new(config),
             tls: None,
-            bound: watch::Sender::new(None),
+            bound: BoundAddr::new(),
         }
     }
 
@@ -261,20 +260,13 @@ impl Rtmp {
 
     /// The address the listener is bound to, while serving.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        *self.bound.borrow()
+        self.bound.get()
     }
 
     /// Waits until the listener is bound and returns its address (never
     /// returns if binding fails: bound the wait).
     pub async fn listening(&self) -> SocketAddr {
-        let mut rx = self.bound.subscribe();
-        // The sender lives as long as `self`: the wait ends with an address.
-        if let Ok(bound) = rx.wait_for(Option::is_some).await {
-            if let Some(addr) = *bound {
-                return addr;
-            }
-        }
-        std::future::pending().await
+        self.bound.wait().await
     }
 }
 
@@ -301,7 +293,7 @@ impl InboundProtocol for Rtmp {
         let local = listener.local_addr().unwrap_or(addr);
         info!("{name} listening on {local}");
         let acceptor = self.tls.as_ref().map(ServerTls::acceptor);
-        self.bound.send_replace(Some(local));
+        self.bound.set(Some(local));
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
@@ -346,7 +338,7 @@ impl InboundProtocol for Rtmp {
         })
         .await;
         connections.shutdown().await;
-        self.bound.send_replace(None);
+        self.bound.set(None);
         info!("{name} listener on {local} stopped");
         Ok(())
     }

@@ -102,8 +102,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use srt_tokio::SrtListener;
 use srt_tokio::options::{ListenerOptions, SocketOptions};
-use tidewater_core::{CancellationToken, InboundProtocol, IngestContext};
-use tokio::sync::watch;
+use tidewater_core::{BoundAddr, CancellationToken, InboundProtocol, IngestContext};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
@@ -115,7 +114,7 @@ pub use http_ts::http_ts_router;
 #[derive(Debug)]
 pub struct Srt {
     config: Arc<SrtConfig>,
-    bound: watch::Sender<Option<SocketAddr>>,
+    bound: BoundAddr,
 }
 
 impl Srt {
@@ -124,7 +123,7 @@ impl Srt {
         config.validate()?;
         Ok(Srt {
             config: Arc::new(config),
-            bound: watch::Sender::new(None),
+            bound: BoundAddr::new(),
         })
     }
 
@@ -135,19 +134,12 @@ impl Srt {
 
     /// The address the listener is bound to, while serving.
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        *self.bound.borrow()
+        self.bound.get()
     }
 
     /// Waits until the listener is bound and returns its address.
     pub async fn listening(&self) -> SocketAddr {
-        let mut rx = self.bound.subscribe();
-        // The sender lives as long as `self`: the wait ends with an address.
-        if let Ok(bound) = rx.wait_for(Option::is_some).await {
-            if let Some(addr) = *bound {
-                return addr;
-            }
-        }
-        std::future::pending().await
+        self.bound.wait().await
     }
 
     async fn bind(
@@ -216,7 +208,7 @@ impl InboundProtocol for Srt {
             "srt listening on {local} (udp, latency {:?})",
             self.config.latency
         );
-        self.bound.send_replace(Some(local));
+        self.bound.set(Some(local));
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
@@ -250,7 +242,7 @@ impl InboundProtocol for Srt {
                                 incoming = i;
                             }
                             Err(e) => {
-                                self.bound.send_replace(None);
+                                self.bound.set(None);
                                 return Err(protocol_err(e));
                             }
                         }
@@ -265,7 +257,7 @@ impl InboundProtocol for Srt {
         })
         .await;
         connections.shutdown().await;
-        self.bound.send_replace(None);
+        self.bound.set(None);
         info!("srt listener on {local} stopped");
         Ok(())
     }
