@@ -19,6 +19,12 @@ pub fn ffmpeg_srt_url(addr: SocketAddr, streamid: &str) -> String {
 /// a keyframe every `gop` frames, a 440 Hz sine) in real time as MPEG-TS to
 /// `url`, for `seconds`; `vcodec` is `libx264` or `libx265`.
 pub fn ffmpeg_publish_ts(url: &str, seconds: u32, gop: u32, vcodec: &str) -> ChildGuard {
+    spawn_ffmpeg(ffmpeg_publish_ts_command(url, seconds, gop, vcodec).stderr(Stdio::null()))
+}
+
+/// The ffmpeg command [`ffmpeg_publish_ts`] runs, not started (for callers
+/// that drive the process themselves).
+pub fn ffmpeg_publish_ts_command(url: &str, seconds: u32, gop: u32, vcodec: &str) -> Command {
     let mut c = ffmpeg_realtime();
     c.args(CLIP_VIDEO)
         .args(clip_audio(48_000))
@@ -36,11 +42,9 @@ pub fn ffmpeg_publish_ts(url: &str, seconds: u32, gop: u32, vcodec: &str) -> Chi
     } else {
         c.args(["-tune", "zerolatency", "-sc_threshold", "0"]);
     }
-    spawn_ffmpeg(
-        c.args(["-c:a", "aac", "-b:a", "64k"])
-            .args(["-t", &seconds.to_string(), "-f", "mpegts", url])
-            .stderr(Stdio::null()),
-    )
+    c.args(["-c:a", "aac", "-b:a", "64k"])
+        .args(["-t", &seconds.to_string(), "-f", "mpegts", url]);
+    c
 }
 
 /// Starts ffmpeg publishing `seconds` of H.265 (2 s GOP) + AAC over SRT to

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tidewater_core::{AppSpec, CancellationToken, Engine, InboundProtocol, StreamKey};
 use tidewater_ingest_srt::{PathEncryption, Srt, SrtConfig, http_ts_router};
-use tidewater_tests::srt::slt_publish;
+use tidewater_tests::srt::{ffmpeg_publish_ts_command, slt_publish};
 use tidewater_tests::tools::count_frames;
 use tokio::process::{Child, Command};
 use tokio::time::timeout;
@@ -100,28 +100,10 @@ fn ffmpeg() -> Command {
     c
 }
 
-/// Publishes `seconds` of 25 fps H.264 (GOP 25) + AAC in real time to `url`.
+/// Publishes `seconds` of 25 fps video (`vcodec`, GOP 25) + AAC in real time to `url`.
 fn publish(url: &str, seconds: u32, vcodec: &str) -> Child {
-    let mut c = ffmpeg();
-    c.args(["-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args([
-            "-t",
-            &seconds.to_string(),
-            "-pix_fmt",
-            "yuv420p",
-            "-c:v",
-            vcodec,
-            "-g",
-            "25",
-        ]);
-    if vcodec == "libx264" {
-        c.args(["-preset", "ultrafast", "-tune", "zerolatency"]);
-    } else {
-        c.args(["-preset", "ultrafast", "-x265-params", "log-level=none"]);
-    }
-    c.args(["-c:a", "aac", "-f", "mpegts", url])
-        .stdout(Stdio::null());
+    let mut c = Command::from(ffmpeg_publish_ts_command(url, seconds, 25, vcodec));
+    c.stdout(Stdio::null()).kill_on_drop(true);
     c.spawn().expect("ffmpeg runs (install ffmpeg 5.1)")
 }
 
