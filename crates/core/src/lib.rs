@@ -71,7 +71,9 @@ pub use follow::Follower;
 pub use frame::{Codec, Frame, FrameFlags, MediaKind, TrackId};
 pub use key::StreamKey;
 pub use policy::{AppSpec, DuplicatePublish, StreamPolicy};
-pub use protocol::{BoundAddr, InboundProtocol, IngestContext};
+pub use protocol::{
+    BoundAddr, CONNECTION_GRACE, InboundProtocol, IngestContext, drain_connections,
+};
 pub use qos::{QosSnapshot, SubscriberSnapshot};
 pub use registry::{EventBus, PlaybackRegistry, PublishRegistry, Registry};
 pub use session::PublishSession;

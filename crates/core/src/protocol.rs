@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -171,6 +172,20 @@ impl Engine {
         self.shutdown();
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// How long a stopping listener lets its connections finish on their own.
+pub const CONNECTION_GRACE: Duration = Duration::from_millis(250);
+
+/// Ends a stopping listener's connection tasks: they saw the same shutdown
+/// token, so most end by themselves within [`CONNECTION_GRACE`]; the rest
+/// are aborted and awaited.
+pub async fn drain_connections<T: 'static>(connections: &mut JoinSet<T>) {
+    let _ = tokio::time::timeout(CONNECTION_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.shutdown().await;
 }
 
 #[cfg(test)]

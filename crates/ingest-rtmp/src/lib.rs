@@ -332,12 +332,7 @@ impl InboundProtocol for Rtmp {
             }
         }
         drop(listener);
-        // Connections saw the same token; give them a moment, then stop the rest.
-        let _ = tokio::time::timeout(Duration::from_millis(250), async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        connections.shutdown().await;
+        tidewater_core::drain_connections(&mut connections).await;
         self.bound.set(None);
         info!("{name} listener on {local} stopped");
         Ok(())

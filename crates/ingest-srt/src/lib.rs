@@ -252,11 +252,7 @@ impl InboundProtocol for Srt {
         }
         // The listener's close unwraps its task's result: keep a panic there in its own task.
         let _ = tokio::spawn(async move { listener.close().await }).await;
-        let _ = tokio::time::timeout(Duration::from_millis(250), async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
-        connections.shutdown().await;
+        tidewater_core::drain_connections(&mut connections).await;
         self.bound.set(None);
         info!("srt listener on {local} stopped");
         Ok(())
