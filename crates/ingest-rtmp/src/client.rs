@@ -269,12 +269,7 @@ impl PublishClient {
         stream_id: u32,
     ) -> Result<()> {
         self.send(
-            RtmpMessage::Amf0Command {
-                command_name: name.to_string(),
-                transaction_id: transaction,
-                command_object: object,
-                additional_arguments: args,
-            },
+            control::amf0_command(name, transaction, object, args),
             stream_id,
         )
     }

@@ -5,6 +5,7 @@ use bytes::BytesMut;
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult};
 use rml_rtmp::messages::{MessagePayload, RtmpMessage, UserControlEventType};
+use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 
 use crate::chunk::{ChunkReader, Message};
@@ -52,6 +53,21 @@ pub(crate) fn send(
         .map_err(|e| Error::protocol(format!("cannot serialize a message: {e:?}")))?;
     out.extend_from_slice(&packet.bytes);
     Ok(())
+}
+
+/// An AMF0 command message (`connect`, `onStatus`, `_result`, …).
+pub(crate) fn amf0_command(
+    name: &str,
+    transaction: f64,
+    object: Amf0Value,
+    args: Vec<Amf0Value>,
+) -> RtmpMessage {
+    RtmpMessage::Amf0Command {
+        command_name: name.to_string(),
+        transaction_id: transaction,
+        command_object: object,
+        additional_arguments: args,
+    }
 }
 
 /// Decodes a control or command message with `rml_rtmp`'s message types.
