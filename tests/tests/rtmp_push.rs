@@ -117,6 +117,37 @@ fn a_push_is_readable_at_the_destination_and_survives_the_destination_restarting
 }
 
 /// A CA and a certificate for 127.0.0.1 signed by it, as PEM files: (ca, cert, key).
+#[test]
+fn a_push_that_never_connects_fails_after_its_attempts_and_the_stream_plays_on() {
+    // A loopback port with nothing listening: bound once for a free number, then closed.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let config = source_config(&format!("rtmp://{dead}/live/nowhere"), "")
+        .replace("[rtmp]\n", "[rtmp]\npush_max_attempts = 3\n");
+    let mut src = ServerCommand::with_config(&config).spawn();
+    let (src_http, src_rtmp) = (src.http_addr(), src.rtmp_addr());
+    let _publisher = ffmpeg_publish(&format!("rtmp://{src_rtmp}/live/cam"), 20, 25);
+    wait_live(src_http, "live/cam", LIVE_TIMEOUT);
+    let status = wait_json(
+        &format!("http://{src_http}/api/v1/streams/live/cam/pushes"),
+        LIVE_TIMEOUT,
+        |v| v["pushes"][0]["state"] == "failed",
+    );
+    let push = &status["pushes"][0];
+    assert_eq!(push["attempts"], 3, "{push}");
+    assert!(push["connected_since_unix_ms"].is_null(), "{push}");
+    let errors = push["last_errors"].as_array().expect("errors");
+    assert!(!errors.is_empty(), "{push}");
+    // A failed push stays failed (no fourth attempt) and the stream it
+    // came from plays on.
+    std::thread::sleep(Duration::from_secs(2));
+    let again = http_get(&format!("http://{src_http}/api/v1/streams/live/cam/pushes")).json();
+    assert_eq!(again["pushes"][0]["state"], "failed", "{again}");
+    assert_eq!(again["pushes"][0]["attempts"], 3, "{again}");
+    check_readable(&format!("rtmp://{src_rtmp}/live/cam"));
+}
+
 fn certificates(dir: &TempDir) -> (PathBuf, PathBuf, PathBuf) {
     let ca_key = rcgen::KeyPair::generate().expect("ca key");
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
