@@ -105,9 +105,7 @@ pub struct PublishClient {
     writer: ChunkSerializer,
     out: BytesMut,
     events: VecDeque<ClientEvent>,
-    peer_window: Option<u32>,
-    received: u64,
-    acked: u64,
+    acks: control::Acknowledger,
 }
 
 impl std::fmt::Debug for PublishClient {
@@ -144,9 +142,7 @@ impl PublishClient {
             writer: ChunkSerializer::new(),
             out,
             events: VecDeque::new(),
-            peer_window: None,
-            received: 0,
-            acked: 0,
+            acks: control::Acknowledger::default(),
         })
     }
 
@@ -220,10 +216,10 @@ impl PublishClient {
             };
             self.handshake = None;
             self.start_connect()?;
-            self.received += rest.len() as u64;
+            self.acks.received(rest.len());
             self.reader.push(&rest);
         } else {
-            self.received += data.len() as u64;
+            self.acks.received(data.len());
             self.reader.push(data);
         }
         while let Some(message) = self.reader.next_message()? {
@@ -232,16 +228,8 @@ impl PublishClient {
                 return Err(Error::protocol("too many events in one read"));
             }
         }
-        if let Some(window) = self.peer_window {
-            if self.received - self.acked >= u64::from(window) {
-                self.acked = self.received;
-                self.send(
-                    RtmpMessage::Acknowledgement {
-                        sequence_number: self.received as u32,
-                    },
-                    0,
-                )?;
-            }
+        if let Some(ack) = self.acks.due() {
+            self.send(ack, 0)?;
         }
         Ok(())
     }
@@ -294,7 +282,7 @@ impl PublishClient {
     fn handle_message(&mut self, m: Message) -> Result<()> {
         match m.type_id {
             1..=6 => {
-                if let Some(reply) = control::apply(&m, &mut self.reader, &mut self.peer_window)? {
+                if let Some(reply) = control::apply(&m, &mut self.reader, &mut self.acks)? {
                     self.send(reply, 0)?;
                 }
             }

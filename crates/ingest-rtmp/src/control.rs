@@ -83,13 +83,42 @@ pub(crate) fn decode(m: &Message) -> Result<RtmpMessage> {
         .map_err(|e| Error::message(format!("control message type {}: {e:?}", m.type_id)))
 }
 
+/// Counts the bytes received and says when the peer's acknowledgement
+/// window (its Window Acknowledgement Size) calls for an Acknowledgement.
+#[derive(Debug, Default)]
+pub(crate) struct Acknowledger {
+    window: Option<u32>,
+    received: u64,
+    acked: u64,
+}
+
+impl Acknowledger {
+    /// `n` more bytes arrived from the peer.
+    pub(crate) fn received(&mut self, n: usize) {
+        self.received += n as u64;
+    }
+
+    /// The Acknowledgement to send now, if a whole window went unacknowledged.
+    pub(crate) fn due(&mut self) -> Option<RtmpMessage> {
+        let window = self.window?;
+        if self.received - self.acked < u64::from(window) {
+            return None;
+        }
+        self.acked = self.received;
+        Some(RtmpMessage::Acknowledgement {
+            // The sequence number wraps at 32 bits, as the protocol's does.
+            sequence_number: self.received as u32,
+        })
+    }
+}
+
 /// Applies a control message (type ids 1 to 6) to the chunk reader and the
 /// peer's acknowledgement window; returns the reply to send, if any (a ping
 /// response).
 pub(crate) fn apply(
     m: &Message,
     reader: &mut ChunkReader,
-    peer_window: &mut Option<u32>,
+    acks: &mut Acknowledger,
 ) -> Result<Option<RtmpMessage>> {
     match m.type_id {
         1 => match decode(m)? {
@@ -118,7 +147,7 @@ pub(crate) fn apply(
         }
         5 => {
             if let RtmpMessage::WindowAcknowledgement { size } = decode(m)? {
-                *peer_window = (size > 0).then_some(size);
+                acks.window = (size > 0).then_some(size);
             }
         }
         // Acknowledgement (3), Set Peer Bandwidth (6): checked, nothing to do.
@@ -127,4 +156,33 @@ pub(crate) fn apply(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod acknowledger_tests {
+    use super::Acknowledger;
+    use rml_rtmp::messages::RtmpMessage;
+
+    #[test]
+    fn acknowledges_once_per_window_and_not_without_one() {
+        let mut acks = Acknowledger::default();
+        acks.received(10_000);
+        assert!(acks.due().is_none(), "no window announced");
+        acks.window = Some(2_500);
+        assert!(matches!(
+            acks.due(),
+            Some(RtmpMessage::Acknowledgement {
+                sequence_number: 10_000
+            })
+        ));
+        acks.received(2_499);
+        assert!(acks.due().is_none(), "less than a window since");
+        acks.received(1);
+        assert!(matches!(
+            acks.due(),
+            Some(RtmpMessage::Acknowledgement {
+                sequence_number: 12_500
+            })
+        ));
+    }
 }

@@ -158,43 +158,37 @@ pub enum Error {
     },
 }
 
+/// The context of every variant that has one: one list for the shared and
+/// the mutable accessor (match ergonomics give `&` or `&mut` from `$e`).
+macro_rules! context_of {
+    ($e:expr) => {
+        match $e {
+            Error::Handshake { ctx, .. }
+            | Error::Chunk { ctx, .. }
+            | Error::MessageTooLong { ctx, .. }
+            | Error::Message { ctx, .. }
+            | Error::Protocol { ctx, .. }
+            | Error::Kernel { ctx, .. }
+            | Error::Io { ctx, .. }
+            | Error::WriteTimeout { ctx, .. }
+            | Error::NegotiationTimeout { ctx, .. }
+            | Error::Refused { ctx, .. }
+            | Error::Tls { ctx, .. }
+            | Error::Timeout { ctx, .. } => Some(ctx),
+            Error::Bind { .. } | Error::InvalidUrl { .. } => None,
+        }
+    };
+}
+
 impl Error {
     /// The peer and stream this error concerns (none for [`Error::Bind`] and
     /// [`Error::InvalidUrl`]).
     pub fn context(&self) -> Option<&Context> {
-        match self {
-            Error::Handshake { ctx, .. }
-            | Error::Chunk { ctx, .. }
-            | Error::MessageTooLong { ctx, .. }
-            | Error::Message { ctx, .. }
-            | Error::Protocol { ctx, .. }
-            | Error::Kernel { ctx, .. }
-            | Error::Io { ctx, .. }
-            | Error::WriteTimeout { ctx, .. }
-            | Error::NegotiationTimeout { ctx, .. }
-            | Error::Refused { ctx, .. }
-            | Error::Tls { ctx, .. }
-            | Error::Timeout { ctx, .. } => Some(ctx),
-            Error::Bind { .. } | Error::InvalidUrl { .. } => None,
-        }
+        context_of!(self)
     }
 
     fn context_mut(&mut self) -> Option<&mut Context> {
-        match self {
-            Error::Handshake { ctx, .. }
-            | Error::Chunk { ctx, .. }
-            | Error::MessageTooLong { ctx, .. }
-            | Error::Message { ctx, .. }
-            | Error::Protocol { ctx, .. }
-            | Error::Kernel { ctx, .. }
-            | Error::Io { ctx, .. }
-            | Error::WriteTimeout { ctx, .. }
-            | Error::NegotiationTimeout { ctx, .. }
-            | Error::Refused { ctx, .. }
-            | Error::Tls { ctx, .. }
-            | Error::Timeout { ctx, .. } => Some(ctx),
-            Error::Bind { .. } | Error::InvalidUrl { .. } => None,
-        }
+        context_of!(self)
     }
 
     /// The same error with the peer and stream of `ctx` filled in where unknown.

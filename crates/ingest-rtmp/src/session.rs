@@ -158,9 +158,7 @@ pub struct Session {
     streams: Vec<u32>,
     next_stream_id: u32,
     role: Role,
-    peer_window: Option<u32>,
-    received: u64,
-    acked: u64,
+    acks: control::Acknowledger,
 }
 
 impl std::fmt::Debug for Session {
@@ -192,9 +190,7 @@ impl Session {
             streams: Vec::new(),
             next_stream_id: SHARED_STREAM_ID,
             role: Role::Idle,
-            peer_window: None,
-            received: 0,
-            acked: 0,
+            acks: control::Acknowledger::default(),
         }
     }
 
@@ -245,7 +241,7 @@ impl Session {
         match &mut self.phase {
             Phase::Failed => return Err(Error::protocol("input after a failure")),
             Phase::Messages => {
-                self.received += data.len() as u64;
+                self.acks.received(data.len());
                 self.reader.push(data);
             }
             Phase::Handshake(hs) => {
@@ -253,7 +249,7 @@ impl Session {
                     return Ok(());
                 };
                 self.phase = Phase::Messages;
-                self.received += rest.len() as u64;
+                self.acks.received(rest.len());
                 self.reader.push(&rest);
             }
         }
@@ -284,16 +280,8 @@ impl Session {
                 "too much input while a request awaits its answer",
             ));
         }
-        if let Some(window) = self.peer_window {
-            if self.received - self.acked >= u64::from(window) {
-                self.acked = self.received;
-                self.send(
-                    RtmpMessage::Acknowledgement {
-                        sequence_number: self.received as u32,
-                    },
-                    0,
-                )?;
-            }
+        if let Some(ack) = self.acks.due() {
+            self.send(ack, 0)?;
         }
         Ok(())
     }
@@ -425,7 +413,7 @@ impl Session {
     fn handle_message(&mut self, m: Message) -> Result<()> {
         match m.type_id {
             1..=6 => {
-                if let Some(reply) = control::apply(&m, &mut self.reader, &mut self.peer_window)? {
+                if let Some(reply) = control::apply(&m, &mut self.reader, &mut self.acks)? {
                     self.send(reply, 0)?;
                 }
             }
