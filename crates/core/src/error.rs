@@ -126,9 +126,6 @@ pub enum Error {
     /// A policy or engine configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// Too many derived output formats were registered.
-    #[error("at most {0} derived output formats can be registered")]
-    TooManyFormats(usize),
     /// A protocol worker failed.
     #[error("{protocol}: {source}")]
     Protocol {

@@ -606,7 +606,7 @@ async fn rtmp_timestamps_wrapping_at_32_bits_reach_subscribers_unwrapped() {
 #[tokio::test]
 async fn derived_outputs_are_computed_once_per_frame_for_all_viewers() {
     let engine = engine();
-    let format = OutputFormat::register("test-upper").expect("format");
+    let format = OutputFormat::new("test-upper");
     let mut publisher = publisher(&engine, "live/a").await;
     let mut subs = vec![];
     for _ in 0..50 {

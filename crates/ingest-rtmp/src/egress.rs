@@ -6,36 +6,20 @@
 //! viewer that needs them builds them, every other viewer of the stream
 //! writes the same `Bytes`.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
-
 use bytes::{Bytes, BytesMut};
 use tidewater_core::{Catalog, Frame, FrameRef, OutputFormat};
 
 use crate::chunk::{self, CSID_AUDIO, CSID_VIDEO};
 use crate::flv::{self, TYPE_VIDEO};
 
-/// The derived format of RTMP chunks at the default chunk size.
-static RTMP_CHUNKS: LazyLock<Option<OutputFormat>> =
-    LazyLock::new(|| OutputFormat::register("rtmp-chunks").ok());
+/// The derived format of RTMP chunks; its parameter is the chunk size.
+const RTMP_CHUNKS: OutputFormat = OutputFormat::new("rtmp-chunks");
 /// The derived format of FLV tags.
-static FLV_TAGS: LazyLock<Option<OutputFormat>> =
-    LazyLock::new(|| OutputFormat::register("flv-tags").ok());
-/// Formats of other chunk sizes (a process rarely has more than one).
-static OTHER_SIZES: LazyLock<Mutex<HashMap<u32, Option<OutputFormat>>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+const FLV_TAGS: OutputFormat = OutputFormat::new("flv-tags");
 
-/// The derived format holding chunks built for `chunk_size`, if one could be
-/// registered (the kernel allows a handful of formats per process).
-pub(crate) fn rtmp_format(chunk_size: u32) -> Option<OutputFormat> {
-    if chunk_size == crate::DEFAULT_CHUNK_SIZE {
-        return *RTMP_CHUNKS;
-    }
-    let mut others = OTHER_SIZES.lock().unwrap_or_else(|p| p.into_inner());
-    *others.entry(chunk_size).or_insert_with(|| {
-        let name: &'static str = Box::leak(format!("rtmp-chunks-{chunk_size}").into_boxed_str());
-        OutputFormat::register(name).ok()
-    })
+/// The derived format holding chunks built for `chunk_size`.
+fn rtmp_format(chunk_size: u32) -> OutputFormat {
+    RTMP_CHUNKS.with_param(u64::from(chunk_size))
 }
 
 /// The frame as RTMP chunks for `stream_id`, or empty if RTMP cannot carry it.
@@ -107,20 +91,18 @@ pub fn frame_tag(frame: &Frame, catalog: &Catalog) -> Bytes {
 /// The frame's RTMP chunks, from the stream's derived-output cache when the
 /// player uses the shared stream id.
 pub(crate) fn shared_chunks(frame: &FrameRef<'_>, chunk_size: u32, stream_id: u32) -> Bytes {
-    match rtmp_format(chunk_size) {
-        Some(format) if stream_id == crate::session::SHARED_STREAM_ID => {
-            frame.derived(format, |f, c| frame_chunks(f, c, chunk_size, stream_id))
-        }
-        _ => frame_chunks(frame, frame.catalog(), chunk_size, stream_id),
+    if stream_id == crate::session::SHARED_STREAM_ID {
+        frame.derived(rtmp_format(chunk_size), |f, c| {
+            frame_chunks(f, c, chunk_size, stream_id)
+        })
+    } else {
+        frame_chunks(frame, frame.catalog(), chunk_size, stream_id)
     }
 }
 
 /// The frame's FLV tag, from the stream's derived-output cache.
 pub(crate) fn shared_tag(frame: &FrameRef<'_>) -> Bytes {
-    match *FLV_TAGS {
-        Some(format) => frame.derived(format, frame_tag),
-        None => frame_tag(frame, frame.catalog()),
-    }
+    frame.derived(FLV_TAGS, frame_tag)
 }
 
 /// What a player needs before the frames of a catalog: `onMetaData` and the

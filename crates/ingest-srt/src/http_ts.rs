@@ -12,9 +12,9 @@ use axum::extract::{Path, Request as HttpRequest, State};
 use axum::response::Response;
 use bytes::Bytes;
 use tidewater_core::{EventRef, IngestContext};
-use tidewater_http::{Ending, get_with_preflight};
+use tidewater_http::get_with_preflight;
 
-use crate::output::{self, TsOutput};
+use crate::output::TsOutput;
 
 /// The name of the protocol in the kernel and the log.
 const PROTOCOL: &str = "http-ts";
@@ -45,9 +45,7 @@ async fn serve_ts(
             Ok(p) => p,
             Err(refusal) => return *refusal,
         };
-    let generation = play.subscription.generation();
-    let ts = TsOutput::of(&state.ctx, &play.key, generation);
-    let key = play.key.clone();
+    let ts = TsOutput::of(&play.subscription, &play.key);
     let (response, feed) = tidewater_http::live(
         PROTOCOL,
         "video/mp2t",
@@ -56,15 +54,11 @@ async fn serve_ts(
         state.write_timeout,
     );
     tokio::spawn(async move {
-        let ending = feed
-            .run(play.subscription, |event| match event {
-                EventRef::Frame(f) => ts.bytes(&f),
-                _ => Bytes::new(),
-            })
-            .await;
-        if ending == Ending::StreamEnded {
-            output::forget(&key, generation);
-        }
+        feed.run(play.subscription, |event| match event {
+            EventRef::Frame(f) => ts.bytes(&f),
+            _ => Bytes::new(),
+        })
+        .await;
     });
     response
 }

@@ -138,7 +138,7 @@ pub(crate) async fn handle(
                 }
             };
             info!(%peer, stream = %key, encrypted, "srt read started");
-            read::run(socket, sub, ctx, key, peer, config.write_timeout, shutdown).await;
+            read::run(socket, sub, key, peer, config.write_timeout, shutdown).await;
         }
         Mode::Publish if encrypted => {
             // The passphrase is checked in the handshake: the stream is only

@@ -2,7 +2,9 @@
 //! SRT reader and HTTP-TS response through the kernel's derived-output cache.
 //!
 //! Continuity counters must run on across frames, so the muxer is state kept
-//! per stream (and publish generation) behind a mutex. Each frame's bytes are
+//! per publish generation, in the kernel's
+//! [`generation_state`](Subscription::generation_state), behind a mutex (it
+//! is dropped with the generation; nothing is kept per process). Each frame's bytes are
 //! made once, by the first consumer that reaches it (the leading reader), in
 //! publish order; every other consumer gets the same bytes. A reader that
 //! falls behind and is skipped to the next keyframe therefore sees the
@@ -10,23 +12,18 @@
 //! at the keyframe (whose first packet carries `random_access_indicator`
 //! and is preceded by a PAT and PMT).
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use tidewater_core::{Catalog, Frame, FrameRef, IngestContext, OutputFormat, StreamKey};
+use tidewater_core::{Catalog, Frame, FrameRef, OutputFormat, StreamKey, Subscription};
 use tidewater_media::ts::TsMuxer;
 use tracing::warn;
 
 /// The derived-output format of TS bytes (shared by SRT and HTTP-TS).
-static FORMAT: LazyLock<Option<OutputFormat>> =
-    LazyLock::new(|| OutputFormat::register("mpegts").ok());
+const FORMAT: OutputFormat = OutputFormat::new("mpegts");
 
 /// Audio-only streams repeat the PAT and PMT every this many frames.
 const PSI_EVERY_AUDIO_FRAMES: u32 = 20;
-
-type Streams = HashMap<(StreamKey, u64), Arc<Mutex<TsState>>>;
-static STREAMS: LazyLock<Mutex<Streams>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 #[derive(Debug, Default)]
 struct TsState {
@@ -44,25 +41,10 @@ pub(crate) struct TsOutput {
 }
 
 impl TsOutput {
-    /// The output of this publish generation of `key` (created on first use;
-    /// states of generations no longer live are dropped here).
-    pub(crate) fn of(ctx: &IngestContext, key: &StreamKey, generation: u64) -> TsOutput {
-        let mut streams = STREAMS.lock().unwrap_or_else(|p| p.into_inner());
-        let state = Arc::clone(
-            streams
-                .entry((key.clone(), generation))
-                .or_insert_with(|| Arc::new(Mutex::new(TsState::default()))),
-        );
-        if streams.len() > 1 {
-            let live: HashMap<StreamKey, u64> = ctx
-                .streams()
-                .into_iter()
-                .map(|s| (s.key, s.generation))
-                .collect();
-            streams.retain(|(k, g), s| live.get(k) == Some(g) || Arc::strong_count(s) > 1);
-        }
+    /// The TS output of the publish generation `sub` reads.
+    pub(crate) fn of(sub: &Subscription, key: &StreamKey) -> TsOutput {
         TsOutput {
-            state,
+            state: sub.generation_state(),
             key: key.clone(),
         }
     }
@@ -71,10 +53,7 @@ impl TsOutput {
     pub(crate) fn bytes(&self, frame: &FrameRef<'_>) -> Bytes {
         let gop_start = frame.is_gop_start();
         let encode = |f: &Frame, c: &Catalog| self.encode(f, c, gop_start);
-        match *FORMAT {
-            Some(format) => frame.derived(format, encode),
-            None => encode(frame.frame(), frame.catalog()),
-        }
+        frame.derived(FORMAT, encode)
     }
 
     fn encode(&self, frame: &Frame, catalog: &Catalog, gop_start: bool) -> Bytes {
@@ -119,10 +98,4 @@ impl TsOutput {
         }
         out.freeze()
     }
-}
-
-/// Drops the state of a stream generation that ended.
-pub(crate) fn forget(key: &StreamKey, generation: u64) {
-    let mut streams = STREAMS.lock().unwrap_or_else(|p| p.into_inner());
-    streams.remove(&(key.clone(), generation));
 }

@@ -6,12 +6,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use srt_tokio::SrtSocket;
-use tidewater_core::{
-    CancellationToken, EventRef, IngestContext, RecvError, StreamKey, Subscription,
-};
+use tidewater_core::{CancellationToken, EventRef, RecvError, StreamKey, Subscription};
 use tracing::{debug, info, warn};
 
-use crate::output::{self, TsOutput};
+use crate::output::TsOutput;
 
 /// Seven TS packets: the SRT live-mode payload libsrt and ffmpeg use.
 pub(crate) const MESSAGE: usize = 7 * 188;
@@ -19,14 +17,12 @@ pub(crate) const MESSAGE: usize = 7 * 188;
 pub(crate) async fn run(
     mut socket: SrtSocket,
     mut sub: Subscription,
-    ctx: IngestContext,
     key: StreamKey,
     peer: SocketAddr,
     write_timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    let generation = sub.generation();
-    let ts = TsOutput::of(&ctx, &key, generation);
+    let ts = TsOutput::of(&sub, &key);
     let (mut incoming, mut outgoing) = socket.split_mut();
     let mut sent = 0u64;
     loop {
@@ -48,7 +44,6 @@ pub(crate) async fn run(
                 Ok(EventRef::Frame(f)) => ts.bytes(&f),
                 Err(RecvError::Ended(reason)) => {
                     info!(%peer, stream = %key, "srt read ended: stream ended ({reason}; {sent} bytes sent)");
-                    output::forget(&key, generation);
                     break;
                 }
                 Err(RecvError::Evicted) => {

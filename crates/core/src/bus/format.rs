@@ -1,67 +1,15 @@
-//! Frames as subscribers receive them, and the per-stream cache of derived
-//! outputs (RTMP chunks, TS packets, RTP packets, …) built once per frame.
+//! Frames as subscribers receive them, borrowed ([`FrameRef`]) or owned
+//! ([`SharedFrame`]), with access to their derived outputs.
 
 use std::fmt;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Block, BlockHandle, Entry};
+use super::{Block, BlockHandle, Entry, OutputFormat};
 use crate::catalog::Catalog;
-use crate::error::Error;
 use crate::frame::Frame;
-
-/// How many derived output formats one process can register.
-pub const MAX_OUTPUT_FORMATS: usize = 8;
-
-static FORMATS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
-
-/// A derived output format: a protocol's per-frame encoding (for example
-/// "RTMP chunks of this frame"), computed once per frame by whichever consumer
-/// asks first and shared by every other consumer of the same stream.
-///
-/// Register each format once, at start-up (typically in a `static LazyLock`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct OutputFormat {
-    index: u8,
-    name: &'static str,
-}
-
-impl OutputFormat {
-    /// Registers (or finds) the format of this name. Names are interned
-    /// once: at most [`MAX_OUTPUT_FORMATS`] exist per process, so a name
-    /// built at run time (`rtmp-chunks-8192`) costs a few bytes once.
-    pub fn register(name: &str) -> Result<OutputFormat, Error> {
-        let mut formats = FORMATS.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = formats.iter().position(|n| *n == name) {
-            return Ok(OutputFormat {
-                index: i as u8,
-                name: formats[i],
-            });
-        }
-        if formats.len() >= MAX_OUTPUT_FORMATS {
-            return Err(Error::TooManyFormats(MAX_OUTPUT_FORMATS));
-        }
-        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
-        formats.push(name);
-        Ok(OutputFormat {
-            index: (formats.len() - 1) as u8,
-            name,
-        })
-    }
-
-    /// The name it was registered with.
-    pub fn name(&self) -> &'static str {
-        self.name
-    }
-}
-
-impl fmt::Debug for OutputFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OutputFormat({})", self.name)
-    }
-}
 
 /// A published frame borrowed from the log (see [`Subscription::recv_ref`](crate::Subscription::recv_ref)).
 #[derive(Clone, Copy)]
@@ -134,23 +82,11 @@ impl<'a> FrameRef<'a> {
         encode: impl FnOnce(&Frame, &Catalog) -> Bytes,
     ) -> Bytes {
         let entry = self.entry();
-        let slots = entry
-            .derived
-            .get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
-        let slot = &slots[usize::from(format.index)];
-        if let Some(b) = slot.get() {
-            return b.clone();
-        }
-        let mut charged = 0;
-        let bytes = slot.get_or_init(|| {
-            let b = encode(&entry.frame, &entry.catalog);
-            charged = b.len();
-            b
-        });
-        if charged > 0 {
-            self.block.charge_derived(charged);
-        }
-        bytes.clone()
+        entry.derived.get_or_make(
+            format,
+            || encode(&entry.frame, &entry.catalog),
+            |made| self.block.charge_derived(made),
+        )
     }
 }
 

@@ -24,6 +24,7 @@
 //! store per [`BLOCK_LEN`] frames (a new block), plain stores for counters,
 //! and the wake-up of parked subscribers (see `wait.rs`). No lock.
 
+mod derived;
 mod format;
 mod subscription;
 mod wait;
@@ -34,9 +35,10 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::SystemTime;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use bytes::Bytes;
 
-pub use format::{FrameRef, MAX_OUTPUT_FORMATS, OutputFormat, SharedFrame};
+pub use derived::OutputFormat;
+pub(crate) use derived::{DerivedOutputs, GenerationState};
+pub use format::{FrameRef, SharedFrame};
 pub use subscription::{Event, EventRef, RecvError, Subscription};
 pub(crate) use wait::{WaitList, Waiter};
 pub(crate) use writer::Writer;
@@ -68,8 +70,8 @@ pub(crate) struct Entry {
     pub ingest_us: u64,
     /// Whether a subscription may start here (the GOP's keyframe).
     pub anchor: bool,
-    /// Derived outputs, allocated by the first consumer that asks for one.
-    pub derived: OnceLock<Box<[OnceLock<Bytes>; MAX_OUTPUT_FORMATS]>>,
+    /// Derived outputs, made by the first consumer that asks for each format.
+    pub derived: DerivedOutputs,
 }
 
 /// A block of the log.
@@ -193,6 +195,8 @@ pub(crate) struct Bus {
     pub subscribers: Mutex<Vec<Weak<SubscriberStats>>>,
     pub emitter: Arc<Emitter>,
     pub live_subscribers: AtomicUsize,
+    /// State that derived formats keep across this generation's frames.
+    pub state: GenerationState,
 }
 
 impl Bus {
@@ -226,6 +230,7 @@ impl Bus {
             subscribers: Mutex::new(Vec::new()),
             emitter,
             live_subscribers: AtomicUsize::new(0),
+            state: GenerationState::default(),
         })
     }
 

@@ -205,6 +205,14 @@ impl Subscription {
         self.bus.generation
     }
 
+    /// State of type `T` shared by every consumer of this publish generation,
+    /// made with `T::default()` by the first that asks and dropped with the
+    /// generation: where a derived format keeps what runs on across frames
+    /// (a muxer's continuity counters), with nothing kept per process.
+    pub fn generation_state<T: Default + Send + Sync + 'static>(&self) -> std::sync::Arc<T> {
+        self.bus.state.get::<T>()
+    }
+
     /// The publish's media-time ↔ wall-clock anchor, once its first frame arrived
     /// (for `PROGRAM-DATE-TIME`, `availabilityStartTime`, latency figures).
     pub fn clock_anchor(&self) -> Option<crate::time::ClockAnchor> {

@@ -264,7 +264,7 @@ mod tests {
         };
         let bound = policy.ring_bytes;
         let bus = bus(policy);
-        let format = OutputFormat::register("test-double").expect("format");
+        let format = OutputFormat::new("test-double");
         let mut w = Writer::new(Arc::clone(&bus));
         let mut sub = Subscription::attach(Arc::clone(&bus), 1, "test", None);
         let cat = catalog();
