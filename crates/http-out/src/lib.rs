@@ -15,6 +15,16 @@
 //!
 //! It has no errors of its own: every refusal is already an HTTP response.
 //!
+//! # A shared seam crate
+//!
+//! `tidewater-http` is a shared seam crate, like `tidewater-media`: the HTTP
+//! output plumbing every protocol crate that serves HTTP uses (CORS, peer and
+//! query extraction, the admission of `{stream}.{ext}` requests, the chunked
+//! live body). Protocol crates (`ingest-*`, `pkg-*`, and the recorder and
+//! cluster crates to come) may depend on it, on `tidewater-media` and on
+//! `tidewater-core`, but never on one another; `cargo xtask tidy` checks
+//! that.
+//!
 //! # Example
 //!
 //! A live route serving each frame's payload as is:
