@@ -48,22 +48,9 @@ pub(crate) fn split_access_units(mut data: &[u8]) -> Option<Vec<&[u8]>> {
     Some(out)
 }
 
-/// Samples at 48 kHz of one Opus packet, from its TOC byte (RFC 6716 §3.1).
-pub(crate) fn packet_samples(packet: &[u8]) -> Option<u32> {
-    let toc = *packet.first()?;
-    let config = toc >> 3;
-    let per_frame: u32 = match config {
-        0..=11 => [480, 960, 1920, 2880][usize::from(config % 4)],
-        12..=15 => [480, 960][usize::from(config % 2)],
-        _ => [120, 240, 480, 960][usize::from(config % 4)],
-    };
-    let frames = match toc & 3 {
-        0 => 1,
-        1 | 2 => 2,
-        _ => u32::from(*packet.get(1)? & 0x3f),
-    };
-    Some(per_frame * frames)
-}
+/// Samples at 48 kHz of one Opus packet, from its TOC byte: the one reader,
+/// [`crate::audio_clock::opus_packet_samples`] (`None` for a malformed packet).
+pub(crate) use crate::audio_clock::opus_packet_samples as packet_samples;
 
 /// An `OpusHead` for `channels` (mapping family 0 for 1–2 channels, pre-skip
 /// 312 as libopus encoders use).
