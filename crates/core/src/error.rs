@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use crate::auth::Action;
+use crate::auth::{Action, Refusal};
 use crate::frame::TrackId;
 use crate::key::StreamKey;
 
@@ -79,8 +79,8 @@ pub enum Error {
         /// The stream.
         key: StreamKey,
     },
-    /// The authorizer refused.
-    #[error("{action} of {key} refused for peer {peer:?}: {reason}")]
+    /// The authorizer refused: `publish live/cam1 from 192.0.2.7 refused: …`.
+    #[error("{action} {key} from {} refused: {refusal}", peer_ip(.peer))]
     Unauthorized {
         /// Publish or read.
         action: Action,
@@ -88,8 +88,9 @@ pub enum Error {
         key: StreamKey,
         /// The peer.
         peer: Option<SocketAddr>,
-        /// The authorizer's reason.
-        reason: String,
+        /// The authorizer's answer: its kind chooses the wire answer (see
+        /// [`RefusalKind`](crate::RefusalKind)), its reason is for people.
+        refusal: Refusal,
     },
     /// This publish generation has ended; publishing into it is refused.
     #[error("publish of {key} (generation {generation}) has ended: {reason}")]
@@ -139,3 +140,8 @@ pub enum Error {
 
 /// The kernel's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The peer's address without its port, for refusal lines.
+fn peer_ip(peer: &Option<SocketAddr>) -> String {
+    peer.map_or_else(|| "an unknown address".to_string(), |p| p.ip().to_string())
+}

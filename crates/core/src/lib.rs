@@ -61,7 +61,10 @@ mod session;
 mod snapshot;
 pub mod time;
 
-pub use auth::{Action, AuthRequest, Authorizer, Credentials, PermitAll};
+pub use auth::{
+    Action, AuthRequest, Authorizer, Credentials, DigestCredentials, Identity, PermitAll, Refusal,
+    RefusalKind, UnknownAction,
+};
 pub use bus::{Event, EventRef, FrameRef, OutputFormat, RecvError, SharedFrame, Subscription};
 pub use catalog::{AudioParams, Catalog, TrackInfo, VideoParams};
 pub use engine::{Engine, EngineBuilder, Request};

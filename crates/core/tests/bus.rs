@@ -665,10 +665,17 @@ async fn authorizer_is_asked_on_publish_and_read() {
     struct TokenAuth;
     #[async_trait::async_trait]
     impl tidewater_core::Authorizer for TokenAuth {
-        async fn authorize(&self, req: &tidewater_core::AuthRequest) -> Result<(), String> {
+        async fn authorize(
+            &self,
+            req: &tidewater_core::AuthRequest,
+        ) -> Result<tidewater_core::Identity, tidewater_core::Refusal> {
             match (req.action, req.token()) {
-                (tidewater_core::Action::Publish, Some("pub")) => Ok(()),
-                (tidewater_core::Action::Read, _) if req.peer.is_some() => Ok(()),
+                (tidewater_core::Action::Publish, Some("pub")) => {
+                    Ok(tidewater_core::Identity::named("publisher"))
+                }
+                (tidewater_core::Action::Read, _) if req.peer.is_some() => {
+                    Ok(tidewater_core::Identity::anonymous())
+                }
                 _ => Err("bad token".into()),
             }
         }
@@ -681,10 +688,15 @@ async fn authorizer_is_asked_on_publish_and_read() {
     let denied = engine
         .open_publish(Request::new(key("live/a"), "test").query("token=nope"))
         .await;
-    assert!(matches!(
-        denied,
-        Err(tidewater_core::Error::Unauthorized { .. })
-    ));
+    match denied {
+        Err(e @ tidewater_core::Error::Unauthorized { .. }) => {
+            assert_eq!(
+                e.to_string(),
+                "publish live/a from an unknown address refused: bad token"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let mut s = engine
         .open_publish(Request::new(key("live/a"), "test").query("token=pub"))
         .await

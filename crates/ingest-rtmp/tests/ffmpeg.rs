@@ -740,13 +740,16 @@ struct TokenAuth(Arc<std::sync::Mutex<Vec<tidewater_core::AuthRequest>>>);
 
 #[async_trait::async_trait]
 impl tidewater_core::Authorizer for TokenAuth {
-    async fn authorize(&self, request: &tidewater_core::AuthRequest) -> Result<(), String> {
+    async fn authorize(
+        &self,
+        request: &tidewater_core::AuthRequest,
+    ) -> Result<tidewater_core::Identity, tidewater_core::Refusal> {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(request.clone());
         match request.token() {
-            Some("s3cret") => Ok(()),
+            Some("s3cret") => Ok(tidewater_core::Identity::anonymous()),
             _ => Err("bad token".into()),
         }
     }
@@ -789,7 +792,7 @@ async fn the_stream_query_and_peer_reach_the_authorizer() {
     for (req, query) in asked.iter().zip(["token=wrong", "token=s3cret"]) {
         assert_eq!(req.action, tidewater_core::Action::Publish);
         assert_eq!(req.protocol, "rtmp");
-        assert_eq!(req.key.as_str(), "live/cam");
+        assert_eq!(req.key.as_ref().map(|k| k.as_str()), Some("live/cam"));
         assert_eq!(req.query.as_deref(), Some(query));
         assert!(
             req.peer.is_some_and(|p| p.ip().is_loopback()),

@@ -15,7 +15,7 @@ pub use builder::EngineBuilder;
 pub use request::Request;
 pub(crate) use slot::StreamSlot;
 
-use crate::auth::{Action, AuthRequest, Authorizer};
+use crate::auth::{Action, AuthRequest, Authorizer, Identity};
 use crate::bus::{Bus, Emitter, PublishMeta, Subscription};
 use crate::error::{EndReason, Error, Result};
 use crate::events::{StreamEvent, StreamEventKind};
@@ -71,24 +71,25 @@ impl Engine {
             })
     }
 
-    async fn authorize(&self, action: Action, req: &Request) -> Result<()> {
+    async fn authorize(&self, action: Action, req: &Request) -> Result<Identity> {
         let auth = AuthRequest {
             action,
-            key: req.key.clone(),
+            key: Some(req.key.clone()),
             peer: req.peer,
             protocol: req.protocol,
             credentials: req.credentials.clone(),
             query: req.query.clone(),
+            id: None,
         };
         self.inner
             .auth
             .authorize(&auth)
             .await
-            .map_err(|reason| Error::Unauthorized {
+            .map_err(|refusal| Error::Unauthorized {
                 action,
                 key: req.key.clone(),
                 peer: req.peer,
-                reason,
+                refusal,
             })
     }
 
