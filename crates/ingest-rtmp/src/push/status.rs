@@ -1,9 +1,14 @@
-//! The state of one push, and its reconnection schedule: a sans-IO machine
-//! driven by the push task with the times it observes (tested on virtual
-//! time).
+//! The status of pushes: [`PushMachine`], one push's state and reconnection
+//! schedule (a sans-IO machine driven by the push's worker with the times it
+//! observes, tested on virtual time), and [`PushStatuses`], the table of
+//! every running push that an API reads.
 
-use std::collections::VecDeque;
-use std::time::Duration;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tidewater_core::StreamKey;
+use tokio::time::Instant;
 
 /// How many of the last errors a push keeps.
 pub const KEPT_ERRORS: usize = 5;
@@ -143,10 +148,10 @@ where
     /// An attempt failed or an active connection was lost: records the
     /// error and says when to try again.
     pub fn on_failure(&mut self, now: I, unix_ms: u64, message: String) -> Next {
-        if let Some(at) = self.connected_at.take() {
-            if now - at >= STABLE_AFTER {
-                self.failures_in_row = 0;
-            }
+        if let Some(at) = self.connected_at.take()
+            && now - at >= STABLE_AFTER
+        {
+            self.failures_in_row = 0;
         }
         self.connected_since_unix_ms = None;
         self.failures_in_row = self.failures_in_row.saturating_add(1);
@@ -204,10 +209,140 @@ pub struct PushSnapshotStatus {
     pub last_errors: Vec<PushError>,
 }
 
+/// One push as an API shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushSnapshot {
+    /// The destination, without its query.
+    pub url: String,
+    /// State and counters.
+    pub status: PushSnapshotStatus,
+}
+
+/// One running push's entry in the table: its destination as shown, and its
+/// machine, updated by the push's worker and read by the API.
+pub(crate) struct PushEntry {
+    url: String,
+    machine: Mutex<PushMachine<Instant>>,
+}
+
+impl PushEntry {
+    /// The destination, without its query.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Runs `f` on the machine.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut PushMachine<Instant>) -> T) -> T {
+        f(&mut self.machine.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn snapshot(&self) -> PushSnapshot {
+        PushSnapshot {
+            url: self.url.clone(),
+            status: self.with(|m| m.snapshot()),
+        }
+    }
+}
+
+type Table = BTreeMap<StreamKey, Vec<Arc<PushEntry>>>;
+
+/// The pushes of every stream, for an API. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct PushStatuses {
+    inner: Arc<Mutex<Table>>,
+}
+
+impl std::fmt::Debug for PushStatuses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushStatuses").finish_non_exhaustive()
+    }
+}
+
+impl PushStatuses {
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pushes of a stream, in configuration order; `None` when it has none running.
+    pub fn of(&self, key: &StreamKey) -> Option<Vec<PushSnapshot>> {
+        self.lock()
+            .get(key)
+            .filter(|l| !l.is_empty())
+            .map(|l| l.iter().map(|e| e.snapshot()).collect())
+    }
+
+    /// Every stream's pushes.
+    pub fn all(&self) -> BTreeMap<StreamKey, Vec<PushSnapshot>> {
+        self.lock()
+            .iter()
+            .filter(|(_, l)| !l.is_empty())
+            .map(|(k, l)| (k.clone(), l.iter().map(|e| e.snapshot()).collect()))
+            .collect()
+    }
+
+    /// Lists a new push of `key` to `url` (shown without its query); `None`
+    /// when a push of the stream to that destination is running already.
+    pub(crate) fn add(
+        &self,
+        key: &StreamKey,
+        url: String,
+        backoff: Backoff,
+    ) -> Option<Arc<PushEntry>> {
+        let mut table = self.lock();
+        let list = table.entry(key.clone()).or_default();
+        if list.iter().any(|e| e.url == url) {
+            return None;
+        }
+        let entry = Arc::new(PushEntry {
+            url,
+            machine: Mutex::new(PushMachine::new(backoff)),
+        });
+        list.push(Arc::clone(&entry));
+        Some(entry)
+    }
+
+    /// Unlists a push.
+    pub(crate) fn remove(&self, key: &StreamKey, entry: &Arc<PushEntry>) {
+        remove_entry(&mut self.lock(), key, entry);
+    }
+
+    /// Unlists a push unless `live()` says its stream is live again; both
+    /// under the table's lock, so that a publish that starts meanwhile either
+    /// finds the push listed (and leaves it to go on) or starts a new one.
+    pub(crate) fn remove_unless(
+        &self,
+        key: &StreamKey,
+        entry: &Arc<PushEntry>,
+        live: impl FnOnce() -> bool,
+    ) -> bool {
+        let mut table = self.lock();
+        if live() {
+            return false;
+        }
+        remove_entry(&mut table, key, entry);
+        true
+    }
+}
+
+fn remove_entry(table: &mut Table, key: &StreamKey, entry: &Arc<PushEntry>) {
+    if let Some(list) = table.get_mut(key) {
+        list.retain(|e| !Arc::ptr_eq(e, entry));
+        if list.is_empty() {
+            table.remove(key);
+        }
+    }
+}
+
+/// The wall clock, Unix milliseconds (for display only).
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::time::Instant;
 
     fn backoff(max_attempts: u32) -> Backoff {
         Backoff {
