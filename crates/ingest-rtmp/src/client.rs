@@ -1,20 +1,31 @@
-//! The sans-IO RTMP publishing client (what a push runs): bytes in, events
-//! and bytes out.
+//! The sans-IO RTMP publishing client (what a push runs): bytes, kernel
+//! events and time in; events, bytes and deadlines out.
 //!
 //! [`PublishClient`] owns no socket and no clock, like the server
 //! [`Session`](crate::session::Session). The driver writes what
-//! [`take_output`](PublishClient::take_output) returns, feeds what the
-//! destination sends to [`handle_input`](PublishClient::handle_input), and
-//! once [`ClientEvent::Publishing`] came, writes media chunks for
-//! [`stream_id`](PublishClient::stream_id) itself (built with
-//! [`egress`](crate::egress), from the stream's derived-output cache when the
-//! id and chunk size are the shared ones).
+//! [`poll_transmit`](PublishClient::poll_transmit) and
+//! [`io_slices`](PublishClient::io_slices) give, feeds what the destination
+//! sends to [`handle_input`](PublishClient::handle_input), and once
+//! [`ClientEvent::Publishing`] came, hands the followed stream's events to
+//! [`handle_media`](PublishClient::handle_media): the client's
+//! [`Egress`] queues the media chunks (from the stream's derived-output
+//! cache when the stream id and chunk size are the shared ones and no
+//! republish shifted the timestamps), `@setDataFrame` and the sequence
+//! headers after each catalog, rebases a republish's timestamps, and at the
+//! end of the stream queues `FCUnpublish` / `deleteStream`
+//! ([`ClientEvent::Ended`]).
+//!
+//! Its deadlines, driven like the session's ([`poll_timeout`](PublishClient::poll_timeout),
+//! [`handle_timeout`](PublishClient::handle_timeout)): connecting (from
+//! [`PublishClient::new`] to the accepted publish, within
+//! [`ClientConfig::connect_timeout`]; the driver's TCP and TLS connection
+//! count against it) and each write ([`ClientConfig::write_timeout`]).
 //!
 //! The exchange is the one encoders (ffmpeg, OBS) use: handshake, Set Chunk
 //! Size, `connect`, `releaseStream` + `FCPublish` + `createStream`, then
 //! `publish` on the new stream until `onStatus NetStream.Publish.Start`.
 //! Any `_error` to `connect` or `createStream`, and any `onStatus` of level
-//! `error` before the publish started, is [`Error::Refused`].
+//! `error`, is [`Error::Refused`].
 //!
 //! **Why not `rml_rtmp`'s `ClientSession`.** The destination is a remote
 //! peer like any other: its input goes through this crate's bounded
@@ -26,8 +37,10 @@
 //! handshake and the command serializer are `rml_rtmp`'s.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
+use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::handshake::{Handshake, PeerType};
 use rml_rtmp::messages::RtmpMessage;
@@ -35,9 +48,12 @@ use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
 
 use crate::amf;
-use crate::chunk::{self, ChunkReader, Message};
+use crate::chunk::{ChunkReader, Message};
 use crate::control;
+use crate::egress::{Egress, EgressInput, Ending, Outcome, Transmit};
 use crate::error::{Context, Error, Result};
+
+pub use crate::egress::set_data_frame;
 
 /// What the client announces itself as (`flashVer` of `connect`).
 pub const FLASH_VER: &str = "FMLE/3.0 (compatible; tidewater)";
@@ -64,6 +80,10 @@ pub struct ClientConfig {
     pub chunk_size: u32,
     /// Longest message accepted from the destination, in bytes.
     pub max_message_len: usize,
+    /// Time from [`PublishClient::new`] to the accepted publish.
+    pub connect_timeout: Duration,
+    /// A write that makes no progress for this long fails the client.
+    pub write_timeout: Duration,
 }
 
 /// What happened on the client.
@@ -76,13 +96,27 @@ pub enum ClientEvent {
         /// The message stream id to send media on.
         stream_id: u32,
     },
-    /// An `onStatus` after the publish started (`level`, `code`).
+    /// An `onStatus` after the publish started (`level`, `code`); one of
+    /// level `error` is [`Error::Refused`] instead while publishing.
     Status {
-        /// `status`, `warning` or `error`.
+        /// `status` or `warning` (or `error`, after the end).
         level: String,
         /// The code.
         code: String,
     },
+    /// The push fell behind and skipped this many frames to the next keyframe.
+    Skipped {
+        /// How many.
+        frames: u64,
+    },
+    /// The stream was published anew; its timestamps go on from the last sent.
+    Republished {
+        /// The new publish's generation.
+        generation: u64,
+    },
+    /// The stream ended (or the server is stopping): the publish's end is
+    /// queued; write it out and close.
+    Ended(Ending),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,9 +137,13 @@ pub struct PublishClient {
     failed: bool,
     reader: ChunkReader,
     writer: ChunkSerializer,
-    out: BytesMut,
+    out: Transmit,
     events: VecDeque<ClientEvent>,
     acks: control::Acknowledger,
+    /// The media side, while publishing.
+    egress: Option<Egress>,
+    /// Until the publish is accepted.
+    connect_deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for PublishClient {
@@ -118,9 +156,9 @@ impl std::fmt::Debug for PublishClient {
 }
 
 impl PublishClient {
-    /// A client for a fresh connection; its first output is the handshake's
-    /// C0 and C1.
-    pub fn new(config: ClientConfig) -> Result<Self> {
+    /// A client for a connection attempt begun at `now`; its first output
+    /// is the handshake's C0 and C1.
+    pub fn new(config: ClientConfig, now: Instant) -> Result<Self> {
         let mut handshake = Box::new(Handshake::new(PeerType::Client));
         let c0c1 = handshake
             .generate_outbound_p0_and_p1()
@@ -128,9 +166,11 @@ impl PublishClient {
                 ctx: Context::default(),
                 reason: format!("{e:?}"),
             })?;
-        let mut out = BytesMut::new();
-        out.extend_from_slice(&c0c1);
+        let mut out = Transmit::new(config.write_timeout);
+        out.control().extend_from_slice(&c0c1);
         Ok(PublishClient {
+            connect_deadline: Some(now + config.connect_timeout),
+            egress: None,
             reader: ChunkReader::new(config.max_message_len),
             config: ClientConfig {
                 chunk_size: config.chunk_size.clamp(128, 0x00ff_ffff),
@@ -169,9 +209,94 @@ impl PublishClient {
         self.events.pop_front()
     }
 
-    /// Everything to send so far, in order.
+    /// Everything to send so far, in order, as one buffer: for callers that
+    /// write it themselves (the driver writes [`io_slices`](Self::io_slices)).
     pub fn take_output(&mut self) -> Option<Bytes> {
-        (!self.out.is_empty()).then(|| self.out.split().freeze())
+        self.out.take_all()
+    }
+
+    /// Whether the driver should hand over the followed stream's next
+    /// event: publishing, and room left in the batch being gathered.
+    pub fn wants_media(&self) -> bool {
+        self.egress.is_some() && self.out.has_room()
+    }
+
+    /// One event of the followed stream: queues what it sends. At the end of
+    /// the stream (or [`EgressInput::End`] for a stopping server) the
+    /// publish's end is queued and [`ClientEvent::Ended`] follows; a push
+    /// the kernel evicted for falling behind is an error (the connection is
+    /// dropped and made anew). Nothing happens when not publishing.
+    pub fn handle_media<'a>(&mut self, input: impl Into<EgressInput<'a>>) -> Result<()> {
+        let Some(egress) = &mut self.egress else {
+            return Ok(());
+        };
+        match egress.handle(input.into(), &mut self.out) {
+            Outcome::Continue => {}
+            Outcome::Skipped { frames } => self.events.push_back(ClientEvent::Skipped { frames }),
+            Outcome::Republished { generation } => self
+                .events
+                .push_back(ClientEvent::Republished { generation }),
+            Outcome::Ended(Ending::Evicted) => {
+                self.egress = None;
+                self.failed = true;
+                return Err(Error::protocol(
+                    "the push fell behind the stream repeatedly (evicted)",
+                ));
+            }
+            Outcome::Ended(ending) => {
+                self.unpublish()?;
+                self.events.push_back(ClientEvent::Ended(ending));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether anything is to be written; if so the write deadline runs from
+    /// `now` (unless it runs already) and [`io_slices`](Self::io_slices)
+    /// gives the bytes.
+    pub fn poll_transmit(&mut self, now: Instant) -> bool {
+        self.out.ready(now)
+    }
+
+    /// What waits to be written, oldest first, as up to `out.len()` slices.
+    pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        self.out.io_slices(out)
+    }
+
+    /// The socket took `n` bytes at `now`.
+    pub fn transmitted(&mut self, n: usize, now: Instant) {
+        self.out.advance(n, now);
+    }
+
+    /// The next deadline, if any: call [`handle_timeout`](Self::handle_timeout) then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.out.deadline(), self.connect_deadline]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Applies the deadlines that passed by `now`: a write that made no
+    /// progress ([`Error::WriteTimeout`]) or a publish not accepted in time
+    /// ([`Error::Timeout`]) fails the client.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<()> {
+        if self.out.expired(now) {
+            self.failed = true;
+            return Err(Error::WriteTimeout {
+                ctx: Context::default(),
+                after: self.out.write_timeout(),
+            });
+        }
+        if self.connect_deadline.is_some_and(|d| now >= d) {
+            self.connect_deadline = None;
+            self.failed = true;
+            return Err(Error::Timeout {
+                ctx: Context::default(),
+                what: "connecting and publishing",
+                after: self.config.connect_timeout,
+            });
+        }
+        Ok(())
     }
 
     /// Feeds bytes received from the destination. On an error the client is
@@ -187,6 +312,7 @@ impl PublishClient {
     /// Ends the publish politely (`FCUnpublish`, `deleteStream`); the
     /// connection may be closed once the output is written.
     pub fn unpublish(&mut self) -> Result<()> {
+        self.egress = None;
         let State::Publishing(id) = self.state else {
             self.state = State::Closed;
             return Ok(());
@@ -211,7 +337,7 @@ impl PublishClient {
             return Err(Error::protocol("input after a failure"));
         }
         if let Some(hs) = &mut self.handshake {
-            let Some(rest) = control::handshake_input(hs, data, &mut self.out)? else {
+            let Some(rest) = control::handshake_input(hs, data, self.out.control())? else {
                 return Ok(());
             };
             self.handshake = None;
@@ -235,7 +361,7 @@ impl PublishClient {
     }
 
     fn send(&mut self, message: RtmpMessage, stream_id: u32) -> Result<()> {
-        control::send(&mut self.writer, &mut self.out, message, stream_id)
+        control::send(&mut self.writer, self.out.control(), message, stream_id)
     }
 
     fn command(
@@ -267,7 +393,7 @@ impl PublishClient {
             .writer
             .set_max_chunk_size(self.config.chunk_size, RtmpTimestamp::new(0))
             .map_err(|e| Error::protocol(format!("chunk size: {e:?}")))?;
-        self.out.extend_from_slice(&packet.bytes);
+        self.out.control().extend_from_slice(&packet.bytes);
         let mut object = HashMap::new();
         let s = |v: &str| Amf0Value::Utf8String(v.to_string());
         object.insert("app".to_string(), s(&self.config.app));
@@ -366,8 +492,13 @@ impl PublishClient {
                 match self.state {
                     State::PublishPending(id) if code == "NetStream.Publish.Start" => {
                         self.state = State::Publishing(id);
+                        self.connect_deadline = None;
+                        self.egress = Some(Egress::publish(self.config.chunk_size, id));
                         self.events
                             .push_back(ClientEvent::Publishing { stream_id: id });
+                    }
+                    State::Publishing(_) if level == "error" => {
+                        return Err(refused(code, "after the publish started".into()));
                     }
                     State::Publishing(_) | State::Closed => {
                         self.events.push_back(ClientEvent::Status { level, code });
@@ -398,35 +529,13 @@ fn refused(code: String, description: String) -> Error {
     }
 }
 
-/// The `@setDataFrame onMetaData` data message a publisher sends before its
-/// media, as chunks on the crate's data chunk stream.
-pub fn set_data_frame(catalog: &tidewater_core::Catalog, chunk_size: u32, stream_id: u32) -> Bytes {
-    let meta = crate::flv::metadata_body(catalog);
-    let mut body = BytesMut::with_capacity(16 + meta.len());
-    body.put_u8(0x02);
-    body.put_u16(13);
-    body.put_slice(b"@setDataFrame");
-    body.put_slice(&meta);
-    let mut out = BytesMut::new();
-    chunk::write_message(
-        &mut out,
-        chunk::MessageHeader {
-            csid: chunk::CSID_DATA,
-            type_id: crate::flv::TYPE_DATA,
-            stream_id,
-            timestamp: 0,
-        },
-        &[],
-        &body,
-        chunk_size as usize,
-    );
-    out.freeze()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk;
     use crate::session::{Session, SessionConfig, SessionEvent};
+    use bytes::BytesMut;
+    use tidewater_core::{EndReason, RecvError};
 
     fn config() -> ClientConfig {
         ClientConfig {
@@ -435,6 +544,8 @@ mod tests {
             stream: "cam?token=t".into(),
             chunk_size: 4096,
             max_message_len: 1 << 20,
+            connect_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(5),
         }
     }
 
@@ -463,8 +574,8 @@ mod tests {
 
     #[test]
     fn publishes_to_this_crates_server_session_and_media_arrives() {
-        let mut c = PublishClient::new(config()).expect("client");
-        let mut s = Session::new(SessionConfig::default());
+        let mut c = PublishClient::new(config(), Instant::now()).expect("client");
+        let mut s = Session::new(SessionConfig::default(), Instant::now());
         let events = pump(&mut c, &mut s);
         let Some(SessionEvent::PublishRequested(r)) = events.last() else {
             panic!("{events:?}")
@@ -511,8 +622,8 @@ mod tests {
 
     #[test]
     fn a_refused_publish_is_an_error_with_the_code() {
-        let mut c = PublishClient::new(config()).expect("client");
-        let mut s = Session::new(SessionConfig::default());
+        let mut c = PublishClient::new(config(), Instant::now()).expect("client");
+        let mut s = Session::new(SessionConfig::default(), Instant::now());
         pump(&mut c, &mut s);
         s.reject("NetStream.Publish.BadName", "taken")
             .expect("reject");
@@ -533,13 +644,13 @@ mod tests {
 
     #[test]
     fn garbage_from_the_destination_is_an_error_not_a_panic() {
-        let mut c = PublishClient::new(config()).expect("client");
+        let mut c = PublishClient::new(config(), Instant::now()).expect("client");
         let _ = c.take_output();
         // Not a handshake.
         assert!(c.handle_input(&[9; 3073]).is_err());
         // After a good handshake, an absurd message length.
-        let mut c = PublishClient::new(config()).expect("client");
-        let mut s = Session::new(SessionConfig::default());
+        let mut c = PublishClient::new(config(), Instant::now()).expect("client");
+        let mut s = Session::new(SessionConfig::default(), Instant::now());
         pump(&mut c, &mut s);
         let mut bad = vec![0x03, 0, 0, 0, 0xff, 0xff, 0xff, 20, 0, 0, 0, 0];
         bad.extend_from_slice(&[0; 64]);
@@ -547,5 +658,122 @@ mod tests {
             c.handle_input(&bad),
             Err(Error::MessageTooLong { .. })
         ));
+    }
+
+    /// A client publishing to a session.
+    fn publishing() -> (PublishClient, Session) {
+        let mut c = PublishClient::new(config(), Instant::now()).expect("client");
+        let mut s = Session::new(SessionConfig::default(), Instant::now());
+        pump(&mut c, &mut s);
+        s.accept_publish().expect("accept");
+        pump(&mut c, &mut s);
+        assert!(c.is_publishing());
+        while c.poll_event().is_some() {}
+        (c, s)
+    }
+
+    #[test]
+    fn a_publish_not_accepted_in_time_is_timed_out() {
+        let t0 = Instant::now();
+        let mut c = PublishClient::new(config(), t0).expect("client");
+        let mut s = Session::new(SessionConfig::default(), t0);
+        pump(&mut c, &mut s);
+        assert!(!c.is_publishing(), "the request waits for its answer");
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        c.handle_timeout(t0 + Duration::from_millis(9_999))
+            .expect("not yet");
+        match c.handle_timeout(t0 + Duration::from_secs(10)) {
+            Err(Error::Timeout { what, after, .. }) => {
+                assert_eq!(
+                    (what, after),
+                    ("connecting and publishing", Duration::from_secs(10))
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(c.handle_input(&[]).is_err(), "a timed-out client is failed");
+        // Once publishing there is no deadline but a write's.
+        let (mut c, _s) = publishing();
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_media(EgressInput::End(Ending::Shutdown))
+            .expect("end");
+        assert!(c.poll_transmit(t0));
+        assert_eq!(c.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+    }
+
+    #[tokio::test]
+    async fn the_followed_stream_goes_out_and_its_end_unpublishes() {
+        let (_engine, _publisher, mut sub) = crate::egress::tests::live_stream("push").await;
+        let (mut c, mut s) = publishing();
+        let events: Vec<_> = std::iter::from_fn(|| sub.try_recv()).collect();
+        assert!(c.wants_media());
+        for ev in &events {
+            c.handle_media(ev).expect("media");
+        }
+        let out = c.take_output().expect("media");
+        s.handle_input(&out).expect("server input");
+        let got: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+        let kinds: Vec<&str> = got
+            .iter()
+            .map(|e| match e {
+                SessionEvent::Metadata(_) => "meta",
+                SessionEvent::Video { .. } => "video",
+                SessionEvent::Audio { .. } => "audio",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["meta", "video", "audio", "video", "video"]);
+        assert!(matches!(
+            got[4],
+            SessionEvent::Video {
+                timestamp: 2_000,
+                ..
+            }
+        ));
+
+        c.handle_media(&Err(RecvError::Ended(EndReason::Finished)))
+            .expect("end");
+        assert_eq!(
+            c.poll_event(),
+            Some(ClientEvent::Ended(Ending::Unpublished(EndReason::Finished)))
+        );
+        assert!(!c.wants_media());
+        let out = c.take_output().expect("unpublish");
+        s.handle_input(&out).expect("server input");
+        assert_eq!(s.poll_event(), Some(SessionEvent::PublishFinished));
+
+        // A push the kernel evicted is dropped, not ended politely.
+        let (mut c, _s) = publishing();
+        assert!(matches!(
+            c.handle_media(&Err(RecvError::Evicted)),
+            Err(Error::Protocol { .. })
+        ));
+        assert!(c.take_output().is_none());
+    }
+
+    #[test]
+    fn an_error_status_while_publishing_is_a_refusal() {
+        let (mut c, _s) = publishing();
+        let mut peer = crate::session::tests::Client::new();
+        let mut info = HashMap::new();
+        for (k, v) in [("level", "error"), ("code", "NetStream.Publish.BadName")] {
+            info.insert(k.to_string(), Amf0Value::Utf8String(v.into()));
+        }
+        let b = peer.command(
+            1,
+            "onStatus",
+            0.0,
+            Amf0Value::Null,
+            vec![Amf0Value::Object(info)],
+        );
+        match c.handle_input(&b) {
+            Err(Error::Refused {
+                code, description, ..
+            }) => assert_eq!(
+                (code.as_str(), description.as_str()),
+                ("NetStream.Publish.BadName", "after the publish started")
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -1,36 +1,37 @@
 //! The thin tokio driver: one task per connection, moving bytes between the
 //! socket, the sans-IO [`Session`] and the kernel.
+//!
+//! The driver owns the socket and the clock and does what the session says:
+//! it reads while [`Session::wants_input`], hands the subscription's events
+//! over while [`Session::wants_media`], writes what the session queued
+//! ([`write_out`]), sleeps until [`Session::poll_timeout`] and calls
+//! [`Session::handle_timeout`]. What it decides itself is only what the
+//! kernel is asked (open a publish, subscribe) and what is logged.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use bytes::{Buf, Bytes, BytesMut};
-use tidewater_core::{
-    Catalog, EventRef, IngestContext, PublishSession, RecvError, Request, StreamKey, Subscription,
-};
+use bytes::BytesMut;
+use tidewater_core::{IngestContext, PublishSession, Subscription};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::RtmpConfig;
-use crate::egress;
+use crate::client::PublishClient;
+use crate::egress::{BATCH_MESSAGES, Ending};
 use crate::error::{Context, Error, Result};
-use crate::flv;
 use crate::ingest::{FlvIngest, IngestEvent};
 use crate::session::{Session, SessionConfig, SessionEvent, StreamRequest};
 
 /// Bytes read from the socket at a time.
 const READ_SIZE: usize = 64 * 1024;
-/// Most messages and bytes gathered for one vectored write.
-const BATCH_MESSAGES: usize = 64;
-const BATCH_BYTES: usize = 512 * 1024;
 /// How long a refused or ended peer is given to read our last words.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -46,6 +47,105 @@ pub(crate) fn now_or_never<F: Future>(fut: F) -> Option<F::Output> {
     }
 }
 
+/// The time the sans-IO side is given: tokio's clock (which tests can pause).
+pub(crate) fn clock() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+/// Sleeps until `deadline`; never returns without one.
+pub(crate) async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A sans-IO endpoint whose output the drivers write: the server
+/// [`Session`] or the push's [`PublishClient`].
+pub(crate) trait Endpoint {
+    fn poll_transmit(&mut self, now: Instant) -> bool;
+    fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize;
+    fn transmitted(&mut self, n: usize, now: Instant);
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant) -> Result<()>;
+}
+
+impl Endpoint for Session {
+    fn poll_transmit(&mut self, now: Instant) -> bool {
+        Session::poll_transmit(self, now)
+    }
+    fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        Session::io_slices(self, out)
+    }
+    fn transmitted(&mut self, n: usize, now: Instant) {
+        Session::transmitted(self, n, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Session::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) -> Result<()> {
+        Session::handle_timeout(self, now)
+    }
+}
+
+impl Endpoint for PublishClient {
+    fn poll_transmit(&mut self, now: Instant) -> bool {
+        PublishClient::poll_transmit(self, now)
+    }
+    fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        PublishClient::io_slices(self, out)
+    }
+    fn transmitted(&mut self, n: usize, now: Instant) {
+        PublishClient::transmitted(self, n, now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        PublishClient::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) -> Result<()> {
+        PublishClient::handle_timeout(self, now)
+    }
+}
+
+/// Writes out everything the endpoint queued, with vectored writes of up to
+/// [`BATCH_MESSAGES`] messages, honouring its deadlines (a write that makes
+/// no progress in time is the endpoint's error).
+pub(crate) async fn write_out<E, W>(ep: &mut E, wr: &mut W, ctx: &Context) -> Result<()>
+where
+    E: Endpoint,
+    W: AsyncWrite + Unpin,
+{
+    let mut now = clock();
+    while ep.poll_transmit(now) {
+        let deadline = ep.poll_timeout();
+        let mut slices = [IoSlice::new(&[]); BATCH_MESSAGES];
+        let n = ep.io_slices(&mut slices);
+        // The write first: one that completes at once never arms the timer.
+        let written = tokio::select! {
+            biased;
+            r = wr.write_vectored(&slices[..n]) => Some(r),
+            () = sleep_until(deadline) => None,
+        };
+        now = clock();
+        match written {
+            None => ep.handle_timeout(now)?,
+            Some(Ok(0)) => {
+                return Err(Error::Io {
+                    ctx: ctx.clone(),
+                    source: std::io::ErrorKind::WriteZero.into(),
+                });
+            }
+            Some(Ok(w)) => ep.transmitted(w, now),
+            Some(Err(source)) => {
+                return Err(Error::Io {
+                    ctx: ctx.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// One connection, over any byte stream: a TCP socket's halves, or a TLS
 /// stream's (RTMPS).
 pub(crate) struct Connection<R, W> {
@@ -54,7 +154,6 @@ pub(crate) struct Connection<R, W> {
     session: Session,
     ctx: Context,
     ingest: IngestContext,
-    config: Arc<RtmpConfig>,
     inbuf: BytesMut,
 }
 
@@ -68,7 +167,7 @@ pub(crate) async fn run_connection(
 ) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
-    run_halves(rd, wr, peer, ingest, config, shutdown).await;
+    run_halves(rd, wr, peer, ingest, &config, shutdown).await;
 }
 
 /// Runs one accepted RTMPS connection: the TLS handshake (within the
@@ -90,7 +189,7 @@ pub(crate) async fn run_tls_connection(
     match tls {
         Ok(Ok(tls)) => {
             let (rd, wr) = tokio::io::split(tls);
-            run_halves(rd, wr, peer, ingest, config, shutdown).await;
+            run_halves(rd, wr, peer, ingest, &config, shutdown).await;
         }
         Ok(Err(e)) => info!(peer = %peer, "rtmps connection closed: tls handshake failed: {e}"),
         Err(_) => info!(peer = %peer, "rtmps connection closed: no tls handshake within {limit:?}"),
@@ -102,17 +201,24 @@ async fn run_halves<R, W>(
     wr: W,
     peer: SocketAddr,
     ingest: IngestContext,
-    config: Arc<RtmpConfig>,
+    config: &RtmpConfig,
     shutdown: CancellationToken,
 ) where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    let session = Session::new(SessionConfig {
-        chunk_size: config.chunk_size,
-        max_message_len: config.max_message_len,
-        ..SessionConfig::default()
-    });
+    let session = Session::new(
+        SessionConfig {
+            chunk_size: config.chunk_size,
+            max_message_len: config.max_message_len,
+            handshake_timeout: config.handshake_timeout,
+            read_timeout: config.read_timeout,
+            write_timeout: config.write_timeout,
+            coalesce: config.coalesce,
+            ..SessionConfig::default()
+        },
+        clock(),
+    );
     let mut conn = Connection {
         rd,
         wr,
@@ -122,7 +228,6 @@ async fn run_halves<R, W>(
             stream: None,
         },
         ingest,
-        config,
         inbuf: BytesMut::with_capacity(READ_SIZE),
     };
     match conn.run(&shutdown).await {
@@ -139,19 +244,21 @@ async fn run_halves<R, W>(
     }
 }
 
+/// What a turn of the publish loop came to.
+enum Turn {
+    Continue,
+    Done,
+}
+
 impl<R, W> Connection<R, W>
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<()> {
-        let limit = self.config.handshake_timeout;
         let request = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = tokio::time::timeout(limit, self.negotiate()) => match r {
-                Ok(r) => r?,
-                Err(_) => return Err(Error::NegotiationTimeout { ctx: self.ctx.clone(), after: limit }),
-            },
+            r = self.negotiate() => r?,
         };
         match request {
             None => {
@@ -185,21 +292,36 @@ where
         }
     }
 
-    async fn flush(&mut self) -> Result<()> {
-        while let Some(bytes) = self.session.take_output() {
-            let mut q = VecDeque::from([bytes]);
-            write_queue(&mut self.wr, &mut q, self.config.write_timeout, &self.ctx).await?;
+    /// Reads once, or applies the session's deadline if it comes first;
+    /// `Ok(false)` on end of stream.
+    async fn read_or_timeout(&mut self) -> Result<bool> {
+        let deadline = self.session.poll_timeout();
+        tokio::select! {
+            biased;
+            r = Self::read_some(&mut self.rd, &mut self.inbuf, &self.ctx) => {
+                if r? {
+                    self.session.handle_input(&self.inbuf)?;
+                    return Ok(true);
+                }
+                Ok(false)
+            }
+            () = sleep_until(deadline) => {
+                self.session.handle_timeout(clock())?;
+                Ok(true)
+            }
         }
-        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        write_out(&mut self.session, &mut self.wr, &self.ctx).await
     }
 
     /// Handshake and commands up to a publish or play request.
     async fn negotiate(&mut self) -> Result<Option<(bool, StreamRequest)>> {
         loop {
-            if !Self::read_some(&mut self.rd, &mut self.inbuf, &self.ctx).await? {
+            if !self.read_or_timeout().await? {
                 return Ok(None);
             }
-            self.session.handle_input(&self.inbuf)?;
             self.flush().await?;
             while let Some(event) = self.session.poll_event() {
                 match event {
@@ -217,10 +339,10 @@ where
         }
     }
 
-    /// Refuses the pending request with an RTMP status, then closes politely.
-    async fn refuse(&mut self, code: &str, error: Error) -> Result<()> {
-        let description = error.to_string();
-        self.session.reject(code, &description)?;
+    /// Refuses the pending request (the session picks the RTMP status for
+    /// the error), then closes politely.
+    async fn refuse(&mut self, error: Error) -> Result<()> {
+        self.session.refuse(&error)?;
         self.flush().await?;
         self.linger().await;
         Err(error)
@@ -237,41 +359,30 @@ where
         .await;
     }
 
-    fn key(&mut self, r: &StreamRequest) -> std::result::Result<(StreamKey, Request), Error> {
+    /// The kernel request for `r`, or the error that refuses it.
+    fn request(
+        &mut self,
+        r: &StreamRequest,
+    ) -> std::result::Result<tidewater_core::Request, Error> {
         self.ctx.stream = Some(r.name());
-        let key = StreamKey::new(&r.app, &r.stream).map_err(|source| Error::Kernel {
+        r.kernel_request(self.ctx.peer).map_err(|e| self.kernel(e))
+    }
+
+    fn kernel(&self, source: tidewater_core::Error) -> Error {
+        Error::Kernel {
             ctx: self.ctx.clone(),
             source: Box::new(source),
-        })?;
-        let mut req = Request::new(key.clone(), "rtmp");
-        if let Some(peer) = self.ctx.peer {
-            req = req.peer(peer);
         }
-        if let Some(q) = &r.query {
-            req = req.query(q.clone());
-        }
-        Ok((key, req))
     }
 
     async fn publish(&mut self, r: StreamRequest, shutdown: &CancellationToken) -> Result<()> {
-        let req = match self.key(&r) {
-            Ok((_, req)) => req,
-            Err(e) => return self.refuse("NetStream.Publish.BadName", e).await,
+        let req = match self.request(&r) {
+            Ok(req) => req,
+            Err(e) => return self.refuse(e).await,
         };
         let mut publish = match self.ingest.open_publish(req).await {
             Ok(p) => p,
-            Err(source) => {
-                let code = match &source {
-                    tidewater_core::Error::Unauthorized { .. }
-                    | tidewater_core::Error::PublisherLimit { .. } => "NetStream.Publish.Denied",
-                    _ => "NetStream.Publish.BadName",
-                };
-                let e = Error::Kernel {
-                    ctx: self.ctx.clone(),
-                    source: Box::new(source),
-                };
-                return self.refuse(code, e).await;
-            }
+            Err(source) => return self.refuse(self.kernel(source)).await,
         };
         self.session.accept_publish()?;
         self.flush().await?;
@@ -291,92 +402,85 @@ where
     ) -> Result<()> {
         let mut flv = FlvIngest::new();
         let mut out = Vec::new();
-        let idle = self.config.read_timeout;
         loop {
             let more = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
-                r = tokio::time::timeout(idle, Self::read_some(&mut self.rd, &mut self.inbuf, &self.ctx)) => match r {
-                    Ok(r) => r?,
-                    Err(_) => {
-                        warn!(peer = %self.peer(), stream = self.stream_name(), "rtmp publisher sent nothing for {idle:?}: closing");
-                        return Ok(());
-                    }
-                },
+                r = self.read_or_timeout() => r?,
             };
             if !more {
                 return Ok(());
             }
-            self.session.handle_input(&self.inbuf)?;
             self.flush().await?;
             while let Some(event) = self.session.poll_event() {
-                match event {
-                    SessionEvent::Metadata(props) => flv.push_metadata(&props, &mut out),
-                    SessionEvent::Video { timestamp, data } => {
-                        flv.push_video(timestamp, &data, &mut out)
-                    }
-                    SessionEvent::Audio { timestamp, data } => {
-                        flv.push_audio(timestamp, &data, &mut out)
-                    }
-                    SessionEvent::PublishFinished => return Ok(()),
-                    SessionEvent::UnknownCommand { name } => {
-                        info!(peer = %self.peer(), stream = self.stream_name(), "rtmp: ignoring unknown command {name:?}")
-                    }
-                    _ => {}
-                }
-                for e in out.drain(..) {
-                    let r = match e {
-                        IngestEvent::Catalog(tracks) => {
-                            let summary: Vec<_> = tracks.iter().map(|t| t.codec.name()).collect();
-                            debug!(peer = %self.peer(), stream = self.stream_name(), "rtmp catalog: {summary:?}");
-                            publish.set_catalog(tracks).map(drop)
-                        }
-                        IngestEvent::Frame(frame) => publish.publish(frame),
-                        IngestEvent::Metadata(entries) => {
-                            for (k, v) in entries {
-                                publish.set_metadata(k, v);
-                            }
-                            Ok(())
-                        }
-                        IngestEvent::Dropped(reason) => {
-                            warn!(peer = %self.peer(), stream = self.stream_name(), "rtmp publish: dropping media: {reason}");
-                            Ok(())
-                        }
-                    };
-                    if let Err(source) = r {
-                        return match source {
-                            tidewater_core::Error::PublishEnded { reason, .. } => {
-                                info!(peer = %self.peer(), stream = self.stream_name(), "rtmp publish ended by the server: {reason}");
-                                Ok(())
-                            }
-                            source => Err(Error::Kernel {
-                                ctx: self.ctx.clone(),
-                                source: Box::new(source),
-                            }),
-                        };
-                    }
+                if let Turn::Done = self.on_publish_event(event, &mut flv, &mut out, publish)? {
+                    return Ok(());
                 }
             }
         }
     }
 
+    /// Passes one session event of a publish on to the kernel.
+    fn on_publish_event(
+        &self,
+        event: SessionEvent,
+        flv: &mut FlvIngest,
+        out: &mut Vec<IngestEvent>,
+        publish: &mut PublishSession,
+    ) -> Result<Turn> {
+        match event {
+            SessionEvent::Metadata(props) => flv.push_metadata(&props, out),
+            SessionEvent::Video { timestamp, data } => flv.push_video(timestamp, &data, out),
+            SessionEvent::Audio { timestamp, data } => flv.push_audio(timestamp, &data, out),
+            SessionEvent::PublishFinished => return Ok(Turn::Done),
+            SessionEvent::PublishTimedOut { after } => {
+                warn!(peer = %self.peer(), stream = self.stream_name(), "rtmp publisher sent nothing for {after:?}: closing");
+                return Ok(Turn::Done);
+            }
+            SessionEvent::UnknownCommand { name } => {
+                info!(peer = %self.peer(), stream = self.stream_name(), "rtmp: ignoring unknown command {name:?}")
+            }
+            _ => {}
+        }
+        for e in out.drain(..) {
+            let r = match e {
+                IngestEvent::Catalog(tracks) => {
+                    let summary: Vec<_> = tracks.iter().map(|t| t.codec.name()).collect();
+                    debug!(peer = %self.peer(), stream = self.stream_name(), "rtmp catalog: {summary:?}");
+                    publish.set_catalog(tracks).map(drop)
+                }
+                IngestEvent::Frame(frame) => publish.publish(frame),
+                IngestEvent::Metadata(entries) => {
+                    for (k, v) in entries {
+                        publish.set_metadata(k, v);
+                    }
+                    Ok(())
+                }
+                IngestEvent::Dropped(reason) => {
+                    warn!(peer = %self.peer(), stream = self.stream_name(), "rtmp publish: dropping media: {reason}");
+                    Ok(())
+                }
+            };
+            if let Err(source) = r {
+                return match source {
+                    tidewater_core::Error::PublishEnded { reason, .. } => {
+                        info!(peer = %self.peer(), stream = self.stream_name(), "rtmp publish ended by the server: {reason}");
+                        Ok(Turn::Done)
+                    }
+                    source => Err(self.kernel(source)),
+                };
+            }
+        }
+        Ok(Turn::Continue)
+    }
+
     async fn play(&mut self, r: StreamRequest, shutdown: &CancellationToken) -> Result<()> {
-        let req = match self.key(&r) {
-            Ok((_, req)) => req,
-            Err(e) => return self.refuse("NetStream.Play.StreamNotFound", e).await,
+        let req = match self.request(&r) {
+            Ok(req) => req,
+            Err(e) => return self.refuse(e).await,
         };
         let sub = match self.ingest.subscribe(req).await {
             Ok(s) => s,
-            Err(source) => {
-                let code = match &source {
-                    tidewater_core::Error::Unauthorized { .. } => "NetStream.Play.Failed",
-                    _ => "NetStream.Play.StreamNotFound",
-                };
-                let e = Error::Kernel {
-                    ctx: self.ctx.clone(),
-                    source: Box::new(source),
-                };
-                return self.refuse(code, e).await;
-            }
+            Err(source) => return self.refuse(self.kernel(source)).await,
         };
         self.session.accept_play()?;
         self.flush().await?;
@@ -389,34 +493,20 @@ where
         mut sub: Subscription,
         shutdown: &CancellationToken,
     ) -> Result<()> {
-        let stream_id = self
-            .session
-            .play_stream_id()
-            .unwrap_or(crate::session::SHARED_STREAM_ID);
-        let chunk_size = self.session.chunk_size();
-        let mut viewer = Viewer {
-            out: WriteQueue::default(),
-            pending_catalog: None,
-            chunk_size,
-            stream_id,
-        };
         // Made once: a `cancelled()` future registers with the token's
         // shared waiter list, which is not something to do per message.
-        let mut cancelled = std::pin::pin!(shutdown.cancelled());
-        let coalesce = self.config.coalesce;
-        let ended = loop {
+        let mut cancelled = pin!(shutdown.cancelled());
+        loop {
+            let deadline = self.session.poll_timeout();
             tokio::select! {
                 biased;
-                _ = &mut cancelled => break Some("server shutting down"),
-                r = Self::read_some(&mut self.rd, &mut self.inbuf, &self.ctx) => {
+                _ = &mut cancelled => self.session.end_play(Ending::Shutdown)?,
+                r = Self::read_some(&mut self.rd, &mut self.inbuf, &self.ctx), if self.session.wants_input() => {
                     if !r? {
                         info!(peer = %self.peer(), stream = self.stream_name(), "rtmp viewer left");
                         return Ok(());
                     }
                     self.session.handle_input(&self.inbuf)?;
-                    if let Some(b) = self.session.take_output() {
-                        viewer.push(b);
-                    }
                     while let Some(event) = self.session.poll_event() {
                         if event == SessionEvent::PlayFinished {
                             info!(peer = %self.peer(), stream = self.stream_name(), "rtmp viewer stopped playing");
@@ -424,199 +514,45 @@ where
                         }
                     }
                 }
-                ev = sub.recv_ref() => {
-                    if let Some(reason) = viewer.on_event(ev, &self.ctx) {
-                        break Some(reason);
-                    }
+                ev = sub.recv_ref(), if self.session.wants_media() => self.session.handle_media(ev)?,
+                // The coalescing window closed: back to waiting for input or media.
+                () = sleep_until(deadline), if deadline.is_some() => {
+                    self.session.handle_timeout(clock())?;
+                    continue;
                 }
             }
             // Gather what else is ready, for one vectored write.
-            let mut ended = None;
-            while viewer.out.has_room() {
-                match now_or_never(sub.recv_ref()) {
-                    Some(ev) => {
-                        if let Some(reason) = viewer.on_event(ev, &self.ctx) {
-                            ended = Some(reason);
-                            break;
-                        }
-                    }
+            while self.session.wants_media() {
+                match sub.try_recv_ref() {
+                    Some(ev) => self.session.handle_media(ev)?,
                     None => break,
                 }
             }
-            viewer
-                .out
-                .write_to(&mut self.wr, self.config.write_timeout, &self.ctx)
-                .await?;
-            if ended.is_some() {
-                break ended;
-            }
-            if !coalesce.is_zero() {
-                // Let a few messages accumulate: the viewer is not parked on
-                // the stream meanwhile, so the publisher does not wake it per
-                // message. What the peer sends waits in the socket until then.
-                tokio::select! {
-                    biased;
-                    _ = &mut cancelled => break Some("server shutting down"),
-                    () = tokio::time::sleep(coalesce) => {}
+            self.flush().await?;
+            while let Some(event) = self.session.poll_event() {
+                match event {
+                    SessionEvent::Skipped { frames } => debug!(
+                        "rtmp viewer {}: fell behind, skipped {frames} frames to the next keyframe",
+                        self.ctx
+                    ),
+                    SessionEvent::PlayEnded(ending) => {
+                        match ending {
+                            Ending::Unpublished(reason) => {
+                                debug!("rtmp viewer {}: publish ended ({reason})", self.ctx)
+                            }
+                            Ending::Evicted => warn!(
+                                "rtmp viewer {}: evicted for falling behind repeatedly",
+                                self.ctx
+                            ),
+                            Ending::Shutdown => {}
+                        }
+                        info!(peer = %self.peer(), stream = self.stream_name(), "rtmp play ended: {}", ending.description());
+                        self.linger().await;
+                        return Ok(());
+                    }
+                    _ => {}
                 }
             }
-        };
-        let reason = ended.unwrap_or("stream ended");
-        viewer
-            .out
-            .write_to(&mut self.wr, self.config.write_timeout, &self.ctx)
-            .await?;
-        self.session.end_play(reason)?;
-        self.flush().await?;
-        info!(peer = %self.peer(), stream = self.stream_name(), "rtmp play ended: {reason}");
-        self.linger().await;
-        Ok(())
-    }
-}
-
-/// Shared chunk bytes waiting for one vectored write; the batch is bounded
-/// in messages and bytes. Viewers and pushes both write through it.
-#[derive(Debug, Default)]
-pub(crate) struct WriteQueue {
-    queue: VecDeque<Bytes>,
-    bytes: usize,
-}
-
-impl WriteQueue {
-    /// Queues a message (nothing for an empty one).
-    pub(crate) fn push(&mut self, b: Bytes) {
-        if !b.is_empty() {
-            self.bytes += b.len();
-            self.queue.push_back(b);
         }
     }
-
-    /// Whether another message may still join this batch.
-    pub(crate) fn has_room(&self) -> bool {
-        self.queue.len() < BATCH_MESSAGES && self.bytes < BATCH_BYTES
-    }
-
-    /// Whether nothing is queued.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    /// Writes everything queued (see [`write_queue`]).
-    pub(crate) async fn write_to<W: AsyncWriteExt + Unpin>(
-        &mut self,
-        wr: &mut W,
-        timeout: Duration,
-        ctx: &Context,
-    ) -> Result<()> {
-        write_queue(wr, &mut self.queue, timeout, ctx).await?;
-        self.bytes = 0;
-        Ok(())
-    }
-}
-
-/// Per-viewer state of the play loop: the write queue of shared chunk bytes.
-struct Viewer {
-    out: WriteQueue,
-    pending_catalog: Option<Arc<Catalog>>,
-    chunk_size: u32,
-    stream_id: u32,
-}
-
-impl Viewer {
-    fn push(&mut self, b: Bytes) {
-        self.out.push(b);
-    }
-
-    /// Queues what an event needs sent; `Some(reason)` when the play is over.
-    fn on_event(
-        &mut self,
-        ev: std::result::Result<EventRef<'_>, RecvError>,
-        ctx: &Context,
-    ) -> Option<&'static str> {
-        match ev {
-            Ok(EventRef::Catalog(c)) => self.pending_catalog = Some(c),
-            Ok(EventRef::Frame(f)) => {
-                if !flv::is_carried(&f, f.catalog()) {
-                    return None;
-                }
-                if let Some(c) = self.pending_catalog.take() {
-                    let (ts, _) = flv::frame_time(&f, &c);
-                    self.push(egress::catalog_chunks(
-                        &c,
-                        self.chunk_size,
-                        self.stream_id,
-                        ts,
-                    ));
-                }
-                self.push(egress::shared_chunks(&f, self.chunk_size, self.stream_id));
-            }
-            Ok(EventRef::Skipped { frames }) => {
-                debug!(
-                    "rtmp viewer {ctx}: fell behind, skipped {frames} frames to the next keyframe"
-                );
-            }
-            Err(RecvError::Ended(reason)) => {
-                debug!("rtmp viewer {ctx}: publish ended ({reason})");
-                return Some("publisher ended the stream");
-            }
-            Err(RecvError::Evicted) => {
-                warn!("rtmp viewer {ctx}: evicted for falling behind repeatedly");
-                return Some("viewer too slow");
-            }
-        }
-        None
-    }
-}
-
-/// Writes the queue out with vectored writes (up to 64 messages a call); a
-/// write that makes no progress within `timeout` fails the connection.
-pub(crate) async fn write_queue<W: AsyncWriteExt + Unpin>(
-    wr: &mut W,
-    queue: &mut VecDeque<Bytes>,
-    timeout: Duration,
-    ctx: &Context,
-) -> Result<()> {
-    while !queue.is_empty() {
-        let mut slices = [IoSlice::new(&[]); BATCH_MESSAGES];
-        let mut n = 0;
-        for (slot, b) in slices.iter_mut().zip(queue.iter()) {
-            *slot = IoSlice::new(b);
-            n += 1;
-        }
-        let written = match tokio::time::timeout(timeout, wr.write_vectored(&slices[..n])).await {
-            Err(_) => {
-                return Err(Error::WriteTimeout {
-                    ctx: ctx.clone(),
-                    after: timeout,
-                });
-            }
-            Ok(Ok(0)) => {
-                return Err(Error::Io {
-                    ctx: ctx.clone(),
-                    source: std::io::ErrorKind::WriteZero.into(),
-                });
-            }
-            Ok(Ok(w)) => w,
-            Ok(Err(source)) => {
-                return Err(Error::Io {
-                    ctx: ctx.clone(),
-                    source,
-                });
-            }
-        };
-        let mut left = written;
-        while left > 0 {
-            let Some(front) = queue.front_mut() else {
-                break;
-            };
-            if front.len() <= left {
-                left -= front.len();
-                queue.pop_front();
-            } else {
-                front.advance(left);
-                left = 0;
-            }
-        }
-    }
-    Ok(())
 }

@@ -23,10 +23,13 @@ pub fn session(data: &[u8]) -> Result<()> {
         return Ok(());
     };
     let step = usize::from(first & 0x7f) * 13 + 1;
-    let mut s = Session::new(SessionConfig {
-        max_message_len: MAX_MESSAGE,
-        ..SessionConfig::default()
-    });
+    let mut s = Session::new(
+        SessionConfig {
+            max_message_len: MAX_MESSAGE,
+            ..SessionConfig::default()
+        },
+        std::time::Instant::now(),
+    );
     if first & 0x80 != 0 {
         // C0, an all-zero C1 (no digest: the plain handshake) and a C2.
         let mut handshake = vec![3u8];
@@ -65,7 +68,7 @@ pub fn session(data: &[u8]) -> Result<()> {
         );
     }
     if s.play_stream_id().is_some() {
-        s.end_play("end")?;
+        s.end_play(crate::egress::Ending::Shutdown)?;
     }
     Ok(())
 }

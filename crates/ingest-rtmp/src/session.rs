@@ -1,10 +1,47 @@
-//! The sans-IO RTMP server session: bytes in, events and bytes out.
+//! The sans-IO RTMP server session: bytes, kernel events and time in;
+//! events, bytes and deadlines out.
 //!
 //! [`Session`] owns no socket and no clock. The driver feeds it what the peer
 //! sent ([`Session::handle_input`]), writes out what it produced
-//! ([`Session::take_output`]), and reacts to its [`SessionEvent`]s:
-//! publish and play requests (answered with [`Session::accept_publish`],
-//! [`Session::accept_play`] or [`Session::reject`]), metadata, and media.
+//! ([`Session::poll_transmit`], [`Session::io_slices`],
+//! [`Session::transmitted`]), and reacts to its [`SessionEvent`]s: publish
+//! and play requests (answered with [`Session::accept_publish`],
+//! [`Session::accept_play`], or [`Session::refuse`] with the kernel's error,
+//! which picks the RTMP status), metadata, and media.
+//!
+//! # A play
+//!
+//! Once a play is accepted the driver hands the subscription's events to
+//! [`Session::handle_media`] while [`Session::wants_media`] says so; the
+//! session's [`Egress`] queues each frame's shared chunks behind the
+//! session's own control messages, re-sends metadata and sequence headers
+//! after a catalog change, and at the end of the stream (or of the viewer,
+//! [`Session::end_play`]) queues the closing statuses and reports
+//! [`SessionEvent::PlayEnded`].
+//!
+//! # Time
+//!
+//! Every deadline is session state, driven by the caller's clock
+//! (quinn-proto style): the driver sleeps until [`Session::poll_timeout`]
+//! and calls [`Session::handle_timeout`]. The deadlines:
+//!
+//! - **handshake**: from [`Session::new`] to the publish or play request
+//!   ([`SessionConfig::handshake_timeout`]); then the session fails with
+//!   [`Error::NegotiationTimeout`];
+//! - **write**: a write that makes no progress for
+//!   [`SessionConfig::write_timeout`] fails the session with
+//!   [`Error::WriteTimeout`];
+//! - **read**: a publisher that sends nothing for
+//!   [`SessionConfig::read_timeout`] (counted from when the driver goes back
+//!   to reading) ends the publish with [`SessionEvent::PublishTimedOut`];
+//! - **coalescing**: after the driver wrote out what a turn of input or
+//!   media produced for a player, the session takes neither for
+//!   [`SessionConfig::coalesce`] ([`Session::wants_input`],
+//!   [`Session::wants_media`]), so a live viewer is woken a few times per
+//!   window rather than once per message.
+//!
+//! A turn ends when [`Session::poll_transmit`] finds nothing left to write:
+//! the read deadline and the coalescing window start then.
 //!
 //! It is built on `rml_rtmp`: its handshake, its message types and its chunk
 //! serializer (for commands and control, on chunk streams 2 to 6). The input
@@ -24,17 +61,22 @@
 //! media chunks built once per frame carry that id for every player.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use rml_rtmp::chunk_io::ChunkSerializer;
 use rml_rtmp::handshake::{Handshake, PeerType};
 use rml_rtmp::messages::{PeerBandwidthLimitType, RtmpMessage, UserControlEventType};
 use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::time::RtmpTimestamp;
+use tidewater_core::{Request, StreamKey};
 
 use crate::amf;
-use crate::chunk::{self, ChunkReader, Message};
+use crate::chunk::{ChunkReader, Message};
 use crate::control;
+use crate::egress::{Egress, EgressInput, Ending, Outcome, Transmit};
 use crate::error::{Error, Result};
 
 /// The message stream id of the first stream a connection creates: the one
@@ -55,15 +97,29 @@ pub struct SessionConfig {
     pub peer_bandwidth: u32,
     /// Longest message accepted from the peer, in bytes.
     pub max_message_len: usize,
+    /// Time from [`Session::new`] to the publish or play request.
+    pub handshake_timeout: Duration,
+    /// A publisher that sends nothing for this long is closed.
+    pub read_timeout: Duration,
+    /// A write that makes no progress for this long fails the session.
+    pub write_timeout: Duration,
+    /// How long a player takes no input or media after a write (zero: never).
+    pub coalesce: Duration,
 }
 
 impl Default for SessionConfig {
+    /// The listener's defaults ([`RtmpConfig::default`](crate::RtmpConfig::default)).
     fn default() -> Self {
+        let listener = crate::RtmpConfig::default();
         SessionConfig {
-            chunk_size: 4096,
+            chunk_size: listener.chunk_size,
             window_ack_size: 2_500_000,
             peer_bandwidth: 2_500_000,
-            max_message_len: 8 << 20,
+            max_message_len: listener.max_message_len,
+            handshake_timeout: listener.handshake_timeout,
+            read_timeout: listener.read_timeout,
+            write_timeout: listener.write_timeout,
+            coalesce: listener.coalesce,
         }
     }
 }
@@ -86,6 +142,44 @@ impl StreamRequest {
     /// `app/stream`, for logs (not validated).
     pub fn name(&self) -> String {
         format!("{}/{}", self.app, self.stream)
+    }
+
+    /// The request to put to the kernel: the stream key (validated here),
+    /// protocol `rtmp`, and the peer and query for its authorizer.
+    pub fn kernel_request(
+        &self,
+        peer: Option<SocketAddr>,
+    ) -> std::result::Result<Request, tidewater_core::Error> {
+        let key = StreamKey::new(&self.app, &self.stream)?;
+        let mut req = Request::new(key, "rtmp");
+        if let Some(peer) = peer {
+            req = req.peer(peer);
+        }
+        if let Some(q) = &self.query {
+            req = req.query(q.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// The `onStatus` code that refuses a publish (`publish`) or a play because
+/// of `error`: `NetStream.Publish.Denied` when the kernel's authorizer or
+/// publisher limit said no, else `NetStream.Publish.BadName` (a bad name, a
+/// stream taken, an unknown application); `NetStream.Play.Failed` when the
+/// authorizer said no, else `NetStream.Play.StreamNotFound`.
+pub fn refusal_code(publish: bool, error: &Error) -> &'static str {
+    use tidewater_core::Error as Kernel;
+    let kernel = match error {
+        Error::Kernel { source, .. } => Some(&**source),
+        _ => None,
+    };
+    match (publish, kernel) {
+        (true, Some(Kernel::Unauthorized { .. } | Kernel::PublisherLimit { .. })) => {
+            "NetStream.Publish.Denied"
+        }
+        (true, _) => "NetStream.Publish.BadName",
+        (false, Some(Kernel::Unauthorized { .. })) => "NetStream.Play.Failed",
+        (false, _) => "NetStream.Play.StreamNotFound",
     }
 }
 
@@ -121,6 +215,18 @@ pub enum SessionEvent {
     PublishFinished,
     /// The player stopped (`deleteStream`, `closeStream`).
     PlayFinished,
+    /// The publisher sent nothing for the read timeout: the publish is over.
+    PublishTimedOut {
+        /// The read timeout.
+        after: Duration,
+    },
+    /// The player fell behind and skipped this many frames to the next keyframe.
+    Skipped {
+        /// How many.
+        frames: u64,
+    },
+    /// The play ended (its closing statuses are queued): write them out and close.
+    PlayEnded(Ending),
     /// A command this server does not implement (answered with `_error`
     /// when it expected an answer); the session goes on.
     UnknownCommand {
@@ -145,13 +251,26 @@ enum Phase {
     Failed,
 }
 
+/// The session's deadlines (see the [module docs](self)).
+#[derive(Debug, Default)]
+struct Timers {
+    /// Until the publish or play request.
+    handshake: Option<Instant>,
+    /// While publishing: the publisher must have sent something by then.
+    read: Option<Instant>,
+    /// While playing: the coalescing window ends then.
+    coalesce: Option<Instant>,
+    /// Input or media was handled since the last window (or the play began).
+    turn: bool,
+}
+
 /// The server side of one RTMP connection.
 pub struct Session {
     config: SessionConfig,
     phase: Phase,
     reader: ChunkReader,
     writer: ChunkSerializer,
-    out: BytesMut,
+    out: Transmit,
     events: VecDeque<SessionEvent>,
     app: Option<String>,
     app_query: Option<String>,
@@ -159,6 +278,9 @@ pub struct Session {
     next_stream_id: u32,
     role: Role,
     acks: control::Acknowledger,
+    /// The media side, while playing.
+    egress: Option<Egress>,
+    timers: Timers,
 }
 
 impl std::fmt::Debug for Session {
@@ -176,14 +298,13 @@ impl std::fmt::Debug for Session {
 const MAX_EVENTS: usize = 4096;
 
 impl Session {
-    /// A session for a freshly accepted connection (handshake first).
-    pub fn new(config: SessionConfig) -> Self {
+    /// A session for a connection accepted at `now` (handshake first).
+    pub fn new(config: SessionConfig, now: Instant) -> Self {
         Session {
             reader: ChunkReader::new(config.max_message_len),
-            config,
             phase: Phase::Handshake(Box::new(Handshake::new(PeerType::Server))),
             writer: ChunkSerializer::new(),
-            out: BytesMut::new(),
+            out: Transmit::new(config.write_timeout),
             events: VecDeque::new(),
             app: None,
             app_query: None,
@@ -191,6 +312,12 @@ impl Session {
             next_stream_id: SHARED_STREAM_ID,
             role: Role::Idle,
             acks: control::Acknowledger::default(),
+            egress: None,
+            timers: Timers {
+                handshake: Some(now + config.handshake_timeout),
+                ..Timers::default()
+            },
+            config,
         }
     }
 
@@ -230,11 +357,129 @@ impl Session {
     /// Feeds bytes received from the peer. On an error the session is
     /// unusable: close the connection.
     pub fn handle_input(&mut self, data: &[u8]) -> Result<()> {
+        self.timers.turn = true;
         let result = self.input(data);
         if result.is_err() {
             self.phase = Phase::Failed;
         }
         result
+    }
+
+    /// Whether the driver should read from the peer now (not during a
+    /// player's coalescing window: what the peer sends waits in the socket).
+    pub fn wants_input(&self) -> bool {
+        self.timers.coalesce.is_none()
+    }
+
+    /// Whether the driver should hand over the next event of the played
+    /// stream: playing, outside a coalescing window, and room left in the
+    /// batch being gathered.
+    #[inline]
+    pub fn wants_media(&self) -> bool {
+        self.egress.is_some() && self.timers.coalesce.is_none() && self.out.has_room()
+    }
+
+    /// One event of the played stream (a subscription's
+    /// [`recv_ref`](tidewater_core::Subscription::recv_ref) result, or
+    /// [`EgressInput::End`]): queues what it sends; at the end of the stream
+    /// queues the closing statuses (see [`end_play`](Self::end_play)).
+    /// Nothing happens when no play is going on.
+    #[inline]
+    pub fn handle_media<'a>(&mut self, input: impl Into<EgressInput<'a>>) -> Result<()> {
+        let Some(egress) = &mut self.egress else {
+            return Ok(());
+        };
+        self.timers.turn = true;
+        match egress.handle(input.into(), &mut self.out) {
+            Outcome::Continue | Outcome::Republished { .. } => Ok(()),
+            Outcome::Skipped { frames } => {
+                self.events.push_back(SessionEvent::Skipped { frames });
+                Ok(())
+            }
+            Outcome::Ended(ending) => self.end_play(ending),
+        }
+    }
+
+    /// Whether anything is to be written; if so the write deadline runs from
+    /// `now` (unless it runs already) and [`io_slices`](Self::io_slices)
+    /// gives the bytes. When nothing is left the turn ends at `now`: a
+    /// publisher's read deadline and a player's coalescing window start.
+    pub fn poll_transmit(&mut self, now: Instant) -> bool {
+        if self.out.ready(now) {
+            return true;
+        }
+        match self.role {
+            Role::Publishing(_) => self.timers.read = Some(now + self.config.read_timeout),
+            Role::Playing(_)
+                if std::mem::take(&mut self.timers.turn)
+                    && !self.config.coalesce.is_zero()
+                    && self.timers.coalesce.is_none() =>
+            {
+                self.timers.coalesce = Some(now + self.config.coalesce);
+            }
+            _ => {}
+        }
+        false
+    }
+
+    /// What waits to be written, oldest first, as up to `out.len()` slices
+    /// (after [`poll_transmit`](Self::poll_transmit) said there is some).
+    pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+        self.out.io_slices(out)
+    }
+
+    /// The socket took `n` bytes at `now`.
+    pub fn transmitted(&mut self, n: usize, now: Instant) {
+        self.out.advance(n, now);
+    }
+
+    /// The next deadline, if any: call [`handle_timeout`](Self::handle_timeout) then.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [
+            self.out.deadline(),
+            self.timers.handshake,
+            self.timers.read,
+            self.timers.coalesce,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Applies the deadlines that passed by `now`. A write that made no
+    /// progress fails the session ([`Error::WriteTimeout`]), as does a
+    /// handshake not done in time ([`Error::NegotiationTimeout`]); a silent
+    /// publisher ends its publish ([`SessionEvent::PublishTimedOut`]); a
+    /// coalescing window closes.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<()> {
+        if self.out.expired(now) {
+            self.phase = Phase::Failed;
+            return Err(Error::WriteTimeout {
+                ctx: Default::default(),
+                after: self.out.write_timeout(),
+            });
+        }
+        if self.timers.handshake.is_some_and(|d| now >= d) {
+            self.timers.handshake = None;
+            self.phase = Phase::Failed;
+            return Err(Error::NegotiationTimeout {
+                ctx: Default::default(),
+                after: self.config.handshake_timeout,
+            });
+        }
+        if self.timers.read.is_some_and(|d| now >= d) {
+            self.timers.read = None;
+            if let Role::Publishing(_) = self.role {
+                self.role = Role::Idle;
+                self.events.push_back(SessionEvent::PublishTimedOut {
+                    after: self.config.read_timeout,
+                });
+            }
+        }
+        if self.timers.coalesce.is_some_and(|d| now >= d) {
+            self.timers.coalesce = None;
+        }
+        Ok(())
     }
 
     fn input(&mut self, data: &[u8]) -> Result<()> {
@@ -245,7 +490,7 @@ impl Session {
                 self.reader.push(data);
             }
             Phase::Handshake(hs) => {
-                let Some(rest) = control::handshake_input(hs, data, &mut self.out)? else {
+                let Some(rest) = control::handshake_input(hs, data, self.out.control())? else {
                     return Ok(());
                 };
                 self.phase = Phase::Messages;
@@ -300,13 +545,15 @@ impl Session {
         self.events.pop_front()
     }
 
-    /// Everything to send to the peer so far, in order.
+    /// Everything to send to the peer so far, in order, as one buffer: for
+    /// callers that write it themselves (the driver writes
+    /// [`io_slices`](Self::io_slices) instead).
     pub fn take_output(&mut self) -> Option<Bytes> {
-        (!self.out.is_empty()).then(|| self.out.split().freeze())
+        self.out.take_all()
     }
 
     fn send(&mut self, message: RtmpMessage, stream_id: u32) -> Result<()> {
-        control::send(&mut self.writer, &mut self.out, message, stream_id)
+        control::send(&mut self.writer, self.out.control(), message, stream_id)
     }
 
     fn command(
@@ -357,7 +604,8 @@ impl Session {
     }
 
     /// Accepts the pending play request: the status messages that open a
-    /// play. Media follows, built by the caller for [`play_stream_id`](Self::play_stream_id).
+    /// play. Media follows through [`handle_media`](Self::handle_media), as
+    /// chunks for [`play_stream_id`](Self::play_stream_id).
     ///
     /// No `onStatus` *data* message (`NetStream.Data.Start`, which some
     /// servers send) goes out: ffmpeg's FLV demuxer turns any script data
@@ -368,6 +616,10 @@ impl Session {
             return Err(Error::protocol("no play request to accept"));
         };
         self.role = Role::Playing(id);
+        self.egress = Some(Egress::play(self.config.chunk_size, id));
+        // Writing the play's opening opens no coalescing window: the cached
+        // GOP goes out at once.
+        self.timers.turn = false;
         self.user_control(UserControlEventType::StreamIsRecorded, id)?;
         self.user_control(UserControlEventType::StreamBegin, id)?;
         self.status(id, "status", "NetStream.Play.Reset", "reset")?;
@@ -385,6 +637,15 @@ impl Session {
         self.resume()
     }
 
+    /// Refuses the pending publish or play because of `error` (the kernel
+    /// refused it, or its stream name is bad): an `onStatus` error with the
+    /// code [`refusal_code`] picks and the error as the description. The
+    /// peer should be disconnected after the output is written.
+    pub fn refuse(&mut self, error: &Error) -> Result<()> {
+        let publish = matches!(self.role, Role::PublishPending(_));
+        self.reject(refusal_code(publish, error), &error.to_string())
+    }
+
     /// Refuses the pending publish or play with an `onStatus` error
     /// (`NetStream.Publish.BadName`, `NetStream.Play.StreamNotFound`, …).
     /// The peer should be disconnected after the output is written.
@@ -398,16 +659,27 @@ impl Session {
         self.resume()
     }
 
-    /// Ends an accepted play because the publish ended: `onStatus`
-    /// `NetStream.Play.UnpublishNotify`, then Stream EOF.
-    pub fn end_play(&mut self, description: &str) -> Result<()> {
+    /// Ends an accepted play (the stream ended, the viewer was evicted, the
+    /// server is stopping): `onStatus` `NetStream.Play.UnpublishNotify` and
+    /// `NetStream.Play.Stop` with the ending's description, then Stream EOF,
+    /// queued after the media; then [`SessionEvent::PlayEnded`].
+    pub fn end_play(&mut self, ending: Ending) -> Result<()> {
         let Role::Playing(id) = self.role else {
             return Ok(());
         };
-        self.role = Role::Idle;
+        self.stop_playing();
+        let description = ending.description();
         self.status(id, "status", "NetStream.Play.UnpublishNotify", description)?;
         self.status(id, "status", "NetStream.Play.Stop", description)?;
-        self.user_control(UserControlEventType::StreamEof, id)
+        self.user_control(UserControlEventType::StreamEof, id)?;
+        self.events.push_back(SessionEvent::PlayEnded(ending));
+        Ok(())
+    }
+
+    fn stop_playing(&mut self) {
+        self.role = Role::Idle;
+        self.egress = None;
+        self.timers.coalesce = None;
     }
 
     fn handle_message(&mut self, m: Message) -> Result<()> {
@@ -587,7 +859,7 @@ impl Session {
                 self.events.push_back(SessionEvent::PublishFinished);
             }
             Role::Playing(s) | Role::PlayPending(s) if s == id => {
-                self.role = Role::Idle;
+                self.stop_playing();
                 self.events.push_back(SessionEvent::PlayFinished);
             }
             _ => {}
@@ -625,7 +897,7 @@ impl Session {
             .writer
             .set_max_chunk_size(self.config.chunk_size, RtmpTimestamp::new(0))
             .map_err(|e| Error::protocol(format!("chunk size: {e:?}")))?;
-        self.out.extend_from_slice(&packet.bytes);
+        self.out.control().extend_from_slice(&packet.bytes);
         self.user_control(UserControlEventType::StreamBegin, 0)?;
         let mut server = HashMap::new();
         server.insert(
@@ -723,6 +995,7 @@ impl Session {
     ) -> Result<()> {
         let request = self.stream_request(stream_id, &args, "publish")?;
         self.role = Role::PublishPending(stream_id);
+        self.timers.handshake = None;
         self.events
             .push_back(SessionEvent::PublishRequested(request));
         Ok(())
@@ -731,6 +1004,7 @@ impl Session {
     fn on_play(&mut self, stream_id: u32, _transaction: f64, args: Vec<Amf0Value>) -> Result<()> {
         let request = self.stream_request(stream_id, &args, "play")?;
         self.role = Role::PlayPending(stream_id);
+        self.timers.handshake = None;
         self.events.push_back(SessionEvent::PlayRequested(request));
         Ok(())
     }
@@ -762,33 +1036,13 @@ fn status_object(level: &str, code: &str, description: &str) -> Amf0Value {
     Amf0Value::Object(m)
 }
 
-/// Builds a data message (`onMetaData`) for a player on the crate's data chunk stream.
-pub(crate) fn data_message(
-    out: &mut BytesMut,
-    stream_id: u32,
-    body: &[u8],
-    chunk_size: u32,
-) -> bool {
-    chunk::write_message(
-        out,
-        chunk::MessageHeader {
-            csid: chunk::CSID_DATA,
-            type_id: 18,
-            stream_id,
-            timestamp: 0,
-        },
-        &[],
-        body,
-        chunk_size as usize,
-    )
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use rml_rtmp::chunk_io::ChunkDeserializer;
     use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
     use rml_rtmp::messages::MessagePayload;
+    use tidewater_core::EndReason;
 
     /// A scripted client: handshake, then messages serialized by rml_rtmp.
     pub(crate) struct Client {
@@ -900,7 +1154,12 @@ pub(crate) mod tests {
     }
 
     fn connected(app: &str) -> (Session, Client) {
-        let mut s = Session::new(SessionConfig::default());
+        connected_with(app, SessionConfig::default(), Instant::now())
+    }
+
+    /// A session created at `now`, handshaken, connected to `app`, with stream 1 created.
+    fn connected_with(app: &str, config: SessionConfig, now: Instant) -> (Session, Client) {
+        let mut s = Session::new(config, now);
         let mut c = Client::new();
         c.handshake(&mut s);
         let b = c.connect(app);
@@ -1083,7 +1342,14 @@ pub(crate) mod tests {
             status_codes(&c.read(&mut s)),
             vec!["NetStream.Play.Reset", "NetStream.Play.Start"]
         );
-        s.end_play("publisher left").expect("end");
+        s.end_play(Ending::Unpublished(EndReason::Finished))
+            .expect("end");
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::PlayEnded(Ending::Unpublished(
+                EndReason::Finished
+            ))]
+        );
         let msgs = c.read(&mut s);
         assert_eq!(
             status_codes(&msgs),
@@ -1163,7 +1429,7 @@ pub(crate) mod tests {
             "a failed session stays failed"
         );
 
-        let mut s = Session::new(SessionConfig::default());
+        let mut s = Session::new(SessionConfig::default(), Instant::now());
         assert!(matches!(
             s.handle_input(&[6; 1537]),
             Err(Error::Handshake { .. })
@@ -1191,5 +1457,267 @@ pub(crate) mod tests {
             let b = c.bytes(1, 0, RtmpMessage::Amf0Data { values });
             s.handle_input(&b).expect("short data");
         }
+    }
+
+    const MS: Duration = Duration::from_millis(1);
+    const SEC: Duration = Duration::from_secs(1);
+
+    /// Writes out everything at `now`, as a driver whose socket takes it all
+    /// does; the turn ends at `now`. Returns the bytes written.
+    fn write_all(s: &mut Session, now: Instant) -> usize {
+        let mut total = 0;
+        while s.poll_transmit(now) {
+            let mut slices = [IoSlice::new(&[]); 64];
+            let n = s.io_slices(&mut slices);
+            let len: usize = slices[..n].iter().map(|b| b.len()).sum();
+            s.transmitted(len, now);
+            total += len;
+        }
+        total
+    }
+
+    fn request(c: &mut Client, s: &mut Session, command: &str, name: &str) {
+        let b = c.command(
+            1,
+            command,
+            4.0,
+            Amf0Value::Null,
+            vec![Amf0Value::Utf8String(name.into())],
+        );
+        s.handle_input(&b).expect("request");
+    }
+
+    #[test]
+    fn a_peer_that_neither_publishes_nor_plays_in_time_is_timed_out() {
+        let t0 = Instant::now();
+        let config = SessionConfig {
+            handshake_timeout: 10 * SEC,
+            ..SessionConfig::default()
+        };
+        let mut s = Session::new(config.clone(), t0);
+        assert_eq!(s.poll_timeout(), Some(t0 + 10 * SEC));
+        s.handle_timeout(t0 + 10 * SEC - MS).expect("not yet");
+        // Handshake and connect do not stop the clock.
+        let (mut s2, _c) = connected_with("live", config.clone(), t0);
+        assert!(
+            write_all(&mut s2, t0 + SEC) == 0,
+            "read by the client already"
+        );
+        assert_eq!(s2.poll_timeout(), Some(t0 + 10 * SEC));
+        for s in [&mut s, &mut s2] {
+            match s.handle_timeout(t0 + 10 * SEC) {
+                Err(Error::NegotiationTimeout { after, .. }) => assert_eq!(after, 10 * SEC),
+                other => panic!("{other:?}"),
+            }
+            assert!(
+                s.handle_input(&[]).is_err(),
+                "a timed-out session is failed"
+            );
+        }
+        // A request stops it: the kernel's answer takes what it takes.
+        let (mut s, mut c) = connected_with("live", config, t0);
+        request(&mut c, &mut s, "play", "cam");
+        assert!(matches!(
+            events(&mut s)[..],
+            [SessionEvent::PlayRequested(_)]
+        ));
+        assert_eq!(s.poll_timeout(), None);
+        s.handle_timeout(t0 + 3600 * SEC).expect("no deadline");
+    }
+
+    #[test]
+    fn a_silent_publisher_is_closed_a_read_timeout_after_its_last_turn() {
+        let t0 = Instant::now();
+        let config = SessionConfig {
+            read_timeout: 30 * SEC,
+            ..SessionConfig::default()
+        };
+        let (mut s, mut c) = connected_with("live", config, t0);
+        request(&mut c, &mut s, "publish", "cam");
+        s.accept_publish().expect("accept");
+        assert!(write_all(&mut s, t0 + SEC) > 0, "Publish.Start");
+        assert_eq!(s.poll_timeout(), Some(t0 + 31 * SEC));
+        // Media at 20 s: the clock starts over once the turn is written.
+        let b = c.bytes(
+            1,
+            0,
+            RtmpMessage::VideoData {
+                data: Bytes::from_static(&[0x17, 0]),
+            },
+        );
+        s.handle_input(&b).expect("video");
+        assert_eq!(events(&mut s).len(), 2, "PublishRequested, Video");
+        write_all(&mut s, t0 + 20 * SEC);
+        assert_eq!(s.poll_timeout(), Some(t0 + 50 * SEC));
+        s.handle_timeout(t0 + 50 * SEC - MS).expect("not yet");
+        assert!(events(&mut s).is_empty());
+        s.handle_timeout(t0 + 50 * SEC).expect("timed out");
+        assert_eq!(
+            events(&mut s),
+            vec![SessionEvent::PublishTimedOut { after: 30 * SEC }]
+        );
+        assert!(!s.is_publishing());
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[tokio::test]
+    async fn a_player_coalesces_its_writes_and_ends_with_the_stream() {
+        let (_engine, _publisher, mut sub) = crate::egress::tests::live_stream("coalesce").await;
+        let t0 = Instant::now();
+        let config = SessionConfig {
+            coalesce: 200 * MS,
+            ..SessionConfig::default()
+        };
+        let (mut s, mut c) = connected_with("live", config, t0);
+        assert!(!s.wants_media(), "not playing");
+        request(&mut c, &mut s, "play", "cam");
+        s.accept_play().expect("accept");
+        assert!(write_all(&mut s, t0) > 0, "the play's statuses");
+        assert!(s.wants_media(), "no window before the cached GOP");
+        assert_eq!(s.poll_timeout(), None);
+        let mut handed = 0;
+        while s.wants_media() {
+            let Some(ev) = sub.try_recv_ref() else { break };
+            s.handle_media(ev).expect("media");
+            handed += 1;
+        }
+        assert_eq!(handed, 3, "catalog and two frames");
+        assert!(write_all(&mut s, t0 + 100 * MS) > 0);
+        // The window: neither input nor media until it closes.
+        assert!(!s.wants_media() && !s.wants_input());
+        assert_eq!(s.poll_timeout(), Some(t0 + 300 * MS));
+        s.handle_timeout(t0 + 300 * MS - MS).expect("not yet");
+        assert!(!s.wants_media());
+        s.handle_timeout(t0 + 300 * MS).expect("window over");
+        assert!(s.wants_media() && s.wants_input());
+        // A turn with nothing handled opens no new window.
+        assert_eq!(write_all(&mut s, t0 + 300 * MS), 0);
+        assert_eq!(s.poll_timeout(), None);
+        // The stream ends: the closing statuses follow the media.
+        s.handle_media(EgressInput::End(Ending::Unpublished(EndReason::Finished)))
+            .expect("end");
+        assert!(!s.wants_media());
+        assert_eq!(
+            events(&mut s),
+            vec![
+                SessionEvent::PlayRequested(StreamRequest {
+                    stream_id: 1,
+                    app: "live".into(),
+                    stream: "cam".into(),
+                    query: None
+                }),
+                SessionEvent::PlayEnded(Ending::Unpublished(EndReason::Finished))
+            ]
+        );
+        let msgs = c.read(&mut s);
+        assert_eq!(
+            status_codes(&msgs),
+            vec!["NetStream.Play.UnpublishNotify", "NetStream.Play.Stop"]
+        );
+        let RtmpMessage::Amf0Command {
+            additional_arguments,
+            ..
+        } = &msgs[0]
+        else {
+            panic!("{msgs:?}")
+        };
+        let Some(Amf0Value::Object(o)) = additional_arguments.first() else {
+            panic!()
+        };
+        assert_eq!(
+            o.get("description"),
+            Some(&Amf0Value::Utf8String("publisher ended the stream".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_viewer_whose_socket_takes_nothing_is_timed_out() {
+        let (_engine, _publisher, mut sub) = crate::egress::tests::live_stream("blocked").await;
+        let t0 = Instant::now();
+        let config = SessionConfig {
+            write_timeout: 5 * SEC,
+            ..SessionConfig::default()
+        };
+        let (mut s, mut c) = connected_with("live", config, t0);
+        request(&mut c, &mut s, "play", "cam");
+        s.accept_play().expect("accept");
+        while let Some(ev) = sub.try_recv_ref() {
+            s.handle_media(ev).expect("media");
+        }
+        assert!(s.poll_transmit(t0));
+        assert_eq!(s.poll_timeout(), Some(t0 + 5 * SEC));
+        // Ten bytes go at 1 s, then nothing: 5 s after that progress it is over.
+        s.transmitted(10, t0 + SEC);
+        assert!(s.poll_transmit(t0 + 2 * SEC));
+        assert_eq!(s.poll_timeout(), Some(t0 + 6 * SEC));
+        s.handle_timeout(t0 + 6 * SEC - MS).expect("not yet");
+        match s.handle_timeout(t0 + 6 * SEC) {
+            Err(Error::WriteTimeout { after, .. }) => assert_eq!(after, 5 * SEC),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn kernel_refusals_map_to_rtmp_statuses() {
+        use tidewater_core::{Action, Refusal};
+        let kernel = |source: tidewater_core::Error| Error::Kernel {
+            ctx: Default::default(),
+            source: Box::new(source),
+        };
+        let key = StreamKey::parse("live/cam").expect("key");
+        let denied = kernel(tidewater_core::Error::Unauthorized {
+            action: Action::Publish,
+            key: key.clone(),
+            peer: None,
+            refusal: Refusal::forbidden("no"),
+        });
+        let limit = kernel(tidewater_core::Error::PublisherLimit {
+            app: "live".into(),
+            limit: 1,
+            key: key.clone(),
+        });
+        let taken = kernel(tidewater_core::Error::AlreadyPublishing {
+            key: key.clone(),
+            peer: None,
+        });
+        let not_found = kernel(tidewater_core::Error::NotFound { key });
+        let bad_name = kernel(StreamKey::new("live", "..").expect_err("bad"));
+        let code = |publish, e: &Error| refusal_code(publish, e);
+        assert_eq!(code(true, &denied), "NetStream.Publish.Denied");
+        assert_eq!(code(true, &limit), "NetStream.Publish.Denied");
+        assert_eq!(code(true, &taken), "NetStream.Publish.BadName");
+        assert_eq!(code(true, &bad_name), "NetStream.Publish.BadName");
+        assert_eq!(code(false, &denied), "NetStream.Play.Failed");
+        assert_eq!(code(false, &not_found), "NetStream.Play.StreamNotFound");
+        assert_eq!(code(false, &bad_name), "NetStream.Play.StreamNotFound");
+
+        // `refuse` answers the pending request with that code.
+        let (mut s, mut c) = connected("live");
+        request(&mut c, &mut s, "publish", "cam");
+        s.refuse(&denied).expect("refuse");
+        assert_eq!(
+            status_codes(&c.read(&mut s)),
+            vec!["NetStream.Publish.Denied"]
+        );
+    }
+
+    #[test]
+    fn the_kernel_request_carries_the_peer_and_query() {
+        let r = StreamRequest {
+            stream_id: 1,
+            app: "live".into(),
+            stream: "cam".into(),
+            query: Some("token=t".into()),
+        };
+        let peer: SocketAddr = "192.0.2.7:4000".parse().expect("addr");
+        let req = r.kernel_request(Some(peer)).expect("request");
+        assert_eq!(req.key.to_string(), "live/cam");
+        assert_eq!(req.peer, Some(peer));
+        assert_eq!(req.query.as_deref(), Some("token=t"));
+        let bad = StreamRequest {
+            stream: "../x".into(),
+            ..r
+        };
+        assert!(bad.kernel_request(None).is_err());
     }
 }

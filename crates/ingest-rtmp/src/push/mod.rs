@@ -5,13 +5,15 @@
 //! events; when a publish of a stream with destinations in its
 //! [`PushRoutes`] starts, it starts one push per destination. Each push:
 //!
-//! - **follows** the stream with a kernel [`Follower`], so it survives a
-//!   republish within the stream's `follow_grace`: it goes on on the same
+//! - **follows** the stream with a kernel
+//!   [`Follower`](tidewater_core::Follower), so it survives a republish
+//!   within the stream's `follow_grace`: it goes on on the same
 //!   connection, sends the new sequence headers and shifts the new
 //!   publish's timestamps to continue after the last ones sent (the
 //!   destination's viewers see one continuous stream). It stops, with
 //!   `FCUnpublish` / `deleteStream`, when the stream ends for good;
-//! - publishes as an RTMP client ([`crate::client::PublishClient`], sans-IO),
+//! - publishes as an RTMP client ([`crate::client::PublishClient`], sans-IO,
+//!   whose [`Egress`](crate::egress::Egress) is the one RTMP players use),
 //!   over TCP or TLS (`rtmps://`, see [`crate::tls`]). Media chunks come from
 //!   the stream's derived-output cache, the very bytes its RTMP viewers get,
 //!   when the destination hands out stream id 1 (nginx-rtmp and tidewater
@@ -31,6 +33,14 @@
 //!
 //! [`PushStatuses`] is the read side for an API: every push of every stream,
 //! listed while the push lives (from the publish to the end of the stream).
+//!
+//! The pieces: the route table ([`PushRoutes`], `routes.rs`: which
+//! destinations apply to which stream), [`status`] (each push's sans-IO
+//! state and backoff machine, and the table the API reads), [`target`]
+//! (destination URLs), and one push's worker (`worker.rs`: the connect /
+//! retry / backoff loop, doing what the push machine and the sans-IO client
+//! decide, and the socket I/O). [`RtmpPush`] starts a worker per
+//! destination as publishes start.
 //!
 //! A push reads the stream like any reader: the kernel's authorizer is asked
 //! (action read, protocol `rtmp-push`, no peer address), and the push shows
@@ -58,9 +68,7 @@ pub use status::{
 };
 pub use target::PushUrl;
 
-/// The gap (milliseconds) left between the last timestamp sent and the first
-/// one of a republish.
-pub const REBASE_GAP_MS: u32 = 40;
+pub use crate::egress::REBASE_GAP_MS;
 
 /// Settings shared by every push.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -5,23 +5,20 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use tidewater_core::{
-    CancellationToken, Catalog, Event, Follower, IngestContext, RecvError, Request, SharedFrame,
-    StreamKey,
-};
+use bytes::BytesMut;
+use tidewater_core::{CancellationToken, Event, Follower, IngestContext, Request, StreamKey};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::status::{self, PushEntry, PushStatuses, unix_ms};
-use super::{PushConfig, PushTarget, REBASE_GAP_MS};
+use super::{PushConfig, PushTarget};
 use crate::client::{ClientConfig, ClientEvent, PublishClient};
-use crate::driver::{WriteQueue, now_or_never, write_queue};
+use crate::driver::{clock, now_or_never, sleep_until, write_out};
+use crate::egress::{EgressInput, Ending};
 use crate::error::{Context, Error, Result};
 use crate::tls::ClientTls;
-use crate::{egress, flv};
 
 const READ_SIZE: usize = 16 * 1024;
 
@@ -243,32 +240,26 @@ fn platform_tls() -> Result<ClientTls> {
         .map_err(Error::tls)
 }
 
-/// A connection publishing to a destination.
+/// A connection publishing to a destination: the socket and the sans-IO
+/// client it drives.
 struct PushConn {
     rd: Reader,
     wr: Writer,
     client: PublishClient,
     ctx: Context,
-    write_timeout: Duration,
     inbuf: BytesMut,
 }
 
-/// Connects, handshakes (TLS, then RTMP) and gets the publish accepted.
+/// Connects, handshakes (TLS, then RTMP) and gets the publish accepted,
+/// all within the client's connect deadline.
 async fn connect(target: &PushTarget, key: &StreamKey, config: &PushConfig) -> Result<PushConn> {
     let mut ctx = Context {
         peer: None,
         stream: Some(target.url.display_for(key)),
     };
-    let limit = config.connect_timeout;
-    let result = tokio::time::timeout(limit, connect_inner(target, key, config, &mut ctx)).await;
-    match result {
-        Ok(r) => r.map_err(|e| e.in_context(&ctx)),
-        Err(_) => Err(Error::Timeout {
-            ctx,
-            what: "connecting and publishing",
-            after: limit,
-        }),
-    }
+    connect_inner(target, key, config, &mut ctx)
+        .await
+        .map_err(|e| e.in_context(&ctx))
 }
 
 async fn connect_inner(
@@ -278,90 +269,84 @@ async fn connect_inner(
     ctx: &mut Context,
 ) -> Result<PushConn> {
     let url = &target.url;
-    let io = |source| Error::Io {
-        ctx: Context::default(),
-        source,
+    let mut client = PublishClient::new(
+        ClientConfig {
+            app: url.app.clone(),
+            tc_url: url.tc_url(),
+            stream: url.stream_for(key),
+            chunk_size: config.chunk_size,
+            max_message_len: config.max_message_len,
+            connect_timeout: config.connect_timeout,
+            write_timeout: config.write_timeout,
+        },
+        clock(),
+    )?;
+    let (rd, wr) = {
+        let open = open(target, ctx);
+        tokio::pin!(open);
+        loop {
+            let deadline = client.poll_timeout();
+            tokio::select! {
+                biased;
+                r = &mut open => break r?,
+                () = sleep_until(deadline) => client.handle_timeout(clock())?,
+            }
+        }
     };
-    let tcp = TcpStream::connect((url.host.as_str(), url.port))
-        .await
-        .map_err(io)?;
-    ctx.peer = tcp.peer_addr().ok();
-    let _ = tcp.set_nodelay(true);
-    let (rd, wr): (Reader, Writer) = if url.secure {
-        let tls = match &target.tls {
-            Some(t) => t.clone(),
-            None => platform_tls()?,
-        };
-        let name = rustls::pki_types::ServerName::try_from(url.host.clone())
-            .map_err(|e| Error::tls(format!("bad server name {:?}: {e}", url.host)))?;
-        let stream = tls
-            .connector()
-            .connect(name, tcp)
-            .await
-            .map_err(|e| Error::tls(format!("handshake: {e}")))?;
-        let (r, w) = tokio::io::split(stream);
-        (Box::new(r), Box::new(w))
-    } else {
-        let (r, w) = tcp.into_split();
-        (Box::new(r), Box::new(w))
-    };
-    let client = PublishClient::new(ClientConfig {
-        app: url.app.clone(),
-        tc_url: url.tc_url(),
-        stream: url.stream_for(key),
-        chunk_size: config.chunk_size,
-        max_message_len: config.max_message_len,
-    })?;
     let mut conn = PushConn {
         rd,
         wr,
         client,
         ctx: ctx.clone(),
-        write_timeout: config.write_timeout,
         inbuf: BytesMut::with_capacity(READ_SIZE),
     };
     conn.flush().await?;
     while !conn.client.is_publishing() {
-        conn.read().await?;
+        let deadline = conn.client.poll_timeout();
+        tokio::select! {
+            biased;
+            r = conn.read() => r?,
+            () = sleep_until(deadline) => conn.client.handle_timeout(clock())?,
+        }
         conn.flush().await?;
     }
     while conn.client.poll_event().is_some() {}
     Ok(conn)
 }
 
-/// The RTMP timestamps a push sends: the stream's own, shifted after a
-/// republish so that they go on from the last one sent.
-#[derive(Debug, Default)]
-struct Timeline {
-    shift: u32,
-    last: Option<u32>,
-    rebase: bool,
-}
-
-impl Timeline {
-    /// The shift for a frame at RTMP time `ts`.
-    fn shift_for(&mut self, ts: u32) -> u32 {
-        if std::mem::take(&mut self.rebase)
-            && let Some(last) = self.last
-        {
-            self.shift = last.wrapping_add(REBASE_GAP_MS).wrapping_sub(ts);
-        }
-        let out = ts.wrapping_add(self.shift);
-        // Later in the 32-bit circle: the newest timestamp sent.
-        if self.last.is_none_or(|l| out.wrapping_sub(l) < 0x8000_0000) {
-            self.last = Some(out);
-        }
-        self.shift
+/// The TCP connection, inside TLS for `rtmps://`.
+async fn open(target: &PushTarget, ctx: &mut Context) -> Result<(Reader, Writer)> {
+    let url = &target.url;
+    let tcp = TcpStream::connect((url.host.as_str(), url.port))
+        .await
+        .map_err(|source| Error::Io {
+            ctx: Context::default(),
+            source,
+        })?;
+    ctx.peer = tcp.peer_addr().ok();
+    let _ = tcp.set_nodelay(true);
+    if !url.secure {
+        let (r, w) = tcp.into_split();
+        return Ok((Box::new(r), Box::new(w)));
     }
+    let tls = match &target.tls {
+        Some(t) => t.clone(),
+        None => platform_tls()?,
+    };
+    let name = rustls::pki_types::ServerName::try_from(url.host.clone())
+        .map_err(|e| Error::tls(format!("bad server name {:?}: {e}", url.host)))?;
+    let stream = tls
+        .connector()
+        .connect(name, tcp)
+        .await
+        .map_err(|e| Error::tls(format!("handshake: {e}")))?;
+    let (r, w) = tokio::io::split(stream);
+    Ok((Box::new(r), Box::new(w)))
 }
 
 impl PushConn {
     async fn flush(&mut self) -> Result<()> {
-        while let Some(b) = self.client.take_output() {
-            let mut q = std::collections::VecDeque::from([b]);
-            write_queue(&mut self.wr, &mut q, self.write_timeout, &self.ctx).await?;
-        }
-        Ok(())
+        write_out(&mut self.client, &mut self.wr, &self.ctx).await
     }
 
     /// Reads what the destination sent and feeds it to the client.
@@ -390,32 +375,41 @@ impl PushConn {
             .map_err(|e| e.in_context(&self.ctx))
     }
 
-    /// Queues what the client answers (acknowledgements, pongs); fails on an
-    /// error status from the destination.
-    fn after_read(&mut self, out: &mut Outgoing) -> Result<()> {
-        if let Some(b) = self.client.take_output() {
-            out.push(b);
-        }
-        while let Some(ev) = self.client.poll_event() {
-            if let ClientEvent::Status { level, code } = ev {
-                if level == "error" {
-                    return Err(Error::Refused {
-                        ctx: self.ctx.clone(),
-                        code,
-                        description: "after the publish started".into(),
-                    });
-                }
-                debug!("rtmp push {}: status {code}", self.ctx);
-            }
-        }
-        Ok(())
+    /// Hands one event of the followed stream to the client.
+    fn media<'a>(&mut self, input: impl Into<EgressInput<'a>>) -> Result<()> {
+        self.client
+            .handle_media(input)
+            .map_err(|e| e.in_context(&self.ctx))
     }
 
-    /// Ends the publish politely and closes.
-    async fn close(&mut self) {
-        if self.client.unpublish().is_ok() {
-            let _ = self.flush().await;
+    /// Logs the client's events; the ending, if it came.
+    fn events(&mut self) -> Option<Ending> {
+        let mut ended = None;
+        while let Some(ev) = self.client.poll_event() {
+            match ev {
+                ClientEvent::Status { code, .. } => {
+                    debug!("rtmp push {}: status {code}", self.ctx)
+                }
+                ClientEvent::Skipped { frames } => debug!(
+                    "rtmp push {}: fell behind, skipped {frames} frames to the next keyframe",
+                    self.ctx
+                ),
+                ClientEvent::Republished { generation } => debug!(
+                    "rtmp push {}: the stream was published anew (generation {generation})",
+                    self.ctx
+                ),
+                ClientEvent::Ended(ending) => ended = Some(ending),
+                ClientEvent::Connected | ClientEvent::Publishing { .. } => {}
+            }
         }
+        ended
+    }
+
+    /// Ends the publish (unless the client ended it already, at the end of
+    /// the stream), writes that out as well as it can, and closes.
+    async fn close(&mut self) {
+        let _ = self.client.unpublish();
+        let _ = self.flush().await;
         let _ = tokio::time::timeout(Duration::from_secs(1), self.wr.shutdown()).await;
     }
 
@@ -426,20 +420,7 @@ impl PushConn {
         follower: &mut Follower,
         shutdown: &CancellationToken,
     ) -> Result<Finished> {
-        let stream_id = self
-            .client
-            .stream_id()
-            .unwrap_or(crate::session::SHARED_STREAM_ID);
-        let chunk_size = self.client.chunk_size();
-        let mut out = Outgoing {
-            out: WriteQueue::default(),
-            pending_catalog: None,
-            timeline: Timeline::default(),
-            chunk_size,
-            stream_id,
-        };
         loop {
-            let mut ended;
             {
                 // One receive, kept while the destination's input is read:
                 // dropping it mid-wait would restart a republish grace period.
@@ -449,131 +430,79 @@ impl PushConn {
                     tokio::select! {
                         biased;
                         _ = shutdown.cancelled() => {
-                            ended = Some(Finished::Shutdown);
+                            self.media(EgressInput::End(Ending::Shutdown))?;
                             break;
                         }
                         r = self.read() => {
                             r?;
-                            self.after_read(&mut out)?;
+                            // Statuses only: an ending comes with media.
+                            self.events();
                         }
                         ev = &mut next => {
-                            ended = out.on_event(ev, &self.ctx)?;
+                            self.media(&ev)?;
                             break;
                         }
                     }
-                    if !out.out.is_empty() {
-                        out.out
-                            .write_to(&mut self.wr, self.write_timeout, &self.ctx)
-                            .await?;
-                    }
+                    self.flush().await?;
                 }
             }
-            while ended.is_none() && out.out.has_room() {
+            while self.client.wants_media() {
                 match now_or_never(follower.recv()) {
-                    Some(ev) => ended = out.on_event(ev, &self.ctx)?,
+                    Some(ev) => self.media(&ev)?,
                     None => break,
                 }
             }
-            out.out
-                .write_to(&mut self.wr, self.write_timeout, &self.ctx)
-                .await?;
-            if let Some(finished) = ended {
-                self.close().await;
-                return Ok(finished);
+            match self.events() {
+                None => self.flush().await?,
+                Some(ending) => {
+                    self.close().await;
+                    return Ok(match ending {
+                        Ending::Shutdown => Finished::Shutdown,
+                        _ => Finished::Ended,
+                    });
+                }
             }
         }
-    }
-}
-
-/// What a push connection queues to write.
-struct Outgoing {
-    out: WriteQueue,
-    pending_catalog: Option<Arc<Catalog>>,
-    timeline: Timeline,
-    chunk_size: u32,
-    stream_id: u32,
-}
-
-impl Outgoing {
-    fn push(&mut self, b: Bytes) {
-        self.out.push(b);
-    }
-
-    fn on_event(
-        &mut self,
-        ev: std::result::Result<Event, RecvError>,
-        ctx: &Context,
-    ) -> Result<Option<Finished>> {
-        match ev {
-            Ok(Event::Catalog(c)) => self.pending_catalog = Some(c),
-            Ok(Event::Frame(f)) => self.frame(&f),
-            Ok(Event::Skipped { frames }) => {
-                debug!("rtmp push {ctx}: fell behind, skipped {frames} frames to the next keyframe")
-            }
-            Ok(Event::Discontinuity { generation }) => {
-                debug!("rtmp push {ctx}: the stream was published anew (generation {generation})");
-                self.timeline.rebase = true;
-            }
-            Err(RecvError::Ended(_)) => return Ok(Some(Finished::Ended)),
-            Err(RecvError::Evicted) => {
-                return Err(Error::Protocol {
-                    ctx: ctx.clone(),
-                    reason: "the push fell behind the stream repeatedly (evicted)".into(),
-                });
-            }
-        }
-        Ok(None)
-    }
-
-    fn frame(&mut self, f: &SharedFrame) {
-        let catalog = f.catalog();
-        if !flv::is_carried(f.frame(), catalog) {
-            return;
-        }
-        let (ts, _) = flv::frame_time(f.frame(), catalog);
-        let shift = self.timeline.shift_for(ts);
-        if let Some(c) = self.pending_catalog.take() {
-            let (cts, _) = flv::frame_time(f.frame(), &c);
-            self.push(crate::client::set_data_frame(
-                &c,
-                self.chunk_size,
-                self.stream_id,
-            ));
-            self.push(egress::sequence_header_chunks(
-                &c,
-                self.chunk_size,
-                self.stream_id,
-                cts.wrapping_add(shift),
-            ));
-        }
-        let chunks = if shift == 0 {
-            egress::shared_chunks(&f.as_ref(), self.chunk_size, self.stream_id)
-        } else {
-            egress::frame_chunks_shifted(f.frame(), catalog, self.chunk_size, self.stream_id, shift)
-        };
-        self.push(chunks);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::push::PushUrl;
 
-    #[test]
-    fn a_republish_continues_after_the_last_timestamp_sent() {
-        let mut t = Timeline::default();
-        assert_eq!(t.shift_for(1_000), 0);
-        assert_eq!(t.shift_for(5_000), 0);
-        assert_eq!(t.shift_for(4_990), 0, "an earlier audio frame");
-        t.rebase = true;
-        // The new publish starts at 0: it goes on 40 ms after 5 000.
-        assert_eq!(t.shift_for(0), 5_040);
-        assert_eq!(t.shift_for(40), 5_040);
-        // Across the 32-bit wrap.
-        let mut t = Timeline::default();
-        t.shift_for(u32::MAX - 10);
-        t.rebase = true;
-        let shift = t.shift_for(100);
-        assert_eq!(100u32.wrapping_add(shift), (u32::MAX - 10).wrapping_add(40));
+    #[tokio::test]
+    async fn a_destination_that_never_answers_times_out_on_the_clients_deadline() {
+        // A listener that accepts and then says nothing.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let _silent = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let target = PushTarget {
+            url: PushUrl::parse(&format!("rtmp://{addr}/live/out")).expect("url"),
+            tls: None,
+        };
+        let config = PushConfig {
+            connect_timeout: Duration::from_millis(300),
+            ..PushConfig::default()
+        };
+        let key = StreamKey::parse("live/cam").expect("key");
+        let started = Instant::now();
+        let e = match connect(&target, &key, &config).await {
+            Err(e) => e,
+            Ok(_) => panic!("connected to a silent destination"),
+        };
+        assert!(
+            matches!(e, Error::Timeout { what: "connecting and publishing", after, .. } if after == Duration::from_millis(300)),
+            "{e}"
+        );
+        assert_eq!(e.context().and_then(|c| c.peer), Some(addr));
+        assert!(started.elapsed() >= Duration::from_millis(300));
     }
 }

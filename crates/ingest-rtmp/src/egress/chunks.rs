@@ -6,7 +6,7 @@
 //! viewer that needs them builds them, every other viewer of the stream
 //! writes the same `Bytes`.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tidewater_core::{Catalog, Frame, FrameRef, OutputFormat};
 
 use crate::chunk::{self, CSID_AUDIO, CSID_VIDEO};
@@ -109,7 +109,7 @@ pub(crate) fn shared_tag(frame: &FrameRef<'_>) -> Bytes {
 /// sequence headers, as RTMP chunks at `timestamp`.
 pub fn catalog_chunks(catalog: &Catalog, chunk_size: u32, stream_id: u32, timestamp: u32) -> Bytes {
     let mut out = BytesMut::new();
-    crate::session::data_message(
+    data_message(
         &mut out,
         stream_id,
         &flv::metadata_body(catalog),
@@ -119,6 +119,37 @@ pub fn catalog_chunks(catalog: &Catalog, chunk_size: u32, stream_id: u32, timest
         catalog, chunk_size, stream_id, timestamp,
     ));
     out.freeze()
+}
+
+/// The `@setDataFrame onMetaData` data message a publisher sends before its
+/// media, as chunks on the crate's data chunk stream.
+pub fn set_data_frame(catalog: &Catalog, chunk_size: u32, stream_id: u32) -> Bytes {
+    let meta = flv::metadata_body(catalog);
+    let mut body = BytesMut::with_capacity(16 + meta.len());
+    body.put_u8(0x02);
+    body.put_u16(13);
+    body.put_slice(b"@setDataFrame");
+    body.put_slice(&meta);
+    let mut out = BytesMut::new();
+    data_message(&mut out, stream_id, &body, chunk_size);
+    out.freeze()
+}
+
+/// A data message (`onMetaData`, `@setDataFrame`) at time 0 on the crate's
+/// data chunk stream.
+fn data_message(out: &mut BytesMut, stream_id: u32, body: &[u8], chunk_size: u32) -> bool {
+    chunk::write_message(
+        out,
+        chunk::MessageHeader {
+            csid: chunk::CSID_DATA,
+            type_id: flv::TYPE_DATA,
+            stream_id,
+            timestamp: 0,
+        },
+        &[],
+        body,
+        chunk_size as usize,
+    )
 }
 
 /// The sequence headers of a catalog's carried tracks, as RTMP chunks at `timestamp`.
