@@ -36,12 +36,17 @@
 //!   with the peer and the stream. Bad input closes only its own connection,
 //!   with a log line naming the peer (and the stream, once known).
 //!
-//! The protocol logic is sans-IO ([`session::Session`] for the server side,
-//! [`client::PublishClient`] for pushes, [`push::status::PushMachine`] for
-//! a push's state and backoff: bytes, events and times in, bytes and events
-//! out, no socket, no clock) over `rml_rtmp`'s handshake, message types and
-//! chunk serializer; thin tokio drivers run one task per connection and per
-//! push.
+//! The protocol logic is sans-IO, over `rml_rtmp`'s handshake, message types
+//! and chunk serializer: bytes, kernel events and time in; bytes, events and
+//! deadlines out; no socket, no clock. [`session::Session`] is the server
+//! side and [`client::PublishClient`] a push's; both send a stream through
+//! one [`egress::Egress`] (shared chunks, re-sent headers, rebasing, the
+//! closing messages), pick the RTMP status for a kernel refusal, and keep
+//! the handshake, read, write, coalescing and connect deadlines
+//! (`poll_timeout` / `handle_timeout`, tested on virtual time);
+//! [`push::status::PushMachine`] keeps a push's state and backoff. Thin
+//! tokio drivers run one task per connection and per push: they read,
+//! write, sleep until the next deadline and ask the kernel.
 //!
 //! ```
 //! use std::sync::Arc;
