@@ -204,7 +204,7 @@ impl fmt::Debug for DigestCredentials {
 ///     .peer("192.0.2.7:50000".parse().unwrap())
 ///     .query("token=abc");
 /// assert_eq!(publish.token(), Some("abc"));
-/// assert_eq!(publish.to_string(), "publish live/cam1 from 192.0.2.7 over rtmp");
+/// assert_eq!(publish.to_string(), "publish live/cam1 from 192.0.2.7");
 ///
 /// // The API and metrics have no stream.
 /// let api = AuthRequest::new(Action::Api, "http")
@@ -296,18 +296,18 @@ impl AuthRequest {
 }
 
 impl fmt::Display for AuthRequest {
-    /// `publish live/cam1 from 192.0.2.7 over rtmp`: what was asked, without
-    /// credentials (the line a refusal is logged under).
+    /// `publish live/cam1 from 192.0.2.7`: what was asked, without
+    /// credentials; a refusal is logged as `{request} refused: {refusal}`,
+    /// the same line as [`Error::Unauthorized`](crate::Error::Unauthorized)'s.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.action.as_str())?;
         if let Some(key) = &self.key {
             write!(f, " {key}")?;
         }
         match self.peer {
-            Some(p) => write!(f, " from {}", p.ip())?,
-            None => f.write_str(" from an unknown address")?,
+            Some(p) => write!(f, " from {}", p.ip()),
+            None => f.write_str(" from an unknown address"),
         }
-        write!(f, " over {}", self.protocol)
     }
 }
 
@@ -351,7 +351,7 @@ impl fmt::Display for Identity {
     serde(rename_all = "snake_case")
 )]
 pub enum RefusalKind {
-    /// No credentials were offered and none-needed access does not cover the
+    /// No credentials were offered and anonymous access does not cover the
     /// request: ask for credentials (HTTP `401` with `WWW-Authenticate`).
     MissingCredentials,
     /// The credentials were wrong (unknown user, wrong password, invalid or
@@ -518,12 +518,9 @@ mod tests {
                 user: "u".into(),
                 pass: "hunter2".into(),
             });
-        assert_eq!(
-            req.to_string(),
-            "read live/a from an unknown address over srt"
-        );
+        assert_eq!(req.to_string(), "read live/a from an unknown address");
         let api = AuthRequest::new(Action::Api, "http").peer("[::1]:80".parse().expect("addr"));
-        assert_eq!(api.to_string(), "api from ::1 over http");
+        assert_eq!(api.to_string(), "api from ::1");
     }
 
     #[test]
