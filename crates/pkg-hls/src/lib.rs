@@ -53,9 +53,10 @@
 //! rebuilt from sample counts, continuing across a republish),
 //! [`segmenter`] (where segments and parts are cut, and how the target
 //! duration is chosen and kept), [`ll`] and [`ts`] (the two packers),
-//! [`playlist`] (the window and the playlist writer). [`validate`] checks
-//! playlists against RFC 8216 and the LL-HLS rules; the unit tests run it on
-//! every update, the end-to-end tests on what the server serves.
+//! [`playlist`] (the window and the playlist writer). `validate` (behind
+//! the `validate` feature) checks playlists against RFC 8216 and the LL-HLS
+//! rules; the unit tests run it on every update, the end-to-end tests on
+//! what the server serves.
 //!
 //! # Decisions
 //!
@@ -80,7 +81,13 @@
 //!
 //! # Feature flags
 //!
-//! None. The umbrella crate `tidewater` exposes this crate as `tidewater::hls`
+//! - `validate` (off): the playlist checker, `validate` (RFC 8216 and the
+//!   LL-HLS rules, every playlist also parsed with `m3u8-rs`, which it
+//!   pulls in), and the fuzzing entry points that run it. For tests and
+//!   fuzzing: the packager itself never needs it. The crate's own tests
+//!   turn it on (a dev-dependency on itself).
+//!
+//! The umbrella crate `tidewater` exposes this crate as `tidewater::hls`
 //! behind its `hls` feature.
 
 #![deny(missing_docs)]
@@ -105,6 +112,7 @@ macro_rules! packer_endings {
 
 mod config;
 mod error;
+#[cfg(feature = "validate")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
@@ -115,6 +123,7 @@ pub mod playlist;
 pub mod segmenter;
 mod service;
 pub mod ts;
+#[cfg(feature = "validate")]
 pub mod validate;
 
 #[cfg(test)]
