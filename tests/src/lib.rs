@@ -12,10 +12,12 @@
 //! Every server these helpers start listens on 127.0.0.1 only, and is killed
 //! when its [`ServerProcess`] drops.
 
+use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -558,6 +560,38 @@ pub fn ffmpeg_publish(url: &str, seconds: u32, gop: u32) -> ChildGuard {
     )
 }
 
+/// ffmpeg publishing the generated clip (testsrc2 320x240 at 25 fps, a
+/// 440 Hz sine at 44.1 kHz) in real time to `url` as FLV, for `seconds`, as
+/// H.264 *with B-frames* (x264's `veryfast` preset, a keyframe every `gop`
+/// frames) and AAC; not started (for callers that drive the process
+/// themselves, e.g. under tokio, and read its exit status and errors).
+pub fn ffmpeg_publish_bframes_command(url: &str, seconds: u32, gop: u32) -> Command {
+    let mut cmd = ffmpeg_realtime();
+    cmd.args(CLIP_VIDEO)
+        .args(clip_audio(44_100))
+        .args([
+            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+        ])
+        .args(["-g", &gop.to_string(), "-c:a", "aac"])
+        .args(["-t", &seconds.to_string(), "-f", "flv", url]);
+    cmd
+}
+
+/// ffmpeg reading `url` and writing its streams, copied (`-c copy`), as
+/// MPEG-TS to `out` (a file, overwritten, or `-` for its standard output);
+/// `args` go between the input and the output (e.g. `-t 2`). Quiet, without
+/// standard input; not started.
+pub fn ffmpeg_copy_ts_command(url: &str, args: &[&str], out: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-i", url])
+        .args(args)
+        .args(["-c", "copy", "-f", "mpegts"])
+        .arg(out)
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// Starts ffmpeg publishing one track of the generated clip in real time to
 /// `url` as FLV, for `seconds`: the picture (H.264, 2 s GOP) when `video`,
 /// else the sound (AAC).
@@ -587,7 +621,7 @@ pub fn catalog_codecs(live: &serde_json::Value) -> Vec<serde_json::Value> {
 
 /// The bytes a hex string spells (a test vector); panics on anything else.
 pub fn hex_bytes(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd-length hex: {s}");
+    assert!(s.len().is_multiple_of(2), "odd-length hex: {s}");
     (0..s.len())
         .step_by(2)
         .map(|i| {
@@ -686,17 +720,34 @@ impl FrameCrc {
     }
 }
 
+/// ffmpeg reading `url` (with the input options `input`, e.g. `-rw_timeout`)
+/// into framecrc on its standard output, with `output` before the output
+/// (e.g. `-c copy` for packets instead of decoded frames). Quiet, without
+/// standard input; not started.
+pub fn ffmpeg_framecrc_command(input: &[&str], url: &str, output: &[&str]) -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(input)
+        .args(["-i", url])
+        .args(output)
+        .args(["-f", "framecrc", "-"])
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// Runs ffmpeg reading `url` into framecrc on standard output, with `args`
 /// before the output (e.g. `-c copy` for packets instead of decoded frames),
 /// killing it after `timeout`; returns the parsed output and whether it ended
 /// by itself.
 pub fn ffmpeg_framecrc(url: &str, args: &[&str], timeout: Duration) -> (FrameCrc, bool) {
+    let (text, ended) = ffmpeg_framecrc_text(url, args, timeout);
+    (FrameCrc::parse(&text), ended)
+}
+
+/// [`ffmpeg_framecrc`], the framecrc text as ffmpeg printed it.
+pub fn ffmpeg_framecrc_text(url: &str, args: &[&str], timeout: Duration) -> (String, bool) {
     let mut child = ChildGuard(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i", url])
-            .args(args)
-            .args(["-f", "framecrc", "-"])
-            .stdin(Stdio::null())
+        ffmpeg_framecrc_command(&[], url, args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -710,8 +761,7 @@ pub fn ffmpeg_framecrc(url: &str, args: &[&str], timeout: Duration) -> (FrameCrc
     });
     let ended = child.wait_for(timeout).is_some();
     drop(child);
-    let text = reader.join().unwrap_or_default();
-    (FrameCrc::parse(&text), ended)
+    (reader.join().unwrap_or_default(), ended)
 }
 
 /// [`ffmpeg_framecrc`] on a thread of its own, for readers in parallel.
@@ -818,6 +868,71 @@ pub fn ffprobe_packets(url: &str, seconds: u32, timeout: Duration) -> ProbedPack
     ProbedPackets {
         streams: streams.into_iter().map(|(_, s)| s).collect(),
         dts,
+    }
+}
+
+/// ffprobe decoding every frame of `url` until it ends: the streams (codec,
+/// type, picture size, sample rate, channels) and each frame's type, time
+/// and keyframe flag, as [`ProbedFrames::parse`] reads them. Not started.
+pub fn ffprobe_frames_command(url: &str) -> Command {
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error", "-rw_timeout", "15000000"])
+        .args([
+            "-show_entries",
+            "stream=codec_name,codec_type,width,height,sample_rate,channels:frame=media_type,key_frame,best_effort_timestamp_time",
+        ])
+        .args(["-of", "compact=p=0", url])
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// What an [`ffprobe_frames_command`] decoded.
+#[derive(Debug, Default)]
+pub struct ProbedFrames {
+    /// Each stream's entries (`codec_type`, `codec_name`, `width`, …).
+    pub streams: Vec<HashMap<String, String>>,
+    /// Each video frame's time (seconds) and whether it is a keyframe.
+    pub video: Vec<(f64, bool)>,
+    /// Each audio frame's time (seconds).
+    pub audio: Vec<f64>,
+}
+
+impl ProbedFrames {
+    /// Parses the output of an [`ffprobe_frames_command`]; panics with its
+    /// errors, naming it `what`, unless it succeeded.
+    pub fn parse(out: &Output, what: &str) -> ProbedFrames {
+        assert!(
+            out.status.success(),
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut p = ProbedFrames::default();
+        for line in text.lines() {
+            let kv: HashMap<String, String> = line
+                .split('|')
+                .filter_map(|f| f.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            if kv.contains_key("codec_type") {
+                p.streams.push(kv);
+            } else if let Some(kind) = kv.get("media_type") {
+                let Some(t) = kv
+                    .get("best_effort_timestamp_time")
+                    .and_then(|t| t.parse::<f64>().ok())
+                else {
+                    continue;
+                };
+                match kind.as_str() {
+                    "video" => p
+                        .video
+                        .push((t, kv.get("key_frame").is_some_and(|k| k == "1"))),
+                    "audio" => p.audio.push(t),
+                    _ => {}
+                }
+            }
+        }
+        p
     }
 }
 

@@ -93,16 +93,23 @@ pub fn slt_publish(url: &str, seconds: u32) -> (ChildGuard, ChildGuard) {
     (ChildGuard(src), ChildGuard(slt))
 }
 
+/// srt-live-transmit reading `url` into the file `out` (created) until the
+/// connection ends, giving up after `seconds` (its `-t`); not started.
+pub fn slt_read_command(url: &str, out: &Path, seconds: u32) -> Command {
+    let file = std::fs::File::create(out).expect("output file");
+    let mut cmd = Command::new("srt-live-transmit");
+    cmd.args(["-a:no", "-q", &format!("-t:{seconds}"), url, "file://con"])
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(Stdio::null());
+    cmd
+}
+
 /// srt-live-transmit reading `url` into the file `out` until the connection
 /// ends (or `timeout`); returns whether it ended by itself.
 pub fn slt_read(url: &str, out: &Path, timeout: Duration) -> bool {
-    let file = std::fs::File::create(out).expect("output file");
     let mut child = ChildGuard(
-        Command::new("srt-live-transmit")
-            .args(["-a:no", "-q", "-t:60", url, "file://con"])
-            .stdin(Stdio::null())
-            .stdout(file)
-            .stderr(Stdio::null())
+        slt_read_command(url, out, 60)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run srt-live-transmit (install srt-tools): {e}")),
     );

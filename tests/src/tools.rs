@@ -84,6 +84,81 @@ pub fn count_frames(path: &Path) -> Vec<(String, u64)> {
     streams
 }
 
+/// ffprobe's decoded frames of a file, in the order it prints them:
+/// `(media type, pts)` of each frame that has a pts.
+pub fn frame_pts(path: &Path) -> Vec<(String, i64)> {
+    let mut args: Vec<&OsStr> = [
+        "-v",
+        "error",
+        "-show_entries",
+        "frame=media_type,pts",
+        "-of",
+        "csv=p=0",
+    ]
+    .iter()
+    .map(OsStr::new)
+    .collect();
+    args.push(path.as_os_str());
+    let out = run_tool("ffprobe", args);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            // The first frame's line may carry a trailing side-data field.
+            let mut f = l.split(',');
+            let (k, p) = (f.next()?, f.next()?);
+            Some((k.to_owned(), p.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Encodes `seconds` of a generated clip to MPEG-TS at `out`: the lavfi
+/// picture `picture` (e.g. `testsrc=size=320x240:rate=25`) in 4:2:0 with the
+/// encoder `vcodec` (`libx264` or `libx265`) and a keyframe every `gop`
+/// frames (for x265 exactly, without scene cuts), `options` added to the
+/// video encoder's (e.g. `-bf 2`, `-preset ultrafast`); and a 440 Hz sine at
+/// 48 kHz in AAC.
+pub fn encode_ts(
+    out: &Path,
+    picture: &str,
+    seconds: u32,
+    vcodec: &str,
+    gop: u32,
+    options: &[&str],
+) {
+    let (seconds, gop_frames) = (seconds.to_string(), gop.to_string());
+    let x265 = format!("log-level=none:keyint={gop}:min-keyint={gop}:scenecut=0");
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        picture,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &seconds,
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        vcodec,
+        "-g",
+        &gop_frames,
+    ];
+    args.extend(options);
+    if vcodec == "libx265" {
+        args.extend(["-x265-params", &x265]);
+    }
+    args.extend([
+        "-c:a",
+        "aac",
+        "-f",
+        "mpegts",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    ffmpeg(&args);
+}
+
 /// Encodes `seconds` of the generated picture (testsrc 320x240 at `fps`) to
 /// a raw Annex B elementary stream at `out`: H.265 (x265) when `h265`, else
 /// H.264 (x264), with access unit delimiters, no B-frames and a keyframe

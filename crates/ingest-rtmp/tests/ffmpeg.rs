@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use tidewater_core::{AppSpec, CancellationToken, Codec, Engine, InboundProtocol, StreamKey};
 use tidewater_ingest_rtmp::{Rtmp, RtmpConfig, http_flv_router};
+use tidewater_tests::{
+    FrameCrc, ProbedFrames, ffmpeg_framecrc_command, ffmpeg_publish_bframes_command,
+    ffprobe_frames_command,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 use tokio::time::timeout;
@@ -79,39 +83,26 @@ async fn start_with(engine: Engine) -> Harness {
     }
 }
 
-fn tool(name: &str) -> Command {
-    let found = std::process::Command::new(name)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "{name} is needed for this test: install ffmpeg (Debian: apt-get install ffmpeg)"
-    );
-    let mut c = Command::new(name);
-    c.stdin(Stdio::null())
+/// Starts a client command of `tidewater_tests` under tokio: no input, its
+/// output and errors captured, killed when its handle drops.
+fn spawn(cmd: std::process::Command) -> Child {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    Command::from(cmd)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    c
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program} (install the ffmpeg package): {e}"))
 }
 
 /// ffmpeg publishing the test clip (H.264 with B-frames, AAC) for `seconds`.
 fn publish(addr: SocketAddr, path: &str, seconds: u32, gop: u32) -> Child {
-    tool("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-        ])
-        .args(["-g", &gop.to_string(), "-c:a", "aac"])
-        .args(["-t", &seconds.to_string(), "-f", "flv"])
-        .arg(format!("rtmp://{addr}/{path}"))
-        .spawn()
-        .expect("spawn ffmpeg publisher")
+    spawn(ffmpeg_publish_bframes_command(
+        &format!("rtmp://{addr}/{path}"),
+        seconds,
+        gop,
+    ))
 }
 
 async fn finish(child: Child, limit: Duration, what: &str) -> Output {
@@ -141,66 +132,12 @@ async fn wait_live(engine: &Engine, key: &str, tracks: usize) -> Instant {
 
 /// `ffprobe -show_frames` of a URL: streams and frames as key/value maps.
 fn probe(url: &str) -> Child {
-    tool("ffprobe")
-        .args(["-v", "error", "-rw_timeout", "15000000"])
-        .args([
-            "-show_entries",
-            "stream=codec_name,codec_type,width,height,sample_rate,channels:frame=media_type,key_frame,best_effort_timestamp_time",
-        ])
-        .args(["-of", "compact=p=0"])
-        .arg(url)
-        .spawn()
-        .expect("spawn ffprobe")
-}
-
-struct Probe {
-    streams: Vec<HashMap<String, String>>,
-    video: Vec<(f64, bool)>,
-    audio: Vec<f64>,
-}
-
-fn parse_probe(out: &Output, what: &str) -> Probe {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut p = Probe {
-        streams: Vec::new(),
-        video: Vec::new(),
-        audio: Vec::new(),
-    };
-    for line in text.lines() {
-        let kv: HashMap<String, String> = line
-            .split('|')
-            .filter_map(|f| f.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        if kv.contains_key("codec_type") {
-            p.streams.push(kv);
-        } else if let Some(kind) = kv.get("media_type") {
-            let Some(t) = kv
-                .get("best_effort_timestamp_time")
-                .and_then(|t| t.parse::<f64>().ok())
-            else {
-                continue;
-            };
-            match kind.as_str() {
-                "video" => p
-                    .video
-                    .push((t, kv.get("key_frame").is_some_and(|k| k == "1"))),
-                "audio" => p.audio.push(t),
-                _ => {}
-            }
-        }
-    }
-    p
+    spawn(ffprobe_frames_command(url))
 }
 
 /// Codecs, counts, and timestamps of a viewer that joined `joined` seconds
 /// into a `seconds`-long 25 fps clip with `gop`-frame GOPs.
-fn check_viewer(p: &Probe, what: &str, joined: f64, seconds: f64, gop: f64) {
+fn check_viewer(p: &ProbedFrames, what: &str, joined: f64, seconds: f64, gop: f64) {
     // Exactly the two media streams: no data or subtitle stream made of
     // script tags the demuxer did not take as metadata.
     let kinds: Vec<_> = p
@@ -368,14 +305,14 @@ async fn ffmpeg_publishes_and_ffprobe_reads_rtmp_and_http_flv_from_the_cached_go
     let rtmp_out = finish(rtmp_view, Duration::from_secs(20), "ffprobe over RTMP").await;
     let flv_out = finish(flv_view, Duration::from_secs(20), "ffprobe over HTTP-FLV").await;
     check_viewer(
-        &parse_probe(&rtmp_out, "rtmp"),
+        &ProbedFrames::parse(&rtmp_out, "rtmp"),
         "rtmp",
         joined,
         f64::from(seconds),
         f64::from(gop),
     );
     check_viewer(
-        &parse_probe(&flv_out, "http-flv"),
+        &ProbedFrames::parse(&flv_out, "http-flv"),
         "http-flv",
         joined,
         f64::from(seconds),
@@ -385,17 +322,11 @@ async fn ffmpeg_publishes_and_ffprobe_reads_rtmp_and_http_flv_from_the_cached_go
 
 /// `ffmpeg -f framecrc` of the video of a URL: (pts, crc) per decoded picture.
 fn framecrc(url: &str) -> Child {
-    tool("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-rw_timeout",
-            "15000000",
-        ])
-        .args(["-i", url, "-map", "0:v", "-f", "framecrc", "-"])
-        .spawn()
-        .expect("spawn ffmpeg viewer")
+    spawn(ffmpeg_framecrc_command(
+        &["-rw_timeout", "15000000"],
+        url,
+        &["-map", "0:v"],
+    ))
 }
 
 fn parse_framecrc(out: &Output, what: &str) -> Vec<(i64, String)> {
@@ -404,13 +335,10 @@ fn parse_framecrc(out: &Output, what: &str) -> Vec<(i64, String)> {
         "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(',').map(str::trim).collect();
-            Some((f.get(1)?.parse().ok()?, f.get(5)?.to_string()))
-        })
+    FrameCrc::parse(&String::from_utf8_lossy(&out.stdout))
+        .lines
+        .into_iter()
+        .map(|l| (l.dts, l.crc))
         .collect()
 }
 

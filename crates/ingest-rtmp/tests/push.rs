@@ -2,7 +2,6 @@
 //! publishing to the first and ffprobe reading from the second.
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use tidewater_ingest_rtmp::{
     Backoff, ClientTls, PushConfig, PushRoutes, PushState, PushStatuses, PushTarget, Rtmp,
     RtmpConfig, RtmpPush, ServerTls,
 };
-use tokio::process::{Child, Command};
+use tidewater_tests::{ChildGuard, ffmpeg_publish, ffprobe_packets};
 use tokio::time::timeout;
 
 struct Node {
@@ -82,24 +81,9 @@ async fn node(tls: Option<ServerTls>, routes: Option<PushRoutes>) -> Node {
     }
 }
 
-fn tool(name: &str) -> Command {
-    let mut c = Command::new(name);
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    c
-}
-
-fn publish(url: &str, seconds: u32) -> Child {
-    tool("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "25"])
-        .args(["-c:a", "aac", "-t", &seconds.to_string(), "-f", "flv", url])
-        .spawn()
-        .expect("ffmpeg (install the ffmpeg package)")
+/// ffmpeg publishing the generated clip (H.264, a keyframe a second, AAC) for `seconds`.
+fn publish(url: &str, seconds: u32) -> ChildGuard {
+    ffmpeg_publish(url, seconds, 25)
 }
 
 async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -118,29 +102,21 @@ fn live(engine: &Engine, key: &str) -> bool {
 
 /// ffprobe's streams and video packet count of a URL read for a while.
 async fn probe(url: &str) -> (Vec<String>, usize) {
-    let child = tool("ffprobe")
-        .args(["-v", "error", "-rw_timeout", "10000000"])
-        .args(["-read_intervals", "%+3"])
-        .args(["-show_entries", "stream=codec_name:packet=codec_type"])
-        .args(["-of", "csv=p=0"])
-        .arg(url)
-        .spawn()
-        .expect("ffprobe");
-    let out = timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .expect("ffprobe finishes")
-        .expect("ffprobe output");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut streams = Vec::new();
-    let mut video = 0;
-    for line in text.lines().map(str::trim) {
-        match line {
-            "video" => video += 1,
-            "audio" | "" => {}
-            codec => streams.push(codec.to_string()),
-        }
-    }
-    (streams, video)
+    let url = url.to_string();
+    let probed =
+        tokio::task::spawn_blocking(move || ffprobe_packets(&url, 3, Duration::from_secs(20)))
+            .await
+            .expect("ffprobe finishes");
+    let streams = probed
+        .streams
+        .iter()
+        .map(|s| {
+            s.split_once(':')
+                .map_or(s.as_str(), |(_, codec)| codec)
+                .to_string()
+        })
+        .collect();
+    (streams, probed.packets("video").len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use tidewater_core::{AppSpec, CancellationToken, Engine, InboundProtocol, StreamKey};
 use tidewater_ingest_srt::{PathEncryption, Srt, SrtConfig, http_ts_router};
-use tidewater_tests::srt::{ffmpeg_publish_ts_command, slt_publish};
-use tidewater_tests::tools::count_frames;
+use tidewater_tests::ffmpeg_copy_ts_command;
+use tidewater_tests::srt::{ffmpeg_publish_ts_command, slt_publish, slt_read_command};
+use tidewater_tests::tools::{count_frames, frame_pts};
 use tokio::process::{Child, Command};
 use tokio::time::timeout;
 
@@ -92,11 +93,11 @@ async fn start(name: &str) -> Harness {
     }
 }
 
-fn ffmpeg() -> Command {
-    let mut c = Command::new("ffmpeg");
-    c.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+/// ffmpeg copying `url` as MPEG-TS into `out` (`-` for its standard
+/// output), with `args` before the output, killed when its handle drops.
+fn read(url: &str, args: &[&str], out: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::from(ffmpeg_copy_ts_command(url, args, out));
+    c.kill_on_drop(true);
     c
 }
 
@@ -143,24 +144,10 @@ struct Probe {
 
 async fn probe(path: &Path) -> Probe {
     let streams = count_frames(path);
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "frame=pts",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .await
-        .expect("ffprobe runs");
-    let video_pts = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(',').next()?.trim().parse().ok())
+    let video_pts = frame_pts(path)
+        .into_iter()
+        .filter(|(kind, _)| kind == "video")
+        .map(|(_, pts)| pts)
         .collect();
     Probe { streams, video_pts }
 }
@@ -179,30 +166,13 @@ async fn ffmpeg_publishes_and_reads_h264_aac_over_srt_and_http_ts() {
     wait_live(&h, "live/x").await;
 
     let srt_out = h.dir.join("srt.ts");
-    let mut reader = ffmpeg();
-    reader
-        .args([
-            "-i",
-            &srt_url(&h, "read:live/x", ""),
-            "-c",
-            "copy",
-            "-f",
-            "mpegts",
-        ])
-        .arg(&srt_out);
-    let reader = reader.spawn().expect("ffmpeg reads");
+    let reader = read(&srt_url(&h, "read:live/x", ""), &[], &srt_out)
+        .spawn()
+        .expect("ffmpeg reads");
     let http_out = h.dir.join("http.ts");
-    let mut http = ffmpeg();
-    http.args([
-        "-i",
-        &format!("http://{}/ts/live/x.ts", h.http),
-        "-c",
-        "copy",
-        "-f",
-        "mpegts",
-    ])
-    .arg(&http_out);
-    let http = http.spawn().expect("ffmpeg reads http");
+    let http = read(&format!("http://{}/ts/live/x.ts", h.http), &[], &http_out)
+        .spawn()
+        .expect("ffmpeg reads http");
     let (a, b) = tokio::join!(finish(reader, 30), finish(http, 30));
     assert!(a, "the SRT reader ends cleanly when the publish ends");
     assert!(b, "the HTTP-TS reader ends cleanly when the publish ends");
@@ -228,17 +198,7 @@ async fn h265_over_srt_in_and_out() {
     let _publisher = publish(&srt_url(&h, "publish:live/hevc", ""), 5, "libx265");
     wait_live(&h, "live/hevc").await;
     let out = h.dir.join("hevc.ts");
-    let mut reader = ffmpeg();
-    reader
-        .args([
-            "-i",
-            &srt_url(&h, "read:live/hevc", ""),
-            "-c",
-            "copy",
-            "-f",
-            "mpegts",
-        ])
-        .arg(&out);
+    let mut reader = read(&srt_url(&h, "read:live/hevc", ""), &[], &out);
     assert!(finish(reader.spawn().expect("ffmpeg reads"), 30).await);
     let p = probe(&out).await;
     assert!(frames(&p, "hevc") >= 50, "{:?}", p.streams);
@@ -251,11 +211,7 @@ async fn h265_over_srt_in_and_out() {
 
 /// srt-live-transmit reading `url` into `out`.
 fn slt_read(url: &str, out: &Path) -> Child {
-    let file = std::fs::File::create(out).expect("output file");
-    Command::new("srt-live-transmit")
-        .args(["-a:no", "-q", "-t:30", url, "file://con"])
-        .stdout(file)
-        .stderr(Stdio::null())
+    Command::from(slt_read_command(url, out, 30))
         .kill_on_drop(true)
         .spawn()
         .expect("srt-live-transmit runs (install srt-tools)")
@@ -315,24 +271,13 @@ async fn wrong_missing_or_malformed_ids_and_passphrases_are_refused() {
         ("read:live/nothing-here", ""),
     ];
     for (id, extra) in attempts {
-        let mut c = ffmpeg();
-        c.args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=160x120:rate=25",
-            "-t",
-            "3",
-        ])
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-f", "mpegts"]);
         let url = srt_url(&h, id, extra);
         let child = if id.starts_with("read:") {
-            let mut r = ffmpeg();
-            r.args(["-i", &url, "-c", "copy", "-f", "mpegts", "-"])
-                .stdout(Stdio::null());
-            r.spawn().expect("ffmpeg")
+            let mut r = read(&url, &[], "-");
+            r.stdout(Stdio::null());
+            r.spawn().expect("ffmpeg reads")
         } else {
-            c.arg(&url).spawn().expect("ffmpeg")
+            publish(&url, 3, "libx264")
         };
         let ok = finish(child, 20).await;
         assert!(!ok, "{id}{extra}: refused");
@@ -390,20 +335,8 @@ async fn garbage_datagrams_and_a_publisher_of_garbage_are_dropped_and_others_are
     );
     // The good stream still plays.
     let out = h.dir.join("good.ts");
-    let mut reader = ffmpeg();
-    reader
-        .args([
-            "-i",
-            &srt_url(&h, "read:live/good", ""),
-            "-t",
-            "2",
-            "-c",
-            "copy",
-            "-f",
-            "mpegts",
-        ])
-        .arg(&out);
-    assert!(finish(reader.spawn().expect("ffmpeg"), 30).await);
+    let mut reader = read(&srt_url(&h, "read:live/good", ""), &["-t", "2"], &out);
+    assert!(finish(reader.spawn().expect("ffmpeg reads"), 30).await);
     let p = probe(&out).await;
     assert!(frames(&p, "h264") >= 25, "{:?}", p.streams);
 }

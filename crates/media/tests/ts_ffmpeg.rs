@@ -9,41 +9,13 @@ use bytes::BytesMut;
 use tidewater_core::{Codec, Frame, TrackInfo};
 use tidewater_media::ts::{DemuxEvent, TsDemuxer, TsMuxer};
 use tidewater_tests::TempDir;
-use tidewater_tests::tools::{count_frames, encode_sine, ffmpeg, run_tool};
+use tidewater_tests::tools::{count_frames, encode_sine, encode_ts, frame_pts};
 
 /// A 2 s TS from ffmpeg: 50 pictures (GOP 25, B-frames) and AAC at 48 kHz.
 fn source(dir: &TempDir, vcodec: &str) -> Vec<u8> {
     let path = dir.file("in.ts");
-    let mut args = vec![
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc=size=320x240:rate=25",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        "2",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:v",
-        vcodec,
-        "-g",
-        "25",
-        "-bf",
-        "2",
-    ];
-    if vcodec == "libx265" {
-        args.extend([
-            "-x265-params",
-            "log-level=none:keyint=25:min-keyint=25:scenecut=0",
-        ]);
-    }
-    args.extend(["-c:a", "aac", "-f", "mpegts"]);
-    let p = path.to_str().expect("utf-8 path");
-    args.push(p);
-    ffmpeg(&args);
+    let picture = "testsrc=size=320x240:rate=25";
+    encode_ts(&path, picture, 2, vcodec, 25, &["-bf", "2"]);
     std::fs::read(&path).expect("read ts")
 }
 
@@ -74,29 +46,7 @@ fn demux(data: &[u8]) -> (Vec<TrackInfo>, Vec<Frame>) {
 type Probe = (Vec<(String, u64)>, Vec<(String, i64)>);
 
 fn probe(path: &Path) -> Probe {
-    let streams = count_frames(path);
-    let out = run_tool(
-        "ffprobe",
-        [
-            "-v",
-            "error",
-            "-show_entries",
-            "frame=media_type,pts",
-            "-of",
-            "csv=p=0",
-            path.to_str().expect("utf-8 path"),
-        ],
-    );
-    let frames = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            // The first frame's line may carry a trailing side-data field.
-            let mut f = l.split(',');
-            let (k, p) = (f.next()?, f.next()?);
-            Some((k.to_owned(), p.trim().parse().ok()?))
-        })
-        .collect();
-    (streams, frames)
+    (count_frames(path), frame_pts(path))
 }
 
 fn check(vcodec: &str, codec: Codec, name: &str) {

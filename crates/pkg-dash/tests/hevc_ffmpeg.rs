@@ -5,37 +5,26 @@
 //! as MPEG-TS, `tidewater_media::ts` demuxes it into the kernel, and the
 //! routes serve it on loopback.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tidewater_core::{AppSpec, Engine, Frame, Request, StreamKey, TrackInfo};
 use tidewater_media::ts::{DemuxEvent, TsDemuxer};
 use tidewater_pkg_dash::{DashConfig, dash_router};
+use tidewater_tests::ffmpeg_framecrc_text;
+use tidewater_tests::tools::encode_ts;
 
 fn clip(codec: &str) -> (Vec<TrackInfo>, Vec<Frame>) {
     let dir = std::env::temp_dir().join(format!("tidewater-dash-{codec}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("clip.ts");
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-        .args(["-t", "12", "-pix_fmt", "yuv420p"]);
-    if codec == "h265" {
-        cmd.args(["-c:v", "libx265", "-preset", "ultrafast"]).args([
-            "-x265-params",
-            "keyint=50:min-keyint=50:scenecut=0:log-level=error",
-        ]);
+    let vcodec = if codec == "h265" {
+        "libx265"
     } else {
-        cmd.args(["-c:v", "libx264", "-preset", "ultrafast", "-g", "50"]);
-    }
-    let status = cmd
-        .args(["-c:a", "aac"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .status()
-        .expect("ffmpeg runs (install the ffmpeg package)");
-    assert!(status.success());
+        "libx264"
+    };
+    let picture = "testsrc2=size=320x240:rate=25";
+    encode_ts(&path, picture, 12, vcodec, 50, &["-preset", "ultrafast"]);
     let data = std::fs::read(&path).expect("clip");
     let _ = std::fs::remove_dir_all(&dir);
     let mut demux = TsDemuxer::new();
@@ -106,13 +95,7 @@ fn play(codec: &str) -> (String, String) {
         }
         let mpd = mpd.await.expect("mpd");
         let crc = tokio::task::spawn_blocking(move || {
-            let out = Command::new("ffmpeg")
-                .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i", &url])
-                .args(["-t", "6", "-f", "framecrc", "-"])
-                .stdin(Stdio::null())
-                .output()
-                .expect("ffmpeg");
-            String::from_utf8_lossy(&out.stdout).into_owned()
+            ffmpeg_framecrc_text(&url, &["-t", "6"], Duration::from_secs(120)).0
         })
         .await
         .expect("ffmpeg task");
