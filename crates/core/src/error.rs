@@ -22,6 +22,11 @@ pub enum EndReason {
     Idle,
     /// The engine is shutting down.
     Shutdown,
+    /// An operator ended the session ([`Engine::kick`](crate::Engine::kick)):
+    /// a kicked publisher's generation ends with this reason (its readers see
+    /// it as the end of the stream), and a kicked reader's own subscription
+    /// ends with it while the stream goes on.
+    Kicked,
 }
 
 impl std::fmt::Display for EndReason {
@@ -31,6 +36,7 @@ impl std::fmt::Display for EndReason {
             EndReason::Superseded => "taken over by a new publisher",
             EndReason::Idle => "idle timeout",
             EndReason::Shutdown => "shutdown",
+            EndReason::Kicked => "kicked by the operator",
         })
     }
 }

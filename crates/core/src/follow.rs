@@ -1,6 +1,5 @@
 //! Followers: subscriptions that survive a republish.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use tokio::sync::watch;
 use crate::bus::{Event, RecvError, Subscription};
 use crate::engine::StreamSlot;
 use crate::error::EndReason;
+use crate::qos::SessionInfo;
 
 /// Follows a stream across publish generations: what packagers, recorders and
 /// relays read. When a publish ends, a follower waits up to the stream's
@@ -21,9 +21,8 @@ pub struct Follower {
     changes: watch::Receiver<u64>,
     current: Option<Subscription>,
     last_generation: u64,
-    id: u64,
-    protocol: &'static str,
-    peer: Option<SocketAddr>,
+    /// Who follows: every generation's subscription carries the same id.
+    info: SessionInfo,
     grace: Duration,
     /// Set while between generations: why the last one ended and until when
     /// a republish is waited for.
@@ -37,26 +36,18 @@ struct Gap {
 }
 
 impl Follower {
-    pub(crate) fn new(
-        slot: Arc<StreamSlot>,
-        id: u64,
-        protocol: &'static str,
-        peer: Option<SocketAddr>,
-        grace: Duration,
-    ) -> Self {
+    pub(crate) fn new(slot: Arc<StreamSlot>, info: SessionInfo, grace: Duration) -> Self {
         let changes = slot.watch();
         let current = slot
             .live()
-            .map(|bus| Subscription::attach(bus, id, protocol, peer));
+            .map(|bus| Subscription::attach(bus, info.clone()));
         let last_generation = current.as_ref().map_or(0, |s| s.generation());
         Follower {
             slot,
             changes,
             current,
             last_generation,
-            id,
-            protocol,
-            peer,
+            info,
             grace,
             gap: None,
         }
@@ -72,6 +63,22 @@ impl Follower {
         self.last_generation
     }
 
+    /// This follower's id (unique within the engine; the same for every
+    /// generation it reads).
+    pub fn id(&self) -> u64 {
+        self.info.id
+    }
+
+    /// Counts `bytes` written for this follower (see
+    /// [`Subscription::record_sent`]), on the generation being read; bytes
+    /// reported between generations are not counted.
+    #[inline]
+    pub fn record_sent(&self, bytes: usize) {
+        if let Some(sub) = &self.current {
+            sub.record_sent(bytes);
+        }
+    }
+
     /// The next event; `Err` once the stream ended and was not published again
     /// within the grace period, at shutdown, or on eviction.
     pub async fn recv(&mut self) -> Result<Event, RecvError> {
@@ -80,6 +87,10 @@ impl Follower {
                 match sub.recv().await {
                     Ok(event) => return Ok(event),
                     Err(RecvError::Evicted) => return Err(RecvError::Evicted),
+                    // Kicked itself (not its publisher): no republish is awaited.
+                    Err(e @ RecvError::Ended(EndReason::Kicked)) if sub.is_kicked() => {
+                        return Err(e);
+                    }
                     Err(RecvError::Ended(reason)) => {
                         self.current = None;
                         self.gap = Some(Gap {
@@ -100,20 +111,19 @@ impl Follower {
                 return Err(RecvError::Ended(gap.reason));
             }
             loop {
-                if let Some(bus) = self.slot.latest() {
-                    if bus.generation > self.last_generation {
-                        let had_previous = self.last_generation != 0;
-                        self.last_generation = bus.generation;
-                        self.gap = None;
-                        self.current =
-                            Some(Subscription::attach(bus, self.id, self.protocol, self.peer));
-                        if had_previous {
-                            return Ok(Event::Discontinuity {
-                                generation: self.last_generation,
-                            });
-                        }
-                        break;
+                if let Some(bus) = self.slot.latest()
+                    && bus.generation > self.last_generation
+                {
+                    let had_previous = self.last_generation != 0;
+                    self.last_generation = bus.generation;
+                    self.gap = None;
+                    self.current = Some(Subscription::attach(bus, self.info.clone()));
+                    if had_previous {
+                        return Ok(Event::Discontinuity {
+                            generation: self.last_generation,
+                        });
                     }
+                    break;
                 }
                 match tokio::time::timeout_at(gap.deadline, self.changes.changed()).await {
                     Ok(Ok(())) => continue,

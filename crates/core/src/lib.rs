@@ -77,10 +77,16 @@ pub use policy::{AppSpec, DuplicatePublish, StreamPolicy};
 pub use protocol::{
     BoundAddr, CONNECTION_GRACE, InboundProtocol, IngestContext, drain_connections,
 };
-pub use qos::{QosSnapshot, SubscriberSnapshot};
-pub use registry::{EventBus, PlaybackRegistry, PublishRegistry, Registry};
+pub use qos::{
+    HistogramSnapshot, LATENCY_BUCKETS_US, QosSnapshot, ReaderMetrics, StreamMetrics,
+    SubscriberSnapshot,
+};
+pub use registry::{
+    EventBus, ListenerSnapshot, ListenerStats, OpenConnection, PlaybackRegistry, PublishRegistry,
+    Registry,
+};
 pub use session::PublishSession;
-pub use snapshot::{CatalogSnapshot, StreamSnapshot, TrackSnapshot};
+pub use snapshot::{CatalogSnapshot, SessionKind, SessionSnapshot, StreamSnapshot, TrackSnapshot};
 pub use time::{ClockAnchor, TimestampWrap, TrackClock, rescale};
 
 /// Re-exported so embedders and protocol crates share one version.

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::events::StreamEvent;
 use crate::follow::Follower;
 use crate::key::StreamKey;
-use crate::registry::Registry;
+use crate::registry::{ListenerRegistry, ListenerStats, Registry};
 use crate::session::PublishSession;
 use crate::snapshot::StreamSnapshot;
 
@@ -52,10 +52,10 @@ impl BoundAddr {
     pub async fn wait(&self) -> SocketAddr {
         let mut rx = self.0.subscribe();
         // The sender lives as long as `self`: the wait ends with an address.
-        if let Ok(bound) = rx.wait_for(Option::is_some).await {
-            if let Some(addr) = *bound {
-                return addr;
-            }
+        if let Ok(bound) = rx.wait_for(Option::is_some).await
+            && let Some(addr) = *bound
+        {
+            return addr;
         }
         std::future::pending().await
     }
@@ -78,6 +78,7 @@ pub trait InboundProtocol: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct IngestContext {
     registry: Arc<dyn Registry>,
+    listeners: Arc<ListenerRegistry>,
 }
 
 impl std::fmt::Debug for IngestContext {
@@ -87,9 +88,20 @@ impl std::fmt::Debug for IngestContext {
 }
 
 impl IngestContext {
-    /// A context over any registry.
+    /// A context over any registry, with listener counters of its own (a
+    /// context from [`Engine::context`] shares the engine's).
     pub fn new(registry: Arc<dyn Registry>) -> Self {
-        IngestContext { registry }
+        IngestContext {
+            registry,
+            listeners: Arc::default(),
+        }
+    }
+
+    /// The connection counters of listener `name` (`rtmp`, `rtmps`, `srt`, …),
+    /// made on first use: a worker gets them once when it starts and bumps
+    /// them per connection (see [`ListenerStats`]).
+    pub fn listener_stats(&self, name: &'static str) -> Arc<ListenerStats> {
+        self.listeners.get(name)
     }
 
     /// Claims a stream for publishing.
@@ -131,7 +143,10 @@ impl IngestContext {
 impl Engine {
     /// A context for protocol workers backed by this engine.
     pub fn context(&self) -> IngestContext {
-        IngestContext::new(Arc::new(self.clone()))
+        IngestContext {
+            registry: Arc::new(self.clone()),
+            listeners: Arc::clone(&self.inner.listeners),
+        }
     }
 
     /// Runs protocol workers until `shutdown` is cancelled or one fails; then

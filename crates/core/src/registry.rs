@@ -1,4 +1,8 @@
-//! The seam traits protocol crates depend on instead of the concrete [`Engine`].
+//! The seam traits protocol crates depend on instead of the concrete
+//! [`Engine`], and the per-listener counters protocol workers bump.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::broadcast;
@@ -69,5 +73,144 @@ impl PlaybackRegistry for Engine {
 impl EventBus for Engine {
     fn subscribe_events(&self) -> broadcast::Receiver<StreamEvent> {
         Engine::subscribe_events(self)
+    }
+}
+
+/// Connection counters of one listener (`rtmp`, `rtmps`, `srt`, …), bumped
+/// by its protocol worker and shown by the server's metrics.
+///
+/// A worker gets its listener's counters once, from
+/// [`IngestContext::listener_stats`](crate::IngestContext::listener_stats),
+/// then counts each accepted connection with [`accepted`](Self::accepted)
+/// (keeping the returned guard for as long as the connection is open) and
+/// each refusal with [`refused`](Self::refused):
+///
+/// ```
+/// use tidewater_core::{AppSpec, Engine};
+///
+/// let engine = Engine::builder().app("live", AppSpec::default()).build().unwrap();
+/// let stats = engine.context().listener_stats("rtmp");
+/// let connection = stats.accepted();
+/// stats.refused("unauthorized");
+/// drop(connection);
+/// let listed = engine.listeners();
+/// assert_eq!((listed[0].connections, listed[0].open), (1, 0));
+/// assert_eq!(listed[0].refusals, [("unauthorized", 1)]);
+/// ```
+#[derive(Debug)]
+pub struct ListenerStats {
+    name: &'static str,
+    connections: AtomicU64,
+    open: AtomicU64,
+    refusals: Mutex<Vec<(&'static str, u64)>>,
+}
+
+impl ListenerStats {
+    /// Counters of a listener named `name`, all zero.
+    pub fn new(name: &'static str) -> Self {
+        ListenerStats {
+            name,
+            connections: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            refusals: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The listener's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Counts an accepted connection; it counts as open until the returned
+    /// guard drops.
+    pub fn accepted(self: &Arc<Self>) -> OpenConnection {
+        self.connections.fetch_add(1, Relaxed);
+        self.open.fetch_add(1, Relaxed);
+        OpenConnection(Arc::clone(self))
+    }
+
+    /// Counts a connection or request turned away for `reason`: a short,
+    /// fixed, snake_case word of the protocol's own (`unauthorized`,
+    /// `handshake`, `limit`, `bad_stream_id`, …), never text from the peer,
+    /// so that the set of reasons (a metric label) stays bounded.
+    pub fn refused(&self, reason: &'static str) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(|p| p.into_inner());
+        match refusals.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, n)) => *n += 1,
+            None => refusals.push((reason, 1)),
+        }
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> ListenerSnapshot {
+        let mut refusals = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        refusals.sort_unstable();
+        ListenerSnapshot {
+            name: self.name,
+            connections: self.connections.load(Relaxed),
+            open: self.open.load(Relaxed),
+            refusals,
+        }
+    }
+}
+
+/// An accepted connection, counted open until dropped
+/// ([`ListenerStats::accepted`]).
+#[derive(Debug)]
+pub struct OpenConnection(Arc<ListenerStats>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A point-in-time copy of one listener's counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct ListenerSnapshot {
+    /// The listener's name.
+    pub name: &'static str,
+    /// Connections accepted so far.
+    pub connections: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Refusals so far by reason, sorted by reason.
+    pub refusals: Vec<(&'static str, u64)>,
+}
+
+/// Every listener's counters, by name: one per engine (and so per server),
+/// shared by every [`IngestContext`](crate::IngestContext) the engine makes.
+#[derive(Debug, Default)]
+pub(crate) struct ListenerRegistry {
+    listeners: Mutex<Vec<Arc<ListenerStats>>>,
+}
+
+impl ListenerRegistry {
+    /// The counters of listener `name`, made on first use.
+    pub fn get(&self, name: &'static str) -> Arc<ListenerStats> {
+        let mut listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = listeners.iter().find(|l| l.name == name) {
+            return Arc::clone(found);
+        }
+        let made = Arc::new(ListenerStats::new(name));
+        listeners.push(Arc::clone(&made));
+        made
+    }
+
+    /// Every listener's counters, sorted by name.
+    pub fn snapshot(&self) -> Vec<ListenerSnapshot> {
+        let listeners: Vec<_> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut out: Vec<_> = listeners.iter().map(|l| l.snapshot()).collect();
+        out.sort_by(|a, b| a.name.cmp(b.name));
+        out
     }
 }

@@ -63,6 +63,32 @@ impl PublishSession {
         self.bus().generation
     }
 
+    /// This publish session's id (unique within the engine, shared with
+    /// readers' ids; what [`Engine::kick`](crate::Engine::kick) takes).
+    pub fn id(&self) -> u64 {
+        self.bus().meta.id
+    }
+
+    /// Resolves with the reason once this publish has ended by anything other
+    /// than the session itself: taken over, reaped as idle, kicked by the
+    /// operator, engine shutdown. A protocol driver waits on it next to its
+    /// socket reads, so that it closes the connection at once even while the
+    /// publisher sends nothing (a publisher that sends learns of the end
+    /// from [`publish`](Self::publish) failing too).
+    ///
+    /// The future borrows nothing from the session: it can be spawned or
+    /// kept across `&mut` uses of the session.
+    pub fn closed(&self) -> impl std::future::Future<Output = EndReason> + Send + 'static + use<> {
+        let mut changes = self.slot.watch();
+        let bus = Arc::clone(self.bus());
+        async move {
+            // The slot announces the live generation (0 for none): anything
+            // else than this one means it ended. The slot outlives the wait.
+            let _ = changes.wait_for(|live| *live != bus.generation).await;
+            bus.end_reason().unwrap_or(EndReason::Finished)
+        }
+    }
+
     /// The catalog in force.
     pub fn catalog(&self) -> Option<&Arc<Catalog>> {
         self.catalog.as_ref()
@@ -89,10 +115,10 @@ impl PublishSession {
             key: self.key().clone(),
             reason,
         })?;
-        if let Some(current) = &self.catalog {
-            if current.tracks() == tracks.as_slice() {
-                return Ok(Arc::clone(current));
-            }
+        if let Some(current) = &self.catalog
+            && current.tracks() == tracks.as_slice()
+        {
+            return Ok(Arc::clone(current));
         }
         let version = self.catalog.as_ref().map_or(1, |c| c.version() + 1);
         let clocks = tracks

@@ -43,7 +43,7 @@ impl Viewer {
                     let i = index_of(&f);
                     if self.expect_key {
                         prop_assert!(
-                            f.is_keyframe() && i % gop == 0,
+                            f.is_keyframe() && i.is_multiple_of(gop),
                             "start/resume at {i}, not a keyframe"
                         );
                         if let Some(&last) = self.got.last() {

@@ -162,6 +162,10 @@ impl Emitter {
 /// Who publishes a generation, for snapshots and the API.
 #[derive(Debug, Clone)]
 pub(crate) struct PublishMeta {
+    /// The publisher's session id (unique within the engine).
+    pub id: u64,
+    /// The user it authenticated as, if any.
+    pub user: Option<String>,
     pub protocol: &'static str,
     pub peer: Option<std::net::SocketAddr>,
     pub started_wall: SystemTime,
@@ -261,7 +265,8 @@ impl Bus {
             1 => Some(EndReason::Finished),
             2 => Some(EndReason::Superseded),
             3 => Some(EndReason::Idle),
-            _ => Some(EndReason::Shutdown),
+            4 => Some(EndReason::Shutdown),
+            _ => Some(EndReason::Kicked),
         }
     }
 

@@ -11,7 +11,7 @@ use crate::catalog::Catalog;
 use crate::error::EndReason;
 use crate::events::StreamEventKind;
 use crate::frame::MediaKind;
-use crate::qos::SubscriberStats;
+use crate::qos::{SessionInfo, SubscriberStats};
 use crate::time::{rescale, timescale};
 
 /// What a subscription yields, in order.
@@ -46,6 +46,10 @@ pub enum RecvError {
     #[error("subscriber evicted for falling behind")]
     Evicted,
 }
+
+// A kicked subscription ends with `Ended(EndReason::Kicked)` (see
+// `Subscription::is_kicked`) rather than a variant of its own, so that
+// protocol drivers' exhaustive matches on `RecvError` keep compiling.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -130,24 +134,10 @@ const PRUNE_FACTOR: usize = 2;
 const STATS_EVERY: u64 = 8 * BLOCK_LEN as u64;
 
 impl Subscription {
-    pub(crate) fn attach(
-        bus: Arc<Bus>,
-        id: u64,
-        protocol: &'static str,
-        peer: Option<std::net::SocketAddr>,
-    ) -> Self {
-        let stats = Arc::new(SubscriberStats {
-            id,
-            protocol,
-            peer,
-            joined_unix_ms: crate::engine::unix_ms(std::time::SystemTime::now()),
-            join_time_us: Default::default(),
-            delivered: Default::default(),
-            skipped: Default::default(),
-            lag_events: Default::default(),
-            lag_us: Default::default(),
-            evicted: Default::default(),
-        });
+    pub(crate) fn attach(bus: Arc<Bus>, info: SessionInfo) -> Self {
+        let (id, protocol) = (info.id, info.protocol);
+        let waiter = Arc::new(Waiter::default());
+        let stats = Arc::new(SubscriberStats::new(info, Arc::clone(&waiter)));
         let live = bus.live_subscribers.fetch_add(1, Relaxed) + 1;
         {
             let mut subs = bus.subscribers.lock().unwrap_or_else(|p| p.into_inner());
@@ -185,7 +175,7 @@ impl Subscription {
             pending: None,
             handle: None,
             audio_floor_us: None,
-            waiter: Arc::new(Waiter::default()),
+            waiter,
             stats,
             skips: VecDeque::new(),
             joined: tokio::time::Instant::now(),
@@ -197,7 +187,25 @@ impl Subscription {
 
     /// This subscriber's id (unique within the engine).
     pub fn id(&self) -> u64 {
-        self.stats.id
+        self.stats.info.id
+    }
+
+    /// Counts `bytes` written to the peer for this subscription (after the
+    /// driver's write: the per-session and per-stream "bytes out"). A
+    /// relaxed add on this subscriber's own counter: cheap enough to call
+    /// once per write.
+    #[inline]
+    pub fn record_sent(&self, bytes: usize) {
+        self.stats.bytes_sent.fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// Whether an operator kicked this subscription
+    /// ([`Engine::kick`](crate::Engine::kick)): it then ends with
+    /// [`RecvError::Ended`]`(`[`EndReason::Kicked`]`)` while the stream goes on
+    /// (the same reason for the end of a kicked publisher's stream tells the
+    /// two apart only through this).
+    pub fn is_kicked(&self) -> bool {
+        self.stats.is_kicked()
     }
 
     /// The publish generation this subscription reads.
@@ -296,17 +304,19 @@ impl Subscription {
     /// everything else goes to [`poll_slow`](Self::poll_slow).
     #[inline]
     fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<Result<Raw, RecvError>> {
-        if self.fast {
+        // The kick flag lives on this subscriber's own line: a plain load.
+        if self.fast && !self.stats.kicked.load(Relaxed) {
             let index = self.seq.wrapping_sub(self.block.first_seq) as usize;
-            if index < BLOCK_LEN && !self.block.expired.load(Ordering::Acquire) {
-                if let Some(entry) = self.block.slots[index].get() {
-                    let held_back =
-                        self.audio_floor_us.is_some() && entry.frame.kind() == MediaKind::Audio;
-                    if entry.catalog_version == self.catalog_version && !held_back {
-                        self.seq += 1;
-                        self.delivered += 1;
-                        return Poll::Ready(Ok(Raw::Frame(index)));
-                    }
+            if index < BLOCK_LEN
+                && !self.block.expired.load(Ordering::Acquire)
+                && let Some(entry) = self.block.slots[index].get()
+            {
+                let held_back =
+                    self.audio_floor_us.is_some() && entry.frame.kind() == MediaKind::Audio;
+                if entry.catalog_version == self.catalog_version && !held_back {
+                    self.seq += 1;
+                    self.delivered += 1;
+                    return Poll::Ready(Ok(Raw::Frame(index)));
                 }
             }
         }
@@ -323,6 +333,9 @@ impl Subscription {
     }
 
     fn poll_events(&mut self, cx: &mut Context<'_>) -> Poll<Result<Raw, RecvError>> {
+        if self.stats.is_kicked() {
+            return Poll::Ready(Err(self.kicked()));
+        }
         if self.evicted {
             return Poll::Ready(Err(RecvError::Evicted));
         }
@@ -333,6 +346,10 @@ impl Subscription {
             return Poll::Ready(event);
         }
         self.bus.waiters.register(&self.waiter, cx.waker());
+        // A kick between the check above and parking woke nobody: look again.
+        if self.stats.is_kicked() {
+            return Poll::Ready(Err(self.kicked()));
+        }
         if let Some(event) = self.step() {
             return Poll::Ready(event);
         }
@@ -345,6 +362,14 @@ impl Subscription {
             return Poll::Ready(Err(RecvError::Ended(reason)));
         }
         Poll::Pending
+    }
+
+    /// The end of a kicked subscription.
+    #[cold]
+    fn kicked(&mut self) -> RecvError {
+        self.pending = None;
+        self.flush_stats();
+        RecvError::Ended(EndReason::Kicked)
     }
 
     /// Advances over the log until there is something to yield, or nothing yet.
@@ -362,7 +387,7 @@ impl Subscription {
                 match next {
                     Some(next) => {
                         self.block = next;
-                        if self.block.first_seq % STATS_EVERY == 0 {
+                        if self.block.first_seq.is_multiple_of(STATS_EVERY) {
                             self.flush_stats();
                         }
                         if self.mode == Mode::Live && self.is_behind() {
@@ -452,6 +477,7 @@ impl Subscription {
         let head = self.bus.head_time_us.load(Relaxed);
         let lag = head.saturating_sub(entry.ingest_us);
         self.stats.lag_us.store(lag, Relaxed);
+        self.stats.lag.observe(lag);
         lag > self.bus.policy.max_lag.as_micros() as u64
     }
 
@@ -484,7 +510,7 @@ impl Subscription {
 
     /// Counts a skip; returns whether the subscriber is now evicted.
     fn record_skip(&mut self, skipped: u64) -> bool {
-        let id = self.stats.id;
+        let id = self.stats.info.id;
         self.stats.skipped.fetch_add(skipped, Relaxed);
         self.stats.lag_events.fetch_add(1, Relaxed);
         self.bus.stats.lag_events.fetch_add(1, Relaxed);
@@ -524,11 +550,14 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.flush_stats();
+        self.bus.stats.reader_left(&self.stats);
         let left = self.bus.live_subscribers.fetch_sub(1, Relaxed) - 1;
         self.bus.stats.subscribers.store(left, Relaxed);
         self.bus.emitter.emit(
             &self.bus.key,
-            StreamEventKind::SubscriberLeft { id: self.stats.id },
+            StreamEventKind::SubscriberLeft {
+                id: self.stats.info.id,
+            },
         );
     }
 }

@@ -38,6 +38,14 @@ pub(crate) struct Waiter {
     queued: AtomicBool,
 }
 
+impl Waiter {
+    /// Wakes the subscription if it is parked (to notice something other
+    /// than a new frame: a kick). It stays queued if it was.
+    pub fn wake(&self) {
+        self.waker.wake();
+    }
+}
+
 /// The parked subscribers of one stream.
 #[derive(Debug, Default)]
 pub(crate) struct WaitList {

@@ -201,6 +201,8 @@ mod tests {
             observer: Arc::new(NoopObserver),
         });
         let meta = PublishMeta {
+            id: 1,
+            user: None,
             protocol: "test",
             peer: None,
             started_wall: std::time::SystemTime::now(),
@@ -217,7 +219,7 @@ mod tests {
     }
 
     fn frame(i: u64, size: usize, gop: u64) -> (Frame, bool) {
-        let key = i % gop == 0;
+        let key = i.is_multiple_of(gop);
         (
             Frame::video(
                 TrackId(1),
@@ -266,7 +268,15 @@ mod tests {
         let bus = bus(policy);
         let format = OutputFormat::new("test-double");
         let mut w = Writer::new(Arc::clone(&bus));
-        let mut sub = Subscription::attach(Arc::clone(&bus), 1, "test", None);
+        let mut sub = Subscription::attach(
+            Arc::clone(&bus),
+            crate::qos::SessionInfo {
+                id: 2,
+                protocol: "test",
+                peer: None,
+                user: None,
+            },
+        );
         let cat = catalog();
         for i in 0..1_000 {
             let (f, key) = frame(i, 2_048, 10);

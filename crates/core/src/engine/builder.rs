@@ -97,7 +97,8 @@ impl EngineBuilder {
                     observer: self.observer,
                 }),
                 auth: self.auth,
-                next_subscriber: Arc::new(AtomicU64::new(0)),
+                next_session: AtomicU64::new(0),
+                listeners: Default::default(),
             }),
         })
     }

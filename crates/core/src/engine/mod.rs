@@ -4,6 +4,7 @@
 mod builder;
 mod reaper;
 mod request;
+mod sessions;
 mod slot;
 
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ use crate::events::{StreamEvent, StreamEventKind};
 use crate::follow::Follower;
 use crate::key::StreamKey;
 use crate::policy::{AppSpec, DuplicatePublish};
+use crate::qos::SessionInfo;
+use crate::registry::ListenerRegistry;
 use crate::session::PublishSession;
 use crate::snapshot::StreamSnapshot;
 
@@ -43,7 +46,9 @@ pub(crate) struct EngineInner {
     streams: Mutex<HashMap<StreamKey, Arc<StreamSlot>>>,
     pub(crate) emitter: Arc<Emitter>,
     auth: Arc<dyn Authorizer>,
-    next_subscriber: Arc<AtomicU64>,
+    /// Ids of publish and read sessions alike.
+    next_session: AtomicU64,
+    pub(crate) listeners: Arc<ListenerRegistry>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -96,7 +101,8 @@ impl Engine {
     /// Claims a stream for publishing, after asking the authorizer.
     pub async fn open_publish(&self, req: Request) -> Result<PublishSession> {
         let app = self.app(&req.key)?.clone();
-        self.authorize(Action::Publish, &req).await?;
+        let identity = self.authorize(Action::Publish, &req).await?;
+        let id = self.next_session_id();
         let policy = Arc::new(app.policy_for(req.key.stream()).clone());
         let (bus, slot, superseded) = {
             let mut streams = self.inner.streams.lock().unwrap_or_else(|p| p.into_inner());
@@ -132,6 +138,8 @@ impl Engine {
             }
             let generation = slot.next_generation();
             let meta = PublishMeta {
+                id,
+                user: identity.user.or_else(|| req.user.clone()),
                 protocol: req.protocol,
                 peer: req.peer,
                 started_wall: SystemTime::now(),
@@ -157,7 +165,7 @@ impl Engine {
                 },
             );
         }
-        tracing::info!(stream = %req.key, generation = bus.generation, protocol = req.protocol, peer = ?req.peer, "publish started");
+        tracing::info!(stream = %req.key, generation = bus.generation, session = id, protocol = req.protocol, peer = ?req.peer, "publish started");
         self.emit(
             &req.key,
             StreamEventKind::PublishStarted {
@@ -186,19 +194,34 @@ impl Engine {
     /// The subscription ends with that publish.
     pub async fn subscribe(&self, req: Request) -> Result<Subscription> {
         self.app(&req.key)?;
-        self.authorize(Action::Read, &req).await?;
+        let identity = self.authorize(Action::Read, &req).await?;
         let bus = self
             .live_slot(&req.key)
             .and_then(|s| s.live())
             .ok_or_else(|| Error::NotFound {
                 key: req.key.clone(),
             })?;
-        let id = self
-            .inner
-            .next_subscriber
+        let info = self.session_info(&req, identity);
+        Ok(Subscription::attach(bus, info))
+    }
+
+    /// The next session id: unique within the engine, for publishers and
+    /// readers alike.
+    fn next_session_id(&self) -> u64 {
+        self.inner
+            .next_session
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        Ok(Subscription::attach(bus, id, req.protocol, req.peer))
+            + 1
+    }
+
+    /// A new reader session's id and who it is.
+    fn session_info(&self, req: &Request, identity: Identity) -> SessionInfo {
+        SessionInfo {
+            id: self.next_session_id(),
+            protocol: req.protocol,
+            peer: req.peer,
+            user: identity.user.or_else(|| req.user.clone()),
+        }
     }
 
     /// Follows a stream across republishes (for packagers, recorders and
@@ -208,16 +231,12 @@ impl Engine {
             .app(&req.key)?
             .policy_for(req.key.stream())
             .follow_grace;
-        self.authorize(Action::Read, &req).await?;
+        let identity = self.authorize(Action::Read, &req).await?;
         let slot = self.live_slot(&req.key).ok_or_else(|| Error::NotFound {
             key: req.key.clone(),
         })?;
-        let id = self
-            .inner
-            .next_subscriber
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        Ok(Follower::new(slot, id, req.protocol, req.peer, grace))
+        let info = self.session_info(&req, identity);
+        Ok(Follower::new(slot, info, grace))
     }
 
     /// Every stream slot, copied out so the table's lock is not held while using them.

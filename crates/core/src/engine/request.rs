@@ -18,6 +18,9 @@ pub struct Request {
     pub credentials: Credentials,
     /// The query string that came with the stream name.
     pub query: Option<String>,
+    /// The user the protocol already authenticated, if any: shown with the
+    /// session (API, logs). A user the authorizer recognizes takes its place.
+    pub user: Option<String>,
 }
 
 impl Request {
@@ -29,6 +32,7 @@ impl Request {
             peer: None,
             credentials: Credentials::None,
             query: None,
+            user: None,
         }
     }
 
@@ -47,6 +51,12 @@ impl Request {
     /// Sets the query string.
     pub fn query(mut self, query: impl Into<String>) -> Self {
         self.query = Some(query.into());
+        self
+    }
+
+    /// Sets the authenticated user shown with the session.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
         self
     }
 }

@@ -84,7 +84,7 @@ pub fn vframe(i: u64, gop: u64) -> Frame {
         Codec::H264,
         dts,
         dts,
-        i % gop == 0,
+        i.is_multiple_of(gop),
         Bytes::from(i.to_be_bytes().to_vec()),
     )
 }
