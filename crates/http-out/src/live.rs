@@ -6,6 +6,10 @@
 //! task gives up and the response ends, so a stalled client holds no kernel
 //! memory for long. A client that is merely slow makes the task fall behind,
 //! and the kernel skips it to the next keyframe.
+//!
+//! Every chunk handed to the body is counted as sent for the reader's session
+//! ([`Subscription::record_sent`]); a reader an operator kicks ends at its
+//! next receive ([`Ending::Kicked`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,7 +21,7 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
-use tidewater_core::{EventRef, RecvError, StreamKey, Subscription};
+use tidewater_core::{EndReason, EventRef, RecvError, StreamKey, Subscription};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -68,6 +72,8 @@ pub enum Ending {
     ClientGone,
     /// The client read nothing for the write timeout.
     ClientStalled,
+    /// An operator ended the reader's session.
+    Kicked,
 }
 
 /// The feeding side of a live response made by [`live`].
@@ -117,27 +123,21 @@ impl Feed {
             peer,
             write_timeout,
         } = self;
-        loop {
+        let end = loop {
             let bytes = match sub.recv_ref().await {
                 Ok(EventRef::Skipped { frames }) => {
                     debug!(%peer, stream = %key, "{protocol}: fell behind, skipped {frames} frames");
                     continue;
                 }
                 Ok(event) => encode(event),
-                Err(RecvError::Ended(reason)) => {
-                    info!(%peer, stream = %key, "{protocol}: stream ended ({reason})");
-                    return Ending::StreamEnded;
-                }
-                Err(RecvError::Evicted) => {
-                    warn!(%peer, stream = %key, "{protocol}: evicted for falling behind repeatedly");
-                    return Ending::Evicted;
-                }
+                Err(e) => break e,
             };
             if bytes.is_empty() {
                 continue;
             }
+            let len = bytes.len();
             match tokio::time::timeout(write_timeout, tx.send(bytes)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => sub.record_sent(len),
                 Ok(Err(_)) => {
                     info!(%peer, stream = %key, "{protocol}: client went away");
                     return Ending::ClientGone;
@@ -146,6 +146,20 @@ impl Feed {
                     warn!(%peer, stream = %key, "{protocol}: client stopped reading for {write_timeout:?}; ending the response");
                     return Ending::ClientStalled;
                 }
+            }
+        };
+        match end {
+            RecvError::Ended(EndReason::Kicked) if sub.is_kicked() => {
+                info!(%peer, stream = %key, "{protocol}: kicked by the operator");
+                Ending::Kicked
+            }
+            RecvError::Ended(reason) => {
+                info!(%peer, stream = %key, "{protocol}: stream ended ({reason})");
+                Ending::StreamEnded
+            }
+            RecvError::Evicted => {
+                warn!(%peer, stream = %key, "{protocol}: evicted for falling behind repeatedly");
+                Ending::Evicted
             }
         }
     }

@@ -132,6 +132,38 @@ async fn a_reader_gets_the_frames_until_the_publish_ends() {
 }
 
 #[tokio::test]
+async fn a_feed_counts_what_it_sends_and_ends_when_kicked() {
+    let engine = engine();
+    let (_session, response, feed, sub) = play(&engine).await;
+    let id = sub.id();
+    let task = tokio::spawn(feed.run(sub, payloads));
+    let mut body = response.into_body().into_data_stream();
+    let first = next_chunk(&mut body).await;
+    assert_eq!(first.as_deref(), Some(PAYLOAD));
+    let sent = engine
+        .sessions()
+        .into_iter()
+        .find(|s| s.id == id)
+        .expect("listed")
+        .bytes_out;
+    assert_eq!(sent, PAYLOAD.len() as u64);
+    assert!(engine.kick(id));
+    let ending = tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .expect("ends within 1 s")
+        .expect("feed");
+    assert_eq!(ending, Ending::Kicked);
+    assert_eq!(next_chunk(&mut body).await, None, "the response ends");
+}
+
+/// The next chunk of a body stream.
+async fn next_chunk(body: &mut axum::body::BodyDataStream) -> Option<Bytes> {
+    std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut *body), cx))
+        .await
+        .map(|r| r.expect("chunk"))
+}
+
+#[tokio::test]
 async fn a_feed_stops_when_the_client_goes_away() {
     let engine = engine();
     let (_session, response, feed, sub) = play(&engine).await;
