@@ -258,9 +258,13 @@ impl Server {
         }
         let stop_accepting = shutdown.clone().cancelled_owned();
         let mut server = tokio::spawn(
-            axum::serve(http, app)
-                .with_graceful_shutdown(stop_accepting)
-                .into_future(),
+            // With the peer's address, which HTTP outputs report for their sessions.
+            axum::serve(
+                http,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(stop_accepting)
+            .into_future(),
         );
 
         // The HTTP server stops on the same token: when both are ready, the

@@ -5,11 +5,16 @@
 //! | `GET /api/v1/streams` | `{"streams": [StreamView, …]}`: every live stream, sorted by key |
 //! | `GET /api/v1/streams/{app}/{stream}` | one [`StreamView`], or 404 when it is not live |
 //! | `GET /api/v1/streams/{app}/{stream}/pushes` | `{"pushes": [PushView, …]}`, or 404 when the stream is neither live nor pushed |
+//! | `GET /api/v1/sessions` | `{"sessions": [Session, …]}`: every publisher and reader, sorted by id (see [`sessions`](super::sessions)) |
+//! | `DELETE /api/v1/sessions/{id}` | ends the session: `204`, or 404 when no live session has that id |
+//! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document of this API (see [`openapi`](super::openapi)) |
 //!
 //! A [`StreamView`] is the kernel's [`StreamSnapshot`] serialized as is plus
 //! `pushes`, the stream's pushes in configuration order. A snapshot has `key`,
 //! `generation`, `protocol`, `peer`, `started_unix_ms`, `metadata`, `catalog`
-//! (`version` and `tracks` with codec, timescale and video/audio parameters;
+//! (`version` and `tracks` with codec, `codec_string` (the RFC 6381 string
+//! players and packagers use, `avc1.64001f`, `mp4a.40.2`; `null` while the
+//! decoder configuration does not say), timescale and video/audio parameters;
 //! `null` until the publisher announces one), `qos` (frames, bytes,
 //! keyframes, fps, bitrate, subscriber and lag counters), `subscribers` (each
 //! with its own lag and drop counters) and `derived_bytes`.
@@ -36,21 +41,26 @@
 //! {"error": {"code": "not_found", "message": "stream live/cam1 is not being published"}}
 //! ```
 //!
-//! Codes: `not_found` (404: no such live stream, or no such API route) and
-//! `invalid_key` (400: the names are not a valid stream key).
+//! Codes: `not_found` (404: no such live stream or session, or no such API
+//! route), `invalid_key` (400: the names are not a valid stream key),
+//! `invalid_id` (400: a session id that is not a number) and
+//! `method_not_allowed` (405: the route exists, not with that method).
+//!
+//! The router is a plain [`axum::Router`]: the server layers what guards it
+//! on top.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, delete, get};
 use axum::{Json, Router};
 use serde::Serialize;
 use tidewater::rtmp::{PushSnapshot, PushStatuses};
 use tidewater::{Engine, StreamKey, StreamSnapshot};
 
 #[derive(Clone)]
-struct ApiState {
-    engine: Engine,
+pub(crate) struct ApiState {
+    pub(crate) engine: Engine,
     pushes: PushStatuses,
 }
 
@@ -61,12 +71,28 @@ pub fn router(engine: Engine) -> Router {
 
 /// The API's routes over `engine`, showing `pushes`.
 pub fn router_with_pushes(engine: Engine, pushes: PushStatuses) -> Router {
-    Router::new()
-        .route("/streams", get(list_streams))
-        .route("/streams/{app}/{stream}", get(get_stream))
-        .route("/streams/{app}/{stream}/pushes", get(get_pushes))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(path, methods)
+        })
         .fallback(unknown_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(ApiState { engine, pushes })
+}
+
+/// Every route of the API (paths relative to `/api/v1`, in the syntax the
+/// OpenAPI document uses too), as one table so that a test can hold it
+/// against the document.
+pub(crate) fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
+    vec![
+        ("/streams", get(list_streams)),
+        ("/streams/{app}/{stream}", get(get_stream)),
+        ("/streams/{app}/{stream}/pushes", get(get_pushes)),
+        ("/sessions", get(super::sessions::list_sessions)),
+        ("/sessions/{id}", delete(super::sessions::kick_session)),
+        ("/openapi.json", get(super::openapi::document)),
+    ]
 }
 
 /// The body of `GET /api/v1/streams`.
@@ -158,7 +184,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -190,6 +216,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Names the codecs of a snapshot's tracks (RFC 6381), which the kernel
+/// leaves to the server.
+fn named(mut snapshot: StreamSnapshot) -> StreamSnapshot {
+    snapshot.name_codecs(tidewater_media::rfc6381::codec_string);
+    snapshot
+}
+
 async fn list_streams(State(state): State<ApiState>) -> Json<StreamList> {
     let mut pushes = state.pushes.all();
     Json(StreamList {
@@ -197,6 +230,7 @@ async fn list_streams(State(state): State<ApiState>) -> Json<StreamList> {
             .engine
             .streams()
             .into_iter()
+            .map(named)
             .map(|snapshot| StreamView {
                 pushes: pushes
                     .remove(&snapshot.key)
@@ -218,7 +252,7 @@ async fn get_stream(
     Path((app, stream)): Path<(String, String)>,
 ) -> Result<Json<StreamView>, ApiError> {
     let key = parse_key(&app, &stream)?;
-    let snapshot = state.engine.stream(&key).ok_or_else(|| {
+    let snapshot = state.engine.stream(&key).map(named).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -252,5 +286,13 @@ async fn unknown_route(uri: axum::http::Uri) -> ApiError {
         StatusCode::NOT_FOUND,
         "not_found",
         format!("no API route /api/v1{}", uri.path()),
+    )
+}
+
+async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("/api/v1{} does not answer {method}", uri.path()),
     )
 }

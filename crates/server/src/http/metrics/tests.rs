@@ -1,0 +1,317 @@
+//! `/metrics` scraped over HTTP and read back with a Prometheus text parser.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use prometheus_parse::{Sample, Scrape, Value};
+use tidewater::bytes::Bytes;
+use tidewater::{
+    AppSpec, Codec, Engine, Frame, PublishSession, Request, StreamKey, TrackId, TrackInfo,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{CONTENT_TYPE, Metrics};
+use crate::http::test_client::{Client, spawn};
+
+fn key(text: &str) -> StreamKey {
+    StreamKey::parse(text).expect("key")
+}
+
+fn engine() -> Engine {
+    Engine::builder()
+        .app("live", AppSpec::default())
+        .build()
+        .expect("engine")
+}
+
+/// A stream with H.264 and AAC tracks and one GOP of `frames` video frames
+/// of 100 bytes (the first a keyframe).
+async fn publish(engine: &Engine, path: &str, frames: i64) -> PublishSession {
+    let mut p = engine
+        .open_publish(Request::new(key(path), "test-in"))
+        .await
+        .expect("publish");
+    p.set_catalog(vec![
+        TrackInfo::video(TrackId(1), Codec::H264, 64, 64)
+            .with_config(Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 0])),
+        TrackInfo::audio(TrackId(2), Codec::Aac, 48_000, 2)
+            .with_config(Bytes::from_static(&[0x11, 0x90])),
+    ])
+    .expect("catalog");
+    for i in 0..frames {
+        p.publish(Frame::video(
+            TrackId(1),
+            Codec::H264,
+            i * 3000,
+            i * 3000,
+            i == 0,
+            Bytes::from(vec![0u8; 100]),
+        ))
+        .expect("frame");
+    }
+    p
+}
+
+/// An HTTP-FLV reader that has received its first bytes and keeps reading.
+struct FlvReader {
+    received: tokio::task::JoinHandle<()>,
+}
+
+async fn flv_reader(addr: SocketAddr, path: &str) -> FlvReader {
+    let mut socket = TcpStream::connect(addr).await.expect("connect");
+    let request =
+        format!("GET /flv/{path}.flv HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.expect("send");
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = socket.read(&mut buf).await.expect("read");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let received = tokio::spawn(async move {
+        while let Ok(n) = socket.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    });
+    FlvReader { received }
+}
+
+async fn scrape(client: Client) -> Vec<Sample> {
+    let response = client.full("GET", "/metrics").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.header("content-type"), Some(CONTENT_TYPE));
+    parse(&response.body)
+}
+
+fn parse(text: &str) -> Vec<Sample> {
+    Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("Prometheus text")
+        .samples
+}
+
+/// The one sample of `metric` whose labels include `labels`.
+fn find<'a>(samples: &'a [Sample], metric: &str, labels: &[(&str, &str)]) -> &'a Value {
+    let found: Vec<_> = samples
+        .iter()
+        .filter(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .collect();
+    assert_eq!(found.len(), 1, "{metric} {labels:?}: {found:#?}");
+    &found[0].value
+}
+
+fn counter(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> f64 {
+    match find(samples, metric, labels) {
+        Value::Counter(v) => *v,
+        other => panic!("{metric} {labels:?} is not a counter: {other:?}"),
+    }
+}
+
+fn gauge(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> f64 {
+    match find(samples, metric, labels) {
+        Value::Gauge(v) => *v,
+        other => panic!("{metric} {labels:?} is not a gauge: {other:?}"),
+    }
+}
+
+/// A histogram's observation count (its `+Inf` bucket).
+fn histogram_count(samples: &[Sample], metric: &str, labels: &[(&str, &str)]) -> f64 {
+    match find(samples, metric, labels) {
+        Value::Histogram(buckets) => {
+            let counts: Vec<f64> = buckets.iter().map(|b| b.count).collect();
+            assert!(
+                counts.windows(2).all(|w| w[0] <= w[1]),
+                "cumulative: {counts:?}"
+            );
+            let inf = buckets
+                .iter()
+                .find(|b| b.less_than.is_infinite())
+                .expect("an +Inf bucket");
+            inf.count
+        }
+        other => panic!("{metric} {labels:?} is not a histogram: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_scrape_shows_live_streams_with_their_readers_and_drops_ended_ones() {
+    let engine = engine();
+    let served = spawn(crate::http::router(engine.clone())).await;
+    let client = Client(served.addr);
+
+    let cam = publish(&engine, "live/cam1", 10).await;
+    let gone = publish(&engine, "live/gone", 3).await;
+    let flv_a = flv_reader(served.addr, "live/cam1").await;
+    let flv_b = flv_reader(served.addr, "live/cam1").await;
+    let mut inproc = engine
+        .subscribe(Request::new(key("live/cam1"), "test-out"))
+        .await
+        .expect("subscribe");
+    while let Some(Ok(_)) = inproc.try_recv() {}
+    inproc.record_sent(500);
+    let _gone_reader = engine
+        .subscribe(Request::new(key("live/gone"), "test-out"))
+        .await
+        .expect("subscribe");
+    let rtmp = engine.listener_stats("rtmp");
+    let _open = rtmp.accepted();
+    rtmp.refused("unauthorized");
+
+    // The HTTP-FLV feeds count what they hand to their responses.
+    let cam1 = [("path", "live/cam1"), ("protocol", "http-flv")];
+    let mut samples = scrape(client).await;
+    for _ in 0..100 {
+        if counter(&samples, "tidewater_stream_bytes_out_total", &cam1) > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        samples = scrape(client).await;
+    }
+
+    assert_eq!(gauge(&samples, "tidewater_streams", &[]), 2.0);
+    let publisher = [("path", "live/cam1"), ("protocol", "test-in")];
+    assert_eq!(
+        gauge(&samples, "tidewater_stream_publishers", &publisher),
+        1.0
+    );
+    assert_eq!(
+        counter(&samples, "tidewater_stream_frames_in_total", &publisher),
+        10.0
+    );
+    assert_eq!(
+        counter(&samples, "tidewater_stream_bytes_in_total", &publisher),
+        1000.0
+    );
+    assert_eq!(gauge(&samples, "tidewater_stream_readers", &cam1), 2.0);
+    // Header, catalog tags and ten video tags of 100 bytes, for each reader.
+    let flv_bytes = counter(&samples, "tidewater_stream_bytes_out_total", &cam1);
+    assert!(flv_bytes > 2.0 * 1000.0, "{flv_bytes}");
+    assert_eq!(
+        histogram_count(&samples, "tidewater_stream_join_seconds", &cam1),
+        2.0
+    );
+    histogram_count(&samples, "tidewater_stream_reader_lag_seconds", &cam1);
+    assert_eq!(
+        counter(&samples, "tidewater_stream_skips_total", &cam1),
+        0.0
+    );
+    assert_eq!(
+        counter(&samples, "tidewater_stream_evictions_total", &cam1),
+        0.0
+    );
+    let test_out = [("path", "live/cam1"), ("protocol", "test-out")];
+    assert_eq!(gauge(&samples, "tidewater_stream_readers", &test_out), 1.0);
+    assert_eq!(
+        counter(&samples, "tidewater_stream_bytes_out_total", &test_out),
+        500.0
+    );
+
+    let listener = [("listener", "rtmp")];
+    assert_eq!(
+        counter(&samples, "tidewater_listener_connections_total", &listener),
+        1.0
+    );
+    assert_eq!(
+        gauge(&samples, "tidewater_listener_open_connections", &listener),
+        1.0
+    );
+    assert_eq!(
+        counter(
+            &samples,
+            "tidewater_listener_refusals_total",
+            &[("listener", "rtmp"), ("reason", "unauthorized")]
+        ),
+        1.0
+    );
+    assert!(gauge(&samples, "tidewater_uptime_seconds", &[]) >= 0.0);
+    assert!(gauge(&samples, "tidewater_process_open_fds", &[]) >= 3.0);
+    assert!(gauge(&samples, "tidewater_process_open_sockets", &[]) >= 3.0);
+    assert!(
+        samples
+            .iter()
+            .any(|s| s.labels.get("path") == Some("live/gone"))
+    );
+
+    // A reader that leaves keeps its counts; one stream ending takes all of
+    // its series with it.
+    drop(inproc);
+    drop(gone);
+    let samples = scrape(client).await;
+    assert_eq!(gauge(&samples, "tidewater_streams", &[]), 1.0);
+    assert_eq!(gauge(&samples, "tidewater_stream_readers", &test_out), 0.0);
+    assert_eq!(
+        counter(&samples, "tidewater_stream_bytes_out_total", &test_out),
+        500.0
+    );
+    // Delivered frames are published every 256 frames, and when a reader leaves.
+    assert_eq!(
+        counter(&samples, "tidewater_stream_frames_out_total", &test_out),
+        10.0
+    );
+    let left: Vec<_> = samples
+        .iter()
+        .filter(|s| s.labels.get("path") == Some("live/gone"))
+        .collect();
+    assert!(left.is_empty(), "series of an ended stream: {left:#?}");
+
+    cam.finish().await;
+    let samples = scrape(client).await;
+    assert_eq!(gauge(&samples, "tidewater_streams", &[]), 0.0);
+    assert!(samples.iter().all(|s| s.labels.get("path").is_none()));
+    flv_a.received.await.expect("reader a");
+    flv_b.received.await.expect("reader b");
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn every_family_is_typed_and_named_tidewater() {
+    let engine = engine();
+    let _cam = publish(&engine, "live/cam1", 2).await;
+    let _reader = engine
+        .subscribe(Request::new(key("live/cam1"), "test-out"))
+        .await
+        .expect("subscribe");
+    engine.listener_stats("srt").refused("handshake");
+    let text = Metrics::new(engine).render();
+    let mut types = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("name and type");
+            types.insert(name.to_string(), kind.to_string());
+        }
+    }
+    for sample in parse(&text) {
+        assert!(sample.metric.starts_with("tidewater_"), "{}", sample.metric);
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                sample
+                    .metric
+                    .strip_suffix(s)
+                    .filter(|f| types.get(*f).is_some_and(|t| t == "histogram"))
+            })
+            .unwrap_or(&sample.metric);
+        let kind = types
+            .get(family)
+            .unwrap_or_else(|| panic!("{} has no TYPE line", sample.metric));
+        if kind == "counter" {
+            assert!(sample.metric.ends_with("_total"), "{}", sample.metric);
+        }
+    }
+    for family in [
+        "tidewater_stream_publishers",
+        "tidewater_stream_readers",
+        "tidewater_stream_bytes_in_total",
+        "tidewater_stream_bytes_out_total",
+        "tidewater_stream_frames_in_total",
+        "tidewater_stream_skips_total",
+        "tidewater_stream_evictions_total",
+        "tidewater_stream_reader_lag_seconds",
+        "tidewater_stream_join_seconds",
+        "tidewater_listener_refusals_total",
+        "tidewater_uptime_seconds",
+    ] {
+        assert!(types.contains_key(family), "{family} missing:\n{text}");
+    }
+}
