@@ -23,8 +23,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::RtmpConfig;
 use crate::client::PublishClient;
+use crate::config::RtmpConfig;
 use crate::egress::{BATCH_MESSAGES, Ending};
 use crate::error::{Context, Error, Result};
 use crate::ingest::{FlvIngest, IngestEvent};

@@ -147,6 +147,10 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A setting breaks its rule ([`RtmpConfig::validate`](crate::RtmpConfig::validate),
+    /// [`PushConfig::validate`](crate::PushConfig::validate)).
+    #[error("rtmp settings: {0}")]
+    Config(#[from] crate::ConfigError),
     /// The listener could not be bound.
     #[error("rtmp: cannot listen on {addr}: {source}")]
     Bind {
@@ -175,14 +179,14 @@ macro_rules! context_of {
             | Error::Refused { ctx, .. }
             | Error::Tls { ctx, .. }
             | Error::Timeout { ctx, .. } => Some(ctx),
-            Error::Bind { .. } | Error::InvalidUrl { .. } => None,
+            Error::Bind { .. } | Error::InvalidUrl { .. } | Error::Config(_) => None,
         }
     };
 }
 
 impl Error {
-    /// The peer and stream this error concerns (none for [`Error::Bind`] and
-    /// [`Error::InvalidUrl`]).
+    /// The peer and stream this error concerns (none for [`Error::Bind`],
+    /// [`Error::InvalidUrl`] and [`Error::Config`]).
     pub fn context(&self) -> Option<&Context> {
         context_of!(self)
     }

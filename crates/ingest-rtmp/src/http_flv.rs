@@ -31,7 +31,7 @@ pub struct HttpFlvConfig {
 impl Default for HttpFlvConfig {
     fn default() -> Self {
         HttpFlvConfig {
-            write_timeout: crate::DEFAULT_WRITE_TIMEOUT,
+            write_timeout: crate::config::DEFAULT_WRITE_TIMEOUT,
         }
     }
 }

@@ -147,6 +147,7 @@
 mod amf;
 pub mod chunk;
 pub mod client;
+mod config;
 mod control;
 mod driver;
 pub mod egress;
@@ -170,59 +171,16 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+pub use config::{
+    CHUNK_SIZE_RANGE, ConfigError, DEFAULT_CHUNK_SIZE, DEFAULT_COALESCE, DEFAULT_WRITE_TIMEOUT,
+    MAX_COALESCE, MAX_MESSAGE_LEN_RANGE, RtmpConfig,
+};
 pub use error::{Context, Error, Result};
 pub use http_flv::{HttpFlvConfig, http_flv_router, http_flv_router_with};
 pub use push::{
     Backoff, PushConfig, PushRoutes, PushSnapshot, PushState, PushStatuses, PushTarget, RtmpPush,
 };
 pub use tls::{ClientTls, ServerTls};
-
-/// The outbound chunk size announced to every peer by default.
-pub const DEFAULT_CHUNK_SIZE: u32 = 4096;
-/// How long a socket write may make no progress before the peer is dropped, by default.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a viewer gathers messages before writing them, by default.
-pub const DEFAULT_COALESCE: Duration = Duration::from_millis(200);
-
-/// Settings of the RTMP listener.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RtmpConfig {
-    /// Where to listen (port 0 picks a free port; see [`Rtmp::listening`]).
-    pub listen: SocketAddr,
-    /// The outbound chunk size, announced (Set Chunk Size) to every peer.
-    /// Every viewer shares chunks built at this size.
-    pub chunk_size: u32,
-    /// A viewer whose socket accepts no bytes for this long is disconnected.
-    pub write_timeout: Duration,
-    /// Time from accepting a connection to its publish or play request.
-    pub handshake_timeout: Duration,
-    /// A publisher that sends nothing for this long is disconnected.
-    pub read_timeout: Duration,
-    /// Longest message accepted from a peer, in bytes (at most 16 MiB − 1).
-    pub max_message_len: usize,
-    /// Most simultaneous connections; more are closed on accept with a log line.
-    pub max_connections: usize,
-    /// After each write a viewer waits this long before gathering what has
-    /// been published meanwhile, so a live viewer is woken and makes a
-    /// syscall a few times per window rather than once per message. It adds
-    /// at most this much latency; zero writes every message as it comes.
-    pub coalesce: Duration,
-}
-
-impl Default for RtmpConfig {
-    fn default() -> Self {
-        RtmpConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
-            chunk_size: DEFAULT_CHUNK_SIZE,
-            write_timeout: DEFAULT_WRITE_TIMEOUT,
-            handshake_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(30),
-            max_message_len: 8 << 20,
-            max_connections: 10_000,
-            coalesce: DEFAULT_COALESCE,
-        }
-    }
-}
 
 /// The RTMP worker: publish and play on one listener (RTMPS with
 /// [`Rtmp::with_tls`]).
@@ -235,14 +193,20 @@ pub struct Rtmp {
 
 impl Rtmp {
     /// A worker with these settings; it binds when served.
+    ///
+    /// [`RtmpConfig::validate`] is the check of the settings: call it first
+    /// with settings that come from users. `new` accepts any settings; as a
+    /// last resort it clamps a chunk size or message limit that `validate`
+    /// refuses into the range `validate` accepts, with a warning (a value
+    /// `validate` accepts is never changed).
     pub fn new(config: RtmpConfig) -> Rtmp {
-        let config = RtmpConfig {
-            chunk_size: config.chunk_size.clamp(128, 0x00ff_ffff),
-            max_message_len: config.max_message_len.clamp(1024, chunk::MAX_RTMP_MESSAGE),
-            ..config
-        };
+        if let Err(e) = config.validate() {
+            warn!(
+                "rtmp: invalid settings ({e}); starting anyway, chunk_size and max_message_len clamped into range"
+            );
+        }
         Rtmp {
-            config: Arc::new(config),
+            config: Arc::new(config.clamped()),
             tls: None,
             bound: BoundAddr::new(),
         }

@@ -110,7 +110,7 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     /// The listener's defaults ([`RtmpConfig::default`](crate::RtmpConfig::default)).
     fn default() -> Self {
-        let listener = crate::RtmpConfig::default();
+        let listener = crate::config::RtmpConfig::default();
         SessionConfig {
             chunk_size: listener.chunk_size,
             window_ack_size: 2_500_000,

@@ -270,15 +270,20 @@ mod tests {
             let Ok(Event::Frame(f)) = v.recv().await else {
                 panic!("frame")
             };
-            let chunks = shared_chunks(&f.as_ref(), crate::DEFAULT_CHUNK_SIZE, 1);
+            let chunks = shared_chunks(&f.as_ref(), crate::config::DEFAULT_CHUNK_SIZE, 1);
             built.push((c, chunks));
         }
         // The same bytes, not two builds.
         assert_eq!(built[0].1.as_ptr(), built[1].1.as_ptr());
         let mut de = ChunkDeserializer::new();
-        de.set_max_chunk_size(crate::DEFAULT_CHUNK_SIZE as usize)
+        de.set_max_chunk_size(crate::config::DEFAULT_CHUNK_SIZE as usize)
             .expect("size");
-        let head = catalog_chunks(&built[0].0, crate::DEFAULT_CHUNK_SIZE, 1, 0x0100_0000);
+        let head = catalog_chunks(
+            &built[0].0,
+            crate::config::DEFAULT_CHUNK_SIZE,
+            1,
+            0x0100_0000,
+        );
         let mut input = &head[..];
         let mut types = Vec::new();
         while let Some(m) = de.get_next_message(input).expect("catalog chunks") {

@@ -88,10 +88,10 @@ pub struct PushConfig {
 impl Default for PushConfig {
     fn default() -> Self {
         PushConfig {
-            chunk_size: crate::DEFAULT_CHUNK_SIZE,
+            chunk_size: crate::config::DEFAULT_CHUNK_SIZE,
             backoff: Backoff::default(),
             connect_timeout: Duration::from_secs(10),
-            write_timeout: crate::DEFAULT_WRITE_TIMEOUT,
+            write_timeout: crate::config::DEFAULT_WRITE_TIMEOUT,
             max_message_len: 1 << 20,
         }
     }
