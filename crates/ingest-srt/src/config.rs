@@ -1,4 +1,9 @@
-//! Settings of the SRT listener: address, latency, and encryption per path.
+//! Settings of the SRT listener: address, latency, and encryption per path,
+//! and their rules: [`SrtConfig::validate`] is the one check, run by
+//! [`Srt::new`](crate::Srt::new) too. A refusal is a [`ConfigError`] naming
+//! the field as [`SrtConfig`] names it (`encryption[0].passphrase`), so an
+//! application taking the settings from its users can report it next to
+//! its own name for the setting.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,12 +17,27 @@ use crate::error::{Error, Result};
 /// The default SRT port.
 pub const DEFAULT_PORT: u16 = 8890;
 
+/// The longest [`SrtConfig::latency`] accepted.
+pub const MAX_LATENCY: Duration = Duration::from_secs(60);
+
+/// A setting refused by [`SrtConfig::validate`]: the field, as named in
+/// [`SrtConfig`] (`latency`, `encryption[1].key_length`), and the rule its
+/// value breaks. It never shows a passphrase.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {rule}")]
+pub struct ConfigError {
+    /// The field.
+    pub field: String,
+    /// The rule, worded to follow the field (`must be positive`).
+    pub rule: String,
+}
+
 /// Encryption of one application (`live`) or one stream (`live/cam1`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PathEncryption {
     /// `app` or `app/stream`; the most specific entry wins.
     pub path: String,
-    /// The passphrase (10 to 79 characters).
+    /// The passphrase: 10 to 79 bytes (srt-protocol's rule).
     pub passphrase: String,
     /// AES key length in bytes: 16, 24 or 32.
     pub key_length: u16,
@@ -38,13 +58,15 @@ impl std::fmt::Debug for PathEncryption {
 pub struct SrtConfig {
     /// Where to listen (UDP; port 0 picks a free port).
     pub listen: SocketAddr,
-    /// TSBPD latency of every connection (the larger of this and the caller's applies).
+    /// TSBPD latency of every connection (the larger of this and the caller's
+    /// applies); at most [`MAX_LATENCY`].
     pub latency: Duration,
     /// Encryption per application or stream; paths not listed are unencrypted.
     pub encryption: Vec<PathEncryption>,
-    /// A publisher that sends nothing for this long is disconnected.
+    /// A publisher that sends nothing for this long is disconnected (positive).
     pub read_timeout: Duration,
-    /// A reader whose connection accepts nothing for this long is disconnected.
+    /// A reader whose connection accepts nothing for this long is
+    /// disconnected (positive).
     pub write_timeout: Duration,
     /// Most simultaneous connections.
     pub max_connections: usize,
@@ -64,22 +86,43 @@ impl Default for SrtConfig {
 }
 
 impl SrtConfig {
-    /// Checks passphrase lengths and key lengths.
-    pub fn validate(&self) -> Result<()> {
-        for e in &self.encryption {
-            let bad =
-                |what: String| Error::Config(format!("[srt] encryption for {:?}: {what}", e.path));
-            if !(10..=79).contains(&e.passphrase.chars().count()) {
-                return Err(bad("the passphrase must be 10 to 79 characters".into()));
+    /// Checks the settings: positive `read_timeout` and `write_timeout`,
+    /// `latency` at most [`MAX_LATENCY`], then each encryption entry in
+    /// order: a passphrase srt-protocol accepts (10 to 79 bytes), a key
+    /// length of 16, 24 or 32, a path `{app}` or `{app}/{stream}`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: String, rule: String| Err(ConfigError { field, rule });
+        for (field, value) in [
+            ("read_timeout", self.read_timeout),
+            ("write_timeout", self.write_timeout),
+        ] {
+            if value.is_zero() {
+                return bad(field.into(), "must be positive".into());
+            }
+        }
+        if self.latency > MAX_LATENCY {
+            return bad("latency".into(), format!("must be at most {MAX_LATENCY:?}"));
+        }
+        for (i, e) in self.encryption.iter().enumerate() {
+            let field = |name: &str| format!("encryption[{i}].{name}");
+            if Passphrase::try_from(e.passphrase.clone()).is_err() {
+                return bad(
+                    field("passphrase"),
+                    format!(
+                        "must be 10 to 79 bytes long, not {} (path {:?})",
+                        e.passphrase.len(),
+                        e.path
+                    ),
+                );
             }
             if !matches!(e.key_length, 16 | 24 | 32) {
-                return Err(bad(format!(
-                    "key length {} (expected 16, 24 or 32)",
-                    e.key_length
-                )));
+                return bad(
+                    field("key_length"),
+                    format!("must be 16, 24 or 32 (path {:?})", e.path),
+                );
             }
             if e.path.is_empty() || e.path.split('/').count() > 2 {
-                return Err(bad("the path must be {app} or {app}/{stream}".into()));
+                return bad(field("path"), "must be {app} or {app}/{stream}".into());
             }
         }
         Ok(())
@@ -108,8 +151,13 @@ pub(crate) fn key_size(length: u16) -> KeySize {
 /// `announced` is the key size the caller's handshake announced
 /// (`Unspecified` when it said none; srt-protocol then works with 16-byte keys).
 pub(crate) fn key_settings(e: &PathEncryption, announced: KeySize) -> Result<KeySettings> {
-    let passphrase = Passphrase::try_from(e.passphrase.clone())
-        .map_err(|err| Error::Config(format!("[srt] passphrase for {:?}: {err}", e.path)))?;
+    // Checked by `SrtConfig::validate`, which `Srt::new` runs.
+    let passphrase = Passphrase::try_from(e.passphrase.clone()).map_err(|_| {
+        Error::Config(ConfigError {
+            field: "encryption.passphrase".into(),
+            rule: format!("must be 10 to 79 bytes long (path {:?})", e.path),
+        })
+    })?;
     Ok(KeySettings {
         key_size: match announced {
             KeySize::Unspecified => KeySize::Unspecified,
@@ -117,4 +165,94 @@ pub(crate) fn key_settings(e: &PathEncryption, announced: KeySize) -> Result<Key
         },
         passphrase,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, passphrase: &str, key_length: u16) -> PathEncryption {
+        PathEncryption {
+            path: path.into(),
+            passphrase: passphrase.into(),
+            key_length,
+        }
+    }
+
+    /// The field `validate` refuses `config` for.
+    fn refused(config: SrtConfig) -> String {
+        config.validate().expect_err("refused").field
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(SrtConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn every_rule_names_its_field() {
+        let d = SrtConfig::default;
+        let zero = Duration::ZERO;
+        assert_eq!(
+            refused(SrtConfig {
+                read_timeout: zero,
+                ..d()
+            }),
+            "read_timeout"
+        );
+        assert_eq!(
+            refused(SrtConfig {
+                write_timeout: zero,
+                ..d()
+            }),
+            "write_timeout"
+        );
+        assert_eq!(
+            refused(SrtConfig {
+                latency: Duration::from_millis(60_001),
+                ..d()
+            }),
+            "latency"
+        );
+        let ok = entry("live", "0123456789", 16);
+        let with = |e: PathEncryption| SrtConfig {
+            encryption: vec![ok.clone(), e],
+            ..d()
+        };
+        assert_eq!(with(ok.clone()).validate(), Ok(()));
+        assert_eq!(
+            refused(with(entry("x", "short", 16))),
+            "encryption[1].passphrase"
+        );
+        assert_eq!(
+            refused(with(entry("x", "0123456789", 20))),
+            "encryption[1].key_length"
+        );
+        assert_eq!(
+            refused(with(entry("a/b/c", "0123456789", 32))),
+            "encryption[1].path"
+        );
+    }
+
+    #[test]
+    fn the_passphrase_rule_is_srt_protocols_and_is_never_shown() {
+        // 40 two-byte characters: 80 bytes, which srt-protocol refuses.
+        let long = "é".repeat(40);
+        let e = SrtConfig {
+            encryption: vec![entry("live", &long, 16)],
+            ..SrtConfig::default()
+        }
+        .validate()
+        .expect_err("refused");
+        assert!(!e.to_string().contains('é'), "{e}");
+        assert!(e.to_string().contains("10 to 79 bytes"), "{e}");
+        // Five of them are 10 bytes: accepted, and usable.
+        let five = entry("live", &"é".repeat(5), 16);
+        assert!(key_settings(&five, KeySize::Unspecified).is_ok());
+        let config = SrtConfig {
+            encryption: vec![five],
+            ..SrtConfig::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
+    }
 }

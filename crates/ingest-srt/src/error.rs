@@ -15,9 +15,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A setting is wrong.
-    #[error("{0}")]
-    Config(String),
+    /// A setting breaks its rule ([`SrtConfig::validate`](crate::SrtConfig::validate)).
+    #[error("srt settings: {0}")]
+    Config(#[from] crate::ConfigError),
     /// A publisher's MPEG-TS could not be read.
     #[error("peer {peer} stream {stream}: {source}")]
     Demux {

@@ -106,7 +106,7 @@ use tidewater_core::{BoundAddr, CancellationToken, InboundProtocol, IngestContex
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-pub use config::{DEFAULT_PORT, PathEncryption, SrtConfig};
+pub use config::{ConfigError, DEFAULT_PORT, MAX_LATENCY, PathEncryption, SrtConfig};
 pub use error::{Error, Result};
 pub use http_ts::http_ts_router;
 
