@@ -1,8 +1,24 @@
-//! Packaging settings.
+//! Packaging settings, and their rules: [`HlsConfig::validate`] is the one
+//! check, run by [`Hls::new`](crate::Hls::new) too. A refusal is a
+//! [`ConfigError`] naming the field as [`HlsConfig`] names it
+//! (`window must hold at least 3 segments`), so an application taking the
+//! settings from its users can report it next to its own name for the
+//! setting.
 
 use std::time::Duration;
 
 use tidewater_core::StreamKey;
+
+/// A setting refused by [`HlsConfig::validate`]: the field, as named in
+/// [`HlsConfig`], and the rule its value breaks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field} {rule}")]
+pub struct ConfigError {
+    /// The field (`segment_target`, `window`, …).
+    pub field: String,
+    /// The rule, worded to follow the field (`must be non-zero`).
+    pub rule: String,
+}
 
 /// Settings of the HLS and LL-HLS packagers and routes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,33 +77,46 @@ impl HlsConfig {
         ticks + ticks / 20
     }
 
-    /// Checks the settings: non-zero durations, a window of at least 3
-    /// segments, a part target under the segment target.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks the settings: a segment target of at least 500 ms, a maximum
+    /// segment from the segment target to 60 s, a window of 3 to 100
+    /// segments, a part target from 50 ms to half the segment target,
+    /// non-zero timeouts. The error names the first field that breaks its
+    /// rule, in that order.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field: &str, rule: &str| {
+            Err(ConfigError {
+                field: field.into(),
+                rule: rule.into(),
+            })
+        };
         if self.segment_target < Duration::from_millis(500) {
-            return Err("segment target must be at least 500 ms".into());
+            return bad("segment_target", "must be at least 500 ms");
         }
         if self.max_segment < self.segment_target {
-            return Err("max segment must be at least the segment target".into());
+            return bad("max_segment", "must be at least the segment target");
         }
         if self.max_segment > Duration::from_secs(60) {
-            return Err("max segment must be at most 60 s".into());
+            return bad("max_segment", "must be at most 60 s");
         }
         if self.window < 3 {
-            return Err("window must hold at least 3 segments".into());
+            return bad("window", "must hold at least 3 segments");
         }
         if self.window > 100 {
-            return Err("window must hold at most 100 segments".into());
+            return bad("window", "must hold at most 100 segments");
         }
         if self.part_target < Duration::from_millis(50)
             || self.part_target * 2 > self.segment_target
         {
-            return Err(
-                "part target must be at least 50 ms and at most half the segment target".into(),
+            return bad(
+                "part_target",
+                "must be at least 50 ms and at most half the segment target",
             );
         }
-        if self.idle_timeout.is_zero() || self.first_segment_timeout.is_zero() {
-            return Err("timeouts must be non-zero".into());
+        if self.idle_timeout.is_zero() {
+            return bad("idle_timeout", "must be non-zero");
+        }
+        if self.first_segment_timeout.is_zero() {
+            return bad("first_segment_timeout", "must be non-zero");
         }
         Ok(())
     }
@@ -137,5 +166,44 @@ mod tests {
         for c in bad {
             assert!(c.validate().is_err(), "{c:?}");
         }
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let field = |c: HlsConfig| c.validate().expect_err("refused").field;
+        let d = HlsConfig::default;
+        assert_eq!(field(HlsConfig { window: 101, ..d() }), "window");
+        assert_eq!(
+            field(HlsConfig {
+                part_target: Duration::from_millis(10),
+                ..d()
+            }),
+            "part_target"
+        );
+        assert_eq!(
+            field(HlsConfig {
+                max_segment: Duration::from_secs(61),
+                ..d()
+            }),
+            "max_segment"
+        );
+        assert_eq!(
+            field(HlsConfig {
+                idle_timeout: Duration::ZERO,
+                ..d()
+            }),
+            "idle_timeout"
+        );
+        assert_eq!(
+            field(HlsConfig {
+                first_segment_timeout: Duration::ZERO,
+                ..d()
+            }),
+            "first_segment_timeout"
+        );
+        let e = HlsConfig { window: 2, ..d() }
+            .validate()
+            .expect_err("refused");
+        assert_eq!(e.to_string(), "window must hold at least 3 segments");
     }
 }

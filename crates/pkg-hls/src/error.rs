@@ -8,7 +8,7 @@ pub enum Error {
     /// carry, a missing decoder configuration).
     #[error("cannot package: {0}")]
     Package(String),
-    /// The settings are invalid.
+    /// The settings are invalid ([`HlsConfig::validate`](crate::HlsConfig::validate)).
     #[error("invalid HLS settings: {0}")]
-    Config(String),
+    Config(#[from] crate::config::ConfigError),
 }

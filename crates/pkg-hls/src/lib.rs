@@ -131,7 +131,7 @@ mod service_tests;
 #[cfg(test)]
 mod sim_tests;
 
-pub use config::HlsConfig;
+pub use config::{ConfigError, HlsConfig};
 pub use error::Error;
 pub use http::router;
 pub use service::Hls;
