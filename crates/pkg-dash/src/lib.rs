@@ -76,6 +76,7 @@
 
 #![deny(missing_docs)]
 
+mod config;
 mod emsg;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -89,36 +90,5 @@ mod timefmt;
 #[cfg(test)]
 mod tests;
 
-use std::time::Duration;
-
+pub use config::{ConfigError, DashConfig, SEGMENT_TARGET_RANGE, WINDOW_RANGE};
 pub use http::dash_router;
-
-/// Settings of the DASH routes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DashConfig {
-    /// Target segment duration (segments start at the keyframes on this grid).
-    pub segment_target: Duration,
-    /// Complete segments kept per track.
-    pub window: usize,
-    /// Low-latency mode: chunked CMAF, `$Number$` template, latency target.
-    pub low_latency: bool,
-    /// The `ServiceDescription` latency target (low-latency mode).
-    pub latency_target: Duration,
-    /// A packager with no request for this long stops.
-    pub idle_timeout: Duration,
-    /// How long the first MPD request waits for the first segment.
-    pub ready_timeout: Duration,
-}
-
-impl Default for DashConfig {
-    fn default() -> Self {
-        DashConfig {
-            segment_target: Duration::from_secs(2),
-            window: 6,
-            low_latency: false,
-            latency_target: Duration::from_millis(1500),
-            idle_timeout: Duration::from_secs(30),
-            ready_timeout: Duration::from_secs(10),
-        }
-    }
-}
