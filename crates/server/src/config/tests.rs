@@ -1,7 +1,8 @@
 use std::ffi::OsString;
+use std::path::Path;
 use std::time::Duration;
 
-use tidewater::{Request, StreamKey};
+use tidewater::{DuplicatePublish, Request, StreamKey, StreamPolicy};
 
 use super::*;
 
@@ -328,7 +329,7 @@ fn errors_name_the_key_and_where_it_came_from() {
         (
             "[rtmp]\nchunk_size = 64",
             &[],
-            &["rtmp.chunk_size", "invalid value 64", "128 to 65536"],
+            &["rtmp.chunk_size", "invalid value 64", "128..=16777215"],
         ),
         (
             "[rtmp]\nlistne = \"0.0.0.0:1935\"",
@@ -630,4 +631,157 @@ async fn unknown_apps_are_accepted_by_default() {
         .open_publish(Request::new(key("anything/x"), "test"))
         .await;
     assert!(session.is_ok(), "{session:?}");
+}
+
+#[test]
+fn the_rtmp_chunk_size_rule_is_the_librarys() {
+    // The library announces and builds chunks up to 24 bits (0xffffff):
+    // the server used to stop at 65536.
+    for ok in [128, 65_536, 65_537, 16_777_215] {
+        let config = parse_ok(&format!("[rtmp]\nchunk_size = {ok}\n"), &[]);
+        let worker = config.rtmp.worker_config().expect("valid");
+        assert_eq!(worker.chunk_size, ok);
+        assert_eq!(worker.validate(), Ok(()));
+        assert_eq!(config.rtmp.push_config().expect("valid").chunk_size, ok);
+    }
+    for bad in [100, 16_777_216] {
+        let e = refused(&format!("[rtmp]\nchunk_size = {bad}\n"), &[]);
+        assert_eq!(
+            e,
+            format!(
+                "invalid configuration: rtmp.chunk_size: invalid value {bad}: \
+                 chunk_size must be 128..=16777215 (in test.toml)"
+            )
+        );
+    }
+    let e = refused("", &[("TIDEWATER_RTMP__CHUNK_SIZE", "100")]);
+    assert!(
+        e.contains("rtmp.chunk_size") && e.contains("set by TIDEWATER_RTMP__CHUNK_SIZE"),
+        "{e}"
+    );
+}
+
+#[test]
+fn protocol_sections_report_their_crates_rules_at_the_key() {
+    let cases: &[Case] = &[
+        (
+            "[rtmp]\nwrite_timeout_ms = 0",
+            &[],
+            &[
+                "rtmp.write_timeout_ms",
+                "invalid value 0",
+                "must be positive",
+                "in test.toml",
+            ],
+        ),
+        (
+            "[rtmp]\ncoalesce_ms = 1001",
+            &[],
+            &["rtmp.coalesce_ms", "invalid value 1001", "at most 1s"],
+        ),
+        (
+            "[rtmp]\npush_connect_timeout_ms = 0",
+            &[],
+            &["rtmp.push_connect_timeout_ms", "invalid value 0"],
+        ),
+        (
+            "[rtmp]\npush_retry_max_ms = 100",
+            &[],
+            &[
+                "rtmp.push_retry_max_ms",
+                "invalid value 100",
+                "at least backoff.initial",
+            ],
+        ),
+        (
+            "[srt]\nlatency_ms = 60001",
+            &[],
+            &["srt.latency_ms", "invalid value 60001", "at most 60s"],
+        ),
+        (
+            "",
+            &[("TIDEWATER_SRT__READ_TIMEOUT_MS", "0")],
+            &[
+                "srt.read_timeout_ms",
+                "set by TIDEWATER_SRT__READ_TIMEOUT_MS",
+            ],
+        ),
+        (
+            "[[srt.encryption]]\npath = \"live\"\npassphrase = \"0123456789\"\n\
+             [[srt.encryption]]\npath = \"x\"\npassphrase = \"s3cret\"\n",
+            &[],
+            &[
+                "srt.encryption[1].passphrase",
+                "10 to 79 bytes",
+                "in test.toml",
+            ],
+        ),
+        (
+            "[[srt.encryption]]\npath = \"live\"\npassphrase = \"0123456789\"\nkey_length = 20\n",
+            &[],
+            &[
+                "srt.encryption[0].key_length",
+                "invalid value 20",
+                "16, 24 or 32",
+            ],
+        ),
+        (
+            "[hls]\nwindow = 2",
+            &[],
+            &[
+                "hls.window",
+                "invalid value 2",
+                "at least 3 segments",
+                "in test.toml",
+            ],
+        ),
+        (
+            "[hls]\npart_ms = 1500",
+            &[],
+            &[
+                "hls.part_ms",
+                "invalid value 1500",
+                "half the segment target",
+            ],
+        ),
+        (
+            "[hls]\nalways_on = [\"nokey\"]",
+            &[],
+            &["hls.always_on[0]", "invalid stream key", "in test.toml"],
+        ),
+        (
+            "[dash]\nwindow = 1",
+            &[],
+            &[
+                "dash.window",
+                "invalid value 1",
+                "2 to 1000",
+                "in test.toml",
+            ],
+        ),
+        (
+            "",
+            &[("TIDEWATER_DASH__SEGMENT_MS", "100")],
+            &[
+                "dash.segment_ms",
+                "invalid value 100",
+                "set by TIDEWATER_DASH__SEGMENT_MS",
+            ],
+        ),
+    ];
+    for (file, vars, expected) in cases {
+        let text = refused(file, vars);
+        for part in *expected {
+            assert!(
+                text.contains(part),
+                "{file:?} {vars:?}: {text:?} does not mention {part:?}"
+            );
+        }
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+    // A disabled section is not checked.
+    parse_ok(
+        "[dash]\nenabled = false\nwindow = 1\n[hls]\nenabled = false\nwindow = 1\n",
+        &[],
+    );
 }

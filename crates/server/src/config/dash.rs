@@ -1,0 +1,82 @@
+//! `[dash]`: DASH and low-latency DASH under `/dash/` on the HTTP port.
+//!
+//! The rules of the values are `tidewater::dash`'s
+//! ([`DashConfig::validate`](tidewater::dash::DashConfig::validate)); this
+//! module maps each key to its field and each refusal back to its key.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{FieldKey, field_error};
+use crate::error::{Error, Result};
+
+/// `[dash]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashSection {
+    /// Whether to serve `/dash/` at all (default true).
+    pub enabled: bool,
+    /// Target segment duration (default 2000; segments start at keyframes).
+    pub segment_ms: u64,
+    /// Complete segments kept per track (default 6).
+    pub window: usize,
+    /// Low-latency mode: chunked CMAF and a latency target (default false).
+    pub low_latency: bool,
+    /// The latency target announced in low-latency mode (default 1500).
+    pub latency_target_ms: u64,
+    /// A stream's packager stops after this long without a request (default 30000).
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for DashSection {
+    fn default() -> Self {
+        let d = tidewater::dash::DashConfig::default();
+        DashSection {
+            enabled: true,
+            segment_ms: d.segment_target.as_millis() as u64,
+            window: d.window,
+            low_latency: d.low_latency,
+            latency_target_ms: d.latency_target.as_millis() as u64,
+            idle_timeout_ms: d.idle_timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl DashSection {
+    /// The DASH routes' configuration (`None` when disabled), checked by
+    /// [`DashConfig::validate`](tidewater::dash::DashConfig::validate); an
+    /// error names the key at fault.
+    pub fn dash_config(&self) -> Result<Option<tidewater::dash::DashConfig>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let config = tidewater::dash::DashConfig {
+            segment_target: Duration::from_millis(self.segment_ms),
+            window: self.window,
+            low_latency: self.low_latency,
+            latency_target: Duration::from_millis(self.latency_target_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            ..tidewater::dash::DashConfig::default()
+        };
+        config.validate().map_err(|e| self.refused(&e))?;
+        Ok(Some(config))
+    }
+
+    /// Checks the section (nothing when disabled).
+    pub(super) fn check(&self) -> Result<()> {
+        self.dash_config().map(drop)
+    }
+
+    /// The crate's refusal, at the key of this section that sets the field.
+    fn refused(&self, e: &tidewater::dash::ConfigError) -> Error {
+        let key = match e.field.as_str() {
+            "segment_target" => FieldKey::shown("segment_ms", self.segment_ms),
+            "window" => FieldKey::shown("window", self.window),
+            "latency_target" => FieldKey::shown("latency_target_ms", self.latency_target_ms),
+            "idle_timeout" => FieldKey::shown("idle_timeout_ms", self.idle_timeout_ms),
+            _ => None,
+        };
+        field_error("dash", key, e)
+    }
+}
