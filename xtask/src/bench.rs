@@ -29,6 +29,11 @@ const BENCHES: &[Bench] = &[
         run: |ws, args| criterion(ws, "tidewater-bench", "hls", args),
     },
     Bench {
+        name: "metrics",
+        about: "/metrics render time at 1 000 live streams against registered prometheus-client metrics",
+        run: |ws, args| criterion(ws, "tidewater-bench", "metrics", args),
+    },
+    Bench {
         name: "srt",
         about: "SRT readers per core for one 4 Mbit/s stream; SRT in -> SRT out latency p50/p99",
         run: |ws, args| criterion(ws, "tidewater-ingest-srt", "srt", args),
