@@ -92,6 +92,7 @@ mod listener;
 mod output;
 mod publish;
 mod read;
+pub mod screen;
 pub mod streamid;
 
 use std::net::SocketAddr;
