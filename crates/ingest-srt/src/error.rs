@@ -18,6 +18,9 @@ pub enum Error {
     /// A setting breaks its rule ([`SrtConfig::validate`](crate::SrtConfig::validate)).
     #[error("srt settings: {0}")]
     Config(#[from] crate::ConfigError),
+    /// The listener stopped on its own.
+    #[error("{0}")]
+    Listener(String),
     /// A publisher's MPEG-TS could not be read.
     #[error("peer {peer} stream {stream}: {source}")]
     Demux {

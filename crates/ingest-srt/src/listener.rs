@@ -1,6 +1,8 @@
 //! The accept loop: each handshake's stream id is read, the path's
 //! encryption and the kernel's answer are checked, and the caller is
 //! accepted (with that path's key) or rejected with a reason and a log line.
+//! What srt-protocol 0.4.4 cannot accept without panicking is refused here
+//! first, from what the handshake shows ([`ConnectionRequest::offer`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,11 +10,11 @@ use std::sync::Arc;
 use srt_protocol::options::KeySize;
 use srt_protocol::packet::{CoreRejectReason, RejectReason, ServerRejectReason};
 use srt_protocol::settings::KeySettings;
-use srt_tokio::ConnectionRequest;
 use tidewater_core::{CancellationToken, IngestContext, Request};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::config::{self, SrtConfig};
+use crate::demux::ConnectionRequest;
 use crate::streamid::{self, Mode, StreamRequest};
 use crate::{publish, read};
 
@@ -27,11 +29,9 @@ fn reject_reason(e: &tidewater_core::Error) -> RejectReason {
     })
 }
 
-async fn reject(req: ConnectionRequest, reason: RejectReason, peer: SocketAddr, why: &str) {
+fn reject(req: ConnectionRequest, reason: RejectReason, peer: SocketAddr, why: &str) {
     info!(%peer, "srt connection refused: {why}");
-    if let Err(e) = req.reject(reason).await {
-        warn!(%peer, "srt: could not send the rejection: {e}");
-    }
+    req.reject(reason);
 }
 
 /// A refusal of a handshake: the reason sent and the log line.
@@ -50,21 +50,51 @@ fn check_handshake(
             format!("stream id {:?}: {e}", id.unwrap_or("")),
         )
     })?;
-    let key = &parsed.key;
-    let mode = match parsed.mode {
-        Mode::Publish => "publish",
-        Mode::Read => "read",
-    };
+    let (key, mode) = (&parsed.key, parsed.mode);
+    let rogue = RejectReason::Core(CoreRejectReason::Rogue);
     let bad_secret = RejectReason::Core(CoreRejectReason::BadSecret);
-    // srt-protocol 0.4.4 panics (unimplemented!) when the key size the caller
-    // announces differs from the one accepted with, or when the caller
-    // encrypts and the path does not: what can be told from the handshake
-    // is refused here. A caller that encrypts without announcing its key
-    // length (no pbkeylen) looks like one that does not encrypt; on an
-    // encrypted path srt-protocol then sorts them out itself (a wrong or no
-    // passphrase is rejected in the handshake).
-    let key_settings = match (config.encryption_for(key), req.key_size()) {
-        (Some(e), KeySize::Unspecified) if e.key_length != 16 => {
+    let unsecure = RejectReason::Core(CoreRejectReason::Unsecure);
+    let offer = req.offer();
+    // srt-protocol 0.4.4 panics (unimplemented!) when accepting a caller
+    // that sends key material on a path without a key, key material of the
+    // wrong kind, or a key size other than the one it is accepted with; it
+    // never answers an acceptance of a handshake without the HSv5 request.
+    // All of that shows in the handshake: it is refused here.
+    if !offer.handshake_request {
+        return Err((
+            rogue,
+            format!(
+                "{mode} {key}: the handshake has no HSv5 handshake request (libsrt 1.3 or later expected)"
+            ),
+        ));
+    }
+    if offer.other_key_material {
+        return Err((
+            rogue,
+            format!("{mode} {key}: the handshake carries a key material response, not a request"),
+        ));
+    }
+    let key_settings = match (
+        config.encryption_for(key),
+        offer.key_material,
+        req.key_size(),
+    ) {
+        (None, false, _) => None,
+        (None, true, _) => {
+            return Err((
+                unsecure,
+                format!(
+                    "{mode} {key}: the caller encrypts (it has a passphrase) but the path has no passphrase"
+                ),
+            ));
+        }
+        (Some(_), false, _) => {
+            return Err((
+                unsecure,
+                format!("{mode} {key}: the path has a passphrase and the caller has none"),
+            ));
+        }
+        (Some(e), true, KeySize::Unspecified) if e.key_length != 16 => {
             return Err((
                 bad_secret,
                 format!(
@@ -73,7 +103,7 @@ fn check_handshake(
                 ),
             ));
         }
-        (Some(e), size)
+        (Some(e), true, size)
             if size != KeySize::Unspecified && size != config::key_size(e.key_length) =>
         {
             return Err((
@@ -84,19 +114,12 @@ fn check_handshake(
                 ),
             ));
         }
-        (Some(e), size) => Some(config::key_settings(e, size).map_err(|err| {
+        (Some(e), true, size) => Some(config::key_settings(e, size).map_err(|err| {
             (
                 RejectReason::Server(ServerRejectReason::InternalServerError),
                 err.to_string(),
             )
         })?),
-        (None, KeySize::Unspecified) => None,
-        (None, _) => {
-            return Err((
-                RejectReason::Core(CoreRejectReason::Unsecure),
-                format!("{mode} {key}: the caller encrypts but the path has no passphrase"),
-            ));
-        }
     };
     Ok((parsed, key_settings))
 }
@@ -111,7 +134,7 @@ pub(crate) async fn handle(
     let peer = req.remote();
     let (parsed, key_settings) = match check_handshake(&req, &config) {
         Ok(checked) => checked,
-        Err((reason, why)) => return reject(req, reason, peer, &why).await,
+        Err((reason, why)) => return reject(req, reason, peer, &why),
     };
     let key = parsed.key.clone();
     let encrypted = key_settings.is_some();
@@ -127,7 +150,7 @@ pub(crate) async fn handle(
                 Ok(s) => s,
                 Err(e) => {
                     let reason = reject_reason(&e);
-                    return reject(req, reason, peer, &format!("read {key}: {e}")).await;
+                    return reject(req, reason, peer, &format!("read {key}: {e}"));
                 }
             };
             let socket = match req.accept(key_settings).await {
@@ -157,11 +180,8 @@ pub(crate) async fn handle(
                 Err(e) => {
                     info!(%peer, "srt connection refused: publish {key}: {e}");
                     let mut socket = socket;
-                    let _ = tokio::time::timeout(
-                        std::time::Duration::from_secs(1),
-                        socket.close_and_finish(),
-                    )
-                    .await;
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), socket.close())
+                        .await;
                     return;
                 }
             };
@@ -173,7 +193,7 @@ pub(crate) async fn handle(
                 Ok(s) => s,
                 Err(e) => {
                     let reason = reject_reason(&e);
-                    return reject(req, reason, peer, &format!("publish {key}: {e}")).await;
+                    return reject(req, reason, peer, &format!("publish {key}: {e}"));
                 }
             };
             let socket = match req.accept(None).await {

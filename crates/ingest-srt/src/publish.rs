@@ -4,15 +4,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::StreamExt;
-use srt_tokio::SrtSocket;
 use tidewater_core::{CancellationToken, PublishSession};
 use tidewater_media::ts::{DemuxEvent, TsDemuxer};
 use tracing::{info, warn};
 
+use crate::connection::SrtConnection;
 use crate::error::{Error, Result};
 
 pub(crate) async fn run(
-    mut socket: SrtSocket,
+    mut socket: SrtConnection,
     mut session: PublishSession,
     peer: SocketAddr,
     read_timeout: Duration,
@@ -35,11 +35,7 @@ pub(crate) async fn run(
                 info!(%peer, stream = %key, "srt publish ended: the peer closed");
                 break Ok(());
             }
-            Ok(Some(Err(e))) => {
-                info!(%peer, stream = %key, "srt publish ended: {e}");
-                break Ok(());
-            }
-            Ok(Some(Ok((_, data)))) => data,
+            Ok(Some((_, data))) => data,
         };
         if let Err(source) = demux.push(&data) {
             break Err(Error::Demux {
@@ -65,7 +61,7 @@ pub(crate) async fn run(
         "srt publish finished"
     );
     session.finish().await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close_and_finish()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
 }
 
 fn deliver(

@@ -5,17 +5,21 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use srt_tokio::SrtSocket;
 use tidewater_core::{CancellationToken, EventRef, RecvError, StreamKey, Subscription};
 use tracing::{debug, info, warn};
 
+use crate::connection::SrtConnection;
 use crate::output::TsOutput;
 
 /// Seven TS packets: the SRT live-mode payload libsrt and ffmpeg use.
 pub(crate) const MESSAGE: usize = 7 * 188;
 
+/// How much longer than the latency a reader's connection stays open after
+/// the stream's last bytes (sending and acknowledging them).
+const LINGER_MARGIN: Duration = Duration::from_millis(250);
+
 pub(crate) async fn run(
-    mut socket: SrtSocket,
+    mut socket: SrtConnection,
     mut sub: Subscription,
     key: StreamKey,
     peer: SocketAddr,
@@ -23,8 +27,9 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let ts = TsOutput::of(&sub, &key);
-    let (mut incoming, mut outgoing) = socket.split_mut();
+    let (incoming, outgoing) = socket.split_mut();
     let mut sent = 0u64;
+    let mut ended = false;
     loop {
         let bytes: Bytes = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -44,6 +49,7 @@ pub(crate) async fn run(
                 Ok(EventRef::Frame(f)) => ts.bytes(&f),
                 Err(RecvError::Ended(reason)) => {
                     info!(%peer, stream = %key, "srt read ended: stream ended ({reason}; {sent} bytes sent)");
+                    ended = true;
                     break;
                 }
                 Err(RecvError::Evicted) => {
@@ -80,5 +86,16 @@ pub(crate) async fn run(
             }
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close_and_finish()).await;
+    if ended {
+        // srt-protocol sends its shutdown as soon as the last packet is
+        // acknowledged, and a libsrt receiver drops what it still holds for
+        // play-out then (one latency's worth: the publish's last frames).
+        // Closing one latency later lets it play them.
+        let linger = socket.latency() + LINGER_MARGIN;
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(linger) => {}
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
 }

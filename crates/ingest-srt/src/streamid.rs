@@ -18,6 +18,15 @@ pub enum Mode {
     Read,
 }
 
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Publish => "publish",
+            Mode::Read => "read",
+        })
+    }
+}
+
 /// A parsed stream id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamRequest {

@@ -1,0 +1,141 @@
+//! One accepted SRT connection: srt-protocol's [`DuplexConnection`] driven
+//! by a task of its own, fed the packets the listener routes to it, sending
+//! on the listener's UDP socket.
+//!
+//! A panic in srt-protocol's connection code ends this task only: the
+//! connection's data channels close and its publish or read ends; every
+//! other connection and the listener go on.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::channel::mpsc;
+use futures::{SinkExt, Stream, StreamExt};
+use srt_protocol::connection::{Connection, DuplexConnection};
+use srt_protocol::packet::{Packet, ReceivePacketError};
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+/// Packets the listener routes to one connection, waiting for its task.
+pub(crate) const ROUTED_PACKETS: usize = 1024;
+/// Messages waiting between a connection's task and its user, each way.
+const DATA_QUEUE: usize = 128;
+
+/// A message: its bytes, and the time it was made (for TSBPD).
+pub(crate) type Message = (Instant, Bytes);
+
+/// A connection's packets, as the listener routes them.
+pub(crate) type Routed = tokio::sync::mpsc::Sender<(Packet, SocketAddr)>;
+
+/// An accepted connection: a stream of the messages received, and a sink
+/// for the messages to send (each with its source time).
+#[derive(Debug)]
+pub(crate) struct SrtConnection {
+    received: mpsc::Receiver<Message>,
+    to_send: mpsc::Sender<Message>,
+    task: JoinHandle<()>,
+    latency: Duration,
+}
+
+impl SrtConnection {
+    /// Starts the connection's task; returns it and the sender of its packets.
+    pub(crate) fn spawn(socket: Arc<UdpSocket>, connection: Connection) -> (SrtConnection, Routed) {
+        let (routed, packets) = tokio::sync::mpsc::channel(ROUTED_PACKETS);
+        let (received_tx, received) = mpsc::channel(DATA_QUEUE);
+        let (to_send, to_send_rx) = mpsc::channel(DATA_QUEUE);
+        let latency = connection.settings.send_tsbpd_latency;
+        let task = tokio::spawn(run(
+            DuplexConnection::new(connection),
+            socket,
+            packets,
+            to_send_rx,
+            received_tx,
+        ));
+        (
+            SrtConnection {
+                received,
+                to_send,
+                task,
+                latency,
+            },
+            routed,
+        )
+    }
+
+    /// The messages received, and the sink of the messages to send.
+    pub(crate) fn split_mut(
+        &mut self,
+    ) -> (&mut mpsc::Receiver<Message>, &mut mpsc::Sender<Message>) {
+        (&mut self.received, &mut self.to_send)
+    }
+
+    /// How long the peer holds what it receives before playing it
+    /// (the connection's TSBPD latency towards it).
+    pub(crate) fn latency(&self) -> Duration {
+        self.latency
+    }
+
+    /// Ends the connection: what was queued is sent, then srt-protocol
+    /// closes it (a shutdown to the peer); waits for the task to end.
+    pub(crate) async fn close(&mut self) {
+        self.to_send.close_channel();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Stream for SrtConnection {
+    type Item = Message;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.received.poll_next_unpin(cx)
+    }
+}
+
+async fn run(
+    mut connection: DuplexConnection,
+    socket: Arc<UdpSocket>,
+    mut packets: tokio::sync::mpsc::Receiver<(Packet, SocketAddr)>,
+    mut to_send: mpsc::Receiver<Message>,
+    mut received: mpsc::Sender<Message>,
+) {
+    let mut buf = BytesMut::with_capacity(1500);
+    let (mut routed_open, mut sending_open) = (true, true);
+    while connection.is_open() {
+        let now = Instant::now();
+        // Statistics are not read; their timer is reset like the others.
+        let _ = connection.should_update_statistics(now);
+        while let Some((packet, to)) = connection.next_packet(now) {
+            buf.clear();
+            packet.serialize(&mut buf);
+            if let Err(e) = socket.send_to(&buf, to).await {
+                debug!(peer = %to, "srt: sending a packet failed: {e}");
+            }
+        }
+        while let Some(data) = connection.next_data(now) {
+            if !received.is_closed() {
+                let _ = received.send(data).await;
+            }
+        }
+        let wake = connection.check_timers(Instant::now());
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake.into()) => {}
+            packet = packets.recv(), if routed_open => {
+                let packet = packet.ok_or_else(|| {
+                    routed_open = false;
+                    ReceivePacketError::Io(std::io::ErrorKind::NotConnected.into())
+                });
+                connection.handle_packet_input(Instant::now(), packet);
+            }
+            data = to_send.next(), if sending_open => {
+                sending_open = data.is_some();
+                connection.handle_data_input(Instant::now(), data);
+            }
+        }
+    }
+    received.close_channel();
+}
