@@ -636,12 +636,12 @@ pub fn hex_bytes(s: &str) -> Vec<u8> {
 pub fn wait_live(http: SocketAddr, key: &str, timeout: Duration) -> serde_json::Value {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Ok(r) = try_http_get(&format!("http://{http}/api/v1/streams/{key}")) {
-            if r.status == 200 {
-                let v = r.json();
-                if !v["catalog"].is_null() {
-                    return v;
-                }
+        if let Ok(r) = try_http_get(&format!("http://{http}/api/v1/streams/{key}"))
+            && r.status == 200
+        {
+            let v = r.json();
+            if !v["catalog"].is_null() {
+                return v;
             }
         }
         assert!(
@@ -850,15 +850,14 @@ pub fn ffprobe_packets(url: &str, seconds: u32, timeout: Duration) -> ProbedPack
             if let Ok(i) = index.parse::<usize>() {
                 streams.push((i, format!("{kind}:{codec}")));
             }
-        } else if let (Some(index), Some(t)) = (kv.get("stream_index"), kv.get("dts_time")) {
-            if let (Ok(i), Ok(t)) = (index.parse::<usize>(), t.parse::<f64>()) {
-                if i < 16 {
-                    if dts.len() <= i {
-                        dts.resize(i + 1, Vec::new());
-                    }
-                    dts[i].push(t);
-                }
+        } else if let (Some(index), Some(t)) = (kv.get("stream_index"), kv.get("dts_time"))
+            && let (Ok(i), Ok(t)) = (index.parse::<usize>(), t.parse::<f64>())
+            && i < 16
+        {
+            if dts.len() <= i {
+                dts.resize(i + 1, Vec::new());
             }
+            dts[i].push(t);
         }
     }
     streams.sort();
@@ -946,13 +945,13 @@ pub fn wait_json(
     let deadline = Instant::now() + timeout;
     let mut last = None;
     loop {
-        if let Ok(r) = try_http_get(url) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body) {
-                if check(&v) {
-                    return v;
-                }
-                last = Some(v);
+        if let Ok(r) = try_http_get(url)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&r.body)
+        {
+            if check(&v) {
+                return v;
             }
+            last = Some(v);
         }
         assert!(
             Instant::now() < deadline,

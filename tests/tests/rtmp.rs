@@ -65,10 +65,9 @@ fn try_gone(http: std::net::SocketAddr, key: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if let Ok(r) = tidewater_tests::try_http_get(&format!("http://{http}/api/v1/streams/{key}"))
+            && r.status == 404
         {
-            if r.status == 404 {
-                return true;
-            }
+            return true;
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -324,7 +324,7 @@ fn tw_frame(index: u64, payload: &Bytes) -> tw::Frame {
         tw::Codec::H264,
         dts,
         dts,
-        index % GOP == 0,
+        index.is_multiple_of(GOP),
         payload.clone(),
     )
 }
@@ -347,7 +347,7 @@ fn arcly_frame(index: u64, payload: &Bytes) -> arcly::MediaFrame {
         dts,
         payload.clone(),
         arcly::CodecId::H264,
-        index % GOP == 0,
+        index.is_multiple_of(GOP),
     )
 }
 

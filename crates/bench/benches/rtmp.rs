@@ -292,15 +292,15 @@ fn run(opts: &Options) -> Result<(), String> {
             build_tidewater(&paths)
         },
     };
-    if let Err(e) = &setup.nginx {
-        if wants_nginx {
-            eprintln!("rtmp bench: nginx-rtmp not available: {e}");
-        }
+    if let Err(e) = &setup.nginx
+        && wants_nginx
+    {
+        eprintln!("rtmp bench: nginx-rtmp not available: {e}");
     }
-    if let Err(e) = &setup.tidewater {
-        if wants_tidewater {
-            eprintln!("rtmp bench: tidewater not available: {e}");
-        }
+    if let Err(e) = &setup.tidewater
+        && wants_tidewater
+    {
+        eprintln!("rtmp bench: tidewater not available: {e}");
     }
     eprintln!(
         "rtmp bench: clip {}, open-file limit {}, server on CPU {}, load tool and publisher on CPU {}",

@@ -120,10 +120,10 @@ impl ChunkReader {
 
     /// Drops the partial message of a chunk stream (an Abort message).
     pub fn abort(&mut self, csid: u32) {
-        if let Some(cs) = self.streams.get_mut(&csid) {
-            if let Some(p) = cs.partial.take() {
-                self.partial_bytes -= p.len();
-            }
+        if let Some(cs) = self.streams.get_mut(&csid)
+            && let Some(p) = cs.partial.take()
+        {
+            self.partial_bytes -= p.len();
         }
     }
 

@@ -117,10 +117,10 @@ async fn wait_live(engine: &Engine, key: &str, tracks: usize) -> Instant {
     let key = StreamKey::parse(key).expect("key");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(s) = engine.stream(&key) {
-            if s.catalog.as_ref().is_some_and(|c| c.tracks.len() == tracks) {
-                return Instant::now();
-            }
+        if let Some(s) = engine.stream(&key)
+            && s.catalog.as_ref().is_some_and(|c| c.tracks.len() == tracks)
+        {
+            return Instant::now();
         }
         assert!(
             Instant::now() < deadline,

@@ -339,10 +339,10 @@ fn read_segment(addr: SocketAddr, path: &str, mut on_tfdt: impl FnMut(u64)) -> b
             if size < 8 || pending.len() < size {
                 break;
             }
-            if &pending[4..8] == b"moof" {
-                if let Some(t) = tfdt(&pending[..size]) {
-                    on_tfdt(t);
-                }
+            if &pending[4..8] == b"moof"
+                && let Some(t) = tfdt(&pending[..size])
+            {
+                on_tfdt(t);
             }
             pending.drain(..size);
         }

@@ -261,7 +261,7 @@ fn write_adaptation_set(
 /// Seconds with up to millisecond precision, for attributes of type double.
 fn seconds(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1_000 == 0 {
+    if ms.is_multiple_of(1_000) {
         format!("{}", ms / 1_000)
     } else {
         format!("{}.{:03}", ms / 1_000, ms % 1_000)

@@ -111,10 +111,11 @@ impl Track {
         if self.info.kind() != MediaKind::Video {
             return None;
         }
-        if let Some(fr) = self.info.video.and_then(|v| v.frame_rate) {
-            if fr.0 > 0 && fr.1 > 0 {
-                return Some(fr);
-            }
+        if let Some(fr) = self.info.video.and_then(|v| v.frame_rate)
+            && fr.0 > 0
+            && fr.1 > 0
+        {
+            return Some(fr);
         }
         (self.last_dts.is_some() && self.last_step > 0).then(|| {
             let fps = (f64::from(self.timescale) / f64::from(self.last_step)).round();

@@ -115,12 +115,11 @@ async fn drive(shared: Arc<Shared>, key: StreamKey, entry: Arc<Entry>, mut follo
                         }
                         let timescale = f.catalog().track(f.track).map_or(1_000, |t| t.timescale);
                         let wall = anchor.map_or_else(SystemTime::now, |a| a.wall_clock_of(f.dts, timescale));
-                        if let Err(e) = p.on_frame(&f, wall) {
-                            if !warned {
+                        if let Err(e) = p.on_frame(&f, wall)
+                            && !warned {
                                 warn!(stream = %key, "dash: {e}");
                                 warned = true;
                             }
-                        }
                     }
                     Ok(Event::Skipped { frames }) => {
                         debug!(stream = %key, "dash packager fell behind, {frames} frames skipped");

@@ -331,10 +331,11 @@ fn run(packager: &mut Packager, frames: &[Frame], offset_ms: i64, check_every: u
         packager
             .on_frame(f, wall(f.dts + offset_ms))
             .expect("packaged");
-        if check_every > 0 && i % check_every == 0 {
-            if let Some(xml) = mpd::write(packager, wall(f.dts + offset_ms), &opts()) {
-                last = check(&xml, packager);
-            }
+        if check_every > 0
+            && i % check_every == 0
+            && let Some(xml) = mpd::write(packager, wall(f.dts + offset_ms), &opts())
+        {
+            last = check(&xml, packager);
         }
     }
     let xml = mpd::write(packager, SystemTime::now(), &opts()).expect("an MPD");

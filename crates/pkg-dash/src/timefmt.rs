@@ -38,7 +38,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// `PT2.5S`: an `xs:duration` in seconds with up to millisecond precision.
 pub fn duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1_000 == 0 {
+    if ms.is_multiple_of(1_000) {
         format!("PT{}S", ms / 1_000)
     } else {
         let s = format!("{}.{:03}", ms / 1_000, ms % 1_000);

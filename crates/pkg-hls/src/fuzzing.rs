@@ -32,10 +32,10 @@ pub fn request(data: &[u8]) {
             Some(FileName::Media | FileName::Master) | None => {}
         }
     }
-    if let Ok(b) = parse_query(Some(&query)) {
-        if let Some(msn) = b.msn {
-            let _ = pl.satisfies(msn, b.part);
-        }
+    if let Ok(b) = parse_query(Some(&query))
+        && let Some(msn) = b.msn
+    {
+        let _ = pl.satisfies(msn, b.part);
     }
     let _ = crate::validate::check(&String::from_utf8_lossy(data));
 }

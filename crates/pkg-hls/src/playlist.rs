@@ -226,10 +226,10 @@ impl PlaylistState {
     /// A new init segment for the segments that follow; returns its id.
     /// An identical one is reused.
     pub fn set_init(&mut self, init: Bytes) -> u32 {
-        if let Some((id, bytes)) = self.maps.last() {
-            if *bytes == init {
-                return *id;
-            }
+        if let Some((id, bytes)) = self.maps.last()
+            && *bytes == init
+        {
+            return *id;
         }
         let id = self.next_map;
         self.next_map += 1;
@@ -342,11 +342,12 @@ impl PlaylistState {
 
     /// The stream ended: no more segments (`EXT-X-ENDLIST`).
     pub fn end(&mut self) {
-        if let Some(open) = &self.open {
-            if open.parts.is_empty() && open.ts.is_empty() {
-                self.next_msn = open.msn;
-                self.open = None;
-            }
+        if let Some(open) = &self.open
+            && open.parts.is_empty()
+            && open.ts.is_empty()
+        {
+            self.next_msn = open.msn;
+            self.open = None;
         }
         self.ended = true;
         self.version += 1;
@@ -511,10 +512,11 @@ impl PlaylistState {
                     if o.discontinuity && !o.parts.is_empty() {
                         out.push_str("#EXT-X-DISCONTINUITY\n");
                     }
-                    if o.map != map && !o.parts.is_empty() {
-                        if let Some(id) = o.map {
-                            let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", self.uri_init(id));
-                        }
+                    if o.map != map
+                        && !o.parts.is_empty()
+                        && let Some(id) = o.map
+                    {
+                        let _ = writeln!(out, "#EXT-X-MAP:URI=\"{}\"", self.uri_init(id));
                     }
                     self.write_parts(&mut out, o.msn, &o.parts);
                     (o.msn, o.parts.len())

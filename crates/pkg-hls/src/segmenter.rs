@@ -101,10 +101,10 @@ impl Segmenter {
 
     /// The decision for a driving frame at `t` (90 kHz decode time).
     pub fn driving(&mut self, t: i64, keyframe: bool) -> Step {
-        if let Some(last) = self.last {
-            if t > last {
-                self.interval = t - last;
-            }
+        if let Some(last) = self.last
+            && t > last
+        {
+            self.interval = t - last;
         }
         self.last = Some(t);
         let Some(start) = self.segment_start else {

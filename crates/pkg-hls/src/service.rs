@@ -264,10 +264,10 @@ impl Package {
         let state = lock(&self.state);
         let version = state.version();
         let mut cache = lock(&self.rendered);
-        if let Some((v, b)) = cache.as_ref() {
-            if *v == version {
-                return Some(b.clone());
-            }
+        if let Some((v, b)) = cache.as_ref()
+            && *v == version
+        {
+            return Some(b.clone());
         }
         let text = Bytes::from(state.render()?);
         *cache = Some((version, text.clone()));

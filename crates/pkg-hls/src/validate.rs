@@ -274,12 +274,12 @@ fn check_ll(
                 ));
             }
         }
-        if let Some(d) = segment_duration {
-            if !parts.is_empty() {
-                let sum: f64 = parts.iter().map(|p| p.duration).sum();
-                if (sum - d).abs() > 0.002 {
-                    return Err(format!("parts add up to {sum:.4} s, segment says {d:.4} s"));
-                }
+        if let Some(d) = segment_duration
+            && !parts.is_empty()
+        {
+            let sum: f64 = parts.iter().map(|p| p.duration).sum();
+            if (sum - d).abs() > 0.002 {
+                return Err(format!("parts add up to {sum:.4} s, segment says {d:.4} s"));
             }
         }
     }

@@ -269,10 +269,11 @@ impl Viewer {
                 self.max_lag = lag;
             }
         }
-        if m.keyframe && self.first_keyframe.is_none() {
-            if let Some(at) = self.connect_at {
-                self.first_keyframe = Some(now.duration_since(at));
-            }
+        if m.keyframe
+            && self.first_keyframe.is_none()
+            && let Some(at) = self.connect_at
+        {
+            self.first_keyframe = Some(now.duration_since(at));
         }
     }
 
