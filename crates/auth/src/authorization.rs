@@ -639,8 +639,25 @@ impl Decision<'_> {
     }
 }
 
+/// How long a read token from [`Authorizer::read_token`] is valid for a
+/// player's first use. HLS and DASH packagers then keep it valid for as long
+/// as its player keeps fetching (their player idle timeout), so playback is
+/// not cut when it expires.
+pub const READ_TOKEN_TTL: Duration = Duration::from_secs(300);
+
 #[async_trait]
 impl Authorizer for Authorization {
+    fn read_token(&self, key: &StreamKey, who: &Identity, ip: Option<IpAddr>) -> Option<String> {
+        match self.allows_anonymous(Action::Read, Some(key), ip) {
+            true => None,
+            false => Some(self.sign_read_token_for(key, READ_TOKEN_TTL, who)),
+        }
+    }
+
+    fn realm(&self) -> String {
+        Authorization::realm(self)
+    }
+
     async fn authorize(&self, req: &AuthRequest) -> std::result::Result<Identity, Refusal> {
         let inner = &*self.inner;
         let p = inner.policy.load_full();

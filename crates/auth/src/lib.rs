@@ -179,7 +179,7 @@ mod rate;
 mod stats;
 mod users;
 
-pub use authorization::Authorization;
+pub use authorization::{Authorization, READ_TOKEN_TTL};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     AuthConfig, HttpHookConfig, JwtConfig, Permission, RateLimitConfig, Secret, UserConfig,

@@ -15,7 +15,7 @@
 //! | [`Unavailable`](RefusalKind::Unavailable) | `503` | unauthorized / denied |
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
 use async_trait::async_trait;
@@ -442,6 +442,22 @@ pub trait Authorizer: Send + Sync + 'static {
     /// `Ok(identity)` to allow; `Err(refusal)` to refuse (the refusal is
     /// logged and, where the protocol can, told to the peer).
     async fn authorize(&self, request: &AuthRequest) -> Result<Identity, Refusal>;
+
+    /// A short-lived token that lets `who`, once authorized to read `key`,
+    /// fetch it again without sending credentials: HLS and DASH put it in
+    /// the URIs of their playlists and segments as `?token=…`, and
+    /// [`authorize`](Self::authorize) must accept it there for `read` of
+    /// `key`. `None` (the default) when a peer at `ip` may read `key`
+    /// anonymously anyway, so that URIs stay plain and cacheable.
+    fn read_token(&self, key: &StreamKey, who: &Identity, ip: Option<IpAddr>) -> Option<String> {
+        let _ = (key, who, ip);
+        None
+    }
+
+    /// The realm named in HTTP `WWW-Authenticate` and RTSP challenges.
+    fn realm(&self) -> String {
+        "tidewater".to_string()
+    }
 }
 
 /// Allows everything: the kernel's default, for embedders that decide

@@ -53,6 +53,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod key;
+mod players;
 mod policy;
 mod protocol;
 mod qos;
@@ -73,6 +74,7 @@ pub use events::{NoopObserver, Observer, StreamEvent, StreamEventKind};
 pub use follow::Follower;
 pub use frame::{Codec, Frame, FrameFlags, MediaKind, TrackId};
 pub use key::StreamKey;
+pub use players::{PlayerInfo, PlayerSession};
 pub use policy::{AppSpec, DuplicatePublish, StreamPolicy};
 pub use protocol::{
     BoundAddr, CONNECTION_GRACE, InboundProtocol, IngestContext, drain_connections,

@@ -129,6 +129,39 @@ impl IngestContext {
         self.registry.stream(key)
     }
 
+    /// Asks the authorizer about a request that is not a subscription (an
+    /// HLS or DASH playlist or segment): `Err` carries why not, and its
+    /// [`RefusalKind`](crate::RefusalKind) the HTTP status to answer.
+    pub async fn authorize(
+        &self,
+        request: &crate::AuthRequest,
+    ) -> std::result::Result<crate::Identity, crate::Refusal> {
+        self.registry.authorize(request).await
+    }
+
+    /// A short-lived token for `who` to read `key` again without
+    /// credentials, for `?token=` in playlist URIs; `None` when a peer at
+    /// `ip` may read `key` anonymously (then URIs stay plain and cacheable).
+    pub fn read_token(
+        &self,
+        key: &StreamKey,
+        who: &crate::Identity,
+        ip: Option<std::net::IpAddr>,
+    ) -> Option<String> {
+        self.registry.read_token(key, who, ip)
+    }
+
+    /// The realm of HTTP `WWW-Authenticate` and RTSP challenges.
+    pub fn realm(&self) -> String {
+        self.registry.realm()
+    }
+
+    /// Registers an HLS or DASH player as a session, listed and kickable
+    /// until the handle is dropped (see [`PlayerSession`](crate::PlayerSession)).
+    pub fn register_player(&self, info: crate::PlayerInfo) -> crate::PlayerSession {
+        self.registry.register_player(info)
+    }
+
     /// Lifecycle events.
     pub fn subscribe_events(&self) -> tokio::sync::broadcast::Receiver<StreamEvent> {
         self.registry.subscribe_events()

@@ -7,12 +7,16 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
+use std::net::IpAddr;
+
+use crate::auth::{AuthRequest, Identity, Refusal};
 use crate::bus::Subscription;
 use crate::engine::{Engine, Request};
 use crate::error::Result;
 use crate::events::StreamEvent;
 use crate::follow::Follower;
 use crate::key::StreamKey;
+use crate::players::{PlayerInfo, PlayerSession};
 use crate::session::PublishSession;
 use crate::snapshot::StreamSnapshot;
 
@@ -34,6 +38,15 @@ pub trait PlaybackRegistry: Send + Sync + 'static {
     fn streams(&self) -> Vec<StreamSnapshot>;
     /// A snapshot of one live stream.
     fn stream(&self, key: &StreamKey) -> Option<StreamSnapshot>;
+    /// Asks the authorizer about a request that is not a subscription (an
+    /// HLS or DASH playlist or segment of a packager already running).
+    async fn authorize(&self, request: &AuthRequest) -> std::result::Result<Identity, Refusal>;
+    /// A short-lived read token for playlist URIs (see [`Authorizer::read_token`](crate::Authorizer::read_token)).
+    fn read_token(&self, key: &StreamKey, who: &Identity, ip: Option<IpAddr>) -> Option<String>;
+    /// The realm of HTTP and RTSP challenges.
+    fn realm(&self) -> String;
+    /// Registers an HLS or DASH player as a session (see [`PlayerSession`]).
+    fn register_player(&self, info: PlayerInfo) -> PlayerSession;
 }
 
 /// Lifecycle events.
@@ -67,6 +80,18 @@ impl PlaybackRegistry for Engine {
     }
     fn stream(&self, key: &StreamKey) -> Option<StreamSnapshot> {
         Engine::stream(self, key)
+    }
+    async fn authorize(&self, request: &AuthRequest) -> std::result::Result<Identity, Refusal> {
+        Engine::authorize_request(self, request).await
+    }
+    fn read_token(&self, key: &StreamKey, who: &Identity, ip: Option<IpAddr>) -> Option<String> {
+        Engine::read_token(self, key, who, ip)
+    }
+    fn realm(&self) -> String {
+        Engine::realm(self)
+    }
+    fn register_player(&self, info: PlayerInfo) -> PlayerSession {
+        Engine::register_player(self, info)
     }
 }
 

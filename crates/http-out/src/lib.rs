@@ -5,8 +5,11 @@
 //! - [`preflight`], [`get_with_preflight`], [`set_headers`], [`reply`],
 //!   [`text`]: one cross-origin policy (any origin; `GET`, `HEAD`, `OPTIONS`), `Content-Type` and
 //!   `Cache-Control` on every answer, plain-text errors;
-//! - [`peer_and_query`], [`reader_request`], [`refused`]: who asks, the
-//!   kernel request the authorizer sees, and its refusals as `403`/`404`;
+//! - [`asker`], [`credentials`], [`reader_request`], [`refused`],
+//!   [`refusal_response`]: who asks and with which credentials (`Basic`,
+//!   `Bearer`, `?token=`), the kernel request the authorizer sees, and its
+//!   refusals as `401` (with `WWW-Authenticate`), `403`, `429`, `503` or
+//!   `404`;
 //! - [`subscribe_file`]: the whole admission of a reader of
 //!   `…/{app}/{stream}.{ext}`, logged with peer and stream;
 //! - [`live`] and [`Feed`]: a chunked live response fed by a task through a
@@ -73,12 +76,14 @@
 
 #![deny(missing_docs)]
 
+mod auth;
 mod cors;
 mod live;
 mod request;
 
+pub use auth::{credentials, refusal_response, refusal_status, refuse};
 pub use cors::{get_with_preflight, preflight, reply, set_headers, text};
 pub use live::{CHANNEL_DEPTH, Ending, Feed, channel_body, chunks_body, live};
 pub use request::{
-    Play, Refusal, peer_and_query, reader_request, refused, stream_key, subscribe_file, who,
+    Play, Refusal, asker, peer_and_query, reader_request, refused, stream_key, subscribe_file, who,
 };

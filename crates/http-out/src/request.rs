@@ -6,10 +6,18 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Request as HttpRequest};
 use axum::http::StatusCode;
 use axum::response::Response;
-use tidewater_core::{IngestContext, Request, StreamKey, Subscription};
+use tidewater_core::{Credentials, IngestContext, Request, StreamKey, Subscription};
 use tracing::info;
 
 use crate::cors::text;
+
+/// The peer of a request (when the server was started with connect info),
+/// its query string, if any, and the credentials of its `Authorization`
+/// header ([`credentials`](crate::credentials)).
+pub fn asker(request: &HttpRequest) -> (Option<SocketAddr>, Option<String>, Credentials) {
+    let (peer, query) = peer_and_query(request);
+    (peer, query, crate::credentials(request.headers()))
+}
 
 /// The peer of a request (when the server was started with connect info)
 /// and its query string, if any.
@@ -26,15 +34,16 @@ pub fn who(peer: Option<SocketAddr>) -> String {
     peer.map_or_else(|| "?".to_string(), |p| p.to_string())
 }
 
-/// The kernel request of a reader of `key` over `protocol`, with the peer
-/// and query the authorizer sees.
+/// The kernel request of a reader of `key` over `protocol`, with the peer,
+/// query and credentials the authorizer sees.
 pub fn reader_request(
     key: &StreamKey,
     protocol: &'static str,
     peer: Option<SocketAddr>,
     query: Option<&str>,
+    credentials: Credentials,
 ) -> Request {
-    let mut req = Request::new(key.clone(), protocol);
+    let mut req = Request::new(key.clone(), protocol).credentials(credentials);
     if let Some(p) = peer {
         req = req.peer(p);
     }
@@ -45,19 +54,23 @@ pub fn reader_request(
 }
 
 /// The answer to a reader the kernel refused (logged with peer and stream):
-/// `403` when the authorizer said no, `404` otherwise (not live).
+/// the authorizer's refusal as [`refusal_response`](crate::refusal_response)
+/// makes it (`401` with challenges in `realm`, `403`, `429`, `503`), `404`
+/// otherwise (not live).
 pub fn refused(
     protocol: &str,
     peer: Option<SocketAddr>,
     key: &StreamKey,
     error: &tidewater_core::Error,
+    realm: &str,
 ) -> Response {
     info!(peer = %who(peer), stream = %key, "{protocol} request refused: {error}");
-    let status = match error {
-        tidewater_core::Error::Unauthorized { .. } => StatusCode::FORBIDDEN,
-        _ => StatusCode::NOT_FOUND,
-    };
-    text(status, error.to_string())
+    match error {
+        tidewater_core::Error::Unauthorized { refusal, .. } => {
+            crate::refusal_response(refusal, realm)
+        }
+        _ => text(StatusCode::NOT_FOUND, error.to_string()),
+    }
 }
 
 /// The stream key named by `app` and a stream name (refused with `400` if invalid).
@@ -89,8 +102,9 @@ pub struct Play {
 
 /// Admits a reader of `GET …/{app}/{stream}{ext}` over `protocol`: the file
 /// name must end with `ext` (`404` otherwise), name a valid stream (`400`),
-/// and the kernel must let this peer, with this query, read it (`403` when
-/// the authorizer refuses, `404` when not live). Refusals and the start are
+/// and the kernel must let this peer, with this query and these credentials
+/// (`Authorization: Basic`/`Bearer`, `?token=`), read it (see [`refused`]
+/// for the answers when not), `404` when not live. Refusals and the start are
 /// logged with peer and stream.
 ///
 /// Only the peer and query are taken from `request` before the returned
@@ -104,7 +118,7 @@ pub fn subscribe_file<'a>(
     ext: &'a str,
     request: &HttpRequest,
 ) -> impl Future<Output = Result<Play, Refusal>> + Send + 'a {
-    let (peer, query) = peer_and_query(request);
+    let (peer, query, credentials) = asker(request);
     async move {
         let Some(stream) = file.strip_suffix(ext) else {
             return Err(Box::new(text(
@@ -113,11 +127,11 @@ pub fn subscribe_file<'a>(
             )));
         };
         let key = stream_key(protocol, peer, app, stream)?;
-        let req = reader_request(&key, protocol, peer, query.as_deref());
+        let req = reader_request(&key, protocol, peer, query.as_deref(), credentials);
         let subscription = ctx
             .subscribe(req)
             .await
-            .map_err(|e| Box::new(refused(protocol, peer, &key, &e)))?;
+            .map_err(|e| Box::new(refused(protocol, peer, &key, &e, &ctx.realm())))?;
         info!(peer = %who(peer), stream = %key, "{protocol} play started");
         Ok(Play {
             key,

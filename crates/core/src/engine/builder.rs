@@ -99,6 +99,7 @@ impl EngineBuilder {
                 auth: self.auth,
                 next_session: AtomicU64::new(0),
                 listeners: Default::default(),
+                players: Default::default(),
             }),
         })
     }

@@ -16,12 +16,13 @@ pub use builder::EngineBuilder;
 pub use request::Request;
 pub(crate) use slot::StreamSlot;
 
-use crate::auth::{Action, AuthRequest, Authorizer, Identity};
+use crate::auth::{Action, AuthRequest, Authorizer, Identity, Refusal};
 use crate::bus::{Bus, Emitter, PublishMeta, Subscription};
 use crate::error::{EndReason, Error, Result};
 use crate::events::{StreamEvent, StreamEventKind};
 use crate::follow::Follower;
 use crate::key::StreamKey;
+use crate::players::{PlayerInfo, PlayerRegistry, PlayerSession};
 use crate::policy::{AppSpec, DuplicatePublish};
 use crate::qos::SessionInfo;
 use crate::registry::ListenerRegistry;
@@ -49,6 +50,8 @@ pub(crate) struct EngineInner {
     /// Ids of publish and read sessions alike.
     next_session: AtomicU64,
     pub(crate) listeners: Arc<ListenerRegistry>,
+    /// HLS and DASH players, registered by their packagers.
+    pub(crate) players: Arc<PlayerRegistry>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -96,6 +99,40 @@ impl Engine {
                 peer: req.peer,
                 refusal,
             })
+    }
+
+    /// Asks the authorizer about any request: a stream's playlist or
+    /// segment, the API, the metrics. Publishes and subscriptions are
+    /// asked for by [`open_publish`](Self::open_publish),
+    /// [`subscribe`](Self::subscribe) and [`follow`](Self::follow) themselves.
+    pub async fn authorize_request(
+        &self,
+        request: &AuthRequest,
+    ) -> std::result::Result<Identity, Refusal> {
+        self.inner.auth.authorize(request).await
+    }
+
+    /// The authorizer's short-lived read token for `who` on `key`, for
+    /// playlist URIs; `None` when a peer at `ip` may read `key` anonymously
+    /// (see [`Authorizer::read_token`]).
+    pub fn read_token(
+        &self,
+        key: &StreamKey,
+        who: &Identity,
+        ip: Option<std::net::IpAddr>,
+    ) -> Option<String> {
+        self.inner.auth.read_token(key, who, ip)
+    }
+
+    /// The realm of HTTP and RTSP challenges ([`Authorizer::realm`]).
+    pub fn realm(&self) -> String {
+        self.inner.auth.realm()
+    }
+
+    /// Registers an HLS or DASH player (see [`PlayerSession`]): listed with
+    /// the sessions and kickable until the returned handle is dropped.
+    pub fn register_player(&self, info: PlayerInfo) -> PlayerSession {
+        self.inner.players.register(self.next_session_id(), info)
     }
 
     /// Claims a stream for publishing, after asking the authorizer.

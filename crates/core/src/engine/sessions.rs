@@ -33,6 +33,11 @@ impl Engine {
                     .map(|s| SessionSnapshot::reader(&bus, &s)),
             );
         }
+        out.extend(
+            self.inner
+                .players
+                .snapshots(|key| self.stream(key).map_or(0, |s| s.generation)),
+        );
         out.sort_by_key(|s| s.id);
         out
     }
@@ -52,6 +57,10 @@ impl Engine {
     ///   see the stream end (followers wait for a republish within their
     ///   grace period, as after any end).
     pub fn kick(&self, id: u64) -> bool {
+        // A player's next request is refused by its packager.
+        if self.inner.players.kick(id) {
+            return true;
+        }
         for slot in self.slots() {
             let Some(bus) = slot.live() else { continue };
             if bus.meta.id == id {
