@@ -173,7 +173,7 @@ impl PublishClient {
             egress: None,
             reader: ChunkReader::new(config.max_message_len),
             config: ClientConfig {
-                chunk_size: config.chunk_size.clamp(128, 0x00ff_ffff),
+                chunk_size: crate::config::clamp_chunk_size(config.chunk_size),
                 ..config
             },
             handshake: Some(handshake),

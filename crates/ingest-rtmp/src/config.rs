@@ -32,6 +32,15 @@ pub const DEFAULT_CHUNK_SIZE: u32 = 4096;
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a viewer gathers messages before writing them, by default.
 pub const DEFAULT_COALESCE: Duration = Duration::from_millis(200);
+/// Time from accepting a connection to its publish or play request, by default.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Simultaneous connections one listener accepts, by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+/// Simultaneous connections from one non-loopback address, by default.
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 200;
+/// Simultaneous connections from one loopback address, by default (local
+/// tools, tests and a reverse proxy on the same host open many).
+pub const DEFAULT_MAX_CONNECTIONS_PER_LOOPBACK_IP: usize = 2000;
 
 /// The outbound chunk sizes accepted: at least RTMP's initial 128 bytes, at
 /// most the longest message a chunk header can announce (24 bits), beyond
@@ -75,15 +84,26 @@ pub struct RtmpConfig {
     /// A viewer whose socket accepts no bytes for this long is disconnected
     /// (positive).
     pub write_timeout: Duration,
-    /// Time from accepting a connection to its publish or play request.
+    /// Time from accepting a connection (the TLS handshake included, for
+    /// RTMPS) to its publish or play request; a peer that does not get there
+    /// is closed with a log line and counted as refused
+    /// (`handshake_timeout`). Positive.
     pub handshake_timeout: Duration,
     /// A publisher that sends nothing for this long is disconnected.
     pub read_timeout: Duration,
     /// Longest message accepted from a peer, in bytes, in
     /// [`MAX_MESSAGE_LEN_RANGE`] (at most 16 MiB − 1).
     pub max_message_len: usize,
-    /// Most simultaneous connections; more are closed on accept with a log line.
+    /// Most simultaneous connections on this listener; more are closed on
+    /// accept with a log line and counted as refused
+    /// (`too_many_connections`). Positive.
     pub max_connections: usize,
+    /// Most simultaneous connections from one IP address that is not a
+    /// loopback address; more are closed on accept like the above. Positive.
+    pub max_connections_per_ip: usize,
+    /// Most simultaneous connections from one loopback address (`127.0.0.0/8`,
+    /// `::1`). Positive.
+    pub max_connections_per_loopback_ip: usize,
     /// After each write a viewer waits this long before gathering what has
     /// been published meanwhile, so a live viewer is woken and makes a
     /// syscall a few times per window rather than once per message. It adds
@@ -98,10 +118,12 @@ impl Default for RtmpConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 1935)),
             chunk_size: DEFAULT_CHUNK_SIZE,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             read_timeout: Duration::from_secs(30),
             max_message_len: 8 << 20,
-            max_connections: 10_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_connections_per_loopback_ip: DEFAULT_MAX_CONNECTIONS_PER_LOOPBACK_IP,
             coalesce: DEFAULT_COALESCE,
         }
     }
@@ -109,16 +131,32 @@ impl Default for RtmpConfig {
 
 impl RtmpConfig {
     /// Checks the settings, in field order: `chunk_size` in
-    /// [`CHUNK_SIZE_RANGE`], a positive `write_timeout`, `max_message_len`
-    /// in [`MAX_MESSAGE_LEN_RANGE`], `coalesce` at most [`MAX_COALESCE`].
+    /// [`CHUNK_SIZE_RANGE`], positive `write_timeout` and
+    /// `handshake_timeout`, `max_message_len` in [`MAX_MESSAGE_LEN_RANGE`],
+    /// positive `max_connections`, `max_connections_per_ip` and
+    /// `max_connections_per_loopback_ip`, `coalesce` at most
+    /// [`MAX_COALESCE`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_chunk_size(self.chunk_size)?;
         check_positive("write_timeout", self.write_timeout)?;
+        check_positive("handshake_timeout", self.handshake_timeout)?;
         if !MAX_MESSAGE_LEN_RANGE.contains(&self.max_message_len) {
             return Err(ConfigError::new(
                 "max_message_len",
                 format!("must be {MAX_MESSAGE_LEN_RANGE:?}"),
             ));
+        }
+        for (field, value) in [
+            ("max_connections", self.max_connections),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            (
+                "max_connections_per_loopback_ip",
+                self.max_connections_per_loopback_ip,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(field, "must be at least 1"));
+            }
         }
         if self.coalesce > MAX_COALESCE {
             return Err(ConfigError::new(
@@ -262,6 +300,19 @@ mod tests {
         };
         assert_eq!(rtmp(|c| c.write_timeout = Duration::ZERO), "write_timeout");
         assert_eq!(rtmp(|c| c.max_message_len = 100), "max_message_len");
+        assert_eq!(
+            rtmp(|c| c.handshake_timeout = Duration::ZERO),
+            "handshake_timeout"
+        );
+        assert_eq!(rtmp(|c| c.max_connections = 0), "max_connections");
+        assert_eq!(
+            rtmp(|c| c.max_connections_per_ip = 0),
+            "max_connections_per_ip"
+        );
+        assert_eq!(
+            rtmp(|c| c.max_connections_per_loopback_ip = 0),
+            "max_connections_per_loopback_ip"
+        );
         assert_eq!(
             rtmp(|c| c.coalesce = Duration::from_millis(1001)),
             "coalesce"

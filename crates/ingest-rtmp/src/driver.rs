@@ -6,7 +6,8 @@
 //! over while [`Session::wants_media`], writes what the session queued
 //! ([`write_out`]), sleeps until [`Session::poll_timeout`] and calls
 //! [`Session::handle_timeout`]. What it decides itself is only what the
-//! kernel is asked (open a publish, subscribe) and what is logged.
+//! kernel is asked (open a publish, subscribe), what is logged and what is
+//! counted in the listener's [`ListenerStats`].
 
 use std::future::Future;
 use std::io::IoSlice;
@@ -17,7 +18,10 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tidewater_core::{IngestContext, PublishSession, Subscription};
+use tidewater_core::{
+    EndReason, IngestContext, ListenerStats, OpenConnection, PublishSession, RecvError,
+    RefusalKind, Subscription,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -25,9 +29,10 @@ use tracing::{debug, info, warn};
 
 use crate::client::PublishClient;
 use crate::config::RtmpConfig;
-use crate::egress::{BATCH_MESSAGES, Ending};
+use crate::egress::{BATCH_MESSAGES, EgressInput, Ending};
 use crate::error::{Context, Error, Result};
 use crate::ingest::{FlvIngest, IngestEvent};
+use crate::limits::Admitted;
 use crate::session::{Session, SessionConfig, SessionEvent, StreamRequest};
 
 /// Bytes read from the socket at a time.
@@ -108,12 +113,13 @@ impl Endpoint for PublishClient {
 
 /// Writes out everything the endpoint queued, with vectored writes of up to
 /// [`BATCH_MESSAGES`] messages, honouring its deadlines (a write that makes
-/// no progress in time is the endpoint's error).
-pub(crate) async fn write_out<E, W>(ep: &mut E, wr: &mut W, ctx: &Context) -> Result<()>
+/// no progress in time is the endpoint's error); the bytes written.
+pub(crate) async fn write_out<E, W>(ep: &mut E, wr: &mut W, ctx: &Context) -> Result<usize>
 where
     E: Endpoint,
     W: AsyncWrite + Unpin,
 {
+    let mut total = 0;
     let mut now = clock();
     while ep.poll_transmit(now) {
         let deadline = ep.poll_timeout();
@@ -134,7 +140,10 @@ where
                     source: std::io::ErrorKind::WriteZero.into(),
                 });
             }
-            Some(Ok(w)) => ep.transmitted(w, now),
+            Some(Ok(w)) => {
+                total += w;
+                ep.transmitted(w, now);
+            }
             Some(Err(source)) => {
                 return Err(Error::Io {
                     ctx: ctx.clone(),
@@ -143,7 +152,18 @@ where
             }
         }
     }
-    Ok(())
+    Ok(total)
+}
+
+/// What an accepted connection holds while it is open and what it counts
+/// with: its place under the listener's limits, its count as open, and the
+/// listener's counters (for refusals).
+pub(crate) struct Slot {
+    /// When it was accepted: the handshake deadline runs from then.
+    pub accepted: Instant,
+    pub stats: Arc<ListenerStats>,
+    pub _admitted: Admitted,
+    pub _open: OpenConnection,
 }
 
 /// One connection, over any byte stream: a TCP socket's halves, or a TLS
@@ -155,19 +175,23 @@ pub(crate) struct Connection<R, W> {
     ctx: Context,
     ingest: IngestContext,
     inbuf: BytesMut,
+    stats: Arc<ListenerStats>,
+    /// The listener's name (`rtmp`, `rtmps`), for logs.
+    name: &'static str,
 }
 
 /// Runs one accepted TCP connection to its end and logs how it ended.
 pub(crate) async fn run_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    slot: Slot,
     ingest: IngestContext,
     config: Arc<RtmpConfig>,
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
-    run_halves(rd, wr, peer, ingest, &config, shutdown).await;
+    run_halves(rd, wr, peer, "rtmp", &slot, ingest, &config, shutdown).await;
 }
 
 /// Runs one accepted RTMPS connection: the TLS handshake (within the
@@ -175,6 +199,7 @@ pub(crate) async fn run_connection(
 pub(crate) async fn run_tls_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    slot: Slot,
     acceptor: tokio_rustls::TlsAcceptor,
     ingest: IngestContext,
     config: Arc<RtmpConfig>,
@@ -184,22 +209,31 @@ pub(crate) async fn run_tls_connection(
     let limit = config.handshake_timeout;
     let tls = tokio::select! {
         _ = shutdown.cancelled() => return,
-        r = tokio::time::timeout(limit, acceptor.accept(stream)) => r,
+        r = tokio::time::timeout_at((slot.accepted + limit).into(), acceptor.accept(stream)) => r,
     };
     match tls {
         Ok(Ok(tls)) => {
             let (rd, wr) = tokio::io::split(tls);
-            run_halves(rd, wr, peer, ingest, &config, shutdown).await;
+            run_halves(rd, wr, peer, "rtmps", &slot, ingest, &config, shutdown).await;
         }
-        Ok(Err(e)) => info!(peer = %peer, "rtmps connection closed: tls handshake failed: {e}"),
-        Err(_) => info!(peer = %peer, "rtmps connection closed: no tls handshake within {limit:?}"),
+        Ok(Err(e)) => {
+            slot.stats.refused("tls_handshake");
+            info!(peer = %peer, "rtmps connection closed: tls handshake failed: {e}");
+        }
+        Err(_) => {
+            slot.stats.refused("handshake_timeout");
+            warn!(peer = %peer, "rtmps connection closed: no publish or play within {limit:?} (handshake_timeout): the tls handshake did not finish");
+        }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_halves<R, W>(
     rd: R,
     wr: W,
     peer: SocketAddr,
+    name: &'static str,
+    slot: &Slot,
     ingest: IngestContext,
     config: &RtmpConfig,
     shutdown: CancellationToken,
@@ -217,7 +251,7 @@ async fn run_halves<R, W>(
             coalesce: config.coalesce,
             ..SessionConfig::default()
         },
-        clock(),
+        slot.accepted,
     );
     let mut conn = Connection {
         rd,
@@ -229,18 +263,45 @@ async fn run_halves<R, W>(
         },
         ingest,
         inbuf: BytesMut::with_capacity(READ_SIZE),
+        stats: Arc::clone(&slot.stats),
+        name,
     };
     match conn.run(&shutdown).await {
         Ok(()) => {}
         Err(e) => {
             let e = e.in_context(&conn.ctx);
             match &e {
-                e if e.is_bad_input() => warn!("rtmp connection closed on bad input: {e}"),
-                Error::WriteTimeout { .. } => warn!("rtmp viewer disconnected: {e}"),
-                Error::Kernel { .. } => info!("rtmp request refused: {e}"),
-                _ => info!("rtmp connection closed: {e}"),
+                e if e.is_bad_input() => warn!("{name} connection closed on bad input: {e}"),
+                Error::WriteTimeout { .. } => warn!("{name} viewer disconnected: {e}"),
+                Error::NegotiationTimeout { .. } => {
+                    slot.stats.refused("handshake_timeout");
+                    warn!("{name} connection closed: {e} (handshake_timeout)");
+                }
+                Error::Kernel { source, .. }
+                    if matches!(**source, tidewater_core::Error::Unauthorized { .. }) =>
+                {
+                    warn!("{name} request refused: {e}")
+                }
+                Error::Kernel { .. } => info!("{name} request refused: {e}"),
+                _ => info!("{name} connection closed: {e}"),
             }
         }
+    }
+}
+
+/// The listener's refusal reason for a kernel refusal, if it counts one:
+/// `unauthorized`, or `rate_limited` when the authorizer said the peer
+/// failed too often.
+fn refusal_reason(error: &Error) -> Option<&'static str> {
+    let Error::Kernel { source, .. } = error else {
+        return None;
+    };
+    match &**source {
+        tidewater_core::Error::Unauthorized { refusal, .. } => Some(match refusal.kind() {
+            RefusalKind::RateLimited => "rate_limited",
+            _ => "unauthorized",
+        }),
+        _ => None,
     }
 }
 
@@ -262,7 +323,7 @@ where
         };
         match request {
             None => {
-                info!(peer = %self.peer(), "rtmp peer disconnected before publishing or playing");
+                info!(peer = %self.peer(), "{} peer disconnected before publishing or playing", self.name);
                 Ok(())
             }
             Some((true, r)) => self.publish(r, shutdown).await,
@@ -312,7 +373,8 @@ where
         }
     }
 
-    async fn flush(&mut self) -> Result<()> {
+    /// Writes out what the session queued; the bytes written.
+    async fn flush(&mut self) -> Result<usize> {
         write_out(&mut self.session, &mut self.wr, &self.ctx).await
     }
 
@@ -340,8 +402,11 @@ where
     }
 
     /// Refuses the pending request (the session picks the RTMP status for
-    /// the error), then closes politely.
+    /// the error; an authorizer's refusal is counted), then closes politely.
     async fn refuse(&mut self, error: Error) -> Result<()> {
+        if let Some(reason) = refusal_reason(&error) {
+            self.stats.refused(reason);
+        }
         self.session.refuse(&error)?;
         self.flush().await?;
         self.linger().await;
@@ -388,6 +453,8 @@ where
         self.flush().await?;
         info!(peer = %self.peer(), stream = self.stream_name(), "rtmp publish started");
         let result = self.publish_loop(&mut publish, shutdown).await;
+        // Leaving the loop drops the connection: a kicked publisher is
+        // closed at once.
         publish.finish().await;
         if result.is_ok() {
             info!(peer = %self.peer(), stream = self.stream_name(), "rtmp publish ended");
@@ -402,9 +469,16 @@ where
     ) -> Result<()> {
         let mut flv = FlvIngest::new();
         let mut out = Vec::new();
+        // Ended from outside (kicked, taken over, reaped): close even while
+        // the publisher sends nothing.
+        let mut closed = pin!(publish.closed());
         loop {
             let more = tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
+                reason = &mut closed => {
+                    info!(peer = %self.peer(), stream = self.stream_name(), "{} publish ended by the server: {reason}; closing the connection", self.name);
+                    return Ok(());
+                }
                 r = self.read_or_timeout() => r?,
             };
             if !more {
@@ -483,8 +557,8 @@ where
             Err(source) => return self.refuse(self.kernel(source)).await,
         };
         self.session.accept_play()?;
-        self.flush().await?;
-        info!(peer = %self.peer(), stream = self.stream_name(), "rtmp play started");
+        sub.record_sent(self.flush().await?);
+        info!(peer = %self.peer(), stream = self.stream_name(), "{} play started", self.name);
         self.play_loop(sub, shutdown).await
     }
 
@@ -503,18 +577,21 @@ where
                 _ = &mut cancelled => self.session.end_play(Ending::Shutdown)?,
                 r = Self::read_some(&mut self.rd, &mut self.inbuf, &self.ctx), if self.session.wants_input() => {
                     if !r? {
-                        info!(peer = %self.peer(), stream = self.stream_name(), "rtmp viewer left");
+                        info!(peer = %self.peer(), stream = self.stream_name(), "{} viewer left", self.name);
                         return Ok(());
                     }
                     self.session.handle_input(&self.inbuf)?;
                     while let Some(event) = self.session.poll_event() {
                         if event == SessionEvent::PlayFinished {
-                            info!(peer = %self.peer(), stream = self.stream_name(), "rtmp viewer stopped playing");
+                            info!(peer = %self.peer(), stream = self.stream_name(), "{} viewer stopped playing", self.name);
                             return Ok(());
                         }
                     }
                 }
-                ev = sub.recv_ref(), if self.session.wants_media() => self.session.handle_media(ev)?,
+                ev = sub.recv_ref(), if self.session.wants_media() => match ev {
+                    Err(RecvError::Ended(EndReason::Kicked)) => self.session.handle_media(kicked(&sub))?,
+                    ev => self.session.handle_media(ev)?,
+                },
                 // The coalescing window closed: back to waiting for input or media.
                 () = sleep_until(deadline), if deadline.is_some() => {
                     self.session.handle_timeout(clock())?;
@@ -524,11 +601,14 @@ where
             // Gather what else is ready, for one vectored write.
             while self.session.wants_media() {
                 match sub.try_recv_ref() {
+                    Some(Err(RecvError::Ended(EndReason::Kicked))) => {
+                        self.session.handle_media(kicked(&sub))?
+                    }
                     Some(ev) => self.session.handle_media(ev)?,
                     None => break,
                 }
             }
-            self.flush().await?;
+            sub.record_sent(self.flush().await?);
             while let Some(event) = self.session.poll_event() {
                 match event {
                     SessionEvent::Skipped { frames } => debug!(
@@ -544,9 +624,10 @@ where
                                 "rtmp viewer {}: evicted for falling behind repeatedly",
                                 self.ctx
                             ),
+                            Ending::Kicked => {}
                             Ending::Shutdown => {}
                         }
-                        info!(peer = %self.peer(), stream = self.stream_name(), "rtmp play ended: {}", ending.description());
+                        info!(peer = %self.peer(), stream = self.stream_name(), "{} play ended: {}", self.name, ending.description());
                         self.linger().await;
                         return Ok(());
                     }
@@ -555,4 +636,14 @@ where
             }
         }
     }
+}
+
+/// The end of a subscription that ended with [`EndReason::Kicked`]: this
+/// reader kicked by an operator, or the stream of a kicked publisher.
+fn kicked(sub: &Subscription) -> EgressInput<'static> {
+    EgressInput::End(if sub.is_kicked() {
+        Ending::Kicked
+    } else {
+        Ending::Unpublished(EndReason::Kicked)
+    })
 }

@@ -1,9 +1,7 @@
 //! RTMP for the tidewater kernel: publish and play on one port (RTMP and
 //! RTMPS), push to other RTMP/RTMPS servers, and HTTP-FLV.
 //!
-//! - **Publish** `rtmp://host:1935/{app}/{stream}` (the stream name may carry
-//!   a query, `…/{stream}?token=…`, handed with the peer address to the
-//!   kernel's auth seam). FLV tag bodies become kernel frames and a catalog:
+//! - **Publish** `rtmp://host:1935/{app}/{stream}`. FLV tag bodies become kernel frames and a catalog:
 //!   H.264 and AAC, Enhanced RTMP `hvc1` / `av01` / `vp09`, `onMetaData` into
 //!   the stream's metadata (see [`flv`] and [`ingest`] for the mapping and
 //!   for when the catalog is announced).
@@ -15,12 +13,39 @@
 //!   the next keyframe by the kernel; one whose socket stays blocked longer
 //!   than [`RtmpConfig::write_timeout`] is disconnected. When the publisher
 //!   leaves, viewers get `NetStream.Play.UnpublishNotify` and Stream EOF.
+//! - **Credentials**: `?user=…&pass=…` or `?token=…` on the stream name of a
+//!   publish or play (`rtmp://host/live/cam?user=a&pass=b`), or on the
+//!   `connect` (`rtmp://host/live?user=a&pass=b` as OBS's server, the stream
+//!   key plain): user and password become the kernel's
+//!   `Credentials::UserPass`, a token `Credentials::Token` and stays in the
+//!   query; values are percent-decoded (`+` is not a space); the query,
+//!   without `user` and `pass`, goes to the authorizer with the peer address,
+//!   and the stream key never includes it. A refusal gets
+//!   `NetStream.Publish.Denied` or `NetStream.Play.Failed` with the
+//!   authorizer's reason, a log line (peer, stream, reason, which names the
+//!   missing permission) and a count in the listener's counters
+//!   (`unauthorized`, or `rate_limited`), and the connection is closed.
+//! - **Sessions**: bytes written to each RTMP viewer are counted on its
+//!   subscription (HTTP-FLV's by the shared live-response code). An
+//!   operator's kick ends a viewer with `NetStream.Play.Stop` and Stream EOF
+//!   and closes a publisher's connection at once, even while it sends
+//!   nothing.
+//! - **Limits**, counted as refusals in the listener's counters
+//!   (`IngestContext::listener_stats("rtmp")`, or `"rtmps"`):
+//!   [`RtmpConfig::max_connections`] per listener,
+//!   [`RtmpConfig::max_connections_per_ip`] per peer address (a separate,
+//!   larger [`RtmpConfig::max_connections_per_loopback_ip`] for loopback
+//!   peers): a connection over a limit is closed at accept with a log line
+//!   (`too_many_connections`). A peer that has not asked to publish or play
+//!   [`RtmpConfig::handshake_timeout`] after the accept (TLS handshake
+//!   included) is closed likewise (`handshake_timeout`).
 //! - **HTTP-FLV**: [`http_flv_router`] serves `GET /flv/{app}/{stream}.flv`
 //!   with the same instant start, streamed with chunked transfer.
 //! - **RTMPS**: [`Rtmp::with_tls`] serves exactly the same inside TLS
 //!   (rustls; certificate and key from PEM files with
-//!   [`ServerTls::from_pem_files`]). The connection driver is generic over
-//!   the byte stream: a TCP socket's halves or a TLS stream's.
+//!   [`ServerTls::from_pem_files`], read again when they change: see
+//!   [`tls`]). The connection driver is generic over the byte stream: a TCP
+//!   socket's halves or a TLS stream's.
 //! - **Push**: [`RtmpPush`] republishes streams to `rtmp://` and `rtmps://`
 //!   destinations ([`PushRoutes`]: per stream, per application or for every
 //!   stream), following each stream across republishes, reconnecting with
@@ -116,7 +141,14 @@
 //! - **Silent publishers** are closed after [`RtmpConfig::read_timeout`];
 //!   connections that neither publish nor play within
 //!   [`RtmpConfig::handshake_timeout`] likewise (for RTMPS the TLS handshake
-//!   counts against the same limit).
+//!   counts against the same limit, from the accept). The clock stops at the
+//!   publish or play request: the kernel's answer (an authorizer asking an
+//!   external hook) has its own limits.
+//! - **Limits apply at accept, before any byte is read**: a refused
+//!   connection costs one accept and one close. Per-address counting uses
+//!   the canonical address (`::ffff:192.0.2.7` is `192.0.2.7`); loopback
+//!   gets its own limit because local tools, tests and a reverse proxy on
+//!   the same host share one address.
 //! - **Players get no `onStatus` data message.** Some servers send
 //!   `NetStream.Data.Start` as a data message after `play`; ffmpeg's FLV
 //!   demuxer lists any script data other than `onMetaData`, `onCuePoint`
@@ -157,7 +189,9 @@ pub mod flv;
 pub mod fuzzing;
 mod http_flv;
 pub mod ingest;
+mod limits;
 pub mod push;
+mod query;
 pub mod session;
 pub mod tls;
 
@@ -172,8 +206,10 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 pub use config::{
-    CHUNK_SIZE_RANGE, ConfigError, DEFAULT_CHUNK_SIZE, DEFAULT_COALESCE, DEFAULT_WRITE_TIMEOUT,
-    MAX_COALESCE, MAX_MESSAGE_LEN_RANGE, RtmpConfig,
+    CHUNK_SIZE_RANGE, ConfigError, DEFAULT_CHUNK_SIZE, DEFAULT_COALESCE, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_CONNECTIONS_PER_LOOPBACK_IP, DEFAULT_WRITE_TIMEOUT, MAX_COALESCE,
+    MAX_MESSAGE_LEN_RANGE, RtmpConfig,
 };
 pub use error::{Context, Error, Result};
 pub use http_flv::{HttpFlvConfig, http_flv_router, http_flv_router_with};
@@ -261,31 +297,57 @@ impl InboundProtocol for Rtmp {
                 })?;
         let local = listener.local_addr().unwrap_or(addr);
         info!("{name} listening on {local}");
-        let acceptor = self.tls.as_ref().map(ServerTls::acceptor);
+        let mut tls = self.tls.clone().map(tls::Reloading::new);
+        let mut reload_check = tokio::time::interval(tls::RELOAD_CHECK_INTERVAL);
+        reload_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stats = ctx.listener_stats(name);
+        let limits = limits::Limits::new(&self.config);
         self.bound.set(Some(local));
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                _ = reload_check.tick(), if tls.as_ref().is_some_and(|t| t.files_known()) => {
+                    if let Some(tls) = &mut tls {
+                        match tls.check() {
+                            Ok(true) => info!("{name}: certificate and key read again from their files"),
+                            Ok(false) => {}
+                            Err(e) => warn!("{name}: keeping the certificate in service: {e}"),
+                        }
+                    }
+                }
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        if connections.len() >= self.config.max_connections {
-                            warn!(peer = %peer, "{name}: {} connections open, refusing another", connections.len());
-                            continue;
-                        }
-                        match &acceptor {
+                        let admitted = match limits.admit(peer.ip()) {
+                            Ok(a) => a,
+                            Err(why) => {
+                                stats.refused("too_many_connections");
+                                warn!(peer = %peer, "{name}: connection refused: {why}");
+                                drop(stream);
+                                continue;
+                            }
+                        };
+                        let slot = driver::Slot {
+                            accepted: driver::clock(),
+                            stats: Arc::clone(&stats),
+                            _admitted: admitted,
+                            _open: stats.accepted(),
+                        };
+                        match &tls {
                             None => connections.spawn(driver::run_connection(
                                 stream,
                                 peer,
+                                slot,
                                 ctx.clone(),
                                 Arc::clone(&self.config),
                                 shutdown.clone(),
                             )),
-                            Some(acceptor) => connections.spawn(driver::run_tls_connection(
+                            Some(tls) => connections.spawn(driver::run_tls_connection(
                                 stream,
                                 peer,
-                                acceptor.clone(),
+                                slot,
+                                tls.acceptor().clone(),
                                 ctx.clone(),
                                 Arc::clone(&self.config),
                                 shutdown.clone(),

@@ -78,6 +78,7 @@ use crate::chunk::{ChunkReader, Message};
 use crate::control;
 use crate::egress::{Egress, EgressInput, Ending, Outcome, Transmit};
 use crate::error::{Error, Result};
+use crate::query;
 
 /// The message stream id of the first stream a connection creates: the one
 /// shared media chunks are built for.
@@ -133,8 +134,10 @@ pub struct StreamRequest {
     pub app: String,
     /// The stream name, without a query.
     pub stream: String,
-    /// The query that came with the stream name (or, failing that, with the
-    /// application name), without the `?`.
+    /// The query that came with the stream name, without the `?`, followed
+    /// by the parameters of the `connect`'s query (on the application name,
+    /// else on `tcUrl`) that the stream name's does not set. It may hold a
+    /// password: never log it.
     pub query: Option<String>,
 }
 
@@ -144,19 +147,22 @@ impl StreamRequest {
         format!("{}/{}", self.app, self.stream)
     }
 
-    /// The request to put to the kernel: the stream key (validated here),
-    /// protocol `rtmp`, and the peer and query for its authorizer.
+    /// The request to put to the kernel: the stream key (validated here,
+    /// never with the query), protocol `rtmp`, the peer, and for its
+    /// authorizer the credentials of the query (`user` and `pass`, else
+    /// `token`, percent-decoded) and the query without `user` and `pass`.
     pub fn kernel_request(
         &self,
         peer: Option<SocketAddr>,
     ) -> std::result::Result<Request, tidewater_core::Error> {
         let key = StreamKey::new(&self.app, &self.stream)?;
-        let mut req = Request::new(key, "rtmp");
+        let (credentials, query) = query::credentials(self.query.as_deref());
+        let mut req = Request::new(key, "rtmp").credentials(credentials);
         if let Some(peer) = peer {
             req = req.peer(peer);
         }
-        if let Some(q) = &self.query {
-            req = req.query(q.clone());
+        if let Some(q) = query {
+            req = req.query(q);
         }
         Ok(req)
     }
@@ -659,17 +665,21 @@ impl Session {
         self.resume()
     }
 
-    /// Ends an accepted play (the stream ended, the viewer was evicted, the
-    /// server is stopping): `onStatus` `NetStream.Play.UnpublishNotify` and
-    /// `NetStream.Play.Stop` with the ending's description, then Stream EOF,
-    /// queued after the media; then [`SessionEvent::PlayEnded`].
+    /// Ends an accepted play (the stream ended, the viewer was evicted or
+    /// kicked, the server is stopping): `onStatus`
+    /// `NetStream.Play.UnpublishNotify` (not for a kicked viewer: the stream
+    /// goes on) and `NetStream.Play.Stop` with the ending's description,
+    /// then Stream EOF, queued after the media; then
+    /// [`SessionEvent::PlayEnded`].
     pub fn end_play(&mut self, ending: Ending) -> Result<()> {
         let Role::Playing(id) = self.role else {
             return Ok(());
         };
         self.stop_playing();
         let description = ending.description();
-        self.status(id, "status", "NetStream.Play.UnpublishNotify", description)?;
+        if ending != Ending::Kicked {
+            self.status(id, "status", "NetStream.Play.UnpublishNotify", description)?;
+        }
         self.status(id, "status", "NetStream.Play.Stop", description)?;
         self.user_control(UserControlEventType::StreamEof, id)?;
         self.events.push_back(SessionEvent::PlayEnded(ending));
@@ -875,9 +885,13 @@ impl Session {
         };
         let raw = amf::string(&props, "app")
             .ok_or_else(|| Error::protocol("connect without an app name"))?;
-        let (app, query) = split_query(raw.trim_end_matches('/'));
+        let (app, query) = split_query(raw);
+        let app = app.trim_end_matches('/');
         self.app = Some(app.to_string());
-        self.app_query = query.map(str::to_string);
+        self.app_query = query
+            .filter(|q| !q.is_empty())
+            .or_else(|| amf::string(&props, "tcUrl").and_then(query::of_url))
+            .map(str::to_string);
         let object_encoding = amf::number(&props, "objectEncoding").unwrap_or(0.0);
 
         self.send(
@@ -983,7 +997,7 @@ impl Session {
             stream_id,
             app,
             stream: stream.to_string(),
-            query: query.map(str::to_string).or_else(|| self.app_query.clone()),
+            query: query::merge(query, self.app_query.as_deref()),
         })
     }
 
@@ -1699,6 +1713,93 @@ pub(crate) mod tests {
             status_codes(&c.read(&mut s)),
             vec!["NetStream.Publish.Denied"]
         );
+    }
+
+    #[test]
+    fn credentials_come_from_the_stream_name_or_the_connect_and_never_reach_the_key() {
+        use tidewater_core::Credentials;
+        // OBS: the query in the server field, which lands in `app` and `tcUrl`.
+        let (mut s, mut c) = connected("live?user=a&pass=b%21");
+        request(&mut c, &mut s, "publish", "cam");
+        let [SessionEvent::PublishRequested(r)] = &events(&mut s)[..] else {
+            panic!("no publish request")
+        };
+        let req = r.kernel_request(None).expect("request");
+        assert_eq!(req.key.as_str(), "live/cam");
+        assert_eq!(
+            req.credentials,
+            Credentials::UserPass {
+                user: "a".into(),
+                pass: "b!".into()
+            }
+        );
+        assert_eq!(req.query, None, "the password is not handed on as a query");
+
+        // Only in `tcUrl`; the stream name's own query wins where both say.
+        let mut s = Session::new(SessionConfig::default(), Instant::now());
+        let mut c = Client::new();
+        c.handshake(&mut s);
+        let mut o = HashMap::new();
+        o.insert("app".to_string(), Amf0Value::Utf8String("live".into()));
+        o.insert(
+            "tcUrl".to_string(),
+            Amf0Value::Utf8String("rtmp://127.0.0.1/live?user=x&pass=y&z=1".into()),
+        );
+        let b = c.command(0, "connect", 1.0, Amf0Value::Object(o), vec![]);
+        s.handle_input(&b).expect("connect");
+        let b = c.command(0, "createStream", 2.0, Amf0Value::Null, vec![]);
+        s.handle_input(&b).expect("createStream");
+        request(&mut c, &mut s, "play", "cam?user=v%20w&pass=p");
+        let ev = events(&mut s);
+        let Some(SessionEvent::PlayRequested(r)) = ev.last() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!((r.app.as_str(), r.stream.as_str()), ("live", "cam"));
+        let req = r.kernel_request(None).expect("request");
+        assert_eq!(req.key.as_str(), "live/cam");
+        assert_eq!(
+            req.credentials,
+            Credentials::UserPass {
+                user: "v w".into(),
+                pass: "p".into()
+            }
+        );
+        assert_eq!(req.query.as_deref(), Some("z=1"));
+
+        // A token stays in the query (the authorizer reads it there) and is
+        // handed decoded as credentials too.
+        let (mut s, mut c) = connected("live");
+        request(&mut c, &mut s, "publish", "cam?token=a%2Fb");
+        let [SessionEvent::PublishRequested(r)] = &events(&mut s)[..] else {
+            panic!("no publish request")
+        };
+        let req = r.kernel_request(None).expect("request");
+        assert_eq!(req.credentials, Credentials::Token("a/b".into()));
+        assert_eq!(req.query.as_deref(), Some("token=a%2Fb"));
+    }
+
+    #[test]
+    fn a_kicked_viewer_gets_play_stop_and_stream_eof() {
+        let (mut s, mut c) = connected("live");
+        request(&mut c, &mut s, "play", "cam");
+        s.accept_play().expect("accept");
+        c.read(&mut s);
+        s.handle_media(EgressInput::End(Ending::Kicked))
+            .expect("kicked");
+        assert!(!s.wants_media());
+        assert_eq!(
+            events(&mut s).last(),
+            Some(&SessionEvent::PlayEnded(Ending::Kicked))
+        );
+        let msgs = c.read(&mut s);
+        assert_eq!(status_codes(&msgs), vec!["NetStream.Play.Stop"]);
+        assert!(msgs.iter().any(|m| matches!(
+            m,
+            RtmpMessage::UserControl {
+                event_type: UserControlEventType::StreamEof,
+                ..
+            }
+        )));
     }
 
     #[test]

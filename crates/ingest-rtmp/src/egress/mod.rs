@@ -107,6 +107,11 @@ pub enum Ending {
     Evicted,
     /// The server is shutting down.
     Shutdown,
+    /// An operator ended this reader ([`Engine::kick`](tidewater_core::Engine::kick));
+    /// the stream goes on. The driver tells it apart from the end of a
+    /// kicked publisher's stream with
+    /// [`Subscription::is_kicked`](tidewater_core::Subscription::is_kicked).
+    Kicked,
 }
 
 impl Ending {
@@ -116,6 +121,7 @@ impl Ending {
             Ending::Unpublished(_) => "publisher ended the stream",
             Ending::Evicted => "viewer too slow",
             Ending::Shutdown => "server shutting down",
+            Ending::Kicked => "kicked by the operator",
         }
     }
 }

@@ -346,7 +346,9 @@ async fn open(target: &PushTarget, ctx: &mut Context) -> Result<(Reader, Writer)
 
 impl PushConn {
     async fn flush(&mut self) -> Result<()> {
-        write_out(&mut self.client, &mut self.wr, &self.ctx).await
+        write_out(&mut self.client, &mut self.wr, &self.ctx)
+            .await
+            .map(drop)
     }
 
     /// Reads what the destination sent and feeds it to the client.
