@@ -30,8 +30,19 @@ pub struct RtmpSection {
     pub chunk_size: u32,
     /// A viewer whose socket accepts nothing for this long is disconnected (default 5000).
     pub write_timeout_ms: u64,
-    /// How long a viewer gathers messages between writes (default 100; 0 writes each at once).
+    /// How long a viewer gathers messages between writes (default 200; 0 writes each at once).
     pub coalesce_ms: u64,
+    /// Time from a connection's accept to its publish or play request (the
+    /// TLS handshake included, for RTMPS); a peer that does not get there is
+    /// closed (default 10000).
+    pub handshake_timeout_ms: u64,
+    /// Most connections open at once on the listener (default 20000; RTMP
+    /// and RTMPS count separately).
+    pub max_connections: usize,
+    /// Most connections open at once from one address (default 200).
+    pub max_connections_per_ip: usize,
+    /// Most connections open at once from one loopback address (default 2000).
+    pub max_connections_per_loopback_ip: usize,
     /// The wait before a push's first reconnection (default 500); it doubles
     /// with each failure in a row, up to `push_retry_max_ms`.
     pub push_retry_initial_ms: u64,
@@ -55,6 +66,11 @@ impl Default for RtmpSection {
             chunk_size: tidewater::rtmp::DEFAULT_CHUNK_SIZE,
             write_timeout_ms: tidewater::rtmp::DEFAULT_WRITE_TIMEOUT.as_millis() as u64,
             coalesce_ms: tidewater::rtmp::DEFAULT_COALESCE.as_millis() as u64,
+            handshake_timeout_ms: tidewater::rtmp::DEFAULT_HANDSHAKE_TIMEOUT.as_millis() as u64,
+            max_connections: tidewater::rtmp::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: tidewater::rtmp::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_connections_per_loopback_ip:
+                tidewater::rtmp::DEFAULT_MAX_CONNECTIONS_PER_LOOPBACK_IP,
             push_retry_initial_ms: 500,
             push_retry_max_ms: 30_000,
             push_max_attempts: 0,
@@ -73,6 +89,10 @@ impl RtmpSection {
             chunk_size: self.chunk_size,
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             coalesce: Duration::from_millis(self.coalesce_ms),
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            max_connections_per_loopback_ip: self.max_connections_per_loopback_ip,
             ..tidewater::rtmp::RtmpConfig::default()
         };
         config.validate().map_err(|e| self.refused(&e))?;
@@ -110,6 +130,17 @@ impl RtmpSection {
             "chunk_size" => FieldKey::shown("chunk_size", self.chunk_size),
             "write_timeout" => FieldKey::shown("write_timeout_ms", self.write_timeout_ms),
             "coalesce" => FieldKey::shown("coalesce_ms", self.coalesce_ms),
+            "handshake_timeout" => {
+                FieldKey::shown("handshake_timeout_ms", self.handshake_timeout_ms)
+            }
+            "max_connections" => FieldKey::shown("max_connections", self.max_connections),
+            "max_connections_per_ip" => {
+                FieldKey::shown("max_connections_per_ip", self.max_connections_per_ip)
+            }
+            "max_connections_per_loopback_ip" => FieldKey::shown(
+                "max_connections_per_loopback_ip",
+                self.max_connections_per_loopback_ip,
+            ),
             "backoff.initial" => {
                 FieldKey::shown("push_retry_initial_ms", self.push_retry_initial_ms)
             }

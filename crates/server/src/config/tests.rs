@@ -785,3 +785,51 @@ fn protocol_sections_report_their_crates_rules_at_the_key() {
         &[],
     );
 }
+
+#[test]
+fn rtmp_connection_limits_and_handshake_timeout_are_mapped_and_checked_at_the_key() {
+    let config = parse_ok(
+        "[rtmp]\nhandshake_timeout_ms = 2500\nmax_connections = 50\n\
+         max_connections_per_ip = 3\nmax_connections_per_loopback_ip = 7\n",
+        &[],
+    );
+    let worker = config.rtmp.worker_config().expect("valid");
+    assert_eq!(worker.handshake_timeout, Duration::from_millis(2500));
+    assert_eq!(
+        (
+            worker.max_connections,
+            worker.max_connections_per_ip,
+            worker.max_connections_per_loopback_ip
+        ),
+        (50, 3, 7)
+    );
+    let default = Config::default().rtmp.worker_config().expect("valid");
+    assert_eq!(
+        default.handshake_timeout,
+        tidewater::rtmp::DEFAULT_HANDSHAKE_TIMEOUT
+    );
+    assert_eq!(
+        (
+            default.max_connections,
+            default.max_connections_per_ip,
+            default.max_connections_per_loopback_ip
+        ),
+        (20_000, 200, 2000)
+    );
+    let env = parse_ok("", &[("TIDEWATER_RTMP__MAX_CONNECTIONS_PER_IP", "9")]);
+    assert_eq!(env.rtmp.max_connections_per_ip, 9);
+    for (file, key) in [
+        ("[rtmp]\nhandshake_timeout_ms = 0\n", "rtmp.handshake_timeout_ms"),
+        ("[rtmp]\nmax_connections = 0\n", "rtmp.max_connections"),
+        ("[rtmp]\nmax_connections_per_ip = 0\n", "rtmp.max_connections_per_ip"),
+        (
+            "[rtmp]\nmax_connections_per_loopback_ip = 0\n",
+            "rtmp.max_connections_per_loopback_ip",
+        ),
+    ] {
+        let text = refused(file, &[]);
+        for part in [key, "invalid value 0", "in test.toml"] {
+            assert!(text.contains(part), "{text:?} does not mention {part:?}");
+        }
+    }
+}
