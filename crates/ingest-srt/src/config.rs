@@ -1,5 +1,5 @@
-//! Settings of the SRT listener: address, latency, and encryption per path,
-//! and their rules: [`SrtConfig::validate`] is the one check, run by
+//! Settings of the SRT listener: address, latency, encryption per path,
+//! connection limits and timeouts, and their rules: [`SrtConfig::validate`] is the one check, run by
 //! [`Srt::new`](crate::Srt::new) too. A refusal is a [`ConfigError`] naming
 //! the field as [`SrtConfig`] names it (`encryption[0].passphrase`), so an
 //! application taking the settings from its users can report it next to
@@ -19,6 +19,21 @@ pub const DEFAULT_PORT: u16 = 8890;
 
 /// The longest [`SrtConfig::latency`] accepted.
 pub const MAX_LATENCY: Duration = Duration::from_secs(60);
+
+/// The default [`SrtConfig::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 20_000;
+
+/// The default [`SrtConfig::max_connections_per_ip`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 200;
+
+/// The default [`SrtConfig::max_connections_per_loopback_ip`].
+pub const DEFAULT_MAX_CONNECTIONS_PER_LOOPBACK_IP: usize = 2_000;
+
+/// The default [`SrtConfig::handshake_timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest [`SrtConfig::handshake_timeout`] accepted.
+pub const MAX_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A setting refused by [`SrtConfig::validate`]: the field, as named in
 /// [`SrtConfig`] (`latency`, `encryption[1].key_length`), and the rule its
@@ -68,8 +83,22 @@ pub struct SrtConfig {
     /// A reader whose connection accepts nothing for this long is
     /// disconnected (positive).
     pub write_timeout: Duration,
-    /// Most simultaneous connections.
+    /// Most callers at once, connected or in the middle of their handshake
+    /// (default [`DEFAULT_MAX_CONNECTIONS`]); one more is refused in its
+    /// handshake (`REJX_OVERLOAD`). At least 1.
     pub max_connections: usize,
+    /// Most callers at once from one IP address, loopback excepted (default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_IP`]); at least 1.
+    pub max_connections_per_ip: usize,
+    /// Most callers at once from one loopback address (`127.0.0.0/8`, `::1`:
+    /// local encoders, restreamers and tests; default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_LOOPBACK_IP`]); at least 1.
+    pub max_connections_per_loopback_ip: usize,
+    /// A caller whose handshake has not completed this long after its first
+    /// packet is forgotten and its state freed (default
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`]); positive, at most
+    /// [`MAX_HANDSHAKE_TIMEOUT`]. libsrt callers give up after 3 s by default.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for SrtConfig {
@@ -80,15 +109,20 @@ impl Default for SrtConfig {
             encryption: Vec::new(),
             read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(5),
-            max_connections: 1000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            max_connections_per_loopback_ip: DEFAULT_MAX_CONNECTIONS_PER_LOOPBACK_IP,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
 
 impl SrtConfig {
     /// Checks the settings: positive `read_timeout` and `write_timeout`,
-    /// `latency` at most [`MAX_LATENCY`], then each encryption entry in
-    /// order: a passphrase srt-protocol accepts (10 to 79 bytes), a key
+    /// `latency` at most [`MAX_LATENCY`], `handshake_timeout` positive and at
+    /// most [`MAX_HANDSHAKE_TIMEOUT`], `max_connections`,
+    /// `max_connections_per_ip` and `max_connections_per_loopback_ip` at
+    /// least 1, then each encryption entry in order: a passphrase srt-protocol accepts (10 to 79 bytes), a key
     /// length of 16, 24 or 32, a path `{app}` or `{app}/{stream}`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: String, rule: String| Err(ConfigError { field, rule });
@@ -102,6 +136,27 @@ impl SrtConfig {
         }
         if self.latency > MAX_LATENCY {
             return bad("latency".into(), format!("must be at most {MAX_LATENCY:?}"));
+        }
+        if self.handshake_timeout.is_zero() {
+            return bad("handshake_timeout".into(), "must be positive".into());
+        }
+        if self.handshake_timeout > MAX_HANDSHAKE_TIMEOUT {
+            return bad(
+                "handshake_timeout".into(),
+                format!("must be at most {MAX_HANDSHAKE_TIMEOUT:?}"),
+            );
+        }
+        for (field, value) in [
+            ("max_connections", self.max_connections),
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            (
+                "max_connections_per_loopback_ip",
+                self.max_connections_per_loopback_ip,
+            ),
+        ] {
+            if value == 0 {
+                return bad(field.into(), "must be at least 1".into());
+            }
         }
         for (i, e) in self.encryption.iter().enumerate() {
             let field = |name: &str| format!("encryption[{i}].{name}");
@@ -186,7 +241,17 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        assert_eq!(SrtConfig::default().validate(), Ok(()));
+        let d = SrtConfig::default();
+        assert_eq!(d.validate(), Ok(()));
+        assert_eq!(
+            (
+                d.max_connections,
+                d.max_connections_per_ip,
+                d.max_connections_per_loopback_ip,
+                d.handshake_timeout
+            ),
+            (20_000, 200, 2_000, Duration::from_secs(5))
+        );
     }
 
     #[test]
@@ -214,6 +279,44 @@ mod tests {
             }),
             "latency"
         );
+        for timeout in [zero, Duration::from_millis(60_001)] {
+            assert_eq!(
+                refused(SrtConfig {
+                    handshake_timeout: timeout,
+                    ..d()
+                }),
+                "handshake_timeout"
+            );
+        }
+        assert_eq!(
+            refused(SrtConfig {
+                max_connections: 0,
+                ..d()
+            }),
+            "max_connections"
+        );
+        assert_eq!(
+            refused(SrtConfig {
+                max_connections_per_ip: 0,
+                ..d()
+            }),
+            "max_connections_per_ip"
+        );
+        assert_eq!(
+            refused(SrtConfig {
+                max_connections_per_loopback_ip: 0,
+                ..d()
+            }),
+            "max_connections_per_loopback_ip"
+        );
+        let lowest = SrtConfig {
+            max_connections: 1,
+            max_connections_per_ip: 1,
+            max_connections_per_loopback_ip: 1,
+            handshake_timeout: Duration::from_millis(1),
+            ..d()
+        };
+        assert_eq!(lowest.validate(), Ok(()));
         let ok = entry("live", "0123456789", 16);
         let with = |e: PathEncryption| SrtConfig {
             encryption: vec![ok.clone(), e],

@@ -16,7 +16,7 @@ use bytes::{Bytes, BytesMut};
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream, StreamExt};
 use srt_protocol::connection::{Connection, DuplexConnection};
-use srt_protocol::packet::{Packet, ReceivePacketError};
+use srt_protocol::packet::{ControlPacket, ControlTypes, Packet, ReceivePacketError, TimeStamp};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 use tracing::debug;
@@ -38,6 +38,8 @@ pub(crate) type Routed = tokio::sync::mpsc::Sender<(Packet, SocketAddr)>;
 pub(crate) struct SrtConnection {
     received: mpsc::Receiver<Message>,
     to_send: mpsc::Sender<Message>,
+    /// Ends the connection at once (see [`SrtConnection::shut_down`]).
+    shut: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<()>,
     latency: Duration,
 }
@@ -48,6 +50,7 @@ impl SrtConnection {
         let (routed, packets) = tokio::sync::mpsc::channel(ROUTED_PACKETS);
         let (received_tx, received) = mpsc::channel(DATA_QUEUE);
         let (to_send, to_send_rx) = mpsc::channel(DATA_QUEUE);
+        let (shut, shut_rx) = tokio::sync::oneshot::channel();
         let latency = connection.settings.send_tsbpd_latency;
         let task = tokio::spawn(run(
             DuplexConnection::new(connection),
@@ -55,11 +58,13 @@ impl SrtConnection {
             packets,
             to_send_rx,
             received_tx,
+            shut_rx,
         ));
         (
             SrtConnection {
                 received,
                 to_send,
+                shut: Some(shut),
                 task,
                 latency,
             },
@@ -86,6 +91,18 @@ impl SrtConnection {
         self.to_send.close_channel();
         let _ = (&mut self.task).await;
     }
+
+    /// Ends the connection now: a shutdown goes to the peer at once, and
+    /// nothing queued is sent any more (srt-protocol's own close first
+    /// flushes what the peer has not acknowledged, for up to twice the
+    /// latency). What a kick does. Waits for the task to end.
+    pub(crate) async fn shut_down(&mut self) {
+        self.to_send.close_channel();
+        if let Some(shut) = self.shut.take() {
+            let _ = shut.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
 }
 
 impl Stream for SrtConnection {
@@ -102,9 +119,10 @@ async fn run(
     mut packets: tokio::sync::mpsc::Receiver<(Packet, SocketAddr)>,
     mut to_send: mpsc::Receiver<Message>,
     mut received: mpsc::Sender<Message>,
+    mut shut: tokio::sync::oneshot::Receiver<()>,
 ) {
     let mut buf = BytesMut::with_capacity(1500);
-    let (mut routed_open, mut sending_open) = (true, true);
+    let (mut routed_open, mut sending_open, mut shut_open) = (true, true, true);
     while connection.is_open() {
         let now = Instant::now();
         // Statistics are not read; their timer is reset like the others.
@@ -134,6 +152,26 @@ async fn run(
             data = to_send.next(), if sending_open => {
                 sending_open = data.is_some();
                 connection.handle_data_input(Instant::now(), data);
+            }
+            now = &mut shut, if shut_open => {
+                shut_open = false;
+                // The sender dropped without asking: the ordinary close goes on.
+                if now.is_ok() {
+                    let settings = connection.settings();
+                    let elapsed = Instant::now().saturating_duration_since(settings.socket_start_time);
+                    let shutdown = Packet::Control(ControlPacket {
+                        // SRT timestamps are microseconds since the connection began, wrapping.
+                        timestamp: TimeStamp::from_micros(elapsed.as_micros() as u32),
+                        dest_sockid: settings.remote_sockid,
+                        control_type: ControlTypes::Shutdown,
+                    });
+                    buf.clear();
+                    shutdown.serialize(&mut buf);
+                    if let Err(e) = socket.send_to(&buf, settings.remote).await {
+                        debug!(peer = %settings.remote, "srt: sending a shutdown failed: {e}");
+                    }
+                    break;
+                }
             }
         }
     }

@@ -10,8 +10,14 @@
 //! One task does all of this; a connection's task is fed through a bounded
 //! queue that never blocks it (a full queue drops the packet, which SRT
 //! retransmits): a slow connection only hurts itself.
+//!
+//! The peers it knows ([`Peers`]) are held to the connection limits: a
+//! caller over them is answered with `REJX_OVERLOAD` at its first handshake
+//! packet (libsrt gives up at once) and nothing of it is kept; a handshake
+//! that has not opened a connection within the handshake timeout is
+//! forgotten. Every refusal made here is logged and counted in the
+//! listener's [`ListenerStats`]; those of the accept loop are counted there.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,15 +31,18 @@ use srt_protocol::listener::{
 };
 use srt_protocol::options::{KeySize, StreamId};
 use srt_protocol::packet::{
-    ControlPacket, ControlTypes, HandshakeVsInfo, Packet, RejectReason, ShakeType, SrtControlPacket,
+    ControlPacket, ControlTypes, CoreRejectReason, HandshakeControlInfo, HandshakeVsInfo, HsV5Info,
+    Packet, RejectReason, ServerRejectReason, ShakeType, SrtControlPacket,
 };
 use srt_protocol::settings::{ConnInitSettings, KeySettings};
+use tidewater_core::ListenerStats;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::connection::{Routed, SrtConnection};
+use crate::peers::{Limits, Over, Peer, Peers};
 use crate::screen::{self, Verdict};
 use crate::streamid;
 
@@ -41,10 +50,8 @@ use crate::streamid;
 const REQUEST_QUEUE: usize = 100;
 /// The largest datagram read (SRT packets are at most 1500 bytes).
 const DATAGRAM: usize = 65_536;
-/// A handshake left unfinished this long is forgotten.
-const HANDSHAKE_IDLE: Duration = Duration::from_secs(30);
-/// How often closed connections and unfinished handshakes are swept.
-const SWEEP: Duration = Duration::from_secs(1);
+/// How often closed connections and expired handshakes are swept.
+const SWEEP: Duration = Duration::from_millis(500);
 /// Most steps of srt-protocol's listener taken for one input.
 const STEPS: usize = 64;
 
@@ -82,7 +89,27 @@ impl Offer {
     }
 }
 
-type Opened = oneshot::Sender<io::Result<SrtConnection>>;
+/// Why an accepted handshake did not open a connection.
+#[derive(Debug)]
+pub(crate) enum AcceptError {
+    /// srt-protocol refused it with this reason (`REJ_BADSECRET`: the
+    /// caller's passphrase is not the path's).
+    Rejected(RejectReason),
+    /// The handshake is gone (it timed out, srt-protocol could not go on
+    /// with it, or the listener stops); the listener counted why.
+    Gone(&'static str),
+}
+
+impl std::fmt::Display for AcceptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AcceptError::Rejected(r) => write!(f, "rejected in the handshake: {r}"),
+            AcceptError::Gone(why) => f.write_str(why),
+        }
+    }
+}
+
+type Opened = oneshot::Sender<Result<SrtConnection, AcceptError>>;
 
 /// An answer of the accept loop to the request numbered `ask`.
 #[derive(Debug)]
@@ -137,13 +164,16 @@ impl ConnectionRequest {
 
     /// Accepts with these keys (`None`: unencrypted); the connection once
     /// srt-protocol agrees (a wrong passphrase fails here).
-    pub(crate) async fn accept(mut self, keys: Option<KeySettings>) -> io::Result<SrtConnection> {
+    pub(crate) async fn accept(
+        mut self,
+        keys: Option<KeySettings>,
+    ) -> Result<SrtConnection, AcceptError> {
+        let stopped = AcceptError::Gone("the listener stopped");
         let (tx, rx) = oneshot::channel();
         if !self.respond(AccessControlResponse::Accepted(keys), Some(tx)) {
-            return Err(io::ErrorKind::NotConnected.into());
+            return Err(stopped);
         }
-        rx.await
-            .unwrap_or_else(|_| Err(io::ErrorKind::NotConnected.into()))
+        rx.await.unwrap_or(Err(stopped))
     }
 
     /// Rejects with this reason (sent in the handshake).
@@ -174,8 +204,14 @@ impl Drop for Listener {
     }
 }
 
-/// Starts the listener on `socket` with these connection settings.
-pub(crate) fn spawn(socket: UdpSocket, settings: ConnInitSettings) -> io::Result<Listener> {
+/// Starts the listener on `socket` with these connection settings, held to
+/// `limits`, counting refusals in `stats`.
+pub(crate) fn spawn(
+    socket: UdpSocket,
+    settings: ConnInitSettings,
+    limits: Limits,
+    stats: Arc<ListenerStats>,
+) -> io::Result<Listener> {
     let local = socket.local_addr()?;
     let (requests_tx, requests) = mpsc::channel(REQUEST_QUEUE);
     let (responses_tx, responses) = mpsc::unbounded_channel();
@@ -186,8 +222,8 @@ pub(crate) fn spawn(socket: UdpSocket, settings: ConnInitSettings) -> io::Result
         listener: MultiplexListener::new(Instant::now(), local, settings),
         requests: requests_tx,
         responses_tx,
-        handshakes: HashMap::new(),
-        open: HashMap::new(),
+        peers: Peers::new(limits),
+        stats,
         dropped: 0,
         asks: 0,
     };
@@ -198,13 +234,21 @@ pub(crate) fn spawn(socket: UdpSocket, settings: ConnInitSettings) -> io::Result
 }
 
 /// A handshake srt-protocol's listener holds, not yet an open connection.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Handshaking {
-    last: Instant,
     /// Accepted, waiting for srt-protocol to open the connection.
     opened: Option<Opened>,
     /// The request the accept loop has not answered yet.
     asked: Option<u64>,
+}
+
+/// Where the input srt-protocol's listener is driven with comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// A caller's packet: a rejection that follows is srt-protocol's own.
+    Packet,
+    /// The accept loop's answer: it counts its own rejections.
+    Answer,
 }
 
 struct Demux {
@@ -214,8 +258,10 @@ struct Demux {
     listener: MultiplexListener,
     requests: mpsc::Sender<ConnectionRequest>,
     responses_tx: mpsc::UnboundedSender<Response>,
-    handshakes: HashMap<SessionId, Handshaking>,
-    open: HashMap<SocketAddr, Routed>,
+    /// Handshakes in progress and open connections, by the caller's address.
+    peers: Peers<Handshaking, Routed>,
+    /// The listener's counters.
+    stats: Arc<ListenerStats>,
     /// Packets dropped because their connection's queue was full.
     dropped: u64,
     /// Requests made so far (their numbers).
@@ -247,7 +293,8 @@ fn step(listener: &mut MultiplexListener, now: Instant, input: Input) -> Step {
     }
 }
 
-fn rejection_reason(packet: &Option<(Packet, SocketAddr)>) -> String {
+/// The reason a rejection srt-protocol made carries.
+fn rejection_reason(packet: &Option<(Packet, SocketAddr)>) -> Option<RejectReason> {
     match packet {
         Some((
             Packet::Control(ControlPacket {
@@ -256,11 +303,72 @@ fn rejection_reason(packet: &Option<(Packet, SocketAddr)>) -> String {
             }),
             _,
         )) => match hs.shake_type {
-            ShakeType::Rejection(r) => format!("rejected in the handshake: {r}"),
-            other => format!("rejected in the handshake ({other:?})"),
+            ShakeType::Rejection(r) => Some(r),
+            _ => None,
         },
-        _ => "rejected in the handshake".into(),
+        _ => None,
     }
+}
+
+/// The counter name (a fixed word, see [`ListenerStats::refused`]) of a
+/// rejection by its code.
+pub(crate) fn refusal_name(reason: RejectReason) -> &'static str {
+    use CoreRejectReason as C;
+    use ServerRejectReason as S;
+    match reason {
+        RejectReason::Core(C::BadSecret) => "bad_passphrase",
+        RejectReason::Core(C::Unsecure) => "unsecure",
+        RejectReason::Core(C::Rogue) => "malformed",
+        RejectReason::Core(C::Congestion | C::Filter | C::Group | C::MessageApi | C::Version)
+        | RejectReason::Server(S::Version) => "unsupported",
+        RejectReason::Core(C::Resource) | RejectReason::Server(S::Overload) => {
+            "too_many_connections"
+        }
+        RejectReason::Server(S::Unauthorized | S::Forbidden) => "unauthorized",
+        RejectReason::Server(S::Notfound) => "not_found",
+        RejectReason::Server(S::Conflict) => "conflict",
+        RejectReason::Server(S::BadRequest) => "bad_stream_id",
+        _ => "refused",
+    }
+}
+
+/// The counter name of a screen's refusal by libsrt's code.
+fn screen_refusal_name(code: i32) -> &'static str {
+    match code {
+        screen::REJ_CONGESTION | screen::REJ_FILTER | screen::REJ_GROUP => "unsupported",
+        _ => "malformed",
+    }
+}
+
+/// What a log line names a caller's request by: `{mode} {path}`, or its
+/// stream id as [`streamid::shown`] shows it.
+fn requested(stream_id: Option<&str>) -> String {
+    match streamid::parse(stream_id) {
+        Ok(r) => format!("{} {}", r.mode, r.key),
+        Err(_) => match stream_id {
+            Some(id) => format!("stream id {:?}", streamid::shown(id)),
+            None => "no stream id yet".into(),
+        },
+    }
+}
+
+/// A rejection of `hs` with `reason`, from the listener's socket `local`.
+fn rejection_of(
+    hs: &HandshakeControlInfo,
+    timestamp: srt_protocol::packet::TimeStamp,
+    reason: RejectReason,
+    local: srt_protocol::packet::SocketId,
+) -> Packet {
+    Packet::Control(ControlPacket {
+        timestamp,
+        dest_sockid: hs.socket_id,
+        control_type: ControlTypes::Handshake(HandshakeControlInfo {
+            shake_type: ShakeType::Rejection(reason),
+            socket_id: local,
+            info: HandshakeVsInfo::V5(HsV5Info::default()),
+            ..hs.clone()
+        }),
+    })
 }
 
 impl Demux {
@@ -277,7 +385,7 @@ impl Demux {
                     Err(e) => debug!("srt: receiving on {}: {e}", self.local),
                 },
                 Some(response) = responses.recv() => self.respond(response).await,
-                _ = sweep.tick() => self.sweep(),
+                _ = sweep.tick() => self.sweep(Instant::now()),
             }
         }
     }
@@ -303,7 +411,7 @@ impl Demux {
                 return;
             }
         };
-        let packet = match self.open.get(&from) {
+        let packet = match self.peers.connection(from) {
             Some(routed) => match routed.try_send((packet, from)) {
                 Ok(()) => return,
                 Err(mpsc::error::TrySendError::Full(_)) => {
@@ -322,35 +430,70 @@ impl Demux {
             None => packet,
         };
         // Only a handshake starts or continues one.
-        if !packet.is_handshake() {
+        let Packet::Control(ControlPacket {
+            timestamp,
+            control_type: ControlTypes::Handshake(hs),
+            ..
+        }) = &packet
+        else {
             return;
+        };
+        if self.peers.handshake_mut(from).is_none() {
+            // A new caller starts with an induction; anything else from an
+            // unknown address (a conclusion that crossed our rejection, a
+            // forgotten caller) would only leave state behind.
+            if hs.shake_type != ShakeType::Induction {
+                debug!(peer = %from, "srt: dropped a {:?} handshake from an unknown caller", hs.shake_type);
+                return;
+            }
+            // Within the limits, or refused before anything of it is kept.
+            if let Err(over) = self.admit(from) {
+                let rejection = rejection_of(
+                    hs,
+                    *timestamp,
+                    RejectReason::Server(ServerRejectReason::Overload),
+                    srt_protocol::packet::SocketId(self.local_socket_id),
+                );
+                let sid = match &hs.info {
+                    HandshakeVsInfo::V5(info) => info.sid.as_deref(),
+                    HandshakeVsInfo::V4(_) => None,
+                };
+                info!(peer = %from, "srt connection refused: {}: {over}", requested(sid));
+                self.stats.refused("too_many_connections");
+                self.send(&rejection, from).await;
+                return;
+            }
+            self.peers
+                .start(from, Instant::now(), Handshaking::default());
         }
         let session = SessionId(from);
         let offer = Offer::of(&packet);
-        let now = Instant::now();
-        self.handshakes
-            .entry(session)
-            .or_insert(Handshaking {
-                last: now,
-                opened: None,
-                asked: None,
-            })
-            .last = now;
-        self.drive(session, Input::Packet(Ok((packet, from))), offer)
-            .await;
+        self.drive(
+            session,
+            Input::Packet(Ok((packet, from))),
+            offer,
+            Origin::Packet,
+        )
+        .await;
+    }
+
+    /// Whether a caller not known yet is within the limits; connections
+    /// that closed since the last sweep are forgotten first if it is not.
+    fn admit(&mut self, from: SocketAddr) -> Result<(), Over> {
+        self.peers.admit(from).or_else(|_| {
+            for addr in self.peers.closed(|routed| routed.is_closed()) {
+                self.forget(SessionId(addr));
+            }
+            self.peers.admit(from)
+        })
     }
 
     /// Answers a handshake the screen refused; srt-protocol forgets it.
     async fn refuse(&mut self, from: SocketAddr, refusal: screen::Refusal) {
-        let what = match streamid::parse(refusal.handshake.stream_id.as_deref()) {
-            Ok(r) => format!("{} {}", r.mode, r.key),
-            Err(_) => format!(
-                "stream id {:?}",
-                refusal.handshake.stream_id.as_deref().unwrap_or("")
-            ),
-        };
+        let what = requested(refusal.handshake.stream_id.as_deref());
+        self.stats.refused(screen_refusal_name(refusal.code));
         if !refusal.handshake.is_conclusion() {
-            debug!(peer = %from, "srt: dropped a handshake: {what}: {}", refusal.why);
+            info!(peer = %from, kind = refusal.handshake.kind, "srt connection refused: a handshake dropped: {what}: {}", refusal.why);
             return;
         }
         info!(peer = %from, code = refusal.code, "srt connection refused: {what}: {}", refusal.why);
@@ -358,7 +501,7 @@ impl Demux {
         if let Err(e) = self.socket.send_to(&answer, from).await {
             warn!(peer = %from, "srt: could not send the rejection: {e}");
         }
-        if !self.open.contains_key(&from) {
+        if self.peers.connection(from).is_none() {
             self.forget(SessionId(from));
         }
     }
@@ -372,29 +515,33 @@ impl Demux {
             answer,
             opened,
         } = response;
-        match self.handshakes.get_mut(&session) {
+        match self.peers.handshake_mut(session.0) {
             Some(h) if h.asked == Some(ask) => {
                 h.asked = None;
                 h.opened = opened;
             }
             _ => {
-                // Forgotten meanwhile (it went quiet, or the peer started over).
+                // Forgotten meanwhile (it timed out, or the peer started over).
                 if let Some(opened) = opened {
-                    let _ = opened.send(Err(io::ErrorKind::TimedOut.into()));
+                    let _ = opened.send(Err(AcceptError::Gone(
+                        "the handshake was forgotten meanwhile (it timed out)",
+                    )));
                 }
                 return;
             }
         }
         let input = Input::AccessResponse(Some((session, answer)));
-        self.drive(session, input, Offer::default()).await;
+        self.drive(session, input, Offer::default(), Origin::Answer)
+            .await;
         // Accepted but not opened: srt-protocol could not use the handshake.
         if let Some(opened) = self
-            .handshakes
-            .get_mut(&session)
+            .peers
+            .handshake_mut(session.0)
             .and_then(|h| h.opened.take())
         {
-            let _ = opened.send(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
+            info!(peer = %session.0, "srt connection refused: srt-protocol did not open the accepted connection");
+            self.stats.refused("malformed");
+            let _ = opened.send(Err(AcceptError::Gone(
                 "srt-protocol did not open the connection",
             )));
             self.forget(session);
@@ -402,14 +549,17 @@ impl Demux {
     }
 
     /// Feeds srt-protocol's listener one input and carries out its steps.
-    async fn drive(&mut self, session: SessionId, mut input: Input, offer: Offer) {
+    async fn drive(&mut self, session: SessionId, mut input: Input, offer: Offer, origin: Origin) {
+        // A rejection of this caller counted here already (the queue was full).
+        let mut counted = false;
         for _ in 0..STEPS {
             let now = Instant::now();
             let listener = &mut self.listener;
             let step = match catch_unwind(AssertUnwindSafe(|| step(listener, now, input))) {
                 Ok(step) => step,
                 Err(_) => {
-                    error!(peer = %session.0, "srt: srt-protocol's listener panicked on this peer's handshake; forgetting it");
+                    error!(peer = %session.0, "srt connection refused: srt-protocol's listener panicked on this peer's handshake; forgetting it");
+                    self.stats.refused("malformed");
                     self.forget(session);
                     return;
                 }
@@ -436,7 +586,7 @@ impl Demux {
                     };
                     match self.requests.try_send(request) {
                         Ok(()) => {
-                            if let Some(h) = self.handshakes.get_mut(&id) {
+                            if let Some(h) = self.peers.handshake_mut(id.0) {
                                 h.asked = Some(self.asks);
                             }
                             Input::Success(ResultOf::RequestAccess(id))
@@ -444,19 +594,32 @@ impl Demux {
                         Err(e) => {
                             let mut request = e.into_inner();
                             request.responses = None;
-                            warn!(peer = %id.0, "srt: {REQUEST_QUEUE} handshakes wait for an answer; refusing another");
-                            let busy = RejectReason::Server(
-                                srt_protocol::packet::ServerRejectReason::Overload,
-                            );
+                            info!(peer = %id.0, "srt connection refused: {}: {REQUEST_QUEUE} handshakes wait for an answer already", requested(request.stream_id().map(|s| s.as_str())));
+                            self.stats.refused("too_many_connections");
+                            counted = true;
+                            let busy = RejectReason::Server(ServerRejectReason::Overload);
                             Input::AccessResponse(Some((id, AccessControlResponse::Rejected(busy))))
                         }
                     }
                 }
                 Step::Reject(id, packet) => {
-                    if let Some(opened) = self.handshakes.remove(&id).and_then(|h| h.opened) {
-                        let reason = rejection_reason(&packet);
-                        let _ = opened
-                            .send(Err(io::Error::new(io::ErrorKind::PermissionDenied, reason)));
+                    let reason = rejection_reason(&packet);
+                    match self.peers.remove_handshake(id.0).and_then(|h| h.opened) {
+                        // Accepted, and srt-protocol refused it (a wrong passphrase):
+                        // the accept loop logs and counts it.
+                        Some(opened) => {
+                            let reason =
+                                reason.unwrap_or(RejectReason::Core(CoreRejectReason::Peer));
+                            let _ = opened.send(Err(AcceptError::Rejected(reason)));
+                        }
+                        // srt-protocol's own refusal of a packet (an HSv4 caller).
+                        None if origin == Origin::Packet && !counted => {
+                            let why = reason.map_or("no reason given".into(), |r| r.to_string());
+                            info!(peer = %id.0, "srt connection refused: srt-protocol rejected the handshake: {why}");
+                            self.stats.refused(reason.map_or("refused", refusal_name));
+                        }
+                        // The accept loop's rejection: counted there.
+                        None => {}
                     }
                     if let Some((p, to)) = &packet {
                         self.send(p, *to).await;
@@ -466,11 +629,11 @@ impl Demux {
                 Step::Open(id, opened) => {
                     let (packet, connection) = *opened;
                     let (conn, routed) = SrtConnection::spawn(Arc::clone(&self.socket), connection);
-                    self.open.insert(id.0, routed);
+                    let waiting = self.peers.open(id.0, routed).and_then(|h| h.opened);
                     if let Some((p, to)) = &packet {
                         self.send(p, *to).await;
                     }
-                    match self.handshakes.remove(&id).and_then(|h| h.opened) {
+                    match waiting {
                         Some(opened) => {
                             let _ = opened.send(Ok(conn));
                         }
@@ -482,8 +645,8 @@ impl Demux {
                 Step::Delegate(id, packet) => {
                     let of = ResultOf::DelegatePacket(id);
                     if self
-                        .open
-                        .get(&id.0)
+                        .peers
+                        .connection(id.0)
                         .is_some_and(|r| r.try_send(packet).is_ok())
                     {
                         Input::Success(of)
@@ -492,21 +655,22 @@ impl Demux {
                     }
                 }
                 Step::Drop(id) => {
-                    self.open.remove(&id.0);
-                    self.handshakes.remove(&id);
+                    self.peers.remove(id.0);
                     Input::Success(ResultOf::DropConnection(id))
                 }
             };
         }
-        warn!(peer = %session.0, "srt: srt-protocol's listener did not settle; forgetting the peer");
+        warn!(peer = %session.0, "srt connection refused: srt-protocol's listener did not settle on this peer's handshake; forgetting it");
+        self.stats.refused("malformed");
         self.forget(session);
     }
 
     /// Removes a peer's session from srt-protocol's listener and from here.
     fn forget(&mut self, session: SessionId) {
-        self.open.remove(&session.0);
-        if let Some(opened) = self.handshakes.remove(&session).and_then(|h| h.opened) {
-            let _ = opened.send(Err(io::ErrorKind::ConnectionAborted.into()));
+        if let Some(Peer::Handshake { state, .. }) = self.peers.remove(session.0)
+            && let Some(opened) = state.opened
+        {
+            let _ = opened.send(Err(AcceptError::Gone("the handshake was forgotten")));
         }
         let listener = &mut self.listener;
         let now = Instant::now();
@@ -520,24 +684,17 @@ impl Demux {
         }));
     }
 
-    /// Forgets ended connections and handshakes gone quiet.
-    fn sweep(&mut self) {
-        let now = Instant::now();
-        let mut gone: Vec<SessionId> = self
-            .open
-            .iter()
-            .filter(|(_, routed)| routed.is_closed())
-            .map(|(addr, _)| SessionId(*addr))
-            .collect();
-        gone.extend(
-            self.handshakes
-                .iter()
-                .filter(|(_, h)| h.asked.is_none() && h.opened.is_none())
-                .filter(|(_, h)| now.duration_since(h.last) > HANDSHAKE_IDLE)
-                .map(|(id, _)| *id),
-        );
-        for session in gone {
-            self.forget(session);
+    /// Forgets ended connections, and handshakes older than the handshake
+    /// timeout (a refusal: logged and counted).
+    fn sweep(&mut self, now: Instant) {
+        for addr in self.peers.closed(|routed| routed.is_closed()) {
+            self.forget(SessionId(addr));
+        }
+        let timeout = self.peers.limits().handshake_timeout;
+        for addr in self.peers.expired(now) {
+            info!(peer = %addr, "srt connection refused: the handshake did not complete within {timeout:?}; forgotten");
+            self.stats.refused("handshake_timeout");
+            self.forget(SessionId(addr));
         }
     }
 

@@ -145,6 +145,7 @@ mod error;
 mod http_ts;
 mod listener;
 mod output;
+mod peers;
 mod publish;
 mod read;
 pub mod screen;
@@ -156,11 +157,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use srt_protocol::options::{ByteCount, ListenerOptions, SocketOptions};
 use srt_protocol::settings::ConnInitSettings;
-use tidewater_core::{BoundAddr, CancellationToken, InboundProtocol, IngestContext};
+use tidewater_core::{BoundAddr, CancellationToken, InboundProtocol, IngestContext, ListenerStats};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::info;
 
-pub use config::{ConfigError, DEFAULT_PORT, MAX_LATENCY, PathEncryption, SrtConfig};
+pub use config::{
+    ConfigError, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_IP, DEFAULT_MAX_CONNECTIONS_PER_LOOPBACK_IP, DEFAULT_PORT,
+    MAX_HANDSHAKE_TIMEOUT, MAX_LATENCY, PathEncryption, SrtConfig,
+};
 pub use error::{Error, Result};
 pub use http_ts::http_ts_router;
 
@@ -196,7 +201,11 @@ impl Srt {
         self.bound.wait().await
     }
 
-    fn bind(&self, addr: SocketAddr) -> Result<(demux::Listener, SocketAddr)> {
+    fn bind(
+        &self,
+        addr: SocketAddr,
+        stats: Arc<ListenerStats>,
+    ) -> Result<(demux::Listener, SocketAddr)> {
         let bind_err = |source| Error::Bind { addr, source };
         let udp = udp_socket(addr).map_err(bind_err)?;
         let local = udp.local_addr().map_err(bind_err)?;
@@ -216,7 +225,8 @@ impl Srt {
             ))
         })?;
         let settings = ConnInitSettings::from(options.into_value().socket);
-        let listener = demux::spawn(udp, settings).map_err(bind_err)?;
+        let limits = peers::Limits::of(&self.config);
+        let listener = demux::spawn(udp, settings, limits, stats).map_err(bind_err)?;
         Ok((listener, local))
     }
 }
@@ -251,7 +261,10 @@ impl InboundProtocol for Srt {
             protocol: "srt",
             source: Box::new(e),
         };
-        let (mut listener, local) = self.bind(self.config.listen).map_err(protocol_err)?;
+        let stats = ctx.listener_stats("srt");
+        let (mut listener, local) = self
+            .bind(self.config.listen, Arc::clone(&stats))
+            .map_err(protocol_err)?;
         info!(
             "srt listening on {local} (udp, latency {:?})",
             self.config.latency
@@ -263,18 +276,13 @@ impl InboundProtocol for Srt {
                 _ = shutdown.cancelled() => break None,
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
                 ended = &mut listener.task => break Some(ended),
+                // The listener holds callers to the connection limits.
                 Some(req) = listener.requests.recv() => {
-                    if connections.len() >= self.config.max_connections {
-                        warn!(peer = %req.remote(), "srt: {} connections open, refusing another", connections.len());
-                        req.reject(srt_protocol::packet::RejectReason::Server(
-                            srt_protocol::packet::ServerRejectReason::Overload,
-                        ));
-                        continue;
-                    }
                     connections.spawn(listener::handle(
                         req,
                         ctx.clone(),
                         Arc::clone(&self.config),
+                        Arc::clone(&stats),
                         shutdown.clone(),
                     ));
                 }

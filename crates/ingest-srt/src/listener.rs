@@ -1,8 +1,11 @@
 //! The accept loop: each handshake's stream id is read, the path's
 //! encryption and the kernel's answer are checked, and the caller is
-//! accepted (with that path's key) or rejected with a reason and a log line.
-//! What srt-protocol 0.4.4 cannot accept without panicking is refused here
-//! first, from what the handshake shows ([`ConnectionRequest::offer`]).
+//! accepted (with that path's key) or rejected with a reason, a log line and
+//! a count in the listener's [`ListenerStats`] (`refused`, with a fixed
+//! word per reason). What srt-protocol 0.4.4 cannot accept without
+//! panicking is refused here first, from what the handshake shows
+//! ([`ConnectionRequest::offer`]). A connection served is counted
+//! `accepted` and open until it ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,32 +13,45 @@ use std::sync::Arc;
 use srt_protocol::options::KeySize;
 use srt_protocol::packet::{CoreRejectReason, RejectReason, ServerRejectReason};
 use srt_protocol::settings::KeySettings;
-use tidewater_core::{CancellationToken, IngestContext, Request};
+use tidewater_core::{CancellationToken, IngestContext, ListenerStats, Request};
 use tracing::info;
 
 use crate::config::{self, SrtConfig};
-use crate::demux::ConnectionRequest;
+use crate::demux::{AcceptError, ConnectionRequest, refusal_name};
 use crate::streamid::{self, Mode, StreamRequest};
 use crate::{publish, read};
 
-fn reject_reason(e: &tidewater_core::Error) -> RejectReason {
+/// The rejection code and counter name of the kernel's refusal.
+fn kernel_refusal(e: &tidewater_core::Error) -> (RejectReason, &'static str) {
     use tidewater_core::Error as E;
-    RejectReason::Server(match e {
-        E::Unauthorized { .. } => ServerRejectReason::Unauthorized,
-        E::AlreadyPublishing { .. } | E::PublisherLimit { .. } => ServerRejectReason::Conflict,
-        E::NotFound { .. } | E::UnknownApp { .. } => ServerRejectReason::Notfound,
-        E::InvalidKey { .. } => ServerRejectReason::BadRequest,
-        _ => ServerRejectReason::Unacceptable,
-    })
+    use tidewater_core::RefusalKind as K;
+    let (reason, name) = match e {
+        E::Unauthorized { refusal, .. } => match refusal.kind() {
+            K::Forbidden => (ServerRejectReason::Forbidden, "unauthorized"),
+            K::RateLimited => (ServerRejectReason::Overload, "unauthorized"),
+            K::Unavailable => (ServerRejectReason::Down, "unauthorized"),
+            _ => (ServerRejectReason::Unauthorized, "unauthorized"),
+        },
+        E::AlreadyPublishing { .. } => (ServerRejectReason::Conflict, "already_publishing"),
+        E::PublisherLimit { .. } => (ServerRejectReason::Conflict, "too_many_publishers"),
+        E::NotFound { .. } | E::UnknownApp { .. } => (ServerRejectReason::Notfound, "not_found"),
+        E::InvalidKey { .. } => (ServerRejectReason::BadRequest, "bad_stream_id"),
+        _ => (ServerRejectReason::Unacceptable, "refused"),
+    };
+    (RejectReason::Server(reason), name)
 }
 
-fn reject(req: ConnectionRequest, reason: RejectReason, peer: SocketAddr, why: &str) {
-    info!(%peer, "srt connection refused: {why}");
+/// Refuses a handshake: the rejection sent, one log line, one count.
+fn reject(req: ConnectionRequest, refusal: Refusal, peer: SocketAddr, stats: &ListenerStats) {
+    let (reason, name, why) = refusal;
+    info!(%peer, reason = name, "srt connection refused: {why}");
+    stats.refused(name);
     req.reject(reason);
 }
 
-/// A refusal of a handshake: the reason sent and the log line.
-type Refusal = (RejectReason, String);
+/// A refusal of a handshake: the reason sent, the counter's name and the
+/// log line.
+type Refusal = (RejectReason, &'static str, String);
 
 /// What a handshake asks for, and the key to accept it with, or why it is
 /// refused before the kernel is asked.
@@ -47,7 +63,8 @@ fn check_handshake(
     let parsed = streamid::parse(id).map_err(|e| {
         (
             RejectReason::Server(ServerRejectReason::BadRequest),
-            format!("stream id {:?}: {e}", id.unwrap_or("")),
+            "bad_stream_id",
+            format!("stream id {:?}: {e}", streamid::shown(id.unwrap_or(""))),
         )
     })?;
     let (key, mode) = (&parsed.key, parsed.mode);
@@ -63,6 +80,7 @@ fn check_handshake(
     if !offer.handshake_request {
         return Err((
             rogue,
+            "malformed",
             format!(
                 "{mode} {key}: the handshake has no HSv5 handshake request (libsrt 1.3 or later expected)"
             ),
@@ -71,6 +89,7 @@ fn check_handshake(
     if offer.other_key_material {
         return Err((
             rogue,
+            "malformed",
             format!("{mode} {key}: the handshake carries a key material response, not a request"),
         ));
     }
@@ -83,6 +102,7 @@ fn check_handshake(
         (None, true, _) => {
             return Err((
                 unsecure,
+                "unsecure",
                 format!(
                     "{mode} {key}: the caller encrypts (it has a passphrase) but the path has no passphrase"
                 ),
@@ -91,12 +111,14 @@ fn check_handshake(
         (Some(_), false, _) => {
             return Err((
                 unsecure,
+                "unsecure",
                 format!("{mode} {key}: the path has a passphrase and the caller has none"),
             ));
         }
         (Some(e), true, KeySize::Unspecified) if e.key_length != 16 => {
             return Err((
                 bad_secret,
+                "bad_key_length",
                 format!(
                     "{mode} {key}: the path uses {}-byte keys and the caller did not announce its key length (pbkeylen)",
                     e.key_length
@@ -108,6 +130,7 @@ fn check_handshake(
         {
             return Err((
                 bad_secret,
+                "bad_key_length",
                 format!(
                     "{mode} {key}: key length {size:?} offered, {} bytes configured",
                     e.key_length
@@ -117,6 +140,7 @@ fn check_handshake(
         (Some(e), true, size) => Some(config::key_settings(e, size).map_err(|err| {
             (
                 RejectReason::Server(ServerRejectReason::InternalServerError),
+                "internal",
                 err.to_string(),
             )
         })?),
@@ -124,19 +148,41 @@ fn check_handshake(
     Ok((parsed, key_settings))
 }
 
+/// The accept of a handshake failed: logged, and counted when srt-protocol
+/// refused it (a wrong passphrase); a handshake gone was counted by the
+/// listener that forgot it.
+fn accept_failed(
+    e: &AcceptError,
+    peer: SocketAddr,
+    key: &tidewater_core::StreamKey,
+    mode: Mode,
+    stats: &ListenerStats,
+) {
+    match e {
+        AcceptError::Rejected(reason) => {
+            let name = refusal_name(*reason);
+            info!(%peer, reason = name, "srt connection refused: {mode} {key}: {e} (a wrong passphrase?)");
+            stats.refused(name);
+        }
+        AcceptError::Gone(_) => info!(%peer, stream = %key, "srt {mode} handshake failed: {e}"),
+    }
+}
+
 /// Answers one handshake, then serves the connection until it ends.
 pub(crate) async fn handle(
     req: ConnectionRequest,
     ctx: IngestContext,
     config: Arc<SrtConfig>,
+    stats: Arc<ListenerStats>,
     shutdown: CancellationToken,
 ) {
     let peer = req.remote();
     let (parsed, key_settings) = match check_handshake(&req, &config) {
         Ok(checked) => checked,
-        Err((reason, why)) => return reject(req, reason, peer, &why),
+        Err(refusal) => return reject(req, refusal, peer, &stats),
     };
     let key = parsed.key.clone();
+    let mode = parsed.mode;
     let encrypted = key_settings.is_some();
     let mut request = Request::new(key.clone(), "srt")
         .peer(peer)
@@ -144,22 +190,21 @@ pub(crate) async fn handle(
     if let Some(q) = parsed.query {
         request = request.query(q);
     }
-    match parsed.mode {
+    let kernel = |e: &tidewater_core::Error| {
+        let (reason, name) = kernel_refusal(e);
+        (reason, name, format!("{mode} {key}: {e}"))
+    };
+    match mode {
         Mode::Read => {
             let sub = match ctx.subscribe(request).await {
                 Ok(s) => s,
-                Err(e) => {
-                    let reason = reject_reason(&e);
-                    return reject(req, reason, peer, &format!("read {key}: {e}"));
-                }
+                Err(e) => return reject(req, kernel(&e), peer, &stats),
             };
             let socket = match req.accept(key_settings).await {
                 Ok(s) => s,
-                Err(e) => {
-                    info!(%peer, stream = %key, "srt read handshake failed (a wrong or no passphrase): {e}");
-                    return;
-                }
+                Err(e) => return accept_failed(&e, peer, &key, mode, &stats),
             };
+            let _open = stats.accepted();
             info!(%peer, stream = %key, encrypted, "srt read started");
             read::run(socket, sub, key, peer, config.write_timeout, shutdown).await;
         }
@@ -170,40 +215,39 @@ pub(crate) async fn handle(
             // the connection right after the handshake.
             let socket = match req.accept(key_settings).await {
                 Ok(s) => s,
-                Err(e) => {
-                    info!(%peer, stream = %key, "srt publish handshake failed (a wrong or no passphrase): {e}");
-                    return;
-                }
+                Err(e) => return accept_failed(&e, peer, &key, mode, &stats),
             };
             let session = match ctx.open_publish(request).await {
                 Ok(s) => s,
                 Err(e) => {
-                    info!(%peer, "srt connection refused: publish {key}: {e}");
+                    let (_, name, why) = kernel(&e);
+                    info!(%peer, reason = name, "srt connection refused: {why} (closed after the handshake)");
+                    stats.refused(name);
                     let mut socket = socket;
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), socket.close())
-                        .await;
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_secs(1), socket.shut_down())
+                            .await;
                     return;
                 }
             };
+            let _open = stats.accepted();
             info!(%peer, stream = %key, encrypted, "srt publish started");
             publish::run(socket, session, peer, config.read_timeout, shutdown).await;
         }
         Mode::Publish => {
             let session = match ctx.open_publish(request).await {
                 Ok(s) => s,
-                Err(e) => {
-                    let reason = reject_reason(&e);
-                    return reject(req, reason, peer, &format!("publish {key}: {e}"));
-                }
+                Err(e) => return reject(req, kernel(&e), peer, &stats),
             };
             let socket = match req.accept(None).await {
                 Ok(s) => s,
                 Err(e) => {
-                    info!(%peer, stream = %key, "srt publish handshake failed: {e}");
+                    accept_failed(&e, peer, &key, mode, &stats);
                     session.finish().await;
                     return;
                 }
             };
+            let _open = stats.accepted();
             info!(%peer, stream = %key, encrypted, "srt publish started");
             publish::run(socket, session, peer, config.read_timeout, shutdown).await;
         }

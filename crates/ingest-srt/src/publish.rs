@@ -1,10 +1,17 @@
 //! An SRT publisher: datagrams of MPEG-TS → demuxer → the kernel.
+//!
+//! The publish ending from outside — an operator's kick
+//! ([`Engine::kick`](tidewater_core::Engine::kick)), a takeover, the engine
+//! stopping — is waited for next to the socket
+//! ([`PublishSession::closed`]): the connection is shut down at once
+//! (a shutdown to the peer), whether the publisher keeps sending or sends
+//! nothing.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tidewater_core::{CancellationToken, PublishSession};
+use tidewater_core::{CancellationToken, EndReason, PublishSession};
 use tidewater_media::ts::{DemuxEvent, TsDemuxer};
 use tracing::{info, warn};
 
@@ -21,9 +28,18 @@ pub(crate) async fn run(
     let key = session.key().clone();
     let mut demux = TsDemuxer::new();
     let mut frames = 0u64;
+    let closed = session.closed();
+    tokio::pin!(closed);
+    let mut ended_by: Option<EndReason> = None;
     let result: Result<()> = loop {
         let msg = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break Ok(()),
+            reason = &mut closed => {
+                info!(%peer, stream = %key, "srt publish ended: {reason}");
+                ended_by = Some(reason);
+                break Ok(());
+            }
             m = tokio::time::timeout(read_timeout, socket.next()) => m,
         };
         let data = match msg {
@@ -49,8 +65,22 @@ pub(crate) async fn run(
         }
     };
     if let Err(e) = result {
-        warn!(%peer, stream = %key, "srt publish refused and closed: {e}");
-    } else {
+        let ended = match &e {
+            Error::Kernel { source, .. } => match **source {
+                tidewater_core::Error::PublishEnded { reason, .. } => Some(reason),
+                _ => None,
+            },
+            _ => None,
+        };
+        match ended {
+            // Ended from outside between two looks at `closed`.
+            Some(reason) => {
+                info!(%peer, stream = %key, "srt publish ended: {reason}");
+                ended_by = Some(reason);
+            }
+            None => warn!(%peer, stream = %key, "srt publish refused and closed: {e}"),
+        }
+    } else if ended_by.is_none() {
         demux.flush();
         let _ = deliver(&mut demux, &mut session, peer, &mut frames);
     }
@@ -61,7 +91,11 @@ pub(crate) async fn run(
         "srt publish finished"
     );
     session.finish().await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
+    if ended_by.is_some() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.shut_down()).await;
+    } else {
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
+    }
 }
 
 fn deliver(

@@ -1,4 +1,10 @@
 //! An SRT reader: the stream's shared TS bytes sent in 1316-byte messages.
+//!
+//! Each frame's bytes are counted as sent to the reader
+//! ([`Subscription::record_sent`]) once they are queued on its connection. A
+//! reader an operator kicks ([`Engine::kick`](tidewater_core::Engine::kick))
+//! ends at its next receive, woken at once if it waits; its connection is
+//! shut down then and there (a shutdown to the peer, nothing more sent).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -29,7 +35,7 @@ pub(crate) async fn run(
     let ts = TsOutput::of(&sub, &key);
     let (incoming, outgoing) = socket.split_mut();
     let mut sent = 0u64;
-    let mut ended = false;
+    let mut ended = None;
     loop {
         let bytes: Bytes = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -48,8 +54,7 @@ pub(crate) async fn run(
                 }
                 Ok(EventRef::Frame(f)) => ts.bytes(&f),
                 Err(RecvError::Ended(reason)) => {
-                    info!(%peer, stream = %key, "srt read ended: stream ended ({reason}; {sent} bytes sent)");
-                    ended = true;
+                    ended = Some(reason);
                     break;
                 }
                 Err(RecvError::Evicted) => {
@@ -74,6 +79,7 @@ pub(crate) async fn run(
         match tokio::time::timeout(write_timeout, send).await {
             Ok(Ok(())) => {
                 sent += bytes.len() as u64;
+                sub.record_sent(bytes.len());
                 tracing::trace!(%peer, stream = %key, "sent {} bytes", bytes.len());
             }
             Ok(Err(e)) => {
@@ -86,7 +92,17 @@ pub(crate) async fn run(
             }
         }
     }
-    if ended {
+    let kicked = ended.is_some() && sub.is_kicked();
+    match ended {
+        Some(_) if kicked => {
+            info!(%peer, stream = %key, "srt read ended: kicked by the operator ({sent} bytes sent)");
+        }
+        Some(reason) => {
+            info!(%peer, stream = %key, "srt read ended: stream ended ({reason}; {sent} bytes sent)");
+        }
+        None => {}
+    }
+    if ended.is_some() && !kicked {
         // srt-protocol sends its shutdown as soon as the last packet is
         // acknowledged, and a libsrt receiver drops what it still holds for
         // play-out then (one latency's worth: the publish's last frames).
@@ -97,5 +113,9 @@ pub(crate) async fn run(
             _ = tokio::time::sleep(linger) => {}
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
+    if kicked {
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.shut_down()).await;
+    } else {
+        let _ = tokio::time::timeout(Duration::from_secs(1), socket.close()).await;
+    }
 }

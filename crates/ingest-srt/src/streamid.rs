@@ -101,6 +101,40 @@ pub fn parse(id: Option<&str>) -> Result<StreamRequest, StreamIdError> {
     })
 }
 
+/// The longest part of a stream id a log line shows.
+const SHOWN: usize = 96;
+
+/// A stream id as log lines show it: what comes before a query (`?…`) or
+/// credentials (`:{user}:{pass}`), and of the access-control form only the
+/// keys `r`, `m`, `u` and `t`; at most 96 characters, `…` where something
+/// was left out. A token or password never shows, even in a stream id that
+/// does not parse.
+pub fn shown(id: &str) -> String {
+    let kept = match id.strip_prefix("#!::") {
+        Some(rest) => {
+            let pairs: Vec<&str> = rest
+                .split(',')
+                .filter(|kv| matches!(kv.split_once('='), Some(("r" | "m" | "u" | "t", _))))
+                .map(|kv| kv.split('?').next().unwrap_or_default())
+                .collect();
+            format!("#!::{}", pairs.join(","))
+        }
+        None => {
+            let mut end = id.find('?').unwrap_or(id.len());
+            // `publish:{path}:{user}:{pass}`: the second colon starts the credentials.
+            if let Some((second, _)) = id[..end].match_indices(':').nth(1) {
+                end = second;
+            }
+            id[..end].to_string()
+        }
+    };
+    let mut out: String = kept.chars().take(SHOWN).collect();
+    if out.len() < id.len() {
+        out.push('…');
+    }
+    out
+}
+
 fn token(query: Option<&str>) -> Option<String> {
     query?
         .split('&')
@@ -193,6 +227,22 @@ mod tests {
         assert_eq!(r.mode, Mode::Read);
         assert_eq!(r.key.to_string(), "live/y");
         assert!(matches!(r.credentials, Credentials::UserPass { .. }));
+    }
+
+    #[test]
+    fn credentials_and_queries_are_never_shown() {
+        assert_eq!(shown("publish:live/x"), "publish:live/x");
+        assert_eq!(shown("read:live/x:alice:secret"), "read:live/x…");
+        assert_eq!(shown("publsh:live/x:alice:secret"), "publsh:live/x…");
+        assert_eq!(shown("read:live/x?token=abc"), "read:live/x…");
+        assert_eq!(shown("#!::r=live/x,m=publish"), "#!::r=live/x,m=publish");
+        assert_eq!(
+            shown("#!::r=live/x?token=abc,m=publish,s=secret"),
+            "#!::r=live/x,m=publish…"
+        );
+        let long = "a".repeat(200);
+        assert_eq!(shown(&long).chars().count(), SHOWN + 1);
+        assert_eq!(shown(""), "");
     }
 
     #[test]
