@@ -183,6 +183,7 @@ fn packager_cpu(tracks: &[TrackInfo], frames: &[Frame], runs: u32) -> Duration {
     let opts = MpdOptions {
         time_url: "http://127.0.0.1/dash/time".into(),
         latency_target: Duration::from_millis(1500),
+        token: None,
     };
     let base = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let mut total = Duration::ZERO;

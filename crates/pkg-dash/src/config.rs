@@ -13,6 +13,11 @@ pub const SEGMENT_TARGET_RANGE: RangeInclusive<Duration> =
     Duration::from_millis(200)..=Duration::from_secs(20);
 /// The windows accepted, in complete segments per track.
 pub const WINDOW_RANGE: RangeInclusive<usize> = 2..=1000;
+/// The default [`DashConfig::player_idle_timeout`]: 30 s.
+pub const DEFAULT_PLAYER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The shortest [`DashConfig::player_idle_timeout`] accepted (twice the
+/// longest `minimumUpdatePeriod` of a low-latency MPD).
+const PLAYER_IDLE_TIMEOUT_MIN: Duration = Duration::from_secs(4);
 
 /// A setting refused by [`DashConfig::validate`]: the field, as named in
 /// [`DashConfig`], and the rule its value breaks.
@@ -38,6 +43,15 @@ pub struct DashConfig {
     pub latency_target: Duration,
     /// A packager with no request for this long stops.
     pub idle_timeout: Duration,
+    /// A player (one session per read token, or per address when reads are
+    /// anonymous) that sent no request for this long is dropped from the
+    /// sessions (default [`DEFAULT_PLAYER_IDLE_TIMEOUT`], 30 s); its token
+    /// is then no longer accepted beyond the authorizer's own validity. At
+    /// least [`segment_target`](Self::segment_target) and 4 s: twice the
+    /// MPD's `minimumUpdatePeriod` (2 s in low-latency mode, half the target
+    /// otherwise), so a playing player, which reloads the MPD that often, is
+    /// never dropped.
+    pub player_idle_timeout: Duration,
     /// How long the first MPD request waits for the first segment.
     pub ready_timeout: Duration,
 }
@@ -50,6 +64,7 @@ impl Default for DashConfig {
             low_latency: false,
             latency_target: Duration::from_millis(1500),
             idle_timeout: Duration::from_secs(30),
+            player_idle_timeout: DEFAULT_PLAYER_IDLE_TIMEOUT,
             ready_timeout: Duration::from_secs(10),
         }
     }
@@ -58,8 +73,9 @@ impl Default for DashConfig {
 impl DashConfig {
     /// Checks the settings: `segment_target` in [`SEGMENT_TARGET_RANGE`],
     /// `window` in [`WINDOW_RANGE`], positive `latency_target` and
-    /// `idle_timeout`. The error names the first field that breaks its rule,
-    /// in that order.
+    /// `idle_timeout`, `player_idle_timeout` at least 4 s and at least
+    /// `segment_target`. The error names the first field that breaks its
+    /// rule, in that order.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &str, rule: String| {
             Err(ConfigError {
@@ -90,6 +106,12 @@ impl DashConfig {
             if value.is_zero() {
                 return bad(field, "must be positive".into());
             }
+        }
+        if self.player_idle_timeout < self.segment_target.max(PLAYER_IDLE_TIMEOUT_MIN) {
+            return bad(
+                "player_idle_timeout",
+                format!("must be at least {PLAYER_IDLE_TIMEOUT_MIN:?} and at least segment_target"),
+            );
         }
         Ok(())
     }
@@ -150,6 +172,29 @@ mod tests {
                 ..d()
             }),
             "idle_timeout"
+        );
+        // At least the segment target, and at least 4 s.
+        let with = |target: u64, idle: u64| DashConfig {
+            segment_target: Duration::from_millis(target),
+            player_idle_timeout: Duration::from_millis(idle),
+            ..d()
+        };
+        assert_eq!(with(20_000, 20_000).validate(), Ok(()));
+        assert_eq!(with(1_000, 4_000).validate(), Ok(()));
+        assert_eq!(
+            with(20_000, 19_999)
+                .validate()
+                .expect_err("refused")
+                .to_string(),
+            "player_idle_timeout must be at least 4s and at least segment_target"
+        );
+        assert_eq!(field(with(1_000, 3_999)), "player_idle_timeout");
+        assert_eq!(
+            field(DashConfig {
+                player_idle_timeout: zero,
+                ..d()
+            }),
+            "player_idle_timeout"
         );
     }
 }

@@ -6,22 +6,25 @@
 //! | `GET /dash/{app}/{stream}/p{period}-{rep}-init.mp4` | a representation's init segment |
 //! | `GET /dash/{app}/{stream}/p{period}-{rep}-t{time}.m4s` | a media segment by `$Time$` (timeline mode) |
 //! | `GET /dash/{app}/{stream}/p{period}-{rep}-{number}.m4s` | a media segment by `$Number$` (low-latency mode); in progress: streamed chunk by chunk as produced |
-//! | `GET /dash/time` | the server's clock, ISO-8601 (the MPD's `UTCTiming`) |
+//! | `GET /dash/time` | the server's clock, ISO-8601 (the MPD's `UTCTiming`); never guarded |
+//!
+//! Every route of a stream takes `?token=` (the player's read token, as its
+//! MPD's URLs carry it) and `Authorization: Basic`/`Bearer`; see the crate
+//! docs for who is asked when.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
+use axum::body::HttpBody;
 use axum::extract::{Path, Request as HttpRequest, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
-use tidewater_core::{IngestContext, StreamKey};
+use tidewater_core::{IngestContext, PlayerSession, StreamKey};
 use tidewater_http::{
-    CHANNEL_DEPTH, Refusal, channel_body, chunks_body, get_with_preflight, peer_and_query, reply,
-    stream_key, text,
+    CHANNEL_DEPTH, asker, channel_body, chunks_body, get_with_preflight, reply, stream_key, text,
 };
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -30,12 +33,14 @@ use crate::DashConfig;
 use crate::emsg;
 use crate::mpd::{self, MpdOptions};
 use crate::names::{FileName, SegmentId, find, parse_file};
+use crate::players::{Admitted, Ask, Asker, Players};
 use crate::service::{Entry, Shared, lock};
 use crate::timefmt::iso8601;
 
 /// The DASH routes (`/dash/…`), relative to where the router is mounted.
 pub fn dash_router(ctx: IngestContext, config: DashConfig) -> Router {
     let shared = Arc::new(Shared {
+        players: Players::new(config.player_idle_timeout),
         ctx,
         config,
         streams: Mutex::new(HashMap::new()),
@@ -53,17 +58,31 @@ pub fn dash_router(ctx: IngestContext, config: DashConfig) -> Router {
         .with_state(shared)
 }
 
-/// The stream a request (its peer and query) names, and its packager
-/// (started for a reader the kernel admits).
+/// The stream a request names, its player (the request authorized, see
+/// [`Shared::admit_player`]) and the stream's packager (started for it).
 async fn admit(
     shared: &Arc<Shared>,
-    (peer, query): (Option<SocketAddr>, Option<String>),
+    asker: Asker,
     app: &str,
     stream: &str,
-) -> Result<(StreamKey, Arc<Entry>), Refusal> {
-    let key = stream_key("dash", peer, app, stream)?;
-    let entry = shared.entry(&key, peer, query.as_deref()).await?;
-    Ok((key, entry))
+    ask: Ask,
+) -> Result<(StreamKey, Admitted, Arc<Entry>), Response> {
+    let peer = asker.0;
+    let key = stream_key("dash", peer, app, stream).map_err(|r| *r)?;
+    let player = shared.admit_player(&key, asker, ask).await?;
+    let entry = shared
+        .entry(&key, || shared.follow_request(&key, peer, &player.identity))
+        .await
+        .map_err(|r| answered(&player.session, *r))?;
+    Ok((key, player, entry))
+}
+
+/// Counts an answer's body bytes as sent to `player` (when the body's
+/// length is known: every answer but a streamed segment's).
+fn answered(player: &PlayerSession, response: Response) -> Response {
+    let bytes = HttpBody::size_hint(response.body()).exact().unwrap_or(0);
+    player.record_sent(bytes);
+    response
 }
 
 async fn serve_time() -> Response {
@@ -80,15 +99,25 @@ async fn serve_mpd(
     Path((app, stream)): Path<(String, String)>,
     request: HttpRequest,
 ) -> Response {
-    let (key, entry) = match admit(&shared, peer_and_query(&request), &app, &stream).await {
-        Ok(admitted) => admitted,
-        Err(r) => return *r,
+    let time_url = time_url(&request, &app, &stream);
+    let (key, player, entry) =
+        match admit(&shared, asker(&request), &app, &stream, Ask::Manifest).await {
+            Ok(admitted) => admitted,
+            Err(r) => return r,
+        };
+    debug!(stream = %key, session = player.session.id(), "dash MPD request");
+    // A manifest carrying a player's token is that player's alone.
+    let cache = if player.token.is_some() {
+        "private, no-cache"
+    } else {
+        "no-cache"
     };
-    debug!(stream = %key, "dash MPD request");
     let opts = MpdOptions {
-        time_url: time_url(&request, &app, &stream),
+        time_url,
         latency_target: shared.config.latency_target,
+        token: player.token,
     };
+    let session = player.session;
     // The first requests wait until a player can start with a buffer: the
     // suggested presentation delay (two segments) of complete segments, or
     // in low-latency mode a segment in progress. A player given a single
@@ -98,7 +127,7 @@ async fn serve_mpd(
     let mut changes = entry.changes.subscribe();
     let warm = shared.config.segment_target * 2 - shared.config.segment_target / 8;
     let mut late = false;
-    loop {
+    let answer = loop {
         let written = {
             let p = lock(&entry.packager);
             let enough = p.config().low_latency || p.buffered() >= warm;
@@ -107,20 +136,21 @@ async fn serve_mpd(
                 .flatten()
         };
         if let Some(xml) = written {
-            return reply(StatusCode::OK, "application/dash+xml", "no-cache", xml);
+            break reply(StatusCode::OK, "application/dash+xml", cache, xml);
         }
         if late {
-            return text(
+            break text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no segment yet (no keyframe received)\n",
             );
         }
         match tokio::time::timeout_at(deadline, changes.changed()).await {
             Ok(Ok(())) => {}
-            Ok(Err(_)) => return text(StatusCode::NOT_FOUND, "stream ended\n"),
+            Ok(Err(_)) => break text(StatusCode::NOT_FOUND, "stream ended\n"),
             Err(_) => late = true,
         }
-    }
+    };
+    answered(&session, answer)
 }
 
 /// The absolute URL of `/dash/time` next to this MPD (players resolve
@@ -186,24 +216,27 @@ async fn serve_file(
     let Some(name) = parse_file(&file) else {
         return text(StatusCode::NOT_FOUND, "no such DASH file\n");
     };
-    let (key, entry) = match admit(&shared, peer_and_query(&request), &app, &stream).await {
+    let (key, player, entry) = match admit(&shared, asker(&request), &app, &stream, Ask::File).await
+    {
         Ok(admitted) => admitted,
-        Err(r) => return *r,
+        Err(r) => return r,
     };
-    debug!(stream = %key, file = %file, "dash request");
+    let session = player.session;
+    debug!(stream = %key, session = session.id(), file = %file, "dash request");
     match name {
         FileName::Init { period, rep } => {
             let init = lock(&entry.packager)
                 .period(period)
                 .and_then(|p| p.track(rep))
                 .map(|t| (t.init.clone(), t.info.kind()));
-            match init {
+            let answer = match init {
                 Some((bytes, kind)) => reply(StatusCode::OK, mime(kind), "max-age=3600", bytes),
                 None => text(StatusCode::NOT_FOUND, "no such period or representation\n"),
-            }
+            };
+            answered(&session, answer)
         }
         FileName::Media { period, rep, at } => {
-            serve_segment(&shared, entry, period, rep.to_string(), at).await
+            serve_segment(&shared, entry, session, period, rep.to_string(), at).await
         }
     }
 }
@@ -267,6 +300,7 @@ fn lookup(entry: &Entry, period: u32, rep: &str, at: SegmentId) -> (Lookup, &'st
 async fn serve_segment(
     shared: &Shared,
     entry: Arc<Entry>,
+    player: PlayerSession,
     period: u32,
     rep: String,
     at: SegmentId,
@@ -282,16 +316,20 @@ async fn serve_segment(
                 let mut r = reply(StatusCode::OK, kind, "max-age=60", chunks_body(chunks));
                 r.headers_mut()
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+                player.record_sent(len as u64);
                 return r;
             }
             Lookup::InProgress(prefix) => {
                 let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+                let mut first = 0;
                 if let Some(event) = prefix {
+                    first = event.len() as u64;
                     // The channel is new and empty: this cannot fail.
                     let _ = tx.try_send(event);
                 }
                 tokio::spawn(stream_segment(
                     entry,
+                    (player, first),
                     period,
                     rep,
                     at,
@@ -303,22 +341,47 @@ async fn serve_segment(
             Lookup::Upcoming => match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => continue,
                 Ok(Err(_)) | Err(_) => {
-                    return text(StatusCode::NOT_FOUND, "segment not available\n");
+                    return answered(
+                        &player,
+                        text(StatusCode::NOT_FOUND, "segment not available\n"),
+                    );
                 }
             },
-            Lookup::Missing => return text(StatusCode::NOT_FOUND, "segment not in the window\n"),
+            Lookup::Missing => {
+                return answered(
+                    &player,
+                    text(StatusCode::NOT_FOUND, "segment not in the window\n"),
+                );
+            }
         }
     }
 }
 
 /// Sends a segment's chunks as they are produced, until it completes, leaves
-/// the window, the packager stops, or the client stops reading for `timeout`.
+/// the window, the packager stops, or the client stops reading for `timeout`;
+/// then counts the bytes handed to the response (from `sent`, the bytes
+/// queued before) as sent to the player.
 async fn stream_segment(
     entry: Arc<Entry>,
+    (player, sent): (PlayerSession, u64),
     period: u32,
     rep: String,
     at: SegmentId,
     tx: mpsc::Sender<Bytes>,
+    timeout: Duration,
+) {
+    let mut bytes = sent;
+    stream_chunks(&entry, &mut bytes, period, &rep, at, &tx, timeout).await;
+    player.record_sent(bytes);
+}
+
+async fn stream_chunks(
+    entry: &Entry,
+    bytes: &mut u64,
+    period: u32,
+    rep: &str,
+    at: SegmentId,
+    tx: &mpsc::Sender<Bytes>,
     timeout: Duration,
 ) {
     let mut changes = entry.changes.subscribe();
@@ -329,7 +392,7 @@ async fn stream_segment(
             let p = lock(&entry.packager);
             match p
                 .period(period)
-                .and_then(|x| x.track(&rep))
+                .and_then(|x| x.track(rep))
                 .and_then(|t| find(t, at))
             {
                 Some(s) => (
@@ -341,8 +404,9 @@ async fn stream_segment(
         };
         for chunk in new {
             sent += 1;
+            let len = chunk.len() as u64;
             match tokio::time::timeout(timeout, tx.send(chunk)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => *bytes += len,
                 Ok(Err(_)) | Err(_) => return,
             }
         }

@@ -70,6 +70,48 @@
 //! so a late keyframe never shifts later numbers; a GOP longer than the
 //! target leaves some numbers without a segment (those requests get 404).
 //!
+//! # Who may read: every request asked, players as sessions
+//!
+//! Every MPD request asks the kernel's authorizer (`read` of the stream,
+//! protocol `dash`, with the peer's address, its `Authorization: Basic` or
+//! `Bearer` credentials and the query, whose `?token=` the authorizer reads
+//! itself); a refusal is answered `401` with `WWW-Authenticate`, `403`,
+//! `429` or `503`. So is every init and media segment request, except one
+//! whose `?token=` is the token of a live player (below), which is that
+//! player's without asking again.
+//!
+//! **Players** are kernel sessions (listed by the API with protocol `dash`
+//! next to the packager's own subscription, kickable): one per read token
+//! when the authorizer issues tokens, else one per address (anonymous
+//! players behind one address are one session). Each answer's body bytes
+//! are counted as sent to its player (a streamed segment's when it ends). A
+//! player that sent no request for [`DashConfig::player_idle_timeout`]
+//! (default [`DEFAULT_PLAYER_IDLE_TIMEOUT`], 30 s) is dropped. A kicked
+//! player's next request is answered `403`; its token stays refused for
+//! ten minutes, longer than the authorizer would still accept it. A kick
+//! ends a session, it bans nobody: a player that authenticates again (or,
+//! anonymous, asks again) is a new session.
+//!
+//! **Tokens in URLs.** When the authorizer issues a read token for the
+//! player ([`Authorizer::read_token`](tidewater_core::Authorizer::read_token)),
+//! the MPD's `SegmentTemplate@initialization` and `@media` end with
+//! `?token=…` (after the `$Number$`/`$Time$` name: players resolve segment
+//! URLs against the MPD's URL *without* its query, so the templates must
+//! carry it), and a `Location` names the MPD with it, so a player reloads
+//! the MPD with its token too (`UTCTiming`'s `/dash/time` is not guarded
+//! and carries none). A player keeps its token across reloads: an MPD
+//! request carrying a live player's token gets the same token back, any
+//! other a new one. The token stays good as long as its player does, past
+//! the authorizer's own expiry (5 minutes for tidewater-auth): segment
+//! requests with it are not asked about, and an MPD request with it whose
+//! only fault is the token's expiry is still answered. An MPD with a token
+//! is `Cache-Control: private`; segments keep their caching. **A CDN in
+//! front should key its cache without the `token` parameter** (segments are
+//! the same for every player; keyed with it, nothing is ever a hit), and
+//! then checks tokens itself or is trusted with the streams it caches.
+//! When reads are anonymous (the authorizer issues no token), URLs stay
+//! plain and cacheable, as before.
+//!
 //! # Feature flags
 //!
 //! None.
@@ -84,11 +126,14 @@ mod http;
 pub mod mpd;
 mod names;
 pub mod packager;
+mod players;
 mod service;
 mod timefmt;
 
 #[cfg(test)]
 mod tests;
 
-pub use config::{ConfigError, DashConfig, SEGMENT_TARGET_RANGE, WINDOW_RANGE};
+pub use config::{
+    ConfigError, DEFAULT_PLAYER_IDLE_TIMEOUT, DashConfig, SEGMENT_TARGET_RANGE, WINDOW_RANGE,
+};
 pub use http::dash_router;

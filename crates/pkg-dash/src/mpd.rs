@@ -12,6 +12,12 @@
 //! equal to the target (a segment is announced from its first chunk) and
 //! `availabilityTimeComplete="false"`, and a `ServiceDescription` latency
 //! target. See the crate docs for why.
+//!
+//! With a read token ([`MpdOptions::token`]) the templates' `initialization`
+//! and `media` and a `Location` (the MPD's own URL, relative) carry
+//! `?token=…`: players resolve segment URLs against the MPD's URL without
+//! its query, and reload the MPD from its `Location`. `UTCTiming` never
+//! does (the time endpoint is not guarded).
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -28,6 +34,19 @@ pub struct MpdOptions {
     pub time_url: String,
     /// Latency target announced in low-latency mode.
     pub latency_target: Duration,
+    /// The read token the player's URLs carry as `?token=…`, already
+    /// URL-safe (percent-encoded where needed); `None`: plain URLs.
+    pub token: Option<String>,
+}
+
+impl MpdOptions {
+    /// `?token=…` (XML-escaped), or nothing.
+    fn query(&self) -> String {
+        self.token
+            .as_deref()
+            .map(|t| escape(&format!("?token={}", t.replace('$', "%24"))))
+            .unwrap_or_default()
+    }
 }
 
 /// The MPD at `now`, or `None` before the packager has anything to announce.
@@ -85,6 +104,10 @@ pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<
         }),
         duration(max_segment),
     );
+    let query = opts.query();
+    if !query.is_empty() {
+        let _ = writeln!(x, "  <Location>manifest.mpd{query}</Location>");
+    }
     if ll {
         let t = opts.latency_target.as_millis();
         let _ = write!(
@@ -96,7 +119,7 @@ pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<
         );
     }
     for period in packager.periods() {
-        write_period(&mut x, packager, period);
+        write_period(&mut x, packager, period, &query);
     }
     let _ = writeln!(
         x,
@@ -107,7 +130,7 @@ pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<
     Some(x)
 }
 
-fn write_period(x: &mut String, packager: &Packager, period: &Period) {
+fn write_period(x: &mut String, packager: &Packager, period: &Period, query: &str) {
     let ll = packager.config().low_latency;
     // A period is listed once every track has something a client can fetch
     // (an ended one as long as any track has: the others are left out).
@@ -136,7 +159,7 @@ fn write_period(x: &mut String, packager: &Packager, period: &Period) {
     x.push_str(">\n");
     for (i, track) in period.tracks.iter().enumerate() {
         if ll || track.segments.iter().any(|s| s.is_complete()) {
-            write_adaptation_set(x, packager, period, track, i + 1);
+            write_adaptation_set(x, packager, period, track, i + 1, query);
         }
     }
     x.push_str("  </Period>\n");
@@ -148,6 +171,7 @@ fn write_adaptation_set(
     period: &Period,
     track: &Track,
     id: usize,
+    query: &str,
 ) {
     let config = packager.config();
     let video = track.info.kind() == MediaKind::Video;
@@ -207,8 +231,8 @@ fn write_adaptation_set(
     }
     let _ = write!(
         x,
-        "        <SegmentTemplate timescale=\"{}\" initialization=\"p{p}-$RepresentationID$-init.mp4\" \
-         media=\"p{p}-$RepresentationID$-{}.m4s\"",
+        "        <SegmentTemplate timescale=\"{}\" initialization=\"p{p}-$RepresentationID$-init.mp4{query}\" \
+         media=\"p{p}-$RepresentationID$-{}.m4s{query}\"",
         track.timescale,
         if config.low_latency {
             "$Number$"

@@ -4,24 +4,28 @@
 //! stream ends and is not published again within the follow grace.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
-use tidewater_core::{Event, Follower, IngestContext, RecvError, StreamKey, time::ClockAnchor};
-use tidewater_http::{Refusal, reader_request, refused, text};
+use tidewater_core::{
+    Event, Follower, IngestContext, RecvError, Request, StreamKey, time::ClockAnchor,
+};
+use tidewater_http::{Refusal, refused, text};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::DashConfig;
 use crate::packager::{Packager, PackagerConfig};
+use crate::players::Players;
 
-/// What every route shares: the kernel, the settings, the live packagers.
+/// What every route shares: the kernel, the settings, the live packagers
+/// and their players.
 pub(crate) struct Shared {
     pub(crate) ctx: IngestContext,
     pub(crate) config: DashConfig,
     pub(crate) streams: Mutex<HashMap<StreamKey, Arc<Entry>>>,
+    pub(crate) players: Arc<Players>,
 }
 
 /// One stream's packager, shared by its driver task and the requests.
@@ -44,12 +48,18 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// The stream's packager, started on first use.
+    /// Whether `key` is worth a new player: live, or packaged (a packager
+    /// follows its stream across a republish).
+    pub(crate) fn servable(&self, key: &StreamKey) -> bool {
+        lock(&self.streams).contains_key(key) || self.ctx.stream(key).is_some()
+    }
+
+    /// The stream's packager, started on first use (following the stream
+    /// with the kernel request `follow` makes).
     pub(crate) async fn entry(
         self: &Arc<Self>,
         key: &StreamKey,
-        peer: Option<SocketAddr>,
-        query: Option<&str>,
+        follow: impl FnOnce() -> Request,
     ) -> Result<Arc<Entry>, Refusal> {
         if let Some(e) = lock(&self.streams).get(key) {
             e.touch();
@@ -58,17 +68,15 @@ impl Shared {
         // A stream that ended stays followable until the kernel reaps it;
         // starting a packager then would replay its last GOP as if live.
         if self.ctx.stream(key).is_none() {
-            return Err(Box::new(text(
-                StatusCode::NOT_FOUND,
-                format!("stream {key} is not live\n"),
-            )));
+            return Err(Box::new(not_live(key)));
         }
-        let req = reader_request(key, "dash", peer, query);
+        let req = follow();
+        let peer = req.peer;
         let follower = self
             .ctx
             .follow(req)
             .await
-            .map_err(|e| Box::new(refused("dash", peer, key, &e)))?;
+            .map_err(|e| Box::new(refused("dash", peer, key, &e, &self.ctx.realm())))?;
         let mut streams = lock(&self.streams);
         if let Some(e) = streams.get(key) {
             // Another request started it meanwhile; this follower is dropped.
@@ -94,6 +102,11 @@ impl Shared {
         ));
         Ok(entry)
     }
+}
+
+/// The answer about a stream that is not live.
+pub(crate) fn not_live(key: &StreamKey) -> axum::response::Response {
+    text(StatusCode::NOT_FOUND, format!("stream {key} is not live\n"))
 }
 
 /// Feeds the packager from the follower until the stream ends for good or
@@ -131,6 +144,7 @@ async fn drive(shared: Arc<Shared>, key: StreamKey, entry: Arc<Entry>, mut follo
                     }
                     Err(RecvError::Ended(reason)) => {
                         info!(stream = %key, "dash packager stopped: stream ended ({reason})");
+                        shared.players.end_stream(&key);
                         break;
                     }
                     Err(RecvError::Evicted) => {

@@ -47,6 +47,7 @@ fn opts() -> MpdOptions {
     MpdOptions {
         time_url: "http://127.0.0.1:8888/dash/time".into(),
         latency_target: Duration::from_millis(1500),
+        token: None,
     }
 }
 
@@ -566,5 +567,66 @@ mod properties {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn a_token_goes_in_every_url_but_the_time_endpoint() {
+    for ll in [false, true] {
+        let mut p = Packager::new(PackagerConfig {
+            low_latency: ll,
+            ..PackagerConfig::default()
+        });
+        p.on_tracks(&[video_track(), audio_track()]);
+        for f in &frames(0, 7, 50, true, true) {
+            p.on_frame(f, wall(f.dts)).expect("packaged");
+        }
+        let with = MpdOptions {
+            token: Some("tw1.a-b_c~d$e".into()),
+            ..opts()
+        };
+        let xml = mpd::write(&p, wall(7_000), &with).expect("an MPD");
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+        let root = doc.root_element();
+        // `$` would start a template identifier: it is percent-encoded.
+        let query = "?token=tw1.a-b_c~d%24e";
+        let location: Vec<_> = root
+            .children()
+            .filter(|n| n.has_tag_name("Location"))
+            .map(|n| n.text().unwrap_or_default())
+            .collect();
+        assert_eq!(location, [format!("manifest.mpd{query}")]);
+        // Location comes before the periods (the MPD schema's order).
+        let names: Vec<_> = root
+            .children()
+            .filter(|n| n.is_element())
+            .map(|n| n.tag_name().name())
+            .collect();
+        assert!(
+            names.iter().position(|n| *n == "Location") < names.iter().position(|n| *n == "Period")
+        );
+        let naming = if ll { "$Number$" } else { "t$Time$" };
+        let mut templates = 0;
+        for t in root
+            .descendants()
+            .filter(|n| n.has_tag_name("SegmentTemplate"))
+        {
+            let init = t.attribute("initialization").expect("initialization");
+            let media = t.attribute("media").expect("media");
+            assert!(init.ends_with(&format!("-init.mp4{query}")), "{init}");
+            assert!(media.ends_with(&format!("-{naming}.m4s{query}")), "{media}");
+            templates += 1;
+        }
+        assert_eq!(templates, 2);
+        let utc = root
+            .children()
+            .find(|n| n.has_tag_name("UTCTiming"))
+            .and_then(|n| n.attribute("value"))
+            .expect("UTCTiming");
+        assert_eq!(utc, "http://127.0.0.1:8888/dash/time");
+        // Without a token: plain URLs, no Location.
+        let plain = mpd::write(&p, wall(7_000), &opts()).expect("an MPD");
+        assert!(!plain.contains("token") && !plain.contains("<Location"));
+        check(&plain, &p);
     }
 }
