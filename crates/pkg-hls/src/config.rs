@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use tidewater_core::StreamKey;
 
+/// The default [`HlsConfig::player_idle_timeout`]: 30 s.
+pub const DEFAULT_PLAYER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A setting refused by [`HlsConfig::validate`]: the field, as named in
 /// [`HlsConfig`], and the rule its value breaks.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +41,13 @@ pub struct HlsConfig {
     /// A stream whose playlists and segments nobody requested for this long
     /// stops being packaged (default 30 s), unless it is always-on.
     pub idle_timeout: Duration,
+    /// A player (one session per read token, or per address when reads are
+    /// anonymous) that sent no request for this long is dropped from the
+    /// sessions (default [`DEFAULT_PLAYER_IDLE_TIMEOUT`], 30 s); its token
+    /// is then no longer accepted beyond the authorizer's own validity.
+    /// At least twice [`max_segment`](Self::max_segment), so a player
+    /// reloading its playlist once per target duration is never dropped.
+    pub player_idle_timeout: Duration,
     /// Streams packaged from their publish on, whether requested or not.
     pub always_on: Vec<StreamKey>,
     /// Package every stream from its publish on (default false).
@@ -58,6 +68,7 @@ impl Default for HlsConfig {
             part_target: Duration::from_millis(200),
             max_segment: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            player_idle_timeout: DEFAULT_PLAYER_IDLE_TIMEOUT,
             always_on: Vec::new(),
             always_on_all: false,
             first_segment_timeout: Duration::from_secs(15),
@@ -80,7 +91,8 @@ impl HlsConfig {
     /// Checks the settings: a segment target of at least 500 ms, a maximum
     /// segment from the segment target to 60 s, a window of 3 to 100
     /// segments, a part target from 50 ms to half the segment target,
-    /// non-zero timeouts. The error names the first field that breaks its
+    /// non-zero timeouts, a player idle timeout of at least twice the
+    /// maximum segment. The error names the first field that breaks its
     /// rule, in that order.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |field: &str, rule: &str| {
@@ -117,6 +129,12 @@ impl HlsConfig {
         }
         if self.first_segment_timeout.is_zero() {
             return bad("first_segment_timeout", "must be non-zero");
+        }
+        if self.player_idle_timeout < self.max_segment * 2 {
+            return bad(
+                "player_idle_timeout",
+                "must be at least twice the maximum segment duration",
+            );
         }
         Ok(())
     }
@@ -200,6 +218,21 @@ mod tests {
                 ..d()
             }),
             "first_segment_timeout"
+        );
+        assert_eq!(
+            field(HlsConfig {
+                player_idle_timeout: Duration::from_secs(19),
+                ..d()
+            }),
+            "player_idle_timeout"
+        );
+        assert_eq!(
+            HlsConfig {
+                player_idle_timeout: Duration::from_secs(20),
+                ..d()
+            }
+            .validate(),
+            Ok(())
         );
         let e = HlsConfig { window: 2, ..d() }
             .validate()

@@ -23,16 +23,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::HttpBody as _;
 use axum::extract::{Path, Request as HttpRequest, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
-use tidewater_core::StreamKey;
-use tidewater_http::{get_with_preflight, peer_and_query, reply, text};
-use tracing::info;
+use tidewater_core::{Credentials, StreamKey};
+use tidewater_http::{asker, get_with_preflight, refuse, reply, text};
 
 use crate::Hls;
-use crate::playlist::{FileName, Flavour, Lookup, PlaylistState};
+use crate::access::{self, Asked};
+use crate::playlist::{FileName, Flavour, Lookup, PlaylistState, with_token};
 use crate::service::{Package, Refusal};
 
 const PLAYLIST: &str = "application/vnd.apple.mpegurl";
@@ -50,8 +51,9 @@ async fn serve_ts(
     Path((app, stream, file)): Path<(String, String, String)>,
     request: HttpRequest,
 ) -> Response {
-    let (peer, query) = peer_and_query(&request);
-    serve(hls, Flavour::Ts, &app, &stream, &file, peer, query).await
+    let (peer, query, credentials) = asker(&request);
+    let asked = (peer, query, credentials);
+    serve(hls, Flavour::Ts, &app, &stream, &file, asked).await
 }
 
 async fn serve_ll(
@@ -59,8 +61,9 @@ async fn serve_ll(
     Path((app, stream, file)): Path<(String, String, String)>,
     request: HttpRequest,
 ) -> Response {
-    let (peer, query) = peer_and_query(&request);
-    serve(hls, Flavour::Fmp4, &app, &stream, &file, peer, query).await
+    let (peer, query, credentials) = asker(&request);
+    let asked = (peer, query, credentials);
+    serve(hls, Flavour::Fmp4, &app, &stream, &file, asked).await
 }
 
 /// `_HLS_msn`, `_HLS_part` of a playlist request.
@@ -105,8 +108,7 @@ async fn serve(
     app: &str,
     stream: &str,
     file: &str,
-    peer: Option<SocketAddr>,
-    query: Option<String>,
+    (peer, query, credentials): (Option<SocketAddr>, Option<String>, Credentials),
 ) -> Response {
     let key = match StreamKey::new(app, stream) {
         Ok(k) => k,
@@ -124,14 +126,49 @@ async fn serve(
         Ok(b) => b,
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };
-    let pkg = match hls.package(&key, flavour, peer).await {
+    let what = format!("{key}/{file}");
+    let refused = |refusal: &tidewater_core::Refusal| {
+        refuse(flavour.prefix(), peer, &what, refusal, &hls.ctx().realm())
+    };
+    let asked = Asked {
+        key: &key,
+        flavour,
+        peer,
+        query: query.as_deref(),
+        credentials,
+        playlist: matches!(name, FileName::Media | FileName::Master),
+    };
+    let ticket = match access::admit(hls.ctx(), hls.players(), asked, hls.now_ms()).await {
+        Ok(t) => t,
+        Err(refusal) => return refused(&refusal),
+    };
+    let follow = || access::follow_request(hls.ctx(), &key, flavour, peer, ticket.identity());
+    let pkg = match hls.package(&key, flavour, follow).await {
         Ok(p) => p,
         Err(Refusal::NotLive(m)) => return text(StatusCode::NOT_FOUND, m),
-        Err(Refusal::Forbidden(m)) => {
-            info!(stream = %key, peer = ?peer, "{}: request refused: {m}", flavour.prefix());
-            return text(StatusCode::FORBIDDEN, m);
-        }
+        Err(Refusal::Auth(refusal)) => return refused(&refusal),
     };
+    let Ok(player) = hls.seat(ticket, peer) else {
+        return refused(&access::kicked());
+    };
+    let response = answer(&hls, &key, &pkg, name, blocking, player.token.as_deref()).await;
+    player
+        .session
+        .record_sent(response.body().size_hint().exact().unwrap_or(0));
+    response
+}
+
+/// The answer to an admitted request; playlists with `token` in their URIs
+/// when given.
+async fn answer(
+    hls: &Hls,
+    key: &StreamKey,
+    pkg: &Package,
+    name: FileName,
+    blocking: Blocking,
+    token: Option<&str>,
+) -> Response {
+    let flavour = pkg.flavour;
     let first = hls.config().first_segment_timeout;
     if pkg
         .wait_for(first, |s| s.ready().then_some(()))
@@ -146,19 +183,19 @@ async fn serve(
     let td = pkg.with(|s| s.target_duration()).unwrap_or(1);
     let hold = Duration::from_secs(u64::from(td) * 3);
     match name {
-        FileName::Media => media(&pkg, flavour, blocking, hold).await,
+        FileName::Media => media(pkg, flavour, blocking, hold, token).await,
         FileName::Master => match pkg.master_playlist() {
-            Some(playlist) => reply(StatusCode::OK, PLAYLIST, "no-cache", Bytes::from(playlist)),
+            Some(playlist) => playlist_reply(Bytes::from(playlist), token),
             None => text(StatusCode::SERVICE_UNAVAILABLE, "no tracks yet; retry"),
         },
         FileName::Segment { epoch, msn } => {
-            media_file(&pkg, &epoch, hold, flavour, move |s| s.segment(msn)).await
+            media_file(pkg, &epoch, hold, flavour, move |s| s.segment(msn)).await
         }
         FileName::Part { epoch, msn, index } => {
-            media_file(&pkg, &epoch, hold, flavour, move |s| s.part(msn, index)).await
+            media_file(pkg, &epoch, hold, flavour, move |s| s.part(msn, index)).await
         }
         FileName::Init { epoch, id } => {
-            media_file(&pkg, &epoch, hold, flavour, move |s| match s.init(id) {
+            media_file(pkg, &epoch, hold, flavour, move |s| match s.init(id) {
                 Some(b) => Lookup::Ready(b),
                 None => Lookup::Missing,
             })
@@ -167,7 +204,22 @@ async fn serve(
     }
 }
 
-async fn media(pkg: &Package, flavour: Flavour, blocking: Blocking, hold: Duration) -> Response {
+/// A playlist answer: the cached text, or a copy with `token` in its URIs.
+fn playlist_reply(playlist: Bytes, token: Option<&str>) -> Response {
+    let body = match (token, std::str::from_utf8(&playlist)) {
+        (Some(t), Ok(text)) => Bytes::from(with_token(text, t)),
+        _ => playlist,
+    };
+    reply(StatusCode::OK, PLAYLIST, "no-cache", body)
+}
+
+async fn media(
+    pkg: &Package,
+    flavour: Flavour,
+    blocking: Blocking,
+    hold: Duration,
+    token: Option<&str>,
+) -> Response {
     if let (Flavour::Fmp4, Some(msn)) = (flavour, blocking.msn) {
         let pos = pkg.with(PlaylistState::position);
         if msn > pos.msn + 1 {
@@ -192,7 +244,7 @@ async fn media(pkg: &Package, flavour: Flavour, blocking: Blocking, hold: Durati
         }
     }
     match pkg.media_playlist() {
-        Some(playlist) => reply(StatusCode::OK, PLAYLIST, "no-cache", playlist),
+        Some(playlist) => playlist_reply(playlist, token),
         None => text(StatusCode::SERVICE_UNAVAILABLE, "no playlist yet; retry"),
     }
 }

@@ -58,6 +58,65 @@
 //! rules; the unit tests run it on every update, the end-to-end tests on
 //! what the server serves.
 //!
+//! # Access: authorization, tokens, players
+//!
+//! - **Every playlist request** (multivariant, media, LL-HLS blocking
+//!   reload) is put to the engine's [`Authorizer`](tidewater_core::Authorizer)
+//!   as `read` of the stream over `hls`, with the peer, the
+//!   `Authorization` header's credentials (Basic or Bearer) and the query
+//!   (`?token=`). A refusal is answered as
+//!   [`tidewater_http::refusal_response`] makes it: `401` with
+//!   `WWW-Authenticate` challenges when credentials are missing or wrong,
+//!   `403`, `429` or `503`.
+//! - **Signed tokens in URIs.** When the authorizer hands out a read token
+//!   for the identity it recognized
+//!   ([`IngestContext::read_token`](tidewater_core::IngestContext::read_token)),
+//!   every URI the playlists carry — the media playlist in the
+//!   multivariant one, segments, parts, `EXT-X-MAP`, preload hints,
+//!   rendition reports — gets `?token=…` (`&token=…` after a query of its
+//!   own), so a player that authenticated once fetches everything else
+//!   without credentials. The token names the **player**: a playlist
+//!   reload with it gets the same token in its URIs, and it stays good for
+//!   as long as that player's session lives, even past the authorizer's
+//!   own expiry (5 minutes for tidewater-auth's): playback is never cut.
+//!   Such a reload is still authorized, with a fresh token for the same
+//!   identity shown to the authorizer in place of the player's (so an
+//!   expired token never counts as a failed attempt). A player that
+//!   reloads with its credentials and no token (some do not keep the
+//!   multivariant playlist's query) stays the same player: it is found by
+//!   stream, flavour, user and address.
+//! - **Segments, parts, init segments** carrying the token of a live player
+//!   of that stream and flavour are served without asking the authorizer
+//!   (the token was issued here); any other request for them is asked about
+//!   like a playlist.
+//! - **Anonymous reads** (the authorizer hands out no token) keep plain
+//!   URIs, so playlists and segments stay cacheable: the media playlist is
+//!   rendered once per change and the same bytes go to every anonymous
+//!   player. Tokenized players get the cached rendering with their token
+//!   added, per request.
+//! - **A CDN or cache in front** should key its cache **without the `token`
+//!   query parameter**, or it stores every segment once per player. It then
+//!   serves what it cached without asking this server, so a protected
+//!   stream behind a shared cache is only as protected as the cache makes
+//!   it (its own token check, or keep such streams off it).
+//! - **Players are sessions.** Each player is registered with the engine
+//!   ([`PlayerSession`](tidewater_core::PlayerSession), protocol `hls` or
+//!   `llhls`, its first address and user): one per token, or one per
+//!   address, stream and flavour when reads are anonymous. The bytes of
+//!   every answer are counted to it. One with no request for
+//!   [`HlsConfig::player_idle_timeout`] (default 30 s) is dropped; its token
+//!   is then only as good as the authorizer says. The packager itself is
+//!   listed too, as `hls-packager` or `llhls-packager`: it follows the
+//!   stream with the rights of the player that started it.
+//! - **Kicked players.** A player kicked through the engine gets `403` on
+//!   its next request and is forgotten; its token is refused from then on
+//!   (for an hour, longer than any read token lives). A kick ends a
+//!   session, it does not ban: a player with valid credentials may start a
+//!   new one, and an anonymous one at the same address does on its next
+//!   request. Take the permission away to keep someone out.
+//! - Tokens are written in URIs percent-encoded where needed (signed read
+//!   tokens never need it) and compared as written.
+//!
 //! # Decisions
 //!
 //! - **Target duration.** Fixed when the first segment closes: the larger
@@ -110,6 +169,7 @@ macro_rules! packer_endings {
     };
 }
 
+mod access;
 mod config;
 mod error;
 #[cfg(feature = "validate")]
@@ -119,6 +179,7 @@ mod http;
 pub mod ll;
 pub mod master;
 pub mod normalize;
+mod players;
 pub mod playlist;
 pub mod segmenter;
 mod service;
@@ -131,7 +192,7 @@ mod service_tests;
 #[cfg(test)]
 mod sim_tests;
 
-pub use config::{ConfigError, HlsConfig};
+pub use config::{ConfigError, DEFAULT_PLAYER_IDLE_TIMEOUT, HlsConfig};
 pub use error::Error;
 pub use http::router;
 pub use service::Hls;

@@ -548,6 +548,72 @@ impl PlaylistState {
     }
 }
 
+/// A token as it goes into a URI: characters outside RFC 3986's
+/// unreserved set (`A-Z a-z 0-9 - . _ ~`) percent-encoded. Signed read
+/// tokens are made of unreserved characters only, so they go in unchanged.
+pub fn encode_token(token: &str) -> String {
+    let mut out = String::with_capacity(token.len());
+    for b in token.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// `uri` with `token=` added to its query (`?token=…`, or `&token=…` when it
+/// already has one). `token` must be encoded ([`encode_token`]).
+pub fn uri_with_token(uri: &str, token: &str) -> String {
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{sep}token={token}")
+}
+
+/// A playlist (media or multivariant) with `token` added to every URI it
+/// carries: the URI lines (segments, variants) and every `URI="…"`
+/// attribute of a tag (`EXT-X-MAP`, `EXT-X-PART`, `EXT-X-PRELOAD-HINT`,
+/// `EXT-X-RENDITION-REPORT`, `EXT-X-MEDIA`, …). `token` must be encoded
+/// ([`encode_token`]); the playlist itself is rendered once and cached
+/// without tokens, and this runs per request on the cached text.
+pub fn with_token(playlist: &str, token: &str) -> String {
+    let mut out = String::with_capacity(playlist.len() + 64 * (token.len() + 7));
+    for line in playlist.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        let eol = &line[body.len()..];
+        if body.trim().is_empty() {
+            out.push_str(line);
+            continue;
+        }
+        if !body.starts_with('#') {
+            out.push_str(&uri_with_token(body, token));
+            out.push_str(eol);
+            continue;
+        }
+        // Attributes: `URI="` right after the tag's colon or a comma.
+        let mut rest = body;
+        while let Some(at) = rest.find("URI=\"") {
+            let attr_start = at > 0 && matches!(rest.as_bytes()[at - 1], b':' | b',');
+            let value_from = at + 5;
+            let Some(len) = rest[value_from..].find('"') else {
+                break;
+            };
+            let value_to = value_from + len;
+            out.push_str(&rest[..value_from]);
+            if attr_start {
+                out.push_str(&uri_with_token(&rest[value_from..value_to], token));
+            } else {
+                out.push_str(&rest[value_from..value_to]);
+            }
+            out.push('"');
+            rest = &rest[value_to + 1..];
+        }
+        out.push_str(rest);
+        out.push_str(eol);
+    }
+    out
+}
+
 /// A request path's file name, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FileName {

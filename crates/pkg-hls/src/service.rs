@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tidewater_core::{
-    CancellationToken, Event, Follower, IngestContext, Request, StreamEventKind, StreamKey,
+    CancellationToken, Event, Follower, IngestContext, PlayerInfo, Request, StreamEventKind,
+    StreamKey,
 };
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -25,6 +26,7 @@ use crate::config::duration_ticks;
 use crate::ll::LlPacker;
 use crate::master::{self, VariantInfo};
 use crate::normalize::{Normalized, Normalizer, TrackSet};
+use crate::players::{Player, Players};
 use crate::playlist::{Flavour, PlaylistState};
 use crate::segmenter::Targets;
 use crate::ts::TsPacker;
@@ -40,6 +42,7 @@ struct Inner {
     ctx: IngestContext,
     config: HlsConfig,
     packages: Mutex<HashMap<(StreamKey, Flavour), Arc<Package>>>,
+    players: Arc<Players>,
     /// Request times are counted from here (tokio's clock, so tests can pause it).
     started: tokio::time::Instant,
     next_epoch: AtomicU64,
@@ -65,7 +68,7 @@ pub(crate) enum Refusal {
     /// Not live (and not within its republish grace).
     NotLive(String),
     /// The authorizer said no.
-    Forbidden(String),
+    Auth(tidewater_core::Refusal),
 }
 
 impl Hls {
@@ -80,6 +83,7 @@ impl Hls {
                 ctx,
                 config,
                 packages: Mutex::new(HashMap::new()),
+                players: Arc::default(),
                 started: tokio::time::Instant::now(),
                 next_epoch: AtomicU64::new(seed << 12),
             }),
@@ -137,18 +141,68 @@ impl Hls {
             return;
         }
         for flavour in [Flavour::Ts, Flavour::Fmp4] {
-            if let Err(e) = self.package(key, flavour, None).await {
+            let follow = || Request::new(key.clone(), packager_protocol(flavour));
+            if let Err(e) = self.package(key, flavour, follow).await {
                 debug!(stream = %key, "hls: always-on packaging not started: {e:?}");
             }
         }
     }
 
-    /// The package of `key` in `flavour`, started if needed.
+    /// The kernel behind the service.
+    pub(crate) fn ctx(&self) -> &IngestContext {
+        &self.inner.ctx
+    }
+
+    /// The players.
+    pub(crate) fn players(&self) -> &Players {
+        &self.inner.players
+    }
+
+    /// Milliseconds on the service's clock (tokio's, so tests can pause it).
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The player an admitted request comes from: the known one, or a new
+    /// one registered with the engine (`Err` when the one that got there
+    /// first was kicked meanwhile).
+    pub(crate) fn seat(
+        &self,
+        ticket: crate::access::Ticket,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<Arc<Player>, ()> {
+        let (newcomer, token) = match ticket {
+            crate::access::Ticket::Player(p) => return Ok(p),
+            crate::access::Ticket::New(n, t) => (n, t),
+        };
+        let info = PlayerInfo {
+            key: newcomer.seat.key.clone(),
+            protocol: newcomer.seat.flavour.prefix(),
+            peer,
+            user: newcomer.identity.user.clone(),
+        };
+        let ctx = &self.inner.ctx;
+        let (player, sweep) = self
+            .inner
+            .players
+            .join(newcomer, token, self.now_ms(), || ctx.register_player(info))?;
+        if sweep {
+            tokio::spawn(crate::players::sweeper(
+                Arc::downgrade(&self.inner.players),
+                self.inner.started,
+                self.inner.config.player_idle_timeout,
+            ));
+        }
+        Ok(player)
+    }
+
+    /// The package of `key` in `flavour`, started if needed by following
+    /// the stream with `follow` (who asks, with which rights).
     pub(crate) async fn package(
         &self,
         key: &StreamKey,
         flavour: Flavour,
-        peer: Option<std::net::SocketAddr>,
+        follow: impl FnOnce() -> Request,
     ) -> Result<Arc<Package>, Refusal> {
         let id = (key.clone(), flavour);
         {
@@ -171,14 +225,10 @@ impl Hls {
         if self.inner.ctx.stream(key).is_none() {
             return Err(Refusal::NotLive(format!("stream {key} is not live")));
         }
-        let mut req = Request::new(key.clone(), "hls");
-        if let Some(p) = peer {
-            req = req.peer(p);
-        }
-        let follower = match self.inner.ctx.follow(req).await {
+        let follower = match self.inner.ctx.follow(follow()).await {
             Ok(f) => f,
-            Err(tidewater_core::Error::Unauthorized { .. }) => {
-                return Err(Refusal::Forbidden(format!("not allowed to read {key}")));
+            Err(tidewater_core::Error::Unauthorized { refusal, .. }) => {
+                return Err(Refusal::Auth(refusal));
             }
             Err(e) => return Err(Refusal::NotLive(format!("stream {key} is not live ({e})"))),
         };
@@ -213,6 +263,15 @@ impl Hls {
         info!(stream = %key, "{}: packaging started", flavour.prefix());
         tokio::spawn(run(self.inner.clone(), package.clone(), follower));
         Ok(package)
+    }
+}
+
+/// The protocol a packager follows its stream as (listed with the
+/// sessions next to its players).
+pub(crate) fn packager_protocol(flavour: Flavour) -> &'static str {
+    match flavour {
+        Flavour::Ts => "hls-packager",
+        Flavour::Fmp4 => "llhls-packager",
     }
 }
 

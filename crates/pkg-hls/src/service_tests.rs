@@ -81,7 +81,12 @@ async fn feed(s: &mut PublishSession, from: i64, frames: i64) {
 
 /// The packager of `live/cam` in `flavour`, started on request.
 async fn packaging(hls: &Hls, flavour: Flavour) -> Arc<Package> {
-    hls.package(&key(), flavour, None).await.expect("package")
+    hls.package(&key(), flavour, follow).await.expect("package")
+}
+
+/// The kernel request a packager follows `live/cam` with.
+fn follow() -> Request {
+    Request::new(key(), "hls-packager")
 }
 
 fn config() -> HlsConfig {
@@ -97,7 +102,7 @@ async fn packages_on_request_stops_when_idle_and_restarts() {
     let engine = engine();
     let hls = Hls::new(engine.context(), config()).expect("hls");
     assert!(matches!(
-        hls.package(&key(), Flavour::Fmp4, None).await,
+        hls.package(&key(), Flavour::Fmp4, follow).await,
         Err(Refusal::NotLive(m)) if m.contains("live/cam is not live")
     ));
     let mut s = publisher(&engine).await;
@@ -115,6 +120,9 @@ async fn packages_on_request_stops_when_idle_and_restarts() {
     for p in [&pkg, &ts] {
         let text = p.media_playlist().expect("a segment is complete");
         validate::check(&String::from_utf8_lossy(&text)).expect("valid");
+        // Rendered once per change: every (anonymous) player gets the same bytes.
+        let again = p.media_playlist().expect("playlist");
+        assert_eq!(text.as_ptr(), again.as_ptr(), "served from the cache");
     }
     // Requests keep it going; without them it stops after the idle timeout.
     feed(&mut s, 5 * FPS, 8 * FPS).await;
@@ -200,10 +208,10 @@ async fn republish_continues_the_playlist_and_the_end_is_listed() {
     // Ended: no new packaging starts (the other flavour was never asked for),
     // the running one keeps its playlist through the grace period.
     assert!(matches!(
-        hls.package(&key(), Flavour::Ts, None).await,
+        hls.package(&key(), Flavour::Ts, follow).await,
         Err(Refusal::NotLive(_))
     ));
-    assert!(hls.package(&key(), Flavour::Fmp4, None).await.is_ok());
+    assert!(hls.package(&key(), Flavour::Fmp4, follow).await.is_ok());
     // Back within the grace period, times from 0 again.
     let mut s = publisher(&engine).await;
     for k in 0..8 {

@@ -249,3 +249,71 @@ fn audio_only_and_video_only_streams() {
         );
     }
 }
+
+#[test]
+fn tokens_go_into_every_uri_and_leave_the_rest_alone() {
+    use crate::playlist::{encode_token, uri_with_token, with_token};
+    let mut pl = PlaylistState::new(Flavour::Fmp4, 6, 0.21, "e1");
+    let mut p = LlPacker::new(targets());
+    p.tracks(track_set(true, true), &mut pl).expect("tracks");
+    let mut tracker = Tracker::new();
+    let token = encode_token("tw1.a b&c\"d");
+    assert_eq!(token, "tw1.a%20b%26c%22d");
+    let mut version = pl.version();
+    for u in units(30.0, 60, 12.0, 0, true, true) {
+        p.unit(u, &mut pl).expect("unit");
+        if pl.version() == version {
+            continue;
+        }
+        version = pl.version();
+        let Some(plain) = pl.render() else { continue };
+        let tokenized = with_token(&plain, &token);
+        // Still a valid playlist, and the same one but for the URIs.
+        tracker
+            .update(&tokenized)
+            .unwrap_or_else(|e| panic!("{e}\n{tokenized}"));
+        assert_eq!(tokenized.lines().count(), plain.lines().count());
+        for (t, p) in tokenized.lines().zip(plain.lines()) {
+            if t != p {
+                assert_eq!(t.replace(&format!("?token={token}"), ""), p);
+            }
+        }
+    }
+    let text = with_token(&pl.render().expect("playlist"), &token);
+    let s = crate::validate::check(&text).expect("valid");
+    let mut uris: Vec<&str> = s.segments.iter().map(|x| x.uri.as_str()).collect();
+    uris.extend(
+        s.segments
+            .iter()
+            .flat_map(|x| &x.parts)
+            .map(|x| x.uri.as_str()),
+    );
+    uris.extend(s.maps.iter().map(String::as_str));
+    uris.extend(s.preload_hint.as_deref());
+    assert!(uris.len() > 20, "{text}");
+    for uri in uris {
+        assert!(uri.ends_with(&format!("?token={token}")), "{uri}");
+    }
+    // A URI with a query of its own (a rendition report's) gets `&token=`.
+    assert_eq!(
+        uri_with_token("../b/index.m3u8?_HLS_msn=4", "t"),
+        "../b/index.m3u8?_HLS_msn=4&token=t"
+    );
+    let report = "#EXTM3U\n#EXT-X-RENDITION-REPORT:URI=\"../b/index.m3u8?_HLS_msn=4\",LAST-MSN=4\n\
+                  #EXT-X-KEY:METHOD=NONE,XURI=\"x\"\r\nseg.ts\r\n\n";
+    assert_eq!(
+        with_token(report, "t"),
+        "#EXTM3U\n#EXT-X-RENDITION-REPORT:URI=\"../b/index.m3u8?_HLS_msn=4&token=t\",LAST-MSN=4\n\
+         #EXT-X-KEY:METHOD=NONE,XURI=\"x\"\r\nseg.ts?token=t\r\n\n"
+    );
+    // The multivariant playlist: its variant URI.
+    let master = crate::master::render(&crate::master::VariantInfo {
+        tracks: &track_set(true, true),
+        peak_bitrate: 1,
+        frame_interval90: 0,
+        version: 6,
+    });
+    let parsed =
+        m3u8_rs::parse_master_playlist_res(with_token(&master, &token).as_bytes()).expect("parses");
+    assert_eq!(parsed.variants[0].uri, format!("index.m3u8?token={token}"));
+}

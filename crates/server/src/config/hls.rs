@@ -29,6 +29,9 @@ pub struct HlsSection {
     pub max_segment_ms: u64,
     /// A stream's packager stops after this long without a request (default 30000).
     pub idle_timeout_ms: u64,
+    /// A player that sent no request for this long is dropped from the
+    /// sessions (default 30000; at least twice `max_segment_ms`).
+    pub player_idle_timeout_ms: u64,
     /// Streams (`"app/stream"`) packaged from their publish on.
     pub always_on: Vec<String>,
     /// Package every stream from its publish on (default false).
@@ -45,6 +48,7 @@ impl Default for HlsSection {
             part_ms: d.part_target.as_millis() as u64,
             max_segment_ms: d.max_segment.as_millis() as u64,
             idle_timeout_ms: d.idle_timeout.as_millis() as u64,
+            player_idle_timeout_ms: d.player_idle_timeout.as_millis() as u64,
             always_on: Vec::new(),
             always_on_all: d.always_on_all,
         }
@@ -75,6 +79,7 @@ impl HlsSection {
             part_target: Duration::from_millis(self.part_ms),
             max_segment: Duration::from_millis(self.max_segment_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            player_idle_timeout: Duration::from_millis(self.player_idle_timeout_ms),
             always_on,
             always_on_all: self.always_on_all,
             ..tidewater::hls::HlsConfig::default()
@@ -96,6 +101,9 @@ impl HlsSection {
             "part_target" => FieldKey::shown("part_ms", self.part_ms),
             "max_segment" => FieldKey::shown("max_segment_ms", self.max_segment_ms),
             "idle_timeout" => FieldKey::shown("idle_timeout_ms", self.idle_timeout_ms),
+            "player_idle_timeout" => {
+                FieldKey::shown("player_idle_timeout_ms", self.player_idle_timeout_ms)
+            }
             _ => None,
         };
         field_error("hls", key, e)

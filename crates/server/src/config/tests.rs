@@ -833,3 +833,28 @@ fn rtmp_connection_limits_and_handshake_timeout_are_mapped_and_checked_at_the_ke
         }
     }
 }
+
+#[test]
+fn hls_player_idle_timeout_is_mapped_and_its_rule_reported_at_the_key() {
+    let config = parse_ok("[hls]\nplayer_idle_timeout_ms = 45000\n", &[]);
+    let hls = config.hls.hls_config().expect("valid").expect("enabled");
+    assert_eq!(hls.player_idle_timeout, std::time::Duration::from_secs(45));
+    let default = Config::default()
+        .hls
+        .hls_config()
+        .expect("valid")
+        .expect("enabled");
+    assert_eq!(
+        default.player_idle_timeout,
+        tidewater::hls::DEFAULT_PLAYER_IDLE_TIMEOUT
+    );
+    let text = refused("[hls]\nplayer_idle_timeout_ms = 5000\n", &[]);
+    for part in [
+        "hls.player_idle_timeout_ms",
+        "invalid value 5000",
+        "twice the maximum segment",
+        "in test.toml",
+    ] {
+        assert!(text.contains(part), "{text:?} does not mention {part:?}");
+    }
+}
