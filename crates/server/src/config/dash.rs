@@ -27,6 +27,11 @@ pub struct DashSection {
     pub latency_target_ms: u64,
     /// A stream's packager stops after this long without a request (default 30000).
     pub idle_timeout_ms: u64,
+    /// A player (one per read token, or per address when reads are
+    /// anonymous) is dropped from the sessions after this long without a
+    /// request, and its token with it (default 30000; at least 4000 and at
+    /// least `segment_ms`).
+    pub player_idle_timeout_ms: u64,
 }
 
 impl Default for DashSection {
@@ -39,6 +44,7 @@ impl Default for DashSection {
             low_latency: d.low_latency,
             latency_target_ms: d.latency_target.as_millis() as u64,
             idle_timeout_ms: d.idle_timeout.as_millis() as u64,
+            player_idle_timeout_ms: d.player_idle_timeout.as_millis() as u64,
         }
     }
 }
@@ -57,6 +63,7 @@ impl DashSection {
             low_latency: self.low_latency,
             latency_target: Duration::from_millis(self.latency_target_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            player_idle_timeout: Duration::from_millis(self.player_idle_timeout_ms),
             ..tidewater::dash::DashConfig::default()
         };
         config.validate().map_err(|e| self.refused(&e))?;
@@ -75,6 +82,9 @@ impl DashSection {
             "window" => FieldKey::shown("window", self.window),
             "latency_target" => FieldKey::shown("latency_target_ms", self.latency_target_ms),
             "idle_timeout" => FieldKey::shown("idle_timeout_ms", self.idle_timeout_ms),
+            "player_idle_timeout" => {
+                FieldKey::shown("player_idle_timeout_ms", self.player_idle_timeout_ms)
+            }
             _ => None,
         };
         field_error("dash", key, e)

@@ -858,3 +858,35 @@ fn hls_player_idle_timeout_is_mapped_and_its_rule_reported_at_the_key() {
         assert!(text.contains(part), "{text:?} does not mention {part:?}");
     }
 }
+
+#[test]
+fn dash_player_idle_timeout_is_mapped_and_its_rule_reported_at_the_key() {
+    let config = parse_ok("[dash]\nplayer_idle_timeout_ms = 45000\n", &[]);
+    let dash = config.dash.dash_config().expect("valid").expect("enabled");
+    assert_eq!(dash.player_idle_timeout, std::time::Duration::from_secs(45));
+    let default = Config::default()
+        .dash
+        .dash_config()
+        .expect("valid")
+        .expect("enabled");
+    assert_eq!(
+        default.player_idle_timeout,
+        tidewater::dash::DEFAULT_PLAYER_IDLE_TIMEOUT
+    );
+    for (file, vars) in [
+        ("[dash]\nplayer_idle_timeout_ms = 3000\n", &[][..]),
+        (
+            "[dash]\nsegment_ms = 10000\n",
+            &[("TIDEWATER_DASH__PLAYER_IDLE_TIMEOUT_MS", "9000")][..],
+        ),
+    ] {
+        let text = refused(file, vars);
+        for part in [
+            "dash.player_idle_timeout_ms",
+            "invalid value",
+            "at least segment_target",
+        ] {
+            assert!(text.contains(part), "{text:?} does not mention {part:?}");
+        }
+    }
+}
