@@ -1,5 +1,6 @@
-//! `[srt]`: the SRT listener (publish and read by stream id), HTTP-TS's
-//! write timeout, and `[[srt.encryption]]`.
+//! `[srt]`: the SRT listener (publish and read by stream id), its
+//! connection limits and handshake timeout, HTTP-TS's write timeout, and
+//! `[[srt.encryption]]`.
 //!
 //! The rules of the values are `tidewater::srt`'s
 //! ([`SrtConfig::validate`](tidewater::srt::SrtConfig::validate)); this
@@ -28,6 +29,15 @@ pub struct SrtSection {
     pub read_timeout_ms: u64,
     /// A reader (SRT or HTTP-TS) that accepts nothing for this long is closed (default 5000).
     pub write_timeout_ms: u64,
+    /// A caller whose handshake has not completed this long after its first
+    /// packet is forgotten (default 5000).
+    pub handshake_timeout_ms: u64,
+    /// Most callers at once, connected or in their handshake (default 20000).
+    pub max_connections: usize,
+    /// Most callers at once from one address (default 200).
+    pub max_connections_per_ip: usize,
+    /// Most callers at once from one loopback address (default 2000).
+    pub max_connections_per_loopback_ip: usize,
     /// Encryption per application or stream (`[[srt.encryption]]`).
     pub encryption: Vec<SrtEncryption>,
 }
@@ -68,6 +78,10 @@ impl Default for SrtSection {
             latency_ms: d.latency.as_millis() as u64,
             read_timeout_ms: d.read_timeout.as_millis() as u64,
             write_timeout_ms: d.write_timeout.as_millis() as u64,
+            handshake_timeout_ms: d.handshake_timeout.as_millis() as u64,
+            max_connections: d.max_connections,
+            max_connections_per_ip: d.max_connections_per_ip,
+            max_connections_per_loopback_ip: d.max_connections_per_loopback_ip,
             encryption: Vec::new(),
         }
     }
@@ -86,6 +100,10 @@ impl SrtSection {
             latency: Duration::from_millis(self.latency_ms),
             read_timeout: Duration::from_millis(self.read_timeout_ms),
             write_timeout: Duration::from_millis(self.write_timeout_ms),
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            max_connections_per_loopback_ip: self.max_connections_per_loopback_ip,
             encryption: self
                 .encryption
                 .iter()
@@ -112,6 +130,17 @@ impl SrtSection {
             "latency" => FieldKey::shown("latency_ms", self.latency_ms),
             "read_timeout" => FieldKey::shown("read_timeout_ms", self.read_timeout_ms),
             "write_timeout" => FieldKey::shown("write_timeout_ms", self.write_timeout_ms),
+            "handshake_timeout" => {
+                FieldKey::shown("handshake_timeout_ms", self.handshake_timeout_ms)
+            }
+            "max_connections" => FieldKey::shown("max_connections", self.max_connections),
+            "max_connections_per_ip" => {
+                FieldKey::shown("max_connections_per_ip", self.max_connections_per_ip)
+            }
+            "max_connections_per_loopback_ip" => FieldKey::shown(
+                "max_connections_per_loopback_ip",
+                self.max_connections_per_loopback_ip,
+            ),
             // `encryption[I].NAME`: the same names here.
             field => self
                 .encryption_entry(field)

@@ -890,3 +890,65 @@ fn dash_player_idle_timeout_is_mapped_and_its_rule_reported_at_the_key() {
         }
     }
 }
+
+#[test]
+fn srt_connection_limits_and_handshake_timeout_are_mapped_and_checked_at_the_key() {
+    let config = parse_ok(
+        "[srt]\nhandshake_timeout_ms = 2500\nmax_connections = 50\n\
+         max_connections_per_ip = 3\nmax_connections_per_loopback_ip = 7\n",
+        &[],
+    );
+    let worker = config
+        .srt
+        .worker_config()
+        .expect("valid")
+        .expect("enabled");
+    assert_eq!(worker.handshake_timeout, Duration::from_millis(2500));
+    assert_eq!(
+        (
+            worker.max_connections,
+            worker.max_connections_per_ip,
+            worker.max_connections_per_loopback_ip
+        ),
+        (50, 3, 7)
+    );
+    let default = Config::default()
+        .srt
+        .worker_config()
+        .expect("valid")
+        .expect("enabled");
+    assert_eq!(
+        default.handshake_timeout,
+        tidewater::srt::DEFAULT_HANDSHAKE_TIMEOUT
+    );
+    assert_eq!(
+        (
+            default.max_connections,
+            default.max_connections_per_ip,
+            default.max_connections_per_loopback_ip
+        ),
+        (20_000, 200, 2000)
+    );
+    let env = parse_ok("", &[("TIDEWATER_SRT__MAX_CONNECTIONS_PER_IP", "9")]);
+    assert_eq!(env.srt.max_connections_per_ip, 9);
+    for (file, key, value) in [
+        ("[srt]\nhandshake_timeout_ms = 0\n", "srt.handshake_timeout_ms", "0"),
+        (
+            "[srt]\nhandshake_timeout_ms = 60001\n",
+            "srt.handshake_timeout_ms",
+            "60001",
+        ),
+        ("[srt]\nmax_connections = 0\n", "srt.max_connections", "0"),
+        ("[srt]\nmax_connections_per_ip = 0\n", "srt.max_connections_per_ip", "0"),
+        (
+            "[srt]\nmax_connections_per_loopback_ip = 0\n",
+            "srt.max_connections_per_loopback_ip",
+            "0",
+        ),
+    ] {
+        let text = refused(file, &[]);
+        for part in [key, &format!("invalid value {value}"), "in test.toml"] {
+            assert!(text.contains(part), "{text:?} does not mention {part:?}");
+        }
+    }
+}
