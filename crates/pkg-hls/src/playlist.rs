@@ -8,7 +8,8 @@
 //! unknown tags, cannot place tags after the last segment (where the parts of
 //! the segment in progress and the preload hint go), and formats `EXTINF`
 //! through a process-wide precision setting. Every playlist written here is
-//! parsed back with `m3u8-rs` in the tests and checked by [`crate::validate`].
+//! parsed back with `m3u8-rs` in the tests and checked by `validate` (the
+//! `validate` feature).
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
