@@ -21,6 +21,9 @@ pub(crate) struct SessionInfo {
     pub protocol: &'static str,
     pub peer: Option<SocketAddr>,
     pub user: Option<String>,
+    /// A reader inside the server (a packager, a recorder): not listed with
+    /// the sessions, whose players it serves are.
+    pub internal: bool,
 }
 
 /// Counters of one publish generation.

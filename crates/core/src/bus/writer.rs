@@ -275,6 +275,7 @@ mod tests {
                 protocol: "test",
                 peer: None,
                 user: None,
+                internal: false,
             },
         );
         let cat = catalog();

@@ -258,6 +258,7 @@ impl Engine {
             protocol: req.protocol,
             peer: req.peer,
             user: identity.user.or_else(|| req.user.clone()),
+            internal: req.internal,
         }
     }
 

@@ -21,6 +21,10 @@ pub struct Request {
     /// The user the protocol already authenticated, if any: shown with the
     /// session (API, logs). A user the authorizer recognizes takes its place.
     pub user: Option<String>,
+    /// A reader inside the server (a packager, a recorder) rather than a
+    /// viewer: not listed by [`Engine::sessions`](crate::Engine::sessions)
+    /// (the players it serves are, see [`PlayerSession`](crate::PlayerSession)).
+    pub internal: bool,
 }
 
 impl Request {
@@ -33,6 +37,7 @@ impl Request {
             credentials: Credentials::None,
             query: None,
             user: None,
+            internal: false,
         }
     }
 
@@ -51,6 +56,12 @@ impl Request {
     /// Sets the query string.
     pub fn query(mut self, query: impl Into<String>) -> Self {
         self.query = Some(query.into());
+        self
+    }
+
+    /// Marks the reader as internal (not listed with the sessions).
+    pub fn internal(mut self) -> Self {
+        self.internal = true;
         self
     }
 

@@ -28,7 +28,9 @@ impl Engine {
                 subs.iter()
                     .filter_map(std::sync::Weak::upgrade)
                     .filter(|s| {
-                        !s.is_kicked() && !s.left.load(std::sync::atomic::Ordering::Relaxed)
+                        !s.info.internal
+                            && !s.is_kicked()
+                            && !s.left.load(std::sync::atomic::Ordering::Relaxed)
                     })
                     .map(|s| SessionSnapshot::reader(&bus, &s)),
             );
@@ -205,6 +207,27 @@ mod tests {
         let mut all = ids.clone();
         all.dedup();
         assert_eq!(all, ids);
+
+        // A packager is not a session; the players it registers are.
+        let _packager = engine
+            .follow(Request::new(key("live/a"), "hls").internal())
+            .await
+            .expect("follow");
+        let player = engine.register_player(crate::PlayerInfo {
+            key: key("live/a"),
+            protocol: "hls",
+            peer: Some("127.0.0.1:6000".parse().expect("addr")),
+            user: None,
+        });
+        p.publish(video(2, false)).expect("frame");
+        let sessions = engine.sessions();
+        assert_eq!(sessions.len(), 4, "{sessions:#?}");
+        let listed = &sessions[3];
+        assert_eq!((listed.id, listed.protocol), (player.id(), "hls"));
+        assert_eq!(listed.generation, sessions[0].generation);
+        assert!(engine.kick(player.id()));
+        assert!(player.is_kicked());
+        assert_eq!(engine.sessions().len(), 3);
     }
 
     #[tokio::test(start_paused = true)]
