@@ -401,7 +401,7 @@ impl Shared {
         peer: Option<SocketAddr>,
         who: &Identity,
     ) -> Request {
-        let mut req = Request::new(key.clone(), "dash");
+        let mut req = Request::new(key.clone(), "dash").internal();
         if let Some(p) = peer {
             req = req.peer(p);
         }
