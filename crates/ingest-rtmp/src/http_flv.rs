@@ -7,6 +7,8 @@
 //! hands the shared tag bytes to the response body through a small bounded
 //! channel. A client that stops reading for the write timeout has its
 //! response ended; one that is merely slow is skipped to the next keyframe.
+//! The feed counts every chunk handed to the body as sent on the reader's
+//! session, and a reader an operator kicks ends at its next receive.
 
 use std::sync::Arc;
 use std::time::Duration;
