@@ -193,7 +193,7 @@ pub(crate) fn follow_request(
     peer: Option<SocketAddr>,
     identity: &Identity,
 ) -> Request {
-    let mut req = Request::new(key.clone(), crate::service::packager_protocol(flavour));
+    let mut req = Request::new(key.clone(), crate::service::packager_protocol(flavour)).internal();
     if let Some(p) = peer {
         req = req.peer(p);
     }

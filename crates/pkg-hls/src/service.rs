@@ -141,7 +141,7 @@ impl Hls {
             return;
         }
         for flavour in [Flavour::Ts, Flavour::Fmp4] {
-            let follow = || Request::new(key.clone(), packager_protocol(flavour));
+            let follow = || Request::new(key.clone(), packager_protocol(flavour)).internal();
             if let Err(e) = self.package(key, flavour, follow).await {
                 debug!(stream = %key, "hls: always-on packaging not started: {e:?}");
             }

@@ -80,6 +80,12 @@ impl Engine {
     }
 
     async fn authorize(&self, action: Action, req: &Request) -> Result<Identity> {
+        // The server's own readers (packagers, recorders) were built by its
+        // code, never from a peer's input: they serve players that are
+        // authorized request by request.
+        if req.internal && action == Action::Read {
+            return Ok(Identity::anonymous());
+        }
         let auth = AuthRequest {
             action,
             key: Some(req.key.clone()),

@@ -23,7 +23,10 @@ pub struct Request {
     pub user: Option<String>,
     /// A reader inside the server (a packager, a recorder) rather than a
     /// viewer: not listed by [`Engine::sessions`](crate::Engine::sessions)
-    /// (the players it serves are, see [`PlayerSession`](crate::PlayerSession)).
+    /// (the players it serves are, see [`PlayerSession`](crate::PlayerSession)),
+    /// and not asked of the authorizer: it reads on the server's behalf, and
+    /// its players are authorized request by request. Never set it from a
+    /// peer's input.
     pub internal: bool,
 }
 

@@ -456,3 +456,56 @@ mod tests {
         assert!(self::engine().listeners().is_empty());
     }
 }
+
+#[cfg(test)]
+mod internal_tests {
+    use async_trait::async_trait;
+
+    use crate::{
+        Action, AppSpec, AuthRequest, Authorizer, Codec, Engine, Identity, Refusal, Request,
+        StreamKey, TrackId, TrackInfo,
+    };
+
+    /// Publishes only; reads of peers are refused.
+    struct PublishOnly;
+
+    #[async_trait]
+    impl Authorizer for PublishOnly {
+        async fn authorize(&self, request: &AuthRequest) -> Result<Identity, Refusal> {
+            match request.action {
+                Action::Publish => Ok(Identity::anonymous()),
+                _ => Err(Refusal::forbidden("reads need a user")),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn internal_readers_follow_without_the_authorizer_and_peers_do_not() {
+        let engine = Engine::builder()
+            .app("live", AppSpec::default())
+            .authorizer(PublishOnly)
+            .build()
+            .expect("engine");
+        let key = StreamKey::parse("live/a").expect("key");
+        let mut p = engine
+            .open_publish(Request::new(key.clone(), "test-in"))
+            .await
+            .expect("publish");
+        p.set_catalog(vec![TrackInfo::video(TrackId(1), Codec::H264, 64, 64)])
+            .expect("catalog");
+        let refused = engine.follow(Request::new(key.clone(), "hls")).await;
+        assert!(matches!(refused, Err(crate::Error::Unauthorized { .. })));
+        let refused = engine.subscribe(Request::new(key.clone(), "hls")).await;
+        assert!(matches!(refused, Err(crate::Error::Unauthorized { .. })));
+        let packager = engine
+            .follow(Request::new(key.clone(), "hls").internal())
+            .await
+            .expect("an internal reader is not asked");
+        assert!(engine.sessions().iter().all(|s| s.id != packager.id()));
+        // Internal means read only: a publish is always asked.
+        let publish = engine
+            .open_publish(Request::new(StreamKey::parse("live/b").expect("key"), "x").internal())
+            .await;
+        assert!(publish.is_ok(), "PublishOnly allows publishing");
+    }
+}
