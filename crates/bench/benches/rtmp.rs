@@ -568,6 +568,9 @@ fn start_tidewater(bin: &Path, setup: &Setup, dir: &Path, port: u16) -> Result<G
         .env("TIDEWATER_HTTP__LISTEN", "127.0.0.1:0")
         .env("TIDEWATER_SRT__LISTEN", "127.0.0.1:0")
         .env("TIDEWATER_LOG__LEVEL", "warn")
+        // Every viewer comes from 127.0.0.1: the per-address limit (2 000 by
+        // default for loopback) would refuse the largest runs' last viewers.
+        .env("TIDEWATER_RTMP__MAX_CONNECTIONS_PER_LOOPBACK_IP", "100000")
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
