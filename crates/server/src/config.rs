@@ -20,6 +20,8 @@
 //!    | `TIDEWATER_APPS__LIVE__STREAMS__CAM1__GOP_FRAMES=512` | `[apps.live.streams.cam1] gop_frames = 512` |
 //!    | `TIDEWATER_APPS__LIVE__PUSH='["rtmp://backup/live"]'` | `[apps.live] push = ["rtmp://backup/live"]` |
 //!    | `TIDEWATER_RTMPS__CERT=/etc/tls/cert.pem` | `[rtmps] cert = "/etc/tls/cert.pem"` |
+//!    | `TIDEWATER_AUTH__JWT__SECRET=…` | `[auth.jwt] secret = "…"` |
+//!    | `TIDEWATER_AUTH__USERS='[{ user = "obs", password_hash = "…", permissions = [{ action = "publish" }] }]'` | `[[auth.users]]` (the whole list) |
 //!
 //!    Path segments are lowercased, so application and stream names that have
 //!    upper-case letters, dots or dashes can only be configured in the file.
@@ -81,6 +83,20 @@
 //! once both `cert` and `key` are set; its chunk size and timeouts are
 //! `[rtmp]`'s.
 //!
+//! # Auth, HTTPS, limits and reloads
+//!
+//! `[auth]` is [`tidewater_auth::AuthConfig`] (see the `tidewater_auth`
+//! crate for users, JWT, the HTTP hook, read tokens and the defaults that
+//! apply without it); its errors name the key like every other section's
+//! (`auth.users[0].password_hash: …`). `[https]` serves the HTTP routes
+//! inside TLS once `cert` and `key` are set, following changes of the files
+//! (see [`HttpsSection`]). `[http]` limits both listeners:
+//! `header_read_timeout_ms` and `max_connections` (see [`HttpConfig`]).
+//!
+//! A reload (`SIGHUP`, `POST /api/v1/config/reload`) reads the same file
+//! and variables again: `[auth]` applies at once, every other changed
+//! section is reported as needing a restart (see [`crate::reload`]).
+//!
 //! # Schema
 //!
 //! The file below lists every key with its default (it is
@@ -95,8 +111,8 @@
 //!
 //! # Modules, and adding a section
 //!
-//! Each section has its module: `http`, `log`, `rtmp` (`[rtmp]` and
-//! `[rtmps]`), `srt`, `hls`, `dash`, `policy` (`[defaults]` and
+//! Each section has its module: `http`, `https`, `log`, `rtmp` (`[rtmp]`
+//! and `[rtmps]`), `srt`, `hls`, `dash`, `auth`, `policy` (`[defaults]` and
 //! `[apps.NAME]`, with pushes); `load` layers the file and the environment
 //! and tracks where each value came from. This module holds [`Config`] and
 //! the glue: [`Config::check`](Config) runs every section's check, and the
@@ -120,12 +136,15 @@
 //!    in [`Config`], and `self.NAME.check()?;` in `Config::check`.
 //!
 //! Then list the keys with their defaults in `crates/server/tidewater.toml`
-//! (a test checks the file against the built-in defaults) and start the
-//! worker in [`Server::bind`](crate::Server::bind).
+//! (a test checks the file against the built-in defaults), name the section
+//! in [`Config::changed_sections`] (the compiler insists) so that reloads
+//! report it, and start the worker in [`Server::bind`](crate::Server::bind).
 
+mod auth;
 mod dash;
 mod hls;
 mod http;
+mod https;
 mod load;
 mod log;
 mod policy;
@@ -137,10 +156,13 @@ use std::fmt::Display;
 
 use serde::Deserialize;
 use tidewater::{Engine, EngineBuilder};
+use tidewater_auth::Authorization;
 
+pub use auth::AuthSection;
 pub use dash::DashSection;
 pub use hls::HlsSection;
 pub use http::{DEFAULT_HTTP_PORT, HttpConfig};
+pub use https::{DEFAULT_HTTPS_PORT, HttpsSection};
 pub use load::{ENV_CONFIG_FILE, ENV_PREFIX, env_value};
 pub use log::LogConfig;
 pub use policy::{AppConfig, Defaults, Duplicate, PolicySettings};
@@ -172,6 +194,10 @@ pub struct Config {
     pub hls: HlsSection,
     /// `[srt]`: the SRT listener (publish and read by stream id), and HTTP-TS.
     pub srt: SrtSection,
+    /// `[auth]`: who may publish, read, use the API and read the metrics.
+    pub auth: AuthSection,
+    /// `[https]`: the HTTP service inside TLS, when a certificate is configured.
+    pub https: HttpsSection,
 }
 
 impl Config {
@@ -187,6 +213,8 @@ impl Config {
     /// The checks of [`validate`](Self::validate) that can name a key: one
     /// line per section.
     fn check(&self) -> Result<()> {
+        self.http.check()?;
+        self.https.check()?;
         self.log.check()?;
         self.rtmp.check()?;
         self.rtmps.check()?;
@@ -194,13 +222,58 @@ impl Config {
         self.dash.check()?;
         self.hls.check()?;
         self.srt.check()?;
+        self.auth.check()?;
         Ok(())
     }
 
-    /// An [`EngineBuilder`] with every application configured.
+    /// The sections whose settings differ between `self` and `other`, by
+    /// their names in the file, in the order of [`Config`]'s fields.
+    pub fn changed_sections(&self, other: &Config) -> Vec<&'static str> {
+        // Destructured, so that a new section cannot be forgotten here.
+        let Config {
+            http,
+            log,
+            defaults,
+            apps,
+            rtmp,
+            rtmps,
+            dash,
+            hls,
+            srt,
+            auth,
+            https,
+        } = self;
+        [
+            ("http", *http != other.http),
+            ("log", *log != other.log),
+            ("defaults", *defaults != other.defaults),
+            ("apps", *apps != other.apps),
+            ("rtmp", *rtmp != other.rtmp),
+            ("rtmps", *rtmps != other.rtmps),
+            ("dash", *dash != other.dash),
+            ("hls", *hls != other.hls),
+            ("srt", *srt != other.srt),
+            ("auth", *auth != other.auth),
+            ("https", *https != other.https),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+
+    /// An [`EngineBuilder`] with every application configured and the
+    /// authorizer of `[auth]`.
     pub fn engine_builder(&self) -> Result<EngineBuilder> {
         self.check()?;
-        let mut builder = Engine::builder();
+        self.engine_builder_with(self.auth.authorization()?)
+    }
+
+    /// An [`EngineBuilder`] with every application configured and `auth` as
+    /// its authorizer (a clone of it: the caller keeps one for reloads and
+    /// its HTTP guard). The configuration must have passed
+    /// [`validate`](Self::validate).
+    fn engine_builder_with(&self, auth: Authorization) -> Result<EngineBuilder> {
+        let mut builder = Engine::builder().authorizer(auth);
         for (name, spec) in self.app_specs()? {
             builder = builder.app(name, spec);
         }
@@ -212,7 +285,18 @@ impl Config {
 
     /// Builds the engine this configuration describes.
     pub fn build_engine(&self) -> Result<Engine> {
-        self.engine_builder()?.build().map_err(|e| match &e {
+        Self::build(self.engine_builder()?)
+    }
+
+    /// Builds the engine this configuration describes, with `auth` (built
+    /// from `[auth]`) as its authorizer: the same `auth` the server keeps.
+    pub fn build_engine_with(&self, auth: &Authorization) -> Result<Engine> {
+        self.check()?;
+        Self::build(self.engine_builder_with(auth.clone())?)
+    }
+
+    fn build(builder: EngineBuilder) -> Result<Engine> {
+        builder.build().map_err(|e| match &e {
             // Everything the kernel checks was checked above with the key
             // known; should it ever refuse more, name the section it names.
             tidewater::Error::Config(reason) => {

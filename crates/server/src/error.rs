@@ -51,11 +51,13 @@ pub enum Error {
     /// Logging could not be set up.
     #[error("logging: {0}")]
     Logging(String),
-    /// The HTTP listener could not be bound.
-    #[error("cannot listen on {addr} (http.listen)")]
+    /// The HTTP or HTTPS listener could not be bound.
+    #[error("cannot listen on {addr} ({key})")]
     Bind {
         /// The address.
         addr: SocketAddr,
+        /// The setting of the address (`http.listen`, `https.listen`).
+        key: &'static str,
         /// Why.
         #[source]
         source: std::io::Error,

@@ -46,7 +46,10 @@
 //! println!("API on http://{}/api/v1/streams", server.local_addr());
 //!
 //! let key = StreamKey::parse("live/cam1")?;
-//! let mut publisher = server.engine().open_publish(Request::new(key.clone(), "example")).await?;
+//! // In-process publishers name an address; with no `[auth]`, anonymous
+//! // publish is allowed from loopback only.
+//! let from = "127.0.0.1:50000".parse().expect("an address");
+//! let mut publisher = server.engine().open_publish(Request::new(key.clone(), "example").peer(from)).await?;
 //! publisher.set_catalog(vec![TrackInfo::video(TrackId(1), Codec::H264, 1280, 720)])?;
 //! assert_eq!(server.engine().stream(&key).map(|s| s.catalog.is_some()), Some(true));
 //!
@@ -78,6 +81,8 @@ pub mod config;
 mod error;
 pub mod http;
 pub mod logging;
+pub mod reload;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -85,10 +90,16 @@ use std::time::Duration;
 
 use tidewater::rtmp::{PushStatuses, Rtmp, RtmpPush};
 use tidewater::{CancellationToken, Engine, InboundProtocol};
+use tidewater_auth::Authorization;
 use tokio::net::TcpListener;
 
 pub use config::Config;
 pub use error::{Error, Result};
+pub use reload::{ConfigSource, ReloadError, ReloadReport, Reloader};
+pub use tls::{CERT_POLL_INTERVAL, TlsFiles};
+
+use http::serve::{HttpListener, Limits};
+use tls::LiveTls;
 
 /// How often the idle reaper looks for publishes that stopped sending.
 pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
@@ -100,8 +111,14 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Server {
     engine: Engine,
+    auth: Authorization,
+    reloader: Reloader,
     http: TcpListener,
     http_addr: SocketAddr,
+    https: Option<(TcpListener, LiveTls)>,
+    https_addr: Option<SocketAddr>,
+    limits: Limits,
+    cert_poll: Duration,
     rtmp: Option<Arc<Rtmp>>,
     rtmps: Option<Arc<Rtmp>>,
     push: Option<Arc<RtmpPush>>,
@@ -110,19 +127,47 @@ pub struct Server {
     srt: Option<Arc<tidewater::srt::Srt>>,
 }
 
+/// Binds a TCP listener; returns it with its actual address.
+async fn bind_tcp(addr: SocketAddr, key: &'static str) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, key, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, key, source })?;
+    Ok((listener, bound))
+}
+
 impl Server {
-    /// Builds the engine and binds the listeners; logs each bound address
-    /// (`http listening on 127.0.0.1:8888`).
+    /// Builds the engine (with the authorizer of `[auth]`) and binds the
+    /// HTTP and HTTPS listeners; logs each bound address (`http listening
+    /// on 127.0.0.1:8888`).
+    ///
+    /// A server bound this way cannot [reload](Reloader::reload) its
+    /// configuration until it is told where to read it again:
+    /// [`reloads_from`](Self::reloads_from).
     pub async fn bind(config: &Config) -> Result<Server> {
-        let engine = config.build_engine()?;
-        let addr = config.http.listen;
-        let http = TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Bind { addr, source })?;
-        let http_addr = http
-            .local_addr()
-            .map_err(|source| Error::Bind { addr, source })?;
+        let auth = config.auth.authorization()?;
+        let engine = config.build_engine_with(&auth)?;
+        let (http, http_addr) = bind_tcp(config.http.listen, "http.listen").await?;
         tracing::info!("http listening on {http_addr}");
+        let (https, https_addr) = match config.https.tls_files()? {
+            Some(files) => {
+                let tls = LiveTls::load(files).map_err(|e| Error::Setting {
+                    key: e.key().into(),
+                    message: e.to_string(),
+                    origin: None,
+                })?;
+                let (listener, addr) = bind_tcp(config.https.listen, "https.listen").await?;
+                tracing::info!("https listening on {addr}");
+                (Some((listener, tls)), Some(addr))
+            }
+            None => (None, None),
+        };
+        let limits = Limits::new(
+            config.http.header_read_timeout(),
+            config.http.max_connections,
+        );
         let rtmp = match config.rtmp.enabled {
             true => Some(Arc::new(Rtmp::new(config.rtmp.worker_config()?))),
             false => None,
@@ -156,10 +201,17 @@ impl Server {
             )),
             None => None,
         };
+        let reloader = Reloader::new(None, config.clone(), auth.clone());
         Ok(Server {
             engine,
+            auth,
+            reloader,
             http,
             http_addr,
+            https,
+            https_addr,
+            limits,
+            cert_poll: CERT_POLL_INTERVAL,
             rtmp,
             rtmps,
             push,
@@ -167,6 +219,37 @@ impl Server {
             hls,
             srt,
         })
+    }
+
+    /// Reloads read the configuration from `source` (the one it was loaded
+    /// from: the same file and variables), on `SIGHUP` (the binary) and on
+    /// `POST /api/v1/config/reload`.
+    pub fn reloads_from(mut self, source: ConfigSource) -> Self {
+        self.reloader = self.reloader.with_source(source);
+        self
+    }
+
+    /// Looks at the HTTPS certificate and key files this often (default
+    /// [`CERT_POLL_INTERVAL`]).
+    pub fn cert_poll_interval(mut self, every: Duration) -> Self {
+        self.cert_poll = every;
+        self
+    }
+
+    /// What reloads this server's configuration (from another task, or a
+    /// signal handler); works once [`serve`](Self::serve) runs, and before.
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
+    }
+
+    /// The authorizer the engine asks (shared: a reload applies to both).
+    pub fn authorization(&self) -> &Authorization {
+        &self.auth
+    }
+
+    /// The bound HTTPS address (`None` without a certificate).
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// The bound RTMPS address, once its listener is up (`None` without a
@@ -221,8 +304,14 @@ impl Server {
         let pushes = self.pushes();
         let Server {
             engine,
+            auth: _,
+            reloader,
             http,
             http_addr,
+            https,
+            https_addr: _,
+            limits,
+            cert_poll,
             rtmp,
             rtmps,
             push,
@@ -244,7 +333,7 @@ impl Server {
             let (engine, token) = (engine.clone(), shutdown.child_token());
             async move { engine.serve(protocols, token).await }
         });
-        let mut app = http::router_with_pushes(engine.clone(), pushes);
+        let mut app = http::router_with(engine.clone(), pushes, Some(reloader));
         if let Some(dash) = dash {
             app = app.merge(tidewater::dash::dash_router(engine.context(), dash));
         }
@@ -256,16 +345,38 @@ impl Server {
             tokio::spawn(hls.clone().run_always_on(shutdown.child_token()));
             app = app.merge(tidewater::hls::router(hls));
         }
-        let stop_accepting = shutdown.clone().cancelled_owned();
-        let mut server = tokio::spawn(
-            // With the peer's address, which HTTP outputs report for their sessions.
-            axum::serve(
-                http,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(stop_accepting)
-            .into_future(),
-        );
+        let listeners: Vec<HttpListener> = std::iter::once(HttpListener {
+            listener: http,
+            name: "http",
+            tls: None,
+            limits: limits.clone(),
+            stats: engine.listener_stats("http"),
+        })
+        .chain(https.map(|(listener, tls)| {
+            tokio::spawn(tls.clone().watch(cert_poll, shutdown.child_token()));
+            HttpListener {
+                listener,
+                name: "https",
+                tls: Some(tls),
+                limits: limits.clone(),
+                stats: engine.listener_stats("https"),
+            }
+        }))
+        .collect();
+        let mut server = tokio::spawn({
+            let stop_accepting = shutdown.clone();
+            async move {
+                // Aborting this task drops the set, which aborts the listeners.
+                let mut serving = tokio::task::JoinSet::new();
+                for listener in listeners {
+                    serving.spawn(listener.serve(app.clone(), stop_accepting.clone()));
+                }
+                while let Some(done) = serving.join_next().await {
+                    done.map_err(std::io::Error::other)?;
+                }
+                Ok::<(), std::io::Error>(())
+            }
+        });
 
         // The HTTP server stops on the same token: when both are ready, the
         // token is what happened.
@@ -398,5 +509,7 @@ impl ShutdownSignals {
     }
 }
 
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,11 @@ use tokio::task::JoinHandle;
 
 use super::*;
 
+/// In-process publishers say they are on loopback: the default `[auth]`
+/// allows anonymous publish from there only.
+const PUBLISHER: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50_000);
+
 /// A server on a free loopback port, serving until the token is cancelled.
 struct Running {
     addr: SocketAddr,
@@ -109,7 +114,7 @@ async fn api_shows_a_published_stream_with_catalog_metadata_and_qos() {
     let cam = key("live/cam1");
     let mut publisher = server
         .engine
-        .open_publish(Request::new(cam.clone(), "test"))
+        .open_publish(Request::new(cam.clone(), "test").peer(PUBLISHER))
         .await
         .expect("publish");
     publisher
@@ -150,7 +155,7 @@ async fn api_shows_a_published_stream_with_catalog_metadata_and_qos() {
     // An idle publish elsewhere, without a catalog yet.
     let _other = server
         .engine
-        .open_publish(Request::new(key("live/bare"), "test"))
+        .open_publish(Request::new(key("live/bare"), "test").peer(PUBLISHER))
         .await
         .expect("publish");
 
@@ -248,7 +253,7 @@ async fn shutdown_ends_publishes_and_closes_the_port() {
     let cam = key("live/cam1");
     let mut publisher = server
         .engine
-        .open_publish(Request::new(cam.clone(), "test"))
+        .open_publish(Request::new(cam.clone(), "test").peer(PUBLISHER))
         .await
         .expect("publish");
     publisher
@@ -326,7 +331,7 @@ async fn the_reaper_runs_while_serving() {
     let server = start("[apps.live]\nidle_timeout_ms = 1500\n").await;
     let _publisher = server
         .engine
-        .open_publish(Request::new(key("live/quiet"), "test"))
+        .open_publish(Request::new(key("live/quiet"), "test").peer(PUBLISHER))
         .await
         .expect("publish");
     assert_eq!(server.engine.streams().len(), 1);
@@ -374,7 +379,7 @@ async fn api_lists_pushes_with_their_status() {
     for name in ["live/cam1", "live/quiet"] {
         let mut p = server
             .engine
-            .open_publish(Request::new(key(name), "test"))
+            .open_publish(Request::new(key(name), "test").peer(PUBLISHER))
             .await
             .expect("publish");
         p.set_catalog(vec![TrackInfo::video(TrackId(1), Codec::H264, 640, 360)])

@@ -52,7 +52,14 @@ impl Origins {
             .map(|(_, v)| v)
             .collect();
         vars.sort();
-        vars.first().map(|var| env(var))
+        vars.first().map(|var| env(var)).or_else(|| {
+            // Deeper inside a list (`auth.users[1].permissions[0].path`):
+            // from where the outermost list came from.
+            key.split_once('[')
+                .map(|(list, _)| list)
+                .filter(|list| !list.is_empty())
+                .and_then(|list| self.of(list))
+        })
     }
 
     fn annotate(&self, err: Error) -> Error {
@@ -191,7 +198,14 @@ fn deserialize_error(err: serde_path_to_error::Error<toml::de::Error>) -> Error 
     let key = if key.is_empty() {
         "(top level)".to_string()
     } else {
-        key.join(".")
+        // `auth.users[0].pasword`: an index belongs to the list before it.
+        key.iter().fold(String::new(), |mut out, segment| {
+            if !out.is_empty() && !segment.starts_with('[') {
+                out.push('.');
+            }
+            out.push_str(segment);
+            out
+        })
     };
     setting_error(key, message)
 }

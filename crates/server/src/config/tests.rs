@@ -322,7 +322,7 @@ fn errors_name_the_key_and_where_it_came_from() {
             &[
                 "http.listne",
                 "unknown key",
-                "expected `listen`",
+                "expected one of `listen`",
                 "in test.toml",
             ],
         ),
@@ -543,15 +543,15 @@ async fn per_stream_overrides_reach_the_engine() {
     );
     let engine = config.build_engine().expect("engine");
     let quick = engine
-        .open_publish(Request::new(key("live/quick"), "test"))
+        .open_publish(Request::new(key("live/quick"), "test").peer(([127, 0, 0, 1], 5000).into()))
         .await
         .expect("publish quick");
     let slow = engine
-        .open_publish(Request::new(key("live/slow"), "test"))
+        .open_publish(Request::new(key("live/slow"), "test").peer(([127, 0, 0, 1], 5000).into()))
         .await
         .expect("publish slow");
     let other = engine
-        .open_publish(Request::new(key("other/slow"), "test"))
+        .open_publish(Request::new(key("other/slow"), "test").peer(([127, 0, 0, 1], 5000).into()))
         .await
         .expect("publish other");
 
@@ -585,11 +585,11 @@ async fn app_settings_from_the_environment_reach_the_engine() {
     let engine = config.build_engine().expect("engine");
 
     let _first = engine
-        .open_publish(Request::new(key("live/a"), "test"))
+        .open_publish(Request::new(key("live/a"), "test").peer(([127, 0, 0, 1], 5000).into()))
         .await
         .expect("first publisher");
     let second = engine
-        .open_publish(Request::new(key("live/b"), "test"))
+        .open_publish(Request::new(key("live/b"), "test").peer(([127, 0, 0, 1], 5000).into()))
         .await;
     assert!(
         matches!(
@@ -600,15 +600,15 @@ async fn app_settings_from_the_environment_reach_the_engine() {
     );
 
     let _news = engine
-        .open_publish(Request::new(key("news/x"), "test"))
+        .open_publish(Request::new(key("news/x"), "test").peer(([127, 0, 0, 1], 5000).into()))
         .await
         .expect("news");
     let taken = engine
-        .open_publish(Request::new(key("news/x"), "test"))
+        .open_publish(Request::new(key("news/x"), "test").peer(([127, 0, 0, 1], 5000).into()))
         .await;
     assert!(taken.is_ok(), "duplicate = take_over: {taken:?}");
     let dup = engine
-        .open_publish(Request::new(key("live/a"), "test"))
+        .open_publish(Request::new(key("live/a"), "test").peer(([127, 0, 0, 1], 5000).into()))
         .await;
     assert!(
         matches!(dup, Err(tidewater::Error::AlreadyPublishing { .. })),
@@ -616,7 +616,7 @@ async fn app_settings_from_the_environment_reach_the_engine() {
     );
 
     let unknown = engine
-        .open_publish(Request::new(key("elsewhere/x"), "test"))
+        .open_publish(Request::new(key("elsewhere/x"), "test").peer(([127, 0, 0, 1], 5000).into()))
         .await;
     assert!(
         matches!(unknown, Err(tidewater::Error::UnknownApp { .. })),
@@ -628,7 +628,7 @@ async fn app_settings_from_the_environment_reach_the_engine() {
 async fn unknown_apps_are_accepted_by_default() {
     let engine = Config::default().build_engine().expect("engine");
     let session = engine
-        .open_publish(Request::new(key("anything/x"), "test"))
+        .open_publish(Request::new(key("anything/x"), "test").peer(([127, 0, 0, 1], 5000).into()))
         .await;
     assert!(session.is_ok(), "{session:?}");
 }
@@ -951,4 +951,183 @@ fn srt_connection_limits_and_handshake_timeout_are_mapped_and_checked_at_the_key
             assert!(text.contains(part), "{text:?} does not mention {part:?}");
         }
     }
+}
+
+#[test]
+fn the_example_auth_https_and_http_limits_are_the_defaults() {
+    let example = include_str!("../../tidewater.toml");
+    let config = Config::from_toml_str(example).expect("the example parses");
+    assert_eq!(config.auth, Config::default().auth);
+    assert_eq!(config.https, Config::default().https);
+    assert_eq!(config.http.header_read_timeout_ms, 10_000);
+    assert_eq!(config.http.max_connections, 20_000);
+    assert_eq!(config.https.listen, "0.0.0.0:8443".parse().expect("addr"));
+    assert!(!config.auth.config().is_configured());
+    assert!(config.https.tls_files().expect("valid").is_none());
+}
+
+#[test]
+fn auth_https_and_http_limit_errors_name_the_key_and_where_it_came_from() {
+    let cases: &[Case] = &[
+        (
+            "[[auth.users]]\nuser = \"a\"\npasword = \"x\"",
+            &[],
+            &["auth.users[0].pasword", "unknown key", "in test.toml"],
+        ),
+        (
+            "[[auth.users]]\nuser = \"a\"\npermissions = [{ action = \"write\" }]",
+            &[],
+            &["auth.users[0].permissions[0].action", "in test.toml"],
+        ),
+        (
+            "[[auth.users]]\nuser = \"a\"\npassword_hash = \"not-a-hash\"",
+            &[],
+            &["auth.users[0].password_hash", "in test.toml"],
+        ),
+        (
+            "",
+            &[("TIDEWATER_AUTH__TOKEN_SECRET", "tiny-secret")],
+            &[
+                "auth.token_secret",
+                "shorter than 16",
+                "set by TIDEWATER_AUTH__TOKEN_SECRET",
+            ],
+        ),
+        (
+            "[auth]\ncolour = 1",
+            &[],
+            &["auth.colour", "unknown key", "in test.toml"],
+        ),
+        (
+            "[https]\ncert = \"/nonexistent/cert.pem\"",
+            &[],
+            &["https.key", "missing"],
+        ),
+        (
+            "[https]\ncert = \"/nonexistent/cert.pem\"\nkey = \"/nonexistent/key.pem\"",
+            &[],
+            &["https.cert", "/nonexistent/cert.pem", "in test.toml"],
+        ),
+        (
+            "[http]\nheader_read_timeout_ms = 0",
+            &[],
+            &[
+                "http.header_read_timeout_ms",
+                "invalid value 0",
+                "in test.toml",
+            ],
+        ),
+        (
+            "",
+            &[("TIDEWATER_HTTP__MAX_CONNECTIONS", "0")],
+            &[
+                "http.max_connections",
+                "invalid value 0",
+                "set by TIDEWATER_HTTP__MAX_CONNECTIONS",
+            ],
+        ),
+    ];
+    for (file, vars, expected) in cases {
+        let text = refused(file, vars);
+        for part in *expected {
+            assert!(
+                text.contains(part),
+                "{file:?} {vars:?}: {text:?} does not mention {part:?}"
+            );
+        }
+        assert!(!text.contains("tiny-secret"), "a secret in {text}");
+    }
+}
+
+#[test]
+fn auth_keys_come_from_the_file_and_the_environment() {
+    let config = parse_ok(
+        "[[auth.users]]\nuser = \"obs\"\npassword = \"pw\"\n\
+         permissions = [{ action = \"publish\", path = \"live/*\" }]\n",
+        &[
+            ("TIDEWATER_AUTH__JWT__SECRET", "0123456789abcdef"),
+            ("TIDEWATER_AUTH__REALM", "studio"),
+        ],
+    );
+    let auth = config.auth.config();
+    assert!(auth.is_configured());
+    assert_eq!(auth.users[0].user, "obs");
+    assert_eq!(auth.realm, "studio");
+    let jwt = auth.jwt.as_ref().expect("jwt from the environment");
+    assert_eq!(
+        jwt.secret.as_ref().map(|s| s.expose()),
+        Some("0123456789abcdef")
+    );
+    // The whole list from one variable.
+    let config = parse_ok(
+        "",
+        &[(
+            "TIDEWATER_AUTH__USERS",
+            "[{ user = \"ops\", password = \"pw\", permissions = [{ action = \"api\" }] }]",
+        )],
+    );
+    assert_eq!(config.auth.config().users[0].user, "ops");
+    // Secrets stay out of the configuration's Debug (the binary logs it).
+    assert!(!format!("{config:?}").contains("0123456789abcdef"));
+}
+
+#[test]
+fn changed_sections_name_what_differs() {
+    let a = parse_ok("", &[]);
+    assert!(a.changed_sections(&a).is_empty());
+    let b = parse_ok(
+        "[http]\nlisten = \"127.0.0.1:1\"\n[[auth.users]]\nuser = \"any\"\n\
+         permissions = [{ action = \"read\" }]\n[apps.live]\nmax_publishers = 2\n",
+        &[],
+    );
+    assert_eq!(a.changed_sections(&b), ["http", "apps", "auth"]);
+}
+
+#[tokio::test]
+async fn the_engine_asks_the_configured_authorizer() {
+    let loopback: std::net::SocketAddr = ([127, 0, 0, 1], 5000).into();
+    let remote: std::net::SocketAddr = ([192, 0, 2, 7], 5000).into();
+    // No [auth]: anonymous publish from loopback only.
+    let engine = Config::default().build_engine().expect("engine");
+    assert!(
+        engine
+            .open_publish(Request::new(key("live/a"), "test").peer(loopback))
+            .await
+            .is_ok()
+    );
+    let refused = engine
+        .open_publish(Request::new(key("live/b"), "test").peer(remote))
+        .await;
+    assert!(
+        matches!(refused, Err(tidewater::Error::Unauthorized { .. })),
+        "{refused:?}"
+    );
+    // With users, a loopback peer needs credentials too.
+    let config = parse_ok(
+        "[[auth.users]]\nuser = \"obs\"\npassword = \"pw\"\n\
+         permissions = [{ action = \"publish\", path = \"live/*\" }]\n",
+        &[],
+    );
+    let engine = config.build_engine().expect("engine");
+    let anonymous = engine
+        .open_publish(Request::new(key("live/c"), "test").peer(loopback))
+        .await;
+    assert!(
+        matches!(anonymous, Err(tidewater::Error::Unauthorized { .. })),
+        "{anonymous:?}"
+    );
+    let obs = tidewater::Credentials::UserPass {
+        user: "obs".into(),
+        pass: "pw".into(),
+    };
+    assert!(
+        engine
+            .open_publish(
+                Request::new(key("live/c"), "test")
+                    .peer(remote)
+                    .credentials(obs)
+            )
+            .await
+            .is_ok()
+    );
 }

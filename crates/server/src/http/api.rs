@@ -7,6 +7,7 @@
 //! | `GET /api/v1/streams/{app}/{stream}/pushes` | `{"pushes": [PushView, …]}`, or 404 when the stream is neither live nor pushed |
 //! | `GET /api/v1/sessions` | `{"sessions": [Session, …]}`: every publisher and reader, sorted by id (see [`sessions`](super::sessions)) |
 //! | `DELETE /api/v1/sessions/{id}` | ends the session: `204`, or 404 when no live session has that id |
+//! | `POST /api/v1/config/reload` | reads the configuration again: [`ReloadReport`] (`{"applied": ["auth"], "restart_required": ["http"]}`), `400` (`invalid_config`) when it does not load, changing nothing; see [`crate::reload`] |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document of this API (see [`openapi`](super::openapi)) |
 //!
 //! A [`StreamView`] is the kernel's [`StreamSnapshot`] serialized as is plus
@@ -43,34 +44,48 @@
 //!
 //! Codes: `not_found` (404: no such live stream or session, or no such API
 //! route), `invalid_key` (400: the names are not a valid stream key),
-//! `invalid_id` (400: a session id that is not a number) and
-//! `method_not_allowed` (405: the route exists, not with that method).
+//! `invalid_id` (400: a session id that is not a number),
+//! `invalid_config` (400: a reload found a configuration that does not
+//! load), `not_reloadable` (409: the server has no configuration source to
+//! read again) and `method_not_allowed` (405: the route exists, not with
+//! that method); and from the guard, before any route: `unauthorized`
+//! (401, with `WWW-Authenticate: Basic` and `Bearer` challenges),
+//! `forbidden` (403), `rate_limited` (429) and `unavailable` (503).
 //!
-//! The router is a plain [`axum::Router`]: the server layers what guards it
-//! on top.
+//! The router is a plain [`axum::Router`]: the server layers its guard on
+//! top ([`guard`](super::guard), action `api`).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get};
+use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use tidewater::rtmp::{PushSnapshot, PushStatuses};
 use tidewater::{Engine, StreamKey, StreamSnapshot};
 
+use crate::reload::{ReloadError, ReloadReport, Reloader};
+
 #[derive(Clone)]
 pub(crate) struct ApiState {
     pub(crate) engine: Engine,
     pushes: PushStatuses,
+    reloader: Option<Reloader>,
 }
 
 /// The API's routes, with their state (no pushes).
 pub fn router(engine: Engine) -> Router {
-    router_with_pushes(engine, PushStatuses::default())
+    router_with(engine, PushStatuses::default(), None)
 }
 
 /// The API's routes over `engine`, showing `pushes`.
 pub fn router_with_pushes(engine: Engine, pushes: PushStatuses) -> Router {
+    router_with(engine, pushes, None)
+}
+
+/// The API's routes over `engine`, showing `pushes`, reloading the
+/// configuration with `reloader`.
+pub fn router_with(engine: Engine, pushes: PushStatuses, reloader: Option<Reloader>) -> Router {
     routes()
         .into_iter()
         .fold(Router::new(), |router, (path, methods)| {
@@ -78,7 +93,11 @@ pub fn router_with_pushes(engine: Engine, pushes: PushStatuses) -> Router {
         })
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
-        .with_state(ApiState { engine, pushes })
+        .with_state(ApiState {
+            engine,
+            pushes,
+            reloader,
+        })
 }
 
 /// Every route of the API (paths relative to `/api/v1`, in the syntax the
@@ -91,6 +110,7 @@ pub(crate) fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
         ("/streams/{app}/{stream}/pushes", get(get_pushes)),
         ("/sessions", get(super::sessions::list_sessions)),
         ("/sessions/{id}", delete(super::sessions::kick_session)),
+        ("/config/reload", post(reload_config)),
         ("/openapi.json", get(super::openapi::document)),
     ]
 }
@@ -279,6 +299,31 @@ async fn get_pushes(
             format!("stream {key} is not being published"),
         )),
     }
+}
+
+/// `POST /api/v1/config/reload`.
+async fn reload_config(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+) -> Result<Json<ReloadReport>, ApiError> {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    tracing::info!(
+        "configuration reload asked for over the API by {}",
+        tidewater_http::who(peer)
+    );
+    let reloaded = match &state.reloader {
+        Some(reloader) => reloader.reload().await,
+        None => Err(ReloadError::NoSource),
+    };
+    reloaded.map(Json).map_err(|e| match e {
+        ReloadError::Config(e) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_config", e.to_string())
+        }
+        other => ApiError::new(StatusCode::CONFLICT, "not_reloadable", other.to_string()),
+    })
 }
 
 async fn unknown_route(uri: axum::http::Uri) -> ApiError {

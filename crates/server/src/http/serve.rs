@@ -1,0 +1,215 @@
+//! The HTTP and HTTPS listeners: an accept loop over hyper's HTTP/1.1
+//! connections (axum's own `serve` has no header read timeout).
+//!
+//! Each connection:
+//!
+//! - is counted in the engine's listener counters (`http` or `https`):
+//!   accepted and open while it lasts, or refused;
+//! - is closed at once, counted as refused (`max_connections`), when
+//!   `http.max_connections` connections of both listeners are open already;
+//! - must send each request head (and, over HTTPS, finish its TLS handshake)
+//!   within `http.header_read_timeout_ms`, also after a response while kept
+//!   alive; one that does not is closed and counted (`header_timeout`);
+//! - reaches the router with the peer's address
+//!   ([`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo)) and the
+//!   [`Listener`] it came in on, as request extensions.
+//!
+//! On shutdown the loop stops accepting, asks every connection to finish
+//! its response in flight and close, and returns when all are closed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tidewater::{CancellationToken, ListenerStats};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tower::ServiceExt;
+
+use crate::tls::LiveTls;
+
+/// The listener a request came in on (`http` or `https`), as a request
+/// extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listener(pub &'static str);
+
+/// The limits of every HTTP connection; clones share the connection count.
+#[derive(Clone, Debug)]
+pub(crate) struct Limits {
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) open: Arc<Semaphore>,
+}
+
+impl Limits {
+    pub(crate) fn new(header_read_timeout: Duration, max_connections: usize) -> Self {
+        Limits {
+            header_read_timeout,
+            open: Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+}
+
+/// How long to wait after an accept error that is not about one connection
+/// (out of file descriptors): retrying at once would spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// At most one warning about refused connections per this long.
+const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// One listener being served.
+pub(crate) struct HttpListener {
+    pub(crate) listener: TcpListener,
+    pub(crate) name: &'static str,
+    pub(crate) tls: Option<LiveTls>,
+    pub(crate) limits: Limits,
+    pub(crate) stats: Arc<ListenerStats>,
+}
+
+impl HttpListener {
+    /// Serves `router` until `shutdown`, then lets open connections finish
+    /// their response in flight and returns once all are closed.
+    pub(crate) async fn serve(self, router: Router, shutdown: CancellationToken) {
+        let HttpListener {
+            listener,
+            name,
+            tls,
+            limits,
+            stats,
+        } = self;
+        let mut connections = JoinSet::new();
+        let mut refused_since_warning = 0u64;
+        let mut last_warning: Option<Instant> = None;
+        loop {
+            let (stream, peer) = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) if is_per_connection(&e) => continue,
+                    Err(e) => {
+                        tracing::warn!("{name}: accepting connections failed: {e}");
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
+                        }
+                    }
+                },
+            };
+            let Ok(permit) = limits.open.clone().try_acquire_owned() else {
+                drop(stream);
+                stats.refused("max_connections");
+                refused_since_warning += 1;
+                if last_warning.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY) {
+                    tracing::warn!(
+                        "{name}: closed {refused_since_warning} connection(s) (the last from \
+                         {peer}): http.max_connections are open"
+                    );
+                    last_warning = Some(Instant::now());
+                    refused_since_warning = 0;
+                }
+                continue;
+            };
+            let open = stats.accepted();
+            let (stats, router, tls, shutdown) =
+                (stats.clone(), router.clone(), tls.clone(), shutdown.clone());
+            let timeout = limits.header_read_timeout;
+            connections.spawn(async move {
+                let _counted = (permit, open);
+                let _ = stream.set_nodelay(true);
+                let result = match tls {
+                    None => connection(stream, peer, name, router, timeout, shutdown).await,
+                    Some(tls) => {
+                        match tokio::time::timeout(timeout, tls.acceptor().accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                connection(stream, peer, name, router, timeout, shutdown).await
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!("{name}: TLS handshake with {peer} failed: {e}");
+                                stats.refused("tls_handshake");
+                                return;
+                            }
+                            Err(_) => Err(Closed::Timeout),
+                        }
+                    }
+                };
+                match result {
+                    Ok(()) => {}
+                    Err(Closed::Timeout) => {
+                        tracing::debug!(
+                            "{name}: closed the connection of {peer}: no complete request head \
+                             within {timeout:?} (http.header_read_timeout_ms)"
+                        );
+                        stats.refused("header_timeout");
+                    }
+                    Err(Closed::Error(e)) => {
+                        tracing::debug!("{name}: connection of {peer} ended: {e}");
+                    }
+                }
+            });
+        }
+        drop(listener);
+        while connections.join_next().await.is_some() {}
+    }
+}
+
+/// Why a connection ended other than cleanly.
+enum Closed {
+    Timeout,
+    Error(hyper::Error),
+}
+
+/// Serves one connection's requests until it closes, or until `shutdown`
+/// and the end of the response in flight.
+async fn connection<I>(
+    io: I,
+    peer: SocketAddr,
+    name: &'static str,
+    router: Router,
+    header_read_timeout: Duration,
+    shutdown: CancellationToken,
+) -> Result<(), Closed>
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(Listener(name));
+        let router = router.clone();
+        async move { router.oneshot(request).await }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    result.map_err(|e| match e.is_timeout() {
+        true => Closed::Timeout,
+        false => Closed::Error(e),
+    })
+}
+
+/// Errors of `accept` that concern one connection only (it was reset
+/// before being accepted): the listener is fine.
+fn is_per_connection(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
