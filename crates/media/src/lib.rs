@@ -11,6 +11,7 @@ pub mod fmp4;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod rfc6381;
+pub mod rtp;
 pub mod ts;
 
 pub use error::{Error, Result};

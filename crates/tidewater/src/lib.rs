@@ -35,10 +35,11 @@
 //! | (none) | the kernel: bus, GOP cache, catalog, clock, QoS, registries, protocol seam |
 //! | `serde` | `Serialize` for snapshots and events |
 //! | `rtmp` | [`rtmp`]: RTMP publish and play on one port, HTTP-FLV |
+//! | `rtsp` | [`rtsp`]: RTSP publish and read, RTP interleaved over TCP (H.264, AAC) |
 //! | `srt` | [`srt`]: SRT publish and read by stream id (MPEG-TS), HTTP-TS |
 //! | `dash` | [`dash`]: DASH and low-latency DASH packaging (dynamic MPD, CMAF segments) |
 //! | `hls` | [`hls`]: HLS (MPEG-TS) and LL-HLS (fMP4 parts) packaging |
-//! | `full` | every implemented protocol: `rtmp`, `srt`, `dash`, `hls` |
+//! | `full` | every implemented protocol: `rtmp`, `rtsp`, `srt`, `dash`, `hls` |
 
 #![deny(missing_docs)]
 
@@ -47,6 +48,10 @@ pub use tidewater_core::*;
 /// RTMP publish and play, and HTTP-FLV (feature `rtmp`).
 #[cfg(feature = "rtmp")]
 pub use tidewater_ingest_rtmp as rtmp;
+
+/// RTSP publish and read (feature `rtsp`).
+#[cfg(feature = "rtsp")]
+pub use tidewater_rtsp as rtsp;
 
 /// SRT publish and read by stream id, and HTTP-TS (feature `srt`).
 #[cfg(feature = "srt")]

@@ -1,0 +1,128 @@
+//! Credentials from an RTSP `Authorization` header: `Basic` becomes
+//! [`Credentials::UserPass`], `Digest` becomes [`Credentials::Digest`] (with
+//! the request method, so the authorizer can check the response), anything
+//! else none. Challenges are Basic only until the kernel can issue Digest
+//! nonces (see the crate docs).
+
+use base64::Engine as _;
+use tidewater_core::{Credentials, DigestCredentials};
+
+/// The longest header value looked at.
+const MAX_HEADER: usize = 4096;
+
+/// Parses an `Authorization` header value for a request of `method`.
+pub fn credentials(header: &str, method: &str) -> Credentials {
+    if header.len() > MAX_HEADER {
+        return Credentials::None;
+    }
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(rest.trim()) else {
+            return Credentials::None;
+        };
+        let Ok(text) = String::from_utf8(raw) else {
+            return Credentials::None;
+        };
+        return match text.split_once(':') {
+            Some((user, pass)) => Credentials::UserPass {
+                user: user.to_string(),
+                pass: pass.to_string(),
+            },
+            None => Credentials::None,
+        };
+    }
+    if scheme.eq_ignore_ascii_case("digest") {
+        let mut d = DigestCredentials {
+            method: method.to_string(),
+            ..DigestCredentials::default()
+        };
+        for (name, value) in params(rest) {
+            match name.to_ascii_lowercase().as_str() {
+                "username" => d.user = value,
+                "realm" => d.realm = value,
+                "nonce" => d.nonce = value,
+                "uri" => d.uri = value,
+                "response" => d.response = value,
+                "algorithm" => d.algorithm = Some(value),
+                "qop" => d.qop = Some(value),
+                "nc" => d.nc = Some(value),
+                "cnonce" => d.cnonce = Some(value),
+                _ => {}
+            }
+        }
+        if d.user.is_empty() || d.response.is_empty() {
+            return Credentials::None;
+        }
+        return Credentials::Digest(Box::new(d));
+    }
+    Credentials::None
+}
+
+/// `name=value` and `name="quoted, value"` pairs separated by commas.
+fn params(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() && out.len() < 32 {
+        let Some(eq) = rest.find('=') else { break };
+        let name = rest[..eq].trim().trim_start_matches(',').trim().to_string();
+        rest = rest[eq + 1..].trim_start();
+        let value;
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let Some(end) = quoted.find('"') else { break };
+            value = quoted[..end].to_string();
+            rest = &quoted[end + 1..];
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            value = rest[..end].trim().to_string();
+            rest = &rest[end..];
+        }
+        rest = rest.trim_start().trim_start_matches(',').trim_start();
+        out.push((name, value));
+    }
+    out
+}
+
+/// The `WWW-Authenticate` challenge of a 401 answer.
+pub fn basic_challenge(realm: &str) -> String {
+    let realm: String = realm
+        .chars()
+        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+        .collect();
+    format!("Basic realm=\"{realm}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_and_digest_are_read() {
+        assert_eq!(
+            credentials("Basic dXNlcjpwYXNz", "ANNOUNCE"),
+            Credentials::UserPass {
+                user: "user".into(),
+                pass: "pass".into()
+            }
+        );
+        let Credentials::Digest(d) = credentials(
+            r#"Digest username="u", realm="tidewater", nonce="n1", uri="rtsp://h/live/a", response="abc", qop=auth, nc=00000001, cnonce="c""#,
+            "DESCRIBE",
+        ) else {
+            panic!("digest expected");
+        };
+        assert_eq!(
+            (d.user.as_str(), d.realm.as_str(), d.nonce.as_str()),
+            ("u", "tidewater", "n1")
+        );
+        assert_eq!(
+            (d.uri.as_str(), d.response.as_str(), d.method.as_str()),
+            ("rtsp://h/live/a", "abc", "DESCRIBE")
+        );
+        assert_eq!(d.qop.as_deref(), Some("auth"));
+        assert_eq!(d.nc.as_deref(), Some("00000001"));
+        assert_eq!(credentials("Bearer x", "PLAY"), Credentials::None);
+        assert_eq!(credentials("Basic !!!", "PLAY"), Credentials::None);
+        assert_eq!(basic_challenge("a\"b"), "Basic realm=\"ab\"");
+    }
+}

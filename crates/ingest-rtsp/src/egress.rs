@@ -1,0 +1,303 @@
+//! Kernel frames to RTP for readers: packetized **once per stream** and
+//! track in the kernel's derived-output cache, then stamped per reader.
+//!
+//! [`packetize`] turns a frame into its RTP packets with a placeholder
+//! header (sequence 0, SSRC 0, the timestamp in the RTP clock rate) and
+//! stores them as `[u16 length][packet]…`; every reader of the stream gets
+//! those same bytes ([`rtp_format`]). [`Reader`] then copies each packet
+//! into its output with its own sequence number, SSRC and timestamp offset
+//! (the only per-reader work), framed for TCP interleaving
+//! (`$ channel length`).
+//!
+//! H.264 keyframes carry the catalog's SPS and PPS in band ahead of the IDR
+//! slice when the frame does not already, so a reader that lost or ignored
+//! the SDP's `sprop-parameter-sets` still decodes.
+
+use std::hash::{BuildHasher, Hasher};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tidewater_core::{Catalog, Codec, Frame, OutputFormat, TrackId, TrackInfo, rescale};
+use tidewater_media::codec::length_prefixed_nals;
+use tidewater_media::codec::parse_avcc;
+use tidewater_media::rtp::aac::packetize_aac;
+use tidewater_media::rtp::h264::{nal_type, packetize_h264};
+use tidewater_media::rtp::{HEADER_LEN, Payload, write_header};
+
+use crate::sdp::{AUDIO_PAYLOAD_TYPE, VIDEO_PAYLOAD_TYPE};
+use crate::session::Transport;
+
+/// The derived-output format of RTP packets at a payload size.
+pub fn rtp_format(max_payload: usize) -> OutputFormat {
+    OutputFormat::new("rtp").with_param(max_payload as u64)
+}
+
+/// The RTP clock rate of a track in descriptions we write.
+pub fn clock_rate(track: &TrackInfo) -> u32 {
+    match track.codec {
+        Codec::Aac | Codec::Opus => track
+            .audio
+            .map_or(track.timescale, |a| a.sample_rate.max(1)),
+        _ => 90_000,
+    }
+}
+
+/// A frame's RTP packets with placeholder headers (see the module docs);
+/// empty for a codec this crate does not packetize.
+pub fn packetize(frame: &Frame, catalog: &Catalog, max_payload: usize) -> Bytes {
+    let Some(track) = catalog.track(frame.track) else {
+        return Bytes::new();
+    };
+    let ts = rescale(frame.pts, track.timescale.max(1), clock_rate(track)) as u32;
+    let mut payloads: Vec<Payload> = Vec::new();
+    let pt = match frame.codec {
+        Codec::H264 => {
+            let Some(nals) = length_prefixed_nals(&frame.payload, 4) else {
+                return Bytes::new();
+            };
+            let has_sps = nals
+                .iter()
+                .any(|n| n.first().map(|b| b & 0x1f) == Some(nal_type::SPS));
+            let config = track.config.as_ref().and_then(|c| parse_avcc(c));
+            let mut all: Vec<&[u8]> = Vec::new();
+            if frame.is_keyframe()
+                && !has_sps
+                && let Some(config) = &config
+            {
+                all.extend(config.sps.iter().map(|n| &n[..]));
+                all.extend(config.pps.iter().map(|n| &n[..]));
+            }
+            all.extend(
+                nals.iter()
+                    .filter(|n| n.first().map(|b| b & 0x1f) != Some(nal_type::AUD)),
+            );
+            packetize_h264(all, max_payload, &mut payloads);
+            VIDEO_PAYLOAD_TYPE
+        }
+        Codec::Aac => {
+            let Some(p) = packetize_aac(&frame.payload) else {
+                return Bytes::new();
+            };
+            payloads.push(p);
+            AUDIO_PAYLOAD_TYPE
+        }
+        _ => return Bytes::new(),
+    };
+    let mut out =
+        BytesMut::with_capacity(payloads.iter().map(|p| p.data.len() + HEADER_LEN + 2).sum());
+    for p in payloads {
+        out.put_u16((HEADER_LEN + p.data.len()) as u16);
+        write_header(&mut out, p.marker, pt, 0, ts, 0);
+        out.put_slice(&p.data);
+    }
+    out.freeze()
+}
+
+#[derive(Clone, Debug)]
+struct ReaderTrack {
+    id: TrackId,
+    transport: Transport,
+    ssrc: u32,
+    sequence: u16,
+    offset: u32,
+    sent: u64,
+}
+
+/// One reader's stamping state: per described track its transport, SSRC,
+/// next sequence number and timestamp offset.
+#[derive(Debug)]
+pub struct Reader {
+    tracks: Vec<ReaderTrack>,
+}
+
+/// A random-looking 32-bit value (process-keyed hashing; not secret).
+fn random_u32(salt: u64) -> u32 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(salt);
+    h.finish() as u32
+}
+
+impl Reader {
+    /// A reader of `tracks` (the described tracks, in `trackID` order) over
+    /// the transports its `SETUP`s chose; tracks not set up are not sent.
+    pub fn new(tracks: &[TrackInfo], setups: &[Option<Transport>]) -> Reader {
+        let tracks = tracks
+            .iter()
+            .zip(setups)
+            .enumerate()
+            .filter_map(|(i, (t, s))| {
+                s.map(|transport| ReaderTrack {
+                    id: t.id,
+                    transport,
+                    ssrc: random_u32(i as u64 * 2 + 1),
+                    sequence: random_u32(i as u64 * 2 + 2) as u16,
+                    offset: random_u32(i as u64 * 2 + 3),
+                    sent: 0,
+                })
+            })
+            .collect();
+        Reader { tracks }
+    }
+
+    /// The transport a frame of `track` goes over, if it is sent at all.
+    pub fn transport(&self, track: TrackId) -> Option<Transport> {
+        self.tracks
+            .iter()
+            .find(|t| t.id == track)
+            .map(|t| t.transport)
+    }
+
+    /// Packets sent per track, in `trackID` order.
+    pub fn sent(&self) -> Vec<u64> {
+        self.tracks.iter().map(|t| t.sent).collect()
+    }
+
+    /// Stamps `packets` (from [`packetize`]) of `track` for this reader:
+    /// interleaved frames appended to `tcp`, or datagrams pushed to `udp`
+    /// with the client's RTP port.
+    pub fn stamp(
+        &mut self,
+        track: TrackId,
+        packets: &[u8],
+        tcp: &mut BytesMut,
+        udp: &mut Vec<(u16, Bytes)>,
+    ) {
+        let Some(t) = self.tracks.iter_mut().find(|t| t.id == track) else {
+            return;
+        };
+        let mut rest = packets;
+        while let Some(len) = rest
+            .get(..2)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+        {
+            let Some(packet) = rest.get(2..2 + len) else {
+                return;
+            };
+            rest = &rest[2 + len..];
+            let Some(ts) = packet
+                .get(4..8)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            else {
+                continue;
+            };
+            let mut stamped = BytesMut::with_capacity(len + 4);
+            if let Transport::Tcp { rtp, .. } = t.transport {
+                stamped.put_u8(b'$');
+                stamped.put_u8(rtp);
+                stamped.put_u16(len as u16);
+            }
+            let at = stamped.len();
+            stamped.put_slice(packet);
+            stamped[at + 2..at + 4].copy_from_slice(&t.sequence.to_be_bytes());
+            stamped[at + 4..at + 8].copy_from_slice(&ts.wrapping_add(t.offset).to_be_bytes());
+            stamped[at + 8..at + 12].copy_from_slice(&t.ssrc.to_be_bytes());
+            t.sequence = t.sequence.wrapping_add(1);
+            t.sent += 1;
+            match t.transport {
+                Transport::Tcp { .. } => tcp.put_slice(&stamped),
+                Transport::Udp { rtp, .. } => udp.push((rtp, stamped.freeze())),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidewater_core::{AppSpec, Engine, Request, StreamKey};
+    use tidewater_media::codec::build_avcc;
+    use tidewater_media::rtp::RtpPacket;
+    use tidewater_media::rtp::h264::H264Depacketizer;
+
+    async fn catalog() -> (std::sync::Arc<Catalog>, Vec<TrackInfo>) {
+        let video = TrackInfo::video(TrackId(1), Codec::H264, 320, 240)
+            .with_timescale(1000)
+            .with_config(build_avcc(&[&[0x67, 0x42, 0, 0x1e]], &[&[0x68, 0xce]]).expect("avcc"));
+        let audio = TrackInfo::audio(TrackId(2), Codec::Aac, 48_000, 2)
+            .with_config(Bytes::from_static(&[0x11, 0x90]));
+        let tracks = vec![video, audio];
+        let engine = Engine::builder()
+            .default_app(AppSpec::default())
+            .build()
+            .expect("engine");
+        let key = StreamKey::parse("live/egress").expect("key");
+        let mut publish = engine
+            .open_publish(Request::new(key, "test"))
+            .await
+            .expect("publish");
+        (
+            publish.set_catalog(tracks.clone()).expect("catalog"),
+            tracks,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_keyframe_goes_out_with_its_parameter_sets_and_readers_differ_only_in_stamps() {
+        let (catalog, tracks) = catalog().await;
+        let mut payload = BytesMut::new();
+        payload.put_u32(3000);
+        payload.put_u8(0x65);
+        payload.put_slice(&[7; 2999]);
+        let frame = Frame::video(TrackId(1), Codec::H264, 2000, 2000, true, payload.freeze());
+        let packets = packetize(&frame, &catalog, 1200);
+        let setups = [Some(Transport::Tcp { rtp: 0, rtcp: 1 }), None];
+        let (mut a, mut b) = (Reader::new(&tracks, &setups), Reader::new(&tracks, &setups));
+        let (mut ta, mut tb, mut udp) = (BytesMut::new(), BytesMut::new(), Vec::new());
+        a.stamp(TrackId(1), &packets, &mut ta, &mut udp);
+        b.stamp(TrackId(1), &packets, &mut tb, &mut udp);
+        b.stamp(TrackId(2), &packets, &mut tb, &mut udp);
+        assert!(udp.is_empty());
+        assert_eq!(ta.len(), tb.len(), "audio was not set up for b");
+        // Depacketize what reader a got: SPS, PPS and the slice, 180 000 ticks at 90 kHz.
+        let mut d = H264Depacketizer::new();
+        let mut units = Vec::new();
+        let mut rest = ta.freeze();
+        let mut timestamps = Vec::new();
+        while rest.len() >= 4 {
+            assert_eq!((rest[0], rest[1]), (b'$', 0));
+            let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+            let packet = RtpPacket::parse(&rest.slice(4..4 + len)).expect("rtp");
+            timestamps.push(packet.timestamp);
+            d.push(&packet, &mut units).expect("valid");
+            rest = rest.slice(4 + len..);
+        }
+        assert_eq!(units.len(), 1);
+        assert_eq!(units[0].nals.len(), 3);
+        assert_eq!(units[0].nals[2].len(), 3000);
+        assert!(timestamps.windows(2).all(|w| w[0] == w[1]));
+        assert_eq!(a.sent(), vec![timestamps.len() as u64]);
+    }
+
+    #[tokio::test]
+    async fn aac_frames_become_one_packet_each_in_the_sample_clock() {
+        let (catalog, tracks) = catalog().await;
+        let frame = Frame::audio(
+            TrackId(2),
+            Codec::Aac,
+            48_000,
+            Bytes::from_static(&[1, 2, 3]),
+        );
+        let packets = packetize(&frame, &catalog, 1200);
+        let mut r = Reader::new(
+            &tracks,
+            &[
+                None,
+                Some(Transport::Udp {
+                    rtp: 5000,
+                    rtcp: 5001,
+                }),
+            ],
+        );
+        let mut udp = Vec::new();
+        r.stamp(TrackId(2), &packets, &mut BytesMut::new(), &mut udp);
+        assert_eq!(udp.len(), 1);
+        assert_eq!(udp[0].0, 5000);
+        let p = RtpPacket::parse(&udp[0].1).expect("rtp");
+        assert_eq!(&p.payload[..], &[0, 16, 0, 3 << 3, 1, 2, 3]);
+        assert!(p.marker);
+        let mut plain = BytesMut::new();
+        let mut r2 = Reader::new(&tracks, &[None, Some(Transport::Udp { rtp: 1, rtcp: 2 })]);
+        r2.stamp(TrackId(2), &packets, &mut plain, &mut udp);
+        let q = RtpPacket::parse(&udp[1].1).expect("rtp");
+        assert_eq!(q.timestamp.wrapping_sub(r2.tracks[0].offset), 48_000);
+    }
+}

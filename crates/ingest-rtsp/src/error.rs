@@ -1,0 +1,92 @@
+//! The crate's one error type, carrying the peer and stream it concerns.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// Who an error concerns: the peer and, once known, the stream (`app/stream`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The remote address.
+    pub peer: Option<SocketAddr>,
+    /// The stream, once the peer named one.
+    pub stream: Option<String>,
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.peer, &self.stream) {
+            (Some(peer), Some(stream)) => write!(f, "peer {peer} stream {stream}"),
+            (Some(peer), None) => write!(f, "peer {peer}"),
+            (None, Some(stream)) => write!(f, "stream {stream}"),
+            (None, None) => f.write_str("peer ?"),
+        }
+    }
+}
+
+/// Everything that can go wrong on an RTSP connection or with the listener.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bytes that are neither an RTSP request nor an interleaved frame, or a
+    /// request over the length limit.
+    #[error("{ctx}: malformed input: {reason}")]
+    Malformed {
+        /// Peer and stream.
+        ctx: Context,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The session saw no request or media for its timeout.
+    #[error("{ctx}: session timed out")]
+    Timeout {
+        /// Peer and stream.
+        ctx: Context,
+    },
+    /// The kernel refused or ended something.
+    #[error("{ctx}: {source}")]
+    Kernel {
+        /// Peer and stream.
+        ctx: Context,
+        /// The kernel's error.
+        source: tidewater_core::Error,
+    },
+    /// A socket failed.
+    #[error("{ctx}: {source}")]
+    Io {
+        /// Peer and stream.
+        ctx: Context,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A setting was refused (see [`RtspConfig::validate`](crate::RtspConfig::validate)).
+    #[error("rtsp.{0}")]
+    Config(#[from] crate::config::ConfigError),
+}
+
+impl Error {
+    pub(crate) fn malformed(reason: impl Into<String>) -> Self {
+        Error::Malformed {
+            ctx: Context::default(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The same error with the peer and stream filled in.
+    pub fn with_context(mut self, peer: Option<SocketAddr>, stream: Option<&str>) -> Self {
+        let ctx = match &mut self {
+            Error::Malformed { ctx, .. }
+            | Error::Timeout { ctx }
+            | Error::Kernel { ctx, .. }
+            | Error::Io { ctx, .. } => ctx,
+            Error::Config(_) => return self,
+        };
+        ctx.peer = ctx.peer.or(peer);
+        if ctx.stream.is_none() {
+            ctx.stream = stream.map(str::to_string);
+        }
+        self
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

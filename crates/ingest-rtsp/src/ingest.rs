@@ -1,0 +1,385 @@
+//! Published RTP to kernel frames and a catalog, sans-IO.
+//!
+//! Each announced track with a codec this crate depacketizes becomes a
+//! kernel track (`TrackId(m= index + 1)`): H.264 (RFC 6184) and AAC
+//! (RFC 3640 `mpeg4-generic`); other tracks are ignored with a log line by
+//! the driver. Timestamps are the RTP timestamps, in the track's clock rate
+//! (90 kHz video, the sample rate for audio) with a 32-bit wrap the kernel
+//! unwraps; the kernel's clock also makes them monotonic per track.
+//! Decode timestamps equal presentation timestamps: RTP carries only the
+//! latter, so a stream with B-frames gets repaired decode times from the
+//! kernel's clock (reconstructing them from the SPS/slice headers is left
+//! for later).
+//!
+//! The catalog is announced once every track has its decoder
+//! configuration: H.264 from `sprop-parameter-sets` or, failing that, the
+//! first in-band SPS and PPS; AAC from the `config` parameter. An in-band
+//! SPS/PPS that differs from the announced one is a new catalog version.
+//! Frames before the catalog are dropped (video waits for an IDR anyway).
+
+use bytes::Bytes;
+use tidewater_core::{Codec, Frame, TimestampWrap, TrackId, TrackInfo};
+use tidewater_media::codec::parse_asc;
+use tidewater_media::codec::{build_avcc, h264_sps_size};
+use tidewater_media::rtp::aac::{AacDepacketizer, AuHeaderLayout};
+use tidewater_media::rtp::h264::{H264AccessUnit, H264Depacketizer, nal_type};
+use tidewater_media::rtp::{RtpError, RtpPacket};
+
+use crate::sdp::SdpTrack;
+
+/// What the ingest hands the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IngestOutput {
+    /// A (new version of the) catalog: every supported track.
+    Catalog(Vec<TrackInfo>),
+    /// A frame of a track of the last catalog.
+    Frame(Frame),
+}
+
+#[derive(Debug)]
+enum Depacketizer {
+    H264(Box<H264Depacketizer>),
+    Aac(AacDepacketizer),
+}
+
+#[derive(Debug)]
+struct Track {
+    info: TrackInfo,
+    depacketizer: Depacketizer,
+    payload_type: u8,
+}
+
+/// RTP of one publish to frames (see the module docs).
+#[derive(Debug)]
+pub struct Ingest {
+    tracks: Vec<Option<Track>>,
+    announced: bool,
+    units: Vec<H264AccessUnit>,
+    audio: Vec<(u32, Bytes)>,
+}
+
+impl Ingest {
+    /// An ingest for the announced tracks.
+    pub fn new(announced: &[SdpTrack]) -> Ingest {
+        let tracks = announced
+            .iter()
+            .enumerate()
+            .map(|(i, t)| track(TrackId(i as u32 + 1), t))
+            .collect();
+        Ingest {
+            tracks,
+            announced: false,
+            units: Vec::new(),
+            audio: Vec::new(),
+        }
+    }
+
+    /// The announced tracks this ingest ignores (unsupported codecs), by index.
+    pub fn ignored(&self) -> impl Iterator<Item = usize> + '_ {
+        self.tracks
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.is_none())
+            .map(|(i, _)| i)
+    }
+
+    /// Whether any announced track is supported.
+    pub fn has_tracks(&self) -> bool {
+        self.tracks.iter().any(Option::is_some)
+    }
+
+    /// One RTP packet of announced track `index`.
+    pub fn push(
+        &mut self,
+        index: usize,
+        packet: &Bytes,
+        out: &mut Vec<IngestOutput>,
+    ) -> Result<(), RtpError> {
+        let Some(Some(track)) = self.tracks.get_mut(index) else {
+            return Ok(());
+        };
+        let packet = RtpPacket::parse(packet)?;
+        if packet.payload_type != track.payload_type {
+            return Ok(()); // comfort noise, FEC, …: not ours
+        }
+        let mut frames: Vec<(bool, Frame)> = Vec::new();
+        let result = match &mut track.depacketizer {
+            Depacketizer::H264(d) => {
+                self.units.clear();
+                let result = d.push(&packet, &mut self.units);
+                for unit in self.units.drain(..) {
+                    let mut changed = false;
+                    let sps: Vec<&[u8]> =
+                        unit.nals_of_type(nal_type::SPS).map(|n| &n[..]).collect();
+                    let pps: Vec<&[u8]> =
+                        unit.nals_of_type(nal_type::PPS).map(|n| &n[..]).collect();
+                    if !sps.is_empty()
+                        && !pps.is_empty()
+                        && let Some(avcc) = build_avcc(&sps, &pps)
+                        && track.info.config.as_ref() != Some(&avcc)
+                    {
+                        if let (Some(v), Some((w, h))) = (
+                            track.info.video.as_mut(),
+                            sps.first().and_then(|s| h264_sps_size(s)),
+                        ) {
+                            v.width = w;
+                            v.height = h;
+                        }
+                        track.info.config = Some(avcc);
+                        changed = true;
+                    }
+                    let ts = i64::from(unit.timestamp);
+                    let frame = Frame::video(
+                        track.info.id,
+                        Codec::H264,
+                        ts,
+                        ts,
+                        unit.keyframe,
+                        unit.to_avcc(),
+                    );
+                    frames.push((changed, frame));
+                }
+                result
+            }
+            Depacketizer::Aac(d) => {
+                self.audio.clear();
+                let result = d.push(&packet, &mut self.audio);
+                for (ts, au) in self.audio.drain(..) {
+                    frames.push((
+                        false,
+                        Frame::audio(track.info.id, Codec::Aac, i64::from(ts), au),
+                    ));
+                }
+                result
+            }
+        };
+        for (changed, frame) in frames {
+            // The catalog precedes the first frame and every frame that
+            // needs a new configuration.
+            if changed || !self.announced {
+                self.announce(out);
+            }
+            if self.announced {
+                out.push(IngestOutput::Frame(frame));
+            }
+        }
+        result
+    }
+
+    /// Announces the catalog if every supported track has its configuration.
+    fn announce(&mut self, out: &mut Vec<IngestOutput>) {
+        let infos: Vec<&TrackInfo> = self.tracks.iter().flatten().map(|t| &t.info).collect();
+        if infos.is_empty() || infos.iter().any(|t| t.config.is_none()) {
+            return;
+        }
+        self.announced = true;
+        out.push(IngestOutput::Catalog(infos.into_iter().cloned().collect()));
+    }
+
+    /// Whether the catalog was announced.
+    pub fn catalog_ready(&self) -> bool {
+        self.announced
+    }
+}
+
+fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
+    let wrap = TimestampWrap::Bits(32);
+    match sdp.codec()? {
+        Codec::H264 => {
+            let mut info = TrackInfo::video(id, Codec::H264, 0, 0)
+                .with_timescale(sdp.clock_rate)
+                .with_wrap(wrap);
+            let sets = sdp.sprop_parameter_sets();
+            let sps: Vec<&[u8]> = sets
+                .iter()
+                .filter(|n| n[0] & 0x1f == nal_type::SPS)
+                .map(|n| &n[..])
+                .collect();
+            let pps: Vec<&[u8]> = sets
+                .iter()
+                .filter(|n| n[0] & 0x1f == nal_type::PPS)
+                .map(|n| &n[..])
+                .collect();
+            if !pps.is_empty() {
+                info.config = build_avcc(&sps, &pps);
+            }
+            if let (Some(v), Some((w, h))) = (
+                info.video.as_mut(),
+                sps.first().and_then(|s| h264_sps_size(s)),
+            ) {
+                v.width = w;
+                v.height = h;
+            }
+            Some(Track {
+                info,
+                depacketizer: Depacketizer::H264(Box::default()),
+                payload_type: sdp.payload_type,
+            })
+        }
+        Codec::Aac => {
+            let config = sdp.config()?;
+            let (rate, channels) =
+                parse_asc(&config).unwrap_or((sdp.clock_rate, sdp.channels.unwrap_or(2)));
+            let info = TrackInfo::audio(id, Codec::Aac, rate, channels)
+                .with_timescale(sdp.clock_rate)
+                .with_wrap(wrap)
+                .with_config(Bytes::from(config));
+            let number = |name: &str, default: u8| {
+                sdp.fmtp_number(name)
+                    .and_then(|n| u8::try_from(n).ok())
+                    .unwrap_or(default)
+            };
+            let layout = AuHeaderLayout {
+                size_length: number("sizelength", 13),
+                index_length: number("indexlength", 3),
+                index_delta_length: number("indexdeltalength", 3),
+            };
+            Some(Track {
+                info,
+                depacketizer: Depacketizer::Aac(AacDepacketizer::new(layout)),
+                payload_type: sdp.payload_type,
+            })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use tidewater_media::rtp::aac::packetize_aac;
+    use tidewater_media::rtp::h264::packetize_h264;
+    use tidewater_media::rtp::write_header;
+
+    const SPS: &[u8] = &[
+        0x67, 0x42, 0xc0, 0x1e, 0xda, 0x02, 0x80, 0xbf, 0xe5, 0x84, 0x00, 0x00, 0x03, 0x00, 0x04,
+        0x00, 0x00, 0x03, 0x00, 0xf0, 0x3c, 0x58, 0xba, 0x80,
+    ];
+    const PPS: &[u8] = &[0x68, 0xce, 0x0f, 0xc8];
+
+    fn sdp(sprop: bool) -> Vec<SdpTrack> {
+        use base64::Engine as _;
+        let b64 = |n: &[u8]| base64::engine::general_purpose::STANDARD.encode(n);
+        let sprop = if sprop {
+            format!(";sprop-parameter-sets={},{}", b64(SPS), b64(PPS))
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1{sprop}\r\n\
+m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\na=fmtp:97 mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=1190\r\n\
+m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n"
+        );
+        crate::sdp::parse(text.as_bytes()).expect("sdp")
+    }
+
+    fn packets(
+        pt: u8,
+        seq: &mut u16,
+        ts: u32,
+        payloads: &[tidewater_media::rtp::Payload],
+    ) -> Vec<Bytes> {
+        payloads
+            .iter()
+            .map(|p| {
+                let mut out = BytesMut::new();
+                write_header(&mut out, p.marker, pt, *seq, ts, 1);
+                *seq = seq.wrapping_add(1);
+                out.extend_from_slice(&p.data);
+                out.freeze()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frames_follow_the_catalog_with_rtp_timestamps() {
+        let mut ingest = Ingest::new(&sdp(true));
+        assert_eq!(ingest.ignored().collect::<Vec<_>>(), vec![2]);
+        let mut out = Vec::new();
+        let (mut vseq, mut aseq) = (100u16, 7u16);
+        for i in 0..4u32 {
+            let mut payloads = Vec::new();
+            let slice: Vec<u8> = if i == 0 {
+                vec![0x65; 3000]
+            } else {
+                vec![0x41; 500]
+            };
+            packetize_h264([&slice[..]], 1200, &mut payloads);
+            for p in packets(
+                96,
+                &mut vseq,
+                4_294_964_000u32.wrapping_add(i * 3000),
+                &payloads,
+            ) {
+                ingest.push(0, &p, &mut out).expect("valid");
+            }
+            let au = packetize_aac(&[0x21; 200]).expect("fits");
+            for p in packets(97, &mut aseq, i * 1024, &[au]) {
+                ingest.push(1, &p, &mut out).expect("valid");
+            }
+        }
+        let IngestOutput::Catalog(tracks) = &out[0] else {
+            panic!("catalog first: {:?}", out[0])
+        };
+        assert_eq!(tracks.len(), 2);
+        assert_eq!(
+            (tracks[0].codec, tracks[0].timescale),
+            (Codec::H264, 90_000)
+        );
+        assert!(tracks[0].config.is_some());
+        assert_eq!((tracks[1].codec, tracks[1].timescale), (Codec::Aac, 48_000));
+        let frames: Vec<&Frame> = out
+            .iter()
+            .filter_map(|o| match o {
+                IngestOutput::Frame(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let video: Vec<i64> = frames
+            .iter()
+            .filter(|f| f.codec == Codec::H264)
+            .map(|f| f.pts)
+            .collect();
+        let audio: Vec<i64> = frames
+            .iter()
+            .filter(|f| f.codec == Codec::Aac)
+            .map(|f| f.pts)
+            .collect();
+        assert_eq!(video, vec![4_294_964_000, 4_294_967_000, 2_704, 5_704]);
+        assert_eq!(audio, vec![0, 1024, 2048, 3072]);
+        assert!(
+            frames
+                .iter()
+                .find(|f| f.codec == Codec::H264)
+                .is_some_and(|f| f.is_keyframe())
+        );
+        assert_eq!(
+            &frames[0].payload[..4],
+            &[0, 0, 0x0b, 0xb8],
+            "AVCC length of the 3000-byte slice"
+        );
+    }
+
+    #[test]
+    fn without_sprop_the_in_band_parameter_sets_make_the_catalog() {
+        let mut ingest = Ingest::new(&sdp(false));
+        let mut out = Vec::new();
+        let mut seq = 0u16;
+        let au = packetize_aac(&[1; 10]).expect("fits");
+        ingest
+            .push(1, &packets(97, &mut 0, 0, &[au])[0], &mut out)
+            .expect("valid");
+        assert!(out.is_empty(), "audio waits for the video config");
+        let mut payloads = Vec::new();
+        packetize_h264([SPS, PPS, &[0x65, 1, 2][..]], 1200, &mut payloads);
+        for p in packets(96, &mut seq, 0, &payloads) {
+            ingest.push(0, &p, &mut out).expect("valid");
+        }
+        let IngestOutput::Catalog(tracks) = &out[0] else {
+            panic!("catalog first")
+        };
+        assert!(tracks[0].video.is_some_and(|v| v.width > 0));
+        assert!(matches!(out[1], IngestOutput::Frame(ref f) if f.is_keyframe()));
+    }
+}

@@ -1,0 +1,220 @@
+//! RTSP for the tidewater kernel: publish (`ANNOUNCE` / `RECORD`) and read
+//! (`DESCRIBE` / `PLAY`) on one port, RTP interleaved on the RTSP
+//! connection.
+//!
+//! - **Stream names** come from the URL path: `rtsp://host:8554/{app}/{stream}`;
+//!   track URLs (`…/trackID=0`, `…/streamid=0`) map back to the same stream.
+//!   A query (`?token=…`) goes to the authorizer with the peer address.
+//! - **Publish** (`ffmpeg -f rtsp -rtsp_transport tcp rtsp://host:8554/live/cam1`):
+//!   the `ANNOUNCE`d SDP (read with `sdp-types`) names the tracks; H.264
+//!   (RFC 6184: single NAL unit, STAP-A, FU-A) and AAC (RFC 3640
+//!   `mpeg4-generic` AAC-hbr) become kernel frames in their canonical form
+//!   (AVCC, raw AAC) with `avcC` / AudioSpecificConfig in the catalog (see
+//!   [`ingest`]). A lost packet drops the access unit and every picture up
+//!   to the next IDR.
+//! - **Read** (`ffplay -rtsp_transport tcp rtsp://host:8554/live/cam1`):
+//!   `DESCRIBE` answers with an SDP made from the stream's catalog; after
+//!   `PLAY` the reader starts at the cached GOP. Each frame's RTP packets
+//!   are built **once per stream** in the kernel's derived-output cache and
+//!   only the sequence number, SSRC and timestamp offset differ per reader
+//!   (see [`egress`]).
+//! - **Credentials**: `Authorization: Basic` becomes
+//!   `Credentials::UserPass`, `Digest` becomes `Credentials::Digest` (the
+//!   authorizer checks the response against its nonce), `?token=` stays in
+//!   the query. A refusal for missing or wrong credentials is a `401` with a
+//!   `WWW-Authenticate: Basic realm=…` challenge; other refusals are `403`,
+//!   `404`, `453` (stream taken) or `503`, each with a log line.
+//! - **Sessions** expire after [`RtspConfig::session_timeout`] (60 s) without
+//!   a request or media; `GET_PARAMETER` / `SET_PARAMETER` keep them alive.
+//!   The listener counts connections in
+//!   `IngestContext::listener_stats("rtsp")` (accepted, and refused with
+//!   `too_many_connections`).
+//!
+//! The protocol logic is sans-IO: [`session::Session`] takes bytes and time
+//! and gives responses, events and a deadline; [`ingest::Ingest`] turns RTP
+//! into frames; [`egress`] turns frames into RTP. The tokio driver reads,
+//! writes, sleeps until the deadline and asks the kernel. The RTP payload
+//! formats live in `tidewater_media::rtp`, to be shared with WebRTC.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use tidewater_core::{AppSpec, CancellationToken, Engine, InboundProtocol};
+//! use tidewater_rtsp::{Rtsp, RtspConfig};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::builder().app("live", AppSpec::default()).build()?;
+//! let rtsp = Arc::new(Rtsp::new(RtspConfig {
+//!     listen: "127.0.0.1:0".parse()?,
+//!     ..RtspConfig::default()
+//! })?);
+//! let shutdown = CancellationToken::new();
+//! let workers: Vec<Arc<dyn InboundProtocol>> = vec![rtsp.clone()];
+//! let server = tokio::spawn({
+//!     let (engine, shutdown) = (engine.clone(), shutdown.clone());
+//!     async move { engine.serve(workers, shutdown).await }
+//! });
+//! let addr = rtsp.listening().await;
+//! println!("publish to rtsp://{addr}/live/STREAM");
+//! shutdown.cancel();
+//! server.await??;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Decisions
+//!
+//! - **One RTSP session per connection.** A session id is issued at the
+//!   first `SETUP` and checked on every later request, but the session
+//!   lives and dies with its TCP connection (as ffmpeg, GStreamer and VLC
+//!   use it); requests of one session over several connections are not
+//!   supported.
+//! - **Input held while the kernel answers** an `ANNOUNCE` or `DESCRIBE`:
+//!   a pipelined `SETUP` is not answered before its stream exists.
+//! - **Decode timestamps equal presentation timestamps** on ingest: RTP
+//!   carries presentation times only. Streams with B-frames get repaired,
+//!   monotonic decode times from the kernel's clock; deriving real decode
+//!   times from the H.264 slice headers is left for later.
+//!
+//! # Feature flags
+//!
+//! None.
+//!
+//! # Not yet
+//!
+//! RTP over UDP (the session negotiates `client_port` / `server_port` when
+//! enabled, but the driver does not own the UDP sockets yet, so
+//! [`RtspConfig::udp`] must stay off and clients fall back to TCP after a
+//! `461`); H.265 (RFC 7798) and Opus payloads; RTCP sender reports for
+//! readers (A/V sync in players relies on the first packets); `RTP-Info`
+//! in `PLAY` answers; Digest challenges (the kernel has no nonce API yet:
+//! challenges are Basic only); RTSPS; camera pull (retina); `PAUSE`.
+
+#![deny(missing_docs)]
+
+mod auth;
+mod config;
+mod driver;
+pub mod egress;
+mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod ingest;
+pub mod sdp;
+pub mod session;
+pub mod target;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tidewater_core::{BoundAddr, CancellationToken, InboundProtocol, IngestContext};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+pub use auth::{basic_challenge, credentials};
+pub use config::{
+    ConfigError, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_REQUEST_LEN,
+    DEFAULT_PORT, DEFAULT_RTCP_PORT, DEFAULT_RTP_PORT, DEFAULT_SESSION_TIMEOUT,
+    DEFAULT_WRITE_TIMEOUT, MAX_PAYLOAD_RANGE, MAX_REQUEST_LEN_RANGE, RtspConfig,
+};
+pub use error::{Context, Error, Result};
+
+/// The RTSP worker: publish and read on one TCP listener.
+#[derive(Debug)]
+pub struct Rtsp {
+    config: Arc<RtspConfig>,
+    bound: BoundAddr,
+}
+
+impl Rtsp {
+    /// A worker with these settings, refused when
+    /// [`RtspConfig::validate`] refuses them; it binds when served.
+    pub fn new(config: RtspConfig) -> Result<Rtsp, ConfigError> {
+        config.validate()?;
+        Ok(Rtsp {
+            config: Arc::new(config),
+            bound: BoundAddr::new(),
+        })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &RtspConfig {
+        &self.config
+    }
+
+    /// The address the listener is bound to, while serving.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.bound.get()
+    }
+
+    /// Waits until the listener is bound and returns its address (never
+    /// returns if binding fails: bound the wait).
+    pub async fn listening(&self) -> SocketAddr {
+        self.bound.wait().await
+    }
+}
+
+#[async_trait]
+impl InboundProtocol for Rtsp {
+    fn name(&self) -> &'static str {
+        "rtsp"
+    }
+
+    async fn serve(
+        &self,
+        ctx: IngestContext,
+        shutdown: CancellationToken,
+    ) -> tidewater_core::Result<()> {
+        let addr = self.config.listen;
+        let listener =
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| tidewater_core::Error::Protocol {
+                    protocol: "rtsp",
+                    source: Box::new(Error::Io {
+                        ctx: Context::default(),
+                        source: std::io::Error::new(
+                            source.kind(),
+                            format!("cannot listen on {addr}: {source}"),
+                        ),
+                    }),
+                })?;
+        let local = listener.local_addr().unwrap_or(addr);
+        info!("rtsp listening on {local}");
+        let stats = ctx.listener_stats("rtsp");
+        self.bound.set(Some(local));
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        if connections.len() >= self.config.max_connections {
+                            stats.refused("too_many_connections");
+                            warn!(peer = %peer, "rtsp: connection refused: too many connections");
+                            continue;
+                        }
+                        let open = stats.accepted();
+                        let (ctx, config, shutdown) = (ctx.clone(), Arc::clone(&self.config), shutdown.clone());
+                        connections.spawn(async move {
+                            let _open = open;
+                            if let Err(e) = driver::connection(stream, peer, ctx, config, shutdown).await {
+                                warn!("rtsp: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        warn!("rtsp: accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        self.bound.set(None);
+        tidewater_core::drain_connections(&mut connections).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,330 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const SDP: &str = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=fmtp:96 packetization-mode=1\r\na=control:streamid=0\r\n\
+m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/2\r\na=fmtp:97 mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=1190\r\na=control:streamid=1\r\n";
+
+fn session() -> (Session, Instant) {
+    let now = Instant::now();
+    (
+        Session::new(SessionConfig::default(), "s1".into(), now),
+        now,
+    )
+}
+
+fn request(method: &str, url: &str, cseq: u32, extra: &str, body: &str) -> Vec<u8> {
+    let len = if body.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
+    format!("{method} {url} RTSP/1.0\r\nCSeq: {cseq}\r\n{extra}{len}\r\n{body}").into_bytes()
+}
+
+/// The responses in the output, as (status, full text).
+fn responses(s: &mut Session) -> Vec<(u16, String)> {
+    let out = s.take_output();
+    let text = String::from_utf8_lossy(&out).to_string();
+    text.split("RTSP/1.0 ")
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            (
+                r.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0),
+                r.to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_publisher_announces_sets_up_records_and_sends_interleaved_rtp() {
+    let (mut s, now) = session();
+    s.handle_input(&request("OPTIONS", "rtsp://h/live/cam", 1, "", ""), now)
+        .expect("ok");
+    let r = responses(&mut s);
+    assert_eq!(r[0].0, 200);
+    assert!(r[0].1.contains("ANNOUNCE") && r[0].1.contains("CSeq: 1"));
+
+    // ANNOUNCE and a pipelined SETUP: the SETUP waits for the answer.
+    let mut input = request(
+        "ANNOUNCE",
+        "rtsp://h/live/cam?token=t",
+        2,
+        "Content-Type: application/sdp\r\nAuthorization: Basic dTpw\r\n",
+        SDP,
+    );
+    input.extend(request(
+        "SETUP",
+        "rtsp://h/live/cam/streamid=0",
+        3,
+        "Transport: RTP/AVP/TCP;unicast;interleaved=0-1;mode=record\r\n",
+        "",
+    ));
+    s.handle_input(&input, now).expect("ok");
+    let Some(SessionEvent::Announce {
+        request: announced,
+        tracks,
+    }) = s.poll_event()
+    else {
+        panic!("announce expected");
+    };
+    assert_eq!(announced.target.key.as_str(), "live/cam");
+    assert_eq!(announced.target.query.as_deref(), Some("token=t"));
+    assert_eq!(
+        announced.credentials,
+        Credentials::UserPass {
+            user: "u".into(),
+            pass: "p".into()
+        }
+    );
+    assert_eq!(tracks.len(), 2);
+    assert!(
+        responses(&mut s).is_empty(),
+        "nothing answered before the kernel"
+    );
+    s.accept_announce().expect("ok");
+    let r = responses(&mut s);
+    assert_eq!(r.iter().map(|r| r.0).collect::<Vec<_>>(), vec![200, 200]);
+    assert!(r[1].1.contains("interleaved=0-1"), "{}", r[1].1);
+    assert!(r[1].1.contains("Session: s1;timeout=60"));
+
+    let setup = request(
+        "SETUP",
+        "rtsp://h/live/cam/streamid=1",
+        4,
+        "Transport: RTP/AVP/TCP;unicast;interleaved=2-3;mode=record\r\nSession: s1\r\n",
+        "",
+    );
+    s.handle_input(&setup, now).expect("ok");
+    s.handle_input(
+        &request("RECORD", "rtsp://h/live/cam", 5, "Session: s1\r\n", ""),
+        now,
+    )
+    .expect("ok");
+    assert_eq!(
+        responses(&mut s).iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![200, 200]
+    );
+    assert!(matches!(s.poll_event(), Some(SessionEvent::Record)));
+    assert_eq!(
+        s.setups(),
+        &[
+            Some(Transport::Tcp { rtp: 0, rtcp: 1 }),
+            Some(Transport::Tcp { rtp: 2, rtcp: 3 })
+        ]
+    );
+
+    // Interleaved frames, split at every byte.
+    let mut media = vec![b'$', 2, 0, 3, 7, 8, 9];
+    media.extend([b'$', 1, 0, 1, 5]);
+    media.extend(request(
+        "GET_PARAMETER",
+        "rtsp://h/live/cam",
+        6,
+        "Session: s1\r\n",
+        "",
+    ));
+    for b in &media {
+        s.handle_input(std::slice::from_ref(b), now).expect("ok");
+    }
+    match s.poll_event() {
+        Some(SessionEvent::Rtp { track: 1, packet }) => assert_eq!(&packet[..], &[7, 8, 9]),
+        other => panic!("rtp expected, got {other:?}"),
+    }
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Rtcp { track: 0, .. })
+    ));
+    assert_eq!(responses(&mut s)[0].0, 200);
+
+    s.handle_input(
+        &request("TEARDOWN", "rtsp://h/live/cam", 7, "Session: s1\r\n", ""),
+        now,
+    )
+    .expect("ok");
+    assert!(matches!(s.poll_event(), Some(SessionEvent::Teardown)));
+    assert!(s.is_closed());
+}
+
+#[test]
+fn a_reader_describes_sets_up_and_plays() {
+    let (mut s, now) = session();
+    s.handle_input(
+        &request(
+            "DESCRIBE",
+            "rtsp://h/live/cam",
+            1,
+            "Accept: application/sdp\r\n",
+            "",
+        ),
+        now,
+    )
+    .expect("ok");
+    assert!(matches!(s.poll_event(), Some(SessionEvent::Describe(_))));
+    s.accept_describe("v=0\r\n", 2).expect("ok");
+    let r = responses(&mut s);
+    assert_eq!(r[0].0, 200);
+    assert!(
+        r[0].1.contains("Content-Base: rtsp://h/live/cam/"),
+        "{}",
+        r[0].1
+    );
+    assert!(r[0].1.ends_with("v=0\r\n"));
+    s.handle_input(
+        &request(
+            "SETUP",
+            "rtsp://h/live/cam/trackID=1",
+            2,
+            "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+            "",
+        ),
+        now,
+    )
+    .expect("ok");
+    // Another session id is refused; a track beyond the description is unknown.
+    s.handle_input(
+        &request(
+            "SETUP",
+            "rtsp://h/live/cam/trackID=0",
+            3,
+            "Transport: RTP/AVP/TCP;unicast;interleaved=2-3\r\nSession: other\r\n",
+            "",
+        ),
+        now,
+    )
+    .expect("ok");
+    s.handle_input(
+        &request(
+            "SETUP",
+            "rtsp://h/live/cam/trackID=5",
+            4,
+            "Transport: RTP/AVP/TCP;unicast\r\nSession: s1\r\n",
+            "",
+        ),
+        now,
+    )
+    .expect("ok");
+    // UDP is off by default.
+    s.handle_input(
+        &request(
+            "SETUP",
+            "rtsp://h/live/cam/trackID=0",
+            5,
+            "Transport: RTP/AVP;unicast;client_port=5000-5001\r\nSession: s1\r\n",
+            "",
+        ),
+        now,
+    )
+    .expect("ok");
+    s.handle_input(
+        &request("PLAY", "rtsp://h/live/cam", 6, "Session: s1\r\n", ""),
+        now,
+    )
+    .expect("ok");
+    let codes: Vec<u16> = responses(&mut s).iter().map(|r| r.0).collect();
+    assert_eq!(codes, vec![200, 454, 404, 461, 200]);
+    assert!(matches!(s.poll_event(), Some(SessionEvent::Play)));
+    assert_eq!(
+        s.setups(),
+        &[None, Some(Transport::Tcp { rtp: 0, rtcp: 1 })]
+    );
+}
+
+#[test]
+fn udp_setups_announce_the_server_ports() {
+    let now = Instant::now();
+    let mut s = Session::new(
+        SessionConfig {
+            udp: true,
+            ..SessionConfig::default()
+        },
+        "x".into(),
+        now,
+    );
+    s.handle_input(&request("DESCRIBE", "rtsp://h/live/cam", 1, "", ""), now)
+        .expect("ok");
+    s.accept_describe("v=0\r\n", 1).expect("ok");
+    s.handle_input(
+        &request(
+            "SETUP",
+            "rtsp://h/live/cam/trackID=0",
+            2,
+            "Transport: RTP/AVP;unicast;client_port=5000-5001\r\n",
+            "",
+        ),
+        now,
+    )
+    .expect("ok");
+    let r = responses(&mut s);
+    assert!(
+        r[1].1
+            .contains("client_port=5000-5001;server_port=8000-8001"),
+        "{}",
+        r[1].1
+    );
+    assert_eq!(
+        s.setups(),
+        &[Some(Transport::Udp {
+            rtp: 5000,
+            rtcp: 5001
+        })]
+    );
+}
+
+#[test]
+fn refusals_wrong_order_and_garbage() {
+    let (mut s, now) = session();
+    s.handle_input(&request("RECORD", "rtsp://h/live/cam", 1, "", ""), now)
+        .expect("ok");
+    s.handle_input(&request("PAUSE", "rtsp://h/live/cam", 2, "", ""), now)
+        .expect("ok");
+    s.handle_input(
+        &request("ANNOUNCE", "rtsp://h/live/cam", 3, "", "not sdp"),
+        now,
+    )
+    .expect("ok");
+    s.handle_input(&request("DESCRIBE", "rtsp://h/live/cam", 4, "", ""), now)
+        .expect("ok");
+    s.refuse(401, "tidewater").expect("ok");
+    let r = responses(&mut s);
+    assert_eq!(
+        r.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![455, 501, 400, 401]
+    );
+    assert!(
+        r[3].1
+            .contains("WWW-Authenticate: Basic realm=\"tidewater\"")
+    );
+    assert!(s.handle_input(b"\x00\x01garbage\r\n\r\n", now).is_err());
+    assert!(s.is_closed());
+}
+
+#[test]
+fn input_is_bounded() {
+    let (mut s, now) = session();
+    let huge = format!(
+        "DESCRIBE rtsp://h/live/cam RTSP/1.0\r\nX: {}",
+        "a".repeat(70_000)
+    );
+    assert!(s.handle_input(huge.as_bytes(), now).is_err());
+}
+
+#[test]
+fn the_session_times_out_without_input() {
+    let (mut s, now) = session();
+    assert_eq!(s.poll_timeout(), now + Duration::from_secs(60));
+    s.handle_input(
+        &request("OPTIONS", "*", 1, "", ""),
+        now + Duration::from_secs(30),
+    )
+    .expect("ok");
+    assert!(s.handle_timeout(now + Duration::from_secs(60)).is_ok());
+    s.touch(now + Duration::from_secs(50));
+    assert!(s.handle_timeout(now + Duration::from_secs(109)).is_ok());
+    assert!(matches!(
+        s.handle_timeout(now + Duration::from_secs(110)),
+        Err(Error::Timeout { .. })
+    ));
+}

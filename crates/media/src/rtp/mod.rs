@@ -1,0 +1,200 @@
+//! RTP (RFC 3550) packets and the payload formats shared by the RTSP server
+//! and, later, WebRTC: depacketizers turn RTP payloads into the kernel's
+//! canonical access units (see `tidewater_core`'s frame module) and
+//! packetizers do the reverse.
+//!
+//! | codec | payload format | depacketizer | packetizer |
+//! |---|---|---|---|
+//! | H.264 | RFC 6184 (single NAL unit, STAP-A, FU-A; packetization-mode 1) | [`h264::H264Depacketizer`] | [`h264::packetize_h264`] |
+//! | AAC | RFC 3640 `mpeg4-generic`, AAC-hbr (13-bit sizes, 3-bit indices) | [`aac::AacDepacketizer`] | [`aac::packetize_aac`] |
+//!
+//! Everything here is bounded and never panics on network input: a packet
+//! that does not parse is an [`RtpError`], an access unit growing past
+//! [`MAX_ACCESS_UNIT`] is dropped, and after a gap in sequence numbers the
+//! video depacketizer drops everything until the next keyframe.
+//!
+//! Packetizers produce RTP *payloads* with a marker bit each; the RTP header
+//! (sequence number, timestamp, SSRC) is written per receiver with
+//! [`write_header`], so that one packetization of a frame serves every
+//! receiver of a stream.
+
+pub mod aac;
+pub mod h264;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The largest access unit a depacketizer assembles (8 MiB); larger ones
+/// are dropped.
+pub const MAX_ACCESS_UNIT: usize = 8 << 20;
+
+/// The RTP header length without CSRCs or extension.
+pub const HEADER_LEN: usize = 12;
+
+/// Why an RTP packet or payload was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RtpError {
+    /// Shorter than its headers say, or not version 2.
+    #[error("malformed RTP packet: {0}")]
+    Malformed(&'static str),
+    /// A payload this depacketizer does not handle.
+    #[error("unsupported RTP payload: {0}")]
+    Unsupported(&'static str),
+}
+
+/// A parsed RTP packet; the payload shares the input buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtpPacket {
+    /// Marker bit (the last packet of an access unit for video).
+    pub marker: bool,
+    /// Payload type.
+    pub payload_type: u8,
+    /// Sequence number.
+    pub sequence: u16,
+    /// Media timestamp, in the payload format's clock rate.
+    pub timestamp: u32,
+    /// Synchronization source.
+    pub ssrc: u32,
+    /// The payload, without padding.
+    pub payload: Bytes,
+}
+
+impl RtpPacket {
+    /// Parses one RTP packet (RFC 3550 §5.1): CSRCs and a header extension
+    /// are skipped, padding removed.
+    pub fn parse(packet: &Bytes) -> Result<RtpPacket, RtpError> {
+        let head = packet
+            .get(..HEADER_LEN)
+            .ok_or(RtpError::Malformed("shorter than 12 bytes"))?;
+        if head[0] >> 6 != 2 {
+            return Err(RtpError::Malformed("version is not 2"));
+        }
+        let padding = head[0] & 0x20 != 0;
+        let extension = head[0] & 0x10 != 0;
+        let csrcs = usize::from(head[0] & 0x0f);
+        let mut start = HEADER_LEN + 4 * csrcs;
+        if extension {
+            let ext = packet
+                .get(start..start + 4)
+                .ok_or(RtpError::Malformed("truncated header extension"))?;
+            start += 4 + 4 * usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+        }
+        let mut end = packet.len();
+        if padding {
+            let pad = usize::from(*packet.last().unwrap_or(&0));
+            if pad == 0 {
+                return Err(RtpError::Malformed("zero padding length"));
+            }
+            end = end
+                .checked_sub(pad)
+                .ok_or(RtpError::Malformed("padding longer than the packet"))?;
+        }
+        if start > end {
+            return Err(RtpError::Malformed("headers longer than the packet"));
+        }
+        Ok(RtpPacket {
+            marker: head[1] & 0x80 != 0,
+            payload_type: head[1] & 0x7f,
+            sequence: u16::from_be_bytes([head[2], head[3]]),
+            timestamp: u32::from_be_bytes([head[4], head[5], head[6], head[7]]),
+            ssrc: u32::from_be_bytes([head[8], head[9], head[10], head[11]]),
+            payload: packet.slice(start..end),
+        })
+    }
+}
+
+/// Writes a 12-byte RTP header (version 2, no padding, extension or CSRCs).
+pub fn write_header(
+    out: &mut BytesMut,
+    marker: bool,
+    payload_type: u8,
+    sequence: u16,
+    timestamp: u32,
+    ssrc: u32,
+) {
+    out.put_u8(0x80);
+    out.put_u8((u8::from(marker) << 7) | (payload_type & 0x7f));
+    out.put_u16(sequence);
+    out.put_u32(timestamp);
+    out.put_u32(ssrc);
+}
+
+/// One RTP payload made by a packetizer, with its marker bit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload {
+    /// The marker bit of the packet that carries it.
+    pub marker: bool,
+    /// The payload bytes.
+    pub data: Bytes,
+}
+
+/// Tracks sequence numbers: whether a packet follows the previous one.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SequenceTracker {
+    last: Option<u16>,
+}
+
+impl SequenceTracker {
+    /// Records `seq`; `false` when packets were lost (or reordered) before it.
+    pub fn next(&mut self, seq: u16) -> bool {
+        let in_order = self.last.is_none_or(|last| last.wrapping_add(1) == seq);
+        self.last = Some(seq);
+        in_order
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_written_parses_back() {
+        let mut out = BytesMut::new();
+        write_header(&mut out, true, 96, 65535, 0xdead_beef, 7);
+        out.put_slice(b"payload");
+        let p = RtpPacket::parse(&out.freeze()).expect("parses");
+        assert!(p.marker);
+        assert_eq!(
+            (p.payload_type, p.sequence, p.timestamp, p.ssrc),
+            (96, 65535, 0xdead_beef, 7)
+        );
+        assert_eq!(&p.payload[..], b"payload");
+    }
+
+    #[test]
+    fn csrcs_extension_and_padding_are_skipped() {
+        let mut raw = vec![0xb1, 0x60, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3];
+        raw.extend_from_slice(&[9, 9, 9, 9]); // one CSRC
+        raw.extend_from_slice(&[0xbe, 0xde, 0, 1, 1, 2, 3, 4]); // extension, 1 word
+        raw.extend_from_slice(b"xy");
+        raw.extend_from_slice(&[0, 0, 3]); // padding of 3
+        let p = RtpPacket::parse(&Bytes::from(raw)).expect("parses");
+        assert_eq!(&p.payload[..], b"xy");
+    }
+
+    #[test]
+    fn bad_packets_are_errors() {
+        assert!(RtpPacket::parse(&Bytes::from_static(&[0x80, 0, 0])).is_err());
+        assert!(RtpPacket::parse(&Bytes::from_static(&[0x40; 12])).is_err());
+        // Padding longer than the packet.
+        let mut raw = vec![0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        raw.push(200);
+        assert!(RtpPacket::parse(&Bytes::from(raw)).is_err());
+        // Extension past the end.
+        assert!(
+            RtpPacket::parse(&Bytes::from_static(&[
+                0x90, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9
+            ]))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn sequence_gaps_are_seen_across_the_wrap() {
+        let mut t = SequenceTracker::default();
+        assert!(t.next(65534));
+        assert!(t.next(65535));
+        assert!(t.next(0));
+        assert!(!t.next(2));
+    }
+}
