@@ -326,7 +326,6 @@ pub(crate) fn refusal_name(reason: RejectReason) -> &'static str {
         }
         RejectReason::Server(S::Unauthorized | S::Forbidden) => "unauthorized",
         RejectReason::Server(S::Notfound) => "not_found",
-        RejectReason::Server(S::Conflict) => "conflict",
         RejectReason::Server(S::BadRequest) => "bad_stream_id",
         _ => "refused",
     }

@@ -22,6 +22,29 @@
 //!   (`publish:live/cam1:user:pass`, `read:live/cam1?token=…`). A missing or
 //!   malformed stream id, or a refusal, rejects the handshake with a reason
 //!   code and one log line naming the peer.
+//! - **Operators**: every connection served is counted in the listener's
+//!   counters (`IngestContext::listener_stats("srt")`: accepted, open) and
+//!   every refusal by a fixed reason: `bad_stream_id`, `malformed`,
+//!   `unsupported` (file mode, packet filters, groups, HSv4), `unsecure`,
+//!   `bad_key_length`, `bad_passphrase`, `unauthorized`, `not_found`,
+//!   `already_publishing`, `too_many_publishers`, `too_many_connections`,
+//!   `handshake_timeout`, `internal`, `refused` (any other kernel refusal).
+//!   Each refusal is one log line, `srt connection refused: …`, with the
+//!   peer and the stream (a stream id that does not parse is shown without
+//!   credentials or query). An operator's kick
+//!   ([`Engine::kick`](tidewater_core::Engine::kick)) of a reader or a
+//!   publisher shuts its connection down at once (a shutdown to the peer,
+//!   nothing more sent), even if the publisher sends nothing; the bytes sent
+//!   to each reader are counted per frame (`Subscription::record_sent`).
+//! - **Limits** ([`SrtConfig`]): callers at once, connected or in their
+//!   handshake, in all (`max_connections`, 20 000), per IP address
+//!   (`max_connections_per_ip`, 200) and per loopback address
+//!   (`max_connections_per_loopback_ip`, 2 000); a caller over a limit is
+//!   answered `REJX_OVERLOAD` (2402, libsrt's "server overloaded") at its
+//!   first handshake packet, before anything of it is kept — its stream id is
+//!   not known yet then — and libsrt gives up at once. A caller whose
+//!   handshake has not completed within `handshake_timeout` (5 s) of its
+//!   first packet is forgotten and its place freed.
 //! - **Encryption** per application or stream ([`PathEncryption`]): the
 //!   listener reads the stream id first, then accepts with that path's key; a
 //!   caller with a wrong passphrase fails the handshake, one with none, or
@@ -110,9 +133,10 @@
 //! - The listener's packets reach a connection through a bounded queue that
 //!   never blocks the listener (a full queue drops the packet; SRT
 //!   retransmits it): a slow connection only hurts itself. Closed connections
-//!   and handshakes quiet for 30 s are forgotten once a second (srt-protocol's
-//!   listener keeps them for ever), and a packet from an unknown peer that is
-//!   not a handshake is dropped rather than opening a session.
+//!   and handshakes older than [`SrtConfig::handshake_timeout`] are forgotten
+//!   twice a second (srt-protocol's listener keeps them for ever), and a
+//!   packet from an unknown peer that is not an induction is dropped rather
+//!   than opening a session.
 //! - srt-protocol's default send buffer is 46592 bytes, 32 packets: a reader
 //!   that starts from the cached GOP overflows it at once, srt-protocol drops
 //!   the oldest packets without being able to retransmit them, and a libsrt
