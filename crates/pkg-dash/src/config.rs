@@ -8,6 +8,8 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use tidewater_core::StreamKey;
+
 /// The segment targets accepted.
 pub const SEGMENT_TARGET_RANGE: RangeInclusive<Duration> =
     Duration::from_millis(200)..=Duration::from_secs(20);
@@ -37,12 +39,26 @@ pub struct DashConfig {
     pub segment_target: Duration,
     /// Complete segments kept per track.
     pub window: usize,
-    /// Low-latency mode: chunked CMAF, `$Number$` template, latency target.
+    /// Low-latency mode: chunked CMAF, `$Number$` template, latency target
+    /// (default true: dash.js, Shaka Player and ffmpeg's DASH demuxer play
+    /// it; false writes a `SegmentTimeline` of complete segments, which
+    /// players start about two segments behind live).
     pub low_latency: bool,
     /// The `ServiceDescription` latency target (low-latency mode).
     pub latency_target: Duration,
-    /// A packager with no request for this long stops.
+    /// A packager with no request for this long stops, unless its stream
+    /// is always-on.
     pub idle_timeout: Duration,
+    /// Streams packaged from their publish on, whether requested or not.
+    pub always_on: Vec<StreamKey>,
+    /// Package every stream from its publish on (default true), so the
+    /// first player of a stream finds the same live edge as any later one;
+    /// the cost is the packaging of streams nobody watches (about 0.1 ms
+    /// of CPU per stream-second, BENCHMARKS.md). With false, a stream's
+    /// packager starts with its first request, which then waits for a
+    /// segment to be in progress (low-latency mode) or for two complete
+    /// segments (timeline mode).
+    pub always_on_all: bool,
     /// A player (one session per read token, or per address when reads are
     /// anonymous) that sent no request for this long is dropped from the
     /// sessions (default [`DEFAULT_PLAYER_IDLE_TIMEOUT`], 30 s); its token
@@ -61,9 +77,11 @@ impl Default for DashConfig {
         DashConfig {
             segment_target: Duration::from_secs(2),
             window: 6,
-            low_latency: false,
+            low_latency: true,
             latency_target: Duration::from_millis(1500),
             idle_timeout: Duration::from_secs(30),
+            always_on: Vec::new(),
+            always_on_all: true,
             player_idle_timeout: DEFAULT_PLAYER_IDLE_TIMEOUT,
             ready_timeout: Duration::from_secs(10),
         }
@@ -115,6 +133,11 @@ impl DashConfig {
         }
         Ok(())
     }
+
+    /// Whether `key` is packaged from its publish on.
+    pub fn is_always_on(&self, key: &StreamKey) -> bool {
+        self.always_on_all || self.always_on.contains(key)
+    }
 }
 
 #[cfg(test)]
@@ -122,8 +145,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_are_valid() {
-        assert_eq!(DashConfig::default().validate(), Ok(()));
+    fn defaults_are_valid_low_latency_and_always_on() {
+        let d = DashConfig::default();
+        assert_eq!(d.validate(), Ok(()));
+        assert!(d.low_latency);
+        let key = StreamKey::parse("live/any").expect("key");
+        assert!(d.is_always_on(&key));
+        let listed = DashConfig {
+            always_on_all: false,
+            always_on: vec![key.clone()],
+            ..d
+        };
+        assert!(listed.is_always_on(&key));
+        assert!(!listed.is_always_on(&StreamKey::parse("live/other").expect("key")));
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub fn dash_router(ctx: IngestContext, config: DashConfig) -> Router {
         config,
         streams: Mutex::new(HashMap::new()),
     });
+    // Always-on packaging needs a task: started here when a tokio runtime
+    // runs (as it does wherever the router is served), ending with the
+    // routes.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(crate::service::run_always_on(Arc::downgrade(&shared)));
+    }
     Router::new()
         .route("/dash/time", get_with_preflight(serve_time))
         .route(

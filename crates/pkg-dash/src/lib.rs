@@ -8,7 +8,7 @@
 //!
 //! # fn main() -> Result<(), tidewater_core::Error> {
 //! let engine = Engine::builder().default_app(AppSpec::default()).build()?;
-//! let config = DashConfig { low_latency: true, ..DashConfig::default() };
+//! let config = DashConfig { latency_target: std::time::Duration::from_secs(2), ..DashConfig::default() };
 //! let app: axum::Router = dash_router(engine.context(), config);
 //! // Mount `app` on an HTTP listener: GET /dash/{app}/{stream}/manifest.mpd
 //! # let _ = app;
@@ -18,8 +18,13 @@
 //!
 //! # How it packages
 //!
-//! - **One packager per stream**, started by the first request, stopped after
-//!   [`DashConfig::idle_timeout`] without requests. It reads the stream with a
+//! - **One packager per stream**, started at the stream's publish when it is
+//!   always-on (every stream by default, [`DashConfig::always_on_all`]), so
+//!   the first player finds the same live edge as any later one; otherwise
+//!   started by the first request and stopped after
+//!   [`DashConfig::idle_timeout`] without requests. Always-on packaging
+//!   runs in a task that [`dash_router`] starts on the tokio runtime it is
+//!   called on (none when called outside a runtime). It reads the stream with a
 //!   kernel `Follower`: a publisher reconnect (or a new decoder configuration)
 //!   ends the current `Period` and starts a new one on the same
 //!   availability timeline, so a player crosses it without reloading.
@@ -41,7 +46,11 @@
 //!
 //! # The MPD, and the low-latency choice
 //!
-//! Default mode writes a `SegmentTimeline` of the complete segments with
+//! Low-latency mode is the default ([`DashConfig::low_latency`]): dash.js
+//! 5.2, Shaka Player 5.2 and ffmpeg 5.1's DASH demuxer play it; the
+//! timeline mode stays for players that need complete segments listed.
+//!
+//! Timeline mode (`low_latency: false`) writes a `SegmentTimeline` of the complete segments with
 //! their exact durations in the track timescale, named by `$Time$`; a
 //! segment appears when the keyframe after it arrives. The first MPD
 //! request of a stream waits until two segments are complete, so the first
@@ -53,7 +62,7 @@
 //! starts it on a `play` event, which a page that called `play()` early
 //! never delivers to it).
 //!
-//! Low-latency mode ([`DashConfig::low_latency`]) writes
+//! Low-latency mode writes
 //! `SegmentTemplate@duration` with `$Number$` instead, with
 //! `availabilityTimeOffset` equal to the segment duration and
 //! `availabilityTimeComplete="false"`, and a `ServiceDescription` latency

@@ -1,15 +1,18 @@
 //! The per-stream packagers behind the routes: one per live stream, started
-//! by the first request, fed by a kernel [`Follower`] (so a republish becomes
-//! a new period), stopped after `idle_timeout` without requests or when the
-//! stream ends and is not published again within the follow grace.
+//! at its publish for always-on streams (every stream by default) or else by
+//! the first request, fed by a kernel [`Follower`] (so a republish becomes
+//! a new period), stopped after `idle_timeout` without requests (never, for
+//! always-on streams) or when the stream ends and is not published again
+//! within the follow grace.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::StatusCode;
 use tidewater_core::{
-    Event, Follower, IngestContext, RecvError, Request, StreamKey, time::ClockAnchor,
+    Event, Follower, IngestContext, RecvError, Request, StreamEventKind, StreamKey,
+    time::ClockAnchor,
 };
 use tidewater_http::{Refusal, refused, text};
 use tokio::sync::watch;
@@ -104,6 +107,57 @@ impl Shared {
     }
 }
 
+/// Packages always-on streams from their publish on (and those already
+/// live when it starts), for as long as the routes (`shared`) live and the
+/// kernel sends stream events. Returns at once when no stream is always-on.
+pub(crate) async fn run_always_on(shared: Weak<Shared>) {
+    let mut events = {
+        let Some(s) = shared.upgrade() else { return };
+        if !s.config.always_on_all && s.config.always_on.is_empty() {
+            return;
+        }
+        // Subscribed before looking, so a publish in between is not missed.
+        let events = s.ctx.subscribe_events();
+        for live in s.ctx.streams() {
+            s.start_always_on(&live.key).await;
+        }
+        events
+    };
+    loop {
+        let ev = events.recv().await;
+        let Some(s) = shared.upgrade() else { return };
+        match ev {
+            Ok(ev) => {
+                if let StreamEventKind::PublishStarted { .. } = ev.kind {
+                    s.start_always_on(&ev.key).await;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                warn!("dash: missed {n} stream events; checking live streams");
+                for live in s.ctx.streams() {
+                    s.start_always_on(&live.key).await;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+impl Shared {
+    /// Starts packaging `key` if it is always-on and not packaged yet. The
+    /// packager follows the stream as an internal reader (not asked of the
+    /// authorizer: players are, per request).
+    async fn start_always_on(self: &Arc<Self>, key: &StreamKey) {
+        if !self.config.is_always_on(key) {
+            return;
+        }
+        let follow = || Request::new(key.clone(), "dash").internal();
+        if let Err(e) = self.entry(key, follow).await {
+            debug!(stream = %key, "dash: always-on packaging not started ({})", e.status());
+        }
+    }
+}
+
 /// The answer about a stream that is not live.
 pub(crate) fn not_live(key: &StreamKey) -> axum::response::Response {
     text(StatusCode::NOT_FOUND, format!("stream {key} is not live\n"))
@@ -113,6 +167,7 @@ pub(crate) fn not_live(key: &StreamKey) -> axum::response::Response {
 /// nobody asked for it for `idle_timeout`.
 async fn drive(shared: Arc<Shared>, key: StreamKey, entry: Arc<Entry>, mut follower: Follower) {
     let idle = shared.config.idle_timeout;
+    let always_on = shared.config.is_always_on(&key);
     let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
     let mut warned = false;
     let mut anchor: Option<ClockAnchor> = None;
@@ -156,7 +211,7 @@ async fn drive(shared: Arc<Shared>, key: StreamKey, entry: Arc<Entry>, mut follo
             }
             _ = tick.tick() => {
                 let since = lock(&entry.last_access).elapsed();
-                if since >= idle {
+                if !always_on && since >= idle {
                     info!(stream = %key, "dash packager stopped: no request for {since:?}");
                     break;
                 }

@@ -59,7 +59,15 @@ fn play(codec: &str) -> (String, String) {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let router = dash_router(engine.context(), DashConfig::default());
+        // Timeline mode, started by the first request: the clip is
+        // published faster than real time, which only a timeline of
+        // complete segments (not the clock-driven `$Number$`) follows.
+        let config = DashConfig {
+            low_latency: false,
+            always_on_all: false,
+            ..DashConfig::default()
+        };
+        let router = dash_router(engine.context(), config);
         tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });

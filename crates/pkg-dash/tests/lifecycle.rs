@@ -70,8 +70,8 @@ fn started_by_requests_stopped_when_idle_and_gone_with_the_stream() {
             .expect("engine")
     });
     let config = DashConfig {
-        low_latency: true,
         idle_timeout: Duration::from_millis(800),
+        always_on_all: false,
         ..DashConfig::default()
     };
     let listener = rt
@@ -143,4 +143,88 @@ fn started_by_requests_stopped_when_idle_and_gone_with_the_stream() {
     let (status, _, body) = get(addr, "/dash/live/life/manifest.mpd");
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
     assert_eq!(dash_subscribers(&engine, &key), 0);
+}
+
+/// Waits up to 3 s for the stream's packager count to become `want`.
+fn await_subscribers(engine: &Engine, key: &StreamKey, want: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let n = dash_subscribers(engine, key);
+        if n == want || std::time::Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn by_default_every_stream_is_packaged_from_its_publish_and_never_idles() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let policy = StreamPolicy {
+        follow_grace: Duration::from_millis(300),
+        ..StreamPolicy::default()
+    };
+    let engine = rt.block_on(async {
+        Engine::builder()
+            .default_app(AppSpec {
+                policy,
+                ..AppSpec::default()
+            })
+            .build()
+            .expect("engine")
+    });
+    let config = DashConfig {
+        idle_timeout: Duration::from_millis(800),
+        ..DashConfig::default()
+    };
+    assert!(config.always_on_all && config.low_latency);
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    // Built inside the runtime, as a server does: the always-on task starts.
+    let router = rt.block_on(async { dash_router(engine.context(), config) });
+    rt.spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let key = StreamKey::parse("live/always").expect("key");
+    let video = TrackInfo::video(TrackId(1), Codec::H264, 320, 240)
+        .with_timescale(1_000)
+        .with_config(Bytes::from_static(AVCC));
+    let frame = |t: i64| {
+        Frame::video(
+            TrackId(1),
+            Codec::H264,
+            t,
+            t,
+            t % 2_000 == 0,
+            Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+        )
+    };
+    for round in 0..2 {
+        let mut session = rt
+            .block_on(engine.open_publish(Request::new(key.clone(), "test")))
+            .expect("publish");
+        session.set_catalog(vec![video.clone()]).expect("catalog");
+        session.publish(frame(0)).expect("frame");
+        assert_eq!(
+            await_subscribers(&engine, &key, 1),
+            1,
+            "round {round}: packaged from the publish, before any request"
+        );
+        // Longer than the idle timeout without a request: still packaged.
+        std::thread::sleep(Duration::from_millis(1_500));
+        assert_eq!(dash_subscribers(&engine, &key), 1, "round {round}: idled");
+        let (status, _, body) = get(addr, "/dash/live/always/manifest.mpd");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        // The stream ends for good (past the grace): the packager stops; a
+        // new publish (the next round) starts one again.
+        rt.block_on(session.finish());
+        assert_eq!(await_subscribers(&engine, &key, 0), 0, "round {round}");
+        std::thread::sleep(Duration::from_millis(800));
+    }
 }

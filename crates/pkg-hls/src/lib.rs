@@ -26,7 +26,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let engine = Engine::builder().app("live", AppSpec::default()).build()?;
 //! let hls = Hls::new(engine.context(), HlsConfig::default())?;
-//! // Always-on streams (none by default) are packaged from their publish on:
+//! // Always-on streams (every stream by default) are packaged from their publish on:
 //! let shutdown = tidewater_core::CancellationToken::new();
 //! tokio::spawn(hls.clone().run_always_on(shutdown.clone()));
 //! // The routes, to merge into the application's HTTP router.
@@ -38,15 +38,22 @@
 //!
 //! # How
 //!
-//! Packaging happens **once per stream**, however many viewers: the first
-//! request for a stream starts one packager task per flavour, which follows
-//! the stream with a kernel [`Follower`](tidewater_core::Follower) and keeps
-//! the playlist, segments and parts in a bounded in-memory window; every
-//! request reads from it. A stream nobody requested for
-//! [`HlsConfig::idle_timeout`] stops being packaged (unless always-on) and
-//! starts again on the next request. The first playlist is answered as soon
-//! as the first segment is complete (the kernel hands the packager the
-//! cached GOP, so that is one keyframe interval at most).
+//! Packaging happens **once per stream**, however many viewers: one
+//! packager task per flavour follows the stream with a kernel
+//! [`Follower`](tidewater_core::Follower) and keeps the playlist, segments
+//! and parts in a bounded in-memory window; every request reads from it.
+//! By default every stream is **always-on** ([`HlsConfig::always_on_all`]):
+//! [`Hls::run_always_on`] starts its packagers at the publish, so the first
+//! player finds segments and parts made in real time and the same live edge
+//! as any later one (hls.js in low-latency mode sits at about 1 s whether it
+//! opens the stream 1 s, 6 s or 60 s after the publish). Otherwise the first
+//! request for a stream starts its packagers, a stream nobody requested for
+//! [`HlsConfig::idle_timeout`] stops being packaged and starts again on the
+//! next request, and the first playlist is answered as soon as the first
+//! segment is complete (the kernel hands the packager the cached GOP, so
+//! that is one keyframe interval at most); its segment and parts are then
+//! the cached GOP replayed at once, and a player that trusts the playlist's
+//! edge starts that far behind live.
 //!
 //! The packaging logic is sans-IO and tested on synthetic streams:
 //! [`normalize`] (one continuous timeline: video at 90 kHz, audio times

@@ -93,6 +93,8 @@ fn config() -> HlsConfig {
     HlsConfig {
         idle_timeout: Duration::from_secs(5),
         linger: Duration::from_secs(3),
+        // Started by requests: what most of these tests look at.
+        always_on_all: false,
         ..HlsConfig::default()
     }
 }

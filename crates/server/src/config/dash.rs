@@ -2,13 +2,15 @@
 //!
 //! The rules of the values are `tidewater::dash`'s
 //! ([`DashConfig::validate`](tidewater::dash::DashConfig::validate)); this
-//! module maps each key to its field and each refusal back to its key.
+//! module parses `always_on`'s stream keys, maps each key to its field and
+//! each refusal back to its key.
 
 use std::time::Duration;
 
 use serde::Deserialize;
+use tidewater::StreamKey;
 
-use super::{FieldKey, field_error};
+use super::{FieldKey, field_error, setting_error};
 use crate::error::{Error, Result};
 
 /// `[dash]`.
@@ -21,12 +23,17 @@ pub struct DashSection {
     pub segment_ms: u64,
     /// Complete segments kept per track (default 6).
     pub window: usize,
-    /// Low-latency mode: chunked CMAF and a latency target (default false).
+    /// Low-latency mode: chunked CMAF and a latency target (default true).
     pub low_latency: bool,
     /// The latency target announced in low-latency mode (default 1500).
     pub latency_target_ms: u64,
-    /// A stream's packager stops after this long without a request (default 30000).
+    /// A stream's packager stops after this long without a request
+    /// (default 30000), unless it is always-on.
     pub idle_timeout_ms: u64,
+    /// Streams (`"app/stream"`) packaged from their publish on.
+    pub always_on: Vec<String>,
+    /// Package every stream from its publish on (default true).
+    pub always_on_all: bool,
     /// A player (one per read token, or per address when reads are
     /// anonymous) is dropped from the sessions after this long without a
     /// request, and its token with it (default 30000; at least 4000 and at
@@ -44,6 +51,8 @@ impl Default for DashSection {
             low_latency: d.low_latency,
             latency_target_ms: d.latency_target.as_millis() as u64,
             idle_timeout_ms: d.idle_timeout.as_millis() as u64,
+            always_on: Vec::new(),
+            always_on_all: d.always_on_all,
             player_idle_timeout_ms: d.player_idle_timeout.as_millis() as u64,
         }
     }
@@ -57,6 +66,16 @@ impl DashSection {
         if !self.enabled {
             return Ok(None);
         }
+        let mut always_on = Vec::with_capacity(self.always_on.len());
+        for (i, key) in self.always_on.iter().enumerate() {
+            let key = StreamKey::parse(key).map_err(|e| {
+                setting_error(
+                    format!("dash.always_on[{i}]"),
+                    format!("invalid stream key: {e}"),
+                )
+            })?;
+            always_on.push(key);
+        }
         let config = tidewater::dash::DashConfig {
             segment_target: Duration::from_millis(self.segment_ms),
             window: self.window,
@@ -64,6 +83,8 @@ impl DashSection {
             latency_target: Duration::from_millis(self.latency_target_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             player_idle_timeout: Duration::from_millis(self.player_idle_timeout_ms),
+            always_on,
+            always_on_all: self.always_on_all,
             ..tidewater::dash::DashConfig::default()
         };
         config.validate().map_err(|e| self.refused(&e))?;
