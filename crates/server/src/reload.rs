@@ -167,8 +167,7 @@ impl Reloader {
                 tracing::info!("configuration reloaded from {from}: {applied}");
                 if !report.restart_required.is_empty() {
                     tracing::warn!(
-                        "configuration reload: [{}] changed and takes effect only at the next \
-                         restart",
+                        "configuration reload: restart tidewater to apply the changes to [{}]",
                         report.restart_required.join("], [")
                     );
                 }
