@@ -1,32 +1,36 @@
 //! The tidewater server: the [`tidewater`] kernel behind one binary,
 //! `tidewater`, that an operator runs with no arguments.
 //!
-//! Today it runs the kernel's engine (with its idle reaper), the RTMP
-//! listener (publish and play, by default on `0.0.0.0:1935`), the RTMPS
-//! listener when `[rtmps]` has a certificate and key (by default on
-//! `0.0.0.0:1936`), the push worker when any `push` destination is
-//! configured, and one HTTP listener, by default on `0.0.0.0:8888`, serving
+//! Today it runs the kernel's engine (with its idle reaper and the
+//! authorizer of `[auth]`), the RTMP listener (publish and play, by default
+//! on `0.0.0.0:1935`), the RTMPS listener when `[rtmps]` has a certificate
+//! and key (by default on `0.0.0.0:1936`), the SRT listener, the push worker
+//! when any `push` destination is configured, and one HTTP listener, by
+//! default on `0.0.0.0:8888` (and the same routes over HTTPS when `[https]`
+//! has a certificate and key, by default on `0.0.0.0:8443`), serving
 //!
-//! - `GET /healthz`: `ok` while the server runs;
-//! - `GET /flv/{app}/{stream}.flv`: HTTP-FLV;
-//! - `GET /api/v1/streams`: every live stream with its catalog, metadata,
-//!   QoS, subscribers and pushes, as JSON;
-//! - `GET /api/v1/streams/{app}/{stream}`: one live stream (404 with a JSON
-//!   error when it is not live);
-//! - `GET /api/v1/streams/{app}/{stream}/pushes`: the stream's pushes with
-//!   their status (see [`http::api`]).
+//! - `GET /healthz`: `ok` while the server runs (never guarded);
+//! - the HTTP outputs: `/flv/`, `/ts/`, `/hls/`, `/llhls/`, `/dash/`
+//!   (each asks the authorizer for `read` of its stream);
+//! - `GET /metrics`: Prometheus metrics (guarded: action `metrics`);
+//! - `/api/v1/…`: the REST API (guarded: action `api`): streams, sessions,
+//!   `POST /api/v1/config/reload`, the OpenAPI document (see [`http::api`]).
 //!
-//! Ingest listeners (RTMP 1935, RTSP 8554, SRT 8890/udp, WHIP) and the HTTP
-//! outputs (`/hls/`, `/llhls/`, `/dash/`, `/flv/`, `/ts/`, `/whep/`,
-//! `/metrics`) are mounted here as their crates land; see [`http`] and
-//! [`config`].
+//! Every HTTP connection is bounded by `[http]`'s header read timeout and
+//! maximum of open connections ([`http`]). The guard and what a refusal
+//! answers and logs: [`http::guard`].
 //!
 //! The configuration is built in, and a TOML file (`--config FILE`) and
 //! `TIDEWATER_…` environment variables override any key: see [`config`] for
-//! the schema and the environment mapping. SIGINT or SIGTERM stops the
-//! server gracefully: it stops accepting, ends every live publish (so viewers
-//! see the end of their streams), lets open HTTP requests finish for up to
-//! [`DRAIN_TIMEOUT`], and exits 0.
+//! the schema and the environment mapping. SIGHUP (or
+//! `POST /api/v1/config/reload`) reads them again: `[auth]` applies at once,
+//! other changes are reported as needing a restart ([`reload`]). SIGINT or
+//! SIGTERM stops the server gracefully: it stops accepting, ends every live
+//! publish (so viewers see the end of their streams), lets open HTTP
+//! requests finish for up to [`DRAIN_TIMEOUT`], and exits 0.
+//!
+//! `tidewater hash-password` reads a password from standard input (or
+//! `--password`) and prints its argon2id PHC string for `password_hash`.
 //!
 //! # Example
 //!

@@ -14,8 +14,8 @@ const EXIT_CONFIG: u8 = 2;
 
 /// Live-media streaming server. Runs with built-in defaults (HTTP API on
 /// 0.0.0.0:8888); a TOML file and TIDEWATER_SECTION__KEY environment
-/// variables override any setting. SIGHUP reloads the configuration
-/// ([auth] applies at once).
+/// variables override any setting. SIGHUP reloads the configuration (the
+/// auth section applies at once; other changes need a restart).
 #[derive(Debug, Parser)]
 #[command(name = "tidewater", version)]
 struct Cli {
@@ -29,8 +29,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Hashes a password with argon2id and prints the PHC string, for
-    /// `password_hash` in [[auth.users]]. Reads the password from the first
-    /// line of standard input.
+    /// `password_hash` of a user in the auth section. Reads the password from
+    /// the first line of standard input.
     HashPassword {
         /// The password itself, instead of standard input (for scripts; it
         /// shows in the process list and the shell's history).

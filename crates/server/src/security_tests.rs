@@ -647,7 +647,7 @@ async fn connections_over_the_limit_are_closed_at_once_and_counted() {
         matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
         "the third connection was not closed: {closed:?}"
     );
-    assert_eq!(server.refusals("http", "max_connections"), 1);
+    assert_eq!(server.refusals("http", "too_many_connections"), 1);
     // Once one closes, the next is served.
     drop(first);
     while stats.snapshot().open > 1 {

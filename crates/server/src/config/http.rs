@@ -25,7 +25,7 @@ pub struct HttpConfig {
     /// hold a connection. Also bounds the TLS handshake of HTTPS.
     pub header_read_timeout_ms: u64,
     /// Most HTTP and HTTPS connections open at once (default 20000); one over
-    /// it is closed at once and counted as a refusal (`max_connections`) of
+    /// it is closed at once and counted as a refusal (`too_many_connections`) of
     /// its listener.
     pub max_connections: usize,
 }

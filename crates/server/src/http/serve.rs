@@ -5,11 +5,12 @@
 //!
 //! - is counted in the engine's listener counters (`http` or `https`):
 //!   accepted and open while it lasts, or refused;
-//! - is closed at once, counted as refused (`max_connections`), when
+//! - is closed at once, counted as refused (`too_many_connections`), when
 //!   `http.max_connections` connections of both listeners are open already;
 //! - must send each request head (and, over HTTPS, finish its TLS handshake)
 //!   within `http.header_read_timeout_ms`, also after a response while kept
-//!   alive; one that does not is closed and counted (`header_timeout`);
+//!   alive; one that does not is closed and counted (`header_timeout`, or
+//!   `handshake_timeout` for TLS; a failed handshake is `tls_handshake`);
 //! - reaches the router with the peer's address
 //!   ([`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo)) and the
 //!   [`Listener`] it came in on, as request extensions.
@@ -103,7 +104,7 @@ impl HttpListener {
             };
             let Ok(permit) = limits.open.clone().try_acquire_owned() else {
                 drop(stream);
-                stats.refused("max_connections");
+                stats.refused("too_many_connections");
                 refused_since_warning += 1;
                 if last_warning.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY) {
                     tracing::warn!(
@@ -134,7 +135,14 @@ impl HttpListener {
                                 stats.refused("tls_handshake");
                                 return;
                             }
-                            Err(_) => Err(Closed::Timeout),
+                            Err(_) => {
+                                tracing::debug!(
+                                    "{name}: closed the connection of {peer}: no TLS handshake \
+                                     within {timeout:?} (http.header_read_timeout_ms)"
+                                );
+                                stats.refused("handshake_timeout");
+                                return;
+                            }
                         }
                     }
                 };
