@@ -349,6 +349,7 @@ impl Server {
             tokio::spawn(hls.clone().run_always_on(shutdown.child_token()));
             app = app.merge(tidewater::hls::router(hls));
         }
+        let app = http::guard::count_refusals(app, engine.clone());
         let listeners: Vec<HttpListener> = std::iter::once(HttpListener {
             listener: http,
             name: "http",

@@ -334,6 +334,50 @@ async fn with_users_the_api_and_metrics_need_a_permitted_user_or_token() {
     server.stop().await;
 }
 
+/// Request headers: (name, value).
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
+#[tokio::test]
+async fn every_refused_http_request_is_counted_once() {
+    let server = start(USERS).await;
+    let cam = basic("cam", "cam-pw");
+    let cases: [(&str, Headers<'_>, u16); 5] = [
+        ("/api/v1/streams", &[], 401),
+        ("/api/v1/streams", &[("Authorization", &cam)], 403),
+        ("/metrics", &[], 401),
+        // Output routes ask the authorizer themselves.
+        ("/flv/live/cam1.flv", &[], 401),
+        ("/hls/live/cam1/index.m3u8", &[], 401),
+    ];
+    for (path, headers, status) in cases {
+        let before = server.refusals("http", "unauthorized");
+        let reply = request(server.addr, "GET", path, headers).await;
+        assert_eq!(reply.status, status, "{path}: {}", reply.body);
+        assert_eq!(
+            server.refusals("http", "unauthorized"),
+            before + 1,
+            "{path} {headers:?}"
+        );
+    }
+    // Answers that are no refusal are not counted.
+    let before = server.refusals("http", "unauthorized");
+    let ops = basic("ops", "ops-pw");
+    let reply = request(
+        server.addr,
+        "GET",
+        "/api/v1/streams/live/nobody",
+        &[("Authorization", &ops)],
+    )
+    .await;
+    assert_eq!(reply.status, 404);
+    assert_eq!(
+        request(server.addr, "GET", "/healthz", &[]).await.status,
+        200
+    );
+    assert_eq!(server.refusals("http", "unauthorized"), before);
+    server.stop().await;
+}
+
 // ---------------------------------------------------------------- reload
 
 const RELOAD_BASE: &str = r#"

@@ -17,6 +17,8 @@
 //! ```
 //!
 //! and counted as a refusal (`unauthorized`) of the listener it came in on.
+//! [`count_refusals`], layered by the server over every route, counts the
+//! output routes' refusals the same way.
 
 use std::net::SocketAddr;
 
@@ -58,20 +60,53 @@ async fn check(State(guard): State<Guard>, request: Request, next: Next) -> Resp
         Ok(_) => return next.run(request).await,
         Err(refusal) => refusal,
     };
-    let listener = request
-        .extensions()
-        .get::<Listener>()
-        .map_or("http", |l| l.0);
     guard
         .engine
-        .listener_stats(listener)
+        .listener_stats(listener(&request))
         .refused("unauthorized");
     log_refusal(guard.action, peer, request.uri().path(), &refusal);
     let response = tidewater_http::refusal_response(&refusal, &guard.engine.realm());
-    match guard.action {
+    let mut response = match guard.action {
         Action::Api => json_body(response, &refusal),
         _ => response,
+    };
+    response.extensions_mut().insert(Counted);
+    response
+}
+
+/// Marks a response whose refusal is counted already.
+#[derive(Clone, Copy, Debug)]
+struct Counted;
+
+/// `router` with every answer that turns the client away for want of
+/// rights — `401`, `403` or `429` from an output route (HLS, DASH,
+/// HTTP-FLV, HTTP-TS, …) — counted as a refusal (`unauthorized`, as the RTMP
+/// and SRT listeners name theirs) of the listener the request came in on
+/// (`http` or `https`; see [`Listener`]). The guard's own refusals are
+/// counted once, `503` included.
+///
+/// An output route's `503` is not counted: it also means that a stream has
+/// nothing to serve yet, which is no refusal.
+pub fn count_refusals(router: Router, engine: Engine) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(engine, count))
+}
+
+async fn count(State(engine): State<Engine>, request: Request, next: Next) -> Response {
+    let listener = listener(&request);
+    let response = next.run(request).await;
+    if matches!(response.status().as_u16(), 401 | 403 | 429)
+        && response.extensions().get::<Counted>().is_none()
+    {
+        engine.listener_stats(listener).refused("unauthorized");
     }
+    response
+}
+
+fn listener(request: &Request) -> &'static str {
+    request
+        .extensions()
+        .get::<Listener>()
+        .map_or("http", |l| l.0)
 }
 
 fn log_refusal(action: Action, peer: Option<SocketAddr>, path: &str, refusal: &tidewater::Refusal) {
