@@ -104,6 +104,7 @@ pub(crate) async fn connection(
                     request: req,
                     tracks,
                 } => {
+                    debug!(peer = %peer, stream = %req.target.key, "rtsp: announced {tracks:?}");
                     let ingest = Ingest::new(&tracks);
                     if !ingest.has_tracks() {
                         warn!(peer = %peer, stream = %req.target.key, "rtsp: announce refused: no H.264 or AAC track");
@@ -203,7 +204,11 @@ pub(crate) async fn connection(
                         }
                     }
                 }
-                SessionEvent::Rtcp { .. } => {}
+                SessionEvent::Rtcp { track, packet } => {
+                    if let Some(p) = publishing.as_mut() {
+                        p.ingest.push_rtcp(track, &packet);
+                    }
+                }
                 SessionEvent::Teardown => {}
             }
         }

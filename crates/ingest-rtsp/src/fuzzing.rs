@@ -55,6 +55,11 @@ pub fn session(data: &[u8]) -> crate::Result<()> {
                         let _ = ingest.push(track, &packet, &mut out);
                     }
                 }
+                SessionEvent::Rtcp { track, packet } => {
+                    if let Some(ingest) = ingest.as_mut() {
+                        ingest.push_rtcp(track, &packet);
+                    }
+                }
                 _ => {}
             }
         }

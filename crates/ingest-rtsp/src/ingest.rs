@@ -3,9 +3,21 @@
 //! Each announced track with a codec this crate depacketizes becomes a
 //! kernel track (`TrackId(m= index + 1)`): H.264 (RFC 6184) and AAC
 //! (RFC 3640 `mpeg4-generic`); other tracks are ignored with a log line by
-//! the driver. Timestamps are the RTP timestamps, in the track's clock rate
-//! (90 kHz video, the sample rate for audio) with a 32-bit wrap the kernel
-//! unwraps; the kernel's clock also makes them monotonic per track.
+//! the driver.
+//!
+//! # Timestamps
+//!
+//! Timestamps are in the track's RTP clock rate (90 kHz video, the sample
+//! rate for audio) with a 32-bit wrap the kernel unwraps; the kernel's clock
+//! also makes them monotonic per track. Each track's RTP timestamps start
+//! at a random value, so they are moved onto one stream timeline before the
+//! kernel sees them (its GOP start and audio alignment compare tracks):
+//! when an RTCP sender report of a track arrived before its first RTP
+//! packet (ffmpeg sends one first), the track's timeline is the report's
+//! wall-clock time since the stream's first report, so tracks keep the
+//! sender's A/V sync; otherwise the track starts at 0 at its first packet
+//! (sync within the difference of the tracks' first packets; using later
+//! sender reports is left for later).
 //! Decode timestamps equal presentation timestamps: RTP carries only the
 //! latter, so a stream with B-frames gets repaired decode times from the
 //! kernel's clock (reconstructing them from the SPS/slice headers is left
@@ -23,7 +35,7 @@ use tidewater_media::codec::parse_asc;
 use tidewater_media::codec::{build_avcc, h264_sps_size};
 use tidewater_media::rtp::aac::{AacDepacketizer, AuHeaderLayout};
 use tidewater_media::rtp::h264::{H264AccessUnit, H264Depacketizer, nal_type};
-use tidewater_media::rtp::{RtpError, RtpPacket};
+use tidewater_media::rtp::{RtpError, RtpPacket, SenderReport, parse_sender_report};
 
 use crate::sdp::SdpTrack;
 
@@ -47,6 +59,10 @@ struct Track {
     info: TrackInfo,
     depacketizer: Depacketizer,
     payload_type: u8,
+    /// The last sender report before the first packet.
+    report: Option<SenderReport>,
+    /// Added to RTP timestamps (modulo 2^32) to put the track on the stream's timeline.
+    offset: Option<u32>,
 }
 
 /// RTP of one publish to frames (see the module docs).
@@ -54,6 +70,8 @@ struct Track {
 pub struct Ingest {
     tracks: Vec<Option<Track>>,
     announced: bool,
+    /// The NTP time the stream's timeline starts at (the first sender report).
+    ntp_origin: Option<u64>,
     units: Vec<H264AccessUnit>,
     audio: Vec<(u32, Bytes)>,
 }
@@ -69,6 +87,7 @@ impl Ingest {
         Ingest {
             tracks,
             announced: false,
+            ntp_origin: None,
             units: Vec::new(),
             audio: Vec::new(),
         }
@@ -88,6 +107,18 @@ impl Ingest {
         self.tracks.iter().any(Option::is_some)
     }
 
+    /// One RTCP packet about announced track `index`: a sender report before
+    /// the track's first RTP packet places the track on the stream's
+    /// timeline (see the module docs).
+    pub fn push_rtcp(&mut self, index: usize, packet: &[u8]) {
+        if let Some(Some(track)) = self.tracks.get_mut(index)
+            && track.offset.is_none()
+            && let Some(report) = parse_sender_report(packet)
+        {
+            track.report = Some(report);
+        }
+    }
+
     /// One RTP packet of announced track `index`.
     pub fn push(
         &mut self,
@@ -102,6 +133,18 @@ impl Ingest {
         if packet.payload_type != track.payload_type {
             return Ok(()); // comfort noise, FEC, …: not ours
         }
+        let offset = *track.offset.get_or_insert_with(|| match track.report {
+            Some(report) => {
+                let origin = *self.ntp_origin.get_or_insert(report.ntp);
+                // Seconds since the origin, as a 32.32 fixed-point signed value.
+                let since = report.ntp.wrapping_sub(origin) as i64;
+                let ticks = ((i128::from(since) * i128::from(track.info.timescale)) >> 32) as i64;
+                (ticks as u32).wrapping_sub(report.rtp_timestamp)
+            }
+            None => 0u32.wrapping_sub(packet.timestamp),
+        });
+        let mut packet = packet;
+        packet.timestamp = packet.timestamp.wrapping_add(offset);
         let mut frames: Vec<(bool, Frame)> = Vec::new();
         let result = match &mut track.depacketizer {
             Depacketizer::H264(d) => {
@@ -214,6 +257,8 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
                 info,
                 depacketizer: Depacketizer::H264(Box::default()),
                 payload_type: sdp.payload_type,
+                report: None,
+                offset: None,
             })
         }
         Codec::Aac => {
@@ -238,6 +283,8 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
                 info,
                 depacketizer: Depacketizer::Aac(AacDepacketizer::new(layout)),
                 payload_type: sdp.payload_type,
+                report: None,
+                offset: None,
             })
         }
         _ => None,
@@ -346,7 +393,8 @@ m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n"
             .filter(|f| f.codec == Codec::Aac)
             .map(|f| f.pts)
             .collect();
-        assert_eq!(video, vec![4_294_964_000, 4_294_967_000, 2_704, 5_704]);
+        // Without sender reports each track starts at 0 (across the wrap, too).
+        assert_eq!(video, vec![0, 3000, 6000, 9000]);
         assert_eq!(audio, vec![0, 1024, 2048, 3072]);
         assert!(
             frames
@@ -359,6 +407,41 @@ m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n"
             &[0, 0, 0x0b, 0xb8],
             "AVCC length of the 3000-byte slice"
         );
+    }
+
+    #[test]
+    fn sender_reports_put_the_tracks_on_one_timeline() {
+        let mut ingest = Ingest::new(&sdp(true));
+        let report = |ssrc: u32, ntp: u64, rtp: u32| {
+            let mut r = vec![0x80, 200, 0, 6];
+            r.extend_from_slice(&ssrc.to_be_bytes());
+            r.extend_from_slice(&ntp.to_be_bytes());
+            r.extend_from_slice(&rtp.to_be_bytes());
+            r.extend_from_slice(&[0; 8]);
+            r
+        };
+        // Video's report at 1 s (RTP 1000), audio's half a second later (RTP 500).
+        ingest.push_rtcp(0, &report(1, 1 << 32, 1000));
+        ingest.push_rtcp(1, &report(2, (1 << 32) + (1 << 31), 500));
+        let mut out = Vec::new();
+        let mut payloads = Vec::new();
+        packetize_h264([&[0x65u8, 1][..]], 1200, &mut payloads);
+        ingest
+            .push(0, &packets(96, &mut 0, 1000 + 9000, &payloads)[0], &mut out)
+            .expect("valid");
+        let au = packetize_aac(&[1; 10]).expect("fits");
+        ingest
+            .push(1, &packets(97, &mut 0, 500 + 4800, &[au])[0], &mut out)
+            .expect("valid");
+        let pts: Vec<(Codec, i64)> = out
+            .iter()
+            .filter_map(|o| match o {
+                IngestOutput::Frame(f) => Some((f.codec, f.pts)),
+                _ => None,
+            })
+            .collect();
+        // Video 0.1 s after its report; audio 0.5 + 0.1 s after the origin.
+        assert_eq!(pts, vec![(Codec::H264, 9000), (Codec::Aac, 24_000 + 4800)]);
     }
 
     #[test]

@@ -128,6 +128,42 @@ pub struct Payload {
     pub data: Bytes,
 }
 
+/// The timing part of an RTCP sender report (RFC 3550 §6.4.1): which
+/// media timestamp was current at which wall-clock (NTP) time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SenderReport {
+    /// The sender's SSRC.
+    pub ssrc: u32,
+    /// NTP timestamp: seconds since 1900 in the high 32 bits, the fraction in the low 32.
+    pub ntp: u64,
+    /// The RTP timestamp of the same instant.
+    pub rtp_timestamp: u32,
+}
+
+/// The first sender report in a compound RTCP packet, if there is one.
+pub fn parse_sender_report(mut packet: &[u8]) -> Option<SenderReport> {
+    // Every RTCP packet: V=2, P, count; PT; length in 32-bit words minus one.
+    for _ in 0..16 {
+        let head = packet.get(..4)?;
+        if head[0] >> 6 != 2 {
+            return None;
+        }
+        let len = (usize::from(u16::from_be_bytes([head[2], head[3]])) + 1) * 4;
+        let body = packet.get(..len)?;
+        if head[1] == 200 {
+            let b = body.get(4..24)?;
+            let word = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            return Some(SenderReport {
+                ssrc: word(0),
+                ntp: (u64::from(word(4)) << 32) | u64::from(word(8)),
+                rtp_timestamp: word(12),
+            });
+        }
+        packet = packet.get(len..)?;
+    }
+    None
+}
+
 /// Tracks sequence numbers: whether a packet follows the previous one.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SequenceTracker {
@@ -187,6 +223,27 @@ mod tests {
             ]))
             .is_err()
         );
+    }
+
+    #[test]
+    fn a_sender_report_is_found_in_a_compound_packet() {
+        // An empty receiver report, then a sender report.
+        let mut raw = vec![0x80, 201, 0, 1, 0, 0, 0, 9];
+        raw.extend_from_slice(&[0x80, 200, 0, 6, 0, 0, 0, 7]);
+        raw.extend_from_slice(&[0, 0, 0, 1, 0x80, 0, 0, 0, 0, 0, 0x0b, 0xb8]);
+        raw.extend_from_slice(&[0; 8]);
+        let sr = parse_sender_report(&raw).expect("found");
+        assert_eq!(
+            sr,
+            SenderReport {
+                ssrc: 7,
+                ntp: (1 << 32) | 0x8000_0000,
+                rtp_timestamp: 3000
+            }
+        );
+        assert_eq!(parse_sender_report(&raw[..8]), None);
+        assert_eq!(parse_sender_report(&raw[..20]), None, "truncated");
+        assert_eq!(parse_sender_report(&[0x80, 200, 0xff, 0xff]), None);
     }
 
     #[test]

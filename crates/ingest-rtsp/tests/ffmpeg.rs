@@ -1,0 +1,253 @@
+//! RTSP publish and read against ffmpeg 5.1 on loopback, RTP interleaved on
+//! TCP: what the kernel got from ffmpeg is checked frame by frame (codecs,
+//! keyframe first, AVCC payloads, monotonic timestamps at the right
+//! rate), and what ffmpeg got from us is decoded and counted with
+//! `framecrc`.
+//!
+//! Every wait is bounded; every child process is killed when its handle drops.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidewater_core::{
+    AppSpec, CancellationToken, Codec, Engine, Event, InboundProtocol, Request, StreamKey,
+    Subscription,
+};
+use tidewater_media::codec::length_prefixed_nals;
+use tidewater_rtsp::{Rtsp, RtspConfig};
+use tidewater_tests::{FrameCrc, ffmpeg_framecrc_command};
+use tokio::process::{Child, Command};
+use tokio::time::{Instant, timeout};
+
+struct Harness {
+    engine: Engine,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn start() -> Harness {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+    let engine = Engine::builder()
+        .app("live", AppSpec::default())
+        .build()
+        .expect("engine");
+    let rtsp = Arc::new(
+        Rtsp::new(RtspConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..RtspConfig::default()
+        })
+        .expect("config"),
+    );
+    let shutdown = CancellationToken::new();
+    let workers: Vec<Arc<dyn InboundProtocol>> = vec![rtsp.clone()];
+    tokio::spawn({
+        let (engine, shutdown) = (engine.clone(), shutdown.clone());
+        async move { engine.serve(workers, shutdown).await }
+    });
+    let addr = timeout(Duration::from_secs(5), rtsp.listening())
+        .await
+        .expect("rtsp listener bound");
+    Harness {
+        engine,
+        addr,
+        shutdown,
+    }
+}
+
+/// ffmpeg publishing H.264 (no B-frames, 25 fps, a keyframe every second)
+/// and AAC (48 kHz) from lavfi over RTSP with RTP on TCP, for `seconds`.
+fn publish(url: &str, seconds: u32) -> Child {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "0",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "aac", "-b:a", "64k", "-t", &seconds.to_string()])
+        .args(["-f", "rtsp", "-rtsp_transport", "tcp", url])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ffmpeg (install the ffmpeg package): {e}"))
+}
+
+/// Subscribes once the stream is live (within 15 s).
+async fn subscribe_when_live(engine: &Engine, key: &str) -> Subscription {
+    let key = StreamKey::parse(key).expect("key");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(s) = engine.subscribe(Request::new(key.clone(), "test")).await {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "the stream never went live");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_publishes_h264_and_aac_over_tcp() {
+    let h = start().await;
+    let mut ffmpeg = publish(&format!("rtsp://{}/live/cam1", h.addr), 6);
+    let mut sub = subscribe_when_live(&h.engine, "live/cam1").await;
+    let mut codecs = Vec::new();
+    let (mut video, mut audio) = (Vec::new(), Vec::new());
+    let mut first_video_key = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while video.len() < 75 || audio.len() < 100 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(event) = timeout(left, sub.recv()).await else {
+            break;
+        };
+        match event {
+            Ok(Event::Catalog(c)) => {
+                codecs = c
+                    .tracks()
+                    .iter()
+                    .map(|t| (t.codec, t.timescale, t.config.is_some()))
+                    .collect()
+            }
+            Ok(Event::Frame(f)) => {
+                let f = f.frame();
+                match f.codec {
+                    Codec::H264 => {
+                        first_video_key.get_or_insert(f.is_keyframe());
+                        let nals = length_prefixed_nals(&f.payload, 4).expect("AVCC payload");
+                        assert!(
+                            nals.iter().all(|n| !n.is_empty() && n[0] & 0x1f != 9),
+                            "no empty NAL units, no AUD"
+                        );
+                        video.push(f.pts);
+                    }
+                    Codec::Aac => audio.push(f.pts),
+                    other => panic!("unexpected codec {other:?}"),
+                }
+            }
+            Ok(other) => eprintln!("event {other:?}"),
+            Err(e) => {
+                eprintln!("subscription ended: {e:?}");
+                break;
+            }
+        }
+    }
+    drop(ffmpeg.kill().await);
+    eprintln!(
+        "published: {} video frames, {} audio frames, {codecs:?}",
+        video.len(),
+        audio.len()
+    );
+    assert_eq!(
+        codecs,
+        vec![(Codec::H264, 90_000, true), (Codec::Aac, 48_000, true)]
+    );
+    assert_eq!(first_video_key, Some(true), "video starts at a keyframe");
+    assert!(video.len() >= 75, "video frames: {}", video.len());
+    assert!(audio.len() >= 100, "audio frames: {}", audio.len());
+    assert!(
+        video.windows(2).all(|w| w[1] > w[0]),
+        "video timestamps increase"
+    );
+    assert!(
+        audio.windows(2).all(|w| w[1] > w[0]),
+        "audio timestamps increase"
+    );
+    // 25 fps at 90 kHz, 1024 samples per AAC frame at 48 kHz.
+    let steps = |ts: &[i64], step: i64| ts.windows(2).filter(|w| w[1] - w[0] == step).count();
+    assert!(
+        steps(&video, 3600) * 10 >= (video.len() - 1) * 9,
+        "video steps of 3600: {video:?}"
+    );
+    assert!(
+        steps(&audio, 1024) * 10 >= (audio.len() - 1) * 9,
+        "audio steps of 1024: {audio:?}"
+    );
+}
+
+/// ffmpeg decoding `url` (RTSP with `transport`) for `seconds` into
+/// framecrc, within a bound.
+async fn read_back(url: &str, transport: &str, seconds: u32) -> (FrameCrc, String) {
+    let mut cmd = Command::from(ffmpeg_framecrc_command(
+        &["-rtsp_transport", transport],
+        url,
+        &["-t", &seconds.to_string()],
+    ));
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ffmpeg: {e}"));
+    let out = timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the reader finished")
+        .expect("ffmpeg output");
+    (
+        FrameCrc::parse(&String::from_utf8_lossy(&out.stdout)),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_reads_back_over_tcp() {
+    let h = start().await;
+    let _ffmpeg = publish(&format!("rtsp://{}/live/cam2", h.addr), 30);
+    drop(subscribe_when_live(&h.engine, "live/cam2").await);
+    let (crc, stderr) = read_back(&format!("rtsp://{}/live/cam2", h.addr), "tcp", 4).await;
+    assert_eq!(crc.codecs.len(), 2, "two streams: {crc:?}\n{stderr}");
+    let video = crc
+        .codecs
+        .iter()
+        .position(|c| c == "rawvideo")
+        .expect("decoded video") as u32;
+    let audio = crc
+        .codecs
+        .iter()
+        .position(|c| c.starts_with("pcm_"))
+        .expect("decoded audio") as u32;
+    // 4 s at 25 fps; the reader starts at the cached GOP.
+    let frames = crc.stream(video).len();
+    eprintln!(
+        "read back: {frames} video frames, {} audio frames",
+        crc.stream(audio).len()
+    );
+    assert!(frames >= 75, "decoded video frames: {frames}\n{stderr}");
+    assert!(!crc.stream(audio).is_empty(), "decoded audio\n{stderr}");
+    assert!(crc.monotonic(), "timestamps increase");
+    assert!(
+        stderr.is_empty() || !stderr.contains("error while decoding"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_of_a_stream_that_is_not_live_gets_404() {
+    let h = start().await;
+    let (crc, stderr) = read_back(&format!("rtsp://{}/live/nothing", h.addr), "tcp", 1).await;
+    assert!(crc.lines.is_empty());
+    assert!(stderr.contains("404"), "{stderr}");
+    let stats = h.engine.context().listener_stats("rtsp").snapshot();
+    assert!(stats.connections >= 1, "{stats:?}");
+}
