@@ -118,6 +118,31 @@ pub(crate) mod tests {
         }
     }
 
+    #[test]
+    fn every_operation_documents_the_guard_and_its_security_schemes() {
+        let doc = document();
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["basic"]["scheme"], "basic");
+        assert_eq!(schemes["bearer"]["scheme"], "bearer");
+        let security = doc["security"].as_array().expect("security");
+        for name in ["basic", "bearer"] {
+            assert!(security.iter().any(|s| s.get(name).is_some()), "{name}");
+        }
+        for (path, ops) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in ops.as_object().expect("operations") {
+                for status in ["401", "403", "429", "503"] {
+                    let response = resolve(&doc, &op["responses"][status]);
+                    assert!(
+                        response.get("description").is_some(),
+                        "{method} {path} does not document {status}"
+                    );
+                }
+            }
+        }
+        let unauthorized = resolve(&doc, &doc["components"]["responses"]["Unauthorized"]);
+        assert!(unauthorized["headers"].get("WWW-Authenticate").is_some());
+    }
+
     const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
     /// A concrete request path for a templated one.
