@@ -14,13 +14,16 @@ use crate::session::{Session, SessionConfig, SessionEvent};
 /// parity of the stream name's length; RTP of a record goes through the
 /// ingest (depacketizers included).
 ///
-/// Never panics; returns the session's error if the input was bad. Asserts
-/// that what the session buffers stays bounded.
-pub fn session(data: &[u8]) -> crate::Result<()> {
+/// Never panics; returns the number of frames the ingest made, or the
+/// session's error if the input was bad. Asserts that what the session
+/// buffers stays bounded and that frames follow a catalog.
+pub fn session(data: &[u8]) -> crate::Result<usize> {
     let Some((&first, stream)) = data.split_first() else {
-        return Ok(());
+        return Ok(0);
     };
     let step = usize::from(first) * 7 + 1;
+    let mut frames = 0;
+    let mut catalog = false;
     let now = Instant::now();
     let config = SessionConfig {
         max_request_len: 4096,
@@ -53,6 +56,15 @@ pub fn session(data: &[u8]) -> crate::Result<()> {
                     if let Some(ingest) = ingest.as_mut() {
                         out.clear();
                         let _ = ingest.push(track, &packet, &mut out);
+                        for o in &out {
+                            match o {
+                                crate::ingest::IngestOutput::Catalog(_) => catalog = true,
+                                crate::ingest::IngestOutput::Frame(_) => {
+                                    assert!(catalog, "a frame before the catalog");
+                                    frames += 1;
+                                }
+                            }
+                        }
                     }
                 }
                 SessionEvent::Rtcp { track, packet } => {
@@ -66,7 +78,7 @@ pub fn session(data: &[u8]) -> crate::Result<()> {
         let _ = s.take_output();
         assert!(s.setups().len() <= crate::session::MAX_TRACKS);
     }
-    Ok(())
+    Ok(frames)
 }
 
 /// The H.264 and AAC depacketizers on a packet stream: the first byte

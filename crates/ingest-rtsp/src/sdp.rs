@@ -83,6 +83,15 @@ impl SdpTrack {
 
 /// Parses an announced description; `Err` names what is wrong.
 pub fn parse(body: &[u8]) -> Result<Vec<SdpTrack>, String> {
+    // sdp-types 0.1.8 panics (an assertion in its media parser) when a
+    // malformed line precedes another line, so every line is checked to
+    // have the `x=` form first, split as its parser splits them.
+    for line in body.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.is_empty() && line.iter().position(|b| *b == b'=') != Some(1) {
+            return Err("SDP: a line is not in the x=value form".into());
+        }
+    }
     let session = sdp_types::Session::parse(body).map_err(|e| format!("SDP: {e}"))?;
     let mut tracks = Vec::new();
     for media in session.medias.iter().take(16) {
@@ -346,5 +355,8 @@ m=audio 0 RTP/AVP 97\r\nb=AS:128\r\na=rtpmap:97 MPEG4-GENERIC/44100/2\r\na=fmtp:
     fn garbage_is_an_error() {
         assert!(parse(b"not sdp").is_err());
         assert!(parse(b"v=0\r\nm=video 0 RTP/AVP x\r\n").is_err());
+        // What made sdp-types panic: a malformed line before a c= line.
+        assert!(parse(b"v=0\r\nm=video 0 RTP/AVP 96\r\nbad\r\nc=IN IP4 0.0.0.0\r\n").is_err());
+        assert!(parse(b"v=0\r\nxx=1\r\nc=IN IP4 0.0.0.0\r\n").is_err());
     }
 }
