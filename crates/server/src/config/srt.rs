@@ -113,7 +113,6 @@ impl SrtSection {
                     key_length: e.key_length,
                 })
                 .collect(),
-            ..tidewater::srt::SrtConfig::default()
         };
         config.validate().map_err(|e| self.refused(&e))?;
         Ok(Some(config))

@@ -819,9 +819,15 @@ fn rtmp_connection_limits_and_handshake_timeout_are_mapped_and_checked_at_the_ke
     let env = parse_ok("", &[("TIDEWATER_RTMP__MAX_CONNECTIONS_PER_IP", "9")]);
     assert_eq!(env.rtmp.max_connections_per_ip, 9);
     for (file, key) in [
-        ("[rtmp]\nhandshake_timeout_ms = 0\n", "rtmp.handshake_timeout_ms"),
+        (
+            "[rtmp]\nhandshake_timeout_ms = 0\n",
+            "rtmp.handshake_timeout_ms",
+        ),
         ("[rtmp]\nmax_connections = 0\n", "rtmp.max_connections"),
-        ("[rtmp]\nmax_connections_per_ip = 0\n", "rtmp.max_connections_per_ip"),
+        (
+            "[rtmp]\nmax_connections_per_ip = 0\n",
+            "rtmp.max_connections_per_ip",
+        ),
         (
             "[rtmp]\nmax_connections_per_loopback_ip = 0\n",
             "rtmp.max_connections_per_loopback_ip",
@@ -898,11 +904,7 @@ fn srt_connection_limits_and_handshake_timeout_are_mapped_and_checked_at_the_key
          max_connections_per_ip = 3\nmax_connections_per_loopback_ip = 7\n",
         &[],
     );
-    let worker = config
-        .srt
-        .worker_config()
-        .expect("valid")
-        .expect("enabled");
+    let worker = config.srt.worker_config().expect("valid").expect("enabled");
     assert_eq!(worker.handshake_timeout, Duration::from_millis(2500));
     assert_eq!(
         (
@@ -932,14 +934,22 @@ fn srt_connection_limits_and_handshake_timeout_are_mapped_and_checked_at_the_key
     let env = parse_ok("", &[("TIDEWATER_SRT__MAX_CONNECTIONS_PER_IP", "9")]);
     assert_eq!(env.srt.max_connections_per_ip, 9);
     for (file, key, value) in [
-        ("[srt]\nhandshake_timeout_ms = 0\n", "srt.handshake_timeout_ms", "0"),
+        (
+            "[srt]\nhandshake_timeout_ms = 0\n",
+            "srt.handshake_timeout_ms",
+            "0",
+        ),
         (
             "[srt]\nhandshake_timeout_ms = 60001\n",
             "srt.handshake_timeout_ms",
             "60001",
         ),
         ("[srt]\nmax_connections = 0\n", "srt.max_connections", "0"),
-        ("[srt]\nmax_connections_per_ip = 0\n", "srt.max_connections_per_ip", "0"),
+        (
+            "[srt]\nmax_connections_per_ip = 0\n",
+            "srt.max_connections_per_ip",
+            "0",
+        ),
         (
             "[srt]\nmax_connections_per_loopback_ip = 0\n",
             "srt.max_connections_per_loopback_ip",
