@@ -60,13 +60,13 @@ pub struct RtspConfig {
     pub listen: SocketAddr,
     /// Whether clients may ask for RTP over UDP (`client_port=`); when
     /// false, such a `SETUP` gets `461 Unsupported Transport` and clients
-    /// fall back to TCP interleaving. Off, and refused by
-    /// [`validate`](Self::validate) for now: the driver does not own the UDP
-    /// sockets yet (see the crate docs).
+    /// fall back to TCP interleaving. When true, the listener binds
+    /// [`rtp_port`](Self::rtp_port) and [`rtcp_port`](Self::rtcp_port) on the
+    /// listen address's IP and fails to start if it cannot.
     pub udp: bool,
     /// The server's RTP port for UDP transport (on the listen address's
-    /// IP). Even, and [`rtcp_port`](Self::rtcp_port) is the next port; 0
-    /// picks free ports.
+    /// IP). Even, and [`rtcp_port`](Self::rtcp_port) is the next port; both
+    /// 0 picks two free ports (for tests).
     pub rtp_port: u16,
     /// The server's RTCP port for UDP transport.
     pub rtcp_port: u16,
@@ -87,7 +87,7 @@ impl Default for RtspConfig {
     fn default() -> Self {
         RtspConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT)),
-            udp: false,
+            udp: true,
             rtp_port: DEFAULT_RTP_PORT,
             rtcp_port: DEFAULT_RTCP_PORT,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
@@ -102,12 +102,6 @@ impl Default for RtspConfig {
 impl RtspConfig {
     /// Checks every setting; the first one broken is the error.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.udp {
-            return Err(ConfigError::new(
-                "udp",
-                "is not supported yet (RTP over TCP only)",
-            ));
-        }
         if self.session_timeout.is_zero() {
             return Err(ConfigError::new("session_timeout", "must be positive"));
         }
@@ -203,6 +197,5 @@ mod tests {
             .validate(),
             Ok(())
         );
-        assert_eq!(bad(RtspConfig { udp: true, ..d() }), "udp");
     }
 }

@@ -16,6 +16,7 @@ use tidewater_core::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -23,7 +24,8 @@ use crate::config::RtspConfig;
 use crate::egress::{Reader, packetize, rtp_format};
 use crate::error::{Error, Result};
 use crate::ingest::{Ingest, IngestOutput};
-use crate::session::{Session, SessionConfig, SessionEvent, StreamRequest, status_for};
+use crate::session::{Session, SessionConfig, SessionEvent, StreamRequest, Transport, status_for};
+use crate::udp::{Datagram, QUEUE, Registration, UdpMedia};
 
 /// How long a `DESCRIBE` waits for a live stream's catalog.
 const CATALOG_WAIT: Duration = Duration::from_secs(3);
@@ -59,6 +61,61 @@ fn request(req: &StreamRequest, peer: SocketAddr) -> Request {
     r
 }
 
+/// One RTP or RTCP packet of a publish into the kernel.
+fn ingest_packet(
+    p: &mut Publishing,
+    track: usize,
+    packet: &Bytes,
+    rtcp: bool,
+    peer: SocketAddr,
+) -> tidewater_core::Result<()> {
+    if rtcp {
+        p.ingest.push_rtcp(track, packet);
+        return Ok(());
+    }
+    p.out.clear();
+    if let Err(e) = p.ingest.push(track, packet, &mut p.out) {
+        debug!(peer = %peer, "rtsp: RTP packet of track {track} dropped: {e}");
+    }
+    for output in p.out.drain(..) {
+        match output {
+            IngestOutput::Catalog(tracks) => {
+                p.session.set_catalog(tracks)?;
+            }
+            IngestOutput::Frame(frame) => p.session.publish(frame)?,
+        }
+    }
+    Ok(())
+}
+
+/// Routes the UDP transports of `setups` to this connection.
+fn register_udp(
+    udp: Option<&UdpMedia>,
+    session: &Session,
+    peer: SocketAddr,
+    tx: &mpsc::Sender<Datagram>,
+) -> Option<Registration> {
+    let udp = udp?;
+    let sources: Vec<(SocketAddr, bool, usize)> = session
+        .setups()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Some(Transport::Udp { rtp, rtcp }) => Some([
+                (SocketAddr::new(peer.ip(), *rtp), false, i),
+                (SocketAddr::new(peer.ip(), *rtcp), true, i),
+            ]),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if sources.is_empty() {
+        return None;
+    }
+    debug!(peer = %peer, "rtsp: UDP from {sources:?}");
+    Some(udp.register(&sources, tx))
+}
+
 async fn write(wr: &mut OwnedWriteHalf, bytes: &[u8], limit: Duration) -> std::io::Result<()> {
     match tokio::time::timeout(limit, wr.write_all(bytes)).await {
         Ok(r) => r,
@@ -75,6 +132,7 @@ pub(crate) async fn connection(
     peer: SocketAddr,
     ctx: IngestContext,
     config: Arc<RtspConfig>,
+    udp_media: Option<UdpMedia>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let local = stream.local_addr().ok();
@@ -84,8 +142,10 @@ pub(crate) async fn connection(
         SessionConfig {
             timeout: config.session_timeout,
             max_request_len: config.max_request_len,
-            udp: false,
-            server_ports: (config.rtp_port, config.rtcp_port),
+            udp: udp_media.is_some(),
+            server_ports: udp_media
+                .as_ref()
+                .map_or((config.rtp_port, config.rtcp_port), UdpMedia::ports),
         },
         session_id(peer),
         Instant::now().into_std(),
@@ -94,7 +154,9 @@ pub(crate) async fn connection(
     let mut playing: Option<Playing> = None;
     let mut buf = vec![0u8; 16 * 1024];
     let mut tcp = BytesMut::new();
-    let mut udp = Vec::new();
+    let mut udp: Vec<(u16, Bytes)> = Vec::new();
+    let (datagrams_tx, mut datagrams) = mpsc::channel::<Datagram>(QUEUE);
+    let mut registration: Option<Registration> = None;
     let ctx_err = |e: Error, session: &Session| e.with_context(Some(peer), session.stream());
     loop {
         // Answer what the session gathered; ask the kernel what it needs.
@@ -174,8 +236,12 @@ pub(crate) async fn connection(
                             .map_err(|e| ctx_err(e, &session))?;
                     }
                 },
-                SessionEvent::Record => debug!(peer = %peer, "rtsp: recording"),
+                SessionEvent::Record => {
+                    debug!(peer = %peer, "rtsp: recording");
+                    registration = register_udp(udp_media.as_ref(), &session, peer, &datagrams_tx);
+                }
                 SessionEvent::Play => {
+                    registration = register_udp(udp_media.as_ref(), &session, peer, &datagrams_tx);
                     if let Some(p) = playing.as_mut() {
                         info!(peer = %peer, stream = ?session.stream(), "rtsp: playing");
                         p.reader = Some(Reader::new(&p.tracks, session.setups()));
@@ -183,30 +249,24 @@ pub(crate) async fn connection(
                 }
                 SessionEvent::Rtp { track, packet } => {
                     if let Some(p) = publishing.as_mut() {
-                        p.out.clear();
-                        if let Err(e) = p.ingest.push(track, &packet, &mut p.out) {
-                            debug!(peer = %peer, "rtsp: RTP packet of track {track} dropped: {e}");
-                        }
-                        for output in p.out.drain(..) {
-                            let result = match output {
-                                IngestOutput::Catalog(tracks) => {
-                                    p.session.set_catalog(tracks).map(|_| ())
-                                }
-                                IngestOutput::Frame(frame) => p.session.publish(frame),
-                            };
-                            if let Err(e) = result {
-                                return Err(Error::Kernel {
-                                    ctx: Default::default(),
-                                    source: e,
-                                }
-                                .with_context(Some(peer), session.stream()));
+                        ingest_packet(p, track, &packet, false, peer).map_err(|source| {
+                            Error::Kernel {
+                                ctx: Default::default(),
+                                source,
                             }
-                        }
+                            .with_context(Some(peer), session.stream())
+                        })?;
                     }
                 }
                 SessionEvent::Rtcp { track, packet } => {
                     if let Some(p) = publishing.as_mut() {
-                        p.ingest.push_rtcp(track, &packet);
+                        ingest_packet(p, track, &packet, true, peer).map_err(|source| {
+                            Error::Kernel {
+                                ctx: Default::default(),
+                                source,
+                            }
+                            .with_context(Some(peer), session.stream())
+                        })?;
                     }
                 }
                 SessionEvent::Teardown => {}
@@ -237,6 +297,14 @@ pub(crate) async fn connection(
                 Ok(n) => session.handle_input(buf.get(..n).unwrap_or_default(), Instant::now().into_std()).map_err(|e| ctx_err(e, &session))?,
                 Err(source) => return Err(Error::Io { ctx: Default::default(), source }.with_context(Some(peer), session.stream())),
             },
+            Some(datagram) = datagrams.recv(), if registration.is_some() => {
+                session.touch(Instant::now().into_std());
+                if let Some(p) = publishing.as_mut() {
+                    ingest_packet(p, datagram.track, &datagram.data, datagram.rtcp, peer).map_err(|source| {
+                        Error::Kernel { ctx: Default::default(), source }.with_context(Some(peer), session.stream())
+                    })?;
+                }
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 session.handle_timeout(Instant::now().into_std()).map_err(|e| ctx_err(e, &session))?;
             }
@@ -262,6 +330,15 @@ pub(crate) async fn connection(
                                 reader.stamp(next.frame().track, &packets, &mut tcp, &mut udp);
                             }
                         }
+                        if let Some(media) = udp_media.as_ref() {
+                            for (port, datagram) in udp.drain(..) {
+                                let to = SocketAddr::new(peer.ip(), port);
+                                if let Err(e) = media.rtp.send_to(&datagram, to).await {
+                                    debug!(peer = %peer, "rtsp: udp send to {to}: {e}");
+                                }
+                                p.subscription.record_sent(datagram.len());
+                            }
+                        }
                         udp.clear();
                         if !tcp.is_empty() {
                             let bytes = tcp.split();
@@ -284,6 +361,7 @@ pub(crate) async fn connection(
             }
         }
     }
+    drop(registration);
     if let Some(p) = publishing {
         p.session.finish().await;
     }

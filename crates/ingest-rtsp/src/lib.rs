@@ -103,6 +103,7 @@ pub mod ingest;
 pub mod sdp;
 pub mod session;
 pub mod target;
+mod udp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -184,6 +185,36 @@ impl InboundProtocol for Rtsp {
         let local = listener.local_addr().unwrap_or(addr);
         info!("rtsp listening on {local}");
         let stats = ctx.listener_stats("rtsp");
+        let mut receivers = JoinSet::new();
+        let udp_media = if self.config.udp {
+            let ip = local.ip();
+            let media = udp::UdpMedia::bind(
+                SocketAddr::new(ip, self.config.rtp_port),
+                SocketAddr::new(ip, self.config.rtcp_port),
+            )
+            .await
+            .map_err(|source| tidewater_core::Error::Protocol {
+                protocol: "rtsp",
+                source: Box::new(Error::Io {
+                    ctx: Context::default(),
+                    source: std::io::Error::new(
+                        source.kind(),
+                        format!(
+                            "cannot bind the RTP/RTCP ports {}/{} on {ip}: {source}",
+                            self.config.rtp_port, self.config.rtcp_port
+                        ),
+                    ),
+                }),
+            })?;
+            let (rtp, rtcp) = media.ports();
+            info!("rtsp RTP/RTCP over UDP on {ip} ports {rtp}/{rtcp}");
+            for receiver in media.receivers() {
+                receivers.spawn(receiver);
+            }
+            Some(media)
+        } else {
+            None
+        };
         self.bound.set(Some(local));
         let mut connections = JoinSet::new();
         loop {
@@ -199,9 +230,10 @@ impl InboundProtocol for Rtsp {
                         }
                         let open = stats.accepted();
                         let (ctx, config, shutdown) = (ctx.clone(), Arc::clone(&self.config), shutdown.clone());
+                        let udp_media = udp_media.clone();
                         connections.spawn(async move {
                             let _open = open;
-                            if let Err(e) = driver::connection(stream, peer, ctx, config, shutdown).await {
+                            if let Err(e) = driver::connection(stream, peer, ctx, config, udp_media, shutdown).await {
                                 warn!("rtsp: {e}");
                             }
                         });
@@ -215,6 +247,7 @@ impl InboundProtocol for Rtsp {
         }
         self.bound.set(None);
         tidewater_core::drain_connections(&mut connections).await;
+        receivers.shutdown().await;
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! RTSP publish and read against ffmpeg 5.1 on loopback, RTP interleaved on
-//! TCP: what the kernel got from ffmpeg is checked frame by frame (codecs,
+//! TCP and over UDP: what the kernel got from ffmpeg is checked frame by frame (codecs,
 //! keyframe first, AVCC payloads, monotonic timestamps at the right
 //! rate), and what ffmpeg got from us is decoded and counted with
 //! `framecrc`.
@@ -47,6 +47,8 @@ async fn start() -> Harness {
     let rtsp = Arc::new(
         Rtsp::new(RtspConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
+            rtp_port: 0,
+            rtcp_port: 0,
             ..RtspConfig::default()
         })
         .expect("config"),
@@ -68,8 +70,9 @@ async fn start() -> Harness {
 }
 
 /// ffmpeg publishing H.264 (no B-frames, 25 fps, a keyframe every second)
-/// and AAC (48 kHz) from lavfi over RTSP with RTP on TCP, for `seconds`.
-fn publish(url: &str, seconds: u32) -> Child {
+/// and AAC (48 kHz) from lavfi over RTSP with RTP on `transport` (`tcp` or
+/// `udp`), for `seconds`.
+fn publish(url: &str, seconds: u32, transport: &str) -> Child {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
         .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
@@ -87,7 +90,7 @@ fn publish(url: &str, seconds: u32) -> Child {
             "yuv420p",
         ])
         .args(["-c:a", "aac", "-b:a", "64k", "-t", &seconds.to_string()])
-        .args(["-f", "rtsp", "-rtsp_transport", "tcp", url])
+        .args(["-f", "rtsp", "-rtsp_transport", transport, url])
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -110,8 +113,17 @@ async fn subscribe_when_live(engine: &Engine, key: &str) -> Subscription {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_publishes_h264_and_aac_over_tcp() {
+    published_frames_are_right("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_publishes_h264_and_aac_over_udp() {
+    published_frames_are_right("udp").await;
+}
+
+async fn published_frames_are_right(transport: &str) {
     let h = start().await;
-    let mut ffmpeg = publish(&format!("rtsp://{}/live/cam1", h.addr), 6);
+    let mut ffmpeg = publish(&format!("rtsp://{}/live/cam1", h.addr), 6, transport);
     let mut sub = subscribe_when_live(&h.engine, "live/cam1").await;
     let mut codecs = Vec::new();
     let (mut video, mut audio) = (Vec::new(), Vec::new());
@@ -212,10 +224,19 @@ async fn read_back(url: &str, transport: &str, seconds: u32) -> (FrameCrc, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ffmpeg_reads_back_over_tcp() {
+    reads_back_decoded("tcp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_reads_back_over_udp() {
+    reads_back_decoded("udp").await;
+}
+
+async fn reads_back_decoded(transport: &str) {
     let h = start().await;
-    let _ffmpeg = publish(&format!("rtsp://{}/live/cam2", h.addr), 30);
+    let _ffmpeg = publish(&format!("rtsp://{}/live/cam2", h.addr), 30, "tcp");
     drop(subscribe_when_live(&h.engine, "live/cam2").await);
-    let (crc, stderr) = read_back(&format!("rtsp://{}/live/cam2", h.addr), "tcp", 4).await;
+    let (crc, stderr) = read_back(&format!("rtsp://{}/live/cam2", h.addr), transport, 4).await;
     assert_eq!(crc.codecs.len(), 2, "two streams: {crc:?}\n{stderr}");
     let video = crc
         .codecs
