@@ -132,7 +132,7 @@ impl RtspConfig {
             ));
         }
         if self.rtp_port != 0 || self.rtcp_port != 0 {
-            if self.rtp_port % 2 != 0 {
+            if !self.rtp_port.is_multiple_of(2) {
                 return Err(ConfigError::new("rtp_port", "must be even"));
             }
             if Some(self.rtcp_port) != self.rtp_port.checked_add(1) {

@@ -250,22 +250,14 @@ pub(crate) async fn connection(
                 SessionEvent::Rtp { track, packet } => {
                     if let Some(p) = publishing.as_mut() {
                         ingest_packet(p, track, &packet, false, peer).map_err(|source| {
-                            Error::Kernel {
-                                ctx: Default::default(),
-                                source,
-                            }
-                            .with_context(Some(peer), session.stream())
+                            Error::kernel(source).with_context(Some(peer), session.stream())
                         })?;
                     }
                 }
                 SessionEvent::Rtcp { track, packet } => {
                     if let Some(p) = publishing.as_mut() {
                         ingest_packet(p, track, &packet, true, peer).map_err(|source| {
-                            Error::Kernel {
-                                ctx: Default::default(),
-                                source,
-                            }
-                            .with_context(Some(peer), session.stream())
+                            Error::kernel(source).with_context(Some(peer), session.stream())
                         })?;
                     }
                 }
@@ -301,7 +293,7 @@ pub(crate) async fn connection(
                 session.touch(Instant::now().into_std());
                 if let Some(p) = publishing.as_mut() {
                     ingest_packet(p, datagram.track, &datagram.data, datagram.rtcp, peer).map_err(|source| {
-                        Error::Kernel { ctx: Default::default(), source }.with_context(Some(peer), session.stream())
+                        Error::kernel(source).with_context(Some(peer), session.stream())
                     })?;
                 }
             }

@@ -48,7 +48,7 @@ pub enum Error {
         /// Peer and stream.
         ctx: Context,
         /// The kernel's error.
-        source: tidewater_core::Error,
+        source: Box<tidewater_core::Error>,
     },
     /// A socket failed.
     #[error("{ctx}: {source}")]
@@ -68,6 +68,13 @@ impl Error {
         Error::Malformed {
             ctx: Context::default(),
             reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn kernel(source: tidewater_core::Error) -> Self {
+        Error::Kernel {
+            ctx: Context::default(),
+            source: Box::new(source),
         }
     }
 
