@@ -18,10 +18,13 @@ use tidewater_tests::{FrameCrc, ffmpeg_framecrc_command};
 use tokio::process::Command;
 use tokio::time::{Instant, timeout};
 
+/// What the authorizer was asked: action, protocol, credentials, query.
+type Asked = (Action, &'static str, Credentials, Option<String>);
+
 /// Publish needs `pub` / `secret`; read needs `token=t0k`. Remembers what it was asked.
 #[derive(Default)]
 struct Rules {
-    asked: Mutex<Vec<(Action, &'static str, Credentials, Option<String>)>>,
+    asked: Mutex<Vec<Asked>>,
 }
 
 struct Shared(Arc<Rules>);
