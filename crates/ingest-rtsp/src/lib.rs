@@ -1,6 +1,6 @@
 //! RTSP for the tidewater kernel: publish (`ANNOUNCE` / `RECORD`) and read
 //! (`DESCRIBE` / `PLAY`) on one port, RTP interleaved on the RTSP
-//! connection.
+//! connection or over UDP.
 //!
 //! - **Stream names** come from the URL path: `rtsp://host:8554/{app}/{stream}`;
 //!   track URLs (`…/trackID=0`, `…/streamid=0`) map back to the same stream.
@@ -24,6 +24,13 @@
 //!   the query. A refusal for missing or wrong credentials is a `401` with a
 //!   `WWW-Authenticate: Basic realm=…` challenge; other refusals are `403`,
 //!   `404`, `453` (stream taken) or `503`, each with a log line.
+//! - **Transports**: `RTP/AVP/TCP;interleaved=…` on the RTSP connection, or
+//!   `RTP/AVP;unicast;client_port=…` over UDP from and to the server's RTP
+//!   and RTCP ports ([`RtspConfig::rtp_port`] / [`RtspConfig::rtcp_port`],
+//!   8000/8001; [`RtspConfig::udp`] turns UDP off, and then clients asking
+//!   for it get `461` and fall back to TCP). The two UDP sockets are shared
+//!   by every session; a publisher's datagrams are routed to its session by
+//!   their source address (its IP and `client_port`), others are dropped.
 //! - **Sessions** expire after [`RtspConfig::session_timeout`] (60 s) without
 //!   a request or media; `GET_PARAMETER` / `SET_PARAMETER` keep them alive.
 //!   The listener counts connections in
@@ -82,13 +89,22 @@
 //!
 //! # Not yet
 //!
-//! RTP over UDP (the session negotiates `client_port` / `server_port` when
-//! enabled, but the driver does not own the UDP sockets yet, so
-//! [`RtspConfig::udp`] must stay off and clients fall back to TCP after a
-//! `461`); H.265 (RFC 7798) and Opus payloads; RTCP sender reports for
-//! readers (A/V sync in players relies on the first packets); `RTP-Info`
-//! in `PLAY` answers; Digest challenges (the kernel has no nonce API yet:
-//! challenges are Basic only); RTSPS; camera pull (retina); `PAUSE`.
+//! - H.265 (RFC 7798) and Opus payloads (tracks of other codecs are
+//!   ignored on publish and left out of `DESCRIBE`).
+//! - RTCP sender reports and receiver-report handling for readers (players
+//!   sync audio and video from the first packets), `RTP-Info` in `PLAY`
+//!   answers.
+//! - Decode timestamps for B-frames on publish (see [`ingest`]); later
+//!   sender reports of a publisher (only those before a track's first
+//!   packet place it on the timeline).
+//! - Digest challenges: the kernel has no nonce API yet, so challenges are
+//!   Basic only (Digest `Authorization` headers are still parsed and passed
+//!   on).
+//! - UDP: NAT traversal (datagrams must come from the peer's own IP and
+//!   `client_port`), multicast, RTCP on readers' ports.
+//! - RTSPS, camera pull (retina), `PAUSE`, several RTSP sessions on one
+//!   connection or one session over several connections.
+//! - Wiring into the server binary (config section, listener).
 
 #![deny(missing_docs)]
 
