@@ -150,6 +150,7 @@ mod log;
 mod policy;
 mod rtmp;
 mod srt;
+mod web;
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -168,6 +169,7 @@ pub use log::LogConfig;
 pub use policy::{AppConfig, Defaults, Duplicate, PolicySettings};
 pub use rtmp::{DEFAULT_RTMP_PORT, DEFAULT_RTMPS_PORT, RtmpSection, RtmpsSection};
 pub use srt::{SrtEncryption, SrtSection};
+pub use web::WebSection;
 
 use crate::error::{Error, Result};
 
@@ -198,6 +200,8 @@ pub struct Config {
     pub auth: AuthSection,
     /// `[https]`: the HTTP service inside TLS, when a certificate is configured.
     pub https: HttpsSection,
+    /// `[web]`: the web console and the player pages on the HTTP port.
+    pub web: WebSection,
 }
 
 impl Config {
@@ -223,6 +227,7 @@ impl Config {
         self.hls.check()?;
         self.srt.check()?;
         self.auth.check()?;
+        self.web.check()?;
         Ok(())
     }
 
@@ -242,6 +247,7 @@ impl Config {
             srt,
             auth,
             https,
+            web,
         } = self;
         [
             ("http", *http != other.http),
@@ -255,6 +261,7 @@ impl Config {
             ("srt", *srt != other.srt),
             ("auth", *auth != other.auth),
             ("https", *https != other.https),
+            ("web", *web != other.web),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))

@@ -14,7 +14,9 @@
 //!   (each asks the authorizer for `read` of its stream);
 //! - `GET /metrics`: Prometheus metrics (guarded: action `metrics`);
 //! - `/api/v1/…`: the REST API (guarded: action `api`): streams, sessions,
-//!   `POST /api/v1/config/reload`, the OpenAPI document (see [`http::api`]).
+//!   `POST /api/v1/config/reload`, the OpenAPI document (see [`http::api`]);
+//! - `GET /` and `GET /watch/{app}/{stream}`: the web console and player
+//!   pages (`[web]`, see [`http::console`]).
 //!
 //! Every HTTP connection is bounded by `[http]`'s header read timeout and
 //! maximum of open connections ([`http`]). The guard and what a refusal
@@ -129,6 +131,7 @@ pub struct Server {
     dash: Option<tidewater::dash::DashConfig>,
     hls: Option<tidewater::hls::Hls>,
     srt: Option<Arc<tidewater::srt::Srt>>,
+    web: Option<config::WebSection>,
 }
 
 /// Binds a TCP listener; returns it with its actual address.
@@ -222,6 +225,7 @@ impl Server {
             dash,
             hls,
             srt,
+            web: config.web.enabled.then(|| config.web.clone()),
         })
     }
 
@@ -322,8 +326,17 @@ impl Server {
             dash,
             hls,
             srt,
+            web,
         } = self;
         let reaper = engine.spawn_reaper(REAP_INTERVAL, shutdown.child_token());
+        let console = web.map(|web| http::console::Console {
+            rtmp: rtmp.clone().map(http::console::Port::Rtmp),
+            rtmps: rtmps.clone().map(http::console::Port::Rtmp),
+            srt: srt.clone().map(http::console::Port::Srt),
+            hls: hls.is_some(),
+            dash: dash.is_some(),
+            player_scripts_url: web.player_scripts_url,
+        });
         // Protocol workers bind their own listeners; one that fails (a port
         // in use) stops the whole server, as a bad HTTP bind does.
         let protocols: Vec<Arc<dyn InboundProtocol>> = rtmp
@@ -348,6 +361,9 @@ impl Server {
         if let Some(hls) = hls {
             tokio::spawn(hls.clone().run_always_on(shutdown.child_token()));
             app = app.merge(tidewater::hls::router(hls));
+        }
+        if let Some(console) = console {
+            app = app.merge(http::console::router(console));
         }
         let app = http::guard::count_refusals(app, engine.clone());
         let listeners: Vec<HttpListener> = std::iter::once(HttpListener {

@@ -11,6 +11,7 @@
 //! | `GET /hls/{app}/{stream}/index.m3u8`, `/llhls/{app}/{stream}/index.m3u8` (and `master.m3u8`, segments, parts) | HLS and LL-HLS (`[hls]`, mounted by the server): see [`tidewater::hls`] |
 //! | `/api/v1/…` | the REST API ([`api`]): streams, [`sessions`], configuration reloads, the [`openapi`] document; guarded (action `api`) |
 //! | `GET /metrics` | Prometheus metrics ([`metrics`]); guarded (action `metrics`) |
+//! | `GET /`, `GET /watch/{app}/{stream}`, `/console/…` | the web console and player pages (`[web]`, mounted by the server): see [`console`] |
 //!
 //! Protocol and packager crates that serve HTTP expose an `axum::Router`;
 //! [`router`] nests each under its prefix as it lands: `/hls/`, `/llhls/`,
@@ -26,6 +27,7 @@
 pub mod api;
 #[cfg(test)]
 mod api_tests;
+pub mod console;
 pub mod guard;
 pub mod metrics;
 pub mod openapi;

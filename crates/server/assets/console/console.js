@@ -1,0 +1,237 @@
+// tidewater console: polls the API and keeps the streams and sessions tables,
+// and a small chart per stream, up to date. No framework, no build step.
+'use strict';
+(() => {
+  const POLL_MS = 1500;
+  const HISTORY_MS = 120000;
+  const $ = (id) => document.getElementById(id);
+  const streamsBody = $('streams').tBodies[0];
+  const sessionsBody = $('sessions').tBodies[0];
+  const filter = $('app-filter');
+  const history = new Map(); // stream key -> [{t, bitrate, readers, keyframes, sent}]
+  const streamRows = new Map();
+  const sessionRows = new Map();
+  let last = {streams: [], sessions: []};
+
+  const el = (tag, props = {}, ...children) => {
+    const e = document.createElement(tag);
+    Object.assign(e, props);
+    for (const c of children) e.append(c);
+    return e;
+  };
+  const svg = (tag, attrs = {}) => {
+    const e = document.createElementNS('http://www.w3.org/2000/svg', tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    return e;
+  };
+  const bits = (bps) => bps >= 1e6 ? (bps / 1e6).toFixed(2) + ' Mb/s'
+    : bps >= 1e3 ? (bps / 1e3).toFixed(0) + ' kb/s' : Math.round(bps) + ' b/s';
+  const bytes = (n) => n >= 1e9 ? (n / 1e9).toFixed(2) + ' GB' : n >= 1e6 ? (n / 1e6).toFixed(1) + ' MB'
+    : n >= 1e3 ? (n / 1e3).toFixed(0) + ' kB' : n + ' B';
+  const duration = (ms) => {
+    const s = Math.max(0, Math.floor(ms / 1000));
+    const h = Math.floor(s / 3600), m = Math.floor(s / 60) % 60, r = s % 60;
+    return (h ? h + 'h ' : '') + (h || m ? m + 'm ' : '') + r + 's';
+  };
+  const appOf = (key) => key.split('/')[0];
+  const setText = (cell, text) => { if (cell.textContent !== text) cell.textContent = text; };
+
+  function track(t) {
+    const parts = [t.codec];
+    if (t.codec_string) parts.push(t.codec_string);
+    if (t.video) {
+      parts.push(t.video.width + '×' + t.video.height);
+      if (t.video.frame_rate && t.video.frame_rate[1]) {
+        parts.push((t.video.frame_rate[0] / t.video.frame_rate[1]).toFixed(2).replace(/\.?0+$/, '') + ' fps');
+      }
+    }
+    if (t.audio) parts.push((t.audio.sample_rate / 1000) + ' kHz', t.audio.channels + ' ch');
+    return parts.join(' ');
+  }
+
+  function readersByProtocol(s) {
+    const counts = {};
+    for (const sub of s.subscribers) counts[sub.protocol] = (counts[sub.protocol] || 0) + 1;
+    const names = Object.keys(counts).sort();
+    return names.length ? names.map((p) => p + ' ' + counts[p]).join(', ') : 'none';
+  }
+
+  function remember(s, now) {
+    let h = history.get(s.key);
+    if (!h) { h = []; history.set(s.key, h); }
+    const sent = s.subscribers.reduce((sum, sub) => sum + sub.bytes_sent, 0);
+    h.push({t: now, bitrate: s.qos.bitrate_bps, readers: s.qos.subscribers, keyframes: s.qos.keyframes, sent});
+    while (h.length && now - h[0].t > HISTORY_MS) h.shift();
+    return h;
+  }
+
+  function outRate(h) {
+    if (h.length < 2) return null;
+    const a = h[h.length - 2], b = h[h.length - 1];
+    const dt = (b.t - a.t) / 1000;
+    return dt > 0 && b.sent >= a.sent ? (b.sent - a.sent) * 8 / dt : null;
+  }
+
+  function gop(h, fps) {
+    // Keyframes counted over the last 30 s of samples.
+    const recent = h.filter((x) => h[h.length - 1].t - x.t <= 30000);
+    const a = recent[0], b = recent[recent.length - 1];
+    if (!a || b.keyframes - a.keyframes < 2) return 'measuring…';
+    const seconds = (b.t - a.t) / 1000 / (b.keyframes - a.keyframes);
+    const frames = fps > 0 ? ' (~' + Math.round(seconds * fps) + ' frames)' : '';
+    return '~' + seconds.toFixed(1) + ' s' + frames;
+  }
+
+  function chart(h) {
+    const W = 160, H = 40;
+    const box = svg('svg', {viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', class: 'chart'});
+    const now = h.length ? h[h.length - 1].t : 0;
+    const maxRate = Math.max(1, ...h.map((x) => x.bitrate));
+    const maxReaders = Math.max(1, ...h.map((x) => x.readers));
+    const line = (value, max) => h.map((x) => {
+      const px = W - (now - x.t) / HISTORY_MS * W;
+      const py = H - 2 - value(x) / max * (H - 4);
+      return px.toFixed(1) + ',' + py.toFixed(1);
+    }).join(' ');
+    box.append(svg('polyline', {points: line((x) => x.bitrate, maxRate), class: 'rate'}));
+    box.append(svg('polyline', {points: line((x) => x.readers, maxReaders), class: 'readers'}));
+    const cur = h[h.length - 1] || {bitrate: 0, readers: 0};
+    const title = svg('title');
+    title.textContent = `bitrate ${bits(cur.bitrate)} (peak ${bits(maxRate)}), readers ${cur.readers} (peak ${maxReaders})`;
+    box.prepend(title);
+    box.setAttribute('aria-label', title.textContent);
+    return box;
+  }
+
+  function streamRow(s) {
+    let row = streamRows.get(s.key);
+    if (!row) {
+      row = el('tr');
+      row.dataset.key = s.key;
+      const link = el('a', {href: '/watch/' + s.key.split('/').map(encodeURIComponent).join('/'), textContent: s.key});
+      row.append(el('th', {scope: 'row'}, link));
+      for (const name of ['source', 'tracks', 'in', 'out', 'readers', 'uptime', 'gop', 'skips', 'chart']) {
+        row.append(el('td', {className: name}));
+      }
+      streamRows.set(s.key, row);
+    }
+    return row;
+  }
+
+  function renderStreams() {
+    const app = filter.value;
+    const seen = new Set();
+    const apps = new Set();
+    for (const s of last.streams) {
+      apps.add(appOf(s.key));
+      seen.add(s.key);
+      const h = history.get(s.key) || [];
+      if (app && appOf(s.key) !== app) { streamRows.get(s.key)?.remove(); continue; }
+      const row = streamRow(s);
+      const cell = (name) => row.querySelector('td.' + name);
+      setText(cell('source'), s.protocol + (s.peer ? ' from ' + s.peer : '') +
+        (s.generation > 1 ? ' (publish #' + s.generation + ')' : ''));
+      setText(cell('tracks'), s.catalog ? s.catalog.tracks.map(track).join('; ') : 'waiting for tracks');
+      setText(cell('in'), bits(s.qos.bitrate_bps) + (s.qos.fps ? ', ' + s.qos.fps.toFixed(1) + ' fps' : ''));
+      const out = outRate(h);
+      setText(cell('out'), out === null ? '–' : bits(out));
+      setText(cell('readers'), readersByProtocol(s));
+      setText(cell('uptime'), duration(Date.now() - s.started_unix_ms));
+      setText(cell('gop'), gop(h, s.qos.fps));
+      setText(cell('skips'), `${s.qos.lag_events} skips (${s.qos.skipped_frames} frames) / ${s.qos.evictions} evicted`);
+      cell('chart').replaceChildren(chart(h));
+      streamsBody.append(row); // keeps the API's order (sorted by key)
+    }
+    for (const [key, row] of streamRows) {
+      if (!seen.has(key)) { row.remove(); streamRows.delete(key); }
+    }
+    const options = new Set([...filter.options].map((o) => o.value));
+    for (const a of [...apps].sort()) {
+      if (!options.has(a)) filter.append(el('option', {value: a, textContent: a}));
+    }
+    const shown = streamsBody.rows.length;
+    setText($('stream-count'), `(${shown})`);
+    $('no-streams').hidden = last.streams.length > 0;
+  }
+
+  function renderSessions() {
+    const app = filter.value;
+    const seen = new Set();
+    for (const s of last.sessions) {
+      seen.add(s.id);
+      if (app && appOf(s.path) !== app) { sessionRows.get(s.id)?.remove(); continue; }
+      let row = sessionRows.get(s.id);
+      if (!row) {
+        row = el('tr');
+        row.dataset.id = s.id;
+        row.append(el('th', {scope: 'row', textContent: String(s.id)}));
+        for (const name of ['kind', 'protocol', 'path', 'peer', 'user', 'since', 'bytes', 'lag']) {
+          row.append(el('td', {className: name}));
+        }
+        const kick = el('button', {type: 'button', textContent: 'Kick', className: 'kick'});
+        kick.setAttribute('aria-label', `Kick session ${s.id} (${s.kind} ${s.protocol} ${s.path})`);
+        kick.addEventListener('click', () => window.tidewater.kick(s.id));
+        row.append(el('td', {}, kick));
+        sessionRows.set(s.id, row);
+      }
+      const cell = (name) => row.querySelector('td.' + name);
+      setText(cell('kind'), s.kind);
+      setText(cell('protocol'), s.protocol);
+      setText(cell('path'), s.path);
+      setText(cell('peer'), s.peer || '–');
+      setText(cell('user'), s.user || 'anonymous');
+      setText(cell('since'), duration(Date.now() - s.started_unix_ms));
+      setText(cell('bytes'), s.kind === 'publisher' ? bytes(s.bytes_in) + ' in' : bytes(s.bytes_out) + ' out');
+      setText(cell('lag'), s.kind === 'reader' ? (s.lag_us / 1000).toFixed(0) + ' ms' : '–');
+      sessionsBody.append(row);
+    }
+    for (const [id, row] of sessionRows) {
+      if (!seen.has(id)) { row.remove(); sessionRows.delete(id); }
+    }
+    setText($('session-count'), `(${sessionsBody.rows.length})`);
+  }
+
+  async function api(path, options = {}) {
+    const response = await fetch('/api/v1' + path, Object.assign({credentials: 'same-origin', cache: 'no-store'}, options));
+    if (!response.ok) {
+      let message = response.status + ' ' + response.statusText;
+      try { message = (await response.json()).error.message; } catch (_) { /* not JSON */ }
+      throw new Error(`${path}: ${message}`);
+    }
+    return response.status === 204 ? null : response.json();
+  }
+
+  async function refresh() {
+    try {
+      const [streams, sessions] = await Promise.all([api('/streams'), api('/sessions')]);
+      last = {streams: streams.streams, sessions: sessions.sessions};
+      const now = Date.now();
+      for (const s of last.streams) remember(s, now);
+      const live = new Set(last.streams.map((s) => s.key));
+      for (const key of history.keys()) if (!live.has(key)) history.delete(key);
+      renderStreams();
+      renderSessions();
+      setText($('status'), 'live · updated ' + new Date().toLocaleTimeString());
+      $('status').className = '';
+    } catch (e) {
+      setText($('status'), 'cannot read the API: ' + e.message);
+      $('status').className = 'error';
+    }
+  }
+
+  async function kick(id) {
+    try {
+      await api('/sessions/' + encodeURIComponent(id), {method: 'DELETE'});
+      setText($('status'), `session ${id} ended`);
+    } catch (e) {
+      setText($('status'), `could not end session ${id}: ${e.message}`);
+      $('status').className = 'error';
+    }
+    await refresh();
+  }
+
+  filter.addEventListener('change', () => { renderStreams(); renderSessions(); });
+  window.tidewater = {kick, refresh};
+  refresh();
+  setInterval(refresh, POLL_MS);
+})();

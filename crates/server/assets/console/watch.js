@@ -1,0 +1,213 @@
+// tidewater player page: LL-HLS and TS-HLS with hls.js, DASH with dash.js,
+// switchable, with the live latency, dropped frames and resolution measured
+// here; the stream's URLs for every protocol and an embed snippet.
+'use strict';
+(() => {
+  const config = JSON.parse(document.getElementById('watch-config').textContent);
+  const $ = (id) => document.getElementById(id);
+  const video = $('video');
+  const key = config.app + '/' + config.stream;
+  const path = encodeURIComponent(config.app) + '/' + encodeURIComponent(config.stream);
+  const PLAYERS = {
+    llhls: {label: 'LL-HLS', library: 'hlsjs', url: `/llhls/${path}/index.m3u8`, lowLatency: true},
+    dash: {label: 'DASH', library: 'dashjs', url: `/dash/${path}/manifest.mpd`},
+    hls: {label: 'TS-HLS', library: 'hlsjs', url: `/hls/${path}/index.m3u8`, lowLatency: false},
+  };
+  const embed = new URLSearchParams(location.search).has('embed');
+  if (embed) document.body.classList.add('embed');
+  document.title = key + ' · tidewater';
+  $('title').textContent = key;
+
+  const loaded = {};
+  function library(name) {
+    if (!loaded[name]) {
+      loaded[name] = new Promise((resolve, reject) => {
+        const src = config[name];
+        if (!src) {
+          reject(new Error((name === 'hlsjs' ? 'hls.js' : 'dash.js') +
+            ' is not embedded in this build (run `npm ci` in tests/web and rebuild, or set [web] player_scripts_url)'));
+          return;
+        }
+        const script = document.createElement('script');
+        script.src = src;
+        script.onload = () => resolve();
+        script.onerror = () => reject(new Error('cannot load ' + src));
+        document.head.append(script);
+      });
+    }
+    return loaded[name];
+  }
+
+  let current = null; // {name, destroy(), latency()}
+  let failure = null;
+  let lastTime = -1;
+
+  function showError(message) {
+    failure = message;
+    $('error').textContent = message;
+    $('error').hidden = !message;
+  }
+
+  function seekableLatency() {
+    const s = video.seekable;
+    return s.length ? s.end(s.length - 1) - video.currentTime : null;
+  }
+
+  async function startHls(p) {
+    if (!window.Hls || !Hls.isSupported()) {
+      if (video.canPlayType('application/vnd.apple.mpegurl')) {
+        video.src = p.url;
+        return {library: 'native HLS', destroy() { video.removeAttribute('src'); video.load(); }, latency: seekableLatency};
+      }
+      throw new Error('this browser has neither Media Source Extensions nor native HLS');
+    }
+    const hls = new Hls({lowLatencyMode: p.lowLatency, liveDurationInfinity: true});
+    let retry = null;
+    hls.on(Hls.Events.ERROR, (_, d) => {
+      if (!d.fatal) return;
+      showError(`hls.js: ${d.type} ${d.details}; retrying`);
+      if (d.type === Hls.ErrorTypes.MEDIA_ERROR) {
+        hls.recoverMediaError();
+      } else {
+        clearTimeout(retry);
+        retry = setTimeout(() => { hls.loadSource(p.url); hls.startLoad(); }, 3000);
+      }
+    });
+    hls.on(Hls.Events.FRAG_BUFFERED, () => { if (failure) showError(null); });
+    hls.loadSource(p.url);
+    hls.attachMedia(video);
+    return {
+      library: 'hls.js ' + (config.hlsjs_version || Hls.version || ''),
+      destroy() { clearTimeout(retry); hls.destroy(); },
+      latency: () => (Number.isFinite(hls.latency) && hls.latency > 0) ? hls.latency : seekableLatency(),
+    };
+  }
+
+  async function startDash(p) {
+    const player = dashjs.MediaPlayer().create();
+    player.updateSettings({streaming: {liveCatchup: {enabled: true}}});
+    player.on(dashjs.MediaPlayer.events.ERROR, (e) => {
+      const err = e.error || e;
+      showError('dash.js: ' + (err.message || err.code || JSON.stringify(err)));
+    });
+    player.on(dashjs.MediaPlayer.events.STREAM_INITIALIZED, () => showError(null));
+    player.initialize(video, p.url, true);
+    return {
+      library: 'dash.js ' + (config.dashjs_version || ''),
+      destroy() { player.reset(); },
+      latency: () => {
+        const l = player.getCurrentLiveLatency();
+        return (Number.isFinite(l) && l > 0) ? l : null;
+      },
+    };
+  }
+
+  async function play(name) {
+    const p = PLAYERS[name];
+    if (!p) return;
+    if (current) { current.destroy(); current = null; }
+    showError(null);
+    lastTime = -1;
+    setState('loading');
+    for (const input of document.querySelectorAll('#players input')) input.checked = input.value === name;
+    if (!embed) history.replaceState(null, '', location.pathname + location.search + '#' + name);
+    try {
+      await library(p.library);
+      const started = p.library === 'hlsjs' ? await startHls(p) : await startDash(p);
+      current = Object.assign(started, {name});
+      $('library').textContent = started.library;
+      if (p.library === 'hlsjs') video.play().catch(() => { /* autoplay refused: the controls remain */ });
+    } catch (e) {
+      showError(e.message);
+      setState('error');
+    }
+  }
+
+  function setState(state) {
+    $('state').textContent = state;
+    $('state').dataset.state = state;
+  }
+
+  function tick() {
+    if (!current) return;
+    const t = video.currentTime;
+    if (failure && video.readyState < 3) setState('error');
+    else if (video.paused) setState(video.readyState >= 2 ? 'paused' : 'loading');
+    else if (video.readyState >= 3 && t > lastTime && lastTime >= 0) setState('playing');
+    else setState('buffering');
+    lastTime = t;
+    const latency = current.latency();
+    $('latency').textContent = latency === null || latency === undefined ? '–' : latency.toFixed(2) + ' s';
+    $('latency').dataset.seconds = latency === null || latency === undefined ? '' : latency.toFixed(3);
+    const q = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
+    $('dropped').textContent = q ? `${q.droppedVideoFrames} of ${q.totalVideoFrames}` : '–';
+    $('resolution').textContent = video.videoWidth ? `${video.videoWidth}×${video.videoHeight}` : '–';
+  }
+
+  function copy(text, button) {
+    const done = () => { button.textContent = 'Copied'; setTimeout(() => { button.textContent = 'Copy'; }, 1500); };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, () => fallback());
+    } else fallback();
+    function fallback() {
+      const area = document.createElement('textarea');
+      area.value = text;
+      document.body.append(area);
+      area.select();
+      try { document.execCommand('copy'); done(); } catch (_) { /* the text stays selectable */ }
+      area.remove();
+    }
+  }
+
+  // Player choice.
+  const names = config.players.filter((n) => PLAYERS[n]);
+  for (const name of names) {
+    const input = document.createElement('input');
+    input.type = 'radio';
+    input.name = 'player';
+    input.value = name;
+    input.id = 'player-' + name;
+    input.addEventListener('change', () => { if (input.checked) play(name); });
+    const label = document.createElement('label');
+    label.htmlFor = input.id;
+    label.textContent = PLAYERS[name].label;
+    $('players').append(input, label);
+  }
+
+  // URLs.
+  const tbody = $('urls').tBodies[0];
+  for (const row of config.urls) {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = row.protocol;
+    const what = document.createElement('td');
+    what.textContent = row.what;
+    const url = document.createElement('td');
+    const action = document.createElement('td');
+    if (row.url) {
+      const code = document.createElement('code');
+      code.textContent = row.url;
+      url.append(code);
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = 'Copy';
+      button.setAttribute('aria-label', `Copy the ${row.protocol} ${row.what} URL`);
+      button.addEventListener('click', () => copy(row.url, button));
+      action.append(button);
+    } else {
+      url.textContent = row.note === 'not yet available' ? 'not yet available' : 'not served (' + row.note + ')';
+      url.className = 'unavailable';
+    }
+    tr.append(th, what, url, action);
+    tbody.append(tr);
+  }
+  $('embed').value = config.embed;
+  $('copy-embed').addEventListener('click', (e) => copy(config.embed, e.target));
+
+  window.tidewaterPlayer = {play, current: () => current && current.name};
+  setInterval(tick, 500);
+  const wanted = location.hash.slice(1) || new URLSearchParams(location.search).get('player');
+  if (names.length) play(names.includes(wanted) ? wanted : names[0]);
+  else showError('no HTTP output that a browser plays is enabled ([hls], [dash])');
+})();
