@@ -36,8 +36,9 @@
   const appOf = (key) => key.split('/')[0];
   const setText = (cell, text) => { if (cell.textContent !== text) cell.textContent = text; };
 
+  const CODECS = {H264: 'H.264', H265: 'H.265', Av1: 'AV1', Vp8: 'VP8', Vp9: 'VP9', Aac: 'AAC', Opus: 'Opus'};
   function track(t) {
-    const parts = [t.codec];
+    const parts = [CODECS[t.codec] || t.codec];
     if (t.codec_string) parts.push(t.codec_string);
     if (t.video) {
       parts.push(t.video.width + '×' + t.video.height);

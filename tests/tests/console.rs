@@ -1,0 +1,591 @@
+//! The web console and the player pages in headless Chromium, driven over
+//! the DevTools protocol (a minimal WebSocket client below): the streams
+//! list shows an ffmpeg publish with its codecs, a kick from the page ends a
+//! reader, the player page plays LL-HLS (and DASH) with a latency figure.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tidewater_tests::browser::chromium;
+use tidewater_tests::{
+    ChildGuard, ServerCommand, TempDir, ffmpeg_publish, http_get, loopback_config, wait_json,
+    wait_live,
+};
+
+/// One browser test at a time: two cores run ffmpeg, the server and Chromium.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const LIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Headless Chromium with a DevTools WebSocket on its one page.
+struct Browser {
+    _child: ChildGuard,
+    _profile: TempDir,
+    socket: TcpStream,
+    next_id: u64,
+    /// How to answer an HTTP authentication challenge, once
+    /// [`answer_challenges`](Self::answer_challenges) turned that on.
+    challenge: Option<Value>,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let binary = chromium().expect("chromium is not installed (cargo xtask test installs it)");
+        let profile = TempDir::new("console-chromium");
+        let log = std::fs::File::create(profile.path().join("chromium.log")).expect("log file");
+        let child = Command::new(binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-quic",
+                "--no-first-run",
+                "--mute-audio",
+                "--autoplay-policy=no-user-gesture-required",
+                "--remote-debugging-address=127.0.0.1",
+                "--remote-debugging-port=0",
+                "--window-size=1280,900",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start chromium");
+        let child = ChildGuard(child);
+        // Chromium writes its DevTools port (and the browser's path) here.
+        let active = profile.path().join("DevToolsActivePort");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port: u16 = loop {
+            if let Ok(text) = std::fs::read_to_string(&active)
+                && let Some(port) = text.lines().next().and_then(|l| l.trim().parse().ok())
+            {
+                break port;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromium did not open its DevTools port: {}",
+                std::fs::read_to_string(profile.path().join("chromium.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let targets = wait_json(
+            &format!("http://127.0.0.1:{port}/json/list"),
+            Duration::from_secs(10),
+            |v| {
+                v.as_array()
+                    .is_some_and(|a| a.iter().any(|t| t["type"] == "page"))
+            },
+        );
+        let page = targets
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["type"] == "page"))
+            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
+            .expect("a page target")
+            .to_string();
+        let path = page
+            .strip_prefix(&format!("ws://127.0.0.1:{port}"))
+            .unwrap_or_else(|| panic!("unexpected DevTools URL {page}"))
+            .to_string();
+        let socket = ws_connect(SocketAddr::from(([127, 0, 0, 1], port)), &path);
+        Browser {
+            _child: child,
+            _profile: profile,
+            socket,
+            next_id: 0,
+            challenge: None,
+        }
+    }
+
+    /// Sends a DevTools command; returns its `result`.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let message = json!({"id": id, "method": method, "params": params}).to_string();
+        ws_send(&mut self.socket, message.as_bytes());
+        loop {
+            let text = ws_receive(&mut self.socket);
+            let reply: Value = serde_json::from_str(&text).expect("DevTools sends JSON");
+            self.on_event(&reply);
+            if reply["id"] == id {
+                assert!(reply["error"].is_null(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    /// From now on, answers the server's `401` challenges as a user would
+    /// answer the browser's prompt: with `user` and `password`, or by
+    /// cancelling it (`None`).
+    fn answer_challenges(&mut self, credentials: Option<(&str, &str)>) {
+        self.challenge = Some(match credentials {
+            Some((user, password)) => {
+                json!({"response": "ProvideCredentials", "username": user, "password": password})
+            }
+            None => json!({"response": "CancelAuth"}),
+        });
+        self.call(
+            "Fetch.enable",
+            json!({"handleAuthRequests": true, "patterns": [{"urlPattern": "*"}]}),
+        );
+    }
+
+    /// Paused requests go on; challenges get the chosen answer. (The
+    /// replies to these commands are read and dropped by `call`.)
+    fn on_event(&mut self, message: &Value) {
+        let request = &message["params"]["requestId"];
+        let answer = match message["method"].as_str() {
+            Some("Fetch.requestPaused") => json!({"method": "Fetch.continueRequest",
+                "params": {"requestId": request}}),
+            Some("Fetch.authRequired") => json!({"method": "Fetch.continueWithAuth",
+                "params": {"requestId": request, "authChallengeResponse": self.challenge}}),
+            _ => return,
+        };
+        self.next_id += 1;
+        let mut answer = answer;
+        answer["id"] = json!(self.next_id);
+        ws_send(&mut self.socket, answer.to_string().as_bytes());
+    }
+
+    fn open(&mut self, url: &str) {
+        self.call("Page.navigate", json!({"url": url}));
+    }
+
+    /// Evaluates `expression` in the page (awaiting a promise); its value.
+    fn eval(&mut self, expression: &str) -> Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+        );
+        assert!(
+            result["exceptionDetails"].is_null(),
+            "{expression}: {}",
+            result["exceptionDetails"]
+        );
+        result["result"]["value"].clone()
+    }
+
+    /// Evaluates `expression` until `check` accepts its value; returns it.
+    /// An exception (the page still loading) counts as not yet.
+    fn wait_for(
+        &mut self,
+        expression: &str,
+        timeout: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let result = self.call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            );
+            let value = match result["exceptionDetails"].is_null() {
+                true => result["result"]["value"].clone(),
+                false => {
+                    json!({"exception": result["exceptionDetails"]["exception"]["description"]})
+                }
+            };
+            if check(&value) {
+                return value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not as expected within {timeout:?}: {expression}\nlast: {value}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn ws_connect(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut socket = TcpStream::connect(addr).expect("connect to DevTools");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).expect("handshake");
+    let mut reader = BufReader::new(socket.try_clone().expect("clone"));
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("handshake answer");
+    assert!(status.contains(" 101 "), "DevTools answered {status:?}");
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("handshake headers");
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        reader.buffer().is_empty(),
+        "no frame before the first command"
+    );
+    socket
+}
+
+fn ws_send(socket: &mut TcpStream, payload: &[u8]) {
+    let mask = [0x5a, 0x17, 0xc3, 0x2e];
+    let mut frame = vec![0x81];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    socket.write_all(&frame).expect("send to DevTools");
+}
+
+/// The next whole text message (continuation frames joined).
+fn ws_receive(socket: &mut TcpStream) -> String {
+    let mut message = Vec::new();
+    loop {
+        let mut head = [0u8; 2];
+        socket.read_exact(&mut head).expect("a DevTools frame");
+        let (fin, opcode) = (head[0] & 0x80 != 0, head[0] & 0x0f);
+        let length = match head[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                socket.read_exact(&mut b).expect("length");
+                u16::from_be_bytes(b) as usize
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                socket.read_exact(&mut b).expect("length");
+                u64::from_be_bytes(b) as usize
+            }
+            n => n as usize,
+        };
+        let mut payload = vec![0; length];
+        socket.read_exact(&mut payload).expect("payload");
+        assert_ne!(opcode, 8, "DevTools closed the connection");
+        if opcode <= 2 {
+            message.extend_from_slice(&payload);
+            if fin {
+                return String::from_utf8(message).expect("UTF-8 from DevTools");
+            }
+        }
+    }
+}
+
+fn sessions(http: SocketAddr) -> Vec<Value> {
+    http_get(&format!("http://{http}/api/v1/sessions")).json()["sessions"]
+        .as_array()
+        .expect("sessions")
+        .clone()
+}
+
+/// The text of each cell of the stream's row in the console (`null` while
+/// the row is absent).
+const STREAM_ROW: &str = r#"(() => {
+  const row = document.querySelector('#streams tr[data-key="live/console"]');
+  if (!row) return null;
+  const out = {};
+  for (const td of row.querySelectorAll('td')) out[td.className] = td.textContent;
+  out.link = row.querySelector('a').getAttribute('href');
+  out.points = row.querySelector('svg.chart polyline.rate').getAttribute('points');
+  out.status = document.getElementById('status').textContent;
+  return out;
+})()"#;
+
+#[test]
+fn the_console_lists_a_publish_with_its_codecs_and_kicks_a_reader() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let mut publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/console"), 90, 25);
+    wait_live(http, "live/console", LIVE_TIMEOUT);
+
+    // A reader to kick: curl reading HTTP-FLV.
+    let reader = Command::new("curl")
+        .args([
+            "--silent",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "90",
+            "--output",
+            "/dev/null",
+        ])
+        .arg(format!("http://{http}/flv/live/console.flv"))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("curl (install the curl package)");
+    let mut reader = ChildGuard(reader);
+    wait_json(
+        &format!("http://{http}/api/v1/sessions"),
+        LIVE_TIMEOUT,
+        |v| {
+            v["sessions"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|s| s["protocol"] == "http-flv"))
+        },
+    );
+
+    let mut browser = Browser::start();
+    browser.open(&format!("http://{http}/"));
+    let shown = Instant::now();
+    // The row shows the source, the codecs with their RFC 6381 strings, the
+    // resolution and the reader; within two polls of the page.
+    let row = browser.wait_for(STREAM_ROW, Duration::from_secs(5), |row| {
+        row["tracks"]
+            .as_str()
+            .is_some_and(|t| t.contains("H.264 avc1.") && t.contains("AAC mp4a.40.2"))
+            && row["readers"]
+                .as_str()
+                .is_some_and(|r| r.contains("http-flv 1"))
+    });
+    eprintln!("console row after {:?}: {row:#}", shown.elapsed());
+    let text = |k: &str| row[k].as_str().unwrap_or_default().to_string();
+    assert!(text("tracks").contains("320×240"), "{row}");
+    assert!(text("source").starts_with("rtmp from 127.0.0.1:"), "{row}");
+    assert!(text("in").contains("b/s"), "{row}");
+    assert_eq!(text("link"), "/watch/live/console");
+    assert!(text("status").starts_with("live"), "{row}");
+    // The chart and the figures that need a few samples fill in.
+    let row = browser.wait_for(STREAM_ROW, Duration::from_secs(20), |row| {
+        row["points"]
+            .as_str()
+            .is_some_and(|p| p.split(' ').count() >= 3)
+            && row["gop"].as_str().is_some_and(|g| g.starts_with('~'))
+            && row["out"].as_str().is_some_and(|o| o.contains("b/s"))
+    });
+    // A keyframe every 25 frames at 25 fps: a one-second GOP.
+    let gop = text_of(&row, "gop");
+    let seconds: f64 = gop
+        .trim_start_matches('~')
+        .split(' ')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("gop {gop:?}"));
+    assert!((0.7..=1.4).contains(&seconds), "gop {gop:?}");
+
+    // The sessions table lists the publisher and the reader; kick the reader
+    // with its button.
+    let id = browser.wait_for(
+        "(() => { const r = [...document.querySelectorAll('#sessions tr[data-id]')]\
+           .find(r => r.querySelector('td.protocol').textContent === 'http-flv'); \
+           return r ? Number(r.dataset.id) : null; })()",
+        Duration::from_secs(5),
+        |v| v.is_u64(),
+    );
+    let id = id.as_u64().expect("an id");
+    assert!(sessions(http).iter().any(|s| s["id"] == id));
+    browser.eval(&format!(
+        "document.querySelector('#sessions tr[data-id=\"{id}\"] button.kick').click()"
+    ));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sessions(http).iter().any(|s| s["id"] == id) {
+        assert!(
+            Instant::now() < deadline,
+            "session {id} still listed after the kick"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        reader.wait_for(Duration::from_secs(5)).is_some(),
+        "the kicked reader's connection did not end"
+    );
+    browser.wait_for(
+        &format!("document.querySelector('#sessions tr[data-id=\"{id}\"]') === null"),
+        Duration::from_secs(5),
+        |v| v == &json!(true),
+    );
+    assert!(
+        sessions(http).iter().any(|s| s["kind"] == "publisher"),
+        "the publisher goes on"
+    );
+
+    // The publish ends: its row goes.
+    drop(publisher.0.kill());
+    let _ = publisher.0.wait();
+    let gone = Instant::now();
+    browser.wait_for(STREAM_ROW, Duration::from_secs(5), Value::is_null);
+    eprintln!("row removed {:?} after the publisher ended", gone.elapsed());
+    let empty = browser.eval("document.getElementById('no-streams').hidden");
+    assert_eq!(empty, json!(false), "the empty-list note shows");
+    server.signal("TERM");
+}
+
+fn text_of(row: &Value, key: &str) -> String {
+    row[key].as_str().unwrap_or_default().to_string()
+}
+
+/// The player page's figures.
+const STATS: &str = r#"(() => ({
+  state: document.getElementById('state').dataset.state || null,
+  latency: document.getElementById('latency').dataset.seconds || null,
+  latencyText: document.getElementById('latency').textContent,
+  resolution: document.getElementById('resolution').textContent,
+  dropped: document.getElementById('dropped').textContent,
+  library: document.getElementById('library').textContent,
+  error: document.getElementById('error').hidden ? null : document.getElementById('error').textContent,
+  player: window.tidewaterPlayer.current(),
+}))()"#;
+
+fn playing_with_latency(stats: &Value) -> bool {
+    stats["state"] == "playing"
+        && stats["latency"]
+            .as_str()
+            .and_then(|l| l.parse::<f64>().ok())
+            .is_some_and(|l| l > 0.0)
+        && stats["resolution"] == "320×240"
+}
+
+#[test]
+fn the_watch_page_plays_ll_hls_and_dash_with_their_latency() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/console"), 120, 50);
+    wait_live(http, "live/console", LIVE_TIMEOUT);
+
+    let mut browser = Browser::start();
+    browser.open(&format!("http://{http}/watch/live/console"));
+    // LL-HLS is the default player.
+    let stats = browser.wait_for(STATS, Duration::from_secs(30), playing_with_latency);
+    eprintln!("LL-HLS: {stats:#}");
+    assert_eq!(stats["player"], "llhls");
+    assert!(
+        stats["library"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("hls.js 1.")),
+        "{stats}"
+    );
+    let latency: f64 = stats["latency"]
+        .as_str()
+        .and_then(|l| l.parse().ok())
+        .expect("latency");
+    assert!(latency < 5.0, "LL-HLS latency {latency} s");
+    assert!(
+        stats["dropped"]
+            .as_str()
+            .is_some_and(|d| d.contains(" of ")),
+        "{stats}"
+    );
+
+    // The URLs come from the request's host and the running listeners.
+    let urls = browser.eval(
+        "[...document.querySelectorAll('#urls tbody tr')].map(r => \
+           [...r.children].slice(0, 3).map(c => c.textContent).join(' | '))",
+    );
+    let urls: Vec<&str> = urls
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for expected in [
+        format!(
+            "RTMP | publish and play | rtmp://127.0.0.1:{}/live/console",
+            rtmp.port()
+        ),
+        format!("LL-HLS | play | http://{http}/llhls/live/console/index.m3u8"),
+        format!("DASH | play | http://{http}/dash/live/console/manifest.mpd"),
+        format!("HTTP-FLV | play | http://{http}/flv/live/console.flv"),
+        "WHEP | play (WebRTC) | not yet available".to_string(),
+        "RTSP | read | not yet available".to_string(),
+    ] {
+        assert!(
+            urls.contains(&expected.as_str()),
+            "{expected:?} not in {urls:#?}"
+        );
+    }
+    assert!(
+        urls.iter()
+            .any(|u| u.starts_with("SRT | read | srt://127.0.0.1:")
+                && u.ends_with("?streamid=read:live/console")),
+        "{urls:#?}"
+    );
+    let embed = browser.eval("document.getElementById('embed').value");
+    assert!(
+        embed.as_str().is_some_and(|e| e.contains(&format!("src=\"http://{http}/watch/live/console?embed\""))),
+        "{embed}"
+    );
+
+    // Switch to DASH.
+    browser.eval("window.tidewaterPlayer.play('dash')");
+    let stats = browser.wait_for(STATS, Duration::from_secs(40), |s| {
+        s["player"] == "dash" && playing_with_latency(s)
+    });
+    eprintln!("DASH: {stats:#}");
+    assert!(
+        stats["library"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("dash.js 5.")),
+        "{stats}"
+    );
+
+    // And to TS-HLS.
+    browser.eval("window.tidewaterPlayer.play('hls')");
+    let stats = browser.wait_for(STATS, Duration::from_secs(40), |s| {
+        s["player"] == "hls" && playing_with_latency(s)
+    });
+    eprintln!("TS-HLS: {stats:#}");
+    server.signal("TERM");
+}
+
+#[test]
+fn the_pages_are_open_and_their_api_calls_guarded() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let config = format!(
+        "{}[[auth.users]]\nuser = \"ops\"\npassword = \"s3cret-ops\"\npermissions = [{{ action = \"api\" }}]\n",
+        loopback_config()
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let http = server.http_addr();
+    let page = http_get(&format!("http://{http}/"));
+    assert_eq!(page.status, 200);
+    assert!(page.content_type.starts_with("text/html"));
+    assert_eq!(http_get(&format!("http://{http}/watch/live/x")).status, 200);
+    assert_eq!(
+        http_get(&format!("http://{http}/api/v1/streams")).status,
+        401
+    );
+
+    // The browser asks for credentials (the API's Basic challenge); a user
+    // who cancels sees that the API refused.
+    let mut browser = Browser::start();
+    browser.answer_challenges(None);
+    browser.open(&format!("http://{http}/"));
+    let status = browser.wait_for(
+        "document.getElementById('status').textContent",
+        Duration::from_secs(10),
+        |s| {
+            s.as_str()
+                .is_some_and(|s| s.starts_with("cannot read the API"))
+        },
+    );
+    eprintln!("{status}");
+    assert!(
+        status
+            .as_str()
+            .is_some_and(|s| s.contains("401") || s.contains("credentials")),
+        "{status}"
+    );
+    // One who gives the user's credentials sees the console.
+    browser.answer_challenges(Some(("ops", "s3cret-ops")));
+    browser.open(&format!("http://{http}/"));
+    browser.wait_for(
+        "document.getElementById('status').textContent",
+        Duration::from_secs(10),
+        |s| s.as_str().is_some_and(|s| s.starts_with("live")),
+    );
+    server.signal("TERM");
+}
