@@ -18,9 +18,10 @@ use std::hash::{BuildHasher, Hasher};
 use bytes::{BufMut, Bytes, BytesMut};
 use tidewater_core::{Catalog, Codec, Frame, OutputFormat, TrackId, TrackInfo, rescale};
 use tidewater_media::codec::length_prefixed_nals;
-use tidewater_media::codec::parse_avcc;
+use tidewater_media::codec::{parse_avcc, parse_hvcc};
 use tidewater_media::rtp::aac::packetize_aac;
 use tidewater_media::rtp::h264::{nal_type, packetize_h264};
+use tidewater_media::rtp::h265::{self, packetize_h265};
 use tidewater_media::rtp::{HEADER_LEN, Payload, write_header};
 
 use crate::sdp::{AUDIO_PAYLOAD_TYPE, VIDEO_PAYLOAD_TYPE};
@@ -71,6 +72,31 @@ pub fn packetize(frame: &Frame, catalog: &Catalog, max_payload: usize) -> Bytes 
                     .filter(|n| n.first().map(|b| b & 0x1f) != Some(nal_type::AUD)),
             );
             packetize_h264(all, max_payload, &mut payloads);
+            VIDEO_PAYLOAD_TYPE
+        }
+        Codec::H265 => {
+            let Some(nals) = length_prefixed_nals(&frame.payload, 4) else {
+                return Bytes::new();
+            };
+            let kind = |n: &[u8]| h265::nal_type_of(n);
+            let has_sps = nals.iter().any(|n| kind(n) == Some(h265::nal_type::SPS));
+            let config = track.config.as_ref().and_then(|c| parse_hvcc(c));
+            let mut all: Vec<&[u8]> = Vec::new();
+            if frame.is_keyframe()
+                && !has_sps
+                && let Some(config) = &config
+            {
+                all.extend(
+                    config
+                        .vps
+                        .iter()
+                        .chain(&config.sps)
+                        .chain(&config.pps)
+                        .map(|n| &n[..]),
+                );
+            }
+            all.extend(nals.iter().filter(|n| kind(n) != Some(h265::nal_type::AUD)));
+            packetize_h265(all, max_payload, &mut payloads);
             VIDEO_PAYLOAD_TYPE
         }
         Codec::Aac => {

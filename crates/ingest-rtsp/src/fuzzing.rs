@@ -81,18 +81,21 @@ pub fn session(data: &[u8]) -> crate::Result<usize> {
     Ok(frames)
 }
 
-/// The H.264 and AAC depacketizers on a packet stream: the first byte
-/// picks the codec, then each packet is `[u8 length][packet]`. Never
+/// The H.264, H.265 and AAC depacketizers on a packet stream: the first
+/// byte picks the codec (its low two bits: H.264, AAC, H.265), then each packet is `[u8 length][packet]`. Never
 /// panics; asserts that access units stay within the limit.
 pub fn depacketize(data: &[u8]) {
     use tidewater_media::rtp::aac::{AacDepacketizer, AuHeaderLayout};
     use tidewater_media::rtp::h264::H264Depacketizer;
+    use tidewater_media::rtp::h265::H265Depacketizer;
     use tidewater_media::rtp::{MAX_ACCESS_UNIT, RtpPacket};
 
     let Some((&first, mut rest)) = data.split_first() else {
         return;
     };
     let mut h264 = H264Depacketizer::new();
+    let mut h265 = H265Depacketizer::new();
+    let mut hevc_units = Vec::new();
     let mut aac = AacDepacketizer::new(AuHeaderLayout {
         size_length: 13 + (first >> 6),
         index_length: 3,
@@ -106,10 +109,14 @@ pub fn depacketize(data: &[u8]) {
         let Ok(packet) = RtpPacket::parse(&Bytes::copy_from_slice(packet)) else {
             continue;
         };
-        if first & 1 == 0 {
-            let _ = h264.push(&packet, &mut units);
-        } else {
-            let _ = aac.push(&packet, &mut audio);
+        match first & 3 {
+            0 => drop(h264.push(&packet, &mut units)),
+            1 | 3 => drop(aac.push(&packet, &mut audio)),
+            _ => drop(h265.push(&packet, &mut hevc_units)),
+        }
+        for u in hevc_units.drain(..) {
+            assert!(u.nals.iter().map(|n| n.len() + 4).sum::<usize>() <= MAX_ACCESS_UNIT);
+            assert!(!u.nals.is_empty());
         }
         for u in units.drain(..) {
             assert!(u.nals.iter().map(|n| n.len() + 4).sum::<usize>() <= MAX_ACCESS_UNIT);

@@ -1,8 +1,8 @@
 //! Published RTP to kernel frames and a catalog, sans-IO.
 //!
 //! Each announced track with a codec this crate depacketizes becomes a
-//! kernel track (`TrackId(m= index + 1)`): H.264 (RFC 6184) and AAC
-//! (RFC 3640 `mpeg4-generic`); other tracks are ignored with a log line by
+//! kernel track (`TrackId(m= index + 1)`): H.264 (RFC 6184), H.265
+//! (RFC 7798) and AAC (RFC 3640 `mpeg4-generic`); other tracks are ignored with a log line by
 //! the driver.
 //!
 //! # Timestamps
@@ -25,16 +25,18 @@
 //!
 //! The catalog is announced once every track has its decoder
 //! configuration: H.264 from `sprop-parameter-sets` or, failing that, the
-//! first in-band SPS and PPS; AAC from the `config` parameter. An in-band
+//! first in-band SPS and PPS; H.265 likewise from `sprop-vps` / `sprop-sps`
+//! / `sprop-pps` or in band; AAC from the `config` parameter. An in-band
 //! SPS/PPS that differs from the announced one is a new catalog version.
 //! Frames before the catalog are dropped (video waits for an IDR anyway).
 
 use bytes::Bytes;
 use tidewater_core::{Codec, Frame, TimestampWrap, TrackId, TrackInfo};
 use tidewater_media::codec::parse_asc;
-use tidewater_media::codec::{build_avcc, h264_sps_size};
+use tidewater_media::codec::{build_avcc, build_hvcc, h264_sps_size, h265_sps_size};
 use tidewater_media::rtp::aac::{AacDepacketizer, AuHeaderLayout};
 use tidewater_media::rtp::h264::{H264AccessUnit, H264Depacketizer, nal_type};
+use tidewater_media::rtp::h265::{self, H265AccessUnit, H265Depacketizer};
 use tidewater_media::rtp::{RtpError, RtpPacket, SenderReport, parse_sender_report};
 
 use crate::sdp::SdpTrack;
@@ -51,6 +53,7 @@ pub enum IngestOutput {
 #[derive(Debug)]
 enum Depacketizer {
     H264(Box<H264Depacketizer>),
+    H265(Box<H265Depacketizer>),
     Aac(AacDepacketizer),
 }
 
@@ -73,6 +76,7 @@ pub struct Ingest {
     /// The NTP time the stream's timeline starts at (the first sender report).
     ntp_origin: Option<u64>,
     units: Vec<H264AccessUnit>,
+    hevc_units: Vec<H265AccessUnit>,
     audio: Vec<(u32, Bytes)>,
 }
 
@@ -89,6 +93,7 @@ impl Ingest {
             announced: false,
             ntp_origin: None,
             units: Vec::new(),
+            hevc_units: Vec::new(),
             audio: Vec::new(),
         }
     }
@@ -184,6 +189,50 @@ impl Ingest {
                 }
                 result
             }
+            Depacketizer::H265(d) => {
+                self.hevc_units.clear();
+                let result = d.push(&packet, &mut self.hevc_units);
+                for unit in self.hevc_units.drain(..) {
+                    let mut changed = false;
+                    let sets = |kind| {
+                        unit.nals_of_type(kind)
+                            .map(|n| &n[..])
+                            .collect::<Vec<&[u8]>>()
+                    };
+                    let (vps, sps, pps) = (
+                        sets(h265::nal_type::VPS),
+                        sets(h265::nal_type::SPS),
+                        sets(h265::nal_type::PPS),
+                    );
+                    if !vps.is_empty()
+                        && !sps.is_empty()
+                        && !pps.is_empty()
+                        && let Some(hvcc) = build_hvcc(&vps, &sps, &pps)
+                        && track.info.config.as_ref() != Some(&hvcc)
+                    {
+                        if let (Some(v), Some((w, h))) = (
+                            track.info.video.as_mut(),
+                            sps.first().and_then(|s| h265_sps_size(s)),
+                        ) {
+                            v.width = w;
+                            v.height = h;
+                        }
+                        track.info.config = Some(hvcc);
+                        changed = true;
+                    }
+                    let ts = i64::from(unit.timestamp);
+                    let frame = Frame::video(
+                        track.info.id,
+                        Codec::H265,
+                        ts,
+                        ts,
+                        unit.keyframe,
+                        unit.to_hvcc(),
+                    );
+                    frames.push((changed, frame));
+                }
+                result
+            }
             Depacketizer::Aac(d) => {
                 self.audio.clear();
                 let result = d.push(&packet, &mut self.audio);
@@ -256,6 +305,34 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
             Some(Track {
                 info,
                 depacketizer: Depacketizer::H264(Box::default()),
+                payload_type: sdp.payload_type,
+                report: None,
+                offset: None,
+            })
+        }
+        Codec::H265 => {
+            let mut info = TrackInfo::video(id, Codec::H265, 0, 0)
+                .with_timescale(sdp.clock_rate)
+                .with_wrap(wrap);
+            let (vps, sps, pps) = (
+                sdp.sprop("sprop-vps"),
+                sdp.sprop("sprop-sps"),
+                sdp.sprop("sprop-pps"),
+            );
+            fn refs(sets: &[Vec<u8>]) -> Vec<&[u8]> {
+                sets.iter().map(|n| &n[..]).collect()
+            }
+            info.config = build_hvcc(&refs(&vps), &refs(&sps), &refs(&pps));
+            if let (Some(v), Some((w, h))) = (
+                info.video.as_mut(),
+                sps.first().and_then(|s| h265_sps_size(s)),
+            ) {
+                v.width = w;
+                v.height = h;
+            }
+            Some(Track {
+                info,
+                depacketizer: Depacketizer::H265(Box::default()),
                 payload_type: sdp.payload_type,
                 report: None,
                 offset: None,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use tidewater_core::{Catalog, Codec, TrackInfo};
-use tidewater_media::codec::parse_avcc;
+use tidewater_media::codec::{parse_avcc, parse_hvcc};
 
 /// The payload type of video tracks in descriptions we write.
 pub const VIDEO_PAYLOAD_TYPE: u8 = 96;
@@ -37,6 +37,7 @@ impl SdpTrack {
     pub fn codec(&self) -> Option<Codec> {
         match (self.media.as_str(), self.encoding.as_str()) {
             ("video", "H264") => Some(Codec::H264),
+            ("video", "H265") => Some(Codec::H265),
             ("audio", "MPEG4-GENERIC") => {
                 let mode = self.fmtp.get("mode").map(|m| m.to_ascii_lowercase());
                 matches!(mode.as_deref(), Some("aac-hbr") | Some("aac-lbr")).then_some(Codec::Aac)
@@ -58,6 +59,25 @@ impl SdpTrack {
                     })
                     .filter(|n| !n.is_empty())
                     .take(32)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A base64-decoded H.265 parameter set list (`sprop-vps`, `sprop-sps`,
+    /// `sprop-pps`).
+    pub fn sprop(&self, name: &str) -> Vec<Vec<u8>> {
+        self.fmtp
+            .get(name)
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|s| {
+                        base64::engine::general_purpose::STANDARD
+                            .decode(s.trim())
+                            .ok()
+                    })
+                    .filter(|n| n.len() >= 2)
+                    .take(16)
                     .collect()
             })
             .unwrap_or_default()
@@ -171,6 +191,7 @@ pub fn playable_tracks(catalog: &Catalog) -> Vec<TrackInfo> {
         .iter()
         .filter(|t| match t.codec {
             Codec::H264 => t.config.as_ref().and_then(|c| parse_avcc(c)).is_some(),
+            Codec::H265 => t.config.as_ref().and_then(|c| parse_hvcc(c)).is_some(),
             Codec::Aac => t.config.is_some(),
             _ => false,
         })
@@ -206,6 +227,31 @@ pub fn describe(tracks: &[TrackInfo], session_id: u64, address: &str) -> String 
                     VIDEO_PAYLOAD_TYPE,
                     vec![
                         attr("rtpmap", format!("{VIDEO_PAYLOAD_TYPE} H264/90000")),
+                        attr("fmtp", fmtp),
+                    ],
+                )
+            }
+            Codec::H265 => {
+                let Some(hvcc) = track.config.as_ref().and_then(|c| parse_hvcc(c)) else {
+                    continue;
+                };
+                let b64 = |sets: &[bytes::Bytes]| {
+                    sets.iter()
+                        .map(|n| base64::engine::general_purpose::STANDARD.encode(n))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let fmtp = format!(
+                    "{VIDEO_PAYLOAD_TYPE} sprop-vps={};sprop-sps={};sprop-pps={}",
+                    b64(&hvcc.vps),
+                    b64(&hvcc.sps),
+                    b64(&hvcc.pps)
+                );
+                (
+                    "video",
+                    VIDEO_PAYLOAD_TYPE,
+                    vec![
+                        attr("rtpmap", format!("{VIDEO_PAYLOAD_TYPE} H265/90000")),
                         attr("fmtp", fmtp),
                     ],
                 )

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use tidewater_media::rtp::aac::{AacDepacketizer, AuHeaderLayout, packetize_aac};
 use tidewater_media::rtp::h264::{H264Depacketizer, packetize_h264};
+use tidewater_media::rtp::h265::{H265Depacketizer, packetize_h265};
 use tidewater_media::rtp::{Payload, RtpPacket};
 use tidewater_rtsp::fuzzing::depacketize;
 
@@ -60,6 +61,31 @@ proptest! {
         let got: Vec<Vec<u8>> = out[0].nals.iter().map(|n| n.to_vec()).collect();
         prop_assert_eq!(got, nals);
         prop_assert_eq!(out[0].timestamp, ts);
+    }
+
+    #[test]
+    fn h265_round_trips_at_any_payload_size(
+        nals in proptest::collection::vec((0u8..48, proptest::collection::vec(any::<u8>(), 1..3000)), 1..6),
+        max in 16usize..1500,
+        seq in any::<u16>(),
+    ) {
+        // Two-byte headers; the first unit an IDR (type 19) so that the depacketizer starts.
+        let mut nals: Vec<Vec<u8>> = nals
+            .into_iter()
+            .map(|(t, body)| [vec![t << 1, 1], body].concat())
+            .collect();
+        nals[0][0] = 19 << 1;
+        let mut payloads = Vec::new();
+        packetize_h265(nals.iter().map(|n| &n[..]), max, &mut payloads);
+        prop_assert!(payloads.iter().all(|p| p.data.len() <= max.max(16)));
+        let mut d = H265Depacketizer::new();
+        let mut out = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            d.push(&packet(seq.wrapping_add(i as u16), 7, p), &mut out).expect("valid");
+        }
+        prop_assert_eq!(out.len(), 1);
+        let got: Vec<Vec<u8>> = out[0].nals.iter().map(|n| n.to_vec()).collect();
+        prop_assert_eq!(got, nals);
     }
 
     #[test]

@@ -272,3 +272,65 @@ async fn a_reader_of_a_stream_that_is_not_live_gets_404() {
     let stats = h.engine.context().listener_stats("rtsp").snapshot();
     assert!(stats.connections >= 1, "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_publishes_h265_and_reads_it_back() {
+    let h = start().await;
+    let url = format!("rtsp://{}/live/hevc", h.addr);
+    let _ffmpeg = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args([
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-x265-params", "bframes=0:keyint=25:log-level=error"])
+        .args(["-t", "20", "-f", "rtsp", "-rtsp_transport", "tcp", &url])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ffmpeg: {e}"));
+    let mut sub = subscribe_when_live(&h.engine, "live/hevc").await;
+    let mut catalog = None;
+    let mut pts = Vec::new();
+    let mut first_key = None;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pts.len() < 25 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, sub.recv()).await {
+            Ok(Ok(Event::Catalog(c))) => {
+                catalog = c.tracks().first().map(|t| (t.codec, t.config.is_some()))
+            }
+            Ok(Ok(Event::Frame(f))) => {
+                let f = f.frame();
+                first_key.get_or_insert(f.is_keyframe());
+                assert!(
+                    length_prefixed_nals(&f.payload, 4).is_some(),
+                    "HVCC payload"
+                );
+                pts.push(f.pts);
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("no more frames after {}: {other:?}", pts.len()),
+        }
+    }
+    drop(sub);
+    assert_eq!(catalog, Some((Codec::H265, true)));
+    assert_eq!(first_key, Some(true));
+    assert!(
+        pts.windows(2).all(|w| w[1] - w[0] == 3600),
+        "25 fps at 90 kHz: {pts:?}"
+    );
+    let (crc, stderr) = read_back(&url, "tcp", 2).await;
+    assert_eq!(crc.codecs, vec!["rawvideo".to_string()], "{stderr}");
+    assert!(
+        crc.stream(0).len() >= 40,
+        "decoded H.265 frames: {}\n{stderr}",
+        crc.stream(0).len()
+    );
+    assert!(crc.monotonic());
+}

@@ -35,10 +35,11 @@
 //! | (none) | the kernel: bus, GOP cache, catalog, clock, QoS, registries, protocol seam |
 //! | `serde` | `Serialize` for snapshots and events |
 //! | `rtmp` | [`rtmp`]: RTMP publish and play on one port, HTTP-FLV |
-//! | `rtsp` | [`rtsp`]: RTSP publish and read, RTP interleaved over TCP (H.264, AAC) |
+//! | `rtsp` | [`rtsp`]: RTSP publish and read, RTP over TCP or UDP (H.264, H.265, AAC) |
 //! | `srt` | [`srt`]: SRT publish and read by stream id (MPEG-TS), HTTP-TS |
 //! | `dash` | [`dash`]: DASH and low-latency DASH packaging (dynamic MPD, CMAF segments) |
 //! | `hls` | [`hls`]: HLS (MPEG-TS) and LL-HLS (fMP4 parts) packaging |
+//! | `record` | [`record`]: recording to crash-safe fMP4 files, index, retention, playback queries |
 //! | `full` | every implemented protocol: `rtmp`, `rtsp`, `srt`, `dash`, `hls` |
 
 #![deny(missing_docs)]
@@ -64,3 +65,8 @@ pub use tidewater_pkg_dash as dash;
 /// HLS and LL-HLS packaging (feature `hls`).
 #[cfg(feature = "hls")]
 pub use tidewater_pkg_hls as hls;
+
+/// Recording to fragmented MP4 files, with an index, retention and playback
+/// queries (feature `record`).
+#[cfg(feature = "record")]
+pub use tidewater_record as record;
