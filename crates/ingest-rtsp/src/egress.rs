@@ -99,6 +99,14 @@ pub fn packetize(frame: &Frame, catalog: &Catalog, max_payload: usize) -> Bytes 
             packetize_h265(all, max_payload, &mut payloads);
             VIDEO_PAYLOAD_TYPE
         }
+        Codec::Opus => {
+            // RFC 7587: one Opus packet per RTP packet.
+            payloads.push(Payload {
+                marker: false,
+                data: frame.payload.clone(),
+            });
+            AUDIO_PAYLOAD_TYPE
+        }
         Codec::Aac => {
             let Some(p) = packetize_aac(&frame.payload) else {
                 return Bytes::new();

@@ -2,7 +2,7 @@
 //!
 //! Each announced track with a codec this crate depacketizes becomes a
 //! kernel track (`TrackId(m= index + 1)`): H.264 (RFC 6184), H.265
-//! (RFC 7798) and AAC (RFC 3640 `mpeg4-generic`); other tracks are ignored with a log line by
+//! (RFC 7798), AAC (RFC 3640 `mpeg4-generic`) and Opus (RFC 7587); other tracks are ignored with a log line by
 //! the driver.
 //!
 //! # Timestamps
@@ -26,7 +26,7 @@
 //! The catalog is announced once every track has its decoder
 //! configuration: H.264 from `sprop-parameter-sets` or, failing that, the
 //! first in-band SPS and PPS; H.265 likewise from `sprop-vps` / `sprop-sps`
-//! / `sprop-pps` or in band; AAC from the `config` parameter. An in-band
+//! / `sprop-pps` or in band; AAC from the `config` parameter; Opus needs none. An in-band
 //! SPS/PPS that differs from the announced one is a new catalog version.
 //! Frames before the catalog are dropped (video waits for an IDR anyway).
 
@@ -53,6 +53,8 @@ pub enum IngestOutput {
 #[derive(Debug)]
 enum Depacketizer {
     H264(Box<H264Depacketizer>),
+    /// RFC 7587: one Opus packet per RTP packet.
+    Opus,
     H265(Box<H265Depacketizer>),
     Aac(AacDepacketizer),
 }
@@ -233,6 +235,16 @@ impl Ingest {
                 }
                 result
             }
+            Depacketizer::Opus => {
+                if !packet.payload.is_empty() {
+                    let ts = i64::from(packet.timestamp);
+                    frames.push((
+                        false,
+                        Frame::audio(track.info.id, Codec::Opus, ts, packet.payload.clone()),
+                    ));
+                }
+                Ok(())
+            }
             Depacketizer::Aac(d) => {
                 self.audio.clear();
                 let result = d.push(&packet, &mut self.audio);
@@ -261,7 +273,12 @@ impl Ingest {
     /// Announces the catalog if every supported track has its configuration.
     fn announce(&mut self, out: &mut Vec<IngestOutput>) {
         let infos: Vec<&TrackInfo> = self.tracks.iter().flatten().map(|t| &t.info).collect();
-        if infos.is_empty() || infos.iter().any(|t| t.config.is_none()) {
+        // Opus needs no decoder configuration (its OpusHead is optional).
+        if infos.is_empty()
+            || infos
+                .iter()
+                .any(|t| t.config.is_none() && t.codec != Codec::Opus)
+        {
             return;
         }
         self.announced = true;
@@ -333,6 +350,23 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
             Some(Track {
                 info,
                 depacketizer: Depacketizer::H265(Box::default()),
+                payload_type: sdp.payload_type,
+                report: None,
+                offset: None,
+            })
+        }
+        Codec::Opus => {
+            // RFC 7587: the rtpmap always says 48000/2; sprop-stereo says what is sent.
+            let channels = if sdp.fmtp_number("sprop-stereo") == Some(0) {
+                1
+            } else {
+                2
+            };
+            Some(Track {
+                info: TrackInfo::audio(id, Codec::Opus, 48_000, channels)
+                    .with_timescale(sdp.clock_rate)
+                    .with_wrap(wrap),
+                depacketizer: Depacketizer::Opus,
                 payload_type: sdp.payload_type,
                 report: None,
                 offset: None,

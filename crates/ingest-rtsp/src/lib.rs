@@ -8,9 +8,10 @@
 //! - **Publish** (`ffmpeg -f rtsp -rtsp_transport tcp rtsp://host:8554/live/cam1`):
 //!   the `ANNOUNCE`d SDP (read with `sdp-types`) names the tracks; H.264
 //!   (RFC 6184: single NAL unit, STAP-A, FU-A), H.265 (RFC 7798: single NAL
-//!   unit, AP, FU) and AAC (RFC 3640 `mpeg4-generic` AAC-hbr) become kernel
-//!   frames in their canonical form (AVCC / HVCC, raw AAC) with `avcC` /
-//!   `hvcC` / AudioSpecificConfig in the catalog (see [`ingest`]). A lost
+//!   unit, AP, FU), AAC (RFC 3640 `mpeg4-generic` AAC-hbr) and Opus
+//!   (RFC 7587) become kernel frames in their canonical form (AVCC / HVCC,
+//!   raw AAC, Opus packets) with `avcC` / `hvcC` / AudioSpecificConfig in
+//!   the catalog (see [`ingest`]). A lost
 //!   packet drops the access unit and every picture up to the next
 //!   IDR / IRAP picture.
 //! - **Read** (`ffplay -rtsp_transport tcp rtsp://host:8554/live/cam1`):
@@ -90,9 +91,9 @@
 //!
 //! # Not yet
 //!
-//! - Opus, AV1, VP8/VP9 payloads (tracks of other codecs than H.264, H.265
-//!   and AAC are ignored on publish and left out of `DESCRIBE`); AAC in
-//!   LATM (`MP4A-LATM`).
+//! - AV1, VP8/VP9 payloads (tracks of codecs other than H.264, H.265, AAC
+//!   and Opus are ignored on publish and left out of `DESCRIBE`); AAC in
+//!   LATM (`MP4A-LATM`); an `OpusHead` for Opus tracks (none is made).
 //! - RTCP sender reports and receiver-report handling for readers (players
 //!   sync audio and video from the first packets), `RTP-Info` in `PLAY`
 //!   answers.

@@ -38,6 +38,7 @@ impl SdpTrack {
         match (self.media.as_str(), self.encoding.as_str()) {
             ("video", "H264") => Some(Codec::H264),
             ("video", "H265") => Some(Codec::H265),
+            ("audio", "OPUS") => Some(Codec::Opus),
             ("audio", "MPEG4-GENERIC") => {
                 let mode = self.fmtp.get("mode").map(|m| m.to_ascii_lowercase());
                 matches!(mode.as_deref(), Some("aac-hbr") | Some("aac-lbr")).then_some(Codec::Aac)
@@ -192,6 +193,7 @@ pub fn playable_tracks(catalog: &Catalog) -> Vec<TrackInfo> {
         .filter(|t| match t.codec {
             Codec::H264 => t.config.as_ref().and_then(|c| parse_avcc(c)).is_some(),
             Codec::H265 => t.config.as_ref().and_then(|c| parse_hvcc(c)).is_some(),
+            Codec::Opus => true,
             Codec::Aac => t.config.is_some(),
             _ => false,
         })
@@ -252,6 +254,19 @@ pub fn describe(tracks: &[TrackInfo], session_id: u64, address: &str) -> String 
                     VIDEO_PAYLOAD_TYPE,
                     vec![
                         attr("rtpmap", format!("{VIDEO_PAYLOAD_TYPE} H265/90000")),
+                        attr("fmtp", fmtp),
+                    ],
+                )
+            }
+            Codec::Opus => {
+                // RFC 7587: always 48000/2 in the rtpmap; stereo said in the fmtp.
+                let stereo = track.audio.is_none_or(|a| a.channels > 1);
+                let fmtp = format!("{AUDIO_PAYLOAD_TYPE} sprop-stereo={}", u8::from(stereo));
+                (
+                    "audio",
+                    AUDIO_PAYLOAD_TYPE,
+                    vec![
+                        attr("rtpmap", format!("{AUDIO_PAYLOAD_TYPE} opus/48000/2")),
                         attr("fmtp", fmtp),
                     ],
                 )

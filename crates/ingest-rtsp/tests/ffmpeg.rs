@@ -334,3 +334,69 @@ async fn ffmpeg_publishes_h265_and_reads_it_back() {
     );
     assert!(crc.monotonic());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffmpeg_publishes_opus_and_reads_it_back() {
+    let h = start().await;
+    let url = format!("rtsp://{}/live/opus", h.addr);
+    let _ffmpeg = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-re"])
+        .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-bf",
+            "0",
+            "-g",
+            "25",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-c:a", "libopus", "-ac", "2", "-b:a", "64k"])
+        .args(["-t", "20", "-f", "rtsp", "-rtsp_transport", "tcp", &url])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ffmpeg: {e}"));
+    let mut sub = subscribe_when_live(&h.engine, "live/opus").await;
+    let mut codecs = Vec::new();
+    let mut opus = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while opus.len() < 50 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match timeout(left, sub.recv()).await {
+            Ok(Ok(Event::Catalog(c))) => {
+                codecs = c.tracks().iter().map(|t| (t.codec, t.timescale)).collect()
+            }
+            Ok(Ok(Event::Frame(f))) if f.frame().codec == Codec::Opus => {
+                assert!(!f.frame().payload.is_empty());
+                opus.push(f.frame().pts);
+            }
+            Ok(Ok(_)) => {}
+            other => panic!(
+                "no more frames after {} Opus packets: {other:?}",
+                opus.len()
+            ),
+        }
+    }
+    drop(sub);
+    assert_eq!(codecs, vec![(Codec::H264, 90_000), (Codec::Opus, 48_000)]);
+    // 20 ms packets at 48 kHz.
+    assert!(opus.windows(2).all(|w| w[1] - w[0] == 960), "{opus:?}");
+    let (crc, stderr) = read_back(&url, "tcp", 3).await;
+    assert_eq!(crc.codecs.len(), 2, "{crc:?}\n{stderr}");
+    let audio = crc
+        .codecs
+        .iter()
+        .position(|c| c.starts_with("pcm_"))
+        .expect("decoded audio") as u32;
+    assert!(
+        crc.stream(audio).len() >= 50,
+        "decoded Opus frames: {}\n{stderr}",
+        crc.stream(audio).len()
+    );
+    assert!(crc.monotonic());
+}

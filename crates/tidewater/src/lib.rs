@@ -35,7 +35,7 @@
 //! | (none) | the kernel: bus, GOP cache, catalog, clock, QoS, registries, protocol seam |
 //! | `serde` | `Serialize` for snapshots and events |
 //! | `rtmp` | [`rtmp`]: RTMP publish and play on one port, HTTP-FLV |
-//! | `rtsp` | [`rtsp`]: RTSP publish and read, RTP over TCP or UDP (H.264, H.265, AAC) |
+//! | `rtsp` | [`rtsp`]: RTSP publish and read, RTP over TCP or UDP (H.264, H.265, AAC, Opus) |
 //! | `srt` | [`srt`]: SRT publish and read by stream id (MPEG-TS), HTTP-TS |
 //! | `dash` | [`dash`]: DASH and low-latency DASH packaging (dynamic MPD, CMAF segments) |
 //! | `hls` | [`hls`]: HLS (MPEG-TS) and LL-HLS (fMP4 parts) packaging |
