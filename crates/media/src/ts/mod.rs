@@ -9,6 +9,26 @@
 //! one stream type it does not list; a demuxer of network input must skip
 //! those and carry on.
 //!
+//! # A live output's start, and what ffmpeg's probe waits for
+//!
+//! A live output starts each reader with a PAT and a PMT (one program, video
+//! then audio, the PCR on the video PID), then the keyframe whose first packet
+//! carries the PCR and `random_access_indicator`, its parameter sets inserted
+//! before it, then every later frame. That is everything a demuxer needs:
+//! libavformat with `scan_all_pmts=0` (its default for applications such as
+//! mpv) ends `avformat_find_stream_info` once it has the PMT, both streams'
+//! parameters and 20 video frames (its frame-rate analysis).
+//!
+//! ffmpeg's command-line tools (ffmpeg, ffplay, ffprobe) open every input with
+//! `scan_all_pmts=1`, and then the MPEG-TS demuxer never tells the probe that
+//! the program is complete: the probe reads until one stream holds
+//! `analyzeduration` (5 s) of packet durations or `probesize` (5 MB) of
+//! packets. On a live source that is 5 s of media, of which only what the
+//! reader was sent at once (the cached GOP) comes early; the rest comes in
+//! real time. Nothing in the TS ends that wait without misstating media time;
+//! only a reader's start with at least 5 s of media does (measured in
+//! BENCHMARKS.md, "First frame in ffmpeg").
+//!
 //! ```
 //! use bytes::{Bytes, BytesMut};
 //! use tidewater_core::{Codec, Frame, TrackId, TrackInfo};
