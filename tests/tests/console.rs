@@ -30,6 +30,9 @@ struct Browser {
     /// How to answer an HTTP authentication challenge, once
     /// [`answer_challenges`](Self::answer_challenges) turned that on.
     challenge: Option<Value>,
+    /// Errors the page logged or threw (console errors, failed loads,
+    /// uncaught exceptions, policy violations).
+    errors: Vec<String>,
 }
 
 impl Browser {
@@ -96,13 +99,17 @@ impl Browser {
             .unwrap_or_else(|| panic!("unexpected DevTools URL {page}"))
             .to_string();
         let socket = ws_connect(SocketAddr::from(([127, 0, 0, 1], port)), &path);
-        Browser {
+        let mut browser = Browser {
             _child: child,
             _profile: profile,
             socket,
             next_id: 0,
             challenge: None,
-        }
+            errors: Vec::new(),
+        };
+        browser.call("Runtime.enable", json!({}));
+        browser.call("Log.enable", json!({}));
+        browser
     }
 
     /// Sends a DevTools command; returns its `result`.
@@ -141,7 +148,20 @@ impl Browser {
     /// Paused requests go on; challenges get the chosen answer. (The
     /// replies to these commands are read and dropped by `call`.)
     fn on_event(&mut self, message: &Value) {
-        let request = &message["params"]["requestId"];
+        let params = &message["params"];
+        let request = &params["requestId"];
+        match message["method"].as_str() {
+            Some("Runtime.exceptionThrown") => self
+                .errors
+                .push(format!("exception: {}", params["exceptionDetails"])),
+            Some("Runtime.consoleAPICalled") if params["type"] == "error" => self
+                .errors
+                .push(format!("console.error: {}", params["args"])),
+            Some("Log.entryAdded") if params["entry"]["level"] == "error" => self.errors.push(
+                format!("{}: {}", params["entry"]["url"], params["entry"]["text"]),
+            ),
+            _ => {}
+        }
         let answer = match message["method"].as_str() {
             Some("Fetch.requestPaused") => json!({"method": "Fetch.continueRequest",
                 "params": {"requestId": request}}),
@@ -153,6 +173,27 @@ impl Browser {
         let mut answer = answer;
         answer["id"] = json!(self.next_id);
         ws_send(&mut self.socket, answer.to_string().as_bytes());
+    }
+
+    /// Saves a PNG of the page, `width` CSS pixels wide, under
+    /// `target/console-screenshots/`, for a person to look at.
+    fn screenshot(&mut self, name: &str, width: u32) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600}),
+        );
+        std::thread::sleep(Duration::from_millis(1500));
+        let shot = self.call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "captureBeyondViewport": true}),
+        );
+        let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
+        let dir = tidewater_tests::workspace_root().join("target/console-screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot directory");
+        let path = dir.join(format!("{name}-{width}.png"));
+        std::fs::write(&path, png).expect("write the screenshot");
+        eprintln!("screenshot: {}", path.display());
+        self.call("Emulation.clearDeviceMetricsOverride", json!({}));
     }
 
     fn open(&mut self, url: &str) {
@@ -203,6 +244,27 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &d)| n | (u32::from(d) << (18 - 6 * i)));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
 }
 
 fn ws_connect(addr: SocketAddr, path: &str) -> TcpStream {
@@ -309,8 +371,22 @@ fn the_console_lists_a_publish_with_its_codecs_and_kicks_a_reader() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut server = ServerCommand::with_config(&loopback_config()).spawn();
     let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    // The console is open before the publish: the stream appears within 2 s
+    // of being live, without a reload.
+    let mut browser = Browser::start();
+    browser.open(&format!("http://{http}/"));
+    browser.wait_for(
+        "document.getElementById('no-streams').hidden",
+        Duration::from_secs(10),
+        |v| v == &json!(false),
+    );
     let mut publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/console"), 90, 25);
     wait_live(http, "live/console", LIVE_TIMEOUT);
+    let live = Instant::now();
+    browser.wait_for(STREAM_ROW, Duration::from_secs(2), |row| {
+        row["tracks"].as_str().is_some_and(|t| t.contains("H.264"))
+    });
+    eprintln!("row shown {:?} after the stream was live", live.elapsed());
 
     // A reader to kick: curl reading HTTP-FLV.
     let reader = Command::new("curl")
@@ -338,11 +414,9 @@ fn the_console_lists_a_publish_with_its_codecs_and_kicks_a_reader() {
         },
     );
 
-    let mut browser = Browser::start();
-    browser.open(&format!("http://{http}/"));
     let shown = Instant::now();
     // The row shows the source, the codecs with their RFC 6381 strings, the
-    // resolution and the reader; within two polls of the page.
+    // resolution and the reader (within a few polls of the page).
     let row = browser.wait_for(STREAM_ROW, Duration::from_secs(5), |row| {
         row["tracks"]
             .as_str()
@@ -412,14 +486,32 @@ fn the_console_lists_a_publish_with_its_codecs_and_kicks_a_reader() {
         "the publisher goes on"
     );
 
-    // The publish ends: its row goes.
-    drop(publisher.0.kill());
+    browser.screenshot("console", 1280);
+    browser.screenshot("console", 375);
+
+    // The publish ends: its row goes within 2 s of the stream's end.
+    let _ = publisher.0.kill();
     let _ = publisher.0.wait();
-    let gone = Instant::now();
-    browser.wait_for(STREAM_ROW, Duration::from_secs(5), Value::is_null);
-    eprintln!("row removed {:?} after the publisher ended", gone.elapsed());
+    let killed = Instant::now();
+    wait_json(
+        &format!("http://{http}/api/v1/streams"),
+        LIVE_TIMEOUT,
+        |v| v["streams"].as_array().is_some_and(Vec::is_empty),
+    );
+    let ended = Instant::now();
+    browser.wait_for(STREAM_ROW, Duration::from_secs(2), Value::is_null);
+    eprintln!(
+        "row removed {:?} after the stream ended ({:?} after ffmpeg was killed)",
+        ended.elapsed(),
+        killed.elapsed()
+    );
     let empty = browser.eval("document.getElementById('no-streams').hidden");
     assert_eq!(empty, json!(false), "the empty-list note shows");
+    assert!(
+        browser.errors.is_empty(),
+        "page errors: {:#?}",
+        browser.errors
+    );
     server.signal("TERM");
 }
 
@@ -519,6 +611,9 @@ fn the_watch_page_plays_ll_hls_and_dash_with_their_latency() {
         "{embed}"
     );
 
+    browser.screenshot("watch", 1280);
+    browser.screenshot("watch", 375);
+
     // Switch to DASH.
     browser.eval("window.tidewaterPlayer.play('dash')");
     let stats = browser.wait_for(STATS, Duration::from_secs(40), |s| {
@@ -538,6 +633,11 @@ fn the_watch_page_plays_ll_hls_and_dash_with_their_latency() {
         s["player"] == "hls" && playing_with_latency(s)
     });
     eprintln!("TS-HLS: {stats:#}");
+    assert!(
+        browser.errors.is_empty(),
+        "page errors: {:#?}",
+        browser.errors
+    );
     server.signal("TERM");
 }
 
@@ -587,5 +687,17 @@ fn the_pages_are_open_and_their_api_calls_guarded() {
         Duration::from_secs(10),
         |s| s.as_str().is_some_and(|s| s.starts_with("live")),
     );
+    server.signal("TERM");
+}
+
+#[test]
+fn web_enabled_false_turns_the_pages_off() {
+    let mut server = ServerCommand::with_config(&loopback_config())
+        .env("TIDEWATER_WEB__ENABLED", "false")
+        .spawn();
+    let http = server.http_addr();
+    assert_eq!(http_get(&format!("http://{http}/")).status, 404);
+    assert_eq!(http_get(&format!("http://{http}/watch/live/x")).status, 404);
+    assert_eq!(http_get(&format!("http://{http}/healthz")).status, 200);
     server.signal("TERM");
 }

@@ -2,7 +2,7 @@
 // and a small chart per stream, up to date. No framework, no build step.
 'use strict';
 (() => {
-  const POLL_MS = 1500;
+  const POLL_MS = 1000;
   const HISTORY_MS = 120000;
   const $ = (id) => document.getElementById(id);
   const streamsBody = $('streams').tBodies[0];
@@ -50,18 +50,32 @@
     return parts.join(' ');
   }
 
+  // Readers are the reader sessions of the stream (players, by protocol);
+  // the packagers that follow it (HLS, LL-HLS, DASH) are named apart.
+  const readersOf = (key) => last.sessions.filter((x) => x.kind === 'reader' && x.path === key);
   function readersByProtocol(s) {
     const counts = {};
-    for (const sub of s.subscribers) counts[sub.protocol] = (counts[sub.protocol] || 0) + 1;
+    for (const r of readersOf(s.key)) counts[r.protocol] = (counts[r.protocol] || 0) + 1;
     const names = Object.keys(counts).sort();
-    return names.length ? names.map((p) => p + ' ' + counts[p]).join(', ') : 'none';
+    const packagers = s.subscribers.filter((sub) => !sub.peer)
+      .map((sub) => sub.protocol.replace(/-packager$/, '')).sort();
+    return (names.length ? names.map((p) => p + ' ' + counts[p]).join(', ') : 'none') +
+      (packagers.length ? ' (packaged: ' + packagers.join(', ') + ')' : '');
+  }
+
+  function pushes(s) {
+    if (!s.pushes || !s.pushes.length) return '–';
+    return s.pushes.map((p) => {
+      const error = p.last_errors.length ? ' (' + p.last_errors[p.last_errors.length - 1].message + ')' : '';
+      return `${p.url}: ${p.state}` + (p.state === 'active' ? '' : error);
+    }).join('; ');
   }
 
   function remember(s, now) {
     let h = history.get(s.key);
     if (!h) { h = []; history.set(s.key, h); }
-    const sent = s.subscribers.reduce((sum, sub) => sum + sub.bytes_sent, 0);
-    h.push({t: now, bitrate: s.qos.bitrate_bps, readers: s.qos.subscribers, keyframes: s.qos.keyframes, sent});
+    const sent = readersOf(s.key).reduce((sum, r) => sum + r.bytes_out, 0);
+    h.push({t: now, bitrate: s.qos.bitrate_bps, readers: readersOf(s.key).length, keyframes: s.qos.keyframes, sent});
     while (h.length && now - h[0].t > HISTORY_MS) h.shift();
     return h;
   }
@@ -104,6 +118,12 @@
     return box;
   }
 
+  // Each cell carries its column's name, shown before it on narrow screens.
+  function label(row, table) {
+    const names = [...table.tHead.rows[0].cells].map((c) => c.textContent.trim());
+    [...row.cells].forEach((cell, i) => { cell.dataset.label = names[i] || ''; });
+  }
+
   function streamRow(s) {
     let row = streamRows.get(s.key);
     if (!row) {
@@ -111,9 +131,10 @@
       row.dataset.key = s.key;
       const link = el('a', {href: '/watch/' + s.key.split('/').map(encodeURIComponent).join('/'), textContent: s.key});
       row.append(el('th', {scope: 'row'}, link));
-      for (const name of ['source', 'tracks', 'in', 'out', 'readers', 'uptime', 'gop', 'skips', 'chart']) {
+      for (const name of ['source', 'tracks', 'in', 'out', 'readers', 'uptime', 'gop', 'skips', 'pushes', 'chart']) {
         row.append(el('td', {className: name}));
       }
+      label(row, $('streams'));
       streamRows.set(s.key, row);
     }
     return row;
@@ -139,7 +160,9 @@
       setText(cell('readers'), readersByProtocol(s));
       setText(cell('uptime'), duration(Date.now() - s.started_unix_ms));
       setText(cell('gop'), gop(h, s.qos.fps));
-      setText(cell('skips'), `${s.qos.lag_events} skips (${s.qos.skipped_frames} frames) / ${s.qos.evictions} evicted`);
+      setText(cell('skips'), `${s.qos.lag_events} / ${s.qos.evictions}`);
+      cell('skips').title = `${s.qos.lag_events} skips to a keyframe (${s.qos.skipped_frames} frames skipped), ${s.qos.evictions} readers evicted`;
+      setText(cell('pushes'), pushes(s));
       cell('chart').replaceChildren(chart(h));
       streamsBody.append(row); // keeps the API's order (sorted by key)
     }
@@ -173,6 +196,7 @@
         kick.setAttribute('aria-label', `Kick session ${s.id} (${s.kind} ${s.protocol} ${s.path})`);
         kick.addEventListener('click', () => window.tidewater.kick(s.id));
         row.append(el('td', {}, kick));
+        label(row, $('sessions'));
         sessionRows.set(s.id, row);
       }
       const cell = (name) => row.querySelector('td.' + name);
