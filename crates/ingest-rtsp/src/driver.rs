@@ -116,6 +116,23 @@ fn register_udp(
     Some(udp.register(&sources, tx))
 }
 
+/// A sender report after a frame, on the publish's wall clock.
+fn report(
+    reader: &mut Reader,
+    subscription: &Subscription,
+    frame: &tidewater_core::Frame,
+    catalog: &tidewater_core::Catalog,
+    tcp: &mut BytesMut,
+    udp: &mut Vec<(u16, Bytes)>,
+) {
+    let (Some(anchor), Some(track)) = (subscription.clock_anchor(), catalog.track(frame.track))
+    else {
+        return;
+    };
+    let wall = anchor.wall_clock_of(frame.pts, track.timescale);
+    reader.report(frame.track, wall, tcp, udp);
+}
+
 async fn write(wr: &mut OwnedWriteHalf, bytes: &[u8], limit: Duration) -> std::io::Result<()> {
     match tokio::time::timeout(limit, wr.write_all(bytes)).await {
         Ok(r) => r,
@@ -155,6 +172,7 @@ pub(crate) async fn connection(
     let mut buf = vec![0u8; 16 * 1024];
     let mut tcp = BytesMut::new();
     let mut udp: Vec<(u16, Bytes)> = Vec::new();
+    let mut udp_rtcp: Vec<(u16, Bytes)> = Vec::new();
     let (datagrams_tx, mut datagrams) = mpsc::channel::<Datagram>(QUEUE);
     let mut registration: Option<Registration> = None;
     let ctx_err = |e: Error, session: &Session| e.with_context(Some(peer), session.stream());
@@ -313,6 +331,7 @@ pub(crate) async fn connection(
                         let packets: Bytes = frame.derived(format, |f, c| packetize(f, c, max));
                         if let Some(reader) = p.reader.as_mut() {
                             reader.stamp(frame.frame().track, &packets, &mut tcp, &mut udp);
+                            report(reader, &p.subscription, frame.frame(), frame.catalog(), &mut tcp, &mut udp_rtcp);
                         }
                         // Gather what is already there before writing.
                         while tcp.len() < 256 * 1024 {
@@ -320,6 +339,7 @@ pub(crate) async fn connection(
                             let packets = next.derived(format, |f, c| packetize(f, c, max));
                             if let Some(reader) = p.reader.as_mut() {
                                 reader.stamp(next.frame().track, &packets, &mut tcp, &mut udp);
+                                report(reader, &p.subscription, next.frame(), next.catalog(), &mut tcp, &mut udp_rtcp);
                             }
                         }
                         if let Some(media) = udp_media.as_ref() {
@@ -331,7 +351,16 @@ pub(crate) async fn connection(
                                 p.subscription.record_sent(datagram.len());
                             }
                         }
+                        if let Some(media) = udp_media.as_ref() {
+                            for (port, datagram) in udp_rtcp.drain(..) {
+                                let to = SocketAddr::new(peer.ip(), port);
+                                if let Err(e) = media.rtcp.send_to(&datagram, to).await {
+                                    debug!(peer = %peer, "rtsp: udp send to {to}: {e}");
+                                }
+                            }
+                        }
                         udp.clear();
+                        udp_rtcp.clear();
                         if !tcp.is_empty() {
                             let bytes = tcp.split();
                             p.subscription.record_sent(bytes.len());

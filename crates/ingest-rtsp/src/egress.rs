@@ -14,6 +14,7 @@
 //! the SDP's `sprop-parameter-sets` still decodes.
 
 use std::hash::{BuildHasher, Hasher};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tidewater_core::{Catalog, Codec, Frame, OutputFormat, TrackId, TrackInfo, rescale};
@@ -134,6 +135,25 @@ struct ReaderTrack {
     sequence: u16,
     offset: u32,
     sent: u64,
+    octets: u64,
+    /// The RTP timestamp of the last packet stamped.
+    last_ts: Option<u32>,
+    /// When the last sender report was made (wall clock of its media time).
+    last_report: Option<SystemTime>,
+}
+
+/// How often a reader gets a sender report per track, in media time.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Seconds from the NTP epoch (1900) to the Unix epoch.
+const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
+
+/// A wall-clock time as a 64-bit NTP timestamp.
+pub fn ntp_time(wall: SystemTime) -> u64 {
+    let since = wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs().wrapping_add(NTP_UNIX_OFFSET);
+    let frac = (u64::from(since.subsec_nanos()) << 32) / 1_000_000_000;
+    (secs << 32) | frac
 }
 
 /// One reader's stamping state: per described track its transport, SSRC,
@@ -166,6 +186,9 @@ impl Reader {
                     sequence: random_u32(i as u64 * 2 + 2) as u16,
                     offset: random_u32(i as u64 * 2 + 3),
                     sent: 0,
+                    octets: 0,
+                    last_ts: None,
+                    last_report: None,
                 })
             })
             .collect();
@@ -226,10 +249,57 @@ impl Reader {
             stamped[at + 8..at + 12].copy_from_slice(&t.ssrc.to_be_bytes());
             t.sequence = t.sequence.wrapping_add(1);
             t.sent += 1;
+            t.octets += (len - HEADER_LEN.min(len)) as u64;
+            t.last_ts = Some(ts.wrapping_add(t.offset));
             match t.transport {
                 Transport::Tcp { .. } => tcp.put_slice(&stamped),
                 Transport::Udp { rtp, .. } => udp.push((rtp, stamped.freeze())),
             }
+        }
+    }
+}
+
+impl Reader {
+    /// A sender report (RFC 3550 §6.4.1) for `track`, when the last one is
+    /// [`REPORT_INTERVAL`] old or there was none: `wall` is the wall-clock
+    /// time of the frame just stamped (the kernel's clock anchor of the
+    /// publish maps media time to it), so every track's reports share one
+    /// clock and players can sync them. Appended to `tcp` on the RTCP
+    /// channel, or pushed to `udp` with the client's RTCP port.
+    pub fn report(
+        &mut self,
+        track: TrackId,
+        wall: SystemTime,
+        tcp: &mut BytesMut,
+        udp: &mut Vec<(u16, Bytes)>,
+    ) {
+        let Some(t) = self.tracks.iter_mut().find(|t| t.id == track) else {
+            return;
+        };
+        let Some(rtp_ts) = t.last_ts else { return };
+        if t.last_report
+            .is_some_and(|last| wall.duration_since(last).unwrap_or_default() < REPORT_INTERVAL)
+        {
+            return;
+        }
+        t.last_report = Some(wall);
+        let mut sr = BytesMut::with_capacity(32);
+        if let Transport::Tcp { rtcp, .. } = t.transport {
+            sr.put_u8(b'$');
+            sr.put_u8(rtcp);
+            sr.put_u16(28);
+        }
+        sr.put_u8(0x80);
+        sr.put_u8(200);
+        sr.put_u16(6);
+        sr.put_u32(t.ssrc);
+        sr.put_u64(ntp_time(wall));
+        sr.put_u32(rtp_ts);
+        sr.put_u32(t.sent as u32);
+        sr.put_u32(t.octets as u32);
+        match t.transport {
+            Transport::Tcp { .. } => tcp.put_slice(&sr),
+            Transport::Udp { rtcp, .. } => udp.push((rtcp, sr.freeze())),
         }
     }
 }
@@ -299,6 +369,61 @@ mod tests {
         assert_eq!(units[0].nals[2].len(), 3000);
         assert!(timestamps.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(a.sent(), vec![timestamps.len() as u64]);
+    }
+
+    #[tokio::test]
+    async fn sender_reports_map_each_tracks_rtp_time_to_one_wall_clock() {
+        use tidewater_media::rtp::parse_sender_report;
+        let (catalog, tracks) = catalog().await;
+        let setups = [
+            Some(Transport::Tcp { rtp: 0, rtcp: 1 }),
+            Some(Transport::Udp {
+                rtp: 5000,
+                rtcp: 5001,
+            }),
+        ];
+        let mut r = Reader::new(&tracks, &setups);
+        let (mut tcp, mut udp, mut rtcp) = (BytesMut::new(), Vec::new(), Vec::new());
+        let start = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        // Video at 1 kHz (RTMP-like) 2 s, audio at 48 kHz 2 s: the same instant.
+        let mut payload = BytesMut::new();
+        payload.put_u32(2);
+        payload.put_slice(&[0x65, 1]);
+        let video = Frame::video(TrackId(1), Codec::H264, 2000, 2000, true, payload.freeze());
+        let audio = Frame::audio(
+            TrackId(2),
+            Codec::Aac,
+            96_000,
+            Bytes::from_static(&[1, 2, 3]),
+        );
+        for frame in [&video, &audio] {
+            r.stamp(
+                frame.track,
+                &packetize(frame, &catalog, 1200),
+                &mut tcp,
+                &mut udp,
+            );
+            r.report(frame.track, start, &mut tcp, &mut rtcp);
+        }
+        // A second report within the interval is not made.
+        r.report(
+            TrackId(2),
+            start + Duration::from_millis(500),
+            &mut tcp,
+            &mut rtcp,
+        );
+        assert_eq!(rtcp.len(), 1);
+        assert_eq!(rtcp[0].0, 5001);
+        let audio_sr = parse_sender_report(&rtcp[0].1).expect("audio SR");
+        // The video SR is the last interleaved frame, on channel 1.
+        let at = tcp.len() - 32;
+        assert_eq!(&tcp[at..at + 2], &[b'$', 1]);
+        let video_sr = parse_sender_report(&tcp[at + 4..]).expect("video SR");
+        assert_eq!(video_sr.ntp, audio_sr.ntp);
+        assert_eq!(video_sr.ntp >> 32, 1_000_000 + NTP_UNIX_OFFSET);
+        let offset = |i: usize| r.tracks[i].offset;
+        assert_eq!(video_sr.rtp_timestamp.wrapping_sub(offset(0)), 180_000);
+        assert_eq!(audio_sr.rtp_timestamp.wrapping_sub(offset(1)), 96_000);
     }
 
     #[tokio::test]

@@ -14,8 +14,9 @@
 //! kernel sees them (its GOP start and audio alignment compare tracks):
 //! when an RTCP sender report of a track arrived before its first RTP
 //! packet (ffmpeg sends one first), the track's timeline is the report's
-//! wall-clock time since the stream's first report, so tracks keep the
-//! sender's A/V sync; otherwise the track starts at 0 at its first packet
+//! wall-clock time since the stream's first report, plus
+//! [`TIMELINE_START`], so tracks keep the sender's A/V sync; otherwise the
+//! track starts at [`TIMELINE_START`] at its first packet
 //! (sync within the difference of the tracks' first packets; using later
 //! sender reports is left for later).
 //! Decode timestamps equal presentation timestamps: RTP carries only the
@@ -146,9 +147,11 @@ impl Ingest {
                 // Seconds since the origin, as a 32.32 fixed-point signed value.
                 let since = report.ntp.wrapping_sub(origin) as i64;
                 let ticks = ((i128::from(since) * i128::from(track.info.timescale)) >> 32) as i64;
-                (ticks as u32).wrapping_sub(report.rtp_timestamp)
+                (ticks as u32)
+                    .wrapping_add(timeline_start(track.info.timescale))
+                    .wrapping_sub(report.rtp_timestamp)
             }
-            None => 0u32.wrapping_sub(packet.timestamp),
+            None => timeline_start(track.info.timescale).wrapping_sub(packet.timestamp),
         });
         let mut packet = packet;
         packet.timestamp = packet.timestamp.wrapping_add(offset);
@@ -290,6 +293,18 @@ impl Ingest {
         self.announced
     }
 }
+
+/// Where the stream's timeline starts, in ticks of `timescale`:
+/// [`TIMELINE_START`] after 0, so that a track whose first packet precedes
+/// the origin a little does not start just below the 32-bit wrap (which
+/// the kernel would unwrap as far ahead of the other tracks).
+fn timeline_start(timescale: u32) -> u32 {
+    (TIMELINE_START.as_secs() as u32).wrapping_mul(timescale)
+}
+
+/// The media time the first sender report (or, without one, each track's
+/// first packet) maps to.
+pub const TIMELINE_START: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
     let wrap = TimestampWrap::Bits(32);
@@ -504,9 +519,9 @@ m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n"
             .filter(|f| f.codec == Codec::Aac)
             .map(|f| f.pts)
             .collect();
-        // Without sender reports each track starts at 0 (across the wrap, too).
-        assert_eq!(video, vec![0, 3000, 6000, 9000]);
-        assert_eq!(audio, vec![0, 1024, 2048, 3072]);
+        // Without sender reports each track starts at 10 s (across the wrap, too).
+        assert_eq!(video, vec![900_000, 903_000, 906_000, 909_000]);
+        assert_eq!(audio, vec![480_000, 481_024, 482_048, 483_072]);
         assert!(
             frames
                 .iter()
@@ -551,8 +566,48 @@ m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n"
                 _ => None,
             })
             .collect();
-        // Video 0.1 s after its report; audio 0.5 + 0.1 s after the origin.
-        assert_eq!(pts, vec![(Codec::H264, 9000), (Codec::Aac, 24_000 + 4800)]);
+        // Video 0.1 s after its report; audio 0.5 + 0.1 s after the origin;
+        // the origin at 10 s.
+        assert_eq!(
+            pts,
+            vec![
+                (Codec::H264, 900_000 + 9000),
+                (Codec::Aac, 480_000 + 24_000 + 4800)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_track_that_starts_before_the_origin_does_not_wrap() {
+        let mut ingest = Ingest::new(&sdp(true));
+        let report = |ntp: u64, rtp: u32| {
+            let mut r = vec![0x80, 200, 0, 6, 0, 0, 0, 1];
+            r.extend_from_slice(&ntp.to_be_bytes());
+            r.extend_from_slice(&rtp.to_be_bytes());
+            r.extend_from_slice(&[0; 8]);
+            r
+        };
+        // The audio report comes first (the origin); video's is 0.5 s earlier.
+        ingest.push_rtcp(1, &report((1 << 32) + (1 << 31), 0));
+        ingest.push_rtcp(0, &report(1 << 32, 0));
+        let mut out = Vec::new();
+        let au = packetize_aac(&[1; 10]).expect("fits");
+        ingest
+            .push(1, &packets(97, &mut 0, 0, &[au])[0], &mut out)
+            .expect("valid");
+        let mut payloads = Vec::new();
+        packetize_h264([&[0x65u8, 1][..]], 1200, &mut payloads);
+        ingest
+            .push(0, &packets(96, &mut 0, 0, &payloads)[0], &mut out)
+            .expect("valid");
+        let pts: Vec<i64> = out
+            .iter()
+            .filter_map(|o| match o {
+                IngestOutput::Frame(f) => Some(f.pts),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pts, vec![480_000, 900_000 - 45_000]);
     }
 
     #[test]

@@ -395,8 +395,9 @@ async fn ffmpeg_publishes_opus_and_reads_it_back() {
         .expect("decoded audio") as u32;
     assert!(
         crc.stream(audio).len() >= 50,
-        "decoded Opus frames: {}\n{stderr}",
-        crc.stream(audio).len()
+        "decoded Opus frames: {}\n{stderr}\n{:?}",
+        crc.stream(audio).len(),
+        crc.lines.iter().take(8).collect::<Vec<_>>()
     );
     assert!(crc.monotonic());
 }
