@@ -148,6 +148,7 @@ mod https;
 mod load;
 mod log;
 mod policy;
+mod record;
 mod rtmp;
 mod srt;
 mod web;
@@ -167,6 +168,7 @@ pub use https::{DEFAULT_HTTPS_PORT, HttpsSection};
 pub use load::{ENV_CONFIG_FILE, ENV_PREFIX, env_value};
 pub use log::LogConfig;
 pub use policy::{AppConfig, Defaults, Duplicate, PolicySettings};
+pub use record::{RecordOverride, RecordSection};
 pub use rtmp::{DEFAULT_RTMP_PORT, DEFAULT_RTMPS_PORT, RtmpSection, RtmpsSection};
 pub use srt::{SrtEncryption, SrtSection};
 pub use web::WebSection;
@@ -202,6 +204,8 @@ pub struct Config {
     pub https: HttpsSection,
     /// `[web]`: the web console and the player pages on the HTTP port.
     pub web: WebSection,
+    /// `[record]`: recording to fMP4 files, played back under `/playback/`.
+    pub record: RecordSection,
 }
 
 impl Config {
@@ -228,6 +232,7 @@ impl Config {
         self.srt.check()?;
         self.auth.check()?;
         self.web.check()?;
+        self.record.check()?;
         Ok(())
     }
 
@@ -248,6 +253,7 @@ impl Config {
             auth,
             https,
             web,
+            record,
         } = self;
         [
             ("http", *http != other.http),
@@ -262,6 +268,7 @@ impl Config {
             ("auth", *auth != other.auth),
             ("https", *https != other.https),
             ("web", *web != other.web),
+            ("record", *record != other.record),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))

@@ -16,7 +16,9 @@
 //! - `/api/v1/…`: the REST API (guarded: action `api`): streams, sessions,
 //!   `POST /api/v1/config/reload`, the OpenAPI document (see [`http::api`]);
 //! - `GET /` and `GET /watch/{app}/{stream}`: the web console and player
-//!   pages (`[web]`, see [`http::console`]).
+//!   pages (`[web]`, see [`http::console`]);
+//! - `/playback/{app}/{stream}/…`: recordings of `[record]` (guarded: action
+//!   `playback`, see [`http::playback`]).
 //!
 //! Every HTTP connection is bounded by `[http]`'s header read timeout and
 //! maximum of open connections ([`http`]). The guard and what a refusal
@@ -132,6 +134,7 @@ pub struct Server {
     hls: Option<tidewater::hls::Hls>,
     srt: Option<Arc<tidewater::srt::Srt>>,
     web: Option<config::WebSection>,
+    record: Option<tidewater::record::Recorder>,
 }
 
 /// Binds a TCP listener; returns it with its actual address.
@@ -208,6 +211,13 @@ impl Server {
             )),
             None => None,
         };
+        let record = match config.record.record_config()? {
+            Some(c) => Some(
+                tidewater::record::Recorder::new(engine.context(), c)
+                    .map_err(|e| setting_error("record", e))?,
+            ),
+            None => None,
+        };
         let reloader = Reloader::new(None, config.clone(), auth.clone());
         Ok(Server {
             engine,
@@ -226,7 +236,13 @@ impl Server {
             hls,
             srt,
             web: config.web.enabled.then(|| config.web.clone()),
+            record,
         })
+    }
+
+    /// The recorder of `[record]` (`None` when nothing is recorded).
+    pub fn recorder(&self) -> Option<&tidewater::record::Recorder> {
+        self.record.as_ref()
     }
 
     /// Reloads read the configuration from `source` (the one it was loaded
@@ -327,6 +343,7 @@ impl Server {
             hls,
             srt,
             web,
+            record,
         } = self;
         let reaper = engine.spawn_reaper(REAP_INTERVAL, shutdown.child_token());
         let console = web.map(|web| http::console::Console {
@@ -364,6 +381,11 @@ impl Server {
         }
         if let Some(console) = console {
             app = app.merge(http::console::router(console));
+        }
+        if let Some(record) = record {
+            let library = record.library().clone();
+            tokio::spawn(record.run(shutdown.child_token()));
+            app = app.merge(http::playback::router(engine.clone(), library));
         }
         let app = http::guard::count_refusals(app, engine.clone());
         let listeners: Vec<HttpListener> = std::iter::once(HttpListener {
