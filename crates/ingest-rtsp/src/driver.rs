@@ -304,7 +304,15 @@ pub(crate) async fn connection(
             _ = shutdown.cancelled() => break,
             read = rd.read(&mut buf) => match read {
                 Ok(0) => break,
-                Ok(n) => session.handle_input(buf.get(..n).unwrap_or_default(), Instant::now().into_std()).map_err(|e| ctx_err(e, &session))?,
+                Ok(n) => {
+                    if let Err(e) = session.handle_input(buf.get(..n).unwrap_or_default(), Instant::now().into_std()) {
+                        // The answer to bad input (400) goes out before the close.
+                        let out = session.take_output();
+                        let _ = write(&mut wr, &out, config.write_timeout).await;
+                        let _ = wr.shutdown().await;
+                        return Err(ctx_err(e, &session));
+                    }
+                }
                 Err(source) => return Err(Error::Io { ctx: Default::default(), source }.with_context(Some(peer), session.stream())),
             },
             Some(datagram) = datagrams.recv(), if registration.is_some() => {
