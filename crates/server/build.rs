@@ -10,19 +10,14 @@
 
 use std::path::{Path, PathBuf};
 
-/// (file name in `OUT_DIR`, package directory, dist file, version variable)
+/// (file name in `OUT_DIR`, package directory, dist file, version constant)
 const PLAYERS: [(&str, &str, &str, &str); 2] = [
-    (
-        "hls.min.js",
-        "hls.js",
-        "dist/hls.min.js",
-        "TIDEWATER_HLSJS_VERSION",
-    ),
+    ("hls.min.js", "hls.js", "dist/hls.min.js", "HLSJS_VERSION"),
     (
         "dash.all.min.js",
         "dashjs",
         "dist/modern/umd/dash.all.min.js",
-        "TIDEWATER_DASHJS_VERSION",
+        "DASHJS_VERSION",
     ),
 ];
 
@@ -42,7 +37,10 @@ fn main() {
         // Rerun once `npm ci` creates node_modules (cheap while it is absent).
         println!("cargo:rerun-if-changed={}", web.display());
     }
-    for (name, package, dist, variable) in PLAYERS {
+    // The versions go in a generated file, not in environment variables:
+    // those would reach the server's environment under `cargo test`.
+    let mut versions = String::new();
+    for (name, package, dist, constant) in PLAYERS {
         let source = modules.join(package).join(dist);
         let (body, version) = match std::fs::read(&source) {
             Ok(body) => {
@@ -53,8 +51,12 @@ fn main() {
             Err(_) => (Vec::new(), String::new()),
         };
         std::fs::write(out.join(name), body).expect("write to OUT_DIR");
-        println!("cargo:rustc-env={variable}={version}");
+        versions.push_str(&format!(
+            "/// The version of {package} embedded in this build (empty when none is).\n\
+             pub const {constant}: &str = {version:?};\n"
+        ));
     }
+    std::fs::write(out.join("players.rs"), versions).expect("write to OUT_DIR");
 }
 
 /// The `"version"` of a package.json, without a JSON parser.

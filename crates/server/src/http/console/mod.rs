@@ -45,10 +45,8 @@ const CONSOLE_CSS: &str = include_str!("../../../assets/console/console.css");
 const HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js"));
 const DASH_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/dash.all.min.js"));
 
-/// The version of hls.js embedded in this build (empty when none is).
-pub const HLSJS_VERSION: &str = env!("TIDEWATER_HLSJS_VERSION");
-/// The version of dash.js embedded in this build (empty when none is).
-pub const DASHJS_VERSION: &str = env!("TIDEWATER_DASHJS_VERSION");
+// HLSJS_VERSION and DASHJS_VERSION, written by the build script.
+include!(concat!(env!("OUT_DIR"), "/players.rs"));
 
 /// Whether this build embeds both player libraries.
 pub fn players_embedded() -> bool {
