@@ -306,17 +306,11 @@ fn joins_show_first_frame_within(srt: bool, input: &[&str], bound: Duration) {
     );
 }
 
-#[test]
-#[ignore = "issue 17: ffmpeg's default scan_all_pmts=1 probes 5 s of media; needs readers that start with that much (BENCHMARKS.md)"]
-fn http_ts_first_frame_within_a_second_with_ffmpegs_default_options() {
-    joins_show_first_frame_within(false, &[], FIRST_FRAME_BOUND);
-}
-
-#[test]
-#[ignore = "issue 17: ffmpeg's default scan_all_pmts=1 probes 5 s of media; needs readers that start with that much (BENCHMARKS.md)"]
-fn srt_first_frame_within_a_second_with_ffmpegs_default_options() {
-    joins_show_first_frame_within(true, &[], FIRST_FRAME_BOUND);
-}
+// With ffmpeg's default options (`scan_all_pmts=1`) its probe reads 5 s of
+// media before the first frame, whatever the TS start holds: 3.2-5.3 s per
+// join (BENCHMARKS.md, SRT section). No test asserts the 1.0 s bound for
+// that case until readers can start with that much media; the two tests
+// below bound what the server's TS start controls.
 
 #[test]
 fn http_ts_first_frame_within_the_bound_when_the_probe_trusts_the_pmt() {
