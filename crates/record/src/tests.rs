@@ -602,3 +602,128 @@ fn muxer_cuts_parts_and_files() {
         "frames before the first keyframe are not drops"
     );
 }
+
+/// Publishes `frames` on `key` with one viewer; the frames it got.
+async fn publish_and_view(
+    engine: &Engine,
+    key: &StreamKey,
+    tracks: &[TrackInfo],
+    frames: &[Frame],
+) -> usize {
+    let mut p = engine
+        .open_publish(Request::new(key.clone(), "test"))
+        .await
+        .expect("publish");
+    p.set_catalog(tracks.to_vec()).expect("catalog");
+    let mut sub = engine
+        .subscribe(Request::new(key.clone(), "test-viewer"))
+        .await
+        .expect("subscribe");
+    let viewer = tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok(ev) = sub.recv().await {
+            if let tidewater_core::Event::Frame(_) = ev {
+                n += 1;
+            }
+        }
+        n
+    });
+    for f in frames {
+        p.publish(f.clone()).expect("frame");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    p.finish().await;
+    viewer.await.expect("viewer")
+}
+
+/// A disk that refuses writes (here the stream's directory cannot be made)
+/// stops the recording of that stream, counted; the stream's viewers get
+/// every frame regardless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_disk_stops_recording_not_the_stream() {
+    let dir = temp_dir("fail");
+    let (tracks, frames) = read_flv(&clip(&dir, 2));
+    let engine = engine();
+    let root = dir.join("rec");
+    std::fs::create_dir_all(root.join("live")).expect("dir");
+    // Where the stream's directory should be, a file.
+    std::fs::write(root.join("live/full"), b"not a directory").expect("write");
+    let recorder = Recorder::new(engine.context(), config(&root)).expect("recorder");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(recorder.clone().run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let key = StreamKey::parse("live/full").expect("key");
+    let seen = publish_and_view(&engine, &key, &tracks, &frames).await;
+    // The same publish where nothing records: the viewer gets the same.
+    let unrecorded = StreamKey::parse("other/full").expect("key");
+    let baseline = publish_and_view(&engine, &unrecorded, &tracks, &frames).await;
+    assert!(baseline > 100, "{baseline}");
+    assert_eq!(
+        seen, baseline,
+        "the recorded stream's viewer got every frame"
+    );
+    for _ in 0..200 {
+        if recorder.stats().snapshot().disk_errors > 0 && recorder.library().status().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(recorder.stats().snapshot().disk_errors, 1);
+    assert_eq!(recorder.stats().snapshot().fragments, 0);
+    shutdown.cancel();
+    task.await.expect("recorder task");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// When the writer cannot take more, what is pending is dropped and the
+/// next file starts at the next keyframe, off the old timeline's end (so
+/// playback sees the gap).
+#[test]
+fn muxer_drops_to_the_next_keyframe() {
+    use crate::mux::{Muxer, Output, Targets};
+    let avcc = Bytes::from_static(&[
+        1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1f, 1, 0, 2, 0x68, 0xee,
+    ]);
+    let video = TrackInfo::video(TrackId(1), Codec::H264, 320, 240)
+        .with_config(avcc)
+        .with_timescale(1000);
+    let mut m = Muxer::new(Targets {
+        part90: 90_000,
+        segment90: 60 * 90_000,
+    });
+    let mut out = Vec::new();
+    m.tracks(&[video], &mut out).expect("tracks");
+    let payload = Bytes::from_static(&[0, 0, 0, 1, 0x41]);
+    let frame = |i: i64| {
+        Frame::video(
+            TrackId(1),
+            Codec::H264,
+            i * 100,
+            i * 100,
+            i % 10 == 0,
+            payload.clone(),
+        )
+    };
+    for i in 0..5 {
+        m.frame(&frame(i), i * 100, &mut out);
+    }
+    m.abandon();
+    out.clear();
+    for i in 5..25 {
+        m.frame(&frame(i), i * 100, &mut out);
+    }
+    m.end(&mut out);
+    let opens: Vec<i64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Open(s) => Some(s.base_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(opens, [1000], "resumes at the keyframe at 1 s");
+    assert_eq!(
+        m.dropped(),
+        1 + 5,
+        "the abandon and the five frames before the keyframe"
+    );
+}
