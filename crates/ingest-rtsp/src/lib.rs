@@ -19,7 +19,9 @@
 //!   `PLAY` the reader starts at the cached GOP. Each frame's RTP packets
 //!   are built **once per stream** in the kernel's derived-output cache and
 //!   only the sequence number, SSRC and timestamp offset differ per reader
-//!   (see [`egress`]).
+//!   (see [`egress`]). Readers get an RTCP sender report per track once a
+//!   second, each track's RTP time on the publish's wall clock, so players
+//!   sync audio and video.
 //! - **Credentials**: `Authorization: Basic` becomes
 //!   `Credentials::UserPass`, `Digest` becomes `Credentials::Digest` (the
 //!   authorizer checks the response against its nonce), `?token=` stays in
@@ -94,9 +96,8 @@
 //! - AV1, VP8/VP9 payloads (tracks of codecs other than H.264, H.265, AAC
 //!   and Opus are ignored on publish and left out of `DESCRIBE`); AAC in
 //!   LATM (`MP4A-LATM`); an `OpusHead` for Opus tracks (none is made).
-//! - RTCP sender reports and receiver-report handling for readers (players
-//!   sync audio and video from the first packets), `RTP-Info` in `PLAY`
-//!   answers.
+//! - Receiver reports from readers are only keep-alives (no loss or jitter
+//!   statistics); `RTP-Info` in `PLAY` answers.
 //! - Decode timestamps for B-frames on publish (see [`ingest`]); later
 //!   sender reports of a publisher (only those before a track's first
 //!   packet place it on the timeline).

@@ -401,3 +401,94 @@ async fn ffmpeg_publishes_opus_and_reads_it_back() {
     );
     assert!(crc.monotonic());
 }
+
+/// Frames published into the kernel as RTMP publishes them (1 kHz
+/// timestamps, presentation 80 ms after decode) are read over RTSP and
+/// decoded by ffmpeg: the egress converts timescales and stamps
+/// presentation times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_frames_in_a_millisecond_timescale_are_read_over_rtsp() {
+    use tidewater_core::{Frame, TrackId, TrackInfo};
+    use tidewater_media::codec::{annexb_nals, build_avcc, to_length_prefixed};
+
+    let h = start().await;
+    let dir = tidewater_tests::TempDir::new("rtsp-kernel");
+    let es = dir.file("video.h264");
+    tidewater_tests::tools::encode_annexb(&es, false, 25, 4, 25);
+    let data = std::fs::read(&es).expect("encoded");
+    // Access units start at each access unit delimiter.
+    let mut units: Vec<Vec<&[u8]>> = Vec::new();
+    for nal in annexb_nals(&data) {
+        match nal.first().map(|b| b & 0x1f) {
+            Some(9) => units.push(Vec::new()),
+            Some(_) => {
+                if let Some(u) = units.last_mut() {
+                    u.push(nal)
+                }
+            }
+            None => {}
+        }
+    }
+    let first = units.first().expect("access units");
+    let find = |t: u8| {
+        first
+            .iter()
+            .copied()
+            .filter(|n| n[0] & 0x1f == t)
+            .collect::<Vec<&[u8]>>()
+    };
+    let avcc = build_avcc(&find(7), &find(8)).expect("avcC");
+    let frames: Vec<(bool, tidewater_core::bytes::Bytes)> = units
+        .iter()
+        .map(|u| {
+            (
+                u.iter().any(|n| n[0] & 0x1f == 5),
+                to_length_prefixed(u.iter().copied()),
+            )
+        })
+        .collect();
+    let mut publisher = h
+        .engine
+        .open_publish(Request::new(
+            StreamKey::parse("live/kernel").expect("key"),
+            "test",
+        ))
+        .await
+        .expect("publish");
+    publisher
+        .set_catalog(vec![
+            TrackInfo::video(TrackId(1), Codec::H264, 320, 240)
+                .with_timescale(1000)
+                .with_config(avcc),
+        ])
+        .expect("catalog");
+    let feeder = tokio::spawn(async move {
+        // Twice through the file: 8 s at 25 fps, paced.
+        for (i, (key, payload)) in frames.iter().chain(frames.iter()).enumerate() {
+            let dts = i as i64 * 40;
+            let frame = Frame::video(
+                TrackId(1),
+                Codec::H264,
+                dts,
+                dts + 80,
+                *key,
+                payload.clone(),
+            );
+            if publisher.publish(frame).is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        publisher.finish().await;
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (crc, stderr) = read_back(&format!("rtsp://{}/live/kernel", h.addr), "tcp", 3).await;
+    feeder.abort();
+    assert_eq!(crc.codecs, vec!["rawvideo".to_string()], "{stderr}");
+    let frames = crc.stream(0).len();
+    assert!(frames >= 60, "decoded frames: {frames}\n{stderr}");
+    assert!(crc.monotonic());
+    // 25 fps: consecutive frames one tick of 1/25 s apart.
+    let pts: Vec<i64> = crc.stream(0).iter().map(|l| l.pts).collect();
+    assert!(pts.windows(2).all(|w| w[1] - w[0] == 1), "{pts:?}");
+}
