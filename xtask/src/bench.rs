@@ -15,7 +15,8 @@ const BENCHES: &[Bench] = &[
     },
     Bench {
         name: "rtmp",
-        about: "RTMP viewers per core: the tidewater server against nginx-rtmp (rtmp-load)",
+        about: "RTMP viewers per core: the tidewater server against nginx-rtmp (rtmp-load); \
+                --auth: join time with and without [[auth.users]]",
         run: |ws, args| criterion(ws, "tidewater-bench", "rtmp", args),
     },
     Bench {

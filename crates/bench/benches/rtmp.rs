@@ -37,7 +37,26 @@
 //!                            first); the run with the median server CPU is reported
 //!   --tidewater-bin PATH     measure this binary (configured the same way, from the
 //!                            environment) instead of building `tidewater-server`
+//!   --auth                   the cost of authorization on the join path: tidewater
+//!                            only, twice per N and rep: with no `[auth]`, and with
+//!                            `[[auth.users]]` (see below)
+//!   --auth-per-viewer        with --auth, a third configuration: one user per viewer
+//!                            (every join verifies an argon2id hash)
 //! ```
+//!
+//! With `--auth`, the `[[auth.users]]` configuration (a file given with
+//! `--config`) has a publisher `pub` with a plain password and `publish`
+//! permission on `live/*`, and a reader `viewer` with `read` permission and an
+//! argon2id `password_hash` made once per run by `tidewater hash-password`
+//! (whose time, pinned to the server's CPU, is reported as the cost of one
+//! argon2id computation). The publisher sends `?user=pub&pass=…` and every
+//! viewer `?user=viewer&pass=…` on its stream name. The authorizer remembers
+//! a verified password for a minute, so with one shared `viewer` only the
+//! first joins run argon2; `--auth-per-viewer` gives each viewer its own user
+//! (`viewer0` … `viewerN`, the same hash), so every join runs it. The report
+//! gives, per configuration, connect → first keyframe byte p50 / p99 / max,
+//! the server's CPU-seconds over the joins (ramp and settling) and its CPU
+//! in the window.
 //!
 //! The clip (30 s of testsrc2 + sine, 1280×720 at 30 fps, H.264 Main with
 //! filler to a constant 1.9 Mbit/s, AAC 96 kbit/s, a keyframe every 4 s) is
@@ -90,9 +109,19 @@ const NGINX_MODULE_PATHS: &[&str] = &[
     "/usr/share/nginx/modules/ngx_rtmp_module.so",
 ];
 
+/// Credentials of the `--auth` runs (loopback only, throwaway).
+const PUBLISHER_USER: &str = "pub";
+const PUBLISHER_PASS: &str = "bench-publish-secret";
+const VIEWER_USER: &str = "viewer";
+const VIEWER_PASS: &str = "bench-viewer-secret";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Server {
     Tidewater,
+    /// tidewater with `[[auth.users]]`: one `viewer` user shared by every viewer.
+    TidewaterUsers,
+    /// tidewater with `[[auth.users]]`: one user per viewer.
+    TidewaterUserPerViewer,
     Nginx,
 }
 
@@ -100,8 +129,22 @@ impl Server {
     fn name(self) -> &'static str {
         match self {
             Server::Tidewater => "tidewater",
+            Server::TidewaterUsers => "tidewater+users",
+            Server::TidewaterUserPerViewer => "tidewater+user-per-viewer",
             Server::Nginx => "nginx-rtmp",
         }
+    }
+
+    fn is_tidewater(self) -> bool {
+        self != Server::Nginx
+    }
+
+    /// Whether this configuration has `[[auth.users]]`.
+    fn has_users(self) -> bool {
+        matches!(
+            self,
+            Server::TidewaterUsers | Server::TidewaterUserPerViewer
+        )
     }
 }
 
@@ -117,6 +160,8 @@ struct Options {
     reps: usize,
     /// A tidewater binary to measure instead of building `tidewater-server`.
     tidewater_bin: Option<PathBuf>,
+    /// `--auth`: tidewater without and with `[[auth.users]]`.
+    auth: bool,
 }
 
 impl Options {
@@ -135,7 +180,9 @@ impl Options {
             read_interval_ms: 100,
             reps: if quick { 1 } else { 3 },
             tidewater_bin: None,
+            auth: false,
         };
+        let mut per_viewer = false;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = || {
@@ -178,6 +225,8 @@ impl Options {
                 "--ramp-rate" => o.ramp_rate = num(value()?)?,
                 "--read-interval-ms" => o.read_interval_ms = num(value()?)? as u64,
                 "--tidewater-bin" => o.tidewater_bin = Some(PathBuf::from(value()?)),
+                "--auth" => o.auth = true,
+                "--auth-per-viewer" => per_viewer = true,
                 "--reps" => {
                     o.reps = value()?
                         .parse()
@@ -192,13 +241,24 @@ impl Options {
         if o.sizes.is_empty() {
             return Err("--sizes needs at least one viewer count".into());
         }
+        if per_viewer && !o.auth {
+            return Err("--auth-per-viewer goes with --auth".into());
+        }
+        if o.auth {
+            // The anchor is tidewater without `[auth]`, in the same run.
+            o.servers = vec![Server::Tidewater, Server::TidewaterUsers];
+            if per_viewer {
+                o.servers.push(Server::TidewaterUserPerViewer);
+            }
+        }
         Ok(o)
     }
 }
 
 fn usage() -> &'static str {
     "usage: rtmp [--quick] [--sizes 200,1000,2000] [--only nginx|tidewater] [--window 15] \
-     [--settle 6] [--ramp-rate 400] [--read-interval-ms 100] [--reps 3] [--tidewater-bin PATH]"
+     [--settle 6] [--ramp-rate 400] [--read-interval-ms 100] [--reps 3] [--tidewater-bin PATH] \
+     [--auth [--auth-per-viewer]]"
 }
 
 fn main() -> ExitCode {
@@ -252,6 +312,9 @@ struct Setup {
     client_cpu: usize,
     nginx: Result<Nginx, String>,
     tidewater: Result<PathBuf, String>,
+    /// `--auth`: the viewer's argon2id hash, and the fastest of the
+    /// `tidewater hash-password` runs that made it (ms, process start included).
+    viewer_hash: Option<Result<(String, f64), String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -263,7 +326,7 @@ struct Nginx {
 fn run(opts: &Options) -> Result<(), String> {
     let paths = Paths::locate()?;
     let wants_nginx = opts.servers.contains(&Server::Nginx);
-    let wants_tidewater = opts.servers.contains(&Server::Tidewater);
+    let wants_tidewater = opts.servers.iter().any(|s| s.is_tidewater());
     ensure_tools(wants_nginx)?;
     let clip = ensure_clip(&paths)?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -291,7 +354,19 @@ fn run(opts: &Options) -> Result<(), String> {
         } else {
             build_tidewater(&paths)
         },
+        viewer_hash: None,
     };
+    let setup = Setup {
+        viewer_hash: match (&setup.tidewater, opts.auth) {
+            (Ok(bin), true) => Some(hash_viewer_password(bin, setup.server_cpu)),
+            (Err(e), true) => Some(Err(e.clone())),
+            _ => None,
+        },
+        ..setup
+    };
+    if let Some(Ok((_, ms))) = &setup.viewer_hash {
+        eprintln!("rtmp bench: argon2id hash of the viewer's password: {ms:.1} ms");
+    }
     if let Err(e) = &setup.nginx
         && wants_nginx
     {
@@ -365,7 +440,11 @@ fn run(opts: &Options) -> Result<(), String> {
             results.insert((server, n), result);
         }
     }
-    report(opts, &setup, &results);
+    if opts.auth {
+        report_auth(opts, &setup, &results);
+    } else {
+        report(opts, &setup, &results);
+    }
     // tidewater without RTMP yet is a note in the table; a failed run, or no
     // anchor to compare with, fails the benchmark.
     if failed > 0 {
@@ -373,6 +452,14 @@ fn run(opts: &Options) -> Result<(), String> {
     }
     if let Some(why) = unavailable.get(&Server::Nginx) {
         return Err(format!("the nginx-rtmp anchor is not available: {why}"));
+    }
+    if opts.auth
+        && let Some((server, why)) = opts
+            .servers
+            .iter()
+            .find_map(|s| unavailable.get(s).map(|why| (s, why)))
+    {
+        return Err(format!("{} is not available: {why}", server.name()));
     }
     Ok(())
 }
@@ -397,23 +484,47 @@ fn run_one(setup: &Setup, opts: &Options, server: Server, n: usize) -> Result<Fi
                 .map_err(|e| RunError::Unavailable(e.clone()))?;
             start_nginx(nginx, setup, &tmp.0, port).map_err(RunError::Unavailable)?
         }
-        Server::Tidewater => {
+        tidewater => {
             let bin = setup
                 .tidewater
                 .as_ref()
                 .map_err(|e| RunError::Unavailable(e.clone()))?;
-            start_tidewater(bin, setup, &tmp.0, port).map_err(RunError::Unavailable)?
+            let config = match tidewater.has_users() {
+                true => Some(write_auth_config(setup, &tmp.0, n, tidewater)?),
+                false => None,
+            };
+            start_tidewater(bin, setup, &tmp.0, port, config.as_deref())
+                .map_err(RunError::Unavailable)?
         }
     };
     wait_listening(&mut server_proc, port).map_err(|e| match server {
-        Server::Tidewater => RunError::Unavailable(e),
         Server::Nginx => RunError::Failed(e),
+        _ => RunError::Unavailable(e),
     })?;
     let url = format!("rtmp://127.0.0.1:{port}/{APP}/{STREAM}");
-    let mut publisher = start_publisher(setup, &tmp.0, &url).map_err(RunError::Failed)?;
+    let (publish_url, play_url) = match server {
+        Server::TidewaterUsers | Server::TidewaterUserPerViewer => {
+            let viewer = match server {
+                Server::TidewaterUserPerViewer => format!("{VIEWER_USER}{{i}}"),
+                _ => VIEWER_USER.to_string(),
+            };
+            (
+                format!("{url}?user={PUBLISHER_USER}&pass={PUBLISHER_PASS}"),
+                format!("{url}?user={viewer}&pass={VIEWER_PASS}"),
+            )
+        }
+        _ => (url.clone(), url),
+    };
+    let mut publisher = start_publisher(setup, &tmp.0, &publish_url).map_err(RunError::Failed)?;
 
     let load_log = tmp.0.join("rtmp-load.out");
-    let fields = run_load(setup, opts, &url, n, server_proc.pid(), &load_log);
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let fields = run_load(setup, opts, &play_url, n, server_proc.pid(), &load_log).map(|mut f| {
+        // The 1-minute load average as the load tool started: other work.
+        let one = loadavg.split_whitespace().next().unwrap_or("?");
+        f.0.insert("loadavg".into(), one.to_string());
+        f
+    });
     // Both must have lasted the whole run for the figures to count.
     let publisher_alive = publisher.alive();
     let server_alive = server_proc.alive();
@@ -561,9 +672,89 @@ fn start_nginx(nginx: &Nginx, setup: &Setup, dir: &Path, port: u16) -> Result<Gu
     Guard::spawn("nginx", &mut cmd).map(|g| g.with_log(dir.join("server.log")))
 }
 
-fn start_tidewater(bin: &Path, setup: &Setup, dir: &Path, port: u16) -> Result<Guard, String> {
+/// The `--auth` configuration file: the publisher, and the viewer (or one
+/// user per viewer, `viewer0` … `viewerN`, N for the load tool's probe).
+fn write_auth_config(
+    setup: &Setup,
+    dir: &Path,
+    n: usize,
+    server: Server,
+) -> Result<PathBuf, RunError> {
+    let hash = match &setup.viewer_hash {
+        Some(Ok((hash, _))) => hash,
+        Some(Err(e)) => return Err(RunError::Unavailable(format!("no viewer hash: {e}"))),
+        None => return Err(RunError::Failed("no viewer hash made".into())),
+    };
+    let mut text = format!(
+        "[[auth.users]]\n\
+         user = \"{PUBLISHER_USER}\"\n\
+         password = \"{PUBLISHER_PASS}\"\n\
+         permissions = [{{ action = \"publish\", path = \"{APP}/*\" }}]\n"
+    );
+    let viewers: Vec<String> = match server {
+        Server::TidewaterUserPerViewer => (0..=n).map(|i| format!("{VIEWER_USER}{i}")).collect(),
+        _ => vec![VIEWER_USER.to_string()],
+    };
+    for user in viewers {
+        text.push_str(&format!(
+            "\n[[auth.users]]\n\
+             user = \"{user}\"\n\
+             password_hash = '{hash}'\n\
+             permissions = [{{ action = \"read\", path = \"{APP}/*\" }}]\n"
+        ));
+    }
+    let path = dir.join("tidewater.toml");
+    std::fs::write(&path, text)
+        .map_err(|e| RunError::Failed(format!("{}: {e}", path.display())))?;
+    Ok(path)
+}
+
+/// The viewer's argon2id hash by `tidewater hash-password`, run three times
+/// pinned to the server's CPU: the hash and the fastest run's time (ms,
+/// process start included): what one argon2id verification costs the server.
+fn hash_viewer_password(bin: &Path, cpu: usize) -> Result<(String, f64), String> {
+    let mut best = f64::INFINITY;
+    let mut hash = String::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let out = pinned(cpu, None, bin)
+            .args(["hash-password", "--password", VIEWER_PASS])
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| format!("tidewater hash-password: {e}"))?;
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        if !out.status.success() {
+            return Err(format!(
+                "tidewater hash-password failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !text.starts_with("$argon2id$") || text.contains('\'') {
+            return Err(format!("tidewater hash-password printed {text:?}"));
+        }
+        best = best.min(ms);
+        if hash.is_empty() {
+            hash = text;
+        }
+    }
+    Ok((hash, best))
+}
+
+fn start_tidewater(
+    bin: &Path,
+    setup: &Setup,
+    dir: &Path,
+    port: u16,
+    config: Option<&Path>,
+) -> Result<Guard, String> {
     let log = File::create(dir.join("server.log")).map_err(|e| format!("server log: {e}"))?;
     let mut cmd = pinned(setup.server_cpu, Some(setup.nofile), bin);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
     cmd.env("TIDEWATER_RTMP__LISTEN", format!("127.0.0.1:{port}"))
         .env("TIDEWATER_HTTP__LISTEN", "127.0.0.1:0")
         .env("TIDEWATER_SRT__LISTEN", "127.0.0.1:0")
@@ -934,6 +1125,112 @@ fn other_work(f: &Fields, core: usize) -> Option<f64> {
     match (f.nth("cpu_busy", core), f.num("server_cpu")) {
         (Some(busy), Some(own)) => Some((busy - own - kthreads).max(0.0)),
         _ => None,
+    }
+}
+
+/// The `--auth` report: per N, tidewater without and with `[[auth.users]]`.
+fn report_auth(
+    opts: &Options,
+    setup: &Setup,
+    results: &HashMap<(Server, usize), Result<Fields, RunError>>,
+) {
+    let core = setup.server_cpu;
+    let ms = |v: Option<f64>| v.map_or("?".into(), |v| group_thousands(v.round() as u64));
+    let cores = |v: Option<f64>| v.map_or("?".into(), |c| format!("{c:.3}"));
+    println!();
+    println!(
+        "RTMP join path with and without authorization, median of {} run(s) by server CPU, \
+         {} s window after ramp-up (≤ {} viewers/s, ≥ {GOP_SECS} s) and {} s settling; {}; {}",
+        opts.reps,
+        opts.window,
+        opts.ramp_rate,
+        opts.settle,
+        machine(),
+        today_utc()
+    );
+    match &setup.viewer_hash {
+        Some(Ok((_, ms))) => println!(
+            "argon2id (tidewater hash-password, the server's parameters) on CPU {core}: \
+             {ms:.1} ms per hash, process start included (fastest of 3)"
+        ),
+        Some(Err(e)) => println!("no viewer hash: {e}"),
+        None => {}
+    }
+    println!();
+    println!(
+        "| viewers N | configuration | first keyframe byte p50 / p99 / max (ms) \
+         | viewers with a keyframe | within 1 s of live | server CPU over the joins (CPU-s) \
+         | server CPU in the window (cores) | other work on CPU {core} | load average at start \
+         | failed / ended early |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in &opts.sizes {
+        for &s in &opts.servers {
+            let config = match s {
+                Server::Tidewater => "no [auth]".to_string(),
+                Server::TidewaterUsers => format!("[[auth.users]], one `{VIEWER_USER}`"),
+                Server::TidewaterUserPerViewer => "[[auth.users]], a user per viewer".to_string(),
+                Server::Nginx => s.name().to_string(),
+            };
+            match results.get(&(s, n)) {
+                Some(Ok(f)) => println!(
+                    "| {} | {config} | {} / {} / {} | {} / {} | {} | {} (over {} s) | {} ({}–{}, {} runs) | {} | {} | {} / {} |",
+                    group_thousands(n as u64),
+                    ms(f.num("kf_p50_ms")),
+                    ms(f.num("kf_p99_ms")),
+                    ms(f.num("kf_max_ms")),
+                    f.text("keyframe"),
+                    f.text("viewers"),
+                    f.text("within"),
+                    f.text("ramp_server_cpu_s"),
+                    f.text("ramp_settle_s"),
+                    cores(f.num("server_cpu")),
+                    f.text("cpu_min"),
+                    f.text("cpu_max"),
+                    f.text("runs"),
+                    cores(other_work(f, core)),
+                    f.text("loadavg"),
+                    f.text("failed"),
+                    f.text("ended"),
+                ),
+                Some(Err(RunError::Unavailable(why))) => {
+                    println!("| {n} | {config} | not available: {why} |||||||")
+                }
+                Some(Err(RunError::Failed(why))) => {
+                    println!("| {n} | {config} | failed: {why} |||||||")
+                }
+                None => {}
+            }
+        }
+    }
+    let mut notes = Vec::new();
+    for &n in &opts.sizes {
+        for &s in &opts.servers {
+            if let Some(Ok(f)) = results.get(&(s, n)) {
+                if let Some(o) = other_work(f, core).filter(|&o| o > OTHER_WORK) {
+                    notes.push(format!(
+                        "{} (N = {n}): CPU {core} also ran {o:.3} cores of other work during the \
+                         window; the figures are from a shared machine",
+                        s.name()
+                    ));
+                }
+                if f.num("keyframe") < f.num("viewers") {
+                    notes.push(format!(
+                        "{} (N = {n}): only {} of {} viewers had a keyframe by the end; the \
+                         percentiles are over those",
+                        s.name(),
+                        f.text("keyframe"),
+                        f.text("viewers")
+                    ));
+                }
+            }
+        }
+    }
+    if !notes.is_empty() {
+        println!();
+        for note in notes {
+            println!("- {note}");
+        }
     }
 }
 

@@ -135,6 +135,11 @@ impl Reloader {
         Reloader::new(Some(source), self.running(), self.inner.auth.clone())
     }
 
+    /// The authorizer it reloads `[auth]` into (the server's, shared).
+    pub fn authorization(&self) -> &Authorization {
+        &self.inner.auth
+    }
+
     /// The configuration that runs now.
     pub fn running(&self) -> Config {
         self.inner

@@ -70,6 +70,18 @@
 //!   over the window, from `/proc/stat`: busy time on the server's CPU beyond
 //!   the server's own shows whether anything else ran there.
 //!
+//! - **server CPU over the joins**: the server's CPU time (CPU-seconds, not
+//!   cores) from the start of the ramp to the start of the window, when
+//!   every viewer connects, is authorized and gets its cached GOP
+//!   (`ramp_server_cpu_s`); it includes delivery to the viewers already
+//!   playing, so compare it between servers or configurations at the same N.
+//!
+//! Credentials go in the stream name's query, as a player puts them:
+//! `--url 'rtmp://127.0.0.1:1935/live/bench?user=viewer&pass=secret'`. A
+//! `{i}` in the stream name is replaced by the viewer's index (0 to N − 1,
+//! N for the probe viewer), e.g. `?user=viewer{i}&pass=…` for one user per
+//! viewer.
+//!
 //! ```text
 //! rtmp-load --url rtmp://127.0.0.1:1935/live/bench --viewers 1000
 //!   [--ramp-rate 400] [--settle 6] [--window 15] [--max-lag 1.0]
@@ -371,6 +383,7 @@ async fn run(opts: Options) -> Result<(), String> {
 
     // Ramp up.
     let ramp_start = Instant::now();
+    let server_ramp_start = tree_cpu_ticks(&opts.server_pids);
     let mut tasks = Vec::with_capacity(opts.viewers);
     for i in 0..opts.viewers {
         tasks.push(tokio::task::spawn_local({
@@ -425,6 +438,14 @@ async fn run(opts: Options) -> Result<(), String> {
         cores(server_start, server_end)
     };
     let load_cpu = cores(self_start, self_end);
+    // CPU-seconds of the server while the viewers joined (ramp and settling).
+    let ramp_server_cpu = match (server_ramp_start, server_start) {
+        (Some(a), Some(b)) if !opts.server_pids.is_empty() => {
+            Some(b.saturating_sub(a) as f64 / clk_tck)
+        }
+        _ => None,
+    };
+    let ramp_settle = start.duration_since(ramp_start).as_secs_f64();
     // Per CPU: busy (user, nice, system, irq, softirq) and softirq alone, in cores.
     let per_cpu = |pick: fn(&CpuTicks) -> u64| -> String {
         cpus_start
@@ -490,6 +511,7 @@ async fn run(opts: Options) -> Result<(), String> {
         "RESULT viewers={} connected={} playing={} failed={} ended={} keyframe={} within={} \
          mbps={mbps:.1} server_cpu={} load_cpu={} kf_p50_ms={} kf_p99_ms={} kf_max_ms={} \
          lag_p50_ms={} lag_p99_ms={} window_s={secs:.2} ramp_s={ramp:.2} \
+         ramp_settle_s={ramp_settle:.2} ramp_server_cpu_s={} \
          cpu_busy={cpu_busy} cpu_softirq={cpu_softirq} cpu_kthreads={cpu_kthreads}",
         opts.viewers,
         opts.viewers - count(Phase::Connecting) - count(Phase::Failed),
@@ -505,6 +527,7 @@ async fn run(opts: Options) -> Result<(), String> {
         ms(keyframe_ms.last().copied().unwrap_or(f64::NAN)),
         ms(percentile(&lags, 0.50) * 1e3),
         ms(percentile(&lags, 0.99) * 1e3),
+        fmt_opt(ramp_server_cpu),
     );
     eprintln!(
         "rtmp-load: {} viewers: {} got a keyframe, {within} within {:.1} s of live, \
@@ -520,6 +543,15 @@ async fn run(opts: Options) -> Result<(), String> {
     }
     println!("{result}");
     Ok(())
+}
+
+/// The stream name viewer `idx` plays: `{i}` replaced by its index.
+fn stream_name(stream: &str, idx: usize) -> String {
+    if stream.contains("{i}") {
+        stream.replace("{i}", &idx.to_string())
+    } else {
+        stream.to_string()
+    }
 }
 
 /// Nearest-rank percentile of sorted values (`NaN` for none).
@@ -565,7 +597,8 @@ async fn viewer(
     shared.viewers.borrow_mut()[idx].phase = Phase::Handshaking;
 
     let host_port = opts.addr.to_string();
-    let mut session = PlaySession::new(&host_port, &opts.app, &opts.stream);
+    let stream_name = stream_name(&opts.stream, idx);
+    let mut session = PlaySession::new(&host_port, &opts.app, &stream_name);
     let mut out = Vec::with_capacity(4096);
     session.start(&mut out);
     stream
@@ -910,6 +943,17 @@ mod tests {
         ] {
             assert!(Options::parse(&args(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn credentials_ride_in_the_stream_name() {
+        let o = Options::parse(&args(
+            "--url rtmp://127.0.0.1:19350/live/cam1?user=v{i}&pass=p --viewers 3",
+        ))
+        .expect("valid");
+        assert_eq!(o.stream, "cam1?user=v{i}&pass=p");
+        assert_eq!(stream_name(&o.stream, 7), "cam1?user=v7&pass=p");
+        assert_eq!(stream_name("cam1?user=v&pass=p", 7), "cam1?user=v&pass=p");
     }
 
     #[test]

@@ -25,6 +25,8 @@
 //! | `tidewater_listener_connections_total` | counter | `listener` | connections accepted |
 //! | `tidewater_listener_open_connections` | gauge | `listener` | connections open now |
 //! | `tidewater_listener_refusals_total` | counter | `listener`, `reason` | connections or requests turned away, by reason |
+//! | `tidewater_auth_allowed_total` | counter | | requests the authorizer allowed (publish, read, playback, API, metrics) |
+//! | `tidewater_auth_refusals_total` | counter | `cause` | requests the authorizer refused, by cause (every cause, zeros included) |
 //! | `tidewater_uptime_seconds` | gauge | | seconds since the server started serving |
 //! | `tidewater_process_open_fds` | gauge | | open file descriptors (Linux) |
 //! | `tidewater_process_open_sockets` | gauge | | open sockets (Linux) |
@@ -33,6 +35,16 @@
 //! readers' protocol (`http-flv`, `rtmp`, `hls`, …); `publishers`, `bytes_in`
 //! and `frames_in` the publisher's. Histogram buckets go from 5 ms to 10 s
 //! ([`tidewater::LATENCY_BUCKETS_US`]).
+//!
+//! The `auth` families count the decisions of the server's
+//! [`Authorization`] (the authorizer of `[auth]`, or its defaults) since the
+//! process started; a reload of `[auth]` does not reset them. `cause` is one
+//! of [`RefusalCause::ALL`] in snake case (`anonymous_not_allowed`,
+//! `invalid_credentials`, `invalid_token`, `not_permitted`,
+//! `address_not_allowed`, `rate_limited`, `hook_refused`, `unavailable`): a
+//! fixed set, so the series count does not grow with traffic. They are
+//! rendered when the metrics know the authorizer
+//! ([`router_with_authorization`]; the server's routes always do).
 //!
 //! [`Metrics::render`] is what the route answers; `cargo xtask bench metrics`
 //! measures it at 1 000 live streams.
@@ -51,6 +63,7 @@ use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tidewater::{Engine, HistogramSnapshot, ReaderMetrics, StreamMetrics};
+use tidewater_auth::{Authorization, RefusalCause};
 
 /// The `Content-Type` of the answer (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -65,11 +78,20 @@ pub struct Metrics {
 impl Metrics {
     /// Metrics of `engine`; uptime counts from now.
     pub fn new(engine: Engine) -> Self {
+        Self::with_authorization(engine, None)
+    }
+
+    /// Metrics of `engine` and, when given, of the authorizer's decisions
+    /// (`tidewater_auth_*`); uptime counts from now.
+    pub fn with_authorization(engine: Engine, auth: Option<Authorization>) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(EngineCollector {
             engine,
             started: Instant::now(),
         }));
+        if let Some(auth) = auth {
+            registry.register_collector(Box::new(AuthCollector { auth }));
+        }
         Metrics {
             registry: Arc::new(registry),
         }
@@ -91,9 +113,14 @@ impl Metrics {
 
 /// `GET /metrics` over `engine`: a plain router the server may layer a guard on.
 pub fn router(engine: Engine) -> Router {
+    router_with_authorization(engine, None)
+}
+
+/// `GET /metrics` over `engine` and, when given, the authorizer's decisions.
+pub fn router_with_authorization(engine: Engine, auth: Option<Authorization>) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
-        .with_state(Metrics::new(engine))
+        .with_state(Metrics::with_authorization(engine, auth))
 }
 
 async fn scrape(State(metrics): State<Metrics>) -> impl IntoResponse {
@@ -349,6 +376,35 @@ impl Collector for EngineCollector {
             )?;
         }
         Ok(())
+    }
+}
+
+/// The authorizer's decisions so far.
+#[derive(Debug)]
+struct AuthCollector {
+    auth: Authorization,
+}
+
+impl Collector for AuthCollector {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
+        let stats = self.auth.stats();
+        let e = &mut e;
+        family(
+            e,
+            "tidewater_auth_allowed",
+            "Requests the authorizer allowed (publish, read, playback, API, metrics).",
+            MetricType::Counter,
+            [stats.allowed],
+            |m, n| m.encode_counter::<NoLabelSet, _, u64>(&n, None),
+        )?;
+        family(
+            e,
+            "tidewater_auth_refusals",
+            "Requests the authorizer refused, by cause.",
+            MetricType::Counter,
+            stats.refused,
+            |m, (cause, n): (RefusalCause, u64)| counter(m, &[("cause", cause.as_str())], n),
+        )
     }
 }
 

@@ -61,8 +61,9 @@ pub fn router_with_pushes(engine: Engine, pushes: PushStatuses) -> Router {
 /// pushes and what reloads its configuration (without one,
 /// `POST /api/v1/config/reload` answers `409`). The API is guarded with
 /// action `api`, `/metrics` with action `metrics` ([`guard`]); `/healthz`
-/// is open.
+/// is open. `/metrics` counts the decisions of the reloader's authorizer.
 pub fn router_with(engine: Engine, pushes: PushStatuses, reloader: Option<Reloader>) -> Router {
+    let auth = reloader.as_ref().map(|r| r.authorization().clone());
     let api = Router::new().nest(
         "/api/v1",
         api::router_with(engine.clone(), pushes, reloader),
@@ -71,7 +72,7 @@ pub fn router_with(engine: Engine, pushes: PushStatuses, reloader: Option<Reload
         .route("/healthz", get(healthz))
         .merge(tidewater::rtmp::http_flv_router(engine.context()))
         .merge(guard::guard(
-            metrics::router(engine.clone()),
+            metrics::router_with_authorization(engine.clone(), auth),
             engine.clone(),
             Action::Metrics,
         ))

@@ -6,14 +6,18 @@ use std::time::Duration;
 
 use prometheus_parse::{Sample, Scrape, Value};
 use tidewater::bytes::Bytes;
+use tidewater::rtmp::PushStatuses;
 use tidewater::{
-    AppSpec, Codec, Engine, Frame, PublishSession, Request, StreamKey, TrackId, TrackInfo,
+    Action, AppSpec, AuthRequest, Authorizer, Codec, Credentials, Engine, Frame, PublishSession,
+    Request, StreamKey, TrackId, TrackInfo,
 };
+use tidewater_auth::{AuthConfig, Authorization, RefusalCause, UserConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{CONTENT_TYPE, Metrics};
 use crate::http::test_client::{Client, spawn};
+use crate::{Config, Reloader};
 
 fn key(text: &str) -> StreamKey {
     StreamKey::parse(text).expect("key")
@@ -314,4 +318,160 @@ async fn every_family_is_typed_and_named_tidewater() {
     ] {
         assert!(types.contains_key(family), "{family} missing:\n{text}");
     }
+}
+
+/// A request of `action` on `live/cam1` from `ip`, with a user and password
+/// when given.
+fn auth_request(action: Action, ip: [u8; 4], user: Option<(&str, &str)>) -> AuthRequest {
+    let mut request = AuthRequest::new(action, "test")
+        .key(key("live/cam1"))
+        .peer(SocketAddr::from((ip, 40_000)));
+    if let Some((user, pass)) = user {
+        request = request.credentials(Credentials::UserPass {
+            user: user.into(),
+            pass: pass.into(),
+        });
+    }
+    request
+}
+
+/// Every `tidewater_auth_refusals_total` series: cause → count.
+fn refusals(samples: &[Sample]) -> HashMap<String, f64> {
+    samples
+        .iter()
+        .filter(|s| s.metric == "tidewater_auth_refusals_total")
+        .map(|s| {
+            let cause = s.labels.get("cause").expect("a cause label").to_string();
+            match s.value {
+                Value::Counter(v) => (cause, v),
+                ref other => panic!("refusals of {cause} is not a counter: {other:?}"),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_authorizers_decisions_are_counted_by_cause() {
+    let auth = Authorization::new(AuthConfig {
+        users: vec![
+            UserConfig::new("pub", "pub-secret").permit(Action::Publish, Some("live/*")),
+            UserConfig::new("viewer", "view-secret").permit(Action::Read, Some("live/*")),
+        ],
+        ..AuthConfig::default()
+    })
+    .expect("auth");
+    let local = [127, 0, 0, 1];
+    let allowed = [
+        auth_request(Action::Publish, local, Some(("pub", "pub-secret"))),
+        auth_request(Action::Read, local, Some(("viewer", "view-secret"))),
+        auth_request(Action::Read, local, Some(("viewer", "view-secret"))),
+    ];
+    for request in &allowed {
+        auth.authorize(request).await.expect("allowed");
+    }
+    let refused = [
+        // Wrong password, unknown user: invalid credentials.
+        auth_request(Action::Read, local, Some(("viewer", "wrong"))),
+        auth_request(Action::Read, [192, 0, 2, 7], Some(("nobody", "x"))),
+        // Users configured: no anonymous access, not even from loopback.
+        auth_request(Action::Read, local, None),
+        // A viewer may not publish.
+        auth_request(Action::Publish, local, Some(("viewer", "view-secret"))),
+    ];
+    for request in &refused {
+        auth.authorize(request).await.expect_err("refused");
+    }
+
+    let served = spawn(super::router_with_authorization(
+        engine(),
+        Some(auth.clone()),
+    ))
+    .await;
+    let samples = scrape(Client(served.addr)).await;
+    assert_eq!(counter(&samples, "tidewater_auth_allowed_total", &[]), 3.0);
+    let by_cause = refusals(&samples);
+    // Every cause has its series, zeros included, and nothing else does.
+    assert_eq!(by_cause.len(), RefusalCause::ALL.len(), "{by_cause:?}");
+    for cause in RefusalCause::ALL {
+        let want = match cause {
+            RefusalCause::InvalidCredentials => 2.0,
+            RefusalCause::AnonymousNotAllowed | RefusalCause::NotPermitted => 1.0,
+            _ => 0.0,
+        };
+        assert_eq!(by_cause.get(cause.as_str()), Some(&want), "{cause}");
+        assert!(
+            cause
+                .as_str()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_'),
+            "{cause} is not snake case"
+        );
+    }
+    // The figures are the authorizer's own.
+    let stats = auth.stats();
+    assert_eq!(stats.allowed, 3);
+    assert_eq!(stats.refused_total(), 4);
+
+    // Later decisions show in the next scrape.
+    auth.authorize(&auth_request(
+        Action::Read,
+        local,
+        Some(("viewer", "wrong")),
+    ))
+    .await
+    .expect_err("refused");
+    let samples = scrape(Client(served.addr)).await;
+    assert_eq!(
+        refusals(&samples).get("invalid_credentials"),
+        Some(&3.0),
+        "a later refusal"
+    );
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn without_an_authorizer_there_are_no_auth_families() {
+    let text = Metrics::new(engine()).render();
+    assert!(!text.contains("tidewater_auth_"), "{text}");
+}
+
+#[tokio::test]
+async fn the_servers_routes_count_the_servers_authorizer() {
+    // Anyone may read metrics (the test client's peer address is unknown to
+    // the guard); the same authorizer serves the engine, the HTTP guard and
+    // the reloader, as in the server.
+    let config = Config::from_toml_str(
+        "[[auth.users]]\nuser = \"any\"\npermissions = [{ action = \"metrics\" }]\n",
+    )
+    .expect("config");
+    let auth = config.auth.authorization().expect("auth");
+    let engine = config.build_engine_with(&auth).expect("engine");
+    let reloader = Reloader::new(None, config, auth.clone());
+    let served = spawn(crate::http::router_with(
+        engine,
+        PushStatuses::default(),
+        Some(reloader),
+    ))
+    .await;
+    let client = Client(served.addr);
+    let remote = auth_request(Action::Publish, [192, 0, 2, 7], None);
+    auth.authorize(&remote)
+        .await
+        .expect_err("anonymous may not publish");
+
+    let samples = scrape(client).await;
+    // The guard allowed this scrape before it rendered.
+    assert_eq!(counter(&samples, "tidewater_auth_allowed_total", &[]), 1.0);
+    let by_cause = refusals(&samples);
+    assert_eq!(by_cause.len(), RefusalCause::ALL.len(), "{by_cause:?}");
+    assert_eq!(by_cause.values().sum::<f64>(), 1.0, "{by_cause:?}");
+    assert_eq!(
+        by_cause.get("anonymous_not_allowed"),
+        Some(&1.0),
+        "{by_cause:?}"
+    );
+
+    let samples = scrape(client).await;
+    assert_eq!(counter(&samples, "tidewater_auth_allowed_total", &[]), 2.0);
+    served.stop().await;
 }
