@@ -427,6 +427,82 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn readers_of_a_stream_share_one_packetization_per_frame() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tidewater_core::Event;
+        let engine = Engine::builder()
+            .default_app(AppSpec::default())
+            .build()
+            .expect("engine");
+        let key = StreamKey::parse("live/shared").expect("key");
+        let mut publish = engine
+            .open_publish(Request::new(key.clone(), "test"))
+            .await
+            .expect("publish");
+        let (_, tracks) = catalog().await;
+        publish.set_catalog(tracks.clone()).expect("catalog");
+        let mut subs = Vec::new();
+        for _ in 0..3 {
+            subs.push(
+                engine
+                    .subscribe(Request::new(key.clone(), "test"))
+                    .await
+                    .expect("subscribe"),
+            );
+        }
+        let mut payload = BytesMut::new();
+        payload.put_u32(2);
+        payload.put_slice(&[0x65, 1]);
+        publish
+            .publish(Frame::video(
+                TrackId(1),
+                Codec::H264,
+                0,
+                0,
+                true,
+                payload.freeze(),
+            ))
+            .expect("published");
+        publish
+            .publish(Frame::audio(
+                TrackId(2),
+                Codec::Aac,
+                0,
+                Bytes::from_static(&[1, 2]),
+            ))
+            .expect("published");
+        let encoded = AtomicUsize::new(0);
+        let mut outputs = Vec::new();
+        for sub in &mut subs {
+            let mut reader = Reader::new(
+                &tracks,
+                &[
+                    Some(Transport::Tcp { rtp: 0, rtcp: 1 }),
+                    Some(Transport::Tcp { rtp: 2, rtcp: 3 }),
+                ],
+            );
+            let mut tcp = BytesMut::new();
+            while let Some(Ok(event)) = sub.try_recv() {
+                if let Event::Frame(f) = event {
+                    let packets = f.derived(rtp_format(1200), |frame, catalog| {
+                        encoded.fetch_add(1, Ordering::Relaxed);
+                        packetize(frame, catalog, 1200)
+                    });
+                    reader.stamp(f.frame().track, &packets, &mut tcp, &mut Vec::new());
+                }
+            }
+            outputs.push(tcp);
+        }
+        // Two frames, packetized once each for three readers.
+        assert_eq!(encoded.load(Ordering::Relaxed), 2);
+        assert!(
+            outputs
+                .iter()
+                .all(|o| o.len() == outputs[0].len() && !o.is_empty())
+        );
+    }
+
+    #[tokio::test]
     async fn aac_frames_become_one_packet_each_in_the_sample_clock() {
         let (catalog, tracks) = catalog().await;
         let frame = Frame::audio(
