@@ -508,6 +508,64 @@ mod end_to_end {
         }
     }
 
+    /// Playback asks the authorizer for `playback` of the stream: no
+    /// credentials get a challenge, a user without the permission a 403,
+    /// one with it the answer.
+    #[tokio::test]
+    async fn playback_is_guarded_by_the_playback_action() {
+        use base64::Engine as _;
+        let dir = temp_dir();
+        let config = Config::from_toml_str(&format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n\
+             [rtmp]\nlisten = \"127.0.0.1:0\"\n\
+             [record]\npaths = [\"live/*\"]\ndir = {:?}\n\
+             [[auth.users]]\nuser = \"viewer\"\npassword = \"viewer-pw\"\n\
+             permissions = [{{ action = \"playback\", path = \"live/*\" }}]\n\
+             [[auth.users]]\nuser = \"cam\"\npassword = \"cam-pw\"\n\
+             permissions = [{{ action = \"publish\", path = \"live/*\" }}, {{ action = \"read\" }}]\n",
+            dir.display().to_string()
+        ))
+        .expect("config");
+        let server = Server::bind(&config).await.expect("bind");
+        let http = server.local_addr();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.serve(shutdown.clone()));
+        let basic = |user: &str, pw: &str| {
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"))
+            )
+        };
+        for path in [
+            "/playback/live/a/list",
+            "/playback/live/a/index.m3u8",
+            "/playback/live/a/get",
+        ] {
+            let (status, head, _) = get(http, path, "").await;
+            assert_eq!(status, 401, "{path}: {head}");
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains("www-authenticate: basic"),
+                "{head}"
+            );
+            let (status, _, _) = get(http, path, &basic("cam", "cam-pw")).await;
+            assert_eq!(status, 403, "{path}: read is not playback");
+        }
+        let (status, _, body) =
+            get(http, "/playback/live/a/list", &basic("viewer", "viewer-pw")).await;
+        assert_eq!((status, body.as_slice()), (200, &b"[]"[..]));
+        let (status, _, _) = get(
+            http,
+            "/playback/other/a/list",
+            &basic("viewer", "viewer-pw"),
+        )
+        .await;
+        assert_eq!(status, 403, "outside the permission's path");
+        shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A loopback port free a moment ago.
     fn free_port() -> u16 {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
