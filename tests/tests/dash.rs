@@ -1,11 +1,12 @@
 //! DASH through the `tidewater` binary: ffmpeg publishes RTMP, and ffmpeg's
-//! DASH demuxer and dash.js in headless Chromium (plain and low-latency)
-//! play the MPD. The tests check what the clients got: decoded frames,
-//! codecs, audio, monotonic timestamps, `currentTime` advancing and the
-//! latency dash.js measures.
+//! DASH demuxer and dash.js in headless Chromium (low-latency, the default,
+//! and the timeline mode) play the MPD. The tests check what the clients
+//! got: decoded frames, codecs, audio, monotonic timestamps, `currentTime`
+//! advancing and the latency dash.js measures, for a first viewer opened 1 s
+//! and 6 s after the publish began (and 60 s, in an ignored test).
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tidewater_tests::browser::{Player, PlayerReport, PlayerRun, play_in_chromium};
 use tidewater_tests::{
@@ -53,7 +54,11 @@ fn ffmpeg_plays_the_mpd_with_video_and_audio_decoded() {
         "height=\"240\"",
         "frameRate=\"25\"",
         "audioSamplingRate=\"44100\"",
-        "<SegmentTimeline>",
+        // Low-latency DASH by default.
+        "$Number$",
+        "availabilityTimeComplete=\"false\"",
+        "availabilityTimeOffset=\"2\"",
+        "<ServiceDescription",
         &format!("value=\"http://{http}/dash/time\""),
     ] {
         assert!(mpd.body.contains(needle), "no {needle} in\n{}", mpd.body);
@@ -66,7 +71,8 @@ fn ffmpeg_plays_the_mpd_with_video_and_audio_decoded() {
         time.body
     );
 
-    // ffmpeg's DASH demuxer decodes 10 s of the live stream.
+    // ffmpeg's DASH demuxer decodes 10 s of the live stream (segments in
+    // progress streamed to it with chunked transfer).
     let (crc, _) = ffmpeg_framecrc(&mpd_url, &["-t", "10"], Duration::from_secs(60));
     assert_eq!(crc.codecs.len(), 2, "{:?}", crc.codecs);
     let video = crc
@@ -123,7 +129,7 @@ fn played_latency(report: &PlayerReport) -> f64 {
 
 #[test]
 fn dashjs_plays_the_timeline_in_chromium() {
-    let (_server, http, rtmp) = dash_server("");
+    let (_server, http, rtmp) = dash_server("[dash]\nlow_latency = false\n");
     let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/dash2"), 45, 50);
     wait_live(http, "live/dash2", LIVE_TIMEOUT);
     let run = PlayerRun::new(
@@ -139,26 +145,70 @@ fn dashjs_plays_the_timeline_in_chromium() {
     eprintln!("dash.js latency (timeline mode): {latency:.2}s");
 }
 
-#[test]
-fn dashjs_low_latency_sits_under_two_seconds_behind_live() {
-    let (_server, http, rtmp) = dash_server("[dash]\nlow_latency = true\n");
-    let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/dash3"), 45, 50);
-    wait_live(http, "live/dash3", LIVE_TIMEOUT);
-    let mpd_url = format!("http://{http}/dash/live/dash3/manifest.mpd");
-    let mpd = http_get(&mpd_url);
-    for needle in [
-        "availabilityTimeComplete=\"false\"",
-        "availabilityTimeOffset=\"2\"",
-        "<ServiceDescription",
-        "$Number$",
-    ] {
-        assert!(mpd.body.contains(needle), "no {needle} in\n{}", mpd.body);
-    }
-    let run = PlayerRun::new(Player::DashJs, mpd_url, Duration::from_secs(24)).low_latency();
+/// dash.js's bound with the default config, seconds.
+const DASHJS_BOUND: f64 = 2.0;
+
+/// dash.js, started `after` the stream went live on a server with the
+/// default config (no request before it: the packager runs from the
+/// publish), plays for 20 s; the report and the latency it settled at.
+/// Live catch-up is on, as dash.js turns it on by itself for an MPD with a
+/// latency target (the test page otherwise turns it off).
+fn dashjs_first_viewer(name: &str, after: Duration) -> (PlayerReport, f64) {
+    let (_server, http, rtmp) = dash_server("");
+    // 2 s GOP (25 fps), as in the issue.
+    let _publisher = ffmpeg_publish(
+        &format!("rtmp://{rtmp}/live/{name}"),
+        after.as_secs() as u32 + 45,
+        50,
+    );
+    wait_live(http, &format!("live/{name}"), LIVE_TIMEOUT);
+    let live = Instant::now();
+    std::thread::sleep(after.saturating_sub(live.elapsed()));
+    let run = PlayerRun::new(
+        Player::DashJs,
+        format!("http://{http}/dash/live/{name}/manifest.mpd"),
+        Duration::from_secs(20),
+    )
+    .low_latency();
     let report = play_in_chromium(&run);
     let latency = played_latency(&report);
-    assert!(latency < 2.0, "latency {latency:.2}s\n{}", report.summary());
-    eprintln!("dash.js latency (low-latency mode): {latency:.2}s");
+    eprintln!(
+        "dash.js first viewer opened {after:?} after the publish: {latency:.2}s behind live\n{}",
+        report.summary()
+    );
+    (report, latency)
+}
+
+#[test]
+fn dashjs_first_viewer_1s_after_the_publish_sits_under_two_seconds() {
+    let (report, latency) = dashjs_first_viewer("first1", Duration::from_secs(1));
+    assert!(
+        latency <= DASHJS_BOUND,
+        "latency {latency:.2}s\n{}",
+        report.summary()
+    );
+}
+
+#[test]
+fn dashjs_first_viewer_6s_after_the_publish_sits_under_two_seconds() {
+    let (report, latency) = dashjs_first_viewer("first6", Duration::from_secs(6));
+    assert!(
+        latency <= DASHJS_BOUND,
+        "latency {latency:.2}s\n{}",
+        report.summary()
+    );
+}
+
+/// 80 s of run time: `cargo test -p tidewater-tests --test dash -- --ignored`.
+#[test]
+#[ignore = "80 s: run with --ignored"]
+fn dashjs_first_viewer_60s_after_the_publish_sits_under_two_seconds() {
+    let (report, latency) = dashjs_first_viewer("first60", Duration::from_secs(60));
+    assert!(
+        latency <= DASHJS_BOUND,
+        "latency {latency:.2}s\n{}",
+        report.summary()
+    );
 }
 
 #[test]
@@ -198,7 +248,8 @@ fn fetch_to(url: &str, path: &std::path::Path) -> bool {
 
 #[test]
 fn a_republish_starts_a_new_period_whose_segments_decode() {
-    let (_server, http, rtmp) = dash_server("");
+    // Timeline mode: segments named by `$Time$`, durations listed.
+    let (_server, http, rtmp) = dash_server("[dash]\nlow_latency = false\n");
     let url = format!("rtmp://{rtmp}/live/dash4");
     let mpd_url = format!("http://{http}/dash/live/dash4/manifest.mpd");
     {
@@ -305,7 +356,12 @@ fn audio_only_and_video_only_streams() {
 
 #[test]
 fn h265_over_srt_plays_as_dash() {
-    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    // Timeline mode: in low-latency mode ffmpeg 5.1's DASH demuxer, which
+    // picks each `$Number$` from its clock in whole seconds, skips the
+    // second segment of this publish (75 of 125 frames decoded in 5 s); a
+    // timeline lists only what exists.
+    let config = format!("{}[dash]\nlow_latency = false\n", loopback_config());
+    let mut server = ServerCommand::with_config(&config).spawn();
     let (http, srt) = (server.http_addr(), server.srt_addr());
     let _publisher =
         tidewater_tests::srt::publish_h265_live(http, srt, "live/hevcdash", 30, LIVE_TIMEOUT);

@@ -20,7 +20,7 @@
 //! does (the time endpoint is not guarded).
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tidewater_core::MediaKind;
 
@@ -77,6 +77,11 @@ pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<
     } else {
         ((target / 2).max(Duration::from_millis(500)), target * 2)
     };
+    let (ast, shift) = if ll {
+        clock_origin(ast, delay)
+    } else {
+        (ast, Duration::ZERO)
+    };
 
     let mut x = String::with_capacity(2048);
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -119,7 +124,7 @@ pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<
         );
     }
     for period in packager.periods() {
-        write_period(&mut x, packager, period, &query);
+        write_period(&mut x, packager, period, shift, &query);
     }
     let _ = writeln!(
         x,
@@ -130,7 +135,34 @@ pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<
     Some(x)
 }
 
-fn write_period(x: &mut String, packager: &Packager, period: &Period, query: &str) {
+/// The `availabilityStartTime` written in low-latency mode, and how much
+/// earlier it is than the packager's (every `Period@start` is that much
+/// later, so every segment's availability is the same instant).
+///
+/// It is the packager's origin (millisecond precision, as written) rounded
+/// down to a whole second, less the whole seconds of the suggested
+/// presentation delay. ffmpeg's DASH demuxer (5.1) computes the `$Number$`
+/// of the live segment as `startNumber + (now_s - ast_s - spd_s) / d`, with
+/// each term truncated to whole seconds in unsigned arithmetic and with
+/// `Period@start` ignored: from a fractional origin it computes a segment
+/// behind the live one (and reads it again and again, repeating frames) or,
+/// within the delay after the origin, wraps around to a number that never
+/// exists. From this origin its number is never behind the live segment
+/// (at most the next one, which the server holds until it starts).
+fn clock_origin(ast: SystemTime, delay: Duration) -> (SystemTime, Duration) {
+    let since = ast.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let ms = Duration::from_millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+    let origin = Duration::from_secs(since.as_secs().saturating_sub(delay.as_secs()));
+    (UNIX_EPOCH + origin, ms.saturating_sub(origin))
+}
+
+fn write_period(
+    x: &mut String,
+    packager: &Packager,
+    period: &Period,
+    shift: Duration,
+    query: &str,
+) {
     let ll = packager.config().low_latency;
     // A period is listed once every track has something a client can fetch
     // (an ended one as long as any track has: the others are left out).
@@ -151,7 +183,7 @@ fn write_period(x: &mut String, packager: &Packager, period: &Period, query: &st
         x,
         "  <Period id=\"{}\" start=\"{}\"",
         period.id,
-        duration(period.start)
+        duration(period.start + shift)
     );
     if let Some(d) = period.duration {
         let _ = write!(x, " duration=\"{}\"", duration(d));
@@ -307,4 +339,27 @@ fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_low_latency_origin_is_whole_seconds_before_and_periods_shift_by_as_much() {
+        let ast = UNIX_EPOCH + Duration::from_micros(1_000_000_123_456_789);
+        // 1.5 s of suggested delay: one whole second less, rounded down.
+        let (origin, shift) = clock_origin(ast, Duration::from_millis(1_500));
+        assert_eq!(origin, UNIX_EPOCH + Duration::from_secs(1_000_000_122));
+        assert_eq!(shift, Duration::from_millis(1_456));
+        // The written origin plus the shift is the origin as written before
+        // (millisecond precision).
+        assert_eq!(
+            iso8601(origin + shift),
+            iso8601(UNIX_EPOCH + Duration::from_millis(1_000_000_123_456))
+        );
+        let (origin, shift) = clock_origin(ast, Duration::from_millis(800));
+        assert_eq!(origin, UNIX_EPOCH + Duration::from_secs(1_000_000_123));
+        assert_eq!(shift, Duration::from_millis(456));
+    }
 }
