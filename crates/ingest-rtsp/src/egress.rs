@@ -230,12 +230,10 @@ impl Reader {
                 return;
             };
             rest = &rest[2 + len..];
-            let Some(ts) = packet
-                .get(4..8)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-            else {
+            if packet.len() < HEADER_LEN {
                 continue;
-            };
+            }
+            let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
             let mut stamped = BytesMut::with_capacity(len + 4);
             if let Transport::Tcp { rtp, .. } = t.transport {
                 stamped.put_u8(b'$');
