@@ -78,11 +78,17 @@ pub fn read_index(dir: &Path) -> Vec<Segment> {
     let Ok(file) = File::open(dir.join(INDEX_FILE)) else {
         return Vec::new();
     };
-    BufReader::new(file)
+    let mut segments: Vec<Segment> = BufReader::new(file)
         .lines()
         .map_while(Result::ok)
         .filter_map(|line| serde_json::from_str(&line).ok())
-        .collect()
+        .collect();
+    // One entry per file: the last one written wins.
+    let mut seen = std::collections::HashSet::new();
+    segments.reverse();
+    segments.retain(|s: &Segment| seen.insert(s.file.clone()));
+    segments.reverse();
+    segments
 }
 
 /// Appends `segment` to the index of `dir`.
@@ -313,15 +319,16 @@ fn codec_name(c: &Mp4Codec) -> &'static str {
 /// Repairs and indexes a stream directory on start: every segment file
 /// missing from the index is scanned (its partial tail cut off) and
 /// appended; entries whose file is gone are dropped. Files that are not
-/// fMP4 at all are left alone (logged).
-pub fn rebuild(dir: &Path) -> io::Result<Vec<Segment>> {
+/// fMP4 at all are left alone (logged). `writing` names a file being
+/// written, which is neither scanned nor touched.
+pub fn rebuild(dir: &Path, writing: Option<&str>) -> io::Result<Vec<Segment>> {
     let mut segments = read_index(dir);
     let before = segments.len();
     let files = segment_files(dir);
     segments.retain(|s| files.iter().any(|(f, _)| *f == s.file));
     let mut changed = segments.len() != before;
     for (name, start_ms) in files {
-        if segments.iter().any(|s| s.file == name) {
+        if segments.iter().any(|s| s.file == name) || writing == Some(name.as_str()) {
             continue;
         }
         let path = dir.join(&name);

@@ -213,11 +213,15 @@ impl Library {
         lock(&s.current).as_ref().map(|c| c.file.clone())
     }
 
-    /// Repairs and indexes `key`'s directory (see [`index::rebuild`]).
+    /// Repairs and indexes `key`'s directory (see [`index::rebuild`]),
+    /// leaving the file being written alone.
     pub fn rebuild(&self, key: &StreamKey) -> std::io::Result<Vec<Segment>> {
         let lock = self.index_lock(key);
         let _g = self::lock(&lock);
-        index::rebuild(&self.dir(key))
+        // Looked up under the index lock: a file the writer closes meanwhile
+        // is in the index by the time the lock is had.
+        let writing = self.current_file(key);
+        index::rebuild(&self.dir(key), writing.as_deref())
     }
 
     /// The streams that have a directory under the root (`app/stream`).

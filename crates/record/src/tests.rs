@@ -308,7 +308,7 @@ async fn a_publish_is_recorded_in_segments_that_ffprobe_decodes() {
     // The index is rebuilt from the files when lost.
     std::fs::remove_file(root.join("live/cam1").join(index::INDEX_FILE)).expect("rm");
     assert_eq!(
-        index::rebuild(&root.join("live/cam1")).expect("rebuild"),
+        index::rebuild(&root.join("live/cam1"), None).expect("rebuild"),
         segments
     );
 
@@ -726,4 +726,64 @@ fn muxer_drops_to_the_next_keyframe() {
         1 + 5,
         "the abandon and the five frames before the keyframe"
     );
+}
+
+/// The file being written is never repaired, indexed or deleted by a sweep,
+/// however old it is and whatever its tail looks like mid-write.
+#[test]
+fn the_file_being_written_is_left_alone() {
+    let dir = temp_dir("writing");
+    let key = StreamKey::parse("live/busy").expect("key");
+    let engine = engine();
+    let recorder = Recorder::new(
+        engine.context(),
+        RecordConfig {
+            dir: dir.clone(),
+            paths: vec![PathRule::new("live/*")],
+            retention: crate::parse_duration("1s"),
+            ..RecordConfig::default()
+        },
+    )
+    .expect("recorder");
+    let lib = recorder.library();
+    let sdir = lib.dir(&key);
+    std::fs::create_dir_all(&sdir).expect("dir");
+    let name = crate::time::file_name(1_000_000);
+    // An init segment, a fragment and half of the next one: a scan would
+    // cut the half off, under the writer's feet.
+    use tidewater_media::fmp4::{self, Sample, TrackRun};
+    let avcc = Bytes::from_static(&[
+        1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 4, 0x67, 0x64, 0, 0x1f, 1, 0, 2, 0x68, 0xee,
+    ]);
+    let video = TrackInfo::video(TrackId(1), Codec::H264, 320, 240).with_config(avcc);
+    let samples = [Sample {
+        dts: 0,
+        duration: 3600,
+        cts_offset: 0,
+        keyframe: true,
+        data: Bytes::from_static(&[0, 0, 0, 1, 0x65]),
+    }];
+    let runs = [TrackRun {
+        track: TrackId(1),
+        samples: &samples,
+    }];
+    let mut data = fmp4::init_segment(&[&video]).expect("init").to_vec();
+    let frag = fmp4::fragment(1, &runs).expect("fragment");
+    data.extend_from_slice(&frag);
+    data.extend_from_slice(&frag[..frag.len() / 2]);
+    std::fs::write(sdir.join(&name), &data).expect("write");
+    let shared = lib.register(&key);
+    shared.set_current(Some(Segment {
+        file: name.clone(),
+        start_ms: 1_000_000,
+        base_ms: 0,
+        init_len: 24,
+        codecs: vec![],
+        fragments: vec![],
+    }));
+    assert_eq!(recorder.sweep(SystemTime::now()), 0);
+    assert!(lib.rebuild(&key).expect("rebuild").is_empty());
+    assert_eq!(std::fs::read(sdir.join(&name)).expect("still there"), data);
+    lib.unregister(&key, &shared);
+    let _ = std::fs::remove_dir_all(&dir);
 }

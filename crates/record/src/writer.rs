@@ -90,8 +90,6 @@ fn apply(
                 name = crate::time::file_name(start_ms);
             }
             let path = dir.join(&name);
-            let mut file = File::create(&path)?;
-            file.write_all(&start.init)?;
             let segment = Segment {
                 file: name,
                 start_ms,
@@ -100,7 +98,13 @@ fn apply(
                 codecs: start.codecs,
                 fragments: Vec::new(),
             };
-            shared.set_current(Some(segment.clone()));
+            // Known as the file being written before it exists, under the
+            // index lock: a rebuild never takes it for a crashed one.
+            let mut file = shared.with_index(|| {
+                shared.set_current(Some(segment.clone()));
+                File::create(&path)
+            })?;
+            file.write_all(&start.init)?;
             stats
                 .bytes
                 .fetch_add(start.init.len() as u64, Ordering::Relaxed);
