@@ -787,3 +787,41 @@ fn the_file_being_written_is_left_alone() {
     lib.unregister(&key, &shared);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// An audio-only stream: audio drives the cuts; ffprobe decodes every frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audio_only_stream_is_recorded() {
+    let dir = temp_dir("audio");
+    let (tracks, frames) = read_flv(&clip(&dir, 3));
+    let audio: Vec<Frame> = frames
+        .into_iter()
+        .filter(|f| f.track == TrackId(2))
+        .collect();
+    let engine = engine();
+    let root = dir.join("rec");
+    let recorder = Recorder::new(engine.context(), config(&root)).expect("recorder");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(recorder.clone().run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let key = StreamKey::parse("live/radio").expect("key");
+    publish(&engine, &key, &tracks[1..], &audio).await;
+    until_idle(recorder.library(), &key).await;
+    let segments = recorder.library().segments(&key);
+    assert!(segments.len() >= 2, "a new file after 2 s: {segments:?}");
+    let mut decoded = 0;
+    for s in &segments {
+        assert_eq!(s.codecs, ["aac"]);
+        let (streams, packets, _) = probe(&root.join("live/radio").join(&s.file));
+        assert_eq!(streams.len(), 1);
+        let dts: Vec<f64> = packets.iter().map(|p| p.2).collect();
+        assert!(dts.windows(2).all(|w| w[1] > w[0]), "{dts:?}");
+        decoded += streams[0].1;
+    }
+    // Every published frame (the first one of the publish starts the timeline).
+    assert_eq!(decoded, audio.len() as u64);
+    let span = recorder.library().spans(&key);
+    assert_eq!(span.len(), 1, "{span:?}");
+    shutdown.cancel();
+    task.await.expect("recorder task");
+    let _ = std::fs::remove_dir_all(&dir);
+}
