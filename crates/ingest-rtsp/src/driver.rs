@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tidewater_core::{
-    CancellationToken, Event, IngestContext, PublishSession, RecvError, Request, Subscription,
-    TrackInfo,
+    CancellationToken, Event, IngestContext, ListenerStats, PublishSession, RecvError, Request,
+    Subscription, TrackInfo,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -59,6 +59,17 @@ fn request(req: &StreamRequest, peer: SocketAddr) -> Request {
         r = r.query(q.clone());
     }
     r
+}
+
+/// Counts a kernel refusal from the authorizer in the listener's counters
+/// (`unauthorized`, or `rate_limited`), as the other listeners do.
+fn count_refusal(stats: &ListenerStats, error: &tidewater_core::Error) {
+    if let tidewater_core::Error::Unauthorized { refusal, .. } = error {
+        stats.refused(match refusal.kind() {
+            tidewater_core::RefusalKind::RateLimited => "rate_limited",
+            _ => "unauthorized",
+        });
+    }
 }
 
 /// One RTP or RTCP packet of a publish into the kernel.
@@ -150,6 +161,7 @@ pub(crate) async fn connection(
     ctx: IngestContext,
     config: Arc<RtspConfig>,
     udp_media: Option<UdpMedia>,
+    stats: Arc<ListenerStats>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     let local = stream.local_addr().ok();
@@ -212,6 +224,7 @@ pub(crate) async fn connection(
                         }
                         Err(e) => {
                             warn!(peer = %peer, stream = %req.target.key, "rtsp: publish refused: {e}");
+                            count_refusal(&stats, &e);
                             session
                                 .refuse(status_for(&e), &ctx.realm())
                                 .map_err(|e| ctx_err(e, &session))?;
@@ -249,6 +262,7 @@ pub(crate) async fn connection(
                     }
                     Err(e) => {
                         info!(peer = %peer, stream = %req.target.key, "rtsp: read refused: {e}");
+                        count_refusal(&stats, &e);
                         session
                             .refuse(status_for(&e), &ctx.realm())
                             .map_err(|e| ctx_err(e, &session))?;

@@ -38,8 +38,9 @@
 //! - **Sessions** expire after [`RtspConfig::session_timeout`] (60 s) without
 //!   a request or media; `GET_PARAMETER` / `SET_PARAMETER` keep them alive.
 //!   The listener counts connections in
-//!   `IngestContext::listener_stats("rtsp")` (accepted, and refused with
-//!   `too_many_connections`).
+//!   `IngestContext::listener_stats("rtsp")`: accepted, and refused with
+//!   `too_many_connections` at accept or `unauthorized` / `rate_limited`
+//!   when the authorizer refuses a publish or read.
 //!
 //! The protocol logic is sans-IO: [`session::Session`] takes bytes and time
 //! and gives responses, events and a deadline; [`ingest::Ingest`] turns RTP
@@ -251,9 +252,10 @@ impl InboundProtocol for Rtsp {
                         let open = stats.accepted();
                         let (ctx, config, shutdown) = (ctx.clone(), Arc::clone(&self.config), shutdown.clone());
                         let udp_media = udp_media.clone();
+                        let stats = Arc::clone(&stats);
                         connections.spawn(async move {
                             let _open = open;
-                            if let Err(e) = driver::connection(stream, peer, ctx, config, udp_media, shutdown).await {
+                            if let Err(e) = driver::connection(stream, peer, ctx, config, udp_media, stats, shutdown).await {
                                 warn!("rtsp: {e}");
                             }
                         });

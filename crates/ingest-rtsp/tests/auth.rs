@@ -165,6 +165,18 @@ async fn a_publisher_answers_the_basic_challenge_and_a_wrong_password_is_refused
             .stream(&StreamKey::parse("live/wrong").expect("key"))
             .is_none()
     );
+    let refusals = h
+        .engine
+        .context()
+        .listener_stats("rtsp")
+        .snapshot()
+        .refusals;
+    assert!(
+        refusals
+            .iter()
+            .any(|(why, n)| *why == "unauthorized" && *n >= 2),
+        "the challenge and the wrong password are counted: {refusals:?}"
+    );
 
     let _right = publisher(&format!("rtsp://pub:secret@{}/live/cam", h.addr), 10);
     assert!(
