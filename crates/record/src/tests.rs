@@ -825,3 +825,75 @@ async fn an_audio_only_stream_is_recorded() {
     task.await.expect("recorder task");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Unmounts on drop.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A real full disk: a 64 KiB tmpfs. Recording stops with a counted error
+/// when it fills, the viewer of the stream gets every frame, and what was
+/// written is indexed up to its last complete fragment and probes cleanly.
+/// Needs root (to mount); run with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root to mount a small tmpfs"]
+async fn a_full_disk_stops_recording_not_the_stream() {
+    let dir = temp_dir("tmpfs");
+    let (tracks, frames) = read_flv(&clip(&dir, 4));
+    let root = dir.join("small");
+    std::fs::create_dir_all(&root).expect("dir");
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&root)
+        .status()
+        .expect("mount runs");
+    assert!(status.success(), "mount a tmpfs (as root)");
+    let _mounted = Tmpfs(root.clone());
+    let engine = engine();
+    let recorder = Recorder::new(
+        engine.context(),
+        RecordConfig {
+            segment: Duration::from_secs(60),
+            ..config(&root)
+        },
+    )
+    .expect("recorder");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(recorder.clone().run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let key = StreamKey::parse("live/big").expect("key");
+    let seen = publish_and_view(&engine, &key, &tracks, &frames).await;
+    let baseline = publish_and_view(
+        &engine,
+        &StreamKey::parse("other/big").expect("key"),
+        &tracks,
+        &frames,
+    )
+    .await;
+    assert_eq!(seen, baseline, "the viewer got every frame");
+    for _ in 0..200 {
+        if recorder.library().status().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let stats = recorder.stats().snapshot();
+    assert_eq!(stats.disk_errors, 1, "{stats:?}");
+    let segments = index::read_index(&root.join("live/big"));
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    let s = &segments[0];
+    assert!(!s.fragments.is_empty());
+    let path = root.join("live/big").join(&s.file);
+    assert_eq!(std::fs::metadata(&path).expect("file").len(), s.bytes());
+    let (streams, packets, _) = probe(&path);
+    assert_monotonic(&packets);
+    assert!(streams[0].1 > 0);
+    shutdown.cancel();
+    task.await.expect("recorder task");
+    drop(_mounted);
+    let _ = std::fs::remove_dir_all(&dir);
+}
