@@ -11,9 +11,9 @@
 //!   unit, AP, FU), AAC (RFC 3640 `mpeg4-generic` AAC-hbr) and Opus
 //!   (RFC 7587) become kernel frames in their canonical form (AVCC / HVCC,
 //!   raw AAC, Opus packets) with `avcC` / `hvcC` / AudioSpecificConfig in
-//!   the catalog (see [`ingest`]). A lost
-//!   packet drops the access unit and every picture up to the next
-//!   IDR / IRAP picture.
+//!   the catalog (see [`ingest`]). A lost packet drops the access unit and
+//!   every picture up to the next IDR / IRAP picture. Tracks are put on one
+//!   timeline from the publisher's RTCP sender reports.
 //! - **Read** (`ffplay -rtsp_transport tcp rtsp://host:8554/live/cam1`):
 //!   `DESCRIBE` answers with an SDP made from the stream's catalog; after
 //!   `PLAY` the reader starts at the cached GOP. Each frame's RTP packets
@@ -58,6 +58,9 @@
 //! let engine = Engine::builder().app("live", AppSpec::default()).build()?;
 //! let rtsp = Arc::new(Rtsp::new(RtspConfig {
 //!     listen: "127.0.0.1:0".parse()?,
+//!     // RTP/RTCP over UDP on two free ports (8000/8001 by default).
+//!     rtp_port: 0,
+//!     rtcp_port: 0,
 //!     ..RtspConfig::default()
 //! })?);
 //! let shutdown = CancellationToken::new();
@@ -106,7 +109,7 @@
 //!   Basic only (Digest `Authorization` headers are still parsed and passed
 //!   on).
 //! - UDP: NAT traversal (datagrams must come from the peer's own IP and
-//!   `client_port`), multicast, RTCP on readers' ports.
+//!   `client_port`), multicast.
 //! - RTSPS, camera pull (retina), `PAUSE`, several RTSP sessions on one
 //!   connection or one session over several connections.
 //! - Wiring into the server binary (config section, listener).
