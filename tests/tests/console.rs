@@ -486,6 +486,39 @@ fn the_console_lists_a_publish_with_its_codecs_and_kicks_a_reader() {
         "the publisher goes on"
     );
 
+    // A second application: the filter shows one at a time.
+    let mic =
+        tidewater_tests::ffmpeg_publish_one_track(&format!("rtmp://{rtmp}/studio/mic"), false, 60);
+    wait_live(http, "studio/mic", LIVE_TIMEOUT);
+    const SHOWN: &str = "[[...document.querySelectorAll('#streams tbody tr')].map(r => r.dataset.key), \
+         [...document.querySelectorAll('#sessions tbody td.path')].map(c => c.textContent)]";
+    browser.wait_for(SHOWN, Duration::from_secs(3), |v| {
+        v[0] == json!(["live/console", "studio/mic"])
+    });
+    let audio = browser.wait_for(
+        "document.querySelector('#streams tr[data-key=\"studio/mic\"] td.tracks').textContent",
+        Duration::from_secs(3),
+        |v| {
+            v.as_str()
+                .is_some_and(|t| t.starts_with("AAC mp4a.40.2 44.1 kHz"))
+        },
+    );
+    eprintln!("studio/mic: {audio}");
+    let pick = |app: &str| {
+        format!(
+            "(() => {{ const f = document.getElementById('app-filter'); f.value = '{app}'; \
+             f.dispatchEvent(new Event('change')); return f.value; }})()"
+        )
+    };
+    assert_eq!(browser.eval(&pick("studio")), json!("studio"));
+    browser.wait_for(SHOWN, Duration::from_secs(3), |v| {
+        v == &json!([["studio/mic"], ["studio/mic"]])
+    });
+    assert_eq!(browser.eval(&pick("")), json!(""));
+    browser.wait_for(SHOWN, Duration::from_secs(3), |v| {
+        v[0] == json!(["live/console", "studio/mic"])
+    });
+
     browser.screenshot("console", 1280);
     browser.screenshot("console", 375);
 
@@ -496,7 +529,11 @@ fn the_console_lists_a_publish_with_its_codecs_and_kicks_a_reader() {
     wait_json(
         &format!("http://{http}/api/v1/streams"),
         LIVE_TIMEOUT,
-        |v| v["streams"].as_array().is_some_and(Vec::is_empty),
+        |v| {
+            v["streams"]
+                .as_array()
+                .is_some_and(|a| !a.iter().any(|s| s["key"] == "live/console"))
+        },
     );
     let ended = Instant::now();
     browser.wait_for(STREAM_ROW, Duration::from_secs(2), Value::is_null);
@@ -505,8 +542,13 @@ fn the_console_lists_a_publish_with_its_codecs_and_kicks_a_reader() {
         ended.elapsed(),
         killed.elapsed()
     );
-    let empty = browser.eval("document.getElementById('no-streams').hidden");
-    assert_eq!(empty, json!(false), "the empty-list note shows");
+    // With no stream left the page says so.
+    drop(mic);
+    browser.wait_for(
+        "document.getElementById('no-streams').hidden",
+        Duration::from_secs(5),
+        |v| v == &json!(false),
+    );
     assert!(
         browser.errors.is_empty(),
         "page errors: {:#?}",

@@ -98,13 +98,15 @@
   }
 
   function chart(h) {
-    const W = 160, H = 40;
+    const W = 120, H = 36;
     const box = svg('svg', {viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', class: 'chart'});
     const now = h.length ? h[h.length - 1].t : 0;
+    // The window grows with the history, from 10 s up to two minutes.
+    const span = Math.min(HISTORY_MS, Math.max(10000, h.length ? now - h[0].t : 0));
     const maxRate = Math.max(1, ...h.map((x) => x.bitrate));
     const maxReaders = Math.max(1, ...h.map((x) => x.readers));
     const line = (value, max) => h.map((x) => {
-      const px = W - (now - x.t) / HISTORY_MS * W;
+      const px = W - (now - x.t) / span * W;
       const py = H - 2 - value(x) / max * (H - 4);
       return px.toFixed(1) + ',' + py.toFixed(1);
     }).join(' ');
@@ -159,7 +161,8 @@
       setText(cell('out'), out === null ? '–' : bits(out));
       setText(cell('readers'), readersByProtocol(s));
       setText(cell('uptime'), duration(Date.now() - s.started_unix_ms));
-      setText(cell('gop'), gop(h, s.qos.fps));
+      const video = s.catalog && s.catalog.tracks.some((t) => t.video);
+      setText(cell('gop'), video ? gop(h, s.qos.fps) : '–');
       setText(cell('skips'), `${s.qos.lag_events} / ${s.qos.evictions}`);
       cell('skips').title = `${s.qos.lag_events} skips to a keyframe (${s.qos.skipped_frames} frames skipped), ${s.qos.evictions} readers evicted`;
       setText(cell('pushes'), pushes(s));
