@@ -1,0 +1,142 @@
+//! Settings of the WHIP service.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// The UDP address every WebRTC peer's media arrives on (port 8189, as
+/// MediaMTX uses, on every interface).
+pub const DEFAULT_UDP_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8189);
+/// At most this many WHIP sessions at once; a POST over it is answered `503`.
+pub const DEFAULT_MAX_SESSIONS: usize = 256;
+/// A session whose peer has not completed ICE and DTLS this long after the
+/// answer is ended.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// The largest SDP offer read (bytes); a larger one is answered `413`.
+pub const DEFAULT_MAX_OFFER_BYTES: usize = 64 * 1024;
+/// At most one keyframe request (PLI) to a publisher this often.
+pub const DEFAULT_PLI_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Settings of the WHIP service (`[webrtc]` in the server's configuration).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WhipConfig {
+    /// The one UDP socket every peer's media uses.
+    pub udp_listen: SocketAddr,
+    /// Addresses announced as host candidates besides the listen address
+    /// (the public address behind a NAT's port forward, say). When the
+    /// listen address is unspecified (`0.0.0.0`) and this is empty, the
+    /// candidates are 127.0.0.1 and the address of the default route.
+    pub additional_hosts: Vec<IpAddr>,
+    /// See [`DEFAULT_MAX_SESSIONS`].
+    pub max_sessions: usize,
+    /// See [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Duration,
+    /// See [`DEFAULT_MAX_OFFER_BYTES`].
+    pub max_offer_bytes: usize,
+    /// See [`DEFAULT_PLI_INTERVAL`].
+    pub pli_interval: Duration,
+}
+
+impl Default for WhipConfig {
+    fn default() -> Self {
+        WhipConfig {
+            udp_listen: DEFAULT_UDP_LISTEN,
+            additional_hosts: Vec::new(),
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_offer_bytes: DEFAULT_MAX_OFFER_BYTES,
+            pli_interval: DEFAULT_PLI_INTERVAL,
+        }
+    }
+}
+
+impl WhipConfig {
+    /// Checks the settings: a message naming the field otherwise.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_sessions == 0 {
+            return Err("webrtc max_sessions must be at least 1".into());
+        }
+        if self.connect_timeout.is_zero() {
+            return Err("webrtc connect_timeout must be positive".into());
+        }
+        if self.max_offer_bytes < 256 {
+            return Err("webrtc max_offer_bytes must be at least 256".into());
+        }
+        for host in &self.additional_hosts {
+            if host.is_unspecified() || host.is_multicast() {
+                return Err(format!(
+                    "webrtc additional_hosts: {host} cannot be a host candidate"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The host candidates announced for a socket bound at `bound`.
+    pub fn candidates(&self, bound: SocketAddr) -> Vec<SocketAddr> {
+        let mut ips: Vec<IpAddr> = Vec::new();
+        if !bound.ip().is_unspecified() {
+            ips.push(bound.ip());
+        } else if self.additional_hosts.is_empty() {
+            ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            if let Some(ip) = default_route_ip() {
+                ips.push(ip);
+            }
+        }
+        for host in &self.additional_hosts {
+            if !ips.contains(host) {
+                ips.push(*host);
+            }
+        }
+        ips.into_iter()
+            .map(|ip| SocketAddr::new(ip, bound.port()))
+            .collect()
+    }
+}
+
+/// The source address of the default IPv4 route: connecting a UDP socket
+/// picks it and sends nothing.
+fn default_route_ip() -> Option<IpAddr> {
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    socket.connect((Ipv4Addr::new(192, 0, 2, 1), 9)).ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified() && !ip.is_loopback()).then_some(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_values_are_named() {
+        assert_eq!(WhipConfig::default().validate(), Ok(()));
+        let bad = WhipConfig {
+            max_sessions: 0,
+            ..WhipConfig::default()
+        };
+        assert!(bad.validate().is_err_and(|e| e.contains("max_sessions")));
+        let bad = WhipConfig {
+            additional_hosts: vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+            ..WhipConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .is_err_and(|e| e.contains("additional_hosts"))
+        );
+    }
+
+    #[test]
+    fn candidates_follow_the_bound_port() {
+        let config = WhipConfig {
+            additional_hosts: vec!["192.0.2.7".parse().expect("ip")],
+            ..WhipConfig::default()
+        };
+        let bound: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+        assert_eq!(
+            config.candidates(bound),
+            vec![bound, "192.0.2.7:40000".parse().expect("addr")]
+        );
+        let any: SocketAddr = "0.0.0.0:8189".parse().expect("addr");
+        let c = WhipConfig::default().candidates(any);
+        assert_eq!(c[0], "127.0.0.1:8189".parse().expect("addr"));
+    }
+}

@@ -1,0 +1,428 @@
+//! The media worker: one task owns every peer's `str0m::Rtc` and the UDP
+//! sockets of the one media port, demultiplexes datagrams to peers, and
+//! turns received RTP into kernel frames.
+//!
+//! # Demultiplexing
+//!
+//! A datagram from a remote address already bound to a peer goes to that
+//! peer. Any other one is offered to each peer's [`Rtc::accepts`], which
+//! matches a STUN binding request by its ICE username (the answer's
+//! `ice-ufrag` is unique per session) and other traffic by the peer's
+//! validated candidate pairs; the first peer that accepts binds the
+//! address. A datagram no peer accepts (garbage, a stale peer, a scan) is
+//! counted and dropped: it never reaches a session.
+//!
+//! Socket readers hand datagrams to the worker through a bounded channel
+//! ([`DATAGRAM_QUEUE`]); when the worker falls behind, datagrams are
+//! dropped at the reader (as a full socket buffer would) and counted.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use tidewater_core::{CancellationToken, PublishSession, StreamKey};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::config::WhipConfig;
+use crate::ingest::{Ingest, IngestOutput, MediaCodec, packet};
+
+/// Datagrams queued from the socket readers to the worker.
+pub const DATAGRAM_QUEUE: usize = 4096;
+/// The largest datagram read (bytes); WebRTC stays under 1500.
+const MAX_DATAGRAM: usize = 2048;
+/// Without any timeout from the peers, the worker wakes this often.
+const IDLE_TICK: Duration = Duration::from_millis(500);
+/// A video track that has given no keyframe this long after its first
+/// packet gets a keyframe request.
+const FIRST_KEYFRAME_WAIT: Duration = Duration::from_millis(500);
+
+/// Counters of the media port.
+#[derive(Debug, Default)]
+pub struct MediaStats {
+    /// Datagrams received on the media port.
+    pub datagrams: AtomicU64,
+    /// Datagrams no session accepted (garbage, unknown peers).
+    pub unmatched: AtomicU64,
+    /// Datagrams dropped because the worker was behind.
+    pub overflow: AtomicU64,
+    /// Keyframe requests (PLI) sent to publishers.
+    pub keyframe_requests: AtomicU64,
+    /// Frames published into the kernel.
+    pub frames: AtomicU64,
+}
+
+/// A session's slot in the session count, released when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot(pub(crate) Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A session the HTTP side negotiated, handed to the worker.
+pub(crate) struct NewPeer {
+    pub id: String,
+    pub rtc: Rtc,
+    pub session: PublishSession,
+    pub key: StreamKey,
+    pub http_peer: Option<SocketAddr>,
+    pub slot: Slot,
+}
+
+/// What the HTTP side asks the worker.
+pub(crate) enum Command {
+    Add(Box<NewPeer>),
+    /// Ends a session; answers whether it existed for this stream.
+    Remove {
+        id: String,
+        key: StreamKey,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+struct Peer {
+    id: String,
+    rtc: Rtc,
+    session: PublishSession,
+    key: StreamKey,
+    http_peer: Option<SocketAddr>,
+    _slot: Slot,
+    ingest: Ingest,
+    /// Media line → (track index, codec).
+    tracks: HashMap<Mid, (usize, MediaCodec)>,
+    deadline: Instant,
+    created: Instant,
+    connected: bool,
+    last_pli: Option<Instant>,
+    first_video: Option<Instant>,
+    out: Vec<IngestOutput>,
+    /// Why the session ends (set once).
+    ended: Option<String>,
+}
+
+impl Peer {
+    fn who(&self) -> String {
+        tidewater_http::who(self.http_peer)
+    }
+
+    /// Feeds one input and drains the output (the one-mutation-then-drain
+    /// contract of str0m).
+    fn input(
+        &mut self,
+        input: Input<'_>,
+        sockets: &[Arc<UdpSocket>],
+        stats: &MediaStats,
+        config: &WhipConfig,
+    ) {
+        if let Err(e) = self.rtc.handle_input(input) {
+            self.end(format!("input refused: {e}"));
+            return;
+        }
+        self.drain(sockets, stats, config);
+    }
+
+    fn end(&mut self, why: String) {
+        if self.ended.is_none() {
+            self.ended = Some(why);
+        }
+    }
+
+    fn drain(&mut self, sockets: &[Arc<UdpSocket>], stats: &MediaStats, config: &WhipConfig) {
+        // Bounded: a well-behaved Rtc always ends with a timeout.
+        for _ in 0..100_000 {
+            let output = match self.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    self.end(format!("webrtc error: {e}"));
+                    return;
+                }
+            };
+            match output {
+                Output::Timeout(t) => {
+                    self.deadline = t;
+                    return;
+                }
+                Output::Transmit(t) => {
+                    if let Some(socket) = sockets
+                        .iter()
+                        .find(|s| s.local_addr().ok() == Some(t.source))
+                        .or_else(|| sockets.first())
+                    {
+                        // Best effort, as UDP is: a full send buffer drops.
+                        let _ = socket.try_send_to(&t.contents, t.destination);
+                    }
+                }
+                Output::Event(event) => self.event(event, stats, config),
+            }
+        }
+        self.end("the WebRTC state machine did not settle".into());
+    }
+
+    fn event(&mut self, event: Event, stats: &MediaStats, config: &WhipConfig) {
+        match event {
+            Event::Connected => {
+                self.connected = true;
+                info!(peer = %self.who(), stream = %self.key, session = %self.id, "whip: connected");
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.end("ICE disconnected".into());
+            }
+            Event::MediaAdded(m) => {
+                let codec = match m.kind {
+                    MediaKind::Video => MediaCodec::H264,
+                    MediaKind::Audio => MediaCodec::Opus,
+                };
+                let index = self.ingest.add_track(codec);
+                self.tracks.insert(m.mid, (index, codec));
+            }
+            Event::RtpPacket(p) => {
+                let mid = self
+                    .rtc
+                    .direct_api()
+                    .stream_rx(&p.header.ssrc)
+                    .map(|s| s.mid())
+                    .or(p.header.ext_vals.mid);
+                let Some(&(index, codec)) = mid.and_then(|mid| self.tracks.get(&mid)) else {
+                    return;
+                };
+                // Only the negotiated codec's payload type (not RTX, FEC, …).
+                let wanted = self.rtc.codec_config().find(|params| {
+                    params.pt() == p.header.payload_type
+                        && matches!(
+                            (params.spec().codec, codec),
+                            (str0m::format::Codec::H264, MediaCodec::H264)
+                                | (str0m::format::Codec::Opus, MediaCodec::Opus)
+                        )
+                });
+                if wanted.is_none() {
+                    return;
+                }
+                let ssrc = p.header.ssrc;
+                let rtp = packet(
+                    p.header.marker,
+                    *p.header.payload_type,
+                    p.header.sequence_number,
+                    p.header.timestamp,
+                    *ssrc,
+                    Bytes::from_owner(p.payload),
+                );
+                let now = p.timestamp;
+                self.out.clear();
+                let mut wants_keyframe = match self.ingest.push(index, rtp, now, &mut self.out) {
+                    Ok(pushed) => pushed.wants_keyframe,
+                    Err(e) => {
+                        debug!(peer = %self.who(), stream = %self.key, "whip: RTP packet dropped: {e}");
+                        false
+                    }
+                };
+                if codec == MediaCodec::H264 {
+                    let first = *self.first_video.get_or_insert(now);
+                    if self.ingest.keyframes(index) == 0
+                        && now.saturating_duration_since(first) >= FIRST_KEYFRAME_WAIT
+                    {
+                        wants_keyframe = true;
+                    }
+                }
+                let mut outputs = std::mem::take(&mut self.out);
+                for output in outputs.drain(..) {
+                    let result = match output {
+                        IngestOutput::Catalog(tracks) => self.session.set_catalog(tracks).map(drop),
+                        IngestOutput::Frame(frame) => {
+                            stats.frames.fetch_add(1, Ordering::Relaxed);
+                            self.session.publish(frame)
+                        }
+                    };
+                    if let Err(e) = result {
+                        self.end(format!("publish ended: {e}"));
+                        break;
+                    }
+                }
+                self.out = outputs;
+                if wants_keyframe
+                    && self
+                        .last_pli
+                        .is_none_or(|t| now.saturating_duration_since(t) >= config.pli_interval)
+                    && let Some(rx) = self.rtc.direct_api().stream_rx(&ssrc)
+                {
+                    rx.request_keyframe(KeyframeRequestKind::Pli);
+                    self.last_pli = Some(now);
+                    stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                    debug!(peer = %self.who(), stream = %self.key, "whip: keyframe requested (PLI)");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A datagram from a socket reader.
+pub(crate) struct Datagram {
+    pub(crate) received: Instant,
+    pub(crate) source: SocketAddr,
+    pub(crate) destination: SocketAddr,
+    pub(crate) data: Bytes,
+}
+
+/// Reads one socket into the worker's queue until `shutdown`.
+pub(crate) async fn read_socket(
+    socket: Arc<UdpSocket>,
+    tx: mpsc::Sender<Datagram>,
+    stats: Arc<MediaStats>,
+    shutdown: CancellationToken,
+) {
+    let Ok(local) = socket.local_addr() else {
+        return;
+    };
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        match received {
+            Ok((n, source)) => {
+                stats.datagrams.fetch_add(1, Ordering::Relaxed);
+                let datagram = Datagram {
+                    received: Instant::now(),
+                    source,
+                    destination: local,
+                    data: Bytes::copy_from_slice(&buf[..n]),
+                };
+                match tx.try_send(datagram) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        stats.overflow.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+            // ICMP errors of earlier sends surface here on some systems.
+            Err(e) => debug!("whip: UDP {local}: {e}"),
+        }
+    }
+}
+
+/// The worker (see the module docs); returns when `shutdown` is cancelled
+/// or every sender is gone, ending every session.
+pub(crate) async fn run(
+    sockets: Vec<Arc<UdpSocket>>,
+    mut datagrams: mpsc::Receiver<Datagram>,
+    mut commands: mpsc::Receiver<Command>,
+    config: Arc<WhipConfig>,
+    stats: Arc<MediaStats>,
+    shutdown: CancellationToken,
+) {
+    let mut peers: HashMap<String, Peer> = HashMap::new();
+    let mut by_addr: HashMap<SocketAddr, String> = HashMap::new();
+    loop {
+        let now = Instant::now();
+        let deadline = peers
+            .values()
+            .map(|p| p.deadline)
+            .min()
+            .unwrap_or(now + IDLE_TICK)
+            .min(now + IDLE_TICK);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            command = commands.recv() => match command {
+                None => break,
+                Some(Command::Add(new)) => {
+                    let NewPeer { id, rtc, session, key, http_peer, slot } = *new;
+                    let mut peer = Peer {
+                        id: id.clone(),
+                        rtc,
+                        session,
+                        key,
+                        http_peer,
+                        _slot: slot,
+                        ingest: Ingest::new(),
+                        tracks: HashMap::new(),
+                        deadline: now,
+                        created: now,
+                        connected: false,
+                        last_pli: None,
+                        first_video: None,
+                        out: Vec::new(),
+                        ended: None,
+                    };
+                    peer.drain(&sockets, &stats, &config);
+                    peers.insert(id, peer);
+                }
+                Some(Command::Remove { id, key, reply }) => {
+                    let found = peers.get_mut(&id).filter(|p| p.key == key);
+                    let existed = found.is_some();
+                    if let Some(peer) = found {
+                        peer.rtc.disconnect();
+                        peer.end("ended by DELETE".into());
+                    }
+                    let _ = reply.send(existed);
+                }
+            },
+            datagram = datagrams.recv() => {
+                let Some(d) = datagram else { break };
+                let Ok(receive) = Receive::new(Protocol::Udp, d.source, d.destination, &d.data) else {
+                    stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
+                let input = Input::Receive(d.received, receive);
+                let id = match by_addr.get(&d.source) {
+                    Some(id) if peers.contains_key(id) => Some(id.clone()),
+                    _ => peers
+                        .iter()
+                        .find(|(_, p)| p.ended.is_none() && p.rtc.accepts(&input))
+                        .map(|(id, _)| id.clone()),
+                };
+                match id.and_then(|id| peers.get_mut(&id)) {
+                    Some(peer) => {
+                        by_addr.insert(d.source, peer.id.clone());
+                        peer.input(input, &sockets, &stats, &config);
+                    }
+                    None => {
+                        stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+        }
+        let now = Instant::now();
+        for peer in peers.values_mut() {
+            if peer.deadline <= now {
+                peer.input(Input::Timeout(now), &sockets, &stats, &config);
+            }
+            if !peer.connected
+                && now.saturating_duration_since(peer.created) > config.connect_timeout
+            {
+                peer.end("ICE and DTLS did not complete in time".into());
+            }
+            if !peer.rtc.is_alive() {
+                peer.end("closed".into());
+            }
+        }
+        let ended: Vec<String> = peers
+            .values()
+            .filter(|p| p.ended.is_some())
+            .map(|p| p.id.clone())
+            .collect();
+        for id in ended {
+            if let Some(peer) = peers.remove(&id) {
+                by_addr.retain(|_, v| *v != id);
+                let why = peer.ended.clone().unwrap_or_default();
+                info!(peer = %peer.who(), stream = %peer.key, session = %peer.id, "whip: session ended: {why}");
+                drop(peer);
+            }
+        }
+    }
+    if !peers.is_empty() {
+        warn!("whip: shutting down {} session(s)", peers.len());
+    }
+}

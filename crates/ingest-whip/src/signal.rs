@@ -1,0 +1,303 @@
+//! WHIP signalling (RFC 9725) over HTTP: the axum routes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, Request as HttpRequest, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use str0m::change::SdpOffer;
+use str0m::{Candidate, Rtc};
+use tidewater_core::{IngestContext, Request, StreamKey};
+use tidewater_http::text;
+use tokio::sync::oneshot;
+use tracing::info;
+
+use crate::media::{Command, NewPeer, Slot};
+use crate::{PROTOCOL, Shared};
+
+#[derive(Clone)]
+struct WhipState {
+    ctx: IngestContext,
+    shared: Arc<Shared>,
+}
+
+/// The routes (see the crate docs), relative to where the router is mounted.
+pub(crate) fn router(ctx: IngestContext, shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/whip/{app}/{stream}",
+            post(publish).options(|| async { preflight("POST, OPTIONS", true) }),
+        )
+        .route(
+            "/whip/{app}/{stream}/{session}",
+            axum::routing::delete(end)
+                .patch(patch)
+                .options(|| async { preflight("PATCH, DELETE, OPTIONS", false) }),
+        )
+        .with_state(WhipState { ctx, shared })
+}
+
+/// Headers a page of another origin may send and read.
+const ALLOWED_HEADERS: &str = "Authorization, Content-Type, If-Match";
+const EXPOSED_HEADERS: &str = "Location, ETag, Link, Accept-Post, Accept-Patch";
+
+fn cors(h: &mut HeaderMap) {
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSED_HEADERS),
+    );
+}
+
+fn preflight(methods: &'static str, endpoint: bool) -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    let h = r.headers_mut();
+    cors(h);
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(methods),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static(ALLOWED_HEADERS),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
+    h.insert(header::ALLOW, HeaderValue::from_static(methods));
+    if endpoint {
+        h.insert("accept-post", HeaderValue::from_static("application/sdp"));
+    }
+    r
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    let mut r = text(status, message);
+    cors(r.headers_mut());
+    r
+}
+
+fn session_id() -> Option<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+async fn publish(
+    State(state): State<WhipState>,
+    Path((app, stream)): Path<(String, String)>,
+    request: HttpRequest,
+) -> Response {
+    let (peer, query, credentials) = tidewater_http::asker(&request);
+    let who = tidewater_http::who(peer);
+    let is_sdp = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+        });
+    if !is_sdp {
+        info!(peer = %who, "whip: POST refused: Content-Type is not application/sdp");
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a WHIP offer is application/sdp",
+        );
+    }
+    let key = match tidewater_http::stream_key(PROTOCOL, peer, &app, &stream) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let shared = &state.shared;
+    let Some(bound) = shared.bound.borrow().clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the WebRTC media port is not listening",
+        );
+    };
+    // The slot is taken before any work, released by whoever drops it.
+    let previous = shared.sessions.fetch_add(1, Ordering::Relaxed);
+    let slot = Slot(Arc::clone(&shared.sessions));
+    if previous >= shared.config.max_sessions {
+        info!(peer = %who, stream = %key, "whip: POST refused: {previous} sessions already");
+        return error(StatusCode::SERVICE_UNAVAILABLE, "too many WebRTC sessions");
+    }
+    let body = match axum::body::to_bytes(request.into_body(), shared.config.max_offer_bytes).await
+    {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the offer is larger than {} bytes",
+                    shared.config.max_offer_bytes
+                ),
+            );
+        }
+    };
+    let offer = match std::str::from_utf8(&body)
+        .ok()
+        .and_then(|t| SdpOffer::from_sdp_string(t).ok())
+    {
+        Some(o) => o,
+        None => {
+            info!(peer = %who, stream = %key, "whip: POST refused: the offer is not valid SDP");
+            return error(StatusCode::BAD_REQUEST, "the offer is not valid SDP");
+        }
+    };
+    let mut req = Request::new(key.clone(), PROTOCOL).credentials(credentials);
+    if let Some(p) = peer {
+        req = req.peer(p);
+    }
+    if let Some(q) = query {
+        req = req.query(q);
+    }
+    let session = match state.ctx.open_publish(req).await {
+        Ok(s) => s,
+        Err(e) => return publish_refused(&state.ctx, peer, &key, &e),
+    };
+    let mut rtc = Rtc::builder()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_opus(true, false)
+        .build(Instant::now());
+    for addr in &bound.candidates {
+        match Candidate::host(*addr, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => info!("whip: host candidate {addr} left out: {e}"),
+        }
+    }
+    let answer = match rtc.sdp_api().accept_offer(offer) {
+        Ok(a) => a.to_sdp_string(),
+        Err(e) => {
+            info!(peer = %who, stream = %key, "whip: POST refused: the offer cannot be answered: {e}");
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the offer cannot be answered: {e}"),
+            );
+        }
+    };
+    if !answer.contains("H264/90000") && !answer.contains("opus/48000") {
+        info!(peer = %who, stream = %key, "whip: POST refused: neither H.264 nor Opus offered");
+        return error(
+            StatusCode::NOT_ACCEPTABLE,
+            "the offer carries neither H.264 (packetization-mode 1) nor Opus",
+        );
+    }
+    let Some(id) = session_id() else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no randomness for a session id",
+        );
+    };
+    let new = NewPeer {
+        id: id.clone(),
+        rtc,
+        session,
+        key: key.clone(),
+        http_peer: peer,
+        slot,
+    };
+    let sent = tokio::time::timeout(
+        Duration::from_secs(2),
+        bound.commands.send(Command::Add(Box::new(new))),
+    )
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the WebRTC worker is busy");
+    }
+    info!(peer = %who, stream = %key, session = %id, "whip: publish answered");
+    let mut r = (StatusCode::CREATED, answer).into_response();
+    let h = r.headers_mut();
+    cors(h);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("/whip/{key}/{id}")) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    r
+}
+
+fn publish_refused(
+    ctx: &IngestContext,
+    peer: Option<SocketAddr>,
+    key: &StreamKey,
+    e: &tidewater_core::Error,
+) -> Response {
+    use tidewater_core::Error as E;
+    if let E::Unauthorized { refusal, .. } = e {
+        let mut r = tidewater_http::refuse(PROTOCOL, peer, key, refusal, &ctx.realm());
+        cors(r.headers_mut());
+        return r;
+    }
+    info!(peer = %tidewater_http::who(peer), stream = %key, "whip: publish refused: {e}");
+    let status = match e {
+        E::AlreadyPublishing { .. } => StatusCode::CONFLICT,
+        E::UnknownApp { .. } => StatusCode::NOT_FOUND,
+        E::InvalidKey { .. } => StatusCode::BAD_REQUEST,
+        E::PublisherLimit { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error(status, e.to_string())
+}
+
+async fn end(
+    State(state): State<WhipState>,
+    Path((app, stream, session)): Path<(String, String, String)>,
+) -> Response {
+    let Ok(key) = StreamKey::new(&app, &stream) else {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    };
+    let Some(bound) = state.shared.bound.borrow().clone() else {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    };
+    let (reply, answer) = oneshot::channel();
+    let asked = bound
+        .commands
+        .send(Command::Remove {
+            id: session,
+            key,
+            reply,
+        })
+        .await;
+    if asked.is_ok() && answer.await.unwrap_or(false) {
+        let mut r = StatusCode::OK.into_response();
+        cors(r.headers_mut());
+        r
+    } else {
+        error(StatusCode::NOT_FOUND, "no such session")
+    }
+}
+
+/// Trickle ICE and ICE restarts are not supported: the server is ICE-lite
+/// and its answer carries every candidate; the client's candidates are
+/// learnt from its connectivity checks. RFC 9725 §4.3.1 asks for `405`.
+async fn patch() -> Response {
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "trickle ICE and ICE restarts are not supported: the answer carries every candidate",
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
+    r
+}
