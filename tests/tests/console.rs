@@ -668,6 +668,16 @@ fn the_watch_page_plays_ll_hls_and_dash_with_their_latency() {
                 && u.ends_with("?streamid=read:live/console")),
         "{urls:#?}"
     );
+    // A URL's Copy button copies (the clipboard, or the selection fallback).
+    browser.eval(
+        "[...document.querySelectorAll('#urls tbody tr')].find(r => r.cells[0].textContent === 'LL-HLS') \
+           .querySelector('button').click()",
+    );
+    browser.wait_for(
+        "document.getElementById('announce').textContent",
+        Duration::from_secs(3),
+        |v| v == "Copied to the clipboard",
+    );
     let embed = browser.eval("document.getElementById('embed').value");
     assert!(
         embed.as_str().is_some_and(|e| e.contains(&format!("src=\"http://{http}/watch/live/console?embed\""))),

@@ -145,7 +145,11 @@
   }
 
   function copy(text, button) {
-    const done = () => { button.textContent = 'Copied'; setTimeout(() => { button.textContent = 'Copy'; }, 1500); };
+    const done = () => {
+      button.textContent = 'Copied';
+      $('announce').textContent = 'Copied to the clipboard';
+      setTimeout(() => { button.textContent = 'Copy'; $('announce').textContent = ''; }, 1500);
+    };
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(text).then(done, () => fallback());
     } else fallback();

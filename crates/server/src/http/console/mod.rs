@@ -4,7 +4,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /` | the console: every live stream with its numbers, a chart per stream, the sessions with a kick button; polls `/api/v1/streams` and `/api/v1/sessions` every 1.5 s |
+//! | `GET /` | the console: every live stream with its numbers, a chart per stream, the sessions with a kick button; polls `/api/v1/streams` and `/api/v1/sessions` every second |
 //! | `GET /watch/{app}/{stream}` | the player page: LL-HLS (hls.js), DASH (dash.js) and TS-HLS (hls.js), switchable, with the measured latency, dropped frames and resolution; the URLs of every protocol, built from the request's `Host`; an embed snippet (`?embed` shows the video alone) |
 //! | `GET /console/{file}` | the pages' script and style sheet |
 //! | `GET /console/vendor/hls.min.js`, `/console/vendor/dash.all.min.js` | the player libraries, when the build embedded them (see below); else `404` |
