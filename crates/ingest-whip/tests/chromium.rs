@@ -1,0 +1,230 @@
+//! Chromium (headless, fake camera and microphone) publishes over WHIP to an
+//! in-process router and engine; the kernel must get H.264 starting at a
+//! keyframe with increasing timestamps, and Opus.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use tidewater_core::{
+    AppSpec, CancellationToken, Codec, Engine, Event, InboundProtocol, Request, StreamKey,
+};
+use tidewater_tests::{ChildGuard, TempDir};
+use tidewater_whip::{Whip, WhipConfig};
+
+const PAGE: &str = r#"<!doctype html><html><body><script>
+const log = (m) => fetch('/log', {method: 'POST', body: String(m)});
+(async () => {
+  try {
+    const media = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: true});
+    const pc = new RTCPeerConnection({iceServers: []});
+    for (const track of media.getTracks()) pc.addTransceiver(track, {direction: 'sendonly'});
+    const video = pc.getTransceivers().find(t => t.sender.track && t.sender.track.kind === 'video');
+    const codecs = RTCRtpSender.getCapabilities('video').codecs;
+    video.setCodecPreferences(codecs.filter(c => c.mimeType === 'video/H264' || c.mimeType === 'video/rtx'));
+    pc.onconnectionstatechange = () => log('state ' + pc.connectionState);
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise(done => {
+      if (pc.iceGatheringState === 'complete') return done();
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
+      setTimeout(done, 2000);
+    });
+    const r = await fetch('/whip/live/chromium', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
+    log('answer ' + r.status + ' ' + r.headers.get('Location') + ' ' + r.headers.get('ETag'));
+    const answer = await r.text();
+    if (r.status !== 201) return log('refused ' + answer);
+    await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  } catch (e) {
+    log('error ' + e);
+  }
+})();
+</script></body></html>"#;
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+async fn record(State(log): State<Log>, body: String) {
+    log.lock().unwrap_or_else(|p| p.into_inner()).push(body);
+}
+
+fn lines(log: &Log) -> Vec<String> {
+    log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_publishes_h264_and_opus_over_whip() {
+    let Some(browser) = tidewater_tests::browser::chromium() else {
+        panic!("chromium is not installed (cargo xtask test installs it)");
+    };
+    let engine = Engine::builder()
+        .default_app(AppSpec::default())
+        .build()
+        .expect("engine");
+    let whip = Whip::new(WhipConfig {
+        udp_listen: "127.0.0.1:0".parse().expect("addr"),
+        ..WhipConfig::default()
+    })
+    .expect("config");
+    let shutdown = CancellationToken::new();
+    let worker = {
+        let (whip, ctx, shutdown) = (whip.clone(), engine.context(), shutdown.clone());
+        tokio::spawn(async move { whip.serve(ctx, shutdown).await })
+    };
+    let media = whip.listening().await;
+    assert_eq!(media.len(), 1, "{media:?}");
+
+    let log: Log = Arc::default();
+    let app = whip
+        .router(engine.context())
+        .merge(
+            axum::Router::new()
+                .route("/", get(|| async { axum::response::Html(PAGE) }))
+                .route("/log", post(record))
+                .with_state(Arc::clone(&log)),
+        )
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind http");
+    let http = listener.local_addr().expect("http addr");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let profile = TempDir::new("whip-chromium");
+    let chromium_log = std::fs::File::create(profile.file("chromium.log")).expect("log");
+    let child = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            "--disable-features=WebRtcHideLocalIpsWithMdns",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://{http}/"))
+        .stdin(Stdio::null())
+        .stdout(chromium_log.try_clone().expect("log"))
+        .stderr(chromium_log)
+        .spawn()
+        .expect("start chromium");
+    let guard = ChildGuard(child);
+
+    // The publish becomes live once the page has posted its offer.
+    let key = StreamKey::parse("live/chromium").expect("key");
+    let start = Instant::now();
+    let mut subscription = loop {
+        if let Ok(s) = engine.subscribe(Request::new(key.clone(), "test")).await {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no publish within 30 s; page said {:?}",
+            lines(&log)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut catalog = None;
+    let (mut video, mut audio) = (Vec::new(), Vec::new());
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(5) {
+        let event = match tokio::time::timeout(Duration::from_secs(5), subscription.recv()).await {
+            Ok(Ok(e)) => e,
+            Ok(Err(e)) => panic!("subscription ended: {e}; page said {:?}", lines(&log)),
+            Err(_) => break,
+        };
+        match event {
+            Event::Catalog(c) => catalog = Some(c),
+            Event::Frame(f) if f.codec == Codec::H264 => {
+                video.push((f.pts, f.dts, f.is_keyframe(), f.payload.clone()))
+            }
+            Event::Frame(f) if f.codec == Codec::Opus => audio.push(f.pts),
+            _ => {}
+        }
+    }
+    let stats = whip.stats();
+    let summary = format!(
+        "page {:?}; {} video, {} audio frames; datagrams {:?}, unmatched {:?}, PLIs {:?}",
+        lines(&log),
+        video.len(),
+        audio.len(),
+        stats.datagrams,
+        stats.unmatched,
+        stats.keyframe_requests
+    );
+    assert!(
+        lines(&log)
+            .iter()
+            .any(|l| l.starts_with("answer 201 /whip/live/chromium/")),
+        "{:?}",
+        lines(&log)
+    );
+
+    let catalog = catalog.expect("a catalog");
+    let tracks = catalog.tracks();
+    let v = tracks
+        .iter()
+        .find(|t| t.codec == Codec::H264)
+        .unwrap_or_else(|| panic!("an H.264 track: {tracks:?}"));
+    assert!(v.config.is_some(), "avcC from the in-band SPS/PPS");
+    let size = v.video.map(|s| (s.width, s.height));
+    assert_eq!(size, Some((640, 480)), "{summary}");
+    assert!(tracks.iter().any(|t| t.codec == Codec::Opus), "{tracks:?}");
+
+    // About 30 fps for 5 s; the first frame a keyframe (the cached GOP).
+    assert!(video.len() >= 60, "{summary}");
+    assert!(video[0].2, "starts at a keyframe: {summary}");
+    assert!(
+        video.windows(2).all(|w| w[1].0 > w[0].0 && w[1].1 > w[0].1),
+        "increasing timestamps: {summary}"
+    );
+    // Each payload is length-prefixed NAL units, exactly.
+    for (_, _, _, payload) in &video {
+        let mut rest = &payload[..];
+        while !rest.is_empty() {
+            let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+            assert!(len > 0 && 4 + len <= rest.len(), "AVCC framing");
+            rest = &rest[4 + len..];
+        }
+    }
+    // Opus: 20 ms packets, about 50 a second, on the same timeline.
+    assert!(audio.len() >= 100, "{summary}");
+    assert!(audio.windows(2).all(|w| w[1] > w[0]), "{summary}");
+    assert!(whip.sessions() == 1, "{summary}");
+    eprintln!("{summary}; catalog {tracks:?}");
+
+    drop(guard);
+    // Chromium gone: the session ends once ICE times out; DELETE ends it at once.
+    let location = lines(&log)
+        .iter()
+        .find_map(|l| l.split(' ').nth(2).map(str::to_owned))
+        .expect("a Location");
+    let delete = tokio::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "DELETE",
+        ])
+        .arg(format!("http://{http}{location}"))
+        .output()
+        .await
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&delete.stdout), "200");
+    let start = Instant::now();
+    while whip.sessions() != 0 && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(whip.sessions(), 0);
+    shutdown.cancel();
+    worker.await.expect("join").expect("worker");
+    server.abort();
+}
