@@ -121,6 +121,8 @@
 //! sessions in the API and per-session QoS; fuzz targets of the offer
 //! handling.
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod error;
 pub mod ingest;

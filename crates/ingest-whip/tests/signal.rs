@@ -1,0 +1,426 @@
+//! WHIP signalling against the router: answers, CORS, refusals, session
+//! ends, limits. Offers come from a str0m client, as a WHIP client makes them.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Method, Request as HttpRequest, StatusCode, header};
+use axum::response::Response;
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaKind};
+use str0m::{Candidate, Rtc};
+use tidewater_core::{
+    AppSpec, AuthRequest, Authorizer, CancellationToken, Credentials, Engine, Identity,
+    InboundProtocol, Refusal, RefusalKind, Request, StreamKey,
+};
+use tidewater_whip::{Whip, WhipConfig};
+use tower::ServiceExt;
+
+/// A client's offer: send-only H.264 and Opus, or only VP8.
+fn offer(vp8_only: bool) -> String {
+    let builder = Rtc::builder().clear_codecs();
+    let builder = if vp8_only {
+        builder.enable_vp8(true)
+    } else {
+        builder.enable_h264(true).enable_opus(true, false)
+    };
+    let mut rtc = builder.build(Instant::now());
+    rtc.add_local_candidate(
+        Candidate::host("127.0.0.1:9".parse().expect("addr"), "udp").expect("candidate"),
+    );
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    if !vp8_only {
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    }
+    let (offer, _pending) = api.apply().expect("an offer");
+    offer.to_sdp_string()
+}
+
+struct Harness {
+    engine: Engine,
+    whip: Whip,
+    router: axum::Router,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn start(engine: Engine, config: WhipConfig) -> Harness {
+    let whip = Whip::new(config).expect("config");
+    let shutdown = CancellationToken::new();
+    {
+        let (whip, ctx, shutdown) = (whip.clone(), engine.context(), shutdown.clone());
+        tokio::spawn(async move { whip.serve(ctx, shutdown).await });
+    }
+    whip.listening().await;
+    let router = whip.router(engine.context());
+    Harness {
+        engine,
+        whip,
+        router,
+        shutdown,
+    }
+}
+
+fn loopback() -> WhipConfig {
+    WhipConfig {
+        udp_listen: "127.0.0.1:0".parse().expect("addr"),
+        ..WhipConfig::default()
+    }
+}
+
+fn engine() -> Engine {
+    Engine::builder()
+        .default_app(AppSpec::default())
+        .build()
+        .expect("engine")
+}
+
+async fn call(
+    router: &axum::Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: String,
+) -> (Response, String) {
+    let mut req = HttpRequest::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = router
+        .clone()
+        .oneshot(req.body(Body::from(body)).expect("request"))
+        .await
+        .expect("infallible");
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("body");
+    (
+        Response::from_parts(parts, Body::empty()),
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+const SDP: (&str, &str) = ("content-type", "application/sdp");
+
+#[tokio::test]
+async fn an_offer_is_answered_and_delete_ends_the_publish() {
+    let h = start(engine(), loopback()).await;
+    let media = h.whip.listening().await;
+    let (r, answer) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/cam",
+        &[SDP],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{answer}");
+    assert_eq!(r.headers()[header::CONTENT_TYPE], "application/sdp");
+    assert_eq!(r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    let location = r.headers()[header::LOCATION]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(location.starts_with("/whip/live/cam/"), "{location}");
+    let etag = r.headers()[header::ETAG].to_str().expect("ascii");
+    assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
+    // A real answer: parses, ICE-lite, our host candidate, H.264 and Opus.
+    SdpAnswer::from_sdp_string(&answer).expect("the answer parses");
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(
+        answer.contains(&format!("127.0.0.1 {} typ host", media[0].port())),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("H264/90000") && answer.contains("opus/48000"),
+        "{answer}"
+    );
+    assert_eq!(h.whip.sessions(), 1);
+
+    // The stream is published: a second publisher is refused.
+    let key = StreamKey::parse("live/cam").expect("key");
+    let (r, _) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/cam",
+        &[SDP],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+
+    let (r, _) = call(
+        &h.router,
+        Method::PATCH,
+        &location,
+        &[("content-type", "application/trickle-ice-sdpfrag")],
+        "a=end-of-candidates\r\n".into(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    let (r, _) = call(&h.router, Method::DELETE, &location, &[], String::new()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let (r, _) = call(&h.router, Method::DELETE, &location, &[], String::new()).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let start = Instant::now();
+    while h.whip.sessions() != 0 && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.whip.sessions(), 0);
+    // The publish ended with the session: the stream may be published again.
+    assert!(h.engine.subscribe(Request::new(key, "test")).await.is_err());
+    let (r, _) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/cam",
+        &[SDP],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn bad_offers_get_clear_errors_and_leave_nothing_published() {
+    let h = start(engine(), loopback()).await;
+    let (r, _) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/a",
+        &[("content-type", "text/plain")],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (r, body) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/a",
+        &[SDP],
+        "v=0\r\ngarbage\r\n".into(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+    let (r, body) = call(&h.router, Method::POST, "/whip/live/a", &[SDP], offer(true)).await;
+    assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE, "{body}");
+    assert!(body.contains("H.264"), "{body}");
+    let (r, _) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/a",
+        &[SDP],
+        "x".repeat(70_000),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let (r, _) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/..",
+        &[SDP],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(h.whip.sessions(), 0);
+    let key = StreamKey::parse("live/a").expect("key");
+    assert!(h.engine.subscribe(Request::new(key, "test")).await.is_err());
+    // Nothing stuck: a good offer is answered.
+    let (r, _) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/a",
+        &[SDP],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn preflight_allows_other_origins_to_publish_with_a_token() {
+    let h = start(engine(), loopback()).await;
+    let (r, _) = call(
+        &h.router,
+        Method::OPTIONS,
+        "/whip/live/cam",
+        &[],
+        String::new(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let hd = r.headers();
+    assert_eq!(hd[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert!(
+        hd[header::ACCESS_CONTROL_ALLOW_METHODS]
+            .to_str()
+            .expect("ascii")
+            .contains("POST")
+    );
+    assert!(
+        hd[header::ACCESS_CONTROL_ALLOW_HEADERS]
+            .to_str()
+            .expect("ascii")
+            .contains("Authorization")
+    );
+    assert_eq!(hd["accept-post"], "application/sdp");
+    let (r, _) = call(
+        &h.router,
+        Method::OPTIONS,
+        "/whip/live/cam/abc",
+        &[],
+        String::new(),
+    )
+    .await;
+    assert!(
+        r.headers()[header::ACCESS_CONTROL_ALLOW_METHODS]
+            .to_str()
+            .expect("ascii")
+            .contains("DELETE")
+    );
+}
+
+/// Allows publishing only with `Authorization: Bearer s3cret`.
+struct Bearer(Arc<std::sync::Mutex<Vec<AuthRequest>>>);
+
+#[async_trait::async_trait]
+impl Authorizer for Bearer {
+    async fn authorize(&self, request: &AuthRequest) -> Result<Identity, Refusal> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(request.clone());
+        match &request.credentials {
+            Credentials::Token(t) if t == "s3cret" => Ok(Identity::anonymous()),
+            Credentials::None => Err(Refusal::new(
+                RefusalKind::MissingCredentials,
+                "publish needs a token",
+            )),
+            _ => Err(Refusal::new(RefusalKind::InvalidCredentials, "wrong token")),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_bearer_token_reaches_the_authorizer_and_refusals_are_401() {
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let engine = Engine::builder()
+        .default_app(AppSpec::default())
+        .authorizer(Bearer(Arc::clone(&asked)))
+        .build()
+        .expect("engine");
+    let h = start(engine, loopback()).await;
+    let (r, body) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/cam?x=1",
+        &[SDP],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{body}");
+    assert!(r.headers().get(header::WWW_AUTHENTICATE).is_some());
+    let (r, _) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/cam",
+        &[SDP, ("authorization", "Bearer nope")],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let (r, _) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/cam",
+        &[SDP, ("authorization", "Bearer s3cret")],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let asked = asked.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(asked.len(), 3);
+    assert!(asked.iter().all(|a| a.protocol == "whip"));
+    assert_eq!(asked[0].query.as_deref(), Some("x=1"));
+    assert_eq!(h.whip.sessions(), 1);
+}
+
+#[tokio::test]
+async fn sessions_are_bounded_and_the_media_port_must_listen() {
+    // Before the worker listens: 503.
+    let whip = Whip::new(loopback()).expect("config");
+    let e = engine();
+    let router = whip.router(e.context());
+    let (r, _) = call(
+        &router,
+        Method::POST,
+        "/whip/live/cam",
+        &[SDP],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let h = start(
+        engine(),
+        WhipConfig {
+            max_sessions: 1,
+            ..loopback()
+        },
+    )
+    .await;
+    let (r, _) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/one",
+        &[SDP],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (r, _) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/two",
+        &[SDP],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(h.whip.sessions(), 1);
+}
+
+#[tokio::test]
+async fn a_peer_that_never_connects_is_ended() {
+    let h = start(
+        engine(),
+        WhipConfig {
+            connect_timeout: Duration::from_millis(300),
+            ..loopback()
+        },
+    )
+    .await;
+    let (r, _) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/cam",
+        &[SDP],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let start = Instant::now();
+    while h.whip.sessions() != 0 && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.whip.sessions(), 0);
+    let key = StreamKey::parse("live/cam").expect("key");
+    assert!(h.engine.subscribe(Request::new(key, "test")).await.is_err());
+}
