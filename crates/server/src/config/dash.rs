@@ -111,3 +111,36 @@ impl DashSection {
         field_error("dash", key, e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    #[test]
+    fn low_latency_and_always_on_by_default_and_keys_parsed() {
+        let d = DashSection::default().dash_config().expect("valid");
+        let d = d.expect("enabled");
+        assert!(d.low_latency && d.always_on_all && d.always_on.is_empty());
+        let config = Config::from_toml_str(
+            "[dash]\nlow_latency = false\nalways_on_all = false\nalways_on = [\"live/cam1\"]\n",
+        )
+        .expect("valid");
+        let c = config.dash.dash_config().expect("valid").expect("enabled");
+        assert!(!c.low_latency && !c.always_on_all);
+        let cam1 = StreamKey::parse("live/cam1").expect("key");
+        assert!(c.is_always_on(&cam1));
+        assert!(!c.is_always_on(&StreamKey::parse("live/cam2").expect("key")));
+    }
+
+    #[test]
+    fn a_bad_always_on_key_is_reported_at_its_index() {
+        let section = DashSection {
+            always_on: vec!["live/ok".into(), "nokey".into()],
+            ..DashSection::default()
+        };
+        let text = section.dash_config().expect_err("refused").to_string();
+        assert!(text.contains("dash.always_on[1]"), "{text}");
+        assert!(text.contains("invalid stream key"), "{text}");
+    }
+}
