@@ -777,3 +777,54 @@ fn web_enabled_false_turns_the_pages_off() {
     assert_eq!(http_get(&format!("http://{http}/healthz")).status, 200);
     server.signal("TERM");
 }
+
+#[test]
+fn the_watch_page_lists_the_recordings_and_plays_a_range() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let config = format!(
+        "{}[record]\npaths = [\"live/*\"]\nsegment_s = 4\npart_ms = 500\n",
+        loopback_config()
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let mut publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/rec"), 60, 25);
+    wait_live(http, "live/rec", LIVE_TIMEOUT);
+    // Some seconds on disk, then the publish ends.
+    std::thread::sleep(Duration::from_secs(8));
+    let _ = publisher.0.kill();
+    let _ = publisher.0.wait();
+    let spans = wait_json(
+        &format!("http://{http}/playback/live/rec/list"),
+        LIVE_TIMEOUT,
+        |v| v.as_array().is_some_and(|a| !a.is_empty()),
+    );
+    eprintln!("recorded: {spans}");
+
+    let mut browser = Browser::start();
+    browser.open(&format!("http://{http}/watch/live/rec"));
+    // The stream is over: the live player has nothing; the recordings show.
+    let items = browser.wait_for(
+        "[...document.querySelectorAll('#spans li')].map(li => li.textContent)",
+        Duration::from_secs(10),
+        |v| v.as_array().is_some_and(|a| !a.is_empty()),
+    );
+    eprintln!("recordings listed: {items}");
+    let rects = browser.eval("document.querySelectorAll('#timeline rect').length");
+    assert_eq!(rects, json!(spans.as_array().map_or(0, Vec::len)));
+    browser.eval("document.querySelector('#spans li button').click()");
+    let stats = browser.wait_for(STATS, Duration::from_secs(20), |s| {
+        s["player"] == "recording" && s["state"] == "playing" && s["resolution"] == "320×240"
+    });
+    eprintln!("recording: {stats:#}");
+    assert_eq!(stats["latencyText"], "– (recording)");
+    let start = browser.eval("document.getElementById('range-start').value");
+    assert_eq!(start, spans[0]["start"], "the form holds the chosen span");
+    let t0 = browser.eval("document.getElementById('video').currentTime");
+    std::thread::sleep(Duration::from_secs(2));
+    let t1 = browser.eval("document.getElementById('video').currentTime");
+    assert!(
+        t1.as_f64().unwrap_or(0.0) > t0.as_f64().unwrap_or(0.0) + 1.0,
+        "the recording plays: {t0} → {t1}"
+    );
+    server.signal("TERM");
+}

@@ -352,6 +352,7 @@ impl Server {
             srt: srt.clone().map(http::console::Port::Srt),
             hls: hls.is_some(),
             dash: dash.is_some(),
+            record: record.is_some(),
             player_scripts_url: web.player_scripts_url,
         });
         // Protocol workers bind their own listeners; one that fails (a port

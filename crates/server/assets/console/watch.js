@@ -12,6 +12,8 @@
     llhls: {label: 'LL-HLS', library: 'hlsjs', url: `/llhls/${path}/index.m3u8`, lowLatency: true},
     dash: {label: 'DASH', library: 'dashjs', url: `/dash/${path}/manifest.mpd`},
     hls: {label: 'TS-HLS', library: 'hlsjs', url: `/hls/${path}/index.m3u8`, lowLatency: false},
+    // A range of the recordings (HLS VOD); its url is set when chosen.
+    recording: {label: 'Recording', library: 'hlsjs', url: null, lowLatency: false, vod: true},
   };
   const embed = new URLSearchParams(location.search).has('embed');
   if (embed) document.body.classList.add('embed');
@@ -79,7 +81,8 @@
     return {
       library: 'hls.js ' + (config.hlsjs_version || Hls.version || ''),
       destroy() { clearTimeout(retry); hls.destroy(); },
-      latency: () => (Number.isFinite(hls.latency) && hls.latency > 0) ? hls.latency : seekableLatency(),
+      latency: () => p.vod ? null
+        : (Number.isFinite(hls.latency) && hls.latency > 0) ? hls.latency : seekableLatency(),
     };
   }
 
@@ -104,7 +107,7 @@
 
   async function play(name) {
     const p = PLAYERS[name];
-    if (!p) return;
+    if (!p || !p.url) return;
     if (current) { current.destroy(); current = null; }
     showError(null);
     lastTime = -1;
@@ -137,7 +140,8 @@
     else setState('buffering');
     lastTime = t;
     const latency = current.latency();
-    $('latency').textContent = latency === null || latency === undefined ? '–' : latency.toFixed(2) + ' s';
+    $('latency').textContent = latency === null || latency === undefined
+      ? (PLAYERS[current.name].vod ? '– (recording)' : '–') : latency.toFixed(2) + ' s';
     $('latency').dataset.seconds = latency === null || latency === undefined ? '' : latency.toFixed(3);
     const q = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
     $('dropped').textContent = q ? `${q.droppedVideoFrames} of ${q.totalVideoFrames}` : '–';
@@ -209,7 +213,72 @@
   $('embed').value = config.embed;
   $('copy-embed').addEventListener('click', (e) => copy(config.embed, e.target));
 
-  window.tidewaterPlayer = {play, current: () => current && current.name};
+  // Recordings: the spans on a timeline and in a list, any range played.
+  function playRange(start, duration) {
+    const query = new URLSearchParams({start});
+    if (duration) query.set('duration', duration);
+    PLAYERS.recording.url = `/playback/${path}/index.m3u8?${query}`;
+    return play('recording');
+  }
+
+  async function loadRecordings() {
+    let spans;
+    try {
+      const response = await fetch(`/playback/${path}/list`, {credentials: 'same-origin', cache: 'no-store'});
+      if (response.status === 404) spans = [];
+      else if (!response.ok) throw new Error(response.status + ' ' + response.statusText);
+      else spans = await response.json();
+    } catch (e) {
+      $('recordings-status').textContent = 'cannot list the recordings: ' + e.message;
+      return;
+    }
+    const list = $('spans');
+    const timeline = $('timeline');
+    list.replaceChildren();
+    timeline.replaceChildren();
+    $('recordings-status').textContent = spans.length ? '' : 'nothing recorded yet';
+    if (!spans.length) return;
+    const times = spans.map((s) => [Date.parse(s.start), Date.parse(s.start) + s.duration * 1000]);
+    const first = Math.min(...times.map((t) => t[0]));
+    const last = Math.max(...times.map((t) => t[1]));
+    const scale = 1000 / Math.max(1, last - first);
+    spans.forEach((span, i) => {
+      const [a, b] = times[i];
+      const rect = document.createElementNS('http://www.w3.org/2000/svg', 'rect');
+      rect.setAttribute('x', ((a - first) * scale).toFixed(1));
+      rect.setAttribute('width', Math.max(2, (b - a) * scale).toFixed(1));
+      rect.setAttribute('y', '2');
+      rect.setAttribute('height', '16');
+      timeline.append(rect);
+      const item = document.createElement('li');
+      const label = document.createElement('span');
+      label.textContent = `${new Date(a).toLocaleString()}, ${span.duration.toFixed(1)} s `;
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.textContent = 'Play';
+      button.setAttribute('aria-label', `Play the recording from ${new Date(a).toLocaleString()}`);
+      button.addEventListener('click', () => {
+        $('range-start').value = span.start;
+        $('range-duration').value = span.duration.toFixed(1);
+        playRange(span.start, span.duration.toFixed(1));
+      });
+      item.append(label, button);
+      list.append(item);
+    });
+    if (!$('range-start').value) $('range-start').value = spans[spans.length - 1].start;
+  }
+
+  if (config.record) {
+    $('recordings').hidden = false;
+    $('range').addEventListener('submit', (e) => {
+      e.preventDefault();
+      playRange($('range-start').value.trim(), $('range-duration').value.trim());
+    });
+    loadRecordings();
+    setInterval(loadRecordings, 10000);
+  }
+
+  window.tidewaterPlayer = {play, playRange, current: () => current && current.name};
   setInterval(tick, 500);
   const wanted = location.hash.slice(1) || new URLSearchParams(location.search).get('player');
   if (names.length) play(names.includes(wanted) ? wanted : names[0]);

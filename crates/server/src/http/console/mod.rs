@@ -5,7 +5,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /` | the console: every live stream with its numbers, a chart per stream, the sessions with a kick button; polls `/api/v1/streams` and `/api/v1/sessions` every second |
-//! | `GET /watch/{app}/{stream}` | the player page: LL-HLS (hls.js), DASH (dash.js) and TS-HLS (hls.js), switchable, with the measured latency, dropped frames and resolution; the URLs of every protocol, built from the request's `Host`; an embed snippet (`?embed` shows the video alone) |
+//! | `GET /watch/{app}/{stream}` | the player page: LL-HLS (hls.js), DASH (dash.js) and TS-HLS (hls.js), switchable, with the measured latency, dropped frames and resolution; the URLs of every protocol, built from the request's `Host`; an embed snippet (`?embed` shows the video alone); with `[record]`, the stream's recordings on a timeline, any range of them played from `/playback/…/index.m3u8` (which needs `playback`) |
 //! | `GET /console/{file}` | the pages' script and style sheet |
 //! | `GET /console/vendor/hls.min.js`, `/console/vendor/dash.all.min.js` | the player libraries, when the build embedded them (see below); else `404` |
 //!
@@ -89,6 +89,8 @@ pub struct Console {
     pub hls: bool,
     /// Whether `/dash/` is served.
     pub dash: bool,
+    /// Whether `[record]` records streams (played back under `/playback/`).
+    pub record: bool,
     /// `[web] player_scripts_url`: where player pages load the libraries
     /// from when this build has none embedded.
     pub player_scripts_url: Option<String>,
@@ -179,6 +181,8 @@ struct WatchConfig {
     dashjs_version: &'static str,
     /// What the page can play: `llhls`, `dash`, `hls`.
     players: Vec<&'static str>,
+    /// Whether to show the stream's recordings (`/playback/…`).
+    record: bool,
     urls: Vec<Endpoint>,
     embed: String,
 }
@@ -229,6 +233,7 @@ async fn watch(
         hlsjs_version: HLSJS_VERSION,
         dashjs_version: DASHJS_VERSION,
         players,
+        record: console.record,
         embed: format!(
             "<iframe src=\"{base}/watch/{key}?embed\" width=\"640\" height=\"360\" allow=\"autoplay; fullscreen\" allowfullscreen title=\"{key}\"></iframe>"
         ),

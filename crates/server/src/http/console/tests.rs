@@ -10,6 +10,7 @@ fn everything() -> Console {
         srt: Some(Port::Fixed(8890)),
         hls: true,
         dash: true,
+        record: false,
         player_scripts_url: None,
     }
 }
