@@ -106,6 +106,27 @@
 //! no cmake needed on x86-64 Linux): its RustCrypto and OpenSSL backends did
 //! not resolve for 0.25 when checked.
 //!
+//! # Tests (what real clients got)
+//!
+//! - `tests/chromium.rs`: headless Chromium publishes its fake camera and
+//!   microphone from a page over WHIP to an in-process router and engine;
+//!   a kernel subscriber gets a catalog with 640×480 H.264 (avcC from the
+//!   in-band SPS/PPS) and Opus, a keyframe first, increasing timestamps,
+//!   exact AVCC framing, ~50 Opus frames a second; `DELETE` on the
+//!   `Location` ends the session.
+//! - `tests/client.rs`: a str0m client publishes synthetic H.264 over
+//!   loopback UDP and loses a packet: the client receives a PLI, the kernel
+//!   gets every frame before the loss, none until the new IDR, every one
+//!   after; garbage datagrams from a stranger are counted and disturb
+//!   nothing.
+//! - `tests/signal.rs`: answers, `Location`/`ETag`, CORS, `409`, `405`,
+//!   `404`, `415`/`400`/`406`/`413` with nothing left published, Bearer
+//!   tokens to the authorizer and `401`, the session limit, a peer that
+//!   never connects is ended.
+//!
+//! GStreamer's `whipsink` and `simple-whip-client` were not installed here:
+//! untested.
+//!
 //! # Feature flags
 //!
 //! None. The umbrella crate `tidewater` re-exports this crate as
