@@ -388,21 +388,15 @@ fn the_console_lists_a_publish_with_its_codecs_and_kicks_a_reader() {
     });
     eprintln!("row shown {:?} after the stream was live", live.elapsed());
 
-    // A reader to kick: curl reading HTTP-FLV.
-    let reader = Command::new("curl")
-        .args([
-            "--silent",
-            "--noproxy",
-            "*",
-            "--max-time",
-            "90",
-            "--output",
-            "/dev/null",
-        ])
-        .arg(format!("http://{http}/flv/live/console.flv"))
+    // A reader to kick: ffmpeg reading HTTP-FLV (copying, not decoding).
+    let reader = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin"])
+        .args(["-i", &format!("http://{http}/flv/live/console.flv")])
+        .args(["-c", "copy", "-f", "null", "-"])
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .spawn()
-        .expect("curl (install the curl package)");
+        .expect("ffmpeg (install the ffmpeg package)");
     let mut reader = ChildGuard(reader);
     wait_json(
         &format!("http://{http}/api/v1/sessions"),
