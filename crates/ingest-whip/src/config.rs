@@ -11,6 +11,9 @@ pub const DEFAULT_MAX_SESSIONS: usize = 256;
 /// A session whose peer has not completed ICE and DTLS this long after the
 /// answer is ended.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A connected session from which nothing (media, RTCP, STUN) arrived this
+/// long is ended (the publisher vanished without a `DELETE`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest SDP offer read (bytes); a larger one is answered `413`.
 pub const DEFAULT_MAX_OFFER_BYTES: usize = 64 * 1024;
 /// At most one keyframe request (PLI) to a publisher this often.
@@ -30,6 +33,8 @@ pub struct WhipConfig {
     pub max_sessions: usize,
     /// See [`DEFAULT_CONNECT_TIMEOUT`].
     pub connect_timeout: Duration,
+    /// See [`DEFAULT_IDLE_TIMEOUT`].
+    pub idle_timeout: Duration,
     /// See [`DEFAULT_MAX_OFFER_BYTES`].
     pub max_offer_bytes: usize,
     /// See [`DEFAULT_PLI_INTERVAL`].
@@ -43,6 +48,7 @@ impl Default for WhipConfig {
             additional_hosts: Vec::new(),
             max_sessions: DEFAULT_MAX_SESSIONS,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_offer_bytes: DEFAULT_MAX_OFFER_BYTES,
             pli_interval: DEFAULT_PLI_INTERVAL,
         }
@@ -57,6 +63,9 @@ impl WhipConfig {
         }
         if self.connect_timeout.is_zero() {
             return Err("webrtc connect_timeout must be positive".into());
+        }
+        if self.idle_timeout.is_zero() {
+            return Err("webrtc idle_timeout must be positive".into());
         }
         if self.max_offer_bytes < 256 {
             return Err("webrtc max_offer_bytes must be at least 256".into());

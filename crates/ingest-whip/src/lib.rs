@@ -161,8 +161,8 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 pub use config::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_SESSIONS, DEFAULT_PLI_INTERVAL,
-    DEFAULT_UDP_LISTEN, WhipConfig,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_SESSIONS,
+    DEFAULT_PLI_INTERVAL, DEFAULT_UDP_LISTEN, WhipConfig,
 };
 pub use error::Error;
 pub use media::MediaStats;
@@ -324,7 +324,10 @@ impl InboundProtocol for Whip {
             candidates,
         }));
         media::run(
-            sockets,
+            sockets
+                .iter()
+                .filter_map(|s| Some((s.local_addr().ok()?, Arc::clone(s))))
+                .collect(),
             datagram_rx,
             command_rx,
             Arc::clone(&shared.config),

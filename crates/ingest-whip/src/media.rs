@@ -102,6 +102,8 @@ struct Peer {
     tracks: HashMap<Mid, (usize, MediaCodec)>,
     deadline: Instant,
     created: Instant,
+    /// When the last datagram of this peer arrived.
+    last_received: Instant,
     connected: bool,
     last_pli: Option<Instant>,
     first_video: Option<Instant>,
@@ -120,7 +122,7 @@ impl Peer {
     fn input(
         &mut self,
         input: Input<'_>,
-        sockets: &[Arc<UdpSocket>],
+        sockets: &[Socket],
         stats: &MediaStats,
         config: &WhipConfig,
     ) {
@@ -137,7 +139,7 @@ impl Peer {
         }
     }
 
-    fn drain(&mut self, sockets: &[Arc<UdpSocket>], stats: &MediaStats, config: &WhipConfig) {
+    fn drain(&mut self, sockets: &[Socket], stats: &MediaStats, config: &WhipConfig) {
         // Bounded: a well-behaved Rtc always ends with a timeout.
         for _ in 0..100_000 {
             let output = match self.rtc.poll_output() {
@@ -153,9 +155,9 @@ impl Peer {
                     return;
                 }
                 Output::Transmit(t) => {
-                    if let Some(socket) = sockets
+                    if let Some((_, socket)) = sockets
                         .iter()
-                        .find(|s| s.local_addr().ok() == Some(t.source))
+                        .find(|(addr, _)| *addr == t.source)
                         .or_else(|| sockets.first())
                     {
                         // Best effort, as UDP is: a full send buffer drops.
@@ -265,6 +267,9 @@ impl Peer {
     }
 }
 
+/// A media socket and its local address.
+pub(crate) type Socket = (SocketAddr, Arc<UdpSocket>);
+
 /// A datagram from a socket reader.
 pub(crate) struct Datagram {
     pub(crate) received: Instant,
@@ -315,7 +320,7 @@ pub(crate) async fn read_socket(
 /// The worker (see the module docs); returns when `shutdown` is cancelled
 /// or every sender is gone, ending every session.
 pub(crate) async fn run(
-    sockets: Vec<Arc<UdpSocket>>,
+    sockets: Vec<Socket>,
     mut datagrams: mpsc::Receiver<Datagram>,
     mut commands: mpsc::Receiver<Command>,
     config: Arc<WhipConfig>,
@@ -349,6 +354,7 @@ pub(crate) async fn run(
                         tracks: HashMap::new(),
                         deadline: now,
                         created: now,
+                        last_received: now,
                         connected: false,
                         last_pli: None,
                         first_video: None,
@@ -385,6 +391,7 @@ pub(crate) async fn run(
                 match id.and_then(|id| peers.get_mut(&id)) {
                     Some(peer) => {
                         by_addr.insert(d.source, peer.id.clone());
+                        peer.last_received = d.received;
                         peer.input(input, &sockets, &stats, &config);
                     }
                     None => {
@@ -403,6 +410,11 @@ pub(crate) async fn run(
                 && now.saturating_duration_since(peer.created) > config.connect_timeout
             {
                 peer.end("ICE and DTLS did not complete in time".into());
+            }
+            if peer.connected
+                && now.saturating_duration_since(peer.last_received) > config.idle_timeout
+            {
+                peer.end(format!("nothing received for {:?}", config.idle_timeout));
             }
             if !peer.rtc.is_alive() {
                 peer.end("closed".into());

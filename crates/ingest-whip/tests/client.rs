@@ -92,6 +92,7 @@ async fn a_lost_packet_gets_a_pli_and_the_kernel_resumes_at_a_keyframe() {
     let whip = Whip::new(WhipConfig {
         udp_listen: "127.0.0.1:0".parse().expect("addr"),
         pli_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_secs(1),
         ..WhipConfig::default()
     })
     .expect("config");
@@ -233,6 +234,7 @@ async fn a_lost_packet_gets_a_pli_and_the_kernel_resumes_at_a_keyframe() {
     client
         .pump(Instant::now() + Duration::from_millis(200))
         .await;
+    let last_heard = Instant::now();
 
     let mut video: Vec<(i64, bool, Bytes)> = Vec::new();
     while let Some(Ok(event)) = subscription.try_recv() {
@@ -249,7 +251,6 @@ async fn a_lost_packet_gets_a_pli_and_the_kernel_resumes_at_a_keyframe() {
         video.iter().map(|v| (v.0, v.1)).collect::<Vec<_>>(),
         stats.unmatched
     );
-    eprintln!("{summary}");
     assert!(client.keyframe_requests >= 1, "{summary}");
     assert!(
         sent_idr_at.len() >= 2 && sent_idr_at[1] > LOST_FRAME,
@@ -270,5 +271,19 @@ async fn a_lost_packet_gets_a_pli_and_the_kernel_resumes_at_a_keyframe() {
         stats.unmatched.load(std::sync::atomic::Ordering::Relaxed) >= 50,
         "{summary}"
     );
+
+    // The client vanishes without a DELETE: the session ends by itself.
+    assert_eq!(whip.sessions(), 1);
+    drop(client);
+    let gone = Instant::now();
+    while whip.sessions() != 0 && gone.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(whip.sessions(), 0, "ended without the client");
+    // str0m's ICE agent notices the silence first (under a second here);
+    // the idle timeout is the backstop.
+    assert!(last_heard.elapsed() < Duration::from_secs(5));
+    let key = StreamKey::parse("live/client").expect("key");
+    assert!(engine.subscribe(Request::new(key, "test")).await.is_err());
     shutdown.cancel();
 }
