@@ -232,10 +232,42 @@ async fn ffmpeg_reads_back_over_udp() {
     reads_back_decoded("udp").await;
 }
 
+/// The codecs ffprobe finds in the description of `url`, in order.
+async fn probe_codecs(url: &str, transport: &str) -> Vec<String> {
+    let out = timeout(
+        Duration::from_secs(30),
+        Command::new("ffprobe")
+            .args(["-v", "error", "-rtsp_transport", transport])
+            .args([
+                "-show_entries",
+                "stream=codec_name,sample_rate,width",
+                "-of",
+                "csv=p=0",
+                url,
+            ])
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("ffprobe finished")
+    .expect("ffprobe ran");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end_matches(',').to_string())
+        .collect()
+}
+
 async fn reads_back_decoded(transport: &str) {
     let h = start().await;
     let _ffmpeg = publish(&format!("rtsp://{}/live/cam2", h.addr), 30, "tcp");
     drop(subscribe_when_live(&h.engine, "live/cam2").await);
+    let url = format!("rtsp://{}/live/cam2", h.addr);
+    assert_eq!(
+        probe_codecs(&url, transport).await,
+        vec!["h264,320".to_string(), "aac,48000".to_string()],
+        "what ffprobe finds over {transport}"
+    );
     let (crc, stderr) = read_back(&format!("rtsp://{}/live/cam2", h.addr), transport, 4).await;
     assert_eq!(crc.codecs.len(), 2, "two streams: {crc:?}\n{stderr}");
     let video = crc
