@@ -218,13 +218,15 @@ async fn watch(
         (Some(url), _) => Some(format!("{url}{file}")),
         (None, _) => None,
     };
-    let mut players = Vec::new();
-    if console.hls {
-        players.extend(["llhls", "hls"]);
-    }
-    if console.dash {
-        players.insert(players.len().min(1), "dash");
-    }
+    // In the order of the page's choice: LL-HLS first (the lowest latency).
+    let players: Vec<&'static str> = [
+        ("llhls", console.hls),
+        ("dash", console.dash),
+        ("hls", console.hls),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
     let config = WatchConfig {
         app: key.app().to_string(),
         stream: key.stream().to_string(),

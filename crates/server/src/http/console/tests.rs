@@ -198,3 +198,33 @@ fn the_player_url_is_checked() {
         assert!(e.contains("web.player_scripts_url"), "{e}");
     }
 }
+
+#[tokio::test]
+async fn the_player_page_offers_what_is_served() {
+    for (hls, dash, expected) in [
+        (true, false, serde_json::json!(["llhls", "hls"])),
+        (false, true, serde_json::json!(["dash"])),
+        (false, false, serde_json::json!([])),
+    ] {
+        let served = spawn(router(Console {
+            hls,
+            dash,
+            ..everything()
+        }))
+        .await;
+        let watch = Client(served.addr).full("GET", "/watch/live/cam1").await;
+        let start = watch
+            .body
+            .find("type=\"application/json\">")
+            .expect("config")
+            + 24;
+        let end = start
+            + watch.body[start..]
+                .find("</script>")
+                .expect("end of config");
+        let config: serde_json::Value =
+            serde_json::from_str(&watch.body[start..end]).expect("JSON");
+        assert_eq!(config["players"], expected, "hls {hls}, dash {dash}");
+        served.stop().await;
+    }
+}
