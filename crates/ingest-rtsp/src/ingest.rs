@@ -30,6 +30,10 @@
 //! / `sprop-pps` or in band; AAC from the `config` parameter; Opus needs none. An in-band
 //! SPS/PPS that differs from the announced one is a new catalog version.
 //! Frames before the catalog are dropped (video waits for an IDR anyway).
+//!
+//! Packets are put back in sequence order first (UDP may reorder them):
+//! after a gap up to `ReorderBuffer::HOLD` packets wait for the missing
+//! ones before the gap counts as a loss.
 
 use bytes::Bytes;
 use tidewater_core::{Codec, Frame, TimestampWrap, TrackId, TrackInfo};
@@ -38,7 +42,7 @@ use tidewater_media::codec::{build_avcc, build_hvcc, h264_sps_size, h265_sps_siz
 use tidewater_media::rtp::aac::{AacDepacketizer, AuHeaderLayout};
 use tidewater_media::rtp::h264::{H264AccessUnit, H264Depacketizer, nal_type};
 use tidewater_media::rtp::h265::{self, H265AccessUnit, H265Depacketizer};
-use tidewater_media::rtp::{RtpError, RtpPacket, SenderReport, parse_sender_report};
+use tidewater_media::rtp::{ReorderBuffer, RtpError, RtpPacket, SenderReport, parse_sender_report};
 
 use crate::sdp::SdpTrack;
 
@@ -69,6 +73,8 @@ struct Track {
     report: Option<SenderReport>,
     /// Added to RTP timestamps (modulo 2^32) to put the track on the stream's timeline.
     offset: Option<u32>,
+    /// Puts UDP's reordered packets back in order.
+    reorder: ReorderBuffer,
 }
 
 /// RTP of one publish to frames (see the module docs).
@@ -80,6 +86,7 @@ pub struct Ingest {
     ntp_origin: Option<u64>,
     units: Vec<H264AccessUnit>,
     hevc_units: Vec<H265AccessUnit>,
+    ordered: Vec<RtpPacket>,
     audio: Vec<(u32, Bytes)>,
 }
 
@@ -97,6 +104,7 @@ impl Ingest {
             ntp_origin: None,
             units: Vec::new(),
             hevc_units: Vec::new(),
+            ordered: Vec::new(),
             audio: Vec::new(),
         }
     }
@@ -141,6 +149,28 @@ impl Ingest {
         if packet.payload_type != track.payload_type {
             return Ok(()); // comfort noise, FEC, …: not ours
         }
+        let mut ordered = std::mem::take(&mut self.ordered);
+        track.reorder.push(packet, &mut ordered);
+        let mut result = Ok(());
+        for packet in ordered.drain(..) {
+            if let Err(e) = self.depacketize(index, packet, out) {
+                result = Err(e);
+            }
+        }
+        self.ordered = ordered;
+        result
+    }
+
+    /// One packet of track `index`, in sequence order, through its depacketizer.
+    fn depacketize(
+        &mut self,
+        index: usize,
+        packet: RtpPacket,
+        out: &mut Vec<IngestOutput>,
+    ) -> Result<(), RtpError> {
+        let Some(Some(track)) = self.tracks.get_mut(index) else {
+            return Ok(());
+        };
         let offset = *track.offset.get_or_insert_with(|| match track.report {
             Some(report) => {
                 let origin = *self.ntp_origin.get_or_insert(report.ntp);
@@ -340,6 +370,7 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
                 payload_type: sdp.payload_type,
                 report: None,
                 offset: None,
+                reorder: ReorderBuffer::default(),
             })
         }
         Codec::H265 => {
@@ -368,6 +399,7 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
                 payload_type: sdp.payload_type,
                 report: None,
                 offset: None,
+                reorder: ReorderBuffer::default(),
             })
         }
         Codec::Opus => {
@@ -385,6 +417,7 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
                 payload_type: sdp.payload_type,
                 report: None,
                 offset: None,
+                reorder: ReorderBuffer::default(),
             })
         }
         Codec::Aac => {
@@ -411,6 +444,7 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
                 payload_type: sdp.payload_type,
                 report: None,
                 offset: None,
+                reorder: ReorderBuffer::default(),
             })
         }
         _ => None,
@@ -608,6 +642,29 @@ m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n"
             })
             .collect();
         assert_eq!(pts, vec![480_000, 900_000 - 45_000]);
+    }
+
+    #[test]
+    fn reordered_fragments_still_make_the_picture() {
+        let mut ingest = Ingest::new(&sdp(true));
+        let mut payloads = Vec::new();
+        packetize_h264([&[0x65u8; 3000][..]], 1000, &mut payloads);
+        let mut seq = 0;
+        let mut p = packets(96, &mut seq, 0, &payloads);
+        assert!(p.len() >= 3);
+        p.swap(1, 2);
+        let mut out = Vec::new();
+        for packet in &p {
+            ingest.push(0, packet, &mut out).expect("valid");
+        }
+        let frames: Vec<usize> = out
+            .iter()
+            .filter_map(|o| match o {
+                IngestOutput::Frame(f) => Some(f.payload.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames, vec![3004]);
     }
 
     #[test]

@@ -166,6 +166,82 @@ pub fn parse_sender_report(mut packet: &[u8]) -> Option<SenderReport> {
     None
 }
 
+/// Puts one stream's packets back in sequence order (UDP may reorder
+/// them): after a gap, up to [`ReorderBuffer::HOLD`] later packets are held
+/// waiting for the missing ones; then the gap is given up as lost.
+/// Duplicates and packets older than the last one released are dropped.
+#[derive(Debug, Default)]
+pub struct ReorderBuffer {
+    next: Option<u16>,
+    slots: std::collections::VecDeque<Option<RtpPacket>>,
+    held: usize,
+}
+
+impl ReorderBuffer {
+    /// Packets held behind a gap before it is given up.
+    pub const HOLD: usize = 16;
+    /// A packet this far ahead of the expected one restarts the sequence.
+    const WINDOW: u16 = 512;
+
+    /// Takes one packet; the packets now in order are appended to `out`.
+    pub fn push(&mut self, packet: RtpPacket, out: &mut Vec<RtpPacket>) {
+        let Some(next) = self.next else {
+            self.next = Some(packet.sequence.wrapping_add(1));
+            out.push(packet);
+            return;
+        };
+        let ahead = packet.sequence.wrapping_sub(next);
+        if ahead >= 0x8000 {
+            return; // older than what was released: late or a duplicate
+        }
+        if ahead >= Self::WINDOW {
+            // A jump (a restarted sender, a long loss): release what is held.
+            self.flush(out);
+            self.next = Some(packet.sequence.wrapping_add(1));
+            out.push(packet);
+            return;
+        }
+        let at = usize::from(ahead);
+        while self.slots.len() <= at {
+            self.slots.push_back(None);
+        }
+        if let Some(slot) = self.slots.get_mut(at)
+            && slot.is_none()
+        {
+            *slot = Some(packet);
+            self.held += 1;
+        }
+        self.release(out);
+        if self.held > Self::HOLD {
+            // Give up on the gap: skip to the first packet held.
+            while let Some(None) = self.slots.front() {
+                self.slots.pop_front();
+                self.next = self.next.map(|n| n.wrapping_add(1));
+            }
+            self.release(out);
+        }
+    }
+
+    fn release(&mut self, out: &mut Vec<RtpPacket>) {
+        while let Some(Some(_)) = self.slots.front() {
+            if let Some(Some(p)) = self.slots.pop_front() {
+                self.held -= 1;
+                self.next = Some(p.sequence.wrapping_add(1));
+                out.push(p);
+            }
+        }
+    }
+
+    /// Releases everything held, in order, gaps and all.
+    pub fn flush(&mut self, out: &mut Vec<RtpPacket>) {
+        for p in self.slots.drain(..).flatten() {
+            self.next = Some(p.sequence.wrapping_add(1));
+            out.push(p);
+        }
+        self.held = 0;
+    }
+}
+
 /// Tracks sequence numbers: whether a packet follows the previous one.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SequenceTracker {
@@ -246,6 +322,64 @@ mod tests {
         assert_eq!(parse_sender_report(&raw[..8]), None);
         assert_eq!(parse_sender_report(&raw[..20]), None, "truncated");
         assert_eq!(parse_sender_report(&[0x80, 200, 0xff, 0xff]), None);
+    }
+
+    fn seqs(out: &[RtpPacket]) -> Vec<u16> {
+        out.iter().map(|p| p.sequence).collect()
+    }
+
+    fn numbered(seq: u16) -> RtpPacket {
+        RtpPacket {
+            marker: false,
+            payload_type: 96,
+            sequence: seq,
+            timestamp: 0,
+            ssrc: 1,
+            payload: Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn reordered_packets_come_out_in_order_across_the_wrap() {
+        let mut r = ReorderBuffer::default();
+        let mut out = Vec::new();
+        for seq in [65534, 0, 65535, 1, 1, 65535, 3, 2] {
+            r.push(numbered(seq), &mut out);
+        }
+        assert_eq!(
+            seqs(&out),
+            vec![65534, 65535, 0, 1, 2, 3],
+            "duplicates and late packets dropped"
+        );
+    }
+
+    #[test]
+    fn a_lost_packet_is_given_up_after_the_hold() {
+        let mut r = ReorderBuffer::default();
+        let mut out = Vec::new();
+        r.push(numbered(10), &mut out);
+        // 11 is lost.
+        for seq in 12..12 + ReorderBuffer::HOLD as u16 {
+            r.push(numbered(seq), &mut out);
+        }
+        assert_eq!(seqs(&out), vec![10], "held while 11 may come");
+        r.push(numbered(12 + ReorderBuffer::HOLD as u16), &mut out);
+        assert_eq!(out.len(), 2 + ReorderBuffer::HOLD);
+        assert!(seqs(&out).windows(2).all(|w| w[1] > w[0]));
+        // 11 arriving now is too late.
+        r.push(numbered(11), &mut out);
+        assert_eq!(out.len(), 2 + ReorderBuffer::HOLD);
+    }
+
+    #[test]
+    fn a_jump_restarts_the_sequence() {
+        let mut r = ReorderBuffer::default();
+        let mut out = Vec::new();
+        r.push(numbered(1), &mut out);
+        r.push(numbered(3), &mut out);
+        r.push(numbered(3000), &mut out);
+        r.push(numbered(3001), &mut out);
+        assert_eq!(seqs(&out), vec![1, 3, 3000, 3001]);
     }
 
     #[test]
