@@ -81,7 +81,9 @@
 //! drops until the next IDR picture and the publisher gets a PLI (at most
 //! one per [`WhipConfig::pli_interval`]); a video track that has not
 //! delivered a keyframe half a second after its first packet gets one too.
-//! str0m itself sends NACKs and receiver reports.
+//! Packets are put back in sequence order first ([`reorder`]: held only
+//! behind a gap, at most 32 per track). str0m itself sends NACKs and
+//! receiver reports.
 //!
 //! # Library decision: str0m 0.25 rather than webrtc-rs 0.21 (`rtc`)
 //!
@@ -136,8 +138,7 @@
 //!
 //! WHEP playback (phase 2); VP8/VP9/AV1/H.265 publishers; RTCP sender
 //! reports for A/V sync (tracks are aligned by first-packet arrival);
-//! reordering before depacketization (a reordered packet counts as a loss
-//! and costs a keyframe); ICE-TCP; `Link: rel="ice-server"`; 1:1 NAT
+//! ICE-TCP; `Link: rel="ice-server"`; 1:1 NAT
 //! addresses as candidates (the announced addresses must be local);
 //! sessions in the API and per-session QoS; fuzz targets of the offer
 //! handling.
@@ -148,6 +149,7 @@ pub mod config;
 pub mod error;
 pub mod ingest;
 pub mod media;
+pub mod reorder;
 mod signal;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

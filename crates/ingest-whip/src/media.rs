@@ -33,6 +33,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::WhipConfig;
 use crate::ingest::{Ingest, IngestOutput, MediaCodec, packet};
+use crate::reorder::Reorder;
+use tidewater_media::rtp::RtpPacket;
 
 /// Datagrams queued from the socket readers to the worker.
 pub const DATAGRAM_QUEUE: usize = 4096;
@@ -100,6 +102,9 @@ struct Peer {
     ingest: Ingest,
     /// Media line → (track index, codec).
     tracks: HashMap<Mid, (usize, MediaCodec)>,
+    /// Per track index: packets back in sequence order.
+    reorder: Vec<Reorder<RtpPacket>>,
+    in_order: Vec<RtpPacket>,
     deadline: Instant,
     created: Instant,
     /// When the last datagram of this peer arrived.
@@ -186,6 +191,7 @@ impl Peer {
                 };
                 let index = self.ingest.add_track(codec);
                 self.tracks.insert(m.mid, (index, codec));
+                self.reorder.resize_with(index + 1, Reorder::default);
             }
             Event::RtpPacket(p) => {
                 let mid = self
@@ -220,13 +226,20 @@ impl Peer {
                 );
                 let now = p.timestamp;
                 self.out.clear();
-                let mut wants_keyframe = match self.ingest.push(index, rtp, now, &mut self.out) {
-                    Ok(pushed) => pushed.wants_keyframe,
-                    Err(e) => {
-                        debug!(peer = %self.who(), stream = %self.key, "whip: RTP packet dropped: {e}");
-                        false
+                let mut in_order = std::mem::take(&mut self.in_order);
+                if let Some(r) = self.reorder.get_mut(index) {
+                    r.push(*p.seq_no, rtp, &mut in_order);
+                }
+                let mut wants_keyframe = false;
+                for rtp in in_order.drain(..) {
+                    match self.ingest.push(index, rtp, now, &mut self.out) {
+                        Ok(pushed) => wants_keyframe |= pushed.wants_keyframe,
+                        Err(e) => {
+                            debug!(peer = %self.who(), stream = %self.key, "whip: RTP packet dropped: {e}");
+                        }
                     }
-                };
+                }
+                self.in_order = in_order;
                 if codec == MediaCodec::H264 {
                     let first = *self.first_video.get_or_insert(now);
                     if self.ingest.keyframes(index) == 0
@@ -352,6 +365,8 @@ pub(crate) async fn run(
                         _slot: slot,
                         ingest: Ingest::new(),
                         tracks: HashMap::new(),
+                        reorder: Vec::new(),
+                        in_order: Vec::new(),
                         deadline: now,
                         created: now,
                         last_received: now,

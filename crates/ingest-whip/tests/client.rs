@@ -188,13 +188,15 @@ async fn a_lost_packet_gets_a_pli_and_the_kernel_resumes_at_a_keyframe() {
     let mut keyframe_due = true;
     let mut pli_seen_before = 0;
     const LOST_FRAME: u32 = 10;
+    const REORDERED_FRAME: u32 = 20;
     for frame in 0..60u32 {
         if client.keyframe_requests > pli_seen_before {
             pli_seen_before = client.keyframe_requests;
             keyframe_due = true;
         }
         let idr = vec![0x65; 2500];
-        let p_slice = vec![0x41; 600];
+        // Three packets for the frame sent in reverse order, one otherwise.
+        let p_slice = vec![0x41; if frame == REORDERED_FRAME { 2500 } else { 600 }];
         let nals: Vec<&[u8]> = if keyframe_due {
             sent_idr_at.push(frame);
             vec![SPS, PPS, &idr]
@@ -205,9 +207,17 @@ async fn a_lost_packet_gets_a_pli_and_the_kernel_resumes_at_a_keyframe() {
         let mut payloads = Vec::new();
         packetize_h264(nals, 1000, &mut payloads);
         let time = 90_000 + frame * 3000;
-        for (i, p) in payloads.into_iter().enumerate() {
-            let this = seq;
-            seq += 1;
+        let mut numbered: Vec<(u64, usize, _)> = payloads
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (seq + i as u64, i, p))
+            .collect();
+        seq += numbered.len() as u64;
+        if frame == REORDERED_FRAME {
+            assert!(numbered.len() >= 3);
+            numbered.reverse();
+        }
+        for (this, i, p) in numbered {
             if frame == LOST_FRAME && i == 0 {
                 continue; // lost on the way
             }
