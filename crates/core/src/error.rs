@@ -79,6 +79,14 @@ pub enum Error {
         /// The refused stream.
         key: StreamKey,
     },
+    /// The stream has as many readers as its application allows.
+    #[error("stream {key} allows {limit} readers; one more refused")]
+    ReaderLimit {
+        /// The stream.
+        key: StreamKey,
+        /// Its application's limit.
+        limit: usize,
+    },
     /// Nothing is published under that name.
     #[error("stream {key} is not being published")]
     NotFound {

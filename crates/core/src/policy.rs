@@ -109,8 +109,14 @@ pub struct AppSpec {
     pub policy: StreamPolicy,
     /// Per-stream overrides of `policy`, by stream name.
     pub streams: HashMap<String, StreamPolicy>,
-    /// Most simultaneous publishers (0 = unlimited).
+    /// Most simultaneous publishers (0 = unlimited): with one publisher per
+    /// stream, the most live streams of the application.
     pub max_publishers: usize,
+    /// Most simultaneous readers of one stream (0 = unlimited). Counts the
+    /// kernel's subscribers (RTMP, SRT, HTTP-FLV/TS, RTSP viewers, relays),
+    /// not internal readers such as packagers and recorders, nor the HLS and
+    /// DASH players they serve.
+    pub max_readers: usize,
     /// What a second publisher of a live stream gets.
     pub duplicate: DuplicatePublish,
 }

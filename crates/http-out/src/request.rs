@@ -55,7 +55,8 @@ pub fn reader_request(
 
 /// The answer to a reader the kernel refused (logged with peer and stream):
 /// the authorizer's refusal as [`refusal_response`](crate::refusal_response)
-/// makes it (`401` with challenges in `realm`, `403`, `429`, `503`), `404`
+/// makes it (`401` with challenges in `realm`, `403`, `429`, `503`), `503`
+/// when the stream has all the readers its application allows, `404`
 /// otherwise (not live).
 pub fn refused(
     protocol: &str,
@@ -68,6 +69,9 @@ pub fn refused(
     match error {
         tidewater_core::Error::Unauthorized { refusal, .. } => {
             crate::refusal_response(refusal, realm)
+        }
+        tidewater_core::Error::ReaderLimit { .. } => {
+            text(StatusCode::SERVICE_UNAVAILABLE, error.to_string())
         }
         _ => text(StatusCode::NOT_FOUND, error.to_string()),
     }

@@ -172,7 +172,7 @@ impl StreamRequest {
 /// of `error`: `NetStream.Publish.Denied` when the kernel's authorizer or
 /// publisher limit said no, else `NetStream.Publish.BadName` (a bad name, a
 /// stream taken, an unknown application); `NetStream.Play.Failed` when the
-/// authorizer said no, else `NetStream.Play.StreamNotFound`.
+/// authorizer or the reader limit said no, else `NetStream.Play.StreamNotFound`.
 pub fn refusal_code(publish: bool, error: &Error) -> &'static str {
     use tidewater_core::Error as Kernel;
     let kernel = match error {
@@ -184,7 +184,9 @@ pub fn refusal_code(publish: bool, error: &Error) -> &'static str {
             "NetStream.Publish.Denied"
         }
         (true, _) => "NetStream.Publish.BadName",
-        (false, Some(Kernel::Unauthorized { .. })) => "NetStream.Play.Failed",
+        (false, Some(Kernel::Unauthorized { .. } | Kernel::ReaderLimit { .. })) => {
+            "NetStream.Play.Failed"
+        }
         (false, _) => "NetStream.Play.StreamNotFound",
     }
 }

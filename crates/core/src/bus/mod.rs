@@ -199,6 +199,9 @@ pub(crate) struct Bus {
     pub subscribers: Mutex<Vec<Weak<SubscriberStats>>>,
     pub emitter: Arc<Emitter>,
     pub live_subscribers: AtomicUsize,
+    /// Of those, the server's own readers (packagers, recorders): not
+    /// counted against a reader limit.
+    pub internal_subscribers: AtomicUsize,
     /// State that derived formats keep across this generation's frames.
     pub state: GenerationState,
 }
@@ -234,6 +237,7 @@ impl Bus {
             subscribers: Mutex::new(Vec::new()),
             emitter,
             live_subscribers: AtomicUsize::new(0),
+            internal_subscribers: AtomicUsize::new(0),
             state: GenerationState::default(),
         })
     }

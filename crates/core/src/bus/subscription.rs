@@ -136,6 +136,9 @@ const STATS_EVERY: u64 = 8 * BLOCK_LEN as u64;
 impl Subscription {
     pub(crate) fn attach(bus: Arc<Bus>, info: SessionInfo) -> Self {
         let (id, protocol) = (info.id, info.protocol);
+        if info.internal {
+            bus.internal_subscribers.fetch_add(1, Relaxed);
+        }
         let waiter = Arc::new(Waiter::default());
         let stats = Arc::new(SubscriberStats::new(info, Arc::clone(&waiter)));
         let live = bus.live_subscribers.fetch_add(1, Relaxed) + 1;
@@ -551,6 +554,9 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.flush_stats();
         self.bus.stats.reader_left(&self.stats);
+        if self.stats.info.internal {
+            self.bus.internal_subscribers.fetch_sub(1, Relaxed);
+        }
         let left = self.bus.live_subscribers.fetch_sub(1, Relaxed) - 1;
         self.bus.stats.subscribers.store(left, Relaxed);
         self.bus.emitter.emit(

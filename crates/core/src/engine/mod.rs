@@ -35,6 +35,30 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// Refuses a reader (not an internal one) of a stream that has `max` (not 0)
+/// readers already. Checked at admission: two racing readers may both pass
+/// at the limit, which is a bound on resources, not an exact count.
+fn check_reader_limit(req: &Request, max: usize, bus: &Bus) -> Result<()> {
+    if max == 0 || req.internal {
+        return Ok(());
+    }
+    let readers = bus
+        .live_subscribers
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .saturating_sub(
+            bus.internal_subscribers
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+    if readers >= max {
+        tracing::info!(stream = %req.key, protocol = req.protocol, peer = ?req.peer, "reader refused: the stream has {readers} readers, its application allows {max} (max_readers)");
+        return Err(Error::ReaderLimit {
+            key: req.key.clone(),
+            limit: max,
+        });
+    }
+    Ok(())
+}
+
 /// The kernel: every stream of every application. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -236,7 +260,7 @@ impl Engine {
     /// Subscribes to the live publish of a stream, after asking the authorizer.
     /// The subscription ends with that publish.
     pub async fn subscribe(&self, req: Request) -> Result<Subscription> {
-        self.app(&req.key)?;
+        let max_readers = self.app(&req.key)?.max_readers;
         let identity = self.authorize(Action::Read, &req).await?;
         let bus = self
             .live_slot(&req.key)
@@ -244,6 +268,7 @@ impl Engine {
             .ok_or_else(|| Error::NotFound {
                 key: req.key.clone(),
             })?;
+        check_reader_limit(&req, max_readers, &bus)?;
         let info = self.session_info(&req, identity);
         Ok(Subscription::attach(bus, info))
     }
@@ -271,14 +296,16 @@ impl Engine {
     /// Follows a stream across republishes (for packagers, recorders and
     /// relays): it must be live now or have ended less than its grace period ago.
     pub async fn follow(&self, req: Request) -> Result<Follower> {
-        let grace = self
-            .app(&req.key)?
-            .policy_for(req.key.stream())
-            .follow_grace;
+        let app = self.app(&req.key)?;
+        let grace = app.policy_for(req.key.stream()).follow_grace;
+        let max_readers = app.max_readers;
         let identity = self.authorize(Action::Read, &req).await?;
         let slot = self.live_slot(&req.key).ok_or_else(|| Error::NotFound {
             key: req.key.clone(),
         })?;
+        if let Some(bus) = slot.live() {
+            check_reader_limit(&req, max_readers, &bus)?;
+        }
         let info = self.session_info(&req, identity);
         Ok(Follower::new(slot, info, grace))
     }

@@ -509,3 +509,53 @@ mod internal_tests {
         assert!(publish.is_ok(), "PublishOnly allows publishing");
     }
 }
+
+#[cfg(test)]
+mod reader_limit_tests {
+    use crate::{AppSpec, Codec, Engine, Error, Request, StreamKey, TrackId, TrackInfo};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_refuses_readers_over_its_applications_limit_but_not_internal_ones() {
+        let engine = Engine::builder()
+            .app(
+                "live",
+                AppSpec {
+                    max_readers: 2,
+                    ..AppSpec::default()
+                },
+            )
+            .build()
+            .expect("engine");
+        let key = StreamKey::parse("live/a").expect("key");
+        let mut p = engine
+            .open_publish(Request::new(key.clone(), "test-in"))
+            .await
+            .expect("publish");
+        p.set_catalog(vec![TrackInfo::video(TrackId(1), Codec::H264, 64, 64)])
+            .expect("catalog");
+        let one = engine
+            .subscribe(Request::new(key.clone(), "r"))
+            .await
+            .expect("first");
+        let _two = engine
+            .follow(Request::new(key.clone(), "r"))
+            .await
+            .expect("second");
+        let third = engine.subscribe(Request::new(key.clone(), "r")).await;
+        assert!(
+            matches!(third, Err(Error::ReaderLimit { limit: 2, .. })),
+            "{third:?}"
+        );
+        let follow = engine.follow(Request::new(key.clone(), "r")).await;
+        assert!(matches!(follow, Err(Error::ReaderLimit { .. })));
+        let _packager = engine
+            .follow(Request::new(key.clone(), "hls").internal())
+            .await
+            .expect("a packager is not a viewer");
+        drop(one);
+        engine
+            .subscribe(Request::new(key.clone(), "r"))
+            .await
+            .expect("a place freed");
+    }
+}

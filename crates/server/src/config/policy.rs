@@ -102,8 +102,11 @@ policy_settings! {
     /// not named under `[apps]`, and the base the named ones inherit from.
     /// Unset keys take the kernel's defaults.
     pub struct Defaults {
-        /// Most simultaneous publishers per application (0 = unlimited).
+        /// Most simultaneous publishers per application (0 = unlimited):
+        /// the most live streams of each application.
         pub max_publishers: Option<usize>,
+        /// Most simultaneous readers of one stream (0 = unlimited, the default).
+        pub max_readers: Option<usize>,
         /// What a second publisher of a live stream gets.
         pub duplicate: Option<Duplicate>,
         /// Whether applications not named under `[apps]` accept streams
@@ -117,6 +120,8 @@ policy_settings! {
     pub struct AppConfig {
         /// Most simultaneous publishers (0 = unlimited).
         pub max_publishers: Option<usize>,
+        /// Most simultaneous readers of one stream (0 = unlimited).
+        pub max_readers: Option<usize>,
         /// What a second publisher of a live stream gets.
         pub duplicate: Option<Duplicate>,
         /// `[apps.NAME.streams.STREAM]`: per-stream policy overrides; unset
@@ -244,6 +249,7 @@ impl Config {
                 .apply_checked(&StreamPolicy::default(), "defaults")?,
             streams: HashMap::new(),
             max_publishers: d.max_publishers.unwrap_or(0),
+            max_readers: d.max_readers.unwrap_or(0),
             duplicate: d
                 .duplicate
                 .map_or_else(DuplicatePublish::default, Into::into),
@@ -276,6 +282,7 @@ impl Config {
                 policy,
                 streams,
                 max_publishers: app.max_publishers.unwrap_or(base.max_publishers),
+                max_readers: app.max_readers.unwrap_or(base.max_readers),
                 duplicate: app.duplicate.map_or(base.duplicate, Into::into),
             };
             specs.insert(name.clone(), spec);

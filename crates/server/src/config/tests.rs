@@ -1142,3 +1142,19 @@ async fn the_engine_asks_the_configured_authorizer() {
             .is_ok()
     );
 }
+
+#[test]
+fn max_readers_is_inherited_from_defaults_and_overridden_per_app() {
+    let config = parse_ok(
+        "[defaults]\nmax_readers = 5\n[apps.live]\nmax_readers = 2\n[apps.vod]\n",
+        &[],
+    );
+    let specs = config.app_specs().expect("specs");
+    assert_eq!(specs["live"].max_readers, 2);
+    assert_eq!(specs["vod"].max_readers, 5);
+    assert_eq!(config.default_spec().expect("spec").max_readers, 5);
+    assert_eq!(
+        Config::default().default_spec().expect("spec").max_readers,
+        0
+    );
+}
