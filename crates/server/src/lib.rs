@@ -126,6 +126,7 @@ pub struct Server {
     https: Option<(TcpListener, LiveTls)>,
     https_addr: Option<SocketAddr>,
     limits: Limits,
+    cors: http::cors::Cors,
     cert_poll: Duration,
     rtmp: Option<Arc<Rtmp>>,
     rtmps: Option<Arc<Rtmp>>,
@@ -178,6 +179,7 @@ impl Server {
             config.http.header_read_timeout(),
             config.http.max_connections,
         );
+        let cors = config.http.cors();
         let rtmp = match config.rtmp.enabled {
             true => Some(Arc::new(Rtmp::new(config.rtmp.worker_config()?))),
             false => None,
@@ -228,6 +230,7 @@ impl Server {
             https,
             https_addr,
             limits,
+            cors,
             cert_poll: CERT_POLL_INTERVAL,
             rtmp,
             rtmps,
@@ -335,6 +338,7 @@ impl Server {
             https,
             https_addr: _,
             limits,
+            cors,
             cert_poll,
             rtmp,
             rtmps,
@@ -388,6 +392,7 @@ impl Server {
             tokio::spawn(record.run(shutdown.child_token()));
             app = app.merge(http::playback::router(engine.clone(), library));
         }
+        let app = http::cors::apply(app, cors);
         let app = http::guard::count_refusals(app, engine.clone());
         let listeners: Vec<HttpListener> = std::iter::once(HttpListener {
             listener: http,

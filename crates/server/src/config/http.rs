@@ -28,6 +28,12 @@ pub struct HttpConfig {
     /// it is closed at once and counted as a refusal (`too_many_connections`) of
     /// its listener.
     pub max_connections: usize,
+    /// Origins whose pages may read the outputs (HLS, DASH, HTTP-FLV/TS,
+    /// playback) from a browser; `"*"` (the default) is any origin.
+    pub cors_origins: Vec<String>,
+    /// Origins whose pages may call the API from a browser (default none:
+    /// the console is served from the same origin); `"*"` is any origin.
+    pub api_cors_origins: Vec<String>,
 }
 
 /// The longest `header_read_timeout_ms` accepted (ten minutes).
@@ -39,6 +45,8 @@ impl Default for HttpConfig {
             listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_HTTP_PORT)),
             header_read_timeout_ms: 10_000,
             max_connections: 20_000,
+            cors_origins: vec!["*".to_string()],
+            api_cors_origins: Vec::new(),
         }
     }
 }
@@ -49,8 +57,35 @@ impl HttpConfig {
         Duration::from_millis(self.header_read_timeout_ms)
     }
 
-    /// Checks the limits.
+    /// The cross-origin policies.
+    pub fn cors(&self) -> crate::http::cors::Cors {
+        crate::http::cors::Cors {
+            outputs: self.cors_origins.clone(),
+            api: self.api_cors_origins.clone(),
+        }
+    }
+
+    /// Checks the limits and origins.
     pub(super) fn check(&self) -> Result<()> {
+        for (key, list) in [
+            ("http.cors_origins", &self.cors_origins),
+            ("http.api_cors_origins", &self.api_cors_origins),
+        ] {
+            for origin in list {
+                let ok = origin == "*"
+                    || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                        && !origin.ends_with('/')
+                        && axum::http::HeaderValue::from_str(origin).is_ok());
+                if !ok {
+                    return Err(setting_error(
+                        key.into(),
+                        format!(
+                            "invalid origin {origin:?}: \"*\" or scheme://host[:port], without a path"
+                        ),
+                    ));
+                }
+            }
+        }
         if !(1..=MAX_HEADER_READ_TIMEOUT_MS).contains(&self.header_read_timeout_ms) {
             return Err(setting_error(
                 "http.header_read_timeout_ms".into(),

@@ -1158,3 +1158,19 @@ fn max_readers_is_inherited_from_defaults_and_overridden_per_app() {
         0
     );
 }
+
+#[test]
+fn cors_origins_are_checked_at_their_keys() {
+    let config = parse_ok(
+        "[http]\ncors_origins = [\"https://player.example\"]\napi_cors_origins = [\"*\"]\n",
+        &[],
+    );
+    assert_eq!(config.http.cors().outputs, ["https://player.example"]);
+    assert_eq!(config.http.cors().api, ["*"]);
+    assert_eq!(Config::default().http.cors().outputs, ["*"]);
+    assert!(Config::default().http.cors().api.is_empty());
+    for bad in ["player.example", "https://player.example/", "ftp://x"] {
+        let text = refused(&format!("[http]\ncors_origins = [\"{bad}\"]\n"), &[]);
+        assert!(text.contains("http.cors_origins"), "{text}");
+    }
+}

@@ -29,6 +29,7 @@ pub mod api;
 #[cfg(test)]
 mod api_tests;
 pub mod console;
+pub mod cors;
 pub mod guard;
 pub mod metrics;
 pub mod openapi;
