@@ -8,11 +8,41 @@ use bytes::Bytes;
 use crate::ingest::Ingest;
 use crate::session::{Session, SessionConfig, SessionEvent};
 
+/// A publish up to `RECORD` (H.264 with parameter sets and AAC on
+/// interleaved channels 0 and 2), so that the rest of a fuzz input is
+/// media straight away.
+pub fn publish_prefix() -> Vec<u8> {
+    let sdp = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nt=0 0\r\n\
+m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+a=fmtp:96 packetization-mode=1;sprop-parameter-sets=Z0LADdoFB+wEQAAAAwBAAAAMg8UKqA==,aM4PyA==\r\na=control:streamid=0\r\n\
+m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/48000/1\r\n\
+a=fmtp:97 mode=AAC-hbr;sizelength=13;indexlength=3;indexdeltalength=3;config=1188\r\na=control:streamid=1\r\n";
+    let base = "rtsp://h/live/fuzz";
+    let mut v = format!(
+        "ANNOUNCE {base} RTSP/1.0\r\nCSeq: 1\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    for i in 0..2 {
+        v.push_str(&format!(
+            "SETUP {base}/streamid={i} RTSP/1.0\r\nCSeq: {}\r\nTransport: RTP/AVP/TCP;unicast;interleaved={}-{}\r\n\r\n",
+            i + 2,
+            2 * i,
+            2 * i + 1
+        ));
+    }
+    v.push_str(&format!(
+        "RECORD {base} RTSP/1.0\r\nCSeq: 5\r\nSession: fuzz\r\n\r\n"
+    ));
+    v.into_bytes()
+}
+
 /// Feeds `data` to a fresh server session as a client would: the first byte
-/// picks the read size (so every split point gets exercised), the rest is
-/// the byte stream. Announces and describes are accepted or refused by the
-/// parity of the stream name's length; RTP of a record goes through the
-/// ingest (depacketizers included).
+/// picks the read size from its low 6 bits (so every split point gets
+/// exercised) and, with its high bit set, has [`publish_prefix`] sent first
+/// (so that the rest reaches the depacketizers directly); the rest is the
+/// byte stream. Announces are accepted when the stream name's length is
+/// odd, describes when it is even (refused otherwise); RTP and RTCP of a
+/// record go through the ingest (reordering, depacketizers, timeline).
 ///
 /// Never panics; returns the number of frames the ingest made, or the
 /// session's error if the input was bad. Asserts that what the session
@@ -21,7 +51,7 @@ pub fn session(data: &[u8]) -> crate::Result<usize> {
     let Some((&first, stream)) = data.split_first() else {
         return Ok(0);
     };
-    let step = usize::from(first) * 7 + 1;
+    let step = usize::from(first & 0x3f) * 13 + 1;
     let mut frames = 0;
     let mut catalog = false;
     let now = Instant::now();
@@ -33,12 +63,17 @@ pub fn session(data: &[u8]) -> crate::Result<usize> {
     let mut s = Session::new(config, "fuzz".into(), now);
     let mut ingest: Option<Ingest> = None;
     let mut out = Vec::new();
-    for (i, piece) in stream.chunks(step).enumerate() {
+    let mut input = Vec::new();
+    if first & 0x80 != 0 {
+        input = publish_prefix();
+    }
+    input.extend_from_slice(stream);
+    for (i, piece) in input.chunks(step).enumerate() {
         s.handle_input(piece, now + Duration::from_millis(i as u64))?;
         while let Some(event) = s.poll_event() {
             match event {
                 SessionEvent::Announce { request, tracks } => {
-                    if request.target.key.as_str().len() % 2 == 0 {
+                    if request.target.key.as_str().len() % 2 == 1 {
                         ingest = Some(Ingest::new(&tracks));
                         s.accept_announce()?;
                     } else {

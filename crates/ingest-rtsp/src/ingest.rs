@@ -29,7 +29,9 @@
 //! first in-band SPS and PPS; H.265 likewise from `sprop-vps` / `sprop-sps`
 //! / `sprop-pps` or in band; AAC from the `config` parameter; Opus needs none. An in-band
 //! SPS/PPS that differs from the announced one is a new catalog version.
-//! Frames before the catalog are dropped (video waits for an IDR anyway).
+//! Frames before the catalog are dropped (video waits for an IDR anyway);
+//! a video track announced without parameter sets that never sends them
+//! in band holds the catalog back (no timeout yet).
 //!
 //! Packets are put back in sequence order first (UDP may reorder them):
 //! after a gap up to `ReorderBuffer::HOLD` packets wait for the missing

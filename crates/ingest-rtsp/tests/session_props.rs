@@ -33,7 +33,7 @@ fn interleaved(out: &mut Vec<u8>, channel: u8, packet: &[u8]) {
 }
 
 fn valid_publish() -> Vec<u8> {
-    let base = "rtsp://127.0.0.1:8554/live/cam10";
+    let base = "rtsp://127.0.0.1:8554/live/cam1";
     let mut v = request("OPTIONS", base, 1, "", "");
     v.extend(request(
         "ANNOUNCE",
@@ -118,7 +118,7 @@ fn valid_play() -> Vec<u8> {
 
 #[test]
 fn valid_sessions_are_accepted_at_every_read_size() {
-    for first in [0u8, 1, 2, 7, 100, 255] {
+    for first in [0u8, 1, 2, 7, 33, 63] {
         let mut data = vec![first];
         data.extend(valid_publish());
         let frames = session(&data).unwrap_or_else(|e| panic!("read size byte {first}: {e}"));
@@ -127,6 +127,29 @@ fn valid_sessions_are_accepted_at_every_read_size() {
         let mut data = vec![first];
         data.extend(valid_play());
         assert_eq!(session(&data).expect("valid play"), 0);
+    }
+}
+
+#[test]
+fn after_the_publish_prefix_media_alone_makes_frames() {
+    // Skip the valid publish up to RECORD: only its interleaved media.
+    let publish = valid_publish();
+    let record =
+        b"RECORD rtsp://127.0.0.1:8554/live/cam1 RTSP/1.0\r\nCSeq: 5\r\nSession: fuzz\r\n\r\n";
+    let at = publish
+        .windows(record.len())
+        .position(|w| w == record)
+        .expect("record in the valid publish")
+        + record.len();
+    let media: Vec<u8> = publish[at..].to_vec();
+    for first in [0x80u8, 0x81, 0xbf] {
+        let mut data = vec![first];
+        data.extend_from_slice(&media);
+        assert_eq!(
+            session(&data).expect("valid media"),
+            12,
+            "first byte {first:#x}"
+        );
     }
 }
 
