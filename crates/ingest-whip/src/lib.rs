@@ -169,6 +169,7 @@ pub mod ingest;
 pub mod media;
 pub mod reorder;
 mod signal;
+pub mod whep;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -192,6 +193,8 @@ pub const PROTOCOL: &str = "whip";
 
 /// Commands queued from the HTTP side to the media worker.
 const COMMAND_QUEUE: usize = 256;
+/// Frames queued from the viewers' feeders to the media worker.
+const MEDIA_QUEUE: usize = 1024;
 
 #[derive(Clone)]
 pub(crate) struct Bound {
@@ -329,6 +332,7 @@ impl InboundProtocol for Whip {
         );
         let (datagram_tx, datagram_rx) = mpsc::channel(media::DATAGRAM_QUEUE);
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
+        let media_channel = mpsc::channel(MEDIA_QUEUE);
         let mut readers = tokio::task::JoinSet::new();
         for socket in &sockets {
             readers.spawn(media::read_socket(
@@ -350,6 +354,7 @@ impl InboundProtocol for Whip {
                 .collect(),
             datagram_rx,
             command_rx,
+            media_channel,
             Arc::clone(&shared.config),
             Arc::clone(&shared.stats),
             shutdown.clone(),

@@ -23,10 +23,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use str0m::media::Pt;
 use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
-use tidewater_core::{CancellationToken, PublishSession, StreamKey};
+use tidewater_core::{CancellationToken, Codec, EventRef, PublishSession, StreamKey, Subscription};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -34,6 +36,7 @@ use tracing::{debug, info, warn};
 use crate::config::WhipConfig;
 use crate::ingest::{Ingest, IngestOutput, MediaCodec, packet};
 use crate::reorder::Reorder;
+use crate::whep::{Item, RTP_FORMAT, items, packetize};
 use tidewater_media::rtp::RtpPacket;
 
 /// Datagrams queued from the socket readers to the worker.
@@ -59,6 +62,8 @@ pub struct MediaStats {
     pub keyframe_requests: AtomicU64,
     /// Frames published into the kernel.
     pub frames: AtomicU64,
+    /// RTP packets written to viewers.
+    pub sent: AtomicU64,
 }
 
 /// A session's slot in the session count, released when dropped.
@@ -75,7 +80,10 @@ impl Drop for Slot {
 pub(crate) struct NewPeer {
     pub id: String,
     pub rtc: Rtc,
-    pub session: PublishSession,
+    /// A WHIP publisher's session.
+    pub session: Option<PublishSession>,
+    /// A WHEP viewer's subscription (read once the peer is connected).
+    pub subscription: Option<Subscription>,
     pub key: StreamKey,
     pub http_peer: Option<SocketAddr>,
     pub slot: Slot,
@@ -84,6 +92,16 @@ pub(crate) struct NewPeer {
 /// What the HTTP side asks the worker.
 pub(crate) enum Command {
     Add(Box<NewPeer>),
+    /// RTP payloads for a viewer (from its feeder).
+    Media {
+        id: String,
+        items: Vec<Item>,
+    },
+    /// A viewer's stream ended.
+    End {
+        id: String,
+        why: String,
+    },
     /// Ends a session; answers whether it existed for this stream.
     Remove {
         id: String,
@@ -92,10 +110,35 @@ pub(crate) enum Command {
     },
 }
 
+/// A media line of a viewer.
+struct Line {
+    codec: MediaCodec,
+    mid: Mid,
+    pt: Pt,
+    seq: u64,
+}
+
+/// What a WHEP viewer has besides the common state.
+struct Viewer {
+    subscription: Option<Subscription>,
+    lines: Vec<Line>,
+    feeder: Option<tokio::task::AbortHandle>,
+    media_tx: mpsc::Sender<Command>,
+}
+
+impl Drop for Viewer {
+    fn drop(&mut self) {
+        if let Some(f) = &self.feeder {
+            f.abort();
+        }
+    }
+}
+
 struct Peer {
     id: String,
     rtc: Rtc,
-    session: PublishSession,
+    session: Option<PublishSession>,
+    viewer: Option<Viewer>,
     key: StreamKey,
     http_peer: Option<SocketAddr>,
     _slot: Slot,
@@ -136,6 +179,41 @@ impl Peer {
             return;
         }
         self.drain(sockets, stats, config);
+    }
+
+    /// Writes a viewer's payloads (shared by every viewer) as its RTP.
+    fn send_media(
+        &mut self,
+        items: Vec<Item>,
+        sockets: &[Socket],
+        stats: &MediaStats,
+        config: &WhipConfig,
+    ) {
+        let now = Instant::now();
+        for item in items {
+            let Some(v) = self.viewer.as_mut() else {
+                return;
+            };
+            let Some(line) = v.lines.iter_mut().find(|l| l.codec == item.codec) else {
+                continue;
+            };
+            let (mid, pt, seq) = (line.mid, line.pt, line.seq);
+            line.seq += 1;
+            let write = RtpWrite::new(
+                pt,
+                SeqNo::from(seq),
+                item.time,
+                now,
+                Arc::<[u8]>::from(&item.payload[..]),
+            )
+            .marker(item.marker)
+            .nackable(true);
+            if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                tx.write_rtp(write);
+            }
+            stats.sent.fetch_add(1, Ordering::Relaxed);
+            self.drain(sockets, stats, config);
+        }
     }
 
     fn end(&mut self, why: String) {
@@ -179,11 +257,45 @@ impl Peer {
         match event {
             Event::Connected => {
                 self.connected = true;
-                info!(peer = %self.who(), stream = %self.key, session = %self.id, "whip: connected");
+                info!(peer = %self.who(), stream = %self.key, session = %self.id, "webrtc: connected");
+                if let Some(v) = &mut self.viewer
+                    && let Some(subscription) = v.subscription.take()
+                {
+                    let task =
+                        tokio::spawn(feed(self.id.clone(), subscription, v.media_tx.clone()));
+                    v.feeder = Some(task.abort_handle());
+                }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.end("ICE disconnected".into());
             }
+            Event::MediaAdded(m) if self.viewer.is_some() => {
+                let wanted = match m.kind {
+                    MediaKind::Video => str0m::format::Codec::H264,
+                    MediaKind::Audio => str0m::format::Codec::Opus,
+                };
+                let pt = self.rtc.media(m.mid).and_then(|media| {
+                    let config = self.rtc.codec_config();
+                    media.remote_pts().iter().copied().find(|pt| {
+                        config
+                            .find(|p| p.pt() == *pt)
+                            .is_some_and(|p| p.spec().codec == wanted)
+                    })
+                });
+                if let (Some(pt), Some(v)) = (pt, self.viewer.as_mut()) {
+                    let codec = match m.kind {
+                        MediaKind::Video => MediaCodec::H264,
+                        MediaKind::Audio => MediaCodec::Opus,
+                    };
+                    v.lines.push(Line {
+                        codec,
+                        mid: m.mid,
+                        pt,
+                        seq: 1,
+                    });
+                }
+            }
+            Event::RtpPacket(_) if self.viewer.is_some() => {}
             Event::MediaAdded(m) => {
                 let codec = match m.kind {
                     MediaKind::Video => MediaCodec::H264,
@@ -250,11 +362,14 @@ impl Peer {
                 }
                 let mut outputs = std::mem::take(&mut self.out);
                 for output in outputs.drain(..) {
+                    let Some(session) = self.session.as_mut() else {
+                        break;
+                    };
                     let result = match output {
-                        IngestOutput::Catalog(tracks) => self.session.set_catalog(tracks).map(drop),
+                        IngestOutput::Catalog(tracks) => session.set_catalog(tracks).map(drop),
                         IngestOutput::Frame(frame) => {
                             stats.frames.fetch_add(1, Ordering::Relaxed);
-                            self.session.publish(frame)
+                            session.publish(frame)
                         }
                     };
                     if let Err(e) = result {
@@ -276,6 +391,48 @@ impl Peer {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Reads a viewer's subscription (from the cached GOP) and hands the
+/// stream's shared RTP payloads of each frame to the worker. A full queue
+/// blocks here, so a slow viewer lags in the kernel and is skipped to a
+/// keyframe there.
+async fn feed(id: String, mut subscription: Subscription, tx: mpsc::Sender<Command>) {
+    loop {
+        let mut batch = Vec::new();
+        match subscription.recv_ref().await {
+            Ok(EventRef::Frame(f)) => {
+                let codec = match f.codec {
+                    Codec::H264 => MediaCodec::H264,
+                    Codec::Opus => MediaCodec::Opus,
+                    _ => continue,
+                };
+                let timescale = f.catalog().track(f.track).map_or(1000, |t| t.timescale);
+                let buffer = f.derived(RTP_FORMAT, packetize);
+                items(&buffer, codec, f.pts, timescale, &mut batch);
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                let _ = tx
+                    .send(Command::End {
+                        id,
+                        why: e.to_string(),
+                    })
+                    .await;
+                return;
+            }
+        }
+        if tx
+            .send(Command::Media {
+                id: id.clone(),
+                items: batch,
+            })
+            .await
+            .is_err()
+        {
+            return;
         }
     }
 }
@@ -336,12 +493,14 @@ pub(crate) async fn run(
     sockets: Vec<Socket>,
     mut datagrams: mpsc::Receiver<Datagram>,
     mut commands: mpsc::Receiver<Command>,
+    media: (mpsc::Sender<Command>, mpsc::Receiver<Command>),
     config: Arc<WhipConfig>,
     stats: Arc<MediaStats>,
     shutdown: CancellationToken,
 ) {
     let mut peers: HashMap<String, Peer> = HashMap::new();
     let mut by_addr: HashMap<SocketAddr, String> = HashMap::new();
+    let (media_tx, mut media_rx) = media;
     loop {
         let now = Instant::now();
         let deadline = peers
@@ -352,14 +511,35 @@ pub(crate) async fn run(
             .min(now + IDLE_TICK);
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            command = media_rx.recv() => match command {
+                Some(Command::Media { id, items }) => {
+                    if let Some(peer) = peers.get_mut(&id) {
+                        peer.send_media(items, &sockets, &stats, &config);
+                    }
+                }
+                Some(Command::End { id, why }) => {
+                    if let Some(peer) = peers.get_mut(&id) {
+                        peer.end(why);
+                    }
+                }
+                _ => {}
+            },
             command = commands.recv() => match command {
                 None => break,
+                Some(Command::Media { .. } | Command::End { .. }) => {}
                 Some(Command::Add(new)) => {
-                    let NewPeer { id, rtc, session, key, http_peer, slot } = *new;
+                    let NewPeer { id, rtc, session, subscription, key, http_peer, slot } = *new;
+                    let viewer = subscription.map(|s| Viewer {
+                        subscription: Some(s),
+                        lines: Vec::new(),
+                        feeder: None,
+                        media_tx: media_tx.clone(),
+                    });
                     let mut peer = Peer {
                         id: id.clone(),
                         rtc,
                         session,
+                        viewer,
                         key,
                         http_peer,
                         _slot: slot,

@@ -39,6 +39,16 @@ pub(crate) fn router(ctx: IngestContext, shared: Arc<Shared>) -> Router {
                 .patch(patch)
                 .options(|| async { preflight("PATCH, DELETE, OPTIONS", false) }),
         )
+        .route(
+            "/whep/{app}/{stream}",
+            post(play).options(|| async { preflight("POST, OPTIONS", true) }),
+        )
+        .route(
+            "/whep/{app}/{stream}/{session}",
+            axum::routing::delete(end)
+                .patch(patch)
+                .options(|| async { preflight("PATCH, DELETE, OPTIONS", false) }),
+        )
         .with_state(WhipState { ctx, shared })
 }
 
@@ -208,7 +218,8 @@ async fn publish(
     let new = NewPeer {
         id: id.clone(),
         rtc,
-        session,
+        session: Some(session),
+        subscription: None,
         key: key.clone(),
         http_peer: peer,
         slot,
@@ -299,5 +310,135 @@ async fn patch() -> Response {
     );
     r.headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
+    r
+}
+
+/// The protocol's name for readers.
+const WHEP: &str = "whep";
+
+/// `POST /whep/{app}/{stream}`: a viewer's offer (receive-only) is answered
+/// with send-only H.264 and Opus; its media starts at the cached GOP once
+/// ICE and DTLS complete.
+async fn play(
+    State(state): State<WhipState>,
+    Path((app, stream)): Path<(String, String)>,
+    request: HttpRequest,
+) -> Response {
+    let (peer, query, credentials) = tidewater_http::asker(&request);
+    let who = tidewater_http::who(peer);
+    let is_sdp = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+        });
+    if !is_sdp {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a WHEP offer is application/sdp",
+        );
+    }
+    let key = match tidewater_http::stream_key(WHEP, peer, &app, &stream) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let shared = &state.shared;
+    let Some(bound) = shared.bound.borrow().clone() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the WebRTC media port is not listening",
+        );
+    };
+    let previous = shared.sessions.fetch_add(1, Ordering::Relaxed);
+    let slot = Slot(Arc::clone(&shared.sessions));
+    if previous >= shared.config.max_sessions {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "too many WebRTC sessions");
+    }
+    let Ok(body) = axum::body::to_bytes(request.into_body(), shared.config.max_offer_bytes).await
+    else {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "the offer is too large");
+    };
+    let Some(offer) = std::str::from_utf8(&body)
+        .ok()
+        .and_then(|t| SdpOffer::from_sdp_string(t).ok())
+    else {
+        return error(StatusCode::BAD_REQUEST, "the offer is not valid SDP");
+    };
+    let req = tidewater_http::reader_request(&key, WHEP, peer, query.as_deref(), credentials);
+    let subscription = match state.ctx.subscribe(req).await {
+        Ok(s) => s,
+        Err(e) => {
+            let mut r = tidewater_http::refused(WHEP, peer, &key, &e, &state.ctx.realm());
+            cors(r.headers_mut());
+            return r;
+        }
+    };
+    let mut rtc = Rtc::builder()
+        .set_ice_lite(true)
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_opus(true, false)
+        .build(Instant::now());
+    for addr in &bound.candidates {
+        if let Ok(c) = Candidate::host(*addr, "udp") {
+            rtc.add_local_candidate(c);
+        }
+    }
+    let answer = match rtc.sdp_api().accept_offer(offer) {
+        Ok(a) => a.to_sdp_string(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the offer cannot be answered: {e}"),
+            );
+        }
+    };
+    if !answer.contains("H264/90000") && !answer.contains("opus/48000") {
+        return error(
+            StatusCode::NOT_ACCEPTABLE,
+            "the offer accepts neither H.264 (packetization-mode 1) nor Opus",
+        );
+    }
+    let Some(id) = session_id() else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "no randomness for a session id",
+        );
+    };
+    let new = NewPeer {
+        id: id.clone(),
+        rtc,
+        session: None,
+        subscription: Some(subscription),
+        key: key.clone(),
+        http_peer: peer,
+        slot,
+    };
+    let sent = tokio::time::timeout(
+        Duration::from_secs(2),
+        bound.commands.send(Command::Add(Box::new(new))),
+    )
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the WebRTC worker is busy");
+    }
+    info!(peer = %who, stream = %key, session = %id, "whep: play answered");
+    let mut r = (StatusCode::CREATED, answer).into_response();
+    let h = r.headers_mut();
+    cors(h);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("/whep/{key}/{id}")) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
+        h.insert(header::ETAG, v);
+    }
     r
 }
