@@ -1,4 +1,6 @@
-//! WebRTC ingest over WHIP (RFC 9725) for the tidewater kernel, on
+//! WebRTC for the tidewater kernel: ingest over WHIP (RFC 9725) and
+//! playback over WHEP (draft-ietf-wish-whep-02, the latest revision found
+//! when written), on
 //! [str0m](https://docs.rs/str0m) 0.25, with the media of every peer on one
 //! UDP port.
 //!
@@ -45,6 +47,7 @@
 //! | `POST /whip/{app}/{stream}`, `Content-Type: application/sdp` | `201` with the SDP answer, `Location`, `ETag`; `415` for another content type, `400` for SDP that does not parse or cannot be answered, `406` when the offer has neither H.264 nor Opus, `413` over [`WhipConfig::max_offer_bytes`], `409` when the stream is already published, `401`/`403`/`429`/`503` from the authorizer, `503` over [`WhipConfig::max_sessions`] |
 //! | `DELETE {Location}` | `200`, the publish ends; `404` for an unknown session |
 //! | `PATCH {Location}` | `405`: no trickle ICE and no ICE restart (see below) |
+//! | `POST /whep/{app}/{stream}`, `Content-Type: application/sdp` (a receive-only offer) | `201` with a send-only answer (H.264 and Opus the viewer accepts), `Location` (`/whep/{app}/{stream}/{session}`), `ETag`; the reader refusals of every HTTP output (`401`/`403`/`404` not live); `DELETE`, `PATCH`, `OPTIONS` as for WHIP |
 //! | `OPTIONS` on both | `204` with CORS (any origin; `Authorization`, `Content-Type`, `If-Match` may be sent; `Location`, `ETag`, `Link` may be read) and `Accept-Post: application/sdp` on the endpoint |
 //!
 //! Authorization goes through the kernel's auth seam: the publish request
@@ -85,6 +88,26 @@
 //! behind a gap, at most 32 per track). str0m itself sends NACKs and
 //! receiver reports.
 //!
+//! # WHEP playback
+//!
+//! A viewer's session shares the worker and the UDP port with the
+//! publishers. Its subscription is read once ICE and DTLS complete, so it
+//! starts at the cached GOP's keyframe. Each frame's RTP payloads are made
+//! once per stream as a kernel derived output ([`whep::RTP_FORMAT`]):
+//! H.264 packetized in 1 100-byte payloads, with the catalog's SPS and PPS
+//! before a keyframe that lacks them in band (RTMP, SRT and RTSP
+//! publishers); Opus one payload per frame. Per viewer str0m writes the RTP
+//! header (SSRC, sequence number, timestamp rescaled to 90 kHz / 48 kHz) and
+//! SRTP-protects it, and answers NACKs from its send buffer. A viewer whose
+//! worker queue is full blocks its feeder, lags in the kernel and is
+//! skipped to the next keyframe there.
+//!
+//! Not yet: audio of AAC streams (WHEP carries Opus only: an RTMP stream
+//! plays without sound until the shared transcode exists); refusing
+//! streams with B-frames; PLIs from viewers (ignored: a viewer that loses a
+//! keyframe waits for the next one), TWCC/REMB in the QoS; per-viewer
+//! timestamp offsets across a republish.
+//!
 //! # Library decision: str0m 0.25 rather than webrtc-rs 0.21 (`rtc`)
 //!
 //! Measured on this 2-core machine, each in its own scratch project and
@@ -111,7 +134,7 @@
 //! each costs more than str0m does: batching sends is where WHEP's budget
 //! goes. The same figure for webrtc-rs was **not** measured (an equivalent
 //! in-memory harness for `rtc` and its release build did not fit this
-//! phase); neither was the full WHEP path at 100 viewers (WHEP is phase 2).
+//! phase); neither was the full WHEP path at 100 viewers (socket I/O included).
 //! The decision rests on the dependency count, the build time and the fit
 //! to one socket, all in str0m's favour, and str0m's per-viewer cost leaves
 //! the 500-viewers-per-core target to the I/O path. The crypto backend is
@@ -127,6 +150,10 @@
 //!   in-band SPS/PPS) and Opus, a keyframe first, increasing timestamps,
 //!   exact AVCC framing, ~50 Opus frames a second; `DELETE` on the
 //!   `Location` ends the session.
+//! - `tests/chromium_whep.rs`: the same page then plays the stream back
+//!   over WHEP in a second peer connection: Chromium decodes 640×480 video
+//!   (60 frames and more, `framesDecoded`, `getVideoPlaybackQuality`) and
+//!   receives Opus packets.
 //! - `tests/client.rs`: a str0m client publishes synthetic H.264 over
 //!   loopback UDP and loses a packet: the client receives a PLI, the kernel
 //!   gets every frame before the loss, none until the new IDR, every one
@@ -152,7 +179,7 @@
 //!
 //! # What is left
 //!
-//! WHEP playback (phase 2); VP8/VP9/AV1/H.265 publishers; RTCP sender
+//! See the WHEP section for its gaps; VP8/VP9/AV1/H.265 publishers; RTCP sender
 //! reports for A/V sync (tracks are aligned by first-packet arrival);
 //! ICE-TCP; `Link: rel="ice-server"`; 1:1 NAT
 //! addresses as candidates (the announced addresses must be local);

@@ -39,7 +39,7 @@
 //! | `srt` | [`srt`]: SRT publish and read by stream id (MPEG-TS), HTTP-TS |
 //! | `dash` | [`dash`]: DASH and low-latency DASH packaging (dynamic MPD, CMAF segments) |
 //! | `hls` | [`hls`]: HLS (MPEG-TS) and LL-HLS (fMP4 parts) packaging |
-//! | `whip` | [`whip`]: WebRTC ingest over WHIP (H.264, Opus), media on one UDP port |
+//! | `whip` | [`whip`]: WebRTC: WHIP ingest and WHEP playback (H.264, Opus), media on one UDP port |
 //! | `record` | [`record`]: recording to crash-safe fMP4 files, index, retention, playback queries |
 //! | `full` | every implemented protocol: `rtmp`, `rtsp`, `srt`, `dash`, `hls` |
 
@@ -72,6 +72,6 @@ pub use tidewater_pkg_hls as hls;
 #[cfg(feature = "record")]
 pub use tidewater_record as record;
 
-/// WebRTC ingest over WHIP, media on one UDP port (feature `whip`).
+/// WebRTC: WHIP ingest and WHEP playback, media on one UDP port (feature `whip`).
 #[cfg(feature = "whip")]
 pub use tidewater_whip as whip;
