@@ -154,6 +154,10 @@
 //!   over WHEP in a second peer connection: Chromium decodes 640×480 video
 //!   (60 frames and more, `framesDecoded`, `getVideoPlaybackQuality`) and
 //!   receives Opus packets.
+//! - `tests/whep_encoder.rs`: x264 output (no B-frames) published in
+//!   process as RTMP hands streams to the kernel (parameter sets only in
+//!   the catalog, millisecond timestamps) plays in Chromium over WHEP at
+//!   640×360 (it fails when the catalog's SPS/PPS are not sent).
 //! - `tests/client.rs`: a str0m client publishes synthetic H.264 over
 //!   loopback UDP and loses a packet: the client receives a PLI, the kernel
 //!   gets every frame before the loss, none until the new IDR, every one

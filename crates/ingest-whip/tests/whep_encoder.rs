@@ -1,0 +1,251 @@
+//! Chromium plays over WHEP a stream an encoder published the way RTMP
+//! hands streams to the kernel (H.264 without in-band parameter sets,
+//! millisecond timestamps): the catalog's SPS/PPS must reach the player.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use tidewater_core::{
+    AppSpec, CancellationToken, Codec, Engine, Frame, InboundProtocol, Request, StreamKey, TrackId,
+    TrackInfo,
+};
+use tidewater_media::codec::{annexb_nals, build_avcc, to_length_prefixed};
+use tidewater_tests::{ChildGuard, TempDir};
+use tidewater_whip::{Whip, WhipConfig};
+
+const PAGE: &str = r#"<!doctype html><html><body><script>
+const log = (m) => fetch('/log', {method: 'POST', body: String(m)});
+(async () => {
+  try {
+    const viewer = new RTCPeerConnection({iceServers: []});
+    viewer.addTransceiver('video', {direction: 'recvonly'});
+    const player = document.createElement('video');
+    player.muted = true; player.autoplay = true; player.playsInline = true;
+    document.body.appendChild(player);
+    const received = new MediaStream();
+    viewer.ontrack = (e) => { received.addTrack(e.track); player.srcObject = received; };
+    await viewer.setLocalDescription(await viewer.createOffer());
+    await new Promise(done => {
+      if (viewer.iceGatheringState === 'complete') return done();
+      viewer.onicegatheringstatechange = () => viewer.iceGatheringState === 'complete' && done();
+      setTimeout(done, 2000);
+    });
+    const w = await fetch('/whep/live/encoder', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: viewer.localDescription.sdp});
+    log('whep ' + w.status);
+    const answer = await w.text();
+    if (w.status !== 201) return log('refused ' + answer);
+    await viewer.setRemoteDescription({type: 'answer', sdp: answer});
+    setInterval(async () => {
+      let decoded = 0;
+      (await viewer.getStats()).forEach(s => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') decoded = s.framesDecoded || 0;
+      });
+      log('report ' + JSON.stringify({decoded, w: player.videoWidth, h: player.videoHeight}));
+    }, 500);
+  } catch (e) {
+    log('error ' + e);
+  }
+})();
+</script></body></html>"#;
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+async fn record(State(log): State<Log>, body: String) {
+    log.lock().unwrap_or_else(|p| p.into_inner()).push(body);
+}
+
+fn lines(log: &Log) -> Vec<String> {
+    log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// An encoder's H.264 (x264, no B-frames, 640x360) as an RTMP publisher
+/// hands it to the kernel: parameter sets only in the catalog's avcC,
+/// 1 kHz timestamps. Access units split at x264's delimiters.
+fn encoder_stream(dir: &TempDir) -> (Bytes, Vec<(bool, Bytes)>) {
+    let file = dir.file("in.h264");
+    let status = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=30",
+            "-t",
+            "4",
+        ])
+        .args([
+            "-c:v",
+            "libx264",
+            "-bf",
+            "0",
+            "-g",
+            "30",
+            "-x264-params",
+            "aud=1",
+            "-f",
+            "h264",
+        ])
+        .arg(&file)
+        .status()
+        .expect("ffmpeg (cargo xtask test installs it)");
+    assert!(status.success());
+    let data = std::fs::read(&file).expect("read");
+    let (mut sps, mut pps) = (None, None);
+    let mut units: Vec<(bool, Bytes)> = Vec::new();
+    let mut current: Vec<&[u8]> = Vec::new();
+    let flush = |current: &mut Vec<&[u8]>, units: &mut Vec<(bool, Bytes)>| {
+        if !current.is_empty() {
+            let key = current.iter().any(|n| n[0] & 0x1f == 5);
+            units.push((key, to_length_prefixed(current.iter().copied())));
+            current.clear();
+        }
+    };
+    for nal in annexb_nals(&data).filter(|n| !n.is_empty()) {
+        match nal[0] & 0x1f {
+            9 => flush(&mut current, &mut units),
+            7 => sps = Some(nal.to_vec()),
+            8 => pps = Some(nal.to_vec()),
+            _ => current.push(nal),
+        }
+    }
+    flush(&mut current, &mut units);
+    let (sps, pps) = (sps.expect("SPS"), pps.expect("PPS"));
+    let avcc = build_avcc(&[&sps[..]], &[&pps[..]]).expect("avcC");
+    (avcc, units)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_plays_an_encoders_stream_over_whep() {
+    let Some(browser) = tidewater_tests::browser::chromium() else {
+        panic!("chromium is not installed (cargo xtask test installs it)");
+    };
+    let engine = Engine::builder()
+        .default_app(AppSpec::default())
+        .build()
+        .expect("engine");
+    let profile = TempDir::new("whep-encoder");
+    let (avcc, units) = encoder_stream(&profile);
+    assert!(units.len() >= 100 && units[0].0, "{} units", units.len());
+    let mut publish = engine
+        .open_publish(Request::new(
+            StreamKey::parse("live/encoder").expect("key"),
+            "test",
+        ))
+        .await
+        .expect("publish");
+    publish
+        .set_catalog(vec![
+            TrackInfo::video(TrackId(1), Codec::H264, 640, 360)
+                .with_timescale(1000)
+                .with_config(avcc),
+        ])
+        .expect("catalog");
+    let publisher = tokio::spawn(async move {
+        // Real time, looping the file (timestamps keep increasing).
+        for i in 0..(units.len() * 4) {
+            let (key, au) = &units[i % units.len()];
+            let pts = (i as i64) * 1000 / 30;
+            if publish
+                .publish(Frame::video(
+                    TrackId(1),
+                    Codec::H264,
+                    pts,
+                    pts,
+                    *key,
+                    au.clone(),
+                ))
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(33)).await;
+        }
+    });
+
+    let whip = Whip::new(WhipConfig {
+        udp_listen: "127.0.0.1:0".parse().expect("addr"),
+        ..WhipConfig::default()
+    })
+    .expect("config");
+    let shutdown = CancellationToken::new();
+    let worker = {
+        let (whip, ctx, shutdown) = (whip.clone(), engine.context(), shutdown.clone());
+        tokio::spawn(async move { whip.serve(ctx, shutdown).await })
+    };
+    whip.listening().await;
+    let log: Log = Arc::default();
+    let app = whip
+        .router(engine.context())
+        .merge(
+            axum::Router::new()
+                .route("/", get(|| async { axum::response::Html(PAGE) }))
+                .route("/log", post(record))
+                .with_state(Arc::clone(&log)),
+        )
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind http");
+    let http = listener.local_addr().expect("http addr");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let chromium_log = std::fs::File::create(profile.file("chromium.log")).expect("log");
+    let child = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--autoplay-policy=no-user-gesture-required",
+            "--disable-features=WebRtcHideLocalIpsWithMdns",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("http://{http}/"))
+        .stdin(Stdio::null())
+        .stdout(chromium_log.try_clone().expect("log"))
+        .stderr(chromium_log)
+        .spawn()
+        .expect("start chromium");
+    let guard = ChildGuard(child);
+
+    let start = Instant::now();
+    let mut best = None;
+    while start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let last = lines(&log)
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("report ").map(str::to_owned));
+        if let Some(report) = last {
+            let v: serde_json::Value = serde_json::from_str(&report).expect("json");
+            let decoded = v["decoded"].as_u64().unwrap_or(0);
+            let size = (v["w"].as_u64().unwrap_or(0), v["h"].as_u64().unwrap_or(0));
+            best = Some((decoded, size));
+            if decoded >= 60 && size == (640, 360) {
+                break;
+            }
+        }
+    }
+    let summary = format!(
+        "page {:?}; best {best:?}; sent {:?}",
+        lines(&log),
+        whip.stats().sent
+    );
+    let (decoded, size) = best.unwrap_or_else(|| panic!("no report: {summary}"));
+    assert_eq!(size, (640, 360), "{summary}");
+    assert!(decoded >= 60, "{summary}");
+    drop(guard);
+    publisher.abort();
+    shutdown.cancel();
+    worker.await.expect("join").expect("worker");
+    server.abort();
+}
