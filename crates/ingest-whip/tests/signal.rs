@@ -424,3 +424,76 @@ async fn a_peer_that_never_connects_is_ended() {
     let key = StreamKey::parse("live/cam").expect("key");
     assert!(h.engine.subscribe(Request::new(key, "test")).await.is_err());
 }
+
+/// A viewer's offer: receive-only H.264 and Opus.
+fn viewer_offer() -> String {
+    let mut rtc = Rtc::builder()
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_opus(true, false)
+        .build(Instant::now());
+    rtc.add_local_candidate(
+        Candidate::host("127.0.0.1:9".parse().expect("addr"), "udp").expect("candidate"),
+    );
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    api.apply().expect("offer").0.to_sdp_string()
+}
+
+#[tokio::test]
+async fn whep_answers_a_live_stream_and_refuses_one_that_is_not() {
+    let h = start(engine(), loopback()).await;
+    let (r, body) = call(
+        &h.router,
+        Method::POST,
+        "/whep/live/cam",
+        &[SDP],
+        viewer_offer(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(h.whip.sessions(), 0);
+
+    let key = StreamKey::parse("live/cam").expect("key");
+    let _publish = h
+        .engine
+        .open_publish(Request::new(key, "test"))
+        .await
+        .expect("publish");
+    let (r, answer) = call(
+        &h.router,
+        Method::POST,
+        "/whep/live/cam",
+        &[SDP],
+        viewer_offer(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{answer}");
+    assert!(
+        answer.contains("a=sendonly") && answer.contains("H264/90000"),
+        "{answer}"
+    );
+    let location = r.headers()[header::LOCATION]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(location.starts_with("/whep/live/cam/"), "{location}");
+    assert_eq!(h.whip.sessions(), 1);
+    let (r, _) = call(
+        &h.router,
+        Method::OPTIONS,
+        "/whep/live/cam",
+        &[],
+        String::new(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (r, _) = call(&h.router, Method::DELETE, &location, &[], String::new()).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let start = Instant::now();
+    while h.whip.sessions() != 0 && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.whip.sessions(), 0);
+}
