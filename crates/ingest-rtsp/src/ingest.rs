@@ -2,8 +2,8 @@
 //!
 //! Each announced track with a codec this crate depacketizes becomes a
 //! kernel track (`TrackId(m= index + 1)`): H.264 (RFC 6184), H.265
-//! (RFC 7798), AAC (RFC 3640 `mpeg4-generic`) and Opus (RFC 7587); other tracks are ignored with a log line by
-//! the driver.
+//! (RFC 7798), AAC (RFC 3640 `mpeg4-generic`) and Opus (RFC 7587); other
+//! tracks are ignored with a log line by the driver.
 //!
 //! # Timestamps
 //!
@@ -19,16 +19,19 @@
 //! track starts at [`TIMELINE_START`] at its first packet
 //! (sync within the difference of the tracks' first packets; using later
 //! sender reports is left for later).
+//!
 //! Decode timestamps equal presentation timestamps: RTP carries only the
-//! latter, so a stream with B-frames gets repaired decode times from the
-//! kernel's clock (reconstructing them from the SPS/slice headers is left
-//! for later).
+//! latter. For a stream with B-frames the kernel's clock repairs the
+//! non-monotonic decode times and the B-frames' presentation times follow
+//! the repair, so they are wrong: B-frame publishers are not supported yet
+//! (deriving decode times is left for later).
 //!
 //! The catalog is announced once every track has its decoder
 //! configuration: H.264 from `sprop-parameter-sets` or, failing that, the
 //! first in-band SPS and PPS; H.265 likewise from `sprop-vps` / `sprop-sps`
-//! / `sprop-pps` or in band; AAC from the `config` parameter; Opus needs none. An in-band
-//! SPS/PPS that differs from the announced one is a new catalog version.
+//! / `sprop-pps` or in band; AAC from the `config` parameter; Opus needs
+//! none. An in-band SPS/PPS that differs from the announced one is a new
+//! catalog version.
 //! Frames before the catalog are dropped (video waits for an IDR anyway);
 //! a video track announced without parameter sets that never sends them
 //! in band holds the catalog back (no timeout yet).

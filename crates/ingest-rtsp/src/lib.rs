@@ -87,9 +87,13 @@
 //! - **Input held while the kernel answers** an `ANNOUNCE` or `DESCRIBE`:
 //!   a pipelined `SETUP` is not answered before its stream exists.
 //! - **Decode timestamps equal presentation timestamps** on ingest: RTP
-//!   carries presentation times only. Streams with B-frames get repaired,
-//!   monotonic decode times from the kernel's clock; deriving real decode
-//!   times from the H.264 slice headers is left for later.
+//!   carries presentation times only. That is right for streams without
+//!   B-frames (cameras, `-bf 0`, baseline profile). **A publisher with
+//!   B-frames is not handled yet**: the kernel's clock repairs the
+//!   non-monotonic decode times and the presentation times of B-frames
+//!   follow the repair, so they come out wrong; deriving decode times (a
+//!   reorder window, or the slice headers' picture order counts) is left
+//!   for later.
 //!
 //! # Feature flags
 //!
@@ -102,8 +106,8 @@
 //!   LATM (`MP4A-LATM`); an `OpusHead` for Opus tracks (none is made).
 //! - Receiver reports from readers are only keep-alives (no loss or jitter
 //!   statistics); `RTP-Info` in `PLAY` answers.
-//! - Decode timestamps for B-frames on publish (see [`ingest`]); later
-//!   sender reports of a publisher (only those before a track's first
+//! - Publishers with B-frames (decode timestamps; see the decisions above);
+//!   later sender reports of a publisher (only those before a track's first
 //!   packet place it on the timeline).
 //! - Digest challenges: the kernel has no nonce API yet, so challenges are
 //!   Basic only (Digest `Authorization` headers are still parsed and passed
