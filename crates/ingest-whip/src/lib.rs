@@ -47,7 +47,7 @@
 //! | `POST /whip/{app}/{stream}`, `Content-Type: application/sdp` | `201` with the SDP answer, `Location`, `ETag`; `415` for another content type, `400` for SDP that does not parse or cannot be answered, `406` when the offer has neither H.264 nor Opus, `413` over [`WhipConfig::max_offer_bytes`], `409` when the stream is already published, `401`/`403`/`429`/`503` from the authorizer, `503` over [`WhipConfig::max_sessions`] |
 //! | `DELETE {Location}` | `200`, the publish ends; `404` for an unknown session |
 //! | `PATCH {Location}` | `405`: no trickle ICE and no ICE restart (see below) |
-//! | `POST /whep/{app}/{stream}`, `Content-Type: application/sdp` (a receive-only offer) | `201` with a send-only answer (H.264 and Opus the viewer accepts), `Location` (`/whep/{app}/{stream}/{session}`), `ETag`; the reader refusals of every HTTP output (`401`/`403`/`404` not live); `DELETE`, `PATCH`, `OPTIONS` as for WHIP |
+//! | `POST /whep/{app}/{stream}`, `Content-Type: application/sdp` (a receive-only offer) | `201` with a send-only answer (H.264 and Opus the viewer accepts), `Location` (`/whep/{app}/{stream}/{session}`), `ETag`; the reader refusals of every HTTP output (`401`/`403`/`404` not live); `422` for H.264 with B-frames; `DELETE`, `PATCH`, `OPTIONS` as for WHIP |
 //! | `OPTIONS` on both | `204` with CORS (any origin; `Authorization`, `Content-Type`, `If-Match` may be sent; `Location`, `ETag`, `Link` may be read) and `Accept-Post: application/sdp` on the endpoint |
 //!
 //! Authorization goes through the kernel's auth seam: the publish request
@@ -102,9 +102,13 @@
 //! worker queue is full blocks its feeder, lags in the kernel and is
 //! skipped to the next keyframe there.
 //!
+//! H.264 with B-frames (x264's default) is refused: `422` naming the cause
+//! and the fix (`-bf 0`) when the cached GOP shows them at the `POST` (the
+//! events looked at are played first), and a viewer whose stream shows
+//! them later is ended with the same log line.
+//!
 //! Not yet: audio of AAC streams (WHEP carries Opus only: an RTMP stream
-//! plays without sound until the shared transcode exists); refusing
-//! streams with B-frames; PLIs from viewers (ignored: a viewer that loses a
+//! plays without sound until the shared transcode exists); PLIs from viewers (ignored: a viewer that loses a
 //! keyframe waits for the next one), TWCC/REMB in the QoS; per-viewer
 //! timestamp offsets across a republish.
 //!
@@ -168,7 +172,8 @@
 //! - `tests/offer_props.rs`: any POST body (random bytes, real offers with
 //!   lines dropped, repeated, cut or replaced) gets `201` or a `4xx`, never
 //!   a panic, and a refused one leaves nothing published.
-//! - `tests/signal.rs`: answers, `Location`/`ETag`, CORS, `409`, `405`,
+//! - `tests/signal.rs`: WHEP `404` when not live, a send-only answer,
+//!   `422` for a stream with B-frames; WHIP answers, `Location`/`ETag`, CORS, `409`, `405`,
 //!   `404`, `415`/`400`/`406`/`413` with nothing left published, Bearer
 //!   tokens to the authorizer and `401`, the session limit, a peer that
 //!   never connects is ended.

@@ -82,8 +82,10 @@ pub(crate) struct NewPeer {
     pub rtc: Rtc,
     /// A WHIP publisher's session.
     pub session: Option<PublishSession>,
-    /// A WHEP viewer's subscription (read once the peer is connected).
-    pub subscription: Option<Subscription>,
+    /// A WHEP viewer's subscription (read once the peer is connected),
+    /// with the events already taken from it (the cached GOP, looked at
+    /// before answering).
+    pub subscription: Option<(Subscription, Vec<tidewater_core::Event>)>,
     pub key: StreamKey,
     pub http_peer: Option<SocketAddr>,
     pub slot: Slot,
@@ -120,7 +122,7 @@ struct Line {
 
 /// What a WHEP viewer has besides the common state.
 struct Viewer {
-    subscription: Option<Subscription>,
+    subscription: Option<(Subscription, Vec<tidewater_core::Event>)>,
     lines: Vec<Line>,
     feeder: Option<tokio::task::AbortHandle>,
     media_tx: mpsc::Sender<Command>,
@@ -259,10 +261,14 @@ impl Peer {
                 self.connected = true;
                 info!(peer = %self.who(), stream = %self.key, session = %self.id, "webrtc: connected");
                 if let Some(v) = &mut self.viewer
-                    && let Some(subscription) = v.subscription.take()
+                    && let Some((subscription, taken)) = v.subscription.take()
                 {
-                    let task =
-                        tokio::spawn(feed(self.id.clone(), subscription, v.media_tx.clone()));
+                    let task = tokio::spawn(feed(
+                        self.id.clone(),
+                        subscription,
+                        taken,
+                        v.media_tx.clone(),
+                    ));
                     v.feeder = Some(task.abort_handle());
                 }
             }
@@ -399,30 +405,44 @@ impl Peer {
 /// stream's shared RTP payloads of each frame to the worker. A full queue
 /// blocks here, so a slow viewer lags in the kernel and is skipped to a
 /// keyframe there.
-async fn feed(id: String, mut subscription: Subscription, tx: mpsc::Sender<Command>) {
-    loop {
-        let mut batch = Vec::new();
-        match subscription.recv_ref().await {
-            Ok(EventRef::Frame(f)) => {
-                let codec = match f.codec {
-                    Codec::H264 => MediaCodec::H264,
-                    Codec::Opus => MediaCodec::Opus,
-                    _ => continue,
-                };
-                let timescale = f.catalog().track(f.track).map_or(1000, |t| t.timescale);
-                let buffer = f.derived(RTP_FORMAT, packetize);
-                items(&buffer, codec, f.pts, timescale, &mut batch);
-            }
-            Ok(_) => continue,
-            Err(e) => {
-                let _ = tx
-                    .send(Command::End {
-                        id,
-                        why: e.to_string(),
-                    })
-                    .await;
+async fn feed(
+    id: String,
+    mut subscription: Subscription,
+    taken: Vec<tidewater_core::Event>,
+    tx: mpsc::Sender<Command>,
+) {
+    for event in taken {
+        if let tidewater_core::Event::Frame(f) = event {
+            let mut batch = Vec::new();
+            if let Err(why) = frame_items(f.as_ref(), &mut batch) {
+                let _ = tx.send(Command::End { id, why }).await;
                 return;
             }
+            if tx
+                .send(Command::Media {
+                    id: id.clone(),
+                    items: batch,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    loop {
+        let mut batch = Vec::new();
+        let result = match subscription.recv_ref().await {
+            Ok(EventRef::Frame(f)) => frame_items(f, &mut batch),
+            Ok(_) => continue,
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = result {
+            let _ = tx.send(Command::End { id, why }).await;
+            return;
+        }
+        if batch.is_empty() {
+            continue;
         }
         if tx
             .send(Command::Media {
@@ -436,6 +456,24 @@ async fn feed(id: String, mut subscription: Subscription, tx: mpsc::Sender<Comma
         }
     }
 }
+
+/// The shared RTP payloads of one frame; an error ends the viewer.
+fn frame_items(f: tidewater_core::FrameRef<'_>, batch: &mut Vec<Item>) -> Result<(), String> {
+    let codec = match f.codec {
+        Codec::H264 if f.pts != f.dts => return Err(B_FRAMES.to_string()),
+        Codec::H264 => MediaCodec::H264,
+        Codec::Opus => MediaCodec::Opus,
+        _ => return Ok(()),
+    };
+    let timescale = f.catalog().track(f.track).map_or(1000, |t| t.timescale);
+    let buffer = f.derived(RTP_FORMAT, packetize);
+    items(&buffer, codec, f.pts, timescale, batch);
+    Ok(())
+}
+
+/// Why a stream with B-frames is not played over WebRTC.
+pub const B_FRAMES: &str = "the stream's H.264 has B-frames (presentation order differs from \
+     decode order), which WebRTC players do not handle; publish without them (x264: -bf 0)";
 
 /// A media socket and its local address.
 pub(crate) type Socket = (SocketAddr, Arc<UdpSocket>);

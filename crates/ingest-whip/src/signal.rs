@@ -315,6 +315,8 @@ async fn patch() -> Response {
 
 /// The protocol's name for readers.
 const WHEP: &str = "whep";
+/// The most events of the cached GOP looked at before answering a viewer.
+const MAX_LOOK_AHEAD: usize = 4096;
 
 /// `POST /whep/{app}/{stream}`: a viewer's offer (receive-only) is answered
 /// with send-only H.264 and Opus; its media starts at the cached GOP once
@@ -368,7 +370,7 @@ async fn play(
         return error(StatusCode::BAD_REQUEST, "the offer is not valid SDP");
     };
     let req = tidewater_http::reader_request(&key, WHEP, peer, query.as_deref(), credentials);
-    let subscription = match state.ctx.subscribe(req).await {
+    let mut subscription = match state.ctx.subscribe(req).await {
         Ok(s) => s,
         Err(e) => {
             let mut r = tidewater_http::refused(WHEP, peer, &key, &e, &state.ctx.realm());
@@ -376,6 +378,22 @@ async fn play(
             return r;
         }
     };
+    // The cached GOP shows whether the stream has B-frames; its events are
+    // kept and played first.
+    let mut taken = Vec::new();
+    while taken.len() < MAX_LOOK_AHEAD {
+        match subscription.try_recv() {
+            Some(Ok(event)) => taken.push(event),
+            _ => break,
+        }
+    }
+    let b_frames = taken.iter().any(|e| {
+        matches!(e, tidewater_core::Event::Frame(f) if f.codec == tidewater_core::Codec::H264 && f.pts != f.dts)
+    });
+    if b_frames {
+        info!(peer = %who, stream = %key, "whep: play refused: {}", crate::media::B_FRAMES);
+        return error(StatusCode::UNPROCESSABLE_ENTITY, crate::media::B_FRAMES);
+    }
     let mut rtc = Rtc::builder()
         .set_ice_lite(true)
         .set_rtp_mode(true)
@@ -413,7 +431,7 @@ async fn play(
         id: id.clone(),
         rtc,
         session: None,
-        subscription: Some(subscription),
+        subscription: Some((subscription, taken)),
         key: key.clone(),
         http_peer: peer,
         slot,

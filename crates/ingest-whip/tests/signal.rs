@@ -497,3 +497,56 @@ async fn whep_answers_a_live_stream_and_refuses_one_that_is_not() {
     }
     assert_eq!(h.whip.sessions(), 0);
 }
+
+#[tokio::test]
+async fn whep_refuses_a_stream_with_b_frames_with_a_clear_answer() {
+    use bytes::Bytes;
+    use tidewater_core::{Codec, Frame, TrackId, TrackInfo};
+    let h = start(engine(), loopback()).await;
+    let key = StreamKey::parse("live/bframes").expect("key");
+    let mut publish = h
+        .engine
+        .open_publish(Request::new(key, "test"))
+        .await
+        .expect("publish");
+    publish
+        .set_catalog(vec![
+            TrackInfo::video(TrackId(1), Codec::H264, 640, 360)
+                .with_timescale(1000)
+                .with_config(Bytes::from_static(&[1, 0x64, 0, 0x1f, 0xff, 0xe0, 0])),
+        ])
+        .expect("catalog");
+    // I P B B …: the P frame is presented after the B frames decoded after it.
+    let frames = [
+        (0, 0, true),
+        (100, 33, false),
+        (33, 66, false),
+        (66, 100, false),
+    ];
+    for (pts, dts, key) in frames {
+        publish
+            .publish(Frame::video(
+                TrackId(1),
+                Codec::H264,
+                pts,
+                dts,
+                key,
+                Bytes::from_static(&[0, 0, 0, 2, 0x65, 0]),
+            ))
+            .expect("frame");
+    }
+    let (r, body) = call(
+        &h.router,
+        Method::POST,
+        "/whep/live/bframes",
+        &[SDP],
+        viewer_offer(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.contains("B-frames") && body.contains("-bf 0"),
+        "{body}"
+    );
+    assert_eq!(h.whip.sessions(), 0);
+}
