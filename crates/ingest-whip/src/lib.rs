@@ -107,9 +107,14 @@
 //! events looked at are played first), and a viewer whose stream shows
 //! them later is ended with the same log line.
 //!
+//! A viewer's keyframe request (PLI) is forwarded to the WHIP publisher of
+//! its stream, at most once per [`WhipConfig::pli_interval`].
+//!
 //! Not yet: audio of AAC streams (WHEP carries Opus only: an RTMP stream
-//! plays without sound until the shared transcode exists); PLIs from viewers (ignored: a viewer that loses a
-//! keyframe waits for the next one), TWCC/REMB in the QoS; per-viewer
+//! plays without sound until the shared transcode exists); keyframe
+//! requests of viewers of non-WebRTC publishers (answering them from the
+//! GOP cache); TWCC/REMB in the QoS; RTX for viewers (str0m answers NACKs
+//! from its send buffer); sending viewers' datagrams in batches; per-viewer
 //! timestamp offsets across a republish.
 //!
 //! # Library decision: str0m 0.25 rather than webrtc-rs 0.21 (`rtc`)
@@ -162,7 +167,9 @@
 //!   process as RTMP hands streams to the kernel (parameter sets only in
 //!   the catalog, millisecond timestamps) plays in Chromium over WHEP at
 //!   640×360 (it fails when the catalog's SPS/PPS are not sent).
-//! - `tests/client.rs`: a str0m client publishes synthetic H.264 over
+//! - `tests/client.rs`: a str0m WHEP viewer receives the RTP of a str0m
+//!   WHIP publisher (cached GOP, then live) and its PLI reaches the
+//!   publisher (the test fails without the forwarding); a str0m client publishes synthetic H.264 over
 //!   loopback UDP and loses a packet: the client receives a PLI, the kernel
 //!   gets every frame before the loss, none until the new IDR, every one
 //!   after; one frame's packets sent in reverse arrive whole with no

@@ -156,6 +156,10 @@ struct Peer {
     last_received: Instant,
     connected: bool,
     last_pli: Option<Instant>,
+    /// A publisher's video SSRC (for keyframe requests).
+    video_ssrc: Option<str0m::rtp::Ssrc>,
+    /// A viewer asked for a keyframe since the worker last looked.
+    viewer_wants_keyframe: bool,
     first_video: Option<Instant>,
     out: Vec<IngestOutput>,
     /// Why the session ends (set once).
@@ -181,6 +185,26 @@ impl Peer {
             return;
         }
         self.drain(sockets, stats, config);
+    }
+
+    /// Asks this publisher for a keyframe (PLI) on behalf of a viewer, at
+    /// most once per `pli_interval`.
+    fn forward_keyframe_request(&mut self, stats: &MediaStats, config: &WhipConfig) {
+        let now = Instant::now();
+        if self
+            .last_pli
+            .is_some_and(|t| now.saturating_duration_since(t) < config.pli_interval)
+        {
+            return;
+        }
+        if let Some(ssrc) = self.video_ssrc
+            && let Some(rx) = self.rtc.direct_api().stream_rx(&ssrc)
+        {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+            self.last_pli = Some(now);
+            stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+            debug!(peer = %self.who(), stream = %self.key, "whep: a viewer's keyframe request forwarded (PLI)");
+        }
     }
 
     /// Writes a viewer's payloads (shared by every viewer) as its RTP.
@@ -302,6 +326,9 @@ impl Peer {
                 }
             }
             Event::RtpPacket(_) if self.viewer.is_some() => {}
+            Event::KeyframeRequest(_) if self.viewer.is_some() => {
+                self.viewer_wants_keyframe = true;
+            }
             Event::MediaAdded(m) => {
                 let codec = match m.kind {
                     MediaKind::Video => MediaCodec::H264,
@@ -334,6 +361,9 @@ impl Peer {
                     return;
                 }
                 let ssrc = p.header.ssrc;
+                if codec == MediaCodec::H264 {
+                    self.video_ssrc = Some(ssrc);
+                }
                 let rtp = packet(
                     p.header.marker,
                     *p.header.payload_type,
@@ -590,6 +620,8 @@ pub(crate) async fn run(
                         last_received: now,
                         connected: false,
                         last_pli: None,
+                        video_ssrc: None,
+                        viewer_wants_keyframe: false,
                         first_video: None,
                         out: Vec::new(),
                         ended: None,
@@ -633,6 +665,21 @@ pub(crate) async fn run(
                 }
             }
             _ = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+        }
+        // Viewers' keyframe requests go to the WHIP publisher of their
+        // stream (other publishers send keyframes on their own schedule).
+        let wanted: Vec<StreamKey> = peers
+            .values_mut()
+            .filter_map(|p| std::mem::take(&mut p.viewer_wants_keyframe).then(|| p.key.clone()))
+            .collect();
+        for key in wanted {
+            if let Some(publisher) = peers
+                .values_mut()
+                .find(|p| p.session.is_some() && p.key == key)
+            {
+                publisher.forward_keyframe_request(&stats, &config);
+                publisher.drain(&sockets, &stats, &config);
+            }
         }
         let now = Instant::now();
         for peer in peers.values_mut() {

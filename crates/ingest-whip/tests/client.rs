@@ -36,6 +36,7 @@ struct Client {
     socket: Arc<UdpSocket>,
     connected: bool,
     keyframe_requests: u32,
+    rtp_received: u32,
 }
 
 impl Client {
@@ -48,6 +49,7 @@ impl Client {
                 }
                 Output::Event(Event::Connected) => self.connected = true,
                 Output::Event(Event::KeyframeRequest(_)) => self.keyframe_requests += 1,
+                Output::Event(Event::RtpPacket(_)) => self.rtp_received += 1,
                 Output::Event(_) => {}
             }
         }
@@ -142,6 +144,7 @@ async fn a_lost_packet_gets_a_pli_and_the_kernel_resumes_at_a_keyframe() {
         socket,
         connected: false,
         keyframe_requests: 0,
+        rtp_received: 0,
     };
     let start = Instant::now();
     while !client.connected && start.elapsed() < Duration::from_secs(10) {
@@ -295,5 +298,167 @@ async fn a_lost_packet_gets_a_pli_and_the_kernel_resumes_at_a_keyframe() {
     assert!(last_heard.elapsed() < Duration::from_secs(5));
     let key = StreamKey::parse("live/client").expect("key");
     assert!(engine.subscribe(Request::new(key, "test")).await.is_err());
+    shutdown.cancel();
+}
+
+/// A str0m client with one H.264 media line of `direction`, negotiated
+/// over `path` and connected.
+async fn connected_client(
+    router: &axum::Router,
+    path: &str,
+    direction: Direction,
+) -> (Client, str0m::media::Mid) {
+    let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("client socket"));
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_h264(true)
+        .build(Instant::now());
+    rtc.add_local_candidate(
+        Candidate::host(socket.local_addr().expect("addr"), "udp").expect("candidate"),
+    );
+    let mut api = rtc.sdp_api();
+    let mid = api.add_media(MediaKind::Video, direction, None, None, None);
+    let (offer, pending) = api.apply().expect("offer");
+    let response = router
+        .clone()
+        .oneshot(
+            HttpRequest::builder()
+                .method(Method::POST)
+                .uri(path)
+                .header("content-type", "application/sdp")
+                .body(Body::from(offer.to_sdp_string()))
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(response.status(), StatusCode::CREATED, "{path}");
+    let answer = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .expect("answer");
+    let answer =
+        SdpAnswer::from_sdp_string(std::str::from_utf8(&answer).expect("utf-8")).expect("sdp");
+    rtc.sdp_api()
+        .accept_answer(pending, answer)
+        .expect("accept answer");
+    let mut client = Client {
+        rtc,
+        socket,
+        connected: false,
+        keyframe_requests: 0,
+        rtp_received: 0,
+    };
+    let start = Instant::now();
+    while !client.connected && start.elapsed() < Duration::from_secs(10) {
+        client
+            .pump(Instant::now() + Duration::from_millis(20))
+            .await;
+    }
+    assert!(client.connected, "{path}: ICE and DTLS with the server");
+    (client, mid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whep_viewer_gets_rtp_and_its_keyframe_request_reaches_the_whip_publisher() {
+    let engine = Engine::builder()
+        .default_app(AppSpec::default())
+        .build()
+        .expect("engine");
+    let whip = Whip::new(WhipConfig {
+        udp_listen: "127.0.0.1:0".parse().expect("addr"),
+        pli_interval: Duration::from_millis(100),
+        ..WhipConfig::default()
+    })
+    .expect("config");
+    let shutdown = CancellationToken::new();
+    {
+        let (whip, ctx, shutdown) = (whip.clone(), engine.context(), shutdown.clone());
+        tokio::spawn(async move { whip.serve(ctx, shutdown).await });
+    }
+    whip.listening().await;
+    let router = whip.router(engine.context());
+    let (mut publisher, pub_mid) =
+        connected_client(&router, "/whip/live/relay", Direction::SendOnly).await;
+    let pt = {
+        let remote = publisher
+            .rtc
+            .media(pub_mid)
+            .expect("media")
+            .remote_pts()
+            .to_vec();
+        let config = publisher.rtc.codec_config();
+        *remote
+            .iter()
+            .find(|pt| {
+                config
+                    .find(|p| p.pt() == **pt)
+                    .is_some_and(|p| p.spec().codec == RtcCodec::H264)
+            })
+            .expect("H.264")
+    };
+    let mut seq = 1u64;
+    let mut send = |client: &mut Client, frame: u32, key: bool| {
+        let idr = vec![0x65; 2500];
+        let p_slice = vec![0x41; 600];
+        let nals: Vec<&[u8]> = if key {
+            vec![SPS, PPS, &idr]
+        } else {
+            vec![&p_slice]
+        };
+        let mut payloads = Vec::new();
+        packetize_h264(nals, 1000, &mut payloads);
+        for p in payloads {
+            let write = RtpWrite::new(
+                pt,
+                SeqNo::from(seq),
+                frame * 3000,
+                Instant::now(),
+                Arc::<[u8]>::from(&p.data[..]),
+            )
+            .marker(p.marker);
+            seq += 1;
+            client
+                .rtc
+                .direct_api()
+                .stream_tx_by_mid(pub_mid, None)
+                .expect("a send stream")
+                .write_rtp(write);
+            client.drain();
+        }
+    };
+    // The stream is live (and has a keyframe) before the viewer comes.
+    for frame in 0..5 {
+        send(&mut publisher, frame, frame == 0);
+        publisher
+            .pump(Instant::now() + Duration::from_millis(33))
+            .await;
+    }
+    let (mut viewer, view_mid) =
+        connected_client(&router, "/whep/live/relay", Direction::RecvOnly).await;
+    let requests_before = publisher.keyframe_requests;
+    for frame in 5..60 {
+        send(&mut publisher, frame, false);
+        publisher
+            .pump(Instant::now() + Duration::from_millis(15))
+            .await;
+        viewer
+            .pump(Instant::now() + Duration::from_millis(15))
+            .await;
+        if frame == 30 {
+            let mut api = viewer.rtc.direct_api();
+            let rx = api
+                .stream_rx_by_mid(view_mid, None)
+                .expect("the viewer's receive stream");
+            rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+            viewer.drain();
+        }
+    }
+    let summary = format!(
+        "viewer got {} RTP packets; publisher saw {} keyframe requests ({} before the viewer)",
+        viewer.rtp_received, publisher.keyframe_requests, requests_before
+    );
+    // The cached GOP (a 3-packet keyframe and 4 P frames) and 55 live P frames.
+    assert!(viewer.rtp_received >= 50, "{summary}");
+    assert!(publisher.keyframe_requests > requests_before, "{summary}");
     shutdown.cancel();
 }
