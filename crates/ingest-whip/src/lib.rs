@@ -169,8 +169,8 @@
 //!   640×360 (it fails when the catalog's SPS/PPS are not sent).
 //! - `tests/client.rs`: a str0m WHEP viewer receives the RTP of a str0m
 //!   WHIP publisher (cached GOP, then live) and its PLI reaches the
-//!   publisher (the test fails without the forwarding); a str0m client publishes synthetic H.264 over
-//!   loopback UDP and loses a packet: the client receives a PLI, the kernel
+//!   publisher (the test fails without the forwarding); a str0m client
+//!   publishes synthetic H.264 over loopback UDP and loses a packet: the client receives a PLI, the kernel
 //!   gets every frame before the loss, none until the new IDR, every one
 //!   after; one frame's packets sent in reverse arrive whole with no
 //!   keyframe request; garbage datagrams from a stranger are counted and
