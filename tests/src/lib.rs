@@ -38,6 +38,8 @@ pub const RTMP_LISTENING: &str = "rtmp listening on ";
 pub const RTMPS_LISTENING: &str = "rtmps listening on ";
 /// The log line prefix that gives the SRT listener's (UDP) address.
 pub const SRT_LISTENING: &str = "srt listening on ";
+/// The log line of the bound RTSP (TCP) listener.
+pub const RTSP_LISTENING: &str = "rtsp listening on ";
 
 /// The workspace's root directory.
 pub fn workspace_root() -> PathBuf {
@@ -191,6 +193,12 @@ impl ServerCommand {
         if !self.env.iter().any(|(k, _)| k == "TIDEWATER_SRT__LISTEN") {
             command.env("TIDEWATER_SRT__LISTEN", "127.0.0.1:0");
         }
+        // And RTSP's TCP port and its RTP/RTCP UDP pair.
+        if !self.env.iter().any(|(k, _)| k == "TIDEWATER_RTSP__LISTEN") {
+            command.env("TIDEWATER_RTSP__LISTEN", "127.0.0.1:0");
+            command.env("TIDEWATER_RTSP__RTP_PORT", "0");
+            command.env("TIDEWATER_RTSP__RTCP_PORT", "0");
+        }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command
             .spawn()
@@ -298,6 +306,11 @@ impl ServerProcess {
     /// Waits for the `srt listening on ADDR` line and returns ADDR (UDP).
     pub fn srt_addr(&mut self) -> SocketAddr {
         self.listening_addr(SRT_LISTENING)
+    }
+
+    /// Waits for the `rtsp listening on ADDR` line and returns ADDR (TCP).
+    pub fn rtsp_addr(&mut self) -> SocketAddr {
+        self.listening_addr(RTSP_LISTENING)
     }
 
     fn listening_addr(&mut self, prefix: &str) -> SocketAddr {

@@ -604,6 +604,7 @@ fn the_watch_page_plays_ll_hls_and_dash_with_their_latency() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let mut server = ServerCommand::with_config(&loopback_config()).spawn();
     let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let rtsp = server.rtsp_addr();
     let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/console"), 120, 50);
     wait_live(http, "live/console", LIVE_TIMEOUT);
 
@@ -649,7 +650,10 @@ fn the_watch_page_plays_ll_hls_and_dash_with_their_latency() {
         format!("DASH | play | http://{http}/dash/live/console/manifest.mpd"),
         format!("HTTP-FLV | play | http://{http}/flv/live/console.flv"),
         "WHEP | play (WebRTC) | not yet available".to_string(),
-        "RTSP | read | not yet available".to_string(),
+        format!(
+            "RTSP | publish and play | rtsp://127.0.0.1:{}/live/console",
+            rtsp.port()
+        ),
     ] {
         assert!(
             urls.contains(&expected.as_str()),

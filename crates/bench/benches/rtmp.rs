@@ -758,6 +758,9 @@ fn start_tidewater(
     cmd.env("TIDEWATER_RTMP__LISTEN", format!("127.0.0.1:{port}"))
         .env("TIDEWATER_HTTP__LISTEN", "127.0.0.1:0")
         .env("TIDEWATER_SRT__LISTEN", "127.0.0.1:0")
+        .env("TIDEWATER_RTSP__LISTEN", "127.0.0.1:0")
+        .env("TIDEWATER_RTSP__RTP_PORT", "0")
+        .env("TIDEWATER_RTSP__RTCP_PORT", "0")
         .env("TIDEWATER_LOG__LEVEL", "warn")
         // Every viewer comes from 127.0.0.1: the per-address limit (2 000 by
         // default for loopback) would refuse the largest runs' last viewers.

@@ -150,6 +150,7 @@ mod log;
 mod policy;
 mod record;
 mod rtmp;
+mod rtsp;
 mod srt;
 mod web;
 
@@ -170,6 +171,7 @@ pub use log::LogConfig;
 pub use policy::{AppConfig, Defaults, Duplicate, PolicySettings};
 pub use record::{RecordOverride, RecordSection};
 pub use rtmp::{DEFAULT_RTMP_PORT, DEFAULT_RTMPS_PORT, RtmpSection, RtmpsSection};
+pub use rtsp::RtspSection;
 pub use srt::{SrtEncryption, SrtSection};
 pub use web::WebSection;
 
@@ -198,6 +200,8 @@ pub struct Config {
     pub hls: HlsSection,
     /// `[srt]`: the SRT listener (publish and read by stream id), and HTTP-TS.
     pub srt: SrtSection,
+    /// `[rtsp]`: the RTSP listener (publish and read, RTP over TCP or UDP).
+    pub rtsp: RtspSection,
     /// `[auth]`: who may publish, read, use the API and read the metrics.
     pub auth: AuthSection,
     /// `[https]`: the HTTP service inside TLS, when a certificate is configured.
@@ -230,6 +234,7 @@ impl Config {
         self.dash.check()?;
         self.hls.check()?;
         self.srt.check()?;
+        self.rtsp.check()?;
         self.auth.check()?;
         self.web.check()?;
         self.record.check()?;
@@ -250,6 +255,7 @@ impl Config {
             dash,
             hls,
             srt,
+            rtsp,
             auth,
             https,
             web,
@@ -265,6 +271,7 @@ impl Config {
             ("dash", *dash != other.dash),
             ("hls", *hls != other.hls),
             ("srt", *srt != other.srt),
+            ("rtsp", *rtsp != other.rtsp),
             ("auth", *auth != other.auth),
             ("https", *https != other.https),
             ("web", *web != other.web),

@@ -48,7 +48,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tidewater_server::Error> {
 //! let config = Config::from_toml_str(
-//!     "[http]\nlisten = \"127.0.0.1:0\"\n[rtmp]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"",
+//!     "[http]\nlisten = \"127.0.0.1:0\"\n[rtmp]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nrtp_port = 0\nrtcp_port = 0",
 //! )?;
 //! let server = Server::bind(&config).await?;
 //! println!("API on http://{}/api/v1/streams", server.local_addr());
@@ -134,6 +134,7 @@ pub struct Server {
     dash: Option<tidewater::dash::DashConfig>,
     hls: Option<tidewater::hls::Hls>,
     srt: Option<Arc<tidewater::srt::Srt>>,
+    rtsp: Option<Arc<tidewater::rtsp::Rtsp>>,
     web: Option<config::WebSection>,
     record: Option<tidewater::record::Recorder>,
 }
@@ -213,6 +214,12 @@ impl Server {
             )),
             None => None,
         };
+        let rtsp = match config.rtsp.worker_config()? {
+            Some(c) => Some(Arc::new(
+                tidewater::rtsp::Rtsp::new(c).map_err(|e| setting_error("rtsp", e))?,
+            )),
+            None => None,
+        };
         let record = match config.record.record_config()? {
             Some(c) => Some(
                 tidewater::record::Recorder::new(engine.context(), c)
@@ -238,6 +245,7 @@ impl Server {
             dash,
             hls,
             srt,
+            rtsp,
             web: config.web.enabled.then(|| config.web.clone()),
             record,
         })
@@ -313,6 +321,15 @@ impl Server {
         }
     }
 
+    /// The bound RTSP (TCP) address, once its listener is up (`None` when
+    /// RTSP is disabled). The listener binds when [`serve`](Self::serve) starts.
+    pub async fn rtsp_addr(&self) -> Option<SocketAddr> {
+        match &self.rtsp {
+            Some(rtsp) => Some(rtsp.listening().await),
+            None => None,
+        }
+    }
+
     /// The bound HTTP address (with the actual port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.http_addr
@@ -346,6 +363,7 @@ impl Server {
             dash,
             hls,
             srt,
+            rtsp,
             web,
             record,
         } = self;
@@ -354,6 +372,7 @@ impl Server {
             rtmp: rtmp.clone().map(http::console::Port::Rtmp),
             rtmps: rtmps.clone().map(http::console::Port::Rtmp),
             srt: srt.clone().map(http::console::Port::Srt),
+            rtsp: rtsp.clone().map(http::console::Port::Rtsp),
             hls: hls.is_some(),
             dash: dash.is_some(),
             record: record.is_some(),
@@ -367,6 +386,7 @@ impl Server {
             .map(|r| r as Arc<dyn InboundProtocol>)
             .chain(push.map(|p| p as Arc<dyn InboundProtocol>))
             .chain(srt.clone().map(|s| s as Arc<dyn InboundProtocol>))
+            .chain(rtsp.map(|r| r as Arc<dyn InboundProtocol>))
             .collect();
         let mut workers = tokio::spawn({
             let (engine, token) = (engine.clone(), shutdown.child_token());

@@ -63,6 +63,8 @@ pub enum Port {
     Rtmp(Arc<Rtmp>),
     /// The SRT listener.
     Srt(Arc<Srt>),
+    /// The RTSP listener.
+    Rtsp(Arc<tidewater::rtsp::Rtsp>),
 }
 
 impl Port {
@@ -71,6 +73,7 @@ impl Port {
             Port::Fixed(port) => *port,
             Port::Rtmp(rtmp) => rtmp.listening().await.port(),
             Port::Srt(srt) => srt.listening().await.port(),
+            Port::Rtsp(rtsp) => rtsp.listening().await.port(),
         }
     }
 }
@@ -85,6 +88,8 @@ pub struct Console {
     pub rtmps: Option<Port>,
     /// The SRT listener, when enabled (also means `/ts/` is served).
     pub srt: Option<Port>,
+    /// The RTSP listener, when enabled.
+    pub rtsp: Option<Port>,
     /// Whether `/hls/` and `/llhls/` are served.
     pub hls: bool,
     /// Whether `/dash/` is served.
@@ -333,7 +338,16 @@ pub(crate) async fn endpoints(
         "[srt] enabled = false",
     ));
     rows.push(row("SRT", "read", srt("read"), "[srt] enabled = false"));
-    rows.push(row("RTSP", "read", None, "not yet available"));
+    let rtsp = match &console.rtsp {
+        Some(p) => Some(format!("rtsp://{name}:{}/{key}", p.get().await)),
+        None => None,
+    };
+    rows.push(row(
+        "RTSP",
+        "publish and play",
+        rtsp,
+        "[rtsp] enabled = false",
+    ));
     let hls = |prefix: &str| {
         console
             .hls

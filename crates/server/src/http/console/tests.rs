@@ -8,6 +8,7 @@ fn everything() -> Console {
         rtmp: Some(Port::Fixed(1935)),
         rtmps: None,
         srt: Some(Port::Fixed(8890)),
+        rtsp: Some(Port::Fixed(8554)),
         hls: true,
         dash: true,
         record: false,
@@ -66,7 +67,10 @@ async fn urls_are_built_from_the_host_and_the_listeners() {
         url(&rows, "HTTP-TS", "play"),
         Some("http://media.example:8888/ts/live/cam1.ts")
     );
-    assert_eq!(url(&rows, "RTSP", "read"), None);
+    assert_eq!(
+        url(&rows, "RTSP", "publish"),
+        Some("rtsp://media.example:8554/live/cam1")
+    );
     assert_eq!(url(&rows, "WHEP", "play"), None);
 
     let rows = endpoints(&Console::default(), "[::1]:8888", "http://[::1]:8888", &key).await;

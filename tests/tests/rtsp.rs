@@ -1,0 +1,163 @@
+//! RTSP through the `tidewater` binary with ffmpeg on both sides: RTSP in
+//! (TCP and UDP) read back over RTMP, HLS and RTSP; RTMP in read over RTSP.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tidewater_tests::{
+    CLIP_VIDEO, ChildGuard, FrameCrc, ServerCommand, X264_LIVE, clip_audio, ffmpeg_framecrc,
+    ffmpeg_framecrc_command, ffmpeg_publish, ffmpeg_realtime, fixed_gop, loopback_config,
+    wait_live,
+};
+
+/// ffmpeg publishing 320x240 H.264 (no B-frames: RTP carries presentation
+/// times only) and 48 kHz AAC over RTSP with `transport` (`tcp` or `udp`).
+fn rtsp_publish(url: &str, transport: &str, seconds: u32, gop: u32) -> ChildGuard {
+    let child = ffmpeg_realtime()
+        .args(CLIP_VIDEO)
+        .args(clip_audio(48_000))
+        .args(X264_LIVE)
+        .args(fixed_gop(gop))
+        .args(["-bf", "0", "-c:a", "aac", "-b:a", "64k"])
+        .args(["-t", &seconds.to_string()])
+        .args(["-f", "rtsp", "-rtsp_transport", transport, url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ffmpeg: {e}"));
+    ChildGuard(child)
+}
+
+/// ffmpeg reading `url` over RTSP with `transport` for `seconds` of media,
+/// decoded to framecrc.
+fn rtsp_read(url: &str, transport: &str, seconds: u32) -> FrameCrc {
+    let mut child = ChildGuard(
+        ffmpeg_framecrc_command(
+            &["-rtsp_transport", transport],
+            url,
+            &["-t", &seconds.to_string()],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ffmpeg: {e}")),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut text);
+        text
+    });
+    child.wait_for(Duration::from_secs(30));
+    drop(child);
+    FrameCrc::parse(&reader.join().unwrap_or_default())
+}
+
+fn assert_decoded(what: &str, crc: &FrameCrc, min_video: usize) {
+    assert!(
+        crc.codecs.iter().any(|c| c == "rawvideo") && crc.codecs.len() >= 2,
+        "{what}: decoded video and audio expected, got {:?}",
+        crc.codecs
+    );
+    let video = crc
+        .codecs
+        .iter()
+        .position(|c| c == "rawvideo")
+        .expect("a video stream") as u32;
+    let frames = crc.stream(video).len();
+    assert!(
+        frames >= min_video,
+        "{what}: {frames} video frames decoded, expected {min_video}+"
+    );
+    assert!(crc.monotonic(), "{what}: timestamps go back");
+}
+
+#[test]
+fn rtmp_in_is_read_over_rtsp_tcp_and_udp() {
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, rtmp, rtsp) = (server.http_addr(), server.rtmp_addr(), server.rtsp_addr());
+    let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/cross"), 30, 25);
+    wait_live(http, "live/cross", Duration::from_secs(15));
+    for transport in ["tcp", "udp"] {
+        let crc = rtsp_read(&format!("rtsp://{rtsp}/live/cross"), transport, 3);
+        assert_decoded(
+            &format!("rtsp/{transport} reader of an RTMP publish"),
+            &crc,
+            50,
+        );
+    }
+}
+
+#[test]
+fn rtsp_in_over_tcp_and_udp_is_read_over_rtmp_hls_and_rtsp() {
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, rtmp, rtsp) = (server.http_addr(), server.rtmp_addr(), server.rtsp_addr());
+    for transport in ["tcp", "udp"] {
+        let key = format!("live/in-{transport}");
+        let _publisher = rtsp_publish(&format!("rtsp://{rtsp}/{key}"), transport, 30, 25);
+        let live = wait_live(http, &key, Duration::from_secs(15));
+        let text = live.to_string();
+        assert!(text.contains("h264") || text.contains("H264"), "{text}");
+
+        let (crc, _) = ffmpeg_framecrc(
+            &format!("rtmp://{rtmp}/{key}"),
+            &["-t", "3"],
+            Duration::from_secs(30),
+        );
+        assert_decoded(
+            &format!("rtmp reader of an rtsp/{transport} publish"),
+            &crc,
+            50,
+        );
+
+        let crc = rtsp_read(&format!("rtsp://{rtsp}/{key}"), "tcp", 3);
+        assert_decoded(
+            &format!("rtsp reader of an rtsp/{transport} publish"),
+            &crc,
+            50,
+        );
+
+        let (crc, _) = ffmpeg_framecrc(
+            &format!("http://{http}/hls/{key}/index.m3u8"),
+            &["-t", "3"],
+            Duration::from_secs(40),
+        );
+        assert_decoded(
+            &format!("hls reader of an rtsp/{transport} publish"),
+            &crc,
+            50,
+        );
+    }
+}
+
+#[test]
+fn an_rtsp_publish_needs_credentials_when_auth_says_so() {
+    let config = format!(
+        "{}[[auth.users]]\nuser = \"cam\"\npassword = \"cam-secret\"\n\
+         permissions = [{{ action = \"publish\" }}]\n\
+         [[auth.users]]\nuser = \"any\"\n\
+         permissions = [{{ action = \"read\" }}, {{ action = \"api\" }}]\n",
+        loopback_config()
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtsp) = (server.http_addr(), server.rtsp_addr());
+    let mut refused = rtsp_publish(&format!("rtsp://{rtsp}/live/locked"), "tcp", 5, 25);
+    let status = refused.wait_for(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "ffmpeg without credentials must fail: {status:?}"
+    );
+    let streams = tidewater_tests::http_get(&format!("http://{http}/api/v1/streams"));
+    assert_eq!(streams.status, 200, "{}", streams.body);
+    assert!(!streams.body.contains("live/locked"), "{}", streams.body);
+
+    let _publisher = rtsp_publish(
+        &format!("rtsp://cam:cam-secret@{rtsp}/live/locked"),
+        "tcp",
+        30,
+        25,
+    );
+    wait_live(http, "live/locked", Duration::from_secs(15));
+    let crc = rtsp_read(&format!("rtsp://{rtsp}/live/locked"), "tcp", 2);
+    assert_decoded("anonymous rtsp reader", &crc, 25);
+}
