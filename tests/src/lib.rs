@@ -199,6 +199,14 @@ impl ServerCommand {
             command.env("TIDEWATER_RTSP__RTP_PORT", "0");
             command.env("TIDEWATER_RTSP__RTCP_PORT", "0");
         }
+        // And WebRTC's UDP port.
+        if !self
+            .env
+            .iter()
+            .any(|(k, _)| k == "TIDEWATER_WEBRTC__UDP_LISTEN")
+        {
+            command.env("TIDEWATER_WEBRTC__UDP_LISTEN", "127.0.0.1:0");
+        }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = command
             .spawn()

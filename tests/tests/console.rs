@@ -649,7 +649,7 @@ fn the_watch_page_plays_ll_hls_and_dash_with_their_latency() {
         format!("LL-HLS | play | http://{http}/llhls/live/console/index.m3u8"),
         format!("DASH | play | http://{http}/dash/live/console/manifest.mpd"),
         format!("HTTP-FLV | play | http://{http}/flv/live/console.flv"),
-        "WHEP | play (WebRTC) | not yet available".to_string(),
+        format!("WHEP | play (WebRTC) | http://{http}/whep/live/console"),
         format!(
             "RTSP | publish and play | rtsp://127.0.0.1:{}/live/console",
             rtsp.port()

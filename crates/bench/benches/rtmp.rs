@@ -761,6 +761,7 @@ fn start_tidewater(
         .env("TIDEWATER_RTSP__LISTEN", "127.0.0.1:0")
         .env("TIDEWATER_RTSP__RTP_PORT", "0")
         .env("TIDEWATER_RTSP__RTCP_PORT", "0")
+        .env("TIDEWATER_WEBRTC__UDP_LISTEN", "127.0.0.1:0")
         .env("TIDEWATER_LOG__LEVEL", "warn")
         // Every viewer comes from 127.0.0.1: the per-address limit (2 000 by
         // default for loopback) would refuse the largest runs' last viewers.

@@ -218,6 +218,7 @@ fn start_server(bin: &Path) -> Result<(Guard, SocketAddr), String> {
         .env("TIDEWATER_RTSP__LISTEN", "127.0.0.1:0")
         .env("TIDEWATER_RTSP__RTP_PORT", "0")
         .env("TIDEWATER_RTSP__RTCP_PORT", "0")
+        .env("TIDEWATER_WEBRTC__UDP_LISTEN", "127.0.0.1:0")
         .env("TIDEWATER_LOG__LEVEL", "warn,tidewater_ingest_srt=info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

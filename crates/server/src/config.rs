@@ -153,6 +153,7 @@ mod rtmp;
 mod rtsp;
 mod srt;
 mod web;
+mod webrtc;
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -174,6 +175,7 @@ pub use rtmp::{DEFAULT_RTMP_PORT, DEFAULT_RTMPS_PORT, RtmpSection, RtmpsSection}
 pub use rtsp::RtspSection;
 pub use srt::{SrtEncryption, SrtSection};
 pub use web::WebSection;
+pub use webrtc::WebrtcSection;
 
 use crate::error::{Error, Result};
 
@@ -202,6 +204,8 @@ pub struct Config {
     pub srt: SrtSection,
     /// `[rtsp]`: the RTSP listener (publish and read, RTP over TCP or UDP).
     pub rtsp: RtspSection,
+    /// `[webrtc]`: WHIP ingest and WHEP playback, media on one UDP port.
+    pub webrtc: WebrtcSection,
     /// `[auth]`: who may publish, read, use the API and read the metrics.
     pub auth: AuthSection,
     /// `[https]`: the HTTP service inside TLS, when a certificate is configured.
@@ -235,6 +239,7 @@ impl Config {
         self.hls.check()?;
         self.srt.check()?;
         self.rtsp.check()?;
+        self.webrtc.check()?;
         self.auth.check()?;
         self.web.check()?;
         self.record.check()?;
@@ -256,6 +261,7 @@ impl Config {
             hls,
             srt,
             rtsp,
+            webrtc,
             auth,
             https,
             web,
@@ -272,6 +278,7 @@ impl Config {
             ("hls", *hls != other.hls),
             ("srt", *srt != other.srt),
             ("rtsp", *rtsp != other.rtsp),
+            ("webrtc", *webrtc != other.webrtc),
             ("auth", *auth != other.auth),
             ("https", *https != other.https),
             ("web", *web != other.web),

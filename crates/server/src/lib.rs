@@ -48,7 +48,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tidewater_server::Error> {
 //! let config = Config::from_toml_str(
-//!     "[http]\nlisten = \"127.0.0.1:0\"\n[rtmp]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nrtp_port = 0\nrtcp_port = 0",
+//!     "[http]\nlisten = \"127.0.0.1:0\"\n[rtmp]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nrtp_port = 0\nrtcp_port = 0\n[webrtc]\nudp_listen = \"127.0.0.1:0\"",
 //! )?;
 //! let server = Server::bind(&config).await?;
 //! println!("API on http://{}/api/v1/streams", server.local_addr());
@@ -135,6 +135,7 @@ pub struct Server {
     hls: Option<tidewater::hls::Hls>,
     srt: Option<Arc<tidewater::srt::Srt>>,
     rtsp: Option<Arc<tidewater::rtsp::Rtsp>>,
+    whip: Option<tidewater::whip::Whip>,
     web: Option<config::WebSection>,
     record: Option<tidewater::record::Recorder>,
 }
@@ -220,6 +221,10 @@ impl Server {
             )),
             None => None,
         };
+        let whip = match config.webrtc.worker_config()? {
+            Some(c) => Some(tidewater::whip::Whip::new(c).map_err(|e| setting_error("webrtc", e))?),
+            None => None,
+        };
         let record = match config.record.record_config()? {
             Some(c) => Some(
                 tidewater::record::Recorder::new(engine.context(), c)
@@ -246,6 +251,7 @@ impl Server {
             hls,
             srt,
             rtsp,
+            whip,
             web: config.web.enabled.then(|| config.web.clone()),
             record,
         })
@@ -364,6 +370,7 @@ impl Server {
             hls,
             srt,
             rtsp,
+            whip,
             web,
             record,
         } = self;
@@ -375,6 +382,7 @@ impl Server {
             rtsp: rtsp.clone().map(http::console::Port::Rtsp),
             hls: hls.is_some(),
             dash: dash.is_some(),
+            webrtc: whip.is_some(),
             record: record.is_some(),
             player_scripts_url: web.player_scripts_url,
         });
@@ -387,6 +395,10 @@ impl Server {
             .chain(push.map(|p| p as Arc<dyn InboundProtocol>))
             .chain(srt.clone().map(|s| s as Arc<dyn InboundProtocol>))
             .chain(rtsp.map(|r| r as Arc<dyn InboundProtocol>))
+            .chain(
+                whip.clone()
+                    .map(|w| Arc::new(w) as Arc<dyn InboundProtocol>),
+            )
             .collect();
         let mut workers = tokio::spawn({
             let (engine, token) = (engine.clone(), shutdown.child_token());
@@ -403,6 +415,9 @@ impl Server {
         if let Some(hls) = hls {
             tokio::spawn(hls.clone().run_always_on(shutdown.child_token()));
             app = app.merge(tidewater::hls::router(hls));
+        }
+        if let Some(whip) = &whip {
+            app = app.merge(whip.router(engine.context()));
         }
         if let Some(console) = console {
             app = app.merge(http::console::router(console));

@@ -94,6 +94,8 @@ pub struct Console {
     pub hls: bool,
     /// Whether `/dash/` is served.
     pub dash: bool,
+    /// Whether `/whip/` and `/whep/` are served.
+    pub webrtc: bool,
     /// Whether `[record]` records streams (played back under `/playback/`).
     pub record: bool,
     /// `[web] player_scripts_url`: where player pages load the libraries
@@ -380,7 +382,19 @@ pub(crate) async fn endpoints(
         srt_port.map(|_| format!("{base}/ts/{key}.ts")),
         "[srt] enabled = false",
     ));
-    rows.push(row("WHEP", "play (WebRTC)", None, "not yet available"));
+    let webrtc = |route: &str| console.webrtc.then(|| format!("{base}/{route}/{key}"));
+    rows.push(row(
+        "WHIP",
+        "publish (WebRTC)",
+        webrtc("whip"),
+        "[webrtc] enabled = false",
+    ));
+    rows.push(row(
+        "WHEP",
+        "play (WebRTC)",
+        webrtc("whep"),
+        "[webrtc] enabled = false",
+    ));
     rows
 }
 

@@ -11,6 +11,7 @@ fn everything() -> Console {
         rtsp: Some(Port::Fixed(8554)),
         hls: true,
         dash: true,
+        webrtc: true,
         record: false,
         player_scripts_url: None,
     }
@@ -71,7 +72,10 @@ async fn urls_are_built_from_the_host_and_the_listeners() {
         url(&rows, "RTSP", "publish"),
         Some("rtsp://media.example:8554/live/cam1")
     );
-    assert_eq!(url(&rows, "WHEP", "play"), None);
+    assert_eq!(
+        url(&rows, "WHEP", "play"),
+        Some("http://media.example:8888/whep/live/cam1")
+    );
 
     let rows = endpoints(&Console::default(), "[::1]:8888", "http://[::1]:8888", &key).await;
     assert_eq!(url(&rows, "RTMP", "publish"), None);

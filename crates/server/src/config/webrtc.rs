@@ -1,0 +1,81 @@
+//! `[webrtc]`: WHIP ingest and WHEP playback, signalled on the HTTP port
+//! (`/whip/{app}/{stream}`, `/whep/{app}/{stream}`), media on one UDP port
+//! shared by every peer.
+//!
+//! The rules of the values are `tidewater::whip`'s
+//! ([`WhipConfig::validate`](tidewater::whip::WhipConfig::validate)).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::setting_error;
+use crate::error::Result;
+
+/// `[webrtc]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebrtcSection {
+    /// Whether to serve WHIP and WHEP (default true).
+    pub enabled: bool,
+    /// The UDP socket of every peer's media (default `0.0.0.0:8189`).
+    pub udp_listen: SocketAddr,
+    /// Addresses announced as host candidates besides the listen address
+    /// (default none: with `0.0.0.0`, 127.0.0.1 and the default route's).
+    pub additional_hosts: Vec<IpAddr>,
+    /// Most WebRTC sessions at once (default 256).
+    pub max_sessions: usize,
+    /// A peer that does not connect this long after its offer is dropped (default 15000).
+    pub connect_timeout_ms: u64,
+    /// A peer silent this long is ended (default 10000).
+    pub idle_timeout_ms: u64,
+    /// The largest SDP offer accepted (default 65536).
+    pub max_offer_bytes: usize,
+    /// Least time between two keyframe requests to a publisher (default 500).
+    pub pli_interval_ms: u64,
+}
+
+impl Default for WebrtcSection {
+    fn default() -> Self {
+        let d = tidewater::whip::WhipConfig::default();
+        WebrtcSection {
+            enabled: true,
+            udp_listen: d.udp_listen,
+            additional_hosts: d.additional_hosts,
+            max_sessions: d.max_sessions,
+            connect_timeout_ms: d.connect_timeout.as_millis() as u64,
+            idle_timeout_ms: d.idle_timeout.as_millis() as u64,
+            max_offer_bytes: d.max_offer_bytes,
+            pli_interval_ms: d.pli_interval.as_millis() as u64,
+        }
+    }
+}
+
+impl WebrtcSection {
+    /// The WHIP/WHEP service's configuration (`None` when disabled), checked
+    /// by [`WhipConfig::validate`](tidewater::whip::WhipConfig::validate).
+    pub fn worker_config(&self) -> Result<Option<tidewater::whip::WhipConfig>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        let config = tidewater::whip::WhipConfig {
+            udp_listen: self.udp_listen,
+            additional_hosts: self.additional_hosts.clone(),
+            max_sessions: self.max_sessions,
+            connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_offer_bytes: self.max_offer_bytes,
+            pli_interval: Duration::from_millis(self.pli_interval_ms),
+        };
+        config
+            .validate()
+            .map_err(|message| setting_error("webrtc".into(), message))?;
+        Ok(Some(config))
+    }
+
+    /// Checks the section (nothing when disabled).
+    pub(super) fn check(&self) -> Result<()> {
+        self.worker_config().map(drop)
+    }
+}
