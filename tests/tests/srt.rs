@@ -156,8 +156,12 @@ fn srt_live_transmit_with_access_control_ids_and_passphrases() {
     }
     let log = server.output();
     assert!(
-        log.contains("srt read handshake failed (a wrong or no passphrase)"),
-        "the refusal is logged:\n{log}"
+        log.contains("srt connection refused") && log.contains("reason=\"unsecure\""),
+        "the refusal without a passphrase is logged:\n{log}"
+    );
+    assert!(
+        log.contains("reason=\"bad_passphrase\""),
+        "the refusal with a wrong passphrase is logged:\n{log}"
     );
 }
 

@@ -137,11 +137,18 @@ impl Drop for Running {
 
 impl Running {
     fn start(config: &Path) -> Running {
-        let mut child = Command::new(binary())
+        let mut command = Command::new(binary());
+        // The test's own TIDEWATER_* variables (TIDEWATER_BIN, say) are not
+        // settings: the server would refuse them.
+        for (name, _) in std::env::vars_os() {
+            if name.to_str().is_none_or(|n| n.starts_with("TIDEWATER")) {
+                command.env_remove(&name);
+            }
+        }
+        let mut child = command
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info")
-            .env_remove("TIDEWATER_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
