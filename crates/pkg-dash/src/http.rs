@@ -132,14 +132,23 @@ async fn serve_mpd(
     let deadline = tokio::time::Instant::now() + shared.config.ready_timeout;
     let mut changes = entry.changes.subscribe();
     let warm = shared.config.segment_target * 2 - shared.config.segment_target / 8;
+    // In low-latency mode they also wait until the live edge is the latency
+    // target past the stream's start (see `mpd::start_wait`).
     let mut late = false;
     let answer = loop {
-        let written = {
+        let (written, hold) = {
             let p = lock(&entry.packager);
+            let now = SystemTime::now();
             let enough = p.config().low_latency || p.buffered() >= warm;
-            (enough || late)
-                .then(|| mpd::write(&p, SystemTime::now(), &opts))
-                .flatten()
+            let hold = if late {
+                Duration::ZERO
+            } else {
+                mpd::start_wait(&p, now, opts.latency_target)
+            };
+            let written = ((enough && hold.is_zero()) || late)
+                .then(|| mpd::write(&p, now, &opts))
+                .flatten();
+            (written, hold)
         };
         if let Some(xml) = written {
             break reply(StatusCode::OK, "application/dash+xml", cache, xml);
@@ -150,10 +159,18 @@ async fn serve_mpd(
                 "no segment yet (no keyframe received)\n",
             );
         }
-        match tokio::time::timeout_at(deadline, changes.changed()).await {
+        // A hold ends on the clock, not on a change (frames may stop), and
+        // keeps the packager from idling out meanwhile.
+        let wake = if hold.is_zero() {
+            deadline
+        } else {
+            entry.touch();
+            deadline.min(tokio::time::Instant::now() + hold.min(Duration::from_millis(100)))
+        };
+        match tokio::time::timeout_at(wake, changes.changed()).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => break text(StatusCode::NOT_FOUND, "stream ended\n"),
-            Err(_) => late = true,
+            Err(_) => late = tokio::time::Instant::now() >= deadline,
         }
     };
     answered(&session, answer)
@@ -287,9 +304,15 @@ fn lookup(entry: &Entry, period: u32, rep: &str, at: SegmentId) -> (Lookup, &'st
     let newest = track.segments.back().map_or(0, |s| s.number);
     // In low-latency mode a player asks for the next segment as it starts
     // (its first keyframe may be a few milliseconds late): worth a wait.
+    // Past the end of a period that ended (the publish stopped, or a
+    // republish opened the next one) it never comes, but the player asked
+    // before its MPD could say so: the request is held all the same (up to
+    // the deadline) rather than refused at once, so a player that moves on
+    // to the next period drops it instead of failing on a burst of 404s.
     let upcoming = match at {
         SegmentId::Number(n) => {
-            Some(period) == active && per.duration.is_none() && n > newest && n <= newest + 2
+            let open = Some(period) == active && per.duration.is_none();
+            (open || per.duration.is_some()) && n > newest && n <= newest + 2
         }
         SegmentId::Time(_) => false,
     };

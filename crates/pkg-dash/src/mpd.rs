@@ -135,6 +135,36 @@ pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<
     Some(x)
 }
 
+/// How far past `delay` behind the live edge a first MPD waits for its
+/// earliest period to have started (see [`start_wait`]).
+pub const START_MARGIN: Duration = Duration::from_millis(250);
+
+/// How long a player's MPD waits, at `now`, before it can be answered
+/// (zero: now).
+///
+/// In low-latency mode dash.js starts `delay` (the latency target) behind
+/// the live edge, but never before the window's start; a player asking
+/// within `delay` of a stream's start is put at the first period's very
+/// start, where its seek is a no-op (the media element already reports the
+/// start of the seekable range as its `currentTime`) and Chromium never
+/// starts the pipeline: the player stalls there, buffering, until something
+/// else seeks. So the MPD is held until the live edge is `delay` and a
+/// margin past the start of the earliest period it lists. Timeline mode
+/// has its own wait (two complete segments).
+pub fn start_wait(packager: &Packager, now: SystemTime, delay: Duration) -> Duration {
+    if !packager.config().low_latency {
+        return Duration::ZERO;
+    }
+    let (Some(ast), Some(first)) = (
+        packager.availability_start(),
+        packager.periods().iter().find(|p| p.has_segments()),
+    ) else {
+        return Duration::ZERO;
+    };
+    let startable = ast + first.start + delay + START_MARGIN;
+    startable.duration_since(now).unwrap_or(Duration::ZERO)
+}
+
 /// The `availabilityStartTime` written in low-latency mode, and how much
 /// earlier it is than the packager's (every `Period@start` is that much
 /// later, so every segment's availability is the same instant).
