@@ -658,6 +658,10 @@ impl Authorizer for Authorization {
         Authorization::realm(self)
     }
 
+    fn digest_nonce(&self) -> Option<String> {
+        Some(Authorization::digest_nonce(self))
+    }
+
     async fn authorize(&self, req: &AuthRequest) -> std::result::Result<Identity, Refusal> {
         let inner = &*self.inner;
         let p = inner.policy.load_full();

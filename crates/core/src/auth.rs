@@ -458,6 +458,13 @@ pub trait Authorizer: Send + Sync + 'static {
     fn realm(&self) -> String {
         "tidewater".to_string()
     }
+
+    /// A fresh nonce for a Digest challenge (RTSP), when this authorizer can
+    /// check Digest responses against it; `None` (the default) when it
+    /// cannot, and only Basic is offered.
+    fn digest_nonce(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Allows everything: the kernel's default, for embedders that decide

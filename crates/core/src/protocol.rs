@@ -156,6 +156,12 @@ impl IngestContext {
         self.registry.realm()
     }
 
+    /// A fresh nonce for an RTSP Digest challenge, when the authorizer can
+    /// check Digest responses (`None`: challenge with Basic only).
+    pub fn digest_nonce(&self) -> Option<String> {
+        self.registry.digest_nonce()
+    }
+
     /// Registers an HLS or DASH player as a session, listed and kickable
     /// until the handle is dropped (see [`PlayerSession`](crate::PlayerSession)).
     pub fn register_player(&self, info: crate::PlayerInfo) -> crate::PlayerSession {

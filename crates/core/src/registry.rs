@@ -45,6 +45,8 @@ pub trait PlaybackRegistry: Send + Sync + 'static {
     fn read_token(&self, key: &StreamKey, who: &Identity, ip: Option<IpAddr>) -> Option<String>;
     /// The realm of HTTP and RTSP challenges.
     fn realm(&self) -> String;
+    /// A Digest nonce for an RTSP challenge, when the authorizer checks Digest.
+    fn digest_nonce(&self) -> Option<String>;
     /// Registers an HLS or DASH player as a session (see [`PlayerSession`]).
     fn register_player(&self, info: PlayerInfo) -> PlayerSession;
 }
@@ -89,6 +91,9 @@ impl PlaybackRegistry for Engine {
     }
     fn realm(&self) -> String {
         Engine::realm(self)
+    }
+    fn digest_nonce(&self) -> Option<String> {
+        Engine::digest_nonce(self)
     }
     fn register_player(&self, info: PlayerInfo) -> PlayerSession {
         Engine::register_player(self, info)

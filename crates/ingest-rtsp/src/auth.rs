@@ -1,8 +1,9 @@
 //! Credentials from an RTSP `Authorization` header: `Basic` becomes
 //! [`Credentials::UserPass`], `Digest` becomes [`Credentials::Digest`] (with
 //! the request method, so the authorizer can check the response), anything
-//! else none. Challenges are Basic only until the kernel can issue Digest
-//! nonces (see the crate docs).
+//! else none. A `401` challenges with Digest (MD5, a nonce from the
+//! authorizer, when it checks Digest: only users with a plain `password`
+//! can answer it) and with Basic.
 
 use base64::Engine as _;
 use tidewater_core::{Credentials, DigestCredentials};
@@ -85,11 +86,24 @@ fn params(text: &str) -> Vec<(String, String)> {
 
 /// The `WWW-Authenticate` challenge of a 401 answer.
 pub fn basic_challenge(realm: &str) -> String {
-    let realm: String = realm
-        .chars()
+    format!("Basic realm=\"{}\"", quotable(realm))
+}
+
+/// The `WWW-Authenticate` value of a Digest challenge (RFC 2617, MD5, as
+/// ffmpeg and GStreamer speak it) in `realm` with `nonce`.
+pub fn digest_challenge(realm: &str, nonce: &str) -> String {
+    format!(
+        "Digest realm=\"{}\", nonce=\"{}\", algorithm=MD5",
+        quotable(realm),
+        quotable(nonce)
+    )
+}
+
+/// `text` without what would end or break a quoted string.
+fn quotable(text: &str) -> String {
+    text.chars()
         .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
-        .collect();
-    format!("Basic realm=\"{realm}\"")
+        .collect()
 }
 
 #[cfg(test)]

@@ -201,7 +201,7 @@ pub(crate) async fn connection(
                     if !ingest.has_tracks() {
                         warn!(peer = %peer, stream = %req.target.key, "rtsp: announce refused: no H.264 or AAC track");
                         session
-                            .refuse(415, &ctx.realm())
+                            .refuse(415, &ctx.realm(), ctx.digest_nonce().as_deref())
                             .map_err(|e| ctx_err(e, &session))?;
                         continue;
                     }
@@ -226,7 +226,7 @@ pub(crate) async fn connection(
                             warn!(peer = %peer, stream = %req.target.key, "rtsp: publish refused: {e}");
                             count_refusal(&stats, &e);
                             session
-                                .refuse(status_for(&e), &ctx.realm())
+                                .refuse(status_for(&e), &ctx.realm(), ctx.digest_nonce().as_deref())
                                 .map_err(|e| ctx_err(e, &session))?;
                         }
                     }
@@ -245,7 +245,7 @@ pub(crate) async fn connection(
                         if tracks.is_empty() {
                             warn!(peer = %peer, stream = %req.target.key, "rtsp: describe refused: no H.264 or AAC track yet");
                             session
-                                .refuse(404, &ctx.realm())
+                                .refuse(404, &ctx.realm(), ctx.digest_nonce().as_deref())
                                 .map_err(|e| ctx_err(e, &session))?;
                             continue;
                         }
@@ -264,7 +264,7 @@ pub(crate) async fn connection(
                         info!(peer = %peer, stream = %req.target.key, "rtsp: read refused: {e}");
                         count_refusal(&stats, &e);
                         session
-                            .refuse(status_for(&e), &ctx.realm())
+                            .refuse(status_for(&e), &ctx.realm(), ctx.digest_nonce().as_deref())
                             .map_err(|e| ctx_err(e, &session))?;
                     }
                 },

@@ -77,14 +77,14 @@ pub fn session(data: &[u8]) -> crate::Result<usize> {
                         ingest = Some(Ingest::new(&tracks));
                         s.accept_announce()?;
                     } else {
-                        s.refuse(401, "fuzz")?;
+                        s.refuse(401, "fuzz", Some("n0nce"))?;
                     }
                 }
                 SessionEvent::Describe(request) => {
                     if request.target.key.as_str().len() % 2 == 0 {
                         s.accept_describe("v=0\r\n", 2)?;
                     } else {
-                        s.refuse(404, "fuzz")?;
+                        s.refuse(404, "fuzz", None)?;
                     }
                 }
                 SessionEvent::Rtp { track, packet } => {

@@ -109,9 +109,8 @@
 //! - Publishers with B-frames (decode timestamps; see the decisions above);
 //!   later sender reports of a publisher (only those before a track's first
 //!   packet place it on the timeline).
-//! - Digest challenges: the kernel has no nonce API yet, so challenges are
-//!   Basic only (Digest `Authorization` headers are still parsed and passed
-//!   on).
+//! - Digest with SHA-256 (RFC 7616): challenges offer MD5, which ffmpeg and
+//!   GStreamer speak.
 //! - UDP: NAT traversal (datagrams must come from the peer's own IP and
 //!   `client_port`), multicast.
 //! - RTSPS, camera pull (retina), `PAUSE`, several RTSP sessions on one
@@ -142,7 +141,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-pub use auth::{basic_challenge, credentials};
+pub use auth::{basic_challenge, credentials, digest_challenge};
 pub use config::{
     ConfigError, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_REQUEST_LEN,
     DEFAULT_PORT, DEFAULT_RTCP_PORT, DEFAULT_RTP_PORT, DEFAULT_SESSION_TIMEOUT,

@@ -159,6 +159,11 @@ impl Engine {
         self.inner.auth.realm()
     }
 
+    /// A Digest nonce for an RTSP challenge ([`Authorizer::digest_nonce`]).
+    pub fn digest_nonce(&self) -> Option<String> {
+        self.inner.auth.digest_nonce()
+    }
+
     /// Registers an HLS or DASH player (see [`PlayerSession`]): listed with
     /// the sessions and kickable until the returned handle is dropped.
     pub fn register_player(&self, info: PlayerInfo) -> PlayerSession {

@@ -294,16 +294,22 @@ impl Session {
     }
 
     /// Answers the pending `ANNOUNCE` or `DESCRIBE` with an error status; a
-    /// 401 carries a Basic challenge for `realm`.
-    pub fn refuse(&mut self, status: u16, realm: &str) -> Result<()> {
+    /// 401 carries a Digest challenge with `nonce` (when the authorizer
+    /// checks Digest) and a Basic one, for `realm`.
+    pub fn refuse(&mut self, status: u16, realm: &str, nonce: Option<&str>) -> Result<()> {
         let Some(p) = self.pending.take() else {
             return Ok(());
         };
-        let mut extra = Vec::new();
+        // Two `WWW-Authenticate` headers: the header map of rtsp-types
+        // keeps one value per name, so they are written as lines of their own.
+        let mut challenges = Vec::new();
         if status == 401 {
-            extra.push((headers::WWW_AUTHENTICATE, auth::basic_challenge(realm)));
+            if let Some(nonce) = nonce {
+                challenges.push(auth::digest_challenge(realm, nonce));
+            }
+            challenges.push(auth::basic_challenge(realm));
         }
-        self.respond(status, p.cseq.as_deref(), &extra, b"");
+        self.respond_with(status, p.cseq.as_deref(), &[], &challenges, b"");
         self.parse()
     }
 
@@ -626,6 +632,18 @@ impl Session {
         extra: &[(HeaderName, String)],
         body: &[u8],
     ) {
+        self.respond_with(status, cseq, extra, &[], body);
+    }
+
+    /// [`respond`](Self::respond) with `WWW-Authenticate` lines, one per challenge.
+    fn respond_with(
+        &mut self,
+        status: u16,
+        cseq: Option<&str>,
+        extra: &[(HeaderName, String)],
+        challenges: &[String],
+        body: &[u8],
+    ) {
         let mut builder = Response::builder(Version::V1_0, StatusCode::from(status))
             .header(headers::SERVER, "tidewater".to_string());
         if let Some(cseq) = cseq {
@@ -641,6 +659,15 @@ impl Session {
         let mut out = Vec::with_capacity(256 + body.len());
         // Writing into a Vec cannot fail.
         let _ = response.write(&mut out);
+        if !challenges.is_empty()
+            && let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let lines: Vec<u8> = challenges
+                .iter()
+                .flat_map(|c| format!("\r\nWWW-Authenticate: {c}").into_bytes())
+                .collect();
+            out.splice(end..end, lines);
+        }
         self.output.extend_from_slice(&out);
     }
 }

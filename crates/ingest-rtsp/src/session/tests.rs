@@ -287,16 +287,20 @@ fn refusals_wrong_order_and_garbage() {
     .expect("ok");
     s.handle_input(&request("DESCRIBE", "rtsp://h/live/cam", 4, "", ""), now)
         .expect("ok");
-    s.refuse(401, "tidewater").expect("ok");
+    s.refuse(401, "tidewater", Some("abc123")).expect("ok");
     let r = responses(&mut s);
     assert_eq!(
         r.iter().map(|r| r.0).collect::<Vec<_>>(),
         vec![455, 501, 400, 401]
     );
-    assert!(
-        r[3].1
-            .contains("WWW-Authenticate: Basic realm=\"tidewater\"")
-    );
+    let head = &r[3].1;
+    let digest = head
+        .find("WWW-Authenticate: Digest realm=\"tidewater\", nonce=\"abc123\", algorithm=MD5")
+        .expect("a Digest challenge");
+    let basic = head
+        .find("WWW-Authenticate: Basic realm=\"tidewater\"")
+        .expect("a Basic challenge");
+    assert!(digest < basic, "Digest first: {head}");
     assert!(s.handle_input(b"\x00\x01garbage\r\n\r\n", now).is_err());
     assert!(s.is_closed());
 }
