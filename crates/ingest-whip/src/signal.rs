@@ -90,6 +90,42 @@ fn preflight(methods: &'static str, endpoint: bool) -> Response {
     r
 }
 
+/// Hands a negotiated peer to the media worker and answers `201` with the
+/// SDP answer, its `Location` (`/{route}/{key}/{id}`) and `ETag`.
+async fn answered(
+    commands: &tokio::sync::mpsc::Sender<Command>,
+    new: NewPeer,
+    who: &str,
+    route: &str,
+    verb: &str,
+    answer: String,
+) -> Response {
+    let (id, key) = (new.id.clone(), new.key.clone());
+    let sent = tokio::time::timeout(
+        Duration::from_secs(2),
+        commands.send(Command::Add(Box::new(new))),
+    )
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the WebRTC worker is busy");
+    }
+    info!(peer = %who, stream = %key, session = %id, "{route}: {verb} answered");
+    let mut r = (StatusCode::CREATED, answer).into_response();
+    let h = r.headers_mut();
+    cors(h);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/sdp"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("/{route}/{key}/{id}")) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
+        h.insert(header::ETAG, v);
+    }
+    r
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     let mut r = text(status, message);
     cors(r.headers_mut());
@@ -224,29 +260,7 @@ async fn publish(
         http_peer: peer,
         slot,
     };
-    let sent = tokio::time::timeout(
-        Duration::from_secs(2),
-        bound.commands.send(Command::Add(Box::new(new))),
-    )
-    .await;
-    if !matches!(sent, Ok(Ok(()))) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the WebRTC worker is busy");
-    }
-    info!(peer = %who, stream = %key, session = %id, "whip: publish answered");
-    let mut r = (StatusCode::CREATED, answer).into_response();
-    let h = r.headers_mut();
-    cors(h);
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/sdp"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("/whip/{key}/{id}")) {
-        h.insert(header::LOCATION, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
-        h.insert(header::ETAG, v);
-    }
-    r
+    answered(&bound.commands, new, &who, "whip", "publish", answer).await
 }
 
 fn publish_refused(
@@ -436,27 +450,5 @@ async fn play(
         http_peer: peer,
         slot,
     };
-    let sent = tokio::time::timeout(
-        Duration::from_secs(2),
-        bound.commands.send(Command::Add(Box::new(new))),
-    )
-    .await;
-    if !matches!(sent, Ok(Ok(()))) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the WebRTC worker is busy");
-    }
-    info!(peer = %who, stream = %key, session = %id, "whep: play answered");
-    let mut r = (StatusCode::CREATED, answer).into_response();
-    let h = r.headers_mut();
-    cors(h);
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/sdp"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("/whep/{key}/{id}")) {
-        h.insert(header::LOCATION, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
-        h.insert(header::ETAG, v);
-    }
-    r
+    answered(&bound.commands, new, &who, "whep", "play", answer).await
 }
