@@ -252,7 +252,7 @@ impl InboundProtocol for Rtsp {
                     Ok((stream, peer)) => {
                         if connections.len() >= self.config.max_connections {
                             stats.refused("too_many_connections");
-                            warn!(peer = %peer, "rtsp: connection refused: too many connections");
+                            warn!(peer = %peer, "rtsp: connection refused: {} connections open ([rtsp] max_connections)", self.config.max_connections);
                             continue;
                         }
                         let open = stats.accepted();
