@@ -68,7 +68,7 @@ pub use auth::{
 };
 pub use bus::{Event, EventRef, FrameRef, OutputFormat, RecvError, SharedFrame, Subscription};
 pub use catalog::{AudioParams, Catalog, TrackInfo, VideoParams};
-pub use engine::{Engine, EngineBuilder, Request};
+pub use engine::{Engine, EngineBuilder, OnDemandSource, Request};
 pub use error::{EndReason, Error, Result};
 pub use events::{NoopObserver, Observer, StreamEvent, StreamEventKind};
 pub use follow::Follower;

@@ -119,6 +119,12 @@ impl IngestContext {
         self.registry.follow(req).await
     }
 
+    /// Follows a stream that is live now, for a viewer that plays on across
+    /// republishes (see [`Engine::follow_live`]).
+    pub async fn follow_live(&self, req: Request) -> Result<Follower> {
+        self.registry.follow_live(req).await
+    }
+
     /// Snapshots of live streams.
     pub fn streams(&self) -> Vec<StreamSnapshot> {
         self.registry.streams()
@@ -127,6 +133,13 @@ impl IngestContext {
     /// A snapshot of one live stream.
     pub fn stream(&self, key: &StreamKey) -> Option<StreamSnapshot> {
         self.registry.stream(key)
+    }
+
+    /// Whether `key` is live, once the on-demand sources (a cluster edge
+    /// pull, an on-demand camera) had a bounded time to start it: for
+    /// readers that check liveness before following, like packagers.
+    pub async fn await_source(&self, key: &StreamKey) -> bool {
+        self.registry.await_source(key).await
     }
 
     /// Asks the authorizer about a request that is not a subscription (an

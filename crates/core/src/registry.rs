@@ -34,6 +34,8 @@ pub trait PlaybackRegistry: Send + Sync + 'static {
     async fn subscribe(&self, req: Request) -> Result<Subscription>;
     /// Follows a stream across republishes (authorizing it first).
     async fn follow(&self, req: Request) -> Result<Follower>;
+    /// Follows a stream that is live now, for a viewer (see [`Engine::follow_live`]).
+    async fn follow_live(&self, req: Request) -> Result<Follower>;
     /// Snapshots of every live stream.
     fn streams(&self) -> Vec<StreamSnapshot>;
     /// A snapshot of one live stream.
@@ -49,6 +51,12 @@ pub trait PlaybackRegistry: Send + Sync + 'static {
     fn digest_nonce(&self) -> Option<String>;
     /// Registers an HLS or DASH player as a session (see [`PlayerSession`]).
     fn register_player(&self, info: PlayerInfo) -> PlayerSession;
+    /// Whether `key` is live, after asking the on-demand sources to start it
+    /// when it is not (see [`Engine::await_source`]); registries without
+    /// such sources answer whether it is live now.
+    async fn await_source(&self, key: &StreamKey) -> bool {
+        self.stream(key).is_some()
+    }
 }
 
 /// Lifecycle events.
@@ -77,6 +85,9 @@ impl PlaybackRegistry for Engine {
     async fn follow(&self, req: Request) -> Result<Follower> {
         Engine::follow(self, req).await
     }
+    async fn follow_live(&self, req: Request) -> Result<Follower> {
+        Engine::follow_live(self, req).await
+    }
     fn streams(&self) -> Vec<StreamSnapshot> {
         Engine::streams(self)
     }
@@ -97,6 +108,9 @@ impl PlaybackRegistry for Engine {
     }
     fn register_player(&self, info: PlayerInfo) -> PlayerSession {
         Engine::register_player(self, info)
+    }
+    async fn await_source(&self, key: &StreamKey) -> bool {
+        Engine::await_source(self, key).await
     }
 }
 

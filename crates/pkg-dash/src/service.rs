@@ -70,7 +70,8 @@ impl Shared {
         }
         // A stream that ended stays followable until the kernel reaps it;
         // starting a packager then would replay its last GOP as if live.
-        if self.ctx.stream(key).is_none() {
+        // (An on-demand source, a cluster edge pull, may start it first.)
+        if !self.ctx.await_source(key).await {
             return Err(Box::new(not_live(key)));
         }
         let req = follow();

@@ -222,7 +222,8 @@ impl Hls {
         // A stream that ended is still followable during its grace period,
         // and a follower would replay its last GOP: only a live stream gets a
         // new packager (one already running keeps serving through the grace).
-        if self.inner.ctx.stream(key).is_none() {
+        // (An on-demand source, a cluster edge pull, may start it first.)
+        if !self.inner.ctx.await_source(key).await {
             return Err(Refusal::NotLive(format!("stream {key} is not live")));
         }
         let follower = match self.inner.ctx.follow(follow()).await {

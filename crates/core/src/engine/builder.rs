@@ -100,6 +100,7 @@ impl EngineBuilder {
                 next_session: AtomicU64::new(0),
                 listeners: Default::default(),
                 players: Default::default(),
+                on_demand: Default::default(),
             }),
         })
     }

@@ -2,6 +2,7 @@
 //! idle reaper, and the concrete registry behind the seam traits.
 
 mod builder;
+mod ondemand;
 mod reaper;
 mod request;
 mod sessions;
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 pub use builder::EngineBuilder;
+pub use ondemand::OnDemandSource;
 pub use request::Request;
 pub(crate) use slot::StreamSlot;
 
@@ -76,6 +78,8 @@ pub(crate) struct EngineInner {
     pub(crate) listeners: Arc<ListenerRegistry>,
     /// HLS and DASH players, registered by their packagers.
     pub(crate) players: Arc<PlayerRegistry>,
+    /// Sources started when a reader asks for a stream that is not live.
+    pub(crate) on_demand: ondemand::OnDemandSources,
 }
 
 impl std::fmt::Debug for Engine {
@@ -267,6 +271,8 @@ impl Engine {
     pub async fn subscribe(&self, req: Request) -> Result<Subscription> {
         let max_readers = self.app(&req.key)?.max_readers;
         let identity = self.authorize(Action::Read, &req).await?;
+        // Authorized first: a refused reader never starts an on-demand source.
+        self.await_source(&req.key).await;
         let bus = self
             .live_slot(&req.key)
             .and_then(|s| s.live())
@@ -305,6 +311,7 @@ impl Engine {
         let grace = app.policy_for(req.key.stream()).follow_grace;
         let max_readers = app.max_readers;
         let identity = self.authorize(Action::Read, &req).await?;
+        self.await_source(&req.key).await;
         let slot = self.live_slot(&req.key).ok_or_else(|| Error::NotFound {
             key: req.key.clone(),
         })?;
