@@ -773,6 +773,7 @@ async fn lending_receive_delivers_the_same_sequence_as_owned_receive() {
                 }
                 Ok(EventRef::Catalog(_)) => catalogs += 1,
                 Ok(EventRef::Skipped { .. }) => panic!("no skip expected"),
+                Ok(EventRef::Discontinuity { .. }) => panic!("a subscription has none"),
                 Err(RecvError::Ended(_)) => return (got, kept, catalogs),
                 Err(e) => panic!("{e}"),
             }

@@ -39,6 +39,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 pub use derived::OutputFormat;
 pub(crate) use derived::{DerivedOutputs, GenerationState};
 pub use format::{FrameRef, SharedFrame};
+pub(crate) use subscription::Raw;
 pub use subscription::{Event, EventRef, RecvError, Subscription};
 pub(crate) use wait::{WaitList, Waiter};
 pub(crate) use writer::Writer;

@@ -105,7 +105,7 @@ pub struct Subscription {
 
 /// What the receive machinery produces before it is turned into an owned or
 /// a borrowed event.
-enum Raw {
+pub(crate) enum Raw {
     Catalog(Arc<Catalog>),
     /// A frame at this index of the subscription's current block.
     Frame(usize),
@@ -123,6 +123,12 @@ pub enum EventRef<'a> {
     Skipped {
         /// Frames skipped.
         frames: u64,
+    },
+    /// (Followers only.) The stream was published anew (see
+    /// [`Event::Discontinuity`]).
+    Discontinuity {
+        /// The new generation.
+        generation: u64,
     },
 }
 
@@ -247,7 +253,7 @@ impl Subscription {
 
     /// A raw event as a borrowed one.
     #[inline]
-    fn lend(&self, raw: Raw) -> EventRef<'_> {
+    pub(crate) fn lend(&self, raw: Raw) -> EventRef<'_> {
         match raw {
             Raw::Frame(index) => EventRef::Frame(FrameRef::new(&self.block, index)),
             Raw::Catalog(catalog) => EventRef::Catalog(catalog),
@@ -283,11 +289,17 @@ impl Subscription {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
             Poll::Pending => return Poll::Pending,
         };
-        Poll::Ready(Ok(match raw {
+        Poll::Ready(Ok(self.own(raw)))
+    }
+
+    /// A raw event as an owned one.
+    #[inline]
+    pub(crate) fn own(&mut self, raw: Raw) -> Event {
+        match raw {
             Raw::Frame(index) => Event::Frame(SharedFrame::new(self.handle(), index)),
             Raw::Catalog(catalog) => Event::Catalog(catalog),
             Raw::Skipped(frames) => Event::Skipped { frames },
-        }))
+        }
     }
 
     /// This subscriber's handle to its current block, made anew when the block changed.
@@ -306,7 +318,7 @@ impl Subscription {
     /// The next frame of the current block when nothing special applies;
     /// everything else goes to [`poll_slow`](Self::poll_slow).
     #[inline]
-    fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<Result<Raw, RecvError>> {
+    pub(crate) fn poll_raw(&mut self, cx: &mut Context<'_>) -> Poll<Result<Raw, RecvError>> {
         // The kick flag lives on this subscriber's own line: a plain load.
         if self.fast && !self.stats.kicked.load(Relaxed) {
             let index = self.seq.wrapping_sub(self.block.first_seq) as usize;
