@@ -45,6 +45,15 @@ pub(crate) const CLIENTS: &[Client] = &[
         package: "srt-tools",
         probe: Probe::Command("srt-live-transmit"),
     },
+    // The cluster tests run their own etcd; etcd-client builds with protoc.
+    Client {
+        package: "etcd-server",
+        probe: Probe::Command("etcd"),
+    },
+    Client {
+        package: "protobuf-compiler",
+        probe: Probe::Command("protoc"),
+    },
 ];
 
 #[derive(Debug, Clone, Copy)]

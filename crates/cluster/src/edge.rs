@@ -1,0 +1,201 @@
+//! Edge pulls: a reader here of a stream another node holds starts one
+//! pull of it (however many readers come), which publishes it locally,
+//! follows the stream to a new origin when the directory says it moved,
+//! and stops once nobody here has read it for the idle grace.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tidewater_core::{CancellationToken, Engine, OnDemandSource, PublishSession, StreamKey};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::config::ClusterConfig;
+use crate::directory::{Holder, StreamMap};
+use crate::relay::{PullOutcome, pull};
+
+/// A pull that streamed at least this long before failing counts as
+/// having worked: the failover clock starts again from its failure.
+const STREAMED: Duration = Duration::from_secs(2);
+/// The pause between attempts on a failing origin.
+const RETRY: Duration = Duration::from_millis(500);
+/// How often readers are counted for the idle grace.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// The edge side of a node: an [`OnDemandSource`] the engine asks.
+#[derive(Clone, Debug)]
+pub struct Edges(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    engine: Engine,
+    map: Arc<StreamMap>,
+    node: String,
+    secret: String,
+    pull_wait: Duration,
+    idle_grace: Duration,
+    failover_grace: Duration,
+    pulls: Mutex<HashMap<StreamKey, JoinHandle<()>>>,
+    shutdown: CancellationToken,
+}
+
+impl Edges {
+    /// The edge side of `engine`, pulling what `map` says other nodes hold.
+    pub fn new(
+        engine: Engine,
+        map: Arc<StreamMap>,
+        config: &ClusterConfig,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Edges(Arc::new(Inner {
+            engine,
+            map,
+            node: config.node_id.clone(),
+            secret: config.secret.clone(),
+            pull_wait: config.pull_wait,
+            idle_grace: config.idle_grace,
+            failover_grace: config.failover_grace,
+            pulls: Mutex::default(),
+            shutdown,
+        }))
+    }
+
+    /// Streams being pulled now.
+    pub fn pulling(&self) -> Vec<StreamKey> {
+        let pulls = self.0.pulls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<_> = pulls
+            .iter()
+            .filter(|(_, h)| !h.is_finished())
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        keys
+    }
+}
+
+impl OnDemandSource for Edges {
+    fn request(&self, key: &StreamKey) -> Option<Duration> {
+        let holder = self.0.map.holder(key)?;
+        if holder.node == self.0.node || self.0.shutdown.is_cancelled() {
+            return None;
+        }
+        let mut pulls = self.0.pulls.lock().unwrap_or_else(|p| p.into_inner());
+        if pulls.get(key).is_none_or(JoinHandle::is_finished) {
+            tracing::info!(stream = %key, origin = %holder.node, "edge pull starting");
+            let task = tokio::spawn(run(Arc::clone(&self.0), key.clone()));
+            pulls.insert(key.clone(), task);
+        }
+        Some(self.0.pull_wait)
+    }
+}
+
+/// Who holds `key`, when it is another node.
+fn origin(inner: &Inner, key: &StreamKey) -> Option<Holder> {
+    inner.map.holder(key).filter(|h| h.node != inner.node)
+}
+
+/// Returns when the directory moves `key` away from `from`.
+async fn moved(inner: &Inner, key: &StreamKey, from: &Holder) {
+    let mut changes = inner.map.changes();
+    loop {
+        let now = inner.map.holder(key);
+        if now.as_ref().map(|h| (&h.node, h.relay)) != Some((&from.node, from.relay)) {
+            return;
+        }
+        if changes.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Returns once nobody has read `key` here for the idle grace.
+async fn idle(inner: &Inner, key: &StreamKey) {
+    let mut since = Instant::now();
+    loop {
+        tokio::time::sleep(IDLE_CHECK).await;
+        let readers = inner.engine.stream(key).map_or(0, |s| s.subscribers.len());
+        if readers > 0 {
+            since = Instant::now();
+        } else if since.elapsed() >= inner.idle_grace {
+            return;
+        }
+    }
+}
+
+/// One stream's pull, from start to stop.
+async fn run(inner: Arc<Inner>, key: StreamKey) {
+    let mut session: Option<PublishSession> = None;
+    // Since when no origin has streamed to us.
+    let mut orphan_since = Instant::now();
+    loop {
+        // Before the first catalog only the reader's wait is worth waiting;
+        // after it, readers here wait through a failover.
+        let grace = if session.is_some() {
+            inner.failover_grace
+        } else {
+            inner.pull_wait
+        };
+        if orphan_since.elapsed() >= grace {
+            tracing::info!(stream = %key, "edge pull stopped: no origin has the stream");
+            break;
+        }
+        let Some(holder) = origin(&inner, &key) else {
+            let mut changes = inner.map.changes();
+            tokio::select! {
+                () = inner.shutdown.cancelled() => break,
+                _ = changes.changed() => {}
+                () = tokio::time::sleep(RETRY) => {}
+            }
+            continue;
+        };
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            () = inner.shutdown.cancelled() => break,
+            () = idle(&inner, &key) => {
+                tracing::info!(stream = %key, "edge pull stopped: no reader for {:?}", inner.idle_grace);
+                break;
+            }
+            () = moved(&inner, &key, &holder) => {
+                tracing::info!(stream = %key, from = %holder.node, "origin moved: following it");
+                None
+            }
+            r = pull(&inner.engine, &key, holder.relay, &inner.node, &inner.secret, &mut session) => Some(r),
+        };
+        if started.elapsed() >= STREAMED {
+            orphan_since = Instant::now();
+        }
+        match outcome {
+            None => continue,
+            Some(Ok(PullOutcome::Ended(reason))) => {
+                tracing::info!(stream = %key, origin = %holder.node, "origin's stream ended: {reason}");
+            }
+            Some(Ok(PullOutcome::NotFound)) => {}
+            Some(Err(e)) => tracing::info!(stream = %key, origin = %holder.node, "edge pull: {e}"),
+        }
+        let live_here = inner.engine.stream(&key).map(|s| s.generation);
+        if session
+            .as_ref()
+            .is_some_and(|s| live_here != Some(s.generation()))
+        {
+            // Our publish here was ended (taken over, kicked): start afresh.
+            session = None;
+        }
+        let mut changes = inner.map.changes();
+        tokio::select! {
+            () = inner.shutdown.cancelled() => break,
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(RETRY) => {}
+        }
+    }
+    // Forgotten before the publish ends, so a reader arriving now starts a
+    // new pull instead of joining this one's end.
+    inner
+        .pulls
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&key);
+    if let Some(s) = session {
+        s.finish().await;
+    }
+}

@@ -1,0 +1,160 @@
+//! Several tidewater nodes as one service: publishers land on any node (the
+//! stream's **origin**), viewers connect to any node (an **edge**), and an
+//! edge pulls each stream from its origin once, however many viewers it has.
+//! Membership and the stream directory live in etcd; media goes node to
+//! node over a small relay protocol.
+//!
+//! # Why etcd (and not NATS)
+//!
+//! The directory needs three things: entries that vanish when their node
+//! dies, a compare-and-set to decide a duplicate publish cluster-wide, and
+//! a watch of a prefix so edges learn of moves without polling. etcd has all
+//! three as primitives (leases, transactions over `create_revision`/value,
+//! prefix watches with a start revision, so no event is missed between the
+//! listing and the watch), is packaged by Debian (`etcd-server` 3.4), and is
+//! what operators already run next to Kubernetes. NATS JetStream KV offers
+//! per-key TTLs and watches too, but a key's TTL is per bucket and is not
+//! tied to a node's liveness (each key would need its own refresh), and
+//! compare-and-set is per key only. The price of etcd is the client:
+//! `etcd-client` speaks gRPC through tonic and prost and needs `protoc` at
+//! build time; with default features off (no TLS) it adds about 40 crates to
+//! the workspace (tonic, prost, prost-build, h2 and tower were partly there
+//! already through hyper/axum), measured at about 35 s of a clean debug
+//! build on two cores. The relay codec and the directory's map do not need
+//! it: they build with the `etcd` feature off (the fuzz target does).
+//!
+//! # The directory in etcd
+//!
+//! | key | value | lease |
+//! |---|---|---|
+//! | `/tidewater/nodes/{node_id}` | JSON [`NodeInfo`](directory::NodeInfo): id, relay address, advertised addresses, load (origin streams, readers) | the node's |
+//! | `/tidewater/streams/{app}/{stream}` | JSON [`Holder`](directory::Holder): origin node id, its relay address, its publish generation | the origin node's |
+//!
+//! Each node holds one **lease** (TTL `lease_ttl`, 10 s by default), renewed
+//! every third of it; everything it writes is attached to it, so a node that
+//! dies (SIGKILL, power, network) leaves the directory with all its streams
+//! when the lease expires, with nobody cleaning up. A node that loses its
+//! lease (etcd restarted or unreachable past the TTL) grants a new one and
+//! writes its node key and every stream it holds again. A node that stops
+//! cleanly revokes its lease.
+//!
+//! When a publish starts on a node (any ingest protocol; the kernel's
+//! `PublishStarted` event, not the protocols, tells the cluster), the node
+//! **claims** the stream in one etcd transaction, decided by the
+//! application's `duplicate` policy:
+//!
+//! - `reject`: put the key only if it does not exist (`create_revision == 0`),
+//!   else read who holds it; held by another node, the publish here is ended
+//!   (the publisher sees a disconnect right after its publish was accepted:
+//!   the kernel has no asynchronous admission hook yet, so a refused
+//!   publisher may deliver a few frames to nobody first).
+//! - `take_over`: put unconditionally. The node that held it sees, in its
+//!   watch, a put by another node at a later revision than its own and ends
+//!   its local publish; edges see the key move and follow it.
+//!
+//! When the publish ends, the node deletes the key in a transaction that
+//! compares the value (so a newer claim by another node is never deleted).
+//! The **generation** in the value is the origin's publish generation: an
+//! edge reconnects when the holder's node or relay address changes.
+//!
+//! Every node watches `/tidewater/streams/` (listing first, then watching
+//! from the listing's revision + 1) into a local map ([`StreamMap`]): an
+//! edge decides from memory whether a stream exists elsewhere.
+//!
+//! # Edge pulls
+//!
+//! The kernel asks its on-demand sources when a reader (RTMP, SRT, RTSP,
+//! WHEP, an HLS or DASH packager) asks for a stream that is not live here
+//! ([`Engine::add_on_demand`](tidewater_core::Engine::add_on_demand)). The
+//! cluster's source ([`Edges`]) answers for streams the map says another
+//! node holds: it starts one pull task per stream (a second reader finds it
+//! running) and tells the reader to wait up to `pull_wait` (5 s). The pull
+//! connects to the origin's relay, and on the first catalog opens an
+//! ordinary local publish (protocol `relay`), so the GOP cache, every output
+//! and every packager work at the edge as on the origin, and later readers
+//! join from the edge's cache at once.
+//!
+//! The pull stops when nobody has read the stream here for `idle_grace`
+//! (10 s). When the origin's stream ends or the origin dies, the pull keeps
+//! its local publish open for `failover_grace` (20 s) and follows the
+//! directory: as soon as another node claims the stream (its publisher
+//! reconnected elsewhere), the pull connects there and goes on in the same
+//! local publish. Readers here see a timestamp discontinuity (the kernel's
+//! clock rebases the jump and flags it), not an end.
+//!
+//! # The relay
+//!
+//! TCP, one connection per pulled stream, edge to origin. Not RTSP: the
+//! kernel's frames and catalog go as they are (every codec the kernel knows,
+//! decoder configurations, frame rates and bit rates unchanged; only the
+//! timestamp wrap is reset, since the origin already unwrapped them), with no
+//! repacketizing at either end. Every message is
+//!
+//! ```text
+//! type: u8 | body length: u32 BE (≤ 16 MiB) | body
+//! ```
+//!
+//! | type | direction | body |
+//! |---|---|---|
+//! | 1 hello | edge → origin | `TWRL`, version (1), node id, token, `app/stream` (strings: u16 length + UTF-8) |
+//! | 2 accepted | origin → edge | generation u64 |
+//! | 3 refused | origin → edge | code u8 (1 unauthorized, 2 not found, 3 other), reason |
+//! | 4 catalog | origin → edge | track count u8, then per track: id u32, codec u8, timescale u32, wrap u8, presence flags u8, then the present fields (config: u32 length + bytes; video: width, height u32, frame rate u32/u32; audio: rate u32, channels u8; bit rate u32) |
+//! | 5 frame | origin → edge | track u32, codec u8, flags u8 (keyframe 1, discontinuity 2), pts i64, dts i64, payload (the rest) |
+//! | 6 discontinuity | origin → edge | the origin's new generation u64 |
+//! | 7 end | origin → edge | reason u8 |
+//! | 8 ping | origin → edge | empty, every second without media |
+//!
+//! A new version of the format changes the hello's version byte; an origin
+//! refuses a version it does not speak by name. [`RelayCodec`] is sans-IO
+//! (a `tokio_util` codec: bytes in, messages out), bounded, and fuzzed
+//! (`fuzz/` target `cluster_relay`, and its property-test twin).
+//!
+//! **Authentication** goes through the auth seam: the edge's hello carries
+//! the cluster's shared secret, which the origin checks in constant time;
+//! its read of the stream and the edge's local publish present the secret
+//! as a bearer token to [`ClusterSecret`], an authorizer wrapped around the
+//! server's own, which lets them in (protocol `relay` only) and hands every
+//! other request to the server's authorizer. The relay reader is an
+//! ordinary session at the origin (listed, counted, kickable, protocol
+//! `relay`, user `cluster`). The relay is plain TCP: run it on a private
+//! network (TLS for it is not in this phase).
+//!
+//! # Limits of this phase
+//!
+//! - A refused duplicate publisher is accepted, then ended (see above).
+//! - An origin's publisher reconnecting to another node with `reject` is
+//!   refused until the dead node's lease expires (up to `lease_ttl`);
+//!   `take_over` moves the stream at once.
+//! - The relay is not encrypted; etcd may be (`https://` endpoints with
+//!   the `tls` feature and a CA file), with or without user and password.
+//!
+//! # Feature flags
+//!
+//! - `etcd` (default): the etcd directory and [`Cluster`]. Without it only
+//!   the relay, the local map and the edge source build (no gRPC stack).
+//! - `tls`: TLS to etcd.
+
+#![deny(missing_docs)]
+
+mod config;
+pub mod directory;
+mod edge;
+mod error;
+#[cfg(feature = "etcd")]
+mod node;
+pub mod relay;
+
+pub use config::ClusterConfig;
+pub use directory::StreamMap;
+pub use edge::Edges;
+pub use error::{Error, Result};
+#[cfg(feature = "etcd")]
+pub use node::Cluster;
+pub use relay::{ClusterSecret, RelayCodec};
+
+/// Entry points of the fuzz targets.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::relay::fuzz_decode as cluster_relay;
+}

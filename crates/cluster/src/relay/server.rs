@@ -1,0 +1,289 @@
+//! The origin side of the relay: a TCP listener that answers an edge's
+//! [`Message::Hello`] with the stream it asks for, read from the kernel
+//! like any other reader, and the authorizer that lets the cluster's
+//! nodes in.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use subtle::ConstantTimeEq;
+use tidewater_core::{
+    AuthRequest, Authorizer, BoundAddr, CancellationToken, Credentials, Engine, Event, Identity,
+    RecvError, Refusal, Request, StreamKey,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::codec::{Message, RefuseCode, RelayCodec};
+use crate::error::{Error, Result};
+
+/// The protocol name relay sessions carry (listed with the sessions, and
+/// how the cluster tells its own publishes from a publisher's).
+pub const RELAY_PROTOCOL: &str = "relay";
+
+/// How long an edge has to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an idle relay says it is alive.
+pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// The cluster's shared secret, as an [`Authorizer`] in front of the
+/// server's own: a request that presents the secret as its token is a
+/// node of the cluster (an edge's pull at the origin, the pull's publish at
+/// the edge) and may publish and read; every other request is the inner
+/// authorizer's to answer.
+pub struct ClusterSecret {
+    secret: String,
+    inner: Arc<dyn Authorizer>,
+}
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSecret").finish_non_exhaustive()
+    }
+}
+
+impl ClusterSecret {
+    /// `secret` in front of `inner`.
+    pub fn new(secret: impl Into<String>, inner: Arc<dyn Authorizer>) -> Self {
+        ClusterSecret {
+            secret: secret.into(),
+            inner,
+        }
+    }
+
+    /// Whether `token` is the secret (in constant time; an empty secret
+    /// never matches).
+    pub fn matches(&self, token: &str) -> bool {
+        !self.secret.is_empty() && bool::from(self.secret.as_bytes().ct_eq(token.as_bytes()))
+    }
+
+    /// The credentials a node presents.
+    pub fn credentials(&self) -> Credentials {
+        Credentials::Token(self.secret.clone())
+    }
+}
+
+#[async_trait]
+impl Authorizer for ClusterSecret {
+    async fn authorize(&self, request: &AuthRequest) -> Result<Identity, Refusal> {
+        if request.protocol == RELAY_PROTOCOL
+            && request.action.has_stream()
+            && let Credentials::Token(token) = &request.credentials
+            && self.matches(token)
+        {
+            return Ok(Identity::named("cluster"));
+        }
+        self.inner.authorize(request).await
+    }
+    fn read_token(&self, key: &StreamKey, who: &Identity, ip: Option<IpAddr>) -> Option<String> {
+        self.inner.read_token(key, who, ip)
+    }
+    fn realm(&self) -> String {
+        self.inner.realm()
+    }
+    fn digest_nonce(&self) -> Option<String> {
+        self.inner.digest_nonce()
+    }
+}
+
+/// The relay listener of an origin.
+#[derive(Debug)]
+pub struct RelayServer {
+    engine: Engine,
+    secret: Arc<ClusterSecret>,
+    bound: Arc<BoundAddr>,
+}
+
+impl RelayServer {
+    /// A listener serving `engine`'s streams to edges that know `secret`.
+    pub fn new(engine: Engine, secret: Arc<ClusterSecret>) -> Self {
+        RelayServer {
+            engine,
+            secret,
+            bound: Arc::new(BoundAddr::new()),
+        }
+    }
+
+    /// Where it listens, once bound.
+    pub fn bound(&self) -> Arc<BoundAddr> {
+        Arc::clone(&self.bound)
+    }
+
+    /// Binds `listen` and serves until `shutdown`.
+    pub async fn serve(&self, listen: SocketAddr, shutdown: CancellationToken) -> Result<()> {
+        let listener = TcpListener::bind(listen).await?;
+        self.bound.set(Some(listener.local_addr()?));
+        tracing::info!("cluster relay listening on {}", listener.local_addr()?);
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                accepted = listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!("relay accept: {e}");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let (engine, secret, stop) = (self.engine.clone(), Arc::clone(&self.secret), shutdown.clone());
+                    connections.spawn(async move {
+                        if let Err(e) = serve_edge(engine, secret, socket, peer, stop).await {
+                            tracing::info!(%peer, "relay to edge ended: {e}");
+                        }
+                    });
+                }
+            }
+        }
+        self.bound.set(None);
+        tidewater_core::drain_connections(&mut connections).await;
+        Ok(())
+    }
+}
+
+/// Reads one message, within `limit`.
+pub(crate) async fn read_message(
+    socket: &mut TcpStream,
+    buf: &mut BytesMut,
+    limit: Duration,
+) -> Result<Option<Message>> {
+    let read = async {
+        loop {
+            if let Some(msg) = RelayCodec.decode(buf)? {
+                return Ok(Some(msg));
+            }
+            if socket.read_buf(buf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    };
+    tokio::time::timeout(limit, read)
+        .await
+        .map_err(|_| Error::Timeout(limit))?
+}
+
+/// Writes one message.
+pub(crate) async fn write_message(
+    socket: &mut TcpStream,
+    buf: &mut BytesMut,
+    msg: &Message,
+) -> Result<()> {
+    buf.clear();
+    RelayCodec.encode(msg, buf)?;
+    socket.write_all(buf).await?;
+    Ok(())
+}
+
+async fn refuse(socket: &mut TcpStream, code: RefuseCode, reason: impl Into<String>) -> Result<()> {
+    let reason: String = reason.into();
+    let mut out = BytesMut::new();
+    write_message(
+        socket,
+        &mut out,
+        &Message::Refused {
+            code,
+            reason: reason.chars().take(200).collect(),
+        },
+    )
+    .await
+}
+
+async fn serve_edge(
+    engine: Engine,
+    secret: Arc<ClusterSecret>,
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    socket.set_nodelay(true)?;
+    let mut inbuf = BytesMut::new();
+    let Some(Message::Hello {
+        node, token, key, ..
+    }) = read_message(&mut socket, &mut inbuf, HELLO_TIMEOUT).await?
+    else {
+        return Err(Error::Malformed("the first message is not a hello"));
+    };
+    if !secret.matches(&token) {
+        tracing::warn!(%peer, "relay pull refused: wrong cluster secret");
+        return refuse(
+            &mut socket,
+            RefuseCode::Unauthorized,
+            "wrong cluster secret",
+        )
+        .await;
+    }
+    let Ok(key) = StreamKey::parse(&key) else {
+        return refuse(&mut socket, RefuseCode::Other, "malformed stream key").await;
+    };
+    // Only what is live here: a stream in its follow grace would replay its
+    // last GOP as if live.
+    let Some(live) = engine.stream(&key) else {
+        return refuse(
+            &mut socket,
+            RefuseCode::NotFound,
+            format!("{key} is not live"),
+        )
+        .await;
+    };
+    let request = Request::new(key.clone(), RELAY_PROTOCOL)
+        .peer(peer)
+        .credentials(secret.credentials())
+        .user(format!(
+            "node:{}",
+            node.chars().take(64).collect::<String>()
+        ));
+    let mut follower = match engine.follow(request).await {
+        Ok(f) => f,
+        Err(e) => return refuse(&mut socket, RefuseCode::NotFound, e.to_string()).await,
+    };
+    tracing::info!(stream = %key, %peer, node = %node, "relay to edge started");
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    write_message(
+        &mut socket,
+        &mut out,
+        &Message::Accepted {
+            generation: live.generation,
+        },
+    )
+    .await?;
+    let (mut rd, mut wr) = socket.into_split();
+    // The edge sends nothing after its hello: a read that ends means it left.
+    let mut gone = [0u8; 1];
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => Err(RecvError::Ended(tidewater_core::EndReason::Shutdown)),
+            _ = rd.read(&mut gone) => return Ok(()),
+            ev = tokio::time::timeout(PING_EVERY, follower.recv()) => match ev {
+                Ok(ev) => ev,
+                Err(_) => {
+                    out.clear();
+                    RelayCodec.encode(&Message::Ping, &mut out)?;
+                    wr.write_all(&out).await?;
+                    continue;
+                }
+            },
+        };
+        let msg = match event {
+            Ok(Event::Catalog(c)) => Message::Catalog(c.tracks().to_vec()),
+            Ok(Event::Frame(f)) => Message::Frame(f.frame().clone()),
+            Ok(Event::Discontinuity { generation }) => Message::Discontinuity { generation },
+            Ok(Event::Skipped { .. }) => continue,
+            Err(RecvError::Ended(reason)) => Message::End(reason),
+            Err(RecvError::Evicted) => return Err(Error::Malformed("edge evicted for lagging")),
+        };
+        out.clear();
+        RelayCodec.encode(&msg, &mut out)?;
+        wr.write_all(&out).await?;
+        follower.record_sent(out.len());
+        if matches!(msg, Message::End(_)) {
+            return Ok(());
+        }
+    }
+}
