@@ -13,12 +13,18 @@ use tidewater_tests::{
 /// ffmpeg publishing 320x240 H.264 (no B-frames: RTP carries presentation
 /// times only) and 48 kHz AAC over RTSP with `transport` (`tcp` or `udp`).
 fn rtsp_publish(url: &str, transport: &str, seconds: u32, gop: u32) -> ChildGuard {
+    rtsp_publish_bf(url, transport, seconds, gop, 0)
+}
+
+/// [`rtsp_publish`] with `bframes` B-frames between reference pictures
+/// (x264's b-pyramid on: a reorder depth of 2 from 2 B-frames on).
+fn rtsp_publish_bf(url: &str, transport: &str, seconds: u32, gop: u32, bframes: u32) -> ChildGuard {
     let child = ffmpeg_realtime()
         .args(CLIP_VIDEO)
         .args(clip_audio(48_000))
         .args(X264_LIVE)
         .args(fixed_gop(gop))
-        .args(["-bf", "0", "-c:a", "aac", "-b:a", "64k"])
+        .args(["-bf", &bframes.to_string(), "-c:a", "aac", "-b:a", "64k"])
         .args(["-t", &seconds.to_string()])
         .args(["-f", "rtsp", "-rtsp_transport", transport, url])
         .stdout(Stdio::null())
@@ -70,6 +76,73 @@ fn assert_decoded(what: &str, crc: &FrameCrc, min_video: usize) {
         "{what}: {frames} video frames decoded, expected {min_video}+"
     );
     assert!(crc.monotonic(), "{what}: timestamps go back");
+}
+
+/// The video packets of `crc` (read with `-c copy`) are B-frame video as
+/// published at 25 fps: decode times rise, no picture decodes after it
+/// shows, presentation order differs from decode order, and sorted
+/// presentation times are one frame apart (none lost, none doubled).
+fn assert_reordered_video(what: &str, crc: &FrameCrc, min_frames: usize) {
+    let video =
+        crc.codecs
+            .iter()
+            .position(|c| c == "h264")
+            .unwrap_or_else(|| panic!("{what}: no h264 stream in {:?}", crc.codecs)) as u32;
+    let lines = crc.stream(video);
+    assert!(
+        lines.len() >= min_frames,
+        "{what}: {} video packets, expected {min_frames}+",
+        lines.len()
+    );
+    assert!(
+        lines.windows(2).all(|w| w[1].dts > w[0].dts),
+        "{what}: decode times do not rise: {:?}",
+        lines.iter().map(|l| l.dts).collect::<Vec<_>>()
+    );
+    assert!(
+        lines.iter().all(|l| l.pts >= l.dts),
+        "{what}: a picture decodes after it shows"
+    );
+    assert!(
+        lines.windows(2).any(|w| w[1].pts < w[0].pts),
+        "{what}: no reordered picture: the publish had B-frames"
+    );
+    // Pictures that show after the last one read decodes may be cut off
+    // by `-t`: only the span before it must be complete.
+    let end = lines.last().map_or(0, |l| l.dts);
+    let mut pts: Vec<i64> = lines.iter().map(|l| l.pts).filter(|p| *p <= end).collect();
+    pts.sort_unstable();
+    let steps: Vec<i64> = pts.windows(2).map(|w| w[1] - w[0]).collect();
+    let mut sorted = steps.clone();
+    sorted.sort_unstable();
+    let step = sorted[sorted.len() / 2];
+    assert!(step > 0, "{what}: pictures share presentation times");
+    assert!(
+        steps.iter().all(|s| (s - step).abs() <= 1),
+        "{what}: presentation times not one frame ({step}) apart: {steps:?}"
+    );
+}
+
+#[test]
+fn b_frames_published_over_rtsp_are_read_in_order_over_rtmp_and_hls() {
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, rtmp, rtsp) = (server.http_addr(), server.rtmp_addr(), server.rtsp_addr());
+    let key = "live/bframes";
+    let _publisher = rtsp_publish_bf(&format!("rtsp://{rtsp}/{key}"), "tcp", 40, 25, 3);
+    wait_live(http, key, Duration::from_secs(15));
+    for (what, url) in [
+        ("rtmp", format!("rtmp://{rtmp}/{key}")),
+        ("hls", format!("http://{http}/hls/{key}/index.m3u8")),
+    ] {
+        let (crc, _) = ffmpeg_framecrc(&url, &["-t", "4", "-c", "copy"], Duration::from_secs(40));
+        assert_reordered_video(
+            &format!("{what} reader of a B-frame rtsp publish"),
+            &crc,
+            75,
+        );
+        let (crc, _) = ffmpeg_framecrc(&url, &["-t", "3"], Duration::from_secs(40));
+        assert_decoded(&format!("{what} reader (decoded)"), &crc, 70);
+    }
 }
 
 #[test]

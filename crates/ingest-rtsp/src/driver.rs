@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tidewater_core::{
-    CancellationToken, Event, IngestContext, ListenerStats, PublishSession, RecvError, Request,
-    Subscription, TrackInfo,
+    CancellationToken, Catalog, Event, EventRef, Follower, Frame, FrameRef, IngestContext,
+    ListenerStats, OutputFormat, PublishSession, RecvError, Request, SharedFrame, TrackInfo,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,6 +29,9 @@ use crate::udp::{Datagram, QUEUE, Registration, UdpMedia};
 
 /// How long a `DESCRIBE` waits for a live stream's catalog.
 const CATALOG_WAIT: Duration = Duration::from_secs(3);
+/// How long the answer to the first `PLAY` waits for the first frame (its
+/// time goes into `RTP-Info`).
+const FIRST_FRAME_WAIT: Duration = Duration::from_secs(1);
 
 type Closed = Pin<Box<dyn Future<Output = tidewater_core::EndReason> + Send>>;
 
@@ -40,9 +43,184 @@ struct Publishing {
 }
 
 struct Playing {
-    subscription: Subscription,
+    /// Follows the stream across republishes within its grace.
+    follower: Follower,
+    /// The tracks described, in `trackID` order.
     tracks: Vec<TrackInfo>,
+    /// The playable tracks of the latest catalog.
+    latest_tracks: Vec<TrackInfo>,
     reader: Option<Reader>,
+    paused: bool,
+    /// After a resume: frames wait for the next keyframe.
+    need_keyframe: bool,
+    /// The latest frame's presentation time and timescale, for `RTP-Info`.
+    latest: Option<(i64, u32)>,
+    /// Why the session must end (a republish this reader cannot follow).
+    end: Option<String>,
+}
+
+/// A frame as a follower hands it out, owned or lent.
+trait Framed {
+    fn frame(&self) -> &Frame;
+    fn catalog(&self) -> &Catalog;
+    fn is_gop_start(&self) -> bool;
+    fn derived(
+        &self,
+        format: OutputFormat,
+        encode: impl FnOnce(&Frame, &Catalog) -> Bytes,
+    ) -> Bytes;
+}
+
+impl Framed for SharedFrame {
+    fn frame(&self) -> &Frame {
+        SharedFrame::frame(self)
+    }
+    fn catalog(&self) -> &Catalog {
+        SharedFrame::catalog(self)
+    }
+    fn is_gop_start(&self) -> bool {
+        SharedFrame::is_gop_start(self)
+    }
+    fn derived(
+        &self,
+        format: OutputFormat,
+        encode: impl FnOnce(&Frame, &Catalog) -> Bytes,
+    ) -> Bytes {
+        SharedFrame::derived(self, format, encode)
+    }
+}
+
+impl Framed for FrameRef<'_> {
+    fn frame(&self) -> &Frame {
+        FrameRef::frame(self)
+    }
+    fn catalog(&self) -> &Catalog {
+        FrameRef::catalog(self)
+    }
+    fn is_gop_start(&self) -> bool {
+        FrameRef::is_gop_start(self)
+    }
+    fn derived(
+        &self,
+        format: OutputFormat,
+        encode: impl FnOnce(&Frame, &Catalog) -> Bytes,
+    ) -> Bytes {
+        FrameRef::derived(self, format, encode)
+    }
+}
+
+/// Where a reader's stamped media goes before it is written.
+#[derive(Default)]
+struct Outbox {
+    tcp: BytesMut,
+    udp: Vec<(u16, Bytes)>,
+    rtcp: Vec<(u16, Bytes)>,
+}
+
+impl Playing {
+    /// A new catalog (a new version, or a republish's): the described
+    /// tracks are pointed at its tracks, or the session ends.
+    fn catalog(&mut self, catalog: &Catalog) {
+        self.latest_tracks = crate::sdp::playable_tracks(catalog);
+        if let Some(reader) = self.reader.as_mut()
+            && !reader.rebind(&self.latest_tracks)
+        {
+            self.end = Some("the stream was published again with other tracks".to_string());
+        }
+    }
+
+    /// One frame to this reader: packetized once per stream (shared with
+    /// every reader), stamped, and a sender report when one is due.
+    fn frame<F: Framed>(&mut self, f: &F, max_payload: usize, out: &mut Outbox) {
+        let frame = f.frame();
+        let catalog = f.catalog();
+        if let Some(track) = catalog.track(frame.track) {
+            self.latest = Some((frame.pts, track.timescale));
+        }
+        if self.paused {
+            return;
+        }
+        if self.need_keyframe {
+            if !f.is_gop_start() {
+                return;
+            }
+            self.need_keyframe = false;
+        }
+        let Some(reader) = self.reader.as_mut() else {
+            return;
+        };
+        let packets = f.derived(rtp_format(max_payload), |fr, c| {
+            packetize(fr, c, max_payload)
+        });
+        reader.stamp_frame(frame, catalog, &packets, &mut out.tcp, &mut out.udp);
+        if let (Some(anchor), Some(track)) =
+            (self.follower.clock_anchor(), catalog.track(frame.track))
+        {
+            let wall = anchor.wall_clock_of(frame.pts, track.timescale);
+            reader.report(frame.track, wall, &mut out.tcp, &mut out.rtcp);
+        }
+    }
+
+    /// One event of the follower.
+    fn event(&mut self, event: &Event, max_payload: usize, out: &mut Outbox) {
+        match event {
+            Event::Frame(f) => self.frame(f, max_payload, out),
+            Event::Catalog(c) => self.catalog(c),
+            Event::Discontinuity { generation } => {
+                debug!("rtsp: reader follows republish {generation}");
+                if let Some(r) = self.reader.as_mut() {
+                    r.discontinuity();
+                }
+            }
+            // The kernel resumes a slow reader at a keyframe.
+            Event::Skipped { .. } => {}
+        }
+    }
+}
+
+/// An event lent by the follower, owned (a frame becomes a shared handle).
+fn owned(event: EventRef<'_>) -> Event {
+    match event {
+        EventRef::Frame(f) => Event::Frame(f.to_shared()),
+        EventRef::Catalog(c) => Event::Catalog(c),
+        EventRef::Skipped { frames } => Event::Skipped { frames },
+        EventRef::Discontinuity { generation } => Event::Discontinuity { generation },
+    }
+}
+
+/// Writes what a reader's outbox holds: interleaved media on the
+/// connection, datagrams from the server's RTP and RTCP ports.
+async fn flush(
+    wr: &mut OwnedWriteHalf,
+    out: &mut Outbox,
+    p: &Playing,
+    udp_media: Option<&UdpMedia>,
+    peer: SocketAddr,
+    limit: Duration,
+) -> std::io::Result<()> {
+    if let Some(media) = udp_media {
+        for (port, datagram) in out.udp.drain(..) {
+            let to = SocketAddr::new(peer.ip(), port);
+            if let Err(e) = media.rtp.send_to(&datagram, to).await {
+                debug!(peer = %peer, "rtsp: udp send to {to}: {e}");
+            }
+            p.follower.record_sent(datagram.len());
+        }
+        for (port, datagram) in out.rtcp.drain(..) {
+            let to = SocketAddr::new(peer.ip(), port);
+            if let Err(e) = media.rtcp.send_to(&datagram, to).await {
+                debug!(peer = %peer, "rtsp: udp send to {to}: {e}");
+            }
+        }
+    }
+    out.udp.clear();
+    out.rtcp.clear();
+    if !out.tcp.is_empty() {
+        let bytes = out.tcp.split();
+        p.follower.record_sent(bytes.len());
+        write(wr, &bytes, limit).await?;
+    }
+    Ok(())
 }
 
 fn session_id(peer: SocketAddr) -> String {
@@ -127,23 +305,6 @@ fn register_udp(
     Some(udp.register(&sources, tx))
 }
 
-/// A sender report after a frame, on the publish's wall clock.
-fn report(
-    reader: &mut Reader,
-    subscription: &Subscription,
-    frame: &tidewater_core::Frame,
-    catalog: &tidewater_core::Catalog,
-    tcp: &mut BytesMut,
-    udp: &mut Vec<(u16, Bytes)>,
-) {
-    let (Some(anchor), Some(track)) = (subscription.clock_anchor(), catalog.track(frame.track))
-    else {
-        return;
-    };
-    let wall = anchor.wall_clock_of(frame.pts, track.timescale);
-    reader.report(frame.track, wall, tcp, udp);
-}
-
 async fn write(wr: &mut OwnedWriteHalf, bytes: &[u8], limit: Duration) -> std::io::Result<()> {
     match tokio::time::timeout(limit, wr.write_all(bytes)).await {
         Ok(r) => r,
@@ -182,9 +343,7 @@ pub(crate) async fn connection(
     let mut publishing: Option<Publishing> = None;
     let mut playing: Option<Playing> = None;
     let mut buf = vec![0u8; 16 * 1024];
-    let mut tcp = BytesMut::new();
-    let mut udp: Vec<(u16, Bytes)> = Vec::new();
-    let mut udp_rtcp: Vec<(u16, Bytes)> = Vec::new();
+    let mut outbox = Outbox::default();
     let (datagrams_tx, mut datagrams) = mpsc::channel::<Datagram>(QUEUE);
     let mut registration: Option<Registration> = None;
     let ctx_err = |e: Error, session: &Session| e.with_context(Some(peer), session.stream());
@@ -231,10 +390,10 @@ pub(crate) async fn connection(
                         }
                     }
                 }
-                SessionEvent::Describe(req) => match ctx.subscribe(request(&req, peer)).await {
-                    Ok(mut subscription) => {
+                SessionEvent::Describe(req) => match ctx.follow_live(request(&req, peer)).await {
+                    Ok(mut follower) => {
                         let catalog =
-                            match tokio::time::timeout(CATALOG_WAIT, subscription.recv()).await {
+                            match tokio::time::timeout(CATALOG_WAIT, follower.recv()).await {
                                 Ok(Ok(Event::Catalog(c))) => Some(c),
                                 _ => None,
                             };
@@ -250,14 +409,19 @@ pub(crate) async fn connection(
                             continue;
                         }
                         let address = local.map_or("0.0.0.0".to_string(), |a| a.ip().to_string());
-                        let sdp = crate::sdp::describe(&tracks, subscription.id(), &address);
+                        let sdp = crate::sdp::describe(&tracks, follower.id(), &address);
                         session
                             .accept_describe(&sdp, tracks.len())
                             .map_err(|e| ctx_err(e, &session))?;
                         playing = Some(Playing {
-                            subscription,
+                            follower,
+                            latest_tracks: tracks.clone(),
                             tracks,
                             reader: None,
+                            paused: false,
+                            need_keyframe: false,
+                            latest: None,
+                            end: None,
                         });
                     }
                     Err(e) => {
@@ -272,11 +436,63 @@ pub(crate) async fn connection(
                     debug!(peer = %peer, "rtsp: recording");
                     registration = register_udp(udp_media.as_ref(), &session, peer, &datagrams_tx);
                 }
-                SessionEvent::Play => {
+                SessionEvent::Play { resume } => {
+                    let Some(p) = playing.as_mut() else {
+                        session.accept_play(&[]).map_err(|e| ctx_err(e, &session))?;
+                        continue;
+                    };
+                    if resume {
+                        debug!(peer = %peer, "rtsp: resumed");
+                        p.paused = false;
+                        p.need_keyframe = true;
+                        let info = p
+                            .reader
+                            .as_ref()
+                            .map(|r| r.rtp_info(p.latest))
+                            .unwrap_or_default();
+                        session
+                            .accept_play(&info)
+                            .map_err(|e| ctx_err(e, &session))?;
+                        continue;
+                    }
                     registration = register_udp(udp_media.as_ref(), &session, peer, &datagrams_tx);
+                    info!(peer = %peer, stream = ?session.stream(), "rtsp: playing");
+                    let mut reader = Reader::new(&p.tracks, session.setups());
+                    if !reader.rebind(&p.latest_tracks) {
+                        p.end = Some("the stream's tracks changed since DESCRIBE".to_string());
+                    }
+                    p.reader = Some(reader);
+                    // The first frame's time goes into RTP-Info; catalogs
+                    // and republishes before it are taken as they come.
+                    let deadline = Instant::now() + FIRST_FRAME_WAIT;
+                    let first = loop {
+                        match tokio::time::timeout_at(deadline, p.follower.recv()).await {
+                            Ok(Ok(Event::Frame(f))) => break Some(f),
+                            Ok(Ok(other)) => p.event(&other, config.max_payload, &mut outbox),
+                            Ok(Err(_)) | Err(_) => break None,
+                        }
+                    };
+                    let at = first.as_ref().and_then(|f| {
+                        f.catalog()
+                            .track(f.frame().track)
+                            .map(|t| (f.frame().pts, t.timescale))
+                    });
+                    let info = p
+                        .reader
+                        .as_ref()
+                        .map(|r| r.rtp_info(at))
+                        .unwrap_or_default();
+                    session
+                        .accept_play(&info)
+                        .map_err(|e| ctx_err(e, &session))?;
+                    if let Some(f) = first {
+                        p.frame(&f, config.max_payload, &mut outbox);
+                    }
+                }
+                SessionEvent::Pause => {
+                    debug!(peer = %peer, "rtsp: paused");
                     if let Some(p) = playing.as_mut() {
-                        info!(peer = %peer, stream = ?session.stream(), "rtsp: playing");
-                        p.reader = Some(Reader::new(&p.tracks, session.setups()));
+                        p.paused = true;
                     }
                 }
                 SessionEvent::Rtp { track, packet } => {
@@ -307,6 +523,29 @@ pub(crate) async fn connection(
                     }
                     .with_context(Some(peer), session.stream())
                 })?;
+        }
+        if let Some(p) = playing.as_ref() {
+            // Media stamped while answering (the first frame after PLAY).
+            flush(
+                &mut wr,
+                &mut outbox,
+                p,
+                udp_media.as_ref(),
+                peer,
+                config.write_timeout,
+            )
+            .await
+            .map_err(|source| {
+                Error::Io {
+                    ctx: Default::default(),
+                    source,
+                }
+                .with_context(Some(peer), session.stream())
+            })?;
+            if let Some(why) = &p.end {
+                info!(peer = %peer, stream = ?session.stream(), "rtsp: reader ended: {why}");
+                break;
+            }
         }
         if session.is_closed() {
             info!(peer = %peer, stream = ?session.stream(), "rtsp: session closed");
@@ -344,54 +583,21 @@ pub(crate) async fn connection(
                 info!(peer = %peer, stream = ?session.stream(), "rtsp: publish ended: {reason:?}");
                 break;
             }
-            event = async { playing.as_mut().map(|p| &mut p.subscription).expect("guarded").recv().await }, if sending => {
+            event = async { playing.as_mut().map(|p| &mut p.follower).expect("guarded").recv().await }, if sending => {
                 let Some(p) = playing.as_mut() else { continue };
                 match event {
-                    Ok(Event::Frame(frame)) => {
-                        let format = rtp_format(config.max_payload);
-                        let max = config.max_payload;
-                        let packets: Bytes = frame.derived(format, |f, c| packetize(f, c, max));
-                        if let Some(reader) = p.reader.as_mut() {
-                            reader.stamp(frame.frame().track, &packets, &mut tcp, &mut udp);
-                            report(reader, &p.subscription, frame.frame(), frame.catalog(), &mut tcp, &mut udp_rtcp);
-                        }
+                    Ok(event) => {
+                        p.event(&event, config.max_payload, &mut outbox);
                         // Gather what is already there before writing.
-                        while tcp.len() < 256 * 1024 {
-                            let Some(Ok(Event::Frame(next))) = p.subscription.try_recv() else { break };
-                            let packets = next.derived(format, |f, c| packetize(f, c, max));
-                            if let Some(reader) = p.reader.as_mut() {
-                                reader.stamp(next.frame().track, &packets, &mut tcp, &mut udp);
-                                report(reader, &p.subscription, next.frame(), next.catalog(), &mut tcp, &mut udp_rtcp);
-                            }
+                        while outbox.tcp.len() < 256 * 1024 && p.end.is_none() {
+                            let Some(Ok(next)) = p.follower.try_recv_ref() else { break };
+                            let next = owned(next);
+                            p.event(&next, config.max_payload, &mut outbox);
                         }
-                        if let Some(media) = udp_media.as_ref() {
-                            for (port, datagram) in udp.drain(..) {
-                                let to = SocketAddr::new(peer.ip(), port);
-                                if let Err(e) = media.rtp.send_to(&datagram, to).await {
-                                    debug!(peer = %peer, "rtsp: udp send to {to}: {e}");
-                                }
-                                p.subscription.record_sent(datagram.len());
-                            }
-                        }
-                        if let Some(media) = udp_media.as_ref() {
-                            for (port, datagram) in udp_rtcp.drain(..) {
-                                let to = SocketAddr::new(peer.ip(), port);
-                                if let Err(e) = media.rtcp.send_to(&datagram, to).await {
-                                    debug!(peer = %peer, "rtsp: udp send to {to}: {e}");
-                                }
-                            }
-                        }
-                        udp.clear();
-                        udp_rtcp.clear();
-                        if !tcp.is_empty() {
-                            let bytes = tcp.split();
-                            p.subscription.record_sent(bytes.len());
-                            write(&mut wr, &bytes, config.write_timeout)
-                                .await
-                                .map_err(|source| Error::Io { ctx: Default::default(), source }.with_context(Some(peer), session.stream()))?;
-                        }
+                        flush(&mut wr, &mut outbox, p, udp_media.as_ref(), peer, config.write_timeout)
+                            .await
+                            .map_err(|source| Error::Io { ctx: Default::default(), source }.with_context(Some(peer), session.stream()))?;
                     }
-                    Ok(_) => {}
                     Err(RecvError::Ended(reason)) => {
                         info!(peer = %peer, stream = ?session.stream(), "rtsp: stream ended: {reason:?}");
                         break;

@@ -26,7 +26,7 @@ use tidewater_media::rtp::h265::{self, packetize_h265};
 use tidewater_media::rtp::{HEADER_LEN, Payload, write_header};
 
 use crate::sdp::{AUDIO_PAYLOAD_TYPE, VIDEO_PAYLOAD_TYPE};
-use crate::session::Transport;
+use crate::session::{RtpInfo, Transport};
 
 /// The derived-output format of RTP packets at a payload size.
 pub fn rtp_format(max_payload: usize) -> OutputFormat {
@@ -130,6 +130,13 @@ pub fn packetize(frame: &Frame, catalog: &Catalog, max_payload: usize) -> Bytes 
 #[derive(Clone, Debug)]
 struct ReaderTrack {
     id: TrackId,
+    /// Its `trackID` in the description.
+    index: usize,
+    codec: Codec,
+    /// The RTP clock rate described.
+    clock: u32,
+    /// Added to timestamps after a republish, in the RTP clock.
+    shift: u32,
     transport: Transport,
     ssrc: u32,
     sequence: u16,
@@ -158,10 +165,27 @@ pub fn ntp_time(wall: SystemTime) -> u64 {
 
 /// One reader's stamping state: per described track its transport, SSRC,
 /// next sequence number and timestamp offset.
+///
+/// A reader plays on across a republish ([`Reader::discontinuity`]): the
+/// new publish's tracks are matched to the described ones by codec and
+/// clock rate ([`Reader::rebind`]), and its timestamps are moved to follow
+/// the last frame sent, one [`REPUBLISH_GAP`] later, on every track alike
+/// (so tracks stay in sync); sequence numbers and SSRCs carry on, and the
+/// new parameter sets go in band before its first keyframe.
 #[derive(Debug)]
 pub struct Reader {
     tracks: Vec<ReaderTrack>,
+    /// Media time moved by this much (microseconds) after republishes.
+    shift_us: i64,
+    /// The latest presentation time sent (microseconds, shifted).
+    last_us: Option<i64>,
+    /// Set at a republish: the next frame decides the new shift.
+    rebase: bool,
 }
+
+/// How far after the last frame of a publish the first frame of the next
+/// one is placed, for a reader that plays on across the republish.
+pub const REPUBLISH_GAP: Duration = Duration::from_millis(40);
 
 /// A random-looking 32-bit value (process-keyed hashing; not secret).
 fn random_u32(salt: u64) -> u32 {
@@ -181,6 +205,10 @@ impl Reader {
             .filter_map(|(i, (t, s))| {
                 s.map(|transport| ReaderTrack {
                     id: t.id,
+                    index: i,
+                    codec: t.codec,
+                    clock: clock_rate(t),
+                    shift: 0,
                     transport,
                     ssrc: random_u32(i as u64 * 2 + 1),
                     sequence: random_u32(i as u64 * 2 + 2) as u16,
@@ -192,7 +220,85 @@ impl Reader {
                 })
             })
             .collect();
-        Reader { tracks }
+        Reader {
+            tracks,
+            shift_us: 0,
+            last_us: None,
+            rebase: false,
+        }
+    }
+
+    /// The stream was published anew: the next frame stamped follows the
+    /// last one sent (see the type's docs).
+    pub fn discontinuity(&mut self) {
+        self.rebase = true;
+    }
+
+    /// Points the described tracks at the tracks of a (new) catalog, each
+    /// to the first unused one of the same codec and clock rate; `false`
+    /// (nothing changed) when a track set up has none.
+    pub fn rebind(&mut self, tracks: &[TrackInfo]) -> bool {
+        let mut used = vec![false; tracks.len()];
+        let mut ids = Vec::with_capacity(self.tracks.len());
+        for t in &self.tracks {
+            let Some(j) = tracks
+                .iter()
+                .enumerate()
+                .position(|(j, n)| !used[j] && n.codec == t.codec && clock_rate(n) == t.clock)
+            else {
+                return false;
+            };
+            used[j] = true;
+            ids.push(tracks[j].id);
+        }
+        for (t, id) in self.tracks.iter_mut().zip(ids) {
+            t.id = id;
+        }
+        true
+    }
+
+    /// The `RTP-Info` of every track set up for a play position at
+    /// presentation time `pts` (in `timescale`): the next sequence number
+    /// and the RTP time of that instant on each track's clock (the
+    /// timestamp the frame at `pts` goes out with on its own track).
+    pub fn rtp_info(&self, at: Option<(i64, u32)>) -> Vec<RtpInfo> {
+        self.tracks
+            .iter()
+            .map(|t| RtpInfo {
+                track: t.index,
+                seq: t.sequence,
+                rtptime: at.map(|(pts, timescale)| {
+                    (rescale(pts, timescale.max(1), t.clock) as u32)
+                        .wrapping_add(t.offset)
+                        .wrapping_add(t.shift)
+                }),
+            })
+            .collect()
+    }
+
+    /// [`stamp`](Self::stamp) for a frame, first placing a republish's
+    /// first frame after the last one sent.
+    pub fn stamp_frame(
+        &mut self,
+        frame: &Frame,
+        catalog: &Catalog,
+        packets: &[u8],
+        tcp: &mut BytesMut,
+        udp: &mut Vec<(u16, Bytes)>,
+    ) {
+        let timescale = catalog.track(frame.track).map_or(1, |t| t.timescale.max(1));
+        let us = rescale(frame.pts, timescale, 1_000_000);
+        if std::mem::take(&mut self.rebase)
+            && let Some(last) = self.last_us
+        {
+            self.shift_us = last + REPUBLISH_GAP.as_micros() as i64 - us;
+            for t in &mut self.tracks {
+                t.shift = rescale(self.shift_us, 1_000_000, t.clock) as u32;
+            }
+        }
+        let shown = us + self.shift_us;
+        self.last_us = Some(self.last_us.map_or(shown, |l| l.max(shown)));
+        self.stamp(frame.track, packets, tcp, udp);
     }
 
     /// The transport a frame of `track` goes over, if it is sent at all.
@@ -243,12 +349,13 @@ impl Reader {
             let at = stamped.len();
             stamped.put_slice(packet);
             stamped[at + 2..at + 4].copy_from_slice(&t.sequence.to_be_bytes());
-            stamped[at + 4..at + 8].copy_from_slice(&ts.wrapping_add(t.offset).to_be_bytes());
+            let ts = ts.wrapping_add(t.offset).wrapping_add(t.shift);
+            stamped[at + 4..at + 8].copy_from_slice(&ts.to_be_bytes());
             stamped[at + 8..at + 12].copy_from_slice(&t.ssrc.to_be_bytes());
             t.sequence = t.sequence.wrapping_add(1);
             t.sent += 1;
             t.octets += (len - HEADER_LEN.min(len)) as u64;
-            t.last_ts = Some(ts.wrapping_add(t.offset));
+            t.last_ts = Some(ts);
             match t.transport {
                 Transport::Tcp { .. } => tcp.put_slice(&stamped),
                 Transport::Udp { rtp, .. } => udp.push((rtp, stamped.freeze())),
@@ -498,6 +605,76 @@ mod tests {
                 .iter()
                 .all(|o| o.len() == outputs[0].len() && !o.is_empty())
         );
+    }
+
+    #[tokio::test]
+    async fn a_reader_plays_on_across_a_republish_with_other_track_ids() {
+        let (catalog, tracks) = catalog().await;
+        let setups = [
+            Some(Transport::Tcp { rtp: 0, rtcp: 1 }),
+            Some(Transport::Tcp { rtp: 2, rtcp: 3 }),
+        ];
+        let mut r = Reader::new(&tracks, &setups);
+        let video = |id: u32, pts: i64| {
+            let mut payload = BytesMut::new();
+            payload.put_u32(2);
+            payload.put_slice(&[0x65, 1]);
+            Frame::video(TrackId(id), Codec::H264, pts, pts, true, payload.freeze())
+        };
+        let stamped = |r: &mut Reader, frame: &Frame, catalog: &Catalog| {
+            let mut tcp = BytesMut::new();
+            r.stamp_frame(
+                frame,
+                catalog,
+                &packetize(frame, catalog, 1200),
+                &mut tcp,
+                &mut Vec::new(),
+            );
+            let mut rtp = Vec::new();
+            let mut rest = tcp.freeze();
+            while rest.len() >= 4 {
+                let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+                rtp.push(RtpPacket::parse(&rest.slice(4..4 + len)).expect("rtp"));
+                rest = rest.slice(4 + len..);
+            }
+            rtp
+        };
+        // The first publish: video at 1 kHz, 5 s in.
+        let before = stamped(&mut r, &video(1, 5000), &catalog);
+        let info = r.rtp_info(Some((5000, 1000)));
+        let last = before.last().expect("packets");
+        // The republish restarts at 0 with the video as track 7.
+        let engine = Engine::builder()
+            .default_app(AppSpec::default())
+            .build()
+            .expect("engine");
+        let mut publish = engine
+            .open_publish(Request::new(
+                StreamKey::parse("live/again").expect("key"),
+                "test",
+            ))
+            .await
+            .expect("publish");
+        let mut moved = tracks.clone();
+        moved[0].id = TrackId(7);
+        moved[1].id = TrackId(8);
+        let again = publish.set_catalog(moved.clone()).expect("catalog");
+        r.discontinuity();
+        assert!(r.rebind(&moved));
+        let after = stamped(&mut r, &video(7, 0), &again);
+        let first = after.first().expect("packets of the new publish");
+        assert_eq!(first.sequence, last.sequence.wrapping_add(1));
+        assert_eq!(first.ssrc, last.ssrc);
+        assert_eq!(first.timestamp.wrapping_sub(last.timestamp), 40 * 90);
+        // RTP-Info at the first position named the first packet exactly.
+        assert_eq!(info[0].rtptime, Some(before[0].timestamp));
+        assert_eq!(
+            info[0].seq,
+            before[0].sequence.wrapping_add(before.len() as u16)
+        );
+        // A republish without the described codecs cannot be followed.
+        let audio_only = vec![moved[1].clone()];
+        assert!(!r.rebind(&audio_only));
     }
 
     #[tokio::test]

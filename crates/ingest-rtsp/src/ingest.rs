@@ -20,11 +20,12 @@
 //! (sync within the difference of the tracks' first packets; using later
 //! sender reports is left for later).
 //!
-//! Decode timestamps equal presentation timestamps: RTP carries only the
-//! latter. For a stream with B-frames the kernel's clock repairs the
-//! non-monotonic decode times and the B-frames' presentation times follow
-//! the repair, so they are wrong: B-frame publishers are not supported yet
-//! (deriving decode times is left for later).
+//! RTP carries presentation timestamps only; video decode timestamps are
+//! derived with [`DtsDeriver`]: the reorder depth comes from the H.264
+//! SPS (`max_num_reorder_frames`) or is learned from the pictures that
+//! arrive out of order (H.265, an SPS that does not say), and decode times
+//! trail presentation times by that many frames, without holding any
+//! frame back. Audio decode times are presentation times.
 //!
 //! The catalog is announced once every track has its decoder
 //! configuration: H.264 from `sprop-parameter-sets` or, failing that, the
@@ -45,6 +46,7 @@ use tidewater_core::{Codec, Frame, TimestampWrap, TrackId, TrackInfo};
 use tidewater_media::codec::parse_asc;
 use tidewater_media::codec::{build_avcc, build_hvcc, h264_sps_size, h265_sps_size};
 use tidewater_media::rtp::aac::{AacDepacketizer, AuHeaderLayout};
+use tidewater_media::rtp::dts::{DtsDeriver, h264_reorder_depth};
 use tidewater_media::rtp::h264::{H264AccessUnit, H264Depacketizer, nal_type};
 use tidewater_media::rtp::h265::{self, H265AccessUnit, H265Depacketizer};
 use tidewater_media::rtp::{ReorderBuffer, RtpError, RtpPacket, SenderReport, parse_sender_report};
@@ -80,6 +82,8 @@ struct Track {
     offset: Option<u32>,
     /// Puts UDP's reordered packets back in order.
     reorder: ReorderBuffer,
+    /// Decode times of video pictures (RTP carries presentation times).
+    dts: DtsDeriver,
 }
 
 /// RTP of one publish to frames (see the module docs).
@@ -214,13 +218,16 @@ impl Ingest {
                             v.height = h;
                         }
                         track.info.config = Some(avcc);
+                        track
+                            .dts
+                            .set_depth(sps.first().and_then(|s| h264_reorder_depth(s)));
                         changed = true;
                     }
                     let ts = i64::from(unit.timestamp);
                     let frame = Frame::video(
                         track.info.id,
                         Codec::H264,
-                        ts,
+                        track.dts.next(unit.timestamp),
                         ts,
                         unit.keyframe,
                         unit.to_avcc(),
@@ -264,7 +271,7 @@ impl Ingest {
                     let frame = Frame::video(
                         track.info.id,
                         Codec::H265,
-                        ts,
+                        track.dts.next(unit.timestamp),
                         ts,
                         unit.keyframe,
                         unit.to_hvcc(),
@@ -362,6 +369,11 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
             if !pps.is_empty() {
                 info.config = build_avcc(&sps, &pps);
             }
+            // Without an SPS yet the depth is learned until one comes.
+            let depth = match sps.first() {
+                Some(s) => h264_reorder_depth(s),
+                None => None,
+            };
             if let (Some(v), Some((w, h))) = (
                 info.video.as_mut(),
                 sps.first().and_then(|s| h264_sps_size(s)),
@@ -376,6 +388,7 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
                 report: None,
                 offset: None,
                 reorder: ReorderBuffer::default(),
+                dts: DtsDeriver::new(depth, sdp.clock_rate / 30),
             })
         }
         Codec::H265 => {
@@ -405,6 +418,7 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
                 report: None,
                 offset: None,
                 reorder: ReorderBuffer::default(),
+                dts: DtsDeriver::new(None, sdp.clock_rate / 30),
             })
         }
         Codec::Opus => {
@@ -423,6 +437,7 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
                 report: None,
                 offset: None,
                 reorder: ReorderBuffer::default(),
+                dts: DtsDeriver::new(Some(0), 1),
             })
         }
         Codec::Aac => {
@@ -450,6 +465,7 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
                 report: None,
                 offset: None,
                 reorder: ReorderBuffer::default(),
+                dts: DtsDeriver::new(Some(0), 1),
             })
         }
         _ => None,

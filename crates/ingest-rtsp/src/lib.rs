@@ -21,7 +21,15 @@
 //!   only the sequence number, SSRC and timestamp offset differ per reader
 //!   (see [`egress`]). Readers get an RTCP sender report per track once a
 //!   second, each track's RTP time on the publish's wall clock, so players
-//!   sync audio and video.
+//!   sync audio and video. `PLAY` answers with `Range` and `RTP-Info`
+//!   (each track's first sequence number and the RTP time of the first
+//!   frame sent); `PAUSE` stops the media and a later `PLAY` resumes it at
+//!   the next keyframe. A reader follows its stream across a republish
+//!   within the stream's follow grace: the new publish's tracks are
+//!   matched to the described ones by codec and clock rate, timestamps
+//!   carry on 40 ms after the last frame sent, and the new parameter sets
+//!   go in band before the first keyframe (a republish with other codecs
+//!   ends the session).
 //! - **Credentials**: `Authorization: Basic` becomes
 //!   `Credentials::UserPass`, `Digest` becomes `Credentials::Digest` (the
 //!   authorizer checks the response against its nonce), `?token=` stays in
@@ -86,14 +94,13 @@
 //!   supported.
 //! - **Input held while the kernel answers** an `ANNOUNCE` or `DESCRIBE`:
 //!   a pipelined `SETUP` is not answered before its stream exists.
-//! - **Decode timestamps equal presentation timestamps** on ingest: RTP
-//!   carries presentation times only. That is right for streams without
-//!   B-frames (cameras, `-bf 0`, baseline profile). **A publisher with
-//!   B-frames is not handled yet**: the kernel's clock repairs the
-//!   non-monotonic decode times and the presentation times of B-frames
-//!   follow the repair, so they come out wrong; deriving decode times (a
-//!   reorder window, or the slice headers' picture order counts) is left
-//!   for later.
+//! - **Decode timestamps are derived** on ingest (RTP carries presentation
+//!   times only) from a reorder depth, without holding frames back: the
+//!   H.264 SPS states it (`max_num_reorder_frames`), else it is learned
+//!   from the pictures that arrive out of order (see
+//!   `tidewater_media::rtp::dts`). A stream whose SPS does not state its
+//!   depth has one picture with a repaired decode time, at the first
+//!   reordered picture.
 //!
 //! # Feature flags
 //!
@@ -105,17 +112,17 @@
 //!   and Opus are ignored on publish and left out of `DESCRIBE`); AAC in
 //!   LATM (`MP4A-LATM`); an `OpusHead` for Opus tracks (none is made).
 //! - Receiver reports from readers are only keep-alives (no loss or jitter
-//!   statistics); `RTP-Info` in `PLAY` answers.
-//! - Publishers with B-frames (decode timestamps; see the decisions above);
-//!   later sender reports of a publisher (only those before a track's first
+//!   statistics).
+//! - Later sender reports of a publisher (only those before a track's first
 //!   packet place it on the timeline).
+//! - `PLAY` with a `Range` (live streams play from the cached GOP) or
+//!   `Scale`.
 //! - Digest with SHA-256 (RFC 7616): challenges offer MD5, which ffmpeg and
 //!   GStreamer speak.
 //! - UDP: NAT traversal (datagrams must come from the peer's own IP and
 //!   `client_port`), multicast.
-//! - RTSPS, camera pull (retina), `PAUSE`, several RTSP sessions on one
+//! - RTSPS, camera pull (retina), several RTSP sessions on one
 //!   connection or one session over several connections.
-//! - Wiring into the server binary (config section, listener).
 
 #![deny(missing_docs)]
 

@@ -106,8 +106,14 @@ pub enum SessionEvent {
     Describe(StreamRequest),
     /// `RECORD` was answered: media follows.
     Record,
-    /// `PLAY` was answered: send media.
-    Play,
+    /// `PLAY`: send media. Answer with [`Session::accept_play`] (which
+    /// writes `RTP-Info`) once the first frame to send is known.
+    Play {
+        /// Whether this resumes a paused session (`false`: the first `PLAY`).
+        resume: bool,
+    },
+    /// `PAUSE` was answered: stop sending until the next `PLAY`.
+    Pause,
     /// An RTP packet of announced track `track` (its `m=` index).
     Rtp {
         /// The track index.
@@ -133,6 +139,19 @@ enum Mode {
     Recording,
     Described,
     Playing,
+    Paused,
+}
+
+/// One set-up track's entry of an `RTP-Info` header: its `trackID`, the
+/// sequence number and RTP timestamp of the first packet sent after `PLAY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RtpInfo {
+    /// The track (`trackID=N`).
+    pub track: usize,
+    /// The next sequence number.
+    pub seq: u16,
+    /// The RTP timestamp of the play position, when known.
+    pub rtptime: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -152,6 +171,8 @@ pub struct Session {
     output: BytesMut,
     events: VecDeque<SessionEvent>,
     pending: Option<Pending>,
+    /// A `PLAY` waiting for [`Session::accept_play`]: its `CSeq`.
+    pending_play: Option<Option<String>>,
     mode: Mode,
     /// The stream announced or described.
     key: Option<String>,
@@ -176,6 +197,7 @@ impl Session {
             output: BytesMut::new(),
             events: VecDeque::new(),
             pending: None,
+            pending_play: None,
             mode: Mode::Idle,
             key: None,
             base: None,
@@ -293,6 +315,42 @@ impl Session {
         self.parse()
     }
 
+    /// Answers the pending `PLAY` with 200, `Range` and an `RTP-Info` entry
+    /// per track in `info` (URLs from the described stream's base URL).
+    pub fn accept_play(&mut self, info: &[RtpInfo]) -> Result<()> {
+        let Some(cseq) = self.pending_play.take() else {
+            return Ok(());
+        };
+        let base = self
+            .base
+            .as_deref()
+            .unwrap_or("")
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('/')
+            .to_string();
+        let entries: Vec<String> = info
+            .iter()
+            .map(|i| {
+                let mut e = format!("url={base}/{};seq={}", crate::sdp::control(i.track), i.seq);
+                if let Some(t) = i.rtptime {
+                    e.push_str(&format!(";rtptime={t}"));
+                }
+                e
+            })
+            .collect();
+        let mut extra = vec![
+            (headers::SESSION, self.session_header()),
+            (headers::RANGE, "npt=0.000-".to_string()),
+        ];
+        if !entries.is_empty() {
+            extra.push((headers::RTP_INFO, entries.join(",")));
+        }
+        self.respond(200, cseq.as_deref(), &extra, b"");
+        self.parse()
+    }
+
     /// Answers the pending `ANNOUNCE` or `DESCRIBE` with an error status; a
     /// 401 carries a Digest challenge with `nonce` (when the authorizer
     /// checks Digest) and a Basic one, for `realm`.
@@ -314,7 +372,11 @@ impl Session {
     }
 
     fn parse(&mut self) -> Result<()> {
-        while self.pending.is_none() && !self.closed && !self.input.is_empty() {
+        while self.pending.is_none()
+            && self.pending_play.is_none()
+            && !self.closed
+            && !self.input.is_empty()
+        {
             if self.input.first() == Some(&b'$') {
                 let Some(head) = self.input.get(..4) else {
                     return Ok(());
@@ -410,7 +472,7 @@ impl Session {
             .unwrap_or_default();
         match request.method() {
             Method::Options => {
-                let public = "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+                let public = "OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, PAUSE, RECORD, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
                 self.respond(200, cseq, &[(headers::PUBLIC, public.to_string())], b"");
             }
             Method::GetParameter | Method::SetParameter => self.respond(200, cseq, &[], b""),
@@ -469,29 +531,42 @@ impl Session {
                 self.events.push_back(SessionEvent::Record);
             }
             Method::Play => {
-                match self.mode {
-                    Mode::Playing => {}
-                    Mode::Described if self.setups.iter().any(Option::is_some) => {}
+                let resume = match self.mode {
+                    Mode::Playing => {
+                        // Already playing: nothing changes.
+                        self.respond(
+                            200,
+                            cseq,
+                            &[
+                                (headers::SESSION, self.session_header()),
+                                (headers::RANGE, "npt=0.000-".to_string()),
+                            ],
+                            b"",
+                        );
+                        return Ok(());
+                    }
+                    Mode::Paused => true,
+                    Mode::Described if self.setups.iter().any(Option::is_some) => false,
                     _ => {
                         self.respond(455, cseq, &[], b"");
                         return Ok(());
                     }
-                }
-                let first = self.mode == Mode::Described;
+                };
                 self.mode = Mode::Playing;
-                self.respond(
-                    200,
-                    cseq,
-                    &[
-                        (headers::SESSION, self.session_header()),
-                        (headers::RANGE, "npt=0.000-".to_string()),
-                    ],
-                    b"",
-                );
-                if first {
-                    self.events.push_back(SessionEvent::Play);
-                }
+                self.pending_play = Some(cseq.map(str::to_string));
+                self.events.push_back(SessionEvent::Play { resume });
             }
+            Method::Pause => match self.mode {
+                Mode::Playing | Mode::Paused => {
+                    let paused = self.mode == Mode::Paused;
+                    self.mode = Mode::Paused;
+                    self.respond(200, cseq, &[(headers::SESSION, self.session_header())], b"");
+                    if !paused {
+                        self.events.push_back(SessionEvent::Pause);
+                    }
+                }
+                _ => self.respond(455, cseq, &[], b""),
+            },
             Method::Teardown => {
                 self.respond(200, cseq, &[(headers::SESSION, self.session_header())], b"");
                 self.events.push_back(SessionEvent::Teardown);

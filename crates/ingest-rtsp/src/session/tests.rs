@@ -224,12 +224,167 @@ fn a_reader_describes_sets_up_and_plays() {
     )
     .expect("ok");
     let codes: Vec<u16> = responses(&mut s).iter().map(|r| r.0).collect();
-    assert_eq!(codes, vec![200, 454, 404, 461, 200]);
-    assert!(matches!(s.poll_event(), Some(SessionEvent::Play)));
+    assert_eq!(
+        codes,
+        vec![200, 454, 404, 461],
+        "PLAY waits for its RTP-Info"
+    );
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Play { resume: false })
+    ));
     assert_eq!(
         s.setups(),
         &[None, Some(Transport::Tcp { rtp: 0, rtcp: 1 })]
     );
+    s.accept_play(&[RtpInfo {
+        track: 1,
+        seq: 4242,
+        rtptime: Some(90_000),
+    }])
+    .expect("ok");
+    let r = responses(&mut s);
+    assert_eq!(r[0].0, 200);
+    assert!(r[0].1.contains("CSeq: 6\r\n"), "{}", r[0].1);
+    assert!(r[0].1.contains("Range: npt=0.000-\r\n"), "{}", r[0].1);
+    assert!(
+        r[0].1
+            .contains("RTP-Info: url=rtsp://h/live/cam/trackID=1;seq=4242;rtptime=90000\r\n"),
+        "{}",
+        r[0].1
+    );
+}
+
+/// A playing session up to its first `PLAY` answered.
+fn playing() -> (Session, Instant) {
+    let (mut s, now) = session();
+    s.handle_input(
+        &request("DESCRIBE", "rtsp://h/live/cam?token=t", 1, "", ""),
+        now,
+    )
+    .expect("ok");
+    s.accept_describe("v=0\r\n", 2).expect("ok");
+    for (i, track) in [0, 1].iter().enumerate() {
+        s.handle_input(
+            &request(
+                "SETUP",
+                &format!("rtsp://h/live/cam/trackID={track}"),
+                2 + i as u32,
+                &format!(
+                    "Transport: RTP/AVP/TCP;unicast;interleaved={}-{}\r\nSession: s1\r\n",
+                    track * 2,
+                    track * 2 + 1
+                ),
+                "",
+            ),
+            now,
+        )
+        .expect("ok");
+    }
+    s.handle_input(
+        &request("PLAY", "rtsp://h/live/cam", 4, "Session: s1\r\n", ""),
+        now,
+    )
+    .expect("ok");
+    s.accept_play(&[]).expect("ok");
+    let codes: Vec<u16> = responses(&mut s).iter().map(|r| r.0).collect();
+    assert_eq!(codes, vec![200, 200, 200, 200]);
+    while s.poll_event().is_some() {}
+    (s, now)
+}
+
+#[test]
+fn pause_then_play_resumes_with_rtp_info() {
+    let (mut s, now) = playing();
+    // Input after a PLAY is held until the PLAY is answered.
+    s.handle_input(
+        &[
+            request("PAUSE", "rtsp://h/live/cam", 5, "Session: s1\r\n", ""),
+            request("PAUSE", "rtsp://h/live/cam", 6, "Session: s1\r\n", ""),
+            request("PLAY", "rtsp://h/live/cam", 7, "Session: s1\r\n", ""),
+            request(
+                "GET_PARAMETER",
+                "rtsp://h/live/cam",
+                8,
+                "Session: s1\r\n",
+                "",
+            ),
+        ]
+        .concat(),
+        now,
+    )
+    .expect("ok");
+    assert!(matches!(s.poll_event(), Some(SessionEvent::Pause)));
+    assert!(matches!(
+        s.poll_event(),
+        Some(SessionEvent::Play { resume: true })
+    ));
+    assert!(s.poll_event().is_none(), "a second PAUSE changes nothing");
+    let codes: Vec<u16> = responses(&mut s).iter().map(|r| r.0).collect();
+    assert_eq!(codes, vec![200, 200], "the PLAY and what follows wait");
+    s.accept_play(&[
+        RtpInfo {
+            track: 0,
+            seq: 10,
+            rtptime: Some(1),
+        },
+        RtpInfo {
+            track: 1,
+            seq: 20,
+            rtptime: None,
+        },
+    ])
+    .expect("ok");
+    let r = responses(&mut s);
+    assert_eq!(r.iter().map(|r| r.0).collect::<Vec<_>>(), vec![200, 200]);
+    assert!(
+        r[0].1.contains(
+            "RTP-Info: url=rtsp://h/live/cam/trackID=0;seq=10;rtptime=1,url=rtsp://h/live/cam/trackID=1;seq=20\r\n"
+        ),
+        "{}",
+        r[0].1
+    );
+    assert!(r[1].1.contains("CSeq: 8\r\n"), "the keep-alive: {}", r[1].1);
+    // A PLAY while playing is answered at once; PAUSE before PLAY is refused.
+    s.handle_input(
+        &request("PLAY", "rtsp://h/live/cam", 9, "Session: s1\r\n", ""),
+        now,
+    )
+    .expect("ok");
+    assert_eq!(responses(&mut s)[0].0, 200);
+    assert!(s.poll_event().is_none());
+    let (mut fresh, now) = session();
+    fresh
+        .handle_input(&request("PAUSE", "rtsp://h/live/cam", 1, "", ""), now)
+        .expect("ok");
+    assert_eq!(responses(&mut fresh)[0].0, 455);
+}
+
+#[test]
+fn keep_alives_hold_a_paused_reader_until_they_stop() {
+    let (mut s, now) = playing();
+    s.handle_input(
+        &request("PAUSE", "rtsp://h/live/cam", 5, "Session: s1\r\n", ""),
+        now,
+    )
+    .expect("ok");
+    for i in 1..=3u64 {
+        let at = now + Duration::from_secs(50 * i);
+        assert!(s.handle_timeout(at).is_ok());
+        s.handle_input(
+            &request(
+                "GET_PARAMETER",
+                "rtsp://h/live/cam",
+                5 + i as u32,
+                "Session: s1\r\n",
+                "",
+            ),
+            at,
+        )
+        .expect("ok");
+    }
+    assert!(s.handle_timeout(now + Duration::from_secs(209)).is_ok());
+    assert!(s.handle_timeout(now + Duration::from_secs(210)).is_err());
 }
 
 #[test]
@@ -278,7 +433,7 @@ fn refusals_wrong_order_and_garbage() {
     let (mut s, now) = session();
     s.handle_input(&request("RECORD", "rtsp://h/live/cam", 1, "", ""), now)
         .expect("ok");
-    s.handle_input(&request("PAUSE", "rtsp://h/live/cam", 2, "", ""), now)
+    s.handle_input(&request("REDIRECT", "rtsp://h/live/cam", 2, "", ""), now)
         .expect("ok");
     s.handle_input(
         &request("ANNOUNCE", "rtsp://h/live/cam", 3, "", "not sdp"),

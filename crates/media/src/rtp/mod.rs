@@ -20,6 +20,7 @@
 //! receiver of a stream.
 
 pub mod aac;
+pub mod dts;
 pub mod h264;
 pub mod h265;
 
