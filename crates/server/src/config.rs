@@ -141,6 +141,7 @@
 //! report it, and start the worker in [`Server::bind`](crate::Server::bind).
 
 mod auth;
+mod cluster;
 mod dash;
 mod hls;
 mod http;
@@ -163,6 +164,7 @@ use tidewater::{Engine, EngineBuilder};
 use tidewater_auth::Authorization;
 
 pub use auth::AuthSection;
+pub use cluster::ClusterSection;
 pub use dash::DashSection;
 pub use hls::HlsSection;
 pub use http::{DEFAULT_HTTP_PORT, HttpConfig};
@@ -214,6 +216,9 @@ pub struct Config {
     pub web: WebSection,
     /// `[record]`: recording to fMP4 files, played back under `/playback/`.
     pub record: RecordSection,
+    /// `[cluster]`: this server as a node of a cluster (etcd directory,
+    /// relay, edge pulls); absent, the server stands alone.
+    pub cluster: Option<ClusterSection>,
 }
 
 impl Config {
@@ -243,6 +248,9 @@ impl Config {
         self.auth.check()?;
         self.web.check()?;
         self.record.check()?;
+        if let Some(cluster) = &self.cluster {
+            cluster.check()?;
+        }
         Ok(())
     }
 
@@ -266,6 +274,7 @@ impl Config {
             https,
             web,
             record,
+            cluster,
         } = self;
         [
             ("http", *http != other.http),
@@ -283,6 +292,7 @@ impl Config {
             ("https", *https != other.https),
             ("web", *web != other.web),
             ("record", *record != other.record),
+            ("cluster", *cluster != other.cluster),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
@@ -301,7 +311,15 @@ impl Config {
     /// its HTTP guard). The configuration must have passed
     /// [`validate`](Self::validate).
     fn engine_builder_with(&self, auth: Authorization) -> Result<EngineBuilder> {
-        let mut builder = Engine::builder().authorizer(auth);
+        let mut builder = match &self.cluster {
+            // The cluster's nodes present its secret; everyone else is
+            // `[auth]`'s to answer.
+            Some(c) => Engine::builder().authorizer(tidewater::cluster::ClusterSecret::new(
+                c.secret.clone(),
+                std::sync::Arc::new(auth),
+            )),
+            None => Engine::builder().authorizer(auth),
+        };
         for (name, spec) in self.app_specs()? {
             builder = builder.app(name, spec);
         }

@@ -71,6 +71,9 @@ pub enum Error {
     /// The kernel refused something.
     #[error(transparent)]
     Kernel(#[from] tidewater::Error),
+    /// Joining the cluster failed (etcd unreachable, the relay's port in use).
+    #[error("cluster: {0}")]
+    Cluster(#[source] tidewater::cluster::Error),
 }
 
 /// The server library's result type.

@@ -138,6 +138,7 @@ pub struct Server {
     whip: Option<tidewater::whip::Whip>,
     web: Option<config::WebSection>,
     record: Option<tidewater::record::Recorder>,
+    cluster: Option<tidewater::cluster::ClusterConfig>,
 }
 
 /// Binds a TCP listener; returns it with its actual address.
@@ -232,6 +233,10 @@ impl Server {
             ),
             None => None,
         };
+        let cluster = match &config.cluster {
+            Some(c) => Some(c.cluster_config()?),
+            None => None,
+        };
         let reloader = Reloader::new(None, config.clone(), auth.clone());
         Ok(Server {
             engine,
@@ -254,6 +259,7 @@ impl Server {
             whip,
             web: config.web.enabled.then(|| config.web.clone()),
             record,
+            cluster,
         })
     }
 
@@ -373,8 +379,21 @@ impl Server {
             whip,
             web,
             record,
+            cluster,
         } = self;
         let reaper = engine.spawn_reaper(REAP_INTERVAL, shutdown.child_token());
+        if let Some(c) = cluster {
+            // Joined before any listener accepts: a publish is claimed in
+            // the directory from the first one. The engine's authorizer
+            // already knows the secret (`Config::engine_builder`).
+            let secret = Arc::new(tidewater::cluster::ClusterSecret::new(
+                c.secret.clone(),
+                Arc::new(tidewater::PermitAll),
+            ));
+            tidewater::cluster::Cluster::start(engine.clone(), c, secret, shutdown.child_token())
+                .await
+                .map_err(Error::Cluster)?;
+        }
         let console = web.map(|web| http::console::Console {
             rtmp: rtmp.clone().map(http::console::Port::Rtmp),
             rtmps: rtmps.clone().map(http::console::Port::Rtmp),

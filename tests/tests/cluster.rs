@@ -1,0 +1,323 @@
+//! Several `tidewater` processes as one cluster, found through a real etcd
+//! (Debian's `etcd-server`) that the test starts on loopback ports with a
+//! data directory of its own: ffmpeg publishes to node A, ffmpeg reads RTMP
+//! and HLS from node B (which pulls the stream once from A), and when A is
+//! killed its stream leaves the directory with its lease, the publisher
+//! goes to B, and a reader on C goes on.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tidewater_tests::auth::spawn_read_frames;
+use tidewater_tests::{
+    ChildGuard, ServerCommand, ServerProcess, TempDir, catalog_codecs, curl_command,
+    ffmpeg_publish, wait_json, wait_live,
+};
+
+const SECRET: &str = "cluster-test-secret-0123456789";
+const LIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A free loopback port (bound, then released for the child to take).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// An etcd of the test's own, killed on drop.
+struct Etcd {
+    _child: ChildGuard,
+    client: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Etcd {
+    fn start() -> Etcd {
+        let dir = TempDir::new("etcd");
+        let (client, peer) = (free_port(), free_port());
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", "test", "--data-dir"])
+            .arg(dir.file("data"))
+            .args(["--listen-client-urls", &client_url])
+            .args(["--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url])
+            .args(["--initial-advertise-peer-urls", &peer_url])
+            .args(["--initial-cluster", &format!("test={peer_url}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run etcd (install the etcd-server package): {e}"));
+        let etcd = Etcd {
+            _child: ChildGuard(child),
+            client: SocketAddr::from(([127, 0, 0, 1], client)),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while etcd.range("/tidewater/").is_none() {
+            assert!(Instant::now() < deadline, "etcd did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        etcd
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.client)
+    }
+
+    /// The keys under `prefix`, read through etcd's JSON gateway with curl.
+    fn range(&self, prefix: &str) -> Option<Vec<String>> {
+        TcpStream::connect(self.client).ok()?;
+        let key = base64(prefix.as_bytes());
+        let mut end = prefix.as_bytes().to_vec();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        let body = format!("{{\"key\":\"{key}\",\"range_end\":\"{}\"}}", base64(&end));
+        let out = curl_command()
+            .args(["-s", "-X", "POST", "-d", &body])
+            .arg(format!("{}/v3/kv/range", self.url()))
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v.get("header")?;
+        Some(
+            v["kvs"]
+                .as_array()
+                .map(|kvs| {
+                    kvs.iter()
+                        .filter_map(|kv| kv["key"].as_str().map(unbase64))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn unbase64(text: &str) -> String {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in text.bytes().take_while(|c| *c != b'=') {
+        let Some(v) = B64.iter().position(|b| *b == c) else {
+            continue;
+        };
+        bits = bits << 6 | v as u32;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A node of the cluster: its process, HTTP and RTMP addresses.
+struct Node {
+    process: ServerProcess,
+    http: SocketAddr,
+    rtmp: SocketAddr,
+}
+
+fn node(etcd: &Etcd, id: &str, lease_ttl_ms: u64) -> Node {
+    let relay = free_port();
+    let config = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[cluster]\netcd = [\"{}\"]\nnode_id = \"{id}\"\nsecret = \"{SECRET}\"\nrelay_listen = \"127.0.0.1:{relay}\"\nlease_ttl_ms = {lease_ttl_ms}\n",
+        etcd.url()
+    );
+    let (mut process, http) = ServerCommand::with_config(&config).start();
+    let rtmp = process.rtmp_addr();
+    Node {
+        process,
+        http,
+        rtmp,
+    }
+}
+
+fn stream_json(http: SocketAddr, key: &str) -> Option<serde_json::Value> {
+    let r = tidewater_tests::try_http_get(&format!("http://{http}/api/v1/streams/{key}")).ok()?;
+    (r.status == 200).then(|| r.json())
+}
+
+fn readers_by(stream: &serde_json::Value, protocol: &str) -> usize {
+    stream["subscribers"].as_array().map_or(0, |s| {
+        s.iter().filter(|s| s["protocol"] == protocol).count()
+    })
+}
+
+#[test]
+fn an_edge_pulls_once_for_its_readers_and_serves_rtmp_and_hls() {
+    let etcd = Etcd::start();
+    let a = node(&etcd, "a", 10_000);
+    let b = node(&etcd, "b", 10_000);
+    let _publisher = ffmpeg_publish(&format!("rtmp://{}/live/cam", a.rtmp), 30, 25);
+    let at_a = wait_live(a.http, "live/cam", LIVE_TIMEOUT);
+    assert_eq!(
+        etcd.range("/tidewater/streams/").expect("etcd"),
+        ["/tidewater/streams/live/cam"]
+    );
+    assert_eq!(
+        etcd.range("/tidewater/nodes/").expect("etcd"),
+        ["/tidewater/nodes/a", "/tidewater/nodes/b"]
+    );
+
+    // Two RTMP readers and an HLS reader at B, none at A.
+    let rtmp_url = format!("rtmp://{}/live/cam", b.rtmp);
+    let first = spawn_read_frames(rtmp_url.clone(), &["-t", "6"], Duration::from_secs(30));
+    let second = spawn_read_frames(rtmp_url, &["-t", "6"], Duration::from_secs(30));
+    let hls = spawn_read_frames(
+        format!("http://{}/hls/live/cam/index.m3u8", b.http),
+        &["-t", "4"],
+        Duration::from_secs(40),
+    );
+    // Both RTMP readers on B, then count A's relay readers: one.
+    let at_b = wait_json(
+        &format!("http://{}/api/v1/streams/live/cam", b.http),
+        LIVE_TIMEOUT,
+        |s| readers_by(s, "rtmp") >= 2,
+    );
+    assert_eq!(at_b["protocol"], "relay", "B pulls the stream: {at_b}");
+    assert_eq!(catalog_codecs(&at_b), catalog_codecs(&at_a));
+    let at_a = stream_json(a.http, "live/cam").expect("live at A");
+    assert_eq!(
+        readers_by(&at_a, "relay"),
+        1,
+        "one pull for every reader at B: {at_a}"
+    );
+    assert_eq!(readers_by(&at_a, "rtmp"), 0, "{at_a}");
+
+    for (name, reader) in [("rtmp 1", first), ("rtmp 2", second), ("hls", hls)] {
+        let got = reader.join().expect("reader");
+        assert!(
+            !got.failed() && got.status.is_some(),
+            "{name} reader at B: {got:?}"
+        );
+        assert!(
+            got.video_frames() >= 75,
+            "{name}: {} video frames",
+            got.video_frames()
+        );
+        assert!(got.audio_frames() > 0, "{name}: no audio");
+        assert!(got.crc.monotonic(), "{name}: timestamps go back");
+    }
+    // Still one relay after all of them.
+    let at_a = stream_json(a.http, "live/cam").expect("live at A");
+    assert!(readers_by(&at_a, "relay") <= 1, "{at_a}");
+}
+
+#[test]
+fn a_killed_origins_stream_leaves_with_its_lease_and_readers_follow_the_publisher() {
+    let etcd = Etcd::start();
+    let ttl = Duration::from_secs(3);
+    let a = node(&etcd, "a", ttl.as_millis() as u64);
+    let b = node(&etcd, "b", ttl.as_millis() as u64);
+    let c = node(&etcd, "c", ttl.as_millis() as u64);
+    let first_publisher = ffmpeg_publish(&format!("rtmp://{}/live/move", a.rtmp), 60, 25);
+    wait_live(a.http, "live/move", LIVE_TIMEOUT);
+
+    // A reader on C for 20 s of media: it can only get them through the failover.
+    let reader = spawn_read_frames(
+        format!("rtmp://{}/live/move", c.rtmp),
+        &["-t", "20"],
+        Duration::from_secs(60),
+    );
+    let before = wait_json(
+        &format!("http://{}/api/v1/streams/live/move", c.http),
+        LIVE_TIMEOUT,
+        |s| readers_by(s, "rtmp") == 1,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+
+    a.process.signal("KILL");
+    let killed = Instant::now();
+    drop(first_publisher);
+    let deadline = killed + ttl + Duration::from_secs(4);
+    while etcd.range("/tidewater/streams/").expect("etcd") != Vec::<String>::new() {
+        assert!(
+            Instant::now() < deadline,
+            "A's stream still in the directory {:?} after its death",
+            killed.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let gone = killed.elapsed();
+    assert!(
+        !etcd
+            .range("/tidewater/nodes/")
+            .expect("etcd")
+            .contains(&"/tidewater/nodes/a".to_string())
+    );
+
+    // The publisher reconnects, to B.
+    let republished = Instant::now();
+    let _second_publisher = ffmpeg_publish(&format!("rtmp://{}/live/move", b.rtmp), 40, 25);
+    wait_json(
+        &format!("http://{}/api/v1/streams/live/move", b.http),
+        Duration::from_secs(15),
+        |s| readers_by(s, "relay") == 1,
+    );
+    let followed = republished.elapsed();
+    // The reader on C read one publish all along: no end, a discontinuity.
+    let after = stream_json(c.http, "live/move").expect("still live at C");
+    assert_eq!(after["generation"], before["generation"], "{after}");
+
+    let got = reader.join().expect("reader");
+    assert!(
+        !got.failed() && got.status.is_some(),
+        "the reader at C ended badly or hung: {got:?}"
+    );
+    // 20 s of media, about 6 of them before A died.
+    assert!(
+        got.video_frames() >= 400,
+        "{} video frames",
+        got.video_frames()
+    );
+    assert!(
+        got.crc.monotonic(),
+        "timestamps go back across the failover"
+    );
+    assert!(
+        followed < Duration::from_secs(15),
+        "C followed after {followed:?}"
+    );
+    eprintln!(
+        "directory emptied {gone:?} after the kill; C pulled from B {followed:?} after the republish"
+    );
+}
+
+#[test]
+fn without_etcd_a_cluster_node_does_not_start_and_says_why() {
+    let dead = free_port();
+    let config = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n\n[cluster]\netcd = [\"http://127.0.0.1:{dead}\"]\nnode_id = \"a\"\nsecret = \"{SECRET}\"\nrelay_listen = \"127.0.0.1:{}\"\n",
+        free_port()
+    );
+    let mut process = ServerCommand::with_config(&config).spawn();
+    let (status, output) = process.expect_exit(Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(output.contains("cluster"), "{output}");
+}
