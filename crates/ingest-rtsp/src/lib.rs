@@ -104,7 +104,8 @@
 //!
 //! # Feature flags
 //!
-//! None.
+//! - `pull`: [`pull`], pulling streams from RTSP sources (IP cameras,
+//!   other RTSP servers) with the `retina` client, and where it falls short.
 //!
 //! # Not yet
 //!
@@ -121,7 +122,7 @@
 //!   GStreamer speak.
 //! - UDP: NAT traversal (datagrams must come from the peer's own IP and
 //!   `client_port`), multicast.
-//! - RTSPS, camera pull (retina), several RTSP sessions on one
+//! - RTSPS, several RTSP sessions on one
 //!   connection or one session over several connections.
 
 #![deny(missing_docs)]
@@ -134,6 +135,8 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ingest;
+#[cfg(feature = "pull")]
+pub mod pull;
 pub mod sdp;
 pub mod session;
 pub mod target;

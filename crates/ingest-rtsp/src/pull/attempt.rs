@@ -1,0 +1,291 @@
+//! One connection to a source: `DESCRIBE`, `SETUP` of the tracks the
+//! kernel carries, `PLAY`, then frames into a publish until the source
+//! goes away, stalls, or the pull is told to stop.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
+use retina::client::{
+    Credentials, InitialTimestampPolicy, PlayOptions, Session, SessionOptions, SetupOptions,
+    TcpTransportOptions, Transport, UdpTransportOptions,
+};
+use retina::codec::{CodecItem, FrameFormat};
+use tidewater_core::{Codec, Frame, IngestContext, PublishSession, Request, TrackId, TrackInfo};
+use tracing::{info, warn};
+
+use super::spec::{PullOptions, PullSpec};
+use super::tracks::{Wanted, canonical_video, track_info, wanted};
+
+/// The protocol name a pull publishes under (API, logs, metrics).
+pub const PROTOCOL: &str = "rtsp-pull";
+
+/// Where each stream's timestamps start, in seconds: retina counts from
+/// the `PLAY` answer's `RTP-Info` (or the first packet), and a little room
+/// keeps a first frame with a slightly earlier time from going negative.
+const TIMELINE_START_SECS: i64 = 10;
+
+/// How an attempt ended without the source failing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// The pull was told to stop (shutdown, or no reader left).
+    Asked,
+}
+
+/// The transport of one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// Interleaved on TCP.
+    Tcp,
+    /// RTP/RTCP over UDP.
+    Udp,
+}
+
+impl Wire {
+    /// `tcp` or `udp`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wire::Tcp => "tcp",
+            Wire::Udp => "udp",
+        }
+    }
+
+    fn transport(self) -> Transport {
+        match self {
+            Wire::Tcp => Transport::Tcp(TcpTransportOptions::default()),
+            Wire::Udp => Transport::Udp(UdpTransportOptions::default()),
+        }
+    }
+}
+
+/// A failure: where it happened and why (shown in the API).
+#[derive(Debug)]
+pub struct Failed {
+    /// Whether `PLAY` had been answered (media flowed or was about to).
+    pub played: bool,
+    /// What went wrong.
+    pub reason: String,
+}
+
+fn failed(played: bool, reason: impl std::fmt::Display) -> Failed {
+    Failed {
+        played,
+        reason: reason.to_string(),
+    }
+}
+
+/// One stream of the source that was set up.
+struct Pulled {
+    /// Retina's stream index.
+    index: usize,
+    codec: Codec,
+    info: Option<TrackInfo>,
+}
+
+/// Connects over `wire` and publishes until the source fails or `stop`
+/// resolves; `on_live` runs once `PLAY` is answered and the publish is open.
+pub async fn run(
+    spec: &PullSpec,
+    wire: Wire,
+    options: &PullOptions,
+    ctx: &IngestContext,
+    stop: impl Future<Output = ()>,
+    on_live: impl FnOnce(),
+) -> Result<Stopped, Failed> {
+    tokio::pin!(stop);
+    let connect = connect(spec, wire);
+    let (session, mut pulled) = tokio::select! {
+        () = &mut stop => return Ok(Stopped::Asked),
+        r = tokio::time::timeout(options.connect_timeout, connect) => match r {
+            Ok(r) => r?,
+            Err(_) => return Err(failed(false, format!("no answer to DESCRIBE/SETUP/PLAY within {:?}", options.connect_timeout))),
+        },
+    };
+    let mut demuxed = session
+        .demuxed()
+        .map_err(|e| failed(true, format!("cannot depacketize: {e}")))?;
+    let request = Request::new(spec.key.clone(), PROTOCOL)
+        // The pull is the server's own doing: it publishes from the
+        // server's side of loopback (see the module docs on [auth]).
+        .peer(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .user(PROTOCOL);
+    let mut publish = ctx
+        .open_publish(request)
+        .await
+        .map_err(|e| failed(true, format!("the stream refused the publish: {e}")))?;
+    publish.set_metadata("source", spec.shown_url());
+    publish.set_metadata("transport", wire.as_str());
+    info!(stream = %spec.key, source = %spec.shown_url(), transport = wire.as_str(), "pull: playing");
+    on_live();
+    for p in &mut pulled {
+        let id = track_id(p.index);
+        p.info = demuxed.streams()[p.index]
+            .parameters()
+            .and_then(|params| track_info(id, &params, demuxed.streams()[p.index].clock_rate_hz()));
+    }
+    let mut catalog_set = set_catalog(&mut publish, &pulled, false)?;
+    let closed = publish.closed();
+    tokio::pin!(closed);
+    let started = tokio::time::Instant::now();
+    loop {
+        let item = tokio::select! {
+            () = &mut stop => {
+                publish.finish().await;
+                return Ok(Stopped::Asked);
+            }
+            reason = &mut closed => return Err(failed(true, format!("the publish ended: {reason:?}"))),
+            item = tokio::time::timeout(options.stall_timeout, demuxed.next()) => item,
+        };
+        let item = match item {
+            Err(_) => {
+                return Err(failed(
+                    true,
+                    format!("no media for {:?}", options.stall_timeout),
+                ));
+            }
+            Ok(None) => return Err(failed(true, "the source closed the session")),
+            Ok(Some(Err(e))) => return Err(failed(true, e)),
+            Ok(Some(Ok(item))) => item,
+        };
+        let (index, frame) = match item {
+            CodecItem::VideoFrame(f) => {
+                let index = f.stream_id();
+                let Some(p) = pulled.iter_mut().find(|p| p.index == index) else {
+                    continue;
+                };
+                if f.has_new_parameters() {
+                    let id = track_id(index);
+                    let stream = &demuxed.streams()[index];
+                    p.info = stream
+                        .parameters()
+                        .and_then(|params| track_info(id, &params, stream.clock_rate_hz()));
+                    catalog_set = set_catalog(&mut publish, &pulled, catalog_set)?;
+                }
+                let ts = timestamp(f.timestamp());
+                let keyframe = f.is_random_access_point();
+                let Some(p) = pulled.iter().find(|p| p.index == index) else {
+                    continue;
+                };
+                let Some(payload) = canonical_video(p.codec, f.into_data()) else {
+                    warn!(stream = %spec.key, "pull: dropped a video frame with bad NAL lengths");
+                    continue;
+                };
+                (
+                    index,
+                    Frame::video(track_id(index), p.codec, ts, ts, keyframe, payload),
+                )
+            }
+            CodecItem::AudioFrame(f) => {
+                let index = f.stream_id();
+                let Some(p) = pulled.iter().find(|p| p.index == index) else {
+                    continue;
+                };
+                let ts = timestamp(f.timestamp());
+                let payload = bytes::Bytes::copy_from_slice(f.data());
+                (index, Frame::audio(track_id(index), p.codec, ts, payload))
+            }
+            _ => continue,
+        };
+        if !catalog_set {
+            // A stream whose parameters come in band only: wait for them a
+            // while, then publish without it.
+            if started.elapsed() < Duration::from_secs(3) {
+                continue;
+            }
+            catalog_set = set_catalog(&mut publish, &pulled, true)?;
+        }
+        if !pulled.iter().any(|p| p.index == index && p.info.is_some()) {
+            continue;
+        }
+        publish
+            .publish(frame)
+            .map_err(|e| failed(true, format!("publish: {e}")))?;
+    }
+}
+
+/// Sets the catalog once every set-up stream's parameters are known (or,
+/// with `partial`, once any is); returns whether a catalog is in force.
+fn set_catalog(
+    publish: &mut PublishSession,
+    pulled: &[Pulled],
+    partial: bool,
+) -> Result<bool, Failed> {
+    let known: Vec<TrackInfo> = pulled.iter().filter_map(|p| p.info.clone()).collect();
+    if known.is_empty() || (!partial && known.len() < pulled.len()) {
+        return Ok(false);
+    }
+    publish
+        .set_catalog(known)
+        .map_err(|e| failed(true, format!("catalog: {e}")))?;
+    Ok(true)
+}
+
+fn track_id(index: usize) -> TrackId {
+    TrackId(u32::try_from(index).unwrap_or(u32::MAX).saturating_add(1))
+}
+
+fn timestamp(t: retina::Timestamp) -> i64 {
+    t.elapsed()
+        .saturating_add(TIMELINE_START_SECS.saturating_mul(i64::from(t.clock_rate().get())))
+}
+
+/// `DESCRIBE`, `SETUP` of every stream the kernel carries, `PLAY`.
+async fn connect(
+    spec: &PullSpec,
+    wire: Wire,
+) -> Result<(Session<retina::client::Playing>, Vec<Pulled>), Failed> {
+    let creds = spec.user.as_ref().map(|user| Credentials {
+        username: user.clone(),
+        password: spec.password.clone().unwrap_or_default(),
+    });
+    let options = SessionOptions::default()
+        .creds(creds)
+        .user_agent(format!("tidewater/{}", env!("CARGO_PKG_VERSION")));
+    let mut session = Session::describe(spec.url.clone(), options)
+        .await
+        .map_err(|e| failed(false, format!("DESCRIBE: {e}")))?;
+    let mut pulled = Vec::new();
+    let choices: Vec<(usize, Wanted, String)> = session
+        .streams()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                i,
+                wanted(s.media(), s.encoding_name()),
+                format!("{} {}", s.media(), s.encoding_name()),
+            )
+        })
+        .collect();
+    for (index, choice, what) in choices {
+        match choice {
+            Wanted::Skipped(why) => {
+                info!(stream = %spec.key, "pull: track {index} ({what}) left out: {why}");
+            }
+            Wanted::Codec(codec) => {
+                session
+                    .setup(
+                        index,
+                        SetupOptions::default()
+                            .transport(wire.transport())
+                            .frame_format(FrameFormat::MP4),
+                    )
+                    .await
+                    .map_err(|e| failed(false, format!("SETUP over {}: {e}", wire.as_str())))?;
+                pulled.push(Pulled {
+                    index,
+                    codec,
+                    info: None,
+                });
+            }
+        }
+    }
+    if pulled.is_empty() {
+        return Err(failed(false, "the source has no H.264, H.265 or AAC track"));
+    }
+    let playing = session
+        .play(PlayOptions::default().initial_timestamp(InitialTimestampPolicy::Permissive))
+        .await
+        .map_err(|e| failed(false, format!("PLAY: {e}")))?;
+    Ok((playing, pulled))
+}
