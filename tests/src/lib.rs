@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod auth;
 pub mod browser;
+pub mod page;
 pub mod srt;
 pub mod tools;
 

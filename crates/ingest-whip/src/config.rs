@@ -19,6 +19,66 @@ pub const DEFAULT_MAX_OFFER_BYTES: usize = 64 * 1024;
 /// At most one keyframe request (PLI) to a publisher this often.
 pub const DEFAULT_PLI_INTERVAL: Duration = Duration::from_millis(500);
 
+/// A STUN or TURN server a client may use, announced in the answer's
+/// `Link: <url>; rel="ice-server"` headers (RFC 9725 §4.6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IceServer {
+    /// `stun:`, `stuns:`, `turn:` or `turns:` URL.
+    pub url: String,
+    /// TURN username.
+    pub username: Option<String>,
+    /// TURN password (`credential-type="password"`).
+    pub credential: Option<String>,
+}
+
+impl IceServer {
+    /// The `Link` header value.
+    pub fn link(&self) -> String {
+        let mut link = format!("<{}>; rel=\"ice-server\"", self.url);
+        if let (Some(user), Some(pass)) = (&self.username, &self.credential) {
+            link.push_str(&format!(
+                "; username=\"{user}\"; credential=\"{pass}\"; credential-type=\"password\""
+            ));
+        }
+        link
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let scheme = self.url.split(':').next().unwrap_or_default();
+        if !matches!(scheme, "stun" | "stuns" | "turn" | "turns")
+            || self.url.len() <= scheme.len() + 1
+        {
+            return Err(format!(
+                "webrtc ice_servers: {:?} is not a stun:, stuns:, turn: or turns: URL",
+                self.url
+            ));
+        }
+        // Values go into a header between quotes or angle brackets.
+        let unsafe_char = |s: &str| {
+            s.chars()
+                .any(|c| c.is_control() || matches!(c, '"' | '<' | '>' | '\\'))
+        };
+        let fields = [
+            Some(&self.url),
+            self.username.as_ref(),
+            self.credential.as_ref(),
+        ];
+        if fields.into_iter().flatten().any(|s| unsafe_char(s)) || self.url.contains(' ') {
+            return Err(format!(
+                "webrtc ice_servers: {:?}: quotes, angle brackets, spaces in the URL and control characters are not allowed",
+                self.url
+            ));
+        }
+        if scheme.starts_with("turn") && (self.username.is_none() || self.credential.is_none()) {
+            return Err(format!(
+                "webrtc ice_servers: {} needs a username and a credential",
+                self.url
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Settings of the WHIP service (`[webrtc]` in the server's configuration).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WhipConfig {
@@ -39,6 +99,9 @@ pub struct WhipConfig {
     pub max_offer_bytes: usize,
     /// See [`DEFAULT_PLI_INTERVAL`].
     pub pli_interval: Duration,
+    /// STUN/TURN servers announced to clients (none by default: the
+    /// server's host candidates suffice on one network).
+    pub ice_servers: Vec<IceServer>,
 }
 
 impl Default for WhipConfig {
@@ -51,6 +114,7 @@ impl Default for WhipConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_offer_bytes: DEFAULT_MAX_OFFER_BYTES,
             pli_interval: DEFAULT_PLI_INTERVAL,
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -69,6 +133,9 @@ impl WhipConfig {
         }
         if self.max_offer_bytes < 256 {
             return Err("webrtc max_offer_bytes must be at least 256".into());
+        }
+        for server in &self.ice_servers {
+            server.validate()?;
         }
         for host in &self.additional_hosts {
             if host.is_unspecified() || host.is_multicast() {
@@ -131,6 +198,58 @@ mod tests {
             bad.validate()
                 .is_err_and(|e| e.contains("additional_hosts"))
         );
+    }
+
+    #[test]
+    fn ice_servers_become_link_headers_and_bad_ones_are_named() {
+        let turn = IceServer {
+            url: "turn:turn.example.net:3478?transport=udp".into(),
+            username: Some("user".into()),
+            credential: Some("pass".into()),
+        };
+        assert_eq!(
+            turn.link(),
+            "<turn:turn.example.net:3478?transport=udp>; rel=\"ice-server\"; username=\"user\"; credential=\"pass\"; credential-type=\"password\""
+        );
+        let stun = IceServer {
+            url: "stun:stun.example.net".into(),
+            username: None,
+            credential: None,
+        };
+        assert_eq!(stun.link(), "<stun:stun.example.net>; rel=\"ice-server\"");
+        let ok = WhipConfig {
+            ice_servers: vec![turn.clone(), stun.clone()],
+            ..WhipConfig::default()
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        for bad in [
+            IceServer {
+                url: "http://x".into(),
+                ..stun.clone()
+            },
+            IceServer {
+                url: "stun:".into(),
+                ..stun.clone()
+            },
+            IceServer {
+                username: None,
+                ..turn.clone()
+            },
+            IceServer {
+                credential: Some("a\"b".into()),
+                ..turn.clone()
+            },
+            IceServer {
+                url: "stun:a\r\nX: y".into(),
+                ..stun.clone()
+            },
+        ] {
+            let config = WhipConfig {
+                ice_servers: vec![bad],
+                ..WhipConfig::default()
+            };
+            assert!(config.validate().is_err_and(|e| e.contains("ice_servers")));
+        }
     }
 
     #[test]

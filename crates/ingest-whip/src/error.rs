@@ -17,6 +17,15 @@ pub enum Error {
     /// The settings are invalid.
     #[error("webrtc: {0}")]
     Config(String),
+    /// A signalling request (an offer, a trickle fragment) cannot be used.
+    #[error("webrtc signalling: {0}")]
+    Signalling(String),
+    /// An offer str0m cannot answer (`400`).
+    #[error("the offer cannot be answered: {0}")]
+    Unanswerable(String),
+    /// An offer without a codec the server takes (`406`).
+    #[error("{0}")]
+    NoCommonCodec(String),
     /// A WebRTC session failed (its peer and stream are named).
     #[error("webrtc session of {stream} from {peer}: {message}")]
     Session {

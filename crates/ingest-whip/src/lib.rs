@@ -46,9 +46,14 @@
 //! |---|---|
 //! | `POST /whip/{app}/{stream}`, `Content-Type: application/sdp` | `201` with the SDP answer, `Location`, `ETag`; `415` for another content type, `400` for SDP that does not parse or cannot be answered, `406` when the offer has neither H.264 nor Opus, `413` over [`WhipConfig::max_offer_bytes`], `409` when the stream is already published, `401`/`403`/`429`/`503` from the authorizer, `503` over [`WhipConfig::max_sessions`] |
 //! | `DELETE {Location}` | `200`, the publish ends; `404` for an unknown session |
-//! | `PATCH {Location}` | `405`: no trickle ICE and no ICE restart (see below) |
+//! | `PATCH {Location}`, `Content-Type: application/trickle-ice-sdpfrag` | `204`: the fragment's candidates (RFC 8840) go to the session ([`trickle`]); `412` when `If-Match` is not the session's `ETag`; `422` for an ICE restart (`If-Match: *`), which is not supported; `400` for a fragment that does not parse, `415` for another content type, `404` for an unknown session |
 //! | `POST /whep/{app}/{stream}`, `Content-Type: application/sdp` (a receive-only offer) | `201` with a send-only answer (H.264 and Opus the viewer accepts), `Location` (`/whep/{app}/{stream}/{session}`), `ETag`; the reader refusals of every HTTP output (`401`/`403`/`404` not live); `422` for H.264 with B-frames; `DELETE`, `PATCH`, `OPTIONS` as for WHIP |
-//! | `OPTIONS` on both | `204` with CORS (any origin; `Authorization`, `Content-Type`, `If-Match` may be sent; `Location`, `ETag`, `Link` may be read) and `Accept-Post: application/sdp` on the endpoint |
+//! | `OPTIONS` on both | `204` with CORS (any origin; `Authorization`, `Content-Type`, `If-Match` may be sent; `Location`, `ETag`, `Link` may be read), `Accept-Post: application/sdp` on the endpoint, `Accept-Patch: application/trickle-ice-sdpfrag` on the session |
+//!
+//! Every `201` carries one `Link: <url>; rel="ice-server"` header per
+//! configured STUN/TURN server ([`WhipConfig::ice_servers`]; TURN ones with
+//! `username`, `credential` and `credential-type="password"`), as RFC 9725
+//! §4.6 describes; none when none is configured.
 //!
 //! Authorization goes through the kernel's auth seam: the publish request
 //! carries the peer, the query (`?token=…`) and the credentials of the
@@ -59,10 +64,10 @@
 //!
 //! The server is ICE-lite: its answer carries every host candidate, and the
 //! client's candidates are learnt from its connectivity checks (peer
-//! reflexive), so trickle ICE is not needed and `PATCH` answers `405` as
-//! RFC 9725 §4.3.1 asks of a server that supports neither trickle ICE nor
-//! ICE restarts. `Link: rel="ice-server"` headers are not sent (no STUN or
-//! TURN server is configured in this version).
+//! reflexive). A client that trickles (posts its offer before gathering and
+//! `PATCH`es its candidates) works too: the candidates are added to the
+//! session. mDNS candidates (`….local`) are skipped (they cannot be
+//! resolved here; the connectivity checks reveal the address anyway).
 //!
 //! # Media
 //!
@@ -110,12 +115,20 @@
 //! A viewer's keyframe request (PLI) is forwarded to the WHIP publisher of
 //! its stream, at most once per [`WhipConfig::pli_interval`].
 //!
-//! Not yet: audio of AAC streams (WHEP carries Opus only: an RTMP stream
-//! plays without sound until the shared transcode exists); keyframe
-//! requests of viewers of non-WebRTC publishers (answering them from the
-//! GOP cache); TWCC/REMB in the QoS; RTX for viewers (str0m answers NACKs
-//! from its send buffer); sending viewers' datagrams in batches; per-viewer
-//! timestamp offsets across a republish.
+//! When the publish ends, a viewer follows the stream
+//! ([`tidewater_core::IngestContext::follow`]) and waits up to the
+//! stream's follow grace for the next publish; its RTP timestamps then
+//! continue from the last ones it was sent (a per-viewer offset), and
+//! playback resumes at the new publish's first keyframe in the same
+//! WHEP session.
+//!
+//! Not yet: audio of AAC streams (WHEP carries Opus only: there is no AAC
+//! to Opus transcoder yet, so an RTMP/SRT/RTSP stream with AAC plays
+//! without sound, and the log says `AAC audio is not carried` once per
+//! viewer); keyframe requests of viewers of non-WebRTC publishers
+//! (answering them from the GOP cache); TWCC/REMB in the QoS; RTX for
+//! viewers (str0m answers NACKs from its send buffer); sending viewers'
+//! datagrams in batches.
 //!
 //! # Library decision: str0m 0.25 rather than webrtc-rs 0.21 (`rtc`)
 //!
@@ -176,6 +189,16 @@
 //!   keyframe request; garbage datagrams from a stranger are counted and
 //!   disturb nothing; a client that vanishes without `DELETE` has its
 //!   session ended and the stream released.
+//! - `tests/webrtc.rs` of the workspace's end-to-end tests, through the
+//!   `tidewater` binary: Chromium publishes over WHIP from a page of
+//!   another origin (the offer first, its candidates in a trickle `PATCH`;
+//!   `Location`, `ETag`, `Link`, `412` and `422` checked) and ffmpeg
+//!   decodes 640×480 over RTMP and LL-HLS (Opus too over LL-HLS); ffmpeg
+//!   publishes x264 (High, no B-frames) + AAC over RTMP and Chromium
+//!   plays it over WHEP, through a republish 1 s after the publisher
+//!   stopped, in one WHEP session; a B-frame stream is refused `422`.
+//! - `tests/signal_props.rs`: the stable twin of the `whip_signal` fuzz
+//!   target ([`fuzzing::signalling`]: offers and trickle fragments).
 //! - `tests/offer_props.rs`: any POST body (random bytes, real offers with
 //!   lines dropped, repeated, cut or replaced) gets `201` or a `4xx`, never
 //!   a panic, and a refused one leaves nothing published.
@@ -197,21 +220,22 @@
 //!
 //! See the WHEP section for its gaps; VP8/VP9/AV1/H.265 publishers; RTCP sender
 //! reports for A/V sync (tracks are aligned by first-packet arrival);
-//! ICE-TCP; `Link: rel="ice-server"`; 1:1 NAT
+//! ICE-TCP; ICE restarts; 1:1 NAT
 //! addresses as candidates (the announced addresses must be local);
-//! sessions in the API and per-session QoS; a cargo-fuzz target for the
-//! offer handling (its property-test twin is `tests/offer_props.rs`);
-//! a flood of valid-looking STUN from strangers costs a scan of every
+//! sessions in the API and per-session QoS; a flood of valid-looking STUN from strangers costs a scan of every
 //! session (`Rtc::accepts`) per datagram.
 
 #![deny(missing_docs)]
 
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod ingest;
 pub mod media;
+pub mod negotiate;
 pub mod reorder;
 mod signal;
+pub mod trickle;
 pub mod whep;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -226,7 +250,7 @@ use tracing::info;
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_SESSIONS,
-    DEFAULT_PLI_INTERVAL, DEFAULT_UDP_LISTEN, WhipConfig,
+    DEFAULT_PLI_INTERVAL, DEFAULT_UDP_LISTEN, IceServer, WhipConfig,
 };
 pub use error::Error;
 pub use media::MediaStats;

@@ -28,7 +28,10 @@ use str0m::media::{KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
-use tidewater_core::{CancellationToken, Codec, EventRef, PublishSession, StreamKey, Subscription};
+use tidewater_core::{
+    CancellationToken, Codec, EndReason, EventRef, PublishSession, RecvError, StreamKey,
+    Subscription,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -86,6 +89,8 @@ pub(crate) struct NewPeer {
     /// with the events already taken from it (the cached GOP, looked at
     /// before answering).
     pub subscription: Option<(Subscription, Vec<tidewater_core::Event>)>,
+    /// A WHEP viewer's way back to its stream after a republish.
+    pub resume: Option<Resume>,
     pub key: StreamKey,
     pub http_peer: Option<SocketAddr>,
     pub slot: Slot,
@@ -103,6 +108,14 @@ pub(crate) enum Command {
     End {
         id: String,
         why: String,
+    },
+    /// Candidates trickled by a client (`PATCH`); answers whether the
+    /// session exists for this stream.
+    Trickle {
+        id: String,
+        key: StreamKey,
+        candidates: Vec<str0m::Candidate>,
+        reply: oneshot::Sender<bool>,
     },
     /// Ends a session; answers whether it existed for this stream.
     Remove {
@@ -123,6 +136,7 @@ struct Line {
 /// What a WHEP viewer has besides the common state.
 struct Viewer {
     subscription: Option<(Subscription, Vec<tidewater_core::Event>)>,
+    resume: Option<Resume>,
     lines: Vec<Line>,
     feeder: Option<tokio::task::AbortHandle>,
     media_tx: mpsc::Sender<Command>,
@@ -292,6 +306,7 @@ impl Peer {
                         subscription,
                         taken,
                         v.media_tx.clone(),
+                        v.resume.take(),
                     ));
                     v.feeder = Some(task.abort_handle());
                 }
@@ -431,59 +446,165 @@ impl Peer {
     }
 }
 
+/// How a viewer's feeder picks the stream up again after its publish
+/// ends: the kernel context and the viewer's read request (a follower
+/// waits up to the stream's follow grace for the next publish).
+pub(crate) type Resume = (tidewater_core::IngestContext, tidewater_core::Request);
+
+/// Keeps a viewer's RTP timestamps going forward across a republish (the
+/// new publish's clock starts anew): per media line, an offset added to
+/// the stream's RTP time, set at the first frame after a discontinuity so
+/// that it follows the last one sent by one frame.
+#[derive(Debug, Default)]
+struct Timeline {
+    offset: [u32; 2],
+    last: [Option<u32>; 2],
+    rebase: [bool; 2],
+}
+
+impl Timeline {
+    fn discontinuity(&mut self) {
+        self.rebase = [true; 2];
+    }
+
+    fn apply(&mut self, batch: &mut [Item]) {
+        let Some(first) = batch.first() else {
+            return;
+        };
+        let (line, step) = match first.codec {
+            MediaCodec::H264 => (0, 3000u32),
+            MediaCodec::Opus => (1, 960u32),
+        };
+        if std::mem::take(&mut self.rebase[line])
+            && let Some(last) = self.last[line]
+        {
+            self.offset[line] = last.wrapping_add(step).wrapping_sub(first.time);
+        }
+        for item in batch.iter_mut() {
+            item.time = item.time.wrapping_add(self.offset[line]);
+        }
+        self.last[line] = batch.last().map(|i| i.time);
+    }
+}
+
 /// Reads a viewer's subscription (from the cached GOP) and hands the
 /// stream's shared RTP payloads of each frame to the worker. A full queue
 /// blocks here, so a slow viewer lags in the kernel and is skipped to a
-/// keyframe there.
+/// keyframe there. When the publish ends the viewer follows the stream to
+/// its next publish within the follow grace (`resume`), its timestamps
+/// continued ([`Timeline`]).
 async fn feed(
     id: String,
     mut subscription: Subscription,
     taken: Vec<tidewater_core::Event>,
     tx: mpsc::Sender<Command>,
+    resume: Option<Resume>,
 ) {
+    let mut viewer = FeedState {
+        id,
+        tx,
+        timeline: Timeline::default(),
+        warned: false,
+    };
     for event in taken {
-        if let tidewater_core::Event::Frame(f) = event {
-            let mut batch = Vec::new();
-            if let Err(why) = frame_items(f.as_ref(), &mut batch) {
-                let _ = tx.send(Command::End { id, why }).await;
-                return;
-            }
-            if tx
-                .send(Command::Media {
-                    id: id.clone(),
-                    items: batch,
-                })
-                .await
-                .is_err()
-            {
-                return;
-            }
-        }
-    }
-    loop {
-        let mut batch = Vec::new();
-        let result = match subscription.recv_ref().await {
-            Ok(EventRef::Frame(f)) => frame_items(f, &mut batch),
-            Ok(_) => continue,
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(why) = result {
-            let _ = tx.send(Command::End { id, why }).await;
-            return;
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        if tx
-            .send(Command::Media {
-                id: id.clone(),
-                items: batch,
-            })
-            .await
-            .is_err()
+        if let tidewater_core::Event::Frame(f) = event
+            && !viewer.frame(f.as_ref()).await
         {
             return;
         }
+    }
+    let generation = subscription.generation();
+    let ended = loop {
+        let frame = match subscription.recv_ref().await {
+            Ok(EventRef::Frame(f)) => f,
+            Ok(_) => continue,
+            Err(e) => break e,
+        };
+        if !viewer.frame(frame).await {
+            return;
+        }
+    };
+    let resumable = matches!(ended, RecvError::Ended(reason)
+        if !matches!(reason, EndReason::Shutdown | EndReason::Kicked) && !subscription.is_kicked());
+    drop(subscription);
+    let follower = match resume {
+        Some((ctx, request)) if resumable => ctx.follow(request).await.ok(),
+        _ => None,
+    };
+    let Some(mut follower) = follower else {
+        viewer.end(ended.to_string()).await;
+        return;
+    };
+    info!(session = %viewer.id, "whep: the publish ended ({ended}); waiting for the next one");
+    viewer.timeline.discontinuity();
+    loop {
+        let event = match follower.recv().await {
+            Ok(e) => e,
+            Err(e) => {
+                viewer.end(e.to_string()).await;
+                return;
+            }
+        };
+        // A follower made between publishes may first read what is left
+        // of the one this viewer already played.
+        if follower.generation() <= generation {
+            continue;
+        }
+        match event {
+            tidewater_core::Event::Frame(f) if !viewer.frame(f.as_ref()).await => return,
+            tidewater_core::Event::Discontinuity { .. } => viewer.timeline.discontinuity(),
+            _ => {}
+        }
+    }
+}
+
+/// A feeder's own state.
+struct FeedState {
+    id: String,
+    tx: mpsc::Sender<Command>,
+    timeline: Timeline,
+    /// Whether the "not carried" line was logged.
+    warned: bool,
+}
+
+impl FeedState {
+    /// Sends one frame's payloads; `false` once the viewer is gone or ended.
+    async fn frame(&mut self, f: tidewater_core::FrameRef<'_>) -> bool {
+        let mut batch = Vec::new();
+        if let Err(why) = frame_items(f, &mut batch) {
+            self.end(why).await;
+            return false;
+        }
+        if batch.is_empty() {
+            if !self.warned && f.codec != Codec::H264 && f.codec != Codec::Opus {
+                self.warned = true;
+                let what = if f.codec == Codec::Aac {
+                    "AAC audio is not carried (WebRTC needs Opus and no AAC to Opus transcoder exists yet): video only".to_owned()
+                } else {
+                    format!("{:?} is not carried over WebRTC", f.codec)
+                };
+                info!(session = %self.id, "whep: {what}");
+            }
+            return true;
+        }
+        self.timeline.apply(&mut batch);
+        self.tx
+            .send(Command::Media {
+                id: self.id.clone(),
+                items: batch,
+            })
+            .await
+            .is_ok()
+    }
+
+    async fn end(&self, why: String) {
+        let _ = self
+            .tx
+            .send(Command::End {
+                id: self.id.clone(),
+                why,
+            })
+            .await;
     }
 }
 
@@ -596,9 +717,10 @@ pub(crate) async fn run(
                 None => break,
                 Some(Command::Media { .. } | Command::End { .. }) => {}
                 Some(Command::Add(new)) => {
-                    let NewPeer { id, rtc, session, subscription, key, http_peer, slot } = *new;
+                    let NewPeer { id, rtc, session, subscription, resume, key, http_peer, slot } = *new;
                     let viewer = subscription.map(|s| Viewer {
                         subscription: Some(s),
+                        resume,
                         lines: Vec::new(),
                         feeder: None,
                         media_tx: media_tx.clone(),
@@ -628,6 +750,17 @@ pub(crate) async fn run(
                     };
                     peer.drain(&sockets, &stats, &config);
                     peers.insert(id, peer);
+                }
+                Some(Command::Trickle { id, key, candidates, reply }) => {
+                    let found = peers.get_mut(&id).filter(|p| p.key == key && p.ended.is_none());
+                    let existed = found.is_some();
+                    if let Some(peer) = found {
+                        for c in candidates {
+                            peer.rtc.add_remote_candidate(c);
+                        }
+                        peer.drain(&sockets, &stats, &config);
+                    }
+                    let _ = reply.send(existed);
                 }
                 Some(Command::Remove { id, key, reply }) => {
                     let found = peers.get_mut(&id).filter(|p| p.key == key);

@@ -10,15 +10,14 @@ use axum::extract::{Path, Request as HttpRequest, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use str0m::change::SdpOffer;
-use str0m::{Candidate, Rtc};
 use tidewater_core::{IngestContext, Request, StreamKey};
 use tidewater_http::text;
 use tokio::sync::oneshot;
 use tracing::info;
 
 use crate::media::{Command, NewPeer, Slot};
-use crate::{PROTOCOL, Shared};
+use crate::negotiate::{self, Negotiated, Role};
+use crate::{PROTOCOL, Shared, trickle};
 
 #[derive(Clone)]
 struct WhipState {
@@ -37,7 +36,7 @@ pub(crate) fn router(ctx: IngestContext, shared: Arc<Shared>) -> Router {
             "/whip/{app}/{stream}/{session}",
             axum::routing::delete(end)
                 .patch(patch)
-                .options(|| async { preflight("PATCH, DELETE, OPTIONS", false) }),
+                .options(|| async { session_preflight() }),
         )
         .route(
             "/whep/{app}/{stream}",
@@ -47,7 +46,7 @@ pub(crate) fn router(ctx: IngestContext, shared: Arc<Shared>) -> Router {
             "/whep/{app}/{stream}/{session}",
             axum::routing::delete(end)
                 .patch(patch)
-                .options(|| async { preflight("PATCH, DELETE, OPTIONS", false) }),
+                .options(|| async { session_preflight() }),
         )
         .with_state(WhipState { ctx, shared })
 }
@@ -90,9 +89,20 @@ fn preflight(methods: &'static str, endpoint: bool) -> Response {
     r
 }
 
+/// The preflight of a session URL: `PATCH` takes trickle fragments.
+fn session_preflight() -> Response {
+    let mut r = preflight("PATCH, DELETE, OPTIONS", false);
+    r.headers_mut().insert(
+        "accept-patch",
+        HeaderValue::from_static(trickle::CONTENT_TYPE),
+    );
+    r
+}
+
 /// Hands a negotiated peer to the media worker and answers `201` with the
 /// SDP answer, its `Location` (`/{route}/{key}/{id}`) and `ETag`.
 async fn answered(
+    shared: &Shared,
     commands: &tokio::sync::mpsc::Sender<Command>,
     new: NewPeer,
     who: &str,
@@ -123,7 +133,23 @@ async fn answered(
     if let Ok(v) = HeaderValue::from_str(&format!("\"{id}\"")) {
         h.insert(header::ETAG, v);
     }
+    // STUN/TURN servers for the client (validated: no quotes or controls).
+    for server in &shared.config.ice_servers {
+        if let Ok(v) = HeaderValue::from_str(&server.link()) {
+            h.append(header::LINK, v);
+        }
+    }
     r
+}
+
+/// The answer to an offer or fragment refused by the sans-IO side.
+fn refusal(e: &crate::Error) -> Response {
+    let (status, message) = match e {
+        crate::Error::NoCommonCodec(m) => (StatusCode::NOT_ACCEPTABLE, m.clone()),
+        crate::Error::Signalling(m) => (StatusCode::BAD_REQUEST, m.clone()),
+        other => (StatusCode::BAD_REQUEST, other.to_string()),
+    };
+    error(status, message)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -192,14 +218,11 @@ async fn publish(
             );
         }
     };
-    let offer = match std::str::from_utf8(&body)
-        .ok()
-        .and_then(|t| SdpOffer::from_sdp_string(t).ok())
-    {
-        Some(o) => o,
-        None => {
-            info!(peer = %who, stream = %key, "whip: POST refused: the offer is not valid SDP");
-            return error(StatusCode::BAD_REQUEST, "the offer is not valid SDP");
+    let offer = match negotiate::parse_offer(&body) {
+        Ok(o) => o,
+        Err(e) => {
+            info!(peer = %who, stream = %key, "whip: POST refused: {e}");
+            return refusal(&e);
         }
     };
     let mut req = Request::new(key.clone(), PROTOCOL).credentials(credentials);
@@ -213,38 +236,14 @@ async fn publish(
         Ok(s) => s,
         Err(e) => return publish_refused(&state.ctx, peer, &key, &e),
     };
-    let mut rtc = Rtc::builder()
-        .set_ice_lite(true)
-        .set_rtp_mode(true)
-        .clear_codecs()
-        .enable_h264(true)
-        .enable_opus(true, false)
-        .build(Instant::now());
-    for addr in &bound.candidates {
-        match Candidate::host(*addr, "udp") {
-            Ok(c) => {
-                rtc.add_local_candidate(c);
+    let Negotiated { rtc, answer } =
+        match negotiate::answer(offer, Role::Publish, &bound.candidates, Instant::now()) {
+            Ok(n) => n,
+            Err(e) => {
+                info!(peer = %who, stream = %key, "whip: POST refused: {e}");
+                return refusal(&e);
             }
-            Err(e) => info!("whip: host candidate {addr} left out: {e}"),
-        }
-    }
-    let answer = match rtc.sdp_api().accept_offer(offer) {
-        Ok(a) => a.to_sdp_string(),
-        Err(e) => {
-            info!(peer = %who, stream = %key, "whip: POST refused: the offer cannot be answered: {e}");
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the offer cannot be answered: {e}"),
-            );
-        }
-    };
-    if !answer.contains("H264/90000") && !answer.contains("opus/48000") {
-        info!(peer = %who, stream = %key, "whip: POST refused: neither H.264 nor Opus offered");
-        return error(
-            StatusCode::NOT_ACCEPTABLE,
-            "the offer carries neither H.264 (packetization-mode 1) nor Opus",
-        );
-    }
+        };
     let Some(id) = session_id() else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -256,11 +255,21 @@ async fn publish(
         rtc,
         session: Some(session),
         subscription: None,
+        resume: None,
         key: key.clone(),
         http_peer: peer,
         slot,
     };
-    answered(&bound.commands, new, &who, "whip", "publish", answer).await
+    answered(
+        shared,
+        &bound.commands,
+        new,
+        &who,
+        "whip",
+        "publish",
+        answer,
+    )
+    .await
 }
 
 fn publish_refused(
@@ -314,16 +323,90 @@ async fn end(
     }
 }
 
-/// Trickle ICE and ICE restarts are not supported: the server is ICE-lite
-/// and its answer carries every candidate; the client's candidates are
-/// learnt from its connectivity checks. RFC 9725 §4.3.1 asks for `405`.
-async fn patch() -> Response {
-    let mut r = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "trickle ICE and ICE restarts are not supported: the answer carries every candidate",
-    );
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("DELETE, OPTIONS"));
+/// `PATCH {Location}`: trickle ICE (`204`, the fragment's candidates go
+/// to the session); an ICE restart is answered `422` (RFC 9725 §4.3.1: a
+/// session that trickles but does not restart); `412` when `If-Match` is
+/// not the session's ETag.
+async fn patch(
+    State(state): State<WhipState>,
+    Path((app, stream, session)): Path<(String, String, String)>,
+    request: HttpRequest,
+) -> Response {
+    let is_fragment = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case(trickle::CONTENT_TYPE))
+        });
+    if !is_fragment {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a PATCH carries application/trickle-ice-sdpfrag",
+        );
+    }
+    let if_match = request
+        .headers()
+        .get(header::IF_MATCH)
+        .map(|v| v.to_str().unwrap_or_default().to_owned());
+    let Ok(key) = StreamKey::new(&app, &stream) else {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    };
+    let limit = state.shared.config.max_offer_bytes;
+    let Ok(body) = axum::body::to_bytes(request.into_body(), limit).await else {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the fragment is larger than {limit} bytes"),
+        );
+    };
+    let fragment = match std::str::from_utf8(&body)
+        .map_err(|_| crate::Error::Signalling("the fragment is not UTF-8".into()))
+        .and_then(trickle::parse_fragment)
+    {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let Some(bound) = state.shared.bound.borrow().clone() else {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    };
+    // Checked before the candidates reach a session.
+    if let Some(tag) = &if_match
+        && !trickle::if_match(tag, &session)
+    {
+        return error(
+            StatusCode::PRECONDITION_FAILED,
+            "If-Match is not this session's ETag",
+        );
+    }
+    let restart = if_match.as_deref().is_some_and(trickle::is_restart);
+    let candidates = if restart {
+        Vec::new()
+    } else {
+        fragment.candidates
+    };
+    let (reply, answer) = oneshot::channel();
+    let asked = bound
+        .commands
+        .send(Command::Trickle {
+            id: session.clone(),
+            key,
+            candidates,
+            reply,
+        })
+        .await;
+    if asked.is_err() || !answer.await.unwrap_or(false) {
+        return error(StatusCode::NOT_FOUND, "no such session");
+    }
+    if restart {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "ICE restarts are not supported: end the session and publish again",
+        );
+    }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    cors(r.headers_mut());
     r
 }
 
@@ -377,13 +460,12 @@ async fn play(
     else {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "the offer is too large");
     };
-    let Some(offer) = std::str::from_utf8(&body)
-        .ok()
-        .and_then(|t| SdpOffer::from_sdp_string(t).ok())
-    else {
-        return error(StatusCode::BAD_REQUEST, "the offer is not valid SDP");
+    let offer = match negotiate::parse_offer(&body) {
+        Ok(o) => o,
+        Err(e) => return refusal(&e),
     };
     let req = tidewater_http::reader_request(&key, WHEP, peer, query.as_deref(), credentials);
+    let resume = (state.ctx.clone(), req.clone());
     let mut subscription = match state.ctx.subscribe(req).await {
         Ok(s) => s,
         Err(e) => {
@@ -408,33 +490,11 @@ async fn play(
         info!(peer = %who, stream = %key, "whep: play refused: {}", crate::media::B_FRAMES);
         return error(StatusCode::UNPROCESSABLE_ENTITY, crate::media::B_FRAMES);
     }
-    let mut rtc = Rtc::builder()
-        .set_ice_lite(true)
-        .set_rtp_mode(true)
-        .clear_codecs()
-        .enable_h264(true)
-        .enable_opus(true, false)
-        .build(Instant::now());
-    for addr in &bound.candidates {
-        if let Ok(c) = Candidate::host(*addr, "udp") {
-            rtc.add_local_candidate(c);
-        }
-    }
-    let answer = match rtc.sdp_api().accept_offer(offer) {
-        Ok(a) => a.to_sdp_string(),
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the offer cannot be answered: {e}"),
-            );
-        }
-    };
-    if !answer.contains("H264/90000") && !answer.contains("opus/48000") {
-        return error(
-            StatusCode::NOT_ACCEPTABLE,
-            "the offer accepts neither H.264 (packetization-mode 1) nor Opus",
-        );
-    }
+    let Negotiated { rtc, answer } =
+        match negotiate::answer(offer, Role::Play, &bound.candidates, Instant::now()) {
+            Ok(n) => n,
+            Err(e) => return refusal(&e),
+        };
     let Some(id) = session_id() else {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -446,9 +506,10 @@ async fn play(
         rtc,
         session: None,
         subscription: Some((subscription, taken)),
+        resume: Some(resume),
         key: key.clone(),
         http_peer: peer,
         slot,
     };
-    answered(&bound.commands, new, &who, "whep", "play", answer).await
+    answered(shared, &bound.commands, new, &who, "whep", "play", answer).await
 }

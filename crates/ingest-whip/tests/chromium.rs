@@ -3,20 +3,18 @@
 //! keyframe with increasing timestamps, and Opus.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::routing::{get, post};
 use tidewater_core::{
     AppSpec, CancellationToken, Codec, Engine, Event, InboundProtocol, Request, StreamKey,
 };
-use tidewater_tests::{ChildGuard, TempDir};
+use tidewater_tests::page::ChromiumPage;
 use tidewater_whip::{Whip, WhipConfig};
 
-const PAGE: &str = r#"<!doctype html><html><body><script>
-const log = (m) => fetch('/log', {method: 'POST', body: String(m)});
+/// The page (served by the test's own server: another origin, so CORS is
+/// exercised); `log` and `gathered` come from `ChromiumPage`.
+const PAGE: &str = r#"<script>
+const SERVER = '__SERVER__';
 (async () => {
   try {
     const media = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: true});
@@ -27,12 +25,8 @@ const log = (m) => fetch('/log', {method: 'POST', body: String(m)});
     video.setCodecPreferences(codecs.filter(c => c.mimeType === 'video/H264' || c.mimeType === 'video/rtx'));
     pc.onconnectionstatechange = () => log('state ' + pc.connectionState);
     await pc.setLocalDescription(await pc.createOffer());
-    await new Promise(done => {
-      if (pc.iceGatheringState === 'complete') return done();
-      pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
-      setTimeout(done, 2000);
-    });
-    const r = await fetch('/whip/live/chromium', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
+    await gathered(pc);
+    const r = await fetch(SERVER + '/whip/live/chromium', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
     log('answer ' + r.status + ' ' + r.headers.get('Location') + ' ' + r.headers.get('ETag'));
     const answer = await r.text();
     if (r.status !== 201) return log('refused ' + answer);
@@ -41,23 +35,10 @@ const log = (m) => fetch('/log', {method: 'POST', body: String(m)});
     log('error ' + e);
   }
 })();
-</script></body></html>"#;
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-async fn record(State(log): State<Log>, body: String) {
-    log.lock().unwrap_or_else(|p| p.into_inner()).push(body);
-}
-
-fn lines(log: &Log) -> Vec<String> {
-    log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
+</script>"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_h264_and_opus_over_whip() {
-    let Some(browser) = tidewater_tests::browser::chromium() else {
-        panic!("chromium is not installed (cargo xtask test installs it)");
-    };
     let engine = Engine::builder()
         .default_app(AppSpec::default())
         .build()
@@ -75,15 +56,8 @@ async fn chromium_publishes_h264_and_opus_over_whip() {
     let media = whip.listening().await;
     assert_eq!(media.len(), 1, "{media:?}");
 
-    let log: Log = Arc::default();
     let app = whip
         .router(engine.context())
-        .merge(
-            axum::Router::new()
-                .route("/", get(|| async { axum::response::Html(PAGE) }))
-                .route("/log", post(record))
-                .with_state(Arc::clone(&log)),
-        )
         .into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -91,29 +65,7 @@ async fn chromium_publishes_h264_and_opus_over_whip() {
     let http = listener.local_addr().expect("http addr");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let profile = TempDir::new("whip-chromium");
-    let chromium_log = std::fs::File::create(profile.file("chromium.log")).expect("log");
-    let child = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            "--disable-features=WebRtcHideLocalIpsWithMdns",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("http://{http}/"))
-        .stdin(Stdio::null())
-        .stdout(chromium_log.try_clone().expect("log"))
-        .stderr(chromium_log)
-        .spawn()
-        .expect("start chromium");
-    let guard = ChildGuard(child);
+    let mut log = ChromiumPage::open(&PAGE.replace("__SERVER__", &format!("http://{http}")));
 
     // The publish becomes live once the page has posted its offer.
     let key = StreamKey::parse("live/chromium").expect("key");
@@ -125,7 +77,7 @@ async fn chromium_publishes_h264_and_opus_over_whip() {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "no publish within 30 s; page said {:?}",
-            lines(&log)
+            log.lines()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -135,7 +87,7 @@ async fn chromium_publishes_h264_and_opus_over_whip() {
     while watch.elapsed() < Duration::from_secs(5) {
         let event = match tokio::time::timeout(Duration::from_secs(5), subscription.recv()).await {
             Ok(Ok(e)) => e,
-            Ok(Err(e)) => panic!("subscription ended: {e}; page said {:?}", lines(&log)),
+            Ok(Err(e)) => panic!("subscription ended: {e}; page said {:?}", log.lines()),
             Err(_) => break,
         };
         match event {
@@ -150,7 +102,7 @@ async fn chromium_publishes_h264_and_opus_over_whip() {
     let stats = whip.stats();
     let summary = format!(
         "page {:?}; {} video, {} audio frames; datagrams {:?}, unmatched {:?}, PLIs {:?}",
-        lines(&log),
+        log.lines(),
         video.len(),
         audio.len(),
         stats.datagrams,
@@ -158,11 +110,11 @@ async fn chromium_publishes_h264_and_opus_over_whip() {
         stats.keyframe_requests
     );
     assert!(
-        lines(&log)
+        log.lines()
             .iter()
             .any(|l| l.starts_with("answer 201 /whip/live/chromium/")),
         "{:?}",
-        lines(&log)
+        log.lines()
     );
 
     let catalog = catalog.expect("a catalog");
@@ -198,9 +150,10 @@ async fn chromium_publishes_h264_and_opus_over_whip() {
     assert!(whip.sessions() == 1, "{summary}");
     eprintln!("{summary}; catalog {tracks:?}");
 
-    drop(guard);
+    log.close_browser();
     // Chromium gone: the session ends once ICE times out; DELETE ends it at once.
-    let location = lines(&log)
+    let location = log
+        .lines()
         .iter()
         .find_map(|l| l.split(' ').nth(2).map(str::to_owned))
         .expect("a Location");

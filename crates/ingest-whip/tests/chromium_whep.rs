@@ -3,23 +3,16 @@
 //! player must decode 640x480 video and receive Opus.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::routing::{get, post};
 use tidewater_core::{AppSpec, CancellationToken, Engine, InboundProtocol};
-use tidewater_tests::{ChildGuard, TempDir};
+use tidewater_tests::page::ChromiumPage;
 use tidewater_whip::{Whip, WhipConfig};
 
-const PAGE: &str = r#"<!doctype html><html><body><script>
-const log = (m) => fetch('/log', {method: 'POST', body: String(m)});
-const gathered = (pc) => new Promise(done => {
-  if (pc.iceGatheringState === 'complete') return done();
-  pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && done();
-  setTimeout(done, 2000);
-});
+/// The page (served by the test's own server: another origin, so CORS is
+/// exercised); `log` and `gathered` come from `ChromiumPage`.
+const PAGE: &str = r#"<script>
+const SERVER = '__SERVER__';
 (async () => {
   try {
     const media = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: true});
@@ -30,7 +23,7 @@ const gathered = (pc) => new Promise(done => {
     video.setCodecPreferences(codecs.filter(c => c.mimeType === 'video/H264' || c.mimeType === 'video/rtx'));
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
-    const r = await fetch('/whip/live/chromium', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
+    const r = await fetch(SERVER + '/whip/live/chromium', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
     log('whip ' + r.status);
     await pc.setRemoteDescription({type: 'answer', sdp: await r.text()});
     await new Promise(done => setTimeout(done, 1500));
@@ -46,7 +39,7 @@ const gathered = (pc) => new Promise(done => {
     viewer.onconnectionstatechange = () => log('whep state ' + viewer.connectionState);
     await viewer.setLocalDescription(await viewer.createOffer());
     await gathered(viewer);
-    const w = await fetch('/whep/live/chromium', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: viewer.localDescription.sdp});
+    const w = await fetch(SERVER + '/whep/live/chromium', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: viewer.localDescription.sdp});
     log('whep ' + w.status + ' ' + w.headers.get('Location'));
     const answer = await w.text();
     if (w.status !== 201) return log('refused ' + answer);
@@ -64,23 +57,10 @@ const gathered = (pc) => new Promise(done => {
     log('error ' + e);
   }
 })();
-</script></body></html>"#;
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-async fn record(State(log): State<Log>, body: String) {
-    log.lock().unwrap_or_else(|p| p.into_inner()).push(body);
-}
-
-fn lines(log: &Log) -> Vec<String> {
-    log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
+</script>"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_over_whep_what_chromium_publishes_over_whip() {
-    let Some(browser) = tidewater_tests::browser::chromium() else {
-        panic!("chromium is not installed (cargo xtask test installs it)");
-    };
     let engine = Engine::builder()
         .default_app(AppSpec::default())
         .build()
@@ -98,15 +78,8 @@ async fn chromium_plays_over_whep_what_chromium_publishes_over_whip() {
     let media = whip.listening().await;
     assert_eq!(media.len(), 1, "{media:?}");
 
-    let log: Log = Arc::default();
     let app = whip
         .router(engine.context())
-        .merge(
-            axum::Router::new()
-                .route("/", get(|| async { axum::response::Html(PAGE) }))
-                .route("/log", post(record))
-                .with_state(Arc::clone(&log)),
-        )
         .into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -114,36 +87,15 @@ async fn chromium_plays_over_whep_what_chromium_publishes_over_whip() {
     let http = listener.local_addr().expect("http addr");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let profile = TempDir::new("whip-chromium");
-    let chromium_log = std::fs::File::create(profile.file("chromium.log")).expect("log");
-    let child = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--use-fake-device-for-media-stream",
-            "--use-fake-ui-for-media-stream",
-            "--disable-features=WebRtcHideLocalIpsWithMdns",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("http://{http}/"))
-        .stdin(Stdio::null())
-        .stdout(chromium_log.try_clone().expect("log"))
-        .stderr(chromium_log)
-        .spawn()
-        .expect("start chromium");
-    let guard = ChildGuard(child);
+    let log = ChromiumPage::open(&PAGE.replace("__SERVER__", &format!("http://{http}")));
 
     // Reports from the player: frames decoded, size, audio packets.
     let start = Instant::now();
     let mut best = None;
     while start.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let last = lines(&log)
+        let last = log
+            .lines()
             .iter()
             .rev()
             .find_map(|l| l.strip_prefix("report ").map(str::to_owned));
@@ -161,13 +113,13 @@ async fn chromium_plays_over_whep_what_chromium_publishes_over_whip() {
     let stats = whip.stats();
     let summary = format!(
         "page {:?}; best {best:?}; sent {:?}, frames in {:?}",
-        lines(&log),
+        log.lines(),
         stats.sent,
         stats.frames
     );
     let (decoded, audio, size) = best.unwrap_or_else(|| panic!("no report: {summary}"));
     assert!(
-        lines(&log)
+        log.lines()
             .iter()
             .any(|l| l.starts_with("whep 201 /whep/live/chromium/")),
         "{summary}"
@@ -177,7 +129,7 @@ async fn chromium_plays_over_whep_what_chromium_publishes_over_whip() {
     assert!(audio >= 50, "{summary}");
     assert_eq!(whip.sessions(), 2, "{summary}");
     eprintln!("{summary}");
-    drop(guard);
+    drop(log);
     shutdown.cancel();
     worker.await.expect("join").expect("worker");
     server.abort();

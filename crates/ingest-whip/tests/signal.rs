@@ -155,15 +155,37 @@ async fn an_offer_is_answered_and_delete_ends_the_publish() {
     .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
 
+    // Trickle ICE: 204 for the session's ETag (or none), 412 for another,
+    // 422 for an ICE restart, 400 for garbage, 415 for another type.
+    let etag = etag.to_owned();
+    let fragment = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
+        a=candidate:1 1 udp 2122260223 127.0.0.1 40000 typ host\r\na=end-of-candidates\r\n";
+    let trickle = ("content-type", "application/trickle-ice-sdpfrag");
+    for (if_match, body, status) in [
+        (Some(etag.as_str()), fragment, StatusCode::NO_CONTENT),
+        (None, "a=end-of-candidates\r\n", StatusCode::NO_CONTENT),
+        (Some("\"other\""), fragment, StatusCode::PRECONDITION_FAILED),
+        (Some("*"), fragment, StatusCode::UNPROCESSABLE_ENTITY),
+        (Some(etag.as_str()), "hello", StatusCode::BAD_REQUEST),
+    ] {
+        let mut headers = vec![trickle];
+        if let Some(tag) = if_match {
+            headers.push(("if-match", tag));
+        }
+        let (r, text) = call(&h.router, Method::PATCH, &location, &headers, body.into()).await;
+        assert_eq!(r.status(), status, "{if_match:?} {body:?}: {text}");
+    }
+    let (r, _) = call(&h.router, Method::PATCH, &location, &[SDP], fragment.into()).await;
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let (r, _) = call(
         &h.router,
         Method::PATCH,
-        &location,
-        &[("content-type", "application/trickle-ice-sdpfrag")],
-        "a=end-of-candidates\r\n".into(),
+        "/whip/live/cam/0123",
+        &[trickle],
+        fragment.into(),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     let (r, _) = call(&h.router, Method::DELETE, &location, &[], String::new()).await;
     assert_eq!(r.status(), StatusCode::OK);
@@ -549,4 +571,57 @@ async fn whep_refuses_a_stream_with_b_frames_with_a_clear_answer() {
         "{body}"
     );
     assert_eq!(h.whip.sessions(), 0);
+}
+
+#[tokio::test]
+async fn configured_ice_servers_are_announced_in_link_headers() {
+    let config = WhipConfig {
+        ice_servers: vec![
+            tidewater_whip::IceServer {
+                url: "stun:127.0.0.1:3478".into(),
+                username: None,
+                credential: None,
+            },
+            tidewater_whip::IceServer {
+                url: "turn:127.0.0.1:3478".into(),
+                username: Some("u".into()),
+                credential: Some("p".into()),
+            },
+        ],
+        ..loopback()
+    };
+    let h = start(engine(), config).await;
+    let (r, answer) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/ice",
+        &[SDP],
+        offer(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{answer}");
+    let links: Vec<_> = r
+        .headers()
+        .get_all(header::LINK)
+        .iter()
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .collect();
+    assert_eq!(
+        links,
+        vec![
+            "<stun:127.0.0.1:3478>; rel=\"ice-server\"".to_owned(),
+            "<turn:127.0.0.1:3478>; rel=\"ice-server\"; username=\"u\"; credential=\"p\"; credential-type=\"password\"".to_owned(),
+        ]
+    );
+    // Without servers configured, none.
+    let h = start(engine(), loopback()).await;
+    let (r, _) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/ice",
+        &[SDP],
+        offer(false),
+    )
+    .await;
+    assert!(r.headers().get(header::LINK).is_none());
 }

@@ -3,23 +3,23 @@
 //! millisecond timestamps): the catalog's SPS/PPS must reach the player.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::routing::{get, post};
 use bytes::Bytes;
 use tidewater_core::{
     AppSpec, CancellationToken, Codec, Engine, Frame, InboundProtocol, Request, StreamKey, TrackId,
     TrackInfo,
 };
 use tidewater_media::codec::{annexb_nals, build_avcc, to_length_prefixed};
-use tidewater_tests::{ChildGuard, TempDir};
+use tidewater_tests::TempDir;
+use tidewater_tests::page::ChromiumPage;
 use tidewater_whip::{Whip, WhipConfig};
 
-const PAGE: &str = r#"<!doctype html><html><body><script>
-const log = (m) => fetch('/log', {method: 'POST', body: String(m)});
+/// The page (served by the test's own server: another origin, so CORS is
+/// exercised); `log` and `gathered` come from `ChromiumPage`.
+const PAGE: &str = r#"<script>
+const SERVER = '__SERVER__';
 (async () => {
   try {
     const viewer = new RTCPeerConnection({iceServers: []});
@@ -30,12 +30,8 @@ const log = (m) => fetch('/log', {method: 'POST', body: String(m)});
     const received = new MediaStream();
     viewer.ontrack = (e) => { received.addTrack(e.track); player.srcObject = received; };
     await viewer.setLocalDescription(await viewer.createOffer());
-    await new Promise(done => {
-      if (viewer.iceGatheringState === 'complete') return done();
-      viewer.onicegatheringstatechange = () => viewer.iceGatheringState === 'complete' && done();
-      setTimeout(done, 2000);
-    });
-    const w = await fetch('/whep/live/encoder', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: viewer.localDescription.sdp});
+    await gathered(viewer);
+    const w = await fetch(SERVER + '/whep/live/encoder', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: viewer.localDescription.sdp});
     log('whep ' + w.status);
     const answer = await w.text();
     if (w.status !== 201) return log('refused ' + answer);
@@ -51,17 +47,7 @@ const log = (m) => fetch('/log', {method: 'POST', body: String(m)});
     log('error ' + e);
   }
 })();
-</script></body></html>"#;
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-async fn record(State(log): State<Log>, body: String) {
-    log.lock().unwrap_or_else(|p| p.into_inner()).push(body);
-}
-
-fn lines(log: &Log) -> Vec<String> {
-    log.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
+</script>"#;
 
 /// An encoder's H.264 (x264, no B-frames, 640x360) as an RTMP publisher
 /// hands it to the kernel: parameter sets only in the catalog's avcC,
@@ -123,9 +109,6 @@ fn encoder_stream(dir: &TempDir) -> (Bytes, Vec<(bool, Bytes)>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_an_encoders_stream_over_whep() {
-    let Some(browser) = tidewater_tests::browser::chromium() else {
-        panic!("chromium is not installed (cargo xtask test installs it)");
-    };
     let engine = Engine::builder()
         .default_app(AppSpec::default())
         .build()
@@ -180,48 +163,22 @@ async fn chromium_plays_an_encoders_stream_over_whep() {
         tokio::spawn(async move { whip.serve(ctx, shutdown).await })
     };
     whip.listening().await;
-    let log: Log = Arc::default();
     let app = whip
         .router(engine.context())
-        .merge(
-            axum::Router::new()
-                .route("/", get(|| async { axum::response::Html(PAGE) }))
-                .route("/log", post(record))
-                .with_state(Arc::clone(&log)),
-        )
         .into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind http");
     let http = listener.local_addr().expect("http addr");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    let chromium_log = std::fs::File::create(profile.file("chromium.log")).expect("log");
-    let child = Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--autoplay-policy=no-user-gesture-required",
-            "--disable-features=WebRtcHideLocalIpsWithMdns",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("http://{http}/"))
-        .stdin(Stdio::null())
-        .stdout(chromium_log.try_clone().expect("log"))
-        .stderr(chromium_log)
-        .spawn()
-        .expect("start chromium");
-    let guard = ChildGuard(child);
+    let log = ChromiumPage::open(&PAGE.replace("__SERVER__", &format!("http://{http}")));
 
     let start = Instant::now();
     let mut best = None;
     while start.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let last = lines(&log)
+        let last = log
+            .lines()
             .iter()
             .rev()
             .find_map(|l| l.strip_prefix("report ").map(str::to_owned));
@@ -237,13 +194,13 @@ async fn chromium_plays_an_encoders_stream_over_whep() {
     }
     let summary = format!(
         "page {:?}; best {best:?}; sent {:?}",
-        lines(&log),
+        log.lines(),
         whip.stats().sent
     );
     let (decoded, size) = best.unwrap_or_else(|| panic!("no report: {summary}"));
     assert_eq!(size, (640, 360), "{summary}");
     assert!(decoded >= 60, "{summary}");
-    drop(guard);
+    drop(log);
     publisher.abort();
     shutdown.cancel();
     worker.await.expect("join").expect("worker");

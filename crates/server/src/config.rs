@@ -177,7 +177,7 @@ pub use rtmp::{DEFAULT_RTMP_PORT, DEFAULT_RTMPS_PORT, RtmpSection, RtmpsSection}
 pub use rtsp::RtspSection;
 pub use srt::{SrtEncryption, SrtSection};
 pub use web::WebSection;
-pub use webrtc::WebrtcSection;
+pub use webrtc::{IceServerEntry, WebrtcSection};
 
 use crate::error::{Error, Result};
 

@@ -34,6 +34,24 @@ pub struct WebrtcSection {
     pub max_offer_bytes: usize,
     /// Least time between two keyframe requests to a publisher (default 500).
     pub pli_interval_ms: u64,
+    /// STUN/TURN servers announced to clients in `Link: rel="ice-server"`
+    /// headers (`[[webrtc.ice_servers]] url = "stun:…"`, with `username`
+    /// and `credential` for TURN); default none.
+    pub ice_servers: Vec<IceServerEntry>,
+}
+
+/// One `[[webrtc.ice_servers]]` entry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServerEntry {
+    /// `stun:`, `stuns:`, `turn:` or `turns:` URL.
+    pub url: String,
+    /// TURN username.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(default)]
+    pub credential: Option<String>,
 }
 
 impl Default for WebrtcSection {
@@ -48,6 +66,7 @@ impl Default for WebrtcSection {
             idle_timeout_ms: d.idle_timeout.as_millis() as u64,
             max_offer_bytes: d.max_offer_bytes,
             pli_interval_ms: d.pli_interval.as_millis() as u64,
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -67,6 +86,15 @@ impl WebrtcSection {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_offer_bytes: self.max_offer_bytes,
             pli_interval: Duration::from_millis(self.pli_interval_ms),
+            ice_servers: self
+                .ice_servers
+                .iter()
+                .map(|e| tidewater::whip::IceServer {
+                    url: e.url.clone(),
+                    username: e.username.clone(),
+                    credential: e.credential.clone(),
+                })
+                .collect(),
         };
         config
             .validate()
@@ -77,5 +105,36 @@ impl WebrtcSection {
     /// Checks the section (nothing when disabled).
     pub(super) fn check(&self) -> Result<()> {
         self.worker_config().map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::Config;
+
+    fn parse(file: &str) -> crate::error::Result<Config> {
+        Config::layered(Some((file, Path::new("test.toml"))), Vec::new())
+    }
+
+    #[test]
+    fn ice_servers_are_read_and_checked() {
+        let config = parse(
+            "[[webrtc.ice_servers]]\nurl = \"stun:stun.example.net:3478\"\n\
+             [[webrtc.ice_servers]]\nurl = \"turn:turn.example.net\"\nusername = \"u\"\ncredential = \"p\"\n",
+        )
+        .expect("accepted");
+        let whip = config
+            .webrtc
+            .worker_config()
+            .expect("valid")
+            .expect("enabled");
+        assert_eq!(whip.ice_servers.len(), 2);
+        assert_eq!(whip.ice_servers[1].username.as_deref(), Some("u"));
+        let e = parse("[[webrtc.ice_servers]]\nurl = \"turn:turn.example.net\"\n")
+            .expect_err("TURN without credentials")
+            .to_string();
+        assert!(e.contains("ice_servers"), "{e}");
     }
 }
