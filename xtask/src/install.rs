@@ -45,6 +45,32 @@ pub(crate) const CLIENTS: &[Client] = &[
         package: "srt-tools",
         probe: Probe::Command("srt-live-transmit"),
     },
+    // The stand-in IP camera of the RTSP pull tests: gst-rtsp-server
+    // driven from Python (tests/helpers/rtsp_camera.py).
+    Client {
+        package: "python3-gi",
+        probe: Probe::Package,
+    },
+    Client {
+        package: "gir1.2-gst-rtsp-server-1.0",
+        probe: Probe::Package,
+    },
+    Client {
+        package: "gstreamer1.0-plugins-good",
+        probe: Probe::Package,
+    },
+    Client {
+        package: "gstreamer1.0-plugins-bad",
+        probe: Probe::Package,
+    },
+    Client {
+        package: "gstreamer1.0-plugins-ugly",
+        probe: Probe::Package,
+    },
+    Client {
+        package: "gstreamer1.0-libav",
+        probe: Probe::Package,
+    },
     // The cluster tests run their own etcd; etcd-client builds with protoc.
     Client {
         package: "etcd-server",

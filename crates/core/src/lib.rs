@@ -45,6 +45,7 @@
 mod auth;
 pub mod bus;
 mod catalog;
+mod contain;
 mod engine;
 mod error;
 mod events;
@@ -68,6 +69,9 @@ pub use auth::{
 };
 pub use bus::{Event, EventRef, FrameRef, OutputFormat, RecvError, SharedFrame, Subscription};
 pub use catalog::{AudioParams, Catalog, TrackInfo, VideoParams};
+pub use contain::contained;
+#[cfg(any(test, feature = "test-hooks"))]
+pub use contain::hook;
 pub use engine::{Engine, EngineBuilder, OnDemandSource, Request};
 pub use error::{EndReason, Error, Result};
 pub use events::{NoopObserver, Observer, StreamEvent, StreamEventKind};

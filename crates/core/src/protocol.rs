@@ -106,22 +106,26 @@ impl IngestContext {
 
     /// Claims a stream for publishing.
     pub async fn open_publish(&self, req: Request) -> Result<PublishSession> {
+        crate::contain::note_stream(&req.key);
         self.registry.open_publish(req).await
     }
 
     /// Subscribes to a live stream.
     pub async fn subscribe(&self, req: Request) -> Result<Subscription> {
+        crate::contain::note_stream(&req.key);
         self.registry.subscribe(req).await
     }
 
     /// Follows a stream across republishes.
     pub async fn follow(&self, req: Request) -> Result<Follower> {
+        crate::contain::note_stream(&req.key);
         self.registry.follow(req).await
     }
 
     /// Follows a stream that is live now, for a viewer that plays on across
     /// republishes (see [`Engine::follow_live`]).
     pub async fn follow_live(&self, req: Request) -> Result<Follower> {
+        crate::contain::note_stream(&req.key);
         self.registry.follow_live(req).await
     }
 

@@ -147,6 +147,7 @@ pub struct ListenerStats {
     connections: AtomicU64,
     open: AtomicU64,
     refusals: Mutex<Vec<(&'static str, u64)>>,
+    panics: AtomicU64,
 }
 
 impl ListenerStats {
@@ -157,6 +158,7 @@ impl ListenerStats {
             connections: AtomicU64::new(0),
             open: AtomicU64::new(0),
             refusals: Mutex::new(Vec::new()),
+            panics: AtomicU64::new(0),
         }
     }
 
@@ -185,6 +187,11 @@ impl ListenerStats {
         }
     }
 
+    /// Counts a session task that panicked (see [`contained`](crate::contained)).
+    pub fn panicked(&self) {
+        self.panics.fetch_add(1, Relaxed);
+    }
+
     /// A copy of the counters.
     pub fn snapshot(&self) -> ListenerSnapshot {
         let mut refusals = self
@@ -198,6 +205,7 @@ impl ListenerStats {
             connections: self.connections.load(Relaxed),
             open: self.open.load(Relaxed),
             refusals,
+            panics: self.panics.load(Relaxed),
         }
     }
 }
@@ -225,6 +233,9 @@ pub struct ListenerSnapshot {
     pub open: u64,
     /// Refusals so far by reason, sorted by reason.
     pub refusals: Vec<(&'static str, u64)>,
+    /// Session tasks that panicked (each ended alone, see
+    /// [`contained`](crate::contained)).
+    pub panics: u64,
 }
 
 /// Every listener's counters, by name: one per engine (and so per server),

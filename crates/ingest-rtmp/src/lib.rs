@@ -335,22 +335,31 @@ impl InboundProtocol for Rtmp {
                             _open: stats.accepted(),
                         };
                         match &tls {
-                            None => connections.spawn(driver::run_connection(
-                                stream,
+                            // A panic in a connection's task ends that connection alone.
+                            None => connections.spawn(tidewater_core::contained(
+                                &stats,
                                 peer,
-                                slot,
-                                ctx.clone(),
-                                Arc::clone(&self.config),
-                                shutdown.clone(),
+                                driver::run_connection(
+                                    stream,
+                                    peer,
+                                    slot,
+                                    ctx.clone(),
+                                    Arc::clone(&self.config),
+                                    shutdown.clone(),
+                                ),
                             )),
-                            Some(tls) => connections.spawn(driver::run_tls_connection(
-                                stream,
+                            Some(tls) => connections.spawn(tidewater_core::contained(
+                                &stats,
                                 peer,
-                                slot,
-                                tls.acceptor().clone(),
-                                ctx.clone(),
-                                Arc::clone(&self.config),
-                                shutdown.clone(),
+                                driver::run_tls_connection(
+                                    stream,
+                                    peer,
+                                    slot,
+                                    tls.acceptor().clone(),
+                                    ctx.clone(),
+                                    Arc::clone(&self.config),
+                                    shutdown.clone(),
+                                ),
                             )),
                         };
                     }

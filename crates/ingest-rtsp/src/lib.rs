@@ -269,12 +269,14 @@ impl InboundProtocol for Rtsp {
                         let (ctx, config, shutdown) = (ctx.clone(), Arc::clone(&self.config), shutdown.clone());
                         let udp_media = udp_media.clone();
                         let stats = Arc::clone(&stats);
-                        connections.spawn(async move {
+                        // A panic in a connection's task ends that connection alone.
+                        let contain = Arc::clone(&stats);
+                        connections.spawn(tidewater_core::contained(&contain, peer, async move {
                             let _open = open;
                             if let Err(e) = driver::connection(stream, peer, ctx, config, udp_media, stats, shutdown).await {
                                 warn!("rtsp: {e}");
                             }
-                        });
+                        }));
                     }
                     Err(e) => {
                         warn!("rtsp: accept failed: {e}");

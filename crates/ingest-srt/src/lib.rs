@@ -302,12 +302,18 @@ impl InboundProtocol for Srt {
                 ended = &mut listener.task => break Some(ended),
                 // The listener holds callers to the connection limits.
                 Some(req) = listener.requests.recv() => {
-                    connections.spawn(listener::handle(
-                        req,
-                        ctx.clone(),
-                        Arc::clone(&self.config),
-                        Arc::clone(&stats),
-                        shutdown.clone(),
+                    // A panic in a connection's task ends that connection alone.
+                    let peer = req.remote();
+                    connections.spawn(tidewater_core::contained(
+                        &stats,
+                        peer,
+                        listener::handle(
+                            req,
+                            ctx.clone(),
+                            Arc::clone(&self.config),
+                            Arc::clone(&stats),
+                            shutdown.clone(),
+                        ),
                     ));
                 }
             }

@@ -149,6 +149,7 @@ mod https;
 mod load;
 mod log;
 mod policy;
+mod pull;
 mod record;
 mod rtmp;
 mod rtsp;
@@ -172,6 +173,7 @@ pub use https::{DEFAULT_HTTPS_PORT, HttpsSection};
 pub use load::{ENV_CONFIG_FILE, ENV_PREFIX, env_value};
 pub use log::LogConfig;
 pub use policy::{AppConfig, Defaults, Duplicate, PolicySettings};
+pub use pull::{PullEntry, pull_specs};
 pub use record::{RecordOverride, RecordSection};
 pub use rtmp::{DEFAULT_RTMP_PORT, DEFAULT_RTMPS_PORT, RtmpSection, RtmpsSection};
 pub use rtsp::RtspSection;
@@ -216,6 +218,8 @@ pub struct Config {
     pub web: WebSection,
     /// `[record]`: recording to fMP4 files, played back under `/playback/`.
     pub record: RecordSection,
+    /// `[[pull]]`: streams pulled from RTSP sources (cameras), see [`PullEntry`].
+    pub pull: Vec<PullEntry>,
     /// `[cluster]`: this server as a node of a cluster (etcd directory,
     /// relay, edge pulls); absent, the server stands alone.
     pub cluster: Option<ClusterSection>,
@@ -248,6 +252,7 @@ impl Config {
         self.auth.check()?;
         self.web.check()?;
         self.record.check()?;
+        pull_specs(&self.pull)?;
         if let Some(cluster) = &self.cluster {
             cluster.check()?;
         }
@@ -274,6 +279,7 @@ impl Config {
             https,
             web,
             record,
+            pull,
             cluster,
         } = self;
         [
@@ -292,6 +298,7 @@ impl Config {
             ("https", *https != other.https),
             ("web", *web != other.web),
             ("record", *record != other.record),
+            ("pull", *pull != other.pull),
             ("cluster", *cluster != other.cluster),
         ]
         .into_iter()

@@ -138,6 +138,7 @@ pub struct Server {
     whip: Option<tidewater::whip::Whip>,
     web: Option<config::WebSection>,
     record: Option<tidewater::record::Recorder>,
+    pull: Option<Arc<tidewater_rtsp::pull::RtspPull>>,
     cluster: Option<tidewater::cluster::ClusterConfig>,
 }
 
@@ -237,6 +238,7 @@ impl Server {
             Some(c) => Some(c.cluster_config()?),
             None => None,
         };
+        let pull = pull_worker(config, &engine)?;
         let reloader = Reloader::new(None, config.clone(), auth.clone());
         Ok(Server {
             engine,
@@ -260,6 +262,7 @@ impl Server {
             web: config.web.enabled.then(|| config.web.clone()),
             record,
             cluster,
+            pull,
         })
     }
 
@@ -380,6 +383,7 @@ impl Server {
             web,
             record,
             cluster,
+            pull,
         } = self;
         let reaper = engine.spawn_reaper(REAP_INTERVAL, shutdown.child_token());
         if let Some(c) = cluster {
@@ -414,6 +418,7 @@ impl Server {
             .chain(push.map(|p| p as Arc<dyn InboundProtocol>))
             .chain(srt.clone().map(|s| s as Arc<dyn InboundProtocol>))
             .chain(rtsp.map(|r| r as Arc<dyn InboundProtocol>))
+            .chain(pull.clone().map(|p| p as Arc<dyn InboundProtocol>))
             .chain(
                 whip.clone()
                     .map(|w| Arc::new(w) as Arc<dyn InboundProtocol>),
@@ -445,6 +450,10 @@ impl Server {
             let library = record.library().clone();
             tokio::spawn(record.run(shutdown.child_token()));
             app = app.merge(http::playback::router(engine.clone(), library));
+        }
+        if let Some(pull) = &pull {
+            // `GET /api/v1/pulls` reads the states.
+            app = app.layer(axum::Extension(pull.statuses()));
         }
         let app = http::cors::apply(app, cors);
         let app = http::guard::count_refusals(app, engine.clone());
@@ -542,6 +551,34 @@ impl Server {
         }
         outcome
     }
+}
+
+/// The worker of `[[pull]]` (`None` without entries); an on-demand pull
+/// counts as readers the stream's listed sessions (viewers and HLS/DASH
+/// players, not packagers or recorders).
+fn pull_worker(
+    config: &Config,
+    engine: &Engine,
+) -> Result<Option<Arc<tidewater_rtsp::pull::RtspPull>>> {
+    let specs = config::pull_specs(&config.pull)?;
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let sessions = engine.clone();
+    let readers: tidewater_rtsp::pull::ReaderCount = Arc::new(move |key| {
+        sessions
+            .sessions()
+            .iter()
+            .filter(|s| s.kind == tidewater::SessionKind::Reader && &s.path == key)
+            .count()
+    });
+    let pull = tidewater_rtsp::pull::RtspPull::new(specs)
+        .map_err(|e| setting_error("pull", e))?
+        .with_readers(readers);
+    let pull = Arc::new(pull);
+    // A reader of an on-demand pulled stream starts its pull.
+    engine.add_on_demand(pull.clone());
+    Ok(Some(pull))
 }
 
 /// A section whose values passed the configuration checks but that its

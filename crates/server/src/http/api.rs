@@ -8,6 +8,7 @@
 //! | `GET /api/v1/sessions` | `{"sessions": [Session, …]}`: every publisher and reader, sorted by id (see [`sessions`](super::sessions)) |
 //! | `DELETE /api/v1/sessions/{id}` | ends the session: `204`, or 404 when no live session has that id |
 //! | `POST /api/v1/config/reload` | reads the configuration again: [`ReloadReport`] (`{"applied": ["auth"], "restart_required": ["http"]}`), `400` (`invalid_config`) when it does not load, changing nothing; see [`crate::reload`] |
+//! | `GET /api/v1/pulls` | `{"pulls": [PullView, …]}`: every `[[pull]]` source and its state (see [`pulls`](super::pulls)) |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document of this API (see [`openapi`](super::openapi)) |
 //!
 //! A [`StreamView`] is the kernel's [`StreamSnapshot`] serialized as is plus
@@ -109,6 +110,7 @@ pub(crate) fn routes() -> Vec<(&'static str, MethodRouter<ApiState>)> {
         ("/streams/{app}/{stream}", get(get_stream)),
         ("/streams/{app}/{stream}/pushes", get(get_pushes)),
         ("/sessions", get(super::sessions::list_sessions)),
+        ("/pulls", get(super::pulls::list_pulls)),
         ("/sessions/{id}", delete(super::sessions::kick_session)),
         ("/config/reload", post(reload_config)),
         ("/openapi.json", get(super::openapi::document)),

@@ -25,6 +25,7 @@
 //! | `tidewater_listener_connections_total` | counter | `listener` | connections accepted |
 //! | `tidewater_listener_open_connections` | gauge | `listener` | connections open now |
 //! | `tidewater_listener_refusals_total` | counter | `listener`, `reason` | connections or requests turned away, by reason |
+//! | `tidewater_session_panics_total` | counter | `listener` | session tasks that panicked (each ended alone, logged with its peer and stream) |
 //! | `tidewater_auth_allowed_total` | counter | | requests the authorizer allowed (publish, read, playback, API, metrics) |
 //! | `tidewater_auth_refusals_total` | counter | `cause` | requests the authorizer refused, by cause (every cause, zeros included) |
 //! | `tidewater_uptime_seconds` | gauge | | seconds since the server started serving |
@@ -347,6 +348,14 @@ impl Collector for EngineCollector {
                     .map(move |(reason, n)| (l.name, *reason, *n))
             }),
             |m, (listener, reason, n)| counter(m, &[("listener", listener), ("reason", reason)], n),
+        )?;
+        family(
+            e,
+            "tidewater_session_panics",
+            "Session tasks that panicked; each ended alone, the listener went on.",
+            MetricType::Counter,
+            &listeners,
+            |m, l| counter(m, &[("listener", l.name)], l.panics),
         )?;
 
         family(

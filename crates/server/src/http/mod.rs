@@ -11,6 +11,7 @@
 //! | `GET /hls/{app}/{stream}/index.m3u8`, `/llhls/{app}/{stream}/index.m3u8` (and `master.m3u8`, segments, parts) | HLS and LL-HLS (`[hls]`, mounted by the server): see [`tidewater::hls`] |
 //! | `GET /playback/{app}/{stream}/list`, `index.m3u8`, `get`, `files/…` | playback of recordings (`[record]`, mounted by the server): see [`playback`]; guarded (action `playback`) |
 //! | `/api/v1/…` | the REST API ([`api`]): streams, [`sessions`], configuration reloads, the [`openapi`] document; guarded (action `api`) |
+//! | `GET /api/v1/pulls` | the state of every `[[pull]]` source ([`pulls`]); guarded (action `api`) |
 //! | `GET /metrics` | Prometheus metrics ([`metrics`]); guarded (action `metrics`) |
 //! | `GET /`, `GET /watch/{app}/{stream}`, `/console/…` | the web console and player pages (`[web]`, mounted by the server): see [`console`] |
 //!
@@ -34,6 +35,7 @@ pub mod guard;
 pub mod metrics;
 pub mod openapi;
 pub mod playback;
+pub mod pulls;
 pub(crate) mod serve;
 pub mod sessions;
 #[cfg(test)]

@@ -120,7 +120,9 @@ impl HttpListener {
             let (stats, router, tls, shutdown) =
                 (stats.clone(), router.clone(), tls.clone(), shutdown.clone());
             let timeout = limits.header_read_timeout;
-            connections.spawn(async move {
+            // A panic in a connection's task (a handler's) ends that connection alone.
+            let contain = Arc::clone(&stats);
+            connections.spawn(tidewater::contained(&contain, peer, async move {
                 let _counted = (permit, open);
                 let _ = stream.set_nodelay(true);
                 let result = match tls {
@@ -159,7 +161,7 @@ impl HttpListener {
                         tracing::debug!("{name}: connection of {peer} ended: {e}");
                     }
                 }
-            });
+            }));
         }
         drop(listener);
         while connections.join_next().await.is_some() {}

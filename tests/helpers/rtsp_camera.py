@@ -1,0 +1,79 @@
+#!/usr/bin/python3
+"""A stand-in IP camera for the tests: GStreamer's RTSP server (gst-rtsp-server)
+serving a live test pattern (x264 or x265) and a tone (AAC) on loopback, with
+optional Basic authentication.
+
+Usage: rtsp_camera.py --port 0 [--path /stream1] [--user U --password P] [--codec h264|h265]
+Prints "ready rtsp://127.0.0.1:PORT/PATH" once it serves, then runs until killed.
+"""
+
+import argparse
+import signal
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+VIDEO = {
+    "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bframes=0 "
+    "! video/x-h264,profile=baseline ! rtph264pay name=pay0 pt=96 config-interval=-1",
+    "h265": "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "
+    "! rtph265pay name=pay0 pt=96 config-interval=-1",
+}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", default="0")
+    parser.add_argument("--path", default="/stream1")
+    parser.add_argument("--user")
+    parser.add_argument("--password")
+    parser.add_argument("--codec", default="h264", choices=sorted(VIDEO))
+    args = parser.parse_args()
+
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address("127.0.0.1")
+    server.set_service(args.port)
+
+    factory = GstRtspServer.RTSPMediaFactory()
+    factory.set_launch(
+        "( videotestsrc is-live=true pattern=ball "
+        "! video/x-raw,width=320,height=240,framerate=25/1 "
+        f"! {VIDEO[args.codec]} "
+        "audiotestsrc is-live=true wave=sine freq=440 "
+        "! audio/x-raw,rate=48000,channels=2 ! audioconvert ! avenc_aac "
+        "! rtpmp4gpay name=pay1 pt=97 )"
+    )
+    # One pipeline shared by every client, as a camera has one encoder.
+    factory.set_shared(True)
+
+    if args.user:
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password or ""), token)
+        server.set_auth(auth)
+        permissions = GstRtspServer.RTSPPermissions()
+        permissions.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)
+        permissions.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, True)
+        factory.set_permissions(permissions)
+
+    server.get_mount_points().add_factory(args.path, factory)
+    if server.attach(None) == 0:
+        print("cannot attach the RTSP server", file=sys.stderr)
+        return 1
+    print(f"ready rtsp://127.0.0.1:{server.get_bound_port()}{args.path}", flush=True)
+
+    loop = GLib.MainLoop()
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, loop.quit)
+    GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+//! Pulling an RTSP camera: GStreamer's RTSP server (gst-rtsp-server through
+//! Python, `tests/helpers/rtsp_camera.py`, with Basic auth) stands in for the
+//! camera; the `tidewater` binary pulls it over TCP and UDP and ffmpeg reads
+//! the pulled streams back over RTMP and HLS. Also: the camera restarting,
+//! an on-demand pull, and a pull from a second tidewater's RTSP output.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tidewater_tests::{
+    ChildGuard, FrameCrc, ServerCommand, catalog_codecs, ffmpeg_framecrc, http_get,
+    loopback_config, try_http_get, wait_live, workspace_root,
+};
+
+const USER: &str = "viewer";
+const PASSWORD: &str = "door p@ss";
+
+/// The stand-in camera on loopback `port` (0: any), serving `codec` video
+/// and AAC at `/stream1` behind Basic auth; returns it with its URL.
+fn camera(port: u16, codec: &str) -> (ChildGuard, String) {
+    let python = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import gi"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .expect("python3 with gi (python3-gi, gir1.2-gst-rtsp-server-1.0): cargo xtask install");
+    let mut child = ChildGuard(
+        Command::new(python)
+            .arg(workspace_root().join("tests/helpers/rtsp_camera.py"))
+            .args(["--port", &port.to_string(), "--codec", codec])
+            .args(["--user", USER, "--password", PASSWORD])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run the camera script: {e}")),
+    );
+    let stdout = child.0.stdout.take().expect("piped");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the camera's ready line");
+    let url = line
+        .trim()
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("camera did not start: {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+/// `rtsp://127.0.0.1:PORT/stream1` with the camera's credentials in it.
+fn with_credentials(url: &str) -> String {
+    url.replacen(
+        "rtsp://",
+        &format!(
+            "rtsp://{USER}:{}@",
+            PASSWORD.replace(' ', "%20").replace('@', "%40")
+        ),
+        1,
+    )
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .expect("a port in the URL")
+}
+
+/// The pull of `key` from `GET /api/v1/pulls`.
+fn pull_state(http: SocketAddr, key: &str) -> serde_json::Value {
+    let pulls = http_get(&format!("http://{http}/api/v1/pulls")).json();
+    pulls["pulls"]
+        .as_array()
+        .expect("pulls")
+        .iter()
+        .find(|p| p["path"] == key)
+        .cloned()
+        .unwrap_or_else(|| panic!("no pull of {key}: {pulls}"))
+}
+
+/// Polls the pull of `key` until `check` holds; panics after `timeout`.
+fn wait_pull(
+    http: SocketAddr,
+    key: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pull = pull_state(http, key);
+        if check(&pull) {
+            return pull;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key}: {what} within {timeout:?}: {pull}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn assert_decoded(what: &str, crc: &FrameCrc, min_video: usize) {
+    assert!(
+        crc.codecs.iter().any(|c| c == "rawvideo")
+            && crc.codecs.iter().any(|c| c.starts_with("pcm")),
+        "{what}: decoded video and audio expected, got {:?}",
+        crc.codecs
+    );
+    let video = crc.codecs.iter().position(|c| c == "rawvideo").unwrap_or(0) as u32;
+    let frames = crc.stream(video).len();
+    assert!(
+        frames >= min_video,
+        "{what}: {frames} video frames decoded, expected {min_video}+"
+    );
+    assert!(crc.monotonic(), "{what}: timestamps go back");
+}
+
+/// Packets copied by ffmpeg from `url`: the codecs it saw and monotonic dts.
+fn assert_codecs(what: &str, url: &str, video: &str) {
+    let (crc, _) = ffmpeg_framecrc(url, &["-t", "3", "-c", "copy"], Duration::from_secs(40));
+    assert_eq!(crc.codecs.len(), 2, "{what}: {:?}", crc.codecs);
+    assert!(
+        crc.codecs.iter().any(|c| c == video),
+        "{what}: {video} expected in {:?}",
+        crc.codecs
+    );
+    assert!(
+        crc.codecs.iter().any(|c| c == "aac"),
+        "{what}: aac expected in {:?}",
+        crc.codecs
+    );
+    assert!(crc.monotonic(), "{what}: timestamps go back");
+}
+
+fn pull_config(entries: &[(&str, &str, &str, bool)], extra: &str) -> String {
+    let mut config = loopback_config();
+    for (key, url, transport, on_demand) in entries {
+        config.push_str(&format!(
+            "[[pull]]\npath = \"{key}\"\nurl = \"{url}\"\ntransport = \"{transport}\"\n\
+             on_demand = {on_demand}\nretry_initial_ms = 300\nretry_max_ms = 2000\n{extra}"
+        ));
+    }
+    config
+}
+
+#[test]
+fn a_camera_pulled_over_tcp_and_udp_is_read_over_rtmp_and_hls() {
+    let (_camera, url) = camera(0, "h264");
+    let source = with_credentials(&url);
+    let config = pull_config(
+        &[
+            ("cams/tcp", &source, "tcp", false),
+            ("cams/udp", &source, "udp", false),
+        ],
+        "",
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    for (key, transport) in [("cams/tcp", "tcp"), ("cams/udp", "udp")] {
+        let live = wait_live(http, key, Duration::from_secs(20));
+        assert_eq!(live["protocol"], "rtsp-pull", "{live}");
+        let codecs = catalog_codecs(&live);
+        assert!(
+            codecs.iter().any(|c| c == "H264") && codecs.iter().any(|c| c == "Aac"),
+            "{key}: {codecs:?}"
+        );
+        let pull = wait_pull(http, key, Duration::from_secs(5), "live", |p| {
+            p["state"] == "live"
+        });
+        assert_eq!(pull["connected_transport"], transport, "{pull}");
+        assert_eq!(pull["attempts"], 0, "{pull}");
+        let shown = pull["url"].as_str().expect("url");
+        assert!(
+            shown.contains(USER) && !shown.contains("p%40ss"),
+            "password shown: {shown}"
+        );
+
+        let (crc, _) = ffmpeg_framecrc(
+            &format!("rtmp://{rtmp}/{key}"),
+            &["-t", "3"],
+            Duration::from_secs(40),
+        );
+        assert_decoded(&format!("rtmp reader of the {transport} pull"), &crc, 50);
+        let (crc, _) = ffmpeg_framecrc(
+            &format!("http://{http}/hls/{key}/index.m3u8"),
+            &["-t", "3"],
+            Duration::from_secs(40),
+        );
+        assert_decoded(&format!("hls reader of the {transport} pull"), &crc, 50);
+        assert_codecs(
+            &format!("rtmp packets of the {transport} pull"),
+            &format!("rtmp://{rtmp}/{key}"),
+            "h264",
+        );
+    }
+}
+
+#[test]
+fn a_camera_that_restarts_is_pulled_again() {
+    let (camera1, url) = camera(0, "h264");
+    let port = port_of(&url);
+    let config = pull_config(&[("cams/door", &with_credentials(&url), "auto", false)], "");
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let first = wait_live(http, "cams/door", Duration::from_secs(20));
+    let generation = first["generation"].as_u64().expect("generation");
+
+    drop(camera1);
+    let retrying = wait_pull(
+        http,
+        "cams/door",
+        Duration::from_secs(15),
+        "retrying",
+        |p| p["state"] == "retrying" && p["attempts"].as_u64() >= Some(1),
+    );
+    assert!(retrying["last_error"].is_string(), "{retrying}");
+
+    // The same camera back on the same port.
+    let (_camera2, _) = camera(port, "h264");
+    let pull = wait_pull(
+        http,
+        "cams/door",
+        Duration::from_secs(20),
+        "live again",
+        |p| p["state"] == "live" && p["connections"].as_u64() >= Some(2),
+    );
+    assert_eq!(pull["attempts"], 0, "{pull}");
+    let again = wait_live(http, "cams/door", Duration::from_secs(10));
+    assert!(
+        again["generation"].as_u64() > Some(generation),
+        "a new publish generation after the restart: {again}"
+    );
+    let (crc, _) = ffmpeg_framecrc(
+        &format!("rtmp://{rtmp}/cams/door"),
+        &["-t", "3"],
+        Duration::from_secs(40),
+    );
+    assert_decoded("rtmp reader after the camera restarted", &crc, 50);
+}
+
+#[test]
+fn an_on_demand_pull_starts_with_its_first_reader_and_stops_after_the_grace() {
+    let (_camera, url) = camera(0, "h264");
+    let config = pull_config(
+        &[("cams/lazy", &with_credentials(&url), "tcp", true)],
+        "idle_grace_ms = 2000\n",
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let http = server.http_addr();
+    // Nobody reads: nothing is pulled.
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = pull_state(http, "cams/lazy");
+    assert_eq!(idle["state"], "idle", "{idle}");
+    assert_eq!(idle["connections"], 0, "{idle}");
+    let status = try_http_get(&format!("http://{http}/api/v1/streams/cams/lazy"))
+        .map(|r| r.status)
+        .expect("api");
+    assert_eq!(status, 404, "not live before a reader");
+
+    // The first reader (HTTP-FLV) waits for the camera and gets it.
+    let (crc, _) = ffmpeg_framecrc(
+        &format!("http://{http}/flv/cams/lazy.flv"),
+        &["-t", "3"],
+        Duration::from_secs(40),
+    );
+    assert_decoded("the first reader of an on-demand pull", &crc, 50);
+    let pull = pull_state(http, "cams/lazy");
+    assert_eq!(pull["connections"], 1, "{pull}");
+
+    // The reader has gone: after the grace the pull disconnects.
+    let idle = wait_pull(
+        http,
+        "cams/lazy",
+        Duration::from_secs(15),
+        "idle again",
+        |p| p["state"] == "idle",
+    );
+    assert_eq!(idle["connections"], 1, "{idle}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while try_http_get(&format!("http://{http}/api/v1/streams/cams/lazy"))
+        .is_ok_and(|r| r.status == 200)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the pulled stream stays live after the grace"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn h265_published_to_one_tidewater_is_pulled_by_another() {
+    let mut origin = ServerCommand::with_config(&loopback_config()).spawn();
+    let (origin_http, origin_rtsp) = (origin.http_addr(), origin.rtsp_addr());
+    let _publisher = ChildGuard(
+        tidewater_tests::ffmpeg_realtime()
+            .args(tidewater_tests::CLIP_VIDEO)
+            .args(tidewater_tests::clip_audio(48_000))
+            .args([
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args([
+                "-x265-params",
+                "keyint=25:min-keyint=25:bframes=0:log-level=error",
+            ])
+            .args(["-c:a", "aac", "-b:a", "64k", "-t", "60"])
+            .args(["-f", "rtsp", "-rtsp_transport", "tcp"])
+            .arg(format!("rtsp://{origin_rtsp}/live/hevc"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run ffmpeg: {e}")),
+    );
+    wait_live(origin_http, "live/hevc", Duration::from_secs(20));
+
+    let config = pull_config(
+        &[(
+            "relay/hevc",
+            &format!("rtsp://{origin_rtsp}/live/hevc"),
+            "tcp",
+            false,
+        )],
+        "",
+    );
+    let mut edge = ServerCommand::with_config(&config).spawn();
+    let http = edge.http_addr();
+    let live = wait_live(http, "relay/hevc", Duration::from_secs(20));
+    let codecs = catalog_codecs(&live);
+    assert!(
+        codecs.iter().any(|c| c == "H265") && codecs.iter().any(|c| c == "Aac"),
+        "{codecs:?}"
+    );
+    let hls = format!("http://{http}/hls/relay/hevc/index.m3u8");
+    let (crc, _) = ffmpeg_framecrc(&hls, &["-t", "3"], Duration::from_secs(40));
+    assert_decoded("hls reader of an h265 pull", &crc, 50);
+    assert_codecs("hls packets of an h265 pull", &hls, "hevc");
+}
