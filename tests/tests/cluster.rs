@@ -71,6 +71,11 @@ impl Etcd {
 
     /// The keys under `prefix`, read through etcd's JSON gateway with curl.
     fn range(&self, prefix: &str) -> Option<Vec<String>> {
+        Some(self.entries(prefix)?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// The keys under `prefix` with their values.
+    fn entries(&self, prefix: &str) -> Option<Vec<(String, String)>> {
         TcpStream::connect(self.client).ok()?;
         let key = base64(prefix.as_bytes());
         let mut end = prefix.as_bytes().to_vec();
@@ -90,7 +95,10 @@ impl Etcd {
                 .as_array()
                 .map(|kvs| {
                     kvs.iter()
-                        .filter_map(|kv| kv["key"].as_str().map(unbase64))
+                        .filter_map(|kv| {
+                            let key = unbase64(kv["key"].as_str()?);
+                            Some((key, unbase64(kv["value"].as_str().unwrap_or(""))))
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -307,6 +315,39 @@ fn a_killed_origins_stream_leaves_with_its_lease_and_readers_follow_the_publishe
     eprintln!(
         "directory emptied {gone:?} after the kill; C pulled from B {followed:?} after the republish"
     );
+}
+
+#[test]
+fn a_second_publish_of_a_stream_held_elsewhere_is_refused_cluster_wide() {
+    let etcd = Etcd::start();
+    let a = node(&etcd, "a", 10_000);
+    let b = node(&etcd, "b", 10_000);
+    let _first = ffmpeg_publish(&format!("rtmp://{}/live/dup", a.rtmp), 30, 25);
+    wait_live(a.http, "live/dup", LIVE_TIMEOUT);
+    // The same stream to B: the transaction finds it held by A (the
+    // default duplicate policy is reject), and B ends its publish.
+    let mut second = ffmpeg_publish(&format!("rtmp://{}/live/dup", b.rtmp), 30, 25);
+    let exited = second.wait_for(Duration::from_secs(15));
+    assert!(
+        exited.is_some_and(|s| !s.success()),
+        "the second publisher was not refused: {exited:?}"
+    );
+    let entries = etcd.entries("/tidewater/streams/").expect("etcd");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let holder: serde_json::Value = serde_json::from_str(&entries[0].1).expect("holder json");
+    assert_eq!(holder["node"], "a", "{holder}");
+    // A still publishes, and B serves it as an edge (pulled from A), not
+    // as an origin of its own.
+    let at_a = stream_json(a.http, "live/dup").expect("live at A");
+    assert_eq!(at_a["protocol"], "rtmp");
+    let frames = tidewater_tests::auth::read_frames(
+        &format!("rtmp://{}/live/dup", b.rtmp),
+        &["-t", "2"],
+        Duration::from_secs(20),
+    );
+    assert!(frames.video_frames() >= 25, "{frames:?}");
+    let at_b = stream_json(b.http, "live/dup").expect("pulled at B");
+    assert_eq!(at_b["protocol"], "relay", "{at_b}");
 }
 
 #[test]

@@ -16,12 +16,17 @@
 //! per-key TTLs and watches too, but a key's TTL is per bucket and is not
 //! tied to a node's liveness (each key would need its own refresh), and
 //! compare-and-set is per key only. The price of etcd is the client:
-//! `etcd-client` speaks gRPC through tonic and prost and needs `protoc` at
-//! build time; with default features off (no TLS) it adds about 40 crates to
-//! the workspace (tonic, prost, prost-build, h2 and tower were partly there
-//! already through hyper/axum), measured at about 35 s of a clean debug
-//! build on two cores. The relay codec and the directory's map do not need
-//! it: they build with the `etcd` feature off (the fuzz target does).
+//! `etcd-client` (0.21, default features off: no TLS) speaks gRPC through
+//! tonic and prost and needs `protoc` at build time. It adds 26 crates to
+//! the server's build (tonic, prost, prost-build with petgraph and
+//! pulldown-cmark, tonic-build, tokio-stream, hyper-timeout, …; hyper, h2,
+//! tower and axum were there already). Measured with `cargo build -p
+//! tidewater-cluster --target-dir <empty> -j2`: 58 s without the `etcd`
+//! feature, then 164 s more to add it, on two cores shared with other builds
+//! (load average 8 to 11), so read it as a ratio: the gRPC stack costs
+//! about three times the rest of the crate's dependency tree. The relay
+//! codec and the directory's map do not need it: they build with the
+//! `etcd` feature off (the fuzz target does).
 //!
 //! # The directory in etcd
 //!
