@@ -13,7 +13,9 @@
 //! - [`subscribe_file`]: the whole admission of a reader of
 //!   `…/{app}/{stream}.{ext}`, logged with peer and stream;
 //! - [`live`] and [`Feed`]: a chunked live response fed by a task through a
-//!   bounded channel, ended when the client stops reading for a while;
+//!   bounded channel, following the stream across republishes (a
+//!   [`LiveEncoder`] is told of each generation), ended when the stream
+//!   really ends or the client stops reading for a while;
 //!   [`chunks_body`] for a body whose chunks are known up front.
 //!
 //! It has no errors of its own: every refusal is already an HTTP response.
@@ -56,7 +58,7 @@
 //!         play.peer,
 //!         Duration::from_secs(10),
 //!     );
-//!     tokio::spawn(feed.run(play.subscription, |event| match event {
+//!     tokio::spawn(feed.run(play.subscription, |event: EventRef<'_>| match event {
 //!         EventRef::Frame(f) => f.payload.clone(),
 //!         _ => Default::default(),
 //!     }));
@@ -83,7 +85,7 @@ mod request;
 
 pub use auth::{credentials, refusal_response, refusal_status, refuse};
 pub use cors::{get_with_preflight, preflight, reply, set_headers, text};
-pub use live::{CHANNEL_DEPTH, Ending, Feed, channel_body, chunks_body, live};
+pub use live::{CHANNEL_DEPTH, Ending, Feed, LiveEncoder, channel_body, chunks_body, live};
 pub use request::{
     Play, Refusal, asker, peer_and_query, reader_request, refused, stream_key, subscribe_file, who,
 };

@@ -7,8 +7,12 @@
 //! memory for long. A client that is merely slow makes the task fall behind,
 //! and the kernel skips it to the next keyframe.
 //!
+//! The task follows the stream ([`Follower`]): across a republish within
+//! the stream's grace the response goes on, its [`LiveEncoder`] told of
+//! each new generation; it ends when the stream really ends.
+//!
 //! Every chunk handed to the body is counted as sent for the reader's session
-//! ([`Subscription::record_sent`]); a reader an operator kicks ends at its
+//! ([`Follower::record_sent`]); a reader an operator kicks ends at its
 //! next receive ([`Ending::Kicked`]).
 
 use std::collections::VecDeque;
@@ -21,7 +25,7 @@ use axum::body::Body;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
-use tidewater_core::{EndReason, EventRef, RecvError, StreamKey, Subscription};
+use tidewater_core::{EndReason, EventRef, Follower, RecvError, StreamKey};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -61,10 +65,31 @@ impl futures_core::Stream for ChunkStream {
     }
 }
 
+/// What a live response makes of its stream's events.
+pub trait LiveEncoder {
+    /// The generation read next: called before the first event and after
+    /// each republish (the follower is then attached to the new
+    /// generation, whose catalog comes next), for state kept per
+    /// generation ([`Follower::generation_state`]) and timestamp rebasing.
+    fn generation(&mut self, follower: &Follower);
+
+    /// The bytes a catalog or frame becomes (empty: nothing to send).
+    fn encode(&mut self, event: EventRef<'_>) -> Bytes;
+}
+
+/// A closure is an encoder that keeps nothing per generation.
+impl<F: FnMut(EventRef<'_>) -> Bytes> LiveEncoder for F {
+    fn generation(&mut self, _: &Follower) {}
+
+    fn encode(&mut self, event: EventRef<'_>) -> Bytes {
+        self(event)
+    }
+}
+
 /// Why a [`Feed`] stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ending {
-    /// The publish ended for good.
+    /// The stream ended for good (no republish within its grace).
     StreamEnded,
     /// The kernel evicted the reader for falling behind repeatedly.
     Evicted,
@@ -108,14 +133,12 @@ pub fn live(
 }
 
 impl Feed {
-    /// Receives from `sub` and sends what `encode` makes of each catalog and
-    /// frame (nothing when it returns empty bytes), until the publish ends,
-    /// the client goes away, or the client stops reading for the write
-    /// timeout. Each ending is logged with peer and stream.
-    pub async fn run<F>(self, mut sub: Subscription, mut encode: F) -> Ending
-    where
-        F: FnMut(EventRef<'_>) -> Bytes,
-    {
+    /// Receives from `sub` and sends what `encoder` makes of each catalog and
+    /// frame (nothing when it returns empty bytes), across republishes,
+    /// until the stream ends, the client goes away, or the client stops
+    /// reading for the write timeout. Each ending is logged with peer and
+    /// stream.
+    pub async fn run<E: LiveEncoder>(self, mut sub: Follower, mut encoder: E) -> Ending {
         let Feed {
             tx,
             protocol,
@@ -123,13 +146,19 @@ impl Feed {
             peer,
             write_timeout,
         } = self;
+        encoder.generation(&sub);
         let end = loop {
             let bytes = match sub.recv_ref().await {
                 Ok(EventRef::Skipped { frames }) => {
                     debug!(%peer, stream = %key, "{protocol}: fell behind, skipped {frames} frames");
                     continue;
                 }
-                Ok(event) => encode(event),
+                Ok(EventRef::Discontinuity { generation }) => {
+                    info!(%peer, stream = %key, generation, "{protocol}: the stream was published again; playing on");
+                    encoder.generation(&sub);
+                    continue;
+                }
+                Ok(event) => encoder.encode(event),
                 Err(e) => break e,
             };
             if bytes.is_empty() {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Request as HttpRequest};
 use axum::http::StatusCode;
 use axum::response::Response;
-use tidewater_core::{Credentials, IngestContext, Request, StreamKey, Subscription};
+use tidewater_core::{Credentials, Follower, IngestContext, Request, StreamKey};
 use tracing::info;
 
 use crate::cors::text;
@@ -100,8 +100,9 @@ pub struct Play {
     pub key: StreamKey,
     /// Its peer, when known.
     pub peer: Option<SocketAddr>,
-    /// Its subscription, starting at the cached GOP.
-    pub subscription: Subscription,
+    /// Its subscription, starting at the cached GOP and following the
+    /// stream across republishes.
+    pub subscription: Follower,
 }
 
 /// Admits a reader of `GET …/{app}/{stream}{ext}` over `protocol`: the file
@@ -133,7 +134,7 @@ pub fn subscribe_file<'a>(
         let key = stream_key(protocol, peer, app, stream)?;
         let req = reader_request(&key, protocol, peer, query.as_deref(), credentials);
         let subscription = ctx
-            .subscribe(req)
+            .follow_live(req)
             .await
             .map_err(|e| Box::new(refused(protocol, peer, &key, &e, &ctx.realm())))?;
         info!(peer = %who(peer), stream = %key, "{protocol} play started");

@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
 use tidewater_core::{
-    AppSpec, Codec, Engine, EventRef, Frame, IngestContext, Request, StreamKey, Subscription,
-    TrackId, TrackInfo,
+    AppSpec, Codec, Engine, EventRef, Follower, Frame, IngestContext, Request, StreamKey, TrackId,
+    TrackInfo,
 };
 use tidewater_http::{Ending, Feed, subscribe_file};
 
@@ -94,7 +94,7 @@ async fn refusals_map_to_statuses() {
 }
 
 /// A live stream and a live response of it with its feed and subscription.
-async fn play(engine: &Engine) -> (tidewater_core::PublishSession, Response, Feed, Subscription) {
+async fn play(engine: &Engine) -> (tidewater_core::PublishSession, Response, Feed, Follower) {
     let session = live_stream(engine).await;
     let play = subscribe_file(
         &engine.context(),
@@ -116,8 +116,9 @@ async fn play(engine: &Engine) -> (tidewater_core::PublishSession, Response, Fee
     (session, response, feed, play.subscription)
 }
 
-#[tokio::test]
-async fn a_reader_gets_the_frames_until_the_publish_ends() {
+// Virtual time: the feed waits the stream's grace for a republish.
+#[tokio::test(start_paused = true)]
+async fn a_reader_gets_the_frames_until_the_stream_ends() {
     let engine = engine();
     let (session, response, feed, sub) = play(&engine).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -128,6 +129,42 @@ async fn a_reader_gets_the_frames_until_the_publish_ends() {
         .await
         .expect("body");
     assert_eq!(&body[..], PAYLOAD);
+    assert_eq!(task.await.expect("feed"), Ending::StreamEnded);
+}
+
+/// Counts the generations it is told of, and sends each frame's payload.
+struct Generations(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl tidewater_http::LiveEncoder for Generations {
+    fn generation(&mut self, follower: &Follower) {
+        self.0
+            .store(follower.generation(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn encode(&mut self, event: EventRef<'_>) -> Bytes {
+        payloads(event)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_goes_on_across_a_republish() {
+    let engine = engine();
+    let (session, response, feed, sub) = play(&engine).await;
+    let generation = std::sync::Arc::default();
+    let task = tokio::spawn(feed.run(sub, Generations(std::sync::Arc::clone(&generation))));
+    let mut body = response.into_body().into_data_stream();
+    assert_eq!(next_chunk(&mut body).await.as_deref(), Some(PAYLOAD));
+    session.finish().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let again = live_stream(&engine).await;
+    assert_eq!(
+        next_chunk(&mut body).await.as_deref(),
+        Some(PAYLOAD),
+        "the new publish's frame on the same response"
+    );
+    assert_eq!(generation.load(std::sync::atomic::Ordering::Relaxed), 2);
+    again.finish().await;
+    assert_eq!(next_chunk(&mut body).await, None, "ends with the stream");
     assert_eq!(task.await.expect("feed"), Ending::StreamEnded);
 }
 

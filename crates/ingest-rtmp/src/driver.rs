@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tidewater_core::{
-    EndReason, IngestContext, ListenerStats, OpenConnection, PublishSession, RecvError,
-    RefusalKind, Subscription,
+    EndReason, EventRef, Follower, IngestContext, ListenerStats, OpenConnection, PublishSession,
+    RecvError, RefusalKind,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::client::PublishClient;
 use crate::config::RtmpConfig;
-use crate::egress::{BATCH_MESSAGES, EgressInput, Ending};
+use crate::egress::{BATCH_MESSAGES, EgressInput, Ending, GenerationShift};
 use crate::error::{Context, Error, Result};
 use crate::ingest::{FlvIngest, IngestEvent};
 use crate::limits::Admitted;
@@ -552,21 +552,35 @@ where
             Ok(req) => req,
             Err(e) => return self.refuse(e).await,
         };
-        let sub = match self.ingest.subscribe(req).await {
+        // A viewer follows: it plays on across a republish within the
+        // stream's grace, with new sequence headers and timestamps that keep
+        // rising.
+        let sub = match self.ingest.follow_live(req).await {
             Ok(s) => s,
             Err(source) => return self.refuse(self.kernel(source)).await,
         };
         self.session.accept_play()?;
+        if let Some(shift) = sub.generation_state::<GenerationShift>() {
+            self.session.set_generation(shift);
+        }
         sub.record_sent(self.flush().await?);
         info!(peer = %self.peer(), stream = self.stream_name(), "{} play started", self.name);
         self.play_loop(sub, shutdown).await
     }
 
-    async fn play_loop(
-        &mut self,
-        mut sub: Subscription,
-        shutdown: &CancellationToken,
-    ) -> Result<()> {
+    /// The stream was published anew: the viewer plays on with the new
+    /// generation.
+    fn republished(&mut self, sub: &Follower, generation: u64) -> Result<()> {
+        info!(peer = %self.peer(), stream = self.stream_name(), generation, "{} viewer follows the republished stream", self.name);
+        self.session
+            .handle_media(EgressInput::Republished { generation })?;
+        if let Some(shift) = sub.generation_state::<GenerationShift>() {
+            self.session.set_generation(shift);
+        }
+        Ok(())
+    }
+
+    async fn play_loop(&mut self, mut sub: Follower, shutdown: &CancellationToken) -> Result<()> {
         // Made once: a `cancelled()` future registers with the token's
         // shared waiter list, which is not something to do per message.
         let mut cancelled = pin!(shutdown.cancelled());
@@ -590,6 +604,7 @@ where
                 }
                 ev = sub.recv_ref(), if self.session.wants_media() => match ev {
                     Err(RecvError::Ended(EndReason::Kicked)) => self.session.handle_media(kicked(&sub))?,
+                    Ok(EventRef::Discontinuity { generation }) => self.republished(&sub, generation)?,
                     ev => self.session.handle_media(ev)?,
                 },
                 // The coalescing window closed: back to waiting for input or media.
@@ -603,6 +618,9 @@ where
                 match sub.try_recv_ref() {
                     Some(Err(RecvError::Ended(EndReason::Kicked))) => {
                         self.session.handle_media(kicked(&sub))?
+                    }
+                    Some(Ok(EventRef::Discontinuity { generation })) => {
+                        self.republished(&sub, generation)?
                     }
                     Some(ev) => self.session.handle_media(ev)?,
                     None => break,
@@ -638,9 +656,10 @@ where
     }
 }
 
-/// The end of a subscription that ended with [`EndReason::Kicked`]: this
-/// reader kicked by an operator, or the stream of a kicked publisher.
-fn kicked(sub: &Subscription) -> EgressInput<'static> {
+/// The end of a viewer that ended with [`EndReason::Kicked`]: this reader
+/// kicked by an operator, or the stream of a kicked publisher that was not
+/// published again within the grace.
+fn kicked(sub: &Follower) -> EgressInput<'static> {
     EgressInput::End(if sub.is_kicked() {
         Ending::Kicked
     } else {

@@ -1,9 +1,14 @@
 //! HTTP-FLV: `GET /flv/{app}/{stream}.flv` streams the live stream as an FLV
 //! file with chunked transfer encoding, starting at once from the cached GOP.
 //!
+//! A response follows its stream: when the publisher comes back within the
+//! stream's `follow_grace` (a reconnecting encoder, a take-over) it goes on
+//! with the new `onMetaData` and sequence headers, and timestamps that keep
+//! rising; it ends when the stream really ends.
+//!
 //! Each response is fed by its own task (see [`tidewater_http::Feed`]) that
 //! receives from the kernel with
-//! [`Subscription::recv_ref`](tidewater_core::Subscription::recv_ref) and
+//! [`Follower::recv_ref`](tidewater_core::Follower::recv_ref) and
 //! hands the shared tag bytes to the response body through a small bounded
 //! channel. A client that stops reading for the write timeout has its
 //! response ended; one that is merely slow is skipped to the next keyframe.
@@ -17,10 +22,10 @@ use axum::Router;
 use axum::extract::{Path, Request as HttpRequest, State};
 use axum::response::Response;
 use bytes::{Bytes, BytesMut};
-use tidewater_core::{Catalog, EventRef, IngestContext};
-use tidewater_http::get_with_preflight;
+use tidewater_core::{Catalog, EventRef, Follower, IngestContext};
+use tidewater_http::{LiveEncoder, get_with_preflight};
 
-use crate::egress;
+use crate::egress::{self, GenerationShift, Timeline};
 use crate::flv;
 
 /// Settings of the HTTP-FLV routes.
@@ -82,41 +87,64 @@ async fn serve_flv(
         play.peer,
         state.config.write_timeout,
     );
-    tokio::spawn(feed.run(play.subscription, flv_encoder()));
+    tokio::spawn(feed.run(play.subscription, FlvEncoder::default()));
     response
 }
 
 /// What a response sends for each event: the file header and the catalog's
 /// tags before the first frame, the catalog's tags again before the first
-/// frame after a catalog change, and each carried frame's shared tag.
-fn flv_encoder() -> impl FnMut(EventRef<'_>) -> Bytes {
-    let mut header_sent = false;
-    let mut pending: Option<Arc<Catalog>> = None;
-    move |event| match event {
-        EventRef::Catalog(c) => {
-            pending = Some(c);
-            Bytes::new()
+/// frame after a catalog change or a republish, and each carried frame's
+/// shared tag. After a republish the timestamps go on from the last one
+/// sent, shifted as the RTMP players of the generation are (see
+/// [`GenerationShift`]).
+#[derive(Default)]
+struct FlvEncoder {
+    header_sent: bool,
+    pending: Option<Arc<Catalog>>,
+    timeline: Timeline,
+}
+
+impl LiveEncoder for FlvEncoder {
+    fn generation(&mut self, follower: &Follower) {
+        // A separate cell from the RTMP players': FLV tags and RTMP chunks
+        // are built apart, and the two may have read different ends.
+        if let Some(shift) = follower.generation_state::<FlvShift>() {
+            self.timeline.next_generation(Arc::clone(&shift.0));
         }
-        EventRef::Frame(f) => {
-            if !flv::is_carried(&f, f.catalog()) {
-                return Bytes::new();
+    }
+
+    fn encode(&mut self, event: EventRef<'_>) -> Bytes {
+        match event {
+            EventRef::Catalog(c) => {
+                self.pending = Some(c);
+                Bytes::new()
             }
-            let tag = egress::shared_tag(&f);
-            match pending.take() {
-                None => tag,
-                Some(c) => {
-                    let (ts, _) = flv::frame_time(&f, &c);
-                    let mut b = BytesMut::new();
-                    if !header_sent {
-                        header_sent = true;
-                        b.extend_from_slice(&egress::file_header(&c));
+            EventRef::Frame(f) => {
+                if !flv::is_carried(&f, f.catalog()) {
+                    return Bytes::new();
+                }
+                let shift = self.timeline.shift_for(flv::frame_time(&f, f.catalog()).0);
+                let tag = egress::shared_tag(&f, shift);
+                match self.pending.take() {
+                    None => tag,
+                    Some(c) => {
+                        let (ts, _) = flv::frame_time(&f, &c);
+                        let mut b = BytesMut::new();
+                        if !self.header_sent {
+                            self.header_sent = true;
+                            b.extend_from_slice(&egress::file_header(&c));
+                        }
+                        b.extend_from_slice(&egress::catalog_tags(&c, ts.wrapping_add(shift)));
+                        b.extend_from_slice(&tag);
+                        b.freeze()
                     }
-                    b.extend_from_slice(&egress::catalog_tags(&c, ts));
-                    b.extend_from_slice(&tag);
-                    b.freeze()
                 }
             }
+            EventRef::Skipped { .. } | EventRef::Discontinuity { .. } => Bytes::new(),
         }
-        EventRef::Skipped { .. } => Bytes::new(),
     }
 }
+
+/// The timestamp shift of a generation's HTTP-FLV readers.
+#[derive(Default)]
+struct FlvShift(Arc<GenerationShift>);

@@ -76,7 +76,7 @@ use tidewater_core::{Request, StreamKey};
 use crate::amf;
 use crate::chunk::{ChunkReader, Message};
 use crate::control;
-use crate::egress::{Egress, EgressInput, Ending, Outcome, Transmit};
+use crate::egress::{Egress, EgressInput, Ending, GenerationShift, Outcome, Transmit};
 use crate::error::{Error, Result};
 use crate::query;
 
@@ -405,6 +405,15 @@ impl Session {
                 Ok(())
             }
             Outcome::Ended(ending) => self.end_play(ending),
+        }
+    }
+
+    /// The played stream's generation read next (at the start of the play
+    /// and after each republish): the timestamp shift its players share
+    /// (see [`GenerationShift`]). Nothing happens when no play is going on.
+    pub fn set_generation(&mut self, shift: std::sync::Arc<GenerationShift>) {
+        if let Some(egress) = &mut self.egress {
+            egress.set_generation(shift);
         }
     }
 

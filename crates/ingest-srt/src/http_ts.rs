@@ -4,6 +4,8 @@
 //!
 //! Each response is fed by its own task (see [`tidewater_http::Feed`]); a
 //! client that stops reading for the write timeout has its response ended.
+//! A response follows its stream across a republish within the stream's
+//! `follow_grace` (see [`TsOutput`] for what the TS shows there).
 
 use std::time::Duration;
 
@@ -11,8 +13,8 @@ use axum::Router;
 use axum::extract::{Path, Request as HttpRequest, State};
 use axum::response::Response;
 use bytes::Bytes;
-use tidewater_core::{EventRef, IngestContext};
-use tidewater_http::get_with_preflight;
+use tidewater_core::{EventRef, Follower, IngestContext, StreamKey};
+use tidewater_http::{LiveEncoder, get_with_preflight};
 
 use crate::output::TsOutput;
 
@@ -45,7 +47,10 @@ async fn serve_ts(
             Ok(p) => p,
             Err(refusal) => return *refusal,
         };
-    let ts = TsOutput::of(&play.subscription, &play.key);
+    let encoder = TsEncoder {
+        ts: None,
+        key: play.key.clone(),
+    };
     let (response, feed) = tidewater_http::live(
         PROTOCOL,
         "video/mp2t",
@@ -54,11 +59,29 @@ async fn serve_ts(
         state.write_timeout,
     );
     tokio::spawn(async move {
-        feed.run(play.subscription, |event| match event {
-            EventRef::Frame(f) => ts.bytes(&f),
-            _ => Bytes::new(),
-        })
-        .await;
+        feed.run(play.subscription, encoder).await;
     });
     response
+}
+
+/// A response's TS: the shared output of the generation it reads.
+struct TsEncoder {
+    ts: Option<TsOutput>,
+    key: StreamKey,
+}
+
+impl LiveEncoder for TsEncoder {
+    fn generation(&mut self, follower: &Follower) {
+        self.ts = Some(match &self.ts {
+            Some(ts) => ts.follow(follower),
+            None => TsOutput::of(follower, &self.key),
+        });
+    }
+
+    fn encode(&mut self, event: EventRef<'_>) -> Bytes {
+        match (event, &self.ts) {
+            (EventRef::Frame(f), Some(ts)) => ts.bytes(&f),
+            _ => Bytes::new(),
+        }
+    }
 }

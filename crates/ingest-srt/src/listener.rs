@@ -196,7 +196,9 @@ pub(crate) async fn handle(
     };
     match mode {
         Mode::Read => {
-            let sub = match ctx.subscribe(request).await {
+            // A reader follows: it plays on across a republish within the
+            // stream's grace.
+            let sub = match ctx.follow_live(request).await {
                 Ok(s) => s,
                 Err(e) => return reject(req, kernel(&e), peer, &stats),
             };

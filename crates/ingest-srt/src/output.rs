@@ -11,11 +11,22 @@
 //! counters jump there: to its demuxer that is a loss, after which it resumes
 //! at the keyframe (whose first packet carries `random_access_indicator`
 //! and is preceded by a PAT and PMT).
+//!
+//! Readers follow their stream across a republish: each then takes the new
+//! generation's output with [`TsOutput::follow`]. The first to do so links
+//! the new generation's state to the one it read, and the new muxer
+//! continues that one ([`TsMuxer::continue_from`]): continuity counters
+//! carry on, the PMT takes the next version, and the timestamps are shifted
+//! to go on one frame after the last ones sent, so a reader across the
+//! republish sees one stream (ffmpeg's timestamp-discontinuity heuristics
+//! never come into play). A generation no follower reached first (a reader
+//! that joined it anew encoded its first frame) starts its own timeline;
+//! its first packet of each track then carries `discontinuity_indicator`.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use tidewater_core::{Catalog, Frame, FrameRef, OutputFormat, StreamKey, Subscription};
+use tidewater_core::{Catalog, Follower, Frame, FrameRef, OutputFormat, StreamKey};
 use tidewater_media::ts::TsMuxer;
 use tracing::warn;
 
@@ -31,6 +42,9 @@ struct TsState {
     catalog_version: u64,
     since_psi: u32,
     failed_version: Option<u64>,
+    /// The previous generation's state, linked by the first reader that
+    /// followed from it, until this generation's muxer continues its own.
+    previous: Option<Arc<Mutex<TsState>>>,
 }
 
 /// One consumer's handle on a stream's TS output.
@@ -38,15 +52,33 @@ struct TsState {
 pub(crate) struct TsOutput {
     state: Arc<Mutex<TsState>>,
     key: StreamKey,
+    generation: u64,
 }
 
 impl TsOutput {
-    /// The TS output of the publish generation `sub` reads.
-    pub(crate) fn of(sub: &Subscription, key: &StreamKey) -> TsOutput {
+    /// The TS output of the publish generation `sub` reads (take it again
+    /// after each republish).
+    pub(crate) fn of(sub: &Follower, key: &StreamKey) -> TsOutput {
         TsOutput {
-            state: sub.generation_state(),
+            // Between generations (never, right after attaching) a state
+            // of its own: nothing is shared, nothing breaks.
+            state: sub.generation_state().unwrap_or_default(),
             key: key.clone(),
+            generation: sub.generation(),
         }
+    }
+
+    /// The output of the generation `sub` reads after a republish, for a
+    /// reader that read this one: see the [module docs](self).
+    pub(crate) fn follow(&self, sub: &Follower) -> TsOutput {
+        let next = TsOutput::of(sub, &self.key);
+        if !Arc::ptr_eq(&next.state, &self.state) {
+            let mut st = next.state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.muxer.is_none() && st.previous.is_none() {
+                st.previous = Some(Arc::clone(&self.state));
+            }
+        }
+        next
     }
 
     /// The TS bytes of this frame (possibly empty: a codec TS does not carry).
@@ -66,9 +98,31 @@ impl TsOutput {
             }
             let made = match st.muxer.as_mut() {
                 Some(m) => m.set_tracks(catalog.tracks()),
-                None => TsMuxer::new(catalog.tracks()).map(|m| {
-                    st.muxer = Some(m);
-                }),
+                None => {
+                    // Locks the previous generation's state while holding
+                    // this one's: states are only ever linked backwards.
+                    let previous = st.previous.take();
+                    let continued = previous.as_ref().and_then(|p| {
+                        let p = p.lock().unwrap_or_else(|p| p.into_inner());
+                        p.muxer
+                            .as_ref()
+                            .map(|m| TsMuxer::continue_from(m, catalog.tracks()))
+                    });
+                    match continued {
+                        Some(made) => made,
+                        None => TsMuxer::new(catalog.tracks()).map(|mut m| {
+                            // A republish nobody followed first: readers
+                            // see the counters and timestamps start anew.
+                            if self.generation > 1 {
+                                m.mark_discontinuity((self.generation % 32) as u8);
+                            }
+                            m
+                        }),
+                    }
+                    .map(|m| {
+                        st.muxer = Some(m);
+                    })
+                }
             };
             if let Err(e) = made {
                 warn!(stream = %self.key, "mpeg-ts output: {e}; nothing is sent for this catalog");

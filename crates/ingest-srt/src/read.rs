@@ -1,7 +1,11 @@
 //! An SRT reader: the stream's shared TS bytes sent in 1316-byte messages.
 //!
+//! The reader follows its stream: across a republish within the stream's
+//! `follow_grace` it goes on with the new generation's TS (see
+//! [`TsOutput`]); it ends when the stream really ends.
+//!
 //! Each frame's bytes are counted as sent to the reader
-//! ([`Subscription::record_sent`]) once they are queued on its connection. A
+//! ([`Follower::record_sent`]) once they are queued on its connection. A
 //! reader an operator kicks ([`Engine::kick`](tidewater_core::Engine::kick))
 //! ends at its next receive, woken at once if it waits; its connection is
 //! shut down then and there (a shutdown to the peer, nothing more sent).
@@ -11,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use tidewater_core::{CancellationToken, EventRef, RecvError, StreamKey, Subscription};
+use tidewater_core::{CancellationToken, EventRef, Follower, RecvError, StreamKey};
 use tracing::{debug, info, warn};
 
 use crate::connection::SrtConnection;
@@ -26,13 +30,13 @@ const LINGER_MARGIN: Duration = Duration::from_millis(250);
 
 pub(crate) async fn run(
     mut socket: SrtConnection,
-    mut sub: Subscription,
+    mut sub: Follower,
     key: StreamKey,
     peer: SocketAddr,
     write_timeout: Duration,
     shutdown: CancellationToken,
 ) {
-    let ts = TsOutput::of(&sub, &key);
+    let mut ts = TsOutput::of(&sub, &key);
     let (incoming, outgoing) = socket.split_mut();
     let mut sent = 0u64;
     let mut ended = None;
@@ -53,6 +57,11 @@ pub(crate) async fn run(
                     continue;
                 }
                 Ok(EventRef::Frame(f)) => ts.bytes(&f),
+                Ok(EventRef::Discontinuity { generation }) => {
+                    info!(%peer, stream = %key, generation, "srt reader follows the republished stream");
+                    ts = ts.follow(&sub);
+                    continue;
+                }
                 Err(RecvError::Ended(reason)) => {
                     ended = Some(reason);
                     break;

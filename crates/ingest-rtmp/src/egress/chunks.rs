@@ -14,12 +14,14 @@ use crate::flv::{self, TYPE_VIDEO};
 
 /// The derived format of RTMP chunks; its parameter is the chunk size.
 const RTMP_CHUNKS: OutputFormat = OutputFormat::new("rtmp-chunks");
-/// The derived format of FLV tags.
+/// The derived format of FLV tags; its parameter is the timestamp shift.
 const FLV_TAGS: OutputFormat = OutputFormat::new("flv-tags");
 
-/// The derived format holding chunks built for `chunk_size`.
-fn rtmp_format(chunk_size: u32) -> OutputFormat {
-    RTMP_CHUNKS.with_param(u64::from(chunk_size))
+/// The derived format holding chunks built for `chunk_size` with timestamps
+/// shifted by `shift` (the parameter is the chunk size alone when there is
+/// no shift).
+fn rtmp_format(chunk_size: u32, shift: u32) -> OutputFormat {
+    RTMP_CHUNKS.with_param(u64::from(chunk_size) | u64::from(shift) << 32)
 }
 
 /// The frame as RTMP chunks for `stream_id`, or empty if RTMP cannot carry it.
@@ -68,6 +70,12 @@ pub fn frame_chunks_shifted(
 
 /// The frame as one FLV tag, or empty if FLV cannot carry it.
 pub fn frame_tag(frame: &Frame, catalog: &Catalog) -> Bytes {
+    frame_tag_shifted(frame, catalog, 0)
+}
+
+/// [`frame_tag`] with `shift` milliseconds added (wrapping) to the frame's
+/// timestamp: what a reader gets after a republish.
+pub fn frame_tag_shifted(frame: &Frame, catalog: &Catalog, shift: u32) -> Bytes {
     if !flv::is_carried(frame, catalog) {
         return Bytes::new();
     }
@@ -79,7 +87,7 @@ pub fn frame_tag(frame: &Frame, catalog: &Catalog) -> Bytes {
     if !flv::write_tag(
         &mut out,
         prefix.type_id,
-        ts,
+        ts.wrapping_add(shift),
         prefix.as_slice(),
         &frame.payload,
     ) {
@@ -88,21 +96,31 @@ pub fn frame_tag(frame: &Frame, catalog: &Catalog) -> Bytes {
     out.freeze()
 }
 
-/// The frame's RTMP chunks, from the stream's derived-output cache when the
-/// player uses the shared stream id.
-pub(crate) fn shared_chunks(frame: &FrameRef<'_>, chunk_size: u32, stream_id: u32) -> Bytes {
+/// The frame's RTMP chunks with its timestamp shifted by `shift`, from the
+/// stream's derived-output cache when the player uses the shared stream id
+/// (one entry per chunk size and shift: the players of a generation share
+/// one shift, see [`GenerationShift`](super::GenerationShift)).
+pub(crate) fn shared_chunks(
+    frame: &FrameRef<'_>,
+    chunk_size: u32,
+    stream_id: u32,
+    shift: u32,
+) -> Bytes {
     if stream_id == crate::session::SHARED_STREAM_ID {
-        frame.derived(rtmp_format(chunk_size), |f, c| {
-            frame_chunks(f, c, chunk_size, stream_id)
+        frame.derived(rtmp_format(chunk_size, shift), |f, c| {
+            frame_chunks_shifted(f, c, chunk_size, stream_id, shift)
         })
     } else {
-        frame_chunks(frame, frame.catalog(), chunk_size, stream_id)
+        frame_chunks_shifted(frame, frame.catalog(), chunk_size, stream_id, shift)
     }
 }
 
-/// The frame's FLV tag, from the stream's derived-output cache.
-pub(crate) fn shared_tag(frame: &FrameRef<'_>) -> Bytes {
-    frame.derived(FLV_TAGS, frame_tag)
+/// The frame's FLV tag with its timestamp shifted by `shift`, from the
+/// stream's derived-output cache.
+pub(crate) fn shared_tag(frame: &FrameRef<'_>, shift: u32) -> Bytes {
+    frame.derived(FLV_TAGS.with_param(u64::from(shift)), |f, c| {
+        frame_tag_shifted(f, c, shift)
+    })
 }
 
 /// What a player needs before the frames of a catalog: `onMetaData` and the
@@ -270,7 +288,7 @@ mod tests {
             let Ok(Event::Frame(f)) = v.recv().await else {
                 panic!("frame")
             };
-            let chunks = shared_chunks(&f.as_ref(), crate::config::DEFAULT_CHUNK_SIZE, 1);
+            let chunks = shared_chunks(&f.as_ref(), crate::config::DEFAULT_CHUNK_SIZE, 1, 0);
             built.push((c, chunks));
         }
         // The same bytes, not two builds.

@@ -19,9 +19,15 @@
 //!   carried frame after each catalog (the first one, and every catalog
 //!   change): `onMetaData` for a player, `@setDataFrame` for a push, then
 //!   the sequence headers at that frame's time;
-//! - **timestamp rebasing** (pushes only): after a republish the new
-//!   publish's timestamps are shifted to go on [`REBASE_GAP_MS`] after the
-//!   last one sent, so the destination sees one stream;
+//! - **timestamp rebasing**: after a republish the new publish's timestamps
+//!   are shifted to go on [`REBASE_GAP_MS`] after the last one sent, so the
+//!   peer sees one stream with timestamps that keep rising. A push picks its
+//!   own shift (its chunks are its own). Players of a generation share one
+//!   shift ([`GenerationShift`], kept in the kernel's generation state): the
+//!   first player that comes from the previous generation sets it, so the
+//!   shifted chunks are still built once per frame for every player; a
+//!   player for which the shared shift would step back (it read a different
+//!   end of the previous generation) uses its own;
 //! - **how it ends** ([`Ending`]): the owner turns it into the protocol's
 //!   last words (a player's `NetStream.Play.UnpublishNotify`, a push's
 //!   `FCUnpublish`).
@@ -32,7 +38,7 @@
 mod chunks;
 mod transmit;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tidewater_core::{Catalog, EndReason, Event, EventRef, FrameRef, RecvError};
 
@@ -40,7 +46,7 @@ use crate::flv;
 
 pub use chunks::{
     catalog_chunks, catalog_tags, file_header, frame_chunks, frame_chunks_shifted, frame_tag,
-    sequence_header_chunks, set_data_frame,
+    frame_tag_shifted, sequence_header_chunks, set_data_frame,
 };
 pub(crate) use chunks::{shared_chunks, shared_tag};
 pub use transmit::{BATCH_BYTES, BATCH_MESSAGES, Transmit};
@@ -62,7 +68,9 @@ pub enum EgressInput<'a> {
         /// How many.
         frames: u64,
     },
-    /// The stream was published anew (followers only).
+    /// The stream was published anew (followers only). A player is then
+    /// handed the new generation's [`GenerationShift`]
+    /// ([`Egress::set_generation`]) before its frames.
     Republished {
         /// The new publish's generation.
         generation: u64,
@@ -78,6 +86,7 @@ impl<'a> From<Result<EventRef<'a>, RecvError>> for EgressInput<'a> {
             Ok(EventRef::Frame(f)) => EgressInput::Frame(f),
             Ok(EventRef::Catalog(c)) => EgressInput::Catalog(c),
             Ok(EventRef::Skipped { frames }) => EgressInput::Skipped { frames },
+            Ok(EventRef::Discontinuity { generation }) => EgressInput::Republished { generation },
             Err(e) => EgressInput::End(e.into()),
         }
     }
@@ -171,9 +180,17 @@ pub struct Egress {
     stream_id: u32,
     /// A catalog announced but not yet sent (before the next carried frame).
     pending: Option<Arc<Catalog>>,
-    /// Pushes only: the timestamps sent, for rebasing.
-    timeline: Option<Timeline>,
+    /// The timestamps sent, for rebasing after a republish.
+    timeline: Timeline,
 }
+
+/// The timestamp shift (milliseconds, wrapping) the players of one publish
+/// generation apply, shared through the kernel's generation state
+/// ([`Follower::generation_state`](tidewater_core::Follower::generation_state)):
+/// unset until a player that read the previous generation reaches this one's
+/// first frame; 0 for a generation no such player reached.
+#[derive(Debug, Default)]
+pub struct GenerationShift(OnceLock<u32>);
 
 impl Egress {
     /// The egress of a player on `stream_id`, with chunks of `chunk_size`.
@@ -183,7 +200,7 @@ impl Egress {
             chunk_size,
             stream_id,
             pending: None,
-            timeline: None,
+            timeline: Timeline::default(),
         }
     }
 
@@ -195,7 +212,15 @@ impl Egress {
             chunk_size,
             stream_id,
             pending: None,
-            timeline: Some(Timeline::default()),
+            timeline: Timeline::default(),
+        }
+    }
+
+    /// A player's view of the generation it reads next (at the start of the
+    /// play and after each republish): its shared timestamp shift.
+    pub fn set_generation(&mut self, shift: Arc<GenerationShift>) {
+        if self.side == Side::Play {
+            self.timeline.next_generation(shift);
         }
     }
 
@@ -213,9 +238,7 @@ impl Egress {
             }
             EgressInput::Skipped { frames } => Outcome::Skipped { frames },
             EgressInput::Republished { generation } => {
-                if let Some(t) = &mut self.timeline {
-                    t.rebase = true;
-                }
+                self.timeline.rebase = true;
                 Outcome::Republished { generation }
             }
             EgressInput::End(ending) => Outcome::Ended(ending),
@@ -228,10 +251,7 @@ impl Egress {
         if !flv::is_carried(&f, catalog) {
             return;
         }
-        let shift = match &mut self.timeline {
-            Some(t) => t.shift_for(flv::frame_time(&f, catalog).0),
-            None => 0,
-        };
+        let shift = self.timeline.shift_for(flv::frame_time(&f, catalog).0);
         if let Some(c) = self.pending.take() {
             let (ts, _) = flv::frame_time(&f, &c);
             let ts = ts.wrapping_add(shift);
@@ -248,38 +268,74 @@ impl Egress {
                 }
             }
         }
-        out.push(if shift == 0 {
-            shared_chunks(&f, self.chunk_size, self.stream_id)
-        } else {
-            frame_chunks_shifted(&f, catalog, self.chunk_size, self.stream_id, shift)
+        out.push(match self.side {
+            Side::Play => shared_chunks(&f, self.chunk_size, self.stream_id, shift),
+            // A push's shift is its own: so are its chunks.
+            Side::Publish if shift != 0 => {
+                frame_chunks_shifted(&f, catalog, self.chunk_size, self.stream_id, shift)
+            }
+            Side::Publish => shared_chunks(&f, self.chunk_size, self.stream_id, 0),
         });
     }
 }
 
-/// The RTMP timestamps a push sends: the stream's own, shifted after a
-/// republish so that they go on from the last one sent.
+/// The RTMP timestamps a connection sends: the stream's own, shifted after
+/// a republish so that they go on from the last one sent.
 #[derive(Debug, Default)]
-struct Timeline {
+pub(crate) struct Timeline {
     shift: u32,
     last: Option<u32>,
+    /// The next frame is the first of a generation: its shift is decided then.
     rebase: bool,
+    /// Players: the shift the players of the current generation share.
+    shared: Option<Arc<GenerationShift>>,
 }
 
 impl Timeline {
+    /// A new generation is read next, whose players share `shift`.
+    pub(crate) fn next_generation(&mut self, shift: Arc<GenerationShift>) {
+        self.shared = Some(shift);
+        self.rebase = true;
+    }
+
     /// The shift for a frame at RTMP time `ts`.
-    fn shift_for(&mut self, ts: u32) -> u32 {
-        if std::mem::take(&mut self.rebase)
-            && let Some(last) = self.last
-        {
-            self.shift = last.wrapping_add(REBASE_GAP_MS).wrapping_sub(ts);
+    pub(crate) fn shift_for(&mut self, ts: u32) -> u32 {
+        if std::mem::take(&mut self.rebase) {
+            self.shift = self.rebased(ts);
         }
         let out = ts.wrapping_add(self.shift);
         // Later in the 32-bit circle: the newest timestamp sent.
-        if self.last.is_none_or(|l| out.wrapping_sub(l) < 0x8000_0000) {
+        if self.last.is_none_or(|l| later(out, l)) {
             self.last = Some(out);
         }
         self.shift
     }
+
+    /// The shift of a generation whose first frame is at `ts`.
+    fn rebased(&self, ts: u32) -> u32 {
+        let own = self
+            .last
+            .map(|last| last.wrapping_add(REBASE_GAP_MS).wrapping_sub(ts));
+        match (&self.shared, own) {
+            (Some(shared), Some(own)) => {
+                let shift = *shared.0.get_or_init(|| own);
+                match self.last {
+                    // The shared shift keeps this player's timestamps rising.
+                    Some(last) if later(ts.wrapping_add(shift), last) => shift,
+                    _ => own,
+                }
+            }
+            (Some(shared), None) => shared.0.get().copied().unwrap_or(0),
+            (None, Some(own)) => own,
+            (None, None) => self.shift,
+        }
+    }
+}
+
+/// Whether RTMP time `a` is after `b` in the 32-bit circle.
+fn later(a: u32, b: u32) -> bool {
+    let d = a.wrapping_sub(b);
+    d != 0 && d < 0x8000_0000
 }
 
 #[cfg(test)]

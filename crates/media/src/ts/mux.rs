@@ -33,7 +33,17 @@ pub struct TsMuxer {
     pat_cc: u8,
     pmt_cc: u8,
     pmt_version: u8,
+    /// Added to every timestamp (90 kHz): 0 unless this muxer continues another.
+    offset: i64,
+    /// The latest decode time written (90 kHz, offset applied, not wrapped).
+    end: Option<i64>,
+    /// A continuation's first frame: the decode time it is shifted to.
+    rebase_to: Option<i64>,
 }
+
+/// The gap (90 kHz) a continuation leaves between the last frame of the
+/// muxer it continues and its own first frame: one frame at 25 fps.
+const CONTINUATION_GAP: i64 = 3_600;
 
 #[derive(Debug)]
 struct MuxTrack {
@@ -49,6 +59,9 @@ struct MuxTrack {
     asc: Option<AudioSpecificConfig>,
     /// Opus: channel count for the PMT's extension descriptor.
     channels: u8,
+    /// The next packet carries `discontinuity_indicator` (see
+    /// [`TsMuxer::mark_discontinuity`]).
+    discontinuity: bool,
 }
 
 fn ts_error(e: mpeg2ts::Error) -> Error {
@@ -112,6 +125,7 @@ impl MuxTrack {
             param_sets: param_sets.freeze(),
             asc,
             channels,
+            discontinuity: false,
         })
     }
 
@@ -181,8 +195,31 @@ impl TsMuxer {
             pat_cc: 0,
             pmt_cc: 0,
             pmt_version: 0,
+            offset: 0,
+            end: None,
+            rebase_to: None,
         };
         m.set_tracks(tracks)?;
+        Ok(m)
+    }
+
+    /// A muxer that continues `previous`'s output as one stream (a
+    /// republish): the same PIDs, continuity counters carried on, a PMT of
+    /// the next version, and timestamps shifted so that the first frame
+    /// written comes one frame (40 ms) after the last one `previous` wrote.
+    /// A demuxer reading across sees no discontinuity at all.
+    pub fn continue_from(previous: &TsMuxer, tracks: &[TrackInfo]) -> Result<TsMuxer> {
+        let mut m = TsMuxer::new(tracks)?;
+        m.pat_cc = previous.pat_cc;
+        m.pmt_cc = previous.pmt_cc;
+        m.pmt_version = (previous.pmt_version + 1) & 0x1f;
+        for t in &mut m.tracks {
+            if let Some(old) = previous.tracks.iter().find(|o| o.pid == t.pid) {
+                t.cc = old.cc;
+            }
+        }
+        m.rebase_to = previous.end.map(|end| end + CONTINUATION_GAP);
+        m.end = previous.end;
         Ok(m)
     }
 
@@ -222,6 +259,17 @@ impl TsMuxer {
         };
         self.tracks = next;
         Ok(())
+    }
+
+    /// The stream starts anew (a republish): the next packet of each track
+    /// carries `discontinuity_indicator`, telling a demuxer that the
+    /// continuity counters and the timestamps (PCR, PTS) jump there, and the
+    /// PMT takes `pmt_version` (modulo 32) so that it reads as a new one.
+    pub fn mark_discontinuity(&mut self, pmt_version: u8) {
+        self.pmt_version = pmt_version & 0x1f;
+        for t in &mut self.tracks {
+            t.discontinuity = true;
+        }
     }
 
     /// The PID carrying the PCR.
@@ -283,8 +331,14 @@ impl TsMuxer {
             return Ok(());
         };
         let es = elementary_stream(t, frame)?;
-        let pts = rescale(frame.pts, t.timescale, 90_000) & TIMESTAMP_MASK;
-        let dts = rescale(frame.dts, t.timescale, 90_000) & TIMESTAMP_MASK;
+        let raw_dts = rescale(frame.dts, t.timescale, 90_000);
+        if let Some(to) = self.rebase_to.take() {
+            self.offset = to - raw_dts;
+        }
+        let dts = raw_dts + self.offset;
+        self.end = Some(self.end.map_or(dts, |e| e.max(dts)));
+        let pts = (rescale(frame.pts, t.timescale, 90_000) + self.offset) & TIMESTAMP_MASK;
+        let dts = dts & TIMESTAMP_MASK;
         let keyframe = frame.is_keyframe();
         let pcr = (t.pid == pcr_pid).then_some(dts);
         let start = out.len();
@@ -398,9 +452,10 @@ fn write_pes(
             });
         }
     };
-    let adaptation_field = if pcr.is_some() || keyframe {
+    let discontinuity = std::mem::take(&mut t.discontinuity);
+    let adaptation_field = if pcr.is_some() || keyframe || discontinuity {
         Some(AdaptationField {
-            discontinuity_indicator: false,
+            discontinuity_indicator: discontinuity,
             random_access_indicator: keyframe,
             es_priority_indicator: false,
             pcr: match pcr {

@@ -382,3 +382,88 @@ fn a_pmt_stream_that_never_carries_anything_delays_the_catalog_two_seconds_at_mo
         "{first_catalog_after}"
     );
 }
+
+#[test]
+fn a_continuation_carries_counters_and_timestamps_on() {
+    // The first publish: 2 s of muxed frames, the last video at 49 * 3600.
+    let mut first = TsMuxer::new(&tracks()).expect("muxer");
+    let mut out = BytesMut::new();
+    first.write_psi(&mut out);
+    for i in 0..50i64 {
+        let v = Frame::video(
+            VIDEO_TRACK,
+            Codec::H264,
+            i * 3600,
+            i * 3600,
+            i % 25 == 0,
+            picture(i as usize, 300, i % 25 == 0),
+        );
+        first.write_frame(&v, &mut out).expect("video");
+    }
+    // The republish starts its timestamps at 0 again.
+    let mut next = TsMuxer::continue_from(&first, &tracks()).expect("continued");
+    next.write_psi(&mut out);
+    for i in 0..25i64 {
+        let v = Frame::video(
+            VIDEO_TRACK,
+            Codec::H264,
+            i * 3600,
+            i * 3600,
+            i == 0,
+            picture(i as usize, 300, i == 0),
+        );
+        next.write_frame(&v, &mut out).expect("video");
+    }
+    // One stream to a demuxer: counters continuous, timestamps rising by a
+    // frame across the join, no discontinuity flagged.
+    let mut last = std::collections::HashMap::new();
+    for p in out.chunks(PACKET_SIZE) {
+        let pid = u16::from_be_bytes([p[1] & 0x1f, p[2]]);
+        let cc = p[3] & 0xf;
+        if let Some(prev) = last.insert(pid, cc) {
+            assert_eq!((prev + 1) & 0xf, cc, "pid {pid:#x}");
+        }
+    }
+    let (tables, got) = demux_all(&out, 188);
+    assert_eq!(tables.len(), 1, "the same tracks: one catalog");
+    let dts: Vec<i64> = got.iter().map(|f| f.dts).collect();
+    assert_eq!(dts, (0..75).map(|i| i * 3600).collect::<Vec<_>>());
+    assert!(
+        got.iter()
+            .all(|f| !f.flags.contains(FrameFlags::DISCONTINUITY))
+    );
+}
+
+#[test]
+fn a_marked_discontinuity_flags_each_track_once() {
+    let mut mux = TsMuxer::new(&tracks()).expect("muxer");
+    mux.mark_discontinuity(3);
+    let mut out = BytesMut::new();
+    mux.write_psi(&mut out);
+    for i in 0..3i64 {
+        let v = Frame::video(
+            VIDEO_TRACK,
+            Codec::H264,
+            i * 3600,
+            i * 3600,
+            i == 0,
+            picture(i as usize, 300, i == 0),
+        );
+        mux.write_frame(&v, &mut out).expect("video");
+        let a = Frame::audio(
+            AUDIO_TRACK,
+            Codec::Aac,
+            i * 3600,
+            Bytes::from(vec![0x21; 50]),
+        );
+        mux.write_frame(&a, &mut out).expect("audio");
+    }
+    // discontinuity_indicator: an adaptation field (bit 5 of byte 3) whose
+    // flags byte has its top bit set.
+    let flagged: Vec<u16> = out
+        .chunks(PACKET_SIZE)
+        .filter(|p| p[3] & 0x20 != 0 && p[4] > 0 && p[5] & 0x80 != 0)
+        .map(|p| u16::from_be_bytes([p[1] & 0x1f, p[2]]))
+        .collect();
+    assert_eq!(flagged, [VIDEO_PID, AUDIO_PID]);
+}
