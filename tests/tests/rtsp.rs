@@ -2,7 +2,7 @@
 //! (TCP and UDP) read back over RTMP, HLS and RTSP; RTMP in read over RTSP.
 
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tidewater_tests::{
     CLIP_VIDEO, ChildGuard, FrameCrc, ServerCommand, X264_LIVE, clip_audio, ffmpeg_framecrc,
@@ -75,7 +75,21 @@ fn assert_decoded(what: &str, crc: &FrameCrc, min_video: usize) {
         frames >= min_video,
         "{what}: {frames} video frames decoded, expected {min_video}+"
     );
-    assert!(crc.monotonic(), "{what}: timestamps go back");
+    assert!(
+        crc.monotonic(),
+        "{what}: timestamps go back: {:?}",
+        (0..crc.codecs.len() as u32)
+            .flat_map(|i| {
+                let lines = crc.stream(i);
+                lines
+                    .windows(2)
+                    .filter(|w| w[1].dts <= w[0].dts)
+                    .map(|w| (i, w[0].dts, w[1].dts))
+                    .collect::<Vec<_>>()
+            })
+            .take(5)
+            .collect::<Vec<_>>()
+    );
 }
 
 /// The video packets of `crc` (read with `-c copy`) are B-frame video as
@@ -233,4 +247,87 @@ fn an_rtsp_publish_needs_credentials_when_auth_says_so() {
     wait_live(http, "live/locked", Duration::from_secs(15));
     let crc = rtsp_read(&format!("rtsp://{rtsp}/live/locked"), "tcp", 2);
     assert_decoded("anonymous rtsp reader", &crc, 25);
+}
+
+/// ffmpeg decoding `url` over RTSP with `transport`, every frame as it
+/// comes, on a thread, until it exits by itself or `deadline`; the framecrc
+/// and when it exited (`None`: killed at the deadline).
+fn spawn_rtsp_reader(
+    url: String,
+    transport: &'static str,
+    deadline: Instant,
+) -> std::thread::JoinHandle<(FrameCrc, Option<Instant>)> {
+    std::thread::spawn(move || {
+        let mut child = ChildGuard(
+            ffmpeg_framecrc_command(
+                &["-rtsp_transport", transport],
+                &url,
+                // Every frame as it comes, in a fine time base: ffmpeg's
+                // RTSP timing moves the second frame by a few ms once sender
+                // reports arrive, which a 1/25 time base could round onto
+                // the first.
+                &["-fps_mode", "passthrough", "-enc_time_base:v", "1:90000"],
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run ffmpeg: {e}")),
+        );
+        let mut stdout = child.0.stdout.take().expect("piped");
+        let text = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+            text
+        });
+        let mut exited = None;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.0.try_wait() {
+                exited = Some(Instant::now());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(child);
+        (FrameCrc::parse(&text.join().unwrap_or_default()), exited)
+    })
+}
+
+#[test]
+fn rtsp_readers_play_on_when_the_publisher_comes_back_a_second_later() {
+    const GRACE: Duration = Duration::from_secs(3);
+    let config = format!(
+        "{}[defaults]\nfollow_grace_ms = {}\n",
+        loopback_config(),
+        GRACE.as_millis()
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtsp) = (server.http_addr(), server.rtsp_addr());
+    let url = format!("rtsp://{rtsp}/live/blip");
+    let mut first = rtsp_publish(&url, "tcp", 6, 25);
+    wait_live(http, "live/blip", Duration::from_secs(15));
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let readers: Vec<_> = ["tcp", "udp"]
+        .into_iter()
+        .map(|t| (t, spawn_rtsp_reader(url.clone(), t, deadline)))
+        .collect();
+    assert!(first.wait_for(Duration::from_secs(15)).is_some());
+    std::thread::sleep(Duration::from_secs(1));
+    let mut second = rtsp_publish(&url, "tcp", 5, 25);
+    wait_live(http, "live/blip", Duration::from_secs(15));
+    assert!(second.wait_for(Duration::from_secs(15)).is_some());
+    let last_ended = Instant::now();
+    for (transport, reader) in readers {
+        let what = format!("rtsp/{transport} reader across a republish");
+        let (crc, exited) = reader.join().expect("reader");
+        // Joined during the first publish's 6 s (25 fps): frames of the
+        // second must have been decoded too, in rising time.
+        assert_decoded(&what, &crc, 6 * 25 + 2 * 25);
+        let exited = exited.unwrap_or_else(|| panic!("{what}: still reading at the deadline"));
+        let after = exited.saturating_duration_since(last_ended);
+        assert!(
+            exited + Duration::from_millis(500) > last_ended + GRACE
+                && after <= GRACE + Duration::from_secs(5),
+            "{what}: ended {after:?} after the last publish (grace {GRACE:?})"
+        );
+    }
 }
