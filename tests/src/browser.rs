@@ -62,6 +62,10 @@ pub struct PlayerRun {
     pub settings: serde_json::Value,
     /// How long to watch after the page loads.
     pub watch: Duration,
+    /// Once playback passed one second, set `currentTime` to this (a seek,
+    /// as a user dragging the bar; reported as the events `seek to T` and
+    /// `seeked T`).
+    pub seek_to: Option<f64>,
 }
 
 impl PlayerRun {
@@ -73,7 +77,14 @@ impl PlayerRun {
             low_latency: false,
             settings: serde_json::json!({}),
             watch,
+            seek_to: None,
         }
+    }
+
+    /// The same with a seek to `seconds` once playback passed one second.
+    pub fn seek_to(mut self, seconds: f64) -> PlayerRun {
+        self.seek_to = Some(seconds);
+        self
     }
 
     /// The same with low-latency mode on.
@@ -258,6 +269,7 @@ fn page_html(run: &PlayerRun) -> String {
         "url": run.url,
         "lowLatency": run.low_latency,
         "settings": run.settings,
+        "seekTo": run.seek_to,
     });
     PAGE.replace("__CONFIG__", &config.to_string())
 }
@@ -306,10 +318,17 @@ try {
     v.play().then(() => post({event: 'play() resolved'}), e => post({event: 'play() rejected: ' + e}));
   }
   v.addEventListener('playing', () => post({event: 'playing'}), {once: true});
+  v.addEventListener('seeked', () => post({event: 'seeked ' + v.currentTime}));
 } catch (e) {
   post({error: 'page: ' + e});
 }
+let seeking = CONFIG.seekTo;
 setInterval(() => {
+  if (seeking !== null && v.currentTime > 1) {
+    post({event: 'seek to ' + seeking});
+    v.currentTime = seeking;
+    seeking = null;
+  }
   const b = v.buffered;
   post({sample: {
     at: performance.now(),

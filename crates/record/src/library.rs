@@ -28,6 +28,15 @@ pub struct StreamShared {
     current: Mutex<Option<Segment>>,
     error: Mutex<Option<String>>,
     index_lock: Arc<Mutex<()>>,
+    counters: Arc<StreamCounters>,
+}
+
+/// Counters of one stream's recording that outlive a recording run (kept
+/// per stream key for the life of the process).
+#[derive(Debug, Default)]
+pub(crate) struct StreamCounters {
+    keyframe_drops: AtomicU64,
+    disk_errors: AtomicU64,
 }
 
 impl StreamShared {
@@ -40,7 +49,24 @@ impl StreamShared {
     }
 
     pub(crate) fn fail(&self, why: String) {
+        self.counters.disk_errors.fetch_add(1, Ordering::Relaxed);
         *lock(&self.error) = Some(why);
+    }
+
+    pub(crate) fn dropped_to_keyframe(&self) {
+        self.counters.keyframe_drops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn status(&self, key: &StreamKey, recording: bool) -> StreamStatus {
+        StreamStatus {
+            key: key.clone(),
+            recording,
+            current: lock(&self.current).as_ref().map(|c| c.file.clone()),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            error: lock(&self.error).clone(),
+            keyframe_drops: self.counters.keyframe_drops.load(Ordering::Relaxed),
+            disk_errors: self.counters.disk_errors.load(Ordering::Relaxed),
+        }
     }
 
     pub(crate) fn failed(&self) -> bool {
@@ -53,17 +79,40 @@ impl StreamShared {
     }
 }
 
-/// What [`Library::status`] says of a stream being recorded.
+/// What [`Library::status`] and [`Library::state`] say of a stream's
+/// recording.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamStatus {
     /// The stream.
     pub key: StreamKey,
+    /// Whether it is being recorded now.
+    pub recording: bool,
     /// The file being written, if any.
     pub current: Option<String>,
-    /// Bytes written for it since recording started.
+    /// Bytes written by its last (or current) recording run.
     pub bytes: u64,
-    /// Why recording stopped, if it did (a full disk).
+    /// Why its last recording run stopped, if it failed (`disk full`).
     pub error: Option<String>,
+    /// Times its recording dropped to the next keyframe (a slow disk, or
+    /// the kernel skipped it), since the process started.
+    pub keyframe_drops: u64,
+    /// Times a write error stopped its recording, since the process started.
+    pub disk_errors: u64,
+}
+
+impl StreamStatus {
+    /// A stream not recorded (yet) by this process.
+    pub fn idle(key: StreamKey) -> Self {
+        StreamStatus {
+            key,
+            recording: false,
+            current: None,
+            bytes: 0,
+            error: None,
+            keyframe_drops: 0,
+            disk_errors: 0,
+        }
+    }
 }
 
 /// A continuous span of recording.
@@ -143,7 +192,10 @@ pub struct Library {
 struct LibraryInner {
     root: PathBuf,
     live: Mutex<HashMap<StreamKey, Arc<StreamShared>>>,
+    /// How each stream's last recording run ended.
+    ended: Mutex<HashMap<StreamKey, StreamStatus>>,
     index_locks: Mutex<HashMap<StreamKey, Arc<Mutex<()>>>>,
+    counters: Mutex<HashMap<StreamKey, Arc<StreamCounters>>>,
 }
 
 impl Library {
@@ -153,7 +205,9 @@ impl Library {
             inner: Arc::new(LibraryInner {
                 root: root.into(),
                 live: Mutex::default(),
+                ended: Mutex::default(),
                 index_locks: Mutex::default(),
+                counters: Mutex::default(),
             }),
         }
     }
@@ -176,8 +230,13 @@ impl Library {
     }
 
     pub(crate) fn register(&self, key: &StreamKey) -> Arc<StreamShared> {
+        let counters = lock(&self.inner.counters)
+            .entry(key.clone())
+            .or_default()
+            .clone();
         let shared = Arc::new(StreamShared {
             index_lock: self.index_lock(key),
+            counters,
             ..StreamShared::default()
         });
         lock(&self.inner.live).insert(key.clone(), shared.clone());
@@ -188,6 +247,7 @@ impl Library {
         let mut live = lock(&self.inner.live);
         if live.get(key).is_some_and(|s| Arc::ptr_eq(s, shared)) {
             live.remove(key);
+            lock(&self.inner.ended).insert(key.clone(), shared.status(key, false));
         }
     }
 
@@ -195,15 +255,19 @@ impl Library {
     pub fn status(&self) -> Vec<StreamStatus> {
         let mut v: Vec<StreamStatus> = lock(&self.inner.live)
             .iter()
-            .map(|(k, s)| StreamStatus {
-                key: k.clone(),
-                current: lock(&s.current).as_ref().map(|c| c.file.clone()),
-                bytes: s.bytes.load(Ordering::Relaxed),
-                error: lock(&s.error).clone(),
-            })
+            .map(|(k, s)| s.status(k, !s.failed()))
             .collect();
         v.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
         v
+    }
+
+    /// The recording state of `key`: the run in progress, else how the last
+    /// one ended, else `None` (not recorded since the process started).
+    pub fn state(&self, key: &StreamKey) -> Option<StreamStatus> {
+        if let Some(s) = lock(&self.inner.live).get(key) {
+            return Some(s.status(key, !s.failed()));
+        }
+        lock(&self.inner.ended).get(key).cloned()
     }
 
     /// The file being written for `key`, if any.
@@ -320,11 +384,13 @@ impl Library {
             }
             let init = read_init(&dir.join(&s.file), s.init_len);
             if let Some(p) = prev {
-                if !continues(p, s) {
+                if !same_timeline(p, s) {
                     plan.cut = Some(Cut::Discontinuity);
                     break;
                 }
-                if init.is_none() || init != prev_init {
+                // The timeline goes on but the init segment differs: the
+                // decoder would need the new one, which one fMP4 cannot say.
+                if !same_config(p, s) || init.is_none() || init != prev_init {
                     plan.cut = Some(Cut::ConfigChange);
                     break;
                 }
@@ -368,14 +434,24 @@ fn read_init(path: &Path, len: u64) -> Option<Vec<u8>> {
     Some(buf)
 }
 
-/// Whether `next` continues `prev` on the same publish timeline (its
-/// fragments can follow `prev`'s in one file).
-fn continues(prev: &Segment, next: &Segment) -> bool {
+/// Whether `next` continues `prev` on the same publish timeline (no
+/// republish, no frames lost in between).
+fn same_timeline(prev: &Segment, next: &Segment) -> bool {
     next.base_ms > 0
         && (next.base_ms - (prev.base_ms + prev.duration_ms())).abs() <= 100
         && (next.start_ms - prev.end_ms()).abs() <= SPAN_GAP_MS
-        && next.codecs == prev.codecs
-        && next.init_len == prev.init_len
+}
+
+/// Whether `next` has the tracks of `prev`, as far as the index says (the
+/// init bytes decide for a range download).
+fn same_config(prev: &Segment, next: &Segment) -> bool {
+    next.codecs == prev.codecs && next.init_len == prev.init_len
+}
+
+/// Whether `next` continues `prev` on the same publish timeline with the
+/// same tracks (its fragments can follow `prev`'s in one file).
+fn continues(prev: &Segment, next: &Segment) -> bool {
+    same_timeline(prev, next) && same_config(prev, next)
 }
 
 /// The continuous spans of `segments` (sorted by start).

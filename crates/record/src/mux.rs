@@ -16,6 +16,14 @@
 //! - A video frame's duration is the distance to the next one, so the newest
 //!   frame is held back until then (the last one of a file gets the previous
 //!   interval).
+//! - Audio is cut where the pictures are: the audio of a fragment that
+//!   starts on a keyframe (so of a file) starts at the keyframe's
+//!   *presentation* time, not its decode time, so that with B-frames (a
+//!   composition delay) each file, and each range or HLS segment played
+//!   back, starts with sound and picture together. The audio between a
+//!   keyframe's decode and presentation times arrives after the keyframe,
+//!   so the keyframe (and the frames after it) wait for that audio, at most
+//!   [`MAX_AUDIO_WAIT90`] past it, before the fragment before it is cut.
 
 use std::collections::VecDeque;
 
@@ -27,6 +35,14 @@ use tidewater_media::fmp4::{self, Sample, TrackRun};
 /// Most audio frames held for the next fragment (a bound against a video
 /// track that stops while audio goes on).
 const MAX_QUEUED_AUDIO: usize = 4096;
+
+/// How long (90 kHz, video decode time) video waits for the audio up to the
+/// presentation time of a keyframe (a bound against an audio track that
+/// stops).
+pub const MAX_AUDIO_WAIT90: i64 = 45_000;
+
+/// Most video frames waiting for that audio.
+const MAX_DEFERRED: usize = 256;
 
 /// What the writer does.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +98,15 @@ struct Held {
     payload: Bytes,
 }
 
+/// A video frame waiting for audio (see [`MAX_AUDIO_WAIT90`]).
+#[derive(Debug)]
+struct Deferred {
+    dts: i64,
+    pts: i64,
+    frame: Frame,
+    wall_ms: i64,
+}
+
 #[derive(Debug)]
 struct Audio {
     src: TrackInfo,
@@ -109,6 +134,15 @@ pub struct Muxer {
     need_key: bool,
     sequence: u32,
     dropped: u64,
+    /// Audio before this (90 kHz, publish timeline) is not written to the
+    /// open file: its first picture's presentation time.
+    audio_from: i64,
+    /// The newest audio time seen (90 kHz, publish timeline).
+    last_audio90: Option<i64>,
+    /// Video frames from a keyframe on, waiting for the audio up to
+    /// `defer_until`.
+    deferred: VecDeque<Deferred>,
+    defer_until: i64,
 }
 
 impl Muxer {
@@ -129,6 +163,10 @@ impl Muxer {
             need_key: true,
             sequence: 1,
             dropped: 0,
+            audio_from: 0,
+            last_audio90: None,
+            deferred: VecDeque::new(),
+            defer_until: 0,
         }
     }
 
@@ -229,9 +267,54 @@ impl Muxer {
         if let Some((src, _)) = self.video.as_ref().filter(|v| v.0.id == f.track) {
             let dts = rescale(f.dts, src.timescale, 90_000);
             let pts = rescale(f.pts, src.timescale, 90_000);
-            self.video_frame(dts, pts, f, wall_ms, out);
+            self.video_in(dts, pts, f, wall_ms, out);
         } else if self.audio.as_ref().is_some_and(|a| a.src.id == f.track) {
             self.audio_frame(f, wall_ms, out);
+            if !self.deferred.is_empty() && self.last_audio90.is_some_and(|t| t >= self.defer_until)
+            {
+                self.flush_deferred(out);
+            }
+        }
+    }
+
+    /// A video frame, held back while a new file waits for its audio.
+    fn video_in(&mut self, dts: i64, pts: i64, f: &Frame, wall_ms: i64, out: &mut Vec<Output>) {
+        let deferred = Deferred {
+            dts,
+            pts,
+            frame: f.clone(),
+            wall_ms,
+        };
+        if !self.deferred.is_empty() {
+            self.deferred.push_back(deferred);
+            let waited = self
+                .base90
+                .is_some_and(|b| dts - b >= self.defer_until + MAX_AUDIO_WAIT90);
+            if waited || self.deferred.len() >= MAX_DEFERRED {
+                self.flush_deferred(out);
+            }
+            return;
+        }
+        if let (Some(base), Some(file)) = (self.base90, self.file_start) {
+            let (d, shown) = (dts - base, pts - base);
+            // Every keyframe starts a fragment (where a playback may start).
+            let starts_fragment = f.is_keyframe() && !self.need_key && d >= file;
+            if starts_fragment
+                && self.audio.is_some()
+                && shown > d
+                && self.last_audio90.is_none_or(|t| t < shown)
+            {
+                self.defer_until = shown;
+                self.deferred.push_back(deferred);
+                return;
+            }
+        }
+        self.video_frame(dts, pts, f, wall_ms, out);
+    }
+
+    fn flush_deferred(&mut self, out: &mut Vec<Output>) {
+        while let Some(d) = self.deferred.pop_front() {
+            self.video_frame(d.dts, d.pts, &d.frame, d.wall_ms, out);
         }
     }
 
@@ -260,13 +343,14 @@ impl Muxer {
                 data: h.payload,
             });
         }
-        self.cut(d, keyframe, out);
+        let shown = (pts - base).max(d);
+        self.cut(d, shown, keyframe, out);
         if self.file_start.is_none() {
             if !keyframe {
                 self.dropped += 1;
                 return;
             }
-            self.open(d, wall_ms, out);
+            self.open(d, shown, wall_ms, out);
         }
         self.frag_start.get_or_insert(d);
         self.held = Some(Held {
@@ -304,6 +388,7 @@ impl Muxer {
             return;
         }
         let t90 = rescale(rel, rate, 90_000);
+        self.last_audio90 = Some(t90);
         let sample = Sample {
             dts: rel.unsigned_abs(),
             duration: samples,
@@ -312,12 +397,12 @@ impl Muxer {
             data: f.payload.clone(),
         };
         if driving {
-            self.cut(t90, true, out);
+            self.cut(t90, t90, true, out);
             if self.file_start.is_none() {
-                self.open(t90, wall_ms, out);
+                self.open(t90, t90, wall_ms, out);
             }
             self.frag_start.get_or_insert(t90);
-        } else if self.file_start.is_none_or(|s| t90 < s) {
+        } else if self.file_start.is_none() || t90 < self.audio_from {
             return;
         }
         if self.audios.len() >= MAX_QUEUED_AUDIO {
@@ -326,15 +411,16 @@ impl Muxer {
         self.audios.push_back((t90, sample));
     }
 
-    /// Cuts before a driving frame at `t` (90 kHz, publish timeline).
-    fn cut(&mut self, t: i64, keyframe: bool, out: &mut Vec<Output>) {
+    /// Cuts before a driving frame at `t` (90 kHz, publish timeline),
+    /// presented at `shown` (where the file's audio ends when it closes).
+    fn cut(&mut self, t: i64, shown: i64, keyframe: bool, out: &mut Vec<Output>) {
         let (Some(file), Some(frag)) = (self.file_start, self.frag_start) else {
             return;
         };
         let new_file = keyframe && t - file >= self.targets.segment90;
         let video_key = keyframe && self.video.is_some();
         if new_file || video_key || t - frag >= self.targets.part90 {
-            self.emit(t, out);
+            self.emit(if keyframe { shown } else { t }, out);
             self.frag_start = Some(t);
         }
         if new_file {
@@ -344,12 +430,14 @@ impl Muxer {
         }
     }
 
-    fn open(&mut self, t: i64, wall_ms: i64, out: &mut Vec<Output>) {
+    fn open(&mut self, t: i64, shown: i64, wall_ms: i64, out: &mut Vec<Output>) {
         let Some((init, codecs)) = &self.init else {
             return;
         };
-        // Audio that started before the file's first frame belongs to no file.
-        self.audios.retain(|(at, _)| *at >= t);
+        // Audio before the file's first picture belongs to the file before
+        // (or to none).
+        self.audios.retain(|(at, _)| *at >= shown);
+        self.audio_from = shown;
         out.push(Output::Open(FileStart {
             start_ms: wall_ms,
             base_ms: t / 90,
@@ -361,14 +449,15 @@ impl Muxer {
         self.need_key = false;
     }
 
-    /// Writes the pending samples before `cut` (90 kHz) as a fragment.
-    fn emit(&mut self, cut: i64, out: &mut Vec<Output>) {
+    /// Writes the pending video samples, and the audio before `audio_cut`
+    /// (90 kHz), as a fragment.
+    fn emit(&mut self, audio_cut: i64, out: &mut Vec<Output>) {
         let (Some(file), Some(frag)) = (self.file_start, self.frag_start) else {
             return;
         };
         let videos = std::mem::take(&mut self.videos);
         let mut audios = Vec::new();
-        while self.audios.front().is_some_and(|(t, _)| *t < cut) {
+        while self.audios.front().is_some_and(|(t, _)| *t < audio_cut) {
             if let Some((_, s)) = self.audios.pop_front() {
                 audios.push(s);
             }
@@ -423,6 +512,7 @@ impl Muxer {
 
     /// Writes what is pending and closes the open file.
     fn finish(&mut self, out: &mut Vec<Output>) {
+        self.flush_deferred(out);
         if let Some(h) = self.held.take() {
             self.videos.push(Sample {
                 dts: h.dts.unsigned_abs(),
@@ -441,6 +531,7 @@ impl Muxer {
     }
 
     fn reset_pending(&mut self) {
+        self.deferred.clear();
         self.held = None;
         self.videos.clear();
         self.audios.clear();

@@ -82,6 +82,19 @@ impl Recorder {
         &self.inner.stats
     }
 
+    /// The recording state of `key`, as the API shows it: `None` when no
+    /// path rule records it, else its state ([`Library::state`]; idle when
+    /// it was not recorded since the process started).
+    pub fn status_of(&self, key: &StreamKey) -> Option<crate::StreamStatus> {
+        self.inner.config.rule_for(key)?;
+        Some(
+            self.inner
+                .library
+                .state(key)
+                .unwrap_or_else(|| crate::StreamStatus::idle(key.clone())),
+        )
+    }
+
     /// Repairs and indexes every stream directory (done by
     /// [`run`](Self::run) before it records anything).
     pub fn repair_all(&self) {
@@ -300,6 +313,7 @@ async fn follow(
             }
             Ok(Event::Skipped { frames }) => {
                 inner.stats.keyframe_drops.fetch_add(1, Ordering::Relaxed);
+                shared.dropped_to_keyframe();
                 debug!("record: {key}: fell behind, {frames} frames skipped");
                 mux.skip(frames, &mut outs);
             }
@@ -342,6 +356,7 @@ async fn follow(
                 dropping = true;
             }
             inner.stats.keyframe_drops.fetch_add(1, Ordering::Relaxed);
+            shared.dropped_to_keyframe();
             mux.abandon();
             break;
         }

@@ -297,6 +297,22 @@ async fn a_publish_is_recorded_in_segments_that_ffprobe_decodes() {
             ["h264", "aac"]
         );
         assert_monotonic(&packets);
+        // Sound and picture start together (the first picture is presented
+        // a composition delay after its decode time: B-frames).
+        let first = |i: u64| {
+            packets
+                .iter()
+                .filter(|p| p.0 == i)
+                .map(|p| p.1)
+                .fold(f64::INFINITY, f64::min)
+        };
+        assert!(
+            (first(0) - first(1)).abs() <= 0.04,
+            "{}: video {} audio {}",
+            s.file,
+            first(0),
+            first(1)
+        );
         decoded += streams[0].1;
     }
     assert_eq!(decoded, videos, "every published video frame decodes");
@@ -378,6 +394,77 @@ async fn a_republish_starts_a_new_file_and_a_discontinuity() {
         .range(&key, start, end - start)
         .expect("range");
     assert_eq!(plan.cut, Some(crate::Cut::Discontinuity));
+    shutdown.cancel();
+    task.await.expect("recorder task");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A new decoder configuration mid-publish starts a new file on the same
+/// timeline: a range across it ends there and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_across_a_config_change_ends_there() {
+    let dir = temp_dir("config-change");
+    let (tracks, frames) = read_flv(&clip(&dir, 4));
+    let engine = engine();
+    let root = dir.join("rec");
+    let recorder = Recorder::new(
+        engine.context(),
+        RecordConfig {
+            segment: Duration::from_secs(60),
+            ..config(&root)
+        },
+    )
+    .expect("recorder");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(recorder.clone().run(shutdown.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let key = StreamKey::parse("live/change").expect("key");
+    let mut p = engine
+        .open_publish(Request::new(key.clone(), "test"))
+        .await
+        .expect("publish");
+    p.set_catalog(tracks.clone()).expect("catalog");
+    // From 2 s on, the stream is announced at another size and without
+    // its audio (so the index's codecs differ too).
+    let changed: Vec<TrackInfo> = tracks
+        .iter()
+        .filter(|t| t.video.is_some())
+        .map(|t| {
+            let mut t = t.clone();
+            if let Some(v) = t.video.as_mut() {
+                v.width = 640;
+                v.height = 480;
+            }
+            t
+        })
+        .collect();
+    let mut announced = false;
+    for f in &frames {
+        if !announced && f.dts >= 2000 && f.track == TrackId(1) && f.is_keyframe() {
+            p.set_catalog(changed.clone()).expect("catalog");
+            announced = true;
+        }
+        if announced && f.track != TrackId(1) {
+            continue;
+        }
+        p.publish(f.clone()).expect("frame");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    p.finish().await;
+    until_idle(recorder.library(), &key).await;
+    let segments = recorder.library().segments(&key);
+    assert_eq!(segments.len(), 2, "{segments:?}");
+    assert!(segments[1].base_ms > 0, "the same timeline: {segments:?}");
+    let start = segments[0].start_ms;
+    let plan = recorder
+        .library()
+        .range(&key, start, 10_000)
+        .expect("range");
+    assert_eq!(plan.cut, Some(crate::Cut::ConfigChange));
+    assert!(
+        (plan.duration_ms - segments[0].duration_ms()).abs() <= 40,
+        "{plan:?}"
+    );
     shutdown.cancel();
     task.await.expect("recorder task");
     let _ = std::fs::remove_dir_all(&dir);
@@ -670,6 +757,12 @@ async fn a_failing_disk_stops_recording_not_the_stream() {
     }
     assert_eq!(recorder.stats().snapshot().disk_errors, 1);
     assert_eq!(recorder.stats().snapshot().fragments, 0);
+    // The API's view: off, with the error and the counter.
+    let state = recorder.status_of(&key).expect("a recorded path");
+    assert!(!state.recording, "{state:?}");
+    assert_eq!(state.disk_errors, 1, "{state:?}");
+    assert!(state.error.is_some(), "{state:?}");
+    assert_eq!(recorder.status_of(&unrecorded), None, "no rule records it");
     shutdown.cancel();
     task.await.expect("recorder task");
     let _ = std::fs::remove_dir_all(&dir);

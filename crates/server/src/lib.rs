@@ -448,6 +448,8 @@ impl Server {
         }
         if let Some(record) = record {
             let library = record.library().clone();
+            // The API shows each stream's recording state through it.
+            app = app.layer(axum::Extension(record.clone()));
             tokio::spawn(record.run(shutdown.child_token()));
             app = app.merge(http::playback::router(engine.clone(), library));
         }

@@ -9,6 +9,7 @@
 //! part_ms = 1000              # a fragment written and flushed at least this often
 //! retention = "7d"            # delete segments older than this ("" keeps them)
 //! max_bytes = 0               # per-stream size cap (0: none)
+//! sweep_s = 60                # how often retention runs
 //! format = "fmp4"
 //!
 //! [record.overrides."live/cam1"]   # recorded too; its own retention
@@ -45,6 +46,8 @@ pub struct RecordSection {
     pub retention: String,
     /// Per-stream size cap in bytes (0: none).
     pub max_bytes: u64,
+    /// How often retention is enforced, in seconds (default 60).
+    pub sweep_s: u64,
     /// The file format: `fmp4` (the only one so far).
     pub format: String,
     /// Per-glob settings; each glob is recorded, and its settings win over
@@ -72,6 +75,7 @@ impl Default for RecordSection {
             part_ms: d.part.as_millis() as u64,
             retention: String::new(),
             max_bytes: 0,
+            sweep_s: d.sweep_interval.as_secs(),
             format: "fmp4".into(),
             overrides: BTreeMap::new(),
         }
@@ -125,12 +129,14 @@ impl RecordSection {
             part: Duration::from_millis(self.part_ms),
             retention: retention("record.retention", &self.retention)?,
             max_bytes: (self.max_bytes > 0).then_some(self.max_bytes),
+            sweep_interval: Duration::from_secs(self.sweep_s),
             ..RecordConfig::default()
         };
         config.validate().map_err(|e| {
             let key = match e.field.as_str() {
                 "segment" => FieldKey::shown("segment_s", self.segment_s),
                 "part" => FieldKey::shown("part_ms", self.part_ms),
+                "sweep_interval" => FieldKey::shown("sweep_s", self.sweep_s),
                 "dir" => FieldKey::shown("dir", self.dir.display()),
                 f => f
                     .strip_prefix("paths[")
@@ -189,6 +195,10 @@ mod tests {
                 "record.part_ms",
             ),
             ("[record]\npaths = [\"nope\"]\n", "record.paths[0]"),
+            (
+                "[record]\npaths = [\"live/*\"]\nsweep_s = 0\n",
+                "record.sweep_s",
+            ),
             (
                 "[record]\npaths = [\"live/*\"]\nformat = \"ts\"\n",
                 "record.format",

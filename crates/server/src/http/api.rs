@@ -12,7 +12,16 @@
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document of this API (see [`openapi`](super::openapi)) |
 //!
 //! A [`StreamView`] is the kernel's [`StreamSnapshot`] serialized as is plus
-//! `pushes`, the stream's pushes in configuration order. A snapshot has `key`,
+//! `pushes`, the stream's pushes in configuration order, and `recording`
+//! ([`RecordingView`]; `null` when no `[record]` path matches the stream):
+//!
+//! ```json
+//! {"on": true, "current_segment": "2026-12-07T06-23-44-123Z.mp4", "bytes": 1843211,
+//!  "last_error": null, "keyframe_drops": 0, "disk_errors": 0}
+//! ```
+//!
+//! `on` is false before the recording starts and after a write error (a
+//! full disk) stopped it; `last_error` then says why (`disk full`). A snapshot has `key`,
 //! `generation`, `protocol`, `peer`, `started_unix_ms`, `metadata`, `catalog`
 //! (`version` and `tracks` with codec, `codec_string` (the RFC 6381 string
 //! players and packagers use, `avc1.64001f`, `mp4a.40.2`; `null` while the
@@ -56,12 +65,14 @@
 //! The router is a plain [`axum::Router`]: the server layers its guard on
 //! top ([`guard`](super::guard), action `api`).
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, post};
 use axum::{Json, Router};
 use serde::Serialize;
+use tidewater::record::{Recorder, StreamStatus};
 use tidewater::rtmp::{PushSnapshot, PushStatuses};
 use tidewater::{Engine, StreamKey, StreamSnapshot};
 
@@ -132,6 +143,50 @@ pub struct StreamView {
     pub snapshot: StreamSnapshot,
     /// The stream's pushes.
     pub pushes: Vec<PushView>,
+    /// Its recording, when a `[record]` path matches it.
+    pub recording: Option<RecordingView>,
+}
+
+/// The recording state of a stream.
+#[derive(Debug, Serialize)]
+pub struct RecordingView {
+    /// Being recorded now.
+    pub on: bool,
+    /// The file being written.
+    pub current_segment: Option<String>,
+    /// Bytes written by the current (or last) recording run.
+    pub bytes: u64,
+    /// Why recording stopped, when a write failed.
+    pub last_error: Option<String>,
+    /// Times recording dropped to the next keyframe, since the server started.
+    pub keyframe_drops: u64,
+    /// Times a write error stopped recording the stream, since the server started.
+    pub disk_errors: u64,
+}
+
+impl From<StreamStatus> for RecordingView {
+    fn from(s: StreamStatus) -> Self {
+        RecordingView {
+            on: s.recording,
+            current_segment: s.current,
+            bytes: s.bytes,
+            last_error: s.error,
+            keyframe_drops: s.keyframe_drops,
+            disk_errors: s.disk_errors,
+        }
+    }
+}
+
+/// The server's recorder, when `[record]` records anything: a request
+/// extension the server layers on (the API's own state stays the same
+/// with or without it).
+type Recordings = Option<Extension<Recorder>>;
+
+fn recording_of(recordings: &Recordings, key: &StreamKey) -> Option<RecordingView> {
+    recordings
+        .as_ref()
+        .and_then(|Extension(r)| r.status_of(key))
+        .map(RecordingView::from)
 }
 
 /// The body of `GET /api/v1/streams/{app}/{stream}/pushes`.
@@ -245,7 +300,7 @@ fn named(mut snapshot: StreamSnapshot) -> StreamSnapshot {
     snapshot
 }
 
-async fn list_streams(State(state): State<ApiState>) -> Json<StreamList> {
+async fn list_streams(State(state): State<ApiState>, recordings: Recordings) -> Json<StreamList> {
     let mut pushes = state.pushes.all();
     Json(StreamList {
         streams: state
@@ -258,6 +313,7 @@ async fn list_streams(State(state): State<ApiState>) -> Json<StreamList> {
                     .remove(&snapshot.key)
                     .map(|l| l.into_iter().map(PushView::from).collect())
                     .unwrap_or_default(),
+                recording: recording_of(&recordings, &snapshot.key),
                 snapshot,
             })
             .collect(),
@@ -271,6 +327,7 @@ fn parse_key(app: &str, stream: &str) -> Result<StreamKey, ApiError> {
 
 async fn get_stream(
     State(state): State<ApiState>,
+    recordings: Recordings,
     Path((app, stream)): Path<(String, String)>,
 ) -> Result<Json<StreamView>, ApiError> {
     let key = parse_key(&app, &stream)?;
@@ -283,6 +340,7 @@ async fn get_stream(
     })?;
     Ok(Json(StreamView {
         pushes: push_views(&state.pushes, &key).unwrap_or_default(),
+        recording: recording_of(&recordings, &key),
         snapshot,
     }))
 }

@@ -5,7 +5,8 @@
 //! |---|---|
 //! | `GET /playback/{app}/{stream}/list` | JSON `[{"start": RFC 3339, "duration": seconds}]`: the continuous spans recorded |
 //! | `GET /playback/{app}/{stream}/index.m3u8?start=…&duration=…` | an HLS VOD playlist (fMP4, byte ranges into the recorded files, an `EXT-X-MAP` per file, `EXT-X-DISCONTINUITY` at each republish, segments starting on keyframes, `EXT-X-ENDLIST`) |
-//! | `GET /playback/{app}/{stream}/get?start=…&duration=…` | one fragmented MP4 of the range, streamed from the files: from the keyframe at or before `start`; it ends early at a republish or a change of decoder configuration, and then says so in `X-Tidewater-Range-End` (`discontinuity`, `config-change`) |
+//! | `GET /playback/{app}/{stream}.mp4?start=…&duration=…` | one fragmented MP4 of the range, streamed from the files (never built in memory): from the keyframe at or before `start`; it ends early at a republish or a change of decoder configuration, and then says so in `X-Tidewater-Range-End` (`discontinuity`, `config-change`); `X-Tidewater-Range-Start` is the wall-clock time of its first frame |
+//! | `GET /playback/{app}/{stream}/get?start=…&duration=…` | the same (an alias) |
 //! | `GET /playback/{app}/{stream}/files/{file}` | a recorded file, with `Range` requests (what the playlist's byte ranges ask for) |
 //!
 //! `start` is RFC 3339 (URL-encoded: `%2B` for a `+` offset), `duration`
@@ -43,8 +44,30 @@ pub fn router(engine: Engine, library: Library) -> Router {
         .route("/playback/{app}/{stream}/list", get(list))
         .route("/playback/{app}/{stream}/index.m3u8", get(playlist))
         .route("/playback/{app}/{stream}/get", get(download))
+        // `{stream}.mp4`: the router has no suffix patterns, so the whole
+        // segment is the parameter and the handler wants the `.mp4`.
+        .route("/playback/{app}/{stream}", get(download_mp4))
         .route("/playback/{app}/{stream}/files/{file}", get(file))
+        .layer(axum::middleware::map_response(any_origin))
         .with_state(Playback { engine, library })
+}
+
+/// Like the other outputs, readable from a player page of any origin (the
+/// server's CORS layer narrows this to `[http] cors_origins`); the range
+/// headers are readable by its scripts.
+async fn any_origin(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(
+            "content-range, content-length, x-tidewater-range-start, x-tidewater-range-end",
+        ),
+    );
+    r
 }
 
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
@@ -236,6 +259,20 @@ fn pieces_body(pieces: Vec<Piece>) -> Body {
         }
     });
     tidewater_http::channel_body(rx)
+}
+
+/// `GET /playback/{app}/{stream}.mp4`.
+async fn download_mp4(
+    st: State<Playback>,
+    Path((app, file)): Path<(String, String)>,
+    req: Request,
+) -> Response {
+    match file.strip_suffix(".mp4") {
+        Some(stream) if !stream.is_empty() => {
+            download(st, Path((app, stream.to_string())), req).await
+        }
+        _ => text(StatusCode::NOT_FOUND, "no such playback route\n"),
+    }
 }
 
 async fn download(
@@ -540,6 +577,7 @@ mod end_to_end {
             "/playback/live/a/list",
             "/playback/live/a/index.m3u8",
             "/playback/live/a/get",
+            "/playback/live/a.mp4",
         ] {
             let (status, head, _) = get(http, path, "").await;
             assert_eq!(status, 401, "{path}: {head}");
@@ -637,9 +675,36 @@ mod end_to_end {
                     &url,
                 ],
             )
-        })
-        .await
-        .expect("ffmpeg ran");
+        });
+        // While it publishes, the API shows the recording: on, a file, bytes.
+        let mut recording = serde_json::Value::Null;
+        for _ in 0..200 {
+            let (status, _, body) = get(http, "/api/v1/streams/live/rec", "").await;
+            if status == 200 {
+                let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                if v["recording"]["bytes"].as_u64().unwrap_or(0) > 0 {
+                    let doc = crate::http::openapi::tests::document();
+                    crate::http::openapi::tests::check_shape(
+                        &doc,
+                        &doc["components"]["schemas"]["Stream"],
+                        &v,
+                        "stream",
+                    );
+                    recording = v["recording"].clone();
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(recording["on"], true, "{recording}");
+        assert!(
+            recording["current_segment"]
+                .as_str()
+                .is_some_and(|f| f.ends_with(".mp4")),
+            "{recording}"
+        );
+        assert_eq!(recording["last_error"], serde_json::Value::Null);
+        let published = published.await.expect("ffmpeg ran");
         assert!(
             published.status.success(),
             "{}",
@@ -737,7 +802,7 @@ mod end_to_end {
         let mid_q = tidewater::record::time::rfc3339(mid).replace(':', "%3A");
         let (status, head, body) = get(
             http,
-            &format!("/playback/live/rec/get?start={mid_q}&duration=1"),
+            &format!("/playback/live/rec.mp4?start={mid_q}&duration=1"),
             "",
         )
         .await;
@@ -764,7 +829,7 @@ mod end_to_end {
         assert!((span - 1.96).abs() < 0.01, "{dts:?}");
         // The whole recording as one MP4.
         let (status, _, body) = get(http, "/playback/live/rec/get", "").await;
-        assert_eq!(status, 200);
+        assert_eq!(status, 200, "the /get alias");
         std::fs::write(&mp4, &body).expect("write");
         assert_eq!(
             frames(&probe_json(mp4.to_str().expect("utf-8")), "h264"),
@@ -793,8 +858,10 @@ mod end_to_end {
         assert_eq!(status, 200, "an empty list");
         let (status, _, _) = get(http, "/playback/live/none/index.m3u8", "").await;
         assert_eq!(status, 404);
-        let (status, _, _) = get(http, "/playback/live/rec/get?start=yesterday", "").await;
+        let (status, _, _) = get(http, "/playback/live/rec.mp4?start=yesterday", "").await;
         assert_eq!(status, 400);
+        let (status, _, _) = get(http, "/playback/live/rec.mkv", "").await;
+        assert_eq!(status, 404);
 
         shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
