@@ -1,7 +1,9 @@
 //! The web console and the player pages in headless Chromium, driven over
 //! the DevTools protocol (a minimal WebSocket client below): the streams
 //! list shows an ffmpeg publish with its codecs, a kick from the page ends a
-//! reader, the player page plays LL-HLS (and DASH) with a latency figure.
+//! reader, a failing push shows its error, the player page plays LL-HLS,
+//! WebRTC (WHEP), DASH and TS-HLS with a latency figure, the publish page
+//! sends Chromium's fake camera over WHIP to an ffmpeg reader.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -55,6 +57,13 @@ impl Browser {
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
                 "--window-size=1280,900",
+                // The publish page's camera and microphone: generated,
+                // granted without a prompt.
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                // ICE host candidates as addresses, not mDNS names the
+                // server would have to resolve.
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
@@ -114,6 +123,13 @@ impl Browser {
 
     /// Sends a DevTools command; returns its `result`.
     fn call(&mut self, method: &str, params: Value) -> Value {
+        self.try_call(method, params)
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    /// Sends a DevTools command; its `result`, or the error it answered
+    /// (e.g. an evaluation cut short by a navigation).
+    fn try_call(&mut self, method: &str, params: Value) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let message = json!({"id": id, "method": method, "params": params}).to_string();
@@ -123,8 +139,10 @@ impl Browser {
             let reply: Value = serde_json::from_str(&text).expect("DevTools sends JSON");
             self.on_event(&reply);
             if reply["id"] == id {
-                assert!(reply["error"].is_null(), "{method}: {reply}");
-                return reply["result"].clone();
+                return match reply["error"].is_null() {
+                    true => Ok(reply["result"].clone()),
+                    false => Err(reply),
+                };
             }
         }
     }
@@ -224,15 +242,18 @@ impl Browser {
     ) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
-            let result = self.call(
+            let result = self.try_call(
                 "Runtime.evaluate",
                 json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
             );
-            let value = match result["exceptionDetails"].is_null() {
-                true => result["result"]["value"].clone(),
-                false => {
+            let value = match result {
+                Ok(result) if result["exceptionDetails"].is_null() => {
+                    result["result"]["value"].clone()
+                }
+                Ok(result) => {
                     json!({"exception": result["exceptionDetails"]["exception"]["description"]})
                 }
+                Err(navigating) => json!({"error": navigating["error"]}),
             };
             if check(&value) {
                 return value;
@@ -685,6 +706,10 @@ fn the_watch_page_plays_ll_hls_and_dash_with_their_latency() {
     browser.screenshot("watch", 1280);
     browser.screenshot("watch", 375);
 
+    // The player choice lists every player the server offers.
+    let choice = browser.eval("[...document.querySelectorAll('#players input')].map(i => i.value)");
+    assert_eq!(choice, json!(["llhls", "webrtc", "dash", "hls"]));
+
     // Switch to DASH.
     browser.eval("window.tidewaterPlayer.play('dash')");
     let stats = browser.wait_for(STATS, Duration::from_secs(40), |s| {
@@ -823,6 +848,270 @@ fn the_watch_page_lists_the_recordings_and_plays_a_range() {
     assert!(
         t1.as_f64().unwrap_or(0.0) > t0.as_f64().unwrap_or(0.0) + 1.0,
         "the recording plays: {t0} → {t1}"
+    );
+    server.signal("TERM");
+}
+
+/// The WebRTC receiver's counters, as the player page reads them.
+const WEBRTC: &str = "window.tidewaterPlayer.webrtc()";
+
+fn decoded(stats: &Value) -> u64 {
+    stats["framesDecoded"].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn the_watch_page_plays_webrtc_over_whep() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    // H.264 without B-frames (zerolatency), as WHEP requires.
+    let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/console"), 90, 25);
+    wait_live(http, "live/console", LIVE_TIMEOUT);
+
+    let mut browser = Browser::start();
+    // Linkable: the fragment chooses the player.
+    browser.open(&format!("http://{http}/watch/live/console#webrtc"));
+    let stats = browser.wait_for(STATS, Duration::from_secs(30), |s| {
+        s["player"] == "webrtc" && playing_with_latency(s)
+    });
+    eprintln!("WebRTC: {stats:#}");
+    assert!(
+        stats["library"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("WebRTC (WHEP)")),
+        "{stats}"
+    );
+    // Frames decoded by the browser's receiver, read from the page, keep
+    // coming at about the publish's 25 fps.
+    let before = browser.eval(WEBRTC);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = browser.eval(WEBRTC);
+    eprintln!("receiver: {before} then {after}");
+    assert!(
+        decoded(&after) >= decoded(&before) + 30,
+        "frames decoded: {before} → {after}"
+    );
+    assert!(
+        after["framesReceived"].as_u64().unwrap_or(0) >= decoded(&after),
+        "{after}"
+    );
+    // The latency shown (jitter buffer, decode, half the round trip) on
+    // loopback stays well under the HTTP players'.
+    settles_under(&mut browser, "webrtc", 1.0);
+    assert_eq!(
+        browser.eval("document.getElementById('dropped').textContent.includes(' of ')"),
+        json!(true)
+    );
+
+    // The viewer is a WHEP reader of the server; leaving WebRTC ends it.
+    let whep = |http| {
+        sessions(http)
+            .iter()
+            .filter(|s| s["kind"] == "reader" && s["protocol"] == "whep")
+            .count()
+    };
+    let listed = wait_json(
+        &format!("http://{http}/api/v1/sessions"),
+        Duration::from_secs(5),
+        |v| {
+            v["sessions"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|s| s["protocol"] == "whep"))
+        },
+    );
+    eprintln!("sessions: {listed}");
+    browser.eval("window.tidewaterPlayer.play('llhls')");
+    browser.wait_for(STATS, Duration::from_secs(30), |s| {
+        s["player"] == "llhls" && playing_with_latency(s)
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while whep(http) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the WHEP viewer outlived the switch"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        browser.errors.is_empty(),
+        "page errors: {:#?}",
+        browser.errors
+    );
+    server.signal("TERM");
+}
+
+#[test]
+fn the_publish_page_sends_the_camera_over_whip_to_an_ffmpeg_reader() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let mut browser = Browser::start();
+    // From the console's form to the publish page.
+    browser.open(&format!("http://{http}/"));
+    browser.wait_for(
+        // The page's script has run (it handles the form).
+        "typeof window.tidewater === 'object'",
+        Duration::from_secs(10),
+        |v| v == &json!(true),
+    );
+    // The click navigates: made after the evaluation returns.
+    browser.eval(
+        "document.getElementById('publish-stream').value = 'browser'; \
+         setTimeout(() => document.querySelector('#publish-start button').click(), 0)",
+    );
+    browser.wait_for("location.pathname", Duration::from_secs(10), |v| {
+        v == "/publish/live/browser"
+    });
+    browser.wait_for(
+        "typeof window.tidewaterPublish === 'object' && document.getElementById('title').textContent",
+        Duration::from_secs(10),
+        |v| v == "publish live/browser",
+    );
+    browser.eval("document.getElementById('start').click()");
+    let state = browser.wait_for(
+        "[document.getElementById('state').dataset.state, document.getElementById('error').textContent]",
+        Duration::from_secs(30),
+        |v| v[0] == "publishing" || v[0] == "error",
+    );
+    assert_eq!(state[0], "publishing", "{state}");
+    let live = wait_live(http, "live/browser", LIVE_TIMEOUT);
+    eprintln!("live: {live}");
+    assert_eq!(live["protocol"], "whip", "{live}");
+
+    // An ffmpeg RTMP reader decodes the camera: 640x480 pictures (the
+    // page's default), increasing timestamps.
+    let mut reader = tidewater_tests::ffmpeg_framecrc_command(
+        // The FLV metadata announces the Opus track, which RTMP does not
+        // carry: probe little, not until 5 MB of video.
+        &[
+            "-rw_timeout",
+            "10000000",
+            "-probesize",
+            "200000",
+            "-analyzeduration",
+            "2000000",
+        ],
+        &format!("rtmp://{rtmp}/live/browser"),
+        &["-map", "0:v", "-t", "3"],
+    );
+    let reading = Instant::now();
+    let out = reader.output().expect("run ffmpeg");
+    eprintln!("ffmpeg read for {:?}", reading.elapsed());
+    let crc = tidewater_tests::FrameCrc::parse(&String::from_utf8_lossy(&out.stdout));
+    let frames = crc.stream(0);
+    eprintln!(
+        "decoded {} frames ({:?}); ffmpeg said {:?}",
+        frames.len(),
+        crc.codecs,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(crc.codecs.first().map(String::as_str), Some("rawvideo"));
+    assert!(frames.len() >= 20, "{} frames in 3 s", frames.len());
+    assert!(
+        frames.iter().all(|f| f.size == 640 * 480 * 3 / 2),
+        "640x480 yuv420p: {:?}",
+        frames.first()
+    );
+    assert!(crc.monotonic(), "increasing timestamps");
+    // The catalog has the browser's H.264 and Opus.
+    let codecs = tidewater_tests::catalog_codecs(&wait_json(
+        &format!("http://{http}/api/v1/streams/live/browser"),
+        LIVE_TIMEOUT,
+        |v| {
+            v["catalog"]["tracks"]
+                .as_array()
+                .is_some_and(|t| t.len() == 2)
+        },
+    ));
+    eprintln!("tracks: {codecs:?}");
+    assert!(
+        codecs.contains(&json!("H264")) && codecs.contains(&json!("Opus")),
+        "{codecs:?}"
+    );
+    // What the page says it sends.
+    let shown = browser.wait_for(
+        "[document.getElementById('resolution').textContent, Number(document.getElementById('frames').dataset.count || 0), document.getElementById('codecs').textContent]",
+        Duration::from_secs(5),
+        |v| v[1].as_u64().unwrap_or(0) > 30 && v[0] != "–",
+    );
+    eprintln!("the page shows {shown}");
+    assert!(
+        shown[2].as_str().is_some_and(|c| c.contains("video/H264")),
+        "{shown}"
+    );
+    browser.screenshot("publish", 1280);
+    browser.screenshot("publish", 375);
+
+    // Stop ends the publish at once (WHIP DELETE).
+    browser.eval("document.getElementById('stop').click()");
+    wait_json(
+        &format!("http://{http}/api/v1/streams"),
+        Duration::from_secs(5),
+        |v| {
+            v["streams"]
+                .as_array()
+                .is_some_and(|a| !a.iter().any(|s| s["key"] == "live/browser"))
+        },
+    );
+    assert_eq!(
+        browser.eval("document.getElementById('state').dataset.state"),
+        json!("stopped")
+    );
+    assert!(
+        browser.errors.is_empty(),
+        "page errors: {:#?}",
+        browser.errors
+    );
+    server.signal("TERM");
+}
+
+#[test]
+fn the_console_shows_a_failing_push_with_its_last_error() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // A destination nobody listens on: every attempt is refused.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = refused.local_addr().expect("addr").port();
+    drop(refused);
+    let config = format!(
+        "{}[defaults]\npush = [\"rtmp://127.0.0.1:{port}/backup\"]\n",
+        loopback_config()
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/pushed"), 60, 25);
+    wait_live(http, "live/pushed", LIVE_TIMEOUT);
+    let mut browser = Browser::start();
+    browser.open(&format!("http://{http}/"));
+    let row = browser.wait_for(
+        r#"(() => {
+          const r = document.querySelector('#pushes tbody tr[data-key="live/pushed"]');
+          if (!r) return null;
+          return {url: r.dataset.url, state: r.querySelector('td.state').textContent,
+                  errors: r.querySelector('td.errors').textContent,
+                  hidden: document.getElementById('no-pushes').hidden};
+        })()"#,
+        Duration::from_secs(15),
+        |v| v["errors"].as_str().is_some_and(|e| e.contains("refused")),
+    );
+    eprintln!("push row: {row:#}");
+    assert!(
+        row["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&format!("rtmp://127.0.0.1:{port}/backup"))),
+        "{row}"
+    );
+    assert!(
+        matches!(
+            row["state"].as_str(),
+            Some("reconnecting" | "starting" | "failed")
+        ),
+        "{row}"
+    );
+    assert_eq!(row["hidden"], json!(true));
+    assert!(
+        browser.errors.is_empty(),
+        "page errors: {:#?}",
+        browser.errors
     );
     server.signal("TERM");
 }

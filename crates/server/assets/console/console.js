@@ -1,5 +1,6 @@
-// tidewater console: polls the API and keeps the streams and sessions tables,
-// and a small chart per stream, up to date. No framework, no build step.
+// tidewater console: polls the API and keeps the streams, pushes and sessions
+// tables, and a small chart per stream, up to date. No framework, no build
+// step.
 'use strict';
 (() => {
   const POLL_MS = 1000;
@@ -7,6 +8,7 @@
   const $ = (id) => document.getElementById(id);
   const streamsBody = $('streams').tBodies[0];
   const sessionsBody = $('sessions').tBodies[0];
+  const pushesBody = $('pushes').tBodies[0];
   const filter = $('app-filter');
   const history = new Map(); // stream key -> [{t, bitrate, readers, keyframes, sent}]
   const streamRows = new Map();
@@ -219,6 +221,43 @@
     setText($('session-count'), `(${sessionsBody.rows.length})`);
   }
 
+  // One row per push of a live stream, rebuilt each poll (a handful).
+  function renderPushes() {
+    const app = filter.value;
+    const rows = [];
+    const when = (ms) => new Date(ms).toLocaleTimeString();
+    for (const s of last.streams) {
+      if (app && appOf(s.key) !== app) continue;
+      for (const p of s.pushes || []) {
+        const row = el('tr');
+        row.dataset.key = s.key;
+        row.dataset.url = p.url;
+        row.className = 'push-' + p.state;
+        row.append(el('th', {scope: 'row', textContent: s.key}));
+        row.append(el('td', {className: 'url'}, el('code', {textContent: p.url})));
+        row.append(el('td', {className: 'state', textContent: p.state}));
+        row.append(el('td', {className: 'attempts', textContent:
+          p.attempts + (p.failures_in_row ? ` (${p.failures_in_row} failed in a row)` : '')}));
+        row.append(el('td', {className: 'when', textContent: p.connected_since_unix_ms
+          ? 'since ' + when(p.connected_since_unix_ms) + ' (' + duration(Date.now() - p.connected_since_unix_ms) + ')'
+          : p.next_attempt_unix_ms ? 'next at ' + when(p.next_attempt_unix_ms) : '–'}));
+        const errors = el('td', {className: 'errors'});
+        if (p.last_errors.length) {
+          const list = el('ul');
+          for (const e of [...p.last_errors].reverse()) list.append(el('li', {textContent: when(e.at_unix_ms) + ': ' + e.message}));
+          errors.append(list);
+        } else errors.textContent = 'none';
+        row.append(errors);
+        label(row, $('pushes'));
+        rows.push(row);
+      }
+    }
+    pushesBody.replaceChildren(...rows);
+    setText($('push-count'), `(${rows.length})`);
+    $('no-pushes').hidden = rows.length > 0;
+    $('pushes').hidden = rows.length === 0;
+  }
+
   async function api(path, options = {}) {
     const response = await fetch('/api/v1' + path, Object.assign({credentials: 'same-origin', cache: 'no-store'}, options));
     if (!response.ok) {
@@ -238,6 +277,7 @@
       const live = new Set(last.streams.map((s) => s.key));
       for (const key of history.keys()) if (!live.has(key)) history.delete(key);
       renderStreams();
+      renderPushes();
       renderSessions();
       setText($('status'), 'live · updated ' + new Date().toLocaleTimeString());
       $('status').className = '';
@@ -258,7 +298,12 @@
     await refresh();
   }
 
-  filter.addEventListener('change', () => { renderStreams(); renderSessions(); });
+  filter.addEventListener('change', () => { renderStreams(); renderPushes(); renderSessions(); });
+  $('publish-start').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const part = (id) => encodeURIComponent($(id).value.trim());
+    location.href = '/publish/' + part('publish-app') + '/' + part('publish-stream');
+  });
   window.tidewater = {kick, refresh};
   refresh();
   setInterval(refresh, POLL_MS);

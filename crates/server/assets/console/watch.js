@@ -1,6 +1,7 @@
 // tidewater player page: LL-HLS and TS-HLS with hls.js, DASH with dash.js,
-// switchable, with the live latency, dropped frames and resolution measured
-// here; the stream's URLs for every protocol and an embed snippet.
+// WebRTC over WHEP with the browser's own RTCPeerConnection, switchable, with
+// the live latency, dropped frames and resolution measured here; the stream's
+// URLs for every protocol and an embed snippet.
 'use strict';
 (() => {
   const config = JSON.parse(document.getElementById('watch-config').textContent);
@@ -10,6 +11,7 @@
   const path = encodeURIComponent(config.app) + '/' + encodeURIComponent(config.stream);
   const PLAYERS = {
     llhls: {label: 'LL-HLS', library: 'hlsjs', url: `/llhls/${path}/index.m3u8`, lowLatency: true},
+    webrtc: {label: 'WebRTC (WHEP)', library: null, url: `/whep/${path}`},
     dash: {label: 'DASH', library: 'dashjs', url: `/dash/${path}/manifest.mpd`},
     hls: {label: 'TS-HLS', library: 'hlsjs', url: `/hls/${path}/index.m3u8`, lowLatency: false},
     // A range of the recordings (HLS VOD); its url is set when chosen.
@@ -22,6 +24,7 @@
 
   const loaded = {};
   function library(name) {
+    if (!name) return Promise.resolve();
     if (!loaded[name]) {
       loaded[name] = new Promise((resolve, reject) => {
         const src = config[name];
@@ -105,10 +108,115 @@
     };
   }
 
+  // ICE candidates gathered (the WHEP server takes no trickled ones), or
+  // what there is after 2 s.
+  const gathered = (pc) => new Promise((done) => {
+    if (pc.iceGatheringState === 'complete') return done();
+    pc.addEventListener('icegatheringstatechange', () => { if (pc.iceGatheringState === 'complete') done(); });
+    setTimeout(done, 2000);
+  });
+
+  // WHEP: a receive-only offer POSTed to /whep/…, the answer applied. The
+  // latency shown is how far behind the server's live edge the picture is:
+  // half the round trip (ICE candidate pair) plus the time a frame spent in
+  // the jitter buffer and the decoder (inbound-rtp deltas over the last
+  // half second). The glass-to-glass delay also has the publisher's own.
+  async function startWebrtc(p) {
+    if (!window.RTCPeerConnection) throw new Error('this browser has no WebRTC');
+    const pc = new RTCPeerConnection({iceServers: []});
+    pc.addTransceiver('video', {direction: 'recvonly'});
+    pc.addTransceiver('audio', {direction: 'recvonly'});
+    const media = new MediaStream();
+    pc.addEventListener('track', (e) => {
+      media.addTrack(e.track);
+      if (video.srcObject !== media) video.srcObject = media;
+    });
+    let resource = null;
+    let closed = false;
+    let stats = {latency: null, framesDecoded: 0, framesDropped: 0, framesReceived: 0};
+    let previous = null;
+    const poll = setInterval(async () => {
+      if (closed) return;
+      let inbound = null, rtt = null;
+      (await pc.getStats()).forEach((s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') inbound = s;
+        if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded' &&
+            Number.isFinite(s.currentRoundTripTime)) rtt = s.currentRoundTripTime;
+      });
+      if (!inbound) return;
+      const delta = (k) => (inbound[k] || 0) - ((previous && previous[k]) || 0);
+      const emitted = delta('jitterBufferEmittedCount');
+      const decoded = delta('framesDecoded');
+      const buffer = emitted > 0 ? delta('jitterBufferDelay') / emitted : null;
+      const decode = decoded > 0 ? delta('totalDecodeTime') / decoded : 0;
+      previous = inbound;
+      stats = {
+        latency: buffer === null ? stats.latency : buffer + decode + (rtt || 0) / 2,
+        framesDecoded: inbound.framesDecoded || 0,
+        framesDropped: inbound.framesDropped || 0,
+        framesReceived: inbound.framesReceived || 0,
+      };
+    }, 500);
+    const destroy = () => {
+      closed = true;
+      clearInterval(poll);
+      video.srcObject = null;
+      // Ends the viewer on the server at once rather than at its timeout;
+      // the connection closes after (closing it first could end the
+      // session before the DELETE finds it). One the server ended is gone.
+      const live = pc.connectionState !== 'failed' && pc.connectionState !== 'closed';
+      if (!resource || !live) { pc.close(); return; }
+      fetch(new URL(resource, location.href), {method: 'DELETE', credentials: 'same-origin'})
+        .catch(() => {}).finally(() => pc.close());
+    };
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await gathered(pc);
+      const response = await fetch(p.url, {
+        method: 'POST',
+        headers: {'Content-Type': 'application/sdp'},
+        body: pc.localDescription.sdp,
+        credentials: 'same-origin',
+      });
+      const body = await response.text();
+      if (response.status !== 201) throw new Error(`WHEP: ${response.status} ${body.trim()}`.trim());
+      resource = response.headers.get('Location');
+      await pc.setRemoteDescription({type: 'answer', sdp: body});
+    } catch (e) {
+      destroy();
+      throw e;
+    }
+    pc.addEventListener('connectionstatechange', () => {
+      if (closed) return;
+      if (pc.connectionState === 'failed' || pc.connectionState === 'closed') {
+        showError('WebRTC: the connection ' + pc.connectionState + '; retrying');
+        retryLater('webrtc');
+      } else if (pc.connectionState === 'connected' && failure) showError(null);
+    });
+    video.play().catch(() => { /* autoplay refused: the controls remain */ });
+    return {
+      library: 'WebRTC (WHEP), this browser',
+      destroy,
+      latency: () => stats.latency,
+      quality: () => ({dropped: stats.framesDropped, total: stats.framesReceived}),
+      stats: () => stats,
+    };
+  }
+
+  // WebRTC has no player library to retry for it: the page asks again.
+  let replay = null;
+  function retryLater(name) {
+    clearTimeout(replay);
+    replay = setTimeout(() => { if (selected === name) play(name); }, 3000);
+  }
+
+  let selected = null;
   async function play(name) {
     const p = PLAYERS[name];
     if (!p || !p.url) return;
     if (current) { current.destroy(); current = null; }
+    clearTimeout(replay);
+    selected = name;
     showError(null);
     lastTime = -1;
     setState('loading');
@@ -116,13 +224,17 @@
     if (!embed) history.replaceState(null, '', location.pathname + location.search + '#' + name);
     try {
       await library(p.library);
-      const started = p.library === 'hlsjs' ? await startHls(p) : await startDash(p);
+      const start = {hlsjs: startHls, dashjs: startDash}[p.library] || startWebrtc;
+      const started = await start(p);
+      if (selected !== name) { started.destroy(); return; } // switched meanwhile
       current = Object.assign(started, {name});
       $('library').textContent = started.library;
       if (p.library === 'hlsjs') video.play().catch(() => { /* autoplay refused: the controls remain */ });
     } catch (e) {
+      if (selected !== name) return;
       showError(e.message);
       setState('error');
+      if (name === 'webrtc') retryLater(name);
     }
   }
 
@@ -143,8 +255,13 @@
     $('latency').textContent = latency === null || latency === undefined
       ? (PLAYERS[current.name].vod ? '– (recording)' : '–') : latency.toFixed(2) + ' s';
     $('latency').dataset.seconds = latency === null || latency === undefined ? '' : latency.toFixed(3);
-    const q = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality() : null;
-    $('dropped').textContent = q ? `${q.droppedVideoFrames} of ${q.totalVideoFrames}` : '–';
+    let q = null;
+    if (current.quality) q = current.quality();
+    else if (video.getVideoPlaybackQuality) {
+      const p = video.getVideoPlaybackQuality();
+      q = {dropped: p.droppedVideoFrames, total: p.totalVideoFrames};
+    }
+    $('dropped').textContent = q ? `${q.dropped} of ${q.total}` : '–';
     $('resolution').textContent = video.videoWidth ? `${video.videoWidth}×${video.videoHeight}` : '–';
   }
 
@@ -278,7 +395,13 @@
     setInterval(loadRecordings, 10000);
   }
 
-  window.tidewaterPlayer = {play, playRange, current: () => current && current.name};
+  // For tests and the curious: the WebRTC receiver's counters.
+  const webrtc = () => (current && current.stats ? current.stats() : null);
+  window.tidewaterPlayer = {play, playRange, webrtc, current: () => current && current.name};
+  if (config.publish) {
+    $('publish-link').href = config.publish;
+    $('publish-link').hidden = false;
+  }
   setInterval(tick, 500);
   const wanted = location.hash.slice(1) || new URLSearchParams(location.search).get('player');
   if (names.length) play(names.includes(wanted) ? wanted : names[0]);

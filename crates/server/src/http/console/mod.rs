@@ -4,8 +4,9 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /` | the console: every live stream with its numbers, a chart per stream, the sessions with a kick button; polls `/api/v1/streams` and `/api/v1/sessions` every second |
-//! | `GET /watch/{app}/{stream}` | the player page: LL-HLS (hls.js), DASH (dash.js) and TS-HLS (hls.js), switchable, with the measured latency, dropped frames and resolution; the URLs of every protocol, built from the request's `Host`; an embed snippet (`?embed` shows the video alone); with `[record]`, the stream's recordings on a timeline, any range of them played from `/playback/…/index.m3u8` (which needs `playback`) |
+//! | `GET /` | the console: every live stream with its numbers, a chart per stream, the pushes with their state and last errors, the sessions with a kick button; polls `/api/v1/streams` and `/api/v1/sessions` every second |
+//! | `GET /watch/{app}/{stream}` | the player page: LL-HLS (hls.js), WebRTC (WHEP, the browser's own `RTCPeerConnection`), DASH (dash.js) and TS-HLS (hls.js), switchable, with the measured latency, dropped frames and resolution; the URLs of every protocol, built from the request's `Host`; an embed snippet (`?embed` shows the video alone); with `[record]`, the stream's recordings on a timeline, any range of them played from `/playback/…/index.m3u8` (which needs `playback`) |
+//! | `GET /publish/{app}/{stream}` | with `[webrtc]`: publishes this browser's camera and microphone to the stream over WHIP (H.264 and Opus), showing what is sent (see [`publish`]) |
 //! | `GET /console/{file}` | the pages' script and style sheet |
 //! | `GET /console/vendor/hls.min.js`, `/console/vendor/dash.all.min.js` | the player libraries, when the build embedded them (see below); else `404` |
 //!
@@ -36,10 +37,13 @@ use tidewater::srt::Srt;
 
 use super::serve::Listener;
 
+mod publish;
+
 const INDEX_HTML: &str = include_str!("../../../assets/console/index.html");
 const WATCH_HTML: &str = include_str!("../../../assets/console/watch.html");
 const CONSOLE_JS: &str = include_str!("../../../assets/console/console.js");
 const WATCH_JS: &str = include_str!("../../../assets/console/watch.js");
+const PUBLISH_JS: &str = include_str!("../../../assets/console/publish.js");
 const CONSOLE_CSS: &str = include_str!("../../../assets/console/console.css");
 
 const HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js"));
@@ -108,6 +112,7 @@ pub fn router(console: Console) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/watch/{app}/{stream}", get(watch))
+        .route("/publish/{app}/{stream}", get(publish::page))
         .route("/console/{file}", get(asset))
         .route("/console/vendor/{file}", get(vendor))
         .with_state(Arc::new(console))
@@ -149,6 +154,7 @@ async fn asset(Path(file): Path<String>) -> Response {
     match file.as_str() {
         "console.js" => page(CONSOLE_JS, "text/javascript; charset=utf-8", true),
         "watch.js" => page(WATCH_JS, "text/javascript; charset=utf-8", true),
+        "publish.js" => page(PUBLISH_JS, "text/javascript; charset=utf-8", true),
         "console.css" => page(CONSOLE_CSS, "text/css; charset=utf-8", true),
         _ => not_found(),
     }
@@ -186,8 +192,10 @@ struct WatchConfig {
     dashjs: Option<String>,
     hlsjs_version: &'static str,
     dashjs_version: &'static str,
-    /// What the page can play: `llhls`, `dash`, `hls`.
+    /// What the page can play: `llhls`, `webrtc`, `dash`, `hls`.
     players: Vec<&'static str>,
+    /// The page publishing this browser's camera to the stream, with WHIP.
+    publish: Option<String>,
     /// Whether to show the stream's recordings (`/playback/…`).
     record: bool,
     urls: Vec<Endpoint>,
@@ -225,9 +233,12 @@ async fn watch(
         (Some(url), _) => Some(format!("{url}{file}")),
         (None, _) => None,
     };
-    // In the order of the page's choice: LL-HLS first (the lowest latency).
+    // In the order of the page's choice: LL-HLS first (it plays every
+    // stream; WHEP refuses H.264 with B-frames and sends no AAC), then
+    // WebRTC (the lowest latency).
     let players: Vec<&'static str> = [
         ("llhls", console.hls),
+        ("webrtc", console.webrtc),
         ("dash", console.dash),
         ("hls", console.hls),
     ]
@@ -242,18 +253,14 @@ async fn watch(
         hlsjs_version: HLSJS_VERSION,
         dashjs_version: DASHJS_VERSION,
         players,
+        publish: console.webrtc.then(|| format!("/publish/{key}")),
         record: console.record,
         embed: format!(
             "<iframe src=\"{base}/watch/{key}?embed\" width=\"640\" height=\"360\" allow=\"autoplay; fullscreen\" allowfullscreen title=\"{key}\"></iframe>"
         ),
         urls,
     };
-    let json = serde_json::to_string(&config)
-        .unwrap_or_else(|_| "{}".into())
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026");
-    let html = WATCH_HTML.replace("__WATCH_CONFIG__", &json);
+    let html = WATCH_HTML.replace("__WATCH_CONFIG__", &script_json(&config));
     let mut response = page(html, "text/html; charset=utf-8", true);
     let scripts = match &console.player_scripts_url {
         Some(url) if !players_embedded() => format!("'self' {url}"),
@@ -267,6 +274,16 @@ async fn watch(
             .insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     response
+}
+
+/// `value` as JSON that is safe inside a `<script>` element (no `<`, `>`
+/// or `&` that could end it).
+fn script_json(value: &impl Serialize) -> String {
+    serde_json::to_string(value)
+        .unwrap_or_else(|_| "{}".into())
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
 }
 
 /// The request's `Host` (as the client wrote it, port included), or

@@ -120,8 +120,9 @@ async fn pages_and_assets_are_served() {
     assert_eq!(config["stream"], "cam1");
     assert_eq!(
         config["players"],
-        serde_json::json!(["llhls", "dash", "hls"])
+        serde_json::json!(["llhls", "webrtc", "dash", "hls"])
     );
+    assert_eq!(config["publish"], "/publish/live/cam1");
     let host = served.addr.to_string();
     let rtmp = format!("rtmp://{}:1935/live/cam1", served.addr.ip());
     assert!(
@@ -146,6 +147,7 @@ async fn pages_and_assets_are_served() {
     for (file, kind) in [
         ("console.js", "text/javascript; charset=utf-8"),
         ("watch.js", "text/javascript; charset=utf-8"),
+        ("publish.js", "text/javascript; charset=utf-8"),
         ("console.css", "text/css; charset=utf-8"),
     ] {
         let r = client.full("GET", &format!("/console/{file}")).await;
@@ -209,14 +211,16 @@ fn the_player_url_is_checked() {
 
 #[tokio::test]
 async fn the_player_page_offers_what_is_served() {
-    for (hls, dash, expected) in [
-        (true, false, serde_json::json!(["llhls", "hls"])),
-        (false, true, serde_json::json!(["dash"])),
-        (false, false, serde_json::json!([])),
+    for (hls, dash, webrtc, expected) in [
+        (true, false, false, serde_json::json!(["llhls", "hls"])),
+        (false, true, false, serde_json::json!(["dash"])),
+        (false, false, true, serde_json::json!(["webrtc"])),
+        (false, false, false, serde_json::json!([])),
     ] {
         let served = spawn(router(Console {
             hls,
             dash,
+            webrtc,
             ..everything()
         }))
         .await;
@@ -232,7 +236,50 @@ async fn the_player_page_offers_what_is_served() {
                 .expect("end of config");
         let config: serde_json::Value =
             serde_json::from_str(&watch.body[start..end]).expect("JSON");
-        assert_eq!(config["players"], expected, "hls {hls}, dash {dash}");
+        assert_eq!(
+            config["players"], expected,
+            "hls {hls}, dash {dash}, webrtc {webrtc}"
+        );
+        assert_eq!(config["publish"].is_string(), webrtc);
+        served.stop().await;
+    }
+}
+
+/// The JSON a page carries in its `<script type="application/json">`.
+fn page_config(body: &str) -> serde_json::Value {
+    let start = body.find("type=\"application/json\">").expect("config") + 24;
+    let end = start + body[start..].find("</script>").expect("end of config");
+    assert!(
+        !body[start..end].contains('<'),
+        "no markup inside the script"
+    );
+    serde_json::from_str(&body[start..end]).expect("JSON")
+}
+
+#[tokio::test]
+async fn the_publish_page_sends_to_the_whip_route_when_webrtc_is_on() {
+    for webrtc in [true, false] {
+        let served = spawn(router(Console {
+            webrtc,
+            ..everything()
+        }))
+        .await;
+        let client = Client(served.addr);
+        let page = client.full("GET", "/publish/live/cam%3C1").await;
+        assert_eq!(page.status, 200);
+        assert_eq!(page.header("x-frame-options"), Some("DENY"));
+        assert!(
+            page.header("content-security-policy")
+                .is_some_and(|c| c.contains("default-src 'self'")),
+        );
+        let config = page_config(&page.body);
+        assert_eq!(config["stream"], "cam<1");
+        assert_eq!(config["watch"], "/watch/live/cam<1");
+        match webrtc {
+            true => assert_eq!(config["whip"], "/whip/live/cam<1"),
+            false => assert!(config["whip"].is_null(), "{config}"),
+        }
+        assert_eq!(client.request("GET", "/publish/live/..").await.0, 400);
         served.stop().await;
     }
 }
