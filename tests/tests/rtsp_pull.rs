@@ -144,7 +144,8 @@ fn pull_config(entries: &[(&str, &str, &str, bool)], extra: &str) -> String {
     for (key, url, transport, on_demand) in entries {
         config.push_str(&format!(
             "[[pull]]\npath = \"{key}\"\nurl = \"{url}\"\ntransport = \"{transport}\"\n\
-             on_demand = {on_demand}\nretry_initial_ms = 300\nretry_max_ms = 2000\n{extra}"
+             on_demand = {on_demand}\nretry_initial_ms = 300\nretry_max_ms = 2000\n\
+             stall_timeout_ms = 10000\n{extra}"
         ));
     }
     config
@@ -187,13 +188,23 @@ fn a_camera_pulled_over_tcp_and_udp_is_read_over_rtmp_and_hls() {
             &["-t", "3"],
             Duration::from_secs(40),
         );
-        assert_decoded(&format!("rtmp reader of the {transport} pull"), &crc, 50);
+        let state = pull_state(http, key);
+        assert_decoded(
+            &format!("rtmp reader of the {transport} pull (pull: {state})"),
+            &crc,
+            50,
+        );
         let (crc, _) = ffmpeg_framecrc(
             &format!("http://{http}/hls/{key}/index.m3u8"),
             &["-t", "3"],
             Duration::from_secs(40),
         );
-        assert_decoded(&format!("hls reader of the {transport} pull"), &crc, 50);
+        let state = pull_state(http, key);
+        assert_decoded(
+            &format!("hls reader of the {transport} pull (pull: {state})"),
+            &crc,
+            50,
+        );
         assert_codecs(
             &format!("rtmp packets of the {transport} pull"),
             &format!("rtmp://{rtmp}/{key}"),
