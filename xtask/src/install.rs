@@ -71,6 +71,16 @@ pub(crate) const CLIENTS: &[Client] = &[
         package: "gstreamer1.0-libav",
         probe: Probe::Package,
     },
+    // GStreamer as an RTSP client of the server (rtspclientsink publishes,
+    // rtspsrc plays): gst-launch-1.0 and the RTSP plugins.
+    Client {
+        package: "gstreamer1.0-tools",
+        probe: Probe::Command("gst-launch-1.0"),
+    },
+    Client {
+        package: "gstreamer1.0-rtsp",
+        probe: Probe::Package,
+    },
     // The cluster tests run their own etcd; etcd-client builds with protoc.
     Client {
         package: "etcd-server",
