@@ -5,6 +5,8 @@
 //! cargo xtask tidy                       crate layering and docs checks, fmt, clippy, cargo-deny
 //! cargo xtask bench <name> [args…]       one benchmark; args go to the bench harness
 //! cargo xtask fuzz <target> [--seconds N] [-- libFuzzer args…]
+//! cargo xtask fuzz --smoke               every fuzz target for 10 s (CI)
+//! cargo xtask fuzz --minutes N [--runs M] [target…]   longer runs, a table of executions
 //! cargo xtask fuzz --list                the fuzz targets in fuzz/
 //! ```
 //!
@@ -70,6 +72,9 @@ commands:
   bench <name> [args…]                 run one benchmark; args are passed to the bench harness
   fuzz <target> [--seconds N] [-- libFuzzer args…]
                                        fuzz one target (default 60 s); needs cargo-fuzz, installed if missing
+  fuzz --smoke                         every target for 10 s (CI)
+  fuzz --minutes N [--runs M] [target…]
+                                       each target N minutes or M executions (10 M), then a table
   fuzz --list                          list the fuzz targets
   help                                 this text
 ";

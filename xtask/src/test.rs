@@ -1,6 +1,10 @@
 //! `cargo xtask test`: everything CI runs, in order: the real clients and
 //! browser players (see [`crate::install`]), the tidy steps (see
-//! [`crate::tidy`]), one build, the tests, and the kernel's loom models.
+//! [`crate::tidy`]), one build, the tests, the kernel's loom models, and
+//! the fuzz targets (a 10 s smoke run each when `CI` is set, a check
+//! otherwise).
+
+use std::env;
 
 use anyhow::{Result, bail};
 
@@ -56,6 +60,14 @@ pub(crate) fn test(ws: &Workspace) -> Result<()> {
             })?;
         }
         None => steps.skip("loom", "tidewater-core has no loom models yet"),
+    }
+    // Every fuzz target for 10 s in CI (cargo-fuzz on the stable toolchain,
+    // see `crate::fuzz`); elsewhere only that the fuzz crate still builds,
+    // which costs a check instead of a sanitizer build and two minutes.
+    if env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false") {
+        steps.run("fuzz smoke", || crate::fuzz::smoke(ws))?;
+    } else {
+        steps.run("fuzz check", || crate::fuzz::check(ws))?;
     }
     steps.finish();
     Ok(())

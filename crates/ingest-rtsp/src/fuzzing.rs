@@ -162,3 +162,31 @@ pub fn depacketize(data: &[u8]) {
         }
     }
 }
+
+/// An `ANNOUNCE` body as the publisher sends it: the line check, SDP parsing
+/// (sdp-types), `a=rtpmap` / `a=fmtp` reading, the parameter sets and
+/// decoder configurations carried in `fmtp`, and the ingest built from the
+/// tracks. Never panics; what parses has at most 16 tracks, none with a
+/// clock rate of 0.
+pub fn sdp(data: &[u8]) {
+    let Ok(tracks) = crate::sdp::parse(data) else {
+        return;
+    };
+    assert!(tracks.len() <= 16, "more tracks than the limit");
+    for t in &tracks {
+        assert_ne!(t.clock_rate, 0);
+        let _ = t.codec();
+        let _ = t.sprop_parameter_sets();
+        for name in ["sprop-vps", "sprop-sps", "sprop-pps"] {
+            let _ = t.sprop(name);
+        }
+        let _ = t.config();
+        let _ = t.fmtp_number("sizelength");
+    }
+    let ingest = Ingest::new(&tracks);
+    assert_eq!(
+        ingest.has_tracks(),
+        ingest.ignored().count() < tracks.len(),
+        "tracks ignored and kept disagree"
+    );
+}

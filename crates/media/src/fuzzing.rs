@@ -1,7 +1,8 @@
 //! Entry points shared by the fuzz targets (`fuzz/`) and their stable
 //! property-test twins. Not a stable API.
 
-use tidewater_core::{Codec, TrackInfo};
+use bytes::Bytes;
+use tidewater_core::{Codec, TrackId, TrackInfo};
 
 use crate::codec;
 use crate::ts::{DemuxEvent, TsDemuxer};
@@ -55,4 +56,105 @@ fn drain(d: &mut TsDemuxer, tracks: &mut Vec<TrackInfo>) {
             }
         }
     }
+}
+
+/// The codec records a publisher controls, picked by the first byte (mod
+/// 6), the rest being the record: `avcC`, `hvcC`, AudioSpecificConfig, an
+/// ADTS header, an `OpusHead` (or `dOps` body), and a bare H.264/H.265 SPS.
+/// Each is parsed, and what parses is built again where the crate builds
+/// that record (the same parameter sets, config or header come back), then
+/// used as a track's configuration by every consumer of the catalog: the
+/// fMP4 init segment, the RFC 6381 codec string and the TS muxer. Never
+/// panics.
+pub fn codec_record(data: &[u8]) {
+    let Some((&first, record)) = data.split_first() else {
+        return;
+    };
+    let config = Bytes::copy_from_slice(record);
+    let track = match first % 6 {
+        0 => {
+            if let Some(c) = codec::parse_avcc(record) {
+                assert!(matches!(c.length_size, 1 | 2 | 4));
+                let sps: Vec<&[u8]> = c.sps.iter().map(|b| &b[..]).collect();
+                let pps: Vec<&[u8]> = c.pps.iter().map(|b| &b[..]).collect();
+                if let Some(built) = codec::build_avcc(&sps, &pps) {
+                    let again = codec::parse_avcc(&built).expect("a built avcC parses");
+                    assert_eq!((again.sps, again.pps), (c.sps, c.pps), "avcC round trip");
+                }
+                let _ = codec::with_four_byte_lengths(&config, 4);
+            }
+            TrackInfo::video(TrackId(1), Codec::H264, 0, 0).with_config(config)
+        }
+        1 => {
+            if let Some(c) = codec::parse_hvcc(record) {
+                assert!(matches!(c.length_size, 1 | 2 | 4));
+                let list = |l: &[Bytes]| l.iter().map(|b| b.to_vec()).collect::<Vec<_>>();
+                let (vps, sps, pps) = (list(&c.vps), list(&c.sps), list(&c.pps));
+                if let Some(built) = codec::build_hvcc(&refs(&vps), &refs(&sps), &refs(&pps)) {
+                    let again = codec::parse_hvcc(&built).expect("a built hvcC parses");
+                    assert_eq!(
+                        (again.vps, again.sps, again.pps),
+                        (c.vps, c.sps, c.pps),
+                        "hvcC round trip"
+                    );
+                }
+                let _ = codec::with_four_byte_lengths(&config, codec::HVCC_LENGTH_SIZE_INDEX);
+            }
+            TrackInfo::video(TrackId(1), Codec::H265, 0, 0).with_config(config)
+        }
+        2 => {
+            let mut info = TrackInfo::audio(TrackId(2), Codec::Aac, 48_000, 2);
+            if let Some(asc) = codec::AudioSpecificConfig::parse(record) {
+                if let Some(bytes) = asc.to_bytes() {
+                    assert_eq!(
+                        codec::AudioSpecificConfig::parse(&bytes),
+                        Some(asc),
+                        "AudioSpecificConfig round trip"
+                    );
+                }
+                if let Some((rate, channels)) = codec::parse_asc(record) {
+                    info = TrackInfo::audio(TrackId(2), Codec::Aac, rate, channels);
+                }
+            }
+            info.with_config(config)
+        }
+        3 => {
+            if let Some(h) = codec::AdtsHeader::parse(record) {
+                assert!(h.frame_len >= h.header_len && (1..=4).contains(&h.blocks));
+                let asc = h.config();
+                let mut out = bytes::BytesMut::new();
+                if codec::write_adts(&asc, h.frame_len - h.header_len, &mut out).is_some() {
+                    let again =
+                        codec::AdtsHeader::parse(&out).expect("a written ADTS header parses");
+                    assert_eq!(again.header_len, 7);
+                    assert_eq!(again.frame_len, h.frame_len - h.header_len + 7);
+                    assert_eq!(again.sample_rate, h.sample_rate);
+                    assert_eq!(again.channel_config, h.channel_config);
+                }
+                if let Some(bytes) = asc.to_bytes() {
+                    let _ = codec::AudioSpecificConfig::parse(&bytes);
+                }
+            }
+            TrackInfo::audio(TrackId(2), Codec::Aac, 48_000, 2)
+        }
+        4 => TrackInfo::audio(TrackId(2), Codec::Opus, 48_000, 2).with_config(config),
+        _ => {
+            let _ = codec::h264_sps_size(record);
+            let _ = codec::h265_sps_size(record);
+            if codec::parse_h265_sps(record).is_some() {
+                let _ = codec::build_hvcc(&[], &[record], &[]);
+            }
+            if let Some(avcc) = codec::build_avcc(&[record], &[]) {
+                let _ = codec::parse_avcc(&avcc);
+            }
+            TrackInfo::video(TrackId(1), Codec::H264, 0, 0)
+        }
+    };
+    let _ = crate::fmp4::init_segment(&[&track]);
+    let _ = crate::rfc6381::codec_string(&track);
+    let _ = crate::ts::TsMuxer::new(std::slice::from_ref(&track));
+}
+
+fn refs(list: &[Vec<u8>]) -> Vec<&[u8]> {
+    list.iter().map(|b| &b[..]).collect()
 }

@@ -139,7 +139,8 @@ pub struct Scanned {
 }
 
 fn read_header(f: &mut File, at: u64, file_len: u64) -> io::Result<Option<(u64, [u8; 4], u64)>> {
-    if at + 8 > file_len {
+    // Sizes come from the file: a 64-bit `largesize` near u64::MAX must not overflow.
+    if at.saturating_add(8) > file_len {
         return Ok(None);
     }
     f.seek(SeekFrom::Start(at))?;
@@ -149,7 +150,7 @@ fn read_header(f: &mut File, at: u64, file_len: u64) -> io::Result<Option<(u64, 
     let kind = [h[4], h[5], h[6], h[7]];
     let (size, header) = match size32 {
         1 => {
-            if at + 16 > file_len {
+            if at.saturating_add(16) > file_len {
                 return Ok(None);
             }
             let mut l = [0u8; 8];
@@ -199,7 +200,7 @@ pub fn scan(path: &Path, start_ms: i64) -> io::Result<Scanned> {
     }
     let (moov_size, kind, _) =
         read_header(&mut f, ftyp_size, file_len)?.ok_or_else(|| invalid("no moov"))?;
-    if &kind != b"moov" || ftyp_size + moov_size > file_len {
+    if &kind != b"moov" || ftyp_size.saturating_add(moov_size) > file_len {
         return Err(invalid("no complete moov"));
     }
     let moov_bytes = read_box(&mut f, ftyp_size, moov_size)?;
@@ -230,7 +231,7 @@ pub fn scan(path: &Path, start_ms: i64) -> io::Result<Scanned> {
     let mut first: Option<u64> = None;
     let mut at = init_len;
     while let Some((size, kind, _)) = read_header(&mut f, at, file_len)? {
-        if &kind != b"moof" || at + size > file_len {
+        if &kind != b"moof" || at.saturating_add(size) > file_len {
             break;
         }
         let Ok(moof_bytes) = read_box(&mut f, at, size) else {
@@ -242,7 +243,7 @@ pub fn scan(path: &Path, start_ms: i64) -> io::Result<Scanned> {
         let Some((mdat_size, mkind, _)) = read_header(&mut f, at + size, file_len)? else {
             break;
         };
-        if &mkind != b"mdat" || at + size + mdat_size > file_len {
+        if &mkind != b"mdat" || (at + size).saturating_add(mdat_size) > file_len {
             break;
         }
         let Some(traf) = moof.traf.iter().find(|t| t.tfhd.track_id == driving) else {

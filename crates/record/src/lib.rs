@@ -108,6 +108,8 @@
 #![deny(missing_docs)]
 
 mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 mod library;
 mod mux;

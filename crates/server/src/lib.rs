@@ -87,6 +87,8 @@
 
 pub mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod logging;
 pub mod reload;
