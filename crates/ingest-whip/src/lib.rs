@@ -44,10 +44,10 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `POST /whip/{app}/{stream}`, `Content-Type: application/sdp` | `201` with the SDP answer, `Location`, `ETag`; `415` for another content type, `400` for SDP that does not parse or cannot be answered, `406` when the offer has neither H.264 nor Opus, `413` over [`WhipConfig::max_offer_bytes`], `409` when the stream is already published, `401`/`403`/`429`/`503` from the authorizer, `503` over [`WhipConfig::max_sessions`] |
+//! | `POST /whip/{app}/{stream}`, `Content-Type: application/sdp` | `201` with the SDP answer, `Location`, `ETag`; `415` for another content type, `400` for SDP that does not parse or cannot be answered, `406` when the offer has neither H.264 nor Opus, or video without H.264 (VP8, VP9, AV1, H.265: named in the answer; a video line offering them next to H.264 is answered with H.264), `413` over [`WhipConfig::max_offer_bytes`], `409` when the stream is already published, `401`/`403`/`429`/`503` from the authorizer, `503` over [`WhipConfig::max_sessions`] |
 //! | `DELETE {Location}` | `200`, the publish ends; `404` for an unknown session |
 //! | `PATCH {Location}`, `Content-Type: application/trickle-ice-sdpfrag` | `204`: the fragment's candidates (RFC 8840) go to the session ([`trickle`]); `412` when `If-Match` is not the session's `ETag`; `422` for an ICE restart (`If-Match: *`), which is not supported; `400` for a fragment that does not parse, `415` for another content type, `404` for an unknown session |
-//! | `POST /whep/{app}/{stream}`, `Content-Type: application/sdp` (a receive-only offer) | `201` with a send-only answer (H.264 and Opus the viewer accepts), `Location` (`/whep/{app}/{stream}/{session}`), `ETag`; the reader refusals of every HTTP output (`401`/`403`/`404` not live); `422` for H.264 with B-frames; `DELETE`, `PATCH`, `OPTIONS` as for WHIP |
+//! | `POST /whep/{app}/{stream}`, `Content-Type: application/sdp` (a receive-only offer) | `201` with a send-only answer (H.264 and Opus the viewer accepts), `Location` (`/whep/{app}/{stream}/{session}`), `ETag`; the reader refusals of every HTTP output (`401`/`403`/`404` not live); `422` for H.264 with B-frames and for a stream whose video is not H.264 (H.265 from RTMP/SRT/RTSP, say: named in the answer); `DELETE`, `PATCH`, `OPTIONS` as for WHIP |
 //! | `OPTIONS` on both | `204` with CORS (any origin; `Authorization`, `Content-Type`, `If-Match` may be sent; `Location`, `ETag`, `Link` may be read), `Accept-Post: application/sdp` on the endpoint, `Accept-Patch: application/trickle-ice-sdpfrag` on the session |
 //!
 //! Every `201` carries one `Link: <url>; rel="ice-server"` header per
@@ -218,7 +218,10 @@
 //!
 //! # What is left
 //!
-//! See the WHEP section for its gaps; VP8/VP9/AV1/H.265 publishers; RTCP sender
+//! See the WHEP section for its gaps; VP8/VP9/AV1/H.265 publishers and
+//! viewers (refused by name today: str0m's depacketizers for them are not
+//! public in 0.25 and `tidewater-media` has none for VP8/VP9/AV1, so taking
+//! them means str0m's frame mode for those tracks); RTCP sender
 //! reports for A/V sync (tracks are aligned by first-packet arrival);
 //! ICE-TCP; ICE restarts; 1:1 NAT
 //! addresses as candidates (the announced addresses must be local);

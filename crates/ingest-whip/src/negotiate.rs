@@ -29,21 +29,68 @@ pub struct Negotiated {
     pub answer: String,
 }
 
+/// A parsed offer and the video codecs it names.
+#[derive(Debug)]
+pub struct Offer {
+    sdp: SdpOffer,
+    /// The `a=rtpmap` encoding names of its `m=video` sections (upper case,
+    /// in order, without repeats; retransmission and FEC formats left out).
+    pub video_codecs: Vec<String>,
+}
+
 /// Reads an offer: UTF-8 SDP that str0m parses, or
 /// [`Error::Signalling`].
-pub fn parse_offer(body: &[u8]) -> Result<SdpOffer, Error> {
-    std::str::from_utf8(body)
-        .ok()
-        .and_then(|t| SdpOffer::from_sdp_string(t).ok())
-        .ok_or_else(|| Error::Signalling("the offer is not valid SDP".into()))
+pub fn parse_offer(body: &[u8]) -> Result<Offer, Error> {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Error::Signalling("the offer is not valid SDP".into()))?;
+    let sdp = SdpOffer::from_sdp_string(text)
+        .map_err(|_| Error::Signalling("the offer is not valid SDP".into()))?;
+    let mut video_codecs: Vec<String> = Vec::new();
+    let mut in_video = false;
+    for line in text.lines() {
+        if let Some(media) = line.strip_prefix("m=") {
+            in_video = media.starts_with("video");
+        } else if in_video && let Some(map) = line.strip_prefix("a=rtpmap:") {
+            let name = map
+                .split_whitespace()
+                .nth(1)
+                .and_then(|e| e.split('/').next())
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            let auxiliary = matches!(name.as_str(), "RTX" | "RED" | "ULPFEC" | "FLEXFEC-03");
+            if !name.is_empty() && !auxiliary && !video_codecs.contains(&name) {
+                video_codecs.push(name);
+            }
+        }
+    }
+    Ok(Offer { sdp, video_codecs })
+}
+
+/// Why a stream's video cannot be played over WebRTC from here: a video
+/// track and none of it H.264 (the only video codec WHEP sends in this
+/// version).
+pub fn uncarried_video(tracks: &[tidewater_core::TrackInfo]) -> Option<String> {
+    use tidewater_core::{Codec, MediaKind};
+    let video: Vec<Codec> = tracks
+        .iter()
+        .filter(|t| t.codec.kind() == MediaKind::Video)
+        .map(|t| t.codec)
+        .collect();
+    (!video.is_empty() && !video.contains(&Codec::H264)).then(|| {
+        format!(
+            "the stream's video is {}, which WHEP does not carry yet (H.264 only)",
+            video[0].name()
+        )
+    })
 }
 
 /// Answers `offer` for `role` with H.264 (packetization-mode 1) and Opus,
-/// announcing `candidates` as host candidates. [`Error::Unanswerable`]
-/// when str0m cannot answer it, [`Error::NoCommonCodec`] when neither
-/// codec is in the answer.
+/// announcing `candidates` as host candidates (H.264 is answered
+/// whatever else a video line offers). [`Error::Unanswerable`] when str0m
+/// cannot answer it, [`Error::NoCommonCodec`] when it offers video without
+/// H.264 or neither codec is in the answer.
 pub fn answer(
-    offer: SdpOffer,
+    offer: Offer,
     role: Role,
     candidates: &[SocketAddr],
     now: Instant,
@@ -62,9 +109,20 @@ pub fn answer(
     }
     let answer = rtc
         .sdp_api()
-        .accept_offer(offer)
+        .accept_offer(offer.sdp)
         .map_err(|e| Error::Unanswerable(e.to_string()))?
         .to_sdp_string();
+    // Video offered in codecs the server does not take (VP8, VP9, AV1,
+    // H.265): refused with their names rather than answered without the
+    // picture.
+    let h264 = offer.video_codecs.iter().any(|c| c == "H264");
+    if !offer.video_codecs.is_empty() && !h264 {
+        return Err(Error::NoCommonCodec(format!(
+            "the offer's video is {}; this server takes H.264 (packetization-mode 1) only: \
+             offer H.264 (in a browser: setCodecPreferences)",
+            offer.video_codecs.join(", ")
+        )));
+    }
     if !answer.contains("H264/90000") && !answer.contains("opus/48000") {
         let what = match role {
             Role::Publish => "the offer carries neither H.264 (packetization-mode 1) nor Opus",

@@ -490,6 +490,16 @@ async fn play(
         info!(peer = %who, stream = %key, "whep: play refused: {}", crate::media::B_FRAMES);
         return error(StatusCode::UNPROCESSABLE_ENTITY, crate::media::B_FRAMES);
     }
+    // Video WebRTC cannot carry from here (H.265, VP8, VP9, AV1 in this
+    // version) is refused rather than played as a black picture.
+    let snapshot = state.ctx.stream(&key);
+    if let Some(why) = snapshot
+        .and_then(|s| s.catalog)
+        .and_then(|c| negotiate::uncarried_video(c.catalog().tracks()))
+    {
+        info!(peer = %who, stream = %key, "whep: play refused: {why}");
+        return error(StatusCode::UNPROCESSABLE_ENTITY, why);
+    }
     let Negotiated { rtc, answer } =
         match negotiate::answer(offer, Role::Play, &bound.candidates, Instant::now()) {
             Ok(n) => n,

@@ -232,7 +232,7 @@ async fn bad_offers_get_clear_errors_and_leave_nothing_published() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
     let (r, body) = call(&h.router, Method::POST, "/whip/live/a", &[SDP], offer(true)).await;
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE, "{body}");
-    assert!(body.contains("H.264"), "{body}");
+    assert!(body.contains("H.264") && body.contains("VP8"), "{body}");
     let (r, _) = call(
         &h.router,
         Method::POST,
@@ -624,4 +624,84 @@ async fn configured_ice_servers_are_announced_in_link_headers() {
     )
     .await;
     assert!(r.headers().get(header::LINK).is_none());
+}
+
+/// Video in codecs the server does not take: a publisher offering them
+/// next to H.264 gets H.264; one offering only them (with Opus) gets `406`
+/// naming them rather than an audio-only publish; a WHEP viewer of a
+/// stream whose video is H.265 gets `422` naming it.
+#[tokio::test]
+async fn other_video_codecs_are_answered_with_h264_or_refused_by_name() {
+    let h = start(engine(), loopback()).await;
+    let offer_of = |h264: bool| {
+        let builder = Rtc::builder()
+            .clear_codecs()
+            .enable_vp8(true)
+            .enable_vp9(true)
+            .enable_opus(true, false);
+        let builder = if h264 {
+            builder.enable_h264(true)
+        } else {
+            builder
+        };
+        let mut rtc = builder.build(Instant::now());
+        rtc.add_local_candidate(
+            Candidate::host("127.0.0.1:9".parse().expect("addr"), "udp").expect("candidate"),
+        );
+        let mut api = rtc.sdp_api();
+        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        api.apply().expect("offer").0.to_sdp_string()
+    };
+    let (r, body) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/v",
+        &[SDP],
+        offer_of(false),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE, "{body}");
+    assert!(body.contains("VP8, VP9"), "{body}");
+    assert_eq!(h.whip.sessions(), 0);
+    let (r, answer) = call(
+        &h.router,
+        Method::POST,
+        "/whip/live/v",
+        &[SDP],
+        offer_of(true),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::CREATED, "{answer}");
+    assert!(
+        answer.contains("H264/90000") && !answer.contains("VP8/90000"),
+        "{answer}"
+    );
+
+    let mut publish = h
+        .engine
+        .open_publish(Request::new(
+            StreamKey::parse("live/hevc").expect("key"),
+            "test",
+        ))
+        .await
+        .expect("publish");
+    publish
+        .set_catalog(vec![tidewater_core::TrackInfo::video(
+            tidewater_core::TrackId(1),
+            tidewater_core::Codec::H265,
+            640,
+            360,
+        )])
+        .expect("catalog");
+    let (r, body) = call(
+        &h.router,
+        Method::POST,
+        "/whep/live/hevc",
+        &[SDP],
+        viewer_offer(),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body.contains("h265"), "{body}");
 }
