@@ -3,7 +3,8 @@
 serving a live test pattern (x264 or x265) and a tone (AAC) on loopback, with
 optional Basic authentication.
 
-Usage: rtsp_camera.py --port 0 [--path /stream1] [--user U --password P] [--codec h264|h265]
+Usage: rtsp_camera.py --port 0 [--path /stream1] [--user U --password P [--digest]]
+                      [--codec h264|h265] [--udp-only]
 Prints "ready rtsp://127.0.0.1:PORT/PATH" once it serves, then runs until killed.
 """
 
@@ -14,8 +15,9 @@ import sys
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 VIDEO = {
     "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 bframes=0 "
@@ -32,6 +34,8 @@ def main():
     parser.add_argument("--user")
     parser.add_argument("--password")
     parser.add_argument("--codec", default="h264", choices=sorted(VIDEO))
+    parser.add_argument("--digest", action="store_true", help="Digest instead of Basic")
+    parser.add_argument("--udp-only", action="store_true", help="refuse TCP interleaving")
     args = parser.parse_args()
 
     Gst.init(None)
@@ -50,12 +54,19 @@ def main():
     )
     # One pipeline shared by every client, as a camera has one encoder.
     factory.set_shared(True)
+    if args.udp_only:
+        # Like cameras that only stream RTP over UDP: a TCP SETUP gets 461.
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP)
 
     if args.user:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "viewer")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password or ""), token)
+        if args.digest:
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+            auth.add_digest(args.user, args.password or "", token)
+        else:
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password or ""), token)
         server.set_auth(auth)
         permissions = GstRtspServer.RTSPPermissions()
         permissions.add_permission_for_role("viewer", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)

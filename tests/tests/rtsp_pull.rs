@@ -18,8 +18,9 @@ const USER: &str = "viewer";
 const PASSWORD: &str = "door p@ss";
 
 /// The stand-in camera on loopback `port` (0: any), serving `codec` video
-/// and AAC at `/stream1` behind Basic auth; returns it with its URL.
-fn camera(port: u16, codec: &str) -> (ChildGuard, String) {
+/// and AAC at `/stream1` behind Basic auth (`flags`: `--digest`,
+/// `--udp-only`); returns it with its URL.
+fn camera(port: u16, codec: &str, flags: &[&str]) -> (ChildGuard, String) {
     let python = ["/usr/bin/python3", "python3"]
         .into_iter()
         .find(|p| {
@@ -35,6 +36,7 @@ fn camera(port: u16, codec: &str) -> (ChildGuard, String) {
             .arg(workspace_root().join("tests/helpers/rtsp_camera.py"))
             .args(["--port", &port.to_string(), "--codec", codec])
             .args(["--user", USER, "--password", PASSWORD])
+            .args(flags)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -153,7 +155,7 @@ fn pull_config(entries: &[(&str, &str, &str, bool)], extra: &str) -> String {
 
 #[test]
 fn a_camera_pulled_over_tcp_and_udp_is_read_over_rtmp_and_hls() {
-    let (_camera, url) = camera(0, "h264");
+    let (_camera, url) = camera(0, "h264", &[]);
     let source = with_credentials(&url);
     let config = pull_config(
         &[
@@ -215,7 +217,7 @@ fn a_camera_pulled_over_tcp_and_udp_is_read_over_rtmp_and_hls() {
 
 #[test]
 fn a_camera_that_restarts_is_pulled_again() {
-    let (camera1, url) = camera(0, "h264");
+    let (camera1, url) = camera(0, "h264", &[]);
     let port = port_of(&url);
     let config = pull_config(&[("cams/door", &with_credentials(&url), "auto", false)], "");
     let mut server = ServerCommand::with_config(&config).spawn();
@@ -234,7 +236,7 @@ fn a_camera_that_restarts_is_pulled_again() {
     assert!(retrying["last_error"].is_string(), "{retrying}");
 
     // The same camera back on the same port.
-    let (_camera2, _) = camera(port, "h264");
+    let (_camera2, _) = camera(port, "h264", &[]);
     let pull = wait_pull(
         http,
         "cams/door",
@@ -258,7 +260,7 @@ fn a_camera_that_restarts_is_pulled_again() {
 
 #[test]
 fn an_on_demand_pull_starts_with_its_first_reader_and_stops_after_the_grace() {
-    let (_camera, url) = camera(0, "h264");
+    let (_camera, url) = camera(0, "h264", &[]);
     let config = pull_config(
         &[("cams/lazy", &with_credentials(&url), "tcp", true)],
         "idle_grace_ms = 2000\n",
@@ -357,4 +359,36 @@ fn h265_published_to_one_tidewater_is_pulled_by_another() {
     let (crc, _) = ffmpeg_framecrc(&hls, &["-t", "3"], Duration::from_secs(40));
     assert_decoded("hls reader of an h265 pull", &crc, 50);
     assert_codecs("hls packets of an h265 pull", &hls, "hevc");
+}
+
+#[test]
+fn an_auto_pull_of_a_camera_refusing_tcp_moves_to_udp_with_digest() {
+    let (_camera, url) = camera(0, "h264", &["--digest", "--udp-only"]);
+    let config = pull_config(
+        &[("cams/udp-only", &with_credentials(&url), "auto", false)],
+        "",
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    wait_live(http, "cams/udp-only", Duration::from_secs(20));
+    let pull = wait_pull(http, "cams/udp-only", Duration::from_secs(5), "live", |p| {
+        p["state"] == "live"
+    });
+    assert_eq!(pull["connected_transport"], "udp", "{pull}");
+    assert!(
+        pull["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("SETUP over tcp")),
+        "the TCP refusal is the last error: {pull}"
+    );
+    let (crc, _) = ffmpeg_framecrc(
+        &format!("rtmp://{rtmp}/cams/udp-only"),
+        &["-t", "3"],
+        Duration::from_secs(40),
+    );
+    assert_decoded(
+        "rtmp reader of a udp-only camera pulled with auto",
+        &crc,
+        50,
+    );
 }
