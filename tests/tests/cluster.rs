@@ -30,13 +30,24 @@ fn free_port() -> u16 {
 struct Etcd {
     _child: ChildGuard,
     client: SocketAddr,
+    peer: u16,
     _dir: TempDir,
 }
 
 impl Etcd {
     fn start() -> Etcd {
-        let dir = TempDir::new("etcd");
-        let (client, peer) = (free_port(), free_port());
+        Etcd::start_on(TempDir::new("etcd"), free_port(), free_port())
+    }
+
+    /// Kills this etcd and starts an empty one on the same ports: every
+    /// key and lease is gone.
+    fn restart_empty(self) -> Etcd {
+        let (client, peer) = (self.client.port(), self.peer);
+        drop(self);
+        Etcd::start_on(TempDir::new("etcd"), client, peer)
+    }
+
+    fn start_on(dir: TempDir, client: u16, peer: u16) -> Etcd {
         let client_url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let child = Command::new("etcd")
@@ -55,6 +66,7 @@ impl Etcd {
         let etcd = Etcd {
             _child: ChildGuard(child),
             client: SocketAddr::from(([127, 0, 0, 1], client)),
+            peer,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -348,6 +360,66 @@ fn a_second_publish_of_a_stream_held_elsewhere_is_refused_cluster_wide() {
     assert!(frames.video_frames() >= 25, "{frames:?}");
     let at_b = stream_json(b.http, "live/dup").expect("pulled at B");
     assert_eq!(at_b["protocol"], "relay", "{at_b}");
+}
+
+#[test]
+fn nodes_and_their_streams_register_again_in_an_etcd_restarted_empty() {
+    let etcd = Etcd::start();
+    let a = node(&etcd, "a", 4_000);
+    let b = node(&etcd, "b", 4_000);
+    let _publisher = ffmpeg_publish(&format!("rtmp://{}/live/again", a.rtmp), 40, 25);
+    wait_live(a.http, "live/again", LIVE_TIMEOUT);
+    // A reader at B for 16 s of media, across the restart.
+    let reader = spawn_read_frames(
+        format!("rtmp://{}/live/again", b.rtmp),
+        &["-t", "16"],
+        Duration::from_secs(45),
+    );
+    wait_json(
+        &format!("http://{}/api/v1/streams/live/again", b.http),
+        LIVE_TIMEOUT,
+        |s| readers_by(s, "rtmp") == 1,
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let etcd = etcd.restart_empty();
+    let restarted = Instant::now();
+    let deadline = restarted + Duration::from_secs(15);
+    loop {
+        let mut keys = etcd.range("/tidewater/").expect("etcd");
+        keys.sort();
+        if keys
+            == [
+                "/tidewater/nodes/a",
+                "/tidewater/nodes/b",
+                "/tidewater/streams/live/again",
+            ]
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not registered again 15 s after the restart: {keys:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "registered again {:?} after etcd restarted empty",
+        restarted.elapsed()
+    );
+    // The pull at B went on through it.
+    let got = reader.join().expect("reader");
+    assert!(
+        !got.failed() && got.status.is_some(),
+        "the reader at B: {got:?}"
+    );
+    assert!(
+        got.video_frames() >= 350,
+        "{} video frames",
+        got.video_frames()
+    );
+    assert!(got.crc.monotonic());
+    let at_a = stream_json(a.http, "live/again").expect("live at A");
+    assert_eq!(readers_by(&at_a, "relay"), 1, "{at_a}");
 }
 
 #[test]

@@ -95,12 +95,17 @@ fn origin(inner: &Inner, key: &StreamKey) -> Option<Holder> {
     inner.map.holder(key).filter(|h| h.node != inner.node)
 }
 
-/// Returns when the directory moves `key` away from `from`.
+/// Returns when the directory says another node holds `key` than `from`.
+/// A key that merely vanishes (etcd restarted empty, the origin's lease
+/// lapsing while it still streams) does not stop a working pull: a dead
+/// origin ends it through its connection, a stream that ends by its end
+/// message.
 async fn moved(inner: &Inner, key: &StreamKey, from: &Holder) {
     let mut changes = inner.map.changes();
     loop {
-        let now = inner.map.holder(key);
-        if now.as_ref().map(|h| (&h.node, h.relay)) != Some((&from.node, from.relay)) {
+        if let Some(now) = inner.map.holder(key)
+            && (&now.node, now.relay) != (&from.node, from.relay)
+        {
             return;
         }
         if changes.changed().await.is_err() {
