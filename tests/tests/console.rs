@@ -214,6 +214,27 @@ impl Browser {
         self.call("Emulation.clearDeviceMetricsOverride", json!({}));
     }
 
+    /// Runs axe-core (the build `tests/web/package-lock.json` pins) on the
+    /// page and fails with what it finds: WCAG 2.1 A and AA rules.
+    fn check_accessibility(&mut self, page: &str) {
+        let script =
+            tidewater_tests::workspace_root().join("tests/web/node_modules/axe-core/axe.min.js");
+        let source = std::fs::read_to_string(&script)
+            .unwrap_or_else(|e| panic!("{}: {e} (run `npm ci` in tests/web)", script.display()));
+        self.eval(&format!("{source};\ntrue"));
+        let violations = self.eval(
+            "axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']}})\
+               .then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, \
+                 nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary)})))",
+        );
+        assert_eq!(
+            violations,
+            json!([]),
+            "axe-core finds accessibility violations on the {page} page"
+        );
+        eprintln!("axe-core: no violations on the {page} page");
+    }
+
     fn open(&mut self, url: &str) {
         self.call("Page.navigate", json!({"url": url}));
     }
@@ -534,6 +555,7 @@ fn the_console_lists_a_publish_with_its_codecs_and_kicks_a_reader() {
         v[0] == json!(["live/console", "studio/mic"])
     });
 
+    browser.check_accessibility("console");
     browser.screenshot("console", 1280);
     browser.screenshot("console", 375);
 
@@ -703,6 +725,7 @@ fn the_watch_page_plays_ll_hls_and_dash_with_their_latency() {
         "{embed}"
     );
 
+    browser.check_accessibility("player");
     browser.screenshot("watch", 1280);
     browser.screenshot("watch", 375);
 
@@ -1039,6 +1062,7 @@ fn the_publish_page_sends_the_camera_over_whip_to_an_ffmpeg_reader() {
         shown[2].as_str().is_some_and(|c| c.contains("video/H264")),
         "{shown}"
     );
+    browser.check_accessibility("publish");
     browser.screenshot("publish", 1280);
     browser.screenshot("publish", 375);
 

@@ -265,11 +265,12 @@
     $('resolution').textContent = video.videoWidth ? `${video.videoWidth}×${video.videoHeight}` : '–';
   }
 
-  function copy(text, button) {
+  function copy(text) {
+    // The button keeps its name (its label starts with it); the live
+    // region, shown for a moment, says it worked.
     const done = () => {
-      button.textContent = 'Copied';
       $('announce').textContent = 'Copied to the clipboard';
-      setTimeout(() => { button.textContent = 'Copy'; $('announce').textContent = ''; }, 1500);
+      setTimeout(() => { $('announce').textContent = ''; }, 1500);
     };
     if (navigator.clipboard && window.isSecureContext) {
       navigator.clipboard.writeText(text).then(done, () => fallback());
@@ -293,10 +294,10 @@
     input.value = name;
     input.id = 'player-' + name;
     input.addEventListener('change', () => { if (input.checked) play(name); });
+    // The radio inside its label: the two never wrap apart.
     const label = document.createElement('label');
-    label.htmlFor = input.id;
-    label.textContent = PLAYERS[name].label;
-    $('players').append(input, label);
+    label.append(input, ' ' + PLAYERS[name].label);
+    $('players').append(label);
   }
 
   // URLs.
@@ -318,7 +319,7 @@
       button.type = 'button';
       button.textContent = 'Copy';
       button.setAttribute('aria-label', `Copy the ${row.protocol} ${row.what} URL`);
-      button.addEventListener('click', () => copy(row.url, button));
+      button.addEventListener('click', () => copy(row.url));
       action.append(button);
     } else {
       url.textContent = row.note === 'not yet available' ? 'not yet available' : 'not served (' + row.note + ')';
@@ -328,7 +329,7 @@
     tbody.append(tr);
   }
   $('embed').value = config.embed;
-  $('copy-embed').addEventListener('click', (e) => copy(config.embed, e.target));
+  $('copy-embed').addEventListener('click', () => copy(config.embed));
 
   // Recordings: the spans on a timeline and in a list, any range played.
   function playRange(start, duration) {
