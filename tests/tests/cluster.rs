@@ -422,6 +422,112 @@ fn nodes_and_their_streams_register_again_in_an_etcd_restarted_empty() {
     assert_eq!(readers_by(&at_a, "relay"), 1, "{at_a}");
 }
 
+/// Seconds from starting `ffmpeg -i url -frames:v 1` to its exit: the
+/// first picture decoded (ffmpeg's start-up and probing included).
+fn first_picture(url: &str) -> f64 {
+    let started = Instant::now();
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i", url])
+        .args(["-frames:v", "1", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "no picture from {url}");
+    started.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A reader copying `url` without decoding, for `seconds`.
+fn copy_reader(url: &str, seconds: u32) -> ChildGuard {
+    ChildGuard(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i", url])
+            .args(["-t", &seconds.to_string(), "-c", "copy", "-f", "null", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    )
+}
+
+/// The figures of BENCHMARKS.md's cluster section (printed), and the
+/// property behind the egress one: the origin sends each stream once per
+/// edge, however many readers each edge has.
+#[test]
+fn edge_join_times_and_origin_egress_with_two_edges_of_five_readers() {
+    let etcd = Etcd::start();
+    let a = node(&etcd, "a", 10_000);
+    let b = node(&etcd, "b", 10_000);
+    let c = node(&etcd, "c", 10_000);
+    let _publisher = ffmpeg_publish(&format!("rtmp://{}/live/fig", a.rtmp), 60, 25);
+    wait_live(a.http, "live/fig", LIVE_TIMEOUT);
+    std::thread::sleep(Duration::from_secs(2));
+    let at = |n: &Node| format!("rtmp://{}/live/fig", n.rtmp);
+    let origin: Vec<f64> = (0..3).map(|_| first_picture(&at(&a))).collect();
+    // Cold: nobody reads the stream at the edge yet, the pull starts.
+    let cold = [first_picture(&at(&b)), first_picture(&at(&c))];
+    // Warm: a reader keeps the pull going.
+    let _keep = copy_reader(&at(&b), 50);
+    std::thread::sleep(Duration::from_secs(1));
+    let warm: Vec<f64> = (0..3).map(|_| first_picture(&at(&b))).collect();
+
+    let readers: Vec<ChildGuard> = [&b, &c]
+        .iter()
+        .flat_map(|n| (0..5).map(|_| copy_reader(&at(n), 40)))
+        .collect();
+    for n in [&b, &c] {
+        wait_json(
+            &format!("http://{}/api/v1/streams/live/fig", n.http),
+            LIVE_TIMEOUT,
+            |s| readers_by(s, "rtmp") >= 5,
+        );
+    }
+    let sample = || {
+        let s = stream_json(a.http, "live/fig").expect("live at A");
+        let relays: Vec<u64> = s["subscribers"]
+            .as_array()
+            .expect("subscribers")
+            .iter()
+            .filter(|r| r["protocol"] == "relay")
+            .map(|r| r["bytes_sent"].as_u64().unwrap_or(0))
+            .collect();
+        (s["qos"]["bytes"].as_u64().unwrap_or(0), relays, s)
+    };
+    let (in0, out0, _) = sample();
+    std::thread::sleep(Duration::from_secs(6));
+    let (in1, out1, at_a) = sample();
+    assert_eq!(out1.len(), 2, "one relay per edge at A: {at_a}");
+    assert_eq!(readers_by(&at_a, "rtmp"), 0, "{at_a}");
+    let ingest = (in1 - in0) as f64;
+    let per_edge: Vec<f64> = out1
+        .iter()
+        .zip(&out0)
+        .map(|(b, a)| (b - a) as f64 / ingest)
+        .collect();
+    eprintln!(
+        "first picture (ffmpeg -frames:v 1, s): origin median {:.2}; edge cold {:.2} / {:.2}; edge warm median {:.2}",
+        median(origin),
+        cold[0],
+        cold[1],
+        median(warm)
+    );
+    eprintln!(
+        "origin egress over 6 s, 2 edges x 5 readers: {:.0} kB ingest, per edge {:.2}x / {:.2}x the ingest, total {:.2}x",
+        ingest / 1000.0,
+        per_edge[0],
+        per_edge[1],
+        per_edge.iter().sum::<f64>()
+    );
+    drop(readers);
+}
+
 #[test]
 fn without_etcd_a_cluster_node_does_not_start_and_says_why() {
     let dead = free_port();
