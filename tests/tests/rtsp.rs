@@ -5,9 +5,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tidewater_tests::{
-    CLIP_VIDEO, ChildGuard, FrameCrc, ServerCommand, X264_LIVE, clip_audio, ffmpeg_framecrc,
-    ffmpeg_framecrc_command, ffmpeg_publish, ffmpeg_realtime, fixed_gop, loopback_config,
-    wait_live,
+    CLIP_VIDEO, ChildGuard, FrameCrc, ServerCommand, TempDir, X264_LIVE, clip_audio,
+    ffmpeg_framecrc, ffmpeg_framecrc_command, ffmpeg_publish, ffmpeg_realtime, fixed_gop,
+    loopback_config, wait_live,
 };
 
 /// ffmpeg publishing 320x240 H.264 (no B-frames: RTP carries presentation
@@ -330,4 +330,51 @@ fn rtsp_readers_play_on_when_the_publisher_comes_back_a_second_later() {
             "{what}: ended {after:?} after the last publish (grace {GRACE:?})"
         );
     }
+}
+
+/// A self-signed certificate for 127.0.0.1 and its key, in `dir`.
+fn certificate(dir: &TempDir) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    (
+        dir.write("cert.pem", &cert.pem()),
+        dir.write("key.pem", &key.serialize_pem()),
+    )
+}
+
+#[test]
+fn ffmpeg_publishes_and_reads_over_rtsps() {
+    let dir = TempDir::new("rtsps");
+    let (cert, key) = certificate(&dir);
+    let mut server = ServerCommand::with_config(&format!(
+        "{}[rtsps]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        loopback_config(),
+        cert.display(),
+        key.display()
+    ))
+    .spawn();
+    let (http, rtsp) = (server.http_addr(), server.rtsp_addr());
+    let line = server
+        .wait_for_line("rtsps listening on ", Duration::from_secs(10))
+        .expect("an RTSPS listener");
+    let rtsps: std::net::SocketAddr = line
+        .rsplit("rtsps listening on ")
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    assert_ne!(rtsp, rtsps);
+    // ffmpeg does not verify the certificate by default; RTSPS is
+    // interleaved on the TLS connection.
+    let _publisher = rtsp_publish(&format!("rtsps://{rtsps}/live/sec"), "tcp", 30, 25);
+    wait_live(http, "live/sec", Duration::from_secs(15));
+    let crc = rtsp_read(&format!("rtsps://{rtsps}/live/sec"), "tcp", 3);
+    assert_decoded("rtsps reader of an rtsps publish", &crc, 50);
+    let crc = rtsp_read(&format!("rtsp://{rtsp}/live/sec"), "tcp", 2);
+    assert_decoded("rtsp reader of an rtsps publish", &crc, 25);
+    // Plain RTSP on the TLS port is not answered as RTSP.
+    let crc = rtsp_read(&format!("rtsp://{rtsps}/live/sec"), "tcp", 1);
+    assert!(crc.lines.is_empty(), "plain RTSP read from the RTSPS port");
 }

@@ -13,9 +13,7 @@ use tidewater_core::{
     CancellationToken, Catalog, Event, EventRef, Follower, Frame, FrameRef, IngestContext,
     ListenerStats, OutputFormat, PublishSession, RecvError, Request, SharedFrame, TrackInfo,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -190,8 +188,8 @@ fn owned(event: EventRef<'_>) -> Event {
 
 /// Writes what a reader's outbox holds: interleaved media on the
 /// connection, datagrams from the server's RTP and RTCP ports.
-async fn flush(
-    wr: &mut OwnedWriteHalf,
+async fn flush<W: AsyncWrite + Unpin>(
+    wr: &mut W,
     out: &mut Outbox,
     p: &Playing,
     udp_media: Option<&UdpMedia>,
@@ -305,7 +303,11 @@ fn register_udp(
     Some(udp.register(&sources, tx))
 }
 
-async fn write(wr: &mut OwnedWriteHalf, bytes: &[u8], limit: Duration) -> std::io::Result<()> {
+async fn write<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    bytes: &[u8],
+    limit: Duration,
+) -> std::io::Result<()> {
     match tokio::time::timeout(limit, wr.write_all(bytes)).await {
         Ok(r) => r,
         Err(_) => Err(std::io::Error::new(
@@ -315,9 +317,12 @@ async fn write(wr: &mut OwnedWriteHalf, bytes: &[u8], limit: Duration) -> std::i
     }
 }
 
-/// Runs one connection until it ends; the error (if any) carries the peer.
-pub(crate) async fn connection(
-    stream: TcpStream,
+/// Runs one connection (TCP, or TLS over TCP) until it ends; the error
+/// (if any) carries the peer. `local` is the listener's side of it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
+    stream: S,
+    local: Option<SocketAddr>,
     peer: SocketAddr,
     ctx: IngestContext,
     config: Arc<RtspConfig>,
@@ -325,9 +330,7 @@ pub(crate) async fn connection(
     stats: Arc<ListenerStats>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let local = stream.local_addr().ok();
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr): (_, WriteHalf<S>) = tokio::io::split(stream);
     let mut session = Session::new(
         SessionConfig {
             timeout: config.session_timeout,

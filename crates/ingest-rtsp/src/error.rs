@@ -61,11 +61,26 @@ pub enum Error {
     /// A setting was refused (see [`RtspConfig::validate`](crate::RtspConfig::validate)).
     #[error("rtsp.{0}")]
     Config(#[from] crate::config::ConfigError),
+    /// The RTSPS certificate or key cannot be used, or a TLS handshake failed.
+    #[error("{ctx}: tls: {reason}")]
+    Tls {
+        /// Peer and stream.
+        ctx: Context,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 impl Error {
     pub(crate) fn malformed(reason: impl Into<String>) -> Self {
         Error::Malformed {
+            ctx: Context::default(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn tls(reason: impl Into<String>) -> Self {
+        Error::Tls {
             ctx: Context::default(),
             reason: reason.into(),
         }
@@ -84,7 +99,8 @@ impl Error {
             Error::Malformed { ctx, .. }
             | Error::Timeout { ctx }
             | Error::Kernel { ctx, .. }
-            | Error::Io { ctx, .. } => ctx,
+            | Error::Io { ctx, .. }
+            | Error::Tls { ctx, .. } => ctx,
             Error::Config(_) => return self,
         };
         ctx.peer = ctx.peer.or(peer);

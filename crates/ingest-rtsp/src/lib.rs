@@ -43,6 +43,10 @@
 //!   for it get `461` and fall back to TCP). The two UDP sockets are shared
 //!   by every session; a publisher's datagrams are routed to its session by
 //!   their source address (its IP and `client_port`), others are dropped.
+//! - **RTSPS** ([`Rtsp::with_tls`], `rtsps://host:8322/…`): the same
+//!   service inside TLS (rustls), RTP interleaved on the connection only;
+//!   the certificate and key files are read again when they change
+//!   ([`ServerTls`], as RTMPS does).
 //! - **Sessions** expire after [`RtspConfig::session_timeout`] (60 s) without
 //!   a request or media; `GET_PARAMETER` / `SET_PARAMETER` keep them alive.
 //!   The listener counts connections in
@@ -122,8 +126,8 @@
 //!   GStreamer speak.
 //! - UDP: NAT traversal (datagrams must come from the peer's own IP and
 //!   `client_port`), multicast.
-//! - RTSPS, several RTSP sessions on one
-//!   connection or one session over several connections.
+//! - Several RTSP sessions on one connection or one session over several
+//!   connections; SRTP (RTSPS carries RTP interleaved only).
 
 #![deny(missing_docs)]
 
@@ -140,6 +144,7 @@ pub mod pull;
 pub mod sdp;
 pub mod session;
 pub mod target;
+mod tls;
 mod udp;
 
 use std::net::SocketAddr;
@@ -158,12 +163,18 @@ pub use config::{
     DEFAULT_WRITE_TIMEOUT, MAX_PAYLOAD_RANGE, MAX_REQUEST_LEN_RANGE, RtspConfig,
 };
 pub use error::{Context, Error, Result};
+pub use tls::{RELOAD_CHECK_INTERVAL, ServerTls};
 
-/// The RTSP worker: publish and read on one TCP listener.
+/// How long a TLS handshake on the RTSPS listener may take.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The RTSP worker: publish and read on one TCP listener (RTSPS when made
+/// [`with_tls`](Rtsp::with_tls)).
 #[derive(Debug)]
 pub struct Rtsp {
     config: Arc<RtspConfig>,
     bound: BoundAddr,
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl Rtsp {
@@ -174,7 +185,20 @@ impl Rtsp {
         Ok(Rtsp {
             config: Arc::new(config),
             bound: BoundAddr::new(),
+            tls: None,
         })
+    }
+
+    /// An RTSPS worker: the same service inside TLS with this certificate,
+    /// RTP interleaved on the connection only (`udp` is turned off: SRTP
+    /// is not offered, and plain RTP next to a TLS session would defeat it).
+    pub fn with_tls(config: RtspConfig, tls: ServerTls) -> Result<Rtsp, ConfigError> {
+        let mut rtsp = Rtsp::new(RtspConfig {
+            udp: false,
+            ..config
+        })?;
+        rtsp.tls = Some(Arc::new(tls));
+        Ok(rtsp)
     }
 
     /// The settings in force.
@@ -197,7 +221,7 @@ impl Rtsp {
 #[async_trait]
 impl InboundProtocol for Rtsp {
     fn name(&self) -> &'static str {
-        "rtsp"
+        if self.tls.is_some() { "rtsps" } else { "rtsp" }
     }
 
     async fn serve(
@@ -220,8 +244,9 @@ impl InboundProtocol for Rtsp {
                     }),
                 })?;
         let local = listener.local_addr().unwrap_or(addr);
-        info!("rtsp listening on {local}");
-        let stats = ctx.listener_stats("rtsp");
+        let name = self.name();
+        info!("{name} listening on {local}");
+        let stats = ctx.listener_stats(name);
         let mut receivers = JoinSet::new();
         let udp_media = if self.config.udp {
             let ip = local.ip();
@@ -269,12 +294,23 @@ impl InboundProtocol for Rtsp {
                         let (ctx, config, shutdown) = (ctx.clone(), Arc::clone(&self.config), shutdown.clone());
                         let udp_media = udp_media.clone();
                         let stats = Arc::clone(&stats);
+                        let tls = self.tls.as_ref().map(|t| t.acceptor());
                         // A panic in a connection's task ends that connection alone.
                         let contain = Arc::clone(&stats);
                         connections.spawn(tidewater_core::contained(&contain, peer, async move {
                             let _open = open;
-                            if let Err(e) = driver::connection(stream, peer, ctx, config, udp_media, stats, shutdown).await {
-                                warn!("rtsp: {e}");
+                            let local = stream.local_addr().ok();
+                            let _ = stream.set_nodelay(true);
+                            let result = match tls {
+                                None => driver::connection(stream, local, peer, ctx, config, udp_media, stats, shutdown).await,
+                                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => driver::connection(stream, local, peer, ctx, config, udp_media, stats, shutdown).await,
+                                    Ok(Err(e)) => Err(Error::tls(format!("handshake failed: {e}")).with_context(Some(peer), None)),
+                                    Err(_) => Err(Error::tls("handshake timed out").with_context(Some(peer), None)),
+                                },
+                            };
+                            if let Err(e) = result {
+                                warn!("{name}: {e}");
                             }
                         }));
                     }

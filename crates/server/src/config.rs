@@ -176,7 +176,7 @@ pub use policy::{AppConfig, Defaults, Duplicate, PolicySettings};
 pub use pull::{PullEntry, pull_specs};
 pub use record::{RecordOverride, RecordSection};
 pub use rtmp::{DEFAULT_RTMP_PORT, DEFAULT_RTMPS_PORT, RtmpSection, RtmpsSection};
-pub use rtsp::RtspSection;
+pub use rtsp::{DEFAULT_RTSPS_PORT, RtspSection, RtspsSection};
 pub use srt::{SrtEncryption, SrtSection};
 pub use web::WebSection;
 pub use webrtc::{IceServerEntry, WebrtcSection};
@@ -208,6 +208,9 @@ pub struct Config {
     pub srt: SrtSection,
     /// `[rtsp]`: the RTSP listener (publish and read, RTP over TCP or UDP).
     pub rtsp: RtspSection,
+    /// `[rtsps]`: the RTSPS listener (RTSP inside TLS, RTP interleaved), when
+    /// a certificate is configured.
+    pub rtsps: RtspsSection,
     /// `[webrtc]`: WHIP ingest and WHEP playback, media on one UDP port.
     pub webrtc: WebrtcSection,
     /// `[auth]`: who may publish, read, use the API and read the metrics.
@@ -248,6 +251,7 @@ impl Config {
         self.hls.check()?;
         self.srt.check()?;
         self.rtsp.check()?;
+        self.rtsps.check()?;
         self.webrtc.check()?;
         self.auth.check()?;
         self.web.check()?;
@@ -274,6 +278,7 @@ impl Config {
             hls,
             srt,
             rtsp,
+            rtsps,
             webrtc,
             auth,
             https,
@@ -293,6 +298,7 @@ impl Config {
             ("hls", *hls != other.hls),
             ("srt", *srt != other.srt),
             ("rtsp", *rtsp != other.rtsp),
+            ("rtsps", *rtsps != other.rtsps),
             ("webrtc", *webrtc != other.webrtc),
             ("auth", *auth != other.auth),
             ("https", *https != other.https),

@@ -137,6 +137,7 @@ pub struct Server {
     hls: Option<tidewater::hls::Hls>,
     srt: Option<Arc<tidewater::srt::Srt>>,
     rtsp: Option<Arc<tidewater::rtsp::Rtsp>>,
+    rtsps: Option<Arc<tidewater::rtsp::Rtsp>>,
     whip: Option<tidewater::whip::Whip>,
     web: Option<config::WebSection>,
     record: Option<tidewater::record::Recorder>,
@@ -225,6 +226,12 @@ impl Server {
             )),
             None => None,
         };
+        let rtsps = match config.rtsps.worker_config(&config.rtsp)? {
+            Some((c, tls)) => Some(Arc::new(
+                tidewater::rtsp::Rtsp::with_tls(c, tls).map_err(|e| setting_error("rtsps", e))?,
+            )),
+            None => None,
+        };
         let whip = match config.webrtc.worker_config()? {
             Some(c) => Some(tidewater::whip::Whip::new(c).map_err(|e| setting_error("webrtc", e))?),
             None => None,
@@ -260,6 +267,7 @@ impl Server {
             hls,
             srt,
             rtsp,
+            rtsps,
             whip,
             web: config.web.enabled.then(|| config.web.clone()),
             record,
@@ -381,6 +389,7 @@ impl Server {
             hls,
             srt,
             rtsp,
+            rtsps,
             whip,
             web,
             record,
@@ -420,6 +429,7 @@ impl Server {
             .chain(push.map(|p| p as Arc<dyn InboundProtocol>))
             .chain(srt.clone().map(|s| s as Arc<dyn InboundProtocol>))
             .chain(rtsp.map(|r| r as Arc<dyn InboundProtocol>))
+            .chain(rtsps.map(|r| r as Arc<dyn InboundProtocol>))
             .chain(pull.clone().map(|p| p as Arc<dyn InboundProtocol>))
             .chain(
                 whip.clone()

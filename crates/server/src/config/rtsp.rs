@@ -5,12 +5,13 @@
 //! ([`RtspConfig::validate`](tidewater::rtsp::RtspConfig::validate)); this
 //! module maps each key to its field and each refusal back to its key.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{FieldKey, field_error};
+use super::{FieldKey, field_error, setting_error};
 use crate::error::Result;
 
 /// `[rtsp]`.
@@ -100,5 +101,95 @@ impl RtspSection {
             _ => None,
         };
         field_error("rtsp", key, e)
+    }
+}
+
+/// `[rtsps]`: RTSP inside TLS on its own port, RTP interleaved on the
+/// connection (no UDP); the other settings are `[rtsp]`'s. The certificate
+/// and key are handled as `[rtmps]` handles them: both or neither, PEM,
+/// read again when the files change.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtspsSection {
+    /// Address and port (default `0.0.0.0:8322`).
+    pub listen: SocketAddr,
+    /// The certificate chain, PEM, leaf first. Without `cert` and `key`
+    /// there is no RTSPS listener.
+    pub cert: Option<PathBuf>,
+    /// The private key of `cert`, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: Option<PathBuf>,
+}
+
+/// The RTSPS port when none is configured.
+pub const DEFAULT_RTSPS_PORT: u16 = 8322;
+
+impl Default for RtspsSection {
+    fn default() -> Self {
+        RtspsSection {
+            listen: SocketAddr::from((Ipv4Addr::UNSPECIFIED, DEFAULT_RTSPS_PORT)),
+            cert: None,
+            key: None,
+        }
+    }
+}
+
+impl RtspsSection {
+    pub(super) fn check(&self) -> Result<()> {
+        self.server_tls().map(drop)
+    }
+
+    /// The listener's certificate and key, when both are configured; an
+    /// error names the key whose file is wrong.
+    pub fn server_tls(&self) -> Result<Option<tidewater::rtsp::ServerTls>> {
+        match (&self.cert, &self.key) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(setting_error(
+                "rtsps.key".into(),
+                "missing: rtsps.cert is set, the listener needs its key too".into(),
+            )),
+            (None, Some(_)) => Err(setting_error(
+                "rtsps.cert".into(),
+                "missing: rtsps.key is set, the listener needs its certificate too".into(),
+            )),
+            (Some(cert), Some(key)) => tidewater::rtsp::ServerTls::from_pem_files(cert, key)
+                .map(Some)
+                .map_err(|e| {
+                    let reason = match &e {
+                        tidewater::rtsp::Error::Tls { reason, .. } => reason.clone(),
+                        other => other.to_string(),
+                    };
+                    let which = if reason.starts_with("cannot read a private key") {
+                        "rtsps.key"
+                    } else {
+                        "rtsps.cert"
+                    };
+                    setting_error(which.into(), reason)
+                }),
+        }
+    }
+
+    /// The RTSPS worker's settings: `[rtsp]`'s, on this address, without UDP.
+    pub fn worker_config(
+        &self,
+        rtsp: &RtspSection,
+    ) -> Result<Option<(tidewater::rtsp::RtspConfig, tidewater::rtsp::ServerTls)>> {
+        let Some(tls) = self.server_tls()? else {
+            return Ok(None);
+        };
+        let base = RtspSection {
+            enabled: true,
+            ..rtsp.clone()
+        };
+        let Some(config) = base.worker_config()? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            tidewater::rtsp::RtspConfig {
+                listen: self.listen,
+                udp: false,
+                ..config
+            },
+            tls,
+        )))
     }
 }
