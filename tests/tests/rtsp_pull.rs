@@ -169,6 +169,10 @@ fn a_camera_pulled_over_tcp_and_udp_is_read_over_rtmp_and_hls() {
     for (key, transport) in [("cams/tcp", "tcp"), ("cams/udp", "udp")] {
         let live = wait_live(http, key, Duration::from_secs(20));
         assert_eq!(live["protocol"], "rtsp-pull", "{live}");
+        assert_eq!(
+            live["pull"]["state"], "live",
+            "the stream shows its pull: {live}"
+        );
         let codecs = catalog_codecs(&live);
         assert!(
             codecs.iter().any(|c| c == "H264") && codecs.iter().any(|c| c == "Aac"),

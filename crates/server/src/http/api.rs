@@ -21,7 +21,9 @@
 //! ```
 //!
 //! `on` is false before the recording starts and after a write error (a
-//! full disk) stopped it; `last_error` then says why (`disk full`). A snapshot has `key`,
+//! full disk) stopped it; `last_error` then says why (`disk full`). A
+//! stream pulled from a camera has `pull` (a [`PullView`](super::pulls::PullView),
+//! as `GET /api/v1/pulls` lists it; `null` for other streams). A snapshot has `key`,
 //! `generation`, `protocol`, `peer`, `started_unix_ms`, `metadata`, `catalog`
 //! (`version` and `tracks` with codec, `codec_string` (the RFC 6381 string
 //! players and packagers use, `avc1.64001f`, `mp4a.40.2`; `null` while the
@@ -145,6 +147,8 @@ pub struct StreamView {
     pub pushes: Vec<PushView>,
     /// Its recording, when a `[record]` path matches it.
     pub recording: Option<RecordingView>,
+    /// The `[[pull]]` that publishes it, when it is pulled from a camera.
+    pub pull: Option<super::pulls::PullView>,
 }
 
 /// The recording state of a stream.
@@ -181,6 +185,17 @@ impl From<StreamStatus> for RecordingView {
 /// extension the server layers on (the API's own state stays the same
 /// with or without it).
 type Recordings = Option<Extension<Recorder>>;
+
+/// The state of the server's `[[pull]]` sources, when there are any (a
+/// request extension, as [`Recordings`]).
+type Pulls = Option<Extension<tidewater_rtsp::pull::PullStatuses>>;
+
+fn pull_of(pulls: &Pulls, key: &StreamKey) -> Option<super::pulls::PullView> {
+    pulls
+        .as_ref()
+        .and_then(|Extension(p)| p.of(key))
+        .map(super::pulls::PullView::from)
+}
 
 fn recording_of(recordings: &Recordings, key: &StreamKey) -> Option<RecordingView> {
     recordings
@@ -300,7 +315,11 @@ fn named(mut snapshot: StreamSnapshot) -> StreamSnapshot {
     snapshot
 }
 
-async fn list_streams(State(state): State<ApiState>, recordings: Recordings) -> Json<StreamList> {
+async fn list_streams(
+    State(state): State<ApiState>,
+    recordings: Recordings,
+    pulls: Pulls,
+) -> Json<StreamList> {
     let mut pushes = state.pushes.all();
     Json(StreamList {
         streams: state
@@ -314,6 +333,7 @@ async fn list_streams(State(state): State<ApiState>, recordings: Recordings) -> 
                     .map(|l| l.into_iter().map(PushView::from).collect())
                     .unwrap_or_default(),
                 recording: recording_of(&recordings, &snapshot.key),
+                pull: pull_of(&pulls, &snapshot.key),
                 snapshot,
             })
             .collect(),
@@ -328,6 +348,7 @@ fn parse_key(app: &str, stream: &str) -> Result<StreamKey, ApiError> {
 async fn get_stream(
     State(state): State<ApiState>,
     recordings: Recordings,
+    pulls: Pulls,
     Path((app, stream)): Path<(String, String)>,
 ) -> Result<Json<StreamView>, ApiError> {
     let key = parse_key(&app, &stream)?;
@@ -341,6 +362,7 @@ async fn get_stream(
     Ok(Json(StreamView {
         pushes: push_views(&state.pushes, &key).unwrap_or_default(),
         recording: recording_of(&recordings, &key),
+        pull: pull_of(&pulls, &key),
         snapshot,
     }))
 }
