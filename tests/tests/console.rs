@@ -835,8 +835,21 @@ fn the_watch_page_lists_the_recordings_and_plays_a_range() {
     let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
     let mut publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/rec"), 60, 25);
     wait_live(http, "live/rec", LIVE_TIMEOUT);
+    let started = Instant::now();
+    // The console says the stream is being recorded, and how much.
+    let mut browser = Browser::start();
+    browser.open(&format!("http://{http}/"));
+    let shown = browser.wait_for(
+        "document.querySelector('#streams tr[data-key=\"live/rec\"] td.recording')?.textContent",
+        Duration::from_secs(10),
+        |v| {
+            v.as_str()
+                .is_some_and(|t| t.starts_with("on, ") && !t.ends_with(" 0 B"))
+        },
+    );
+    eprintln!("recording column: {shown}");
     // Some seconds on disk, then the publish ends.
-    std::thread::sleep(Duration::from_secs(8));
+    std::thread::sleep(Duration::from_secs(8).saturating_sub(started.elapsed()));
     let _ = publisher.0.kill();
     let _ = publisher.0.wait();
     let spans = wait_json(
@@ -846,7 +859,6 @@ fn the_watch_page_lists_the_recordings_and_plays_a_range() {
     );
     eprintln!("recorded: {spans}");
 
-    let mut browser = Browser::start();
     browser.open(&format!("http://{http}/watch/live/rec"));
     // The stream is over: the live player has nothing; the recordings show.
     let items = browser.wait_for(
@@ -1090,14 +1102,16 @@ fn the_publish_page_sends_the_camera_over_whip_to_an_ffmpeg_reader() {
 }
 
 #[test]
-fn the_console_shows_a_failing_push_with_its_last_error() {
+fn the_console_shows_a_failing_push_and_pull_with_their_last_errors() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
-    // A destination nobody listens on: every attempt is refused.
+    // A destination and a camera nobody listens on: every attempt is
+    // refused.
     let refused = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = refused.local_addr().expect("addr").port();
     drop(refused);
     let config = format!(
-        "{}[defaults]\npush = [\"rtmp://127.0.0.1:{port}/backup\"]\n",
+        "{}[defaults]\npush = [\"rtmp://127.0.0.1:{port}/backup\"]\n\
+         [[pull]]\npath = \"cams/door\"\nurl = \"rtsp://viewer:secret@127.0.0.1:{port}/stream1\"\ntransport = \"tcp\"\n",
         loopback_config()
     );
     let mut server = ServerCommand::with_config(&config).spawn();
@@ -1132,6 +1146,32 @@ fn the_console_shows_a_failing_push_with_its_last_error() {
         "{row}"
     );
     assert_eq!(row["hidden"], json!(true));
+
+    // The pull: its source without the password, its state and error.
+    let pull = browser.wait_for(
+        r#"(() => {
+          const r = document.querySelector('#pulls tbody tr[data-key="cams/door"]');
+          if (!r) return null;
+          const cell = (c) => r.querySelector('td.' + c).textContent;
+          return {url: cell('url'), state: cell('state'), transport: cell('transport'),
+                  errors: cell('errors'), hidden: document.getElementById('no-pulls').hidden};
+        })()"#,
+        Duration::from_secs(15),
+        |v| v["errors"].as_str().is_some_and(|e| e != "none"),
+    );
+    eprintln!("pull row: {pull:#}");
+    assert_eq!(
+        pull["url"],
+        json!(format!("rtsp://viewer@127.0.0.1:{port}/stream1")),
+        "{pull}"
+    );
+    assert!(
+        matches!(pull["state"].as_str(), Some("retrying" | "connecting")),
+        "{pull}"
+    );
+    assert_eq!(pull["transport"], "tcp");
+    assert_eq!(pull["hidden"], json!(true));
+    browser.check_accessibility("console (pushes and pulls)");
     assert!(
         browser.errors.is_empty(),
         "page errors: {:#?}",

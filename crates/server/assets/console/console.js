@@ -1,5 +1,5 @@
-// tidewater console: polls the API and keeps the streams, pushes and sessions
-// tables, and a small chart per stream, up to date. No framework, no build
+// tidewater console: polls the API and keeps the streams, pushes, pulls and
+// sessions tables, and a small chart per stream, up to date. No framework, no build
 // step.
 'use strict';
 (() => {
@@ -9,11 +9,12 @@
   const streamsBody = $('streams').tBodies[0];
   const sessionsBody = $('sessions').tBodies[0];
   const pushesBody = $('pushes').tBodies[0];
+  const pullsBody = $('pulls').tBodies[0];
   const filter = $('app-filter');
   const history = new Map(); // stream key -> [{t, bitrate, readers, keyframes, sent}]
   const streamRows = new Map();
   const sessionRows = new Map();
-  let last = {streams: [], sessions: []};
+  let last = {streams: [], sessions: [], pulls: []};
 
   const el = (tag, props = {}, ...children) => {
     const e = document.createElement(tag);
@@ -71,6 +72,13 @@
       const error = p.last_errors.length ? ' (' + p.last_errors[p.last_errors.length - 1].message + ')' : '';
       return `${p.url}: ${p.state}` + (p.state === 'active' ? '' : error);
     }).join('; ');
+  }
+
+  // `recording` is null when no [record] path matches the stream.
+  function recording(r) {
+    if (!r) return '–';
+    if (r.on) return 'on, ' + bytes(r.bytes) + (r.keyframe_drops ? `, ${r.keyframe_drops} drops to a keyframe` : '');
+    return 'off' + (r.last_error ? ': ' + r.last_error : '');
   }
 
   function remember(s, now) {
@@ -135,7 +143,7 @@
       row.dataset.key = s.key;
       const link = el('a', {href: '/watch/' + s.key.split('/').map(encodeURIComponent).join('/'), textContent: s.key});
       row.append(el('th', {scope: 'row'}, link));
-      for (const name of ['source', 'tracks', 'in', 'out', 'readers', 'uptime', 'gop', 'skips', 'pushes', 'chart']) {
+      for (const name of ['source', 'tracks', 'in', 'out', 'readers', 'uptime', 'gop', 'skips', 'pushes', 'recording', 'chart']) {
         row.append(el('td', {className: name}));
       }
       label(row, $('streams'));
@@ -168,6 +176,7 @@
       setText(cell('skips'), `${s.qos.lag_events} / ${s.qos.evictions}`);
       cell('skips').title = `${s.qos.lag_events} skips to a keyframe (${s.qos.skipped_frames} frames skipped), ${s.qos.evictions} readers evicted`;
       setText(cell('pushes'), pushes(s));
+      setText(cell('recording'), recording(s.recording));
       cell('chart').replaceChildren(chart(h));
       streamsBody.append(row); // keeps the API's order (sorted by key)
     }
@@ -258,6 +267,36 @@
     $('pushes').hidden = rows.length === 0;
   }
 
+  // One row per [[pull]], rebuilt each poll (a handful).
+  function renderPulls() {
+    const app = filter.value;
+    const when = (ms) => new Date(ms).toLocaleTimeString();
+    const rows = [];
+    for (const p of last.pulls) {
+      if (app && appOf(p.path) !== app) continue;
+      const row = el('tr');
+      row.dataset.key = p.path;
+      row.className = 'pull-' + p.state;
+      const link = el('a', {href: '/watch/' + p.path.split('/').map(encodeURIComponent).join('/'), textContent: p.path});
+      row.append(el('th', {scope: 'row'}, link));
+      row.append(el('td', {className: 'url'}, el('code', {textContent: p.url})));
+      row.append(el('td', {className: 'transport', textContent: p.transport +
+        (p.connected_transport && p.connected_transport !== p.transport ? ' (' + p.connected_transport + ')' : '') +
+        (p.on_demand ? ', on demand' : '')}));
+      row.append(el('td', {className: 'state', textContent: p.state}));
+      row.append(el('td', {className: 'since', textContent: when(p.since_unix_ms) + ' (' + duration(Date.now() - p.since_unix_ms) + ')'}));
+      row.append(el('td', {className: 'attempts', textContent: `${p.attempts} failed in a row, ${p.connections} connections`}));
+      row.append(el('td', {className: 'errors', textContent: p.last_error
+        ? (p.last_error_unix_ms ? when(p.last_error_unix_ms) + ': ' : '') + p.last_error : 'none'}));
+      label(row, $('pulls'));
+      rows.push(row);
+    }
+    pullsBody.replaceChildren(...rows);
+    setText($('pull-count'), `(${rows.length})`);
+    $('no-pulls').hidden = rows.length > 0;
+    $('pulls').hidden = rows.length === 0;
+  }
+
   async function api(path, options = {}) {
     const response = await fetch('/api/v1' + path, Object.assign({credentials: 'same-origin', cache: 'no-store'}, options));
     if (!response.ok) {
@@ -270,14 +309,15 @@
 
   async function refresh() {
     try {
-      const [streams, sessions] = await Promise.all([api('/streams'), api('/sessions')]);
-      last = {streams: streams.streams, sessions: sessions.sessions};
+      const [streams, sessions, pulls] = await Promise.all([api('/streams'), api('/sessions'), api('/pulls')]);
+      last = {streams: streams.streams, sessions: sessions.sessions, pulls: pulls.pulls};
       const now = Date.now();
       for (const s of last.streams) remember(s, now);
       const live = new Set(last.streams.map((s) => s.key));
       for (const key of history.keys()) if (!live.has(key)) history.delete(key);
       renderStreams();
       renderPushes();
+      renderPulls();
       renderSessions();
       setText($('status'), 'live · updated ' + new Date().toLocaleTimeString());
       $('status').className = '';
@@ -298,7 +338,7 @@
     await refresh();
   }
 
-  filter.addEventListener('change', () => { renderStreams(); renderPushes(); renderSessions(); });
+  filter.addEventListener('change', () => { renderStreams(); renderPushes(); renderPulls(); renderSessions(); });
   $('publish-start').addEventListener('submit', (e) => {
     e.preventDefault();
     const part = (id) => encodeURIComponent($(id).value.trim());
