@@ -28,6 +28,10 @@ pub const RELAY_PROTOCOL: &str = "relay";
 
 /// How long an edge has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most relay connections at once (each edge holds one per stream it
+/// pulls): past it, new connections are closed at once, so that whoever
+/// reaches the port cannot make the origin hold unbounded sockets.
+pub const MAX_CONNECTIONS: usize = 4096;
 /// How often an idle relay says it is alive.
 pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
 
@@ -133,6 +137,11 @@ impl RelayServer {
                             continue;
                         }
                     };
+                    if connections.len() >= MAX_CONNECTIONS {
+                        tracing::warn!(%peer, "relay connection refused: {MAX_CONNECTIONS} open already");
+                        drop(socket);
+                        continue;
+                    }
                     let (engine, secret, stop) = (self.engine.clone(), Arc::clone(&self.secret), shutdown.clone());
                     connections.spawn(async move {
                         if let Err(e) = serve_edge(engine, secret, socket, peer, stop).await {
