@@ -1179,3 +1179,65 @@ fn the_console_shows_a_failing_push_and_pull_with_their_last_errors() {
     );
     server.signal("TERM");
 }
+
+#[test]
+fn with_auth_the_publish_page_publishes_as_the_user_the_browser_asks_for() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let config = format!(
+        "{}[[auth.users]]\nuser = \"cam\"\npassword = \"s3cret-cam\"\n\
+         permissions = [{{ action = \"publish\" }}, {{ action = \"api\" }}]\n",
+        loopback_config()
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let http = server.http_addr();
+    let mut browser = Browser::start();
+    let publish = |browser: &mut Browser| {
+        browser.open(&format!("http://{http}/publish/live/browser"));
+        browser.wait_for(
+            "typeof window.tidewaterPublish === 'object'",
+            Duration::from_secs(10),
+            |v| v == &json!(true),
+        );
+        browser.eval("document.getElementById('start').click()");
+        browser.wait_for(
+            "[document.getElementById('state').dataset.state, document.getElementById('error').textContent]",
+            Duration::from_secs(30),
+            |v| v[0] == "publishing" || v[0] == "error",
+        )
+    };
+    // The WHIP request is refused without credentials: the page says so.
+    browser.answer_challenges(None);
+    let refused = publish(&mut browser);
+    eprintln!("cancelled: {refused}");
+    assert_eq!(refused[0], "error", "{refused}");
+    assert!(
+        refused[1]
+            .as_str()
+            .is_some_and(|e| e.starts_with("WHIP: 401")),
+        "{refused}"
+    );
+    // With the user's credentials it publishes, as that user.
+    browser.answer_challenges(Some(("cam", "s3cret-cam")));
+    let state = publish(&mut browser);
+    assert_eq!(state[0], "publishing", "{state}");
+    // The server lists the publish as a WHIP session of that user (the
+    // page stays open: leaving it ends the publish).
+    let cred = tidewater_tests::auth::Cred::basic("cam", "s3cret-cam");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let session = loop {
+        let found = tidewater_tests::auth::sessions_as(http, &cred)
+            .into_iter()
+            .find(|s| s["path"] == "live/browser");
+        if let Some(s) = found {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no session of live/browser");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("session: {session}");
+    assert_eq!(
+        (&session["protocol"], &session["user"], &session["kind"]),
+        (&json!("whip"), &json!("cam"), &json!("publisher"))
+    );
+    server.signal("TERM");
+}
