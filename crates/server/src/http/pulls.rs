@@ -9,9 +9,9 @@
 //!
 //! `state` is `idle` (on demand, nobody reading), `connecting`, `live` or
 //! `retrying`; `attempts` counts failures in a row. The URL never shows
-//! the password. A live pulled stream's snapshot (`GET
-//! /api/v1/streams/{app}/{stream}`) has protocol `rtsp-pull` and the source
-//! and transport in its `metadata`.
+//! the password. A live pulled stream's object (`GET
+//! /api/v1/streams/{app}/{stream}`) has the same as `pull`, protocol
+//! `rtsp-pull`, and the source and transport in its `metadata`.
 
 use axum::{Extension, Json};
 use serde::Serialize;
