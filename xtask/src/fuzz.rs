@@ -105,7 +105,7 @@ pub(crate) fn fuzz(ws: &Workspace, args: &[OsString]) -> Result<()> {
     let mut cmd = fuzz_cargo(ws, &dir);
     cmd.args(["fuzz", "run", "--debug-assertions", target])
         .arg(scratch_corpus(&dir, target)?)
-        .arg(dir.join("corpus").join(target))
+        .args(seeds(&dir, target))
         .arg("--")
         .arg(format!(
             "-max_total_time={}",
@@ -223,12 +223,22 @@ fn run_one(ws: &Workspace, dir: &Path, logs: &Path, target: &str, limit: Limit) 
     let log_path = logs.join(format!("{target}.log"));
     let log =
         fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let mut cmd = fuzz_cargo(ws, dir);
-    cmd.args(["fuzz", "run", "--debug-assertions", target])
+    // The binary `cargo fuzz build` made, run directly: `cargo fuzz run` would
+    // build again whenever a source changed since (and rebuild the crates
+    // every target shares once per target).
+    let binary = built_binary(ws, dir, target)?;
+    let artifacts = dir.join("artifacts").join(target);
+    fs::create_dir_all(&artifacts).with_context(|| format!("creating {}", artifacts.display()))?;
+    let mut cmd = Command::new(&binary);
+    cmd.current_dir(dir)
+        // As cargo-fuzz runs its targets.
+        .env("ASAN_OPTIONS", "detect_odr_violation=0")
         .arg(scratch_corpus(dir, target)?)
-        .arg(dir.join("corpus").join(target))
-        .arg("--")
+        .args(seeds(dir, target))
+        .arg(format!("-artifact_prefix={}/", artifacts.display()))
         .arg(format!("-max_total_time={}", limit.seconds))
+        // An input that takes this long is a hang: a failure.
+        .arg("-timeout=30")
         .arg("-print_final_stats=1");
     if limit.runs != u64::MAX {
         cmd.arg(format!("-runs={}", limit.runs));
@@ -240,7 +250,7 @@ fn run_one(ws: &Workspace, dir: &Path, logs: &Path, target: &str, limit: Limit) 
         .stdout(log.try_clone()?)
         .stderr(log)
         .status()
-        .with_context(|| format!("could not start cargo fuzz for {target}"))?;
+        .with_context(|| format!("could not start {}", binary.display()))?;
     let wall = started.elapsed();
     let text = fs::read_to_string(&log_path).unwrap_or_default();
     let executions = text
@@ -269,6 +279,38 @@ fn run_one(ws: &Workspace, dir: &Path, logs: &Path, target: &str, limit: Limit) 
     })
 }
 
+/// Where `cargo fuzz build` put `target`'s binary: the fuzz crate's target
+/// directory (`CARGO_TARGET_DIR` if set), the host triple, release.
+fn built_binary(ws: &Workspace, dir: &Path, target: &str) -> Result<PathBuf> {
+    let out = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .context("could not run `rustc -vV`")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let host = text
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .context("`rustc -vV` names no host")?
+        .trim()
+        .to_string();
+    let target_dir = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => dir.join(d),
+        None => dir.join("target"),
+    };
+    let binary = target_dir
+        .join(host)
+        .join("release")
+        .join(crate::cmd::exe(target));
+    if !binary.is_file() {
+        bail!(
+            "{} is missing after `cargo fuzz build` (in {})",
+            binary.display(),
+            ws.root.display()
+        );
+    }
+    Ok(binary)
+}
+
 fn fuzz_dir(ws: &Workspace) -> Result<PathBuf> {
     let dir = ws.root.join("fuzz");
     if !dir.join("Cargo.toml").is_file() {
@@ -285,6 +327,12 @@ fn fuzz_cargo(ws: &Workspace, dir: &Path) -> Command {
     let mut cmd = ws.cargo();
     cmd.current_dir(dir).env("RUSTC_BOOTSTRAP", "1");
     cmd
+}
+
+/// The checked-in seeds of `target`, if it has any (libFuzzer stops on a
+/// corpus directory that does not exist).
+fn seeds(dir: &Path, target: &str) -> Option<PathBuf> {
+    Some(dir.join("corpus").join(target)).filter(|d| d.is_dir())
 }
 
 /// Where a run writes the inputs it finds (outside the checked-in seeds).

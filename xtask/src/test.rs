@@ -62,8 +62,8 @@ pub(crate) fn test(ws: &Workspace) -> Result<()> {
         None => steps.skip("loom", "tidewater-core has no loom models yet"),
     }
     // Every fuzz target for 10 s in CI (cargo-fuzz on the stable toolchain,
-    // see `crate::fuzz`); elsewhere only that the fuzz crate still builds,
-    // which costs a check instead of a sanitizer build and two minutes.
+    // see `crate::fuzz`); elsewhere only that the fuzz crate still builds:
+    // a check instead of a sanitizer build and 10 s per target.
     if env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false") {
         steps.run("fuzz smoke", || crate::fuzz::smoke(ws))?;
     } else {
