@@ -35,9 +35,20 @@ const BENCHES: &[Bench] = &[
         run: |ws, args| criterion(ws, "tidewater-bench", "metrics", args),
     },
     Bench {
+        name: "whep",
+        about: "CPU per WHEP viewer of one 2 Mbit/s H.264 stream (str0m viewers in the bench process)",
+        run: |ws, args| criterion(ws, "tidewater-whip", "whep", args),
+    },
+    Bench {
         name: "srt",
         about: "SRT readers per core for one 4 Mbit/s stream; SRT in -> SRT out latency p50/p99",
         run: |ws, args| criterion(ws, "tidewater-ingest-srt", "srt", args),
+    },
+    Bench {
+        name: "record",
+        about: "recording CPU per stream-second against ffmpeg's segment muxer; list and range \
+                times over 30 days of 60 s segments",
+        run: |ws, args| criterion(ws, "tidewater-bench", "record", args),
     },
 ];
 

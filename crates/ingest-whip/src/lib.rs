@@ -156,7 +156,10 @@
 //! each costs more than str0m does: batching sends is where WHEP's budget
 //! goes. The same figure for webrtc-rs was **not** measured (an equivalent
 //! in-memory harness for `rtc` and its release build did not fit this
-//! phase); neither was the full WHEP path at 100 viewers (socket I/O included).
+//! phase). The full WHEP path through the server (socket I/O included) is
+//! `cargo xtask bench whep` (`benches/whep.rs`): about 0.25 % of a core
+//! per viewer at 100 viewers of a 2 Mbit/s stream, all keeping up, on a
+//! busy machine (figures in `BENCHMARKS.md`, "WebRTC").
 //! The decision rests on the dependency count, the build time and the fit
 //! to one socket, all in str0m's favour, and str0m's per-viewer cost leaves
 //! the 500-viewers-per-core target to the I/O path. The crypto backend is
