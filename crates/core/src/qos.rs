@@ -24,6 +24,9 @@ pub(crate) struct SessionInfo {
     /// A reader inside the server (a packager, a recorder): not listed with
     /// the sessions, whose players it serves are.
     pub internal: bool,
+    /// Video frames the reader asks to start with (see
+    /// [`Request::start_video_frames`](crate::Request::start_video_frames)).
+    pub start_video_frames: usize,
 }
 
 /// Counters of one publish generation.

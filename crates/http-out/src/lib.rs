@@ -87,5 +87,6 @@ pub use auth::{credentials, refusal_response, refusal_status, refuse};
 pub use cors::{get_with_preflight, preflight, reply, set_headers, text};
 pub use live::{CHANNEL_DEPTH, Ending, Feed, LiveEncoder, channel_body, chunks_body, live};
 pub use request::{
-    Play, Refusal, asker, peer_and_query, reader_request, refused, stream_key, subscribe_file, who,
+    Play, Refusal, asker, peer_and_query, reader_request, refused, stream_key, subscribe_file,
+    subscribe_file_starting, who,
 };

@@ -123,6 +123,21 @@ pub fn subscribe_file<'a>(
     ext: &'a str,
     request: &HttpRequest,
 ) -> impl Future<Output = Result<Play, Refusal>> + Send + 'a {
+    subscribe_file_starting(ctx, protocol, app, file, ext, request, 0)
+}
+
+/// [`subscribe_file`] for a reader that asks to start with at least
+/// `start_video_frames` video frames (see
+/// [`Request::start_video_frames`](tidewater_core::Request::start_video_frames)).
+pub fn subscribe_file_starting<'a>(
+    ctx: &'a IngestContext,
+    protocol: &'static str,
+    app: &'a str,
+    file: &'a str,
+    ext: &'a str,
+    request: &HttpRequest,
+    start_video_frames: usize,
+) -> impl Future<Output = Result<Play, Refusal>> + Send + 'a {
     let (peer, query, credentials) = asker(request);
     async move {
         let Some(stream) = file.strip_suffix(ext) else {
@@ -132,7 +147,8 @@ pub fn subscribe_file<'a>(
             )));
         };
         let key = stream_key(protocol, peer, app, stream)?;
-        let req = reader_request(&key, protocol, peer, query.as_deref(), credentials);
+        let req = reader_request(&key, protocol, peer, query.as_deref(), credentials)
+            .start_video_frames(start_video_frames);
         let subscription = ctx
             .follow_live(req)
             .await

@@ -554,7 +554,8 @@ where
         };
         // A viewer follows: it plays on across a republish within the
         // stream's grace, with new sequence headers and timestamps that keep
-        // rising.
+        // rising. It starts with enough frames for ffmpeg's probe.
+        let req = req.start_video_frames(crate::flv::START_VIDEO_FRAMES);
         let sub = match self.ingest.follow_live(req).await {
             Ok(s) => s,
             Err(source) => return self.refuse(self.kernel(source)).await,

@@ -31,6 +31,14 @@ pub const TYPE_VIDEO: u8 = 9;
 /// RTMP / FLV message type of AMF0 data (`onMetaData`).
 pub const TYPE_DATA: u8 = 18;
 
+/// The video frames an RTMP or HTTP-FLV viewer starts with when the stream
+/// retains them (an earlier GOP when the newest holds fewer yet; see
+/// [`Request::start_video_frames`](tidewater_core::Request::start_video_frames)):
+/// ffmpeg's FLV demuxer shows nothing before it has analysed this many
+/// (its frame-rate probe, 20 frames doubled for FLV's 1 ms time base), so
+/// with fewer a join just after a keyframe waited up to 1.6 s at 25 fps.
+pub const START_VIDEO_FRAMES: usize = 40;
+
 const AVC_CODEC_ID: u8 = 7;
 /// Codec id 12 is a widespread (non-Adobe) convention for HEVC in legacy FLV.
 const HEVC_CODEC_ID: u8 = 12;

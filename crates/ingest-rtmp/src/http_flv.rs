@@ -73,13 +73,20 @@ async fn serve_flv(
     Path((app, file)): Path<(String, String)>,
     request: HttpRequest,
 ) -> Response {
-    let play =
-        match tidewater_http::subscribe_file(&state.ctx, PROTOCOL, &app, &file, ".flv", &request)
-            .await
-        {
-            Ok(p) => p,
-            Err(refusal) => return *refusal,
-        };
+    let play = match tidewater_http::subscribe_file_starting(
+        &state.ctx,
+        PROTOCOL,
+        &app,
+        &file,
+        ".flv",
+        &request,
+        flv::START_VIDEO_FRAMES,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(refusal) => return *refusal,
+    };
     let (response, feed) = tidewater_http::live(
         PROTOCOL,
         "video/x-flv",

@@ -38,7 +38,9 @@
 //!   media produced for a player, the session takes neither for
 //!   [`SessionConfig::coalesce`] ([`Session::wants_input`],
 //!   [`Session::wants_media`]), so a live viewer is woken a few times per
-//!   window rather than once per message.
+//!   window rather than once per message. A turn whose media filled the
+//!   batch (a join's cached GOP, a viewer catching up) opens no window: the
+//!   backlog goes out batch after batch.
 //!
 //! A turn ends when [`Session::poll_transmit`] finds nothing left to write:
 //! the read deadline and the coalescing window start then.
@@ -270,6 +272,9 @@ struct Timers {
     coalesce: Option<Instant>,
     /// Input or media was handled since the last window (or the play began).
     turn: bool,
+    /// The batch filled up with media: more is likely ready (a replayed GOP,
+    /// a viewer catching up), so the next turn opens no window.
+    backlog: bool,
 }
 
 /// The server side of one RTMP connection.
@@ -398,7 +403,11 @@ impl Session {
             return Ok(());
         };
         self.timers.turn = true;
-        match egress.handle(input.into(), &mut self.out) {
+        let outcome = egress.handle(input.into(), &mut self.out);
+        if !self.out.has_room() {
+            self.timers.backlog = true;
+        }
+        match outcome {
             Outcome::Continue | Outcome::Republished { .. } => Ok(()),
             Outcome::Skipped { frames } => {
                 self.events.push_back(SessionEvent::Skipped { frames });
@@ -427,12 +436,19 @@ impl Session {
         }
         match self.role {
             Role::Publishing(_) => self.timers.read = Some(now + self.config.read_timeout),
-            Role::Playing(_)
-                if std::mem::take(&mut self.timers.turn)
+            Role::Playing(_) => {
+                let turn = std::mem::take(&mut self.timers.turn);
+                // A backlog is written batch after batch: coalescing paces
+                // live media, it must not meter out a join's cached GOP
+                // (ffmpeg waits for 40 video frames of it before showing one).
+                let backlog = std::mem::take(&mut self.timers.backlog);
+                if turn
+                    && !backlog
                     && !self.config.coalesce.is_zero()
-                    && self.timers.coalesce.is_none() =>
-            {
-                self.timers.coalesce = Some(now + self.config.coalesce);
+                    && self.timers.coalesce.is_none()
+                {
+                    self.timers.coalesce = Some(now + self.config.coalesce);
+                }
             }
             _ => {}
         }
@@ -1653,6 +1669,75 @@ pub(crate) mod tests {
             o.get("description"),
             Some(&Amf0Value::Utf8String("publisher ended the stream".into()))
         );
+    }
+
+    #[tokio::test]
+    async fn a_backlog_goes_out_batch_after_batch_without_a_window() {
+        use tidewater_core::{AppSpec, Codec, Engine, Frame, Request, StreamKey, TrackId};
+        let engine = Engine::builder()
+            .app("live", AppSpec::default())
+            .build()
+            .expect("engine");
+        let key = StreamKey::parse("live/backlog").expect("key");
+        let mut publisher = engine
+            .open_publish(Request::new(key.clone(), "test"))
+            .await
+            .expect("publish");
+        publisher
+            .set_catalog(vec![
+                tidewater_core::TrackInfo::video(TrackId(1), Codec::H264, 320, 240)
+                    .with_timescale(1000)
+                    .with_config(Bytes::from_static(&[1, 0x64, 0, 0x0d, 0xff, 0xe0, 0])),
+            ])
+            .expect("catalog");
+        // A cached GOP of 150 frames: more than two batches of messages.
+        for i in 0..150i64 {
+            let nal = if i == 0 { 0x65 } else { 0x41 };
+            publisher
+                .publish(Frame::video(
+                    TrackId(1),
+                    Codec::H264,
+                    i * 40,
+                    i * 40,
+                    i == 0,
+                    Bytes::copy_from_slice(&[0, 0, 0, 1, nal]),
+                ))
+                .expect("frame");
+        }
+        let mut sub = engine
+            .subscribe(Request::new(key, "test"))
+            .await
+            .expect("subscribe");
+        let t0 = Instant::now();
+        let config = SessionConfig {
+            coalesce: 200 * MS,
+            ..SessionConfig::default()
+        };
+        let (mut s, mut c) = connected_with("live", config, t0);
+        request(&mut c, &mut s, "play", "cam");
+        s.accept_play().expect("accept");
+        write_all(&mut s, t0);
+        let mut turns = 0;
+        let mut handed = 0;
+        loop {
+            assert!(
+                s.wants_media(),
+                "turn {turns}: no window during the backlog"
+            );
+            while s.wants_media() {
+                let Some(ev) = sub.try_recv_ref() else { break };
+                s.handle_media(ev).expect("media");
+                handed += 1;
+            }
+            assert!(write_all(&mut s, t0) > 0);
+            turns += 1;
+            if s.poll_timeout().is_some() {
+                break;
+            }
+        }
+        assert_eq!(handed, 151, "the catalog and every frame");
+        assert_eq!(turns, 3, "two full batches, then the rest");
+        assert_eq!(s.poll_timeout(), Some(t0 + 200 * MS), "live: windows again");
     }
 
     #[tokio::test]

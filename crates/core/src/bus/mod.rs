@@ -26,6 +26,7 @@
 
 mod derived;
 mod format;
+mod start;
 mod subscription;
 mod wait;
 mod writer;
@@ -134,6 +135,10 @@ pub(crate) struct BlockHandle(pub Arc<Block>);
 pub(crate) struct Anchor {
     pub block: Arc<Block>,
     pub seq: u64,
+    /// The keyframes of a few GOPs before this one, newest first, for
+    /// subscriptions that ask to start with more frames than this GOP holds
+    /// (see `start.rs`). Weak: a block that left the window is not kept.
+    pub earlier: Vec<(Weak<Block>, u64)>,
 }
 
 /// Sends lifecycle events to the event bus and the observer.

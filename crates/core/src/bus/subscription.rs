@@ -101,6 +101,10 @@ pub struct Subscription {
     first_delivered: bool,
     delivered: u64,
     evicted: bool,
+    /// Started at an earlier GOP than the newest (see `start.rs`): `max_lag`
+    /// does not apply before this sequence number, the newest keyframe at
+    /// the start, so the replay is not skipped forward.
+    replay_until: u64,
 }
 
 /// What the receive machinery produces before it is turned into an owned or
@@ -160,13 +164,20 @@ impl Subscription {
         bus.emitter
             .emit(&bus.key, StreamEventKind::SubscriberJoined { id, protocol });
 
+        let start_video = stats.info.start_video_frames;
+        let mut replay_until = 0;
+        let mut start = |anchor: &super::Anchor| {
+            let (block, seq) = super::start::start_point(&bus, anchor, start_video);
+            replay_until = anchor.seq;
+            (block, seq, Mode::Live)
+        };
         let (block, seq, mode) = match bus.anchor.load_full() {
-            Some(anchor) => (Arc::clone(&anchor.block), anchor.seq, Mode::Live),
+            Some(anchor) => start(&anchor),
             None => {
                 let head = bus.head_block.load_full();
                 // A keyframe may have landed between the two loads.
                 match bus.anchor.load_full() {
-                    Some(anchor) => (Arc::clone(&anchor.block), anchor.seq, Mode::Live),
+                    Some(anchor) => start(&anchor),
                     None => {
                         let seq = head.first_seq;
                         (head, seq, Mode::AwaitKeyframe { lag_from: None })
@@ -191,6 +202,7 @@ impl Subscription {
             first_delivered: false,
             delivered: 0,
             evicted: false,
+            replay_until,
         }
     }
 
@@ -493,7 +505,7 @@ impl Subscription {
         let lag = head.saturating_sub(entry.ingest_us);
         self.stats.lag_us.store(lag, Relaxed);
         self.stats.lag.observe(lag);
-        lag > self.bus.policy.max_lag.as_micros() as u64
+        lag > self.bus.policy.max_lag.as_micros() as u64 && self.seq >= self.replay_until
     }
 
     /// Jumps to the newest cached keyframe if it is ahead, else discards until the next one.

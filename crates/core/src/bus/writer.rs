@@ -2,8 +2,8 @@
 //! the retained window inside its frame and byte bounds.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use super::{Anchor, BLOCK_LEN, Block, Bus, ENTRY_OVERHEAD, Entry};
 use crate::catalog::Catalog;
@@ -36,7 +36,13 @@ pub(crate) struct Writer {
     retained_bytes: usize,
     gop: Option<Gop>,
     bounds: Bounds,
+    /// The latest keyframes (newest last), offered with each anchor as its
+    /// `earlier` ones.
+    keyframes: VecDeque<(Weak<Block>, u64)>,
 }
+
+/// Keyframes of earlier GOPs an anchor offers.
+const EARLIER_KEYFRAMES: usize = 4;
 
 /// The policy's bounds, copied out of it once.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +78,7 @@ impl Writer {
             retained_bytes: 0,
             gop: None,
             bounds,
+            keyframes: VecDeque::with_capacity(EARLIER_KEYFRAMES + 1),
         }
     }
 
@@ -122,10 +129,18 @@ impl Writer {
                 frames: 1,
                 bytes,
             });
+            // Once per keyframe: a short vector of weak references.
+            let earlier = self.keyframes.iter().rev().cloned().collect();
             self.bus.anchor.store(Some(Arc::new(Anchor {
                 block: Arc::clone(&self.current),
                 seq,
+                earlier,
             })));
+            if self.keyframes.len() == EARLIER_KEYFRAMES {
+                self.keyframes.pop_front();
+            }
+            self.keyframes
+                .push_back((Arc::downgrade(&self.current), seq));
         } else if let Some(gop) = &mut self.gop {
             gop.frames += 1;
             gop.bytes += bytes;
@@ -276,6 +291,7 @@ mod tests {
                 peer: None,
                 user: None,
                 internal: false,
+                start_video_frames: 0,
             },
         );
         let cat = catalog();

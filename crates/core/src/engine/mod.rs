@@ -301,6 +301,7 @@ impl Engine {
             peer: req.peer,
             user: identity.user.or_else(|| req.user.clone()),
             internal: req.internal,
+            start_video_frames: req.start_video_frames,
         }
     }
 

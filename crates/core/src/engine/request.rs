@@ -28,6 +28,13 @@ pub struct Request {
     /// its players are authorized request by request. Never set it from a
     /// peer's input.
     pub internal: bool,
+    /// How many video frames a reader asks to start with: 0 (the default)
+    /// starts at the newest cached GOP's keyframe; more starts, while that
+    /// GOP holds fewer, at the keyframe of an earlier GOP still retained
+    /// and within `max_lag`, so a client that analyses that many frames
+    /// before it shows one (ffmpeg reading FLV: 40) shows one at once. The
+    /// price is starting that much further behind live.
+    pub start_video_frames: usize,
 }
 
 impl Request {
@@ -41,6 +48,7 @@ impl Request {
             query: None,
             user: None,
             internal: false,
+            start_video_frames: 0,
         }
     }
 
@@ -65,6 +73,13 @@ impl Request {
     /// Marks the reader as internal (not listed with the sessions).
     pub fn internal(mut self) -> Self {
         self.internal = true;
+        self
+    }
+
+    /// Asks to start with at least `frames` video frames when the window
+    /// has them (see [`start_video_frames`](Self::start_video_frames)).
+    pub fn start_video_frames(mut self, frames: usize) -> Self {
+        self.start_video_frames = frames;
         self
     }
 
