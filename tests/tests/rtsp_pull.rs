@@ -139,6 +139,22 @@ fn assert_codecs(what: &str, url: &str, video: &str) {
         crc.codecs
     );
     assert!(crc.monotonic(), "{what}: timestamps go back");
+    // Both tracks start together: the source's RTP-Info puts them on one
+    // timeline (FLV counts in ms, MPEG-TS in 90 kHz).
+    let per_second = if url.starts_with("rtmp://") {
+        1_000
+    } else {
+        90_000
+    };
+    let first = |i: u32| crc.stream(i).first().map(|l| l.dts);
+    let (Some(a), Some(b)) = (first(0), first(1)) else {
+        panic!("{what}: a packet of each track expected");
+    };
+    assert!(
+        (a - b).abs() * 1_000 / per_second < 300,
+        "{what}: tracks start {} ms apart",
+        (a - b).abs() * 1_000 / per_second
+    );
 }
 
 fn pull_config(entries: &[(&str, &str, &str, bool)], extra: &str) -> String {
