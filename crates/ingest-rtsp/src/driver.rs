@@ -249,11 +249,14 @@ fn count_refusal(stats: &ListenerStats, error: &tidewater_core::Error) {
 }
 
 /// One RTP or RTCP packet of a publish into the kernel.
+/// `arrived` is the arrival time of a UDP datagram (gaps are waited for a
+/// jitter window), `None` on the TCP connection.
 fn ingest_packet(
     p: &mut Publishing,
     track: usize,
     packet: &Bytes,
     rtcp: bool,
+    arrived: Option<std::time::Instant>,
     peer: SocketAddr,
 ) -> tidewater_core::Result<()> {
     if rtcp {
@@ -261,9 +264,18 @@ fn ingest_packet(
         return Ok(());
     }
     p.out.clear();
-    if let Err(e) = p.ingest.push(track, packet, &mut p.out) {
+    let pushed = match arrived {
+        Some(now) => p.ingest.push_at(track, packet, now, &mut p.out),
+        None => p.ingest.push(track, packet, &mut p.out),
+    };
+    if let Err(e) = pushed {
         debug!(peer = %peer, "rtsp: RTP packet of track {track} dropped: {e}");
     }
+    publish_outputs(p)
+}
+
+/// Hands what the ingest made to the kernel.
+fn publish_outputs(p: &mut Publishing) -> tidewater_core::Result<()> {
     for output in p.out.drain(..) {
         match output {
             IngestOutput::Catalog(tracks) => {
@@ -500,14 +512,14 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                 }
                 SessionEvent::Rtp { track, packet } => {
                     if let Some(p) = publishing.as_mut() {
-                        ingest_packet(p, track, &packet, false, peer).map_err(|source| {
+                        ingest_packet(p, track, &packet, false, None, peer).map_err(|source| {
                             Error::kernel(source).with_context(Some(peer), session.stream())
                         })?;
                     }
                 }
                 SessionEvent::Rtcp { track, packet } => {
                     if let Some(p) = publishing.as_mut() {
-                        ingest_packet(p, track, &packet, true, peer).map_err(|source| {
+                        ingest_packet(p, track, &packet, true, None, peer).map_err(|source| {
                             Error::kernel(source).with_context(Some(peer), session.stream())
                         })?;
                     }
@@ -556,6 +568,11 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
         }
         let deadline = Instant::from_std(session.poll_timeout());
         let sending = playing.as_ref().is_some_and(|p| p.reader.is_some());
+        // The end of a UDP publish's jitter window, when a gap is waited for.
+        let jitter = publishing
+            .as_ref()
+            .and_then(|p| p.ingest.poll_timeout())
+            .map(Instant::from_std);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             read = rd.read(&mut buf) => match read {
@@ -574,7 +591,17 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
             Some(datagram) = datagrams.recv(), if registration.is_some() => {
                 session.touch(Instant::now().into_std());
                 if let Some(p) = publishing.as_mut() {
-                    ingest_packet(p, datagram.track, &datagram.data, datagram.rtcp, peer).map_err(|source| {
+                    let now = Instant::now().into_std();
+                    ingest_packet(p, datagram.track, &datagram.data, datagram.rtcp, Some(now), peer).map_err(|source| {
+                        Error::kernel(source).with_context(Some(peer), session.stream())
+                    })?;
+                }
+            }
+            _ = async { tokio::time::sleep_until(jitter.expect("guarded")).await }, if jitter.is_some() => {
+                if let Some(p) = publishing.as_mut() {
+                    p.out.clear();
+                    p.ingest.handle_timeout(Instant::now().into_std(), &mut p.out);
+                    publish_outputs(p).map_err(|source| {
                         Error::kernel(source).with_context(Some(peer), session.stream())
                     })?;
                 }

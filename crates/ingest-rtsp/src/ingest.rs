@@ -38,8 +38,15 @@
 //! in band holds the catalog back (no timeout yet).
 //!
 //! Packets are put back in sequence order first (UDP may reorder them):
-//! after a gap up to `ReorderBuffer::HOLD` packets wait for the missing
-//! ones before the gap counts as a loss.
+//! after a gap, later packets wait for the missing ones up to
+//! `ReorderBuffer::HOLD` packets or, for packets pushed with their arrival
+//! time ([`Ingest::push_at`], UDP), `ReorderBuffer::WINDOW_TIME` (50 ms; the
+//! driver calls [`Ingest::handle_timeout`] at [`Ingest::poll_timeout`]).
+//! Then the gap counts as a loss: the access unit it touched is dropped and
+//! video resumes at the next keyframe (the depacketizers never hand out a
+//! picture with a piece missing).
+
+use std::time::Instant;
 
 use bytes::Bytes;
 use tidewater_core::{Codec, Frame, TimestampWrap, TrackId, TrackInfo};
@@ -144,11 +151,61 @@ impl Ingest {
         }
     }
 
-    /// One RTP packet of announced track `index`.
+    /// One RTP packet of announced track `index` (TCP: gaps are waited
+    /// for by packet count only).
     pub fn push(
         &mut self,
         index: usize,
         packet: &Bytes,
+        out: &mut Vec<IngestOutput>,
+    ) -> Result<(), RtpError> {
+        self.push_inner(index, packet, None, out)
+    }
+
+    /// One RTP packet of announced track `index` that arrived at `now`
+    /// (UDP): a gap it opens is waited for at most the jitter window.
+    pub fn push_at(
+        &mut self,
+        index: usize,
+        packet: &Bytes,
+        now: Instant,
+        out: &mut Vec<IngestOutput>,
+    ) -> Result<(), RtpError> {
+        self.push_inner(index, packet, Some(now), out)
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called: the
+    /// earliest end of a jitter window waited through.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.tracks
+            .iter()
+            .flatten()
+            .filter_map(|t| t.reorder.poll_timeout())
+            .min()
+    }
+
+    /// Gives up the gaps whose jitter window ended at `now`; what was held
+    /// behind them goes through the depacketizers.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<IngestOutput>) {
+        for index in 0..self.tracks.len() {
+            let Some(Some(track)) = self.tracks.get_mut(index) else {
+                continue;
+            };
+            let mut ordered = std::mem::take(&mut self.ordered);
+            track.reorder.handle_timeout(now, &mut ordered);
+            for packet in ordered.drain(..) {
+                // A bad payload was already counted when it arrived.
+                let _ = self.depacketize(index, packet, out);
+            }
+            self.ordered = ordered;
+        }
+    }
+
+    fn push_inner(
+        &mut self,
+        index: usize,
+        packet: &Bytes,
+        now: Option<Instant>,
         out: &mut Vec<IngestOutput>,
     ) -> Result<(), RtpError> {
         let Some(Some(track)) = self.tracks.get_mut(index) else {
@@ -159,7 +216,10 @@ impl Ingest {
             return Ok(()); // comfort noise, FEC, …: not ours
         }
         let mut ordered = std::mem::take(&mut self.ordered);
-        track.reorder.push(packet, &mut ordered);
+        match now {
+            Some(now) => track.reorder.push_at(packet, now, &mut ordered),
+            None => track.reorder.push(packet, &mut ordered),
+        }
         let mut result = Ok(());
         for packet in ordered.drain(..) {
             if let Err(e) = self.depacketize(index, packet, out) {
@@ -686,6 +746,70 @@ m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n"
             })
             .collect();
         assert_eq!(frames, vec![3004]);
+    }
+
+    #[test]
+    fn udp_loss_waits_the_jitter_window_then_skips_to_the_next_keyframe() {
+        use std::time::Duration;
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut ingest = Ingest::new(&sdp(true));
+        let mut out = Vec::new();
+        let mut seq = 0u16;
+        // Pictures of 3 packets each: IDR, P, P (loses its middle packet),
+        // P, then IDR, P; 40 ms apart.
+        let pictures: [(u8, u32); 6] = [
+            (0x65, 0),
+            (0x41, 1),
+            (0x41, 2),
+            (0x41, 3),
+            (0x65, 4),
+            (0x41, 5),
+        ];
+        let mut sent = Vec::new();
+        for (nal, i) in pictures {
+            let mut payloads = Vec::new();
+            packetize_h264([&vec![nal; 2500][..]], 1000, &mut payloads);
+            assert_eq!(payloads.len(), 3);
+            for p in packets(96, &mut seq, i * 3600, &payloads) {
+                sent.push((i, p));
+            }
+        }
+        // Within a picture the packets come swapped (reordered, not lost).
+        sent.swap(3, 4);
+        let lost = 7; // the middle of picture 2
+        let mut decoded: Vec<(u64, i64)> = Vec::new();
+        let mut drain = |out: &mut Vec<IngestOutput>, now: u64| {
+            for o in out.drain(..) {
+                if let IngestOutput::Frame(f) = o {
+                    decoded.push((now, f.pts));
+                }
+            }
+        };
+        for (n, (i, p)) in sent.iter().enumerate() {
+            let now = u64::from(*i) * 40 + n as u64 % 3;
+            if n != lost {
+                ingest.push_at(0, p, at(now), &mut out).expect("valid");
+            }
+            drain(&mut out, now);
+            if let Some(deadline) = ingest.poll_timeout()
+                && deadline <= at(now + 1)
+            {
+                ingest.handle_timeout(deadline, &mut out);
+                drain(&mut out, now);
+            }
+        }
+        let pts: Vec<i64> = decoded.iter().map(|d| (d.1 - 900_000) / 3600).collect();
+        // The reordered picture 1 is whole; 2 lost a piece and 3 refers to
+        // it: both dropped, never handed out broken; 4 (IDR) and 5 follow.
+        assert_eq!(pts, vec![0, 1, 4, 5]);
+        // The gap was held no longer than the window: the stream did not
+        // stall past it (picture 4 went out when it arrived).
+        assert!(
+            decoded
+                .iter()
+                .all(|(t, p)| *t <= 40 * ((p - 900_000) / 3600 + 1) as u64)
+        );
     }
 
     #[test]

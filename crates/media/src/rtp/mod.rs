@@ -168,21 +168,75 @@ pub fn parse_sender_report(mut packet: &[u8]) -> Option<SenderReport> {
 }
 
 /// Puts one stream's packets back in sequence order (UDP may reorder
-/// them): after a gap, up to [`ReorderBuffer::HOLD`] later packets are held
-/// waiting for the missing ones; then the gap is given up as lost.
-/// Duplicates and packets older than the last one released are dropped.
+/// them): after a gap, later packets are held waiting for the missing ones
+/// (a jitter window) until [`ReorderBuffer::HOLD`] are held or, when the
+/// caller gives arrival times ([`push_at`](Self::push_at)),
+/// [`ReorderBuffer::WINDOW_TIME`] has passed since the gap was seen
+/// ([`poll_timeout`](Self::poll_timeout) /
+/// [`handle_timeout`](Self::handle_timeout)); then the gap is given up as
+/// lost and what follows is released (a video depacketizer then skips to
+/// the next keyframe). Duplicates and packets older than the last one
+/// released are dropped.
 #[derive(Debug, Default)]
 pub struct ReorderBuffer {
     next: Option<u16>,
     slots: std::collections::VecDeque<Option<RtpPacket>>,
     held: usize,
+    /// When the oldest gap still waited for was seen.
+    gap_since: Option<std::time::Instant>,
 }
 
 impl ReorderBuffer {
     /// Packets held behind a gap before it is given up.
     pub const HOLD: usize = 16;
+    /// How long a gap is waited for (with arrival times given): reordering
+    /// on a network path is a few milliseconds; a lost packet should not
+    /// stall the stream for long.
+    pub const WINDOW_TIME: std::time::Duration = std::time::Duration::from_millis(50);
     /// A packet this far ahead of the expected one restarts the sequence.
     const WINDOW: u16 = 512;
+
+    /// [`push`](Self::push) of a packet that arrived at `now`: a gap it
+    /// opens is waited for at most [`WINDOW_TIME`](Self::WINDOW_TIME).
+    pub fn push_at(
+        &mut self,
+        packet: RtpPacket,
+        now: std::time::Instant,
+        out: &mut Vec<RtpPacket>,
+    ) {
+        self.push(packet, out);
+        if self.held == 0 {
+            self.gap_since = None;
+        } else {
+            self.gap_since.get_or_insert(now);
+            self.handle_timeout(now, out);
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called: the end
+    /// of the window of the gap being waited for, if any.
+    pub fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.gap_since.map(|t| t + Self::WINDOW_TIME)
+    }
+
+    /// Gives up the gap being waited for once its window ended at `now`:
+    /// the packets held after it are released, up to the next gap (whose
+    /// window starts now).
+    pub fn handle_timeout(&mut self, now: std::time::Instant, out: &mut Vec<RtpPacket>) {
+        if self.poll_timeout().is_some_and(|end| now >= end) {
+            self.skip_gap(out);
+            self.gap_since = (self.held > 0).then_some(now);
+        }
+    }
+
+    /// Skips to the first packet held and releases what is in order from it.
+    fn skip_gap(&mut self, out: &mut Vec<RtpPacket>) {
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.next = self.next.map(|n| n.wrapping_add(1));
+        }
+        self.release(out);
+    }
 
     /// Takes one packet; the packets now in order are appended to `out`.
     pub fn push(&mut self, packet: RtpPacket, out: &mut Vec<RtpPacket>) {
@@ -215,11 +269,7 @@ impl ReorderBuffer {
         self.release(out);
         if self.held > Self::HOLD {
             // Give up on the gap: skip to the first packet held.
-            while let Some(None) = self.slots.front() {
-                self.slots.pop_front();
-                self.next = self.next.map(|n| n.wrapping_add(1));
-            }
-            self.release(out);
+            self.skip_gap(out);
         }
     }
 
@@ -240,6 +290,7 @@ impl ReorderBuffer {
             out.push(p);
         }
         self.held = 0;
+        self.gap_since = None;
     }
 }
 
@@ -370,6 +421,39 @@ mod tests {
         // 11 arriving now is too late.
         r.push(numbered(11), &mut out);
         assert_eq!(out.len(), 2 + ReorderBuffer::HOLD);
+    }
+
+    #[test]
+    fn a_gap_is_waited_for_a_window_of_time_then_given_up() {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut r = ReorderBuffer::default();
+        let mut out = Vec::new();
+        r.push_at(numbered(1), ms(0), &mut out);
+        assert_eq!(r.poll_timeout(), None);
+        // 2 is late by 10 ms: reordered, not lost.
+        r.push_at(numbered(3), ms(1), &mut out);
+        assert_eq!(r.poll_timeout(), Some(ms(1) + ReorderBuffer::WINDOW_TIME));
+        r.push_at(numbered(2), ms(11), &mut out);
+        assert_eq!(seqs(&out), vec![1, 2, 3]);
+        assert_eq!(r.poll_timeout(), None);
+        // 4 is lost: 5 and 6 wait for the window, then go out without it.
+        r.push_at(numbered(5), ms(20), &mut out);
+        r.push_at(numbered(6), ms(30), &mut out);
+        r.handle_timeout(ms(69), &mut out);
+        assert_eq!(seqs(&out), vec![1, 2, 3], "still within the window");
+        r.handle_timeout(ms(70), &mut out);
+        assert_eq!(seqs(&out), vec![1, 2, 3, 5, 6]);
+        assert_eq!(r.poll_timeout(), None);
+        // 4 arriving now is too late; 7 follows at once.
+        r.push_at(numbered(4), ms(71), &mut out);
+        r.push_at(numbered(7), ms(72), &mut out);
+        assert_eq!(seqs(&out), vec![1, 2, 3, 5, 6, 7]);
+        // A packet arriving after the window ended gives the gap up too.
+        r.push_at(numbered(9), ms(80), &mut out);
+        r.push_at(numbered(10), ms(200), &mut out);
+        assert_eq!(seqs(&out), vec![1, 2, 3, 5, 6, 7, 9, 10]);
     }
 
     #[test]
