@@ -31,6 +31,10 @@
 //!   pull disconnects once the stream has had no reader for
 //!   [`PullOptions::idle_grace`] (readers are counted by the
 //!   [`ReaderCount`] given with [`RtspPull::with_readers`]).
+//! - **A pulled path is the pull's**: another publisher of it meets the
+//!   application's duplicate-publish policy like any second publisher;
+//!   with `take_over` the pull, taken over, takes the path back after its
+//!   backoff, so give pulls paths of their own.
 //! - **Authorization**: the pull publishes as the server itself, from
 //!   `127.0.0.1` as user `rtsp-pull`: the authorizer must allow that
 //!   publish (with no `[auth]`, anonymous publish from loopback is allowed).
