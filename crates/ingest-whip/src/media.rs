@@ -851,3 +851,50 @@ pub(crate) async fn run(
         warn!("whip: shutting down {} session(s)", peers.len());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(codec: MediaCodec, time: u32, payloads: usize) -> Vec<Item> {
+        (0..payloads)
+            .map(|i| Item {
+                codec,
+                time,
+                marker: i + 1 == payloads,
+                payload: Bytes::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_republish_continues_each_lines_timestamps() {
+        let mut t = Timeline::default();
+        // The first publish: times pass through unchanged.
+        for (video, audio) in [(1_000u32, 500u32), (4_000, 1_460)] {
+            let mut v = frame(MediaCodec::H264, video, 3);
+            t.apply(&mut v);
+            assert!(v.iter().all(|i| i.time == video));
+            let mut a = frame(MediaCodec::Opus, audio, 1);
+            t.apply(&mut a);
+            assert_eq!(a[0].time, audio);
+        }
+        // The next publish restarts its clock (and near the wrap, too).
+        t.discontinuity();
+        let mut v = frame(MediaCodec::H264, u32::MAX - 10, 2);
+        t.apply(&mut v);
+        assert!(v.iter().all(|i| i.time == 4_000 + 3_000));
+        let mut v = frame(MediaCodec::H264, (u32::MAX - 10).wrapping_add(3_000), 1);
+        t.apply(&mut v);
+        assert_eq!(v[0].time, 4_000 + 6_000);
+        let mut a = frame(MediaCodec::Opus, 0, 1);
+        t.apply(&mut a);
+        assert_eq!(a[0].time, 1_460 + 960);
+        // Before any frame was sent there is nothing to continue from.
+        let mut fresh = Timeline::default();
+        fresh.discontinuity();
+        let mut v = frame(MediaCodec::H264, 77, 1);
+        fresh.apply(&mut v);
+        assert_eq!(v[0].time, 77);
+    }
+}
