@@ -1,7 +1,7 @@
 //! Several `tidewater` processes as one cluster, found through a real etcd
 //! (Debian's `etcd-server`) that the test starts on loopback ports with a
-//! data directory of its own: ffmpeg publishes to node A, ffmpeg reads RTMP
-//! and HLS from node B (which pulls the stream once from A), and when A is
+//! data directory of its own: ffmpeg publishes to node A, ffmpeg reads RTMP,
+//! HLS and SRT from node B (which pulls the stream once from A), and when A is
 //! killed its stream leaves the directory with its lease, the publisher
 //! goes to B, and a reader on C goes on.
 
@@ -161,6 +161,7 @@ struct Node {
     process: ServerProcess,
     http: SocketAddr,
     rtmp: SocketAddr,
+    srt: SocketAddr,
 }
 
 fn node(etcd: &Etcd, id: &str, lease_ttl_ms: u64) -> Node {
@@ -171,10 +172,12 @@ fn node(etcd: &Etcd, id: &str, lease_ttl_ms: u64) -> Node {
     );
     let (mut process, http) = ServerCommand::with_config(&config).start();
     let rtmp = process.rtmp_addr();
+    let srt = process.srt_addr();
     Node {
         process,
         http,
         rtmp,
+        srt,
     }
 }
 
@@ -190,7 +193,7 @@ fn readers_by(stream: &serde_json::Value, protocol: &str) -> usize {
 }
 
 #[test]
-fn an_edge_pulls_once_for_its_readers_and_serves_rtmp_and_hls() {
+fn an_edge_pulls_once_for_its_readers_and_serves_rtmp_hls_and_srt() {
     let etcd = Etcd::start();
     let a = node(&etcd, "a", 10_000);
     let b = node(&etcd, "b", 10_000);
@@ -214,6 +217,11 @@ fn an_edge_pulls_once_for_its_readers_and_serves_rtmp_and_hls() {
         &["-t", "4"],
         Duration::from_secs(40),
     );
+    let srt = spawn_read_frames(
+        tidewater_tests::srt::ffmpeg_srt_url(b.srt, "read:live/cam"),
+        &["-t", "4"],
+        Duration::from_secs(30),
+    );
     // Both RTMP readers on B, then count A's relay readers: one.
     let at_b = wait_json(
         &format!("http://{}/api/v1/streams/live/cam", b.http),
@@ -230,7 +238,12 @@ fn an_edge_pulls_once_for_its_readers_and_serves_rtmp_and_hls() {
     );
     assert_eq!(readers_by(&at_a, "rtmp"), 0, "{at_a}");
 
-    for (name, reader) in [("rtmp 1", first), ("rtmp 2", second), ("hls", hls)] {
+    for (name, reader) in [
+        ("rtmp 1", first),
+        ("rtmp 2", second),
+        ("hls", hls),
+        ("srt", srt),
+    ] {
         let got = reader.join().expect("reader");
         assert!(
             !got.failed() && got.status.is_some(),
