@@ -97,7 +97,9 @@ async fn pages_and_assets_are_served() {
         Some("text/html; charset=utf-8")
     );
     assert!(
-        index.body.contains("<table id=\"streams\">"),
+        index
+            .body
+            .contains("<table class=\"cards\" id=\"streams\">"),
         "{}",
         index.body
     );
