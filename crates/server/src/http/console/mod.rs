@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `GET /` | the console: every live stream with its numbers (and recording state), a chart per stream, the pushes and pulls with their state and last errors, the sessions with a kick button, a form opening the publish page; polls `/api/v1/streams`, `/api/v1/sessions` and `/api/v1/pulls` every second |
 //! | `GET /watch/{app}/{stream}` | the player page: LL-HLS (hls.js), WebRTC (WHEP, the browser's own `RTCPeerConnection`), DASH (dash.js) and TS-HLS (hls.js), switchable, with the measured latency, dropped frames and resolution; the URLs of every protocol, built from the request's `Host`; an embed snippet (`?embed` shows the video alone); with `[record]`, the stream's recordings on a timeline, any range of them played from `/playback/…/index.m3u8` (which needs `playback`) |
-//! | `GET /publish/{app}/{stream}` | with `[webrtc]`: publishes this browser's camera and microphone to the stream over WHIP (H.264 and Opus), showing what is sent (see [`publish`]) |
+//! | `GET /publish/{app}/{stream}` | with `[webrtc]`: publishes this browser's camera and microphone to the stream over WHIP (H.264 and Opus), showing what is sent |
 //! | `GET /console/{file}` | the pages' script and style sheet |
 //! | `GET /console/vendor/hls.min.js`, `/console/vendor/dash.all.min.js` | the player libraries, when the build embedded them (see below); else `404` |
 //!
