@@ -165,6 +165,16 @@
 //!   [`push::REBASE_GAP_MS`] after the last one sent, so the destination
 //!   sees one stream with increasing timestamps. Every (re)connection starts
 //!   from the cached GOP.
+//! - **Players survive a republish too**: an RTMP or HTTP-FLV viewer
+//!   follows its stream ([`Follower`](tidewater_core::Follower)); within the
+//!   stream's `follow_grace` it gets the new `onMetaData` and sequence
+//!   headers and timestamps shifted to go on rising, shared by every player
+//!   of the generation so chunks are still built once per frame (see
+//!   [`egress`]); it ends when nobody publishes again within the grace.
+//! - **A join gets enough frames for ffmpeg's probe**: players ask the
+//!   kernel to start with [`flv::START_VIDEO_FRAMES`] video frames (an
+//!   earlier GOP when the newest is younger), and a turn that fills a write
+//!   batch opens no coalescing window, so a cached GOP goes out at once.
 //! - **Pushes are a worker of the protocol seam** ([`InboundProtocol`]):
 //!   long-lived, started and stopped with the listeners, reaching the kernel
 //!   through [`IngestContext`] (lifecycle events to start, followers to read).

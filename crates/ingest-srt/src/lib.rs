@@ -153,8 +153,11 @@
 //! - srt-live-transmit 1.5 sometimes reports a rejection and then does not
 //!   exit (Haivision/srt#2776); the refusal is still made and logged.
 //!
-//! Readers do not survive a republish: when the publish ends, each SRT reader
-//! and HTTP-TS response ends too (callers reconnect).
+//! Readers survive a republish: when the publish ends, each SRT reader and
+//! HTTP-TS response waits up to the stream's `follow_grace` and plays on with
+//! the new publish as one continuous MPEG-TS (the new muxer continues the
+//! old one's continuity counters, PMT version and timeline; see the
+//! `output` module); it ends when nobody publishes again within the grace.
 //!
 //! # Feature flags
 //!
