@@ -68,6 +68,8 @@ fn twenty_ffmpeg_joins_at_any_gop_phase_show_a_frame_within_a_second() {
         .iter()
         .map(|(t, _)| format!("{:.2}", t.as_secs_f64()))
         .collect();
+    // The figures (BENCHMARKS.md): `-- --nocapture` shows them.
+    println!("first frame per join (s): {}", times.join(" "));
     assert!(
         joins.iter().all(|(_, decoded)| *decoded),
         "every join decodes a frame: {joins:?}"
