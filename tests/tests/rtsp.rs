@@ -378,3 +378,211 @@ fn ffmpeg_publishes_and_reads_over_rtsps() {
     let crc = rtsp_read(&format!("rtsp://{rtsps}/live/sec"), "tcp", 1);
     assert!(crc.lines.is_empty(), "plain RTSP read from the RTSPS port");
 }
+
+/// What a hand-driven RTSP connection reads: a response's text, or an
+/// interleaved packet (channel, bytes).
+enum Read {
+    Response(String),
+    Packet(u8, Vec<u8>),
+}
+
+/// A raw RTSP/TCP connection, to check the exchange itself (RTP-Info,
+/// PAUSE) where players hide it.
+struct RawRtsp {
+    stream: std::net::TcpStream,
+    buf: Vec<u8>,
+    cseq: u32,
+}
+
+impl RawRtsp {
+    fn connect(addr: std::net::SocketAddr) -> RawRtsp {
+        let stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        RawRtsp {
+            stream,
+            buf: Vec::new(),
+            cseq: 0,
+        }
+    }
+
+    fn send(&mut self, method: &str, url: &str, headers: &str) {
+        use std::io::Write;
+        self.cseq += 1;
+        let request = format!(
+            "{method} {url} RTSP/1.0\r\nCSeq: {}\r\n{headers}\r\n",
+            self.cseq
+        );
+        self.stream.write_all(request.as_bytes()).expect("write");
+    }
+
+    /// The next message, or `None` when nothing came for 200 ms.
+    fn next(&mut self) -> Option<Read> {
+        loop {
+            if self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
+                let len = usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+                if self.buf.len() >= 4 + len {
+                    let channel = self.buf[1];
+                    let packet = self.buf[4..4 + len].to_vec();
+                    self.buf.drain(..4 + len);
+                    return Some(Read::Packet(channel, packet));
+                }
+            } else if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end + 4]).to_string();
+                let body = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .and_then(|n| n.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if self.buf.len() >= end + 4 + body {
+                    let text = String::from_utf8_lossy(&self.buf[..end + 4 + body]).to_string();
+                    self.buf.drain(..end + 4 + body);
+                    return Some(Read::Response(text));
+                }
+            }
+            let mut chunk = [0u8; 64 * 1024];
+            match std::io::Read::read(&mut self.stream, &mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The response to the last request; the packets read before it.
+    fn response(&mut self) -> (String, Vec<(u8, Vec<u8>)>) {
+        let mut packets = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match self.next() {
+                Some(Read::Response(text)) => return (text, packets),
+                Some(Read::Packet(c, p)) => packets.push((c, p)),
+                None => {}
+            }
+        }
+        panic!("no response to request {}", self.cseq)
+    }
+
+    /// Packets read for `d`.
+    fn packets_for(&mut self, d: Duration) -> Vec<(u8, Vec<u8>)> {
+        let deadline = Instant::now() + d;
+        let mut packets = Vec::new();
+        while Instant::now() < deadline {
+            if let Some(Read::Packet(c, p)) = self.next() {
+                packets.push((c, p));
+            }
+        }
+        packets
+    }
+}
+
+/// (sequence number, RTP timestamp) of an RTP packet.
+fn seq_ts(packet: &[u8]) -> (u16, u32) {
+    (
+        u16::from_be_bytes([packet[2], packet[3]]),
+        u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
+    )
+}
+
+/// `seq` and `rtptime` of the `RTP-Info` entry for `track`.
+fn rtp_info(response: &str, track: &str) -> (u16, u32) {
+    let line = response
+        .lines()
+        .find_map(|l| l.strip_prefix("RTP-Info: "))
+        .unwrap_or_else(|| panic!("no RTP-Info in {response}"));
+    let entry = line
+        .split(',')
+        .find(|e| e.contains(track))
+        .unwrap_or_else(|| panic!("no {track} in {line}"));
+    let field = |name: &str| {
+        entry
+            .split(';')
+            .find_map(|f| f.strip_prefix(name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {entry}"))
+    };
+    (field("seq=") as u16, field("rtptime=") as u32)
+}
+
+#[test]
+fn play_names_its_first_packets_in_rtp_info_and_pause_stops_until_play_resumes() {
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, rtmp, rtsp) = (server.http_addr(), server.rtmp_addr(), server.rtsp_addr());
+    let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/pause"), 30, 25);
+    wait_live(http, "live/pause", Duration::from_secs(15));
+    let url = format!("rtsp://{rtsp}/live/pause");
+    let mut c = RawRtsp::connect(rtsp);
+    c.send("DESCRIBE", &url, "Accept: application/sdp\r\n");
+    let (sdp, _) = c.response();
+    assert!(
+        sdp.starts_with("RTSP/1.0 200") && sdp.contains("H264"),
+        "{sdp}"
+    );
+    c.send(
+        "SETUP",
+        &format!("{url}/trackID=0"),
+        "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n",
+    );
+    let (setup, _) = c.response();
+    let session = setup
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|s| s.split(';').next())
+        .unwrap_or_else(|| panic!("no session in {setup}"))
+        .to_string();
+    let with_session = format!("Session: {session}\r\n");
+    c.send("PLAY", &url, &with_session);
+    let (play, _) = c.response();
+    assert!(play.starts_with("RTSP/1.0 200"), "{play}");
+    assert!(play.contains("Range: npt=0.000-"), "{play}");
+    let (seq, rtptime) = rtp_info(&play, "trackID=0");
+    let first = c.packets_for(Duration::from_secs(1));
+    let video: Vec<&Vec<u8>> = first
+        .iter()
+        .filter(|(ch, _)| *ch == 0)
+        .map(|(_, p)| p)
+        .collect();
+    assert!(video.len() > 10, "{} video packets in 1 s", video.len());
+    assert_eq!(
+        seq_ts(video[0]),
+        (seq, rtptime),
+        "RTP-Info names the first packet"
+    );
+
+    c.send("PAUSE", &url, &with_session);
+    let (pause, before) = c.response();
+    assert!(pause.starts_with("RTSP/1.0 200"), "{pause}");
+    let last_seq = first
+        .iter()
+        .chain(&before)
+        .filter(|(ch, _)| *ch == 0)
+        .map(|(_, p)| seq_ts(p).0)
+        .next_back()
+        .expect("video before the pause");
+    let paused = c.packets_for(Duration::from_millis(1500));
+    assert!(paused.is_empty(), "{} packets while paused", paused.len());
+
+    c.send("PLAY", &url, &with_session);
+    let (resume, _) = c.response();
+    let (seq, _) = rtp_info(&resume, "trackID=0");
+    assert_eq!(seq, last_seq.wrapping_add(1), "the sequence carries on");
+    let resumed = c.packets_for(Duration::from_secs(2));
+    let video: Vec<&Vec<u8>> = resumed
+        .iter()
+        .filter(|(ch, _)| *ch == 0)
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        video.len() > 10,
+        "{} video packets after resuming",
+        video.len()
+    );
+    assert_eq!(seq_ts(video[0]).0, seq);
+    // Resumed at a keyframe: its parameter sets (alone, or in a STAP-A) first.
+    let nal = video[0][12] & 0x1f;
+    assert!(
+        nal == 7 || nal == 24,
+        "first NAL unit type after resuming: {nal}"
+    );
+}
