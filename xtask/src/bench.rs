@@ -44,6 +44,12 @@ const BENCHES: &[Bench] = &[
         about: "SRT readers per core for one 4 Mbit/s stream; SRT in -> SRT out latency p50/p99",
         run: |ws, args| criterion(ws, "tidewater-ingest-srt", "srt", args),
     },
+    Bench {
+        name: "record",
+        about: "recording CPU per stream-second against ffmpeg's segment muxer; list and range \
+                times over 30 days of 60 s segments",
+        run: |ws, args| criterion(ws, "tidewater-bench", "record", args),
+    },
 ];
 
 #[derive(Debug, Clone, Copy)]

@@ -51,7 +51,12 @@
 //! and each fragment's offset, length, time, duration and whether it starts
 //! on a keyframe). Listing and playback read it and never scan files, except
 //! the one being written (known in memory) and files the index misses. A
-//! lost index is rebuilt from the files on start.
+//! lost index is rebuilt from the files on start. The [`Library`] keeps
+//! what it read of each index (from the repair on start on), reads only the
+//! lines appended since, and lists a directory again only when it changes:
+//! a list or a range over a month of 60 s segments takes milliseconds, at
+//! the cost of the parsed index in memory (about 100 MB for a month of one
+//! stream with 1 s parts).
 //!
 //! # Retention
 //!
@@ -101,12 +106,13 @@
 //!
 //! # Not done yet
 //!
-//! MPEG-TS as a second format; the recording state in the server's REST
-//! API; leases that keep retention from deleting a file being read
-//! (deletion is safe on Unix, see above); per-fragment `fsync` as an option.
+//! MPEG-TS as a second format; leases that keep retention from deleting a
+//! file being read (deletion is safe on Unix, see above); per-fragment
+//! `fsync` as an option; a more compact index for very long recordings.
 
 #![deny(missing_docs)]
 
+mod cache;
 mod config;
 #[doc(hidden)]
 pub mod fuzzing;

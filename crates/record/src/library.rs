@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tidewater_core::StreamKey;
 
+use crate::cache::{self, CachedDir, CachedIndex};
 use crate::index::{self, Segment};
 
 /// Two segments further apart than this (wall clock) are separate spans.
@@ -196,6 +197,36 @@ struct LibraryInner {
     ended: Mutex<HashMap<StreamKey, StreamStatus>>,
     index_locks: Mutex<HashMap<StreamKey, Arc<Mutex<()>>>>,
     counters: Mutex<HashMap<StreamKey, Arc<StreamCounters>>>,
+    caches: Mutex<HashMap<StreamKey, Arc<Mutex<StreamCache>>>>,
+}
+
+/// What playback keeps of one stream's directory between requests.
+#[derive(Debug, Default)]
+struct StreamCache {
+    index: CachedIndex,
+    dir: CachedDir,
+}
+
+/// The segments of a stream as playback sees them.
+struct View {
+    indexed: Arc<Vec<Segment>>,
+    /// The file being written and files the index misses.
+    extra: Vec<Segment>,
+}
+
+impl View {
+    /// Every segment with media, oldest first.
+    fn sorted(&self) -> Vec<&Segment> {
+        let mut v: Vec<&Segment> = self
+            .indexed
+            .iter()
+            .chain(&self.extra)
+            .filter(|s| !s.fragments.is_empty())
+            .collect();
+        // Nearly sorted already (the index is written in order): cheap.
+        v.sort_by(|a, b| a.start_ms.cmp(&b.start_ms).then(a.file.cmp(&b.file)));
+        v
+    }
 }
 
 impl Library {
@@ -208,6 +239,7 @@ impl Library {
                 ended: Mutex::default(),
                 index_locks: Mutex::default(),
                 counters: Mutex::default(),
+                caches: Mutex::default(),
             }),
         }
     }
@@ -278,14 +310,28 @@ impl Library {
     }
 
     /// Repairs and indexes `key`'s directory (see [`index::rebuild`]),
-    /// leaving the file being written alone.
-    pub fn rebuild(&self, key: &StreamKey) -> std::io::Result<Vec<Segment>> {
-        let lock = self.index_lock(key);
-        let _g = self::lock(&lock);
+    /// leaving the file being written alone. What it read is kept for
+    /// playback (see [`cache`](crate::cache)): after the start's repair,
+    /// the first request does not parse the index again.
+    pub fn rebuild(&self, key: &StreamKey) -> std::io::Result<Arc<Vec<Segment>>> {
+        let dir = self.dir(key);
+        let cache = self.cache_of(key);
+        let mut c = lock(&cache);
+        let index_lock = self.index_lock(key);
+        let _g = lock(&index_lock);
         // Looked up under the index lock: a file the writer closes meanwhile
         // is in the index by the time the lock is had.
         let writing = self.current_file(key);
-        index::rebuild(&self.dir(key), writing.as_deref())
+        let segments = Arc::new(index::rebuild(&dir, writing.as_deref())?);
+        cache::prime(&dir, &mut c.index, segments.clone());
+        Ok(segments)
+    }
+
+    fn cache_of(&self, key: &StreamKey) -> Arc<Mutex<StreamCache>> {
+        lock(&self.inner.caches)
+            .entry(key.clone())
+            .or_default()
+            .clone()
     }
 
     /// The streams that have a directory under the root (`app/stream`).
@@ -310,40 +356,63 @@ impl Library {
         v
     }
 
-    /// Every segment of `key`, oldest first: the index, the file being
-    /// written (up to its last complete fragment), and any file the index
-    /// misses (scanned, not repaired).
-    pub fn segments(&self, key: &StreamKey) -> Vec<Segment> {
+    /// The index and file list of `key`, brought up to date (see
+    /// [`cache`](crate::cache)), then the file being written and any file
+    /// the index misses.
+    fn view(&self, key: &StreamKey) -> View {
         let dir = self.dir(key);
-        let mut segments = {
-            let lock = self.index_lock(key);
-            let _g = self::lock(&lock);
-            index::read_index(&dir)
+        let cache = self.cache_of(key);
+        let (indexed, names, files) = {
+            let mut c = lock(&cache);
+            {
+                let index_lock = self.index_lock(key);
+                let _g = lock(&index_lock);
+                cache::refresh_index(&dir, &mut c.index);
+            }
+            cache::refresh_dir(&dir, &mut c.dir);
+            (
+                c.index.segments.clone(),
+                c.index.names.clone(),
+                c.dir.files.clone(),
+            )
         };
         let current = lock(&self.inner.live)
             .get(key)
             .and_then(|s| lock(&s.current).clone());
-        for (name, start) in index::segment_files(&dir) {
-            if segments.iter().any(|s| s.file == name) {
+        let mut extra = Vec::new();
+        for (name, start) in files.iter() {
+            if names.contains(name) {
                 continue;
             }
             match &current {
-                Some(c) if c.file == name => segments.push(c.clone()),
+                Some(c) if c.file == *name => extra.push(c.clone()),
                 _ => {
-                    if let Ok(s) = index::scan(&dir.join(&name), start) {
-                        segments.push(s.segment);
+                    if let Ok(s) = index::scan(&dir.join(name), *start) {
+                        extra.push(s.segment);
                     }
                 }
             }
         }
-        segments.retain(|s| !s.fragments.is_empty());
-        segments.sort_by(|a, b| a.start_ms.cmp(&b.start_ms).then(a.file.cmp(&b.file)));
-        segments
+        // Written since the directory was listed.
+        if let Some(c) = current
+            && !names.contains(&c.file)
+            && !extra.iter().any(|s| s.file == c.file)
+        {
+            extra.push(c);
+        }
+        View { indexed, extra }
+    }
+
+    /// Every segment of `key`, oldest first: the index, the file being
+    /// written (up to its last complete fragment), and any file the index
+    /// misses (scanned, not repaired).
+    pub fn segments(&self, key: &StreamKey) -> Vec<Segment> {
+        self.view(key).sorted().into_iter().cloned().collect()
     }
 
     /// The continuous spans of `key`'s recordings.
     pub fn spans(&self, key: &StreamKey) -> Vec<Span> {
-        spans(&self.segments(key))
+        spans_of(&self.view(key).sorted())
     }
 
     /// An HLS VOD playlist of `key` over `[start_ms, start_ms + duration_ms)`
@@ -356,7 +425,7 @@ impl Library {
         duration_ms: i64,
         uri: impl Fn(&str) -> String,
     ) -> Option<String> {
-        playlist(&self.segments(key), start_ms, duration_ms, uri)
+        playlist_of(&self.view(key).sorted(), start_ms, duration_ms, uri)
     }
 
     /// The pieces of one fragmented MP4 of `key` over the range: the init
@@ -365,7 +434,8 @@ impl Library {
     /// up to the end of the range, a republish or a configuration change.
     pub fn range(&self, key: &StreamKey, start_ms: i64, duration_ms: i64) -> Option<RangePlan> {
         let dir = self.dir(key);
-        let segments = self.segments(key);
+        let view = self.view(key);
+        let segments = view.sorted();
         let end = start_ms.saturating_add(duration_ms.max(0));
         let first = segments
             .iter()
@@ -378,7 +448,7 @@ impl Library {
         };
         let mut prev: Option<&Segment> = None;
         let mut prev_init: Option<Vec<u8>> = None;
-        for s in &segments[first..] {
+        for &s in &segments[first..] {
             if s.start_ms >= end {
                 break;
             }
@@ -456,8 +526,12 @@ fn continues(prev: &Segment, next: &Segment) -> bool {
 
 /// The continuous spans of `segments` (sorted by start).
 pub fn spans(segments: &[Segment]) -> Vec<Span> {
+    spans_of(&segments.iter().collect::<Vec<_>>())
+}
+
+fn spans_of(segments: &[&Segment]) -> Vec<Span> {
     let mut out: Vec<Span> = Vec::new();
-    for s in segments {
+    for &s in segments {
         let d = s.duration_ms();
         if d <= 0 {
             continue;
@@ -511,12 +585,26 @@ pub fn playlist(
     duration_ms: i64,
     uri: impl Fn(&str) -> String,
 ) -> Option<String> {
+    playlist_of(
+        &segments.iter().collect::<Vec<_>>(),
+        start_ms,
+        duration_ms,
+        uri,
+    )
+}
+
+fn playlist_of(
+    segments: &[&Segment],
+    start_ms: i64,
+    duration_ms: i64,
+    uri: impl Fn(&str) -> String,
+) -> Option<String> {
     let end = start_ms.saturating_add(duration_ms.max(0));
     let mut body = String::new();
     let mut target = 1;
     let mut prev: Option<&Segment> = None;
     let mut any = false;
-    for s in segments {
+    for &s in segments {
         if s.end_ms() <= start_ms || s.start_ms >= end {
             continue;
         }

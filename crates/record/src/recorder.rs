@@ -200,7 +200,7 @@ fn sweep_stream(
         retention.map(|r| unix_ms(now) - i64::try_from(r.as_millis()).unwrap_or(i64::MAX));
     let mut total: u64 = segments.iter().map(|s| s.bytes()).sum();
     let mut doomed = HashSet::new();
-    for s in &segments {
+    for s in segments.iter() {
         if current.as_deref() == Some(s.file.as_str()) {
             continue;
         }

@@ -66,6 +66,7 @@ fn example_file_matches_the_built_in_defaults() {
     assert_eq!(config.rtmps, Config::default().rtmps);
     assert_eq!(config.log, Config::default().log);
     assert_eq!(config.web, Config::default().web);
+    assert_eq!(config.record, Config::default().record);
     // `push = []` in [defaults] is the built-in "no pushes".
     assert!(config.push_routes().expect("valid").is_empty());
     assert!(Config::default().push_routes().expect("valid").is_empty());

@@ -9,7 +9,7 @@
 //! | `GET /ts/{app}/{stream}.ts` | HTTP-TS (`[srt]`, mounted by the server): the same MPEG-TS SRT readers get, see [`tidewater::srt`] |
 //! | `GET /dash/{app}/{stream}/manifest.mpd`, `/dash/time` | DASH (`[dash]`, mounted by the server): see [`tidewater::dash`] |
 //! | `GET /hls/{app}/{stream}/index.m3u8`, `/llhls/{app}/{stream}/index.m3u8` (and `master.m3u8`, segments, parts) | HLS and LL-HLS (`[hls]`, mounted by the server): see [`tidewater::hls`] |
-//! | `GET /playback/{app}/{stream}/list`, `index.m3u8`, `get`, `files/…` | playback of recordings (`[record]`, mounted by the server): see [`playback`]; guarded (action `playback`) |
+//! | `GET /playback/{app}/{stream}/list`, `index.m3u8`, `get`, `files/…`; `GET /playback/{app}/{stream}.mp4` | playback of recordings (`[record]`, mounted by the server): see [`playback`]; guarded (action `playback`) |
 //! | `/api/v1/…` | the REST API ([`api`]): streams, [`sessions`], configuration reloads, the [`openapi`] document; guarded (action `api`) |
 //! | `GET /api/v1/pulls` | the state of every `[[pull]]` source ([`pulls`]); guarded (action `api`) |
 //! | `GET /metrics` | Prometheus metrics ([`metrics`]); guarded (action `metrics`) |
