@@ -20,7 +20,8 @@ use crate::qos::SessionInfo;
 ///
 /// Viewers (RTMP, HTTP-FLV, SRT, HTTP-TS) follow too, through
 /// [`Engine::follow_live`]: a viewer ends only when its stream really ends
-/// (or it is kicked, evicted, or the server shuts down). It keeps its session
+/// (or it is kicked, evicted, or the server shuts down); an operator
+/// kicking its publisher ends the stream for it at once. It keeps its session
 /// id across generations, and is listed and kickable as a reader of each
 /// generation it reads (not while between two).
 #[derive(Debug)]
@@ -35,6 +36,10 @@ pub struct Follower {
     /// Set while between generations: why the last one ended and until when
     /// a republish is waited for.
     gap: Option<Gap>,
+    /// A viewer ([`Engine::follow_live`]): the end of a generation whose
+    /// publisher an operator kicked ends it at once (the operator ended the
+    /// stream), where a packager still waits for a republish.
+    viewer: bool,
 }
 
 impl Engine {
@@ -51,7 +56,10 @@ impl Engine {
         if follower.current.is_none() {
             return Err(Error::NotFound { key });
         }
-        Ok(follower)
+        Ok(Follower {
+            viewer: true,
+            ..follower
+        })
     }
 }
 
@@ -76,6 +84,7 @@ impl Follower {
             info,
             grace,
             gap: None,
+            viewer: false,
         }
     }
 
@@ -179,8 +188,9 @@ impl Follower {
     fn generation_ended(&mut self, e: RecvError) -> Result<(), RecvError> {
         match e {
             RecvError::Evicted => Err(RecvError::Evicted),
-            // Kicked itself (not its publisher): no republish is awaited.
-            RecvError::Ended(EndReason::Kicked) if self.is_kicked() => Err(e),
+            // Kicked itself, or a viewer of a kicked publisher: no
+            // republish is awaited.
+            RecvError::Ended(EndReason::Kicked) if self.is_kicked() || self.viewer => Err(e),
             RecvError::Ended(reason) => {
                 self.current = None;
                 self.gap = Some(Gap {

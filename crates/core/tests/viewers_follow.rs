@@ -197,3 +197,35 @@ async fn viewers_count_against_the_reader_limit() {
         "{refused:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn kicking_the_publisher_ends_its_viewers_at_once_and_not_its_packagers() {
+    let engine = engine();
+    let mut p = publisher(&engine, "live/k").await;
+    p.publish(vframe(0, 5)).expect("publish");
+    let mut viewer = engine
+        .follow_live(Request::new(key("live/k"), "rtmp"))
+        .await
+        .expect("viewer");
+    let mut packager = engine
+        .follow(Request::new(key("live/k"), "hls").internal())
+        .await
+        .expect("packager");
+    let publisher_id = engine
+        .sessions()
+        .iter()
+        .find(|s| s.kind == SessionKind::Publisher)
+        .map(|s| s.id)
+        .expect("listed");
+    assert!(engine.kick(publisher_id));
+    let mut log = vec![];
+    log_ready(&mut viewer, &mut log);
+    assert_eq!(
+        log.join(" "),
+        "c f0 end:stream ended: kicked by the operator"
+    );
+    assert!(!viewer.is_kicked(), "its publisher was, not itself");
+    let mut log = vec![];
+    log_ready(&mut packager, &mut log);
+    assert_eq!(log.join(" "), "c f0", "a packager waits for a republish");
+}
