@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tidewater_cluster::directory::{Holder, StreamMap, stream_path};
+use tidewater_cluster::relay::RelayServer;
+use tidewater_cluster::{ClusterConfig, ClusterSecret, Edges};
 use tidewater_core::bytes::Bytes;
 use tidewater_core::{
     AppSpec, CancellationToken, Codec, Engine, Event, Frame, PermitAll, Request, StreamKey,
     TrackId, TrackInfo,
 };
-use tidewater_cluster::directory::{Holder, StreamMap, stream_path};
-use tidewater_cluster::relay::RelayServer;
-use tidewater_cluster::{ClusterConfig, ClusterSecret, Edges};
 
 const SECRET: &str = "a-cluster-secret-of-some-length";
 
@@ -45,7 +45,11 @@ async fn origin(secret: &str) -> (Engine, std::net::SocketAddr, CancellationToke
     let stop = CancellationToken::new();
     tokio::spawn({
         let (server, stop) = (Arc::clone(&server), stop.clone());
-        async move { server.serve("127.0.0.1:0".parse().expect("addr"), stop).await }
+        async move {
+            server
+                .serve("127.0.0.1:0".parse().expect("addr"), stop)
+                .await
+        }
     });
     (engine, bound.wait().await, stop)
 }
@@ -175,7 +179,10 @@ async fn an_edge_with_the_wrong_secret_is_refused_and_its_reader_gets_not_found(
     holds(&map, &key, relay);
     let (edge, _) = edge(map, "not-the-cluster-secret-at-all");
     let refused = edge.subscribe(Request::new(key.clone(), "test")).await;
-    assert!(matches!(refused, Err(tidewater_core::Error::NotFound { .. })));
+    assert!(matches!(
+        refused,
+        Err(tidewater_core::Error::NotFound { .. })
+    ));
     let at_origin = origin.stream(&key).expect("live");
     assert!(at_origin.subscribers.is_empty());
 }
