@@ -1,5 +1,6 @@
 //! RTSP through the `tidewater` binary with GStreamer as the client:
-//! `rtspclientsink` publishes H.264 and Opus (over TCP and UDP), `rtspsrc`
+//! `rtspclientsink` publishes H.264 and Opus (over TCP and UDP) or AAC (in
+//! LATM, GStreamer's default AAC payload), `rtspsrc`
 //! plays over TCP and UDP (what GStreamer published, and an RTMP publish
 //! with AAC), each checked by the frames and samples it decoded.
 
@@ -32,12 +33,18 @@ fn gst(pipeline: &str) -> Command {
 /// no B-frames) and 48 kHz stereo Opus to `url` with `rtspclientsink`
 /// over `protocols` (`tcp` or `udp`), for `seconds`.
 fn gst_publish(url: &str, protocols: &str, seconds: u32) -> ChildGuard {
+    gst_publish_with(url, protocols, seconds, "opusenc")
+}
+
+/// [`gst_publish`] with the audio encoded by `encoder` (`opusenc`, or
+/// `avenc_aac ! aacparse`: AAC, which rtspclientsink sends as MP4A-LATM).
+fn gst_publish_with(url: &str, protocols: &str, seconds: u32, encoder: &str) -> ChildGuard {
     let frames = seconds * 25;
     let pipeline = format!(
         "rtspclientsink name=s location={url} protocols={protocols} \
          videotestsrc is-live=true num-buffers={frames} ! video/x-raw,width=320,height=240,framerate=25/1 \
          ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=25 ! h264parse ! s. \
-         audiotestsrc is-live=true ! audio/x-raw,rate=48000,channels=2 ! opusenc ! s."
+         audiotestsrc is-live=true ! audio/x-raw,rate=48000,channels=2 ! {encoder} ! s."
     );
     ChildGuard(
         gst(&pipeline)
@@ -149,5 +156,38 @@ fn rtspsrc_plays_an_rtmp_publish_with_aac_over_tcp_and_udp() {
             audio >= 2 * AUDIO_SECOND,
             "rtspsrc/{play}: {audio} bytes of AAC decoded in 4 s"
         );
+    }
+}
+
+#[test]
+fn gstreamer_publishes_aac_in_latm_read_over_rtsp_and_rtmp() {
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, rtmp, rtsp) = (server.http_addr(), server.rtmp_addr(), server.rtsp_addr());
+    let url = format!("rtsp://{rtsp}/live/latm");
+    let _publisher = gst_publish_with(&url, "tcp", 30, "avenc_aac ! aacparse");
+    let live = wait_live(http, "live/latm", Duration::from_secs(15)).to_string();
+    assert!(live.to_lowercase().contains("aac"), "{live}");
+    for url in [url.clone(), format!("rtmp://{rtmp}/live/latm")] {
+        let crc = if url.starts_with("rtsp") {
+            ffmpeg_read(&url, 3)
+        } else {
+            let (crc, _) =
+                tidewater_tests::ffmpeg_framecrc(&url, &["-t", "3"], Duration::from_secs(30));
+            crc
+        };
+        let audio = crc
+            .codecs
+            .iter()
+            .position(|c| c.starts_with("pcm_"))
+            .unwrap_or_else(|| panic!("{url}: no decoded audio in {:?}", crc.codecs));
+        // 3 s of 1024-sample frames at 48 kHz: about 140.
+        let frames = crc.stream(audio as u32).len();
+        assert!(frames >= 120, "{url}: {frames} AAC frames decoded");
+        assert!(
+            crc.codecs.iter().any(|c| c == "rawvideo"),
+            "{url}: {:?}",
+            crc.codecs
+        );
+        assert!(crc.monotonic(), "{url}: timestamps go back");
     }
 }

@@ -56,6 +56,7 @@ use tidewater_media::rtp::aac::{AacDepacketizer, AuHeaderLayout};
 use tidewater_media::rtp::dts::{DtsDeriver, h264_reorder_depth};
 use tidewater_media::rtp::h264::{H264AccessUnit, H264Depacketizer, nal_type};
 use tidewater_media::rtp::h265::{self, H265AccessUnit, H265Depacketizer};
+use tidewater_media::rtp::latm::{LatmDepacketizer, latm_audio_specific_config};
 use tidewater_media::rtp::{ReorderBuffer, RtpError, RtpPacket, SenderReport, parse_sender_report};
 
 use crate::sdp::SdpTrack;
@@ -76,6 +77,8 @@ enum Depacketizer {
     Opus,
     H265(Box<H265Depacketizer>),
     Aac(AacDepacketizer),
+    /// AAC in LATM (`MP4A-LATM`, GStreamer's default).
+    Latm(LatmDepacketizer),
 }
 
 #[derive(Debug)]
@@ -350,6 +353,17 @@ impl Ingest {
                 }
                 Ok(())
             }
+            Depacketizer::Latm(d) => {
+                self.audio.clear();
+                let result = d.push(&packet, &mut self.audio);
+                for (ts, au) in self.audio.drain(..) {
+                    frames.push((
+                        false,
+                        Frame::audio(track.info.id, Codec::Aac, i64::from(ts), au),
+                    ));
+                }
+                result
+            }
             Depacketizer::Aac(d) => {
                 self.audio.clear();
                 let result = d.push(&packet, &mut self.audio);
@@ -493,6 +507,23 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
                     .with_timescale(sdp.clock_rate)
                     .with_wrap(wrap),
                 depacketizer: Depacketizer::Opus,
+                payload_type: sdp.payload_type,
+                report: None,
+                offset: None,
+                reorder: ReorderBuffer::default(),
+                dts: DtsDeriver::new(Some(0), 1),
+            })
+        }
+        Codec::Aac if sdp.encoding == "MP4A-LATM" => {
+            let (config, sub_frames) = latm_audio_specific_config(&sdp.config()?)?;
+            let (rate, channels) =
+                parse_asc(&config).unwrap_or((sdp.clock_rate, sdp.channels.unwrap_or(2)));
+            Some(Track {
+                info: TrackInfo::audio(id, Codec::Aac, rate, channels)
+                    .with_timescale(sdp.clock_rate)
+                    .with_wrap(wrap)
+                    .with_config(config),
+                depacketizer: Depacketizer::Latm(LatmDepacketizer::new(sub_frames)),
                 payload_type: sdp.payload_type,
                 report: None,
                 offset: None,

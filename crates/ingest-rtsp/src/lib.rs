@@ -8,7 +8,8 @@
 //! - **Publish** (`ffmpeg -f rtsp -rtsp_transport tcp rtsp://host:8554/live/cam1`):
 //!   the `ANNOUNCE`d SDP (read with `sdp-types`) names the tracks; H.264
 //!   (RFC 6184: single NAL unit, STAP-A, FU-A), H.265 (RFC 7798: single NAL
-//!   unit, AP, FU), AAC (RFC 3640 `mpeg4-generic` AAC-hbr) and Opus
+//!   unit, AP, FU), AAC (RFC 3640 `mpeg4-generic` AAC-hbr, and RFC 6416
+//!   `MP4A-LATM` as GStreamer sends it) and Opus
 //!   (RFC 7587) become kernel frames in their canonical form (AVCC / HVCC,
 //!   raw AAC, Opus packets) with `avcC` / `hvcC` / AudioSpecificConfig in
 //!   the catalog (see [`ingest`]). A lost packet drops the access unit and
@@ -115,7 +116,8 @@
 //!
 //! - AV1, VP8/VP9 payloads (tracks of codecs other than H.264, H.265, AAC
 //!   and Opus are ignored on publish and left out of `DESCRIBE`); AAC in
-//!   LATM (`MP4A-LATM`); an `OpusHead` for Opus tracks (none is made).
+//!   LATM with in-band configuration (`cpresent=1`) or other than AAC-LC
+//!   style objects; an `OpusHead` for Opus tracks (none is made).
 //! - Receiver reports from readers are only keep-alives (no loss or jitter
 //!   statistics).
 //! - Later sender reports of a publisher (only those before a track's first

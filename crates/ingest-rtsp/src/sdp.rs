@@ -43,6 +43,10 @@ impl SdpTrack {
                 let mode = self.fmtp.get("mode").map(|m| m.to_ascii_lowercase());
                 matches!(mode.as_deref(), Some("aac-hbr") | Some("aac-lbr")).then_some(Codec::Aac)
             }
+            // In-band configuration (cpresent=1) is not read.
+            ("audio", "MP4A-LATM") => {
+                (self.fmtp.get("cpresent").map(String::as_str) == Some("0")).then_some(Codec::Aac)
+            }
             _ => None,
         }
     }

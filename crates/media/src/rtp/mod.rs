@@ -8,6 +8,7 @@
 //! | H.264 | RFC 6184 (single NAL unit, STAP-A, FU-A; packetization-mode 1) | [`h264::H264Depacketizer`] | [`h264::packetize_h264`] |
 //! | H.265 | RFC 7798 (single NAL unit, AP, FU; no DONL) | [`h265::H265Depacketizer`] | [`h265::packetize_h265`] |
 //! | AAC | RFC 3640 `mpeg4-generic`, AAC-hbr (13-bit sizes, 3-bit indices) | [`aac::AacDepacketizer`] | [`aac::packetize_aac`] |
+//! | AAC | RFC 6416 `MP4A-LATM` (`cpresent=0`, AAC-LC) | [`latm::LatmDepacketizer`] | — |
 //!
 //! Everything here is bounded and never panics on network input: a packet
 //! that does not parse is an [`RtpError`], an access unit growing past
@@ -23,6 +24,7 @@ pub mod aac;
 pub mod dts;
 pub mod h264;
 pub mod h265;
+pub mod latm;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
