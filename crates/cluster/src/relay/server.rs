@@ -26,6 +26,12 @@ use crate::error::{Error, Result};
 /// how the cluster tells its own publishes from a publisher's).
 pub const RELAY_PROTOCOL: &str = "relay";
 
+/// The video frames a pull starts with (an earlier cached GOP when the
+/// newest is shorter): the edge's first readers, which join as the pull
+/// starts, get at once what RTMP and HTTP-FLV viewers ask of a cache
+/// (ffmpeg analyses 40 video frames of FLV before it shows one), so a cold
+/// edge joins as fast as a warm one.
+const RELAY_START_VIDEO_FRAMES: usize = 40;
 /// How long an edge has to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most relay connections at once (each edge holds one per stream it
@@ -242,6 +248,7 @@ async fn serve_edge(
         .await;
     };
     let request = Request::new(key.clone(), RELAY_PROTOCOL)
+        .start_video_frames(RELAY_START_VIDEO_FRAMES)
         .peer(peer)
         .credentials(secret.credentials())
         .user(format!(
