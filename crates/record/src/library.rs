@@ -324,6 +324,8 @@ impl Library {
         let writing = self.current_file(key);
         let segments = Arc::new(index::rebuild(&dir, writing.as_deref())?);
         cache::prime(&dir, &mut c.index, segments.clone());
+        // The first request after a start finds the files listed too.
+        cache::refresh_dir(&dir, &mut c.dir);
         Ok(segments)
     }
 
