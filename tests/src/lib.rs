@@ -197,8 +197,8 @@ impl ServerCommand {
         // And RTSP's TCP port and its RTP/RTCP UDP pair.
         if !self.env.iter().any(|(k, _)| k == "TIDEWATER_RTSP__LISTEN") {
             command.env("TIDEWATER_RTSP__LISTEN", "127.0.0.1:0");
-            command.env("TIDEWATER_RTSP__RTP_PORT", "0");
-            command.env("TIDEWATER_RTSP__RTCP_PORT", "0");
+            command.env("TIDEWATER_RTSP__UDP_RTP_PORT", "0");
+            command.env("TIDEWATER_RTSP__UDP_RTCP_PORT", "0");
         }
         // And WebRTC's UDP port.
         if !self

@@ -176,7 +176,7 @@ pub use policy::{AppConfig, Defaults, Duplicate, PolicySettings};
 pub use pull::{PullEntry, pull_specs};
 pub use record::{RecordOverride, RecordSection};
 pub use rtmp::{DEFAULT_RTMP_PORT, DEFAULT_RTMPS_PORT, RtmpSection, RtmpsSection};
-pub use rtsp::{DEFAULT_RTSPS_PORT, RtspSection, RtspsSection};
+pub use rtsp::{DEFAULT_RTSPS_PORT, RtspSection, RtspTransport, RtspsSection};
 pub use srt::{SrtEncryption, SrtSection};
 pub use web::WebSection;
 pub use webrtc::{IceServerEntry, WebrtcSection};

@@ -14,6 +14,26 @@ use serde::Deserialize;
 use super::{FieldKey, field_error, setting_error};
 use crate::error::Result;
 
+/// A way of carrying RTP that `[rtsp] transports` can offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RtspTransport {
+    /// Interleaved on the RTSP connection (`RTP/AVP/TCP`).
+    Tcp,
+    /// RTP/RTCP over UDP on `udp_rtp_port` / `udp_rtcp_port` (`RTP/AVP`).
+    Udp,
+}
+
+impl RtspTransport {
+    /// The name as the configuration writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RtspTransport::Tcp => "tcp",
+            RtspTransport::Udp => "udp",
+        }
+    }
+}
+
 /// `[rtsp]`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -22,14 +42,23 @@ pub struct RtspSection {
     pub enabled: bool,
     /// TCP address and port (default `0.0.0.0:8554`).
     pub listen: SocketAddr,
-    /// Whether clients may use RTP over UDP (default true; when false they
-    /// fall back to TCP interleaving).
-    pub udp: bool,
-    /// The server's RTP port for UDP (default 8000; even; 0 with
-    /// `rtcp_port = 0` picks free ports).
-    pub rtp_port: u16,
-    /// The server's RTCP port for UDP (default 8001: `rtp_port + 1`).
-    pub rtcp_port: u16,
+    /// The transports offered to clients (default `["tcp", "udp"]`; `tcp`
+    /// must be there: RTSPS and every client's fallback need it). `None`
+    /// when the file does not set the key; read it with
+    /// [`transports`](Self::transports).
+    pub transports: Option<Vec<RtspTransport>>,
+    /// The earlier form of `transports` (`udp = false` is `["tcp"]`,
+    /// `udp = true` is `["tcp", "udp"]`), still read so existing files keep
+    /// working; setting both keys is refused.
+    pub udp: Option<bool>,
+    /// The server's RTP port for UDP (default 8000, MediaMTX's; even; 0 with
+    /// `udp_rtcp_port = 0` picks free ports). Formerly `rtp_port`.
+    #[serde(alias = "rtp_port")]
+    pub udp_rtp_port: u16,
+    /// The server's RTCP port for UDP (default 8001: `udp_rtp_port + 1`).
+    /// Formerly `rtcp_port`.
+    #[serde(alias = "rtcp_port")]
+    pub udp_rtcp_port: u16,
     /// A session without requests or media for this long is closed (default 60000).
     pub session_timeout_ms: u64,
     /// The longest request, head and body, accepted (default 65536).
@@ -48,9 +77,10 @@ impl Default for RtspSection {
         RtspSection {
             enabled: true,
             listen: d.listen,
-            udp: d.udp,
-            rtp_port: d.rtp_port,
-            rtcp_port: d.rtcp_port,
+            transports: None,
+            udp: None,
+            udp_rtp_port: d.rtp_port,
+            udp_rtcp_port: d.rtcp_port,
             session_timeout_ms: d.session_timeout.as_millis() as u64,
             max_request_len: d.max_request_len,
             max_payload: d.max_payload,
@@ -70,9 +100,9 @@ impl RtspSection {
         }
         let config = tidewater::rtsp::RtspConfig {
             listen: self.listen,
-            udp: self.udp,
-            rtp_port: self.rtp_port,
-            rtcp_port: self.rtcp_port,
+            udp: self.transports()?.contains(&RtspTransport::Udp),
+            rtp_port: self.udp_rtp_port,
+            rtcp_port: self.udp_rtcp_port,
             session_timeout: Duration::from_millis(self.session_timeout_ms),
             max_request_len: self.max_request_len,
             max_payload: self.max_payload,
@@ -81,6 +111,40 @@ impl RtspSection {
         };
         config.validate().map_err(|e| self.refused(&e))?;
         Ok(Some(config))
+    }
+
+    /// The transports offered: `transports`, or what the older `udp` key
+    /// means, or both by default. An error names the key at fault.
+    pub fn transports(&self) -> Result<Vec<RtspTransport>> {
+        let list = match (&self.transports, self.udp) {
+            (Some(_), Some(_)) => {
+                return Err(setting_error(
+                    "rtsp.udp".into(),
+                    "set together with rtsp.transports: `udp` is the older form of \
+                     `transports` (udp = false is [\"tcp\"]), keep only `transports`"
+                        .into(),
+                ));
+            }
+            (Some(list), None) => list.clone(),
+            (None, Some(false)) => vec![RtspTransport::Tcp],
+            (None, Some(true) | None) => vec![RtspTransport::Tcp, RtspTransport::Udp],
+        };
+        // The listener cannot refuse interleaving: RTSPS runs on it, and
+        // clients fall back to it when UDP is refused or blocked.
+        if !list.contains(&RtspTransport::Tcp) {
+            return Err(setting_error(
+                "rtsp.transports".into(),
+                format!(
+                    "invalid value [{}]: must include \"tcp\" (interleaved RTP is always \
+                     offered; list [\"tcp\"] or [\"tcp\", \"udp\"])",
+                    list.iter()
+                        .map(|t| format!("{:?}", t.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        Ok(list)
     }
 
     /// Checks the section (nothing when disabled).
@@ -96,8 +160,8 @@ impl RtspSection {
             "max_connections" => FieldKey::shown("max_connections", self.max_connections),
             "max_request_len" => FieldKey::shown("max_request_len", self.max_request_len),
             "max_payload" => FieldKey::shown("max_payload", self.max_payload),
-            "rtp_port" => FieldKey::shown("rtp_port", self.rtp_port),
-            "rtcp_port" => FieldKey::shown("rtcp_port", self.rtcp_port),
+            "rtp_port" => FieldKey::shown("udp_rtp_port", self.udp_rtp_port),
+            "rtcp_port" => FieldKey::shown("udp_rtcp_port", self.udp_rtcp_port),
             _ => None,
         };
         field_error("rtsp", key, e)
@@ -191,5 +255,124 @@ impl RtspsSection {
             },
             tls,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    use super::super::Config;
+    use super::RtspTransport::{Tcp, Udp};
+
+    fn parse(file: &str, vars: &[(&str, &str)]) -> crate::error::Result<Config> {
+        let env = vars
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+        Config::layered(Some((file, Path::new("test.toml"))), env)
+    }
+
+    fn worker(file: &str) -> tidewater::rtsp::RtspConfig {
+        let config = parse(file, &[]).unwrap_or_else(|e| panic!("refused: {e}"));
+        config
+            .rtsp
+            .worker_config()
+            .expect("valid")
+            .expect("enabled")
+    }
+
+    fn refused(file: &str, vars: &[(&str, &str)]) -> String {
+        match parse(file, vars) {
+            Ok(config) => panic!("accepted: {:?}", config.rtsp),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_offer_tcp_and_udp_on_8000_and_8001() {
+        let section = super::RtspSection::default();
+        assert_eq!(section.transports().expect("valid"), vec![Tcp, Udp]);
+        let config = worker("");
+        assert!(config.udp);
+        assert_eq!((config.rtp_port, config.rtcp_port), (8000, 8001));
+        assert_eq!(config.listen, "0.0.0.0:8554".parse().expect("addr"));
+    }
+
+    #[test]
+    fn the_example_file_spells_out_the_defaults_with_the_documented_keys() {
+        let example = include_str!("../../tidewater.toml");
+        let config = Config::from_toml_str(example).expect("the example parses");
+        assert_eq!(config.rtsp.transports, Some(vec![Tcp, Udp]));
+        assert_eq!(config.rtsp.udp, None, "the example uses `transports`");
+        assert_eq!(
+            config.rtsp.worker_config().expect("valid"),
+            super::RtspSection::default()
+                .worker_config()
+                .expect("valid")
+        );
+    }
+
+    #[test]
+    fn the_documented_keys_reach_the_worker() {
+        let config =
+            worker("[rtsp]\nudp_rtp_port = 9000\nudp_rtcp_port = 9001\ntransports = [\"tcp\"]\n");
+        assert_eq!((config.rtp_port, config.rtcp_port), (9000, 9001));
+        assert!(!config.udp, "udp not offered");
+        let config = worker("[rtsp]\ntransports = [\"udp\", \"tcp\"]\n");
+        assert!(config.udp);
+    }
+
+    #[test]
+    fn the_older_keys_still_work() {
+        let config = worker("[rtsp]\nrtp_port = 9002\nrtcp_port = 9003\nudp = false\n");
+        assert_eq!((config.rtp_port, config.rtcp_port), (9002, 9003));
+        assert!(!config.udp);
+        assert!(worker("[rtsp]\nudp = true\n").udp);
+        // Environment overrides under either name.
+        let config = parse(
+            "",
+            &[
+                ("TIDEWATER_RTSP__RTP_PORT", "0"),
+                ("TIDEWATER_RTSP__UDP_RTCP_PORT", "0"),
+                ("TIDEWATER_RTSP__TRANSPORTS", "[\"tcp\"]"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(
+            (config.rtsp.udp_rtp_port, config.rtsp.udp_rtcp_port),
+            (0, 0)
+        );
+        assert_eq!(config.rtsp.transports().expect("valid"), vec![Tcp]);
+    }
+
+    #[test]
+    fn contradictory_or_impossible_transports_are_refused_at_the_key() {
+        let both = refused(
+            "[rtsp]\nudp = false\ntransports = [\"tcp\", \"udp\"]\n",
+            &[],
+        );
+        assert!(both.contains("rtsp.udp"), "{both}");
+        assert!(both.contains("keep only `transports`"), "{both}");
+        assert!(both.contains("in test.toml"), "{both}");
+        let no_tcp = refused("[rtsp]\ntransports = [\"udp\"]\n", &[]);
+        assert!(no_tcp.contains("rtsp.transports"), "{no_tcp}");
+        assert!(no_tcp.contains("invalid value [\"udp\"]"), "{no_tcp}");
+        assert!(no_tcp.contains("must include \"tcp\""), "{no_tcp}");
+        let empty = refused("[rtsp]\ntransports = []\n", &[]);
+        assert!(empty.contains("invalid value []"), "{empty}");
+        let unknown = refused("[rtsp]\ntransports = [\"tcp\", \"sctp\"]\n", &[]);
+        assert!(unknown.contains("rtsp.transports"), "{unknown}");
+        assert!(unknown.contains("sctp"), "{unknown}");
+        // One setting under its two names is a mistake, not a merge.
+        let twice = refused("[rtsp]\nrtp_port = 9000\nudp_rtp_port = 9000\n", &[]);
+        assert!(twice.contains("duplicate field `udp_rtp_port`"), "{twice}");
+    }
+
+    #[test]
+    fn a_bad_udp_port_is_reported_at_the_new_key() {
+        let odd = refused("[rtsp]\nudp_rtp_port = 9001\nudp_rtcp_port = 9002\n", &[]);
+        assert!(odd.contains("rtsp.udp_rtp_port"), "{odd}");
+        assert!(odd.contains("invalid value 9001"), "{odd}");
     }
 }
