@@ -759,8 +759,8 @@ fn start_tidewater(
         .env("TIDEWATER_HTTP__LISTEN", "127.0.0.1:0")
         .env("TIDEWATER_SRT__LISTEN", "127.0.0.1:0")
         .env("TIDEWATER_RTSP__LISTEN", "127.0.0.1:0")
-        .env("TIDEWATER_RTSP__RTP_PORT", "0")
-        .env("TIDEWATER_RTSP__RTCP_PORT", "0")
+        .env("TIDEWATER_RTSP__UDP_RTP_PORT", "0")
+        .env("TIDEWATER_RTSP__UDP_RTCP_PORT", "0")
         .env("TIDEWATER_WEBRTC__UDP_LISTEN", "127.0.0.1:0")
         .env("TIDEWATER_LOG__LEVEL", "warn")
         // Every viewer comes from 127.0.0.1: the per-address limit (2 000 by

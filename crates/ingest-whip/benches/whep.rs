@@ -315,7 +315,7 @@ fn measure(
         &config,
         format!(
             "[http]\nlisten = \"127.0.0.1:{http_port}\"\n[rtmp]\nlisten = \"127.0.0.1:{rtmp_port}\"\n\
-             [srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nrtp_port = 0\nrtcp_port = 0\n\
+             [srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nudp_rtp_port = 0\nudp_rtcp_port = 0\n\
              [webrtc]\nudp_listen = \"127.0.0.1:{udp_port}\"\nmax_sessions = {}\n",
             n + 16
         ),

@@ -19,7 +19,7 @@ use crate::http::openapi::tests::{check_shape, document};
 fn ports(http: &str) -> String {
     format!(
         "[http]\nlisten = \"127.0.0.1:0\"\n{http}[rtmp]\nlisten = \"127.0.0.1:0\"\n\
-         [srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nrtp_port = 0\nrtcp_port = 0\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n"
+         [srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nudp_rtp_port = 0\nudp_rtcp_port = 0\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n"
     )
 }
 

@@ -23,7 +23,7 @@ struct Running {
 
 async fn start(extra_config: &str) -> Running {
     let config = Config::from_toml_str(&format!(
-        "[http]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nrtp_port = 0\nrtcp_port = 0\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n[rtmp]\nlisten = \"127.0.0.1:0\"\n{extra_config}"
+        "[http]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nudp_rtp_port = 0\nudp_rtcp_port = 0\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n[rtmp]\nlisten = \"127.0.0.1:0\"\n{extra_config}"
     ))
     .expect("config");
     let server = Server::bind(&config).await.expect("bind");

@@ -214,7 +214,7 @@ fn status(addr: SocketAddr, path: &str, user: &str, password: &str) -> u16 {
 fn config(cam_permissions: &str) -> String {
     format!(
         "[http]\nlisten = \"127.0.0.1:0\"\n[rtmp]\nlisten = \"127.0.0.1:0\"\n\
-         [srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nrtp_port = 0\nrtcp_port = 0\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\
+         [srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nudp_rtp_port = 0\nudp_rtcp_port = 0\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\
          [[auth.users]]\nuser = \"ops\"\npassword = \"ops-pw\"\npermissions = [{{ action = \"api\" }}]\n\
          [[auth.users]]\nuser = \"cam\"\npassword = \"cam-pw\"\npermissions = [{cam_permissions}]\n"
     )

@@ -553,7 +553,7 @@ mod end_to_end {
         use base64::Engine as _;
         let dir = temp_dir();
         let config = Config::from_toml_str(&format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nrtp_port = 0\nrtcp_port = 0\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\
+            "[http]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nudp_rtp_port = 0\nudp_rtcp_port = 0\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\
              [rtmp]\nlisten = \"127.0.0.1:0\"\n\
              [record]\npaths = [\"live/*\"]\ndir = {:?}\n\
              [[auth.users]]\nuser = \"viewer\"\npassword = \"viewer-pw\"\n\
@@ -616,7 +616,7 @@ mod end_to_end {
         let rec = dir.join("rec");
         let rtmp_port = free_port();
         let config = Config::from_toml_str(&format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nrtp_port = 0\nrtcp_port = 0\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\
+            "[http]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nudp_rtp_port = 0\nudp_rtcp_port = 0\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\
              [rtmp]\nlisten = \"127.0.0.1:{rtmp_port}\"\n[defaults]\nfollow_grace_ms = 500\n\
              [hls]\nalways_on_all = false\n[dash]\nalways_on_all = false\n\
              [record]\npaths = [\"live/*\"]\ndir = {:?}\nsegment_s = 2\n",
