@@ -28,6 +28,10 @@
 //! | `tidewater_session_panics_total` | counter | `listener` | session tasks that panicked (each ended alone, logged with its peer and stream) |
 //! | `tidewater_auth_allowed_total` | counter | | requests the authorizer allowed (publish, read, playback, API, metrics) |
 //! | `tidewater_auth_refusals_total` | counter | `cause` | requests the authorizer refused, by cause (every cause, zeros included) |
+//! | `tidewater_recording_active` | gauge | `path` | 1 while the stream is recorded, 0 before it starts or after a write error stopped it (`[record]`) |
+//! | `tidewater_recording_bytes_total` | counter | `path` | bytes written by the stream's current (or last) recording run |
+//! | `tidewater_recording_keyframe_drops_total` | counter | `path` | times the recording dropped to the next keyframe, since the server started |
+//! | `tidewater_recording_disk_errors_total` | counter | `path` | times a write error stopped the recording, since the server started |
 //! | `tidewater_uptime_seconds` | gauge | | seconds since the server started serving |
 //! | `tidewater_process_open_fds` | gauge | | open file descriptors (Linux) |
 //! | `tidewater_process_open_sockets` | gauge | | open sockets (Linux) |
@@ -47,13 +51,20 @@
 //! rendered when the metrics know the authorizer
 //! ([`router_with_authorization`]; the server's routes always do).
 //!
-//! [`Metrics::render`] is what the route answers; `cargo xtask bench metrics`
+//! The `recording` families are those of the API's `recording` object
+//! ([`api`](super::api)): one series per live stream a `[record]` path
+//! matches, rendered when the server records anything (it layers its
+//! recorder on the routes, as for the API). `bytes` counts the current run,
+//! so a new run reads as a counter reset.
+//!
+//! [`Metrics::render_with`] is what the route answers; `cargo xtask bench metrics`
 //! measures it at 1 000 live streams.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::State;
 use axum::http::header;
@@ -63,6 +74,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use tidewater::record::Recorder;
 use tidewater::{Engine, HistogramSnapshot, ReaderMetrics, StreamMetrics};
 use tidewater_auth::{Authorization, RefusalCause};
 
@@ -74,6 +86,7 @@ pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CON
 #[derive(Debug, Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
+    engine: Engine,
 }
 
 impl Metrics {
@@ -87,7 +100,7 @@ impl Metrics {
     pub fn with_authorization(engine: Engine, auth: Option<Authorization>) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(EngineCollector {
-            engine,
+            engine: engine.clone(),
             started: Instant::now(),
         }));
         if let Some(auth) = auth {
@@ -95,20 +108,41 @@ impl Metrics {
         }
         Metrics {
             registry: Arc::new(registry),
+            engine,
         }
     }
 
     /// The text a scrape gets.
     pub fn render(&self) -> String {
+        self.render_with(None)
+    }
+
+    /// The text a scrape gets, with the `recording` families of `recorder`
+    /// when there is one.
+    pub fn render_with(&self, recorder: Option<&Recorder>) -> String {
         let mut out = String::new();
-        // Writing into a String fails only if a collector fails, and ours
-        // write into the same String.
-        if let Err(e) =
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
-        {
-            tracing::warn!("metrics: encoding failed: {e}");
+        encode(&mut out, &self.registry);
+        if let Some(recorder) = recorder {
+            // The recorder reaches the route per request (a layer the server
+            // adds after building the routes), so its families live in a
+            // registry of this scrape; the text format simply concatenates.
+            let mut registry = Registry::default();
+            registry.register_collector(Box::new(recording::RecordingCollector {
+                engine: self.engine.clone(),
+                recorder: recorder.clone(),
+            }));
+            encode(&mut out, &registry);
         }
         out
+    }
+}
+
+/// Appends `registry`'s families to `out`.
+fn encode(out: &mut String, registry: &Registry) {
+    // Writing into a String fails only if a collector fails, and ours
+    // write into the same String.
+    if let Err(e) = prometheus_client::encoding::prometheus_text::encode(out, registry) {
+        tracing::warn!("metrics: encoding failed: {e}");
     }
 }
 
@@ -124,8 +158,15 @@ pub fn router_with_authorization(engine: Engine, auth: Option<Authorization>) ->
         .with_state(Metrics::with_authorization(engine, auth))
 }
 
-async fn scrape(State(metrics): State<Metrics>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], metrics.render())
+async fn scrape(
+    State(metrics): State<Metrics>,
+    recorder: Option<Extension<Recorder>>,
+) -> impl IntoResponse {
+    let recorder = recorder.as_ref().map(|Extension(r)| r);
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        metrics.render_with(recorder),
+    )
 }
 
 #[derive(Debug)]
@@ -437,5 +478,6 @@ fn open_fds() -> Option<(u64, u64)> {
     Some((fds.saturating_sub(1), sockets))
 }
 
+mod recording;
 #[cfg(test)]
 mod tests;

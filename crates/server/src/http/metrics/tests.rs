@@ -475,3 +475,158 @@ async fn the_servers_routes_count_the_servers_authorizer() {
     assert_eq!(counter(&samples, "tidewater_auth_allowed_total", &[]), 2.0);
     served.stop().await;
 }
+
+/// The `recording` series of `path` in `samples`, by family.
+fn recording_series(samples: &[Sample], path: &str) -> HashMap<String, f64> {
+    samples
+        .iter()
+        .filter(|s| s.metric.starts_with("tidewater_recording_"))
+        .filter(|s| s.labels.get("path") == Some(path))
+        .map(|s| {
+            let v = match s.value {
+                Value::Counter(v) | Value::Gauge(v) => v,
+                ref other => panic!("{}: {other:?}", s.metric),
+            };
+            (s.metric.clone(), v)
+        })
+        .collect()
+}
+
+/// A server with `[record]` and an ffmpeg RTMP publish: while it publishes,
+/// `/metrics` shows the stream recorded with bytes growing and no drops or
+/// disk errors; once the stream ended, its series are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_publish_shows_in_the_recording_families() {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir =
+        std::env::temp_dir().join(format!("tidewater-metrics-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let rtmp_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let config = Config::from_toml_str(&format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[srt]\nlisten = \"127.0.0.1:0\"\n[rtsp]\nlisten = \"127.0.0.1:0\"\nudp_rtp_port = 0\nudp_rtcp_port = 0\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\
+         [rtmp]\nlisten = \"127.0.0.1:{rtmp_port}\"\n\
+         [hls]\nalways_on_all = false\n[dash]\nalways_on_all = false\n\
+         [record]\npaths = [\"live/*\"]\ndir = {:?}\nsegment_s = 2\n",
+        dir.display().to_string()
+    ))
+    .expect("config");
+    let server = crate::Server::bind(&config).await.expect("bind");
+    let client = Client(server.local_addr());
+    let shutdown = tidewater::CancellationToken::new();
+    let task = tokio::spawn(server.serve(shutdown.clone()));
+    let rtmp = SocketAddr::from(([127, 0, 0, 1], rtmp_port));
+    for _ in 0..200 {
+        if TcpStream::connect(rtmp).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Before any publish there is no live stream, so no series.
+    assert!(recording_series(&scrape(client).await, "live/rec").is_empty());
+
+    // 4 s at 25 fps (GOP 1 s), in real time.
+    let url = format!("rtmp://{rtmp}/live/rec");
+    let published = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=25",
+                "-t",
+                "4",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-g",
+                "25",
+                "-pix_fmt",
+                "yuv420p",
+                "-f",
+                "flv",
+                &url,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run ffmpeg (install ffmpeg): {e}"))
+    });
+
+    // While it publishes: recorded, and the bytes grow as fragments land.
+    let mut seen: Vec<HashMap<String, f64>> = Vec::new();
+    for _ in 0..200 {
+        let series = recording_series(&scrape(client).await, "live/rec");
+        let bytes = series
+            .get("tidewater_recording_bytes_total")
+            .copied()
+            .unwrap_or(0.0);
+        if bytes > 0.0 {
+            let first = seen
+                .first()
+                .map_or(bytes, |s| s["tidewater_recording_bytes_total"]);
+            seen.push(series);
+            if bytes > first {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen.len() >= 2,
+        "no recording bytes while publishing: {seen:?}"
+    );
+    for series in &seen {
+        assert_eq!(series.len(), 4, "{series:?}");
+        assert_eq!(series["tidewater_recording_active"], 1.0, "{series:?}");
+        assert_eq!(series["tidewater_recording_keyframe_drops_total"], 0.0);
+        assert_eq!(series["tidewater_recording_disk_errors_total"], 0.0);
+    }
+    let bytes = |s: &HashMap<String, f64>| s["tidewater_recording_bytes_total"];
+    assert!(
+        seen.windows(2).all(|w| bytes(&w[1]) >= bytes(&w[0])),
+        "{seen:?}"
+    );
+    assert!(bytes(&seen[seen.len() - 1]) > bytes(&seen[0]), "{seen:?}");
+
+    // The families are typed as named (counters end in `_total`).
+    let text = client.full("GET", "/metrics").await.body;
+    for (family, kind) in [
+        ("tidewater_recording_active", "gauge"),
+        ("tidewater_recording_bytes_total", "counter"),
+        ("tidewater_recording_keyframe_drops_total", "counter"),
+        ("tidewater_recording_disk_errors_total", "counter"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} {kind}\n")),
+            "{family} {kind}:\n{text}"
+        );
+    }
+
+    let published = published.await.expect("ffmpeg ran");
+    assert!(
+        published.status.success(),
+        "{}",
+        String::from_utf8_lossy(&published.stderr)
+    );
+    // Once the stream ended, its series are gone.
+    let mut gone = false;
+    for _ in 0..200 {
+        if recording_series(&scrape(client).await, "live/rec").is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "recording series outlived the stream");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
