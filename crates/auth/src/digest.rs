@@ -1,7 +1,8 @@
-//! HTTP/RTSP Digest (RFC 2617, RFC 7616) with MD5, without `qop` or with
-//! `qop=auth`.
+//! HTTP/RTSP Digest (RFC 2617, RFC 7616) with MD5 or SHA-256, without `qop`
+//! or with `qop=auth`.
 
-use md5::{Digest as _, Md5};
+use md5::{Digest, Md5};
+use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tidewater_core::DigestCredentials;
 
@@ -32,23 +33,32 @@ pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn md5_hex(parts: &[&str]) -> String {
-    let mut h = Md5::new();
+/// The lowercase hex hash of `parts` joined by `:`, as RFC 7616 §3.4.1
+/// builds `A1`, `A2` and the response.
+fn hash_hex<H: Digest>(parts: &[&str]) -> String {
+    let mut h = H::new();
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
             h.update(b":");
         }
         h.update(p.as_bytes());
     }
-    let mut out = String::with_capacity(32);
-    hex_into(&h.finalize(), &mut out);
+    let digest = h.finalize();
+    let mut out = String::with_capacity(digest.len() * 2);
+    hex_into(&digest, &mut out);
     out
+}
+
+#[cfg(test)]
+fn md5_hex(parts: &[&str]) -> String {
+    hash_hex::<Md5>(parts)
 }
 
 /// Whether a Digest response was computed with `password`.
 ///
-/// Pure RFC 2617 arithmetic: `algorithm` absent or `MD5`, `qop` absent or
-/// `auth` (`auth-int`, `MD5-sess` and SHA-256 are refused). It checks neither
+/// Pure RFC 2617 / RFC 7616 arithmetic: `algorithm` absent or `MD5`, or
+/// `SHA-256`; `qop` absent or `auth` (`auth-int`, the `-sess` variants,
+/// `SHA-512-256` and `userhash` are refused). It checks neither
 /// the nonce nor the realm: [`Authorization`](crate::Authorization) does, for
 /// nonces from [`Authorization::digest_nonce`](crate::Authorization::digest_nonce).
 ///
@@ -76,27 +86,32 @@ fn md5_hex(parts: &[&str]) -> String {
 /// assert!(!verify_digest(&d, "circle of life"));
 /// ```
 pub fn verify_digest(d: &DigestCredentials, password: &str) -> bool {
-    if let Some(alg) = &d.algorithm
-        && !alg.eq_ignore_ascii_case("MD5")
-    {
-        return false;
+    match d.algorithm.as_deref() {
+        None => expected::<Md5>(d, password),
+        Some(a) if a.eq_ignore_ascii_case("MD5") => expected::<Md5>(d, password),
+        Some(a) if a.eq_ignore_ascii_case("SHA-256") => expected::<Sha256>(d, password),
+        Some(_) => None,
     }
-    let ha1 = md5_hex(&[&d.user, &d.realm, password]);
-    let ha2 = md5_hex(&[&d.method, &d.uri]);
-    let expected = match d.qop.as_deref() {
-        None => md5_hex(&[&ha1, &d.nonce, &ha2]),
-        Some(q) if q.eq_ignore_ascii_case("auth") => {
-            let (Some(nc), Some(cnonce)) = (&d.nc, &d.cnonce) else {
-                return false;
-            };
-            md5_hex(&[&ha1, &d.nonce, nc, cnonce, q, &ha2])
-        }
-        Some(_) => return false,
-    };
-    let given = d.response.to_ascii_lowercase();
-    expected.as_bytes().ct_eq(given.as_bytes()).into()
+    .is_some_and(|expected| {
+        let given = d.response.to_ascii_lowercase();
+        expected.as_bytes().ct_eq(given.as_bytes()).into()
+    })
 }
 
+/// The response a client knowing `password` sends, with hash `H`; `None`
+/// for a `qop` this does not support or `qop=auth` without `nc`/`cnonce`.
+fn expected<H: Digest>(d: &DigestCredentials, password: &str) -> Option<String> {
+    let ha1 = hash_hex::<H>(&[&d.user, &d.realm, password]);
+    let ha2 = hash_hex::<H>(&[&d.method, &d.uri]);
+    match d.qop.as_deref() {
+        None => Some(hash_hex::<H>(&[&ha1, &d.nonce, &ha2])),
+        Some(q) if q.eq_ignore_ascii_case("auth") => {
+            let (nc, cnonce) = (d.nc.as_deref()?, d.cnonce.as_deref()?);
+            Some(hash_hex::<H>(&[&ha1, &d.nonce, nc, cnonce, q, &ha2]))
+        }
+        Some(_) => None,
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +165,10 @@ mod tests {
                 ..d.clone()
             },
             DigestCredentials {
+                algorithm: Some("MD5-sess".into()),
+                ..d.clone()
+            },
+            DigestCredentials {
                 qop: Some("auth-int".into()),
                 ..d.clone()
             },
@@ -186,6 +205,72 @@ mod tests {
         );
         assert!(verify_digest(&d, "Circle Of Life"));
         assert!(!verify_digest(&d, "wrong"));
+    }
+
+    /// RFC 7616 §3.9.1's example: the same request answered with SHA-256
+    /// and with MD5.
+    fn rfc7616(algorithm: &str, response: &str) -> DigestCredentials {
+        DigestCredentials {
+            user: "Mufasa".into(),
+            realm: "http-auth@example.org".into(),
+            nonce: "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v".into(),
+            uri: "/dir/index.html".into(),
+            method: "GET".into(),
+            response: response.into(),
+            algorithm: Some(algorithm.into()),
+            qop: Some("auth".into()),
+            nc: Some("00000001".into()),
+            cnonce: Some("f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ".into()),
+        }
+    }
+
+    #[test]
+    fn rfc7616_example_sha256_and_md5() {
+        let sha = rfc7616(
+            "SHA-256",
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
+        );
+        assert!(verify_digest(&sha, "Circle of Life"));
+        assert!(!verify_digest(&sha, "Circle Of Life"));
+        let lower = DigestCredentials {
+            algorithm: Some("sha-256".into()),
+            ..sha.clone()
+        };
+        assert!(verify_digest(&lower, "Circle of Life"));
+        let md5 = rfc7616("MD5", "8ca523f5e9506fed4657c9700eebdbec");
+        assert!(verify_digest(&md5, "Circle of Life"));
+        // A response is only good for the algorithm it names.
+        for (swapped, algorithm) in [(&sha, "MD5"), (&md5, "SHA-256")] {
+            let d = DigestCredentials {
+                algorithm: Some(algorithm.into()),
+                ..swapped.clone()
+            };
+            assert!(!verify_digest(&d, "Circle of Life"), "{d:?}");
+        }
+        for changed in [
+            DigestCredentials {
+                algorithm: Some("SHA-256-sess".into()),
+                ..sha.clone()
+            },
+            DigestCredentials {
+                algorithm: Some("SHA-512-256".into()),
+                ..sha.clone()
+            },
+            DigestCredentials {
+                cnonce: None,
+                ..sha.clone()
+            },
+            DigestCredentials {
+                uri: "/dir/other.html".into(),
+                ..sha.clone()
+            },
+            DigestCredentials {
+                response: sha.response[..32].into(),
+                ..sha
+            },
+        ] {
+            assert!(!verify_digest(&changed, "Circle of Life"), "{changed:?}");
+        }
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Credentials from an RTSP `Authorization` header: `Basic` becomes
 //! [`Credentials::UserPass`], `Digest` becomes [`Credentials::Digest`] (with
 //! the request method, so the authorizer can check the response), anything
-//! else none. A `401` challenges with Digest (MD5, a nonce from the
-//! authorizer, when it checks Digest: only users with a plain `password`
-//! can answer it) and with Basic.
+//! else none. A `401` challenges with Digest (a nonce from the authorizer,
+//! when it checks Digest: only users with a plain `password` can answer it),
+//! SHA-256 first and MD5 second as RFC 7616 §3.7 orders them, and with Basic.
 
 use base64::Engine as _;
 use tidewater_core::{Credentials, DigestCredentials};
@@ -89,6 +89,18 @@ pub fn basic_challenge(realm: &str) -> String {
     format!("Basic realm=\"{}\"", quotable(realm))
 }
 
+/// The `WWW-Authenticate` value of a Digest SHA-256 challenge (RFC 7616,
+/// `qop="auth"`) in `realm` with `nonce`. It goes before the MD5 one:
+/// clients that know SHA-256 take the first challenge they support, and
+/// ffmpeg 5.1 (MD5 only) keeps the last Digest challenge of a response.
+pub fn digest_sha256_challenge(realm: &str, nonce: &str) -> String {
+    format!(
+        "Digest realm=\"{}\", nonce=\"{}\", algorithm=SHA-256, qop=\"auth\"",
+        quotable(realm),
+        quotable(nonce)
+    )
+}
+
 /// The `WWW-Authenticate` value of a Digest challenge (RFC 2617, MD5, as
 /// ffmpeg and GStreamer speak it) in `realm` with `nonce`.
 pub fn digest_challenge(realm: &str, nonce: &str) -> String {
@@ -138,5 +150,35 @@ mod tests {
         assert_eq!(credentials("Bearer x", "PLAY"), Credentials::None);
         assert_eq!(credentials("Basic !!!", "PLAY"), Credentials::None);
         assert_eq!(basic_challenge("a\"b"), "Basic realm=\"ab\"");
+        assert_eq!(
+            digest_sha256_challenge("r", "n"),
+            "Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256, qop=\"auth\""
+        );
+    }
+
+    /// RFC 7616 §3.9.1's SHA-256 answer as a client writes it: every field
+    /// the verifier needs comes through, the algorithm included.
+    #[test]
+    fn rfc7616_sha256_authorization_is_read() {
+        let header = r#"Digest username="Mufasa", realm="http-auth@example.org", uri="/dir/index.html", algorithm=SHA-256, nonce="7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v", nc=00000001, cnonce="f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ", qop=auth, response="753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1", opaque="FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS""#;
+        let Credentials::Digest(d) = credentials(header, "GET") else {
+            panic!("digest expected");
+        };
+        assert_eq!(d.algorithm.as_deref(), Some("SHA-256"));
+        assert_eq!(
+            (d.user.as_str(), d.realm.as_str(), d.uri.as_str()),
+            ("Mufasa", "http-auth@example.org", "/dir/index.html")
+        );
+        assert_eq!(d.nonce, "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v");
+        assert_eq!(
+            d.cnonce.as_deref(),
+            Some("f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ")
+        );
+        assert_eq!(
+            d.response,
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
+        assert!(tidewater_auth::verify_digest(&d, "Circle of Life"));
+        assert!(!tidewater_auth::verify_digest(&d, "Circle Of Life"));
     }
 }

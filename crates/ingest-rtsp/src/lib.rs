@@ -158,7 +158,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-pub use auth::{basic_challenge, credentials, digest_challenge};
+pub use auth::{basic_challenge, credentials, digest_challenge, digest_sha256_challenge};
 pub use config::{
     ConfigError, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_REQUEST_LEN,
     DEFAULT_PORT, DEFAULT_RTCP_PORT, DEFAULT_RTP_PORT, DEFAULT_SESSION_TIMEOUT,

@@ -352,8 +352,8 @@ impl Session {
     }
 
     /// Answers the pending `ANNOUNCE` or `DESCRIBE` with an error status; a
-    /// 401 carries a Digest challenge with `nonce` (when the authorizer
-    /// checks Digest) and a Basic one, for `realm`.
+    /// 401 carries Digest challenges with `nonce` (when the authorizer
+    /// checks Digest: SHA-256, then MD5) and a Basic one, for `realm`.
     pub fn refuse(&mut self, status: u16, realm: &str, nonce: Option<&str>) -> Result<()> {
         let Some(p) = self.pending.take() else {
             return Ok(());
@@ -363,6 +363,7 @@ impl Session {
         let mut challenges = Vec::new();
         if status == 401 {
             if let Some(nonce) = nonce {
+                challenges.push(auth::digest_sha256_challenge(realm, nonce));
                 challenges.push(auth::digest_challenge(realm, nonce));
             }
             challenges.push(auth::basic_challenge(realm));

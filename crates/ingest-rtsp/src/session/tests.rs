@@ -449,15 +449,121 @@ fn refusals_wrong_order_and_garbage() {
         vec![455, 501, 400, 401]
     );
     let head = &r[3].1;
+    let sha256 = head
+        .find(
+            "WWW-Authenticate: Digest realm=\"tidewater\", nonce=\"abc123\", \
+             algorithm=SHA-256, qop=\"auth\"",
+        )
+        .expect("a Digest SHA-256 challenge");
     let digest = head
         .find("WWW-Authenticate: Digest realm=\"tidewater\", nonce=\"abc123\", algorithm=MD5")
         .expect("a Digest challenge");
     let basic = head
         .find("WWW-Authenticate: Basic realm=\"tidewater\"")
         .expect("a Basic challenge");
-    assert!(digest < basic, "Digest first: {head}");
+    assert!(
+        sha256 < digest && digest < basic,
+        "SHA-256, MD5, Basic: {head}"
+    );
     assert!(s.handle_input(b"\x00\x01garbage\r\n\r\n", now).is_err());
     assert!(s.is_closed());
+}
+
+/// A client's SHA-256 answer (RFC 7616, `qop=auth`) to the challenge in
+/// `head`, for `DESCRIBE url`.
+fn sha256_authorization(head: &str, user: &str, password: &str, url: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    fn h(parts: &[&str]) -> String {
+        Sha256::digest(parts.join(":").as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+    let line = head
+        .lines()
+        .find(|l| l.starts_with("WWW-Authenticate: Digest") && l.contains("algorithm=SHA-256"))
+        .expect("a SHA-256 challenge");
+    let param = |name: &str| {
+        line.split(&format!("{name}=\""))
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect(name)
+            .to_string()
+    };
+    let (realm, nonce) = (param("realm"), param("nonce"));
+    let ha1 = h(&[user, &realm, password]);
+    let ha2 = h(&["DESCRIBE", url]);
+    let response = h(&[&ha1, &nonce, "00000001", "0a4f113b", "auth", &ha2]);
+    format!(
+        "Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", \
+         uri=\"{url}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"0a4f113b\", \
+         response=\"{response}\"\r\n"
+    )
+}
+
+/// 401 with both Digest challenges, then a SHA-256 answer computed from the
+/// challenge goes through the session's `Authorization` reading to the
+/// auth crate's authorizer: the right password is let in, a wrong one not.
+#[tokio::test]
+async fn digest_sha256_round_trip_through_the_authorizer() {
+    use tidewater_core::{Action, AuthRequest, Authorizer, RefusalKind};
+    let config: tidewater_auth::AuthConfig = toml::from_str(
+        r#"
+        realm = "cams"
+        [[users]]
+        user = "viewer"
+        password = "Circle of Life"
+        permissions = [{ action = "read" }]
+        "#,
+    )
+    .expect("config");
+    let a = tidewater_auth::Authorization::new(config).expect("authorization");
+    let url = "rtsp://127.0.0.1:8554/live/cam";
+    let (mut s, now) = session();
+    let ask = |s: &mut Session, cseq: u32, extra: &str| {
+        s.handle_input(&request("DESCRIBE", url, cseq, extra, ""), now)
+            .expect("ok");
+        match s.poll_event() {
+            Some(SessionEvent::Describe(r)) => AuthRequest::new(Action::Read, "rtsp")
+                .peer("127.0.0.1:50000".parse().expect("peer"))
+                .key(r.target.key)
+                .credentials(r.credentials),
+            other => panic!("describe expected, got {other:?}"),
+        }
+    };
+
+    let first = ask(&mut s, 1, "");
+    let refusal = a.authorize(&first).await.expect_err("no credentials");
+    assert_eq!(refusal.kind(), RefusalKind::MissingCredentials, "{refusal}");
+    s.refuse(401, &a.realm(), Some(&a.digest_nonce()))
+        .expect("ok");
+    let r = responses(&mut s);
+    assert_eq!(r[0].0, 401);
+    let head = r[0].1.clone();
+    assert!(head.contains("algorithm=MD5"), "{head}");
+
+    let right = sha256_authorization(&head, "viewer", "Circle of Life", url);
+    let second = ask(&mut s, 2, &right);
+    let id = a
+        .authorize(&second)
+        .await
+        .expect("the right SHA-256 answer");
+    assert_eq!(
+        id.to_string(),
+        tidewater_core::Identity::named("viewer").to_string()
+    );
+
+    // Let in, the request goes on to the stream, which this test has not.
+    s.refuse(404, &a.realm(), None).expect("ok");
+    assert_eq!(responses(&mut s)[0].0, 404);
+
+    let wrong = sha256_authorization(&head, "viewer", "Circle Of Life", url);
+    let third = ask(&mut s, 3, &wrong);
+    let e = a.authorize(&third).await.expect_err("a wrong password");
+    assert_eq!(e.kind(), RefusalKind::InvalidCredentials);
+    s.refuse(401, &a.realm(), Some(&a.digest_nonce()))
+        .expect("ok");
+    assert_eq!(responses(&mut s)[0].0, 401);
 }
 
 #[test]
