@@ -2,15 +2,17 @@
 //! Python, `tests/helpers/rtsp_camera.py`, with Basic auth) stands in for the
 //! camera; the `tidewater` binary pulls it over TCP and UDP and ffmpeg reads
 //! the pulled streams back over RTMP and HLS. Also: the camera restarting,
-//! an on-demand pull, and a pull from a second tidewater's RTSP output.
+//! an on-demand pull, a pull from a second tidewater's RTSP output, and a
+//! pull under `[auth]` that grants nobody anonymous publishing.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tidewater_tests::auth::{exit_of, read_frames, rtmp_url, user_entry};
 use tidewater_tests::{
-    ChildGuard, FrameCrc, ServerCommand, catalog_codecs, ffmpeg_framecrc, http_get,
+    ChildGuard, FrameCrc, ServerCommand, catalog_codecs, ffmpeg_framecrc, ffmpeg_publish, http_get,
     loopback_config, try_http_get, wait_live, workspace_root,
 };
 
@@ -411,4 +413,58 @@ fn an_auto_pull_of_a_camera_refusing_tcp_moves_to_udp_with_digest() {
         &crc,
         50,
     );
+}
+
+#[test]
+fn a_pull_goes_live_under_auth_that_lets_no_anonymous_publish() {
+    let (_camera, url) = camera(0, "h264", &[]);
+    // The anonymous user may use the API (the helpers poll it) and nothing
+    // else: no publish, no read. Only `watcher` may read the pulled path.
+    let mut config = pull_config(&[("cams/door", &with_credentials(&url), "tcp", false)], "");
+    config.push_str("\n[auth.rate_limit]\nmax_failures = 0\n\n");
+    config.push_str("[[auth.users]]\nuser = \"any\"\npermissions = [{ action = \"api\" }]\n\n");
+    config.push_str(&user_entry(
+        "watcher",
+        "watch-pw",
+        &[r#"{ action = "read", path = "cams/*" }"#],
+    ));
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+
+    let live = wait_live(http, "cams/door", Duration::from_secs(20));
+    assert_eq!(live["protocol"], "rtsp-pull", "{live}");
+    let pull = wait_pull(http, "cams/door", Duration::from_secs(5), "live", |p| {
+        p["state"] == "live"
+    });
+    assert_eq!(pull["attempts"], 0, "{pull}");
+
+    let (crc, _) = ffmpeg_framecrc(
+        &rtmp_url(rtmp, "cams/door", Some(("watcher", "watch-pw"))),
+        &["-t", "3"],
+        Duration::from_secs(40),
+    );
+    assert_decoded("authenticated rtmp reader of a pull under [auth]", &crc, 50);
+
+    // The same [auth] holds for peers: an anonymous reader decodes nothing
+    // and an anonymous publisher of another camera path is refused.
+    let anonymous = read_frames(
+        &rtmp_url(rtmp, "cams/door", None),
+        &["-t", "3"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        anonymous.video_frames(),
+        0,
+        "an anonymous reader was let in: {}",
+        anonymous.stderr
+    );
+    let mut intruder = ffmpeg_publish(&rtmp_url(rtmp, "cams/intruder", None), 10, 25);
+    let (status, stderr) = exit_of(&mut intruder, Duration::from_secs(20))
+        .expect("an anonymous publisher is refused, not left publishing");
+    assert!(
+        !status.success(),
+        "anonymous publish exited {status}: {stderr}"
+    );
+    let intruder = http_get(&format!("http://{http}/api/v1/streams/cams/intruder"));
+    assert_eq!(intruder.status, 404, "cams/intruder: {intruder:?}");
 }

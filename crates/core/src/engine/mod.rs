@@ -108,10 +108,11 @@ impl Engine {
     }
 
     async fn authorize(&self, action: Action, req: &Request) -> Result<Identity> {
-        // The server's own readers (packagers, recorders) were built by its
-        // code, never from a peer's input: they serve players that are
-        // authorized request by request.
-        if req.internal && action == Action::Read {
+        // The server's own readers (packagers, recorders) and sources (pulls
+        // the operator configured) were built by its code, never from a
+        // peer's input: the readers serve players that are authorized request
+        // by request, and a configured source is the operator's own.
+        if req.internal {
             return Ok(Identity::anonymous());
         }
         let auth = AuthRequest {

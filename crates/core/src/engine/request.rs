@@ -21,12 +21,20 @@ pub struct Request {
     /// The user the protocol already authenticated, if any: shown with the
     /// session (API, logs). A user the authorizer recognizes takes its place.
     pub user: Option<String>,
-    /// A reader inside the server (a packager, a recorder) rather than a
-    /// viewer: not listed by [`Engine::sessions`](crate::Engine::sessions)
-    /// (the players it serves are, see [`PlayerSession`](crate::PlayerSession)),
-    /// and not asked of the authorizer: it reads on the server's behalf, and
-    /// its players are authorized request by request. Never set it from a
-    /// peer's input.
+    /// A reader or publisher inside the server rather than a peer: never
+    /// asked of the authorizer.
+    ///
+    /// - A reader (a packager, a recorder) reads on the server's behalf and
+    ///   its players are authorized request by request; it is not listed by
+    ///   [`Engine::sessions`](crate::Engine::sessions) (the players it serves
+    ///   are, see [`PlayerSession`](crate::PlayerSession)).
+    /// - A publisher is trusted: only an in-process source the operator
+    ///   configured (a `[[pull]]` camera) may publish this way. It is still
+    ///   listed, and still meets the application's duplicate-publish and
+    ///   publisher limits.
+    ///
+    /// Never set it from a peer's input: no protocol listener, relay or API
+    /// request may build an internal request.
     pub internal: bool,
     /// How many video frames a reader asks to start with: 0 (the default)
     /// starts at the newest cached GOP's keyframe; more starts, while that
@@ -70,7 +78,10 @@ impl Request {
         self
     }
 
-    /// Marks the reader as internal (not listed with the sessions).
+    /// Marks the request as the server's own ([`internal`](Self::internal)):
+    /// the authorizer is not asked. For readers built by the server's code
+    /// (packagers, recorders) and for publishes of in-process sources the
+    /// operator configured (camera pulls) only, never for a peer.
     pub fn internal(mut self) -> Self {
         self.internal = true;
         self

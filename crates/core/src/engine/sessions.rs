@@ -502,11 +502,62 @@ mod internal_tests {
             .await
             .expect("an internal reader is not asked");
         assert!(engine.sessions().iter().all(|s| s.id != packager.id()));
-        // Internal means read only: a publish is always asked.
-        let publish = engine
-            .open_publish(Request::new(StreamKey::parse("live/b").expect("key"), "x").internal())
+    }
+
+    /// Reads only: every publish of a peer is refused.
+    struct ReadOnly;
+
+    #[async_trait]
+    impl Authorizer for ReadOnly {
+        async fn authorize(&self, request: &AuthRequest) -> Result<Identity, Refusal> {
+            match request.action {
+                Action::Publish => Err(Refusal::forbidden("no publishing")),
+                _ => Ok(Identity::anonymous()),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn internal_publishes_skip_the_authorizer_and_peers_do_not() {
+        let engine = Engine::builder()
+            .app("cams", AppSpec::default())
+            .authorizer(ReadOnly)
+            .build()
+            .expect("engine");
+        let key = StreamKey::parse("cams/door").expect("key");
+        let from = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let refused = engine
+            .open_publish(Request::new(key.clone(), "rtmp").peer(from))
             .await;
-        assert!(publish.is_ok(), "PublishOnly allows publishing");
+        assert!(
+            matches!(
+                refused,
+                Err(crate::Error::Unauthorized {
+                    action: Action::Publish,
+                    ..
+                })
+            ),
+            "a peer's publish is asked and refused: {refused:?}"
+        );
+        assert!(engine.stream(&key).is_none());
+        let pull = engine
+            .open_publish(
+                Request::new(key.clone(), "rtsp-pull")
+                    .peer(from)
+                    .user("rtsp-pull")
+                    .internal(),
+            )
+            .await
+            .expect("an internal publish is not asked");
+        // Still an ordinary publisher: live, listed under its user.
+        assert!(engine.stream(&key).is_some());
+        let listed = engine.sessions();
+        assert!(
+            listed
+                .iter()
+                .any(|s| s.id == pull.id() && s.user.as_deref() == Some("rtsp-pull")),
+            "the pull is listed: {listed:?}"
+        );
     }
 }
 

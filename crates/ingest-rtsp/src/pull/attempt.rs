@@ -105,10 +105,13 @@ pub async fn run(
         .demuxed()
         .map_err(|e| failed(true, format!("cannot depacketize: {e}")))?;
     let request = Request::new(spec.key.clone(), PROTOCOL)
-        // The pull is the server's own doing: it publishes from the
-        // server's side of loopback (see the module docs on [auth]).
+        // The pull is the operator's own source, configured in `[[pull]]`:
+        // an internal publish that the authorizer is not asked about (see
+        // the module docs on [auth]). Shown from the server's side of
+        // loopback.
         .peer(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
-        .user(PROTOCOL);
+        .user(PROTOCOL)
+        .internal();
     let mut publish = ctx
         .open_publish(request)
         .await

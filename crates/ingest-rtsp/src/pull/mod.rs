@@ -35,9 +35,11 @@
 //!   application's duplicate-publish policy like any second publisher;
 //!   with `take_over` the pull, taken over, takes the path back after its
 //!   backoff, so give pulls paths of their own.
-//! - **Authorization**: the pull publishes as the server itself, from
-//!   `127.0.0.1` as user `rtsp-pull`: the authorizer must allow that
-//!   publish (with no `[auth]`, anonymous publish from loopback is allowed).
+//! - **Authorization**: a configured pull is the operator's own source: it
+//!   publishes as an internal request
+//!   ([`Request::internal`](tidewater_core::Request::internal)) that the
+//!   authorizer is not asked about, shown as user `rtsp-pull` from
+//!   `127.0.0.1`. Readers of the pulled stream are authorized as usual.
 //!
 //! # Where retina falls short, and what that means here
 //!
