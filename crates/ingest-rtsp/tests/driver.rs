@@ -64,7 +64,9 @@ async fn a_silent_client_is_closed_after_the_session_timeout() {
         .expect("closed by the server");
     assert!(text.starts_with("RTSP/1.0 200 "), "{text}");
     assert!(text.contains("CSeq: 1\r\n"));
-    assert!(text.contains("Public: OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, PAUSE, RECORD, TEARDOWN"));
+    assert!(
+        text.contains("Public: OPTIONS, DESCRIBE, ANNOUNCE, SETUP, PLAY, PAUSE, RECORD, TEARDOWN")
+    );
     let stats = engine.context().listener_stats("rtsp").snapshot();
     assert_eq!(stats.connections, 1);
 }
