@@ -515,6 +515,10 @@ async fn tw_subscriber_ref(mut sub: tw::Subscription, pace: Arc<Pace>) -> (u64, 
             Ok(tw::EventRef::Skipped { frames }) => {
                 return tally.fail(format!("tidewater subscriber {id} skipped {frames} frames"));
             }
+            // Only followers see republishes; the bench publishes once.
+            Ok(tw::EventRef::Discontinuity { .. }) => {
+                return tally.fail(format!("tidewater subscriber {id}: a discontinuity"));
+            }
             Err(tw::RecvError::Ended(_)) => return (tally.frames, tally.sum),
             Err(e) => return tally.fail(format!("tidewater subscriber {id}: {e}")),
         }

@@ -118,6 +118,27 @@ fn quotable(text: &str) -> String {
         .collect()
 }
 
+/// Whether `d` is the RFC 7616 SHA-256 (`qop=auth`) answer for `password`:
+/// the check the auth crate makes, redone here so the tests show that what
+/// this crate reads is enough to make it (protocol crates do not depend on
+/// the auth crate, not even in tests).
+#[cfg(test)]
+pub(crate) fn sha256_response_matches(d: &DigestCredentials, password: &str) -> bool {
+    use sha2::{Digest as _, Sha256};
+    fn h(parts: &[&str]) -> String {
+        Sha256::digest(parts.join(":").as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+    let (Some(nc), Some(cnonce), Some(qop)) = (&d.nc, &d.cnonce, &d.qop) else {
+        return false;
+    };
+    let ha1 = h(&[&d.user, &d.realm, password]);
+    let ha2 = h(&[&d.method, &d.uri]);
+    h(&[&ha1, &d.nonce, nc, cnonce, qop, &ha2]) == d.response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,25 +202,4 @@ mod tests {
         assert!(sha256_response_matches(&d, "Circle of Life"));
         assert!(!sha256_response_matches(&d, "Circle Of Life"));
     }
-}
-
-/// Whether `d` is the RFC 7616 SHA-256 (`qop=auth`) answer for `password`:
-/// the check the auth crate makes, redone here so the tests show that what
-/// this crate reads is enough to make it (protocol crates do not depend on
-/// the auth crate, not even in tests).
-#[cfg(test)]
-pub(crate) fn sha256_response_matches(d: &DigestCredentials, password: &str) -> bool {
-    use sha2::{Digest as _, Sha256};
-    fn h(parts: &[&str]) -> String {
-        Sha256::digest(parts.join(":").as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    }
-    let (Some(nc), Some(cnonce), Some(qop)) = (&d.nc, &d.cnonce, &d.qop) else {
-        return false;
-    };
-    let ha1 = h(&[&d.user, &d.realm, password]);
-    let ha2 = h(&[&d.method, &d.uri]);
-    h(&[&ha1, &d.nonce, nc, cnonce, qop, &ha2]) == d.response
 }
