@@ -366,14 +366,27 @@ fn serve_page(
 }
 
 fn handle(stream: TcpStream, page: &str, script: &[u8], report: &Mutex<PlayerReport>) {
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
+    let Some((path, body)) = read_request(&stream) else {
         return;
-    }
+    };
+    let (status, kind, content): (&str, &str, &[u8]) = match path.as_str() {
+        "/" => ("200 OK", "text/html; charset=utf-8", page.as_bytes()),
+        "/player.js" => ("200 OK", "text/javascript", script),
+        "/report" => {
+            record(report, &body);
+            ("204 No Content", "text/plain", b"")
+        }
+        _ => ("404 Not Found", "text/plain", b"not found"),
+    };
+    respond(stream, status, kind, content);
+}
+
+/// One request of a test page's loopback server: its path and body (at most
+/// 1 MiB), or `None` when the browser went away mid-request.
+pub(crate) fn read_request(stream: &TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).ok()?;
     let mut length = 0usize;
     loop {
         let mut line = String::new();
@@ -387,20 +400,13 @@ fn handle(stream: TcpStream, page: &str, script: &[u8], report: &Mutex<PlayerRep
         }
     }
     let mut body = vec![0; length.min(1 << 20)];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
+    reader.read_exact(&mut body).ok()?;
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, kind, content): (&str, &str, &[u8]) = match path {
-        "/" => ("200 OK", "text/html; charset=utf-8", page.as_bytes()),
-        "/player.js" => ("200 OK", "text/javascript", script),
-        "/report" => {
-            record(report, &body);
-            ("204 No Content", "text/plain", b"")
-        }
-        _ => ("404 Not Found", "text/plain", b"not found"),
-    };
-    let mut stream = stream;
+    Some((path.to_owned(), body))
+}
+
+/// Answers a test page's request and closes the connection.
+pub(crate) fn respond(mut stream: TcpStream, status: &str, kind: &str, content: &[u8]) {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         content.len()

@@ -15,13 +15,13 @@
 //! `--use-fake-ui-for-media-stream`), autoplay allowed, and host candidates
 //! with real addresses instead of mDNS names.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::browser::{read_request, respond};
 use crate::{ChildGuard, TempDir};
 
 const PRELUDE: &str = r#"<!doctype html><html><head><meta charset="utf-8"></head><body><script>
@@ -193,32 +193,10 @@ fn serve(listener: TcpListener, page: String, lines: Lines, stop: Arc<AtomicBool
 }
 
 fn handle(stream: TcpStream, page: &str, lines: &Mutex<Vec<String>>) {
-    let Ok(read_half) = stream.try_clone() else {
+    let Some((path, body)) = read_request(&stream) else {
         return;
     };
-    let mut reader = BufReader::new(read_half);
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length.min(1 << 20)];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-    let (status, content): (&str, &[u8]) = match path {
+    let (status, content): (&str, &[u8]) = match path.as_str() {
         "/" => ("200 OK", page.as_bytes()),
         "/log" => {
             lines
@@ -229,11 +207,5 @@ fn handle(stream: TcpStream, page: &str, lines: &Mutex<Vec<String>>) {
         }
         _ => ("404 Not Found", b"not found"),
     };
-    let mut stream = stream;
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        content.len()
-    );
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(content);
+    respond(stream, status, "text/html; charset=utf-8", content);
 }
