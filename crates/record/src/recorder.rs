@@ -300,7 +300,9 @@ async fn follow(
                     .map(|t| (t.id, t.timescale))
                     .collect();
                 if let Err(e) = mux.catalog(&catalog, &mut outs) {
-                    warn!("record: {key}: tracks not recordable: {e}");
+                    warn!(
+                        "record: {key}: tracks not recordable: {e} (not recorded; `[record] paths` chooses what is)"
+                    );
                 }
             }
             Ok(Event::Frame(f)) => {

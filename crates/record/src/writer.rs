@@ -47,7 +47,9 @@ pub(crate) fn run(
                 _ => e.to_string(),
             };
             tracing::error!(
-                "record: {}: writing failed ({what}): recording of this stream stopped",
+                "record: {}: writing failed ({what}): recording of this stream stopped until its \
+                 next publish; free space there, or cap it with `[record] retention` / `max_bytes` \
+                 or move `[record] dir`",
                 dir.display()
             );
             stats.disk_errors.fetch_add(1, Ordering::Relaxed);
