@@ -153,6 +153,7 @@ mod pull;
 mod record;
 mod rtmp;
 mod rtsp;
+mod server;
 mod srt;
 mod web;
 mod webrtc;
@@ -177,6 +178,7 @@ pub use pull::{PullEntry, pull_specs};
 pub use record::{RecordOverride, RecordSection};
 pub use rtmp::{DEFAULT_RTMP_PORT, DEFAULT_RTMPS_PORT, RtmpSection, RtmpsSection};
 pub use rtsp::{DEFAULT_RTSPS_PORT, RtspSection, RtspTransport, RtspsSection};
+pub use server::{DEFAULT_DRAIN_MS, MAX_DRAIN_MS, ServerSection};
 pub use srt::{SrtEncryption, SrtSection};
 pub use web::WebSection;
 pub use webrtc::{IceServerEntry, WebrtcSection};
@@ -191,6 +193,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[server]`: the process itself (how a graceful stop drains).
+    pub server: ServerSection,
     /// `[defaults]`: settings of every application not named under `[apps]`,
     /// and the base every named one inherits from.
     pub defaults: Defaults,
@@ -244,6 +248,7 @@ impl Config {
         self.http.check()?;
         self.https.check()?;
         self.log.check()?;
+        self.server.check()?;
         self.rtmp.check()?;
         self.rtmps.check()?;
         self.check_policy()?;
@@ -270,6 +275,7 @@ impl Config {
         let Config {
             http,
             log,
+            server,
             defaults,
             apps,
             rtmp,
@@ -290,6 +296,7 @@ impl Config {
         [
             ("http", *http != other.http),
             ("log", *log != other.log),
+            ("server", *server != other.server),
             ("defaults", *defaults != other.defaults),
             ("apps", *apps != other.apps),
             ("rtmp", *rtmp != other.rtmp),
@@ -316,23 +323,32 @@ impl Config {
     /// authorizer of `[auth]`.
     pub fn engine_builder(&self) -> Result<EngineBuilder> {
         self.check()?;
-        self.engine_builder_with(self.auth.authorization()?)
+        self.engine_builder_with(
+            self.auth.authorization()?,
+            &crate::shutdown::PublishGate::default(),
+        )
     }
 
     /// An [`EngineBuilder`] with every application configured and `auth` as
     /// its authorizer (a clone of it: the caller keeps one for reloads and
     /// its HTTP guard). The configuration must have passed
     /// [`validate`](Self::validate).
-    fn engine_builder_with(&self, auth: Authorization) -> Result<EngineBuilder> {
-        let mut builder = match &self.cluster {
+    fn engine_builder_with(
+        &self,
+        auth: Authorization,
+        gate: &crate::shutdown::PublishGate,
+    ) -> Result<EngineBuilder> {
+        let auth: std::sync::Arc<dyn tidewater::Authorizer> = match &self.cluster {
             // The cluster's nodes present its secret; everyone else is
             // `[auth]`'s to answer.
-            Some(c) => Engine::builder().authorizer(tidewater::cluster::ClusterSecret::new(
+            Some(c) => std::sync::Arc::new(tidewater::cluster::ClusterSecret::new(
                 c.secret.clone(),
                 std::sync::Arc::new(auth),
             )),
-            None => Engine::builder().authorizer(auth),
+            None => std::sync::Arc::new(auth),
         };
+        // In front of everything: a graceful stop refuses every publish.
+        let mut builder = Engine::builder().authorizer(gate.guard(auth));
         for (name, spec) in self.app_specs()? {
             builder = builder.app(name, spec);
         }
@@ -350,8 +366,18 @@ impl Config {
     /// Builds the engine this configuration describes, with `auth` (built
     /// from `[auth]`) as its authorizer: the same `auth` the server keeps.
     pub fn build_engine_with(&self, auth: &Authorization) -> Result<Engine> {
+        self.build_engine_gated(auth, &crate::shutdown::PublishGate::default())
+    }
+
+    /// [`build_engine_with`](Self::build_engine_with), refusing every
+    /// publish once `gate` closes (a graceful stop).
+    pub fn build_engine_gated(
+        &self,
+        auth: &Authorization,
+        gate: &crate::shutdown::PublishGate,
+    ) -> Result<Engine> {
         self.check()?;
-        Self::build(self.engine_builder_with(auth.clone())?)
+        Self::build(self.engine_builder_with(auth.clone(), gate)?)
     }
 
     fn build(builder: EngineBuilder) -> Result<Engine> {

@@ -29,9 +29,10 @@
 //! the schema and the environment mapping. SIGHUP (or
 //! `POST /api/v1/config/reload`) reads them again: `[auth]` applies at once,
 //! other changes are reported as needing a restart ([`reload`]). SIGINT or
-//! SIGTERM stops the server gracefully: it stops accepting, ends every live
-//! publish (so viewers see the end of their streams), lets open HTTP
-//! requests finish for up to [`DRAIN_TIMEOUT`], and exits 0.
+//! SIGTERM stops the server gracefully ([`shutdown`]): it refuses new
+//! publishes and ends every live one (playlists get `EXT-X-ENDLIST`, MPDs
+//! turn static, recordings close), keeps HTTP serving for `[server]
+//! drain_ms` so players fetch the end, closes every session and exits 0.
 //!
 //! `tidewater hash-password` reads a password from standard input (or
 //! `--password`) and prints its argon2id PHC string for `password_hash`.
@@ -92,6 +93,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod logging;
 pub mod reload;
+pub mod shutdown;
 mod tls;
 
 use std::net::SocketAddr;
@@ -106,6 +108,7 @@ use tokio::net::TcpListener;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use reload::{ConfigSource, ReloadError, ReloadReport, Reloader};
+pub use shutdown::{PublishGate, ShutdownSignals};
 pub use tls::{CERT_POLL_INTERVAL, TlsFiles};
 
 use http::serve::{HttpListener, Limits};
@@ -114,7 +117,8 @@ use tls::LiveTls;
 /// How often the idle reaper looks for publishes that stopped sending.
 pub const REAP_INTERVAL: Duration = Duration::from_secs(1);
 
-/// How long a shutdown waits for open HTTP requests before closing them.
+/// How long a shutdown, once drained, waits for the HTTP responses in
+/// flight before closing their connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A server whose listeners are bound, ready to [`serve`](Self::serve).
@@ -143,6 +147,8 @@ pub struct Server {
     record: Option<tidewater::record::Recorder>,
     pull: Option<Arc<tidewater_rtsp::pull::RtspPull>>,
     cluster: Option<tidewater::cluster::ClusterConfig>,
+    gate: PublishGate,
+    drain: Duration,
 }
 
 /// Binds a TCP listener; returns it with its actual address.
@@ -166,7 +172,8 @@ impl Server {
     /// [`reloads_from`](Self::reloads_from).
     pub async fn bind(config: &Config) -> Result<Server> {
         let auth = config.auth.authorization()?;
-        let engine = config.build_engine_with(&auth)?;
+        let gate = PublishGate::default();
+        let engine = config.build_engine_gated(&auth, &gate)?;
         let (http, http_addr) = bind_tcp(config.http.listen, "http.listen").await?;
         tracing::info!("http listening on {http_addr}");
         let (https, https_addr) = match config.https.tls_files()? {
@@ -273,7 +280,16 @@ impl Server {
             record,
             cluster,
             pull,
+            gate,
+            drain: config.server.drain(),
         })
+    }
+
+    /// How long a graceful stop keeps HTTP serving once every publish
+    /// ended (`[server] drain_ms`; see [`shutdown`]).
+    pub fn drain(mut self, drain: Duration) -> Self {
+        self.drain = drain;
+        self
     }
 
     /// The recorder of `[record]` (`None` when nothing is recorded).
@@ -365,10 +381,12 @@ impl Server {
         &self.engine
     }
 
-    /// Serves until `shutdown` is cancelled, then stops gracefully: stop
-    /// accepting, end every live publish ([`Engine::shutdown`], so streaming
-    /// responses reach their end), wait up to [`DRAIN_TIMEOUT`] for open
-    /// requests, stop the reaper.
+    /// Serves until `shutdown` is cancelled, then stops gracefully in the
+    /// phases of [`shutdown`]: refuse publishes and end every live one
+    /// ([`Engine::shutdown`]) so every output finalizes, keep HTTP serving
+    /// for the [drain](Self::drain) (or until no reader is left), then close
+    /// the listeners and their sessions (HTTP responses in flight get up to
+    /// [`DRAIN_TIMEOUT`]).
     pub async fn serve(self, shutdown: CancellationToken) -> Result<()> {
         let pushes = self.pushes();
         let Server {
@@ -395,8 +413,18 @@ impl Server {
             record,
             cluster,
             pull,
+            gate,
+            drain,
         } = self;
-        let reaper = engine.spawn_reaper(REAP_INTERVAL, shutdown.child_token());
+        // `shutdown` starts the stop; these end its phases: HTTP stops
+        // after the drain, the protocol listeners with it, the background
+        // tasks (reaper, packaging and recording services, cluster) last.
+        let (stop_http, stop_workers, background) = (
+            CancellationToken::new(),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        );
+        let reaper = engine.spawn_reaper(REAP_INTERVAL, background.child_token());
         if let Some(c) = cluster {
             // Joined before any listener accepts: a publish is claimed in
             // the directory from the first one. The engine's authorizer
@@ -405,7 +433,7 @@ impl Server {
                 c.secret.clone(),
                 Arc::new(tidewater::PermitAll),
             ));
-            tidewater::cluster::Cluster::start(engine.clone(), c, secret, shutdown.child_token())
+            tidewater::cluster::Cluster::start(engine.clone(), c, secret, background.child_token())
                 .await
                 .map_err(Error::Cluster)?;
         }
@@ -437,7 +465,7 @@ impl Server {
             )
             .collect();
         let mut workers = tokio::spawn({
-            let (engine, token) = (engine.clone(), shutdown.child_token());
+            let (engine, token) = (engine.clone(), stop_workers.clone());
             async move { engine.serve(protocols, token).await }
         });
         let mut app = http::router_with(engine.clone(), pushes, Some(reloader));
@@ -449,7 +477,7 @@ impl Server {
             app = app.merge(tidewater::srt::http_ts_router(engine.context(), timeout));
         }
         if let Some(hls) = hls {
-            tokio::spawn(hls.clone().run_always_on(shutdown.child_token()));
+            tokio::spawn(hls.clone().run_always_on(background.child_token()));
             app = app.merge(tidewater::hls::router(hls));
         }
         if let Some(whip) = &whip {
@@ -458,11 +486,12 @@ impl Server {
         if let Some(console) = console {
             app = app.merge(http::console::router(console));
         }
+        let recorder = record.clone();
         if let Some(record) = record {
             let library = record.library().clone();
             // The API shows each stream's recording state through it.
             app = app.layer(axum::Extension(record.clone()));
-            tokio::spawn(record.run(shutdown.child_token()));
+            tokio::spawn(record.run(background.child_token()));
             app = app.merge(http::playback::router(engine.clone(), library));
         }
         if let Some(pull) = &pull {
@@ -479,7 +508,7 @@ impl Server {
             stats: engine.listener_stats("http"),
         })
         .chain(https.map(|(listener, tls)| {
-            tokio::spawn(tls.clone().watch(cert_poll, shutdown.child_token()));
+            tokio::spawn(tls.clone().watch(cert_poll, background.child_token()));
             HttpListener {
                 listener,
                 name: "https",
@@ -490,7 +519,7 @@ impl Server {
         }))
         .collect();
         let mut server = tokio::spawn({
-            let stop_accepting = shutdown.clone();
+            let stop_accepting = stop_http.clone();
             async move {
                 // Aborting this task drops the set, which aborts the listeners.
                 let mut serving = tokio::task::JoinSet::new();
@@ -504,8 +533,6 @@ impl Server {
             }
         });
 
-        // The HTTP server stops on the same token: when both are ready, the
-        // token is what happened.
         let early = tokio::select! {
             biased;
             () = shutdown.cancelled() => None,
@@ -519,33 +546,49 @@ impl Server {
                     Err(e) => Error::Http(std::io::Error::other(e)),
                 };
                 tracing::error!("{error}");
-                shutdown.cancel();
-                let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await;
+                gate.close();
                 engine.shutdown();
+                stop_http.cancel();
+                let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await;
+                background.cancel();
                 let _ = reaper.await;
                 return Err(error);
             }
         };
-        tracing::info!("shutting down");
-        engine.shutdown();
         let outcome = match early {
-            Some(result) if shutdown.is_cancelled() => flatten(result),
-            // Otherwise the HTTP server never returns on its own.
-            Some(result) => Err(flatten(result)
-                .err()
-                .unwrap_or_else(|| Error::Http(std::io::Error::other("stopped unexpectedly")))),
-            None => match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
-                Ok(result) => flatten(result),
-                Err(_) => {
-                    tracing::warn!(
-                        "http requests still open after {DRAIN_TIMEOUT:?}: closing them"
-                    );
-                    server.abort();
-                    Ok(())
+            None => {
+                shutdown::stop_ingest(&engine, &gate, recorder.as_ref()).await;
+                // The HTTP server only returns on its own when it failed.
+                let failed = tokio::select! {
+                    () = shutdown::drain(&engine, drain) => None,
+                    result = &mut server => Some(result),
+                };
+                shutdown::log_closing(&engine);
+                stop_http.cancel();
+                match failed {
+                    Some(result) => flatten(result),
+                    None => match tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await {
+                        Ok(result) => flatten(result),
+                        Err(_) => {
+                            tracing::warn!(
+                                "http responses still in flight after {DRAIN_TIMEOUT:?}: closing them"
+                            );
+                            server.abort();
+                            Ok(())
+                        }
+                    },
                 }
-            },
+            }
+            // The HTTP server never returns on its own unless it failed.
+            Some(result) => {
+                gate.close();
+                engine.shutdown();
+                Err(flatten(result)
+                    .err()
+                    .unwrap_or_else(|| Error::Http(std::io::Error::other("stopped unexpectedly"))))
+            }
         };
-        shutdown.cancel();
+        stop_workers.cancel();
         match tokio::time::timeout(DRAIN_TIMEOUT, &mut workers).await {
             Ok(Ok(Err(e))) => tracing::warn!("protocol worker: {e}"),
             Ok(Err(e)) => tracing::warn!("protocol workers: {e}"),
@@ -557,11 +600,12 @@ impl Server {
                 workers.abort();
             }
         }
+        background.cancel();
         if let Err(e) = reaper.await {
             tracing::warn!("idle reaper: {e}");
         }
         if outcome.is_ok() {
-            tracing::info!("http on {http_addr} closed; stopped");
+            tracing::info!("shutdown: http on {http_addr} and every listener closed; stopped");
         }
         outcome
     }
@@ -616,51 +660,6 @@ fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Resul
 /// Binds and serves `config` until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<()> {
     Server::bind(&config).await?.serve(shutdown).await
-}
-
-/// SIGINT and SIGTERM (Ctrl-C only, off Unix), installed at once so that a
-/// signal arriving before anyone waits is not lost.
-#[derive(Debug)]
-pub struct ShutdownSignals {
-    #[cfg(unix)]
-    interrupt: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    terminate: tokio::signal::unix::Signal,
-}
-
-impl ShutdownSignals {
-    /// Installs the handlers; from then on these signals no longer kill the
-    /// process. Must be called inside a Tokio runtime.
-    pub fn install() -> Result<Self> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok(ShutdownSignals {
-                interrupt: signal(SignalKind::interrupt()).map_err(Error::Signal)?,
-                terminate: signal(SignalKind::terminate()).map_err(Error::Signal)?,
-            })
-        }
-        #[cfg(not(unix))]
-        Ok(ShutdownSignals {})
-    }
-
-    /// Waits for the next signal; returns its name.
-    pub async fn recv(&mut self) -> &'static str {
-        #[cfg(unix)]
-        {
-            tokio::select! {
-                _ = self.interrupt.recv() => "SIGINT",
-                _ = self.terminate.recv() => "SIGTERM",
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            match tokio::signal::ctrl_c().await {
-                Ok(()) => "Ctrl-C",
-                Err(_) => std::future::pending().await,
-            }
-        }
-    }
 }
 
 #[cfg(test)]
