@@ -1,13 +1,33 @@
-//! Logging: `tracing` events as text lines on standard error.
+//! Logging: `tracing` events as text lines on standard error, through a
+//! writer that can never stop or slow the server.
+//!
+//! Standard error is whatever the operator attached: a terminal, a file, a
+//! pipe into `head` that closed after a few lines, a journal that stopped
+//! reading. Events are therefore formatted on the calling task and handed to
+//! one writer thread over a bounded queue ([`QUEUE_LINES`] lines): when the
+//! queue is full the line is dropped and counted ([`dropped_lines`]), never
+//! waited for; a failed write (a closed pipe) is ignored. Nothing in this
+//! path panics: the formatter's own "unable to write" report, which would
+//! `eprintln!` into the same closed pipe and panic, is turned off.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Lines waiting for the writer thread before new ones are dropped: a few
+/// seconds of a busy server's log (at most a few MB), enough to ride out a
+/// slow terminal without holding memory for a reader that never comes back.
+pub const QUEUE_LINES: usize = 8192;
+
+/// The counter of the installed writer (one per process, as the subscriber).
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
 /// Parses a `log.level` value: a bare level, or a filter in `RUST_LOG`
 /// syntax. A lone word that is not a level is refused (it would otherwise
@@ -25,9 +45,17 @@ pub fn parse_filter(level: &str) -> Result<EnvFilter, String> {
         .map_err(|e| format!("invalid filter {level:?}: {e}"))
 }
 
+/// Keeps the writer thread running; dropping it writes out the queued lines
+/// (waiting at most about a second for a stuck standard error).
+#[derive(Debug)]
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _worker: WorkerGuard,
+}
+
 /// Installs the global subscriber: `RUST_LOG` when set, else `log.level`.
 /// Colours only when standard error is a terminal.
-pub fn init(config: &LogConfig) -> Result<()> {
+pub fn init(config: &LogConfig) -> Result<LogGuard> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(filter) if !filter.trim().is_empty() => EnvFilter::builder()
             .parse(&filter)
@@ -38,10 +66,35 @@ pub fn init(config: &LogConfig) -> Result<()> {
             origin: None,
         })?,
     };
+    let ansi = std::io::stderr().is_terminal();
+    let (writer, worker) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(QUEUE_LINES)
+        .thread_name("tidewater-log")
+        .finish(std::io::stderr());
+    let _ = DROPPED.set(writer.error_counter());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer)
+        .with_ansi(ansi)
+        .log_internal_errors(false)
         .try_init()
-        .map_err(|e| Error::Logging(e.to_string()))
+        .map_err(|e| Error::Logging(e.to_string()))?;
+    Ok(LogGuard { _worker: worker })
+}
+
+/// Log lines dropped so far because standard error did not keep up (0
+/// before [`init`]).
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |c| u64::try_from(c.dropped_lines()).unwrap_or(u64::MAX))
+}
+
+/// Prints one line on standard error directly (before logging is set up, or
+/// for the final error): ignores a closed or failing standard error, where
+/// `eprintln!` would panic.
+pub fn print_error(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

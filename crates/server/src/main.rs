@@ -45,7 +45,7 @@ fn main() -> ExitCode {
         return match hash_password(password) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("tidewater: hash-password: {e:#}");
+                logging::print_error(format_args!("tidewater: hash-password: {e:#}"));
                 ExitCode::FAILURE
             }
         };
@@ -54,19 +54,30 @@ fn main() -> ExitCode {
     let config = match source.load() {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("tidewater: {:#}", anyhow::Error::from(e));
+            logging::print_error(format_args!("tidewater: {:#}", anyhow::Error::from(e)));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    if let Err(e) = logging::init(&config.log) {
-        eprintln!("tidewater: {:#}", anyhow::Error::from(e));
-        return ExitCode::from(EXIT_CONFIG);
+    // Held to the end of `main`: dropping it writes out the queued lines.
+    let _log = match logging::init(&config.log) {
+        Ok(guard) => guard,
+        Err(e) => {
+            logging::print_error(format_args!("tidewater: {:#}", anyhow::Error::from(e)));
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let outcome = run(config, source);
+    let dropped = logging::dropped_lines();
+    if dropped > 0 {
+        tracing::warn!("{dropped} log lines were dropped: standard error did not keep up");
     }
-    match run(config, source) {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("tidewater: {e:#}");
+            // One line, through the same non-blocking writer as every other
+            // (a direct write could block on a full pipe, or fail on a
+            // closed one).
+            tracing::error!("tidewater: {e:#}");
             ExitCode::FAILURE
         }
     }
