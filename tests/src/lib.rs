@@ -24,7 +24,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod auth;
 pub mod browser;
+pub mod metrics;
 pub mod page;
+pub mod rtmp_viewers;
 pub mod srt;
 pub mod tools;
 

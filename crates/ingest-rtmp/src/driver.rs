@@ -180,6 +180,24 @@ pub(crate) struct Connection<R, W> {
     name: &'static str,
 }
 
+/// Bytes a viewer's socket may hold that the network has not taken yet
+/// (`TCP_NOTSENT_LOWAT`); a write beyond waits.
+const MAX_UNSENT: u32 = 128 * 1024;
+
+/// Bounds what the kernel queues for a peer that does not read. Without it
+/// the send buffer autotunes to megabytes: a viewer that stops reading
+/// holds tens of seconds of the stream there, its lag invisible to the
+/// subscription, and one that reads a trickle only frees a third of that
+/// buffer (when the kernel wakes a writer) every few tens of seconds, so
+/// its writes time out instead of its subscription skipping. With the
+/// bound a stalled viewer's write blocks within a second or two of stream
+/// and times out after `write_timeout`; a slow one falls behind, skips
+/// and is evicted. What is in flight (the congestion window) is not
+/// limited, so throughput is not.
+fn bound_unsent(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_tcp_notsent_lowat(MAX_UNSENT);
+}
+
 /// Runs one accepted TCP connection to its end and logs how it ended.
 pub(crate) async fn run_connection(
     stream: TcpStream,
@@ -190,6 +208,7 @@ pub(crate) async fn run_connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    bound_unsent(&stream);
     let (rd, wr) = stream.into_split();
     run_halves(rd, wr, peer, "rtmp", &slot, ingest, &config, shutdown).await;
 }
@@ -206,6 +225,7 @@ pub(crate) async fn run_tls_connection(
     shutdown: CancellationToken,
 ) {
     let _ = stream.set_nodelay(true);
+    bound_unsent(&stream);
     let limit = config.handshake_timeout;
     let tls = tokio::select! {
         _ = shutdown.cancelled() => return,
