@@ -1,8 +1,8 @@
 //! WebRTC through the `tidewater` binary: headless Chromium publishes its
 //! fake camera and microphone over WHIP (offer first, candidates trickled
 //! in `PATCH`es) and ffmpeg decodes the stream over RTMP and LL-HLS; ffmpeg
-//! publishes x264 High + AAC over RTMP and Chromium plays it over WHEP,
-//! across a republish. The pages come from another origin than the
+//! publishes x264 High + AAC over RTMP and Chromium plays it over WHEP
+//! (the AAC transcoded to Opus once for the stream), across a republish. The pages come from another origin than the
 //! server's, so every signalling request goes through CORS.
 
 use std::net::SocketAddr;
@@ -74,7 +74,9 @@ const offerOf = async (pc) => { await pc.setLocalDescription(await pc.createOffe
     viewer.addTransceiver('video', {direction: 'recvonly'});
     viewer.addTransceiver('audio', {direction: 'recvonly'});
     const player = document.createElement('video');
-    player.muted = true; player.autoplay = true; player.playsInline = true;
+    // Not muted: WebRTC measures a track's level after the element's
+    // volume (the browser runs with --mute-audio, so nothing is heard).
+    player.muted = false; player.autoplay = true; player.playsInline = true;
     document.body.appendChild(player);
     const received = new MediaStream();
     viewer.ontrack = (e) => { received.addTrack(e.track); player.srcObject = received; };
@@ -85,7 +87,7 @@ const offerOf = async (pc) => { await pc.setLocalDescription(await pc.createOffe
     if (w.status !== 201) return log('refused ' + answer);
     await viewer.setRemoteDescription({type: 'answer', sdp: answer});
     setInterval(async () => {
-      let decoded = 0, audio = 0, codec = '';
+      let decoded = 0, audio = 0, samples = 0, level = 0, energy = 0, concealed = 0, acodec = '', codec = '';
       const stats = await viewer.getStats();
       stats.forEach(s => {
         if (s.type === 'inbound-rtp' && s.kind === 'video') {
@@ -93,10 +95,18 @@ const offerOf = async (pc) => { await pc.setLocalDescription(await pc.createOffe
           const c = s.codecId && stats.get(s.codecId);
           codec = c ? c.mimeType + ' ' + (c.sdpFmtpLine || '') : '';
         }
-        if (s.type === 'inbound-rtp' && s.kind === 'audio') audio = s.packetsReceived || 0;
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+          audio = s.packetsReceived || 0;
+          samples = s.totalSamplesReceived || 0;
+          level = Math.max(level, s.audioLevel || 0);
+          energy = s.totalAudioEnergy || 0;
+          concealed = s.concealedSamples || 0;
+          const c = s.codecId && stats.get(s.codecId);
+          acodec = c ? c.mimeType : '';
+        }
       });
       const q = player.getVideoPlaybackQuality();
-      log('report ' + JSON.stringify({decoded, audio, codec, shown: q.totalVideoFrames, w: player.videoWidth, h: player.videoHeight}));
+      log('report ' + JSON.stringify({decoded, audio, samples, level, energy, concealed, acodec, codec, shown: q.totalVideoFrames, w: player.videoWidth, h: player.videoHeight}));
     }, 250);
   } catch (e) {
     log('error ' + e);
@@ -437,13 +447,32 @@ fn chromium_plays_an_rtmp_publish_over_whep_across_a_republish() {
             .is_some_and(|c| c.starts_with("video/H264")),
         "{summary}"
     );
-    // AAC is not carried (no AAC to Opus transcoder yet), and the log says so.
+    // The AAC (ffmpeg's 440 Hz sine, 44.1 kHz mono) arrives as Opus,
+    // transcoded once for the stream: packets and decoded samples grow and
+    // the sine has a level.
+    let report = browser
+        .wait_until("report ", Duration::from_secs(20), |r| {
+            let v = json(r);
+            v["audio"].as_u64().unwrap_or(0) >= 100
+                && v["samples"].as_u64().unwrap_or(0) >= 48_000
+                && v["level"].as_f64().unwrap_or(0.0) > 0.0
+        })
+        .unwrap_or_default();
+    let v = json(if report.is_empty() { "{}" } else { &report });
+    let summary = format!(
+        "last report {report}; page {:?}\n{}",
+        browser.lines(),
+        server.output()
+    );
+    assert!(v["audio"].as_u64().unwrap_or(0) >= 100, "{summary}");
+    assert!(v["samples"].as_u64().unwrap_or(0) >= 48_000, "{summary}");
+    assert!(v["level"].as_f64().unwrap_or(0.0) > 0.0, "{summary}");
+    assert_eq!(v["acodec"], "audio/opus", "{summary}");
     assert!(
         server
-            .wait_for_line("AAC audio is not carried", Duration::from_secs(5))
+            .wait_for_line("transcode: audio to opus started", Duration::from_secs(5))
             .is_some(),
-        "{}",
-        server.output()
+        "{summary}"
     );
 
     // The publisher stops; another publishes 1 s later: the same WHEP
@@ -452,12 +481,15 @@ fn chromium_plays_an_rtmp_publish_over_whep_across_a_republish() {
         first.wait_for(Duration::from_secs(20)).is_some(),
         "the first publish ends"
     );
-    let before = decoded(&browser.last("report ").unwrap_or_default());
+    let last = browser.last("report ").unwrap_or_else(|| "{}".into());
+    let before = decoded(&last);
+    let audio_before = json(&last)["audio"].as_u64().unwrap_or(0);
     std::thread::sleep(Duration::from_secs(1));
     let _second = readme_publish(&format!("rtmp://{rtmp}/live/cam1"), 20);
     let report = browser
         .wait_until("report ", Duration::from_secs(20), |r| {
             decoded(r) >= before + 60
+                && json(r)["audio"].as_u64().unwrap_or(0) >= audio_before + 100
         })
         .unwrap_or_default();
     let summary = format!(
@@ -466,6 +498,10 @@ fn chromium_plays_an_rtmp_publish_over_whep_across_a_republish() {
         server.output()
     );
     assert!(decoded(&report) >= before + 60, "{summary}");
+    assert!(
+        json(&report)["audio"].as_u64().unwrap_or(0) >= audio_before + 100,
+        "audio goes on after the republish: {summary}"
+    );
     let answers = browser
         .lines()
         .iter()

@@ -90,6 +90,36 @@ pub(crate) const CLIENTS: &[Client] = &[
         package: "protobuf-compiler",
         probe: Probe::Command("protoc"),
     },
+    // tidewater-transcode (AAC <-> Opus) links FFmpeg's libraries through
+    // ffmpeg-next, whose binding runs bindgen (clang) and pkg-config.
+    Client {
+        package: "pkg-config",
+        probe: Probe::Command("pkg-config"),
+    },
+    Client {
+        package: "clang",
+        probe: Probe::Command("clang"),
+    },
+    Client {
+        package: "libclang-dev",
+        probe: Probe::Package,
+    },
+    Client {
+        package: "libavcodec-dev",
+        probe: Probe::Package,
+    },
+    Client {
+        package: "libavformat-dev",
+        probe: Probe::Package,
+    },
+    Client {
+        package: "libavutil-dev",
+        probe: Probe::Package,
+    },
+    Client {
+        package: "libswresample-dev",
+        probe: Probe::Package,
+    },
 ];
 
 #[derive(Debug, Clone, Copy)]

@@ -122,10 +122,15 @@
 //! playback resumes at the new publish's first keyframe in the same
 //! WHEP session.
 //!
-//! Not yet: audio of AAC streams (WHEP carries Opus only: there is no AAC
-//! to Opus transcoder yet, so an RTMP/SRT/RTSP stream with AAC plays
-//! without sound, and the log says `AAC audio is not carried` once per
-//! viewer); keyframe requests of viewers of non-WebRTC publishers
+//! Audio of AAC streams (RTMP, SRT, RTSP publishers): WebRTC carries Opus,
+//! so with the `transcode` feature (on in the server) a viewer attaches to
+//! the stream's AAC → Opus conversion (`tidewater-transcode`: one per
+//! stream however many viewers, started by the first viewer that needs it
+//! and stopped after the last, its packets a derived output shared by
+//! all); without it such a stream plays without sound and the log says
+//! `AAC audio is not carried` once per viewer.
+//!
+//! Not yet: keyframe requests of viewers of non-WebRTC publishers
 //! (answering them from the GOP cache); TWCC/REMB in the QoS; RTX for
 //! viewers (str0m answers NACKs from its send buffer); sending viewers'
 //! datagrams in batches.
@@ -198,7 +203,8 @@
 //!   `Location`, `ETag`, `Link`, `412` and `422` checked) and ffmpeg
 //!   decodes 640×480 over RTMP and LL-HLS (Opus too over LL-HLS); ffmpeg
 //!   publishes x264 (High, no B-frames) + AAC over RTMP and Chromium
-//!   plays it over WHEP, through a republish 1 s after the publisher
+//!   plays it over WHEP with the AAC transcoded to Opus (audio packets and
+//!   samples received, a level above 0), through a republish 1 s after the publisher
 //!   stopped, in one WHEP session; a B-frame stream is refused `422`.
 //! - `tests/signal_props.rs`: the stable twin of the `whip_signal` fuzz
 //!   target ([`fuzzing::signalling`]: offers and trickle fragments).
@@ -216,7 +222,10 @@
 //!
 //! # Feature flags
 //!
-//! None. The umbrella crate `tidewater` re-exports this crate as
+//! - `transcode`: AAC streams play with Opus audio over WHEP (see "WHEP
+//!   playback"); needs libavcodec and clang to build.
+//!
+//! The umbrella crate `tidewater` re-exports this crate as
 //! `tidewater::whip` behind its `whip` feature.
 //!
 //! # What is left
@@ -243,6 +252,7 @@ pub mod reorder;
 mod signal;
 pub mod trickle;
 pub mod whep;
+mod whep_audio;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;

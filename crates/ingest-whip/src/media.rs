@@ -40,6 +40,7 @@ use crate::config::WhipConfig;
 use crate::ingest::{Ingest, IngestOutput, MediaCodec, packet};
 use crate::reorder::Reorder;
 use crate::whep::{Item, RTP_FORMAT, items, packetize};
+use crate::whep_audio::{self, AacAudio};
 use tidewater_media::rtp::RtpPacket;
 
 /// Datagrams queued from the socket readers to the worker.
@@ -303,6 +304,7 @@ impl Peer {
                 {
                     let task = tokio::spawn(feed(
                         self.id.clone(),
+                        self.key.to_string(),
                         subscription,
                         taken,
                         v.media_tx.clone(),
@@ -495,17 +497,22 @@ impl Timeline {
 /// continued ([`Timeline`]).
 async fn feed(
     id: String,
+    stream: String,
     mut subscription: Subscription,
     taken: Vec<tidewater_core::Event>,
     tx: mpsc::Sender<Command>,
     resume: Option<Resume>,
 ) {
     let mut viewer = FeedState {
+        aac: AacAudio::new(stream),
         id,
         tx,
         timeline: Timeline::default(),
         warned: false,
     };
+    viewer
+        .aac
+        .generation(subscription.generation_state::<whep_audio::State>());
     for event in taken {
         if let tidewater_core::Event::Frame(f) = event
             && !viewer.frame(f.as_ref()).await
@@ -552,7 +559,12 @@ async fn feed(
         }
         match event {
             tidewater_core::Event::Frame(f) if !viewer.frame(f.as_ref()).await => return,
-            tidewater_core::Event::Discontinuity { .. } => viewer.timeline.discontinuity(),
+            tidewater_core::Event::Discontinuity { .. } => {
+                viewer.timeline.discontinuity();
+                if let Some(state) = follower.generation_state::<whep_audio::State>() {
+                    viewer.aac.generation(state);
+                }
+            }
             _ => {}
         }
     }
@@ -563,6 +575,8 @@ struct FeedState {
     id: String,
     tx: mpsc::Sender<Command>,
     timeline: Timeline,
+    /// The AAC → Opus conversion this viewer holds (an AAC stream).
+    aac: AacAudio,
     /// Whether the "not carried" line was logged.
     warned: bool,
 }
@@ -575,10 +589,17 @@ impl FeedState {
             self.end(why).await;
             return false;
         }
+        if batch.is_empty() && self.aac.items(f, &mut batch) && batch.is_empty() {
+            // The conversion waits for more input.
+            return true;
+        }
         if batch.is_empty() {
             if !self.warned && f.codec != Codec::H264 && f.codec != Codec::Opus {
                 self.warned = true;
-                let what = if f.codec == Codec::Aac {
+                let what = if f.codec == Codec::Aac && whep_audio::CARRIES_AAC {
+                    "AAC audio cannot be converted to Opus (see the transcode log line): video only"
+                        .to_owned()
+                } else if f.codec == Codec::Aac {
                     "AAC audio is not carried (WebRTC needs Opus and no AAC to Opus transcoder exists yet): video only".to_owned()
                 } else {
                     format!("{:?} is not carried over WebRTC", f.codec)
