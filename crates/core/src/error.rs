@@ -62,11 +62,12 @@ pub enum Error {
         key: StreamKey,
     },
     /// The stream already has a live publisher and the application rejects duplicates.
-    #[error("stream {key} is already being published (peer {peer:?} refused)")]
+    #[error("stream {key} is already being published by {}", crate::logs::Peer(*peer))]
     AlreadyPublishing {
         /// The stream.
         key: StreamKey,
-        /// The refused peer.
+        /// The peer publishing it now (`None`: an in-process publisher). The
+        /// refused one is the peer of the request, which its listener logs.
         peer: Option<SocketAddr>,
     },
     /// The application has as many publishers as it allows.

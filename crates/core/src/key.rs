@@ -11,8 +11,14 @@ pub const MAX_PART_LEN: usize = 128;
 /// A validated stream name, `app/stream`.
 ///
 /// Both parts are non-empty, at most [`MAX_PART_LEN`] bytes, contain no `/`,
-/// no control characters and no whitespace, and are neither `.` nor `..`:
-/// a key is safe to use as a path component and inside a URL path.
+/// no `%`, no control characters and no whitespace, and are neither `.` nor
+/// `..`: a key is safe to use as a path component and inside a URL path.
+///
+/// `%` is refused because every protocol would read it differently: RTMP and
+/// SRT pass it through, while URLs (HTTP outputs, RTSP, WHIP) decode it, so
+/// `live/%2e%2e` published over RTMP would only be reachable over HTTP as
+/// `%252e%252e`, and `%2e%2e` decoded somewhere else means `..`. Names are
+/// plain characters; nothing is percent-decoded after this check.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamKey {
     full: Box<str>,
@@ -46,7 +52,15 @@ impl StreamKey {
                 reason: "more than one '/'",
             });
         }
-        Self::new(app, stream)
+        // The refusal names the whole key, not only the part at fault: that
+        // is what the publisher typed and what the operator looks for.
+        Self::new(app, stream).map_err(|e| match e {
+            Error::InvalidKey { reason, .. } => Error::InvalidKey {
+                key: printable(text),
+                reason,
+            },
+            other => other,
+        })
     }
 
     /// The application part.
@@ -78,6 +92,8 @@ fn validate_part(part: &str, which: &'static str) -> Result<(), Error> {
         Some("'.' and '..' are not names")
     } else if part.contains('/') {
         Some("'/' inside a name")
+    } else if part.contains('%') {
+        Some("'%' in name (names are plain characters, never percent-encoded)")
     } else if part.chars().any(|c| c.is_control() || c.is_whitespace()) {
         Some("control character or whitespace in name")
     } else {
@@ -151,11 +167,23 @@ mod tests {
             "live/a b",
             "nokey",
             "live/.",
+            "live/%2e%2e",
+            "%41pp/x",
+            "live/100%",
         ] {
             assert!(StreamKey::parse(bad).is_err(), "{bad:?} must be rejected");
         }
         assert!(StreamKey::new("live", &"x".repeat(129)).is_err());
         assert!(StreamKey::new("live", &"x".repeat(128)).is_ok());
+    }
+
+    #[test]
+    fn percent_refusal_names_the_whole_key_and_the_rule() {
+        let text = StreamKey::parse("live/%2e%2e")
+            .expect_err("a '%' name")
+            .to_string();
+        assert!(text.contains("\"live/%2e%2e\""), "{text}");
+        assert!(text.contains("'%' in name"), "{text}");
     }
 
     #[test]

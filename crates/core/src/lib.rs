@@ -54,6 +54,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 mod key;
+pub mod logs;
 mod players;
 mod policy;
 mod protocol;

@@ -156,7 +156,7 @@ impl PlayerRegistry {
             Some(e) => {
                 let first = !e.kicked.swap(true, Relaxed);
                 if first {
-                    tracing::info!(stream = %e.info.key, session = id, protocol = e.info.protocol, peer = ?e.info.peer, "player kicked by the operator");
+                    tracing::info!(stream = %e.info.key, session = id, protocol = e.info.protocol, peer = %crate::logs::Peer(e.info.peer), "player kicked by the operator");
                 }
                 first
             }

@@ -52,7 +52,7 @@ fn check_reader_limit(req: &Request, max: usize, bus: &Bus) -> Result<()> {
                 .load(std::sync::atomic::Ordering::Relaxed),
         );
     if readers >= max {
-        tracing::info!(stream = %req.key, protocol = req.protocol, peer = ?req.peer, "reader refused: the stream has {readers} readers, its application allows {max} (max_readers)");
+        tracing::info!(stream = %req.key, protocol = req.protocol, peer = %crate::logs::Peer(req.peer), "reader refused: the stream has {readers} readers, its application allows {max} (max_readers)");
         return Err(Error::ReaderLimit {
             key: req.key.clone(),
             limit: max,
@@ -203,7 +203,7 @@ impl Engine {
             if current.is_some() && app.duplicate == DuplicatePublish::Reject {
                 return Err(Error::AlreadyPublishing {
                     key: req.key.clone(),
-                    peer: req.peer,
+                    peer: current.as_ref().and_then(|bus| bus.meta.peer),
                 });
             }
             if current.is_none() && app.max_publishers > 0 && live_in_app >= app.max_publishers {
@@ -242,7 +242,7 @@ impl Engine {
                 },
             );
         }
-        tracing::info!(stream = %req.key, generation = bus.generation, session = id, protocol = req.protocol, peer = ?req.peer, "publish started");
+        tracing::info!(stream = %req.key, generation = bus.generation, session = id, protocol = req.protocol, peer = %crate::logs::Peer(req.peer), "publish started");
         self.emit(
             &req.key,
             StreamEventKind::PublishStarted {

@@ -66,7 +66,7 @@ impl Engine {
         for slot in self.slots() {
             let Some(bus) = slot.live() else { continue };
             if bus.meta.id == id {
-                tracing::info!(stream = %bus.key, session = id, protocol = bus.meta.protocol, peer = ?bus.meta.peer, "publisher kicked by the operator");
+                tracing::info!(stream = %bus.key, session = id, protocol = bus.meta.protocol, peer = %crate::logs::Peer(bus.meta.peer), "publisher kicked by the operator");
                 return slot.end(&bus, EndReason::Kicked, &self.inner.emitter);
             }
             let found = bus
@@ -82,7 +82,7 @@ impl Engine {
                 }
                 let kicked = sub.kick();
                 if kicked {
-                    tracing::info!(stream = %bus.key, session = id, protocol = sub.info.protocol, peer = ?sub.info.peer, "reader kicked by the operator");
+                    tracing::info!(stream = %bus.key, session = id, protocol = sub.info.protocol, peer = %crate::logs::Peer(sub.info.peer), "reader kicked by the operator");
                 }
                 return kicked;
             }
