@@ -7,7 +7,15 @@
 //! | source audio | WHEP | RTMP, HTTP-FLV | TS (SRT, HTTP-TS, TS-HLS) | fMP4 (LL-HLS, DASH, record) | RTSP |
 //! |---|---|---|---|---|---|
 //! | AAC | Opus (transcoded here) | AAC | AAC | AAC | AAC |
-//! | Opus (WHIP) | Opus | AAC (transcoded here) | AAC (transcoded here) | Opus | Opus |
+//! | Opus (WHIP) | Opus | AAC (transcoded here; not wired yet) | AAC (transcoded here; not wired yet) | Opus | Opus |
+//!
+//! Wired today: WHEP (`tidewater-whip`, its `transcode` feature). The
+//! Opus → AAC direction works and is tested here, but the RTMP/HTTP-FLV
+//! and MPEG-TS outputs do not use it yet: they build their sequence
+//! headers, metadata and PMT from the stream's catalog, so they need
+//! [`AudioOutput::output_track`] in place of the catalog's Opus track and
+//! one tag or PES per converted packet; until then RTMP readers of a WHIP
+//! stream get enhanced-RTMP Opus and TS readers get no audio.
 //!
 //! # What it does
 //!
