@@ -24,6 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod auth;
 pub mod browser;
+pub mod netns;
 pub mod metrics;
 pub mod page;
 pub mod rtmp_viewers;
