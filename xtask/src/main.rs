@@ -38,7 +38,8 @@
 //! The tidy steps, for `tidy` and `test` alike: `layering` (no protocol
 //! crate, `crates/ingest-*`, `crates/pkg-*`, `crates/record` or
 //! `crates/cluster`, depends on another workspace crate than the shared seam
-//! crates `tidewater-core`, `tidewater-media` and `tidewater-http`;
+//! crates `tidewater-core`, `tidewater-media`, `tidewater-http` and
+//! `tidewater-transcode`;
 //! `tidewater-tests` is allowed as a dev-dependency), `docs` (every library
 //! crate but the internal test and bench support has `#![deny(missing_docs)]`
 //! in its `src/lib.rs`), `fmt`, `clippy` and `deny` (`cargo deny check

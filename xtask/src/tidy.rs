@@ -22,7 +22,14 @@ use crate::install::{Install, ensure_cargo_tool, ensure_component};
 /// The shared seam crates: the only workspace crates a protocol crate may
 /// depend on. A new seam crate (a relay or transcode seam, say) is added
 /// here, and nowhere else, when it lands.
-const SEAM_CRATES: &[&str] = &["tidewater-core", "tidewater-media", "tidewater-http"];
+/// `tidewater-transcode` is one: the audio conversion WHEP and the RTMP/TS
+/// outputs share, once per stream.
+const SEAM_CRATES: &[&str] = &[
+    "tidewater-core",
+    "tidewater-media",
+    "tidewater-http",
+    "tidewater-transcode",
+];
 
 /// The end-to-end test support library, which protocol crates may use as a
 /// dev-dependency (and only as one).
