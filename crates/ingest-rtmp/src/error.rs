@@ -152,7 +152,8 @@ pub enum Error {
     #[error("rtmp settings: {0}")]
     Config(#[from] crate::ConfigError),
     /// The listener could not be bound.
-    #[error("rtmp: cannot listen on {addr}: {source}")]
+    // No "rtmp:" prefix: the kernel's worker error names the protocol.
+    #[error("cannot listen on {addr}: {source}")]
     Bind {
         /// The address.
         addr: SocketAddr,

@@ -51,16 +51,22 @@ pub enum Error {
     /// Logging could not be set up.
     #[error("logging: {0}")]
     Logging(String),
-    /// The HTTP or HTTPS listener could not be bound.
-    #[error("cannot listen on {addr} ({key})")]
+    /// A listener could not be bound: one line with what, where, the
+    /// setting to change and the operating system's reason.
+    #[error(
+        "{what} cannot listen on {addr}: {os_error}; change {} or stop what uses the port",
+        setting(key)
+    )]
     Bind {
+        /// The listener (`http`, `rtmp`, `srt`, `rtsp RTP`, …).
+        what: &'static str,
         /// The address.
         addr: SocketAddr,
-        /// The setting of the address (`http.listen`, `https.listen`).
+        /// The setting of the address, dotted (`http.listen`, `srt.listen`).
         key: &'static str,
-        /// Why.
-        #[source]
-        source: std::io::Error,
+        /// Why (shown in the message, not as a separate cause, so that it
+        /// is printed once).
+        os_error: std::io::Error,
     },
     /// The HTTP server failed while running.
     #[error("http server failed")]
@@ -74,6 +80,14 @@ pub enum Error {
     /// Joining the cluster failed (etcd unreachable, the relay's port in use).
     #[error("cluster: {0}")]
     Cluster(#[source] tidewater::cluster::Error),
+}
+
+/// `rtmp.listen` as the file spells it: `[rtmp] listen`.
+fn setting(key: &str) -> String {
+    match key.split_once('.') {
+        Some((section, name)) => format!("[{section}] {name}"),
+        None => key.to_string(),
+    }
 }
 
 /// The server library's result type.

@@ -92,6 +92,7 @@ mod error;
 pub mod fuzzing;
 pub mod http;
 pub mod logging;
+mod preflight;
 pub mod reload;
 pub mod shutdown;
 mod tls;
@@ -152,13 +153,19 @@ pub struct Server {
 }
 
 /// Binds a TCP listener; returns it with its actual address.
-async fn bind_tcp(addr: SocketAddr, key: &'static str) -> Result<(TcpListener, SocketAddr)> {
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Bind { addr, key, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| Error::Bind { addr, key, source })?;
+async fn bind_tcp(
+    what: &'static str,
+    addr: SocketAddr,
+    key: &'static str,
+) -> Result<(TcpListener, SocketAddr)> {
+    let error = |os_error| Error::Bind {
+        what,
+        addr,
+        key,
+        os_error,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(error)?;
+    let bound = listener.local_addr().map_err(error)?;
     Ok((listener, bound))
 }
 
@@ -174,7 +181,9 @@ impl Server {
         let auth = config.auth.authorization()?;
         let gate = PublishGate::default();
         let engine = config.build_engine_gated(&auth, &gate)?;
-        let (http, http_addr) = bind_tcp(config.http.listen, "http.listen").await?;
+        // Every configured port at once, before any listener opens.
+        preflight::check(config)?;
+        let (http, http_addr) = bind_tcp("http", config.http.listen, "http.listen").await?;
         tracing::info!("http listening on {http_addr}");
         let (https, https_addr) = match config.https.tls_files()? {
             Some(files) => {
@@ -183,7 +192,8 @@ impl Server {
                     message: e.to_string(),
                     origin: None,
                 })?;
-                let (listener, addr) = bind_tcp(config.https.listen, "https.listen").await?;
+                let (listener, addr) =
+                    bind_tcp("https", config.https.listen, "https.listen").await?;
                 tracing::info!("https listening on {addr}");
                 (Some((listener, tls)), Some(addr))
             }

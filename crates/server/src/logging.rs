@@ -98,3 +98,47 @@ pub fn print_error(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
+
+/// An error and its causes on one line, `outer: cause: root`, leaving out a
+/// cause whose text the line already holds (errors that repeat their
+/// source's message, as `rtmp: cannot listen on …: Address already in use`
+/// over its `Address already in use`, would otherwise print it twice).
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        next = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("rtmp: cannot listen on 127.0.0.1:1935: {0}")]
+    struct Bind(#[source] std::io::Error);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("starting the workers")]
+    struct Start(#[source] Bind);
+
+    #[test]
+    fn a_cause_already_in_the_line_is_printed_once() {
+        let os = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let text = one_line(&Start(Bind(os)));
+        assert_eq!(
+            text,
+            format!(
+                "starting the workers: rtmp: cannot listen on 127.0.0.1:1935: {}",
+                std::io::Error::from(std::io::ErrorKind::AddrInUse)
+            )
+        );
+    }
+}

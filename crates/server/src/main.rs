@@ -45,7 +45,10 @@ fn main() -> ExitCode {
         return match hash_password(password) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                logging::print_error(format_args!("tidewater: hash-password: {e:#}"));
+                logging::print_error(format_args!(
+                    "tidewater: hash-password: {}",
+                    logging::one_line(e.as_ref())
+                ));
                 ExitCode::FAILURE
             }
         };
@@ -54,7 +57,7 @@ fn main() -> ExitCode {
     let config = match source.load() {
         Ok(config) => config,
         Err(e) => {
-            logging::print_error(format_args!("tidewater: {:#}", anyhow::Error::from(e)));
+            logging::print_error(format_args!("tidewater: {}", logging::one_line(&e)));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -62,7 +65,7 @@ fn main() -> ExitCode {
     let _log = match logging::init(&config.log) {
         Ok(guard) => guard,
         Err(e) => {
-            logging::print_error(format_args!("tidewater: {:#}", anyhow::Error::from(e)));
+            logging::print_error(format_args!("tidewater: {}", logging::one_line(&e)));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -77,7 +80,7 @@ fn main() -> ExitCode {
             // One line, through the same non-blocking writer as every other
             // (a direct write could block on a full pipe, or fail on a
             // closed one).
-            tracing::error!("tidewater: {e:#}");
+            tracing::error!("tidewater: {}", logging::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -322,7 +322,9 @@ async fn a_taken_port_is_a_bind_error_naming_the_key() {
     assert!(matches!(err, Error::Bind { .. }), "{err:?}");
     let text = err.to_string();
     assert!(
-        text.contains(&addr.to_string()) && text.contains("http.listen"),
+        text.contains(&addr.to_string())
+            && text.contains("[http] listen")
+            && text.contains("os error"),
         "{text}"
     );
 }
