@@ -70,6 +70,10 @@ pub struct DashConfig {
     pub player_idle_timeout: Duration,
     /// How long the first MPD request waits for the first segment.
     pub ready_timeout: Duration,
+    /// After the stream ends, how long its final MPD (`type="static"`, with
+    /// the window's segments) and those segments stay served (default 10 s,
+    /// as HLS keeps its final playlist), so players fetch the end.
+    pub linger: Duration,
 }
 
 impl Default for DashConfig {
@@ -84,6 +88,7 @@ impl Default for DashConfig {
             always_on_all: true,
             player_idle_timeout: DEFAULT_PLAYER_IDLE_TIMEOUT,
             ready_timeout: Duration::from_secs(10),
+            linger: Duration::from_secs(10),
         }
     }
 }

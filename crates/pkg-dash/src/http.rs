@@ -2,7 +2,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /dash/{app}/{stream}/manifest.mpd` | the dynamic MPD (`application/dash+xml`) |
+//! | `GET /dash/{app}/{stream}/manifest.mpd` | the dynamic MPD (`application/dash+xml`); static once the stream ended, for [`DashConfig::linger`](crate::DashConfig::linger) |
 //! | `GET /dash/{app}/{stream}/p{period}-{rep}-init.mp4` | a representation's init segment |
 //! | `GET /dash/{app}/{stream}/p{period}-{rep}-t{time}.m4s` | a media segment by `$Time$` (timeline mode) |
 //! | `GET /dash/{app}/{stream}/p{period}-{rep}-{number}.m4s` | a media segment by `$Number$` (low-latency mode); in progress: streamed chunk by chunk as produced |
@@ -139,8 +139,9 @@ async fn serve_mpd(
         let (written, hold) = {
             let p = lock(&entry.packager);
             let now = SystemTime::now();
-            let enough = p.config().low_latency || p.buffered() >= warm;
-            let hold = if late {
+            // A static MPD (the stream ended) is what it will stay.
+            let enough = p.config().low_latency || p.ended() || p.buffered() >= warm;
+            let hold = if late || p.ended() {
                 Duration::ZERO
             } else {
                 mpd::start_wait(&p, now, opts.latency_target)

@@ -79,6 +79,17 @@
 //! so a late keyframe never shifts later numbers; a GOP longer than the
 //! target leaves some numbers without a segment (those requests get 404).
 //!
+//! # The end of a stream
+//!
+//! When a stream ends for good (its publisher gone past the follow grace,
+//! or the server stopping), its packager closes the last segment and the
+//! MPD turns static: `type="static"` with `mediaPresentationDuration`, each
+//! period a `SegmentTimeline` of its segments named by `$Time$` (in either
+//! mode), no update period or clock. That MPD and its segments stay served
+//! for [`DashConfig::linger`] (10 s), so a player's next reload learns the
+//! stream is over and plays the rest; then the stream's routes answer
+//! `404`. A republish within the linger starts a new packager.
+//!
 //! # Who may read: every request asked, players as sessions
 //!
 //! Every MPD request asks the kernel's authorizer (`read` of the stream,

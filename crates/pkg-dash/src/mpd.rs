@@ -1,4 +1,5 @@
-//! The MPD writer: a dynamic MPD of the packager's periods.
+//! The MPD writer: a dynamic MPD of the packager's periods, static once
+//! the stream ended.
 //!
 //! Default mode: `SegmentTemplate` with a `SegmentTimeline` of the complete
 //! segments in the window (exact durations in the track timescale, runs of
@@ -12,6 +13,13 @@
 //! equal to the target (a segment is announced from its first chunk) and
 //! `availabilityTimeComplete="false"`, and a `ServiceDescription` latency
 //! target. See the crate docs for why.
+//!
+//! Once the stream ended ([`Packager::finish`]) the MPD is static:
+//! `type="static"` with `mediaPresentationDuration` (the end of the last
+//! period), no update period, clock or latency target, and every period
+//! as a `SegmentTimeline` of its (now complete) segments named by
+//! `$Time$`, in either mode: a player that reloads it learns the stream is
+//! over and plays to its end.
 //!
 //! With a read token ([`MpdOptions::token`]) the templates' `initialization`
 //! and `media` and a `Location` (the MPD's own URL, relative) carry
@@ -57,7 +65,7 @@ pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<
     }
     let config = packager.config();
     let target = config.target;
-    let ll = config.low_latency;
+    let ll = numbered(packager);
     let window = target * u32::try_from(config.window.max(1)).unwrap_or(u32::MAX);
     let max_segment = packager
         .periods()
@@ -85,30 +93,46 @@ pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<
 
     let mut x = String::with_capacity(2048);
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        x,
-        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
-         profiles=\"urn:mpeg:dash:profile:isoff-live:2011{}\" type=\"dynamic\" \
-         availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"{}\" \
-         timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\" minBufferTime=\"{}\" \
-         maxSegmentDuration=\"{}\">",
-        if ll {
-            ",http://www.dashif.org/guidelines/low-latency-live-v5"
-        } else {
-            ""
-        },
-        iso8601(ast),
-        iso8601(now),
-        duration(update),
-        duration(window),
-        duration(delay),
-        duration(if ll {
-            Duration::from_millis(500)
-        } else {
-            target
-        }),
-        duration(max_segment),
-    );
+    if packager.ended() {
+        let end = packager
+            .periods()
+            .back()
+            .map_or(Duration::ZERO, |p| p.start + p.duration.unwrap_or_default());
+        let _ = writeln!(
+            x,
+            "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+             profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" type=\"static\" \
+             mediaPresentationDuration=\"{}\" minBufferTime=\"{}\" maxSegmentDuration=\"{}\">",
+            duration(end),
+            duration(target),
+            duration(max_segment),
+        );
+    } else {
+        let _ = writeln!(
+            x,
+            "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
+             profiles=\"urn:mpeg:dash:profile:isoff-live:2011{}\" type=\"dynamic\" \
+             availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"{}\" \
+             timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"{}\" minBufferTime=\"{}\" \
+             maxSegmentDuration=\"{}\">",
+            if ll {
+                ",http://www.dashif.org/guidelines/low-latency-live-v5"
+            } else {
+                ""
+            },
+            iso8601(ast),
+            iso8601(now),
+            duration(update),
+            duration(window),
+            duration(delay),
+            duration(if ll {
+                Duration::from_millis(500)
+            } else {
+                target
+            }),
+            duration(max_segment),
+        );
+    }
     let query = opts.query();
     if !query.is_empty() {
         let _ = writeln!(x, "  <Location>manifest.mpd{query}</Location>");
@@ -123,14 +147,22 @@ pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<
             t * 2
         );
     }
+    // A static MPD's periods start from the presentation's origin.
+    let shift = if packager.ended() {
+        Duration::ZERO
+    } else {
+        shift
+    };
     for period in packager.periods() {
         write_period(&mut x, packager, period, shift, &query);
     }
-    let _ = writeln!(
-        x,
-        "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
-        escape(&opts.time_url)
-    );
+    if !packager.ended() {
+        let _ = writeln!(
+            x,
+            "  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"{}\"/>",
+            escape(&opts.time_url)
+        );
+    }
     x.push_str("</MPD>\n");
     Some(x)
 }
@@ -193,7 +225,7 @@ fn write_period(
     shift: Duration,
     query: &str,
 ) {
-    let ll = packager.config().low_latency;
+    let ll = numbered(packager);
     // A period is listed once every track has something a client can fetch
     // (an ended one as long as any track has: the others are left out).
     let listed = if ll {
@@ -296,14 +328,14 @@ fn write_adaptation_set(
         "        <SegmentTemplate timescale=\"{}\" initialization=\"p{p}-$RepresentationID$-init.mp4{query}\" \
          media=\"p{p}-$RepresentationID$-{}.m4s{query}\"",
         track.timescale,
-        if config.low_latency {
+        if numbered(packager) {
             "$Number$"
         } else {
             "t$Time$"
         },
         p = period.id
     );
-    if config.low_latency {
+    if numbered(packager) {
         let d = config.target.as_micros() * u128::from(track.timescale) / 1_000_000;
         let _ = writeln!(
             x,
@@ -342,6 +374,13 @@ fn write_adaptation_set(
         x.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n");
     }
     x.push_str("      </Representation>\n    </AdaptationSet>\n");
+}
+
+/// Whether segments are announced by `$Number$` on the target grid (a live
+/// low-latency MPD) rather than listed in a `SegmentTimeline` (timeline
+/// mode, and every static MPD).
+fn numbered(packager: &Packager) -> bool {
+    packager.config().low_latency && !packager.ended()
 }
 
 /// Seconds with up to millisecond precision, for attributes of type double.

@@ -220,6 +220,8 @@ pub struct Packager {
     tracks: Option<Arc<[TrackInfo]>>,
     /// The active (last) period takes no more frames: the next frame opens a new one.
     closed: bool,
+    /// The stream ended for good ([`finish`](Self::finish)).
+    ended: bool,
     changes: u64,
 }
 
@@ -233,6 +235,7 @@ impl Packager {
             next_period: 1,
             tracks: None,
             closed: true,
+            ended: false,
             changes: 0,
         }
     }
@@ -296,6 +299,21 @@ impl Packager {
         }
     }
 
+    /// The stream ended for good: its period ends (every segment complete)
+    /// and the MPD turns static. Frames after it are ignored.
+    pub fn finish(&mut self) {
+        self.end_period();
+        if !self.ended {
+            self.ended = true;
+            self.changes += 1;
+        }
+    }
+
+    /// Whether the stream ended ([`finish`](Self::finish)).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
     /// The stream was published anew (a republish): its period ends.
     pub fn on_discontinuity(&mut self) {
         self.end_period();
@@ -304,6 +322,9 @@ impl Packager {
 
     /// One frame; `wall` is the wall-clock time of its decode timestamp.
     pub fn on_frame(&mut self, frame: &Frame, wall: SystemTime) -> Result<(), PackError> {
+        if self.ended {
+            return Ok(());
+        }
         let Some(tracks) = self.tracks.clone() else {
             return Ok(());
         };

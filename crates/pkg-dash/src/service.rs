@@ -44,6 +44,11 @@ impl Entry {
     pub(crate) fn touch(&self) {
         *lock(&self.last_access) = Instant::now();
     }
+
+    /// Whether its stream ended (its MPD is static, lingering for players).
+    fn ended(&self) -> bool {
+        lock(&self.packager).ended()
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -65,8 +70,12 @@ impl Shared {
         follow: impl FnOnce() -> Request,
     ) -> Result<Arc<Entry>, Refusal> {
         if let Some(e) = lock(&self.streams).get(key) {
-            e.touch();
-            return Ok(Arc::clone(e));
+            // An ended stream's final MPD lingers for its players, until
+            // the stream is published again: then a new packager starts.
+            if !(e.ended() && self.ctx.stream(key).is_some()) {
+                e.touch();
+                return Ok(Arc::clone(e));
+            }
         }
         // A stream that ended stays followable until the kernel reaps it;
         // starting a packager then would replay its last GOP as if live.
@@ -82,7 +91,7 @@ impl Shared {
             .await
             .map_err(|e| Box::new(refused("dash", peer, key, &e, &self.ctx.realm())))?;
         let mut streams = lock(&self.streams);
-        if let Some(e) = streams.get(key) {
+        if let Some(e) = streams.get(key).filter(|e| !e.ended()) {
             // Another request started it meanwhile; this follower is dropped.
             return Ok(Arc::clone(e));
         }
@@ -172,6 +181,7 @@ async fn drive(shared: Arc<Shared>, key: StreamKey, entry: Arc<Entry>, mut follo
     let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
     let mut warned = false;
     let mut anchor: Option<ClockAnchor> = None;
+    let mut ended = false;
     loop {
         tokio::select! {
             ev = follower.recv() => {
@@ -199,8 +209,10 @@ async fn drive(shared: Arc<Shared>, key: StreamKey, entry: Arc<Entry>, mut follo
                         p.on_discontinuity();
                     }
                     Err(RecvError::Ended(reason)) => {
-                        info!(stream = %key, "dash packager stopped: stream ended ({reason})");
-                        shared.players.end_stream(&key);
+                        info!(stream = %key, "dash packager stopped: stream ended ({reason}); its MPD is static");
+                        p.finish();
+                        entry.changes.send_replace(p.changes());
+                        ended = true;
                         break;
                     }
                     Err(RecvError::Evicted) => {
@@ -219,9 +231,17 @@ async fn drive(shared: Arc<Shared>, key: StreamKey, entry: Arc<Entry>, mut follo
             }
         }
     }
+    if ended {
+        // Players fetch the final MPD and the last segments meanwhile.
+        drop(follower);
+        tokio::time::sleep(shared.config.linger).await;
+    }
     let mut streams = lock(&shared.streams);
     if streams.get(&key).is_some_and(|e| Arc::ptr_eq(e, &entry)) {
         streams.remove(&key);
+        if ended {
+            shared.players.end_stream(&key);
+        }
     }
     // Dropping the last sender wakes every waiting reader.
 }

@@ -630,3 +630,79 @@ fn a_token_goes_in_every_url_but_the_time_endpoint() {
         check(&plain, &p);
     }
 }
+
+#[test]
+fn an_ended_stream_has_a_static_mpd_listing_every_segment_to_its_end() {
+    for low_latency in [true, false] {
+        let mut p = Packager::new(PackagerConfig {
+            low_latency,
+            ..PackagerConfig::default()
+        });
+        p.on_tracks(&[video_track(), audio_track()]);
+        // 9 s with a 1 s GOP: the last segment is in progress at the end.
+        let fr = frames(1_000, 9, 25, true, true);
+        for f in &fr {
+            p.on_frame(f, wall(f.dts)).expect("packaged");
+        }
+        assert!(!p.ended());
+        p.finish();
+        assert!(p.ended());
+        // Frames after the end change nothing.
+        let changes = p.changes();
+        let late = frames(10_000, 1, 25, true, true);
+        p.on_frame(&late[0], wall(10_000)).expect("ignored");
+        assert_eq!(p.changes(), changes);
+
+        let xml = mpd::write(&p, wall(20_000), &opts()).expect("a static MPD");
+        let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+        let root = doc.root_element();
+        assert_eq!(attr(root, "type"), "static", "{xml}");
+        for gone in [
+            "availabilityStartTime",
+            "minimumUpdatePeriod",
+            "timeShiftBufferDepth",
+            "suggestedPresentationDelay",
+        ] {
+            assert!(root.attribute(gone).is_none(), "{gone} in {xml}");
+        }
+        assert!(!xml.contains("UTCTiming") && !xml.contains("ServiceDescription"));
+        let period = &p.periods()[0];
+        let total = parse_duration_ms(attr(root, "mediaPresentationDuration"));
+        let expected = period.start + period.duration.expect("the period ended");
+        assert_eq!(total, expected.as_millis() as u64, "{xml}");
+        // Every representation lists its segments by time, each one in the
+        // store and complete, back to back up to the last one.
+        let reps: Vec<_> = root
+            .descendants()
+            .filter(|n| n.has_tag_name("Representation"))
+            .collect();
+        assert_eq!(reps.len(), 2);
+        for rep in reps {
+            let track = period.track(attr(rep, "id")).expect("a track");
+            let template = rep
+                .descendants()
+                .find(|n| n.has_tag_name("SegmentTemplate"))
+                .expect("a template");
+            assert!(attr(template, "media").ends_with("-t$Time$.m4s"), "{xml}");
+            let mut t = None;
+            let mut listed = Vec::new();
+            for s in template.descendants().filter(|n| n.has_tag_name("S")) {
+                let start: u64 = s
+                    .attribute("t")
+                    .map_or_else(|| t.expect("a first @t"), |v| v.parse().expect("@t"));
+                let d: u64 = attr(s, "d").parse().expect("@d");
+                let r: u64 = s.attribute("r").map_or(0, |v| v.parse().expect("@r"));
+                for i in 0..=r {
+                    listed.push((start + i * d, d));
+                }
+                t = Some(start + (r + 1) * d);
+            }
+            let stored: Vec<_> = track
+                .segments
+                .iter()
+                .map(|s| (s.start, s.duration.expect("complete")))
+                .collect();
+            assert_eq!(listed, stored, "{xml}");
+        }
+    }
+}

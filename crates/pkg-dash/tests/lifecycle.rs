@@ -72,6 +72,9 @@ fn started_by_requests_stopped_when_idle_and_gone_with_the_stream() {
     let config = DashConfig {
         idle_timeout: Duration::from_millis(800),
         always_on_all: false,
+        // The ended stream's static MPD is served this long (the end of
+        // the test checks what comes after it).
+        linger: Duration::from_millis(100),
         ..DashConfig::default()
     };
     let listener = rt
