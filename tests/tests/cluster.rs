@@ -496,6 +496,172 @@ fn a_second_publish_of_a_stream_held_on_another_host_is_refused() {
     });
 }
 
+/// A GET's status and `Cache-Control`, with `curl_args` (credentials).
+fn cache_control(url: &str, curl_args: &[&str]) -> (u16, String) {
+    let out = curl_command()
+        .args(curl_args)
+        .args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}\n%header{cache-control}",
+            url,
+        ])
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, cache) = text.split_once('\n').unwrap_or((&text, ""));
+    (status.trim().parse().unwrap_or(0), cache.trim().to_string())
+}
+
+/// The `max-age` of a `Cache-Control` value.
+fn max_age(cache: &str) -> Option<u32> {
+    cache
+        .split(',')
+        .find_map(|d| d.trim().strip_prefix("max-age="))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Every `URI="…"` of a playlist, in order.
+fn quoted_uris(playlist: &str) -> Vec<String> {
+    playlist
+        .split("URI=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The value of the playlist tag `#NAME:` as a number.
+fn tag_number(playlist: &str, name: &str) -> u64 {
+    playlist
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {playlist}"))
+}
+
+/// What a CDN in front of an edge is told: HLS, LL-HLS (blocking reload
+/// included) and DASH at an edge that pulls the stream, asked anonymously
+/// (shared caches may keep them) and with credentials (they may not).
+#[test]
+fn hls_ll_hls_and_dash_at_an_edge_tell_a_cdn_what_it_may_cache() {
+    in_lab(|lab| {
+        let etcd = Etcd::start(lab.host("etcd"));
+        let viewer = "[[auth.users]]\nuser = \"viewer\"\npassword = \"viewer-pass\"\npermissions = [{ action = \"read\" }, { action = \"playback\" }]\n";
+        let ttl = Duration::from_secs(10);
+        let a = node_with(lab, &etcd, "a", ttl, viewer);
+        let b = node_with(lab, &etcd, "b", ttl, viewer);
+        let _publisher = ffmpeg_publish(&a.rtmp_url("live/cdn"), 60, 25);
+        wait_live(a.http, "live/cdn", LIVE_TIMEOUT);
+        let base = |kind: &str| format!("http://{}/{kind}/live/cdn", b.http);
+        let anonymous: &[&str] = &[];
+        let user: &[&str] = &["-u", "viewer:viewer-pass"];
+        let get = |url: &str| {
+            let r = tidewater_tests::try_http_get(url).expect("GET");
+            assert_eq!(r.status, 200, "{url}: {}", r.body);
+            r.body
+        };
+
+        // HLS: the playlist for half a target duration, segments for good.
+        let hls = base("hls");
+        let playlist = get(&format!("{hls}/index.m3u8"));
+        let at_b = stream_json(b.http, "live/cdn").expect("live at B");
+        assert_eq!(at_b["protocol"], "relay", "B is an edge: {at_b}");
+        let td = tag_number(&playlist, "#EXT-X-TARGETDURATION:");
+        let (status, cache) = cache_control(&format!("{hls}/index.m3u8"), anonymous);
+        assert_eq!(status, 200);
+        assert!(cache.starts_with("public, max-age="), "{cache}");
+        let age = u64::from(max_age(&cache).expect("max-age"));
+        assert!(
+            age >= 1 && age <= (td / 2).max(1),
+            "{cache} with target duration {td}"
+        );
+        let segment = playlist
+            .lines()
+            .rfind(|l| !l.starts_with('#') && !l.is_empty())
+            .expect("a segment");
+        let (status, cache) = cache_control(&format!("{hls}/{segment}"), anonymous);
+        assert_eq!(
+            (status, cache.as_str()),
+            (200, "public, max-age=3600, immutable")
+        );
+        let (status, cache) = cache_control(&format!("{hls}/{segment}"), user);
+        assert_eq!(
+            (status, cache.as_str()),
+            (200, "private, max-age=3600, immutable")
+        );
+        let (status, cache) = cache_control(&format!("{hls}/index.m3u8"), user);
+        assert_eq!((status, cache.as_str()), (200, "private, no-cache"));
+
+        // LL-HLS: the playlist for a second; a blocking reload for its URL,
+        // answered once the part it asks for exists; init and parts for good.
+        let ll = base("llhls");
+        let (status, cache) = cache_control(&format!("{ll}/index.m3u8"), anonymous);
+        assert_eq!((status, cache.as_str()), (200, "public, max-age=1"));
+        let playlist = get(&format!("{ll}/index.m3u8"));
+        let td = tag_number(&playlist, "#EXT-X-TARGETDURATION:");
+        let segments = playlist
+            .lines()
+            .filter(|l| l.starts_with("#EXTINF"))
+            .count() as u64;
+        let next = tag_number(&playlist, "#EXT-X-MEDIA-SEQUENCE:") + segments + 1;
+        let blocking = format!("{ll}/index.m3u8?_HLS_msn={next}&_HLS_part=0");
+        let (status, cache) = cache_control(&blocking, anonymous);
+        assert_eq!(status, 200, "{blocking}");
+        assert_eq!(cache, format!("public, max-age={}", td.max(1)));
+        let answered = get(&blocking);
+        assert!(
+            answered.contains(&format!("-{next}.0.m4s")),
+            "the blocking reload's playlist lacks part 0 of segment {next}: {answered}"
+        );
+        let uris = quoted_uris(&answered);
+        let init = uris.iter().find(|u| u.starts_with("init-")).expect("init");
+        let part = uris
+            .iter()
+            .find(|u| u.starts_with("part-"))
+            .expect("a part");
+        for file in [init, part] {
+            let (status, cache) = cache_control(&format!("{ll}/{file}"), anonymous);
+            assert_eq!(
+                (status, cache.as_str()),
+                (200, "public, max-age=3600, immutable"),
+                "{file}"
+            );
+        }
+
+        // DASH: the MPD for a second, init and segments for a minute (their
+        // names start again with a new packager), private with credentials.
+        let dash = base("dash");
+        let (status, cache) = cache_control(&format!("{dash}/manifest.mpd"), anonymous);
+        assert_eq!((status, cache.as_str()), (200, "public, max-age=1"));
+        let mpd = get(&format!("{dash}/manifest.mpd"));
+        let template = mpd
+            .split("initialization=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("an initialization template");
+        let rep = mpd
+            .split("<Representation id=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .expect("a representation");
+        let init = template.replace("$RepresentationID$", rep);
+        let (status, cache) = cache_control(&format!("{dash}/{init}"), anonymous);
+        assert_eq!(
+            (status, cache.as_str()),
+            (200, "public, max-age=60"),
+            "{init}"
+        );
+        let (status, cache) = cache_control(&format!("{dash}/{init}"), user);
+        assert_eq!(
+            (status, cache.as_str()),
+            (200, "private, max-age=60"),
+            "{init}"
+        );
+    });
+}
+
 /// Seconds from starting `ffmpeg -i url -frames:v 1` to its exit: the
 /// first picture decoded (ffmpeg's start-up and probing included).
 fn first_picture(url: &str) -> f64 {

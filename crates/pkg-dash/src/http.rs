@@ -11,6 +11,15 @@
 //! Every route of a stream takes `?token=` (the player's read token, as its
 //! MPD's URLs carry it) and `Authorization: Basic`/`Bearer`; see the crate
 //! docs for who is asked when.
+//!
+//! `Cache-Control`, for a CDN in front: the MPD `public, max-age=1` (a
+//! player's own, with its token in the URLs: `private, no-cache`); init and
+//! complete segments `public, max-age=60`, `private` when asked with
+//! credentials or a token; a segment in progress `no-cache`. Init and
+//! segments are not `immutable`: their names (`p1-…`) start again when a
+//! stream's packager starts again (after its idle timeout or a restart),
+//! so a name may come to mean other bytes; a minute bounds how long a cache
+//! can serve the old ones.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,7 +31,7 @@ use axum::extract::{Path, Request as HttpRequest, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
-use tidewater_core::{IngestContext, PlayerSession, StreamKey};
+use tidewater_core::{Credentials, IngestContext, PlayerSession, StreamKey};
 use tidewater_http::{
     CHANNEL_DEPTH, asker, channel_body, chunks_body, get_with_preflight, reply, stream_key, text,
 };
@@ -112,11 +121,12 @@ async fn serve_mpd(
             Err(r) => return r,
         };
     debug!(stream = %key, session = player.session.id(), "dash MPD request");
-    // A manifest carrying a player's token is that player's alone.
+    // A manifest carrying a player's token is that player's alone; others
+    // are everyone's, for a second (a CDN absorbs the players' polling).
     let cache = if player.token.is_some() {
         "private, no-cache"
     } else {
-        "no-cache"
+        "public, max-age=1"
     };
     let opts = MpdOptions {
         time_url,
@@ -240,8 +250,15 @@ async fn serve_file(
     let Some(name) = parse_file(&file) else {
         return text(StatusCode::NOT_FOUND, "no such DASH file\n");
     };
-    let (key, player, entry) = match admit(&shared, asker(&request), &app, &stream, Ask::File).await
-    {
+    let asked = asker(&request);
+    // Asked with credentials (a token included): for no shared cache.
+    let private = !matches!(asked.2, Credentials::None);
+    let cache = if private {
+        "private, max-age=60"
+    } else {
+        "public, max-age=60"
+    };
+    let (key, player, entry) = match admit(&shared, asked, &app, &stream, Ask::File).await {
         Ok(admitted) => admitted,
         Err(r) => return r,
     };
@@ -254,13 +271,20 @@ async fn serve_file(
                 .and_then(|p| p.track(rep))
                 .map(|t| (t.init.clone(), t.info.kind()));
             let answer = match init {
-                Some((bytes, kind)) => reply(StatusCode::OK, mime(kind), "max-age=3600", bytes),
+                Some((bytes, kind)) => reply(StatusCode::OK, mime(kind), cache, bytes),
                 None => text(StatusCode::NOT_FOUND, "no such period or representation\n"),
             };
             answered(&session, answer)
         }
         FileName::Media { period, rep, at } => {
-            serve_segment(&shared, entry, session, period, rep.to_string(), at).await
+            serve_segment(
+                &shared,
+                entry,
+                session,
+                (period, rep.to_string(), at),
+                cache,
+            )
+            .await
         }
     }
 }
@@ -331,9 +355,8 @@ async fn serve_segment(
     shared: &Shared,
     entry: Arc<Entry>,
     player: PlayerSession,
-    period: u32,
-    rep: String,
-    at: SegmentId,
+    (period, rep, at): (u32, String, SegmentId),
+    cache: &'static str,
 ) -> Response {
     let deadline =
         tokio::time::Instant::now() + shared.config.segment_target + Duration::from_secs(1);
@@ -343,7 +366,7 @@ async fn serve_segment(
         match found {
             Lookup::Complete(chunks) => {
                 let len: usize = chunks.iter().map(Bytes::len).sum();
-                let mut r = reply(StatusCode::OK, kind, "max-age=60", chunks_body(chunks));
+                let mut r = reply(StatusCode::OK, kind, cache, chunks_body(chunks));
                 r.headers_mut()
                     .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
                 player.record_sent(len as u64);

@@ -122,7 +122,7 @@ fn started_by_requests_stopped_when_idle_and_gone_with_the_stream() {
         head.contains("content-type: application/dash+xml"),
         "{head}"
     );
-    assert!(head.contains("cache-control: no-cache"), "{head}");
+    assert!(head.contains("cache-control: public, max-age=1"), "{head}");
     assert_eq!(dash_subscribers(&engine, &key), 1);
 
     let (status, head, init) = get(addr, "/dash/live/life/p1-v1-init.mp4");

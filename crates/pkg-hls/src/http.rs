@@ -13,9 +13,19 @@
 //!
 //! Every answer carries `Access-Control-Allow-Origin: *` (players on other
 //! origins), and `OPTIONS` answers preflights (the policy is
-//! [`tidewater_http`]'s). Playlists are `no-cache`;
-//! segments, parts and init segments are `immutable` (their URIs carry the
-//! packager's epoch, so a URI never names other bytes). A stream that is not
+//! [`tidewater_http`]'s). `Cache-Control` lets a CDN (or any shared cache)
+//! in front of the server absorb viewers:
+//!
+//! | answer | `Cache-Control` |
+//! |---|---|
+//! | HLS playlist | `public, max-age=` half the target duration (at least 1 s) |
+//! | LL-HLS playlist without `_HLS_msn` | `public, max-age=1` |
+//! | LL-HLS blocking reload (`_HLS_msn`, `_HLS_part`) | `public, max-age=` one target duration: the answer for that URL is a playlist at least that new, right for anyone asking the same |
+//! | segment, part, init segment | `public, max-age=3600, immutable`: their URIs carry the packager's epoch, so a URI never names other bytes |
+//! | any of them asked with credentials or a read token | the same with `private` for `public` (a playlist: `private, no-cache`, its URIs carry the player's own token) |
+//! | errors | `no-cache` |
+//!
+//! A stream that is not
 //! live is a `404` saying so; a malformed name or query a `400`; a blocking
 //! request not satisfied within three target durations a `503`.
 
@@ -25,7 +35,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::HttpBody as _;
 use axum::extract::{Path, Request as HttpRequest, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use tidewater_core::{Credentials, StreamKey};
@@ -130,6 +140,7 @@ async fn serve(
     let refused = |refusal: &tidewater_core::Refusal| {
         refuse(flavour.prefix(), peer, &what, refusal, &hls.ctx().realm())
     };
+    let with_credentials = !matches!(credentials, Credentials::None);
     let asked = Asked {
         key: &key,
         flavour,
@@ -151,7 +162,19 @@ async fn serve(
     let Ok(player) = hls.seat(ticket, peer) else {
         return refused(&access::kicked());
     };
-    let response = answer(&hls, &key, &pkg, name, blocking, player.token.as_deref()).await;
+    // Asked with credentials (a read token included): no shared cache
+    // may hand the answer to someone else.
+    let private = player.token.is_some() || with_credentials;
+    let response = answer(
+        &hls,
+        &key,
+        &pkg,
+        name,
+        blocking,
+        player.token.as_deref(),
+        private,
+    )
+    .await;
     player
         .session
         .record_sent(response.body().size_hint().exact().unwrap_or(0));
@@ -167,6 +190,7 @@ async fn answer(
     name: FileName,
     blocking: Blocking,
     token: Option<&str>,
+    private: bool,
 ) -> Response {
     let flavour = pkg.flavour;
     let first = hls.config().first_segment_timeout;
@@ -182,35 +206,84 @@ async fn answer(
     }
     let td = pkg.with(|s| s.target_duration()).unwrap_or(1);
     let hold = Duration::from_secs(u64::from(td) * 3);
+    // A shared cache may keep a playlist for half a target duration (LL-HLS:
+    // a second, its parts are shorter), a blocking reload's answer for one
+    // target duration (see the module docs).
+    let playlist_age = match (flavour, blocking.msn) {
+        (Flavour::Ts, _) => (td / 2).max(1),
+        (Flavour::Fmp4, None) => 1,
+        (Flavour::Fmp4, Some(_)) => td.max(1),
+    };
+    let cache = PlaylistCache {
+        token,
+        private,
+        max_age: playlist_age,
+    };
+    let file_cache = if private {
+        "private, max-age=3600, immutable"
+    } else {
+        "public, max-age=3600, immutable"
+    };
     match name {
-        FileName::Media => media(pkg, flavour, blocking, hold, token).await,
+        FileName::Media => media(pkg, flavour, blocking, hold, cache).await,
         FileName::Master => match pkg.master_playlist() {
-            Some(playlist) => playlist_reply(Bytes::from(playlist), token),
+            Some(playlist) => playlist_reply(Bytes::from(playlist), cache),
             None => text(StatusCode::SERVICE_UNAVAILABLE, "no tracks yet; retry"),
         },
         FileName::Segment { epoch, msn } => {
-            media_file(pkg, &epoch, hold, flavour, move |s| s.segment(msn)).await
+            media_file(pkg, &epoch, hold, (flavour, file_cache), move |s| {
+                s.segment(msn)
+            })
+            .await
         }
         FileName::Part { epoch, msn, index } => {
-            media_file(pkg, &epoch, hold, flavour, move |s| s.part(msn, index)).await
+            media_file(pkg, &epoch, hold, (flavour, file_cache), move |s| {
+                s.part(msn, index)
+            })
+            .await
         }
         FileName::Init { epoch, id } => {
-            media_file(pkg, &epoch, hold, flavour, move |s| match s.init(id) {
-                Some(b) => Lookup::Ready(b),
-                None => Lookup::Missing,
+            media_file(pkg, &epoch, hold, (flavour, file_cache), move |s| {
+                match s.init(id) {
+                    Some(b) => Lookup::Ready(b),
+                    None => Lookup::Missing,
+                }
             })
             .await
         }
     }
 }
 
+/// How a playlist answer may be cached.
+#[derive(Clone, Copy, Debug)]
+struct PlaylistCache<'a> {
+    /// The player's read token, to write into the playlist's URIs.
+    token: Option<&'a str>,
+    /// Asked with credentials: for no shared cache.
+    private: bool,
+    /// Seconds a shared cache may keep it.
+    max_age: u32,
+}
+
 /// A playlist answer: the cached text, or a copy with `token` in its URIs.
-fn playlist_reply(playlist: Bytes, token: Option<&str>) -> Response {
-    let body = match (token, std::str::from_utf8(&playlist)) {
+fn playlist_reply(playlist: Bytes, cache: PlaylistCache<'_>) -> Response {
+    let body = match (cache.token, std::str::from_utf8(&playlist)) {
         (Some(t), Ok(text)) => Bytes::from(with_token(text, t)),
         _ => playlist,
     };
-    reply(StatusCode::OK, PLAYLIST, "no-cache", body)
+    let mut r = reply(StatusCode::OK, PLAYLIST, "no-cache", body);
+    if !cache.private {
+        let value = format!("public, max-age={}", cache.max_age);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            r.headers_mut().insert(header::CACHE_CONTROL, v);
+        }
+    } else {
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
+    }
+    r
 }
 
 async fn media(
@@ -218,7 +291,7 @@ async fn media(
     flavour: Flavour,
     blocking: Blocking,
     hold: Duration,
-    token: Option<&str>,
+    cache: PlaylistCache<'_>,
 ) -> Response {
     if let (Flavour::Fmp4, Some(msn)) = (flavour, blocking.msn) {
         let pos = pkg.with(PlaylistState::position);
@@ -244,7 +317,7 @@ async fn media(
         }
     }
     match pkg.media_playlist() {
-        Some(playlist) => playlist_reply(playlist, token),
+        Some(playlist) => playlist_reply(playlist, cache),
         None => text(StatusCode::SERVICE_UNAVAILABLE, "no playlist yet; retry"),
     }
 }
@@ -253,7 +326,7 @@ async fn media_file(
     pkg: &Package,
     epoch: &str,
     hold: Duration,
-    flavour: Flavour,
+    (flavour, cache): (Flavour, &'static str),
     lookup: impl Fn(&PlaylistState) -> Lookup,
 ) -> Response {
     if pkg.with(|s| s.epoch() != epoch) {
@@ -274,12 +347,7 @@ async fn media_file(
         Flavour::Fmp4 => "video/mp4",
     };
     match found {
-        Some(Some(bytes)) => reply(
-            StatusCode::OK,
-            content_type,
-            "public, max-age=3600, immutable",
-            bytes,
-        ),
+        Some(Some(bytes)) => reply(StatusCode::OK, content_type, cache, bytes),
         Some(None) => text(
             StatusCode::NOT_FOUND,
             "no such segment: not in the playlist's window",
