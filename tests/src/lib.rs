@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod abuse;
 pub mod auth;
 pub mod browser;
 pub mod netns;
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod page;
 pub mod rtmp_viewers;
 pub mod srt;
+pub mod timed_reader;
 pub mod tools;
 
 /// How long a server may take to report that it is listening.

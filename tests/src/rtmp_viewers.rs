@@ -52,6 +52,8 @@ pub struct Record {
     pub pictures: Vec<(f64, f64)>,
     /// A keyframe with a picture arrived.
     pub keyframe: bool,
+    /// When each keyframe arrived (pool seconds).
+    pub keyframes: Vec<f64>,
     /// The server ended the stream (Stream EOF or an unpublish status).
     pub ended: bool,
     /// The connection closed (by the server: EOF or reset), seconds since the pool started.
@@ -293,6 +295,9 @@ async fn play(
         for m in media.iter().filter(|m| m.video && !m.config) {
             if m.keyframe {
                 r.keyframe = true;
+                if r.keyframes.len() < MAX_PICTURES {
+                    r.keyframes.push(arrival);
+                }
             }
             if r.keyframe && r.pictures.len() < MAX_PICTURES {
                 r.pictures

@@ -19,12 +19,20 @@
 //! purpose, and the lag comparison must not measure a neighbour's load.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use tidewater_tests::abuse;
 use tidewater_tests::metrics::Scrape;
 use tidewater_tests::rtmp_viewers::{Reading, Record, ViewerPool, percentile};
-use tidewater_tests::{ServerCommand, ffmpeg_publish, loopback_config, try_http_get, wait_live};
+use tidewater_tests::srt::ffmpeg_srt_url;
+use tidewater_tests::timed_reader::{TimedReading, spawn_timed};
+use tidewater_tests::{
+    ServerCommand, ServerProcess, TempDir, ffmpeg_framecrc_command, ffmpeg_publish,
+    loopback_config, try_http_get, wait_live,
+};
 
 /// How long a publish may take to show in the API.
 const LIVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -223,4 +231,546 @@ fn a_stalled_viewer_and_a_trickling_one_hurt_only_themselves() {
         );
     }
     assert_no_panic(http, &output);
+}
+
+// ---------------------------------------------------------------------------
+// 3. Garbage, truncated handshakes and oversized messages on every port
+
+/// `[http] header_read_timeout_ms` and `[rtmp] handshake_timeout_ms` here:
+/// how long a truncated handshake may hold its connection.
+const HANDSHAKE_LIMIT: Duration = Duration::from_secs(3);
+/// How long a hostile connection may stay open: the handshake limits
+/// (RTSP has none of its own for a request head: its `session_timeout`,
+/// 60 s by default and set to the same 3 s here, bounds it; RTSPS's TLS
+/// handshake has a fixed 10 s) and slack for a loaded machine.
+const CLOSE_BOUND: Duration = Duration::from_secs(20);
+
+/// A self-signed certificate for 127.0.0.1 and its key, in `dir`.
+fn certificate(dir: &TempDir) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    (
+        dir.write("cert.pem", &cert.pem()),
+        dir.write("key.pem", &key.serialize_pem()),
+    )
+}
+
+/// The address a log line `PREFIX ADDR` gives; panics with the output if
+/// the line does not come.
+fn logged_addr(server: &mut ServerProcess, prefix: &str) -> SocketAddr {
+    let line = server
+        .wait_for_line(prefix, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no {prefix:?} line:\n{}", server.output()));
+    line.split(prefix)
+        .nth(1)
+        .and_then(|rest| rest.split([' ', ',']).next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+/// ffmpeg decoding `url` for `seconds` of stream, started now.
+fn decoding_reader(
+    name: &str,
+    url: &str,
+    seconds: u32,
+    deadline: Instant,
+) -> JoinHandle<TimedReading> {
+    spawn_timed(
+        name,
+        ffmpeg_framecrc_command(
+            &[],
+            url,
+            &["-t", &seconds.to_string(), "-fps_mode", "passthrough"],
+        ),
+        deadline,
+    )
+}
+
+/// Checks a reader decoded `seconds` of video (90 % of its pictures at least),
+/// with rising timestamps, and ended by itself cleanly.
+fn assert_decoded_throughout(read: &TimedReading, seconds: u32) {
+    let name = &read.name;
+    assert!(
+        read.status.is_some_and(|s| s.success()),
+        "{name}: did not end cleanly by itself ({:?}): {}",
+        read.status,
+        read.stderr
+    );
+    let frames = read.frames_of("rawvideo");
+    let expected = seconds as usize * 25 * 9 / 10;
+    assert!(
+        frames >= expected,
+        "{name}: {frames} pictures decoded, expected {expected}+ ({:?}): {}",
+        read.crc.codecs,
+        read.stderr
+    );
+    assert!(read.crc.monotonic(), "{name}: timestamps not rising");
+}
+
+#[test]
+fn garbage_on_every_port_closes_that_connection_and_nothing_else() {
+    let _turn = serial();
+    let dir = TempDir::new("chaos-tls");
+    let (cert, key) = certificate(&dir);
+    let tls = |section: &str| {
+        format!(
+            "[{section}]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        )
+    };
+    let config = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\nheader_read_timeout_ms = {ms}\n\
+         [rtmp]\nhandshake_timeout_ms = {ms}\n[rtsp]\nsession_timeout_ms = {ms}\n{}{}{}",
+        tls("https"),
+        tls("rtmps"),
+        tls("rtsps"),
+        ms = HANDSHAKE_LIMIT.as_millis()
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp, srt, rtsp) = (
+        server.http_addr(),
+        server.rtmp_addr(),
+        server.srt_addr(),
+        server.rtsp_addr(),
+    );
+    let https = logged_addr(&mut server, "https listening on ");
+    let rtmps = logged_addr(&mut server, "rtmps listening on ");
+    let rtsps = logged_addr(&mut server, "rtsps listening on ");
+    let webrtc = logged_addr(&mut server, "WebRTC media on UDP ");
+    let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/calm"), 90, 25);
+    wait_live(http, "live/calm", LIVE_TIMEOUT);
+    const READ_SECONDS: u32 = 30;
+    let reader = decoding_reader(
+        "rtmp reader during the attacks",
+        &format!("rtmp://{rtmp}/live/calm"),
+        READ_SECONDS,
+        Instant::now() + Duration::from_secs(READ_SECONDS as u64 + 30),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Every TCP attack at once, each on its own connection and thread.
+    let tls_ports = [("rtmps", rtmps), ("rtsps", rtsps), ("https", https)];
+    let mut attacks: Vec<(String, SocketAddr, Vec<u8>)> = Vec::new();
+    for (name, addr) in [("rtmp", rtmp), ("rtsp", rtsp), ("http", http)]
+        .into_iter()
+        .chain(tls_ports)
+    {
+        attacks.push((format!("{name} garbage"), addr, abuse::garbage(4096)));
+    }
+    attacks.push((
+        "rtmp truncated handshake".into(),
+        rtmp,
+        abuse::rtmp_truncated_handshake(),
+    ));
+    for (name, addr) in tls_ports {
+        attacks.push((
+            format!("{name} truncated ClientHello"),
+            addr,
+            abuse::tls_truncated_hello(),
+        ));
+        attacks.push((
+            format!("{name} oversized TLS record"),
+            addr,
+            abuse::tls_oversized_record(),
+        ));
+    }
+    let rtsp_uri = format!("OPTIONS rtsp://{rtsp}/live/calm");
+    attacks.push((
+        "rtsp truncated request".into(),
+        rtsp,
+        abuse::truncated_head(&rtsp_uri, "RTSP/1.0"),
+    ));
+    attacks.push((
+        "rtsp oversized request".into(),
+        rtsp,
+        abuse::oversized_head(&rtsp_uri, "RTSP/1.0"),
+    ));
+    attacks.push((
+        "http truncated request".into(),
+        http,
+        abuse::truncated_head("GET /api/v1/streams", "HTTP/1.1"),
+    ));
+    attacks.push((
+        "http oversized request".into(),
+        http,
+        abuse::oversized_head("GET /api/v1/streams", "HTTP/1.1"),
+    ));
+    let mut threads: Vec<JoinHandle<abuse::Outcome>> = attacks
+        .into_iter()
+        .map(|(what, addr, payload)| {
+            std::thread::spawn(move || abuse::tcp(&what, addr, &payload, CLOSE_BOUND))
+        })
+        .collect();
+    threads.push(std::thread::spawn(move || {
+        abuse::rtmp_oversized_message(rtmp, CLOSE_BOUND)
+    }));
+    // And the UDP ports: junk, a truncated handshake, an oversized datagram.
+    let srt_junk = abuse::udp(
+        srt,
+        1000,
+        &[
+            abuse::srt_truncated_handshake(),
+            abuse::oversized_datagram(),
+        ],
+    );
+    let webrtc_junk = abuse::udp(
+        webrtc,
+        1000,
+        &[abuse::stun_truncated_request(), abuse::oversized_datagram()],
+    );
+    let outcomes: Vec<abuse::Outcome> = threads
+        .into_iter()
+        .map(|t| t.join().expect("attack"))
+        .collect();
+
+    // The UDP listeners still serve: an SRT reader decodes the stream.
+    let srt_read = decoding_reader(
+        "srt reader after the junk",
+        &ffmpeg_srt_url(srt, "read:live/calm"),
+        3,
+        Instant::now() + Duration::from_secs(30),
+    )
+    .join()
+    .expect("srt reader");
+    assert_decoded_throughout(&srt_read, 3);
+
+    let read = reader.join().expect("reader");
+    assert_decoded_throughout(&read, READ_SECONDS);
+    // Let the last log lines arrive.
+    std::thread::sleep(Duration::from_millis(500));
+    let output = server.output();
+    let mut failures = Vec::new();
+    for o in &outcomes {
+        let peer = o.local.to_string();
+        let logged: Vec<&str> = output.lines().filter(|l| l.contains(&peer)).collect();
+        eprintln!(
+            "{}: closed after {:?}, answer {:?}; log: {:?}",
+            o.what,
+            o.closed_after,
+            String::from_utf8_lossy(&o.answer[..o.answer.len().min(40)]),
+            logged.last()
+        );
+        if o.closed_after.is_none() {
+            failures.push(format!("{}: still open after {CLOSE_BOUND:?}", o.what));
+        }
+        // HTTP logs these at debug only (a slowloris would flood the log
+        // otherwise): its refusal counters are checked below instead.
+        if logged.is_empty() && !o.what.starts_with("http") {
+            failures.push(format!("{}: no log line names its peer {peer}", o.what));
+        }
+    }
+    let udp_log = |peer: SocketAddr| {
+        output
+            .lines()
+            .filter(|l| l.contains(&peer.to_string()))
+            .count()
+    };
+    eprintln!(
+        "srt junk from {srt_junk}: {} log lines; webrtc junk from {webrtc_junk}: {} log lines",
+        udp_log(srt_junk),
+        udp_log(webrtc_junk)
+    );
+    // Junk is logged, but not a line per datagram.
+    for (what, peer) in [("srt", srt_junk), ("webrtc", webrtc_junk)] {
+        if udp_log(peer) > 20 {
+            failures.push(format!(
+                "{what}: {} log lines for 1 002 junk datagrams",
+                udp_log(peer)
+            ));
+        }
+    }
+    let scrape = Scrape::get(http);
+    let refused = |listener: &str, reason: &str| {
+        scrape.sum(
+            "tidewater_listener_refusals_total",
+            &[("listener", listener), ("reason", reason)],
+        )
+    };
+    for (listener, reason, at_least) in [
+        ("http", "header_timeout", 1.0),
+        ("https", "handshake_timeout", 1.0),
+        ("https", "tls_handshake", 2.0),
+    ] {
+        let n = refused(listener, reason);
+        if n < at_least {
+            failures.push(format!(
+                "{listener} refusals ({reason}): {n}, expected {at_least}+"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_no_panic(http, &output);
+}
+
+// ---------------------------------------------------------------------------
+// 2. The publisher killed with SIGKILL mid-GOP
+
+/// `[defaults] follow_grace_ms` here.
+const GRACE: Duration = Duration::from_secs(3);
+/// The publisher's GOP (frames at 25 fps): 2 s.
+const KILL_GOP: u32 = 50;
+
+/// One reader per output that ffmpeg plays, of `key`, started now and killed
+/// at `deadline`; with each one's bound: how long after the follow grace
+/// it may take to see the end (that protocol's own part).
+fn every_reader(
+    server: &mut ServerProcess,
+    key: &str,
+    deadline: Instant,
+) -> Vec<(JoinHandle<TimedReading>, Duration)> {
+    let (http, rtmp, srt, rtsp) = (
+        server.http_addr(),
+        server.rtmp_addr(),
+        server.srt_addr(),
+        server.rtsp_addr(),
+    );
+    let passthrough: &[&str] = &["-fps_mode", "passthrough"];
+    let reader = |name: &str, input: &[&str], url: String| {
+        spawn_timed(
+            name,
+            ffmpeg_framecrc_command(input, &url, passthrough),
+            deadline,
+        )
+    };
+    vec![
+        (
+            reader("rtmp", &[], format!("rtmp://{rtmp}/{key}")),
+            END_BOUND_STREAMED,
+        ),
+        (
+            reader("http-flv", &[], format!("http://{http}/flv/{key}.flv")),
+            END_BOUND_STREAMED,
+        ),
+        (
+            reader("http-ts", &[], format!("http://{http}/ts/{key}.ts")),
+            END_BOUND_STREAMED,
+        ),
+        (
+            reader("srt", &[], ffmpeg_srt_url(srt, &format!("read:{key}"))),
+            END_BOUND_STREAMED,
+        ),
+        (
+            reader(
+                "rtsp",
+                &["-rtsp_transport", "tcp"],
+                format!("rtsp://{rtsp}/{key}"),
+            ),
+            END_BOUND_STREAMED,
+        ),
+        (
+            reader("hls", &[], format!("http://{http}/hls/{key}/index.m3u8")),
+            END_BOUND_HLS,
+        ),
+    ]
+}
+
+/// How long after the grace a streamed reader (RTMP, HTTP-FLV, HTTP-TS,
+/// SRT, RTSP) may take to see the end and exit: the server's closing
+/// words, SRT's linger, ffmpeg's shutdown, on a loaded machine.
+const END_BOUND_STREAMED: Duration = Duration::from_secs(5);
+/// The same for an HLS reader: the final playlist (`EXT-X-ENDLIST`) is
+/// written at the end of the grace; ffmpeg sees it at its next reload (a
+/// target duration, 2 s here) and reads the segments it has not read.
+const END_BOUND_HLS: Duration = Duration::from_secs(8);
+/// The same for DASH, checked on the MPD: it turns `type="static"` at the
+/// end of the grace, which a player sees at its next reload
+/// (`minimumUpdatePeriod`, 2 s here). ffmpeg 5.1's DASH demuxer is not the
+/// reader here: it never ends on a live MPD that turns static (it keeps
+/// reloading it), nor follows a second Period; dash.js does both
+/// (`tests/tests/dash.rs`).
+const END_BOUND_DASH: Duration = Duration::from_secs(2);
+
+/// Polls the MPD of `key` until `check` accepts it; when it did, or `None`
+/// after `within`.
+fn wait_mpd(
+    http: SocketAddr,
+    key: &str,
+    within: Duration,
+    check: impl Fn(&str) -> bool,
+) -> Option<Instant> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(r) = try_http_get(&format!("http://{http}/dash/{key}/manifest.mpd"))
+            && r.status == 200
+            && check(&r.body)
+        {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+/// Waits for the next keyframe `viewer` receives and then half a GOP, so
+/// what happens next happens mid-GOP.
+fn wait_mid_gop(pool: &ViewerPool, viewer: usize) {
+    let seen = pool.record(viewer).keyframes.len();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pool.record(viewer).keyframes.len() == seen {
+        assert!(Instant::now() < deadline, "no keyframe within 10 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(KILL_GOP as u64 * 40 / 2));
+}
+
+#[test]
+fn every_reader_sees_the_end_when_the_publisher_is_killed_mid_gop() {
+    let _turn = serial();
+    let config = format!(
+        "{}[defaults]\nfollow_grace_ms = {}\n",
+        loopback_config(),
+        GRACE.as_millis()
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let mut publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/killed"), 60, KILL_GOP);
+    wait_live(http, "live/killed", LIVE_TIMEOUT);
+    let mut pool = ViewerPool::new();
+    let clock = pool.add(rtmp, "live", "killed", Reading::Eager);
+    let readers = every_reader(
+        &mut server,
+        "live/killed",
+        Instant::now() + Duration::from_secs(40),
+    );
+    // Let every reader get going (HLS and DASH need segments), then kill.
+    std::thread::sleep(Duration::from_secs(6));
+    wait_mid_gop(&pool, clock);
+    assert!(
+        wait_mpd(http, "live/killed", LIVE_TIMEOUT, |m| m
+            .contains("type=\"dynamic\""))
+        .is_some(),
+        "no live MPD"
+    );
+    publisher.0.kill().expect("SIGKILL the publisher");
+    let killed = Instant::now();
+    let mut failures = Vec::new();
+    let static_mpd = wait_mpd(
+        http,
+        "live/killed",
+        GRACE + END_BOUND_DASH + Duration::from_secs(10),
+        |m| m.contains("type=\"static\""),
+    )
+    .map(|t| t.saturating_duration_since(killed));
+    eprintln!(
+        "dash: the MPD turned static {static_mpd:?} after the kill (bound {:?})",
+        GRACE + END_BOUND_DASH
+    );
+    match static_mpd {
+        Some(after) if after <= GRACE + END_BOUND_DASH && after + Duration::from_millis(500) >= GRACE => {}
+        other => failures.push(format!(
+            "dash: the MPD turned static {other:?} after the kill (grace {GRACE:?} + {END_BOUND_DASH:?})"
+        )),
+    }
+    for (reader, bound) in readers {
+        let read = reader.join().expect("reader");
+        let name = &read.name;
+        let frames = read.frames_of("rawvideo");
+        let ended = read.exited_at.map(|t| t.saturating_duration_since(killed));
+        eprintln!(
+            "{name}: {frames} pictures, ended {ended:?} after the kill (bound {:?})",
+            GRACE + bound
+        );
+        if frames < 25 {
+            failures.push(format!(
+                "{name}: {frames} pictures decoded: {}",
+                read.stderr
+            ));
+        }
+        match ended {
+            None => failures.push(format!("{name}: still reading 30 s after the kill")),
+            Some(after) if after > GRACE + bound => failures.push(format!(
+                "{name}: saw the end {after:?} after the kill (grace {GRACE:?} + {bound:?})"
+            )),
+            Some(after) if after + Duration::from_millis(500) < GRACE => failures.push(format!(
+                "{name}: ended {after:?} after the kill, before the grace ({GRACE:?}): {}",
+                read.stderr
+            )),
+            Some(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_no_panic(http, &server.output());
+}
+
+#[test]
+fn every_reader_plays_on_when_a_killed_publisher_comes_back_within_the_grace() {
+    let _turn = serial();
+    let config = format!(
+        "{}[defaults]\nfollow_grace_ms = {}\n",
+        loopback_config(),
+        GRACE.as_millis()
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let url = format!("rtmp://{rtmp}/live/back");
+    let mut first = ffmpeg_publish(&url, 60, KILL_GOP);
+    wait_live(http, "live/back", LIVE_TIMEOUT);
+    let mut pool = ViewerPool::new();
+    let clock = pool.add(rtmp, "live", "back", Reading::Eager);
+    let started = Instant::now();
+    let readers = every_reader(
+        &mut server,
+        "live/back",
+        Instant::now() + Duration::from_secs(45),
+    );
+    std::thread::sleep(Duration::from_secs(6));
+    wait_mid_gop(&pool, clock);
+    first.0.kill().expect("SIGKILL the publisher");
+    let first_span = started.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    const SECOND: u32 = 8;
+    let mut second = ffmpeg_publish(&url, SECOND, KILL_GOP);
+    // DASH opens a second Period for the second publish, in the same MPD.
+    let periods = wait_mpd(http, "live/back", Duration::from_secs(SECOND as u64), |m| {
+        m.contains("type=\"dynamic\"") && m.matches("<Period ").count() == 2
+    });
+    assert!(periods.is_some(), "dash: no second Period in the live MPD");
+    assert!(
+        second
+            .wait_for(Duration::from_secs(SECOND as u64 + 15))
+            .is_some(),
+        "the second publisher did not finish"
+    );
+    let last_ended = Instant::now();
+    let mut failures = Vec::new();
+    for (reader, bound) in readers {
+        let read = reader.join().expect("reader");
+        let name = &read.name;
+        let frames = read.frames_of("rawvideo");
+        let ended = read
+            .exited_at
+            .map(|t| t.saturating_duration_since(last_ended));
+        // More pictures than the first publish could give (what was sent
+        // until the kill plus a cached GOP): pictures of the second were decoded.
+        let first_frames = (first_span.as_secs_f64() * 25.0) as usize + KILL_GOP as usize;
+        eprintln!(
+            "{name}: {frames} pictures (the first publish gave at most {first_frames}), \
+             ended {ended:?} after the second, monotonic {}",
+            read.crc.monotonic()
+        );
+        if frames < first_frames + 2 * 25 {
+            failures.push(format!(
+                "{name}: {frames} pictures, not 2 s more than the first publish's {first_frames}: {}",
+                read.stderr
+            ));
+        }
+        if !read.crc.monotonic() {
+            failures.push(format!(
+                "{name}: timestamps not rising across the republish"
+            ));
+        }
+        match ended {
+            None => failures.push(format!("{name}: still reading long after the end")),
+            Some(after) if after > GRACE + bound => failures.push(format!(
+                "{name}: saw the end {after:?} after the second publish (grace {GRACE:?} + {bound:?})"
+            )),
+            Some(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_no_panic(http, &server.output());
 }
