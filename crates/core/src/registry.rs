@@ -148,6 +148,7 @@ pub struct ListenerStats {
     open: AtomicU64,
     refusals: Mutex<Vec<(&'static str, u64)>>,
     panics: AtomicU64,
+    log: crate::logs::LogLimiter,
 }
 
 impl ListenerStats {
@@ -159,7 +160,14 @@ impl ListenerStats {
             open: AtomicU64::new(0),
             refusals: Mutex::new(Vec::new()),
             panics: AtomicU64::new(0),
+            log: crate::logs::LogLimiter::per_listener(),
         }
+    }
+
+    /// The limiter of this listener's lines that peers can cause at will
+    /// (refused connections, failed handshakes): see [`crate::logs`].
+    pub fn log_limit(&self) -> &crate::logs::LogLimiter {
+        &self.log
     }
 
     /// The listener's name.

@@ -238,11 +238,15 @@ pub(crate) async fn run_tls_connection(
         }
         Ok(Err(e)) => {
             slot.stats.refused("tls_handshake");
-            info!(peer = %peer, "rtmps connection closed: tls handshake failed: {e}");
+            if let Some(note) = slot.stats.log_limit().check_now() {
+                info!(peer = %peer, "rtmps connection closed: tls handshake failed: {e}{note}");
+            }
         }
         Err(_) => {
             slot.stats.refused("handshake_timeout");
-            warn!(peer = %peer, "rtmps connection closed: no publish or play within {limit:?} (handshake_timeout): the tls handshake did not finish");
+            if let Some(note) = slot.stats.log_limit().check_now() {
+                warn!(peer = %peer, "rtmps connection closed: no publish or play within {limit:?} (handshake_timeout): the tls handshake did not finish{note}");
+            }
         }
     }
 }
@@ -291,11 +295,19 @@ async fn run_halves<R, W>(
         Err(e) => {
             let e = e.in_context(&conn.ctx);
             match &e {
-                e if e.is_bad_input() => warn!("{name} connection closed on bad input: {e}"),
+                // Junk and stalled handshakes are what anyone can send at
+                // will: their lines are rate-limited per listener.
+                e if e.is_bad_input() => {
+                    if let Some(note) = slot.stats.log_limit().check_now() {
+                        warn!("{name} connection closed on bad input: {e}{note}");
+                    }
+                }
                 Error::WriteTimeout { .. } => warn!("{name} viewer disconnected: {e}"),
                 Error::NegotiationTimeout { .. } => {
                     slot.stats.refused("handshake_timeout");
-                    warn!("{name} connection closed: {e} (handshake_timeout)");
+                    if let Some(note) = slot.stats.log_limit().check_now() {
+                        warn!("{name} connection closed: {e} (handshake_timeout){note}");
+                    }
                 }
                 Error::Kernel { source, .. }
                     if matches!(**source, tidewater_core::Error::Unauthorized { .. }) =>

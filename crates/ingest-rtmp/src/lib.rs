@@ -333,7 +333,9 @@ impl InboundProtocol for Rtmp {
                             Ok(a) => a,
                             Err(why) => {
                                 stats.refused("too_many_connections");
-                                warn!(peer = %peer, "{name}: connection refused: {why}");
+                                if let Some(note) = stats.log_limit().check_now() {
+                                    warn!(peer = %peer, "{name}: connection refused: {why}{note}");
+                                }
                                 drop(stream);
                                 continue;
                             }

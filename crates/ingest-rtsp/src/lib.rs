@@ -281,6 +281,9 @@ impl InboundProtocol for Rtsp {
         };
         self.bound.set(Some(local));
         let mut connections = JoinSet::new();
+        // A full listener refuses every further connection attempt: a line
+        // for each would flood the log.
+        let refusals = tidewater_core::logs::LogLimiter::per_listener();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -289,7 +292,9 @@ impl InboundProtocol for Rtsp {
                     Ok((stream, peer)) => {
                         if connections.len() >= self.config.max_connections {
                             stats.refused("too_many_connections");
-                            warn!(peer = %peer, "rtsp: connection refused: {} connections open ([rtsp] max_connections)", self.config.max_connections);
+                            if let Some(note) = refusals.check_now() {
+                                warn!(peer = %peer, "rtsp: connection refused: {} connections open ([rtsp] max_connections){note}", self.config.max_connections);
+                            }
                             continue;
                         }
                         let open = stats.accepted();

@@ -111,13 +111,17 @@ impl UdpMedia {
     /// Receives on one socket until it fails, routing what it gets.
     async fn receive(socket: Arc<UdpSocket>, rtcp: bool, routes: Routes) {
         let mut buf = vec![0u8; 65_536];
+        // Errors can repeat every 10 ms for as long as a peer sends ICMP.
+        let log = tidewater_core::logs::LogLimiter::per_listener();
         loop {
             let (n, from) = match socket.recv_from(&mut buf).await {
                 Ok(r) => r,
                 Err(e) => {
                     // ICMP port unreachable from a reader that went away
                     // surfaces here on some systems: not fatal.
-                    warn!("rtsp: udp receive: {e}");
+                    if let Some(note) = log.check_now() {
+                        warn!("rtsp: udp receive: {e}{note}");
+                    }
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                     continue;
                 }

@@ -36,6 +36,7 @@ use srt_protocol::packet::{
 };
 use srt_protocol::settings::{ConnInitSettings, KeySettings};
 use tidewater_core::ListenerStats;
+use tidewater_core::logs::LogLimiter;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -226,6 +227,7 @@ pub(crate) fn spawn(
         stats,
         dropped: 0,
         asks: 0,
+        log: LogLimiter::per_listener(),
     };
     Ok(Listener {
         requests,
@@ -266,6 +268,9 @@ struct Demux {
     dropped: u64,
     /// Requests made so far (their numbers).
     asks: u64,
+    /// Bounds the refusal lines remote callers can cause (one per datagram
+    /// at worst): a flood of junk handshakes must not flood the log.
+    log: LogLimiter,
 }
 
 /// One step of srt-protocol's listener, owned (its `Action` borrows it).
@@ -406,7 +411,9 @@ impl Demux {
                 return;
             }
             Err(_) => {
-                error!(peer = %from, "srt: srt-protocol panicked parsing a packet; dropped it");
+                if let Some(note) = self.log.check_now() {
+                    error!(peer = %from, "srt: srt-protocol panicked parsing a packet; dropped it{note}");
+                }
                 return;
             }
         };
@@ -457,7 +464,9 @@ impl Demux {
                     HandshakeVsInfo::V5(info) => info.sid.as_deref(),
                     HandshakeVsInfo::V4(_) => None,
                 };
-                info!(peer = %from, "srt connection refused: {}: {over}", requested(sid));
+                if let Some(note) = self.log.check_now() {
+                    info!(peer = %from, "srt connection refused: {}: {over}{note}", requested(sid));
+                }
                 self.stats.refused("too_many_connections");
                 self.send(&rejection, from).await;
                 return;
@@ -492,13 +501,19 @@ impl Demux {
         let what = requested(refusal.handshake.stream_id.as_deref());
         self.stats.refused(screen_refusal_name(refusal.code));
         if !refusal.handshake.is_conclusion() {
-            info!(peer = %from, kind = refusal.handshake.kind, "srt connection refused: a handshake dropped: {what}: {}", refusal.why);
+            if let Some(note) = self.log.check_now() {
+                info!(peer = %from, kind = refusal.handshake.kind, "srt connection refused: a handshake dropped: {what}: {}{note}", refusal.why);
+            }
             return;
         }
-        info!(peer = %from, code = refusal.code, "srt connection refused: {what}: {}", refusal.why);
+        if let Some(note) = self.log.check_now() {
+            info!(peer = %from, code = refusal.code, "srt connection refused: {what}: {}{note}", refusal.why);
+        }
         let answer = screen::rejection(&refusal.handshake, refusal.code, self.local_socket_id);
-        if let Err(e) = self.socket.send_to(&answer, from).await {
-            warn!(peer = %from, "srt: could not send the rejection: {e}");
+        if let Err(e) = self.socket.send_to(&answer, from).await
+            && let Some(note) = self.log.check_now()
+        {
+            warn!(peer = %from, "srt: could not send the rejection: {e}{note}");
         }
         if self.peers.connection(from).is_none() {
             self.forget(SessionId(from));
@@ -538,7 +553,9 @@ impl Demux {
             .handshake_mut(session.0)
             .and_then(|h| h.opened.take())
         {
-            info!(peer = %session.0, "srt connection refused: srt-protocol did not open the accepted connection");
+            if let Some(note) = self.log.check_now() {
+                info!(peer = %session.0, "srt connection refused: srt-protocol did not open the accepted connection{note}");
+            }
             self.stats.refused("malformed");
             let _ = opened.send(Err(AcceptError::Gone(
                 "srt-protocol did not open the connection",
@@ -557,7 +574,9 @@ impl Demux {
             let step = match catch_unwind(AssertUnwindSafe(|| step(listener, now, input))) {
                 Ok(step) => step,
                 Err(_) => {
-                    error!(peer = %session.0, "srt connection refused: srt-protocol's listener panicked on this peer's handshake; forgetting it");
+                    if let Some(note) = self.log.check_now() {
+                        error!(peer = %session.0, "srt connection refused: srt-protocol's listener panicked on this peer's handshake; forgetting it{note}");
+                    }
                     self.stats.refused("malformed");
                     self.forget(session);
                     return;
@@ -593,7 +612,9 @@ impl Demux {
                         Err(e) => {
                             let mut request = e.into_inner();
                             request.responses = None;
-                            info!(peer = %id.0, "srt connection refused: {}: {REQUEST_QUEUE} handshakes wait for an answer already", requested(request.stream_id().map(|s| s.as_str())));
+                            if let Some(note) = self.log.check_now() {
+                                info!(peer = %id.0, "srt connection refused: {}: {REQUEST_QUEUE} handshakes wait for an answer already{note}", requested(request.stream_id().map(|s| s.as_str())));
+                            }
                             self.stats.refused("too_many_connections");
                             counted = true;
                             let busy = RejectReason::Server(ServerRejectReason::Overload);
@@ -614,7 +635,9 @@ impl Demux {
                         // srt-protocol's own refusal of a packet (an HSv4 caller).
                         None if origin == Origin::Packet && !counted => {
                             let why = reason.map_or("no reason given".into(), |r| r.to_string());
-                            info!(peer = %id.0, "srt connection refused: srt-protocol rejected the handshake: {why}");
+                            if let Some(note) = self.log.check_now() {
+                                info!(peer = %id.0, "srt connection refused: srt-protocol rejected the handshake: {why}{note}");
+                            }
                             self.stats.refused(reason.map_or("refused", refusal_name));
                         }
                         // The accept loop's rejection: counted there.
@@ -659,7 +682,9 @@ impl Demux {
                 }
             };
         }
-        warn!(peer = %session.0, "srt connection refused: srt-protocol's listener did not settle on this peer's handshake; forgetting it");
+        if let Some(note) = self.log.check_now() {
+            warn!(peer = %session.0, "srt connection refused: srt-protocol's listener did not settle on this peer's handshake; forgetting it{note}");
+        }
         self.stats.refused("malformed");
         self.forget(session);
     }
@@ -691,7 +716,9 @@ impl Demux {
         }
         let timeout = self.peers.limits().handshake_timeout;
         for addr in self.peers.expired(now) {
-            info!(peer = %addr, "srt connection refused: the handshake did not complete within {timeout:?}; forgotten");
+            if let Some(note) = self.log.check_now() {
+                info!(peer = %addr, "srt connection refused: the handshake did not complete within {timeout:?}; forgotten{note}");
+            }
             self.stats.refused("handshake_timeout");
             self.forget(SessionId(addr));
         }
