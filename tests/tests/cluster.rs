@@ -329,14 +329,11 @@ fn three_hosts_pull_once_per_edge_follow_a_killed_origin_and_register_again() {
     in_lab(|lab| {
         let etcd = Etcd::start(lab.host("etcd"));
         let ttl = Duration::from_secs(3);
-        // The publisher comes back to B, which pulls the stream from A for
-        // its readers and goes on holding that pull's publish for readers
-        // through the failover: with `reject` B would refuse the publisher
-        // until the failover grace ends the pull (see the crate docs).
-        let take_over = "[defaults]\nduplicate = \"take_over\"\n";
-        let a = node_with(lab, &etcd, "a", ttl, take_over);
-        let b = node_with(lab, &etcd, "b", ttl, take_over);
-        let c = node_with(lab, &etcd, "c", ttl, take_over);
+        // The default duplicate policy, `reject`: the publisher comes back
+        // to B, which was pulling the stream from A for its own readers.
+        let a = node(lab, &etcd, "a", ttl);
+        let b = node(lab, &etcd, "b", ttl);
+        let c = node(lab, &etcd, "c", ttl);
         let publisher = ffmpeg_publish(&a.rtmp_url("live/cam"), 60, 25);
         let at_a = wait_live(a.http, "live/cam", LIVE_TIMEOUT);
         etcd.wait_keys(
@@ -419,9 +416,15 @@ fn three_hosts_pull_once_per_edge_follow_a_killed_origin_and_register_again() {
             s["protocol"] == "rtmp" && relay_hosts(s) == [c.host.addr().to_string()]
         });
         let followed = republished.elapsed();
-        // C's reader read one publish all along: no end, a discontinuity.
-        let after = stream_json(c.http, "live/cam").expect("still live at C");
-        assert_eq!(after["generation"], before["generation"], "{after}");
+        // C's pulled publish ended with A's lease and the next one (from B)
+        // began; C's reader stayed and followed it: a discontinuity, not an
+        // end.
+        let after = stream_json(c.http, "live/cam").expect("live at C again");
+        assert_eq!(after["protocol"], "relay", "{after}");
+        assert!(
+            after["generation"].as_u64() > before["generation"].as_u64(),
+            "{before} then {after}"
+        );
         // 20 s of media, about 7 of them before A died.
         assert_decoded("rtmp at C", &at_c_reader.join().expect("reader"), 400);
         eprintln!(

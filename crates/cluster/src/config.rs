@@ -33,9 +33,9 @@ pub struct ClusterConfig {
     pub idle_grace: Duration,
     /// How long a reader waits for an edge pull to start.
     pub pull_wait: Duration,
-    /// How long an edge whose origin went away waits for the stream to show
-    /// up on another node before ending it here (readers see a
-    /// discontinuity within this, not an end).
+    /// How long an edge's pull whose origin went away looks for the stream
+    /// on another node before it stops (readers here follow it within
+    /// this and their follow grace: a discontinuity, not an end).
     pub failover_grace: Duration,
 }
 

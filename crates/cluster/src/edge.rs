@@ -131,12 +131,15 @@ async fn idle(inner: &Inner, key: &StreamKey) {
 /// One stream's pull, from start to stop.
 async fn run(inner: Arc<Inner>, key: StreamKey) {
     let mut session: Option<PublishSession> = None;
+    // Whether a local publish was ever opened: from then on the pull looks
+    // for the stream through a failover.
+    let mut streamed = false;
     // Since when no origin has streamed to us.
     let mut orphan_since = Instant::now();
     loop {
         // Before the first catalog only the reader's wait is worth waiting;
-        // after it, readers here wait through a failover.
-        let grace = if session.is_some() {
+        // after it, the pull waits for a failover.
+        let grace = if streamed {
             inner.failover_grace
         } else {
             inner.pull_wait
@@ -146,6 +149,16 @@ async fn run(inner: Arc<Inner>, key: StreamKey) {
             break;
         }
         let Some(holder) = origin(&inner, &key) else {
+            // No node holds the stream any more (its origin's lease expired,
+            // or its publish ended there) and our pull failed: the local
+            // publish ends like a publish on a single server, so readers here
+            // follow the next one (the kernel's follow grace), and a
+            // publisher reconnecting to this very node is not refused as a
+            // duplicate of a pull of nothing.
+            if let Some(s) = session.take() {
+                tracing::info!(stream = %key, "no node holds the stream: the pulled publish ends, readers wait for the next");
+                s.finish().await;
+            }
             let mut changes = inner.map.changes();
             tokio::select! {
                 () = inner.shutdown.cancelled() => break,
@@ -170,6 +183,7 @@ async fn run(inner: Arc<Inner>, key: StreamKey) {
         if started.elapsed() >= STREAMED {
             orphan_since = Instant::now();
         }
+        streamed |= session.is_some();
         match outcome {
             None => continue,
             Some(Ok(PullOutcome::Ended(reason))) => {

@@ -80,12 +80,24 @@
 //! join from the edge's cache at once.
 //!
 //! The pull stops when nobody has read the stream here for `idle_grace`
-//! (10 s). When the origin's stream ends or the origin dies, the pull keeps
-//! its local publish open for `failover_grace` (20 s) and follows the
-//! directory: as soon as another node claims the stream (its publisher
-//! reconnected elsewhere), the pull connects there and goes on in the same
-//! local publish. Readers here see a timestamp discontinuity (the kernel's
-//! clock rebases the jump and flags it), not an end.
+//! (10 s). When the origin's connection fails, the pull keeps its local
+//! publish open and follows the directory for `failover_grace` (20 s):
+//!
+//! - another node claims the stream while the local publish is still open
+//!   (`take_over`, or a key that moved): the pull connects there and goes
+//!   on in the same local publish, and readers here see a timestamp
+//!   discontinuity (the kernel's clock rebases the jump and flags it);
+//! - no node holds the stream any more (the dead origin's lease expired,
+//!   or the publish ended there): the local publish ends, as a publish on a
+//!   single server does, and readers here stay for the kernel's follow
+//!   grace (`follow_grace_ms`, 10 s) waiting for the next one; when the
+//!   publisher reconnects to any node (this one included: nothing here
+//!   holds the stream, so `reject` lets it in) and the directory says so,
+//!   the pull opens the next local publish and those readers follow into
+//!   it, with a discontinuity, not an end.
+//!
+//! A working pull goes on when its key merely vanishes (etcd restarted
+//! empty): only a failed connection and an empty directory end it.
 //!
 //! # The relay
 //!
