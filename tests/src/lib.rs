@@ -25,8 +25,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub mod abuse;
 pub mod auth;
 pub mod browser;
-pub mod netns;
 pub mod metrics;
+pub mod netns;
 pub mod page;
 pub mod rtmp_viewers;
 pub mod srt;
@@ -705,33 +705,36 @@ pub struct FrameCrc {
 }
 
 impl FrameCrc {
-    /// Parses framecrc text.
+    /// Parses framecrc text; panics on a line it cannot read.
     pub fn parse(text: &str) -> FrameCrc {
         let mut out = FrameCrc::default();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("#codec_id ") {
-                if let Some((_, name)) = rest.split_once(": ") {
-                    out.codecs.push(name.trim().to_string());
-                }
+                let (_, name) = rest
+                    .split_once(": ")
+                    .unwrap_or_else(|| panic!("framecrc: a codec line without a name: {line:?}"));
+                out.codecs.push(name.trim().to_string());
                 continue;
             }
             if line.starts_with('#') || line.trim().is_empty() {
                 continue;
             }
+            // Every other line is a packet: a line that is not one is a
+            // failure of the reader (or of this parser), never skipped.
             let f: Vec<&str> = line.split(',').map(str::trim).collect();
-            if f.len() >= 6 {
-                let num = |s: &str| {
-                    s.parse::<i64>()
-                        .unwrap_or_else(|e| panic!("framecrc {line:?}: {e}"))
-                };
-                out.lines.push(CrcLine {
-                    stream: num(f[0]) as u32,
-                    dts: num(f[1]),
-                    pts: num(f[2]),
-                    size: num(f[4]) as u64,
-                    crc: f[5].to_string(),
-                });
-            }
+            assert!(f.len() >= 6, "framecrc: not a packet line: {line:?}");
+            let num = |s: &str| {
+                s.parse::<i64>()
+                    .unwrap_or_else(|e| panic!("framecrc {line:?}: {e}"))
+            };
+            out.lines.push(CrcLine {
+                stream: u32::try_from(num(f[0]))
+                    .unwrap_or_else(|e| panic!("framecrc {line:?}: {e}")),
+                dts: num(f[1]),
+                pts: num(f[2]),
+                size: u64::try_from(num(f[4])).unwrap_or_else(|e| panic!("framecrc {line:?}: {e}")),
+                crc: f[5].to_string(),
+            });
         }
         out
     }
@@ -763,33 +766,151 @@ pub fn ffmpeg_framecrc_command(input: &[&str], url: &str, output: &[&str]) -> Co
     cmd
 }
 
+/// How a child (ffmpeg, ffprobe, …) that a helper ran ended, with what it
+/// printed on its standard error.
+#[derive(Debug)]
+pub struct ToolRun {
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error (`-loglevel error`: empty when nothing went wrong).
+    pub stderr: String,
+    /// Its exit status; `None` when it still ran at the deadline and the
+    /// helper killed it.
+    pub status: Option<ExitStatus>,
+}
+
+impl ToolRun {
+    /// Whether it exited by itself with status 0 and printed nothing on its
+    /// standard error.
+    pub fn clean(&self) -> bool {
+        self.status.is_some_and(|s| s.success()) && self.stderr.trim().is_empty()
+    }
+
+    /// Whether the helper killed it at the deadline (it did not end by itself).
+    pub fn killed_at_deadline(&self) -> bool {
+        self.status.is_none()
+    }
+
+    /// Panics, naming it `what`, unless it ended [`clean`](Self::clean)ly.
+    pub fn expect_clean(&self, what: &str) {
+        match self.status {
+            None => panic!(
+                "{what} still ran at its deadline (killed); stderr: {}",
+                self.stderr
+            ),
+            Some(status) => assert!(
+                self.clean(),
+                "{what} did not end cleanly ({status}); stderr: {}",
+                self.stderr
+            ),
+        }
+    }
+
+    /// Panics, naming it `what`, if it failed: a non-zero exit or anything on
+    /// its standard error. Being killed at the deadline is allowed (for
+    /// callers that read a live source until then, and say so).
+    pub fn expect_clean_or_killed_at_deadline(&self, what: &str) {
+        if self.killed_at_deadline() {
+            assert!(
+                self.stderr.trim().is_empty(),
+                "{what} complained before its deadline: {}",
+                self.stderr
+            );
+        } else {
+            self.expect_clean(what);
+        }
+    }
+}
+
+/// ffmpeg 5.1 reading `srt://` has no end of stream but the connection's
+/// close, which libsrt reports to it as an error: it then prints
+/// `URL: Input/output error` (repeated) and exits with status 0. That block,
+/// and only at the end of its standard error, is the stream's end, not a
+/// failure: this returns `run` without it (and anything else left as it was).
+fn without_srt_end(mut run: ToolRun, url: &str) -> ToolRun {
+    if !url.starts_with("srt://") {
+        return run;
+    }
+    let end = format!("{url}: Input/output error");
+    let mut lines: Vec<&str> = run.stderr.lines().collect();
+    while let Some(last) = lines.last() {
+        let repeated = last.trim_start().starts_with("Last message repeated ");
+        if *last == end || repeated {
+            lines.pop();
+        } else {
+            break;
+        }
+    }
+    run.stderr = lines.join("\n");
+    run
+}
+
+/// Runs `cmd` with its standard output and error piped, killing it after
+/// `timeout`; returns both outputs and its exit status (`None`: killed at
+/// the deadline). Never panics on what the child does; only if it cannot start.
+pub fn run_until(mut cmd: Command, timeout: Duration) -> ToolRun {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = ChildGuard(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {program} (install ffmpeg 5.1): {e}")),
+    );
+    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = read_all(child.0.stdout.take().map(box_read));
+    let stderr = read_all(child.0.stderr.take().map(box_read));
+    let status = child.wait_for(timeout);
+    drop(child);
+    ToolRun {
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        status,
+    }
+}
+
 /// Runs ffmpeg reading `url` into framecrc on standard output, with `args`
-/// before the output (e.g. `-c copy` for packets instead of decoded frames),
-/// killing it after `timeout`; returns the parsed output and whether it ended
-/// by itself.
-pub fn ffmpeg_framecrc(url: &str, args: &[&str], timeout: Duration) -> (FrameCrc, bool) {
-    let (text, ended) = ffmpeg_framecrc_text(url, args, timeout);
-    (FrameCrc::parse(&text), ended)
+/// before the output (e.g. `-c copy` for packets instead of decoded
+/// frames), for at most `timeout`; reports how it ended without judging it
+/// (for callers that expect a refusal).
+pub fn ffmpeg_framecrc_run(url: &str, args: &[&str], timeout: Duration) -> ToolRun {
+    run_until(ffmpeg_framecrc_command(&[], url, args), timeout)
+}
+
+/// [`ffmpeg_framecrc_run`] that must end by itself within `timeout`, with
+/// status 0 and nothing on its standard error (it ends at its `-t`, or when
+/// the server ends the stream; over SRT that end is the one complaint
+/// allowed: libsrt reports the close as an error); the parsed output. Panics otherwise.
+pub fn ffmpeg_framecrc(url: &str, args: &[&str], timeout: Duration) -> FrameCrc {
+    FrameCrc::parse(&ffmpeg_framecrc_text(url, args, timeout))
+}
+
+/// [`ffmpeg_framecrc`] with the input options `input` (e.g.
+/// `-rtsp_transport tcp`): it must end by itself, cleanly, within `timeout`.
+pub fn ffmpeg_framecrc_input(
+    input: &[&str],
+    url: &str,
+    output: &[&str],
+    timeout: Duration,
+) -> FrameCrc {
+    let run = run_until(ffmpeg_framecrc_command(input, url, output), timeout);
+    let run = without_srt_end(run, url);
+    run.expect_clean(&format!("ffmpeg reading {url} {input:?} {output:?}"));
+    FrameCrc::parse(&run.stdout)
 }
 
 /// [`ffmpeg_framecrc`], the framecrc text as ffmpeg printed it.
-pub fn ffmpeg_framecrc_text(url: &str, args: &[&str], timeout: Duration) -> (String, bool) {
-    let mut child = ChildGuard(
-        ffmpeg_framecrc_command(&[], url, args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run ffmpeg: {e}")),
-    );
-    let stdout = child.0.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = BufReader::new(stdout).read_to_string(&mut text);
-        text
-    });
-    let ended = child.wait_for(timeout).is_some();
-    drop(child);
-    (reader.join().unwrap_or_default(), ended)
+pub fn ffmpeg_framecrc_text(url: &str, args: &[&str], timeout: Duration) -> String {
+    let run = without_srt_end(ffmpeg_framecrc_run(url, args, timeout), url);
+    run.expect_clean(&format!("ffmpeg reading {url} {args:?}"));
+    run.stdout
 }
 
 /// [`ffmpeg_framecrc`] on a thread of its own, for readers in parallel.
@@ -797,7 +918,7 @@ pub fn spawn_framecrc(
     url: String,
     args: &'static [&'static str],
     timeout: Duration,
-) -> std::thread::JoinHandle<(FrameCrc, bool)> {
+) -> std::thread::JoinHandle<FrameCrc> {
     std::thread::spawn(move || ffmpeg_framecrc(&url, args, timeout))
 }
 

@@ -55,7 +55,8 @@ pub fn ffprobe_clean(args: &[&str], file: &Path) -> String {
 }
 
 /// ffprobe's count of decoded frames per stream of a file: `(codec, frames)`,
-/// one entry per codec in the order ffprobe lists them.
+/// one entry per codec in the order ffprobe lists them. Panics unless
+/// ffprobe succeeds without a complaint and every line it prints is a count.
 pub fn count_frames(path: &Path) -> Vec<(String, u64)> {
     let mut args: Vec<&OsStr> = [
         "-v",
@@ -71,13 +72,30 @@ pub fn count_frames(path: &Path) -> Vec<(String, u64)> {
     .collect();
     args.push(path.as_os_str());
     let out = run_tool("ffprobe", args);
+    assert!(
+        out.stderr.is_empty(),
+        "ffprobe -count_frames {} complained: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut streams: Vec<(String, u64)> = Vec::new();
     // A TS's streams are listed twice: under the program and on their own.
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        if let Some((codec, n)) = line.split_once(',')
-            && let Ok(n) = n.trim().parse()
-            && !streams.iter().any(|(c, _)| c == codec)
-        {
+        if line.trim().is_empty() {
+            continue;
+        }
+        // Every line is `codec,frames`: anything else (a stream ffprobe could
+        // not count, `N/A`) fails rather than being left out of the counts.
+        let (codec, n) = line
+            .split_once(',')
+            .and_then(|(c, n)| Some((c, n.trim().parse::<u64>().ok()?)))
+            .unwrap_or_else(|| {
+                panic!(
+                    "ffprobe -count_frames {}: not `codec,frames`: {line:?}",
+                    path.display()
+                )
+            });
+        if !streams.iter().any(|(c, _)| c == codec) {
             streams.push((codec.to_string(), n));
         }
     }

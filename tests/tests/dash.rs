@@ -73,7 +73,7 @@ fn ffmpeg_plays_the_mpd_with_video_and_audio_decoded() {
 
     // ffmpeg's DASH demuxer decodes 10 s of the live stream (segments in
     // progress streamed to it with chunked transfer).
-    let (crc, _) = ffmpeg_framecrc(&mpd_url, &["-t", "10"], Duration::from_secs(60));
+    let crc = ffmpeg_framecrc(&mpd_url, &["-t", "10"], Duration::from_secs(60));
     assert_eq!(crc.codecs.len(), 2, "{:?}", crc.codecs);
     let video = crc
         .codecs
@@ -308,7 +308,7 @@ fn a_republish_starts_a_new_period_whose_segments_decode() {
     }
     let video = dir.path().join("p2-video.mp4");
     std::fs::write(&video, joined).expect("write");
-    let (crc, _) = ffmpeg_framecrc(&video.to_string_lossy(), &[], Duration::from_secs(30));
+    let crc = ffmpeg_framecrc(&video.to_string_lossy(), &[], Duration::from_secs(30));
     assert_eq!(crc.codecs, vec!["rawvideo"], "{:?}", crc.codecs);
     // One 2 s segment at 25 fps.
     assert_eq!(crc.stream(0).len(), 50);
@@ -344,7 +344,7 @@ fn audio_only_and_video_only_streams() {
             "{}",
             mpd.body
         );
-        let (crc, _) = ffmpeg_framecrc(&mpd_url, &["-t", "6"], Duration::from_secs(60));
+        let crc = ffmpeg_framecrc(&mpd_url, &["-t", "6"], Duration::from_secs(60));
         let want = if video { "rawvideo" } else { "pcm_s16le" };
         assert_eq!(crc.codecs, vec![want.to_string()], "{name}");
         let frames = crc.stream(0).len();
@@ -379,7 +379,7 @@ fn h265_over_srt_plays_as_dash() {
     ] {
         assert!(mpd.body.contains(needle), "no {needle} in\n{}", mpd.body);
     }
-    let (crc, _) = ffmpeg_framecrc(&mpd_url, &["-t", "5"], Duration::from_secs(60));
+    let crc = ffmpeg_framecrc(&mpd_url, &["-t", "5"], Duration::from_secs(60));
     assert_eq!(crc.codecs, ["rawvideo", "pcm_s16le"]);
     let frames = crc.stream(0).len();
     assert!(

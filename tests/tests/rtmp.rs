@@ -25,11 +25,8 @@ fn ffmpeg_publish_is_decoded_back_over_rtmp_and_http_flv_and_ends_with_the_publi
     let over_rtmp = spawn_framecrc(rtmp_url, &[], Duration::from_secs(30));
     let over_flv = spawn_framecrc(flv_url, &[], Duration::from_secs(30));
     for (name, reader) in [("rtmp", over_rtmp), ("http-flv", over_flv)] {
-        let (crc, ended) = reader.join().expect("reader");
-        assert!(
-            ended,
-            "{name}: the reader must end when the publisher stops"
-        );
+        // The reader must end, cleanly, when the publisher stops.
+        let crc = reader.join().expect("reader");
         assert_eq!(crc.codecs.len(), 2, "{name}: {:?}", crc.codecs);
         assert!(
             crc.codecs.iter().any(|c| c == "rawvideo"),
@@ -84,15 +81,12 @@ fn two_viewers_in_parallel_receive_the_same_packets() {
     let readers: Vec<_> = (0..2)
         .map(|_| spawn_framecrc(url.clone(), &["-c", "copy"], Duration::from_secs(30)))
         .collect();
+    // Both end, cleanly, with the stream (or the reader threads panic).
     let results: Vec<_> = readers
         .into_iter()
         .map(|r| r.join().expect("reader"))
         .collect();
-    let (a, b) = (&results[0].0, &results[1].0);
-    assert!(
-        results.iter().all(|(_, ended)| *ended),
-        "both end with the stream"
-    );
+    let (a, b) = (&results[0], &results[1]);
     assert!(
         a.lines.len() > 100 && b.lines.len() > 100,
         "{} and {} packets",

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use tidewater_tests::{
     CLIP_VIDEO, ChildGuard, FrameCrc, ServerCommand, TempDir, X264_LIVE, clip_audio,
-    ffmpeg_framecrc, ffmpeg_framecrc_command, ffmpeg_publish, ffmpeg_realtime, fixed_gop,
-    loopback_config, wait_live,
+    ffmpeg_framecrc, ffmpeg_framecrc_command, ffmpeg_framecrc_input, ffmpeg_publish,
+    ffmpeg_realtime, fixed_gop, loopback_config, wait_live,
 };
 
 /// ffmpeg publishing 320x240 H.264 (no B-frames: RTP carries presentation
@@ -37,26 +37,12 @@ fn rtsp_publish_bf(url: &str, transport: &str, seconds: u32, gop: u32, bframes: 
 /// ffmpeg reading `url` over RTSP with `transport` for `seconds` of media,
 /// decoded to framecrc.
 fn rtsp_read(url: &str, transport: &str, seconds: u32) -> FrameCrc {
-    let mut child = ChildGuard(
-        ffmpeg_framecrc_command(
-            &["-rtsp_transport", transport],
-            url,
-            &["-t", &seconds.to_string()],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run ffmpeg: {e}")),
-    );
-    let stdout = child.0.stdout.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut text);
-        text
-    });
-    child.wait_for(Duration::from_secs(30));
-    drop(child);
-    FrameCrc::parse(&reader.join().unwrap_or_default())
+    ffmpeg_framecrc_input(
+        &["-rtsp_transport", transport],
+        url,
+        &["-t", &seconds.to_string()],
+        Duration::from_secs(30),
+    )
 }
 
 fn assert_decoded(what: &str, crc: &FrameCrc, min_video: usize) {
@@ -148,13 +134,13 @@ fn b_frames_published_over_rtsp_are_read_in_order_over_rtmp_and_hls() {
         ("rtmp", format!("rtmp://{rtmp}/{key}")),
         ("hls", format!("http://{http}/hls/{key}/index.m3u8")),
     ] {
-        let (crc, _) = ffmpeg_framecrc(&url, &["-t", "4", "-c", "copy"], Duration::from_secs(40));
+        let crc = ffmpeg_framecrc(&url, &["-t", "4", "-c", "copy"], Duration::from_secs(40));
         assert_reordered_video(
             &format!("{what} reader of a B-frame rtsp publish"),
             &crc,
             75,
         );
-        let (crc, _) = ffmpeg_framecrc(&url, &["-t", "3"], Duration::from_secs(40));
+        let crc = ffmpeg_framecrc(&url, &["-t", "3"], Duration::from_secs(40));
         assert_decoded(&format!("{what} reader (decoded)"), &crc, 70);
     }
 }
@@ -186,7 +172,7 @@ fn rtsp_in_over_tcp_and_udp_is_read_over_rtmp_hls_and_rtsp() {
         let text = live.to_string();
         assert!(text.contains("h264") || text.contains("H264"), "{text}");
 
-        let (crc, _) = ffmpeg_framecrc(
+        let crc = ffmpeg_framecrc(
             &format!("rtmp://{rtmp}/{key}"),
             &["-t", "3"],
             Duration::from_secs(30),
@@ -204,7 +190,7 @@ fn rtsp_in_over_tcp_and_udp_is_read_over_rtmp_hls_and_rtsp() {
             50,
         );
 
-        let (crc, _) = ffmpeg_framecrc(
+        let crc = ffmpeg_framecrc(
             &format!("http://{http}/hls/{key}/index.m3u8"),
             &["-t", "3"],
             Duration::from_secs(40),

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tidewater_tests::{
-    ChildGuard, FrameCrc, ServerCommand, TempDir, ffmpeg_framecrc_command, ffmpeg_publish,
+    ChildGuard, FrameCrc, ServerCommand, TempDir, ffmpeg_framecrc_input, ffmpeg_publish,
     loopback_config, wait_live,
 };
 
@@ -85,15 +85,12 @@ fn gst_play(url: &str, protocols: &str, seconds: u64, dir: &Path) -> (u64, u64) 
 
 /// ffmpeg decoding `seconds` of `url` over RTSP/TCP.
 fn ffmpeg_read(url: &str, seconds: u32) -> FrameCrc {
-    let out = ffmpeg_framecrc_command(
+    ffmpeg_framecrc_input(
         &["-rtsp_transport", "tcp"],
         url,
         &["-t", &seconds.to_string()],
+        Duration::from_secs(30),
     )
-    .stderr(Stdio::null())
-    .output()
-    .unwrap_or_else(|e| panic!("cannot run ffmpeg: {e}"));
-    FrameCrc::parse(&String::from_utf8_lossy(&out.stdout))
 }
 
 #[test]
@@ -171,9 +168,7 @@ fn gstreamer_publishes_aac_in_latm_read_over_rtsp_and_rtmp() {
         let crc = if url.starts_with("rtsp") {
             ffmpeg_read(&url, 3)
         } else {
-            let (crc, _) =
-                tidewater_tests::ffmpeg_framecrc(&url, &["-t", "3"], Duration::from_secs(30));
-            crc
+            tidewater_tests::ffmpeg_framecrc(&url, &["-t", "3"], Duration::from_secs(30))
         };
         let audio = crc
             .codecs

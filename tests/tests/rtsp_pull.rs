@@ -128,7 +128,7 @@ fn assert_decoded(what: &str, crc: &FrameCrc, min_video: usize) {
 
 /// Packets copied by ffmpeg from `url`: the codecs it saw and monotonic dts.
 fn assert_codecs(what: &str, url: &str, video: &str) {
-    let (crc, _) = ffmpeg_framecrc(url, &["-t", "3", "-c", "copy"], Duration::from_secs(40));
+    let crc = ffmpeg_framecrc(url, &["-t", "3", "-c", "copy"], Duration::from_secs(40));
     assert_eq!(crc.codecs.len(), 2, "{what}: {:?}", crc.codecs);
     assert!(
         crc.codecs.iter().any(|c| c == video),
@@ -207,7 +207,7 @@ fn a_camera_pulled_over_tcp_and_udp_is_read_over_rtmp_and_hls() {
             "password shown: {shown}"
         );
 
-        let (crc, _) = ffmpeg_framecrc(
+        let crc = ffmpeg_framecrc(
             &format!("rtmp://{rtmp}/{key}"),
             &["-t", "3"],
             Duration::from_secs(40),
@@ -218,7 +218,7 @@ fn a_camera_pulled_over_tcp_and_udp_is_read_over_rtmp_and_hls() {
             &crc,
             50,
         );
-        let (crc, _) = ffmpeg_framecrc(
+        let crc = ffmpeg_framecrc(
             &format!("http://{http}/hls/{key}/index.m3u8"),
             &["-t", "3"],
             Duration::from_secs(40),
@@ -272,7 +272,7 @@ fn a_camera_that_restarts_is_pulled_again() {
         again["generation"].as_u64() > Some(generation),
         "a new publish generation after the restart: {again}"
     );
-    let (crc, _) = ffmpeg_framecrc(
+    let crc = ffmpeg_framecrc(
         &format!("rtmp://{rtmp}/cams/door"),
         &["-t", "3"],
         Duration::from_secs(40),
@@ -300,7 +300,7 @@ fn an_on_demand_pull_starts_with_its_first_reader_and_stops_after_the_grace() {
     assert_eq!(status, 404, "not live before a reader");
 
     // The first reader (HTTP-FLV) waits for the camera and gets it.
-    let (crc, _) = ffmpeg_framecrc(
+    let crc = ffmpeg_framecrc(
         &format!("http://{http}/flv/cams/lazy.flv"),
         &["-t", "3"],
         Duration::from_secs(40),
@@ -378,7 +378,7 @@ fn h265_published_to_one_tidewater_is_pulled_by_another() {
         "{codecs:?}"
     );
     let hls = format!("http://{http}/hls/relay/hevc/index.m3u8");
-    let (crc, _) = ffmpeg_framecrc(&hls, &["-t", "3"], Duration::from_secs(40));
+    let crc = ffmpeg_framecrc(&hls, &["-t", "3"], Duration::from_secs(40));
     assert_decoded("hls reader of an h265 pull", &crc, 50);
     assert_codecs("hls packets of an h265 pull", &hls, "hevc");
 }
@@ -403,7 +403,7 @@ fn an_auto_pull_of_a_camera_refusing_tcp_moves_to_udp_with_digest() {
             .is_some_and(|e| e.contains("SETUP over tcp")),
         "the TCP refusal is the last error: {pull}"
     );
-    let (crc, _) = ffmpeg_framecrc(
+    let crc = ffmpeg_framecrc(
         &format!("rtmp://{rtmp}/cams/udp-only"),
         &["-t", "3"],
         Duration::from_secs(40),
@@ -438,7 +438,7 @@ fn a_pull_goes_live_under_auth_that_lets_no_anonymous_publish() {
     });
     assert_eq!(pull["attempts"], 0, "{pull}");
 
-    let (crc, _) = ffmpeg_framecrc(
+    let crc = ffmpeg_framecrc(
         &rtmp_url(rtmp, "cams/door", Some(("watcher", "watch-pw"))),
         &["-t", "3"],
         Duration::from_secs(40),

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tidewater_tests::srt::{ffmpeg_publish_ts, ffmpeg_srt_url, slt_publish, slt_read};
 use tidewater_tests::tools::count_frames;
 use tidewater_tests::{
-    FrameCrc, ServerCommand, TempDir, catalog_codecs, ffmpeg_framecrc, ffmpeg_publish,
-    loopback_config, spawn_framecrc, wait_live,
+    FrameCrc, ServerCommand, TempDir, catalog_codecs, ffmpeg_framecrc, ffmpeg_framecrc_run,
+    ffmpeg_publish, loopback_config, spawn_framecrc, wait_live,
 };
 
 const LIVE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -46,8 +46,8 @@ fn ffmpeg_publishes_over_srt_and_reads_over_srt_rtmp_and_http_ts() {
         .map(|(name, url)| (name, spawn_framecrc(url, &[], READ_TIMEOUT)))
         .collect();
     for (name, reader) in readers {
-        let (crc, ended) = reader.join().expect("reader");
-        assert!(ended, "{name}: the reader ends when the publisher stops");
+        // The reader ends, cleanly, when the publisher stops.
+        let crc = reader.join().expect("reader");
         let (video, audio) = decoded(name, &crc);
         // Joined about a second in, at the cached GOP (2 s): most of 8 s at 25 fps.
         assert!(video >= 125, "{name}: only {video} video frames decoded");
@@ -65,8 +65,8 @@ fn rtmp_in_srt_out() {
     let (http, rtmp, srt) = (server.http_addr(), server.rtmp_addr(), server.srt_addr());
     let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/r1"), 8, 50);
     wait_live(http, "live/r1", LIVE_TIMEOUT);
-    let (crc, ended) = ffmpeg_framecrc(&ffmpeg_srt_url(srt, "read:live/r1"), &[], READ_TIMEOUT);
-    assert!(ended, "the SRT reader ends when the RTMP publisher stops");
+    // The SRT reader ends, cleanly, when the RTMP publisher stops.
+    let crc = ffmpeg_framecrc(&ffmpeg_srt_url(srt, "read:live/r1"), &[], READ_TIMEOUT);
     let (video, audio) = decoded("srt", &crc);
     assert!(video >= 125, "only {video} video frames decoded");
     assert!(audio >= 150, "only {audio} audio frames decoded");
@@ -79,12 +79,11 @@ fn h265_over_srt_in_and_out() {
     let _publisher = ffmpeg_publish_ts(&ffmpeg_srt_url(srt, "publish:live/hevc"), 6, 25, "libx265");
     let live = wait_live(http, "live/hevc", LIVE_TIMEOUT);
     assert_eq!(live["catalog"]["tracks"][0]["codec"], "H265");
-    let (crc, ended) = ffmpeg_framecrc(
+    let crc = ffmpeg_framecrc(
         &ffmpeg_srt_url(srt, "read:live/hevc"),
         &["-c", "copy"],
         READ_TIMEOUT,
     );
-    assert!(ended);
     assert_eq!(crc.codecs, vec!["hevc", "aac"]);
     assert!(
         crc.stream(0).len() >= 75,
@@ -169,17 +168,41 @@ fn srt_live_transmit_with_access_control_ids_and_passphrases() {
 fn bad_stream_ids_are_refused_with_a_log_line() {
     let mut server = ServerCommand::with_config(&loopback_config()).spawn();
     let srt = server.srt_addr();
-    for id in ["bogus", "publish:nokey", "read:live/not-live"] {
-        let (crc, ended) = ffmpeg_framecrc(&ffmpeg_srt_url(srt, id), &[], Duration::from_secs(15));
-        assert!(ended, "{id}: ffmpeg gives up");
-        assert!(crc.lines.is_empty(), "{id}: nothing read");
+    // Each refused at once, with the refusal's line in the server's log: a
+    // hang until the deadline, or a failure without that line, is not a refusal.
+    let attempts = [
+        ("bogus", "srt connection refused: stream id \"bogus\""),
+        (
+            "publish:nokey",
+            "srt connection refused: stream id \"publish:nokey\"",
+        ),
+        (
+            "read:live/not-live",
+            "srt connection refused: read live/not-live",
+        ),
+    ];
+    for (id, logged) in attempts {
+        let run = ffmpeg_framecrc_run(&ffmpeg_srt_url(srt, id), &[], Duration::from_secs(15));
+        assert!(
+            !run.killed_at_deadline(),
+            "{id}: ffmpeg still waited at the deadline"
+        );
+        assert!(
+            run.status.is_some_and(|s| !s.success()),
+            "{id}: ffmpeg gives up with a failure: {run:?}"
+        );
+        assert!(
+            FrameCrc::parse(&run.stdout).lines.is_empty(),
+            "{id}: nothing read"
+        );
+        assert!(
+            server
+                .wait_for_line(logged, Duration::from_secs(5))
+                .is_some(),
+            "{id}: no {logged:?} in the log:\n{}",
+            server.output()
+        );
     }
-    let log = server.output();
-    assert!(
-        log.contains("srt connection refused: stream id \"bogus\""),
-        "{log}"
-    );
-    assert!(log.contains("read live/not-live"), "{log}");
 }
 
 // Issue 17: the first frame of a TS output in ffmpeg, joined at random

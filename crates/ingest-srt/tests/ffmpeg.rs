@@ -10,6 +10,9 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod support;
+
+use support::{Log, capture};
 use tidewater_core::{AppSpec, CancellationToken, Engine, InboundProtocol, StreamKey};
 use tidewater_ingest_srt::{PathEncryption, Srt, SrtConfig, http_ts_router};
 use tidewater_tests::ffmpeg_copy_ts_command;
@@ -24,6 +27,8 @@ struct Harness {
     http: SocketAddr,
     shutdown: CancellationToken,
     dir: PathBuf,
+    /// What the server logged (every test of this binary together).
+    log: Log,
 }
 
 impl Drop for Harness {
@@ -36,12 +41,7 @@ impl Drop for Harness {
 const PASSPHRASE: &str = "correct-horse-battery";
 
 async fn start(name: &str) -> Harness {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    let (log, _) = capture();
     let engine = Engine::builder()
         .app("live", AppSpec::default())
         .app("secure", AppSpec::default())
@@ -90,6 +90,7 @@ async fn start(name: &str) -> Harness {
         http,
         shutdown,
         dir,
+        log,
     }
 }
 
@@ -124,15 +125,56 @@ async fn wait_live(h: &Harness, key: &str) {
     .expect("stream live with a catalog");
 }
 
-/// Runs a reading client to completion (bounded) and returns its exit success.
-async fn finish(mut child: Child, secs: u64) -> bool {
+/// How a client run by [`finish`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// It exited by itself with status 0.
+    Success,
+    /// It exited by itself with a failure (a refusal, for a refused caller).
+    Failure,
+    /// It still ran at the deadline and was killed: neither served nor refused.
+    KilledAtDeadline,
+}
+
+/// Runs a client to completion, killing it after `secs`; how it ended.
+async fn finish(mut child: Child, secs: u64) -> End {
     match timeout(Duration::from_secs(secs), child.wait()).await {
-        Ok(Ok(s)) => s.success(),
-        _ => {
+        Ok(Ok(s)) if s.success() => End::Success,
+        Ok(Ok(_)) => End::Failure,
+        Ok(Err(e)) => panic!("cannot wait for the client: {e}"),
+        Err(_) => {
             let _ = child.kill().await;
-            false
+            End::KilledAtDeadline
         }
     }
+}
+
+/// The `srt connection refused` lines logged so far with `what` and `reason="…"`.
+fn refusals(h: &Harness, what: &str, reason: &str) -> usize {
+    let reason = format!("reason=\"{reason}\"");
+    h.log
+        .lines_with(&["srt connection refused", what, &reason])
+        .len()
+}
+
+/// Waits (bounded) until the server logged one more refusal of `what` for
+/// `reason` than the `before` it had.
+async fn wait_refusal_logged(h: &Harness, what: &str, reason: &str, before: usize) {
+    timeout(Duration::from_secs(5), async {
+        loop {
+            if refusals(h, what, reason) > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no refusal of {what:?} logged for {reason}; log:\n{}",
+            h.log.text()
+        )
+    })
 }
 
 struct Probe {
@@ -174,8 +216,16 @@ async fn ffmpeg_publishes_and_reads_h264_aac_over_srt_and_http_ts() {
         .spawn()
         .expect("ffmpeg reads http");
     let (a, b) = tokio::join!(finish(reader, 30), finish(http, 30));
-    assert!(a, "the SRT reader ends cleanly when the publish ends");
-    assert!(b, "the HTTP-TS reader ends cleanly when the publish ends");
+    assert_eq!(
+        a,
+        End::Success,
+        "the SRT reader ends cleanly when the publish ends"
+    );
+    assert_eq!(
+        b,
+        End::Success,
+        "the HTTP-TS reader ends cleanly when the publish ends"
+    );
     for out in [&srt_out, &http_out] {
         let p = probe(out).await;
         let v = frames(&p, "h264");
@@ -199,7 +249,10 @@ async fn h265_over_srt_in_and_out() {
     wait_live(&h, "live/hevc").await;
     let out = h.dir.join("hevc.ts");
     let mut reader = read(&srt_url(&h, "read:live/hevc", ""), &[], &out);
-    assert!(finish(reader.spawn().expect("ffmpeg reads"), 30).await);
+    assert_eq!(
+        finish(reader.spawn().expect("ffmpeg reads"), 30).await,
+        End::Success
+    );
     let p = probe(&out).await;
     assert!(frames(&p, "hevc") >= 50, "{:?}", p.streams);
     assert!(frames(&p, "aac") >= 50, "{:?}", p.streams);
@@ -259,19 +312,35 @@ async fn srt_live_transmit_with_access_control_ids_and_a_passphrase() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_missing_or_malformed_ids_and_passphrases_are_refused() {
     let h = start("refused").await;
+    // Each attempt with a word of the refusal's log line: the server must
+    // refuse it (ffmpeg exits with a failure, not a hang until the
+    // deadline) and say why.
     let attempts = [
-        ("publish:secure/z", "&passphrase=not%20the%20passphrase"),
-        ("publish:secure/z", ""),
+        (
+            "publish:secure/z",
+            "&passphrase=not%20the%20passphrase",
+            "publish secure/z",
+            "bad_passphrase",
+        ),
+        ("publish:secure/z", "", "publish secure/z", "unsecure"),
         (
             "publish:live/z",
             "&passphrase=a-needless-passphrase&pbkeylen=16",
+            "publish live/z",
+            "unsecure",
         ),
-        ("bogus", ""),
-        ("publish:live", ""),
-        ("read:live/nothing-here", ""),
+        ("bogus", "", "\"bogus\"", "bad_stream_id"),
+        ("publish:live", "", "\"publish:live\"", "bad_stream_id"),
+        (
+            "read:live/nothing-here",
+            "",
+            "read live/nothing-here",
+            "not_found",
+        ),
     ];
-    for (id, extra) in attempts {
+    for (id, extra, what, reason) in attempts {
         let url = srt_url(&h, id, extra);
+        let before = refusals(&h, what, reason);
         let child = if id.starts_with("read:") {
             let mut r = read(&url, &[], "-");
             r.stdout(Stdio::null());
@@ -279,8 +348,12 @@ async fn wrong_missing_or_malformed_ids_and_passphrases_are_refused() {
         } else {
             publish(&url, 3, "libx264")
         };
-        let ok = finish(child, 20).await;
-        assert!(!ok, "{id}{extra}: refused");
+        assert_eq!(
+            finish(child, 20).await,
+            End::Failure,
+            "{id}{extra}: refused"
+        );
+        wait_refusal_logged(&h, what, reason, before).await;
     }
     for key in ["secure/z", "live/z"] {
         let key = StreamKey::parse(key).expect("key");
@@ -336,7 +409,10 @@ async fn garbage_datagrams_and_a_publisher_of_garbage_are_dropped_and_others_are
     // The good stream still plays.
     let out = h.dir.join("good.ts");
     let mut reader = read(&srt_url(&h, "read:live/good", ""), &["-t", "2"], &out);
-    assert!(finish(reader.spawn().expect("ffmpeg reads"), 30).await);
+    assert_eq!(
+        finish(reader.spawn().expect("ffmpeg reads"), 30).await,
+        End::Success
+    );
     let p = probe(&out).await;
     assert!(frames(&p, "h264") >= 25, "{:?}", p.streams);
 }
@@ -357,10 +433,13 @@ async fn the_listener_comes_back_after_srt_protocol_panics() {
         3,
         "libx264",
     );
-    assert!(
-        !finish(bad, 20).await,
-        "the encrypting caller is not served"
+    let before = refusals(&h, "publish live/p", "unsecure");
+    assert_eq!(
+        finish(bad, 20).await,
+        End::Failure,
+        "the encrypting caller is refused, not served nor left hanging"
     );
+    wait_refusal_logged(&h, "publish live/p", "unsecure", before).await;
     let srt = h.engine.listeners();
     let srt = srt.iter().find(|l| l.name == "srt").expect("srt counters");
     assert_eq!(srt.refusals, [("unsecure", 1)], "refused in its handshake");

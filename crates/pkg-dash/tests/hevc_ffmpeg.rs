@@ -73,7 +73,7 @@ fn play(codec: &str) -> (String, String) {
         });
         let key = StreamKey::parse("live/clip").expect("key");
         let mut session = engine
-            .open_publish(Request::new(key, "test"))
+            .open_publish(Request::new(key.clone(), "test"))
             .await
             .expect("publish");
         session.set_catalog(tracks).expect("catalog");
@@ -96,14 +96,26 @@ fn play(codec: &str) -> (String, String) {
             .await
             .expect("curl task")
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The request starts the packager: publish the rest once it has
+        // subscribed (from the keyframe above).
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while engine
+            .stream(&key)
+            .is_none_or(|s| !s.subscribers.iter().any(|x| x.protocol == "dash"))
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the MPD request did not start the packager"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         for f in frames {
             session.publish(f).expect("frame");
             tokio::task::yield_now().await;
         }
         let mpd = mpd.await.expect("mpd");
         let crc = tokio::task::spawn_blocking(move || {
-            ffmpeg_framecrc_text(&url, &["-t", "6"], Duration::from_secs(120)).0
+            ffmpeg_framecrc_text(&url, &["-t", "6"], Duration::from_secs(120))
         })
         .await
         .expect("ffmpeg task");
