@@ -130,6 +130,15 @@ async fn wait_live(engine: &Engine, key: &str, tracks: usize) -> Instant {
     }
 }
 
+/// Polls `check` until it holds; panics naming `what` after `limit`.
+async fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `ffprobe -show_frames` of a URL: streams and frames as key/value maps.
 fn probe(url: &str) -> Child {
     spawn(ffprobe_frames_command(url))
@@ -287,13 +296,17 @@ async fn ffmpeg_publishes_and_ffprobe_reads_rtmp_and_http_flv_from_the_cached_go
     let flv_view = probe(&format!("http://{}/flv/live/test.flv", h.http));
 
     // Viewers share one build of each frame: derived bytes are accounted.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let snap = h
-        .engine
-        .stream(&StreamKey::parse("live/test").expect("key"))
-        .expect("still live");
-    assert_eq!(snap.subscribers.len(), 2, "two viewers");
-    assert!(snap.derived_bytes > 0, "derived outputs in use");
+    let key = StreamKey::parse("live/test").expect("key");
+    wait_until(
+        "two viewers on shared derived outputs",
+        Duration::from_secs(15),
+        || {
+            h.engine
+                .stream(&key)
+                .is_some_and(|snap| snap.subscribers.len() == 2 && snap.derived_bytes > 0)
+        },
+    )
+    .await;
 
     let out = finish(publisher, Duration::from_secs(30), "ffmpeg publisher").await;
     assert!(
@@ -528,9 +541,13 @@ async fn bad_input_closes_only_its_own_connection() {
     s.write_all(&[3, 0, 0]).await.expect("write");
     drop(s);
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let frames_after = h.engine.stream(&key).expect("still live").qos.frames;
-    assert!(frames_after > frames_before, "the publish kept flowing");
+    // The publish keeps flowing (and stays live) after all of that.
+    wait_until("the publish kept flowing", Duration::from_secs(10), || {
+        h.engine
+            .stream(&key)
+            .is_some_and(|s| s.qos.frames > frames_before)
+    })
+    .await;
     let out = finish(publisher, Duration::from_secs(30), "ffmpeg publisher").await;
     assert!(
         out.status.success(),

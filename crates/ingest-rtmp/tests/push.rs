@@ -161,10 +161,12 @@ async fn a_pushed_stream_is_readable_at_the_destination_and_survives_its_restart
             .is_some_and(|s| s[0].status.state == PushState::Reconnecting)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let s = statuses.of(&key).expect("a push");
-    assert!(s[0].status.attempts >= 2, "{s:?}");
-    assert!(!s[0].status.last_errors.is_empty());
+    wait_until("a second attempt, failed", Duration::from_secs(10), || {
+        statuses
+            .of(&key)
+            .is_some_and(|s| s[0].status.attempts >= 2 && !s[0].status.last_errors.is_empty())
+    })
+    .await;
 
     // ... and a destination back on the same port gets the stream again.
     let engine = Engine::builder()
@@ -360,8 +362,8 @@ async fn a_push_follows_a_republish_on_one_connection_and_stops_when_the_stream_
         let workers: Vec<Arc<dyn InboundProtocol>> = vec![push];
         async move { engine.serve(workers, shutdown).await }
     });
-    // Give the worker a moment to subscribe to the kernel's events.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // No wait for the worker to subscribe to the kernel's events: it starts
+    // a push for every stream already live when it does.
 
     let key = StreamKey::parse("live/cam").expect("key");
     let first = publish_frames(&engine, &key, 50).await;
@@ -489,7 +491,7 @@ async fn a_push_to_a_destination_that_is_down_stops_when_the_stream_ends() {
         shutdown,
         pushes: None,
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Streams live before the worker subscribed are pushed too: no wait.
     let key = StreamKey::parse("live/cam").expect("key");
     let publisher = publish_frames(&engine, &key, 10).await;
     wait_until("a few failed attempts", Duration::from_secs(5), || {
