@@ -4,8 +4,13 @@ serving a live test pattern (x264 or x265) and a tone (AAC) on loopback, with
 optional Basic authentication.
 
 Usage: rtsp_camera.py --port 0 [--path /stream1] [--user U --password P [--digest]]
-                      [--codec h264|h265] [--udp-only]
+                      [--codec h264|h265] [--udp-only] [--ts-port PORT] [--backlog N]
 Prints "ready rtsp://127.0.0.1:PORT/PATH" once it serves, then runs until killed.
+
+With --ts-port it serves no test pattern but relays an MPEG-TS stream (H.264 +
+AAC) that arrives on UDP 127.0.0.1:PORT (e.g. `ffmpeg -re -i CLIP -c copy -f
+mpegts udp://127.0.0.1:PORT?pkt_size=1316`), re-payloaded once in the shared
+pipeline: the gst-rtsp-server side of `cargo xtask bench rtsp`.
 """
 
 import argparse
@@ -26,6 +31,8 @@ VIDEO = {
     "! rtph265pay name=pay0 pt=96 config-interval=-1",
 }
 
+TS_QUEUE = "queue max-size-buffers=0 max-size-bytes=0 max-size-time=10000000000"
+
 
 def main():
     parser = argparse.ArgumentParser()
@@ -36,6 +43,8 @@ def main():
     parser.add_argument("--codec", default="h264", choices=sorted(VIDEO))
     parser.add_argument("--digest", action="store_true", help="Digest instead of Basic")
     parser.add_argument("--udp-only", action="store_true", help="refuse TCP interleaving")
+    parser.add_argument("--ts-port", type=int, help="relay MPEG-TS from this UDP port")
+    parser.add_argument("--backlog", type=int, default=0, help="listen backlog (0: default)")
     args = parser.parse_args()
 
     Gst.init(None)
@@ -43,17 +52,40 @@ def main():
     server.set_address("127.0.0.1")
     server.set_service(args.port)
 
+    if args.backlog > 0:
+        # The default backlog (5) refuses connects that arrive in bursts.
+        server.set_backlog(args.backlog)
+
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(
-        "( videotestsrc is-live=true pattern=ball "
-        "! video/x-raw,width=320,height=240,framerate=25/1 "
-        f"! {VIDEO[args.codec]} "
-        "audiotestsrc is-live=true wave=sine freq=440 "
-        "! audio/x-raw,rate=48000,channels=2 ! audioconvert ! avenc_aac "
-        "! rtpmp4gpay name=pay1 pt=97 )"
-    )
+    if args.ts_port:
+        factory.set_launch(
+            f"( udpsrc address=127.0.0.1 port={args.ts_port} buffer-size=4194304 "
+            "caps=video/mpegts,systemstream=true,packetsize=188 "
+            "! tsdemux name=d "
+            # The caps pick the demuxer's pads: a bare `d. ! queue` links
+            # whichever pad comes first, often the audio. The queues hold up
+            # to 10 s: while the media prerolls, the audio stream is blocked
+            # as soon as it has data, and a 1 s queue would then block the
+            # demuxer before the video's first keyframe (up to a GOP later).
+            f"d. ! video/x-h264 ! {TS_QUEUE} ! h264parse "
+            "! rtph264pay name=pay0 pt=96 config-interval=-1 "
+            f"d. ! audio/mpeg ! {TS_QUEUE} ! aacparse ! rtpmp4gpay name=pay1 pt=97 )"
+        )
+    else:
+        factory.set_launch(
+            "( videotestsrc is-live=true pattern=ball "
+            "! video/x-raw,width=320,height=240,framerate=25/1 "
+            f"! {VIDEO[args.codec]} "
+            "audiotestsrc is-live=true wave=sine freq=440 "
+            "! audio/x-raw,rate=48000,channels=2 ! audioconvert ! avenc_aac "
+            "! rtpmp4gpay name=pay1 pt=97 )"
+        )
     # One pipeline shared by every client, as a camera has one encoder.
     factory.set_shared(True)
+    if args.ts_port:
+        # A relay keeps its pipeline when the last client leaves, so a
+        # reader that comes later does not wait for it to start again.
+        factory.set_stop_on_disconnect(False)
     if args.udp_only:
         # Like cameras that only stream RTP over UDP: a TCP SETUP gets 461.
         factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP)

@@ -45,6 +45,12 @@ const BENCHES: &[Bench] = &[
         run: |ws, args| criterion(ws, "tidewater-ingest-srt", "srt", args),
     },
     Bench {
+        name: "rtsp",
+        about: "RTSP readers per core for one 2 Mbit/s stream (TCP and UDP) against \
+                gst-rtsp-server; RTSP in -> RTSP out latency, join time",
+        run: |ws, args| criterion(ws, "tidewater-bench", "rtsp", args),
+    },
+    Bench {
         name: "record",
         about: "recording CPU per stream-second against ffmpeg's segment muxer; list and range \
                 times over 30 days of 60 s segments",

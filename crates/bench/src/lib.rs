@@ -8,9 +8,16 @@
 //!
 //! The RTMP viewer benchmark (`cargo xtask bench rtmp`, `benches/rtmp.rs`)
 //! drives servers with the `rtmp-load` binary (`src/bin/rtmp-load.rs`), whose
-//! protocol side is [`rtmp`].
+//! protocol side is [`rtmp`]. The RTSP reader benchmark (`cargo xtask bench
+//! rtsp`, `benches/rtsp.rs`) does the same with `rtsp-load`
+//! (`src/bin/rtsp-load.rs`, protocol side [`rtsp`], `/proc` accounting
+//! [`procstat`]) against gst-rtsp-server; its harness's process and clip
+//! helpers are [`harness`].
 
+pub mod harness;
+pub mod procstat;
 pub mod rtmp;
+pub mod rtsp;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
