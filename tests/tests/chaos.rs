@@ -18,19 +18,20 @@
 //! The tests take turns (one lock): each one loads the 2-core machine on
 //! purpose, and the lag comparison must not measure a neighbour's load.
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tidewater_tests::abuse;
-use tidewater_tests::metrics::Scrape;
+use tidewater_tests::metrics::{Scrape, open_fds, raise_fd_limit};
 use tidewater_tests::rtmp_viewers::{Reading, Record, ViewerPool, percentile};
 use tidewater_tests::srt::ffmpeg_srt_url;
 use tidewater_tests::timed_reader::{TimedReading, spawn_timed};
 use tidewater_tests::{
-    ServerCommand, ServerProcess, TempDir, ffmpeg_framecrc_command, ffmpeg_publish,
+    ServerCommand, ServerProcess, TempDir, curl_command, ffmpeg_framecrc_command, ffmpeg_publish,
     loopback_config, try_http_get, wait_live,
 };
 
@@ -773,4 +774,305 @@ fn every_reader_plays_on_when_a_killed_publisher_comes_back_within_the_grace() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_no_panic(http, &server.output());
+}
+
+// ---------------------------------------------------------------------------
+// 4. A slowloris of 1 000 idle HTTP connections
+
+/// Idle connections the slowloris holds.
+const SLOWLORIS: usize = 1_000;
+/// `[http] header_read_timeout_ms`: its default, 10 s.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_slowloris_of_1000_idle_http_connections_is_closed_by_the_header_timeout() {
+    let _turn = serial();
+    // The idle connections, the server's ends of them and everything else.
+    raise_fd_limit(4 * SLOWLORIS as u64);
+    let mut server = ServerCommand::with_config(&loopback_config()).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/loris"), 90, 25);
+    wait_live(http, "live/loris", LIVE_TIMEOUT);
+    let playlist = format!("http://{http}/hls/live/loris/index.m3u8");
+    let deadline = Instant::now() + LIVE_TIMEOUT;
+    while !try_http_get(&playlist).is_ok_and(|r| r.status == 200 && r.body.contains(".ts")) {
+        assert!(Instant::now() < deadline, "no HLS playlist with a segment");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let fds_before = open_fds(server.pid());
+
+    // Half send nothing, half the start of a request head and no more.
+    let opened = Instant::now();
+    let mut idle: Vec<TcpStream> = (0..SLOWLORIS)
+        .map(|i| {
+            let mut s = TcpStream::connect(http).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            if i % 2 == 1 {
+                s.write_all(b"GET /api/v1/streams HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+                    .expect("partial head");
+            }
+            s
+        })
+        .collect();
+    let all_open = opened.elapsed();
+
+    // A normal client meanwhile: the API, a playlist and its newest segment.
+    let held = Scrape::get(http).sum(
+        "tidewater_listener_open_connections",
+        &[("listener", "http")],
+    );
+    let asked = Instant::now();
+    let streams = try_http_get(&format!("http://{http}/api/v1/streams")).expect("the API answers");
+    assert_eq!(streams.status, 200, "{}", streams.body);
+    assert!(streams.body.contains("live/loris"), "{}", streams.body);
+    let list = try_http_get(&playlist).expect("the playlist is served");
+    assert_eq!(list.status, 200, "{}", list.body);
+    let segment = list
+        .body
+        .lines()
+        .rfind(|l| l.ends_with(".ts"))
+        .unwrap_or_else(|| panic!("no segment in\n{}", list.body));
+    let seg_url = format!("http://{http}/hls/live/loris/{segment}");
+    let out = curl_command()
+        .args([
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+            &seg_url,
+        ])
+        .output()
+        .expect("curl");
+    let answer = String::from_utf8_lossy(&out.stdout).to_string();
+    let served = asked.elapsed();
+    eprintln!(
+        "{SLOWLORIS} idle connections opened in {all_open:?}, {held} open on the http listener; \
+         API, playlist and segment ({answer}) served in {served:?}"
+    );
+    assert!(held >= SLOWLORIS as f64, "open connections: {held}");
+    let (code, size) = answer.split_once(' ').unwrap_or_default();
+    assert!(
+        code == "200" && size.parse::<u64>().unwrap_or(0) > 1000,
+        "segment: {answer}"
+    );
+    // Served while the idle connections are all still held.
+    assert!(
+        opened.elapsed() < HEADER_TIMEOUT,
+        "the normal client took until {:?}: the test proves nothing",
+        opened.elapsed()
+    );
+
+    // Each idle connection is closed by the header timeout: not before it,
+    // and all soon after.
+    let mut early = 0;
+    let mut latest = Duration::ZERO;
+    let limit = opened + HEADER_TIMEOUT + Duration::from_secs(15);
+    for (i, s) in idle.iter_mut().enumerate() {
+        let left = limit
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1));
+        s.set_read_timeout(Some(left)).expect("read timeout");
+        let mut byte = [0u8; 512];
+        let closed = loop {
+            match s.read(&mut byte) {
+                Ok(0) => break true,
+                // A 408 or the like before the close is fine.
+                Ok(_) => continue,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    break false;
+                }
+                Err(_) => break true,
+            }
+        };
+        assert!(
+            closed,
+            "idle connection {i} still open {:?} after it opened",
+            opened.elapsed()
+        );
+        let at = opened.elapsed();
+        latest = latest.max(at);
+        // Opened at most `all_open` after `opened`: closed at least a timeout later.
+        if at + Duration::from_millis(200) < HEADER_TIMEOUT {
+            early += 1;
+        }
+    }
+    drop(idle);
+    eprintln!("the last idle connection closed {latest:?} after the first opened");
+    assert_eq!(
+        early, 0,
+        "idle connections closed before the header timeout"
+    );
+    let scrape = Scrape::get(http);
+    let timeouts = scrape.sum(
+        "tidewater_listener_refusals_total",
+        &[("listener", "http"), ("reason", "header_timeout")],
+    );
+    assert!(
+        timeouts >= SLOWLORIS as f64,
+        "header timeouts counted: {timeouts}"
+    );
+    wait_fds_back(server.pid(), fds_before);
+    let output = server.output();
+    eprintln!("the server logged {} lines", output.lines().count());
+    assert_no_panic(http, &output);
+}
+
+/// Waits until process `pid` holds no more file descriptors than
+/// `baseline` (plus the one connection a scrape may hold); panics after 30 s.
+fn wait_fds_back(pid: u32, baseline: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = open_fds(pid);
+        if now <= baseline + 1 {
+            eprintln!("open fds: {now}, {baseline} before");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "open fds: {now}, {baseline} before, 30 s after the last connection closed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 5. 1 000 connect/disconnect cycles per second on RTMP and on HTTP
+
+/// Cycles per second, on each of RTMP and HTTP.
+const CHURN_RATE: u32 = 1_000;
+/// How long the churn lasts.
+const CHURN: Duration = Duration::from_secs(60);
+
+/// What a churn thread did.
+#[derive(Debug, Default)]
+struct Churned {
+    cycles: u64,
+    failed_connects: u64,
+    /// Every tenth cycle says something and reads an answer.
+    answered: u64,
+}
+
+/// `CHURN_RATE` connections per second to `addr` for `CHURN`, each reset
+/// at once (zero linger: no TIME_WAIT on either side to run out of ports);
+/// every tenth sends `hello` first and waits for a byte of answer.
+fn churn(addr: SocketAddr, hello: &'static [u8]) -> JoinHandle<Churned> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut done = Churned::default();
+            let start = tokio::time::Instant::now();
+            let step = Duration::from_secs(1) / CHURN_RATE;
+            let mut due = start;
+            while due < start + CHURN {
+                tokio::time::sleep_until(due).await;
+                due += step;
+                let Ok(Ok(mut s)) = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tokio::net::TcpStream::connect(addr),
+                )
+                .await
+                else {
+                    done.failed_connects += 1;
+                    continue;
+                };
+                done.cycles += 1;
+                if done.cycles % 10 == 0 && s.write_all(hello).await.is_ok() {
+                    let mut b = [0u8; 1];
+                    if let Ok(Ok(1)) =
+                        tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await
+                    {
+                        done.answered += 1;
+                    }
+                }
+                let _ = s.set_zero_linger();
+            }
+            done
+        })
+    })
+}
+
+#[test]
+fn a_thousand_connect_disconnect_cycles_per_second_for_a_minute_leave_the_stream_and_fds_alone() {
+    let _turn = serial();
+    raise_fd_limit(8_192);
+    let config = format!("{}[defaults]\nmax_lag_ms = 1000\n", loopback_config());
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/churn"), 120, 25);
+    wait_live(http, "live/churn", LIVE_TIMEOUT);
+    let mut pool = ViewerPool::new();
+    let viewer = pool.add(rtmp, "live", "churn", Reading::Eager);
+    pool.wait_keyframes(viewer..viewer + 1, Duration::from_secs(20));
+    let read_seconds = CHURN.as_secs() as u32 + 5;
+    let reader = decoding_reader(
+        "http-flv reader during the churn",
+        &format!("http://{http}/flv/live/churn.flv"),
+        read_seconds,
+        Instant::now() + Duration::from_secs(read_seconds as u64 + 30),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let fds_before = open_fds(server.pid());
+    let from = pool.now();
+    let c0c1: &'static [u8] = &[3u8; 1537];
+    let threads = [
+        ("rtmp", churn(rtmp, c0c1)),
+        (
+            "http",
+            churn(http, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, t) in threads {
+        let done = t.join().expect("churn");
+        eprintln!("{name}: {done:?}");
+        let wanted = CHURN.as_secs() * u64::from(CHURN_RATE);
+        if done.cycles < wanted * 95 / 100 || done.failed_connects > 0 {
+            failures.push(format!("{name}: {done:?}, {wanted} cycles wanted"));
+        }
+        if done.answered < done.cycles / 10 * 95 / 100 {
+            failures.push(format!(
+                "{name}: {} of {} answered",
+                done.answered,
+                done.cycles / 10
+            ));
+        }
+    }
+    let to = pool.now();
+    let watched = pool.record(viewer);
+    let lags: Vec<f64> = watched
+        .lags_in(from, to)
+        .into_iter()
+        .map(|l| l * 1e3)
+        .collect();
+    eprintln!(
+        "viewer during the churn: lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms over {} pictures",
+        percentile(&lags, 0.5),
+        percentile(&lags, 0.99),
+        percentile(&lags, 1.0),
+        lags.len()
+    );
+    let read = reader.join().expect("reader");
+    assert_decoded_throughout(&read, read_seconds);
+    // The viewer got (nearly) every picture and never fell a second behind:
+    // no skip anywhere on the stream.
+    assert!(
+        lags.len() as f64 >= (to - from) * 25.0 * 0.9 && watched.error.is_none(),
+        "viewer: {} pictures in {:.1} s ({:?})",
+        lags.len(),
+        to - from,
+        watched.error
+    );
+    let skips = Scrape::get(http).sum("tidewater_stream_skips_total", &[("path", "live/churn")]);
+    assert_eq!(skips, 0.0, "readers skipped during the churn");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    wait_fds_back(server.pid(), fds_before);
+    let output = server.output();
+    eprintln!("the server logged {} lines", output.lines().count());
+    assert_no_panic(http, &output);
 }
