@@ -429,7 +429,8 @@ impl Server {
         // `shutdown` starts the stop; these end its phases: HTTP stops
         // after the drain, the protocol listeners with it, the background
         // tasks (reaper, packaging and recording services, cluster) last.
-        let (stop_http, stop_workers, background) = (
+        let (stop_pulls, stop_http, stop_workers, background) = (
+            CancellationToken::new(),
             CancellationToken::new(),
             CancellationToken::new(),
             CancellationToken::new(),
@@ -468,7 +469,12 @@ impl Server {
             .chain(srt.clone().map(|s| s as Arc<dyn InboundProtocol>))
             .chain(rtsp.map(|r| r as Arc<dyn InboundProtocol>))
             .chain(rtsps.map(|r| r as Arc<dyn InboundProtocol>))
-            .chain(pull.clone().map(|p| p as Arc<dyn InboundProtocol>))
+            .chain(pull.clone().map(|p| {
+                Arc::new(shutdown::IngestWorker {
+                    inner: p,
+                    stop: stop_pulls.clone(),
+                }) as Arc<dyn InboundProtocol>
+            }))
             .chain(
                 whip.clone()
                     .map(|w| Arc::new(w) as Arc<dyn InboundProtocol>),
@@ -567,7 +573,7 @@ impl Server {
         };
         let outcome = match early {
             None => {
-                shutdown::stop_ingest(&engine, &gate, recorder.as_ref()).await;
+                shutdown::stop_ingest(&engine, &gate, &stop_pulls, recorder.as_ref()).await;
                 // The HTTP server only returns on its own when it failed.
                 let failed = tokio::select! {
                     () = shutdown::drain(&engine, drain) => None,

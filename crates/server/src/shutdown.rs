@@ -1,7 +1,9 @@
 //! Graceful stop: what SIGTERM and the first SIGINT do, phase by phase.
 //!
 //! 1. **Ingest stops**: the [`PublishGate`] closes (every new publish, on
-//!    any protocol, is refused as `the server is shutting down`), and every
+//!    any protocol, is refused as `the server is shutting down`), the
+//!    `[[pull]]` worker stops (its publishes are trusted, not asked of the
+//!    gate: [`IngestWorker`]), and every
 //!    live publish ends ([`Engine::shutdown`]). Each output then finalizes
 //!    through its own end path: HLS and LL-HLS playlists get
 //!    `EXT-X-ENDLIST`, DASH MPDs turn `type="static"` with their duration,
@@ -27,7 +29,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tidewater::{
-    Action, AuthRequest, Authorizer, Engine, Identity, Refusal, RefusalKind, SessionKind, StreamKey,
+    Action, AuthRequest, Authorizer, CancellationToken, Engine, Identity, InboundProtocol,
+    IngestContext, Refusal, RefusalKind, SessionKind, StreamKey,
 };
 
 use crate::error::{Error, Result};
@@ -102,11 +105,44 @@ impl Authorizer for Gated {
     }
 }
 
-/// Phase 1: closes `gate`, ends every live publish and waits until the
-/// recordings of `recorder` are closed; logs what was finalized.
+/// A protocol worker that only brings streams in (the camera pulls, whose
+/// publishes are internal and never asked of the [`PublishGate`]): it
+/// stops when ingest stops (`stop`), before the listeners do.
+pub(crate) struct IngestWorker {
+    pub(crate) inner: Arc<dyn InboundProtocol>,
+    pub(crate) stop: CancellationToken,
+}
+
+#[async_trait]
+impl InboundProtocol for IngestWorker {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    async fn serve(
+        &self,
+        ctx: IngestContext,
+        shutdown: CancellationToken,
+    ) -> tidewater::Result<()> {
+        let token = shutdown.child_token();
+        let (stop, early) = (self.stop.clone(), token.clone());
+        let watch = tokio::spawn(async move {
+            stop.cancelled().await;
+            early.cancel();
+        });
+        let result = self.inner.serve(ctx, token).await;
+        watch.abort();
+        result
+    }
+}
+
+/// Phase 1: closes `gate`, stops the `ingest_workers` (pulls), ends every
+/// live publish and waits until the recordings of `recorder` are closed;
+/// logs what was finalized.
 pub(crate) async fn stop_ingest(
     engine: &Engine,
     gate: &PublishGate,
+    ingest_workers: &CancellationToken,
     recorder: Option<&tidewater::record::Recorder>,
 ) {
     gate.close();
@@ -116,6 +152,7 @@ pub(crate) async fn stop_ingest(
         .map(|s| s.key.to_string())
         .collect();
     let recording = recorder.map_or(0, |r| r.library().status().len());
+    ingest_workers.cancel();
     engine.shutdown();
     let deadline = Instant::now() + FINALIZE_TIMEOUT;
     let open = loop {
@@ -234,6 +271,51 @@ impl ShutdownSignals {
 mod tests {
     use super::*;
     use tidewater::PermitAll;
+
+    /// A worker that runs until its token is cancelled.
+    struct UntilCancelled;
+
+    #[async_trait]
+    impl InboundProtocol for UntilCancelled {
+        fn name(&self) -> &'static str {
+            "until-cancelled"
+        }
+
+        async fn serve(
+            &self,
+            _ctx: IngestContext,
+            shutdown: CancellationToken,
+        ) -> tidewater::Result<()> {
+            shutdown.cancelled().await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn an_ingest_worker_stops_with_ingest_or_with_everything() {
+        let engine = Engine::builder()
+            .default_app(tidewater::AppSpec::default())
+            .build()
+            .expect("engine");
+        for ingest_first in [true, false] {
+            let (stop, all) = (CancellationToken::new(), CancellationToken::new());
+            let worker = IngestWorker {
+                inner: Arc::new(UntilCancelled),
+                stop: stop.clone(),
+            };
+            assert_eq!(worker.name(), "until-cancelled");
+            let (ctx, token) = (engine.context(), all.clone());
+            let running = tokio::spawn(async move { worker.serve(ctx, token).await });
+            tokio::task::yield_now().await;
+            assert!(!running.is_finished());
+            if ingest_first {
+                stop.cancel();
+            } else {
+                all.cancel();
+            }
+            running.await.expect("joined").expect("a clean stop");
+        }
+    }
 
     #[tokio::test]
     async fn a_closed_gate_refuses_publishes_and_nothing_else() {
