@@ -81,6 +81,7 @@ fn started_by_requests_stopped_when_idle_and_gone_with_the_stream() {
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let idle_timeout = config.idle_timeout;
     let router = dash_router(engine.context(), config);
     rt.spawn(async move {
         let _ = axum::serve(listener, router).await;
@@ -125,6 +126,8 @@ fn started_by_requests_stopped_when_idle_and_gone_with_the_stream() {
     assert!(head.contains("cache-control: public, max-age=1"), "{head}");
     assert_eq!(dash_subscribers(&engine, &key), 1);
 
+    // The packager's last request is no earlier than this.
+    let last_request = std::time::Instant::now();
     let (status, head, init) = get(addr, "/dash/live/life/p1-v1-init.mp4");
     assert_eq!(status, 200);
     assert!(head.contains("content-type: video/mp4"), "{head}");
@@ -133,19 +136,38 @@ fn started_by_requests_stopped_when_idle_and_gone_with_the_stream() {
     assert_eq!(status, 200);
     assert!(head.contains("cache-control: no-store"), "{head}");
 
-    // No request for longer than the idle timeout: the packager stops.
-    std::thread::sleep(Duration::from_millis(1_500));
-    assert_eq!(dash_subscribers(&engine, &key), 0, "stopped when idle");
+    // No request for longer than the idle timeout: the packager stops (and
+    // not before that long without a request).
+    wait_until("stopped when idle", Duration::from_secs(10), || {
+        dash_subscribers(&engine, &key) == 0
+    });
+    assert!(
+        last_request.elapsed() >= idle_timeout,
+        "stopped {:?} after the last request, before the idle timeout",
+        last_request.elapsed()
+    );
     let (status, _, _) = get(addr, "/dash/live/life/manifest.mpd");
     assert_eq!(status, 200);
     assert_eq!(dash_subscribers(&engine, &key), 1, "started again");
 
     // The stream ends and is not published again within the grace: 404.
     rt.block_on(session.finish());
-    std::thread::sleep(Duration::from_millis(800));
-    let (status, _, body) = get(addr, "/dash/live/life/manifest.mpd");
-    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    wait_until("404 once the grace passed", Duration::from_secs(10), || {
+        get(addr, "/dash/live/life/manifest.mpd").0 == 404
+    });
     assert_eq!(dash_subscribers(&engine, &key), 0);
+}
+
+/// Polls `check` until it holds; panics naming `what` after `limit`.
+fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits up to 3 s for the stream's packager count to become `want`.
@@ -220,6 +242,7 @@ fn by_default_every_stream_is_packaged_from_its_publish_and_never_idles() {
             "round {round}: packaged from the publish, before any request"
         );
         // Longer than the idle timeout without a request: still packaged.
+        // (Not a wait for something to happen: the check is that nothing does.)
         std::thread::sleep(Duration::from_millis(1_500));
         assert_eq!(dash_subscribers(&engine, &key), 1, "round {round}: idled");
         let (status, _, body) = get(addr, "/dash/live/always/manifest.mpd");
@@ -228,6 +251,9 @@ fn by_default_every_stream_is_packaged_from_its_publish_and_never_idles() {
         // new publish (the next round) starts one again.
         rt.block_on(session.finish());
         assert_eq!(await_subscribers(&engine, &key, 0), 0, "round {round}");
-        std::thread::sleep(Duration::from_millis(800));
+        // Past the grace, the stream is gone: the next round is a new publish.
+        wait_until("the stream gone", Duration::from_secs(10), || {
+            engine.stream(&key).is_none()
+        });
     }
 }
