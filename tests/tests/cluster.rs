@@ -496,6 +496,16 @@ fn a_second_publish_of_a_stream_held_on_another_host_is_refused() {
         assert!(frames.video_frames() >= 25, "{frames:?}");
         let at_b = stream_json(b.http, "live/dup").expect("pulled at B");
         assert_eq!(at_b["protocol"], "relay", "{at_b}");
+        // B's reader is gone: B stops pulling after its idle grace (10 s),
+        // although its always-on HLS and DASH packagers still subscribe.
+        let idle = Instant::now();
+        wait_json(&a.url("live/dup"), Duration::from_secs(20), |s| {
+            relay_hosts(s).is_empty()
+        });
+        eprintln!(
+            "B stopped pulling {:?} after its last reader",
+            idle.elapsed()
+        );
     });
 }
 

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tidewater_core::{CancellationToken, Engine, OnDemandSource, PublishSession, StreamKey};
+use tidewater_core::{
+    CancellationToken, Engine, OnDemandSource, PublishSession, SessionKind, StreamKey,
+};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -114,12 +116,24 @@ async fn moved(inner: &Inner, key: &StreamKey, from: &Holder) {
     }
 }
 
+/// Readers of `key` here that are someone's: viewers over any protocol and
+/// HLS/DASH players (listed while they request), not the server's own
+/// packagers and recorders, which subscribe to every live stream when
+/// always-on (the default) and would keep every pull going forever.
+fn readers_here(engine: &Engine, key: &StreamKey) -> usize {
+    engine
+        .sessions()
+        .iter()
+        .filter(|s| s.kind == SessionKind::Reader && s.path == *key)
+        .count()
+}
+
 /// Returns once nobody has read `key` here for the idle grace.
 async fn idle(inner: &Inner, key: &StreamKey) {
     let mut since = Instant::now();
     loop {
         tokio::time::sleep(IDLE_CHECK).await;
-        let readers = inner.engine.stream(key).map_or(0, |s| s.subscribers.len());
+        let readers = readers_here(&inner.engine, key);
         if readers > 0 {
             since = Instant::now();
         } else if since.elapsed() >= inner.idle_grace {

@@ -80,7 +80,10 @@
 //! join from the edge's cache at once.
 //!
 //! The pull stops when nobody has read the stream here for `idle_grace`
-//! (10 s). When the origin's connection fails, the pull keeps its local
+//! (10 s): viewers over any protocol and HLS/DASH players count (the
+//! engine's sessions of the stream, counted once a second per pull), the
+//! server's own always-on packagers and recorders do not, or every stream
+//! an edge ever pulled would stay pulled. When the origin's connection fails, the pull keeps its local
 //! publish open and follows the directory for `failover_grace` (20 s):
 //!
 //! - another node claims the stream while the local publish is still open
