@@ -28,8 +28,17 @@ pub struct StreamKey {
 impl StreamKey {
     /// Builds a key from its two parts.
     pub fn new(app: &str, stream: &str) -> Result<Self, Error> {
-        validate_part(app, "app")?;
-        validate_part(stream, "stream")?;
+        // The refusal names the whole key, not only the part at fault: that
+        // is what the publisher typed and what the operator looks for.
+        let whole = |e| match e {
+            Error::InvalidKey { reason, .. } => Error::InvalidKey {
+                key: printable(&format!("{app}/{stream}")),
+                reason,
+            },
+            other => other,
+        };
+        validate_part(app, "app").map_err(whole)?;
+        validate_part(stream, "stream").map_err(whole)?;
         let mut full = String::with_capacity(app.len() + 1 + stream.len());
         full.push_str(app);
         full.push('/');
@@ -52,15 +61,7 @@ impl StreamKey {
                 reason: "more than one '/'",
             });
         }
-        // The refusal names the whole key, not only the part at fault: that
-        // is what the publisher typed and what the operator looks for.
-        Self::new(app, stream).map_err(|e| match e {
-            Error::InvalidKey { reason, .. } => Error::InvalidKey {
-                key: printable(text),
-                reason,
-            },
-            other => other,
-        })
+        Self::new(app, stream)
     }
 
     /// The application part.
@@ -184,6 +185,10 @@ mod tests {
             .to_string();
         assert!(text.contains("\"live/%2e%2e\""), "{text}");
         assert!(text.contains("'%' in name"), "{text}");
+        let text = StreamKey::new("live", "%2e%2e")
+            .expect_err("a '%' name")
+            .to_string();
+        assert!(text.contains("\"live/%2e%2e\""), "{text}");
     }
 
     #[test]

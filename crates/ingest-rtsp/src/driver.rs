@@ -525,6 +525,12 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                     }
                 }
                 SessionEvent::Teardown => {}
+                SessionEvent::BadTarget { method, why } => {
+                    stats.refused("bad_stream_key");
+                    if let Some(note) = stats.log_limit().check_now() {
+                        info!(peer = %peer, "rtsp: {method} refused (400): {why}{note}");
+                    }
+                }
             }
         }
         let out = session.take_output();

@@ -39,6 +39,12 @@ impl Target {
     /// Splits a request URL (`rtsp://…` or an absolute path). `None` when it
     /// names no valid stream key.
     pub fn parse(url: &rtsp_types::Url) -> Option<Target> {
+        Self::check(url).ok()
+    }
+
+    /// [`parse`](Self::parse), with why a URL names no valid stream key
+    /// (the key and the rule it breaks, for the refusal's log line).
+    pub fn check(url: &rtsp_types::Url) -> Result<Target, String> {
         let path = url.path().trim_matches('/');
         let mut segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let (control, track_index) = match segments.last().map(|s| (*s, track_segment(s))) {
@@ -48,8 +54,10 @@ impl Target {
             }
             _ => (None, None),
         };
-        let key = StreamKey::parse(&segments.join("/")).ok()?;
-        Some(Target {
+        // The path as sent: a `%` escape is refused by the key's rules,
+        // never decoded into something else.
+        let key = StreamKey::parse(&segments.join("/")).map_err(|e| e.to_string())?;
+        Ok(Target {
             key,
             control,
             track_index,
@@ -64,6 +72,15 @@ mod tests {
 
     fn parse(s: &str) -> Option<Target> {
         Target::parse(&rtsp_types::Url::parse(s).expect("url"))
+    }
+
+    #[test]
+    fn a_percent_escape_is_refused_with_the_rule() {
+        let check = |s: &str| Target::check(&rtsp_types::Url::parse(s).expect("url"));
+        let why = check("rtsp://h/live/a%25b").expect_err("a '%' name");
+        assert!(why.contains("live/a%25b") && why.contains("'%'"), "{why}");
+        // URL parsing turns `%2e%2e` into `..` and drops it: no stream.
+        assert!(check("rtsp://h/live/%2e%2e").is_err());
     }
 
     #[test]

@@ -130,6 +130,14 @@ pub enum SessionEvent {
     },
     /// `TEARDOWN` was answered: close once the output is written.
     Teardown,
+    /// A request was answered 400 because its URL names no valid stream
+    /// (the driver logs it).
+    BadTarget {
+        /// The method (`ANNOUNCE`, `DESCRIBE`, `SETUP`).
+        method: String,
+        /// Why: the name and the rule it breaks, or that there is no URL.
+        why: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,6 +252,14 @@ impl Session {
     /// Something arrived for this session outside the connection (UDP media).
     pub fn touch(&mut self, now: Instant) {
         self.deadline = now + self.config.timeout;
+    }
+
+    /// Reports a request refused for its URL ([`SessionEvent::BadTarget`]).
+    fn bad_target(&mut self, method: &Method, why: Option<String>) {
+        self.events.push_back(SessionEvent::BadTarget {
+            method: <&str>::from(method).to_string(),
+            why: why.unwrap_or_else(|| "no request URL".into()),
+        });
     }
 
     /// The next event, if any.
@@ -483,9 +499,13 @@ impl Session {
                     self.respond(455, cseq, &[], b"");
                     return Ok(());
                 }
-                let Some(target) = request.request_uri().and_then(Target::parse) else {
-                    self.respond(400, cseq, &[], b"");
-                    return Ok(());
+                let target = match request.request_uri().map(Target::check) {
+                    Some(Ok(target)) => target,
+                    refused => {
+                        self.bad_target(request.method(), refused.and_then(Result::err));
+                        self.respond(400, cseq, &[], b"");
+                        return Ok(());
+                    }
                 };
                 let method = if announce { "ANNOUNCE" } else { "DESCRIBE" };
                 let credentials = request
@@ -595,9 +615,13 @@ impl Session {
                 return;
             }
         };
-        let Some(target) = request.request_uri().and_then(Target::parse) else {
-            self.respond(400, cseq, &[], b"");
-            return;
+        let target = match request.request_uri().map(Target::check) {
+            Some(Ok(target)) => target,
+            refused => {
+                self.bad_target(request.method(), refused.and_then(Result::err));
+                self.respond(400, cseq, &[], b"");
+                return;
+            }
         };
         if Some(target.key.as_str()) != self.key.as_deref() {
             self.respond(404, cseq, &[], b"");
