@@ -306,6 +306,20 @@ fn sigterm_finalizes_every_output_drains_exits_0_and_a_restart_serves_the_record
         "{static_mpd}"
     );
     assert!(!static_mpd.contains("minimumUpdatePeriod"), "{static_mpd}");
+    // A DASH player that comes now plays the window to its end.
+    let out = ffprobe_frames_command(&mpd).output().expect("ffprobe runs");
+    let dash = ProbedFrames::parse(&out, "ffprobe of the static MPD");
+    assert!(
+        out.stderr.is_empty(),
+        "ffprobe of the static MPD: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        dash.video.len() >= 100 && dash.video.windows(2).all(|w| w[1].0 > w[0].0),
+        "the static MPD: {} video frames",
+        dash.video.len()
+    );
+    assert!(dash.audio.len() >= 100, "the static MPD: audio");
     let last_segment = segments(&final_hls)
         .last()
         .map(|s| format!("http://{http}/hls/{key}/{s}"))
