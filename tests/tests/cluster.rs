@@ -527,11 +527,11 @@ fn cache_control(url: &str, curl_args: &[&str]) -> (u16, String) {
     (status.trim().parse().unwrap_or(0), cache.trim().to_string())
 }
 
-/// The `max-age` of a `Cache-Control` value.
-fn max_age(cache: &str) -> Option<u32> {
+/// The `s-maxage` (shared caches' lifetime) of a `Cache-Control` value.
+fn s_maxage(cache: &str) -> Option<u32> {
     cache
         .split(',')
-        .find_map(|d| d.trim().strip_prefix("max-age="))
+        .find_map(|d| d.trim().strip_prefix("s-maxage="))
         .and_then(|v| v.parse().ok())
 }
 
@@ -576,7 +576,8 @@ fn hls_ll_hls_and_dash_at_an_edge_tell_a_cdn_what_it_may_cache() {
             r.body
         };
 
-        // HLS: the playlist for half a target duration, segments for good.
+        // HLS: the playlist for half a target duration (in shared caches),
+        // segments for good.
         let hls = base("hls");
         let playlist = get(&format!("{hls}/index.m3u8"));
         let at_b = stream_json(b.http, "live/cdn").expect("live at B");
@@ -584,8 +585,9 @@ fn hls_ll_hls_and_dash_at_an_edge_tell_a_cdn_what_it_may_cache() {
         let td = tag_number(&playlist, "#EXT-X-TARGETDURATION:");
         let (status, cache) = cache_control(&format!("{hls}/index.m3u8"), anonymous);
         assert_eq!(status, 200);
-        assert!(cache.starts_with("public, max-age="), "{cache}");
-        let age = u64::from(max_age(&cache).expect("max-age"));
+        // Browsers revalidate (max-age=0); shared caches keep it a while.
+        assert!(cache.starts_with("public, max-age=0, s-maxage="), "{cache}");
+        let age = u64::from(s_maxage(&cache).expect("s-maxage"));
         assert!(
             age >= 1 && age <= (td / 2).max(1),
             "{cache} with target duration {td}"
@@ -611,7 +613,10 @@ fn hls_ll_hls_and_dash_at_an_edge_tell_a_cdn_what_it_may_cache() {
         // answered once the part it asks for exists; init and parts for good.
         let ll = base("llhls");
         let (status, cache) = cache_control(&format!("{ll}/index.m3u8"), anonymous);
-        assert_eq!((status, cache.as_str()), (200, "public, max-age=1"));
+        assert_eq!(
+            (status, cache.as_str()),
+            (200, "public, max-age=0, s-maxage=1")
+        );
         let playlist = get(&format!("{ll}/index.m3u8"));
         let td = tag_number(&playlist, "#EXT-X-TARGETDURATION:");
         let segments = playlist
@@ -622,7 +627,7 @@ fn hls_ll_hls_and_dash_at_an_edge_tell_a_cdn_what_it_may_cache() {
         let blocking = format!("{ll}/index.m3u8?_HLS_msn={next}&_HLS_part=0");
         let (status, cache) = cache_control(&blocking, anonymous);
         assert_eq!(status, 200, "{blocking}");
-        assert_eq!(cache, format!("public, max-age={}", td.max(1)));
+        assert_eq!(cache, format!("public, max-age=0, s-maxage={}", td.max(1)));
         let answered = get(&blocking);
         assert!(
             answered.contains(&format!("-{next}.0.m4s")),
@@ -647,7 +652,10 @@ fn hls_ll_hls_and_dash_at_an_edge_tell_a_cdn_what_it_may_cache() {
         // names start again with a new packager), private with credentials.
         let dash = base("dash");
         let (status, cache) = cache_control(&format!("{dash}/manifest.mpd"), anonymous);
-        assert_eq!((status, cache.as_str()), (200, "public, max-age=1"));
+        assert_eq!(
+            (status, cache.as_str()),
+            (200, "public, max-age=0, s-maxage=1")
+        );
         let mpd = get(&format!("{dash}/manifest.mpd"));
         let template = mpd
             .split("initialization=\"")

@@ -43,7 +43,10 @@ fn ffmpeg_plays_the_mpd_with_video_and_audio_decoded() {
     assert_eq!(mpd.status, 200, "{}", mpd.body);
     assert_eq!(mpd.content_type, "application/dash+xml");
     let headers = response_headers(&mpd_url);
-    for needle in ["access-control-allow-origin: *", "cache-control: no-cache"] {
+    for needle in [
+        "access-control-allow-origin: *",
+        "cache-control: public, max-age=0, s-maxage=1",
+    ] {
         assert!(headers.contains(needle), "no {needle} in\n{headers}");
     }
     for needle in [

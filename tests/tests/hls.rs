@@ -107,7 +107,10 @@ fn ffmpeg_plays_hls_and_ll_hls_of_an_rtmp_publish() {
         first.header("content-type"),
         "application/vnd.apple.mpegurl"
     );
-    assert_eq!(first.header("cache-control"), "public, max-age=1");
+    assert_eq!(
+        first.header("cache-control"),
+        "public, max-age=0, s-maxage=1"
+    );
     assert_eq!(first.header("access-control-allow-origin"), "*");
 
     // Players decode both, in parallel, while the playlists are polled.

@@ -12,7 +12,8 @@
 //! MPD's URLs carry it) and `Authorization: Basic`/`Bearer`; see the crate
 //! docs for who is asked when.
 //!
-//! `Cache-Control`, for a CDN in front: the MPD `public, max-age=1` (a
+//! `Cache-Control`, for a CDN in front: the MPD `public, max-age=0,
+//! s-maxage=1` (a
 //! player's own, with its token in the URLs: `private, no-cache`); init and
 //! complete segments `public, max-age=60`, `private` when asked with
 //! credentials or a token; a segment in progress `no-cache`. Init and
@@ -126,7 +127,7 @@ async fn serve_mpd(
     let cache = if player.token.is_some() {
         "private, no-cache"
     } else {
-        "public, max-age=1"
+        "public, max-age=0, s-maxage=1"
     };
     let opts = MpdOptions {
         time_url,

@@ -123,7 +123,10 @@ fn started_by_requests_stopped_when_idle_and_gone_with_the_stream() {
         head.contains("content-type: application/dash+xml"),
         "{head}"
     );
-    assert!(head.contains("cache-control: public, max-age=1"), "{head}");
+    assert!(
+        head.contains("cache-control: public, max-age=0, s-maxage=1"),
+        "{head}"
+    );
     assert_eq!(dash_subscribers(&engine, &key), 1);
 
     // The packager's last request is no earlier than this.

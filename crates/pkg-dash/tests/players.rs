@@ -355,7 +355,10 @@ fn protected_players_are_asked_tokened_counted_and_kicked_one_by_one() {
     // An anonymous stream: plain URLs, cacheable MPD, one player per address.
     let (status, head, body) = get("127.0.0.1", "/dash/live/open/manifest.mpd", "");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    assert!(head.contains("cache-control: public, max-age=1"), "{head}");
+    assert!(
+        head.contains("cache-control: public, max-age=0, s-maxage=1"),
+        "{head}"
+    );
     assert!(!head.contains("private"), "{head}");
     let (_, _, location, token) = urls(&body);
     assert_eq!((location.len(), token), (0, None));

@@ -18,12 +18,17 @@
 //!
 //! | answer | `Cache-Control` |
 //! |---|---|
-//! | HLS playlist | `public, max-age=` half the target duration (at least 1 s) |
-//! | LL-HLS playlist without `_HLS_msn` | `public, max-age=1` |
-//! | LL-HLS blocking reload (`_HLS_msn`, `_HLS_part`) | `public, max-age=` one target duration: the answer for that URL is a playlist at least that new, right for anyone asking the same |
+//! | HLS playlist | `public, max-age=0, s-maxage=` half the target duration (at least 1 s) |
+//! | LL-HLS playlist without `_HLS_msn` | `public, max-age=0, s-maxage=1` |
+//! | LL-HLS blocking reload (`_HLS_msn`, `_HLS_part`) | `public, max-age=0, s-maxage=` one target duration: the answer for that URL is a playlist at least that new, right for anyone asking the same |
 //! | segment, part, init segment | `public, max-age=3600, immutable`: their URIs carry the packager's epoch, so a URI never names other bytes |
 //! | any of them asked with credentials or a read token | the same with `private` for `public` (a playlist: `private, no-cache`, its URIs carry the player's own token) |
 //! | errors | `no-cache` |
+//!
+//! Playlists carry `max-age=0` next to `s-maxage`: a CDN keeps them a
+//! while, a player's own browser asks again every time (hls.js re-asks
+//! after half a target duration when nothing changed, and must not get its
+//! own stale copy back).
 //!
 //! A stream that is not
 //! live is a `404` saying so; a malformed name or query a `400`; a blocking
@@ -273,7 +278,7 @@ fn playlist_reply(playlist: Bytes, cache: PlaylistCache<'_>) -> Response {
     };
     let mut r = reply(StatusCode::OK, PLAYLIST, "no-cache", body);
     if !cache.private {
-        let value = format!("public, max-age={}", cache.max_age);
+        let value = format!("public, max-age=0, s-maxage={}", cache.max_age);
         if let Ok(v) = HeaderValue::from_str(&value) {
             r.headers_mut().insert(header::CACHE_CONTROL, v);
         }
