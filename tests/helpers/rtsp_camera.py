@@ -5,6 +5,7 @@ optional Basic authentication.
 
 Usage: rtsp_camera.py --port 0 [--path /stream1] [--user U --password P [--digest]]
                       [--codec h264|h265] [--udp-only] [--ts-port PORT] [--backlog N]
+                      [--bframes N]
 Prints "ready rtsp://127.0.0.1:PORT/PATH" once it serves, then runs until killed.
 
 With --ts-port it serves no test pattern but relays an MPEG-TS stream (H.264 +
@@ -45,6 +46,7 @@ def main():
     parser.add_argument("--udp-only", action="store_true", help="refuse TCP interleaving")
     parser.add_argument("--ts-port", type=int, help="relay MPEG-TS from this UDP port")
     parser.add_argument("--backlog", type=int, default=0, help="listen backlog (0: default)")
+    parser.add_argument("--bframes", type=int, default=0, help="H.264 B-frames (Main profile)")
     args = parser.parse_args()
 
     Gst.init(None)
@@ -55,6 +57,16 @@ def main():
     if args.backlog > 0:
         # The default backlog (5) refuses connects that arrive in bursts.
         server.set_backlog(args.backlog)
+
+    video = VIDEO[args.codec]
+    if args.codec == "h264" and args.bframes > 0:
+        # Like cameras that reorder pictures: RTP carries presentation times
+        # out of decode order, and the puller derives decode times.
+        video = (
+            "x264enc speed-preset=ultrafast key-int-max=25 "
+            f"bframes={args.bframes} b-adapt=false "
+            "! video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=-1"
+        )
 
     factory = GstRtspServer.RTSPMediaFactory()
     if args.ts_port:
@@ -75,7 +87,7 @@ def main():
         factory.set_launch(
             "( videotestsrc is-live=true pattern=ball "
             "! video/x-raw,width=320,height=240,framerate=25/1 "
-            f"! {VIDEO[args.codec]} "
+            f"! {video} "
             "audiotestsrc is-live=true wave=sine freq=440 "
             "! audio/x-raw,rate=48000,channels=2 ! audioconvert ! avenc_aac "
             "! rtpmp4gpay name=pay1 pt=97 )"

@@ -468,3 +468,48 @@ fn a_pull_goes_live_under_auth_that_lets_no_anonymous_publish() {
     let intruder = http_get(&format!("http://{http}/api/v1/streams/cams/intruder"));
     assert_eq!(intruder.status, 404, "cams/intruder: {intruder:?}");
 }
+
+#[test]
+fn a_camera_with_b_frames_is_pulled_with_decode_times_derived() {
+    // x264 with 2 B-frames: RTP time is presentation time, out of decode
+    // order; the pull derives decode times as the RTSP publish path does.
+    let (_camera, url) = camera(0, "h264", &["--bframes", "2"]);
+    let config = pull_config(
+        &[("cams/bframes", &with_credentials(&url), "tcp", false)],
+        "",
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    wait_live(http, "cams/bframes", Duration::from_secs(20));
+    let source = format!("rtmp://{rtmp}/cams/bframes");
+    let packets = ffmpeg_framecrc(&source, &["-t", "3", "-c", "copy"], Duration::from_secs(40));
+    let video: Vec<_> = packets.stream(0);
+    assert!(
+        packets.codecs.first().is_some_and(|c| c == "h264") && video.len() >= 50,
+        "h264 packets expected: {:?}, {} video packets",
+        packets.codecs,
+        video.len()
+    );
+    assert!(packets.monotonic(), "decode times go back: {video:?}");
+    assert!(
+        video.iter().all(|p| p.pts >= p.dts),
+        "a picture decodes after it shows: {video:?}"
+    );
+    // The reordering is kept: some pictures show later than they decode,
+    // and presentation times are not in decode order.
+    assert!(
+        video.iter().any(|p| p.pts > p.dts),
+        "no picture shows after it decodes: {video:?}"
+    );
+    assert!(
+        video.windows(2).any(|w| w[1].pts < w[0].pts),
+        "presentation times in decode order: the B-frames are gone: {video:?}"
+    );
+    let frames = ffmpeg_framecrc(&source, &["-t", "3"], Duration::from_secs(40));
+    let state = pull_state(http, "cams/bframes");
+    assert_decoded(
+        &format!("rtmp reader of the B-frame pull ({state})"),
+        &frames,
+        50,
+    );
+}

@@ -15,7 +15,7 @@ use tidewater_core::{Codec, Frame, IngestContext, PublishSession, Request, Track
 use tracing::{info, warn};
 
 use super::spec::{PullOptions, PullSpec};
-use super::tracks::{Wanted, canonical_video, track_info, wanted};
+use super::tracks::{DecodeTimes, Wanted, canonical_video, reorder_depth, track_info, wanted};
 
 /// The protocol name a pull publishes under (API, logs, metrics).
 pub const PROTOCOL: &str = "rtsp-pull";
@@ -80,6 +80,24 @@ struct Pulled {
     index: usize,
     codec: Codec,
     info: Option<TrackInfo>,
+    /// Decode times, for a video track.
+    dts: Option<DecodeTimes>,
+}
+
+impl Pulled {
+    /// Takes a new track info, and its reorder depth for a video track.
+    fn learn(&mut self, info: Option<TrackInfo>, clock_rate: u32) {
+        if let Some(i) = &info
+            && i.video.is_some()
+        {
+            let depth = reorder_depth(i);
+            match &mut self.dts {
+                Some(d) => d.set_depth(depth),
+                None => self.dts = Some(DecodeTimes::new(depth, clock_rate)),
+            }
+        }
+        self.info = info;
+    }
 }
 
 /// Connects over `wire` and publishes until the source fails or `stop`
@@ -122,9 +140,11 @@ pub async fn run(
     on_live();
     for p in &mut pulled {
         let id = track_id(p.index);
-        p.info = demuxed.streams()[p.index]
+        let clock = demuxed.streams()[p.index].clock_rate_hz();
+        let info = demuxed.streams()[p.index]
             .parameters()
-            .and_then(|params| track_info(id, &params, demuxed.streams()[p.index].clock_rate_hz()));
+            .and_then(|params| track_info(id, &params, clock));
+        p.learn(info, clock);
     }
     let mut catalog_set = set_catalog(&mut publish, &pulled, false)?;
     let closed = publish.closed();
@@ -159,23 +179,30 @@ pub async fn run(
                 if f.has_new_parameters() {
                     let id = track_id(index);
                     let stream = &demuxed.streams()[index];
-                    p.info = stream
+                    let clock = stream.clock_rate_hz();
+                    let info = stream
                         .parameters()
-                        .and_then(|params| track_info(id, &params, stream.clock_rate_hz()));
+                        .and_then(|params| track_info(id, &params, clock));
+                    p.learn(info, clock);
                     catalog_set = set_catalog(&mut publish, &pulled, catalog_set)?;
                 }
-                let ts = timestamp(f.timestamp());
+                let pts = timestamp(f.timestamp());
                 let keyframe = f.is_random_access_point();
-                let Some(p) = pulled.iter().find(|p| p.index == index) else {
+                let Some(p) = pulled.iter_mut().find(|p| p.index == index) else {
                     continue;
                 };
-                let Some(payload) = canonical_video(p.codec, f.into_data()) else {
+                // Frames come in decode order with presentation times (RTP
+                // time); a camera with B-frames needs its decode times
+                // derived, as the publish path does.
+                let dts = p.dts.as_mut().map_or(pts, |d| d.next(pts));
+                let codec = p.codec;
+                let Some(payload) = canonical_video(codec, f.into_data()) else {
                     warn!(stream = %spec.key, "pull: dropped a video frame with bad NAL lengths");
                     continue;
                 };
                 (
                     index,
-                    Frame::video(track_id(index), p.codec, ts, ts, keyframe, payload),
+                    Frame::video(track_id(index), codec, dts, pts, keyframe, payload),
                 )
             }
             CodecItem::AudioFrame(f) => {
@@ -279,6 +306,7 @@ async fn connect(
                     index,
                     codec,
                     info: None,
+                    dts: None,
                 });
             }
         }

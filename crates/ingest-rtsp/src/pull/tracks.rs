@@ -4,6 +4,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use retina::codec::{ParametersRef, VideoParametersCodec};
 use tidewater_core::{Codec, TrackId, TrackInfo};
+use tidewater_media::codec::parse_avcc;
+use tidewater_media::rtp::dts::{DtsDeriver, h264_reorder_depth};
 
 /// What a source's stream becomes, decided from the SDP before `SETUP`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +60,50 @@ pub fn track_info(id: TrackId, params: &ParametersRef<'_>, clock_rate: u32) -> O
             )
         }
         _ => None,
+    }
+}
+
+/// The reorder depth a video track's configuration states: for H.264 the
+/// first SPS of its `avcC` (`None`, learned from the pictures, when it does
+/// not say, and for H.265).
+pub fn reorder_depth(info: &TrackInfo) -> Option<usize> {
+    if info.codec != Codec::H264 {
+        return None;
+    }
+    let avcc = parse_avcc(info.config.as_deref()?)?;
+    h264_reorder_depth(avcc.sps.first()?)
+}
+
+/// Decode times of one pulled video track, derived from its presentation
+/// times as the publish path derives them (see
+/// [`DtsDeriver`]): retina hands out presentation times only, which a
+/// camera with B-frames sends out of order.
+#[derive(Clone, Debug)]
+pub struct DecodeTimes {
+    deriver: DtsDeriver,
+}
+
+impl DecodeTimes {
+    /// For a track of `clock_rate` with a reorder depth (`None`: learned).
+    pub fn new(depth: Option<usize>, clock_rate: u32) -> Self {
+        Self {
+            deriver: DtsDeriver::new(depth, (clock_rate / 30).max(1)),
+        }
+    }
+
+    /// A new configuration's depth (a new SPS); the timeline carries on.
+    pub fn set_depth(&mut self, depth: Option<usize>) {
+        self.deriver.set_depth(depth);
+    }
+
+    /// The decode time of the next picture in decode order, whose
+    /// presentation time is `pts` (extended, in the track's clock).
+    pub fn next(&mut self, pts: i64) -> i64 {
+        // The deriver works on 32-bit RTP time and answers with a value
+        // whose distance below the 32-bit time is the decode offset.
+        let raw = pts as u32;
+        let offset = i64::from(raw) - self.deriver.next(raw);
+        pts - offset.max(0)
     }
 }
 
@@ -123,6 +169,33 @@ mod tests {
             canonical_video(Codec::H264, plain.clone()).as_deref(),
             Some(&plain[..])
         );
+    }
+
+    #[test]
+    fn decode_times_of_reordered_pictures_rise_and_never_pass_presentation() {
+        // I P B B in decode order (presentation 0, 3, 1, 2 frames) at 90 kHz.
+        let mut d = DecodeTimes::new(Some(1), 90_000);
+        let pts = [0i64, 9_000, 3_000, 6_000, 18_000, 12_000, 15_000];
+        let dts: Vec<i64> = pts.iter().map(|&p| d.next(p + 900_000)).collect();
+        for (i, (&p, &t)) in pts.iter().zip(&dts).enumerate() {
+            assert!(t <= p + 900_000, "picture {i}: dts {t} after pts {p}");
+            if i > 0 {
+                assert!(t > dts[i - 1], "picture {i}: dts {dts:?} not rising");
+            }
+        }
+        // Without reordering decode time is presentation time.
+        let mut plain = DecodeTimes::new(Some(0), 90_000);
+        assert_eq!(plain.next(5_000_000_000), 5_000_000_000);
+        assert_eq!(plain.next(5_000_003_000), 5_000_003_000);
+    }
+
+    #[test]
+    fn the_depth_comes_from_the_first_sps() {
+        // No avcC: nothing stated; H.265 never states one here.
+        let info = TrackInfo::video(TrackId(1), Codec::H264, 0, 0);
+        assert_eq!(reorder_depth(&info), None);
+        let hevc = TrackInfo::video(TrackId(1), Codec::H265, 0, 0).with_config(Bytes::new());
+        assert_eq!(reorder_depth(&hevc), None);
     }
 
     #[test]
