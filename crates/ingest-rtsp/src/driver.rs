@@ -471,7 +471,7 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                         continue;
                     }
                     registration = register_udp(udp_media.as_ref(), &session, peer, &datagrams_tx);
-                    info!(peer = %peer, stream = ?session.stream(), "rtsp: playing");
+                    info!(peer = %peer, stream = session.stream().unwrap_or("-"), "rtsp: playing");
                     let mut reader = Reader::new(&p.tracks, session.setups());
                     if !reader.rebind(&p.latest_tracks) {
                         p.end = Some("the stream's tracks changed since DESCRIBE".to_string());
@@ -564,12 +564,12 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                 .with_context(Some(peer), session.stream())
             })?;
             if let Some(why) = &p.end {
-                info!(peer = %peer, stream = ?session.stream(), "rtsp: reader ended: {why}");
+                info!(peer = %peer, stream = session.stream().unwrap_or("-"), "rtsp: reader ended: {why}");
                 break;
             }
         }
         if session.is_closed() {
-            info!(peer = %peer, stream = ?session.stream(), "rtsp: session closed");
+            info!(peer = %peer, stream = session.stream().unwrap_or("-"), "rtsp: session closed");
             break;
         }
         let deadline = Instant::from_std(session.poll_timeout());
@@ -616,7 +616,7 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                 session.handle_timeout(Instant::now().into_std()).map_err(|e| ctx_err(e, &session))?;
             }
             reason = async { publishing.as_mut().map(|p| &mut p.closed).expect("guarded").await }, if publishing.is_some() => {
-                info!(peer = %peer, stream = ?session.stream(), "rtsp: publish ended: {reason:?}");
+                info!(peer = %peer, stream = session.stream().unwrap_or("-"), "rtsp: publish ended: {reason:?}");
                 break;
             }
             event = async { playing.as_mut().map(|p| &mut p.follower).expect("guarded").recv().await }, if sending => {
@@ -635,11 +635,11 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                             .map_err(|source| Error::Io { ctx: Default::default(), source }.with_context(Some(peer), session.stream()))?;
                     }
                     Err(RecvError::Ended(reason)) => {
-                        info!(peer = %peer, stream = ?session.stream(), "rtsp: stream ended: {reason:?}");
+                        info!(peer = %peer, stream = session.stream().unwrap_or("-"), "rtsp: stream ended: {reason:?}");
                         break;
                     }
                     Err(e) => {
-                        info!(peer = %peer, stream = ?session.stream(), "rtsp: reader dropped: {e:?}");
+                        info!(peer = %peer, stream = session.stream().unwrap_or("-"), "rtsp: reader dropped: {e:?}");
                         break;
                     }
                 }

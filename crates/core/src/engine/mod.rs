@@ -233,7 +233,7 @@ impl Engine {
             (bus, slot, superseded)
         };
         if let Some(old) = superseded {
-            tracing::info!(stream = %req.key, generation = old.generation, "publish taken over by {:?}", req.peer);
+            tracing::info!(stream = %req.key, generation = old.generation, "publish taken over by {}", crate::logs::Peer(req.peer));
             self.emit(
                 &req.key,
                 StreamEventKind::PublishEnded {
