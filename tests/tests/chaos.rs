@@ -86,8 +86,8 @@ fn assert_no_panic(http: SocketAddr, output: &str) {
 /// Viewers that play along.
 const PLAYERS: usize = 50;
 /// How long each lag measurement lasts.
-const LAG_WINDOW: Duration = Duration::from_secs(12);
-/// How far the players' lag p99 may move when the bad viewers join.
+const LAG_WINDOW: Duration = Duration::from_secs(10);
+/// How far the players' lag p99 may rise while the bad viewers are there.
 const LAG_P99_BOUND_MS: f64 = 20.0;
 /// `[defaults] max_lag_ms`: behind live by more than this, a viewer skips.
 const MAX_LAG_MS: u64 = 1_000;
@@ -147,7 +147,8 @@ fn a_stalled_viewer_and_a_trickling_one_hurt_only_themselves() {
         pool.add(rtmp, "live", "fan", Reading::Eager);
     }
     pool.wait_keyframes(0..PLAYERS, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_secs(2));
+    // The joins' catch-up (a cached GOP each) is over well before this.
+    std::thread::sleep(Duration::from_secs(5));
     let calm_from = pool.now();
     std::thread::sleep(LAG_WINDOW);
     let calm_to = pool.now();
@@ -174,15 +175,6 @@ fn a_stalled_viewer_and_a_trickling_one_hurt_only_themselves() {
     std::thread::sleep(LAG_WINDOW);
     let stormy_to = pool.now();
 
-    let players = pool.records(0..PLAYERS);
-    let calm = players_lag_p99(&players, calm_from, calm_to, "without the bad viewers");
-    let stormy = players_lag_p99(&players, stormy_from, stormy_to, "with the bad viewers");
-    eprintln!("players' lag p99: {calm:.1} ms without the bad viewers, {stormy:.1} ms with them");
-    assert!(
-        (stormy - calm).abs() <= LAG_P99_BOUND_MS,
-        "the players' lag p99 moved from {calm:.1} ms to {stormy:.1} ms (bound ±{LAG_P99_BOUND_MS} ms)"
-    );
-
     // Both bad viewers are gone from the API: the stalled one after the
     // write timeout, the trickling one evicted after skipping.
     let deadline = Instant::now() + WRITE_TIMEOUT + Duration::from_secs(20);
@@ -201,6 +193,26 @@ fn a_stalled_viewer_and_a_trickling_one_hurt_only_themselves() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // And once they are gone, the players' lag again: two runs without
+    // the bad viewers, around the one with them, show how much the lag
+    // moves by itself on this machine.
+    let after_from = pool.now();
+    std::thread::sleep(LAG_WINDOW);
+    let after_to = pool.now();
+    let players = pool.records(0..PLAYERS);
+    let before = players_lag_p99(&players, calm_from, calm_to, "before the bad viewers");
+    let stormy = players_lag_p99(&players, stormy_from, stormy_to, "with the bad viewers");
+    let after = players_lag_p99(&players, after_from, after_to, "after the bad viewers");
+    let calm = before.max(after);
+    eprintln!(
+        "players' lag p99: {before:.1} ms before the bad viewers, {stormy:.1} ms with them, \
+         {after:.1} ms after"
+    );
+    assert!(
+        stormy <= calm + LAG_P99_BOUND_MS,
+        "the players' lag p99 rose from {before:.1} ms (before) and {after:.1} ms (after) to \
+         {stormy:.1} ms with the bad viewers (bound +{LAG_P99_BOUND_MS} ms)"
+    );
     let output = server.output();
     let about = |peer: &SocketAddr| {
         output
@@ -310,6 +322,12 @@ fn assert_decoded_throughout(read: &TimedReading, seconds: u32) {
     );
     assert!(read.crc.monotonic(), "{name}: timestamps not rising");
 }
+
+/// HTTP attacks closed for the same cause at the same time.
+const SAME_CAUSE: [[&str; 2]; 2] = [
+    ["http garbage", "http oversized request"],
+    ["https garbage", "https oversized TLS record"],
+];
 
 #[test]
 fn garbage_on_every_port_closes_that_connection_and_nothing_else() {
@@ -458,10 +476,20 @@ fn garbage_on_every_port_closes_that_connection_and_nothing_else() {
         if o.closed_after.is_none() {
             failures.push(format!("{}: still open after {CLOSE_BOUND:?}", o.what));
         }
-        // HTTP logs these at debug only (a slowloris would flood the log
-        // otherwise): its refusal counters are checked below instead.
-        if logged.is_empty() && !o.what.starts_with("http") {
+        if logged.is_empty() && !SAME_CAUSE.iter().flatten().any(|w| *w == o.what) {
             failures.push(format!("{}: no log line names its peer {peer}", o.what));
+        }
+    }
+    // HTTP logs one line per cause per 10 s (a slowloris or a scanner would
+    // flood the log otherwise): of two attacks with the same cause at once
+    // (a bad request head; a bad TLS record), one is named, the other counted.
+    for group in SAME_CAUSE {
+        let named = outcomes
+            .iter()
+            .filter(|o| group.contains(&o.what.as_str()))
+            .any(|o| output.contains(&format!("connection of {}:", o.local)));
+        if !named {
+            failures.push(format!("none of {group:?} is logged with its peer"));
         }
     }
     let udp_log = |peer: SocketAddr| {
@@ -916,6 +944,16 @@ fn a_slowloris_of_1000_idle_http_connections_is_closed_by_the_header_timeout() {
     wait_fds_back(server.pid(), fds_before);
     let output = server.output();
     eprintln!("the server logged {} lines", output.lines().count());
+    // One line names the first idle peer closed; the others are counted in
+    // at most one line per 10 s, not one each.
+    let lines = output
+        .lines()
+        .filter(|l| l.contains("no complete request head"))
+        .count();
+    assert!(
+        (1..=3).contains(&lines),
+        "{lines} lines about header timeouts for {SLOWLORIS} connections"
+    );
     assert_no_panic(http, &output);
 }
 

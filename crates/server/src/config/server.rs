@@ -77,4 +77,10 @@ mod tests {
             .to_string();
         assert!(e.contains("server.drian_ms"), "{e}");
     }
+
+    #[test]
+    fn the_example_file_lists_the_default() {
+        let example = Config::from_toml_str(include_str!("../../tidewater.toml")).expect("parses");
+        assert_eq!(example.server, super::ServerSection::default());
+    }
 }

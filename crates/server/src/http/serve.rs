@@ -62,6 +62,53 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// At most one warning about refused connections per this long.
 const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
+/// Lines about connections closed by the server (a header or handshake
+/// timeout, a failed TLS handshake, a malformed request head): the first of
+/// each cause names its peer, then at most one per cause per
+/// [`REFUSAL_WARNING_EVERY`], with how many were closed since, so a
+/// slowloris or a scanner cannot flood the log.
+#[derive(Default)]
+struct ClosedLog {
+    /// Per cause: when its last line was written and how many closes it left out since.
+    causes: std::sync::Mutex<Vec<(&'static str, Instant, u64)>>,
+}
+
+impl ClosedLog {
+    /// Logs (at info) that `peer`'s connection on `name` was closed because
+    /// of `cause` (`why` says it for a reader), or counts it for the next line.
+    fn closed(&self, name: &str, peer: SocketAddr, cause: &'static str, why: &str) {
+        let now = Instant::now();
+        let mut causes = self
+            .causes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let more = match causes.iter_mut().find(|(c, _, _)| *c == cause) {
+            Some(entry) if now.duration_since(entry.1) < REFUSAL_WARNING_EVERY => {
+                entry.2 += 1;
+                return;
+            }
+            Some(entry) => {
+                let more = entry.2;
+                *entry = (cause, now, 0);
+                more
+            }
+            None => {
+                causes.push((cause, now, 0));
+                0
+            }
+        };
+        drop(causes);
+        if more == 0 {
+            tracing::info!("{name}: closed the connection of {peer}: {why}");
+        } else {
+            tracing::info!(
+                "{name}: closed the connection of {peer}: {why} (and {more} more for this \
+                 cause since the last such line)"
+            );
+        }
+    }
+}
+
 /// One listener being served.
 pub(crate) struct HttpListener {
     pub(crate) listener: TcpListener,
@@ -83,6 +130,7 @@ impl HttpListener {
             stats,
         } = self;
         let mut connections = JoinSet::new();
+        let closed_log = Arc::new(ClosedLog::default());
         let mut refused_since_warning = 0u64;
         let mut last_warning: Option<Instant> = None;
         loop {
@@ -117,8 +165,13 @@ impl HttpListener {
                 continue;
             };
             let open = stats.accepted();
-            let (stats, router, tls, shutdown) =
-                (stats.clone(), router.clone(), tls.clone(), shutdown.clone());
+            let (stats, router, tls, shutdown, closed_log) = (
+                stats.clone(),
+                router.clone(),
+                tls.clone(),
+                shutdown.clone(),
+                closed_log.clone(),
+            );
             let timeout = limits.header_read_timeout;
             // A panic in a connection's task (a handler's) ends that connection alone.
             let contain = Arc::clone(&stats);
@@ -133,14 +186,24 @@ impl HttpListener {
                                 connection(stream, peer, name, router, timeout, shutdown).await
                             }
                             Ok(Err(e)) => {
-                                tracing::debug!("{name}: TLS handshake with {peer} failed: {e}");
+                                closed_log.closed(
+                                    name,
+                                    peer,
+                                    "tls_handshake",
+                                    &format!("TLS handshake failed: {e}"),
+                                );
                                 stats.refused("tls_handshake");
                                 return;
                             }
                             Err(_) => {
-                                tracing::debug!(
-                                    "{name}: closed the connection of {peer}: no TLS handshake \
-                                     within {timeout:?} (http.header_read_timeout_ms)"
+                                closed_log.closed(
+                                    name,
+                                    peer,
+                                    "handshake_timeout",
+                                    &format!(
+                                        "no TLS handshake within {timeout:?} \
+                                         (http.header_read_timeout_ms)"
+                                    ),
                                 );
                                 stats.refused("handshake_timeout");
                                 return;
@@ -151,11 +214,21 @@ impl HttpListener {
                 match result {
                     Ok(()) => {}
                     Err(Closed::Timeout) => {
-                        tracing::debug!(
-                            "{name}: closed the connection of {peer}: no complete request head \
-                             within {timeout:?} (http.header_read_timeout_ms)"
+                        closed_log.closed(
+                            name,
+                            peer,
+                            "header_timeout",
+                            &format!(
+                                "no complete request head within {timeout:?} \
+                                 (http.header_read_timeout_ms)"
+                            ),
                         );
                         stats.refused("header_timeout");
+                    }
+                    // A request head that does not parse (answered 400 or
+                    // 431 by hyper): the peer is worth naming.
+                    Err(Closed::Error(e)) if e.is_parse() || e.is_parse_too_large() => {
+                        closed_log.closed(name, peer, "bad_request", &format!("{e}"));
                     }
                     Err(Closed::Error(e)) => {
                         tracing::debug!("{name}: connection of {peer} ended: {e}");
