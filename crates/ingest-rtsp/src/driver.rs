@@ -616,7 +616,7 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                 session.handle_timeout(Instant::now().into_std()).map_err(|e| ctx_err(e, &session))?;
             }
             reason = async { publishing.as_mut().map(|p| &mut p.closed).expect("guarded").await }, if publishing.is_some() => {
-                info!(peer = %peer, stream = session.stream().unwrap_or("-"), "rtsp: publish ended: {reason:?}");
+                info!(peer = %peer, stream = session.stream().unwrap_or("-"), "rtsp: publish ended: {reason}");
                 break;
             }
             event = async { playing.as_mut().map(|p| &mut p.follower).expect("guarded").recv().await }, if sending => {
@@ -635,7 +635,7 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                             .map_err(|source| Error::Io { ctx: Default::default(), source }.with_context(Some(peer), session.stream()))?;
                     }
                     Err(RecvError::Ended(reason)) => {
-                        info!(peer = %peer, stream = session.stream().unwrap_or("-"), "rtsp: stream ended: {reason:?}");
+                        info!(peer = %peer, stream = session.stream().unwrap_or("-"), "rtsp: stream ended: {reason}");
                         break;
                     }
                     Err(e) => {

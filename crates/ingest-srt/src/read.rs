@@ -92,7 +92,7 @@ pub(crate) async fn run(
                 tracing::trace!(%peer, stream = %key, "sent {} bytes", bytes.len());
             }
             Ok(Err(e)) => {
-                info!(%peer, stream = %key, "srt read ended: {e:?}");
+                info!(%peer, stream = %key, "srt read ended: {e}");
                 break;
             }
             Err(_) => {
