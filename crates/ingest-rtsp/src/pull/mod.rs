@@ -14,7 +14,10 @@
 //!   metadata) are left out with a log line and the rest is pulled.
 //! - **Timestamps**: each track's RTP time from the `PLAY` answer's
 //!   `RTP-Info` (so tracks start together), in the track's clock rate,
-//!   unwrapped by retina, plus 10 s. Decode time equals presentation time.
+//!   unwrapped by retina, plus 10 s. That is presentation time; video
+//!   decode times are derived from it as the RTSP publish path derives
+//!   them (`tidewater_media::rtp::dts`: the reorder depth from the H.264
+//!   SPS, or learned), so cameras with B-frames keep rising decode times.
 //! - **Reconnection**: a source that fails to connect, closes, or sends no
 //!   media for [`PullOptions::stall_timeout`] is connected again after
 //!   [`PullOptions::retry_initial`], doubling after each failure in a row up
@@ -43,7 +46,12 @@
 //!
 //! # Where retina falls short, and what that means here
 //!
-//! - **No RTSPS** (`rtsps://`): such URLs are refused by [`PullSpec::new`].
+//! - **No RTSPS** (`rtsps://`): such URLs are refused by [`PullSpec::new`],
+//!   so at config load, naming the `[[pull]] url` key. Retina has no TLS;
+//!   wrapping it would mean taking over its connection handling (and
+//!   Digest, keep-alives and UDP set-up with it) for a feature cameras
+//!   rarely need: those that offer RTSPS offer plain RTSP too, and a TLS
+//!   tunnel (stunnel) covers an untrusted network.
 //! - **No Opus depacketizer**: Opus tracks are left out (our own
 //!   `tidewater_media::rtp` has one, but retina hands out only its own
 //!   depacketized frames on the demuxed path).
@@ -55,8 +63,6 @@
 //! - **Timestamps**: retina exposes no sender-report wall clock per frame,
 //!   so tracks are aligned by `RTP-Info` only; a source without it starts
 //!   each track at its first packet.
-//! - **B-frames**: decode time equals presentation time, as for RTSP
-//!   publishers (see the crate docs).
 
 mod attempt;
 mod backoff;

@@ -85,9 +85,20 @@ impl PullSpec {
             rule: rule.into(),
         };
         let mut url = Url::parse(url).map_err(|e| refused(&format!("is not a URL ({e})")))?;
+        if url.scheme() == "rtsps" {
+            // The RTSP client (retina) has no TLS, and a wrapper would have
+            // to take over its connection handling; cameras that offer
+            // RTSPS offer plain RTSP too. Refused here, at config load,
+            // rather than failing on every connection attempt.
+            return Err(refused(
+                "must be rtsp:// (rtsps:// sources are not pulled: the RTSP client has no TLS; \
+                 pull the camera's rtsp:// URL, through a TLS tunnel such as stunnel if it \
+                 must cross an untrusted network)",
+            ));
+        }
         if url.scheme() != "rtsp" {
             return Err(refused(&format!(
-                "must be rtsp:// (not {}://: RTSPS and other sources are not pulled yet)",
+                "must be rtsp:// (not {}://: other sources are not pulled yet)",
                 url.scheme()
             )));
         }
@@ -219,6 +230,8 @@ mod tests {
             let e = PullSpec::new(key(), url, PullTransport::Auto, false).expect_err(url);
             assert_eq!(e.field, "url", "{url}");
         }
+        let e = PullSpec::new(key(), "rtsps://cam/x", PullTransport::Auto, false).expect_err("tls");
+        assert!(e.rule.contains("no TLS"), "{}", e.rule);
     }
 
     #[test]
