@@ -35,6 +35,7 @@
 //! | `tidewater_uptime_seconds` | gauge | | seconds since the server started serving |
 //! | `tidewater_process_open_fds` | gauge | | open file descriptors (Linux) |
 //! | `tidewater_process_open_sockets` | gauge | | open sockets (Linux) |
+//! | `tidewater_runtime_alive_tasks` | gauge | | tokio tasks alive in the server's runtime (a leak of session tasks shows here; `cargo xtask soak` watches it) |
 //!
 //! Reader series (`readers`, `bytes_out`, …, the histograms) carry the
 //! readers' protocol (`http-flv`, `rtmp`, `hls`, …); `publishers`, `bytes_in`
@@ -407,6 +408,18 @@ impl Collector for EngineCollector {
             [self.started.elapsed().as_secs_f64()],
             |m, secs| m.encode_gauge(&secs),
         )?;
+        // Rendered inside the server's runtime (the route's handler), so
+        // `try_current` is that runtime; a render elsewhere leaves it out.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            family(
+                e,
+                "tidewater_runtime_alive_tasks",
+                "Tokio tasks alive in the server's runtime.",
+                MetricType::Gauge,
+                [runtime.metrics().num_alive_tasks() as u64],
+                |m, n| m.encode_gauge(&n),
+            )?;
+        }
         if let Some((fds, sockets)) = open_fds() {
             family(
                 e,

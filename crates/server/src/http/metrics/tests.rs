@@ -230,6 +230,8 @@ async fn a_scrape_shows_live_streams_with_their_readers_and_drops_ended_ones() {
     );
     assert!(gauge(&samples, "tidewater_uptime_seconds", &[]) >= 0.0);
     assert!(gauge(&samples, "tidewater_process_open_fds", &[]) >= 3.0);
+    // At least the task serving this scrape.
+    assert!(gauge(&samples, "tidewater_runtime_alive_tasks", &[]) >= 1.0);
     assert!(gauge(&samples, "tidewater_process_open_sockets", &[]) >= 3.0);
     assert!(
         samples
