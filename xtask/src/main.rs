@@ -8,6 +8,8 @@
 //! cargo xtask fuzz --smoke               every fuzz target for 10 s (CI)
 //! cargo xtask fuzz --minutes N [--runs M] [target…]   longer runs, a table of executions
 //! cargo xtask fuzz --list                the fuzz targets in fuzz/
+//! cargo xtask soak [--minutes N] [--sample-secs S] [--warmup-secs W] [--release]
+//!                                        the server under churn; RSS, fds, tasks flat
 //! ```
 //!
 //! One module per purpose; this file only dispatches the command line:
@@ -15,6 +17,7 @@
 //! - [`test`]: the test pipeline;
 //! - [`tidy`]: the checks `tidy` and `test` share;
 //! - [`bench`] and [`fuzz`]: benchmarks and fuzz targets;
+//! - [`soak`]: the server under steady publishing and churning readers;
 //! - [`install`]: real clients (apt-get), browser players (`npm ci`),
 //!   toolchain components and cargo subcommands (cargo-deny, cargo-fuzz);
 //! - [`cmd`]: running children, showing their command lines, passing on
@@ -30,8 +33,11 @@
 //! dash.js builds the Chromium tests load, skipped when the lockfile's set is
 //! installed), the tidy steps, `build` (the `tidewater` binary and every test
 //! target, in one feature resolution), `test` (`cargo test --workspace`, with
-//! `TIDEWATER_BIN` pointing at the binary) and `loom` (the kernel's loom
-//! models, release, in `target/loom`), then prints each step's time. When
+//! `TIDEWATER_BIN` pointing at the binary), `loom` (the kernel's loom
+//! models, release, in `target/loom`), `fanout` (`bench fanout --quick`:
+//! every subscriber checks every frame's own payload), `soak` (2 minutes,
+//! see [`soak`]) and the fuzz step (`fuzz smoke` with `CI` set, else `fuzz
+//! check`, a `cargo check` of the fuzz crate), then prints each step's time. When
 //! cargo-deny is missing it is compiled in the background from the start.
 //! With `CI` set, cargo runs with the settings in [`cmd::CI_ENV`].
 //!
@@ -52,6 +58,7 @@ mod bench;
 mod cmd;
 mod fuzz;
 mod install;
+mod soak;
 mod test;
 mod tidy;
 
@@ -77,6 +84,9 @@ commands:
   fuzz --minutes N [--runs M] [target…]
                                        each target N minutes or M executions (10 M), then a table
   fuzz --list                          list the fuzz targets
+  soak [--minutes N] [--sample-secs S] [--warmup-secs W] [--release]
+                                       publish on every ingest, churn readers on every output,
+                                       fail on RSS/fd/task growth > 5 % or a reader that lost frames
   help                                 this text
 ";
 
@@ -113,6 +123,7 @@ fn real_main() -> Result<()> {
         }
         Some("bench") => bench::bench(&ws, &rest),
         Some("fuzz") => fuzz::fuzz(&ws, &rest),
+        Some("soak") => soak::soak(&ws, &rest),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             Ok(())
