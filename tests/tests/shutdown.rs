@@ -23,8 +23,9 @@ use tidewater_tests::{
 };
 
 const LIVE_TIMEOUT: Duration = Duration::from_secs(20);
-/// The drain of these tests (`[server] drain_ms`).
-const DRAIN: Duration = Duration::from_millis(6_000);
+/// The drain of these tests (`[server] drain_ms`): room for the checks made
+/// during it on a busy machine (fetches, two ffprobes, a refused publish).
+const DRAIN: Duration = Duration::from_millis(9_000);
 /// What the stop may take beyond the drain: finalizing, closing, and a busy
 /// machine (the phases themselves take milliseconds).
 const STOP_MARGIN: Duration = Duration::from_secs(8);
@@ -401,10 +402,16 @@ fn sigterm_finalizes_every_output_drains_exits_0_and_a_restart_serves_the_record
     let (status, output) = srv.expect_exit(DRAIN + STOP_MARGIN);
     let took = stopped_at.elapsed();
     assert!(status.success(), "exit {status}:\n{output}");
-    assert!(took < DRAIN + STOP_MARGIN, "stopped in {took:?}");
+    // HLS players are sessions until their idle timeout: the drain lasts
+    // all of drain_ms.
+    assert!(
+        took >= DRAIN && took < DRAIN + STOP_MARGIN,
+        "stopped in {took:?}"
+    );
+    let draining = format!("shutdown: draining for up to {} ms", DRAIN.as_millis());
     for line in [
         "shutdown: publishes refused; 1 stream(s) ended and finalized (live/cam); 1 recording(s) closed",
-        "shutdown: draining for up to 6000 ms",
+        &draining,
         "shutdown: drained; closing",
         "every listener closed; stopped",
     ] {
