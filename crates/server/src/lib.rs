@@ -429,7 +429,8 @@ impl Server {
         // `shutdown` starts the stop; these end its phases: HTTP stops
         // after the drain, the protocol listeners with it, the background
         // tasks (reaper, packaging and recording services, cluster) last.
-        let (stop_pulls, stop_http, stop_workers, background) = (
+        let (stop_pulls, stop_recording, stop_http, stop_workers, background) = (
+            CancellationToken::new(),
             CancellationToken::new(),
             CancellationToken::new(),
             CancellationToken::new(),
@@ -507,7 +508,7 @@ impl Server {
             let library = record.library().clone();
             // The API shows each stream's recording state through it.
             app = app.layer(axum::Extension(record.clone()));
-            tokio::spawn(record.run(background.child_token()));
+            tokio::spawn(record.run(stop_recording.clone()));
             app = app.merge(http::playback::router(engine.clone(), library));
         }
         if let Some(pull) = &pull {
@@ -566,6 +567,7 @@ impl Server {
                 engine.shutdown();
                 stop_http.cancel();
                 let _ = tokio::time::timeout(DRAIN_TIMEOUT, &mut server).await;
+                stop_recording.cancel();
                 background.cancel();
                 let _ = reaper.await;
                 return Err(error);
@@ -573,7 +575,8 @@ impl Server {
         };
         let outcome = match early {
             None => {
-                shutdown::stop_ingest(&engine, &gate, &stop_pulls, recorder.as_ref()).await;
+                let recording = recorder.as_ref().map(|r| (r, &stop_recording));
+                shutdown::stop_ingest(&engine, &gate, &stop_pulls, recording).await;
                 // The HTTP server only returns on its own when it failed.
                 let failed = tokio::select! {
                     () = shutdown::drain(&engine, drain) => None,
@@ -616,6 +619,7 @@ impl Server {
                 workers.abort();
             }
         }
+        stop_recording.cancel();
         background.cancel();
         if let Err(e) = reaper.await {
             tracing::warn!("idle reaper: {e}");

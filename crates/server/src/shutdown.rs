@@ -137,13 +137,13 @@ impl InboundProtocol for IngestWorker {
 }
 
 /// Phase 1: closes `gate`, stops the `ingest_workers` (pulls), ends every
-/// live publish and waits until the recordings of `recorder` are closed;
-/// logs what was finalized.
+/// live publish, stops the recorder (its token) and waits until its
+/// recordings are closed; logs what was finalized.
 pub(crate) async fn stop_ingest(
     engine: &Engine,
     gate: &PublishGate,
     ingest_workers: &CancellationToken,
-    recorder: Option<&tidewater::record::Recorder>,
+    recorder: Option<(&tidewater::record::Recorder, &CancellationToken)>,
 ) {
     gate.close();
     let streams: Vec<String> = engine
@@ -151,12 +151,18 @@ pub(crate) async fn stop_ingest(
         .into_iter()
         .map(|s| s.key.to_string())
         .collect();
-    let recording = recorder.map_or(0, |r| r.library().status().len());
+    let recording = recorder.map_or(0, |(r, _)| r.library().status().len());
     ingest_workers.cancel();
     engine.shutdown();
+    // The recorder stops too: a stream whose publisher left shortly before
+    // (within its follow grace, not live, so not ended above) has its
+    // last part written now rather than when the grace ends.
+    if let Some((_, stop)) = recorder {
+        stop.cancel();
+    }
     let deadline = Instant::now() + FINALIZE_TIMEOUT;
     let open = loop {
-        let open = recorder.map_or(0, |r| r.library().status().len());
+        let open = recorder.map_or(0, |(r, _)| r.library().status().len());
         if open == 0 || Instant::now() >= deadline {
             break open;
         }
