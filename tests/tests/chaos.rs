@@ -1038,7 +1038,8 @@ fn churn(addr: SocketAddr, hello: &'static [u8]) -> JoinHandle<Churned> {
 #[test]
 fn a_thousand_connect_disconnect_cycles_per_second_for_a_minute_leave_the_stream_and_fds_alone() {
     let _turn = serial();
-    raise_fd_limit(8_192);
+    // Connections are reset at once: a few hundred open at most, with slack.
+    raise_fd_limit(4_096);
     let config = format!("{}[defaults]\nmax_lag_ms = 1000\n", loopback_config());
     let mut server = ServerCommand::with_config(&config).spawn();
     let (http, rtmp) = (server.http_addr(), server.rtmp_addr());

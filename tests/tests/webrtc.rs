@@ -1,6 +1,7 @@
 //! WebRTC through the `tidewater` binary: headless Chromium publishes its
 //! fake camera and microphone over WHIP (offer first, candidates trickled
-//! in `PATCH`es) and ffmpeg decodes the stream over RTMP and LL-HLS; ffmpeg
+//! in `PATCH`es) and ffmpeg decodes the stream over RTMP, LL-HLS, HTTP-TS
+//! and SRT (the Opus transcoded to AAC for RTMP and TS); ffmpeg
 //! publishes x264 High + AAC over RTMP and Chromium plays it over WHEP
 //! (the AAC transcoded to Opus once for the stream), across a republish. The pages come from another origin than the
 //! server's, so every signalling request goes through CORS.
@@ -10,6 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tidewater_tests::page::ChromiumPage;
+use tidewater_tests::srt::ffmpeg_srt_url;
 use tidewater_tests::{
     ChildGuard, FrameCrc, ServerCommand, catalog_codecs, curl_command, ffmpeg_framecrc_command,
     ffmpeg_publish_bframes_command, ffmpeg_realtime, wait_live,
@@ -208,6 +210,42 @@ fn ffmpeg_says(url: &str) -> String {
     reader.join().unwrap_or_default()
 }
 
+/// Packets (not decoded: `-c copy`, on the container's clock) of a live
+/// URL, 4 s of them.
+fn packets_of(url: &str) -> tidewater_tests::ToolRun {
+    tidewater_tests::ffmpeg_framecrc_run(url, &["-c", "copy", "-t", "4"], Duration::from_secs(30))
+}
+
+/// The audio of a WHIP publish read over RTMP or TS is AAC (transcoded
+/// from Opus) with timestamps rising by whole AAC frames (1 024 samples at
+/// 48 kHz: 21.3 ms), starting with the video and keeping pace with it.
+/// `tick` is the container's ticks per millisecond.
+fn check_aac_aligned(crc: &FrameCrc, tick: i64, summary: &str) {
+    let at = |name: &str| {
+        crc.codecs
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("{summary}: no {name} in {:?}", crc.codecs)) as u32
+    };
+    let (video, audio) = (crc.stream(at("h264")), crc.stream(at("aac")));
+    assert!(audio.len() >= 100, "{summary}: {} AAC packets", audio.len());
+    let steps: Vec<i64> = audio.windows(2).map(|w| w[1].dts - w[0].dts).collect();
+    assert!(
+        steps.iter().all(|d| (20 * tick..=23 * tick).contains(d)),
+        "{summary}: AAC packets 1 024 samples apart: {steps:?}"
+    );
+    let (v0, a0) = (video[0].dts, audio[0].dts);
+    assert!(
+        (a0 - v0).abs() <= 300 * tick,
+        "{summary}: audio starts at {a0}, video at {v0} ({tick} ticks a ms)"
+    );
+    let (v1, a1) = (video[video.len() - 1].dts, audio[audio.len() - 1].dts);
+    assert!(
+        ((a1 - a0) - (v1 - v0)).abs() <= 300 * tick,
+        "{summary}: audio spans {a0}..{a1}, video {v0}..{v1} ({tick} ticks a ms)"
+    );
+}
+
 fn wait_gone(http: SocketAddr, key: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
@@ -287,21 +325,29 @@ fn chromium_publishes_over_whip_and_ffmpeg_decodes_it_over_rtmp_and_ll_hls() {
         "an ICE restart is refused"
     );
 
-    // Two readers at once, 5 s of decoded frames each. RTMP carries the
-    // Opus as enhanced RTMP, which ffmpeg 5.1 cannot decode ("Audio codec
-    // (9) is not implemented"): its reader decodes the picture only, and
-    // probes less than its 5 MB default looking for that audio's
-    // parameters.
+    // Two readers at once, 5 s of decoded frames each: the picture, and
+    // the sound (over RTMP the Opus transcoded to AAC once for the stream;
+    // LL-HLS carries the Opus).
     let rtmp_url = format!("rtmp://{rtmp}/live/webcam");
     let hls_url = format!("http://{http}/llhls/live/webcam/index.m3u8");
+    let ts_url = format!("http://{http}/ts/live/webcam.ts");
+    let srt_url = ffmpeg_srt_url(server.srt_addr(), "read:live/webcam");
+    // Next to them, the packets (`-c copy`, on the container's clock: FLV
+    // ms, TS 90 kHz) of the AAC that RTMP and HTTP-TS carry, 4 s of them.
+    let copies: Vec<_> = [
+        ("rtmp", rtmp_url.clone(), 1),
+        ("http-ts", ts_url.clone(), 90),
+    ]
+    .into_iter()
+    .map(|(name, url, ticks_per_ms)| {
+        std::thread::spawn(move || (name, ticks_per_ms, packets_of(&url)))
+    })
+    .collect();
     let readers: Vec<_> = [
-        (
-            "rtmp",
-            rtmp_url,
-            &["-probesize", "100000"][..],
-            &["-an", "-t", "5"][..],
-        ),
+        ("rtmp", rtmp_url, &[][..], &["-t", "5"][..]),
         ("ll-hls", hls_url, &[][..], &["-t", "5"][..]),
+        ("http-ts", ts_url, &[][..], &["-t", "5"][..]),
+        ("srt", srt_url, &[][..], &["-t", "5"][..]),
     ]
     .into_iter()
     .map(|(name, url, input, output)| {
@@ -333,12 +379,30 @@ fn chromium_publishes_over_whip_and_ffmpeg_decodes_it_over_rtmp_and_ll_hls() {
             "{summary}"
         );
         assert!(crc.monotonic(), "{summary}: timestamps go backwards");
-        if name == "ll-hls" {
-            assert!(
-                crc.codecs.iter().any(|c| c.starts_with("pcm_")),
-                "{summary}: Opus decoded"
-            );
-        }
+        let audio = crc
+            .codecs
+            .iter()
+            .position(|c| c.starts_with("pcm_"))
+            .unwrap_or_else(|| panic!("{summary}: no decoded audio")) as u32;
+        // 5 s of 48 kHz audio: about 234 AAC frames (RTMP, TS) or 250 Opus
+        // frames (LL-HLS) as decoded; a busy machine may start late.
+        let sound = crc.stream(audio);
+        assert!(
+            sound.len() >= 150,
+            "{summary}: {} audio frames",
+            sound.len()
+        );
+    }
+    for copy in copies {
+        let (name, ticks_per_ms, run) = copy.join().expect("copy reader");
+        assert!(
+            run.status.is_some_and(|s| s.success()),
+            "{name} -c copy did not end cleanly: {} packet lines, {}\n{}",
+            run.stdout.lines().count(),
+            run.stderr,
+            server.output()
+        );
+        check_aac_aligned(&FrameCrc::parse(&run.stdout), ticks_per_ms, name);
     }
 
     // DELETE on the Location ends the publish (a page elsewhere may send it).

@@ -596,6 +596,7 @@ where
         if let Some(shift) = sub.generation_state::<GenerationShift>() {
             self.session.set_generation(shift);
         }
+        self.set_conversions(&sub);
         sub.record_sent(self.flush().await?);
         info!(peer = %self.peer(), stream = self.stream_name(), "{} play started", self.name);
         self.play_loop(sub, shutdown).await
@@ -610,7 +611,16 @@ where
         if let Some(shift) = sub.generation_state::<GenerationShift>() {
             self.session.set_generation(shift);
         }
+        self.set_conversions(sub);
         Ok(())
+    }
+
+    /// The generation's audio conversions, for an Opus stream's AAC.
+    fn set_conversions(&mut self, sub: &Follower) {
+        if let Some(running) = sub.generation_state::<crate::egress::Conversions>() {
+            let stream = self.stream_name().to_owned();
+            self.session.set_conversions(running, &stream);
+        }
     }
 
     async fn play_loop(&mut self, mut sub: Follower, shutdown: &CancellationToken) -> Result<()> {

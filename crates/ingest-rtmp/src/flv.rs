@@ -451,7 +451,14 @@ fn codec_id(codec: Codec) -> f64 {
 
 /// An AMF0 `onMetaData` data message body describing a catalog.
 pub fn metadata_body(catalog: &Catalog) -> Bytes {
-    let (video, audio) = carried_tracks(catalog);
+    metadata_body_with(catalog, None)
+}
+
+/// [`metadata_body`] with the audio track announced as `audio` instead
+/// (the AAC a transcoded Opus track goes out as).
+pub fn metadata_body_with(catalog: &Catalog, audio: Option<&TrackInfo>) -> Bytes {
+    let (video, carried) = carried_tracks(catalog);
+    let audio = audio.or(carried);
     let mut props: Vec<(&str, Amf)> = vec![("duration", Amf::Num(0.0))];
     if let Some(v) = video {
         let p = v.video.unwrap_or_default();

@@ -25,7 +25,7 @@ use bytes::{Bytes, BytesMut};
 use tidewater_core::{Catalog, EventRef, Follower, IngestContext};
 use tidewater_http::{LiveEncoder, get_with_preflight};
 
-use crate::egress::{self, GenerationShift, Timeline};
+use crate::egress::{self, AacFromOpus, Conversions, GenerationShift, Timeline};
 use crate::flv;
 
 /// Settings of the HTTP-FLV routes.
@@ -87,6 +87,10 @@ async fn serve_flv(
         Ok(p) => p,
         Err(refusal) => return *refusal,
     };
+    let encoder = FlvEncoder {
+        stream: play.key.to_string(),
+        ..FlvEncoder::default()
+    };
     let (response, feed) = tidewater_http::live(
         PROTOCOL,
         "video/x-flv",
@@ -94,7 +98,7 @@ async fn serve_flv(
         play.peer,
         state.config.write_timeout,
     );
-    tokio::spawn(feed.run(play.subscription, FlvEncoder::default()));
+    tokio::spawn(feed.run(play.subscription, encoder));
     response
 }
 
@@ -109,6 +113,10 @@ struct FlvEncoder {
     header_sent: bool,
     pending: Option<Arc<Catalog>>,
     timeline: Timeline,
+    /// The stream, for the log.
+    stream: String,
+    /// An Opus stream's audio as AAC (see [`AacFromOpus`]).
+    aac: AacFromOpus,
 }
 
 impl LiveEncoder for FlvEncoder {
@@ -117,6 +125,9 @@ impl LiveEncoder for FlvEncoder {
         // are built apart, and the two may have read different ends.
         if let Some(shift) = follower.generation_state::<FlvShift>() {
             self.timeline.next_generation(Arc::clone(&shift.0));
+        }
+        if let Some(running) = follower.generation_state::<Conversions>() {
+            self.aac.generation(running, &self.stream);
         }
     }
 
@@ -130,8 +141,24 @@ impl LiveEncoder for FlvEncoder {
                 if !flv::is_carried(&f, f.catalog()) {
                     return Bytes::new();
                 }
+                let converted = self.aac.converts(&f, f.catalog()).then(|| {
+                    let mut frames = Vec::new();
+                    self.aac.frames(f, &mut frames);
+                    frames
+                });
+                if converted.as_ref().is_some_and(Vec::is_empty) {
+                    return Bytes::new();
+                }
                 let shift = self.timeline.shift_for(flv::frame_time(&f, f.catalog()).0);
-                let tag = egress::shared_tag(&f, shift);
+                let tag = match &converted {
+                    // The conversion's packets are shared; their tags are
+                    // this reader's.
+                    Some(frames) => frames
+                        .iter()
+                        .flat_map(|a| egress::frame_tag_shifted(a, f.catalog(), shift))
+                        .collect(),
+                    None => egress::shared_tag(&f, shift),
+                };
                 match self.pending.take() {
                     None => tag,
                     Some(c) => {
@@ -141,7 +168,11 @@ impl LiveEncoder for FlvEncoder {
                             self.header_sent = true;
                             b.extend_from_slice(&egress::file_header(&c));
                         }
-                        b.extend_from_slice(&egress::catalog_tags(&c, ts.wrapping_add(shift)));
+                        b.extend_from_slice(&egress::catalog_tags_with(
+                            &c,
+                            self.aac.replaced_audio(&c).as_ref(),
+                            ts.wrapping_add(shift),
+                        ));
                         b.extend_from_slice(&tag);
                         b.freeze()
                     }

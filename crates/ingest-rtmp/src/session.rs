@@ -426,6 +426,19 @@ impl Session {
         }
     }
 
+    /// The played stream's conversions of the generation read next (at the
+    /// start of the play and after each republish): an Opus stream's audio
+    /// goes out as AAC through them (see [`AacFromOpus`](crate::egress::AacFromOpus)).
+    pub fn set_conversions(
+        &mut self,
+        running: std::sync::Arc<crate::egress::Conversions>,
+        stream: &str,
+    ) {
+        if let Some(egress) = &mut self.egress {
+            egress.set_conversions(running, stream);
+        }
+    }
+
     /// Whether anything is to be written; if so the write deadline runs from
     /// `now` (unless it runs already) and [`io_slices`](Self::io_slices)
     /// gives the bytes. When nothing is left the turn ends at `now`: a

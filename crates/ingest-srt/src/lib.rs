@@ -177,6 +177,7 @@ mod publish;
 mod read;
 pub mod screen;
 pub mod streamid;
+mod transcoded;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -28,6 +28,8 @@ use std::sync::{Arc, Mutex};
 use bytes::{Bytes, BytesMut};
 use tidewater_core::{Catalog, Follower, Frame, FrameRef, OutputFormat, StreamKey};
 use tidewater_media::ts::TsMuxer;
+
+use crate::transcoded::AacFromOpus;
 use tracing::warn;
 
 /// The derived-output format of TS bytes (shared by SRT and HTTP-TS).
@@ -53,6 +55,8 @@ pub(crate) struct TsOutput {
     state: Arc<Mutex<TsState>>,
     key: StreamKey,
     generation: u64,
+    /// An Opus stream's audio as AAC (see [`AacFromOpus`]).
+    aac: AacFromOpus,
 }
 
 impl TsOutput {
@@ -65,6 +69,7 @@ impl TsOutput {
             state: sub.generation_state().unwrap_or_default(),
             key: key.clone(),
             generation: sub.generation(),
+            aac: AacFromOpus::of(sub, &key.to_string()),
         }
     }
 
@@ -84,11 +89,23 @@ impl TsOutput {
     /// The TS bytes of this frame (possibly empty: a codec TS does not carry).
     pub(crate) fn bytes(&self, frame: &FrameRef<'_>) -> Bytes {
         let gop_start = frame.is_gop_start();
-        let encode = |f: &Frame, c: &Catalog| self.encode(f, c, gop_start);
+        let converted = self.aac.convert(frame);
+        if converted.as_ref().is_some_and(Bytes::is_empty) {
+            // The conversion waits for more input.
+            return Bytes::new();
+        }
+        let encode = |f: &Frame, c: &Catalog| self.encode(f, c, gop_start, converted.as_ref());
         frame.derived(FORMAT, encode)
     }
 
-    fn encode(&self, frame: &Frame, catalog: &Catalog, gop_start: bool) -> Bytes {
+    fn encode(
+        &self,
+        frame: &Frame,
+        catalog: &Catalog,
+        gop_start: bool,
+        converted: Option<&Bytes>,
+    ) -> Bytes {
+        let tracks = self.aac.tracks(catalog);
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = BytesMut::with_capacity(frame.payload.len() + frame.payload.len() / 20 + 400);
         let mut psi = gop_start && frame.kind() == tidewater_core::MediaKind::Video;
@@ -97,20 +114,18 @@ impl TsOutput {
                 return Bytes::new();
             }
             let made = match st.muxer.as_mut() {
-                Some(m) => m.set_tracks(catalog.tracks()),
+                Some(m) => m.set_tracks(&tracks),
                 None => {
                     // Locks the previous generation's state while holding
                     // this one's: states are only ever linked backwards.
                     let previous = st.previous.take();
                     let continued = previous.as_ref().and_then(|p| {
                         let p = p.lock().unwrap_or_else(|p| p.into_inner());
-                        p.muxer
-                            .as_ref()
-                            .map(|m| TsMuxer::continue_from(m, catalog.tracks()))
+                        p.muxer.as_ref().map(|m| TsMuxer::continue_from(m, &tracks))
                     });
                     match continued {
                         Some(made) => made,
-                        None => TsMuxer::new(catalog.tracks()).map(|mut m| {
+                        None => TsMuxer::new(&tracks).map(|mut m| {
                             // A republish nobody followed first: readers
                             // see the counters and timestamps start anew.
                             if self.generation > 1 {
@@ -144,8 +159,12 @@ impl TsOutput {
         if psi {
             muxer.write_psi(&mut out);
         }
-        if let Err(e) = muxer.write_frame(frame, &mut out) {
-            warn!(stream = %self.key, "mpeg-ts output: frame skipped: {e}");
+        let converted = converted.map(|buffer| AacFromOpus::frames(buffer, frame, catalog));
+        let frames = converted.as_deref().unwrap_or(std::slice::from_ref(frame));
+        for frame in frames {
+            if let Err(e) = muxer.write_frame(frame, &mut out) {
+                warn!(stream = %self.key, "mpeg-ts output: frame skipped: {e}");
+            }
         }
         if psi {
             st.since_psi = 0;

@@ -41,7 +41,7 @@
 //! | `hls` | [`hls`]: HLS (MPEG-TS) and LL-HLS (fMP4 parts) packaging |
 //! | `whip` | [`whip`]: WebRTC: WHIP ingest and WHEP playback (H.264, Opus), media on one UDP port |
 //! | `record` | [`record`]: recording to crash-safe fMP4 files, index, retention, playback queries |
-//! | `transcode` | [`transcode`]: audio converted once per stream when a reader needs it (AAC → Opus for WHEP); needs libavcodec, libswresample and clang to build |
+//! | `transcode` | [`transcode`]: audio converted once per stream when a reader needs it (AAC → Opus for WHEP; Opus → AAC for RTMP, HTTP-FLV, SRT, HTTP-TS); needs libavcodec, libswresample and clang to build |
 //! | `cluster` | [`cluster`]: origins and edges found through etcd, node-to-node relay, edge pulls (needs `protoc` to build) |
 //! | `full` | every implemented protocol: `rtmp`, `rtsp`, `srt`, `dash`, `hls` |
 
@@ -78,8 +78,8 @@ pub use tidewater_record as record;
 #[cfg(feature = "whip")]
 pub use tidewater_whip as whip;
 
-/// Audio transcoding once per stream: AAC → Opus for WHEP viewers
-/// (feature `transcode`).
+/// Audio transcoding once per stream: AAC → Opus for WHEP viewers, Opus →
+/// AAC for RTMP, HTTP-FLV, SRT and HTTP-TS readers (feature `transcode`).
 #[cfg(feature = "transcode")]
 pub use tidewater_transcode as transcode;
 

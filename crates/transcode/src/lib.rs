@@ -7,15 +7,15 @@
 //! | source audio | WHEP | RTMP, HTTP-FLV | TS (SRT, HTTP-TS, TS-HLS) | fMP4 (LL-HLS, DASH, record) | RTSP |
 //! |---|---|---|---|---|---|
 //! | AAC | Opus (transcoded here) | AAC | AAC | AAC | AAC |
-//! | Opus (WHIP) | Opus | AAC (transcoded here; not wired yet) | AAC (transcoded here; not wired yet) | Opus | Opus |
+//! | Opus (WHIP) | Opus | AAC (transcoded here) | AAC (transcoded here) over SRT and HTTP-TS; TS-HLS not yet | Opus | Opus |
 //!
-//! Wired today: WHEP (`tidewater-whip`, its `transcode` feature). The
-//! Opus → AAC direction works and is tested here, but the RTMP/HTTP-FLV
-//! and MPEG-TS outputs do not use it yet: they build their sequence
-//! headers, metadata and PMT from the stream's catalog, so they need
-//! [`AudioOutput::output_track`] in place of the catalog's Opus track and
-//! one tag or PES per converted packet; until then RTMP readers of a WHIP
-//! stream get enhanced-RTMP Opus and TS readers get no audio.
+//! Wired: WHEP (`tidewater-whip`), RTMP players and HTTP-FLV
+//! (`tidewater-ingest-rtmp`), SRT readers and HTTP-TS
+//! (`tidewater-ingest-srt`), each behind its `transcode` feature, which the
+//! umbrella's `transcode` feature turns on. They announce
+//! [`AudioOutput::output_track`] in place of the catalog's Opus track
+//! (sequence header, `onMetaData`, PMT) and write one tag or PES per
+//! converted packet. TS-HLS has a muxer of its own and does not use it yet.
 //!
 //! # What it does
 //!
@@ -81,9 +81,12 @@
 //! The crate's unit tests put a 440 Hz sine through AAC (44.1 kHz, mono
 //! and stereo) → Opus and Opus → AAC, decode the result and check its
 //! frequency, its length (within one frame plus the codecs' delay) and
-//! its contiguous times; bad packets are skipped. End to end (through the
-//! `tidewater` binary, `tests/tests/webrtc.rs`): Chromium plays over WHEP
-//! an ffmpeg RTMP publish with AAC and receives audio with a level.
+//! its contiguous times; bad packets are skipped; a conversion started
+//! again never steps back in time. End to end (through the `tidewater`
+//! binary, `tests/tests/webrtc.rs`): Chromium plays over WHEP an ffmpeg
+//! RTMP publish with AAC and receives audio with a level; Chromium
+//! publishes over WHIP and ffmpeg decodes AAC over RTMP, SRT and HTTP-TS
+//! (packets 1 024 samples apart, starting with the video and keeping pace).
 
 #![deny(missing_docs)]
 

@@ -43,12 +43,38 @@ pub fn format(target: Codec) -> OutputFormat {
 #[derive(Debug, Default)]
 pub struct Transcoders {
     running: Mutex<Vec<(Codec, Weak<Shared>)>>,
+    /// Per target codec, the time of the last packet made in this
+    /// generation: a conversion started again after its readers left (its
+    /// first packets reach back by the encoder's delay) never hands out a
+    /// packet at or before one already handed out.
+    last_pts: Mutex<Vec<(Codec, i64)>>,
+}
+
+impl Transcoders {
+    /// Keeps the packets after the last one made for `target`.
+    fn keep_later(&self, target: Codec, packets: &mut Vec<Packet>) {
+        let mut last = self.last_pts.lock().unwrap_or_else(|p| p.into_inner());
+        let at = match last.iter().position(|(c, _)| *c == target) {
+            Some(i) => i,
+            None => {
+                last.push((target, i64::MIN));
+                last.len() - 1
+            }
+        };
+        let entry = &mut last[at].1;
+        packets.retain(|p| p.pts > *entry);
+        if let Some(p) = packets.last() {
+            *entry = p.pts;
+        }
+    }
 }
 
 /// One conversion shared by a stream's readers.
 #[derive(Debug)]
 struct Shared {
     target: Codec,
+    /// The generation's conversions (for the last packet time made).
+    running: Arc<Transcoders>,
     /// The stream, for the log.
     label: String,
     state: Mutex<State>,
@@ -82,7 +108,7 @@ pub struct AudioOutput {
 impl AudioOutput {
     /// The generation's conversion to `target` (Opus or AAC), started now
     /// if no reader holds one. `label` names the stream in the log.
-    pub fn attach(running: &Transcoders, target: Codec, label: &str) -> AudioOutput {
+    pub fn attach(running: &Arc<Transcoders>, target: Codec, label: &str) -> AudioOutput {
         let mut list = running.running.lock().unwrap_or_else(|p| p.into_inner());
         list.retain(|(_, weak)| weak.strong_count() > 0);
         if let Some(shared) = list
@@ -95,6 +121,7 @@ impl AudioOutput {
         info!(stream = %label, "transcode: audio to {} started for a reader", target.name());
         let shared = Arc::new(Shared {
             target,
+            running: Arc::clone(running),
             label: label.to_owned(),
             state: Mutex::default(),
         });
@@ -156,6 +183,7 @@ impl Shared {
                 warn!(stream = %self.label, skipped = state.skipped, "transcode: {e}");
             }
         }
+        self.running.keep_later(self.target, &mut state.packets);
         encode_packets(&state.packets)
     }
 }
@@ -216,7 +244,7 @@ mod tests {
 
     #[test]
     fn one_conversion_per_target_while_held() {
-        let running = Transcoders::default();
+        let running = Arc::new(Transcoders::default());
         let a = AudioOutput::attach(&running, Codec::Opus, "live/a");
         let b = AudioOutput::attach(&running, Codec::Opus, "live/a");
         let c = AudioOutput::attach(&running, Codec::Aac, "live/a");
@@ -227,5 +255,25 @@ mod tests {
         assert_eq!(weak.strong_count(), 0, "stopped when the last reader left");
         let d = AudioOutput::attach(&running, Codec::Opus, "live/a");
         assert_eq!(d.target(), Codec::Opus);
+    }
+
+    #[test]
+    fn a_restarted_conversion_never_steps_back() {
+        let running = Transcoders::default();
+        let packet = |pts| Packet {
+            pts,
+            data: Bytes::new(),
+        };
+        let mut first = vec![packet(0), packet(960), packet(1920)];
+        running.keep_later(Codec::Opus, &mut first);
+        assert_eq!(first.len(), 3);
+        // Started again: its first packets reach back before 1920.
+        let mut again = vec![packet(1500), packet(1920), packet(2460)];
+        running.keep_later(Codec::Opus, &mut again);
+        assert_eq!(again, vec![packet(2460)]);
+        // Another target is kept apart.
+        let mut aac = vec![packet(0)];
+        running.keep_later(Codec::Aac, &mut aac);
+        assert_eq!(aac.len(), 1);
     }
 }

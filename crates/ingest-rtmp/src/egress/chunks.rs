@@ -7,7 +7,7 @@
 //! writes the same `Bytes`.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tidewater_core::{Catalog, Frame, FrameRef, OutputFormat};
+use tidewater_core::{Catalog, Frame, FrameRef, OutputFormat, TrackInfo};
 
 use crate::chunk::{self, CSID_AUDIO, CSID_VIDEO};
 use crate::flv::{self, TYPE_VIDEO};
@@ -126,15 +126,27 @@ pub(crate) fn shared_tag(frame: &FrameRef<'_>, shift: u32) -> Bytes {
 /// What a player needs before the frames of a catalog: `onMetaData` and the
 /// sequence headers, as RTMP chunks at `timestamp`.
 pub fn catalog_chunks(catalog: &Catalog, chunk_size: u32, stream_id: u32, timestamp: u32) -> Bytes {
+    catalog_chunks_with(catalog, None, chunk_size, stream_id, timestamp)
+}
+
+/// [`catalog_chunks`] with the audio track announced as `audio` instead
+/// (the AAC a transcoded Opus track goes out as).
+pub fn catalog_chunks_with(
+    catalog: &Catalog,
+    audio: Option<&TrackInfo>,
+    chunk_size: u32,
+    stream_id: u32,
+    timestamp: u32,
+) -> Bytes {
     let mut out = BytesMut::new();
     data_message(
         &mut out,
         stream_id,
-        &flv::metadata_body(catalog),
+        &flv::metadata_body_with(catalog, audio),
         chunk_size,
     );
-    out.extend_from_slice(&sequence_header_chunks(
-        catalog, chunk_size, stream_id, timestamp,
+    out.extend_from_slice(&sequence_headers(
+        catalog, audio, chunk_size, stream_id, timestamp,
     ));
     out.freeze()
 }
@@ -177,8 +189,20 @@ pub fn sequence_header_chunks(
     stream_id: u32,
     timestamp: u32,
 ) -> Bytes {
+    sequence_headers(catalog, None, chunk_size, stream_id, timestamp)
+}
+
+/// [`sequence_header_chunks`], with the audio track replaced by `audio` if given.
+fn sequence_headers(
+    catalog: &Catalog,
+    replaced: Option<&TrackInfo>,
+    chunk_size: u32,
+    stream_id: u32,
+    timestamp: u32,
+) -> Bytes {
     let mut out = BytesMut::new();
     let (video, audio) = flv::carried_tracks(catalog);
+    let audio = replaced.or(audio);
     for (track, csid) in [(video, CSID_VIDEO), (audio, CSID_AUDIO)] {
         if let Some((type_id, body)) = track.and_then(flv::config_body) {
             chunk::write_message(
@@ -204,15 +228,22 @@ pub fn sequence_header_chunks(
 /// RTMP's data message is: ffmpeg's FLV demuxer applies `onMetaData` only at
 /// time 0 and makes a later one a subtitle stream.
 pub fn catalog_tags(catalog: &Catalog, timestamp: u32) -> Bytes {
+    catalog_tags_with(catalog, None, timestamp)
+}
+
+/// [`catalog_tags`] with the audio track announced as `audio` instead
+/// (the AAC a transcoded Opus track goes out as).
+pub fn catalog_tags_with(catalog: &Catalog, audio: Option<&TrackInfo>, timestamp: u32) -> Bytes {
     let mut out = BytesMut::new();
     flv::write_tag(
         &mut out,
         flv::TYPE_DATA,
         0,
         &[],
-        &flv::metadata_body(catalog),
+        &flv::metadata_body_with(catalog, audio),
     );
-    let (video, audio) = flv::carried_tracks(catalog);
+    let (video, carried) = flv::carried_tracks(catalog);
+    let audio = audio.or(carried);
     for track in [video, audio].into_iter().flatten() {
         if let Some((type_id, body)) = flv::config_body(track) {
             flv::write_tag(&mut out, type_id, timestamp, &[], &body);

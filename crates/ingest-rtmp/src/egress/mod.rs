@@ -35,6 +35,7 @@
 //! The chunk and tag builders ([`frame_chunks`], [`catalog_chunks`],
 //! [`frame_tag`], …) are shared with HTTP-FLV.
 
+mod audio;
 mod chunks;
 mod transmit;
 
@@ -44,9 +45,11 @@ use tidewater_core::{Catalog, EndReason, Event, EventRef, FrameRef, RecvError};
 
 use crate::flv;
 
+pub use audio::{AacFromOpus, Conversions};
 pub use chunks::{
-    catalog_chunks, catalog_tags, file_header, frame_chunks, frame_chunks_shifted, frame_tag,
-    frame_tag_shifted, sequence_header_chunks, set_data_frame,
+    catalog_chunks, catalog_chunks_with, catalog_tags, catalog_tags_with, file_header,
+    frame_chunks, frame_chunks_shifted, frame_tag, frame_tag_shifted, sequence_header_chunks,
+    set_data_frame,
 };
 pub(crate) use chunks::{shared_chunks, shared_tag};
 pub use transmit::{BATCH_BYTES, BATCH_MESSAGES, Transmit};
@@ -182,6 +185,10 @@ pub struct Egress {
     pending: Option<Arc<Catalog>>,
     /// The timestamps sent, for rebasing after a republish.
     timeline: Timeline,
+    /// A player's Opus → AAC conversion (an Opus stream, `transcode` feature).
+    aac: AacFromOpus,
+    /// Converted frames, reused.
+    converted: Vec<tidewater_core::Frame>,
 }
 
 /// The timestamp shift (milliseconds, wrapping) the players of one publish
@@ -201,6 +208,8 @@ impl Egress {
             stream_id,
             pending: None,
             timeline: Timeline::default(),
+            aac: AacFromOpus::default(),
+            converted: Vec::new(),
         }
     }
 
@@ -213,6 +222,8 @@ impl Egress {
             stream_id,
             pending: None,
             timeline: Timeline::default(),
+            aac: AacFromOpus::default(),
+            converted: Vec::new(),
         }
     }
 
@@ -221,6 +232,15 @@ impl Egress {
     pub fn set_generation(&mut self, shift: Arc<GenerationShift>) {
         if self.side == Side::Play {
             self.timeline.next_generation(shift);
+        }
+    }
+
+    /// A player's view of the conversions of the generation it reads next
+    /// (at the start of the play and after each republish): an Opus
+    /// stream's audio goes out as AAC through them (see [`AacFromOpus`]).
+    pub fn set_conversions(&mut self, running: Arc<Conversions>, stream: &str) {
+        if self.side == Side::Play {
+            self.aac.generation(running, stream);
         }
     }
 
@@ -251,12 +271,26 @@ impl Egress {
         if !flv::is_carried(&f, catalog) {
             return;
         }
+        let converts = self.aac.converts(&f, catalog);
+        if converts {
+            self.converted.clear();
+            self.aac.frames(f, &mut self.converted);
+            if self.converted.is_empty() {
+                return;
+            }
+        }
         let shift = self.timeline.shift_for(flv::frame_time(&f, catalog).0);
         if let Some(c) = self.pending.take() {
             let (ts, _) = flv::frame_time(&f, &c);
             let ts = ts.wrapping_add(shift);
             match self.side {
-                Side::Play => out.push(catalog_chunks(&c, self.chunk_size, self.stream_id, ts)),
+                Side::Play => out.push(catalog_chunks_with(
+                    &c,
+                    self.aac.replaced_audio(&c).as_ref(),
+                    self.chunk_size,
+                    self.stream_id,
+                    ts,
+                )),
                 Side::Publish => {
                     out.push(set_data_frame(&c, self.chunk_size, self.stream_id));
                     out.push(sequence_header_chunks(
@@ -267,6 +301,20 @@ impl Egress {
                     ));
                 }
             }
+        }
+        if converts {
+            // Built per player: the conversion's packets are shared, their
+            // chunks (a few hundred bytes a frame) are not.
+            for a in &self.converted {
+                out.push(frame_chunks_shifted(
+                    a,
+                    catalog,
+                    self.chunk_size,
+                    self.stream_id,
+                    shift,
+                ));
+            }
+            return;
         }
         out.push(match self.side {
             Side::Play => shared_chunks(&f, self.chunk_size, self.stream_id, shift),
