@@ -36,7 +36,6 @@ use srt_protocol::packet::{
 };
 use srt_protocol::settings::{ConnInitSettings, KeySettings};
 use tidewater_core::ListenerStats;
-use tidewater_core::logs::LogLimiter;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -227,7 +226,6 @@ pub(crate) fn spawn(
         stats,
         dropped: 0,
         asks: 0,
-        log: LogLimiter::per_listener(),
     };
     Ok(Listener {
         requests,
@@ -268,9 +266,6 @@ struct Demux {
     dropped: u64,
     /// Requests made so far (their numbers).
     asks: u64,
-    /// Bounds the refusal lines remote callers can cause (one per datagram
-    /// at worst): a flood of junk handshakes must not flood the log.
-    log: LogLimiter,
 }
 
 /// One step of srt-protocol's listener, owned (its `Action` borrows it).
@@ -411,7 +406,7 @@ impl Demux {
                 return;
             }
             Err(_) => {
-                if let Some(note) = self.log.check_now() {
+                if let Some(note) = self.stats.log_limit().check_now() {
                     error!(peer = %from, "srt: srt-protocol panicked parsing a packet; dropped it{note}");
                 }
                 return;
@@ -464,7 +459,7 @@ impl Demux {
                     HandshakeVsInfo::V5(info) => info.sid.as_deref(),
                     HandshakeVsInfo::V4(_) => None,
                 };
-                if let Some(note) = self.log.check_now() {
+                if let Some(note) = self.stats.log_limit().check_now() {
                     info!(peer = %from, "srt connection refused: {}: {over}{note}", requested(sid));
                 }
                 self.stats.refused("too_many_connections");
@@ -501,17 +496,17 @@ impl Demux {
         let what = requested(refusal.handshake.stream_id.as_deref());
         self.stats.refused(screen_refusal_name(refusal.code));
         if !refusal.handshake.is_conclusion() {
-            if let Some(note) = self.log.check_now() {
+            if let Some(note) = self.stats.log_limit().check_now() {
                 info!(peer = %from, kind = refusal.handshake.kind, "srt connection refused: a handshake dropped: {what}: {}{note}", refusal.why);
             }
             return;
         }
-        if let Some(note) = self.log.check_now() {
+        if let Some(note) = self.stats.log_limit().check_now() {
             info!(peer = %from, code = refusal.code, "srt connection refused: {what}: {}{note}", refusal.why);
         }
         let answer = screen::rejection(&refusal.handshake, refusal.code, self.local_socket_id);
         if let Err(e) = self.socket.send_to(&answer, from).await
-            && let Some(note) = self.log.check_now()
+            && let Some(note) = self.stats.log_limit().check_now()
         {
             warn!(peer = %from, "srt: could not send the rejection: {e}{note}");
         }
@@ -553,7 +548,7 @@ impl Demux {
             .handshake_mut(session.0)
             .and_then(|h| h.opened.take())
         {
-            if let Some(note) = self.log.check_now() {
+            if let Some(note) = self.stats.log_limit().check_now() {
                 info!(peer = %session.0, "srt connection refused: srt-protocol did not open the accepted connection{note}");
             }
             self.stats.refused("malformed");
@@ -574,7 +569,7 @@ impl Demux {
             let step = match catch_unwind(AssertUnwindSafe(|| step(listener, now, input))) {
                 Ok(step) => step,
                 Err(_) => {
-                    if let Some(note) = self.log.check_now() {
+                    if let Some(note) = self.stats.log_limit().check_now() {
                         error!(peer = %session.0, "srt connection refused: srt-protocol's listener panicked on this peer's handshake; forgetting it{note}");
                     }
                     self.stats.refused("malformed");
@@ -612,7 +607,7 @@ impl Demux {
                         Err(e) => {
                             let mut request = e.into_inner();
                             request.responses = None;
-                            if let Some(note) = self.log.check_now() {
+                            if let Some(note) = self.stats.log_limit().check_now() {
                                 info!(peer = %id.0, "srt connection refused: {}: {REQUEST_QUEUE} handshakes wait for an answer already{note}", requested(request.stream_id().map(|s| s.as_str())));
                             }
                             self.stats.refused("too_many_connections");
@@ -635,7 +630,7 @@ impl Demux {
                         // srt-protocol's own refusal of a packet (an HSv4 caller).
                         None if origin == Origin::Packet && !counted => {
                             let why = reason.map_or("no reason given".into(), |r| r.to_string());
-                            if let Some(note) = self.log.check_now() {
+                            if let Some(note) = self.stats.log_limit().check_now() {
                                 info!(peer = %id.0, "srt connection refused: srt-protocol rejected the handshake: {why}{note}");
                             }
                             self.stats.refused(reason.map_or("refused", refusal_name));
@@ -682,7 +677,7 @@ impl Demux {
                 }
             };
         }
-        if let Some(note) = self.log.check_now() {
+        if let Some(note) = self.stats.log_limit().check_now() {
             warn!(peer = %session.0, "srt connection refused: srt-protocol's listener did not settle on this peer's handshake; forgetting it{note}");
         }
         self.stats.refused("malformed");
@@ -716,7 +711,7 @@ impl Demux {
         }
         let timeout = self.peers.limits().handshake_timeout;
         for addr in self.peers.expired(now) {
-            if let Some(note) = self.log.check_now() {
+            if let Some(note) = self.stats.log_limit().check_now() {
                 info!(peer = %addr, "srt connection refused: the handshake did not complete within {timeout:?}; forgotten{note}");
             }
             self.stats.refused("handshake_timeout");

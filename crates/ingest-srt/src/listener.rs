@@ -44,7 +44,10 @@ fn kernel_refusal(e: &tidewater_core::Error) -> (RejectReason, &'static str) {
 /// Refuses a handshake: the rejection sent, one log line, one count.
 fn reject(req: ConnectionRequest, refusal: Refusal, peer: SocketAddr, stats: &ListenerStats) {
     let (reason, name, why) = refusal;
-    info!(%peer, reason = name, "srt connection refused: {why}");
+    // Rate-limited with the demultiplexer's refusals: one budget per listener.
+    if let Some(note) = stats.log_limit().check_now() {
+        info!(%peer, reason = name, "srt connection refused: {why}{note}");
+    }
     stats.refused(name);
     req.reject(reason);
 }
@@ -161,7 +164,9 @@ fn accept_failed(
     match e {
         AcceptError::Rejected(reason) => {
             let name = refusal_name(*reason);
-            info!(%peer, reason = name, "srt connection refused: {mode} {key}: {e} (a wrong passphrase?)");
+            if let Some(note) = stats.log_limit().check_now() {
+                info!(%peer, reason = name, "srt connection refused: {mode} {key}: {e} (a wrong passphrase?){note}");
+            }
             stats.refused(name);
         }
         AcceptError::Gone(_) => info!(%peer, stream = %key, "srt {mode} handshake failed: {e}"),
