@@ -351,11 +351,25 @@ where
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<()> {
         let request = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            r = self.negotiate() => r?,
+            r = self.negotiate() => r,
+        };
+        // A peer that goes away before asking for anything (a port probe, a
+        // load balancer's health check, connection churn) is anyone's to
+        // repeat at will: its line is rate-limited per listener, as junk is.
+        let request = match request {
+            Err(e @ Error::Io { .. }) => {
+                if let Some(note) = self.stats.log_limit().check_now() {
+                    info!("{} connection closed before publishing or playing: {e}{note}", self.name);
+                }
+                return Ok(());
+            }
+            r => r?,
         };
         match request {
             None => {
-                info!(peer = %self.peer(), "{} peer disconnected before publishing or playing", self.name);
+                if let Some(note) = self.stats.log_limit().check_now() {
+                    info!(peer = %self.peer(), "{} peer disconnected before publishing or playing{note}", self.name);
+                }
                 Ok(())
             }
             Some((true, r)) => self.publish(r, shutdown).await,
