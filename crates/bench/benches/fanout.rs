@@ -2,12 +2,12 @@
 //! process run.
 //!
 //! One publisher and N subscriber tasks on a 2-worker-thread tokio runtime;
-//! every subscriber consumes every frame (4 KiB payloads, a keyframe every 30
-//! frames). Pacing is a drain barrier: the publisher publishes a batch of B
+//! every subscriber consumes every frame (4 KiB payloads, each its own buffer
+//! stamped with the frame's index, a keyframe every 30 frames). Pacing is a drain barrier: the publisher publishes a batch of B
 //! frames (B below both rings' capacity), waits until every subscriber has
 //! consumed the batch, and repeats. The figure is frames delivered (N × frames
 //! published) per second of the timed phase. Every subscriber checks that it
-//! received every frame exactly once and in order; a loss, a reorder, a lag or
+//! received every frame exactly once and in order, each with its own payload; a loss, a reorder, a lag or
 //! a skip report from either system fails the run with a non-zero exit.
 //!
 //! Also measured: the cost of one publish with no subscriber, and the memory
@@ -259,10 +259,29 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("runtime: {e}"))
 }
 
+/// A payload with no frame index (zero): for the publish-cost and memory
+/// probes, where no subscriber reads it.
 fn payload() -> Bytes {
+    indexed_payload(0)
+}
+
+/// Frame `index`'s own payload: the tag, then the index (8 bytes, little
+/// endian), so a subscriber can tell that it got this frame's bytes and not
+/// another's (one shared buffer for every frame could not show that).
+fn indexed_payload(index: u64) -> Bytes {
     let mut v = vec![0u8; PAYLOAD_LEN];
     v[0] = PAYLOAD_TAG;
+    v[1..9].copy_from_slice(&index.to_le_bytes());
     Bytes::from(v)
+}
+
+/// The frame index a payload carries, if it is one of [`indexed_payload`]'s.
+fn payload_index(payload: &[u8]) -> Option<u64> {
+    if payload.len() != PAYLOAD_LEN || payload.first() != Some(&PAYLOAD_TAG) {
+        return None;
+    }
+    let bytes: [u8; 8] = payload.get(1..9)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
 }
 
 fn dts_of(index: u64) -> i64 {
@@ -446,6 +465,9 @@ impl Tally {
         if dts != dts_of(self.frames) {
             return Err(out_of_order(self.frames, dts));
         }
+        if payload_index(payload) != Some(self.frames) {
+            return Err(wrong_payload(self.frames, payload));
+        }
         // Touch the payload so nothing is optimized away.
         self.sum = self
             .sum
@@ -463,6 +485,15 @@ impl Tally {
         self.pace.fail(message);
         (self.frames, self.sum)
     }
+}
+
+#[cold]
+fn wrong_payload(expected: u64, payload: &[u8]) -> String {
+    format!(
+        "frame {expected}: its payload ({} B) carries frame index {:?}",
+        payload.len(),
+        payload_index(payload)
+    )
 }
 
 #[cold]
@@ -613,13 +644,14 @@ async fn paced<P: Publisher>(
     subscribers: usize,
     secs: f64,
 ) -> Result<(u64, FanoutRun), String> {
-    let payload = payload();
     let mut published = 0u64;
     let mut batches = 0u64;
     let mut timed: Option<(Instant, u64, u64)> = None;
     loop {
         for _ in 0..pace.batch {
-            publisher.publish(published, &payload)?;
+            // Each frame its own payload, stamped with its index (the
+            // allocation is the publisher's, the same for every system).
+            publisher.publish(published, &indexed_payload(published))?;
             published += 1;
         }
         batches += 1;
