@@ -62,9 +62,10 @@
 //! filler to a constant 1.9 Mbit/s, AAC 96 kbit/s, a keyframe every 4 s) is
 //! generated once into `target/bench-media/`. Everything listens on and
 //! connects to 127.0.0.1 only. Every process started here is stopped on the
-//! way out, on errors too. When the `tidewater` binary has no RTMP listener
-//! yet (it refuses the `rtmp` configuration key, or does not listen), its
-//! column reads "not available" and the nginx-rtmp figures are still reported.
+//! way out, on errors too. The table is printed whatever happened, and the
+//! run exits non-zero when a selected server is missing, does not start or
+//! does not listen, or when any viewer failed or its stream ended before the
+//! window did.
 
 use std::collections::HashMap;
 use std::env;
@@ -445,19 +446,19 @@ fn run(opts: &Options) -> Result<(), String> {
     } else {
         report(opts, &setup, &results);
     }
-    // tidewater without RTMP yet is a note in the table; a failed run, or no
-    // anchor to compare with, fails the benchmark.
+    // A failed run, or a selected server that could not be measured (the
+    // nginx-rtmp anchor or tidewater itself), fails the benchmark: a table
+    // with a hole in it is not a result.
     if failed > 0 {
         return Err(format!("{failed} run(s) failed (see above)"));
     }
     if let Some(why) = unavailable.get(&Server::Nginx) {
         return Err(format!("the nginx-rtmp anchor is not available: {why}"));
     }
-    if opts.auth
-        && let Some((server, why)) = opts
-            .servers
-            .iter()
-            .find_map(|s| unavailable.get(s).map(|why| (s, why)))
+    if let Some((server, why)) = opts
+        .servers
+        .iter()
+        .find_map(|s| unavailable.get(s).map(|why| (s, why)))
     {
         return Err(format!("{} is not available: {why}", server.name()));
     }
@@ -493,14 +494,13 @@ fn run_one(setup: &Setup, opts: &Options, server: Server, n: usize) -> Result<Fi
                 true => Some(write_auth_config(setup, &tmp.0, n, tidewater)?),
                 false => None,
             };
+            // A binary that is there but does not start is a failure, not
+            // a missing server.
             start_tidewater(bin, setup, &tmp.0, port, config.as_deref())
-                .map_err(RunError::Unavailable)?
+                .map_err(RunError::Failed)?
         }
     };
-    wait_listening(&mut server_proc, port).map_err(|e| match server {
-        Server::Nginx => RunError::Failed(e),
-        _ => RunError::Unavailable(e),
-    })?;
+    wait_listening(&mut server_proc, port).map_err(RunError::Failed)?;
     let url = format!("rtmp://127.0.0.1:{port}/{APP}/{STREAM}");
     let (publish_url, play_url) = match server {
         Server::TidewaterUsers | Server::TidewaterUserPerViewer => {
@@ -531,6 +531,17 @@ fn run_one(setup: &Setup, opts: &Options, server: Server, n: usize) -> Result<Fi
     drop(publisher);
     drop(server_proc);
     let fields = fields.map_err(RunError::Failed)?;
+    // Every viewer must have played through the window: one that failed to
+    // connect or play, or whose stream ended early, fails the run.
+    let (failed, ended) = (fields.num("failed"), fields.num("ended"));
+    if failed != Some(0.0) || ended != Some(0.0) {
+        return Err(RunError::Failed(format!(
+            "viewers failed: {}, ended early: {} (of {n}){}",
+            fields.text("failed"),
+            fields.text("ended"),
+            tail_of(&load_log)
+        )));
+    }
     if !server_alive {
         return Err(RunError::Failed(format!(
             "{} exited during the run{}",
