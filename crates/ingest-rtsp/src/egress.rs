@@ -327,38 +327,57 @@ impl Reader {
         let Some(t) = self.tracks.iter_mut().find(|t| t.id == track) else {
             return;
         };
+        // Each packet is copied once, straight into the reader's outbox (or,
+        // for UDP, into one buffer per call that the datagrams are split
+        // from), and its 12-byte header patched there: no allocation per
+        // packet, no second copy (both showed in profiles of many readers).
+        let mut datagrams = match t.transport {
+            Transport::Udp { .. } => BytesMut::with_capacity(packets.len()),
+            Transport::Tcp { .. } => BytesMut::new(),
+        };
+        let mut lens: Vec<usize> = Vec::new();
         let mut rest = packets;
         while let Some(len) = rest
             .get(..2)
             .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
         {
             let Some(packet) = rest.get(2..2 + len) else {
-                return;
+                break;
             };
             rest = &rest[2 + len..];
             if packet.len() < HEADER_LEN {
                 continue;
             }
             let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
-            let mut stamped = BytesMut::with_capacity(len + 4);
-            if let Transport::Tcp { rtp, .. } = t.transport {
-                stamped.put_u8(b'$');
-                stamped.put_u8(rtp);
-                stamped.put_u16(len as u16);
-            }
-            let at = stamped.len();
-            stamped.put_slice(packet);
-            stamped[at + 2..at + 4].copy_from_slice(&t.sequence.to_be_bytes());
             let ts = ts.wrapping_add(t.offset).wrapping_add(t.shift);
-            stamped[at + 4..at + 8].copy_from_slice(&ts.to_be_bytes());
-            stamped[at + 8..at + 12].copy_from_slice(&t.ssrc.to_be_bytes());
+            let header = match t.transport {
+                Transport::Tcp { rtp, .. } => {
+                    tcp.reserve(4 + len);
+                    tcp.put_u8(b'$');
+                    tcp.put_u8(rtp);
+                    tcp.put_u16(len as u16);
+                    let at = tcp.len();
+                    tcp.put_slice(packet);
+                    &mut tcp[at..at + HEADER_LEN]
+                }
+                Transport::Udp { .. } => {
+                    let at = datagrams.len();
+                    datagrams.put_slice(packet);
+                    lens.push(len);
+                    &mut datagrams[at..at + HEADER_LEN]
+                }
+            };
+            header[2..4].copy_from_slice(&t.sequence.to_be_bytes());
+            header[4..8].copy_from_slice(&ts.to_be_bytes());
+            header[8..12].copy_from_slice(&t.ssrc.to_be_bytes());
             t.sequence = t.sequence.wrapping_add(1);
             t.sent += 1;
             t.octets += (len - HEADER_LEN.min(len)) as u64;
             t.last_ts = Some(ts);
-            match t.transport {
-                Transport::Tcp { .. } => tcp.put_slice(&stamped),
-                Transport::Udp { rtp, .. } => udp.push((rtp, stamped.freeze())),
+        }
+        if let Transport::Udp { rtp, .. } = t.transport {
+            for len in lens {
+                udp.push((rtp, datagrams.split_to(len).freeze()));
             }
         }
     }
