@@ -410,7 +410,7 @@ fn sigterm_finalizes_every_output_drains_exits_0_and_a_restart_serves_the_record
     );
     let draining = format!("shutdown: draining for up to {} ms", DRAIN.as_millis());
     for line in [
-        "shutdown: publishes refused; 1 stream(s) ended and finalized (live/cam); 1 recording(s) closed",
+        "shutdown: publishes refused; 1 live stream(s) ended (live/cam); every packaging finalized; 1 recording(s) closed",
         &draining,
         "shutdown: drained; closing",
         "every listener closed; stopped",
@@ -501,4 +501,68 @@ fn a_second_signal_exits_at_once() {
     // 130: interrupted, as a shell reports a process stopped by a signal.
     assert_eq!(status.code(), Some(130), "{status}:\n{output}");
     assert!(at.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_stream_in_its_follow_grace_is_finalized_too() {
+    let dir = TempDir::new("shutdown-grace");
+    // The publisher leaves and the stop comes within the grace, while the
+    // packagers and the recorder still wait for a republish.
+    let config = format!(
+        "{}[defaults]\nfollow_grace_ms = 60000\n",
+        config(dir.path(), DRAIN)
+    );
+    let mut srv = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp) = (srv.http_addr(), srv.rtmp_addr());
+    let key = "live/left";
+    let mut publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/{key}"), 5, 25);
+    wait_live(http, key, LIVE_TIMEOUT);
+    let hls = format!("http://{http}/hls/{key}/index.m3u8");
+    let mpd = format!("http://{http}/dash/{key}/manifest.mpd");
+    let playlist = wait_body(&hls, LIVE_TIMEOUT, |p| !segments(p).is_empty());
+    assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    assert!(
+        publisher
+            .wait_for(LIVE_TIMEOUT)
+            .is_some_and(|s| s.success()),
+        "the publisher"
+    );
+    wait_json(
+        &format!("http://{http}/api/v1/streams"),
+        LIVE_TIMEOUT,
+        |v| v["streams"].as_array().is_some_and(Vec::is_empty),
+    );
+    // Still waiting for a republish: no end yet.
+    let playlist = http_get(&hls).body;
+    assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+
+    srv.signal("TERM");
+    srv.wait_for_line("shutdown: draining", STOP_MARGIN)
+        .unwrap_or_else(|| panic!("no drain:\n{}", srv.output()));
+    let playlist = http_get(&hls).body;
+    assert!(playlist.ends_with("#EXT-X-ENDLIST\n"), "{playlist}");
+    let manifest = http_get(&mpd).body;
+    assert!(manifest.contains("type=\"static\""), "{manifest}");
+    let (status, output) = srv.expect_exit(DRAIN + STOP_MARGIN);
+    assert!(status.success(), "exit {status}:\n{output}");
+    assert!(
+        output.contains(
+            "0 live stream(s) ended (none); every packaging finalized; 1 recording(s) closed"
+        ),
+        "{output}"
+    );
+    // Its recording is complete and indexed.
+    let files = recorded(dir.path(), key);
+    let index =
+        std::fs::read_to_string(dir.path().join(key).join("index.jsonl")).expect("the index");
+    let frames: usize = files
+        .iter()
+        .map(|f| {
+            let name = f.file_name().and_then(|n| n.to_str()).expect("a name");
+            assert!(index.contains(name), "{name} not in the index:\n{index}");
+            decode(f).video.len()
+        })
+        .sum();
+    // ffmpeg published 5 s at 25 fps; the recording starts at its first keyframe.
+    assert!(frames >= 100, "{frames} video frames recorded of 125");
 }

@@ -49,11 +49,25 @@ use crate::timefmt::iso8601;
 
 /// The DASH routes (`/dash/…`), relative to where the router is mounted.
 pub fn dash_router(ctx: IngestContext, config: DashConfig) -> Router {
+    dash_router_until(ctx, config, tidewater_core::CancellationToken::new())
+}
+
+/// [`dash_router`], whose packagers all end when `finish` is cancelled, as
+/// if their streams had (a server stopping): each MPD turns static and
+/// stays served for [`DashConfig::linger`]. It covers streams waiting in
+/// their follow grace for a republish, which would otherwise end only when
+/// the grace does.
+pub fn dash_router_until(
+    ctx: IngestContext,
+    config: DashConfig,
+    finish: tidewater_core::CancellationToken,
+) -> Router {
     let shared = Arc::new(Shared {
         players: Players::new(config.player_idle_timeout),
         ctx,
         config,
         streams: Mutex::new(HashMap::new()),
+        finishing: finish,
     });
     // Always-on packaging needs a task: started here when a tokio runtime
     // runs (as it does wherever the router is served), ending with the

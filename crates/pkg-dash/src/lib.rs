@@ -156,4 +156,4 @@ mod tests;
 pub use config::{
     ConfigError, DEFAULT_PLAYER_IDLE_TIMEOUT, DashConfig, SEGMENT_TARGET_RANGE, WINDOW_RANGE,
 };
-pub use http::dash_router;
+pub use http::{dash_router, dash_router_until};

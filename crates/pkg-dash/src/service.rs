@@ -29,6 +29,9 @@ pub(crate) struct Shared {
     pub(crate) config: DashConfig,
     pub(crate) streams: Mutex<HashMap<StreamKey, Arc<Entry>>>,
     pub(crate) players: Arc<Players>,
+    /// Cancelled when the server stops: every packager ends as if its
+    /// stream had ([`dash_router_until`](crate::dash_router_until)).
+    pub(crate) finishing: tidewater_core::CancellationToken,
 }
 
 /// One stream's packager, shared by its driver task and the requests.
@@ -184,6 +187,14 @@ async fn drive(shared: Arc<Shared>, key: StreamKey, entry: Arc<Entry>, mut follo
     let mut ended = false;
     loop {
         tokio::select! {
+            () = shared.finishing.cancelled() => {
+                info!(stream = %key, "dash packager stopped: the server is stopping; its MPD is static");
+                let mut p = lock(&entry.packager);
+                p.finish();
+                entry.changes.send_replace(p.changes());
+                ended = true;
+                break;
+            }
             ev = follower.recv() => {
                 let mut p = lock(&entry.packager);
                 match ev {

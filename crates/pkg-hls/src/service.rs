@@ -46,6 +46,9 @@ struct Inner {
     /// Request times are counted from here (tokio's clock, so tests can pause it).
     started: tokio::time::Instant,
     next_epoch: AtomicU64,
+    /// Cancelled by [`Hls::finish_all`]: every packaging ends as if its
+    /// stream had.
+    finishing: CancellationToken,
 }
 
 /// One stream's packaged playlist, shared by the task and the requests.
@@ -86,8 +89,18 @@ impl Hls {
                 players: Arc::default(),
                 started: tokio::time::Instant::now(),
                 next_epoch: AtomicU64::new(seed << 12),
+                finishing: CancellationToken::new(),
             }),
         })
+    }
+
+    /// Ends every packaging now as if its stream had ended, for a server
+    /// that stops: each playlist gets `EXT-X-ENDLIST` and stays served for
+    /// [`HlsConfig::linger`]. It covers streams waiting in their follow
+    /// grace for a republish, which would otherwise end only when the grace
+    /// does.
+    pub fn finish_all(&self) {
+        self.inner.finishing.cancel();
     }
 
     /// The settings.
@@ -413,6 +426,9 @@ async fn run(inner: Arc<Inner>, pkg: Arc<Package>, mut follower: Follower) {
     let outcome: Result<&'static str, crate::Error> = loop {
         let ev = tokio::select! {
             ev = follower.recv() => ev,
+            () = inner.finishing.cancelled() => {
+                Err(tidewater_core::RecvError::Ended(tidewater_core::EndReason::Shutdown))
+            }
             _ = tick.tick() => {
                 let now = u64::try_from(inner.started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 let idle = now.saturating_sub(pkg.last_access_ms.load(Ordering::Relaxed));

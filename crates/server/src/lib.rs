@@ -436,6 +436,9 @@ impl Server {
             CancellationToken::new(),
             CancellationToken::new(),
         );
+        // Ends every DASH packager (and HLS's, with `finish_all`) in the
+        // first phase.
+        let finish_packagers = CancellationToken::new();
         let reaper = engine.spawn_reaper(REAP_INTERVAL, background.child_token());
         if let Some(c) = cluster {
             // Joined before any listener accepts: a publish is claimed in
@@ -487,12 +490,17 @@ impl Server {
         });
         let mut app = http::router_with(engine.clone(), pushes, Some(reloader));
         if let Some(dash) = dash {
-            app = app.merge(tidewater::dash::dash_router(engine.context(), dash));
+            app = app.merge(tidewater::dash::dash_router_until(
+                engine.context(),
+                dash,
+                finish_packagers.clone(),
+            ));
         }
         if let Some(srt) = &srt {
             let timeout = srt.config().write_timeout;
             app = app.merge(tidewater::srt::http_ts_router(engine.context(), timeout));
         }
+        let hls_packagers = hls.clone();
         if let Some(hls) = hls {
             tokio::spawn(hls.clone().run_always_on(background.child_token()));
             app = app.merge(tidewater::hls::router(hls));
@@ -576,7 +584,15 @@ impl Server {
         let outcome = match early {
             None => {
                 let recording = recorder.as_ref().map(|r| (r, &stop_recording));
-                shutdown::stop_ingest(&engine, &gate, &stop_pulls, recording).await;
+                // Streams in their follow grace (not live, so not ended by
+                // the kernel) end in the packagers too.
+                let finish = || {
+                    finish_packagers.cancel();
+                    if let Some(hls) = &hls_packagers {
+                        hls.finish_all();
+                    }
+                };
+                shutdown::stop_ingest(&engine, &gate, &stop_pulls, recording, finish).await;
                 // The HTTP server only returns on its own when it failed.
                 let failed = tokio::select! {
                     () = shutdown::drain(&engine, drain) => None,

@@ -3,14 +3,16 @@
 //! 1. **Ingest stops**: the [`PublishGate`] closes (every new publish, on
 //!    any protocol, is refused as `the server is shutting down`), the
 //!    `[[pull]]` worker stops (its publishes are trusted, not asked of the
-//!    gate: [`IngestWorker`]), and every
-//!    live publish ends ([`Engine::shutdown`]). Each output then finalizes
-//!    through its own end path: HLS and LL-HLS playlists get
-//!    `EXT-X-ENDLIST`, DASH MPDs turn `type="static"` with their duration,
-//!    recordings close their last part and update their index, pushes stop,
-//!    RTMP/RTSP/SRT/WHEP readers and HTTP-FLV/TS responses reach the end of
-//!    their stream. The phase waits (up to [`FINALIZE_TIMEOUT`]) until no
-//!    recording is open.
+//!    gate: [`IngestWorker`]), and every live publish ends
+//!    ([`Engine::shutdown`]). Each output then finalizes through its own end
+//!    path: HLS and LL-HLS playlists get `EXT-X-ENDLIST`, DASH MPDs turn
+//!    `type="static"` with their duration, recordings close their last part
+//!    and update their index, pushes stop, RTMP/RTSP/SRT/WHEP readers and
+//!    HTTP-FLV/TS responses reach the end of their stream. A stream whose
+//!    publisher left shortly before (within its follow grace, waiting for a
+//!    republish, so not live) is finalized too: the packagers and the
+//!    recorder are told to end everything they still hold. The phase waits
+//!    (up to [`FINALIZE_TIMEOUT`]) until no recording is open.
 //! 2. **Drain**: HTTP keeps accepting and serving for `[server] drain_ms`,
 //!    or until no reader session is left, so players fetch the final
 //!    playlists, MPDs and segments.
@@ -137,13 +139,16 @@ impl InboundProtocol for IngestWorker {
 }
 
 /// Phase 1: closes `gate`, stops the `ingest_workers` (pulls), ends every
-/// live publish, stops the recorder (its token) and waits until its
-/// recordings are closed; logs what was finalized.
+/// live publish, then every packaging (`finish_packagers`: those of streams
+/// in their follow grace, which the kernel's shutdown does not end), stops
+/// the recorder (its token) and waits until its recordings are closed; logs
+/// what was finalized.
 pub(crate) async fn stop_ingest(
     engine: &Engine,
     gate: &PublishGate,
     ingest_workers: &CancellationToken,
     recorder: Option<(&tidewater::record::Recorder, &CancellationToken)>,
+    finish_packagers: impl FnOnce(),
 ) {
     gate.close();
     let streams: Vec<String> = engine
@@ -154,6 +159,7 @@ pub(crate) async fn stop_ingest(
     let recording = recorder.map_or(0, |(r, _)| r.library().status().len());
     ingest_workers.cancel();
     engine.shutdown();
+    finish_packagers();
     // The recorder stops too: a stream whose publisher left shortly before
     // (within its follow grace, not live, so not ended above) has its
     // last part written now rather than when the grace ends.
@@ -173,8 +179,8 @@ pub(crate) async fn stop_ingest(
         false => streams.join(", "),
     };
     tracing::info!(
-        "shutdown: publishes refused; {} stream(s) ended and finalized ({named}); \
-         {} recording(s) closed",
+        "shutdown: publishes refused; {} live stream(s) ended ({named}); every packaging \
+         finalized; {} recording(s) closed",
         streams.len(),
         recording.saturating_sub(open),
     );
