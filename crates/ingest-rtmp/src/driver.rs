@@ -359,7 +359,7 @@ where
         let request = match request {
             Err(e @ Error::Io { .. }) => {
                 if let Some(note) = self.stats.log_limit().check_now() {
-                    info!("{} connection closed before publishing or playing: {e}{note}", self.name);
+                    info!(peer = %self.peer(), "{} connection closed before publishing or playing: {e}{note}", self.name);
                 }
                 return Ok(());
             }
