@@ -40,6 +40,10 @@
 //!   --window 15 --settle 6 --ramp-rate 400 --read-interval-ms 100
 //!   --reps 3
 //!   --tidewater-bin PATH     measure this binary instead of building one
+//!   --nice -10               run servers, publisher and load tool at this niceness
+//!                            (negative needs root): on a machine shared with builds,
+//!                            a server starved of its CPU falls behind and its CPU
+//!                            figure means nothing; both servers get the same
 //! ```
 //!
 //! The clip (30 s of testsrc2 + sine, 1280×720 at 30 fps, H.264 Main without
@@ -62,6 +66,17 @@ use tidewater_bench::harness::{
     tail_of,
 };
 use tidewater_bench::{group_thousands, machine, today_utc};
+
+/// `nice -n N` in front of a pinned command (`nice` execs it, so the pid
+/// stays the program's), or the command as it is.
+fn niced(nice: Option<i32>, cmd: std::process::Command) -> std::process::Command {
+    let Some(n) = nice else { return cmd };
+    let mut out = std::process::Command::new("nice");
+    out.args(["-n", &n.to_string()])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    out
+}
 
 /// The load tool, built by cargo next to this bench.
 const LOAD_TOOL: &str = env!("CARGO_BIN_EXE_rtsp-load");
@@ -120,6 +135,8 @@ struct Options {
     read_interval_ms: u64,
     reps: usize,
     tidewater_bin: Option<PathBuf>,
+    /// Niceness of every process started (`None`: inherited).
+    nice: Option<i32>,
 }
 
 fn counts(arg: &str, s: &str) -> Result<Vec<usize>, String> {
@@ -154,6 +171,7 @@ impl Options {
             read_interval_ms: 100,
             reps: if quick { 1 } else { 3 },
             tidewater_bin: None,
+            nice: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -186,6 +204,15 @@ impl Options {
                 "--read-interval-ms" => o.read_interval_ms = num(value()?)? as u64,
                 "--reps" => o.reps = num(value()?)? as usize,
                 "--tidewater-bin" => o.tidewater_bin = Some(PathBuf::from(value()?)),
+                "--nice" => {
+                    o.nice = Some(
+                        value()?
+                            .parse()
+                            .ok()
+                            .filter(|n: &i32| (-20..=19).contains(n))
+                            .ok_or("--nice wants -20 to 19")?,
+                    )
+                }
                 "-h" | "--help" => return Err(usage().into()),
                 other => return Err(format!("unknown argument {other:?}\n{}", usage())),
             }
@@ -200,7 +227,7 @@ impl Options {
 fn usage() -> &'static str {
     "usage: rtsp [--quick] [--sizes 200,500,1000] [--udp-sizes 200] [--gst-max 500] \
      [--only tidewater|gst] [--window 15] [--settle 6] [--ramp-rate 400] \
-     [--read-interval-ms 100] [--reps 3] [--tidewater-bin PATH]"
+     [--read-interval-ms 100] [--reps 3] [--tidewater-bin PATH] [--nice -10]"
 }
 
 fn main() -> ExitCode {
@@ -415,7 +442,7 @@ fn run_one(
     let (server_log, server_log_path) = log("server.log")?;
     let (pub_log, pub_log_path) = log("publisher.log")?;
     let url = format!("rtsp://127.0.0.1:{port}/{PATH}");
-    let mut publisher = pinned(setup.client_cpu, None, "ffmpeg");
+    let mut publisher = niced(opts.nice, pinned(setup.client_cpu, None, "ffmpeg"));
     publisher
         .args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
         .args(["-re", "-stream_loop", "-1", "-i"])
@@ -428,7 +455,7 @@ fn run_one(
         Server::Tidewater => {
             let bin = setup.tidewater.as_ref().map_err(Clone::clone)?;
             let rtp = free_udp_pair()?;
-            let mut cmd = pinned(setup.server_cpu, Some(setup.nofile), bin);
+            let mut cmd = niced(opts.nice, pinned(setup.server_cpu, Some(setup.nofile), bin));
             cmd.env("TIDEWATER_RTSP__LISTEN", format!("127.0.0.1:{port}"))
                 .env("TIDEWATER_RTSP__UDP_RTP_PORT", rtp.to_string())
                 .env("TIDEWATER_RTSP__UDP_RTCP_PORT", (rtp + 1).to_string())
@@ -447,7 +474,10 @@ fn run_one(
         Server::Gst => {
             let ts = free_udp_pair()?;
             let script = setup.workspace.join("tests/helpers/rtsp_camera.py");
-            let mut cmd = pinned(setup.server_cpu, Some(setup.nofile), "/usr/bin/python3");
+            let mut cmd = niced(
+                opts.nice,
+                pinned(setup.server_cpu, Some(setup.nofile), "/usr/bin/python3"),
+            );
             cmd.arg(&script)
                 .args(["--port", &port.to_string()])
                 .args(["--path", &format!("/{PATH}")])
@@ -472,7 +502,10 @@ fn run_one(
     let load_log = File::create(&load_log_path).map_err(|e| e.to_string())?;
     let ramp_rate = opts.ramp_rate.min(n as f64 / GOP_SECS);
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let mut cmd = pinned(setup.client_cpu, Some(setup.nofile), LOAD_TOOL);
+    let mut cmd = niced(
+        opts.nice,
+        pinned(setup.client_cpu, Some(setup.nofile), LOAD_TOOL),
+    );
     cmd.args(["--url", &url])
         .args(["--readers", &n.to_string()])
         .args(["--transport", transport.name()])
@@ -579,8 +612,10 @@ fn report(
         today_utc()
     );
     println!(
-        "server pinned to CPU {}, load tool and ffmpeg publisher to CPU {}; clip {CLIP_NAME}",
-        setup.server_cpu, setup.client_cpu
+        "server pinned to CPU {}, load tool and ffmpeg publisher to CPU {}; niceness {}; clip {CLIP_NAME}",
+        setup.server_cpu,
+        setup.client_cpu,
+        opts.nice.map_or("inherited".to_string(), |n| n.to_string())
     );
     println!();
     println!(
