@@ -513,7 +513,16 @@ async fn kernel_frames_in_a_millisecond_timescale_are_read_over_rtsp() {
         }
         publisher.finish().await;
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The reader joins once the first frames (a keyframe first) are in.
+    let key = StreamKey::parse("live/kernel").expect("key");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while h.engine.stream(&key).is_none_or(|s| s.qos.frames == 0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no frame published within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (crc, stderr) = read_back(&format!("rtsp://{}/live/kernel", h.addr), "tcp", 3).await;
     feeder.abort();
     assert_eq!(crc.codecs, vec!["rawvideo".to_string()], "{stderr}");
