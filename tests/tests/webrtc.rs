@@ -404,6 +404,13 @@ fn chromium_publishes_over_whip_and_ffmpeg_decodes_it_over_rtmp_and_ll_hls() {
         );
         check_aac_aligned(&FrameCrc::parse(&run.stdout), ticks_per_ms, name);
     }
+    // Five readers needed AAC at once (RTMP and HTTP-TS twice, SRT): one
+    // conversion served them all.
+    let started = server
+        .output()
+        .matches("transcode: audio to aac started")
+        .count();
+    assert_eq!(started, 1, "{}", server.output());
 
     // DELETE on the Location ends the publish (a page elsewhere may send it).
     let (status, h) = curl(

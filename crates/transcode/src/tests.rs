@@ -269,3 +269,29 @@ fn unsupported_sources_are_refused_by_name() {
     assert!(Pipeline::new(&opus, Codec::Opus).is_err());
     assert!(output_track(&opus, Codec::H264).is_none());
 }
+
+#[test]
+fn minutes_of_aac_to_opus_stay_on_the_input_timeline() {
+    // Two minutes of 48 kHz stereo AAC with RTMP's millisecond times: the
+    // Opus times are contiguous and end within a frame of the input's.
+    let seconds = 120.0;
+    let input = sine(48_000, 2, seconds);
+    let aac = encode("aac", Sample::F32(Layout::Planar), 48_000, &input);
+    let asc = make_asc(48_000, 2).expect("asc");
+    let track = TrackInfo::audio(TrackId(2), Codec::Aac, 48_000, 2)
+        .with_timescale(1000)
+        .with_config(Bytes::copy_from_slice(&asc));
+    let mut pipeline = Pipeline::new(&track, Codec::Opus).expect("AAC to Opus");
+    let mut out = Vec::new();
+    for (pts, data) in &aac {
+        pipeline.push(pts / 48, data, &mut out).expect("converts");
+    }
+    check_times(&out, 960, -1024);
+    assert_eq!(pipeline.realigned(), 0);
+    let (last_in, _) = aac[aac.len() - 1];
+    let last_out = out[out.len() - 1].pts;
+    assert!(
+        (last_in - last_out).abs() <= 2 * 960,
+        "after {seconds} s: input at {last_in}, output at {last_out} (48 kHz ticks)"
+    );
+}
