@@ -464,17 +464,63 @@ fn a_second_publish_of_a_stream_held_on_another_host_is_refused() {
     in_lab(|lab| {
         let etcd = Etcd::start(lab.host("etcd"));
         let a = node(lab, &etcd, "a", Duration::from_secs(10));
-        let b = node(lab, &etcd, "b", Duration::from_secs(10));
+        let mut b = node(lab, &etcd, "b", Duration::from_secs(10));
         let _first = ffmpeg_publish(&a.rtmp_url("live/dup"), 30, 25);
         wait_live(a.http, "live/dup", LIVE_TIMEOUT);
-        // The same stream to B: the transaction finds it held by A (the
-        // default duplicate policy is reject), and B ends its publish.
-        let mut second = ffmpeg_publish(&b.rtmp_url("live/dup"), 30, 25);
-        let exited = second.wait_for(Duration::from_secs(15));
-        assert!(
-            exited.is_some_and(|s| !s.success()),
-            "the second publisher was not refused: {exited:?}"
+        etcd.wait_keys(
+            &[
+                "/tidewater/nodes/a",
+                "/tidewater/nodes/b",
+                "/tidewater/streams/live/dup",
+            ],
+            LIVE_TIMEOUT,
         );
+        let before = stream_json(a.http, "live/dup").expect("live at A");
+        // A viewer at A across the refused publish at B.
+        let viewer = spawn_read_frames(a.rtmp_url("live/dup"), &["-t", "4"], LIVE_TIMEOUT);
+        // The same stream to B, where the directory says A holds it and the
+        // default duplicate policy is reject: refused at admission, as a
+        // local duplicate is, before B opens any publish.
+        let mut second = ffmpeg_publish(&b.rtmp_url("live/dup"), 30, 25);
+        let exited = tidewater_tests::auth::exit_of(&mut second, Duration::from_secs(15));
+        let Some((status, stderr)) = exited else {
+            panic!("the second publisher was not refused: still publishing after 15 s");
+        };
+        assert!(!status.success(), "{status}: {stderr}");
+        assert!(
+            stderr.contains("held by node \"a\"") && stderr.contains("duplicate = \"reject\""),
+            "ffmpeg was not told why: {stderr}"
+        );
+        let line = b
+            .process
+            .wait_for_line(
+                "publish refused: live/dup is held by node \"a\"",
+                LIVE_TIMEOUT,
+            )
+            .unwrap_or_else(|| panic!("no refusal line in B's log:\n{}", b.process.output()));
+        assert!(line.contains("[cluster]"), "{line}");
+        eprintln!("B refused the second publisher: {line}");
+        if let Some(told) = stderr.lines().find(|l| l.contains("held by node")) {
+            eprintln!("ffmpeg was told: {told}");
+        }
+        // Refused before acceptance: B never started (and so never ended)
+        // a publish of its own.
+        let log = b.process.output();
+        assert!(
+            !log.lines()
+                .any(|l| (l.contains("publish started") && !l.contains("relay"))
+                    || l.contains("claimed the stream first")),
+            "{log}"
+        );
+        // A's publish and its viewer are untouched.
+        let viewed = viewer.join().expect("viewer thread");
+        assert!(viewed.status.is_some_and(|s| s.success()), "{viewed:?}");
+        assert!(viewed.video_frames() >= 90, "{viewed:?}");
+        assert!(viewed.crc.monotonic(), "{viewed:?}");
+        let after = stream_json(a.http, "live/dup").expect("live at A");
+        for field in ["generation", "started_unix_ms", "peer"] {
+            assert_eq!(before[field], after[field], "{field}: {before} / {after}");
+        }
         let entries = etcd.entries("/tidewater/streams/").expect("etcd");
         assert_eq!(entries.len(), 1, "{entries:?}");
         let holder: serde_json::Value = serde_json::from_str(&entries[0].1).expect("holder json");

@@ -49,13 +49,35 @@
 //! application's `duplicate` policy:
 //!
 //! - `reject`: put the key only if it does not exist (`create_revision == 0`),
-//!   else read who holds it; held by another node, the publish here is ended
-//!   (the publisher sees a disconnect right after its publish was accepted:
-//!   the kernel has no asynchronous admission hook yet, so a refused
-//!   publisher may deliver a few frames to nobody first).
+//!   else read who holds it; held by another node, the publish here is ended.
+//!   That is the last word, for the race only: a publish of a stream the
+//!   node's copy of the directory already shows held elsewhere is refused
+//!   *before* it is accepted (see *Admission* below).
 //! - `take_over`: put unconditionally. The node that held it sees, in its
 //!   watch, a put by another node at a later revision than its own and ends
 //!   its local publish; edges see the key move and follow it.
+//!
+//! **Admission.** Under `reject`, the cluster's authorizer
+//! ([`ClusterSecret`], the one chain the engine and the cluster share: the
+//! server builds it once) asks the node's map after the server's own
+//! authorizer let the publisher in (a peer without credentials learns
+//! nothing of the cluster): a stream another node holds is refused there,
+//! as a duplicate on one server is, on every protocol, with the holder
+//! named to the publisher and in the log (`publish refused: live/a is held
+//! by node "a" of the cluster ([cluster]) and its application rejects a
+//! second publisher (duplicate = "reject"): …`). The refusal is a
+//! `Forbidden` one, so each protocol answers it as it answers its
+//! authorizer's (RTMP `NetStream.Publish.Denied` with that description,
+//! which ffmpeg prints as `Server error: …`; SRT rejection 2403; RTSP and
+//! WHIP 403), and it is counted under the listener counters of `cluster`,
+//! reason `already_publishing`. The map is read in memory (no etcd round
+//! trip per publish), so it can lag the directory by the watch's delay:
+//! two nodes admitting one stream within that window both pass, and the
+//! transaction then decides, ending the loser's publish just after it was
+//! accepted (it may deliver a few frames to nobody first). Publishes the
+//! server trusts without asking its authorizer (a `[[pull]]` camera) are
+//! decided by the transaction alone. `take_over` is not checked at
+//! admission: it always claims.
 //!
 //! When the publish ends, the node deletes the key in a transaction that
 //! compares the value (so a newer claim by another node is never deleted).
@@ -142,7 +164,16 @@
 //!
 //! # Limits of this phase
 //!
-//! - A refused duplicate publisher is accepted, then ended (see above).
+//! - A duplicate publish under `reject` is refused at admission only when
+//!   the node's copy of the directory already shows the stream held
+//!   elsewhere; two nodes admitting it at once (within the watch's delay,
+//!   milliseconds on a LAN) both accept it, and the publisher whose claim
+//!   loses is ended right after (see *Admission*).
+//! - The protocol listeners count the admission refusal as they count any
+//!   refusal of their authorizer (`unauthorized`, and RTMP says
+//!   `NetStream.Publish.Denied`, not the `BadName` of a local duplicate);
+//!   its own cause is the `cluster` listener's `already_publishing`. The
+//!   `[auth]` figures (`tidewater_auth_*`) do not count it: `[auth]` said yes.
 //! - An origin's publisher reconnecting to another node with `reject` is
 //!   refused until the dead node's lease expires (up to `lease_ttl`);
 //!   `take_over` moves the stream at once.
@@ -157,6 +188,7 @@
 
 #![deny(missing_docs)]
 
+mod admission;
 mod config;
 pub mod directory;
 mod edge;

@@ -32,7 +32,9 @@ impl Cluster {
     /// watch, claims every publish made here from now on, and adds the edge
     /// pulls to `engine`'s on-demand sources. `secret` must be the
     /// authorizer `engine` was built with (wrapping the server's own), so
-    /// that relay reads and edge publishes are let in.
+    /// that relay reads and edge publishes are let in, and so that a
+    /// publish of a stream another node holds under `duplicate = "reject"`
+    /// is refused at admission.
     pub async fn start(
         engine: Engine,
         config: ClusterConfig,
@@ -40,7 +42,7 @@ impl Cluster {
         shutdown: CancellationToken,
     ) -> Result<Cluster> {
         config.validate().map_err(Error::Config)?;
-        let relay = Arc::new(RelayServer::new(engine.clone(), secret));
+        let relay = Arc::new(RelayServer::new(engine.clone(), Arc::clone(&secret)));
         let bound = relay.bound();
         let serving = tokio::spawn({
             let (relay, token, listen) =
@@ -70,6 +72,20 @@ impl Cluster {
         };
         let directory = EtcdDirectory::connect(&config, info).await?;
         tokio::spawn(Arc::clone(&directory).keep_alive(shutdown.clone()));
+        // From now on a publish of a stream held elsewhere under `reject`
+        // is refused at admission; until the node stops.
+        secret.admission().set(
+            engine.clone(),
+            Arc::clone(directory.map()),
+            config.node_id.clone(),
+        );
+        tokio::spawn({
+            let (secret, token) = (Arc::clone(&secret), shutdown.clone());
+            async move {
+                token.cancelled().await;
+                secret.admission().clear();
+            }
+        });
         tokio::spawn({
             let engine = engine.clone();
             Arc::clone(&directory).watch(shutdown.clone(), move |key| {
@@ -164,7 +180,11 @@ async fn claims(engine: Engine, directory: Arc<EtcdDirectory>, shutdown: Cancell
                         tracing::info!(stream = %event.key, generation, "stream claimed in the cluster directory");
                     }
                     Ok(Claim::HeldBy(holder)) => {
-                        tracing::warn!(stream = %event.key, origin = %holder.node, "publish refused: the stream is published on another node (duplicate = \"reject\")");
+                        // Admission refuses what the local directory knows
+                        // is held elsewhere; this is the race it cannot see
+                        // (two nodes admitting at once, or a claim not yet
+                        // in this node's watch): the transaction decides.
+                        tracing::warn!(stream = %event.key, origin = %holder.node, "publish ended: node {:?} claimed the stream first (duplicate = \"reject\")", holder.node);
                         kick_publisher(&engine, &event.key, Some(generation));
                     }
                     Err(e) => {

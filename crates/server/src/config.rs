@@ -326,27 +326,44 @@ impl Config {
         self.engine_builder_with(
             self.auth.authorization()?,
             &crate::shutdown::PublishGate::default(),
+            None,
         )
+    }
+
+    /// The cluster's authorizer in front of `auth` (`None` without
+    /// `[cluster]`): the cluster's nodes present its secret, everyone else
+    /// is `[auth]`'s to answer, and once the node joined, a publish another
+    /// node holds under `duplicate = "reject"` is refused. The engine and
+    /// the cluster must share this one chain.
+    pub fn cluster_authorizer(
+        &self,
+        auth: &Authorization,
+    ) -> Option<std::sync::Arc<tidewater::cluster::ClusterSecret>> {
+        self.cluster.as_ref().map(|c| {
+            std::sync::Arc::new(tidewater::cluster::ClusterSecret::new(
+                c.secret.clone(),
+                std::sync::Arc::new(auth.clone()),
+            ))
+        })
     }
 
     /// An [`EngineBuilder`] with every application configured and `auth` as
     /// its authorizer (a clone of it: the caller keeps one for reloads and
-    /// its HTTP guard). The configuration must have passed
+    /// its HTTP guard), behind `cluster` (from
+    /// [`cluster_authorizer`](Self::cluster_authorizer); made here when
+    /// `None` and `[cluster]` is set). The configuration must have passed
     /// [`validate`](Self::validate).
     fn engine_builder_with(
         &self,
         auth: Authorization,
         gate: &crate::shutdown::PublishGate,
+        cluster: Option<std::sync::Arc<tidewater::cluster::ClusterSecret>>,
     ) -> Result<EngineBuilder> {
-        let auth: std::sync::Arc<dyn tidewater::Authorizer> = match &self.cluster {
-            // The cluster's nodes present its secret; everyone else is
-            // `[auth]`'s to answer.
-            Some(c) => std::sync::Arc::new(tidewater::cluster::ClusterSecret::new(
-                c.secret.clone(),
-                std::sync::Arc::new(auth),
-            )),
-            None => std::sync::Arc::new(auth),
-        };
+        let auth: std::sync::Arc<dyn tidewater::Authorizer> =
+            match cluster.or_else(|| self.cluster_authorizer(&auth)) {
+                Some(c) => c,
+                None => std::sync::Arc::new(auth),
+            };
         // In front of everything: a graceful stop refuses every publish.
         let mut builder = Engine::builder().authorizer(gate.guard(auth));
         for (name, spec) in self.app_specs()? {
@@ -366,18 +383,20 @@ impl Config {
     /// Builds the engine this configuration describes, with `auth` (built
     /// from `[auth]`) as its authorizer: the same `auth` the server keeps.
     pub fn build_engine_with(&self, auth: &Authorization) -> Result<Engine> {
-        self.build_engine_gated(auth, &crate::shutdown::PublishGate::default())
+        self.build_engine_gated(auth, &crate::shutdown::PublishGate::default(), None)
     }
 
     /// [`build_engine_with`](Self::build_engine_with), refusing every
-    /// publish once `gate` closes (a graceful stop).
+    /// publish once `gate` closes (a graceful stop), with `cluster` (the
+    /// chain the cluster is started with) in front of `auth`.
     pub fn build_engine_gated(
         &self,
         auth: &Authorization,
         gate: &crate::shutdown::PublishGate,
+        cluster: Option<std::sync::Arc<tidewater::cluster::ClusterSecret>>,
     ) -> Result<Engine> {
         self.check()?;
-        Self::build(self.engine_builder_with(auth.clone(), gate)?)
+        Self::build(self.engine_builder_with(auth.clone(), gate, cluster)?)
     }
 
     fn build(builder: EngineBuilder) -> Result<Engine> {

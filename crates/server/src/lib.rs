@@ -147,7 +147,10 @@ pub struct Server {
     web: Option<config::WebSection>,
     record: Option<tidewater::record::Recorder>,
     pull: Option<Arc<tidewater_rtsp::pull::RtspPull>>,
-    cluster: Option<tidewater::cluster::ClusterConfig>,
+    cluster: Option<(
+        tidewater::cluster::ClusterConfig,
+        Arc<tidewater::cluster::ClusterSecret>,
+    )>,
     gate: PublishGate,
     drain: Duration,
 }
@@ -180,7 +183,10 @@ impl Server {
     pub async fn bind(config: &Config) -> Result<Server> {
         let auth = config.auth.authorization()?;
         let gate = PublishGate::default();
-        let engine = config.build_engine_gated(&auth, &gate)?;
+        // One chain: the engine asks the cluster's authorizer, and the
+        // cluster is started with that same one (its admission check).
+        let cluster_auth = config.cluster_authorizer(&auth);
+        let engine = config.build_engine_gated(&auth, &gate, cluster_auth.clone())?;
         // Every configured port at once, before any listener opens.
         preflight::check(config)?;
         let (http, http_addr) = bind_tcp("http", config.http.listen, "http.listen").await?;
@@ -260,9 +266,9 @@ impl Server {
             ),
             None => None,
         };
-        let cluster = match &config.cluster {
-            Some(c) => Some(c.cluster_config()?),
-            None => None,
+        let cluster = match (&config.cluster, cluster_auth) {
+            (Some(c), Some(secret)) => Some((c.cluster_config()?, secret)),
+            _ => None,
         };
         let pull = pull_worker(config, &engine)?;
         let reloader = Reloader::new(None, config.clone(), auth.clone());
@@ -440,14 +446,11 @@ impl Server {
         // first phase.
         let finish_packagers = CancellationToken::new();
         let reaper = engine.spawn_reaper(REAP_INTERVAL, background.child_token());
-        if let Some(c) = cluster {
+        if let Some((c, secret)) = cluster {
             // Joined before any listener accepts: a publish is claimed in
-            // the directory from the first one. The engine's authorizer
-            // already knows the secret (`Config::engine_builder`).
-            let secret = Arc::new(tidewater::cluster::ClusterSecret::new(
-                c.secret.clone(),
-                Arc::new(tidewater::PermitAll),
-            ));
+            // the directory from the first one. `secret` is the engine's
+            // own authorizer chain (`Config::cluster_authorizer`), so the
+            // cluster's admission check answers the engine's publishes.
             tidewater::cluster::Cluster::start(engine.clone(), c, secret, background.child_token())
                 .await
                 .map_err(Error::Cluster)?;

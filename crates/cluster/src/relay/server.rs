@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::codec::{Message, RefuseCode, RelayCodec};
+use crate::admission::AdmissionSlot;
 use crate::error::{Error, Result};
 
 /// The protocol name relay sessions carry (listed with the sessions, and
@@ -45,10 +46,14 @@ pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
 /// server's own: a request that presents the secret as its token is a
 /// node of the cluster (an edge's pull at the origin, the pull's publish at
 /// the edge) and may publish and read; every other request is the inner
-/// authorizer's to answer.
+/// authorizer's to answer. Once its node joined the cluster, it also refuses
+/// a publish the directory says another node holds under
+/// `duplicate = "reject"` (after the inner authorizer let it in: a peer
+/// without credentials learns nothing of the cluster).
 pub struct ClusterSecret {
     secret: String,
     inner: Arc<dyn Authorizer>,
+    admission: AdmissionSlot,
 }
 
 impl std::fmt::Debug for ClusterSecret {
@@ -63,6 +68,7 @@ impl ClusterSecret {
         ClusterSecret {
             secret: secret.into(),
             inner,
+            admission: AdmissionSlot::default(),
         }
     }
 
@@ -70,6 +76,13 @@ impl ClusterSecret {
     /// never matches).
     pub fn matches(&self, token: &str) -> bool {
         !self.secret.is_empty() && bool::from(self.secret.as_bytes().ct_eq(token.as_bytes()))
+    }
+
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    /// The cluster-wide duplicate check of publishes (set by
+    /// [`Cluster::start`](crate::Cluster::start)).
+    pub(crate) fn admission(&self) -> &AdmissionSlot {
+        &self.admission
     }
 
     /// The credentials a node presents.
@@ -88,7 +101,9 @@ impl Authorizer for ClusterSecret {
         {
             return Ok(Identity::named("cluster"));
         }
-        self.inner.authorize(request).await
+        let identity = self.inner.authorize(request).await?;
+        self.admission.check(request)?;
+        Ok(identity)
     }
     fn read_token(&self, key: &StreamKey, who: &Identity, ip: Option<IpAddr>) -> Option<String> {
         self.inner.read_token(key, who, ip)
