@@ -463,8 +463,10 @@ fn three_hosts_pull_once_per_edge_follow_a_killed_origin_and_register_again() {
 fn a_second_publish_of_a_stream_held_on_another_host_is_refused() {
     in_lab(|lab| {
         let etcd = Etcd::start(lab.host("etcd"));
-        let a = node(lab, &etcd, "a", Duration::from_secs(10));
-        let mut b = node(lab, &etcd, "b", Duration::from_secs(10));
+        // `open` takes over: a publish there moves the stream at once.
+        let open = "[apps.open]\nduplicate = \"take_over\"\n";
+        let a = node_with(lab, &etcd, "a", Duration::from_secs(10), open);
+        let mut b = node_with(lab, &etcd, "b", Duration::from_secs(10), open);
         let _first = ffmpeg_publish(&a.rtmp_url("live/dup"), 30, 25);
         wait_live(a.http, "live/dup", LIVE_TIMEOUT);
         etcd.wait_keys(
@@ -545,6 +547,34 @@ fn a_second_publish_of_a_stream_held_on_another_host_is_refused() {
         // B's reader is gone: B stops pulling after its idle grace (10 s),
         // although its always-on HLS and DASH packagers still subscribe.
         let idle = Instant::now();
+        // Meanwhile, under `take_over` admission lets a second publisher in
+        // and the stream moves: B becomes its origin, A's publisher ends.
+        let holder_of = |key: &str| {
+            let entries = etcd.entries("/tidewater/streams/").unwrap_or_default();
+            entries
+                .iter()
+                .find(|(k, _)| k.ends_with(key))
+                .and_then(|(_, v)| serde_json::from_str::<serde_json::Value>(v).ok())
+                .map(|h| h["node"].clone())
+        };
+        let mut old = ffmpeg_publish(&a.rtmp_url("open/move"), 30, 25);
+        wait_live(a.http, "open/move", LIVE_TIMEOUT);
+        let _new = ffmpeg_publish(&b.rtmp_url("open/move"), 30, 25);
+        b.wait_stream("open/move", |s| s["protocol"] == "rtmp");
+        let ended = tidewater_tests::auth::exit_of(&mut old, LIVE_TIMEOUT);
+        assert!(
+            ended.is_some(),
+            "A's publisher still runs after the take-over"
+        );
+        let moved = Instant::now();
+        while holder_of("open/move") != Some("b".into()) {
+            assert!(
+                moved.elapsed() < LIVE_TIMEOUT,
+                "{:?}",
+                etcd.entries("/tidewater/streams/")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         wait_json(&a.url("live/dup"), Duration::from_secs(20), |s| {
             relay_hosts(s).is_empty()
         });
