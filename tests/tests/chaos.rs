@@ -86,7 +86,9 @@ fn assert_no_panic(http: SocketAddr, output: &str) {
 /// Viewers that play along.
 const PLAYERS: usize = 50;
 /// How long each lag measurement lasts.
-const LAG_WINDOW: Duration = Duration::from_secs(10);
+const LAG_WINDOW: Duration = Duration::from_secs(8);
+/// Windows without and with bad viewers, alternating.
+const ROUNDS: usize = 3;
 /// How far the players' lag p99 may rise while the bad viewers are there.
 const LAG_P99_BOUND_MS: f64 = 20.0;
 /// `[defaults] max_lag_ms`: behind live by more than this, a viewer skips.
@@ -149,69 +151,82 @@ fn a_stalled_viewer_and_a_trickling_one_hurt_only_themselves() {
     pool.wait_keyframes(0..PLAYERS, Duration::from_secs(30));
     // The joins' catch-up (a cached GOP each) is over well before this.
     std::thread::sleep(Duration::from_secs(5));
-    let calm_from = pool.now();
-    std::thread::sleep(LAG_WINDOW);
-    let calm_to = pool.now();
 
-    // One viewer stops reading after its first picture (its 4 KiB window
-    // fills at once), another reads 4 KiB every 100 ms (41 KB/s, under half
-    // of the stream's ≈ 106 KB/s).
-    let stalled = pool.add(rtmp, "live", "fan", Reading::Stalled);
-    let trickle = pool.add(
-        rtmp,
-        "live",
-        "fan",
-        Reading::Trickle {
-            bytes: 4096,
-            every: Duration::from_millis(100),
-        },
-    );
-    pool.wait_keyframes(stalled..trickle + 1, Duration::from_secs(30));
-    let (stalled_peer, trickle_peer) = (
-        pool.record(stalled).local.expect("address"),
-        pool.record(trickle).local.expect("address"),
-    );
-    let stormy_from = pool.now();
-    std::thread::sleep(LAG_WINDOW);
-    let stormy_to = pool.now();
+    // Rounds of a window without bad viewers, then one with a fresh pair:
+    // the medians of the rounds are compared, so one hiccup of this loaded
+    // machine in one window (it moved a window's p99 by up to 40 ms alone)
+    // decides nothing, while a harm the bad viewers do every time shows.
+    let mut calm = Vec::new();
+    let mut stormy = Vec::new();
+    let mut bad_peers = Vec::new();
+    for round in 0..ROUNDS {
+        let from = pool.now();
+        std::thread::sleep(LAG_WINDOW);
+        let to = pool.now();
+        calm.push((from, to));
 
-    // Both bad viewers are gone from the API: the stalled one after the
-    // write timeout, the trickling one evicted after skipping.
-    let deadline = Instant::now() + WRITE_TIMEOUT + Duration::from_secs(20);
-    loop {
-        let list = sessions(http);
-        let left: Vec<&SocketAddr> = [&stalled_peer, &trickle_peer]
-            .into_iter()
-            .filter(|p| list.iter().any(|(peer, _, _)| *peer == p.to_string()))
-            .collect();
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still listed: {left:?} (stalled {stalled_peer}, trickling {trickle_peer})"
+        // One viewer stops reading after its first picture (its 4 KiB window
+        // fills at once), another reads 4 KiB every 100 ms (41 KB/s, under
+        // half of the stream's ≈ 106 KB/s).
+        let stalled = pool.add(rtmp, "live", "fan", Reading::Stalled);
+        let trickle = pool.add(
+            rtmp,
+            "live",
+            "fan",
+            Reading::Trickle {
+                bytes: 4096,
+                every: Duration::from_millis(100),
+            },
         );
-        std::thread::sleep(Duration::from_millis(200));
+        pool.wait_keyframes(stalled..trickle + 1, Duration::from_secs(30));
+        let (stalled_peer, trickle_peer) = (
+            pool.record(stalled).local.expect("address"),
+            pool.record(trickle).local.expect("address"),
+        );
+        let from = pool.now();
+        std::thread::sleep(LAG_WINDOW);
+        let to = pool.now();
+        stormy.push((from, to));
+
+        // Both bad viewers are gone from the API: the stalled one after the
+        // write timeout, the trickling one evicted after skipping.
+        let deadline = Instant::now() + WRITE_TIMEOUT + Duration::from_secs(20);
+        loop {
+            let list = sessions(http);
+            let left: Vec<&SocketAddr> = [&stalled_peer, &trickle_peer]
+                .into_iter()
+                .filter(|p| list.iter().any(|(peer, _, _)| *peer == p.to_string()))
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: still listed: {left:?} (stalled {stalled_peer}, trickling {trickle_peer})"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        bad_peers.push((stalled_peer, trickle_peer));
     }
-    // And once they are gone, the players' lag again: two runs without
-    // the bad viewers, around the one with them, show how much the lag
-    // moves by itself on this machine.
-    let after_from = pool.now();
-    std::thread::sleep(LAG_WINDOW);
-    let after_to = pool.now();
     let players = pool.records(0..PLAYERS);
-    let before = players_lag_p99(&players, calm_from, calm_to, "before the bad viewers");
-    let stormy = players_lag_p99(&players, stormy_from, stormy_to, "with the bad viewers");
-    let after = players_lag_p99(&players, after_from, after_to, "after the bad viewers");
-    let calm = before.max(after);
+    let p99s = |windows: &[(f64, f64)], what: &str| -> Vec<f64> {
+        windows
+            .iter()
+            .enumerate()
+            .map(|(i, &(from, to))| players_lag_p99(&players, from, to, &format!("{what} {i}")))
+            .collect()
+    };
+    let calm = p99s(&calm, "without the bad viewers, round");
+    let stormy = p99s(&stormy, "with the bad viewers, round");
+    let (calm_median, stormy_median) = (percentile(&calm, 0.5), percentile(&stormy, 0.5));
     eprintln!(
-        "players' lag p99: {before:.1} ms before the bad viewers, {stormy:.1} ms with them, \
-         {after:.1} ms after"
+        "players' lag p99 per round: {calm:.1?} ms without the bad viewers, {stormy:.1?} ms with \
+         them; medians {calm_median:.1} and {stormy_median:.1} ms"
     );
     assert!(
-        stormy <= calm + LAG_P99_BOUND_MS,
-        "the players' lag p99 rose from {before:.1} ms (before) and {after:.1} ms (after) to \
-         {stormy:.1} ms with the bad viewers (bound +{LAG_P99_BOUND_MS} ms)"
+        stormy_median <= calm_median + LAG_P99_BOUND_MS,
+        "the players' lag p99 rose from {calm:.1?} ms to {stormy:.1?} ms with the bad viewers \
+         (medians {calm_median:.1} and {stormy_median:.1} ms; bound +{LAG_P99_BOUND_MS} ms)"
     );
     let output = server.output();
     let about = |peer: &SocketAddr| {
@@ -221,21 +236,24 @@ fn a_stalled_viewer_and_a_trickling_one_hurt_only_themselves() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let (stalled_log, trickle_log) = (about(&stalled_peer), about(&trickle_peer));
-    assert!(
-        stalled_log.contains("write"),
-        "the stalled viewer's end is logged as a write timeout:\n{stalled_log}"
-    );
-    assert!(
-        trickle_log.contains("evicted"),
-        "the trickling viewer's eviction is logged:\n{trickle_log}"
-    );
+    for (stalled_peer, trickle_peer) in &bad_peers {
+        let (stalled_log, trickle_log) = (about(stalled_peer), about(trickle_peer));
+        assert!(
+            stalled_log.contains("write"),
+            "the stalled viewer's end is logged as a write timeout:\n{stalled_log}"
+        );
+        assert!(
+            trickle_log.contains("evicted"),
+            "the trickling viewer's eviction is logged:\n{trickle_log}"
+        );
+    }
     let scrape = Scrape::get(http);
     let rtmp_reader = [("path", "live/fan"), ("protocol", "rtmp")];
     let skips = scrape.sum("tidewater_stream_skips_total", &rtmp_reader);
     let evictions = scrape.sum("tidewater_stream_evictions_total", &rtmp_reader);
-    assert!(skips >= 2.0, "skips counted: {skips}");
-    assert_eq!(evictions, 1.0, "evictions counted");
+    // Each trickling viewer skips twice (`max_skips = 1`) and is evicted.
+    assert!(skips >= 2.0 * ROUNDS as f64, "skips counted: {skips}");
+    assert_eq!(evictions, ROUNDS as f64, "evictions counted");
     // The players still play.
     for (i, r) in pool.records(0..PLAYERS).iter().enumerate() {
         assert!(

@@ -1,8 +1,8 @@
 //! `cargo xtask test`: everything CI runs, in order: the real clients and
 //! browser players (see [`crate::install`]), the tidy steps (see
-//! [`crate::tidy`]), one build, the tests, the kernel's loom models, and
-//! the fuzz targets (a 10 s smoke run each when `CI` is set, a check
-//! otherwise).
+//! [`crate::tidy`]), one build, the tests, the kernel's loom models, the
+//! fan-out bench's quick run, a 2-minute soak, and the fuzz targets (a 10 s
+//! smoke run each when `CI` is set, a check otherwise).
 
 use std::env;
 
@@ -61,6 +61,16 @@ pub(crate) fn test(ws: &Workspace) -> Result<()> {
         }
         None => steps.skip("loom", "tidewater-core has no loom models yet"),
     }
+    // The fan-out bench's quick run: lossless, in order, each frame's own
+    // payload checked by every subscriber (seconds; its figures are not kept).
+    steps.run("fanout", || {
+        crate::bench::bench(ws, &["fanout".into(), "--quick".into()])
+    })?;
+    // A short soak: every ingest publishing, readers churning on every
+    // output, RSS, fds and tokio tasks flat (see `crate::soak`).
+    steps.run("soak", || {
+        crate::soak::soak(ws, &["--minutes".into(), "2".into()])
+    })?;
     // Every fuzz target for 10 s in CI (cargo-fuzz on the stable toolchain,
     // see `crate::fuzz`); elsewhere only that the fuzz crate still builds:
     // a check instead of a sanitizer build and 10 s per target.
