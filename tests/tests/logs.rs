@@ -142,11 +142,12 @@ fn an_unread_full_log_pipe_does_not_block_serving() {
     let mut server = ChildGuard(spawn_raw(dir.path(), &config(http), Some("trace")));
     let mut stderr = server.0.stderr.take().expect("stderr");
     wait_healthy(http, Duration::from_secs(30));
-    // Each request logs trace lines (about 160 bytes): 3 000 of them are
-    // several times what the pipe holds. Each must be answered, within a
-    // generous deadline (a blocked log write would hold it forever).
+    // Each request logs a trace line or two (about 160 bytes): 10 000 of
+    // them are far more than the pipe and the server's queue (8 192 lines)
+    // hold. Each must be answered, within a generous deadline (a blocked
+    // log write would hold it forever).
     let started = Instant::now();
-    for i in 0..3000 {
+    for i in 0..10_000 {
         let answer = raw_get(http, "/api/v1/streams")
             .unwrap_or_else(|e| panic!("request {i} with the log pipe full: {e}"));
         assert!(answer.starts_with("HTTP/1.1 200"), "request {i}: {answer}");
@@ -157,8 +158,20 @@ fn an_unread_full_log_pipe_does_not_block_serving() {
         assert_eq!(r.status, 200, "curl {i}: {}", r.body);
     }
     println!(
-        "3 000 requests with an unread log pipe: {:?}",
+        "10 000 requests with an unread log pipe: {:?}",
         started.elapsed()
+    );
+    // The lines that did not fit were dropped and counted, not waited for.
+    let metrics = try_http_get(&format!("http://{http}/metrics")).expect("/metrics");
+    let dropped: u64 = metrics
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("tidewater_log_lines_dropped_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no dropped-lines counter in:\n{}", metrics.body));
+    assert!(
+        dropped > 0,
+        "no log line was dropped: the queue never filled"
     );
     signal(server.0.id(), "TERM");
     let status = exit_within(&mut server, Duration::from_secs(20))

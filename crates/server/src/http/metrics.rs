@@ -272,6 +272,14 @@ impl Collector for EngineCollector {
         )?;
         family(
             e,
+            "tidewater_log_lines_dropped",
+            "Log lines dropped because standard error did not keep up (closed, full or slow).",
+            MetricType::Counter,
+            [crate::logging::dropped_lines()],
+            |m, n| m.encode_counter::<NoLabelSet, _, u64>(&n, None),
+        )?;
+        family(
+            e,
             "tidewater_stream_publishers",
             "Publishers of the stream (1 while it is live), by ingest protocol.",
             MetricType::Gauge,
