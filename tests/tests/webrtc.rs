@@ -333,9 +333,11 @@ fn chromium_publishes_over_whip_and_ffmpeg_decodes_it_over_rtmp_and_ll_hls() {
     let ts_url = format!("http://{http}/ts/live/webcam.ts");
     let srt_url = ffmpeg_srt_url(server.srt_addr(), "read:live/webcam");
     // Next to them, the packets (`-c copy`, on the container's clock: FLV
-    // ms, TS 90 kHz) of the AAC that RTMP and HTTP-TS carry, 4 s of them.
+    // ms, TS 90 kHz) of the AAC that RTMP, HTTP-FLV and HTTP-TS carry, 4 s
+    // of them.
     let copies: Vec<_> = [
         ("rtmp", rtmp_url.clone(), 1),
+        ("http-flv", format!("http://{http}/flv/live/webcam.flv"), 1),
         ("http-ts", ts_url.clone(), 90),
     ]
     .into_iter()
@@ -404,8 +406,8 @@ fn chromium_publishes_over_whip_and_ffmpeg_decodes_it_over_rtmp_and_ll_hls() {
         );
         check_aac_aligned(&FrameCrc::parse(&run.stdout), ticks_per_ms, name);
     }
-    // Five readers needed AAC at once (RTMP and HTTP-TS twice, SRT): one
-    // conversion served them all.
+    // Six readers needed AAC at once (RTMP and HTTP-TS twice, HTTP-FLV,
+    // SRT): one conversion served them all.
     let started = server
         .output()
         .matches("transcode: audio to aac started")

@@ -151,12 +151,9 @@ impl LiveEncoder for FlvEncoder {
                 }
                 let shift = self.timeline.shift_for(flv::frame_time(&f, f.catalog()).0);
                 let tag = match &converted {
-                    // The conversion's packets are shared; their tags are
-                    // this reader's.
-                    Some(frames) => frames
-                        .iter()
-                        .flat_map(|a| egress::frame_tag_shifted(a, f.catalog(), shift))
-                        .collect(),
+                    // The tags of the conversion's packets, shared as the
+                    // packets are.
+                    Some(frames) => egress::shared_aac_tags(&f, frames, shift),
                     None => egress::shared_tag(&f, shift),
                 };
                 match self.pending.take() {

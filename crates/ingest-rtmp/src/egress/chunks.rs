@@ -115,6 +115,47 @@ pub(crate) fn shared_chunks(
     }
 }
 
+/// The derived format of the RTMP chunks of an Opus frame's AAC (see
+/// [`AacFromOpus`](super::AacFromOpus)); its parameter as [`rtmp_format`]'s.
+const RTMP_AAC_CHUNKS: OutputFormat = OutputFormat::new("rtmp-chunks-aac");
+/// The derived format of the FLV tags of an Opus frame's AAC; its
+/// parameter is the timestamp shift.
+const FLV_AAC_TAGS: OutputFormat = OutputFormat::new("flv-tags-aac");
+
+/// The RTMP chunks of `aac`, the AAC frames an Opus frame became, shifted
+/// by `shift`: kept in the stream's derived-output cache (on the Opus
+/// frame) when the player uses the shared stream id, so the players of a
+/// stream share them as they share the conversion.
+pub(crate) fn shared_aac_chunks(
+    frame: &FrameRef<'_>,
+    aac: &[Frame],
+    chunk_size: u32,
+    stream_id: u32,
+    shift: u32,
+) -> Bytes {
+    let build = |catalog: &Catalog| -> Bytes {
+        aac.iter()
+            .flat_map(|a| frame_chunks_shifted(a, catalog, chunk_size, stream_id, shift))
+            .collect()
+    };
+    if stream_id == crate::session::SHARED_STREAM_ID {
+        let param = u64::from(chunk_size) | u64::from(shift) << 32;
+        frame.derived(RTMP_AAC_CHUNKS.with_param(param), |_, c| build(c))
+    } else {
+        build(frame.catalog())
+    }
+}
+
+/// The FLV tags of `aac`, the AAC frames an Opus frame became, shifted by
+/// `shift`, from the stream's derived-output cache.
+pub(crate) fn shared_aac_tags(frame: &FrameRef<'_>, aac: &[Frame], shift: u32) -> Bytes {
+    frame.derived(FLV_AAC_TAGS.with_param(u64::from(shift)), |_, c| {
+        aac.iter()
+            .flat_map(|a| frame_tag_shifted(a, c, shift))
+            .collect()
+    })
+}
+
 /// The frame's FLV tag with its timestamp shifted by `shift`, from the
 /// stream's derived-output cache.
 pub(crate) fn shared_tag(frame: &FrameRef<'_>, shift: u32) -> Bytes {

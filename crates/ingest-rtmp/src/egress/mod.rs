@@ -51,7 +51,7 @@ pub use chunks::{
     frame_chunks, frame_chunks_shifted, frame_tag, frame_tag_shifted, sequence_header_chunks,
     set_data_frame,
 };
-pub(crate) use chunks::{shared_chunks, shared_tag};
+pub(crate) use chunks::{shared_aac_tags, shared_chunks, shared_tag};
 pub use transmit::{BATCH_BYTES, BATCH_MESSAGES, Transmit};
 
 /// The gap (milliseconds) a push leaves between the last timestamp sent and
@@ -303,17 +303,15 @@ impl Egress {
             }
         }
         if converts {
-            // Built per player: the conversion's packets are shared, their
-            // chunks (a few hundred bytes a frame) are not.
-            for a in &self.converted {
-                out.push(frame_chunks_shifted(
-                    a,
-                    catalog,
-                    self.chunk_size,
-                    self.stream_id,
-                    shift,
-                ));
-            }
+            // Players only (a push's audio is not converted): the chunks
+            // of the conversion's packets, shared as the packets are.
+            out.push(chunks::shared_aac_chunks(
+                &f,
+                &self.converted,
+                self.chunk_size,
+                self.stream_id,
+                shift,
+            ));
             return;
         }
         out.push(match self.side {
