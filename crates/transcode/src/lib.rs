@@ -15,7 +15,8 @@
 //! umbrella's `transcode` feature turns on. They announce
 //! [`AudioOutput::output_track`] in place of the catalog's Opus track
 //! (sequence header, `onMetaData`, PMT) and write one tag or PES per
-//! converted packet. TS-HLS has a muxer of its own and does not use it yet.
+//! converted packet. TS-HLS has a muxer of its own and does not use it yet;
+//! an RTMP push of an Opus stream sends it as enhanced RTMP (not converted).
 //!
 //! # What it does
 //!
