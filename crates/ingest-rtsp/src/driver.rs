@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::ingest::{Ingest, IngestOutput};
 use crate::session::{Session, SessionConfig, SessionEvent, StreamRequest, Transport, status_for};
 use crate::udp::{Datagram, QUEUE, Registration, UdpMedia};
+use crate::udp_send;
 
 /// How long a `DESCRIBE` waits for a live stream's catalog.
 const CATALOG_WAIT: Duration = Duration::from_secs(3);
@@ -197,19 +198,14 @@ async fn flush<W: AsyncWrite + Unpin>(
     limit: Duration,
 ) -> std::io::Result<()> {
     if let Some(media) = udp_media {
-        for (port, datagram) in out.udp.drain(..) {
-            let to = SocketAddr::new(peer.ip(), port);
-            if let Err(e) = media.rtp.send_to(&datagram, to).await {
-                debug!(peer = %peer, "rtsp: udp send to {to}: {e}");
-            }
-            p.follower.record_sent(datagram.len());
-        }
-        for (port, datagram) in out.rtcp.drain(..) {
-            let to = SocketAddr::new(peer.ip(), port);
-            if let Err(e) = media.rtcp.send_to(&datagram, to).await {
-                debug!(peer = %peer, "rtsp: udp send to {to}: {e}");
-            }
-        }
+        // The whole outbox in one system call where the kernel takes it
+        // (see udp_send): a refused datagram is logged and skipped.
+        let failed = |to: SocketAddr, e: &std::io::Error| {
+            debug!(peer = %peer, "rtsp: udp send to {to}: {e}");
+        };
+        let sent = udp_send::send_all(&media.rtp, peer.ip(), &out.udp, failed).await;
+        p.follower.record_sent(sent);
+        udp_send::send_all(&media.rtcp, peer.ip(), &out.rtcp, failed).await;
     }
     out.udp.clear();
     out.rtcp.clear();

@@ -148,6 +148,7 @@ pub mod session;
 pub mod target;
 mod tls;
 mod udp;
+mod udp_send;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
