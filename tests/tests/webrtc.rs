@@ -439,6 +439,96 @@ fn chromium_publishes_over_whip_and_ffmpeg_decodes_it_over_rtmp_and_ll_hls() {
     assert_eq!(status, 404);
 }
 
+/// Chromium encodes one keyframe per publish unless asked: the server asks
+/// for one every `[webrtc] keyframe_interval_ms` (2 s by default), so
+/// readers that join late (RTMP, LL-HLS) decode, and LL-HLS cuts segments.
+#[test]
+fn chromium_whip_publish_gets_periodic_keyframes_for_late_readers() {
+    let mut server = ServerCommand::with_config(CONFIG).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+    let browser = page(PUBLISH_PAGE, http);
+    let answer = browser
+        .wait_for("answer ", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no answer: page {:?}\n{}", browser.lines(), server.output()));
+    assert_eq!(json(&answer)["status"], 201, "{answer}");
+    wait_live(http, "live/webcam", Duration::from_secs(30));
+    let published = Instant::now();
+    std::thread::sleep(Duration::from_secs(6));
+    let stream =
+        tidewater_tests::http_get(&format!("http://{http}/api/v1/streams/live/webcam")).json();
+    let keyframes = stream["qos"]["keyframes"].as_u64().unwrap_or(0);
+    assert!(
+        keyframes > 2,
+        "{keyframes} keyframes 6 s into the publish: {}\n{}",
+        stream["qos"],
+        server.output()
+    );
+
+    let readers: Vec<_> = [
+        ("rtmp", format!("rtmp://{rtmp}/live/webcam")),
+        (
+            "ll-hls",
+            format!("http://{http}/llhls/live/webcam/index.m3u8"),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, url)| {
+        std::thread::spawn(move || {
+            let crc = read_frames(&[], &url, &["-t", "4"], Duration::from_secs(40));
+            (name, url, crc)
+        })
+    })
+    .collect();
+    for reader in readers {
+        let (name, url, (crc, ended)) = reader.join().expect("reader");
+        let summary = format!(
+            "{name} joined {:?} after the publish: codecs {:?}, {} lines",
+            published.elapsed(),
+            crc.codecs,
+            crc.lines.len()
+        );
+        assert!(
+            ended,
+            "{summary}: ffmpeg did not finish 4 s in time; it says:\n{}",
+            ffmpeg_says(&url)
+        );
+        let video = crc
+            .codecs
+            .iter()
+            .position(|c| c == "rawvideo")
+            .unwrap_or_else(|| panic!("{summary}: no decoded video")) as u32;
+        let frames = crc.stream(video);
+        assert!(frames.len() >= 30, "{summary}: {} frames", frames.len());
+        assert!(
+            frames.iter().all(|f| f.size == 640 * 480 * 3 / 2),
+            "{summary}"
+        );
+        assert!(crc.monotonic(), "{summary}: timestamps go backwards");
+    }
+    // LL-HLS cut segments on the requested keyframes, and parts that
+    // start with one say so.
+    let playlist =
+        tidewater_tests::http_get(&format!("http://{http}/llhls/live/webcam/index.m3u8")).body;
+    let segments: Vec<f64> = playlist
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|l| l.split(',').next()?.parse().ok())
+        .collect();
+    assert!(segments.len() >= 3, "{playlist}");
+    assert!(segments.iter().all(|d| *d <= 3.0), "{playlist}");
+    let keyframes_now = tidewater_tests::http_get(&format!(
+        "http://{http}/api/v1/streams/live/webcam"
+    ))
+    .json()["qos"]["keyframes"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        keyframes_now > keyframes,
+        "{keyframes} then {keyframes_now}"
+    );
+    eprintln!("keyframes: {keyframes} at 6 s, {keyframes_now} later; LL-HLS segments {segments:?}");
+}
+
 /// The README's first publish command (x264's defaults: High profile; AAC),
 /// smaller and without B-frames, which WebRTC players do not handle.
 fn readme_publish(url: &str, seconds: u32) -> ChildGuard {

@@ -18,6 +18,15 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_OFFER_BYTES: usize = 64 * 1024;
 /// At most one keyframe request (PLI) to a publisher this often.
 pub const DEFAULT_PLI_INTERVAL: Duration = Duration::from_millis(500);
+/// A publish is asked for a keyframe this long after its last keyframe
+/// (zero: never on a timer). Browsers send one only when asked; 2 s is
+/// the HLS packager's segment target (LL-HLS and classic HLS cut segments
+/// on keyframes near it and fix the playlist's target duration from the
+/// first segment), so segments stay at their target and a late reader of
+/// any protocol waits at most about that long for its first picture. Each
+/// keyframe costs a few times a delta frame's bits; a shorter interval
+/// spends more of the publisher's bitrate on them.
+pub const DEFAULT_KEYFRAME_INTERVAL: Duration = Duration::from_millis(2000);
 
 /// A STUN or TURN server a client may use, announced in the answer's
 /// `Link: <url>; rel="ice-server"` headers (RFC 9725 §4.6).
@@ -99,6 +108,9 @@ pub struct WhipConfig {
     pub max_offer_bytes: usize,
     /// See [`DEFAULT_PLI_INTERVAL`].
     pub pli_interval: Duration,
+    /// See [`DEFAULT_KEYFRAME_INTERVAL`]; requests on this timer share the
+    /// `pli_interval` limit with the others.
+    pub keyframe_interval: Duration,
     /// STUN/TURN servers announced to clients (none by default: the
     /// server's host candidates suffice on one network).
     pub ice_servers: Vec<IceServer>,
@@ -114,6 +126,7 @@ impl Default for WhipConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_offer_bytes: DEFAULT_MAX_OFFER_BYTES,
             pli_interval: DEFAULT_PLI_INTERVAL,
+            keyframe_interval: DEFAULT_KEYFRAME_INTERVAL,
             ice_servers: Vec::new(),
         }
     }
@@ -133,6 +146,12 @@ impl WhipConfig {
         }
         if self.max_offer_bytes < 256 {
             return Err("webrtc max_offer_bytes must be at least 256".into());
+        }
+        if !self.keyframe_interval.is_zero() && self.keyframe_interval < self.pli_interval {
+            return Err(format!(
+                "webrtc keyframe_interval_ms must be 0 (off) or at least pli_interval_ms ({} ms)",
+                self.pli_interval.as_millis()
+            ));
         }
         for server in &self.ice_servers {
             server.validate()?;
@@ -190,6 +209,19 @@ mod tests {
             ..WhipConfig::default()
         };
         assert!(bad.validate().is_err_and(|e| e.contains("max_sessions")));
+        let bad = WhipConfig {
+            keyframe_interval: Duration::from_millis(100),
+            ..WhipConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .is_err_and(|e| e.contains("keyframe_interval_ms"))
+        );
+        let off = WhipConfig {
+            keyframe_interval: Duration::ZERO,
+            ..WhipConfig::default()
+        };
+        assert_eq!(off.validate(), Ok(()));
         let bad = WhipConfig {
             additional_hosts: vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
             ..WhipConfig::default()

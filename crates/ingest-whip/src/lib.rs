@@ -89,6 +89,13 @@
 //! drops until the next IDR picture and the publisher gets a PLI (at most
 //! one per [`WhipConfig::pli_interval`]); a video track that has not
 //! delivered a keyframe half a second after its first packet gets one too.
+//! Browsers send a keyframe only when asked, and every non-WebRTC output
+//! needs them regularly (late readers start at one, HLS and DASH cut
+//! segments on them), so a publish is also asked for one
+//! [`WhipConfig::keyframe_interval`] (2 s, the HLS segment target) after
+//! its last keyframe ([`keyframes`]); every request, whatever its reason,
+//! counts against the one `pli_interval` limit. The request is a PLI, or a
+//! FIR when the publisher's video negotiated only `ccm fir`.
 //! Packets are put back in sequence order first ([`reorder`]: held only
 //! behind a gap, at most 32 per track). str0m itself sends NACKs and
 //! receiver reports.
@@ -246,6 +253,7 @@ pub mod config;
 pub mod error;
 pub mod fuzzing;
 pub mod ingest;
+pub mod keyframes;
 pub mod media;
 pub mod negotiate;
 pub mod reorder;
@@ -265,8 +273,9 @@ use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 pub use config::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_SESSIONS,
-    DEFAULT_PLI_INTERVAL, DEFAULT_UDP_LISTEN, IceServer, WhipConfig,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEYFRAME_INTERVAL,
+    DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_SESSIONS, DEFAULT_PLI_INTERVAL, DEFAULT_UDP_LISTEN,
+    IceServer, WhipConfig,
 };
 pub use error::Error;
 pub use media::MediaStats;

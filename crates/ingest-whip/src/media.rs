@@ -38,6 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::WhipConfig;
 use crate::ingest::{Ingest, IngestOutput, MediaCodec, packet};
+use crate::keyframes::{KeyframeRequests, Reason};
 use crate::reorder::Reorder;
 use crate::whep::{Item, RTP_FORMAT, items, packetize};
 use crate::whep_audio::{self, AacAudio};
@@ -170,7 +171,10 @@ struct Peer {
     /// When the last datagram of this peer arrived.
     last_received: Instant,
     connected: bool,
-    last_pli: Option<Instant>,
+    /// When this publisher is asked for keyframes (timer, losses, viewers).
+    keyframe_requests: KeyframeRequests,
+    /// PLI, or FIR when the publisher's video negotiated only that.
+    keyframe_kind: KeyframeRequestKind,
     /// A publisher's video SSRC (for keyframe requests).
     video_ssrc: Option<str0m::rtp::Ssrc>,
     /// A viewer asked for a keyframe since the worker last looked.
@@ -188,48 +192,50 @@ impl Peer {
 
     /// Feeds one input and drains the output (the one-mutation-then-drain
     /// contract of str0m).
-    fn input(
-        &mut self,
-        input: Input<'_>,
-        sockets: &[Socket],
-        stats: &MediaStats,
-        config: &WhipConfig,
-    ) {
+    fn input(&mut self, input: Input<'_>, sockets: &[Socket], stats: &MediaStats) {
         if let Err(e) = self.rtc.handle_input(input) {
             self.end(format!("input refused: {e}"));
             return;
         }
-        self.drain(sockets, stats, config);
+        self.drain(sockets, stats);
     }
 
-    /// Asks this publisher for a keyframe (PLI) on behalf of a viewer, at
-    /// most once per `pli_interval`.
-    fn forward_keyframe_request(&mut self, stats: &MediaStats, config: &WhipConfig) {
-        let now = Instant::now();
-        if self
-            .last_pli
-            .is_some_and(|t| now.saturating_duration_since(t) < config.pli_interval)
-        {
-            return;
+    /// Asks this publisher for a keyframe for `reason`, within the one
+    /// rate limit all requests share; whether it was sent.
+    fn request_keyframe(&mut self, now: Instant, reason: Reason, stats: &MediaStats) -> bool {
+        let Some(ssrc) = self.video_ssrc else {
+            return false;
+        };
+        if self.rtc.direct_api().stream_rx(&ssrc).is_none() {
+            return false;
         }
-        if let Some(ssrc) = self.video_ssrc
-            && let Some(rx) = self.rtc.direct_api().stream_rx(&ssrc)
-        {
-            rx.request_keyframe(KeyframeRequestKind::Pli);
-            self.last_pli = Some(now);
-            stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
-            debug!(peer = %self.who(), stream = %self.key, "whep: a viewer's keyframe request forwarded (PLI)");
+        let allowed = match reason {
+            Reason::Timer => self.keyframe_requests.handle_timeout(now),
+            _ => self.keyframe_requests.request(now, reason),
+        };
+        if !allowed {
+            return false;
+        }
+        let kind = self.keyframe_kind;
+        if let Some(rx) = self.rtc.direct_api().stream_rx(&ssrc) {
+            rx.request_keyframe(kind);
+        }
+        stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+        debug!(peer = %self.who(), stream = %self.key, "whip: keyframe requested ({kind:?}, {reason:?})");
+        true
+    }
+
+    /// When this peer's worker wants to run next: str0m's timeout, or a
+    /// publisher's keyframe timer.
+    fn wake_at(&self) -> Instant {
+        match self.keyframe_requests.poll_timeout() {
+            Some(t) if self.session.is_some() && self.video_ssrc.is_some() => t.min(self.deadline),
+            _ => self.deadline,
         }
     }
 
     /// Writes a viewer's payloads (shared by every viewer) as its RTP.
-    fn send_media(
-        &mut self,
-        items: Vec<Item>,
-        sockets: &[Socket],
-        stats: &MediaStats,
-        config: &WhipConfig,
-    ) {
+    fn send_media(&mut self, items: Vec<Item>, sockets: &[Socket], stats: &MediaStats) {
         let now = Instant::now();
         for item in items {
             let Some(v) = self.viewer.as_mut() else {
@@ -253,7 +259,7 @@ impl Peer {
                 tx.write_rtp(write);
             }
             stats.sent.fetch_add(1, Ordering::Relaxed);
-            self.drain(sockets, stats, config);
+            self.drain(sockets, stats);
         }
     }
 
@@ -263,7 +269,7 @@ impl Peer {
         }
     }
 
-    fn drain(&mut self, sockets: &[Socket], stats: &MediaStats, config: &WhipConfig) {
+    fn drain(&mut self, sockets: &[Socket], stats: &MediaStats) {
         // Bounded: a well-behaved Rtc always ends with a timeout.
         for _ in 0..100_000 {
             let output = match self.rtc.poll_output() {
@@ -288,13 +294,13 @@ impl Peer {
                         let _ = socket.try_send_to(&t.contents, t.destination);
                     }
                 }
-                Output::Event(event) => self.event(event, stats, config),
+                Output::Event(event) => self.event(event, stats),
             }
         }
         self.end("the WebRTC state machine did not settle".into());
     }
 
-    fn event(&mut self, event: Event, stats: &MediaStats, config: &WhipConfig) {
+    fn event(&mut self, event: Event, stats: &MediaStats) {
         match event {
             Event::Connected => {
                 self.connected = true;
@@ -378,6 +384,13 @@ impl Peer {
                     return;
                 }
                 let ssrc = p.header.ssrc;
+                if codec == MediaCodec::H264 && self.video_ssrc.is_none() {
+                    // RFC 5104: FIR only when that is all the publisher takes.
+                    if wanted.is_some_and(|params| !params.fb_pli() && params.fb_fir()) {
+                        self.keyframe_kind = KeyframeRequestKind::Fir;
+                    }
+                    self.keyframe_requests.video_started(p.timestamp);
+                }
                 if codec == MediaCodec::H264 {
                     self.video_ssrc = Some(ssrc);
                 }
@@ -396,6 +409,7 @@ impl Peer {
                     r.push(*p.seq_no, rtp, &mut in_order);
                 }
                 let mut wants_keyframe = false;
+                let keyframes_before = self.ingest.keyframes(index);
                 for rtp in in_order.drain(..) {
                     match self.ingest.push(index, rtp, now, &mut self.out) {
                         Ok(pushed) => wants_keyframe |= pushed.wants_keyframe,
@@ -405,6 +419,9 @@ impl Peer {
                     }
                 }
                 self.in_order = in_order;
+                if self.ingest.keyframes(index) > keyframes_before {
+                    self.keyframe_requests.keyframe(now);
+                }
                 if codec == MediaCodec::H264 {
                     let first = *self.first_video.get_or_insert(now);
                     if self.ingest.keyframes(index) == 0
@@ -431,16 +448,8 @@ impl Peer {
                     }
                 }
                 self.out = outputs;
-                if wants_keyframe
-                    && self
-                        .last_pli
-                        .is_none_or(|t| now.saturating_duration_since(t) >= config.pli_interval)
-                    && let Some(rx) = self.rtc.direct_api().stream_rx(&ssrc)
-                {
-                    rx.request_keyframe(KeyframeRequestKind::Pli);
-                    self.last_pli = Some(now);
-                    stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
-                    debug!(peer = %self.who(), stream = %self.key, "whip: keyframe requested (PLI)");
+                if wants_keyframe {
+                    self.request_keyframe(now, Reason::Loss, stats);
                 }
             }
             _ => {}
@@ -715,7 +724,7 @@ pub(crate) async fn run(
         let now = Instant::now();
         let deadline = peers
             .values()
-            .map(|p| p.deadline)
+            .map(Peer::wake_at)
             .min()
             .unwrap_or(now + IDLE_TICK)
             .min(now + IDLE_TICK);
@@ -724,7 +733,7 @@ pub(crate) async fn run(
             command = media_rx.recv() => match command {
                 Some(Command::Media { id, items }) => {
                     if let Some(peer) = peers.get_mut(&id) {
-                        peer.send_media(items, &sockets, &stats, &config);
+                        peer.send_media(items, &sockets, &stats);
                     }
                 }
                 Some(Command::End { id, why }) => {
@@ -762,14 +771,18 @@ pub(crate) async fn run(
                         created: now,
                         last_received: now,
                         connected: false,
-                        last_pli: None,
+                        keyframe_requests: KeyframeRequests::new(
+                            config.keyframe_interval,
+                            config.pli_interval,
+                        ),
+                        keyframe_kind: KeyframeRequestKind::Pli,
                         video_ssrc: None,
                         viewer_wants_keyframe: false,
                         first_video: None,
                         out: Vec::new(),
                         ended: None,
                     };
-                    peer.drain(&sockets, &stats, &config);
+                    peer.drain(&sockets, &stats);
                     peers.insert(id, peer);
                 }
                 Some(Command::Trickle { id, key, candidates, reply }) => {
@@ -779,7 +792,7 @@ pub(crate) async fn run(
                         for c in candidates {
                             peer.rtc.add_remote_candidate(c);
                         }
-                        peer.drain(&sockets, &stats, &config);
+                        peer.drain(&sockets, &stats);
                     }
                     let _ = reply.send(existed);
                 }
@@ -811,7 +824,7 @@ pub(crate) async fn run(
                     Some(peer) => {
                         by_addr.insert(d.source, peer.id.clone());
                         peer.last_received = d.received;
-                        peer.input(input, &sockets, &stats, &config);
+                        peer.input(input, &sockets, &stats);
                     }
                     None => {
                         stats.unmatched.fetch_add(1, Ordering::Relaxed);
@@ -830,15 +843,18 @@ pub(crate) async fn run(
             if let Some(publisher) = peers
                 .values_mut()
                 .find(|p| p.session.is_some() && p.key == key)
+                && publisher.request_keyframe(Instant::now(), Reason::Viewer, &stats)
             {
-                publisher.forward_keyframe_request(&stats, &config);
-                publisher.drain(&sockets, &stats, &config);
+                publisher.drain(&sockets, &stats);
             }
         }
         let now = Instant::now();
         for peer in peers.values_mut() {
             if peer.deadline <= now {
-                peer.input(Input::Timeout(now), &sockets, &stats, &config);
+                peer.input(Input::Timeout(now), &sockets, &stats);
+            }
+            if peer.session.is_some() && peer.request_keyframe(now, Reason::Timer, &stats) {
+                peer.drain(&sockets, &stats);
             }
             if !peer.connected
                 && now.saturating_duration_since(peer.created) > config.connect_timeout

@@ -34,6 +34,10 @@ pub struct WebrtcSection {
     pub max_offer_bytes: usize,
     /// Least time between two keyframe requests to a publisher (default 500).
     pub pli_interval_ms: u64,
+    /// A WHIP publish is asked for a keyframe this long after its last one
+    /// (default 2000, the HLS segment target; 0: never on a timer; else at
+    /// least `pli_interval_ms`, whose limit it shares).
+    pub keyframe_interval_ms: u64,
     /// STUN/TURN servers announced to clients in `Link: rel="ice-server"`
     /// headers (`[[webrtc.ice_servers]] url = "stun:…"`, with `username`
     /// and `credential` for TURN); default none.
@@ -66,6 +70,7 @@ impl Default for WebrtcSection {
             idle_timeout_ms: d.idle_timeout.as_millis() as u64,
             max_offer_bytes: d.max_offer_bytes,
             pli_interval_ms: d.pli_interval.as_millis() as u64,
+            keyframe_interval_ms: d.keyframe_interval.as_millis() as u64,
             ice_servers: Vec::new(),
         }
     }
@@ -86,6 +91,7 @@ impl WebrtcSection {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_offer_bytes: self.max_offer_bytes,
             pli_interval: Duration::from_millis(self.pli_interval_ms),
+            keyframe_interval: Duration::from_millis(self.keyframe_interval_ms),
             ice_servers: self
                 .ice_servers
                 .iter()
@@ -136,5 +142,20 @@ mod tests {
             .expect_err("TURN without credentials")
             .to_string();
         assert!(e.contains("ice_servers"), "{e}");
+    }
+
+    #[test]
+    fn keyframe_interval_is_read_and_checked() {
+        let whip = |file: &str| parse(file).expect("accepted").webrtc.worker_config();
+        let d = whip("").expect("valid").expect("enabled");
+        assert_eq!(d.keyframe_interval, std::time::Duration::from_millis(2000));
+        let off = whip("[webrtc]\nkeyframe_interval_ms = 0\n")
+            .expect("valid")
+            .expect("enabled");
+        assert!(off.keyframe_interval.is_zero());
+        let e = parse("[webrtc]\nkeyframe_interval_ms = 100\n")
+            .expect_err("under pli_interval_ms")
+            .to_string();
+        assert!(e.contains("keyframe_interval_ms"), "{e}");
     }
 }
