@@ -206,20 +206,18 @@ impl Peer {
         let Some(ssrc) = self.video_ssrc else {
             return false;
         };
-        if self.rtc.direct_api().stream_rx(&ssrc).is_none() {
-            return false;
-        }
+        // The schedule moves on even when the request cannot go out, so
+        // that a due timer never keeps the worker awake.
         let allowed = match reason {
             Reason::Timer => self.keyframe_requests.handle_timeout(now),
             _ => self.keyframe_requests.request(now, reason),
         };
-        if !allowed {
-            return false;
-        }
         let kind = self.keyframe_kind;
-        if let Some(rx) = self.rtc.direct_api().stream_rx(&ssrc) {
-            rx.request_keyframe(kind);
-        }
+        let mut api = self.rtc.direct_api();
+        let Some(rx) = api.stream_rx(&ssrc).filter(|_| allowed) else {
+            return false;
+        };
+        rx.request_keyframe(kind);
         stats.keyframe_requests.fetch_add(1, Ordering::Relaxed);
         debug!(peer = %self.who(), stream = %self.key, "whip: keyframe requested ({kind:?}, {reason:?})");
         true
