@@ -1,7 +1,8 @@
 //! WebRTC through the `tidewater` binary: headless Chromium publishes its
 //! fake camera and microphone over WHIP (offer first, candidates trickled
 //! in `PATCH`es) and ffmpeg decodes the stream over RTMP, LL-HLS, HTTP-TS
-//! and SRT (the Opus transcoded to AAC for RTMP and TS); ffmpeg
+//! and SRT (the Opus transcoded to AAC for RTMP and TS), also joining
+//! 6 s late (the server asks the browser for keyframes); ffmpeg
 //! publishes x264 High + AAC over RTMP and Chromium plays it over WHEP
 //! (the AAC transcoded to Opus once for the stream), across a republish. The pages come from another origin than the
 //! server's, so every signalling request goes through CORS.
