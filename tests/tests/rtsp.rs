@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tidewater_tests::{
     CLIP_VIDEO, ChildGuard, FrameCrc, ServerCommand, TempDir, X264_LIVE, clip_audio,
     ffmpeg_framecrc, ffmpeg_framecrc_command, ffmpeg_framecrc_input, ffmpeg_publish,
-    ffmpeg_realtime, fixed_gop, loopback_config, wait_live,
+    ffmpeg_realtime, fixed_gop, loopback_config, run_until, wait_live,
 };
 
 /// ffmpeg publishing 320x240 H.264 (no B-frames: RTP carries presentation
@@ -361,8 +361,24 @@ fn ffmpeg_publishes_and_reads_over_rtsps() {
     let crc = rtsp_read(&format!("rtsp://{rtsp}/live/sec"), "tcp", 2);
     assert_decoded("rtsp reader of an rtsps publish", &crc, 25);
     // Plain RTSP on the TLS port is not answered as RTSP.
-    let crc = rtsp_read(&format!("rtsp://{rtsps}/live/sec"), "tcp", 1);
-    assert!(crc.lines.is_empty(), "plain RTSP read from the RTSPS port");
+    let run = run_until(
+        ffmpeg_framecrc_command(
+            &["-rtsp_transport", "tcp"],
+            &format!("rtsp://{rtsps}/live/sec"),
+            &["-t", "1"],
+        ),
+        Duration::from_secs(30),
+    );
+    let status = run.status.expect("ffmpeg gives up on its own");
+    assert!(
+        !status.success() && !run.stderr.is_empty(),
+        "plain RTSP on the RTSPS port must fail: {status:?} {}",
+        run.stderr
+    );
+    assert!(
+        FrameCrc::parse(&run.stdout).lines.is_empty(),
+        "plain RTSP read from the RTSPS port"
+    );
 }
 
 /// What a hand-driven RTSP connection reads: a response's text, or an
