@@ -184,7 +184,14 @@ impl Server {
         })
     }
 
-    pub(super) fn stop(mut self) {
+    pub(super) fn stop(self) {
+        drop(self);
+    }
+}
+
+// Killed on every way out, an early error (a stream that never went live) too.
+impl Drop for Server {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
