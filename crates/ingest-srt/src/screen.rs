@@ -43,6 +43,10 @@ const CIF: usize = 48;
 const HANDSHAKE: u16 = 0x0000;
 /// The SRT control type; its "reserved" field names the SRT message.
 const SRT_CONTROL: u16 = 0x7FFF;
+/// The congestion warning control type (srt-protocol 0.4.4 panics on it).
+const CONGESTION_WARNING: u16 = 0x0004;
+/// The peer error control type (srt-protocol 0.4.4 panics on it).
+const PEER_ERROR: u16 = 0x0008;
 /// The handshake type of an induction (no extensions are read in one).
 const INDUCTION: i32 = 1;
 /// The handshake type of a conclusion.
@@ -133,6 +137,11 @@ pub fn screen(datagram: &[u8]) -> Verdict {
             8 if body.len() < 4 => Verdict::Drop("a short SRT group message"),
             _ => Verdict::Pass,
         },
+        // srt-protocol parses these but its connection answers them with
+        // `todo!()`: a peer (or anyone spoofing its address) would end the
+        // session with a panic. libsrt sends neither in a working session.
+        CONGESTION_WARNING => Verdict::Drop("a congestion warning"),
+        PEER_ERROR => Verdict::Drop("a peer error report"),
         _ => Verdict::Pass,
     }
 }
@@ -280,6 +289,27 @@ pub fn rejection(caller: &Handshake, code: i32, listener_socket_id: u32) -> [u8;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A control packet of `kind` with `body` after the header.
+    fn control(kind: u16, body: &[u8]) -> Vec<u8> {
+        let mut d = (0x8000 | kind).to_be_bytes().to_vec();
+        d.extend_from_slice(&[0; 14]);
+        d.extend_from_slice(body);
+        d
+    }
+
+    #[test]
+    fn congestion_warnings_and_peer_errors_never_reach_the_connection() {
+        assert!(matches!(screen(&control(4, &[])), Verdict::Drop(_)));
+        assert!(matches!(
+            screen(&control(8, &[0, 0, 0, 1])),
+            Verdict::Drop(_)
+        ));
+        // Keep-alives (1), ACKs (2), NAKs (3) and shutdowns (5) still pass.
+        for kind in [1, 2, 3, 5] {
+            assert_eq!(screen(&control(kind, &[0; 4])), Verdict::Pass, "{kind}");
+        }
+    }
 
     /// A caller's conclusion: header, CIF, then `extensions` (type, content).
     pub(crate) fn conclusion(extensions: &[(u16, &[u8])]) -> Vec<u8> {
