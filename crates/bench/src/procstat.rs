@@ -1,7 +1,6 @@
 //! Process and CPU accounting from `/proc` for the load tools: a process
 //! tree's CPU time, every CPU's busy and softirq time, per-CPU kernel
-//! threads, and nearest-rank percentiles. (`rtmp-load` carries its own copy
-//! from before this module; `rtsp-load` uses this one.)
+//! threads, and nearest-rank percentiles, shared by `rtmp-load` and `rtsp-load`.
 
 use std::process::Command;
 
