@@ -175,6 +175,89 @@ pub fn parse_stat(stat: &str) -> Option<(u32, u64)> {
     Some((ppid, utime + stime))
 }
 
+/// The CPU counters a load tool reads at both ends of its measuring window:
+/// the server's process trees, the tool's own process, every CPU and the
+/// per-CPU kernel threads.
+#[derive(Debug, Clone)]
+pub struct CpuSample {
+    server: Option<u64>,
+    own: Option<u64>,
+    cpus: Vec<CpuTicks>,
+    kthreads: Vec<u64>,
+}
+
+impl CpuSample {
+    /// Reads the counters now; `server_pids` may be empty (no server figure).
+    pub fn take(server_pids: &[u32]) -> CpuSample {
+        CpuSample {
+            server: if server_pids.is_empty() {
+                None
+            } else {
+                tree_cpu_ticks(server_pids)
+            },
+            own: tree_cpu_ticks(&[std::process::id()]),
+            cpus: cpu_ticks(),
+            kthreads: kthread_ticks(),
+        }
+    }
+
+    /// The server's CPU ticks at this sample (`None` without server pids).
+    pub fn server_ticks(&self) -> Option<u64> {
+        self.server
+    }
+}
+
+/// What the processes and CPUs used between two [`CpuSample`]s, in cores
+/// (CPU-seconds per second of the window).
+#[derive(Debug, Clone)]
+pub struct CpuWindow {
+    /// The server's process trees.
+    pub server: Option<f64>,
+    /// The load tool itself.
+    pub own: Option<f64>,
+    /// Per CPU, comma-separated: busy (user, nice, system, irq, softirq).
+    pub busy: String,
+    /// Per CPU, comma-separated: softirq alone.
+    pub softirq: String,
+    /// Per CPU, comma-separated: that CPU's kernel threads.
+    pub kthreads: String,
+}
+
+impl CpuWindow {
+    /// The use between `start` and `end`, `secs` apart; `clk_tck` from
+    /// [`clock_ticks_per_second`].
+    pub fn between(start: &CpuSample, end: &CpuSample, clk_tck: f64, secs: f64) -> CpuWindow {
+        let cores = |ticks: u64| ticks as f64 / clk_tck / secs;
+        let tree = |a: Option<u64>, b: Option<u64>| Some(cores(b?.saturating_sub(a?)));
+        let per_cpu = |pick: fn(&CpuTicks) -> u64| -> String {
+            start
+                .cpus
+                .iter()
+                .zip(&end.cpus)
+                .map(|(a, b)| format!("{:.3}", cores(pick(b).saturating_sub(pick(a)))))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let kthreads = (0..end.cpus.len())
+            .map(|i| {
+                let at = |v: &[u64]| v.get(i).copied().unwrap_or(0);
+                format!(
+                    "{:.3}",
+                    cores(at(&end.kthreads).saturating_sub(at(&start.kthreads)))
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        CpuWindow {
+            server: tree(start.server, end.server),
+            own: tree(start.own, end.own),
+            busy: per_cpu(|c| c.busy),
+            softirq: per_cpu(|c| c.softirq),
+            kthreads,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,7 +100,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tidewater_bench::procstat::{
-    CpuTicks, clock_ticks_per_second, cpu_ticks, kthread_ticks, percentile, tree_cpu_ticks,
+    CpuSample, CpuWindow, clock_ticks_per_second, percentile, tree_cpu_ticks,
 };
 use tidewater_bench::rtmp::{Error as RtmpError, Media, Notice, PlaySession};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
@@ -412,67 +412,35 @@ async fn run(opts: Options) -> Result<(), String> {
 
     // The window.
     let start = Instant::now();
-    let server_start = tree_cpu_ticks(&opts.server_pids);
-    let self_start = tree_cpu_ticks(&[std::process::id()]);
-    let cpus_start = cpu_ticks();
-    let kthreads_start = kthread_ticks();
+    let cpu_start = CpuSample::take(&opts.server_pids);
     let bytes_start = shared.bytes.get();
     shared.window_open.set(true);
     tokio::time::sleep(Duration::from_secs_f64(opts.window)).await;
     shared.window_open.set(false);
     let end = Instant::now();
     let bytes = shared.bytes.get() - bytes_start;
-    let server_end = tree_cpu_ticks(&opts.server_pids);
-    let self_end = tree_cpu_ticks(&[std::process::id()]);
-    let cpus_end = cpu_ticks();
-    let kthreads_end = kthread_ticks();
+    let cpu_end = CpuSample::take(&opts.server_pids);
     let secs = end.duration_since(start).as_secs_f64();
     for task in &tasks {
         task.abort();
     }
 
-    let cores = |a: Option<u64>, b: Option<u64>| match (a, b) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / clk_tck / secs),
-        _ => None,
-    };
-    let server_cpu = if opts.server_pids.is_empty() {
-        None
-    } else {
-        cores(server_start, server_end)
-    };
-    let load_cpu = cores(self_start, self_end);
+    let window = CpuWindow::between(&cpu_start, &cpu_end, clk_tck, secs);
+    let (server_cpu, load_cpu) = (window.server, window.own);
     // CPU-seconds of the server while the viewers joined (ramp and settling).
-    let ramp_server_cpu = match (server_ramp_start, server_start) {
+    let ramp_server_cpu = match (server_ramp_start, cpu_start.server_ticks()) {
         (Some(a), Some(b)) if !opts.server_pids.is_empty() => {
             Some(b.saturating_sub(a) as f64 / clk_tck)
         }
         _ => None,
     };
     let ramp_settle = start.duration_since(ramp_start).as_secs_f64();
-    // Per CPU: busy (user, nice, system, irq, softirq) and softirq alone, in cores.
-    let per_cpu = |pick: fn(&CpuTicks) -> u64| -> String {
-        cpus_start
-            .iter()
-            .zip(&cpus_end)
-            .map(|(a, b)| {
-                format!(
-                    "{:.3}",
-                    pick(b).saturating_sub(pick(a)) as f64 / clk_tck / secs
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let cpu_busy = per_cpu(|c| c.busy);
-    let cpu_softirq = per_cpu(|c| c.softirq);
-    let cpu_kthreads = (0..cpus_end.len())
-        .map(|i| {
-            let at = |v: &[u64]| v.get(i).copied().unwrap_or(0);
-            let d = at(&kthreads_end).saturating_sub(at(&kthreads_start));
-            format!("{:.3}", d as f64 / clk_tck / secs)
-        })
-        .collect::<Vec<_>>()
-        .join(",");
+    let CpuWindow {
+        busy: cpu_busy,
+        softirq: cpu_softirq,
+        kthreads: cpu_kthreads,
+        ..
+    } = window;
 
     let viewers = shared.viewers.borrow();
     let viewers = &viewers[..opts.viewers];
