@@ -71,13 +71,13 @@ use std::collections::HashMap;
 use std::env;
 use std::ffi::OsString;
 use std::fs::File;
-use std::io::Read as _;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::thread::sleep;
+use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use tidewater_bench::harness::{
+    Fields, Guard, TempDir, free_port, have, nofile_limit, pinned, tail_of,
+};
 use tidewater_bench::{group_thousands, machine, today_utc};
 
 /// The load tool, built by cargo next to this bench.
@@ -94,8 +94,6 @@ const CLIP_NAME: &str = "rtmp-testsrc2-720p30-h264-1900k-aac96k-gop4s-30s.mp4";
 const GOP_SECS: f64 = 4.0;
 /// How long a server may take to listen.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a stopped process gets between SIGTERM and SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(3);
 /// Open files wanted for the server and the load tool (capped at the hard limit).
 const WANT_NOFILE: u64 = 65_536;
 /// Load tool CPU (cores) above which the report warns that the client side
@@ -336,7 +334,7 @@ fn run(opts: &Options) -> Result<(), String> {
     }
     let setup = Setup {
         clip,
-        nofile: nofile_limit(),
+        nofile: nofile_limit(WANT_NOFILE),
         server_cpu: 0,
         client_cpu: 1 % cpus,
         nginx: if wants_nginx {
@@ -475,7 +473,7 @@ enum RunError {
 
 /// One server, one viewer count: fresh server, fresh publisher, one load run.
 fn run_one(setup: &Setup, opts: &Options, server: Server, n: usize) -> Result<Fields, RunError> {
-    let tmp = TempDir::new(&format!("{}-{n}", server.name())).map_err(RunError::Failed)?;
+    let tmp = TempDir::new("rtmp", &format!("{}-{n}", server.name())).map_err(RunError::Failed)?;
     let port = free_port().map_err(RunError::Failed)?;
     let mut server_proc = match server {
         Server::Nginx => {
@@ -500,7 +498,9 @@ fn run_one(setup: &Setup, opts: &Options, server: Server, n: usize) -> Result<Fi
                 .map_err(RunError::Failed)?
         }
     };
-    wait_listening(&mut server_proc, port).map_err(RunError::Failed)?;
+    server_proc
+        .wait_listening(port, LISTEN_TIMEOUT)
+        .map_err(RunError::Failed)?;
     let url = format!("rtmp://127.0.0.1:{port}/{APP}/{STREAM}");
     let (publish_url, play_url) = match server {
         Server::TidewaterUsers | Server::TidewaterUserPerViewer => {
@@ -572,35 +572,6 @@ fn representative(list: &mut [Fields]) -> Fields {
     chosen.0.insert("cpu_min".into(), spread(cpus.first()));
     chosen.0.insert("cpu_max".into(), spread(cpus.last()));
     chosen
-}
-
-/// The `key=value` fields of the load tool's `RESULT` line.
-#[derive(Debug, Clone)]
-struct Fields(HashMap<String, String>);
-
-impl Fields {
-    fn parse(line: &str) -> Option<Self> {
-        let rest = line.strip_prefix("RESULT ")?;
-        Some(Fields(
-            rest.split_whitespace()
-                .filter_map(|kv| kv.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        ))
-    }
-
-    fn num(&self, key: &str) -> Option<f64> {
-        self.0.get(key)?.parse().ok()
-    }
-
-    /// Element `i` of a comma-separated list field.
-    fn nth(&self, key: &str, i: usize) -> Option<f64> {
-        self.0.get(key)?.split(',').nth(i)?.parse().ok()
-    }
-
-    fn text(&self, key: &str) -> &str {
-        self.0.get(key).map_or("?", String::as_str)
-    }
 }
 
 fn run_load(
@@ -797,77 +768,8 @@ fn start_publisher(setup: &Setup, dir: &Path, url: &str) -> Result<Guard, String
     Guard::spawn("ffmpeg publisher", &mut cmd)
 }
 
-/// Waits until something accepts TCP on `port`, or the process exits.
-fn wait_listening(server: &mut Guard, port: u16) -> Result<(), String> {
-    let deadline = Instant::now() + LISTEN_TIMEOUT;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    loop {
-        if !server.alive() {
-            return Err(format!(
-                "{} exited at start{}",
-                server.name,
-                tail_of(&server.log_hint())
-            ));
-        }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "{} does not listen on 127.0.0.1:{port} after {LISTEN_TIMEOUT:?}",
-                server.name
-            ));
-        }
-        sleep(Duration::from_millis(100));
-    }
-}
-
-/// `taskset -c CPU [prlimit --nofile=N:N] program`: both exec the program,
-/// so the child's pid is the program's.
-fn pinned(cpu: usize, nofile: Option<u64>, program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut cmd = Command::new("taskset");
-    cmd.args(["-c", &cpu.to_string()]);
-    if let Some(n) = nofile {
-        cmd.arg("prlimit").arg(format!("--nofile={n}:{n}"));
-    }
-    cmd.arg(program);
-    cmd
-}
-
-/// The open-file limit to give children: what we want, capped at the hard
-/// limit (raising that needs privileges a sandbox may not have).
-fn nofile_limit() -> u64 {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let hard = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(4))
-        .and_then(|h| h.parse::<u64>().ok());
-    match hard {
-        Some(h) => h.min(WANT_NOFILE),
-        None => WANT_NOFILE,
-    }
-}
-
-fn free_port() -> Result<u16, String> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| format!("bind: {e}"))?;
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .map_err(|e| format!("local_addr: {e}"))
-}
-
 // ---------------------------------------------------------------------------
 // tools, clip, binaries
-
-fn have(cmd: &str) -> bool {
-    env::var_os("PATH").is_some_and(|path| {
-        env::split_paths(&path).any(|dir| {
-            let p = dir.join(cmd);
-            p.is_file()
-        })
-    })
-}
 
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -1009,123 +911,6 @@ fn build_tidewater(paths: &Paths) -> Result<PathBuf, String> {
 
 // ---------------------------------------------------------------------------
 // process and directory guards
-
-/// A child process that is stopped (SIGTERM, then SIGKILL) when dropped.
-#[derive(Debug)]
-struct Guard {
-    name: &'static str,
-    child: Child,
-    log: Option<PathBuf>,
-}
-
-impl Guard {
-    fn spawn(name: &'static str, cmd: &mut Command) -> Result<Self, String> {
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("could not start {name}: {e}"))?;
-        Ok(Self {
-            name,
-            child,
-            log: None,
-        })
-    }
-
-    fn with_log(mut self, log: PathBuf) -> Self {
-        self.log = Some(log);
-        self
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    fn log_hint(&self) -> PathBuf {
-        self.log.clone().unwrap_or_default()
-    }
-
-    /// Waits up to `limit`; `None` if still running then (it is then stopped).
-    fn wait_timeout(
-        &mut self,
-        limit: Duration,
-    ) -> Result<Option<std::process::ExitStatus>, String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Ok(Some(status)),
-                Ok(None) if Instant::now() >= deadline => {
-                    self.stop();
-                    return Ok(None);
-                }
-                Ok(None) => sleep(Duration::from_millis(100)),
-                Err(e) => return Err(format!("waiting for {}: {e}", self.name)),
-            }
-        }
-    }
-
-    fn stop(&mut self) {
-        if !self.alive() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + STOP_GRACE;
-        while Instant::now() < deadline {
-            if !self.alive() {
-                return;
-            }
-            sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// A scratch directory removed when dropped.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Result<Self, String> {
-        let dir =
-            env::temp_dir().join(format!("tidewater-rtmp-bench-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The last lines of a log file, as `": …"` for an error message.
-fn tail_of(path: &Path) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.read_to_string(&mut text);
-    }
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    if lines.is_empty() {
-        return String::new();
-    }
-    let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-    format!(": {tail}")
-}
 
 // ---------------------------------------------------------------------------
 // report

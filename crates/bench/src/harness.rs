@@ -1,6 +1,6 @@
 //! Process, directory and clip helpers for the benchmark harnesses that
 //! start servers and load tools as child processes (`benches/rtsp.rs`;
-//! `benches/rtmp.rs` carries its own copy from before this module).
+//! `benches/rtmp.rs`).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
