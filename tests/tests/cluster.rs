@@ -328,7 +328,8 @@ fn assert_decoded(name: &str, got: &tidewater_tests::auth::ReaderOutcome, min_vi
 fn three_hosts_pull_once_per_edge_follow_a_killed_origin_and_register_again() {
     in_lab(|lab| {
         let etcd = Etcd::start(lab.host("etcd"));
-        let ttl = Duration::from_secs(3);
+        // The default lease_ttl: the failover bound is the one users get.
+        let ttl = Duration::from_secs(10);
         // The default duplicate policy, `reject`: the publisher comes back
         // to B, which was pulling the stream from A for its own readers.
         let a = node(lab, &etcd, "a", ttl);
