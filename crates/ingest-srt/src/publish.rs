@@ -81,13 +81,14 @@ pub(crate) async fn run(
             None => warn!(%peer, stream = %key, "srt publish refused and closed: {e}"),
         }
     } else if ended_by.is_none() {
-        demux.flush();
+        demux.end_live();
         let _ = deliver(&mut demux, &mut session, peer, &mut frames);
     }
     let stats = demux.stats();
     info!(
         %peer, stream = %key,
         frames, packets = stats.packets, lost = stats.discontinuities, dropped_frames = stats.dropped_frames,
+        cut_at_end = stats.unterminated_at_end,
         "srt publish finished"
     );
     session.finish().await;

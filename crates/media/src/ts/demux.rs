@@ -52,6 +52,9 @@ pub struct DemuxStats {
     pub dropped_frames: u64,
     /// Bytes skipped to find a sync byte.
     pub skipped_bytes: u64,
+    /// Frames of unknown length still open when a live input ended, dropped
+    /// by [`TsDemuxer::end_live`] (not in `dropped_frames`).
+    pub unterminated_at_end: u64,
 }
 
 /// A sans-IO MPEG-TS demuxer of the first program of a transport stream:
@@ -192,10 +195,38 @@ impl TsDemuxer {
     }
 
     /// Ends the input: PES packets of unbounded length still buffered are
-    /// emitted (they end only where the next one starts).
+    /// emitted (they end only where the next one starts). For a whole file,
+    /// whose last bytes are known to have arrived.
     pub fn flush(&mut self) {
         for i in 0..self.streams.len() {
             self.finish_pes(i);
+        }
+        self.maybe_announce(true);
+    }
+
+    /// Ends a live input that stopped at the sender's whim (a connection
+    /// closed): a PES packet of unbounded length still buffered is dropped
+    /// and counted in [`unterminated_at_end`](DemuxStats::unterminated_at_end), one of
+    /// stated length is emitted only if whole.
+    ///
+    /// Why not [`flush`](Self::flush): nothing in the stream says whether
+    /// the last unbounded PES (video, whose length muxers leave at 0) is
+    /// complete. An SRT sender in live mode closes without lingering, so
+    /// the packets still in its send buffer never leave it, and that last
+    /// frame arrives cut anywhere: every reader would decode a corrupt
+    /// picture. Losing the final frame of a publish is the lesser harm.
+    pub fn end_live(&mut self) {
+        for i in 0..self.streams.len() {
+            let unbounded = self.streams[i]
+                .pes
+                .as_ref()
+                .is_some_and(|p| p.expected.is_none());
+            if unbounded {
+                self.streams[i].pes = None;
+                self.stats.unterminated_at_end += 1;
+            } else {
+                self.finish_pes(i);
+            }
         }
         self.maybe_announce(true);
     }
@@ -407,7 +438,7 @@ impl TsDemuxer {
         } else if let Some(p) = &mut self.streams[i].pes {
             if p.data.len() + pkt.payload.len() > MAX_PES {
                 self.streams[i].pes = None;
-                self.stats.dropped_frames += 1;
+                self.stats.unterminated_at_end += 1;
                 return;
             }
             p.data.extend_from_slice(pkt.payload);

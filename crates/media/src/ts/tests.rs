@@ -138,6 +138,72 @@ fn round_trip_through_the_demuxer() {
 }
 
 #[test]
+fn a_live_input_cut_mid_frame_ends_without_the_cut_frame() {
+    let (mut out, sent) = muxed();
+    // As ffmpeg muxes video: PES_packet_length 0, the PES ends where the next begins.
+    for p in out.chunks_mut(188) {
+        let video = u16::from(p[1] & 0x1f) << 8 | u16::from(p[2]) == VIDEO_PID;
+        if video && p[1] & 0x40 != 0 {
+            let start = 4 + if p[3] & 0x20 != 0 {
+                1 + usize::from(p[4])
+            } else {
+                0
+            };
+            assert_eq!(p[start..start + 3], [0, 0, 1], "a PES header");
+            p[start + 4..start + 6].fill(0);
+        }
+    }
+    let last_video = sent
+        .iter()
+        .rposition(|f| f.track == VIDEO_TRACK)
+        .expect("video");
+    // The sender's last packets never left it: the stream stops before the
+    // last picture's last 3 TS packets.
+    let pid = |p: &[u8]| u16::from(p[1] & 0x1f) << 8 | u16::from(p[2]);
+    let last = out
+        .chunks(188)
+        .rposition(|p| pid(p) == VIDEO_PID)
+        .expect("a video packet");
+    let cut = &out[..(last - 2) * 188];
+    let mut d = TsDemuxer::new();
+    d.push(cut).expect("demuxes");
+    d.end_live();
+    let mut got = Vec::new();
+    while let Some(ev) = d.poll() {
+        if let DemuxEvent::Frame(f) = ev {
+            got.push(f);
+        }
+    }
+    let video: Vec<_> = got.iter().filter(|f| f.track == VIDEO_TRACK).collect();
+    assert_eq!(
+        video.len(),
+        49,
+        "the cut last picture is dropped, the rest kept"
+    );
+    for (g, s) in video
+        .iter()
+        .zip(sent.iter().filter(|f| f.track == VIDEO_TRACK))
+    {
+        assert_eq!(g.payload, with_param_sets(s), "every kept picture is whole");
+    }
+    assert!(
+        sent[last_video].payload.len() > 3 * 188,
+        "the cut falls inside it"
+    );
+    assert_eq!(d.stats().unterminated_at_end, 1);
+
+    // `flush`, for a whole file, would have emitted the cut picture.
+    let mut d = TsDemuxer::new();
+    d.push(cut).expect("demuxes");
+    d.flush();
+    let mut n = 0;
+    while let Some(ev) = d.poll() {
+        n += matches!(ev, DemuxEvent::Frame(f) if f.track == VIDEO_TRACK) as usize;
+    }
+    assert_eq!(n, 50);
+}
+
+#[test]
 fn a_lost_packet_drops_video_to_the_next_keyframe() {
     let (out, sent) = muxed();
     // Remove one video packet in the middle of the first GOP.
