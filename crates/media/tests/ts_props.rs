@@ -1,7 +1,8 @@
 //! Stable twin of the `ts_demux` fuzz target: the demuxer on random bytes,
 //! on random splits of a valid stream, and on a valid stream with packets
 //! dropped, duplicated or damaged, never panics, stays bounded, and never
-//! emits a frame that differs from one that was sent.
+//! emits a frame that differs from one that was sent; a live input cut
+//! anywhere ends (`end_live`) without a cut frame.
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
@@ -128,6 +129,30 @@ proptest! {
         while let Some(ev) = d.poll() {
             if let DemuxEvent::Frame(f) = ev {
                 prop_assert!(expect.contains(&f), "a frame that was never sent: {:?}", f);
+            }
+        }
+    }
+
+    #[test]
+    fn a_live_input_cut_anywhere_ends_without_a_cut_frame(cut in 3usize..10_000) {
+        let (data, expect) = stream();
+        let mut packets: Vec<Vec<u8>> = data.chunks(188).map(<[u8]>::to_vec).collect();
+        // As ffmpeg muxes video: PES_packet_length 0, so only the next PES ends one.
+        for p in &mut packets {
+            let pid = u16::from(p[1] & 0x1f) << 8 | u16::from(p[2]);
+            if pid == 0x100 && p[1] & 0x40 != 0 {
+                let start = 4 + if p[3] & 0x20 != 0 { 1 + usize::from(p[4]) } else { 0 };
+                p[start + 4] = 0;
+                p[start + 5] = 0;
+            }
+        }
+        packets.truncate(cut % packets.len() + 1);
+        let mut d = TsDemuxer::new();
+        d.push(&packets.concat()).expect("a transport stream");
+        d.end_live();
+        while let Some(ev) = d.poll() {
+            if let DemuxEvent::Frame(f) = ev {
+                prop_assert!(expect.contains(&f), "a cut frame: {:?}", f.dts);
             }
         }
     }
