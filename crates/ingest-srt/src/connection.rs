@@ -6,6 +6,14 @@
 //! connection's data channels close and its publish or read ends; every
 //! other connection and the listener go on.
 
+// This module reads what the network sends: no panics on it.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;

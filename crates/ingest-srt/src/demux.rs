@@ -18,6 +18,14 @@
 //! forgotten. Every refusal made here is logged and counted in the
 //! listener's [`ListenerStats`]; those of the accept loop are counted there.
 
+// This module reads what the network sends: no panics on it.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::io;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -379,7 +387,11 @@ impl Demux {
         loop {
             tokio::select! {
                 received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((len, from)) => self.datagram(&buf[..len], from, ipv6).await,
+                    Ok((len, from)) => {
+                        // recv_from never reports more than the buffer holds.
+                        let datagram = buf.get(..len).unwrap_or_default();
+                        self.datagram(datagram, from, ipv6).await
+                    }
                     // Errors of a UDP socket concern one datagram (ICMP reports among them).
                     Err(e) => debug!("srt: receiving on {}: {e}", self.local),
                 },
@@ -401,10 +413,7 @@ impl Demux {
         let parsed = catch_unwind(|| Packet::parse(&mut &datagram[..], ipv6));
         let packet = match parsed {
             Ok(Ok(packet)) => packet,
-            Ok(Err(e)) => {
-                debug!(peer = %from, "srt: a packet that does not parse: {e}");
-                return;
-            }
+            Ok(Err(e)) => return self.junk(from, "not_srt", &format!("not an SRT packet ({e})")),
             Err(_) => {
                 if let Some(note) = self.stats.log_limit().check_now() {
                     error!(peer = %from, "srt: srt-protocol panicked parsing a packet; dropped it{note}");
@@ -437,6 +446,14 @@ impl Demux {
             ..
         }) = &packet
         else {
+            // Random bytes mostly parse as a data packet: they end here.
+            if self.peers.handshake_mut(from).is_none() {
+                self.junk(
+                    from,
+                    "no_session",
+                    "an SRT packet of no connection or handshake (junk, or late after a close)",
+                );
+            }
             return;
         };
         if self.peers.handshake_mut(from).is_none() {
@@ -478,6 +495,16 @@ impl Demux {
             Origin::Packet,
         )
         .await;
+    }
+
+    /// A datagram dropped for what it is, not for who sent it: counted under
+    /// `reason` and logged, rate-limited with the listener's refusals,
+    /// naming the peer (a flood of junk costs a few lines, not one each).
+    fn junk(&self, from: SocketAddr, reason: &'static str, what: &str) {
+        self.stats.refused(reason);
+        if let Some(note) = self.stats.log_limit().check_now() {
+            info!(peer = %from, reason, "srt: dropped a datagram from {from}: {what}{note}");
+        }
     }
 
     /// Whether a caller not known yet is within the limits; connections

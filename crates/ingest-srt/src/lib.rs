@@ -29,8 +29,13 @@
 //!   `bad_key_length`, `bad_passphrase`, `unauthorized`, `not_found`,
 //!   `already_publishing`, `too_many_publishers`, `too_many_connections`,
 //!   `handshake_timeout`, `internal`, `refused` (any other kernel refusal).
-//!   Each refusal is one log line, `srt connection refused: …`, with the
-//!   peer and the stream (a stream id that does not parse is shown without
+//!   Datagrams dropped for what they are count there too: `not_srt` (not an
+//!   SRT packet at all) and `no_session` (SRT-shaped, but of no connection
+//!   or handshake: junk, or a packet late after a close); they are logged
+//!   like refusals, `srt: dropped a datagram from {peer}: …`.
+//!   Each refusal is one log line, `srt connection refused: …`, rate-limited
+//!   per listener (20 lines per 10 s, then a count of those suppressed), with
+//!   the peer and the stream (a stream id that does not parse is shown without
 //!   credentials or query). An operator's kick
 //!   ([`Engine::kick`](tidewater_core::Engine::kick)) of a reader or a
 //!   publisher shuts its connection down at once (a shutdown to the peer,

@@ -7,6 +7,14 @@
 //! ([`ConnectionRequest::offer`]). A connection served is counted
 //! `accepted` and open until it ends.
 
+// This module reads what the network sends: no panics on it.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -4,6 +4,14 @@
 //! listener to forget. Sans-IO: time is given, never read, so the rules are
 //! tested on virtual time.
 
+// This module reads what the network sends: no panics on it.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -248,6 +256,13 @@ impl<H, O> Peers<H, O> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 mod tests {
     use super::*;
 

@@ -7,6 +7,14 @@
 //! (a shutdown to the peer), whether the publisher keeps sending or sends
 //! nothing.
 
+// This module reads what the network sends: no panics on it.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

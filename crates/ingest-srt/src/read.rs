@@ -10,6 +10,14 @@
 //! ends at its next receive, woken at once if it waits; its connection is
 //! shut down then and there (a shutdown to the peer, nothing more sent).
 
+// This module reads what the network sends: no panics on it.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -26,6 +26,14 @@
 //! `tests/screen_props.rs`, check that, and that srt-protocol's parser does
 //! not panic on what passes).
 
+// This module reads what the network sends: no panics on it.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 /// libsrt's `SRT_REJ_ROGUE`: a handshake that is not well formed.
 pub const REJ_ROGUE: i32 = 1004;
 /// libsrt's `SRT_REJ_CONGESTION`: a congestion control the listener does not run.
@@ -128,7 +136,9 @@ pub fn screen(datagram: &[u8]) -> Verdict {
     let (Some(word), Some(reserved)) = (be16(datagram, 0), be16(datagram, 2)) else {
         return Verdict::Pass;
     };
-    let body = &datagram[HEADER..];
+    let Some(body) = datagram.get(HEADER..) else {
+        return Verdict::Pass;
+    };
     match word & 0x7FFF {
         HANDSHAKE => screen_handshake(body),
         SRT_CONTROL => match reserved {
@@ -174,12 +184,14 @@ fn screen_handshake(body: &[u8]) -> Verdict {
     let mut refuse = |code: i32, why: String| {
         problem.get_or_insert((code, why));
     };
-    let mut rest = &body[CIF..];
+    let Some(mut rest) = body.get(CIF..) else {
+        return Verdict::Pass;
+    };
     // srt-protocol reads an extension while more than 4 bytes remain.
     while rest.len() > 4 {
         let ty = be16(rest, 0).unwrap_or_default();
         let size = usize::from(be16(rest, 2).unwrap_or_default()) * 4;
-        rest = &rest[4..];
+        rest = rest.get(4..).unwrap_or_default();
         let Some(content) = rest.get(..size) else {
             refuse(
                 REJ_ROGUE,
@@ -187,7 +199,7 @@ fn screen_handshake(body: &[u8]) -> Verdict {
             );
             break;
         };
-        rest = &rest[size..];
+        rest = rest.get(size..).unwrap_or_default();
         // srt-protocol goes on from where its parser of the extension
         // stopped: each passing extension must be exactly that long.
         match ty {
@@ -272,7 +284,12 @@ fn unpad(words: &[u8]) -> Vec<u8> {
 /// rejection code), addressed to the caller's socket, from the listener's.
 pub fn rejection(caller: &Handshake, code: i32, listener_socket_id: u32) -> [u8; REJECTION_LEN] {
     let mut out = [0u8; REJECTION_LEN];
-    let mut put = |at: usize, v: u32| out[at..at + 4].copy_from_slice(&v.to_be_bytes());
+    let mut put = |at: usize, v: u32| {
+        // Every offset below is a constant within REJECTION_LEN.
+        if let Some(field) = out.get_mut(at..at + 4) {
+            field.copy_from_slice(&v.to_be_bytes());
+        }
+    };
     put(0, 0x8000_0000); // control, handshake
     put(12, caller.socket_id); // destination
     put(16, 5); // HSv5
@@ -287,6 +304,13 @@ pub fn rejection(caller: &Handshake, code: i32, listener_socket_id: u32) -> [u8;
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 mod tests {
     use super::*;
 

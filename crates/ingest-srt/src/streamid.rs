@@ -7,6 +7,14 @@
 //! - the libsrt access-control form `#!::r={app}/{stream},m=publish`
 //!   (`m=request`, the default, reads; `u=` names a user, other keys are ignored).
 
+// This module reads what the network sends: no panics on it.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use tidewater_core::{Credentials, StreamKey};
 
 /// Publish or read.
@@ -191,6 +199,13 @@ fn parse_access_control(rest: &str) -> Result<StreamRequest, StreamIdError> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail by panicking"
+)]
 mod tests {
     use super::*;
 

@@ -494,3 +494,76 @@ async fn an_unfinished_handshake_is_forgotten_and_frees_its_place() {
     let lines = log().lines_with(&["srt connection refused", "did not complete within 500ms"]);
     assert!(!lines.is_empty(), "the timeout is logged");
 }
+
+/// A datagram of junk, `i`-th of a deterministic sequence: a third shorter
+/// than an SRT header (srt-protocol cannot parse them), the rest as long
+/// as a data packet with pseudo-random bytes (they parse as SRT data of no
+/// connection).
+fn junk(i: u32) -> Vec<u8> {
+    let mut x = i.wrapping_mul(2_654_435_761).wrapping_add(12_345);
+    let len = if i.is_multiple_of(3) {
+        (i % 15) as usize
+    } else {
+        1332
+    };
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_datagrams_are_counted_and_logged_a_few_times_naming_the_peer() {
+    let server = serve(SrtConfig::default()).await;
+    let engine = &server.engine;
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp");
+    let me = udp.local_addr().expect("local address");
+    let counted = || refusals(engine, "not_srt") + refusals(engine, "no_session");
+    // 3 000 datagrams, 100 at a time: each batch is counted before the next
+    // goes, so none is lost in a full socket buffer and every one must count.
+    let (total, batch) = (3_000u32, 100u32);
+    for start in (0..total).step_by(batch as usize) {
+        for i in start..start + batch {
+            let mut data = junk(i);
+            // A set top bit would make it a control packet (a handshake with
+            // a zero type): junk here is data or shorter than a header.
+            if let Some(first) = data.first_mut() {
+                *first &= 0x7F;
+            }
+            udp.send_to(&data, server.srt).await.expect("send");
+        }
+        let sent = u64::from(start + batch);
+        wait_for("the junk counted", Duration::from_secs(20), || {
+            (counted() >= sent).then_some(())
+        })
+        .await;
+    }
+    // Every short one is not SRT; of the long ones some do not parse either
+    // (their random flags), the rest are data of no connection.
+    let short = u64::from(total.div_ceil(3));
+    let (not_srt, no_session) = (refusals(engine, "not_srt"), refusals(engine, "no_session"));
+    assert!(
+        not_srt >= short && no_session > 0 && not_srt + no_session == u64::from(total),
+        "{:?}",
+        listener(engine)
+    );
+    assert_eq!(listener(engine).connections, 0, "no connection came of it");
+    // The listener still answers a caller from the same address.
+    assert_eq!(induction(&udp, server.srt).await, 1, "induction answered");
+    let lines = log().lines_with(&["srt: dropped a datagram from", &me.to_string()]);
+    assert!(
+        !lines.is_empty() && lines.len() <= 20,
+        "a few lines, rate-limited, naming the peer: {} lines",
+        lines.len()
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("not an SRT packet")),
+        "{lines:?}"
+    );
+}
