@@ -17,6 +17,9 @@ pub const DEFAULT_RTCP_PORT: u16 = 8001;
 /// A session without requests or media for this long is closed, by default
 /// (announced to clients in the `Session` header's `timeout`).
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request begun must be complete (head and body) this long after its
+/// first byte, by default.
+pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest request (head and body) accepted, by default.
 pub const DEFAULT_MAX_REQUEST_LEN: usize = 64 * 1024;
 /// The largest RTP payload sent to readers, by default (fits a 1500-byte
@@ -72,6 +75,9 @@ pub struct RtspConfig {
     pub rtcp_port: u16,
     /// A session without requests or media for this long is closed.
     pub session_timeout: Duration,
+    /// A request begun must be complete (head and body) this long after
+    /// its first byte, or the connection is closed.
+    pub head_timeout: Duration,
     /// The longest request (head and body) accepted, in [`MAX_REQUEST_LEN_RANGE`].
     pub max_request_len: usize,
     /// The largest RTP payload sent to readers, in [`MAX_PAYLOAD_RANGE`].
@@ -91,6 +97,7 @@ impl Default for RtspConfig {
             rtp_port: DEFAULT_RTP_PORT,
             rtcp_port: DEFAULT_RTCP_PORT,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
+            head_timeout: DEFAULT_HEAD_TIMEOUT,
             max_request_len: DEFAULT_MAX_REQUEST_LEN,
             max_payload: DEFAULT_MAX_PAYLOAD,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
@@ -104,6 +111,9 @@ impl RtspConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.session_timeout.is_zero() {
             return Err(ConfigError::new("session_timeout", "must be positive"));
+        }
+        if self.head_timeout.is_zero() {
+            return Err(ConfigError::new("head_timeout", "must be positive"));
         }
         if self.write_timeout.is_zero() {
             return Err(ConfigError::new("write_timeout", "must be positive"));

@@ -343,6 +343,7 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
         SessionConfig {
             timeout: config.session_timeout,
             max_request_len: config.max_request_len,
+            head_timeout: config.head_timeout,
             udp: udp_media.is_some(),
             server_ports: udp_media
                 .as_ref()

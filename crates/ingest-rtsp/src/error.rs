@@ -42,6 +42,19 @@ pub enum Error {
         /// Peer and stream.
         ctx: Context,
     },
+    /// A request was begun and not completed within the head timeout
+    /// (`[rtsp] head_timeout_ms`).
+    #[error(
+        "{ctx}: incomplete request ({received} bytes) after {after:?}, closed ([rtsp] head_timeout_ms)"
+    )]
+    HeadTimeout {
+        /// Peer and stream.
+        ctx: Context,
+        /// The head timeout.
+        after: std::time::Duration,
+        /// The bytes of the request received.
+        received: usize,
+    },
     /// The kernel refused or ended something.
     #[error("{ctx}: {source}")]
     Kernel {
@@ -98,6 +111,7 @@ impl Error {
         let ctx = match &mut self {
             Error::Malformed { ctx, .. }
             | Error::Timeout { ctx }
+            | Error::HeadTimeout { ctx, .. }
             | Error::Kernel { ctx, .. }
             | Error::Io { ctx, .. }
             | Error::Tls { ctx, .. } => ctx,

@@ -13,7 +13,11 @@
 //! Requests after `SETUP` must carry the session id it issued (`454 Session
 //! Not Found` otherwise). The session expires when nothing arrives for the
 //! configured timeout ([`Session::poll_timeout`] / [`Session::handle_timeout`]);
-//! the driver calls [`Session::touch`] for media that arrives on UDP.
+//! the driver calls [`Session::touch`] for media that arrives on UDP. A
+//! request that has begun must be complete (head and body) within the
+//! shorter head timeout, counted from its first byte: a peer that trickles
+//! a byte now and then, which the session timeout alone would let hold the
+//! connection for ever, is cut.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -40,6 +44,8 @@ pub struct SessionConfig {
     pub timeout: Duration,
     /// The longest request accepted.
     pub max_request_len: usize,
+    /// A request begun must be complete this long after its first byte.
+    pub head_timeout: Duration,
     /// Whether RTP over UDP may be set up; otherwise `461 Unsupported Transport`.
     pub udp: bool,
     /// The server's RTP and RTCP ports, announced in UDP `SETUP` answers.
@@ -51,6 +57,7 @@ impl Default for SessionConfig {
         SessionConfig {
             timeout: crate::config::DEFAULT_SESSION_TIMEOUT,
             max_request_len: crate::config::DEFAULT_MAX_REQUEST_LEN,
+            head_timeout: crate::config::DEFAULT_HEAD_TIMEOUT,
             udp: false,
             server_ports: (
                 crate::config::DEFAULT_RTP_PORT,
@@ -191,6 +198,10 @@ pub struct Session {
     setups: Vec<Option<Transport>>,
     setup_done: bool,
     deadline: Instant,
+    /// When the incomplete request at the head of the input began.
+    head_started: Option<Instant>,
+    /// When the latest input arrived.
+    last_input: Instant,
     closed: bool,
 }
 
@@ -214,6 +225,8 @@ impl Session {
             setups: Vec::new(),
             setup_done: false,
             deadline,
+            head_started: None,
+            last_input: now,
             closed: false,
         }
     }
@@ -249,9 +262,20 @@ impl Session {
         self.parse()
     }
 
+    /// Whether the input begins with a request not yet complete that the
+    /// session is waiting for (not one held while the kernel answers the
+    /// previous one, nor an interleaved frame).
+    fn partial_request(&self) -> bool {
+        self.pending.is_none()
+            && self.pending_play.is_none()
+            && !self.closed
+            && self.input.first().is_some_and(|b| *b != b'$')
+    }
+
     /// Something arrived for this session outside the connection (UDP media).
     pub fn touch(&mut self, now: Instant) {
         self.deadline = now + self.config.timeout;
+        self.last_input = now;
     }
 
     /// Reports a request refused for its URL ([`SessionEvent::BadTarget`]).
@@ -274,11 +298,31 @@ impl Session {
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called.
     pub fn poll_timeout(&self) -> Instant {
-        self.deadline
+        match self.head_deadline() {
+            Some(head) => head.min(self.deadline),
+            None => self.deadline,
+        }
     }
 
-    /// `Err(Timeout)` once the deadline passed.
+    /// When the incomplete request at the head of the input must be whole.
+    fn head_deadline(&self) -> Option<Instant> {
+        self.head_started.map(|t| t + self.config.head_timeout)
+    }
+
+    /// `Err(HeadTimeout)` once a request begun is not complete by its head
+    /// timeout, `Err(Timeout)` once the session's deadline passed.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<()> {
+        if self.head_deadline().is_some_and(|d| now >= d) {
+            self.closed = true;
+            return Err(Error::HeadTimeout {
+                ctx: crate::error::Context {
+                    peer: None,
+                    stream: self.key.clone(),
+                },
+                after: self.config.head_timeout,
+                received: self.input.len(),
+            });
+        }
         if now >= self.deadline {
             self.closed = true;
             return Err(Error::Timeout {
@@ -388,7 +432,19 @@ impl Session {
         self.parse()
     }
 
+    /// Parses what the input holds, then notes whether a request was left
+    /// incomplete (its head timeout runs from the input that began it).
     fn parse(&mut self) -> Result<()> {
+        let parsed = self.parse_input();
+        if self.partial_request() {
+            self.head_started.get_or_insert(self.last_input);
+        } else {
+            self.head_started = None;
+        }
+        parsed
+    }
+
+    fn parse_input(&mut self) -> Result<()> {
         while self.pending.is_none()
             && self.pending_play.is_none()
             && !self.closed
@@ -413,6 +469,8 @@ impl Session {
             match parsed {
                 Ok((message, consumed)) => {
                     self.input.advance(consumed);
+                    // What follows is a new message: its time starts now.
+                    self.head_started = None;
                     match message {
                         Message::Request(request) => self.request(request)?,
                         Message::Response(_) => {} // answers to nothing we asked: ignored

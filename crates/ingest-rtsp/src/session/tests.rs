@@ -572,3 +572,53 @@ fn the_session_times_out_without_input() {
         Err(Error::Timeout { .. })
     ));
 }
+
+/// A request begun and left incomplete closes the session at its head
+/// timeout (10 s by default) counted from its first byte, however the rest
+/// trickles in; a complete request clears it, and the next one's time
+/// starts from its own first byte.
+#[test]
+fn an_incomplete_request_is_cut_at_the_head_timeout() {
+    let (mut s, now) = session();
+    let at = |secs: u64| now + Duration::from_secs(secs);
+    // A whole request, then half of the next in the same input.
+    let mut input = request("OPTIONS", "*", 1, "", "");
+    input.extend_from_slice(b"DESCRIBE rtsp://h/live/cam RTSP/1.0\r\nCSeq: 2\r\n");
+    s.handle_input(&input, at(5)).expect("ok");
+    assert_eq!(responses(&mut s).len(), 1);
+    assert_eq!(
+        s.poll_timeout(),
+        at(15),
+        "head timeout, not the session's 60 s"
+    );
+    // A byte every few seconds moves the session deadline, not the head's.
+    s.handle_input(b"X", at(9)).expect("ok");
+    s.handle_input(b"-", at(13)).expect("ok");
+    assert_eq!(s.poll_timeout(), at(15));
+    assert!(s.handle_timeout(at(14)).is_ok());
+    match s.handle_timeout(at(15)) {
+        Err(Error::HeadTimeout {
+            after, received, ..
+        }) => {
+            assert_eq!(after, Duration::from_secs(10));
+            assert_eq!(received, 48);
+        }
+        other => panic!("expected a head timeout, got {other:?}"),
+    }
+    assert!(s.is_closed());
+
+    // Completed in time: no head deadline any more, the session's is back.
+    let (mut s, now) = session();
+    let at = |secs: u64| now + Duration::from_secs(secs);
+    let whole = request("OPTIONS", "*", 1, "", "");
+    let (head, rest) = whole.split_at(10);
+    s.handle_input(head, at(1)).expect("ok");
+    assert_eq!(s.poll_timeout(), at(11));
+    s.handle_input(rest, at(10)).expect("ok");
+    assert_eq!(responses(&mut s).len(), 1);
+    assert_eq!(s.poll_timeout(), at(70));
+    assert!(s.handle_timeout(at(11)).is_ok());
+    // A partial interleaved frame is media, not a request: no head timeout.
+    s.handle_input(&[b'$', 0, 0x10], at(20)).expect("ok");
+    assert_eq!(s.poll_timeout(), at(80));
+}

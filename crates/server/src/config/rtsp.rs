@@ -61,6 +61,9 @@ pub struct RtspSection {
     pub udp_rtcp_port: u16,
     /// A session without requests or media for this long is closed (default 60000).
     pub session_timeout_ms: u64,
+    /// A request begun must be complete, head and body, this long after its
+    /// first byte, or the connection is closed (default 10000).
+    pub head_timeout_ms: u64,
     /// The longest request, head and body, accepted (default 65536).
     pub max_request_len: usize,
     /// The largest RTP payload sent to readers (default 1400).
@@ -82,6 +85,7 @@ impl Default for RtspSection {
             udp_rtp_port: d.rtp_port,
             udp_rtcp_port: d.rtcp_port,
             session_timeout_ms: d.session_timeout.as_millis() as u64,
+            head_timeout_ms: d.head_timeout.as_millis() as u64,
             max_request_len: d.max_request_len,
             max_payload: d.max_payload,
             write_timeout_ms: d.write_timeout.as_millis() as u64,
@@ -104,6 +108,7 @@ impl RtspSection {
             rtp_port: self.udp_rtp_port,
             rtcp_port: self.udp_rtcp_port,
             session_timeout: Duration::from_millis(self.session_timeout_ms),
+            head_timeout: Duration::from_millis(self.head_timeout_ms),
             max_request_len: self.max_request_len,
             max_payload: self.max_payload,
             write_timeout: Duration::from_millis(self.write_timeout_ms),
@@ -157,6 +162,7 @@ impl RtspSection {
         let key = match e.field.as_str() {
             "session_timeout" => FieldKey::shown("session_timeout_ms", self.session_timeout_ms),
             "write_timeout" => FieldKey::shown("write_timeout_ms", self.write_timeout_ms),
+            "head_timeout" => FieldKey::shown("head_timeout_ms", self.head_timeout_ms),
             "max_connections" => FieldKey::shown("max_connections", self.max_connections),
             "max_request_len" => FieldKey::shown("max_request_len", self.max_request_len),
             "max_payload" => FieldKey::shown("max_payload", self.max_payload),
