@@ -7,13 +7,17 @@
 //! second, AAC, in MP4 for its global headers) is encoded once into
 //! `target/soak/`; ffmpeg publishes it in a loop, in real
 //! time, over every ingest: RTMP (`live/rtmp`), SRT (`live/srt`) and RTSP
-//! over TCP (`live/rtsp`). One reader thread per output (RTMP, HTTP-FLV,
-//! SRT, HTTP-TS, RTSP, HLS, LL-HLS, DASH) runs short ffmpeg readers one
-//! after the other, each on the next published stream in turn, copying
-//! 4 s of the video's packets to framecrc: each must end by itself, exit 0
-//! with nothing on its standard error, and hold a whole run of video (at
-//! least 3 s of it, no decode-timestamp step back, and no step longer than
-//! one and a half frames: a frame it should have had is missing).
+//! over TCP (`live/rtsp`); a str0m WHIP client publishes the same picture
+//! (constrained baseline, no audio) at `live/whip`. One reader thread per
+//! output (RTMP, HTTP-FLV, SRT, HTTP-TS, RTSP, HLS, LL-HLS, DASH) runs
+//! short ffmpeg readers one after the other, each on the next published
+//! stream in turn, copying 4 s of the video's packets to framecrc: each
+//! must end by itself, exit 0 with nothing on its standard error, and hold
+//! a whole run of video (at least 3 s of it, no decode-timestamp step back,
+//! and no step longer than one and a half frames: a frame it should have
+//! had is missing). The WHEP thread does the same with str0m readers that
+//! receive 4 s of video RTP and then delete their session: no sequence
+//! number missing, RTP time rising by at most one and a half frames.
 //!
 //! Every `--sample-secs` (60; 10 when the run is 5 minutes or shorter) the
 //! server's RSS (`/proc/PID/status`), open file descriptors
@@ -30,6 +34,7 @@
 
 mod readers;
 mod server;
+mod webrtc;
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -43,12 +48,16 @@ use anyhow::{Context, Result, bail};
 use crate::cmd::{Workspace, exe};
 use readers::Readers;
 use server::{Publishers, Server, make_clip};
+use webrtc::{WhipPublisher, make_whip_clip};
 
 /// Allowed growth of each resource after the warm-up.
 const MAX_GROWTH: f64 = 0.05;
 
 /// The published streams, by ingest.
-const SOURCES: [&str; 3] = ["live/rtmp", "live/srt", "live/rtsp"];
+const SOURCES: [&str; 4] = ["live/rtmp", "live/srt", "live/rtsp", WHIP_KEY];
+
+/// The stream the WHIP publisher publishes.
+const WHIP_KEY: &str = "live/whip";
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -133,6 +142,10 @@ pub(crate) fn soak(ws: &Workspace, args: &[OsString]) -> Result<()> {
     if !clip.is_file() {
         make_clip(&clip)?;
     }
+    let whip_clip = dir.join("clip-baseline.h264");
+    if !whip_clip.is_file() {
+        make_whip_clip(&whip_clip)?;
+    }
     let stamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -148,12 +161,14 @@ pub(crate) fn soak(ws: &Workspace, args: &[OsString]) -> Result<()> {
 
     let mut server = Server::start(&bin, &log_path)?;
     let publishers = Publishers::start(&clip, &server.addrs, &log_path)?;
+    let whip = WhipPublisher::start(server.addrs.http, WHIP_KEY, &whip_clip)?;
     for key in SOURCES {
         server.wait_live(key)?;
     }
     let readers = Readers::start(&server.addrs);
-    let result = run(&opts, &mut server, &publishers, &readers, &csv_path);
+    let result = run(&opts, &mut server, &publishers, &whip, &readers, &csv_path);
     let (ok, failures) = readers.stop();
+    drop(whip);
     drop(publishers);
     server.stop();
     let samples = result?;
@@ -182,6 +197,7 @@ fn run(
     opts: &Options,
     server: &mut Server,
     publishers: &Publishers,
+    whip: &WhipPublisher,
     readers: &Readers,
     csv_path: &Path,
 ) -> Result<Vec<Sample>> {
@@ -200,6 +216,9 @@ fn run(
             bail!("the server exited ({status}) during the soak");
         }
         publishers.check_alive()?;
+        if let Some(why) = whip.ended() {
+            bail!("the WHIP publisher ended during the soak: {why}");
+        }
         let now = Instant::now();
         if now >= next {
             let s = server.sample(start.elapsed(), readers)?;
