@@ -137,7 +137,7 @@ impl Catalog {
             if t.timescale == 0 {
                 return Err("timescale 0");
             }
-            if tracks[..i].iter().any(|o| o.id == t.id) {
+            if tracks.iter().take(i).any(|o| o.id == t.id) {
                 return Err("duplicate track id");
             }
             match t.kind() {

@@ -173,8 +173,15 @@ impl PublishSession {
                 track: frame.track,
             });
         };
-        let track_scale = catalog.tracks()[pos].timescale;
-        match self.clocks[pos].1.apply(&mut frame.dts, &mut frame.pts) {
+        let (Some(track), Some((_, clock))) = (catalog.tracks().get(pos), self.clocks.get_mut(pos))
+        else {
+            return Err(Error::UnknownTrack {
+                key: self.key().clone(),
+                track: frame.track,
+            });
+        };
+        let track_scale = track.timescale;
+        match clock.apply(&mut frame.dts, &mut frame.pts) {
             ClockAction::Kept => {}
             ClockAction::Repaired => self.counters.repaired(&self.writer.bus().stats),
             ClockAction::Rebased => {
