@@ -157,6 +157,17 @@
 //! behind its `hls` feature.
 
 #![deny(missing_docs)]
+// Modules here read network or file input: no indexing, unwrap, expect or
+// panic outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 /// The end-of-publish methods both packers share, built on their own
 /// `close` (which ends the segment in progress).

@@ -594,7 +594,10 @@ pub fn with_token(playlist: &str, token: &str) -> String {
         // Attributes: `URI="` right after the tag's colon or a comma.
         let mut rest = body;
         while let Some(at) = rest.find("URI=\"") {
-            let attr_start = at > 0 && matches!(rest.as_bytes()[at - 1], b':' | b',');
+            let attr_start = at
+                .checked_sub(1)
+                .and_then(|i| rest.as_bytes().get(i))
+                .is_some_and(|b| matches!(b, b':' | b','));
             let value_from = at + 5;
             let Some(len) = rest[value_from..].find('"') else {
                 break;
