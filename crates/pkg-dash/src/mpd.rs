@@ -349,13 +349,12 @@ fn write_adaptation_set(
         x.push_str("          <SegmentTimeline>\n");
         let mut i = 0;
         let mut expected: Option<u64> = None;
-        while i < complete.len() {
-            let s = complete[i];
+        while let Some(&s) = complete.get(i) {
             let d = s.duration.unwrap_or(0);
             let mut r = 0;
-            while i + r + 1 < complete.len()
-                && complete[i + r + 1].duration == Some(d)
-                && complete[i + r + 1].start == s.start + d * (r as u64 + 1)
+            while complete
+                .get(i + r + 1)
+                .is_some_and(|n| n.duration == Some(d) && n.start == s.start + d * (r as u64 + 1))
             {
                 r += 1;
             }

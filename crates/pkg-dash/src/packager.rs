@@ -444,12 +444,14 @@ impl Packager {
         let leader = period.leader;
         // The leader's newest segment: its number and start in microseconds.
         let lead = leader.and_then(|l| {
-            let t = &period.tracks[l];
+            let t = period.tracks.get(l)?;
             t.segments
                 .back()
                 .map(|s| (s.number, rescale(s.start as i64, t.timescale, 1_000_000)))
         });
-        let track = &mut period.tracks[ti];
+        let Some(track) = period.tracks.get_mut(ti) else {
+            return Ok(());
+        };
         let is_video = track.info.kind() == MediaKind::Video;
 
         // Decode time in the track's timescale, relative to the period
