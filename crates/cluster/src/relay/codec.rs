@@ -277,9 +277,12 @@ impl Encoder<&Message> for RelayCodec {
             dst.truncate(start);
             return Err(Error::TooLarge(len));
         }
-        dst[start] = kind;
-        // Fits: len <= MAX_BODY < u32::MAX.
-        dst[start + 1..start + HEADER].copy_from_slice(&(len as u32).to_be_bytes());
+        // The header's room was put at `start` above; len <= MAX_BODY < u32::MAX.
+        let Some(header) = dst.get_mut(start..start + HEADER) else {
+            return Err(Error::Malformed("relay header room missing"));
+        };
+        let [a, b, c, d] = (len as u32).to_be_bytes();
+        header.copy_from_slice(&[kind, a, b, c, d]);
         Ok(())
     }
 }
@@ -460,11 +463,10 @@ impl Decoder for RelayCodec {
     type Error = Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, Error> {
-        if src.len() < HEADER {
+        let Some(&[kind, a, b, c, d]) = src.first_chunk::<HEADER>() else {
             return Ok(None);
-        }
-        let kind = src[0];
-        let len = u32::from_be_bytes([src[1], src[2], src[3], src[4]]) as usize;
+        };
+        let len = u32::from_be_bytes([a, b, c, d]) as usize;
         if len > MAX_BODY {
             return Err(Error::TooLarge(len));
         }
