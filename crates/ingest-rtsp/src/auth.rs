@@ -4,6 +4,14 @@
 //! else none. A `401` challenges with Digest (a nonce from the authorizer,
 //! when it checks Digest: only users with a plain `password` can answer it),
 //! SHA-256 first and MD5 second as RFC 7616 §3.7 orders them, and with Basic.
+// Reads network input: no indexing, unwrap, expect or panic that a peer
+// could reach (issue 18); where an invariant proves one safe, an allow says which.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use base64::Engine as _;
 use tidewater_core::{Credentials, DigestCredentials};
@@ -140,6 +148,13 @@ pub(crate) fn sha256_response_matches(d: &DigestCredentials, password: &str) -> 
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly on what they did not expect"
+)]
 mod tests {
     use super::*;
 

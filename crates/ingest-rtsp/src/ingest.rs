@@ -45,6 +45,14 @@
 //! Then the gap counts as a loss: the access unit it touched is dropped and
 //! video resumes at the next keyframe (the depacketizers never hand out a
 //! picture with a piece missing).
+// Reads network input: no indexing, unwrap, expect or panic that a peer
+// could reach (issue 18); where an invariant proves one safe, an allow says which.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::time::Instant;
 
@@ -432,12 +440,12 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
             let sets = sdp.sprop_parameter_sets();
             let sps: Vec<&[u8]> = sets
                 .iter()
-                .filter(|n| n[0] & 0x1f == nal_type::SPS)
+                .filter(|n| n.first().map(|b| b & 0x1f) == Some(nal_type::SPS))
                 .map(|n| &n[..])
                 .collect();
             let pps: Vec<&[u8]> = sets
                 .iter()
-                .filter(|n| n[0] & 0x1f == nal_type::PPS)
+                .filter(|n| n.first().map(|b| b & 0x1f) == Some(nal_type::PPS))
                 .map(|n| &n[..])
                 .collect();
             if !pps.is_empty() {
@@ -564,6 +572,13 @@ fn track(id: TrackId, sdp: &SdpTrack) -> Option<Track> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly on what they did not expect"
+)]
 mod tests {
     use super::*;
     use bytes::BytesMut;

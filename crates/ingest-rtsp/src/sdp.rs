@@ -1,6 +1,14 @@
 //! SDP (RFC 8866) in both directions, over `sdp-types`: the media an
 //! `ANNOUNCE` describes, and the description a `DESCRIBE` answers with,
 //! made from the stream's catalog.
+// Reads network input: no indexing, unwrap, expect or panic that a peer
+// could reach (issue 18); where an invariant proves one safe, an allow says which.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::BTreeMap;
 
@@ -362,6 +370,13 @@ pub fn describe(tracks: &[TrackInfo], session_id: u64, address: &str) -> String 
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly on what they did not expect"
+)]
 mod tests {
     use super::*;
     use bytes::Bytes;

@@ -4,6 +4,14 @@
 //!
 //! `rtsp://host:8554/live/cam1/trackID=1?token=abc` is stream `live/cam1`,
 //! track control `trackID=1`, query `token=abc`.
+// Reads network input: no indexing, unwrap, expect or panic that a peer
+// could reach (issue 18); where an invariant proves one safe, an allow says which.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use tidewater_core::StreamKey;
 
@@ -67,6 +75,13 @@ impl Target {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly on what they did not expect"
+)]
 mod tests {
     use super::*;
 

@@ -9,6 +9,14 @@
 //! sent to from the RTP socket.
 //!
 //! [`RtspConfig::rtp_port`]: crate::RtspConfig::rtp_port
+// Reads network input: no indexing, unwrap, expect or panic that a peer
+// could reach (issue 18); where an invariant proves one safe, an allow says which.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

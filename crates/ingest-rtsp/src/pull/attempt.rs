@@ -1,6 +1,14 @@
 //! One connection to a source: `DESCRIBE`, `SETUP` of the tracks the
 //! kernel carries, `PLAY`, then frames into a publish until the source
 //! goes away, stalls, or the pull is told to stop.
+// Reads network input: no indexing, unwrap, expect or panic that a peer
+// could reach (issue 18); where an invariant proves one safe, an allow says which.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::future::Future;
 use std::time::Duration;
@@ -140,8 +148,11 @@ pub async fn run(
     on_live();
     for p in &mut pulled {
         let id = track_id(p.index);
-        let clock = demuxed.streams()[p.index].clock_rate_hz();
-        let info = demuxed.streams()[p.index]
+        let Some(stream) = demuxed.streams().get(p.index) else {
+            continue;
+        };
+        let clock = stream.clock_rate_hz();
+        let info = stream
             .parameters()
             .and_then(|params| track_info(id, &params, clock));
         p.learn(info, clock);
@@ -178,7 +189,9 @@ pub async fn run(
                 };
                 if f.has_new_parameters() {
                     let id = track_id(index);
-                    let stream = &demuxed.streams()[index];
+                    let Some(stream) = demuxed.streams().get(index) else {
+                        continue;
+                    };
                     let clock = stream.clock_rate_hz();
                     let info = stream
                         .parameters()

@@ -18,6 +18,14 @@
 //! shorter head timeout, counted from its first byte: a peer that trickles
 //! a byte now and then, which the session timeout alone would let hold the
 //! connection for ever, is cut.
+// Reads network input: no indexing, unwrap, expect or panic that a peer
+// could reach (issue 18); where an invariant proves one safe, an allow says which.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -451,11 +459,10 @@ impl Session {
             && !self.input.is_empty()
         {
             if self.input.first() == Some(&b'$') {
-                let Some(head) = self.input.get(..4) else {
+                let Some(&[_, channel, hi, lo]) = self.input.get(..4) else {
                     return Ok(());
                 };
-                let channel = head[1];
-                let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+                let len = usize::from(u16::from_be_bytes([hi, lo]));
                 if self.input.len() < 4 + len {
                     return Ok(());
                 }
@@ -850,4 +857,11 @@ pub fn status_for(error: &tidewater_core::Error) -> u16 {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly on what they did not expect"
+)]
 mod tests;
