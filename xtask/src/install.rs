@@ -81,6 +81,11 @@ pub(crate) const CLIENTS: &[Client] = &[
         package: "gstreamer1.0-rtsp",
         probe: Probe::Package,
     },
+    // The WHEP viewer of tests/webrtc_clients.rs (tests/helpers/aiortc_whep.py).
+    Client {
+        package: "python3-aiortc",
+        probe: Probe::Package,
+    },
     // The cluster tests run their own etcd; etcd-client builds with protoc.
     Client {
         package: "etcd-server",
