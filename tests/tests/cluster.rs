@@ -8,10 +8,12 @@
 //! stream leaves the directory with its lease, the publisher goes to B, and
 //! C's reader goes on; etcd restarted empty, the nodes register again.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tidewater_tests::abuse;
 use tidewater_tests::auth::spawn_read_frames;
 use tidewater_tests::netns::{Host, Lab};
 use tidewater_tests::{
@@ -967,4 +969,148 @@ fn without_etcd_a_cluster_node_does_not_start_and_says_why() {
     let (status, output) = process.expect_exit(Duration::from_secs(30));
     assert!(!status.success());
     assert!(output.contains("cluster"), "{output}");
+}
+
+/// Sends `payload` to `addr`, closes the sending half (the message can
+/// never be completed) and waits up to `limit` for the server to close:
+/// how long that took, `None` if it had not.
+fn send_then_eof(
+    addr: SocketAddr,
+    payload: &[u8],
+    limit: Duration,
+) -> (SocketAddr, Option<Duration>) {
+    let mut s = TcpStream::connect(addr).expect("connect to the relay port");
+    let local = s.local_addr().expect("local address");
+    let _ = s.write_all(payload);
+    let _ = s.shutdown(Shutdown::Write);
+    let sent = Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        let left = limit.saturating_sub(sent.elapsed());
+        if left.is_zero() {
+            return (local, None);
+        }
+        let _ = s.set_read_timeout(Some(left));
+        match s.read(&mut buf) {
+            Ok(0) => return (local, Some(sent.elapsed())),
+            // The origin answers nothing to a peer that never said hello.
+            Ok(n) => panic!("the relay answered {n} bytes to a truncated message"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return (local, Some(sent.elapsed())),
+        }
+    }
+}
+
+/// Hostile peers on the origin's relay port (garbage, a hello cut short
+/// and left hanging, a frame message cut short by the peer's close, a
+/// length prefix of 4 GiB): each connection is closed with a log line
+/// naming the peer, while the origin's stream, its own reader and the edge
+/// pulling it for another reader go on, on the same relay connection.
+#[test]
+fn the_relay_port_closes_garbage_truncated_and_oversized_messages_and_the_stream_goes_on() {
+    in_lab(|lab| {
+        let etcd = Etcd::start(lab.host("etcd"));
+        let ttl = Duration::from_secs(10);
+        let mut a = node(lab, &etcd, "a", ttl);
+        let b = node(lab, &etcd, "b", ttl);
+        let _publisher = ffmpeg_publish(&a.rtmp_url("live/cam"), 60, 25);
+        wait_live(a.http, "live/cam", LIVE_TIMEOUT);
+        // 20 s of media read across every attack, at the origin and at the edge.
+        let at_a = spawn_read_frames(
+            a.rtmp_url("live/cam"),
+            &["-t", "20"],
+            Duration::from_secs(70),
+        );
+        let at_b = spawn_read_frames(
+            b.rtmp_url("live/cam"),
+            &["-t", "20"],
+            Duration::from_secs(70),
+        );
+        let pulled = a.wait_stream("live/cam", |s| {
+            relay_hosts(s) == [b.host.addr().to_string()]
+        });
+        let relay_peer = |s: &serde_json::Value| -> Vec<String> {
+            s["subscribers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["protocol"] == "relay")
+                .map(|s| s["peer"].as_str().unwrap_or("").to_string())
+                .collect()
+        };
+        let edge_before = relay_peer(&pulled);
+
+        let relay = SocketAddr::from((a.host.addr(), RELAY_PORT));
+        // The origin gives a peer 5 s to say hello.
+        let limit = Duration::from_secs(15);
+        // A hello (type 1) announcing 200 body bytes, of which 24 come.
+        let mut truncated_hello = vec![1u8, 0, 0, 0, 200];
+        truncated_hello.extend_from_slice(b"TWRL");
+        truncated_hello.extend(std::iter::repeat_n(0x41, 20));
+        // A frame message (type 5) announcing 1 000 bytes, 100 come, then the peer's close.
+        let mut truncated_frame = vec![5u8, 0, 0, 0x03, 0xE8];
+        truncated_frame.extend(std::iter::repeat_n(0x07, 100));
+        // A hello whose length prefix says 4 GiB (the relay takes 16 MiB at most).
+        let mut oversized = vec![1u8, 0xFF, 0xFF, 0xFF, 0xFF];
+        oversized.extend(std::iter::repeat_n(0x33, 4096));
+
+        let mut closed: Vec<(String, SocketAddr, Duration)> = Vec::new();
+        for outcome in [
+            abuse::tcp("relay garbage", relay, &abuse::garbage(4096), limit),
+            abuse::tcp("relay oversized length", relay, &oversized, limit),
+            abuse::tcp("relay truncated hello", relay, &truncated_hello, limit),
+        ] {
+            let after = outcome
+                .closed_after
+                .unwrap_or_else(|| panic!("{}: still open after {limit:?}", outcome.what));
+            assert!(
+                outcome.answer.is_empty(),
+                "{}: the origin answered {:?}",
+                outcome.what,
+                outcome.answer
+            );
+            closed.push((outcome.what, outcome.local, after));
+        }
+        let (local, after) = send_then_eof(relay, &truncated_frame, limit);
+        let after = after.unwrap_or_else(|| panic!("truncated frame: still open after {limit:?}"));
+        closed.push(("relay truncated frame".into(), local, after));
+
+        for (what, local, after) in &closed {
+            let line = a
+                .process
+                .wait_for_line(&format!("peer={local}"), Duration::from_secs(10))
+                .unwrap_or_else(|| {
+                    panic!("{what}: no log line names {local}:\n{}", a.process.output())
+                });
+            assert!(line.contains("relay"), "{what}: {line}");
+            eprintln!("{what}: closed after {after:?}; {line}");
+        }
+        // Garbage and an oversized prefix are refused at once; a hello
+        // that never completes at the hello timeout.
+        for (what, _, after) in &closed {
+            let bound = if what.contains("hello") { 10 } else { 3 };
+            assert!(
+                *after < Duration::from_secs(bound),
+                "{what}: closed after {after:?}"
+            );
+        }
+        assert!(
+            !a.process.output().contains("panicked"),
+            "{}",
+            a.process.output()
+        );
+
+        assert_decoded("rtmp at the origin", &at_a.join().expect("reader"), 450);
+        assert_decoded("rtmp at the edge", &at_b.join().expect("reader"), 450);
+        let after = stream_json(a.http, "live/cam").expect("still live at the origin");
+        assert_eq!(
+            relay_peer(&after),
+            edge_before,
+            "the edge's pull was not disturbed: {after}"
+        );
+    });
 }
