@@ -257,6 +257,7 @@ pub mod keyframes;
 pub mod media;
 pub mod negotiate;
 pub mod reorder;
+mod send;
 mod signal;
 pub mod trickle;
 pub mod whep;
@@ -279,6 +280,7 @@ pub use config::{
 };
 pub use error::Error;
 pub use media::MediaStats;
+pub use send::SendStats;
 
 /// The protocol's name in the kernel and the log.
 pub const PROTOCOL: &str = "whip";

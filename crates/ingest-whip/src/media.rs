@@ -40,6 +40,7 @@ use crate::config::WhipConfig;
 use crate::ingest::{Ingest, IngestOutput, MediaCodec, packet};
 use crate::keyframes::{KeyframeRequests, Reason};
 use crate::reorder::Reorder;
+use crate::send::{Outbox, SendStats};
 use crate::whep::{Item, RTP_FORMAT, items, packetize};
 use crate::whep_audio::{self, AacAudio};
 use tidewater_media::rtp::RtpPacket;
@@ -69,6 +70,8 @@ pub struct MediaStats {
     pub frames: AtomicU64,
     /// RTP packets written to viewers.
     pub sent: AtomicU64,
+    /// The send path's datagrams, system calls and drops.
+    pub send: SendStats,
 }
 
 /// A session's slot in the session count, released when dropped.
@@ -192,7 +195,7 @@ impl Peer {
 
     /// Feeds one input and drains the output (the one-mutation-then-drain
     /// contract of str0m).
-    fn input(&mut self, input: Input<'_>, sockets: &[Socket], stats: &MediaStats) {
+    fn input(&mut self, input: Input<'_>, sockets: &Outbox, stats: &MediaStats) {
         if let Err(e) = self.rtc.handle_input(input) {
             self.end(format!("input refused: {e}"));
             return;
@@ -233,7 +236,7 @@ impl Peer {
     }
 
     /// Writes a viewer's payloads (shared by every viewer) as its RTP.
-    fn send_media(&mut self, items: Vec<Item>, sockets: &[Socket], stats: &MediaStats) {
+    fn send_media(&mut self, items: Vec<Item>, sockets: &Outbox, stats: &MediaStats) {
         let now = Instant::now();
         for item in items {
             let Some(v) = self.viewer.as_mut() else {
@@ -267,7 +270,7 @@ impl Peer {
         }
     }
 
-    fn drain(&mut self, sockets: &[Socket], stats: &MediaStats) {
+    fn drain(&mut self, sockets: &Outbox, stats: &MediaStats) {
         // Bounded: a well-behaved Rtc always ends with a timeout.
         for _ in 0..100_000 {
             let output = match self.rtc.poll_output() {
@@ -283,14 +286,8 @@ impl Peer {
                     return;
                 }
                 Output::Transmit(t) => {
-                    if let Some((_, socket)) = sockets
-                        .iter()
-                        .find(|(addr, _)| *addr == t.source)
-                        .or_else(|| sockets.first())
-                    {
-                        // Best effort, as UDP is: a full send buffer drops.
-                        let _ = socket.try_send_to(&t.contents, t.destination);
-                    }
+                    // Sent at the end of the worker's wake-up, batched.
+                    sockets.push(t.source, t.destination, t.contents.into(), &stats.send);
                 }
                 Output::Event(event) => self.event(event, stats),
             }
@@ -715,6 +712,7 @@ pub(crate) async fn run(
     stats: Arc<MediaStats>,
     shutdown: CancellationToken,
 ) {
+    let sockets = Outbox::new(sockets);
     let mut peers: HashMap<String, Peer> = HashMap::new();
     let mut by_addr: HashMap<SocketAddr, String> = HashMap::new();
     let (media_tx, mut media_rx) = media;
@@ -881,7 +879,9 @@ pub(crate) async fn run(
                 drop(peer);
             }
         }
+        sockets.flush(&stats.send);
     }
+    sockets.flush(&stats.send);
     if !peers.is_empty() {
         warn!("whip: shutting down {} session(s)", peers.len());
     }
