@@ -1,59 +1,73 @@
 //! WHEP viewers of one 2 Mbit/s H.264 stream: the `tidewater` server's CPU
-//! per viewer, with socket I/O, against real WebRTC peers.
+//! per viewer, viewers keeping up, publish → viewer latency and join time,
+//! with socket I/O, against real WebRTC peers.
 //!
 //! For each viewer count N (including 0, the baseline: the publish with
 //! its always-on HLS/DASH packagers and no viewer): start
-//! `target/release/tidewater` pinned to CPU 0, publish a pre-encoded clip
-//! (x264, 1280x720 at 30 fps, 2 Mbit/s, no B-frames, 2 s GOP; made once
-//! with ffmpeg) over RTMP with an ffmpeg copy-publisher pinned to CPU 1,
-//! and connect N str0m clients from this process (one thread, pinned to
-//! CPU 1): each `POST`s a receive-only offer to `/whep/live/bench`, runs
-//! ICE, DTLS and SRTP over its own loopback UDP socket and counts the RTP
-//! it receives. After the ramp and a settling time a window is measured:
-//! the server's CPU (utime + stime of its process, all threads), this
-//! process's CPU (the load tool's), Mbit/s delivered, viewers keeping up
-//! (at least 90 % of the median viewer's bytes in the window), and `POST`
-//! → first RTP packet (p50/p99).
+//! `target/release/tidewater` pinned to CPU 0; this process (the load tool,
+//! pinned to CPU 1, a two-thread runtime) publishes a pre-encoded clip
+//! (x264, 1280x720 at 30 fps, 2 Mbit/s, no B-frames, 2 s GOP; made once with
+//! ffmpeg) over RTMP in real time, stamping when it wrote each frame
+//! (`whep/publish.rs`), and connects N str0m peers (`whep/viewer.rs`): each
+//! `POST`s a receive-only offer to `/whep/live/bench` and runs ICE, DTLS and
+//! SRTP over its own loopback UDP socket. Every tenth is a full viewer
+//! (str0m decrypts every packet; its first packet must start a keyframe);
+//! the others read the RTP header SRTP leaves in the clear, so that one
+//! core holds 500 of them. After the ramp and a settling time a window is
+//! measured: the server's CPU (utime + stime, all threads), the load tool's,
+//! viewers keeping up (at least 90 % of the video bytes published in the
+//! window), latency from a frame's write to the RTMP socket to the arrival
+//! of its last RTP packet at a viewer (p50/p99 over every frame of every
+//! viewer; the RTP time is the RTMP time × 90, so the frame is found by
+//! its timestamp), and `POST` → first RTP packet (p50/p99).
 //!
 //! ```text
 //! cargo xtask bench whep [OPTIONS]
 //! cargo bench -p tidewater-whip --bench whep -- [OPTIONS]
 //!
-//!   --sizes 0,100            viewer counts (0 is the baseline)
+//!   --sizes 0,50,200,500     viewer counts (0 is the baseline)
 //!   --window 10              seconds measured
 //!   --settle 4               seconds between the last viewer's POST and the window
+//!   --joins 50               viewers joining per second during the ramp
+//!   --full-every 10          every Nth viewer decrypts (1: all)
+//!   --quick                  --sizes 0,50,200 --window 4 --settle 2 (about a minute)
 //!   --tidewater-bin PATH     measure this binary instead of building tidewater-server
 //! ```
 //!
 //! Per-viewer CPU is (server CPU at N − at 0) / N. Needs `taskset`
-//! (util-linux) and ffmpeg with libx264.
+//! (util-linux) and ffmpeg with libx264 (for the clip).
+
+#[path = "whep/publish.rs"]
+mod publish;
+#[path = "whep/viewer.rs"]
+mod viewer;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use str0m::change::{SdpAnswer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use publish::Stamps;
+use viewer::ViewerStats;
 
 struct Options {
     sizes: Vec<usize>,
     window: u64,
     settle: u64,
+    joins: u64,
+    full_every: usize,
     bin: Option<PathBuf>,
 }
 
 fn options() -> Result<Options, String> {
     let mut o = Options {
-        sizes: vec![0, 100],
+        sizes: vec![0, 50, 200, 500],
         window: 10,
         settle: 4,
+        joins: 50,
+        full_every: 10,
         bin: None,
     };
     let mut args = std::env::args().skip(1);
@@ -68,12 +82,23 @@ fn options() -> Result<Options, String> {
             }
             "--window" => o.window = value()?.parse().map_err(|e| format!("--window: {e}"))?,
             "--settle" => o.settle = value()?.parse().map_err(|e| format!("--settle: {e}"))?,
+            "--joins" => o.joins = value()?.parse().map_err(|e| format!("--joins: {e}"))?,
+            "--full-every" => {
+                o.full_every = value()?.parse().map_err(|e| format!("--full-every: {e}"))?
+            }
+            "--quick" => {
+                o.sizes = vec![0, 50, 200];
+                o.window = 4;
+                o.settle = 2;
+            }
             "--tidewater-bin" => o.bin = Some(PathBuf::from(value()?)),
             // cargo bench passes --bench; a separator may come through.
             "--bench" | "--" => {}
             other => return Err(format!("unknown option {other}")),
         }
     }
+    o.joins = o.joins.max(1);
+    o.full_every = o.full_every.max(1);
     Ok(o)
 }
 
@@ -182,97 +207,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-#[derive(Default)]
-struct ViewerStats {
-    bytes: AtomicU64,
-    packets: AtomicU64,
-    /// POST → first RTP packet, microseconds (0 until then).
-    join_us: AtomicU64,
-}
-
-/// POSTs `offer` to the WHEP endpoint; the answer's SDP.
-async fn post(http: SocketAddr, offer: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect(http).await.map_err(|e| e.to_string())?;
-    let request = format!(
-        "POST /whep/live/bench HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/sdp\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{offer}",
-        offer.len()
-    );
-    s.write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut response = Vec::new();
-    s.read_to_end(&mut response)
-        .await
-        .map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&response);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("no HTTP answer")?;
-    if !head.starts_with("HTTP/1.1 201") {
-        return Err(format!(
-            "{}: {body}",
-            head.lines().next().unwrap_or_default()
-        ));
-    }
-    Ok(body.to_owned())
-}
-
-/// One viewer: negotiates, then drives its `Rtc` until the process ends.
-async fn viewer(http: SocketAddr, stats: Arc<ViewerStats>) -> Result<(), String> {
-    let socket = UdpSocket::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let local = socket.local_addr().map_err(|e| e.to_string())?;
-    let mut rtc = Rtc::builder()
-        .set_rtp_mode(true)
-        .clear_codecs()
-        .enable_h264(true)
-        .build(Instant::now());
-    rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| e.to_string())?);
-    let mut api = rtc.sdp_api();
-    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-    let (offer, pending): (_, SdpPendingOffer) = api.apply().ok_or("no offer")?;
-    let started = Instant::now();
-    let answer = post(http, &offer.to_sdp_string()).await?;
-    let answer = SdpAnswer::from_sdp_string(&answer).map_err(|e| e.to_string())?;
-    rtc.sdp_api()
-        .accept_answer(pending, answer)
-        .map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let deadline = loop {
-            match rtc.poll_output().map_err(|e| e.to_string())? {
-                Output::Timeout(t) => break t,
-                Output::Transmit(t) => {
-                    let _ = socket.send_to(&t.contents, t.destination).await;
-                }
-                Output::Event(Event::RtpPacket(p)) => {
-                    if stats.packets.fetch_add(1, Ordering::Relaxed) == 0 {
-                        let us = started.elapsed().as_micros() as u64;
-                        stats.join_us.store(us.max(1), Ordering::Relaxed);
-                    }
-                    stats
-                        .bytes
-                        .fetch_add(p.payload.len() as u64, Ordering::Relaxed);
-                }
-                Output::Event(_) => {}
-            }
-        };
-        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
-        tokio::select! {
-            r = socket.recv_from(&mut buf) => {
-                let (n, source) = r.map_err(|e| e.to_string())?;
-                if let Ok(receive) = Receive::new(Protocol::Udp, source, local, &buf[..n]) {
-                    rtc.handle_input(Input::Receive(Instant::now(), receive))
-                        .map_err(|e| e.to_string())?;
-                }
-            }
-            _ = sleep => {
-                rtc.handle_input(Input::Timeout(Instant::now())).map_err(|e| e.to_string())?;
-            }
-        }
-    }
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -301,14 +235,14 @@ fn wait_live(http: SocketAddr) -> Result<(), String> {
     Err("the stream did not go live in 20 s".into())
 }
 
+/// What one N measured.
+struct Figures {
+    server_cpu: f64,
+    line: String,
+}
+
 /// One N: a fresh server and publisher; the line of figures.
-fn measure(
-    bin: &Path,
-    clip: &Path,
-    dir: &Path,
-    n: usize,
-    o: &Options,
-) -> Result<(f64, String), String> {
+fn measure(bin: &Path, clip: &Path, dir: &Path, n: usize, o: &Options) -> Result<Figures, String> {
     let (http_port, rtmp_port, udp_port) = (free_port(false)?, free_port(false)?, free_port(true)?);
     let config = dir.join("whep-bench.toml");
     std::fs::write(
@@ -336,66 +270,85 @@ fn measure(
             .spawn()
             .map_err(|e| format!("taskset {}: {e}", bin.display()))?,
     );
-    let _publisher = Guard(
-        Command::new("taskset")
-            .args([
-                "-c",
-                "1",
-                "ffmpeg",
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-nostdin",
-            ])
-            .args(["-re", "-stream_loop", "-1", "-i"])
-            .arg(clip)
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(format!("rtmp://127.0.0.1:{rtmp_port}/live/bench"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("ffmpeg: {e}"))?,
-    );
     let http: SocketAddr = ([127, 0, 0, 1], http_port).into();
-    wait_live(http)?;
-    // Let the cached GOP fill before the first viewer.
-    std::thread::sleep(Duration::from_secs(2));
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let rtmp: SocketAddr = ([127, 0, 0, 1], rtmp_port).into();
+    // Two threads on the load tool's CPU: the publisher's pacing does not
+    // wait behind a burst of viewers' packets.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     let stats: Vec<Arc<ViewerStats>> = (0..n).map(|_| Arc::default()).collect();
+    let stamps = Arc::new(Stamps::new());
+    let measuring = Arc::new(AtomicBool::new(false));
+    let video_bytes = Arc::new(AtomicU64::new(0));
     let pid = server.0.id();
     let load_cpu = || cpu_seconds(std::process::id());
-    runtime.block_on(async {
-        let failures = Arc::new(AtomicU64::new(0));
-        for s in &stats {
-            let (s, failures) = (Arc::clone(s), Arc::clone(&failures));
+    let result = runtime.block_on(async {
+        let publisher = {
+            let (stamps, video_bytes, clip) =
+                (Arc::clone(&stamps), Arc::clone(&video_bytes), clip.to_path_buf());
             tokio::spawn(async move {
-                if let Err(e) = viewer(http, s).await
+                // The server may still be starting: retry the connection.
+                let mut last = String::new();
+                for _ in 0..50 {
+                    match publish::run(rtmp, &clip, &stamps, &video_bytes).await {
+                        Ok(()) => return String::new(),
+                        Err(e) if video_bytes.load(Ordering::Relaxed) > 0 => return e,
+                        Err(e) => last = e,
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                last
+            })
+        };
+        tokio::task::spawn_blocking(move || wait_live(http))
+            .await
+            .map_err(|e| e.to_string())??;
+        // Let the cached GOP fill before the first viewer.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let failures = Arc::new(AtomicU64::new(0));
+        let ramp = tokio::time::Instant::now();
+        for (i, s) in stats.iter().enumerate() {
+            let (s, failures) = (Arc::clone(s), Arc::clone(&failures));
+            let (stamps, measuring) = (Arc::clone(&stamps), Arc::clone(&measuring));
+            let full = i % o.full_every == 0;
+            tokio::spawn(async move {
+                if let Err(e) = viewer::run(http, full, s, stamps, measuring).await
                     && failures.fetch_add(1, Ordering::Relaxed) < 3
                 {
                     eprintln!("whep bench: a viewer failed: {e}");
                 }
             });
-            // About 50 joins a second.
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let next = Duration::from_micros(1_000_000 * (i as u64 + 1) / o.joins);
+            tokio::time::sleep_until(ramp + next).await;
         }
         tokio::time::sleep(Duration::from_secs(o.settle)).await;
+        if publisher.is_finished() {
+            return Err(format!(
+                "the RTMP publisher stopped: {}",
+                publisher.await.unwrap_or_default()
+            ));
+        }
         let before: Vec<u64> = stats.iter().map(|s| s.bytes.load(Ordering::Relaxed)).collect();
+        let unmatched0: u64 = stats.iter().map(|s| s.unmatched.load(Ordering::Relaxed)).sum();
+        let published0 = video_bytes.load(Ordering::Relaxed);
+        measuring.store(true, Ordering::Relaxed);
         let (server0, load0, wall0) = (cpu_seconds(pid), load_cpu(), Instant::now());
         tokio::time::sleep(Duration::from_secs(o.window)).await;
         let (server1, load1, wall) = (cpu_seconds(pid), load_cpu(), wall0.elapsed().as_secs_f64());
+        measuring.store(false, Ordering::Relaxed);
+        let published = (video_bytes.load(Ordering::Relaxed) - published0) as f64;
         let delivered: Vec<f64> = stats
             .iter()
             .zip(&before)
-            .map(|(s, b)| (s.bytes.load(Ordering::Relaxed) - b) as f64 * 8.0 / wall / 1e6)
+            .map(|(s, b)| (s.bytes.load(Ordering::Relaxed) - b) as f64)
             .collect();
+        let keeping_up = delivered.iter().filter(|d| **d >= 0.9 * published).count();
         let mut sorted = delivered.clone();
         sorted.sort_by(f64::total_cmp);
         let median = percentile(&sorted, 0.5);
-        let keeping_up = delivered.iter().filter(|d| **d >= 0.9 * median).count();
         let mut joins: Vec<f64> = stats
             .iter()
             .map(|s| s.join_us.load(Ordering::Relaxed))
@@ -403,22 +356,46 @@ fn measure(
             .map(|j| j as f64 / 1000.0)
             .collect();
         joins.sort_by(f64::total_cmp);
+        let mut latencies: Vec<f64> = Vec::new();
+        for s in &stats {
+            if let Ok(l) = s.latencies.lock() {
+                latencies.extend(l.iter().map(|us| f64::from(*us) / 1000.0));
+            }
+        }
+        latencies.sort_by(f64::total_cmp);
+        let unmatched =
+            stats.iter().map(|s| s.unmatched.load(Ordering::Relaxed)).sum::<u64>() - unmatched0;
+        let full: Vec<u64> = stats
+            .iter()
+            .step_by(o.full_every)
+            .map(|s| s.first_keyframe.load(Ordering::Relaxed))
+            .collect();
         let server_cpu = (server1 - server0) / wall;
         let line = format!(
-            "{n:>4} viewers: server {:.1} % of a core; load tool {:.1} %; delivered {:.1} Mbit/s \
-             (median viewer {:.2}); keeping up {keeping_up}/{n}; joined {}/{n}, POST→first RTP p50 {:.0} ms p99 {:.0} ms; \
-             failed {}",
+            "{n:>4} viewers: server {:.1} % of a core; load tool {:.1} %; published {:.2} Mbit/s of video, \
+             median viewer {:.2}; keeping up {keeping_up}/{n}; \
+             latency publish→RTP p50 {:.1} ms p99 {:.1} ms max {:.1} ms ({} frames, {unmatched} unmatched); \
+             joined {}/{n}, POST→first RTP p50 {:.0} ms p99 {:.0} ms; \
+             full viewers starting on a keyframe {}/{}; failed {}",
             server_cpu * 100.0,
             (load1 - load0) / wall * 100.0,
-            delivered.iter().sum::<f64>(),
-            if n == 0 { 0.0 } else { median },
+            published * 8.0 / wall / 1e6,
+            median * 8.0 / wall / 1e6,
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            latencies.last().copied().unwrap_or(f64::NAN),
+            latencies.len(),
             joins.len(),
             percentile(&joins, 0.5),
             percentile(&joins, 0.99),
+            full.iter().filter(|k| **k == 1).count(),
+            full.len(),
             failures.load(Ordering::Relaxed),
         );
-        Ok((server_cpu, line))
-    })
+        Ok(Figures { server_cpu, line })
+    });
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
 fn main() -> ExitCode {
@@ -446,9 +423,19 @@ fn main() -> ExitCode {
         )?;
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!("whep bench: load average before: {}", load.trim());
+        let commit = Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(workspace())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        println!("whep bench: commit {commit} (plus uncommitted changes, if any)");
         let mut baseline = None;
         for &n in &o.sizes {
-            let (cpu, line) = measure(&bin, &clip, &dir, n, &o)?;
+            let Figures {
+                server_cpu: cpu,
+                line,
+            } = measure(&bin, &clip, &dir, n, &o)?;
             println!("{line}");
             if n == 0 {
                 baseline = Some(cpu);
