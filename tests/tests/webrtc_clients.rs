@@ -2,7 +2,8 @@
 //! aiortc plays an ffmpeg RTMP publish over WHEP
 //! (`tests/helpers/aiortc_whep.py`) and decodes it with its own decoders
 //! (PyAV's H.264 and Opus); the figures it prints are checked against
-//! what ffmpeg published.
+//! what ffmpeg published. Junk on the media port is counted and logged
+//! with its peer, at a bounded rate.
 //!
 //! Not here, and why (Debian 12, GStreamer 1.22): `simple-whip-client`
 //! aborts before sending anything (it links libsoup 2 while libnice,
@@ -14,14 +15,16 @@
 //! (alert 48). See the WHIP section of the crate docs of `tidewater-whip`.
 
 use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tidewater_tests::metrics::Scrape;
 use tidewater_tests::{
-    CLIP_VIDEO, ChildGuard, ServerCommand, X264_LIVE, clip_audio, ffmpeg_realtime, fixed_gop,
-    wait_live, workspace_root,
+    CLIP_VIDEO, ChildGuard, ServerCommand, ServerProcess, X264_LIVE, clip_audio, ffmpeg_realtime,
+    fixed_gop, wait_live, workspace_root,
 };
 
 /// The Python with Debian's aiortc.
@@ -185,5 +188,86 @@ fn aiortc_plays_an_rtmp_publish_over_whep_and_decodes_it() {
     assert!(
         samples >= audio * 960,
         "{samples} samples in {audio} frames: {got}"
+    );
+}
+
+/// The `ADDR` of the server's first `prefix ADDR` line.
+fn logged_addr(server: &mut ServerProcess, prefix: &str) -> SocketAddr {
+    let line = server
+        .wait_for_line(prefix, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no {prefix:?} line:\n{}", server.output()));
+    line.split(prefix)
+        .nth(1)
+        .and_then(|rest| rest.split([' ', ',']).next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+#[test]
+fn junk_on_the_media_port_is_counted_and_logged_naming_its_peer_at_a_bounded_rate() {
+    let mut server = ServerCommand::with_config("[http]\nlisten = \"127.0.0.1:0\"\n").spawn();
+    let http = server.http_addr();
+    let media = logged_addr(&mut server, "WebRTC media on UDP ");
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let from = socket.local_addr().expect("local address");
+    // 1 000 datagrams that are neither STUN, DTLS, RTP nor RTCP, and 20
+    // RTP-looking ones from an address no session has; in bursts of 20 so
+    // that a busy server's socket buffer never overflows (the counts are
+    // exact).
+    let rtp = [
+        0x80u8, 0x60, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef, 0x65, 0x88,
+    ];
+    for burst in 0..51 {
+        for _ in 0..20 {
+            let datagram: &[u8] = if burst < 50 { b"hello, junk" } else { &rtp };
+            socket.send_to(datagram, media).expect("send");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let refused = |reason: &str| {
+        Scrape::get(http).sum(
+            "tidewater_listener_refusals_total",
+            &[("listener", "webrtc"), ("reason", reason)],
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (refused("malformed"), refused("unknown_peer")) != (1_000.0, 20.0) {
+        assert!(
+            Instant::now() < deadline,
+            "webrtc refusals: malformed {}, unknown_peer {} (1 000 and 20 sent)\n{}",
+            refused("malformed"),
+            refused("unknown_peer"),
+            server.output()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Logged with the peer's address, but not a line per datagram: the
+    // listeners' limit (20 lines per 10 s, the last saying more are
+    // suppressed).
+    let output = server.output();
+    let lines: Vec<&str> = output
+        .lines()
+        .filter(|l| l.contains(&from.to_string()))
+        .collect();
+    assert!(
+        (1..=20).contains(&lines.len()),
+        "{} lines name {from}:\n{output}",
+        lines.len()
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("webrtc: dropped a datagram")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("suppressed")),
+        "the last line says more are suppressed: {lines:#?}"
+    );
+    // The server goes on: its API answers and nothing panicked.
+    assert!(!output.contains("panicked"), "{output}");
+    assert_eq!(
+        tidewater_tests::http_get(&format!("http://{http}/api/v1/streams")).status,
+        200
     );
 }

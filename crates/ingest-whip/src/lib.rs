@@ -253,6 +253,7 @@ pub mod config;
 pub mod error;
 pub mod fuzzing;
 pub mod ingest;
+pub mod junk;
 pub mod keyframes;
 pub mod media;
 pub mod negotiate;
@@ -403,7 +404,7 @@ impl InboundProtocol for Whip {
 
     async fn serve(
         &self,
-        _ctx: IngestContext,
+        ctx: IngestContext,
         shutdown: CancellationToken,
     ) -> tidewater_core::Result<()> {
         let shared = &self.shared;
@@ -449,6 +450,7 @@ impl InboundProtocol for Whip {
             datagram_rx,
             command_rx,
             media_channel,
+            junk::Strangers::new(ctx.listener_stats(junk::LISTENER)),
             Arc::clone(&shared.config),
             Arc::clone(&shared.stats),
             shutdown.clone(),

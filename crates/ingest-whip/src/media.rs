@@ -38,6 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::WhipConfig;
 use crate::ingest::{Ingest, IngestOutput, MediaCodec, packet};
+use crate::junk::{Junk, Strangers};
 use crate::keyframes::{KeyframeRequests, Reason};
 use crate::reorder::Reorder;
 use crate::send::{Outbox, SendStats};
@@ -708,6 +709,7 @@ pub(crate) async fn run(
     mut datagrams: mpsc::Receiver<Datagram>,
     mut commands: mpsc::Receiver<Command>,
     media: (mpsc::Sender<Command>, mpsc::Receiver<Command>),
+    strangers: Strangers,
     config: Arc<WhipConfig>,
     stats: Arc<MediaStats>,
     shutdown: CancellationToken,
@@ -806,6 +808,7 @@ pub(crate) async fn run(
                 let Some(d) = datagram else { break };
                 let Ok(receive) = Receive::new(Protocol::Udp, d.source, d.destination, &d.data) else {
                     stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                    strangers.dropped(d.source, Junk::Malformed, d.data.len());
                     continue;
                 };
                 let input = Input::Receive(d.received, receive);
@@ -824,6 +827,7 @@ pub(crate) async fn run(
                     }
                     None => {
                         stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                        strangers.dropped(d.source, Junk::UnknownPeer, d.data.len());
                     }
                 }
             }
