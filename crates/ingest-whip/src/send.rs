@@ -19,6 +19,14 @@
 //! the batch is dropped and counted rather than stalling every other peer's
 //! worker (WebRTC recovers: NACK, then a keyframe). The queue is bounded
 //! ([`MAX_QUEUED`]): reaching it flushes early.
+// Runs on every datagram the peers' state machines make: no indexing,
+// unwrap, expect or panic (issue 18).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -187,6 +195,11 @@ fn send(socket: &tokio::net::UdpSocket, datagrams: &[&Queued], stats: &SendStats
 }
 
 #[cfg(all(test, target_os = "linux"))]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::expect_used,
+    reason = "tests: a failed set-up should stop the test"
+)]
 mod tests {
     use std::sync::Arc;
 

@@ -6,6 +6,14 @@
 //! kernel ([`RTP_FORMAT`]) and shared by every viewer; per viewer str0m
 //! writes the RTP header (its SSRC, sequence numbers, timestamps) and
 //! protects the packet (SRTP).
+// Reads what publishers sent (frames of any protocol): no indexing,
+// unwrap, expect or panic a peer could reach (issue 18).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tidewater_core::{Catalog, Codec, Frame, OutputFormat, rescale};
@@ -41,13 +49,14 @@ pub fn packetize(frame: &Frame, catalog: &Catalog) -> Bytes {
         Codec::H264 => {
             let mut nals: Vec<&[u8]> = Vec::new();
             let mut rest = &frame.payload[..];
-            while rest.len() >= 4 {
-                let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                let Some(nal) = rest.get(4..4 + len) else {
+            // Length-prefixed NAL units; a truncated last one ends the list.
+            while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+                let len = u32::from_be_bytes(*len) as usize;
+                let Some((nal, next)) = tail.split_at_checked(len) else {
                     break;
                 };
                 nals.push(nal);
-                rest = &rest[4 + len..];
+                rest = next;
             }
             let has_sps = nals
                 .iter()
@@ -95,17 +104,43 @@ pub fn items(buffer: &Bytes, codec: MediaCodec, pts: i64, timescale: u32, out: &
     };
     let time = rescale(pts, timescale, rate) as u32;
     let mut at = 0;
-    while let Some(head) = buffer.get(at..at + 3) {
-        let len = usize::from(u16::from_be_bytes([head[1], head[2]]));
+    while let Some(&[marker, high, low]) = buffer.get(at..at + 3) {
+        let len = usize::from(u16::from_be_bytes([high, low]));
         let Some(end) = at.checked_add(3 + len).filter(|e| *e <= buffer.len()) else {
             return;
         };
         out.push(Item {
             codec,
             time,
-            marker: head[0] != 0,
+            marker: marker != 0,
             payload: buffer.slice(at + 3..end),
         });
         at = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The items of a derived buffer: one per entry, the marker kept, the
+    /// time rescaled; a truncated last entry (never made by `packetize`,
+    /// but the reader must not trust its input) ends the list.
+    #[test]
+    fn items_read_entries_and_stop_at_a_truncated_one() {
+        let buffer = Bytes::from_static(&[0, 0, 2, 0xaa, 0xbb, 1, 0, 1, 0xcc, 0, 0, 9, 1]);
+        let mut out = Vec::new();
+        items(&buffer, MediaCodec::H264, 1_000, 1_000, &mut out);
+        let got: Vec<(bool, &[u8], u32)> = out
+            .iter()
+            .map(|i| (i.marker, &i.payload[..], i.time))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (false, &[0xaa, 0xbb][..], 90_000),
+                (true, &[0xcc][..], 90_000)
+            ]
+        );
     }
 }
