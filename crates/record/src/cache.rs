@@ -94,7 +94,7 @@ pub(crate) fn refresh_index(dir: &Path, cached: &mut CachedIndex) {
     let mut names = std::mem::take(&mut cached.names);
     let set = Arc::make_mut(&mut names);
     let mut at: HashMap<String, usize> = HashMap::new();
-    let text = String::from_utf8_lossy(&bytes[..end]);
+    let text = String::from_utf8_lossy(bytes.get(..end).unwrap_or_default());
     for line in text.lines() {
         let Ok(s) = serde_json::from_str::<Segment>(line) else {
             continue;
@@ -111,7 +111,9 @@ pub(crate) fn refresh_index(dir: &Path, cached: &mut CachedIndex) {
                     i
                 }
             };
-            list[i] = s;
+            if let Some(slot) = list.get_mut(i) {
+                *slot = s;
+            }
         } else {
             set.insert(s.file.clone());
             list.push(s);

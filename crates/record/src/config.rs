@@ -135,14 +135,16 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     // Iterative matching with one backtrack point per star.
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == t[ti] || (p[pi] == '?' && t[ti] != '/')) {
+    while let Some(&tc) = t.get(ti) {
+        let pc = p.get(pi).copied();
+        if pc.is_some_and(|pc| pc == tc || (pc == '?' && tc != '/')) {
             pi += 1;
             ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
+        } else if pc == Some('*') {
             star = Some((pi, ti));
             pi += 1;
-        } else if let Some((sp, st)) = star.filter(|&(_, st)| t[st] != '/') {
+        } else if let Some((sp, st)) = star.filter(|&(_, st)| t.get(st).is_some_and(|c| *c != '/'))
+        {
             pi = sp + 1;
             ti = st + 1;
             star = Some((sp, st + 1));
@@ -150,7 +152,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
             return false;
         }
     }
-    while pi < p.len() && p[pi] == '*' {
+    while p.get(pi) == Some(&'*') {
         pi += 1;
     }
     pi == p.len()

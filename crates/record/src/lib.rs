@@ -111,6 +111,17 @@
 //! `fsync` as an option; a more compact index for very long recordings.
 
 #![deny(missing_docs)]
+// Modules here read network or file input: no indexing, unwrap, expect or
+// panic outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 mod cache;
 mod config;

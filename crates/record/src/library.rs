@@ -450,7 +450,7 @@ impl Library {
         };
         let mut prev: Option<&Segment> = None;
         let mut prev_init: Option<Vec<u8>> = None;
-        for &s in &segments[first..] {
+        for &s in segments.get(first..).unwrap_or_default() {
             if s.start_ms >= end {
                 break;
             }

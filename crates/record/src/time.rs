@@ -107,8 +107,7 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         return None;
     }
     let (date, rest) = (&text[..10], &text[10..]);
-    let sep = rest.as_bytes()[0];
-    if !matches!(sep, b'T' | b't' | b' ') {
+    if !matches!(rest.as_bytes().first(), Some(b'T' | b't' | b' ')) {
         return None;
     }
     let rest = &rest[1..];
