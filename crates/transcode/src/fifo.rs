@@ -45,7 +45,7 @@ impl Fifo {
 
     /// Queued samples per channel.
     pub(crate) fn len(&self) -> usize {
-        self.channels[0].len()
+        self.channels.first().map_or(0, VecDeque::len)
     }
 
     /// Adds the samples decoded from an input whose first sample is at

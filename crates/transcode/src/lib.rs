@@ -90,6 +90,17 @@
 //! (packets 1 024 samples apart, starting with the video and keeping pace).
 
 #![deny(missing_docs)]
+// Modules here read network or file input: no indexing, unwrap, expect or
+// panic outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 mod error;
 mod fifo;

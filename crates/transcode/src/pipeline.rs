@@ -21,6 +21,13 @@ pub const OUTPUT_RATE: u32 = 48_000;
 const OPUS_BITRATE: [usize; 2] = [64_000, 96_000];
 /// AAC-LC bit rate (bit/s) by channel count.
 const AAC_BITRATE: [usize; 2] = [96_000, 128_000];
+
+/// The bitrate of `table` for `channels` (mono or stereo; more are mixed
+/// to stereo, none counts as mono).
+fn bitrate(table: [usize; 2], channels: usize) -> usize {
+    let [mono, stereo] = table;
+    if channels <= 1 { mono } else { stereo }
+}
 /// Samples queued at most between decoder and encoder (per channel): one
 /// second, far more than one input packet ever leaves behind.
 const FIFO_CAPACITY: usize = OUTPUT_RATE as usize;
@@ -45,9 +52,9 @@ pub fn output_track(source: &TrackInfo, target: Codec) -> Option<TrackInfo> {
         Codec::Aac => {
             let asc = make_asc(OUTPUT_RATE, channels)?;
             track.config = Some(Bytes::copy_from_slice(&asc));
-            track.bitrate = Some(AAC_BITRATE[usize::from(channels - 1)] as u32);
+            track.bitrate = Some(bitrate(AAC_BITRATE, usize::from(channels)) as u32);
         }
-        Codec::Opus => track.bitrate = Some(OPUS_BITRATE[usize::from(channels - 1)] as u32),
+        Codec::Opus => track.bitrate = Some(bitrate(OPUS_BITRATE, usize::from(channels)) as u32),
         _ => return None,
     }
     Some(track)
@@ -181,12 +188,12 @@ impl Pipeline {
             Codec::Opus => (
                 "libopus",
                 Sample::F32(Layout::Packed),
-                OPUS_BITRATE[channels - 1],
+                bitrate(OPUS_BITRATE, channels),
             ),
             _ => (
                 "aac",
                 Sample::F32(Layout::Planar),
-                AAC_BITRATE[channels - 1],
+                bitrate(AAC_BITRATE, channels),
             ),
         };
         let codec = ff::encoder::find_by_name(name).ok_or(Error::Missing {
@@ -335,9 +342,12 @@ impl Pipeline {
         let n = output.samples();
         Ok((0..self.channels)
             .map(|c| {
-                output.data(c)[..n * 4]
+                output
+                    .data(c)
+                    .get(..n * 4)
+                    .unwrap_or_default()
                     .chunks_exact(4)
-                    .map(|b| f32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                    .map(|b| b.try_into().map_or(0.0, f32::from_ne_bytes))
                     .collect()
             })
             .collect())
@@ -362,8 +372,8 @@ impl Pipeline {
                 let mut at = 0;
                 for i in 0..self.frame_size {
                     for plane in &planes {
-                        if let Some(dst) = data.get_mut(at..at + 4) {
-                            dst.copy_from_slice(&plane[i].to_ne_bytes());
+                        if let (Some(dst), Some(s)) = (data.get_mut(at..at + 4), plane.get(i)) {
+                            dst.copy_from_slice(&s.to_ne_bytes());
                         }
                         at += 4;
                     }

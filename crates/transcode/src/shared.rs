@@ -61,7 +61,9 @@ impl Transcoders {
                 last.len() - 1
             }
         };
-        let entry = &mut last[at].1;
+        let Some((_, entry)) = last.get_mut(at) else {
+            return;
+        };
         packets.retain(|p| p.pts > *entry);
         if let Some(p) = packets.last() {
             *entry = p.pts;
@@ -205,10 +207,9 @@ fn encode_packets(packets: &[Packet]) -> Bytes {
 pub fn packets(buffer: &Bytes) -> impl Iterator<Item = Packet> + '_ {
     let mut at = 0usize;
     std::iter::from_fn(move || {
-        let head = buffer.get(at..at + 12)?;
-        let mut pts = [0u8; 8];
-        pts.copy_from_slice(&head[..8]);
-        let len = u32::from_be_bytes([head[8], head[9], head[10], head[11]]) as usize;
+        let (pts, len) = buffer.get(at..at + 12)?.split_first_chunk::<8>()?;
+        let pts = *pts;
+        let len = u32::from_be_bytes(len.try_into().ok()?) as usize;
         let end = at.checked_add(12 + len).filter(|e| *e <= buffer.len())?;
         let packet = Packet {
             pts: i64::from_be_bytes(pts),
