@@ -50,6 +50,9 @@ use tidewater_media::rtp::RtpPacket;
 pub const DATAGRAM_QUEUE: usize = 4096;
 /// The largest datagram read (bytes); WebRTC stays under 1500.
 const MAX_DATAGRAM: usize = 2048;
+/// The most viewer media commands handled in one wake-up of the worker
+/// (a frame for this many viewers is sent in one batch).
+const MEDIA_BATCH: usize = 1024;
 /// Without any timeout from the peers, the worker wakes this often.
 const IDLE_TICK: Duration = Duration::from_millis(500);
 /// A video track that has given no keyframe this long after its first
@@ -704,6 +707,10 @@ pub(crate) async fn read_socket(
 
 /// The worker (see the module docs); returns when `shutdown` is cancelled
 /// or every sender is gone, ending every session.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the sockets, channels, configuration and counters the worker owns, each made by `serve`"
+)]
 pub(crate) async fn run(
     sockets: Vec<Socket>,
     mut datagrams: mpsc::Receiver<Datagram>,
@@ -728,19 +735,32 @@ pub(crate) async fn run(
             .min(now + IDLE_TICK);
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            command = media_rx.recv() => match command {
-                Some(Command::Media { id, items }) => {
-                    if let Some(peer) = peers.get_mut(&id) {
-                        peer.send_media(items, &sockets, &stats);
+            command = media_rx.recv() => {
+                // A frame comes as one command per viewer, all queued at
+                // once: take what is queued before the sweep over every
+                // peer below, which would otherwise run once per viewer
+                // per frame (quadratic in viewers).
+                let mut next = command;
+                for _ in 0..MEDIA_BATCH {
+                    match next {
+                        Some(Command::Media { id, items }) => {
+                            if let Some(peer) = peers.get_mut(&id) {
+                                peer.send_media(items, &sockets, &stats);
+                            }
+                        }
+                        Some(Command::End { id, why }) => {
+                            if let Some(peer) = peers.get_mut(&id) {
+                                peer.end(why);
+                            }
+                        }
+                        _ => {}
+                    }
+                    match media_rx.try_recv() {
+                        Ok(c) => next = Some(c),
+                        Err(_) => break,
                     }
                 }
-                Some(Command::End { id, why }) => {
-                    if let Some(peer) = peers.get_mut(&id) {
-                        peer.end(why);
-                    }
-                }
-                _ => {}
-            },
+            }
             command = commands.recv() => match command {
                 None => break,
                 Some(Command::Media { .. } | Command::End { .. }) => {}
