@@ -740,24 +740,24 @@ pub(crate) async fn run(
                 // once: take what is queued before the sweep over every
                 // peer below, which would otherwise run once per viewer
                 // per frame (quadratic in viewers).
-                let mut next = command;
-                for _ in 0..MEDIA_BATCH {
-                    match next {
-                        Some(Command::Media { id, items }) => {
+                let (mut next, mut handled) = (command, 0);
+                while let Some(command) = next.take() {
+                    match command {
+                        Command::Media { id, items } => {
                             if let Some(peer) = peers.get_mut(&id) {
                                 peer.send_media(items, &sockets, &stats);
                             }
                         }
-                        Some(Command::End { id, why }) => {
+                        Command::End { id, why } => {
                             if let Some(peer) = peers.get_mut(&id) {
                                 peer.end(why);
                             }
                         }
                         _ => {}
                     }
-                    match media_rx.try_recv() {
-                        Ok(c) => next = Some(c),
-                        Err(_) => break,
+                    handled += 1;
+                    if handled < MEDIA_BATCH {
+                        next = media_rx.try_recv().ok();
                     }
                 }
             }
