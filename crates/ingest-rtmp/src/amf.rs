@@ -35,8 +35,8 @@ const TYPED_OBJECT: u8 = 0x10;
 pub fn decode_all(data: &[u8]) -> Result<Vec<Amf0Value>, String> {
     let mut r = Reader { data, pos: 0 };
     let mut values = Vec::new();
-    while r.pos < r.data.len() {
-        if r.data[r.pos] == OBJECT_END {
+    while let Some(&marker) = r.data.get(r.pos) {
+        if marker == OBJECT_END {
             break;
         }
         values.push(r.value(0)?);
@@ -51,35 +51,38 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], String> {
-        let end = self
-            .pos
+        let pos = self.pos;
+        let (s, end) = pos
             .checked_add(n)
-            .filter(|&e| e <= self.data.len())
-            .ok_or_else(|| format!("AMF0 value truncated at byte {}", self.pos))?;
-        let s = &self.data[self.pos..end];
+            .and_then(|end| Some((self.data.get(pos..end)?, end)))
+            .ok_or_else(|| format!("AMF0 value truncated at byte {pos}"))?;
         self.pos = end;
         Ok(s)
     }
 
+    /// The next `N` bytes.
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let pos = self.pos;
+        self.take(N)?
+            .try_into()
+            .map_err(|_| format!("AMF0 value truncated at byte {pos}"))
+    }
+
     fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
+        let [b] = self.array()?;
+        Ok(b)
     }
 
     fn u16(&mut self) -> Result<u16, String> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
+        Ok(u16::from_be_bytes(self.array()?))
     }
 
     fn u32(&mut self) -> Result<u32, String> {
-        let b = self.take(4)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        Ok(u32::from_be_bytes(self.array()?))
     }
 
     fn f64(&mut self) -> Result<f64, String> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Ok(f64::from_be_bytes(a))
+        Ok(f64::from_be_bytes(self.array()?))
     }
 
     fn string(&mut self, len: usize) -> Result<String, String> {

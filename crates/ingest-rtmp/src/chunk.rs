@@ -176,16 +176,21 @@ impl ChunkReader {
             2 => 3,
             _ => 0,
         };
-        if b.len() < pos + header_len {
+        let Some(header) = b.get(pos..pos + header_len) else {
             return Ok(Step::NeedMore);
-        }
+        };
         let starts_message = have.is_none();
         if !starts_message && fmt != 3 {
             return Err(Error::chunk(format!(
                 "new message header on chunk stream {csid} while a message is incomplete"
             )));
         }
-        let h = &b[pos..pos + header_len];
+        // The header in a fixed array: the fields below are read at
+        // constant offsets, those past `header_len` as zeros.
+        let mut h = [0u8; 11];
+        for (d, s) in h.iter_mut().zip(header) {
+            *d = *s;
+        }
         let field = if fmt < 3 {
             u32::from_be_bytes([0, h[0], h[1], h[2]])
         } else {
@@ -206,10 +211,10 @@ impl ChunkReader {
         };
         let mut ext_value = 0;
         if extended {
-            let Some(e) = b.get(pos..pos + 4) else {
+            let Some(&e) = b.get(pos..).and_then(|r| r.first_chunk::<4>()) else {
                 return Ok(Step::NeedMore);
             };
-            ext_value = u32::from_be_bytes([e[0], e[1], e[2], e[3]]);
+            ext_value = u32::from_be_bytes(e);
             pos += 4;
         }
         if fmt < 3 {
@@ -346,9 +351,11 @@ pub fn write_message(
         let mut room = chunk_size;
         for part in parts.iter_mut() {
             let n = part.len().min(room);
-            out.put_slice(&part[..n]);
-            *part = &part[n..];
-            room -= n;
+            if let Some((head, rest)) = part.split_at_checked(n) {
+                out.put_slice(head);
+                *part = rest;
+                room -= n;
+            }
         }
         written += chunk_size.min(len - written);
     }

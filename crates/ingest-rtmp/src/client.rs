@@ -414,7 +414,7 @@ impl PublishClient {
             }
             17 | 20 => {
                 let body = match (m.type_id, m.payload.first()) {
-                    (17, Some(0)) => &m.payload[1..],
+                    (17, Some(0)) => m.payload.get(1..).unwrap_or_default(),
                     _ => &m.payload[..],
                 };
                 let values = amf::decode_all(body).map_err(Error::message)?;

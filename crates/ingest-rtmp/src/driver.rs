@@ -128,7 +128,7 @@ where
         // The write first: one that completes at once never arms the timer.
         let written = tokio::select! {
             biased;
-            r = wr.write_vectored(&slices[..n]) => Some(r),
+            r = wr.write_vectored(slices.get(..n).unwrap_or_default()) => Some(r),
             () = sleep_until(deadline) => None,
         };
         now = clock();

@@ -98,8 +98,10 @@ pub enum AudioTag {
     Skip(&'static str),
 }
 
+/// A signed 24-bit big-endian integer (0 when fewer than 3 bytes).
 fn si24(b: &[u8]) -> i32 {
-    (i32::from_be_bytes([b[0], b[1], b[2], 0])) >> 8
+    b.first_chunk::<3>()
+        .map_or(0, |&[x, y, z]| i32::from_be_bytes([x, y, z, 0]) >> 8)
 }
 
 fn video_fourcc(fourcc: &[u8]) -> Option<Codec> {
@@ -148,8 +150,15 @@ pub fn parse_video_tag(body: &Bytes) -> Result<VideoTag, String> {
             body.len()
         ));
     }
-    let cto = si24(&body[2..5]);
-    match body[1] {
+    let cto = si24(body.get(2..5).unwrap_or_default());
+    let Some(&packet_type) = body.get(1) else {
+        return Err(format!(
+            "{} video tag of {} bytes",
+            codec.name(),
+            body.len()
+        ));
+    };
+    match packet_type {
         0 => Ok(VideoTag::Config {
             codec,
             record: body.slice(5..),
@@ -171,7 +180,7 @@ fn parse_enhanced_video(body: &Bytes, b0: u8) -> Result<VideoTag, String> {
     if body.len() < 5 {
         return Err(format!("enhanced video tag of {} bytes", body.len()));
     }
-    let Some(codec) = video_fourcc(&body[1..5]) else {
+    let Some(codec) = body.get(1..5).and_then(video_fourcc) else {
         return Ok(VideoTag::Skip("unsupported enhanced video codec"));
     };
     let keyframe = frame_type == 1;
@@ -190,7 +199,7 @@ fn parse_enhanced_video(body: &Bytes, b0: u8) -> Result<VideoTag, String> {
             Ok(VideoTag::Frame {
                 codec,
                 keyframe,
-                cto: si24(&body[5..8]),
+                cto: si24(body.get(5..8).unwrap_or_default()),
                 payload: body.slice(8..),
             })
         }
@@ -257,7 +266,10 @@ pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, String> {
             if body.len() < 2 {
                 return Err("AAC audio tag of 1 byte".into());
             }
-            match body[1] {
+            let Some(&packet_type) = body.get(1) else {
+                return Err("AAC audio tag of 1 byte".into());
+            };
+            match packet_type {
                 0 => Ok(AudioTag::Config {
                     codec: Codec::Aac,
                     record: body.slice(2..),
@@ -273,7 +285,7 @@ pub fn parse_audio_tag(body: &Bytes) -> Result<AudioTag, String> {
             if body.len() < 5 {
                 return Err(format!("enhanced audio tag of {} bytes", body.len()));
             }
-            let codec = match &body[1..5] {
+            let codec = match body.get(1..5).unwrap_or_default() {
                 b"mp4a" => Codec::Aac,
                 b"Opus" => Codec::Opus,
                 _ => return Ok(AudioTag::Skip("unsupported enhanced audio codec")),
@@ -313,8 +325,12 @@ impl TagPrefix {
         let mut bytes = [0u8; 8];
         let mut len = 0;
         for p in parts {
-            bytes[len..len + p.len()].copy_from_slice(p);
-            len += p.len();
+            // Prefixes are at most 8 bytes (an enhanced tag's header and
+            // composition time); a longer part is left out.
+            if let Some(dst) = bytes.get_mut(len..len + p.len()) {
+                dst.copy_from_slice(p);
+                len += p.len();
+            }
         }
         TagPrefix {
             type_id,
@@ -325,7 +341,7 @@ impl TagPrefix {
 
     /// The prefix bytes.
     pub fn as_slice(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
     }
 }
 

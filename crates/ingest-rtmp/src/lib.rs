@@ -185,6 +185,17 @@
 //! built (TLS is rustls with the `ring` provider).
 
 #![deny(missing_docs)]
+// Modules here read network or file input: no indexing, unwrap, expect or
+// panic outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 mod amf;
 pub mod chunk;

@@ -55,7 +55,7 @@ pub(crate) fn percent_decode(s: &str) -> String {
                 i += 3;
             }
             None => {
-                out.push(bytes[i]);
+                out.extend(bytes.get(i));
                 i += 1;
             }
         }

@@ -798,8 +798,7 @@ impl Session {
         let p = &m.payload;
         let mut pos = 0;
         let mut base = None;
-        while pos + 11 <= p.len() {
-            let h = &p[pos..pos + 11];
+        while let Some(&h) = p.get(pos..).and_then(|r| r.first_chunk::<11>()) {
             let len = u32::from_be_bytes([0, h[1], h[2], h[3]]) as usize;
             let ts = u32::from_be_bytes([h[7], h[4], h[5], h[6]]);
             let start = pos + 11;
@@ -1067,7 +1066,7 @@ impl Session {
 /// AMF3-typed commands and data from Flash-era clients carry AMF0 after a zero byte.
 fn strip_amf3_marker(payload: &[u8]) -> &[u8] {
     match payload.first() {
-        Some(0) => &payload[1..],
+        Some(0) => payload.get(1..).unwrap_or_default(),
         _ => payload,
     }
 }
