@@ -13,7 +13,7 @@ use crate::Config;
 /// the defaults). Never panics; an error is one line.
 pub fn config(data: &[u8]) {
     let (file, env) = match data.iter().position(|b| *b == 0) {
-        Some(i) => (&data[..i], Some(&data[i + 1..])),
+        Some(i) => (data.get(..i).unwrap_or_default(), data.get(i + 1..)),
         None => (data, None),
     };
     if let Ok(text) = std::str::from_utf8(file) {

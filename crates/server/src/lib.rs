@@ -85,6 +85,17 @@
 //! `dash`), enabled by default in the server.
 
 #![deny(missing_docs)]
+// Modules here read network or file input: no indexing, unwrap, expect or
+// panic outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 pub mod config;
 mod error;

@@ -274,8 +274,9 @@ fn insert(table: &mut toml::Table, path: &[String], value: toml::Value) -> Resul
             .entry(name.clone())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         current = entry.as_table_mut().ok_or_else(|| {
-            let key = path[..=depth]
+            let key = path
                 .iter()
+                .take(depth + 1)
                 .map(|s| segment(s))
                 .collect::<Vec<_>>()
                 .join(".");
