@@ -280,6 +280,7 @@ pub mod junk;
 pub mod keyframes;
 pub mod media;
 pub mod negotiate;
+pub mod qos;
 pub mod reorder;
 mod send;
 mod signal;
@@ -384,6 +385,12 @@ impl Whip {
     /// Counters of the media port.
     pub fn stats(&self) -> &MediaStats {
         &self.shared.stats
+    }
+
+    /// Each open session's link figures from its peer's feedback (TWCC,
+    /// REMB, receiver reports), refreshed every [`qos::STATS_INTERVAL`].
+    pub fn qos(&self) -> Vec<qos::LinkQos> {
+        self.shared.stats.links.snapshot()
     }
 }
 

@@ -40,6 +40,7 @@ use crate::config::WhipConfig;
 use crate::ingest::{Ingest, IngestOutput, MediaCodec, packet};
 use crate::junk::{Junk, Strangers};
 use crate::keyframes::{KeyframeRequests, Reason};
+use crate::qos::{LinkQos, QosBoard};
 use crate::reorder::Reorder;
 use crate::send::{Outbox, SendStats};
 use crate::whep::{Item, RTP_FORMAT, items, packetize};
@@ -76,6 +77,8 @@ pub struct MediaStats {
     pub sent: AtomicU64,
     /// The send path's datagrams, system calls and drops.
     pub send: SendStats,
+    /// Each session's link figures from its peer's feedback.
+    pub links: QosBoard,
 }
 
 /// A session's slot in the session count, released when dropped.
@@ -187,6 +190,8 @@ struct Peer {
     /// A viewer asked for a keyframe since the worker last looked.
     viewer_wants_keyframe: bool,
     first_video: Option<Instant>,
+    /// What the peer's feedback says of its link.
+    link: LinkQos,
     out: Vec<IngestOutput>,
     /// Why the session ends (set once).
     ended: Option<String>,
@@ -300,6 +305,10 @@ impl Peer {
     }
 
     fn event(&mut self, event: Event, stats: &MediaStats) {
+        if self.link.observe(&event) {
+            stats.links.set(&self.link);
+            return;
+        }
         match event {
             Event::Connected => {
                 self.connected = true;
@@ -773,6 +782,8 @@ pub(crate) async fn run(
                         feeder: None,
                         media_tx: media_tx.clone(),
                     });
+                    let role = if session.is_some() { "whip" } else { "whep" };
+                    let link = LinkQos::new(&id, role, &key.to_string());
                     let mut peer = Peer {
                         id: id.clone(),
                         rtc,
@@ -797,6 +808,7 @@ pub(crate) async fn run(
                         video_ssrc: None,
                         viewer_wants_keyframe: false,
                         first_video: None,
+                        link,
                         out: Vec::new(),
                         ended: None,
                     };
@@ -897,6 +909,7 @@ pub(crate) async fn run(
             .collect();
         for id in ended {
             if let Some(peer) = peers.remove(&id) {
+                stats.links.remove(&id);
                 by_addr.retain(|_, v| *v != id);
                 let why = peer.ended.clone().unwrap_or_default();
                 info!(peer = %peer.who(), stream = %peer.key, session = %peer.id, "whip: session ended: {why}");

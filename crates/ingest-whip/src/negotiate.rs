@@ -101,6 +101,9 @@ pub fn answer(
         .clear_codecs()
         .enable_h264(true)
         .enable_opus(true, false)
+        // Statistics events carry what TWCC feedback and receiver reports
+        // say of the link (see `qos`).
+        .set_stats_interval(Some(crate::qos::STATS_INTERVAL))
         .build(now);
     for addr in candidates {
         if let Ok(c) = Candidate::host(*addr, "udp") {

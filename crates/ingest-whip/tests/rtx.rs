@@ -327,5 +327,39 @@ async fn packets_a_viewer_loses_are_resent_as_rtx_after_its_nacks() {
         usize::from(last - first) + 1,
         "{summary}"
     );
+    // The viewer's feedback, as the server read it: its NACKs counted, and
+    // TWCC feedback on what was sent (str0m's viewer sends it, as browsers
+    // do) giving a round trip. The figures come every second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let qos = loop {
+        let qos = whip.qos();
+        let viewer_qos = qos.iter().find(|q| q.role == "whep").cloned();
+        if let Some(v) = viewer_qos.filter(|v| v.nacks > 0 && v.twcc_rtt_ms.is_some()) {
+            break (v, qos);
+        }
+        assert!(Instant::now() < deadline, "no feedback figures: {qos:#?}");
+        publisher
+            .pump(Instant::now() + Duration::from_millis(50))
+            .await;
+        viewer
+            .pump(Instant::now() + Duration::from_millis(50))
+            .await;
+    };
+    eprintln!("{:#?}", qos.1);
+    let (v, all) = qos;
+    assert_eq!(v.stream, "live/rtx", "{v:?}");
+    assert!(v.reports >= 1, "{v:?}");
+    // Every lost packet was asked for (NACKs may carry several).
+    assert!(
+        v.nacks >= 1 && v.nacks <= viewer.dropped.len() as u64 * 3,
+        "{v:?}"
+    );
+    assert!(v.twcc_loss.is_some(), "{v:?}");
+    assert!(v.bytes_sent > 0, "{v:?}");
+    assert!(
+        all.iter()
+            .any(|q| q.role == "whip" && q.stream == "live/rtx"),
+        "{all:#?}"
+    );
     shutdown.cancel();
 }
