@@ -26,6 +26,17 @@
 //! ```
 //!
 //! Sans-IO: no clock inside, only the times and sample counts given.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use tidewater_core::time::rescale;
 
@@ -176,9 +187,9 @@ pub fn opus_packet_samples(packet: &[u8]) -> Option<u32> {
     let config = toc >> 3;
     // Frame size in units of 2.5 ms (120 samples at 48 kHz).
     let units: u32 = match config {
-        0..=11 => [4, 8, 16, 24][usize::from(config % 4)],
-        12..=15 => [4, 8][usize::from(config % 2)],
-        _ => [1, 2, 4, 8][usize::from(config % 4)],
+        0..=11 => *[4, 8, 16, 24].get(usize::from(config % 4))?,
+        12..=15 => *[4, 8].get(usize::from(config % 2))?,
+        _ => *[1, 2, 4, 8].get(usize::from(config % 4))?,
     };
     let frames = match toc & 0x03 {
         0 => 1,

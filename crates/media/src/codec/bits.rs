@@ -1,4 +1,15 @@
 //! Bit-level reading of RBSP payloads (parameter sets, AudioSpecificConfig).
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 /// Reads bits MSB first; every read past the end returns `None`.
 pub(crate) struct Bits<'a> {

@@ -1,4 +1,15 @@
 //! NAL unit framing: Annex-B start codes and length prefixes.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -45,7 +56,7 @@ pub fn length_prefixed_nals(payload: &[u8], length_size: usize) -> Option<Vec<&[
         let len = head.iter().fold(0usize, |a, &b| (a << 8) | usize::from(b));
         let nal = rest.get(length_size..length_size.checked_add(len)?)?;
         out.push(nal);
-        rest = &rest[length_size + len..];
+        rest = rest.get(length_size + len..)?;
     }
     Some(out)
 }

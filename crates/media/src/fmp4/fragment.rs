@@ -1,5 +1,16 @@
 //! Fragments: one `moof` (`mfhd`, and per track `traf` with `tfhd`, `tfdt`,
 //! `trun`) followed by one `mdat` holding every run's samples in order.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mp4_atom::{Encode, Mfhd, Moof, Tfdt, Tfhd, Traf, Trun, TrunEntry, TrunSamples};
@@ -110,7 +121,7 @@ fn traf(run: &TrackRun<'_>) -> Traf {
     // audio): the rest's flags go in tfhd, the first's in first_sample_flags,
     // so a sample costs 8-12 bytes of trun instead of 16.
     let rest_flags = samples.get(1).map(flags);
-    let uniform_rest = rest_flags.is_some_and(|f| samples[1..].iter().all(|s| flags(s) == f));
+    let uniform_rest = rest_flags.is_some_and(|f| samples.iter().skip(1).all(|s| flags(s) == f));
     let first_flags = samples.first().map(flags);
     let default_flags = if uniform_rest { rest_flags } else { None };
     let with_cts = samples.iter().any(|s| s.cts_offset != 0);

@@ -6,6 +6,17 @@
 //! large one (then the packets up to the marker bit carry the rest). The
 //! `n`-th unit of a packet has the packet's timestamp plus `n` times the
 //! frame length (1024 samples).
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -81,8 +92,8 @@ impl AacDepacketizer {
         }
         let p = &packet.payload;
         let header_bits = p
-            .get(..2)
-            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+            .first_chunk::<2>()
+            .map(|b| usize::from(u16::from_be_bytes(*b)))
             .ok_or(RtpError::Malformed("no AU-headers-length"))?;
         let header_bytes = header_bits.div_ceil(8);
         let headers = p

@@ -18,6 +18,17 @@
 //! starts at 0 and is learned from the pictures that arrive out of order
 //! (the picture that reveals a deeper reorder gets a decode time clamped to
 //! its presentation time, which the kernel's clock then repairs).
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use std::collections::VecDeque;
 
@@ -98,7 +109,8 @@ impl DtsDeriver {
             // The first pictures (or a depth just learned): one step apart
             // below the smallest pending presentation time.
             let missing = (self.depth + 1 - self.pool.len()) as i64;
-            self.pool[0] - missing * self.step()
+            // The pool holds `ext` at least (inserted above).
+            self.pool.first().copied().unwrap_or(ext) - missing * self.step()
         };
         // A stream deeper than stated (or a timestamp jump) must still not
         // decode after it shows; the kernel repairs what goes back.
@@ -123,7 +135,10 @@ impl DtsDeriver {
         sorted.sort_unstable();
         sorted
             .windows(2)
-            .map(|w| w[1] - w[0])
+            .map(|w| match w {
+                [a, b] => b - a,
+                _ => 0,
+            })
             .filter(|d| *d > 0)
             .min()
             .map_or(self.default_step, |d| d.min(self.default_step))

@@ -7,6 +7,17 @@
 //! piece and every following one until the next IDR picture, so a decoder
 //! never sees a picture whose references are missing; it also starts at an
 //! IDR picture.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -153,8 +164,8 @@ impl H264Depacketizer {
                 let mut rest = payload.slice(1..);
                 while !rest.is_empty() {
                     let size = rest
-                        .get(..2)
-                        .map(|s| usize::from(u16::from_be_bytes([s[0], s[1]])))
+                        .first_chunk::<2>()
+                        .map(|s| usize::from(u16::from_be_bytes(*s)))
                         .ok_or(RtpError::Malformed("truncated STAP-A size"))?;
                     let nal = rest
                         .get(2..2 + size)

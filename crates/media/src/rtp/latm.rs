@@ -11,6 +11,17 @@
 //! of an AAC object type with an explicit sampling frequency index (not
 //! the escape) and no extension (AAC-LC and the like). Others are
 //! [`RtpError::Unsupported`].
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use bytes::{Bytes, BytesMut};
 
