@@ -1,4 +1,15 @@
 //! MPEG-TS bytes → the catalog's tracks and frames in the canonical forms.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use std::collections::VecDeque;
 
@@ -134,8 +145,11 @@ impl TsDemuxer {
             let Some(p) = self.buf.get(pos..pos + PACKET) else {
                 break Ok(());
             };
-            if p[0] != 0x47 {
-                let skip = self.buf[pos + 1..]
+            if p.first() != Some(&0x47) {
+                let skip = self
+                    .buf
+                    .get(pos + 1..)
+                    .unwrap_or_default()
                     .iter()
                     .position(|&b| b == 0x47)
                     .map_or(self.buf.len() - pos, |i| i + 1);
@@ -215,6 +229,10 @@ impl TsDemuxer {
     /// the packets still in its send buffer never leave it, and that last
     /// frame arrives cut anywhere: every reader would decode a corrupt
     /// picture. Losing the final frame of a publish is the lesser harm.
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`i` indexes self.streams, a position in it; streams are never removed in between"
+    )]
     pub fn end_live(&mut self) {
         for i in 0..self.streams.len() {
             let unbounded = self.streams[i]
@@ -381,6 +399,10 @@ impl TsDemuxer {
         Ok(())
     }
 
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`i` indexes self.streams, found by the caller within the same call; streams are never removed in between"
+    )]
     fn on_es_packet(&mut self, i: usize, pkt: &packet::Packet<'_>) {
         let s = &mut self.streams[i];
         // Continuity: a repeated counter is a duplicate packet; a jump is a loss.
@@ -452,6 +474,10 @@ impl TsDemuxer {
         }
     }
 
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`i` indexes self.streams, found by the caller within the same call; streams are never removed in between"
+    )]
     fn finish_pes(&mut self, i: usize) {
         let Some(mut p) = self.streams[i].pes.take() else {
             return;
@@ -480,6 +506,10 @@ impl TsDemuxer {
         }
     }
 
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`i` indexes self.streams, found by the caller within the same call; streams are never removed in between"
+    )]
     fn on_video(&mut self, i: usize, pts: u64, dts: u64, p: &PesBuffer) {
         let s = &mut self.streams[i];
         let h264 = s.info.codec == Codec::H264;
@@ -517,11 +547,14 @@ impl TsDemuxer {
         }
         if !sps.is_empty() && !pps.is_empty() && (h264 || !vps.is_empty()) {
             let (record, size) = if h264 {
-                (codec::build_avcc(&sps, &pps), codec::h264_sps_size(sps[0]))
+                (
+                    codec::build_avcc(&sps, &pps),
+                    sps.first().and_then(|s| codec::h264_sps_size(s)),
+                )
             } else {
                 (
                     codec::build_hvcc(&vps, &sps, &pps),
-                    codec::h265_sps_size(sps[0]),
+                    sps.first().and_then(|s| codec::h265_sps_size(s)),
                 )
             };
             if let Some(record) = record
@@ -556,6 +589,10 @@ impl TsDemuxer {
         self.emit(frame);
     }
 
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`i` indexes self.streams, found by the caller within the same call; streams are never removed in between"
+    )]
     fn on_aac(&mut self, i: usize, pts: u64, mut data: &[u8]) {
         let mut n = 0u64;
         while !data.is_empty() {
@@ -595,10 +632,14 @@ impl TsDemuxer {
                 self.emit(frame);
             }
             n += 1;
-            data = &data[h.frame_len..];
+            data = data.get(h.frame_len..).unwrap_or_default();
         }
     }
 
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "`i` indexes self.streams, found by the caller within the same call; streams are never removed in between"
+    )]
     fn on_opus(&mut self, i: usize, pts: u64, data: &[u8]) {
         let Some(units) = opus::split_access_units(data) else {
             return;

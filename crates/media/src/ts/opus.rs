@@ -2,6 +2,17 @@
 //! preceded by a control header, and the channel count rides in the PMT's
 //! DVB extension descriptor. The kernel's config for Opus is an `OpusHead`
 //! (RFC 7845).
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -21,11 +32,11 @@ pub(crate) fn write_control_header(len: usize, out: &mut BytesMut) {
 pub(crate) fn split_access_units(mut data: &[u8]) -> Option<Vec<&[u8]>> {
     let mut out = Vec::new();
     while !data.is_empty() {
-        let h = data.get(..2)?;
-        if h[0] != 0x7f || h[1] & 0xe0 != 0xe0 {
+        let &[h0, h1] = data.first_chunk::<2>()?;
+        if h0 != 0x7f || h1 & 0xe0 != 0xe0 {
             return None;
         }
-        let (trim_start, trim_end, ext) = (h[1] & 0x10 != 0, h[1] & 0x08 != 0, h[1] & 0x04 != 0);
+        let (trim_start, trim_end, ext) = (h1 & 0x10 != 0, h1 & 0x08 != 0, h1 & 0x04 != 0);
         let mut pos = 2;
         let mut len = 0usize;
         loop {
@@ -43,7 +54,7 @@ pub(crate) fn split_access_units(mut data: &[u8]) -> Option<Vec<&[u8]>> {
         }
         let end = pos.checked_add(len)?;
         out.push(data.get(pos..end)?);
-        data = &data[end..];
+        data = data.get(end..)?;
     }
     Some(out)
 }

@@ -1,4 +1,15 @@
 //! One 188-byte TS packet's header and adaptation field, read without copying.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 /// The parts of a TS packet the demuxer uses.
 #[derive(Debug, Clone, Copy)]
@@ -51,17 +62,22 @@ pub(crate) fn parse(p: &[u8]) -> Result<Packet<'_>, &'static str> {
             pkt.discontinuity = flags & 0x80 != 0;
             pkt.random_access = flags & 0x40 != 0;
             if flags & 0x10 != 0 {
-                let b = af.get(1..7).ok_or("PCR flag without a PCR")?;
+                let &[b0, b1, b2, b3, b4, _] = af
+                    .get(1..)
+                    .and_then(|r| r.first_chunk::<6>())
+                    .ok_or("PCR flag without a PCR")?;
                 pkt.pcr = Some(
-                    (u64::from(b[0]) << 25)
-                        | (u64::from(b[1]) << 17)
-                        | (u64::from(b[2]) << 9)
-                        | (u64::from(b[3]) << 1)
-                        | u64::from(b[4] >> 7),
+                    (u64::from(b0) << 25)
+                        | (u64::from(b1) << 17)
+                        | (u64::from(b2) << 9)
+                        | (u64::from(b3) << 1)
+                        | u64::from(b4 >> 7),
                 );
             }
         }
-        body = &after[len..];
+        body = after
+            .get(len..)
+            .ok_or("adaptation field longer than the packet")?;
     }
     if pkt.has_payload {
         pkt.payload = body;

@@ -1,4 +1,15 @@
 //! The PES packet header.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 /// What a PES header says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,34 +22,40 @@ pub(crate) struct PesHeader {
     pub(crate) data_offset: usize,
 }
 
-fn timestamp(b: &[u8]) -> u64 {
-    (u64::from((b[0] >> 1) & 7) << 30)
-        | (u64::from(b[1]) << 22)
-        | (u64::from(b[2] >> 1) << 15)
-        | (u64::from(b[3]) << 7)
-        | u64::from(b[4] >> 1)
+fn timestamp(&[b0, b1, b2, b3, b4]: &[u8; 5]) -> u64 {
+    (u64::from((b0 >> 1) & 7) << 30)
+        | (u64::from(b1) << 22)
+        | (u64::from(b2 >> 1) << 15)
+        | (u64::from(b3) << 7)
+        | u64::from(b4 >> 1)
 }
 
 /// Reads the PES header at the start of `data`.
 pub(crate) fn parse(data: &[u8]) -> Result<PesHeader, &'static str> {
-    let h = data.get(..9).ok_or("PES header split across packets")?;
-    if h[..3] != [0, 0, 1] {
+    let &[h0, h1, h2, _stream_id, h4, h5, h6, h7, h8] = data
+        .first_chunk::<9>()
+        .ok_or("PES header split across packets")?;
+    if [h0, h1, h2] != [0, 0, 1] {
         return Err("no PES start code");
     }
-    let packet_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
-    if h[6] & 0xc0 != 0x80 {
+    let packet_len = usize::from(u16::from_be_bytes([h4, h5]));
+    if h6 & 0xc0 != 0x80 {
         return Err("PES without the optional header");
     }
-    let flags = h[7] >> 6;
-    let data_offset = 9 + usize::from(h[8]);
+    let flags = h7 >> 6;
+    let data_offset = 9 + usize::from(h8);
     let ts = data
         .get(9..data_offset)
         .ok_or("PES header longer than the packet")?;
     let (pts, dts) = match flags {
-        2 => (Some(timestamp(ts.get(..5).ok_or("short PTS")?)), None),
+        2 => (Some(timestamp(ts.first_chunk().ok_or("short PTS")?)), None),
         3 => (
-            Some(timestamp(ts.get(..5).ok_or("short PTS")?)),
-            Some(timestamp(ts.get(5..10).ok_or("short DTS")?)),
+            Some(timestamp(ts.first_chunk().ok_or("short PTS")?)),
+            Some(timestamp(
+                ts.get(5..)
+                    .and_then(|r| r.first_chunk())
+                    .ok_or("short DTS")?,
+            )),
         ),
         _ => (None, None),
     };

@@ -5,6 +5,17 @@
 //! types), and its packet reader cannot be fed packet by packet without an
 //! `io::Read` source, so a sans-IO demuxer that must survive one bad table
 //! reads the sections itself.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 /// Longest PSI section (ISO 13818-1: section_length ≤ 1021).
 const MAX_SECTION: usize = 1024;
@@ -36,15 +47,15 @@ impl SectionBuffer {
         } else {
             return Ok(None);
         }
-        if self.data.len() < 3 {
+        let Some(&[table_id, len_hi, len_lo]) = self.data.first_chunk::<3>() else {
             return Ok(None);
-        }
-        if self.data[0] == 0xff {
+        };
+        if table_id == 0xff {
             // Stuffing only.
             self.active = false;
             return Ok(None);
         }
-        let total = 3 + ((usize::from(self.data[1] & 0x0f) << 8) | usize::from(self.data[2]));
+        let total = 3 + ((usize::from(len_hi & 0x0f) << 8) | usize::from(len_lo));
         if total > MAX_SECTION {
             self.active = false;
             return Err("section_length over 1021");
@@ -77,30 +88,35 @@ pub(crate) fn crc32(data: &[u8]) -> u32 {
 /// The table of a section after its header and CRC are checked: (table_id
 /// extension, version, body between the 8-byte header and the CRC).
 fn table(section: &[u8], table_id: u8) -> Result<(u16, u8, &[u8]), &'static str> {
+    let (Some(&[id, syntax, _, ext_hi, ext_lo, version, _, _]), Some((body, crc))) =
+        (section.first_chunk::<8>(), section.split_last_chunk::<4>())
+    else {
+        return Err("section too short");
+    };
     if section.len() < 12 {
         return Err("section too short");
     }
-    if section[0] != table_id {
+    if id != table_id {
         return Err("unexpected table_id");
     }
-    if section[1] & 0x80 == 0 {
+    if syntax & 0x80 == 0 {
         return Err("section_syntax_indicator 0");
     }
-    let (body, crc) = section.split_at(section.len() - 4);
-    if crc32(body).to_be_bytes() != crc {
+    if crc32(body).to_be_bytes() != *crc {
         return Err("CRC mismatch");
     }
-    let ext = u16::from_be_bytes([section[3], section[4]]);
-    let version = (section[5] >> 1) & 0x1f;
-    Ok((ext, version, &body[8..]))
+    let ext = u16::from_be_bytes([ext_hi, ext_lo]);
+    let version = (version >> 1) & 0x1f;
+    Ok((ext, version, body.get(8..).unwrap_or_default()))
 }
 
 /// The PMT PID of the first program of a PAT.
 pub(crate) fn parse_pat(section: &[u8]) -> Result<u16, &'static str> {
     let (_, _, body) = table(section, 0)?;
     body.chunks_exact(4)
-        .find(|e| u16::from_be_bytes([e[0], e[1]]) != 0)
-        .map(|e| u16::from_be_bytes([e[2] & 0x1f, e[3]]))
+        .filter_map(|e| e.first_chunk::<4>())
+        .find(|&&[a, b, _, _]| u16::from_be_bytes([a, b]) != 0)
+        .map(|&[_, _, c, d]| u16::from_be_bytes([c & 0x1f, d]))
         .ok_or("PAT without a program")
 }
 
@@ -124,33 +140,35 @@ pub(crate) struct Pmt {
 /// Reads a PMT section.
 pub(crate) fn parse_pmt(section: &[u8]) -> Result<Pmt, &'static str> {
     let (_, version, body) = table(section, 2)?;
-    let head = body.get(..4).ok_or("PMT too short")?;
-    let pcr_pid = u16::from_be_bytes([head[0] & 0x1f, head[1]]);
-    let info_len = usize::from(u16::from_be_bytes([head[2] & 0x0f, head[3]]));
+    let &[h0, h1, h2, h3] = body.first_chunk::<4>().ok_or("PMT too short")?;
+    let pcr_pid = u16::from_be_bytes([h0 & 0x1f, h1]);
+    let info_len = usize::from(u16::from_be_bytes([h2 & 0x0f, h3]));
     let mut rest = body
         .get(4 + info_len..)
         .ok_or("program_info_length past the section")?;
     let mut streams = Vec::new();
     while !rest.is_empty() {
-        let h = rest.get(..5).ok_or("truncated PMT stream entry")?;
-        let es_len = usize::from(u16::from_be_bytes([h[3] & 0x0f, h[4]]));
+        let &[stream_type, pid_hi, pid_lo, len_hi, len_lo] = rest
+            .first_chunk::<5>()
+            .ok_or("truncated PMT stream entry")?;
+        let es_len = usize::from(u16::from_be_bytes([len_hi & 0x0f, len_lo]));
         let mut desc = rest
             .get(5..5 + es_len)
             .ok_or("ES_info_length past the section")?;
         let mut descriptors = Vec::new();
         while let [tag, len, tail @ ..] = desc {
-            let data = tail
-                .get(..usize::from(*len))
+            let (data, next) = tail
+                .split_at_checked(usize::from(*len))
                 .ok_or("descriptor past its loop")?;
             descriptors.push((*tag, data.to_vec()));
-            desc = &tail[usize::from(*len)..];
+            desc = next;
         }
         streams.push(PmtStream {
-            stream_type: h[0],
-            pid: u16::from_be_bytes([h[1] & 0x1f, h[2]]),
+            stream_type,
+            pid: u16::from_be_bytes([pid_hi & 0x1f, pid_lo]),
             descriptors,
         });
-        rest = &rest[5 + es_len..];
+        rest = rest.get(5 + es_len..).unwrap_or_default();
         if streams.len() > 64 {
             return Err("more than 64 streams in a PMT");
         }
