@@ -1,4 +1,15 @@
 //! AAC: the AudioSpecificConfig and the ADTS header.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use bytes::{BufMut, BytesMut};
 
@@ -110,7 +121,7 @@ impl AdtsHeader {
     /// Parses the ADTS header at the start of `data`; `None` if it is not
     /// one (no syncword, a reserved rate, a frame shorter than its header).
     pub fn parse(data: &[u8]) -> Option<AdtsHeader> {
-        let h = data.get(..7)?;
+        let h: &[u8; 7] = data.first_chunk()?;
         if h[0] != 0xff || h[1] & 0xf6 != 0xf0 {
             return None;
         }

@@ -1,5 +1,16 @@
 //! H.264: picture size from an SPS, and the `AVCDecoderConfigurationRecord`
 //! (ISO 14496-15 `avcC`) read and built.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -135,32 +146,32 @@ pub struct AvcConfig {
 
 /// Parses an `avcC` record.
 pub fn parse_avcc(record: &[u8]) -> Option<AvcConfig> {
-    if record.len() < 7 || record[0] != 1 {
+    let head: &[u8; 5] = record.first_chunk()?;
+    if record.len() < 7 || head[0] != 1 {
         return None;
     }
-    let length_size = usize::from(record[4] & 3) + 1;
+    let length_size = usize::from(head[4] & 3) + 1;
     if length_size == 3 {
         return None;
     }
-    let mut rest = &record[5..];
+    let mut rest = record.get(5..)?;
     let mut lists = [Vec::new(), Vec::new()];
     for (i, list) in lists.iter_mut().enumerate() {
         let (&count, tail) = rest.split_first()?;
         let count = if i == 0 { count & 0x1f } else { count };
         rest = tail;
         for _ in 0..count {
-            let l = rest.get(..2)?;
-            let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
+            let len = usize::from(u16::from_be_bytes(*rest.first_chunk()?));
             list.push(Bytes::copy_from_slice(rest.get(2..2 + len)?));
-            rest = &rest[2 + len..];
+            rest = rest.get(2 + len..)?;
         }
     }
     let [sps, pps] = lists;
     let size = sps.first().and_then(|s| h264_sps_size(s));
     Some(AvcConfig {
-        profile: record[1],
-        compatibility: record[2],
-        level: record[3],
+        profile: head[1],
+        compatibility: head[2],
+        level: head[3],
         length_size,
         sps,
         pps,
@@ -173,7 +184,7 @@ pub fn parse_avcc(record: &[u8]) -> Option<AvcConfig> {
 /// an SPS or with a parameter set longer than 65535 bytes.
 pub fn build_avcc(sps: &[&[u8]], pps: &[&[u8]]) -> Option<Bytes> {
     let first = sps.first()?;
-    let head = first.get(1..4)?;
+    let head: &[u8; 3] = first.get(1..)?.first_chunk()?;
     if sps.len() > 31 || pps.len() > 255 {
         return None;
     }

@@ -1,5 +1,16 @@
 //! H.265: picture size and profile from an SPS, and the
 //! `HEVCDecoderConfigurationRecord` (ISO 14496-15 `hvcC`) read and built.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -167,15 +178,14 @@ pub fn parse_hvcc(record: &[u8]) -> Option<HevcConfig> {
     let mut rest = record.get(23..)?;
     let (mut vps, mut sps, mut pps) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..arrays {
-        let head = rest.get(..3)?;
-        let kind = head[0] & 0x3f;
-        let count = u16::from_be_bytes([head[1], head[2]]);
-        rest = &rest[3..];
+        let (&[head, count_hi, count_lo], tail) = rest.split_first_chunk::<3>()?;
+        let kind = head & 0x3f;
+        let count = u16::from_be_bytes([count_hi, count_lo]);
+        rest = tail;
         for _ in 0..count {
-            let l = rest.get(..2)?;
-            let len = usize::from(u16::from_be_bytes([l[0], l[1]]));
+            let len = usize::from(u16::from_be_bytes(*rest.first_chunk()?));
             let nal = Bytes::copy_from_slice(rest.get(2..2 + len)?);
-            rest = &rest[2 + len..];
+            rest = rest.get(2 + len..)?;
             match kind {
                 nal_type::VPS => vps.push(nal),
                 nal_type::SPS => sps.push(nal),

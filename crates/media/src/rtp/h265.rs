@@ -5,6 +5,17 @@
 //! (ended by the marker bit or the next timestamp), the depacketizer starts
 //! at an IRAP picture, and after a sequence gap it drops everything until
 //! the next IRAP picture.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -137,10 +148,9 @@ impl H265Depacketizer {
     }
 
     fn payload(&mut self, payload: &Bytes) -> Result<(), RtpError> {
-        let header = payload
-            .get(..2)
+        let &[h0, h1] = payload
+            .first_chunk::<2>()
             .ok_or(RtpError::Malformed("H.265 payload shorter than its header"))?;
-        let (h0, h1) = (header[0], header[1]);
         match (h0 >> 1) & 0x3f {
             0..=47 => {
                 self.fragment = None;
@@ -151,8 +161,8 @@ impl H265Depacketizer {
                 let mut rest = payload.slice(2..);
                 while !rest.is_empty() {
                     let size = rest
-                        .get(..2)
-                        .map(|s| usize::from(u16::from_be_bytes([s[0], s[1]])))
+                        .first_chunk::<2>()
+                        .map(|s| usize::from(u16::from_be_bytes(*s)))
                         .ok_or(RtpError::Malformed("truncated AP size"))?;
                     if rest.get(2..2 + size).is_none() {
                         return Err(RtpError::Malformed("AP unit past the end"));
@@ -248,7 +258,7 @@ pub fn packetize_h265<'a>(
     let max = max_payload.max(16);
     let first = out.len();
     for nal in nals {
-        let Some((header, body)) = nal.split_at_checked(2) else {
+        let Some((header, body)) = nal.split_first_chunk::<2>() else {
             continue;
         };
         if nal.len() <= max {
