@@ -147,8 +147,15 @@
 //! per send stream), each viewer's copy of the shared payloads included:
 //! a per-stream history shared by the viewers is not done.
 //!
+//! Each session's link is read from its peer's feedback every second
+//! ([`qos`], [`Whip::qos`]): for a viewer, TWCC feedback's loss and round
+//! trip of what was sent, its REMB when it sends one, the receiver
+//! reports' loss and round trip, its NACK, PLI and FIR counts; each entry
+//! names its session's id in the API's sessions list. These figures are
+//! not yet in the API's session objects nor in `/metrics`.
+//!
 //! Not yet: keyframe requests of viewers of non-WebRTC publishers
-//! (answering them from the GOP cache); TWCC/REMB in the QoS.
+//! (answering them from the GOP cache).
 //!
 //! # Library decision: str0m 0.25 rather than webrtc-rs 0.21 (`rtc`)
 //!
@@ -267,7 +274,7 @@
 //! reports for A/V sync (tracks are aligned by first-packet arrival);
 //! ICE-TCP; ICE restarts; 1:1 NAT
 //! addresses as candidates (the announced addresses must be local);
-//! sessions in the API and per-session QoS; a flood of valid-looking STUN from strangers costs a scan of every
+//! the [`qos`] figures in the API's sessions and `/metrics`; a flood of valid-looking STUN from strangers costs a scan of every
 //! session (`Rtc::accepts`) per datagram.
 
 #![deny(missing_docs)]

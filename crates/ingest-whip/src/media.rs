@@ -783,7 +783,15 @@ pub(crate) async fn run(
                         media_tx: media_tx.clone(),
                     });
                     let role = if session.is_some() { "whip" } else { "whep" };
-                    let link = LinkQos::new(&id, role, &key.to_string());
+                    let mut link = LinkQos::new(&id, role, &key.to_string());
+                    // The id the API's sessions list has for it (a
+                    // viewer's first subscription; a republish makes another).
+                    link.kernel_session = session.as_ref().map(PublishSession::id).or_else(|| {
+                        viewer
+                            .as_ref()
+                            .and_then(|v| v.subscription.as_ref())
+                            .map(|(s, _)| s.id())
+                    });
                     let mut peer = Peer {
                         id: id.clone(),
                         rtc,

@@ -32,6 +32,10 @@ pub const STATS_INTERVAL: Duration = Duration::from_secs(1);
 pub struct LinkQos {
     /// The session's id (the last part of its `Location`).
     pub session: String,
+    /// The same session's id in the API's sessions list
+    /// (`/api/v1/sessions`): its kernel publish or (a viewer's first)
+    /// subscription.
+    pub kernel_session: Option<u64>,
     /// `whip` (a publisher) or `whep` (a viewer).
     pub role: &'static str,
     /// The stream (`app/stream`).

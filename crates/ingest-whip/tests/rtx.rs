@@ -356,6 +356,12 @@ async fn packets_a_viewer_loses_are_resent_as_rtx_after_its_nacks() {
     );
     assert!(v.twcc_loss.is_some(), "{v:?}");
     assert!(v.bytes_sent > 0, "{v:?}");
+    // Joinable with the kernel's sessions (what /api/v1/sessions lists).
+    let kernel: Vec<u64> = engine.sessions().iter().map(|s| s.id).collect();
+    assert!(
+        v.kernel_session.is_some_and(|id| kernel.contains(&id)),
+        "{v:?} in {kernel:?}"
+    );
     assert!(
         all.iter()
             .any(|q| q.role == "whip" && q.stream == "live/rtx"),
