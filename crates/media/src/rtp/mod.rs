@@ -19,6 +19,17 @@
 //! (sequence number, timestamp, SSRC) is written per receiver with
 //! [`write_header`], so that one packetization of a frame serves every
 //! receiver of a stream.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 pub mod aac;
 pub mod dts;
@@ -68,8 +79,8 @@ impl RtpPacket {
     /// Parses one RTP packet (RFC 3550 §5.1): CSRCs and a header extension
     /// are skipped, padding removed.
     pub fn parse(packet: &Bytes) -> Result<RtpPacket, RtpError> {
-        let head = packet
-            .get(..HEADER_LEN)
+        let head: &[u8; HEADER_LEN] = packet
+            .first_chunk()
             .ok_or(RtpError::Malformed("shorter than 12 bytes"))?;
         if head[0] >> 6 != 2 {
             return Err(RtpError::Malformed("version is not 2"));
@@ -79,10 +90,11 @@ impl RtpPacket {
         let csrcs = usize::from(head[0] & 0x0f);
         let mut start = HEADER_LEN + 4 * csrcs;
         if extension {
-            let ext = packet
-                .get(start..start + 4)
+            let &[_, _, len_hi, len_lo] = packet
+                .get(start..)
+                .and_then(|r| r.first_chunk::<4>())
                 .ok_or(RtpError::Malformed("truncated header extension"))?;
-            start += 4 + 4 * usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+            start += 4 + 4 * usize::from(u16::from_be_bytes([len_hi, len_lo]));
         }
         let mut end = packet.len();
         if padding {
@@ -149,15 +161,19 @@ pub struct SenderReport {
 pub fn parse_sender_report(mut packet: &[u8]) -> Option<SenderReport> {
     // Every RTCP packet: V=2, P, count; PT; length in 32-bit words minus one.
     for _ in 0..16 {
-        let head = packet.get(..4)?;
+        let head: &[u8; 4] = packet.first_chunk()?;
         if head[0] >> 6 != 2 {
             return None;
         }
         let len = (usize::from(u16::from_be_bytes([head[2], head[3]])) + 1) * 4;
         let body = packet.get(..len)?;
         if head[1] == 200 {
-            let b = body.get(4..24)?;
-            let word = |i: usize| u32::from_be_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+            let b: &[u8; 20] = body.get(4..)?.first_chunk()?;
+            let word = |i: usize| {
+                b.get(i..)
+                    .and_then(|w| w.first_chunk::<4>())
+                    .map_or(0, |w| u32::from_be_bytes(*w))
+            };
             return Some(SenderReport {
                 ssrc: word(0),
                 ntp: (u64::from(word(4)) << 32) | u64::from(word(8)),
