@@ -22,6 +22,17 @@
 //! The sample-entry names follow what the fMP4 writer puts in the init
 //! segment: `avc1` and `hvc1` (parameter sets in the sample entry), `av01`,
 //! `vp09`, `vp08`, `mp4a`, `Opus` (written `opus`, as browsers expect).
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use std::fmt::Write as _;
 
@@ -52,8 +63,8 @@ pub fn codec_string(info: &TrackInfo) -> Option<String> {
 /// `avc1.PPCCLL`: profile_idc, constraint flags and level_idc, bytes 1..4 of
 /// the `AVCDecoderConfigurationRecord`.
 fn avc(c: &[u8]) -> Option<String> {
-    let b = c.get(1..4)?;
-    Some(format!("avc1.{:02x}{:02x}{:02x}", b[0], b[1], b[2]))
+    let &[_, profile, constraints, level] = c.first_chunk::<4>()?;
+    Some(format!("avc1.{profile:02x}{constraints:02x}{level:02x}"))
 }
 
 /// `hvc1.[A-C]<profile_idc>.<compat>.<L|H><level>[.<constraint byte>]*`
@@ -61,9 +72,7 @@ fn avc(c: &[u8]) -> Option<String> {
 /// order as hex without leading zeros, the six constraint bytes in hex with
 /// trailing zero bytes left out.
 fn hevc(c: &[u8]) -> Option<String> {
-    if c.len() < 13 {
-        return None;
-    }
+    let c: &[u8; 13] = c.first_chunk()?;
     let profile_space = c[1] >> 6;
     let tier_high = c[1] & 0x20 != 0;
     let profile_idc = c[1] & 0x1f;
@@ -83,7 +92,7 @@ fn hevc(c: &[u8]) -> Option<String> {
         .iter()
         .rposition(|&b| b != 0)
         .map_or(0, |i| i + 1);
-    for b in &constraints[..kept] {
+    for b in constraints.iter().take(kept) {
         let _ = write!(s, ".{b:X}");
     }
     Some(s)
@@ -92,12 +101,12 @@ fn hevc(c: &[u8]) -> Option<String> {
 /// `av01.P.LLT.DD` from the `AV1CodecConfigurationRecord`: profile, level
 /// index (two digits), tier (`M`/`H`), bit depth (two digits).
 fn av1(c: &[u8]) -> Option<String> {
-    let b = c.get(1..3)?;
-    let profile = b[0] >> 5;
-    let level = b[0] & 0x1f;
-    let tier = if b[1] & 0x80 != 0 { 'H' } else { 'M' };
-    let high_bitdepth = b[1] & 0x40 != 0;
-    let twelve_bit = b[1] & 0x20 != 0;
+    let &[_, b0, b1] = c.first_chunk::<3>()?;
+    let profile = b0 >> 5;
+    let level = b0 & 0x1f;
+    let tier = if b1 & 0x80 != 0 { 'H' } else { 'M' };
+    let high_bitdepth = b1 & 0x40 != 0;
+    let twelve_bit = b1 & 0x20 != 0;
     let depth = match (high_bitdepth, twelve_bit) {
         (true, true) => 12,
         (true, false) => 10,
@@ -111,14 +120,13 @@ fn av1(c: &[u8]) -> Option<String> {
 fn vp9(c: &[u8]) -> Option<String> {
     // A bare record starts with the profile (0..=3) and a level of at least
     // 10; the full-box form starts with version 1 and three zero flag bytes.
-    let record = if c.len() >= 12 && c[0] == 1 && c[1..4] == [0, 0, 0] {
-        &c[4..]
-    } else {
-        c
+    let record = match c.split_first_chunk::<4>() {
+        Some((&[1, 0, 0, 0], rest)) if c.len() >= 12 => rest,
+        _ => c,
     };
-    let b = record.get(0..3)?;
-    let depth = b[2] >> 4;
-    Some(format!("vp09.{:02}.{:02}.{depth:02}", b[0], b[1]))
+    let &[profile, level, bits] = record.first_chunk::<3>()?;
+    let depth = bits >> 4;
+    Some(format!("vp09.{profile:02}.{level:02}.{depth:02}"))
 }
 
 /// `mp4a.40.<audioObjectType>` from the AudioSpecificConfig (an escape value

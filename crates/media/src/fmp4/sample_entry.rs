@@ -1,4 +1,15 @@
 //! The `stsd` sample entry of a track, built from its catalog entry.
+// Reads network or file input: no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use mp4_atom::{Atom, Audio, Av01, Av1c, Avc1, Avcc, Dops, Hvc1, Hvcc, Mp4a, Opus, Visual, esds};
 use tidewater_core::{Codec, TrackInfo};
@@ -42,15 +53,15 @@ pub(super) fn sample_entry(info: &TrackInfo) -> Result<mp4_atom::Codec> {
         }
         Codec::Aac => {
             let asc = config(info, "AudioSpecificConfig")?;
-            if asc.len() < 2 {
+            let Some(&[a0, a1]) = asc.first_chunk::<2>() else {
                 return Err(Error::Malformed {
                     format: "AudioSpecificConfig",
                     what: format!("{} bytes, at least 2 needed", asc.len()),
                 });
-            }
-            let object_type = asc[0] >> 3;
-            let freq_index = ((asc[0] & 7) << 1) | (asc[1] >> 7);
-            let chan_conf = (asc[1] >> 3) & 0xf;
+            };
+            let object_type = a0 >> 3;
+            let freq_index = ((a0 & 7) << 1) | (a1 >> 7);
+            let chan_conf = (a1 >> 3) & 0xf;
             let bitrate = info.bitrate.unwrap_or(0);
             Ok(Mp4a {
                 audio: audio(info, chan_conf),
@@ -164,29 +175,32 @@ fn opus_head_to_dops(head: &[u8]) -> Result<Dops> {
         format: "OpusHead",
         what: what.to_owned(),
     };
-    if head.len() < 19 {
-        return Err(bad("shorter than 19 bytes"));
-    }
-    let channels = head[9];
-    let family = head[18];
+    let (fixed, mapping) = head
+        .split_first_chunk::<19>()
+        .ok_or_else(|| bad("shorter than 19 bytes"))?;
+    let channels = fixed[9];
+    let family = fixed[18];
     let channel_mapping = if family == 0 {
         None
     } else {
-        let table = head
-            .get(21..21 + usize::from(channels))
+        let (&[stream_count, coupled_count], table) = mapping
+            .split_first_chunk::<2>()
+            .ok_or_else(|| bad("channel mapping table cut short"))?;
+        let table = table
+            .get(..usize::from(channels))
             .ok_or_else(|| bad("channel mapping table cut short"))?;
         Some(mp4_atom::OpusChannelMapping {
             family,
-            stream_count: head[19],
-            coupled_count: head[20],
+            stream_count,
+            coupled_count,
             channel_mapping: table.to_vec(),
         })
     };
     Ok(Dops {
         output_channel_count: channels,
-        pre_skip: u16::from_le_bytes([head[10], head[11]]),
-        input_sample_rate: u32::from_le_bytes([head[12], head[13], head[14], head[15]]),
-        output_gain: i16::from_le_bytes([head[16], head[17]]),
+        pre_skip: u16::from_le_bytes([fixed[10], fixed[11]]),
+        input_sample_rate: u32::from_le_bytes([fixed[12], fixed[13], fixed[14], fixed[15]]),
+        output_gain: i16::from_le_bytes([fixed[16], fixed[17]]),
         channel_mapping,
     })
 }
