@@ -1,5 +1,9 @@
 //! Entry points shared by the fuzz targets (`fuzz/`) and their stable
 //! property-test twins. Not a stable API.
+#![allow(
+    clippy::expect_used,
+    reason = "the fuzz entry points' own harness: a broken property must stop the run"
+)]
 
 use bytes::Bytes;
 use tidewater_core::{Codec, TrackId, TrackInfo};

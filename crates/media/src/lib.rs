@@ -3,6 +3,18 @@
 //! audio timeline rebuilt from sample counts.
 
 #![deny(missing_docs)]
+// Modules here read network or file input: no indexing, unwrap, expect or
+// panic outside tests (RELIABILITY.md, "Lints"); the parsers' modules also
+// say so themselves.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 pub mod audio_clock;
 pub mod codec;
