@@ -84,6 +84,10 @@ pub struct RtspConfig {
     pub max_payload: usize,
     /// A reader whose socket accepts no bytes for this long is dropped.
     pub write_timeout: Duration,
+    /// Whether a UDP reader's run of equal-sized datagrams (a frame's
+    /// fragments) goes to the kernel as one message with UDP GSO (Linux
+    /// 4.18 and later); turned off by itself when the kernel refuses it.
+    pub udp_gso: bool,
     /// Most simultaneous connections on this listener; more are closed at
     /// accept and counted as refused.
     pub max_connections: usize,
@@ -101,6 +105,7 @@ impl Default for RtspConfig {
             max_request_len: DEFAULT_MAX_REQUEST_LEN,
             max_payload: DEFAULT_MAX_PAYLOAD,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            udp_gso: true,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }

@@ -4,10 +4,11 @@
 //! [`packetize`] turns a frame into its RTP packets with a placeholder
 //! header (sequence 0, SSRC 0, the timestamp in the RTP clock rate) and
 //! stores them as `[u16 length][packet]…`; every reader of the stream gets
-//! those same bytes ([`rtp_format`]). [`Reader`] then copies each packet
-//! into its output with its own sequence number, SSRC and timestamp offset
-//! (the only per-reader work), framed for TCP interleaving
-//! (`$ channel length`).
+//! those same bytes ([`rtp_format`]). [`Reader`] then writes each packet's
+//! header with its own sequence number, SSRC and timestamp offset (the
+//! only per-reader work): for TCP interleaving (`$ channel length`) the
+//! head and header are the reader's and the payload a slice of the shared
+//! bytes ([`Interleaved`]); for UDP, each datagram a copy.
 //!
 //! H.264 keyframes carry the catalog's SPS and PPS in band ahead of the IDR
 //! slice when the frame does not already, so a reader that lost or ignored
@@ -25,6 +26,7 @@ use tidewater_media::rtp::h264::{nal_type, packetize_h264};
 use tidewater_media::rtp::h265::{self, packetize_h265};
 use tidewater_media::rtp::{HEADER_LEN, Payload, write_header};
 
+use crate::interleaved::Interleaved;
 use crate::sdp::{AUDIO_PAYLOAD_TYPE, VIDEO_PAYLOAD_TYPE};
 use crate::session::{RtpInfo, Transport};
 
@@ -282,8 +284,8 @@ impl Reader {
         &mut self,
         frame: &Frame,
         catalog: &Catalog,
-        packets: &[u8],
-        tcp: &mut BytesMut,
+        packets: &Bytes,
+        tcp: &mut Interleaved,
         udp: &mut Vec<(u16, Bytes)>,
     ) {
         let timescale = catalog.track(frame.track).map_or(1, |t| t.timescale.max(1));
@@ -315,64 +317,67 @@ impl Reader {
     }
 
     /// Stamps `packets` (from [`packetize`]) of `track` for this reader:
-    /// interleaved frames appended to `tcp`, or datagrams pushed to `udp`
-    /// with the client's RTP port.
+    /// interleaved frames appended to `tcp` (the per-reader head and RTP
+    /// header, then the shared payload, not copied), or datagrams pushed to
+    /// `udp` with the client's RTP port.
     pub fn stamp(
         &mut self,
         track: TrackId,
-        packets: &[u8],
-        tcp: &mut BytesMut,
+        packets: &Bytes,
+        tcp: &mut Interleaved,
         udp: &mut Vec<(u16, Bytes)>,
     ) {
         let Some(t) = self.tracks.iter_mut().find(|t| t.id == track) else {
             return;
         };
-        // Each packet is copied once, straight into the reader's outbox (or,
-        // for UDP, into one buffer per call that the datagrams are split
-        // from), and its 12-byte header patched there: no allocation per
-        // packet, no second copy (both showed in profiles of many readers).
+        // UDP: each packet is copied once into one buffer per call that the
+        // datagrams are split from, and its 12-byte header patched there
+        // (no allocation per packet). TCP: only the head and header are
+        // this reader's; the payload is a slice of the shared packets.
         let mut datagrams = match t.transport {
             Transport::Udp { .. } => BytesMut::with_capacity(packets.len()),
             Transport::Tcp { .. } => BytesMut::new(),
         };
         let mut lens: Vec<usize> = Vec::new();
-        let mut rest = packets;
-        while let Some(len) = rest
-            .get(..2)
-            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+        let mut at = 0;
+        while let Some(len) = packets
+            .get(at..at + 2)
+            .and_then(|l| l.try_into().ok())
+            .map(|l: [u8; 2]| usize::from(u16::from_be_bytes(l)))
         {
-            let Some(packet) = rest.get(2..2 + len) else {
+            let start = at + 2;
+            at = start + len;
+            let Some(packet) = packets.get(start..at) else {
                 break;
             };
-            rest = &rest[2 + len..];
-            if packet.len() < HEADER_LEN {
+            let Some(stamped) = packet.get(..HEADER_LEN) else {
                 continue;
-            }
-            let ts = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
-            let ts = ts.wrapping_add(t.offset).wrapping_add(t.shift);
-            let header = match t.transport {
-                Transport::Tcp { rtp, .. } => {
-                    tcp.reserve(4 + len);
-                    tcp.put_u8(b'$');
-                    tcp.put_u8(rtp);
-                    tcp.put_u16(len as u16);
-                    let at = tcp.len();
-                    tcp.put_slice(packet);
-                    &mut tcp[at..at + HEADER_LEN]
-                }
-                Transport::Udp { .. } => {
-                    let at = datagrams.len();
-                    datagrams.put_slice(packet);
-                    lens.push(len);
-                    &mut datagrams[at..at + HEADER_LEN]
-                }
             };
+            let mut header = [0u8; HEADER_LEN];
+            header.copy_from_slice(stamped);
+            let ts = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+            let ts = ts.wrapping_add(t.offset).wrapping_add(t.shift);
             header[2..4].copy_from_slice(&t.sequence.to_be_bytes());
             header[4..8].copy_from_slice(&ts.to_be_bytes());
             header[8..12].copy_from_slice(&t.ssrc.to_be_bytes());
+            match t.transport {
+                Transport::Tcp { rtp, .. } => {
+                    let [hi, lo] = (len as u16).to_be_bytes();
+                    let mut head = [0u8; 4 + HEADER_LEN];
+                    head[..4].copy_from_slice(&[b'$', rtp, hi, lo]);
+                    head[4..].copy_from_slice(&header);
+                    tcp.put_own(&head);
+                    tcp.put_shared(packets.slice(start + HEADER_LEN..at));
+                }
+                Transport::Udp { .. } => {
+                    datagrams.put_slice(&header);
+                    datagrams.put_slice(packet.get(HEADER_LEN..).unwrap_or_default());
+                    lens.push(len);
+                }
+            }
             t.sequence = t.sequence.wrapping_add(1);
             t.sent += 1;
-            t.octets += (len - HEADER_LEN.min(len)) as u64;
+            t.octets += (len - HEADER_LEN) as u64;
             t.last_ts = Some(ts);
         }
         if let Transport::Udp { rtp, .. } = t.transport {
@@ -394,7 +399,7 @@ impl Reader {
         &mut self,
         track: TrackId,
         wall: SystemTime,
-        tcp: &mut BytesMut,
+        tcp: &mut Interleaved,
         udp: &mut Vec<(u16, Bytes)>,
     ) {
         let Some(t) = self.tracks.iter_mut().find(|t| t.id == track) else {
@@ -422,7 +427,7 @@ impl Reader {
         sr.put_u32(t.sent as u32);
         sr.put_u32(t.octets as u32);
         match t.transport {
-            Transport::Tcp { .. } => tcp.put_slice(&sr),
+            Transport::Tcp { .. } => tcp.put_own(&sr),
             Transport::Udp { rtcp, .. } => udp.push((rtcp, sr.freeze())),
         }
     }
@@ -469,7 +474,8 @@ mod tests {
         let packets = packetize(&frame, &catalog, 1200);
         let setups = [Some(Transport::Tcp { rtp: 0, rtcp: 1 }), None];
         let (mut a, mut b) = (Reader::new(&tracks, &setups), Reader::new(&tracks, &setups));
-        let (mut ta, mut tb, mut udp) = (BytesMut::new(), BytesMut::new(), Vec::new());
+        let (mut ta, mut tb, mut udp) =
+            (Interleaved::default(), Interleaved::default(), Vec::new());
         a.stamp(TrackId(1), &packets, &mut ta, &mut udp);
         b.stamp(TrackId(1), &packets, &mut tb, &mut udp);
         b.stamp(TrackId(2), &packets, &mut tb, &mut udp);
@@ -478,7 +484,7 @@ mod tests {
         // Depacketize what reader a got: SPS, PPS and the slice, 180 000 ticks at 90 kHz.
         let mut d = H264Depacketizer::new();
         let mut units = Vec::new();
-        let mut rest = ta.freeze();
+        let mut rest = ta.to_bytes();
         let mut timestamps = Vec::new();
         while rest.len() >= 4 {
             assert_eq!((rest[0], rest[1]), (b'$', 0));
@@ -507,7 +513,7 @@ mod tests {
             }),
         ];
         let mut r = Reader::new(&tracks, &setups);
-        let (mut tcp, mut udp, mut rtcp) = (BytesMut::new(), Vec::new(), Vec::new());
+        let (mut tcp, mut udp, mut rtcp) = (Interleaved::default(), Vec::new(), Vec::new());
         let start = UNIX_EPOCH + Duration::from_secs(1_000_000);
         // Video at 1 kHz (RTMP-like) 2 s, audio at 48 kHz 2 s: the same instant.
         let mut payload = BytesMut::new();
@@ -540,6 +546,7 @@ mod tests {
         assert_eq!(rtcp[0].0, 5001);
         let audio_sr = parse_sender_report(&rtcp[0].1).expect("audio SR");
         // The video SR is the last interleaved frame, on channel 1.
+        let tcp = tcp.to_bytes();
         let at = tcp.len() - 32;
         assert_eq!(&tcp[at..at + 2], &[b'$', 1]);
         let video_sr = parse_sender_report(&tcp[at + 4..]).expect("video SR");
@@ -605,7 +612,7 @@ mod tests {
                     Some(Transport::Tcp { rtp: 2, rtcp: 3 }),
                 ],
             );
-            let mut tcp = BytesMut::new();
+            let mut tcp = Interleaved::default();
             while let Some(Ok(event)) = sub.try_recv() {
                 if let Event::Frame(f) = event {
                     let packets = f.derived(rtp_format(1200), |frame, catalog| {
@@ -641,7 +648,7 @@ mod tests {
             Frame::video(TrackId(id), Codec::H264, pts, pts, true, payload.freeze())
         };
         let stamped = |r: &mut Reader, frame: &Frame, catalog: &Catalog| {
-            let mut tcp = BytesMut::new();
+            let mut tcp = Interleaved::default();
             r.stamp_frame(
                 frame,
                 catalog,
@@ -650,7 +657,7 @@ mod tests {
                 &mut Vec::new(),
             );
             let mut rtp = Vec::new();
-            let mut rest = tcp.freeze();
+            let mut rest = tcp.to_bytes();
             while rest.len() >= 4 {
                 let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
                 rtp.push(RtpPacket::parse(&rest.slice(4..4 + len)).expect("rtp"));
@@ -717,13 +724,13 @@ mod tests {
             ],
         );
         let mut udp = Vec::new();
-        r.stamp(TrackId(2), &packets, &mut BytesMut::new(), &mut udp);
+        r.stamp(TrackId(2), &packets, &mut Interleaved::default(), &mut udp);
         assert_eq!(udp.len(), 1);
         assert_eq!(udp[0].0, 5000);
         let p = RtpPacket::parse(&udp[0].1).expect("rtp");
         assert_eq!(&p.payload[..], &[0, 16, 0, 3 << 3, 1, 2, 3]);
         assert!(p.marker);
-        let mut plain = BytesMut::new();
+        let mut plain = Interleaved::default();
         let mut r2 = Reader::new(&tracks, &[None, Some(Transport::Udp { rtp: 1, rtcp: 2 })]);
         r2.stamp(TrackId(2), &packets, &mut plain, &mut udp);
         let q = RtpPacket::parse(&udp[1].1).expect("rtp");

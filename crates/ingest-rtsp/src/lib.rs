@@ -141,6 +141,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod ingest;
+pub mod interleaved;
 #[cfg(feature = "pull")]
 pub mod pull;
 pub mod sdp;
@@ -256,6 +257,7 @@ impl InboundProtocol for Rtsp {
             let media = udp::UdpMedia::bind(
                 SocketAddr::new(ip, self.config.rtp_port),
                 SocketAddr::new(ip, self.config.rtcp_port),
+                self.config.udp_gso,
             )
             .await
             .map_err(|source| tidewater_core::Error::Protocol {

@@ -54,6 +54,8 @@ type Routes = Arc<Mutex<HashMap<(SocketAddr, bool), Route>>>;
 pub(crate) struct UdpMedia {
     pub rtp: Arc<UdpSocket>,
     pub rtcp: Arc<UdpSocket>,
+    /// Whether sends to readers use UDP GSO (see udp_send).
+    pub gso: Arc<std::sync::atomic::AtomicBool>,
     routes: Routes,
 }
 
@@ -75,11 +77,12 @@ impl Drop for Registration {
 }
 
 impl UdpMedia {
-    /// Binds both sockets.
-    pub async fn bind(rtp: SocketAddr, rtcp: SocketAddr) -> std::io::Result<UdpMedia> {
+    /// Binds both sockets; `gso`: whether readers are sent to with UDP GSO.
+    pub async fn bind(rtp: SocketAddr, rtcp: SocketAddr, gso: bool) -> std::io::Result<UdpMedia> {
         Ok(UdpMedia {
             rtp: Arc::new(UdpSocket::bind(rtp).await?),
             rtcp: Arc::new(UdpSocket::bind(rtcp).await?),
+            gso: Arc::new(gso.into()),
             routes: Arc::default(),
         })
     }

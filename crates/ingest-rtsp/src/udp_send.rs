@@ -10,6 +10,17 @@
 //! size it rejects) is skipped and reported, as a failed `sendto` was: it
 //! concerns this reader's destination only, and the rest of the batch
 //! still goes.
+//!
+//! Within that `sendmmsg`, a run of datagrams to one port that are all of
+//! the batch's largest size but the last (a frame's FU-A fragments) is one
+//! message with UDP GSO (a `UDP_SEGMENT` control message): the kernel takes
+//! it through its UDP/IP send path once and splits it into the same
+//! datagrams. When the kernel refuses GSO (`EIO`: no checksum offload on
+//! the route's device; `EINVAL`: a segment over the route's MTU), it is
+//! turned off for the listener with one log line and the batch goes again
+//! one datagram per message; `[rtsp] udp_gso = false` turns it off from the
+//! start (a kernel before 4.18 ignores the control message and would send
+//! the run as one oversized datagram).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -17,24 +28,41 @@ use std::net::{IpAddr, SocketAddr};
 use bytes::Bytes;
 use tokio::net::UdpSocket;
 
+#[cfg(target_os = "linux")]
+use std::ops::Range;
+use std::sync::atomic::AtomicBool;
+#[cfg(target_os = "linux")]
+use std::sync::atomic::Ordering;
+
+/// The most datagrams one GSO message carries (the kernel's
+/// `UDP_MAX_SEGMENTS` is 64 on older kernels).
+#[cfg(target_os = "linux")]
+const GSO_SEGMENTS: usize = 64;
+
+/// The most bytes one GSO message carries (one IP datagram's payload).
+#[cfg(target_os = "linux")]
+const GSO_BYTES: usize = 65_000;
+
 /// The most datagrams handed to one system call (the kernel takes at most
 /// 1024; a flush rarely holds more than a few dozen).
 #[cfg(target_os = "linux")]
 const BATCH: usize = 256;
 
 /// Sends each `(port, datagram)` to `ip` at that port from `socket`, in
-/// order; `failed` is told of each datagram the kernel refused, which is
-/// then skipped. Returns the bytes sent.
+/// order, with UDP GSO while `gso` is set (the kernel's refusal clears it);
+/// `failed` is told of each datagram the kernel refused, which is then
+/// skipped. Returns the bytes sent.
 pub(crate) async fn send_all(
     socket: &UdpSocket,
     ip: IpAddr,
     datagrams: &[(u16, Bytes)],
+    gso: &AtomicBool,
     mut failed: impl FnMut(SocketAddr, &io::Error),
 ) -> usize {
     let mut sent = 0;
     let mut at = 0;
     while let Some(rest) = datagrams.get(at..).filter(|r| !r.is_empty()) {
-        match send_some(socket, ip, rest).await {
+        match send_some(socket, ip, rest, gso).await {
             Ok((n, bytes)) => {
                 at += n;
                 sent += bytes;
@@ -58,12 +86,25 @@ async fn send_some(
     socket: &UdpSocket,
     ip: IpAddr,
     datagrams: &[(u16, Bytes)],
+    allowed: &AtomicBool,
 ) -> io::Result<(usize, usize)> {
     let batch = datagrams.get(..BATCH).unwrap_or(datagrams);
     loop {
-        match socket.try_io(tokio::io::Interest::WRITABLE, || {
-            sendmmsg(socket, ip, batch)
-        }) {
+        let runs = if allowed.load(Ordering::Relaxed) {
+            runs(batch)
+        } else {
+            Vec::new()
+        };
+        // Worth it, and only possible, with a run of several datagrams.
+        let gso = runs.iter().any(|r| r.len() > 1);
+        let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
+            if gso {
+                sendmmsg_gso(socket, ip, batch, &runs)
+            } else {
+                sendmmsg(socket, ip, batch)
+            }
+        });
+        match sent {
             // The kernel reports an error only when the first datagram
             // failed; zero sent would otherwise loop forever.
             Ok(0) => return Err(io::Error::other("no datagram sent")),
@@ -72,9 +113,102 @@ async fn send_some(
                 return Ok((n, bytes));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
+            // Refused for the first message, which GSO made of several
+            // datagrams: GSO is off from now on and the batch goes again.
+            Err(e) if gso && runs.first().is_some_and(|r| r.len() > 1) && gso_refused(&e) => {
+                if allowed.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "rtsp: UDP GSO refused by the kernel ({e}); UDP readers are sent one datagram per message from now on"
+                    );
+                }
+            }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Whether an error is the kernel's refusal of GSO (see the module docs).
+#[cfg(target_os = "linux")]
+fn gso_refused(e: &io::Error) -> bool {
+    use rustix::io::Errno;
+    [Errno::IO, Errno::INVAL]
+        .iter()
+        .any(|refused| e.raw_os_error() == Some(refused.raw_os_error()))
+}
+
+/// The messages a GSO `sendmmsg` of `datagrams` is made of, as ranges of
+/// datagrams: a run goes to one port, and every datagram of it but the last
+/// has the batch's largest size `s` (the last may be shorter), within the
+/// kernel's limits; every other datagram is a message of its own. The
+/// kernel splits a message longer than `s` into datagrams of `s` bytes and
+/// a shorter last one, which is then exactly the run.
+#[cfg(target_os = "linux")]
+fn runs(datagrams: &[(u16, Bytes)]) -> Vec<Range<usize>> {
+    let s = datagrams.iter().map(|(_, d)| d.len()).max().unwrap_or(0);
+    let most = GSO_SEGMENTS.min(GSO_BYTES / s.max(1));
+    let mut runs: Vec<Range<usize>> = Vec::new();
+    let mut open = false;
+    for (i, (port, d)) in datagrams.iter().enumerate() {
+        let extend = open
+            && runs.last().is_some_and(|r| {
+                r.len() < most && datagrams.get(r.start).is_some_and(|(p, _)| p == port)
+            });
+        match runs.last_mut() {
+            Some(r) if extend => r.end = i + 1,
+            _ => runs.push(i..i + 1),
+        }
+        // Only a datagram of the full size may be followed in its message.
+        open = d.len() == s;
+    }
+    runs
+}
+
+/// One `sendmmsg` of `datagrams` to `ip`, each of `runs` one message with
+/// UDP GSO: how many datagrams the kernel took.
+#[cfg(target_os = "linux")]
+fn sendmmsg_gso(
+    socket: &UdpSocket,
+    ip: IpAddr,
+    datagrams: &[(u16, Bytes)],
+    runs: &[Range<usize>],
+) -> io::Result<usize> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+
+    let s = datagrams.iter().map(|(_, d)| d.len()).max().unwrap_or(0);
+    let segment = u16::try_from(s).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let iovs: Vec<Vec<io::IoSlice<'_>>> = runs
+        .iter()
+        .map(|r| {
+            datagrams
+                .get(r.clone())
+                .unwrap_or_default()
+                .iter()
+                .map(|(_, d)| io::IoSlice::new(d))
+                .collect()
+        })
+        .collect();
+    let addrs: Vec<Option<SockaddrStorage>> = runs
+        .iter()
+        .map(|r| {
+            datagrams
+                .get(r.start)
+                .map(|(port, _)| SockaddrStorage::from(SocketAddr::new(ip, *port)))
+        })
+        .collect();
+    let control = [ControlMessage::UdpGsoSegments(&segment)];
+    let mut headers: MultiHeaders<SockaddrStorage> =
+        MultiHeaders::preallocate(runs.len(), Some(nix::cmsg_space!(u16)));
+    let messages = nix::sys::socket::sendmmsg(
+        socket.as_raw_fd(),
+        &mut headers,
+        &iovs,
+        &addrs,
+        control,
+        MsgFlags::empty(),
+    )?
+    .count();
+    Ok(runs.iter().take(messages).map(Range::len).sum())
 }
 
 /// One `sendmmsg` of `datagrams` to `ip`: how many the kernel took.
@@ -112,6 +246,7 @@ async fn send_some(
     socket: &UdpSocket,
     ip: IpAddr,
     datagrams: &[(u16, Bytes)],
+    _gso: &AtomicBool,
 ) -> io::Result<(usize, usize)> {
     let Some((port, data)) = datagrams.first() else {
         return Ok((0, 0));
@@ -153,9 +288,13 @@ mod tests {
         }
         let total: usize = datagrams.iter().map(|(_, d)| d.len()).sum();
         let mut errors = 0;
-        let sent = send_all(&server, IpAddr::from([127, 0, 0, 1]), &datagrams, |_, _| {
-            errors += 1
-        })
+        let sent = send_all(
+            &server,
+            IpAddr::from([127, 0, 0, 1]),
+            &datagrams,
+            &AtomicBool::new(true),
+            |_, _| errors += 1,
+        )
         .await;
         assert_eq!(errors, 0);
         assert_eq!(sent, total);
@@ -184,6 +323,7 @@ mod tests {
             &server,
             IpAddr::from([127, 0, 0, 1]),
             &datagrams,
+            &AtomicBool::new(true),
             |to, _| refused.push(to.port()),
         )
         .await;
@@ -194,5 +334,86 @@ mod tests {
         assert_eq!(&buf[..n], b"first");
         let n = a.recv(&mut buf).await.expect("recv");
         assert_eq!(&buf[..n], b"third");
+    }
+
+    /// Runs: one port, every datagram but the last of the largest size, at
+    /// most as many as the kernel takes; everything else alone.
+    #[test]
+    fn runs_are_full_sized_datagrams_to_one_port_and_a_last_one() {
+        let d = |port: u16, len: usize| (port, Bytes::from(vec![0u8; len]));
+        let batch = vec![
+            d(1, 1412),
+            d(1, 1412),
+            d(1, 300), // ends the frame's run
+            d(1, 1412),
+            d(2, 1412), // another port
+            d(2, 200),
+            d(2, 1412), // a short one above cannot be followed
+            d(1, 100),
+        ];
+        assert_eq!(runs(&batch), vec![0..3, 3..4, 4..6, 6..7, 7..8]);
+        let long: Vec<_> = (0..100).map(|_| d(1, 1412)).collect();
+        let most = GSO_BYTES / 1412;
+        assert_eq!(runs(&long).first(), Some(&(0..most)));
+        assert_eq!(runs(&long).iter().map(Range::len).sum::<usize>(), 100);
+        // Too large to segment: every datagram alone.
+        let huge = vec![d(1, 70_000), d(1, 70_000)];
+        assert_eq!(runs(&huge), vec![0..1, 1..2]);
+    }
+
+    /// Frames of equal-sized fragments and a shorter last one, with audio
+    /// datagrams to another port between them, arrive as the datagrams they
+    /// were (the kernel's GSO split them where they began), in order, and
+    /// GSO stays on: the kernel took it.
+    #[tokio::test]
+    async fn gso_messages_arrive_as_the_datagrams_they_were() {
+        let server = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let (video, audio) = (receiver().await, receiver().await);
+        let (pv, pa) = (
+            video.local_addr().expect("addr").port(),
+            audio.local_addr().expect("addr").port(),
+        );
+        let mut datagrams = Vec::new();
+        let mut n = 0u16;
+        for frame in 0..20usize {
+            for i in 0..=(frame % 12) {
+                let len = if i == frame % 12 {
+                    100 + frame * 37
+                } else {
+                    1412
+                };
+                let mut d = vec![(n % 251) as u8; len];
+                d[..2].copy_from_slice(&n.to_be_bytes());
+                datagrams.push((pv, Bytes::from(d)));
+                n += 1;
+            }
+            let mut a = vec![7u8; 200 + frame];
+            a[..2].copy_from_slice(&n.to_be_bytes());
+            datagrams.push((pa, Bytes::from(a)));
+            n += 1;
+        }
+        assert!(runs(&datagrams).iter().any(|r| r.len() > 5));
+        let total: usize = datagrams.iter().map(|(_, d)| d.len()).sum();
+        let mut errors = 0;
+        let gso = AtomicBool::new(true);
+        let sent = send_all(
+            &server,
+            IpAddr::from([127, 0, 0, 1]),
+            &datagrams,
+            &gso,
+            |_, _| errors += 1,
+        )
+        .await;
+        assert_eq!((errors, sent), (0, total));
+        assert!(
+            gso.load(Ordering::Relaxed),
+            "the kernel refused GSO on loopback"
+        );
+        let mut buf = vec![0u8; 65_536];
+        for (port, want) in &datagrams {
+            let sock = if *port == pa { &audio } else { &video };
+            let got = sock.recv(&mut buf).await.expect("recv");
+            assert_eq!(&buf[..got], &want[..]);
+        }
     }
 }

@@ -72,6 +72,9 @@ pub struct RtspSection {
     pub write_timeout_ms: u64,
     /// Most connections at once on the listener (default 10000).
     pub max_connections: usize,
+    /// Whether UDP readers are sent a frame's fragments as one message with
+    /// UDP GSO (default true; turned off by itself when the kernel refuses).
+    pub udp_gso: bool,
 }
 
 impl Default for RtspSection {
@@ -90,6 +93,7 @@ impl Default for RtspSection {
             max_payload: d.max_payload,
             write_timeout_ms: d.write_timeout.as_millis() as u64,
             max_connections: d.max_connections,
+            udp_gso: d.udp_gso,
         }
     }
 }
@@ -113,6 +117,7 @@ impl RtspSection {
             max_payload: self.max_payload,
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             max_connections: self.max_connections,
+            udp_gso: self.udp_gso,
         };
         config.validate().map_err(|e| self.refused(&e))?;
         Ok(Some(config))
