@@ -2,7 +2,8 @@
 //! aiortc plays an ffmpeg RTMP publish over WHEP
 //! (`tests/helpers/aiortc_whep.py`) and decodes it with its own decoders
 //! (PyAV's H.264 and Opus); the figures it prints are checked against
-//! what ffmpeg published. Junk on the media port is counted and logged
+//! what ffmpeg published, and its feedback (REMB, receiver reports) shows in
+//! the API's sessions list. Junk on the media port is counted and logged
 //! with its peer, at a bounded rate.
 //!
 //! Not here, and why (Debian 12, GStreamer 1.22): `simple-whip-client`
@@ -145,6 +146,33 @@ fn aiortc_plays_an_rtmp_publish_over_whep_and_decodes_it() {
         .arg(format!("http://{http}/whep/live/cam"))
         .arg(seconds.to_string());
     let mut viewer = Lines::spawn(cmd);
+    // While it plays, the API's sessions list shows its link as its
+    // feedback tells it: aiortc sends REMB and receiver reports.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let link = loop {
+        let sessions = tidewater_tests::http_get(&format!("http://{http}/api/v1/sessions")).json();
+        let link = sessions["sessions"].as_array().and_then(|all| {
+            all.iter()
+                .find(|s| s["protocol"] == "whep")
+                .map(|s| s["webrtc"].clone())
+        });
+        if let Some(link) = link.filter(|l| l["remb_bps"].is_u64() && l["rr_rtt_ms"].is_f64()) {
+            break link;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no WebRTC link figures in the sessions list: {sessions}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        link["remb_bps"].as_u64() > Some(10_000),
+        "the viewer's REMB: {link}"
+    );
+    assert!(
+        link["rr_rtt_ms"].as_f64().is_some_and(|ms| ms < 1_000.0),
+        "a loopback round trip: {link}"
+    );
     let report = viewer
         .wait_for("{", Duration::from_secs(60))
         .unwrap_or_else(|| panic!("aiortc said: {:?}\n{}", viewer.seen, server.output()));

@@ -520,7 +520,10 @@ impl Server {
             app = app.merge(tidewater::hls::router(hls));
         }
         if let Some(whip) = &whip {
-            app = app.merge(whip.router(engine.context()));
+            // The API's sessions list shows WebRTC sessions' links.
+            app = app
+                .layer(axum::Extension(http::sessions::WebrtcLinks(whip.clone())))
+                .merge(whip.router(engine.context()));
         }
         if let Some(console) = console {
             app = app.merge(http::console::router(console));

@@ -23,7 +23,13 @@
 //! reader's figure is refreshed every 256 frames); `lag_us` (how far behind
 //! live at the last check), `lag_events` (times it fell behind and skipped to
 //! a keyframe), `skipped_frames` and `join_time_us` (subscribe to first frame)
-//! are readers' figures.
+//! are readers' figures. A WHIP or WHEP session also has `webrtc`: what
+//! its peer's RTCP feedback says of the link, refreshed every second
+//! (`session`: its WHIP/WHEP id; `twcc_loss` and `twcc_rtt_ms` from
+//! transport-wide congestion control feedback, `remb_bps` the receiver's
+//! estimate, `rr_loss` and `rr_rtt_ms` from receiver reports,
+//! `ingress_loss`, `nacks`, `plis`, `firs`; `null` until reported); `null`
+//! for other protocols.
 //!
 //! `DELETE /api/v1/sessions/{id}` ends a session: `204 No Content`, or `404`
 //! (`not_found`) when no live session has that id (and `400` (`invalid_id`)
@@ -32,11 +38,12 @@
 //! end as when a publisher leaves (packagers wait for a republish within
 //! their grace period).
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::Serialize;
 use tidewater::SessionSnapshot;
+use tidewater::whip::{Whip, qos::LinkQos};
 
 use super::api::{ApiError, ApiState};
 
@@ -44,14 +51,87 @@ use super::api::{ApiError, ApiState};
 #[derive(Debug, Serialize)]
 pub struct SessionList {
     /// Every publisher and reader of the live streams, sorted by id.
-    pub sessions: Vec<SessionSnapshot>,
+    pub sessions: Vec<Session>,
 }
 
+/// One session: the kernel's figures, and a WebRTC session's link.
+#[derive(Debug, Serialize)]
+pub struct Session {
+    /// What every protocol's session has.
+    #[serde(flatten)]
+    pub session: SessionSnapshot,
+    /// A WHIP or WHEP session's link, from its peer's feedback (`null` for
+    /// other protocols).
+    pub webrtc: Option<WebrtcLink>,
+}
+
+/// What a WebRTC peer's feedback says of its link (`tidewater_whip::qos`),
+/// refreshed every second.
+#[derive(Debug, Serialize)]
+pub struct WebrtcLink {
+    /// The WHIP/WHEP session id (the last part of its `Location`).
+    pub session: String,
+    /// Loss of what the server sent in the last second, from TWCC feedback (0–1).
+    pub twcc_loss: Option<f32>,
+    /// Round trip from TWCC feedback, ms.
+    pub twcc_rtt_ms: Option<f64>,
+    /// The receiver's last REMB, bit/s.
+    pub remb_bps: Option<u64>,
+    /// Loss of the video sent, from the receiver reports (0–1).
+    pub rr_loss: Option<f32>,
+    /// Round trip from the receiver reports, ms.
+    pub rr_rtt_ms: Option<f64>,
+    /// Loss of what a publisher sent, from the server's own TWCC register (0–1).
+    pub ingress_loss: Option<f32>,
+    /// NACKs the peer sent.
+    pub nacks: u64,
+    /// PLIs the peer sent.
+    pub plis: u64,
+    /// FIRs the peer sent.
+    pub firs: u64,
+}
+
+impl From<&LinkQos> for WebrtcLink {
+    fn from(q: &LinkQos) -> Self {
+        WebrtcLink {
+            session: q.session.clone(),
+            twcc_loss: q.twcc_loss,
+            twcc_rtt_ms: q.twcc_rtt_ms,
+            remb_bps: q.remb_bps,
+            rr_loss: q.rr_loss,
+            rr_rtt_ms: q.rr_rtt_ms,
+            ingress_loss: q.ingress_loss,
+            nacks: q.nacks,
+            plis: q.plis,
+            firs: q.firs,
+        }
+    }
+}
+
+/// The WebRTC service, when `[webrtc]` is on (a request extension): its
+/// sessions' links join their entries in the list.
+#[derive(Clone, Debug)]
+pub struct WebrtcLinks(pub Whip);
+
 /// `GET /api/v1/sessions`.
-pub(crate) async fn list_sessions(State(state): State<ApiState>) -> Json<SessionList> {
-    Json(SessionList {
-        sessions: state.engine.sessions(),
-    })
+pub(crate) async fn list_sessions(
+    State(state): State<ApiState>,
+    links: Option<Extension<WebrtcLinks>>,
+) -> Json<SessionList> {
+    let links = links.map(|Extension(l)| l.0.qos()).unwrap_or_default();
+    let sessions = state
+        .engine
+        .sessions()
+        .into_iter()
+        .map(|session| {
+            let webrtc = links
+                .iter()
+                .find(|l| l.kernel_session == Some(session.id))
+                .map(WebrtcLink::from);
+            Session { session, webrtc }
+        })
+        .collect();
+    Json(SessionList { sessions })
 }
 
 /// `DELETE /api/v1/sessions/{id}`.
