@@ -151,8 +151,9 @@
 //! ([`qos`], [`Whip::qos`]): for a viewer, TWCC feedback's loss and round
 //! trip of what was sent, its REMB when it sends one, the receiver
 //! reports' loss and round trip, its NACK, PLI and FIR counts; each entry
-//! names its session's id in the API's sessions list. These figures are
-//! not yet in the API's session objects nor in `/metrics`.
+//! names its session's id in the API's sessions list, where the server
+//! shows them (each WHIP/WHEP session's `webrtc` object of
+//! `GET /api/v1/sessions`); they are not in `/metrics`.
 //!
 //! Not yet: keyframe requests of viewers of non-WebRTC publishers
 //! (answering them from the GOP cache).
@@ -274,7 +275,7 @@
 //! reports for A/V sync (tracks are aligned by first-packet arrival);
 //! ICE-TCP; ICE restarts; 1:1 NAT
 //! addresses as candidates (the announced addresses must be local);
-//! the [`qos`] figures in the API's sessions and `/metrics`; a flood of valid-looking STUN from strangers costs a scan of every
+//! the [`qos`] figures in `/metrics`; a flood of valid-looking STUN from strangers costs a scan of every
 //! session (`Rtc::accepts`) per datagram.
 
 #![deny(missing_docs)]
