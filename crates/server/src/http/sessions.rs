@@ -6,11 +6,19 @@
 //! {"sessions": [
 //!   {"id": 1, "kind": "publisher", "protocol": "rtmp", "peer": "192.0.2.7:50412", "path": "live/cam1",
 //!    "generation": 1, "user": "alice", "started_unix_ms": 1790000000000, "bytes_in": 18000000,
-//!    "bytes_out": 0, "frames": 9000, "lag_us": 0, "lag_events": 0, "skipped_frames": 0, "join_time_us": 0},
+//!    "bytes_out": 0, "frames": 9000, "lag_us": 0, "lag_events": 0, "skipped_frames": 0, "join_time_us": 0,
+//!    "webrtc": null},
 //!   {"id": 4, "kind": "reader", "protocol": "http-flv", "peer": "198.51.100.3:61001", "path": "live/cam1",
 //!    "generation": 1, "user": null, "started_unix_ms": 1790000012000, "bytes_in": 0,
 //!    "bytes_out": 2400000, "frames": 1280, "lag_us": 1500, "lag_events": 0, "skipped_frames": 0,
-//!    "join_time_us": 850}
+//!    "join_time_us": 850, "webrtc": null},
+//!   {"id": 5, "kind": "reader", "protocol": "whep", "peer": "198.51.100.9:55536", "path": "live/cam1",
+//!    "generation": 1, "user": null, "started_unix_ms": 1790000013000, "bytes_in": 0,
+//!    "bytes_out": 0, "frames": 256, "lag_us": 900, "lag_events": 0, "skipped_frames": 0,
+//!    "join_time_us": 700,
+//!    "webrtc": {"session": "d2dcedb9dd808d59652443d565b8a0fe", "twcc_loss": null, "twcc_rtt_ms": null,
+//!      "remb_bps": 828220, "rr_loss": 0.0, "rr_rtt_ms": 2.4, "ingress_loss": null,
+//!      "nacks": 0, "plis": 0, "firs": 0}}
 //! ]}
 //! ```
 //!
