@@ -15,6 +15,8 @@
 //! the others read the RTP header SRTP leaves in the clear, so that one
 //! core holds 500 of them. After the ramp and a settling time a window is
 //! measured: the server's CPU (utime + stime, all threads), the load tool's,
+//! the time each spent runnable but waiting for its CPU (schedstat: other
+//! work on a shared machine),
 //! viewers keeping up (at least 90 % of the video bytes published in the
 //! window), latency from a frame's write to the RTMP socket to the arrival
 //! of its last RTP packet at a viewer (p50/p99 over every frame of every
@@ -207,6 +209,21 @@ fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// Time the threads of `pid` spent runnable but waiting for a CPU
+/// (`/proc/PID/task/*/schedstat`, second field), seconds: on a shared
+/// machine, how much of a lag is the machine's rather than the process's.
+fn wait_seconds(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -335,9 +352,12 @@ fn measure(bin: &Path, clip: &Path, dir: &Path, n: usize, o: &Options) -> Result
         let unmatched0: u64 = stats.iter().map(|s| s.unmatched.load(Ordering::Relaxed)).sum();
         let published0 = video_bytes.load(Ordering::Relaxed);
         measuring.store(true, Ordering::Relaxed);
+        let me = std::process::id();
+        let (wait0, load_wait0) = (wait_seconds(pid), wait_seconds(me));
         let (server0, load0, wall0) = (cpu_seconds(pid), load_cpu(), Instant::now());
         tokio::time::sleep(Duration::from_secs(o.window)).await;
         let (server1, load1, wall) = (cpu_seconds(pid), load_cpu(), wall0.elapsed().as_secs_f64());
+        let (wait, load_wait) = (wait_seconds(pid) - wait0, wait_seconds(me) - load_wait0);
         measuring.store(false, Ordering::Relaxed);
         let published = (video_bytes.load(Ordering::Relaxed) - published0) as f64;
         let delivered: Vec<f64> = stats
@@ -372,13 +392,16 @@ fn measure(bin: &Path, clip: &Path, dir: &Path, n: usize, o: &Options) -> Result
             .collect();
         let server_cpu = (server1 - server0) / wall;
         let line = format!(
-            "{n:>4} viewers: server {:.1} % of a core; load tool {:.1} %; published {:.2} Mbit/s of video, \
+            "{n:>4} viewers: server {:.1} % of a core (waited for a CPU {:.1} %); load tool {:.1} % \
+             (waited {:.1} %); published {:.2} Mbit/s of video, \
              median viewer {:.2}; keeping up {keeping_up}/{n}; \
              latency publish→RTP p50 {:.1} ms p99 {:.1} ms max {:.1} ms ({} frames, {unmatched} unmatched); \
              joined {}/{n}, POST→first RTP p50 {:.0} ms p99 {:.0} ms; \
              full viewers starting on a keyframe {}/{}; failed {}",
             server_cpu * 100.0,
+            wait / wall * 100.0,
             (load1 - load0) / wall * 100.0,
+            load_wait / wall * 100.0,
             published * 8.0 / wall / 1e6,
             median * 8.0 / wall / 1e6,
             percentile(&latencies, 0.5),
