@@ -54,6 +54,8 @@ const MAX_DATAGRAM: usize = 2048;
 /// The most viewer media commands handled in one wake-up of the worker
 /// (a frame for this many viewers is sent in one batch).
 const MEDIA_BATCH: usize = 1024;
+/// The most datagrams handled in one wake-up of the worker.
+const DATAGRAM_BATCH: usize = 256;
 /// Without any timeout from the peers, the worker wakes this often.
 const IDLE_TICK: Duration = Duration::from_millis(500);
 /// A video track that has given no keyframe this long after its first
@@ -845,29 +847,39 @@ pub(crate) async fn run(
                 }
             },
             datagram = datagrams.recv() => {
-                let Some(d) = datagram else { break };
-                let Ok(receive) = Receive::new(Protocol::Udp, d.source, d.destination, &d.data) else {
-                    stats.unmatched.fetch_add(1, Ordering::Relaxed);
-                    strangers.dropped(d.source, Junk::Malformed, d.data.len());
-                    continue;
-                };
-                let input = Input::Receive(d.received, receive);
-                let id = match by_addr.get(&d.source) {
-                    Some(id) if peers.contains_key(id) => Some(id.clone()),
-                    _ => peers
-                        .iter()
-                        .find(|(_, p)| p.ended.is_none() && p.rtc.accepts(&input))
-                        .map(|(id, _)| id.clone()),
-                };
-                match id.and_then(|id| peers.get_mut(&id)) {
-                    Some(peer) => {
-                        by_addr.insert(d.source, peer.id.clone());
-                        peer.last_received = d.received;
-                        peer.input(input, &sockets, &stats);
+                let Some(first) = datagram else { break };
+                // Queued datagrams are taken in one wake-up too, so that
+                // joins (ICE, DTLS) and feedback are not starved by the
+                // batches of media commands above.
+                let (mut next, mut handled) = (Some(first), 0);
+                while let Some(d) = next.take() {
+                    handled += 1;
+                    if handled < DATAGRAM_BATCH {
+                        next = datagrams.try_recv().ok();
                     }
-                    None => {
+                    let Ok(receive) = Receive::new(Protocol::Udp, d.source, d.destination, &d.data) else {
                         stats.unmatched.fetch_add(1, Ordering::Relaxed);
-                        strangers.dropped(d.source, Junk::UnknownPeer, d.data.len());
+                        strangers.dropped(d.source, Junk::Malformed, d.data.len());
+                        continue;
+                    };
+                    let input = Input::Receive(d.received, receive);
+                    let id = match by_addr.get(&d.source) {
+                        Some(id) if peers.contains_key(id) => Some(id.clone()),
+                        _ => peers
+                            .iter()
+                            .find(|(_, p)| p.ended.is_none() && p.rtc.accepts(&input))
+                            .map(|(id, _)| id.clone()),
+                    };
+                    match id.and_then(|id| peers.get_mut(&id)) {
+                        Some(peer) => {
+                            by_addr.insert(d.source, peer.id.clone());
+                            peer.last_received = d.received;
+                            peer.input(input, &sockets, &stats);
+                        }
+                        None => {
+                            stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                            strangers.dropped(d.source, Junk::UnknownPeer, d.data.len());
+                        }
                     }
                 }
             }
