@@ -221,6 +221,19 @@ impl PublishClient {
         self.egress.is_some() && self.out.has_room()
     }
 
+    /// The conversions of the generation the push reads next (after the
+    /// publish started, and after each republish): an Opus stream's audio
+    /// is pushed as AAC through them. Nothing happens when not publishing.
+    pub fn set_conversions(
+        &mut self,
+        running: std::sync::Arc<crate::egress::Conversions>,
+        stream: &str,
+    ) {
+        if let Some(egress) = &mut self.egress {
+            egress.set_conversions(running, stream);
+        }
+    }
+
     /// One event of the followed stream: queues what it sends. At the end of
     /// the stream (or [`EgressInput::End`] for a stopping server) the
     /// publish's end is queued and [`ClientEvent::Ended`] follows; a push

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
-use tidewater_core::{Catalog, Codec, Follower, Frame, FrameRef, TrackInfo};
+use tidewater_core::{Catalog, Follower, Frame, FrameRef, TrackInfo};
 
 /// One TS reader's hold on its stream's Opus → AAC conversion.
 #[derive(Debug, Clone, Default)]
@@ -49,19 +49,17 @@ impl AacFromOpus {
     }
 
     fn replaced(&self, catalog: &Catalog, track: &TrackInfo) -> Option<TrackInfo> {
-        if track.codec != Codec::Opus || catalog.audio().is_none_or(|a| a.id != track.id) {
-            return None;
-        }
+        // Same track, same clock: the PES keep the Opus track's times.
         #[cfg(feature = "transcode")]
         {
             self.running.as_ref()?;
-            let mut out = tidewater_transcode::output_track(track, Codec::Aac)?;
-            // Same track, same clock: the PES keep the Opus track's times.
-            out.timescale = track.timescale;
-            Some(out)
+            tidewater_transcode::aac_in_place_of_opus(catalog, track)
         }
         #[cfg(not(feature = "transcode"))]
-        None
+        {
+            let _ = (catalog, track);
+            None
+        }
     }
 
     /// The converted packets of an Opus frame this converts (the shared
@@ -74,7 +72,11 @@ impl AacFromOpus {
         {
             let running = self.running.as_ref()?;
             let output = self.output.get_or_init(|| {
-                tidewater_transcode::AudioOutput::attach(running, Codec::Aac, &self.label)
+                tidewater_transcode::AudioOutput::attach(
+                    running,
+                    tidewater_core::Codec::Aac,
+                    &self.label,
+                )
             });
             Some(output.convert(*frame))
         }
@@ -86,14 +88,7 @@ impl AacFromOpus {
     pub(crate) fn frames(buffer: &Bytes, opus: &Frame, catalog: &Catalog) -> Vec<Frame> {
         #[cfg(feature = "transcode")]
         {
-            let timescale = catalog.track(opus.track).map_or(1000, |t| t.timescale);
-            tidewater_transcode::packets(buffer)
-                .map(|p| {
-                    let pts =
-                        tidewater_core::rescale(p.pts, tidewater_transcode::OUTPUT_RATE, timescale);
-                    Frame::audio(opus.track, Codec::Aac, pts, p.data)
-                })
-                .collect()
+            tidewater_transcode::aac_frames(buffer, opus, catalog).collect()
         }
         #[cfg(not(feature = "transcode"))]
         {

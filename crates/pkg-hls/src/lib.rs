@@ -188,6 +188,7 @@ macro_rules! packer_endings {
 }
 
 mod access;
+mod audio;
 mod config;
 mod error;
 #[cfg(feature = "validate")]

@@ -22,10 +22,11 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::HlsConfig;
+use crate::audio::AacFromOpus;
 use crate::config::duration_ticks;
 use crate::ll::LlPacker;
 use crate::master::{self, VariantInfo};
-use crate::normalize::{Normalized, Normalizer, TrackSet};
+use crate::normalize::{Normalizer, TrackSet};
 use crate::players::{Player, Players};
 use crate::playlist::{Flavour, PlaylistState};
 use crate::segmenter::Targets;
@@ -417,6 +418,9 @@ async fn run(inner: Arc<Inner>, pkg: Arc<Package>, mut follower: Follower) {
         Flavour::Ts => Packer::Ts(TsPacker::new(targets)),
     };
     let mut norm = Normalizer::new();
+    let mut aac = AacFromOpus::new(pkg.flavour == Flavour::Ts, pkg.key.as_str());
+    aac.generation(&follower);
+    let mut converted = Vec::new();
     let always_on = c.is_always_on(&pkg.key);
     let idle_ms = u64::try_from(c.idle_timeout.as_millis()).unwrap_or(u64::MAX);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -440,17 +444,27 @@ async fn run(inner: Arc<Inner>, pkg: Arc<Package>, mut follower: Follower) {
         };
         let mut state = lock(&pkg.state);
         let step = match ev {
-            Ok(Event::Catalog(catalog)) => match norm.catalog(&catalog) {
-                Some(Normalized::Tracks(set)) => {
+            Ok(Event::Catalog(catalog)) => match norm.set_tracks(&aac.tracks(&catalog)) {
+                Some(set) => {
                     *lock(&pkg.tracks) = Some(set.clone());
                     packer.tracks(set, &mut state)
                 }
                 _ => Ok(()),
             },
-            Ok(Event::Frame(frame)) => match norm.frame(&frame) {
-                Some(unit) => packer.unit(unit, &mut state),
-                None => Ok(()),
-            },
+            Ok(Event::Frame(frame)) => {
+                converted.clear();
+                if aac.convert(&frame, &mut converted) {
+                    converted
+                        .iter()
+                        .filter_map(|f| norm.frame(f))
+                        .try_for_each(|unit| packer.unit(unit, &mut state))
+                } else {
+                    match norm.frame(&frame) {
+                        Some(unit) => packer.unit(unit, &mut state),
+                        None => Ok(()),
+                    }
+                }
+            }
             Ok(Event::Skipped { frames }) => {
                 debug!("{who}: packager fell behind, {frames} frames skipped");
                 packer.discontinuity(&mut state);
@@ -460,6 +474,7 @@ async fn run(inner: Arc<Inner>, pkg: Arc<Package>, mut follower: Follower) {
                 info!("{who}: republished (generation {generation}): discontinuity");
                 packer.discontinuity(&mut state);
                 norm.discontinuity();
+                aac.generation(&follower);
                 Ok(())
             }
             Err(e) => {

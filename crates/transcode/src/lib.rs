@@ -7,16 +7,17 @@
 //! | source audio | WHEP | RTMP, HTTP-FLV | TS (SRT, HTTP-TS, TS-HLS) | fMP4 (LL-HLS, DASH, record) | RTSP |
 //! |---|---|---|---|---|---|
 //! | AAC | Opus (transcoded here) | AAC | AAC | AAC | AAC |
-//! | Opus (WHIP) | Opus | AAC (transcoded here) | AAC (transcoded here) over SRT and HTTP-TS; TS-HLS not yet | Opus | Opus |
+//! | Opus (WHIP) | Opus | AAC (transcoded here) | AAC (transcoded here) | Opus | Opus |
 //!
-//! Wired: WHEP (`tidewater-whip`), RTMP players and HTTP-FLV
-//! (`tidewater-ingest-rtmp`), SRT readers and HTTP-TS
-//! (`tidewater-ingest-srt`), each behind its `transcode` feature, which the
-//! umbrella's `transcode` feature turns on. They announce
-//! [`AudioOutput::output_track`] in place of the catalog's Opus track
-//! (sequence header, `onMetaData`, PMT) and write one tag or PES per
-//! converted packet. TS-HLS has a muxer of its own and does not use it yet;
-//! an RTMP push of an Opus stream sends it as enhanced RTMP (not converted).
+//! Wired: WHEP (`tidewater-whip`), RTMP players, HTTP-FLV and RTMP pushes
+//! (`[[push]]`, `tidewater-ingest-rtmp`), SRT readers and HTTP-TS
+//! (`tidewater-ingest-srt`), TS-HLS (`tidewater-pkg-hls`; LL-HLS carries
+//! the Opus), each behind its `transcode` feature, which the umbrella's
+//! `transcode` feature turns on. Those that need AAC pick the track and
+//! the frames with [`select`] ([`aac_in_place_of_opus`], [`aac_frames`]),
+//! so they all agree: they announce the AAC track in place of the
+//! catalog's Opus one (sequence header, `onMetaData`, PMT) on the Opus
+//! track's clock and write one tag or PES per converted packet.
 //!
 //! # What it does
 //!
@@ -87,7 +88,10 @@
 //! binary, `tests/tests/webrtc.rs`): Chromium plays over WHEP an ffmpeg
 //! RTMP publish with AAC and receives audio with a level; Chromium
 //! publishes over WHIP and ffmpeg decodes AAC over RTMP, SRT and HTTP-TS
-//! (packets 1 024 samples apart, starting with the video and keeping pace).
+//! (packets 1 024 samples apart, starting with the video and keeping pace);
+//! `tests/tests/whip_audio.rs`: ffmpeg decodes H.264 + AAC over TS-HLS of
+//! a Chromium WHIP publish, and a second server receives its RTMP push as
+//! H.264 + AAC, one conversion serving both.
 
 #![deny(missing_docs)]
 // Modules here read network or file input: no indexing, unwrap, expect or
@@ -105,10 +109,12 @@
 mod error;
 mod fifo;
 pub mod pipeline;
+pub mod select;
 pub mod shared;
 #[cfg(test)]
 mod tests;
 
 pub use error::Error;
 pub use pipeline::{OUTPUT_RATE, Packet, Pipeline, output_track};
+pub use select::{aac_frames, aac_in_place_of_opus};
 pub use shared::{AudioOutput, Transcoders, format, packets};

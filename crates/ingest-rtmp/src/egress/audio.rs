@@ -46,18 +46,17 @@ impl AacFromOpus {
     /// the audio is not converted (not Opus, or no transcoder).
     pub fn replaced_audio(&self, catalog: &Catalog) -> Option<TrackInfo> {
         let audio = catalog.audio()?;
-        if audio.codec != tidewater_core::Codec::Opus || self.running.is_none() {
-            return None;
-        }
+        self.running.as_ref()?;
+        // Same track, same clock: the tags keep the Opus track's times.
         #[cfg(feature = "transcode")]
         {
-            let mut track = tidewater_transcode::output_track(audio, tidewater_core::Codec::Aac)?;
-            // Same track, same clock: the tags keep the Opus track's times.
-            track.timescale = audio.timescale;
-            Some(track)
+            tidewater_transcode::aac_in_place_of_opus(catalog, audio)
         }
         #[cfg(not(feature = "transcode"))]
-        None
+        {
+            let _ = audio;
+            None
+        }
     }
 
     /// Whether `f` is audio this converts (then [`frames`](Self::frames)
@@ -74,19 +73,18 @@ impl AacFromOpus {
     pub fn frames(&mut self, f: FrameRef<'_>, out: &mut Vec<Frame>) {
         #[cfg(feature = "transcode")]
         {
-            use tidewater_core::{Codec, rescale};
             let Some(running) = &self.running else {
                 return;
             };
             let output = self.output.get_or_insert_with(|| {
-                tidewater_transcode::AudioOutput::attach(running, Codec::Aac, &self.label)
+                tidewater_transcode::AudioOutput::attach(
+                    running,
+                    tidewater_core::Codec::Aac,
+                    &self.label,
+                )
             });
-            let timescale = f.catalog().track(f.track).map_or(1000, |t| t.timescale);
             let buffer = output.convert(f);
-            for p in tidewater_transcode::packets(&buffer) {
-                let pts = rescale(p.pts, tidewater_transcode::OUTPUT_RATE, timescale);
-                out.push(Frame::audio(f.track, Codec::Aac, pts, p.data));
-            }
+            out.extend(tidewater_transcode::aac_frames(&buffer, &f, f.catalog()));
         }
         #[cfg(not(feature = "transcode"))]
         let _ = (f, out);

@@ -195,7 +195,18 @@ pub fn catalog_chunks_with(
 /// The `@setDataFrame onMetaData` data message a publisher sends before its
 /// media, as chunks on the crate's data chunk stream.
 pub fn set_data_frame(catalog: &Catalog, chunk_size: u32, stream_id: u32) -> Bytes {
-    let meta = flv::metadata_body(catalog);
+    set_data_frame_with(catalog, None, chunk_size, stream_id)
+}
+
+/// [`set_data_frame`] with the audio track announced as `audio` instead
+/// (the AAC a pushed Opus track goes out as).
+pub fn set_data_frame_with(
+    catalog: &Catalog,
+    audio: Option<&TrackInfo>,
+    chunk_size: u32,
+    stream_id: u32,
+) -> Bytes {
+    let meta = flv::metadata_body_with(catalog, audio);
     let mut body = BytesMut::with_capacity(16 + meta.len());
     body.put_u8(0x02);
     body.put_u16(13);
@@ -234,7 +245,7 @@ pub fn sequence_header_chunks(
 }
 
 /// [`sequence_header_chunks`], with the audio track replaced by `audio` if given.
-fn sequence_headers(
+pub(crate) fn sequence_headers(
     catalog: &Catalog,
     replaced: Option<&TrackInfo>,
     chunk_size: u32,

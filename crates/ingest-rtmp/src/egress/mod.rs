@@ -49,7 +49,7 @@ pub use audio::{AacFromOpus, Conversions};
 pub use chunks::{
     catalog_chunks, catalog_chunks_with, catalog_tags, catalog_tags_with, file_header,
     frame_chunks, frame_chunks_shifted, frame_tag, frame_tag_shifted, sequence_header_chunks,
-    set_data_frame,
+    set_data_frame, set_data_frame_with,
 };
 pub(crate) use chunks::{shared_aac_tags, shared_chunks, shared_tag};
 pub use transmit::{BATCH_BYTES, BATCH_MESSAGES, Transmit};
@@ -185,7 +185,8 @@ pub struct Egress {
     pending: Option<Arc<Catalog>>,
     /// The timestamps sent, for rebasing after a republish.
     timeline: Timeline,
-    /// A player's Opus → AAC conversion (an Opus stream, `transcode` feature).
+    /// A player's or push's Opus → AAC conversion (an Opus stream,
+    /// `transcode` feature).
     aac: AacFromOpus,
     /// Converted frames, reused.
     converted: Vec<tidewater_core::Frame>,
@@ -235,13 +236,12 @@ impl Egress {
         }
     }
 
-    /// A player's view of the conversions of the generation it reads next
-    /// (at the start of the play and after each republish): an Opus
-    /// stream's audio goes out as AAC through them (see [`AacFromOpus`]).
+    /// A player's or push's view of the conversions of the generation it
+    /// reads next (at the start and after each republish): an Opus
+    /// stream's audio goes out as AAC through them (see [`AacFromOpus`]);
+    /// a push's receiver most likely cannot take Opus in FLV either.
     pub fn set_conversions(&mut self, running: Arc<Conversions>, stream: &str) {
-        if self.side == Side::Play {
-            self.aac.generation(running, stream);
-        }
+        self.aac.generation(running, stream);
     }
 
     /// Handles one input, queueing what it sends into `out`.
@@ -292,9 +292,16 @@ impl Egress {
                     ts,
                 )),
                 Side::Publish => {
-                    out.push(set_data_frame(&c, self.chunk_size, self.stream_id));
-                    out.push(sequence_header_chunks(
+                    let audio = self.aac.replaced_audio(&c);
+                    out.push(set_data_frame_with(
                         &c,
+                        audio.as_ref(),
+                        self.chunk_size,
+                        self.stream_id,
+                    ));
+                    out.push(chunks::sequence_headers(
+                        &c,
+                        audio.as_ref(),
                         self.chunk_size,
                         self.stream_id,
                         ts,
@@ -303,8 +310,8 @@ impl Egress {
             }
         }
         if converts {
-            // Players only (a push's audio is not converted): the chunks
-            // of the conversion's packets, shared as the packets are.
+            // The chunks of the conversion's packets, shared as the
+            // packets are (a push on its own stream id builds its own).
             out.push(chunks::shared_aac_chunks(
                 &f,
                 &self.converted,

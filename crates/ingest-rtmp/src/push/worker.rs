@@ -6,7 +6,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tidewater_core::{CancellationToken, Event, Follower, IngestContext, Request, StreamKey};
+use tidewater_core::{
+    CancellationToken, Event, Follower, IngestContext, RecvError, Request, StreamKey,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -248,6 +250,8 @@ struct PushConn {
     client: PublishClient,
     ctx: Context,
     inbuf: BytesMut,
+    /// The pushed stream's key, naming it in the conversion's log.
+    source: String,
 }
 
 /// Connects, handshakes (TLS, then RTMP) and gets the publish accepted,
@@ -299,6 +303,7 @@ async fn connect_inner(
         client,
         ctx: ctx.clone(),
         inbuf: BytesMut::with_capacity(READ_SIZE),
+        source: key.to_string(),
     };
     conn.flush().await?;
     while !conn.client.is_publishing() {
@@ -415,6 +420,28 @@ impl PushConn {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.wr.shutdown()).await;
     }
 
+    /// The conversions of the generation `follower` reads (an Opus
+    /// stream's audio is pushed as AAC, converted once per stream).
+    fn set_conversions(&mut self, follower: &Follower) {
+        if let Some(running) = follower.generation_state::<crate::egress::Conversions>() {
+            self.client.set_conversions(running, &self.source);
+        }
+    }
+
+    /// Hands one event to the client; after a republish, the new
+    /// generation's conversions.
+    fn media_event(
+        &mut self,
+        ev: &std::result::Result<Event, RecvError>,
+        follower: &Follower,
+    ) -> Result<()> {
+        self.media(ev)?;
+        if matches!(ev, Ok(Event::Discontinuity { .. })) {
+            self.set_conversions(follower);
+        }
+        Ok(())
+    }
+
     /// Sends the followed stream until it ends, the server stops, or the
     /// connection fails.
     async fn stream(
@@ -422,7 +449,9 @@ impl PushConn {
         follower: &mut Follower,
         shutdown: &CancellationToken,
     ) -> Result<Finished> {
+        self.set_conversions(follower);
         loop {
+            let mut republished = false;
             {
                 // One receive, kept while the destination's input is read:
                 // dropping it mid-wait would restart a republish grace period.
@@ -442,15 +471,19 @@ impl PushConn {
                         }
                         ev = &mut next => {
                             self.media(&ev)?;
+                            republished = matches!(ev, Ok(Event::Discontinuity { .. }));
                             break;
                         }
                     }
                     self.flush().await?;
                 }
             }
+            if republished {
+                self.set_conversions(follower);
+            }
             while self.client.wants_media() {
                 match now_or_never(follower.recv()) {
-                    Some(ev) => self.media(&ev)?,
+                    Some(ev) => self.media_event(&ev, follower)?,
                     None => break,
                 }
             }
