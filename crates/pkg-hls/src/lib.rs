@@ -152,6 +152,12 @@
 //!   pulls in), and the fuzzing entry points that run it. For tests and
 //!   fuzzing: the packager itself never needs it. The crate's own tests
 //!   turn it on (a dev-dependency on itself).
+//! - `transcode` (off; on through the umbrella's `transcode`, so in the
+//!   server): classic HLS carries an Opus stream's audio (a WHIP publish)
+//!   as AAC, from the stream's one Opus → AAC conversion that its RTMP, SRT
+//!   and HTTP-TS readers share (`tidewater-transcode`, started by the
+//!   first that needs it); LL-HLS carries the Opus. Without it the TS
+//!   segments carry the Opus as it is.
 //!
 //! The umbrella crate `tidewater` exposes this crate as `tidewater::hls`
 //! behind its `hls` feature.

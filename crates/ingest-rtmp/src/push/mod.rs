@@ -18,7 +18,9 @@
 //!   the stream's derived-output cache, the very bytes its RTMP viewers get,
 //!   when the destination hands out stream id 1 (nginx-rtmp and tidewater
 //!   do) and no republish shifted the timestamps; otherwise they are built
-//!   for the push alone;
+//!   for the push alone. An Opus stream's audio (a WHIP publish) is pushed
+//!   as AAC with the `transcode` feature, from the conversion the stream's
+//!   RTMP players share (most receivers take no Opus in FLV);
 //! - starts from the cached GOP on every (re)connection: a new kernel
 //!   follower is opened once the destination accepted the publish, so the
 //!   destination gets a keyframe first and no backlog;
