@@ -86,6 +86,20 @@ pub(crate) const CLIENTS: &[Client] = &[
         package: "python3-aiortc",
         probe: Probe::Package,
     },
+    // The WHIP publisher of tests/gst_whip.rs (tests/helpers/gst_whip_publish.py):
+    // webrtcbin from Python, its ICE (libnice) and its ECDSA certificate.
+    Client {
+        package: "gir1.2-gst-plugins-bad-1.0",
+        probe: Probe::Package,
+    },
+    Client {
+        package: "gstreamer1.0-nice",
+        probe: Probe::Package,
+    },
+    Client {
+        package: "python3-cryptography",
+        probe: Probe::Package,
+    },
     // The cluster tests run their own etcd; etcd-client builds with protoc.
     Client {
         package: "etcd-server",
