@@ -237,6 +237,9 @@
 //!   48 kHz Opus; 1 000 junk datagrams and 20 stray RTP ones on the media
 //!   port are counted exactly and logged with their sender at most 20
 //!   times.
+//! - `tests/gst_whip.rs` of the end-to-end tests: GStreamer webrtcbin
+//!   publishes (see below); webrtcbin with its own RSA certificate is
+//!   refused at DTLS.
 //! - `tests/signal_props.rs`: the stable twin of the `whip_signal` fuzz
 //!   target ([`fuzzing::signalling`]: offers and trickle fragments).
 //! - `tests/offer_props.rs`: any POST body (random bytes, real offers with
@@ -248,15 +251,35 @@
 //!   tokens to the authorizer and `401`, the session limit, a peer that
 //!   never connects is ended.
 //!
-//! GStreamer does not publish yet. Debian 12's `simple-whip-client`
-//! aborts before its first request (it links libsoup 2 while libnice,
-//! through gupnp-igd, loads libsoup 3). GStreamer 1.22's webrtcbin, driven
-//! directly (the same pipeline, every candidate in the offer), connects
-//! ICE but its DTLS certificate is RSA, which str0m 0.25's DTLS (dimpl:
-//! ECDSA certificates only, as browsers make) refuses ("no client
-//! certificate received"); given an ECDSA certificate instead, webrtcbin's
-//! own DTLS refuses the server's (alert 48). `whipsink` (gst-plugins-rs)
-//! is not packaged in Debian 12.
+//! GStreamer 1.22's webrtcbin publishes (`tests/gst_whip.rs` of the
+//! end-to-end tests: x264enc + Opus, decoded over RTMP and LL-HLS, its
+//! keyframes made on this crate's PLIs) with three things done by its
+//! application, none of them a fault of this crate's answer (`a=setup`
+//! passive, SHA-256 fingerprint, str0m's certificate are what browsers
+//! take):
+//!
+//! - an ECDSA certificate: webrtcbin's own is RSA, which str0m 0.25's
+//!   DTLS (dimpl: ECDSA only, as browsers make) refuses ("no client
+//!   certificate received"). It must be set on `dtlssrtpdec` while that
+//!   element is NULL: `dtlsdec` connects its peer-certificate handler on
+//!   NULL → READY only, a PEM set later makes a connection without it,
+//!   OpenSSL's verify callback then gets "reject" for the server's
+//!   self-signed certificate and GStreamer sends alert 48 (unknown_ca).
+//!   That was the alert 48 seen before; the certificate dimpl makes
+//!   (P-256, SHA-256, valid from now for a year) is not the cause.
+//! - the certificate's fingerprint written into the offer: webrtcbin 1.22
+//!   hashes the whole PEM it was given, the private key included
+//!   (`_generate_fingerprint_from_certificate`), and str0m then ends the
+//!   session ("remote fingerprint no match").
+//! - libnice keepalives as binding requests (`keepalive-conncheck`): str0m's
+//!   ICE-lite agent (the `is` crate) counts a pair alive for 15 s after the
+//!   peer's last binding request, a constant; GStreamer turns on RFC 7675
+//!   consent checks only with a libnice newer than Debian 12's 0.1.21, and
+//!   binding indications alone end the session after 15 s.
+//!
+//! Debian 12's `simple-whip-client` aborts before its first request (it
+//! links libsoup 2 while libnice, through gupnp-igd, loads libsoup 3).
+//! `whipsink` (gst-plugins-rs) is not packaged in Debian 12.
 //!
 //! # Feature flags
 //!
