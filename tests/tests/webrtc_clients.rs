@@ -6,14 +6,11 @@
 //! the API's sessions list. Junk on the media port is counted and logged
 //! with its peer, at a bounded rate.
 //!
-//! Not here, and why (Debian 12, GStreamer 1.22): `simple-whip-client`
-//! aborts before sending anything (it links libsoup 2 while libnice,
-//! through gupnp-igd, loads libsoup 3: "Using libsoup2 and libsoup3 in the
-//! same process is not supported"); webrtcbin driven directly reaches the
-//! server but its DTLS certificate is RSA, which str0m 0.25's DTLS (ECDSA
-//! only) refuses ("no client certificate received"), and giving webrtcbin
-//! an ECDSA certificate makes its own DTLS refuse the server's certificate
-//! (alert 48). See the WHIP section of the crate docs of `tidewater-whip`.
+//! GStreamer's webrtcbin publishing over WHIP is in `gst_whip.rs`. Not
+//! tested (Debian 12): `simple-whip-client` aborts before sending anything
+//! (it links libsoup 2 while libnice, through gupnp-igd, loads libsoup 3:
+//! "Using libsoup2 and libsoup3 in the same process is not supported").
+//! See the WHIP section of the crate docs of `tidewater-whip`.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
