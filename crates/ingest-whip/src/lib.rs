@@ -260,11 +260,14 @@
 //!
 //! - an ECDSA certificate: webrtcbin's own is RSA, which str0m 0.25's
 //!   DTLS (dimpl: ECDSA only, as browsers make) refuses ("no client
-//!   certificate received"). It must be set on `dtlssrtpdec` while that
-//!   element is NULL: `dtlsdec` connects its peer-certificate handler on
-//!   NULL → READY only, a PEM set later makes a connection without it,
-//!   OpenSSL's verify callback then gets "reject" for the server's
-//!   self-signed certificate and GStreamer sends alert 48 (unknown_ca).
+//!   certificate received": dimpl 0.9 has no RSA signatures). Taking RSA
+//!   would need str0m's `openssl` backend (OpenSSL's own DTLS) instead of
+//!   the default `aws-lc-rs` (dimpl): not tried. The certificate must be
+//!   set on `dtlssrtpdec` while that element is NULL: `dtlsdec` connects
+//!   its peer-certificate handler on NULL → READY only, a PEM set later
+//!   makes a connection without it, OpenSSL's verify callback then gets
+//!   "reject" for the server's self-signed certificate and GStreamer
+//!   sends alert 48 (unknown_ca).
 //!   That was the alert 48 seen before; the certificate dimpl makes
 //!   (P-256, SHA-256, valid from now for a year) is not the cause.
 //! - the certificate's fingerprint written into the offer: webrtcbin 1.22
