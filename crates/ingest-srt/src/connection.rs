@@ -20,14 +20,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream, StreamExt};
 use srt_protocol::connection::{Connection, DuplexConnection};
 use srt_protocol::packet::{ControlPacket, ControlTypes, Packet, ReceivePacketError, TimeStamp};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
-use tracing::debug;
+
+use crate::outbox::Outbox;
 
 /// Packets the listener routes to one connection, waiting for its task.
 pub(crate) const ROUTED_PACKETS: usize = 1024;
@@ -121,6 +122,10 @@ impl Stream for SrtConnection {
     }
 }
 
+/// Most inputs of one kind (routed packets, messages to send) taken in one
+/// wake-up before the connection's output goes out.
+const INPUTS_PER_WAKE: usize = 64;
+
 async fn run(
     mut connection: DuplexConnection,
     socket: Arc<UdpSocket>,
@@ -129,25 +134,24 @@ async fn run(
     mut received: mpsc::Sender<Message>,
     mut shut: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let mut buf = BytesMut::with_capacity(1500);
+    let mut outbox = Outbox::default();
     let (mut routed_open, mut sending_open, mut shut_open) = (true, true, true);
     while connection.is_open() {
         let now = Instant::now();
         // Statistics are not read; their timer is reset like the others.
         let _ = connection.should_update_statistics(now);
+        // The timers first: the send timer releases what the inputs queued,
+        // so it goes out in this wake-up's batch, not in one more wake-up.
+        let wake = connection.check_timers(now);
         while let Some((packet, to)) = connection.next_packet(now) {
-            buf.clear();
-            packet.serialize(&mut buf);
-            if let Err(e) = socket.send_to(&buf, to).await {
-                debug!(peer = %to, "srt: sending a packet failed: {e}");
-            }
+            outbox.push(&packet, to);
         }
+        outbox.flush(&socket).await;
         while let Some(data) = connection.next_data(now) {
             if !received.is_closed() {
                 let _ = received.send(data).await;
             }
         }
-        let wake = connection.check_timers(Instant::now());
         tokio::select! {
             _ = tokio::time::sleep_until(wake.into()) => {}
             packet = packets.recv(), if routed_open => {
@@ -155,11 +159,35 @@ async fn run(
                     routed_open = false;
                     ReceivePacketError::Io(std::io::ErrorKind::NotConnected.into())
                 });
-                connection.handle_packet_input(Instant::now(), packet);
+                let now = Instant::now();
+                connection.handle_packet_input(now, packet);
+                // What else arrived meanwhile (a reader's ACKs, a NAK) is
+                // handled in the same wake-up.
+                for _ in 1..INPUTS_PER_WAKE {
+                    match packets.try_recv() {
+                        Ok(packet) => connection.handle_packet_input(now, Ok(packet)),
+                        Err(_) => break,
+                    }
+                }
             }
             data = to_send.next(), if sending_open => {
                 sending_open = data.is_some();
-                connection.handle_data_input(Instant::now(), data);
+                let now = Instant::now();
+                connection.handle_data_input(now, data);
+                // A frame is a dozen messages, queued together: taken together.
+                for _ in 1..DATA_QUEUE {
+                    if !sending_open {
+                        break;
+                    }
+                    match to_send.try_recv() {
+                        Ok(data) => connection.handle_data_input(now, Some(data)),
+                        Err(mpsc::TryRecvError::Closed) => {
+                            sending_open = false;
+                            connection.handle_data_input(now, None);
+                        }
+                        Err(mpsc::TryRecvError::Empty) => break,
+                    }
+                }
             }
             now = &mut shut, if shut_open => {
                 shut_open = false;
@@ -173,11 +201,8 @@ async fn run(
                         dest_sockid: settings.remote_sockid,
                         control_type: ControlTypes::Shutdown,
                     });
-                    buf.clear();
-                    shutdown.serialize(&mut buf);
-                    if let Err(e) = socket.send_to(&buf, settings.remote).await {
-                        debug!(peer = %settings.remote, "srt: sending a shutdown failed: {e}");
-                    }
+                    outbox.push(&shutdown, settings.remote);
+                    outbox.flush(&socket).await;
                     break;
                 }
             }

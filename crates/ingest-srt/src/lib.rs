@@ -137,7 +137,11 @@
 //!   0.78 after).
 //! - The listener's packets reach a connection through a bounded queue that
 //!   never blocks the listener (a full queue drops the packet; SRT
-//!   retransmits it): a slow connection only hurts itself. Closed connections
+//!   retransmits it): a slow connection only hurts itself. A connection's
+//!   task takes what waits for it when it wakes (up to 64 routed packets:
+//!   a reader's ACKs; up to 128 messages: a frame's dozen), runs
+//!   srt-protocol's timers, then sends everything srt-protocol has to send in
+//!   one `sendmmsg` (`outbox`), not one `sendto` per packet. Closed connections
 //!   and handshakes older than [`SrtConfig::handshake_timeout`] are forgotten
 //!   twice a second (srt-protocol's listener keeps them for ever), and a
 //!   packet from an unknown peer that is not an induction is dropped rather
@@ -176,6 +180,7 @@ mod demux;
 mod error;
 mod http_ts;
 mod listener;
+mod outbox;
 mod output;
 mod peers;
 mod publish;
