@@ -27,6 +27,11 @@ pub const DEFAULT_MAX_REQUEST_LEN: usize = 64 * 1024;
 pub const DEFAULT_MAX_PAYLOAD: usize = 1400;
 /// How long a reader's socket may accept no bytes before it is dropped, by default.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a reader gathers frames before writing them, by default (about
+/// one frame at 25 fps: see [`RtspConfig::coalesce`]).
+pub const DEFAULT_COALESCE: Duration = Duration::from_millis(40);
+/// The longest [`RtspConfig::coalesce`] accepted: it adds that much latency.
+pub const MAX_COALESCE: Duration = Duration::from_millis(500);
 /// Simultaneous connections one listener accepts, by default.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
@@ -84,6 +89,12 @@ pub struct RtspConfig {
     pub max_payload: usize,
     /// A reader whose socket accepts no bytes for this long is dropped.
     pub write_timeout: Duration,
+    /// How long a TCP (interleaved) reader gathers the stream's frames
+    /// before writing them in one write: fewer system calls, TCP segments
+    /// and wake-ups per reader, at up to this much added latency; zero
+    /// writes each frame as it comes. UDP readers write each frame at once
+    /// (their cost is per datagram). At most [`MAX_COALESCE`].
+    pub coalesce: Duration,
     /// Whether a UDP reader's run of equal-sized datagrams (a frame's
     /// fragments) goes to the kernel as one message with UDP GSO (Linux
     /// 4.18 and later); turned off by itself when the kernel refuses it.
@@ -105,6 +116,7 @@ impl Default for RtspConfig {
             max_request_len: DEFAULT_MAX_REQUEST_LEN,
             max_payload: DEFAULT_MAX_PAYLOAD,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            coalesce: DEFAULT_COALESCE,
             udp_gso: true,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }
@@ -122,6 +134,12 @@ impl RtspConfig {
         }
         if self.write_timeout.is_zero() {
             return Err(ConfigError::new("write_timeout", "must be positive"));
+        }
+        if self.coalesce > MAX_COALESCE {
+            return Err(ConfigError::new(
+                "coalesce",
+                format!("must be at most {} ms", MAX_COALESCE.as_millis()),
+            ));
         }
         if self.max_connections == 0 {
             return Err(ConfigError::new("max_connections", "must be positive"));

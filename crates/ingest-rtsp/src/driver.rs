@@ -125,6 +125,16 @@ struct Outbox {
     rtcp: Vec<(u16, Bytes)>,
 }
 
+/// Bytes a reader gathers at most before writing, whatever the coalescing.
+const OUTBOX_FULL: usize = 256 * 1024;
+
+impl Outbox {
+    /// Whether it holds enough to write now.
+    fn is_full(&self) -> bool {
+        self.tcp.len() >= OUTBOX_FULL || self.udp.len() >= OUTBOX_FULL / 1024
+    }
+}
+
 impl Playing {
     /// A new catalog (a new version, or a republish's): the described
     /// tracks are pointed at its tracks, or the session ends.
@@ -166,6 +176,17 @@ impl Playing {
         {
             let wall = anchor.wall_clock_of(frame.pts, track.timescale);
             reader.report(frame.track, wall, &mut out.tcp, &mut out.rtcp);
+        }
+    }
+
+    /// Every event the follower already holds, until the outbox is full.
+    fn gather(&mut self, max_payload: usize, out: &mut Outbox) {
+        while !out.is_full() && self.end.is_none() {
+            let Some(Ok(next)) = self.follower.try_recv_ref() else {
+                break;
+            };
+            let next = owned(next);
+            self.event(&next, max_payload, out);
         }
     }
 
@@ -368,6 +389,8 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
     let mut outbox = Outbox::default();
     let (datagrams_tx, mut datagrams) = mpsc::channel::<Datagram>(QUEUE);
     let mut registration: Option<Registration> = None;
+    // When the media gathered for a reader is written ([rtsp] coalesce_ms).
+    let mut flush_at: Option<Instant> = None;
     let ctx_err = |e: Error, session: &Session| e.with_context(Some(peer), session.stream());
     loop {
         // Answer what the session gathered; ask the kernel what it needs.
@@ -552,7 +575,9 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                     .with_context(Some(peer), session.stream())
                 })?;
         }
-        if let Some(p) = playing.as_ref() {
+        if let Some(p) = playing.as_ref()
+            && flush_at.is_none()
+        {
             // Media stamped while answering (the first frame after PLAY).
             flush(
                 &mut wr,
@@ -580,7 +605,9 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
             break;
         }
         let deadline = Instant::from_std(session.poll_timeout());
-        let sending = playing.as_ref().is_some_and(|p| p.reader.is_some());
+        // While a flush is due, the follower is not polled: what the
+        // stream publishes meanwhile is gathered when it is (coalescing).
+        let sending = playing.as_ref().is_some_and(|p| p.reader.is_some()) && flush_at.is_none();
         // The end of a UDP publish's jitter window, when a gap is waited for.
         let jitter = publishing
             .as_ref()
@@ -619,6 +646,15 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                     })?;
                 }
             }
+            _ = async { match flush_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } }, if flush_at.is_some() => {
+                flush_at = None;
+                if let Some(p) = playing.as_mut() {
+                    p.gather(config.max_payload, &mut outbox);
+                    flush(&mut wr, &mut outbox, p, udp_media.as_ref(), peer, config.write_timeout)
+                        .await
+                        .map_err(|source| Error::Io { ctx: Default::default(), source }.with_context(Some(peer), session.stream()))?;
+                }
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 session.handle_timeout(Instant::now().into_std()).map_err(|e| ctx_err(e, &session))?;
             }
@@ -631,15 +667,17 @@ pub(crate) async fn connection<S: AsyncRead + AsyncWrite + Send + 'static>(
                 match event {
                     Ok(event) => {
                         p.event(&event, config.max_payload, &mut outbox);
-                        // Gather what is already there before writing.
-                        while outbox.tcp.len() < 256 * 1024 && p.end.is_none() {
-                            let Some(Ok(next)) = p.follower.try_recv_ref() else { break };
-                            let next = owned(next);
-                            p.event(&next, config.max_payload, &mut outbox);
+                        p.gather(config.max_payload, &mut outbox);
+                        // UDP readers are not coalesced: their cost is per
+                        // datagram, not per system call (GSO), and gathering
+                        // measured no gain there, only latency.
+                        if config.coalesce.is_zero() || outbox.is_full() || !outbox.udp.is_empty() {
+                            flush(&mut wr, &mut outbox, p, udp_media.as_ref(), peer, config.write_timeout)
+                                .await
+                                .map_err(|source| Error::Io { ctx: Default::default(), source }.with_context(Some(peer), session.stream()))?;
+                        } else {
+                            flush_at = Some(Instant::now() + config.coalesce);
                         }
-                        flush(&mut wr, &mut outbox, p, udp_media.as_ref(), peer, config.write_timeout)
-                            .await
-                            .map_err(|source| Error::Io { ctx: Default::default(), source }.with_context(Some(peer), session.stream()))?;
                     }
                     Err(RecvError::Ended(reason)) => {
                         info!(peer = %peer, stream = session.stream().unwrap_or("-"), "rtsp: stream ended: {reason}");

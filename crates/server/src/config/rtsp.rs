@@ -75,6 +75,9 @@ pub struct RtspSection {
     /// Whether UDP readers are sent a frame's fragments as one message with
     /// UDP GSO (default true; turned off by itself when the kernel refuses).
     pub udp_gso: bool,
+    /// A TCP reader gathers the stream's frames this long before writing
+    /// them (default 40, at most 500; 0 writes each frame as it comes).
+    pub coalesce_ms: u64,
 }
 
 impl Default for RtspSection {
@@ -94,6 +97,7 @@ impl Default for RtspSection {
             write_timeout_ms: d.write_timeout.as_millis() as u64,
             max_connections: d.max_connections,
             udp_gso: d.udp_gso,
+            coalesce_ms: d.coalesce.as_millis() as u64,
         }
     }
 }
@@ -118,6 +122,7 @@ impl RtspSection {
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             max_connections: self.max_connections,
             udp_gso: self.udp_gso,
+            coalesce: Duration::from_millis(self.coalesce_ms),
         };
         config.validate().map_err(|e| self.refused(&e))?;
         Ok(Some(config))
@@ -168,6 +173,7 @@ impl RtspSection {
             "session_timeout" => FieldKey::shown("session_timeout_ms", self.session_timeout_ms),
             "write_timeout" => FieldKey::shown("write_timeout_ms", self.write_timeout_ms),
             "head_timeout" => FieldKey::shown("head_timeout_ms", self.head_timeout_ms),
+            "coalesce" => FieldKey::shown("coalesce_ms", self.coalesce_ms),
             "max_connections" => FieldKey::shown("max_connections", self.max_connections),
             "max_request_len" => FieldKey::shown("max_request_len", self.max_request_len),
             "max_payload" => FieldKey::shown("max_payload", self.max_payload),
