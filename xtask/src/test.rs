@@ -1,7 +1,7 @@
 //! `cargo xtask test`: everything CI runs, in order: the real clients and
 //! browser players (see [`crate::install`]), the tidy steps (see
 //! [`crate::tidy`]), one build, the tests, the kernel's loom models, the
-//! fan-out bench's quick run, a 2-minute soak, and the fuzz targets (a 10 s
+//! fan-out and RTSP benches' quick runs, a 2-minute soak, and the fuzz targets (a 10 s
 //! smoke run each when `CI` is set, a check otherwise).
 
 use std::env;
@@ -65,6 +65,21 @@ pub(crate) fn test(ws: &Workspace) -> Result<()> {
     // payload checked by every subscriber (seconds; its figures are not kept).
     steps.run("fanout", || {
         crate::bench::bench(ws, &["fanout".into(), "--quick".into()])
+    })?;
+    // The RTSP bench's quick run against the debug binary built above: 5
+    // readers over TCP and over UDP from tidewater and from gst-rtsp-server;
+    // it fails when a server does not start or a reader fails, ends or gets
+    // no keyframe (its figures are not kept).
+    steps.run("rtsp bench", || {
+        crate::bench::bench(
+            ws,
+            &[
+                "rtsp".into(),
+                "--quick".into(),
+                "--tidewater-bin".into(),
+                bin.clone().into(),
+            ],
+        )
     })?;
     // A short soak: every ingest publishing, readers churning on every
     // output, RSS, fds and tokio tasks flat (see `crate::soak`).

@@ -32,7 +32,8 @@
 //! cargo bench -p tidewater-bench --bench rtsp -- [OPTIONS]
 //!
 //!   --quick                  smoke run: 5 readers over TCP and UDP, 3 s window,
-//!                            one rep (about a minute with the clip made)
+//!                            one rep (about a minute with the clip made); a
+//!                            reader that fails, ends or gets no keyframe fails it
 //!   --sizes 200,500,1000     reader counts over TCP
 //!   --udp-sizes 200          reader counts over UDP (empty: none)
 //!   --gst-max 500            gst-rtsp-server runs only up to this N
@@ -137,6 +138,9 @@ struct Options {
     tidewater_bin: Option<PathBuf>,
     /// Niceness of every process started (`None`: inherited).
     nice: Option<i32>,
+    /// `--quick`: a reader that failed, ended or never got a keyframe fails
+    /// the run (with 5 readers on any machine, that is a broken server).
+    strict: bool,
 }
 
 fn counts(arg: &str, s: &str) -> Result<Vec<usize>, String> {
@@ -170,6 +174,7 @@ impl Options {
             ramp_rate: 400.0,
             read_interval_ms: 100,
             reps: if quick { 1 } else { 3 },
+            strict: quick,
             tidewater_bin: None,
             nice: None,
         };
@@ -551,6 +556,15 @@ fn run_one(
         .ok_or("the load tool printed no RESULT line")?;
     let one = loadavg.split_whitespace().next().unwrap_or("?");
     fields.0.insert("loadavg".into(), one.to_string());
+    if opts.strict {
+        let count = |key: &str| fields.num(key).unwrap_or(f64::NAN);
+        let (failed, ended, keyframe) = (count("failed"), count("ended"), count("keyframe"));
+        if failed != 0.0 || ended != 0.0 || keyframe != n as f64 {
+            return Err(format!(
+                "of {n} readers {failed} failed, {ended} ended early, {keyframe} got a keyframe"
+            ));
+        }
+    }
     Ok(fields)
 }
 

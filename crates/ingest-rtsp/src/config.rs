@@ -222,6 +222,20 @@ mod tests {
             "max_payload"
         );
         assert_eq!(
+            bad(RtspConfig {
+                coalesce: MAX_COALESCE + Duration::from_millis(1),
+                ..d()
+            }),
+            "coalesce"
+        );
+        assert_eq!(
+            bad(RtspConfig {
+                head_timeout: Duration::ZERO,
+                ..d()
+            }),
+            "head_timeout"
+        );
+        assert_eq!(
             RtspConfig {
                 rtp_port: 0,
                 rtcp_port: 0,
