@@ -15,6 +15,14 @@
 //! Socket readers hand datagrams to the worker through a bounded channel
 //! ([`DATAGRAM_QUEUE`]); when the worker falls behind, datagrams are
 //! dropped at the reader (as a full socket buffer would) and counted.
+// Reads network input (every datagram of the media port): no indexing,
+// unwrap, expect or panic a peer could reach (issue 18).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -478,14 +486,22 @@ pub(crate) type Resume = (tidewater_core::IngestContext, tidewater_core::Request
 /// that it follows the last one sent by one frame.
 #[derive(Debug, Default)]
 struct Timeline {
-    offset: [u32; 2],
-    last: [Option<u32>; 2],
-    rebase: [bool; 2],
+    video: LineTime,
+    audio: LineTime,
+}
+
+/// One media line's part of a [`Timeline`].
+#[derive(Debug, Default)]
+struct LineTime {
+    offset: u32,
+    last: Option<u32>,
+    rebase: bool,
 }
 
 impl Timeline {
     fn discontinuity(&mut self) {
-        self.rebase = [true; 2];
+        self.video.rebase = true;
+        self.audio.rebase = true;
     }
 
     fn apply(&mut self, batch: &mut [Item]) {
@@ -493,18 +509,18 @@ impl Timeline {
             return;
         };
         let (line, step) = match first.codec {
-            MediaCodec::H264 => (0, 3000u32),
-            MediaCodec::Opus => (1, 960u32),
+            MediaCodec::H264 => (&mut self.video, 3000u32),
+            MediaCodec::Opus => (&mut self.audio, 960u32),
         };
-        if std::mem::take(&mut self.rebase[line])
-            && let Some(last) = self.last[line]
+        if std::mem::take(&mut line.rebase)
+            && let Some(last) = line.last
         {
-            self.offset[line] = last.wrapping_add(step).wrapping_sub(first.time);
+            line.offset = last.wrapping_add(step).wrapping_sub(first.time);
         }
         for item in batch.iter_mut() {
-            item.time = item.time.wrapping_add(self.offset[line]);
+            item.time = item.time.wrapping_add(line.offset);
         }
-        self.last[line] = batch.last().map(|i| i.time);
+        line.last = batch.last().map(|i| i.time);
     }
 }
 
@@ -700,7 +716,7 @@ pub(crate) async fn read_socket(
                     received: Instant::now(),
                     source,
                     destination: local,
-                    data: Bytes::copy_from_slice(&buf[..n]),
+                    data: Bytes::copy_from_slice(buf.get(..n).unwrap_or_default()),
                 };
                 match tx.try_send(datagram) {
                     Ok(()) => {}
@@ -945,6 +961,10 @@ pub(crate) async fn run(
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    reason = "tests: an item missing from a batch should fail the test"
+)]
 mod tests {
     use super::*;
 
