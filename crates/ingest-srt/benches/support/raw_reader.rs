@@ -1,0 +1,243 @@
+//! A light SRT reader for the readers-per-core bench: the handshake is
+//! srt-protocol's own caller state machine (`Connect`), so the server sees
+//! an ordinary HSv5 caller with its stream id; after it, the reader only
+//! counts what arrives and acknowledges it as a libsrt receiver does, a
+//! full ACK every 10 ms of the next sequence number expected. It does not
+//! reassemble messages, keep a TSBPD buffer or send NAKs: a gap is counted
+//! as lost (and acknowledged past, so the server does not retransmit it).
+//! That is what lets a few hundred of them run on one thread at a fraction
+//! of a core; srt-tokio callers (the bench's `--load srt-tokio`) cost about
+//! as much CPU as the server.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use srt_protocol::packet::{
+    AckStatistics, Acknowledgement, ControlPacket, ControlTypes, FullAckSeqNumber, Packet,
+    SeqNumber, SocketId, TimeSpan, TimeStamp,
+};
+use srt_protocol::protocol::pending_connection::ConnectionResult;
+use srt_protocol::protocol::pending_connection::connect::Connect;
+use srt_protocol::protocol::time::Rtt;
+use srt_protocol::settings::ConnInitSettings;
+use tokio::net::UdpSocket;
+
+/// How often a libsrt receiver sends a full ACK.
+const ACK_PERIOD: Duration = Duration::from_millis(10);
+/// SRT's shutdown control type.
+const SHUTDOWN: u32 = 5;
+/// SRT's ACKACK (ACK2) control type.
+const ACK2: u32 = 6;
+
+/// What one reader counted.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Payload bytes received (new packets only).
+    pub bytes: AtomicU64,
+    /// Packets that never arrived (gaps in the sequence numbers).
+    pub lost: AtomicU64,
+}
+
+/// Connects to `server` asking for `stream_id` with `latency`, then counts
+/// and acknowledges until the server shuts the connection down or the task
+/// is aborted.
+pub async fn run(
+    server: SocketAddr,
+    stream_id: String,
+    latency: Duration,
+    counts: Arc<Counts>,
+) -> Result<(), String> {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(|e| e.to_string())?;
+    // Room for a cached-GOP burst: what does not fit would count as lost.
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(1 << 20);
+    let (remote_sockid, started) = handshake(&socket, server, stream_id, latency).await?;
+    let mut buf = vec![0u8; 2048];
+    let mut next: Option<SeqNumber> = None;
+    let mut acks = 0u32;
+    let mut ack = tokio::time::interval(ACK_PERIOD);
+    ack.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut out = bytes::BytesMut::with_capacity(64);
+    // The last ACKs sent (number, when), for the ACK2s that answer them.
+    let mut sent: std::collections::VecDeque<(u32, Instant)> =
+        std::collections::VecDeque::with_capacity(16);
+    let mut rtt = Smoothed::default();
+    loop {
+        tokio::select! {
+            ready = socket.readable() => {
+                ready.map_err(|e| e.to_string())?;
+                // Everything waiting, in one wake-up.
+                loop {
+                    let n = match socket.try_recv(&mut buf) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e.to_string()),
+                    };
+                    let Some(header) = buf.get(..16).filter(|_| n >= 16) else {
+                        continue;
+                    };
+                    let word = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+                    if word & 0x8000_0000 != 0 {
+                        match (word >> 16) & 0x7FFF {
+                            SHUTDOWN => return Ok(()),
+                            // The round trip of the ACK it answers, as libsrt
+                            // measures it: the server's retransmission timeout
+                            // follows what it is told.
+                            ACK2 => {
+                                let n = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+                                if let Some((_, at)) = sent.iter().find(|(a, _)| *a == n) {
+                                    rtt.sample(at.elapsed());
+                                }
+                            }
+                            _ => {} // keep-alive: nothing to do
+                        }
+                        continue;
+                    }
+                    let seq = SeqNumber::new_truncate(word & 0x7FFF_FFFF);
+                    match next {
+                        // A retransmitted copy of what was counted, or counted lost.
+                        Some(expected) if seq < expected => continue,
+                        Some(expected) if seq > expected => {
+                            counts.lost.fetch_add(u64::from(seq - expected), Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
+                    next = Some(seq + 1);
+                    counts.bytes.fetch_add((n - 16) as u64, Ordering::Relaxed);
+                }
+            }
+            _ = ack.tick() => {
+                let Some(next) = next else { continue };
+                acks += 1;
+                let packet = Packet::Control(ControlPacket {
+                    timestamp: TimeStamp::from_micros(started.elapsed().as_micros() as u32),
+                    dest_sockid: remote_sockid,
+                    control_type: ControlTypes::Ack(Acknowledgement::Full(
+                        next,
+                        AckStatistics {
+                            rtt: rtt.rtt(),
+                            buffer_available: 8192,
+                            packet_receive_rate: None,
+                            estimated_link_capacity: None,
+                            data_receive_rate: None,
+                        },
+                        FullAckSeqNumber::new(acks).unwrap_or(FullAckSeqNumber::INITIAL),
+                    )),
+                });
+                out.clear();
+                packet.serialize(&mut out);
+                let _ = socket.send_to(&out, server).await;
+                if sent.len() == 16 {
+                    sent.pop_front();
+                }
+                sent.push_back((acks, Instant::now()));
+            }
+        }
+    }
+}
+
+/// The round-trip time and its variation, smoothed as libsrt does
+/// (starting at its 100 ms and 50 ms).
+struct Smoothed {
+    mean_us: f64,
+    var_us: f64,
+}
+
+impl Default for Smoothed {
+    fn default() -> Self {
+        Smoothed {
+            mean_us: 100_000.0,
+            var_us: 50_000.0,
+        }
+    }
+}
+
+impl Smoothed {
+    fn sample(&mut self, rtt: Duration) {
+        let us = rtt.as_micros() as f64;
+        self.var_us = 0.75 * self.var_us + 0.25 * (self.mean_us - us).abs();
+        self.mean_us = 0.875 * self.mean_us + 0.125 * us;
+    }
+
+    fn rtt(&self) -> Rtt {
+        Rtt::new(
+            TimeSpan::from_micros(self.mean_us as i32),
+            TimeSpan::from_micros(self.var_us as i32),
+        )
+    }
+}
+
+/// srt-protocol's caller handshake over `socket`: the server's socket id
+/// and when the connection started.
+async fn handshake(
+    socket: &UdpSocket,
+    server: SocketAddr,
+    stream_id: String,
+    latency: Duration,
+) -> Result<(SocketId, Instant), String> {
+    let settings = ConnInitSettings {
+        send_latency: latency,
+        recv_latency: latency,
+        ..ConnInitSettings::default()
+    };
+    let seq = SeqNumber::new_truncate(rand_u32() & 0x3FFF_FFFF);
+    let mut connect = Connect::new(
+        server,
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        settings,
+        Some(stream_id),
+        seq,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = vec![0u8; 2048];
+    let mut out = bytes::BytesMut::with_capacity(256);
+    let mut result = connect.handle_tick(Instant::now());
+    loop {
+        match result {
+            ConnectionResult::SendPacket((packet, to)) => {
+                out.clear();
+                packet.serialize(&mut out);
+                socket.send_to(&out, to).await.map_err(|e| e.to_string())?;
+            }
+            ConnectionResult::Connected(packet, connection) => {
+                if let Some((packet, to)) = packet {
+                    out.clear();
+                    packet.serialize(&mut out);
+                    socket.send_to(&out, to).await.map_err(|e| e.to_string())?;
+                }
+                return Ok((
+                    connection.settings.remote_sockid,
+                    connection.settings.socket_start_time,
+                ));
+            }
+            ConnectionResult::Reject(_, why) => return Err(format!("rejected: {why:?}")),
+            ConnectionResult::Failure(e) => return Err(e.to_string()),
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            return Err("no handshake within 10 s".into());
+        }
+        result = match tokio::time::timeout(Duration::from_millis(250), socket.recv_from(&mut buf))
+            .await
+        {
+            Ok(Ok((n, from))) => match Packet::parse(&mut &buf[..n], false) {
+                Ok(packet) => connect.handle_packet(Ok((packet, from)), Instant::now()),
+                Err(_) => ConnectionResult::NoAction,
+            },
+            Ok(Err(e)) => return Err(e.to_string()),
+            // Nothing back: the tick sends the last handshake again.
+            Err(_) => connect.handle_tick(Instant::now()),
+        };
+    }
+}
+
+/// A random-enough initial sequence number (the time's low bits mixed).
+fn rand_u32() -> u32 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    t.wrapping_mul(2_654_435_761) ^ std::process::id()
+}
