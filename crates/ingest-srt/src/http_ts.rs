@@ -7,6 +7,14 @@
 //! A response follows its stream across a republish within the stream's
 //! `follow_grace` (see [`TsOutput`] for what the TS shows there).
 
+// This module reads what the network sends (a request's path): no panics on it.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::time::Duration;
 
 use axum::Router;
