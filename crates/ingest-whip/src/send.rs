@@ -7,11 +7,12 @@
 //! per viewer). The worker instead queues each peer's datagrams here
 //! ([`Outbox::push`]) and flushes them once per wake-up ([`Outbox::flush`]):
 //! on Linux one `sendmmsg` per socket carries the datagrams of every peer
-//! that had something to send (a frame for N viewers is N × its packets).
-//! UDP segmentation offload (`UDP_SEGMENT`) would let one `sendmsg` carry a
-//! peer's equal-sized packets of a frame, but it needs a control message
-//! rustix does not build; `sendmmsg` across peers already amortizes the
-//! system call over hundreds of datagrams.
+//! that had something to send, and a run of one peer's equal-sized
+//! datagrams (a frame's SRTP packets, the last one shorter) goes out as one
+//! `sendmsg` with UDP segmentation offload (`UDP_SEGMENT`, through nix:
+//! rustix builds no such control message), which takes the run through the
+//! IP and UDP layers once. A kernel or route that refuses GSO (no checksum
+//! offload) turns it off and the runs go out as single datagrams.
 //!
 //! Sending stays best effort, as UDP is: a datagram the kernel refuses
 //! (an ICMP error of an earlier send surfacing, a size it rejects) is
@@ -28,7 +29,7 @@
     clippy::panic
 )]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -50,6 +51,8 @@ pub struct SendStats {
     pub calls: AtomicU64,
     /// Datagrams dropped: refused by the kernel or the socket buffer full.
     pub dropped: AtomicU64,
+    /// Of `datagrams`, those sent in GSO runs (one `sendmsg` each).
+    pub segmented: AtomicU64,
 }
 
 /// One datagram waiting for the flush.
@@ -65,6 +68,8 @@ struct Queued {
 pub(crate) struct Outbox {
     sockets: Vec<Socket>,
     queue: RefCell<Vec<Queued>>,
+    /// Whether GSO is still tried (off once the kernel refused it).
+    gso: Cell<bool>,
 }
 
 impl Outbox {
@@ -73,6 +78,7 @@ impl Outbox {
         Outbox {
             sockets,
             queue: RefCell::new(Vec::new()),
+            gso: Cell::new(true),
         }
     }
 
@@ -109,7 +115,7 @@ impl Outbox {
         for (index, (_, socket)) in self.sockets.iter().enumerate() {
             let mine: Vec<&Queued> = queue.iter().filter(|q| q.socket == index).collect();
             if !mine.is_empty() {
-                send(socket, &mine, stats);
+                send(socket, &mine, stats, &self.gso);
             }
         }
         // Give the allocation back (the next wake-up reuses it) unless a
@@ -122,10 +128,135 @@ impl Outbox {
     }
 }
 
-/// Sends `datagrams` from `socket`: `sendmmsg` in batches; a refused
-/// datagram is skipped, a full buffer drops the rest.
+/// Sends `datagrams` from `socket` in order: each run of one peer's
+/// datagrams that GSO can carry ([`gso_run`]) in one `sendmsg`, the others
+/// with `sendmmsg` in batches. A refused datagram is skipped; a full buffer
+/// drops the rest. GSO is turned off for good (`gso`) when the kernel or
+/// the route refuses it (no checksum offload: `EIO`).
 #[cfg(target_os = "linux")]
-fn send(socket: &tokio::net::UdpSocket, datagrams: &[&Queued], stats: &SendStats) {
+fn send(
+    socket: &tokio::net::UdpSocket,
+    datagrams: &[&Queued],
+    stats: &SendStats,
+    gso: &Cell<bool>,
+) {
+    let (mut at, mut singles) = (0, 0);
+    while let Some(rest) = datagrams.get(at..).filter(|r| !r.is_empty()) {
+        let run = if gso.get() { gso_run(rest) } else { 1 };
+        if run < 2 {
+            at += 1;
+            continue;
+        }
+        let pending = datagrams.get(singles..at).unwrap_or_default();
+        if !send_batch(socket, pending, stats) {
+            let left = datagrams.len() - at;
+            stats.dropped.fetch_add(left as u64, Ordering::Relaxed);
+            return;
+        }
+        let group = rest.get(..run).unwrap_or(rest);
+        stats.calls.fetch_add(1, Ordering::Relaxed);
+        match send_gso(socket, group) {
+            Ok(_) => {
+                stats.datagrams.fetch_add(run as u64, Ordering::Relaxed);
+                stats.segmented.fetch_add(run as u64, Ordering::Relaxed);
+            }
+            Err(nix::errno::Errno::EAGAIN) => {
+                stats
+                    .dropped
+                    .fetch_add(rest.len() as u64, Ordering::Relaxed);
+                return;
+            }
+            Err(
+                nix::errno::Errno::EIO
+                | nix::errno::Errno::EINVAL
+                | nix::errno::Errno::ENOPROTOOPT
+                | nix::errno::Errno::EOPNOTSUPP,
+            ) => {
+                // Sent as single datagrams from here on.
+                gso.set(false);
+                singles = at;
+                continue;
+            }
+            Err(_) => {
+                stats.dropped.fetch_add(run as u64, Ordering::Relaxed);
+            }
+        }
+        at += run;
+        singles = at;
+    }
+    let pending = datagrams.get(singles..).unwrap_or_default();
+    send_batch(socket, pending, stats);
+}
+
+/// The most datagrams in one GSO send (the kernel's `UDP_MAX_SEGMENTS` is
+/// 64 on older kernels).
+#[cfg(target_os = "linux")]
+const GSO_SEGMENTS: usize = 64;
+/// The most bytes in one GSO send (an IP packet's limit, with headroom).
+#[cfg(target_os = "linux")]
+const GSO_BYTES: usize = 60_000;
+
+/// How many datagrams at the start of `rest` one GSO send carries: the
+/// consecutive ones to the first one's destination that have its size, and
+/// one shorter last one (a frame's SRTP packets: equal-sized but the last).
+/// Below 2 there is nothing to gain.
+#[cfg(target_os = "linux")]
+fn gso_run(rest: &[&Queued]) -> usize {
+    let Some(first) = rest.first() else {
+        return 0;
+    };
+    let size = first.data.len();
+    if size == 0 || size > usize::from(u16::MAX) {
+        return 1;
+    }
+    let (mut n, mut bytes) = (1, size);
+    for q in rest.iter().skip(1) {
+        let len = q.data.len();
+        if n == GSO_SEGMENTS
+            || q.to != first.to
+            || len == 0
+            || len > size
+            || bytes + len > GSO_BYTES
+        {
+            break;
+        }
+        n += 1;
+        bytes += len;
+        if len < size {
+            break;
+        }
+    }
+    n
+}
+
+/// One `sendmsg` of `group` (see [`gso_run`]) with `UDP_SEGMENT`: the
+/// kernel cuts it into the datagrams again, past its IP and UDP layers once.
+#[cfg(target_os = "linux")]
+fn send_gso(socket: &tokio::net::UdpSocket, group: &[&Queued]) -> nix::Result<usize> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, SockaddrStorage, sendmsg};
+    use std::os::fd::AsRawFd;
+
+    let first = group.first().ok_or(nix::errno::Errno::EINVAL)?;
+    let size = u16::try_from(first.data.len()).map_err(|_| nix::errno::Errno::EINVAL)?;
+    let iov: Vec<std::io::IoSlice<'_>> = group
+        .iter()
+        .map(|q| std::io::IoSlice::new(&q.data))
+        .collect();
+    let to = SockaddrStorage::from(first.to);
+    sendmsg(
+        socket.as_raw_fd(),
+        &iov,
+        &[ControlMessage::UdpGsoSegments(&size)],
+        MsgFlags::MSG_DONTWAIT,
+        Some(&to),
+    )
+}
+
+/// Sends `datagrams` with `sendmmsg` in batches; a refused datagram is
+/// skipped. `false` when the socket's buffer was full (the rest of
+/// `datagrams` dropped and counted).
+#[cfg(target_os = "linux")]
+fn send_batch(socket: &tokio::net::UdpSocket, datagrams: &[&Queued], stats: &SendStats) -> bool {
     use rustix::io::Errno;
 
     let mut at = 0;
@@ -146,7 +277,7 @@ fn send(socket: &tokio::net::UdpSocket, datagrams: &[&Queued], stats: &SendStats
                 stats
                     .dropped
                     .fetch_add(rest.len() as u64, Ordering::Relaxed);
-                return;
+                return false;
             }
             Err(Errno::INTR) => {}
             // The kernel reports an error only for the first datagram.
@@ -156,6 +287,7 @@ fn send(socket: &tokio::net::UdpSocket, datagrams: &[&Queued], stats: &SendStats
             }
         }
     }
+    true
 }
 
 /// One `sendmmsg`: how many datagrams the kernel took.
@@ -184,7 +316,12 @@ fn sendmmsg(socket: &tokio::net::UdpSocket, batch: &[&Queued]) -> rustix::io::Re
 
 /// Elsewhere, one `sendto` per datagram.
 #[cfg(not(target_os = "linux"))]
-fn send(socket: &tokio::net::UdpSocket, datagrams: &[&Queued], stats: &SendStats) {
+fn send(
+    socket: &tokio::net::UdpSocket,
+    datagrams: &[&Queued],
+    stats: &SendStats,
+    _gso: &Cell<bool>,
+) {
     for q in datagrams {
         stats.calls.fetch_add(1, Ordering::Relaxed);
         match socket.try_send_to(&q.data, q.to) {
@@ -271,6 +408,71 @@ mod tests {
         assert_eq!(buf.get(..n), Some(&b"first"[..]));
         let n = a.recv(&mut buf).await.expect("recv");
         assert_eq!(buf.get(..n), Some(&b"third"[..]));
+    }
+
+    /// A frame's run of equal-sized datagrams (the last one shorter) to one
+    /// peer goes out as one GSO send and arrives as the datagrams it was,
+    /// in order, between another peer's datagrams.
+    #[tokio::test]
+    async fn a_frame_to_one_peer_goes_out_segmented_and_arrives_whole() {
+        let server = Arc::new(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        let local = server.local_addr().expect("addr");
+        let outbox = Outbox::new(vec![(local, Arc::clone(&server))]);
+        let stats = SendStats::default();
+        let (a, b) = (receiver().await, receiver().await);
+        let (to_a, to_b) = (a.local_addr().expect("addr"), b.local_addr().expect("addr"));
+        let mut want_a = Vec::new();
+        for i in 0..11u8 {
+            let len = if i == 10 { 300 } else { 1000 };
+            let d = vec![i; len];
+            want_a.push(d.clone());
+            outbox.push(local, to_a, d, &stats);
+        }
+        outbox.push(local, to_b, b"between".to_vec(), &stats);
+        outbox.push(local, to_a, vec![99; 1000], &stats);
+        want_a.push(vec![99; 1000]);
+        outbox.flush(&stats);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 0);
+        assert_eq!(stats.datagrams.load(Ordering::Relaxed), 13);
+        // The 11 of the frame in one GSO send; the other two as singles.
+        assert_eq!(stats.segmented.load(Ordering::Relaxed), 11);
+        let mut buf = vec![0u8; 70_000];
+        for d in &want_a {
+            let n = a.recv(&mut buf).await.expect("recv");
+            assert_eq!(buf.get(..n), Some(&d[..]));
+        }
+        let n = b.recv(&mut buf).await.expect("recv");
+        assert_eq!(buf.get(..n), Some(&b"between"[..]));
+    }
+
+    /// Runs: the same destination, the first one's size, one shorter last.
+    #[test]
+    fn gso_runs_end_at_a_shorter_datagram_or_another_peer() {
+        let to = |port| SocketAddr::from(([127, 0, 0, 1], port));
+        let q = |port, len| Queued {
+            socket: 0,
+            to: to(port),
+            data: vec![0; len],
+        };
+        let list = [
+            q(1, 100),
+            q(1, 100),
+            q(1, 40),
+            q(1, 100),
+            q(2, 100),
+            q(2, 120),
+        ];
+        let refs: Vec<&Queued> = list.iter().collect();
+        assert_eq!(gso_run(&refs), 3);
+        assert_eq!(gso_run(&refs[3..]), 1);
+        assert_eq!(gso_run(&refs[4..]), 1);
+        // Bounded by bytes, then by the segment count.
+        let many: Vec<Queued> = (0..100).map(|_| q(1, 1000)).collect();
+        let refs: Vec<&Queued> = many.iter().collect();
+        assert_eq!(gso_run(&refs), 60);
+        let small: Vec<Queued> = (0..100).map(|_| q(1, 100)).collect();
+        let refs: Vec<&Queued> = small.iter().collect();
+        assert_eq!(gso_run(&refs), GSO_SEGMENTS);
     }
 
     /// The queue is bounded: reaching the limit sends what is queued.
