@@ -9,8 +9,8 @@
 //!   --sizes 50,100,200     reader counts (default 50,100,200)
 //!   --window 10            seconds measured after the readers settle
 //!   --tidewater-bin PATH   measure this binary instead of building `tidewater-server`
-//!   --load srt-tokio|raw   the readers: srt-tokio callers (default) or light raw
-//!                          readers (experimental: see below)
+//!   --load srt-tokio|raw   the readers: srt-tokio callers (default) or lighter raw
+//!                          readers (see below)
 //!   --server-cpus 0        the CPUs the server is pinned to (`0-1`: both)
 //!   --no-latency           skip the latency measurement
 //!   --gst                  also measure the libsrt anchor at each size: GStreamer
@@ -27,12 +27,10 @@
 //! and N SRT readers in this process, pinned to CPU 1 with the publisher:
 //! srt-tokio callers by default (about as costly in CPU as the server), or
 //! light raw readers (`--load raw`, `support/raw_reader.rs`: srt-protocol's
-//! caller handshake, then counting and a full ACK every 10 ms with the
-//! measured RTT, as libsrt acknowledges, no NAKs). The raw readers are
-//! experimental: from about 50 of them on, the server delivered them less
-//! than the stream's rate (84 % at 50) where srt-tokio callers got all of
-//! it, with no sequence gaps; why is not found yet, so their figures are not
-//! used in BENCHMARKS.md. After the readers connect and settle, a window
+//! caller handshake, then counting and a full ACK every 10 ms when there is
+//! something new, with the RTT measured from the ACK2s, as libsrt
+//! acknowledges; no NAKs). They cost about 1.3 ms of CPU per reader-second
+//! against srt-tokio's ~1.8 (BENCHMARKS.md). After the readers connect and settle, a window
 //! measures the server's CPU (utime + stime of its process, all threads), the
 //! bytes each reader received, and how many kept up (at least 95 % of the
 //! stream's rate). Readers per core is N divided by the cores the server used.
