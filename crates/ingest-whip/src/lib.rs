@@ -181,15 +181,15 @@
 //! core per viewer (about 2 500 viewers per core)** for str0m's part
 //! (RTP headers, pacing, SRTP; 211 k datagrams, 207 Mbit/s). It leaves out
 //! the kernel's work per datagram (210 a second per viewer), which costs
-//! more than str0m does: the worker sends a wake-up's datagrams with one
-//! `sendmmsg` (`send.rs`), and perf puts about half of the server's CPU
-//! there still. The same figure for webrtc-rs was **not** measured (an equivalent
+//! more than str0m does: the worker sends a peer's frame as one UDP GSO
+//! `sendmsg` and the other datagrams of a wake-up with one `sendmmsg`
+//! (`send.rs`), where perf still puts about a third of the server's CPU. The same figure for webrtc-rs was **not** measured (an equivalent
 //! in-memory harness for `rtc` and its release build did not fit this
 //! phase). The full WHEP path through the server (socket I/O included) is
-//! `cargo xtask bench whep` (`benches/whep.rs`): 0.21–0.24 % of a core
-//! per viewer at 50 viewers of a 2 Mbit/s stream, all keeping up, publish →
-//! viewer latency p99 10–67 ms, on a busy machine (figures in
-//! `BENCHMARKS.md`, "WebRTC").
+//! `cargo xtask bench whep` (`benches/whep.rs`): 0.15–0.24 % of a core
+//! per viewer at 50 and 200 viewers of a 2 Mbit/s stream, all keeping up,
+//! publish → viewer latency p99 10–90 ms when the server had its core, on a
+//! busy machine (figures in `BENCHMARKS.md`, "WebRTC").
 //! The decision rests on the dependency count, the build time and the fit
 //! to one socket, all in str0m's favour, and str0m's per-viewer cost leaves
 //! the 500-viewers-per-core target to the I/O path. The crypto backend is
