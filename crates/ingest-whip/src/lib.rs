@@ -188,7 +188,7 @@
 //! phase). The full WHEP path through the server (socket I/O included) is
 //! `cargo xtask bench whep` (`benches/whep.rs`): 0.15–0.24 % of a core
 //! per viewer at 50 and 200 viewers of a 2 Mbit/s stream, all keeping up,
-//! publish → viewer latency p99 10–90 ms when the server had its core, on a
+//! publish → viewer latency p99 10–190 ms when the server kept up, on a
 //! busy machine (figures in `BENCHMARKS.md`, "WebRTC").
 //! The decision rests on the dependency count, the build time and the fit
 //! to one socket, all in str0m's favour, and str0m's per-viewer cost leaves
