@@ -56,7 +56,19 @@ pub async fn run(
         .map_err(|e| e.to_string())?;
     // Room for a cached-GOP burst: what does not fit would count as lost.
     let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(1 << 20);
-    let (remote_sockid, started) = handshake(&socket, server, stream_id, latency).await?;
+    // A libsrt listener with a short accept backlog (GStreamer's srtsink)
+    // refuses callers that arrive together with REJ_BACKLOG: try again, as
+    // a caller started a moment later would.
+    let mut tries = 0;
+    let (remote_sockid, started) = loop {
+        match handshake(&socket, server, stream_id.clone(), latency).await {
+            Err(e) if e.contains("Backlog") && tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50 + u64::from(rand_u32() % 200))).await;
+            }
+            other => break other?,
+        }
+    };
     let mut buf = vec![0u8; 2048];
     let mut next: Option<SeqNumber> = None;
     let mut acks = 0u32;
