@@ -187,9 +187,10 @@
 //! in-memory harness for `rtc` and its release build did not fit this
 //! phase). The full WHEP path through the server (socket I/O included) is
 //! `cargo xtask bench whep` (`benches/whep.rs`): 0.15–0.24 % of a core
-//! per viewer at 50 and 200 viewers of a 2 Mbit/s stream, all keeping up,
-//! publish → viewer latency p99 10–190 ms when the server kept up, on a
-//! busy machine (figures in `BENCHMARKS.md`, "WebRTC").
+//! per viewer of a 2 Mbit/s stream; 500 viewers all keeping up at 77 % of
+//! one core on a quieter run; publish → viewer latency p99 8 ms at 50
+//! viewers, 16–146 ms at 200, 549 ms at 500 (figures in `BENCHMARKS.md`,
+//! "WebRTC").
 //! The decision rests on the dependency count, the build time and the fit
 //! to one socket, all in str0m's favour, and str0m's per-viewer cost leaves
 //! the 500-viewers-per-core target to the I/O path. The crypto backend is
