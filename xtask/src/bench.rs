@@ -36,7 +36,13 @@ const BENCHES: &[Bench] = &[
     },
     Bench {
         name: "whep",
-        about: "CPU per WHEP viewer of one 2 Mbit/s H.264 stream (str0m viewers in the bench process)",
+        about: "WHEP viewers of one 2 Mbit/s H.264 stream: server CPU, viewers keeping up, \
+                publish -> RTP latency p50/p99, join time (str0m viewers in the bench process)",
+        run: |ws, args| criterion(ws, "tidewater-whip", "whep", args),
+    },
+    Bench {
+        name: "webrtc",
+        about: "the same as `whep` (the name the WebRTC issue uses)",
         run: |ws, args| criterion(ws, "tidewater-whip", "whep", args),
     },
     Bench {
