@@ -31,6 +31,10 @@
 //! each resource (ceiling against floor: readers come and go between
 //! samples, so single samples swing; a leak raises the floor past the old
 //! ceiling). The run also fails when the server, or a publisher, exits.
+//!
+//! The WHIP publisher and the WHEP readers run in runs of 15 minutes or
+//! more (`--webrtc` / `--no-webrtc` to choose), whose warm-up is then at
+//! least 6 minutes: with them the server's RSS ramps for that long.
 
 mod readers;
 mod server;
@@ -59,12 +63,23 @@ const SOURCES: [&str; 4] = ["live/rtmp", "live/srt", "live/rtsp", WHIP_KEY];
 /// The stream the WHIP publisher publishes.
 const WHIP_KEY: &str = "live/whip";
 
+/// Runs this long or longer have the WHIP publisher and WHEP readers
+/// unless `--no-webrtc` (shorter ones with `--webrtc`): with them the
+/// server's RSS ramps for about six minutes (a 30-minute release run: 94
+/// MiB after one, 120 after five, flat from six), longer than a short
+/// run's warm-up, so a 2-minute run would judge the ramp as growth.
+const WEBRTC_MIN_MINUTES: f64 = 15.0;
+/// The least warm-up of a run with WebRTC peers (see above).
+const WEBRTC_WARMUP: Duration = Duration::from_secs(6 * 60);
+
 #[derive(Debug, Clone)]
 struct Options {
     minutes: f64,
     sample: Duration,
     warmup: Duration,
     release: bool,
+    /// WHIP publisher and WHEP readers.
+    webrtc: bool,
 }
 
 impl Options {
@@ -73,6 +88,7 @@ impl Options {
         let mut sample = None;
         let mut warmup = None;
         let mut release = false;
+        let mut webrtc = None;
         let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
         while let Some(arg) = it.next() {
             let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
@@ -95,9 +111,11 @@ impl Options {
                     ))
                 }
                 "--release" => release = true,
+                "--webrtc" => webrtc = Some(true),
+                "--no-webrtc" => webrtc = Some(false),
                 other => bail!(
                     "unknown argument `{other}`; usage: cargo xtask soak [--minutes N] \
-                     [--sample-secs S] [--warmup-secs W] [--release]"
+                     [--sample-secs S] [--warmup-secs W] [--release] [--webrtc | --no-webrtc]"
                 ),
             }
         }
@@ -114,13 +132,21 @@ impl Options {
         }
         // The packagers' windows, the caches and the allocator's arenas
         // fill over the first minute of churn: growth before that is not a leak.
-        let warmup =
-            warmup.unwrap_or_else(|| Duration::from_secs_f64((minutes * 60.0 / 5.0).max(60.0)));
+        let webrtc = webrtc.unwrap_or(minutes >= WEBRTC_MIN_MINUTES);
+        let warmup = warmup.unwrap_or_else(|| {
+            let base = Duration::from_secs_f64((minutes * 60.0 / 5.0).max(60.0));
+            if webrtc {
+                base.max(WEBRTC_WARMUP)
+            } else {
+                base
+            }
+        });
         Ok(Self {
             minutes,
             sample,
             warmup,
             release,
+            webrtc,
         })
     }
 }
@@ -161,12 +187,36 @@ pub(crate) fn soak(ws: &Workspace, args: &[OsString]) -> Result<()> {
 
     let mut server = Server::start(&bin, &log_path)?;
     let publishers = Publishers::start(&clip, &server.addrs, &log_path)?;
-    let whip = WhipPublisher::start(server.addrs.http, WHIP_KEY, &whip_clip)?;
-    for key in SOURCES {
+    let whip = if opts.webrtc {
+        Some(WhipPublisher::start(
+            server.addrs.http,
+            WHIP_KEY,
+            &whip_clip,
+        )?)
+    } else {
+        eprintln!(
+            "soak: no WHIP publisher nor WHEP readers (runs of {WEBRTC_MIN_MINUTES} min or more have \
+             them; --webrtc to force)"
+        );
+        None
+    };
+    let sources = if opts.webrtc {
+        &SOURCES[..]
+    } else {
+        &SOURCES[..SOURCES.len() - 1]
+    };
+    for &key in sources {
         server.wait_live(key)?;
     }
-    let readers = Readers::start(&server.addrs);
-    let result = run(&opts, &mut server, &publishers, &whip, &readers, &csv_path);
+    let readers = Readers::start(&server.addrs, sources, opts.webrtc);
+    let result = run(
+        &opts,
+        &mut server,
+        &publishers,
+        whip.as_ref(),
+        &readers,
+        &csv_path,
+    );
     let (ok, failures) = readers.stop();
     drop(whip);
     drop(publishers);
@@ -197,7 +247,7 @@ fn run(
     opts: &Options,
     server: &mut Server,
     publishers: &Publishers,
-    whip: &WhipPublisher,
+    whip: Option<&WhipPublisher>,
     readers: &Readers,
     csv_path: &Path,
 ) -> Result<Vec<Sample>> {
@@ -216,7 +266,7 @@ fn run(
             bail!("the server exited ({status}) during the soak");
         }
         publishers.check_alive()?;
-        if let Some(why) = whip.ended() {
+        if let Some(why) = whip.and_then(WhipPublisher::ended) {
             bail!("the WHIP publisher ended during the soak: {why}");
         }
         let now = Instant::now();

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use super::WHIP_KEY;
 use super::server::Addrs;
 use super::webrtc::read_whep;
-use super::{SOURCES, WHIP_KEY};
 
 /// Seconds of packets each reader copies.
 const READ_SECONDS: u32 = 4;
@@ -39,13 +39,18 @@ pub(super) struct Readers {
 }
 
 impl Readers {
-    pub(super) fn start(addrs: &Addrs) -> Self {
+    /// Reader threads for every output (WHEP only with `webrtc`), each
+    /// taking the `sources` in turn.
+    pub(super) fn start(addrs: &Addrs, sources: &'static [&'static str], webrtc: bool) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let failures = Arc::new(Mutex::new(VecDeque::new()));
         let mut threads = Vec::new();
-        for (i, output) in Output::ALL.into_iter().enumerate() {
+        let outputs = Output::ALL
+            .into_iter()
+            .filter(|o| webrtc || !matches!(o, Output::Whep));
+        for (i, output) in outputs.enumerate() {
             let addrs = addrs.clone();
             let (stop, ok, failed, failures) = (
                 Arc::clone(&stop),
@@ -58,10 +63,10 @@ impl Readers {
                 let mut turn = i;
                 while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
-                    let mut key = SOURCES[turn % SOURCES.len()];
+                    let mut key = sources[turn % sources.len()];
                     turn += 1;
                     if !output.reads(key) {
-                        key = SOURCES[turn % SOURCES.len()];
+                        key = sources[turn % sources.len()];
                         turn += 1;
                     }
                     let url = output.url(&addrs, key);
