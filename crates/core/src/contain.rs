@@ -117,7 +117,10 @@ pub mod hook {
             .push(stream.to_string());
     }
 
-    #[allow(clippy::panic, reason = "the test-only fault this hook exists to inject")]
+    #[allow(
+        clippy::panic,
+        reason = "the test-only fault this hook exists to inject"
+    )]
     pub(super) fn check(key: &StreamKey) {
         let hit = PANIC_ON
             .lock()
