@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub mod abuse;
 pub mod auth;
 pub mod browser;
+pub mod child_lines;
 pub mod metrics;
 pub mod netns;
 pub mod page;

@@ -14,15 +14,13 @@
 //! elements are still in the NULL state, and that certificate's
 //! fingerprint written into the offer.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use tidewater_tests::child_lines::ChildLines;
 use tidewater_tests::{
-    ChildGuard, ProbedFrames, ServerCommand, catalog_codecs, ffprobe_frames_command, wait_live,
-    workspace_root,
+    ProbedFrames, ServerCommand, catalog_codecs, ffprobe_frames_command, wait_live, workspace_root,
 };
 
 /// The Python with GStreamer's bindings (python3-gi,
@@ -51,84 +49,28 @@ fn helper() -> PathBuf {
     workspace_root().join("tests/helpers/gst_whip_publish.py")
 }
 
-/// The publisher: its output lines (standard output and error) arrive on
-/// a channel and are kept for failure messages.
-struct Publisher {
-    _child: ChildGuard,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
+/// The publisher: its output lines (standard output and error), kept for
+/// failure messages.
+struct Publisher(ChildLines);
 
 impl Publisher {
     fn spawn(url: &str, seconds: u32, extra: &[&str]) -> Publisher {
-        let mut child = ChildGuard(
-            python()
-                .arg(helper())
-                .arg(url)
-                .arg(seconds.to_string())
-                .args(extra)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("python3"),
-        );
-        let (tx, lines) = mpsc::channel();
-        let pipes: Vec<Box<dyn std::io::Read + Send>> = [
-            child
-                .0
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child
-                .0
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        for pipe in pipes {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Publisher {
-            _child: child,
-            lines,
-            seen: Vec::new(),
-        }
+        let mut cmd = python();
+        cmd.arg(helper())
+            .arg(url)
+            .arg(seconds.to_string())
+            .args(extra);
+        Publisher(ChildLines::spawn(cmd))
     }
 
-    /// The first line equal to `line` or starting with `prefix ` (its
+    /// The first line equal to `prefix` or starting with `prefix ` (its
     /// rest), within `timeout`.
     fn wait_for(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
-        let matches = |l: &str| {
+        self.0.wait_for_match(timeout, |l| {
             (l == prefix)
                 .then(String::new)
                 .or_else(|| l.strip_prefix(&format!("{prefix} ")).map(str::to_owned))
-        };
-        if let Some(rest) = self.seen.iter().find_map(|l| matches(l)) {
-            return Some(rest);
-        }
-        let deadline = Instant::now() + timeout;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                break;
-            };
-            self.seen.push(line.clone());
-            if let Some(rest) = matches(&line) {
-                return Some(rest);
-            }
-        }
-        None
+        })
     }
 }
 
@@ -163,7 +105,7 @@ fn gstreamer_webrtcbin_publishes_over_whip_and_ffmpeg_decodes_it_over_rtmp_and_l
             .as_deref(),
         Some("201"),
         "the WHIP POST: {:?}\n{}",
-        publisher.seen,
+        publisher.0.seen,
         server.output()
     );
     assert!(
@@ -171,7 +113,7 @@ fn gstreamer_webrtcbin_publishes_over_whip_and_ffmpeg_decodes_it_over_rtmp_and_l
             .wait_for("dtls connected", Duration::from_secs(60))
             .is_some(),
         "GStreamer's DTLS: {:?}\n{}",
-        publisher.seen,
+        publisher.0.seen,
         server.output()
     );
     let live = wait_live(http, "live/gst", Duration::from_secs(30));
@@ -250,7 +192,7 @@ fn gstreamer_webrtcbin_publishes_over_whip_and_ffmpeg_decodes_it_over_rtmp_and_l
 
     let summary = publisher
         .wait_for("done", Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("the publisher did not end: {:?}", publisher.seen));
+        .unwrap_or_else(|| panic!("the publisher did not end: {:?}", publisher.0.seen));
     let summary: serde_json::Value =
         serde_json::from_str(&summary).unwrap_or_else(|e| panic!("{summary}: {e}"));
     assert_eq!(summary["error"], "", "{summary}");
@@ -281,7 +223,7 @@ fn gstreamer_webrtcbin_with_its_rsa_certificate_is_refused_at_dtls() {
             .as_deref(),
         Some("201"),
         "the WHIP POST: {:?}",
-        publisher.seen
+        publisher.0.seen
     );
     assert!(
         server
@@ -292,10 +234,10 @@ fn gstreamer_webrtcbin_with_its_rsa_certificate_is_refused_at_dtls() {
     );
     let summary = publisher
         .wait_for("done", Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("the publisher did not end: {:?}", publisher.seen));
+        .unwrap_or_else(|| panic!("the publisher did not end: {:?}", publisher.0.seen));
     assert!(
-        !publisher.seen.iter().any(|l| l == "dtls connected"),
+        !publisher.0.seen.iter().any(|l| l == "dtls connected"),
         "{summary}: {:?}",
-        publisher.seen
+        publisher.0.seen
     );
 }

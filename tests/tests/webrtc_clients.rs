@@ -12,13 +12,12 @@
 //! "Using libsoup2 and libsoup3 in the same process is not supported").
 //! See the WHIP section of the crate docs of `tidewater-whip`.
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use tidewater_tests::child_lines::ChildLines;
 use tidewater_tests::metrics::Scrape;
 use tidewater_tests::{
     CLIP_VIDEO, ChildGuard, ServerCommand, ServerProcess, X264_LIVE, clip_audio, ffmpeg_realtime,
@@ -45,71 +44,17 @@ fn helper(name: &str) -> PathBuf {
     workspace_root().join("tests/helpers").join(name)
 }
 
-/// A child whose standard output lines arrive on a channel.
-struct Lines {
-    _child: ChildGuard,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
+/// The viewer's lines; `wait_for` gives the rest of the first line starting with `prefix`.
+struct Lines(ChildLines);
 
 impl Lines {
-    fn spawn(mut cmd: Command) -> Lines {
-        let mut child = ChildGuard(
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("python3"),
-        );
-        let (tx, lines) = mpsc::channel();
-        for pipe in [
-            child
-                .0
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            child
-                .0
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        Lines {
-            _child: child,
-            lines,
-            seen: Vec::new(),
-        }
+    fn spawn(cmd: Command) -> Lines {
+        Lines(ChildLines::spawn(cmd))
     }
 
-    /// The rest of the first line starting with `prefix`, within `timeout`.
     fn wait_for(&mut self, prefix: &str, timeout: Duration) -> Option<String> {
-        let deadline = Instant::now() + timeout;
-        if let Some(l) = self.seen.iter().find(|l| l.starts_with(prefix)) {
-            return Some(l[prefix.len()..].to_owned());
-        }
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            let Ok(line) = self.lines.recv_timeout(left) else {
-                break;
-            };
-            self.seen.push(line.clone());
-            if let Some(rest) = line.strip_prefix(prefix) {
-                return Some(rest.to_owned());
-            }
-        }
-        None
+        self.0
+            .wait_for_match(timeout, |l| l.strip_prefix(prefix).map(str::to_owned))
     }
 }
 
@@ -172,7 +117,7 @@ fn aiortc_plays_an_rtmp_publish_over_whep_and_decodes_it() {
     );
     let report = viewer
         .wait_for("{", Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("aiortc said: {:?}\n{}", viewer.seen, server.output()));
+        .unwrap_or_else(|| panic!("aiortc said: {:?}\n{}", viewer.0.seen, server.output()));
     let got = json(&format!("{{{report}"));
     assert_eq!(got["status"], 201, "{got}");
     assert_eq!(got["video_codec"], "video/H264", "{got}");
