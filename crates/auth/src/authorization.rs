@@ -166,6 +166,10 @@ impl Authorization {
     ///
     /// When the operating system gives no randomness for the per-process
     /// token key.
+    #[allow(
+        clippy::panic,
+        reason = "documented above: a process without randomness cannot make its token key; no input reaches it"
+    )]
     pub fn defaults() -> Self {
         match Authorization::new(AuthConfig::default()) {
             Ok(a) => a,

@@ -6,12 +6,13 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tidewater_core::DigestCredentials;
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-pub(crate) fn hex_into(bytes: &[u8], out: &mut String) {
-    for b in bytes {
-        out.push(HEX[usize::from(b >> 4)] as char);
-        out.push(HEX[usize::from(b & 0xf)] as char);
+/// Appends `bytes` to `out` in lowercase hex.
+pub(crate) fn hex_into<'a>(bytes: impl IntoIterator<Item = &'a u8>, out: &mut String) {
+    for &b in bytes {
+        for nibble in [b >> 4, b & 0xf] {
+            // A nibble is below 16, so `from_digit` always has a digit.
+            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+        }
     }
 }
 
@@ -28,8 +29,11 @@ pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
         return None;
     }
     text.as_bytes()
-        .chunks(2)
-        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
+        .chunks_exact(2)
+        .map(|p| match *p {
+            [hi, lo] => Some(nibble(hi)? << 4 | nibble(lo)?),
+            _ => None,
+        })
         .collect()
 }
 

@@ -99,13 +99,13 @@ fn segment_matches(pattern: &[char], text: &str) -> bool {
     let text: Vec<char> = text.chars().collect();
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
+    while let Some(&ch) = text.get(t) {
         match pattern.get(p) {
             Some('*') => {
                 star = Some((p, t));
                 p += 1;
             }
-            Some(&c) if c == '?' || c == text[t] => {
+            Some(&c) if c == '?' || c == ch => {
                 p += 1;
                 t += 1;
             }
@@ -119,7 +119,11 @@ fn segment_matches(pattern: &[char], text: &str) -> bool {
             },
         }
     }
-    pattern[p..].iter().all(|&c| c == '*')
+    // `p` only moves past a character `get` found, so it is at most the
+    // pattern's length and the rest is never `None`.
+    pattern
+        .get(p..)
+        .is_none_or(|rest| rest.iter().all(|&c| c == '*'))
 }
 
 #[cfg(test)]

@@ -143,20 +143,22 @@ impl Keys {
         self.read_token_mac(key, &payload)
             .verify_slice(&tag)
             .map_err(|_| ReadTokenError::BadSignature)?;
-        let mut exp = [0u8; 8];
-        exp.copy_from_slice(&payload[..8]);
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&payload[8..16]);
-        let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from_be_bytes(exp));
+        let (exp, rest) = payload
+            .split_first_chunk::<8>()
+            .ok_or(ReadTokenError::Malformed)?;
+        let (id, user) = rest
+            .split_first_chunk::<8>()
+            .ok_or(ReadTokenError::Malformed)?;
+        let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from_be_bytes(*exp));
         if now >= expires {
             return Err(ReadTokenError::Expired);
         }
-        let user = match &payload[16..] {
+        let user = match user {
             [] => None,
             u => Some(String::from_utf8(u.to_vec()).map_err(|_| ReadTokenError::Malformed)?),
         };
         Ok(ReadToken {
-            id: u64::from_be_bytes(id),
+            id: u64::from_be_bytes(*id),
             user,
             expires,
         })
@@ -170,7 +172,7 @@ impl Keys {
         let tag = m.finalize().into_bytes();
         let mut out = String::with_capacity(48);
         crate::digest::hex_into(&ts, &mut out);
-        crate::digest::hex_into(&tag[..16], &mut out);
+        crate::digest::hex_into(tag.iter().take(16), &mut out);
         out
     }
 
@@ -179,14 +181,15 @@ impl Keys {
         let Some(bytes) = crate::digest::unhex(nonce).filter(|b| b.len() == 24) else {
             return NonceCheck::Invalid;
         };
+        let Some((ts, tag)) = bytes.split_first_chunk::<8>() else {
+            return NonceCheck::Invalid;
+        };
         let mut m = mac(&self.nonce);
-        m.update(&bytes[..8]);
-        if m.verify_truncated_left(&bytes[8..]).is_err() {
+        m.update(ts);
+        if m.verify_truncated_left(tag).is_err() {
             return NonceCheck::Invalid;
         }
-        let mut ts = [0u8; 8];
-        ts.copy_from_slice(&bytes[..8]);
-        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from_be_bytes(ts));
+        let issued = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from_be_bytes(*ts));
         match now.duration_since(issued) {
             Ok(age) if age <= NONCE_TTL => NonceCheck::Fresh,
             // Issued "in the future": the clock went back; fine within the TTL.

@@ -161,6 +161,18 @@
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
+// Modules here read network and file input (credentials, tokens, nonces,
+// JWKS, hook answers, config files): no indexing, unwrap, expect or panic
+// outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 mod authorization;
 mod clock;

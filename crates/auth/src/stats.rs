@@ -97,14 +97,19 @@ impl Counters {
     }
 
     pub(crate) fn refused(&self, cause: RefusalCause) {
-        self.refused[cause.index()].fetch_add(1, Ordering::Relaxed);
+        // One counter per cause: `index` is below `ALL.len()`, the array's.
+        if let Some(n) = self.refused.get(cause.index()) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn snapshot(&self) -> AuthStats {
         AuthStats {
             allowed: self.allowed.load(Ordering::Relaxed),
-            refused: RefusalCause::ALL
-                .map(|c| (c, self.refused[c.index()].load(Ordering::Relaxed))),
+            refused: RefusalCause::ALL.map(|c| {
+                let n = self.refused.get(c.index());
+                (c, n.map_or(0, |n| n.load(Ordering::Relaxed)))
+            }),
         }
     }
 }
@@ -123,7 +128,7 @@ pub struct AuthStats {
 impl AuthStats {
     /// Refusals of one cause.
     pub fn refused(&self, cause: RefusalCause) -> u64 {
-        self.refused[cause.index()].1
+        self.refused.get(cause.index()).map_or(0, |(_, n)| *n)
     }
 
     /// All refusals.
