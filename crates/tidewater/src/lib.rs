@@ -46,6 +46,18 @@
 //! | `full` | every implemented protocol: `rtmp`, `rtsp`, `srt`, `dash`, `hls` |
 
 #![deny(missing_docs)]
+// Only re-exports today; the rule holds here too so that code added to the
+// umbrella later reads input as the crates it re-exports do
+// (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 pub use tidewater_core::*;
 
