@@ -42,6 +42,16 @@ impl Guard {
         self
     }
 
+    /// Its piped stdout, once.
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// Its piped stdin, once.
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -12,12 +12,15 @@
 //! rtsp`, `benches/rtsp.rs`) does the same with `rtsp-load`
 //! (`src/bin/rtsp-load.rs`, protocol side [`rtsp`], `/proc` accounting
 //! [`procstat`]) against gst-rtsp-server; its harness's process and clip
-//! helpers are [`harness`].
+//! helpers are [`harness`]; `--topology veth` (server and load tool in
+//! two network namespaces, each side's receive work on its own CPU) is
+//! [`topology`].
 
 pub mod harness;
 pub mod procstat;
 pub mod rtmp;
 pub mod rtsp;
+pub mod topology;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
