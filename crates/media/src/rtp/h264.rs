@@ -78,6 +78,11 @@ fn nal_type_of(nal: &[u8]) -> Option<u8> {
     nal.first().map(|b| b & 0x1f)
 }
 
+/// Whether `nal` is a coded slice (VCL NAL unit types 1-5).
+fn is_slice(nal: &[u8]) -> bool {
+    matches!(nal_type_of(nal), Some(1..=5))
+}
+
 /// Reassembles H.264 access units from RTP packets (see the module docs).
 #[derive(Debug)]
 pub struct H264Depacketizer {
@@ -215,6 +220,23 @@ impl H264Depacketizer {
     fn add(&mut self, nal: Bytes) {
         if self.len + nal.len() + 4 > MAX_ACCESS_UNIT {
             self.broken = true;
+            return;
+        }
+        // Parameter sets belong before the picture's first slice (ISO
+        // 14496-10 7.4.1.2.3). GStreamer's rtph264pay (config-interval=-1)
+        // repeats them before every IDR slice, so a picture of several
+        // slices (webrtcbin's x264enc, WHIP) arrives as SPS PPS slice SPS
+        // PPS slice: readers that split access units by parsing (ffmpeg's
+        // RTSP and MPEG-TS demuxers) took the repeat for a new picture and
+        // saw the keyframe as two packets at one time. A repeat is dropped,
+        // a new set moved ahead of the slices.
+        if matches!(nal_type_of(&nal), Some(nal_type::SPS | nal_type::PPS))
+            && let Some(first_slice) = self.nals.iter().position(|n| is_slice(n))
+        {
+            if !self.nals.contains(&nal) {
+                self.len += nal.len() + 4;
+                self.nals.insert(first_slice, nal);
+            }
             return;
         }
         self.len += nal.len() + 4;
@@ -361,6 +383,28 @@ mod tests {
         let avcc = aus[0].to_avcc();
         assert_eq!(&avcc[..4], &[0, 0, 0, 6]);
         assert_eq!(aus[0].nals_of_type(nal_type::SPS).count(), 1);
+    }
+
+    #[test]
+    fn parameter_sets_repeated_between_slices_go_before_the_first() {
+        // rtph264pay's config-interval=-1 on a two-slice IDR picture.
+        let sps = [0x67, 0x42, 0, 0x1f, 1, 2];
+        let pps = [0x68, 0xce, 0x3c, 0x80];
+        let pps2 = [0x68, 0xce, 0x3c, 0x81];
+        let (slice0, slice1) = ([0x65, 0x88, 1], [0x65, 0x80, 2]);
+        let mut payloads = Vec::new();
+        packetize_h264(
+            [&sps[..], &pps, &slice0, &sps, &pps, &pps2, &slice1],
+            1200,
+            &mut payloads,
+        );
+        let mut d = H264Depacketizer::new();
+        let aus = depacketize(&payloads, 1, 0, &mut d);
+        assert_eq!(aus.len(), 1);
+        let nals: Vec<&[u8]> = aus[0].nals.iter().map(|n| &n[..]).collect();
+        assert_eq!(nals, [&sps[..], &pps, &pps2, &slice0, &slice1]);
+        let avcc = aus[0].to_avcc();
+        assert_eq!(avcc.len(), nals.iter().map(|n| n.len() + 4).sum::<usize>());
     }
 
     #[test]
