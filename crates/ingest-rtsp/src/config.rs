@@ -3,6 +3,17 @@
 //! [`RtspConfig::validate`] refuses a setting with a [`ConfigError`] naming
 //! the field and the rule it breaks (`session_timeout must be positive`);
 //! [`Rtsp::new`](crate::Rtsp::new) calls it.
+// Checks the operator's `[rtsp]` settings: no indexing, unwrap, expect or
+// panic outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;

@@ -8,6 +8,17 @@
 //! into one small buffer and each payload stays where the stream's
 //! packetization put it (a reference-counted slice), and a flush hands
 //! the kernel both in one `writev` per [`MAX_IOV`] pieces.
+// Frames payloads whose sizes come from publishers: no indexing, unwrap,
+// expect or panic outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use std::io::IoSlice;
 use std::time::Duration;

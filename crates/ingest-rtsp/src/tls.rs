@@ -5,6 +5,18 @@
 //! new certificate, open ones keep theirs; a new pair that cannot be used
 //! (a file half written, a key that does not fit) is logged and the old one
 //! stays in service until the files change again.
+// Reads the operator's certificate and key files, again whenever they
+// change: no indexing, unwrap, expect or panic outside tests
+// (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
