@@ -162,3 +162,59 @@ pub fn codec_record(data: &[u8]) {
 fn refs(list: &[Vec<u8>]) -> Vec<&[u8]> {
     list.iter().map(|b| &b[..]).collect()
 }
+
+/// Feeds a packet stream to the VP8, VP9 or AV1 depacketizer (the first
+/// byte picks it) and the codec-record readers: after it, each packet is a
+/// length byte and an RTP packet. Never panics; asserts every frame is
+/// within [`crate::rtp::MAX_ACCESS_UNIT`] and not empty, and that a
+/// keyframe's configuration record, when one is read from it, parses as
+/// the fMP4 sample entry needs.
+pub fn rtp_video_frames(data: &[u8]) {
+    use crate::rtp::av1::Av1Depacketizer;
+    use crate::rtp::frames::VideoFrame;
+    use crate::rtp::vp8::Vp8Depacketizer;
+    use crate::rtp::vp9::Vp9Depacketizer;
+    use crate::rtp::{MAX_ACCESS_UNIT, RtpPacket};
+
+    let Some((&first, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut vp8 = Vp8Depacketizer::new();
+    let mut vp9 = Vp9Depacketizer::new();
+    let mut av1 = Av1Depacketizer::new();
+    let mut frames: Vec<VideoFrame> = Vec::new();
+    while let Some((&len, tail)) = rest.split_first() {
+        let len = usize::from(len).min(tail.len());
+        let (packet, next) = tail.split_at(len);
+        rest = next;
+        let Ok(packet) = RtpPacket::parse(&Bytes::copy_from_slice(packet)) else {
+            continue;
+        };
+        let codec = match first % 3 {
+            0 => {
+                let _ = vp8.push(&packet, &mut frames);
+                Codec::Vp8
+            }
+            1 => {
+                let _ = vp9.push(&packet, &mut frames);
+                Codec::Vp9
+            }
+            _ => {
+                let _ = av1.push(&packet, &mut frames);
+                Codec::Av1
+            }
+        };
+        for f in frames.drain(..) {
+            assert!(!f.data.is_empty() && f.data.len() <= MAX_ACCESS_UNIT);
+            let config = match codec {
+                Codec::Vp8 => codec::vpx::vp8_keyframe(&f.data).map(|k| k.vpcc),
+                Codec::Vp9 => codec::vpx::vp9_keyframe(&f.data).map(|k| k.vpcc),
+                _ => codec::av1::av1_sequence(&f.data).map(|s| s.av1c),
+            };
+            if let Some(config) = config {
+                let info = TrackInfo::video(TrackId(1), codec, 16, 16).with_config(config);
+                crate::fmp4::init_segment(&[&info]).expect("a record read from a keyframe");
+            }
+        }
+    }
+}

@@ -1,15 +1,18 @@
 //! Codec parameter parsing: H.264/H.265 parameter sets, decoder configuration
-//! records (`avcC`, `hvcC`), AAC AudioSpecificConfig and ADTS, Annex-B and
+//! records (`avcC`, `hvcC`, `vpcC` from VP8/VP9 keyframes, `av1C` from AV1
+//! sequence headers), AAC AudioSpecificConfig and ADTS, Annex-B and
 //! length-prefixed NAL units.
 //!
 //! Everything here reads network input: every function returns `None` on
 //! malformed data and never panics.
 
 mod aac;
+pub mod av1;
 mod bits;
 mod h264;
 mod h265;
 mod nal;
+pub mod vpx;
 
 pub use aac::{AdtsHeader, AudioSpecificConfig, aac_rate_index, make_asc, parse_asc, write_adts};
 pub use h264::{AvcConfig, build_avcc, h264_nal_type, h264_sps_size, parse_avcc};

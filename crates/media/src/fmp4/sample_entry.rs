@@ -11,14 +11,18 @@
     )
 )]
 
-use mp4_atom::{Atom, Audio, Av01, Av1c, Avc1, Avcc, Dops, Hvc1, Hvcc, Mp4a, Opus, Visual, esds};
+use mp4_atom::{
+    Atom, Audio, Av01, Av1c, Avc1, Avcc, Dops, Hvc1, Hvcc, Mp4a, Opus, Visual, Vp08, Vp09, VpcC,
+    esds,
+};
 use tidewater_core::{Codec, TrackInfo};
 
 use crate::{Error, Result};
 
 const FORMAT: &str = "fMP4";
 
-/// The sample entry (`avc1`, `hvc1`, `av01`, `mp4a`, `Opus`) of `info`.
+/// The sample entry (`avc1`, `hvc1`, `av01`, `vp08`, `vp09`, `mp4a`,
+/// `Opus`) of `info`.
 pub(super) fn sample_entry(info: &TrackInfo) -> Result<mp4_atom::Codec> {
     match info.codec {
         Codec::H264 => {
@@ -51,6 +55,20 @@ pub(super) fn sample_entry(info: &TrackInfo) -> Result<mp4_atom::Codec> {
             }
             .into())
         }
+        // The VP codec ISO-BMFF binding: the catalog keeps the `vpcC`
+        // payload (version 1 and flags, then the record).
+        Codec::Vp8 => Ok(Vp08 {
+            visual: visual(info),
+            vpcc: vpcc(info)?,
+            ..Default::default()
+        }
+        .into()),
+        Codec::Vp9 => Ok(Vp09 {
+            visual: visual(info),
+            vpcc: vpcc(info)?,
+            ..Default::default()
+        }
+        .into()),
         Codec::Aac => {
             let asc = config(info, "AudioSpecificConfig")?;
             let Some(&[a0, a1]) = asc.first_chunk::<2>() else {
@@ -122,6 +140,10 @@ fn config<'a>(info: &'a TrackInfo, what: &'static str) -> Result<&'a [u8]> {
         format: FORMAT,
         what: format!("track {} has no {what} in its catalog entry", info.id.0),
     })
+}
+
+fn vpcc(info: &TrackInfo) -> Result<VpcC> {
+    VpcC::decode_body(&mut config(info, "vpcC")?).map_err(|e| malformed("vpcC", e))
 }
 
 fn malformed(format: &'static str, e: mp4_atom::Error) -> Error {

@@ -144,11 +144,18 @@ fn init_refusals() {
         init_segment(&[&bad_config]),
         Err(Error::Malformed { .. })
     ));
+    // VP8 without its `vpcC` (made from the first keyframe).
     let vp8 = TrackInfo::video(TrackId(1), Codec::Vp8, 640, 360);
     assert!(matches!(
         init_segment(&[&vp8]),
-        Err(Error::Unsupported { .. })
+        Err(Error::Malformed { .. })
     ));
+    let vp9 =
+        TrackInfo::video(TrackId(1), Codec::Vp9, 640, 360).with_config(Bytes::from_static(&[
+            1, 0, 0, 0, 0, 21, 0x82, 2, 2, 6, 0, 0,
+        ]));
+    let init = init_segment(&[&vp9]).expect("a vp09 entry");
+    assert!(init.windows(4).any(|w| w == b"vp09") && init.windows(4).any(|w| w == b"vpcC"));
     let zero = TrackInfo {
         id: TrackId(0),
         ..video()

@@ -9,6 +9,9 @@
 //! | H.265 | RFC 7798 (single NAL unit, AP, FU; no DONL) | [`h265::H265Depacketizer`] | [`h265::packetize_h265`] |
 //! | AAC | RFC 3640 `mpeg4-generic`, AAC-hbr (13-bit sizes, 3-bit indices) | [`aac::AacDepacketizer`] | [`aac::packetize_aac`] |
 //! | AAC | RFC 6416 `MP4A-LATM` (`cpresent=0`, AAC-LC) | [`latm::LatmDepacketizer`] | — |
+//! | VP8 | RFC 7741 | [`vp8::Vp8Depacketizer`] | [`vp8::packetize_vp8`] |
+//! | VP9 | RFC 9628 (base spatial layer only) | [`vp9::Vp9Depacketizer`] | [`vp9::packetize_vp9`] |
+//! | AV1 | AOM RTP payload format for AV1 v1.0 | [`av1::Av1Depacketizer`] | [`av1::packetize_av1`] |
 //!
 //! Everything here is bounded and never panics on network input: a packet
 //! that does not parse is an [`RtpError`], an access unit growing past
@@ -32,10 +35,14 @@
 )]
 
 pub mod aac;
+pub mod av1;
 pub mod dts;
+pub mod frames;
 pub mod h264;
 pub mod h265;
 pub mod latm;
+pub mod vp8;
+pub mod vp9;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
