@@ -1,12 +1,20 @@
 //! Received RTP of one WHIP publish to kernel frames and a catalog, sans-IO.
 //!
 //! Each negotiated media line (in the order the offer lists them) becomes a
-//! kernel track: H.264 (RFC 6184, packetization-mode 1, through
-//! [`H264Depacketizer`]) at 90 kHz and Opus (RFC 7587, one packet per RTP
-//! packet) at 48 kHz. Browsers send SPS and PPS in band before every IDR
-//! picture, so the H.264 decoder configuration comes from the stream; the
-//! catalog is announced once every video track has one, and an SPS/PPS
-//! that differs is a new catalog version.
+//! kernel track: video at 90 kHz and Opus (RFC 7587, one packet per RTP
+//! packet) at 48 kHz. The video depacketizers (`tidewater_media::rtp`):
+//!
+//! | codec | payload format | decoder configuration, from the stream |
+//! |---|---|---|
+//! | H.264 | RFC 6184, packetization-mode 1 | `avcC` from the SPS/PPS before each IDR |
+//! | H.265 | RFC 7798 (no DONL) | `hvcC` from the VPS/SPS/PPS before each IRAP |
+//! | VP8 | RFC 7741 | `vpcC` from each keyframe's header |
+//! | VP9 | RFC 9628, base spatial layer | `vpcC` from each keyframe's uncompressed header |
+//! | AV1 | AOM RTP payload format v1.0 | `av1C` from each keyframe's sequence header OBU |
+//!
+//! The catalog is announced once every video track has its configuration,
+//! and a configuration that differs (a new resolution) is a new catalog
+//! version.
 //!
 //! # Timestamps
 //!
@@ -23,8 +31,15 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use tidewater_core::{Codec, Frame, TimestampWrap, TrackId, TrackInfo};
-use tidewater_media::codec::{build_avcc, h264_sps_size};
+use tidewater_media::codec::av1::av1_sequence;
+use tidewater_media::codec::vpx::{vp8_keyframe, vp9_keyframe};
+use tidewater_media::codec::{build_avcc, build_hvcc, h264_sps_size, h265_nal, h265_sps_size};
+use tidewater_media::rtp::av1::Av1Depacketizer;
+use tidewater_media::rtp::frames::VideoFrame;
 use tidewater_media::rtp::h264::{H264AccessUnit, H264Depacketizer, nal_type};
+use tidewater_media::rtp::h265::{H265AccessUnit, H265Depacketizer};
+use tidewater_media::rtp::vp8::Vp8Depacketizer;
+use tidewater_media::rtp::vp9::Vp9Depacketizer;
 use tidewater_media::rtp::{RtpError, RtpPacket};
 
 /// What the ingest hands the kernel.
@@ -36,7 +51,7 @@ pub enum IngestOutput {
     Frame(Frame),
 }
 
-/// The codecs a WHIP publish may carry in this version.
+/// The codecs of a WHEP viewer's media lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MediaCodec {
     /// H.264, packetization-mode 1.
@@ -45,10 +60,33 @@ pub enum MediaCodec {
     Opus,
 }
 
+impl From<MediaCodec> for Codec {
+    fn from(c: MediaCodec) -> Codec {
+        match c {
+            MediaCodec::H264 => Codec::H264,
+            MediaCodec::Opus => Codec::Opus,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Depacketizer {
     H264(Box<H264Depacketizer>),
+    H265(Box<H265Depacketizer>),
+    Vp8(Box<Vp8Depacketizer>),
+    Vp9(Box<Vp9Depacketizer>),
+    Av1(Box<Av1Depacketizer>),
     Opus,
+}
+
+/// A frame from a video depacketizer before it becomes a kernel frame: the
+/// decoder configuration and picture size it carries (keyframes), whether
+/// it is a keyframe, its timestamp and canonical payload.
+struct Picture {
+    config: Option<(Bytes, Option<(u32, u32)>)>,
+    keyframe: bool,
+    timestamp: u32,
+    payload: Bytes,
 }
 
 #[derive(Debug)]
@@ -75,6 +113,8 @@ pub struct Ingest {
     origin: Option<Instant>,
     announced: bool,
     units: Vec<H264AccessUnit>,
+    hevc_units: Vec<H265AccessUnit>,
+    frames: Vec<VideoFrame>,
 }
 
 impl Default for Ingest {
@@ -91,35 +131,39 @@ impl Ingest {
             origin: None,
             announced: false,
             units: Vec::new(),
+            hevc_units: Vec::new(),
+            frames: Vec::new(),
         }
     }
 
-    /// Adds a track of `codec`; returns its index for [`Ingest::push`].
-    /// Tracks are numbered `TrackId(index + 1)`.
-    pub fn add_track(&mut self, codec: MediaCodec) -> usize {
+    /// Adds a track of `codec` (the video codecs of the module docs, or
+    /// Opus); returns its index for [`Ingest::push`], or `None` for a codec
+    /// a publish cannot carry. Tracks are numbered `TrackId(index + 1)`.
+    pub fn add_track(&mut self, codec: impl Into<Codec>) -> Option<usize> {
+        let codec = codec.into();
         let id = TrackId(self.tracks.len() as u32 + 1);
         let wrap = TimestampWrap::Bits(32);
-        let (info, depacketizer) = match codec {
-            MediaCodec::H264 => (
-                TrackInfo::video(id, Codec::H264, 0, 0)
-                    .with_timescale(90_000)
-                    .with_wrap(wrap),
-                Depacketizer::H264(Box::default()),
-            ),
-            MediaCodec::Opus => (
-                TrackInfo::audio(id, Codec::Opus, 48_000, 2)
-                    .with_timescale(48_000)
-                    .with_wrap(wrap),
-                Depacketizer::Opus,
-            ),
+        let depacketizer = match codec {
+            Codec::H264 => Depacketizer::H264(Box::default()),
+            Codec::H265 => Depacketizer::H265(Box::default()),
+            Codec::Vp8 => Depacketizer::Vp8(Box::default()),
+            Codec::Vp9 => Depacketizer::Vp9(Box::default()),
+            Codec::Av1 => Depacketizer::Av1(Box::default()),
+            Codec::Opus => Depacketizer::Opus,
+            _ => return None,
+        };
+        let info = if codec == Codec::Opus {
+            TrackInfo::audio(id, Codec::Opus, 48_000, 2).with_timescale(48_000)
+        } else {
+            TrackInfo::video(id, codec, 0, 0).with_timescale(90_000)
         };
         self.tracks.push(Track {
-            info,
+            info: info.with_wrap(wrap),
             depacketizer,
             offset: None,
             keyframes: 0,
         });
-        self.tracks.len() - 1
+        Some(self.tracks.len() - 1)
     }
 
     /// The number of tracks.
@@ -159,62 +203,112 @@ impl Ingest {
         });
         let mut packet = packet;
         packet.timestamp = packet.timestamp.wrapping_add(offset);
-        let mut frames: Vec<(bool, Frame)> = Vec::new();
+        let mut pictures: Vec<Picture> = Vec::new();
         let mut pushed = Pushed::default();
+        let dropped_before = track.depacketizer.dropped();
         let result = match &mut track.depacketizer {
             Depacketizer::H264(d) => {
                 self.units.clear();
-                let before = d.dropped();
                 let result = d.push(&packet, &mut self.units);
-                pushed.wants_keyframe = d.dropped() > before;
-                for unit in self.units.drain(..) {
-                    let mut changed = false;
+                pictures.extend(self.units.drain(..).map(|unit| {
                     let sps: Vec<&[u8]> =
                         unit.nals_of_type(nal_type::SPS).map(|n| &n[..]).collect();
                     let pps: Vec<&[u8]> =
                         unit.nals_of_type(nal_type::PPS).map(|n| &n[..]).collect();
-                    if !sps.is_empty()
-                        && !pps.is_empty()
-                        && let Some(avcc) = build_avcc(&sps, &pps)
-                        && track.info.config.as_ref() != Some(&avcc)
-                    {
-                        if let (Some(v), Some((w, h))) = (
-                            track.info.video.as_mut(),
-                            sps.first().and_then(|s| h264_sps_size(s)),
-                        ) {
-                            v.width = w;
-                            v.height = h;
-                        }
-                        track.info.config = Some(avcc);
-                        changed = true;
+                    let config = build_avcc(&sps, &pps)
+                        .map(|c| (c, sps.first().and_then(|s| h264_sps_size(s))));
+                    Picture {
+                        config,
+                        keyframe: unit.keyframe,
+                        timestamp: unit.timestamp,
+                        payload: unit.to_avcc(),
                     }
-                    if unit.keyframe {
-                        track.keyframes += 1;
-                    }
-                    let ts = i64::from(unit.timestamp);
-                    let frame = Frame::video(
-                        track.info.id,
-                        Codec::H264,
-                        ts,
-                        ts,
-                        unit.keyframe,
-                        unit.to_avcc(),
-                    );
-                    frames.push((changed, frame));
-                }
+                }));
                 result
             }
-            Depacketizer::Opus => {
-                if !packet.payload.is_empty() {
-                    let ts = i64::from(packet.timestamp);
-                    frames.push((
-                        false,
-                        Frame::audio(track.info.id, Codec::Opus, ts, packet.payload.clone()),
-                    ));
-                }
-                Ok(())
+            Depacketizer::H265(d) => {
+                self.hevc_units.clear();
+                let result = d.push(&packet, &mut self.hevc_units);
+                pictures.extend(self.hevc_units.drain(..).map(|unit| {
+                    let of =
+                        |kind| -> Vec<&[u8]> { unit.nals_of_type(kind).map(|n| &n[..]).collect() };
+                    let (vps, sps, pps) = (of(h265_nal::VPS), of(h265_nal::SPS), of(h265_nal::PPS));
+                    let config = build_hvcc(&vps, &sps, &pps)
+                        .map(|c| (c, sps.first().and_then(|s| h265_sps_size(s))));
+                    Picture {
+                        config,
+                        keyframe: unit.keyframe,
+                        timestamp: unit.timestamp,
+                        payload: unit.to_hvcc(),
+                    }
+                }));
+                result
             }
+            Depacketizer::Vp8(d) => {
+                let result = d.push(&packet, &mut self.frames);
+                pictures.extend(self.frames.drain(..).map(|f| {
+                    let config = vp8_keyframe(&f.data).map(|k| (k.vpcc, Some((k.width, k.height))));
+                    Picture::of(f, config)
+                }));
+                result
+            }
+            Depacketizer::Vp9(d) => {
+                let result = d.push(&packet, &mut self.frames);
+                pictures.extend(self.frames.drain(..).map(|f| {
+                    let config = vp9_keyframe(&f.data).map(|k| (k.vpcc, Some((k.width, k.height))));
+                    Picture::of(f, config)
+                }));
+                result
+            }
+            Depacketizer::Av1(d) => {
+                let result = d.push(&packet, &mut self.frames);
+                pictures.extend(self.frames.drain(..).map(|f| {
+                    let config = f
+                        .keyframe
+                        .then(|| av1_sequence(&f.data))
+                        .flatten()
+                        .map(|s| (s.av1c, Some((s.width, s.height))));
+                    Picture::of(f, config)
+                }));
+                result
+            }
+            Depacketizer::Opus => Ok(()),
         };
+        pushed.wants_keyframe = track.depacketizer.dropped() > dropped_before;
+        let mut frames: Vec<(bool, Frame)> = Vec::new();
+        if matches!(track.depacketizer, Depacketizer::Opus) && !packet.payload.is_empty() {
+            let ts = i64::from(packet.timestamp);
+            frames.push((
+                false,
+                Frame::audio(track.info.id, Codec::Opus, ts, packet.payload.clone()),
+            ));
+        }
+        for picture in pictures {
+            let mut changed = false;
+            if let Some((config, size)) = picture.config
+                && track.info.config.as_ref() != Some(&config)
+            {
+                if let (Some(v), Some((w, h))) = (track.info.video.as_mut(), size) {
+                    v.width = w;
+                    v.height = h;
+                }
+                track.info.config = Some(config);
+                changed = true;
+            }
+            if picture.keyframe {
+                track.keyframes += 1;
+            }
+            let ts = i64::from(picture.timestamp);
+            let frame = Frame::video(
+                track.info.id,
+                track.info.codec,
+                ts,
+                ts,
+                picture.keyframe,
+                picture.payload,
+            );
+            frames.push((changed, frame));
+        }
         for (changed, frame) in frames {
             if changed || !self.announced {
                 self.announce(out);
@@ -239,6 +333,31 @@ impl Ingest {
         out.push(IngestOutput::Catalog(
             self.tracks.iter().map(|t| t.info.clone()).collect(),
         ));
+    }
+}
+
+impl Picture {
+    fn of(f: VideoFrame, config: Option<(Bytes, Option<(u32, u32)>)>) -> Picture {
+        Picture {
+            config,
+            keyframe: f.keyframe,
+            timestamp: f.timestamp,
+            payload: f.data,
+        }
+    }
+}
+
+impl Depacketizer {
+    /// Frames the video depacketizer dropped so far (0 for Opus).
+    fn dropped(&self) -> u64 {
+        match self {
+            Depacketizer::H264(d) => d.dropped(),
+            Depacketizer::H265(d) => d.dropped(),
+            Depacketizer::Vp8(d) => d.dropped(),
+            Depacketizer::Vp9(d) => d.dropped(),
+            Depacketizer::Av1(d) => d.dropped(),
+            Depacketizer::Opus => 0,
+        }
     }
 }
 
@@ -300,8 +419,8 @@ mod tests {
     #[test]
     fn in_band_parameter_sets_make_the_catalog_and_tracks_share_a_timeline() {
         let mut ingest = Ingest::new();
-        assert_eq!(ingest.add_track(MediaCodec::H264), 0);
-        assert_eq!(ingest.add_track(MediaCodec::Opus), 1);
+        assert_eq!(ingest.add_track(MediaCodec::H264), Some(0));
+        assert_eq!(ingest.add_track(MediaCodec::Opus), Some(1));
         let t0 = Instant::now();
         let mut out = Vec::new();
         // Audio first: it waits for the video configuration.
@@ -371,6 +490,56 @@ mod tests {
         let (out, _) = video(&mut ingest, &mut seq, 6000, &[&[0x41, 1]], t0);
         assert!(out.is_empty());
         let (out, _) = video(&mut ingest, &mut seq, 9000, &[SPS, PPS, &idr], t0);
+        assert!(matches!(&out[..], [IngestOutput::Frame(f)] if f.is_keyframe()));
+        assert_eq!(ingest.keyframes(0), 2);
+    }
+
+    #[test]
+    fn vp8_keyframes_make_the_catalog_and_a_loss_asks_for_a_keyframe() {
+        use tidewater_media::rtp::vp8::packetize_vp8;
+        let mut ingest = Ingest::new();
+        assert_eq!(ingest.add_track(Codec::Vp8), Some(0));
+        assert_eq!(ingest.add_track(Codec::Aac), None);
+        let t0 = Instant::now();
+        // A 640 × 360 keyframe, then an inter frame.
+        let mut key = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01];
+        key.extend([7; 2000]);
+        let inter = vec![0x11; 300];
+        let mut seq = 1u16;
+        let mut send = |ingest: &mut Ingest, ts: u32, frame: &[u8], lose: bool| {
+            let mut payloads = Vec::new();
+            packetize_vp8(frame, 1000, &mut payloads);
+            let (mut out, mut wants) = (Vec::new(), false);
+            for (i, (marker, p)) in payloads.into_iter().enumerate() {
+                if !(lose && i == 0) {
+                    let pushed = ingest
+                        .push(0, packet(marker, 96, seq, ts, 9, p), t0, &mut out)
+                        .expect("valid");
+                    wants |= pushed.wants_keyframe;
+                }
+                seq = seq.wrapping_add(1);
+            }
+            (out, wants)
+        };
+        let (out, _) = send(&mut ingest, 0, &key, false);
+        let IngestOutput::Catalog(tracks) = &out[0] else {
+            panic!("catalog first: {out:?}")
+        };
+        assert_eq!(tracks[0].codec, Codec::Vp8);
+        assert!(
+            tracks[0]
+                .video
+                .is_some_and(|v| (v.width, v.height) == (640, 360))
+        );
+        assert!(tracks[0].config.as_ref().is_some_and(|c| c.len() == 12));
+        assert!(
+            matches!(&out[1], IngestOutput::Frame(f) if f.is_keyframe() && f.payload[..] == key[..])
+        );
+        let (out, _) = send(&mut ingest, 3000, &inter, false);
+        assert!(matches!(&out[..], [IngestOutput::Frame(f)] if !f.is_keyframe()));
+        let (out, wants) = send(&mut ingest, 6000, &key, true);
+        assert!(out.is_empty() && wants);
+        let (out, _) = send(&mut ingest, 9000, &key, false);
         assert!(matches!(&out[..], [IngestOutput::Frame(f)] if f.is_keyframe()));
         assert_eq!(ingest.keyframes(0), 2);
     }

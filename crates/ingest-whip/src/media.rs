@@ -182,7 +182,7 @@ struct Peer {
     _slot: Slot,
     ingest: Ingest,
     /// Media line → (track index, codec).
-    tracks: HashMap<Mid, (usize, MediaCodec)>,
+    tracks: HashMap<Mid, (usize, Codec)>,
     /// Per track index: packets back in sequence order.
     reorder: Vec<Reorder<RtpPacket>>,
     in_order: Vec<RtpPacket>,
@@ -371,13 +371,28 @@ impl Peer {
                 self.viewer_wants_keyframe = true;
             }
             Event::MediaAdded(m) => {
+                // The line's codec: the answer has one video codec (see
+                // `negotiate::answer`) and Opus.
                 let codec = match m.kind {
-                    MediaKind::Video => MediaCodec::H264,
-                    MediaKind::Audio => MediaCodec::Opus,
+                    MediaKind::Video => self.rtc.media(m.mid).and_then(|media| {
+                        let config = self.rtc.codec_config();
+                        media.remote_pts().iter().find_map(|pt| {
+                            config
+                                .find(|p| p.pt() == *pt)
+                                .and_then(|p| crate::negotiate::kernel_codec(p.spec().codec))
+                                .filter(|c| *c != Codec::Opus)
+                        })
+                    }),
+                    MediaKind::Audio => Some(Codec::Opus),
                 };
-                let index = self.ingest.add_track(codec);
-                self.tracks.insert(m.mid, (index, codec));
-                self.reorder.resize_with(index + 1, Reorder::default);
+                let Some(codec) = codec else {
+                    return;
+                };
+                if let Some(index) = self.ingest.add_track(codec) {
+                    debug!(peer = %self.who(), stream = %self.key, "whip: {} track", codec.name());
+                    self.tracks.insert(m.mid, (index, codec));
+                    self.reorder.resize_with(index + 1, Reorder::default);
+                }
             }
             Event::RtpPacket(p) => {
                 let mid = self
@@ -392,24 +407,21 @@ impl Peer {
                 // Only the negotiated codec's payload type (not RTX, FEC, …).
                 let wanted = self.rtc.codec_config().find(|params| {
                     params.pt() == p.header.payload_type
-                        && matches!(
-                            (params.spec().codec, codec),
-                            (str0m::format::Codec::H264, MediaCodec::H264)
-                                | (str0m::format::Codec::Opus, MediaCodec::Opus)
-                        )
+                        && crate::negotiate::kernel_codec(params.spec().codec) == Some(codec)
                 });
                 if wanted.is_none() {
                     return;
                 }
                 let ssrc = p.header.ssrc;
-                if codec == MediaCodec::H264 && self.video_ssrc.is_none() {
+                let video = codec != Codec::Opus;
+                if video && self.video_ssrc.is_none() {
                     // RFC 5104: FIR only when that is all the publisher takes.
                     if wanted.is_some_and(|params| !params.fb_pli() && params.fb_fir()) {
                         self.keyframe_kind = KeyframeRequestKind::Fir;
                     }
                     self.keyframe_requests.video_started(p.timestamp);
                 }
-                if codec == MediaCodec::H264 {
+                if video {
                     self.video_ssrc = Some(ssrc);
                 }
                 let rtp = packet(
@@ -440,7 +452,7 @@ impl Peer {
                 if self.ingest.keyframes(index) > keyframes_before {
                     self.keyframe_requests.keyframe(now);
                 }
-                if codec == MediaCodec::H264 {
+                if video {
                     let first = *self.first_video.get_or_insert(now);
                     if self.ingest.keyframes(index) == 0
                         && now.saturating_duration_since(first) >= FIRST_KEYFRAME_WAIT

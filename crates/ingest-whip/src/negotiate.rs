@@ -84,22 +84,59 @@ pub fn uncarried_video(tracks: &[tidewater_core::TrackInfo]) -> Option<String> {
     })
 }
 
-/// Answers `offer` for `role` with H.264 (packetization-mode 1) and Opus,
-/// announcing `candidates` as host candidates (H.264 is answered
-/// whatever else a video line offers). [`Error::Unanswerable`] when str0m
-/// cannot answer it, [`Error::NoCommonCodec`] when it offers video without
-/// H.264 or neither codec is in the answer.
+/// The video codecs a WHIP publish may use, in the order the answer
+/// prefers them (the first one the offer names is the only video codec
+/// answered; see the crate docs for why this order).
+pub const PUBLISH_VIDEO: [&str; 5] = ["H264", "VP8", "VP9", "AV1", "H265"];
+
+/// Answers `offer` for `role`, announcing `candidates` as host candidates.
+///
+/// A publish is answered with Opus and one video codec: H.264
+/// (packetization-mode 1) whenever the offer has it, else the first of
+/// VP8, VP9, AV1 and H.265 it names ([`PUBLISH_VIDEO`]); answering one
+/// codec only means the publisher cannot switch codecs mid-stream. A play
+/// is answered with H.264 and Opus (what WHEP sends).
+/// [`Error::Unanswerable`] when str0m cannot answer it,
+/// [`Error::NoCommonCodec`] when it offers video in none of those codecs
+/// or neither video nor audio is in the answer.
 pub fn answer(
     offer: Offer,
     role: Role,
     candidates: &[SocketAddr],
     now: Instant,
 ) -> Result<Negotiated, Error> {
+    let video = match role {
+        Role::Publish => PUBLISH_VIDEO
+            .into_iter()
+            .find(|c| offer.video_codecs.iter().any(|o| o == c)),
+        Role::Play => offer
+            .video_codecs
+            .iter()
+            .any(|c| c == "H264")
+            .then_some("H264"),
+    };
+    // Video offered in codecs the server does not take: refused with their
+    // names rather than answered without the picture.
+    if !offer.video_codecs.is_empty() && video.is_none() {
+        let takes = match role {
+            Role::Publish => "H.264 (packetization-mode 1), VP8, VP9, AV1 or H.265",
+            Role::Play => "H.264 (packetization-mode 1) only",
+        };
+        return Err(Error::NoCommonCodec(format!(
+            "the offer's video is {}; this server takes {takes}: \
+             offer one of them (in a browser: setCodecPreferences)",
+            offer.video_codecs.join(", ")
+        )));
+    }
     let mut rtc = Rtc::builder()
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .clear_codecs()
-        .enable_h264(true)
+        .enable_h264(video == Some("H264"))
+        .enable_vp8(video == Some("VP8"))
+        .enable_vp9(video == Some("VP9"))
+        .enable_av1(video == Some("AV1"))
+        .enable_h265(video == Some("H265"))
         .enable_opus(true, false)
         // Statistics events carry what TWCC feedback and receiver reports
         // say of the link (see `qos`).
@@ -115,23 +152,36 @@ pub fn answer(
         .accept_offer(offer.sdp)
         .map_err(|e| Error::Unanswerable(e.to_string()))?
         .to_sdp_string();
-    // Video offered in codecs the server does not take (VP8, VP9, AV1,
-    // H.265): refused with their names rather than answered without the
-    // picture.
-    let h264 = offer.video_codecs.iter().any(|c| c == "H264");
-    if !offer.video_codecs.is_empty() && !h264 {
-        return Err(Error::NoCommonCodec(format!(
-            "the offer's video is {}; this server takes H.264 (packetization-mode 1) only: \
-             offer H.264 (in a browser: setCodecPreferences)",
-            offer.video_codecs.join(", ")
-        )));
-    }
-    if !answer.contains("H264/90000") && !answer.contains("opus/48000") {
+    let has_video = [
+        "H264/90000",
+        "VP8/90000",
+        "VP9/90000",
+        "AV1/90000",
+        "H265/90000",
+    ]
+    .iter()
+    .any(|c| answer.contains(c));
+    if !has_video && !answer.contains("opus/48000") {
         let what = match role {
-            Role::Publish => "the offer carries neither H.264 (packetization-mode 1) nor Opus",
+            Role::Publish => "the offer carries neither a video codec the server takes nor Opus",
             Role::Play => "the offer accepts neither H.264 (packetization-mode 1) nor Opus",
         };
         return Err(Error::NoCommonCodec(what.into()));
     }
     Ok(Negotiated { rtc, answer })
+}
+
+/// The kernel codec of a str0m video or audio codec a publish may carry.
+pub fn kernel_codec(codec: str0m::format::Codec) -> Option<tidewater_core::Codec> {
+    use str0m::format::Codec as C;
+    use tidewater_core::Codec as K;
+    Some(match codec {
+        C::H264 => K::H264,
+        C::Vp8 => K::Vp8,
+        C::Vp9 => K::Vp9,
+        C::Av1 => K::Av1,
+        C::H265 => K::H265,
+        C::Opus => K::Opus,
+        _ => return None,
+    })
 }

@@ -17,11 +17,12 @@ use tidewater_core::{
 use tidewater_whip::{Whip, WhipConfig};
 use tower::ServiceExt;
 
-/// A client's offer: send-only H.264 and Opus, or only VP8.
-fn offer(vp8_only: bool) -> String {
+/// A client's offer: send-only H.264 and Opus, or only H.266 (a video
+/// codec the server does not take).
+fn offer(h266_only: bool) -> String {
     let builder = Rtc::builder().clear_codecs();
-    let builder = if vp8_only {
-        builder.enable_vp8(true)
+    let builder = if h266_only {
+        builder.enable_h266(true)
     } else {
         builder.enable_h264(true).enable_opus(true, false)
     };
@@ -31,7 +32,7 @@ fn offer(vp8_only: bool) -> String {
     );
     let mut api = rtc.sdp_api();
     api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-    if !vp8_only {
+    if !h266_only {
         api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
     }
     let (offer, _pending) = api.apply().expect("an offer");
@@ -232,7 +233,7 @@ async fn bad_offers_get_clear_errors_and_leave_nothing_published() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
     let (r, body) = call(&h.router, Method::POST, "/whip/live/a", &[SDP], offer(true)).await;
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE, "{body}");
-    assert!(body.contains("H.264") && body.contains("VP8"), "{body}");
+    assert!(body.contains("H.264") && body.contains("H266"), "{body}");
     let (r, _) = call(
         &h.router,
         Method::POST,
@@ -626,12 +627,11 @@ async fn configured_ice_servers_are_announced_in_link_headers() {
     assert!(r.headers().get(header::LINK).is_none());
 }
 
-/// Video in codecs the server does not take: a publisher offering them
-/// next to H.264 gets H.264; one offering only them (with Opus) gets `406`
-/// naming them rather than an audio-only publish; a WHEP viewer of a
-/// stream whose video is H.265 gets `422` naming it.
+/// Other video codecs: a publisher offering them next to H.264 gets H.264
+/// only; one offering VP8 and VP9 (with Opus) gets VP8 only; a WHEP viewer
+/// of a stream whose video is H.265 gets `422` naming it.
 #[tokio::test]
-async fn other_video_codecs_are_answered_with_h264_or_refused_by_name() {
+async fn h264_is_preferred_then_vp8_and_whep_refuses_other_video_by_name() {
     let h = start(engine(), loopback()).await;
     let offer_of = |h264: bool| {
         let builder = Rtc::builder()
@@ -661,13 +661,15 @@ async fn other_video_codecs_are_answered_with_h264_or_refused_by_name() {
         offer_of(false),
     )
     .await;
-    assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE, "{body}");
-    assert!(body.contains("VP8, VP9"), "{body}");
-    assert_eq!(h.whip.sessions(), 0);
+    assert_eq!(r.status(), StatusCode::CREATED, "{body}");
+    assert!(
+        body.contains("VP8/90000") && !body.contains("VP9/90000") && !body.contains("H264"),
+        "{body}"
+    );
     let (r, answer) = call(
         &h.router,
         Method::POST,
-        "/whip/live/v",
+        "/whip/live/v2",
         &[SDP],
         offer_of(true),
     )
