@@ -30,6 +30,12 @@ pub enum Error {
         /// What it said.
         reason: String,
     },
+    /// The edge fell behind live past the stream's lag policy (`max_lag_ms`,
+    /// `max_skips` within `skip_window_ms`) and its relay was evicted.
+    #[error(
+        "the edge fell behind live too often (the stream's max_lag_ms, max_skips and skip_window_ms) and was evicted"
+    )]
+    Evicted,
     /// The relay peer said nothing for too long.
     #[error("relay peer silent for {0:?}")]
     Timeout(std::time::Duration),

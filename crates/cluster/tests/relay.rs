@@ -185,6 +185,12 @@ async fn an_edge_with_the_wrong_secret_is_refused_and_its_reader_gets_not_found(
     ));
     let at_origin = origin.stream(&key).expect("live");
     assert!(at_origin.subscribers.is_empty());
+    // The edge tries again within its `pull_wait`: each try is counted.
+    let refusals = relay_refusals(&origin, 1).await;
+    assert!(
+        matches!(refusals[..], [("unauthorized", n)] if n >= 1),
+        "{refusals:?}"
+    );
 }
 
 #[tokio::test]
@@ -193,4 +199,92 @@ async fn a_stream_nobody_holds_is_not_pulled() {
     let key = StreamKey::parse("live/none").expect("key");
     assert!(!edge.await_source(&key).await);
     assert!(edges.pulling().is_empty());
+}
+
+/// The relay listener's refusals by cause, once `want` of them are counted.
+async fn relay_refusals(engine: &Engine, want: u64) -> Vec<(&'static str, u64)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let refusals = engine
+            .listeners()
+            .into_iter()
+            .find(|l| l.name == tidewater_cluster::relay::LISTENER)
+            .map(|l| l.refusals)
+            .unwrap_or_default();
+        if refusals.iter().map(|(_, n)| n).sum::<u64>() >= want
+            || tokio::time::Instant::now() > deadline
+        {
+            return refusals;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_on_the_relay_port_is_closed_unanswered_and_counted_by_cause() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (origin, relay, _stop) = origin(SECRET).await;
+    // Each sends its bytes, half-closes, and must see the origin close
+    // without a byte of answer.
+    let junk: [(&str, Vec<u8>); 4] = [
+        (
+            "an HTTP request",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        ),
+        ("a frame first", vec![5, 0, 0, 0, 30, 1, 2, 3]),
+        ("a 4 GiB hello", vec![1, 0xFF, 0xFF, 0xFF, 0xFF, 0x33]),
+        (
+            "a hello cut short",
+            vec![1, 0, 0, 0, 200, b'T', b'W', b'R', b'L'],
+        ),
+    ];
+    for _ in 0..10 {
+        for (what, bytes) in &junk {
+            let mut s = tokio::net::TcpStream::connect(relay)
+                .await
+                .expect("connect");
+            s.write_all(bytes).await.expect("write");
+            s.shutdown().await.expect("half-close");
+            let mut answer = Vec::new();
+            // A reset is a close too (the result's error); either way
+            // nothing may have been answered.
+            let _closed = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut answer))
+                .await
+                .unwrap_or_else(|_| panic!("{what}: still open"));
+            assert!(answer.is_empty(), "{what}: answered {answer:?}");
+        }
+    }
+    let mut refusals = relay_refusals(&origin, 40).await;
+    refusals.sort();
+    assert_eq!(
+        refusals,
+        [("closed_early", 10), ("not_relay", 20), ("too_large", 10)]
+    );
+
+    // The port still serves a node: a reader of a live stream at an edge.
+    let key = StreamKey::parse("live/cam").expect("key");
+    let mut publisher = origin
+        .open_publish(Request::new(key.clone(), "test"))
+        .await
+        .expect("publish");
+    publisher.set_catalog(tracks()).expect("catalog");
+    publisher
+        .publish(Frame::video(
+            TrackId(1),
+            Codec::H265,
+            0,
+            0,
+            true,
+            Bytes::from_static(b"idr"),
+        ))
+        .expect("frame");
+    let map = Arc::new(StreamMap::default());
+    holds(&map, &key, relay);
+    let (edge, _edges) = edge(map, SECRET);
+    let mut reader = edge
+        .subscribe(Request::new(key.clone(), "test"))
+        .await
+        .expect("the edge's reader");
+    assert!(matches!(reader.recv().await, Ok(Event::Catalog(_))));
 }

@@ -4,11 +4,12 @@
 
 mod client;
 mod codec;
+mod hello;
 mod server;
 
 pub use client::{PullOutcome, pull};
 pub use codec::{Message, RefuseCode, RelayCodec, fuzz_decode};
-pub use server::{ClusterSecret, RELAY_PROTOCOL, RelayServer};
+pub use server::{ClusterSecret, LISTENER, RELAY_PROTOCOL, RelayServer};
 
 /// The relay format's version, sent in every [`Message::Hello`].
 pub const VERSION: u8 = 1;

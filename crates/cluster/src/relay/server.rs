@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use subtle::ConstantTimeEq;
 use tidewater_core::{
     AuthRequest, Authorizer, BoundAddr, CancellationToken, Credentials, Engine, Event, Identity,
-    RecvError, Refusal, Request, StreamKey,
+    ListenerStats, RecvError, Refusal, Request, StreamKey,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::codec::{Message, RefuseCode, RelayCodec};
+use super::hello::{Failure, Hello, read_hello};
 use crate::admission::AdmissionSlot;
 use crate::error::{Error, Result};
 
@@ -33,8 +34,10 @@ pub const RELAY_PROTOCOL: &str = "relay";
 /// (ffmpeg analyses 40 video frames of FLV before it shows one), so a cold
 /// edge joins as fast as a warm one.
 const RELAY_START_VIDEO_FRAMES: usize = 40;
-/// How long an edge has to say hello.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The relay port's name in the kernel's listener counters (metrics
+/// `tidewater_listener_*{listener="relay"}`): connections, and those closed
+/// before a pull started, by cause.
+pub const LISTENER: &str = "relay";
 /// Most relay connections at once (each edge holds one per stream it
 /// pulls): past it, new connections are closed at once, so that whoever
 /// reaches the port cannot make the origin hold unbounded sockets.
@@ -144,6 +147,7 @@ impl RelayServer {
         let listener = TcpListener::bind(listen).await?;
         self.bound.set(Some(listener.local_addr()?));
         tracing::info!("cluster relay listening on {}", listener.local_addr()?);
+        let stats = self.engine.listener_stats(LISTENER);
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
@@ -153,21 +157,24 @@ impl RelayServer {
                     let (socket, peer) = match accepted {
                         Ok(a) => a,
                         Err(e) => {
-                            tracing::warn!("relay accept: {e}");
+                            tracing::warn!("relay: accepting a connection on the relay port ([cluster] relay_listen) failed: {e}");
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
                     };
                     if connections.len() >= MAX_CONNECTIONS {
-                        tracing::warn!(%peer, "relay connection refused: {MAX_CONNECTIONS} open already");
+                        stats.refused("too_many_connections");
+                        if let Some(note) = stats.log_limit().check_now() {
+                            tracing::warn!(%peer, "relay: closed the connection from {peer}: {MAX_CONNECTIONS} relay connections are open already (the relay's fixed limit){note}");
+                        }
                         drop(socket);
                         continue;
                     }
                     let (engine, secret, stop) = (self.engine.clone(), Arc::clone(&self.secret), shutdown.clone());
+                    let stats = Arc::clone(&stats);
                     connections.spawn(async move {
-                        if let Err(e) = serve_edge(engine, secret, socket, peer, stop).await {
-                            tracing::info!(%peer, "relay to edge ended: {e}");
-                        }
+                        let _open = stats.accepted();
+                        serve_edge(engine, secret, socket, peer, stop, &stats).await;
                     });
                 }
             }
@@ -225,23 +232,64 @@ async fn refuse(socket: &mut TcpStream, code: RefuseCode, reason: impl Into<Stri
     .await
 }
 
+/// Serves one connection to the relay port: its hello, then the stream it
+/// asks for. Logs how it ended, naming the peer: a connection closed before
+/// a pull started (anyone can open one) on the relay listener's rate-limited
+/// budget, with the lines left out counted on the next.
 async fn serve_edge(
     engine: Engine,
     secret: Arc<ClusterSecret>,
     mut socket: TcpStream,
     peer: SocketAddr,
     shutdown: CancellationToken,
-) -> Result<()> {
-    socket.set_nodelay(true)?;
+    stats: &ListenerStats,
+) {
+    let _ = socket.set_nodelay(true);
     let mut inbuf = BytesMut::new();
-    let Some(Message::Hello {
-        node, token, key, ..
-    }) = read_message(&mut socket, &mut inbuf, HELLO_TIMEOUT).await?
-    else {
-        return Err(Error::Malformed("the first message is not a hello"));
+    let hello = match read_hello(&mut socket, &mut inbuf).await {
+        Ok(hello) => hello,
+        Err(failure) => {
+            stats.refused(failure.reason());
+            if let Some(note) = stats.log_limit().check_now() {
+                tracing::warn!(%peer, "relay: closed the connection from {peer} before any pull: {failure}{note}");
+            }
+            if let Failure::Version(_) = failure {
+                // The node's own version would read this: say why by name.
+                let _ = refuse(&mut socket, RefuseCode::Other, failure.to_string()).await;
+            }
+            return;
+        }
     };
+    // The edge's own words, shown quoted and cut short: it passed no check yet.
+    let key: String = hello.key.chars().take(200).collect();
+    let node: String = hello.node.chars().take(64).collect();
+    if let Err(e) = pull_for_edge(engine, secret, socket, peer, shutdown, stats, hello).await {
+        tracing::info!(%peer, "relay: the pull of {key:?} by node {node:?} from {peer} ended: {e}");
+    }
+}
+
+/// Answers a hello: refused, or the stream until it ends, the edge leaves
+/// or `shutdown`.
+async fn pull_for_edge(
+    engine: Engine,
+    secret: Arc<ClusterSecret>,
+    mut socket: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+    stats: &ListenerStats,
+    hello: Hello,
+) -> Result<()> {
+    let Hello { node, token, key } = hello;
     if !secret.matches(&token) {
-        tracing::warn!(%peer, "relay pull refused: wrong cluster secret");
+        stats.refused("unauthorized");
+        if let Some(note) = stats.log_limit().check_now() {
+            tracing::warn!(
+                %peer,
+                "relay: refused a pull of {:?} by node {:?} from {peer}: its token is not this node's cluster secret (set the same [cluster] secret on every node){note}",
+                key.chars().take(200).collect::<String>(),
+                node.chars().take(64).collect::<String>(),
+            );
+        }
         return refuse(
             &mut socket,
             RefuseCode::Unauthorized,
@@ -274,7 +322,7 @@ async fn serve_edge(
         Ok(f) => f,
         Err(e) => return refuse(&mut socket, RefuseCode::NotFound, e.to_string()).await,
     };
-    tracing::info!(stream = %key, %peer, node = %node, "relay to edge started");
+    tracing::info!(stream = %key, %peer, node = %node, "relay: node {node:?} at {peer} pulls {key}");
     let mut out = BytesMut::with_capacity(64 * 1024);
     write_message(
         &mut socket,
@@ -307,7 +355,7 @@ async fn serve_edge(
             Ok(Event::Discontinuity { generation }) => Message::Discontinuity { generation },
             Ok(Event::Skipped { .. }) => continue,
             Err(RecvError::Ended(reason)) => Message::End(reason),
-            Err(RecvError::Evicted) => return Err(Error::Malformed("edge evicted for lagging")),
+            Err(RecvError::Evicted) => return Err(Error::Evicted),
         };
         out.clear();
         RelayCodec.encode(&msg, &mut out)?;
