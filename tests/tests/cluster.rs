@@ -1086,7 +1086,17 @@ fn the_relay_port_closes_garbage_truncated_and_oversized_messages_and_the_stream
                 .unwrap_or_else(|| {
                     panic!("{what}: no log line names {local}:\n{}", a.process.output())
                 });
-            assert!(line.contains("relay"), "{what}: {line}");
+            // Each line says what happened in the relay's words.
+            let says = match what.as_str() {
+                "relay oversized length" => "over the 65536-byte limit of a hello",
+                "relay truncated hello" => "the relay's fixed hello timeout",
+                // Garbage, and a frame message where the hello belongs.
+                _ => "not a relay hello",
+            };
+            assert!(
+                line.contains("relay: closed the connection from") && line.contains(says),
+                "{what}: {line}"
+            );
             eprintln!("{what}: closed after {after:?}; {line}");
         }
         // Garbage and an oversized prefix are refused at once; a hello
