@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tidewater_core::logs::LogLimiter;
 use tidewater_core::{
     CancellationToken, Engine, OnDemandSource, PublishSession, SessionKind, StreamKey,
 };
@@ -15,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::config::ClusterConfig;
 use crate::directory::{Holder, StreamMap};
+use crate::error::Error;
 use crate::relay::{PullOutcome, pull};
 
 /// A pull that streamed at least this long before failing counts as
@@ -40,6 +42,10 @@ struct Inner {
     failover_grace: Duration,
     pulls: Mutex<HashMap<StreamKey, JoinHandle<()>>>,
     shutdown: CancellationToken,
+    /// Failed attempts are retried every [`RETRY`] for up to
+    /// `failover_grace`, per stream: their lines share one budget, with a
+    /// count of those left out.
+    failures: LogLimiter,
 }
 
 impl Edges {
@@ -60,6 +66,7 @@ impl Edges {
             failover_grace: config.failover_grace,
             pulls: Mutex::default(),
             shutdown,
+            failures: LogLimiter::per_listener(),
         }))
     }
 
@@ -204,7 +211,30 @@ async fn run(inner: Arc<Inner>, key: StreamKey) {
                 tracing::info!(stream = %key, origin = %holder.node, "origin's stream ended: {reason}");
             }
             Some(Ok(PullOutcome::NotFound)) => {}
-            Some(Err(e)) => tracing::info!(stream = %key, origin = %holder.node, "edge pull: {e}"),
+            Some(Err(e)) => {
+                if let Some(note) = inner.failures.check_now() {
+                    let hint = match &e {
+                        Error::Refused { reason, .. } if reason == "wrong cluster secret" => {
+                            " (set the same [cluster] secret on every node)"
+                        }
+                        _ => "",
+                    };
+                    // The grace the next attempts run under.
+                    let (grace, setting) = if streamed {
+                        (inner.failover_grace, "failover_grace")
+                    } else {
+                        (inner.pull_wait, "pull_wait")
+                    };
+                    tracing::warn!(
+                        stream = %key,
+                        origin = %holder.node,
+                        "edge pull of {key} from node {:?} at {} failed: {e}{hint}; \
+                         trying again within {grace:?} ([cluster] {setting}){note}",
+                        holder.node,
+                        holder.relay,
+                    );
+                }
+            }
         }
         let live_here = inner.engine.stream(&key).map(|s| s.generation);
         if session

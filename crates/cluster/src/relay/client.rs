@@ -43,7 +43,15 @@ pub async fn pull(
 ) -> Result<PullOutcome> {
     let mut socket = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(origin))
         .await
-        .map_err(|_| Error::Timeout(CONNECT_TIMEOUT))??;
+        .map_err(|_| {
+            Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no connection to the origin's relay within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            ))
+        })??;
     socket.set_nodelay(true)?;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     write_message(
