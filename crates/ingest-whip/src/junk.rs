@@ -6,6 +6,17 @@
 //! flood of garbage costs a counter increment each, not a log line each.
 //!
 //! [`LogLimiter::per_listener`]: tidewater_core::logs::LogLimiter::per_listener
+// Handles datagrams no session takes (anyone's bytes): no indexing,
+// unwrap, expect or panic outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

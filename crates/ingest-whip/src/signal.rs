@@ -1,4 +1,16 @@
 //! WHIP signalling (RFC 9725) over HTTP: the axum routes.
+// Reads WHIP/WHEP signalling requests (SDP offers, headers, paths) from
+// any HTTP client: no indexing, unwrap, expect or panic outside tests
+// (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;

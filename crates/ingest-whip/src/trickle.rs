@@ -7,6 +7,17 @@
 //! work as the RFC expects. An ICE restart (a `PATCH` with `If-Match: *`
 //! and new credentials) is not supported (`422`, as RFC 9725 asks of a
 //! session that trickles but does not restart).
+// Reads a client's trickled SDP fragment: no indexing, unwrap, expect or
+// panic outside tests (RELIABILITY.md, "Lints").
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 use str0m::Candidate;
 
