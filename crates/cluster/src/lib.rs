@@ -148,7 +148,12 @@
 //! | 8 ping | origin → edge | empty, every second without media |
 //!
 //! A new version of the format changes the hello's version byte; an origin
-//! refuses a version it does not speak by name. [`RelayCodec`] is sans-IO
+//! refuses a version it does not speak by name. The origin tells a hello
+//! from anything else by its first five bytes (type 1, at most 64 KiB) and
+//! waits 5 s for the rest; whatever else reaches the port is closed
+//! unanswered, with a WARN line naming the peer and the cause (at most 20
+//! per 10 s, then a count of those left out) and a count in
+//! `tidewater_listener_refusals_total{listener="relay",reason=…}`. [`RelayCodec`] is sans-IO
 //! (a `tokio_util` codec: bytes in, messages out), bounded, and fuzzed
 //! (`fuzz/` target `cluster_relay`, and its property-test twin).
 //!
