@@ -602,10 +602,26 @@ where
         // stream's grace, with new sequence headers and timestamps that keep
         // rising. It starts with enough frames for ffmpeg's probe.
         let req = req.start_video_frames(crate::flv::START_VIDEO_FRAMES);
+        let key = req.key.clone();
         let sub = match self.ingest.follow_live(req).await {
             Ok(s) => s,
             Err(source) => return self.refuse(self.kernel(source)).await,
         };
+        // Video FLV cannot carry (VP8 from a WHIP publish): refused with the
+        // reason rather than played as sound alone.
+        if let Some(why) = self
+            .ingest
+            .stream(&key)
+            .and_then(|s| s.catalog)
+            .and_then(|c| crate::flv::uncarried_video(c.catalog().tracks()))
+        {
+            warn!(peer = %self.peer(), stream = self.stream_name(), "{} play refused: {why}", self.name);
+            drop(sub);
+            self.session.reject("NetStream.Play.Failed", &why)?;
+            self.flush().await?;
+            self.linger().await;
+            return Ok(());
+        }
         self.session.accept_play()?;
         if let Some(shift) = sub.generation_state::<GenerationShift>() {
             self.session.set_generation(shift);

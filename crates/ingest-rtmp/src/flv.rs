@@ -451,6 +451,25 @@ pub fn carried_tracks(catalog: &Catalog) -> (Option<&TrackInfo>, Option<&TrackIn
     (video, audio)
 }
 
+/// Why a stream cannot be played over RTMP or HTTP-FLV: its video is in a
+/// codec FLV does not carry (VP8; H.265, AV1 and VP9 go as enhanced RTMP
+/// tags, which only clients that speak enhanced RTMP decode). A reader of
+/// such a stream is refused rather than served sound without picture.
+pub fn uncarried_video(tracks: &[TrackInfo]) -> Option<String> {
+    let video = tracks.iter().find(|t| t.kind() == MediaKind::Video)?;
+    (!matches!(
+        video.codec,
+        Codec::H264 | Codec::H265 | Codec::Av1 | Codec::Vp9
+    ))
+    .then(|| {
+        format!(
+            "the stream's video is {}, which RTMP and FLV cannot carry: \
+             play it over LL-HLS or DASH",
+            video.codec.name()
+        )
+    })
+}
+
 /// Whether this frame belongs to a track FLV carries for this catalog.
 pub fn is_carried(frame: &Frame, catalog: &Catalog) -> bool {
     let (v, a) = carried_tracks(catalog);

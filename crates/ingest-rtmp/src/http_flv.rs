@@ -87,6 +87,17 @@ async fn serve_flv(
         Ok(p) => p,
         Err(refusal) => return *refusal,
     };
+    // Video FLV cannot carry (VP8 from a WHIP publish): refused with the
+    // reason rather than served as sound alone.
+    if let Some(why) = state
+        .ctx
+        .stream(&play.key)
+        .and_then(|s| s.catalog)
+        .and_then(|c| flv::uncarried_video(c.catalog().tracks()))
+    {
+        tracing::warn!(peer = %tidewater_http::who(play.peer), stream = %play.key, "http-flv play refused: {why}");
+        return tidewater_http::text(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, why);
+    }
     let encoder = FlvEncoder {
         stream: play.key.to_string(),
         ..FlvEncoder::default()

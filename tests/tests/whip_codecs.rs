@@ -1,0 +1,211 @@
+//! WHIP publishes in VP8, VP9 and AV1 through the `tidewater` binary:
+//! headless Chromium publishes its fake camera and microphone with
+//! `setCodecPreferences` restricted to one of them (the server answers
+//! that codec when the offer has no H.264); ffprobe names the codec and
+//! resolution of the LL-HLS (fMP4) output and ffmpeg decodes 5 s of it
+//! (frame count, size, monotonic timestamps). An RTMP reader (ffprobe) and
+//! an HTTP-FLV reader of the VP8 stream are refused with the reason, at
+//! once rather than left hanging.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tidewater_tests::page::ChromiumPage;
+use tidewater_tests::{
+    ChildGuard, FrameCrc, ServerCommand, ServerProcess, catalog_codecs, ffmpeg_framecrc_command,
+    run_until, wait_live,
+};
+
+const CONFIG: &str = "[http]\nlisten = \"127.0.0.1:0\"\n";
+
+/// Publishes with only `__MIME__` (and its retransmission format) offered
+/// for video, keeping the resolution when the encoder is short of CPU (a
+/// busy machine must not turn the 640 × 480 check into a flake).
+const PUBLISH_PAGE: &str = r#"<script>
+const SERVER = '__SERVER__';
+(async () => {
+  try {
+    const caps = RTCRtpSender.getCapabilities('video').codecs.map(c => c.mimeType);
+    log('caps ' + JSON.stringify(caps));
+    const media = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: true});
+    const pc = new RTCPeerConnection({iceServers: []});
+    for (const track of media.getTracks()) pc.addTransceiver(track, {direction: 'sendonly'});
+    const video = pc.getTransceivers().find(t => t.sender.track && t.sender.track.kind === 'video');
+    const codecs = RTCRtpSender.getCapabilities('video').codecs;
+    video.setCodecPreferences(codecs.filter(c => c.mimeType === '__MIME__' || c.mimeType === 'video/rtx'));
+    const params = video.sender.getParameters();
+    params.degradationPreference = 'maintain-resolution';
+    await video.sender.setParameters(params);
+    pc.onconnectionstatechange = () => log('state ' + pc.connectionState);
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    const r = await fetch(SERVER + '/whip/live/__STREAM__', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
+    const answer = await r.text();
+    const video_codecs = (answer.match(/a=rtpmap:\d+ [A-Za-z0-9]+/g) || []).map(l => l.split(' ')[1]);
+    log('answer ' + JSON.stringify({status: r.status, codecs: video_codecs}));
+    if (r.status !== 201) return log('refused ' + answer);
+    await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  } catch (e) {
+    log('error ' + e);
+  }
+})();
+</script>"#;
+
+/// ffprobe's codec name, width and height of the first video stream of `url`.
+fn probe_video(url: &str) -> (String, String) {
+    let mut cmd = Command::new("ffprobe");
+    cmd.args([
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=codec_name,width,height",
+        "-of",
+        "csv=p=0",
+        url,
+    ]);
+    let run = run_until(cmd, Duration::from_secs(40));
+    // HLS lists the stream once per variant and program: the first line.
+    let first = run.stdout.lines().find(|l| !l.trim().is_empty());
+    (first.unwrap_or_default().trim().to_owned(), run.stderr)
+}
+
+/// ffmpeg's framecrc of 5 s of `url`, killed after 40 s: what it decoded
+/// and whether it ended by itself.
+fn decode_five_seconds(url: &str) -> (FrameCrc, bool) {
+    let mut child = ChildGuard(
+        ffmpeg_framecrc_command(&[], url, &["-t", "5"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut text);
+        text
+    });
+    let ended = child.wait_for(Duration::from_secs(40)).is_some();
+    drop(child);
+    (FrameCrc::parse(&reader.join().unwrap_or_default()), ended)
+}
+
+/// Chromium publishes in `mime`; the stream's catalog names `catalog`, and
+/// ffprobe `probe` over LL-HLS, which ffmpeg decodes.
+fn publish_and_read_ll_hls(
+    server: &mut ServerProcess,
+    http: SocketAddr,
+    mime: &str,
+    stream: &str,
+    catalog: &str,
+    probe: &str,
+) -> ChromiumPage {
+    let page = ChromiumPage::open(
+        &PUBLISH_PAGE
+            .replace("__SERVER__", &format!("http://{http}"))
+            .replace("__MIME__", mime)
+            .replace("__STREAM__", stream),
+    );
+    let caps = page
+        .wait_for("caps ", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no capabilities: page {:?}", page.lines()));
+    assert!(
+        caps.contains(mime),
+        "this Chromium cannot send {mime}: {caps}"
+    );
+    let answer = page
+        .wait_for("answer ", Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("no answer: page {:?}\n{}", page.lines(), server.output()));
+    let codec = mime.trim_start_matches("video/");
+    assert!(
+        answer.contains("\"status\":201") && answer.contains(&format!("\"{codec}\"")),
+        "{mime}: the answer {answer}"
+    );
+    let live = wait_live(http, &format!("live/{stream}"), Duration::from_secs(30));
+    let mut codecs: Vec<String> = catalog_codecs(&live)
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect();
+    codecs.sort();
+    let mut expected = vec![catalog.to_owned(), "Opus".to_owned()];
+    expected.sort();
+    assert_eq!(codecs, expected, "{live}");
+
+    let url = format!("http://{http}/llhls/live/{stream}/index.m3u8");
+    let (probed, stderr) = probe_video(&url);
+    assert_eq!(
+        probed,
+        format!("{probe},640,480"),
+        "ffprobe of {url}: {stderr}"
+    );
+    let (crc, ended) = decode_five_seconds(&url);
+    let summary = format!(
+        "{mime} over LL-HLS: codecs {:?}, {} lines",
+        crc.codecs,
+        crc.lines.len()
+    );
+    assert!(ended, "{summary}: ffmpeg did not finish 5 s in time");
+    let video = crc
+        .codecs
+        .iter()
+        .position(|c| c == "rawvideo")
+        .unwrap_or_else(|| panic!("{summary}: no decoded video")) as u32;
+    let frames = crc.stream(video);
+    // The fake camera runs at up to 30 fps; a busy machine gives fewer.
+    assert!(frames.len() >= 50, "{summary}: {} frames", frames.len());
+    assert!(
+        frames.iter().all(|f| f.size == 640 * 480 * 3 / 2),
+        "{summary}"
+    );
+    assert!(crc.monotonic(), "{summary}: timestamps go backwards");
+    let audio = crc.codecs.iter().position(|c| c.starts_with("pcm_"));
+    assert!(
+        audio.is_some_and(|a| crc.stream(a as u32).len() >= 150),
+        "{summary}: no sound"
+    );
+    eprintln!("{summary}: {} video frames", frames.len());
+    page
+}
+
+#[test]
+fn chromium_publishes_vp8_vp9_and_av1_over_whip_and_ll_hls_carries_them() {
+    let mut server = ServerCommand::with_config(CONFIG).spawn();
+    let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
+
+    let vp8 = publish_and_read_ll_hls(&mut server, http, "video/VP8", "vp8", "Vp8", "vp8");
+    // RTMP cannot carry VP8: ffprobe gets the server's error at once.
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error", "-show_streams"])
+        .arg(format!("rtmp://{rtmp}/live/vp8"));
+    let run = run_until(cmd, Duration::from_secs(20));
+    assert!(
+        !run.killed_at_deadline() && run.status.is_some_and(|s| !s.success()),
+        "ffprobe over RTMP should fail at once: {run:?}"
+    );
+    assert!(
+        run.stderr.contains("vp8, which RTMP and FLV cannot carry"),
+        "ffprobe over RTMP: {}",
+        run.stderr
+    );
+    let refusal = server
+        .wait_for_line(
+            "play refused: the stream's video is vp8",
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|| panic!("no refusal logged:\n{}", server.output()));
+    assert!(refusal.contains("live/vp8"), "{refusal}");
+    // HTTP-FLV: 415 with the reason.
+    let flv = tidewater_tests::try_http_get(&format!("http://{http}/flv/live/vp8.flv"));
+    let flv = flv.expect("an HTTP answer");
+    assert_eq!(flv.status, 415, "{}", flv.body);
+    assert!(flv.body.contains("cannot carry"), "{}", flv.body);
+    drop(vp8);
+
+    let vp9 = publish_and_read_ll_hls(&mut server, http, "video/VP9", "vp9", "Vp9", "vp9");
+    drop(vp9);
+    let av1 = publish_and_read_ll_hls(&mut server, http, "video/AV1", "av1", "Av1", "av1");
+    drop(av1);
+}
