@@ -221,9 +221,9 @@ async fn run(inner: Arc<Inner>, key: StreamKey) {
                     };
                     // The grace the next attempts run under.
                     let (grace, setting) = if streamed {
-                        (inner.failover_grace, "failover_grace")
+                        (inner.failover_grace, "failover_grace_ms")
                     } else {
-                        (inner.pull_wait, "pull_wait")
+                        (inner.pull_wait, "pull_wait_ms")
                     };
                     tracing::warn!(
                         stream = %key,

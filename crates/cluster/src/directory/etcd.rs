@@ -10,6 +10,7 @@ use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
     TxnOpResponse, WatchOptions,
 };
+use tidewater_core::logs::LogLimiter;
 use tidewater_core::{CancellationToken, StreamKey};
 
 use super::map::{Holder, NodeInfo, STREAMS, StreamMap, node_path, stream_path};
@@ -18,6 +19,12 @@ use crate::error::{Error, Result};
 
 /// How long to wait before retrying etcd after a failure.
 const RETRY: Duration = Duration::from_secs(1);
+/// Retry lines about etcd let through per [`ETCD_LOG_INTERVAL`]: the
+/// registration and the watch each retry every [`RETRY`] while etcd is
+/// away, which would be two lines a second.
+const ETCD_LOG_BURST: u32 = 4;
+/// See [`ETCD_LOG_BURST`].
+const ETCD_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The result of claiming a stream.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,6 +50,8 @@ pub struct EtcdDirectory {
     lease: AtomicI64,
     owned: Mutex<HashMap<StreamKey, Owned>>,
     map: Arc<StreamMap>,
+    /// The rate limit of the retry loops' lines (with a count of the rest).
+    failures: LogLimiter,
 }
 
 impl std::fmt::Debug for EtcdDirectory {
@@ -87,6 +96,7 @@ impl EtcdDirectory {
             lease: AtomicI64::new(0),
             owned: Mutex::default(),
             map: Arc::default(),
+            failures: LogLimiter::new(ETCD_LOG_BURST, ETCD_LOG_INTERVAL),
         });
         dir.register().await?;
         Ok(dir)
@@ -162,7 +172,13 @@ impl EtcdDirectory {
                 () = shutdown.cancelled() => break,
                 e = self.renew(every) => e,
             };
-            tracing::warn!("cluster lease lost ({failed}); registering again");
+            // Once per outage: not on the retries' budget.
+            tracing::warn!(
+                "cluster: the node's etcd lease could not be renewed ({failed}): registering again every {}s; \
+                 its streams leave the directory {}s after the last renewal ([cluster] etcd, lease_ttl_ms)",
+                RETRY.as_secs(),
+                self.ttl
+            );
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -170,7 +186,14 @@ impl EtcdDirectory {
                 }
                 match self.register().await {
                     Ok(()) => break,
-                    Err(e) => tracing::warn!("cluster registration failed: {e}"),
+                    Err(e) => {
+                        if let Some(note) = self.failures.check_now() {
+                            tracing::warn!(
+                                "cluster: registering with etcd failed ({e}); trying again every {}s ([cluster] etcd){note}",
+                                RETRY.as_secs()
+                            );
+                        }
+                    }
                 }
             }
         }
@@ -300,7 +323,15 @@ impl EtcdDirectory {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                e = self.watch_once(&lost) => tracing::warn!("cluster directory watch: {e}; listing again"),
+                e = self.watch_once(&lost) => {
+                    if let Some(note) = self.failures.check_now() {
+                        tracing::warn!(
+                            "cluster: watching the stream directory in etcd failed ({e}): listing it again in {}s; \
+                             this node learns of streams and moves late meanwhile ([cluster] etcd){note}",
+                            RETRY.as_secs()
+                        );
+                    }
+                }
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
