@@ -3,15 +3,16 @@
 //! `setCodecPreferences` restricted to one of them (the server answers
 //! that codec when the offer has no H.264); ffprobe names the codec and
 //! resolution of the LL-HLS (fMP4) output and ffmpeg decodes 5 s of it
-//! (frame count, size, monotonic timestamps). An RTMP reader (ffprobe) and
-//! an HTTP-FLV reader of the VP8 stream are refused with the reason, at
-//! once rather than left hanging.
+//! (frame count, size, monotonic timestamps). RTMP (ffprobe), HTTP-FLV,
+//! HTTP-TS and SRT (ffprobe) readers of the VP8 stream are refused with the
+//! reason, at once rather than left hanging.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tidewater_tests::page::ChromiumPage;
+use tidewater_tests::srt::ffmpeg_srt_url;
 use tidewater_tests::{
     ChildGuard, FrameCrc, ServerCommand, ServerProcess, catalog_codecs, ffmpeg_framecrc_command,
     run_until, wait_live,
@@ -202,6 +203,26 @@ fn chromium_publishes_vp8_vp9_and_av1_over_whip_and_ll_hls_carries_them() {
     let flv = flv.expect("an HTTP answer");
     assert_eq!(flv.status, 415, "{}", flv.body);
     assert!(flv.body.contains("cannot carry"), "{}", flv.body);
+    // HTTP-TS and SRT cannot carry it either: 415 with the reason, and the
+    // SRT caller rejected in its handshake (logged with the reason).
+    let ts = tidewater_tests::try_http_get(&format!("http://{http}/ts/live/vp8.ts"));
+    let ts = ts.expect("an HTTP answer");
+    assert_eq!(ts.status, 415, "{}", ts.body);
+    assert!(ts.body.contains("MPEG-TS cannot carry"), "{}", ts.body);
+    let mut cmd = Command::new("ffprobe");
+    cmd.args(["-v", "error", "-show_streams"])
+        .arg(ffmpeg_srt_url(server.srt_addr(), "read:live/vp8"));
+    let run = run_until(cmd, Duration::from_secs(20));
+    assert!(
+        !run.killed_at_deadline() && run.status.is_some_and(|s| !s.success()),
+        "ffprobe over SRT should fail at once: {run:?}"
+    );
+    server
+        .wait_for_line(
+            "srt read refused: the stream's video is vp8",
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|| panic!("no SRT refusal logged:\n{}", server.output()));
     drop(vp8);
 
     let vp9 = publish_and_read_ll_hls(&mut server, http, "video/VP9", "vp9", "Vp9", "vp9");

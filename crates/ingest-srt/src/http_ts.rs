@@ -55,6 +55,17 @@ async fn serve_ts(
             Ok(p) => p,
             Err(refusal) => return *refusal,
         };
+    // Video TS cannot carry (VP8, VP9, AV1 from WHIP): refused with the
+    // reason rather than served as sound alone.
+    if let Some(why) = state
+        .ctx
+        .stream(&play.key)
+        .and_then(|s| s.catalog)
+        .and_then(|c| tidewater_media::codec::ts_uncarried_video(c.catalog().tracks()))
+    {
+        tracing::warn!(peer = %tidewater_http::who(play.peer), stream = %play.key, "http-ts play refused: {why}");
+        return tidewater_http::text(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE, why);
+    }
     let encoder = TsEncoder {
         ts: None,
         key: play.key.clone(),

@@ -22,7 +22,7 @@ use srt_protocol::options::KeySize;
 use srt_protocol::packet::{CoreRejectReason, RejectReason, ServerRejectReason};
 use srt_protocol::settings::KeySettings;
 use tidewater_core::{CancellationToken, IngestContext, ListenerStats, Request};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{self, SrtConfig};
 use crate::demux::{AcceptError, ConnectionRequest, refusal_name};
@@ -215,6 +215,23 @@ pub(crate) async fn handle(
                 Ok(s) => s,
                 Err(e) => return reject(req, kernel(&e), peer, &stats),
             };
+            // Video TS cannot carry (VP8, VP9, AV1 from WHIP): the caller is
+            // rejected (SRT has no text for it: the log line names codec
+            // and stream) rather than served sound alone.
+            if let Some(why) = ctx
+                .stream(&key)
+                .and_then(|s| s.catalog)
+                .and_then(|c| tidewater_media::codec::ts_uncarried_video(c.catalog().tracks()))
+            {
+                drop(sub);
+                warn!(%peer, stream = %key, "srt read refused: {why}");
+                let refusal = (
+                    RejectReason::Server(ServerRejectReason::Unacceptable),
+                    "refused",
+                    format!("{mode} {key}: {why}"),
+                );
+                return reject(req, refusal, peer, &stats);
+            }
             let socket = match req.accept(key_settings).await {
                 Ok(s) => s,
                 Err(e) => return accept_failed(&e, peer, &key, mode, &stats),

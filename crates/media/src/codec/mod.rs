@@ -9,12 +9,14 @@
 mod aac;
 pub mod av1;
 mod bits;
+mod carriage;
 mod h264;
 mod h265;
 mod nal;
 pub mod vpx;
 
 pub use aac::{AdtsHeader, AudioSpecificConfig, aac_rate_index, make_asc, parse_asc, write_adts};
+pub use carriage::ts_uncarried_video;
 pub use h264::{AvcConfig, build_avcc, h264_nal_type, h264_sps_size, parse_avcc};
 pub use h265::{
     HVCC_LENGTH_SIZE_INDEX, HevcConfig, HevcSps, build_hvcc, h265_nal_type, h265_sps_size,
