@@ -4,7 +4,7 @@
 //! that codec when the offer has no H.264); ffprobe names the codec and
 //! resolution of the LL-HLS (fMP4) output and ffmpeg decodes 5 s of it
 //! (frame count, size, monotonic timestamps). RTMP (ffprobe), HTTP-FLV,
-//! HTTP-TS and SRT (ffprobe) readers of the VP8 stream are refused with the
+//! HTTP-TS, TS-HLS and SRT (ffprobe) readers of the VP8 stream are refused with the
 //! reason, at once rather than left hanging.
 
 use std::net::SocketAddr;
@@ -223,6 +223,10 @@ fn chromium_publishes_vp8_vp9_and_av1_over_whip_and_ll_hls_carries_them() {
             Duration::from_secs(10),
         )
         .unwrap_or_else(|| panic!("no SRT refusal logged:\n{}", server.output()));
+    let hls = tidewater_tests::try_http_get(&format!("http://{http}/hls/live/vp8/index.m3u8"));
+    let hls = hls.expect("an HTTP answer");
+    assert_eq!(hls.status, 415, "TS-HLS: {}", hls.body);
+    assert!(hls.body.contains("MPEG-TS cannot carry"), "{}", hls.body);
     drop(vp8);
 
     let vp9 = publish_and_read_ll_hls(&mut server, http, "video/VP9", "vp9", "Vp9", "vp9");

@@ -17,8 +17,10 @@
 //!                          `srtsrc mode=listener ! srtsink mode=listener` (gst 1.22,
 //!                          libsrt 1.5; srtsink serves every caller), same load
 //!   --nice -10             run everything (this process, the server, the
-//!                          publisher) at this niceness (below 0 needs root):
-//!                          on a machine busy with builds, they get their CPU
+//!                          publisher) at this niceness (below 0 needs root),
+//!                          and this session's autogroup too (restored at the
+//!                          end; see support/sched.rs): on a machine busy with
+//!                          builds in other sessions, they get their CPU
 //! ```
 //!
 //! **Readers per core.** For each reader count N: a fresh server pinned to
@@ -66,6 +68,12 @@ use tidewater_media::ts::{DemuxEvent, TsDemuxer, VIDEO_TRACK};
 
 #[path = "support/raw_reader.rs"]
 mod raw_reader;
+#[path = "support/sched.rs"]
+mod sched;
+#[path = "support/udp_stats.rs"]
+mod udp_stats;
+
+use tidewater_bench::procstat::{CpuSample, CpuWindow, clock_ticks_per_second};
 
 const CLIP_NAME: &str = "srt-testsrc2-720p30-h264-3900k-aac96k-gop2s-30s.ts";
 const LATENCY: Duration = Duration::from_millis(120);
@@ -438,6 +446,18 @@ struct LoadResult {
     failed: usize,
     /// The machine's 1-minute load average at the window's end.
     loadavg: f64,
+    /// Every CPU's busy time and softirq time in the window.
+    cpus: CpuWindow,
+    /// Datagrams dropped for a full receive buffer in the window: on the
+    /// server's sockets, on the load tool's, and system-wide.
+    drops: (u64, u64, u64),
+    /// The most the server's sockets held in the window (sampled every
+    /// 100 ms), in KiB: sent and not yet read by the readers (`tx_queue`),
+    /// received and not yet read by the server (`rx_queue`).
+    peak_queues: (u64, u64),
+    /// Seconds per second the server's threads waited, ready to run, for a
+    /// CPU (summed over its threads): CPU taken by other processes.
+    run_queue_wait: f64,
 }
 
 fn loadavg() -> f64 {
@@ -505,10 +525,31 @@ fn load(
         let lost0: u64 = counts.iter().map(|c| c.lost.load(Ordering::Relaxed)).sum();
         let cpu0 = cpu_seconds(pid);
         let own0 = cpu_seconds(std::process::id());
+        let sample0 = CpuSample::take(&[pid]);
+        let (srv0, load0) = (
+            udp_stats::of_process(pid),
+            udp_stats::of_process(std::process::id()),
+        );
+        let sys0 = udp_stats::rcvbuf_errors();
+        let sched0 = sched::run_and_wait_ns(pid);
         let t0 = Instant::now();
-        tokio::time::sleep(window).await;
+        let mut peak_queues = (0, 0);
+        while t0.elapsed() < window {
+            tokio::time::sleep(Duration::from_millis(100).min(window.saturating_sub(t0.elapsed())))
+                .await;
+            let s = udp_stats::of_process(pid);
+            peak_queues.0 = peak_queues.0.max(s.tx_queue / 1024);
+            peak_queues.1 = peak_queues.1.max(s.rx_queue / 1024);
+        }
         let cpu1 = cpu_seconds(pid);
         let own1 = cpu_seconds(std::process::id());
+        let sample1 = CpuSample::take(&[pid]);
+        let (srv1, load1) = (
+            udp_stats::of_process(pid),
+            udp_stats::of_process(std::process::id()),
+        );
+        let sys1 = udp_stats::rcvbuf_errors();
+        let sched1 = sched::run_and_wait_ns(pid);
         let secs = t0.elapsed().as_secs_f64();
         let after: Vec<u64> = counts
             .iter()
@@ -540,6 +581,20 @@ fn load(
             lost: lost1 - lost0,
             failed: failed.load(Ordering::Relaxed) as usize,
             loadavg,
+            cpus: CpuWindow::between(&sample0, &sample1, clock_ticks_per_second(), secs),
+            drops: (
+                srv1.drops.saturating_sub(srv0.drops),
+                load1.drops.saturating_sub(load0.drops),
+                match (sys0, sys1) {
+                    (Some(a), Some(b)) => b.saturating_sub(a),
+                    _ => 0,
+                },
+            ),
+            peak_queues,
+            run_queue_wait: match (sched0, sched1) {
+                (Some(a), Some(b)) => b.1.saturating_sub(a.1) as f64 / 1e9 / secs,
+                _ => f64::NAN,
+            },
         }
     });
     drop(rt);
@@ -682,6 +737,8 @@ fn run() -> Result<(), String> {
         Some(b) => b.clone(),
         None => build_tidewater()?,
     };
+    // Held to the end of the run; the autogroup's niceness is put back then.
+    let _autogroup = o.nice.map(sched::AutogroupNice::set);
     if let Some(n) = o.nice {
         // Inherited by every thread and process started from here on.
         let status = Command::new("renice")
@@ -713,9 +770,9 @@ fn run() -> Result<(), String> {
         o.server_cpus
     );
     println!(
-        "| server | readers | server CPU (cores) | readers per core | server ms CPU per reader-second | readers keeping up (>= 95 % of the stream rate) | delivered Mbit/s | packets lost | load tool's CPU (cores) | load average |"
+        "| server | readers | server CPU (cores) | readers per core | server ms CPU per reader-second | readers keeping up (>= 95 % of the stream rate) | delivered Mbit/s | packets lost | load tool's CPU (cores) | load average | CPU busy (cpu0,cpu1…) | softirq | rcvbuf drops: server / load tool / system | server socket peak tx / rx queue (KiB) | server's run-queue wait (s/s) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|");
     let servers: Vec<(&str, Option<&Path>)> = if o.gst {
         vec![("tidewater", Some(&bin)), ("gst srtsink", None)]
     } else {
@@ -725,7 +782,7 @@ fn run() -> Result<(), String> {
         for (name, server) in &servers {
             let r = load(*server, &clip, n, &o, stream_bps)?;
             println!(
-                "| {name} | {} | {:.3} | {:.0} | {:.3} | {}/{}{} | {:.1} | {} | {:.2} | {:.1} |",
+                "| {name} | {} | {:.3} | {:.0} | {:.3} | {}/{}{} | {:.1} | {} | {:.2} | {:.1} | {} | {} | {} / {} / {} | {} / {} | {:.2} |",
                 r.readers,
                 r.cores,
                 r.readers as f64 / r.cores,
@@ -740,7 +797,15 @@ fn run() -> Result<(), String> {
                 r.mbps,
                 r.lost,
                 r.load_cores,
-                r.loadavg
+                r.loadavg,
+                r.cpus.busy,
+                r.cpus.softirq,
+                r.drops.0,
+                r.drops.1,
+                r.drops.2,
+                r.peak_queues.0,
+                r.peak_queues.1,
+                r.run_queue_wait
             );
         }
     }

@@ -62,6 +62,9 @@ const DATAGRAM: usize = 65_536;
 const SWEEP: Duration = Duration::from_millis(500);
 /// Most steps of srt-protocol's listener taken for one input.
 const STEPS: usize = 64;
+/// Most datagrams read before the task yields to the others (it also
+/// yields whenever the socket is empty).
+const DRAIN: usize = 2048;
 
 /// What a caller's handshake offers, as srt-protocol parsed it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -237,7 +240,12 @@ pub(crate) fn spawn(
     };
     Ok(Listener {
         requests,
-        task: tokio::spawn(demux.run(responses)),
+        // Outside the runtime's cooperative budget: the budget (128 socket
+        // reads per poll) made this task, which reads every reader's ACKs,
+        // wait a whole round of the connections' tasks after each 128
+        // datagrams, and the socket's queue then filled (BENCHMARKS.md, SRT).
+        // It yields by itself instead, every [`DRAIN`] datagrams.
+        task: tokio::spawn(tokio::task::coop::unconstrained(demux.run(responses))),
     })
 }
 
@@ -384,10 +392,19 @@ impl Demux {
         let mut buf = vec![0u8; DATAGRAM];
         let mut sweep = tokio::time::interval(SWEEP);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut in_a_row = 0;
         loop {
+            // A flood never keeps the worker from the connections' tasks
+            // (counted since the last forced yield, not reset when the socket
+            // runs empty: at worst an early yield).
+            if in_a_row >= DRAIN {
+                in_a_row = 0;
+                tokio::task::yield_now().await;
+            }
             tokio::select! {
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((len, from)) => {
+                        in_a_row += 1;
                         // recv_from never reports more than the buffer holds.
                         let datagram = buf.get(..len).unwrap_or_default();
                         self.datagram(datagram, from, ipv6).await

@@ -273,12 +273,25 @@ impl Srt {
 const UDP_BUFFER: usize = 8 << 20;
 
 /// A non-blocking UDP socket bound to `addr`, with large buffers (the
-/// kernel may cap them; that is not an error).
+/// kernel may cap them: not an error, but logged, since every reader's
+/// ACKs wait in the one receive buffer).
 fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     let _ = socket.set_recv_buffer_size(UDP_BUFFER);
     let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    // Linux reports twice what it grants (the doubling covers its
+    // bookkeeping) and grants at most net.core.rmem_max / wmem_max.
+    let granted = |got: std::io::Result<usize>| got.map_or(0, |b| b / 2);
+    let (recv, send) = (
+        granted(socket.recv_buffer_size()),
+        granted(socket.send_buffer_size()),
+    );
+    if recv < UDP_BUFFER || send < UDP_BUFFER {
+        info!(
+            "srt: the kernel capped the listener's socket buffers at {recv} bytes (receive) and {send} (send) of {UDP_BUFFER} asked; with hundreds of readers raise net.core.rmem_max and wmem_max"
+        );
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     tokio::net::UdpSocket::from_std(socket.into())

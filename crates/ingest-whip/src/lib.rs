@@ -44,7 +44,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `POST /whip/{app}/{stream}`, `Content-Type: application/sdp` | `201` with the SDP answer, `Location`, `ETag`; `415` for another content type, `400` for SDP that does not parse or cannot be answered, `406` when the offer has neither H.264 nor Opus, or video without H.264 (VP8, VP9, AV1, H.265: named in the answer; a video line offering them next to H.264 is answered with H.264), `413` over [`WhipConfig::max_offer_bytes`], `409` when the stream is already published, `401`/`403`/`429`/`503` from the authorizer, `503` over [`WhipConfig::max_sessions`] |
+//! | `POST /whip/{app}/{stream}`, `Content-Type: application/sdp` | `201` with the SDP answer, `Location`, `ETag`; `415` for another content type, `400` for SDP that does not parse or cannot be answered, `406` when the offer has neither a video codec the server takes nor Opus, or video in none of H.264, VP8, VP9, AV1, H.265 (named in the answer; see "Video codecs" for which one is answered), `413` over [`WhipConfig::max_offer_bytes`], `409` when the stream is already published, `401`/`403`/`429`/`503` from the authorizer, `503` over [`WhipConfig::max_sessions`] |
 //! | `DELETE {Location}` | `200`, the publish ends; `404` for an unknown session |
 //! | `PATCH {Location}`, `Content-Type: application/trickle-ice-sdpfrag` | `204`: the fragment's candidates (RFC 8840) go to the session ([`trickle`]); `412` when `If-Match` is not the session's `ETag`; `422` for an ICE restart (`If-Match: *`), which is not supported; `400` for a fragment that does not parse, `415` for another content type, `404` for an unknown session |
 //! | `POST /whep/{app}/{stream}`, `Content-Type: application/sdp` (a receive-only offer) | `201` with a send-only answer (H.264 and Opus the viewer accepts), `Location` (`/whep/{app}/{stream}/{session}`), `ETag`; the reader refusals of every HTTP output (`401`/`403`/`404` not live); `422` for H.264 with B-frames and for a stream whose video is not H.264 (H.265 from RTMP/SRT/RTSP, say: named in the answer); `DELETE`, `PATCH`, `OPTIONS` as for WHIP |
@@ -80,6 +80,36 @@
 //! [`media`]). Datagrams no session accepts are counted and dropped
 //! ([`junk`]: per cause in the listener counters of `webrtc`, logged with
 //! their sender at a bounded rate).
+//!
+//! # Video codecs
+//!
+//! A WHIP answer carries one video codec: H.264 whenever the offer has it,
+//! else the first of VP8, VP9, AV1, H.265 the offer names (a browser page
+//! chooses with `setCodecPreferences`). One codec only, so a publisher
+//! cannot switch mid-stream (the kernel's tracks keep their codec).
+//!
+//! | codec | RTP payload format | decoder configuration | fMP4 (LL-HLS, DASH, record) | RTMP, HTTP-FLV | TS (SRT, HTTP-TS, TS-HLS) | WHEP |
+//! |---|---|---|---|---|---|---|
+//! | H.264 | RFC 6184, packetization-mode 1 | `avcC` from in-band SPS/PPS | `avc1` | yes | yes | yes |
+//! | VP8 | RFC 7741 | `vpcC` from the keyframe header | `vp08` | refused (`NetStream.Play.Failed`, `415`) | refused (SRT rejected, `415`) | refused `422` |
+//! | VP9 | RFC 9628, base spatial layer | `vpcC` from the uncompressed header | `vp09` | enhanced RTMP only | refused | refused `422` |
+//! | AV1 | AOM RTP payload format v1.0 | `av1C` from the sequence header OBU | `av01` | enhanced RTMP only | refused | refused `422` |
+//! | H.265 | RFC 7798 (no DONL) | `hvcC` from in-band VPS/SPS/PPS | `hvc1` | enhanced RTMP only | yes | refused `422` |
+//!
+//! "Enhanced RTMP only": the RTMP egress sends these as enhanced-RTMP
+//! (FourCC) tags, which legacy clients such as ffmpeg 5.1 do not decode.
+//! The order after H.264: H.264 is the one codec every output carries and
+//! every browser encodes (in hardware on most devices). VP8 next: every
+//! WebRTC browser must implement it (RFC 7742), its software encoder is the
+//! cheapest of the rest, and the fMP4 outputs carry it. VP9 then: fewer bits
+//! for the picture at more encoder CPU, and enhanced RTMP carries it. AV1
+//! after it: the best compression but a software encoder that costs a
+//! browser the most CPU (a busy publisher drops frames or resolution). H.265
+//! last: browsers offer it only with a hardware encoder, so an offer naming
+//! it is rarely the only option, and where it is, it is taken.
+//! The Chromium end-to-end test (`tests/tests/whip_codecs.rs`) publishes
+//! VP8, VP9 and AV1 and decodes each over LL-HLS; H.265 over WHIP is
+//! untested (no publisher here encodes it).
 //!
 //! str0m runs in RTP mode: the crate depacketizes with
 //! `tidewater_media::rtp` (the same depacketizers the RTSP server uses), so
@@ -297,10 +327,10 @@
 //!
 //! # What is left
 //!
-//! See the WHEP section for its gaps; VP8/VP9/AV1/H.265 publishers and
-//! viewers (refused by name today: str0m's depacketizers for them are not
-//! public in 0.25 and `tidewater-media` has none for VP8/VP9/AV1, so taking
-//! them means str0m's frame mode for those tracks); RTCP sender
+//! See the WHEP section for its gaps; WHEP viewers of VP8/VP9/AV1/H.265
+//! streams (refused by name: WHEP packetizes H.264 only); VP9 spatial
+//! layers (SVC: only the base layer is kept); H.265 over WHIP untested;
+//! RTCP sender
 //! reports for A/V sync (tracks are aligned by first-packet arrival);
 //! ICE-TCP; ICE restarts; 1:1 NAT
 //! addresses as candidates (the announced addresses must be local);

@@ -158,6 +158,18 @@ async fn serve(
         Ok(t) => t,
         Err(refusal) => return refused(&refusal),
     };
+    // Video MPEG-TS cannot carry (VP8, VP9, AV1 from WHIP): refused with
+    // the reason rather than left waiting for a segment that never comes.
+    if matches!(flavour, Flavour::Ts)
+        && let Some(why) = hls
+            .ctx()
+            .stream(&key)
+            .and_then(|s| s.catalog)
+            .and_then(|c| tidewater_media::codec::ts_uncarried_video(c.catalog().tracks()))
+    {
+        tracing::warn!(peer = %tidewater_http::who(peer), stream = %key, "ts-hls play refused: {why}");
+        return text(StatusCode::UNSUPPORTED_MEDIA_TYPE, why);
+    }
     let follow = || access::follow_request(hls.ctx(), &key, flavour, peer, ticket.identity());
     let pkg = match hls.package(&key, flavour, follow).await {
         Ok(p) => p,
