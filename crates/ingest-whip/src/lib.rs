@@ -174,8 +174,10 @@
 //! SSRC and payload type the answer pairs with the video
 //! (`a=ssrc-group:FID`, `rtx/90000`), or as the original packet when the
 //! viewer negotiated no RTX. That history is per viewer (str0m keeps one
-//! per send stream), each viewer's copy of the shared payloads included:
-//! a per-stream history shared by the viewers is not done.
+//! per send stream), but its payloads are not copied per viewer: str0m
+//! takes a payload as `Arc<[u8]>`, and the worker copies each payload of
+//! the stream's derived output into one `Arc` that every viewer's send
+//! stream shares (`whep::SharedPayloads`).
 //!
 //! Each session's link is read from its peer's feedback every second
 //! ([`qos`], [`Whip::qos`]): for a viewer, TWCC feedback's loss and round
@@ -183,7 +185,12 @@
 //! reports' loss and round trip, its NACK, PLI and FIR counts; each entry
 //! names its session's id in the API's sessions list, where the server
 //! shows them (each WHIP/WHEP session's `webrtc` object of
-//! `GET /api/v1/sessions`); they are not in `/metrics`.
+//! `GET /api/v1/sessions`) and sums them per stream for `/metrics`
+//! ([`Whip::qos_by_stream`]: sessions, NACK, PLI and FIR counts, RTX
+//! packets sent, the worst loss and round trip). The bytes sent to a
+//! viewer (every datagram) are reported to its subscription, so they count
+//! in the kernel's per-protocol bytes out (`whep`) and the session's
+//! `bytes_sent`.
 //!
 //! Not yet: keyframe requests of viewers of non-WebRTC publishers
 //! (answering them from the GOP cache).
@@ -334,7 +341,7 @@
 //! reports for A/V sync (tracks are aligned by first-packet arrival);
 //! ICE-TCP; ICE restarts; 1:1 NAT
 //! addresses as candidates (the announced addresses must be local);
-//! the [`qos`] figures in `/metrics`; a flood of valid-looking STUN from strangers costs a scan of every
+//! a flood of valid-looking STUN from strangers costs a scan of every
 //! session (`Rtc::accepts`) per datagram.
 
 #![deny(missing_docs)]
@@ -458,6 +465,12 @@ impl Whip {
     /// REMB, receiver reports), refreshed every [`qos::STATS_INTERVAL`].
     pub fn qos(&self) -> Vec<qos::LinkQos> {
         self.shared.stats.links.snapshot()
+    }
+
+    /// The same figures per stream (counters summed, loss and round trip
+    /// at their worst): what `/metrics` shows.
+    pub fn qos_by_stream(&self) -> Vec<qos::StreamLinks> {
+        self.shared.stats.links.streams()
     }
 }
 

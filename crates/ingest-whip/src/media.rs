@@ -51,7 +51,7 @@ use crate::keyframes::{KeyframeRequests, Reason};
 use crate::qos::{LinkQos, QosBoard};
 use crate::reorder::Reorder;
 use crate::send::{Outbox, SendStats};
-use crate::whep::{Item, RTP_FORMAT, items, packetize};
+use crate::whep::{Item, RTP_FORMAT, SharedPayloads, items, packetize};
 use crate::whep_audio::{self, AacAudio};
 use tidewater_media::rtp::RtpPacket;
 
@@ -62,6 +62,12 @@ const MAX_DATAGRAM: usize = 2048;
 /// The most viewer media commands handled in one wake-up of the worker
 /// (a frame for this many viewers is sent in one batch).
 const MEDIA_BATCH: usize = 1024;
+/// A wake-up stops taking media commands once this many datagrams wait
+/// to be sent: a frame for hundreds of viewers (thousands of datagrams, a
+/// keyframe tens of thousands) is sent in slices of a few milliseconds,
+/// and the ICE and DTLS of joining viewers, and feedback, are served
+/// between slices instead of waiting for the whole frame.
+const MEDIA_SLICE: usize = 1000;
 /// The most datagrams handled in one wake-up of the worker.
 const DATAGRAM_BATCH: usize = 256;
 /// Without any timeout from the peers, the worker wakes this often.
@@ -162,6 +168,8 @@ struct Viewer {
     lines: Vec<Line>,
     feeder: Option<tokio::task::AbortHandle>,
     media_tx: mpsc::Sender<Command>,
+    /// Bytes sent to the viewer, reported to its subscription by the feeder.
+    sent: Arc<AtomicU64>,
 }
 
 impl Drop for Viewer {
@@ -255,7 +263,13 @@ impl Peer {
     }
 
     /// Writes a viewer's payloads (shared by every viewer) as its RTP.
-    fn send_media(&mut self, items: Vec<Item>, sockets: &Outbox, stats: &MediaStats) {
+    fn send_media(
+        &mut self,
+        items: Vec<Item>,
+        shared: &mut SharedPayloads,
+        sockets: &Outbox,
+        stats: &MediaStats,
+    ) {
         let now = Instant::now();
         for item in items {
             let Some(v) = self.viewer.as_mut() else {
@@ -271,11 +285,14 @@ impl Peer {
                 SeqNo::from(seq),
                 item.time,
                 now,
-                Arc::<[u8]>::from(&item.payload[..]),
+                shared.get(&item.payload),
             )
             .marker(item.marker)
             .nackable(true);
             if let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                if item.codec == MediaCodec::H264 && self.link.rtx_ssrc.is_none() {
+                    self.link.rtx_ssrc = tx.rtx().map(|s| *s);
+                }
                 tx.write_rtp(write);
             }
             stats.sent.fetch_add(1, Ordering::Relaxed);
@@ -305,6 +322,10 @@ impl Peer {
                     return;
                 }
                 Output::Transmit(t) => {
+                    if let Some(v) = &self.viewer {
+                        v.sent.fetch_add(t.contents.len() as u64, Ordering::Relaxed);
+                        self.link.sent(&t.contents);
+                    }
                     // Sent at the end of the worker's wake-up, batched.
                     sockets.push(t.source, t.destination, t.contents.into(), &stats.send);
                 }
@@ -331,7 +352,7 @@ impl Peer {
                         self.key.to_string(),
                         subscription,
                         taken,
-                        v.media_tx.clone(),
+                        (v.media_tx.clone(), Arc::clone(&v.sent)),
                         v.resume.take(),
                     ));
                     v.feeder = Some(task.abort_handle());
@@ -547,7 +568,7 @@ async fn feed(
     stream: String,
     mut subscription: Subscription,
     taken: Vec<tidewater_core::Event>,
-    tx: mpsc::Sender<Command>,
+    (tx, sent): (mpsc::Sender<Command>, Arc<AtomicU64>),
     resume: Option<Resume>,
 ) {
     let mut viewer = FeedState {
@@ -556,6 +577,8 @@ async fn feed(
         tx,
         timeline: Timeline::default(),
         warned: false,
+        sent,
+        reported: 0,
     };
     viewer
         .aac
@@ -566,6 +589,7 @@ async fn feed(
         {
             return;
         }
+        subscription.record_sent(viewer.unreported());
     }
     let generation = subscription.generation();
     let ended = loop {
@@ -577,6 +601,7 @@ async fn feed(
         if !viewer.frame(frame).await {
             return;
         }
+        subscription.record_sent(viewer.unreported());
     };
     let resumable = matches!(ended, RecvError::Ended(reason)
         if !matches!(reason, EndReason::Shutdown | EndReason::Kicked) && !subscription.is_kicked());
@@ -604,6 +629,7 @@ async fn feed(
         if follower.generation() <= generation {
             continue;
         }
+        follower.record_sent(viewer.unreported());
         match event {
             tidewater_core::Event::Frame(f) if !viewer.frame(f.as_ref()).await => return,
             tidewater_core::Event::Discontinuity { .. } => {
@@ -626,9 +652,22 @@ struct FeedState {
     aac: AacAudio,
     /// Whether the "not carried" line was logged.
     warned: bool,
+    /// Bytes the worker sent the viewer, and how many of them the
+    /// subscription was told of.
+    sent: Arc<AtomicU64>,
+    reported: u64,
 }
 
 impl FeedState {
+    /// Bytes sent since the last call: what the subscription is told
+    /// (`tidewater_stream_bytes_out_total`, the session's `bytes_sent`).
+    fn unreported(&mut self) -> usize {
+        let sent = self.sent.load(Ordering::Relaxed);
+        let new = sent.saturating_sub(self.reported);
+        self.reported = sent;
+        usize::try_from(new).unwrap_or(usize::MAX)
+    }
+
     /// Sends one frame's payloads; `false` once the viewer is gone or ended.
     async fn frame(&mut self, f: tidewater_core::FrameRef<'_>) -> bool {
         let mut batch = Vec::new();
@@ -761,6 +800,7 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let sockets = Outbox::new(sockets);
+    let mut shared = SharedPayloads::default();
     let mut peers: HashMap<String, Peer> = HashMap::new();
     let mut by_addr: HashMap<SocketAddr, String> = HashMap::new();
     let (media_tx, mut media_rx) = media;
@@ -784,7 +824,7 @@ pub(crate) async fn run(
                     match command {
                         Command::Media { id, items } => {
                             if let Some(peer) = peers.get_mut(&id) {
-                                peer.send_media(items, &sockets, &stats);
+                                peer.send_media(items, &mut shared, &sockets, &stats);
                             }
                         }
                         Command::End { id, why } => {
@@ -795,7 +835,7 @@ pub(crate) async fn run(
                         _ => {}
                     }
                     handled += 1;
-                    if handled < MEDIA_BATCH {
+                    if handled < MEDIA_BATCH && sockets.queued() < MEDIA_SLICE {
                         next = media_rx.try_recv().ok();
                     }
                 }
@@ -811,6 +851,7 @@ pub(crate) async fn run(
                         lines: Vec::new(),
                         feeder: None,
                         media_tx: media_tx.clone(),
+                        sent: Arc::new(AtomicU64::new(0)),
                     });
                     let role = if session.is_some() { "whip" } else { "whep" };
                     let mut link = LinkQos::new(&id, role, &key.to_string());
@@ -957,7 +998,7 @@ pub(crate) async fn run(
             .collect();
         for id in ended {
             if let Some(peer) = peers.remove(&id) {
-                stats.links.remove(&id);
+                stats.links.remove(&id, Some(&peer.link));
                 by_addr.retain(|_, v| *v != id);
                 let why = peer.ended.clone().unwrap_or_default();
                 info!(peer = %peer.who(), stream = %peer.key, session = %peer.id, "whip: session ended: {why}");

@@ -10,7 +10,10 @@
 //! which publishes each session's figures on the [`QosBoard`] of
 //! [`MediaStats`](crate::MediaStats) (a lock taken once per session per
 //! interval, never on the media path). Read them with
-//! [`Whip::qos`](crate::Whip::qos).
+//! [`Whip::qos`](crate::Whip::qos), or per stream ([`StreamLinks`],
+//! [`Whip::qos_by_stream`](crate::Whip::qos_by_stream): what `/metrics`
+//! shows). RTX packets are not in str0m's statistics: the worker counts
+//! them as they leave, by the viewer's RTX SSRC ([`LinkQos::sent`]).
 //!
 //! TWCC needs no bandwidth estimator to be read: str0m keeps the register
 //! of what it sent with transport-wide sequence numbers and applies each
@@ -67,6 +70,11 @@ pub struct LinkQos {
     pub firs: u64,
     /// Bytes the server sent this peer (media).
     pub bytes_sent: u64,
+    /// RTX packets (retransmissions answering NACKs) the server sent this
+    /// peer, counted by the worker as they leave ([`LinkQos::sent`]).
+    pub rtx_packets: u64,
+    /// The SSRC of the peer's RTX stream, once known.
+    pub rtx_ssrc: Option<u32>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -81,6 +89,26 @@ impl LinkQos {
             role,
             stream: stream.to_owned(),
             ..LinkQos::default()
+        }
+    }
+
+    /// Counts a datagram sent to the peer: an RTX packet when its SSRC
+    /// (SRTP leaves the RTP header in the clear) is the peer's RTX SSRC.
+    pub fn sent(&mut self, datagram: &[u8]) {
+        let Some(rtx) = self.rtx_ssrc else {
+            return;
+        };
+        // RFC 7983: 128..=191 is RTP or RTCP; RTCP's packet types 200..=207
+        // (RFC 5761) sit where RTP has the marker bit and payload type 72..=79.
+        let rtp = datagram.first().is_some_and(|b| (128..=191).contains(b))
+            && datagram.get(1).is_some_and(|b| !(200..=207).contains(b));
+        if rtp
+            && datagram
+                .get(8..12)
+                .and_then(|s| <[u8; 4]>::try_from(s).ok())
+                .is_some_and(|s| u32::from_be_bytes(s) == rtx)
+        {
+            self.rtx_packets += 1;
         }
     }
 
@@ -119,10 +147,49 @@ impl LinkQos {
     }
 }
 
+/// One stream's WebRTC figures: its sessions' [`LinkQos`] summed (the
+/// counters) or at their worst (loss, round trip), for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StreamLinks {
+    /// The stream (`app/stream`).
+    pub stream: String,
+    /// Open WHEP sessions (viewers).
+    pub viewers: u64,
+    /// Open WHIP sessions (publishers).
+    pub publishers: u64,
+    /// NACKs, PLIs and FIRs the stream's peers sent, RTX packets sent to
+    /// them: the open sessions' counts plus those of the sessions of the
+    /// stream that ended while any other stayed open (the sums start again
+    /// from zero once a stream has no WebRTC session left).
+    pub nacks: u64,
+    /// See [`StreamLinks::nacks`].
+    pub plis: u64,
+    /// See [`StreamLinks::nacks`].
+    pub firs: u64,
+    /// See [`StreamLinks::nacks`].
+    pub rtx_packets: u64,
+    /// The highest loss (0.0–1.0) among the open sessions' receiver
+    /// reports, or TWCC feedback where a session has no report.
+    pub max_loss: Option<f32>,
+    /// The longest round trip (ms) among the open sessions, the same way.
+    pub max_rtt_ms: Option<f64>,
+}
+
+/// The counters of a stream's sessions that ended.
+#[derive(Debug, Clone, Copy, Default)]
+struct Ended {
+    nacks: u64,
+    plis: u64,
+    firs: u64,
+    rtx_packets: u64,
+}
+
 /// Every session's last [`LinkQos`], by session id.
 #[derive(Debug, Default)]
 pub struct QosBoard {
     sessions: Mutex<HashMap<String, LinkQos>>,
+    /// Per stream: what its ended sessions counted (see [`StreamLinks`]).
+    ended: Mutex<HashMap<String, Ended>>,
 }
 
 impl QosBoard {
@@ -137,12 +204,65 @@ impl QosBoard {
         }
     }
 
-    /// Forgets a session that ended.
-    pub fn remove(&self, session: &str) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(session);
+    /// Forgets a session that ended, its counters kept in its stream's
+    /// sums while the stream has other sessions; `last` are its final
+    /// figures (newer than the board's, which are published every
+    /// [`STATS_INTERVAL`]).
+    pub fn remove(&self, session: &str, last: Option<&LinkQos>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let gone = sessions.remove(session);
+        let Some(gone) = last.or(gone.as_ref()) else {
+            return;
+        };
+        let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        if sessions.values().any(|q| q.stream == gone.stream) {
+            let e = ended.entry(gone.stream.clone()).or_default();
+            e.nacks += gone.nacks;
+            e.plis += gone.plis;
+            e.firs += gone.firs;
+            e.rtx_packets += gone.rtx_packets;
+        } else {
+            ended.remove(&gone.stream);
+        }
+    }
+
+    /// Each stream's figures (streams with an open session), sorted by
+    /// stream.
+    pub fn streams(&self) -> Vec<StreamLinks> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: HashMap<&str, StreamLinks> = HashMap::new();
+        for q in sessions.values() {
+            let s = out.entry(q.stream.as_str()).or_insert_with(|| {
+                let e = ended.get(&q.stream).copied().unwrap_or_default();
+                StreamLinks {
+                    stream: q.stream.clone(),
+                    nacks: e.nacks,
+                    plis: e.plis,
+                    firs: e.firs,
+                    rtx_packets: e.rtx_packets,
+                    ..StreamLinks::default()
+                }
+            });
+            if q.role == "whip" {
+                s.publishers += 1;
+            } else {
+                s.viewers += 1;
+            }
+            s.nacks += q.nacks;
+            s.plis += q.plis;
+            s.firs += q.firs;
+            s.rtx_packets += q.rtx_packets;
+            if let Some(loss) = q.rr_loss.or(q.twcc_loss) {
+                s.max_loss = Some(s.max_loss.map_or(loss, |m| m.max(loss)));
+            }
+            if let Some(rtt) = q.rr_rtt_ms.or(q.twcc_rtt_ms) {
+                s.max_rtt_ms = Some(s.max_rtt_ms.map_or(rtt, |m| m.max(rtt)));
+            }
+        }
+        let mut out: Vec<StreamLinks> = out.into_values().collect();
+        out.sort_by(|a, b| a.stream.cmp(&b.stream));
+        out
     }
 
     /// Every open session's figures, sorted by session id.
@@ -174,8 +294,65 @@ mod tests {
         let all = board.snapshot();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].nacks, 3);
-        board.remove("a");
+        board.remove("a", None);
         assert_eq!(board.snapshot().len(), 1);
+    }
+
+    /// A stream's sums take in its ended sessions while it has open ones,
+    /// and start again once it has none.
+    #[test]
+    fn stream_sums_keep_ended_sessions_while_the_stream_has_others() {
+        let board = QosBoard::default();
+        let mut a = LinkQos::new("a", "whep", "live/x");
+        a.nacks = 4;
+        a.rtx_packets = 6;
+        a.rr_rtt_ms = Some(20.0);
+        let mut b = LinkQos::new("b", "whep", "live/x");
+        b.plis = 1;
+        b.twcc_rtt_ms = Some(35.0);
+        b.twcc_loss = Some(0.25);
+        board.set(&a);
+        board.set(&b);
+        board.set(&LinkQos::new("c", "whip", "live/y"));
+        let all = board.streams();
+        assert_eq!(all.len(), 2);
+        let x = &all[0];
+        assert_eq!((x.viewers, x.publishers), (2, 0));
+        assert_eq!((x.nacks, x.plis, x.rtx_packets), (4, 1, 6));
+        assert_eq!((x.max_rtt_ms, x.max_loss), (Some(35.0), Some(0.25)));
+        assert_eq!((all[1].viewers, all[1].publishers), (0, 1));
+        // "a" ends with newer figures than the board had.
+        a.nacks = 5;
+        board.remove("a", Some(&a));
+        let x = &board.streams()[0];
+        assert_eq!((x.viewers, x.nacks, x.rtx_packets), (1, 5, 6));
+        // The last session of the stream: nothing is kept for it.
+        board.remove("b", None);
+        assert!(board.streams().iter().all(|s| s.stream != "live/x"));
+        board.set(&LinkQos::new("d", "whep", "live/x"));
+        assert_eq!(board.streams()[0].nacks, 0);
+    }
+
+    /// Only RTP on the RTX SSRC counts as RTX.
+    #[test]
+    fn rtx_packets_are_counted_by_their_ssrc() {
+        let mut q = LinkQos::new("a", "whep", "live/x");
+        let rtp = |ssrc: u32, second: u8| {
+            let mut d = vec![0x80, second, 0, 1, 0, 0, 0, 0];
+            d.extend_from_slice(&ssrc.to_be_bytes());
+            d.extend_from_slice(&[0; 20]);
+            d
+        };
+        q.sent(&rtp(7, 97));
+        assert_eq!(q.rtx_packets, 0);
+        q.rtx_ssrc = Some(7);
+        q.sent(&rtp(7, 97));
+        q.sent(&rtp(8, 96));
+        // An RTCP packet (type 200) naming the same SSRC, and a STUN one.
+        q.sent(&rtp(7, 200));
+        q.sent(&[0, 1, 0, 0]);
+        q.sent(&[]);
+        assert_eq!(q.rtx_packets, 1);
     }
 
     #[test]

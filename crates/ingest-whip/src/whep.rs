@@ -15,6 +15,10 @@
     clippy::panic
 )]
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use tidewater_core::{Catalog, Codec, Frame, OutputFormat, rescale};
 use tidewater_media::codec::parse_avcc;
@@ -119,6 +123,100 @@ pub fn items(buffer: &Bytes, codec: MediaCodec, pts: i64, timescale: u32, out: &
     }
 }
 
+/// Payloads by address and length, hashed by [`AddressHasher`].
+type Payloads = HashMap<(usize, usize), (Bytes, Arc<[u8]>), BuildHasherDefault<AddressHasher>>;
+
+/// A multiplicative hash of the words of a key: the keys are addresses
+/// the process chose (no peer picks them), looked up once per datagram
+/// sent, where the default SipHash was a measurable share of the worker.
+#[derive(Debug, Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// The bytes of payloads kept by a [`SharedPayloads`] generation before it
+/// is rotated out (two generations are kept: at most about twice this,
+/// plus the frames' buffers they slice).
+const SHARED_GENERATION_BYTES: usize = 4 << 20;
+
+/// Each payload of the stream's derived output as one `Arc<[u8]>` shared
+/// by every viewer's send stream.
+///
+/// str0m takes a payload as `Arc<[u8]>` (it keeps it for retransmission)
+/// and the kernel's derived outputs are `Bytes`, which cannot give one
+/// without a copy. Copying per viewer was an allocation above the
+/// allocator's small-size cache and a memcpy per datagram sent (with the
+/// frees, about a quarter of the worker's CPU at 500 viewers); this copies
+/// once per payload and hands every viewer a clone of the same `Arc`.
+///
+/// A payload is found by the address and length of its bytes. Each entry
+/// keeps its `Bytes` (so the buffer it points into stays allocated and the
+/// address cannot be reused by another payload while the entry exists).
+/// Memory is bounded: entries live in two generations, the newer one
+/// rotated out once it holds [`SHARED_GENERATION_BYTES`]; a payload asked
+/// for again from the older generation moves to the newer one.
+#[derive(Debug, Default)]
+pub struct SharedPayloads {
+    current: Payloads,
+    previous: Payloads,
+    current_bytes: usize,
+    /// Payloads copied (one per distinct payload, not per viewer).
+    pub copies: u64,
+}
+
+impl SharedPayloads {
+    /// The shared `Arc` of `payload` (copied on its first use).
+    pub fn get(&mut self, payload: &Bytes) -> Arc<[u8]> {
+        let key = (payload.as_ptr() as usize, payload.len());
+        if let Some((_, shared)) = self.current.get(&key) {
+            return Arc::clone(shared);
+        }
+        let entry = match self.previous.remove(&key) {
+            Some(entry) => entry,
+            None => {
+                self.copies += 1;
+                (payload.clone(), Arc::<[u8]>::from(&payload[..]))
+            }
+        };
+        let shared = Arc::clone(&entry.1);
+        self.current_bytes += payload.len();
+        self.current.insert(key, entry);
+        if self.current_bytes >= SHARED_GENERATION_BYTES {
+            self.previous = std::mem::take(&mut self.current);
+            self.current_bytes = 0;
+        }
+        shared
+    }
+
+    /// How many payloads are kept.
+    pub fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +240,32 @@ mod tests {
                 (true, &[0xcc][..], 90_000)
             ]
         );
+    }
+
+    /// Every viewer's item of one payload gets the same `Arc`, copied once;
+    /// another payload with equal bytes but other memory is its own; the
+    /// generations bound what is kept.
+    #[test]
+    fn a_payload_is_copied_once_for_every_viewer() {
+        let mut shared = SharedPayloads::default();
+        let buffer = Bytes::from(vec![7u8; 3000]);
+        let (a, b) = (buffer.slice(0..1000), buffer.slice(1000..2000));
+        let first = shared.get(&a);
+        for _ in 0..500 {
+            assert!(Arc::ptr_eq(&first, &shared.get(&a.clone())));
+        }
+        let other = shared.get(&b);
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_eq!(&first[..], &a[..]);
+        assert_eq!(shared.copies, 2);
+        // Equal bytes elsewhere: a payload of its own.
+        let elsewhere = Bytes::from(vec![7u8; 1000]);
+        assert!(!Arc::ptr_eq(&first, &shared.get(&elsewhere)));
+        // Bounded: far more payloads than two generations hold.
+        for _ in 0..20_000 {
+            shared.get(&Bytes::from(vec![1u8; 1000]));
+        }
+        assert!(shared.len() <= 2 * SHARED_GENERATION_BYTES / 1000 + 1);
+        assert!(!shared.is_empty());
     }
 }

@@ -32,6 +32,13 @@
 //! | `tidewater_recording_bytes_total` | counter | `path` | bytes written by the stream's current (or last) recording run |
 //! | `tidewater_recording_keyframe_drops_total` | counter | `path` | times the recording dropped to the next keyframe, since the server started |
 //! | `tidewater_recording_disk_errors_total` | counter | `path` | times a write error stopped the recording, since the server started |
+//! | `tidewater_webrtc_sessions` | gauge | `path`, `role` | open WebRTC sessions of the stream (`whep` viewers, `whip` publishers) |
+//! | `tidewater_webrtc_nacks_total` | counter | `path` | NACKs the stream's WebRTC peers sent |
+//! | `tidewater_webrtc_rtx_packets_total` | counter | `path` | RTX packets (NACK repairs) sent to its viewers |
+//! | `tidewater_webrtc_plis_total` | counter | `path` | PLIs its WebRTC peers sent |
+//! | `tidewater_webrtc_firs_total` | counter | `path` | FIRs its WebRTC peers sent |
+//! | `tidewater_webrtc_loss_ratio_max` | gauge | `path` | the highest loss (0–1) its open sessions report (receiver reports, else TWCC) |
+//! | `tidewater_webrtc_rtt_seconds_max` | gauge | `path` | the longest round trip among its open sessions |
 //! | `tidewater_uptime_seconds` | gauge | | seconds since the server started serving |
 //! | `tidewater_process_open_fds` | gauge | | open file descriptors (Linux) |
 //! | `tidewater_process_open_sockets` | gauge | | open sockets (Linux) |
@@ -58,6 +65,14 @@
 //! recorder on the routes, as for the API). `bytes` counts the current run,
 //! so a new run reads as a counter reset.
 //!
+//! The `webrtc` families (`[webrtc]` on) sum the API's per-session
+//! `webrtc` objects per stream: a counter holds the open sessions' counts
+//! plus those of the stream's sessions that ended while another stayed
+//! open, and starts again from zero once the stream has no WebRTC session
+//! (a reset, as for a republish). WHEP viewers' bytes are in
+//! `tidewater_stream_bytes_out_total{protocol="whep"}` (every datagram sent
+//! to the viewer: media, retransmissions, RTCP, DTLS).
+//!
 //! [`Metrics::render_with`] is what the route answers; `cargo xtask bench metrics`
 //! measures it at 1 000 live streams.
 
@@ -76,6 +91,7 @@ use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tidewater::record::Recorder;
+use tidewater::whip::Whip;
 use tidewater::{Engine, HistogramSnapshot, ReaderMetrics, StreamMetrics};
 use tidewater_auth::{Authorization, RefusalCause};
 
@@ -115,14 +131,20 @@ impl Metrics {
 
     /// The text a scrape gets.
     pub fn render(&self) -> String {
-        self.render_with(None)
+        self.render_with(None, None)
     }
 
     /// The text a scrape gets, with the `recording` families of `recorder`
-    /// when there is one.
-    pub fn render_with(&self, recorder: Option<&Recorder>) -> String {
+    /// when there is one and the `webrtc` families of `whip` when `[webrtc]`
+    /// is on.
+    pub fn render_with(&self, recorder: Option<&Recorder>, whip: Option<&Whip>) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry);
+        if let Some(whip) = whip {
+            let mut registry = Registry::default();
+            registry.register_collector(Box::new(webrtc::WebrtcCollector { whip: whip.clone() }));
+            encode(&mut out, &registry);
+        }
         if let Some(recorder) = recorder {
             // The recorder reaches the route per request (a layer the server
             // adds after building the routes), so its families live in a
@@ -162,11 +184,13 @@ pub fn router_with_authorization(engine: Engine, auth: Option<Authorization>) ->
 async fn scrape(
     State(metrics): State<Metrics>,
     recorder: Option<Extension<Recorder>>,
+    links: Option<Extension<super::sessions::WebrtcLinks>>,
 ) -> impl IntoResponse {
     let recorder = recorder.as_ref().map(|Extension(r)| r);
+    let whip = links.as_ref().map(|Extension(l)| &l.0);
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        metrics.render_with(recorder),
+        metrics.render_with(recorder, whip),
     )
 }
 
@@ -502,3 +526,4 @@ fn open_fds() -> Option<(u64, u64)> {
 mod recording;
 #[cfg(test)]
 mod tests;
+mod webrtc;
