@@ -13,7 +13,7 @@ server asks (key-int-max=1000: 40 s). It prints one line per event on standard o
                         read from the decrypted RTCP: proves SRTCP keys)
   done {json}           a summary at the end
 
-Usage: gst_whip_publish.py URL SECONDS [--rsa | --late-cert]
+Usage: gst_whip_publish.py URL SECONDS [--rsa | --late-cert] [--h265]
 
 The DTLS certificate: webrtcbin 1.22 makes an RSA one, which the server's
 DTLS (ECDSA only, as browsers use) refuses, so this helper gives webrtcbin
@@ -100,6 +100,23 @@ PIPELINE = (
 )
 
 
+# `--h265`: x265enc (Main, a keyframe every 2 s) instead of x264enc, for
+# the server's H.265 WHIP path.
+PIPELINE_H265 = PIPELINE.replace(
+    "x264enc tune=zerolatency speed-preset=ultrafast "
+    "key-int-max=1000 bframes=0 bitrate=600 "
+    "! video/x-h264,profile=constrained-baseline "
+    "! rtph264pay config-interval=-1 aggregate-mode=zero-latency "
+    "! application/x-rtp,media=video,encoding-name=H264,payload=102",
+    "x265enc tune=zerolatency speed-preset=ultrafast "
+    "key-int-max=50 bitrate=600 "
+    "! video/x-h265,profile=main "
+    "! rtph265pay config-interval=-1 "
+    "! application/x-rtp,media=video,encoding-name=H265,payload=102",
+)
+assert PIPELINE_H265 != PIPELINE
+
+
 def configure_ice(webrtc):
     """Makes webrtcbin's libnice agent gather on 127.0.0.1 only, never try
     UPnP, and keep the connection alive with STUN binding requests.
@@ -164,7 +181,7 @@ class Publisher:
         self.url = url
         self.seconds = seconds
         self.loop = GLib.MainLoop()
-        self.pipe = Gst.parse_launch(PIPELINE)
+        self.pipe = Gst.parse_launch(PIPELINE_H265 if "--h265" in sys.argv else PIPELINE)
         self.webrtc = self.pipe.get_by_name("w")
         configure_ice(self.webrtc)
         self.pem, self.fingerprint = (None, None) if rsa else ecdsa_pem()

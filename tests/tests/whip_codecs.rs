@@ -234,3 +234,71 @@ fn chromium_publishes_vp8_vp9_and_av1_over_whip_and_ll_hls_carries_them() {
     let av1 = publish_and_read_ll_hls(&mut server, http, "video/AV1", "av1", "Av1", "av1");
     drop(av1);
 }
+
+/// GStreamer's webrtcbin (`tests/helpers/gst_whip_publish.py --h265`)
+/// publishes x265 (Main, 320 × 240, 25 fps) and Opus: the server answers
+/// H.265, the catalog has an `hvcC`, and ffmpeg decodes it over LL-HLS
+/// (`hvc1`) and over HTTP-TS (which carries H.265).
+#[test]
+fn gstreamer_publishes_h265_over_whip_and_ll_hls_and_ts_carry_it() {
+    let mut server = ServerCommand::with_config(CONFIG).spawn();
+    let http = server.http_addr();
+    let python = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .args([
+                    "-c",
+                    "import gi, cryptography; gi.require_version('GstWebRTC', '1.0')",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .expect("python3 with GStreamer's WebRTC bindings: cargo xtask install");
+    let mut cmd = Command::new(python);
+    cmd.arg(tidewater_tests::workspace_root().join("tests/helpers/gst_whip_publish.py"))
+        .arg(format!("http://{http}/whip/live/hevc"))
+        .arg("25")
+        .arg("--h265");
+    let mut publisher = tidewater_tests::child_lines::ChildLines::spawn(cmd);
+    let status = publisher.wait_for_match(Duration::from_secs(30), |l| {
+        l.strip_prefix("status ").map(str::to_owned)
+    });
+    assert_eq!(status.as_deref(), Some("201"), "{}", server.output());
+    let live = wait_live(http, "live/hevc", Duration::from_secs(30));
+    let mut codecs: Vec<String> = catalog_codecs(&live)
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_owned))
+        .collect();
+    codecs.sort();
+    assert_eq!(codecs, ["H265", "Opus"], "{live}");
+    for (what, url) in [
+        (
+            "LL-HLS",
+            format!("http://{http}/llhls/live/hevc/index.m3u8"),
+        ),
+        ("HTTP-TS", format!("http://{http}/ts/live/hevc.ts")),
+    ] {
+        let (probed, stderr) = probe_video(&url);
+        assert_eq!(probed, "hevc,320,240", "ffprobe over {what}: {stderr}");
+        let (crc, ended) = decode_five_seconds(&url);
+        let summary = format!("H.265 over {what}: codecs {:?}", crc.codecs);
+        assert!(ended, "{summary}: ffmpeg did not finish 5 s in time");
+        let video = crc
+            .codecs
+            .iter()
+            .position(|c| c == "rawvideo")
+            .unwrap_or_else(|| panic!("{summary}: no decoded video")) as u32;
+        let frames = crc.stream(video);
+        // 25 fps for 5 s; a busy machine gives fewer.
+        assert!(frames.len() >= 50, "{summary}: {} frames", frames.len());
+        assert!(
+            frames.iter().all(|f| f.size == 320 * 240 * 3 / 2),
+            "{summary}"
+        );
+        assert!(crc.monotonic(), "{summary}: timestamps go backwards");
+        eprintln!("{summary}: {} video frames", frames.len());
+    }
+}

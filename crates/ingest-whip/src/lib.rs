@@ -108,8 +108,8 @@
 //! last: browsers offer it only with a hardware encoder, so an offer naming
 //! it is rarely the only option, and where it is, it is taken.
 //! The Chromium end-to-end test (`tests/tests/whip_codecs.rs`) publishes
-//! VP8, VP9 and AV1 and decodes each over LL-HLS; H.265 over WHIP is
-//! untested (no publisher here encodes it).
+//! VP8, VP9 and AV1 and decodes each over LL-HLS; GStreamer's webrtcbin
+//! publishes x265 and ffmpeg decodes it over LL-HLS and HTTP-TS.
 //!
 //! str0m runs in RTP mode: the crate depacketizes with
 //! `tidewater_media::rtp` (the same depacketizers the RTSP server uses), so
@@ -336,8 +336,8 @@
 //!
 //! See the WHEP section for its gaps; WHEP viewers of VP8/VP9/AV1/H.265
 //! streams (refused by name: WHEP packetizes H.264 only); VP9 spatial
-//! layers (SVC: only the base layer is kept); H.265 over WHIP untested;
-//! RTCP sender
+//! layers (SVC: only the base layer is kept); H.265 from browsers
+//! (hardware encoders only) untested; RTCP sender
 //! reports for A/V sync (tracks are aligned by first-packet arrival);
 //! ICE-TCP; ICE restarts; 1:1 NAT
 //! addresses as candidates (the announced addresses must be local);
