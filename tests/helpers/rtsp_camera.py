@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """A stand-in IP camera for the tests: GStreamer's RTSP server (gst-rtsp-server)
-serving a live test pattern (x264 or x265) and a tone (AAC) on loopback, with
-optional Basic authentication.
+serving a live test pattern (x264 or x265) and a tone (AAC, or Opus with
+--audio opus: opusenc and rtpopuspay, RFC 7587) on loopback, with optional
+Basic authentication.
 
 Usage: rtsp_camera.py --port 0 [--path /stream1] [--user U --password P [--digest]]
                       [--codec h264|h265] [--udp-only] [--ts-port PORT] [--backlog N]
-                      [--bframes N]
+                      [--bframes N] [--audio aac|opus]
 Prints "ready rtsp://127.0.0.1:PORT/PATH" once it serves, then runs until killed.
 
 With --ts-port it serves no test pattern but relays an MPEG-TS stream (H.264 +
@@ -32,6 +33,11 @@ VIDEO = {
     "! rtph265pay name=pay0 pt=96 config-interval=-1",
 }
 
+AUDIO = {
+    "aac": "avenc_aac ! rtpmp4gpay name=pay1 pt=97",
+    "opus": "opusenc ! rtpopuspay name=pay1 pt=97",
+}
+
 TS_QUEUE = "queue max-size-buffers=0 max-size-bytes=0 max-size-time=10000000000"
 
 
@@ -47,6 +53,7 @@ def main():
     parser.add_argument("--ts-port", type=int, help="relay MPEG-TS from this UDP port")
     parser.add_argument("--backlog", type=int, default=0, help="listen backlog (0: default)")
     parser.add_argument("--bframes", type=int, default=0, help="H.264 B-frames (Main profile)")
+    parser.add_argument("--audio", default="aac", choices=sorted(AUDIO))
     args = parser.parse_args()
 
     Gst.init(None)
@@ -89,8 +96,7 @@ def main():
             "! video/x-raw,width=320,height=240,framerate=25/1 "
             f"! {video} "
             "audiotestsrc is-live=true wave=sine freq=440 "
-            "! audio/x-raw,rate=48000,channels=2 ! audioconvert ! avenc_aac "
-            "! rtpmp4gpay name=pay1 pt=97 )"
+            f"! audio/x-raw,rate=48000,channels=2 ! audioconvert ! {AUDIO[args.audio]} )"
         )
     # One pipeline shared by every client, as a camera has one encoder.
     factory.set_shared(True)

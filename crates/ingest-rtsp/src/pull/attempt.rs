@@ -22,8 +22,10 @@ use retina::codec::{CodecItem, FrameFormat};
 use tidewater_core::{Codec, Frame, IngestContext, PublishSession, Request, TrackId, TrackInfo};
 use tracing::{info, warn};
 
+use super::raw;
 use super::spec::{PullOptions, PullSpec};
 use super::tracks::{DecodeTimes, Wanted, canonical_video, reorder_depth, track_info, wanted};
+use crate::sdp::SdpTrack;
 
 /// The protocol name a pull publishes under (API, logs, metrics).
 pub const PROTOCOL: &str = "rtsp-pull";
@@ -75,7 +77,7 @@ pub struct Failed {
     pub reason: String,
 }
 
-fn failed(played: bool, reason: impl std::fmt::Display) -> Failed {
+pub(super) fn failed(played: bool, reason: impl std::fmt::Display) -> Failed {
     Failed {
         played,
         reason: reason.to_string(),
@@ -120,16 +122,25 @@ pub async fn run(
 ) -> Result<Stopped, Failed> {
     tokio::pin!(stop);
     let connect = connect(spec, wire);
-    let (session, mut pulled) = tokio::select! {
+    let (session, mut pulled, raw_tracks) = tokio::select! {
         () = &mut stop => return Ok(Stopped::Asked),
         r = tokio::time::timeout(options.connect_timeout, connect) => match r {
             Ok(r) => r?,
             Err(_) => return Err(failed(false, format!("no answer to DESCRIBE/SETUP/PLAY within {:?}", options.connect_timeout))),
         },
     };
-    let mut demuxed = session
-        .demuxed()
-        .map_err(|e| failed(true, format!("cannot depacketize: {e}")))?;
+    // Retina's demuxed path, unless a track needs our depacketizers.
+    let (mut demuxed, raw_session) = match raw_tracks {
+        Some(_) => (None, Some(session)),
+        None => (
+            Some(
+                session
+                    .demuxed()
+                    .map_err(|e| failed(true, format!("cannot depacketize: {e}")))?,
+            ),
+            None,
+        ),
+    };
     let request = Request::new(spec.key.clone(), PROTOCOL)
         // The pull is the operator's own source, configured in `[[pull]]`:
         // an internal publish that the authorizer is not asked about (see
@@ -146,6 +157,12 @@ pub async fn run(
     publish.set_metadata("transport", wire.as_str());
     info!(stream = %spec.key, source = %spec.shown_url(), transport = wire.as_str(), "pull: playing");
     on_live();
+    let Some(mut demuxed) = demuxed.take() else {
+        let (Some(session), Some(tracks)) = (raw_session, raw_tracks) else {
+            return Err(failed(true, "no session"));
+        };
+        return raw::publish(spec, options, session, &tracks, publish, stop).await;
+    };
     for p in &mut pulled {
         let id = track_id(p.index);
         let Some(stream) = demuxed.streams().get(p.index) else {
@@ -272,11 +289,16 @@ fn timestamp(t: retina::Timestamp) -> i64 {
         .saturating_add(TIMELINE_START_SECS.saturating_mul(i64::from(t.clock_rate().get())))
 }
 
+/// A playing session, the streams set up for retina's depacketizers, and,
+/// for a source that goes through ours instead ([`raw`]), its tracks.
+type Connected = (
+    Session<retina::client::Playing>,
+    Vec<Pulled>,
+    Option<Vec<SdpTrack>>,
+);
+
 /// `DESCRIBE`, `SETUP` of every stream the kernel carries, `PLAY`.
-async fn connect(
-    spec: &PullSpec,
-    wire: Wire,
-) -> Result<(Session<retina::client::Playing>, Vec<Pulled>), Failed> {
+async fn connect(spec: &PullSpec, wire: Wire) -> Result<Connected, Failed> {
     let creds = spec.user.as_ref().map(|user| Credentials {
         username: user.clone(),
         password: spec.password.clone().unwrap_or_default(),
@@ -287,6 +309,7 @@ async fn connect(
     let mut session = Session::describe(spec.url.clone(), options)
         .await
         .map_err(|e| failed(false, format!("DESCRIBE: {e}")))?;
+    let raw_tracks = raw_tracks(&session)?;
     let mut pulled = Vec::new();
     let choices: Vec<(usize, Wanted, String)> = session
         .streams()
@@ -304,6 +327,13 @@ async fn connect(
         match choice {
             Wanted::Skipped(why) => {
                 info!(stream = %spec.key, "pull: track {index} ({what}) left out: {why}");
+            }
+            Wanted::Codec(_)
+                if raw_tracks
+                    .as_ref()
+                    .is_some_and(|t| t.get(index).and_then(SdpTrack::codec).is_none()) =>
+            {
+                info!(stream = %spec.key, "pull: track {index} ({what}) left out: its SDP does not say enough to depacketize it");
             }
             Wanted::Codec(codec) => {
                 session
@@ -325,11 +355,51 @@ async fn connect(
         }
     }
     if pulled.is_empty() {
-        return Err(failed(false, "the source has no H.264, H.265 or AAC track"));
+        return Err(failed(
+            false,
+            "the source has no H.264, H.265, AAC or Opus track",
+        ));
     }
     let playing = session
         .play(PlayOptions::default().initial_timestamp(InitialTimestampPolicy::Permissive))
         .await
         .map_err(|e| failed(false, format!("PLAY: {e}")))?;
-    Ok((playing, pulled))
+    // Tracks not set up stay out of the catalog our depacketizers make.
+    let raw_tracks = raw_tracks.map(|mut tracks| {
+        for (index, track) in tracks.iter_mut().enumerate() {
+            if !pulled.iter().any(|p| p.index == index) {
+                track.media = "not set up".into();
+            }
+        }
+        tracks
+    });
+    Ok((playing, pulled, raw_tracks))
+}
+
+/// The source's tracks as our SDP reader sees them when a track it
+/// carries is one retina does not depacketize (Opus); `None` otherwise.
+fn raw_tracks(
+    session: &Session<retina::client::Described>,
+) -> Result<Option<Vec<SdpTrack>>, Failed> {
+    let needs_ours = session
+        .streams()
+        .iter()
+        .any(|s| wanted(s.media(), s.encoding_name()) == Wanted::Codec(Codec::Opus));
+    if !needs_ours {
+        return Ok(None);
+    }
+    let tracks =
+        crate::sdp::parse(session.sdp()).map_err(|e| failed(false, format!("DESCRIBE: {e}")))?;
+    // Retina numbers the `m=` sections as they come, as our reader does.
+    let same = tracks.len() == session.streams().len()
+        && tracks.iter().zip(session.streams()).all(|(t, s)| {
+            t.media == s.media() && t.encoding.eq_ignore_ascii_case(s.encoding_name())
+        });
+    if !same {
+        return Err(failed(
+            false,
+            "DESCRIBE: the description's media sections could not be matched to the client's",
+        ));
+    }
+    Ok(Some(tracks))
 }

@@ -9,9 +9,16 @@
 //!
 //! - **Tracks**: H.264 and H.265 (NAL units in 4-byte length form, access
 //!   unit delimiters removed, `avcC` / `hvcC` from the SDP's parameter sets
-//!   or the first in-band ones) and AAC (`mpeg4-generic`, its
-//!   AudioSpecificConfig). Other tracks (Opus, G.711, MJPEG, ONVIF
-//!   metadata) are left out with a log line and the rest is pulled.
+//!   or the first in-band ones), AAC (`mpeg4-generic`, its
+//!   AudioSpecificConfig) and Opus (RFC 7587; 48 kHz, channels from
+//!   `sprop-stereo`, no OpusHead: as WHIP and the RTSP publish path). Other
+//!   tracks (G.711, MJPEG, ONVIF metadata) are left out with a log line and
+//!   the rest is pulled.
+//! - **Depacketizers**: retina's, except for a source with an Opus track:
+//!   retina has no Opus depacketizer and its demuxed stream refuses to
+//!   start when a set-up track lacks one, so such a source's RTP packets,
+//!   every track's, go through the server's own depacketizers (those of
+//!   the RTSP publish path, [`crate::ingest`]; see `raw.rs`).
 //! - **Timestamps**: each track's RTP time from the `PLAY` answer's
 //!   `RTP-Info` (so tracks start together), in the track's clock rate,
 //!   unwrapped by retina, plus 10 s. That is presentation time; video
@@ -52,9 +59,10 @@
 //!   Digest, keep-alives and UDP set-up with it) for a feature cameras
 //!   rarely need: those that offer RTSPS offer plain RTSP too, and a TLS
 //!   tunnel (stunnel) covers an untrusted network.
-//! - **No Opus depacketizer**: Opus tracks are left out (our own
-//!   `tidewater_media::rtp` has one, but retina hands out only its own
-//!   depacketized frames on the demuxed path).
+//! - **No Opus depacketizer**: a source with Opus is read as raw RTP from
+//!   retina (`PacketItem::Rtp`) through our depacketizers, H.264 and H.265
+//!   included (see above); those hold back the catalog while a video track
+//!   has no parameter sets (retina's path publishes without it after 3 s).
 //! - **UDP drops reordered packets** (no jitter buffer) and sends no
 //!   receiver reports: fine on a LAN, lossy across routed networks; prefer
 //!   `tcp` (the `auto` default starts with it). A dropped packet costs
@@ -66,6 +74,7 @@
 
 mod attempt;
 mod backoff;
+mod raw;
 mod spec;
 mod status;
 mod tracks;

@@ -26,14 +26,15 @@ pub enum Wanted {
 
 /// Whether a stream of `media` with RTP `encoding` (as the SDP names it)
 /// is pulled. Retina depacketizes H.264, H.265 and AAC (`mpeg4-generic`)
-/// into the kernel's forms; Opus it does not depacketize, and G.711,
+/// into the kernel's forms; Opus it does not depacketize, so a source with
+/// an Opus track goes through our own depacketizers (see `raw`); G.711,
 /// MJPEG and the rest the kernel does not carry.
 pub fn wanted(media: &str, encoding: &str) -> Wanted {
     match (media, encoding.to_ascii_lowercase().as_str()) {
         ("video", "h264") => Wanted::Codec(Codec::H264),
         ("video", "h265") => Wanted::Codec(Codec::H265),
         ("audio", "mpeg4-generic") => Wanted::Codec(Codec::Aac),
-        ("audio", "opus") => Wanted::Skipped("Opus is not depacketized by the RTSP client yet"),
+        ("audio", "opus") => Wanted::Codec(Codec::Opus),
         ("video", _) | ("audio", _) => Wanted::Skipped("a codec the server does not carry"),
         _ => Wanted::Skipped("not audio or video"),
     }
@@ -220,10 +221,10 @@ mod tests {
     }
 
     #[test]
-    fn codecs_the_client_cannot_depacketize_are_skipped() {
+    fn codecs_the_server_does_not_carry_are_skipped() {
         assert_eq!(wanted("video", "H264"), Wanted::Codec(Codec::H264));
         assert_eq!(wanted("audio", "MPEG4-GENERIC"), Wanted::Codec(Codec::Aac));
-        assert!(matches!(wanted("audio", "opus"), Wanted::Skipped(_)));
+        assert_eq!(wanted("audio", "opus"), Wanted::Codec(Codec::Opus));
         assert!(matches!(wanted("audio", "PCMU"), Wanted::Skipped(_)));
         assert!(matches!(wanted("video", "JPEG"), Wanted::Skipped(_)));
         assert!(matches!(
