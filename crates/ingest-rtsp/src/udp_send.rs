@@ -88,6 +88,34 @@ async fn send_some(
     datagrams: &[(u16, Bytes)],
     allowed: &AtomicBool,
 ) -> io::Result<(usize, usize)> {
+    send_some_with(socket, ip, datagrams, allowed, &kernel_send).await
+}
+
+/// One system call for a batch: GSO messages of `runs`, or one message
+/// per datagram without them; how many datagrams the kernel took.
+#[cfg(target_os = "linux")]
+fn kernel_send(
+    socket: &UdpSocket,
+    ip: IpAddr,
+    batch: &[(u16, Bytes)],
+    runs: Option<&[Range<usize>]>,
+) -> io::Result<usize> {
+    match runs {
+        Some(runs) => sendmmsg_gso(socket, ip, batch, runs),
+        None => sendmmsg(socket, ip, batch),
+    }
+}
+
+/// [`send_some`] through `send` (the kernel, or in tests a kernel that
+/// refuses GSO as one without checksum offload does).
+#[cfg(target_os = "linux")]
+async fn send_some_with(
+    socket: &UdpSocket,
+    ip: IpAddr,
+    datagrams: &[(u16, Bytes)],
+    allowed: &AtomicBool,
+    send: &impl Fn(&UdpSocket, IpAddr, &[(u16, Bytes)], Option<&[Range<usize>]>) -> io::Result<usize>,
+) -> io::Result<(usize, usize)> {
     let batch = datagrams.get(..BATCH).unwrap_or(datagrams);
     loop {
         let runs = if allowed.load(Ordering::Relaxed) {
@@ -98,11 +126,7 @@ async fn send_some(
         // Worth it, and only possible, with a run of several datagrams.
         let gso = runs.iter().any(|r| r.len() > 1);
         let sent = socket.try_io(tokio::io::Interest::WRITABLE, || {
-            if gso {
-                sendmmsg_gso(socket, ip, batch, &runs)
-            } else {
-                sendmmsg(socket, ip, batch)
-            }
+            send(socket, ip, batch, gso.then_some(runs.as_slice()))
         });
         match sent {
             // The kernel reports an error only when the first datagram
@@ -115,7 +139,7 @@ async fn send_some(
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => socket.writable().await?,
             // Refused for the first message, which GSO made of several
             // datagrams: GSO is off from now on and the batch goes again.
-            Err(e) if gso && runs.first().is_some_and(|r| r.len() > 1) && gso_refused(&e) => {
+            Err(e) if gso && refused_gso(&e, &runs) => {
                 if allowed.swap(false, Ordering::Relaxed) {
                     tracing::warn!(
                         "rtsp: UDP GSO refused by the kernel ({e}); UDP readers are sent one datagram per message from now on"
@@ -127,9 +151,19 @@ async fn send_some(
     }
 }
 
-/// Whether an error is the kernel's refusal of GSO (see the module docs).
+/// Whether the error of a GSO `sendmmsg` of `runs` is the kernel's
+/// refusal of GSO: an error the kernel gives for GSO (see the module docs)
+/// for a first message that GSO made of several datagrams. Any other error
+/// concerns the first datagram, which is then skipped as it would be
+/// without GSO.
 #[cfg(target_os = "linux")]
-fn gso_refused(e: &io::Error) -> bool {
+fn refused_gso(e: &io::Error, runs: &[Range<usize>]) -> bool {
+    runs.first().is_some_and(|r| r.len() > 1) && gso_errno(e)
+}
+
+/// Whether an error is one the kernel gives for a GSO message it refuses.
+#[cfg(target_os = "linux")]
+fn gso_errno(e: &io::Error) -> bool {
     use rustix::io::Errno;
     [Errno::IO, Errno::INVAL]
         .iter()
@@ -359,6 +393,105 @@ mod tests {
         // Too large to segment: every datagram alone.
         let huge = vec![d(1, 70_000), d(1, 70_000)];
         assert_eq!(runs(&huge), vec![0..1, 1..2]);
+    }
+
+    /// A refusal is only an `EIO` or `EINVAL` for a first message of
+    /// several datagrams: the same errors for a message of one datagram,
+    /// or other errors, concern that datagram.
+    #[test]
+    fn only_the_kernels_gso_errors_on_a_run_are_a_refusal() {
+        use rustix::io::Errno;
+        let err = |e: Errno| io::Error::from_raw_os_error(e.raw_os_error());
+        assert!(refused_gso(&err(Errno::IO), &[0..3, 3..4]));
+        assert!(refused_gso(&err(Errno::INVAL), &[0..2, 2..3]));
+        assert!(!refused_gso(&err(Errno::IO), &[0..1, 1..3]));
+        assert!(!refused_gso(&err(Errno::MSGSIZE), &[0..3, 3..4]));
+        assert!(!refused_gso(&err(Errno::HOSTUNREACH), &[0..3, 3..4]));
+        assert!(!refused_gso(&err(Errno::IO), &[]));
+    }
+
+    /// A kernel that refuses GSO (as one does without checksum offload on
+    /// the route's device: `EIO`) turns GSO off at the first GSO message,
+    /// once; the batch then goes out one datagram per message, every
+    /// datagram whole and in order and none reported as failed, and later
+    /// batches are never offered GSO again.
+    #[tokio::test]
+    async fn after_the_kernel_refuses_gso_datagrams_still_go_out() {
+        use std::sync::atomic::AtomicUsize;
+        let server = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        let (video, audio) = (receiver().await, receiver().await);
+        let (pv, pa) = (
+            video.local_addr().expect("addr").port(),
+            audio.local_addr().expect("addr").port(),
+        );
+        let gso_calls = AtomicUsize::new(0);
+        let refusing = |socket: &UdpSocket,
+                        ip: IpAddr,
+                        batch: &[(u16, Bytes)],
+                        runs: Option<&[Range<usize>]>| {
+            if runs.is_some() {
+                gso_calls.fetch_add(1, Ordering::Relaxed);
+                return Err(io::Error::from_raw_os_error(
+                    rustix::io::Errno::IO.raw_os_error(),
+                ));
+            }
+            kernel_send(socket, ip, batch, None)
+        };
+        let frame = |n: &mut u16, fragments: usize, last: usize| {
+            let mut out = Vec::new();
+            for i in 0..=fragments {
+                let len = if i == fragments { last } else { 1412 };
+                let mut d = vec![(*n % 251) as u8; len];
+                d[..2].copy_from_slice(&n.to_be_bytes());
+                out.push((pv, Bytes::from(d)));
+                *n += 1;
+            }
+            let mut a = vec![9u8; 210];
+            a[..2].copy_from_slice(&n.to_be_bytes());
+            out.push((pa, Bytes::from(a)));
+            *n += 1;
+            out
+        };
+        let mut n = 0u16;
+        let gso = AtomicBool::new(true);
+        let mut all = Vec::new();
+        for (fragments, last) in [(8, 333), (5, 1000), (11, 17)] {
+            let batch = frame(&mut n, fragments, last);
+            assert!(runs(&batch).iter().any(|r| r.len() > 1));
+            let mut at = 0;
+            while at < batch.len() {
+                let (sent, _) = send_some_with(
+                    &server,
+                    IpAddr::from([127, 0, 0, 1]),
+                    &batch[at..],
+                    &gso,
+                    &refusing,
+                )
+                .await
+                .expect("no datagram refused");
+                at += sent;
+            }
+            all.extend(batch);
+        }
+        assert!(
+            !gso.load(Ordering::Relaxed),
+            "GSO still on after the refusal"
+        );
+        assert_eq!(
+            gso_calls.load(Ordering::Relaxed),
+            1,
+            "GSO offered again after the refusal"
+        );
+        let mut buf = vec![0u8; 65_536];
+        for (port, want) in &all {
+            let sock = if *port == pa { &audio } else { &video };
+            // Generous: a missing datagram fails the test rather than hang it.
+            let got = tokio::time::timeout(std::time::Duration::from_secs(30), sock.recv(&mut buf))
+                .await
+                .expect("every datagram arrives")
+                .expect("recv");
+            assert_eq!(&buf[..got], &want[..]);
+        }
     }
 
     /// Frames of equal-sized fragments and a shorter last one, with audio
