@@ -5,7 +5,8 @@
 //! resolution of the LL-HLS (fMP4) output and ffmpeg decodes 5 s of it
 //! (frame count, size, monotonic timestamps). RTMP (ffprobe), HTTP-FLV,
 //! HTTP-TS, TS-HLS and SRT (ffprobe) readers of the VP8 stream are refused with the
-//! reason, at once rather than left hanging.
+//! reason, at once rather than left hanging; a Chromium WHEP viewer plays
+//! the VP8 stream (frames decoded and shown).
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -47,6 +48,46 @@ const SERVER = '__SERVER__';
     log('answer ' + JSON.stringify({status: r.status, codecs: video_codecs}));
     if (r.status !== 201) return log('refused ' + answer);
     await pc.setRemoteDescription({type: 'answer', sdp: answer});
+  } catch (e) {
+    log('error ' + e);
+  }
+})();
+</script>"#;
+
+/// Plays `/whep/live/__STREAM__` and reports, every 250 ms, the frames
+/// decoded and shown, the codec and the picture size.
+const PLAY_PAGE: &str = r#"<script>
+const SERVER = '__SERVER__';
+(async () => {
+  try {
+    const viewer = new RTCPeerConnection({iceServers: []});
+    viewer.addTransceiver('video', {direction: 'recvonly'});
+    viewer.addTransceiver('audio', {direction: 'recvonly'});
+    const player = document.createElement('video');
+    player.muted = true; player.autoplay = true; player.playsInline = true;
+    document.body.appendChild(player);
+    const received = new MediaStream();
+    viewer.ontrack = (e) => { received.addTrack(e.track); player.srcObject = received; };
+    await viewer.setLocalDescription(await viewer.createOffer());
+    await gathered(viewer);
+    const w = await fetch(SERVER + '/whep/live/__STREAM__', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: viewer.localDescription.sdp});
+    const answer = await w.text();
+    log('answer ' + w.status);
+    if (w.status !== 201) return log('refused ' + answer);
+    await viewer.setRemoteDescription({type: 'answer', sdp: answer});
+    setInterval(async () => {
+      let decoded = 0, codec = '';
+      const stats = await viewer.getStats();
+      stats.forEach(s => {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') {
+          decoded = s.framesDecoded || 0;
+          const c = s.codecId && stats.get(s.codecId);
+          codec = c ? c.mimeType : '';
+        }
+      });
+      const q = player.getVideoPlaybackQuality();
+      log('report ' + JSON.stringify({decoded, codec, shown: q.totalVideoFrames, w: player.videoWidth, h: player.videoHeight}));
+    }, 250);
   } catch (e) {
     log('error ' + e);
   }
@@ -227,6 +268,39 @@ fn chromium_publishes_vp8_vp9_and_av1_over_whip_and_ll_hls_carries_them() {
     let hls = hls.expect("an HTTP answer");
     assert_eq!(hls.status, 415, "TS-HLS: {}", hls.body);
     assert!(hls.body.contains("MPEG-TS cannot carry"), "{}", hls.body);
+    // WHEP carries VP8: a Chromium viewer decodes and shows the picture.
+    let viewer = ChromiumPage::open(
+        &PLAY_PAGE
+            .replace("__SERVER__", &format!("http://{http}"))
+            .replace("__STREAM__", "vp8"),
+    );
+    let report = viewer.wait_until("report ", Duration::from_secs(40), |r| {
+        let v: serde_json::Value = serde_json::from_str(r).unwrap_or_default();
+        v["decoded"].as_u64() >= Some(60) && v["shown"].as_u64() >= Some(60) && v["w"] == 640
+    });
+    let report: serde_json::Value = report
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_else(|| panic!("no WHEP report: page {:?}", viewer.lines()));
+    assert_eq!(
+        report["codec"],
+        "video/VP8",
+        "{report}; page {:?}",
+        viewer.lines()
+    );
+    assert!(
+        report["decoded"].as_u64() >= Some(60),
+        "{report}; page {:?}",
+        viewer.lines()
+    );
+    assert!(report["shown"].as_u64() >= Some(60), "{report}");
+    assert_eq!(
+        (&report["w"], &report["h"]),
+        (&640.into(), &480.into()),
+        "{report}"
+    );
+    eprintln!("WHEP of the VP8 publish: {report}");
+    drop(viewer);
     drop(vp8);
 
     let vp9 = publish_and_read_ll_hls(&mut server, http, "video/VP9", "vp9", "Vp9", "vp9");

@@ -56,6 +56,8 @@ pub enum IngestOutput {
 pub enum MediaCodec {
     /// H.264, packetization-mode 1.
     H264,
+    /// VP8 (RFC 7741).
+    Vp8,
     /// Opus.
     Opus,
 }
@@ -64,6 +66,7 @@ impl From<MediaCodec> for Codec {
     fn from(c: MediaCodec) -> Codec {
         match c {
             MediaCodec::H264 => Codec::H264,
+            MediaCodec::Vp8 => Codec::Vp8,
             MediaCodec::Opus => Codec::Opus,
         }
     }

@@ -362,29 +362,32 @@ impl Peer {
                 self.end("ICE disconnected".into());
             }
             Event::MediaAdded(m) if self.viewer.is_some() => {
-                let wanted = match m.kind {
-                    MediaKind::Video => str0m::format::Codec::H264,
-                    MediaKind::Audio => str0m::format::Codec::Opus,
+                // A video line may have H.264 and VP8 answered: one line
+                // per codec, the stream's frames pick theirs.
+                let wanted: &[(str0m::format::Codec, MediaCodec)] = match m.kind {
+                    MediaKind::Video => &[
+                        (str0m::format::Codec::H264, MediaCodec::H264),
+                        (str0m::format::Codec::Vp8, MediaCodec::Vp8),
+                    ],
+                    MediaKind::Audio => &[(str0m::format::Codec::Opus, MediaCodec::Opus)],
                 };
-                let pt = self.rtc.media(m.mid).and_then(|media| {
-                    let config = self.rtc.codec_config();
-                    media.remote_pts().iter().copied().find(|pt| {
-                        config
-                            .find(|p| p.pt() == *pt)
-                            .is_some_and(|p| p.spec().codec == wanted)
-                    })
-                });
-                if let (Some(pt), Some(v)) = (pt, self.viewer.as_mut()) {
-                    let codec = match m.kind {
-                        MediaKind::Video => MediaCodec::H264,
-                        MediaKind::Audio => MediaCodec::Opus,
-                    };
-                    v.lines.push(Line {
-                        codec,
-                        mid: m.mid,
-                        pt,
-                        seq: 1,
+                for &(wanted, codec) in wanted {
+                    let pt = self.rtc.media(m.mid).and_then(|media| {
+                        let config = self.rtc.codec_config();
+                        media.remote_pts().iter().copied().find(|pt| {
+                            config
+                                .find(|p| p.pt() == *pt)
+                                .is_some_and(|p| p.spec().codec == wanted)
+                        })
                     });
+                    if let (Some(pt), Some(v)) = (pt, self.viewer.as_mut()) {
+                        v.lines.push(Line {
+                            codec,
+                            mid: m.mid,
+                            pt,
+                            seq: 1,
+                        });
+                    }
                 }
             }
             Event::RtpPacket(_) if self.viewer.is_some() => {}
@@ -542,7 +545,7 @@ impl Timeline {
             return;
         };
         let (line, step) = match first.codec {
-            MediaCodec::H264 => (&mut self.video, 3000u32),
+            MediaCodec::H264 | MediaCodec::Vp8 => (&mut self.video, 3000u32),
             MediaCodec::Opus => (&mut self.audio, 960u32),
         };
         if std::mem::take(&mut line.rebase)
@@ -680,7 +683,7 @@ impl FeedState {
             return true;
         }
         if batch.is_empty() {
-            if !self.warned && f.codec != Codec::H264 && f.codec != Codec::Opus {
+            if !self.warned && !matches!(f.codec, Codec::H264 | Codec::Vp8 | Codec::Opus) {
                 self.warned = true;
                 let what = if f.codec == Codec::Aac && whep_audio::CARRIES_AAC {
                     "AAC audio cannot be converted to Opus (see the transcode log line): video only"
@@ -720,6 +723,7 @@ fn frame_items(f: tidewater_core::FrameRef<'_>, batch: &mut Vec<Item>) -> Result
     let codec = match f.codec {
         Codec::H264 if f.pts != f.dts => return Err(B_FRAMES.to_string()),
         Codec::H264 => MediaCodec::H264,
+        Codec::Vp8 => MediaCodec::Vp8,
         Codec::Opus => MediaCodec::Opus,
         _ => return Ok(()),
     };

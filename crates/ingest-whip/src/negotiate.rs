@@ -67,7 +67,7 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, Error> {
 }
 
 /// Why a stream's video cannot be played over WebRTC from here: a video
-/// track and none of it H.264 (the only video codec WHEP sends in this
+/// track and none of it H.264 or VP8 (the video codecs WHEP sends in this
 /// version).
 pub fn uncarried_video(tracks: &[tidewater_core::TrackInfo]) -> Option<String> {
     use tidewater_core::{Codec, MediaKind};
@@ -76,12 +76,14 @@ pub fn uncarried_video(tracks: &[tidewater_core::TrackInfo]) -> Option<String> {
         .filter(|t| t.codec.kind() == MediaKind::Video)
         .map(|t| t.codec)
         .collect();
-    (!video.is_empty() && !video.contains(&Codec::H264)).then(|| {
-        format!(
-            "the stream's video is {}, which WHEP does not carry yet (H.264 only)",
-            video[0].name()
-        )
-    })
+    (!video.is_empty() && !video.contains(&Codec::H264) && !video.contains(&Codec::Vp8)).then(
+        || {
+            format!(
+                "the stream's video is {}, which WHEP does not carry yet (H.264 and VP8 only)",
+                video[0].name()
+            )
+        },
+    )
 }
 
 /// The video codecs a WHIP publish may use, in the order the answer
@@ -95,7 +97,8 @@ pub const PUBLISH_VIDEO: [&str; 5] = ["H264", "VP8", "VP9", "AV1", "H265"];
 /// (packetization-mode 1) whenever the offer has it, else the first of
 /// VP8, VP9, AV1 and H.265 it names ([`PUBLISH_VIDEO`]); answering one
 /// codec only means the publisher cannot switch codecs mid-stream. A play
-/// is answered with H.264 and Opus (what WHEP sends).
+/// is answered with H.264 and VP8 (those offered) and Opus: what WHEP sends
+/// (a VP8-only viewer of an H.264 stream gets no picture).
 /// [`Error::Unanswerable`] when str0m cannot answer it,
 /// [`Error::NoCommonCodec`] when it offers video in none of those codecs
 /// or neither video nor audio is in the answer.
@@ -109,18 +112,19 @@ pub fn answer(
         Role::Publish => PUBLISH_VIDEO
             .into_iter()
             .find(|c| offer.video_codecs.iter().any(|o| o == c)),
-        Role::Play => offer
-            .video_codecs
-            .iter()
-            .any(|c| c == "H264")
-            .then_some("H264"),
+        // H.264 and VP8 both answered when offered: the viewer's line
+        // sends whichever the stream has.
+        Role::Play => ["H264", "VP8"]
+            .into_iter()
+            .find(|c| offer.video_codecs.iter().any(|o| o == c)),
     };
+    let play_vp8 = role == Role::Play && offer.video_codecs.iter().any(|c| c == "VP8");
     // Video offered in codecs the server does not take: refused with their
     // names rather than answered without the picture.
     if !offer.video_codecs.is_empty() && video.is_none() {
         let takes = match role {
             Role::Publish => "H.264 (packetization-mode 1), VP8, VP9, AV1 or H.265",
-            Role::Play => "H.264 (packetization-mode 1) only",
+            Role::Play => "H.264 (packetization-mode 1) or VP8",
         };
         return Err(Error::NoCommonCodec(format!(
             "the offer's video is {}; this server takes {takes}: \
@@ -133,7 +137,7 @@ pub fn answer(
         .set_rtp_mode(true)
         .clear_codecs()
         .enable_h264(video == Some("H264"))
-        .enable_vp8(video == Some("VP8"))
+        .enable_vp8(video == Some("VP8") || play_vp8)
         .enable_vp9(video == Some("VP9"))
         .enable_av1(video == Some("AV1"))
         .enable_h265(video == Some("H265"))

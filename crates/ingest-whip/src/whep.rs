@@ -89,6 +89,15 @@ pub fn packetize(frame: &Frame, catalog: &Catalog) -> Bytes {
                 out.put_slice(&p.data);
             }
         }
+        Codec::Vp8 => {
+            let mut payloads = Vec::new();
+            tidewater_media::rtp::vp8::packetize_vp8(&frame.payload, MAX_PAYLOAD, &mut payloads);
+            for (marker, data) in payloads {
+                out.put_u8(u8::from(marker));
+                out.put_u16(data.len() as u16);
+                out.put_slice(&data);
+            }
+        }
         Codec::Opus if frame.payload.len() <= usize::from(u16::MAX) => {
             out.put_u8(0);
             out.put_u16(frame.payload.len() as u16);
@@ -103,7 +112,7 @@ pub fn packetize(frame: &Frame, catalog: &Catalog) -> Bytes {
 /// `codec` at `pts` in `timescale`.
 pub fn items(buffer: &Bytes, codec: MediaCodec, pts: i64, timescale: u32, out: &mut Vec<Item>) {
     let rate = match codec {
-        MediaCodec::H264 => 90_000,
+        MediaCodec::H264 | MediaCodec::Vp8 => 90_000,
         MediaCodec::Opus => 48_000,
     };
     let time = rescale(pts, timescale, rate) as u32;
