@@ -47,7 +47,7 @@
 //! | `POST /whip/{app}/{stream}`, `Content-Type: application/sdp` | `201` with the SDP answer, `Location`, `ETag`; `415` for another content type, `400` for SDP that does not parse or cannot be answered, `406` when the offer has neither a video codec the server takes nor Opus, or video in none of H.264, VP8, VP9, AV1, H.265 (named in the answer; see "Video codecs" for which one is answered), `413` over [`WhipConfig::max_offer_bytes`], `409` when the stream is already published, `401`/`403`/`429`/`503` from the authorizer, `503` over [`WhipConfig::max_sessions`] |
 //! | `DELETE {Location}` | `200`, the publish ends; `404` for an unknown session |
 //! | `PATCH {Location}`, `Content-Type: application/trickle-ice-sdpfrag` | `204`: the fragment's candidates (RFC 8840) go to the session ([`trickle`]); `412` when `If-Match` is not the session's `ETag`; `422` for an ICE restart (`If-Match: *`), which is not supported; `400` for a fragment that does not parse, `415` for another content type, `404` for an unknown session |
-//! | `POST /whep/{app}/{stream}`, `Content-Type: application/sdp` (a receive-only offer) | `201` with a send-only answer (H.264 and Opus the viewer accepts), `Location` (`/whep/{app}/{stream}/{session}`), `ETag`; the reader refusals of every HTTP output (`401`/`403`/`404` not live); `422` for H.264 with B-frames and for a stream whose video is not H.264 (H.265 from RTMP/SRT/RTSP, say: named in the answer); `DELETE`, `PATCH`, `OPTIONS` as for WHIP |
+//! | `POST /whep/{app}/{stream}`, `Content-Type: application/sdp` (a receive-only offer) | `201` with a send-only answer (H.264, VP8 and Opus the viewer accepts), `Location` (`/whep/{app}/{stream}/{session}`), `ETag`; the reader refusals of every HTTP output (`401`/`403`/`404` not live); `422` for H.264 with B-frames and for a stream whose video is neither H.264 nor VP8 (H.265, VP9, AV1: named in the answer); `DELETE`, `PATCH`, `OPTIONS` as for WHIP |
 //! | `OPTIONS` on both | `204` with CORS (any origin; `Authorization`, `Content-Type`, `If-Match` may be sent; `Location`, `ETag`, `Link` may be read), `Accept-Post: application/sdp` on the endpoint, `Accept-Patch: application/trickle-ice-sdpfrag` on the session |
 //!
 //! Every `201` carries one `Link: <url>; rel="ice-server"` header per
@@ -91,7 +91,7 @@
 //! | codec | RTP payload format | decoder configuration | fMP4 (LL-HLS, DASH, record) | RTMP, HTTP-FLV | TS (SRT, HTTP-TS, TS-HLS) | WHEP |
 //! |---|---|---|---|---|---|---|
 //! | H.264 | RFC 6184, packetization-mode 1 | `avcC` from in-band SPS/PPS | `avc1` | yes | yes | yes |
-//! | VP8 | RFC 7741 | `vpcC` from the keyframe header | `vp08` | refused (`NetStream.Play.Failed`, `415`) | refused (SRT rejected, `415`) | refused `422` |
+//! | VP8 | RFC 7741 | `vpcC` from the keyframe header | `vp08` | refused (`NetStream.Play.Failed`, `415`) | refused (SRT rejected, `415`) | yes |
 //! | VP9 | RFC 9628, base spatial layer | `vpcC` from the uncompressed header | `vp09` | enhanced RTMP only | refused | refused `422` |
 //! | AV1 | AOM RTP payload format v1.0 | `av1C` from the sequence header OBU | `av01` | enhanced RTMP only | refused | refused `422` |
 //! | H.265 | RFC 7798 (no DONL) | `hvcC` from in-band VPS/SPS/PPS | `hvc1` | enhanced RTMP only | yes | refused `422` |
@@ -140,7 +140,8 @@
 //! once per stream as a kernel derived output ([`whep::RTP_FORMAT`]):
 //! H.264 packetized in 1 100-byte payloads, with the catalog's SPS and PPS
 //! before a keyframe that lacks them in band (RTMP, SRT and RTSP
-//! publishers); Opus one payload per frame. Per viewer str0m writes the RTP
+//! publishers); VP8 (a WHIP publish's) in 1 100-byte RFC 7741 payloads;
+//! Opus one payload per frame. Per viewer str0m writes the RTP
 //! header (SSRC, sequence number, timestamp rescaled to 90 kHz / 48 kHz) and
 //! SRTP-protects it, and answers NACKs from its send buffer. A viewer whose
 //! worker queue is full blocks its feeder, lags in the kernel and is
@@ -334,8 +335,9 @@
 //!
 //! # What is left
 //!
-//! See the WHEP section for its gaps; WHEP viewers of VP8/VP9/AV1/H.265
-//! streams (refused by name: WHEP packetizes H.264 only); VP9 spatial
+//! See the WHEP section for its gaps; WHEP viewers of VP9/AV1/H.265
+//! streams (refused by name: WHEP packetizes H.264 and VP8 only); a viewer
+//! offering VP8 alone for an H.264 stream gets no picture; VP9 spatial
 //! layers (SVC: only the base layer is kept); H.265 from browsers
 //! (hardware encoders only) untested; RTCP sender
 //! reports for A/V sync (tracks are aligned by first-packet arrival);
