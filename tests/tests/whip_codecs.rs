@@ -2,7 +2,8 @@
 //! headless Chromium publishes its fake camera and microphone with
 //! `setCodecPreferences` restricted to one of them (the server answers
 //! that codec when the offer has no H.264); ffprobe names the codec and
-//! resolution of the LL-HLS (fMP4) output and ffmpeg decodes 5 s of it
+//! resolution of the LL-HLS and DASH (fMP4) outputs and ffmpeg decodes 5 s
+//! of the LL-HLS one
 //! (frame count, size, monotonic timestamps). RTMP (ffprobe), HTTP-FLV,
 //! HTTP-TS, TS-HLS and SRT (ffprobe) readers of the VP8 stream are refused with the
 //! reason, at once rather than left hanging; a Chromium WHEP viewer plays
@@ -182,6 +183,14 @@ fn publish_and_read_ll_hls(
         probed,
         format!("{probe},640,480"),
         "ffprobe of {url}: {stderr}"
+    );
+    // DASH shares the fMP4 sample entries: ffprobe reads the same there.
+    let dash = format!("http://{http}/dash/live/{stream}/manifest.mpd");
+    let (probed, stderr) = probe_video(&dash);
+    assert_eq!(
+        probed,
+        format!("{probe},640,480"),
+        "ffprobe of {dash}: {stderr}"
     );
     let (crc, ended) = decode_five_seconds(&url);
     let summary = format!(
