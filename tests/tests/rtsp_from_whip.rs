@@ -5,9 +5,14 @@
 //! webrtcbin's x264enc codes 320x240 in two slices and its rtph264pay
 //! repeats SPS and PPS before every IDR slice; the keyframe came out as
 //! `SPS PPS slice SPS PPS slice`, and ffmpeg's RTSP and MPEG-TS demuxers,
-//! which split access units by parsing, read it as two packets at one
-//! decode time (the first two video packets at DTS 0). The depacketizer
-//! now puts parameter sets ahead of the picture's first slice.
+//! which split access units by parsing, read it as two keyframe packets
+//! at one decode time. The depacketizer now puts parameter sets ahead of
+//! the picture's first slice.
+//!
+//! Not this: ffmpeg 5.1 gives the first packet it reads over RTSP no
+//! timestamp, whatever the server (gst-rtsp-server too), and numbers from
+//! the second; with one track only (a video-only WHIP publish, as the
+//! soak's), the first two video packets then both come out at DTS 0.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -81,8 +86,35 @@ fn a_whip_stream_read_over_rtsp_and_ts_hls_has_one_packet_per_picture() {
     wait_live(http, "live/gst", Duration::from_secs(30));
 
     // Each reader starts at the cached GOP's keyframe: the picture that
-    // came out as two packets.
+    // came out as two packets, both keyframes (the encoder makes keyframes
+    // a second or more apart: two in a row are one picture split).
     let rtsp_url = format!("rtsp://{rtsp}/live/gst");
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-select_streams",
+            "v",
+        ])
+        .args(["-read_intervals", "%+1", "-show_entries", "packet=flags"])
+        .args(["-of", "csv=p=0", &rtsp_url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("ffprobe");
+    let flags = String::from_utf8_lossy(&probe.stdout);
+    let keys: Vec<bool> = flags
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(2)
+        .map(|l| l.starts_with('K'))
+        .collect();
+    assert_eq!(
+        keys,
+        [true, false],
+        "the first two video packets over RTSP: one keyframe, then a picture that is not: {flags}"
+    );
     for transport in ["tcp", "udp"] {
         let crc = ffmpeg_framecrc_input(
             &["-rtsp_transport", transport],
