@@ -208,6 +208,25 @@ impl H265Depacketizer {
             self.broken = true;
             return;
         }
+        // Parameter sets belong before the picture's first slice; a
+        // payloader repeating them before every IRAP slice (rtph265pay with
+        // config-interval=-1, as rtph264pay: see the H.264 depacketizer)
+        // would make one picture read as two: a repeat is dropped, a new
+        // set moved ahead of the slices.
+        if matches!(
+            nal_type_of(&nal),
+            Some(nal_type::VPS | nal_type::SPS | nal_type::PPS)
+        ) && let Some(first_slice) = self
+            .nals
+            .iter()
+            .position(|n| nal_type_of(n).is_some_and(|t| t < 32))
+        {
+            if !self.nals.contains(&nal) {
+                self.len += nal.len() + 4;
+                self.nals.insert(first_slice, nal);
+            }
+            return;
+        }
         self.len += nal.len() + 4;
         self.nals.push(nal);
     }
@@ -310,6 +329,30 @@ mod tests {
             ssrc: 1,
             payload: Bytes::copy_from_slice(payload),
         }
+    }
+
+    #[test]
+    fn parameter_sets_repeated_between_slices_go_before_the_first() {
+        let vps = [0x40, 0x01, 0x0c];
+        let sps = [0x42, 0x01, 0x01, 0x60];
+        let pps = [0x44, 0x01, 0xc1];
+        // Two IDR_W_RADL (19) slices, the parameter sets repeated between.
+        let (slice0, slice1) = ([0x26, 0x01, 0x80, 1], [0x26, 0x01, 0x40, 2]);
+        let mut payloads = Vec::new();
+        packetize_h265(
+            [&vps[..], &sps, &pps, &slice0, &vps, &sps, &pps, &slice1],
+            1000,
+            &mut payloads,
+        );
+        let mut d = H265Depacketizer::new();
+        let mut out = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            d.push(&packet(i as u16, 90, p.marker, &p.data), &mut out)
+                .expect("valid");
+        }
+        assert_eq!(out.len(), 1);
+        let nals: Vec<&[u8]> = out[0].nals.iter().map(|n| &n[..]).collect();
+        assert_eq!(nals, [&vps[..], &sps, &pps, &slice0, &slice1]);
     }
 
     #[test]
