@@ -90,6 +90,7 @@ pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<
     } else {
         (ast, Duration::ZERO)
     };
+    let depth = time_shift_depth(window, ast, now);
 
     let mut x = String::with_capacity(2048);
     x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
@@ -123,7 +124,7 @@ pub fn write(packager: &Packager, now: SystemTime, opts: &MpdOptions) -> Option<
             iso8601(ast),
             iso8601(now),
             duration(update),
-            duration(window),
+            duration(depth),
             duration(delay),
             duration(if ll {
                 Duration::from_millis(500)
@@ -216,6 +217,33 @@ fn clock_origin(ast: SystemTime, delay: Duration) -> (SystemTime, Duration) {
     let ms = Duration::from_millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
     let origin = Duration::from_secs(since.as_secs().saturating_sub(delay.as_secs()));
     (UNIX_EPOCH + origin, ms.saturating_sub(origin))
+}
+
+/// `MPD@timeShiftBufferDepth` at `now`: the configured `window`, but never
+/// more than the presentation's age, `now` less the `availabilityStartTime`
+/// written (`ast`), in whole seconds rounded down; it grows to `window` as
+/// the stream ages.
+///
+/// A client can never reach further back than the stream began, so the
+/// smaller value promises nothing that is not served; the time before the
+/// first `Period@start` (the low-latency origin's whole-second shift) holds
+/// no period and so announces no segment. Why it matters: ffmpeg's DASH
+/// demuxer (5.1) computes the oldest segment number of a `$Number$`
+/// template as `startNumber + ((now_s - ast_s) - depth_s) / d` in unsigned
+/// arithmetic with every term truncated to whole seconds, and reads the MPD
+/// only once. With the configured depth deeper than the stream's age that
+/// wraps round, every segment looks too old to it, and each request goes
+/// back to its clock's live segment: when the publisher's frames reach the
+/// server ahead of the clock anchor (an encoder whose first second arrived
+/// late), that is the segment it just read, fetched again and again. Whole
+/// seconds rounded down keep `now_s - ast_s - depth_s` at or above zero for
+/// any later `now` on the client's clock. In low-latency mode the depth is
+/// then at least the whole seconds of the suggested presentation delay (the
+/// origin is that much earlier, [`clock_origin`]), so ffmpeg's oldest
+/// number is never past its live one and it never goes back.
+pub fn time_shift_depth(window: Duration, ast: SystemTime, now: SystemTime) -> Duration {
+    let age = now.duration_since(ast).unwrap_or(Duration::ZERO);
+    window.min(Duration::from_secs(age.as_secs()))
 }
 
 fn write_period(

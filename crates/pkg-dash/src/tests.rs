@@ -706,3 +706,121 @@ fn an_ended_stream_has_a_static_mpd_listing_every_segment_to_its_end() {
         }
     }
 }
+
+/// ffmpeg 5.1's DASH demuxer on a `$Number$` template (read once, every
+/// term truncated to whole seconds): its oldest and its live segment
+/// numbers at `client_now_s`, or `None` where its unsigned
+/// `(now - availabilityStartTime) - timeShiftBufferDepth` would wrap round.
+fn ffmpeg_oldest_and_live(
+    client_now_s: u64,
+    ast_s: u64,
+    depth_s: u64,
+    delay_s: u64,
+    d_s: u64,
+) -> Option<(u64, u64)> {
+    let age = client_now_s.checked_sub(ast_s)?;
+    let oldest = 1 + age.checked_sub(depth_s)? / d_s;
+    let live = 1 + age.checked_sub(delay_s)? / d_s;
+    Some((oldest, live))
+}
+
+#[test]
+fn the_time_shift_buffer_is_never_deeper_than_the_stream_is_old() {
+    // 6 segments of 2 s configured: 12 s, reached once the stream is that old.
+    let window = Duration::from_secs(12);
+    let ast = wall(1_300);
+    for (age_ms, depth_s) in [
+        (0, 0),
+        (999, 0),
+        (5_000, 5),
+        (5_999, 5),
+        (12_000, 12),
+        (60_000, 12),
+    ] {
+        let now = ast + Duration::from_millis(age_ms);
+        assert_eq!(
+            mpd::time_shift_depth(window, ast, now),
+            Duration::from_secs(depth_s),
+            "at {age_ms} ms"
+        );
+    }
+    // A clock behind the origin: nothing to reach.
+    assert_eq!(
+        mpd::time_shift_depth(window, ast, wall(1_000)),
+        Duration::ZERO
+    );
+    // A window shorter than a second is kept as configured once reached.
+    let short = Duration::from_millis(800);
+    assert_eq!(mpd::time_shift_depth(short, ast, wall(9_000)), short);
+}
+
+#[test]
+fn the_mpd_depth_at_ages_0_5_12_and_60_s_in_both_modes() {
+    // The first keyframe at 1.3 s past a whole second of the wall clock.
+    let first_ms = 1_300i64;
+    let fr = frames(first_ms, 61, 50, true, true);
+    for low_latency in [true, false] {
+        let mut p = Packager::new(PackagerConfig {
+            low_latency,
+            ..PackagerConfig::default()
+        });
+        p.on_tracks(&[video_track(), audio_track()]);
+        let mut next = fr.iter().peekable();
+        // (stream age, depth in low-latency mode, in timeline mode): the
+        // low-latency origin is the whole seconds of the 1.5 s delay (one)
+        // before the first keyframe's whole second, 1.3 s before it.
+        for (age_s, ll_depth, timeline_depth) in [
+            (0u64, Some("PT1S"), None),
+            (5, Some("PT6S"), Some("PT5S")),
+            (12, Some("PT12S"), Some("PT12S")),
+            (60, Some("PT12S"), Some("PT12S")),
+        ] {
+            let now_ms = first_ms + age_s as i64 * 1_000;
+            while let Some(f) = next.next_if(|f| f.dts <= now_ms) {
+                p.on_frame(f, wall(f.dts)).expect("packaged");
+            }
+            let now = wall(now_ms);
+            let expected = if low_latency {
+                ll_depth
+            } else {
+                timeline_depth
+            };
+            let Some(expected) = expected else {
+                // A timeline waits for two complete segments.
+                assert!(mpd::write(&p, now, &opts()).is_none());
+                continue;
+            };
+            let xml = mpd::write(&p, now, &opts()).expect("an MPD");
+            check(&xml, &p);
+            let doc = roxmltree::Document::parse(&xml).expect("well-formed");
+            let root = doc.root_element();
+            assert_eq!(
+                attr(root, "timeShiftBufferDepth"),
+                expected,
+                "at {age_s} s (low latency {low_latency})"
+            );
+            let (ast_s, origin) = if low_latency {
+                (1_795_000_000, base())
+            } else {
+                (1_795_000_001, wall(first_ms))
+            };
+            assert_eq!(
+                attr(root, "availabilityStartTime"),
+                crate::timefmt::iso8601(origin)
+            );
+            if low_latency {
+                // What ffmpeg computes from it, read now or later (it reads
+                // the MPD once): no wrap, and its oldest segment never past
+                // its live one, so it never goes back to a segment it read.
+                let depth_s = parse_duration_ms(expected) / 1_000;
+                let now_s = 1_795_000_000 + now_ms as u64 / 1_000;
+                for later in [0, 1, 7, 100] {
+                    let (oldest, live) =
+                        ffmpeg_oldest_and_live(now_s + later, ast_s, depth_s, 1, 2)
+                            .expect("no unsigned wrap");
+                    assert!(oldest <= live, "at {age_s} s + {later} s");
+                }
+            }
+        }
+    }
+}
