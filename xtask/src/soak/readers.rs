@@ -29,17 +29,6 @@ const READER_TIMEOUT: Duration = Duration::from_secs(40);
 /// start ffmpeg several times a second on a shared machine).
 const READER_CYCLE: Duration = Duration::from_secs(2);
 
-/// How long after the sources went live the DASH readers begin. ffmpeg
-/// 5.1's DASH reader computes the oldest available segment number in
-/// unsigned arithmetic, `(now - availabilityStartTime) - timeShiftBufferDepth`:
-/// while a stream is younger than its time-shift buffer (12 s by default)
-/// that wraps round, every segment looks too old to it, and it re-reads the
-/// live one (two, three… copies of its frames, the decode time standing
-/// still). Players (dash.js, Shaka) are not affected; README's DASH section
-/// says so. The soak's DASH readers start past that age, as a user of ffmpeg
-/// would have to.
-const DASH_AFTER: Duration = Duration::from_secs(15);
-
 /// One churning reader thread per output.
 pub(super) struct Readers {
     stop: Arc<AtomicBool>,
@@ -69,11 +58,11 @@ impl Readers {
                 Arc::clone(&failed),
                 Arc::clone(&failures),
             );
-            let begun = Instant::now();
+            // DASH readers start with the others: ffmpeg 5.1's DASH reader
+            // re-read segments of a stream younger than the MPD's
+            // timeShiftBufferDepth until the server announced a depth no
+            // deeper than the stream's age (pkg-dash `mpd::time_shift_depth`).
             threads.push(thread::spawn(move || {
-                if matches!(output, Output::Dash) {
-                    thread::sleep(DASH_AFTER.saturating_sub(begun.elapsed()));
-                }
                 // Each output starts on a different source, then takes the next.
                 let mut turn = i;
                 while !stop.load(Ordering::Relaxed) {
