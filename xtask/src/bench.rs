@@ -53,7 +53,8 @@ const BENCHES: &[Bench] = &[
     Bench {
         name: "rtsp",
         about: "RTSP readers per core for one 2 Mbit/s stream (TCP and UDP) against \
-                gst-rtsp-server; RTSP in -> RTSP out latency, join time",
+                gst-rtsp-server; RTSP in -> RTSP out latency, join time; --topology veth: \
+                server and load tool in two network namespaces, receive work on each side's CPU",
         run: |ws, args| criterion(ws, "tidewater-bench", "rtsp", args),
     },
     Bench {

@@ -26,6 +26,10 @@
 //!   --quick                  smoke run: 20 and 100 viewers, 4 s window
 //!   --sizes 200,1000,2000    viewer counts (default 200,1000,2000)
 //!   --only nginx|tidewater   one server only
+//!   --topology veth          servers in a network namespace of their own (CPU 0), the
+//!                            load tool in another (CPU 1), joined by a veth pair with RPS:
+//!                            each side's kernel receive work on its own CPU (default
+//!                            loopback); the publisher runs next to the server; needs root
 //!   --window 15              seconds measured after ramp-up and settling
 //!   --settle 6               seconds between the last viewer's connect and the window
 //!                            (above the clip's 4 s GOP, so every nginx viewer has its
@@ -78,6 +82,7 @@ use std::time::{Duration, Instant};
 use tidewater_bench::harness::{
     Fields, Guard, TempDir, free_port, have, nofile_limit, pinned, tail_of,
 };
+use tidewater_bench::topology::{Net, Topology};
 use tidewater_bench::{group_thousands, machine, today_utc};
 
 /// The load tool, built by cargo next to this bench.
@@ -161,6 +166,8 @@ struct Options {
     tidewater_bin: Option<PathBuf>,
     /// `--auth`: tidewater without and with `[[auth.users]]`.
     auth: bool,
+    /// Loopback, or a veth pair between two namespaces.
+    topology: Topology,
 }
 
 impl Options {
@@ -180,6 +187,7 @@ impl Options {
             reps: if quick { 1 } else { 3 },
             tidewater_bin: None,
             auth: false,
+            topology: Topology::Loopback,
         };
         let mut per_viewer = false;
         let mut it = args.iter();
@@ -225,6 +233,7 @@ impl Options {
                 "--read-interval-ms" => o.read_interval_ms = num(value()?)? as u64,
                 "--tidewater-bin" => o.tidewater_bin = Some(PathBuf::from(value()?)),
                 "--auth" => o.auth = true,
+                "--topology" => o.topology = Topology::parse(&value()?)?,
                 "--auth-per-viewer" => per_viewer = true,
                 "--reps" => {
                     o.reps = value()?
@@ -257,7 +266,7 @@ impl Options {
 fn usage() -> &'static str {
     "usage: rtmp [--quick] [--sizes 200,1000,2000] [--only nginx|tidewater] [--window 15] \
      [--settle 6] [--ramp-rate 400] [--read-interval-ms 100] [--reps 3] [--tidewater-bin PATH] \
-     [--auth [--auth-per-viewer]]"
+     [--auth [--auth-per-viewer]] [--topology loopback|veth]"
 }
 
 fn main() -> ExitCode {
@@ -311,6 +320,11 @@ struct Setup {
     client_cpu: usize,
     nginx: Result<Nginx, String>,
     tidewater: Result<PathBuf, String>,
+    /// Where servers listen and the load tool connects from.
+    net: Net,
+    /// Which CPU ran the kernel receive of client → server and server →
+    /// client traffic, measured at start-up.
+    receive_cpus: (usize, usize),
     /// `--auth`: the viewer's argon2id hash, and the fastest of the
     /// `tidewater hash-password` runs that made it (ms, process start included).
     viewer_hash: Option<Result<(String, f64), String>>,
@@ -332,11 +346,15 @@ fn run(opts: &Options) -> Result<(), String> {
     if cpus < 2 {
         eprintln!("rtmp bench: warning: one CPU only; server and load share it");
     }
+    let (server_cpu, client_cpu) = (0, 1 % cpus);
+    let (net, receive_cpus) = Net::checked(opts.topology, server_cpu, client_cpu)?;
     let setup = Setup {
         clip,
         nofile: nofile_limit(WANT_NOFILE),
-        server_cpu: 0,
-        client_cpu: 1 % cpus,
+        server_cpu,
+        client_cpu,
+        net,
+        receive_cpus,
         nginx: if wants_nginx {
             find_nginx()
         } else {
@@ -382,6 +400,14 @@ fn run(opts: &Options) -> Result<(), String> {
         setup.nofile,
         setup.server_cpu,
         setup.client_cpu
+    );
+    eprintln!(
+        "rtmp bench: topology {}: {}; kernel receive measured on CPU {} (client → server) and \
+         CPU {} (server → client)",
+        setup.net.topology().name(),
+        setup.net.describe(),
+        setup.receive_cpus.0,
+        setup.receive_cpus.1
     );
 
     // Every (server, N) runs `reps` times, servers alternating which goes
@@ -498,10 +524,16 @@ fn run_one(setup: &Setup, opts: &Options, server: Server, n: usize) -> Result<Fi
                 .map_err(RunError::Failed)?
         }
     };
-    server_proc
-        .wait_listening(port, LISTEN_TIMEOUT)
-        .map_err(RunError::Failed)?;
+    setup
+        .net
+        .wait_listening(port, LISTEN_TIMEOUT, || server_proc.alive())
+        .map_err(|e| {
+            RunError::Failed(format!("{}: {e}{}", server.name(), server_proc.log_tail()))
+        })?;
+    // The publisher runs next to the server (from 127.0.0.1, where
+    // tidewater takes an anonymous publish); viewers at the server's address.
     let url = format!("rtmp://127.0.0.1:{port}/{APP}/{STREAM}");
+    let view = format!("rtmp://{}:{port}/{APP}/{STREAM}", setup.net.server_ip());
     let (publish_url, play_url) = match server {
         Server::TidewaterUsers | Server::TidewaterUserPerViewer => {
             let viewer = match server {
@@ -510,10 +542,10 @@ fn run_one(setup: &Setup, opts: &Options, server: Server, n: usize) -> Result<Fi
             };
             (
                 format!("{url}?user={PUBLISHER_USER}&pass={PUBLISHER_PASS}"),
-                format!("{url}?user={viewer}&pass={VIEWER_PASS}"),
+                format!("{view}?user={viewer}&pass={VIEWER_PASS}"),
             )
         }
-        _ => (url.clone(), url),
+        _ => (url, view),
     };
     let mut publisher = start_publisher(setup, &tmp.0, &publish_url).map_err(RunError::Failed)?;
 
@@ -584,7 +616,9 @@ fn run_load(
 ) -> Result<Fields, String> {
     let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let ramp_rate = opts.ramp_rate.min(n as f64 / GOP_SECS);
-    let mut cmd = pinned(setup.client_cpu, Some(setup.nofile), LOAD_TOOL);
+    let mut cmd = setup
+        .net
+        .client(pinned(setup.client_cpu, Some(setup.nofile), LOAD_TOOL));
     cmd.args(["--url", url])
         .args(["--viewers", &n.to_string()])
         .args(["--ramp-rate", &ramp_rate.to_string()])
@@ -630,18 +664,21 @@ fn start_nginx(nginx: &Nginx, setup: &Setup, dir: &Path, port: u16) -> Result<Gu
          events {{ worker_connections {conns}; }}\n\
          rtmp {{\n\
          \x20 server {{\n\
-         \x20   listen 127.0.0.1:{port};\n\
+         \x20   listen {listen}:{port};\n\
          \x20   application {APP} {{ live on; }}\n\
          \x20 }}\n\
          }}\n",
         module = nginx.module.display(),
+        listen = setup.net.listen_ip(),
         nofile = setup.nofile,
         conns = (setup.nofile / 2).clamp(1024, 32_768),
         dir = dir.display(),
     );
     std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
     let log = File::create(dir.join("server.log")).map_err(|e| format!("server log: {e}"))?;
-    let mut cmd = pinned(setup.server_cpu, None, &nginx.binary);
+    let mut cmd = setup
+        .net
+        .server(pinned(setup.server_cpu, None, &nginx.binary));
     cmd.arg("-p")
         .arg(dir)
         .arg("-c")
@@ -733,31 +770,39 @@ fn start_tidewater(
     config: Option<&Path>,
 ) -> Result<Guard, String> {
     let log = File::create(dir.join("server.log")).map_err(|e| format!("server log: {e}"))?;
-    let mut cmd = pinned(setup.server_cpu, Some(setup.nofile), bin);
+    let mut cmd = setup
+        .net
+        .server(pinned(setup.server_cpu, Some(setup.nofile), bin));
     if let Some(config) = config {
         cmd.arg("--config").arg(config);
     }
-    cmd.env("TIDEWATER_RTMP__LISTEN", format!("127.0.0.1:{port}"))
-        .env("TIDEWATER_HTTP__LISTEN", "127.0.0.1:0")
-        .env("TIDEWATER_SRT__LISTEN", "127.0.0.1:0")
-        .env("TIDEWATER_RTSP__LISTEN", "127.0.0.1:0")
-        .env("TIDEWATER_RTSP__UDP_RTP_PORT", "0")
-        .env("TIDEWATER_RTSP__UDP_RTCP_PORT", "0")
-        .env("TIDEWATER_WEBRTC__UDP_LISTEN", "127.0.0.1:0")
-        .env("TIDEWATER_LOG__LEVEL", "warn")
-        // Every viewer comes from 127.0.0.1: the per-address limit (2 000 by
-        // default for loopback) would refuse the largest runs' last viewers.
-        .env("TIDEWATER_RTMP__MAX_CONNECTIONS_PER_LOOPBACK_IP", "100000")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log);
+    cmd.env(
+        "TIDEWATER_RTMP__LISTEN",
+        format!("{}:{port}", setup.net.listen_ip()),
+    )
+    .env("TIDEWATER_HTTP__LISTEN", "127.0.0.1:0")
+    .env("TIDEWATER_SRT__LISTEN", "127.0.0.1:0")
+    .env("TIDEWATER_RTSP__LISTEN", "127.0.0.1:0")
+    .env("TIDEWATER_RTSP__UDP_RTP_PORT", "0")
+    .env("TIDEWATER_RTSP__UDP_RTCP_PORT", "0")
+    .env("TIDEWATER_WEBRTC__UDP_LISTEN", "127.0.0.1:0")
+    .env("TIDEWATER_LOG__LEVEL", "warn")
+    // Every viewer comes from 127.0.0.1: the per-address limit (2 000 by
+    // default for loopback) would refuse the largest runs' last viewers.
+    .env("TIDEWATER_RTMP__MAX_CONNECTIONS_PER_LOOPBACK_IP", "100000")
+    // Across the veth pair every viewer comes from the client side's one
+    // address: the same reason.
+    .env("TIDEWATER_RTMP__MAX_CONNECTIONS_PER_IP", "100000")
+    .current_dir(dir)
+    .stdin(Stdio::null())
+    .stdout(log.try_clone().map_err(|e| e.to_string())?)
+    .stderr(log);
     Guard::spawn("tidewater", &mut cmd).map(|g| g.with_log(dir.join("server.log")))
 }
 
 fn start_publisher(setup: &Setup, dir: &Path, url: &str) -> Result<Guard, String> {
     let log = File::create(dir.join("publisher.log")).map_err(|e| format!("publisher log: {e}"))?;
-    let mut cmd = pinned(setup.client_cpu, None, "ffmpeg");
+    let mut cmd = setup.net.server(pinned(setup.client_cpu, None, "ffmpeg"));
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
         .args(["-re", "-stream_loop", "-1", "-i"])
         .arg(&setup.clip)
@@ -1078,6 +1123,14 @@ fn report(
             .clip
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    );
+    println!(
+        "topology {}: {}; kernel receive measured on CPU {} (client → server) and CPU {} \
+         (server → client)",
+        setup.net.topology().name(),
+        setup.net.describe(),
+        setup.receive_cpus.0,
+        setup.receive_cpus.1
     );
     println!();
     println!(

@@ -41,6 +41,11 @@
 //!   --window 15 --settle 6 --ramp-rate 400 --read-interval-ms 100
 //!   --reps 3
 //!   --tidewater-bin PATH     measure this binary instead of building one
+//!   --topology veth          server and anchor in a namespace of their own (CPU 0),
+//!                            load tool in another (CPU 1), joined by a veth pair with
+//!                            RPS: each side's kernel receive work on its own CPU, as
+//!                            on a network (default loopback: the sender's CPU runs
+//!                            the receiver's receive path); needs root
 //!   --nice -10               run servers, publisher and load tool at this niceness
 //!                            (negative needs root): on a machine shared with builds,
 //!                            a server starved of its CPU falls behind and its CPU
@@ -51,8 +56,14 @@
 //! B-frames, filler to a constant 1.9 Mbit/s, AAC 96 kbit/s, a keyframe every
 //! 4 s) is generated once into `target/bench-media/`. No B-frames: a
 //! publisher's RTP time is then its send time, which the latency figure
-//! relies on. Everything listens on and connects to 127.0.0.1 only; every
-//! process started here is stopped on the way out, on errors too.
+//! relies on. Everything listens on and connects to 127.0.0.1 only, or
+//! (`--topology veth`, see [`tidewater_bench::topology`]) to the private
+//! addresses of the two namespaces the bench makes and removes; every
+//! process started here is stopped on the way out, on errors too. With
+//! veth the ffmpeg publisher runs in the server's namespace on the load
+//! tool's CPU: an encoder next to the server, whose 2 Mbit/s ingest costs
+//! either server the same (gst-rtsp-server's MPEG-TS input listens on
+//! 127.0.0.1 only).
 
 use std::collections::HashMap;
 use std::env;
@@ -66,6 +77,7 @@ use tidewater_bench::harness::{
     Fields, Guard, TempDir, build_tidewater, ensure_clip, free_port, have, nofile_limit, pinned,
     tail_of,
 };
+use tidewater_bench::topology::{Net, Topology};
 use tidewater_bench::{group_thousands, machine, today_utc};
 
 /// `nice -n N` in front of a pinned command (`nice` execs it, so the pid
@@ -78,6 +90,19 @@ fn niced(nice: Option<i32>, cmd: std::process::Command) -> std::process::Command
         .args(cmd.get_args());
     out
 }
+
+/// Runs gst-rtsp-server's script (`argv[2]`, its arguments after it) with
+/// the RTSP server's address `argv[1]` instead of the 127.0.0.1 it sets,
+/// so that readers across the veth pair reach it; on loopback `argv[1]`
+/// is 127.0.0.1 and nothing changes.
+const GST_ADDRESS: &str = "import gi, runpy, sys
+gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0')
+from gi.repository import GstRtspServer
+set_address = GstRtspServer.RTSPServer.set_address
+address = sys.argv[1]
+GstRtspServer.RTSPServer.set_address = lambda server, _: set_address(server, address)
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name='__main__')";
 
 /// The load tool, built by cargo next to this bench.
 const LOAD_TOOL: &str = env!("CARGO_BIN_EXE_rtsp-load");
@@ -138,6 +163,8 @@ struct Options {
     tidewater_bin: Option<PathBuf>,
     /// Niceness of every process started (`None`: inherited).
     nice: Option<i32>,
+    /// Loopback, or a veth pair between two namespaces.
+    topology: Topology,
     /// `--quick`: a reader that failed, ended or never got a keyframe fails
     /// the run (with 5 readers on any machine, that is a broken server).
     strict: bool,
@@ -177,6 +204,7 @@ impl Options {
             strict: quick,
             tidewater_bin: None,
             nice: None,
+            topology: Topology::Loopback,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -209,6 +237,7 @@ impl Options {
                 "--read-interval-ms" => o.read_interval_ms = num(value()?)? as u64,
                 "--reps" => o.reps = num(value()?)? as usize,
                 "--tidewater-bin" => o.tidewater_bin = Some(PathBuf::from(value()?)),
+                "--topology" => o.topology = Topology::parse(&value()?)?,
                 "--nice" => {
                     o.nice = Some(
                         value()?
@@ -232,7 +261,8 @@ impl Options {
 fn usage() -> &'static str {
     "usage: rtsp [--quick] [--sizes 200,500,1000] [--udp-sizes 200] [--gst-max 500] \
      [--only tidewater|gst] [--window 15] [--settle 6] [--ramp-rate 400] \
-     [--read-interval-ms 100] [--reps 3] [--tidewater-bin PATH] [--nice -10]"
+     [--read-interval-ms 100] [--reps 3] [--tidewater-bin PATH] [--topology loopback|veth] \
+     [--nice -10]"
 }
 
 fn main() -> ExitCode {
@@ -261,6 +291,11 @@ struct Setup {
     server_cpu: usize,
     client_cpu: usize,
     tidewater: Result<PathBuf, String>,
+    /// Where servers listen and the load tool connects from.
+    net: Net,
+    /// Which CPU ran the kernel receive of client → server and server →
+    /// client traffic, measured at start-up.
+    receive_cpus: (usize, usize),
 }
 
 type Key = (Server, Transport, usize);
@@ -326,12 +361,18 @@ fn run(opts: &Options) -> Result<(), String> {
         ],
     )?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (server_cpu, client_cpu) = (0, 1 % cpus);
+    // Checked on the kernel, not assumed: a topology that did not put each
+    // side's receive work where it claims would make every figure lie.
+    let (net, receive_cpus) = Net::checked(opts.topology, server_cpu, client_cpu)?;
     let setup = Setup {
         workspace: workspace.clone(),
         clip,
         nofile: nofile_limit(WANT_NOFILE),
-        server_cpu: 0,
-        client_cpu: 1 % cpus,
+        server_cpu,
+        client_cpu,
+        net,
+        receive_cpus,
         tidewater: if !opts.servers.contains(&Server::Tidewater) {
             Err("not selected".into())
         } else if let Some(bin) = &opts.tidewater_bin {
@@ -343,11 +384,12 @@ fn run(opts: &Options) -> Result<(), String> {
         },
     };
     eprintln!(
-        "rtsp bench: clip {}, open-file limit {}, server on CPU {}, load tool and publisher on CPU {}",
+        "rtsp bench: clip {}, open-file limit {}, server on CPU {}, load tool and publisher on CPU {}; {}",
         setup.clip.display(),
         setup.nofile,
         setup.server_cpu,
-        setup.client_cpu
+        setup.client_cpu,
+        setup.net.describe()
     );
     let mut plan: Vec<(Transport, usize)> = Vec::new();
     plan.extend(opts.sizes.iter().map(|&n| (Transport::Tcp, n)));
@@ -446,8 +488,13 @@ fn run_one(
     };
     let (server_log, server_log_path) = log("server.log")?;
     let (pub_log, pub_log_path) = log("publisher.log")?;
-    let url = format!("rtsp://127.0.0.1:{port}/{PATH}");
-    let mut publisher = niced(opts.nice, pinned(setup.client_cpu, None, "ffmpeg"));
+    let ip = setup.net.server_ip();
+    let url = format!("rtsp://{ip}:{port}/{PATH}");
+    // Each command is put on its side first: `ip netns exec` keeps the
+    // environment and the directory, but a command's stdio is set after.
+    let mut publisher = setup
+        .net
+        .server(niced(opts.nice, pinned(setup.client_cpu, None, "ffmpeg")));
     publisher
         .args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
         .args(["-re", "-stream_loop", "-1", "-i"])
@@ -460,30 +507,40 @@ fn run_one(
         Server::Tidewater => {
             let bin = setup.tidewater.as_ref().map_err(Clone::clone)?;
             let rtp = free_udp_pair()?;
-            let mut cmd = niced(opts.nice, pinned(setup.server_cpu, Some(setup.nofile), bin));
-            cmd.env("TIDEWATER_RTSP__LISTEN", format!("127.0.0.1:{port}"))
-                .env("TIDEWATER_RTSP__UDP_RTP_PORT", rtp.to_string())
-                .env("TIDEWATER_RTSP__UDP_RTCP_PORT", (rtp + 1).to_string())
-                .env("TIDEWATER_RTMP__LISTEN", "127.0.0.1:0")
-                .env("TIDEWATER_HTTP__LISTEN", "127.0.0.1:0")
-                .env("TIDEWATER_SRT__LISTEN", "127.0.0.1:0")
-                .env("TIDEWATER_WEBRTC__UDP_LISTEN", "127.0.0.1:0")
-                .env("TIDEWATER_LOG__LEVEL", "warn")
-                .current_dir(&tmp.0)
-                .stdin(Stdio::null())
-                .stdout(server_log.try_clone().map_err(|e| e.to_string())?)
-                .stderr(server_log);
-            publisher.args(["-f", "rtsp", "-rtsp_transport", "tcp", &url]);
+            let mut cmd = setup.net.server(niced(
+                opts.nice,
+                pinned(setup.server_cpu, Some(setup.nofile), bin),
+            ));
+            cmd.env(
+                "TIDEWATER_RTSP__LISTEN",
+                format!("{}:{port}", setup.net.listen_ip()),
+            )
+            .env("TIDEWATER_RTSP__UDP_RTP_PORT", rtp.to_string())
+            .env("TIDEWATER_RTSP__UDP_RTCP_PORT", (rtp + 1).to_string())
+            .env("TIDEWATER_RTMP__LISTEN", "127.0.0.1:0")
+            .env("TIDEWATER_HTTP__LISTEN", "127.0.0.1:0")
+            .env("TIDEWATER_SRT__LISTEN", "127.0.0.1:0")
+            .env("TIDEWATER_WEBRTC__UDP_LISTEN", "127.0.0.1:0")
+            .env("TIDEWATER_LOG__LEVEL", "warn")
+            .current_dir(&tmp.0)
+            .stdin(Stdio::null())
+            .stdout(server_log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(server_log);
+            // From 127.0.0.1, where tidewater takes an anonymous publish.
+            publisher
+                .args(["-f", "rtsp", "-rtsp_transport", "tcp"])
+                .arg(format!("rtsp://127.0.0.1:{port}/{PATH}"));
             Guard::spawn("tidewater", &mut cmd)?.with_log(server_log_path)
         }
         Server::Gst => {
             let ts = free_udp_pair()?;
             let script = setup.workspace.join("tests/helpers/rtsp_camera.py");
-            let mut cmd = niced(
+            let mut cmd = setup.net.server(niced(
                 opts.nice,
                 pinned(setup.server_cpu, Some(setup.nofile), "/usr/bin/python3"),
-            );
-            cmd.arg(&script)
+            ));
+            cmd.args(["-c", GST_ADDRESS, &ip.to_string()])
+                .arg(&script)
                 .args(["--port", &port.to_string()])
                 .args(["--path", &format!("/{PATH}")])
                 .args(["--ts-port", &ts.to_string()])
@@ -500,17 +557,20 @@ fn run_one(
             Guard::spawn("gst-rtsp-server", &mut cmd)?.with_log(server_log_path)
         }
     };
-    server_proc.wait_listening(port, LISTEN_TIMEOUT)?;
+    setup
+        .net
+        .wait_listening(port, LISTEN_TIMEOUT, || server_proc.alive())
+        .map_err(|e| format!("{}: {e}{}", server.name(), server_proc.log_tail()))?;
     let mut publisher = Guard::spawn("ffmpeg publisher", &mut publisher)?;
 
     let load_log_path = tmp.0.join("rtsp-load.out");
     let load_log = File::create(&load_log_path).map_err(|e| e.to_string())?;
     let ramp_rate = opts.ramp_rate.min(n as f64 / GOP_SECS);
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let mut cmd = niced(
+    let mut cmd = setup.net.client(niced(
         opts.nice,
         pinned(setup.client_cpu, Some(setup.nofile), LOAD_TOOL),
-    );
+    ));
     cmd.args(["--url", &url])
         .args(["--readers", &n.to_string()])
         .args(["--transport", transport.name()])
@@ -630,6 +690,14 @@ fn report(
         setup.server_cpu,
         setup.client_cpu,
         opts.nice.map_or("inherited".to_string(), |n| n.to_string())
+    );
+    println!(
+        "topology {}: {}; kernel receive measured on CPU {} (client → server) and CPU {} \
+         (server → client)",
+        setup.net.topology().name(),
+        setup.net.describe(),
+        setup.receive_cpus.0,
+        setup.receive_cpus.1
     );
     println!();
     println!(

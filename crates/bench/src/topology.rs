@@ -150,6 +150,44 @@ impl Net {
         }
     }
 
+    /// [`Net::new`], then [`Net::receive_cpus`] checked against what the
+    /// topology claims (loopback: the sender's CPU; veth: the receiver's),
+    /// so that a benchmark never reports figures from a topology that does
+    /// not hold; the CPUs measured, for the report.
+    pub fn checked(
+        topology: Topology,
+        server_cpu: usize,
+        client_cpu: usize,
+    ) -> Result<(Net, (usize, usize)), String> {
+        if topology == Topology::Veth {
+            for tool in ["ip", "python3"] {
+                if !crate::harness::have(tool) {
+                    return Err(format!(
+                        "{tool} is not installed (--topology veth needs it)"
+                    ));
+                }
+            }
+        }
+        let net = Net::new(topology, server_cpu, client_cpu)?;
+        let measured = net.receive_cpus(server_cpu, client_cpu)?;
+        let expected = match topology {
+            Topology::Loopback => (client_cpu, server_cpu),
+            Topology::Veth => (server_cpu, client_cpu),
+        };
+        if server_cpu != client_cpu && measured != expected {
+            return Err(format!(
+                "{}: the kernel received client → server on CPU {} and server → client on CPU \
+                 {}, not {} and {}",
+                net.describe(),
+                measured.0,
+                measured.1,
+                expected.0,
+                expected.1
+            ));
+        }
+        Ok((net, measured))
+    }
+
     /// The topology this is.
     pub fn topology(&self) -> Topology {
         if self.veth.is_some() {
@@ -164,6 +202,19 @@ impl Net {
         self.veth
             .as_ref()
             .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |v| IpAddr::V4(v.server_ip))
+    }
+
+    /// The address a server binds: 127.0.0.1 on loopback; in the server
+    /// namespace, whose only interfaces are its own loopback and the veth,
+    /// 0.0.0.0, so that a publisher next to the server still comes from
+    /// 127.0.0.1 (as servers want for an anonymous publish) while readers
+    /// come across the veth.
+    pub fn listen_ip(&self) -> IpAddr {
+        if self.veth.is_some() {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }
     }
 
     /// The client side's address (the load tool's source address).
@@ -184,7 +235,9 @@ impl Net {
     }
 
     /// `cmd` to run on the server side (`ip netns exec` execs it, so the
-    /// child's pid is still the program's).
+    /// child's pid is still the program's). Its program, arguments,
+    /// environment and directory carry over, its stdio does not (`Command`
+    /// does not tell it): wrap first, then set stdio.
     pub fn server(&self, cmd: Command) -> Command {
         within(self.server_namespace(), cmd)
     }
@@ -456,6 +509,44 @@ impl Drop for Veth {
     }
 }
 
+/// Whether a load tool may target `ip`: a loopback address, or a private
+/// IPv4 address (10/8, 169.254/16) seen from inside a namespace a bench
+/// made (the veth pair of [`Net`]); the error says why not.
+pub fn allowed_target(ip: IpAddr) -> Result<(), String> {
+    if ip.is_loopback() {
+        return Ok(());
+    }
+    let private = match ip {
+        IpAddr::V4(v4) => v4.octets()[0] == 10 || v4.is_link_local(),
+        IpAddr::V6(_) => false,
+    };
+    if private && in_own_namespace() {
+        return Ok(());
+    }
+    Err(format!(
+        "refusing {ip}: this load tool targets loopback, or a private address from a bench's \
+         own network namespace (--topology veth)"
+    ))
+}
+
+/// Whether this process runs in a network namespace a bench made: one
+/// named with [`PREFIX`] under `/run/netns` (where `ip netns add` pins it)
+/// that is the same namespace as `/proc/self/ns/net`.
+fn in_own_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(own) = std::fs::metadata("/proc/self/ns/net") else {
+        return false;
+    };
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name().to_string_lossy().starts_with(PREFIX)
+            && e.metadata()
+                .is_ok_and(|m| m.ino() == own.ino() && m.dev() == own.dev())
+    })
+}
+
 /// NET_RX softirqs handled so far on each CPU (`/proc/softirqs`): where
 /// receive work ran.
 pub fn net_rx_per_cpu() -> Vec<u64> {
@@ -486,6 +577,10 @@ mod tests {
         assert_eq!(cpu_mask(5), "20");
         assert_eq!(cpu_mask(33), "2,0");
         assert_eq!(owner_pid("twbench1234-0-srv"), Some(1234));
+        assert!(allowed_target(IpAddr::V4(Ipv4Addr::LOCALHOST)).is_ok());
+        // This test runs in the machine's namespace: no other address.
+        assert!(allowed_target(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 1))).is_err());
+        assert!(allowed_target(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))).is_err());
         assert_eq!(owner_pid("twlab1234-0"), None);
         assert_eq!(owner_pid("twbenchx-0-cli"), None);
         assert_eq!(Topology::parse("veth"), Ok(Topology::Veth));

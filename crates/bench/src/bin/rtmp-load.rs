@@ -206,12 +206,7 @@ impl Options {
         o.addr = host
             .parse()
             .map_err(|_| format!("--url needs a numeric IP:PORT host: {host}"))?;
-        if !o.addr.ip().is_loopback() {
-            return Err(format!(
-                "refusing {}: this load tool only targets loopback addresses",
-                o.addr
-            ));
-        }
+        tidewater_bench::topology::allowed_target(o.addr.ip())?;
         if o.viewers == 0 || o.ramp_rate <= 0.0 || o.window <= 0.0 {
             return Err("--viewers, --ramp-rate and --window must be positive".into());
         }

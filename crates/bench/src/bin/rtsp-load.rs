@@ -7,7 +7,7 @@
 //! them settle, measures a window and prints one `RESULT key=value …` line
 //! on stdout (progress to stderr). It is the load generator of `cargo xtask
 //! bench rtsp` (`benches/rtsp.rs`), usable on its own against any RTSP
-//! server on loopback.
+//! server on loopback or across the bench's veth pair (`--topology veth`).
 //!
 //! Per packet it reads the RTP header and the first bytes of the payload
 //! ([`tidewater_bench::rtsp`]) and skips the rest without copying. As in
@@ -187,12 +187,7 @@ impl Options {
         o.addr = host
             .parse()
             .map_err(|_| format!("--url needs a numeric IP:PORT host: {host}"))?;
-        if !o.addr.ip().is_loopback() {
-            return Err(format!(
-                "refusing {}: this load tool only targets loopback addresses",
-                o.addr
-            ));
-        }
+        tidewater_bench::topology::allowed_target(o.addr.ip())?;
         if o.readers == 0 || o.ramp_rate <= 0.0 || o.window <= 0.0 {
             return Err("--readers, --ramp-rate and --window must be positive".into());
         }
@@ -630,15 +625,17 @@ impl Control {
     }
 }
 
-/// A pair of UDP sockets on consecutive local ports, RTP on the even one.
-fn udp_pair() -> Result<(UdpSocket, UdpSocket), String> {
+/// A pair of UDP sockets on consecutive ports of `ip` (the RTSP
+/// connection's local address: 127.0.0.1 on loopback, the client side's
+/// address across a veth pair), RTP on the even one.
+fn udp_pair(ip: std::net::IpAddr) -> Result<(UdpSocket, UdpSocket), String> {
     for _ in 0..64 {
-        let rtp = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("udp bind: {e}"))?;
+        let rtp = UdpSocket::bind((ip, 0)).map_err(|e| format!("udp bind: {e}"))?;
         let port = rtp.local_addr().map_err(|e| e.to_string())?.port();
         if port % 2 == 1 {
             continue;
         }
-        let Ok(rtcp) = UdpSocket::bind(("127.0.0.1", port + 1)) else {
+        let Ok(rtcp) = UdpSocket::bind((ip, port + 1)) else {
             continue;
         };
         for s in [&rtp, &rtcp] {
@@ -697,7 +694,11 @@ async fn reader(
         let transport = match opts.transport {
             Transport::Tcp => format!("RTP/AVP/TCP;unicast;interleaved={}-{}", 2 * i, 2 * i + 1),
             Transport::Udp => {
-                let (rtp, rtcp) = udp_pair()?;
+                let local = ctl
+                    .stream
+                    .local_addr()
+                    .map_err(|e| format!("local_addr: {e}"))?;
+                let (rtp, rtcp) = udp_pair(local.ip())?;
                 let port = rtp.local_addr().map_err(|e| e.to_string())?.port();
                 sockets.push((i, false, rtp));
                 sockets.push((i, true, rtcp));
