@@ -56,6 +56,13 @@
 //! request of a stream waits until two segments are complete, so the first
 //! player starts with a buffer instead of a segment behind live.
 //!
+//! `timeShiftBufferDepth` is [`DashConfig::window`] segment targets, but
+//! never more than the stream's age (`now - availabilityStartTime`, whole
+//! seconds rounded down): no client can reach further back than the stream
+//! began, and ffmpeg 5.1's DASH demuxer, whose unsigned arithmetic wraps on
+//! a depth larger than that age, then reads a young stream without going
+//! back to segments it read ([`mpd::time_shift_depth`]).
+//!
 //! The first representation's segments start with an in-band MPD update
 //! event (`emsg`, `urn:mpeg:dash:event:2012`), so a player reloads the MPD
 //! at each segment even when its own reload timer never started (dash.js

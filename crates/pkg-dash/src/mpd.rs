@@ -14,6 +14,9 @@
 //! `availabilityTimeComplete="false"`, and a `ServiceDescription` latency
 //! target. See the crate docs for why.
 //!
+//! In both modes `timeShiftBufferDepth` is the configured window, or the
+//! presentation's age while it is younger ([`time_shift_depth`]).
+//!
 //! Once the stream ended ([`Packager::finish`]) the MPD is static:
 //! `type="static"` with `mediaPresentationDuration` (the end of the last
 //! period), no update period, clock or latency target, and every period
@@ -237,10 +240,13 @@ fn clock_origin(ast: SystemTime, delay: Duration) -> (SystemTime, Duration) {
 /// server ahead of the clock anchor (an encoder whose first second arrived
 /// late), that is the segment it just read, fetched again and again. Whole
 /// seconds rounded down keep `now_s - ast_s - depth_s` at or above zero for
-/// any later `now` on the client's clock. In low-latency mode the depth is
-/// then at least the whole seconds of the suggested presentation delay (the
-/// origin is that much earlier, [`clock_origin`]), so ffmpeg's oldest
-/// number is never past its live one and it never goes back.
+/// any later `now` on the client's clock. The age is counted from the
+/// written origin, not from the first segment, because in low-latency mode
+/// that origin is the whole seconds of the suggested presentation delay
+/// earlier (see `clock_origin`): the depth is then never below them (unless
+/// the window is), so ffmpeg's oldest number is never past its live one and
+/// it never goes back; counted from the first segment, a reader joining in
+/// a stream's first second would get a depth of 0 and go back again.
 pub fn time_shift_depth(window: Duration, ast: SystemTime, now: SystemTime) -> Duration {
     let age = now.duration_since(ast).unwrap_or(Duration::ZERO);
     window.min(Duration::from_secs(age.as_secs()))
