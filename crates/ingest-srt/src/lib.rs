@@ -141,7 +141,13 @@
 //!   task takes what waits for it when it wakes (up to 64 routed packets:
 //!   a reader's ACKs; up to 128 messages: a frame's dozen), runs
 //!   srt-protocol's timers, then sends everything srt-protocol has to send in
-//!   one `sendmmsg` (`outbox`), not one `sendto` per packet. Closed connections
+//!   one `sendmmsg` (`outbox`), not one `sendto` per packet, and a run of
+//!   equal-sized data packets to the reader (a frame) as one `sendmsg` with
+//!   UDP GSO (`UDP_SEGMENT`) where the kernel takes it. The task that reads
+//!   the socket runs outside tokio's cooperative budget (it yields every
+//!   2048 datagrams): under the budget it read 128 datagrams, then waited
+//!   behind every connection's task while the socket's queue — every
+//!   reader's ACKs and the publishers' packets — grew. Closed connections
 //!   and handshakes older than [`SrtConfig::handshake_timeout`] are forgotten
 //!   twice a second (srt-protocol's listener keeps them for ever), and a
 //!   packet from an unknown peer that is not an induction is dropped rather
