@@ -637,4 +637,31 @@ mod tests {
             assert!(!list.contains(&name), "{name} left behind");
         }
     }
+
+    /// A namespace left by a run that was killed (its pid gone) is removed
+    /// by the next one; one whose process still runs is left alone.
+    #[test]
+    fn namespaces_of_killed_runs_are_removed() {
+        let mut child = Command::new("true").spawn().expect("true");
+        let dead = child.id();
+        child.wait().expect("wait");
+        let stale = format!("{PREFIX}{dead}-0-srv");
+        let live = format!("{PREFIX}{}-99-srv", std::process::id());
+        for ns in [&stale, &live] {
+            ip(&["netns", "add", ns]).expect("ip netns add (needs root)");
+        }
+        remove_stale();
+        let list = Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .expect("ip");
+        let list = String::from_utf8_lossy(&list.stdout).to_string();
+        let _ = ip(&["netns", "del", &live]);
+        let _ = ip(&["netns", "del", &stale]);
+        assert!(!list.contains(&stale), "{stale} was not removed");
+        assert!(
+            list.contains(&live),
+            "{live} of a running process was removed"
+        );
+    }
 }
