@@ -62,12 +62,6 @@ const MAX_DATAGRAM: usize = 2048;
 /// The most viewer media commands handled in one wake-up of the worker
 /// (a frame for this many viewers is sent in one batch).
 const MEDIA_BATCH: usize = 1024;
-/// A wake-up stops taking media commands once this many datagrams wait
-/// to be sent: a frame for hundreds of viewers (thousands of datagrams, a
-/// keyframe tens of thousands) is sent in slices of a few milliseconds,
-/// and the ICE and DTLS of joining viewers, and feedback, are served
-/// between slices instead of waiting for the whole frame.
-const MEDIA_SLICE: usize = 1000;
 /// The most datagrams handled in one wake-up of the worker.
 const DATAGRAM_BATCH: usize = 256;
 /// Without any timeout from the peers, the worker wakes this often.
@@ -843,7 +837,7 @@ pub(crate) async fn run(
                         _ => {}
                     }
                     handled += 1;
-                    if handled < MEDIA_BATCH && sockets.queued() < MEDIA_SLICE {
+                    if handled < MEDIA_BATCH {
                         next = media_rx.try_recv().ok();
                     }
                 }

@@ -106,11 +106,6 @@ impl Outbox {
         }
     }
 
-    /// How many datagrams wait for the flush.
-    pub(crate) fn queued(&self) -> usize {
-        self.queue.borrow().len()
-    }
-
     /// Sends everything queued, in order per socket.
     pub(crate) fn flush(&self, stats: &SendStats) {
         let mut queue = self.queue.take();
