@@ -176,12 +176,16 @@ fn pull_config(entries: &[(&str, &str, &str, bool)], extra: &str) -> String {
 
 #[test]
 fn a_camera_pulled_over_tcp_and_udp_is_read_over_rtmp_and_hls() {
+    // One camera per pull, as in the Opus test below: two clients joining
+    // one gst-rtsp-server shared media at once are sometimes sent no audio
+    // (under load), and an RTMP reader then waits in ffmpeg's FLV probe.
     let (_camera, url) = camera(0, "h264", &[]);
-    let source = with_credentials(&url);
+    let (_camera_udp, url_udp) = camera(0, "h264", &[]);
+    let (source, source_udp) = (with_credentials(&url), with_credentials(&url_udp));
     let config = pull_config(
         &[
             ("cams/tcp", &source, "tcp", false),
-            ("cams/udp", &source, "udp", false),
+            ("cams/udp", &source_udp, "udp", false),
         ],
         "",
     );
