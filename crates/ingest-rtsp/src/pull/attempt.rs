@@ -84,6 +84,42 @@ pub(super) fn failed(played: bool, reason: impl std::fmt::Display) -> Failed {
     }
 }
 
+/// Why a pull's wait for the source's next item ended without one.
+pub(super) enum Ended {
+    /// The pull was told to stop: the caller finishes its publish.
+    Stop,
+    /// The publish ended, the source failed, closed or went silent.
+    Failed(Failed),
+}
+
+/// The source's next item, or why there is none: `stop` resolved, the
+/// publish ended (`closed`), the source failed or closed, or nothing came
+/// within `stall` (one wait for both of a pull's paths, retina's demuxed
+/// frames and raw RTP).
+pub(super) async fn next_item<T, E: std::fmt::Display>(
+    source: &mut (impl futures::Stream<Item = Result<T, E>> + Unpin),
+    stop: &mut (impl Future<Output = ()> + Unpin),
+    closed: &mut (impl Future<Output = tidewater_core::EndReason> + Unpin),
+    stall: Duration,
+) -> Result<T, Ended> {
+    let item = tokio::select! {
+        () = stop => return Err(Ended::Stop),
+        reason = closed => {
+            return Err(Ended::Failed(failed(true, format!("the publish ended: {reason:?}"))));
+        }
+        item = tokio::time::timeout(stall, source.next()) => item,
+    };
+    match item {
+        Err(_) => Err(Ended::Failed(failed(
+            true,
+            format!("no media for {stall:?}"),
+        ))),
+        Ok(None) => Err(Ended::Failed(failed(true, "the source closed the session"))),
+        Ok(Some(Err(e))) => Err(Ended::Failed(failed(true, e))),
+        Ok(Some(Ok(item))) => Ok(item),
+    }
+}
+
 /// One stream of the source that was set up.
 struct Pulled {
     /// Retina's stream index.
@@ -179,25 +215,15 @@ pub async fn run(
     tokio::pin!(closed);
     let started = tokio::time::Instant::now();
     loop {
-        let item = tokio::select! {
-            () = &mut stop => {
-                publish.finish().await;
-                return Ok(Stopped::Asked);
-            }
-            reason = &mut closed => return Err(failed(true, format!("the publish ended: {reason:?}"))),
-            item = tokio::time::timeout(options.stall_timeout, demuxed.next()) => item,
-        };
-        let item = match item {
-            Err(_) => {
-                return Err(failed(
-                    true,
-                    format!("no media for {:?}", options.stall_timeout),
-                ));
-            }
-            Ok(None) => return Err(failed(true, "the source closed the session")),
-            Ok(Some(Err(e))) => return Err(failed(true, e)),
-            Ok(Some(Ok(item))) => item,
-        };
+        let item =
+            match next_item(&mut demuxed, &mut stop, &mut closed, options.stall_timeout).await {
+                Ok(item) => item,
+                Err(Ended::Stop) => {
+                    publish.finish().await;
+                    return Ok(Stopped::Asked);
+                }
+                Err(Ended::Failed(f)) => return Err(f),
+            };
         let (index, frame) = match item {
             CodecItem::VideoFrame(f) => {
                 let index = f.stream_id();

@@ -18,12 +18,11 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use retina::client::{PacketItem, Playing, Session};
 use tidewater_core::PublishSession;
 use tracing::{debug, warn};
 
-use super::attempt::{Failed, Stopped, failed};
+use super::attempt::{Ended, Failed, Stopped, failed, next_item};
 use super::spec::{PullOptions, PullSpec};
 use crate::ingest::{Ingest, IngestOutput};
 use crate::sdp::SdpTrack;
@@ -47,28 +46,21 @@ pub(super) async fn publish(
     tokio::pin!(closed);
     tokio::pin!(session);
     loop {
-        let item = tokio::select! {
-            () = &mut stop => {
-                publish.finish().await;
-                return Ok(Stopped::Asked);
-            }
-            reason = &mut closed => return Err(failed(true, format!("the publish ended: {reason:?}"))),
-            item = tokio::time::timeout(options.stall_timeout, session.next()) => item,
-        };
+        let item =
+            match next_item(&mut session, &mut stop, &mut closed, options.stall_timeout).await {
+                Ok(item) => item,
+                Err(Ended::Stop) => {
+                    publish.finish().await;
+                    return Ok(Stopped::Asked);
+                }
+                Err(Ended::Failed(f)) => return Err(f),
+            };
         let packet = match item {
-            Err(_) => {
-                return Err(failed(
-                    true,
-                    format!("no media for {:?}", options.stall_timeout),
-                ));
-            }
-            Ok(None) => return Err(failed(true, "the source closed the session")),
-            Ok(Some(Err(e))) => return Err(failed(true, e)),
             // Sender reports are not used: the tracks are aligned by
             // `RTP-Info`, as on retina's own path.
-            Ok(Some(Ok(PacketItem::Rtcp(_)))) => continue,
-            Ok(Some(Ok(PacketItem::Rtp(packet)))) => packet,
-            Ok(Some(Ok(_))) => continue,
+            PacketItem::Rtcp(_) => continue,
+            PacketItem::Rtp(packet) => packet,
+            _ => continue,
         };
         let index = packet.stream_id();
         if let Some(anchored) = anchored.get_mut(index)
