@@ -29,6 +29,7 @@ pub mod child_lines;
 pub mod metrics;
 pub mod netns;
 pub mod page;
+pub mod python;
 pub mod rtmp_viewers;
 pub mod srt;
 pub mod timed_reader;

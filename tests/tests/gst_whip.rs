@@ -15,10 +15,11 @@
 //! fingerprint written into the offer.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tidewater_tests::child_lines::ChildLines;
+use tidewater_tests::python::python_with;
 use tidewater_tests::{
     ProbedFrames, ServerCommand, catalog_codecs, ffprobe_frames_command, wait_live, workspace_root,
 };
@@ -28,21 +29,10 @@ use tidewater_tests::{
 fn python() -> Command {
     let check = "import gi, cryptography; gi.require_version('GstWebRTC', '1.0'); \
                  from gi.repository import GstWebRTC";
-    let python = ["/usr/bin/python3", "python3"]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .args(["-c", check])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .expect(
-            "python3 with GStreamer's WebRTC bindings (python3-gi, gir1.2-gst-plugins-bad-1.0, \
-             python3-cryptography): cargo xtask install",
-        );
-    Command::new(python)
+    python_with(
+        check,
+        "GStreamer's WebRTC bindings (python3-gi, gir1.2-gst-plugins-bad-1.0, python3-cryptography)",
+    )
 }
 
 fn helper() -> PathBuf {

@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tidewater_tests::child_lines::ChildLines;
+use tidewater_tests::python::python_with;
 use tidewater_tests::{
     FrameCrc, ServerCommand, ffmpeg_framecrc, ffmpeg_framecrc_input, wait_live, workspace_root,
 };
@@ -25,21 +26,11 @@ use tidewater_tests::{
 fn publisher(url: &str, seconds: u32) -> ChildLines {
     let check = "import gi, cryptography; gi.require_version('GstWebRTC', '1.0'); \
                  from gi.repository import GstWebRTC";
-    let python = ["/usr/bin/python3", "python3"]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .args(["-c", check])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .expect(
-            "python3 with GStreamer's WebRTC bindings (python3-gi, gir1.2-gst-plugins-bad-1.0, \
-             python3-cryptography): cargo xtask install",
-        );
-    let mut cmd = Command::new(python);
+    let python = python_with(
+        check,
+        "GStreamer's WebRTC bindings (python3-gi, gir1.2-gst-plugins-bad-1.0, python3-cryptography)",
+    );
+    let mut cmd = python;
     cmd.arg(workspace_root().join("tests/helpers/gst_whip_publish.py"))
         .arg(url)
         .arg(seconds.to_string());

@@ -9,10 +9,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tidewater_tests::auth::{exit_of, read_frames, rtmp_url, user_entry};
+use tidewater_tests::python::python_with;
 use tidewater_tests::{
     ChildGuard, FrameCrc, ProbedFrames, ServerCommand, catalog_codecs, ffmpeg_framecrc,
     ffmpeg_publish, ffprobe_frames_command, http_get, loopback_config, try_http_get, wait_live,
@@ -26,18 +27,9 @@ const PASSWORD: &str = "door p@ss";
 /// and AAC at `/stream1` behind Basic auth (`flags`: `--digest`,
 /// `--udp-only`); returns it with its URL.
 fn camera(port: u16, codec: &str, flags: &[&str]) -> (ChildGuard, String) {
-    let python = ["/usr/bin/python3", "python3"]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .args(["-c", "import gi"])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .expect("python3 with gi (python3-gi, gir1.2-gst-rtsp-server-1.0): cargo xtask install");
+    let mut python = python_with("import gi", "gi (python3-gi, gir1.2-gst-rtsp-server-1.0)");
     let mut child = ChildGuard(
-        Command::new(python)
+        python
             .arg(workspace_root().join("tests/helpers/rtsp_camera.py"))
             .args(["--port", &port.to_string(), "--codec", codec])
             .args(["--user", USER, "--password", PASSWORD])

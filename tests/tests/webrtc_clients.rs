@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use tidewater_tests::child_lines::ChildLines;
 use tidewater_tests::metrics::Scrape;
+use tidewater_tests::python::python_with;
 use tidewater_tests::{
     CLIP_VIDEO, ChildGuard, ServerCommand, ServerProcess, X264_LIVE, clip_audio, ffmpeg_realtime,
     fixed_gop, wait_live, workspace_root,
@@ -26,18 +27,7 @@ use tidewater_tests::{
 
 /// The Python with Debian's aiortc.
 fn python() -> Command {
-    let python = ["/usr/bin/python3", "python3"]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .args(["-c", "import aiortc"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .expect("python3 with aiortc (python3-aiortc): cargo xtask install");
-    Command::new(python)
+    python_with("import aiortc", "aiortc (python3-aiortc)")
 }
 
 fn helper(name: &str) -> PathBuf {

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use tidewater_tests::page::ChromiumPage;
+use tidewater_tests::python::python_with;
 use tidewater_tests::srt::ffmpeg_srt_url;
 use tidewater_tests::{
     ChildGuard, FrameCrc, ServerCommand, ServerProcess, catalog_codecs, ffmpeg_framecrc_command,
@@ -326,21 +327,11 @@ fn chromium_publishes_vp8_vp9_and_av1_over_whip_and_ll_hls_carries_them() {
 fn gstreamer_publishes_h265_over_whip_and_ll_hls_and_ts_carry_it() {
     let mut server = ServerCommand::with_config(CONFIG).spawn();
     let http = server.http_addr();
-    let python = ["/usr/bin/python3", "python3"]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .args([
-                    "-c",
-                    "import gi, cryptography; gi.require_version('GstWebRTC', '1.0')",
-                ])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .expect("python3 with GStreamer's WebRTC bindings: cargo xtask install");
-    let mut cmd = Command::new(python);
+    let python = python_with(
+        "import gi, cryptography; gi.require_version('GstWebRTC', '1.0')",
+        "GStreamer's WebRTC bindings",
+    );
+    let mut cmd = python;
     cmd.arg(tidewater_tests::workspace_root().join("tests/helpers/gst_whip_publish.py"))
         .arg(format!("http://{http}/whip/live/hevc"))
         .arg("25")
