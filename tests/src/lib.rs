@@ -347,16 +347,7 @@ impl ServerProcess {
 
     /// Sends a signal (`TERM`, `INT`, …) with `kill`.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
-        assert!(
-            status.success(),
-            "kill -{name} {} failed: {status}",
-            self.pid()
-        );
+        send_signal(self.pid(), name);
     }
 
     /// Waits for the process to exit; `None` if it is still running after `timeout`.
@@ -504,7 +495,23 @@ impl Drop for ChildGuard {
     }
 }
 
+/// Sends the signal `name` (`TERM`, `INT`, …) to process `pid` with `kill`.
+fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run kill: {e}"));
+    assert!(status.success(), "kill -{name} {pid} failed: {status}");
+}
+
 impl ChildGuard {
+    /// Sends a signal (`TERM`, `INT`, …) with `kill`: `INT` stops ffmpeg
+    /// cleanly, as Ctrl-C does.
+    pub fn signal(&self, name: &str) {
+        send_signal(self.0.id(), name);
+    }
+
     /// Waits up to `timeout` for the process to end by itself: its exit
     /// status, or `None` if it still runs.
     pub fn wait_for(&mut self, timeout: Duration) -> Option<ExitStatus> {

@@ -553,7 +553,10 @@ fn decoded(report: &str) -> u64 {
 fn chromium_plays_an_rtmp_publish_over_whep_across_a_republish() {
     let mut server = ServerCommand::with_config(CONFIG).spawn();
     let (http, rtmp) = (server.http_addr(), server.rtmp_addr());
-    let mut first = readme_publish(&format!("rtmp://{rtmp}/live/cam1"), 8);
+    // Long enough for a slow browser start; stopped below once playback is
+    // checked (a fixed short publish raced Chromium's start on a busy CI
+    // machine: the audio check ran after the publish had ended).
+    let mut first = readme_publish(&format!("rtmp://{rtmp}/live/cam1"), 120);
     let _bframes = ChildGuard(
         ffmpeg_publish_bframes_command(&format!("rtmp://{rtmp}/live/bframes"), 30, 50)
             .stdout(Stdio::null())
@@ -639,8 +642,10 @@ fn chromium_plays_an_rtmp_publish_over_whep_across_a_republish() {
         "{summary}"
     );
 
-    // The publisher stops; another publishes 1 s later: the same WHEP
-    // session keeps playing (the stream's follow grace).
+    // The publisher stops (ffmpeg's own clean stop on SIGINT); another
+    // publishes 1 s later: the same WHEP session keeps playing (the
+    // stream's follow grace).
+    first.signal("INT");
     assert!(
         first.wait_for(Duration::from_secs(20)).is_some(),
         "the first publish ends"
