@@ -99,12 +99,17 @@ impl PayloadFormat for Av1Format {
 /// Splits a low overhead temporal unit into RTP payloads of at most
 /// `max_payload` bytes: each OBU without its size field, one element per
 /// packet (W = 1), fragmented with Z/Y; N on a keyframe's first packet; the
-/// marker on the last. For tests and for senders of AV1.
+/// marker on the last. Temporal delimiters and tile lists are left out, as
+/// the payload format says a sender should. For tests and for senders of
+/// AV1 (WHEP).
 pub fn packetize_av1(temporal_unit: &[u8], max_payload: usize, out: &mut Vec<(bool, Bytes)>) {
     let keyframe = av1_is_keyframe(temporal_unit);
     let room = max_payload.saturating_sub(1).max(1);
     let mut packets: Vec<Vec<u8>> = Vec::new();
-    for (_, obu, payload) in crate::codec::av1::sized_obus(temporal_unit) {
+    for (kind, obu, payload) in crate::codec::av1::sized_obus(temporal_unit) {
+        if kind == obu_type::TEMPORAL_DELIMITER || kind == obu_type::TILE_LIST {
+            continue;
+        }
         let header_len = if obu.first().is_some_and(|h| h & 0x04 != 0) {
             2
         } else {
@@ -149,7 +154,7 @@ pub fn sized_obu(kind: u8, payload: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::codec::av1::tests::sequence_payload;
-    use crate::rtp::RtpPacket;
+    use crate::rtp::vp9::tests::push_packetized;
 
     fn key() -> Vec<u8> {
         let mut tu = sized_obu(obu_type::SEQUENCE_HEADER, &sequence_payload());
@@ -166,24 +171,8 @@ mod tests {
         let key = key();
         let inter = sized_obu(obu_type::FRAME, &[0x20, 1, 2, 3]);
         let mut d = Av1Depacketizer::new();
-        let mut out = Vec::new();
-        let mut seq = 0;
-        for (ts, tu) in [(0u32, &inter), (3000, &key), (6000, &inter)] {
-            let mut payloads = Vec::new();
-            packetize_av1(tu, 100, &mut payloads);
-            for (marker, p) in payloads {
-                let packet = RtpPacket {
-                    marker,
-                    payload_type: 45,
-                    sequence: seq,
-                    timestamp: ts,
-                    ssrc: 1,
-                    payload: p,
-                };
-                d.push(&packet, &mut out).expect("valid");
-                seq += 1;
-            }
-        }
+        let units = [(0u32, &inter[..]), (3000, &key[..]), (6000, &inter[..])];
+        let out = push_packetized(&mut d, &units, packetize_av1, 100, 45, 0);
         assert_eq!(out.len(), 2, "{out:?}");
         assert!(out[0].keyframe && !out[1].keyframe);
         assert_eq!(out[0].data[..], key[..]);

@@ -116,10 +116,49 @@ pub fn packetize_vp9(frame: &[u8], max_payload: usize, out: &mut Vec<(bool, Byte
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::codec::vpx::tests::pack;
     use crate::rtp::RtpPacket;
+    use crate::rtp::frames::VideoFrame;
+
+    /// A packetizer of this module or AV1's: frame, payload size, payloads out.
+    pub(crate) type Packetize = fn(&[u8], usize, &mut Vec<(bool, Bytes)>);
+
+    /// Packetizes each `(timestamp, frame)` with `packetize` at
+    /// `max_payload` and pushes every packet into `d` in order (payload
+    /// type `payload_type`, sequence numbers counting up from `first_seq`):
+    /// the frames `d` gave back. Each push must succeed. The VP9 and AV1
+    /// tests share it; it sits here, as `pack` sits in the VPX tests,
+    /// because only those two use it and `rtp/frames.rs` is not test code.
+    pub(crate) fn push_packetized<F: PayloadFormat>(
+        d: &mut FrameDepacketizer<F>,
+        frames: &[(u32, &[u8])],
+        packetize: Packetize,
+        max_payload: usize,
+        payload_type: u8,
+        first_seq: u16,
+    ) -> Vec<VideoFrame> {
+        let mut out = Vec::new();
+        let mut seq = first_seq;
+        for &(ts, frame) in frames {
+            let mut payloads = Vec::new();
+            packetize(frame, max_payload, &mut payloads);
+            for (marker, p) in payloads {
+                let packet = RtpPacket {
+                    marker,
+                    payload_type,
+                    sequence: seq,
+                    timestamp: ts,
+                    ssrc: 1,
+                    payload: p,
+                };
+                d.push(&packet, &mut out).expect("valid");
+                seq += 1;
+            }
+        }
+        out
+    }
 
     fn keyframe() -> Vec<u8> {
         let mut bits = String::from("10 0 0 0 0 1 0 010010011000001101000010 001 0");
@@ -134,24 +173,8 @@ mod tests {
         let key = keyframe();
         let inter: Vec<u8> = [0x86].into_iter().chain(0..120).collect();
         let mut d = Vp9Depacketizer::new();
-        let mut out = Vec::new();
-        let mut seq = 10;
-        for (ts, frame) in [(0u32, &inter), (3000, &key), (6000, &inter)] {
-            let mut payloads = Vec::new();
-            packetize_vp9(frame, 64, &mut payloads);
-            for (marker, p) in payloads {
-                let packet = RtpPacket {
-                    marker,
-                    payload_type: 98,
-                    sequence: seq,
-                    timestamp: ts,
-                    ssrc: 1,
-                    payload: p,
-                };
-                d.push(&packet, &mut out).expect("valid");
-                seq += 1;
-            }
-        }
+        let frames = [(0u32, &inter[..]), (3000, &key[..]), (6000, &inter[..])];
+        let out = push_packetized(&mut d, &frames, packetize_vp9, 64, 98, 10);
         let got: Vec<(u32, bool, usize)> = out
             .iter()
             .map(|f| (f.timestamp, f.keyframe, f.data.len()))
