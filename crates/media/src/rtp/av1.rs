@@ -99,17 +99,12 @@ impl PayloadFormat for Av1Format {
 /// Splits a low overhead temporal unit into RTP payloads of at most
 /// `max_payload` bytes: each OBU without its size field, one element per
 /// packet (W = 1), fragmented with Z/Y; N on a keyframe's first packet; the
-/// marker on the last. Temporal delimiters and tile lists are left out, as
-/// the payload format says a sender should. For tests and for senders of
-/// AV1 (WHEP).
+/// marker on the last. For tests and for senders of AV1.
 pub fn packetize_av1(temporal_unit: &[u8], max_payload: usize, out: &mut Vec<(bool, Bytes)>) {
     let keyframe = av1_is_keyframe(temporal_unit);
     let room = max_payload.saturating_sub(1).max(1);
     let mut packets: Vec<Vec<u8>> = Vec::new();
-    for (kind, obu, payload) in crate::codec::av1::sized_obus(temporal_unit) {
-        if kind == obu_type::TEMPORAL_DELIMITER || kind == obu_type::TILE_LIST {
-            continue;
-        }
+    for (_, obu, payload) in crate::codec::av1::sized_obus(temporal_unit) {
         let header_len = if obu.first().is_some_and(|h| h & 0x04 != 0) {
             2
         } else {
