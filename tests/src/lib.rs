@@ -26,6 +26,7 @@ pub mod abuse;
 pub mod auth;
 pub mod browser;
 pub mod child_lines;
+pub mod decoded;
 pub mod metrics;
 pub mod netns;
 pub mod page;

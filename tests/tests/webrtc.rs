@@ -11,10 +11,11 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use tidewater_tests::decoded::{assert_decoded_video, ffmpeg_decode_within, sorted_catalog_codecs};
 use tidewater_tests::page::ChromiumPage;
 use tidewater_tests::srt::ffmpeg_srt_url;
 use tidewater_tests::{
-    ChildGuard, FrameCrc, ServerCommand, catalog_codecs, curl_command, ffmpeg_framecrc_command,
+    ChildGuard, FrameCrc, ServerCommand, catalog_codecs, curl_command,
     ffmpeg_publish_bframes_command, ffmpeg_realtime, wait_live,
 };
 
@@ -157,28 +158,6 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// ffmpeg's framecrc of `url` (input options `input`, output options
-/// `output`), killed after `timeout`: what it decoded and whether it ended
-/// by itself.
-fn read_frames(input: &[&str], url: &str, output: &[&str], timeout: Duration) -> (FrameCrc, bool) {
-    let mut child = ChildGuard(
-        ffmpeg_framecrc_command(input, url, output)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut text);
-        text
-    });
-    let ended = child.wait_for(timeout).is_some();
-    drop(child);
-    (FrameCrc::parse(&reader.join().unwrap_or_default()), ended)
-}
-
 /// What ffmpeg prints reading `url` for a few seconds (for failure messages).
 fn ffmpeg_says(url: &str) -> String {
     let mut child = ChildGuard(
@@ -298,11 +277,7 @@ fn chromium_publishes_over_whip_and_ffmpeg_decodes_it_over_rtmp_and_ll_hls() {
 
     let live = wait_live(http, "live/webcam", Duration::from_secs(30));
     assert_eq!(live["protocol"], "whip", "{live}");
-    let mut codecs: Vec<String> = catalog_codecs(&live)
-        .iter()
-        .filter_map(|c| c.as_str().map(str::to_owned))
-        .collect();
-    codecs.sort();
+    let codecs = sorted_catalog_codecs(&live);
     assert_eq!(codecs, ["H264", "Opus"], "{live}");
     let patch = json(
         &browser
@@ -355,7 +330,7 @@ fn chromium_publishes_over_whip_and_ffmpeg_decodes_it_over_rtmp_and_ll_hls() {
     .into_iter()
     .map(|(name, url, input, output)| {
         std::thread::spawn(move || {
-            let crc = read_frames(input, &url, output, Duration::from_secs(40));
+            let crc = ffmpeg_decode_within(input, &url, output, Duration::from_secs(40));
             (name, url, crc)
         })
     })
@@ -368,20 +343,9 @@ fn chromium_publishes_over_whip_and_ffmpeg_decodes_it_over_rtmp_and_ll_hls() {
             "{summary}: ffmpeg did not finish 5 s in time; it says:\n{}",
             ffmpeg_says(&url)
         );
-        let video = crc
-            .codecs
-            .iter()
-            .position(|c| c == "rawvideo")
-            .unwrap_or_else(|| panic!("{summary}: no decoded video")) as u32;
-        let frames = crc.stream(video);
-        // Chromium's fake camera runs at up to 30 fps; a busy machine gives fewer.
-        assert!(frames.len() >= 50, "{summary}: {} frames", frames.len());
-        // 640x480 YUV 4:2:0.
-        assert!(
-            frames.iter().all(|f| f.size == 640 * 480 * 3 / 2),
-            "{summary}"
-        );
-        assert!(crc.monotonic(), "{summary}: timestamps go backwards");
+        // Chromium's fake camera runs at up to 30 fps; a busy machine gives
+        // fewer. 640x480 YUV 4:2:0.
+        assert_decoded_video(&crc, &summary, 50, 640, 480);
         let audio = crc
             .codecs
             .iter()
@@ -475,7 +439,7 @@ fn chromium_whip_publish_gets_periodic_keyframes_for_late_readers() {
     .into_iter()
     .map(|(name, url)| {
         std::thread::spawn(move || {
-            let crc = read_frames(&[], &url, &["-t", "4"], Duration::from_secs(40));
+            let crc = ffmpeg_decode_within(&[], &url, &["-t", "4"], Duration::from_secs(40));
             (name, url, crc)
         })
     })
@@ -493,18 +457,7 @@ fn chromium_whip_publish_gets_periodic_keyframes_for_late_readers() {
             "{summary}: ffmpeg did not finish 4 s in time; it says:\n{}",
             ffmpeg_says(&url)
         );
-        let video = crc
-            .codecs
-            .iter()
-            .position(|c| c == "rawvideo")
-            .unwrap_or_else(|| panic!("{summary}: no decoded video")) as u32;
-        let frames = crc.stream(video);
-        assert!(frames.len() >= 30, "{summary}: {} frames", frames.len());
-        assert!(
-            frames.iter().all(|f| f.size == 640 * 480 * 3 / 2),
-            "{summary}"
-        );
-        assert!(crc.monotonic(), "{summary}: timestamps go backwards");
+        assert_decoded_video(&crc, &summary, 30, 640, 480);
     }
     // LL-HLS cut segments on the requested keyframes, and parts that
     // start with one say so.

@@ -10,16 +10,14 @@
 //! the VP8 stream (frames decoded and shown).
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use tidewater_tests::decoded::{assert_decoded_video, ffmpeg_decode_within, sorted_catalog_codecs};
 use tidewater_tests::page::ChromiumPage;
 use tidewater_tests::python::python_with;
 use tidewater_tests::srt::ffmpeg_srt_url;
-use tidewater_tests::{
-    ChildGuard, FrameCrc, ServerCommand, ServerProcess, catalog_codecs, ffmpeg_framecrc_command,
-    run_until, wait_live,
-};
+use tidewater_tests::{ServerCommand, ServerProcess, run_until, wait_live};
 
 const CONFIG: &str = "[http]\nlisten = \"127.0.0.1:0\"\n";
 
@@ -116,27 +114,6 @@ fn probe_video(url: &str) -> (String, String) {
     (first.unwrap_or_default().trim().to_owned(), run.stderr)
 }
 
-/// ffmpeg's framecrc of 5 s of `url`, killed after 40 s: what it decoded
-/// and whether it ended by itself.
-fn decode_five_seconds(url: &str) -> (FrameCrc, bool) {
-    let mut child = ChildGuard(
-        ffmpeg_framecrc_command(&[], url, &["-t", "5"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ffmpeg"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut text);
-        text
-    });
-    let ended = child.wait_for(Duration::from_secs(40)).is_some();
-    drop(child);
-    (FrameCrc::parse(&reader.join().unwrap_or_default()), ended)
-}
-
 /// Chromium publishes in `mime`; the stream's catalog names `catalog`, and
 /// ffprobe `probe` over LL-HLS, which ffmpeg decodes.
 fn publish_and_read_ll_hls(
@@ -169,11 +146,7 @@ fn publish_and_read_ll_hls(
         "{mime}: the answer {answer}"
     );
     let live = wait_live(http, &format!("live/{stream}"), Duration::from_secs(30));
-    let mut codecs: Vec<String> = catalog_codecs(&live)
-        .iter()
-        .filter_map(|c| c.as_str().map(str::to_owned))
-        .collect();
-    codecs.sort();
+    let codecs = sorted_catalog_codecs(&live);
     let mut expected = vec![catalog.to_owned(), "Opus".to_owned()];
     expected.sort();
     assert_eq!(codecs, expected, "{live}");
@@ -193,26 +166,15 @@ fn publish_and_read_ll_hls(
         format!("{probe},640,480"),
         "ffprobe of {dash}: {stderr}"
     );
-    let (crc, ended) = decode_five_seconds(&url);
+    let (crc, ended) = ffmpeg_decode_within(&[], &url, &["-t", "5"], Duration::from_secs(40));
     let summary = format!(
         "{mime} over LL-HLS: codecs {:?}, {} lines",
         crc.codecs,
         crc.lines.len()
     );
     assert!(ended, "{summary}: ffmpeg did not finish 5 s in time");
-    let video = crc
-        .codecs
-        .iter()
-        .position(|c| c == "rawvideo")
-        .unwrap_or_else(|| panic!("{summary}: no decoded video")) as u32;
-    let frames = crc.stream(video);
     // The fake camera runs at up to 30 fps; a busy machine gives fewer.
-    assert!(frames.len() >= 50, "{summary}: {} frames", frames.len());
-    assert!(
-        frames.iter().all(|f| f.size == 640 * 480 * 3 / 2),
-        "{summary}"
-    );
-    assert!(crc.monotonic(), "{summary}: timestamps go backwards");
+    let frames = assert_decoded_video(&crc, &summary, 50, 640, 480);
     let audio = crc.codecs.iter().position(|c| c.starts_with("pcm_"));
     assert!(
         audio.is_some_and(|a| crc.stream(a as u32).len() >= 150),
@@ -342,11 +304,7 @@ fn gstreamer_publishes_h265_over_whip_and_ll_hls_and_ts_carry_it() {
     });
     assert_eq!(status.as_deref(), Some("201"), "{}", server.output());
     let live = wait_live(http, "live/hevc", Duration::from_secs(30));
-    let mut codecs: Vec<String> = catalog_codecs(&live)
-        .iter()
-        .filter_map(|c| c.as_str().map(str::to_owned))
-        .collect();
-    codecs.sort();
+    let codecs = sorted_catalog_codecs(&live);
     assert_eq!(codecs, ["H265", "Opus"], "{live}");
     for (what, url) in [
         (
@@ -357,22 +315,11 @@ fn gstreamer_publishes_h265_over_whip_and_ll_hls_and_ts_carry_it() {
     ] {
         let (probed, stderr) = probe_video(&url);
         assert_eq!(probed, "hevc,320,240", "ffprobe over {what}: {stderr}");
-        let (crc, ended) = decode_five_seconds(&url);
+        let (crc, ended) = ffmpeg_decode_within(&[], &url, &["-t", "5"], Duration::from_secs(40));
         let summary = format!("H.265 over {what}: codecs {:?}", crc.codecs);
         assert!(ended, "{summary}: ffmpeg did not finish 5 s in time");
-        let video = crc
-            .codecs
-            .iter()
-            .position(|c| c == "rawvideo")
-            .unwrap_or_else(|| panic!("{summary}: no decoded video")) as u32;
-        let frames = crc.stream(video);
         // 25 fps for 5 s; a busy machine gives fewer.
-        assert!(frames.len() >= 50, "{summary}: {} frames", frames.len());
-        assert!(
-            frames.iter().all(|f| f.size == 320 * 240 * 3 / 2),
-            "{summary}"
-        );
-        assert!(crc.monotonic(), "{summary}: timestamps go backwards");
+        let frames = assert_decoded_video(&crc, &summary, 50, 320, 240);
         eprintln!("{summary}: {} video frames", frames.len());
     }
 }
