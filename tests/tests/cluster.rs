@@ -1045,7 +1045,7 @@ fn the_relay_port_closes_garbage_truncated_and_oversized_messages_and_the_stream
         let edge_before = relay_peer(&pulled);
 
         let relay = SocketAddr::from((a.host.addr(), RELAY_PORT));
-        // The origin gives a peer 5 s to say hello.
+        // The origin gives a peer 5 s to say hello (`relay_hello_timeout_ms`'s default).
         let limit = Duration::from_secs(15);
         // A hello (type 1) announcing 200 body bytes, of which 24 come.
         let mut truncated_hello = vec![1u8, 0, 0, 0, 200];
@@ -1089,7 +1089,7 @@ fn the_relay_port_closes_garbage_truncated_and_oversized_messages_and_the_stream
             // Each line says what happened in the relay's words.
             let says = match what.as_str() {
                 "relay oversized length" => "over the 65536-byte limit of a hello",
-                "relay truncated hello" => "the relay's fixed hello timeout",
+                "relay truncated hello" => "([cluster] relay_hello_timeout_ms)",
                 // Garbage, and a frame message where the hello belongs.
                 _ => "not a relay hello",
             };

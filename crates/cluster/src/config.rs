@@ -4,6 +4,19 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How long an edge has to send its whole hello by default (the relay's
+/// `relay_hello_timeout`): an edge sends it at once after connecting.
+pub const DEFAULT_RELAY_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most relay connections at once by default (`relay_max_connections`).
+pub const DEFAULT_RELAY_MAX_CONNECTIONS: usize = 4096;
+/// The shortest hello timeout accepted: an edge on a slow link still gets its
+/// connect's round trips and a hello of a few hundred bytes through.
+pub const MIN_RELAY_HELLO_TIMEOUT: Duration = Duration::from_millis(100);
+/// The longest hello timeout accepted: past it, a peer that connects and says
+/// nothing holds a slot of `relay_max_connections` for longer than any edge
+/// needs.
+pub const MAX_RELAY_HELLO_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// A node's cluster settings (the server's `[cluster]` section).
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
@@ -37,6 +50,14 @@ pub struct ClusterConfig {
     /// on another node before it stops (readers here follow it within
     /// this and their follow grace: a discontinuity, not an end).
     pub failover_grace: Duration,
+    /// How long a connection to the relay port has to send its whole hello
+    /// before it is closed (default [`DEFAULT_RELAY_HELLO_TIMEOUT`]; between
+    /// [`MIN_RELAY_HELLO_TIMEOUT`] and [`MAX_RELAY_HELLO_TIMEOUT`]).
+    pub relay_hello_timeout: Duration,
+    /// The most relay connections open at once (each edge holds one per
+    /// stream it pulls); past it, new ones are closed at once (default
+    /// [`DEFAULT_RELAY_MAX_CONNECTIONS`]; at least 1).
+    pub relay_max_connections: usize,
 }
 
 impl ClusterConfig {
@@ -60,6 +81,8 @@ impl ClusterConfig {
             idle_grace: Duration::from_secs(10),
             pull_wait: Duration::from_secs(5),
             failover_grace: Duration::from_secs(20),
+            relay_hello_timeout: DEFAULT_RELAY_HELLO_TIMEOUT,
+            relay_max_connections: DEFAULT_RELAY_MAX_CONNECTIONS,
         }
     }
 
@@ -82,9 +105,62 @@ impl ClusterConfig {
         if self.lease_ttl < Duration::from_secs(2) {
             return Err("lease_ttl must be at least 2 s".into());
         }
+        if !(MIN_RELAY_HELLO_TIMEOUT..=MAX_RELAY_HELLO_TIMEOUT).contains(&self.relay_hello_timeout)
+        {
+            return Err(format!(
+                "relay_hello_timeout must be between {} and {} ms, not {} ms",
+                MIN_RELAY_HELLO_TIMEOUT.as_millis(),
+                MAX_RELAY_HELLO_TIMEOUT.as_millis(),
+                self.relay_hello_timeout.as_millis()
+            ));
+        }
+        if self.relay_max_connections == 0 {
+            return Err("relay_max_connections must be at least 1".into());
+        }
         if self.relay_advertise.ip().is_unspecified() || self.relay_advertise.port() == 0 {
             return Err("the relay address other nodes connect to must be a concrete address and port (set relay_advertise)".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, reason = "tests fail by panicking")]
+mod tests {
+    use super::*;
+
+    fn config() -> ClusterConfig {
+        ClusterConfig::new(
+            vec!["http://127.0.0.1:2379".into()],
+            "a",
+            SocketAddr::from(([127, 0, 0, 1], 7935)),
+            "0123456789abcdef",
+        )
+    }
+
+    #[test]
+    fn relay_limits_default_to_the_former_constants_and_are_bounded() {
+        let c = config();
+        assert_eq!(c.relay_hello_timeout, Duration::from_secs(5));
+        assert_eq!(c.relay_max_connections, 4096);
+        c.validate().expect("defaults are valid");
+
+        for (ms, ok) in [(99, false), (100, true), (60_000, true), (60_001, false)] {
+            let mut c = config();
+            c.relay_hello_timeout = Duration::from_millis(ms);
+            match c.validate() {
+                Ok(()) => assert!(ok, "{ms} ms accepted"),
+                Err(e) => {
+                    assert!(!ok, "{ms} ms refused: {e}");
+                    assert!(e.contains("relay_hello_timeout"), "{e}");
+                }
+            }
+        }
+        let mut c = config();
+        c.relay_max_connections = 0;
+        let e = c.validate().expect_err("no connections");
+        assert!(e.contains("relay_max_connections"), "{e}");
+        c.relay_max_connections = 1;
+        c.validate().expect("one connection");
     }
 }

@@ -150,7 +150,10 @@
 //! A new version of the format changes the hello's version byte; an origin
 //! refuses a version it does not speak by name. The origin tells a hello
 //! from anything else by its first five bytes (type 1, at most 64 KiB) and
-//! waits 5 s for the rest; whatever else reaches the port is closed
+//! waits `relay_hello_timeout` (5 s by default; `[cluster]
+//! relay_hello_timeout_ms`) for the rest, with at most
+//! `relay_max_connections` (4096) relay connections open at once; whatever
+//! else reaches the port is closed
 //! unanswered, with a WARN line naming the peer and the cause (at most 20
 //! per 10 s, then a count of those left out) and a count in
 //! `tidewater_listener_refusals_total{listener="relay",reason=…}`. [`RelayCodec`] is sans-IO
@@ -213,7 +216,10 @@ mod error;
 mod node;
 pub mod relay;
 
-pub use config::ClusterConfig;
+pub use config::{
+    ClusterConfig, DEFAULT_RELAY_HELLO_TIMEOUT, DEFAULT_RELAY_MAX_CONNECTIONS,
+    MAX_RELAY_HELLO_TIMEOUT, MIN_RELAY_HELLO_TIMEOUT,
+};
 pub use directory::StreamMap;
 pub use edge::Edges;
 pub use error::{Error, Result};

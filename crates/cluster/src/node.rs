@@ -42,7 +42,10 @@ impl Cluster {
         shutdown: CancellationToken,
     ) -> Result<Cluster> {
         config.validate().map_err(Error::Config)?;
-        let relay = Arc::new(RelayServer::new(engine.clone(), Arc::clone(&secret)));
+        let relay = Arc::new(
+            RelayServer::new(engine.clone(), Arc::clone(&secret))
+                .with_limits(config.relay_hello_timeout, config.relay_max_connections),
+        );
         let bound = relay.bound();
         let serving = tokio::spawn({
             let (relay, token, listen) =

@@ -16,10 +16,6 @@ use super::VERSION;
 use super::codec::{Message, RelayCodec};
 use crate::error::Error;
 
-/// How long an edge has to send its whole hello. Fixed, not a setting: an
-/// edge sends it at once after connecting.
-pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// The largest hello body accepted: magic, version and three short strings
 /// (node id, cluster secret, `app/stream`) fit many times over. Checked
 /// before the body is buffered, so that a peer announcing a big first
@@ -54,10 +50,12 @@ pub(crate) enum Failure {
         /// The announced body length.
         len: usize,
     },
-    /// No complete hello within [`HELLO_TIMEOUT`].
+    /// No complete hello within the relay's hello timeout.
     Timeout {
         /// Bytes received by then.
         got: usize,
+        /// That timeout (`[cluster] relay_hello_timeout_ms`).
+        limit: Duration,
     },
     /// The peer closed the connection before its hello was complete.
     Closed {
@@ -100,10 +98,11 @@ impl fmt::Display for Failure {
                 f,
                 "its hello announces {len} bytes, over the {HELLO_MAX}-byte limit of a hello"
             ),
-            Failure::Timeout { got } => write!(
+            Failure::Timeout { got, limit } => write!(
                 f,
-                "no complete hello within {}s, the relay's fixed hello timeout ({got} bytes came)",
-                HELLO_TIMEOUT.as_secs()
+                "no complete hello within {} ms, the relay's hello timeout \
+                 ([cluster] relay_hello_timeout_ms) ({got} bytes came)",
+                limit.as_millis()
             ),
             Failure::Closed { got: 0 } => f.write_str("the peer closed it without sending a hello"),
             Failure::Closed { got } => write!(
@@ -154,10 +153,11 @@ fn decode(buf: &mut BytesMut) -> Result<Option<Hello>, Failure> {
     }
 }
 
-/// Reads the hello, within [`HELLO_TIMEOUT`].
+/// Reads the hello, within `limit` (the relay's hello timeout).
 pub(crate) async fn read_hello(
     socket: &mut TcpStream,
     buf: &mut BytesMut,
+    limit: Duration,
 ) -> Result<Hello, Failure> {
     let mut got = 0usize;
     let read = async {
@@ -172,8 +172,8 @@ pub(crate) async fn read_hello(
             }
         }
     };
-    let outcome = tokio::time::timeout(HELLO_TIMEOUT, read).await;
-    outcome.unwrap_or(Err(Failure::Timeout { got }))
+    let outcome = tokio::time::timeout(limit, read).await;
+    outcome.unwrap_or(Err(Failure::Timeout { got, limit }))
 }
 
 #[cfg(test)]
@@ -252,9 +252,15 @@ mod tests {
 
     #[test]
     fn the_timeout_line_names_the_timeout_and_what_came() {
-        let line = Failure::Timeout { got: 29 }.to_string();
+        let line = Failure::Timeout {
+            got: 29,
+            limit: Duration::from_millis(2500),
+        }
+        .to_string();
         assert!(
-            line.contains("5s") && line.contains("hello timeout") && line.contains("29 bytes"),
+            line.contains("2500 ms")
+                && line.contains("[cluster] relay_hello_timeout_ms")
+                && line.contains("29 bytes"),
             "{line}"
         );
         assert_eq!(

@@ -22,6 +22,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use super::codec::{Message, RefuseCode, RelayCodec};
 use super::hello::{Failure, Hello, read_hello};
 use crate::admission::AdmissionSlot;
+use crate::config::{DEFAULT_RELAY_HELLO_TIMEOUT, DEFAULT_RELAY_MAX_CONNECTIONS};
 use crate::error::{Error, Result};
 
 /// The protocol name relay sessions carry (listed with the sessions, and
@@ -38,10 +39,6 @@ const RELAY_START_VIDEO_FRAMES: usize = 40;
 /// `tidewater_listener_*{listener="relay"}`): connections, and those closed
 /// before a pull started, by cause.
 pub const LISTENER: &str = "relay";
-/// Most relay connections at once (each edge holds one per stream it
-/// pulls): past it, new connections are closed at once, so that whoever
-/// reaches the port cannot make the origin hold unbounded sockets.
-pub const MAX_CONNECTIONS: usize = 4096;
 /// How often an idle relay says it is alive.
 pub(crate) const PING_EVERY: Duration = Duration::from_secs(1);
 
@@ -125,16 +122,37 @@ pub struct RelayServer {
     engine: Engine,
     secret: Arc<ClusterSecret>,
     bound: Arc<BoundAddr>,
+    /// How long a connection has to send its hello.
+    hello_timeout: Duration,
+    /// Most relay connections at once (each edge holds one per stream it
+    /// pulls): past it, new connections are closed at once, so that whoever
+    /// reaches the port cannot make the origin hold unbounded sockets.
+    max_connections: usize,
 }
 
 impl RelayServer {
-    /// A listener serving `engine`'s streams to edges that know `secret`.
+    /// A listener serving `engine`'s streams to edges that know `secret`,
+    /// with the default limits ([`DEFAULT_RELAY_HELLO_TIMEOUT`],
+    /// [`DEFAULT_RELAY_MAX_CONNECTIONS`]).
     pub fn new(engine: Engine, secret: Arc<ClusterSecret>) -> Self {
         RelayServer {
             engine,
             secret,
             bound: Arc::new(BoundAddr::new()),
+            hello_timeout: DEFAULT_RELAY_HELLO_TIMEOUT,
+            max_connections: DEFAULT_RELAY_MAX_CONNECTIONS,
         }
+    }
+
+    /// The same, closing a connection that has not sent its whole hello
+    /// within `hello_timeout`, and any past `max_connections` open at once
+    /// (`[cluster] relay_hello_timeout_ms` and `relay_max_connections`;
+    /// [`ClusterConfig::validate`](crate::ClusterConfig::validate) bounds
+    /// them).
+    pub fn with_limits(mut self, hello_timeout: Duration, max_connections: usize) -> Self {
+        self.hello_timeout = hello_timeout;
+        self.max_connections = max_connections;
+        self
     }
 
     /// Where it listens, once bound.
@@ -162,19 +180,21 @@ impl RelayServer {
                             continue;
                         }
                     };
-                    if connections.len() >= MAX_CONNECTIONS {
+                    if connections.len() >= self.max_connections {
                         stats.refused("too_many_connections");
                         if let Some(note) = stats.log_limit().check_now() {
-                            tracing::warn!(%peer, "relay: closed the connection from {peer}: {MAX_CONNECTIONS} relay connections are open already (the relay's fixed limit){note}");
+                            let max = self.max_connections;
+                            tracing::warn!(%peer, "relay: closed the connection from {peer}: {max} relay connections are open already ([cluster] relay_max_connections){note}");
                         }
                         drop(socket);
                         continue;
                     }
                     let (engine, secret, stop) = (self.engine.clone(), Arc::clone(&self.secret), shutdown.clone());
+                    let hello_timeout = self.hello_timeout;
                     let stats = Arc::clone(&stats);
                     connections.spawn(async move {
                         let _open = stats.accepted();
-                        serve_edge(engine, secret, socket, peer, stop, &stats).await;
+                        serve_edge(engine, secret, socket, peer, stop, &stats, hello_timeout).await;
                     });
                 }
             }
@@ -243,10 +263,11 @@ async fn serve_edge(
     peer: SocketAddr,
     shutdown: CancellationToken,
     stats: &ListenerStats,
+    hello_timeout: Duration,
 ) {
     let _ = socket.set_nodelay(true);
     let mut inbuf = BytesMut::new();
-    let hello = match read_hello(&mut socket, &mut inbuf).await {
+    let hello = match read_hello(&mut socket, &mut inbuf, hello_timeout).await {
         Ok(hello) => hello,
         Err(failure) => {
             stats.refused(failure.reason());

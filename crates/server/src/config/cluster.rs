@@ -10,6 +10,8 @@
 //! relay_advertise = "10.0.0.1:7935"   # what other nodes connect to
 //! advertise = ["rtmp://10.0.0.1:1935/", "http://10.0.0.1:8888/"]
 //! lease_ttl_ms = 10000
+//! relay_hello_timeout_ms = 5000       # a relay connection's time to say hello
+//! relay_max_connections = 4096        # relay connections open at once
 //! ```
 
 use std::net::SocketAddr;
@@ -58,6 +60,15 @@ pub struct ClusterSection {
     /// another node before ending it (default 20000).
     #[serde(default = "default_failover_grace_ms")]
     pub failover_grace_ms: u64,
+    /// How long a connection to the relay port has to send its whole hello
+    /// before it is closed (default 5000, 100–60000).
+    #[serde(default = "default_relay_hello_timeout_ms")]
+    pub relay_hello_timeout_ms: u64,
+    /// The most relay connections open at once, each edge holding one per
+    /// stream it pulls; past it, new ones are closed at once (default 4096,
+    /// at least 1).
+    #[serde(default = "default_relay_max_connections")]
+    pub relay_max_connections: usize,
     /// etcd user, when etcd has auth enabled.
     #[serde(default)]
     pub etcd_user: Option<String>,
@@ -97,6 +108,12 @@ fn default_pull_wait_ms() -> u64 {
 fn default_failover_grace_ms() -> u64 {
     20_000
 }
+fn default_relay_hello_timeout_ms() -> u64 {
+    u64::try_from(tidewater::cluster::DEFAULT_RELAY_HELLO_TIMEOUT.as_millis()).unwrap_or(5_000)
+}
+fn default_relay_max_connections() -> usize {
+    tidewater::cluster::DEFAULT_RELAY_MAX_CONNECTIONS
+}
 
 impl ClusterSection {
     /// The node's cluster settings, checked.
@@ -113,6 +130,27 @@ impl ClusterSection {
         c.idle_grace = Duration::from_millis(self.idle_grace_ms);
         c.pull_wait = Duration::from_millis(self.pull_wait_ms);
         c.failover_grace = Duration::from_millis(self.failover_grace_ms);
+        c.relay_hello_timeout = Duration::from_millis(self.relay_hello_timeout_ms);
+        c.relay_max_connections = self.relay_max_connections;
+        // Named by their own keys, before the checks of the whole section.
+        use tidewater::cluster::{MAX_RELAY_HELLO_TIMEOUT as MAX, MIN_RELAY_HELLO_TIMEOUT as MIN};
+        if !(MIN..=MAX).contains(&c.relay_hello_timeout) {
+            return Err(setting_error(
+                "cluster.relay_hello_timeout_ms".into(),
+                format!(
+                    "must be between {} and {} (milliseconds), not {}",
+                    MIN.as_millis(),
+                    MAX.as_millis(),
+                    self.relay_hello_timeout_ms
+                ),
+            ));
+        }
+        if self.relay_max_connections == 0 {
+            return Err(setting_error(
+                "cluster.relay_max_connections".into(),
+                "must be at least 1".into(),
+            ));
+        }
         c.etcd_ca = self.etcd_ca.clone();
         c.etcd_user = match (&self.etcd_user, &self.etcd_password) {
             (Some(u), Some(p)) => Some((u.clone(), p.clone())),
@@ -164,5 +202,39 @@ mod tests {
         );
         assert!(s.cluster_config().is_err());
         assert!(!format!("{s:?}").contains("short"));
+    }
+
+    #[test]
+    fn relay_limits_default_and_bad_values_name_their_key() {
+        let base = "etcd = [\"http://127.0.0.1:2379\"]\nnode_id = \"a\"\nsecret = \"0123456789abcdef\"\nrelay_listen = \"127.0.0.1:7935\"\n";
+        let c = section(base).cluster_config().expect("valid");
+        assert_eq!(c.relay_hello_timeout, Duration::from_secs(5));
+        assert_eq!(c.relay_max_connections, 4096);
+
+        let c = section(&format!(
+            "{base}relay_hello_timeout_ms = 1500\nrelay_max_connections = 64"
+        ))
+        .cluster_config()
+        .expect("valid");
+        assert_eq!(c.relay_hello_timeout, Duration::from_millis(1500));
+        assert_eq!(c.relay_max_connections, 64);
+
+        for (extra, key) in [
+            (
+                "relay_hello_timeout_ms = 0",
+                "cluster.relay_hello_timeout_ms",
+            ),
+            (
+                "relay_hello_timeout_ms = 60001",
+                "cluster.relay_hello_timeout_ms",
+            ),
+            ("relay_max_connections = 0", "cluster.relay_max_connections"),
+        ] {
+            let e = section(&format!("{base}{extra}"))
+                .cluster_config()
+                .expect_err(extra)
+                .to_string();
+            assert!(e.contains(key), "{extra}: {e}");
+        }
     }
 }
