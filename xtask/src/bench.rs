@@ -1,5 +1,18 @@
 //! `cargo xtask bench <name> [args…]`: one benchmark against its anchor.
 
+// It reads what child processes print (ffmpeg's framecrc and logs, the
+// server's metrics, cargo's output): an unexpected line is an error or is
+// skipped, never a panic of the task.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 use std::ffi::OsString;
 
 use anyhow::{Result, bail};
@@ -90,7 +103,7 @@ pub(crate) fn bench(ws: &Workspace, args: &[OsString]) -> Result<()> {
     let Some(bench) = BENCHES.iter().find(|b| b.name == name) else {
         bail!("unknown benchmark `{name}`; benchmarks:\n{}", list());
     };
-    (bench.run)(ws, &args[1..])
+    (bench.run)(ws, args.get(1..).unwrap_or_default())
 }
 
 /// A criterion benchmark: `cargo bench -p <package> --bench <bench> -- args…`.

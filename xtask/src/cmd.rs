@@ -1,6 +1,19 @@
 //! Running child processes: the workspace's cargo, commands shown as a shell
 //! would, exit codes carried up to `main`, and the timed steps of a task.
 
+// It reads what child processes print (ffmpeg's framecrc and logs, the
+// server's metrics, cargo's output): an unexpected line is an error or is
+// skipped, never a panic of the task.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 use std::env;
 use std::ffi::{OsStr, OsString};
 use std::fmt;

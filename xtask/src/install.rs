@@ -3,6 +3,19 @@
 //! components (rustup) and cargo subcommands such as cargo-deny and
 //! cargo-fuzz (`cargo install`, in the foreground or in the background).
 
+// It reads what child processes print (ffmpeg's framecrc and logs, the
+// server's metrics, cargo's output): an unexpected line is an error or is
+// skipped, never a panic of the task.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -335,7 +348,7 @@ impl Install {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         eprintln!("xtask: the end of {}:", self.log.display());
-        for line in &lines[lines.len().saturating_sub(40)..] {
+        for line in lines.iter().skip(lines.len().saturating_sub(40)) {
             eprintln!("{line}");
         }
         Err(Failed {

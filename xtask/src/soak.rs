@@ -36,6 +36,19 @@
 //! more (`--webrtc` / `--no-webrtc` to choose), whose warm-up is then at
 //! least 6 minutes: with them the server's RSS ramps for that long.
 
+// It reads what child processes print (ffmpeg's framecrc and logs, the
+// server's metrics, cargo's output): an unexpected line is an error or is
+// skipped, never a panic of the task.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 mod readers;
 mod server;
 mod webrtc;
@@ -203,7 +216,8 @@ pub(crate) fn soak(ws: &Workspace, args: &[OsString]) -> Result<()> {
     let sources = if opts.webrtc {
         &SOURCES[..]
     } else {
-        &SOURCES[..SOURCES.len() - 1]
+        // Every source but the last, WHIP's.
+        SOURCES.split_last().map_or(&[][..], |(_, rest)| rest)
     };
     for &key in sources {
         server.wait_live(key)?;
@@ -368,7 +382,10 @@ fn judge(samples: &[Sample], warmup: Duration) -> Verdict {
         };
     }
     let quarter = rest.len().div_ceil(4);
-    let (head, tail) = (&rest[..quarter], &rest[rest.len() - quarter..]);
+    let head = rest.get(..quarter).unwrap_or_default();
+    let tail = rest
+        .get(rest.len().saturating_sub(quarter)..)
+        .unwrap_or_default();
     let resources: [Resource; 3] = [
         ("RSS (KiB)", |s| s.rss_kib),
         ("open fds", |s| s.fds),

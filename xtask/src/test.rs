@@ -4,6 +4,19 @@
 //! fan-out and RTSP benches' quick runs, a 2-minute soak, and the fuzz targets (a 10 s
 //! smoke run each when `CI` is set, a check otherwise).
 
+// It reads what child processes print (ffmpeg's framecrc and logs, the
+// server's metrics, cargo's output): an unexpected line is an error or is
+// skipped, never a panic of the task.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 use std::env;
 
 use anyhow::{Result, bail};

@@ -11,6 +11,19 @@
 //! a few lines of table parsing instead of a TOML dependency, which CI would
 //! have to compile cold before anything else.
 
+// It reads what child processes print (ffmpeg's framecrc and logs, the
+// server's metrics, cargo's output): an unexpected line is an error or is
+// skipped, never a panic of the task.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

@@ -11,7 +11,13 @@
 //!   --tidewater-bin PATH   measure this binary instead of building `tidewater-server`
 //!   --load srt-tokio|raw   the readers: srt-tokio callers (default) or lighter raw
 //!                          readers (see below)
-//!   --server-cpus 0        the CPUs the server is pinned to (`0-1`: both)
+//!   --server-cpus 0        the CPUs the server is pinned to (`0-1`: both);
+//!                          several sets separated by `/` (`0/0-1`) measure
+//!                          each size on each set in turn, in the same run,
+//!                          and report each set's CPU per reader against the
+//!                          first set's of the same size and round
+//!   --rounds 1             repeat each size's sets this many times,
+//!                          alternating (`0/0-1` with 2 rounds: 0, 0-1, 0, 0-1)
 //!   --no-latency           skip the latency measurement
 //!   --gst                  also measure the libsrt anchor at each size: GStreamer
 //!                          `srtsrc mode=listener ! srtsink mode=listener` (gst 1.22,
@@ -19,7 +25,7 @@
 //!   --nice -10             run everything (this process, the server, the
 //!                          publisher) at this niceness (below 0 needs root),
 //!                          and this session's autogroup too (restored at the
-//!                          end; see support/sched.rs): on a machine busy with
+//!                          end; see tidewater_bench::sched): on a machine busy with
 //!                          builds in other sessions, they get their CPU
 //! ```
 //!
@@ -50,6 +56,15 @@
 //! MPEG-TS) is generated once into `target/bench-media/`. Everything runs on
 //! 127.0.0.1; every process started here is stopped on the way out.
 
+// The bench reads what the server sends (and the server's log): no
+// indexing, slicing, unwrap, expect or panic on it.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::collections::HashMap;
 use std::env;
 use std::ffi::OsString;
@@ -68,12 +83,11 @@ use tidewater_media::ts::{DemuxEvent, TsDemuxer, VIDEO_TRACK};
 
 #[path = "support/raw_reader.rs"]
 mod raw_reader;
-#[path = "support/sched.rs"]
-mod sched;
 #[path = "support/udp_stats.rs"]
 mod udp_stats;
 
 use tidewater_bench::procstat::{CpuSample, CpuWindow, clock_ticks_per_second};
+use tidewater_bench::sched;
 
 const CLIP_NAME: &str = "srt-testsrc2-720p30-h264-3900k-aac96k-gop2s-30s.ts";
 const LATENCY: Duration = Duration::from_millis(120);
@@ -82,7 +96,9 @@ const MESSAGE: usize = 1316;
 struct Options {
     sizes: Vec<usize>,
     raw: bool,
-    server_cpus: String,
+    /// CPU sets the server is pinned to, each measured at every size.
+    server_cpus: Vec<String>,
+    rounds: usize,
     latency: bool,
     nice: Option<i32>,
     gst: bool,
@@ -95,7 +111,8 @@ fn options() -> Result<Options, String> {
     let mut o = Options {
         sizes: vec![50, 100, 200],
         raw: false,
-        server_cpus: "0".into(),
+        server_cpus: vec!["0".into()],
+        rounds: 1,
         latency: true,
         nice: None,
         gst: false,
@@ -128,7 +145,20 @@ fn options() -> Result<Options, String> {
                 Some("srt-tokio") => o.raw = false,
                 other => return Err(format!("--load raw|srt-tokio, not {other:?}")),
             },
-            "--server-cpus" => o.server_cpus = args.next().ok_or("--server-cpus needs a list")?,
+            "--server-cpus" => {
+                let v = args.next().ok_or("--server-cpus needs a list")?;
+                o.server_cpus = v.split('/').map(|s| s.trim().to_string()).collect();
+                if o.server_cpus.iter().any(String::is_empty) {
+                    return Err(format!("--server-cpus {v}: an empty CPU set"));
+                }
+            }
+            "--rounds" => {
+                let v = args.next().ok_or("--rounds needs a value")?;
+                o.rounds = v.parse().map_err(|e| format!("--rounds {v}: {e}"))?;
+                if o.rounds == 0 {
+                    return Err("--rounds must be at least 1".into());
+                }
+            }
             "--no-latency" => o.latency = false,
             "--gst" => o.gst = true,
             "--nice" => {
@@ -469,6 +499,7 @@ fn loadavg() -> f64 {
 
 fn load(
     bin: Option<&Path>,
+    server_cpus: &str,
     clip: &Path,
     n: usize,
     o: &Options,
@@ -477,12 +508,12 @@ fn load(
     let key = "live/bench";
     let (server, addr, _publisher) = match bin {
         Some(bin) => {
-            let (server, addr) = start_server(bin, &o.server_cpus)?;
+            let (server, addr) = start_server(bin, server_cpus)?;
             let publisher = publish_ffmpeg(clip, addr, key)?;
             (server, addr, publisher)
         }
         None => {
-            let (server, addr, input) = start_gst(&o.server_cpus)?;
+            let (server, addr, input) = start_gst(server_cpus)?;
             std::thread::sleep(Duration::from_millis(500));
             let publisher = publish_ffmpeg(clip, input, key)?;
             (server, addr, publisher)
@@ -625,8 +656,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
-    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    let last = sorted.len().saturating_sub(1);
+    let i = (last as f64 * p).round() as usize;
+    sorted.get(i.min(last)).copied().unwrap_or(f64::NAN)
 }
 
 fn latency(bin: &Path, clip: &Path) -> Result<(f64, f64, usize), String> {
@@ -694,15 +726,15 @@ fn latency(bin: &Path, clip: &Path) -> Result<(f64, f64, usize), String> {
                 }
             })
         };
-        for (i, chunk) in chunks.iter().enumerate() {
-            tokio::time::sleep_until((t0 + due[i]).into()).await;
+        for ((chunk, due), done) in chunks.iter().zip(&due).zip(&done) {
+            tokio::time::sleep_until((t0 + *due).into()).await;
             publisher
                 .send((Instant::now(), bytes::Bytes::copy_from_slice(chunk)))
                 .await
                 .map_err(|e| format!("send: {e}"))?;
             let now = Instant::now();
             let mut s = sent.lock().unwrap_or_else(|p| p.into_inner());
-            for pts in &done[i] {
+            for pts in done {
                 s.insert(*pts, now);
             }
         }
@@ -765,51 +797,72 @@ fn run() -> Result<(), String> {
         );
     }
     println!(
-        "readers: {}; server on CPUs {}",
+        "readers: {}; server on CPUs {} ({} round(s)); the load tool and the publisher on CPU 1",
         if o.raw { "raw (light)" } else { "srt-tokio" },
-        o.server_cpus
+        o.server_cpus.join(" and "),
+        o.rounds
     );
     println!(
-        "| server | readers | server CPU (cores) | readers per core | server ms CPU per reader-second | readers keeping up (>= 95 % of the stream rate) | delivered Mbit/s | packets lost | load tool's CPU (cores) | load average | CPU busy (cpu0,cpu1…) | softirq | rcvbuf drops: server / load tool / system | server socket peak tx / rx queue (KiB) | server's run-queue wait (s/s) |"
+        "| server | server CPUs | readers | server CPU (cores) | readers per core | server ms CPU per reader-second | readers keeping up (>= 95 % of the stream rate) | delivered Mbit/s | packets lost | load tool's CPU (cores) | load average | CPU busy (cpu0,cpu1…) | softirq | rcvbuf drops: server / load tool / system | server socket peak tx / rx queue (KiB) | server's run-queue wait (s/s) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|");
     let servers: Vec<(&str, Option<&Path>)> = if o.gst {
         vec![("tidewater", Some(&bin)), ("gst srtsink", None)]
     } else {
         vec![("tidewater", Some(&bin))]
     };
     for &n in &o.sizes {
-        for (name, server) in &servers {
-            let r = load(*server, &clip, n, &o, stream_bps)?;
-            println!(
-                "| {name} | {} | {:.3} | {:.0} | {:.3} | {}/{}{} | {:.1} | {} | {:.2} | {:.1} | {} | {} | {} / {} / {} | {} / {} | {:.2} |",
-                r.readers,
-                r.cores,
-                r.readers as f64 / r.cores,
-                r.cores * 1000.0 / r.readers as f64,
-                r.kept_up,
-                r.readers,
-                if r.failed > 0 {
-                    format!(" ({} failed to connect)", r.failed)
-                } else {
-                    String::new()
-                },
-                r.mbps,
-                r.lost,
-                r.load_cores,
-                r.loadavg,
-                r.cpus.busy,
-                r.cpus.softirq,
-                r.drops.0,
-                r.drops.1,
-                r.drops.2,
-                r.peak_queues.0,
-                r.peak_queues.1,
-                r.run_queue_wait
-            );
+        for _round in 0..o.rounds {
+            // Each server's CPU per reader on the first set of this size and round.
+            let mut first: HashMap<&str, f64> = HashMap::new();
+            for set in &o.server_cpus {
+                for (name, server) in &servers {
+                    let r = load(*server, set, &clip, n, &o, stream_bps)?;
+                    let per_reader = r.cores * 1000.0 / r.readers as f64;
+                    let against = match first.get(name) {
+                        Some(f) => format!(" ({:+.1} %)", (per_reader / f - 1.0) * 100.0),
+                        None => {
+                            first.insert(name, per_reader);
+                            String::new()
+                        }
+                    };
+                    print_row(name, set, &r, per_reader, &against);
+                }
+            }
         }
     }
     Ok(())
+}
+
+/// One row of the table: `against` is the change of CPU per reader from the
+/// first CPU set's run of the same size and round (empty for that run).
+fn print_row(name: &str, set: &str, r: &LoadResult, per_reader: f64, against: &str) {
+    println!(
+        "| {name} | {set} | {} | {:.3} | {:.0} | {:.3}{against} | {}/{}{} | {:.1} | {} | {:.2} | {:.1} | {} | {} | {} / {} / {} | {} / {} | {:.2} |",
+        r.readers,
+        r.cores,
+        r.readers as f64 / r.cores,
+        per_reader,
+        r.kept_up,
+        r.readers,
+        if r.failed > 0 {
+            format!(" ({} failed to connect)", r.failed)
+        } else {
+            String::new()
+        },
+        r.mbps,
+        r.lost,
+        r.load_cores,
+        r.loadavg,
+        r.cpus.busy,
+        r.cpus.softirq,
+        r.drops.0,
+        r.drops.1,
+        r.drops.2,
+        r.peak_queues.0,
+        r.peak_queues.1,
+        r.run_queue_wait
+    );
 }
 
 fn main() -> ExitCode {

@@ -179,6 +179,18 @@
 //! None.
 
 #![deny(missing_docs)]
+// The crate reads what the network sends (handshakes, packets, stream ids,
+// TS) and its config: no indexing, slicing, unwrap, expect or panic outside
+// tests. The parsing modules also deny it in their own first lines.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::expect_used,
+        clippy::unwrap_used,
+        clippy::panic
+    )
+)]
 
 mod config;
 mod connection;

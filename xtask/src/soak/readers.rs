@@ -67,10 +67,13 @@ impl Readers {
                 let mut turn = i;
                 while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
-                    let mut key = sources[turn % sources.len()];
+                    // The sources in turn, round and round (none: nothing to read).
+                    let next = |turn: usize| sources.get(turn.checked_rem(sources.len())?).copied();
+                    let Some(mut key) = next(turn) else { break };
                     turn += 1;
                     if !output.reads(key) {
-                        key = sources[turn % sources.len()];
+                        let Some(other) = next(turn) else { break };
+                        key = other;
                         turn += 1;
                     }
                     let url = output.url(&addrs, key);
@@ -296,21 +299,13 @@ fn check_video(text: &str) -> Result<()> {
             dts.len()
         );
     }
-    for w in dts.windows(2) {
-        let step = (w[1] - w[0]) as f64 * ms;
+    for (a, b) in dts.iter().zip(dts.iter().skip(1)) {
+        let step = b.saturating_sub(*a) as f64 * ms;
         if step <= 0.0 {
-            bail!(
-                "video decode time went back or stood still: {} -> {}",
-                w[0],
-                w[1]
-            );
+            bail!("video decode time went back or stood still: {a} -> {b}");
         }
         if step > 1.5 * FRAME_MS {
-            bail!(
-                "a gap of {step:.0} ms between two video frames ({} -> {}): frames lost",
-                w[0],
-                w[1]
-            );
+            bail!("a gap of {step:.0} ms between two video frames ({a} -> {b}): frames lost");
         }
     }
     Ok(())

@@ -89,6 +89,15 @@
 //!   [--read-interval-ms 100] [--rcvbuf 1048576]
 //! ```
 
+// It reads what the server sends: a malformed or short answer is an error
+// of that viewer, never a panic of the load tool.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io::{ErrorKind, Read as _, Write as _};
@@ -306,6 +315,14 @@ struct Shared {
     bytes: Cell<u64>,
 }
 
+impl Shared {
+    /// Runs `f` on viewer `idx`; every index comes from the table made at
+    /// the start (the viewers and the probe), so `None` is never expected.
+    fn with_viewer<R>(&self, idx: usize, f: impl FnOnce(&mut Viewer) -> R) -> Option<R> {
+        self.viewers.borrow_mut().get_mut(idx).map(f)
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let opts = match Options::parse(&args) {
@@ -352,14 +369,20 @@ async fn run(opts: Options) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs_f64(opts.wait_live);
         let probe = opts.viewers;
         loop {
-            shared.viewers.borrow_mut()[probe] = Viewer::new();
+            shared.with_viewer(probe, |v| *v = Viewer::new());
             let attempt = timeout(
                 PROBE_ATTEMPT,
                 viewer(probe, Rc::clone(&shared), Rc::clone(&opts), true),
             )
             .await;
             let last_error = match attempt {
-                Ok(Ok(())) if shared.viewers.borrow()[probe].first_keyframe.is_some() => break,
+                Ok(Ok(()))
+                    if shared
+                        .with_viewer(probe, |v| v.first_keyframe.is_some())
+                        .unwrap_or(false) =>
+                {
+                    break;
+                }
                 Ok(Ok(())) => "ended before a keyframe".to_string(),
                 Ok(Err(e)) => e,
                 Err(_) => "no keyframe within the attempt".to_string(),
@@ -372,7 +395,7 @@ async fn run(opts: Options) -> Result<(), String> {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let kf = shared.viewers.borrow()[probe].first_keyframe;
+        let kf = shared.with_viewer(probe, |v| v.first_keyframe).flatten();
         eprintln!(
             "rtmp-load: stream is live (probe viewer's first keyframe after {:.0} ms)",
             kf.map_or(0.0, |d| d.as_secs_f64() * 1e3)
@@ -389,9 +412,10 @@ async fn run(opts: Options) -> Result<(), String> {
             let opts = Rc::clone(&opts);
             async move {
                 if let Err(e) = viewer(i, Rc::clone(&shared), opts, false).await {
-                    let mut viewers = shared.viewers.borrow_mut();
-                    viewers[i].phase = Phase::Failed;
-                    viewers[i].error = Some(e);
+                    shared.with_viewer(i, |v| {
+                        v.phase = Phase::Failed;
+                        v.error = Some(e);
+                    });
                 }
             }
         }));
@@ -438,7 +462,8 @@ async fn run(opts: Options) -> Result<(), String> {
     } = window;
 
     let viewers = shared.viewers.borrow();
-    let viewers = &viewers[..opts.viewers];
+    // The probe's slot, after the viewers, is not counted.
+    let viewers = viewers.get(..opts.viewers).unwrap_or(viewers.as_slice());
     let count = |p: Phase| viewers.iter().filter(|v| v.phase == p).count();
     let mut keyframe_ms: Vec<f64> = viewers
         .iter()
@@ -529,7 +554,7 @@ async fn viewer(
     probe: bool,
 ) -> Result<(), String> {
     let connect_at = Instant::now();
-    shared.viewers.borrow_mut()[idx].connect_at = Some(connect_at);
+    shared.with_viewer(idx, |v| v.connect_at = Some(connect_at));
     let socket = if opts.addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -551,7 +576,7 @@ async fn viewer(
     stream
         .set_nodelay(true)
         .map_err(|e| format!("nodelay: {e}"))?;
-    shared.viewers.borrow_mut()[idx].phase = Phase::Handshaking;
+    shared.with_viewer(idx, |v| v.phase = Phase::Handshaking);
 
     let host_port = opts.addr.to_string();
     let stream_name = stream_name(&opts.stream, idx);
@@ -568,7 +593,11 @@ async fn viewer(
     // Eager: read as soon as anything arrives, until the first keyframe (so
     // that its arrival time is exact), or throughout with no read interval.
     loop {
-        if !interval.is_zero() && shared.viewers.borrow()[idx].first_keyframe.is_some() {
+        if !interval.is_zero()
+            && shared
+                .with_viewer(idx, |v| v.first_keyframe.is_some())
+                .unwrap_or(false)
+        {
             break;
         }
         let news = poll_fn(|cx| {
@@ -618,7 +647,8 @@ async fn viewer(
                     break;
                 }
                 Ok(n) => {
-                    news.merge(consume(&shared, idx, &mut session, &mut out, &buf[..n])?);
+                    let data = buf.get(..n).unwrap_or_default();
+                    news.merge(consume(&shared, idx, &mut session, &mut out, data)?);
                     // A short read emptied the socket; the next tick reads again.
                     if n < buf.len() || news.ended {
                         break;
@@ -649,7 +679,9 @@ async fn viewer(
 /// error when the server ended the stream or closed the connection.
 fn apply(shared: &Shared, idx: usize, news: News, probe: bool) -> Result<bool, String> {
     let mut viewers = shared.viewers.borrow_mut();
-    let v = &mut viewers[idx];
+    let v = viewers
+        .get_mut(idx)
+        .ok_or_else(|| format!("no viewer {idx}"))?;
     if news.playing {
         v.phase = Phase::Playing;
     }
@@ -696,7 +728,9 @@ fn consume(
     shared.bytes.set(shared.bytes.get() + data.len() as u64);
     let window_open = shared.window_open.get();
     let mut viewers = shared.viewers.borrow_mut();
-    let v = &mut viewers[idx];
+    let v = viewers
+        .get_mut(idx)
+        .ok_or_else(|| format!("no viewer {idx}"))?;
     let mut news = News::default();
     session
         .feed(

@@ -47,6 +47,15 @@
 //!   [--rcvbuf 1048576]
 //! ```
 
+// It reads what the server sends: a malformed or short answer is an error
+// of that viewer, never a panic of the load tool.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::io::{ErrorKind, Read as _, Write as _};
@@ -301,6 +310,12 @@ struct Shared {
 }
 
 impl Shared {
+    /// Runs `f` on reader `idx`; every index comes from the table made at
+    /// the start (the readers and the probe), so `None` is never expected.
+    fn with_reader<R>(&self, idx: usize, f: impl FnOnce(&mut Reader) -> R) -> Option<R> {
+        self.readers.borrow_mut().get_mut(idx).map(f)
+    }
+
     fn unix_of(&self, t: Instant) -> f64 {
         self.base_unix + t.duration_since(self.base).as_secs_f64()
     }
@@ -320,7 +335,9 @@ impl Shared {
             return;
         }
         let mut readers = self.readers.borrow_mut();
-        let r = &mut readers[idx];
+        let Some(r) = readers.get_mut(idx) else {
+            return;
+        };
         if rtcp {
             if let Some(sr) = sender_report(head) {
                 r.report = Some(sr);
@@ -387,14 +404,20 @@ async fn run(opts: Options) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs_f64(opts.wait_live);
         let probe = opts.readers;
         loop {
-            shared.readers.borrow_mut()[probe] = Reader::new();
+            shared.with_reader(probe, |r| *r = Reader::new());
             let attempt = timeout(
                 PROBE_ATTEMPT,
                 reader(probe, Rc::clone(&shared), Rc::clone(&opts), true),
             )
             .await;
             let last_error = match attempt {
-                Ok(Ok(())) if shared.readers.borrow()[probe].first_keyframe.is_some() => break,
+                Ok(Ok(()))
+                    if shared
+                        .with_reader(probe, |r| r.first_keyframe.is_some())
+                        .unwrap_or(false) =>
+                {
+                    break;
+                }
                 Ok(Ok(())) => "ended before a keyframe".to_string(),
                 Ok(Err(e)) => e,
                 Err(_) => "no keyframe within the attempt".to_string(),
@@ -407,7 +430,7 @@ async fn run(opts: Options) -> Result<(), String> {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        let kf = shared.readers.borrow()[probe].first_keyframe;
+        let kf = shared.with_reader(probe, |r| r.first_keyframe).flatten();
         eprintln!(
             "rtsp-load: stream is live (probe reader's first keyframe after {:.0} ms)",
             kf.map_or(0.0, |d| d.as_secs_f64() * 1e3)
@@ -423,9 +446,10 @@ async fn run(opts: Options) -> Result<(), String> {
             let opts = Rc::clone(&opts);
             async move {
                 if let Err(e) = reader(i, Rc::clone(&shared), opts, false).await {
-                    let mut readers = shared.readers.borrow_mut();
-                    readers[i].phase = Phase::Failed;
-                    readers[i].error = Some(e);
+                    shared.with_reader(i, |r| {
+                        r.phase = Phase::Failed;
+                        r.error = Some(e);
+                    });
                 }
             }
         }));
@@ -469,7 +493,8 @@ async fn run(opts: Options) -> Result<(), String> {
     } = window;
 
     let readers = shared.readers.borrow();
-    let readers = &readers[..opts.readers];
+    // The probe's slot, after the readers, is not counted.
+    let readers = readers.get(..opts.readers).unwrap_or(readers.as_slice());
     let count = |p: Phase| readers.iter().filter(|r| r.phase == p).count();
     let mut keyframe_ms: Vec<f64> = readers
         .iter()
@@ -594,7 +619,10 @@ impl Control {
                 if self.buf.len() < 4 {
                     // Fall through to read the rest of the header.
                 } else {
-                    let len = 4 + usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+                    let len = match self.buf.get(2..4) {
+                        Some(&[a, b]) => 4 + usize::from(u16::from_be_bytes([a, b])),
+                        _ => usize::MAX,
+                    };
                     if self.buf.len() >= len {
                         self.buf.drain(..len);
                         continue;
@@ -620,7 +648,8 @@ impl Control {
             if n == 0 {
                 return Err(format!("server closed the connection during {method}"));
             }
-            self.buf.extend_from_slice(&chunk[..n]);
+            self.buf
+                .extend_from_slice(chunk.get(..n).unwrap_or_default());
         }
     }
 }
@@ -661,7 +690,7 @@ async fn reader(
     }
     .map_err(|e| format!("socket: {e}"))?;
     let _ = socket.set_recv_buffer_size(opts.rcvbuf);
-    shared.readers.borrow_mut()[idx].connect_at = Some(Instant::now());
+    shared.with_reader(idx, |r| r.connect_at = Some(Instant::now()));
     let stream = timeout(
         Duration::from_secs_f64(opts.connect_timeout),
         socket.connect(opts.addr),
@@ -688,7 +717,8 @@ async fn reader(
         .iter()
         .position(|t| t.media == "video")
         .ok_or("no video track in the SDP")?;
-    shared.readers.borrow_mut()[idx].clock = f64::from(tracks[video].clock_rate.max(1));
+    let clock = tracks.get(video).map_or(1, |t| t.clock_rate.max(1));
+    shared.with_reader(idx, |r| r.clock = f64::from(clock));
     let mut sockets: Vec<(usize, bool, UdpSocket)> = Vec::new();
     for (i, track) in tracks.iter().enumerate() {
         let transport = match opts.transport {
@@ -709,7 +739,7 @@ async fn reader(
             .await?;
     }
     ctl.call("PLAY", &base, &[("Range", "npt=0.000-")]).await?;
-    shared.readers.borrow_mut()[idx].phase = Phase::Playing;
+    shared.with_reader(idx, |r| r.phase = Phase::Playing);
     let mut parser = Interleave::new();
     let leftover = std::mem::take(&mut ctl.buf);
     consume(&shared, idx, video, &mut parser, &leftover)?;
@@ -725,7 +755,11 @@ async fn reader(
             &[("Session", session.as_str())],
         )
     };
-    let has_keyframe = |shared: &Shared| shared.readers.borrow()[idx].first_keyframe.is_some();
+    let has_keyframe = |shared: &Shared| {
+        shared
+            .with_reader(idx, |r| r.first_keyframe.is_some())
+            .unwrap_or(false)
+    };
 
     if opts.transport == Transport::Udp {
         let mut tcp = ctl
@@ -751,7 +785,8 @@ async fn reader(
                     match socket.recv(&mut buf[..]) {
                         Ok(n) => {
                             shared.bytes.set(shared.bytes.get() + n as u64);
-                            shared.packet(idx, *track, *rtcp, video, &buf[..n], Instant::now());
+                            let head = buf.get(..n).unwrap_or_default();
+                            shared.packet(idx, *track, *rtcp, video, head, Instant::now());
                         }
                         Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -836,11 +871,11 @@ fn read_control(
         let mut buf = shared.buf.borrow_mut();
         match stream.read(&mut buf[..]) {
             Ok(0) => {
-                shared.readers.borrow_mut()[idx].phase = Phase::Ended;
+                shared.with_reader(idx, |r| r.phase = Phase::Ended);
                 return Err("server closed the connection".into());
             }
             Ok(n) => {
-                consume(shared, idx, video, parser, &buf[..n])?;
+                consume(shared, idx, video, parser, buf.get(..n).unwrap_or_default())?;
                 if n < buf.len() {
                     return Ok(());
                 }

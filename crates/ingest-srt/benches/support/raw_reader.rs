@@ -11,6 +11,15 @@
 //! against ~1.8 for srt-tokio callers (`--load srt-tokio`); most of it is
 //! the kernel's receive of each datagram.
 
+// It reads what the server sends: a short or odd datagram is skipped, never a
+// panic of the load tool.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,10 +100,18 @@ pub async fn run(
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                         Err(e) => return Err(e.to_string()),
                     };
-                    let Some(header) = buf.get(..16).filter(|_| n >= 16) else {
+                    // The first two 32-bit words: the sequence number or control
+                    // type, then (ACK2) the ACK number it answers.
+                    // An SRT header is 16 bytes; shorter is not a packet.
+                    let Some(&[a0, a1, a2, a3, b0, b1, b2, b3]) = buf
+                        .get(..n)
+                        .filter(|d| d.len() >= 16)
+                        .and_then(|d| d.first_chunk::<8>())
+                    else {
                         continue;
                     };
-                    let word = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+                    let (w0, w1) = ([a0, a1, a2, a3], [b0, b1, b2, b3]);
+                    let word = u32::from_be_bytes(w0);
                     if word & 0x8000_0000 != 0 {
                         match (word >> 16) & 0x7FFF {
                             SHUTDOWN => return Ok(()),
@@ -102,7 +119,7 @@ pub async fn run(
                             // measures it: the server's retransmission timeout
                             // follows what it is told.
                             ACK2 => {
-                                let n = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+                                let n = u32::from_be_bytes(w1);
                                 if let Some((_, at)) = sent.iter().find(|(a, _)| *a == n) {
                                     rtt.sample(at.elapsed());
                                 }
@@ -240,9 +257,9 @@ async fn handshake(
         result = match tokio::time::timeout(Duration::from_millis(250), socket.recv_from(&mut buf))
             .await
         {
-            Ok(Ok((n, from))) => match Packet::parse(&mut &buf[..n], false) {
-                Ok(packet) => connect.handle_packet(Ok((packet, from)), Instant::now()),
-                Err(_) => ConnectionResult::NoAction,
+            Ok(Ok((n, from))) => match buf.get(..n).map(|mut d| Packet::parse(&mut d, false)) {
+                Some(Ok(packet)) => connect.handle_packet(Ok((packet, from)), Instant::now()),
+                _ => ConnectionResult::NoAction,
             },
             Ok(Err(e)) => return Err(e.to_string()),
             // Nothing back: the tick sends the last handshake again.
