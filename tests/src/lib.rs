@@ -33,6 +33,7 @@ pub mod page;
 pub mod python;
 pub mod rtmp_viewers;
 pub mod srt;
+pub mod str0m_peer;
 pub mod timed_reader;
 pub mod tools;
 

@@ -7,133 +7,17 @@
 //! RTX packets that answered them (as many as the viewer got on its RTX
 //! SSRC), and the viewer ends with every packet (repairs included).
 
-use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use str0m::change::SdpAnswer;
-use str0m::media::{Direction, MediaKind};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::media::Direction;
 use tidewater_tests::metrics::Scrape;
+use tidewater_tests::str0m_peer::Str0mPeer;
 use tidewater_tests::{
     CLIP_VIDEO, ChildGuard, ServerCommand, X264_LIVE, ffmpeg_realtime, fixed_gop, wait_live,
 };
-use tokio::net::UdpSocket;
-
-/// The SSRC and sequence number of an RTP datagram (SRTP leaves the
-/// header in the clear); `None` for STUN, DTLS and RTCP.
-fn rtp_header(datagram: &[u8]) -> Option<(u32, u16)> {
-    let first = *datagram.first()?;
-    let second = *datagram.get(1)?;
-    // RFC 7983 / RFC 5761: RTP or RTCP, and RTCP's types 200..=207.
-    if !(128..=191).contains(&first) || (200..=207).contains(&second) {
-        return None;
-    }
-    let seq = u16::from_be_bytes([*datagram.get(2)?, *datagram.get(3)?]);
-    let ssrc = u32::from_be_bytes(datagram.get(8..12)?.try_into().ok()?);
-    Some((ssrc, seq))
-}
-
-/// A str0m WHEP viewer that may lose every `n`th video datagram.
-struct Viewer {
-    rtc: Rtc,
-    socket: UdpSocket,
-    connected: bool,
-    /// Bytes of every datagram received (lost ones excluded).
-    bytes: u64,
-    /// Sequence numbers of the video packets str0m handed over.
-    received: BTreeSet<u16>,
-    drop_every: Option<usize>,
-    main_ssrc: Option<u32>,
-    seen_main: usize,
-    dropped: BTreeSet<u16>,
-    /// Datagrams on other SSRCs than the first (RTX).
-    rtx_ssrcs: HashSet<u32>,
-    rtx_datagrams: u64,
-    keyframe_first: Option<bool>,
-}
-
-impl Viewer {
-    fn drain(&mut self) -> Instant {
-        loop {
-            match self.rtc.poll_output().expect("viewer output") {
-                Output::Timeout(t) => return t,
-                Output::Transmit(t) => {
-                    let _ = self.socket.try_send_to(&t.contents, t.destination);
-                }
-                Output::Event(Event::Connected) => self.connected = true,
-                Output::Event(Event::RtpPacket(p)) => {
-                    // The first packet starts a keyframe: SPS (7), IDR (5),
-                    // or a STAP-A (24) / FU-A (28) of them.
-                    self.keyframe_first.get_or_insert_with(|| {
-                        let nal = p.payload.first().map_or(0, |b| b & 0x1f);
-                        let fu = p.payload.get(1).map_or(0, |b| b & 0x1f);
-                        matches!(nal, 5 | 7 | 24) || (nal == 28 && fu == 5)
-                    });
-                    self.received.insert(p.header.sequence_number);
-                }
-                Output::Event(_) => {}
-            }
-        }
-    }
-
-    /// Whether this datagram is lost on purpose.
-    fn lose(&mut self, datagram: &[u8]) -> bool {
-        let Some((ssrc, seq)) = rtp_header(datagram) else {
-            return false;
-        };
-        let main = *self.main_ssrc.get_or_insert(ssrc);
-        if ssrc != main {
-            self.rtx_ssrcs.insert(ssrc);
-            self.rtx_datagrams += 1;
-            return false;
-        }
-        let Some(n) = self.drop_every else {
-            return false;
-        };
-        self.seen_main += 1;
-        if self.seen_main.is_multiple_of(n) && self.dropped.insert(seq) {
-            return true;
-        }
-        false
-    }
-
-    async fn pump(&mut self, until: Instant) {
-        let local = self.socket.local_addr().expect("local");
-        let mut buf = vec![0u8; 2048];
-        loop {
-            let timeout = self.drain().min(until);
-            let now = Instant::now();
-            if now >= until {
-                return;
-            }
-            let wait = timeout
-                .saturating_duration_since(now)
-                .max(Duration::from_millis(1));
-            match tokio::time::timeout(wait, self.socket.recv_from(&mut buf)).await {
-                Ok(Ok((n, source))) => {
-                    let datagram = &buf[..n];
-                    if self.lose(datagram) {
-                        continue;
-                    }
-                    self.bytes += n as u64;
-                    if let Ok(r) = Receive::new(Protocol::Udp, source, local, datagram) {
-                        self.rtc
-                            .handle_input(Input::Receive(Instant::now(), r))
-                            .expect("viewer input");
-                    }
-                }
-                _ => self
-                    .rtc
-                    .handle_input(Input::Timeout(Instant::now()))
-                    .expect("viewer timeout"),
-            }
-        }
-    }
-}
 
 /// `POST`s `body` as `application/sdp` to `path`: the status and body.
 fn post_sdp(http: SocketAddr, path: &str, body: &str) -> (u16, String) {
@@ -180,41 +64,13 @@ async fn whep_bytes_nacks_and_rtx_show_on_metrics_while_a_viewer_plays() {
         .await
         .expect("wait");
 
-    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("viewer socket");
-    let mut rtc = Rtc::builder()
-        .set_rtp_mode(true)
-        .clear_codecs()
-        .enable_h264(true)
-        .build(Instant::now());
-    rtc.add_local_candidate(
-        Candidate::host(socket.local_addr().expect("addr"), "udp").expect("candidate"),
-    );
-    let mut api = rtc.sdp_api();
-    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-    let (offer, pending) = api.apply().expect("offer");
-    let offer = offer.to_sdp_string();
+    let (pending, offer) = Str0mPeer::offer(Direction::RecvOnly).await;
     let (status, answer) =
         tokio::task::spawn_blocking(move || post_sdp(http, "/whep/live/m", &offer))
             .await
             .expect("post");
     assert_eq!(status, 201, "{answer}");
-    rtc.sdp_api()
-        .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).expect("sdp"))
-        .expect("accept");
-    let mut viewer = Viewer {
-        rtc,
-        socket,
-        connected: false,
-        bytes: 0,
-        received: BTreeSet::new(),
-        drop_every: None,
-        main_ssrc: None,
-        seen_main: 0,
-        dropped: BTreeSet::new(),
-        rtx_ssrcs: HashSet::new(),
-        rtx_datagrams: 0,
-        keyframe_first: None,
-    };
+    let mut viewer = pending.accept(&answer);
     let scrape = |http| async move {
         tokio::task::spawn_blocking(move || Scrape::get(http))
             .await
