@@ -39,6 +39,32 @@ pub const DEFAULT_PLI_INTERVAL: Duration = Duration::from_millis(500);
 /// spends more of the publisher's bitrate on them.
 pub const DEFAULT_KEYFRAME_INTERVAL: Duration = Duration::from_millis(2000);
 
+/// A way the media port carries WebRTC (`[webrtc] transports`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Datagrams on the UDP port (the usual way; preferred by priority).
+    Udp,
+    /// ICE-TCP (RFC 6544): passive host candidates on the TCP port of the
+    /// same number, RFC 4571 framing, for networks that block UDP.
+    Tcp,
+}
+
+impl Transport {
+    /// The name as the configuration writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+/// Both: a client whose network blocks UDP still connects, and ICE prefers
+/// UDP wherever it works (a UDP host candidate's priority is above a TCP
+/// one's: type preference 126 against 90), so offering TCP costs the others
+/// nothing but a listening TCP port.
+pub const DEFAULT_TRANSPORTS: [Transport; 2] = [Transport::Udp, Transport::Tcp];
+
 /// A STUN or TURN server a client may use, announced in the answer's
 /// `Link: <url>; rel="ice-server"` headers (RFC 9725 §4.6).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,8 +128,12 @@ impl IceServer {
 /// Settings of the WHIP service (`[webrtc]` in the server's configuration).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WhipConfig {
-    /// The one UDP socket every peer's media uses.
+    /// The one UDP socket every peer's media uses; ICE-TCP listens on the
+    /// TCP port of the same number.
     pub udp_listen: SocketAddr,
+    /// The transports offered (see [`DEFAULT_TRANSPORTS`]): each one's host
+    /// candidates are in every answer.
+    pub transports: Vec<Transport>,
     /// Addresses announced as host candidates besides the listen address
     /// (the public address behind a NAT's port forward, say). When the
     /// listen address is unspecified (`0.0.0.0`) and this is empty, the
@@ -131,6 +161,7 @@ impl Default for WhipConfig {
     fn default() -> Self {
         WhipConfig {
             udp_listen: DEFAULT_UDP_LISTEN,
+            transports: DEFAULT_TRANSPORTS.to_vec(),
             additional_hosts: Vec::new(),
             max_sessions: DEFAULT_MAX_SESSIONS,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -146,6 +177,9 @@ impl Default for WhipConfig {
 impl WhipConfig {
     /// Checks the settings: a message naming the field otherwise.
     pub fn validate(&self) -> Result<(), String> {
+        if self.transports.is_empty() {
+            return Err("webrtc transports must name \"udp\", \"tcp\" or both".into());
+        }
         if self.max_sessions == 0 {
             return Err("webrtc max_sessions must be at least 1".into());
         }
@@ -175,6 +209,11 @@ impl WhipConfig {
             }
         }
         Ok(())
+    }
+
+    /// Whether `transport` is offered.
+    pub fn offers(&self, transport: Transport) -> bool {
+        self.transports.contains(&transport)
     }
 
     /// The host candidates announced for a socket bound at `bound`.
@@ -220,6 +259,11 @@ mod tests {
             ..WhipConfig::default()
         };
         assert!(bad.validate().is_err_and(|e| e.contains("max_sessions")));
+        let bad = WhipConfig {
+            transports: Vec::new(),
+            ..WhipConfig::default()
+        };
+        assert!(bad.validate().is_err_and(|e| e.contains("transports")));
         let bad = WhipConfig {
             keyframe_interval: Duration::from_millis(100),
             ..WhipConfig::default()

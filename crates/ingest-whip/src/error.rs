@@ -14,6 +14,18 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// The ICE-TCP listener could not be bound (`[webrtc] transports`
+    /// names `tcp`).
+    #[error(
+        "webrtc: cannot listen on TCP {addr} for ICE-TCP ([webrtc] transports has \"tcp\"; \
+         the TCP port of udp_listen's number): {source}"
+    )]
+    Tcp {
+        /// The listener's address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The settings are invalid.
     #[error("webrtc: {0}")]
     Config(String),

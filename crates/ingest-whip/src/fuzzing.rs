@@ -50,7 +50,9 @@ pub fn signalling(data: &[u8]) -> Outcome {
     let Ok(offer) = negotiate::parse_offer(body) else {
         return Outcome::Refused;
     };
-    let candidates: [SocketAddr; 1] = [SocketAddr::from(([127, 0, 0, 1], 8189))];
+    let addr = SocketAddr::from(([127, 0, 0, 1], 8189));
+    let candidates: Vec<str0m::Candidate> =
+        str0m::Candidate::host(addr, "udp").into_iter().collect();
     match negotiate::answer(offer, role, &candidates, Instant::now()) {
         Ok(n) => {
             assert!(

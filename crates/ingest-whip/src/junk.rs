@@ -46,7 +46,8 @@ impl Junk {
         }
     }
 
-    fn describe(self) -> &'static str {
+    /// What the cause means, for a log line.
+    pub fn describe(self) -> &'static str {
         match self {
             Junk::Malformed => "neither STUN, DTLS, RTP nor RTCP",
             Junk::UnknownPeer => "no WebRTC session has this address or ICE username",
@@ -75,6 +76,22 @@ impl Strangers {
                 "webrtc: dropped a datagram of {len} bytes from {peer} on the media port ({}): {}{note}",
                 junk.reason(),
                 junk.describe()
+            );
+        }
+    }
+}
+
+impl Strangers {
+    /// An ICE-TCP connection from `peer` was closed for `why` (logged at
+    /// the same bounded rate), counted for `junk` when its bytes were junk.
+    pub fn closed(&self, peer: SocketAddr, junk: Option<Junk>, why: &str) {
+        if let Some(junk) = junk {
+            self.stats.refused(junk.reason());
+        }
+        if let Some(note) = self.stats.log_limit().check_now() {
+            info!(
+                peer = %peer,
+                "webrtc: closed the ICE-TCP connection of {peer}: {why}{note}"
             );
         }
     }

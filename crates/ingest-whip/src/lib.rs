@@ -360,6 +360,7 @@ pub mod qos;
 pub mod reorder;
 mod send;
 mod signal;
+pub mod tcp;
 pub mod trickle;
 pub mod whep;
 mod whep_audio;
@@ -369,15 +370,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use str0m::Candidate;
+use str0m::net::TcpType;
 use tidewater_core::{CancellationToken, InboundProtocol, IngestContext};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
 pub use config::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_KEYFRAME_INTERVAL,
-    DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_SESSIONS, DEFAULT_PLI_INTERVAL, DEFAULT_UDP_LISTEN,
-    IceServer, WhipConfig,
+    DEFAULT_MAX_OFFER_BYTES, DEFAULT_MAX_SESSIONS, DEFAULT_PLI_INTERVAL, DEFAULT_TRANSPORTS,
+    DEFAULT_UDP_LISTEN, IceServer, Transport, WhipConfig,
 };
 pub use error::Error;
 pub use media::MediaStats;
@@ -394,7 +397,10 @@ const MEDIA_QUEUE: usize = 1024;
 #[derive(Clone)]
 pub(crate) struct Bound {
     pub(crate) commands: mpsc::Sender<media::Command>,
-    pub(crate) candidates: Vec<SocketAddr>,
+    /// The host candidates every answer carries (UDP, then ICE-TCP).
+    pub(crate) candidates: Vec<Candidate>,
+    /// Their addresses (UDP and TCP share the port number).
+    pub(crate) addrs: Vec<SocketAddr>,
 }
 
 pub(crate) struct Shared {
@@ -448,7 +454,7 @@ impl Whip {
     pub async fn listening(&self) -> Vec<SocketAddr> {
         let mut rx = self.shared.bound.subscribe();
         match rx.wait_for(Option::is_some).await {
-            Ok(b) => b.as_ref().map(|b| b.candidates.clone()).unwrap_or_default(),
+            Ok(b) => b.as_ref().map(|b| b.addrs.clone()).unwrap_or_default(),
             Err(_) => Vec::new(),
         }
     }
@@ -476,7 +482,13 @@ impl Whip {
     }
 }
 
-async fn bind_all(config: &WhipConfig) -> Result<Vec<Arc<UdpSocket>>, Error> {
+/// The media port's sockets: UDP ones and ICE-TCP listeners, per address.
+struct Listeners {
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: Vec<TcpListener>,
+}
+
+async fn bind_all(config: &WhipConfig) -> Result<Listeners, Error> {
     let listen = config.udp_listen;
     let mut ips: Vec<IpAddr> = Vec::new();
     if listen.ip().is_unspecified() {
@@ -493,19 +505,70 @@ async fn bind_all(config: &WhipConfig) -> Result<Vec<Arc<UdpSocket>>, Error> {
     if ips.is_empty() {
         ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
     }
-    let mut port = listen.port();
-    let mut sockets = Vec::new();
-    for ip in ips {
-        let addr = SocketAddr::new(ip, port);
-        let socket = UdpSocket::bind(addr)
-            .await
-            .map_err(|source| Error::Io { addr, source })?;
-        if port == 0 {
-            port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+    // With port 0 the first socket picks the number and the others take
+    // it: another program may hold that number on TCP, so a few are tried.
+    let tries = if listen.port() == 0 { 8 } else { 1 };
+    let mut attempt = 1;
+    loop {
+        match bind_once(config, &ips).await {
+            Err(Error::Tcp { .. }) if attempt < tries => attempt += 1,
+            other => return other,
         }
-        sockets.push(Arc::new(socket));
     }
-    Ok(sockets)
+}
+
+async fn bind_once(config: &WhipConfig, ips: &[IpAddr]) -> Result<Listeners, Error> {
+    let mut port = config.udp_listen.port();
+    let mut udp = Vec::new();
+    if config.offers(Transport::Udp) {
+        for &ip in ips {
+            let addr = SocketAddr::new(ip, port);
+            let socket = UdpSocket::bind(addr)
+                .await
+                .map_err(|source| Error::Io { addr, source })?;
+            if port == 0 {
+                port = socket.local_addr().map(|a| a.port()).unwrap_or(0);
+            }
+            udp.push(Arc::new(socket));
+        }
+    }
+    let mut tcp = Vec::new();
+    if config.offers(Transport::Tcp) {
+        for &ip in ips {
+            let mut listener = tcp::bind(&[SocketAddr::new(ip, port)]).await?;
+            if port == 0 {
+                port = listener
+                    .first()
+                    .and_then(|l| l.local_addr().ok())
+                    .map_or(0, |a| a.port());
+            }
+            tcp.append(&mut listener);
+        }
+    }
+    Ok(Listeners { udp, tcp })
+}
+
+/// The host candidates of the bound sockets: UDP ones, then passive TCP
+/// ones (RFC 6544), whose lower type preference makes ICE prefer UDP.
+fn host_candidates(listeners: &Listeners) -> Vec<Candidate> {
+    let udp = listeners
+        .udp
+        .iter()
+        .filter_map(|s| s.local_addr().ok())
+        .filter_map(|a| Candidate::host(a, "udp").ok());
+    let tcp = listeners
+        .tcp
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .filter_map(|a| {
+            Candidate::builder()
+                .tcp()
+                .host(a)
+                .tcptype(TcpType::Passive)
+                .build()
+                .ok()
+        });
+    udp.chain(tcp).collect()
 }
 
 #[async_trait]
@@ -520,23 +583,29 @@ impl InboundProtocol for Whip {
         shutdown: CancellationToken,
     ) -> tidewater_core::Result<()> {
         let shared = &self.shared;
-        let sockets =
+        let listeners =
             bind_all(&shared.config)
                 .await
                 .map_err(|e| tidewater_core::Error::Protocol {
                     protocol: PROTOCOL,
                     source: Box::new(e),
                 })?;
-        let candidates: Vec<SocketAddr> =
-            sockets.iter().filter_map(|s| s.local_addr().ok()).collect();
+        let candidates = host_candidates(&listeners);
+        let mut addrs: Vec<SocketAddr> = Vec::new();
+        for c in &candidates {
+            if !addrs.contains(&c.addr()) {
+                addrs.push(c.addr());
+            }
+        }
         info!(
-            "whip: WebRTC media on UDP {}",
+            "whip: WebRTC media on {}",
             candidates
                 .iter()
-                .map(ToString::to_string)
+                .map(|c| format!("{} {}", c.proto().to_string().to_uppercase(), c.addr()))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let Listeners { udp: sockets, tcp } = listeners;
         let (datagram_tx, datagram_rx) = mpsc::channel(media::DATAGRAM_QUEUE);
         let (command_tx, command_rx) = mpsc::channel(COMMAND_QUEUE);
         let media_channel = mpsc::channel(MEDIA_QUEUE);
@@ -549,10 +618,28 @@ impl InboundProtocol for Whip {
                 shutdown.clone(),
             ));
         }
+        let strangers = junk::Strangers::new(ctx.listener_stats(junk::LISTENER));
+        let conns = Arc::new(tcp::Conns::default());
+        let tcp_ctx = tcp::Ctx {
+            datagrams: datagram_tx.clone(),
+            conns: Arc::clone(&conns),
+            stats: Arc::clone(&shared.stats),
+            strangers: strangers.clone(),
+            idle: shared.config.idle_timeout,
+            slots: Arc::new(tokio::sync::Semaphore::new(tcp::max_connections(
+                shared.config.max_sessions,
+            ))),
+            shutdown: shutdown.clone(),
+        };
+        for listener in tcp {
+            readers.spawn(tcp::accept(listener, tcp_ctx.clone()));
+        }
+        drop(tcp_ctx);
         drop(datagram_tx);
         shared.bound.send_replace(Some(Bound {
             commands: command_tx,
             candidates,
+            addrs,
         }));
         media::run(
             sockets
@@ -562,7 +649,8 @@ impl InboundProtocol for Whip {
             datagram_rx,
             command_rx,
             media_channel,
-            junk::Strangers::new(ctx.listener_stats(junk::LISTENER)),
+            strangers,
+            conns,
             Arc::clone(&shared.config),
             Arc::clone(&shared.stats),
             shutdown.clone(),

@@ -51,6 +51,7 @@ use crate::keyframes::{KeyframeRequests, Reason};
 use crate::qos::{LinkQos, QosBoard};
 use crate::reorder::Reorder;
 use crate::send::{Outbox, SendStats};
+use crate::tcp::Conns;
 use crate::whep::{Item, RTP_FORMAT, SharedPayloads, items, packetize};
 use crate::whep_audio::{self, AacAudio};
 use tidewater_media::rtp::RtpPacket;
@@ -182,6 +183,8 @@ struct Peer {
     key: StreamKey,
     http_peer: Option<SocketAddr>,
     _slot: Slot,
+    /// Where this peer's ICE-TCP transmits go.
+    tcp: Arc<Conns>,
     ingest: Ingest,
     /// Media line → (track index, codec).
     tracks: HashMap<Mid, (usize, Codec)>,
@@ -324,8 +327,12 @@ impl Peer {
                         v.sent.fetch_add(t.contents.len() as u64, Ordering::Relaxed);
                         self.link.sent(&t.contents);
                     }
-                    // Sent at the end of the worker's wake-up, batched.
-                    sockets.push(t.source, t.destination, t.contents.into(), &stats.send);
+                    if t.proto == Protocol::Tcp {
+                        self.tcp.send(t.destination, t.contents.into(), &stats.send);
+                    } else {
+                        // Sent at the end of the worker's wake-up, batched.
+                        sockets.push(t.source, t.destination, t.contents.into(), &stats.send);
+                    }
                 }
                 Output::Event(event) => self.event(event, stats),
             }
@@ -744,6 +751,8 @@ pub(crate) struct Datagram {
     pub(crate) source: SocketAddr,
     pub(crate) destination: SocketAddr,
     pub(crate) data: Bytes,
+    /// UDP, or TCP for a frame of an ICE-TCP connection ([`crate::tcp`]).
+    pub(crate) proto: Protocol,
 }
 
 /// Reads one socket into the worker's queue until `shutdown`.
@@ -770,6 +779,7 @@ pub(crate) async fn read_socket(
                     source,
                     destination: local,
                     data: Bytes::copy_from_slice(buf.get(..n).unwrap_or_default()),
+                    proto: Protocol::Udp,
                 };
                 match tx.try_send(datagram) {
                     Ok(()) => {}
@@ -797,6 +807,7 @@ pub(crate) async fn run(
     mut commands: mpsc::Receiver<Command>,
     media: (mpsc::Sender<Command>, mpsc::Receiver<Command>),
     strangers: Strangers,
+    tcp: Arc<Conns>,
     config: Arc<WhipConfig>,
     stats: Arc<MediaStats>,
     shutdown: CancellationToken,
@@ -804,7 +815,8 @@ pub(crate) async fn run(
     let sockets = Outbox::new(sockets);
     let mut shared = SharedPayloads::default();
     let mut peers: HashMap<String, Peer> = HashMap::new();
-    let mut by_addr: HashMap<SocketAddr, String> = HashMap::new();
+    // By transport too: a TCP peer's address may equal a UDP one's.
+    let mut by_addr: HashMap<(Protocol, SocketAddr), String> = HashMap::new();
     let (media_tx, mut media_rx) = media;
     loop {
         let now = Instant::now();
@@ -873,6 +885,7 @@ pub(crate) async fn run(
                         key,
                         http_peer,
                         _slot: slot,
+                        tcp: Arc::clone(&tcp),
                         ingest: Ingest::new(),
                         tracks: HashMap::new(),
                         reorder: Vec::new(),
@@ -928,13 +941,19 @@ pub(crate) async fn run(
                     if handled < DATAGRAM_BATCH {
                         next = datagrams.try_recv().ok();
                     }
-                    let Ok(receive) = Receive::new(Protocol::Udp, d.source, d.destination, &d.data) else {
+                    let Ok(receive) = Receive::new(d.proto, d.source, d.destination, &d.data) else {
                         stats.unmatched.fetch_add(1, Ordering::Relaxed);
-                        strangers.dropped(d.source, Junk::Malformed, d.data.len());
+                        if d.proto == Protocol::Tcp {
+                            // A stream of garbage: nothing after it can be trusted.
+                            tcp.close(d.source);
+                            strangers.closed(d.source, Some(Junk::Malformed), "a frame that is neither STUN, DTLS, RTP nor RTCP");
+                        } else {
+                            strangers.dropped(d.source, Junk::Malformed, d.data.len());
+                        }
                         continue;
                     };
                     let input = Input::Receive(d.received, receive);
-                    let id = match by_addr.get(&d.source) {
+                    let id = match by_addr.get(&(d.proto, d.source)) {
                         Some(id) if peers.contains_key(id) => Some(id.clone()),
                         _ => peers
                             .iter()
@@ -943,9 +962,16 @@ pub(crate) async fn run(
                     };
                     match id.and_then(|id| peers.get_mut(&id)) {
                         Some(peer) => {
-                            by_addr.insert(d.source, peer.id.clone());
+                            by_addr.insert((d.proto, d.source), peer.id.clone());
                             peer.last_received = d.received;
                             peer.input(input, &sockets, &stats);
+                        }
+                        None if d.proto == Protocol::Tcp => {
+                            // RFC 6544: a connection starts with the ICE
+                            // check that names its session.
+                            stats.unmatched.fetch_add(1, Ordering::Relaxed);
+                            tcp.close(d.source);
+                            strangers.closed(d.source, Some(Junk::UnknownPeer), Junk::UnknownPeer.describe());
                         }
                         None => {
                             stats.unmatched.fetch_add(1, Ordering::Relaxed);
@@ -1001,7 +1027,13 @@ pub(crate) async fn run(
         for id in ended {
             if let Some(peer) = peers.remove(&id) {
                 stats.links.remove(&id, Some(&peer.link));
-                by_addr.retain(|_, v| *v != id);
+                by_addr.retain(|&(proto, addr), v| {
+                    let keep = *v != id;
+                    if !keep && proto == Protocol::Tcp {
+                        tcp.close(addr);
+                    }
+                    keep
+                });
                 let why = peer.ended.clone().unwrap_or_default();
                 info!(peer = %peer.who(), stream = %peer.key, session = %peer.id, "whip: session ended: {why}");
                 drop(peer);

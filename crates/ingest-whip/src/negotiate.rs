@@ -2,7 +2,6 @@
 //! offer's bytes in, a configured `str0m::Rtc` and the answer out, or why
 //! not (the HTTP side maps each refusal to its status).
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::change::SdpOffer;
@@ -105,7 +104,7 @@ pub const PUBLISH_VIDEO: [&str; 5] = ["H264", "VP8", "VP9", "AV1", "H265"];
 pub fn answer(
     offer: Offer,
     role: Role,
-    candidates: &[SocketAddr],
+    candidates: &[Candidate],
     now: Instant,
 ) -> Result<Negotiated, Error> {
     let video = match role {
@@ -146,10 +145,8 @@ pub fn answer(
         // say of the link (see `qos`).
         .set_stats_interval(Some(crate::qos::STATS_INTERVAL))
         .build(now);
-    for addr in candidates {
-        if let Ok(c) = Candidate::host(*addr, "udp") {
-            rtc.add_local_candidate(c);
-        }
+    for c in candidates {
+        rtc.add_local_candidate(c.clone());
     }
     let answer = rtc
         .sdp_api()

@@ -181,7 +181,7 @@ pub use rtsp::{DEFAULT_RTSPS_PORT, RtspSection, RtspTransport, RtspsSection};
 pub use server::{DEFAULT_DRAIN_MS, MAX_DRAIN_MS, ServerSection};
 pub use srt::{SrtEncryption, SrtSection};
 pub use web::WebSection;
-pub use webrtc::{IceServerEntry, WebrtcSection};
+pub use webrtc::{IceServerEntry, WebrtcSection, WebrtcTransport};
 
 use crate::error::{Error, Result};
 

@@ -79,12 +79,25 @@ fn wanted(config: &Config) -> Vec<Wanted> {
         add("rtsps", "rtsps.listen", config.rtsps.listen, Kind::Tcp);
     }
     if config.webrtc.enabled {
-        add(
-            "webrtc",
-            "webrtc.udp_listen",
-            config.webrtc.udp_listen,
-            Kind::Udp,
-        );
+        use crate::config::WebrtcTransport;
+        let offers = |t| config.webrtc.transports.contains(&t);
+        if offers(WebrtcTransport::Udp) {
+            add(
+                "webrtc",
+                "webrtc.udp_listen",
+                config.webrtc.udp_listen,
+                Kind::Udp,
+            );
+        }
+        // ICE-TCP: the TCP port of udp_listen's number.
+        if offers(WebrtcTransport::Tcp) {
+            add(
+                "webrtc ICE-TCP (the TCP port of udp_listen's number)",
+                "webrtc.transports",
+                config.webrtc.udp_listen,
+                Kind::Tcp,
+            );
+        }
     }
     if let Some(cluster) = &config.cluster {
         add(

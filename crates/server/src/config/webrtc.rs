@@ -19,8 +19,12 @@ use crate::error::Result;
 pub struct WebrtcSection {
     /// Whether to serve WHIP and WHEP (default true).
     pub enabled: bool,
-    /// The UDP socket of every peer's media (default `0.0.0.0:8189`).
+    /// The UDP socket of every peer's media (default `0.0.0.0:8189`); ICE-TCP
+    /// listens on the TCP port of the same number.
     pub udp_listen: SocketAddr,
+    /// The transports offered as host candidates (default `["udp", "tcp"]`:
+    /// ICE-TCP for networks that block UDP; clients prefer UDP by priority).
+    pub transports: Vec<WebrtcTransport>,
     /// Addresses announced as host candidates besides the listen address
     /// (default none: with `0.0.0.0`, 127.0.0.1 and the default route's).
     pub additional_hosts: Vec<IpAddr>,
@@ -44,6 +48,25 @@ pub struct WebrtcSection {
     pub ice_servers: Vec<IceServerEntry>,
 }
 
+/// A transport `[webrtc] transports` can offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebrtcTransport {
+    /// Datagrams on `udp_listen`.
+    Udp,
+    /// ICE-TCP (RFC 6544) on the TCP port of `udp_listen`'s number.
+    Tcp,
+}
+
+impl From<WebrtcTransport> for tidewater::whip::Transport {
+    fn from(t: WebrtcTransport) -> Self {
+        match t {
+            WebrtcTransport::Udp => tidewater::whip::Transport::Udp,
+            WebrtcTransport::Tcp => tidewater::whip::Transport::Tcp,
+        }
+    }
+}
+
 /// One `[[webrtc.ice_servers]]` entry.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +87,14 @@ impl Default for WebrtcSection {
         WebrtcSection {
             enabled: true,
             udp_listen: d.udp_listen,
+            transports: d
+                .transports
+                .iter()
+                .map(|t| match t {
+                    tidewater::whip::Transport::Udp => WebrtcTransport::Udp,
+                    tidewater::whip::Transport::Tcp => WebrtcTransport::Tcp,
+                })
+                .collect(),
             additional_hosts: d.additional_hosts,
             max_sessions: d.max_sessions,
             connect_timeout_ms: d.connect_timeout.as_millis() as u64,
@@ -85,6 +116,7 @@ impl WebrtcSection {
         }
         let config = tidewater::whip::WhipConfig {
             udp_listen: self.udp_listen,
+            transports: self.transports.iter().copied().map(Into::into).collect(),
             additional_hosts: self.additional_hosts.clone(),
             max_sessions: self.max_sessions,
             connect_timeout: Duration::from_millis(self.connect_timeout_ms),
@@ -142,6 +174,22 @@ mod tests {
             .expect_err("TURN without credentials")
             .to_string();
         assert!(e.contains("ice_servers"), "{e}");
+    }
+
+    #[test]
+    fn transports_are_read_and_checked() {
+        let whip = |file: &str| parse(file).expect("accepted").webrtc.worker_config();
+        let d = whip("").expect("valid").expect("enabled");
+        assert_eq!(d.transports, tidewater::whip::DEFAULT_TRANSPORTS.to_vec());
+        let tcp = whip("[webrtc]\ntransports = [\"tcp\"]\n")
+            .expect("valid")
+            .expect("enabled");
+        assert_eq!(tcp.transports, vec![tidewater::whip::Transport::Tcp]);
+        let e = parse("[webrtc]\ntransports = []\n")
+            .expect_err("none")
+            .to_string();
+        assert!(e.contains("transports"), "{e}");
+        assert!(parse("[webrtc]\ntransports = [\"sctp\"]\n").is_err());
     }
 
     #[test]
