@@ -2,14 +2,15 @@
 //! in-process router and engine; the kernel must get H.264 starting at a
 //! keyframe with increasing timestamps, and Opus.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::time::{Duration, Instant};
 
-use tidewater_core::{
-    AppSpec, CancellationToken, Codec, Engine, Event, InboundProtocol, Request, StreamKey,
-};
+use tidewater_core::{Codec, Event, Request, StreamKey};
 use tidewater_tests::page::ChromiumPage;
-use tidewater_whip::{Whip, WhipConfig};
+use tidewater_whip::WhipConfig;
+
+use support::{WhipUnderTest, engine, loopback, serve_http, start_whip};
 
 /// The page (served by the test's own server: another origin, so CORS is
 /// exercised); `log` and `gathered` come from `ChromiumPage`.
@@ -39,31 +40,16 @@ const SERVER = '__SERVER__';
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_h264_and_opus_over_whip() {
-    let engine = Engine::builder()
-        .default_app(AppSpec::default())
-        .build()
-        .expect("engine");
-    let whip = Whip::new(WhipConfig {
-        udp_listen: "127.0.0.1:0".parse().expect("addr"),
-        ..WhipConfig::default()
-    })
-    .expect("config");
-    let shutdown = CancellationToken::new();
-    let worker = {
-        let (whip, ctx, shutdown) = (whip.clone(), engine.context(), shutdown.clone());
-        tokio::spawn(async move { whip.serve(ctx, shutdown).await })
-    };
-    let media = whip.listening().await;
+    let engine = engine();
+    let WhipUnderTest {
+        whip,
+        router,
+        media,
+        shutdown,
+        worker,
+    } = start_whip(&engine, loopback(WhipConfig::default())).await;
     assert_eq!(media.len(), 1, "{media:?}");
-
-    let app = whip
-        .router(engine.context())
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind http");
-    let http = listener.local_addr().expect("http addr");
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (http, server) = serve_http(router).await;
 
     let mut log = ChromiumPage::open(&PAGE.replace("__SERVER__", &format!("http://{http}")));
 

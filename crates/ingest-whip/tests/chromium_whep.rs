@@ -2,12 +2,14 @@
 //! stream back over WHEP in a second peer connection of the same page: the
 //! player must decode 640x480 video and receive Opus.
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+mod support;
 
-use tidewater_core::{AppSpec, CancellationToken, Engine, InboundProtocol};
+use std::time::Duration;
+
 use tidewater_tests::page::ChromiumPage;
-use tidewater_whip::{Whip, WhipConfig};
+use tidewater_whip::WhipConfig;
+
+use support::{WhipUnderTest, engine, loopback, poll_report, serve_http, start_whip};
 
 /// The page (served by the test's own server: another origin, so CORS is
 /// exercised); `log` and `gathered` come from `ChromiumPage`.
@@ -61,55 +63,32 @@ const SERVER = '__SERVER__';
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_over_whep_what_chromium_publishes_over_whip() {
-    let engine = Engine::builder()
-        .default_app(AppSpec::default())
-        .build()
-        .expect("engine");
-    let whip = Whip::new(WhipConfig {
-        udp_listen: "127.0.0.1:0".parse().expect("addr"),
-        ..WhipConfig::default()
-    })
-    .expect("config");
-    let shutdown = CancellationToken::new();
-    let worker = {
-        let (whip, ctx, shutdown) = (whip.clone(), engine.context(), shutdown.clone());
-        tokio::spawn(async move { whip.serve(ctx, shutdown).await })
-    };
-    let media = whip.listening().await;
+    let engine = engine();
+    let WhipUnderTest {
+        whip,
+        router,
+        media,
+        shutdown,
+        worker,
+    } = start_whip(&engine, loopback(WhipConfig::default())).await;
     assert_eq!(media.len(), 1, "{media:?}");
-
-    let app = whip
-        .router(engine.context())
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind http");
-    let http = listener.local_addr().expect("http addr");
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let (http, server) = serve_http(router).await;
 
     let log = ChromiumPage::open(&PAGE.replace("__SERVER__", &format!("http://{http}")));
 
     // Reports from the player: frames decoded, size, audio packets.
-    let start = Instant::now();
-    let mut best = None;
-    while start.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let last = log
-            .lines()
-            .iter()
-            .rev()
-            .find_map(|l| l.strip_prefix("report ").map(str::to_owned));
-        if let Some(report) = last {
-            let v: serde_json::Value = serde_json::from_str(&report).expect("json");
+    let best = poll_report(
+        &log,
+        Duration::from_secs(30),
+        |v| {
             let decoded = v["decoded"].as_u64().unwrap_or(0);
             let audio = v["audio"].as_u64().unwrap_or(0);
             let size = (v["w"].as_u64().unwrap_or(0), v["h"].as_u64().unwrap_or(0));
-            best = Some((decoded, audio, size));
-            if decoded >= 60 && audio >= 50 && size == (640, 480) {
-                break;
-            }
-        }
-    }
+            (decoded, audio, size)
+        },
+        |&(decoded, audio, size)| decoded >= 60 && audio >= 50 && size == (640, 480),
+    )
+    .await;
     let stats = whip.stats();
     let summary = format!(
         "page {:?}; best {best:?}; sent {:?}, frames in {:?}",

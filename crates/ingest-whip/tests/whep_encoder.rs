@@ -2,19 +2,19 @@
 //! hands streams to the kernel (H.264 without in-band parameter sets,
 //! millisecond timestamps): the catalog's SPS/PPS must reach the player.
 
-use std::net::SocketAddr;
+mod support;
+
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use tidewater_core::{
-    AppSpec, CancellationToken, Codec, Engine, Frame, InboundProtocol, Request, StreamKey, TrackId,
-    TrackInfo,
-};
+use tidewater_core::{Codec, Frame, Request, StreamKey, TrackId, TrackInfo};
 use tidewater_media::codec::{annexb_nals, build_avcc, to_length_prefixed};
 use tidewater_tests::TempDir;
 use tidewater_tests::page::ChromiumPage;
-use tidewater_whip::{Whip, WhipConfig};
+use tidewater_whip::WhipConfig;
+
+use support::{WhipUnderTest, engine, loopback, poll_report, serve_http, start_whip};
 
 /// The page (served by the test's own server: another origin, so CORS is
 /// exercised); `log` and `gathered` come from `ChromiumPage`.
@@ -109,10 +109,7 @@ fn encoder_stream(dir: &TempDir) -> (Bytes, Vec<(bool, Bytes)>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_an_encoders_stream_over_whep() {
-    let engine = Engine::builder()
-        .default_app(AppSpec::default())
-        .build()
-        .expect("engine");
+    let engine = engine();
     let profile = TempDir::new("whep-encoder");
     let (avcc, units) = encoder_stream(&profile);
     assert!(units.len() >= 100 && units[0].0, "{} units", units.len());
@@ -152,46 +149,27 @@ async fn chromium_plays_an_encoders_stream_over_whep() {
         }
     });
 
-    let whip = Whip::new(WhipConfig {
-        udp_listen: "127.0.0.1:0".parse().expect("addr"),
-        ..WhipConfig::default()
-    })
-    .expect("config");
-    let shutdown = CancellationToken::new();
-    let worker = {
-        let (whip, ctx, shutdown) = (whip.clone(), engine.context(), shutdown.clone());
-        tokio::spawn(async move { whip.serve(ctx, shutdown).await })
-    };
-    whip.listening().await;
-    let app = whip
-        .router(engine.context())
-        .into_make_service_with_connect_info::<SocketAddr>();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind http");
-    let http = listener.local_addr().expect("http addr");
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let WhipUnderTest {
+        whip,
+        router,
+        shutdown,
+        worker,
+        ..
+    } = start_whip(&engine, loopback(WhipConfig::default())).await;
+    let (http, server) = serve_http(router).await;
     let log = ChromiumPage::open(&PAGE.replace("__SERVER__", &format!("http://{http}")));
 
-    let start = Instant::now();
-    let mut best = None;
-    while start.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let last = log
-            .lines()
-            .iter()
-            .rev()
-            .find_map(|l| l.strip_prefix("report ").map(str::to_owned));
-        if let Some(report) = last {
-            let v: serde_json::Value = serde_json::from_str(&report).expect("json");
+    let best = poll_report(
+        &log,
+        Duration::from_secs(30),
+        |v| {
             let decoded = v["decoded"].as_u64().unwrap_or(0);
             let size = (v["w"].as_u64().unwrap_or(0), v["h"].as_u64().unwrap_or(0));
-            best = Some((decoded, size));
-            if decoded >= 60 && size == (640, 360) {
-                break;
-            }
-        }
-    }
+            (decoded, size)
+        },
+        |&(decoded, size)| decoded >= 60 && size == (640, 360),
+    )
+    .await;
     let summary = format!(
         "page {:?}; best {best:?}; sent {:?}",
         log.lines(),

@@ -1,6 +1,8 @@
 //! What the WHIP crate's tests share (`mod support;` in each test file):
-//! a WHIP/WHEP server in process on a loopback media port, str0m clients
-//! negotiated with its router, synthetic H.264 for a str0m publisher.
+//! a WHIP/WHEP server in process on a loopback media port, its router
+//! served over HTTP for browsers, str0m clients negotiated with its
+//! router, synthetic H.264 for a str0m publisher, and the reading of a
+//! Chromium page's playback reports.
 //!
 //! The str0m client itself is `tidewater_tests::str0m_peer` (the binary's
 //! tests use it too); what is here needs this crate or `tidewater-media`,
@@ -10,13 +12,14 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Method, Request as HttpRequest, StatusCode};
 use str0m::media::{Direction, Pt};
 use tidewater_core::{AppSpec, CancellationToken, Engine, InboundProtocol};
 use tidewater_media::rtp::h264::packetize_h264;
+use tidewater_tests::page::ChromiumPage;
 use tidewater_tests::str0m_peer::Str0mPeer;
 use tidewater_whip::{Whip, WhipConfig};
 use tokio::task::JoinHandle;
@@ -77,6 +80,18 @@ pub async fn start_whip(engine: &Engine, config: WhipConfig) -> WhipUnderTest {
         shutdown,
         worker,
     }
+}
+
+/// Serves `router` over HTTP on 127.0.0.1 (for a browser page, which comes
+/// from another origin): its address and the server task.
+pub async fn serve_http(router: axum::Router) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
+    let app = router.into_make_service_with_connect_info::<SocketAddr>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind http");
+    let http = listener.local_addr().expect("http addr");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    (http, server)
 }
 
 /// `POST`s `offer` to `path` on the router: the answer, which must come
@@ -147,4 +162,35 @@ impl SyntheticH264 {
             self.seq += 1;
         }
     }
+}
+
+/// Polls `page`'s latest `report {json}` line every 250 ms for up to
+/// `timeout`, reading each with `read`, until `done` holds: the last
+/// reading, `None` when no report came.
+pub async fn poll_report<T>(
+    page: &ChromiumPage,
+    timeout: Duration,
+    read: impl Fn(&serde_json::Value) -> T,
+    done: impl Fn(&T) -> bool,
+) -> Option<T> {
+    let start = Instant::now();
+    let mut best = None;
+    while start.elapsed() < timeout {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let last = page
+            .lines()
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("report ").map(str::to_owned));
+        if let Some(report) = last {
+            let v: serde_json::Value = serde_json::from_str(&report).expect("json");
+            let reading = read(&v);
+            let finished = done(&reading);
+            best = Some(reading);
+            if finished {
+                break;
+            }
+        }
+    }
+    best
 }
