@@ -81,6 +81,22 @@
 //! ([`junk`]: per cause in the listener counters of `webrtc`, logged with
 //! their sender at a bounded rate).
 //!
+//! ICE-TCP (RFC 6544, [`tcp`]): with [`Transport::Tcp`] in
+//! [`WhipConfig::transports`] (the default has both), the same addresses
+//! listen on TCP with the media port's number and each answer carries
+//! them as passive TCP host candidates after the UDP ones. A client that
+//! cannot reach UDP connects and sends its checks, DTLS and SRTP framed
+//! as RFC 4571 says (two-byte length); each frame reaches the worker as a
+//! datagram marked TCP and is demultiplexed the same way (the first
+//! binding request's ICE username, then the remote address), and str0m's
+//! TCP transmits go back on that connection. str0m 0.25 (its `is` ICE
+//! agent) takes TCP candidates and TCP input as they are: it matches a
+//! request to the local candidate of its destination address and
+//! protocol, learns the client's address as a peer-reflexive TCP
+//! candidate, and leaves the framing to the caller. UDP wins where both
+//! work: str0m gives a TCP host candidate type preference 90 against
+//! UDP's 126, and clients rank pairs by those priorities.
+//!
 //! # Video codecs
 //!
 //! A WHIP answer carries one video codec: H.264 whenever the offer has it,
@@ -281,6 +297,16 @@
 //! - `tests/gst_whip.rs` of the end-to-end tests: GStreamer webrtcbin
 //!   publishes (see below); webrtcbin with its own RSA certificate is
 //!   refused at DTLS.
+//! - `tests/webrtc_tcp.rs` of the end-to-end tests: with
+//!   `transports = ["tcp"]` Chromium publishes over WHIP and plays the
+//!   stream back over WHEP through ICE-TCP alone (both peer connections'
+//!   selected pair TCP, to the passive candidate's port, in `getStats`;
+//!   60 frames and more decoded and shown at 640×480; ffmpeg decodes the
+//!   publish over RTMP); with both transports Chromium's pair is UDP, and
+//!   garbage, a bogus length and an empty frame on the TCP port are each
+//!   closed with a line naming the peer and counted, while the UDP publish
+//!   goes on; a TCP port already taken fails the start naming
+//!   `[webrtc] transports`.
 //! - `tests/signal_props.rs`: the stable twin of the `whip_signal` fuzz
 //!   target ([`fuzzing::signalling`]: offers and trickle fragments).
 //! - `tests/offer_props.rs`: any POST body (random bytes, real offers with
@@ -321,8 +347,15 @@
 //!   consent checks only with a libnice newer than Debian 12's 0.1.21, and
 //!   binding indications alone end the session after 15 s.
 //!
-//! Debian 12's `simple-whip-client` aborts before its first request (it
-//! links libsoup 2 while libnice, through gupnp-igd, loads libsoup 3).
+//! Debian 12's `simple-whip-client` 0.0~git20230131-1 (`whip-client`)
+//! aborts before its first request, whatever its options and environment:
+//! the binary links libsoup 2.4 (2.74.3), and `gst_parse_launch` of its
+//! pipeline loads `libgstwebrtc.so` (gst-plugins-bad 1.22.0), which links
+//! libnice 0.1.21 → gupnp-igd 1.2.0 → gupnp 1.6.3 → libsoup 3.2.3, whose
+//! load-time constructor sees libsoup 2 symbols and calls `g_error`
+//! ("libsoup2 symbols detected. Using libsoup2 and libsoup3 in the same
+//! process is not supported": SIGTRAP in `dlopen`, seen with gdb). Fixing
+//! it needs the client rebuilt against libsoup 3, a packaging matter.
 //! `whipsink` (gst-plugins-rs) is not packaged in Debian 12.
 //!
 //! # Feature flags
@@ -341,7 +374,8 @@
 //! layers (SVC: only the base layer is kept); H.265 from browsers
 //! (hardware encoders only) untested; RTCP sender
 //! reports for A/V sync (tracks are aligned by first-packet arrival);
-//! ICE-TCP; ICE restarts; 1:1 NAT
+//! ICE restarts; ICE-TCP active or simultaneous-open candidates (the
+//! server only listens) and TCP over TLS; 1:1 NAT
 //! addresses as candidates (the announced addresses must be local);
 //! a flood of valid-looking STUN from strangers costs a scan of every
 //! session (`Rtc::accepts`) per datagram.

@@ -6,10 +6,10 @@
 //! connects and sends its ICE checks, DTLS and SRTP on the connection, each
 //! packet behind a two-byte length (RFC 4571 framing, read and written with
 //! `tokio_util`'s length-delimited codec). This module only moves frames:
-//! each frame read becomes a [`Datagram`] for the media worker (marked
+//! each frame read becomes a `Datagram` for the media worker (marked
 //! TCP), which demultiplexes it as it does UDP — the first STUN binding
 //! request's ICE username picks the session, then the remote address — and
-//! the state machines' TCP transmits come back through [`Conns::send`].
+//! the state machines' TCP transmits come back through `Conns::send`.
 //!
 //! Bounds and failures:
 //!
