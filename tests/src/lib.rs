@@ -27,6 +27,7 @@ pub mod auth;
 pub mod browser;
 pub mod child_lines;
 pub mod decoded;
+pub mod gst_whip;
 pub mod metrics;
 pub mod netns;
 pub mod page;

@@ -14,8 +14,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use tidewater_tests::decoded::{assert_decoded_video, ffmpeg_decode_within, sorted_catalog_codecs};
+use tidewater_tests::gst_whip::{spawn_gst_whip_publish, whip_status};
 use tidewater_tests::page::ChromiumPage;
-use tidewater_tests::python::python_with;
 use tidewater_tests::srt::ffmpeg_srt_url;
 use tidewater_tests::{ServerCommand, ServerProcess, run_until, wait_live};
 
@@ -289,19 +289,9 @@ fn chromium_publishes_vp8_vp9_and_av1_over_whip_and_ll_hls_carries_them() {
 fn gstreamer_publishes_h265_over_whip_and_ll_hls_and_ts_carry_it() {
     let mut server = ServerCommand::with_config(CONFIG).spawn();
     let http = server.http_addr();
-    let python = python_with(
-        "import gi, cryptography; gi.require_version('GstWebRTC', '1.0')",
-        "GStreamer's WebRTC bindings",
-    );
-    let mut cmd = python;
-    cmd.arg(tidewater_tests::workspace_root().join("tests/helpers/gst_whip_publish.py"))
-        .arg(format!("http://{http}/whip/live/hevc"))
-        .arg("25")
-        .arg("--h265");
-    let mut publisher = tidewater_tests::child_lines::ChildLines::spawn(cmd);
-    let status = publisher.wait_for_match(Duration::from_secs(30), |l| {
-        l.strip_prefix("status ").map(str::to_owned)
-    });
+    let mut publisher =
+        spawn_gst_whip_publish(&format!("http://{http}/whip/live/hevc"), 25, &["--h265"]);
+    let status = whip_status(&mut publisher, Duration::from_secs(30));
     assert_eq!(status.as_deref(), Some("201"), "{}", server.output());
     let live = wait_live(http, "live/hevc", Duration::from_secs(30));
     let codecs = sorted_catalog_codecs(&live);
