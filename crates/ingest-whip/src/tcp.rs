@@ -332,6 +332,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_full_queue_skips_frames_and_a_closed_connection_takes_none() {
+        let conns = Conns::default();
+        let remote: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let (tx, mut rx) = mpsc::channel(CONN_QUEUE);
+        let close = CancellationToken::new();
+        conns.lock().insert(
+            remote,
+            Handle {
+                tx,
+                close: close.clone(),
+                serial: 0,
+            },
+        );
+        let stats = SendStats::default();
+        // A peer that reads nothing: the queue fills, then frames are
+        // skipped and counted, never queued without bound.
+        for _ in 0..CONN_QUEUE + 10 {
+            conns.send(remote, vec![0x80; 100], &stats);
+        }
+        assert_eq!(stats.datagrams.load(Ordering::Relaxed), CONN_QUEUE as u64);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 10);
+        assert!(rx.try_recv().is_ok());
+        // Closing cancels the connection's task and forgets it.
+        assert!(conns.close(remote));
+        assert!(close.is_cancelled());
+        assert!(!conns.close(remote));
+        conns.send(remote, vec![0x80; 100], &stats);
+        assert_eq!(stats.dropped.load(Ordering::Relaxed), 11);
+    }
+
+    #[test]
     fn frames_carry_a_two_byte_length_and_split_reads_join() {
         let mut c = codec();
         let mut out = BytesMut::new();
