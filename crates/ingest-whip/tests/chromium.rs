@@ -8,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use tidewater_core::{Codec, Event, Request, StreamKey};
 use tidewater_tests::page::ChromiumPage;
-use tidewater_whip::WhipConfig;
 
-use support::{WhipUnderTest, engine, loopback, serve_http, start_whip};
+use support::{WhipOverHttp, engine};
 
 /// The page (served by the test's own server: another origin, so CORS is
 /// exercised); `log` and `gathered` come from `ChromiumPage`.
@@ -41,15 +40,9 @@ const SERVER = '__SERVER__';
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_h264_and_opus_over_whip() {
     let engine = engine();
-    let WhipUnderTest {
-        whip,
-        router,
-        media,
-        shutdown,
-        worker,
-    } = start_whip(&engine, loopback(WhipConfig::default())).await;
-    assert_eq!(media.len(), 1, "{media:?}");
-    let (http, server) = serve_http(router).await;
+    let web = WhipOverHttp::start(&engine).await;
+    let (whip, http) = (&web.whip, web.http);
+    assert_eq!(web.media.len(), 1, "{:?}", web.media);
 
     let mut log = ChromiumPage::open(&PAGE.replace("__SERVER__", &format!("http://{http}")));
 
@@ -163,7 +156,5 @@ async fn chromium_publishes_h264_and_opus_over_whip() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(whip.sessions(), 0);
-    shutdown.cancel();
-    worker.await.expect("join").expect("worker");
-    server.abort();
+    web.stop().await;
 }

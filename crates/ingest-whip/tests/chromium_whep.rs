@@ -7,9 +7,8 @@ mod support;
 use std::time::Duration;
 
 use tidewater_tests::page::ChromiumPage;
-use tidewater_whip::WhipConfig;
 
-use support::{WhipUnderTest, engine, loopback, poll_report, serve_http, start_whip};
+use support::{WhipOverHttp, engine, poll_report};
 
 /// The page (served by the test's own server: another origin, so CORS is
 /// exercised); `log` and `gathered` come from `ChromiumPage`.
@@ -64,15 +63,9 @@ const SERVER = '__SERVER__';
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_over_whep_what_chromium_publishes_over_whip() {
     let engine = engine();
-    let WhipUnderTest {
-        whip,
-        router,
-        media,
-        shutdown,
-        worker,
-    } = start_whip(&engine, loopback(WhipConfig::default())).await;
-    assert_eq!(media.len(), 1, "{media:?}");
-    let (http, server) = serve_http(router).await;
+    let web = WhipOverHttp::start(&engine).await;
+    let (whip, http) = (&web.whip, web.http);
+    assert_eq!(web.media.len(), 1, "{:?}", web.media);
 
     let log = ChromiumPage::open(&PAGE.replace("__SERVER__", &format!("http://{http}")));
 
@@ -109,7 +102,5 @@ async fn chromium_plays_over_whep_what_chromium_publishes_over_whip() {
     assert_eq!(whip.sessions(), 2, "{summary}");
     eprintln!("{summary}");
     drop(log);
-    shutdown.cancel();
-    worker.await.expect("join").expect("worker");
-    server.abort();
+    web.stop().await;
 }

@@ -12,9 +12,8 @@ use tidewater_core::{Codec, Frame, Request, StreamKey, TrackId, TrackInfo};
 use tidewater_media::codec::{annexb_nals, build_avcc, to_length_prefixed};
 use tidewater_tests::TempDir;
 use tidewater_tests::page::ChromiumPage;
-use tidewater_whip::WhipConfig;
 
-use support::{WhipUnderTest, engine, loopback, poll_report, serve_http, start_whip};
+use support::{WhipOverHttp, engine, poll_report};
 
 /// The page (served by the test's own server: another origin, so CORS is
 /// exercised); `log` and `gathered` come from `ChromiumPage`.
@@ -149,14 +148,8 @@ async fn chromium_plays_an_encoders_stream_over_whep() {
         }
     });
 
-    let WhipUnderTest {
-        whip,
-        router,
-        shutdown,
-        worker,
-        ..
-    } = start_whip(&engine, loopback(WhipConfig::default())).await;
-    let (http, server) = serve_http(router).await;
+    let web = WhipOverHttp::start(&engine).await;
+    let (whip, http) = (&web.whip, web.http);
     let log = ChromiumPage::open(&PAGE.replace("__SERVER__", &format!("http://{http}")));
 
     let best = poll_report(
@@ -180,7 +173,5 @@ async fn chromium_plays_an_encoders_stream_over_whep() {
     assert!(decoded >= 60, "{summary}");
     drop(log);
     publisher.abort();
-    shutdown.cancel();
-    worker.await.expect("join").expect("worker");
-    server.abort();
+    web.stop().await;
 }

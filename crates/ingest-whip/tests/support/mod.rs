@@ -82,16 +82,54 @@ pub async fn start_whip(engine: &Engine, config: WhipConfig) -> WhipUnderTest {
     }
 }
 
-/// Serves `router` over HTTP on 127.0.0.1 (for a browser page, which comes
-/// from another origin): its address and the server task.
-pub async fn serve_http(router: axum::Router) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
-    let app = router.into_make_service_with_connect_info::<SocketAddr>();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind http");
-    let http = listener.local_addr().expect("http addr");
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
-    (http, server)
+/// WHIP for a browser page: the server in process with the default
+/// configuration (media port on 127.0.0.1) and its router served over HTTP
+/// on 127.0.0.1 (the page comes from another origin, so CORS is exercised).
+pub struct WhipOverHttp {
+    /// The protocol (stats, sessions).
+    pub whip: Whip,
+    /// The media port's addresses.
+    pub media: Vec<SocketAddr>,
+    /// The HTTP server's address.
+    pub http: SocketAddr,
+    shutdown: CancellationToken,
+    worker: JoinHandle<tidewater_core::Result<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl WhipOverHttp {
+    /// Starts WHIP on `engine` and serves its router.
+    pub async fn start(engine: &Engine) -> WhipOverHttp {
+        let WhipUnderTest {
+            whip,
+            router,
+            media,
+            shutdown,
+            worker,
+        } = start_whip(engine, loopback(WhipConfig::default())).await;
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind http");
+        let http = listener.local_addr().expect("http addr");
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        WhipOverHttp {
+            whip,
+            media,
+            http,
+            shutdown,
+            worker,
+            server,
+        }
+    }
+
+    /// Stops it: the media worker must end without an error; the HTTP
+    /// server is aborted.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.worker.await.expect("join").expect("worker");
+        self.server.abort();
+    }
 }
 
 /// `POST`s `offer` to `path` on the router: the answer, which must come
