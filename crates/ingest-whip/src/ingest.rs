@@ -58,8 +58,21 @@ pub enum MediaCodec {
     H264,
     /// VP8 (RFC 7741).
     Vp8,
+    /// VP9 (RFC 9628).
+    Vp9,
+    /// AV1 (the AOM RTP payload format).
+    Av1,
+    /// H.265 (RFC 7798).
+    H265,
     /// Opus.
     Opus,
+}
+
+impl MediaCodec {
+    /// Whether it is a video codec (90 kHz RTP clock).
+    pub fn is_video(self) -> bool {
+        self != MediaCodec::Opus
+    }
 }
 
 impl From<MediaCodec> for Codec {
@@ -67,6 +80,9 @@ impl From<MediaCodec> for Codec {
         match c {
             MediaCodec::H264 => Codec::H264,
             MediaCodec::Vp8 => Codec::Vp8,
+            MediaCodec::Vp9 => Codec::Vp9,
+            MediaCodec::Av1 => Codec::Av1,
+            MediaCodec::H265 => Codec::H265,
             MediaCodec::Opus => Codec::Opus,
         }
     }

@@ -367,12 +367,15 @@ impl Peer {
                 self.end("ICE disconnected".into());
             }
             Event::MediaAdded(m) if self.viewer.is_some() => {
-                // A video line may have H.264 and VP8 answered: one line
+                // A video line may have several codecs answered: one line
                 // per codec, the stream's frames pick theirs.
                 let wanted: &[(str0m::format::Codec, MediaCodec)] = match m.kind {
                     MediaKind::Video => &[
                         (str0m::format::Codec::H264, MediaCodec::H264),
                         (str0m::format::Codec::Vp8, MediaCodec::Vp8),
+                        (str0m::format::Codec::Vp9, MediaCodec::Vp9),
+                        (str0m::format::Codec::Av1, MediaCodec::Av1),
+                        (str0m::format::Codec::H265, MediaCodec::H265),
                     ],
                     MediaKind::Audio => &[(str0m::format::Codec::Opus, MediaCodec::Opus)],
                 };
@@ -382,10 +385,11 @@ impl Peer {
                         media.remote_pts().iter().copied().find(|pt| {
                             config
                                 .find(|p| p.pt() == *pt)
-                                .is_some_and(|p| p.spec().codec == wanted)
+                                .is_some_and(|p| crate::negotiate::sends(p.spec(), wanted))
                         })
                     });
                     if let (Some(pt), Some(v)) = (pt, self.viewer.as_mut()) {
+                        debug!(session = %self.id, "whep: line {} sends {codec:?} as PT {pt}", m.mid);
                         v.lines.push(Line {
                             codec,
                             mid: m.mid,
@@ -550,8 +554,8 @@ impl Timeline {
             return;
         };
         let (line, step) = match first.codec {
-            MediaCodec::H264 | MediaCodec::Vp8 => (&mut self.video, 3000u32),
             MediaCodec::Opus => (&mut self.audio, 960u32),
+            _ => (&mut self.video, 3000u32),
         };
         if std::mem::take(&mut line.rebase)
             && let Some(last) = line.last
@@ -688,7 +692,7 @@ impl FeedState {
             return true;
         }
         if batch.is_empty() {
-            if !self.warned && !matches!(f.codec, Codec::H264 | Codec::Vp8 | Codec::Opus) {
+            if !self.warned && crate::negotiate::whep_codec(f.codec).is_none() {
                 self.warned = true;
                 let what = if f.codec == Codec::Aac && whep_audio::CARRIES_AAC {
                     "AAC audio cannot be converted to Opus (see the transcode log line): video only"
@@ -725,12 +729,11 @@ impl FeedState {
 
 /// The shared RTP payloads of one frame; an error ends the viewer.
 fn frame_items(f: tidewater_core::FrameRef<'_>, batch: &mut Vec<Item>) -> Result<(), String> {
-    let codec = match f.codec {
-        Codec::H264 if f.pts != f.dts => return Err(B_FRAMES.to_string()),
-        Codec::H264 => MediaCodec::H264,
-        Codec::Vp8 => MediaCodec::Vp8,
-        Codec::Opus => MediaCodec::Opus,
-        _ => return Ok(()),
+    if matches!(f.codec, Codec::H264 | Codec::H265) && f.pts != f.dts {
+        return Err(B_FRAMES.to_string());
+    }
+    let Some(codec) = crate::negotiate::whep_codec(f.codec) else {
+        return Ok(());
     };
     let timescale = f.catalog().track(f.track).map_or(1000, |t| t.timescale);
     let buffer = f.derived(RTP_FORMAT, packetize);
@@ -739,8 +742,9 @@ fn frame_items(f: tidewater_core::FrameRef<'_>, batch: &mut Vec<Item>) -> Result
 }
 
 /// Why a stream with B-frames is not played over WebRTC.
-pub const B_FRAMES: &str = "the stream's H.264 has B-frames (presentation order differs from \
-     decode order), which WebRTC players do not handle; publish without them (x264: -bf 0)";
+pub const B_FRAMES: &str = "the stream's H.264 (or H.265) has B-frames (presentation order \
+     differs from decode order), which WebRTC players do not handle; publish without them \
+     (x264, x265: -bf 0)";
 
 /// A media socket and its local address.
 pub(crate) type Socket = (SocketAddr, Arc<UdpSocket>);

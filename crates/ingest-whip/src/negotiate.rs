@@ -65,24 +65,91 @@ pub fn parse_offer(body: &[u8]) -> Result<Offer, Error> {
     Ok(Offer { sdp, video_codecs })
 }
 
-/// Why a stream's video cannot be played over WebRTC from here: a video
-/// track and none of it H.264 or VP8 (the video codecs WHEP sends in this
-/// version).
-pub fn uncarried_video(tracks: &[tidewater_core::TrackInfo]) -> Option<String> {
-    use tidewater_core::{Codec, MediaKind};
-    let video: Vec<Codec> = tracks
+/// The video codecs WHEP sends, as the offer's encoding names: every one
+/// a WHIP publish may use (the stream's own codec is sent, never
+/// transcoded).
+pub const PLAY_VIDEO: [&str; 5] = ["H264", "VP8", "VP9", "AV1", "H265"];
+
+/// The SDP encoding name of a kernel video codec WHEP sends.
+fn sdp_name(codec: tidewater_core::Codec) -> Option<&'static str> {
+    use tidewater_core::Codec;
+    Some(match codec {
+        Codec::H264 => "H264",
+        Codec::Vp8 => "VP8",
+        Codec::Vp9 => "VP9",
+        Codec::Av1 => "AV1",
+        Codec::H265 => "H265",
+        _ => return None,
+    })
+}
+
+/// The viewer's media line a kernel codec is sent on, `None` for a codec
+/// WHEP does not carry (AAC goes through the Opus conversion).
+pub fn whep_codec(codec: tidewater_core::Codec) -> Option<crate::ingest::MediaCodec> {
+    use crate::ingest::MediaCodec as M;
+    use tidewater_core::Codec;
+    Some(match codec {
+        Codec::H264 => M::H264,
+        Codec::Vp8 => M::Vp8,
+        Codec::Vp9 => M::Vp9,
+        Codec::Av1 => M::Av1,
+        Codec::H265 => M::H265,
+        Codec::Opus => M::Opus,
+        _ => return None,
+    })
+}
+
+/// Whether a viewer's payload type of `spec` may carry `codec`'s frames:
+/// the codec, and for VP9 profile 0 (what browsers and the kernel's VP9
+/// publishers send; the answer also lists profile 2, which 8-bit frames
+/// must not be labelled as).
+pub fn sends(spec: str0m::format::CodecSpec, codec: str0m::format::Codec) -> bool {
+    spec.codec == codec
+        && (codec != str0m::format::Codec::Vp9 || spec.format.profile_id.unwrap_or(0) == 0)
+}
+
+/// Why a stream's video cannot be played to the viewer that sent `offer`:
+/// the viewer offers video but none of the stream's video codecs (WHEP
+/// sends the stream's own codec; it does not transcode), or the stream's
+/// video is one WHEP does not carry. A viewer offering no video plays the
+/// audio.
+pub fn uncarried_video(tracks: &[tidewater_core::TrackInfo], offer: &Offer) -> Option<String> {
+    use tidewater_core::MediaKind;
+    let video: Vec<tidewater_core::Codec> = tracks
         .iter()
         .filter(|t| t.codec.kind() == MediaKind::Video)
         .map(|t| t.codec)
         .collect();
-    (!video.is_empty() && !video.contains(&Codec::H264) && !video.contains(&Codec::Vp8)).then(
-        || {
-            format!(
-                "the stream's video is {}, which WHEP does not carry yet (H.264 and VP8 only)",
-                video[0].name()
-            )
-        },
-    )
+    let first = video.first()?;
+    if offer.video_codecs.is_empty() {
+        return None;
+    }
+    let played = video
+        .iter()
+        .filter_map(|c| sdp_name(*c))
+        .any(|name| offer.video_codecs.iter().any(|o| o == name));
+    if played {
+        return None;
+    }
+    let Some(name) = sdp_name(*first) else {
+        return Some(format!(
+            "the stream's video is {}, which WHEP does not carry (it sends H.264, VP8, VP9, \
+             AV1 or H.265)",
+            first.name()
+        ));
+    };
+    let hint = if name == "H265" {
+        " (browsers offer H.265 only where a hardware decoder is present; \
+         play it with HLS, DASH or SRT instead)"
+    } else {
+        " (in a browser: a page that keeps it in setCodecPreferences)"
+    };
+    Some(format!(
+        "the stream's video is {}, which the offer does not accept (it offers {}): \
+         WHEP sends the stream's own codec{hint}",
+        first.name(),
+        offer.video_codecs.join(", ")
+    ))
 }
 
 /// The video codecs a WHIP publish may use, in the order the answer
@@ -96,8 +163,10 @@ pub const PUBLISH_VIDEO: [&str; 5] = ["H264", "VP8", "VP9", "AV1", "H265"];
 /// (packetization-mode 1) whenever the offer has it, else the first of
 /// VP8, VP9, AV1 and H.265 it names ([`PUBLISH_VIDEO`]); answering one
 /// codec only means the publisher cannot switch codecs mid-stream. A play
-/// is answered with H.264 and VP8 (those offered) and Opus: what WHEP sends
-/// (a VP8-only viewer of an H.264 stream gets no picture).
+/// is answered with every one of H.264, VP8, VP9, AV1 and H.265 the offer
+/// has ([`PLAY_VIDEO`]), and Opus: the viewer's line sends whichever the
+/// stream has (the HTTP side refuses first a viewer that offers none of
+/// the stream's, [`uncarried_video`]).
 /// [`Error::Unanswerable`] when str0m cannot answer it,
 /// [`Error::NoCommonCodec`] when it offers video in none of those codecs
 /// or neither video nor audio is in the answer.
@@ -107,24 +176,22 @@ pub fn answer(
     candidates: &[Candidate],
     now: Instant,
 ) -> Result<Negotiated, Error> {
-    let video = match role {
+    let offered = |c: &str| offer.video_codecs.iter().any(|o| o == c);
+    // Which codecs the answer enables: one for a publish, all offered for
+    // a play.
+    let enabled: Vec<&str> = match role {
         Role::Publish => PUBLISH_VIDEO
             .into_iter()
-            .find(|c| offer.video_codecs.iter().any(|o| o == c)),
-        // H.264 and VP8 both answered when offered: the viewer's line
-        // sends whichever the stream has.
-        Role::Play => ["H264", "VP8"]
+            .find(|c| offered(c))
             .into_iter()
-            .find(|c| offer.video_codecs.iter().any(|o| o == c)),
+            .collect(),
+        Role::Play => PLAY_VIDEO.into_iter().filter(|c| offered(c)).collect(),
     };
-    let play_vp8 = role == Role::Play && offer.video_codecs.iter().any(|c| c == "VP8");
+    let enable = |c: &str| enabled.contains(&c);
     // Video offered in codecs the server does not take: refused with their
     // names rather than answered without the picture.
-    if !offer.video_codecs.is_empty() && video.is_none() {
-        let takes = match role {
-            Role::Publish => "H.264 (packetization-mode 1), VP8, VP9, AV1 or H.265",
-            Role::Play => "H.264 (packetization-mode 1) or VP8",
-        };
+    if !offer.video_codecs.is_empty() && enabled.is_empty() {
+        let takes = "H.264 (packetization-mode 1), VP8, VP9, AV1 or H.265";
         return Err(Error::NoCommonCodec(format!(
             "the offer's video is {}; this server takes {takes}: \
              offer one of them (in a browser: setCodecPreferences)",
@@ -135,11 +202,11 @@ pub fn answer(
         .set_ice_lite(true)
         .set_rtp_mode(true)
         .clear_codecs()
-        .enable_h264(video == Some("H264"))
-        .enable_vp8(video == Some("VP8") || play_vp8)
-        .enable_vp9(video == Some("VP9"))
-        .enable_av1(video == Some("AV1"))
-        .enable_h265(video == Some("H265"))
+        .enable_h264(enable("H264"))
+        .enable_vp8(enable("VP8"))
+        .enable_vp9(enable("VP9"))
+        .enable_av1(enable("AV1"))
+        .enable_h265(enable("H265"))
         .enable_opus(true, false)
         // Statistics events carry what TWCC feedback and receiver reports
         // say of the link (see `qos`).
@@ -165,7 +232,7 @@ pub fn answer(
     if !has_video && !answer.contains("opus/48000") {
         let what = match role {
             Role::Publish => "the offer carries neither a video codec the server takes nor Opus",
-            Role::Play => "the offer accepts neither H.264 (packetization-mode 1) nor Opus",
+            Role::Play => "the offer accepts neither a video codec the server sends nor Opus",
         };
         return Err(Error::NoCommonCodec(what.into()));
     }

@@ -496,18 +496,18 @@ async fn play(
         }
     }
     let b_frames = taken.iter().any(|e| {
-        matches!(e, tidewater_core::Event::Frame(f) if f.codec == tidewater_core::Codec::H264 && f.pts != f.dts)
+        matches!(e, tidewater_core::Event::Frame(f) if matches!(f.codec, tidewater_core::Codec::H264 | tidewater_core::Codec::H265) && f.pts != f.dts)
     });
     if b_frames {
         info!(peer = %who, stream = %key, "whep: play refused: {}", crate::media::B_FRAMES);
         return error(StatusCode::UNPROCESSABLE_ENTITY, crate::media::B_FRAMES);
     }
-    // Video WebRTC cannot carry from here (H.265, VP8, VP9, AV1 in this
-    // version) is refused rather than played as a black picture.
+    // Video in a codec the viewer's offer lacks is refused rather than
+    // played as a black picture.
     let snapshot = state.ctx.stream(&key);
     if let Some(why) = snapshot
         .and_then(|s| s.catalog)
-        .and_then(|c| negotiate::uncarried_video(c.catalog().tracks()))
+        .and_then(|c| negotiate::uncarried_video(c.catalog().tracks(), &offer))
     {
         info!(peer = %who, stream = %key, "whep: play refused: {why}");
         return error(StatusCode::UNPROCESSABLE_ENTITY, why);

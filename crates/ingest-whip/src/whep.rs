@@ -1,7 +1,9 @@
 //! WHEP egress: kernel frames to RTP payloads, once per stream.
 //!
 //! A frame's RTP payloads (H.264 as RFC 6184 packetization-mode 1 with
-//! SPS/PPS from the catalog before every keyframe that lacks them; Opus one
+//! SPS/PPS from the catalog before every keyframe that lacks them; H.265 as
+//! RFC 7798 with VPS/SPS/PPS likewise; VP8 as RFC 7741, VP9 as RFC 9628
+//! with a one-byte descriptor, AV1 as the AOM payload format; Opus one
 //! payload per frame) are made once per stream as a derived output of the
 //! kernel ([`RTP_FORMAT`]) and shared by every viewer; per viewer str0m
 //! writes the RTP header (its SSRC, sequence numbers, timestamps) and
@@ -21,8 +23,10 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tidewater_core::{Catalog, Codec, Frame, OutputFormat, rescale};
-use tidewater_media::codec::parse_avcc;
+use tidewater_media::codec::{parse_avcc, parse_hvcc};
 use tidewater_media::rtp::h264::{nal_type, packetize_h264};
+use tidewater_media::rtp::h265::{self, nal_type_of as h265_nal_type};
+use tidewater_media::rtp::{av1, vp8, vp9};
 
 use crate::ingest::MediaCodec;
 
@@ -49,26 +53,14 @@ pub struct Item {
 /// 16-bit length, then the bytes. Empty for codecs WHEP does not carry.
 pub fn packetize(frame: &Frame, catalog: &Catalog) -> Bytes {
     let mut out = BytesMut::new();
+    let config = catalog.track(frame.track).and_then(|t| t.config.as_ref());
     match frame.codec {
         Codec::H264 => {
-            let mut nals: Vec<&[u8]> = Vec::new();
-            let mut rest = &frame.payload[..];
-            // Length-prefixed NAL units; a truncated last one ends the list.
-            while let Some((len, tail)) = rest.split_first_chunk::<4>() {
-                let len = u32::from_be_bytes(*len) as usize;
-                let Some((nal, next)) = tail.split_at_checked(len) else {
-                    break;
-                };
-                nals.push(nal);
-                rest = next;
-            }
+            let config = config.and_then(|c| parse_avcc(c));
+            let nals = nal_units(&frame.payload);
             let has_sps = nals
                 .iter()
                 .any(|n| n.first().is_some_and(|b| b & 0x1f == nal_type::SPS));
-            let config = catalog
-                .track(frame.track)
-                .and_then(|t| t.config.as_ref())
-                .and_then(|c| parse_avcc(c));
             let mut all: Vec<&[u8]> = Vec::new();
             if frame.is_keyframe()
                 && !has_sps
@@ -80,41 +72,78 @@ pub fn packetize(frame: &Frame, catalog: &Catalog) -> Bytes {
             all.extend(nals);
             let mut payloads = Vec::new();
             packetize_h264(all, MAX_PAYLOAD, &mut payloads);
-            for p in payloads {
-                if p.data.len() > usize::from(u16::MAX) {
-                    continue;
-                }
-                out.put_u8(u8::from(p.marker));
-                out.put_u16(p.data.len() as u16);
-                out.put_slice(&p.data);
-            }
+            put_all(&mut out, payloads.into_iter().map(|p| (p.marker, p.data)));
         }
-        Codec::Vp8 => {
+        Codec::H265 => {
+            // The parameter sets of the catalog (RTMP, SRT, RTSP publishers
+            // carry them there only) before a keyframe that lacks them.
+            let config = config.and_then(|c| parse_hvcc(c));
+            let nals = nal_units(&frame.payload);
+            let has_sps = nals
+                .iter()
+                .any(|n| h265_nal_type(n) == Some(h265::nal_type::SPS));
+            let mut all: Vec<&[u8]> = Vec::new();
+            if frame.is_keyframe()
+                && !has_sps
+                && let Some(config) = &config
+            {
+                all.extend(config.vps.iter().map(|n| &n[..]));
+                all.extend(config.sps.iter().map(|n| &n[..]));
+                all.extend(config.pps.iter().map(|n| &n[..]));
+            }
+            all.extend(nals);
             let mut payloads = Vec::new();
-            tidewater_media::rtp::vp8::packetize_vp8(&frame.payload, MAX_PAYLOAD, &mut payloads);
-            for (marker, data) in payloads {
-                out.put_u8(u8::from(marker));
-                out.put_u16(data.len() as u16);
-                out.put_slice(&data);
+            h265::packetize_h265(all, MAX_PAYLOAD, &mut payloads);
+            put_all(&mut out, payloads.into_iter().map(|p| (p.marker, p.data)));
+        }
+        Codec::Vp8 | Codec::Vp9 | Codec::Av1 => {
+            let mut payloads = Vec::new();
+            match frame.codec {
+                Codec::Vp8 => vp8::packetize_vp8(&frame.payload, MAX_PAYLOAD, &mut payloads),
+                Codec::Vp9 => vp9::packetize_vp9(&frame.payload, MAX_PAYLOAD, &mut payloads),
+                _ => av1::packetize_av1(&frame.payload, MAX_PAYLOAD, &mut payloads),
             }
+            put_all(&mut out, payloads);
         }
-        Codec::Opus if frame.payload.len() <= usize::from(u16::MAX) => {
-            out.put_u8(0);
-            out.put_u16(frame.payload.len() as u16);
-            out.put_slice(&frame.payload);
-        }
+        Codec::Opus => put_all(&mut out, [(false, frame.payload.clone())]),
         _ => {}
     }
     out.freeze()
 }
 
+/// Appends each payload with its marker byte and 16-bit length; one too
+/// large for the length (never made with [`MAX_PAYLOAD`]) is left out.
+fn put_all(out: &mut BytesMut, payloads: impl IntoIterator<Item = (bool, Bytes)>) {
+    for (marker, data) in payloads {
+        let Ok(len) = u16::try_from(data.len()) else {
+            continue;
+        };
+        out.put_u8(u8::from(marker));
+        out.put_u16(len);
+        out.put_slice(&data);
+    }
+}
+
+/// The NAL units of a kernel access unit (H.264 and H.265 alike: 4-byte
+/// length prefixes); a truncated last one ends the list.
+fn nal_units(payload: &[u8]) -> Vec<&[u8]> {
+    let mut nals = Vec::new();
+    let mut rest = payload;
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let len = u32::from_be_bytes(*len) as usize;
+        let Some((nal, next)) = tail.split_at_checked(len) else {
+            break;
+        };
+        nals.push(nal);
+        rest = next;
+    }
+    nals
+}
+
 /// The items of a derived buffer made by [`packetize`] for a frame of
 /// `codec` at `pts` in `timescale`.
 pub fn items(buffer: &Bytes, codec: MediaCodec, pts: i64, timescale: u32, out: &mut Vec<Item>) {
-    let rate = match codec {
-        MediaCodec::H264 | MediaCodec::Vp8 => 90_000,
-        MediaCodec::Opus => 48_000,
-    };
+    let rate = if codec.is_video() { 90_000 } else { 48_000 };
     let time = rescale(pts, timescale, rate) as u32;
     let mut at = 0;
     while let Some(&[marker, high, low]) = buffer.get(at..at + 3) {

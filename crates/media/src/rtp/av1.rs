@@ -97,14 +97,28 @@ impl PayloadFormat for Av1Format {
 }
 
 /// Splits a low overhead temporal unit into RTP payloads of at most
-/// `max_payload` bytes: each OBU without its size field, one element per
-/// packet (W = 1), fragmented with Z/Y; N on a keyframe's first packet; the
-/// marker on the last. For tests and for senders of AV1.
+/// `max_payload` bytes (raised to 8 if lower). The OBUs (without their size
+/// fields) are packed one after the other as length-prefixed elements
+/// (W = 0), an OBU that does not fit the rest of a packet fragmented
+/// across packets with Y/Z: a packet starts a new OBU only where the one
+/// before it ended, so a receiver that takes a packet with Z = 0 as the
+/// start of a frame (Chromium, without the dependency descriptor) finds
+/// the whole temporal unit, the sequence header of a keyframe included.
+/// N is set on a keyframe's first packet, the marker on the last.
+/// Temporal delimiters and tile lists are left out, as the payload format
+/// says a sender should. For tests and for senders of AV1 (WHEP).
 pub fn packetize_av1(temporal_unit: &[u8], max_payload: usize, out: &mut Vec<(bool, Bytes)>) {
     let keyframe = av1_is_keyframe(temporal_unit);
-    let room = max_payload.saturating_sub(1).max(1);
-    let mut packets: Vec<Vec<u8>> = Vec::new();
-    for (_, obu, payload) in crate::codec::av1::sized_obus(temporal_unit) {
+    // The room for elements after the one-byte aggregation header.
+    let room = max_payload.max(8) - 1;
+    // (Z, Y, elements) of each packet.
+    let mut packets: Vec<(bool, bool, BytesMut)> = Vec::new();
+    let mut body = BytesMut::new();
+    let mut continues = false;
+    for (kind, obu, payload) in crate::codec::av1::sized_obus(temporal_unit) {
+        if kind == obu_type::TEMPORAL_DELIMITER || kind == obu_type::TILE_LIST {
+            continue;
+        }
         let header_len = if obu.first().is_some_and(|h| h & 0x04 != 0) {
             2
         } else {
@@ -115,25 +129,48 @@ pub fn packetize_av1(temporal_unit: &[u8], max_payload: usize, out: &mut Vec<(bo
             *h &= !0x02;
         }
         bare.extend_from_slice(payload);
-        let count = bare.chunks(room).count();
-        for (i, chunk) in bare.chunks(room).enumerate() {
-            let z = if i > 0 { 0x80 } else { 0 };
-            let y = if i + 1 < count { 0x40 } else { 0 };
-            let mut p = vec![z | y | 0x10];
-            p.extend_from_slice(chunk);
-            packets.push(p);
+        let mut rest = &bare[..];
+        loop {
+            let left = room.saturating_sub(body.len());
+            if leb128_len(rest.len()) + rest.len() <= left {
+                write_leb128(&mut body, rest.len() as u64);
+                body.extend_from_slice(rest);
+                break;
+            }
+            let take = left.saturating_sub(leb128_len(left)).min(rest.len());
+            let Some((part, tail)) = rest.split_at_checked(take).filter(|_| take > 0) else {
+                // Not a byte of room left: the packet ends after a whole OBU.
+                packets.push((continues, false, std::mem::take(&mut body)));
+                continues = false;
+                continue;
+            };
+            write_leb128(&mut body, part.len() as u64);
+            body.extend_from_slice(part);
+            packets.push((continues, true, std::mem::take(&mut body)));
+            continues = true;
+            rest = tail;
         }
+    }
+    if !body.is_empty() {
+        packets.push((continues, false, body));
     }
     let count = packets.len();
-    for (i, mut p) in packets.into_iter().enumerate() {
-        if i == 0
-            && keyframe
-            && let Some(h) = p.first_mut()
-        {
-            *h |= 0x08;
+    for (i, (z, y, body)) in packets.into_iter().enumerate() {
+        let mut header = u8::from(z) << 7 | u8::from(y) << 6;
+        if i == 0 && keyframe {
+            header |= 0x08;
         }
-        out.push((i + 1 == count, Bytes::from(p)));
+        let mut p = BytesMut::with_capacity(body.len() + 1);
+        p.extend_from_slice(&[header]);
+        p.extend_from_slice(&body);
+        out.push((i + 1 == count, p.freeze()));
     }
+}
+
+/// The bytes of `value` as LEB128.
+fn leb128_len(value: usize) -> usize {
+    let bits = usize::BITS - value.leading_zeros();
+    (bits as usize).div_ceil(7).max(1)
 }
 
 /// A low overhead OBU of `kind` with `payload` (for tests).
@@ -173,6 +210,29 @@ mod tests {
         assert_eq!(out[0].data[..], key[..]);
         assert_eq!(out[1].data[..], inter[..]);
         assert_eq!(d.dropped(), 1);
+    }
+
+    /// A packet starts a new OBU only where the one before ended: a
+    /// keyframe's first packet has the sequence header and the frame's
+    /// start (N set), every later one continues the frame (Z set), and a
+    /// temporal delimiter is left out.
+    #[test]
+    fn a_keyframe_packs_its_obus_so_only_its_first_packet_starts_one() {
+        let mut tu = sized_obu(obu_type::TEMPORAL_DELIMITER, &[]);
+        tu.extend(key());
+        let mut out = Vec::new();
+        packetize_av1(&tu, 100, &mut out);
+        assert!(out.len() > 2, "{out:?}");
+        assert!(out.iter().all(|(_, p)| p.len() <= 100));
+        assert_eq!(out[0].1[0] & 0xf8, 0x48, "N and Y, no Z: {:?}", out[0]);
+        assert!(out[1..].iter().all(|(_, p)| p[0] & 0x80 != 0));
+        let markers: Vec<bool> = out.iter().map(|(m, _)| *m).collect();
+        assert_eq!(markers.iter().filter(|m| **m).count(), 1);
+        assert_eq!(markers.last(), Some(&true));
+        let mut d = Av1Depacketizer::new();
+        let got = push_packetized(&mut d, &[(0u32, &tu[..])], packetize_av1, 100, 45, 0);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].data[..], key()[..]);
     }
 
     #[test]
