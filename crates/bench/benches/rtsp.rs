@@ -49,7 +49,12 @@
 //!   --nice -10               run servers, publisher and load tool at this niceness
 //!                            (negative needs root): on a machine shared with builds,
 //!                            a server starved of its CPU falls behind and its CPU
-//!                            figure means nothing; both servers get the same
+//!                            figure means nothing; both servers get the same.
+//!                            Also this session's autogroup niceness (restored at
+//!                            the end, see tidewater_bench::sched), without which
+//!                            plain nice does nothing against other sessions' builds;
+//!                            start the bench under `setsid` to give it a session
+//!                            (and autogroup) of its own
 //! ```
 //!
 //! The clip (30 s of testsrc2 + sine, 1280×720 at 30 fps, H.264 Main without
@@ -301,6 +306,11 @@ struct Setup {
 type Key = (Server, Transport, usize);
 
 fn run(opts: &Options) -> Result<(), String> {
+    // `nice` alone only orders processes within their session's autogroup,
+    // and the scheduler shares a busy CPU between autogroups: the session's
+    // own niceness (inherited by every process started here, put back at
+    // the end) is what wins CPU from builds in other sessions.
+    let _autogroup = opts.nice.map(tidewater_bench::sched::AutogroupNice::set);
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)

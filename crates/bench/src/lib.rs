@@ -14,12 +14,14 @@
 //! [`procstat`]) against gst-rtsp-server; its harness's process and clip
 //! helpers are [`harness`]; `--topology veth` (server and load tool in
 //! two network namespaces, each side's receive work on its own CPU) is
-//! [`topology`].
+//! [`topology`]. The RTSP and SRT benches' `--nice` sets the bench's
+//! session's autogroup niceness through [`sched`].
 
 pub mod harness;
 pub mod procstat;
 pub mod rtmp;
 pub mod rtsp;
+pub mod sched;
 pub mod topology;
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,4 +1,4 @@
-//! The scheduler's view of a process, for the SRT bench: how long its
+//! The scheduler's view of a process, for the benches (SRT, RTSP): how long its
 //! threads ran and how long they were ready to run but waited for a CPU
 //! (`/proc/PID/task/*/schedstat`), and the session-wide niceness Linux's
 //! autogroups apply.
@@ -8,7 +8,10 @@
 //! each session (an engineer's shell, a build) gets an equal share of a
 //! busy CPU whatever its processes' niceness. `renice` alone then does
 //! not give the measured server its CPU back; the session's own niceness
-//! (`/proc/self/autogroup`) does.
+//! (`/proc/self/autogroup`) does. The processes a bench starts stay in its
+//! session and share its autogroup, so [`AutogroupNice`] moves them with
+//! it; started under `setsid`, the bench's session (and autogroup) is its
+//! own and leaves the shell it came from alone.
 
 /// Nanoseconds the threads of `pid` ran and waited on a run queue, summed.
 pub fn run_and_wait_ns(pid: u32) -> Option<(u64, u64)> {
@@ -30,6 +33,7 @@ pub fn run_and_wait_ns(pid: u32) -> Option<(u64, u64)> {
 /// Sets this session's autogroup niceness to `nice` while it lives, and
 /// puts the previous value back when dropped. Does nothing (and says so)
 /// where autogroups are off or the file cannot be written.
+#[derive(Debug)]
 pub struct AutogroupNice {
     previous: Option<i32>,
 }
@@ -45,12 +49,12 @@ impl AutogroupNice {
             .and_then(|s| s.rsplit_once("nice ")?.1.trim().parse().ok());
         match previous {
             Some(_) if std::fs::write("/proc/self/autogroup", nice.to_string()).is_ok() => {
-                eprintln!("srt bench: this session's autogroup runs at niceness {nice}");
+                eprintln!("bench: this session's autogroup runs at niceness {nice}");
                 AutogroupNice { previous }
             }
             _ => {
                 eprintln!(
-                    "srt bench: autogroup niceness not set (autogroups off, or not permitted)"
+                    "bench: autogroup niceness not set (autogroups off, or not permitted)"
                 );
                 AutogroupNice { previous: None }
             }
