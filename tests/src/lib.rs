@@ -31,6 +31,7 @@ pub mod gst_whip;
 pub mod metrics;
 pub mod netns;
 pub mod page;
+pub mod page_scripts;
 pub mod python;
 pub mod rtmp_viewers;
 pub mod srt;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tidewater_tests::decoded::{assert_decoded_video, ffmpeg_decode_within, sorted_catalog_codecs};
 use tidewater_tests::page::ChromiumPage;
+use tidewater_tests::page_scripts::open_webrtc_page;
 use tidewater_tests::srt::ffmpeg_srt_url;
 use tidewater_tests::{
     ChildGuard, FrameCrc, ServerCommand, catalog_codecs, curl_command,
@@ -30,12 +31,7 @@ const PUBLISH_PAGE: &str = r#"<script>
 const SERVER = '__SERVER__';
 (async () => {
   try {
-    const media = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: true});
-    const pc = new RTCPeerConnection({iceServers: []});
-    for (const track of media.getTracks()) pc.addTransceiver(track, {direction: 'sendonly'});
-    const video = pc.getTransceivers().find(t => t.sender.track && t.sender.track.kind === 'video');
-    const codecs = RTCRtpSender.getCapabilities('video').codecs;
-    video.setCodecPreferences(codecs.filter(c => c.mimeType === 'video/H264' || c.mimeType === 'video/rtx'));
+    const {pc} = await cameraPublisher('video/H264');
     const candidates = [];
     pc.onicecandidate = (e) => e.candidate && e.candidate.candidate && candidates.push(e.candidate.candidate);
     pc.onconnectionstatechange = () => log('state ' + pc.connectionState);
@@ -74,16 +70,9 @@ const offerOf = async (pc) => { await pc.setLocalDescription(await pc.createOffe
     log('bframes ' + b.status + ' ' + await b.text());
     probe.close();
 
-    const viewer = new RTCPeerConnection({iceServers: []});
-    viewer.addTransceiver('video', {direction: 'recvonly'});
-    viewer.addTransceiver('audio', {direction: 'recvonly'});
-    const player = document.createElement('video');
     // Not muted: WebRTC measures a track's level after the element's
     // volume (the browser runs with --mute-audio, so nothing is heard).
-    player.muted = false; player.autoplay = true; player.playsInline = true;
-    document.body.appendChild(player);
-    const received = new MediaStream();
-    viewer.ontrack = (e) => { received.addTrack(e.track); player.srcObject = received; };
+    const {viewer, player} = whepViewer(true, false);
     viewer.onconnectionstatechange = () => log('state ' + viewer.connectionState);
     const w = await fetch(SERVER + '/whep/live/cam1', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: await offerOf(viewer)});
     log('answer ' + JSON.stringify({status: w.status, location: w.headers.get('Location'), etag: w.headers.get('ETag'), link: w.headers.get('Link')}));
@@ -118,8 +107,10 @@ const offerOf = async (pc) => { await pc.setLocalDescription(await pc.createOffe
 })();
 </script>"#;
 
+/// A page (`log` and `gathered` from `ChromiumPage`, `cameraPublisher` and
+/// `whepViewer` from `page_scripts`) that talks to the server at `http`.
 fn page(body: &str, http: SocketAddr) -> ChromiumPage {
-    ChromiumPage::open(&body.replace("__SERVER__", &format!("http://{http}")))
+    open_webrtc_page(&body.replace("__SERVER__", &format!("http://{http}")))
 }
 
 fn json(text: &str) -> serde_json::Value {

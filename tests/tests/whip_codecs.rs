@@ -16,6 +16,7 @@ use std::time::Duration;
 use tidewater_tests::decoded::{assert_decoded_video, ffmpeg_decode_within, sorted_catalog_codecs};
 use tidewater_tests::gst_whip::{spawn_gst_whip_publish, whip_status};
 use tidewater_tests::page::ChromiumPage;
+use tidewater_tests::page_scripts::open_webrtc_page;
 use tidewater_tests::srt::ffmpeg_srt_url;
 use tidewater_tests::{ServerCommand, ServerProcess, run_until, wait_live};
 
@@ -30,12 +31,7 @@ const SERVER = '__SERVER__';
   try {
     const caps = RTCRtpSender.getCapabilities('video').codecs.map(c => c.mimeType);
     log('caps ' + JSON.stringify(caps));
-    const media = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: true});
-    const pc = new RTCPeerConnection({iceServers: []});
-    for (const track of media.getTracks()) pc.addTransceiver(track, {direction: 'sendonly'});
-    const video = pc.getTransceivers().find(t => t.sender.track && t.sender.track.kind === 'video');
-    const codecs = RTCRtpSender.getCapabilities('video').codecs;
-    video.setCodecPreferences(codecs.filter(c => c.mimeType === '__MIME__' || c.mimeType === 'video/rtx'));
+    const {pc, video} = await cameraPublisher('__MIME__');
     const params = video.sender.getParameters();
     params.degradationPreference = 'maintain-resolution';
     await video.sender.setParameters(params);
@@ -60,14 +56,7 @@ const PLAY_PAGE: &str = r#"<script>
 const SERVER = '__SERVER__';
 (async () => {
   try {
-    const viewer = new RTCPeerConnection({iceServers: []});
-    viewer.addTransceiver('video', {direction: 'recvonly'});
-    viewer.addTransceiver('audio', {direction: 'recvonly'});
-    const player = document.createElement('video');
-    player.muted = true; player.autoplay = true; player.playsInline = true;
-    document.body.appendChild(player);
-    const received = new MediaStream();
-    viewer.ontrack = (e) => { received.addTrack(e.track); player.srcObject = received; };
+    const {viewer, player} = whepViewer(true, true);
     await viewer.setLocalDescription(await viewer.createOffer());
     await gathered(viewer);
     const w = await fetch(SERVER + '/whep/live/__STREAM__', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: viewer.localDescription.sdp});
@@ -124,7 +113,7 @@ fn publish_and_read_ll_hls(
     catalog: &str,
     probe: &str,
 ) -> ChromiumPage {
-    let page = ChromiumPage::open(
+    let page = open_webrtc_page(
         &PUBLISH_PAGE
             .replace("__SERVER__", &format!("http://{http}"))
             .replace("__MIME__", mime)
@@ -241,7 +230,7 @@ fn chromium_publishes_vp8_vp9_and_av1_over_whip_and_ll_hls_carries_them() {
     assert_eq!(hls.status, 415, "TS-HLS: {}", hls.body);
     assert!(hls.body.contains("MPEG-TS cannot carry"), "{}", hls.body);
     // WHEP carries VP8: a Chromium viewer decodes and shows the picture.
-    let viewer = ChromiumPage::open(
+    let viewer = open_webrtc_page(
         &PLAY_PAGE
             .replace("__SERVER__", &format!("http://{http}"))
             .replace("__STREAM__", "vp8"),

@@ -7,22 +7,18 @@ mod support;
 use std::time::{Duration, Instant};
 
 use tidewater_core::{Codec, Event, Request, StreamKey};
-use tidewater_tests::page::ChromiumPage;
+use tidewater_tests::page_scripts::open_webrtc_page;
 
 use support::{WhipOverHttp, engine};
 
 /// The page (served by the test's own server: another origin, so CORS is
-/// exercised); `log` and `gathered` come from `ChromiumPage`.
+/// exercised); `log` and `gathered` come from `ChromiumPage`,
+/// `cameraPublisher` from `page_scripts`.
 const PAGE: &str = r#"<script>
 const SERVER = '__SERVER__';
 (async () => {
   try {
-    const media = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: true});
-    const pc = new RTCPeerConnection({iceServers: []});
-    for (const track of media.getTracks()) pc.addTransceiver(track, {direction: 'sendonly'});
-    const video = pc.getTransceivers().find(t => t.sender.track && t.sender.track.kind === 'video');
-    const codecs = RTCRtpSender.getCapabilities('video').codecs;
-    video.setCodecPreferences(codecs.filter(c => c.mimeType === 'video/H264' || c.mimeType === 'video/rtx'));
+    const {pc} = await cameraPublisher('video/H264');
     pc.onconnectionstatechange = () => log('state ' + pc.connectionState);
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
@@ -44,7 +40,7 @@ async fn chromium_publishes_h264_and_opus_over_whip() {
     let (whip, http) = (&web.whip, web.http);
     assert_eq!(web.media.len(), 1, "{:?}", web.media);
 
-    let mut log = ChromiumPage::open(&PAGE.replace("__SERVER__", &format!("http://{http}")));
+    let mut log = open_webrtc_page(&PAGE.replace("__SERVER__", &format!("http://{http}")));
 
     // The publish becomes live once the page has posted its offer.
     let key = StreamKey::parse("live/chromium").expect("key");

@@ -6,22 +6,18 @@ mod support;
 
 use std::time::Duration;
 
-use tidewater_tests::page::ChromiumPage;
+use tidewater_tests::page_scripts::open_webrtc_page;
 
 use support::{WhipOverHttp, engine, poll_report};
 
 /// The page (served by the test's own server: another origin, so CORS is
-/// exercised); `log` and `gathered` come from `ChromiumPage`.
+/// exercised); `log` and `gathered` come from `ChromiumPage`,
+/// `cameraPublisher` and `whepViewer` from `page_scripts`.
 const PAGE: &str = r#"<script>
 const SERVER = '__SERVER__';
 (async () => {
   try {
-    const media = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: true});
-    const pc = new RTCPeerConnection({iceServers: []});
-    for (const track of media.getTracks()) pc.addTransceiver(track, {direction: 'sendonly'});
-    const video = pc.getTransceivers().find(t => t.sender.track && t.sender.track.kind === 'video');
-    const codecs = RTCRtpSender.getCapabilities('video').codecs;
-    video.setCodecPreferences(codecs.filter(c => c.mimeType === 'video/H264' || c.mimeType === 'video/rtx'));
+    const {pc} = await cameraPublisher('video/H264');
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
     const r = await fetch(SERVER + '/whip/live/chromium', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: pc.localDescription.sdp});
@@ -29,14 +25,7 @@ const SERVER = '__SERVER__';
     await pc.setRemoteDescription({type: 'answer', sdp: await r.text()});
     await new Promise(done => setTimeout(done, 1500));
 
-    const viewer = new RTCPeerConnection({iceServers: []});
-    viewer.addTransceiver('video', {direction: 'recvonly'});
-    viewer.addTransceiver('audio', {direction: 'recvonly'});
-    const player = document.createElement('video');
-    player.muted = true; player.autoplay = true; player.playsInline = true;
-    document.body.appendChild(player);
-    const received = new MediaStream();
-    viewer.ontrack = (e) => { received.addTrack(e.track); player.srcObject = received; };
+    const {viewer, player} = whepViewer(true, true);
     viewer.onconnectionstatechange = () => log('whep state ' + viewer.connectionState);
     await viewer.setLocalDescription(await viewer.createOffer());
     await gathered(viewer);
@@ -67,7 +56,7 @@ async fn chromium_plays_over_whep_what_chromium_publishes_over_whip() {
     let (whip, http) = (&web.whip, web.http);
     assert_eq!(web.media.len(), 1, "{:?}", web.media);
 
-    let log = ChromiumPage::open(&PAGE.replace("__SERVER__", &format!("http://{http}")));
+    let log = open_webrtc_page(&PAGE.replace("__SERVER__", &format!("http://{http}")));
 
     // Reports from the player: frames decoded, size, audio packets.
     let best = poll_report(

@@ -11,23 +11,18 @@ use bytes::Bytes;
 use tidewater_core::{Codec, Frame, Request, StreamKey, TrackId, TrackInfo};
 use tidewater_media::codec::{annexb_nals, build_avcc, to_length_prefixed};
 use tidewater_tests::TempDir;
-use tidewater_tests::page::ChromiumPage;
+use tidewater_tests::page_scripts::open_webrtc_page;
 
 use support::{WhipOverHttp, engine, poll_report};
 
 /// The page (served by the test's own server: another origin, so CORS is
-/// exercised); `log` and `gathered` come from `ChromiumPage`.
+/// exercised); `log` and `gathered` come from `ChromiumPage`, `whepViewer`
+/// from `page_scripts`.
 const PAGE: &str = r#"<script>
 const SERVER = '__SERVER__';
 (async () => {
   try {
-    const viewer = new RTCPeerConnection({iceServers: []});
-    viewer.addTransceiver('video', {direction: 'recvonly'});
-    const player = document.createElement('video');
-    player.muted = true; player.autoplay = true; player.playsInline = true;
-    document.body.appendChild(player);
-    const received = new MediaStream();
-    viewer.ontrack = (e) => { received.addTrack(e.track); player.srcObject = received; };
+    const {viewer, player} = whepViewer(false, true);
     await viewer.setLocalDescription(await viewer.createOffer());
     await gathered(viewer);
     const w = await fetch(SERVER + '/whep/live/encoder', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: viewer.localDescription.sdp});
@@ -150,7 +145,7 @@ async fn chromium_plays_an_encoders_stream_over_whep() {
 
     let web = WhipOverHttp::start(&engine).await;
     let (whip, http) = (&web.whip, web.http);
-    let log = ChromiumPage::open(&PAGE.replace("__SERVER__", &format!("http://{http}")));
+    let log = open_webrtc_page(&PAGE.replace("__SERVER__", &format!("http://{http}")));
 
     let best = poll_report(
         &log,
