@@ -47,7 +47,7 @@
 //! | `POST /whip/{app}/{stream}`, `Content-Type: application/sdp` | `201` with the SDP answer, `Location`, `ETag`; `415` for another content type, `400` for SDP that does not parse or cannot be answered, `406` when the offer has neither a video codec the server takes nor Opus, or video in none of H.264, VP8, VP9, AV1, H.265 (named in the answer; see "Video codecs" for which one is answered), `413` over [`WhipConfig::max_offer_bytes`], `409` when the stream is already published, `401`/`403`/`429`/`503` from the authorizer, `503` over [`WhipConfig::max_sessions`] |
 //! | `DELETE {Location}` | `200`, the publish ends; `404` for an unknown session |
 //! | `PATCH {Location}`, `Content-Type: application/trickle-ice-sdpfrag` | `204`: the fragment's candidates (RFC 8840) go to the session ([`trickle`]); `412` when `If-Match` is not the session's `ETag`; `422` for an ICE restart (`If-Match: *`), which is not supported; `400` for a fragment that does not parse, `415` for another content type, `404` for an unknown session |
-//! | `POST /whep/{app}/{stream}`, `Content-Type: application/sdp` (a receive-only offer) | `201` with a send-only answer (H.264, VP8 and Opus the viewer accepts), `Location` (`/whep/{app}/{stream}/{session}`), `ETag`; the reader refusals of every HTTP output (`401`/`403`/`404` not live); `422` for H.264 with B-frames and for a stream whose video is neither H.264 nor VP8 (H.265, VP9, AV1: named in the answer); `DELETE`, `PATCH`, `OPTIONS` as for WHIP |
+//! | `POST /whep/{app}/{stream}`, `Content-Type: application/sdp` (a receive-only offer) | `201` with a send-only answer (every one of H.264, VP8, VP9, AV1, H.265 and Opus the viewer accepts; its video line sends the stream's codec), `Location` (`/whep/{app}/{stream}/{session}`), `ETag`; the reader refusals of every HTTP output (`401`/`403`/`404` not live); `422` for H.264 or H.265 with B-frames and for an offer with video but not in the stream's video codec (both named in the answer: WHEP does not transcode video); `DELETE`, `PATCH`, `OPTIONS` as for WHIP |
 //! | `OPTIONS` on both | `204` with CORS (any origin; `Authorization`, `Content-Type`, `If-Match` may be sent; `Location`, `ETag`, `Link` may be read), `Accept-Post: application/sdp` on the endpoint, `Accept-Patch: application/trickle-ice-sdpfrag` on the session |
 //!
 //! Every `201` carries one `Link: <url>; rel="ice-server"` header per
@@ -108,9 +108,9 @@
 //! |---|---|---|---|---|---|---|
 //! | H.264 | RFC 6184, packetization-mode 1 | `avcC` from in-band SPS/PPS | `avc1` | yes | yes | yes |
 //! | VP8 | RFC 7741 | `vpcC` from the keyframe header | `vp08` | refused (`NetStream.Play.Failed`, `415`) | refused (SRT rejected, `415`) | yes |
-//! | VP9 | RFC 9628, base spatial layer | `vpcC` from the uncompressed header | `vp09` | enhanced RTMP only | refused | refused `422` |
-//! | AV1 | AOM RTP payload format v1.0 | `av1C` from the sequence header OBU | `av01` | enhanced RTMP only | refused | refused `422` |
-//! | H.265 | RFC 7798 (no DONL) | `hvcC` from in-band VPS/SPS/PPS | `hvc1` | enhanced RTMP only | yes | refused `422` |
+//! | VP9 | RFC 9628, base spatial layer | `vpcC` from the uncompressed header | `vp09` | enhanced RTMP only | refused | yes (profile 0) |
+//! | AV1 | AOM RTP payload format v1.0 | `av1C` from the sequence header OBU | `av01` | enhanced RTMP only | refused | yes |
+//! | H.265 | RFC 7798 (no DONL) | `hvcC` from in-band VPS/SPS/PPS | `hvc1` | enhanced RTMP only | yes | to a viewer offering it (untried: no browser here offers it) |
 //!
 //! "Enhanced RTMP only": the RTMP egress sends these as enhanced-RTMP
 //! (FourCC) tags, which legacy clients such as ffmpeg 5.1 do not decode.
@@ -156,8 +156,26 @@
 //! once per stream as a kernel derived output ([`whep::RTP_FORMAT`]):
 //! H.264 packetized in 1 100-byte payloads, with the catalog's SPS and PPS
 //! before a keyframe that lacks them in band (RTMP, SRT and RTSP
-//! publishers); VP8 (a WHIP publish's) in 1 100-byte RFC 7741 payloads;
-//! Opus one payload per frame. Per viewer str0m writes the RTP
+//! publishers); H.265 likewise (RFC 7798: single NAL unit packets and
+//! FUs, VPS/SPS/PPS from the catalog's `hvcC` before a keyframe that lacks
+//! them); the WHIP-only codecs in 1 100-byte payloads of their formats:
+//! VP8 (RFC 7741), VP9 (RFC 9628, a one-byte descriptor: no picture id,
+//! which Chromium's receiver takes by sequence number) and AV1 (the AOM
+//! format: the temporal unit's OBUs packed as length-prefixed elements,
+//! fragmented across packets, so that only a temporal unit's first packet
+//! starts an OBU: Chromium, without a dependency descriptor, takes every
+//! such packet as a frame's start, and one OBU per packet gave it frames
+//! without their sequence header that it never decoded); Opus one payload
+//! per frame. The answer to a viewer has every one of H.264, VP8, VP9
+//! (profile 0 is sent on: browsers and the WHIP ingest make 8-bit 4:2:0),
+//! AV1 and H.265 that str0m 0.25 negotiates and the offer has; its video
+//! line then sends the stream's codec with that codec's payload type. An
+//! offer with video but not in the stream's codec is refused `422` by
+//! name before a session is made ([`negotiate::uncarried_video`]): WHEP
+//! does not transcode video. str0m needs to packetize nothing here (RTP
+//! mode: it writes headers and SRTP around our payloads); it negotiates
+//! all five (`fmtp`: VP9 `profile-id` 0 and 2, AV1 `profile`/`level-idx`/
+//! `tier` defaults, H.265 `profile-id`/`tier-flag`/`level-id`). Per viewer str0m writes the RTP
 //! header (SSRC, sequence number, timestamp rescaled to 90 kHz / 48 kHz) and
 //! SRTP-protects it, and answers NACKs from its send buffer. A viewer whose
 //! worker queue is full blocks its feeder, lags in the kernel and is
@@ -186,6 +204,8 @@
 //! all); without it such a stream plays without sound and the log says
 //! `AAC audio is not carried` once per viewer.
 //!
+//! ## NACK and RTX: str0m's history per viewer, not one per stream
+//!
 //! A viewer's NACKs are answered by str0m from its send stream's buffer
 //! (every payload is written `nackable`), as RTX (RFC 4588) on the RTX
 //! SSRC and payload type the answer pairs with the video
@@ -195,6 +215,46 @@
 //! takes a payload as `Arc<[u8]>`, and the worker copies each payload of
 //! the stream's derived output into one `Arc` that every viewer's send
 //! stream shares (`whep::SharedPayloads`).
+//!
+//! Issue 13 asks for NACKs answered from one packet history per stream.
+//! str0m 0.25.0 (the version in `Cargo.lock`, RTP mode, direct API) does
+//! not allow it without a fork; what was checked in its sources:
+//!
+//! - the history is `StreamTx`'s private `rtx_cache: RtxCache`
+//!   (`pub(crate)`, an evicting ring of `RtpPacket`s, by default 2 000
+//!   packets or 3 s, whichever is less). Received NACKs are turned into
+//!   `StreamTx`'s private `resends` queue and answered in its
+//!   `poll_packet_resend`, from that cache only; nothing asks the
+//!   application for a packet it lacks.
+//! - the public knobs only size or bypass it: `StreamTx::set_rtx_cache(
+//!   max_packets, max_age, rtx_ratio_cap)` and `RtpWrite::nackable(false)`
+//!   (a packet not nackable is not cached, and then a NACK for it goes
+//!   unanswered).
+//! - an RTX packet cannot be written from outside: `StreamTx::write_rtp`
+//!   stamps the stream's main SSRC; the RTX SSRC, its own sequence
+//!   numbers and the original sequence number in front of the payload are
+//!   made only inside `poll_packet_resend`.
+//! - NACKs reach the application only as `Event::RawPacket(RtcpRx(..))`,
+//!   behind `RtcConfig::enable_raw_packets`, which str0m documents as
+//!   debug output that clones every packet (not for production).
+//!
+//! What the per-viewer history costs, measured with the `viewer_cost`
+//! example (str0m only, N in-memory viewers of one 2 Mbit/s stream, 7
+//! payloads a frame at 30 fps, payloads shared): resident memory grown
+//! over 6 s of media, `cargo run -p tidewater-whip --example viewer_cost --
+//! 200 6` against the same with `unnackable` (no history kept), on a
+//! machine at load 6: **487 KB per viewer with the history, 108 KB
+//! without**, so the history is about **380 KB per viewer** (76 MB at 200
+//! viewers; at 500, `-- 500 5`: 485 KB against 109 KB, 188 MB in all;
+//! `BENCHMARKS.md`, "WHEP: the RTX history"). Each entry is a `str0m::rtp::RtpPacket` of
+//! 408 bytes (the header with every extension value, times, the `Arc` of
+//! the payload), about 630 of them for 3 s of this stream, in a ring that
+//! grows by doubling; the payload bytes themselves are the stream's,
+//! shared (about 750 KB per stream for 3 s at 2 Mbit/s). A per-stream
+//! history would keep only that shared part. Shrinking str0m's (fewer
+//! packets or a shorter age through `set_rtx_cache`) trades late NACKs
+//! for memory and was not done; the CPU side of the history is within the
+//! per-viewer cost measured below.
 //!
 //! Each session's link is read from its peer's feedback every second
 //! ([`qos`], [`Whip::qos`]): for a viewer, TWCC feedback's loss and round
@@ -286,6 +346,14 @@
 //!   plays it over WHEP with the AAC transcoded to Opus (audio packets and
 //!   samples received, a level above 0), through a republish 1 s after the publisher
 //!   stopped, in one WHEP session; a B-frame stream is refused `422`.
+//! - `tests/whep_codecs.rs` of the end-to-end tests: Chromium publishes
+//!   VP9, then AV1, over WHIP and a second Chromium page plays each over
+//!   WHEP with its default offer (60 frames and more decoded and shown,
+//!   640×480, `getStats` naming `video/VP9` / `video/AV1`); a viewer whose
+//!   offer keeps only H.264 is refused `422` naming the codec; GStreamer
+//!   publishes H.265, which headless Chromium does not offer to receive:
+//!   `422` naming H.265 (with a viewer that offers it the test checks the
+//!   playback instead).
 //! - `tests/rtx.rs`: a str0m viewer over loopback UDP drops every 7th
 //!   video datagram for 50 frames; its NACKs bring each one back as RTX
 //!   and it ends with every packet.
@@ -368,9 +436,11 @@
 //!
 //! # What is left
 //!
-//! See the WHEP section for its gaps; WHEP viewers of VP9/AV1/H.265
-//! streams (refused by name: WHEP packetizes H.264 and VP8 only); a viewer
-//! offering VP8 alone for an H.264 stream gets no picture; VP9 spatial
+//! See the WHEP section for its gaps; an H.265 WHEP viewer (none tried:
+//! headless Chromium on Linux offers no H.265 to receive); VP9 profiles
+//! other than 0 over WHEP (sent labelled as profile 0); NACKs answered from
+//! a per-stream history (see "NACK and RTX" above: not possible with
+//! str0m 0.25 without a fork); VP9 spatial
 //! layers (SVC: only the base layer is kept); H.265 from browsers
 //! (hardware encoders only) untested; RTCP sender
 //! reports for A/V sync (tracks are aligned by first-packet arrival);

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use tidewater_core::{Catalog, Codec, Frame, OutputFormat, rescale};
-use tidewater_media::codec::{parse_avcc, parse_hvcc};
+use tidewater_media::codec::{HevcConfig, parse_avcc, parse_hvcc};
 use tidewater_media::rtp::h264::{nal_type, packetize_h264};
 use tidewater_media::rtp::h265::{self, nal_type_of as h265_nal_type};
 use tidewater_media::rtp::{av1, vp8, vp9};
@@ -75,26 +75,13 @@ pub fn packetize(frame: &Frame, catalog: &Catalog) -> Bytes {
             put_all(&mut out, payloads.into_iter().map(|p| (p.marker, p.data)));
         }
         Codec::H265 => {
-            // The parameter sets of the catalog (RTMP, SRT, RTSP publishers
-            // carry them there only) before a keyframe that lacks them.
             let config = config.and_then(|c| parse_hvcc(c));
-            let nals = nal_units(&frame.payload);
-            let has_sps = nals
-                .iter()
-                .any(|n| h265_nal_type(n) == Some(h265::nal_type::SPS));
-            let mut all: Vec<&[u8]> = Vec::new();
-            if frame.is_keyframe()
-                && !has_sps
-                && let Some(config) = &config
-            {
-                all.extend(config.vps.iter().map(|n| &n[..]));
-                all.extend(config.sps.iter().map(|n| &n[..]));
-                all.extend(config.pps.iter().map(|n| &n[..]));
-            }
-            all.extend(nals);
-            let mut payloads = Vec::new();
-            h265::packetize_h265(all, MAX_PAYLOAD, &mut payloads);
-            put_all(&mut out, payloads.into_iter().map(|p| (p.marker, p.data)));
+            h265_payloads(
+                &frame.payload,
+                frame.is_keyframe(),
+                config.as_ref(),
+                &mut out,
+            );
         }
         Codec::Vp8 | Codec::Vp9 | Codec::Av1 => {
             let mut payloads = Vec::new();
@@ -109,6 +96,29 @@ pub fn packetize(frame: &Frame, catalog: &Catalog) -> Bytes {
         _ => {}
     }
     out.freeze()
+}
+
+/// Appends the RTP payloads of an H.265 access unit: the parameter sets of
+/// `config` (the catalog's `hvcC`: RTMP, SRT and RTSP publishers carry
+/// them there only) before a keyframe that has no SPS in band.
+fn h265_payloads(payload: &[u8], keyframe: bool, config: Option<&HevcConfig>, out: &mut BytesMut) {
+    let nals = nal_units(payload);
+    let has_sps = nals
+        .iter()
+        .any(|n| h265_nal_type(n) == Some(h265::nal_type::SPS));
+    let mut all: Vec<&[u8]> = Vec::new();
+    if keyframe
+        && !has_sps
+        && let Some(config) = config
+    {
+        all.extend(config.vps.iter().map(|n| &n[..]));
+        all.extend(config.sps.iter().map(|n| &n[..]));
+        all.extend(config.pps.iter().map(|n| &n[..]));
+    }
+    all.extend(nals);
+    let mut payloads = Vec::new();
+    h265::packetize_h265(all, MAX_PAYLOAD, &mut payloads);
+    put_all(out, payloads.into_iter().map(|p| (p.marker, p.data)));
 }
 
 /// Appends each payload with its marker byte and 16-bit length; one too
@@ -209,7 +219,7 @@ const SHARED_GENERATION_BYTES: usize = 4 << 20;
 /// keeps its `Bytes` (so the buffer it points into stays allocated and the
 /// address cannot be reused by another payload while the entry exists).
 /// Memory is bounded: entries live in two generations, the newer one
-/// rotated out once it holds [`SHARED_GENERATION_BYTES`]; a payload asked
+/// rotated out once it holds `SHARED_GENERATION_BYTES` (4 MB); a payload asked
 /// for again from the older generation moves to the newer one.
 #[derive(Debug, Default)]
 pub struct SharedPayloads {
@@ -278,6 +288,50 @@ mod tests {
                 (true, &[0xcc][..], 90_000)
             ]
         );
+    }
+
+    /// An H.265 keyframe without parameter sets in band gets the catalog's
+    /// VPS, SPS and PPS first, as single NAL unit packets; a large slice is
+    /// cut into FUs within `MAX_PAYLOAD`, the marker on the last; a
+    /// keyframe with its own SPS and an inter frame get nothing added.
+    #[test]
+    #[allow(
+        clippy::indexing_slicing,
+        reason = "tests: a short list should fail the test"
+    )]
+    fn h265_keyframes_get_the_catalogs_parameter_sets() {
+        let config = HevcConfig {
+            length_size: 4,
+            vps: vec![Bytes::from_static(&[0x40, 0x01, 0xaa])],
+            sps: vec![Bytes::from_static(&[0x42, 0x01, 0xbb])],
+            pps: vec![Bytes::from_static(&[0x44, 0x01, 0xcc])],
+            size: None,
+        };
+        let mut idr = vec![0x26, 0x01];
+        idr.extend(std::iter::repeat_n(7u8, 3000));
+        let mut au = (idr.len() as u32).to_be_bytes().to_vec();
+        au.extend(&idr);
+        let read = |keyframe: bool, au: &[u8]| {
+            let mut out = BytesMut::new();
+            h265_payloads(au, keyframe, Some(&config), &mut out);
+            let mut items_out = Vec::new();
+            items(&out.freeze(), MediaCodec::H265, 0, 90_000, &mut items_out);
+            items_out
+        };
+        let key = read(true, &au);
+        let firsts: Vec<u8> = key.iter().map(|i| i.payload[0] >> 1 & 0x3f).collect();
+        // VPS, SPS, PPS, then the IDR slice in FUs (type 49).
+        assert_eq!(firsts[..4], [32, 33, 34, 49]);
+        assert!(key.iter().all(|i| i.payload.len() <= MAX_PAYLOAD));
+        assert_eq!(key.iter().filter(|i| i.marker).count(), 1);
+        assert!(key.last().is_some_and(|i| i.marker));
+        assert_eq!(read(false, &au)[0].payload[0] >> 1 & 0x3f, 49);
+        let mut with_sps = 3u32.to_be_bytes().to_vec();
+        with_sps.extend([0x42, 0x01, 0xdd]);
+        with_sps.extend(&au);
+        let own = read(true, &with_sps);
+        assert_eq!(&own[0].payload[..], &[0x42, 0x01, 0xdd]);
+        assert_eq!(own[1].payload[0] >> 1 & 0x3f, 49);
     }
 
     /// Every viewer's item of one payload gets the same `Arc`, copied once;
