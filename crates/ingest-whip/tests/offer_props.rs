@@ -4,80 +4,24 @@
 //! never a panic, and a refused offer leaves no session and nothing
 //! published.
 
-use std::time::Instant;
+mod support;
 
 use axum::body::Body;
 use axum::http::{Method, Request as HttpRequest};
 use proptest::prelude::*;
-use str0m::media::{Direction, MediaKind};
-use str0m::{Candidate, Rtc};
-use tidewater_core::{AppSpec, CancellationToken, Engine, InboundProtocol, Request, StreamKey};
-use tidewater_whip::{Whip, WhipConfig};
+use str0m::media::Direction;
+use tidewater_core::{Request, StreamKey};
+use tidewater_whip::WhipConfig;
 use tower::ServiceExt;
 
-fn offer() -> String {
-    let mut rtc = Rtc::builder()
-        .clear_codecs()
-        .enable_h264(true)
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .build(Instant::now());
-    rtc.add_local_candidate(
-        Candidate::host("127.0.0.1:9".parse().expect("addr"), "udp").expect("candidate"),
-    );
-    let mut api = rtc.sdp_api();
-    api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-    api.apply().expect("offer").0.to_sdp_string()
-}
-
-#[derive(Debug, Clone)]
-enum Edit {
-    Drop(usize),
-    Repeat(usize),
-    Cut(usize),
-    Replace(usize, String),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        any::<usize>().prop_map(Edit::Drop),
-        any::<usize>().prop_map(Edit::Repeat),
-        any::<usize>().prop_map(Edit::Cut),
-        (any::<usize>(), "[ -~]{0,40}").prop_map(|(i, s)| Edit::Replace(i, s)),
-    ]
-}
+use support::sdp_edits::{apply_edits, edit, offer};
+use support::{WhipUnderTest, engine, loopback, start_whip};
 
 fn body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..600),
-        proptest::collection::vec(edit(), 1..6).prop_map(|edits| {
-            let mut lines: Vec<String> = offer().split("\r\n").map(str::to_owned).collect();
-            for e in edits {
-                let n = lines.len().max(1);
-                match e {
-                    Edit::Drop(i) if !lines.is_empty() => {
-                        lines.remove(i % n);
-                    }
-                    Edit::Repeat(i) if !lines.is_empty() => {
-                        let l = lines[i % n].clone();
-                        lines.insert(i % n, l);
-                    }
-                    Edit::Cut(i) if !lines.is_empty() => {
-                        let l = &mut lines[i % n];
-                        let cut = i % (l.len() + 1);
-                        let mut at = cut;
-                        while !l.is_char_boundary(at) {
-                            at -= 1;
-                        }
-                        l.truncate(at);
-                    }
-                    Edit::Replace(i, s) if !lines.is_empty() => lines[i % n] = s,
-                    _ => {}
-                }
-            }
-            lines.join("\r\n").into_bytes()
-        }),
+        proptest::collection::vec(edit(), 1..6)
+            .prop_map(|edits| { apply_edits(&offer(Direction::SendOnly), edits).into_bytes() }),
     ]
 }
 
@@ -91,20 +35,10 @@ proptest! {
             .build()
             .expect("runtime");
         runtime.block_on(async move {
-            let engine = Engine::builder().default_app(AppSpec::default()).build().expect("engine");
-            let whip = Whip::new(WhipConfig {
-                udp_listen: "127.0.0.1:0".parse().expect("addr"),
-                ..WhipConfig::default()
-            })
-            .expect("config");
-            let shutdown = CancellationToken::new();
-            let worker = {
-                let (whip, ctx, shutdown) = (whip.clone(), engine.context(), shutdown.clone());
-                tokio::spawn(async move { whip.serve(ctx, shutdown).await })
-            };
-            whip.listening().await;
-            let response = whip
-                .router(engine.context())
+            let engine = engine();
+            let WhipUnderTest { whip, router, shutdown, worker, .. } =
+                start_whip(&engine, loopback(WhipConfig::default())).await;
+            let response = router
                 .oneshot(
                     HttpRequest::builder()
                         .method(Method::POST)

@@ -4,29 +4,13 @@
 //! repeated, cut or replaced. Never a panic; unedited inputs are answered
 //! or read.
 
-use std::time::Instant;
+mod support;
 
 use proptest::prelude::*;
-use str0m::media::{Direction, MediaKind};
-use str0m::{Candidate, Rtc};
+use str0m::media::Direction;
 use tidewater_whip::fuzzing::{Outcome, signalling};
 
-/// A client's offer: send-only for WHIP, receive-only for WHEP.
-fn offer(direction: Direction) -> String {
-    let mut rtc = Rtc::builder()
-        .clear_codecs()
-        .enable_h264(true)
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .build(Instant::now());
-    rtc.add_local_candidate(
-        Candidate::host("127.0.0.1:9".parse().expect("addr"), "udp").expect("candidate"),
-    );
-    let mut api = rtc.sdp_api();
-    api.add_media(MediaKind::Video, direction, None, None, None);
-    api.add_media(MediaKind::Audio, direction, None, None, None);
-    api.apply().expect("offer").0.to_sdp_string()
-}
+use support::sdp_edits::{Edit, apply_edits, edit, offer};
 
 const FRAGMENT: &str = "a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n\
     m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
@@ -70,51 +54,11 @@ fn real_inputs_are_answered_or_read() {
     assert_eq!(signalling(&vp8), Outcome::Answered);
 }
 
-#[derive(Debug, Clone)]
-enum Edit {
-    Drop(usize),
-    Repeat(usize),
-    Cut(usize),
-    Replace(usize, String),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    prop_oneof![
-        any::<usize>().prop_map(Edit::Drop),
-        any::<usize>().prop_map(Edit::Repeat),
-        any::<usize>().prop_map(Edit::Cut),
-        (any::<usize>(), "[ -~]{0,40}").prop_map(|(i, s)| Edit::Replace(i, s)),
-    ]
-}
-
 fn edited(which: usize, edits: Vec<Edit>) -> Vec<u8> {
     let data = real(which);
     let text = String::from_utf8_lossy(&data[1..]).into_owned();
-    let mut lines: Vec<String> = text.split("\r\n").map(str::to_owned).collect();
-    for e in edits {
-        let n = lines.len().max(1);
-        match e {
-            Edit::Drop(i) if !lines.is_empty() => {
-                lines.remove(i % n);
-            }
-            Edit::Repeat(i) if !lines.is_empty() => {
-                let l = lines[i % n].clone();
-                lines.insert(i % n, l);
-            }
-            Edit::Cut(i) if !lines.is_empty() => {
-                let l = &mut lines[i % n];
-                let mut at = i % (l.len() + 1);
-                while !l.is_char_boundary(at) {
-                    at -= 1;
-                }
-                l.truncate(at);
-            }
-            Edit::Replace(i, s) if !lines.is_empty() => lines[i % n] = s,
-            _ => {}
-        }
-    }
     let mut out = vec![data[0]];
-    out.extend_from_slice(lines.join("\r\n").as_bytes());
+    out.extend_from_slice(apply_edits(&text, edits).as_bytes());
     out
 }
 

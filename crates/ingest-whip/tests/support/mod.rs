@@ -1,8 +1,9 @@
 //! What the WHIP crate's tests share (`mod support;` in each test file):
 //! a WHIP/WHEP server in process on a loopback media port, its router
 //! served over HTTP for browsers, str0m clients negotiated with its
-//! router, synthetic H.264 for a str0m publisher, and the reading of a
-//! Chromium page's playback reports.
+//! router, synthetic H.264 for a str0m publisher, the reading of a
+//! Chromium page's playback reports, and (`sdp_edits`) the edited offers
+//! of the signalling property tests.
 //!
 //! The str0m client itself is `tidewater_tests::str0m_peer` (the binary's
 //! tests use it too); what is here needs this crate or `tidewater-media`,
@@ -10,6 +11,8 @@
 
 // Each test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
+
+pub mod sdp_edits;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
