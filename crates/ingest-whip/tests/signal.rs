@@ -109,18 +109,17 @@ async fn call(
 
 const SDP: (&str, &str) = ("content-type", "application/sdp");
 
+/// `POST`s `body` to `uri` as `application/sdp` (an offer, or what stands
+/// in for one).
+async fn post_sdp(router: &axum::Router, uri: &str, body: String) -> (Response, String) {
+    call(router, Method::POST, uri, &[SDP], body).await
+}
+
 #[tokio::test]
 async fn an_offer_is_answered_and_delete_ends_the_publish() {
     let h = start(engine(), loopback()).await;
     let media = h.whip.listening().await;
-    let (r, answer) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/cam",
-        &[SDP],
-        offer(false),
-    )
-    .await;
+    let (r, answer) = post_sdp(&h.router, "/whip/live/cam", offer(false)).await;
     assert_eq!(r.status(), StatusCode::CREATED, "{answer}");
     assert_eq!(r.headers()[header::CONTENT_TYPE], "application/sdp");
     assert_eq!(r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
@@ -146,14 +145,7 @@ async fn an_offer_is_answered_and_delete_ends_the_publish() {
 
     // The stream is published: a second publisher is refused.
     let key = StreamKey::parse("live/cam").expect("key");
-    let (r, _) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/cam",
-        &[SDP],
-        offer(false),
-    )
-    .await;
+    let (r, _) = post_sdp(&h.router, "/whip/live/cam", offer(false)).await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
 
     // Trickle ICE: 204 for the session's ETag (or none), 412 for another,
@@ -199,14 +191,7 @@ async fn an_offer_is_answered_and_delete_ends_the_publish() {
     assert_eq!(h.whip.sessions(), 0);
     // The publish ended with the session: the stream may be published again.
     assert!(h.engine.subscribe(Request::new(key, "test")).await.is_err());
-    let (r, _) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/cam",
-        &[SDP],
-        offer(false),
-    )
-    .await;
+    let (r, _) = post_sdp(&h.router, "/whip/live/cam", offer(false)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -222,48 +207,20 @@ async fn bad_offers_get_clear_errors_and_leave_nothing_published() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let (r, body) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/a",
-        &[SDP],
-        "v=0\r\ngarbage\r\n".into(),
-    )
-    .await;
+    let (r, body) = post_sdp(&h.router, "/whip/live/a", "v=0\r\ngarbage\r\n".into()).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
-    let (r, body) = call(&h.router, Method::POST, "/whip/live/a", &[SDP], offer(true)).await;
+    let (r, body) = post_sdp(&h.router, "/whip/live/a", offer(true)).await;
     assert_eq!(r.status(), StatusCode::NOT_ACCEPTABLE, "{body}");
     assert!(body.contains("H.264") && body.contains("H266"), "{body}");
-    let (r, _) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/a",
-        &[SDP],
-        "x".repeat(70_000),
-    )
-    .await;
+    let (r, _) = post_sdp(&h.router, "/whip/live/a", "x".repeat(70_000)).await;
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let (r, _) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/..",
-        &[SDP],
-        offer(false),
-    )
-    .await;
+    let (r, _) = post_sdp(&h.router, "/whip/live/..", offer(false)).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(h.whip.sessions(), 0);
     let key = StreamKey::parse("live/a").expect("key");
     assert!(h.engine.subscribe(Request::new(key, "test")).await.is_err());
     // Nothing stuck: a good offer is answered.
-    let (r, _) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/a",
-        &[SDP],
-        offer(false),
-    )
-    .await;
+    let (r, _) = post_sdp(&h.router, "/whip/live/a", offer(false)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
 }
 
@@ -340,14 +297,7 @@ async fn the_bearer_token_reaches_the_authorizer_and_refusals_are_401() {
         .build()
         .expect("engine");
     let h = start(engine, loopback()).await;
-    let (r, body) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/cam?x=1",
-        &[SDP],
-        offer(false),
-    )
-    .await;
+    let (r, body) = post_sdp(&h.router, "/whip/live/cam?x=1", offer(false)).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{body}");
     assert!(r.headers().get(header::WWW_AUTHENTICATE).is_some());
     let (r, _) = call(
@@ -381,14 +331,7 @@ async fn sessions_are_bounded_and_the_media_port_must_listen() {
     let whip = Whip::new(loopback()).expect("config");
     let e = engine();
     let router = whip.router(e.context());
-    let (r, _) = call(
-        &router,
-        Method::POST,
-        "/whip/live/cam",
-        &[SDP],
-        offer(false),
-    )
-    .await;
+    let (r, _) = post_sdp(&router, "/whip/live/cam", offer(false)).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     let h = start(
@@ -399,23 +342,9 @@ async fn sessions_are_bounded_and_the_media_port_must_listen() {
         },
     )
     .await;
-    let (r, _) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/one",
-        &[SDP],
-        offer(false),
-    )
-    .await;
+    let (r, _) = post_sdp(&h.router, "/whip/live/one", offer(false)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let (r, _) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/two",
-        &[SDP],
-        offer(false),
-    )
-    .await;
+    let (r, _) = post_sdp(&h.router, "/whip/live/two", offer(false)).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(h.whip.sessions(), 1);
 }
@@ -430,14 +359,7 @@ async fn a_peer_that_never_connects_is_ended() {
         },
     )
     .await;
-    let (r, _) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/cam",
-        &[SDP],
-        offer(false),
-    )
-    .await;
+    let (r, _) = post_sdp(&h.router, "/whip/live/cam", offer(false)).await;
     assert_eq!(r.status(), StatusCode::CREATED);
     let start = Instant::now();
     while h.whip.sessions() != 0 && start.elapsed() < Duration::from_secs(5) {
@@ -467,14 +389,7 @@ fn viewer_offer() -> String {
 #[tokio::test]
 async fn whep_answers_a_live_stream_and_refuses_one_that_is_not() {
     let h = start(engine(), loopback()).await;
-    let (r, body) = call(
-        &h.router,
-        Method::POST,
-        "/whep/live/cam",
-        &[SDP],
-        viewer_offer(),
-    )
-    .await;
+    let (r, body) = post_sdp(&h.router, "/whep/live/cam", viewer_offer()).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "{body}");
     assert_eq!(h.whip.sessions(), 0);
 
@@ -484,14 +399,7 @@ async fn whep_answers_a_live_stream_and_refuses_one_that_is_not() {
         .open_publish(Request::new(key, "test"))
         .await
         .expect("publish");
-    let (r, answer) = call(
-        &h.router,
-        Method::POST,
-        "/whep/live/cam",
-        &[SDP],
-        viewer_offer(),
-    )
-    .await;
+    let (r, answer) = post_sdp(&h.router, "/whep/live/cam", viewer_offer()).await;
     assert_eq!(r.status(), StatusCode::CREATED, "{answer}");
     assert!(
         answer.contains("a=sendonly") && answer.contains("H264/90000"),
@@ -558,14 +466,7 @@ async fn whep_refuses_a_stream_with_b_frames_with_a_clear_answer() {
             ))
             .expect("frame");
     }
-    let (r, body) = call(
-        &h.router,
-        Method::POST,
-        "/whep/live/bframes",
-        &[SDP],
-        viewer_offer(),
-    )
-    .await;
+    let (r, body) = post_sdp(&h.router, "/whep/live/bframes", viewer_offer()).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(
         body.contains("B-frames") && body.contains("-bf 0"),
@@ -592,14 +493,7 @@ async fn configured_ice_servers_are_announced_in_link_headers() {
         ..loopback()
     };
     let h = start(engine(), config).await;
-    let (r, answer) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/ice",
-        &[SDP],
-        offer(false),
-    )
-    .await;
+    let (r, answer) = post_sdp(&h.router, "/whip/live/ice", offer(false)).await;
     assert_eq!(r.status(), StatusCode::CREATED, "{answer}");
     let links: Vec<_> = r
         .headers()
@@ -616,14 +510,7 @@ async fn configured_ice_servers_are_announced_in_link_headers() {
     );
     // Without servers configured, none.
     let h = start(engine(), loopback()).await;
-    let (r, _) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/ice",
-        &[SDP],
-        offer(false),
-    )
-    .await;
+    let (r, _) = post_sdp(&h.router, "/whip/live/ice", offer(false)).await;
     assert!(r.headers().get(header::LINK).is_none());
 }
 
@@ -653,27 +540,13 @@ async fn h264_is_preferred_then_vp8_and_whep_refuses_other_video_by_name() {
         api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
         api.apply().expect("offer").0.to_sdp_string()
     };
-    let (r, body) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/v",
-        &[SDP],
-        offer_of(false),
-    )
-    .await;
+    let (r, body) = post_sdp(&h.router, "/whip/live/v", offer_of(false)).await;
     assert_eq!(r.status(), StatusCode::CREATED, "{body}");
     assert!(
         body.contains("VP8/90000") && !body.contains("VP9/90000") && !body.contains("H264"),
         "{body}"
     );
-    let (r, answer) = call(
-        &h.router,
-        Method::POST,
-        "/whip/live/v2",
-        &[SDP],
-        offer_of(true),
-    )
-    .await;
+    let (r, answer) = post_sdp(&h.router, "/whip/live/v2", offer_of(true)).await;
     assert_eq!(r.status(), StatusCode::CREATED, "{answer}");
     assert!(
         answer.contains("H264/90000") && !answer.contains("VP8/90000"),
@@ -696,14 +569,7 @@ async fn h264_is_preferred_then_vp8_and_whep_refuses_other_video_by_name() {
             360,
         )])
         .expect("catalog");
-    let (r, body) = call(
-        &h.router,
-        Method::POST,
-        "/whep/live/hevc",
-        &[SDP],
-        viewer_offer(),
-    )
-    .await;
+    let (r, body) = post_sdp(&h.router, "/whep/live/hevc", viewer_offer()).await;
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body.contains("h265"), "{body}");
 }
