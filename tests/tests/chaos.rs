@@ -1176,6 +1176,151 @@ fn a_slowloris_of_1000_idle_http_connections_is_closed_by_the_header_timeout() {
     assert_no_panic(http, &output);
 }
 
+/// `[rtsp] session_timeout_ms` here (60 s by default): an RTSP connection
+/// that sends nothing is closed by it; one that begins a request and never
+/// finishes it by `head_timeout_ms` (10 s by default, as here).
+const RTSP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `[webrtc] idle_timeout_ms` (the default): an ICE-TCP connection that
+/// sends nothing, or never finishes a frame, is closed by it.
+const ICE_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `[webrtc] max_sessions` (the default, 256): ICE-TCP holds at most
+/// 2 × 256 + 16 connections at once and closes any further one at once.
+const ICE_TCP_MAX_CONNECTIONS: usize = 2 * 256 + 16;
+
+/// When each of `conns` (opened at the matching `opened`) was closed by the
+/// server, after its opening; `None` for one still open at `limit`.
+fn close_times(conns: &[TcpStream], opened: &[Instant], limit: Instant) -> Vec<Option<Duration>> {
+    let mut closed: Vec<Option<Duration>> = vec![None; conns.len()];
+    for c in conns {
+        c.set_nonblocking(true).expect("nonblocking");
+    }
+    let mut byte = [0u8; 512];
+    while Instant::now() < limit && closed.iter().any(Option::is_none) {
+        for (i, c) in conns.iter().enumerate() {
+            if closed[i].is_some() {
+                continue;
+            }
+            let mut c = c;
+            let gone = loop {
+                match c.read(&mut byte) {
+                    Ok(0) => break true,
+                    // An answer before the close is fine.
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break false,
+                    Err(_) => break true,
+                }
+            };
+            if gone {
+                closed[i] = Some(opened[i].elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    closed
+}
+
+#[test]
+fn a_slowloris_on_the_rtsp_and_ice_tcp_ports_is_closed_by_their_timeouts() {
+    let _turn = serial();
+    // Two ports' idle connections, the server's ends of them and the rest.
+    raise_fd_limit(8 * SLOWLORIS as u64);
+    let config = format!(
+        "{}[rtsp]\nsession_timeout_ms = {}\nhead_timeout_ms = {}\n",
+        loopback_config(),
+        RTSP_IDLE_TIMEOUT.as_millis(),
+        RTSP_IDLE_TIMEOUT.as_millis()
+    );
+    let mut server = ServerCommand::with_config(&config).spawn();
+    let (http, rtmp, rtsp) = (server.http_addr(), server.rtmp_addr(), server.rtsp_addr());
+    // ICE-TCP listens on the media port's number.
+    let ice_tcp = logged_addr(&mut server, "WebRTC media on UDP ");
+    let _publisher = ffmpeg_publish(&format!("rtmp://{rtmp}/live/loris"), 90, 25);
+    wait_live(http, "live/loris", LIVE_TIMEOUT);
+    let fds_before = open_fds(server.pid());
+
+    // On each port, half send nothing and half the start of what they
+    // would send: an RTSP request head, an ICE-TCP frame announcing 200
+    // bytes of which 20 come.
+    let mut conns = Vec::new();
+    let mut opened = Vec::new();
+    for i in 0..2 * SLOWLORIS {
+        let (addr, partial): (SocketAddr, &[u8]) = if i < SLOWLORIS {
+            (rtsp, b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n")
+        } else {
+            (
+                ice_tcp,
+                &[
+                    0, 200, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                ],
+            )
+        };
+        let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        if i % 2 == 1 {
+            s.write_all(partial).expect("partial");
+        }
+        opened.push(Instant::now());
+        conns.push(s);
+    }
+    let all_open = opened[0].elapsed();
+
+    // A normal RTSP client meanwhile: ffmpeg reads the stream.
+    let read = decoding_reader(
+        "rtsp reader during the slowloris",
+        &format!("rtsp://{rtsp}/live/loris"),
+        3,
+        Instant::now() + Duration::from_secs(30),
+    );
+    let closed = close_times(
+        &conns,
+        &opened,
+        Instant::now() + RTSP_IDLE_TIMEOUT.max(ICE_TCP_IDLE_TIMEOUT) + Duration::from_secs(15),
+    );
+    let read = read.join().expect("rtsp reader");
+    drop(conns);
+    let (rtsp_closed, ice_closed) = closed.split_at(SLOWLORIS);
+    let summary = |what: &str, times: &[Option<Duration>], timeout: Duration| {
+        let open = times.iter().filter(|t| t.is_none()).count();
+        let early: Vec<Duration> = times
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|t| *t + Duration::from_millis(200) < timeout)
+            .collect();
+        let latest = times.iter().flatten().max().copied();
+        eprintln!(
+            "{what}: {SLOWLORIS} idle connections, {} closed before the timeout (the latest of \
+             them {:?}), the last closed {latest:?} after it opened, {open} still open",
+            early.len(),
+            early.iter().max()
+        );
+        (open, early.len())
+    };
+    eprintln!("{} connections opened in {all_open:?}", 2 * SLOWLORIS);
+    assert_decoded_throughout(&read, 3);
+    let (rtsp_open, rtsp_early) = summary("rtsp", rtsp_closed, RTSP_IDLE_TIMEOUT);
+    let (ice_open, ice_early) = summary("ice-tcp", ice_closed, ICE_TCP_IDLE_TIMEOUT);
+    assert_eq!((rtsp_open, rtsp_early), (0, 0), "rtsp: open, closed early");
+    assert_eq!(ice_open, 0, "ice-tcp: still open");
+    // Over the connection limit: closed at once; the others held until the
+    // idle timeout.
+    assert!(
+        ice_early <= SLOWLORIS - ICE_TCP_MAX_CONNECTIONS,
+        "ice-tcp: {ice_early} closed before the idle timeout (at most {} over the limit)",
+        SLOWLORIS - ICE_TCP_MAX_CONNECTIONS
+    );
+    wait_fds_back(server.pid(), fds_before);
+    let output = server.output();
+    let count = |text: &str| output.lines().filter(|l| l.contains(text)).count();
+    let (rtsp_lines, ice_lines) = (count("rtsp: peer"), count("ICE-TCP connection"));
+    eprintln!("log lines: rtsp {rtsp_lines}, ice-tcp {ice_lines}");
+    // ICE-TCP's closes share the media port's budget: 20 lines per 10 s.
+    assert!(
+        (1..=60).contains(&ice_lines),
+        "{ice_lines} lines about ICE-TCP closes for {SLOWLORIS} connections"
+    );
+    assert_no_panic(http, &output);
+}
+
 /// Waits until process `pid` holds no more file descriptors than
 /// `baseline` (plus the one connection a scrape may hold); panics after 30 s.
 fn wait_fds_back(pid: u32, baseline: usize) {
