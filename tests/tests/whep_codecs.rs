@@ -12,8 +12,9 @@
 
 use std::time::Duration;
 
+use tidewater_tests::gst_whip::{spawn_gst_whip_publish, whip_status};
 use tidewater_tests::page::ChromiumPage;
-use tidewater_tests::python::python_with;
+use tidewater_tests::page_scripts::open_webrtc_page;
 use tidewater_tests::{ServerCommand, ServerProcess, catalog_codecs, wait_live};
 
 const CONFIG: &str = "[http]\nlisten = \"127.0.0.1:0\"\n";
@@ -24,12 +25,7 @@ const CONFIG: &str = "[http]\nlisten = \"127.0.0.1:0\"\n";
 const PUBLISH_PAGE: &str = r#"<script>
 (async () => {
   try {
-    const media = await navigator.mediaDevices.getUserMedia({video: {width: 640, height: 480}, audio: true});
-    const pc = new RTCPeerConnection({iceServers: []});
-    for (const track of media.getTracks()) pc.addTransceiver(track, {direction: 'sendonly'});
-    const video = pc.getTransceivers().find(t => t.sender.track && t.sender.track.kind === 'video');
-    video.setCodecPreferences(RTCRtpSender.getCapabilities('video').codecs
-      .filter(c => c.mimeType === '__MIME__' || c.mimeType === 'video/rtx'));
+    const {pc, video} = await cameraPublisher('__MIME__');
     const params = video.sender.getParameters();
     params.degradationPreference = 'maintain-resolution';
     await video.sender.setParameters(params);
@@ -57,16 +53,10 @@ const PLAY_PAGE: &str = r#"<script>
     const only = __ONLY__;
     const caps = RTCRtpReceiver.getCapabilities('video').codecs.map(c => c.mimeType);
     log('caps ' + JSON.stringify(caps));
-    const viewer = new RTCPeerConnection({iceServers: []});
-    const video = viewer.addTransceiver('video', {direction: 'recvonly'});
+    const {viewer, player} = whepViewer(true, true);
+    const video = viewer.getTransceivers().find(t => t.receiver.track.kind === 'video');
     if (only.length) video.setCodecPreferences(RTCRtpReceiver.getCapabilities('video').codecs
       .filter(c => only.includes(c.mimeType) || c.mimeType === 'video/rtx'));
-    viewer.addTransceiver('audio', {direction: 'recvonly'});
-    const player = document.createElement('video');
-    player.muted = true; player.autoplay = true; player.playsInline = true;
-    document.body.appendChild(player);
-    const received = new MediaStream();
-    viewer.ontrack = (e) => { received.addTrack(e.track); player.srcObject = received; };
     await viewer.setLocalDescription(await viewer.createOffer());
     await gathered(viewer);
     const w = await fetch('__SERVER__/whep/live/__STREAM__', {method: 'POST', headers: {'Content-Type': 'application/sdp'}, body: viewer.localDescription.sdp});
@@ -98,7 +88,7 @@ const PLAY_PAGE: &str = r#"<script>
 /// Opens the play page for `stream` with the video offer limited to `only`.
 fn play(http: std::net::SocketAddr, stream: &str, only: &[&str]) -> ChromiumPage {
     let only = serde_json::to_string(only).unwrap_or_default();
-    ChromiumPage::open(
+    open_webrtc_page(
         &PLAY_PAGE
             .replace("__SERVER__", &format!("http://{http}"))
             .replace("__STREAM__", stream)
@@ -179,7 +169,7 @@ fn chromium_plays_vp9_and_av1_whip_publishes_over_whep() {
     let mut server = ServerCommand::with_config(CONFIG).spawn();
     let http = server.http_addr();
     for (mime, stream, catalog) in [("video/VP9", "vp9", "Vp9"), ("video/AV1", "av1", "Av1")] {
-        let publisher = ChromiumPage::open(
+        let publisher = open_webrtc_page(
             &PUBLISH_PAGE
                 .replace("__SERVER__", &format!("http://{http}"))
                 .replace("__MIME__", mime)
@@ -224,18 +214,9 @@ fn chromium_plays_vp9_and_av1_whip_publishes_over_whep() {
 fn an_h265_publish_plays_where_the_viewer_offers_h265_and_is_refused_by_name_elsewhere() {
     let mut server = ServerCommand::with_config(CONFIG).spawn();
     let http = server.http_addr();
-    let mut cmd = python_with(
-        "import gi, cryptography; gi.require_version('GstWebRTC', '1.0')",
-        "GStreamer's WebRTC bindings",
-    );
-    cmd.arg(tidewater_tests::workspace_root().join("tests/helpers/gst_whip_publish.py"))
-        .arg(format!("http://{http}/whip/live/hevc"))
-        .arg("60")
-        .arg("--h265");
-    let mut publisher = tidewater_tests::child_lines::ChildLines::spawn(cmd);
-    let status = publisher.wait_for_match(Duration::from_secs(30), |l| {
-        l.strip_prefix("status ").map(str::to_owned)
-    });
+    let mut publisher =
+        spawn_gst_whip_publish(&format!("http://{http}/whip/live/hevc"), 60, &["--h265"]);
+    let status = whip_status(&mut publisher, Duration::from_secs(30));
     assert_eq!(status.as_deref(), Some("201"), "{}", server.output());
     let live = wait_live(http, "live/hevc", Duration::from_secs(30));
     assert!(
