@@ -103,7 +103,9 @@ impl PayloadFormat for Av1Format {
 /// across packets with Y/Z: a packet starts a new OBU only where the one
 /// before it ended, so a receiver that takes a packet with Z = 0 as the
 /// start of a frame (Chromium, without the dependency descriptor) finds
-/// the whole temporal unit, the sequence header of a keyframe included.
+/// the whole temporal unit, the sequence header of a keyframe included
+/// (except where an OBU ends within a byte of a packet's end: no fragment
+/// fits there, so the next packet starts the next OBU with Z = 0).
 /// N is set on a keyframe's first packet, the marker on the last.
 /// Temporal delimiters and tile lists are left out, as the payload format
 /// says a sender should. For tests and for senders of AV1 (WHEP).
