@@ -4,11 +4,13 @@
 //! - a viewer that stops reading and one that reads a trickle, next to 50
 //!   that play: the 50 keep their lag, the bad ones are cut off;
 //! - the publisher killed with SIGKILL mid-GOP, not coming back (every
-//!   reader sees the end within the follow grace plus its protocol's bound)
-//!   or coming back within the grace (every reader plays on);
+//!   reader, ffmpeg's and a str0m WHEP viewer, sees the end within the
+//!   follow grace plus its protocol's bound) or coming back within the
+//!   grace (every reader plays on);
 //! - garbage, truncated handshakes and oversized messages on every port
 //!   while a stream plays;
-//! - a slowloris of 1 000 idle HTTP connections;
+//! - a slowloris of 1 000 idle HTTP connections, and one of 1 000 on each
+//!   of RTSP and ICE-TCP;
 //! - 1 000 connect/disconnect cycles per second on RTMP and on HTTP for 60 s.
 //!
 //! A full disk under recording is tested in `tests/tests/record.rs`
