@@ -647,8 +647,8 @@ const END_BOUND_WHEP_SESSION: Duration = Duration::from_secs(2);
 /// interval ([`WHEP_STUN_RTO`]) gives up after 9 unanswered checks, about
 /// 4.5 s; slack for a loaded machine on top.
 const END_BOUND_WHEP_CLIENT: Duration = Duration::from_secs(8);
-/// The WHEP viewer's longest STUN retransmission interval (str0m's default
-/// is 3 s, which takes about 20 s to see a silent server).
+/// The WHEP viewer's longest STUN retransmission interval (with str0m's
+/// default, 3 s, the viewer saw the silent server 23 s after its end).
 const WHEP_STUN_RTO: Duration = Duration::from_millis(500);
 
 /// What a str0m WHEP viewer of a stream saw.
