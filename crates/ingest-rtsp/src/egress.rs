@@ -14,6 +14,19 @@
 //! slice when the frame does not already, so a reader that lost or ignored
 //! the SDP's `sprop-parameter-sets` still decodes.
 
+// Stamps what the publisher sent (frames of any publish protocol) for
+// readers: no indexing, unwrap, expect or panic that input could reach
+// (RELIABILITY.md "Lints"); the unit tests are exempt.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -243,15 +256,15 @@ impl Reader {
         let mut used = vec![false; tracks.len()];
         let mut ids = Vec::with_capacity(self.tracks.len());
         for t in &self.tracks {
-            let Some(j) = tracks
+            let Some((n, taken)) = tracks
                 .iter()
-                .enumerate()
-                .position(|(j, n)| !used[j] && n.codec == t.codec && clock_rate(n) == t.clock)
+                .zip(used.iter_mut())
+                .find(|(n, taken)| !**taken && n.codec == t.codec && clock_rate(n) == t.clock)
             else {
                 return false;
             };
-            used[j] = true;
-            ids.push(tracks[j].id);
+            *taken = true;
+            ids.push(n.id);
         }
         for (t, id) in self.tracks.iter_mut().zip(ids) {
             t.id = id;

@@ -22,6 +22,18 @@
 //! start (a kernel before 4.18 ignores the control message and would send
 //! the run as one oversized datagram).
 
+// Sends to addresses readers gave: no indexing, unwrap, expect or panic
+// (RELIABILITY.md "Lints"); the unit tests are exempt.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
+
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
