@@ -967,13 +967,16 @@ fn every_reader_plays_on_when_a_killed_publisher_comes_back_within_the_grace() {
         "live/back",
         Instant::now() + Duration::from_secs(45),
     );
+    let whep = whep_reader(http, "live/back", Instant::now() + Duration::from_secs(45));
     std::thread::sleep(Duration::from_secs(6));
     wait_mid_gop(&pool, clock);
     first.0.kill().expect("SIGKILL the publisher");
+    let killed = Instant::now();
     let first_span = started.elapsed();
     std::thread::sleep(Duration::from_secs(1));
     const SECOND: u32 = 8;
     let mut second = ffmpeg_publish(&url, SECOND, KILL_GOP);
+    let republished = Instant::now();
     // DASH opens a second Period for the second publish, in the same MPD.
     let periods = wait_mpd(http, "live/back", Duration::from_secs(SECOND as u64), |m| {
         m.contains("type=\"dynamic\"") && m.matches("<Period ").count() == 2
@@ -1020,6 +1023,43 @@ fn every_reader_plays_on_when_a_killed_publisher_comes_back_within_the_grace() {
             )),
             Some(_) => {}
         }
+    }
+    // The WHEP viewer plays on the same connection across the republish,
+    // and sees the end only after the second publish's grace.
+    let read = whep.join().expect("whep reader");
+    let (at_kill, at_republish) = (
+        read.packets_before(killed),
+        read.packets_before(republished),
+    );
+    let during_second = read.packets_before(last_ended) - at_republish;
+    let ended = read
+        .ended_at
+        .map(|t| t.saturating_duration_since(last_ended));
+    let whep_bound = GRACE + END_BOUND_WHEP_SESSION + END_BOUND_WHEP_CLIENT;
+    eprintln!(
+        "whep: {at_kill} RTP packets before the kill, {} between the kill and the republish, \
+         {during_second} during the second publish; the viewer saw the end {ended:?} after it \
+         (bound {whep_bound:?})",
+        at_republish - at_kill
+    );
+    if read.refused.is_some() || !read.connected || at_kill == 0 {
+        failures.push(format!(
+            "whep: refused {:?}, connected {}, {at_kill} RTP packets before the kill",
+            read.refused, read.connected
+        ));
+    }
+    // 8 s at 25 fps: a packet a picture at least, half of them.
+    if during_second < SECOND * 25 / 2 {
+        failures.push(format!(
+            "whep: {during_second} RTP packets during the {SECOND} s second publish"
+        ));
+    }
+    match ended {
+        Some(after) if after <= whep_bound && after + Duration::from_millis(500) >= GRACE => {}
+        other => failures.push(format!(
+            "whep: the viewer saw the end {other:?} after the second publish (grace {GRACE:?} + \
+             {END_BOUND_WHEP_SESSION:?} + {END_BOUND_WHEP_CLIENT:?})"
+        )),
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_no_panic(http, &server.output());
