@@ -41,6 +41,17 @@
 //!                            first); the run with the median server CPU is reported
 //!   --tidewater-bin PATH     measure this binary (configured the same way, from the
 //!                            environment) instead of building `tidewater-server`
+//!   --nice -10               run servers, publisher and load tool at this niceness, and
+//!                            this session's autogroup too (restored at the end; plain
+//!                            nice does nothing against other sessions' builds, see
+//!                            tidewater_bench::sched): start the bench under `setsid`
+//!                            so that the autogroup is its own
+//!   --server-cpus 0,1        pin every server to these CPUs (a taskset list; default
+//!                            the one server CPU, 0); the load tool and publisher stay
+//!                            on CPU 1, sharing it with the server when the list has it
+//!   --both-cpus              "Both CPUs": also run tidewater free to use CPUs 0 and 1
+//!                            (load tool and publisher still on CPU 1) in the same run,
+//!                            and report its CPU per viewer against the one-core run's
 //!   --auth                   the cost of authorization on the join path: tidewater
 //!                            only, twice per N and rep: with no `[auth]`, and with
 //!                            `[[auth.users]]` (see below)
@@ -80,7 +91,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use tidewater_bench::harness::{
-    Fields, Guard, TempDir, free_port, have, nofile_limit, pinned, tail_of,
+    Fields, Guard, TempDir, free_port, have, niced, nofile_limit, pinned, pinned_to, tail_of,
 };
 use tidewater_bench::topology::{Net, Topology};
 use tidewater_bench::{group_thousands, machine, today_utc};
@@ -126,6 +137,8 @@ enum Server {
     TidewaterUsers,
     /// tidewater with `[[auth.users]]`: one user per viewer.
     TidewaterUserPerViewer,
+    /// tidewater free to use both CPUs (`--both-cpus`).
+    TidewaterBothCpus,
     Nginx,
 }
 
@@ -135,6 +148,7 @@ impl Server {
             Server::Tidewater => "tidewater",
             Server::TidewaterUsers => "tidewater+users",
             Server::TidewaterUserPerViewer => "tidewater+user-per-viewer",
+            Server::TidewaterBothCpus => "tidewater-2cpus",
             Server::Nginx => "nginx-rtmp",
         }
     }
@@ -168,6 +182,10 @@ struct Options {
     auth: bool,
     /// Loopback, or a veth pair between two namespaces.
     topology: Topology,
+    /// `--nice`: niceness of every process started, and of this session's autogroup.
+    nice: Option<i32>,
+    /// `--server-cpus`: a taskset CPU list for every server instead of the one server CPU.
+    server_cpus: Option<String>,
 }
 
 impl Options {
@@ -188,7 +206,10 @@ impl Options {
             tidewater_bin: None,
             auth: false,
             topology: Topology::Loopback,
+            nice: None,
+            server_cpus: None,
         };
+        let mut both_cpus = false;
         let mut per_viewer = false;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -235,6 +256,27 @@ impl Options {
                 "--auth" => o.auth = true,
                 "--topology" => o.topology = Topology::parse(&value()?)?,
                 "--auth-per-viewer" => per_viewer = true,
+                "--both-cpus" => both_cpus = true,
+                "--server-cpus" => {
+                    let list = value()?;
+                    let ok = !list.is_empty()
+                        && list
+                            .split(',')
+                            .all(|p| p.split('-').all(|c| c.parse::<usize>().is_ok()));
+                    if !ok {
+                        return Err(format!("--server-cpus {list:?}: a CPU list such as 0,1"));
+                    }
+                    o.server_cpus = Some(list);
+                }
+                "--nice" => {
+                    o.nice = Some(
+                        value()?
+                            .parse::<i32>()
+                            .ok()
+                            .filter(|n| (-20..=19).contains(n))
+                            .ok_or("--nice wants -20 to 19")?,
+                    )
+                }
                 "--reps" => {
                     o.reps = value()?
                         .parse()
@@ -252,6 +294,18 @@ impl Options {
         if per_viewer && !o.auth {
             return Err("--auth-per-viewer goes with --auth".into());
         }
+        if both_cpus && (o.auth || o.server_cpus.is_some()) {
+            return Err("--both-cpus goes without --auth and --server-cpus".into());
+        }
+        if both_cpus {
+            // Next to tidewater on one CPU, in the same run.
+            let at = o.servers.iter().position(|&s| s == Server::Tidewater);
+            if let Some(at) = at {
+                o.servers.insert(at + 1, Server::TidewaterBothCpus);
+            } else {
+                return Err("--both-cpus needs tidewater among the servers".into());
+            }
+        }
         if o.auth {
             // The anchor is tidewater without `[auth]`, in the same run.
             o.servers = vec![Server::Tidewater, Server::TidewaterUsers];
@@ -266,7 +320,8 @@ impl Options {
 fn usage() -> &'static str {
     "usage: rtmp [--quick] [--sizes 200,1000,2000] [--only nginx|tidewater] [--window 15] \
      [--settle 6] [--ramp-rate 400] [--read-interval-ms 100] [--reps 3] [--tidewater-bin PATH] \
-     [--auth [--auth-per-viewer]] [--topology loopback|veth]"
+     [--auth [--auth-per-viewer]] [--topology loopback|veth] [--nice -10] \
+     [--server-cpus 0,1] [--both-cpus]"
 }
 
 fn main() -> ExitCode {
@@ -317,6 +372,10 @@ struct Setup {
     clip: PathBuf,
     nofile: u64,
     server_cpu: usize,
+    /// The taskset CPU list servers run on (`--server-cpus`, else `server_cpu`).
+    server_cpus: String,
+    /// `--nice`.
+    nice: Option<i32>,
     client_cpu: usize,
     nginx: Result<Nginx, String>,
     tidewater: Result<PathBuf, String>,
@@ -337,6 +396,11 @@ struct Nginx {
 }
 
 fn run(opts: &Options) -> Result<(), String> {
+    // `nice` alone only orders processes within their session's autogroup,
+    // and the scheduler shares a busy CPU between autogroups: the session's
+    // own niceness (inherited by every process started here, put back at
+    // the end) is what wins CPU from builds in other sessions.
+    let _autogroup = opts.nice.map(tidewater_bench::sched::AutogroupNice::set);
     let paths = Paths::locate()?;
     let wants_nginx = opts.servers.contains(&Server::Nginx);
     let wants_tidewater = opts.servers.iter().any(|s| s.is_tidewater());
@@ -347,11 +411,17 @@ fn run(opts: &Options) -> Result<(), String> {
         eprintln!("rtmp bench: warning: one CPU only; server and load share it");
     }
     let (server_cpu, client_cpu) = (0, 1 % cpus);
+    let server_cpus = opts
+        .server_cpus
+        .clone()
+        .unwrap_or_else(|| server_cpu.to_string());
     let (net, receive_cpus) = Net::checked(opts.topology, server_cpu, client_cpu)?;
     let setup = Setup {
         clip,
         nofile: nofile_limit(WANT_NOFILE),
         server_cpu,
+        server_cpus,
+        nice: opts.nice,
         client_cpu,
         net,
         receive_cpus,
@@ -398,7 +468,7 @@ fn run(opts: &Options) -> Result<(), String> {
         "rtmp bench: clip {}, open-file limit {}, server on CPU {}, load tool and publisher on CPU {}",
         setup.clip.display(),
         setup.nofile,
-        setup.server_cpu,
+        setup.server_cpus,
         setup.client_cpu
     );
     eprintln!(
@@ -520,7 +590,13 @@ fn run_one(setup: &Setup, opts: &Options, server: Server, n: usize) -> Result<Fi
             };
             // A binary that is there but does not start is a failure, not
             // a missing server.
-            start_tidewater(bin, setup, &tmp.0, port, config.as_deref())
+            // `--both-cpus`: the server CPU and the load tool's.
+            let both = format!("{},{}", setup.server_cpu, setup.client_cpu);
+            let cpus = match tidewater {
+                Server::TidewaterBothCpus => both.as_str(),
+                _ => setup.server_cpus.as_str(),
+            };
+            start_tidewater(bin, setup, &tmp.0, port, config.as_deref(), cpus)
                 .map_err(RunError::Failed)?
         }
     };
@@ -616,9 +692,10 @@ fn run_load(
 ) -> Result<Fields, String> {
     let out = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let ramp_rate = opts.ramp_rate.min(n as f64 / GOP_SECS);
-    let mut cmd = setup
-        .net
-        .client(pinned(setup.client_cpu, Some(setup.nofile), LOAD_TOOL));
+    let mut cmd = setup.net.client(niced(
+        setup.nice,
+        pinned(setup.client_cpu, Some(setup.nofile), LOAD_TOOL),
+    ));
     cmd.args(["--url", url])
         .args(["--viewers", &n.to_string()])
         .args(["--ramp-rate", &ramp_rate.to_string()])
@@ -676,9 +753,10 @@ fn start_nginx(nginx: &Nginx, setup: &Setup, dir: &Path, port: u16) -> Result<Gu
     );
     std::fs::write(&conf, text).map_err(|e| format!("{}: {e}", conf.display()))?;
     let log = File::create(dir.join("server.log")).map_err(|e| format!("server log: {e}"))?;
-    let mut cmd = setup
-        .net
-        .server(pinned(setup.server_cpu, None, &nginx.binary));
+    let mut cmd = setup.net.server(niced(
+        setup.nice,
+        pinned_to(&setup.server_cpus, None, &nginx.binary),
+    ));
     cmd.arg("-p")
         .arg(dir)
         .arg("-c")
@@ -768,11 +846,12 @@ fn start_tidewater(
     dir: &Path,
     port: u16,
     config: Option<&Path>,
+    cpus: &str,
 ) -> Result<Guard, String> {
     let log = File::create(dir.join("server.log")).map_err(|e| format!("server log: {e}"))?;
     let mut cmd = setup
         .net
-        .server(pinned(setup.server_cpu, Some(setup.nofile), bin));
+        .server(niced(setup.nice, pinned_to(cpus, Some(setup.nofile), bin)));
     if let Some(config) = config {
         cmd.arg("--config").arg(config);
     }
@@ -802,7 +881,9 @@ fn start_tidewater(
 
 fn start_publisher(setup: &Setup, dir: &Path, url: &str) -> Result<Guard, String> {
     let log = File::create(dir.join("publisher.log")).map_err(|e| format!("publisher log: {e}"))?;
-    let mut cmd = setup.net.server(pinned(setup.client_cpu, None, "ffmpeg"));
+    let mut cmd = setup
+        .net
+        .server(niced(setup.nice, pinned(setup.client_cpu, None, "ffmpeg")));
     cmd.args(["-hide_banner", "-nostdin", "-loglevel", "warning"])
         .args(["-re", "-stream_loop", "-1", "-i"])
         .arg(&setup.clip)
@@ -1015,7 +1096,7 @@ fn report_auth(
                 Server::Tidewater => "no [auth]".to_string(),
                 Server::TidewaterUsers => format!("[[auth.users]], one `{VIEWER_USER}`"),
                 Server::TidewaterUserPerViewer => "[[auth.users]], a user per viewer".to_string(),
-                Server::Nginx => s.name().to_string(),
+                Server::Nginx | Server::TidewaterBothCpus => s.name().to_string(),
             };
             match results.get(&(s, n)) {
                 Some(Ok(f)) => println!(
@@ -1116,13 +1197,17 @@ fn report(
         today_utc()
     );
     println!(
-        "server pinned to CPU {}, load tool and ffmpeg publisher to CPU {}; clip {}",
-        setup.server_cpu,
+        "server pinned to CPU {}, load tool and ffmpeg publisher to CPU {}; clip {}{}",
+        setup.server_cpus,
         setup.client_cpu,
         setup
             .clip
             .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        match setup.nice {
+            Some(n) => format!("; niceness {n} (processes and this session's autogroup)"),
+            None => String::new(),
+        }
     );
     println!(
         "topology {}: {}; kernel receive measured on CPU {} (client → server) and CPU {} \
@@ -1203,14 +1288,15 @@ fn report(
     println!(
         "| viewers N | server | server CPU (min–max of runs) | softirq on CPU {core} \
          | CPU {core} kernel threads | other work on CPU {core} \
-         | load tool CPU (cores) | failed / ended early | lag p50 / p99 (ms) | first keyframe max (ms) |"
+         | load tool CPU (cores) | failed / ended early | lag p50 / p99 (ms) | first keyframe max (ms) \
+         | load average at start |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in &opts.sizes {
         for &s in &opts.servers {
             if let Some(Ok(f)) = get(s, n) {
                 println!(
-                    "| {} | {} | {} ({}–{}, {} runs) | {} | {} | {} | {} | {} / {} | {} / {} | {} |",
+                    "| {} | {} | {} ({}–{}, {} runs) | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} |",
                     group_thousands(n as u64),
                     s.name(),
                     cores(f.num("server_cpu")),
@@ -1226,6 +1312,7 @@ fn report(
                     ms(f.num("lag_p50_ms")),
                     ms(f.num("lag_p99_ms")),
                     ms(f.num("kf_max_ms")),
+                    f.text("loadavg"),
                 );
             }
         }
@@ -1267,10 +1354,49 @@ fn report(
             }
         }
     }
+    report_both_cpus(opts, setup, results);
     if !notes.is_empty() {
         println!();
         for note in notes {
             println!("- {note}");
         }
+    }
+}
+
+/// `--both-cpus`: tidewater's CPU per viewer free to use both CPUs against
+/// pinned to one, from the same run (issue: "Both CPUs", within 10 %).
+fn report_both_cpus(
+    opts: &Options,
+    setup: &Setup,
+    results: &HashMap<(Server, usize), Result<Fields, RunError>>,
+) {
+    if !opts.servers.contains(&Server::TidewaterBothCpus) {
+        return;
+    }
+    let per_viewer = |s: Server, n: usize| match results.get(&(s, n)) {
+        Some(Ok(f)) => f.num("server_cpu").map(|c| c * 1e6 / n as f64),
+        _ => None,
+    };
+    let us = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.0}"));
+    println!();
+    println!(
+        "| viewers N | tidewater CPU per viewer (µs/s): on CPU {} | on CPUs {},{} (load tool \
+         and publisher share CPU {}) | ratio (two / one) |",
+        setup.server_cpu, setup.server_cpu, setup.client_cpu, setup.client_cpu
+    );
+    println!("|---:|---:|---:|---:|");
+    for &n in &opts.sizes {
+        let one = per_viewer(Server::Tidewater, n);
+        let two = per_viewer(Server::TidewaterBothCpus, n);
+        let ratio = match (one, two) {
+            (Some(a), Some(b)) if a > 0.0 => format!("**{:.2}×**", b / a),
+            _ => "—".into(),
+        };
+        println!(
+            "| {} | {} | {} | {ratio} |",
+            group_thousands(n as u64),
+            us(one),
+            us(two)
+        );
     }
 }

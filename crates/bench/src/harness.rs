@@ -173,13 +173,31 @@ pub fn tail_of(path: &Path) -> String {
 /// `taskset -c CPU [prlimit --nofile=N:N] program`: both exec the program,
 /// so the child's pid is the program's.
 pub fn pinned(cpu: usize, nofile: Option<u64>, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pinned_to(&cpu.to_string(), nofile, program)
+}
+
+/// [`pinned`] to a `taskset` CPU list (`0,1`, `0-3`): the program may run on
+/// any of them.
+pub fn pinned_to(cpus: &str, nofile: Option<u64>, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new("taskset");
-    cmd.args(["-c", &cpu.to_string()]);
+    cmd.args(["-c", cpus]);
     if let Some(n) = nofile {
         cmd.arg("prlimit").arg(format!("--nofile={n}:{n}"));
     }
     cmd.arg(program);
     cmd
+}
+
+/// `nice -n N` in front of a command (`nice` execs it, so the child's pid
+/// stays the program's), or the command as it is. Niceness only orders
+/// processes within their autogroup: see [`crate::sched`].
+pub fn niced(nice: Option<i32>, cmd: Command) -> Command {
+    let Some(n) = nice else { return cmd };
+    let mut out = Command::new("nice");
+    out.args(["-n", &n.to_string()])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    out
 }
 
 /// The open-file limit to give children: `want`, capped at the hard limit
