@@ -928,7 +928,6 @@ pub(crate) async fn run(
                     let found = peers.get_mut(&id).filter(|p| p.key == key);
                     let existed = found.is_some();
                     if let Some(peer) = found {
-                        peer.rtc.disconnect();
                         peer.end("ended by DELETE".into());
                     }
                     let _ = reply.send(existed);
@@ -1029,7 +1028,14 @@ pub(crate) async fn run(
             .map(|p| p.id.clone())
             .collect();
         for id in ended {
-            if let Some(peer) = peers.remove(&id) {
+            if let Some(mut peer) = peers.remove(&id) {
+                // Tell the client: RTCP BYE and DTLS close_notify, so a
+                // player sees the end at once rather than when its ICE
+                // checks go unanswered (5-25 s later, by its STUN timers).
+                // Nothing is waited for; an Rtc already closed sends nothing.
+                if peer.rtc.close().is_ok() {
+                    peer.drain(&sockets, &stats);
+                }
                 stats.links.remove(&id, Some(&peer.link));
                 by_addr.retain(|&(proto, addr), v| {
                     let keep = *v != id;
