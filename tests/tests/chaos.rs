@@ -1362,6 +1362,12 @@ fn a_slowloris_on_the_rtsp_and_ice_tcp_ports_is_closed_by_their_timeouts() {
     let count = |text: &str| output.lines().filter(|l| l.contains(text)).count();
     let (rtsp_lines, ice_lines) = (count("rtsp: peer"), count("ICE-TCP connection"));
     eprintln!("log lines: rtsp {rtsp_lines}, ice-tcp {ice_lines}");
+    // The listeners' limiters: 20 lines per 10 s each (the RTSP
+    // connections end within a few seconds of each other: a window or two).
+    assert!(
+        (1..=60).contains(&rtsp_lines),
+        "{rtsp_lines} lines about RTSP connections for {SLOWLORIS} connections"
+    );
     // ICE-TCP's closes share the media port's budget: 20 lines per 10 s.
     assert!(
         (1..=60).contains(&ice_lines),

@@ -307,6 +307,7 @@ impl InboundProtocol for Rtsp {
                         let tls = self.tls.as_ref().map(|t| t.acceptor());
                         // A panic in a connection's task ends that connection alone.
                         let contain = Arc::clone(&stats);
+                        let lines = Arc::clone(&stats);
                         connections.spawn(tidewater_core::contained(&contain, peer, async move {
                             let _open = open;
                             let local = stream.local_addr().ok();
@@ -319,8 +320,12 @@ impl InboundProtocol for Rtsp {
                                     Err(_) => Err(Error::tls("handshake timed out").with_context(Some(peer), None)),
                                 },
                             };
-                            if let Err(e) = result {
-                                warn!("{name}: {e}");
+                            // A peer can end connections at will (resets,
+                            // junk): the listener's limiter bounds the lines.
+                            if let Err(e) = result
+                                && let Some(note) = lines.log_limit().check_now()
+                            {
+                                warn!("{name}: {e}{note}");
                             }
                         }));
                     }
