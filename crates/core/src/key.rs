@@ -109,11 +109,21 @@ fn validate_part(part: &str, which: &'static str) -> Result<(), Error> {
     }
 }
 
-/// A log-safe rendering of untrusted text: bounded and escaped.
+/// Bytes of escaped text [`printable`] keeps.
+const PRINTABLE_BYTES: usize = 128;
+
+/// A log-safe rendering of untrusted text: escaped, and bounded in bytes
+/// after escaping (a character may escape to ten: a count of characters
+/// let 64 zero-width spaces grow to 512 bytes, found by fuzzing).
 fn printable(text: &str) -> String {
-    let mut out: String = text.chars().take(64).flat_map(char::escape_debug).collect();
-    if text.chars().count() > 64 {
-        out.push('…');
+    let mut out = String::new();
+    for c in text.chars() {
+        let escaped = c.escape_debug();
+        if out.len() + escaped.len() > PRINTABLE_BYTES {
+            out.push('…');
+            break;
+        }
+        out.extend(escaped);
     }
     out
 }
@@ -189,6 +199,16 @@ mod tests {
             .expect_err("a '%' name")
             .to_string();
         assert!(text.contains("\"live/%2e%2e\""), "{text}");
+    }
+
+    #[test]
+    fn error_text_is_bounded_after_escaping() {
+        // 3 bytes each, escaped to `\u{200b}`: 8.
+        let zero_width = "\u{200b}".repeat(300);
+        let err = StreamKey::parse(&format!("{zero_width}/x")).expect_err("app name too long");
+        let text = err.to_string();
+        assert!(text.len() < 300, "{} bytes: {text}", text.len());
+        assert!(text.contains("\\u{200b}…"), "{text}");
     }
 
     #[test]
