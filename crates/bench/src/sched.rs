@@ -53,9 +53,7 @@ impl AutogroupNice {
                 AutogroupNice { previous }
             }
             _ => {
-                eprintln!(
-                    "bench: autogroup niceness not set (autogroups off, or not permitted)"
-                );
+                eprintln!("bench: autogroup niceness not set (autogroups off, or not permitted)");
                 AutogroupNice { previous: None }
             }
         }
