@@ -421,8 +421,12 @@ fn three_hosts_pull_once_per_edge_follow_a_killed_origin_and_register_again() {
         let followed = republished.elapsed();
         // C's pulled publish ended with A's lease and the next one (from B)
         // began; C's reader stayed and followed it: a discontinuity, not an
-        // end.
-        let after = stream_json(c.http, "live/cam").expect("live at C again");
+        // end. B lists C's relay connection a moment before C has
+        // registered the pulled publish (the full run once read C between
+        // the two): wait for it.
+        let after = c.wait_stream("live/cam", |s| {
+            s["protocol"] == "relay" && s["generation"].as_u64() > before["generation"].as_u64()
+        });
         assert_eq!(after["protocol"], "relay", "{after}");
         assert!(
             after["generation"].as_u64() > before["generation"].as_u64(),
