@@ -705,43 +705,51 @@ fn post_sdp(http: SocketAddr, path: &str, offer: &str) -> Result<(u16, String), 
     Ok((status, body.to_string()))
 }
 
+/// Runs `task` on a thread of its own with a current-thread runtime: the
+/// test's clients that need tokio, next to its blocking ones.
+fn on_own_runtime<T: Send + 'static>(
+    task: impl std::future::Future<Output = T> + Send + 'static,
+) -> JoinHandle<T> {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(task)
+    })
+}
+
 /// A str0m WHEP viewer of `key` on its own thread, started now: it plays
 /// until it sees the connection end or `deadline` passes.
 fn whep_reader(http: SocketAddr, key: &str, deadline: Instant) -> JoinHandle<WhepRead> {
     let path = format!("/whep/{key}");
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let mut read = WhepRead::default();
-            let (pending, offer) =
-                Str0mPeer::offer_with_stun_rto(Direction::RecvOnly, Some(WHEP_STUN_RTO)).await;
-            let answer = match post_sdp(http, &path, &offer) {
-                Ok((201, answer)) => answer,
-                other => {
-                    read.refused = Some(format!("{other:?}"));
-                    return read;
-                }
-            };
-            let mut peer = pending.accept(&answer);
-            let step = Duration::from_millis(100);
-            read.connected = peer
-                .pump_until_connected(Duration::from_secs(10), step)
-                .await;
-            while read.connected && Instant::now() < deadline {
-                read.ended_at = peer.pump_until_disconnected(step, step).await;
-                read.samples.push((Instant::now(), peer.rtp_received));
-                if read.ended_at.is_some() {
-                    break;
-                }
+    on_own_runtime(async move {
+        let mut read = WhepRead::default();
+        let (pending, offer) =
+            Str0mPeer::offer_with_stun_rto(Direction::RecvOnly, Some(WHEP_STUN_RTO)).await;
+        let answer = match post_sdp(http, &path, &offer) {
+            Ok((201, answer)) => answer,
+            other => {
+                read.refused = Some(format!("{other:?}"));
+                return read;
             }
-            read.closed = peer.closed_at.is_some();
-            read.last_rtp_at = peer.last_rtp_at;
-            read.keyframe_first = peer.keyframe_first;
-            read
-        })
+        };
+        let mut peer = pending.accept(&answer);
+        let step = Duration::from_millis(100);
+        read.connected = peer
+            .pump_until_connected(Duration::from_secs(10), step)
+            .await;
+        while read.connected && Instant::now() < deadline {
+            read.ended_at = peer.pump_until_disconnected(step, step).await;
+            read.samples.push((Instant::now(), peer.rtp_received));
+            if read.ended_at.is_some() {
+                break;
+            }
+        }
+        read.closed = peer.closed_at.is_some();
+        read.last_rtp_at = peer.last_rtp_at;
+        read.keyframe_first = peer.keyframe_first;
+        read
     })
 }
 
@@ -1415,42 +1423,34 @@ struct Churned {
 /// at once (zero linger: no TIME_WAIT on either side to run out of ports);
 /// every tenth sends `hello` first and waits for a byte of answer.
 fn churn(addr: SocketAddr, hello: &'static [u8]) -> JoinHandle<Churned> {
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut done = Churned::default();
-            let start = tokio::time::Instant::now();
-            let step = Duration::from_secs(1) / CHURN_RATE;
-            let mut due = start;
-            while due < start + CHURN {
-                tokio::time::sleep_until(due).await;
-                due += step;
-                let Ok(Ok(mut s)) = tokio::time::timeout(
-                    Duration::from_secs(2),
-                    tokio::net::TcpStream::connect(addr),
-                )
-                .await
-                else {
-                    done.failed_connects += 1;
-                    continue;
-                };
-                done.cycles += 1;
-                if done.cycles % 10 == 0 && s.write_all(hello).await.is_ok() {
-                    let mut b = [0u8; 1];
-                    if let Ok(Ok(1)) =
-                        tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await
-                    {
-                        done.answered += 1;
-                    }
+    on_own_runtime(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut done = Churned::default();
+        let start = tokio::time::Instant::now();
+        let step = Duration::from_secs(1) / CHURN_RATE;
+        let mut due = start;
+        while due < start + CHURN {
+            tokio::time::sleep_until(due).await;
+            due += step;
+            let Ok(Ok(mut s)) =
+                tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                    .await
+            else {
+                done.failed_connects += 1;
+                continue;
+            };
+            done.cycles += 1;
+            if done.cycles % 10 == 0 && s.write_all(hello).await.is_ok() {
+                let mut b = [0u8; 1];
+                if let Ok(Ok(1)) =
+                    tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await
+                {
+                    done.answered += 1;
                 }
-                let _ = s.set_zero_linger();
             }
-            done
-        })
+            let _ = s.set_zero_linger();
+        }
+        done
     })
 }
 
